@@ -1,0 +1,20 @@
+//! siyu's vocabulary: what an event, an identity and a person trait are, and
+//! the versioned wire format that turns bytes into them.
+//!
+//! This crate is pure: it does no I/O and never reads the clock, so every
+//! other crate (engine, store, server, CLI) can share one definition of
+//! "a valid event" and one set of error messages.
+
+pub mod event;
+pub mod identity;
+pub mod time;
+pub mod wire;
+
+pub use event::{Channel, Event, EventType, Traits};
+pub use identity::Identity;
+pub use wire::{parse_csv_header, parse_csv_line, parse_json_event, CsvColumns, WireError};
+
+/// Seconds in a day; "N days" in every rule means N × DAY.
+pub const DAY: i64 = 86_400;
+/// Seconds in a week.
+pub const WEEK: i64 = 7 * DAY;
