@@ -1,0 +1,126 @@
+//! siyu's durable store: the event log plus the brand's side tables, behind
+//! one [`Store`] trait with two implementations (SQLite embedded by default,
+//! PostgreSQL for scale) that pass one conformance suite.
+//!
+//! The store is the system of record. The identity graph and every computed
+//! property live in the engine's memory and are rebuilt from the log, so the
+//! store never has to agree with a second copy of the truth.
+
+use siyu_domain::{Event, Identity};
+
+/// An event as stored: its position in the log (1-based, dense per store,
+/// assigned at append) and the event itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub offset: u64,
+    pub event: Event,
+}
+
+/// One identity merge, recorded so it can be audited: which two persons
+/// became one, through which event, when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergeRecord {
+    /// Log offset of the event that caused the merge.
+    pub event_offset: u64,
+    /// Event time of that event (epoch seconds).
+    pub ts: i64,
+    /// The two identities the event linked.
+    pub identity: Identity,
+    pub linked: Identity,
+    /// Canonical ids of the two persons before and of the one after.
+    pub from_a: String,
+    pub from_b: String,
+    pub into: String,
+}
+
+/// An audit-log entry (erasures, key changes, hand-overs …).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub id: u64,
+    /// Epoch seconds, supplied by the caller (the store reads no clock).
+    pub at: i64,
+    /// Stable action name, e.g. `erase_person`.
+    pub action: String,
+    /// What was acted on, e.g. a canonical id.
+    pub subject: String,
+    /// Free-form details (JSON object).
+    pub detail: serde_json::Value,
+}
+
+/// What an append did with each event of the batch, in input order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored at this log offset.
+    New(u64),
+    /// An event with the same client id was stored before; nothing added.
+    Duplicate(u64),
+}
+
+/// Errors of the store. Messages are lowercase and say what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The storage seam. Implementations: `SqliteStore`, `PostgresStore`.
+///
+/// Invariants every implementation keeps (checked by the conformance suite):
+/// - `append` is atomic and durable on return (one transaction per batch:
+///   that is the group commit), offsets are dense and increasing;
+/// - an event whose `id` was appended before is not appended again;
+/// - `scan` returns events in offset order and round-trips every field.
+pub trait Store: Send {
+    /// Appends a batch in one transaction and returns, per input event, its
+    /// new offset or the offset of the earlier event with the same id.
+    fn append(&mut self, events: &[Event]) -> Result<Vec<Appended>>;
+
+    /// The highest offset stored (0 when empty).
+    fn last_offset(&mut self) -> Result<u64>;
+
+    /// Up to `limit` events with offset > `after`, in offset order.
+    fn scan(&mut self, after: u64, limit: usize) -> Result<Vec<StoredEvent>>;
+
+    /// Events whose `identity` is one of `identities`, newest first (by ts,
+    /// then offset), with offset < `before` when given: a person's timeline.
+    fn events_of(
+        &mut self,
+        identities: &[Identity],
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>>;
+
+    /// Deletes every event whose `identity` or `ref` is one of `identities`
+    /// and writes `audit` in the same transaction. Returns events removed.
+    fn erase(&mut self, identities: &[Identity], audit: &AuditRecord) -> Result<u64>;
+
+    /// Records identity merges for audit.
+    fn record_merges(&mut self, merges: &[MergeRecord]) -> Result<()>;
+
+    /// Merges that involved any of `identities`, oldest first.
+    fn merges_of(&mut self, identities: &[Identity]) -> Result<Vec<MergeRecord>>;
+
+    /// Appends to the audit log (the `id` field is assigned by the store).
+    fn audit(&mut self, record: &AuditRecord) -> Result<u64>;
+
+    /// The newest `limit` audit records, newest first.
+    fn audit_log(&mut self, limit: usize) -> Result<Vec<AuditRecord>>;
+
+    /// Reads a value of the key-value settings table (write keys, segment
+    /// definitions, spend tables … each under its own key prefix).
+    fn get_setting(&mut self, key: &str) -> Result<Option<serde_json::Value>>;
+
+    /// Writes (or with `None` deletes) a settings value.
+    fn put_setting(&mut self, key: &str, value: Option<&serde_json::Value>) -> Result<()>;
+
+    /// Settings whose key starts with `prefix`, sorted by key.
+    fn list_settings(&mut self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>>;
+}
