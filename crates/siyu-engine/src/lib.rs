@@ -1,0 +1,1 @@
+//! siyu engine (in progress)
