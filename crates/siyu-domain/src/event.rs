@@ -107,12 +107,15 @@ impl Channel {
     ];
 
     pub fn parse(s: &str) -> Option<Self> {
-        let ok = !s.is_empty()
+        Self::is_valid(s).then(|| Channel(s.to_string()))
+    }
+
+    /// Whether `s` is a valid channel name (no allocation).
+    pub fn is_valid(s: &str) -> bool {
+        !s.is_empty()
             && s.len() <= 32
-            && s
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        ok.then(|| Channel(s.to_string()))
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
     }
 
     pub fn as_str(&self) -> &str {

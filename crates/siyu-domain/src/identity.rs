@@ -33,33 +33,7 @@ pub enum IdentityError {
 impl Identity {
     /// Parses `channel:id`.
     pub fn parse(s: &str) -> Result<Self, IdentityError> {
-        if s.is_empty() {
-            return Err(IdentityError::Empty);
-        }
-        if s.len() > MAX_IDENTITY_LEN {
-            return Err(IdentityError::TooLong);
-        }
-        let Some((channel, id)) = s.split_once(':') else {
-            return Err(IdentityError::NoChannel(s.to_string()));
-        };
-        if channel.is_empty() {
-            return Err(IdentityError::NoChannel(s.to_string()));
-        }
-        if !channel
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
-            return Err(IdentityError::BadChannel(channel.to_string()));
-        }
-        if id.is_empty() {
-            return Err(IdentityError::EmptyId(s.to_string()));
-        }
-        if !id
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b',' && b != b'"')
-        {
-            return Err(IdentityError::BadByte(s.escape_debug().to_string()));
-        }
+        check(s)?;
         Ok(Identity(s.to_string()))
     }
 
@@ -71,6 +45,38 @@ impl Identity {
     pub fn channel(&self) -> &str {
         self.0.split_once(':').map(|(c, _)| c).unwrap_or("")
     }
+}
+
+/// Checks that `s` is a valid `channel:id` without allocating.
+pub fn check(s: &str) -> Result<(), IdentityError> {
+    if s.is_empty() {
+        return Err(IdentityError::Empty);
+    }
+    if s.len() > MAX_IDENTITY_LEN {
+        return Err(IdentityError::TooLong);
+    }
+    let Some((channel, id)) = s.split_once(':') else {
+        return Err(IdentityError::NoChannel(s.to_string()));
+    };
+    if channel.is_empty() {
+        return Err(IdentityError::NoChannel(s.to_string()));
+    }
+    if !channel
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(IdentityError::BadChannel(channel.to_string()));
+    }
+    if id.is_empty() {
+        return Err(IdentityError::EmptyId(s.to_string()));
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b',' && b != b'"')
+    {
+        return Err(IdentityError::BadByte(s.escape_debug().to_string()));
+    }
+    Ok(())
 }
 
 impl fmt::Display for Identity {
@@ -99,12 +105,33 @@ mod tests {
     #[test]
     fn rejects_what_is_not_an_identity() {
         assert_eq!(Identity::parse(""), Err(IdentityError::Empty));
-        assert!(matches!(Identity::parse("abc"), Err(IdentityError::NoChannel(_))));
-        assert!(matches!(Identity::parse(":abc"), Err(IdentityError::NoChannel(_))));
-        assert!(matches!(Identity::parse("wecom:"), Err(IdentityError::EmptyId(_))));
-        assert!(matches!(Identity::parse("WeCom:x"), Err(IdentityError::BadChannel(_))));
-        assert!(matches!(Identity::parse("wecom:a b"), Err(IdentityError::BadByte(_))));
-        assert!(matches!(Identity::parse("wecom:a,b"), Err(IdentityError::BadByte(_))));
-        assert_eq!(Identity::parse(&"a:".repeat(200)), Err(IdentityError::TooLong));
+        assert!(matches!(
+            Identity::parse("abc"),
+            Err(IdentityError::NoChannel(_))
+        ));
+        assert!(matches!(
+            Identity::parse(":abc"),
+            Err(IdentityError::NoChannel(_))
+        ));
+        assert!(matches!(
+            Identity::parse("wecom:"),
+            Err(IdentityError::EmptyId(_))
+        ));
+        assert!(matches!(
+            Identity::parse("WeCom:x"),
+            Err(IdentityError::BadChannel(_))
+        ));
+        assert!(matches!(
+            Identity::parse("wecom:a b"),
+            Err(IdentityError::BadByte(_))
+        ));
+        assert!(matches!(
+            Identity::parse("wecom:a,b"),
+            Err(IdentityError::BadByte(_))
+        ));
+        assert_eq!(
+            Identity::parse(&"a:".repeat(200)),
+            Err(IdentityError::TooLong)
+        );
     }
 }

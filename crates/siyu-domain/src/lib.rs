@@ -7,12 +7,16 @@
 
 pub mod event;
 pub mod identity;
+pub mod line;
 pub mod time;
 pub mod wire;
 
 pub use event::{Channel, Event, EventType, Traits};
 pub use identity::Identity;
-pub use wire::{parse_csv_header, parse_csv_line, parse_json_event, CsvColumns, WireError};
+pub use line::{
+    parse_csv_borrowed, parse_csv_header, parse_csv_line, parse_jsonl_fast, CsvColumns, LineEvent,
+};
+pub use wire::{parse_json_event, WireError};
 
 /// Seconds in a day; "N days" in every rule means N × DAY.
 pub const DAY: i64 = 86_400;

@@ -59,7 +59,11 @@ pub fn parse_date(s: &str) -> Option<i64> {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let (y, m, d) = (digits(&b[0..4])? as i64, digits(&b[5..7])?, digits(&b[8..10])?);
+    let (y, m, d) = (
+        digits(&b[0..4])? as i64,
+        digits(&b[5..7])?,
+        digits(&b[8..10])?,
+    );
     if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
         return None;
     }
@@ -74,7 +78,11 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         return None;
     }
     let days = parse_date(&s[..10])?;
-    let (h, mi, sec) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+    let (h, mi, sec) = (
+        digits(&b[11..13])?,
+        digits(&b[14..16])?,
+        digits(&b[17..19])?,
+    );
     if h > 23 || mi > 59 || sec > 60 {
         return None;
     }
@@ -134,8 +142,14 @@ mod tests {
     fn known_instants() {
         assert_eq!(parse_rfc3339("2026-11-01T00:00:00Z"), Some(1_793_491_200));
         assert_eq!(parse_rfc3339("2025-11-01T00:00:55Z"), Some(1_761_955_255));
-        assert_eq!(parse_rfc3339("2026-11-01T08:00:00+08:00"), Some(1_793_491_200));
-        assert_eq!(parse_rfc3339("2026-11-01T00:00:00.999Z"), Some(1_793_491_200));
+        assert_eq!(
+            parse_rfc3339("2026-11-01T08:00:00+08:00"),
+            Some(1_793_491_200)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-01T00:00:00.999Z"),
+            Some(1_793_491_200)
+        );
         assert_eq!(format_rfc3339(1_793_491_200), "2026-11-01T00:00:00Z");
         assert_eq!(parse_date("2024-02-29"), Some(19_782));
     }
@@ -143,9 +157,15 @@ mod tests {
     #[test]
     fn rejects_malformed() {
         for s in [
-            "", "2026-11-01", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z",
-            "2026-11-01T24:00:00Z", "2026-11-01T00:00:00", "2026-11-01T00:00:00+0800",
-            "2026-11-01T00:00:00.Z", "２026-11-01T00:00:00Z",
+            "",
+            "2026-11-01",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-11-01T24:00:00Z",
+            "2026-11-01T00:00:00",
+            "2026-11-01T00:00:00+0800",
+            "2026-11-01T00:00:00.Z",
+            "２026-11-01T00:00:00Z",
         ] {
             assert_eq!(parse_rfc3339(s), None, "{s}");
         }

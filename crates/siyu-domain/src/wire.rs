@@ -9,6 +9,8 @@
 
 use crate::event::{Channel, Event, EventType, Traits};
 use crate::identity::Identity;
+#[cfg(test)]
+use crate::line::{parse_csv_header, parse_csv_line};
 use crate::time::{format_rfc3339, parse_date, parse_rfc3339, MAX_TS, MIN_TS};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -19,7 +21,7 @@ pub const WIRE_VERSION: u64 = 1;
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 /// Longest text, group, name or event id accepted, in bytes.
 pub const MAX_TEXT_LEN: usize = 4096;
-const MAX_SHORT_LEN: usize = 128;
+pub(crate) const MAX_SHORT_LEN: usize = 128;
 
 /// A rejected event: which field, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +32,11 @@ pub struct WireError {
 }
 
 impl WireError {
-    fn new(field: &'static str, message: impl Into<String>) -> Self {
-        WireError { field, message: message.into() }
+    pub(crate) fn new(field: &'static str, message: impl Into<String>) -> Self {
+        WireError {
+            field,
+            message: message.into(),
+        }
     }
 }
 
@@ -44,8 +49,20 @@ impl fmt::Display for WireError {
 impl std::error::Error for WireError {}
 
 const KNOWN_KEYS: [&str; 14] = [
-    "v", "id", "seq", "ts", "identity", "type", "channel", "amount", "ref", "group", "text",
-    "name", "properties", "traits",
+    "v",
+    "id",
+    "seq",
+    "ts",
+    "identity",
+    "type",
+    "channel",
+    "amount",
+    "ref",
+    "group",
+    "text",
+    "name",
+    "properties",
+    "traits",
 ];
 
 fn type_name(v: &Value) -> &'static str {
@@ -91,7 +108,7 @@ pub fn check_ts(ts: i64) -> Result<i64, WireError> {
     }
 }
 
-fn parse_ts_str(s: &str) -> Result<i64, WireError> {
+pub(crate) fn parse_ts_str(s: &str) -> Result<i64, WireError> {
     if let Ok(n) = s.parse::<i64>() {
         return check_ts(n);
     }
@@ -131,7 +148,10 @@ fn parse_amount_value(v: Option<&Value>) -> Result<Option<i64>, WireError> {
 
 fn parse_traits(v: &Value) -> Result<Traits, WireError> {
     let Value::Object(obj) = v else {
-        return Err(WireError::new("traits", format!("must be an object, got {}", type_name(v))));
+        return Err(WireError::new(
+            "traits",
+            format!("must be an object, got {}", type_name(v)),
+        ));
     };
     let mut t = Traits::default();
     for (key, value) in obj {
@@ -160,7 +180,10 @@ fn parse_traits(v: &Value) -> Result<Traits, WireError> {
             }
             "tags" => {
                 let Value::Array(items) = value else {
-                    return Err(WireError::new("traits", "`tags` must be an array of strings"));
+                    return Err(WireError::new(
+                        "traits",
+                        "`tags` must be an array of strings",
+                    ));
                 };
                 for item in items {
                     match item {
@@ -187,12 +210,18 @@ fn parse_traits(v: &Value) -> Result<Traits, WireError> {
 /// Parses and validates one event object of wire format v1.
 pub fn parse_json_event(v: &Value) -> Result<Event, WireError> {
     let Value::Object(obj) = v else {
-        return Err(WireError::new("event", format!("must be a JSON object, got {}", type_name(v))));
+        return Err(WireError::new(
+            "event",
+            format!("must be a JSON object, got {}", type_name(v)),
+        ));
     };
     if let Some(key) = obj.keys().find(|k| !KNOWN_KEYS.contains(&k.as_str())) {
         return Err(WireError::new(
             "event",
-            format!("unknown key `{key}`; known keys are {}", KNOWN_KEYS.join(", ")),
+            format!(
+                "unknown key `{key}`; known keys are {}",
+                KNOWN_KEYS.join(", ")
+            ),
         ));
     }
     match obj.get("v") {
@@ -201,35 +230,57 @@ pub fn parse_json_event(v: &Value) -> Result<Event, WireError> {
         Some(other) => {
             return Err(WireError::new(
                 "v",
-                format!("wire version {other} is not supported; this build reads version {WIRE_VERSION}"),
+                format!(
+                "wire version {other} is not supported; this build reads version {WIRE_VERSION}"
+            ),
             ))
         }
     }
     let event_type = match obj.get("type") {
         None | Some(Value::Null) => {
-            return Err(WireError::new("type", "is missing; e.g. \"type\": \"purchase\""))
+            return Err(WireError::new(
+                "type",
+                "is missing; e.g. \"type\": \"purchase\"",
+            ))
         }
         Some(Value::String(s)) => EventType::parse(s).ok_or_else(|| {
             let names: Vec<_> = EventType::ALL.iter().map(|t| t.as_str()).collect();
-            WireError::new("type", format!("unknown event type `{s}`; use one of {}", names.join(", ")))
+            WireError::new(
+                "type",
+                format!("unknown event type `{s}`; use one of {}", names.join(", ")),
+            )
         })?,
         Some(other) => {
-            return Err(WireError::new("type", format!("must be a string, got {}", type_name(other))))
+            return Err(WireError::new(
+                "type",
+                format!("must be a string, got {}", type_name(other)),
+            ))
         }
     };
     let ts = match obj.get("ts") {
         None | Some(Value::Null) => {
-            return Err(WireError::new("ts", "is missing; e.g. \"ts\": \"2026-10-31T08:00:00Z\""))
+            return Err(WireError::new(
+                "ts",
+                "is missing; e.g. \"ts\": \"2026-10-31T08:00:00Z\"",
+            ))
         }
         Some(Value::String(s)) => parse_ts_str(s)?,
         Some(Value::Number(n)) => match n.as_i64() {
             Some(ts) => check_ts(ts)?,
-            None => return Err(WireError::new("ts", "must be integer epoch seconds or an RFC 3339 string")),
+            None => {
+                return Err(WireError::new(
+                    "ts",
+                    "must be integer epoch seconds or an RFC 3339 string",
+                ))
+            }
         },
         Some(other) => {
             return Err(WireError::new(
                 "ts",
-                format!("must be an RFC 3339 string or epoch seconds, got {}", type_name(other)),
+                format!(
+                    "must be an RFC 3339 string or epoch seconds, got {}",
+                    type_name(other)
+                ),
             ))
         }
     };
@@ -244,19 +295,29 @@ pub fn parse_json_event(v: &Value) -> Result<Event, WireError> {
     };
     let channel = match opt_str(obj, "channel", 64)? {
         Some(s) => Channel::parse(s).ok_or_else(|| {
-            WireError::new("channel", format!("`{s}` must be lowercase letters, digits or `_` (at most 32), e.g. douyin"))
+            WireError::new(
+                "channel",
+                format!("`{s}` must be lowercase letters, digits or `_` (at most 32), e.g. douyin"),
+            )
         })?,
         None => Channel::parse(identity.channel()).ok_or_else(|| {
-            WireError::new("channel", "is missing and the identity's channel is not a valid channel name")
+            WireError::new(
+                "channel",
+                "is missing and the identity's channel is not a valid channel name",
+            )
         })?,
     };
     let seq = match obj.get("seq") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
-            WireError::new("seq", "must be a non-negative integer")
-        })?),
+        Some(Value::Number(n)) => Some(
+            n.as_u64()
+                .ok_or_else(|| WireError::new("seq", "must be a non-negative integer"))?,
+        ),
         Some(other) => {
-            return Err(WireError::new("seq", format!("must be a non-negative integer, got {}", type_name(other))))
+            return Err(WireError::new(
+                "seq",
+                format!("must be a non-negative integer, got {}", type_name(other)),
+            ))
         }
     };
     let amount = parse_amount_value(obj.get("amount"))?;
@@ -271,7 +332,10 @@ pub fn parse_json_event(v: &Value) -> Result<Event, WireError> {
         None | Some(Value::Null) => None,
         Some(Value::Object(m)) => Some(m.clone()),
         Some(other) => {
-            return Err(WireError::new("properties", format!("must be an object, got {}", type_name(other))))
+            return Err(WireError::new(
+                "properties",
+                format!("must be an object, got {}", type_name(other)),
+            ))
         }
     };
     let fields = Fields {
@@ -309,55 +373,91 @@ struct Fields {
     traits: Option<Traits>,
 }
 
-impl Fields {
-    /// The per-type rules: which fields a type needs and which it must not have.
-    fn validate(self) -> Result<Event, WireError> {
-        let t = self.event_type;
-        let amount = match (t.has_amount(), self.amount) {
+/// The per-type rules shared by every parser: which fields a type needs and
+/// which it must not have. Returns the amount to store.
+pub(crate) fn check_type_rules(
+    t: EventType,
+    amount: Option<i64>,
+    has_ref: bool,
+    has_group: bool,
+    has_name: bool,
+    has_traits: bool,
+) -> Result<i64, WireError> {
+    let amount =
+        match (t.has_amount(), amount) {
             (true, None) => {
-                return Err(WireError::new("amount", format!("is required on {t}: integer cents, e.g. 12900")))
-            }
-            (true, Some(a)) if !(0..=MAX_AMOUNT).contains(&a) => {
                 return Err(WireError::new(
                     "amount",
-                    format!("{a} is out of range; amounts are 0..=10^12 cents (refunds are positive too)"),
+                    format!("is required on {t}: integer cents, e.g. 12900"),
                 ))
             }
+            (true, Some(a)) if !(0..=MAX_AMOUNT).contains(&a) => return Err(WireError::new(
+                "amount",
+                format!(
+                    "{a} is out of range; amounts are 0..=10^12 cents (refunds are positive too)"
+                ),
+            )),
             (true, Some(a)) => a,
             (false, None | Some(0)) => 0,
             (false, Some(_)) => {
-                return Err(WireError::new("amount", format!("only purchase and refund carry an amount, not {t}")))
-            }
-        };
-        match t {
-            EventType::Identify if self.reference.is_none() && self.traits.is_none() => {
                 return Err(WireError::new(
-                    "ref",
-                    "identify needs `ref` (the identity to link) or `traits` (what to record)",
+                    "amount",
+                    format!("only purchase and refund carry an amount, not {t}"),
                 ))
             }
-            EventType::ReferralSignup if self.reference.is_none() => {
-                return Err(WireError::new("ref", "referral_signup needs `ref`: the inviter's identity"))
-            }
-            EventType::JoinGroup | EventType::LeaveGroup if self.group.is_none() => {
-                return Err(WireError::new("group", format!("{t} needs `group`: the community id")))
-            }
-            EventType::Custom if self.name.is_none() => {
-                return Err(WireError::new("name", "custom events need `name`, e.g. \"coupon_claimed\""))
-            }
-            _ => {}
+        };
+    match t {
+        EventType::Identify if !has_ref && !has_traits => {
+            return Err(WireError::new(
+                "ref",
+                "identify needs `ref` (the identity to link) or `traits` (what to record)",
+            ))
         }
-        if self.reference.is_some()
-            && !matches!(t, EventType::Identify | EventType::ReferralSignup)
-        {
-            return Err(WireError::new("ref", format!("only identify and referral_signup take `ref`, not {t}")));
+        EventType::ReferralSignup if !has_ref => {
+            return Err(WireError::new(
+                "ref",
+                "referral_signup needs `ref`: the inviter's identity",
+            ))
         }
+        EventType::JoinGroup | EventType::LeaveGroup if !has_group => {
+            return Err(WireError::new(
+                "group",
+                format!("{t} needs `group`: the community id"),
+            ))
+        }
+        EventType::Custom if !has_name => {
+            return Err(WireError::new(
+                "name",
+                "custom events need `name`, e.g. \"coupon_claimed\"",
+            ))
+        }
+        _ => {}
+    }
+    if has_ref && !matches!(t, EventType::Identify | EventType::ReferralSignup) {
+        return Err(WireError::new(
+            "ref",
+            format!("only identify and referral_signup take `ref`, not {t}"),
+        ));
+    }
+    Ok(amount)
+}
+
+impl Fields {
+    fn validate(self) -> Result<Event, WireError> {
+        let amount = check_type_rules(
+            self.event_type,
+            self.amount,
+            self.reference.is_some(),
+            self.group.is_some(),
+            self.name.is_some(),
+            self.traits.is_some(),
+        )?;
         Ok(Event {
             id: self.id,
             seq: self.seq,
             ts: self.ts,
             identity: self.identity,
-            event_type: t,
+            event_type: self.event_type,
             channel: self.channel,
             amount,
             reference: self.reference,
@@ -402,117 +502,12 @@ pub fn to_json(e: &Event) -> Value {
         m.insert("properties".into(), Value::Object(p.clone()));
     }
     if let Some(t) = &e.traits {
-        m.insert("traits".into(), serde_json::to_value(t).unwrap_or(Value::Null));
+        m.insert(
+            "traits".into(),
+            serde_json::to_value(t).unwrap_or(Value::Null),
+        );
     }
     Value::Object(m)
-}
-
-/// Column positions of a CSV header: `ts`, `identity`, `type` are required;
-/// `seq`, `channel`, `amount`, `ref`, `group`, `text`, `id`, `name` are optional.
-#[derive(Debug, Clone, Default)]
-pub struct CsvColumns {
-    pub count: usize,
-    id: Option<usize>,
-    seq: Option<usize>,
-    ts: usize,
-    identity: usize,
-    event_type: usize,
-    channel: Option<usize>,
-    amount: Option<usize>,
-    reference: Option<usize>,
-    group: Option<usize>,
-    text: Option<usize>,
-    name: Option<usize>,
-}
-
-/// Reads the header line of an events CSV.
-pub fn parse_csv_header(line: &str) -> Result<CsvColumns, WireError> {
-    let names: Vec<&str> = line.trim_end_matches('\r').split(',').map(str::trim).collect();
-    let find = |n: &str| names.iter().position(|c| *c == n);
-    let need = |n: &'static str| {
-        find(n).ok_or_else(|| {
-            WireError::new(
-                n,
-                format!("column `{n}` is missing from the header; an events CSV needs ts,identity,type (and optionally seq,channel,amount,ref,group,text,id,name)"),
-            )
-        })
-    };
-    Ok(CsvColumns {
-        count: names.len(),
-        id: find("id"),
-        seq: find("seq"),
-        ts: need("ts")?,
-        identity: need("identity")?,
-        event_type: need("type")?,
-        channel: find("channel"),
-        amount: find("amount"),
-        reference: find("ref"),
-        group: find("group"),
-        text: find("text"),
-        name: find("name"),
-    })
-}
-
-/// Parses one data line of an events CSV (no quoting: fields hold no `,`).
-pub fn parse_csv_line(cols: &CsvColumns, line: &str) -> Result<Event, WireError> {
-    let fields: Vec<&str> = line.trim_end_matches('\r').split(',').collect();
-    if fields.len() != cols.count {
-        return Err(WireError::new(
-            "event",
-            format!("has {} columns, the header has {}; fields must not contain commas", fields.len(), cols.count),
-        ));
-    }
-    let get = |i: Option<usize>| i.map(|i| fields[i]).filter(|s| !s.is_empty());
-    let type_s = fields[cols.event_type];
-    let event_type = EventType::parse(type_s)
-        .ok_or_else(|| WireError::new("type", format!("unknown event type `{type_s}`")))?;
-    let ts_s = fields[cols.ts];
-    if ts_s.is_empty() {
-        return Err(WireError::new("ts", "is empty"));
-    }
-    let ts = parse_ts_str(ts_s)?;
-    let id_s = fields[cols.identity];
-    if id_s.is_empty() {
-        return Err(WireError::new("identity", "is empty; write it as `channel:id`"));
-    }
-    let identity = parse_identity("identity", id_s)?;
-    let channel = match get(cols.channel) {
-        Some(s) => Channel::parse(s)
-            .ok_or_else(|| WireError::new("channel", format!("`{s}` is not a channel name")))?,
-        None => Channel::parse(identity.channel())
-            .ok_or_else(|| WireError::new("channel", "is missing"))?,
-    };
-    let seq = get(cols.seq)
-        .map(|s| s.parse::<u64>().map_err(|_| WireError::new("seq", format!("`{s}` is not a non-negative integer"))))
-        .transpose()?;
-    let amount = get(cols.amount)
-        .map(|s| {
-            s.parse::<i64>().map_err(|_| {
-                WireError::new("amount", format!("`{s}` is not an integer number of cents (or it overflows)"))
-            })
-        })
-        .transpose()?;
-    let reference = get(cols.reference).map(|s| parse_identity("ref", s)).transpose()?;
-    let check_len = |field: &'static str, s: Option<&str>, max: usize| match s {
-        Some(s) if s.len() > max => Err(WireError::new(field, format!("is longer than {max} bytes"))),
-        s => Ok(s.map(str::to_string)),
-    };
-    Fields {
-        id: check_len("id", get(cols.id), MAX_SHORT_LEN)?,
-        seq,
-        ts,
-        identity,
-        event_type,
-        channel,
-        amount,
-        reference,
-        group: check_len("group", get(cols.group), MAX_SHORT_LEN)?,
-        text: check_len("text", get(cols.text), MAX_TEXT_LEN)?,
-        name: check_len("name", get(cols.name), MAX_SHORT_LEN)?,
-        properties: None,
-        traits: None,
-    }
-    .validate()
 }
 
 #[cfg(test)]
@@ -544,15 +539,39 @@ mod tests {
         let base = json!({"ts": 1761955255, "identity": "douyin:a", "type": "touch"});
         assert!(parse_json_event(&base).is_ok());
         assert_eq!(err(json!([1])).field, "event");
-        assert_eq!(err(json!({"ts": 1761955255, "identity": "douyin:a", "type": "nope"})).field, "type");
-        assert_eq!(err(json!({"identity": "douyin:a", "type": "touch"})).field, "ts");
-        assert_eq!(err(json!({"ts": 1761955255000i64, "identity": "douyin:a", "type": "touch"})).field, "ts");
-        assert_eq!(err(json!({"ts": "yesterday", "identity": "douyin:a", "type": "touch"})).field, "ts");
-        assert_eq!(err(json!({"ts": 1761955255, "identity": "a", "type": "touch"})).field, "identity");
-        assert_eq!(err(json!({"ts": 1761955255, "identity": 5, "type": "touch"})).field, "identity");
-        assert_eq!(err(json!({"ts": 1761955255, "identity": "douyin:a", "type": "purchase"})).field, "amount");
         assert_eq!(
-            err(json!({"ts": 1761955255, "identity": "douyin:a", "type": "purchase", "amount": 1.5})).field,
+            err(json!({"ts": 1761955255, "identity": "douyin:a", "type": "nope"})).field,
+            "type"
+        );
+        assert_eq!(
+            err(json!({"identity": "douyin:a", "type": "touch"})).field,
+            "ts"
+        );
+        assert_eq!(
+            err(json!({"ts": 1761955255000i64, "identity": "douyin:a", "type": "touch"})).field,
+            "ts"
+        );
+        assert_eq!(
+            err(json!({"ts": "yesterday", "identity": "douyin:a", "type": "touch"})).field,
+            "ts"
+        );
+        assert_eq!(
+            err(json!({"ts": 1761955255, "identity": "a", "type": "touch"})).field,
+            "identity"
+        );
+        assert_eq!(
+            err(json!({"ts": 1761955255, "identity": 5, "type": "touch"})).field,
+            "identity"
+        );
+        assert_eq!(
+            err(json!({"ts": 1761955255, "identity": "douyin:a", "type": "purchase"})).field,
+            "amount"
+        );
+        assert_eq!(
+            err(
+                json!({"ts": 1761955255, "identity": "douyin:a", "type": "purchase", "amount": 1.5})
+            )
+            .field,
             "amount"
         );
         assert_eq!(
@@ -560,24 +579,48 @@ mod tests {
             "amount"
         );
         assert_eq!(
-            err(json!({"ts": 1761955255, "identity": "douyin:a", "type": "purchase", "amount": -5})).field,
+            err(
+                json!({"ts": 1761955255, "identity": "douyin:a", "type": "purchase", "amount": -5})
+            )
+            .field,
             "amount"
         );
-        assert_eq!(err(json!({"ts": 1761955255, "identity": "douyin:a", "type": "identify"})).field, "ref");
-        assert_eq!(err(json!({"ts": 1761955255, "identity": "douyin:a", "type": "join_group"})).field, "group");
-        assert_eq!(err(json!({"ts": 1761955255, "identity": "douyin:a", "type": "touch", "tz": 1})).field, "event");
-        assert_eq!(err(json!({"v": 2, "ts": 1761955255, "identity": "douyin:a", "type": "touch"})).field, "v");
+        assert_eq!(
+            err(json!({"ts": 1761955255, "identity": "douyin:a", "type": "identify"})).field,
+            "ref"
+        );
+        assert_eq!(
+            err(json!({"ts": 1761955255, "identity": "douyin:a", "type": "join_group"})).field,
+            "group"
+        );
+        assert_eq!(
+            err(json!({"ts": 1761955255, "identity": "douyin:a", "type": "touch", "tz": 1})).field,
+            "event"
+        );
+        assert_eq!(
+            err(json!({"v": 2, "ts": 1761955255, "identity": "douyin:a", "type": "touch"})).field,
+            "v"
+        );
     }
 
     #[test]
     fn csv_lines_parse_like_json() {
         let cols = parse_csv_header("seq,ts,identity,type,channel,amount,ref,group,text").unwrap();
-        let e = parse_csv_line(&cols, "3,1761955255,wecom:wm1,identify,wecom,0,douyin:x,,").unwrap();
+        let e =
+            parse_csv_line(&cols, "3,1761955255,wecom:wm1,identify,wecom,0,douyin:x,,").unwrap();
         assert_eq!(e.reference.unwrap().as_str(), "douyin:x");
         let e = parse_csv_line(&cols, "4,1761955255,douyin:x,comment,douyin,0,,,多少钱").unwrap();
         assert_eq!(e.text.as_deref(), Some("多少钱"));
-        assert_eq!(parse_csv_line(&cols, "4,1761955255,douyin:x").unwrap_err().field, "event");
-        assert_eq!(parse_csv_header("seq,identity,type").unwrap_err().field, "ts");
+        assert_eq!(
+            parse_csv_line(&cols, "4,1761955255,douyin:x")
+                .unwrap_err()
+                .field,
+            "event"
+        );
+        assert_eq!(
+            parse_csv_header("seq,identity,type").unwrap_err().field,
+            "ts"
+        );
     }
 
     proptest! {

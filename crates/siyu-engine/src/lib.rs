@@ -1,1 +1,18 @@
-//! siyu engine (in progress)
+//! siyu's engine: the identity graph, every person's computed properties,
+//! live segments and the commerce analytics, in memory.
+//!
+//! Invariant: this crate does no I/O and never reads the clock. Events and
+//! time are passed in ([`Engine::apply`], [`Engine::advance_to`]), so the
+//! live engine can be checked against a brute-force recompute
+//! ([`oracle`]) and every answer is reproducible.
+
+pub mod analytics;
+pub mod engine;
+pub mod identity;
+pub mod oracle;
+pub mod person;
+pub mod segment;
+
+pub use engine::{Applied, Engine, Merge, PersonId, RawEvent, Referral};
+pub use person::Person;
+pub use segment::live::{SegmentChange, SegmentError};

@@ -1,0 +1,483 @@
+//! Line-oriented parsing for bulk files (JSONL and CSV) without allocation:
+//! a [`LineEvent`] borrows its strings from the line.
+//!
+//! The JSONL fast path only handles the flat shape bulk files use (string
+//! and integer values, no escapes, no nested objects) and returns `None`
+//! for anything else, so the caller falls back to the full parser
+//! ([`crate::parse_json_event`]). Both apply the same per-type rules
+//! ([`crate::wire`]), so a line is valid on one path iff it is on the other
+//! (a property test checks this).
+
+use crate::event::{Channel, Event, EventType};
+use crate::identity::{self, Identity};
+use crate::time::parse_rfc3339;
+use crate::wire::{
+    check_ts, check_type_rules, parse_ts_str, WireError, MAX_SHORT_LEN, MAX_TEXT_LEN,
+};
+
+/// One validated event borrowed from a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineEvent<'a> {
+    pub id: Option<&'a str>,
+    pub seq: Option<u64>,
+    pub ts: i64,
+    pub identity: &'a str,
+    pub event_type: EventType,
+    pub channel: &'a str,
+    pub amount: i64,
+    pub reference: Option<&'a str>,
+    pub group: Option<&'a str>,
+    pub text: Option<&'a str>,
+    pub name: Option<&'a str>,
+}
+
+impl LineEvent<'_> {
+    /// The owned event (every field was validated when the line was parsed).
+    pub fn to_event(&self) -> Event {
+        let ident = |s: &str| Identity::parse(s).expect("validated when the line was parsed");
+        Event {
+            id: self.id.map(str::to_string),
+            seq: self.seq,
+            ts: self.ts,
+            identity: ident(self.identity),
+            event_type: self.event_type,
+            channel: Channel::parse(self.channel).expect("validated when the line was parsed"),
+            amount: self.amount,
+            reference: self.reference.map(ident),
+            group: self.group.map(str::to_string),
+            text: self.text.map(str::to_string),
+            name: self.name.map(str::to_string),
+            properties: None,
+            traits: None,
+        }
+    }
+}
+
+/// Raw field values of one line before validation.
+#[derive(Default)]
+struct RawFields<'a> {
+    id: Option<&'a str>,
+    seq: Option<&'a str>,
+    ts: Option<&'a str>,
+    ts_is_number: bool,
+    identity: Option<&'a str>,
+    event_type: Option<&'a str>,
+    channel: Option<&'a str>,
+    amount: Option<&'a str>,
+    reference: Option<&'a str>,
+    group: Option<&'a str>,
+    text: Option<&'a str>,
+    name: Option<&'a str>,
+}
+
+fn limit<'a>(
+    field: &'static str,
+    s: Option<&'a str>,
+    max: usize,
+) -> Result<Option<&'a str>, WireError> {
+    match s {
+        Some(s) if s.len() > max => Err(WireError::new(
+            field,
+            format!("is {} bytes; at most {max} are accepted", s.len()),
+        )),
+        s => Ok(s),
+    }
+}
+
+impl<'a> RawFields<'a> {
+    fn validate(self) -> Result<LineEvent<'a>, WireError> {
+        let Some(ty) = self.event_type else {
+            return Err(WireError::new(
+                "type",
+                "is missing; e.g. \"type\": \"purchase\"",
+            ));
+        };
+        let event_type = EventType::parse(ty).ok_or_else(|| {
+            let names: Vec<_> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+            WireError::new(
+                "type",
+                format!("unknown event type `{ty}`; use one of {}", names.join(", ")),
+            )
+        })?;
+        let ts = match self.ts {
+            None => {
+                return Err(WireError::new(
+                    "ts",
+                    "is missing; e.g. \"ts\": \"2026-10-31T08:00:00Z\"",
+                ))
+            }
+            Some(s) if self.ts_is_number => match s.parse::<i64>() {
+                Ok(n) => check_ts(n)?,
+                Err(_) => {
+                    return Err(WireError::new(
+                        "ts",
+                        "must be integer epoch seconds or an RFC 3339 string",
+                    ))
+                }
+            },
+            Some(s) => match parse_rfc3339(s) {
+                Some(ts) => check_ts(ts)?,
+                None => parse_ts_str(s)?,
+            },
+        };
+        let Some(identity) = self.identity else {
+            return Err(WireError::new(
+                "identity",
+                "is missing; write it as `channel:id`, e.g. \"identity\": \"wecom:wm000123\"",
+            ));
+        };
+        identity::check(identity).map_err(|e| WireError::new("identity", e.to_string()))?;
+        let channel =
+            match self.channel {
+                Some(c) if Channel::is_valid(c) => c,
+                Some(c) => return Err(WireError::new(
+                    "channel",
+                    format!(
+                        "`{c}` must be lowercase letters, digits or `_` (at most 32), e.g. douyin"
+                    ),
+                )),
+                None => {
+                    let c = identity.split_once(':').map_or("", |(c, _)| c);
+                    if !Channel::is_valid(c) {
+                        return Err(WireError::new(
+                            "channel",
+                            "is missing and the identity's channel is not a valid channel name",
+                        ));
+                    }
+                    c
+                }
+            };
+        let seq = self
+            .seq
+            .map(|s| {
+                s.parse::<u64>()
+                    .map_err(|_| WireError::new("seq", "must be a non-negative integer"))
+            })
+            .transpose()?;
+        let amount = self
+            .amount
+            .map(|s| {
+                s.parse::<i64>().map_err(|_| {
+                    WireError::new(
+                        "amount",
+                        format!(
+                            "`{s}` is not an integer number of cents (or it overflows 64 bits)"
+                        ),
+                    )
+                })
+            })
+            .transpose()?;
+        if let Some(r) = self.reference {
+            identity::check(r).map_err(|e| WireError::new("ref", e.to_string()))?;
+        }
+        let group = limit("group", self.group, MAX_SHORT_LEN)?;
+        let text = limit("text", self.text, MAX_TEXT_LEN)?;
+        let name = limit("name", self.name, MAX_SHORT_LEN)?;
+        let id = limit("id", self.id, MAX_SHORT_LEN)?;
+        let amount = check_type_rules(
+            event_type,
+            amount,
+            self.reference.is_some(),
+            group.is_some(),
+            name.is_some(),
+            false,
+        )?;
+        Ok(LineEvent {
+            id,
+            seq,
+            ts,
+            identity,
+            event_type,
+            channel,
+            amount,
+            reference: self.reference,
+            group,
+            text,
+            name,
+        })
+    }
+}
+
+/// Parses a flat JSON object line; `None` if the line needs the full parser.
+pub fn parse_jsonl_fast(line: &str) -> Option<Result<LineEvent<'_>, WireError>> {
+    let b = line.as_bytes();
+    let mut i = 0;
+    let skip_ws = |i: &mut usize| {
+        while *i < b.len() && matches!(b[*i], b' ' | b'\t' | b'\r') {
+            *i += 1;
+        }
+    };
+    let string = |i: &mut usize| -> Option<&str> {
+        // b[*i] == '"'
+        let start = *i + 1;
+        let len = b[start..]
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        if b[start + len] != b'"' {
+            return None;
+        }
+        *i = start + len + 1;
+        Some(&line[start..start + len])
+    };
+    skip_ws(&mut i);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    let mut f = RawFields::default();
+    let mut seen = 0u16;
+    loop {
+        skip_ws(&mut i);
+        if b.get(i) == Some(&b'}') && seen == 0 {
+            i += 1;
+            break;
+        }
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key = string(&mut i)?;
+        skip_ws(&mut i);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i += 1;
+        skip_ws(&mut i);
+        let (value, is_number) = match b.get(i)? {
+            b'"' => (string(&mut i)?, false),
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                i += 1;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if i < b.len() && matches!(b[i], b'.' | b'e' | b'E') {
+                    return None;
+                }
+                (&line[start..i], true)
+            }
+            _ => return None,
+        };
+        // Empty strings mean "absent", as in the full parser.
+        let v = (!value.is_empty()).then_some(value);
+        let (bit, slot, numeric) = match key {
+            "id" => (0, &mut f.id, false),
+            "seq" => (1, &mut f.seq, true),
+            "ts" => {
+                f.ts_is_number = is_number;
+                (2, &mut f.ts, is_number)
+            }
+            "identity" => (3, &mut f.identity, false),
+            "type" => (4, &mut f.event_type, false),
+            "channel" => (5, &mut f.channel, false),
+            "amount" => (6, &mut f.amount, true),
+            "ref" => (7, &mut f.reference, false),
+            "group" => (8, &mut f.group, false),
+            "text" => (9, &mut f.text, false),
+            "name" => (10, &mut f.name, false),
+            _ => return None,
+        };
+        if seen & (1 << bit) != 0 || numeric != is_number {
+            return None;
+        }
+        seen |= 1 << bit;
+        *slot = v;
+        skip_ws(&mut i);
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => {
+                i += 1;
+                break;
+            }
+            _ => return None,
+        }
+    }
+    skip_ws(&mut i);
+    if i != b.len() {
+        return None;
+    }
+    Some(f.validate())
+}
+
+/// Column positions of a CSV header: `ts`, `identity`, `type` are required;
+/// `seq`, `channel`, `amount`, `ref`, `group`, `text`, `id`, `name` are optional.
+#[derive(Debug, Clone, Default)]
+pub struct CsvColumns {
+    pub count: usize,
+    id: Option<usize>,
+    seq: Option<usize>,
+    ts: usize,
+    identity: usize,
+    event_type: usize,
+    channel: Option<usize>,
+    amount: Option<usize>,
+    reference: Option<usize>,
+    group: Option<usize>,
+    text: Option<usize>,
+    name: Option<usize>,
+}
+
+/// Most columns an events CSV may have.
+pub const MAX_CSV_COLUMNS: usize = 32;
+
+/// Reads the header line of an events CSV.
+pub fn parse_csv_header(line: &str) -> Result<CsvColumns, WireError> {
+    let names: Vec<&str> = line
+        .trim_end_matches('\r')
+        .split(',')
+        .map(str::trim)
+        .collect();
+    if names.len() > MAX_CSV_COLUMNS {
+        return Err(WireError::new(
+            "header",
+            format!("has {} columns; at most {MAX_CSV_COLUMNS}", names.len()),
+        ));
+    }
+    let find = |n: &str| names.iter().position(|c| *c == n);
+    let need = |n: &'static str| {
+        find(n).ok_or_else(|| {
+            WireError::new(
+                n,
+                format!("column `{n}` is missing from the header; an events CSV needs ts,identity,type (and optionally seq,channel,amount,ref,group,text,id,name)"),
+            )
+        })
+    };
+    Ok(CsvColumns {
+        count: names.len(),
+        id: find("id"),
+        seq: find("seq"),
+        ts: need("ts")?,
+        identity: need("identity")?,
+        event_type: need("type")?,
+        channel: find("channel"),
+        amount: find("amount"),
+        reference: find("ref"),
+        group: find("group"),
+        text: find("text"),
+        name: find("name"),
+    })
+}
+
+/// Parses one data line of an events CSV (no quoting: fields hold no `,`).
+pub fn parse_csv_borrowed<'a>(
+    cols: &CsvColumns,
+    line: &'a str,
+) -> Result<LineEvent<'a>, WireError> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let mut fields = [""; MAX_CSV_COLUMNS];
+    let mut n = 0;
+    for part in line.split(',') {
+        if n == cols.count {
+            n += 1;
+            break;
+        }
+        fields[n] = part;
+        n += 1;
+    }
+    if n != cols.count {
+        return Err(WireError::new(
+            "event",
+            format!(
+                "has {} columns, the header has {}; fields must not contain commas",
+                line.split(',').count(),
+                cols.count
+            ),
+        ));
+    }
+    let get = |i: Option<usize>| i.map(|i| fields[i]).filter(|s| !s.is_empty());
+    let raw = RawFields {
+        id: get(cols.id),
+        seq: get(cols.seq),
+        ts: get(Some(cols.ts)),
+        ts_is_number: fields[cols.ts]
+            .bytes()
+            .all(|c| c.is_ascii_digit() || c == b'-'),
+        identity: get(Some(cols.identity)),
+        event_type: get(Some(cols.event_type)),
+        channel: get(cols.channel),
+        // `0` is how the bench CSV writes "no amount".
+        amount: get(cols.amount),
+        reference: get(cols.reference),
+        group: get(cols.group),
+        text: get(cols.text),
+        name: get(cols.name),
+    };
+    raw.validate()
+}
+
+/// [`parse_csv_borrowed`], owned.
+pub fn parse_csv_line(cols: &CsvColumns, line: &str) -> Result<Event, WireError> {
+    parse_csv_borrowed(cols, line).map(|e| e.to_event())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_json_event;
+    use proptest::prelude::*;
+
+    #[test]
+    fn fast_path_reads_bench_lines() {
+        let l = r#"{"seq":1155461,"ts":"2026-10-31T00:00:07Z","identity":"wecom:wm094036","type":"identify","channel":"wecom","ref":"douyin:6d33e1d20058"}"#;
+        let e = parse_jsonl_fast(l).unwrap().unwrap();
+        assert_eq!(e.reference, Some("douyin:6d33e1d20058"));
+        assert_eq!(e.seq, Some(1_155_461));
+        let full = parse_json_event(&serde_json::from_str(l).unwrap()).unwrap();
+        assert_eq!(e.to_event(), full);
+        // Escapes and nested values go to the full parser.
+        assert!(parse_jsonl_fast(r#"{"ts":1,"text":"a\"b"}"#).is_none());
+        assert!(parse_jsonl_fast(r#"{"ts":1,"properties":{}}"#).is_none());
+    }
+
+    fn field() -> impl Strategy<Value = (String, String)> {
+        let key = prop_oneof![
+            Just("seq"),
+            Just("ts"),
+            Just("identity"),
+            Just("type"),
+            Just("channel"),
+            Just("amount"),
+            Just("ref"),
+            Just("group"),
+            Just("text"),
+            Just("id"),
+            Just("name"),
+            Just("bogus")
+        ];
+        let value = prop_oneof![
+            Just("\"douyin:ab\"".to_string()),
+            Just("\"purchase\"".to_string()),
+            Just("\"identify\"".to_string()),
+            Just("\"touch\"".to_string()),
+            Just("\"2026-10-31T00:00:07Z\"".to_string()),
+            Just("\"\"".to_string()),
+            Just("\"Douyin\"".to_string()),
+            Just("\"多少钱\"".to_string()),
+            (0i64..2_000_000_000).prop_map(|n| n.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            Just("99999999999999999999".to_string()),
+            Just("1.5".to_string()),
+            Just("null".to_string()),
+        ];
+        (key.prop_map(str::to_string), value)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        /// The fast path agrees with the full parser on every line it takes.
+        #[test]
+        fn fast_path_agrees_with_full_parser(fields in proptest::collection::vec(field(), 0..9)) {
+            let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            let line = format!("{{{}}}", body.join(","));
+            if let Some(fast) = parse_jsonl_fast(&line) {
+                let full = serde_json::from_str::<serde_json::Value>(&line)
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| parse_json_event(&v).map_err(|e| e.to_string()));
+                match (fast, full) {
+                    (Ok(a), Ok(b)) => prop_assert_eq!(a.to_event(), b),
+                    (Err(_), Err(_)) => {}
+                    (a, b) => prop_assert!(false, "{line}: fast {a:?} vs full {b:?}"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,548 @@
+//! The engine: the identity graph plus every person's computed properties
+//! plus live segment memberships, advanced one event (or one clock tick) at
+//! a time by a single writer.
+//!
+//! Pure by construction: no I/O, no clock. Callers pass events in and move
+//! time forward with [`Engine::advance_to`].
+
+use crate::identity::{IdentityId, IdentityTable, UnionFind};
+use crate::person::{Person, Ts, NO_CHANNEL};
+use crate::segment::live::{LiveSegments, SegmentChange, SegmentError, World};
+use crate::segment::{explain, Explanation, Expr};
+use siyu_domain::{Event, EventType};
+
+/// Index of a person slot. A slot dies when its person is merged into
+/// another; resolve identities again after a merge.
+pub type PersonId = u32;
+const NO_PERSON: u32 = u32::MAX;
+
+/// One event as the engine needs it, borrowed (the bulk loader builds these
+/// without allocating).
+#[derive(Clone, Copy, Debug)]
+pub struct RawEvent<'a> {
+    /// Tie-breaker for equal timestamps: the file's `seq` or the log offset.
+    pub seq: u64,
+    pub ts: i64,
+    pub identity: &'a str,
+    /// Precomputed `IdentityTable::hash(identity)`, if the caller has it.
+    pub identity_hash: Option<u64>,
+    pub event_type: EventType,
+    pub channel: &'a str,
+    pub amount: i64,
+    pub reference: Option<&'a str>,
+    pub group: Option<&'a str>,
+}
+
+impl<'a> RawEvent<'a> {
+    pub fn from_event(seq: u64, e: &'a Event) -> Self {
+        RawEvent {
+            seq,
+            ts: e.ts,
+            identity: e.identity.as_str(),
+            identity_hash: None,
+            event_type: e.event_type,
+            channel: e.channel.as_str(),
+            amount: e.amount,
+            reference: e.reference.as_ref().map(|r| r.as_str()),
+            group: e.group.as_deref(),
+        }
+    }
+}
+
+/// Two persons found to be one.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Merge {
+    /// The identities the linking event joined.
+    pub identity: String,
+    pub linked: String,
+    /// Canonical ids of the two persons before, and of the person after.
+    pub from_a: String,
+    pub from_b: String,
+    pub into: String,
+}
+
+/// What applying one event did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Applied {
+    /// The person the event now belongs to.
+    pub person: PersonId,
+    pub merges: Vec<Merge>,
+    /// Segment entries and exits the event caused (exits first).
+    pub changes: Vec<SegmentChange>,
+}
+
+/// A referral signup, kept for referral analytics.
+#[derive(Clone, Copy, Debug)]
+pub struct Referral {
+    pub invitee: IdentityId,
+    pub inviter: IdentityId,
+    pub ts: Ts,
+    pub seq: u64,
+}
+
+/// The engine state. See the module docs.
+pub struct Engine {
+    pub(crate) ids: IdentityTable,
+    pub(crate) uf: UnionFind,
+    /// Person slot of each union-find root (indexed by identity id).
+    slot_of: Vec<u32>,
+    pub(crate) persons: Vec<Person>,
+    live_persons: usize,
+    pub(crate) channels: Vec<String>,
+    pub(crate) referrals: Vec<Referral>,
+    pub(crate) segments: LiveSegments,
+    now: i64,
+    events_applied: u64,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Engine {
+    pub fn new() -> Self {
+        Engine {
+            ids: IdentityTable::new(),
+            uf: UnionFind::default(),
+            slot_of: Vec::new(),
+            persons: Vec::new(),
+            live_persons: 0,
+            channels: Vec::new(),
+            referrals: Vec::new(),
+            segments: LiveSegments::default(),
+            now: 0,
+            events_applied: 0,
+        }
+    }
+
+    /// The engine's clock (epoch seconds), as last advanced.
+    pub fn now(&self) -> i64 {
+        self.now
+    }
+
+    pub fn person_count(&self) -> usize {
+        self.live_persons
+    }
+
+    pub fn identity_count(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn events_applied(&self) -> u64 {
+        self.events_applied
+    }
+
+    /// The hash the bulk loader may precompute for [`RawEvent::identity_hash`].
+    pub fn identity_hash(&self, identity: &str) -> u64 {
+        self.ids.hash(identity)
+    }
+
+    fn channel_code(&mut self, name: &str) -> u16 {
+        match self.channels.iter().position(|c| c == name) {
+            Some(i) => i as u16,
+            None => {
+                self.channels.push(name.to_string());
+                (self.channels.len() - 1) as u16
+            }
+        }
+    }
+
+    /// Number of distinct channels seen.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Name of a channel code.
+    pub fn channel_name(&self, code: u16) -> Option<&str> {
+        self.channels.get(code as usize).map(String::as_str)
+    }
+
+    /// Interns `s`; a new identity becomes a new person unless `attach_to`
+    /// names the root it joins.
+    fn resolve(&mut self, s: &str, hash: Option<u64>, attach_to: Option<u32>) -> (u32, bool) {
+        let hash = hash.unwrap_or_else(|| self.ids.hash(s));
+        let (id, new) = self.ids.intern_hashed(s, hash);
+        if !new {
+            return (self.uf.find(id), false);
+        }
+        self.uf.push();
+        self.slot_of.push(NO_PERSON);
+        match attach_to {
+            Some(root) => {
+                let (w, _) = self.uf.union_roots(root, id);
+                let slot = self.slot_of[root as usize];
+                self.slot_of[w as usize] = slot;
+                let p = &mut self.persons[slot as usize];
+                p.root = w;
+                if self.ids.get(id) < self.ids.get(p.canonical) {
+                    p.canonical = id;
+                }
+                (w, true)
+            }
+            None => {
+                let slot = self.persons.len() as u32;
+                self.persons.push(Person::new(id));
+                self.slot_of[id as usize] = slot;
+                self.live_persons += 1;
+                self.segments.grow(self.persons.len());
+                (id, true)
+            }
+        }
+    }
+
+    /// Joins the persons of roots `a` and `b`; returns the surviving root.
+    fn union(&mut self, a: u32, b: u32) -> u32 {
+        let (sa, sb) = (self.slot_of[a as usize], self.slot_of[b as usize]);
+        let (w, _) = self.uf.union_roots(a, b);
+        // Keep the slot whose person has more history, to move less.
+        let (keep, gone) = if self.persons[sa as usize].events >= self.persons[sb as usize].events {
+            (sa, sb)
+        } else {
+            (sb, sa)
+        };
+        let mut dead = Person::new(0);
+        dead.alive = false;
+        let other = std::mem::replace(&mut self.persons[gone as usize], dead);
+        let canonical_other = other.canonical;
+        let p = &mut self.persons[keep as usize];
+        if self.ids.get(canonical_other) < self.ids.get(p.canonical) {
+            p.canonical = canonical_other;
+        }
+        p.absorb(other);
+        p.root = w;
+        self.slot_of[w as usize] = keep;
+        self.live_persons -= 1;
+        w
+    }
+
+    /// Applies one event. In bulk mode (before [`Engine::start_live`]) no
+    /// segment is evaluated; afterwards every affected membership is
+    /// updated before this returns.
+    pub fn apply(&mut self, seq: u64, event: &Event) -> Applied {
+        let mut applied = self.apply_raw(RawEvent::from_event(seq, event));
+        if let Some(t) = &event.traits {
+            let slot = applied.person;
+            let e = self.persons[slot as usize].extra_mut();
+            for tag in &t.tags {
+                if let Err(i) = e.tags.binary_search(tag) {
+                    e.tags.insert(i, tag.clone());
+                }
+            }
+            let fields = [
+                ("name", &t.name),
+                ("phone", &t.phone),
+                ("city", &t.city),
+                ("birthday", &t.birthday),
+                ("timezone", &t.timezone),
+            ];
+            for (k, v) in fields {
+                if let Some(v) = v {
+                    e.traits.insert(k.to_string(), v.clone().into());
+                }
+            }
+            for (k, v) in &t.extra {
+                e.traits.insert(k.clone(), v.clone());
+            }
+            if self.segments.is_live() {
+                let now = self.now;
+                let world = World {
+                    persons: &self.persons,
+                    ids: &self.ids,
+                    channels: &self.channels,
+                    uf: &self.uf,
+                };
+                let changes = self.segments.reevaluate(&world, slot, now);
+                applied.changes.extend(changes);
+            }
+        }
+        applied
+    }
+
+    /// [`Engine::apply`] without allocation for the built-in fields.
+    pub fn apply_raw(&mut self, ev: RawEvent<'_>) -> Applied {
+        self.events_applied += 1;
+        let live = self.segments.is_live();
+        let (root, new) = self.resolve(ev.identity, ev.identity_hash, None);
+        let mut touched: [Option<(u32, IdentityId)>; 2] = [None, None];
+        if live && !new {
+            let slot = self.slot_of[root as usize];
+            touched[0] = Some((slot, self.persons[slot as usize].canonical));
+        }
+        let mut root = root;
+        let mut merges = Vec::new();
+        if let (EventType::Identify, Some(r)) = (ev.event_type, ev.reference) {
+            let (other, new_ref) = self.resolve(r, None, Some(root));
+            if new_ref {
+                root = other;
+            } else if other != root {
+                let (sa, sb) = (self.slot_of[root as usize], self.slot_of[other as usize]);
+                let (ca, cb) = (
+                    self.persons[sa as usize].canonical,
+                    self.persons[sb as usize].canonical,
+                );
+                if live {
+                    touched[1] = Some((sb, cb));
+                }
+                root = self.union(root, other);
+                let into = self.persons[self.slot_of[root as usize] as usize].canonical;
+                merges.push(Merge {
+                    identity: ev.identity.to_string(),
+                    linked: r.to_string(),
+                    from_a: self.ids.get(ca).to_string(),
+                    from_b: self.ids.get(cb).to_string(),
+                    into: self.ids.get(into).to_string(),
+                });
+            }
+        }
+        let slot = self.slot_of[root as usize];
+        let ts = ev.ts.clamp(0, u32::MAX as i64 - 1) as Ts;
+        let channel = if ev.event_type == EventType::Identify {
+            NO_CHANNEL
+        } else {
+            self.channel_code(ev.channel)
+        };
+        let person = &mut self.persons[slot as usize];
+        person.apply(ts, ev.seq, ev.event_type, channel, ev.amount);
+        match ev.event_type {
+            EventType::JoinGroup | EventType::LeaveGroup => {
+                if let Some(g) = ev.group {
+                    let groups = &mut person.extra_mut().groups;
+                    let pos = groups.binary_search_by(|x| x.as_str().cmp(g));
+                    match (ev.event_type, pos) {
+                        (EventType::JoinGroup, Err(i)) => groups.insert(i, g.to_string()),
+                        (EventType::LeaveGroup, Ok(i)) => {
+                            groups.remove(i);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            EventType::ReferralSignup => {
+                if let Some(r) = ev.reference {
+                    // The inviter may not have been seen yet; intern it as its own person.
+                    let (invitee, _) = self.ids.intern(ev.identity);
+                    let inviter = match self.ids.lookup(r) {
+                        Some(id) => id,
+                        None => {
+                            let (root, _) = self.resolve(r, None, None);
+                            root
+                        }
+                    };
+                    self.referrals.push(Referral {
+                        invitee,
+                        inviter,
+                        ts,
+                        seq: ev.seq,
+                    });
+                }
+            }
+            _ => {}
+        }
+        let mut changes = Vec::new();
+        if live {
+            let world = World {
+                persons: &self.persons,
+                ids: &self.ids,
+                channels: &self.channels,
+                uf: &self.uf,
+            };
+            changes = self.segments.after_event(&world, slot, &touched, self.now);
+        }
+        Applied {
+            person: slot,
+            merges,
+            changes,
+        }
+    }
+
+    /// Moves the clock forward, firing every window expiry due by `now`.
+    pub fn advance_to(&mut self, now: i64) -> Vec<SegmentChange> {
+        if now < self.now {
+            return Vec::new();
+        }
+        self.now = now;
+        if !self.segments.is_live() {
+            return Vec::new();
+        }
+        let world = World {
+            persons: &self.persons,
+            ids: &self.ids,
+            channels: &self.channels,
+            uf: &self.uf,
+        };
+        self.segments.fire_timers(&world, now)
+    }
+
+    /// Ends bulk mode: sets the clock, evaluates every segment for every
+    /// person and schedules window expiries. Returns nothing: the initial
+    /// memberships are not changes.
+    pub fn start_live(&mut self, now: i64) {
+        self.now = now;
+        let world = World {
+            persons: &self.persons,
+            ids: &self.ids,
+            channels: &self.channels,
+            uf: &self.uf,
+        };
+        self.segments.start(&world, now);
+    }
+
+    /// Saves a segment (or a new version of one) and computes its members.
+    /// While live, returns the entries/exits the (re)definition caused.
+    pub fn define_segment(
+        &mut self,
+        name: &str,
+        expr: Expr,
+        source: String,
+    ) -> Result<(u32, Vec<SegmentChange>), SegmentError> {
+        let index = self.segments.define(name, expr, source)?;
+        if !self.segments.is_live() {
+            return Ok((index, Vec::new()));
+        }
+        let world = World {
+            persons: &self.persons,
+            ids: &self.ids,
+            channels: &self.channels,
+            uf: &self.uf,
+        };
+        let changes = self.segments.evaluate_segment(&world, index, self.now);
+        Ok((index, changes))
+    }
+
+    pub fn live_segments(&self) -> &LiveSegments {
+        &self.segments
+    }
+
+    /// Evaluates an ad-hoc condition for one person at the engine clock,
+    /// clause by clause ("why is she in or out").
+    pub fn explain(&self, expr: &Expr, slot: PersonId) -> Option<Explanation> {
+        let p = self.person(slot)?;
+        let lookup = |name: &str| {
+            self.segments
+                .index_of(name)
+                .is_some_and(|i| self.segments.is_member(i, slot))
+        };
+        let ctx = crate::segment::eval::Ctx {
+            channels: &self.channels,
+            uf: &self.uf,
+            now: self.now,
+            in_segment: &lookup,
+        };
+        Some(explain(expr, p, &ctx))
+    }
+
+    /// Persons matching an ad-hoc condition at the engine clock (a full scan).
+    pub fn matching(&self, expr: &Expr) -> Vec<PersonId> {
+        self.persons()
+            .filter(|(slot, p)| {
+                let lookup = |name: &str| {
+                    self.segments
+                        .index_of(name)
+                        .is_some_and(|i| self.segments.is_member(i, *slot))
+                };
+                let ctx = crate::segment::eval::Ctx {
+                    channels: &self.channels,
+                    uf: &self.uf,
+                    now: self.now,
+                    in_segment: &lookup,
+                };
+                crate::segment::eval::eval(expr, p, &ctx)
+            })
+            .map(|(slot, _)| slot)
+            .collect()
+    }
+
+    // ---- reads ----
+
+    /// The person an identity belongs to.
+    pub fn person_of(&self, identity: &str) -> Option<PersonId> {
+        let id = self.ids.lookup(identity)?;
+        Some(self.slot_of[self.uf.find_const(id) as usize])
+    }
+
+    /// The person a canonical id or any identity names.
+    pub fn person(&self, slot: PersonId) -> Option<&Person> {
+        self.persons.get(slot as usize).filter(|p| p.alive)
+    }
+
+    pub fn canonical_id(&self, slot: PersonId) -> &str {
+        self.ids.get(self.persons[slot as usize].canonical)
+    }
+
+    /// Every identity of a person, sorted.
+    pub fn identities_of(&self, slot: PersonId) -> Vec<String> {
+        let Some(p) = self.person(slot) else {
+            return Vec::new();
+        };
+        let mut v: Vec<String> = self
+            .uf
+            .members(p.root)
+            .into_iter()
+            .map(|i| self.ids.get(i).to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Persons having an identity that starts with `prefix` (distinct, at most `limit`).
+    pub fn search_identity_prefix(&self, prefix: &str, limit: usize) -> Vec<PersonId> {
+        let mut out = Vec::new();
+        for id in self.ids.with_prefix(prefix, usize::MAX) {
+            let slot = self.slot_of[self.uf.find_const(id) as usize];
+            if !out.contains(&slot) {
+                out.push(slot);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Live persons (slot, state), in slot order.
+    pub fn persons(&self) -> impl Iterator<Item = (PersonId, &Person)> {
+        self.persons
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.alive)
+            .map(|(i, p)| (i as PersonId, p))
+    }
+
+    /// The identity string of an interned id.
+    pub fn identity_str(&self, id: IdentityId) -> &str {
+        self.ids.get(id)
+    }
+
+    /// Person of an interned identity id.
+    pub fn person_of_id(&self, id: IdentityId) -> PersonId {
+        self.slot_of[self.uf.find_const(id) as usize]
+    }
+
+    pub fn referrals(&self) -> &[Referral] {
+        &self.referrals
+    }
+
+    /// Approximate heap bytes of the engine state.
+    pub fn heap_bytes(&self) -> usize {
+        let persons = self.persons.capacity() * std::mem::size_of::<Person>()
+            + self
+                .persons
+                .iter()
+                .map(|p| {
+                    p.purchases.capacity() * std::mem::size_of::<crate::person::Purchase>()
+                        + p.reads.capacity() * 4
+                        + p.extra.as_ref().map_or(0, |_| {
+                            std::mem::size_of::<crate::person::PersonExtra>() + 64
+                        })
+                })
+                .sum::<usize>();
+        self.ids.heap_bytes()
+            + self.uf.heap_bytes()
+            + self.slot_of.capacity() * 4
+            + persons
+            + self.referrals.capacity() * std::mem::size_of::<Referral>()
+            + self.segments.heap_bytes()
+    }
+}

@@ -1,0 +1,267 @@
+//! The segment tree: what the parser produces, what the API accepts as
+//! JSON, and what the evaluator walks.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A time window: events with `ts >= now - seconds` (inclusive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub seconds: i64,
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.seconds;
+        if s % 604_800 == 0 {
+            write!(f, "last {}w", s / 604_800)
+        } else if s % 86_400 == 0 {
+            write!(f, "last {}d", s / 86_400)
+        } else if s % 3600 == 0 {
+            write!(f, "last {}h", s / 3600)
+        } else {
+            write!(f, "last {}m", s / 60)
+        }
+    }
+}
+
+/// A person property a comparison reads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "prop", content = "window")]
+pub enum Prop {
+    /// Number of purchases (in the window, if any).
+    Purchases(Option<Window>),
+    /// Sum of purchase amounts in cents (in the window, if any); refunds not subtracted.
+    Spend(Option<Window>),
+    /// message_read events (in the window, if any).
+    Reads(Option<Window>),
+    /// Purchases − refunds, all time, cents.
+    NetSpend,
+    /// Refunded cents, all time.
+    Refunds,
+    /// Channel of the first event.
+    FirstChannel,
+    /// Whole days since the first event.
+    DaysSinceFirstSeen,
+    /// Whole days since the last purchase.
+    DaysSinceLastPurchase,
+    /// RFM scores 1..5 (see analytics::rfm_scores).
+    RfmR,
+    RfmF,
+    RfmM,
+    /// Number of identities stitched into the person.
+    Identities,
+    /// A trait value (string compare), e.g. `trait.city`.
+    Trait(String),
+}
+
+impl Prop {
+    /// Money properties take yuan literals (`500.00`) and compare in cents.
+    pub fn is_money(&self) -> bool {
+        matches!(self, Prop::Spend(_) | Prop::NetSpend | Prop::Refunds)
+    }
+
+    pub fn is_string(&self) -> bool {
+        matches!(self, Prop::FirstChannel | Prop::Trait(_))
+    }
+
+    pub fn window(&self) -> Option<Window> {
+        match self {
+            Prop::Purchases(w) | Prop::Spend(w) | Prop::Reads(w) => *w,
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Prop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let windowed = |f: &mut fmt::Formatter<'_>, name: &str, w: &Option<Window>| match w {
+            Some(w) => write!(f, "{name}({w})"),
+            None => f.write_str(name),
+        };
+        match self {
+            Prop::Purchases(w) => windowed(f, "purchases", w),
+            Prop::Spend(w) => windowed(f, "spend", w),
+            Prop::Reads(w) => windowed(f, "reads", w),
+            Prop::NetSpend => f.write_str("net_spend"),
+            Prop::Refunds => f.write_str("refunds"),
+            Prop::FirstChannel => f.write_str("first_channel"),
+            Prop::DaysSinceFirstSeen => f.write_str("days_since_first_seen"),
+            Prop::DaysSinceLastPurchase => f.write_str("days_since_last_purchase"),
+            Prop::RfmR => f.write_str("rfm_r"),
+            Prop::RfmF => f.write_str("rfm_f"),
+            Prop::RfmM => f.write_str("rfm_m"),
+            Prop::Identities => f.write_str("identities"),
+            Prop::Trait(t) => write!(f, "trait.{t}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CmpOp {
+    #[serde(rename = "=")]
+    Eq,
+    #[serde(rename = "!=")]
+    Ne,
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = ">=")]
+    Ge,
+}
+
+impl CmpOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "=",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        }
+    }
+
+    pub fn holds<T: PartialOrd>(self, a: T, b: T) -> bool {
+        match self {
+            CmpOp::Eq => a == b,
+            CmpOp::Ne => a != b,
+            CmpOp::Lt => a < b,
+            CmpOp::Le => a <= b,
+            CmpOp::Gt => a > b,
+            CmpOp::Ge => a >= b,
+        }
+    }
+}
+
+/// A comparison's right-hand side. Money is stored in cents.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Literal {
+    Int(i64),
+    Str(String),
+}
+
+impl fmt::Display for Literal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Literal::Int(n) => write!(f, "{n}"),
+            Literal::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// A segment condition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Expr {
+    And {
+        all: Vec<Expr>,
+    },
+    Or {
+        any: Vec<Expr>,
+    },
+    Not {
+        expr: Box<Expr>,
+    },
+    Cmp {
+        prop: Prop,
+        op: CmpOp,
+        value: Literal,
+    },
+    OptedOut,
+    /// Has any add_friend event.
+    Friended,
+    HasTag {
+        tag: String,
+    },
+    InGroup {
+        group: String,
+    },
+    /// Member of another saved segment (by name).
+    InSegment {
+        segment: String,
+    },
+}
+
+impl Expr {
+    /// Names of the segments this one reads.
+    pub fn segment_refs(&self, out: &mut Vec<String>) {
+        match self {
+            Expr::And { all: v } | Expr::Or { any: v } => {
+                v.iter().for_each(|e| e.segment_refs(out))
+            }
+            Expr::Not { expr } => expr.segment_refs(out),
+            Expr::InSegment { segment } => out.push(segment.clone()),
+            _ => {}
+        }
+    }
+
+    /// Whether membership can change with the clock alone.
+    pub fn is_time_dependent(&self) -> bool {
+        match self {
+            Expr::And { all: v } | Expr::Or { any: v } => v.iter().any(Expr::is_time_dependent),
+            Expr::Not { expr } => expr.is_time_dependent(),
+            Expr::Cmp { prop, .. } => {
+                prop.window().is_some()
+                    || matches!(
+                        prop,
+                        Prop::DaysSinceFirstSeen | Prop::DaysSinceLastPurchase | Prop::RfmR
+                    )
+            }
+            Expr::InSegment { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+fn money(f: &mut fmt::Formatter<'_>, cents: i64) -> fmt::Result {
+    let sign = if cents < 0 { "-" } else { "" };
+    write!(
+        f,
+        "{sign}{}.{:02}",
+        cents.unsigned_abs() / 100,
+        cents.unsigned_abs() % 100
+    )
+}
+
+/// Prints the tree back in the segment language (parse(print(e)) == e).
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let join = |f: &mut fmt::Formatter<'_>, v: &[Expr], sep: &str| {
+            for (i, e) in v.iter().enumerate() {
+                if i > 0 {
+                    write!(f, " {sep} ")?;
+                }
+                match e {
+                    Expr::And { .. } | Expr::Or { .. } => write!(f, "({e})")?,
+                    _ => write!(f, "{e}")?,
+                }
+            }
+            Ok(())
+        };
+        match self {
+            Expr::And { all } => join(f, all, "and"),
+            Expr::Or { any } => join(f, any, "or"),
+            Expr::Not { expr } => match **expr {
+                Expr::And { .. } | Expr::Or { .. } => write!(f, "not ({expr})"),
+                _ => write!(f, "not {expr}"),
+            },
+            Expr::Cmp { prop, op, value } => {
+                write!(f, "{prop} {} ", op.as_str())?;
+                match value {
+                    Literal::Int(c) if prop.is_money() => money(f, *c),
+                    v => write!(f, "{v}"),
+                }
+            }
+            Expr::OptedOut => f.write_str("opted_out"),
+            Expr::Friended => f.write_str("friended"),
+            Expr::HasTag { tag } => write!(f, "tag({tag:?})"),
+            Expr::InGroup { group } => write!(f, "in_group({group:?})"),
+            Expr::InSegment { segment } => write!(f, "in_segment({segment:?})"),
+        }
+    }
+}

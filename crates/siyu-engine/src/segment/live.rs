@@ -1,0 +1,378 @@
+//! Live membership: every saved segment's members, kept exact by
+//! re-evaluating only the persons an event touched, and by timers that fire
+//! the instant a time window lapses (no periodic full recompute).
+//!
+//! Invariant (checked against a full recompute in the tests): after any
+//! sequence of `after_event` and `fire_timers` calls, the member bits equal
+//! evaluating every segment for every live person at the current clock.
+
+use super::ast::Expr;
+use super::eval::{eval, next_change, Ctx};
+use crate::identity::{IdentityId, IdentityTable, UnionFind};
+use crate::person::Person;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// A person entering or leaving a segment.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SegmentChange {
+    /// Index of the segment (see [`LiveSegments::index_of`]).
+    pub segment: u32,
+    /// The person's slot after the change (a merged-away slot on exits).
+    pub person: u32,
+    /// Canonical id: on an exit, as it was when the person was a member.
+    pub canonical_id: String,
+    pub entered: bool,
+    /// The engine clock when the change happened.
+    pub at: i64,
+}
+
+/// A saved segment and its members.
+pub struct Segment {
+    pub name: String,
+    pub version: u32,
+    pub source: String,
+    pub expr: Expr,
+    members: Vec<u64>,
+    count: usize,
+    time_dependent: bool,
+}
+
+impl Segment {
+    fn get(&self, slot: u32) -> bool {
+        self.members
+            .get(slot as usize / 64)
+            .is_some_and(|w| w >> (slot % 64) & 1 == 1)
+    }
+
+    fn set(&mut self, slot: u32, on: bool) {
+        let i = slot as usize / 64;
+        if i >= self.members.len() {
+            if !on {
+                return;
+            }
+            self.members.resize(i + 1, 0);
+        }
+        let bit = 1u64 << (slot % 64);
+        let was = self.members[i] & bit != 0;
+        if was != on {
+            self.members[i] ^= bit;
+            if on {
+                self.count += 1;
+            } else {
+                self.count -= 1;
+            }
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Member slots in slot order.
+    pub fn members(&self) -> impl Iterator<Item = u32> + '_ {
+        self.members.iter().enumerate().flat_map(|(i, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let b = w.trailing_zeros();
+                w &= w - 1;
+                Some(i as u32 * 64 + b)
+            })
+        })
+    }
+}
+
+/// What segment evaluation reads from the engine.
+pub struct World<'a> {
+    pub persons: &'a [Person],
+    pub ids: &'a IdentityTable,
+    pub channels: &'a [String],
+    pub uf: &'a UnionFind,
+}
+
+/// Why a segment cannot be saved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SegmentError {
+    #[error("segment name `{0}` must be 1..64 characters of letters, digits, `_` or `-`")]
+    BadName(String),
+    #[error(
+        "segment `{segment}` reads segment `{missing}`, which does not exist (define it first)"
+    )]
+    UnknownSegment { segment: String, missing: String },
+    #[error(
+        "segment `{0}` cannot read itself or a segment defined after it (that would be a cycle)"
+    )]
+    Cycle(String),
+}
+
+/// All saved segments, their members and pending window timers.
+#[derive(Default)]
+pub struct LiveSegments {
+    segments: Vec<Segment>,
+    live: bool,
+    timers: BinaryHeap<Reverse<(i64, u32)>>,
+    /// Per slot: the earliest pending timer (i64::MAX if none).
+    timer_at: Vec<i64>,
+}
+
+impl LiveSegments {
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    pub fn index_of(&self, name: &str) -> Option<u32> {
+        self.segments
+            .iter()
+            .position(|s| s.name == name)
+            .map(|i| i as u32)
+    }
+
+    pub fn grow(&mut self, slots: usize) {
+        if self.timer_at.len() < slots {
+            self.timer_at.resize(slots, i64::MAX);
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.segments
+            .iter()
+            .map(|s| s.members.capacity() * 8)
+            .sum::<usize>()
+            + self.timers.capacity() * 16
+            + self.timer_at.capacity() * 8
+    }
+
+    /// Saves a segment (a new name, or a new version of an existing one).
+    /// Returns its index. Membership is computed by [`Self::evaluate_segment`].
+    pub fn define(&mut self, name: &str, expr: Expr, source: String) -> Result<u32, SegmentError> {
+        let ok = !name.is_empty()
+            && name.chars().count() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '-');
+        if !ok {
+            return Err(SegmentError::BadName(name.to_string()));
+        }
+        let existing = self.index_of(name);
+        let mut refs = Vec::new();
+        expr.segment_refs(&mut refs);
+        for r in refs {
+            match self.index_of(&r) {
+                None => {
+                    return Err(SegmentError::UnknownSegment {
+                        segment: name.into(),
+                        missing: r,
+                    })
+                }
+                Some(i) if existing.is_some_and(|e| i >= e) => {
+                    return Err(SegmentError::Cycle(name.into()))
+                }
+                Some(_) => {}
+            }
+        }
+        let time_dependent = expr.is_time_dependent();
+        match existing {
+            Some(i) => {
+                let s = &mut self.segments[i as usize];
+                s.version += 1;
+                s.expr = expr;
+                s.source = source;
+                s.time_dependent = time_dependent;
+                Ok(i)
+            }
+            None => {
+                self.segments.push(Segment {
+                    name: name.to_string(),
+                    version: 1,
+                    source,
+                    expr,
+                    members: Vec::new(),
+                    count: 0,
+                    time_dependent,
+                });
+                Ok(self.segments.len() as u32 - 1)
+            }
+        }
+    }
+
+    /// Evaluates every segment for one person, in definition order (so
+    /// `in_segment` sees the fresh verdicts of earlier segments).
+    fn verdicts(&self, w: &World<'_>, slot: u32, now: i64) -> Vec<bool> {
+        let p = &w.persons[slot as usize];
+        let mut out: Vec<bool> = Vec::with_capacity(self.segments.len());
+        for s in &self.segments {
+            let v = {
+                let lookup = |name: &str| {
+                    self.index_of(name)
+                        .is_some_and(|j| out.get(j as usize) == Some(&true))
+                };
+                let ctx = Ctx {
+                    channels: w.channels,
+                    uf: w.uf,
+                    now,
+                    in_segment: &lookup,
+                };
+                p.alive && eval(&s.expr, p, &ctx)
+            };
+            out.push(v);
+        }
+        out
+    }
+
+    fn schedule(&mut self, w: &World<'_>, slot: u32, now: i64) {
+        let p = &w.persons[slot as usize];
+        let next = self
+            .segments
+            .iter()
+            .filter(|s| s.time_dependent)
+            .filter_map(|s| next_change(&s.expr, p, now))
+            .min();
+        self.grow(slot as usize + 1);
+        if let Some(t) = next {
+            let cur = self.timer_at[slot as usize];
+            if t < cur || cur <= now {
+                self.timer_at[slot as usize] = t;
+                self.timers.push(Reverse((t, slot)));
+            }
+        }
+    }
+
+    /// Computes every membership from scratch and turns live mode on.
+    pub fn start(&mut self, w: &World<'_>, now: i64) {
+        self.live = true;
+        self.timers.clear();
+        self.timer_at.clear();
+        self.grow(w.persons.len());
+        for s in &mut self.segments {
+            s.members.clear();
+            s.count = 0;
+        }
+        for slot in 0..w.persons.len() as u32 {
+            if !w.persons[slot as usize].alive {
+                continue;
+            }
+            let v = self.verdicts(w, slot, now);
+            for (s, on) in self.segments.iter_mut().zip(v) {
+                s.set(slot, on);
+            }
+            self.schedule(w, slot, now);
+        }
+    }
+
+    /// Updates memberships after one event. `touched` holds the persons the
+    /// event involved before it was applied (slot, canonical id then);
+    /// `slot` is the person the event belongs to now.
+    pub fn after_event(
+        &mut self,
+        w: &World<'_>,
+        slot: u32,
+        touched: &[Option<(u32, IdentityId)>; 2],
+        now: i64,
+    ) -> Vec<SegmentChange> {
+        let verdicts = self.verdicts(w, slot, now);
+        let canonical_now = w.persons[slot as usize].canonical;
+        let mut changes = Vec::new();
+        for (i, (s, on)) in self.segments.iter_mut().zip(verdicts).enumerate() {
+            let mut before: Vec<(IdentityId, u32)> = Vec::new();
+            for &(t_slot, t_canon) in touched.iter().flatten() {
+                if s.get(t_slot) {
+                    before.push((t_canon, t_slot));
+                }
+                s.set(t_slot, false);
+            }
+            s.set(slot, on);
+            let stays = |c: IdentityId| on && c == canonical_now;
+            let mut exits: Vec<(&str, u32)> = before
+                .iter()
+                .filter(|(c, _)| !stays(*c))
+                .map(|&(c, sl)| (w.ids.get(c), sl))
+                .collect();
+            exits.sort_unstable();
+            exits.dedup();
+            for (c, sl) in exits {
+                changes.push(SegmentChange {
+                    segment: i as u32,
+                    person: sl,
+                    canonical_id: c.to_string(),
+                    entered: false,
+                    at: now,
+                });
+            }
+            if on && !before.iter().any(|(c, _)| *c == canonical_now) {
+                changes.push(SegmentChange {
+                    segment: i as u32,
+                    person: slot,
+                    canonical_id: w.ids.get(canonical_now).to_string(),
+                    entered: true,
+                    at: now,
+                });
+            }
+        }
+        self.schedule(w, slot, now);
+        changes
+    }
+
+    /// Re-evaluates one person whose canonical id did not change (a trait
+    /// update, a timer).
+    pub fn reevaluate(&mut self, w: &World<'_>, slot: u32, now: i64) -> Vec<SegmentChange> {
+        let canonical = w.persons[slot as usize].canonical;
+        self.after_event(w, slot, &[Some((slot, canonical)), None], now)
+    }
+
+    /// Fires every timer due at or before `now`, each at its own instant.
+    pub fn fire_timers(&mut self, w: &World<'_>, now: i64) -> Vec<SegmentChange> {
+        let mut changes = Vec::new();
+        while let Some(&Reverse((t, slot))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            if self.timer_at.get(slot as usize) != Some(&t) || !w.persons[slot as usize].alive {
+                continue;
+            }
+            self.timer_at[slot as usize] = i64::MAX;
+            changes.extend(self.reevaluate(w, slot, t));
+        }
+        changes
+    }
+
+    /// Recomputes one segment for every person (after it is defined or
+    /// redefined while live); returns the changes.
+    pub fn evaluate_segment(&mut self, w: &World<'_>, index: u32, now: i64) -> Vec<SegmentChange> {
+        let mut changes = Vec::new();
+        for slot in 0..w.persons.len() as u32 {
+            let p = &w.persons[slot as usize];
+            if !p.alive {
+                continue;
+            }
+            let on = self.verdicts(w, slot, now)[index as usize];
+            let s = &mut self.segments[index as usize];
+            if s.get(slot) != on {
+                s.set(slot, on);
+                changes.push(SegmentChange {
+                    segment: index,
+                    person: slot,
+                    canonical_id: w.ids.get(p.canonical).to_string(),
+                    entered: on,
+                    at: now,
+                });
+            }
+            self.schedule(w, slot, now);
+        }
+        changes
+    }
+
+    /// Whether a person is a member of segment `index`.
+    pub fn is_member(&self, index: u32, slot: u32) -> bool {
+        self.segments
+            .get(index as usize)
+            .is_some_and(|s| s.get(slot))
+    }
+}

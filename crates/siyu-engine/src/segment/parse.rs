@@ -1,0 +1,516 @@
+//! The segment language parser: hand-written so every error says where
+//! (line, column) and what was expected.
+//!
+//! ```text
+//! expr    := and ("or" and)*
+//! and     := unary ("and" unary)*
+//! unary   := "not" unary | "(" expr ")" | atom
+//! atom    := "opted_out" | "friended"
+//!          | ("tag" | "in_group" | "in_segment") "(" STRING ")"
+//!          | prop ["(" "last" DURATION ")"] OP literal
+//! literal := NUMBER | STRING          (money props take yuan: 500.00)
+//! DURATION:= INT ("m" | "h" | "d" | "w")
+//! ```
+
+use super::ast::{CmpOp, Expr, Literal, Prop, Window};
+use std::fmt;
+
+/// A syntax error with its 1-based position.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ParseError {
+    pub line: usize,
+    pub column: usize,
+    pub expected: String,
+    pub found: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "line {}, column {}: expected {}, found {}",
+            self.line, self.column, self.expected, self.found
+        )
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Tok {
+    Ident(String),
+    /// Integer part, fraction digits (as written), e.g. 500.05 → (500, "05").
+    Num(i64, String),
+    Dur(i64),
+    Str(String),
+    Op(CmpOp),
+    LParen,
+    RParen,
+    End,
+}
+
+impl fmt::Display for Tok {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Tok::Ident(s) => write!(f, "`{s}`"),
+            Tok::Num(n, fr) if fr.is_empty() => write!(f, "number {n}"),
+            Tok::Num(n, fr) => write!(f, "number {n}.{fr}"),
+            Tok::Dur(s) => write!(f, "duration of {s} s"),
+            Tok::Str(s) => write!(f, "string {s:?}"),
+            Tok::Op(o) => write!(f, "`{}`", o.as_str()),
+            Tok::LParen => f.write_str("`(`"),
+            Tok::RParen => f.write_str("`)`"),
+            Tok::End => f.write_str("end of input"),
+        }
+    }
+}
+
+struct Lexer<'a> {
+    src: &'a str,
+    pos: usize,
+}
+
+fn position(src: &str, byte: usize) -> (usize, usize) {
+    let before = &src[..byte.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+fn err_at(
+    src: &str,
+    byte: usize,
+    expected: impl Into<String>,
+    found: impl Into<String>,
+) -> ParseError {
+    let (line, column) = position(src, byte);
+    ParseError {
+        line,
+        column,
+        expected: expected.into(),
+        found: found.into(),
+    }
+}
+
+impl<'a> Lexer<'a> {
+    fn tokens(mut self) -> Result<Vec<(Tok, usize)>, ParseError> {
+        let mut out = Vec::new();
+        loop {
+            let rest = &self.src[self.pos..];
+            let trimmed = rest.trim_start();
+            self.pos += rest.len() - trimmed.len();
+            let start = self.pos;
+            let Some(c) = trimmed.chars().next() else {
+                out.push((Tok::End, start));
+                return Ok(out);
+            };
+            let b = trimmed.as_bytes();
+            let tok = match c {
+                '(' => {
+                    self.pos += 1;
+                    Tok::LParen
+                }
+                ')' => {
+                    self.pos += 1;
+                    Tok::RParen
+                }
+                '=' => {
+                    self.pos += if b.get(1) == Some(&b'=') { 2 } else { 1 };
+                    Tok::Op(CmpOp::Eq)
+                }
+                '!' if b.get(1) == Some(&b'=') => {
+                    self.pos += 2;
+                    Tok::Op(CmpOp::Ne)
+                }
+                '<' | '>' => {
+                    let eq = b.get(1) == Some(&b'=');
+                    self.pos += if eq { 2 } else { 1 };
+                    Tok::Op(match (c, eq) {
+                        ('<', true) => CmpOp::Le,
+                        ('<', false) => CmpOp::Lt,
+                        (_, true) => CmpOp::Ge,
+                        _ => CmpOp::Gt,
+                    })
+                }
+                '"' => {
+                    let mut s = String::new();
+                    let mut chars = trimmed[1..].char_indices();
+                    let mut end = None;
+                    while let Some((i, ch)) = chars.next() {
+                        match ch {
+                            '"' => {
+                                end = Some(i + 2);
+                                break;
+                            }
+                            '\\' => match chars.next() {
+                                Some((_, e @ ('"' | '\\'))) => s.push(e),
+                                Some((_, 'n')) => s.push('\n'),
+                                _ => {
+                                    return Err(err_at(
+                                        self.src,
+                                        start + i + 1,
+                                        "`\\\"`, `\\\\` or `\\n`",
+                                        "another escape",
+                                    ))
+                                }
+                            },
+                            ch => s.push(ch),
+                        }
+                    }
+                    let Some(end) = end else {
+                        return Err(err_at(
+                            self.src,
+                            start,
+                            "a closing `\"`",
+                            "an unterminated string",
+                        ));
+                    };
+                    self.pos += end;
+                    Tok::Str(s)
+                }
+                '0'..='9' | '-' => {
+                    let neg = c == '-';
+                    let digits_start = if neg { 1 } else { 0 };
+                    let n = b[digits_start..]
+                        .iter()
+                        .take_while(|c| c.is_ascii_digit())
+                        .count();
+                    if n == 0 {
+                        return Err(err_at(self.src, start, "a number", "`-`"));
+                    }
+                    let int_str = &trimmed[digits_start..digits_start + n];
+                    let int: i64 = int_str.parse().map_err(|_| {
+                        err_at(
+                            self.src,
+                            start,
+                            "a number that fits 64 bits",
+                            format!("`{int_str}`"),
+                        )
+                    })?;
+                    let int = if neg { -int } else { int };
+                    let mut len = digits_start + n;
+                    let mut frac = String::new();
+                    if b.get(len) == Some(&b'.') {
+                        let f = b[len + 1..]
+                            .iter()
+                            .take_while(|c| c.is_ascii_digit())
+                            .count();
+                        if f == 0 {
+                            return Err(err_at(
+                                self.src,
+                                start + len + 1,
+                                "digits after `.`",
+                                "nothing",
+                            ));
+                        }
+                        frac = trimmed[len + 1..len + 1 + f].to_string();
+                        len += 1 + f;
+                    }
+                    let unit = b.get(len).copied();
+                    let is_unit = matches!(unit, Some(b'm' | b'h' | b'd' | b'w'))
+                        && !b
+                            .get(len + 1)
+                            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_');
+                    if is_unit && frac.is_empty() && !neg {
+                        let mult = match unit {
+                            Some(b'm') => 60,
+                            Some(b'h') => 3600,
+                            Some(b'd') => 86_400,
+                            _ => 604_800,
+                        };
+                        self.pos += len + 1;
+                        Tok::Dur(int.saturating_mul(mult))
+                    } else {
+                        self.pos += len;
+                        Tok::Num(int, frac)
+                    }
+                }
+                c if c.is_ascii_alphabetic() || c == '_' => {
+                    let n = b
+                        .iter()
+                        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_' || **c == b'.')
+                        .count();
+                    self.pos += n;
+                    Tok::Ident(trimmed[..n].to_string())
+                }
+                other => {
+                    return Err(err_at(
+                        self.src,
+                        start,
+                        "a property, `(`, `not` or a value",
+                        format!("`{other}`"),
+                    ))
+                }
+            };
+            out.push((tok, start));
+        }
+    }
+}
+
+struct Parser<'a> {
+    src: &'a str,
+    toks: Vec<(Tok, usize)>,
+    i: usize,
+}
+
+const PROPS: &str = "a property (purchases, spend, reads, net_spend, refunds, first_channel, days_since_first_seen, days_since_last_purchase, rfm_r, rfm_f, rfm_m, identities, trait.NAME), opted_out, friended, tag(..), in_group(..), in_segment(..), `not` or `(`";
+
+impl Parser<'_> {
+    fn peek(&self) -> &Tok {
+        &self.toks[self.i].0
+    }
+
+    fn next(&mut self) -> (Tok, usize) {
+        let t = self.toks[self.i].clone();
+        if self.i + 1 < self.toks.len() {
+            self.i += 1;
+        }
+        t
+    }
+
+    fn fail<T>(&self, expected: impl Into<String>) -> Result<T, ParseError> {
+        let (tok, at) = &self.toks[self.i];
+        Err(err_at(self.src, *at, expected, tok.to_string()))
+    }
+
+    fn keyword(&self, k: &str) -> bool {
+        matches!(self.peek(), Tok::Ident(s) if s == k)
+    }
+
+    fn expect(&mut self, t: Tok, what: &str) -> Result<(), ParseError> {
+        if *self.peek() == t {
+            self.next();
+            Ok(())
+        } else {
+            self.fail(what)
+        }
+    }
+
+    fn or(&mut self) -> Result<Expr, ParseError> {
+        let mut v = vec![self.and()?];
+        while self.keyword("or") {
+            self.next();
+            v.push(self.and()?);
+        }
+        Ok(if v.len() == 1 {
+            v.pop().unwrap_or(Expr::OptedOut)
+        } else {
+            Expr::Or { any: v }
+        })
+    }
+
+    fn and(&mut self) -> Result<Expr, ParseError> {
+        let mut v = vec![self.unary()?];
+        while self.keyword("and") {
+            self.next();
+            v.push(self.unary()?);
+        }
+        Ok(if v.len() == 1 {
+            v.pop().unwrap_or(Expr::OptedOut)
+        } else {
+            Expr::And { all: v }
+        })
+    }
+
+    fn unary(&mut self) -> Result<Expr, ParseError> {
+        if self.keyword("not") {
+            self.next();
+            return Ok(Expr::Not {
+                expr: Box::new(self.unary()?),
+            });
+        }
+        if *self.peek() == Tok::LParen {
+            self.next();
+            let e = self.or()?;
+            self.expect(Tok::RParen, "`)`, `and` or `or`")?;
+            return Ok(e);
+        }
+        self.atom()
+    }
+
+    fn string_arg(&mut self) -> Result<String, ParseError> {
+        self.expect(Tok::LParen, "`(`")?;
+        let s = match self.peek().clone() {
+            Tok::Str(s) => s,
+            _ => return self.fail("a quoted string"),
+        };
+        self.next();
+        self.expect(Tok::RParen, "`)`")?;
+        Ok(s)
+    }
+
+    fn window(&mut self) -> Result<Option<Window>, ParseError> {
+        if *self.peek() != Tok::LParen {
+            return Ok(None);
+        }
+        self.next();
+        if !self.keyword("last") {
+            return self.fail("`last`, as in purchases(last 90d)");
+        }
+        self.next();
+        let seconds = match self.peek() {
+            Tok::Dur(s) if *s > 0 => *s,
+            _ => return self.fail("a duration such as 90d, 12h, 2w or 30m"),
+        };
+        self.next();
+        self.expect(Tok::RParen, "`)`")?;
+        Ok(Some(Window { seconds }))
+    }
+
+    fn atom(&mut self) -> Result<Expr, ParseError> {
+        let name = match self.peek() {
+            Tok::Ident(s) if !matches!(s.as_str(), "and" | "or") => s.clone(),
+            _ => return self.fail(PROPS),
+        };
+        let name_at = self.toks[self.i].1;
+        self.next();
+        let prop = match name.as_str() {
+            "opted_out" => return Ok(Expr::OptedOut),
+            "friended" => return Ok(Expr::Friended),
+            "tag" => {
+                return Ok(Expr::HasTag {
+                    tag: self.string_arg()?,
+                })
+            }
+            "in_group" => {
+                return Ok(Expr::InGroup {
+                    group: self.string_arg()?,
+                })
+            }
+            "in_segment" => {
+                return Ok(Expr::InSegment {
+                    segment: self.string_arg()?,
+                })
+            }
+            "purchases" => Prop::Purchases(self.window()?),
+            "spend" => Prop::Spend(self.window()?),
+            "reads" => Prop::Reads(self.window()?),
+            "net_spend" => Prop::NetSpend,
+            "refunds" => Prop::Refunds,
+            "first_channel" => Prop::FirstChannel,
+            "days_since_first_seen" => Prop::DaysSinceFirstSeen,
+            "days_since_last_purchase" => Prop::DaysSinceLastPurchase,
+            "rfm_r" => Prop::RfmR,
+            "rfm_f" => Prop::RfmF,
+            "rfm_m" => Prop::RfmM,
+            "identities" => Prop::Identities,
+            t if t.starts_with("trait.") && t.len() > 6 => Prop::Trait(t[6..].to_string()),
+            other => {
+                return Err(err_at(self.src, name_at, PROPS, format!("`{other}`")));
+            }
+        };
+        let op = match self.peek() {
+            Tok::Op(o) => *o,
+            _ => return self.fail(format!("a comparison (=, !=, <, <=, >, >=) after `{prop}`")),
+        };
+        self.next();
+        let value = match (self.peek().clone(), prop.is_string(), prop.is_money()) {
+            (Tok::Str(s), true, _) => Literal::Str(s),
+            (Tok::Num(n, frac), false, true) => {
+                if frac.len() > 2 {
+                    return self.fail("an amount in yuan with at most 2 decimals, e.g. 500.00");
+                }
+                let cents = format!("{frac:0<2}").parse::<i64>().unwrap_or(0);
+                let sign = if n < 0 { -1 } else { 1 };
+                Literal::Int(n.saturating_mul(100).saturating_add(sign * cents))
+            }
+            (Tok::Num(n, frac), false, false) if frac.is_empty() => Literal::Int(n),
+            (_, true, _) => {
+                return self.fail(format!("a quoted string after `{prop} {}`", op.as_str()))
+            }
+            (_, false, true) => {
+                return self.fail(format!(
+                    "an amount in yuan after `{prop} {}`, e.g. 500.00",
+                    op.as_str()
+                ))
+            }
+            _ => return self.fail(format!("a whole number after `{prop} {}`", op.as_str())),
+        };
+        if prop.is_string() && !matches!(op, CmpOp::Eq | CmpOp::Ne) {
+            return Err(err_at(
+                self.src,
+                name_at,
+                format!("`=` or `!=` for `{prop}`"),
+                format!("`{}`", op.as_str()),
+            ));
+        }
+        self.next();
+        Ok(Expr::Cmp { prop, op, value })
+    }
+}
+
+/// Parses the segment language into a tree.
+pub fn parse(src: &str) -> Result<Expr, ParseError> {
+    let toks = Lexer { src, pos: 0 }.tokens()?;
+    let mut p = Parser { src, toks, i: 0 };
+    let e = p.or()?;
+    if *p.peek() != Tok::End {
+        return p.fail("`and`, `or` or end of input");
+    }
+    Ok(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_q1_segment() {
+        let e = parse(r#"purchases(last 90d) >= 2 and net_spend >= 500.00 and first_channel = "douyin" and not opted_out"#)
+            .unwrap();
+        let Expr::And { all } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(all.len(), 4);
+        assert_eq!(
+            all[0],
+            Expr::Cmp {
+                prop: Prop::Purchases(Some(Window {
+                    seconds: 90 * 86_400
+                })),
+                op: CmpOp::Ge,
+                value: Literal::Int(2)
+            }
+        );
+        assert_eq!(
+            all[1],
+            Expr::Cmp {
+                prop: Prop::NetSpend,
+                op: CmpOp::Ge,
+                value: Literal::Int(50_000)
+            }
+        );
+        assert_eq!(parse(&e.to_string()).unwrap(), e);
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<Expr>(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn precedence_and_grouping() {
+        let e = parse(r#"tag("vip") or in_group("g1") and not (friended or opted_out)"#).unwrap();
+        assert!(matches!(&e, Expr::Or { any } if any.len() == 2));
+        assert_eq!(parse(&e.to_string()).unwrap(), e);
+        let e = parse("spend(last 2w) > 12.5 and trait.city = \"上海\"").unwrap();
+        assert_eq!(parse(&e.to_string()).unwrap(), e);
+    }
+
+    #[test]
+    fn errors_say_where_and_what() {
+        let cases = [
+            ("purchases >= ", 1, 14, "a whole number"),
+            ("purchases(90d) >= 2", 1, 11, "`last`"),
+            ("net_spend >= 1.234", 1, 14, "at most 2 decimals"),
+            ("first_channel > \"douyin\"", 1, 1, "`=` or `!=`"),
+            ("purchases >= 2 and\n  bogus = 1", 2, 3, "a property"),
+            ("purchases >= 2 extra", 1, 16, "`and`, `or`"),
+            ("(purchases >= 2", 1, 16, "`)`"),
+            ("tag(vip)", 1, 5, "a quoted string"),
+            ("first_channel = \"douyin", 1, 17, "closing"),
+        ];
+        for (src, line, column, expected) in cases {
+            let e = parse(src).unwrap_err();
+            assert_eq!((e.line, e.column), (line, column), "{src}: {e}");
+            assert!(e.expected.contains(expected), "{src}: {e}");
+        }
+    }
+}
