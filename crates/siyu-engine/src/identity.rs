@@ -14,6 +14,12 @@ use std::hash::BuildHasher;
 /// Dense index of an interned identity.
 pub type IdentityId = u32;
 
+/// The hash the identity table uses; bulk loaders compute it on parser
+/// threads and pass it in ([`IdentityTable::intern_hashed`]).
+pub fn identity_hash(s: &str) -> u64 {
+    FixedState::default().hash_one(s.as_bytes())
+}
+
 /// Interned identity strings: one arena of bytes and one hash table.
 #[derive(Default)]
 pub struct IdentityTable {

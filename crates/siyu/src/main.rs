@@ -2,11 +2,16 @@
 //! lives in its own module and only parses flags and wires crates together.
 
 mod bench;
+mod bulk;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "siyu", version, about = "siyu (私域): own your customer relationships")]
+#[command(
+    name = "siyu",
+    version,
+    about = "siyu (私域): own your customer relationships"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
