@@ -138,10 +138,10 @@ fn answer_all(
     out.push(t.time("q2 rfm", || {
         let grid = analytics::rfm_grid(engine, now);
         let mut s = String::from("r,f,m,persons\n");
-        for r in 0..5 {
-            for f in 0..5 {
-                for m in 0..5 {
-                    let _ = writeln!(s, "{},{},{},{}", r + 1, f + 1, m + 1, grid[r][f][m]);
+        for (r, plane) in grid.iter().enumerate() {
+            for (f, row) in plane.iter().enumerate() {
+                for (m, n) in row.iter().enumerate() {
+                    let _ = writeln!(s, "{},{},{},{n}", r + 1, f + 1, m + 1);
                 }
             }
         }

@@ -295,10 +295,7 @@ pub fn load_file(engine: &mut Engine, path: &Path, threads: usize) -> Result<Loa
         let reader = scope.spawn(move || read_chunks(path, is_csv, to_parser));
         let mut line_base = if is_csv { 1 } else { 0 };
         let mut i = 0usize;
-        loop {
-            let Ok(parsed) = from_parser[i % threads].recv() else {
-                break;
-            };
+        while let Ok(parsed) = from_parser[i % threads].recv() {
             i += 1;
             let applying = Instant::now();
             let text = &parsed.chunk;

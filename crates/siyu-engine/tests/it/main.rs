@@ -1,0 +1,5 @@
+//! Engine integration tests: the live engine against the brute-force
+//! oracle over random event sequences and random clock advances.
+
+mod live_vs_oracle;
+mod segments;

@@ -1,0 +1,150 @@
+//! Segment behaviour on hand-written scenarios: exact window expiry,
+//! merges of persons in different segments, explanations, redefinition.
+
+use siyu_domain::{Channel, Event, EventType, Identity, DAY};
+use siyu_engine::{segment, Engine, SegmentChange};
+
+const Q1: &str = r#"purchases(last 90d) >= 2 and net_spend >= 500.00 and first_channel = "douyin" and not opted_out"#;
+
+fn ev(ts: i64, who: &str, ty: EventType) -> Event {
+    let id = Identity::parse(who).unwrap();
+    let ch = Channel::parse(id.channel()).unwrap();
+    Event::new(ts, id, ty, ch)
+}
+
+fn purchase(ts: i64, who: &str, amount: i64) -> Event {
+    let mut e = ev(ts, who, EventType::Purchase);
+    e.amount = amount;
+    e
+}
+
+fn link(ts: i64, who: &str, other: &str) -> Event {
+    let mut e = ev(ts, who, EventType::Identify);
+    e.reference = Some(Identity::parse(other).unwrap());
+    e
+}
+
+fn summary(c: &[SegmentChange]) -> Vec<String> {
+    c.iter()
+        .map(|c| {
+            format!(
+                "{} {} @{}",
+                if c.entered { "enter" } else { "exit" },
+                c.canonical_id,
+                c.at
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_window_lapses_at_the_exact_second_without_any_event() {
+    let t0 = 1_790_000_000;
+    let mut e = Engine::new();
+    e.define_segment("q1", segment::parse(Q1).unwrap(), Q1.into())
+        .unwrap();
+    e.start_live(t0);
+    e.apply(1, &ev(t0, "douyin:x", EventType::Touch));
+    e.apply(2, &purchase(t0, "douyin:x", 30_000));
+    let c = e
+        .apply(3, &purchase(t0 + 10 * DAY, "douyin:x", 30_000))
+        .changes;
+    assert_eq!(summary(&c), vec![format!("enter douyin:x @{t0}")]);
+    // Still in at the last inclusive second: ts >= now - 90d.
+    assert!(e.advance_to(t0 + 90 * DAY).is_empty());
+    let c = e.advance_to(t0 + 200 * DAY);
+    assert_eq!(
+        summary(&c),
+        vec![format!("exit douyin:x @{}", t0 + 90 * DAY + 1)]
+    );
+}
+
+#[test]
+fn merging_two_persons_in_different_segments_moves_membership_to_the_canonical_id() {
+    let t0 = 1_790_000_000;
+    let mut e = Engine::new();
+    e.define_segment("q1", segment::parse(Q1).unwrap(), Q1.into())
+        .unwrap();
+    e.start_live(t0 + DAY);
+    e.apply(1, &ev(t0, "douyin:m", EventType::Touch));
+    e.apply(2, &purchase(t0, "douyin:m", 30_000));
+    let c = e.apply(3, &purchase(t0 + 1, "douyin:m", 30_000)).changes;
+    assert_eq!(summary(&c).len(), 1);
+    // A second person, first seen earlier on douyin with a smaller id.
+    e.apply(4, &ev(t0 - 100, "douyin:a", EventType::Touch));
+    let applied = e.apply(5, &link(t0 + 2, "douyin:m", "douyin:a"));
+    assert_eq!(applied.merges.len(), 1);
+    assert_eq!(applied.merges[0].into, "douyin:a");
+    assert_eq!(
+        summary(&applied.changes),
+        vec![
+            format!("exit douyin:m @{}", t0 + DAY),
+            format!("enter douyin:a @{}", t0 + DAY)
+        ]
+    );
+    // An opt-out on any identity of the person removes her.
+    let c = e
+        .apply(6, &ev(t0 + 3, "douyin:m", EventType::OptOut))
+        .changes;
+    assert_eq!(summary(&c), vec![format!("exit douyin:a @{}", t0 + DAY)]);
+}
+
+#[test]
+fn explain_says_which_clause_fails() {
+    let t0 = 1_790_000_000;
+    let mut e = Engine::new();
+    e.start_live(t0);
+    e.apply(1, &purchase(t0, "wecom:w", 70_000));
+    let expr = segment::parse(Q1).unwrap();
+    let p = e.person_of("wecom:w").unwrap();
+    let x = e.explain(&expr, p).unwrap();
+    assert!(!x.holds);
+    let verdicts: Vec<(bool, Option<String>)> = x
+        .parts
+        .iter()
+        .map(|p| (p.holds, p.actual.clone()))
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            (false, Some("1".into())),
+            (true, Some("700.00".into())),
+            (false, Some("\"wecom\"".into())),
+            (true, None),
+        ]
+    );
+}
+
+#[test]
+fn redefining_a_segment_bumps_its_version_and_reports_changes() {
+    let t0 = 1_790_000_000;
+    let mut e = Engine::new();
+    e.start_live(t0);
+    e.apply(1, &purchase(t0, "wecom:w", 70_000));
+    let (i, c) = e
+        .define_segment(
+            "big",
+            segment::parse("net_spend >= 1000.00").unwrap(),
+            String::new(),
+        )
+        .unwrap();
+    assert!(c.is_empty());
+    let (j, c) = e
+        .define_segment(
+            "big",
+            segment::parse("net_spend >= 500.00").unwrap(),
+            String::new(),
+        )
+        .unwrap();
+    assert_eq!(i, j);
+    assert_eq!(e.live_segments().segments()[i as usize].version, 2);
+    assert_eq!(summary(&c), vec![format!("enter wecom:w @{t0}")]);
+    let err = e
+        .define_segment(
+            "x",
+            segment::parse(r#"in_segment("nope")"#).unwrap(),
+            String::new(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("nope"));
+}
