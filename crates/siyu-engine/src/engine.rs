@@ -5,7 +5,7 @@
 //! Pure by construction: no I/O, no clock. Callers pass events in and move
 //! time forward with [`Engine::advance_to`].
 
-use crate::identity::{IdentityId, IdentityTable, UnionFind};
+use crate::identity::{identity_hash, IdentityGraph, IdentityId};
 use crate::person::{Person, Ts, NO_CHANNEL};
 use crate::segment::live::{LiveSegments, SegmentChange, SegmentError, World};
 use crate::segment::{explain, Explanation, Expr};
@@ -14,7 +14,6 @@ use siyu_domain::{Event, EventType};
 /// Index of a person slot. A slot dies when its person is merged into
 /// another; resolve identities again after a merge.
 pub type PersonId = u32;
-const NO_PERSON: u32 = u32::MAX;
 
 /// One event as the engine needs it, borrowed (the bulk loader builds these
 /// without allocating).
@@ -24,7 +23,7 @@ pub struct RawEvent<'a> {
     pub seq: u64,
     pub ts: i64,
     pub identity: &'a str,
-    /// Precomputed `IdentityTable::hash(identity)`, if the caller has it.
+    /// Precomputed [`crate::identity::identity_hash`] of `identity`, if the caller has it.
     pub identity_hash: Option<u64>,
     pub event_type: EventType,
     pub channel: &'a str,
@@ -82,10 +81,7 @@ pub struct Referral {
 
 /// The engine state. See the module docs.
 pub struct Engine {
-    pub(crate) ids: IdentityTable,
-    pub(crate) uf: UnionFind,
-    /// Person slot of each union-find root (indexed by identity id).
-    slot_of: Vec<u32>,
+    pub(crate) ids: IdentityGraph,
     pub(crate) persons: Vec<Person>,
     live_persons: usize,
     pub(crate) channels: Vec<String>,
@@ -104,9 +100,7 @@ impl Default for Engine {
 impl Engine {
     pub fn new() -> Self {
         Engine {
-            ids: IdentityTable::new(),
-            uf: UnionFind::default(),
-            slot_of: Vec::new(),
+            ids: IdentityGraph::new(),
             persons: Vec::new(),
             live_persons: 0,
             channels: Vec::new(),
@@ -134,11 +128,6 @@ impl Engine {
         self.events_applied
     }
 
-    /// The hash the bulk loader may precompute for [`RawEvent::identity_hash`].
-    pub fn identity_hash(&self, identity: &str) -> u64 {
-        self.ids.hash(identity)
-    }
-
     fn channel_code(&mut self, name: &str) -> u16 {
         match self.channels.iter().position(|c| c == name) {
             Some(i) => i as u16,
@@ -159,62 +148,58 @@ impl Engine {
         self.channels.get(code as usize).map(String::as_str)
     }
 
-    /// Interns `s`; a new identity becomes a new person unless `attach_to`
-    /// names the root it joins.
+    /// The person slot of `s`, interning it if new: a new identity becomes
+    /// a new person unless `attach_to` names the slot it joins. The bool
+    /// says whether the identity was new.
     fn resolve(&mut self, s: &str, hash: Option<u64>, attach_to: Option<u32>) -> (u32, bool) {
-        let hash = hash.unwrap_or_else(|| self.ids.hash(s));
-        let (id, new) = self.ids.intern_hashed(s, hash);
-        if !new {
-            return (self.uf.find(id), false);
+        let hash = hash.unwrap_or_else(|| identity_hash(s));
+        if let Some((_, slot)) = self.ids.lookup_hashed(s, hash) {
+            return (slot, false);
         }
-        self.uf.push();
-        self.slot_of.push(NO_PERSON);
         match attach_to {
-            Some(root) => {
-                let (w, _) = self.uf.union_roots(root, id);
-                let slot = self.slot_of[root as usize];
-                self.slot_of[w as usize] = slot;
+            Some(slot) => {
+                let id = self.ids.insert_hashed(s, hash, slot);
                 let p = &mut self.persons[slot as usize];
-                p.root = w;
-                if self.ids.get(id) < self.ids.get(p.canonical) {
+                self.ids.splice(p.anchor, id);
+                p.identities += 1;
+                if s < self.ids.get(p.canonical) {
                     p.canonical = id;
                 }
-                (w, true)
+                (slot, true)
             }
             None => {
                 let slot = self.persons.len() as u32;
+                let id = self.ids.insert_hashed(s, hash, slot);
                 self.persons.push(Person::new(id));
-                self.slot_of[id as usize] = slot;
                 self.live_persons += 1;
                 self.segments.grow(self.persons.len());
-                (id, true)
+                (slot, true)
             }
         }
     }
 
-    /// Joins the persons of roots `a` and `b`; returns the surviving root.
+    /// Joins persons `a` and `b`; returns the surviving slot. The person
+    /// with fewer identities is relabelled (union by size).
     fn union(&mut self, a: u32, b: u32) -> u32 {
-        let (sa, sb) = (self.slot_of[a as usize], self.slot_of[b as usize]);
-        let (w, _) = self.uf.union_roots(a, b);
-        // Keep the slot whose person has more history, to move less.
-        let (keep, gone) = if self.persons[sa as usize].events >= self.persons[sb as usize].events {
-            (sa, sb)
-        } else {
-            (sb, sa)
-        };
+        let (keep, gone) =
+            if self.persons[a as usize].identities >= self.persons[b as usize].identities {
+                (a, b)
+            } else {
+                (b, a)
+            };
         let mut dead = Person::new(0);
         dead.alive = false;
         let other = std::mem::replace(&mut self.persons[gone as usize], dead);
-        let canonical_other = other.canonical;
+        self.ids.relabel(other.anchor, keep);
+        let anchor = self.persons[keep as usize].anchor;
+        self.ids.splice(anchor, other.anchor);
         let p = &mut self.persons[keep as usize];
-        if self.ids.get(canonical_other) < self.ids.get(p.canonical) {
-            p.canonical = canonical_other;
+        if self.ids.get(other.canonical) < self.ids.get(p.canonical) {
+            p.canonical = other.canonical;
         }
         p.absorb(other);
-        p.root = w;
-        self.slot_of[w as usize] = keep;
         self.live_persons -= 1;
-        w
+        keep
     }
 
     /// Applies one event. In bulk mode (before [`Engine::start_live`]) no
@@ -251,7 +236,6 @@ impl Engine {
                     persons: &self.persons,
                     ids: &self.ids,
                     channels: &self.channels,
-                    uf: &self.uf,
                 };
                 let changes = self.segments.reevaluate(&world, slot, now);
                 applied.changes.extend(changes);
@@ -260,33 +244,51 @@ impl Engine {
         applied
     }
 
+    /// Applies many events in order (bulk loading). Equivalent to calling
+    /// [`Engine::apply_raw`] on each, but first reads, for a block of
+    /// events, each identity's table entry and person: those loads are
+    /// independent, so the CPU overlaps their cache misses instead of
+    /// waiting for them one event at a time.
+    pub fn apply_batch(&mut self, events: &[RawEvent<'_>]) {
+        for block in events.chunks(16) {
+            let mut touched = 0u32;
+            for ev in block {
+                let hash = ev
+                    .identity_hash
+                    .unwrap_or_else(|| identity_hash(ev.identity));
+                if let Some((_, slot)) = self.ids.lookup_hashed(ev.identity, hash) {
+                    touched ^= self.persons[slot as usize].events;
+                }
+            }
+            std::hint::black_box(touched);
+            for ev in block {
+                self.apply_raw(*ev);
+            }
+        }
+    }
+
     /// [`Engine::apply`] without allocation for the built-in fields.
     pub fn apply_raw(&mut self, ev: RawEvent<'_>) -> Applied {
         self.events_applied += 1;
         let live = self.segments.is_live();
-        let (root, new) = self.resolve(ev.identity, ev.identity_hash, None);
+        let (mut slot, new) = self.resolve(ev.identity, ev.identity_hash, None);
         let mut touched: [Option<(u32, IdentityId)>; 2] = [None, None];
         if live && !new {
-            let slot = self.slot_of[root as usize];
             touched[0] = Some((slot, self.persons[slot as usize].canonical));
         }
-        let mut root = root;
         let mut merges = Vec::new();
         if let (EventType::Identify, Some(r)) = (ev.event_type, ev.reference) {
-            let (other, new_ref) = self.resolve(r, None, Some(root));
-            if new_ref {
-                root = other;
-            } else if other != root {
-                let (sa, sb) = (self.slot_of[root as usize], self.slot_of[other as usize]);
+            let (other, new_ref) = self.resolve(r, None, Some(slot));
+            if !new_ref && other != slot {
                 let (ca, cb) = (
-                    self.persons[sa as usize].canonical,
-                    self.persons[sb as usize].canonical,
+                    self.persons[slot as usize].canonical,
+                    self.persons[other as usize].canonical,
                 );
                 if live {
-                    touched[1] = Some((sb, cb));
+                    touched[1] = Some((other, cb));
                 }
-                root = self.union(root, other);
-                let into = self.persons[self.slot_of[root as usize] as usize].canonical;
+                slot = self.union(slot, other);
+                let into = self.persons[slot as usize].canonical;
                 merges.push(Merge {
                     identity: ev.identity.to_string(),
                     linked: r.to_string(),
@@ -296,7 +298,6 @@ impl Engine {
                 });
             }
         }
-        let slot = self.slot_of[root as usize];
         let ts = ev.ts.clamp(0, u32::MAX as i64 - 1) as Ts;
         let channel = if ev.event_type == EventType::Identify {
             NO_CHANNEL
@@ -322,12 +323,12 @@ impl Engine {
             EventType::ReferralSignup => {
                 if let Some(r) = ev.reference {
                     // The inviter may not have been seen yet; intern it as its own person.
-                    let (invitee, _) = self.ids.intern(ev.identity);
+                    let invitee = self.persons[slot as usize].anchor;
                     let inviter = match self.ids.lookup(r) {
-                        Some(id) => id,
+                        Some((id, _)) => id,
                         None => {
-                            let (root, _) = self.resolve(r, None, None);
-                            root
+                            let (slot, _) = self.resolve(r, None, None);
+                            self.persons[slot as usize].anchor
                         }
                     };
                     self.referrals.push(Referral {
@@ -346,7 +347,6 @@ impl Engine {
                 persons: &self.persons,
                 ids: &self.ids,
                 channels: &self.channels,
-                uf: &self.uf,
             };
             changes = self.segments.after_event(&world, slot, &touched, self.now);
         }
@@ -370,7 +370,6 @@ impl Engine {
             persons: &self.persons,
             ids: &self.ids,
             channels: &self.channels,
-            uf: &self.uf,
         };
         self.segments.fire_timers(&world, now)
     }
@@ -384,7 +383,6 @@ impl Engine {
             persons: &self.persons,
             ids: &self.ids,
             channels: &self.channels,
-            uf: &self.uf,
         };
         self.segments.start(&world, now);
     }
@@ -405,7 +403,6 @@ impl Engine {
             persons: &self.persons,
             ids: &self.ids,
             channels: &self.channels,
-            uf: &self.uf,
         };
         let changes = self.segments.evaluate_segment(&world, index, self.now);
         Ok((index, changes))
@@ -426,7 +423,6 @@ impl Engine {
         };
         let ctx = crate::segment::eval::Ctx {
             channels: &self.channels,
-            uf: &self.uf,
             now: self.now,
             in_segment: &lookup,
         };
@@ -444,7 +440,6 @@ impl Engine {
                 };
                 let ctx = crate::segment::eval::Ctx {
                     channels: &self.channels,
-                    uf: &self.uf,
                     now: self.now,
                     in_segment: &lookup,
                 };
@@ -458,8 +453,8 @@ impl Engine {
 
     /// The person an identity belongs to.
     pub fn person_of(&self, identity: &str) -> Option<PersonId> {
-        let id = self.ids.lookup(identity)?;
-        Some(self.slot_of[self.uf.find_const(id) as usize])
+        let (_, slot) = self.ids.lookup(identity)?;
+        Some(slot)
     }
 
     /// The person a canonical id or any identity names.
@@ -477,8 +472,8 @@ impl Engine {
             return Vec::new();
         };
         let mut v: Vec<String> = self
-            .uf
-            .members(p.root)
+            .ids
+            .members(p.anchor)
             .into_iter()
             .map(|i| self.ids.get(i).to_string())
             .collect();
@@ -490,7 +485,7 @@ impl Engine {
     pub fn search_identity_prefix(&self, prefix: &str, limit: usize) -> Vec<PersonId> {
         let mut out = Vec::new();
         for id in self.ids.with_prefix(prefix, usize::MAX) {
-            let slot = self.slot_of[self.uf.find_const(id) as usize];
+            let slot = self.ids.slot_of(id);
             if !out.contains(&slot) {
                 out.push(slot);
                 if out.len() >= limit {
@@ -517,7 +512,7 @@ impl Engine {
 
     /// Person of an interned identity id.
     pub fn person_of_id(&self, id: IdentityId) -> PersonId {
-        self.slot_of[self.uf.find_const(id) as usize]
+        self.ids.slot_of(id)
     }
 
     pub fn referrals(&self) -> &[Referral] {
@@ -539,8 +534,6 @@ impl Engine {
                 })
                 .sum::<usize>();
         self.ids.heap_bytes()
-            + self.uf.heap_bytes()
-            + self.slot_of.capacity() * 4
             + persons
             + self.referrals.capacity() * std::mem::size_of::<Referral>()
             + self.segments.heap_bytes()

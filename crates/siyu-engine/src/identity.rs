@@ -1,11 +1,12 @@
-//! The identity graph: every `channel:id` string interned once, and a
-//! union-find over them whose components are persons.
+//! The identity graph: every `channel:id` string interned once, each
+//! mapped to the person slot it belongs to, and each person's identities
+//! chained in a ring so they can be listed without a scan.
 //!
-//! Links only ever join components (identify/alias), so union-find with
-//! path halving and union by size gives near-constant time per event. Each
-//! component also keeps a circular member list, so a person's identities can
-//! be listed without scanning the graph, and the byte-wise smallest member,
-//! which is the person's canonical id.
+//! Links only ever join persons (identify/alias). A join relabels the
+//! identities of the person with fewer of them (union by size), so every
+//! identity's slot is exact at all times and resolving an identity is one
+//! hash probe: the table entry holds the key inline and the slot. This is
+//! the hot path of every event; see ARCHITECTURE.md for the numbers.
 
 use foldhash::fast::FixedState;
 use hashbrown::HashTable;
@@ -15,27 +16,50 @@ use std::hash::BuildHasher;
 pub type IdentityId = u32;
 
 /// The hash the identity table uses; bulk loaders compute it on parser
-/// threads and pass it in ([`IdentityTable::intern_hashed`]).
+/// threads and pass it in.
 pub fn identity_hash(s: &str) -> u64 {
     FixedState::default().hash_one(s.as_bytes())
 }
 
-/// Interned identity strings: one arena of bytes and one hash table.
-#[derive(Default)]
-pub struct IdentityTable {
+const INLINE: usize = 23;
+
+/// A table entry: the key inline when it fits (most identities do), the
+/// identity id, and the person slot.
+#[derive(Clone, Copy)]
+struct Entry {
+    slot: u32,
+    id: IdentityId,
+    len: u8,
+    key: [u8; INLINE],
+}
+
+/// Interned identities with their person slots.
+pub struct IdentityGraph {
     bytes: Vec<u8>,
     /// Start of identity `i` in `bytes`; `starts[i + 1]` is its end.
     starts: Vec<u32>,
-    table: HashTable<IdentityId>,
-    hasher: FixedState,
+    table: HashTable<Entry>,
+    /// Person slot of each identity (mirrors the table entries).
+    slot: Vec<u32>,
+    /// Ring of each person's identities.
+    next: Vec<IdentityId>,
 }
 
-impl IdentityTable {
-    pub fn new() -> Self {
-        IdentityTable {
+impl Default for IdentityGraph {
+    fn default() -> Self {
+        IdentityGraph {
+            bytes: Vec::new(),
             starts: vec![0],
-            ..Default::default()
+            table: HashTable::new(),
+            slot: Vec::new(),
+            next: Vec::new(),
         }
+    }
+}
+
+impl IdentityGraph {
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// How many identities are interned.
@@ -49,9 +73,8 @@ impl IdentityTable {
 
     /// The string of an interned identity.
     pub fn get(&self, id: IdentityId) -> &str {
-        let (a, b) = (self.starts[id as usize], self.starts[id as usize + 1]);
-        // Only valid UTF-8 `&str`s are ever interned.
-        std::str::from_utf8(&self.bytes[a as usize..b as usize]).unwrap_or("")
+        // Only `&str`s are interned, so the bytes are valid UTF-8.
+        std::str::from_utf8(self.get_bytes(id)).unwrap_or("")
     }
 
     fn get_bytes(&self, id: IdentityId) -> &[u8] {
@@ -59,41 +82,87 @@ impl IdentityTable {
         &self.bytes[a as usize..b as usize]
     }
 
-    /// The hash used by [`Self::intern_hashed`]; callers on a hot path may
-    /// compute it on another thread.
-    pub fn hash(&self, s: &str) -> u64 {
-        self.hasher.hash_one(s.as_bytes())
-    }
-
-    pub fn lookup(&self, s: &str) -> Option<IdentityId> {
-        let h = self.hash(s);
-        self.table
-            .find(h, |&id| self.get_bytes(id) == s.as_bytes())
-            .copied()
-    }
-
-    /// Returns the id of `s`, interning it if new; the bool says whether it was new.
-    pub fn intern(&mut self, s: &str) -> (IdentityId, bool) {
-        let h = self.hash(s);
-        self.intern_hashed(s, h)
-    }
-
-    /// [`Self::intern`] with a precomputed `hash(s)`.
-    pub fn intern_hashed(&mut self, s: &str, hash: u64) -> (IdentityId, bool) {
-        let (bytes, starts, hasher) = (&self.bytes, &self.starts, &self.hasher);
-        let get =
-            |id: IdentityId| &bytes[starts[id as usize] as usize..starts[id as usize + 1] as usize];
-        if let Some(&id) = self.table.find(hash, |&id| get(id) == s.as_bytes()) {
-            return (id, false);
+    fn matches(bytes: &[u8], starts: &[u32], e: &Entry, s: &[u8]) -> bool {
+        if e.len as usize <= INLINE {
+            e.len as usize == s.len() && &e.key[..s.len()] == s
+        } else {
+            let (a, b) = (
+                starts[e.id as usize] as usize,
+                starts[e.id as usize + 1] as usize,
+            );
+            &bytes[a..b] == s
         }
+    }
+
+    /// The id and person slot of `s`, if interned; `hash` is `identity_hash(s)`.
+    pub fn lookup_hashed(&self, s: &str, hash: u64) -> Option<(IdentityId, u32)> {
+        let (bytes, starts) = (&self.bytes, &self.starts);
+        self.table
+            .find(hash, |e| Self::matches(bytes, starts, e, s.as_bytes()))
+            .map(|e| (e.id, e.slot))
+    }
+
+    pub fn lookup(&self, s: &str) -> Option<(IdentityId, u32)> {
+        self.lookup_hashed(s, identity_hash(s))
+    }
+
+    /// Interns a new identity (the caller checked it is absent) into `slot`,
+    /// as a ring of one.
+    pub fn insert_hashed(&mut self, s: &str, hash: u64, slot: u32) -> IdentityId {
         let id = self.len() as IdentityId;
         self.bytes.extend_from_slice(s.as_bytes());
         self.starts.push(self.bytes.len() as u32);
+        self.slot.push(slot);
+        self.next.push(id);
+        let mut key = [0u8; INLINE];
+        let len = if s.len() <= INLINE {
+            key[..s.len()].copy_from_slice(s.as_bytes());
+            s.len() as u8
+        } else {
+            u8::MAX
+        };
         let (bytes, starts) = (&self.bytes, &self.starts);
-        self.table.insert_unique(hash, id, |&id| {
-            hasher.hash_one(&bytes[starts[id as usize] as usize..starts[id as usize + 1] as usize])
-        });
-        (id, true)
+        self.table
+            .insert_unique(hash, Entry { slot, id, len, key }, |e| {
+                let (a, b) = (
+                    starts[e.id as usize] as usize,
+                    starts[e.id as usize + 1] as usize,
+                );
+                FixedState::default().hash_one(&bytes[a..b])
+            });
+        id
+    }
+
+    /// Person slot of an identity.
+    pub fn slot_of(&self, id: IdentityId) -> u32 {
+        self.slot[id as usize]
+    }
+
+    /// Joins the rings of `a` and `b` (members of different persons).
+    pub fn splice(&mut self, a: IdentityId, b: IdentityId) {
+        self.next.swap(a as usize, b as usize);
+    }
+
+    /// Moves every identity in the ring of `member` to `slot`.
+    pub fn relabel(&mut self, member: IdentityId, slot: u32) {
+        for id in self.members(member) {
+            self.slot[id as usize] = slot;
+            let hash = identity_hash(self.get(id));
+            if let Some(e) = self.table.find_mut(hash, |e| e.id == id) {
+                e.slot = slot;
+            }
+        }
+    }
+
+    /// The identities in the ring of `member`.
+    pub fn members(&self, member: IdentityId) -> Vec<IdentityId> {
+        let mut out = vec![member];
+        let mut y = self.next[member as usize];
+        while y != member {
+            out.push(y);
+            y = self.next[y as usize];
+        }
+        out
     }
 
     /// Identities starting with `prefix`, in id order (a scan of the arena).
@@ -104,88 +173,11 @@ impl IdentityTable {
             .collect()
     }
 
-    /// Approximate heap bytes held.
+    /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity() + self.starts.capacity() * 4 + self.table.capacity() * 5
-    }
-}
-
-/// Union-find over identity ids, with member lists.
-#[derive(Default)]
-pub struct UnionFind {
-    parent: Vec<u32>,
-    /// Component size at roots.
-    size: Vec<u32>,
-    /// Circular singly linked list of each component's members.
-    next: Vec<u32>,
-}
-
-impl UnionFind {
-    /// Adds a singleton for the next identity id.
-    pub fn push(&mut self) -> u32 {
-        let id = self.parent.len() as u32;
-        self.parent.push(id);
-        self.size.push(1);
-        self.next.push(id);
-        id
-    }
-
-    pub fn len(&self) -> usize {
-        self.parent.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.parent.is_empty()
-    }
-
-    pub fn find(&mut self, mut x: u32) -> u32 {
-        while self.parent[x as usize] != x {
-            let grand = self.parent[self.parent[x as usize] as usize];
-            self.parent[x as usize] = grand;
-            x = grand;
-        }
-        x
-    }
-
-    /// Root without path compression (for readers holding `&self`).
-    pub fn find_const(&self, mut x: u32) -> u32 {
-        while self.parent[x as usize] != x {
-            x = self.parent[x as usize];
-        }
-        x
-    }
-
-    /// Joins the components of roots `a` and `b` (a != b); returns (winner, loser).
-    pub fn union_roots(&mut self, a: u32, b: u32) -> (u32, u32) {
-        debug_assert!(a != b && self.parent[a as usize] == a && self.parent[b as usize] == b);
-        let (w, l) = if self.size[a as usize] >= self.size[b as usize] {
-            (a, b)
-        } else {
-            (b, a)
-        };
-        self.parent[l as usize] = w;
-        self.size[w as usize] += self.size[l as usize];
-        self.next.swap(w as usize, l as usize);
-        (w, l)
-    }
-
-    /// Members of the component whose root (or any member) is `x`.
-    pub fn members(&self, x: u32) -> Vec<u32> {
-        let mut out = vec![x];
-        let mut y = self.next[x as usize];
-        while y != x {
-            out.push(y);
-            y = self.next[y as usize];
-        }
-        out
-    }
-
-    pub fn component_size(&self, root: u32) -> u32 {
-        self.size[root as usize]
-    }
-
-    pub fn heap_bytes(&self) -> usize {
-        (self.parent.capacity() + self.size.capacity() + self.next.capacity()) * 4
+        self.bytes.capacity()
+            + (self.starts.capacity() + self.slot.capacity() + self.next.capacity()) * 4
+            + self.table.capacity() * (std::mem::size_of::<Entry>() + 1)
     }
 }
 
@@ -194,31 +186,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn interning_is_stable() {
-        let mut t = IdentityTable::new();
-        assert_eq!(t.intern("wecom:a"), (0, true));
-        assert_eq!(t.intern("douyin:b"), (1, true));
-        assert_eq!(t.intern("wecom:a"), (0, false));
-        assert_eq!(t.get(1), "douyin:b");
-        assert_eq!(t.lookup("douyin:b"), Some(1));
-        assert_eq!(t.lookup("douyin:c"), None);
-        assert_eq!(t.with_prefix("dou", 10), vec![1]);
-    }
-
-    #[test]
-    fn union_find_joins_and_lists_members() {
-        let mut uf = UnionFind::default();
-        for _ in 0..5 {
-            uf.push();
-        }
-        let (w, _) = uf.union_roots(0, 1);
-        let r = uf.find(3);
-        let (w2, _) = uf.union_roots(w, r);
-        let mut m = uf.members(w2);
+    fn interning_maps_identities_to_slots() {
+        let mut g = IdentityGraph::new();
+        let long = "wechat:o6_bmjrPTlm6_2sgVt7hMZOPfL2M";
+        let a = g.insert_hashed("wecom:a", identity_hash("wecom:a"), 7);
+        let b = g.insert_hashed(long, identity_hash(long), 8);
+        assert_eq!(g.lookup("wecom:a"), Some((a, 7)));
+        assert_eq!(g.lookup(long), Some((b, 8)));
+        assert_eq!(g.lookup("wecom:b"), None);
+        assert_eq!(g.get(b), long);
+        g.splice(a, b);
+        g.relabel(b, 7);
+        assert_eq!(g.lookup(long), Some((b, 7)));
+        let mut m = g.members(a);
         m.sort();
-        assert_eq!(m, vec![0, 1, 3]);
-        assert_eq!(uf.find(1), uf.find(3));
-        assert_ne!(uf.find(2), uf.find(3));
-        assert_eq!(uf.members(4), vec![4]);
+        assert_eq!(m, vec![a, b]);
+        assert_eq!(g.with_prefix("wecom", 10), vec![a]);
     }
 }

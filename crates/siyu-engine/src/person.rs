@@ -32,36 +32,39 @@ pub struct PersonExtra {
     pub tags: Vec<String>,
     /// Other traits, last write wins.
     pub traits: serde_json::Map<String, serde_json::Value>,
-    /// Event count per type code (all events, identify included).
-    pub custom_events: u32,
-    pub comments: u32,
 }
 
-/// The computed properties of one person.
+/// The computed properties of one person. `repr(C)` keeps the fields every
+/// event touches in the first cache line.
 #[derive(Clone, Debug, PartialEq)]
+#[repr(C)]
 pub struct Person {
-    /// Union-find root of the person's identities.
-    pub root: IdentityId,
-    /// The byte-wise smallest identity: the canonical id.
-    pub canonical: IdentityId,
+    // First cache line: what most events read or write.
     /// (ts, seq) of the first event, identify excluded; NO_TS if none yet.
     pub first_ts: Ts,
-    pub first_seq: u64,
-    pub first_channel: u16,
-    pub first_friend_ts: Ts,
-    pub last_event_ts: Ts,
     pub events: u32,
-    pub purchase_count: u32,
-    pub last_purchase_ts: Ts,
-    pub gross_spend: i64,
-    pub refunded: i64,
+    pub first_seq: u64,
+    pub last_event_ts: Ts,
+    pub first_channel: u16,
     pub opted_out: bool,
     pub alive: bool,
-    /// Purchases sorted by ts.
-    pub purchases: Vec<Purchase>,
     /// message_read timestamps, sorted (retention analytics).
     pub reads: Vec<Ts>,
+    pub first_friend_ts: Ts,
+    pub purchase_count: u32,
+    pub last_purchase_ts: Ts,
+    /// The byte-wise smallest identity: the canonical id.
+    pub canonical: IdentityId,
+    // Second line: purchases, merges, rarely used state.
+    pub gross_spend: i64,
+    pub refunded: i64,
+    /// Purchases sorted by ts.
+    pub purchases: Vec<Purchase>,
     pub extra: Option<Box<PersonExtra>>,
+    /// One of the person's identities: the entry into their identity ring.
+    pub anchor: IdentityId,
+    /// How many identities are stitched into the person.
+    pub identities: u32,
 }
 
 fn insert_sorted<T: Ord + Copy>(v: &mut Vec<T>, x: T) {
@@ -98,10 +101,11 @@ fn merge_sorted<T: Ord + Copy>(a: &mut Vec<T>, b: Vec<T>) {
 }
 
 impl Person {
-    pub fn new(root: IdentityId) -> Self {
+    pub fn new(identity: IdentityId) -> Self {
         Person {
-            root,
-            canonical: root,
+            anchor: identity,
+            identities: 1,
+            canonical: identity,
             first_ts: NO_TS,
             first_seq: u64::MAX,
             first_channel: NO_CHANNEL,
@@ -160,8 +164,6 @@ impl Person {
             EventType::Refund => self.refunded += amount,
             EventType::MessageRead => insert_sorted(&mut self.reads, ts),
             EventType::OptOut => self.opted_out = true,
-            EventType::Comment => self.extra_mut().comments += 1,
-            EventType::Custom => self.extra_mut().custom_events += 1,
             _ => {}
         }
     }
@@ -176,6 +178,7 @@ impl Person {
         self.first_friend_ts = self.first_friend_ts.min(other.first_friend_ts);
         self.last_event_ts = self.last_event_ts.max(other.last_event_ts);
         self.events += other.events;
+        self.identities += other.identities;
         self.purchase_count += other.purchase_count;
         self.last_purchase_ts = match (self.last_purchase_ts, other.last_purchase_ts) {
             (NO_TS, b) => b,
@@ -202,8 +205,6 @@ impl Person {
             for (k, v) in o.traits {
                 e.traits.entry(k).or_insert(v);
             }
-            e.custom_events += o.custom_events;
-            e.comments += o.comments;
         }
     }
 
@@ -212,5 +213,15 @@ impl Person {
         let lo = self.purchases.partition_point(|p| (p.ts as i64) < from);
         let hi = self.purchases.partition_point(|p| (p.ts as i64) <= to);
         &self.purchases[lo..hi.max(lo)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn person_fits_two_cache_lines() {
+        assert_eq!(std::mem::size_of::<Person>(), 120);
     }
 }

@@ -305,8 +305,10 @@ pub fn load_file(engine: &mut Engine, path: &Path, threads: usize) -> Result<Loa
             };
             // Lines without a `seq` are ordered by their 0-based data line number.
             let data_line_base = line_base - if is_csv { 1 } else { 0 };
-            for r in &parsed.recs {
-                engine.apply_raw(RawEvent {
+            let batch: Vec<RawEvent<'_>> = parsed
+                .recs
+                .iter()
+                .map(|r| RawEvent {
                     seq: r.seq.unwrap_or(data_line_base + r.line as u64),
                     ts: r.ts,
                     identity: s(r.identity),
@@ -316,8 +318,9 @@ pub fn load_file(engine: &mut Engine, path: &Path, threads: usize) -> Result<Loa
                     amount: r.amount,
                     reference: r.reference.map(s),
                     group: r.group.map(s),
-                });
-            }
+                })
+                .collect();
+            engine.apply_batch(&batch);
             stats.apply_busy += applying.elapsed();
             stats.parse_busy += parsed.busy;
             stats.accepted += parsed.recs.len() as u64;

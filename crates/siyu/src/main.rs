@@ -6,6 +6,11 @@ mod bulk;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: faster than glibc malloc for the engine's many small vectors,
+/// and it can back the big tables with huge pages (fewer TLB misses).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "siyu",

@@ -7,14 +7,12 @@
 
 use super::ast::{CmpOp, Expr, Literal, Prop};
 use crate::analytics::rfm_scores;
-use crate::identity::UnionFind;
 use crate::person::{Person, NO_TS};
 use siyu_domain::DAY;
 
 /// What an evaluation may read besides the person.
 pub struct Ctx<'a> {
     pub channels: &'a [String],
-    pub uf: &'a UnionFind,
     pub now: i64,
     /// Membership of another segment (by name) for this person.
     pub in_segment: &'a dyn Fn(&str) -> bool,
@@ -66,7 +64,7 @@ fn value<'a>(p: &'a Person, prop: &'a Prop, ctx: &Ctx<'a>) -> Val<'a> {
             } as i64),
             None => Val::Missing,
         },
-        Prop::Identities => Val::Int(ctx.uf.component_size(p.root) as i64),
+        Prop::Identities => Val::Int(p.identities as i64),
         Prop::Trait(name) => match p.extra.as_ref().and_then(|e| e.traits.get(name)) {
             Some(serde_json::Value::String(s)) => Val::Str(s),
             _ => Val::Missing,

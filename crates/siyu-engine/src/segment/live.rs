@@ -8,7 +8,7 @@
 
 use super::ast::Expr;
 use super::eval::{eval, next_change, Ctx};
-use crate::identity::{IdentityId, IdentityTable, UnionFind};
+use crate::identity::{IdentityGraph, IdentityId};
 use crate::person::Person;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -88,9 +88,8 @@ impl Segment {
 /// What segment evaluation reads from the engine.
 pub struct World<'a> {
     pub persons: &'a [Person],
-    pub ids: &'a IdentityTable,
+    pub ids: &'a IdentityGraph,
     pub channels: &'a [String],
-    pub uf: &'a UnionFind,
 }
 
 /// Why a segment cannot be saved.
@@ -215,7 +214,6 @@ impl LiveSegments {
                 };
                 let ctx = Ctx {
                     channels: w.channels,
-                    uf: w.uf,
                     now,
                     in_segment: &lookup,
                 };
