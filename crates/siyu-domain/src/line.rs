@@ -127,26 +127,27 @@ impl<'a> RawFields<'a> {
             ));
         };
         identity::check(identity).map_err(|e| WireError::new("identity", e.to_string()))?;
-        let channel =
-            match self.channel {
-                Some(c) if Channel::is_valid(c) => c,
-                Some(c) => return Err(WireError::new(
+        let channel = match self.channel {
+            Some(c) if Channel::is_valid(c) => c,
+            Some(c) => {
+                return Err(WireError::new(
                     "channel",
                     format!(
                         "`{c}` must be lowercase letters, digits or `_` (at most 32), e.g. douyin"
                     ),
-                )),
-                None => {
-                    let c = identity.split_once(':').map_or("", |(c, _)| c);
-                    if !Channel::is_valid(c) {
-                        return Err(WireError::new(
-                            "channel",
-                            "is missing and the identity's channel is not a valid channel name",
-                        ));
-                    }
-                    c
+                ))
+            }
+            None => {
+                let c = identity.split_once(':').map_or("", |(c, _)| c);
+                if !Channel::is_valid(c) {
+                    return Err(WireError::new(
+                        "channel",
+                        "is missing and the identity's channel is not a valid channel name",
+                    ));
                 }
-            };
+                c
+            }
+        };
         let seq = self
             .seq
             .map(|s| {
@@ -210,14 +211,17 @@ pub fn parse_jsonl_fast(line: &str) -> Option<Result<LineEvent<'_>, WireError>> 
     let string = |i: &mut usize| -> Option<&str> {
         // b[*i] == '"'
         let start = *i + 1;
-        let len = b[start..]
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
-        if b[start + len] != b'"' {
-            return None;
+        let mut j = start;
+        loop {
+            match *b.get(j)? {
+                b'"' => break,
+                b'\\' | 0..=0x1f => return None,
+                _ => j += 1,
+            }
         }
-        *i = start + len + 1;
-        Some(&line[start..start + len])
+        *i = j + 1;
+        // `"` is ASCII, so both ends are char boundaries.
+        line.get(start..j)
     };
     skip_ws(&mut i);
     if b.get(i) != Some(&b'{') {
@@ -253,7 +257,7 @@ pub fn parse_jsonl_fast(line: &str) -> Option<Result<LineEvent<'_>, WireError>> 
                 if i < b.len() && matches!(b[i], b'.' | b'e' | b'E') {
                     return None;
                 }
-                (&line[start..i], true)
+                (line.get(start..i)?, true)
             }
             _ => return None,
         };

@@ -383,29 +383,30 @@ pub(crate) fn check_type_rules(
     has_name: bool,
     has_traits: bool,
 ) -> Result<i64, WireError> {
-    let amount =
-        match (t.has_amount(), amount) {
-            (true, None) => {
-                return Err(WireError::new(
-                    "amount",
-                    format!("is required on {t}: integer cents, e.g. 12900"),
-                ))
-            }
-            (true, Some(a)) if !(0..=MAX_AMOUNT).contains(&a) => return Err(WireError::new(
+    let amount = match (t.has_amount(), amount) {
+        (true, None) => {
+            return Err(WireError::new(
+                "amount",
+                format!("is required on {t}: integer cents, e.g. 12900"),
+            ))
+        }
+        (true, Some(a)) if !(0..=MAX_AMOUNT).contains(&a) => {
+            return Err(WireError::new(
                 "amount",
                 format!(
                     "{a} is out of range; amounts are 0..=10^12 cents (refunds are positive too)"
                 ),
-            )),
-            (true, Some(a)) => a,
-            (false, None | Some(0)) => 0,
-            (false, Some(_)) => {
-                return Err(WireError::new(
-                    "amount",
-                    format!("only purchase and refund carry an amount, not {t}"),
-                ))
-            }
-        };
+            ))
+        }
+        (true, Some(a)) => a,
+        (false, None | Some(0)) => 0,
+        (false, Some(_)) => {
+            return Err(WireError::new(
+                "amount",
+                format!("only purchase and refund carry an amount, not {t}"),
+            ))
+        }
+    };
     match t {
         EventType::Identify if !has_ref && !has_traits => {
             return Err(WireError::new(

@@ -70,12 +70,12 @@ enum Format {
     Csv,
 }
 
-fn span(base: &str, s: &str) -> (u32, u32) {
+fn span(base: &[u8], s: &str) -> (u32, u32) {
     let start = s.as_ptr() as usize - base.as_ptr() as usize;
     (start as u32, s.len() as u32)
 }
 
-fn to_rec(text: &str, e: &LineEvent<'_>, line: u64) -> Rec {
+fn to_rec(text: &[u8], e: &LineEvent<'_>, line: u64) -> Rec {
     Rec {
         line: line as u32,
         seq: e.seq,
@@ -100,72 +100,78 @@ fn parse_chunk(mut chunk: Vec<u8>, format: Format, cols: &CsvColumns) -> Parsed 
     let mut lines = 0u64;
     let mut slow: Vec<(u64, siyu_domain::Event)> = Vec::new();
     {
-        let text = match std::str::from_utf8(&chunk) {
-            Ok(t) => t,
-            Err(e) => {
-                // Report the first invalid line, then parse the valid prefix.
-                let upto = e.valid_up_to();
-                let bad_line = chunk[..upto].iter().filter(|&&c| c == b'\n').count() as u64;
-                errors.push((
-                    bad_line,
-                    WireError {
-                        field: "event",
-                        message: "line is not valid UTF-8".into(),
-                    },
-                ));
-                let cut = chunk[..upto]
-                    .iter()
-                    .rposition(|&c| c == b'\n')
-                    .map_or(0, |p| p + 1);
-                std::str::from_utf8(&chunk[..cut]).unwrap_or("")
+        let bytes: &[u8] = &chunk;
+        // One UTF-8 check per chunk; only a chunk that fails is checked line by line.
+        let text = std::str::from_utf8(bytes).ok();
+        let mut line_start = 0usize;
+        let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
+        for end in ends {
+            if line_start >= bytes.len() {
+                break;
             }
-        };
-        for line in text.split_terminator('\n') {
+            let range = line_start..end;
+            line_start = end + 1;
             let idx = lines;
             lines += 1;
-            let line = line.strip_suffix('\r').unwrap_or(line);
+            let decoded = match text {
+                // `\n` is ASCII, so line ends are char boundaries.
+                Some(t) => Ok(&t[range]),
+                None => std::str::from_utf8(&bytes[range]),
+            };
+            let line = match decoded {
+                Ok(l) => l.strip_suffix('\r').unwrap_or(l),
+                Err(e) => {
+                    let message = format!(
+                        "line is not valid UTF-8 (byte {}); save the file as UTF-8",
+                        e.valid_up_to() + 1
+                    );
+                    errors.push((
+                        idx,
+                        WireError {
+                            field: "event",
+                            message,
+                        },
+                    ));
+                    continue;
+                }
+            };
             if line.trim().is_empty() {
                 continue;
             }
-            match format {
-                Format::Csv => match parse_csv_borrowed(cols, line) {
-                    Ok(e) => recs.push(to_rec(text, &e, idx)),
-                    Err(err) => errors.push((idx, err)),
-                },
-                Format::Jsonl => match parse_jsonl_fast(line) {
-                    Some(Ok(e)) => recs.push(to_rec(text, &e, idx)),
-                    Some(Err(err)) => errors.push((idx, err)),
-                    None => match serde_json::from_str::<serde_json::Value>(line) {
-                        Ok(v) => match parse_json_event(&v) {
-                            Ok(e) => {
-                                slow.push((recs.len() as u64, e));
-                                // Placeholder, replaced below once the strings live in the chunk.
-                                recs.push(Rec {
-                                    line: idx as u32,
-                                    seq: None,
-                                    ts: 0,
-                                    identity: (0, 0),
-                                    identity_hash: 0,
-                                    event_type: EventType::Touch,
-                                    channel: (0, 0),
-                                    amount: 0,
-                                    reference: None,
-                                    group: None,
-                                });
-                            }
-                            Err(err) => errors.push((idx, err)),
-                        },
-                        Err(err) => errors.push((
-                            idx,
-                            WireError {
-                                field: "event",
-                                message: format!(
-                                    "malformed JSON at column {}: {err}",
-                                    err.column()
-                                ),
-                            },
-                        )),
+            let parsed = match format {
+                Format::Csv => Some(parse_csv_borrowed(cols, line)),
+                Format::Jsonl => parse_jsonl_fast(line),
+            };
+            match parsed {
+                Some(Ok(e)) => recs.push(to_rec(bytes, &e, idx)),
+                Some(Err(err)) => errors.push((idx, err)),
+                None => match serde_json::from_str::<serde_json::Value>(line) {
+                    Ok(v) => match parse_json_event(&v) {
+                        Ok(e) => {
+                            slow.push((recs.len() as u64, e));
+                            // Placeholder, replaced below once the strings live in the chunk.
+                            recs.push(Rec {
+                                line: idx as u32,
+                                seq: None,
+                                ts: 0,
+                                identity: (0, 0),
+                                identity_hash: 0,
+                                event_type: EventType::Touch,
+                                channel: (0, 0),
+                                amount: 0,
+                                reference: None,
+                                group: None,
+                            });
+                        }
+                        Err(err) => errors.push((idx, err)),
                     },
+                    Err(err) => errors.push((
+                        idx,
+                        WireError {
+                            field: "event",
+                            message: format!("malformed JSON at column {}: {err}", err.column()),
+                        },
+                    )),
                 },
             }
         }
@@ -201,42 +207,38 @@ fn parse_chunk(mut chunk: Vec<u8>, format: Format, cols: &CsvColumns) -> Parsed 
 }
 
 /// Reads `path` in newline-aligned chunks and sends them round-robin.
+/// Buffers come back through `recycled` once applied, so the load reuses a
+/// handful of buffers instead of faulting in fresh pages for every chunk.
 fn read_chunks(
     path: &Path,
     mut skip_header: bool,
     senders: Vec<SyncSender<Vec<u8>>>,
+    recycled: Receiver<Vec<u8>>,
 ) -> Result<()> {
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut carry: Vec<u8> = Vec::new();
     let mut n = 0usize;
     loop {
-        let mut buf = Vec::with_capacity(CHUNK + carry.len() + 4096);
+        let mut buf = recycled
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK + 64 * 1024));
+        buf.clear();
         buf.append(&mut carry);
         let before = buf.len();
-        buf.resize(before + CHUNK, 0);
-        let mut filled = before;
-        while filled < buf.len() {
-            let r = f
-                .read(&mut buf[filled..])
-                .with_context(|| format!("reading {}", path.display()))?;
-            if r == 0 {
-                break;
-            }
-            filled += r;
-        }
-        buf.truncate(filled);
-        let eof = filled == before;
+        (&mut f)
+            .take(CHUNK as u64)
+            .read_to_end(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let eof = buf.len() == before;
         if !eof {
-            if let Some(p) = buf.iter().rposition(|&c| c == b'\n') {
-                carry = buf.split_off(p + 1);
+            if let Some(p) = memchr::memrchr(b'\n', &buf) {
+                carry.extend_from_slice(&buf[p + 1..]);
+                buf.truncate(p + 1);
             }
         }
         if skip_header {
             skip_header = false;
-            let p = buf
-                .iter()
-                .position(|&c| c == b'\n')
-                .map_or(buf.len(), |p| p + 1);
+            let p = memchr::memchr(b'\n', &buf).map_or(buf.len(), |p| p + 1);
             buf.drain(..p);
         }
         if buf.is_empty() && eof {
@@ -292,7 +294,8 @@ pub fn load_file(engine: &mut Engine, path: &Path, threads: usize) -> Result<Loa
                 }
             });
         }
-        let reader = scope.spawn(move || read_chunks(path, is_csv, to_parser));
+        let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(threads * 4 + 4);
+        let reader = scope.spawn(move || read_chunks(path, is_csv, to_parser, recycle_rx));
         let mut line_base = if is_csv { 1 } else { 0 };
         let mut i = 0usize;
         while let Ok(parsed) = from_parser[i % threads].recv() {
@@ -321,7 +324,9 @@ pub fn load_file(engine: &mut Engine, path: &Path, threads: usize) -> Result<Loa
                 })
                 .collect();
             engine.apply_batch(&batch);
+            drop(batch);
             stats.apply_busy += applying.elapsed();
+            let _ = recycle_tx.try_send(parsed.chunk);
             stats.parse_busy += parsed.busy;
             stats.accepted += parsed.recs.len() as u64;
             stats.rejected += parsed.errors.len() as u64;
