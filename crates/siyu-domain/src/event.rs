@@ -10,7 +10,10 @@ use std::fmt;
 
 /// The kind of an event. The discriminants are stable: the engine and the
 /// stores use them as compact codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 #[repr(u8)]
 pub enum EventType {
     Touch = 0,

@@ -6,7 +6,9 @@
 //! time forward with [`Engine::advance_to`].
 
 use crate::identity::{identity_hash, IdentityGraph, IdentityId};
+use crate::person::insert_sorted;
 use crate::person::{Person, Ts, NO_CHANNEL};
+use crate::property::{PropertyDef, PropertyError};
 use crate::segment::live::{LiveSegments, SegmentChange, SegmentError, World};
 use crate::segment::{explain, Explanation, Expr};
 use siyu_domain::{Event, EventType};
@@ -87,6 +89,7 @@ pub struct Engine {
     pub(crate) channels: Vec<String>,
     pub(crate) referrals: Vec<Referral>,
     pub(crate) segments: LiveSegments,
+    pub(crate) properties: Vec<PropertyDef>,
     now: i64,
     events_applied: u64,
 }
@@ -106,6 +109,7 @@ impl Engine {
             channels: Vec::new(),
             referrals: Vec::new(),
             segments: LiveSegments::default(),
+            properties: Vec::new(),
             now: 0,
             events_applied: 0,
         }
@@ -207,6 +211,28 @@ impl Engine {
     /// updated before this returns.
     pub fn apply(&mut self, seq: u64, event: &Event) -> Applied {
         let mut applied = self.apply_raw(RawEvent::from_event(seq, event));
+        let ts = event.ts.clamp(0, u32::MAX as i64 - 1) as Ts;
+        let mut matched = false;
+        for (i, def) in self.properties.iter().enumerate() {
+            if let Some(v) = def.matches(event) {
+                let e = self.persons[applied.person as usize].extra_mut();
+                if e.properties.len() <= i {
+                    e.properties.resize(i + 1, Vec::new());
+                }
+                insert_sorted(&mut e.properties[i], (ts, v));
+                matched = true;
+            }
+        }
+        if matched && event.traits.is_none() && self.segments.is_live() {
+            let world = World {
+                persons: &self.persons,
+                ids: &self.ids,
+                channels: &self.channels,
+                properties: &self.properties,
+            };
+            let changes = self.segments.reevaluate(&world, applied.person, self.now);
+            applied.changes.extend(changes);
+        }
         if let Some(t) = &event.traits {
             let slot = applied.person;
             let e = self.persons[slot as usize].extra_mut();
@@ -236,6 +262,7 @@ impl Engine {
                     persons: &self.persons,
                     ids: &self.ids,
                     channels: &self.channels,
+                    properties: &self.properties,
                 };
                 let changes = self.segments.reevaluate(&world, slot, now);
                 applied.changes.extend(changes);
@@ -347,6 +374,7 @@ impl Engine {
                 persons: &self.persons,
                 ids: &self.ids,
                 channels: &self.channels,
+                properties: &self.properties,
             };
             changes = self.segments.after_event(&world, slot, &touched, self.now);
         }
@@ -370,6 +398,7 @@ impl Engine {
             persons: &self.persons,
             ids: &self.ids,
             channels: &self.channels,
+            properties: &self.properties,
         };
         self.segments.fire_timers(&world, now)
     }
@@ -383,8 +412,42 @@ impl Engine {
             persons: &self.persons,
             ids: &self.ids,
             channels: &self.channels,
+            properties: &self.properties,
         };
         self.segments.start(&world, now);
+    }
+
+    /// Defines (or redefines) a computed property. It folds events applied
+    /// from now on; to cover history, rebuild the engine from the log with
+    /// the property defined first (what the server does).
+    pub fn define_property(&mut self, def: PropertyDef) -> Result<usize, PropertyError> {
+        def.validate()?;
+        match self.properties.iter().position(|d| d.name == def.name) {
+            Some(i) => {
+                self.properties[i] = def;
+                Ok(i)
+            }
+            None => {
+                self.properties.push(def);
+                Ok(self.properties.len() - 1)
+            }
+        }
+    }
+
+    pub fn properties(&self) -> &[PropertyDef] {
+        &self.properties
+    }
+
+    /// The value of a computed property for a person at the engine clock.
+    pub fn property_value(&self, slot: PersonId, name: &str) -> Option<i64> {
+        let i = self.properties.iter().position(|d| d.name == name)?;
+        let p = self.person(slot)?;
+        let values = p
+            .extra
+            .as_ref()
+            .and_then(|e| e.properties.get(i))
+            .map_or(&[][..], |v| v.as_slice());
+        self.properties[i].evaluate(values, self.now)
     }
 
     /// Saves a segment (or a new version of one) and computes its members.
@@ -395,6 +458,17 @@ impl Engine {
         expr: Expr,
         source: String,
     ) -> Result<(u32, Vec<SegmentChange>), SegmentError> {
+        let mut props = Vec::new();
+        expr.property_refs(&mut props);
+        if let Some(missing) = props
+            .into_iter()
+            .find(|p| !self.properties.iter().any(|d| &d.name == p))
+        {
+            return Err(SegmentError::UnknownProperty {
+                segment: name.to_string(),
+                missing,
+            });
+        }
         let index = self.segments.define(name, expr, source)?;
         if !self.segments.is_live() {
             return Ok((index, Vec::new()));
@@ -403,6 +477,7 @@ impl Engine {
             persons: &self.persons,
             ids: &self.ids,
             channels: &self.channels,
+            properties: &self.properties,
         };
         let changes = self.segments.evaluate_segment(&world, index, self.now);
         Ok((index, changes))
@@ -423,6 +498,7 @@ impl Engine {
         };
         let ctx = crate::segment::eval::Ctx {
             channels: &self.channels,
+            properties: &self.properties,
             now: self.now,
             in_segment: &lookup,
         };
@@ -440,6 +516,7 @@ impl Engine {
                 };
                 let ctx = crate::segment::eval::Ctx {
                     channels: &self.channels,
+                    properties: &self.properties,
                     now: self.now,
                     in_segment: &lookup,
                 };

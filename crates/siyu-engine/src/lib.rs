@@ -11,6 +11,7 @@ pub mod engine;
 pub mod identity;
 pub mod oracle;
 pub mod person;
+pub mod property;
 pub mod segment;
 
 pub use engine::{Applied, Engine, Merge, PersonId, RawEvent, Referral};

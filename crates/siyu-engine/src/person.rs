@@ -32,6 +32,8 @@ pub struct PersonExtra {
     pub tags: Vec<String>,
     /// Other traits, last write wins.
     pub traits: serde_json::Map<String, serde_json::Value>,
+    /// Matching (ts, value) pairs per user-defined property, sorted by ts.
+    pub properties: Vec<Vec<(Ts, i64)>>,
 }
 
 /// The computed properties of one person. `repr(C)` keeps the fields every
@@ -67,7 +69,7 @@ pub struct Person {
     pub identities: u32,
 }
 
-fn insert_sorted<T: Ord + Copy>(v: &mut Vec<T>, x: T) {
+pub(crate) fn insert_sorted<T: Ord + Copy>(v: &mut Vec<T>, x: T) {
     if v.last().is_none_or(|&l| l <= x) {
         v.push(x);
     } else {
@@ -204,6 +206,12 @@ impl Person {
             }
             for (k, v) in o.traits {
                 e.traits.entry(k).or_insert(v);
+            }
+            if e.properties.len() < o.properties.len() {
+                e.properties.resize(o.properties.len(), Vec::new());
+            }
+            for (mine, theirs) in e.properties.iter_mut().zip(o.properties) {
+                merge_sorted(mine, theirs);
             }
         }
     }

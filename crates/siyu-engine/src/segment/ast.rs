@@ -53,6 +53,8 @@ pub enum Prop {
     Identities,
     /// A trait value (string compare), e.g. `trait.city`.
     Trait(String),
+    /// A user-defined computed property, e.g. `prop.big_orders_30d`.
+    Custom(String),
 }
 
 impl Prop {
@@ -93,6 +95,7 @@ impl fmt::Display for Prop {
             Prop::RfmM => f.write_str("rfm_m"),
             Prop::Identities => f.write_str("identities"),
             Prop::Trait(t) => write!(f, "trait.{t}"),
+            Prop::Custom(p) => write!(f, "prop.{p}"),
         }
     }
 }
@@ -188,6 +191,21 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// Names of the user-defined properties this segment reads.
+    pub fn property_refs(&self, out: &mut Vec<String>) {
+        match self {
+            Expr::And { all: v } | Expr::Or { any: v } => {
+                v.iter().for_each(|e| e.property_refs(out))
+            }
+            Expr::Not { expr } => expr.property_refs(out),
+            Expr::Cmp {
+                prop: Prop::Custom(p),
+                ..
+            } => out.push(p.clone()),
+            _ => {}
+        }
+    }
+
     /// Names of the segments this one reads.
     pub fn segment_refs(&self, out: &mut Vec<String>) {
         match self {
@@ -209,7 +227,10 @@ impl Expr {
                 prop.window().is_some()
                     || matches!(
                         prop,
-                        Prop::DaysSinceFirstSeen | Prop::DaysSinceLastPurchase | Prop::RfmR
+                        Prop::DaysSinceFirstSeen
+                            | Prop::DaysSinceLastPurchase
+                            | Prop::RfmR
+                            | Prop::Custom(_)
                     )
             }
             Expr::InSegment { .. } => true,

@@ -8,11 +8,13 @@
 use super::ast::{CmpOp, Expr, Literal, Prop};
 use crate::analytics::rfm_scores;
 use crate::person::{Person, NO_TS};
+use crate::property::PropertyDef;
 use siyu_domain::DAY;
 
 /// What an evaluation may read besides the person.
 pub struct Ctx<'a> {
     pub channels: &'a [String],
+    pub properties: &'a [PropertyDef],
     pub now: i64,
     /// Membership of another segment (by name) for this person.
     pub in_segment: &'a dyn Fn(&str) -> bool,
@@ -69,6 +71,20 @@ fn value<'a>(p: &'a Person, prop: &'a Prop, ctx: &Ctx<'a>) -> Val<'a> {
             Some(serde_json::Value::String(s)) => Val::Str(s),
             _ => Val::Missing,
         },
+        Prop::Custom(name) => {
+            let Some(i) = ctx.properties.iter().position(|d| &d.name == name) else {
+                return Val::Missing;
+            };
+            let values = p
+                .extra
+                .as_ref()
+                .and_then(|e| e.properties.get(i))
+                .map_or(&[][..], |v| v.as_slice());
+            match ctx.properties[i].evaluate(values, now) {
+                Some(v) => Val::Int(v),
+                None => Val::Missing,
+            }
+        }
         Prop::DaysSinceFirstSeen | Prop::DaysSinceLastPurchase => Val::Missing,
     }
 }
@@ -108,7 +124,7 @@ pub fn eval(e: &Expr, p: &Person, ctx: &Ctx<'_>) -> bool {
 
 /// The earliest instant after `now` at which the clock alone could change
 /// the verdict of `e` for `p`, if any.
-pub fn next_change(e: &Expr, p: &Person, now: i64) -> Option<i64> {
+pub fn next_change(e: &Expr, p: &Person, properties: &[PropertyDef], now: i64) -> Option<i64> {
     let day_boundary = |base: u32| {
         (base != NO_TS).then(|| {
             let d = (now - base as i64).div_euclid(DAY);
@@ -116,10 +132,11 @@ pub fn next_change(e: &Expr, p: &Person, now: i64) -> Option<i64> {
         })
     };
     match e {
-        Expr::And { all: v } | Expr::Or { any: v } => {
-            v.iter().filter_map(|x| next_change(x, p, now)).min()
-        }
-        Expr::Not { expr } => next_change(expr, p, now),
+        Expr::And { all: v } | Expr::Or { any: v } => v
+            .iter()
+            .filter_map(|x| next_change(x, p, properties, now))
+            .min(),
+        Expr::Not { expr } => next_change(expr, p, properties, now),
         Expr::Cmp { prop, .. } => match prop {
             // An event at ts is inside `last w` while now <= ts + w.
             Prop::Purchases(Some(w)) | Prop::Spend(Some(w)) => p
@@ -133,6 +150,11 @@ pub fn next_change(e: &Expr, p: &Person, now: i64) -> Option<i64> {
             }
             Prop::DaysSinceFirstSeen => day_boundary(p.first_ts),
             Prop::DaysSinceLastPurchase | Prop::RfmR => day_boundary(p.last_purchase_ts),
+            Prop::Custom(name) => {
+                let i = properties.iter().position(|d| &d.name == name)?;
+                let values = p.extra.as_ref().and_then(|e| e.properties.get(i))?;
+                properties[i].next_change(values, now)
+            }
             _ => None,
         },
         _ => None,

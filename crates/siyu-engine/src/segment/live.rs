@@ -90,6 +90,7 @@ pub struct World<'a> {
     pub persons: &'a [Person],
     pub ids: &'a IdentityGraph,
     pub channels: &'a [String],
+    pub properties: &'a [crate::property::PropertyDef],
 }
 
 /// Why a segment cannot be saved.
@@ -105,6 +106,8 @@ pub enum SegmentError {
         "segment `{0}` cannot read itself or a segment defined after it (that would be a cycle)"
     )]
     Cycle(String),
+    #[error("segment `{segment}` reads property `prop.{missing}`, which is not defined")]
+    UnknownProperty { segment: String, missing: String },
 }
 
 /// All saved segments, their members and pending window timers.
@@ -214,6 +217,7 @@ impl LiveSegments {
                 };
                 let ctx = Ctx {
                     channels: w.channels,
+                    properties: w.properties,
                     now,
                     in_segment: &lookup,
                 };
@@ -230,7 +234,7 @@ impl LiveSegments {
             .segments
             .iter()
             .filter(|s| s.time_dependent)
-            .filter_map(|s| next_change(&s.expr, p, now))
+            .filter_map(|s| next_change(&s.expr, p, w.properties, now))
             .min();
         self.grow(slot as usize + 1);
         if let Some(t) = next {

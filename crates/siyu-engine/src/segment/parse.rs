@@ -253,7 +253,7 @@ struct Parser<'a> {
     i: usize,
 }
 
-const PROPS: &str = "a property (purchases, spend, reads, net_spend, refunds, first_channel, days_since_first_seen, days_since_last_purchase, rfm_r, rfm_f, rfm_m, identities, trait.NAME), opted_out, friended, tag(..), in_group(..), in_segment(..), `not` or `(`";
+const PROPS: &str = "a property (purchases, spend, reads, net_spend, refunds, first_channel, days_since_first_seen, days_since_last_purchase, rfm_r, rfm_f, rfm_m, identities, trait.NAME, prop.NAME), opted_out, friended, tag(..), in_group(..), in_segment(..), `not` or `(`";
 
 impl Parser<'_> {
     fn peek(&self) -> &Tok {
@@ -395,6 +395,7 @@ impl Parser<'_> {
             "rfm_m" => Prop::RfmM,
             "identities" => Prop::Identities,
             t if t.starts_with("trait.") && t.len() > 6 => Prop::Trait(t[6..].to_string()),
+            t if t.starts_with("prop.") && t.len() > 5 => Prop::Custom(t[5..].to_string()),
             other => {
                 return Err(err_at(self.src, name_at, PROPS, format!("`{other}`")));
             }

@@ -148,3 +148,54 @@ fn redefining_a_segment_bumps_its_version_and_reports_changes() {
         .unwrap_err();
     assert!(err.to_string().contains("nope"));
 }
+
+#[test]
+fn user_defined_properties_feed_segments_and_expire() {
+    use siyu_engine::property::{Aggregate, PropertyDef, ValueOf};
+    let t0 = 1_790_000_000;
+    let mut e = Engine::new();
+    let def = PropertyDef {
+        name: "big_taobao_orders_7d".into(),
+        aggregate: Aggregate::Count,
+        event_type: EventType::Purchase,
+        channel: Some("taobao".into()),
+        event_name: None,
+        min_value: Some(30_000),
+        value: ValueOf::Amount,
+        window: Some(siyu_engine::segment::Window { seconds: 7 * DAY }),
+    };
+    e.define_property(def).unwrap();
+    let src = "prop.big_taobao_orders_7d >= 1";
+    e.define_segment("big_taobao", segment::parse(src).unwrap(), src.into())
+        .unwrap();
+    let unknown = segment::parse("prop.nope > 1").unwrap();
+    assert!(e
+        .define_segment("x", unknown, String::new())
+        .unwrap_err()
+        .to_string()
+        .contains("prop.nope"));
+    e.start_live(t0);
+    assert!(
+        e.apply(1, &purchase(t0, "taobao:t1", 10_000))
+            .changes
+            .is_empty(),
+        "below min_value"
+    );
+    assert!(
+        e.apply(2, &purchase(t0, "douyin:d1", 90_000))
+            .changes
+            .is_empty(),
+        "other channel"
+    );
+    let c = e.apply(3, &purchase(t0, "taobao:t1", 31_000)).changes;
+    assert_eq!(summary(&c), vec![format!("enter taobao:t1 @{t0}")]);
+    assert_eq!(
+        e.property_value(e.person_of("taobao:t1").unwrap(), "big_taobao_orders_7d"),
+        Some(1)
+    );
+    let c = e.advance_to(t0 + 8 * DAY);
+    assert_eq!(
+        summary(&c),
+        vec![format!("exit taobao:t1 @{}", t0 + 7 * DAY + 1)]
+    );
+}
