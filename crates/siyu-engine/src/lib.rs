@@ -12,6 +12,7 @@ pub mod identity;
 pub mod oracle;
 pub mod person;
 pub mod property;
+pub mod scan;
 pub mod segment;
 
 pub use engine::{Applied, Engine, Merge, PersonId, RawEvent, Referral};
