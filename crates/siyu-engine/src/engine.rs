@@ -115,6 +115,32 @@ impl Engine {
         }
     }
 
+    /// Reassembles an engine from its parts (snapshot loading).
+    pub(crate) fn restore(
+        ids: IdentityGraph,
+        persons: Vec<Person>,
+        channels: Vec<String>,
+        referrals: Vec<Referral>,
+        properties: Vec<PropertyDef>,
+        now: i64,
+        events_applied: u64,
+    ) -> Engine {
+        let live_persons = persons.iter().filter(|p| p.alive).count();
+        let mut segments = LiveSegments::default();
+        segments.grow(persons.len());
+        Engine {
+            ids,
+            persons,
+            live_persons,
+            channels,
+            referrals,
+            segments,
+            properties,
+            now,
+            events_applied,
+        }
+    }
+
     /// The engine's clock (epoch seconds), as last advanced.
     pub fn now(&self) -> i64 {
         self.now

@@ -114,9 +114,16 @@ impl IdentityGraph {
         self.starts.push(self.bytes.len() as u32);
         self.slot.push(slot);
         self.next.push(id);
+        self.insert_entry(id, hash, slot);
+        id
+    }
+
+    /// Adds the table entry of an identity already in the arena.
+    fn insert_entry(&mut self, id: IdentityId, hash: u64, slot: u32) {
+        let s = self.get_bytes(id);
         let mut key = [0u8; INLINE];
         let len = if s.len() <= INLINE {
-            key[..s.len()].copy_from_slice(s.as_bytes());
+            key[..s.len()].copy_from_slice(s);
             s.len() as u8
         } else {
             u8::MAX
@@ -130,7 +137,6 @@ impl IdentityGraph {
                 );
                 FixedState::default().hash_one(&bytes[a..b])
             });
-        id
     }
 
     /// Person slot of an identity.
@@ -171,6 +177,44 @@ impl IdentityGraph {
             .filter(|&id| self.get_bytes(id).starts_with(prefix.as_bytes()))
             .take(limit)
             .collect()
+    }
+
+    /// The graph as plain arrays (for snapshots): identity bytes, their
+    /// starts, each identity's slot and ring successor.
+    pub fn parts(&self) -> (&[u8], &[u32], &[u32], &[IdentityId]) {
+        (&self.bytes, &self.starts, &self.slot, &self.next)
+    }
+
+    /// Rebuilds a graph from [`Self::parts`]; None if they are inconsistent.
+    pub fn from_parts(
+        bytes: Vec<u8>,
+        starts: Vec<u32>,
+        slot: Vec<u32>,
+        next: Vec<IdentityId>,
+    ) -> Option<Self> {
+        let n = slot.len();
+        let consistent = starts.len() == n + 1
+            && next.len() == n
+            && starts.first() == Some(&0)
+            && starts.last().map(|&l| l as usize) == Some(bytes.len())
+            && starts.windows(2).all(|w| w[0] <= w[1])
+            && next.iter().all(|&x| (x as usize) < n)
+            && std::str::from_utf8(&bytes).is_ok();
+        if !consistent {
+            return None;
+        }
+        let mut g = IdentityGraph {
+            bytes,
+            starts,
+            table: HashTable::with_capacity(n),
+            slot,
+            next,
+        };
+        for id in 0..n as IdentityId {
+            let hash = identity_hash(g.get(id));
+            g.insert_entry(id, hash, g.slot[id as usize]);
+        }
+        Some(g)
     }
 
     /// Heap bytes held.

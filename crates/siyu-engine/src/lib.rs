@@ -14,6 +14,7 @@ pub mod person;
 pub mod property;
 pub mod scan;
 pub mod segment;
+pub mod snapshot;
 
 pub use engine::{Applied, Engine, Merge, PersonId, RawEvent, Referral};
 pub use person::Person;

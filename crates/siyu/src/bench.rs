@@ -289,6 +289,23 @@ pub fn run(args: BenchArgs) -> Result<()> {
         peak_rss_bytes().unwrap_or(0) as f64 / 1048576.0
     );
 
+    let snap_started = Instant::now();
+    let snapshot = engine.to_snapshot(stats.accepted);
+    let snap_write = snap_started.elapsed();
+    let restore_started = Instant::now();
+    let restored =
+        Engine::from_snapshot(&snapshot).map_err(|e| anyhow::anyhow!("snapshot: {e}"))?;
+    let snap_read = restore_started.elapsed();
+    drop(restored);
+    println!(
+        "snapshot: {:.1} MiB, encode {:.3} s, restore {:.3} s (vs load {:.3} s)",
+        snapshot.len() as f64 / 1048576.0,
+        snap_write.as_secs_f64(),
+        snap_read.as_secs_f64(),
+        stats.wall.as_secs_f64()
+    );
+    drop(snapshot);
+
     if args.stream {
         stream(&mut engine, &args, &spend)?;
     }

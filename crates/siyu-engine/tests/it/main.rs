@@ -3,3 +3,4 @@
 
 mod live_vs_oracle;
 mod segments;
+mod snapshot;

@@ -1,0 +1,281 @@
+//! Engine snapshots: the whole engine state as bytes, so a restart loads
+//! the snapshot and replays only the log after it instead of everything.
+//!
+//! Pure: the caller writes and reads the file. Format (little-endian):
+//! `SIYUSNAP`, format version u32, log offset u64, then sections. Segment
+//! and property definitions are stored as JSON; memberships are not stored
+//! (they are recomputed by `start_live`, which is exact by construction).
+
+use crate::engine::{Engine, Referral};
+use crate::identity::IdentityGraph;
+use crate::person::{Person, PersonExtra, Purchase};
+use crate::property::PropertyDef;
+use crate::segment::Expr;
+
+const MAGIC: &[u8; 8] = b"SIYUSNAP";
+/// Bump on any change to the layout below.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// Why a snapshot could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("not a siyu snapshot (bad magic bytes)")]
+    BadMagic,
+    #[error("snapshot format {0} is not supported by this build (expects {SNAPSHOT_VERSION}); delete it to rebuild from the log")]
+    Version(u32),
+    #[error("snapshot is truncated or corrupt at {0}")]
+    Corrupt(&'static str),
+}
+
+struct W(Vec<u8>);
+
+impl W {
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.u64(b.len() as u64);
+        self.0.extend_from_slice(b);
+    }
+    fn u32s(&mut self, v: &[u32]) {
+        self.u64(v.len() as u64);
+        for &x in v {
+            self.u32(x);
+        }
+    }
+}
+
+struct R<'a>(&'a [u8]);
+
+impl<'a> R<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], SnapshotError> {
+        if self.0.len() < n {
+            return Err(SnapshotError::Corrupt(what));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u32(&mut self, what: &'static str) -> Result<u32, SnapshotError> {
+        Ok(u32::from_le_bytes(
+            self.take(4, what)?
+                .try_into()
+                .map_err(|_| SnapshotError::Corrupt(what))?,
+        ))
+    }
+    fn u64(&mut self, what: &'static str) -> Result<u64, SnapshotError> {
+        Ok(u64::from_le_bytes(
+            self.take(8, what)?
+                .try_into()
+                .map_err(|_| SnapshotError::Corrupt(what))?,
+        ))
+    }
+    fn i64(&mut self, what: &'static str) -> Result<i64, SnapshotError> {
+        Ok(self.u64(what)? as i64)
+    }
+    fn len(&mut self, what: &'static str, elem: usize) -> Result<usize, SnapshotError> {
+        let n = self.u64(what)? as usize;
+        if n.saturating_mul(elem) > self.0.len() {
+            return Err(SnapshotError::Corrupt(what));
+        }
+        Ok(n)
+    }
+    fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], SnapshotError> {
+        let n = self.len(what, 1)?;
+        self.take(n, what)
+    }
+    fn u32s(&mut self, what: &'static str) -> Result<Vec<u32>, SnapshotError> {
+        let n = self.len(what, 4)?;
+        (0..n).map(|_| self.u32(what)).collect()
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Definitions {
+    segments: Vec<(String, String, Expr)>,
+    properties: Vec<PropertyDef>,
+    channels: Vec<String>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ExtraJson {
+    groups: Vec<String>,
+    tags: Vec<String>,
+    traits: serde_json::Map<String, serde_json::Value>,
+    properties: Vec<Vec<(u32, i64)>>,
+}
+
+impl Engine {
+    /// The engine as bytes, tagged with the log offset it reflects.
+    pub fn to_snapshot(&self, log_offset: u64) -> Vec<u8> {
+        let mut w = W(Vec::with_capacity(
+            self.persons.len() * 96 + self.ids.len() * 32,
+        ));
+        w.0.extend_from_slice(MAGIC);
+        w.u32(SNAPSHOT_VERSION);
+        w.u64(log_offset);
+        w.i64(self.now());
+        w.u64(self.events_applied());
+        let defs = Definitions {
+            segments: self
+                .segments
+                .segments()
+                .iter()
+                .map(|s| (s.name.clone(), s.source.clone(), s.expr.clone()))
+                .collect(),
+            properties: self.properties.clone(),
+            channels: self.channels.clone(),
+        };
+        w.bytes(&serde_json::to_vec(&defs).unwrap_or_default());
+        let (bytes, starts, slot, next) = self.ids.parts();
+        w.bytes(bytes);
+        w.u32s(starts);
+        w.u32s(slot);
+        w.u32s(next);
+        w.u64(self.persons.len() as u64);
+        for p in &self.persons {
+            w.u32(p.first_ts);
+            w.u32(p.events);
+            w.u64(p.first_seq);
+            w.u32(p.last_event_ts);
+            w.u32(p.first_channel as u32 | (p.opted_out as u32) << 16 | (p.alive as u32) << 17);
+            w.u32(p.first_friend_ts);
+            w.u32(p.purchase_count);
+            w.u32(p.last_purchase_ts);
+            w.u32(p.canonical);
+            w.i64(p.gross_spend);
+            w.i64(p.refunded);
+            w.u32(p.anchor);
+            w.u32(p.identities);
+            w.u32s(&p.reads);
+            w.u64(p.purchases.len() as u64);
+            for x in &p.purchases {
+                w.u32(x.ts);
+                w.i64(x.amount);
+            }
+            match &p.extra {
+                None => w.bytes(&[]),
+                Some(e) => {
+                    let j = ExtraJson {
+                        groups: e.groups.clone(),
+                        tags: e.tags.clone(),
+                        traits: e.traits.clone(),
+                        properties: e.properties.clone(),
+                    };
+                    w.bytes(&serde_json::to_vec(&j).unwrap_or_default());
+                }
+            }
+        }
+        w.u64(self.referrals.len() as u64);
+        for r in &self.referrals {
+            w.u32(r.invitee);
+            w.u32(r.inviter);
+            w.u32(r.ts);
+            w.u64(r.seq);
+        }
+        w.0
+    }
+
+    /// Restores an engine from [`Engine::to_snapshot`] bytes; returns it
+    /// with the log offset it reflects. The engine comes back in bulk mode:
+    /// call `start_live` after replaying the rest of the log.
+    pub fn from_snapshot(data: &[u8]) -> Result<(Engine, u64), SnapshotError> {
+        let mut r = R(data);
+        if r.take(8, "magic")? != MAGIC {
+            return Err(SnapshotError::BadMagic);
+        }
+        let version = r.u32("version")?;
+        if version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::Version(version));
+        }
+        let offset = r.u64("offset")?;
+        let now = r.i64("now")?;
+        let events_applied = r.u64("events")?;
+        let defs: Definitions = serde_json::from_slice(r.bytes("definitions")?)
+            .map_err(|_| SnapshotError::Corrupt("definitions"))?;
+        let bytes = r.bytes("identities")?.to_vec();
+        let starts = r.u32s("identity starts")?;
+        let slot = r.u32s("identity slots")?;
+        let next = r.u32s("identity rings")?;
+        let ids = IdentityGraph::from_parts(bytes, starts, slot, next)
+            .ok_or(SnapshotError::Corrupt("identity graph"))?;
+        let n = r.len("persons", 60)?;
+        let mut persons = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut p = Person::new(0);
+            p.first_ts = r.u32("person")?;
+            p.events = r.u32("person")?;
+            p.first_seq = r.u64("person")?;
+            p.last_event_ts = r.u32("person")?;
+            let flags = r.u32("person")?;
+            p.first_channel = flags as u16;
+            p.opted_out = flags >> 16 & 1 == 1;
+            p.alive = flags >> 17 & 1 == 1;
+            p.first_friend_ts = r.u32("person")?;
+            p.purchase_count = r.u32("person")?;
+            p.last_purchase_ts = r.u32("person")?;
+            p.canonical = r.u32("person")?;
+            p.gross_spend = r.i64("person")?;
+            p.refunded = r.i64("person")?;
+            p.anchor = r.u32("person")?;
+            p.identities = r.u32("person")?;
+            p.reads = r.u32s("reads")?;
+            let k = r.len("purchases", 12)?;
+            p.purchases = (0..k)
+                .map(|_| {
+                    Ok(Purchase {
+                        ts: r.u32("purchase")?,
+                        amount: r.i64("purchase")?,
+                    })
+                })
+                .collect::<Result<_, SnapshotError>>()?;
+            let extra = r.bytes("extra")?;
+            if !extra.is_empty() {
+                let j: ExtraJson =
+                    serde_json::from_slice(extra).map_err(|_| SnapshotError::Corrupt("extra"))?;
+                p.extra = Some(Box::new(PersonExtra {
+                    groups: j.groups,
+                    tags: j.tags,
+                    traits: j.traits,
+                    properties: j.properties,
+                }));
+            }
+            let valid = (p.canonical as usize) < ids.len() && (p.anchor as usize) < ids.len();
+            if !valid {
+                return Err(SnapshotError::Corrupt("person identity"));
+            }
+            persons.push(p);
+        }
+        let k = r.len("referrals", 20)?;
+        let mut referrals = Vec::with_capacity(k);
+        for _ in 0..k {
+            referrals.push(Referral {
+                invitee: r.u32("referral")?,
+                inviter: r.u32("referral")?,
+                ts: r.u32("referral")?,
+                seq: r.u64("referral")?,
+            });
+        }
+        let mut engine = Engine::restore(
+            ids,
+            persons,
+            defs.channels,
+            referrals,
+            defs.properties,
+            now,
+            events_applied,
+        );
+        for (name, source, expr) in defs.segments {
+            engine
+                .define_segment(&name, expr, source)
+                .map_err(|_| SnapshotError::Corrupt("segment definitions"))?;
+        }
+        Ok((engine, offset))
+    }
+}
