@@ -7,6 +7,71 @@
 //! store never has to agree with a second copy of the truth.
 
 use siyu_domain::{Event, Identity};
+use std::path::Path;
+
+mod migrations;
+mod postgres;
+mod row;
+mod sqlite;
+
+pub use crate::postgres::PostgresStore;
+pub use crate::sqlite::SqliteStore;
+
+/// Opens the store a command was pointed at: PostgreSQL when
+/// `database_url` is a `postgres://` or `postgresql://` URL, else SQLite in
+/// `data_dir`.
+pub fn open_store(data_dir: &Path, database_url: Option<&str>) -> Result<Box<dyn Store>> {
+    match database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Box::new(PostgresStore::connect(url)?))
+        }
+        Some(other) => Err(StoreError::Invalid(format!(
+            "database URL `{other}` is not supported; use postgres://user@host:5432/db, or omit it for SQLite in the data dir"
+        ))),
+        None => Ok(Box::new(SqliteStore::open(data_dir)?)),
+    }
+}
+
+pub(crate) fn merge_record(
+    event_offset: i64,
+    ts: i64,
+    identity: &str,
+    linked: &str,
+    from_a: String,
+    from_b: String,
+    into: String,
+) -> Result<MergeRecord> {
+    let parse = |s: &str| {
+        Identity::parse(s).map_err(|e| StoreError::Corrupt(format!("merge identity: {e}")))
+    };
+    Ok(MergeRecord {
+        event_offset: event_offset as u64,
+        ts,
+        identity: parse(identity)?,
+        linked: parse(linked)?,
+        from_a,
+        from_b,
+        into,
+    })
+}
+
+pub(crate) fn audit_record(
+    id: i64,
+    at: i64,
+    action: String,
+    subject: String,
+    detail: &str,
+) -> Result<AuditRecord> {
+    let detail = serde_json::from_str(detail)
+        .map_err(|e| StoreError::Corrupt(format!("audit {id}: {e}")))?;
+    Ok(AuditRecord {
+        id: id as u64,
+        at,
+        action,
+        subject,
+        detail,
+    })
+}
 
 /// An event as stored: its position in the log (1-based, dense per store,
 /// assigned at append) and the event itself.
@@ -90,7 +155,9 @@ pub trait Store: Send {
     fn scan(&mut self, after: u64, limit: usize) -> Result<Vec<StoredEvent>>;
 
     /// Events whose `identity` is one of `identities`, newest first (by ts,
-    /// then offset), with offset < `before` when given: a person's timeline.
+    /// then offset): a person's timeline. `before` is a cursor, the offset
+    /// of the last event of the previous page; the page continues strictly
+    /// after it in that order.
     fn events_of(
         &mut self,
         identities: &[Identity],
