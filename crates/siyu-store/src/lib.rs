@@ -32,47 +32,6 @@ pub fn open_store(data_dir: &Path, database_url: Option<&str>) -> Result<Box<dyn
     }
 }
 
-pub(crate) fn merge_record(
-    event_offset: i64,
-    ts: i64,
-    identity: &str,
-    linked: &str,
-    from_a: String,
-    from_b: String,
-    into: String,
-) -> Result<MergeRecord> {
-    let parse = |s: &str| {
-        Identity::parse(s).map_err(|e| StoreError::Corrupt(format!("merge identity: {e}")))
-    };
-    Ok(MergeRecord {
-        event_offset: event_offset as u64,
-        ts,
-        identity: parse(identity)?,
-        linked: parse(linked)?,
-        from_a,
-        from_b,
-        into,
-    })
-}
-
-pub(crate) fn audit_record(
-    id: i64,
-    at: i64,
-    action: String,
-    subject: String,
-    detail: &str,
-) -> Result<AuditRecord> {
-    let detail = serde_json::from_str(detail)
-        .map_err(|e| StoreError::Corrupt(format!("audit {id}: {e}")))?;
-    Ok(AuditRecord {
-        id: id as u64,
-        at,
-        action,
-        subject,
-        detail,
-    })
-}
-
 /// An event as stored: its position in the log (1-based, dense per store,
 /// assigned at append) and the event itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,7 +107,9 @@ pub trait Store: Send {
     /// new offset or the offset of the earlier event with the same id.
     fn append(&mut self, events: &[Event]) -> Result<Vec<Appended>>;
 
-    /// The highest offset stored (0 when empty).
+    /// The head of the log: the highest offset ever assigned (0 when
+    /// nothing was appended). Offsets are never reused, so after `erase`
+    /// removed the newest events this is above the highest one stored.
     fn last_offset(&mut self) -> Result<u64>;
 
     /// Up to `limit` events with offset > `after`, in offset order.
@@ -157,7 +118,8 @@ pub trait Store: Send {
     /// Events whose `identity` is one of `identities`, newest first (by ts,
     /// then offset): a person's timeline. `before` is a cursor, the offset
     /// of the last event of the previous page; the page continues strictly
-    /// after it in that order.
+    /// after it in that order. A cursor that names no stored event is
+    /// `StoreError::Invalid`.
     fn events_of(
         &mut self,
         identities: &[Identity],
@@ -167,6 +129,8 @@ pub trait Store: Send {
 
     /// Deletes every event whose `identity` or `ref` is one of `identities`
     /// and writes `audit` in the same transaction. Returns events removed.
+    /// Merge records naming any of `identities` are deleted too: they hold
+    /// the same personal identifiers.
     fn erase(&mut self, identities: &[Identity], audit: &AuditRecord) -> Result<u64>;
 
     /// Records identity merges for audit.

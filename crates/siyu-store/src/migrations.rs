@@ -1,54 +1,50 @@
-//! Versioned schema migrations. Each backend has the same numbered steps
-//! (the same logical schema); only types and id generation differ. A step
-//! is applied once, in order, and recorded in `schema_migrations`.
+//! Versioned schema migrations, shared by both backends: one numbered list
+//! of portable SQL steps, applied in order at open and recorded in
+//! `schema_migrations(version, applied_at)`. The only backend-specific bits
+//! are the primary-key column types, spelled by each backend's [`Dialect`].
+//!
+//! A released step is never edited: a schema change is a new step.
 
-/// (version, SQL) for SQLite.
-pub const SQLITE: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE events (
-        log_offset INTEGER PRIMARY KEY,
-        event_id TEXT UNIQUE,
-        seq INTEGER,
-        ts INTEGER NOT NULL,
-        identity TEXT NOT NULL,
-        type TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        amount INTEGER NOT NULL,
-        ref TEXT,
-        grp TEXT,
-        text TEXT,
-        name TEXT,
-        extra TEXT
-    );
-    CREATE INDEX events_identity_ts ON events (identity, ts);
-    CREATE INDEX events_ref ON events (ref) WHERE ref IS NOT NULL;
-    CREATE TABLE merges (
-        id INTEGER PRIMARY KEY,
-        event_offset INTEGER NOT NULL,
-        ts INTEGER NOT NULL,
-        identity TEXT NOT NULL,
-        linked TEXT NOT NULL,
-        from_a TEXT NOT NULL,
-        from_b TEXT NOT NULL,
-        into_id TEXT NOT NULL
-    );
-    CREATE INDEX merges_identity ON merges (identity);
-    CREATE INDEX merges_linked ON merges (linked);
-    CREATE TABLE audit (
-        id INTEGER PRIMARY KEY,
-        at INTEGER NOT NULL,
-        action TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        detail TEXT NOT NULL
-    );
-    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
-)];
+use crate::{Result, StoreError};
 
-/// (version, SQL) for PostgreSQL.
-pub const POSTGRES: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE events (
-        log_offset BIGINT PRIMARY KEY,
+/// How a backend spells the few types that are not portable.
+pub struct Dialect {
+    /// The events table's offset column: a caller-assigned 64-bit key.
+    /// SQLite needs exactly `INTEGER PRIMARY KEY` to make it the rowid.
+    pub offset_key: &'static str,
+    /// A store-assigned, increasing 64-bit id (merges, audit).
+    pub auto_key: &'static str,
+}
+
+/// The bookkeeping table itself, portable as written.
+pub const CREATE_SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version BIGINT PRIMARY KEY,
+    applied_at BIGINT NOT NULL
+)";
+
+/// One numbered schema step.
+pub struct Migration {
+    pub version: i64,
+    /// Portable SQL; `{offset_key}` and `{auto_key}` are filled from the
+    /// backend's [`Dialect`].
+    sql: &'static str,
+}
+
+impl Migration {
+    /// This step's SQL for one backend.
+    pub fn sql(&self, dialect: &Dialect) -> String {
+        self.sql
+            .replace("{offset_key}", dialect.offset_key)
+            .replace("{auto_key}", dialect.auto_key)
+    }
+}
+
+/// Every step, in order. Versions are 1, 2, 3 … without gaps.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: "
+    CREATE TABLE events (
+        log_offset {offset_key},
         event_id TEXT UNIQUE,
         seq BIGINT,
         ts BIGINT NOT NULL,
@@ -60,12 +56,20 @@ pub const POSTGRES: &[(i64, &str)] = &[(
         grp TEXT,
         text TEXT,
         name TEXT,
-        extra TEXT
+        properties TEXT,
+        traits TEXT
     );
     CREATE INDEX events_identity_ts ON events (identity, ts);
+    -- The log's head: the highest offset ever assigned. Offsets are never
+    -- reused, even after the newest events are erased; appends lock this row.
+    CREATE TABLE log_head (
+        id BIGINT PRIMARY KEY,
+        last_offset BIGINT NOT NULL
+    );
+    INSERT INTO log_head (id, last_offset) VALUES (1, 0);
     CREATE INDEX events_ref ON events (ref) WHERE ref IS NOT NULL;
     CREATE TABLE merges (
-        id BIGSERIAL PRIMARY KEY,
+        id {auto_key},
         event_offset BIGINT NOT NULL,
         ts BIGINT NOT NULL,
         identity TEXT NOT NULL,
@@ -77,16 +81,69 @@ pub const POSTGRES: &[(i64, &str)] = &[(
     CREATE INDEX merges_identity ON merges (identity);
     CREATE INDEX merges_linked ON merges (linked);
     CREATE TABLE audit (
-        id BIGSERIAL PRIMARY KEY,
+        id {auto_key},
         at BIGINT NOT NULL,
         action TEXT NOT NULL,
         subject TEXT NOT NULL,
         detail TEXT NOT NULL
     );
-    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
-)];
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    ",
+}];
 
 /// The newest schema version this build knows.
 pub fn latest() -> i64 {
-    SQLITE.last().map_or(0, |m| m.0)
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// The steps still to apply to a database at version `current`; an error
+/// when the database was written by a newer build.
+pub fn pending(current: i64) -> Result<impl Iterator<Item = &'static Migration>> {
+    if current > latest() {
+        return Err(StoreError::Migration(format!(
+            "database schema version {current} is newer than this build's ({}); upgrade siyu",
+            latest()
+        )));
+    }
+    Ok(MIGRATIONS.iter().filter(move |m| m.version > current))
+}
+
+/// Wall-clock seconds for `applied_at`: bookkeeping only, never data.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_dense_from_one() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1);
+        }
+    }
+
+    #[test]
+    fn every_placeholder_is_filled() {
+        let d = Dialect {
+            offset_key: "A",
+            auto_key: "B",
+        };
+        for m in MIGRATIONS {
+            assert!(!m.sql(&d).contains('{'), "version {}", m.version);
+        }
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        assert!(pending(latest() + 1).is_err());
+        assert_eq!(pending(0).unwrap().count(), MIGRATIONS.len());
+        assert_eq!(pending(latest()).unwrap().count(), 0);
+    }
 }

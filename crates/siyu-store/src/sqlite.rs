@@ -1,179 +1,217 @@
-//! The embedded default: SQLite in WAL mode with `synchronous=FULL`, so a
-//! committed append survives a crash or power loss. One connection, owned
-//! by the single writer.
+//! The embedded default: SQLite in WAL mode with `synchronous=FULL`, so an
+//! append that returned survives a crash or power loss. One connection per
+//! store; appends take the write lock up front (`BEGIN IMMEDIATE`), so a
+//! second process writing the same file waits instead of forking the log.
+//!
+//! Lists of identities go in as one JSON array parameter read with
+//! `json_each`, so every statement has a fixed text and is prepared once.
 
-use crate::row::{to_event, Row};
-use crate::{
-    migrations, Appended, AuditRecord, MergeRecord, Result, Store, StoreError, StoredEvent,
-};
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use crate::migrations::{self, Dialect};
+use crate::row::{self, to_sql_int, EventRow, StoredRow, EVENT_COLUMNS};
+use crate::{Appended, AuditRecord, MergeRecord, Result, Store, StoreError, StoredEvent};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use siyu_domain::{Event, Identity};
-use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
-fn db(e: rusqlite::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+const DIALECT: Dialect = Dialect {
+    offset_key: "INTEGER PRIMARY KEY",
+    auto_key: "INTEGER PRIMARY KEY",
+};
+
+/// How long a statement waits for another connection's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The database file inside the data dir.
+pub const DB_FILE: &str = "siyu.db";
+
+/// A `map_err` adapter naming the step that failed.
+fn db(step: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| StoreError::Database(format!("sqlite {step}: {e}"))
 }
 
+/// A store in one SQLite database file (or in memory).
 pub struct SqliteStore {
     conn: Connection,
-    next_offset: u64,
-}
-
-const EVENT_COLUMNS: &str =
-    "log_offset, event_id, seq, ts, identity, type, channel, amount, ref, grp, text, name, extra";
-
-fn read_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<(u64, Result<Event>)> {
-    let offset: i64 = r.get(0)?;
-    let identity: String = r.get(4)?;
-    let ty: String = r.get(5)?;
-    let channel: String = r.get(6)?;
-    let event = to_event(
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        &identity,
-        &ty,
-        &channel,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-        r.get(11)?,
-        r.get(12)?,
-    );
-    Ok((offset as u64, event))
-}
-
-fn collect(rows: Vec<(u64, Result<Event>)>) -> Result<Vec<StoredEvent>> {
-    rows.into_iter()
-        .map(|(offset, e)| Ok(StoredEvent { offset, event: e? }))
-        .collect()
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) `DIR/siyu.db` and migrates it.
+    /// Opens (creating if needed) `DATA_DIR/siyu.db` and migrates it.
     pub fn open(data_dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Database(format!("creating data dir {}: {e}", data_dir.display()))
         })?;
-        let conn = Connection::open(data_dir.join("siyu.db")).map_err(db)?;
-        Self::init(conn)
+        let path = data_dir.join(DB_FILE);
+        let conn = Connection::open(&path).map_err(|e| {
+            StoreError::Database(format!("opening sqlite database {}: {e}", path.display()))
+        })?;
+        Self::init(conn, true)
     }
 
-    /// A private in-memory database (tests).
+    /// A private in-memory database: nothing is durable (tests, tools).
     pub fn open_in_memory() -> Result<Self> {
-        Self::init(Connection::open_in_memory().map_err(db)?)
+        Self::init(
+            Connection::open_in_memory().map_err(db("open in memory"))?,
+            false,
+        )
     }
 
-    fn init(conn: Connection) -> Result<Self> {
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db)?;
+    fn init(conn: Connection, on_disk: bool) -> Result<Self> {
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(db("setting busy timeout"))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(db("setting journal_mode"))?;
+        if on_disk && !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Database(format!(
+                "sqlite refused WAL mode (journal_mode is `{mode}`); is the data dir on a local file system?"
+            )));
+        }
+        // FULL: a commit fsyncs the WAL, so an acknowledged append is durable.
         conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(db)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-        )
-        .map_err(db)?;
-        let mut store = SqliteStore {
-            conn,
-            next_offset: 0,
-        };
+            .map_err(db("setting synchronous"))?;
+        let mut store = SqliteStore { conn };
         store.migrate()?;
-        store.next_offset = store.last_offset()? + 1;
         Ok(store)
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let current: i64 = self
+        self.conn
+            .execute_batch(migrations::CREATE_SCHEMA_MIGRATIONS)
+            .map_err(db("creating schema_migrations"))?;
+        // IMMEDIATE: two processes opening a fresh file migrate one at a time.
+        let tx = self
             .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("starting migration"))?;
+        let current: i64 = tx
             .query_row(
                 "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
                 [],
                 |r| r.get(0),
             )
-            .map_err(db)?;
-        if current > migrations::latest() {
-            return Err(StoreError::Migration(format!(
-                "database schema version {current} is newer than this build ({}); upgrade siyu",
-                migrations::latest()
-            )));
-        }
-        for (version, sql) in migrations::SQLITE.iter().filter(|m| m.0 > current) {
-            let tx = self.conn.transaction().map_err(db)?;
-            tx.execute_batch(sql)
-                .map_err(|e| StoreError::Migration(format!("version {version}: {e}")))?;
+            .map_err(db("reading schema version"))?;
+        for m in migrations::pending(current)? {
+            tx.execute_batch(&m.sql(&DIALECT))
+                .map_err(|e| StoreError::Migration(format!("sqlite version {}: {e}", m.version)))?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-                params![version, unix_now()],
+                params![m.version, migrations::unix_now()],
             )
-            .map_err(db)?;
-            tx.commit().map_err(db)?;
+            .map_err(db("recording migration"))?;
         }
-        Ok(())
+        tx.commit().map_err(db("committing migrations"))
     }
 
-    /// Versions recorded in `schema_migrations`.
-    pub fn applied_migrations(&self) -> Result<Vec<i64>> {
+    /// The rows of `schema_migrations`: (version, applied_at), oldest first.
+    pub fn applied_migrations(&self) -> Result<Vec<(i64, i64)>> {
         let mut st = self
             .conn
-            .prepare("SELECT version FROM schema_migrations ORDER BY version")
-            .map_err(db)?;
-        let v = st
-            .query_map([], |r| r.get(0))
-            .map_err(db)?
-            .collect::<rusqlite::Result<Vec<i64>>>()
-            .map_err(db)?;
-        Ok(v)
+            .prepare("SELECT version, applied_at FROM schema_migrations ORDER BY version")
+            .map_err(db("reading schema_migrations"))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db("reading schema_migrations"))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db("reading schema_migrations"))?;
+        Ok(rows)
     }
 }
 
-/// Wall-clock seconds, for migration bookkeeping only.
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+/// The identities as the JSON array `json_each` reads.
+fn json_list(identities: &[Identity]) -> String {
+    let list: Vec<&str> = identities.iter().map(Identity::as_str).collect();
+    serde_json::Value::from(list).to_string()
 }
 
-fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(",")
+fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRow> {
+    Ok(StoredRow {
+        offset: r.get(0)?,
+        event_id: r.get(1)?,
+        seq: r.get(2)?,
+        ts: r.get(3)?,
+        identity: r.get(4)?,
+        event_type: r.get(5)?,
+        channel: r.get(6)?,
+        amount: r.get(7)?,
+        reference: r.get(8)?,
+        group: r.get(9)?,
+        text: r.get(10)?,
+        name: r.get(11)?,
+        properties: r.get(12)?,
+        traits: r.get(13)?,
+    })
+}
+
+fn query_events(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    step: &'static str,
+) -> Result<Vec<StoredEvent>> {
+    let mut st = conn.prepare_cached(sql).map_err(db(step))?;
+    let rows = st
+        .query_map(params, read_row)
+        .map_err(db(step))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db(step))?;
+    rows.into_iter().map(StoredRow::into_stored_event).collect()
+}
+
+fn head(tx: &Transaction<'_>) -> Result<u64> {
+    let v: i64 = tx
+        .query_row("SELECT last_offset FROM log_head WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .map_err(db("reading the log head"))?;
+    row::offset_out(v)
+}
+
+fn insert_audit(conn: &Connection, record: &AuditRecord) -> Result<u64> {
+    conn.prepare_cached("INSERT INTO audit (at, action, subject, detail) VALUES (?1, ?2, ?3, ?4)")
+        .and_then(|mut st| {
+            st.execute(params![
+                record.at,
+                record.action,
+                record.subject,
+                record.detail.to_string()
+            ])
+        })
+        .map_err(db("writing audit"))?;
+    row::offset_out(conn.last_insert_rowid())
 }
 
 impl Store for SqliteStore {
     fn append(&mut self, events: &[Event]) -> Result<Vec<Appended>> {
-        let tx = self.conn.transaction().map_err(db)?;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("starting append"))?;
+        let mut last = head(&tx)?;
         let mut out = Vec::with_capacity(events.len());
-        let mut next = self.next_offset;
-        let mut batch_ids: HashMap<&str, u64> = HashMap::new();
         {
-            let mut find = tx
-                .prepare_cached("SELECT log_offset FROM events WHERE event_id = ?1")
-                .map_err(db)?;
+            // A repeated id (stored before, or earlier in this batch, which
+            // this transaction already sees) makes the insert a no-op; only
+            // then is the earlier offset looked up.
             let mut insert = tx
                 .prepare_cached(&format!(
-                    "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                    "INSERT INTO events ({EVENT_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                     ON CONFLICT (event_id) DO NOTHING"
                 ))
-                .map_err(db)?;
+                .map_err(db("preparing append"))?;
+            let mut find = tx
+                .prepare_cached("SELECT log_offset FROM events WHERE event_id = ?1")
+                .map_err(db("preparing append"))?;
             for e in events {
-                if let Some(id) = e.id.as_deref() {
-                    if let Some(&o) = batch_ids.get(id) {
-                        out.push(Appended::Duplicate(o));
-                        continue;
-                    }
-                    let existing: Option<i64> =
-                        find.query_row([id], |r| r.get(0)).optional().map_err(db)?;
-                    if let Some(o) = existing {
-                        out.push(Appended::Duplicate(o as u64));
-                        continue;
-                    }
-                    batch_ids.insert(id, next);
-                }
-                let r = Row::from_event(e);
-                insert
+                let r = EventRow::new(e)?;
+                let offset = last + 1;
+                let inserted = insert
                     .execute(params![
-                        next as i64,
+                        to_sql_int(offset),
                         r.event_id,
                         r.seq,
                         r.ts,
@@ -185,39 +223,58 @@ impl Store for SqliteStore {
                         r.group,
                         r.text,
                         r.name,
-                        r.extra
+                        r.properties,
+                        r.traits,
                     ])
-                    .map_err(db)?;
-                out.push(Appended::New(next));
-                next += 1;
+                    .map_err(db("inserting an event"))?;
+                if inserted == 1 {
+                    out.push(Appended::New(offset));
+                    last = offset;
+                    continue;
+                }
+                // Only an event with an id can conflict (NULL ids never do).
+                let earlier: Option<i64> = match r.event_id {
+                    Some(id) => find
+                        .query_row([id], |row| row.get(0))
+                        .optional()
+                        .map_err(db("finding a duplicate id"))?,
+                    None => None,
+                };
+                let earlier = earlier.ok_or_else(|| {
+                    StoreError::Database(format!(
+                        "sqlite insert of event at offset {offset} was ignored without a matching id"
+                    ))
+                })?;
+                out.push(Appended::Duplicate(row::offset_out(earlier)?));
             }
         }
-        tx.commit().map_err(db)?;
-        self.next_offset = next;
+        tx.execute(
+            "UPDATE log_head SET last_offset = ?1 WHERE id = 1",
+            [to_sql_int(last)],
+        )
+        .map_err(db("moving the log head"))?;
+        tx.commit().map_err(db("committing append"))?;
         Ok(out)
     }
 
     fn last_offset(&mut self) -> Result<u64> {
         let v: i64 = self
             .conn
-            .query_row("SELECT COALESCE(MAX(log_offset), 0) FROM events", [], |r| {
-                r.get(0)
-            })
-            .map_err(db)?;
-        Ok(v as u64)
+            .prepare_cached("SELECT last_offset FROM log_head WHERE id = 1")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .map_err(db("reading the log head"))?;
+        row::offset_out(v)
     }
 
     fn scan(&mut self, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
-        let mut st = self
-            .conn
-            .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE log_offset > ?1 ORDER BY log_offset LIMIT ?2"))
-            .map_err(db)?;
-        let rows = st
-            .query_map(params![after as i64, limit as i64], read_event)
-            .map_err(db)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db)?;
-        collect(rows)
+        query_events(
+            &self.conn,
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE log_offset > ?1 ORDER BY log_offset LIMIT ?2"
+            ),
+            params![to_sql_int(after), to_sql_int(limit as u64)],
+            "scanning events",
+        )
     }
 
     fn events_of(
@@ -226,93 +283,85 @@ impl Store for SqliteStore {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
-        if identities.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut params: Vec<rusqlite::types::Value> = identities
-            .iter()
-            .map(|i| rusqlite::types::Value::Text(i.as_str().to_string()))
-            .collect();
-        let mut cursor = String::new();
-        if let Some(b) = before {
-            let ts: Option<i64> = self
-                .conn
-                .query_row(
-                    "SELECT ts FROM events WHERE log_offset = ?1",
-                    [b as i64],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db)?;
-            let ts = ts
-                .ok_or_else(|| StoreError::Invalid(format!("cursor {b} is not an event offset")))?;
-            cursor = format!(
-                " AND (ts < ?{} OR (ts = ?{} AND log_offset < ?{}))",
-                params.len() + 1,
-                params.len() + 1,
-                params.len() + 2
+        let ids = json_list(identities);
+        let limit = to_sql_int(limit as u64);
+        let Some(cursor) = before else {
+            return query_events(
+                &self.conn,
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events
+                     WHERE identity IN (SELECT value FROM json_each(?1))
+                     ORDER BY ts DESC, log_offset DESC LIMIT ?2"
+                ),
+                params![ids, limit],
+                "reading a timeline",
             );
-            params.push(rusqlite::types::Value::Integer(ts));
-            params.push(rusqlite::types::Value::Integer(b as i64));
-        }
-        params.push(rusqlite::types::Value::Integer(limit as i64));
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE identity IN ({}){cursor} ORDER BY ts DESC, log_offset DESC LIMIT ?{}",
-            (1..=identities.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(","),
-            params.len()
-        );
-        let mut st = self.conn.prepare(&sql).map_err(db)?;
-        let rows = st
-            .query_map(params_from_iter(params.iter()), read_event)
-            .map_err(db)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db)?;
-        collect(rows)
+        };
+        let cursor_ts: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT ts FROM events WHERE log_offset = ?1")
+            .and_then(|mut st| st.query_row([to_sql_int(cursor)], |r| r.get(0)).optional())
+            .map_err(db("reading the timeline cursor"))?;
+        let cursor_ts = cursor_ts.ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "cursor {cursor} is not the offset of a stored event"
+            ))
+        })?;
+        query_events(
+            &self.conn,
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events
+                 WHERE identity IN (SELECT value FROM json_each(?1))
+                   AND (ts < ?2 OR (ts = ?2 AND log_offset < ?3))
+                 ORDER BY ts DESC, log_offset DESC LIMIT ?4"
+            ),
+            params![ids, cursor_ts, to_sql_int(cursor), limit],
+            "reading a timeline",
+        )
     }
 
     fn erase(&mut self, identities: &[Identity], audit: &AuditRecord) -> Result<u64> {
-        let tx = self.conn.transaction().map_err(db)?;
-        let mut removed = 0u64;
-        for chunk in identities.chunks(400) {
-            let ids: Vec<&str> = chunk.iter().map(|i| i.as_str()).collect();
-            let ph = placeholders(ids.len());
-            removed += tx
-                .execute(
-                    &format!("DELETE FROM events WHERE identity IN ({ph}) OR ref IN ({ph})"),
-                    params_from_iter(ids.iter().chain(ids.iter())),
-                )
-                .map_err(db)? as u64;
-            tx.execute(
-                &format!("DELETE FROM merges WHERE identity IN ({ph}) OR linked IN ({ph})"),
-                params_from_iter(ids.iter().chain(ids.iter())),
+        let ids = json_list(identities);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("starting erase"))?;
+        // Two statements so each uses its own index.
+        let by_identity = tx
+            .execute(
+                "DELETE FROM events WHERE identity IN (SELECT value FROM json_each(?1))",
+                [&ids],
             )
-            .map_err(db)?;
-        }
+            .map_err(db("erasing events by identity"))?;
+        let by_ref = tx
+            .execute(
+                "DELETE FROM events WHERE ref IN (SELECT value FROM json_each(?1))",
+                [&ids],
+            )
+            .map_err(db("erasing events by ref"))?;
         tx.execute(
-            "INSERT INTO audit (at, action, subject, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                audit.at,
-                audit.action,
-                audit.subject,
-                audit.detail.to_string()
-            ],
+            "DELETE FROM merges WHERE identity IN (SELECT value FROM json_each(?1))
+                OR linked IN (SELECT value FROM json_each(?1))",
+            [&ids],
         )
-        .map_err(db)?;
-        tx.commit().map_err(db)?;
-        Ok(removed)
+        .map_err(db("erasing merges"))?;
+        insert_audit(&tx, audit)?;
+        tx.commit().map_err(db("committing erase"))?;
+        Ok((by_identity + by_ref) as u64)
     }
 
     fn record_merges(&mut self, merges: &[MergeRecord]) -> Result<()> {
-        let tx = self.conn.transaction().map_err(db)?;
+        let tx = self.conn.transaction().map_err(db("starting merges"))?;
         {
             let mut st = tx
                 .prepare_cached(
-                    "INSERT INTO merges (event_offset, ts, identity, linked, from_a, from_b, into_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO merges (event_offset, ts, identity, linked, from_a, from_b, into_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
-                .map_err(db)?;
+                .map_err(db("preparing merges"))?;
             for m in merges {
                 st.execute(params![
-                    m.event_offset as i64,
+                    to_sql_int(m.event_offset),
                     m.ts,
                     m.identity.as_str(),
                     m.linked.as_str(),
@@ -320,75 +369,59 @@ impl Store for SqliteStore {
                     m.from_b,
                     m.into
                 ])
-                .map_err(db)?;
+                .map_err(db("writing a merge"))?;
             }
         }
-        tx.commit().map_err(db)
+        tx.commit().map_err(db("committing merges"))
     }
 
     fn merges_of(&mut self, identities: &[Identity]) -> Result<Vec<MergeRecord>> {
-        let mut out = Vec::new();
-        for chunk in identities.chunks(400) {
-            let ids: Vec<&str> = chunk.iter().map(|i| i.as_str()).collect();
-            let ph = placeholders(ids.len());
-            let mut st = self
-                .conn
-                .prepare(&format!(
-                    "SELECT id, event_offset, ts, identity, linked, from_a, from_b, into_id FROM merges WHERE identity IN ({ph}) OR linked IN ({ph})"
+        let step = "reading merges";
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT event_offset, ts, identity, linked, from_a, from_b, into_id FROM merges
+                 WHERE identity IN (SELECT value FROM json_each(?1))
+                    OR linked IN (SELECT value FROM json_each(?1))
+                 ORDER BY id",
+            )
+            .map_err(db(step))?;
+        let rows = st
+            .query_map([json_list(identities)], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
                 ))
-                .map_err(db)?;
-            let rows = st
-                .query_map(params_from_iter(ids.iter().chain(ids.iter())), |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, String>(5)?,
-                        r.get::<_, String>(6)?,
-                        r.get::<_, String>(7)?,
-                    ))
-                })
-                .map_err(db)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(db)?;
-            for (id, offset, ts, identity, linked, a, b, into) in rows {
-                out.push((
-                    id,
-                    crate::merge_record(offset, ts, &identity, &linked, a, b, into)?,
-                ));
-            }
-        }
-        out.sort_by_key(|(id, _)| *id);
-        out.dedup_by_key(|(id, _)| *id);
-        Ok(out.into_iter().map(|(_, m)| m).collect())
+            })
+            .map_err(db(step))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db(step))?;
+        rows.into_iter()
+            .map(|(offset, ts, identity, linked, a, b, into)| {
+                row::merge_record(offset, ts, &identity, &linked, a, b, into)
+            })
+            .collect()
     }
 
     fn audit(&mut self, record: &AuditRecord) -> Result<u64> {
-        self.conn
-            .execute(
-                "INSERT INTO audit (at, action, subject, detail) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    record.at,
-                    record.action,
-                    record.subject,
-                    record.detail.to_string()
-                ],
-            )
-            .map_err(db)?;
-        Ok(self.conn.last_insert_rowid() as u64)
+        insert_audit(&self.conn, record)
     }
 
     fn audit_log(&mut self, limit: usize) -> Result<Vec<AuditRecord>> {
+        let step = "reading the audit log";
         let mut st = self
             .conn
             .prepare_cached(
                 "SELECT id, at, action, subject, detail FROM audit ORDER BY id DESC LIMIT ?1",
             )
-            .map_err(db)?;
+            .map_err(db(step))?;
         let rows = st
-            .query_map([limit as i64], |r| {
+            .query_map([to_sql_int(limit as u64)], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
@@ -397,61 +430,65 @@ impl Store for SqliteStore {
                     r.get::<_, String>(4)?,
                 ))
             })
-            .map_err(db)?
+            .map_err(db(step))?
             .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db)?;
+            .map_err(db(step))?;
         rows.into_iter()
             .map(|(id, at, action, subject, detail)| {
-                crate::audit_record(id, at, action, subject, &detail)
+                row::audit_record(id, at, action, subject, &detail)
             })
             .collect()
     }
 
     fn get_setting(&mut self, key: &str) -> Result<Option<serde_json::Value>> {
-        let v: Option<String> = self
+        let text: Option<String> = self
             .conn
-            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(db)?;
-        v.map(|s| {
-            serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("setting {key}: {e}")))
-        })
-        .transpose()
+            .prepare_cached("SELECT value FROM settings WHERE key = ?1")
+            .and_then(|mut st| st.query_row([key], |r| r.get(0)).optional())
+            .map_err(db("reading a setting"))?;
+        text.map(|t| row::setting_value(key, &t)).transpose()
     }
 
     fn put_setting(&mut self, key: &str, value: Option<&serde_json::Value>) -> Result<()> {
         match value {
             Some(v) => self
                 .conn
-                .execute(
-                    "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    params![key, v.to_string()],
+                .prepare_cached(
+                    "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 )
-                .map_err(db)?,
-            None => self.conn.execute("DELETE FROM settings WHERE key = ?1", [key]).map_err(db)?,
+                .and_then(|mut st| st.execute(params![key, v.to_string()]))
+                .map_err(db("writing a setting"))?,
+            None => self
+                .conn
+                .prepare_cached("DELETE FROM settings WHERE key = ?1")
+                .and_then(|mut st| st.execute([key]))
+                .map_err(db("deleting a setting"))?,
         };
         Ok(())
     }
 
     fn list_settings(&mut self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>> {
+        let step = "listing settings";
+        // SQLite compares TEXT bytewise: the same order as PostgreSQL's "C".
         let mut st = self
             .conn
-            .prepare_cached("SELECT key, value FROM settings WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key")
-            .map_err(db)?;
+            .prepare_cached(
+                "SELECT key, value FROM settings
+                 WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+            )
+            .map_err(db(step))?;
         let rows = st
             .query_map([prefix], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })
-            .map_err(db)?
+            .map_err(db(step))?
             .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db)?;
+            .map_err(db(step))?;
         rows.into_iter()
             .map(|(k, v)| {
-                let parsed = serde_json::from_str(&v)
-                    .map_err(|e| StoreError::Corrupt(format!("setting {k}: {e}")))?;
-                Ok((k, parsed))
+                let value = row::setting_value(&k, &v)?;
+                Ok((k, value))
             })
             .collect()
     }

@@ -1,224 +1,519 @@
-//! The behaviours every backend must have (see `Store`'s invariants).
+//! The behaviours every backend must have (see `Store`'s invariants),
+//! each written once against a [`Backend`] and run for SQLite and
+//! PostgreSQL by the `conformance!` macro.
 
+use crate::Backend;
 use serde_json::json;
+use siyu_domain::wire::to_json;
 use siyu_domain::{parse_json_event, Event, Identity};
-use siyu_store::{Appended, AuditRecord, MergeRecord, Store};
+use siyu_store::{Appended, AuditRecord, MergeRecord, Store, StoredEvent};
 
 conformance!(
     append_and_scan_round_trip_every_field,
+    empty_batch_changes_nothing,
     offsets_are_dense_and_survive_reopen,
-    replayed_batches_add_nothing,
+    replayed_batch_adds_nothing,
+    duplicate_ids_inside_one_batch_are_stored_once,
+    large_batch_is_dense_and_scans_in_pages,
+    concurrent_writers_keep_offsets_dense,
     timeline_is_newest_first_and_pages,
+    timeline_cursor_must_name_a_stored_event,
     erase_removes_identity_and_ref_events_with_audit,
-    merges_round_trip,
+    erase_never_reuses_offsets,
+    merges_round_trip_oldest_first,
+    audit_log_is_newest_first,
     settings_crud_and_prefix,
+    everything_survives_reopen,
+    migrations_are_recorded_once,
 );
 
 fn ev(v: serde_json::Value) -> Event {
-    parse_json_event(&v).unwrap()
+    parse_json_event(&v).unwrap_or_else(|e| panic!("test event {v}: {e}"))
 }
 
+fn id(s: &str) -> Identity {
+    Identity::parse(s).unwrap()
+}
+
+fn offsets(events: &[StoredEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.offset).collect()
+}
+
+fn new_offsets(range: std::ops::RangeInclusive<u64>) -> Vec<Appended> {
+    range.map(Appended::New).collect()
+}
+
+/// One event of every shape the wire format allows, every field used.
 fn sample() -> Vec<Event> {
     vec![
         ev(
-            json!({"id":"a1","seq":1,"ts":"2026-09-01T08:00:00Z","identity":"douyin:x","type":"comment","channel":"douyin","text":"多少钱"}),
+            json!({"id":"a1","seq":1,"ts":"2026-09-01T08:00:00Z","identity":"douyin:x","type":"comment","channel":"douyin","text":"多少钱? \"quoted\" 'single' \\ back\nnewline"}),
         ),
         ev(
-            json!({"ts":1790000000,"identity":"wecom:wm1","type":"identify","ref":"douyin:x","traits":{"name":"王芳","city":"上海","tags":["vip"],"level":3}}),
+            json!({"ts":1790000000,"identity":"wecom:wm1","type":"identify","ref":"douyin:x","traits":{"name":"王芳","phone":"13800000000","city":"上海","birthday":"1990-05-17","timezone":"Asia/Shanghai","tags":["vip","new"],"level":3,"pets":{"cat":true}}}),
         ),
         ev(
-            json!({"id":"a3","ts":1790000100,"identity":"wecom:wm1","type":"purchase","amount":12900}),
+            json!({"id":"a3","seq":18446744073709551615u64,"ts":1790000100,"identity":"wecom:wm1","type":"purchase","amount":12900,"channel":"taobao"}),
         ),
         ev(json!({"ts":1790000200,"identity":"wecom:wm1","type":"join_group","group":"g-1"})),
         ev(
-            json!({"ts":1790000300,"identity":"mp:o_1","type":"custom","name":"coupon_claimed","properties":{"coupon":"c9","value":500}}),
+            json!({"ts":1790000300,"identity":"mp:o_1","type":"custom","channel":"miniprogram","name":"coupon_claimed","properties":{"coupon":"c9","value":500,"ratio":0.25,"nested":{"list":[1,"two",null,false]},"empty":{}}}),
         ),
         ev(
             json!({"ts":1790000400,"identity":"douyin:y","type":"referral_signup","ref":"wecom:wm1"}),
         ),
+        ev(json!({"ts":1790000500,"identity":"wecom:wm2","type":"identify","traits":{}})),
+        ev(json!({"ts":946684800,"identity":"offline:p1","type":"refund","amount":0})),
     ]
 }
 
-pub fn append_and_scan_round_trip_every_field(s: &mut dyn Store, _: &dyn Fn() -> Box<dyn Store>) {
+pub fn append_and_scan_round_trip_every_field(b: &dyn Backend) {
+    let mut s = b.open();
     let events = sample();
-    let out = s.append(&events).unwrap();
-    assert_eq!(out, (1..=6).map(Appended::New).collect::<Vec<_>>());
+    let n = events.len() as u64;
+    assert_eq!(s.append(&events).unwrap(), new_offsets(1..=n));
     let back = s.scan(0, 100).unwrap();
-    assert_eq!(back.len(), 6);
-    for (i, stored) in back.iter().enumerate() {
-        assert_eq!(stored.offset, i as u64 + 1);
-        assert_eq!(stored.event, events[i], "event {i}");
+    assert_eq!(offsets(&back), (1..=n).collect::<Vec<_>>());
+    for (stored, original) in back.iter().zip(&events) {
+        assert_eq!(&stored.event, original, "offset {}", stored.offset);
+        assert_eq!(to_json(&stored.event), to_json(original));
     }
-    assert_eq!(s.scan(4, 1).unwrap()[0].offset, 5);
-    assert!(s.scan(6, 10).unwrap().is_empty());
+    assert_eq!(offsets(&s.scan(4, 1).unwrap()), vec![5]);
+    assert_eq!(offsets(&s.scan(3, 2).unwrap()), vec![4, 5]);
+    assert!(s.scan(n, 10).unwrap().is_empty());
+    assert!(s.scan(0, 0).unwrap().is_empty());
+    // A fresh connection reads the same.
+    let again: Vec<Event> = b
+        .open()
+        .scan(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(again, events);
 }
 
-pub fn offsets_are_dense_and_survive_reopen(
-    s: &mut dyn Store,
-    reopen: &dyn Fn() -> Box<dyn Store>,
-) {
-    s.append(&sample()[..3]).unwrap();
+pub fn empty_batch_changes_nothing(b: &dyn Backend) {
+    let mut s = b.open();
+    assert_eq!(s.append(&[]).unwrap(), vec![]);
+    assert_eq!(s.last_offset().unwrap(), 0);
+    s.append(&sample()[..2]).unwrap();
+    assert_eq!(s.append(&[]).unwrap(), vec![]);
+    assert_eq!(s.last_offset().unwrap(), 2);
+}
+
+pub fn offsets_are_dense_and_survive_reopen(b: &dyn Backend) {
+    let mut s = b.open();
+    assert_eq!(s.last_offset().unwrap(), 0);
+    assert_eq!(s.append(&sample()[..3]).unwrap(), new_offsets(1..=3));
     assert_eq!(s.last_offset().unwrap(), 3);
-    let mut again = reopen();
+    drop(s);
+    let mut again = b.open();
     assert_eq!(again.last_offset().unwrap(), 3);
-    let out = again.append(&sample()[3..]).unwrap();
+    assert_eq!(again.append(&sample()[3..6]).unwrap(), new_offsets(4..=6));
+    assert_eq!(again.append(&sample()[6..]).unwrap(), new_offsets(7..=8));
     assert_eq!(
-        out,
-        vec![Appended::New(4), Appended::New(5), Appended::New(6)]
+        offsets(&again.scan(0, 100).unwrap()),
+        (1..=8).collect::<Vec<_>>()
     );
-    assert_eq!(again.scan(0, 100).unwrap().len(), 6);
 }
 
-pub fn replayed_batches_add_nothing(s: &mut dyn Store, _: &dyn Fn() -> Box<dyn Store>) {
-    let events = sample();
-    s.append(&events).unwrap();
-    let again = s.append(&events).unwrap();
-    // Events with ids are recognized; those without are new (no id, no idempotency).
-    assert_eq!(again[0], Appended::Duplicate(1));
-    assert_eq!(again[2], Appended::Duplicate(3));
-    assert_eq!(again[1], Appended::New(7));
-    // A duplicate id inside one batch is stored once.
-    let twice = vec![
-        events[0].clone(),
-        {
-            let mut e = events[2].clone();
-            e.id = Some("b1".into());
-            e
-        },
-        {
-            let mut e = events[3].clone();
-            e.id = Some("b1".into());
-            e
-        },
-    ];
-    let out = s.append(&twice).unwrap();
-    assert_eq!(out[0], Appended::Duplicate(1));
-    assert!(matches!(out[1], Appended::New(_)));
-    assert_eq!(
-        out[2],
-        Appended::Duplicate(match out[1] {
-            Appended::New(o) => o,
-            _ => 0,
+fn with_ids(events: &[Event], prefix: &str) -> Vec<Event> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Event {
+            id: Some(format!("{prefix}{i}")),
+            ..e.clone()
         })
+        .collect()
+}
+
+pub fn replayed_batch_adds_nothing(b: &dyn Backend) {
+    let mut s = b.open();
+    let batch = with_ids(&sample(), "r-");
+    let n = batch.len() as u64;
+    assert_eq!(s.append(&batch).unwrap(), new_offsets(1..=n));
+    // The same batch again, and again after reopening: nothing is added.
+    let duplicates: Vec<Appended> = (1..=n).map(Appended::Duplicate).collect();
+    assert_eq!(s.append(&batch).unwrap(), duplicates);
+    assert_eq!(b.open().append(&batch).unwrap(), duplicates);
+    assert_eq!(s.last_offset().unwrap(), n);
+    assert_eq!(s.scan(0, 100).unwrap().len() as u64, n);
+    // A batch mixing replays, new ids and id-less events.
+    let mut fresh = sample()[0].clone();
+    fresh.id = Some("r-new".into());
+    let mut no_id = sample()[1].clone();
+    no_id.id = None;
+    let mixed = vec![
+        batch[2].clone(),
+        fresh,
+        no_id.clone(),
+        batch[0].clone(),
+        no_id,
+    ];
+    assert_eq!(
+        s.append(&mixed).unwrap(),
+        vec![
+            Appended::Duplicate(3),
+            Appended::New(n + 1),
+            Appended::New(n + 2),
+            Appended::Duplicate(1),
+            // No id, no idempotency: stored again.
+            Appended::New(n + 3),
+        ]
+    );
+    assert_eq!(s.last_offset().unwrap(), n + 3);
+}
+
+pub fn duplicate_ids_inside_one_batch_are_stored_once(b: &dyn Backend) {
+    let mut s = b.open();
+    let events = sample();
+    s.append(&events[..1]).unwrap(); // id a1 at offset 1
+    let mut first = events[2].clone();
+    first.id = Some("b1".into());
+    let mut second = events[3].clone();
+    second.id = Some("b1".into());
+    let batch = vec![
+        first.clone(),
+        events[0].clone(),
+        second,
+        first.clone(),
+        events[4].clone(),
+    ];
+    assert_eq!(
+        s.append(&batch).unwrap(),
+        vec![
+            Appended::New(2),
+            Appended::Duplicate(1),
+            Appended::Duplicate(2),
+            Appended::Duplicate(2),
+            Appended::New(3),
+        ]
+    );
+    let stored = s.scan(0, 100).unwrap();
+    assert_eq!(offsets(&stored), vec![1, 2, 3]);
+    // The first occurrence is the one kept.
+    assert_eq!(stored[1].event, first);
+}
+
+pub fn large_batch_is_dense_and_scans_in_pages(b: &dyn Backend) {
+    let mut s = b.open();
+    let batch: Vec<Event> = (0..12_345)
+        .map(|i| {
+            ev(json!({
+                "id": format!("big-{i}"), "seq": i, "ts": 1_790_000_000 + i,
+                "identity": format!("douyin:u{}", i % 97), "type": "touch"
+            }))
+        })
+        .collect();
+    assert_eq!(s.append(&batch).unwrap(), new_offsets(1..=12_345));
+    let mut after = 0;
+    let mut seen = 0;
+    loop {
+        let page = s.scan(after, 5_000).unwrap();
+        let Some(last) = page.last() else { break };
+        for e in &page {
+            seen += 1;
+            assert_eq!(e.offset, seen);
+            assert_eq!(e.event, batch[seen as usize - 1]);
+        }
+        after = last.offset;
+    }
+    assert_eq!(seen, 12_345);
+}
+
+pub fn concurrent_writers_keep_offsets_dense(b: &dyn Backend) {
+    const WRITERS: usize = 3;
+    const BATCHES: usize = 20;
+    let stores: Vec<Box<dyn Store>> = (0..WRITERS).map(|_| b.open()).collect();
+    let handles: Vec<_> = stores
+        .into_iter()
+        .enumerate()
+        .map(|(w, mut s)| {
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                for k in 0..BATCHES {
+                    // Every writer also replays one shared id per batch.
+                    let batch = vec![
+                        ev(json!({"id": format!("w{w}-{k}"), "ts": 1_790_000_000, "identity": "douyin:c", "type": "touch"})),
+                        ev(json!({"id": format!("shared-{k}"), "ts": 1_790_000_000, "identity": "douyin:c", "type": "touch"})),
+                    ];
+                    got.extend(s.append(&batch).expect("concurrent append"));
+                }
+                got
+            })
+        })
+        .collect();
+    let mut new = Vec::new();
+    let mut duplicates = 0;
+    for h in handles {
+        for a in h.join().expect("writer thread") {
+            match a {
+                Appended::New(o) => new.push(o),
+                Appended::Duplicate(_) => duplicates += 1,
+            }
+        }
+    }
+    new.sort_unstable();
+    let expected = (WRITERS * BATCHES + BATCHES) as u64;
+    assert_eq!(new, (1..=expected).collect::<Vec<_>>());
+    assert_eq!(duplicates, (WRITERS - 1) * BATCHES);
+    let mut s = b.open();
+    assert_eq!(s.last_offset().unwrap(), expected);
+    assert_eq!(
+        offsets(&s.scan(0, 1_000).unwrap()),
+        (1..=expected).collect::<Vec<_>>()
     );
 }
 
-pub fn timeline_is_newest_first_and_pages(s: &mut dyn Store, _: &dyn Fn() -> Box<dyn Store>) {
+pub fn timeline_is_newest_first_and_pages(b: &dyn Backend) {
+    let mut s = b.open();
     s.append(&sample()).unwrap();
-    let ids = [
-        Identity::parse("wecom:wm1").unwrap(),
-        Identity::parse("douyin:x").unwrap(),
-    ];
-    let all = s.events_of(&ids, None, 10).unwrap();
+    // Two more events tied on ts with offset 3: the later offset is newer.
+    s.append(&[
+        ev(json!({"ts":1790000100,"identity":"douyin:x","type":"touch"})),
+        ev(json!({"ts":1790000100,"identity":"wecom:wm1","type":"follow"})),
+    ])
+    .unwrap();
+    let ids = [id("wecom:wm1"), id("douyin:x")];
+    let all = s.events_of(&ids, None, 100).unwrap();
+    assert_eq!(offsets(&all), vec![4, 10, 9, 3, 2, 1]);
+    for page_size in 1..=4 {
+        let mut paged = Vec::new();
+        let mut before = None;
+        loop {
+            let page = s.events_of(&ids, before, page_size).unwrap();
+            assert!(page.len() <= page_size);
+            let Some(last) = page.last() else { break };
+            before = Some(last.offset);
+            paged.extend(offsets(&page));
+        }
+        assert_eq!(paged, vec![4, 10, 9, 3, 2, 1], "pages of {page_size}");
+    }
+    // Only the asked identities, not events merely referring to them.
     assert_eq!(
-        all.iter().map(|e| e.offset).collect::<Vec<_>>(),
-        vec![4, 3, 2, 1]
+        offsets(&s.events_of(&[id("douyin:x")], None, 100).unwrap()),
+        vec![9, 1]
     );
-    let page1 = s.events_of(&ids, None, 2).unwrap();
-    let page2 = s.events_of(&ids, Some(page1[1].offset), 2).unwrap();
-    assert_eq!(
-        page1
-            .iter()
-            .chain(&page2)
-            .map(|e| e.offset)
-            .collect::<Vec<_>>(),
-        vec![4, 3, 2, 1]
-    );
-    assert!(s.events_of(&ids, Some(1), 2).unwrap().is_empty());
-    assert!(s.events_of(&ids, Some(999), 2).is_err());
+    assert!(s.events_of(&[], None, 100).unwrap().is_empty());
+    assert!(s
+        .events_of(&[id("nobody:here")], None, 100)
+        .unwrap()
+        .is_empty());
+    assert!(s.events_of(&ids, None, 0).unwrap().is_empty());
 }
 
-pub fn erase_removes_identity_and_ref_events_with_audit(
-    s: &mut dyn Store,
-    _: &dyn Fn() -> Box<dyn Store>,
-) {
+pub fn timeline_cursor_must_name_a_stored_event(b: &dyn Backend) {
+    let mut s = b.open();
     s.append(&sample()).unwrap();
-    let person = [
-        Identity::parse("wecom:wm1").unwrap(),
-        Identity::parse("douyin:x").unwrap(),
-    ];
-    let audit = AuditRecord {
+    let ids = [id("wecom:wm1")];
+    assert!(s.events_of(&ids, Some(1), 10).unwrap().is_empty());
+    let err = s.events_of(&ids, Some(999), 10).unwrap_err();
+    assert!(matches!(err, siyu_store::StoreError::Invalid(_)), "{err:?}");
+}
+
+fn erase_audit() -> AuditRecord {
+    AuditRecord {
         id: 0,
         at: 1_790_000_999,
         action: "erase_person".into(),
         subject: "douyin:x".into(),
-        detail: json!({"identities": 2}),
-    };
-    // wm1's 3 events, douyin:x's comment, and the referral naming wm1 as inviter.
-    assert_eq!(s.erase(&person, &audit).unwrap(), 5);
-    let left = s.scan(0, 100).unwrap();
-    assert_eq!(
-        left.iter()
-            .map(|e| e.event.identity.as_str())
-            .collect::<Vec<_>>(),
-        vec!["mp:o_1"]
-    );
+        detail: json!({"identities": 2, "by": "admin"}),
+    }
+}
+
+fn merge(offset: u64, a: &str, b: &str, into: &str) -> MergeRecord {
+    MergeRecord {
+        event_offset: offset,
+        ts: 1_790_000_000 + offset as i64,
+        identity: id(a),
+        linked: id(b),
+        from_a: a.into(),
+        from_b: b.into(),
+        into: into.into(),
+    }
+}
+
+pub fn erase_removes_identity_and_ref_events_with_audit(b: &dyn Backend) {
+    let mut s = b.open();
+    s.append(&sample()).unwrap();
+    let kept_merge = merge(7, "wecom:wm2", "mp:o_1", "mp:o_1");
+    s.record_merges(&[
+        merge(2, "wecom:wm1", "douyin:x", "douyin:x"),
+        kept_merge.clone(),
+    ])
+    .unwrap();
+    let person = [id("wecom:wm1"), id("douyin:x")];
+    // wm1's three events, douyin:x's comment, and the referral naming wm1.
+    assert_eq!(s.erase(&person, &erase_audit()).unwrap(), 5);
+    let left: Vec<String> = s
+        .scan(0, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.event.identity.as_str().to_string())
+        .collect();
+    assert_eq!(left, vec!["mp:o_1", "wecom:wm2", "offline:p1"]);
+    assert!(s.events_of(&person, None, 100).unwrap().is_empty());
+    // The merge naming them is gone too; the unrelated one stays.
+    assert!(s.merges_of(&person).unwrap().is_empty());
+    assert_eq!(s.merges_of(&[id("mp:o_1")]).unwrap(), vec![kept_merge]);
     let log = s.audit_log(10).unwrap();
     assert_eq!(log.len(), 1);
+    assert!(log[0].id > 0);
     assert_eq!(
-        (log[0].action.as_str(), log[0].subject.as_str(), log[0].at),
-        ("erase_person", "douyin:x", 1_790_000_999)
-    );
-    assert_eq!(log[0].detail, json!({"identities": 2}));
-}
-
-pub fn merges_round_trip(s: &mut dyn Store, _: &dyn Fn() -> Box<dyn Store>) {
-    let m = MergeRecord {
-        event_offset: 2,
-        ts: 1_790_000_000,
-        identity: Identity::parse("wecom:wm1").unwrap(),
-        linked: Identity::parse("douyin:x").unwrap(),
-        from_a: "wecom:wm1".into(),
-        from_b: "douyin:x".into(),
-        into: "douyin:x".into(),
-    };
-    s.record_merges(std::slice::from_ref(&m)).unwrap();
-    assert_eq!(
-        s.merges_of(&[Identity::parse("douyin:x").unwrap()])
-            .unwrap(),
-        vec![m.clone()]
-    );
-    assert_eq!(
-        s.merges_of(&[
-            Identity::parse("douyin:x").unwrap(),
-            Identity::parse("wecom:wm1").unwrap()
-        ])
-        .unwrap(),
-        vec![m]
-    );
-    assert!(s
-        .merges_of(&[Identity::parse("mp:o_1").unwrap()])
-        .unwrap()
-        .is_empty());
-    let id = s
-        .audit(&AuditRecord {
+        AuditRecord {
             id: 0,
-            at: 5,
-            action: "key_created".into(),
-            subject: "k".into(),
-            detail: json!({}),
-        })
-        .unwrap();
-    assert!(id > 0);
+            ..log[0].clone()
+        },
+        erase_audit()
+    );
+    // Erasing again removes nothing but is still audited.
+    assert_eq!(s.erase(&person, &erase_audit()).unwrap(), 0);
+    assert_eq!(s.audit_log(10).unwrap().len(), 2);
 }
 
-pub fn settings_crud_and_prefix(s: &mut dyn Store, reopen: &dyn Fn() -> Box<dyn Store>) {
+pub fn erase_never_reuses_offsets(b: &dyn Backend) {
+    let mut s = b.open();
+    let events = sample();
+    s.append(&events).unwrap();
+    // Offsets 7 and 8 are the newest; erase both.
+    assert_eq!(
+        s.erase(&[id("wecom:wm2"), id("offline:p1")], &erase_audit())
+            .unwrap(),
+        2
+    );
+    assert_eq!(s.last_offset().unwrap(), 8);
+    assert_eq!(b.open().last_offset().unwrap(), 8);
+    assert_eq!(s.append(&events[6..7]).unwrap(), vec![Appended::New(9)]);
+    assert_eq!(offsets(&s.scan(0, 100).unwrap()), vec![1, 2, 3, 4, 5, 6, 9]);
+}
+
+pub fn merges_round_trip_oldest_first(b: &dyn Backend) {
+    let mut s = b.open();
+    let first = merge(2, "wecom:wm1", "douyin:x", "douyin:x");
+    let second = merge(6, "douyin:y", "wecom:wm1", "douyin:x");
+    let other = merge(7, "wecom:wm2", "mp:o_1", "mp:o_1");
+    s.record_merges(&[first.clone(), other.clone()]).unwrap();
+    s.record_merges(&[]).unwrap();
+    s.record_merges(std::slice::from_ref(&second)).unwrap();
+    assert_eq!(s.merges_of(&[id("douyin:x")]).unwrap(), vec![first.clone()]);
+    // By either side, each merge once, oldest first.
+    assert_eq!(
+        s.merges_of(&[id("wecom:wm1"), id("douyin:x"), id("douyin:y")])
+            .unwrap(),
+        vec![first.clone(), second.clone()]
+    );
+    assert_eq!(s.merges_of(&[id("mp:o_1")]).unwrap(), vec![other]);
+    assert!(s.merges_of(&[id("nobody:here")]).unwrap().is_empty());
+    assert!(s.merges_of(&[]).unwrap().is_empty());
+}
+
+pub fn audit_log_is_newest_first(b: &dyn Backend) {
+    let mut s = b.open();
+    assert!(s.audit_log(10).unwrap().is_empty());
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            s.audit(&AuditRecord {
+                id: 0,
+                at: 100 + i,
+                action: "key_created".into(),
+                subject: format!("key-{i}"),
+                detail: json!({"i": i, "scopes": ["write"]}),
+            })
+            .unwrap(),
+        );
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let log = s.audit_log(3).unwrap();
+    assert_eq!(
+        log.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![ids[4], ids[3], ids[2]]
+    );
+    assert_eq!(log[0].subject, "key-4");
+    assert_eq!(log[0].at, 104);
+    assert_eq!(log[0].detail, json!({"i": 4, "scopes": ["write"]}));
+    assert_eq!(s.audit_log(100).unwrap().len(), 5);
+}
+
+pub fn settings_crud_and_prefix(b: &dyn Backend) {
+    let mut s = b.open();
+    assert_eq!(s.get_setting("segment/a").unwrap(), None);
     s.put_setting("segment/a", Some(&json!({"v": 1}))).unwrap();
-    s.put_setting("segment/b", Some(&json!({"v": 2}))).unwrap();
+    s.put_setting("segment/b", Some(&json!([1, "two"])))
+        .unwrap();
     s.put_setting("segmentx", Some(&json!(3))).unwrap();
     s.put_setting("segment/a", Some(&json!({"v": 9}))).unwrap();
+    // Byte order, whatever the database's locale: `B` < `_` < `a`.
+    s.put_setting("segment/_", Some(&json!(null))).unwrap();
+    s.put_setting("segment/B", Some(&json!("s"))).unwrap();
+    s.put_setting("段/一", Some(&json!(true))).unwrap();
     assert_eq!(s.get_setting("segment/a").unwrap(), Some(json!({"v": 9})));
-    let listed: Vec<String> = s
-        .list_settings("segment/")
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    assert_eq!(listed, vec!["segment/a", "segment/b"]);
-    s.put_setting("segment/b", None).unwrap();
-    assert_eq!(reopen().get_setting("segment/b").unwrap(), None);
+    assert_eq!(s.get_setting("segment/_").unwrap(), Some(json!(null)));
+    let listed = s.list_settings("segment/").unwrap();
     assert_eq!(
-        reopen().get_setting("segment/a").unwrap(),
+        listed,
+        vec![
+            ("segment/B".to_string(), json!("s")),
+            ("segment/_".to_string(), json!(null)),
+            ("segment/a".to_string(), json!({"v": 9})),
+            ("segment/b".to_string(), json!([1, "two"])),
+        ]
+    );
+    assert_eq!(
+        s.list_settings("段/").unwrap(),
+        vec![("段/一".to_string(), json!(true))]
+    );
+    assert_eq!(s.list_settings("").unwrap().len(), 6);
+    assert!(s.list_settings("nothing/").unwrap().is_empty());
+    s.put_setting("segment/b", None).unwrap();
+    s.put_setting("never/written", None).unwrap();
+    assert_eq!(s.get_setting("segment/b").unwrap(), None);
+    let mut again = b.open();
+    assert_eq!(again.get_setting("segment/b").unwrap(), None);
+    assert_eq!(
+        again.get_setting("segment/a").unwrap(),
         Some(json!({"v": 9}))
     );
+}
+
+pub fn everything_survives_reopen(b: &dyn Backend) {
+    let events = sample();
+    let merges = vec![merge(2, "wecom:wm1", "douyin:x", "douyin:x")];
+    {
+        let mut s = b.open();
+        s.append(&events).unwrap();
+        s.record_merges(&merges).unwrap();
+        s.audit(&erase_audit()).unwrap();
+        s.put_setting("k", Some(&json!({"x": [1]}))).unwrap();
+    }
+    let mut s = b.open();
+    let stored: Vec<Event> = s
+        .scan(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(stored, events);
+    assert_eq!(s.last_offset().unwrap(), events.len() as u64);
+    assert_eq!(s.merges_of(&[id("douyin:x")]).unwrap(), merges);
+    assert_eq!(s.audit_log(10).unwrap()[0].action, "erase_person");
+    assert_eq!(s.get_setting("k").unwrap(), Some(json!({"x": [1]})));
+}
+
+pub fn migrations_are_recorded_once(b: &dyn Backend) {
+    let mut s = b.open();
+    s.append(&sample()[..1]).unwrap();
+    drop(s);
+    let first = b.migrations();
+    let versions: Vec<i64> = first.iter().map(|m| m.0).collect();
+    assert_eq!(versions, vec![1], "every known version, once, in order");
+    assert!(first.iter().all(|m| m.1 > 1_700_000_000), "{first:?}");
+    // Reopening applies nothing again: same rows, same applied_at, data kept.
+    for _ in 0..2 {
+        let mut s = b.open();
+        assert_eq!(s.last_offset().unwrap(), 1);
+    }
+    assert_eq!(b.migrations(), first);
 }

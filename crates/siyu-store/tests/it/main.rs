@@ -1,21 +1,32 @@
-//! One conformance suite for every Store backend: each test is written once
-//! against `&mut dyn Store` and instantiated for SQLite and PostgreSQL.
-//! PostgreSQL tests use `SIYU_TEST_DATABASE_URL` (default
-//! postgres://postgres@127.0.0.1:5432/test), each in a fresh schema; they
-//! fail (never skip) when the server is unreachable.
+//! siyu-store's one integration-test binary: the conformance suite
+//! (`conformance.rs`), written once against a [`Backend`] and instantiated
+//! for SQLite and PostgreSQL, plus backend-selection tests.
+//!
+//! PostgreSQL tests connect to `SIYU_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`), each in a fresh uniquely
+//! named schema dropped afterwards, so they run in parallel and repeatedly.
+//! They fail, never skip, when the server is unreachable.
 
-/// Instantiates a conformance test `fn(&mut dyn Store, reopen)` for both backends.
+use siyu_store::{PostgresStore, SqliteStore, Store};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// One database under test, which can be opened (again) as often as a
+/// test needs: every `open` sees what earlier ones committed.
+pub trait Backend {
+    fn open(&self) -> Box<dyn Store>;
+    /// The rows of `schema_migrations`: (version, applied_at).
+    fn migrations(&self) -> Vec<(i64, i64)>;
+}
+
+/// Instantiates each conformance test for both backends.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[test]
                 fn $name() {
-                    let dir = crate::tempdir();
-                    let mut s = siyu_store::SqliteStore::open(&dir).unwrap();
-                    let reopen = || -> Box<dyn siyu_store::Store> { Box::new(siyu_store::SqliteStore::open(&dir).unwrap()) };
-                    super::$name(&mut s, &reopen);
-                    std::fs::remove_dir_all(&dir).ok();
+                    super::$name(&crate::SqliteBackend::new());
                 }
             )*
         }
@@ -23,11 +34,7 @@ macro_rules! conformance {
             $(
                 #[test]
                 fn $name() {
-                    let fx = crate::PgFixture::new();
-                    let mut s = fx.reopen();
-                    let reopen = || -> Box<dyn siyu_store::Store> { Box::new(fx.reopen()) };
-                    super::$name(&mut s, &reopen);
-                    drop(fx);
+                    super::$name(&crate::PgBackend::new());
                 }
             )*
         }
@@ -36,88 +43,141 @@ macro_rules! conformance {
 
 mod conformance;
 
-use siyu_store::{PostgresStore, SqliteStore, Store};
-use std::sync::atomic::{AtomicU32, Ordering};
+fn unique_suffix() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{}_{}_{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fresh data dir, removed on drop.
+struct SqliteBackend {
+    dir: PathBuf,
+}
+
+impl SqliteBackend {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("siyu-store-test-{}", unique_suffix()));
+        std::fs::remove_dir_all(&dir).ok();
+        SqliteBackend { dir }
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn open(&self) -> Box<dyn Store> {
+        Box::new(SqliteStore::open(&self.dir).expect("opening the sqlite store"))
+    }
+
+    fn migrations(&self) -> Vec<(i64, i64)> {
+        SqliteStore::open(&self.dir)
+            .and_then(|s| s.applied_migrations())
+            .expect("reading sqlite migrations")
+    }
+}
+
+impl Drop for SqliteBackend {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
 
 pub fn pg_url() -> String {
     std::env::var("SIYU_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-/// A store in a fresh, uniquely named PostgreSQL schema, dropped on drop.
-pub struct PgFixture {
-    pub store: PostgresStore,
+/// A fresh, uniquely named PostgreSQL schema, dropped on drop.
+struct PgBackend {
     schema: String,
 }
 
-impl Default for PgFixture {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl PgFixture {
-    pub fn new() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let schema = format!(
-            "siyu_test_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        PostgresStore::drop_schema(&pg_url(), &schema).ok();
-        let store = PostgresStore::connect_in_schema(&pg_url(), Some(&schema)).unwrap_or_else(|e| {
-            panic!("PostgreSQL at {} is required for these tests (set SIYU_TEST_DATABASE_URL): {e}", pg_url())
+impl PgBackend {
+    fn new() -> Self {
+        let schema = format!("siyu_test_{}", unique_suffix());
+        // Creates the schema and migrates it; fails loudly without a server.
+        PostgresStore::connect_in_schema(&pg_url(), Some(&schema)).unwrap_or_else(|e| {
+            panic!(
+                "these tests need PostgreSQL at {} (set SIYU_TEST_DATABASE_URL to point elsewhere): {e}",
+                pg_url()
+            )
         });
-        PgFixture { store, schema }
+        PgBackend { schema }
     }
 
-    pub fn reopen(&self) -> PostgresStore {
-        PostgresStore::connect_in_schema(&pg_url(), Some(&self.schema)).expect("reopen")
+    fn connect(&self) -> PostgresStore {
+        PostgresStore::connect_in_schema(&pg_url(), Some(&self.schema))
+            .expect("reconnecting to the test schema")
     }
 }
 
-impl Drop for PgFixture {
+impl Backend for PgBackend {
+    fn open(&self) -> Box<dyn Store> {
+        Box::new(self.connect())
+    }
+
+    fn migrations(&self) -> Vec<(i64, i64)> {
+        self.connect()
+            .applied_migrations()
+            .expect("reading postgres migrations")
+    }
+}
+
+impl Drop for PgBackend {
     fn drop(&mut self) {
-        PostgresStore::drop_schema(&pg_url(), &self.schema).ok();
+        if let Err(e) = PostgresStore::drop_schema(&pg_url(), &self.schema) {
+            eprintln!("could not drop test schema {}: {e}", self.schema);
+        }
     }
 }
 
-pub fn tempdir() -> std::path::PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "siyu-store-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::remove_dir_all(&d).ok();
-    d
-}
-
 #[test]
-fn migrations_are_recorded_once() {
-    let dir = crate::tempdir();
-    let s = SqliteStore::open(&dir).unwrap();
-    assert_eq!(s.applied_migrations().unwrap(), vec![1]);
-    drop(s);
-    let s = SqliteStore::open(&dir).unwrap();
-    assert_eq!(s.applied_migrations().unwrap(), vec![1]);
-    let fx = PgFixture::new();
-    let mut again = fx.reopen();
-    assert_eq!(again.applied_migrations().unwrap(), vec![1]);
-    std::fs::remove_dir_all(&dir).ok();
-}
-
-#[test]
-fn open_store_picks_the_backend_from_the_url() {
-    let dir = crate::tempdir();
-    let mut s = siyu_store::open_store(&dir, None).unwrap();
+fn open_store_without_url_is_sqlite_in_the_data_dir() {
+    let b = SqliteBackend::new();
+    let mut s = siyu_store::open_store(&b.dir, None).unwrap();
     assert_eq!(s.last_offset().unwrap(), 0);
-    assert!(dir.join("siyu.db").exists());
-    let err = siyu_store::open_store(&dir, Some("mysql://x"))
+    assert!(b.dir.join("siyu.db").exists());
+}
+
+#[test]
+fn open_store_with_a_postgres_url_is_postgres() {
+    let b = PgBackend::new();
+    let mut direct = b.open();
+    direct
+        .put_setting("probe", Some(&serde_json::json!(1)))
+        .unwrap();
+    // The same schema through the URL: libpq's `options` sets search_path.
+    let sep = if pg_url().contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}options=-csearch_path%3D{}", pg_url(), b.schema);
+    let dir = SqliteBackend::new();
+    let mut s = siyu_store::open_store(&dir.dir, Some(&url)).unwrap();
+    assert_eq!(s.get_setting("probe").unwrap(), Some(serde_json::json!(1)));
+    assert!(!dir.dir.join("siyu.db").exists());
+    let url = url.replacen("postgres://", "postgresql://", 1);
+    let mut s = siyu_store::open_store(&dir.dir, Some(&url)).unwrap();
+    assert_eq!(s.get_setting("probe").unwrap(), Some(serde_json::json!(1)));
+}
+
+#[test]
+fn open_store_refuses_other_urls() {
+    let b = SqliteBackend::new();
+    let err = siyu_store::open_store(&b.dir, Some("mysql://x"))
         .err()
-        .unwrap()
+        .expect("mysql is not a backend")
         .to_string();
     assert!(err.contains("postgres://"), "{err}");
-    let _: &mut dyn Store = s.as_mut();
-    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn unreachable_postgres_is_a_clear_error() {
+    let err = PostgresStore::connect("postgres://nobody:secret@127.0.0.1:1/none")
+        .err()
+        .expect("nothing listens on port 1")
+        .to_string();
+    assert!(err.contains("connecting to"), "{err}");
+    assert!(!err.contains("secret"), "password leaked: {err}");
 }
