@@ -1,14 +1,14 @@
-//! Bulk loading of event files (JSONL or CSV) straight into the engine:
-//! a reader thread cuts the file into newline-aligned chunks, parser
-//! threads turn chunks into compact records (validating every line and
-//! hashing identities), and the calling thread applies the records to the
-//! engine in file order. Parsing is pure CPU and runs in parallel; only
-//! the identity graph and the folds are sequential.
+//! Bulk reading of event files (JSONL or CSV): a reader thread cuts the
+//! file into newline-aligned chunks, parser threads validate every line and
+//! turn chunks into compact records (strings stay in the chunk, identities
+//! are pre-hashed), and the calling thread consumes chunks in file order —
+//! straight into the engine (`bench`) or into the store (`import`).
+//! Parsing is pure CPU and runs in parallel; only the consumer is sequential.
 
 use anyhow::{Context, Result};
 use siyu_domain::{
-    parse_csv_borrowed, parse_csv_header, parse_json_event, parse_jsonl_fast, CsvColumns,
-    EventType, LineEvent, WireError,
+    parse_csv_borrowed, parse_csv_header, parse_json_event, parse_jsonl_fast, Channel, CsvColumns,
+    Event, EventType, Identity, LineEvent, WireError,
 };
 use siyu_engine::identity::identity_hash;
 use siyu_engine::{Engine, RawEvent};
@@ -19,29 +19,38 @@ use std::time::{Duration, Instant};
 
 const CHUNK: usize = 4 << 20;
 
+type Span = (u32, u32);
+
 /// A parsed line: strings as byte ranges into its chunk.
 struct Rec {
     /// Line index within the chunk.
     line: u32,
     seq: Option<u64>,
     ts: i64,
-    identity: (u32, u32),
+    identity: Span,
     identity_hash: u64,
     event_type: EventType,
-    channel: (u32, u32),
+    channel: Span,
     amount: i64,
-    reference: Option<(u32, u32)>,
-    group: Option<(u32, u32)>,
+    reference: Option<Span>,
+    group: Option<Span>,
+    text: Option<Span>,
+    name: Option<Span>,
+    id: Option<Span>,
+    /// Lines the full JSON parser read (nested properties, traits,
+    /// escapes) keep their owned event here.
+    owned: Option<Box<Event>>,
 }
 
 /// A rejected line.
 #[derive(Debug, Clone)]
 pub struct LineError {
+    /// 1-based line number in the file (header included).
     pub line: u64,
     pub error: WireError,
 }
 
-/// What a load did.
+/// What a read did.
 #[derive(Debug, Default)]
 pub struct LoadStats {
     pub lines: u64,
@@ -49,19 +58,93 @@ pub struct LoadStats {
     pub rejected: u64,
     /// The first rejected lines (at most 20).
     pub errors: Vec<LineError>,
-    /// Wall time spent by parser threads, summed.
+    /// CPU time of the parser threads, summed.
     pub parse_busy: Duration,
-    /// Time the applying thread spent in the engine.
+    /// Time the consumer spent on chunks.
     pub apply_busy: Duration,
     pub wall: Duration,
 }
 
-struct Parsed {
-    chunk: Vec<u8>,
+/// One parsed chunk, handed to the consumer in file order.
+pub struct Chunk {
+    bytes: Vec<u8>,
     recs: Vec<Rec>,
     lines: u64,
     errors: Vec<(u64, WireError)>,
     busy: Duration,
+    /// 0-based index of this chunk's first data line in the file.
+    first_data_line: u64,
+}
+
+impl Chunk {
+    fn s(&self, (a, l): Span) -> &str {
+        // Spans were cut from a validated &str at char boundaries.
+        std::str::from_utf8(&self.bytes[a as usize..(a + l) as usize]).unwrap_or("")
+    }
+
+    fn seq(&self, r: &Rec) -> u64 {
+        // Lines without a `seq` are ordered by their 0-based data line number.
+        r.seq.unwrap_or(self.first_data_line + r.line as u64)
+    }
+
+    /// The chunk's events, borrowed (engine fast path; custom properties
+    /// and traits are not part of a RawEvent).
+    pub fn raw_events(&self) -> Vec<RawEvent<'_>> {
+        self.recs
+            .iter()
+            .map(|r| match &r.owned {
+                Some(e) => {
+                    let mut raw = RawEvent::from_event(self.seq(r), e);
+                    raw.identity_hash = Some(r.identity_hash);
+                    raw
+                }
+                None => RawEvent {
+                    seq: self.seq(r),
+                    ts: r.ts,
+                    identity: self.s(r.identity),
+                    identity_hash: Some(r.identity_hash),
+                    event_type: r.event_type,
+                    channel: self.s(r.channel),
+                    amount: r.amount,
+                    reference: r.reference.map(|x| self.s(x)),
+                    group: r.group.map(|x| self.s(x)),
+                },
+            })
+            .collect()
+    }
+
+    /// The chunk's events, owned (for the store).
+    pub fn events(&self) -> Vec<Event> {
+        self.recs
+            .iter()
+            .map(|r| match &r.owned {
+                Some(e) => (**e).clone(),
+                None => {
+                    // Every field was validated when the line was parsed.
+                    let ident = |x| Identity::parse(self.s(x)).expect("validated identity");
+                    let mut e = Event::new(
+                        r.ts,
+                        ident(r.identity),
+                        r.event_type,
+                        Channel::parse(self.s(r.channel)).expect("validated channel"),
+                    );
+                    e.seq = r.seq;
+                    e.amount = r.amount;
+                    e.reference = r.reference.map(ident);
+                    e.group = r.group.map(|x| self.s(x).to_string());
+                    e.text = r.text.map(|x| self.s(x).to_string());
+                    e.name = r.name.map(|x| self.s(x).to_string());
+                    e.id = r.id.map(|x| self.s(x).to_string());
+                    e
+                }
+            })
+            .collect()
+    }
+
+    /// Bytes of the file this chunk covers (progress).
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -70,7 +153,7 @@ enum Format {
     Csv,
 }
 
-fn span(base: &[u8], s: &str) -> (u32, u32) {
+fn span(base: &[u8], s: &str) -> Span {
     let start = s.as_ptr() as usize - base.as_ptr() as usize;
     (start as u32, s.len() as u32)
 }
@@ -87,26 +170,47 @@ fn to_rec(text: &[u8], e: &LineEvent<'_>, line: u64) -> Rec {
         amount: e.amount,
         reference: e.reference.map(|r| span(text, r)),
         group: e.group.map(|g| span(text, g)),
+        text: e.text.map(|t| span(text, t)),
+        name: e.name.map(|t| span(text, t)),
+        id: e.id.map(|t| span(text, t)),
+        owned: None,
     }
 }
 
-/// Parses one chunk. Lines the fast JSONL path declines go through the
-/// full parser; their strings are appended to the chunk so every record
-/// can still point into it.
-fn parse_chunk(mut chunk: Vec<u8>, format: Format, cols: &CsvColumns) -> Parsed {
+fn owned_rec(e: Event, line: u64) -> Rec {
+    Rec {
+        line: line as u32,
+        seq: e.seq,
+        ts: e.ts,
+        identity: (0, 0),
+        identity_hash: identity_hash(e.identity.as_str()),
+        event_type: e.event_type,
+        channel: (0, 0),
+        amount: e.amount,
+        reference: None,
+        group: None,
+        text: None,
+        name: None,
+        id: None,
+        owned: Some(Box::new(e)),
+    }
+}
+
+/// Parses one chunk; every line is validated, rejected lines are kept with
+/// their index.
+fn parse_chunk(bytes: Vec<u8>, format: Format, cols: &CsvColumns) -> Chunk {
     let started = Instant::now();
-    let mut recs = Vec::with_capacity(chunk.len() / 100);
+    let mut recs = Vec::with_capacity(bytes.len() / 100);
     let mut errors = Vec::new();
     let mut lines = 0u64;
-    let mut slow: Vec<(u64, siyu_domain::Event)> = Vec::new();
     {
-        let bytes: &[u8] = &chunk;
+        let b: &[u8] = &bytes;
         // One UTF-8 check per chunk; only a chunk that fails is checked line by line.
-        let text = std::str::from_utf8(bytes).ok();
+        let text = std::str::from_utf8(b).ok();
         let mut line_start = 0usize;
-        let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
+        let ends = memchr::memchr_iter(b'\n', b).chain(std::iter::once(b.len()));
         for end in ends {
-            if line_start >= bytes.len() {
+            if line_start >= b.len() {
                 break;
             }
             let range = line_start..end;
@@ -116,7 +220,7 @@ fn parse_chunk(mut chunk: Vec<u8>, format: Format, cols: &CsvColumns) -> Parsed 
             let decoded = match text {
                 // `\n` is ASCII, so line ends are char boundaries.
                 Some(t) => Ok(&t[range]),
-                None => std::str::from_utf8(&bytes[range]),
+                None => std::str::from_utf8(&b[range]),
             };
             let line = match decoded {
                 Ok(l) => l.strip_suffix('\r').unwrap_or(l),
@@ -143,26 +247,11 @@ fn parse_chunk(mut chunk: Vec<u8>, format: Format, cols: &CsvColumns) -> Parsed 
                 Format::Jsonl => parse_jsonl_fast(line),
             };
             match parsed {
-                Some(Ok(e)) => recs.push(to_rec(bytes, &e, idx)),
+                Some(Ok(e)) => recs.push(to_rec(b, &e, idx)),
                 Some(Err(err)) => errors.push((idx, err)),
                 None => match serde_json::from_str::<serde_json::Value>(line) {
                     Ok(v) => match parse_json_event(&v) {
-                        Ok(e) => {
-                            slow.push((recs.len() as u64, e));
-                            // Placeholder, replaced below once the strings live in the chunk.
-                            recs.push(Rec {
-                                line: idx as u32,
-                                seq: None,
-                                ts: 0,
-                                identity: (0, 0),
-                                identity_hash: 0,
-                                event_type: EventType::Touch,
-                                channel: (0, 0),
-                                amount: 0,
-                                reference: None,
-                                group: None,
-                            });
-                        }
+                        Ok(e) => recs.push(owned_rec(e, idx)),
                         Err(err) => errors.push((idx, err)),
                     },
                     Err(err) => errors.push((
@@ -176,38 +265,18 @@ fn parse_chunk(mut chunk: Vec<u8>, format: Format, cols: &CsvColumns) -> Parsed 
             }
         }
     }
-    for (i, e) in slow {
-        let mut push = |s: &str| {
-            let start = chunk.len() as u32;
-            chunk.extend_from_slice(s.as_bytes());
-            (start, s.len() as u32)
-        };
-        let identity = push(e.identity.as_str());
-        let channel = push(e.channel.as_str());
-        let reference = e.reference.as_ref().map(|r| push(r.as_str()));
-        let group = e.group.as_deref().map(&mut push);
-        let r = &mut recs[i as usize];
-        r.seq = e.seq;
-        r.ts = e.ts;
-        r.identity = identity;
-        r.identity_hash = identity_hash(e.identity.as_str());
-        r.event_type = e.event_type;
-        r.channel = channel;
-        r.amount = e.amount;
-        r.reference = reference;
-        r.group = group;
-    }
-    Parsed {
-        chunk,
+    Chunk {
+        bytes,
         recs,
         lines,
         errors,
         busy: started.elapsed(),
+        first_data_line: 0,
     }
 }
 
 /// Reads `path` in newline-aligned chunks and sends them round-robin.
-/// Buffers come back through `recycled` once applied, so the load reuses a
+/// Buffers come back through `recycled` once consumed, so a read reuses a
 /// handful of buffers instead of faulting in fresh pages for every chunk.
 fn read_chunks(
     path: &Path,
@@ -254,9 +323,14 @@ fn read_chunks(
     }
 }
 
-/// Loads an events file (`.jsonl`/`.ndjson` or `.csv`) into the engine.
-/// Lines without a `seq` get their 0-based line number.
-pub fn load_file(engine: &mut Engine, path: &Path, threads: usize) -> Result<LoadStats> {
+/// Reads an events file (`.csv`, else JSONL) and hands each parsed chunk,
+/// in file order, to `consume`. `consume` may fail (e.g. the store); that
+/// stops the read and is returned.
+pub fn for_each_chunk(
+    path: &Path,
+    threads: usize,
+    mut consume: impl FnMut(&Chunk) -> Result<()>,
+) -> Result<LoadStats> {
     let started = Instant::now();
     let is_csv = path
         .extension()
@@ -276,13 +350,13 @@ pub fn load_file(engine: &mut Engine, path: &Path, threads: usize) -> Result<Loa
         (Format::Jsonl, CsvColumns::default())
     };
     let threads = threads.max(1);
-    let mut to_parser = Vec::new();
-    let mut from_parser: Vec<Receiver<Parsed>> = Vec::new();
     let mut stats = LoadStats::default();
     std::thread::scope(|scope| -> Result<()> {
+        let mut to_parser = Vec::new();
+        let mut from_parser: Vec<Receiver<Chunk>> = Vec::new();
         for _ in 0..threads {
             let (tx, rx) = sync_channel::<Vec<u8>>(2);
-            let (ptx, prx) = sync_channel::<Parsed>(2);
+            let (ptx, prx) = sync_channel::<Chunk>(2);
             to_parser.push(tx);
             from_parser.push(prx);
             let cols = cols.clone();
@@ -296,56 +370,48 @@ pub fn load_file(engine: &mut Engine, path: &Path, threads: usize) -> Result<Loa
         }
         let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(threads * 4 + 4);
         let reader = scope.spawn(move || read_chunks(path, is_csv, to_parser, recycle_rx));
-        let mut line_base = if is_csv { 1 } else { 0 };
+        let header_lines = if is_csv { 1 } else { 0 };
+        let mut data_lines = 0u64;
         let mut i = 0usize;
-        while let Ok(parsed) = from_parser[i % threads].recv() {
+        let mut result = Ok(());
+        while let Ok(mut chunk) = from_parser[i % threads].recv() {
             i += 1;
-            let applying = Instant::now();
-            let text = &parsed.chunk;
-            let s = |(a, l): (u32, u32)| {
-                // Spans were cut from a &str at char boundaries.
-                std::str::from_utf8(&text[a as usize..(a + l) as usize]).unwrap_or("")
-            };
-            // Lines without a `seq` are ordered by their 0-based data line number.
-            let data_line_base = line_base - if is_csv { 1 } else { 0 };
-            let batch: Vec<RawEvent<'_>> = parsed
-                .recs
-                .iter()
-                .map(|r| RawEvent {
-                    seq: r.seq.unwrap_or(data_line_base + r.line as u64),
-                    ts: r.ts,
-                    identity: s(r.identity),
-                    identity_hash: Some(r.identity_hash),
-                    event_type: r.event_type,
-                    channel: s(r.channel),
-                    amount: r.amount,
-                    reference: r.reference.map(s),
-                    group: r.group.map(s),
-                })
-                .collect();
-            engine.apply_batch(&batch);
-            drop(batch);
-            stats.apply_busy += applying.elapsed();
-            let _ = recycle_tx.try_send(parsed.chunk);
-            stats.parse_busy += parsed.busy;
-            stats.accepted += parsed.recs.len() as u64;
-            stats.rejected += parsed.errors.len() as u64;
-            for (idx, error) in parsed.errors {
+            chunk.first_data_line = data_lines;
+            let consuming = Instant::now();
+            result = consume(&chunk);
+            stats.apply_busy += consuming.elapsed();
+            stats.parse_busy += chunk.busy;
+            stats.accepted += chunk.recs.len() as u64;
+            stats.rejected += chunk.errors.len() as u64;
+            for (idx, error) in chunk.errors.drain(..) {
                 if stats.errors.len() < 20 {
                     stats.errors.push(LineError {
-                        line: line_base + idx + 1,
+                        line: header_lines + data_lines + idx + 1,
                         error,
                     });
                 }
             }
-            stats.lines += parsed.lines;
-            line_base += parsed.lines;
+            stats.lines += chunk.lines;
+            data_lines += chunk.lines;
+            let _ = recycle_tx.try_send(chunk.bytes);
+            if result.is_err() {
+                break;
+            }
         }
+        drop(from_parser);
         reader
             .join()
             .map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
-        Ok(())
+        result
     })?;
     stats.wall = started.elapsed();
     Ok(stats)
+}
+
+/// Loads an events file straight into the engine (bulk mode).
+pub fn load_file(engine: &mut Engine, path: &Path, threads: usize) -> Result<LoadStats> {
+    for_each_chunk(path, threads, |chunk| {
+        engine.apply_batch(&chunk.raw_events());
+        Ok(())
+    })
 }

@@ -3,11 +3,13 @@
 
 mod bench;
 mod bulk;
+mod data;
+mod demo;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc: faster than glibc malloc for the engine's many small vectors,
-/// and it can back the big tables with huge pages (fewer TLB misses).
+/// mimalloc: faster than glibc malloc for the engine's many small vectors.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -24,6 +26,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the HTTP API.
+    Serve(serve::ServeArgs),
+    /// Run the HTTP API on generated demo data (./siyu-demo-data), no configuration.
+    Demo(serve::ServeArgs),
+    /// Import event files (JSONL or CSV) into the store.
+    Import(data::ImportArgs),
+    /// Export everything the brand owns (re-importable).
+    Export(data::ExportArgs),
+    /// Manage write keys.
+    #[command(subcommand)]
+    Keys(serve::KeysCommand),
     /// Answer the reference workload's questions (WORKLOAD.md Q0–Q6) through the engine.
     Bench(bench::BenchArgs),
 }
@@ -31,6 +44,11 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => serve::serve(args),
+        Command::Demo(args) => serve::demo(args),
+        Command::Import(args) => data::import(args),
+        Command::Export(args) => data::export(args),
+        Command::Keys(cmd) => serve::keys(cmd),
         Command::Bench(args) => bench::run(args),
     }
 }

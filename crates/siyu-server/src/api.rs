@@ -1,0 +1,945 @@
+//! HTTP handlers. Each route is declared once in [`routes`] with its
+//! method, path and summary; the router and `/openapi.json` are both built
+//! from that table, so the documentation cannot drift from the code.
+
+use crate::auth::{self, require_admin, require_key};
+use crate::error::ApiError;
+use crate::ingest::{self, Rejected};
+use crate::writer::Definition;
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put, MethodRouter};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use siyu_domain::{time::format_rfc3339, wire::to_json, Identity};
+use siyu_engine::segment::{self, Expr};
+use siyu_engine::{analytics, Engine, PersonId};
+use siyu_store::{Appended, AuditRecord};
+use std::time::Instant;
+use tokio_stream::StreamExt;
+
+/// One documented route.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub handler: MethodRouter<AppState>,
+}
+
+macro_rules! route {
+    ($m:ident, $path:expr, $summary:expr, $h:expr) => {
+        Route {
+            method: stringify!($m),
+            path: $path,
+            summary: $summary,
+            handler: $m($h),
+        }
+    };
+}
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        route!(get, "/healthz", "Liveness: 200 when the engine is loaded.", healthz),
+        route!(get, "/metrics", "Prometheus metrics (ingest counts, latencies, persons).", metrics),
+        route!(get, "/openapi.json", "This API description.", openapi),
+        route!(post, "/v1/events", "Ingest events (JSON array or NDJSON, wire format v1). Valid events are stored; each rejected one is reported with its index, field and fix. Idempotent on `id`.", ingest_events),
+        route!(post, "/v1/track", "Segment-compatible track (basic auth with the write key).", segment_track),
+        route!(post, "/v1/identify", "Segment-compatible identify.", segment_identify),
+        route!(post, "/v1/alias", "Segment-compatible alias.", segment_alias),
+        route!(post, "/v1/page", "Segment-compatible page.", segment_page),
+        route!(post, "/v1/batch", "Segment-compatible batch of track/identify/alias/page messages.", segment_batch),
+        route!(get, "/v1/persons", "Search persons by identity prefix (`q`).", search_persons),
+        route!(get, "/v1/persons/{id}", "A person by any identity: all identities and computed properties.", get_person),
+        route!(delete, "/v1/persons/{id}", "Erase a person (PIPL/GDPR): every event and identity, recorded in the audit log.", erase_person),
+        route!(get, "/v1/persons/{id}/timeline", "Cross-channel timeline, newest first; page with `before` (the last offset seen) and `limit`.", timeline),
+        route!(get, "/v1/persons/{id}/export", "Everything the brand holds on a person, as wire-format JSONL (re-importable).", export_person),
+        route!(get, "/v1/persons/{id}/merges", "Audit of the identity merges that formed this person.", person_merges),
+        route!(get, "/v1/segments", "Saved segments with versions and live counts.", list_segments),
+        route!(put, "/v1/segments/{name}", "Save a segment (new or new version) from `{\"segment\": \"<language>\"}` or `{\"tree\": {...}}`.", put_segment),
+        route!(post, "/v1/segments/preview", "Parse a segment and count its members now, without saving.", preview_segment),
+        route!(get, "/v1/segments/{name}/members", "Members' canonical ids (`limit`, `after`).", segment_members),
+        route!(get, "/v1/segments/{name}/explain", "Why a person (`person` = any identity) is in or out, clause by clause.", explain_segment),
+        route!(get, "/v1/segments/{name}/changes", "Server-sent events: every entry and exit as it happens.", segment_changes),
+        route!(put, "/v1/properties/{name}", "Define a computed property (count/sum/min/max/first/last of an event type, filters, window).", put_property),
+        route!(get, "/v1/analytics/rfm", "RFM grid (125 cells) at the engine clock.", analytics_rfm),
+        route!(get, "/v1/analytics/funnel", "First-touch funnel per channel: entered → friended (`friend_days`) → converted (`convert_days`).", analytics_funnel),
+        route!(get, "/v1/analytics/cohorts", "Weekly cohort retention by first add_friend (`t0`, `weeks`).", analytics_cohorts),
+        route!(get, "/v1/analytics/referrals", "Referral tiers and top inviters (`tiers`, `convert_days`, `top`).", analytics_referrals),
+        route!(get, "/v1/analytics/roi", "Channel ROI: spend (from /v1/spend) against revenue of first-touch persons.", analytics_roi),
+        route!(get, "/v1/analytics/repurchase", "Repurchase rate and median interval.", analytics_repurchase),
+        route!(get, "/v1/analytics/ltv", "Historical LTV by first-seen month and channel.", analytics_ltv),
+        route!(put, "/v1/spend", "Replace the spend table (CSV `day,channel,spend` in cents).", put_spend),
+        route!(post, "/v1/admin/keys", "Create a write key (admin token); the key is shown once.", create_key),
+    ]
+}
+
+// ---------- helpers ----------
+
+fn read_engine(state: &AppState) -> std::sync::RwLockReadGuard<'_, Engine> {
+    state.0.engine.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn check_key(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let keys = state.0.keys.read().unwrap_or_else(|e| e.into_inner());
+    require_key(headers, &keys)
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::TooLarge(limit))
+}
+
+fn resolve(engine: &Engine, id: &str) -> Result<PersonId, ApiError> {
+    engine.person_of(id).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no person has identity `{id}`; use a full identity such as `douyin:9f3a01`"
+        ))
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+fn now() -> i64 {
+    crate::writer::wall_clock()
+}
+
+// ---------- ops ----------
+
+async fn healthz(State(state): State<AppState>) -> Json<Value> {
+    let e = read_engine(&state);
+    Json(
+        json!({"status": "ok", "persons": e.person_count(), "identities": e.identity_count(), "events": e.events_applied()}),
+    )
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let (p, i) = {
+        let e = read_engine(&state);
+        (e.person_count(), e.identity_count())
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.0.metrics.render(p, i),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document(&routes()))
+}
+
+// ---------- ingestion ----------
+
+async fn store_events(
+    state: &AppState,
+    parsed: ingest::Parsed,
+    started: Instant,
+) -> Result<Response, ApiError> {
+    use std::sync::atomic::Ordering;
+    let m = &state.0.metrics;
+    m.ingest_requests.fetch_add(1, Ordering::Relaxed);
+    m.events_rejected
+        .fetch_add(parsed.rejected.len() as u64, Ordering::Relaxed);
+    if parsed.events.is_empty() {
+        let n = parsed.rejected.len();
+        let first = parsed.rejected.first().map(|r| {
+            format!(
+                " (first: index {}, field `{}`: {})",
+                r.index, r.field, r.message
+            )
+        });
+        let body = json!({
+            "code": "invalid_event",
+            "message": format!("all {n} events were rejected; nothing was stored{}", first.unwrap_or_default()),
+            "accepted": 0, "duplicates": 0, "rejected": parsed.rejected,
+        });
+        return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
+    }
+    let (indices, events): (Vec<usize>, Vec<_>) = parsed.events.into_iter().unzip();
+    let results = state
+        .0
+        .writer
+        .append(events)
+        .await
+        .map_err(ApiError::Internal)?;
+    let mut accepted = 0;
+    let mut duplicates = 0;
+    let offsets: Vec<Value> = results
+        .iter()
+        .zip(&indices)
+        .map(|(r, i)| match r {
+            Appended::New(o) => {
+                accepted += 1;
+                json!({"index": i, "offset": o})
+            }
+            Appended::Duplicate(o) => {
+                duplicates += 1;
+                json!({"index": i, "offset": o, "duplicate": true})
+            }
+        })
+        .collect();
+    m.ingest_latency.observe(started.elapsed().as_secs_f64());
+    let rejected: Vec<Rejected> = parsed.rejected;
+    Ok(Json(json!({"accepted": accepted, "duplicates": duplicates, "rejected": rejected, "offsets": offsets})).into_response())
+}
+
+async fn ingest_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    check_key(&state, &headers)?;
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let ndjson = ctype.contains("ndjson") || ctype.contains("jsonlines");
+    if !ndjson && !ctype.contains("json") && !ctype.starts_with("text/plain") {
+        return Err(ApiError::UnsupportedMediaType(ctype.to_string()));
+    }
+    let bytes = read_body(body, state.0.config.max_body_bytes).await?;
+    let parsed = ingest::parse_events(&bytes, ndjson).map_err(|e| ApiError::BadRequest(e.0))?;
+    store_events(&state, parsed, started).await
+}
+
+async fn segment_ingest(
+    state: AppState,
+    headers: HeaderMap,
+    body: Body,
+    kind: Option<&'static str>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    check_key(&state, &headers)?;
+    let bytes = read_body(body, state.0.config.max_body_bytes).await?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "malformed JSON at line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let messages: Vec<(Value, Option<&str>)> = match kind {
+        Some(k) => vec![(v, Some(k))],
+        None => v
+            .get("batch")
+            .and_then(Value::as_array)
+            .ok_or_else(|| ApiError::BadRequest("a batch body is {\"batch\": [messages]}".into()))?
+            .iter()
+            .map(|m| (m.clone(), None))
+            .collect(),
+    };
+    let mut parsed = ingest::Parsed::default();
+    let t = now();
+    for (i, (m, k)) in messages.iter().enumerate() {
+        match ingest::segment_message(m, *k, t) {
+            Ok(evs) => parsed.events.extend(evs.into_iter().map(|e| (i, e))),
+            Err(e) => parsed.rejected.push(Rejected {
+                index: i,
+                field: e.field.into(),
+                message: e.message,
+            }),
+        }
+    }
+    store_events(&state, parsed, started).await
+}
+
+async fn segment_track(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    b: Body,
+) -> Result<Response, ApiError> {
+    segment_ingest(s, h, b, Some("track")).await
+}
+async fn segment_identify(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    b: Body,
+) -> Result<Response, ApiError> {
+    segment_ingest(s, h, b, Some("identify")).await
+}
+async fn segment_alias(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    b: Body,
+) -> Result<Response, ApiError> {
+    segment_ingest(s, h, b, Some("alias")).await
+}
+async fn segment_page(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    b: Body,
+) -> Result<Response, ApiError> {
+    segment_ingest(s, h, b, Some("page")).await
+}
+async fn segment_batch(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    b: Body,
+) -> Result<Response, ApiError> {
+    segment_ingest(s, h, b, None).await
+}
+
+// ---------- persons ----------
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    q: String,
+    limit: Option<usize>,
+}
+
+/// Computed properties of a person as the API shows them.
+pub fn profile(engine: &Engine, slot: PersonId) -> Value {
+    let Some(p) = engine.person(slot) else {
+        return Value::Null;
+    };
+    let ts = |t: u32| (t != siyu_engine::person::NO_TS).then(|| format_rfc3339(t as i64));
+    let segs = engine.live_segments();
+    let segments: Vec<&str> = segs
+        .segments()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| segs.is_member(*i as u32, slot))
+        .map(|(_, s)| s.name.as_str())
+        .collect();
+    let extra = p.extra.as_deref();
+    let props: serde_json::Map<String, Value> = engine
+        .properties()
+        .iter()
+        .map(|d| (d.name.clone(), json!(engine.property_value(slot, &d.name))))
+        .collect();
+    json!({
+        "canonical_id": engine.canonical_id(slot),
+        "identities": engine.identities_of(slot),
+        "first_seen": ts(p.first_ts),
+        "first_channel": engine.channel_name(p.first_channel),
+        "first_friend_at": ts(p.first_friend_ts),
+        "last_event_at": (p.events > 0).then(|| format_rfc3339(p.last_event_ts as i64)),
+        "events": p.events,
+        "purchases": p.purchase_count,
+        "gross_spend": p.gross_spend,
+        "refunded": p.refunded,
+        "net_spend": p.net_spend(),
+        "last_purchase_at": ts(p.last_purchase_ts),
+        "opted_out": p.opted_out,
+        "rfm": analytics::rfm_scores(p, engine.now()).map(|(r, f, m)| json!({"r": r, "f": f, "m": m})),
+        "groups": extra.map(|e| e.groups.clone()).unwrap_or_default(),
+        "tags": extra.map(|e| e.tags.clone()).unwrap_or_default(),
+        "traits": extra.map(|e| Value::Object(e.traits.clone())).unwrap_or(json!({})),
+        "segments": segments,
+        "properties": props,
+    })
+}
+
+async fn search_persons(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<SearchQuery>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    if q.q.len() < 2 {
+        return Err(ApiError::BadRequest(
+            "`q` needs at least 2 characters of an identity, e.g. `douyin:9f`".into(),
+        ));
+    }
+    let limit = q.limit.unwrap_or(20).min(200);
+    let s = state.clone();
+    blocking(move || {
+        let e = read_engine(&s);
+        let found: Vec<Value> = e
+            .search_identity_prefix(&q.q, limit)
+            .into_iter()
+            .map(|p| json!({"canonical_id": e.canonical_id(p), "identities": e.identities_of(p)}))
+            .collect();
+        Ok(Json(json!({"persons": found})))
+    })
+    .await
+}
+
+async fn get_person(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let e = read_engine(&state);
+    let p = resolve(&e, &id)?;
+    Ok(Json(profile(&e, p)))
+}
+
+fn identities_of(state: &AppState, id: &str) -> Result<(String, Vec<Identity>), ApiError> {
+    let e = read_engine(state);
+    let p = resolve(&e, id)?;
+    let ids = e
+        .identities_of(p)
+        .iter()
+        .filter_map(|s| Identity::parse(s).ok())
+        .collect();
+    Ok((e.canonical_id(p).to_string(), ids))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn timeline(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let (canonical, ids) = identities_of(&state, &id)?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let s = state.clone();
+    let events = blocking(move || {
+        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+        store.events_of(&ids, q.before, limit).map_err(|e| match e {
+            siyu_store::StoreError::Invalid(m) => ApiError::BadRequest(m),
+            other => other.into(),
+        })
+    })
+    .await?;
+    let next = (events.len() == limit)
+        .then(|| events.last().map(|e| e.offset))
+        .flatten();
+    let items: Vec<Value> = events
+        .iter()
+        .map(|e| json!({"offset": e.offset, "event": to_json(&e.event)}))
+        .collect();
+    Ok(Json(
+        json!({"canonical_id": canonical, "events": items, "next_before": next}),
+    ))
+}
+
+async fn export_person(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    check_key(&state, &headers)?;
+    let (canonical, ids) = identities_of(&state, &id)?;
+    let s = state.clone();
+    let body = blocking(move || {
+        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::new();
+        let mut before = None;
+        let mut all = Vec::new();
+        loop {
+            let page = store.events_of(&ids, before, 1000)?;
+            let Some(last) = page.last() else { break };
+            before = Some(last.offset);
+            all.extend(page);
+        }
+        // Oldest first, as a log re-imports.
+        all.sort_by_key(|e| e.offset);
+        for e in all {
+            out.push_str(&to_json(&e.event).to_string());
+            out.push('\n');
+        }
+        Ok(out)
+    })
+    .await?;
+    let disposition = format!(
+        "attachment; filename=\"{}.jsonl\"",
+        canonical.replace([':', '"', '/'], "_")
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+async fn person_merges(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let (canonical, ids) = identities_of(&state, &id)?;
+    let s = state.clone();
+    let merges = blocking(move || {
+        Ok(s.0
+            .reader
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .merges_of(&ids)?)
+    })
+    .await?;
+    let items: Vec<Value> = merges
+        .iter()
+        .map(|m| {
+            json!({"event_offset": m.event_offset, "at": format_rfc3339(m.ts), "identity": m.identity, "linked": m.linked,
+                   "from": [m.from_a, m.from_b], "into": m.into})
+        })
+        .collect();
+    Ok(Json(json!({"canonical_id": canonical, "merges": items})))
+}
+
+async fn erase_person(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let (canonical, ids) = identities_of(&state, &id)?;
+    let audit = AuditRecord {
+        id: 0,
+        at: now(),
+        action: "erase_person".into(),
+        subject: canonical.clone(),
+        detail: json!({"identities": ids.len()}),
+    };
+    let n = ids.len();
+    let removed = state
+        .0
+        .writer
+        .erase(ids, audit)
+        .await
+        .map_err(ApiError::Internal)?;
+    Ok(Json(
+        json!({"erased": canonical, "identities": n, "events_removed": removed}),
+    ))
+}
+
+// ---------- segments ----------
+
+async fn list_segments(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let e = read_engine(&state);
+    let items: Vec<Value> = e
+        .live_segments()
+        .segments()
+        .iter()
+        .map(|s| json!({"name": s.name, "version": s.version, "segment": s.source, "tree": s.expr, "count": s.count()}))
+        .collect();
+    Ok(Json(json!({"segments": items})))
+}
+
+#[derive(Deserialize)]
+struct SegmentBody {
+    segment: Option<String>,
+    tree: Option<Expr>,
+}
+
+fn parse_segment_body(b: SegmentBody) -> Result<(Expr, String), ApiError> {
+    match (b.segment, b.tree) {
+        (Some(src), _) => match segment::parse(&src) {
+            Ok(e) => Ok((e, src)),
+            Err(err) => Err(ApiError::InvalidSegment(format!("segment: {err}"))),
+        },
+        (None, Some(tree)) => {
+            let src = tree.to_string();
+            Ok((tree, src))
+        }
+        (None, None) => Err(ApiError::InvalidSegment(
+            "send {\"segment\": \"purchases(last 90d) >= 2 and not opted_out\"} or {\"tree\": {...}}".into(),
+        )),
+    }
+}
+
+async fn put_segment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(body): Json<SegmentBody>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let (expr, source) = parse_segment_body(body)?;
+    let changes = state
+        .0
+        .writer
+        .define(Definition::Segment {
+            name: name.clone(),
+            expr,
+            source,
+        })
+        .await
+        .map_err(ApiError::InvalidSegment)?;
+    let e = read_engine(&state);
+    let segs = e.live_segments();
+    let s = segs.index_of(&name).map(|i| &segs.segments()[i as usize]);
+    Ok(Json(
+        json!({"name": name, "version": s.map(|s| s.version), "count": s.map(|s| s.count()), "changes": changes.len()}),
+    ))
+}
+
+async fn preview_segment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<SegmentBody>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let (expr, _) = parse_segment_body(body)?;
+    let s = state.clone();
+    blocking(move || {
+        let e = read_engine(&s);
+        let members = e.matching(&expr);
+        let sample: Vec<&str> = members
+            .iter()
+            .take(10)
+            .map(|p| e.canonical_id(*p))
+            .collect();
+        Ok(Json(
+            json!({"count": members.len(), "sample": sample, "tree": expr}),
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct MembersQuery {
+    limit: Option<usize>,
+    after: Option<u32>,
+}
+
+fn segment_index(e: &Engine, name: &str) -> Result<u32, ApiError> {
+    e.live_segments().index_of(name).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no segment named `{name}`; GET /v1/segments lists them"
+        ))
+    })
+}
+
+async fn segment_members(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<MembersQuery>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let e = read_engine(&state);
+    let i = segment_index(&e, &name)?;
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let seg = &e.live_segments().segments()[i as usize];
+    let slots: Vec<u32> = seg
+        .members()
+        .filter(|s| q.after.is_none_or(|a| *s > a))
+        .take(limit)
+        .collect();
+    let members: Vec<&str> = slots.iter().map(|p| e.canonical_id(*p)).collect();
+    Ok(Json(
+        json!({"segment": name, "count": seg.count(), "members": members, "next_after": (slots.len() == limit).then(|| slots.last()).flatten()}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct ExplainQuery {
+    person: String,
+}
+
+async fn explain_segment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<ExplainQuery>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let e = read_engine(&state);
+    let i = segment_index(&e, &name)?;
+    let p = resolve(&e, &q.person)?;
+    let expr = e.live_segments().segments()[i as usize].expr.clone();
+    let why = e.explain(&expr, p);
+    Ok(Json(
+        json!({"segment": name, "canonical_id": e.canonical_id(p), "member": e.live_segments().is_member(i, p), "explanation": why}),
+    ))
+}
+
+async fn segment_changes(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    check_key(&state, &headers)?;
+    {
+        let e = read_engine(&state);
+        segment_index(&e, &name)?;
+    }
+    let rx = state.0.changes.subscribe();
+    let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |c| match c {
+        Ok(c) if c.segment == name => Some(Ok::<_, std::convert::Infallible>(
+            SseEvent::default()
+                .event(c.change)
+                .data(serde_json::to_string(&c).unwrap_or_default()),
+        )),
+        _ => None,
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+async fn put_property(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(mut def): Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    def["name"] = Value::from(name.clone());
+    let def: siyu_engine::property::PropertyDef = serde_json::from_value(def)
+        .map_err(|e| ApiError::BadRequest(format!("property definition: {e}")))?;
+    state
+        .0
+        .writer
+        .define(Definition::Property(def))
+        .await
+        .map_err(ApiError::BadRequest)?;
+    Ok(Json(json!({"name": name, "defined": true})))
+}
+
+// ---------- analytics ----------
+
+async fn analytics_rfm(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let s = state.clone();
+    blocking(move || {
+        let e = read_engine(&s);
+        let grid = analytics::rfm_grid(&e, e.now());
+        let mut cells = Vec::new();
+        for (r, plane) in grid.iter().enumerate() {
+            for (f, row) in plane.iter().enumerate() {
+                for (m, n) in row.iter().enumerate() {
+                    cells.push(json!({"r": r + 1, "f": f + 1, "m": m + 1, "persons": n}));
+                }
+            }
+        }
+        Ok(Json(json!({"at": format_rfc3339(e.now()), "cells": cells})))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct FunnelQuery {
+    friend_days: Option<i64>,
+    convert_days: Option<i64>,
+}
+
+async fn analytics_funnel(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<FunnelQuery>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let s = state.clone();
+    blocking(move || {
+        let e = read_engine(&s);
+        let rows = analytics::first_touch_funnel(
+            &e,
+            q.friend_days.unwrap_or(7) * 86_400,
+            q.convert_days.unwrap_or(30) * 86_400,
+        );
+        Ok(Json(json!({"rows": rows})))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct CohortQuery {
+    t0: Option<i64>,
+    weeks: Option<usize>,
+}
+
+async fn analytics_cohorts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<CohortQuery>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let s = state.clone();
+    blocking(move || {
+        let e = read_engine(&s);
+        let t0 = q.t0.unwrap_or(e.now() - 364 * 86_400);
+        let rows = analytics::cohort_retention(&e, t0, 7 * 86_400, q.weeks.unwrap_or(13).min(104));
+        Ok(Json(json!({"t0": format_rfc3339(t0), "rows": rows})))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct ReferralQuery {
+    convert_days: Option<i64>,
+    top: Option<usize>,
+}
+
+async fn analytics_referrals(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ReferralQuery>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let s = state.clone();
+    blocking(move || {
+        let e = read_engine(&s);
+        let sum = analytics::referral_summary(
+            &e,
+            q.convert_days.unwrap_or(14) * 86_400,
+            &[10, 20],
+            q.top.unwrap_or(10).min(100),
+        );
+        Ok(Json(json!(sum)))
+    })
+    .await
+}
+
+fn load_spend(state: &AppState) -> Result<Vec<(String, i64)>, ApiError> {
+    let mut store = state.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+    let v = store.get_setting("spend")?.unwrap_or(json!([]));
+    Ok(serde_json::from_value(v).unwrap_or_default())
+}
+
+async fn analytics_roi(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let s = state.clone();
+    blocking(move || {
+        let spend = load_spend(&s)?;
+        let e = read_engine(&s);
+        let rows = analytics::channel_roi(&e, spend.iter().map(|(c, x)| (c.as_str(), *x)));
+        Ok(Json(json!({"rows": rows})))
+    })
+    .await
+}
+
+async fn analytics_repurchase(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let s = state.clone();
+    blocking(move || Ok(Json(json!(analytics::repurchase(&read_engine(&s)))))).await
+}
+
+async fn analytics_ltv(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let s = state.clone();
+    blocking(move || {
+        Ok(Json(
+            json!({"rows": analytics::ltv_by_cohort_and_channel(&read_engine(&s))}),
+        ))
+    })
+    .await
+}
+
+/// Parses a spend CSV (`day,channel,spend`); errors name the line.
+pub fn parse_spend_csv(text: &str) -> Result<Vec<(String, String, i64)>, String> {
+    let mut lines = text.lines();
+    match lines.next().map(str::trim) {
+        Some("day,channel,spend") => {}
+        other => {
+            return Err(format!(
+                "line 1: header must be `day,channel,spend`, found `{}`",
+                other.unwrap_or("")
+            ))
+        }
+    }
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let n = i + 2;
+        let f: Vec<&str> = line.trim().split(',').collect();
+        if f.len() != 3 {
+            return Err(format!(
+                "line {n}: expected 3 columns day,channel,spend, found {}",
+                f.len()
+            ));
+        }
+        if siyu_domain::time::parse_date(f[0]).is_none() {
+            return Err(format!("line {n}: day `{}` must be YYYY-MM-DD", f[0]));
+        }
+        if siyu_domain::Channel::parse(f[1]).is_none() {
+            return Err(format!(
+                "line {n}: channel `{}` must be lowercase letters, digits or `_`",
+                f[1]
+            ));
+        }
+        let spend: i64 = f[2]
+            .parse()
+            .map_err(|_| format!("line {n}: spend `{}` must be integer cents", f[2]))?;
+        if spend < 0 {
+            return Err(format!("line {n}: spend must not be negative"));
+        }
+        rows.push((f[0].to_string(), f[1].to_string(), spend));
+    }
+    Ok(rows)
+}
+
+async fn put_spend(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let bytes = read_body(body, state.0.config.max_body_bytes).await?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::BadRequest("spend CSV must be UTF-8".into()))?;
+    let rows = parse_spend_csv(text).map_err(ApiError::BadRequest)?;
+    let per_channel: Vec<(String, i64)> = rows.iter().map(|(_, c, s)| (c.clone(), *s)).collect();
+    let n = rows.len();
+    let s = state.clone();
+    blocking(move || {
+        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+        store.put_setting("spend", Some(&json!(per_channel)))?;
+        Ok(())
+    })
+    .await?;
+    Ok(Json(json!({"rows": n})))
+}
+
+#[derive(Deserialize)]
+struct KeyBody {
+    name: String,
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<KeyBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require_admin(&headers, state.0.config.admin_token.as_deref())?;
+    let s = state.clone();
+    let key = blocking(move || {
+        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+        auth::create_write_key(store.as_mut(), &body.name, now())
+            .map_err(|e| ApiError::BadRequest(e.to_string()))
+    })
+    .await?;
+    state
+        .0
+        .keys
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(auth::hash_key(&key));
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"key": key, "note": "shown once; store it now"})),
+    ))
+}

@@ -1,0 +1,123 @@
+//! Server configuration: one struct, filled from a TOML file, then
+//! environment variables (`SIYU_*`), then command-line flags, each layer
+//! overriding the one before.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port (tests).
+    pub listen: String,
+    /// Directory of the embedded database and the engine snapshot.
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL instead of SQLite.
+    pub database_url: Option<String>,
+    /// Token for admin endpoints (creating keys). None disables them.
+    pub admin_token: Option<String>,
+    /// Largest request body accepted, bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./siyu-data"),
+            database_url: None,
+            admin_token: None,
+            max_body_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// The TOML file's shape; every key optional.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    admin_token: Option<String>,
+    max_body_bytes: Option<usize>,
+}
+
+/// Values given on the command line (None = not given).
+#[derive(Default, Clone, Debug)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub admin_token: Option<String>,
+}
+
+impl Config {
+    /// TOML file (if any) < environment < flags.
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        flags: Overrides,
+    ) -> anyhow::Result<Config> {
+        let mut c = Config::default();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading config file {}: {e}", path.display()))?;
+            let f: FileConfig = toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+            c.listen = f.listen.unwrap_or(c.listen);
+            c.data_dir = f.data_dir.unwrap_or(c.data_dir);
+            c.database_url = f.database_url.or(c.database_url);
+            c.admin_token = f.admin_token.or(c.admin_token);
+            c.max_body_bytes = f.max_body_bytes.unwrap_or(c.max_body_bytes);
+        }
+        if let Some(v) = env("SIYU_LISTEN") {
+            c.listen = v;
+        }
+        if let Some(v) = env("SIYU_DATA_DIR") {
+            c.data_dir = v.into();
+        }
+        if let Some(v) = env("SIYU_DATABASE_URL") {
+            c.database_url = Some(v);
+        }
+        if let Some(v) = env("SIYU_ADMIN_TOKEN") {
+            c.admin_token = Some(v);
+        }
+        c.listen = flags.listen.unwrap_or(c.listen);
+        c.data_dir = flags.data_dir.unwrap_or(c.data_dir);
+        c.database_url = flags.database_url.or(c.database_url);
+        c.admin_token = flags.admin_token.or(c.admin_token);
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let dir = std::env::temp_dir().join(format!("siyu-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("siyu.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:1\"\ndata_dir = \"/file\"\nadmin_token = \"f\"\n",
+        )
+        .unwrap();
+        let env = |k: &str| (k == "SIYU_DATA_DIR").then(|| "/env".to_string());
+        let flags = Overrides {
+            admin_token: Some("flag".into()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&file), &env, flags).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:1");
+        assert_eq!(c.data_dir, PathBuf::from("/env"));
+        assert_eq!(c.admin_token.as_deref(), Some("flag"));
+        std::fs::write(&file, "lisen = 1\n").unwrap();
+        let err = Config::load(Some(&file), &|_| None, Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

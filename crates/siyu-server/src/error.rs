@@ -1,0 +1,68 @@
+//! The one error table of the API: every error has an HTTP status and a
+//! stable snake_case code; bodies are `{"code", "message"}`. 5xx bodies are
+//! generic and the details go to the log.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    InvalidEvent(String),
+    #[error("{0}")]
+    InvalidSegment(String),
+    #[error("missing or invalid key: send `Authorization: Bearer <write key>` (or HTTP basic auth with the key as user name)")]
+    Unauthorized,
+    #[error("this needs the admin token: send `Authorization: Bearer <admin token>`")]
+    Forbidden,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("request body is larger than {0} bytes; split the batch into smaller requests")]
+    TooLarge(usize),
+    #[error("content type `{0}` is not supported; send application/json or application/x-ndjson")]
+    UnsupportedMediaType(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// (status, stable code) of every error.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::InvalidEvent(_) => (StatusCode::BAD_REQUEST, "invalid_event"),
+            ApiError::InvalidSegment(_) => (StatusCode::BAD_REQUEST, "invalid_segment"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error");
+        }
+        (
+            status,
+            Json(serde_json::json!({"code": code, "message": self.to_string()})),
+        )
+            .into_response()
+    }
+}
+
+impl From<siyu_store::StoreError> for ApiError {
+    fn from(e: siyu_store::StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}

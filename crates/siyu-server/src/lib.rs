@@ -1,0 +1,151 @@
+//! siyu's server: the HTTP API in front of one writer thread (store +
+//! engine) and many readers (engine snapshot under a read lock, a second
+//! store connection for timelines).
+//!
+//! `Application::build(config)` binds (port 0 works, for tests), rebuilds
+//! the engine from the store (snapshot + the log after it), starts the
+//! writer, and returns the app to `run`.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod definitions;
+pub mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod openapi;
+pub mod writer;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::writer::{PublishedChange, Writer, WriterHandle};
+use axum::Router;
+use siyu_engine::Engine;
+use siyu_store::{open_store, Store};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::broadcast;
+
+pub struct Inner {
+    pub engine: Arc<RwLock<Engine>>,
+    /// A second connection for reads and rare admin writes.
+    pub reader: Mutex<Box<dyn Store>>,
+    pub writer: WriterHandle,
+    pub keys: RwLock<HashSet<String>>,
+    pub metrics: Arc<Metrics>,
+    pub changes: broadcast::Sender<PublishedChange>,
+    pub config: Config,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+/// The router over every route of `api::routes()`.
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new();
+    for r in api::routes() {
+        router = router.route(r.path, r.handler);
+    }
+    router
+        .fallback(|| async {
+            error::ApiError::NotFound("no such endpoint; GET /openapi.json lists them".into())
+        })
+        .with_state(state)
+}
+
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    writer_thread: std::thread::JoinHandle<()>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let (data_dir, url) = (config.data_dir.clone(), config.database_url.clone());
+        let snapshot_path = data_dir.join("engine.snapshot");
+        let (store, reader, engine, keys) = tokio::task::spawn_blocking({
+            let snapshot_path = snapshot_path.clone();
+            move || -> anyhow::Result<_> {
+                let mut store = open_store(&data_dir, url.as_deref())?;
+                let mut reader = open_store(&data_dir, url.as_deref())?;
+                let snapshot = std::fs::read(&snapshot_path).ok();
+                let started = std::time::Instant::now();
+                let engine =
+                    writer::rebuild(store.as_mut(), snapshot.as_deref(), writer::wall_clock())?;
+                tracing::info!(
+                    persons = engine.person_count(),
+                    events = engine.events_applied(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "engine rebuilt from the store"
+                );
+                let keys = auth::load_key_hashes(reader.as_mut())?;
+                Ok((store, reader, engine, keys))
+            }
+        })
+        .await??;
+        let engine = Arc::new(RwLock::new(engine));
+        let metrics = Arc::new(Metrics::default());
+        let (changes, _) = broadcast::channel(4096);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = Writer {
+            store,
+            engine: engine.clone(),
+            metrics: metrics.clone(),
+            changes: changes.clone(),
+            snapshot_path,
+            clock: writer::wall_clock,
+        };
+        let writer_thread = std::thread::Builder::new()
+            .name("siyu-writer".into())
+            .spawn(move || w.run(rx))?;
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let state = AppState(Arc::new(Inner {
+            engine,
+            reader: Mutex::new(reader),
+            writer: WriterHandle { tx },
+            keys: RwLock::new(keys),
+            metrics,
+            changes,
+            config,
+        }));
+        Ok(Application {
+            listener,
+            state,
+            writer_thread,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops the writer (which
+    /// writes a final engine snapshot).
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            state,
+            writer_thread,
+        } = self;
+        axum::serve(listener, app(state.clone()))
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        drop(state);
+        tokio::task::spawn_blocking(move || writer_thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,125 @@
+//! Prometheus metrics, hand-written: a few counters and latency histograms
+//! are all the server needs, and the text format is simple.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+const BUCKETS_SECONDS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Default)]
+pub struct Histogram {
+    inner: Mutex<(Vec<u64>, u64, f64)>,
+}
+
+impl Histogram {
+    pub fn observe(&self, seconds: f64) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0.is_empty() {
+            g.0 = vec![0; BUCKETS_SECONDS.len()];
+        }
+        for (i, b) in BUCKETS_SECONDS.iter().enumerate() {
+            if seconds <= *b {
+                g.0[i] += 1;
+            }
+        }
+        g.1 += 1;
+        g.2 += seconds;
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (i, b) in BUCKETS_SECONDS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{b}\"}} {}",
+                g.0.get(i).copied().unwrap_or(0)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}",
+            g.1, g.2, g.1
+        );
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub events_accepted: AtomicU64,
+    pub events_duplicate: AtomicU64,
+    pub events_rejected: AtomicU64,
+    pub ingest_requests: AtomicU64,
+    pub segment_changes: AtomicU64,
+    /// Request receipt → durable and applied.
+    pub ingest_latency: Histogram,
+    /// One group commit (store append + engine apply).
+    pub commit_latency: Histogram,
+    /// Group commits; events_accepted / commits is the mean batch.
+    pub commits: AtomicU64,
+}
+
+impl Metrics {
+    pub fn render(&self, persons: usize, identities: usize) -> String {
+        let mut s = String::new();
+        let c = |s: &mut String, name: &str, help: &str, v: &AtomicU64| {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        };
+        c(
+            &mut s,
+            "siyu_events_accepted_total",
+            "Events durably appended.",
+            &self.events_accepted,
+        );
+        c(
+            &mut s,
+            "siyu_events_duplicate_total",
+            "Events ignored as replays of an earlier id.",
+            &self.events_duplicate,
+        );
+        c(
+            &mut s,
+            "siyu_events_rejected_total",
+            "Events rejected by validation.",
+            &self.events_rejected,
+        );
+        c(
+            &mut s,
+            "siyu_ingest_requests_total",
+            "Ingestion requests.",
+            &self.ingest_requests,
+        );
+        c(
+            &mut s,
+            "siyu_segment_changes_total",
+            "Segment entries and exits emitted.",
+            &self.segment_changes,
+        );
+        c(
+            &mut s,
+            "siyu_commits_total",
+            "Group commits (one store transaction each).",
+            &self.commits,
+        );
+        let _ = writeln!(s, "# HELP siyu_persons Persons in the engine.\n# TYPE siyu_persons gauge\nsiyu_persons {persons}");
+        let _ = writeln!(s, "# HELP siyu_identities Identities in the engine.\n# TYPE siyu_identities gauge\nsiyu_identities {identities}");
+        self.ingest_latency.render(
+            "siyu_ingest_latency_seconds",
+            "Ingest request latency until acknowledged.",
+            &mut s,
+        );
+        self.commit_latency.render(
+            "siyu_commit_latency_seconds",
+            "Group commit latency (append + apply).",
+            &mut s,
+        );
+        s
+    }
+}

@@ -1,0 +1,382 @@
+//! The single writer: one thread owns the store's write connection and is
+//! the only one that mutates the engine. Requests queue on a channel; the
+//! writer drains everything queued into one append transaction (group
+//! commit), applies the new events to the engine in log order, records
+//! merges, publishes segment changes, and only then answers: acknowledged
+//! means durable and visible.
+
+use crate::metrics::Metrics;
+use siyu_domain::{Event, Identity};
+use siyu_engine::{Engine, SegmentChange};
+use siyu_store::{Appended, AuditRecord, MergeRecord, Store};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, oneshot};
+
+/// Most events folded into one group commit.
+const MAX_GROUP_EVENTS: usize = 20_000;
+/// Write a fresh engine snapshot after this many events.
+const SNAPSHOT_EVERY: u64 = 1_000_000;
+
+pub type Reply<T> = oneshot::Sender<Result<T, String>>;
+
+pub enum Command {
+    Append {
+        events: Vec<Event>,
+        reply: Reply<Vec<Appended>>,
+    },
+    Erase {
+        identities: Vec<Identity>,
+        audit: AuditRecord,
+        reply: Reply<u64>,
+    },
+    /// Saves a segment or property definition and applies it to the engine.
+    Define {
+        definition: Definition,
+        reply: Reply<Vec<SegmentChange>>,
+    },
+    Snapshot {
+        reply: Reply<()>,
+    },
+}
+
+pub use crate::definitions::Definition;
+
+/// A segment change as published to subscribers.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PublishedChange {
+    pub segment: String,
+    pub change: &'static str,
+    pub canonical_id: String,
+    pub at: i64,
+}
+
+pub struct Writer {
+    pub store: Box<dyn Store>,
+    pub engine: Arc<RwLock<Engine>>,
+    pub metrics: Arc<Metrics>,
+    pub changes: broadcast::Sender<PublishedChange>,
+    pub snapshot_path: PathBuf,
+    pub clock: fn() -> i64,
+}
+
+/// Wall clock in epoch seconds: the engine's time source in the server.
+pub fn wall_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Writer {
+    fn publish(&self, engine: &Engine, changes: &[SegmentChange]) {
+        if changes.is_empty() {
+            return;
+        }
+        self.metrics
+            .segment_changes
+            .fetch_add(changes.len() as u64, Ordering::Relaxed);
+        let segs = engine.live_segments().segments();
+        for c in changes {
+            let _ = self.changes.send(PublishedChange {
+                segment: segs
+                    .get(c.segment as usize)
+                    .map_or(String::new(), |s| s.name.clone()),
+                change: if c.entered { "enter" } else { "exit" },
+                canonical_id: c.canonical_id.clone(),
+                at: c.at,
+            });
+        }
+    }
+
+    fn write_snapshot(&mut self) -> Result<(), String> {
+        let offset = self.store.last_offset().map_err(|e| e.to_string())?;
+        let bytes = self
+            .engine
+            .read()
+            .map_err(|_| "engine lock poisoned")?
+            .to_snapshot(offset);
+        let tmp = self.snapshot_path.with_extension("tmp");
+        std::fs::write(&tmp, &bytes).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.snapshot_path)
+            .map_err(|e| format!("renaming snapshot: {e}"))?;
+        Ok(())
+    }
+
+    fn group_commit(&mut self, batch: Vec<(Vec<Event>, Reply<Vec<Appended>>)>) {
+        let started = Instant::now();
+        let all: Vec<&Event> = batch.iter().flat_map(|(e, _)| e.iter()).collect();
+        let owned: Vec<Event> = all.iter().map(|e| (*e).clone()).collect();
+        let result = self.store.append(&owned);
+        let appended = match result {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "append failed; nothing acknowledged");
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+                return;
+            }
+        };
+        let mut merges: Vec<MergeRecord> = Vec::new();
+        let mut changes: Vec<SegmentChange> = Vec::new();
+        let new_events = appended
+            .iter()
+            .filter(|a| matches!(a, Appended::New(_)))
+            .count() as u64;
+        {
+            let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
+            changes.extend(engine.advance_to((self.clock)()));
+            for (e, a) in owned.iter().zip(&appended) {
+                if let Appended::New(offset) = a {
+                    let applied = engine.apply(*offset, e);
+                    changes.extend(applied.changes);
+                    for m in applied.merges {
+                        let parse = |s: &str| Identity::parse(s).ok();
+                        if let (Some(identity), Some(linked)) =
+                            (parse(&m.identity), parse(&m.linked))
+                        {
+                            merges.push(MergeRecord {
+                                event_offset: *offset,
+                                ts: e.ts,
+                                identity,
+                                linked,
+                                from_a: m.from_a,
+                                from_b: m.from_b,
+                                into: m.into,
+                            });
+                        }
+                    }
+                }
+            }
+            self.publish(&engine, &changes);
+        }
+        if !merges.is_empty() {
+            if let Err(e) = self.store.record_merges(&merges) {
+                // The events are durable; the audit rows can be rebuilt from them.
+                tracing::error!(error = %e, "recording merges failed");
+            }
+        }
+        self.metrics
+            .events_accepted
+            .fetch_add(new_events, Ordering::Relaxed);
+        self.metrics
+            .events_duplicate
+            .fetch_add(appended.len() as u64 - new_events, Ordering::Relaxed);
+        self.metrics.commits.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .commit_latency
+            .observe(started.elapsed().as_secs_f64());
+        let mut rest = appended.as_slice();
+        for (events, reply) in batch {
+            let (mine, tail) = rest.split_at(events.len());
+            rest = tail;
+            let _ = reply.send(Ok(mine.to_vec()));
+        }
+        let applied = self.engine.read().map(|e| e.events_applied()).unwrap_or(0);
+        if new_events > 0 && applied / SNAPSHOT_EVERY != (applied - new_events) / SNAPSHOT_EVERY {
+            if let Err(e) = self.write_snapshot() {
+                tracing::warn!(error = %e, "snapshot failed");
+            }
+        }
+    }
+
+    /// Runs until every sender is gone.
+    pub fn run(mut self, rx: Receiver<Command>) {
+        loop {
+            let first = match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(c) => c,
+                Err(RecvTimeoutError::Timeout) => {
+                    // Let window expiries fire without any new event.
+                    let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
+                    let changes = engine.advance_to((self.clock)());
+                    self.publish(&engine, &changes);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut pending = Some(first);
+            let mut batch: Vec<(Vec<Event>, Reply<Vec<Appended>>)> = Vec::new();
+            let mut events = 0usize;
+            while let Some(cmd) = pending.take() {
+                match cmd {
+                    Command::Append { events: e, reply } => {
+                        events += e.len();
+                        batch.push((e, reply));
+                        if events < MAX_GROUP_EVENTS {
+                            pending = rx.try_recv().ok();
+                        }
+                    }
+                    other => {
+                        if !batch.is_empty() {
+                            self.group_commit(std::mem::take(&mut batch));
+                        }
+                        self.other(other);
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                self.group_commit(batch);
+            }
+        }
+        if let Err(e) = self.write_snapshot() {
+            tracing::warn!(error = %e, "final snapshot failed");
+        }
+    }
+
+    fn define(&mut self, definition: Definition) -> Result<Vec<SegmentChange>, String> {
+        // Check against a scratch copy of the definitions before saving anything.
+        {
+            let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
+            definition.check(&engine)?;
+        }
+        // A redefinition keeps its creation number, so load order stays valid.
+        let existing = self
+            .store
+            .get_setting(&definition.key())
+            .map_err(|e| e.to_string())?;
+        let seq = match existing.as_ref().and_then(|v| v["seq"].as_u64()) {
+            Some(seq) => seq,
+            None => {
+                (self
+                    .store
+                    .list_settings("segment/")
+                    .map_err(|e| e.to_string())?
+                    .len()
+                    + self
+                        .store
+                        .list_settings("property/")
+                        .map_err(|e| e.to_string())?
+                        .len()) as u64
+            }
+        };
+        let (key, value) = definition.to_setting(seq);
+        self.store
+            .put_setting(&key, Some(&value))
+            .map_err(|e| e.to_string())?;
+        match definition {
+            Definition::Segment { name, expr, source } => {
+                let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
+                let (_, changes) = engine
+                    .define_segment(&name, expr, source)
+                    .map_err(|e| e.to_string())?;
+                self.publish(&engine, &changes);
+                Ok(changes)
+            }
+            Definition::Property(_) => {
+                // A new property must see the whole history: rebuild from the log.
+                let _ = std::fs::remove_file(&self.snapshot_path);
+                let fresh = rebuild(self.store.as_mut(), None, (self.clock)())
+                    .map_err(|e| e.to_string())?;
+                *self.engine.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    fn other(&mut self, cmd: Command) {
+        match cmd {
+            Command::Append { .. } => {}
+            Command::Erase {
+                identities,
+                audit,
+                reply,
+            } => {
+                let r = self
+                    .store
+                    .erase(&identities, &audit)
+                    .map_err(|e| e.to_string())
+                    .and_then(|n| {
+                        // Links may be gone: rebuild the graph from what remains.
+                        let _ = std::fs::remove_file(&self.snapshot_path);
+                        let fresh = rebuild(self.store.as_mut(), None, (self.clock)())
+                            .map_err(|e| e.to_string())?;
+                        *self.engine.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+                        Ok(n)
+                    });
+                let _ = reply.send(r);
+            }
+            Command::Define { definition, reply } => {
+                let r = self.define(definition);
+                let _ = reply.send(r);
+            }
+            Command::Snapshot { reply } => {
+                let _ = reply.send(self.write_snapshot());
+            }
+        }
+    }
+}
+
+/// Builds the engine from the store: saved definitions first, then the
+/// snapshot (if given and valid) and the log after it, then live mode at `now`.
+pub fn rebuild(store: &mut dyn Store, snapshot: Option<&[u8]>, now: i64) -> anyhow::Result<Engine> {
+    let (mut engine, mut offset) = match snapshot.map(Engine::from_snapshot) {
+        Some(Ok((e, o))) if o <= store.last_offset()? => (e, o),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "ignoring engine snapshot; replaying the whole log");
+            (Engine::new(), 0)
+        }
+        _ => (Engine::new(), 0),
+    };
+    crate::definitions::load_into(store, &mut engine)?;
+    loop {
+        let page = store.scan(offset, 50_000)?;
+        let Some(last) = page.last() else { break };
+        offset = last.offset;
+        for e in &page {
+            engine.apply(e.offset, &e.event);
+        }
+    }
+    engine.start_live(now);
+    Ok(engine)
+}
+
+/// The handle request handlers hold.
+#[derive(Clone)]
+pub struct WriterHandle {
+    pub tx: Sender<Command>,
+}
+
+impl WriterHandle {
+    pub async fn append(&self, events: Vec<Event>) -> Result<Vec<Appended>, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Append { events, reply })
+            .map_err(|_| "writer stopped".to_string())?;
+        rx.await.map_err(|_| "writer stopped".to_string())?
+    }
+
+    pub async fn erase(
+        &self,
+        identities: Vec<Identity>,
+        audit: AuditRecord,
+    ) -> Result<u64, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Erase {
+                identities,
+                audit,
+                reply,
+            })
+            .map_err(|_| "writer stopped".to_string())?;
+        rx.await.map_err(|_| "writer stopped".to_string())?
+    }
+
+    pub async fn define(&self, definition: Definition) -> Result<Vec<SegmentChange>, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Define { definition, reply })
+            .map_err(|_| "writer stopped".to_string())?;
+        rx.await.map_err(|_| "writer stopped".to_string())?
+    }
+
+    pub async fn snapshot(&self) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Snapshot { reply })
+            .map_err(|_| "writer stopped".to_string())?;
+        rx.await.map_err(|_| "writer stopped".to_string())?
+    }
+}

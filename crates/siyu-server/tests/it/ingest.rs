@@ -1,0 +1,357 @@
+//! Ingestion, reads, segments and erasure through the HTTP API, including
+//! every kind of bad input: each gets a 4xx naming the field, and nothing
+//! accepted before is lost.
+
+use crate::TestApp;
+use axum::body::Body;
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+const GOOD: &str = r#"[
+ {"id":"e1","ts":"2026-10-01T08:00:00Z","identity":"douyin:9f3a01","type":"comment","text":"多少钱"},
+ {"id":"e2","ts":"2026-10-01T08:05:00Z","identity":"wecom:wm0001","type":"identify","ref":"douyin:9f3a01"},
+ {"id":"e3","ts":"2026-10-01T09:00:00Z","identity":"wecom:wm0001","type":"purchase","amount":12900}
+]"#;
+
+#[tokio::test]
+async fn accepts_good_events_and_finds_the_person_by_any_identity() {
+    let t = TestApp::spawn().await;
+    let (s, b) = t.post_events(GOOD).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (b["accepted"].as_u64(), b["duplicates"].as_u64()),
+        (Some(3), Some(0))
+    );
+    for id in ["douyin:9f3a01", "wecom:wm0001"] {
+        let (s, p) = t.get(&format!("/v1/persons/{id}")).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(p["canonical_id"], "douyin:9f3a01");
+        assert_eq!(p["identities"], json!(["douyin:9f3a01", "wecom:wm0001"]));
+        assert_eq!(p["net_spend"], 12900);
+        assert_eq!(p["first_channel"], "douyin");
+    }
+    let (_, tl) = t.get("/v1/persons/wecom:wm0001/timeline?limit=2").await;
+    assert_eq!(tl["events"].as_array().unwrap().len(), 2);
+    assert_eq!(tl["events"][0]["event"]["type"], "purchase");
+    let next = tl["next_before"].as_u64().unwrap();
+    let (_, tl2) = t
+        .get(&format!(
+            "/v1/persons/wecom:wm0001/timeline?limit=2&before={next}"
+        ))
+        .await;
+    assert_eq!(tl2["events"].as_array().unwrap().len(), 1);
+    assert_eq!(tl2["events"][0]["event"]["text"], "多少钱");
+    let (_, merges) = t.get("/v1/persons/douyin:9f3a01/merges").await;
+    assert_eq!(merges["merges"].as_array().unwrap().len(), 1, "{merges}");
+    assert_eq!(merges["merges"][0]["into"], "douyin:9f3a01");
+    assert_eq!(merges["merges"][0]["event_offset"], 2);
+}
+
+#[tokio::test]
+async fn replayed_batches_add_nothing() {
+    let t = TestApp::spawn().await;
+    t.post_events(GOOD).await;
+    let (s, b) = t.post_events(GOOD).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (b["accepted"].as_u64(), b["duplicates"].as_u64()),
+        (Some(0), Some(3))
+    );
+    let (_, h) = t.get("/healthz").await;
+    assert_eq!(h["events"], 3);
+}
+
+#[tokio::test]
+async fn partial_batches_keep_the_good_events_and_name_each_bad_one() {
+    let t = TestApp::spawn().await;
+    let body = r#"[
+      {"ts":"2026-10-01T08:00:00Z","identity":"douyin:a","type":"touch"},
+      {"ts":"2026-10-01T08:00:00Z","identity":"douyin:a","type":"teleport"},
+      {"ts":"2026-10-01T08:00:00Z","identity":"a","type":"touch"},
+      {"identity":"douyin:a","type":"touch"},
+      {"ts":"2026-10-01T08:00:00Z","identity":"douyin:a","type":"purchase","amount":"lots"},
+      {"ts":"2026-10-01T08:00:00Z","identity":"douyin:a","type":"purchase","amount":99999999999999999999},
+      {"ts":17900000000000,"identity":"douyin:a","type":"touch"},
+      {"ts":"2026-10-01T08:00:00Z","identity":"douyin:a","type":"purchase"},
+      {"ts":"2026-10-01T08:00:00Z","identity":42,"type":"touch"}
+    ]"#;
+    let (s, b) = t.post_events(body).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["accepted"], 1);
+    let rejected: Vec<(u64, String)> = b["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["field"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let fields = |v: &[(u64, &str)]| {
+        v.iter()
+            .map(|(i, f)| (*i, f.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        rejected,
+        fields(&[
+            (1, "type"),
+            (2, "identity"),
+            (3, "ts"),
+            (4, "amount"),
+            (5, "amount"),
+            (6, "ts"),
+            (7, "amount"),
+            (8, "identity")
+        ])
+    );
+    for r in b["rejected"].as_array().unwrap() {
+        assert!(
+            r["message"].as_str().unwrap().len() > 10,
+            "message says what to fix: {r}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unreadable_bodies_get_a_clear_4xx_and_lose_nothing() {
+    let t = TestApp::spawn().await;
+    t.post_events(GOOD).await;
+    let (s, b) = t.post_events("[{\"ts\": 1,").await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request"))
+    );
+    assert!(
+        b["message"].as_str().unwrap().contains("line 1, column"),
+        "{b}"
+    );
+    let (s, b) = t
+        .call(
+            "POST",
+            "/v1/events",
+            Some(&t.key),
+            "application/json",
+            vec![b'[', 0xff, 0xfe, b']'],
+        )
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request"))
+    );
+    assert!(b["message"].as_str().unwrap().contains("UTF-8"));
+    let big = format!(
+        "[{}]",
+        vec![r#"{"ts":1790000000,"identity":"douyin:a","type":"touch"}"#; 40_000].join(",")
+    );
+    assert!(big.len() > 1024 * 1024);
+    let (s, b) = t.post_events(&big).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+    );
+    assert!(b["message"].as_str().unwrap().contains("split the batch"));
+    let (s, b) = t
+        .call("POST", "/v1/events", Some(&t.key), "text/csv", "a,b")
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Some("unsupported_media_type")
+        )
+    );
+    let (s, b) = t
+        .post_events(r#"[{"ts":"x","identity":"douyin:a","type":"touch"}]"#)
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_event"))
+    );
+    assert_eq!(b["rejected"][0]["field"], "ts");
+    let (_, h) = t.get("/healthz").await;
+    assert_eq!(
+        h["events"], 3,
+        "earlier accepted events are all still there"
+    );
+}
+
+#[tokio::test]
+async fn ndjson_lines_are_judged_one_by_one() {
+    let t = TestApp::spawn().await;
+    let body = "{\"ts\":1790000000,\"identity\":\"douyin:a\",\"type\":\"touch\"}\nnot json\n{\"ts\":1790000001,\"identity\":\"douyin:a\",\"type\":\"follow\"}\n";
+    let (s, b) = t
+        .call(
+            "POST",
+            "/v1/events",
+            Some(&t.key),
+            "application/x-ndjson",
+            body,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["accepted"], 2);
+    assert_eq!(b["rejected"][0]["index"], 1);
+}
+
+#[tokio::test]
+async fn no_key_no_write() {
+    let t = TestApp::spawn().await;
+    let (s, b) = t
+        .call("POST", "/v1/events", None, "application/json", GOOD)
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+    );
+    let (s, _) = t
+        .call(
+            "POST",
+            "/v1/events",
+            Some("sk_wrong"),
+            "application/json",
+            GOOD,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, b) = t
+        .call(
+            "POST",
+            "/v1/admin/keys",
+            Some(&t.key),
+            "application/json",
+            r#"{"name":"x"}"#,
+        )
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (_, h) = t.get("/healthz").await;
+    assert_eq!(h["events"], 0);
+}
+
+#[tokio::test]
+async fn segment_sdk_messages_land_as_siyu_events() {
+    let t = TestApp::spawn().await;
+    let basic = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:", t.key))
+    };
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/v1/batch")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Basic {basic}"))
+        .body(Body::from(
+            json!({"batch": [
+                {"type":"identify","userId":"u1","anonymousId":"a1","traits":{"name":"王芳","city":"上海"},"messageId":"m1","timestamp":"2026-10-01T08:00:00Z"},
+                {"type":"track","userId":"u1","event":"Order Completed","properties":{"revenue":88.5},"messageId":"m2","timestamp":"2026-10-01T09:00:00Z"},
+                {"type":"track","event":"oops"}
+            ]})
+            .to_string(),
+        ))
+        .unwrap();
+    use tower::ServiceExt;
+    let resp = siyu_server::app(t.state.clone())
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (_, p) = t.get("/v1/persons/anon:a1").await;
+    assert_eq!(p["identities"], json!(["anon:a1", "user:u1"]));
+    assert_eq!(p["net_spend"], 8850);
+    assert_eq!(p["traits"]["city"], "上海");
+}
+
+#[tokio::test]
+async fn segments_explain_and_erase() {
+    let t = TestApp::spawn().await;
+    t.post_events(GOOD).await;
+    let (s, b) = t
+        .call(
+            "PUT",
+            "/v1/segments/buyers",
+            Some(&t.key),
+            "application/json",
+            r#"{"segment":"purchases >= 1 and first_channel = \"douyin\""}"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (b["version"].as_u64(), b["count"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let (s, b) = t
+        .call(
+            "PUT",
+            "/v1/segments/bad",
+            Some(&t.key),
+            "application/json",
+            r#"{"segment":"purchases >= "}"#,
+        )
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_segment"))
+    );
+    assert!(
+        b["message"].as_str().unwrap().contains("line 1, column 14"),
+        "{b}"
+    );
+    let (_, m) = t.get("/v1/segments/buyers/members").await;
+    assert_eq!(m["members"], json!(["douyin:9f3a01"]));
+    let (_, x) = t
+        .get("/v1/segments/buyers/explain?person=wecom:wm0001")
+        .await;
+    assert_eq!(x["member"], true);
+    assert_eq!(x["explanation"]["parts"][0]["actual"], "1");
+    let (_, p) = t.get("/v1/persons/douyin:9f3a01").await;
+    assert_eq!(p["segments"], json!(["buyers"]));
+    let (s, e) = t
+        .call(
+            "DELETE",
+            "/v1/persons/wecom:wm0001",
+            Some(&t.key),
+            "application/json",
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    assert_eq!(e["events_removed"], 3);
+    let (s, b) = t.get("/v1/persons/douyin:9f3a01").await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (_, m) = t.get("/v1/segments/buyers/members").await;
+    assert_eq!(m["count"], 0);
+}
+
+#[tokio::test]
+async fn openapi_lists_every_route_and_metrics_count_ingest() {
+    let t = TestApp::spawn().await;
+    t.post_events(GOOD).await;
+    let (_, doc) = t.get("/openapi.json").await;
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/v1/events",
+        "/v1/track",
+        "/v1/persons/{id}/timeline",
+        "/v1/segments/{name}/changes",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing");
+    }
+    let (_, m) = t.get("/metrics").await;
+    let text = m.as_str().unwrap().to_string();
+    assert!(text.contains("siyu_events_accepted_total 3"), "{text}");
+    assert!(text.contains("siyu_ingest_latency_seconds_count 1"));
+    let (s, v): (StatusCode, Value) = t.get("/v1/nope").await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+}

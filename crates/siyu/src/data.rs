@@ -1,0 +1,234 @@
+//! `siyu import` and `siyu export`: moving the brand's data in and out.
+//! Import goes through the same validation, store and engine as the server
+//! (merges are recorded); export writes everything re-importable.
+
+use crate::bulk;
+use anyhow::{bail, Context, Result};
+use siyu_domain::wire::to_json;
+use siyu_domain::Identity;
+use siyu_engine::Engine;
+use siyu_store::{Appended, MergeRecord, Store};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Where the data lives (shared by every command that touches it).
+#[derive(clap::Args, Clone, Debug)]
+pub struct StoreArgs {
+    /// Directory of the embedded SQLite database.
+    #[arg(long, env = "SIYU_DATA_DIR", default_value = "./siyu-data")]
+    pub data_dir: PathBuf,
+    /// postgres://user@host:5432/db to use PostgreSQL instead.
+    #[arg(long, env = "SIYU_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    pub fn open(&self) -> Result<Box<dyn Store>> {
+        siyu_store::open_store(&self.data_dir, self.database_url.as_deref()).with_context(|| {
+            format!(
+                "opening the store ({})",
+                self.database_url
+                    .as_deref()
+                    .unwrap_or("SQLite in --data-dir")
+            )
+        })
+    }
+}
+
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// Event files: .jsonl / .ndjson (wire format v1) or .csv (header with ts,identity,type,…).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Parser threads (default: cores − 1, at least 1).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// Output directory (created; existing files are replaced).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Rebuilds the engine from the store (definitions, then the log).
+pub fn engine_from_store(store: &mut dyn Store) -> Result<Engine> {
+    let mut engine = Engine::new();
+    siyu_server::definitions::load_into(store, &mut engine)?;
+    let mut offset = 0;
+    loop {
+        let page = store.scan(offset, 50_000)?;
+        let Some(last) = page.last() else { break };
+        offset = last.offset;
+        for e in &page {
+            engine.apply(e.offset, &e.event);
+        }
+    }
+    Ok(engine)
+}
+
+pub fn import(args: ImportArgs) -> Result<()> {
+    let mut store = args.store.open()?;
+    let started = Instant::now();
+    let mut engine = engine_from_store(store.as_mut())?;
+    let persons_before = engine.person_count();
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get().saturating_sub(1))
+            .max(1)
+    });
+    let (mut accepted, mut duplicates, mut rejected) = (0u64, 0u64, 0u64);
+    let mut failed = false;
+    for file in &args.files {
+        let size = std::fs::metadata(file)
+            .with_context(|| format!("reading {}", file.display()))?
+            .len();
+        let bar = if args.quiet {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::new(size)
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_message(file.display().to_string());
+        let mut bytes_done = 0u64;
+        let stats = bulk::for_each_chunk(file, threads, |chunk| {
+            let events = chunk.events();
+            let results = store.append(&events)?;
+            let mut merges = Vec::new();
+            for (e, r) in events.iter().zip(&results) {
+                match r {
+                    Appended::New(offset) => {
+                        accepted += 1;
+                        for m in engine.apply(*offset, e).merges {
+                            if let (Ok(identity), Ok(linked)) =
+                                (Identity::parse(&m.identity), Identity::parse(&m.linked))
+                            {
+                                merges.push(MergeRecord {
+                                    event_offset: *offset,
+                                    ts: e.ts,
+                                    identity,
+                                    linked,
+                                    from_a: m.from_a,
+                                    from_b: m.from_b,
+                                    into: m.into,
+                                });
+                            }
+                        }
+                    }
+                    Appended::Duplicate(_) => duplicates += 1,
+                }
+            }
+            if !merges.is_empty() {
+                store.record_merges(&merges)?;
+            }
+            bytes_done += chunk.byte_len() as u64;
+            bar.set_position(bytes_done.min(size));
+            Ok(())
+        })
+        .with_context(|| format!("importing {}", file.display()))?;
+        bar.finish_and_clear();
+        for e in &stats.errors {
+            eprintln!("{}:{}: {}", file.display(), e.line, e.error);
+        }
+        if stats.rejected > stats.errors.len() as u64 {
+            eprintln!(
+                "{}: … and {} more rejected lines",
+                file.display(),
+                stats.rejected - stats.errors.len() as u64
+            );
+        }
+        rejected += stats.rejected;
+        failed |= stats.rejected > 0;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "imported {} file(s): accepted {accepted}, duplicates {duplicates}, rejected {rejected}; persons {} (+{}); {:.2} s, {:.0} events/s",
+        args.files.len(),
+        engine.person_count(),
+        engine.person_count() as i64 - persons_before as i64,
+        secs,
+        accepted as f64 / secs.max(1e-9)
+    );
+    if failed {
+        bail!("{rejected} line(s) were rejected (listed above with file:line); the other lines were imported");
+    }
+    Ok(())
+}
+
+pub fn export(args: ExportArgs) -> Result<()> {
+    let mut store = args.store.open()?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let engine = engine_from_store(store.as_mut())?;
+    let path = args.out.join("events.jsonl");
+    let mut w = std::io::BufWriter::new(
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+    );
+    let mut offset = 0;
+    let mut n = 0u64;
+    loop {
+        let page = store.scan(offset, 50_000)?;
+        let Some(last) = page.last() else { break };
+        offset = last.offset;
+        for e in &page {
+            serde_json::to_writer(&mut w, &to_json(&e.event))?;
+            w.write_all(b"\n")?;
+            n += 1;
+        }
+    }
+    w.flush()?;
+    let path = args.out.join("persons.csv");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    writeln!(w, "canonical_id,identity")?;
+    let mut persons: Vec<(String, Vec<String>)> = engine
+        .persons()
+        .map(|(p, _)| (engine.canonical_id(p).to_string(), engine.identities_of(p)))
+        .collect();
+    persons.sort();
+    for (canonical, ids) in &persons {
+        for id in ids {
+            writeln!(w, "{canonical},{id}")?;
+        }
+    }
+    w.flush()?;
+    let path = args.out.join("audit.jsonl");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    for a in store.audit_log(usize::MAX >> 1)?.into_iter().rev() {
+        serde_json::to_writer(
+            &mut w,
+            &serde_json::json!({"id": a.id, "at": a.at, "action": a.action, "subject": a.subject, "detail": a.detail}),
+        )?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()?;
+    let path = args.out.join("settings.jsonl");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    for prefix in ["segment/", "property/", "spend"] {
+        for (k, v) in store.list_settings(prefix)? {
+            serde_json::to_writer(&mut w, &serde_json::json!({"key": k, "value": v}))?;
+            w.write_all(b"\n")?;
+        }
+    }
+    w.flush()?;
+    println!(
+        "exported {n} events and {} persons to {} (events.jsonl re-imports with `siyu import`)",
+        persons.len(),
+        args.out.display()
+    );
+    Ok(())
+}

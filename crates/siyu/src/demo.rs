@@ -1,0 +1,199 @@
+//! Realistic demo data, generated deterministically in Rust (no Python):
+//! persons first seen on public platforms, moved into WeCom and the
+//! mini-program, buying, reading messages, joining groups and inviting
+//! friends over the last 180 days.
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use siyu_domain::{parse_json_event, time::format_rfc3339, Event};
+use std::path::Path;
+
+const PERSONS: u64 = 5_000;
+const DAY: i64 = 86_400;
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// Demo events ending at `now`, oldest first.
+pub fn events(now: i64) -> Vec<Event> {
+    let mut rng = Rng(0x005E_ED0F_5170);
+    let channels = [
+        "douyin",
+        "douyin",
+        "douyin",
+        "kuaishou",
+        "xiaohongshu",
+        "taobao",
+        "offline",
+        "wechat",
+    ];
+    let comments = [
+        "求资料",
+        "多少钱",
+        "怎么买",
+        "有优惠吗",
+        "好看",
+        "链接在哪",
+        "还有货吗",
+    ];
+    let names = [
+        "王芳", "李娜", "张伟", "刘洋", "陈静", "杨敏", "赵磊", "黄婷", "周杰", "吴霞",
+    ];
+    let cities = ["上海", "北京", "杭州", "深圳", "成都", "广州"];
+    let mut raw: Vec<serde_json::Value> = Vec::new();
+    let start = now - 180 * DAY;
+    for p in 0..PERSONS {
+        let ch = channels[rng.below(channels.len() as u64) as usize];
+        let public = format!("{ch}:{:012x}", rng.next() & 0xFFFF_FFFF_FFFF);
+        let wecom = format!("wecom:wm{p:06}");
+        let mut t = start + rng.below(170 * DAY as u64) as i64;
+        let ev = |t: i64, id: &str, ty: &str| json!({"ts": format_rfc3339(t), "identity": id, "type": ty});
+        raw.push(ev(t, &public, "touch"));
+        if rng.chance(40) {
+            let mut c = ev(t + 60, &public, "comment");
+            c["text"] = json!(comments[rng.below(comments.len() as u64) as usize]);
+            raw.push(c);
+        }
+        if !rng.chance(45) {
+            continue;
+        }
+        t += rng.below(5 * DAY as u64) as i64;
+        let mut link = ev(t, &wecom, "identify");
+        link["ref"] = json!(public);
+        link["traits"] = json!({
+            "name": names[rng.below(names.len() as u64) as usize],
+            "city": cities[rng.below(cities.len() as u64) as usize],
+            "timezone": "Asia/Shanghai",
+            "tags": if rng.chance(20) { vec!["vip"] } else { vec![] },
+        });
+        raw.push(link);
+        raw.push(ev(t + 1, &wecom, "add_friend"));
+        if rng.chance(30) {
+            let mut j = ev(t + 3600, &wecom, "join_group");
+            j["group"] = json!(format!("g{:02}", rng.below(12)));
+            raw.push(j);
+        }
+        if rng.chance(25) && p > 10 {
+            let invitee = format!("douyin:{:012x}", rng.next() & 0xFFFF_FFFF_FFFF);
+            let mut r = ev(t + 7200, &invitee, "referral_signup");
+            r["ref"] = json!(wecom);
+            raw.push(r);
+            if rng.chance(60) {
+                let mut b = ev(t + 3 * DAY, &invitee, "purchase");
+                b["amount"] = json!(9_900 + rng.below(20_000) as i64);
+                raw.push(b);
+            }
+        }
+        let mut when = t;
+        for _ in 0..rng.below(8) {
+            when += rng.below(20 * DAY as u64) as i64;
+            if when >= now {
+                break;
+            }
+            raw.push(ev(when, &wecom, "message_sent"));
+            if rng.chance(60) {
+                raw.push(ev(when + 1800, &wecom, "message_read"));
+            }
+            if rng.chance(35) {
+                let mut b = ev(when + 7200, &wecom, "purchase");
+                b["channel"] = json!(if rng.chance(50) {
+                    "miniprogram"
+                } else {
+                    "wecom"
+                });
+                b["amount"] = json!(4_900 + rng.below(60_000) as i64);
+                let amount = b["amount"].clone();
+                raw.push(b);
+                if rng.chance(5) {
+                    let mut r = ev(when + 5 * DAY, &wecom, "refund");
+                    r["amount"] = amount;
+                    raw.push(r);
+                }
+            }
+        }
+        if rng.chance(3) {
+            raw.push(ev(when + DAY, &wecom, "opt_out"));
+        }
+    }
+    let mut events: Vec<Event> = raw
+        .iter()
+        .filter_map(|v| parse_json_event(v).ok())
+        .filter(|e| e.ts < now)
+        .collect();
+    events.sort_by_key(|e| e.ts);
+    for (i, e) in events.iter_mut().enumerate() {
+        e.id = Some(format!("demo-{i}"));
+    }
+    events
+}
+
+/// Fills a fresh demo store (segments, spend, data, a write key) unless it
+/// already holds data; returns the demo write key.
+pub fn prepare(data_dir: &Path, database_url: Option<&str>) -> Result<String> {
+    let mut store =
+        siyu_store::open_store(data_dir, database_url).context("opening the demo store")?;
+    let key_file = data_dir.join("demo-write-key.txt");
+    if store.last_offset()? > 0 {
+        if let Ok(k) = std::fs::read_to_string(&key_file) {
+            return Ok(k.trim().to_string());
+        }
+    }
+    let now = siyu_server::writer::wall_clock();
+    let events = events(now);
+    for chunk in events.chunks(5_000) {
+        store.append(chunk)?;
+    }
+    let segments = [
+        (
+            "douyin_repeat_buyers",
+            r#"purchases(last 90d) >= 2 and net_spend >= 500.00 and first_channel = "douyin" and not opted_out"#,
+        ),
+        ("vip", r#"tag("vip") and not opted_out"#),
+        (
+            "lapsed_buyers",
+            "purchases >= 1 and days_since_last_purchase >= 60",
+        ),
+        ("high_value", "rfm_m >= 4 and rfm_f >= 3"),
+    ];
+    for (seq, (name, src)) in segments.iter().enumerate() {
+        let tree = siyu_engine::segment::parse(src)
+            .map_err(|e| anyhow::anyhow!("demo segment {name}: {e}"))?;
+        store.put_setting(
+            &format!("segment/{name}"),
+            Some(&json!({"seq": seq, "source": src, "tree": tree})),
+        )?;
+    }
+    let spend: Vec<(String, i64)> = vec![
+        ("douyin".into(), 18_000_000),
+        ("kuaishou".into(), 4_000_000),
+        ("xiaohongshu".into(), 5_500_000),
+        ("taobao".into(), 3_000_000),
+        ("wechat".into(), 1_200_000),
+    ];
+    store.put_setting("spend", Some(&json!(spend)))?;
+    let key = siyu_server::auth::create_write_key(store.as_mut(), "demo", now)?;
+    std::fs::create_dir_all(data_dir)?;
+    std::fs::write(&key_file, &key)?;
+    println!(
+        "demo data: {} events for {} customers written to {}",
+        events.len(),
+        PERSONS,
+        data_dir.display()
+    );
+    Ok(key)
+}

@@ -1,0 +1,125 @@
+//! `siyu serve`, `siyu demo` and `siyu keys`: running the server, with or
+//! without generated demo data, and managing write keys.
+
+use crate::data::StoreArgs;
+use anyhow::{Context, Result};
+use siyu_server::config::{Config, Overrides};
+use siyu_server::Application;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SIYU_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory of the embedded SQLite database and the engine snapshot.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// postgres://user@host:5432/db to use PostgreSQL instead.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Admin token for /v1/admin endpoints.
+    #[arg(long)]
+    pub admin_token: Option<String>,
+    /// A TOML file with any of: listen, data_dir, database_url, admin_token, max_body_bytes.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(clap::Subcommand)]
+pub enum KeysCommand {
+    /// Create a write key; it is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+pub fn init_logging() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+fn config_from(args: ServeArgs, default_dir: Option<&str>) -> Result<Config> {
+    let env = |k: &str| std::env::var(k).ok();
+    let flags = Overrides {
+        listen: args.listen,
+        data_dir: args.data_dir.or(default_dir.map(PathBuf::from)),
+        database_url: args.database_url,
+        admin_token: args.admin_token,
+    };
+    Config::load(args.config.as_deref(), &env, flags)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+async fn run(config: Config, banner: impl FnOnce(&str)) -> Result<()> {
+    let app = Application::build(config).await?;
+    let addr = app.local_addr();
+    let url = format!("http://{addr}");
+    tracing::info!(%url, "siyu listening");
+    banner(&url);
+    app.run_until(shutdown_signal()).await
+}
+
+pub fn serve(args: ServeArgs) -> Result<()> {
+    init_logging();
+    let config = config_from(args, None)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(run(config, |url| println!("siyu serving on {url}")))
+}
+
+pub fn demo(args: ServeArgs) -> Result<()> {
+    init_logging();
+    let mut config = config_from(args, Some("./siyu-demo-data"))?;
+    if config.admin_token.is_none() {
+        config.admin_token = Some("demo-admin-token".into());
+    }
+    let key = crate::demo::prepare(&config.data_dir, config.database_url.as_deref())?;
+    let admin = config.admin_token.clone().unwrap_or_default();
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(run(config, |url| {
+        println!("siyu demo on {url}");
+        println!("  write key:   {key}");
+        println!("  admin token: {admin}");
+        println!("  try:         curl -H 'Authorization: Bearer {key}' {url}/v1/segments");
+    }))
+}
+
+pub fn keys(cmd: KeysCommand) -> Result<()> {
+    match cmd {
+        KeysCommand::Create { name, store } => {
+            let mut s = store.open()?;
+            let key = siyu_server::auth::create_write_key(
+                s.as_mut(),
+                &name,
+                siyu_server::writer::wall_clock(),
+            )
+            .context("creating the key")?;
+            println!("{key}");
+            eprintln!("write key `{name}` created; it is shown only once");
+            Ok(())
+        }
+    }
+}
