@@ -45,7 +45,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     sql: "
     CREATE TABLE events (
         log_offset {offset_key},
-        event_id TEXT UNIQUE,
+        event_id TEXT,
         seq BIGINT,
         ts BIGINT NOT NULL,
         identity TEXT NOT NULL,
@@ -59,6 +59,9 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
         properties TEXT,
         traits TEXT
     );
+    -- Client ids for idempotency; most events have none, so only the
+    -- ones that do are indexed.
+    CREATE UNIQUE INDEX events_event_id ON events (event_id) WHERE event_id IS NOT NULL;
     CREATE INDEX events_identity_ts ON events (identity, ts);
     -- The log's head: the highest offset ever assigned. Offsets are never
     -- reused, even after the newest events are erased; appends lock this row.

@@ -181,3 +181,23 @@ fn unreachable_postgres_is_a_clear_error() {
     assert!(err.contains("connecting to"), "{err}");
     assert!(!err.contains("secret"), "password leaked: {err}");
 }
+
+#[test]
+fn sqlite_file_is_wal_with_large_pages() {
+    let b = SqliteBackend::new();
+    let mut s = b.open();
+    s.append(&[siyu_domain::parse_json_event(
+        &serde_json::json!({"ts": 1790000000, "identity": "douyin:a", "type": "touch"}),
+    )
+    .unwrap()])
+        .unwrap();
+    // Read the file's own header settings through a second connection.
+    let conn = rusqlite::Connection::open(b.dir.join("siyu.db")).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    let page_size: i64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!((mode.as_str(), page_size), ("wal", 16 * 1024));
+}
