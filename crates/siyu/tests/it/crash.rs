@@ -32,6 +32,7 @@ fn sigkill_mid_stream_loses_no_acknowledged_event() {
     let stop = Arc::new(AtomicBool::new(false));
     // One past the highest batch number any client has started to send.
     let sent = Arc::new(AtomicUsize::new(0));
+    let last_error: Arc<Mutex<String>> = Arc::default();
     let clients: Vec<_> = (0..3)
         .map(|c| {
             let (addr, key, acked, stop, sent) = (
