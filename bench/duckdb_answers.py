@@ -47,21 +47,24 @@ def main() -> None:
           columns={{'day':'VARCHAR','channel':'VARCHAR','spend':'BIGINT'}})""")
     timed("join persons", """
         CREATE TABLE canon AS SELECT person, min(identity) AS cid FROM ids GROUP BY person;
-        CREATE TABLE e AS SELECT ev.*, ids.person FROM ev JOIN ids USING (identity);
-        CREATE TABLE firsts AS SELECT person, arg_min(channel, (ts, seq)) AS ch, min(ts) AS first_ts
-          FROM e WHERE type <> 'identify' GROUP BY person;
-        CREATE TABLE net AS SELECT person,
-          sum(CASE WHEN type='purchase' THEN amount WHEN type='refund' THEN -amount ELSE 0 END) AS net,
-          bool_or(type='opt_out') AS opted
-          FROM e GROUP BY person""")
+        CREATE TABLE e AS SELECT ev.*, ids.person FROM ev JOIN ids USING (identity)""")
+
+    # Every question derives what it needs from `e` itself (nothing
+    # precomputed across questions), like the engine's own per-question cost.
+    firsts = """(SELECT person, arg_min(channel, (ts, seq)) AS ch, min(ts) AS first_ts
+                 FROM e WHERE type <> 'identify' GROUP BY person)"""
+    net = """(SELECT person,
+               sum(CASE WHEN type='purchase' THEN amount WHEN type='refund' THEN -amount ELSE 0 END) AS net,
+               bool_or(type='opt_out') AS opted FROM e GROUP BY person)"""
 
     questions = {
         "q0": """SELECT (SELECT count(DISTINCT person) FROM ids) AS persons, (SELECT count(*) FROM ids) AS identities""",
-        "q1": f"""SELECT c.cid AS canonical_id FROM firsts f JOIN net n USING (person) JOIN canon c USING (person)
+        "q1": f"""WITH firsts AS {firsts}, net AS {net}
+            SELECT c.cid AS canonical_id FROM firsts f JOIN net n USING (person) JOIN canon c USING (person)
             WHERE f.ch='douyin' AND n.net >= 50000 AND NOT n.opted
               AND (SELECT count(*) FROM e WHERE e.person=f.person AND e.type='purchase' AND e.ts >= {NOW - 90 * DAY}) >= 2
             ORDER BY c.cid""",
-        "q2": f"""WITH p AS (SELECT person, max(ts) AS last, count(*) AS n FROM e WHERE type='purchase' GROUP BY person),
+        "q2": f"""WITH net AS {net}, p AS (SELECT person, max(ts) AS last, count(*) AS n FROM e WHERE type='purchase' GROUP BY person),
             s AS (SELECT
               CASE WHEN ({NOW}-last)//86400 <= 30 THEN 5 WHEN ({NOW}-last)//86400 <= 60 THEN 4
                    WHEN ({NOW}-last)//86400 <= 120 THEN 3 WHEN ({NOW}-last)//86400 <= 240 THEN 2 ELSE 1 END AS r,
@@ -71,7 +74,7 @@ def main() -> None:
             g AS (SELECT r.r, f.f, m.m FROM range(1,6) r(r), range(1,6) f(f), range(1,6) m(m))
             SELECT g.r, g.f, g.m, count(s.r) AS persons FROM g LEFT JOIN s USING (r, f, m)
             GROUP BY g.r, g.f, g.m ORDER BY g.r, g.f, g.m""",
-        "q3": """WITH af AS (SELECT person, min(ts) AS af FROM e WHERE type='add_friend' GROUP BY person),
+        "q3": f"""WITH firsts AS {firsts}, af AS (SELECT person, min(ts) AS af FROM e WHERE type='add_friend' GROUP BY person),
             fr AS (SELECT f.person, f.ch, af.af FROM firsts f JOIN af USING (person) WHERE af.af - f.first_ts <= 7*86400),
             cv AS (SELECT DISTINCT fr.person FROM fr JOIN e ON e.person=fr.person AND e.type='purchase'
                    AND e.ts >= fr.af AND e.ts <= fr.af + 30*86400)
@@ -96,7 +99,7 @@ def main() -> None:
                     AND e.ts >= s.ts AND e.ts <= s.ts + 14*86400)),
             n AS (SELECT inviter, count(DISTINCT invitee) AS valid FROM v GROUP BY inviter)
             SELECT c.cid AS canonical_id, n.valid FROM n JOIN canon c ON c.person=n.inviter""",
-        "q6": """WITH r AS (SELECT f.ch AS channel, sum(n.net) AS revenue, count(*) AS persons FROM firsts f JOIN net n USING (person) GROUP BY f.ch),
+        "q6": f"""WITH firsts AS {firsts}, net AS {net}, r AS (SELECT f.ch AS channel, sum(n.net) AS revenue, count(*) AS persons FROM firsts f JOIN net n USING (person) GROUP BY f.ch),
             s AS (SELECT channel, sum(spend) AS spend FROM spend GROUP BY channel)
             SELECT coalesce(s.channel, r.channel) AS channel, coalesce(s.spend,0) AS spend, coalesce(r.revenue,0) AS revenue,
                    coalesce(r.persons,0) AS persons FROM s FULL JOIN r ON s.channel=r.channel ORDER BY 1""",
