@@ -105,6 +105,14 @@ impl Writer {
         Ok(())
     }
 
+    fn remove_snapshot(&self) -> Result<(), String> {
+        match std::fs::remove_file(&self.snapshot_path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("removing {}: {e}", self.snapshot_path.display())),
+        }
+    }
+
     fn group_commit(&mut self, batch: Vec<(Vec<Event>, Reply<Vec<Appended>>)>) {
         let started = Instant::now();
         let all: Vec<&Event> = batch.iter().flat_map(|(e, _)| e.iter()).collect();
@@ -252,6 +260,11 @@ impl Writer {
                         .len()) as u64
             }
         };
+        if matches!(definition, Definition::Property(_)) {
+            // A snapshot cannot hold a property defined after it was taken:
+            // it goes before the definition is saved, so a restart replays.
+            self.remove_snapshot()?;
+        }
         let (key, value) = definition.to_setting(seq);
         self.store
             .put_setting(&key, Some(&value))
@@ -267,7 +280,6 @@ impl Writer {
             }
             Definition::Property(_) => {
                 // A new property must see the whole history: rebuild from the log.
-                let _ = std::fs::remove_file(&self.snapshot_path);
                 let fresh = rebuild(self.store.as_mut(), None, (self.clock)())
                     .map_err(|e| e.to_string())?;
                 *self.engine.write().unwrap_or_else(|e| e.into_inner()) = fresh;
@@ -284,13 +296,17 @@ impl Writer {
                 audit,
                 reply,
             } => {
+                // The snapshot holds the person's data too: it goes first, so
+                // a crash at any point cannot bring erased data back.
                 let r = self
-                    .store
-                    .erase(&identities, &audit)
-                    .map_err(|e| e.to_string())
+                    .remove_snapshot()
+                    .and_then(|()| {
+                        self.store
+                            .erase(&identities, &audit)
+                            .map_err(|e| e.to_string())
+                    })
                     .and_then(|n| {
                         // Links may be gone: rebuild the graph from what remains.
-                        let _ = std::fs::remove_file(&self.snapshot_path);
                         let fresh = rebuild(self.store.as_mut(), None, (self.clock)())
                             .map_err(|e| e.to_string())?;
                         *self.engine.write().unwrap_or_else(|e| e.into_inner()) = fresh;

@@ -43,6 +43,8 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        // Logs go to stderr; stdout carries what a command prints (URL, key, summary).
+        .with_writer(std::io::stderr)
         .try_init();
 }
 
