@@ -2,7 +2,9 @@
 //! environment variables (`SIYU_*`), then command-line flags, each layer
 //! overriding the one before.
 
+use anyhow::Context;
 use serde::Deserialize;
+use siyu_store::Store;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -13,6 +15,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `postgres://…` to use PostgreSQL instead of SQLite.
     pub database_url: Option<String>,
+    /// PostgreSQL schema holding siyu's tables (created if missing); None
+    /// uses the connection's default. Lets several brands (or tests) share
+    /// one database.
+    pub database_schema: Option<String>,
     /// Token for admin endpoints (creating keys). None disables them.
     pub admin_token: Option<String>,
     /// Largest request body accepted, bytes.
@@ -25,6 +31,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./siyu-data"),
             database_url: None,
+            database_schema: None,
             admin_token: None,
             max_body_bytes: 8 * 1024 * 1024,
         }
@@ -38,6 +45,7 @@ struct FileConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    database_schema: Option<String>,
     admin_token: Option<String>,
     max_body_bytes: Option<usize>,
 }
@@ -48,6 +56,7 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
+    pub database_schema: Option<String>,
     pub admin_token: Option<String>,
 }
 
@@ -67,6 +76,7 @@ impl Config {
             c.listen = f.listen.unwrap_or(c.listen);
             c.data_dir = f.data_dir.unwrap_or(c.data_dir);
             c.database_url = f.database_url.or(c.database_url);
+            c.database_schema = f.database_schema.or(c.database_schema);
             c.admin_token = f.admin_token.or(c.admin_token);
             c.max_body_bytes = f.max_body_bytes.unwrap_or(c.max_body_bytes);
         }
@@ -79,14 +89,52 @@ impl Config {
         if let Some(v) = env("SIYU_DATABASE_URL") {
             c.database_url = Some(v);
         }
+        if let Some(v) = env("SIYU_DATABASE_SCHEMA") {
+            c.database_schema = Some(v);
+        }
         if let Some(v) = env("SIYU_ADMIN_TOKEN") {
             c.admin_token = Some(v);
         }
         c.listen = flags.listen.unwrap_or(c.listen);
         c.data_dir = flags.data_dir.unwrap_or(c.data_dir);
         c.database_url = flags.database_url.or(c.database_url);
+        c.database_schema = flags.database_schema.or(c.database_schema);
         c.admin_token = flags.admin_token.or(c.admin_token);
         Ok(c)
+    }
+
+    /// Opens the configured store (see [`open_store`]).
+    pub fn open_store(&self) -> anyhow::Result<Box<dyn Store>> {
+        open_store(
+            &self.data_dir,
+            self.database_url.as_deref(),
+            self.database_schema.as_deref(),
+        )
+    }
+}
+
+/// Opens a store: PostgreSQL when `database_url` is given (in `schema` if
+/// set), else SQLite in `data_dir`. Every command opens stores this way.
+pub fn open_store(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    schema: Option<&str>,
+) -> anyhow::Result<Box<dyn Store>> {
+    let what = || match (database_url, schema) {
+        (Some(_), Some(s)) => format!("opening the PostgreSQL store (schema `{s}`)"),
+        (Some(_), None) => "opening the PostgreSQL store".to_string(),
+        (None, _) => format!("opening the SQLite store in {}", data_dir.display()),
+    };
+    match (database_url, schema) {
+        (Some(url), Some(schema)) => {
+            let store = siyu_store::PostgresStore::connect_in_schema(url, Some(schema))
+                .with_context(what)?;
+            Ok(Box::new(store))
+        }
+        (None, Some(_)) => {
+            anyhow::bail!("a database schema needs a postgres:// database URL (SQLite has none)")
+        }
+        (url, None) => siyu_store::open_store(data_dir, url).with_context(what),
     }
 }
 

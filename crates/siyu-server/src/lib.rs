@@ -19,9 +19,10 @@ pub mod writer;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::writer::{PublishedChange, Writer, WriterHandle};
+use anyhow::Context;
 use axum::Router;
 use siyu_engine::Engine;
-use siyu_store::{open_store, Store};
+use siyu_store::Store;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -30,7 +31,7 @@ use tokio::sync::broadcast;
 pub struct Inner {
     pub engine: Arc<RwLock<Engine>>,
     /// A second connection for reads and rare admin writes.
-    pub reader: Mutex<Box<dyn Store>>,
+    pub reader: Mutex<OffRuntimeDrop<Box<dyn Store>>>,
     pub writer: WriterHandle,
     pub keys: RwLock<HashSet<String>>,
     pub metrics: Arc<Metrics>,
@@ -40,6 +41,44 @@ pub struct Inner {
 
 #[derive(Clone)]
 pub struct AppState(pub Arc<Inner>);
+
+/// Owns a value whose drop blocks (the PostgreSQL client closes its
+/// connection with a blocking call, which panics on an async runtime
+/// thread): dropped on the runtime, the value is moved to a plain thread
+/// and dropped there.
+pub struct OffRuntimeDrop<T: Send + 'static>(Option<T>);
+
+impl<T: Send + 'static> OffRuntimeDrop<T> {
+    pub fn new(value: T) -> Self {
+        OffRuntimeDrop(Some(value))
+    }
+}
+
+impl<T: Send + 'static> std::ops::Deref for OffRuntimeDrop<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // Only `drop` takes the value out.
+        self.0.as_ref().expect("value present until drop")
+    }
+}
+
+impl<T: Send + 'static> std::ops::DerefMut for OffRuntimeDrop<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.0.as_mut().expect("value present until drop")
+    }
+}
+
+impl<T: Send + 'static> Drop for OffRuntimeDrop<T> {
+    fn drop(&mut self) {
+        if let Some(value) = self.0.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::Builder::new()
+                    .name("siyu-drop".into())
+                    .spawn(move || drop(value));
+            }
+        }
+    }
+}
 
 /// The router over every route of `api::routes()`.
 pub fn app(state: AppState) -> Router {
@@ -54,6 +93,19 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The engine snapshot is a cache of one store's log: with PostgreSQL its
+/// name carries a hash of the URL and schema, so pointing the same data dir
+/// at another database never loads a snapshot of a different log.
+fn snapshot_file_name(config: &Config) -> String {
+    match &config.database_url {
+        None => "engine.snapshot".into(),
+        Some(url) => {
+            let id = format!("{url}\n{}", config.database_schema.as_deref().unwrap_or(""));
+            format!("engine-pg-{}.snapshot", &auth::hash_key(&id)[..16])
+        }
+    }
+}
+
 pub struct Application {
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -62,13 +114,16 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let (data_dir, url) = (config.data_dir.clone(), config.database_url.clone());
-        let snapshot_path = data_dir.join("engine.snapshot");
+        let snapshot_path = config.data_dir.join(snapshot_file_name(&config));
+        let store_config = config.clone();
         let (store, reader, engine, keys) = tokio::task::spawn_blocking({
             let snapshot_path = snapshot_path.clone();
             move || -> anyhow::Result<_> {
-                let mut store = open_store(&data_dir, url.as_deref())?;
-                let mut reader = open_store(&data_dir, url.as_deref())?;
+                // The data dir holds the SQLite files and the engine snapshot.
+                std::fs::create_dir_all(&store_config.data_dir)
+                    .with_context(|| format!("creating {}", store_config.data_dir.display()))?;
+                let mut store = store_config.open_store()?;
+                let mut reader = store_config.open_store()?;
                 let snapshot = std::fs::read(&snapshot_path).ok();
                 let started = std::time::Instant::now();
                 let engine =
@@ -104,7 +159,7 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let state = AppState(Arc::new(Inner {
             engine,
-            reader: Mutex::new(reader),
+            reader: Mutex::new(OffRuntimeDrop::new(reader)),
             writer: WriterHandle { tx },
             keys: RwLock::new(keys),
             metrics,

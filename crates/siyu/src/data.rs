@@ -21,18 +21,18 @@ pub struct StoreArgs {
     /// postgres://user@host:5432/db to use PostgreSQL instead.
     #[arg(long, env = "SIYU_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// PostgreSQL schema for siyu's tables (created if missing).
+    #[arg(long, env = "SIYU_DATABASE_SCHEMA")]
+    pub database_schema: Option<String>,
 }
 
 impl StoreArgs {
     pub fn open(&self) -> Result<Box<dyn Store>> {
-        siyu_store::open_store(&self.data_dir, self.database_url.as_deref()).with_context(|| {
-            format!(
-                "opening the store ({})",
-                self.database_url
-                    .as_deref()
-                    .unwrap_or("SQLite in --data-dir")
-            )
-        })
+        siyu_server::config::open_store(
+            &self.data_dir,
+            self.database_url.as_deref(),
+            self.database_schema.as_deref(),
+        )
     }
 }
 

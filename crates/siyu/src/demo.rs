@@ -6,7 +6,7 @@
 use anyhow::{Context, Result};
 use serde_json::json;
 use siyu_domain::{parse_json_event, time::format_rfc3339, Event};
-use std::path::Path;
+use siyu_server::config::Config;
 
 const PERSONS: u64 = 5_000;
 const DAY: i64 = 86_400;
@@ -144,9 +144,11 @@ pub fn events(now: i64) -> Vec<Event> {
 
 /// Fills a fresh demo store (segments, spend, data, a write key) unless it
 /// already holds data; returns the demo write key.
-pub fn prepare(data_dir: &Path, database_url: Option<&str>) -> Result<String> {
-    let mut store =
-        siyu_store::open_store(data_dir, database_url).context("opening the demo store")?;
+pub fn prepare(config: &Config) -> Result<String> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let mut store = config.open_store().context("opening the demo store")?;
     let key_file = data_dir.join("demo-write-key.txt");
     if store.last_offset()? > 0 {
         if let Ok(k) = std::fs::read_to_string(&key_file) {

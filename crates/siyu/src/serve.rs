@@ -18,10 +18,13 @@ pub struct ServeArgs {
     /// postgres://user@host:5432/db to use PostgreSQL instead.
     #[arg(long)]
     pub database_url: Option<String>,
+    /// PostgreSQL schema for siyu's tables (created if missing).
+    #[arg(long)]
+    pub database_schema: Option<String>,
     /// Admin token for /v1/admin endpoints.
     #[arg(long)]
     pub admin_token: Option<String>,
-    /// A TOML file with any of: listen, data_dir, database_url, admin_token, max_body_bytes.
+    /// A TOML file with any of: listen, data_dir, database_url, database_schema, admin_token, max_body_bytes.
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -54,6 +57,7 @@ fn config_from(args: ServeArgs, default_dir: Option<&str>) -> Result<Config> {
         listen: args.listen,
         data_dir: args.data_dir.or(default_dir.map(PathBuf::from)),
         database_url: args.database_url,
+        database_schema: args.database_schema,
         admin_token: args.admin_token,
     };
     Config::load(args.config.as_deref(), &env, flags)
@@ -98,7 +102,7 @@ pub fn demo(args: ServeArgs) -> Result<()> {
     if config.admin_token.is_none() {
         config.admin_token = Some("demo-admin-token".into());
     }
-    let key = crate::demo::prepare(&config.data_dir, config.database_url.as_deref())?;
+    let key = crate::demo::prepare(&config)?;
     let admin = config.admin_token.clone().unwrap_or_default();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(run(config, |url| {

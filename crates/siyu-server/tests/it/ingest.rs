@@ -15,7 +15,42 @@ const GOOD: &str = r#"[
 
 #[tokio::test]
 async fn accepts_good_events_and_finds_the_person_by_any_identity() {
-    let t = TestApp::spawn().await;
+    happy_path(&TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn accepts_good_events_and_finds_the_person_on_postgres_too() {
+    if crate::pg_url().is_none() {
+        eprintln!("skipped: SIYU_TEST_DATABASE_URL is not set (CI sets it)");
+        return;
+    }
+    let t = TestApp::spawn_on(crate::Backend::Postgres, 1024 * 1024).await;
+    happy_path(&t).await;
+    let (s, b) = t.post_events(GOOD).await;
+    assert_eq!(
+        (s, b["duplicates"].as_u64()),
+        (StatusCode::OK, Some(3)),
+        "{b}"
+    );
+    let (s, e) = t
+        .call(
+            "DELETE",
+            "/v1/persons/wecom:wm0001",
+            Some(&t.key),
+            "application/json",
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(
+        (s, e["events_removed"].as_u64()),
+        (StatusCode::OK, Some(3)),
+        "{e}"
+    );
+    let (s, _) = t.get("/v1/persons/douyin:9f3a01").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+async fn happy_path(t: &TestApp) {
     let (s, b) = t.post_events(GOOD).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(

@@ -2,6 +2,7 @@
 //! when SIYU_TEST_DATABASE_URL is set) store in a fresh directory, driven
 //! with `oneshot` requests.
 
+mod bad_input;
 mod ingest;
 
 use axum::body::Body;
@@ -13,27 +14,52 @@ use siyu_server::{app, AppState, Application};
 use std::sync::atomic::{AtomicU32, Ordering};
 use tower::ServiceExt;
 
+/// `SIYU_TEST_DATABASE_URL`, when set: the PostgreSQL server the tests
+/// also run against (each test in a fresh schema, dropped afterwards).
+pub fn pg_url() -> Option<String> {
+    std::env::var("SIYU_TEST_DATABASE_URL").ok()
+}
+
+/// Which store a test app runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 pub struct TestApp {
     pub state: AppState,
     pub key: String,
     pub dir: std::path::PathBuf,
+    schema: Option<String>,
+    _app: Application,
 }
 
 impl TestApp {
+    /// SQLite in a fresh directory, body limit 1 MiB.
     pub async fn spawn() -> TestApp {
+        Self::spawn_on(Backend::Sqlite, 1024 * 1024).await
+    }
+
+    pub async fn spawn_on(backend: Backend, max_body_bytes: usize) -> TestApp {
         static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "siyu-server-it-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("siyu-server-it-{}-{n}", std::process::id()));
         std::fs::remove_dir_all(&dir).ok();
+        let (database_url, schema) = match backend {
+            Backend::Sqlite => (None, None),
+            Backend::Postgres => (
+                Some(pg_url().expect("Backend::Postgres needs SIYU_TEST_DATABASE_URL")),
+                Some(format!("siyu_server_it_{}_{n}", std::process::id())),
+            ),
+        };
         let config = Config {
             listen: "127.0.0.1:0".into(),
             data_dir: dir.clone(),
+            database_url,
+            database_schema: schema.clone(),
             admin_token: Some("admin-secret".into()),
-            max_body_bytes: 1024 * 1024,
-            ..Config::default()
+            max_body_bytes,
         };
         let application = Application::build(config).await.expect("build app");
         let state = application.state();
@@ -41,6 +67,8 @@ impl TestApp {
             state,
             key: String::new(),
             dir,
+            schema,
+            _app: application,
         };
         let (status, body) = t
             .call(
@@ -54,7 +82,6 @@ impl TestApp {
         assert_eq!(status, StatusCode::CREATED, "{body}");
         t.key = body["key"].as_str().unwrap().to_string();
         // The application's listener is not used: requests go through `app` in process.
-        std::mem::forget(application);
         t
     }
 
@@ -110,5 +137,13 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         std::fs::remove_dir_all(&self.dir).ok();
+        if let (Some(schema), Some(url)) = (self.schema.take(), pg_url()) {
+            // Best effort: a leftover schema only costs space in a test database.
+            let _ = std::thread::spawn(move || {
+                let mut c = postgres::Client::connect(&url, postgres::NoTls)?;
+                c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            })
+            .join();
+        }
     }
 }
