@@ -100,8 +100,16 @@ fn compare(v: Val<'_>, op: CmpOp, lit: &Literal) -> bool {
 /// Whether `p` satisfies `e` at `ctx.now`.
 pub fn eval(e: &Expr, p: &Person, ctx: &Ctx<'_>) -> bool {
     match e {
-        Expr::And { all } => all.iter().all(|x| eval(x, p, ctx)),
-        Expr::Or { any } => any.iter().any(|x| eval(x, p, ctx)),
+        // Clauses that read only the person's fixed-size fields go first:
+        // most persons are decided before their purchase list is touched.
+        Expr::And { all } => {
+            all.iter().filter(|x| is_cheap(x)).all(|x| eval(x, p, ctx))
+                && all.iter().filter(|x| !is_cheap(x)).all(|x| eval(x, p, ctx))
+        }
+        Expr::Or { any } => {
+            any.iter().filter(|x| is_cheap(x)).any(|x| eval(x, p, ctx))
+                || any.iter().filter(|x| !is_cheap(x)).any(|x| eval(x, p, ctx))
+        }
         Expr::Not { expr } => !eval(expr, p, ctx),
         Expr::Cmp {
             prop,
@@ -119,6 +127,41 @@ pub fn eval(e: &Expr, p: &Person, ctx: &Ctx<'_>) -> bool {
             .as_ref()
             .is_some_and(|x| x.groups.binary_search(group).is_ok()),
         Expr::InSegment { segment } => (ctx.in_segment)(segment),
+    }
+}
+
+/// Whether a clause reads only fields stored inline in the person.
+fn is_cheap(e: &Expr) -> bool {
+    match e {
+        Expr::Not { expr } => is_cheap(expr),
+        Expr::Cmp { prop, .. } => matches!(
+            prop,
+            Prop::NetSpend
+                | Prop::Refunds
+                | Prop::FirstChannel
+                | Prop::DaysSinceFirstSeen
+                | Prop::DaysSinceLastPurchase
+                | Prop::Identities
+                | Prop::Purchases(None)
+        ),
+        Expr::OptedOut | Expr::Friended => true,
+        _ => false,
+    }
+}
+
+/// Whether the clock can never change `e`'s verdict for `p` because a
+/// clock-independent part already decides it (an `and` with a false
+/// clause, an `or` with a true one): no timer is needed.
+pub fn decided_without_clock(e: &Expr, p: &Person, ctx: &Ctx<'_>) -> bool {
+    match e {
+        Expr::And { all } => all
+            .iter()
+            .any(|x| !x.is_time_dependent() && !eval(x, p, ctx)),
+        Expr::Or { any } => any
+            .iter()
+            .any(|x| !x.is_time_dependent() && eval(x, p, ctx)),
+        Expr::Not { expr } => decided_without_clock(expr, p, ctx),
+        other => !other.is_time_dependent(),
     }
 }
 

@@ -7,7 +7,7 @@
 //! evaluating every segment for every live person at the current clock.
 
 use super::ast::Expr;
-use super::eval::{eval, next_change, Ctx};
+use super::eval::{decided_without_clock, eval, next_change, Ctx};
 use crate::identity::{IdentityGraph, IdentityId};
 use crate::person::Person;
 use std::cmp::Reverse;
@@ -207,8 +207,16 @@ impl LiveSegments {
     /// Evaluates every segment for one person, in definition order (so
     /// `in_segment` sees the fresh verdicts of earlier segments).
     fn verdicts(&self, w: &World<'_>, slot: u32, now: i64) -> Vec<bool> {
+        let mut out = Vec::with_capacity(self.segments.len());
+        self.verdicts_into(w, slot, now, &mut out);
+        out
+    }
+
+    /// [`Self::verdicts`] into a reused buffer (the full recompute calls it
+    /// once per person).
+    fn verdicts_into(&self, w: &World<'_>, slot: u32, now: i64, out: &mut Vec<bool>) {
+        out.clear();
         let p = &w.persons[slot as usize];
-        let mut out: Vec<bool> = Vec::with_capacity(self.segments.len());
         for s in &self.segments {
             let v = {
                 let lookup = |name: &str| {
@@ -225,17 +233,27 @@ impl LiveSegments {
             };
             out.push(v);
         }
-        out
+    }
+
+    /// When the clock alone could next change any verdict for this person.
+    fn next_timer(&self, w: &World<'_>, slot: u32, now: i64) -> Option<i64> {
+        let p = &w.persons[slot as usize];
+        let lookup = |name: &str| self.index_of(name).is_some_and(|j| self.is_member(j, slot));
+        let ctx = Ctx {
+            channels: w.channels,
+            properties: w.properties,
+            now,
+            in_segment: &lookup,
+        };
+        self.segments
+            .iter()
+            .filter(|s| s.time_dependent && !decided_without_clock(&s.expr, p, &ctx))
+            .filter_map(|s| next_change(&s.expr, p, w.properties, now))
+            .min()
     }
 
     fn schedule(&mut self, w: &World<'_>, slot: u32, now: i64) {
-        let p = &w.persons[slot as usize];
-        let next = self
-            .segments
-            .iter()
-            .filter(|s| s.time_dependent)
-            .filter_map(|s| next_change(&s.expr, p, w.properties, now))
-            .min();
+        let next = self.next_timer(w, slot, now);
         self.grow(slot as usize + 1);
         if let Some(t) = next {
             let cur = self.timer_at[slot as usize];
@@ -256,16 +274,26 @@ impl LiveSegments {
             s.members.clear();
             s.count = 0;
         }
+        let mut verdicts = Vec::with_capacity(self.segments.len());
+        let mut timers = Vec::new();
+        let any_time_dependent = self.segments.iter().any(|s| s.time_dependent);
         for slot in 0..w.persons.len() as u32 {
             if !w.persons[slot as usize].alive {
                 continue;
             }
-            let v = self.verdicts(w, slot, now);
-            for (s, on) in self.segments.iter_mut().zip(v) {
-                s.set(slot, on);
+            self.verdicts_into(w, slot, now, &mut verdicts);
+            for (s, on) in self.segments.iter_mut().zip(&verdicts) {
+                s.set(slot, *on);
             }
-            self.schedule(w, slot, now);
+            if any_time_dependent {
+                if let Some(t) = self.next_timer(w, slot, now) {
+                    self.timer_at[slot as usize] = t;
+                    timers.push(Reverse((t, slot)));
+                }
+            }
         }
+        // One O(n) heapify instead of n pushes.
+        self.timers = BinaryHeap::from(timers);
     }
 
     /// Updates memberships after one event. `touched` holds the persons the
