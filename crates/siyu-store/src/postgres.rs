@@ -60,7 +60,14 @@ impl Statements {
             lock_head: p("SELECT last_offset FROM log_head WHERE id = 1 FOR UPDATE")?,
             move_head: p("UPDATE log_head SET last_offset = $1 WHERE id = 1")?,
             read_head: p("SELECT last_offset FROM log_head WHERE id = 1")?,
-            find_ids: p("SELECT event_id, log_offset FROM events WHERE event_id = ANY($1)")?,
+            // One index probe per id. The plainer `event_id = ANY($1)` with
+            // a 10 000-id array is planned as a sequential scan of the whole
+            // log (measured: 70 ms per batch at 500 000 events, growing with
+            // the log); `LIMIT 1` keeps the lateral probe from being
+            // flattened into such a join.
+            find_ids: p("SELECT e.event_id, e.log_offset FROM unnest($1::text[]) AS batch(id)
+                         CROSS JOIN LATERAL (SELECT event_id, log_offset FROM events
+                                             WHERE event_id = batch.id LIMIT 1) AS e")?,
             scan: p(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE log_offset > $1 ORDER BY log_offset LIMIT $2"
             ))?,
