@@ -85,6 +85,10 @@ fn read_engine(state: &AppState) -> std::sync::RwLockReadGuard<'_, Engine> {
 }
 
 fn check_key(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    // A console session stands in for a key (its guard layer checked the CSRF token and role).
+    if siyu_console::session_of(&state.0.console, headers).is_some() {
+        return Ok(());
+    }
     let keys = state.0.keys.read().unwrap_or_else(|e| e.into_inner());
     require_key(headers, &keys)
 }
@@ -924,7 +928,9 @@ async fn create_key(
     headers: HeaderMap,
     Json(body): Json<KeyBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    require_admin(&headers, state.0.config.admin_token.as_deref())?;
+    if !siyu_console::is_admin_session(&state.0.console, &headers) {
+        require_admin(&headers, state.0.config.admin_token.as_deref())?;
+    }
     let s = state.clone();
     let key = blocking(move || {
         let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());

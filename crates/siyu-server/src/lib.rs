@@ -37,6 +37,8 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     pub changes: broadcast::Sender<PublishedChange>,
     pub config: Config,
+    /// Operator console sessions (siyu-console).
+    pub console: siyu_console::Console,
 }
 
 #[derive(Clone)]
@@ -80,17 +82,37 @@ impl<T: Send + 'static> Drop for OffRuntimeDrop<T> {
     }
 }
 
-/// The router over every route of `api::routes()`.
+/// The router over every route of `api::routes()`, plus the operator
+/// console (`/`, `/assets/*`, `/console/api/*`); every route is behind the
+/// console's session/CSRF/role guard (a no-op for key-authenticated calls).
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new();
     for r in api::routes() {
         router = router.route(r.path, r.handler);
     }
     router
+        .merge(siyu_console::router())
         .fallback(|| async {
             error::ApiError::NotFound("no such endpoint; GET /openapi.json lists them".into())
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            siyu_console::guard::<AppState>,
+        ))
         .with_state(state)
+}
+
+impl siyu_console::Host for AppState {
+    fn console(&self) -> &siyu_console::Console {
+        &self.0.console
+    }
+    fn with_store<T>(&self, f: impl FnOnce(&mut dyn Store) -> T) -> T {
+        let mut store = self.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+        f(store.as_mut())
+    }
+    fn admin_token(&self) -> Option<&str> {
+        self.0.config.admin_token.as_deref()
+    }
 }
 
 /// The engine snapshot is a cache of one store's log: with PostgreSQL its
@@ -165,6 +187,7 @@ impl Application {
             metrics,
             changes,
             config,
+            console: Default::default(),
         }));
         Ok(Application {
             listener,

@@ -5,6 +5,7 @@
 
 use anyhow::{Context, Result};
 use serde_json::json;
+use siyu_console::OperatorRole;
 use siyu_domain::{parse_json_event, time::format_rfc3339, Event};
 use siyu_server::config::Config;
 
@@ -142,6 +143,25 @@ pub fn events(now: i64) -> Vec<Event> {
     events
 }
 
+/// Console logins of the demo (printed by `siyu demo`): (login, password, role).
+pub const DEMO_LOGINS: [(&str, &str, OperatorRole); 3] = [
+    ("admin", "siyu-demo", OperatorRole::Admin),
+    ("operator", "siyu-demo", OperatorRole::Operator),
+    ("analyst", "siyu-demo", OperatorRole::Analyst),
+];
+
+/// Creates the demo console logins that do not exist yet.
+fn ensure_demo_logins(store: &mut dyn siyu_store::Store) -> Result<()> {
+    use siyu_console::accounts;
+    let now = siyu_server::writer::wall_clock();
+    for (login, password, role) in DEMO_LOGINS {
+        if accounts::get_operator(store, login)?.is_none() {
+            accounts::put_operator(store, login, password, role, now)?;
+        }
+    }
+    Ok(())
+}
+
 /// Fills a fresh demo store (segments, spend, data, a write key) unless it
 /// already holds data; returns the demo write key.
 pub fn prepare(config: &Config) -> Result<String> {
@@ -150,6 +170,7 @@ pub fn prepare(config: &Config) -> Result<String> {
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let mut store = config.open_store().context("opening the demo store")?;
     let key_file = data_dir.join("demo-write-key.txt");
+    ensure_demo_logins(store.as_mut())?;
     if store.last_offset()? > 0 {
         if let Ok(k) = std::fs::read_to_string(&key_file) {
             return Ok(k.trim().to_string());

@@ -110,6 +110,10 @@ pub fn demo(args: ServeArgs) -> Result<()> {
         println!("  write key:   {key}");
         println!("  admin token: {admin}");
         println!("  try:         curl -H 'Authorization: Bearer {key}' {url}/v1/segments");
+        println!("  console:     {url}/");
+        for (login, password, role) in crate::demo::DEMO_LOGINS {
+            println!("    login {login} / {password} ({})", role.as_str());
+        }
     }))
 }
 

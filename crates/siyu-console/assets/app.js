@@ -1,0 +1,439 @@
+// siyu console: a hash-routed single page over the /v1 API and
+// /console/api. Session cookie auth; every unsafe request sends the CSRF
+// token header. DOM is built with `h()` (textContent only, never HTML from data).
+'use strict';
+(function () {
+  const { t } = window.I18N;
+  const C = window.Charts;
+  const state = { me: null, route: '' };
+  const $ = (sel, root) => (root || document).querySelector(sel);
+
+  // ---------- DOM helper ----------
+  function h(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const k in attrs || {}) {
+      const v = attrs[k];
+      if (v === undefined || v === null || v === false) continue;
+      if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+      else if (k === 'class') e.className = v;
+      else e.setAttribute(k, v === true ? '' : v);
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      e.appendChild(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return e;
+  }
+
+  function toast(msg, kind) {
+    const el = $('#toast');
+    el.textContent = msg;
+    el.className = 'toast ' + (kind || '');
+    el.hidden = false;
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(() => { el.hidden = true; }, 4000);
+  }
+
+  function readCookie(name) {
+    const m = document.cookie.split(';').map((s) => s.trim()).find((s) => s.startsWith(name + '='));
+    return m ? m.slice(name.length + 1) : '';
+  }
+
+  // ---------- API ----------
+  async function api(method, path, body, opts) {
+    opts = opts || {};
+    const headers = {};
+    if (method !== 'GET') headers['x-csrf-token'] = (state.me && state.me.csrf) || readCookie('siyu_csrf');
+    let payload;
+    if (body !== undefined) {
+      if (typeof body === 'string') { payload = body; headers['content-type'] = opts.type || 'text/plain'; }
+      else { payload = JSON.stringify(body); headers['content-type'] = 'application/json'; }
+    }
+    let resp;
+    try {
+      resp = await fetch(path, { method, headers, body: payload, credentials: 'same-origin' });
+    } catch (e) {
+      return { ok: false, status: 0, data: { code: 'network', message: t('err.network') } };
+    }
+    let data = null;
+    const ctype = resp.headers.get('content-type') || '';
+    if (ctype.includes('json')) data = await resp.json().catch(() => null);
+    else data = await resp.text();
+    const result = { ok: resp.ok, status: resp.status, data };
+    if (resp.status === 401 && !opts.quiet401) showLogin();
+    if (resp.status === 403 && !opts.quiet) toast(t('err.forbidden') + ': ' + ((data && data.message) || ''), 'error');
+    return result;
+  }
+
+  const enc = encodeURIComponent;
+  const yuan = (cents) => (typeof cents === 'number' ? (cents / 100).toLocaleString(I18N.lang(), { minimumFractionDigits: 2, maximumFractionDigits: 2 }) : '—');
+  const date = (s) => (s ? s.replace('T', ' ').replace(/:\d\dZ$/, '').replace('Z', '') : t('persons.none_value'));
+
+  function canWrite() { return state.me && state.me.role !== 'analyst'; }
+  function isAdmin() { return state.me && state.me.role === 'admin'; }
+
+  // Disables controls the role may not use (the server refuses them anyway).
+  function applyRole(root) {
+    root.querySelectorAll('[data-write]').forEach((el) => {
+      if (!canWrite()) { el.disabled = true; el.title = t('role.readonly'); }
+    });
+    root.querySelectorAll('[data-admin]').forEach((el) => {
+      if (!isAdmin()) { el.disabled = true; el.title = t('set.admin_only'); }
+    });
+  }
+
+  // ---------- login ----------
+  function showLogin() {
+    state.me = null;
+    $('#app-view').hidden = true;
+    $('#login-view').hidden = false;
+    I18N.applyStatic();
+    $('#login-name').focus();
+  }
+
+  async function showApp() {
+    $('#login-view').hidden = true;
+    $('#app-view').hidden = false;
+    $('#who-login').textContent = state.me.login;
+    $('#who-role').textContent = t('role.' + state.me.role);
+    $('#who-role').className = 'badge role-' + state.me.role;
+    $('#readonly-banner').hidden = canWrite();
+    document.body.dataset.role = state.me.role;
+    I18N.applyStatic();
+    if (!location.hash || location.hash === '#/' || location.hash === '#') location.hash = '#/dashboard';
+    else render();
+  }
+
+  $('#login-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    $('#login-error').textContent = '';
+    const r = await api('POST', '/console/api/login', { login: $('#login-name').value, password: $('#login-password').value }, { quiet401: true });
+    if (r.ok) {
+      state.me = r.data;
+      $('#login-password').value = '';
+      showApp();
+    } else {
+      $('#login-error').textContent = r.status === 401 ? t('login.failed') : (r.data && r.data.message) || t('err.network');
+    }
+  });
+
+  $('#logout').addEventListener('click', async () => {
+    await api('POST', '/console/api/logout', undefined, { quiet401: true });
+    showLogin();
+  });
+
+  document.querySelectorAll('[data-lang-toggle]').forEach((b) => b.addEventListener('click', () => {
+    I18N.setLang(I18N.lang() === 'en' ? 'zh-CN' : 'en');
+    if (state.me) { $('#who-role').textContent = t('role.' + state.me.role); render(); }
+  }));
+
+  // ---------- routing ----------
+  window.addEventListener('hashchange', render);
+
+  function render() {
+    if (!state.me) return;
+    const hash = location.hash.replace(/^#\/?/, '');
+    const [page, ...rest] = hash.split('/');
+    const arg = rest.length ? decodeURIComponent(rest.join('/')) : null;
+    document.querySelectorAll('#nav a').forEach((a) => a.classList.toggle('active', a.dataset.page === page));
+    const main = $('#page');
+    main.replaceChildren(h('p', { class: 'muted' }, t('common.loading')));
+    const pages = { dashboard, persons, segments, settings };
+    (pages[page] || dashboard)(main, arg).then(() => { applyRole(main); I18N.applyStatic(main); });
+  }
+
+  function card(title, ...body) {
+    return h('section', { class: 'card' }, h('h2', {}, title), ...body);
+  }
+
+  // ---------- dashboard ----------
+  async function dashboard(main) {
+    const [health, funnel, roi, cohorts, rfm, rep] = await Promise.all([
+      api('GET', '/healthz'),
+      api('GET', '/v1/analytics/funnel'),
+      api('GET', '/v1/analytics/roi'),
+      api('GET', '/v1/analytics/cohorts?weeks=12'),
+      api('GET', '/v1/analytics/rfm'),
+      api('GET', '/v1/analytics/repurchase'),
+    ]);
+    const kpi = (label, value, sub) => h('div', { class: 'kpi' }, h('div', { class: 'kpi-label' }, label), h('div', { class: 'kpi-value' }, value), sub ? h('div', { class: 'kpi-sub' }, sub) : null);
+    const hd = health.data || {};
+    const rd = rep.data || {};
+    const kpis = h('div', { class: 'kpis', id: 'kpis' },
+      kpi(t('dash.persons'), C.fmt(hd.persons)),
+      kpi(t('dash.identities'), C.fmt(hd.identities)),
+      kpi(t('dash.events'), C.fmt(hd.events)),
+      kpi(t('dash.repurchase'), typeof rd.rate === 'number' ? (rd.rate * 100).toFixed(1) + '%' : '—',
+        rd.median_interval_days != null ? t('dash.median_interval', { d: rd.median_interval_days.toFixed(1) }) : null));
+
+    const empty = () => h('p', { class: 'muted' }, t('dash.empty'));
+    const frows = (funnel.data && funnel.data.rows) || [];
+    const funnelChart = frows.length ? C.groupedBars(
+      frows.map((r) => ({ label: r.channel, values: [r.entered, r.friended, r.converted], note: r.entered ? (100 * r.converted / r.entered).toFixed(1) + '%' : '' })),
+      [t('dash.entered'), t('dash.friended'), t('dash.converted')], { title: t('dash.funnel') }) : empty();
+
+    const rrows = (roi.data && roi.data.rows) || [];
+    const roiChart = rrows.length ? C.groupedBars(
+      rrows.map((r) => ({ label: r.channel, values: [r.spend / 100, r.revenue / 100], note: r.spend ? 'ROI ' + (r.revenue / r.spend).toFixed(2) : '' })),
+      [t('dash.spend'), t('dash.revenue')], { title: t('dash.roi') }) : empty();
+
+    const cd = cohorts.data || {};
+    const crows = (cd.rows || []).filter((r) => r.size > 0);
+    let cohortChart = empty();
+    if (crows.length) {
+      const t0 = Date.parse(cd.t0);
+      const weeks = Math.max(...crows.map((r) => r.active.length));
+      const labels = crows.map((r) => new Date(t0 + r.cohort * 7 * 86400e3).toISOString().slice(5, 10) + ' (' + r.size + ')');
+      const cells = crows.map((r) => r.active.map((a) => ({ frac: a / r.size, label: (100 * a / r.size).toFixed(0) + '%', title: `${a} / ${r.size}` })));
+      cohortChart = C.heatmap(cells, labels, Array.from({ length: weeks }, (_, i) => t('dash.week', { n: i })), { left: 110, cellW: 44, title: t('dash.cohorts') });
+    }
+
+    const rfmCells = (rfm.data && rfm.data.cells) || [];
+    const rfmBox = h('div', { id: 'rfm-chart' });
+    const mSelect = h('select', { id: 'rfm-m', 'aria-label': 'M' }, h('option', { value: '0' }, t('dash.all_m')), [1, 2, 3, 4, 5].map((m) => h('option', { value: String(m) }, 'M=' + m)));
+    const drawRfm = () => {
+      const m = Number(mSelect.value);
+      const grid = [5, 4, 3, 2, 1].map((r) => [1, 2, 3, 4, 5].map((f) => rfmCells.filter((c) => c.r === r && c.f === f && (!m || c.m === m)).reduce((s, c) => s + c.persons, 0)));
+      const max = Math.max(1, ...grid.flat());
+      rfmBox.replaceChildren(C.heatmap(grid.map((row, i) => row.map((v, j) => ({ frac: v / max, label: C.fmt(v), title: `R=${5 - i} F=${j + 1}: ${v}` }))),
+        ['R=5', 'R=4', 'R=3', 'R=2', 'R=1'], ['F=1', 'F=2', 'F=3', 'F=4', 'F=5'], { left: 50, cellW: 64, cellH: 30, xTitle: t('dash.frequency'), title: t('dash.rfm') }));
+    };
+    mSelect.addEventListener('change', drawRfm);
+    drawRfm();
+
+    main.replaceChildren(h('h1', {}, t('nav.dashboard')), kpis,
+      h('div', { class: 'grid2' },
+        card(t('dash.funnel'), h('div', { id: 'funnel-chart' }, funnelChart)),
+        card(t('dash.roi'), h('div', { id: 'roi-chart' }, roiChart)),
+        card(t('dash.cohorts'), h('div', { id: 'cohort-chart', class: 'scroll' }, cohortChart)),
+        card(t('dash.rfm'), mSelect, rfmBox)));
+  }
+
+  // ---------- persons ----------
+  const EVENT_TYPES = {
+    touch: ['触达', 'touch'], comment: ['评论', 'comment'], identify: ['识别关联', 'identify'], alias: ['别名', 'alias'],
+    add_friend: ['加好友', 'add friend'], join_group: ['入群', 'join group'], leave_group: ['退群', 'leave group'],
+    referral_signup: ['邀请注册', 'referral signup'], message_sent: ['发送消息', 'message sent'], message_read: ['阅读消息', 'message read'],
+    purchase: ['购买', 'purchase'], refund: ['退款', 'refund'], opt_out: ['退订', 'opt out'], opt_in: ['恢复订阅', 'opt in'], page: ['浏览', 'page'], track: ['自定义', 'track'],
+  };
+  const typeLabel = (ty) => (EVENT_TYPES[ty] ? EVENT_TYPES[ty][I18N.lang() === 'en' ? 1 : 0] : ty);
+
+  async function persons(main, id) {
+    const q = new URLSearchParams(location.hash.split('?')[1] || '').get('q') || '';
+    const input = h('input', { id: 'person-q', type: 'search', value: id ? '' : q, placeholder: t('persons.search'), autocomplete: 'off' });
+    const results = h('div', { id: 'person-results' });
+    const search = async () => {
+      const v = input.value.trim();
+      if (v.length < 2) { results.replaceChildren(h('p', { class: 'muted' }, t('persons.need2'))); return; }
+      const r = await api('GET', '/v1/persons?limit=50&q=' + enc(v));
+      const list = (r.data && r.data.persons) || [];
+      results.replaceChildren(list.length ? h('ul', { class: 'results' }, list.map((p) =>
+        h('li', {}, h('a', { href: '#/persons/' + enc(p.canonical_id), class: 'person-link' }, p.canonical_id), ' ',
+          p.identities.filter((x) => x !== p.canonical_id).map((x) => h('span', { class: 'chip' }, x))))) : h('p', { class: 'muted' }, t('persons.none')));
+    };
+    const form = h('form', { class: 'search', onsubmit: (e) => { e.preventDefault(); search(); } }, input, h('button', { type: 'submit', class: 'primary' }, t('persons.search_button')));
+    main.replaceChildren(h('h1', {}, t('nav.persons')), form, results);
+    if (id) main.appendChild(await profile(id));
+    else if (q) await search();
+  }
+
+  async function profile(id) {
+    const [pr, tl, mg] = await Promise.all([
+      api('GET', '/v1/persons/' + enc(id)),
+      api('GET', '/v1/persons/' + enc(id) + '/timeline?limit=50'),
+      api('GET', '/v1/persons/' + enc(id) + '/merges'),
+    ]);
+    if (!pr.ok) return h('p', { class: 'error' }, (pr.data && pr.data.message) || String(pr.status));
+    const p = pr.data;
+    const none = t('persons.none_value');
+    const row = (k, v) => h('tr', {}, h('th', {}, k), h('td', {}, v));
+    const chips = (xs, cls) => (xs && xs.length ? xs.map((x) => h('span', { class: 'chip ' + (cls || '') }, x)) : none);
+    const traits = Object.entries(p.traits || {}).map(([k, v]) => h('span', { class: 'chip' }, `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`));
+    const consent = p.opted_out ? h('span', { class: 'badge bad', id: 'consent' }, t('persons.opted_out')) : h('span', { class: 'badge good', id: 'consent' }, t('persons.reachable'));
+
+    const tbody = h('tbody', { id: 'timeline-rows' });
+    let next = null;
+    const addEvents = (data) => {
+      for (const item of (data && data.events) || []) {
+        const e = item.event;
+        const extra = Object.entries(e).filter(([k]) => !['ts', 'identity', 'type', 'channel', 'amount', 'id'].includes(k))
+          .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
+        tbody.appendChild(h('tr', { class: 'ev ev-' + e.type }, h('td', { class: 'nowrap' }, date(e.ts)), h('td', {}, h('span', { class: 'chip type-' + e.type }, typeLabel(e.type))),
+          h('td', {}, e.identity), h('td', {}, e.channel || ''), h('td', { class: 'num' }, e.amount != null ? yuan(e.amount) : ''), h('td', { class: 'muted small' }, extra)));
+      }
+      next = data && data.next_before;
+      more.hidden = !next;
+    };
+    const more = h('button', { type: 'button', onclick: async () => { addEvents((await api('GET', '/v1/persons/' + enc(id) + '/timeline?limit=50&before=' + next)).data); } }, t('persons.more'));
+    addEvents(tl.data);
+
+    const eraseBtn = h('button', { type: 'button', class: 'danger', id: 'erase', 'data-write': true, onclick: async () => {
+      const typed = window.prompt(t('persons.erase_confirm', { id: p.canonical_id }));
+      if (typed !== p.canonical_id) return;
+      const r = await api('DELETE', '/v1/persons/' + enc(p.canonical_id));
+      if (r.ok) { toast(t('persons.erased', { id: p.canonical_id, n: r.data.events_removed }), 'good'); location.hash = '#/persons'; }
+    } }, t('persons.erase'));
+
+    const merges = ((mg.data && mg.data.merges) || []).map((m) => h('li', {}, `${date(m.at)} · ${m.identity} ↔ ${m.linked} → ${m.into}`));
+    const rfm = p.rfm ? `R${p.rfm.r} F${p.rfm.f} M${p.rfm.m}` : none;
+
+    return h('div', { class: 'profile', id: 'profile' },
+      h('h2', { id: 'profile-id' }, p.canonical_id),
+      h('div', { class: 'grid2' },
+        card(t('persons.identities'), h('div', { id: 'identities' }, chips(p.identities, 'id'))),
+        card(t('persons.profile'), h('table', { class: 'kv' }, h('tbody', {},
+          row(t('persons.first_seen'), date(p.first_seen)),
+          row(t('persons.first_channel'), p.first_channel || none),
+          row(t('persons.purchases'), h('span', { id: 'purchases' }, String(p.purchases))),
+          row(t('persons.net_spend'), h('span', { id: 'net-spend' }, '¥' + yuan(p.net_spend))),
+          row(t('persons.refunded'), '¥' + yuan(p.refunded)),
+          row(t('persons.last_purchase'), date(p.last_purchase_at)),
+          row(t('persons.rfm'), rfm),
+          row(t('persons.consent'), consent),
+          row(t('persons.tags'), h('span', { id: 'tags' }, chips(p.tags))),
+          row(t('persons.groups'), chips(p.groups)),
+          row(t('persons.traits'), traits.length ? traits : none),
+          row(t('persons.segments'), h('span', { id: 'person-segments' }, (p.segments || []).length ? p.segments.map((s) => h('a', { class: 'chip seg', href: '#/segments/' + enc(s) }, s)) : none)))),
+          h('div', { class: 'actions' },
+            h('a', { href: '/v1/persons/' + enc(p.canonical_id) + '/export', class: 'button', id: 'export', download: '' }, t('persons.export')), eraseBtn))),
+      card(t('persons.timeline'), h('table', { class: 'timeline' }, tbody), more),
+      merges.length ? card(t('persons.merges'), h('ul', { class: 'merges' }, merges)) : null);
+  }
+
+  // ---------- segments ----------
+  async function segments(main, name) {
+    const list = await api('GET', '/v1/segments');
+    const segs = (list.data && list.data.segments) || [];
+    const current = segs.find((s) => s.name === name);
+    const nav = h('ul', { class: 'seglist', id: 'segment-list' },
+      h('li', {}, h('a', { href: '#/segments', class: !name ? 'active' : '' }, '+ ' + t('seg.new'))),
+      segs.map((s) => h('li', {}, h('a', { href: '#/segments/' + enc(s.name), class: s.name === name ? 'active' : '' }, s.name, ' ', h('span', { class: 'count' }, C.fmt(s.count))))));
+
+    const nameIn = h('input', { id: 'segment-name', value: current ? current.name : '', placeholder: 'vip_buyers', pattern: '[a-z0-9_\\-]+', required: true, readonly: current ? true : null });
+    const src = h('textarea', { id: 'segment-source', rows: 4, spellcheck: 'false', placeholder: t('seg.help') }, current ? current.segment : '');
+    const status = h('div', { id: 'segment-status', class: 'status', 'aria-live': 'polite' });
+    const sample = h('div', { id: 'segment-sample' });
+    let seq = 0;
+    const preview = async () => {
+      const mine = ++seq;
+      const text = src.value;
+      if (!text.trim()) { status.replaceChildren(); sample.replaceChildren(); return; }
+      const r = await api('POST', '/v1/segments/preview', { segment: text });
+      if (mine !== seq) return;
+      if (r.ok) {
+        src.classList.remove('invalid');
+        status.replaceChildren(h('span', { class: 'count-big', id: 'segment-count' }, t('seg.count', { n: r.data.count.toLocaleString() })));
+        sample.replaceChildren(...r.data.sample.map((id) => h('a', { class: 'chip', href: '#/persons/' + enc(id) }, id)));
+      } else {
+        src.classList.add('invalid');
+        const msg = (r.data && r.data.message) || String(r.status);
+        const m = /line (\d+), column (\d+)/.exec(msg);
+        let caret = null;
+        if (m) {
+          const line = text.split('\n')[Number(m[1]) - 1] || '';
+          caret = h('pre', { class: 'caret' }, line + '\n' + ' '.repeat(Math.max(0, Number(m[2]) - 1)) + '^');
+        }
+        status.replaceChildren(h('div', { class: 'error', id: 'segment-error' }, msg), caret);
+        sample.replaceChildren();
+      }
+    };
+    let timer;
+    src.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(preview, 250); });
+    const save = h('button', { type: 'submit', class: 'primary', id: 'segment-save', 'data-write': true }, t('seg.save'));
+    const form = h('form', { class: 'editor', onsubmit: async (e) => {
+      e.preventDefault();
+      const n = nameIn.value.trim();
+      const r = await api('PUT', '/v1/segments/' + enc(n), { segment: src.value });
+      if (r.ok) {
+        toast(t('seg.saved', { name: n, v: r.data.version, n: r.data.count }), 'good');
+        if (name === n) render(); else location.hash = '#/segments/' + enc(n);
+      } else if (r.status !== 403) {
+        status.replaceChildren(h('div', { class: 'error', id: 'segment-error' }, (r.data && r.data.message) || String(r.status)));
+      }
+    } },
+      h('label', {}, t('seg.name'), nameIn),
+      h('label', {}, t('seg.source'), src),
+      h('p', { class: 'muted small' }, t('seg.help')),
+      status, sample, h('div', { class: 'actions' }, save));
+
+    const right = [card(current ? `${current.name} · ${t('seg.version', { v: current.version })}` : t('seg.new'), form)];
+    if (current) {
+      const [mem] = await Promise.all([api('GET', '/v1/segments/' + enc(current.name) + '/members?limit=100')]);
+      const members = (mem.data && mem.data.members) || [];
+      right.push(card(t('seg.members') + ` (${C.fmt(current.count)})`, h('div', { id: 'segment-members' }, members.map((m) => h('a', { class: 'chip', href: '#/persons/' + enc(m) }, m)))));
+      const who = h('input', { id: 'explain-person', placeholder: t('seg.why_placeholder'), value: members[0] || '' });
+      const out = h('div', { id: 'explain-result' });
+      const renderExp = (x) => h('li', { class: x.holds ? 'holds' : 'fails' }, h('span', { class: 'mark' }, x.holds ? '✓' : '✗'), ' ', h('code', {}, x.clause),
+        x.actual != null ? h('span', { class: 'muted' }, ' = ' + x.actual) : null, x.parts && x.parts.length ? h('ul', {}, x.parts.map(renderExp)) : null);
+      const explain = async (e) => {
+        if (e) e.preventDefault();
+        const r = await api('GET', '/v1/segments/' + enc(current.name) + '/explain?person=' + enc(who.value.trim()));
+        if (!r.ok) { out.replaceChildren(h('p', { class: 'error' }, (r.data && r.data.message) || String(r.status))); return; }
+        out.replaceChildren(h('p', { class: r.data.member ? 'good' : 'bad' }, t(r.data.member ? 'seg.member_yes' : 'seg.member_no', { id: r.data.canonical_id })),
+          r.data.explanation ? h('ul', { class: 'explain' }, renderExp(r.data.explanation)) : null);
+      };
+      right.push(card(t('seg.why'), h('form', { class: 'search', onsubmit: explain }, who, h('button', { type: 'submit' }, t('seg.explain'))), out));
+    }
+    main.replaceChildren(h('h1', {}, t('nav.segments')), h('div', { class: 'split' }, card(t('seg.list'), nav), h('div', {}, right)));
+    if (current) preview();
+  }
+
+  // ---------- settings ----------
+  async function settings(main) {
+    const [keys, ops] = await Promise.all([api('GET', '/console/api/keys'), api('GET', '/console/api/operators')]);
+    const when = (s) => (s ? new Date(s * 1000).toISOString().slice(0, 16).replace('T', ' ') : '');
+
+    const keyOut = h('div', { id: 'key-created' });
+    const keyName = h('input', { id: 'key-name', placeholder: t('set.key_name'), required: true, 'data-admin': true });
+    const keyForm = h('form', { class: 'search', onsubmit: async (e) => {
+      e.preventDefault();
+      const r = await api('POST', '/v1/admin/keys', { name: keyName.value.trim() });
+      if (r.ok) { keyOut.replaceChildren(h('p', {}, t('set.key_created')), h('code', { class: 'secret', id: 'new-key' }, r.data.key)); keyName.value = ''; }
+      else if (r.status !== 403) toast((r.data && r.data.message) || String(r.status), 'error');
+    } }, keyName, h('button', { type: 'submit', class: 'primary', 'data-admin': true, id: 'key-create' }, t('set.key_create')));
+    const keyRows = ((keys.data && keys.data.keys) || []).map((k) => h('tr', {}, h('td', {}, k.name), h('td', {}, h('code', {}, k.id + '…')), h('td', {}, when(k.created_at))));
+
+    const opRows = ((ops.data && ops.data.operators) || []).map((o) => h('tr', {}, h('td', {}, o.login), h('td', {}, t('role.' + o.role)), h('td', {}, when(o.created_at)),
+      h('td', {}, o.login === state.me.login ? '' : h('button', { type: 'button', class: 'link danger', 'data-admin': true, onclick: async () => {
+        if (!window.confirm(`${t('set.op_delete')} ${o.login}?`)) return;
+        const r = await api('DELETE', '/console/api/operators/' + enc(o.login));
+        if (r.ok) render();
+      } }, t('set.op_delete')))));
+    const opLogin = h('input', { id: 'op-login', placeholder: t('set.op_login'), required: true, 'data-admin': true });
+    const opPass = h('input', { id: 'op-password', type: 'password', placeholder: t('set.op_password'), autocomplete: 'new-password', 'data-admin': true });
+    const opRole = h('select', { id: 'op-role', 'data-admin': true }, ['operator', 'analyst', 'admin'].map((r) => h('option', { value: r }, t('role.' + r))));
+    const opForm = h('form', { class: 'search', onsubmit: async (e) => {
+      e.preventDefault();
+      const body = { role: opRole.value };
+      if (opPass.value) body.password = opPass.value;
+      const r = await api('PUT', '/console/api/operators/' + enc(opLogin.value.trim()), body);
+      if (r.ok) { toast(t('set.op_saved', { login: r.data.login }), 'good'); render(); }
+      else if (r.status !== 403) toast((r.data && r.data.message) || String(r.status), 'error');
+    } }, opLogin, opPass, opRole, h('button', { type: 'submit', class: 'primary', 'data-admin': true }, t('set.op_save')));
+
+    const csv = h('textarea', { id: 'spend-csv', rows: 5, spellcheck: 'false', placeholder: 'day,channel,spend\n2025-01-01,douyin,1800000', 'data-write': true });
+    const file = h('input', { type: 'file', accept: '.csv,text/csv', id: 'spend-file', 'data-write': true, onchange: async () => { if (file.files[0]) csv.value = await file.files[0].text(); } });
+    const spendOut = h('div', { id: 'spend-result' });
+    const spendForm = h('form', { class: 'editor', onsubmit: async (e) => {
+      e.preventDefault();
+      const r = await api('PUT', '/v1/spend', csv.value, { type: 'text/csv' });
+      if (r.ok) spendOut.replaceChildren(h('p', { class: 'good' }, t('set.spend_done', { n: r.data.rows })));
+      else if (r.status !== 403) spendOut.replaceChildren(h('p', { class: 'error' }, (r.data && r.data.message) || String(r.status)));
+    } }, h('p', { class: 'muted small' }, t('set.spend_help')), file, csv, spendOut,
+      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'spend-upload', 'data-write': true }, t('set.spend_upload'))));
+
+    main.replaceChildren(h('h1', {}, t('nav.settings')),
+      h('div', { class: 'grid2' },
+        card(t('set.keys'), h('table', { class: 'list', id: 'key-list' }, h('tbody', {}, keyRows)), keyForm, keyOut),
+        card(t('set.operators'), h('table', { class: 'list', id: 'operator-list' }, h('tbody', {}, opRows)), opForm),
+        card(t('set.spend'), spendForm)));
+  }
+
+  // ---------- start ----------
+  async function start() {
+    I18N.applyStatic();
+    const r = await api('GET', '/console/api/me', undefined, { quiet401: true });
+    if (r.ok) { state.me = r.data; showApp(); } else showLogin();
+  }
+  start();
+})();

@@ -1,0 +1,83 @@
+// Small SVG charts for the console: grouped horizontal bars and heatmaps.
+// Every function returns an <svg> element; no external library.
+'use strict';
+(function () {
+  const NS = 'http://www.w3.org/2000/svg';
+  const PALETTE = ['#0f766e', '#14b8a6', '#f59e0b', '#6366f1', '#ef4444'];
+
+  function el(name, attrs, text) {
+    const e = document.createElementNS(NS, name);
+    for (const k in attrs || {}) e.setAttribute(k, attrs[k]);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  function fmt(n) {
+    if (typeof n !== 'number' || !isFinite(n)) return '—';
+    if (Math.abs(n) >= 1e8) return (n / 1e8).toFixed(1) + '亿';
+    if (Math.abs(n) >= 1e4) return (n / 1e4).toFixed(1) + '万';
+    return Number.isInteger(n) ? String(n) : n.toFixed(1);
+  }
+
+  // rows: [{label, values: [..]}], series: [names]; one bar per series.
+  function groupedBars(rows, series, opts) {
+    opts = opts || {};
+    const labelW = 110, width = opts.width || 640, barH = 14, gap = 10;
+    const plotW = width - labelW - 70;
+    const groupH = series.length * barH + gap;
+    const height = 28 + rows.length * groupH;
+    const max = Math.max(1, ...rows.flatMap((r) => r.values));
+    const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, class: 'chart', role: 'img', 'aria-label': opts.title || '' });
+    series.forEach((s, i) => {
+      const x = labelW + i * 110;
+      svg.appendChild(el('rect', { x, y: 4, width: 10, height: 10, fill: PALETTE[i % PALETTE.length] }));
+      svg.appendChild(el('text', { x: x + 14, y: 13, class: 'legend' }, s));
+    });
+    rows.forEach((r, ri) => {
+      const y0 = 24 + ri * groupH;
+      svg.appendChild(el('text', { x: labelW - 6, y: y0 + (series.length * barH) / 2 + 4, 'text-anchor': 'end', class: 'axis' }, r.label));
+      r.values.forEach((v, si) => {
+        const w = Math.max(1, (v / max) * plotW);
+        const y = y0 + si * barH;
+        const bar = el('rect', { x: labelW, y, width: w, height: barH - 2, fill: PALETTE[si % PALETTE.length], rx: 2 });
+        bar.appendChild(el('title', {}, `${r.label} · ${series[si]}: ${fmt(v)}`));
+        svg.appendChild(bar);
+        svg.appendChild(el('text', { x: labelW + w + 4, y: y + barH - 4, class: 'value' }, (opts.format || fmt)(v)));
+      });
+      if (r.note) svg.appendChild(el('text', { x: width - 4, y: y0 + barH, 'text-anchor': 'end', class: 'note' }, r.note));
+    });
+    return svg;
+  }
+
+  function shade(frac) {
+    // white → teal
+    const f = Math.max(0, Math.min(1, frac));
+    const c = (a, b) => Math.round(a + (b - a) * f);
+    return `rgb(${c(240, 15)},${c(253, 118)},${c(250, 110)})`;
+  }
+
+  // cells[r][c] = {value, label, frac}; rowLabels, colLabels.
+  function heatmap(cells, rowLabels, colLabels, opts) {
+    opts = opts || {};
+    const cw = opts.cellW || 46, ch = opts.cellH || 24;
+    const left = opts.left || 120, top = 22;
+    const width = left + colLabels.length * cw + 4;
+    const height = top + rowLabels.length * ch + (opts.xTitle ? 18 : 4);
+    const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, class: 'chart heat', role: 'img', 'aria-label': opts.title || '' });
+    colLabels.forEach((l, c) => svg.appendChild(el('text', { x: left + c * cw + cw / 2, y: 14, 'text-anchor': 'middle', class: 'axis' }, l)));
+    rowLabels.forEach((l, r) => {
+      svg.appendChild(el('text', { x: left - 6, y: top + r * ch + ch / 2 + 4, 'text-anchor': 'end', class: 'axis' }, l));
+      (cells[r] || []).forEach((cell, c) => {
+        if (!cell) return;
+        const rect = el('rect', { x: left + c * cw + 1, y: top + r * ch + 1, width: cw - 2, height: ch - 2, fill: shade(cell.frac), rx: 2 });
+        rect.appendChild(el('title', {}, cell.title || cell.label));
+        svg.appendChild(rect);
+        svg.appendChild(el('text', { x: left + c * cw + cw / 2, y: top + r * ch + ch / 2 + 4, 'text-anchor': 'middle', class: cell.frac > 0.55 ? 'cell dark' : 'cell' }, cell.label));
+      });
+    });
+    if (opts.xTitle) svg.appendChild(el('text', { x: left + (colLabels.length * cw) / 2, y: height - 3, 'text-anchor': 'middle', class: 'axis' }, opts.xTitle));
+    return svg;
+  }
+
+  window.Charts = { groupedBars, heatmap, fmt };
+})();

@@ -1,0 +1,273 @@
+//! `/console/api/*`: login, logout, the current session, operators and the
+//! list of write keys. Everything that touches the store or argon2 runs in
+//! `spawn_blocking`.
+
+use crate::accounts::{self, AccountError, Role};
+use crate::{
+    cookie, error, is_admin_session, session_of, Host, CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL,
+};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn internal(detail: impl std::fmt::Display) -> Response {
+    tracing::error!(%detail, "console internal error");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error",
+    )
+}
+
+fn account_error(e: AccountError) -> Response {
+    match e {
+        AccountError::Invalid(m) => error(StatusCode::BAD_REQUEST, "bad_request", &m),
+        other => internal(other),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
+    tokio::task::spawn_blocking(f).await.map_err(internal)
+}
+
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "log in first (POST /console/api/login)",
+    )
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// An admin session, or the admin token as a bearer credential (how the
+/// first operator is created on a fresh install).
+fn is_admin<S: Host>(host: &S, headers: &HeaderMap) -> bool {
+    if is_admin_session(host.console(), headers) {
+        return true;
+    }
+    match (bearer(headers), host.admin_token()) {
+        (Some(given), Some(token)) => crate::constant_time_eq(given.as_bytes(), token.as_bytes()),
+        _ => false,
+    }
+}
+
+fn forbidden_not_admin() -> Response {
+    error(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "this needs an admin session or the admin token",
+    )
+}
+
+/// Reads need a session (any role) or the admin token.
+fn may_read<S: Host>(host: &S, headers: &HeaderMap) -> bool {
+    session_of(host.console(), headers).is_some() || is_admin(host, headers)
+}
+
+#[derive(Deserialize)]
+pub struct LoginBody {
+    login: String,
+    password: String,
+}
+
+pub async fn login<S: Host>(State(host): State<S>, Json(body): Json<LoginBody>) -> Response {
+    let h = host.clone();
+    let login = body.login.trim().to_lowercase();
+    let who = login.clone();
+    let result =
+        blocking(move || h.with_store(|s| accounts::authenticate(s, &who, &body.password))).await;
+    let role = match result {
+        Ok(Ok(Some(role))) => role,
+        Ok(Ok(None)) => {
+            tracing::info!(login = %login, "console login failed");
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "wrong login or password",
+            );
+        }
+        Ok(Err(e)) => return account_error(e),
+        Err(r) => return r,
+    };
+    let (id, csrf) = match host.console().open_session(&login, role) {
+        Ok(x) => x,
+        Err(e) => return internal(e),
+    };
+    let ttl = SESSION_TTL.as_secs();
+    let session_cookie =
+        format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={ttl}");
+    let csrf_cookie = format!("{CSRF_COOKIE}={csrf}; Path=/; SameSite=Strict; Max-Age={ttl}");
+    let mut resp =
+        Json(json!({"login": login, "role": role.as_str(), "csrf": csrf})).into_response();
+    for c in [session_cookie, csrf_cookie] {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+pub async fn logout<S: Host>(State(host): State<S>, headers: HeaderMap) -> Response {
+    if let Some(id) = cookie(&headers, SESSION_COOKIE) {
+        host.console().close_session(id);
+    }
+    let mut resp = Json(json!({"logged_out": true})).into_response();
+    for name in [SESSION_COOKIE, CSRF_COOKIE] {
+        let c = format!("{name}=; Path=/; SameSite=Strict; Max-Age=0");
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+pub async fn me<S: Host>(State(host): State<S>, headers: HeaderMap) -> Response {
+    match session_of(host.console(), &headers) {
+        Some(s) => {
+            Json(json!({"login": s.login, "role": s.role.as_str(), "csrf": s.csrf})).into_response()
+        }
+        None => unauthorized(),
+    }
+}
+
+pub async fn list_operators<S: Host>(State(host): State<S>, headers: HeaderMap) -> Response {
+    if !may_read(&host, &headers) {
+        return unauthorized();
+    }
+    let h = host.clone();
+    match blocking(move || h.with_store(accounts::list_operators)).await {
+        Ok(Ok(list)) => {
+            let items: Vec<_> = list
+                .into_iter()
+                .map(|(login, role, at)| json!({"login": login, "role": role.as_str(), "created_at": at}))
+                .collect();
+            Json(json!({"operators": items})).into_response()
+        }
+        Ok(Err(e)) => account_error(e),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct OperatorBody {
+    role: String,
+    password: Option<String>,
+}
+
+pub async fn put_operator<S: Host>(
+    State(host): State<S>,
+    headers: HeaderMap,
+    Path(login): Path<String>,
+    Json(body): Json<OperatorBody>,
+) -> Response {
+    if !is_admin(&host, &headers) {
+        return forbidden_not_admin();
+    }
+    let Some(role) = Role::parse(&body.role) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "role must be admin, operator or analyst",
+        );
+    };
+    if let Err(e) = accounts::validate_login(&login) {
+        return account_error(e);
+    }
+    let h = host.clone();
+    let who = login.clone();
+    let created = body.password.is_some();
+    let result = blocking(move || {
+        h.with_store(|s| match &body.password {
+            Some(pw) => accounts::put_operator(s, &who, pw, role, now()).map(|_| true),
+            None => accounts::set_role(s, &who, role, now()),
+        })
+    })
+    .await;
+    match result {
+        Ok(Ok(true)) => {
+            host.console().close_sessions_of(&login);
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, Json(json!({"login": login, "role": role.as_str()}))).into_response()
+        }
+        Ok(Ok(false)) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no operator `{login}`; send a password to create one"),
+        ),
+        Ok(Err(e)) => account_error(e),
+        Err(r) => r,
+    }
+}
+
+pub async fn delete_operator<S: Host>(
+    State(host): State<S>,
+    headers: HeaderMap,
+    Path(login): Path<String>,
+) -> Response {
+    if !is_admin(&host, &headers) {
+        return forbidden_not_admin();
+    }
+    if session_of(host.console(), &headers).is_some_and(|s| s.login == login) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "an admin cannot delete their own login",
+        );
+    }
+    let h = host.clone();
+    let who = login.clone();
+    match blocking(move || h.with_store(|s| accounts::delete_operator(s, &who, now()))).await {
+        Ok(Ok(())) => {
+            host.console().close_sessions_of(&login);
+            Json(json!({"deleted": login})).into_response()
+        }
+        Ok(Err(e)) => account_error(e),
+        Err(r) => r,
+    }
+}
+
+/// Write keys by name and creation time (never the key or its full hash).
+pub async fn list_keys<S: Host>(State(host): State<S>, headers: HeaderMap) -> Response {
+    if !may_read(&host, &headers) {
+        return unauthorized();
+    }
+    let h = host.clone();
+    match blocking(move || h.with_store(|s| s.list_settings("write_key/"))).await {
+        Ok(Ok(list)) => {
+            let items: Vec<_> = list
+                .into_iter()
+                .map(|(k, v)| {
+                    let hash = k.trim_start_matches("write_key/");
+                    json!({"id": &hash[..hash.len().min(8)], "name": v.get("name"), "created_at": v.get("created_at")})
+                })
+                .collect();
+            Json(json!({"keys": items})).into_response()
+        }
+        Ok(Err(e)) => internal(e),
+        Err(r) => r,
+    }
+}

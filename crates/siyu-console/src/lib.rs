@@ -1,0 +1,216 @@
+//! siyu's operator console: a web UI embedded in the binary (HTML, CSS and
+//! vanilla JS, no build step, no CDN) plus what it needs on the server:
+//! operator accounts ([`accounts`]), in-memory sessions, and a guard layer
+//! that lets a session cookie stand in for a write key.
+//!
+//! The host (siyu-server) implements [`Host`] for its state, merges
+//! [`router`] into its router and wraps every route in [`guard`]. The
+//! console's JS calls the host's `/v1/...` endpoints with the session
+//! cookie; the host accepts a request whose [`session_of`] is valid where
+//! it accepts a write key. The guard is what makes that safe:
+//!
+//! - a request carrying a valid session cookie and an unsafe method needs
+//!   the `x-csrf-token` header equal to the session's token (the token is
+//!   also in the readable `siyu_csrf` cookie: double submit, bound to the
+//!   session), else 403 `forbidden`;
+//! - an analyst's unsafe request is refused (403 `forbidden`) except the
+//!   read-only POSTs in [`READ_ONLY_POSTS`];
+//! - `/v1/admin/*` and operator management need an admin session (or the
+//!   admin token, checked by the host / the handler).
+
+pub mod accounts;
+mod assets;
+mod handlers;
+
+use crate::accounts::Role;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use siyu_store::Store;
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+pub use accounts::Role as OperatorRole;
+
+/// What the console needs from the server it is embedded in.
+pub trait Host: Clone + Send + Sync + 'static {
+    fn console(&self) -> &Console;
+    /// Runs `f` on a store connection. Blocking: call from `spawn_blocking`.
+    fn with_store<T>(&self, f: impl FnOnce(&mut dyn Store) -> T) -> T;
+    /// The configured admin token (bootstraps the first operator).
+    fn admin_token(&self) -> Option<&str>;
+}
+
+pub const SESSION_COOKIE: &str = "siyu_session";
+pub const CSRF_COOKIE: &str = "siyu_csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// A session lasts this long from login.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// POSTs that only read: allowed to analysts.
+pub const READ_ONLY_POSTS: &[&str] = &[
+    "/v1/segments/preview",
+    "/console/api/login",
+    "/console/api/logout",
+];
+
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub login: String,
+    pub role: Role,
+    pub csrf: String,
+    pub expires: Instant,
+}
+
+/// The session table (in memory: a restart logs everyone out).
+#[derive(Default)]
+pub struct Console {
+    sessions: RwLock<HashMap<String, Session>>,
+}
+
+impl Console {
+    /// Opens a session; returns (session id, CSRF token).
+    pub fn open_session(&self, login: &str, role: Role) -> std::io::Result<(String, String)> {
+        let id = accounts::hex(&accounts::random_bytes::<32>()?);
+        let csrf = accounts::hex(&accounts::random_bytes::<24>()?);
+        let now = Instant::now();
+        let mut sessions = self.sessions.write().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|_, s| s.expires > now);
+        sessions.insert(
+            id.clone(),
+            Session {
+                login: login.into(),
+                role,
+                csrf: csrf.clone(),
+                expires: now + SESSION_TTL,
+            },
+        );
+        Ok((id, csrf))
+    }
+
+    pub fn session(&self, id: &str) -> Option<Session> {
+        let sessions = self.sessions.read().unwrap_or_else(|e| e.into_inner());
+        sessions
+            .get(id)
+            .filter(|s| s.expires > Instant::now())
+            .cloned()
+    }
+
+    pub fn close_session(&self, id: &str) {
+        self.sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    /// Ends every session of `login` (after a role change or deletion).
+    pub fn close_sessions_of(&self, login: &str) {
+        self.sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, s| s.login != login);
+    }
+}
+
+/// The value of cookie `name` in the request.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The live session named by the request's session cookie.
+pub fn session_of(console: &Console, headers: &HeaderMap) -> Option<Session> {
+    console.session(cookie(headers, SESSION_COOKIE)?)
+}
+
+/// Whether the request carries an admin session (the guard has already
+/// checked its CSRF token if the method is unsafe).
+pub fn is_admin_session(console: &Console, headers: &HeaderMap) -> bool {
+    session_of(console, headers).is_some_and(|s| s.role == Role::Admin)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A console error body, shaped like the API's: `{"code", "message"}`.
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(serde_json::json!({"code": code, "message": message})),
+    )
+        .into_response()
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The session/CSRF/role guard around every route (see the module docs).
+pub async fn guard<S: Host>(State(host): State<S>, req: Request, next: Next) -> Response {
+    if is_safe(req.method()) {
+        return next.run(req).await;
+    }
+    let Some(session) = session_of(host.console(), req.headers()) else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path();
+    if path == "/console/api/login" {
+        return next.run(req).await;
+    }
+    let sent = req
+        .headers()
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !constant_time_eq(sent.as_bytes(), session.csrf.as_bytes()) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "missing or wrong CSRF token: send the `x-csrf-token` header with the value of the `siyu_csrf` cookie",
+        );
+    }
+    let read_only = req.method() == Method::POST && READ_ONLY_POSTS.contains(&path);
+    if !session.role.can_write() && !read_only {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the analyst role is read-only",
+        );
+    }
+    let admin_only = path.starts_with("/v1/admin/") || path.starts_with("/console/api/operators");
+    if admin_only && session.role != Role::Admin {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only an admin manages keys and operators",
+        );
+    }
+    next.run(req).await
+}
+
+/// The console's routes: the page, its assets and `/console/api/*`.
+pub fn router<S: Host>() -> Router<S> {
+    Router::new()
+        .route("/", get(assets::index))
+        .route("/assets/{file}", get(assets::asset))
+        .route("/console/api/login", post(handlers::login::<S>))
+        .route("/console/api/logout", post(handlers::logout::<S>))
+        .route("/console/api/me", get(handlers::me::<S>))
+        .route("/console/api/operators", get(handlers::list_operators::<S>))
+        .route(
+            "/console/api/operators/{login}",
+            put(handlers::put_operator::<S>).delete(handlers::delete_operator::<S>),
+        )
+        .route("/console/api/keys", get(handlers::list_keys::<S>))
+}

@@ -1,0 +1,326 @@
+//! The console's router and guard in-process, over an in-memory SQLite
+//! store: login, sessions, CSRF, roles, operators, assets.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::routing::{get, put};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use siyu_console::accounts::{self, Role};
+use siyu_console::{Console, Host};
+use siyu_store::{SqliteStore, Store};
+use std::sync::{Arc, Mutex};
+use tower::ServiceExt;
+
+#[derive(Clone)]
+struct TestHost(Arc<(Console, Mutex<SqliteStore>)>);
+
+impl Host for TestHost {
+    fn console(&self) -> &Console {
+        &self.0 .0
+    }
+    fn with_store<T>(&self, f: impl FnOnce(&mut dyn Store) -> T) -> T {
+        f(&mut *self.0 .1.lock().unwrap())
+    }
+    fn admin_token(&self) -> Option<&str> {
+        Some("admin-token")
+    }
+}
+
+/// A host with operators `ada` (admin), `otto` (operator), `ann` (analyst)
+/// and a fake `/v1/thing` that stands for any host API route.
+fn app() -> Router {
+    let mut store = SqliteStore::open_in_memory().unwrap();
+    for (login, role) in [
+        ("ada", Role::Admin),
+        ("otto", Role::Operator),
+        ("ann", Role::Analyst),
+    ] {
+        accounts::put_operator(&mut store, login, "password1", role, 0).unwrap();
+    }
+    let host = TestHost(Arc::new((Console::default(), Mutex::new(store))));
+    Router::new()
+        .route(
+            "/v1/thing",
+            get(|| async { "read" }).put(|| async { "wrote" }),
+        )
+        .route("/v1/admin/keys", put(|| async { "key" }))
+        .merge(siyu_console::router())
+        .layer(axum::middleware::from_fn_with_state(
+            host.clone(),
+            siyu_console::guard::<TestHost>,
+        ))
+        .with_state(host)
+}
+
+struct Reply {
+    status: StatusCode,
+    cookies: Vec<String>,
+    body: Value,
+    text: String,
+}
+
+async fn send(
+    app: &Router,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> Reply {
+    let mut req = Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = match body {
+        Some(b) => req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let cookies = resp
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    Reply {
+        status,
+        cookies,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        text,
+    }
+}
+
+/// Logs in; returns (cookie header, csrf token).
+async fn login(app: &Router, who: &str) -> (String, String) {
+    let r = send(
+        app,
+        "POST",
+        "/console/api/login",
+        &[],
+        Some(json!({"login": who, "password": "password1"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let session = r
+        .cookies
+        .iter()
+        .find(|c| c.starts_with("siyu_session="))
+        .unwrap();
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Strict"),
+        "{session}"
+    );
+    let csrf = r.body["csrf"].as_str().unwrap().to_string();
+    let cookie = r
+        .cookies
+        .iter()
+        .map(|c| c.split(';').next().unwrap())
+        .collect::<Vec<_>>()
+        .join("; ");
+    (cookie, csrf)
+}
+
+#[tokio::test]
+async fn serves_the_page_and_assets_with_a_strict_csp() {
+    let app = app();
+    let r = send(&app, "GET", "/", &[], None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text.contains("/assets/app.js"));
+    for a in ["app.js", "charts.js", "i18n.js", "app.css", "favicon.svg"] {
+        let r = send(&app, "GET", &format!("/assets/{a}"), &[], None).await;
+        assert_eq!(r.status, StatusCode::OK, "{a}");
+    }
+    assert_eq!(
+        send(&app, "GET", "/assets/nope.js", &[], None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_login_are_the_same_401() {
+    let app = app();
+    for (l, p) in [
+        ("ada", "wrong-password"),
+        ("nobody", "password1"),
+        ("BAD LOGIN", "x"),
+    ] {
+        let r = send(
+            &app,
+            "POST",
+            "/console/api/login",
+            &[],
+            Some(json!({"login": l, "password": p})),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{l}");
+        assert_eq!(r.body["code"], "unauthorized");
+        assert!(r.cookies.is_empty());
+    }
+    assert_eq!(
+        send(&app, "GET", "/console/api/me", &[], None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn writes_need_the_csrf_token_and_a_writing_role() {
+    let app = app();
+    let (cookie, csrf) = login(&app, "otto").await;
+    let me = send(&app, "GET", "/console/api/me", &[("cookie", &cookie)], None).await;
+    assert_eq!(me.body["role"], "operator");
+    // Reads need no token.
+    assert_eq!(
+        send(&app, "GET", "/v1/thing", &[("cookie", &cookie)], None)
+            .await
+            .text,
+        "read"
+    );
+    // Writes without or with a wrong token are refused.
+    for token in [None, Some("0000")] {
+        let mut h = vec![("cookie", cookie.as_str())];
+        if let Some(t) = token {
+            h.push(("x-csrf-token", t));
+        }
+        let r = send(&app, "PUT", "/v1/thing", &h, None).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        assert_eq!(r.body["code"], "forbidden");
+    }
+    let r = send(
+        &app,
+        "PUT",
+        "/v1/thing",
+        &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+        None,
+    )
+    .await;
+    assert_eq!(r.text, "wrote");
+    // An operator is not an admin.
+    let r = send(
+        &app,
+        "PUT",
+        "/v1/admin/keys",
+        &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn an_analyst_reads_but_every_write_is_403() {
+    let app = app();
+    let (cookie, csrf) = login(&app, "ann").await;
+    let h = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    assert_eq!(send(&app, "GET", "/v1/thing", &h, None).await.text, "read");
+    for (m, p) in [
+        ("PUT", "/v1/thing"),
+        ("PUT", "/v1/admin/keys"),
+        ("DELETE", "/console/api/operators/otto"),
+    ] {
+        let r = send(&app, m, p, &h, None).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{m} {p}");
+        assert_eq!(r.body["code"], "forbidden");
+    }
+    // Logging out is allowed, and ends the session.
+    assert_eq!(
+        send(&app, "POST", "/console/api/logout", &h, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, "GET", "/console/api/me", &h, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn admins_manage_operators_and_a_role_change_ends_sessions() {
+    let app = app();
+    let (admin, csrf) = login(&app, "ada").await;
+    let h = [("cookie", admin.as_str()), ("x-csrf-token", csrf.as_str())];
+    let (otto, _) = login(&app, "otto").await;
+    let r = send(
+        &app,
+        "PUT",
+        "/console/api/operators/otto",
+        &h,
+        Some(json!({"role": "analyst"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        send(&app, "GET", "/console/api/me", &[("cookie", &otto)], None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = send(
+        &app,
+        "PUT",
+        "/console/api/operators/neo",
+        &h,
+        Some(json!({"role": "operator", "password": "short"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = send(
+        &app,
+        "PUT",
+        "/console/api/operators/neo",
+        &h,
+        Some(json!({"role": "operator", "password": "long-enough"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let list = send(&app, "GET", "/console/api/operators", &h, None).await;
+    let logins: Vec<&str> = list.body["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["login"].as_str().unwrap())
+        .collect();
+    assert_eq!(logins, ["ada", "ann", "neo", "otto"]);
+    assert!(
+        !list.text.contains("argon2"),
+        "hashes never leave the server"
+    );
+    let r = send(&app, "DELETE", "/console/api/operators/ada", &h, None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "no deleting oneself");
+    // The admin token bootstraps operators without a session.
+    let r = send(
+        &app,
+        "PUT",
+        "/console/api/operators/first",
+        &[("authorization", "Bearer admin-token")],
+        Some(json!({"role": "admin", "password": "long-enough"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = send(
+        &app,
+        "PUT",
+        "/console/api/operators/first",
+        &[("authorization", "Bearer nope")],
+        Some(json!({"role": "admin", "password": "long-enough"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[test]
+fn password_hashes_are_argon2id_and_salted() {
+    let a = accounts::hash_password("password1").unwrap();
+    let b = accounts::hash_password("password1").unwrap();
+    assert!(a.starts_with("$argon2id$"));
+    assert_ne!(a, b);
+    assert!(accounts::verify_password("password1", &a));
+    assert!(!accounts::verify_password("password2", &a));
+}
