@@ -324,8 +324,22 @@ impl Engine {
     pub fn apply_raw(&mut self, ev: RawEvent<'_>) -> Applied {
         self.events_applied += 1;
         let live = self.segments.is_live();
-        let (mut slot, new) = self.resolve(ev.identity, ev.identity_hash, None);
+        let hash = ev
+            .identity_hash
+            .unwrap_or_else(|| identity_hash(ev.identity));
+        // A new identity linked to a known one joins that person directly
+        // (no throwaway person, no merge).
+        let mut join = None;
+        if let (EventType::Identify, Some(r)) = (ev.event_type, ev.reference) {
+            if self.ids.lookup_hashed(ev.identity, hash).is_none() {
+                join = self.ids.lookup(r).map(|(_, slot)| slot);
+            }
+        }
         let mut touched: [Option<(u32, IdentityId)>; 2] = [None, None];
+        if let (true, Some(j)) = (live, join) {
+            touched[0] = Some((j, self.persons[j as usize].canonical));
+        }
+        let (mut slot, new) = self.resolve(ev.identity, Some(hash), join);
         if live && !new {
             touched[0] = Some((slot, self.persons[slot as usize].canonical));
         }
@@ -622,23 +636,72 @@ impl Engine {
         &self.referrals
     }
 
+    /// Heap bytes of the engine state, by component.
+    pub fn memory(&self) -> Memory {
+        let mut lists = 0;
+        let mut extra = 0;
+        for p in &self.persons {
+            lists += p.purchases.capacity() * std::mem::size_of::<crate::person::Purchase>()
+                + p.reads.capacity() * 4;
+            if let Some(e) = &p.extra {
+                extra += std::mem::size_of::<crate::person::PersonExtra>()
+                    + e.groups
+                        .iter()
+                        .chain(&e.tags)
+                        .map(|g| g.capacity() + 24)
+                        .sum::<usize>()
+                    + e.properties
+                        .iter()
+                        .map(|v| v.capacity() * 16 + 24)
+                        .sum::<usize>()
+                    + e.traits.len() * 64;
+            }
+        }
+        Memory {
+            persons: self.persons.capacity() * std::mem::size_of::<Person>(),
+            identities: self.ids.heap_bytes(),
+            event_lists: lists,
+            extra,
+            referrals: self.referrals.capacity() * std::mem::size_of::<Referral>(),
+            segments: self.segments.heap_bytes(),
+        }
+    }
+
     /// Approximate heap bytes of the engine state.
     pub fn heap_bytes(&self) -> usize {
-        let persons = self.persons.capacity() * std::mem::size_of::<Person>()
-            + self
-                .persons
-                .iter()
-                .map(|p| {
-                    p.purchases.capacity() * std::mem::size_of::<crate::person::Purchase>()
-                        + p.reads.capacity() * 4
-                        + p.extra.as_ref().map_or(0, |_| {
-                            std::mem::size_of::<crate::person::PersonExtra>() + 64
-                        })
-                })
-                .sum::<usize>();
-        self.ids.heap_bytes()
-            + persons
-            + self.referrals.capacity() * std::mem::size_of::<Referral>()
-            + self.segments.heap_bytes()
+        self.memory().total()
+    }
+
+    /// Returns spare capacity after a bulk load (vectors grow by doubling).
+    pub fn shrink_to_fit(&mut self) {
+        self.persons.shrink_to_fit();
+        for p in &mut self.persons {
+            p.purchases.shrink_to_fit();
+            p.reads.shrink_to_fit();
+        }
+        self.referrals.shrink_to_fit();
+        self.ids.shrink_to_fit();
+    }
+}
+
+/// Heap bytes by component (see [`Engine::memory`]).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Memory {
+    pub persons: usize,
+    pub identities: usize,
+    pub event_lists: usize,
+    pub extra: usize,
+    pub referrals: usize,
+    pub segments: usize,
+}
+
+impl Memory {
+    pub fn total(&self) -> usize {
+        self.persons
+            + self.identities
+            + self.event_lists
+            + self.extra
+            + self.referrals
+            + self.segments
     }
 }

@@ -217,6 +217,14 @@ impl IdentityGraph {
         Some(g)
     }
 
+    /// Returns spare capacity (the hash table keeps its own sizing).
+    pub fn shrink_to_fit(&mut self) {
+        self.bytes.shrink_to_fit();
+        self.starts.shrink_to_fit();
+        self.slot.shrink_to_fit();
+        self.next.shrink_to_fit();
+    }
+
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         self.bytes.capacity()

@@ -280,12 +280,24 @@ pub fn run(args: BenchArgs) -> Result<()> {
     for (name, d) in &t.0 {
         println!("{name:<28} {:>10.4}", d.as_secs_f64());
     }
-    let heap = engine.heap_bytes();
+    engine.shrink_to_fit();
+    let mem = engine.memory();
+    let mib = |b: usize| b as f64 / 1048576.0;
+    let persons = engine.person_count().max(1) as f64;
+    let per_person = (mem.persons + mem.identities + mem.extra + mem.segments) as f64 / persons;
+    let per_event = (mem.event_lists + mem.referrals) as f64 / stats.accepted.max(1) as f64;
     println!(
-        "engine heap: {:.1} MiB ({:.0} B/person, {:.1} B/event); peak RSS: {:.1} MiB",
-        heap as f64 / 1048576.0,
-        heap as f64 / engine.person_count().max(1) as f64,
-        heap as f64 / stats.accepted.max(1) as f64,
+        "engine heap: {:.1} MiB = persons {:.1} + identities {:.1} + purchase/read lists {:.1} + extra {:.1} + referrals {:.1} + segments {:.1}",
+        mib(mem.total()),
+        mib(mem.persons),
+        mib(mem.identities),
+        mib(mem.event_lists),
+        mib(mem.extra),
+        mib(mem.referrals),
+        mib(mem.segments)
+    );
+    println!(
+        "  = {per_person:.0} B/person + {per_event:.1} B/event; peak RSS {:.1} MiB",
         peak_rss_bytes().unwrap_or(0) as f64 / 1048576.0
     );
 

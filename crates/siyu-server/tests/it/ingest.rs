@@ -76,10 +76,22 @@ async fn happy_path(t: &TestApp) {
         .await;
     assert_eq!(tl2["events"].as_array().unwrap().len(), 1);
     assert_eq!(tl2["events"][0]["event"]["text"], "多少钱");
+    // The WeCom identity was new when it was linked: it joined the person, no merge.
     let (_, merges) = t.get("/v1/persons/douyin:9f3a01/merges").await;
+    assert_eq!(merges["merges"].as_array().unwrap().len(), 0, "{merges}");
+    // Two persons with history each, then linked: one audited merge.
+    let (s, _) = t
+        .post_events(r#"[{"ts":"2026-10-02T08:00:00Z","identity":"mp:o_9","type":"touch"},
+                        {"ts":"2026-10-02T08:01:00Z","identity":"mp:o_9","type":"identify","ref":"wecom:wm0001"}]"#)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, merges) = t.get("/v1/persons/mp:o_9/merges").await;
     assert_eq!(merges["merges"].as_array().unwrap().len(), 1, "{merges}");
     assert_eq!(merges["merges"][0]["into"], "douyin:9f3a01");
-    assert_eq!(merges["merges"][0]["event_offset"], 2);
+    assert_eq!(
+        merges["merges"][0]["from"],
+        json!(["mp:o_9", "douyin:9f3a01"])
+    );
 }
 
 #[tokio::test]
