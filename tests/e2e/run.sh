@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Browser tests of the console: builds `siyu` (unless SIYU_BIN is given),
+# installs playwright-core (npm ci, pinned by package-lock.json) and runs
+# console.test.mjs against Debian's Chromium (/usr/bin/chromium or $CHROMIUM).
+set -euo pipefail
+cd "$(dirname "$0")"
+if [ -z "${SIYU_BIN:-}" ]; then
+  (cd ../.. && cargo build -p siyu --quiet)
+  SIYU_BIN="$(cd ../.. && pwd)/target/debug/siyu"
+fi
+want="$(node -p "require('./package-lock.json').packages['node_modules/playwright-core'].version")"
+have="$(node -p "try { require('./node_modules/playwright-core/package.json').version } catch { '' }")"
+if [ "$want" != "$have" ]; then
+  npm ci --silent --no-audit --no-fund
+fi
+SIYU_BIN="$SIYU_BIN" node console.test.mjs
