@@ -164,12 +164,18 @@ async fn store_events(
                 r.index, r.field, r.message
             )
         });
+        // The error table's `invalid_event`, with the per-event list added.
+        let error = ApiError::InvalidEvent(format!(
+            "all {n} events were rejected; nothing was stored{}",
+            first.unwrap_or_default()
+        ));
+        let (status, code) = error.status_and_code();
         let body = json!({
-            "code": "invalid_event",
-            "message": format!("all {n} events were rejected; nothing was stored{}", first.unwrap_or_default()),
+            "code": code,
+            "message": error.to_string(),
             "accepted": 0, "duplicates": 0, "rejected": parsed.rejected,
         });
-        return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
+        return Ok((status, Json(body)).into_response());
     }
     let (indices, events): (Vec<usize>, Vec<_>) = parsed.events.into_iter().unzip();
     let results = state

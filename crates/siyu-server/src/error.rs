@@ -29,6 +29,23 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// One of every kind of error, for the documentation (`/openapi.json`
+    /// lists each status and code from here, so the list cannot drift).
+    pub fn catalog() -> Vec<(ApiError, &'static str)> {
+        let s = String::new;
+        vec![
+            (ApiError::BadRequest(s()), "the body or a parameter cannot be read (invalid UTF-8, malformed JSON with line and column, a bad query parameter)"),
+            (ApiError::InvalidEvent(s()), "no event of the request was valid; `rejected` names each index, field and fix"),
+            (ApiError::InvalidSegment(s()), "the segment definition does not parse or reads something undefined"),
+            (ApiError::Unauthorized, "no key, or not a known write key"),
+            (ApiError::Forbidden, "an admin endpoint without the admin token"),
+            (ApiError::NotFound(s()), "no such person, segment or endpoint"),
+            (ApiError::TooLarge(0), "the body is above the limit (default 8 MiB): split the batch"),
+            (ApiError::UnsupportedMediaType(s()), "send application/json or application/x-ndjson"),
+            (ApiError::Internal(s()), "a server fault; details are in the server log, never in the response"),
+        ]
+    }
+
     /// (status, stable code) of every error.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {

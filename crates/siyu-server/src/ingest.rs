@@ -1,20 +1,12 @@
 //! Turning request bodies into validated events: siyu's own wire format
 //! (JSON array or NDJSON) and the Segment tracking spec.
 //!
-//! Segment mapping (so analytics SDKs can send to siyu unchanged):
-//! - `userId` → identity `user:<userId>`; else `anonymousId` → `anon:<anonymousId>`;
-//! - `context.externalIds[]` `{type, id}` → identity `<type>:<id>`, linked to
-//!   the main identity by an `identify` event; `identify` with both userId
-//!   and anonymousId links `user:` and `anon:`; `alias` links
-//!   `user:<userId>` with `anon:<previousId>`;
-//! - `track` event names that are siyu types (`purchase`, `add_friend`, …) keep
-//!   their type; `Order Completed` → purchase and `Order Refunded` → refund,
-//!   with `properties.revenue` or `properties.total` (yuan) → amount in
-//!   cents; anything else → a `custom` event named by `event`, with its
-//!   properties;
-//! - `properties.channel` (if a valid channel name) → channel, else the
-//!   identity's channel; `timestamp` → ts (default: receipt time);
-//!   `messageId` → event id (idempotency); `traits` → traits.
+//! The Segment mapping (also served in `/openapi.json`):
+//!
+#![doc = include_str!("segment_mapping.md")]
+
+/// The Segment mapping, as documented above (for the OpenAPI description).
+pub const SEGMENT_MAPPING: &str = include_str!("segment_mapping.md");
 
 use serde_json::{json, Map, Value};
 use siyu_domain::{parse_json_event, Event, WireError};

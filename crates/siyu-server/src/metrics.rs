@@ -5,34 +5,46 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-const BUCKETS_SECONDS: [f64; 12] = [
+/// Latency buckets, seconds.
+pub const SECONDS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-#[derive(Default)]
+/// Batch-size buckets, events.
+pub const EVENTS: &[f64] = &[
+    1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 20000.0,
+];
+
+/// A Prometheus histogram with fixed upper bounds (cumulative buckets).
 pub struct Histogram {
+    bounds: &'static [f64],
+    /// (count per bucket, total count, sum of observed values)
     inner: Mutex<(Vec<u64>, u64, f64)>,
 }
 
 impl Histogram {
-    pub fn observe(&self, seconds: f64) {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if g.0.is_empty() {
-            g.0 = vec![0; BUCKETS_SECONDS.len()];
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            inner: Mutex::new((vec![0; bounds.len()], 0, 0.0)),
         }
-        for (i, b) in BUCKETS_SECONDS.iter().enumerate() {
-            if seconds <= *b {
+    }
+
+    pub fn observe(&self, value: f64) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, b) in self.bounds.iter().enumerate() {
+            if value <= *b {
                 g.0[i] += 1;
             }
         }
         g.1 += 1;
-        g.2 += seconds;
+        g.2 += value;
     }
 
     fn render(&self, name: &str, help: &str, out: &mut String) {
         let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (i, b) in BUCKETS_SECONDS.iter().enumerate() {
+        for (i, b) in self.bounds.iter().enumerate() {
             let _ = writeln!(
                 out,
                 "{name}_bucket{{le=\"{b}\"}} {}",
@@ -47,7 +59,6 @@ impl Histogram {
     }
 }
 
-#[derive(Default)]
 pub struct Metrics {
     pub events_accepted: AtomicU64,
     pub events_duplicate: AtomicU64,
@@ -56,10 +67,31 @@ pub struct Metrics {
     pub segment_changes: AtomicU64,
     /// Request receipt → durable and applied.
     pub ingest_latency: Histogram,
-    /// One group commit (store append + engine apply).
+    /// One group commit (store append + engine apply + merge records).
     pub commit_latency: Histogram,
+    /// The store append (one durable transaction) of a group commit.
+    pub append_latency: Histogram,
+    /// Events per group commit (all requests drained into one transaction).
+    pub commit_events: Histogram,
     /// Group commits; events_accepted / commits is the mean batch.
     pub commits: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            events_accepted: AtomicU64::new(0),
+            events_duplicate: AtomicU64::new(0),
+            events_rejected: AtomicU64::new(0),
+            ingest_requests: AtomicU64::new(0),
+            segment_changes: AtomicU64::new(0),
+            ingest_latency: Histogram::new(SECONDS),
+            commit_latency: Histogram::new(SECONDS),
+            append_latency: Histogram::new(SECONDS),
+            commit_events: Histogram::new(EVENTS),
+            commits: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Metrics {
@@ -118,6 +150,16 @@ impl Metrics {
         self.commit_latency.render(
             "siyu_commit_latency_seconds",
             "Group commit latency (append + apply).",
+            &mut s,
+        );
+        self.append_latency.render(
+            "siyu_append_latency_seconds",
+            "Store append latency: one durable transaction per group commit.",
+            &mut s,
+        );
+        self.commit_events.render(
+            "siyu_commit_events",
+            "Events per group commit (every request queued meanwhile, one transaction).",
             &mut s,
         );
         s

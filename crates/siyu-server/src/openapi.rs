@@ -1,6 +1,34 @@
 //! `/openapi.json`, generated from the route table in `api.rs`.
 
 use crate::api::Route;
+use crate::error::ApiError;
+use crate::ingest::SEGMENT_MAPPING;
+
+/// What ingestion answers, for `/v1/events` and the Segment endpoints.
+const INGEST_RESPONSES: &str =
+    "Response: 200 `{accepted, duplicates, rejected: [{index, field, message}], offsets}` \
+whenever at least one event was valid. A batch with some invalid events is still 200 (not 207): \
+the valid ones are stored and each invalid one is listed in `rejected`, so check that list. \
+400 `invalid_event` (same body) when no event was valid; 400 `bad_request` when the body cannot \
+be read at all (invalid UTF-8; malformed JSON, with line and column); 413 `payload_too_large` \
+above the body limit (default 8 MiB): split the batch. 200 means durable: the events are committed \
+(group commit) and visible to reads. Idempotent on the event `id`: a replayed id is counted in \
+`duplicates` and stored once. Reads and writes need a write key (`Authorization: Bearer <key>`).";
+
+/// The long description of a path, where the summary is not enough.
+fn description(path: &str) -> Option<String> {
+    match path {
+        "/v1/events" => Some(format!(
+            "Body: a JSON array of wire-format v1 events, or NDJSON (Content-Type \
+             application/x-ndjson, or any body not starting with `[`). Each event is validated \
+             on its own.\n\n{INGEST_RESPONSES}"
+        )),
+        "/v1/track" | "/v1/identify" | "/v1/alias" | "/v1/page" | "/v1/batch" => {
+            Some(format!("{SEGMENT_MAPPING}\n{INGEST_RESPONSES}"))
+        }
+        _ => None,
+    }
+}
 use serde_json::{json, Map, Value};
 
 pub fn document(routes: &[Route]) -> Value {
@@ -13,7 +41,7 @@ pub fn document(routes: &[Route]) -> Value {
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
             .collect();
-        path[r.method] = json!({
+        let mut op = json!({
             "summary": r.summary,
             "parameters": params,
             "responses": {
@@ -22,12 +50,24 @@ pub fn document(routes: &[Route]) -> Value {
             },
             "security": if r.path.starts_with("/v1/") { json!([{"writeKey": []}]) } else { json!([]) },
         });
+        if let Some(d) = description(r.path) {
+            op["description"] = Value::from(d);
+        }
+        path[r.method] = op;
     }
+    let errors: Vec<Value> = ApiError::catalog()
+        .into_iter()
+        .map(|(e, meaning)| {
+            let (status, code) = e.status_and_code();
+            json!({"status": status.as_u16(), "code": code, "meaning": meaning})
+        })
+        .collect();
     json!({
         "openapi": "3.0.3",
         "info": {"title": "siyu", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Self-hosted customer operations: ingest, identity graph, live segments, analytics."},
         "paths": paths,
+        "x-error-codes": errors,
         "components": {"securitySchemes": {"writeKey": {"type": "http", "scheme": "bearer",
             "description": "A write key (`siyu keys create`); Segment SDKs may send it as the basic-auth user name."}}}
     })

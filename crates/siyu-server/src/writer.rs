@@ -18,6 +18,8 @@ use tokio::sync::{broadcast, oneshot};
 
 /// Most events folded into one group commit.
 const MAX_GROUP_EVENTS: usize = 20_000;
+/// Events applied under one hold of the engine's write lock.
+const APPLY_SLICE: usize = 1024;
 /// Write a fresh engine snapshot after this many events.
 const SNAPSHOT_EVERY: u64 = 1_000_000;
 
@@ -115,29 +117,55 @@ impl Writer {
 
     fn group_commit(&mut self, batch: Vec<(Vec<Event>, Reply<Vec<Appended>>)>) {
         let started = Instant::now();
-        let all: Vec<&Event> = batch.iter().flat_map(|(e, _)| e.iter()).collect();
-        let owned: Vec<Event> = all.iter().map(|e| (*e).clone()).collect();
+        // One transaction for every queued request: their events in queue order.
+        let total = batch.iter().map(|(e, _)| e.len()).sum();
+        let mut owned: Vec<Event> = Vec::with_capacity(total);
+        let mut replies = Vec::with_capacity(batch.len());
+        for (events, reply) in batch {
+            replies.push((events.len(), reply));
+            owned.extend(events);
+        }
+        let appending = Instant::now();
         let result = self.store.append(&owned);
+        self.metrics
+            .append_latency
+            .observe(appending.elapsed().as_secs_f64());
+        self.metrics.commit_events.observe(owned.len() as f64);
         let appended = match result {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!(error = %e, "append failed; nothing acknowledged");
-                for (_, reply) in batch {
+                for (_, reply) in replies {
                     let _ = reply.send(Err(e.to_string()));
                 }
                 return;
             }
         };
         let mut merges: Vec<MergeRecord> = Vec::new();
-        let mut changes: Vec<SegmentChange> = Vec::new();
+        if appended.len() != owned.len() {
+            let e = format!(
+                "store returned {} results for {} events",
+                appended.len(),
+                owned.len()
+            );
+            tracing::error!(error = %e, "append broke the store contract; nothing acknowledged");
+            for (_, reply) in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+            return;
+        }
         let new_events = appended
             .iter()
             .filter(|a| matches!(a, Appended::New(_)))
             .count() as u64;
-        {
+        // Applied in slices, the write lock released between them, so a
+        // reader never waits for a whole 20 000-event group; what it sees
+        // in between is the engine after a prefix of the log (consistent).
+        let now = (self.clock)();
+        for (slice, results) in owned.chunks(APPLY_SLICE).zip(appended.chunks(APPLY_SLICE)) {
             let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
-            changes.extend(engine.advance_to((self.clock)()));
-            for (e, a) in owned.iter().zip(&appended) {
+            let mut changes = engine.advance_to(now);
+            for (e, a) in slice.iter().zip(results) {
                 if let Appended::New(offset) = a {
                     let applied = engine.apply(*offset, e);
                     changes.extend(applied.changes);
@@ -178,8 +206,8 @@ impl Writer {
             .commit_latency
             .observe(started.elapsed().as_secs_f64());
         let mut rest = appended.as_slice();
-        for (events, reply) in batch {
-            let (mine, tail) = rest.split_at(events.len());
+        for (n, reply) in replies {
+            let (mine, tail) = rest.split_at(n);
             rest = tail;
             let _ = reply.send(Ok(mine.to_vec()));
         }

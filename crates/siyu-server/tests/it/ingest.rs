@@ -393,10 +393,43 @@ async fn openapi_lists_every_route_and_metrics_count_ingest() {
     ] {
         assert!(paths.contains_key(p), "{p} missing");
     }
+    let events_doc = doc["paths"]["/v1/events"]["post"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(events_doc.contains("not 207") && events_doc.contains("payload_too_large"));
+    let track_doc = doc["paths"]["/v1/track"]["post"]["description"]
+        .as_str()
+        .unwrap();
+    for needle in ["externalIds", "`user:<userId>`", "messageId", "cents"] {
+        assert!(track_doc.contains(needle), "Segment mapping lacks {needle}");
+    }
+    let codes: Vec<&str> = doc["x-error-codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["code"].as_str().unwrap())
+        .collect();
+    for code in [
+        "bad_request",
+        "invalid_event",
+        "unauthorized",
+        "payload_too_large",
+    ] {
+        assert!(codes.contains(&code), "{code} missing from {codes:?}");
+    }
     let (_, m) = t.get("/metrics").await;
     let text = m.as_str().unwrap().to_string();
     assert!(text.contains("siyu_events_accepted_total 3"), "{text}");
     assert!(text.contains("siyu_ingest_latency_seconds_count 1"));
+    assert!(
+        text.contains("siyu_append_latency_seconds_count 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("siyu_commit_events_bucket{le=\"10\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("siyu_commit_events_sum 3"), "{text}");
     let (s, v): (StatusCode, Value) = t.get("/v1/nope").await;
     assert_eq!(
         (s, v["code"].as_str()),
