@@ -4,6 +4,7 @@
 
 use crate::bulk;
 use anyhow::{bail, Context, Result};
+use siyu_domain::time::format_rfc3339;
 use siyu_domain::wire::to_json;
 use siyu_domain::Identity;
 use siyu_engine::Engine;
@@ -170,6 +171,34 @@ pub fn import(args: ImportArgs) -> Result<()> {
     Ok(())
 }
 
+/// Every recorded merge, oldest first: asked for by the identities of all
+/// persons, a few thousand at a time (a merge naming identities of two
+/// lookups is returned twice and kept once).
+fn all_merges(store: &mut dyn Store, engine: &Engine) -> Result<Vec<MergeRecord>> {
+    let identities: Vec<Identity> = engine
+        .persons()
+        .filter(|(p, _)| engine.identities_of(*p).len() > 1)
+        .flat_map(|(p, _)| engine.identities_of(p))
+        .filter_map(|s| Identity::parse(&s).ok())
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut merges = Vec::new();
+    for part in identities.chunks(5_000) {
+        for m in store.merges_of(part).context("reading merge records")? {
+            let key = (
+                m.event_offset,
+                m.identity.as_str().to_string(),
+                m.linked.as_str().to_string(),
+            );
+            if seen.insert(key) {
+                merges.push(m);
+            }
+        }
+    }
+    merges.sort_by_key(|m| m.event_offset);
+    Ok(merges)
+}
+
 pub fn export(args: ExportArgs) -> Result<()> {
     let mut store = args.store.open()?;
     std::fs::create_dir_all(&args.out)
@@ -206,6 +235,21 @@ pub fn export(args: ExportArgs) -> Result<()> {
         }
     }
     w.flush()?;
+    let path = args.out.join("merges.jsonl");
+    let merges = all_merges(store.as_mut(), &engine)?;
+    let mut w = std::io::BufWriter::new(
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+    );
+    for m in &merges {
+        serde_json::to_writer(
+            &mut w,
+            &serde_json::json!({"event_offset": m.event_offset, "ts": format_rfc3339(m.ts),
+                "identity": m.identity.as_str(), "linked": m.linked.as_str(),
+                "from": [m.from_a, m.from_b], "into": m.into}),
+        )?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()?;
     let path = args.out.join("audit.jsonl");
     let mut w = std::io::BufWriter::new(std::fs::File::create(&path)?);
     for a in store.audit_log(usize::MAX >> 1)?.into_iter().rev() {
@@ -226,8 +270,9 @@ pub fn export(args: ExportArgs) -> Result<()> {
     }
     w.flush()?;
     println!(
-        "exported {n} events and {} persons to {} (events.jsonl re-imports with `siyu import`)",
+        "exported {n} events, {} persons and {} merges to {} (events.jsonl re-imports with `siyu import`)",
         persons.len(),
+        merges.len(),
         args.out.display()
     );
     Ok(())

@@ -1,6 +1,10 @@
 //! `siyu import` / `siyu export`: the round trip, and bad files.
 
 use crate::{siyu, tempdir};
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 const EVENTS: &str = r#"{"id":"x1","seq":0,"ts":"2026-09-01T08:00:00Z","identity":"douyin:aa01","type":"comment","channel":"douyin","text":"求资料"}
 {"seq":1,"ts":"2026-09-01T08:05:00Z","identity":"wecom:wm01","type":"identify","channel":"wecom","ref":"douyin:aa01","traits":{"name":"王芳","tags":["vip"]}}
@@ -8,6 +12,7 @@ const EVENTS: &str = r#"{"id":"x1","seq":0,"ts":"2026-09-01T08:00:00Z","identity
 {"seq":3,"ts":"2026-09-03T10:00:00Z","identity":"mp:o_1","type":"custom","channel":"miniprogram","name":"coupon_claimed","properties":{"coupon":"c1"}}
 {"seq":4,"ts":"2026-09-04T10:00:00Z","identity":"douyin:bb02","type":"referral_signup","channel":"douyin","ref":"wecom:wm01"}
 {"seq":5,"ts":"2026-09-05T10:00:00Z","identity":"douyin:bb02","type":"join_group","channel":"wecom","group":"g-1"}
+{"seq":6,"ts":"2026-09-06T10:00:00Z","identity":"mp:o_1","type":"identify","channel":"miniprogram","ref":"douyin:bb02"}
 "#;
 
 fn import(dir: &std::path::Path, file: &std::path::Path) -> std::process::Output {
@@ -19,51 +24,80 @@ fn import(dir: &std::path::Path, file: &std::path::Path) -> std::process::Output
         .unwrap()
 }
 
-#[test]
-fn export_then_import_into_an_empty_store_is_identical() {
-    let base = tempdir("roundtrip");
+/// Where a command's store lives: SQLite in a directory, or a fresh
+/// PostgreSQL schema (dropped on drop).
+enum Target {
+    Sqlite(PathBuf),
+    Postgres { url: String, schema: String },
+}
+
+impl Target {
+    fn postgres(url: &str, tag: &str) -> Target {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let schema = format!(
+            "siyu_cli_it_{tag}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        Target::Postgres {
+            url: url.to_string(),
+            schema,
+        }
+    }
+
+    /// `siyu ARGS… <store flags>`.
+    fn run(&self, args: &[&OsStr]) -> Output {
+        let mut cmd = siyu();
+        cmd.args(args);
+        match self {
+            Target::Sqlite(dir) => cmd.arg("--data-dir").arg(dir),
+            Target::Postgres { url, schema } => cmd
+                .args(["--database-url", url, "--database-schema", schema])
+                .arg("--data-dir")
+                .arg(std::env::temp_dir()),
+        };
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "siyu {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Target::Postgres { url, schema } = self {
+            if let Ok(mut c) = postgres::Client::connect(url, postgres::NoTls) {
+                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+            }
+        }
+    }
+}
+
+/// Import → export → import the export into an empty store → export
+/// again: the two exports are identical (events, persons, merges).
+fn round_trip(a: Target, b: Target, base: &Path) {
     let file = base.join("events.jsonl");
     std::fs::write(&file, EVENTS).unwrap();
-    let a = base.join("a");
-    let out = import(&a, &file);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ex1, ex2) = (base.join("ex1"), base.join("ex2"));
+    let os = |s: &'static str| OsStr::new(s);
+    let out = a.run(&[os("import"), os("--quiet"), file.as_os_str()]);
     let summary = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
-        summary.contains("accepted 6") && summary.contains("persons 3"),
+        summary.contains("accepted 7") && summary.contains("persons 2"),
         "{summary}"
     );
-    // Importing the same file again adds nothing (ids are idempotent, but
-    // lines without an id are new events: only x1 is a duplicate).
-    let ex1 = base.join("ex1");
-    assert!(siyu()
-        .args(["export", "--data-dir"])
-        .arg(&a)
-        .arg("--out")
-        .arg(&ex1)
-        .status()
-        .unwrap()
-        .success());
-    let b = base.join("b");
-    let out = import(&b, &ex1.join("events.jsonl"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ex2 = base.join("ex2");
-    assert!(siyu()
-        .args(["export", "--data-dir"])
-        .arg(&b)
-        .arg("--out")
-        .arg(&ex2)
-        .status()
-        .unwrap()
-        .success());
-    for f in ["events.jsonl", "persons.csv"] {
+    a.run(&[os("export"), os("--out"), ex1.as_os_str()]);
+    let out = b.run(&[
+        os("import"),
+        os("--quiet"),
+        ex1.join("events.jsonl").as_os_str(),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("accepted 7"));
+    b.run(&[os("export"), os("--out"), ex2.as_os_str()]);
+    for f in ["events.jsonl", "persons.csv", "merges.jsonl"] {
         let (x, y) = (
             std::fs::read_to_string(ex1.join(f)).unwrap(),
             std::fs::read_to_string(ex2.join(f)).unwrap(),
@@ -72,13 +106,67 @@ fn export_then_import_into_an_empty_store_is_identical() {
     }
     let persons = std::fs::read_to_string(ex1.join("persons.csv")).unwrap();
     assert!(persons.contains("douyin:aa01,wecom:wm01"), "{persons}");
+    let merges = std::fs::read_to_string(ex1.join("merges.jsonl")).unwrap();
+    assert_eq!(merges.lines().count(), 1, "{merges}");
+    // Two known persons linked by the identify of line 7 (a new identity
+    // linked to a known one just joins it: no merge).
+    assert!(
+        merges.contains(r#""event_offset":7"#) && merges.contains(r#""into":"douyin:bb02""#),
+        "{merges}"
+    );
     let events = std::fs::read_to_string(ex1.join("events.jsonl")).unwrap();
+    assert_eq!(events.lines().count(), 7);
     assert!(
         events.contains(r#""traits":{"name":"王芳","tags":["vip"]}"#),
         "{events}"
     );
     assert!(events.contains(r#""properties":{"coupon":"c1"}"#));
+    // The id'd event of the export is idempotent: importing it again adds
+    // nothing for it (lines without an id are new events by definition).
+    let out = b.run(&[
+        os("import"),
+        os("--quiet"),
+        ex1.join("events.jsonl").as_os_str(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("duplicates 1"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn export_then_import_into_an_empty_store_is_identical() {
+    let base = tempdir("roundtrip");
+    round_trip(
+        Target::Sqlite(base.join("a")),
+        Target::Sqlite(base.join("b")),
+        &base,
+    );
     std::fs::remove_dir_all(&base).ok();
+}
+
+#[test]
+fn round_trip_through_postgres_and_across_backends() {
+    let Ok(url) = std::env::var("SIYU_TEST_DATABASE_URL") else {
+        eprintln!("skipped: SIYU_TEST_DATABASE_URL is not set (CI sets it)");
+        return;
+    };
+    let base = tempdir("roundtrip-pg");
+    round_trip(
+        Target::postgres(&url, "a"),
+        Target::postgres(&url, "b"),
+        &base,
+    );
+    // SQLite → PostgreSQL: the export is the portable format.
+    let cross = tempdir("roundtrip-cross");
+    round_trip(
+        Target::Sqlite(cross.join("a")),
+        Target::postgres(&url, "c"),
+        &cross,
+    );
+    std::fs::remove_dir_all(&base).ok();
+    std::fs::remove_dir_all(&cross).ok();
 }
 
 #[test]
@@ -107,6 +195,35 @@ fn bad_lines_are_reported_with_file_and_line_and_the_rest_is_imported() {
     assert!(
         err.contains("missing.csv:1") && err.contains("column `ts` is missing"),
         "{err}"
+    );
+    let csv = base.join("bench-shaped.csv");
+    std::fs::write(
+        &csv,
+        "seq,ts,identity,type,channel,amount,ref,group,text\n\
+         0,1790000000,douyin:a,touch,douyin,0,,,\n\
+         1,1790000001,douyin:a,purchase,douyin,lots,,,\n\
+         2,1790000002,douyin:a,purchase,douyin,99999999999999999999,,,\n\
+         3,1790000003,a,touch,douyin,0,,,\n\
+         4,1790000004,douyin:a,purchase,douyin,12900,,,\n",
+    )
+    .unwrap();
+    let out = import(&base.join("g"), &csv);
+    assert!(
+        !out.status.success(),
+        "a rejected line makes the exit code non-zero"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    for line in [
+        "bench-shaped.csv:3: field `amount`",
+        "bench-shaped.csv:4: field `amount`",
+        "bench-shaped.csv:5: field `identity`",
+    ] {
+        assert!(err.contains(line), "{line} missing from: {err}");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("accepted 2") && stdout.contains("rejected 3"),
+        "{stdout}"
     );
     let out = import(&base.join("f"), &base.join("nope.jsonl"));
     assert!(!out.status.success());
