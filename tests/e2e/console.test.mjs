@@ -160,11 +160,17 @@ try {
     await shot('person.png');
   });
 
-  await step('persons: erase asks for the id, then the person is gone', async () => {
-    const lapsed = await apiGet('/v1/segments/lapsed_buyers/members?limit=1');
-    const victim = lapsed.members[0];
+  await step('persons: record an opt-out; erase asks for the id, then the person is gone', async () => {
+    const reachable = await apiGet('/v1/segments/vip/members?limit=1'); // vip excludes opted-out persons
+    const victim = reachable.members[0];
     await page.goto(url + '/#/persons/' + encodeURIComponent(victim));
     await page.locator('#profile').waitFor();
+    assert.equal(await page.getAttribute('#consent', 'class'), 'badge good');
+    page.once('dialog', (d) => d.accept());
+    await page.click('#opt-out');
+    await page.waitForFunction(() => document.querySelector('#consent') && document.querySelector('#consent').className === 'badge bad');
+    assert.equal((await apiGet('/v1/persons/' + encodeURIComponent(victim))).opted_out, true, 'opt-out recorded');
+    await shot('person-opted-out.png');
     page.once('dialog', (d) => d.accept('not-the-id'));
     await page.click('#erase');
     await page.waitForTimeout(300);

@@ -211,7 +211,7 @@
 
   // ---------- persons ----------
   const EVENT_TYPES = {
-    touch: ['触达', 'touch'], comment: ['评论', 'comment'], identify: ['识别关联', 'identify'], alias: ['别名', 'alias'],
+    touch: ['触达', 'touch'], comment: ['评论', 'comment'], follow: ['关注', 'follow'], custom: ['自定义', 'custom'], identify: ['识别关联', 'identify'], alias: ['别名', 'alias'],
     add_friend: ['加好友', 'add friend'], join_group: ['入群', 'join group'], leave_group: ['退群', 'leave group'],
     referral_signup: ['邀请注册', 'referral signup'], message_sent: ['发送消息', 'message sent'], message_read: ['阅读消息', 'message read'],
     purchase: ['购买', 'purchase'], refund: ['退款', 'refund'], opt_out: ['退订', 'opt out'], opt_in: ['恢复订阅', 'opt in'], page: ['浏览', 'page'], track: ['自定义', 'track'],
@@ -274,6 +274,14 @@
       if (r.ok) { toast(t('persons.erased', { id: p.canonical_id, n: r.data.events_removed }), 'good'); location.hash = '#/persons'; }
     } }, t('persons.erase'));
 
+    const optOutBtn = p.opted_out ? null : h('button', { type: 'button', id: 'opt-out', 'data-write': true, onclick: async () => {
+      if (!window.confirm(t('persons.opt_out_confirm', { id: p.canonical_id }))) return;
+      const ev = { ts: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), identity: p.canonical_id, type: 'opt_out' };
+      const r = await api('POST', '/v1/events', [ev]);
+      if (r.ok) render();
+      else if (r.status !== 403) toast((r.data && r.data.message) || String(r.status), 'error');
+    } }, t('persons.opt_out'));
+
     const merges = ((mg.data && mg.data.merges) || []).map((m) => h('li', {}, `${date(m.at)} · ${m.identity} ↔ ${m.linked} → ${m.into}`));
     const rfm = p.rfm ? `R${p.rfm.r} F${p.rfm.f} M${p.rfm.m}` : none;
 
@@ -289,7 +297,7 @@
           row(t('persons.refunded'), '¥' + yuan(p.refunded)),
           row(t('persons.last_purchase'), date(p.last_purchase_at)),
           row(t('persons.rfm'), rfm),
-          row(t('persons.consent'), consent),
+          row(t('persons.consent'), [consent, ' ', optOutBtn]),
           row(t('persons.tags'), h('span', { id: 'tags' }, chips(p.tags))),
           row(t('persons.groups'), chips(p.groups)),
           row(t('persons.traits'), traits.length ? traits : none),

@@ -1,0 +1,93 @@
+// Timings of the console against a running siyu (not part of the test run):
+//
+//   node timings.mjs http://127.0.0.1:8080 admin PASSWORD [runs=15]
+//
+// Prints p50/p90 per API call the console makes (session cookie auth, as
+// the browser sends it), per page's API batch (the calls a page makes in
+// parallel), and per page fully loaded in Chromium (navigation until the
+// page's main element is drawn).
+import { chromium } from 'playwright-core';
+
+const [url, login, password, runsArg] = process.argv.slice(2);
+if (!url || !login || !password) {
+  console.error('usage: node timings.mjs URL LOGIN PASSWORD [runs]');
+  process.exit(2);
+}
+const RUNS = Number(runsArg || 15);
+const q = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
+const fmt = (ms) => ms.toFixed(1).padStart(8) + ' ms';
+
+const r = await fetch(url + '/console/api/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ login, password }) });
+if (!r.ok) throw new Error(`login: ${r.status} ${await r.text()}`);
+const me = await r.json();
+const cookie = r.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+const call = async (method, path, body) => {
+  const res = await fetch(url + path, { method, headers: { cookie, 'x-csrf-token': me.csrf, 'content-type': 'application/json' }, body });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 200)}`);
+  return text;
+};
+const time = async (fn) => { const t = performance.now(); await fn(); return performance.now() - t; };
+
+// Someone to look at: the first member of the first segment, or a search hit.
+const segs = JSON.parse(await call('GET', '/v1/segments')).segments;
+const seg = segs[0];
+const someone = seg ? JSON.parse(await call('GET', `/v1/segments/${seg.name}/members?limit=1`)).members[0] : null;
+const prefix = someone ? someone.slice(0, someone.indexOf(':') + 3) : 'douyin:ab';
+const enc = encodeURIComponent;
+const segSource = 'purchases(last 90d) >= 2 and net_spend >= 500.00 and not opted_out';
+
+const pages = {
+  dashboard: [['GET', '/healthz'], ['GET', '/v1/analytics/funnel'], ['GET', '/v1/analytics/roi'], ['GET', '/v1/analytics/cohorts?weeks=12'], ['GET', '/v1/analytics/rfm'], ['GET', '/v1/analytics/repurchase']],
+  'persons search': [['GET', `/v1/persons?limit=50&q=${enc(prefix)}`]],
+  'person profile': someone ? [['GET', `/v1/persons/${enc(someone)}`], ['GET', `/v1/persons/${enc(someone)}/timeline?limit=50`], ['GET', `/v1/persons/${enc(someone)}/merges`]] : [],
+  'segments editor': [['GET', '/v1/segments'], ['POST', '/v1/segments/preview', JSON.stringify({ segment: segSource })]].concat(seg ? [['GET', `/v1/segments/${seg.name}/members?limit=100`], ['GET', `/v1/segments/${seg.name}/explain?person=${enc(someone)}`]] : []),
+  settings: [['GET', '/console/api/keys'], ['GET', '/console/api/operators']],
+};
+
+console.log(`${url}: ${RUNS} runs each; person ${someone}; segment ${seg && seg.name}`);
+console.log('\n-- API calls (sequential) --');
+for (const [page, calls] of Object.entries(pages)) {
+  for (const [m, p, b] of calls) {
+    await call(m, p, b); // warm
+    const xs = [];
+    for (let i = 0; i < RUNS; i++) xs.push(await time(() => call(m, p, b)));
+    console.log(`${page.padEnd(16)} ${(m + ' ' + p).slice(0, 72).padEnd(72)} p50 ${fmt(q(xs, 0.5))}  p90 ${fmt(q(xs, 0.9))}`);
+  }
+}
+console.log('\n-- page API batch (the calls a page makes, in parallel) --');
+for (const [page, calls] of Object.entries(pages)) {
+  const xs = [];
+  for (let i = 0; i < RUNS; i++) xs.push(await time(() => Promise.all(calls.map(([m, p, b]) => call(m, p, b)))));
+  console.log(`${page.padEnd(16)} p50 ${fmt(q(xs, 0.5))}  p90 ${fmt(q(xs, 0.9))}`);
+}
+
+console.log('\n-- page fully loaded in Chromium (navigation → main element drawn) --');
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+});
+const ctx = await browser.newContext({ viewport: { width: 1360, height: 900 } });
+await ctx.addCookies(cookie.split('; ').map((kv) => { const [name, value] = kv.split('='); return { name, value, url }; }));
+const page = await ctx.newPage();
+const views = {
+  dashboard: ['#/dashboard', '#rfm-chart svg, #funnel-chart svg', async () => { for (const s of ['#funnel-chart svg', '#roi-chart svg', '#cohort-chart svg', '#rfm-chart svg']) await page.locator(s).waitFor(); }],
+  'person profile': [`#/persons/${enc(someone)}`, '#profile'],
+  'segments editor': seg ? [`#/segments/${enc(seg.name)}`, '#segment-count'] : null,
+  settings: ['#/settings', '#key-list'],
+};
+for (const [name, v] of Object.entries(views)) {
+  if (!v) continue;
+  const [hash, sel, extra] = v;
+  const xs = [];
+  for (let i = 0; i < Math.min(RUNS, 10) + 1; i++) {
+    await page.goto('about:blank');
+    const t = performance.now();
+    await page.goto(url + '/' + hash);
+    await page.locator(sel).first().waitFor({ timeout: 60_000 });
+    if (extra) await extra();
+    if (i > 0) xs.push(performance.now() - t); // first load warms the cache
+  }
+  console.log(`${name.padEnd(16)} p50 ${fmt(q(xs, 0.5))}  p90 ${fmt(q(xs, 0.9))}`);
+}
+await browser.close();
