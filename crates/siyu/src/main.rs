@@ -1,6 +1,7 @@
 //! The `siyu` binary: one entry point per job a brand runs. Each subcommand
 //! lives in its own module and only parses flags and wires crates together.
 
+mod analytics;
 mod bench;
 mod bulk;
 mod data;
@@ -37,6 +38,8 @@ enum Command {
     /// Manage write keys.
     #[command(subcommand)]
     Keys(serve::KeysCommand),
+    /// Analytics over the store: rfm, funnel, steps, cohorts, referrals, roi, attribution, repurchase, ltv.
+    Analytics(analytics::AnalyticsArgs),
     /// Answer the reference workload's questions (WORKLOAD.md Q0–Q6) through the engine.
     Bench(bench::BenchArgs),
 }
@@ -49,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         Command::Import(args) => data::import(args),
         Command::Export(args) => data::export(args),
         Command::Keys(cmd) => serve::keys(cmd),
+        Command::Analytics(args) => analytics::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }

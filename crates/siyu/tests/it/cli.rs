@@ -230,3 +230,54 @@ fn bad_lines_are_reported_with_file_and_line_and_the_rest_is_imported() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.jsonl"));
     std::fs::remove_dir_all(&base).ok();
 }
+
+#[test]
+fn analytics_answer_from_the_store() {
+    let base = tempdir("analytics");
+    let file = base.join("events.jsonl");
+    std::fs::write(&file, EVENTS).unwrap();
+    let dir = base.join("d");
+    assert!(import(&dir, &file).status.success());
+    let run = |args: &[&str]| {
+        let out = siyu()
+            .arg("analytics")
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--now", "1790000000"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Two persons: douyin:aa01 (+ wecom:wm01), first seen on Douyin; douyin:bb02
+    // (+ mp:o_1), first seen in the mini-program. Nobody added a friend.
+    assert_eq!(
+        run(&["funnel"]),
+        "channel,entered,friended,converted\ndouyin,1,0,0\nminiprogram,1,0,0\n"
+    );
+    assert_eq!(
+        run(&["steps", "--step", "comment", "--step", "purchase:2d"]),
+        "split,step1,step2\nall,1,1\n"
+    );
+    let attribution = run(&["attribution"]);
+    // The one purchase (¥129, on WeCom) followed only a Douyin comment: every model credits Douyin.
+    assert_eq!(
+        attribution,
+        "channel,first_touch,last_touch,linear\ndouyin,12900,12900,12900\n"
+    );
+    let bad = siyu()
+        .arg("analytics")
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["steps", "--step", "teleport"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("`teleport` is not an event type"));
+    std::fs::remove_dir_all(&base).ok();
+}

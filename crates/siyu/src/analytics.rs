@@ -1,0 +1,250 @@
+//! `siyu analytics`: the operator's questions from the command line, over
+//! the brand's own store, through the same engine and analytics code as
+//! the server. Output is CSV (or JSON) on stdout.
+
+use crate::data::{engine_from_store, StoreArgs};
+use anyhow::{bail, Context, Result};
+use siyu_domain::{EventType, DAY, WEEK};
+use siyu_engine::scan::{self, FunnelStep};
+use siyu_engine::{analytics, Engine, RawEvent};
+use siyu_store::Store;
+use std::fmt::Write as _;
+
+#[derive(clap::Args)]
+pub struct AnalyticsArgs {
+    #[command(subcommand)]
+    pub question: Question,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The clock, epoch seconds (default: now).
+    #[arg(long, global = true)]
+    pub now: Option<i64>,
+}
+
+#[derive(clap::Subcommand)]
+pub enum Question {
+    /// RFM grid: persons per (r, f, m) cell.
+    Rfm,
+    /// First-touch funnel per channel: entered → friended → converted.
+    Funnel {
+        #[arg(long, default_value_t = 7)]
+        friend_days: i64,
+        #[arg(long, default_value_t = 30)]
+        convert_days: i64,
+    },
+    /// Funnel over any steps, e.g. `--step touch --step add_friend:7d --step purchase:30d`.
+    Steps {
+        /// TYPE[@CHANNEL][:WINDOW] with WINDOW like 7d or 12h (from the previous step).
+        #[arg(long = "step", required = true)]
+        steps: Vec<String>,
+        /// Split persons by the channel of their first step.
+        #[arg(long)]
+        split_by_channel: bool,
+    },
+    /// Weekly cohort retention by first add_friend.
+    Cohorts {
+        /// Cohort week 0 starts here (epoch seconds; default: now − 364 days).
+        #[arg(long)]
+        t0: Option<i64>,
+        #[arg(long, default_value_t = 13)]
+        weeks: usize,
+    },
+    /// Referral tiers and top inviters.
+    Referrals {
+        #[arg(long, default_value_t = 14)]
+        convert_days: i64,
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
+    /// Channel ROI: spend (saved with PUT /v1/spend) against first-touch revenue.
+    Roi,
+    /// Revenue by channel under first-touch, last-touch and linear attribution.
+    Attribution,
+    /// Repurchase rate and median interval.
+    Repurchase,
+    /// Historical LTV by first-seen month and channel.
+    Ltv,
+}
+
+fn parse_step(s: &str) -> Result<FunnelStep> {
+    let (head, window) = match s.split_once(':') {
+        Some((h, w)) => (h, Some(w)),
+        None => (s, None),
+    };
+    let (ty, channel) = match head.split_once('@') {
+        Some((t, c)) => (t, Some(c.to_string())),
+        None => (head, None),
+    };
+    let event_type = EventType::parse(ty).with_context(|| {
+        format!("step `{s}`: `{ty}` is not an event type (touch, add_friend, purchase, …)")
+    })?;
+    let within = window
+        .map(|w| {
+            let (n, unit) = w.split_at(w.len().saturating_sub(1));
+            let n: i64 = n.parse().with_context(|| {
+                format!("step `{s}`: window `{w}` must look like 7d, 12h or 30m")
+            })?;
+            Ok::<i64, anyhow::Error>(match unit {
+                "d" => n * DAY,
+                "h" => n * 3600,
+                "m" => n * 60,
+                _ => bail!("step `{s}`: window unit must be d, h or m"),
+            })
+        })
+        .transpose()?;
+    Ok(FunnelStep {
+        event_type,
+        channel,
+        within,
+    })
+}
+
+fn log_events(store: &mut dyn Store) -> Result<Vec<siyu_domain::Event>> {
+    let mut all = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = store.scan(offset, 50_000)?;
+        let Some(last) = page.last() else { break };
+        offset = last.offset;
+        all.extend(page.into_iter().map(|e| e.event));
+    }
+    Ok(all)
+}
+
+pub fn run(args: AnalyticsArgs) -> Result<()> {
+    let mut store = args.store.open()?;
+    let mut engine: Engine = engine_from_store(store.as_mut())?;
+    let now = args.now.unwrap_or_else(siyu_server::writer::wall_clock);
+    engine.start_live(now);
+    let mut out = String::new();
+    match args.question {
+        Question::Rfm => {
+            out.push_str("r,f,m,persons\n");
+            for (r, plane) in analytics::rfm_grid(&engine, now).iter().enumerate() {
+                for (f, row) in plane.iter().enumerate() {
+                    for (m, n) in row.iter().enumerate() {
+                        let _ = writeln!(out, "{},{},{},{n}", r + 1, f + 1, m + 1);
+                    }
+                }
+            }
+        }
+        Question::Funnel {
+            friend_days,
+            convert_days,
+        } => {
+            out.push_str("channel,entered,friended,converted\n");
+            for r in analytics::first_touch_funnel(&engine, friend_days * DAY, convert_days * DAY) {
+                let _ = writeln!(
+                    out,
+                    "{},{},{},{}",
+                    r.channel, r.entered, r.friended, r.converted
+                );
+            }
+        }
+        Question::Steps {
+            steps,
+            split_by_channel,
+        } => {
+            let steps: Vec<FunnelStep> =
+                steps.iter().map(|s| parse_step(s)).collect::<Result<_>>()?;
+            let events = log_events(store.as_mut())?;
+            let raw = events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| RawEvent::from_event(i as u64, e));
+            let rows = scan::funnel(&engine, raw, &steps, split_by_channel);
+            out.push_str("split");
+            for i in 0..steps.len() {
+                let _ = write!(out, ",step{}", i + 1);
+            }
+            out.push('\n');
+            for r in rows {
+                out.push_str(&r.split);
+                for n in r.reached {
+                    let _ = write!(out, ",{n}");
+                }
+                out.push('\n');
+            }
+        }
+        Question::Cohorts { t0, weeks } => {
+            out.push_str("cohort,size");
+            for k in 0..weeks {
+                let _ = write!(out, ",k{k}");
+            }
+            out.push('\n');
+            for r in
+                analytics::cohort_retention(&engine, t0.unwrap_or(now - 364 * DAY), WEEK, weeks)
+            {
+                let _ = write!(out, "{},{}", r.cohort, r.size);
+                for k in r.active {
+                    let _ = write!(out, ",{k}");
+                }
+                out.push('\n');
+            }
+        }
+        Question::Referrals { convert_days, top } => {
+            let s = analytics::referral_summary(&engine, convert_days * DAY, &[10, 20], top);
+            let _ = write!(
+                out,
+                "inviters,tier1,tier2\n{},{},{}\n\ncanonical_id,valid\n",
+                s.inviters, s.tiers[0], s.tiers[1]
+            );
+            for (id, n) in s.top {
+                let _ = writeln!(out, "{id},{n}");
+            }
+        }
+        Question::Roi => {
+            let spend: Vec<(String, i64)> =
+                serde_json::from_value(store.get_setting("spend")?.unwrap_or_default())
+                    .unwrap_or_default();
+            out.push_str("channel,spend,revenue,persons\n");
+            for r in analytics::channel_roi(&engine, spend.iter().map(|(c, x)| (c.as_str(), *x))) {
+                let _ = writeln!(out, "{},{},{},{}", r.channel, r.spend, r.revenue, r.persons);
+            }
+        }
+        Question::Attribution => {
+            let mut rows = Vec::new();
+            let events = log_events(store.as_mut())?;
+            rows.extend(scan::attribution(
+                &engine,
+                events
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| RawEvent::from_event(i as u64, e)),
+            ));
+            out.push_str("channel,first_touch,last_touch,linear\n");
+            for r in rows {
+                let _ = writeln!(
+                    out,
+                    "{},{},{},{:.0}",
+                    r.channel, r.first_touch, r.last_touch, r.linear
+                );
+            }
+        }
+        Question::Repurchase => {
+            let r = analytics::repurchase(&engine);
+            out.push_str("buyers,repeat_buyers,rate,median_interval_days\n");
+            let _ = writeln!(
+                out,
+                "{},{},{:.4},{}",
+                r.buyers,
+                r.repeat_buyers,
+                r.rate,
+                r.median_interval_days
+                    .map_or(String::new(), |d| format!("{d:.2}"))
+            );
+        }
+        Question::Ltv => {
+            out.push_str("cohort_month,channel,persons,revenue,ltv\n");
+            for r in analytics::ltv_by_cohort_and_channel(&engine) {
+                let _ = writeln!(
+                    out,
+                    "{},{},{},{},{:.2}",
+                    r.cohort_month, r.channel, r.persons, r.revenue, r.ltv
+                );
+            }
+        }
+    }
+    print!("{out}");
+    Ok(())
+}
