@@ -6,7 +6,7 @@ use crate::bulk;
 use anyhow::{bail, Context, Result};
 use siyu_domain::time::format_rfc3339;
 use siyu_domain::wire::to_json;
-use siyu_domain::Identity;
+use siyu_domain::{Event, Identity};
 use siyu_engine::Engine;
 use siyu_store::{Appended, MergeRecord, Store};
 use std::io::Write;
@@ -77,6 +77,62 @@ pub fn engine_from_store(store: &mut dyn Store) -> Result<Engine> {
     Ok(engine)
 }
 
+/// Work for the import's store thread.
+enum StoreJob {
+    Append(Vec<Event>),
+    Merges(Vec<MergeRecord>),
+}
+
+/// Appends in flight at once: the store works on one batch while the
+/// calling thread applies the previous one to the engine.
+const IN_FLIGHT: usize = 2;
+
+/// Counts of one import.
+#[derive(Default)]
+struct Tally {
+    accepted: u64,
+    duplicates: u64,
+}
+
+/// Applies one appended batch to the engine (in log order) and returns the
+/// merges it caused, for the audit table.
+fn apply_appended(
+    engine: &mut Engine,
+    events: &[Event],
+    results: &[Appended],
+    tally: &mut Tally,
+) -> Vec<MergeRecord> {
+    let mut merges = Vec::new();
+    for (e, r) in events.iter().zip(results) {
+        match r {
+            Appended::New(offset) => {
+                tally.accepted += 1;
+                for m in engine.apply(*offset, e).merges {
+                    if let (Ok(identity), Ok(linked)) =
+                        (Identity::parse(&m.identity), Identity::parse(&m.linked))
+                    {
+                        merges.push(MergeRecord {
+                            event_offset: *offset,
+                            ts: e.ts,
+                            identity,
+                            linked,
+                            from_a: m.from_a,
+                            from_b: m.from_b,
+                            into: m.into,
+                        });
+                    }
+                }
+            }
+            Appended::Duplicate(_) => tally.duplicates += 1,
+        }
+    }
+    merges
+}
+
+/// Import pipeline: parser threads (bulk.rs) → this thread (owned events,
+/// engine) ⇄ a store thread (one transaction per chunk of ~40 000 events,
+/// merge records). The engine applies a batch only after the store
+/// returned its offsets, so it sees exactly the log, in order.
 pub fn import(args: ImportArgs) -> Result<()> {
     let mut store = args.store.open()?;
     let started = Instant::now();
@@ -87,76 +143,77 @@ pub fn import(args: ImportArgs) -> Result<()> {
             .map_or(1, |n| n.get().saturating_sub(1))
             .max(1)
     });
-    let (mut accepted, mut duplicates, mut rejected) = (0u64, 0u64, 0u64);
-    let mut failed = false;
-    for file in &args.files {
-        let size = std::fs::metadata(file)
-            .with_context(|| format!("reading {}", file.display()))?
-            .len();
-        let bar = if args.quiet {
-            indicatif::ProgressBar::hidden()
-        } else {
-            indicatif::ProgressBar::new(size)
-        };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_message(file.display().to_string());
-        let mut bytes_done = 0u64;
-        let stats = bulk::for_each_chunk(file, threads, |chunk| {
-            let events = chunk.events();
-            let results = store.append(&events)?;
-            let mut merges = Vec::new();
-            for (e, r) in events.iter().zip(&results) {
-                match r {
-                    Appended::New(offset) => {
-                        accepted += 1;
-                        for m in engine.apply(*offset, e).merges {
-                            if let (Ok(identity), Ok(linked)) =
-                                (Identity::parse(&m.identity), Identity::parse(&m.linked))
-                            {
-                                merges.push(MergeRecord {
-                                    event_offset: *offset,
-                                    ts: e.ts,
-                                    identity,
-                                    linked,
-                                    from_a: m.from_a,
-                                    from_b: m.from_b,
-                                    into: m.into,
-                                });
-                            }
+    let mut tally = Tally::default();
+    let mut rejected = 0u64;
+    std::thread::scope(|scope| -> Result<()> {
+        let (job_tx, job_rx) = std::sync::mpsc::channel::<StoreJob>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<(Vec<Event>, Vec<Appended>)>();
+        let store = &mut store;
+        let writer = scope.spawn(move || -> Result<()> {
+            for job in job_rx {
+                match job {
+                    StoreJob::Append(events) => {
+                        let results = store.append(&events).context("appending to the store")?;
+                        if done_tx.send((events, results)).is_err() {
+                            break;
                         }
                     }
-                    Appended::Duplicate(_) => duplicates += 1,
+                    StoreJob::Merges(merges) => {
+                        store.record_merges(&merges).context("recording merges")?
+                    }
                 }
             }
-            if !merges.is_empty() {
-                store.record_merges(&merges)?;
-            }
-            bytes_done += chunk.byte_len() as u64;
-            bar.set_position(bytes_done.min(size));
             Ok(())
-        })
-        .with_context(|| format!("importing {}", file.display()))?;
-        bar.finish_and_clear();
-        for e in &stats.errors {
-            eprintln!("{}:{}: {}", file.display(), e.line, e.error);
+        });
+        let mut in_flight = 0usize;
+        // Takes one appended batch back and applies it; an Err means the
+        // store thread stopped (its error comes from `join`).
+        let finish_one = |engine: &mut Engine, tally: &mut Tally| -> Result<()> {
+            let (events, results) = done_rx
+                .recv()
+                .map_err(|_| anyhow::anyhow!("the store stopped"))?;
+            let merges = apply_appended(engine, &events, &results, tally);
+            if !merges.is_empty() {
+                job_tx
+                    .send(StoreJob::Merges(merges))
+                    .map_err(|_| anyhow::anyhow!("the store stopped"))?;
+            }
+            Ok(())
+        };
+        let mut result = Ok(());
+        for file in &args.files {
+            result = import_file(file, threads, args.quiet, |chunk| {
+                job_tx
+                    .send(StoreJob::Append(chunk.events()))
+                    .map_err(|_| anyhow::anyhow!("the store stopped"))?;
+                in_flight += 1;
+                while in_flight >= IN_FLIGHT {
+                    finish_one(&mut engine, &mut tally)?;
+                    in_flight -= 1;
+                }
+                Ok(())
+            })
+            .map(|stats| rejected += stats);
+            if result.is_err() {
+                break;
+            }
         }
-        if stats.rejected > stats.errors.len() as u64 {
-            eprintln!(
-                "{}: … and {} more rejected lines",
-                file.display(),
-                stats.rejected - stats.errors.len() as u64
-            );
+        while result.is_ok() && in_flight > 0 {
+            result = finish_one(&mut engine, &mut tally);
+            in_flight -= 1;
         }
-        rejected += stats.rejected;
-        failed |= stats.rejected > 0;
-    }
+        drop(job_tx);
+        let stored = writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the store thread panicked"))?;
+        // The store's own error says more than "the store stopped".
+        stored.and(result)
+    })?;
     let secs = started.elapsed().as_secs_f64();
+    let Tally {
+        accepted,
+        duplicates,
+    } = tally;
     println!(
         "imported {} file(s): accepted {accepted}, duplicates {duplicates}, rejected {rejected}; persons {} (+{}); {:.2} s, {:.0} events/s",
         args.files.len(),
@@ -165,10 +222,57 @@ pub fn import(args: ImportArgs) -> Result<()> {
         secs,
         accepted as f64 / secs.max(1e-9)
     );
-    if failed {
+    if rejected > 0 {
         bail!("{rejected} line(s) were rejected (listed above with file:line); the other lines were imported");
     }
     Ok(())
+}
+
+/// Reads one file chunk by chunk into `consume`, with a progress bar;
+/// prints the rejected lines (file:line: field: message, the first 20)
+/// and returns how many were rejected.
+fn import_file(
+    file: &std::path::Path,
+    threads: usize,
+    quiet: bool,
+    mut consume: impl FnMut(&bulk::Chunk) -> Result<()>,
+) -> Result<u64> {
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(size)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(file.display().to_string());
+    let mut bytes_done = 0u64;
+    let stats = bulk::for_each_chunk(file, threads, |chunk| {
+        consume(chunk)?;
+        bytes_done += chunk.byte_len() as u64;
+        bar.set_position(bytes_done.min(size));
+        Ok(())
+    })
+    .with_context(|| format!("importing {}", file.display()))?;
+    bar.finish_and_clear();
+    for e in &stats.errors {
+        eprintln!("{}:{}: {}", file.display(), e.line, e.error);
+    }
+    if stats.rejected > stats.errors.len() as u64 {
+        eprintln!(
+            "{}: … and {} more rejected lines",
+            file.display(),
+            stats.rejected - stats.errors.len() as u64
+        );
+    }
+    Ok(stats.rejected)
 }
 
 /// Every recorded merge, oldest first: asked for by the identities of all
