@@ -91,6 +91,8 @@ pub fn app(state: AppState) -> Router {
         router = router.route(r.path, r.handler);
     }
     router
+        // Logged by route template: paths hold identities (personal data).
+        .route_layer(axum::middleware::from_fn(log_request))
         .merge(siyu_console::router())
         .fallback(|| async {
             error::ApiError::NotFound("no such endpoint; GET /openapi.json lists them".into())
@@ -113,6 +115,32 @@ impl siyu_console::Host for AppState {
     fn admin_token(&self) -> Option<&str> {
         self.0.config.admin_token.as_deref()
     }
+}
+
+/// One structured log line per API request: method, route template (never
+/// the concrete path: it names a person), status and latency. Server
+/// errors at `error`, client errors at `info`, the rest at `debug`.
+async fn log_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(String::new, |p| p.as_str().to_string());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::error!(%method, %route, status, ms, "request failed");
+    } else if status >= 400 {
+        tracing::info!(%method, %route, status, ms, "request rejected");
+    } else {
+        tracing::debug!(%method, %route, status, ms, "request");
+    }
+    response
 }
 
 /// The engine snapshot is a cache of one store's log: with PostgreSQL its

@@ -48,6 +48,7 @@ pub fn init_logging() {
         .with_target(false)
         // Logs go to stderr; stdout carries what a command prints (URL, key, summary).
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
