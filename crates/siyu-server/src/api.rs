@@ -64,6 +64,7 @@ pub fn routes() -> Vec<Route> {
         route!(post, "/v1/segments/preview", "Parse a segment and count its members now, without saving.", preview_segment),
         route!(get, "/v1/segments/{name}/members", "Members' canonical ids (`limit`, `after`).", segment_members),
         route!(get, "/v1/segments/{name}/explain", "Why a person (`person` = any identity) is in or out, clause by clause.", explain_segment),
+        route!(get, "/v1/segments/{name}/history", "Membership history, newest first: every entry and exit with its time (`person` = any identity, `limit`).", segment_history),
         route!(get, "/v1/segments/{name}/changes", "Server-sent events: every entry and exit as it happens.", segment_changes),
         route!(put, "/v1/properties/{name}", "Define a computed property (count/sum/min/max/first/last of an event type, filters, window).", put_property),
         route!(get, "/v1/analytics/rfm", "RFM grid (125 cells) at the engine clock.", analytics_rfm),
@@ -674,6 +675,42 @@ async fn explain_segment(
     Ok(Json(
         json!({"segment": name, "canonical_id": e.canonical_id(p), "member": e.live_segments().is_member(i, p), "explanation": why}),
     ))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    person: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn segment_history(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let canonical = {
+        let e = read_engine(&state);
+        segment_index(&e, &name)?;
+        match &q.person {
+            Some(id) => Some(e.canonical_id(resolve(&e, id)?).to_string()),
+            None => None,
+        }
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let s = state.clone();
+    let seg = name.clone();
+    let rows = blocking(move || {
+        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(store.segment_history(&seg, canonical.as_deref(), limit)?)
+    })
+    .await?;
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|r| json!({"canonical_id": r.canonical_id, "change": if r.entered { "enter" } else { "exit" }, "at": format_rfc3339(r.at)}))
+        .collect();
+    Ok(Json(json!({"segment": name, "history": items})))
 }
 
 async fn segment_changes(

@@ -8,7 +8,7 @@
 use crate::metrics::Metrics;
 use siyu_domain::{Event, Identity};
 use siyu_engine::{Engine, SegmentChange};
-use siyu_store::{Appended, AuditRecord, MergeRecord, Store};
+use siyu_store::{Appended, AuditRecord, MergeRecord, SegmentChangeRecord, Store};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -73,9 +73,12 @@ pub fn wall_clock() -> i64 {
 }
 
 impl Writer {
-    fn publish(&self, engine: &Engine, changes: &[SegmentChange]) {
+    /// Broadcasts segment changes to subscribers and returns them as
+    /// membership-history rows (the caller writes them once the engine
+    /// lock is released).
+    fn publish(&self, engine: &Engine, changes: &[SegmentChange]) -> Vec<SegmentChangeRecord> {
         if changes.is_empty() {
-            return;
+            return Vec::new();
         }
         self.metrics
             .segment_changes
@@ -90,6 +93,26 @@ impl Writer {
                 canonical_id: c.canonical_id.clone(),
                 at: c.at,
             });
+        }
+        changes
+            .iter()
+            .map(|c| SegmentChangeRecord {
+                segment: segs
+                    .get(c.segment as usize)
+                    .map_or(String::new(), |s| s.name.clone()),
+                canonical_id: c.canonical_id.clone(),
+                entered: c.entered,
+                at: c.at,
+            })
+            .collect()
+    }
+
+    /// Keeps segment entries/exits in the membership history.
+    fn record_history(&mut self, history: Vec<SegmentChangeRecord>) {
+        if let Err(e) = self.store.record_segment_changes(&history) {
+            // Memberships themselves are derived from the log; only the
+            // history rows of this instant are lost.
+            tracing::error!(error = %e, "recording segment history failed");
         }
     }
 
@@ -142,6 +165,7 @@ impl Writer {
             }
         };
         let mut merges: Vec<MergeRecord> = Vec::new();
+        let mut history: Vec<SegmentChangeRecord> = Vec::new();
         if appended.len() != owned.len() {
             let e = format!(
                 "store returned {} results for {} events",
@@ -187,8 +211,9 @@ impl Writer {
                     }
                 }
             }
-            self.publish(&engine, &changes);
+            history = self.publish(&engine, &changes);
         }
+        self.record_history(history);
         if !merges.is_empty() {
             if let Err(e) = self.store.record_merges(&merges) {
                 // The events are durable; the audit rows can be rebuilt from them.
@@ -228,7 +253,9 @@ impl Writer {
                     // Let window expiries fire without any new event.
                     let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
                     let changes = engine.advance_to((self.clock)());
-                    self.publish(&engine, &changes);
+                    let history = self.publish(&engine, &changes);
+                    drop(engine);
+                    self.record_history(history);
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -303,7 +330,9 @@ impl Writer {
                 let (_, changes) = engine
                     .define_segment(&name, expr, source)
                     .map_err(|e| e.to_string())?;
-                self.publish(&engine, &changes);
+                let history = self.publish(&engine, &changes);
+                drop(engine);
+                self.record_history(history);
                 Ok(changes)
             }
             Definition::Property(_) => {

@@ -57,6 +57,17 @@ pub struct MergeRecord {
     pub into: String,
 }
 
+/// A segment entry or exit, as kept in the membership history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentChangeRecord {
+    pub segment: String,
+    /// The person's canonical id when the change happened.
+    pub canonical_id: String,
+    pub entered: bool,
+    /// Engine clock of the change (epoch seconds).
+    pub at: i64,
+}
+
 /// An audit-log entry (erasures, key changes, hand-overs …).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
@@ -129,8 +140,8 @@ pub trait Store: Send {
 
     /// Deletes every event whose `identity` or `ref` is one of `identities`
     /// and writes `audit` in the same transaction. Returns events removed.
-    /// Merge records naming any of `identities` are deleted too: they hold
-    /// the same personal identifiers.
+    /// Merge records and segment-history rows naming any of `identities`
+    /// are deleted too: they hold the same personal identifiers.
     fn erase(&mut self, identities: &[Identity], audit: &AuditRecord) -> Result<u64>;
 
     /// Records identity merges for audit.
@@ -138,6 +149,18 @@ pub trait Store: Send {
 
     /// Merges that involved any of `identities`, oldest first.
     fn merges_of(&mut self, identities: &[Identity]) -> Result<Vec<MergeRecord>>;
+
+    /// Appends segment entries/exits to the membership history.
+    fn record_segment_changes(&mut self, changes: &[SegmentChangeRecord]) -> Result<()>;
+
+    /// Membership history of `segment` (of one person when `canonical_id`
+    /// is given), newest first, at most `limit` rows.
+    fn segment_history(
+        &mut self,
+        segment: &str,
+        canonical_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SegmentChangeRecord>>;
 
     /// Appends to the audit log (the `id` field is assigned by the store).
     fn audit(&mut self, record: &AuditRecord) -> Result<u64>;

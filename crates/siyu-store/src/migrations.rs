@@ -40,9 +40,10 @@ impl Migration {
 }
 
 /// Every step, in order. Versions are 1, 2, 3 … without gaps.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: "
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: "
     CREATE TABLE events (
         log_offset {offset_key},
         event_id TEXT,
@@ -95,7 +96,23 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
         value TEXT NOT NULL
     );
     ",
-}];
+    },
+    Migration {
+        version: 2,
+        sql: "
+    -- Segment membership history: every entry and exit, when it happened.
+    CREATE TABLE segment_history (
+        id {auto_key},
+        segment TEXT NOT NULL,
+        canonical_id TEXT NOT NULL,
+        entered BIGINT NOT NULL,
+        at BIGINT NOT NULL
+    );
+    CREATE INDEX segment_history_segment ON segment_history (segment, id);
+    CREATE INDEX segment_history_person ON segment_history (canonical_id, id);
+    ",
+    },
+];
 
 /// The newest schema version this build knows.
 pub fn latest() -> i64 {

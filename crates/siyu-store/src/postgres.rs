@@ -6,7 +6,9 @@
 
 use crate::migrations::{self, Dialect};
 use crate::row::{self, to_sql_int, EventRow, StoredRow, EVENT_COLUMNS, EVENT_COLUMN_COUNT};
-use crate::{Appended, AuditRecord, MergeRecord, Result, Store, StoreError, StoredEvent};
+use crate::{
+    Appended, AuditRecord, MergeRecord, Result, SegmentChangeRecord, Store, StoreError, StoredEvent,
+};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Statement};
@@ -371,6 +373,11 @@ impl Store for PostgresStore {
             &[&ids],
         )
         .map_err(db("erasing merges"))?;
+        tx.execute(
+            "DELETE FROM segment_history WHERE canonical_id = ANY($1)",
+            &[&ids],
+        )
+        .map_err(db("erasing segment history"))?;
         insert_audit(&mut tx, audit)?;
         tx.commit().map_err(db("committing erase"))?;
         Ok(removed)
@@ -403,6 +410,52 @@ impl Store for PostgresStore {
             .map_err(db("writing a merge"))?;
         }
         tx.commit().map_err(db("committing merges"))
+    }
+
+    fn record_segment_changes(&mut self, changes: &[SegmentChangeRecord]) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(db("starting segment history"))?;
+        let st = tx
+            .prepare("INSERT INTO segment_history (segment, canonical_id, entered, at) VALUES ($1, $2, $3, $4)")
+            .map_err(db("preparing segment history"))?;
+        for c in changes {
+            tx.execute(
+                &st,
+                &[&c.segment, &c.canonical_id, &(c.entered as i64), &c.at],
+            )
+            .map_err(db("writing segment history"))?;
+        }
+        tx.commit().map_err(db("committing segment history"))
+    }
+
+    fn segment_history(
+        &mut self,
+        segment: &str,
+        canonical_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SegmentChangeRecord>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT segment, canonical_id, entered, at FROM segment_history
+                 WHERE segment = $1 AND ($2::TEXT IS NULL OR canonical_id = $2) ORDER BY id DESC LIMIT $3",
+                &[&segment, &canonical_id, &(limit.min(i64::MAX as usize) as i64)],
+            )
+            .map_err(db("reading segment history"))?;
+        Ok(rows
+            .iter()
+            .map(|r| SegmentChangeRecord {
+                segment: r.get(0),
+                canonical_id: r.get(1),
+                entered: r.get::<_, i64>(2) != 0,
+                at: r.get(3),
+            })
+            .collect())
     }
 
     fn merges_of(&mut self, identities: &[Identity]) -> Result<Vec<MergeRecord>> {

@@ -8,7 +8,9 @@
 
 use crate::migrations::{self, Dialect};
 use crate::row::{self, to_sql_int, EventRow, StoredRow, EVENT_COLUMNS, EVENT_COLUMN_COUNT};
-use crate::{Appended, AuditRecord, MergeRecord, Result, Store, StoreError, StoredEvent};
+use crate::{
+    Appended, AuditRecord, MergeRecord, Result, SegmentChangeRecord, Store, StoreError, StoredEvent,
+};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use siyu_domain::{Event, Identity};
 use std::collections::{HashMap, HashSet};
@@ -411,6 +413,11 @@ impl Store for SqliteStore {
             [&ids],
         )
         .map_err(db("erasing merges"))?;
+        tx.execute(
+            "DELETE FROM segment_history WHERE canonical_id IN (SELECT value FROM json_each(?1))",
+            [&ids],
+        )
+        .map_err(db("erasing segment history"))?;
         insert_audit(&tx, audit)?;
         tx.commit().map_err(db("committing erase"))?;
         Ok((by_identity + by_ref) as u64)
@@ -439,6 +446,58 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().map_err(db("committing merges"))
+    }
+
+    fn record_segment_changes(&mut self, changes: &[SegmentChangeRecord]) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(db("starting segment history"))?;
+        {
+            let mut st = tx
+                .prepare_cached("INSERT INTO segment_history (segment, canonical_id, entered, at) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(db("preparing segment history"))?;
+            for c in changes {
+                st.execute(params![c.segment, c.canonical_id, c.entered as i64, c.at])
+                    .map_err(db("writing segment history"))?;
+            }
+        }
+        tx.commit().map_err(db("committing segment history"))
+    }
+
+    fn segment_history(
+        &mut self,
+        segment: &str,
+        canonical_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SegmentChangeRecord>> {
+        let step = "reading segment history";
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT segment, canonical_id, entered, at FROM segment_history
+                 WHERE segment = ?1 AND (?2 IS NULL OR canonical_id = ?2) ORDER BY id DESC LIMIT ?3",
+            )
+            .map_err(db(step))?;
+        let rows = st
+            .query_map(
+                params![segment, canonical_id, limit.min(i64::MAX as usize) as i64],
+                |r| {
+                    Ok(SegmentChangeRecord {
+                        segment: r.get(0)?,
+                        canonical_id: r.get(1)?,
+                        entered: r.get::<_, i64>(2)? != 0,
+                        at: r.get(3)?,
+                    })
+                },
+            )
+            .map_err(db(step))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db(step))?;
+        Ok(rows)
     }
 
     fn merges_of(&mut self, identities: &[Identity]) -> Result<Vec<MergeRecord>> {

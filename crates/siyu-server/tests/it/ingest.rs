@@ -349,6 +349,15 @@ async fn segments_explain_and_erase() {
         b["message"].as_str().unwrap().contains("line 1, column 14"),
         "{b}"
     );
+    let (_, h) = t.get("/v1/segments/buyers/history").await;
+    assert_eq!(h["history"].as_array().unwrap().len(), 1, "{h}");
+    assert_eq!(
+        (
+            h["history"][0]["change"].as_str(),
+            h["history"][0]["canonical_id"].as_str()
+        ),
+        (Some("enter"), Some("douyin:9f3a01"))
+    );
     let (_, m) = t.get("/v1/segments/buyers/members").await;
     assert_eq!(m["members"], json!(["douyin:9f3a01"]));
     let (_, x) = t

@@ -25,6 +25,7 @@ conformance!(
     settings_crud_and_prefix,
     everything_survives_reopen,
     migrations_are_recorded_once,
+    segment_history_is_newest_first_per_segment_and_person,
 );
 
 fn ev(v: serde_json::Value) -> Event {
@@ -508,7 +509,7 @@ pub fn migrations_are_recorded_once(b: &dyn Backend) {
     drop(s);
     let first = b.migrations();
     let versions: Vec<i64> = first.iter().map(|m| m.0).collect();
-    assert_eq!(versions, vec![1], "every known version, once, in order");
+    assert_eq!(versions, vec![1, 2], "every known version, once, in order");
     assert!(first.iter().all(|m| m.1 > 1_700_000_000), "{first:?}");
     // Reopening applies nothing again: same rows, same applied_at, data kept.
     for _ in 0..2 {
@@ -516,4 +517,61 @@ pub fn migrations_are_recorded_once(b: &dyn Backend) {
         assert_eq!(s.last_offset().unwrap(), 1);
     }
     assert_eq!(b.migrations(), first);
+}
+
+pub fn segment_history_is_newest_first_per_segment_and_person(b: &dyn Backend) {
+    use siyu_store::SegmentChangeRecord;
+    let mut s = b.open();
+    let rec = |segment: &str, id: &str, entered: bool, at: i64| SegmentChangeRecord {
+        segment: segment.into(),
+        canonical_id: id.into(),
+        entered,
+        at,
+    };
+    s.record_segment_changes(&[]).unwrap();
+    s.record_segment_changes(&[
+        rec("vip", "douyin:a", true, 100),
+        rec("vip", "douyin:b", true, 101),
+        rec("lapsed", "douyin:a", true, 102),
+    ])
+    .unwrap();
+    s.record_segment_changes(&[rec("vip", "douyin:a", false, 200)])
+        .unwrap();
+    let vip = s.segment_history("vip", None, 10).unwrap();
+    assert_eq!(
+        vip,
+        vec![
+            rec("vip", "douyin:a", false, 200),
+            rec("vip", "douyin:b", true, 101),
+            rec("vip", "douyin:a", true, 100)
+        ]
+    );
+    let a = b
+        .open()
+        .segment_history("vip", Some("douyin:a"), 10)
+        .unwrap();
+    assert_eq!(
+        a,
+        vec![
+            rec("vip", "douyin:a", false, 200),
+            rec("vip", "douyin:a", true, 100)
+        ]
+    );
+    assert_eq!(s.segment_history("vip", None, 1).unwrap().len(), 1);
+    assert!(s.segment_history("nope", None, 10).unwrap().is_empty());
+    // Erasing a person erases their history rows too.
+    let audit = AuditRecord {
+        id: 0,
+        at: 300,
+        action: "erase_person".into(),
+        subject: "douyin:a".into(),
+        detail: json!({}),
+    };
+    s.erase(&[siyu_domain::Identity::parse("douyin:a").unwrap()], &audit)
+        .unwrap();
+    assert_eq!(
+        s.segment_history("vip", None, 10).unwrap(),
+        vec![rec("vip", "douyin:b", true, 101)]
+    );
+    assert!(s.segment_history("lapsed", None, 10).unwrap().is_empty());
 }
