@@ -45,13 +45,28 @@ pub fn rfm_scores(p: &Person, now: i64) -> Option<(u8, u8, u8)> {
 
 /// Persons per RFM cell: `grid[r-1][f-1][m-1]`.
 pub fn rfm_grid(engine: &Engine, now: i64) -> [[[u64; 5]; 5]; 5] {
-    let mut grid = [[[0u64; 5]; 5]; 5];
-    for (_, p) in engine.persons() {
-        if let Some((r, f, m)) = rfm_scores(p, now) {
-            grid[r as usize - 1][f as usize - 1][m as usize - 1] += 1;
-        }
-    }
-    grid
+    engine.fold_persons(
+        |persons| {
+            let mut grid = [[[0u64; 5]; 5]; 5];
+            for (_, p) in persons {
+                if let Some((r, f, m)) = rfm_scores(p, now) {
+                    grid[r as usize - 1][f as usize - 1][m as usize - 1] += 1;
+                }
+            }
+            grid
+        },
+        |mut a, b| {
+            for (x, y) in a
+                .iter_mut()
+                .flatten()
+                .flatten()
+                .zip(b.iter().flatten().flatten())
+            {
+                *x += y;
+            }
+            a
+        },
+    )
 }
 
 /// One row of the first-touch funnel.
@@ -71,40 +86,52 @@ pub fn first_touch_funnel(
     friend_within: i64,
     convert_within: i64,
 ) -> Vec<FunnelRow> {
-    let mut rows: Vec<FunnelRow> = Vec::new();
-    let mut by_code: Vec<usize> = Vec::new();
-    for (_, p) in engine.persons() {
-        if p.first_channel == NO_CHANNEL {
-            continue;
-        }
-        let code = p.first_channel as usize;
-        if by_code.len() <= code {
-            by_code.resize(code + 1, usize::MAX);
-        }
-        if by_code[code] == usize::MAX {
-            by_code[code] = rows.len();
-            rows.push(FunnelRow {
-                channel: engine
-                    .channel_name(p.first_channel)
-                    .unwrap_or("")
-                    .to_string(),
-                ..Default::default()
-            });
-        }
-        let row = &mut rows[by_code[code]];
-        row.entered += 1;
-        // The earliest add_friend is never before the first event (both
-        // exclude identify), so "an add_friend within the window" is "the
-        // earliest one is".
-        if p.first_friend_ts == NO_TS || (p.first_friend_ts - p.first_ts) as i64 > friend_within {
-            continue;
-        }
-        row.friended += 1;
-        let af = p.first_friend_ts as i64;
-        if !p.purchases_between(af, af + convert_within).is_empty() {
-            row.converted += 1;
-        }
-    }
+    // (entered, friended, converted) per channel code.
+    let counts = engine.fold_persons(
+        |persons| {
+            let mut c: Vec<[u64; 3]> = vec![[0; 3]; engine.channel_count()];
+            for (_, p) in persons {
+                if p.first_channel == NO_CHANNEL {
+                    continue;
+                }
+                let row = &mut c[p.first_channel as usize];
+                row[0] += 1;
+                // The earliest add_friend is never before the first event (both
+                // exclude identify), so "an add_friend within the window" is "the
+                // earliest one is".
+                if p.first_friend_ts == NO_TS
+                    || (p.first_friend_ts - p.first_ts) as i64 > friend_within
+                {
+                    continue;
+                }
+                row[1] += 1;
+                let af = p.first_friend_ts as i64;
+                if !p.purchases_between(af, af + convert_within).is_empty() {
+                    row[2] += 1;
+                }
+            }
+            c
+        },
+        |mut a, b| {
+            for (x, y) in a.iter_mut().zip(&b) {
+                for k in 0..3 {
+                    x[k] += y[k];
+                }
+            }
+            a
+        },
+    );
+    let mut rows: Vec<FunnelRow> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c[0] > 0)
+        .map(|(code, c)| FunnelRow {
+            channel: engine.channel_name(code as u16).unwrap_or("").to_string(),
+            entered: c[0],
+            friended: c[1],
+            converted: c[2],
+        })
+        .collect();
     rows.sort_by(|a, b| a.channel.cmp(&b.channel));
     rows
 }
@@ -128,40 +155,59 @@ pub fn cohort_retention(
     periods: usize,
 ) -> Vec<CohortRow> {
     let period = |ts: u32| (ts as i64 - t0).div_euclid(period_secs);
-    let mut cohorts: BTreeMap<i64, CohortRow> = BTreeMap::new();
-    let mut active = vec![false; periods];
-    for (_, p) in engine.persons() {
-        if p.first_friend_ts == NO_TS {
-            continue;
-        }
-        let c = period(p.first_friend_ts);
-        if c < 0 {
-            continue;
-        }
-        active.iter_mut().for_each(|a| *a = false);
-        let mut mark = |ts: u32| {
-            let k = period(ts) - c;
-            if k >= 0 && (k as usize) < periods {
-                active[k as usize] = true;
+    let cohorts = engine.fold_persons(
+        |persons| {
+            let mut cohorts: BTreeMap<i64, CohortRow> = BTreeMap::new();
+            let mut active = vec![false; periods];
+            for (_, p) in persons {
+                if p.first_friend_ts == NO_TS {
+                    continue;
+                }
+                let c = period(p.first_friend_ts);
+                if c < 0 {
+                    continue;
+                }
+                active.iter_mut().for_each(|a| *a = false);
+                let mut mark = |ts: u32| {
+                    let k = period(ts) - c;
+                    if k >= 0 && (k as usize) < periods {
+                        active[k as usize] = true;
+                    }
+                };
+                // Activity before the cohort's start cannot count; skip it cheaply.
+                let from = t0 + c * period_secs;
+                let start = p.reads.partition_point(|&t| (t as i64) < from);
+                p.reads[start..].iter().for_each(|&t| mark(t));
+                p.purchases_between(from, i64::MAX)
+                    .iter()
+                    .for_each(|x| mark(x.ts));
+                let row = cohorts.entry(c).or_insert_with(|| CohortRow {
+                    cohort: c,
+                    size: 0,
+                    active: vec![0; periods],
+                });
+                row.size += 1;
+                for (n, a) in row.active.iter_mut().zip(&active) {
+                    *n += *a as u64;
+                }
             }
-        };
-        // Activity before the cohort's start cannot count; skip it cheaply.
-        let from = t0 + c * period_secs;
-        let start = p.reads.partition_point(|&t| (t as i64) < from);
-        p.reads[start..].iter().for_each(|&t| mark(t));
-        p.purchases_between(from, i64::MAX)
-            .iter()
-            .for_each(|x| mark(x.ts));
-        let row = cohorts.entry(c).or_insert_with(|| CohortRow {
-            cohort: c,
-            size: 0,
-            active: vec![0; periods],
-        });
-        row.size += 1;
-        for (n, a) in row.active.iter_mut().zip(&active) {
-            *n += *a as u64;
-        }
-    }
+            cohorts
+        },
+        |mut a, b| {
+            for (c, row) in b {
+                let into = a.entry(c).or_insert_with(|| CohortRow {
+                    cohort: c,
+                    size: 0,
+                    active: vec![0; periods],
+                });
+                into.size += row.size;
+                for (x, y) in into.active.iter_mut().zip(&row.active) {
+                    *x += y;
+                }
+            }
+            a
+        },
+    );
     cohorts.into_values().collect()
 }
 
@@ -180,27 +226,51 @@ pub struct ReferralSummary {
 /// invitee purchased within `[t, t + convert_within]`. An invitee person
 /// counts once (only its first event can be valid).
 pub fn valid_invitees(engine: &Engine, convert_within: i64) -> Vec<(PersonId, u64)> {
-    let mut counts: std::collections::HashMap<PersonId, u64> = std::collections::HashMap::new();
-    for r in engine.referrals() {
-        let invitee = engine.person_of_id(r.invitee);
-        let Some(p) = engine.person(invitee) else {
-            continue;
-        };
-        if (p.first_ts, p.first_seq) != (r.ts, r.seq) {
-            continue;
+    let count = |refs: &[crate::engine::Referral]| {
+        let mut counts: std::collections::HashMap<PersonId, u64> = std::collections::HashMap::new();
+        for r in refs {
+            let invitee = engine.person_of_id(r.invitee);
+            let Some(p) = engine.person(invitee) else {
+                continue;
+            };
+            if (p.first_ts, p.first_seq) != (r.ts, r.seq) {
+                continue;
+            }
+            let inviter = engine.person_of_id(r.inviter);
+            if inviter == invitee {
+                continue;
+            }
+            if p.purchases_between(r.ts as i64, r.ts as i64 + convert_within)
+                .is_empty()
+            {
+                continue;
+            }
+            *counts.entry(inviter).or_default() += 1;
         }
-        let inviter = engine.person_of_id(r.inviter);
-        if inviter == invitee {
-            continue;
+        counts
+    };
+    let refs = engine.referrals();
+    let parts = engine
+        .parallelism
+        .clamp(1, refs.len() / crate::engine::MIN_PERSONS_PER_THREAD + 1);
+    let chunk = refs.len().div_ceil(parts).max(1);
+    let maps: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = refs
+            .chunks(chunk)
+            .map(|c| s.spawn(move || count(c)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("referral worker panicked"))
+            .collect()
+    });
+    let mut total: std::collections::HashMap<PersonId, u64> = std::collections::HashMap::new();
+    for m in maps {
+        for (k, v) in m {
+            *total.entry(k).or_default() += v;
         }
-        if p.purchases_between(r.ts as i64, r.ts as i64 + convert_within)
-            .is_empty()
-        {
-            continue;
-        }
-        *counts.entry(inviter).or_default() += 1;
     }
-    counts.into_iter().collect()
+    total.into_iter().collect()
 }
 
 /// Referral tiers (`tiers` are ascending lower bounds; a person is in the
@@ -265,14 +335,26 @@ pub fn channel_roi<'a>(
             })
             .spend += cents;
     }
-    let mut per_code: Vec<(i64, u64)> = vec![(0, 0); engine.channel_count()];
-    for (_, p) in engine.persons() {
-        if p.first_channel != NO_CHANNEL {
-            let e = &mut per_code[p.first_channel as usize];
-            e.0 += p.net_spend();
-            e.1 += 1;
-        }
-    }
+    let per_code = engine.fold_persons(
+        |persons| {
+            let mut per_code: Vec<(i64, u64)> = vec![(0, 0); engine.channel_count()];
+            for (_, p) in persons {
+                if p.first_channel != NO_CHANNEL {
+                    let e = &mut per_code[p.first_channel as usize];
+                    e.0 += p.net_spend();
+                    e.1 += 1;
+                }
+            }
+            per_code
+        },
+        |mut a, b| {
+            for (x, y) in a.iter_mut().zip(b) {
+                x.0 += y.0;
+                x.1 += y.1;
+            }
+            a
+        },
+    );
     for (code, (revenue, persons)) in per_code.into_iter().enumerate() {
         if persons == 0 {
             continue;

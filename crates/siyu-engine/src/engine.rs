@@ -13,6 +13,9 @@ use crate::segment::live::{LiveSegments, SegmentChange, SegmentError, World};
 use crate::segment::{explain, Explanation, Expr};
 use siyu_domain::{Event, EventType};
 
+/// Below this many persons per thread, a pass stays on one thread.
+pub const MIN_PERSONS_PER_THREAD: usize = 1024;
+
 /// Index of a person slot. A slot dies when its person is merged into
 /// another; resolve identities again after a merge.
 pub type PersonId = u32;
@@ -90,6 +93,9 @@ pub struct Engine {
     pub(crate) referrals: Vec<Referral>,
     pub(crate) segments: LiveSegments,
     pub(crate) properties: Vec<PropertyDef>,
+    /// Threads whole-population passes may use (set by the caller; the
+    /// engine does not probe the machine).
+    pub(crate) parallelism: usize,
     now: i64,
     events_applied: u64,
 }
@@ -110,6 +116,7 @@ impl Engine {
             referrals: Vec::new(),
             segments: LiveSegments::default(),
             properties: Vec::new(),
+            parallelism: 1,
             now: 0,
             events_applied: 0,
         }
@@ -136,6 +143,7 @@ impl Engine {
             referrals,
             segments,
             properties,
+            parallelism: 1,
             now,
             events_applied,
         }
@@ -454,7 +462,7 @@ impl Engine {
             channels: &self.channels,
             properties: &self.properties,
         };
-        self.segments.start(&world, now);
+        self.segments.start(&world, now, self.parallelism);
     }
 
     /// Defines (or redefines) a computed property. It folds events applied
@@ -614,6 +622,58 @@ impl Engine {
     }
 
     /// Live persons (slot, state), in slot order.
+    /// Lets whole-population passes (analytics, `start_live`) split the
+    /// persons over `threads` threads.
+    pub fn set_parallelism(&mut self, threads: usize) {
+        self.parallelism = threads.max(1);
+    }
+
+    /// Folds the live persons in `parallelism` contiguous parts, one thread
+    /// each, and merges the parts' results in slot order.
+    pub fn fold_persons<R: Send>(
+        &self,
+        fold: impl Fn(&mut dyn Iterator<Item = (PersonId, &Person)>) -> R + Sync,
+        merge: impl Fn(R, R) -> R,
+    ) -> R {
+        let n = self.persons.len();
+        let parts = self.parallelism.min(n / MIN_PERSONS_PER_THREAD + 1).max(1);
+        let run = |lo: usize, hi: usize| {
+            let mut it = self.persons[lo..hi]
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.alive)
+                .map(move |(i, p)| ((lo + i) as PersonId, p));
+            fold(&mut it)
+        };
+        if parts == 1 {
+            return run(0, n);
+        }
+        let bounds: Vec<usize> = (0..=parts).map(|k| k * n / parts).collect();
+        let results: Vec<R> = std::thread::scope(|s| {
+            let run = &run;
+            let handles: Vec<_> = bounds
+                .windows(2)
+                .skip(1)
+                .map(|w| {
+                    let (lo, hi) = (w[0], w[1]);
+                    s.spawn(move || run(lo, hi))
+                })
+                .collect();
+            let first = run(bounds[0], bounds[1]);
+            std::iter::once(first)
+                .chain(
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("analytics worker panicked")),
+                )
+                .collect()
+        });
+        results
+            .into_iter()
+            .reduce(merge)
+            .expect("at least one part")
+    }
+
     pub fn persons(&self) -> impl Iterator<Item = (PersonId, &Person)> {
         self.persons
             .iter()

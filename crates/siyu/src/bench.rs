@@ -236,6 +236,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     });
 
     let mut engine = Engine::new();
+    // Whole-population passes (the questions, start_live) use every core.
+    engine.set_parallelism(std::thread::available_parallelism().map_or(1, |n| n.get()));
     let q1 = segment::parse(Q1_SEGMENT).map_err(|e| anyhow::anyhow!("Q1 segment: {e}"))?;
     engine.define_segment(Q1_NAME, q1, Q1_SEGMENT.to_string())?;
 

@@ -8,6 +8,7 @@
 
 use super::ast::Expr;
 use super::eval::{decided_without_clock, eval, next_change, Ctx};
+use crate::engine::MIN_PERSONS_PER_THREAD;
 use crate::identity::{IdentityGraph, IdentityId};
 use crate::person::Person;
 use std::cmp::Reverse;
@@ -264,8 +265,9 @@ impl LiveSegments {
         }
     }
 
-    /// Computes every membership from scratch and turns live mode on.
-    pub fn start(&mut self, w: &World<'_>, now: i64) {
+    /// Computes every membership from scratch and turns live mode on,
+    /// splitting the persons over `threads` threads.
+    pub fn start(&mut self, w: &World<'_>, now: i64, threads: usize) {
         self.live = true;
         self.timers.clear();
         self.timer_at.clear();
@@ -274,26 +276,81 @@ impl LiveSegments {
             s.members.clear();
             s.count = 0;
         }
-        let mut verdicts = Vec::with_capacity(self.segments.len());
-        let mut timers = Vec::new();
-        let any_time_dependent = self.segments.iter().any(|s| s.time_dependent);
-        for slot in 0..w.persons.len() as u32 {
-            if !w.persons[slot as usize].alive {
-                continue;
+        let n = w.persons.len();
+        let parts = threads.clamp(1, n / MIN_PERSONS_PER_THREAD + 1);
+        let bounds: Vec<usize> = (0..=parts).map(|k| k * n / parts).collect();
+        let this = &*self;
+        // Phase 1, parallel: every person's verdicts (one bit per segment).
+        let per_part = |f: &(dyn Fn(usize, usize) -> Vec<(u32, u64)> + Sync)| -> Vec<(u32, u64)> {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = bounds
+                    .windows(2)
+                    .map(|b| {
+                        let (lo, hi) = (b[0], b[1]);
+                        s.spawn(move || f(lo, hi))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("segment worker panicked"))
+                    .collect()
+            })
+        };
+        let wide = self.segments.len() > 64;
+        let verdicts = per_part(&|lo, hi| {
+            let mut v = Vec::with_capacity(this.segments.len());
+            let mut out = Vec::new();
+            for slot in lo as u32..hi as u32 {
+                if !w.persons[slot as usize].alive {
+                    continue;
+                }
+                this.verdicts_into(w, slot, now, &mut v);
+                let mask = v
+                    .iter()
+                    .take(64)
+                    .enumerate()
+                    .fold(0u64, |m, (i, on)| m | (*on as u64) << i);
+                if mask != 0 || wide {
+                    out.push((slot, mask));
+                }
             }
-            self.verdicts_into(w, slot, now, &mut verdicts);
-            for (s, on) in self.segments.iter_mut().zip(&verdicts) {
-                s.set(slot, *on);
+            out
+        });
+        // Phase 2: set the bits.
+        if wide {
+            let mut v = Vec::new();
+            for &(slot, _) in &verdicts {
+                self.verdicts_into(w, slot, now, &mut v);
+                for (s, on) in self.segments.iter_mut().zip(&v) {
+                    s.set(slot, *on);
+                }
             }
-            if any_time_dependent {
-                if let Some(t) = self.next_timer(w, slot, now) {
-                    self.timer_at[slot as usize] = t;
-                    timers.push(Reverse((t, slot)));
+        } else {
+            for &(slot, mask) in &verdicts {
+                for (i, s) in self.segments.iter_mut().enumerate() {
+                    if mask >> i & 1 == 1 {
+                        s.set(slot, true);
+                    }
                 }
             }
         }
-        // One O(n) heapify instead of n pushes.
-        self.timers = BinaryHeap::from(timers);
+        // Phase 3, parallel: window-expiry timers (they read the bits).
+        if self.segments.iter().any(|s| s.time_dependent) {
+            let this = &*self;
+            let timers = per_part(&|lo, hi| {
+                (lo as u32..hi as u32)
+                    .filter(|&slot| w.persons[slot as usize].alive)
+                    .filter_map(|slot| this.next_timer(w, slot, now).map(|t| (slot, t as u64)))
+                    .collect()
+            });
+            let mut heap = Vec::with_capacity(timers.len());
+            for (slot, t) in timers {
+                self.timer_at[slot as usize] = t as i64;
+                heap.push(Reverse((t as i64, slot)));
+            }
+            // One O(n) heapify instead of n pushes.
+            self.timers = BinaryHeap::from(heap);
+        }
     }
 
     /// Updates memberships after one event. `touched` holds the persons the

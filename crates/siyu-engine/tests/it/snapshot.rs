@@ -17,7 +17,11 @@ fn events(n: usize) -> Vec<Event> {
     let chans = ["douyin", "wecom", "taobao", "mp"];
     (0..n)
         .map(|i| {
-            let who = format!("{}:{}", chans[(next() % 4) as usize], next() % 40);
+            let who = format!(
+                "{}:{}",
+                chans[(next() % 4) as usize],
+                next() % (n as u64 / 8 + 40)
+            );
             let id = Identity::parse(&who).unwrap();
             let ty = [
                 EventType::Touch,
@@ -123,4 +127,27 @@ fn corrupt_snapshots_are_rejected_not_trusted() {
         Engine::from_snapshot(&wrong).err(),
         Some(SnapshotError::Version(99))
     );
+}
+
+#[test]
+fn parallel_passes_equal_the_single_threaded_ones() {
+    let all = events(40_000);
+    let src = "purchases(last 30d) >= 1 and net_spend >= 100.00";
+    let build = |threads| {
+        let mut e = Engine::new();
+        e.set_parallelism(threads);
+        e.define_segment("buyers", segment::parse(src).unwrap(), src.into())
+            .unwrap();
+        for (i, ev) in all.iter().enumerate() {
+            e.apply(i as u64, ev);
+        }
+        e.start_live(1_780_000_000 + 40_000 * 3600);
+        e
+    };
+    let (one, four) = (build(1), build(4));
+    assert!(
+        one.person_count() > 2 * siyu_engine::engine::MIN_PERSONS_PER_THREAD,
+        "the parallel path must run"
+    );
+    assert_eq!(fingerprint(&one), fingerprint(&four));
 }
