@@ -200,6 +200,11 @@ impl Application {
             changes: changes.clone(),
             snapshot_path,
             clock: writer::wall_clock,
+            open_store: {
+                let config = config.clone();
+                Arc::new(move || config.open_store())
+            },
+            rebuilding: None,
         };
         let writer_thread = std::thread::Builder::new()
             .name("siyu-writer".into())

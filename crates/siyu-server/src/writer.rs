@@ -4,14 +4,22 @@
 //! commit), applies the new events to the engine in log order, records
 //! merges, publishes segment changes, and only then answers: acknowledged
 //! means durable and visible.
+//!
+//! An erasure or a new computed property needs the engine rebuilt from the
+//! log. That runs on its own thread and connection while the writer keeps
+//! appending to the current engine; when it lands the writer catches it up
+//! with the events appended meanwhile (read back from the store), swaps it
+//! in and only then answers the erasure. Erasures and definitions that
+//! arrive during a rebuild wait for it; appends never do.
 
 use crate::metrics::Metrics;
 use siyu_domain::{Event, Identity};
 use siyu_engine::{Engine, SegmentChange};
 use siyu_store::{Appended, AuditRecord, MergeRecord, SegmentChangeRecord, Store};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, oneshot};
@@ -56,6 +64,9 @@ pub struct PublishedChange {
     pub at: i64,
 }
 
+/// Opens another connection to the writer's store (for rebuilds).
+pub type OpenStore = Arc<dyn Fn() -> anyhow::Result<Box<dyn Store>> + Send + Sync>;
+
 pub struct Writer {
     pub store: Box<dyn Store>,
     pub engine: Arc<RwLock<Engine>>,
@@ -63,6 +74,25 @@ pub struct Writer {
     pub changes: broadcast::Sender<PublishedChange>,
     pub snapshot_path: PathBuf,
     pub clock: fn() -> i64,
+    pub open_store: OpenStore,
+    /// The rebuild in progress, if any.
+    pub rebuilding: Option<Rebuilding>,
+}
+
+/// A rebuild of the engine from the store, running on its own thread.
+pub struct Rebuilding {
+    /// The rebuilt engine and the last log offset it applied.
+    done: Receiver<anyhow::Result<(Engine, u64)>>,
+    /// Requests answered when it lands.
+    waiting: Vec<Waiting>,
+    /// Erasures, definitions and snapshots that arrived meanwhile, in order.
+    deferred: VecDeque<Command>,
+}
+
+/// A request whose answer is the rebuild landing.
+enum Waiting {
+    Erased(Reply<u64>, u64),
+    Defined(Reply<Vec<SegmentChange>>),
 }
 
 /// Wall clock in epoch seconds: the engine's time source in the server.
@@ -237,7 +267,12 @@ impl Writer {
             let _ = reply.send(Ok(mine.to_vec()));
         }
         let applied = self.engine.read().map(|e| e.events_applied()).unwrap_or(0);
-        if new_events > 0 && applied / SNAPSHOT_EVERY != (applied - new_events) / SNAPSHOT_EVERY {
+        // During a rebuild the current engine may still hold erased data:
+        // it is never written to a snapshot.
+        if new_events > 0
+            && self.rebuilding.is_none()
+            && applied / SNAPSHOT_EVERY != (applied - new_events) / SNAPSHOT_EVERY
+        {
             if let Err(e) = self.write_snapshot() {
                 tracing::warn!(error = %e, "snapshot failed");
             }
@@ -247,8 +282,16 @@ impl Writer {
     /// Runs until every sender is gone.
     pub fn run(mut self, rx: Receiver<Command>) {
         loop {
-            let first = match rx.recv_timeout(Duration::from_millis(500)) {
+            self.poll_rebuild();
+            // Wake often while a rebuild runs, to land it promptly.
+            let wait = if self.rebuilding.is_some() {
+                Duration::from_millis(5)
+            } else {
+                Duration::from_millis(500)
+            };
+            let first = match rx.recv_timeout(wait) {
                 Ok(c) => c,
+                Err(RecvTimeoutError::Timeout) if self.rebuilding.is_some() => continue,
                 Err(RecvTimeoutError::Timeout) => {
                     // Let window expiries fire without any new event.
                     let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
@@ -284,12 +327,145 @@ impl Writer {
                 self.group_commit(batch);
             }
         }
+        // Every sender is gone; finish what was asked before stopping.
+        while let Some(r) = self.rebuilding.take() {
+            let result = r
+                .done
+                .recv()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the rebuild thread stopped")));
+            self.rebuilding = Some(r);
+            self.land(result);
+        }
         if let Err(e) = self.write_snapshot() {
             tracing::warn!(error = %e, "final snapshot failed");
         }
     }
 
-    fn define(&mut self, definition: Definition) -> Result<Vec<SegmentChange>, String> {
+    /// Starts rebuilding the engine from the store on another thread;
+    /// `waiting` is answered when it lands.
+    fn start_rebuild(&mut self, waiting: Waiting) {
+        debug_assert!(self.rebuilding.is_none(), "one rebuild at a time");
+        let (tx, done) = std::sync::mpsc::sync_channel(1);
+        let (open, clock) = (self.open_store.clone(), self.clock);
+        let spawned = std::thread::Builder::new()
+            .name("siyu-rebuild".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let result = open().and_then(|mut store| rebuild_to(store.as_mut(), None, clock()));
+                if let Ok((engine, offset)) = &result {
+                    tracing::info!(
+                        persons = engine.person_count(),
+                        offset,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "engine rebuilt from the store"
+                    );
+                }
+                let _ = tx.send(result);
+            });
+        if let Err(e) = spawned {
+            // No thread: rebuild here (the writer pauses meanwhile).
+            tracing::warn!(error = %e, "cannot start a rebuild thread; rebuilding inline");
+            let result = rebuild_to(self.store.as_mut(), None, (self.clock)());
+            let (tx, done) = std::sync::mpsc::sync_channel(1);
+            let _ = tx.send(result);
+            self.rebuilding = Some(Rebuilding {
+                done,
+                waiting: vec![waiting],
+                deferred: VecDeque::new(),
+            });
+            return;
+        }
+        self.rebuilding = Some(Rebuilding {
+            done,
+            waiting: vec![waiting],
+            deferred: VecDeque::new(),
+        });
+    }
+
+    /// Lands the rebuild if it finished.
+    fn poll_rebuild(&mut self) {
+        let Some(r) = &self.rebuilding else { return };
+        let result = match r.done.try_recv() {
+            Ok(result) => result,
+            Err(TryRecvError::Empty) => return,
+            Err(TryRecvError::Disconnected) => Err(anyhow::anyhow!("the rebuild thread stopped")),
+        };
+        self.land(result);
+    }
+
+    /// Catches the rebuilt engine up with the events appended since its
+    /// last scan, swaps it in, answers the waiting requests, then runs the
+    /// deferred commands (which may start the next rebuild).
+    fn land(&mut self, result: anyhow::Result<(Engine, u64)>) {
+        let Some(Rebuilding {
+            waiting, deferred, ..
+        }) = self.rebuilding.take()
+        else {
+            return;
+        };
+        let caught_up = result.and_then(|(mut engine, mut offset)| {
+            // The current engine already published these events' segment
+            // changes and merges; the rebuilt one only needs their effect.
+            loop {
+                let page = self.store.scan(offset, 50_000)?;
+                let Some(last) = page.last() else { break };
+                offset = last.offset;
+                for e in &page {
+                    engine.apply(e.offset, &e.event);
+                }
+            }
+            let _ = engine.advance_to((self.clock)());
+            Ok(engine)
+        });
+        let outcome = match caught_up {
+            Ok(engine) => {
+                *self.engine.write().unwrap_or_else(|e| e.into_inner()) = engine;
+                if let Err(e) = self.write_snapshot() {
+                    tracing::warn!(error = %e, "snapshot after rebuild failed");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // The store is right (the erasure is committed), the engine
+                // is stale until a rebuild succeeds: say so to the caller.
+                tracing::error!(error = %e, "rebuilding the engine failed");
+                Err(format!("rebuilding the engine failed: {e}"))
+            }
+        };
+        for w in waiting {
+            match w {
+                Waiting::Erased(reply, n) => {
+                    let _ = reply.send(outcome.clone().map(|()| n));
+                }
+                Waiting::Defined(reply) => {
+                    let _ = reply.send(outcome.clone().map(|()| Vec::new()));
+                }
+            }
+        }
+        for cmd in deferred {
+            self.other(cmd);
+        }
+    }
+
+    /// Saves a definition; a segment applies at once, a property starts a
+    /// rebuild (it must see the whole log) and answers when that lands.
+    fn define(&mut self, definition: Definition, reply: Reply<Vec<SegmentChange>>) {
+        match self.save_definition(definition) {
+            Ok(Some(changes)) => {
+                let _ = reply.send(Ok(changes));
+            }
+            Ok(None) => self.start_rebuild(Waiting::Defined(reply)),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Saves a definition; `Ok(None)` when the engine must be rebuilt.
+    fn save_definition(
+        &mut self,
+        definition: Definition,
+    ) -> Result<Option<Vec<SegmentChange>>, String> {
         // Check against a scratch copy of the definitions before saving anything.
         {
             let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
@@ -333,19 +509,23 @@ impl Writer {
                 let history = self.publish(&engine, &changes);
                 drop(engine);
                 self.record_history(history);
-                Ok(changes)
+                Ok(Some(changes))
             }
-            Definition::Property(_) => {
-                // A new property must see the whole history: rebuild from the log.
-                let fresh = rebuild(self.store.as_mut(), None, (self.clock)())
-                    .map_err(|e| e.to_string())?;
-                *self.engine.write().unwrap_or_else(|e| e.into_inner()) = fresh;
-                Ok(Vec::new())
-            }
+            // A new property must see the whole history: rebuild from the log.
+            Definition::Property(_) => Ok(None),
         }
     }
 
     fn other(&mut self, cmd: Command) {
+        if let Command::Append { events, reply } = cmd {
+            // Appends never wait for a rebuild.
+            return self.group_commit(vec![(events, reply)]);
+        }
+        if let Some(r) = &mut self.rebuilding {
+            // They must see (and a snapshot must hold) the rebuilt engine.
+            r.deferred.push_back(cmd);
+            return;
+        }
         match cmd {
             Command::Append { .. } => {}
             Command::Erase {
@@ -355,26 +535,20 @@ impl Writer {
             } => {
                 // The snapshot holds the person's data too: it goes first, so
                 // a crash at any point cannot bring erased data back.
-                let r = self
-                    .remove_snapshot()
-                    .and_then(|()| {
-                        self.store
-                            .erase(&identities, &audit)
-                            .map_err(|e| e.to_string())
-                    })
-                    .and_then(|n| {
-                        // Links may be gone: rebuild the graph from what remains.
-                        let fresh = rebuild(self.store.as_mut(), None, (self.clock)())
-                            .map_err(|e| e.to_string())?;
-                        *self.engine.write().unwrap_or_else(|e| e.into_inner()) = fresh;
-                        Ok(n)
-                    });
-                let _ = reply.send(r);
+                let erased = self.remove_snapshot().and_then(|()| {
+                    self.store
+                        .erase(&identities, &audit)
+                        .map_err(|e| e.to_string())
+                });
+                match erased {
+                    // Links may be gone: rebuild the graph from what remains.
+                    Ok(n) => self.start_rebuild(Waiting::Erased(reply, n)),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
             }
-            Command::Define { definition, reply } => {
-                let r = self.define(definition);
-                let _ = reply.send(r);
-            }
+            Command::Define { definition, reply } => self.define(definition, reply),
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.write_snapshot());
             }
@@ -385,6 +559,15 @@ impl Writer {
 /// Builds the engine from the store: saved definitions first, then the
 /// snapshot (if given and valid) and the log after it, then live mode at `now`.
 pub fn rebuild(store: &mut dyn Store, snapshot: Option<&[u8]>, now: i64) -> anyhow::Result<Engine> {
+    rebuild_to(store, snapshot, now).map(|(engine, _)| engine)
+}
+
+/// [`rebuild`], also returning the last log offset applied.
+pub fn rebuild_to(
+    store: &mut dyn Store,
+    snapshot: Option<&[u8]>,
+    now: i64,
+) -> anyhow::Result<(Engine, u64)> {
     let (mut engine, mut offset) = match snapshot.map(Engine::from_snapshot) {
         Some(Ok((e, o))) if o <= store.last_offset()? => (e, o),
         Some(Err(e)) => {
@@ -403,7 +586,7 @@ pub fn rebuild(store: &mut dyn Store, snapshot: Option<&[u8]>, now: i64) -> anyh
         }
     }
     engine.start_live(now);
-    Ok(engine)
+    Ok((engine, offset))
 }
 
 /// The handle request handlers hold.

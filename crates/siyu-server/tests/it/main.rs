@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod ingest;
+mod rebuild;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
