@@ -67,7 +67,8 @@ pub struct LoadStats {
 
 /// One parsed chunk, handed to the consumer in file order.
 pub struct Chunk {
-    bytes: Vec<u8>,
+    /// The chunk's lines (valid UTF-8; invalid lines blanked).
+    text: String,
     recs: Vec<Rec>,
     lines: u64,
     errors: Vec<(u64, WireError)>,
@@ -79,7 +80,7 @@ pub struct Chunk {
 impl Chunk {
     fn s(&self, (a, l): Span) -> &str {
         // Spans were cut from a validated &str at char boundaries.
-        std::str::from_utf8(&self.bytes[a as usize..(a + l) as usize]).unwrap_or("")
+        &self.text[a as usize..(a + l) as usize]
     }
 
     fn seq(&self, r: &Rec) -> u64 {
@@ -143,7 +144,7 @@ impl Chunk {
 
     /// Bytes of the file this chunk covers (progress).
     pub fn byte_len(&self) -> usize {
-        self.bytes.len()
+        self.text.len()
     }
 }
 
@@ -196,6 +197,41 @@ fn owned_rec(e: Event, line: u64) -> Rec {
     }
 }
 
+/// Makes a chunk text: one UTF-8 check for the whole chunk; a chunk that
+/// fails is rebuilt line by line with each invalid line blanked (and
+/// reported), so line numbers stay aligned and every span is a `&str`.
+fn chunk_text(bytes: Vec<u8>, errors: &mut Vec<(u64, WireError)>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let bytes = e.into_bytes();
+            let mut clean = String::with_capacity(bytes.len());
+            for (idx, line) in bytes.split(|&c| c == b'\n').enumerate() {
+                if idx > 0 {
+                    clean.push('\n');
+                }
+                match std::str::from_utf8(line) {
+                    Ok(l) => clean.push_str(l),
+                    Err(e) => {
+                        let message = format!(
+                            "line is not valid UTF-8 (byte {}); save the file as UTF-8",
+                            e.valid_up_to() + 1
+                        );
+                        errors.push((
+                            idx as u64,
+                            WireError {
+                                field: "event",
+                                message,
+                            },
+                        ));
+                    }
+                }
+            }
+            clean
+        }
+    }
+}
+
 /// Parses one chunk; every line is validated, rejected lines are kept with
 /// their index.
 fn parse_chunk(bytes: Vec<u8>, format: Format, cols: &CsvColumns) -> Chunk {
@@ -203,42 +239,21 @@ fn parse_chunk(bytes: Vec<u8>, format: Format, cols: &CsvColumns) -> Chunk {
     let mut recs = Vec::with_capacity(bytes.len() / 100);
     let mut errors = Vec::new();
     let mut lines = 0u64;
+    let text = chunk_text(bytes, &mut errors);
     {
-        let b: &[u8] = &bytes;
-        // One UTF-8 check per chunk; only a chunk that fails is checked line by line.
-        let text = std::str::from_utf8(b).ok();
+        let b = text.as_bytes();
         let mut line_start = 0usize;
         let ends = memchr::memchr_iter(b'\n', b).chain(std::iter::once(b.len()));
         for end in ends {
             if line_start >= b.len() {
                 break;
             }
-            let range = line_start..end;
+            // `\n` is ASCII, so line ends are char boundaries.
+            let line = &text[line_start..end];
             line_start = end + 1;
             let idx = lines;
             lines += 1;
-            let decoded = match text {
-                // `\n` is ASCII, so line ends are char boundaries.
-                Some(t) => Ok(&t[range]),
-                None => std::str::from_utf8(&b[range]),
-            };
-            let line = match decoded {
-                Ok(l) => l.strip_suffix('\r').unwrap_or(l),
-                Err(e) => {
-                    let message = format!(
-                        "line is not valid UTF-8 (byte {}); save the file as UTF-8",
-                        e.valid_up_to() + 1
-                    );
-                    errors.push((
-                        idx,
-                        WireError {
-                            field: "event",
-                            message,
-                        },
-                    ));
-                    continue;
-                }
-            };
+            let line = line.strip_suffix('\r').unwrap_or(line);
             if line.trim().is_empty() {
                 continue;
             }
@@ -265,8 +280,9 @@ fn parse_chunk(bytes: Vec<u8>, format: Format, cols: &CsvColumns) -> Chunk {
             }
         }
     }
+    errors.sort_by_key(|(idx, _)| *idx);
     Chunk {
-        bytes,
+        text,
         recs,
         lines,
         errors,
@@ -393,7 +409,7 @@ pub fn for_each_chunk(
             }
             stats.lines += chunk.lines;
             data_lines += chunk.lines;
-            let _ = recycle_tx.try_send(chunk.bytes);
+            let _ = recycle_tx.try_send(chunk.text.into_bytes());
             if result.is_err() {
                 break;
             }
