@@ -732,9 +732,12 @@ impl Engine {
         self.memory().total()
     }
 
-    /// Returns spare capacity after a bulk load (vectors grow by doubling).
+    /// Returns spare capacity after a bulk load (vectors grow by doubling),
+    /// keeping 1/16 headroom in the big arrays so the first live events do
+    /// not each pay for copying a whole array.
     pub fn shrink_to_fit(&mut self) {
         self.persons.shrink_to_fit();
+        self.persons.reserve(self.persons.len() / 16);
         for p in &mut self.persons {
             p.purchases.shrink_to_fit();
             p.reads.shrink_to_fit();

@@ -219,10 +219,13 @@ impl IdentityGraph {
 
     /// Returns spare capacity (the hash table keeps its own sizing).
     pub fn shrink_to_fit(&mut self) {
+        let headroom = self.len() / 16;
         self.bytes.shrink_to_fit();
-        self.starts.shrink_to_fit();
-        self.slot.shrink_to_fit();
-        self.next.shrink_to_fit();
+        self.bytes.reserve(self.bytes.len() / 16);
+        for v in [&mut self.starts, &mut self.slot, &mut self.next] {
+            v.shrink_to_fit();
+            v.reserve(headroom);
+        }
     }
 
     /// Heap bytes held.
