@@ -606,6 +606,22 @@ impl Engine {
         v
     }
 
+    /// Persons whose string trait `key` starts with `value` (a scan of the
+    /// persons that have traits; at most `limit`).
+    pub fn search_trait(&self, key: &str, value: &str, limit: usize) -> Vec<PersonId> {
+        self.persons()
+            .filter(|(_, p)| {
+                p.extra
+                    .as_ref()
+                    .and_then(|e| e.traits.get(key))
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|v| v.starts_with(value))
+            })
+            .map(|(slot, _)| slot)
+            .take(limit)
+            .collect()
+    }
+
     /// Persons having an identity that starts with `prefix` (distinct, at most `limit`).
     pub fn search_identity_prefix(&self, prefix: &str, limit: usize) -> Vec<PersonId> {
         let mut out = Vec::new();

@@ -53,7 +53,7 @@ pub fn routes() -> Vec<Route> {
         route!(post, "/v1/alias", "Segment-compatible alias.", segment_alias),
         route!(post, "/v1/page", "Segment-compatible page.", segment_page),
         route!(post, "/v1/batch", "Segment-compatible batch of track/identify/alias/page messages.", segment_batch),
-        route!(get, "/v1/persons", "Search persons by identity prefix (`q`).", search_persons),
+        route!(get, "/v1/persons", "Search persons by identity prefix (`q`) or trait (`trait=city:上海`, value prefix).", search_persons),
         route!(get, "/v1/persons/{id}", "A person by any identity: all identities and computed properties.", get_person),
         route!(delete, "/v1/persons/{id}", "Erase a person (PIPL/GDPR): every event and identity, recorded in the audit log.", erase_person),
         route!(get, "/v1/persons/{id}/timeline", "Cross-channel timeline, newest first; page with `before` (the last offset seen) and `limit`.", timeline),
@@ -307,7 +307,11 @@ async fn segment_batch(
 
 #[derive(Deserialize)]
 struct SearchQuery {
-    q: String,
+    /// Identity prefix, e.g. `douyin:9f`.
+    q: Option<String>,
+    /// `key:value-prefix` of a trait, e.g. `city:上海` or `name:王`.
+    #[serde(rename = "trait")]
+    trait_: Option<String>,
     limit: Option<usize>,
 }
 
@@ -360,17 +364,35 @@ async fn search_persons(
     Query(q): Query<SearchQuery>,
 ) -> Result<Json<Value>, ApiError> {
     check_key(&state, &headers)?;
-    if q.q.len() < 2 {
-        return Err(ApiError::BadRequest(
-            "`q` needs at least 2 characters of an identity, e.g. `douyin:9f`".into(),
-        ));
-    }
     let limit = q.limit.unwrap_or(20).min(200);
+    enum By {
+        Identity(String),
+        Trait(String, String),
+    }
+    let by = match (q.q, q.trait_) {
+        (Some(p), None) if p.len() >= 2 => By::Identity(p),
+        (None, Some(t)) => match t.split_once(':') {
+            Some((k, v)) if !k.is_empty() && !v.is_empty() => By::Trait(k.to_string(), v.to_string()),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "`trait` is `key:value`, e.g. `city:上海`; got `{t}`"
+                )))
+            }
+        },
+        _ => {
+            return Err(ApiError::BadRequest(
+                "search with `q` (at least 2 characters of an identity, e.g. `douyin:9f`) or `trait` (`key:value`, e.g. `city:上海`)".into(),
+            ))
+        }
+    };
     let s = state.clone();
     blocking(move || {
         let e = read_engine(&s);
-        let found: Vec<Value> = e
-            .search_identity_prefix(&q.q, limit)
+        let slots = match &by {
+            By::Identity(p) => e.search_identity_prefix(p, limit),
+            By::Trait(k, v) => e.search_trait(k, v, limit),
+        };
+        let found: Vec<Value> = slots
             .into_iter()
             .map(|p| json!({"canonical_id": e.canonical_id(p), "identities": e.identities_of(p)}))
             .collect();

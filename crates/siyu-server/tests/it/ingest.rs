@@ -312,6 +312,13 @@ async fn segment_sdk_messages_land_as_siyu_events() {
     assert_eq!(p["identities"], json!(["anon:a1", "user:u1"]));
     assert_eq!(p["net_spend"], 8850);
     assert_eq!(p["traits"]["city"], "上海");
+    let (_, found) = t.get("/v1/persons?trait=city:%E4%B8%8A").await;
+    assert_eq!(found["persons"][0]["canonical_id"], "anon:a1", "{found}");
+    let (s, b) = t.get("/v1/persons?trait=city").await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request"))
+    );
 }
 
 #[tokio::test]
