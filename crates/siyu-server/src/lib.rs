@@ -146,14 +146,25 @@ async fn log_request(
 /// The engine snapshot is a cache of one store's log: with PostgreSQL its
 /// name carries a hash of the URL and schema, so pointing the same data dir
 /// at another database never loads a snapshot of a different log.
-fn snapshot_file_name(config: &Config) -> String {
-    match &config.database_url {
+/// `siyu import` writes one too, so the next start does not replay the log.
+pub fn snapshot_path(config: &Config) -> std::path::PathBuf {
+    let name = match &config.database_url {
         None => "engine.snapshot".into(),
         Some(url) => {
             let id = format!("{url}\n{}", config.database_schema.as_deref().unwrap_or(""));
             format!("engine-pg-{}.snapshot", &auth::hash_key(&id)[..16])
         }
-    }
+    };
+    config.data_dir.join(name)
+}
+
+/// Writes an engine snapshot that reflects the log up to `offset`
+/// (temp file named by process, then an atomic rename: a server and an
+/// import may both write one).
+pub fn write_snapshot(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 pub struct Application {
@@ -164,9 +175,9 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let snapshot_path = config.data_dir.join(snapshot_file_name(&config));
+        let snapshot_path = snapshot_path(&config);
         let store_config = config.clone();
-        let (store, reader, engine, keys) = tokio::task::spawn_blocking({
+        let (store, reader, engine, applied_offset, keys) = tokio::task::spawn_blocking({
             let snapshot_path = snapshot_path.clone();
             move || -> anyhow::Result<_> {
                 // The data dir holds the SQLite files and the engine snapshot.
@@ -176,8 +187,8 @@ impl Application {
                 let mut reader = store_config.open_store()?;
                 let snapshot = std::fs::read(&snapshot_path).ok();
                 let started = std::time::Instant::now();
-                let engine =
-                    writer::rebuild(store.as_mut(), snapshot.as_deref(), writer::wall_clock())?;
+                let (engine, applied_offset) =
+                    writer::rebuild_to(store.as_mut(), snapshot.as_deref(), writer::wall_clock())?;
                 tracing::info!(
                     persons = engine.person_count(),
                     events = engine.events_applied(),
@@ -185,7 +196,7 @@ impl Application {
                     "engine rebuilt from the store"
                 );
                 let keys = auth::load_key_hashes(reader.as_mut())?;
-                Ok((store, reader, engine, keys))
+                Ok((store, reader, engine, applied_offset, keys))
             }
         })
         .await??;
@@ -205,6 +216,7 @@ impl Application {
                 Arc::new(move || config.open_store())
             },
             rebuilding: None,
+            applied_offset,
         };
         let writer_thread = std::thread::Builder::new()
             .name("siyu-writer".into())

@@ -28,6 +28,8 @@ use tokio::sync::{broadcast, oneshot};
 const MAX_GROUP_EVENTS: usize = 20_000;
 /// Events applied under one hold of the engine's write lock.
 const APPLY_SLICE: usize = 1024;
+/// Events read back per step when catching up with another writer.
+const CATCH_UP_PAGE: usize = 50_000;
 /// Write a fresh engine snapshot after this many events.
 const SNAPSHOT_EVERY: u64 = 1_000_000;
 
@@ -77,6 +79,11 @@ pub struct Writer {
     pub open_store: OpenStore,
     /// The rebuild in progress, if any.
     pub rebuilding: Option<Rebuilding>,
+    /// The highest log offset the engine has applied. Events above it that
+    /// this writer did not append (`siyu import` into the same store) are
+    /// read back and applied before anything newer, so the engine always
+    /// reflects a prefix of the log — and a snapshot says which.
+    pub applied_offset: u64,
 }
 
 /// A rebuild of the engine from the store, running on its own thread.
@@ -147,17 +154,82 @@ impl Writer {
     }
 
     fn write_snapshot(&mut self) -> Result<(), String> {
-        let offset = self.store.last_offset().map_err(|e| e.to_string())?;
         let bytes = self
             .engine
             .read()
             .map_err(|_| "engine lock poisoned")?
-            .to_snapshot(offset);
-        let tmp = self.snapshot_path.with_extension("tmp");
-        std::fs::write(&tmp, &bytes).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.snapshot_path)
-            .map_err(|e| format!("renaming snapshot: {e}"))?;
-        Ok(())
+            .to_snapshot(self.applied_offset);
+        crate::write_snapshot(&self.snapshot_path, &bytes)
+            .map_err(|e| format!("writing {}: {e}", self.snapshot_path.display()))
+    }
+
+    /// Applies events that are in the log, in offset order, in slices (the
+    /// write lock released between them, so a reader never waits for a
+    /// whole 20 000-event group; what it sees in between is the engine
+    /// after a prefix of the log). Publishes segment changes; returns the
+    /// merges and history rows to record.
+    fn apply_logged(
+        &self,
+        events: &[(u64, &Event)],
+    ) -> (Vec<MergeRecord>, Vec<SegmentChangeRecord>) {
+        let mut merges = Vec::new();
+        let mut history = Vec::new();
+        let now = (self.clock)();
+        for slice in events.chunks(APPLY_SLICE) {
+            let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
+            let mut changes = engine.advance_to(now);
+            for &(offset, e) in slice {
+                let applied = engine.apply(offset, e);
+                changes.extend(applied.changes);
+                for m in applied.merges {
+                    let parse = |s: &str| Identity::parse(s).ok();
+                    if let (Some(identity), Some(linked)) = (parse(&m.identity), parse(&m.linked)) {
+                        merges.push(MergeRecord {
+                            event_offset: offset,
+                            ts: e.ts,
+                            identity,
+                            linked,
+                            from_a: m.from_a,
+                            from_b: m.from_b,
+                            into: m.into,
+                        });
+                    }
+                }
+            }
+            history.extend(self.publish(&engine, &changes));
+        }
+        (merges, history)
+    }
+
+    /// Applies the events other writers appended after `applied_offset`
+    /// (below `before`, when given; at most `max` of them). Their merges
+    /// were recorded by their writer; segment changes are this engine's.
+    /// Returns whether it stopped at `max` with more to read.
+    fn catch_up(&mut self, before: Option<u64>, max: usize) -> siyu_store::Result<bool> {
+        let mut done = 0usize;
+        loop {
+            // Offsets up to the head are committed; read the head first, so
+            // an empty scan below it means erased, not yet to come.
+            let head = self.store.last_offset()?;
+            let page = self.store.scan(self.applied_offset, CATCH_UP_PAGE)?;
+            let page: Vec<(u64, &Event)> = page
+                .iter()
+                .filter(|e| e.offset <= head && before.is_none_or(|b| e.offset < b))
+                .map(|e| (e.offset, &e.event))
+                .collect();
+            if page.is_empty() {
+                let end = before.map_or(head, |b| b.saturating_sub(1).min(head));
+                self.applied_offset = self.applied_offset.max(end);
+                return Ok(false);
+            }
+            let (_, history) = self.apply_logged(&page);
+            self.applied_offset = page.last().map_or(self.applied_offset, |(o, _)| *o);
+            self.record_history(history);
+            done += page.len();
+            if done >= max {
+                return Ok(true);
+            }
+        }
     }
 
     fn remove_snapshot(&self) -> Result<(), String> {
@@ -194,8 +266,6 @@ impl Writer {
                 return;
             }
         };
-        let mut merges: Vec<MergeRecord> = Vec::new();
-        let mut history: Vec<SegmentChangeRecord> = Vec::new();
         if appended.len() != owned.len() {
             let e = format!(
                 "store returned {} results for {} events",
@@ -208,45 +278,31 @@ impl Writer {
             }
             return;
         }
-        let new_events = appended
+        let new: Vec<(u64, &Event)> = owned
             .iter()
-            .filter(|a| matches!(a, Appended::New(_)))
-            .count() as u64;
-        // Applied in slices, the write lock released between them, so a
-        // reader never waits for a whole 20 000-event group; what it sees
-        // in between is the engine after a prefix of the log (consistent).
-        let now = (self.clock)();
-        for (slice, results) in owned.chunks(APPLY_SLICE).zip(appended.chunks(APPLY_SLICE)) {
-            let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
-            let mut changes = engine.advance_to(now);
-            for (e, a) in slice.iter().zip(results) {
-                if let Appended::New(offset) = a {
-                    let applied = engine.apply(*offset, e);
-                    changes.extend(applied.changes);
-                    for m in applied.merges {
-                        let parse = |s: &str| Identity::parse(s).ok();
-                        if let (Some(identity), Some(linked)) =
-                            (parse(&m.identity), parse(&m.linked))
-                        {
-                            merges.push(MergeRecord {
-                                event_offset: *offset,
-                                ts: e.ts,
-                                identity,
-                                linked,
-                                from_a: m.from_a,
-                                from_b: m.from_b,
-                                into: m.into,
-                            });
-                        }
-                    }
+            .zip(&appended)
+            .filter_map(|(e, a)| match a {
+                Appended::New(offset) => Some((*offset, e)),
+                Appended::Duplicate(_) => None,
+            })
+            .collect();
+        let new_events = new.len() as u64;
+        if let Some(&(first, _)) = new.first() {
+            if first > self.applied_offset + 1 {
+                // Another writer appended in between: the engine follows the log.
+                if let Err(e) = self.catch_up(Some(first), usize::MAX) {
+                    tracing::error!(error = %e, "reading back other writers' events failed");
                 }
             }
-            history = self.publish(&engine, &changes);
+        }
+        let (merges, history) = self.apply_logged(&new);
+        if let Some(&(last, _)) = new.last() {
+            self.applied_offset = self.applied_offset.max(last);
         }
         self.record_history(history);
         if !merges.is_empty() {
             if let Err(e) = self.store.record_merges(&merges) {
-                // The events are durable; the audit rows can be rebuilt from them.
+                // The events are durable; only these audit rows are lost.
                 tracing::error!(error = %e, "recording merges failed");
             }
         }
@@ -293,6 +349,17 @@ impl Writer {
                 Ok(c) => c,
                 Err(RecvTimeoutError::Timeout) if self.rebuilding.is_some() => continue,
                 Err(RecvTimeoutError::Timeout) => {
+                    // Events another process (an import) appended become
+                    // visible without waiting for this server's next write.
+                    match self.store.last_offset() {
+                        Ok(head) if head > self.applied_offset => {
+                            if let Err(e) = self.catch_up(None, CATCH_UP_PAGE * 4) {
+                                tracing::error!(error = %e, "reading back other writers' events failed");
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "reading the log head failed"),
+                    }
                     // Let window expiries fire without any new event.
                     let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
                     let changes = engine.advance_to((self.clock)());
@@ -407,7 +474,7 @@ impl Writer {
             // The current engine already published these events' segment
             // changes and merges; the rebuilt one only needs their effect.
             loop {
-                let page = self.store.scan(offset, 50_000)?;
+                let page = self.store.scan(offset, CATCH_UP_PAGE)?;
                 let Some(last) = page.last() else { break };
                 offset = last.offset;
                 for e in &page {
@@ -415,11 +482,12 @@ impl Writer {
                 }
             }
             let _ = engine.advance_to((self.clock)());
-            Ok(engine)
+            Ok((engine, offset))
         });
         let outcome = match caught_up {
-            Ok(engine) => {
+            Ok((engine, offset)) => {
                 *self.engine.write().unwrap_or_else(|e| e.into_inner()) = engine;
+                self.applied_offset = offset;
                 if let Err(e) = self.write_snapshot() {
                     tracing::warn!(error = %e, "snapshot after rebuild failed");
                 }

@@ -28,6 +28,16 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// The server configuration naming the same store.
+    pub fn config(&self) -> siyu_server::config::Config {
+        siyu_server::config::Config {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            database_schema: self.database_schema.clone(),
+            ..Default::default()
+        }
+    }
+
     pub fn open(&self) -> Result<Box<dyn Store>> {
         siyu_server::config::open_store(
             &self.data_dir,
@@ -92,6 +102,11 @@ const IN_FLIGHT: usize = 2;
 struct Tally {
     accepted: u64,
     duplicates: u64,
+    /// The offset the next appended event gets if nobody else appends.
+    next_offset: u64,
+    /// Another writer appended meanwhile: this engine is not a prefix of
+    /// the log, so it must not become a snapshot.
+    interleaved: bool,
 }
 
 /// Applies one appended batch to the engine (in log order) and returns the
@@ -107,6 +122,8 @@ fn apply_appended(
         match r {
             Appended::New(offset) => {
                 tally.accepted += 1;
+                tally.interleaved |= *offset != tally.next_offset;
+                tally.next_offset = offset + 1;
                 for m in engine.apply(*offset, e).merges {
                     if let (Ok(identity), Ok(linked)) =
                         (Identity::parse(&m.identity), Identity::parse(&m.linked))
@@ -136,6 +153,9 @@ fn apply_appended(
 pub fn import(args: ImportArgs) -> Result<()> {
     let mut store = args.store.open()?;
     let started = Instant::now();
+    // The head before the engine reads the log: anything appended later
+    // shows as a gap in our offsets (see `Tally::interleaved`).
+    let head = store.last_offset()?;
     let mut engine = engine_from_store(store.as_mut())?;
     let persons_before = engine.person_count();
     let threads = args.threads.unwrap_or_else(|| {
@@ -143,7 +163,10 @@ pub fn import(args: ImportArgs) -> Result<()> {
             .map_or(1, |n| n.get().saturating_sub(1))
             .max(1)
     });
-    let mut tally = Tally::default();
+    let mut tally = Tally {
+        next_offset: head + 1,
+        ..Tally::default()
+    };
     let mut rejected = 0u64;
     std::thread::scope(|scope| -> Result<()> {
         let (job_tx, job_rx) = std::sync::mpsc::channel::<StoreJob>();
@@ -213,7 +236,27 @@ pub fn import(args: ImportArgs) -> Result<()> {
     let Tally {
         accepted,
         duplicates,
+        next_offset,
+        interleaved,
     } = tally;
+    if accepted > 0 && !interleaved {
+        // The next `siyu serve` starts from this instead of replaying the log.
+        let path = siyu_server::snapshot_path(&args.store.config());
+        // With PostgreSQL the data dir holds only the snapshot: skip it
+        // rather than create a directory nobody asked for.
+        let dir_exists = path.parent().is_some_and(|d| d.is_dir());
+        let written = if dir_exists {
+            siyu_server::write_snapshot(&path, &engine.to_snapshot(next_offset - 1))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = written {
+            eprintln!(
+                "note: engine snapshot not written ({}: {e}); the server replays the log at start",
+                path.display()
+            );
+        }
+    }
     println!(
         "imported {} file(s): accepted {accepted}, duplicates {duplicates}, rejected {rejected}; persons {} (+{}); {:.2} s, {:.0} events/s",
         args.files.len(),

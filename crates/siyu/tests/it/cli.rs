@@ -28,20 +28,28 @@ fn import(dir: &std::path::Path, file: &std::path::Path) -> std::process::Output
 /// PostgreSQL schema (dropped on drop).
 enum Target {
     Sqlite(PathBuf),
-    Postgres { url: String, schema: String },
+    /// `dir` holds the engine snapshot an import writes.
+    Postgres {
+        url: String,
+        schema: String,
+        dir: PathBuf,
+    },
 }
 
 impl Target {
-    fn postgres(url: &str, tag: &str) -> Target {
+    fn postgres(url: &str, tag: &str, base: &Path) -> Target {
         static N: AtomicU32 = AtomicU32::new(0);
         let schema = format!(
             "siyu_cli_it_{tag}_{}_{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
+        let dir = base.join(&schema);
+        std::fs::create_dir_all(&dir).unwrap();
         Target::Postgres {
             url: url.to_string(),
             schema,
+            dir,
         }
     }
 
@@ -51,10 +59,10 @@ impl Target {
         cmd.args(args);
         match self {
             Target::Sqlite(dir) => cmd.arg("--data-dir").arg(dir),
-            Target::Postgres { url, schema } => cmd
+            Target::Postgres { url, schema, dir } => cmd
                 .args(["--database-url", url, "--database-schema", schema])
                 .arg("--data-dir")
-                .arg(std::env::temp_dir()),
+                .arg(dir),
         };
         let out = cmd.output().unwrap();
         assert!(
@@ -68,7 +76,7 @@ impl Target {
 
 impl Drop for Target {
     fn drop(&mut self) {
-        if let Target::Postgres { url, schema } = self {
+        if let Target::Postgres { url, schema, .. } = self {
             if let Ok(mut c) = postgres::Client::connect(url, postgres::NoTls) {
                 let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
             }
@@ -154,15 +162,15 @@ fn round_trip_through_postgres_and_across_backends() {
     };
     let base = tempdir("roundtrip-pg");
     round_trip(
-        Target::postgres(&url, "a"),
-        Target::postgres(&url, "b"),
+        Target::postgres(&url, "a", &base),
+        Target::postgres(&url, "b", &base),
         &base,
     );
     // SQLite → PostgreSQL: the export is the portable format.
     let cross = tempdir("roundtrip-cross");
     round_trip(
         Target::Sqlite(cross.join("a")),
-        Target::postgres(&url, "c"),
+        Target::postgres(&url, "c", &cross),
         &cross,
     );
     std::fs::remove_dir_all(&base).ok();

@@ -3,6 +3,7 @@
 
 mod cli;
 mod crash;
+mod live_import;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
