@@ -5,6 +5,17 @@
 //! `Application::build(config)` binds (port 0 works, for tests), rebuilds
 //! the engine from the store (snapshot + the log after it), starts the
 //! writer, and returns the app to `run`.
+//!
+//! Invariants (see `writer.rs`):
+//! - acknowledged means durable and visible: a request is answered after
+//!   its events' append transaction committed and the engine applied them;
+//! - the engine reflects a prefix of the log, in offset order, including
+//!   events another process appended to the same store (`siyu import`);
+//!   a snapshot records the offset of that prefix;
+//! - no snapshot ever holds erased data: it is deleted before an erasure
+//!   and rewritten only from the rebuilt engine;
+//! - a blocking store call never runs on an async worker thread (the
+//!   writer is a plain thread; handlers use `spawn_blocking`).
 
 pub mod api;
 pub mod auth;
