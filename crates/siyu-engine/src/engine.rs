@@ -753,7 +753,7 @@ impl Engine {
     /// not each pay for copying a whole array.
     pub fn shrink_to_fit(&mut self) {
         self.persons.shrink_to_fit();
-        self.persons.reserve(self.persons.len() / 16);
+        self.persons.reserve_exact(self.persons.len() / 16);
         for p in &mut self.persons {
             p.purchases.shrink_to_fit();
             p.reads.shrink_to_fit();

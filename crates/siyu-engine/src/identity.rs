@@ -221,10 +221,10 @@ impl IdentityGraph {
     pub fn shrink_to_fit(&mut self) {
         let headroom = self.len() / 16;
         self.bytes.shrink_to_fit();
-        self.bytes.reserve(self.bytes.len() / 16);
+        self.bytes.reserve_exact(self.bytes.len() / 16);
         for v in [&mut self.starts, &mut self.slot, &mut self.next] {
             v.shrink_to_fit();
-            v.reserve(headroom);
+            v.reserve_exact(headroom);
         }
     }
 
