@@ -102,6 +102,19 @@ enum Waiting {
     Defined(Reply<Vec<SegmentChange>>),
 }
 
+/// The audit row of an engine merge caused by the event at `offset`.
+pub fn merge_record(offset: u64, ts: i64, m: siyu_engine::Merge) -> Option<MergeRecord> {
+    Some(MergeRecord {
+        event_offset: offset,
+        ts,
+        identity: Identity::parse(&m.identity).ok()?,
+        linked: Identity::parse(&m.linked).ok()?,
+        from_a: m.from_a,
+        from_b: m.from_b,
+        into: m.into,
+    })
+}
+
 /// Wall clock in epoch seconds: the engine's time source in the server.
 pub fn wall_clock() -> i64 {
     std::time::SystemTime::now()
@@ -181,20 +194,12 @@ impl Writer {
             for &(offset, e) in slice {
                 let applied = engine.apply(offset, e);
                 changes.extend(applied.changes);
-                for m in applied.merges {
-                    let parse = |s: &str| Identity::parse(s).ok();
-                    if let (Some(identity), Some(linked)) = (parse(&m.identity), parse(&m.linked)) {
-                        merges.push(MergeRecord {
-                            event_offset: offset,
-                            ts: e.ts,
-                            identity,
-                            linked,
-                            from_a: m.from_a,
-                            from_b: m.from_b,
-                            into: m.into,
-                        });
-                    }
-                }
+                merges.extend(
+                    applied
+                        .merges
+                        .into_iter()
+                        .filter_map(|m| merge_record(offset, e.ts, m)),
+                );
             }
             history.extend(self.publish(&engine, &changes));
         }

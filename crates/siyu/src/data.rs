@@ -8,6 +8,7 @@ use siyu_domain::time::format_rfc3339;
 use siyu_domain::wire::to_json;
 use siyu_domain::{Event, Identity};
 use siyu_engine::Engine;
+use siyu_server::writer::merge_record;
 use siyu_store::{Appended, MergeRecord, Store};
 use std::io::Write;
 use std::path::PathBuf;
@@ -124,21 +125,13 @@ fn apply_appended(
                 tally.accepted += 1;
                 tally.interleaved |= *offset != tally.next_offset;
                 tally.next_offset = offset + 1;
-                for m in engine.apply(*offset, e).merges {
-                    if let (Ok(identity), Ok(linked)) =
-                        (Identity::parse(&m.identity), Identity::parse(&m.linked))
-                    {
-                        merges.push(MergeRecord {
-                            event_offset: *offset,
-                            ts: e.ts,
-                            identity,
-                            linked,
-                            from_a: m.from_a,
-                            from_b: m.from_b,
-                            into: m.into,
-                        });
-                    }
-                }
+                merges.extend(
+                    engine
+                        .apply(*offset, e)
+                        .merges
+                        .into_iter()
+                        .filter_map(|m| merge_record(*offset, e.ts, m)),
+                );
             }
             Appended::Duplicate(_) => tally.duplicates += 1,
         }
