@@ -311,9 +311,19 @@ impl Engine {
     /// independent, so the CPU overlaps their cache misses instead of
     /// waiting for them one event at a time.
     pub fn apply_batch(&mut self, events: &[RawEvent<'_>]) {
-        for block in events.chunks(16) {
+        self.apply_batch_by(events.len(), |i| events[i]);
+    }
+
+    /// [`Engine::apply_batch`] over events produced on demand (`get(i)` for
+    /// i in 0..len, each called twice), so callers need not build a slice.
+    pub fn apply_batch_by<'a>(&mut self, len: usize, get: impl Fn(usize) -> RawEvent<'a>) {
+        const BLOCK: usize = 16;
+        let mut start = 0;
+        while start < len {
+            let end = (start + BLOCK).min(len);
             let mut touched = 0u32;
-            for ev in block {
+            for i in start..end {
+                let ev = get(i);
                 let hash = ev
                     .identity_hash
                     .unwrap_or_else(|| identity_hash(ev.identity));
@@ -322,9 +332,10 @@ impl Engine {
                 }
             }
             std::hint::black_box(touched);
-            for ev in block {
-                self.apply_raw(*ev);
+            for i in start..end {
+                self.apply_raw(get(i));
             }
+            start = end;
         }
     }
 

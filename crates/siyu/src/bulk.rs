@@ -21,6 +21,9 @@ const CHUNK: usize = 4 << 20;
 
 type Span = (u32, u32);
 
+/// A chunk's reusable allocations: the text and the parsed records.
+type Buffers = (Vec<u8>, Vec<Rec>);
+
 /// A parsed line: strings as byte ranges into its chunk.
 struct Rec {
     /// Line index within the chunk.
@@ -88,30 +91,33 @@ impl Chunk {
         r.seq.unwrap_or(self.first_data_line + r.line as u64)
     }
 
-    /// The chunk's events, borrowed (engine fast path; custom properties
-    /// and traits are not part of a RawEvent).
-    pub fn raw_events(&self) -> Vec<RawEvent<'_>> {
-        self.recs
-            .iter()
-            .map(|r| match &r.owned {
-                Some(e) => {
-                    let mut raw = RawEvent::from_event(self.seq(r), e);
-                    raw.identity_hash = Some(r.identity_hash);
-                    raw
-                }
-                None => RawEvent {
-                    seq: self.seq(r),
-                    ts: r.ts,
-                    identity: self.s(r.identity),
-                    identity_hash: Some(r.identity_hash),
-                    event_type: r.event_type,
-                    channel: self.s(r.channel),
-                    amount: r.amount,
-                    reference: r.reference.map(|x| self.s(x)),
-                    group: r.group.map(|x| self.s(x)),
-                },
-            })
-            .collect()
+    /// Event `i` of the chunk, borrowed (engine fast path; custom
+    /// properties and traits are not part of a RawEvent).
+    pub fn raw_event(&self, i: usize) -> RawEvent<'_> {
+        let r = &self.recs[i];
+        match &r.owned {
+            Some(e) => {
+                let mut raw = RawEvent::from_event(self.seq(r), e);
+                raw.identity_hash = Some(r.identity_hash);
+                raw
+            }
+            None => RawEvent {
+                seq: self.seq(r),
+                ts: r.ts,
+                identity: self.s(r.identity),
+                identity_hash: Some(r.identity_hash),
+                event_type: r.event_type,
+                channel: self.s(r.channel),
+                amount: r.amount,
+                reference: r.reference.map(|x| self.s(x)),
+                group: r.group.map(|x| self.s(x)),
+            },
+        }
+    }
+
+    /// Number of valid events in the chunk.
+    pub fn len(&self) -> usize {
+        self.recs.len()
     }
 
     /// The chunk's events, owned (for the store).
@@ -234,9 +240,9 @@ fn chunk_text(bytes: Vec<u8>, errors: &mut Vec<(u64, WireError)>) -> String {
 
 /// Parses one chunk; every line is validated, rejected lines are kept with
 /// their index.
-fn parse_chunk(bytes: Vec<u8>, format: Format, cols: &CsvColumns) -> Chunk {
+fn parse_chunk((bytes, mut recs): Buffers, format: Format, cols: &CsvColumns) -> Chunk {
     let started = Instant::now();
-    let mut recs = Vec::with_capacity(bytes.len() / 100);
+    recs.clear();
     let mut errors = Vec::new();
     let mut lines = 0u64;
     let text = chunk_text(bytes, &mut errors);
@@ -293,20 +299,24 @@ fn parse_chunk(bytes: Vec<u8>, format: Format, cols: &CsvColumns) -> Chunk {
 
 /// Reads `path` in newline-aligned chunks and sends them round-robin.
 /// Buffers come back through `recycled` once consumed, so a read reuses a
-/// handful of buffers instead of faulting in fresh pages for every chunk.
+/// handful of buffers instead of faulting in (and zeroing) fresh pages for
+/// every chunk.
 fn read_chunks(
     path: &Path,
     mut skip_header: bool,
-    senders: Vec<SyncSender<Vec<u8>>>,
-    recycled: Receiver<Vec<u8>>,
+    senders: Vec<SyncSender<Buffers>>,
+    recycled: Receiver<Buffers>,
 ) -> Result<()> {
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut carry: Vec<u8> = Vec::new();
     let mut n = 0usize;
     loop {
-        let mut buf = recycled
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK + 64 * 1024));
+        let (mut buf, recs) = recycled.try_recv().unwrap_or_else(|_| {
+            (
+                Vec::with_capacity(CHUNK + 64 * 1024),
+                Vec::with_capacity(CHUNK / 100),
+            )
+        });
         buf.clear();
         buf.append(&mut carry);
         let before = buf.len();
@@ -329,7 +339,7 @@ fn read_chunks(
         if buf.is_empty() && eof {
             return Ok(());
         }
-        if senders[n % senders.len()].send(buf).is_err() {
+        if senders[n % senders.len()].send((buf, recs)).is_err() {
             return Ok(());
         }
         n += 1;
@@ -371,7 +381,7 @@ pub fn for_each_chunk(
         let mut to_parser = Vec::new();
         let mut from_parser: Vec<Receiver<Chunk>> = Vec::new();
         for _ in 0..threads {
-            let (tx, rx) = sync_channel::<Vec<u8>>(2);
+            let (tx, rx) = sync_channel::<Buffers>(2);
             let (ptx, prx) = sync_channel::<Chunk>(2);
             to_parser.push(tx);
             from_parser.push(prx);
@@ -384,7 +394,7 @@ pub fn for_each_chunk(
                 }
             });
         }
-        let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(threads * 4 + 4);
+        let (recycle_tx, recycle_rx) = sync_channel::<Buffers>(threads * 4 + 4);
         let reader = scope.spawn(move || read_chunks(path, is_csv, to_parser, recycle_rx));
         let header_lines = if is_csv { 1 } else { 0 };
         let mut data_lines = 0u64;
@@ -409,7 +419,7 @@ pub fn for_each_chunk(
             }
             stats.lines += chunk.lines;
             data_lines += chunk.lines;
-            let _ = recycle_tx.try_send(chunk.text.into_bytes());
+            let _ = recycle_tx.try_send((chunk.text.into_bytes(), chunk.recs));
             if result.is_err() {
                 break;
             }
@@ -427,7 +437,7 @@ pub fn for_each_chunk(
 /// Loads an events file straight into the engine (bulk mode).
 pub fn load_file(engine: &mut Engine, path: &Path, threads: usize) -> Result<LoadStats> {
     for_each_chunk(path, threads, |chunk| {
-        engine.apply_batch(&chunk.raw_events());
+        engine.apply_batch_by(chunk.len(), |i| chunk.raw_event(i));
         Ok(())
     })
 }
