@@ -641,7 +641,7 @@ pub fn rebuild_to(
     snapshot: Option<&[u8]>,
     now: i64,
 ) -> anyhow::Result<(Engine, u64)> {
-    let (mut engine, mut offset) = match snapshot.map(Engine::from_snapshot) {
+    let (mut engine, offset) = match snapshot.map(Engine::from_snapshot) {
         Some(Ok((e, o))) if o <= store.last_offset()? => (e, o),
         Some(Err(e)) => {
             tracing::warn!(error = %e, "ignoring engine snapshot; replaying the whole log");
@@ -650,6 +650,15 @@ pub fn rebuild_to(
         _ => (Engine::new(), 0),
     };
     crate::definitions::load_into(store, &mut engine)?;
+    let offset = replay_log(store, &mut engine, offset)?;
+    engine.start_live(now);
+    Ok((engine, offset))
+}
+
+/// Applies every stored event after offset `after` to `engine`, in log
+/// order; returns the last offset applied (`after` if none).
+pub fn replay_log(store: &mut dyn Store, engine: &mut Engine, after: u64) -> anyhow::Result<u64> {
+    let mut offset = after;
     loop {
         let page = store.scan(offset, 50_000)?;
         let Some(last) = page.last() else { break };
@@ -658,8 +667,7 @@ pub fn rebuild_to(
             engine.apply(e.offset, &e.event);
         }
     }
-    engine.start_live(now);
-    Ok((engine, offset))
+    Ok(offset)
 }
 
 /// The handle request handlers hold.

@@ -76,15 +76,7 @@ pub struct ExportArgs {
 pub fn engine_from_store(store: &mut dyn Store) -> Result<Engine> {
     let mut engine = Engine::new();
     siyu_server::definitions::load_into(store, &mut engine)?;
-    let mut offset = 0;
-    loop {
-        let page = store.scan(offset, 50_000)?;
-        let Some(last) = page.last() else { break };
-        offset = last.offset;
-        for e in &page {
-            engine.apply(e.offset, &e.event);
-        }
-    }
+    siyu_server::writer::replay_log(store, &mut engine, 0)?;
     Ok(engine)
 }
 
