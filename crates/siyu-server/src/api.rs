@@ -74,6 +74,8 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/analytics/roi", "Channel ROI: spend (from /v1/spend) against revenue of first-touch persons.", analytics_roi),
         route!(get, "/v1/analytics/repurchase", "Repurchase rate and median interval.", analytics_repurchase),
         route!(get, "/v1/analytics/ltv", "Historical LTV by first-seen month and channel.", analytics_ltv),
+        route!(post, "/v1/analytics/steps", "Funnel over any steps: `{\"steps\": [{\"event_type\": \"touch\"}, {\"event_type\": \"add_friend\", \"within\": 604800}], \"split_by_channel\": true}` (one pass over the log).", analytics_steps),
+        route!(get, "/v1/analytics/attribution", "Revenue per channel under first-touch, last-touch and linear attribution (one pass over the log).", analytics_attribution),
         route!(put, "/v1/spend", "Replace the spend table (CSV `day,channel,spend` in cents).", put_spend),
         route!(post, "/v1/admin/keys", "Create a write key (admin token); the key is shown once.", create_key),
     ]
@@ -903,6 +905,81 @@ async fn analytics_repurchase(
     check_key(&state, &headers)?;
     let s = state.clone();
     blocking(move || Ok(Json(json!(analytics::repurchase(&read_engine(&s)))))).await
+}
+
+/// Every stored event, in log order (for the analytics that need sequences).
+fn log_events(state: &AppState) -> Result<Vec<siyu_domain::Event>, ApiError> {
+    let mut store = state.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+    let mut all = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = store.scan(offset, 50_000)?;
+        let Some(last) = page.last() else { break };
+        offset = last.offset;
+        all.extend(page.into_iter().map(|e| e.event));
+    }
+    Ok(all)
+}
+
+#[derive(Deserialize)]
+struct StepsBody {
+    steps: Vec<siyu_engine::scan::FunnelStep>,
+    #[serde(default)]
+    split_by_channel: bool,
+}
+
+async fn analytics_steps(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<StepsBody>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    if body.steps.is_empty() || body.steps.len() > 20 {
+        return Err(ApiError::BadRequest(
+            "`steps` needs 1..=20 steps, e.g. [{\"event_type\": \"touch\"}]".into(),
+        ));
+    }
+    if let Some(i) = body
+        .steps
+        .iter()
+        .position(|s| s.within.is_some_and(|w| w <= 0))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "steps[{i}].within must be a positive number of seconds"
+        )));
+    }
+    let s = state.clone();
+    blocking(move || {
+        let events = log_events(&s)?;
+        let e = read_engine(&s);
+        let raw = events
+            .iter()
+            .enumerate()
+            .map(|(i, ev)| siyu_engine::RawEvent::from_event(i as u64, ev));
+        let rows = siyu_engine::scan::funnel(&e, raw, &body.steps, body.split_by_channel);
+        Ok(Json(json!({"steps": body.steps, "rows": rows})))
+    })
+    .await
+}
+
+async fn analytics_attribution(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let s = state.clone();
+    blocking(move || {
+        let events = log_events(&s)?;
+        let e = read_engine(&s);
+        let raw = events
+            .iter()
+            .enumerate()
+            .map(|(i, ev)| siyu_engine::RawEvent::from_event(i as u64, ev));
+        Ok(Json(
+            json!({"rows": siyu_engine::scan::attribution(&e, raw)}),
+        ))
+    })
+    .await
 }
 
 async fn analytics_ltv(

@@ -356,6 +356,35 @@ async fn segments_explain_and_erase() {
         b["message"].as_str().unwrap().contains("line 1, column 14"),
         "{b}"
     );
+    let (s, f) = t
+        .call(
+            "POST",
+            "/v1/analytics/steps",
+            Some(&t.key),
+            "application/json",
+            r#"{"steps":[{"event_type":"comment"},{"event_type":"purchase","within":86400}],"split_by_channel":true}"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{f}");
+    assert_eq!(f["rows"], json!([{"split": "douyin", "reached": [1, 1]}]));
+    let (s, b) = t
+        .call(
+            "POST",
+            "/v1/analytics/steps",
+            Some(&t.key),
+            "application/json",
+            r#"{"steps":[]}"#,
+        )
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request"))
+    );
+    let (_, a) = t.get("/v1/analytics/attribution").await;
+    assert_eq!(
+        a["rows"],
+        json!([{"channel": "douyin", "first_touch": 12900, "last_touch": 12900, "linear": 12900.0}])
+    );
     let (_, h) = t.get("/v1/segments/buyers/history").await;
     assert_eq!(h["history"].as_array().unwrap().len(), 1, "{h}");
     assert_eq!(
