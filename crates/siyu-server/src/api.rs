@@ -910,15 +910,7 @@ async fn analytics_repurchase(
 /// Every stored event, in log order (for the analytics that need sequences).
 fn log_events(state: &AppState) -> Result<Vec<siyu_domain::Event>, ApiError> {
     let mut store = state.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-    let mut all = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = store.scan(offset, 50_000)?;
-        let Some(last) = page.last() else { break };
-        offset = last.offset;
-        all.extend(page.into_iter().map(|e| e.event));
-    }
-    Ok(all)
+    Ok(crate::writer::log_events(store.as_mut())?)
 }
 
 #[derive(Deserialize)]

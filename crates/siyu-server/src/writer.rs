@@ -29,7 +29,7 @@ const MAX_GROUP_EVENTS: usize = 20_000;
 /// Events applied under one hold of the engine's write lock.
 const APPLY_SLICE: usize = 1024;
 /// Events read back per step when catching up with another writer.
-const CATCH_UP_PAGE: usize = 50_000;
+const CATCH_UP_PAGE: usize = siyu_store::SCAN_PAGE;
 /// Write a fresh engine snapshot after this many events.
 const SNAPSHOT_EVERY: u64 = 1_000_000;
 
@@ -475,17 +475,10 @@ impl Writer {
         else {
             return;
         };
-        let caught_up = result.and_then(|(mut engine, mut offset)| {
+        let caught_up = result.and_then(|(mut engine, offset)| {
             // The current engine already published these events' segment
             // changes and merges; the rebuilt one only needs their effect.
-            loop {
-                let page = self.store.scan(offset, CATCH_UP_PAGE)?;
-                let Some(last) = page.last() else { break };
-                offset = last.offset;
-                for e in &page {
-                    engine.apply(e.offset, &e.event);
-                }
-            }
+            let offset = replay_log(self.store.as_mut(), &mut engine, offset)?;
             let _ = engine.advance_to((self.clock)());
             Ok((engine, offset))
         });
@@ -657,17 +650,27 @@ pub fn rebuild_to(
 
 /// Applies every stored event after offset `after` to `engine`, in log
 /// order; returns the last offset applied (`after` if none).
-pub fn replay_log(store: &mut dyn Store, engine: &mut Engine, after: u64) -> anyhow::Result<u64> {
-    let mut offset = after;
-    loop {
-        let page = store.scan(offset, 50_000)?;
-        let Some(last) = page.last() else { break };
-        offset = last.offset;
+pub fn replay_log(
+    store: &mut dyn Store,
+    engine: &mut Engine,
+    after: u64,
+) -> siyu_store::Result<u64> {
+    siyu_store::for_each_page(store, after, |page| {
         for e in &page {
             engine.apply(e.offset, &e.event);
         }
-    }
-    Ok(offset)
+        Ok::<(), siyu_store::StoreError>(())
+    })
+}
+
+/// Every stored event, in log order (analytics that need sequences).
+pub fn log_events(store: &mut dyn Store) -> siyu_store::Result<Vec<Event>> {
+    let mut all = Vec::new();
+    siyu_store::for_each_page(store, 0, |page| {
+        all.extend(page.into_iter().map(|e| e.event));
+        Ok::<(), siyu_store::StoreError>(())
+    })?;
+    Ok(all)
 }
 
 /// The handle request handlers hold.

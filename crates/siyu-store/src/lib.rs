@@ -20,6 +20,27 @@ pub use crate::sqlite::SqliteStore;
 /// Opens the store a command was pointed at: PostgreSQL when
 /// `database_url` is a `postgres://` or `postgresql://` URL, else SQLite in
 /// `data_dir`.
+/// Events read per `scan` by [`for_each_page`].
+pub const SCAN_PAGE: usize = 50_000;
+
+/// Reads the log after offset `after` page by page, in offset order,
+/// handing each page to `f`; returns the last offset read (`after` if
+/// none). Every whole-log pass (replay, export, sequence analytics) uses it.
+pub fn for_each_page<E: From<StoreError>>(
+    store: &mut dyn Store,
+    after: u64,
+    mut f: impl FnMut(Vec<StoredEvent>) -> std::result::Result<(), E>,
+) -> std::result::Result<u64, E> {
+    let mut offset = after;
+    loop {
+        let page = store.scan(offset, SCAN_PAGE)?;
+        let Some(last) = page.last() else { break };
+        offset = last.offset;
+        f(page)?;
+    }
+    Ok(offset)
+}
+
 pub fn open_store(data_dir: &Path, database_url: Option<&str>) -> Result<Box<dyn Store>> {
     match database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {

@@ -7,7 +7,6 @@ use anyhow::{bail, Context, Result};
 use siyu_domain::{EventType, DAY, WEEK};
 use siyu_engine::scan::{self, FunnelStep};
 use siyu_engine::{analytics, Engine, RawEvent};
-use siyu_store::Store;
 use std::fmt::Write as _;
 
 #[derive(clap::Args)]
@@ -99,18 +98,6 @@ fn parse_step(s: &str) -> Result<FunnelStep> {
     })
 }
 
-fn log_events(store: &mut dyn Store) -> Result<Vec<siyu_domain::Event>> {
-    let mut all = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = store.scan(offset, 50_000)?;
-        let Some(last) = page.last() else { break };
-        offset = last.offset;
-        all.extend(page.into_iter().map(|e| e.event));
-    }
-    Ok(all)
-}
-
 pub fn run(args: AnalyticsArgs) -> Result<()> {
     let mut store = args.store.open()?;
     let mut engine: Engine = engine_from_store(store.as_mut())?;
@@ -147,7 +134,7 @@ pub fn run(args: AnalyticsArgs) -> Result<()> {
         } => {
             let steps: Vec<FunnelStep> =
                 steps.iter().map(|s| parse_step(s)).collect::<Result<_>>()?;
-            let events = log_events(store.as_mut())?;
+            let events = siyu_server::writer::log_events(store.as_mut())?;
             let raw = events
                 .iter()
                 .enumerate()
@@ -204,7 +191,7 @@ pub fn run(args: AnalyticsArgs) -> Result<()> {
         }
         Question::Attribution => {
             let mut rows = Vec::new();
-            let events = log_events(store.as_mut())?;
+            let events = siyu_server::writer::log_events(store.as_mut())?;
             rows.extend(scan::attribution(
                 &engine,
                 events

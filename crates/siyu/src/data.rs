@@ -340,18 +340,15 @@ pub fn export(args: ExportArgs) -> Result<()> {
     let mut w = std::io::BufWriter::new(
         std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
     );
-    let mut offset = 0;
     let mut n = 0u64;
-    loop {
-        let page = store.scan(offset, 50_000)?;
-        let Some(last) = page.last() else { break };
-        offset = last.offset;
+    siyu_store::for_each_page(store.as_mut(), 0, |page| {
         for e in &page {
             serde_json::to_writer(&mut w, &to_json(&e.event))?;
             w.write_all(b"\n")?;
             n += 1;
         }
-    }
+        Ok::<(), anyhow::Error>(())
+    })?;
     w.flush()?;
     let path = args.out.join("persons.csv");
     let mut w = std::io::BufWriter::new(std::fs::File::create(&path)?);
