@@ -9,11 +9,16 @@
 use siyu_domain::{Event, Identity};
 use std::path::Path;
 
+pub mod automation;
 mod migrations;
 mod postgres;
 mod row;
 mod sqlite;
 
+pub use crate::automation::{
+    AutomationCommit, CommitOutcome, ConsentRow, EnrollmentRow, OutboxItem, OutboxQuery,
+    OutboxStatus, OutboxUpdate, TaskRow,
+};
 pub use crate::postgres::PostgresStore;
 pub use crate::sqlite::SqliteStore;
 
@@ -198,4 +203,57 @@ pub trait Store: Send {
 
     /// Settings whose key starts with `prefix`, sorted by key.
     fn list_settings(&mut self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>>;
+
+    // ---- automation (see `automation`) ----
+
+    /// Commits one executor step atomically: enrollments (insert or
+    /// replace by id; a new one whose entry key is taken is skipped),
+    /// new outbox items and tasks (ignored when the key exists), outbox
+    /// status changes and consent entries.
+    fn automation_commit(&mut self, commit: &AutomationCommit) -> Result<CommitOutcome>;
+
+    /// Enrollments not done, by id.
+    fn active_enrollments(&mut self) -> Result<Vec<EnrollmentRow>>;
+
+    /// Every enrollment's (journey, identity, entered_at, done), for the
+    /// re-entry rules, oldest first.
+    fn entry_index(&mut self) -> Result<Vec<(String, String, i64, bool)>>;
+
+    /// The highest enrollment id ever stored (0 if none).
+    fn max_enrollment_id(&mut self) -> Result<u64>;
+
+    /// Enrollments of a journey (of one identity when given), newest first.
+    fn enrollments(
+        &mut self,
+        journey: &str,
+        identity: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EnrollmentRow>>;
+
+    /// Pending outbox items with `not_before <= now`, oldest due first.
+    fn outbox_due(&mut self, now: i64, limit: usize) -> Result<Vec<OutboxItem>>;
+
+    /// The earliest `not_before` of a pending item.
+    fn outbox_next_due(&mut self) -> Result<Option<i64>>;
+
+    fn outbox_get(&mut self, key: &str) -> Result<Option<OutboxItem>>;
+
+    /// Outbox items matching the query, newest first.
+    fn outbox_list(&mut self, query: &OutboxQuery) -> Result<Vec<OutboxItem>>;
+
+    /// Counts by (status, detail), for a journey's report or all items.
+    fn outbox_counts(&mut self, journey: Option<&str>) -> Result<Vec<(OutboxStatus, String, u64)>>;
+
+    /// Items done with `updated_at >= since`: the recent sends the
+    /// frequency caps count, reloaded at start.
+    fn outbox_done_since(&mut self, since: i64) -> Result<Vec<OutboxItem>>;
+
+    /// The consent ledger (of one identity when given), oldest first.
+    fn consent_ledger(&mut self, identity: Option<&str>) -> Result<Vec<ConsentRow>>;
+
+    /// Tasks, newest first; only open ones when `open_only`.
+    fn tasks(&mut self, open_only: bool, limit: usize) -> Result<Vec<TaskRow>>;
+
+    /// Marks a task done; false when no open task has that key.
+    fn complete_task(&mut self, key: &str, at: i64) -> Result<bool>;
 }

@@ -112,6 +112,64 @@ pub const MIGRATIONS: &[Migration] = &[
     CREATE INDEX segment_history_person ON segment_history (canonical_id, id);
     ",
     },
+    Migration {
+        version: 3,
+        sql: "
+    -- Automation: journey enrollments, the outbox of side effects (also
+    -- the audit of every send attempt), the consent ledger, tasks.
+    CREATE TABLE enrollments (
+        id BIGINT PRIMARY KEY,
+        journey TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        identity TEXT NOT NULL,
+        entry_key TEXT NOT NULL,
+        entered_at BIGINT NOT NULL,
+        wake_at BIGINT,
+        done BIGINT NOT NULL,
+        state TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX enrollments_entry ON enrollments (entry_key);
+    CREATE INDEX enrollments_journey ON enrollments (journey, identity, id);
+    CREATE INDEX enrollments_active ON enrollments (done, id);
+    CREATE TABLE outbox (
+        key TEXT PRIMARY KEY,
+        created_at BIGINT NOT NULL,
+        not_before BIGINT NOT NULL,
+        status TEXT NOT NULL,
+        attempts BIGINT NOT NULL,
+        detail TEXT NOT NULL,
+        journey TEXT,
+        identity TEXT NOT NULL,
+        action TEXT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE INDEX outbox_due ON outbox (status, not_before);
+    CREATE INDEX outbox_journey ON outbox (journey, status);
+    CREATE INDEX outbox_identity ON outbox (identity);
+    CREATE INDEX outbox_updated ON outbox (status, updated_at);
+    CREATE TABLE consent (
+        id {auto_key},
+        ts BIGINT NOT NULL,
+        identity TEXT NOT NULL,
+        channel TEXT,
+        granted BIGINT NOT NULL,
+        source TEXT NOT NULL
+    );
+    CREATE INDEX consent_identity ON consent (identity, id);
+    CREATE TABLE tasks (
+        key TEXT PRIMARY KEY,
+        created_at BIGINT NOT NULL,
+        identity TEXT NOT NULL,
+        journey TEXT,
+        operator TEXT,
+        title TEXT NOT NULL,
+        note TEXT NOT NULL,
+        due BIGINT,
+        done_at BIGINT
+    );
+    CREATE INDEX tasks_open ON tasks (done_at, created_at);
+    ",
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -4,6 +4,7 @@
 //! queue instead of forking the log. A store may live in its own schema
 //! ([`PostgresStore::connect_in_schema`]), which is how tests isolate.
 
+use crate::automation;
 use crate::migrations::{self, Dialect};
 use crate::row::{self, to_sql_int, EventRow, StoredRow, EVENT_COLUMNS, EVENT_COLUMN_COUNT};
 use crate::{
@@ -378,6 +379,7 @@ impl Store for PostgresStore {
             &[&ids],
         )
         .map_err(db("erasing segment history"))?;
+        crate::automation::pg::erase(&mut tx, &ids)?;
         insert_audit(&mut tx, audit)?;
         tx.commit().map_err(db("committing erase"))?;
         Ok(removed)
@@ -547,6 +549,73 @@ impl Store for PostgresStore {
                 Ok((key, value))
             })
             .collect()
+    }
+
+    fn automation_commit(
+        &mut self,
+        commit: &crate::AutomationCommit,
+    ) -> Result<crate::CommitOutcome> {
+        automation::pg::commit(&mut self.client, commit)
+    }
+
+    fn active_enrollments(&mut self) -> Result<Vec<crate::EnrollmentRow>> {
+        automation::pg::active_enrollments(&mut self.client)
+    }
+
+    fn entry_index(&mut self) -> Result<Vec<(String, String, i64, bool)>> {
+        automation::pg::entry_index(&mut self.client)
+    }
+
+    fn max_enrollment_id(&mut self) -> Result<u64> {
+        automation::pg::max_enrollment_id(&mut self.client)
+    }
+
+    fn enrollments(
+        &mut self,
+        journey: &str,
+        identity: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::EnrollmentRow>> {
+        automation::pg::enrollments(&mut self.client, journey, identity, limit)
+    }
+
+    fn outbox_due(&mut self, now: i64, limit: usize) -> Result<Vec<crate::OutboxItem>> {
+        automation::pg::outbox_due(&mut self.client, now, limit)
+    }
+
+    fn outbox_next_due(&mut self) -> Result<Option<i64>> {
+        automation::pg::outbox_next_due(&mut self.client)
+    }
+
+    fn outbox_get(&mut self, key: &str) -> Result<Option<crate::OutboxItem>> {
+        automation::pg::outbox_get(&mut self.client, key)
+    }
+
+    fn outbox_list(&mut self, query: &crate::OutboxQuery) -> Result<Vec<crate::OutboxItem>> {
+        automation::pg::outbox_list(&mut self.client, query)
+    }
+
+    fn outbox_counts(
+        &mut self,
+        journey: Option<&str>,
+    ) -> Result<Vec<(crate::OutboxStatus, String, u64)>> {
+        automation::pg::outbox_counts(&mut self.client, journey)
+    }
+
+    fn outbox_done_since(&mut self, since: i64) -> Result<Vec<crate::OutboxItem>> {
+        automation::pg::outbox_done_since(&mut self.client, since)
+    }
+
+    fn consent_ledger(&mut self, identity: Option<&str>) -> Result<Vec<crate::ConsentRow>> {
+        automation::pg::consent_ledger(&mut self.client, identity)
+    }
+
+    fn tasks(&mut self, open_only: bool, limit: usize) -> Result<Vec<crate::TaskRow>> {
+        automation::pg::tasks(&mut self.client, open_only, limit)
+    }
+
+    fn complete_task(&mut self, key: &str, at: i64) -> Result<bool> {
+        automation::pg::complete_task(&mut self.client, key, at)
     }
 }
 

@@ -6,6 +6,7 @@
 //! Lists of identities go in as one JSON array parameter read with
 //! `json_each`, so every statement has a fixed text and is prepared once.
 
+use crate::automation;
 use crate::migrations::{self, Dialect};
 use crate::row::{self, to_sql_int, EventRow, StoredRow, EVENT_COLUMNS, EVENT_COLUMN_COUNT};
 use crate::{
@@ -418,6 +419,7 @@ impl Store for SqliteStore {
             [&ids],
         )
         .map_err(db("erasing segment history"))?;
+        crate::automation::sqlite::erase(&tx, &ids)?;
         insert_audit(&tx, audit)?;
         tx.commit().map_err(db("committing erase"))?;
         Ok((by_identity + by_ref) as u64)
@@ -616,5 +618,72 @@ impl Store for SqliteStore {
                 Ok((k, value))
             })
             .collect()
+    }
+
+    fn automation_commit(
+        &mut self,
+        commit: &crate::AutomationCommit,
+    ) -> Result<crate::CommitOutcome> {
+        automation::sqlite::commit(&mut self.conn, commit)
+    }
+
+    fn active_enrollments(&mut self) -> Result<Vec<crate::EnrollmentRow>> {
+        automation::sqlite::active_enrollments(&self.conn)
+    }
+
+    fn entry_index(&mut self) -> Result<Vec<(String, String, i64, bool)>> {
+        automation::sqlite::entry_index(&self.conn)
+    }
+
+    fn max_enrollment_id(&mut self) -> Result<u64> {
+        automation::sqlite::max_enrollment_id(&self.conn)
+    }
+
+    fn enrollments(
+        &mut self,
+        journey: &str,
+        identity: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::EnrollmentRow>> {
+        automation::sqlite::enrollments(&self.conn, journey, identity, limit)
+    }
+
+    fn outbox_due(&mut self, now: i64, limit: usize) -> Result<Vec<crate::OutboxItem>> {
+        automation::sqlite::outbox_due(&self.conn, now, limit)
+    }
+
+    fn outbox_next_due(&mut self) -> Result<Option<i64>> {
+        automation::sqlite::outbox_next_due(&self.conn)
+    }
+
+    fn outbox_get(&mut self, key: &str) -> Result<Option<crate::OutboxItem>> {
+        automation::sqlite::outbox_get(&self.conn, key)
+    }
+
+    fn outbox_list(&mut self, query: &crate::OutboxQuery) -> Result<Vec<crate::OutboxItem>> {
+        automation::sqlite::outbox_list(&self.conn, query)
+    }
+
+    fn outbox_counts(
+        &mut self,
+        journey: Option<&str>,
+    ) -> Result<Vec<(crate::OutboxStatus, String, u64)>> {
+        automation::sqlite::outbox_counts(&self.conn, journey)
+    }
+
+    fn outbox_done_since(&mut self, since: i64) -> Result<Vec<crate::OutboxItem>> {
+        automation::sqlite::outbox_done_since(&self.conn, since)
+    }
+
+    fn consent_ledger(&mut self, identity: Option<&str>) -> Result<Vec<crate::ConsentRow>> {
+        automation::sqlite::consent_ledger(&self.conn, identity)
+    }
+
+    fn tasks(&mut self, open_only: bool, limit: usize) -> Result<Vec<crate::TaskRow>> {
+        automation::sqlite::tasks(&self.conn, open_only, limit)
+    }
+
+    fn complete_task(&mut self, key: &str, at: i64) -> Result<bool> {
+        automation::sqlite::complete_task(&self.conn, key, at)
     }
 }

@@ -41,6 +41,7 @@ macro_rules! conformance {
     };
 }
 
+mod automation;
 mod conformance;
 
 fn unique_suffix() -> String {
