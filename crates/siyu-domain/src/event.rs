@@ -149,6 +149,9 @@ pub struct Traits {
     pub timezone: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Tags taken off the person (applied after `tags`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remove_tags: Vec<String>,
     /// Any other trait, kept as given.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -178,22 +178,27 @@ fn parse_traits(v: &Value) -> Result<Traits, WireError> {
                 }
                 t.birthday = Some(s);
             }
-            "tags" => {
+            "tags" | "remove_tags" => {
                 let Value::Array(items) = value else {
                     return Err(WireError::new(
                         "traits",
-                        "`tags` must be an array of strings",
+                        format!("`{key}` must be an array of strings"),
                     ));
+                };
+                let list = if key == "tags" {
+                    &mut t.tags
+                } else {
+                    &mut t.remove_tags
                 };
                 for item in items {
                     match item {
                         Value::String(s) if !s.is_empty() && s.len() <= MAX_SHORT_LEN => {
-                            t.tags.push(s.clone())
+                            list.push(s.clone())
                         }
                         _ => {
                             return Err(WireError::new(
                                 "traits",
-                                "`tags` must hold non-empty strings of at most 128 bytes",
+                                format!("`{key}` must hold non-empty strings of at most 128 bytes"),
                             ))
                         }
                     }

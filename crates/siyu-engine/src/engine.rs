@@ -275,6 +275,11 @@ impl Engine {
                     e.tags.insert(i, tag.clone());
                 }
             }
+            for tag in &t.remove_tags {
+                if let Ok(i) = e.tags.binary_search(tag) {
+                    e.tags.remove(i);
+                }
+            }
             let fields = [
                 ("name", &t.name),
                 ("phone", &t.phone),

@@ -171,8 +171,15 @@ fn traits_from_json(map: Map<String, Value>) -> Traits {
         };
         match (slot, value) {
             (Some(slot), Value::String(s)) => *slot = Some(s),
-            (None, Value::Array(items)) if key == "tags" && items.iter().all(Value::is_string) => {
-                t.tags = items
+            (None, Value::Array(items))
+                if (key == "tags" || key == "remove_tags") && items.iter().all(Value::is_string) =>
+            {
+                let list = if key == "tags" {
+                    &mut t.tags
+                } else {
+                    &mut t.remove_tags
+                };
+                *list = items
                     .into_iter()
                     .filter_map(|i| match i {
                         Value::String(s) => Some(s),
