@@ -1,0 +1,100 @@
+//! The connectors' configuration as the server reads it (TOML or JSON): one
+//! optional section per built-in channel, and [`from_config`] which builds
+//! the channel → connector map the [`crate::Dispatcher`] takes.
+//!
+//! Every field has a serde default so that a half-filled section still
+//! parses and [`from_config`] can name what is missing with its full path
+//! (`wecom.corp_id`); unknown fields are rejected so a typo is not silently
+//! ignored.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::{
+    Connector, SmsConfig, SmsConnector, SmtpConfig, SmtpConnector, WeChatOfficialConfig,
+    WeChatOfficialConnector, WeComConfig, WeComConnector, WebhookConfig, WebhookConnector,
+};
+
+/// `[connectors]`: each present section enables that channel.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectorsConfig {
+    pub webhook: Option<WebhookConfig>,
+    pub email: Option<SmtpConfig>,
+    pub sms: Option<SmsConfig>,
+    pub wecom: Option<WeComConfig>,
+    pub wechat: Option<WeChatOfficialConfig>,
+}
+
+/// A configuration problem, naming the field (`section.field`).
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{0} is missing")]
+    Missing(String),
+    #[error("{field} is invalid: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+/// Builds one connector per configured section, keyed by channel name
+/// (`webhook`, `email`, `sms`, `wecom`, `wechat`).
+pub fn from_config(
+    cfg: &ConnectorsConfig,
+) -> Result<HashMap<String, Arc<dyn Connector>>, ConfigError> {
+    let mut map: HashMap<String, Arc<dyn Connector>> = HashMap::new();
+    if let Some(c) = &cfg.webhook {
+        map.insert("webhook".into(), Arc::new(WebhookConnector::new(c)?));
+    }
+    if let Some(c) = &cfg.email {
+        map.insert("email".into(), Arc::new(SmtpConnector::new(c)?));
+    }
+    if let Some(c) = &cfg.sms {
+        map.insert("sms".into(), Arc::new(SmsConnector::new(c)?));
+    }
+    if let Some(c) = &cfg.wecom {
+        map.insert("wecom".into(), Arc::new(WeComConnector::new(c)?));
+    }
+    if let Some(c) = &cfg.wechat {
+        map.insert("wechat".into(), Arc::new(WeChatOfficialConnector::new(c)?));
+    }
+    Ok(map)
+}
+
+/// A credential from the config. `Debug` prints `<redacted>` so a logged
+/// config never leaks it; [`Secret::expose`] is the one way to read it.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret(value.to_string())
+    }
+}
+
+/// `Err(Missing("section.field"))` when a required string is empty.
+pub(crate) fn required(field: &str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        Err(ConfigError::Missing(field.to_string()))
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,238 @@
+//! WeCom (企业微信) messages to external contacts (customers), and the
+//! signature WeCom puts on its callbacks.
+//!
+//! Token: `GET {base_url}/cgi-bin/gettoken?corpid=..&corpsecret=..` →
+//! `{errcode, errmsg, access_token, expires_in}`, cached until shortly before
+//! it expires; an answer with errcode 40001/40014/42001 (invalid or expired
+//! token) refreshes it and repeats the call once.
+//!
+//! Sending (the text is `body`; `subject` is not used on this channel):
+//! - mass messages, and direct ones when no `open_kfid` is configured:
+//!   `POST /cgi-bin/externalcontact/add_msg_template?access_token=..` with
+//!   `{"chat_type":"single","external_userid":[recipient],"sender":sender,"text":{"content":body}}`
+//!   → `{errcode, errmsg, fail_list, msgid}`. WeCom turns this into a task the
+//!   `sender` employee confirms; a recipient in `fail_list` (not the
+//!   employee's customer) is a permanent failure. The remote id is `msgid`.
+//! - direct messages when `open_kfid` is configured (WeChat Customer
+//!   Service, 微信客服, which may message a customer within its session
+//!   window): `POST /cgi-bin/kf/send_msg?access_token=..` with
+//!   `{"touser":recipient,"open_kfid":..,"msgid":..,"msgtype":"text","text":{"content":body}}`;
+//!   `msgid` is derived from the idempotency key (WeCom rejects a repeated
+//!   one, which makes retries safe).
+//!
+//! errcode ≠ 0 is permanent except -1 (system busy) and 45009/45033 (rate
+//! limits), which are retryable. WeCom has no `Idempotency-Key` header.
+
+use serde::Deserialize;
+use serde_json::json;
+use sha1::{Digest, Sha1};
+use sha2::Sha256;
+
+use crate::config::{required, ConfigError, Secret};
+use crate::http::{self, TencentApi, TokenCache};
+use crate::{Connector, Delivery, OutboundMessage, SendError, SendFuture};
+
+pub const DEFAULT_BASE_URL: &str = "https://qyapi.weixin.qq.com";
+
+/// `[wecom]` in the connectors config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WeComConfig {
+    pub base_url: String,
+    pub corp_id: String,
+    /// The secret of the app allowed to use the external-contact APIs.
+    pub secret: Secret,
+    /// The employee (`userid`) that group-send tasks are created for.
+    pub sender: String,
+    /// The customer-service account for direct messages (`kf/send_msg`).
+    pub open_kfid: Option<String>,
+    pub timeout_ms: u64,
+}
+
+impl Default for WeComConfig {
+    fn default() -> Self {
+        WeComConfig {
+            base_url: DEFAULT_BASE_URL.to_string(),
+            corp_id: String::new(),
+            secret: Secret::default(),
+            sender: String::new(),
+            open_kfid: None,
+            timeout_ms: http::DEFAULT_TIMEOUT_MS,
+        }
+    }
+}
+
+pub struct WeComConnector {
+    api: TencentApi,
+    sender: String,
+    open_kfid: Option<String>,
+}
+
+impl WeComConnector {
+    pub fn new(cfg: &WeComConfig) -> Result<Self, ConfigError> {
+        let base = http::base_url("wecom.base_url", &cfg.base_url)?;
+        required("wecom.corp_id", &cfg.corp_id)?;
+        required("wecom.secret", cfg.secret.expose())?;
+        required("wecom.sender", &cfg.sender)?;
+        Ok(Self {
+            api: TencentApi {
+                what: "wecom",
+                client: http::client("wecom", cfg.timeout_ms)?,
+                base,
+                token_path: "/cgi-bin/gettoken",
+                token_query: vec![
+                    ("corpid", cfg.corp_id.clone()),
+                    ("corpsecret", cfg.secret.expose().to_string()),
+                ],
+                tokens: TokenCache::default(),
+            },
+            sender: cfg.sender.clone(),
+            open_kfid: cfg.open_kfid.clone().filter(|k| !k.trim().is_empty()),
+        })
+    }
+
+    async fn deliver(&self, msg: &OutboundMessage) -> Result<Delivery, SendError> {
+        match (&self.open_kfid, msg.mass) {
+            (Some(open_kfid), false) => self.kf_send(msg, open_kfid).await,
+            _ => self.msg_template(msg).await,
+        }
+    }
+
+    async fn msg_template(&self, msg: &OutboundMessage) -> Result<Delivery, SendError> {
+        let body = json!({
+            "chat_type": "single",
+            "external_userid": [msg.recipient],
+            "sender": self.sender,
+            "text": {"content": msg.body},
+        });
+        let (status, v) = self
+            .api
+            .post("/cgi-bin/externalcontact/add_msg_template", &body)
+            .await?;
+        let failed = v
+            .get("fail_list")
+            .and_then(|f| f.as_array())
+            .is_some_and(|f| f.iter().any(|u| u.as_str() == Some(msg.recipient.as_str())));
+        if failed {
+            return Err(SendError::Permanent(format!(
+                "wecom: {} is in fail_list (not a customer of {})",
+                msg.recipient, self.sender
+            )));
+        }
+        Ok(Delivery {
+            remote_id: str_field(&v, "msgid"),
+            status,
+        })
+    }
+
+    async fn kf_send(&self, msg: &OutboundMessage, open_kfid: &str) -> Result<Delivery, SendError> {
+        let body = json!({
+            "touser": msg.recipient,
+            "open_kfid": open_kfid,
+            "msgid": kf_msgid(&msg.idempotency_key),
+            "msgtype": "text",
+            "text": {"content": msg.body},
+        });
+        let (status, v) = self.api.post("/cgi-bin/kf/send_msg", &body).await?;
+        Ok(Delivery {
+            remote_id: str_field(&v, "msgid"),
+            status,
+        })
+    }
+}
+
+impl Connector for WeComConnector {
+    fn name(&self) -> &str {
+        "wecom"
+    }
+
+    fn send<'a>(&'a self, msg: &'a OutboundMessage) -> SendFuture<'a> {
+        Box::pin(self.deliver(msg))
+    }
+}
+
+fn str_field(v: &serde_json::Value, name: &str) -> Option<String> {
+    v.get(name)
+        .and_then(|m| m.as_str())
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+}
+
+/// `kf/send_msg` takes a client `msgid` of at most 32 characters from
+/// `[0-9a-zA-Z_-]`: the key itself when it fits, else a digest of it.
+pub fn kf_msgid(idempotency_key: &str) -> String {
+    let fits = !idempotency_key.is_empty()
+        && idempotency_key.len() <= 32
+        && idempotency_key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if fits {
+        idempotency_key.to_string()
+    } else {
+        http::hex(&Sha256::digest(idempotency_key.as_bytes()))[..32].to_string()
+    }
+}
+
+/// WeCom's callback `msg_signature`: the hex SHA1 of `token`, `timestamp`,
+/// `nonce` and the `Encrypt` text, sorted byte-wise and concatenated.
+pub fn wecom_callback_signature(
+    token: &str,
+    timestamp: &str,
+    nonce: &str,
+    encrypted: &str,
+) -> String {
+    let mut parts = [token, timestamp, nonce, encrypted];
+    parts.sort_unstable();
+    let mut sha = Sha1::new();
+    for p in parts {
+        sha.update(p.as_bytes());
+    }
+    http::hex(&sha.finalize())
+}
+
+/// Checks a callback's `msg_signature` (constant-time compare).
+pub fn verify_wecom_callback(
+    token: &str,
+    timestamp: &str,
+    nonce: &str,
+    encrypted: &str,
+    msg_signature: &str,
+) -> bool {
+    let expected = wecom_callback_signature(token, timestamp, nonce, encrypted);
+    let given = msg_signature.trim().to_ascii_lowercase();
+    expected.len() == given.len()
+        && expected
+            .bytes()
+            .zip(given.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callback_signature_matches_an_independent_sha1() {
+        // hashlib.sha1("".join(sorted([...]))) in Python.
+        let sig = wecom_callback_signature("QDG6eK", "1409659813", "1372623149", "RypEvHKD8QQKFhvQ6QleEB4J58tiPdvo+rtK1I9qca6aM/wvqnLSV5zEPeusUiX5L5X/0lWfrf0QADHHhGd3QczcdCUpj911L3vg3W/sYYvuJTs3TUUkSUXxaccAS0qhxchrRYt66wiSpGLYL42aM6A8dTT+6k4aSknmPj48kzJs8qLjvd4Xgpue06DOdnLxAUHzM6+kDZ+HMZfJYuR+LtwGc2hgf5gsijff0ekUNXZiqATP7PF5mZxZ3Izoun1s4zG4LUMnvw2r+KqCKIw+3IQH03v+BCA9nMELNqbSf6tiWSrXJB3LAVGUcallcrw8V2t9EL4EhzJWrQUax5wLVMNS0+rUPA3k22Ncx4XXZS9o0MBH27Bo6BpNelZpS");
+        assert_eq!(sig, "2ecc5745cc405397f9c1ed24f09bdcc0a6c132ed");
+        assert!(verify_wecom_callback("QDG6eK", "1409659813", "1372623149", "RypEvHKD8QQKFhvQ6QleEB4J58tiPdvo+rtK1I9qca6aM/wvqnLSV5zEPeusUiX5L5X/0lWfrf0QADHHhGd3QczcdCUpj911L3vg3W/sYYvuJTs3TUUkSUXxaccAS0qhxchrRYt66wiSpGLYL42aM6A8dTT+6k4aSknmPj48kzJs8qLjvd4Xgpue06DOdnLxAUHzM6+kDZ+HMZfJYuR+LtwGc2hgf5gsijff0ekUNXZiqATP7PF5mZxZ3Izoun1s4zG4LUMnvw2r+KqCKIw+3IQH03v+BCA9nMELNqbSf6tiWSrXJB3LAVGUcallcrw8V2t9EL4EhzJWrQUax5wLVMNS0+rUPA3k22Ncx4XXZS9o0MBH27Bo6BpNelZpS", &sig.to_uppercase()));
+        assert!(!verify_wecom_callback(
+            "QDG6eK",
+            "1409659813",
+            "1372623149",
+            "x",
+            &sig
+        ));
+    }
+
+    #[test]
+    fn kf_msgid_is_the_key_when_it_fits() {
+        assert_eq!(kf_msgid("run-42_step-3"), "run-42_step-3");
+        let long = kf_msgid("journey/7/step/3/person/张三/attempt");
+        assert_eq!(long.len(), 32);
+        assert!(long.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(long, kf_msgid("journey/7/step/3/person/张三/attempt"));
+    }
+}
