@@ -31,6 +31,11 @@ pub(crate) fn client(section: &str, timeout_ms: u64) -> Result<reqwest::Client, 
 /// A `base_url` must be `http://` or `https://`; a trailing `/` is dropped so
 /// paths can be appended with `format!("{base}/path")`.
 pub(crate) fn base_url(field: &str, value: &str) -> Result<String, ConfigError> {
+    Ok(url(field, value)?.trim_end_matches('/').to_string())
+}
+
+/// A full `http://` or `https://` URL, kept as given (trimmed).
+pub(crate) fn url(field: &str, value: &str) -> Result<String, ConfigError> {
     let value = value.trim();
     if value.is_empty() {
         return Err(ConfigError::Missing(field.to_string()));
@@ -45,7 +50,7 @@ pub(crate) fn base_url(field: &str, value: &str) -> Result<String, ConfigError> 
         field: field.to_string(),
         reason: e.to_string(),
     })?;
-    Ok(value.trim_end_matches('/').to_string())
+    Ok(value.to_string())
 }
 
 /// Transport failures: a request that never got a status.

@@ -56,7 +56,7 @@ pub use sms::{SmsConfig, SmsConnector};
 pub use smtp::{SmtpConfig, SmtpConnector, SmtpTls};
 pub use webhook::{sign, verify, VerifyError, WebhookConfig, WebhookConnector};
 pub use wechat::{WeChatOfficialConfig, WeChatOfficialConnector};
-pub use wecom::{wecom_callback_signature, WeComConfig, WeComConnector};
+pub use wecom::{verify_wecom_callback, wecom_callback_signature, WeComConfig, WeComConnector};
 
 /// One message to one recipient on one channel, as the executor hands it over.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -205,3 +205,34 @@ impl Header for IdempotencyKeyHeader {
         HeaderValue::new(Self::name(), self.0.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connector() -> SmtpConnector {
+        SmtpConnector::new(&SmtpConfig {
+            host: "127.0.0.1".into(),
+            from: "noreply@siyu.test".into(),
+            tls: SmtpTls::None,
+            ..SmtpConfig::default()
+        })
+        .expect("config")
+    }
+
+    #[test]
+    fn header_values_cannot_inject_headers() {
+        let msg = OutboundMessage {
+            idempotency_key: "k\r\nBcc: evil@example.com".into(),
+            channel: "email".into(),
+            recipient: "alice@example.com".into(),
+            identity: "email:alice@example.com".into(),
+            subject: Some("hi\r\nBcc: evil@example.com".into()),
+            body: "body".into(),
+            mass: false,
+            data: serde_json::Value::Null,
+        };
+        let raw = String::from_utf8(connector().build_message(&msg).unwrap().formatted()).unwrap();
+        assert!(!raw.contains("\r\nBcc:"), "{raw}");
+    }
+}

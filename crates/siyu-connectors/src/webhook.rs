@@ -48,7 +48,7 @@ pub struct WebhookConnector {
 
 impl WebhookConnector {
     pub fn new(cfg: &WebhookConfig) -> Result<Self, ConfigError> {
-        let url = http::base_url("webhook.url", &cfg.url)?;
+        let url = http::url("webhook.url", &cfg.url)?;
         if cfg.secret.expose().is_empty() {
             return Err(ConfigError::Missing("webhook.secret".into()));
         }
