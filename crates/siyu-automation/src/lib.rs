@@ -1,0 +1,15 @@
+//! siyu's automation core: what operators automate (journeys/SOPs, keyword
+//! auto-replies) and the rules every send obeys (guardrails), as pure code.
+//!
+//! Invariant: like the engine, this crate does no I/O and never reads the
+//! clock. The server's executor feeds it events, segment changes and the
+//! current time, persists the state it returns and hands the resulting
+//! actions to the connectors (`siyu-connectors`). That keeps every decision
+//! reproducible and testable without a server.
+
+pub mod guard;
+pub mod journey;
+pub mod keyword;
+pub mod machine;
+pub mod schedule;
+pub mod template;

@@ -1,0 +1,5 @@
+mod guard;
+mod journey;
+mod keyword;
+mod schedule;
+mod template;
