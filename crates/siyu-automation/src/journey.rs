@@ -30,6 +30,8 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Journey {
+    /// Taken from the path when saved through the API.
+    #[serde(default)]
     pub name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
@@ -87,9 +89,13 @@ pub enum Trigger {
         at: String,
     },
     /// `days` after the person's first purchase.
-    AfterFirstPurchase { days: u32 },
+    AfterFirstPurchase {
+        days: u32,
+    },
     /// After `days` without any event from the person.
-    Silent { days: u32 },
+    Silent {
+        days: u32,
+    },
 }
 
 fn nine() -> String {
@@ -150,7 +156,9 @@ pub enum Step {
     },
     /// A/B: each person goes down one arm, chosen by weight (stable per
     /// enrollment).
-    Split { arms: Vec<Arm> },
+    Split {
+        arms: Vec<Arm>,
+    },
     /// Send a template through the guardrails.
     Send {
         template: String,
@@ -341,7 +349,11 @@ impl Journey {
 
     /// Checks everything that can be checked at save time and returns every
     /// fault found (not just the first), each with its path.
-    pub fn compile(self, version: u32, catalog: &dyn Catalog) -> Result<Compiled, Vec<JourneyError>> {
+    pub fn compile(
+        self,
+        version: u32,
+        catalog: &dyn Catalog,
+    ) -> Result<Compiled, Vec<JourneyError>> {
         let mut errs = Vec::new();
         let mut err = |path: &str, message: String| {
             errs.push(JourneyError {
@@ -350,7 +362,10 @@ impl Journey {
             })
         };
         if !valid_name(&self.name) {
-            err("name", "must be 1–64 characters without '/', ':' or control characters".into());
+            err(
+                "name",
+                "must be 1–64 characters without '/', ':' or control characters".into(),
+            );
         }
         let trigger = compile_trigger(&self.trigger, catalog, &mut err);
         let reentry_cooldown = match &self.reentry {
@@ -370,7 +385,10 @@ impl Journey {
         if self.steps.is_empty() {
             err("steps", "a journey needs at least one step".into());
         } else if !self.steps.contains_key(&self.start) {
-            err("start", format!("names no step: {:?} is not in steps", self.start));
+            err(
+                "start",
+                format!("names no step: {:?} is not in steps", self.start),
+            );
         }
         let mut durations = HashMap::new();
         let mut times = HashMap::new();
@@ -378,11 +396,17 @@ impl Journey {
         for (id, step) in &self.steps {
             let at = |field: &str| format!("steps.{id}.{field}");
             if !valid_name(id) {
-                err(&format!("steps.{id}"), "step names are 1–64 characters without '/', ':' or control characters".into());
+                err(
+                    &format!("steps.{id}"),
+                    "step names are 1–64 characters without '/', ':' or control characters".into(),
+                );
             }
             for (field, target) in step.successors() {
                 if !self.steps.contains_key(target) {
-                    err(&at(&field), format!("names no step: {target:?} is not in steps"));
+                    err(
+                        &at(&field),
+                        format!("names no step: {target:?} is not in steps"),
+                    );
                 }
             }
             let mut duration = |field: &str, d: &str, errs: &mut dyn FnMut(&str, String)| {
@@ -396,14 +420,16 @@ impl Journey {
             };
             match step {
                 Step::Wait { duration: d, .. } => duration("duration", d, &mut err),
-                Step::WaitForEvent {
-                    event,
-                    timeout,
-                    ..
-                } => {
+                Step::WaitForEvent { event, timeout, .. } => {
                     duration("timeout", timeout, &mut err);
                     if !EVENT_TYPES.contains(&event.as_str()) {
-                        err(&at("event"), format!("unknown event type {event:?}; use one of {}", EVENT_TYPES.join(", ")));
+                        err(
+                            &at("event"),
+                            format!(
+                                "unknown event type {event:?}; use one of {}",
+                                EVENT_TYPES.join(", ")
+                            ),
+                        );
                     }
                 }
                 Step::WaitUntil { time, .. } => match TimeOfDay::parse(time) {
@@ -435,7 +461,12 @@ impl Journey {
                     }
                     if let Some(c) = channel {
                         if !siyu_domain::Channel::is_valid(c) {
-                            err(&at("channel"), format!("{c:?} is not a channel name (lowercase letters, digits, _)"));
+                            err(
+                                &at("channel"),
+                                format!(
+                                    "{c:?} is not a channel name (lowercase letters, digits, _)"
+                                ),
+                            );
                         }
                     }
                 }
@@ -470,7 +501,13 @@ impl Journey {
             );
         }
         for id in unreachable(&self) {
-            err(&format!("steps.{id}"), format!("is never reached from start {:?}; link it or remove it", self.start));
+            err(
+                &format!("steps.{id}"),
+                format!(
+                    "is never reached from start {:?}; link it or remove it",
+                    self.start
+                ),
+            );
         }
         if !errs.is_empty() {
             return Err(errs);
@@ -488,12 +525,20 @@ impl Journey {
     }
 }
 
-fn check_segment_refs(expr: &Expr, catalog: &dyn Catalog, path: &str, err: &mut dyn FnMut(&str, String)) {
+fn check_segment_refs(
+    expr: &Expr,
+    catalog: &dyn Catalog,
+    path: &str,
+    err: &mut dyn FnMut(&str, String),
+) {
     let mut refs = Vec::new();
     expr.segment_refs(&mut refs);
     for s in refs {
         if !catalog.segment_exists(&s) {
-            err(path, format!("unknown segment {s:?}; define it first (PUT /v1/segments/{s})"));
+            err(
+                path,
+                format!("unknown segment {s:?}; define it first (PUT /v1/segments/{s})"),
+            );
         }
     }
 }
@@ -506,7 +551,10 @@ fn compile_trigger(
     let segment_known = |s: &str, path: &str, err: &mut dyn FnMut(&str, String)| {
         let ok = catalog.segment_exists(s);
         if !ok {
-            err(path, format!("unknown segment {s:?}; define it first (PUT /v1/segments/{s})"));
+            err(
+                path,
+                format!("unknown segment {s:?}; define it first (PUT /v1/segments/{s})"),
+            );
         }
         ok
     };
@@ -520,7 +568,13 @@ fn compile_trigger(
         } => {
             let mut ok = true;
             if !EVENT_TYPES.contains(&event.as_str()) {
-                err("trigger.event", format!("unknown event type {event:?}; use one of {}", EVENT_TYPES.join(", ")));
+                err(
+                    "trigger.event",
+                    format!(
+                        "unknown event type {event:?}; use one of {}",
+                        EVENT_TYPES.join(", ")
+                    ),
+                );
                 ok = false;
             }
             let condition = match condition.as_deref().map(segment::parse) {
@@ -552,7 +606,9 @@ fn compile_trigger(
             timezone,
             segment,
         } => {
-            let cron = Cron::parse(cron).map_err(|e| err("trigger.cron", e.to_string())).ok();
+            let cron = Cron::parse(cron)
+                .map_err(|e| err("trigger.cron", e.to_string()))
+                .ok();
             let tz = Tz::parse(timezone.as_deref().unwrap_or(schedule::DEFAULT_TZ))
                 .map_err(|e| err("trigger.timezone", e.to_string()))
                 .ok();
@@ -572,7 +628,9 @@ fn compile_trigger(
             .map_err(|e| err("trigger.at", e.to_string()))
             .ok()
             .map(CompiledTrigger::Birthday),
-        Trigger::AfterFirstPurchase { days } | Trigger::Silent { days } if *days == 0 || *days > 3650 => {
+        Trigger::AfterFirstPurchase { days } | Trigger::Silent { days }
+            if *days == 0 || *days > 3650 =>
+        {
             err("trigger.days", "must be 1–3650".into());
             None
         }
@@ -590,7 +648,11 @@ fn find_cycle(j: &Journey) -> Option<Vec<String>> {
         Grey,
         Black,
     }
-    let mut colour: HashMap<&str, Colour> = j.steps.keys().map(|k| (k.as_str(), Colour::White)).collect();
+    let mut colour: HashMap<&str, Colour> = j
+        .steps
+        .keys()
+        .map(|k| (k.as_str(), Colour::White))
+        .collect();
     for root in j.steps.keys() {
         if colour[root.as_str()] != Colour::White {
             continue;
@@ -611,7 +673,8 @@ fn find_cycle(j: &Journey) -> Option<Vec<String>> {
                 Some(next) => match colour[next] {
                     Colour::Grey => {
                         let from = path.iter().position(|(n, _)| *n == next).unwrap_or(0);
-                        let mut cycle: Vec<String> = path[from..].iter().map(|(n, _)| n.to_string()).collect();
+                        let mut cycle: Vec<String> =
+                            path[from..].iter().map(|(n, _)| n.to_string()).collect();
                         cycle.push(next.to_string());
                         return Some(cycle);
                     }
@@ -646,5 +709,9 @@ fn unreachable(j: &Journey) -> Vec<String> {
             stack.extend(s.successors().into_iter().map(|(_, t)| t));
         }
     }
-    j.steps.keys().filter(|k| !seen.contains(k.as_str())).cloned().collect()
+    j.steps
+        .keys()
+        .filter(|k| !seen.contains(k.as_str()))
+        .cloned()
+        .collect()
 }

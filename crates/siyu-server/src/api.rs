@@ -43,7 +43,7 @@ macro_rules! route {
 }
 
 pub fn routes() -> Vec<Route> {
-    vec![
+    let mut routes = vec![
         route!(get, "/healthz", "Liveness: 200 when the engine is loaded.", healthz),
         route!(get, "/metrics", "Prometheus metrics (ingest counts, latencies, persons).", metrics),
         route!(get, "/openapi.json", "This API description.", openapi),
@@ -78,16 +78,18 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/analytics/attribution", "Revenue per channel under first-touch, last-touch and linear attribution (one pass over the log).", analytics_attribution),
         route!(put, "/v1/spend", "Replace the spend table (CSV `day,channel,spend` in cents).", put_spend),
         route!(post, "/v1/admin/keys", "Create a write key (admin token); the key is shown once.", create_key),
-    ]
+    ];
+    routes.extend(crate::automation_api::routes());
+    routes
 }
 
 // ---------- helpers ----------
 
-fn read_engine(state: &AppState) -> std::sync::RwLockReadGuard<'_, Engine> {
+pub(crate) fn read_engine(state: &AppState) -> std::sync::RwLockReadGuard<'_, Engine> {
     state.0.engine.read().unwrap_or_else(|e| e.into_inner())
 }
 
-fn check_key(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn check_key(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     // A console session stands in for a key (its guard layer checked the CSRF token and role).
     if siyu_console::session_of(&state.0.console, headers).is_some() {
         return Ok(());
@@ -110,7 +112,7 @@ fn resolve(engine: &Engine, id: &str) -> Result<PersonId, ApiError> {
     })
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -118,7 +120,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     crate::writer::wall_clock()
 }
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use siyu_store::Store;
 use std::path::{Path, PathBuf};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Config {
     /// Address to listen on; port 0 picks a free port (tests).
     pub listen: String,
@@ -23,6 +23,17 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Largest request body accepted, bytes.
     pub max_body_bytes: usize,
+    /// Outbound channels (`[connectors.webhook]`, `.email`, `.sms`,
+    /// `.wecom`, `.wechat`); a channel without a section dead-letters.
+    pub connectors: siyu_connectors::ConnectorsConfig,
+    /// Shared secrets for inbound channel webhooks (`[inbound] wecom =
+    /// "…"`): `POST /v1/inbound/{channel}` must be signed with it.
+    pub inbound_secrets: std::collections::BTreeMap<String, String>,
+    /// The address people reach this server at, for links in messages
+    /// (unsubscribe, content views).
+    pub public_url: String,
+    /// Retry policy of the connectors.
+    pub retry: siyu_connectors::RetryPolicy,
 }
 
 impl Default for Config {
@@ -34,6 +45,10 @@ impl Default for Config {
             database_schema: None,
             admin_token: None,
             max_body_bytes: 8 * 1024 * 1024,
+            connectors: Default::default(),
+            inbound_secrets: Default::default(),
+            public_url: "http://127.0.0.1:8080".into(),
+            retry: Default::default(),
         }
     }
 }
@@ -48,6 +63,9 @@ struct FileConfig {
     database_schema: Option<String>,
     admin_token: Option<String>,
     max_body_bytes: Option<usize>,
+    connectors: Option<siyu_connectors::ConnectorsConfig>,
+    inbound: Option<std::collections::BTreeMap<String, String>>,
+    public_url: Option<String>,
 }
 
 /// Values given on the command line (None = not given).
@@ -79,6 +97,9 @@ impl Config {
             c.database_schema = f.database_schema.or(c.database_schema);
             c.admin_token = f.admin_token.or(c.admin_token);
             c.max_body_bytes = f.max_body_bytes.unwrap_or(c.max_body_bytes);
+            c.connectors = f.connectors.unwrap_or_default();
+            c.inbound_secrets = f.inbound.unwrap_or_default();
+            c.public_url = f.public_url.unwrap_or(c.public_url);
         }
         if let Some(v) = env("SIYU_LISTEN") {
             c.listen = v;
@@ -94,6 +115,9 @@ impl Config {
         }
         if let Some(v) = env("SIYU_ADMIN_TOKEN") {
             c.admin_token = Some(v);
+        }
+        if let Some(v) = env("SIYU_PUBLIC_URL") {
+            c.public_url = v;
         }
         c.listen = flags.listen.unwrap_or(c.listen);
         c.data_dir = flags.data_dir.unwrap_or(c.data_dir);

@@ -24,6 +24,12 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("content type `{0}` is not supported; send application/json or application/x-ndjson")]
     UnsupportedMediaType(String),
+    #[error("{0}")]
+    InvalidDefinition(String),
+    #[error(
+        "bad signature: {0}; sign `<timestamp>.<body>` with HMAC-SHA256 and the channel's secret"
+    )]
+    BadSignature(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -42,6 +48,8 @@ impl ApiError {
             (ApiError::NotFound(s()), "no such person, segment or endpoint"),
             (ApiError::TooLarge(0), "the body is above the limit (default 8 MiB): split the batch"),
             (ApiError::UnsupportedMediaType(s()), "send application/json or application/x-ndjson"),
+            (ApiError::InvalidDefinition(s()), "a journey, template, rule set, policy or send is invalid; the message names each fault's path and fix"),
+            (ApiError::BadSignature(s()), "an inbound webhook whose signature or timestamp does not verify"),
             (ApiError::Internal(s()), "a server fault; details are in the server log, never in the response"),
         ]
     }
@@ -59,6 +67,10 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ApiError::InvalidDefinition(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_definition")
+            }
+            ApiError::BadSignature(_) => (StatusCode::UNAUTHORIZED, "bad_signature"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -18,7 +18,10 @@
 //!   writer is a plain thread; handlers use `spawn_blocking`).
 
 pub mod api;
+pub mod attribution;
 pub mod auth;
+pub mod automation;
+pub mod automation_api;
 pub mod config;
 pub mod definitions;
 pub mod error;
@@ -50,6 +53,10 @@ pub struct Inner {
     pub config: Config,
     /// Operator console sessions (siyu-console).
     pub console: siyu_console::Console,
+    /// The automation executor's queue (journeys, sends, consent).
+    pub automation: automation::AutomationHandle,
+    /// Secret signing unsubscribe links (settings `automation/link_secret`).
+    pub link_secret: Vec<u8>,
 }
 
 #[derive(Clone)]
@@ -215,6 +222,7 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let (changes, _) = broadcast::channel(4096);
         let (tx, rx) = std::sync::mpsc::channel();
+        let (auto_tx, auto_rx) = std::sync::mpsc::channel();
         let w = Writer {
             store,
             engine: engine.clone(),
@@ -228,10 +236,46 @@ impl Application {
             },
             rebuilding: None,
             applied_offset,
+            automation: Some(auto_tx.clone()),
         };
         let writer_thread = std::thread::Builder::new()
             .name("siyu-writer".into())
             .spawn(move || w.run(rx))?;
+        let connectors = siyu_connectors::from_config(&config.connectors)
+            .map_err(|e| anyhow::anyhow!("config [connectors]: {e}"))?;
+        let dispatcher = Arc::new(siyu_connectors::Dispatcher::new(
+            connectors,
+            config.retry.clone(),
+            automation::sink(auto_tx.clone()),
+        ));
+        let link_secret = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || automation::link_secret(&config)).await??
+        };
+        let executor = {
+            let config = config.clone();
+            let engine = engine.clone();
+            let writer_tx = tx.clone();
+            let metrics = metrics.clone();
+            let dispatcher = dispatcher.clone();
+            let link_secret = link_secret.clone();
+            tokio::task::spawn_blocking(move || {
+                automation::Executor::new(
+                    config.open_store()?,
+                    engine,
+                    writer_tx,
+                    Some(dispatcher),
+                    metrics,
+                    writer::wall_clock,
+                    config.public_url.clone(),
+                    link_secret,
+                )
+            })
+            .await??
+        };
+        std::thread::Builder::new()
+            .name("siyu-automation".into())
+            .spawn(move || executor.run(auto_rx))?;
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -244,6 +288,8 @@ impl Application {
             changes,
             config,
             console: Default::default(),
+            automation: automation::AutomationHandle { tx: auto_tx },
+            link_secret,
         }));
         Ok(Application {
             listener,

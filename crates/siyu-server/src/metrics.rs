@@ -75,6 +75,19 @@ pub struct Metrics {
     pub commit_events: Histogram,
     /// Group commits; events_accepted / commits is the mean batch.
     pub commits: AtomicU64,
+    pub journey_entries: AtomicU64,
+    pub journey_steps: AtomicU64,
+    pub journey_wakeups: AtomicU64,
+    pub sends_submitted: AtomicU64,
+    pub sends_delivered: AtomicU64,
+    pub sends_suppressed: AtomicU64,
+    pub sends_delayed: AtomicU64,
+    pub sends_dead: AtomicU64,
+    pub auto_replies: AtomicU64,
+    /// Seconds the oldest due journey timer is late (executor lag).
+    pub automation_lag_seconds: AtomicU64,
+    /// One executor pass over queued inputs (commit + delivery).
+    pub automation_pass: Histogram,
 }
 
 impl Default for Metrics {
@@ -90,6 +103,17 @@ impl Default for Metrics {
             append_latency: Histogram::new(SECONDS),
             commit_events: Histogram::new(EVENTS),
             commits: AtomicU64::new(0),
+            journey_entries: AtomicU64::new(0),
+            journey_steps: AtomicU64::new(0),
+            journey_wakeups: AtomicU64::new(0),
+            sends_submitted: AtomicU64::new(0),
+            sends_delivered: AtomicU64::new(0),
+            sends_suppressed: AtomicU64::new(0),
+            sends_delayed: AtomicU64::new(0),
+            sends_dead: AtomicU64::new(0),
+            auto_replies: AtomicU64::new(0),
+            automation_lag_seconds: AtomicU64::new(0),
+            automation_pass: Histogram::new(SECONDS),
         }
     }
 }
@@ -140,6 +164,65 @@ impl Metrics {
             "Group commits (one store transaction each).",
             &self.commits,
         );
+        c(
+            &mut s,
+            "siyu_journey_entries_total",
+            "Persons enrolled into journeys.",
+            &self.journey_entries,
+        );
+        c(
+            &mut s,
+            "siyu_journey_steps_total",
+            "Journey enrollment passes that changed state or produced effects.",
+            &self.journey_steps,
+        );
+        c(
+            &mut s,
+            "siyu_journey_wakeups_total",
+            "Journey timers fired (waits, timeouts).",
+            &self.journey_wakeups,
+        );
+        c(
+            &mut s,
+            "siyu_sends_submitted_total",
+            "Messages that passed the guardrails and went to a connector.",
+            &self.sends_submitted,
+        );
+        c(
+            &mut s,
+            "siyu_sends_delivered_total",
+            "Messages a connector confirmed.",
+            &self.sends_delivered,
+        );
+        c(
+            &mut s,
+            "siyu_sends_suppressed_total",
+            "Send attempts stopped by a guardrail (see the outbox for why).",
+            &self.sends_suppressed,
+        );
+        c(
+            &mut s,
+            "siyu_sends_delayed_total",
+            "Send attempts delayed (quiet hours).",
+            &self.sends_delayed,
+        );
+        c(
+            &mut s,
+            "siyu_sends_dead_total",
+            "Outbox items dead-lettered.",
+            &self.sends_dead,
+        );
+        c(
+            &mut s,
+            "siyu_auto_replies_total",
+            "Inbound texts that matched an auto-reply rule.",
+            &self.auto_replies,
+        );
+        let _ = writeln!(
+            s,
+            "# HELP siyu_automation_lag_seconds How late the oldest due journey timer is.\n# TYPE siyu_automation_lag_seconds gauge\nsiyu_automation_lag_seconds {}",
+            self.automation_lag_seconds.load(Ordering::Relaxed)
+        );
         let _ = writeln!(s, "# HELP siyu_persons Persons in the engine.\n# TYPE siyu_persons gauge\nsiyu_persons {persons}");
         let _ = writeln!(s, "# HELP siyu_identities Identities in the engine.\n# TYPE siyu_identities gauge\nsiyu_identities {identities}");
         self.ingest_latency.render(
@@ -160,6 +243,11 @@ impl Metrics {
         self.commit_events.render(
             "siyu_commit_events",
             "Events per group commit (every request queued meanwhile, one transaction).",
+            &mut s,
+        );
+        self.automation_pass.render(
+            "siyu_automation_pass_seconds",
+            "One automation executor pass (commit and delivery of queued work).",
             &mut s,
         );
         s

@@ -84,6 +84,9 @@ pub struct Writer {
     /// read back and applied before anything newer, so the engine always
     /// reflects a prefix of the log — and a snapshot says which.
     pub applied_offset: u64,
+    /// The automation executor's queue: applied events and segment
+    /// changes are forwarded to it (never blocks: unbounded channel).
+    pub automation: Option<Sender<crate::automation::AutoInput>>,
 }
 
 /// A rebuild of the engine from the store, running on its own thread.
@@ -144,6 +147,20 @@ impl Writer {
                 at: c.at,
             });
         }
+        if let Some(tx) = &self.automation {
+            let _ = tx.send(crate::automation::AutoInput::Applied {
+                events: Vec::new(),
+                changes: changes
+                    .iter()
+                    .map(|c| {
+                        let name = segs
+                            .get(c.segment as usize)
+                            .map_or(String::new(), |s| s.name.clone());
+                        (name, c.canonical_id.clone(), c.entered)
+                    })
+                    .collect(),
+            });
+        }
         changes
             .iter()
             .map(|c| SegmentChangeRecord {
@@ -200,6 +217,14 @@ impl Writer {
                         .into_iter()
                         .filter_map(|m| merge_record(offset, e.ts, m)),
                 );
+            }
+            // Events first: a journey triggered by an event sees the
+            // person's segment entries that event caused after it.
+            if let Some(tx) = &self.automation {
+                let _ = tx.send(crate::automation::AutoInput::Applied {
+                    events: slice.iter().map(|&(o, e)| (o, e.clone())).collect(),
+                    changes: Vec::new(),
+                });
             }
             history.extend(self.publish(&engine, &changes));
         }

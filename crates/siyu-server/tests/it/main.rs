@@ -2,6 +2,7 @@
 //! when SIYU_TEST_DATABASE_URL is set) store in a fresh directory, driven
 //! with `oneshot` requests.
 
+mod automation;
 mod bad_input;
 mod ingest;
 mod rebuild;
@@ -43,6 +44,15 @@ impl TestApp {
     }
 
     pub async fn spawn_on(backend: Backend, max_body_bytes: usize) -> TestApp {
+        Self::spawn_with(backend, max_body_bytes, |_| {}).await
+    }
+
+    /// Like `spawn_on`, with a last say on the config (connectors …).
+    pub async fn spawn_with(
+        backend: Backend,
+        max_body_bytes: usize,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestApp {
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("siyu-server-it-{}-{n}", std::process::id()));
@@ -54,14 +64,16 @@ impl TestApp {
                 Some(format!("siyu_server_it_{}_{n}", std::process::id())),
             ),
         };
-        let config = Config {
+        let mut config = Config {
             listen: "127.0.0.1:0".into(),
             data_dir: dir.clone(),
             database_url,
             database_schema: schema.clone(),
             admin_token: Some("admin-secret".into()),
             max_body_bytes,
+            ..Config::default()
         };
+        tweak(&mut config);
         let application = Application::build(config).await.expect("build app");
         let state = application.state();
         let mut t = TestApp {

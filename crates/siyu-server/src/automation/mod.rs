@@ -1,0 +1,1460 @@
+//! The automation executor: one thread that turns events, segment changes
+//! and the clock into journey steps and messages, with every send passing
+//! the guardrails (`siyu_automation::guard`) and every side effect going
+//! through the outbox (`siyu_store::automation`).
+//!
+//! ```text
+//! writer (applied events, segment changes) ─┐
+//! API (mass sends, consent, retries) ───────┼─► executor thread
+//! timers (waits, timeouts, sweeps) ─────────┘     │ machine::run → actions
+//!                                                 │ ONE store commit: enrollments + outbox items
+//!                                                 ▼
+//!                               deliver each due outbox item:
+//!                                 tag / trait   → an event appended through the writer (id = key)
+//!                                 send          → guard::decide → render → connector (Idempotency-Key)
+//!                                 webhook       → connector
+//!                               verdict committed on the item (done / suppressed+why / dead)
+//! ```
+//!
+//! Crash safety: state and effects commit together, effects are marked
+//! done only after they happened, and every effect carries its step
+//! execution's key. After a SIGKILL the pending items are delivered again
+//! under the same key: events dedupe on their id in the log, connectors
+//! send the key as `Idempotency-Key`, and an item already done is never
+//! picked up again — no step skipped, no effect repeated.
+
+pub mod person;
+
+use crate::metrics::Metrics;
+use crate::writer::Command;
+use person::{recipient, PersonSnapshot};
+use siyu_automation::guard::{
+    self, Consent, ConsentEntry, ConsentSource, Decision, MessageClass, Policy, SendKind,
+    SendLedger, SendRecord,
+};
+use siyu_automation::journey::{Catalog, Compiled, CompiledTrigger, Journey};
+use siyu_automation::keyword::RuleSet;
+use siyu_automation::machine::{self, Action, Enrollment, EventView, Input, LastEntry, PersonView};
+use siyu_automation::schedule::{self, Tz};
+use siyu_automation::template::{self, Template};
+use siyu_connectors::{Delivery, DeliverySink, Dispatcher, OutboundMessage};
+use siyu_domain::{Channel, Event, EventType, Identity, Traits};
+use siyu_engine::Engine;
+use siyu_store::{
+    AutomationCommit, ConsentRow, EnrollmentRow, OutboxItem, OutboxStatus, OutboxUpdate, Store,
+    TaskRow,
+};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+pub use person::unsubscribe_token;
+
+/// Settings keys (one concept, one place).
+pub const JOURNEY_PREFIX: &str = "journey/";
+pub const TEMPLATE_PREFIX: &str = "template/";
+pub const RULES_KEY: &str = "autoreply/rules";
+pub const POLICY_KEY: &str = "guardrails/policy";
+pub const LINK_SECRET_KEY: &str = "automation/link_secret";
+
+/// Outbox items delivered per pass.
+const DELIVER_BATCH: usize = 2000;
+/// How often the sweep triggers (schedules, birthdays, silence) run.
+const SWEEP_EVERY: i64 = 60;
+/// Mass-send members enrolled into the outbox per commit.
+const MASS_CHUNK: usize = 5000;
+
+/// What reaches the executor.
+pub enum AutoInput {
+    /// Events the writer applied (with their log offsets) and the segment
+    /// entries/exits they caused: (segment, canonical id, entered).
+    Applied {
+        events: Vec<(u64, Event)>,
+        changes: Vec<(String, String, bool)>,
+    },
+    /// A connector's verdict on an outbox item.
+    Delivered {
+        key: String,
+        attempts: u32,
+    },
+    Dead {
+        key: String,
+        error: String,
+        attempts: u32,
+    },
+    /// Journeys, templates, rules or the policy changed in settings.
+    Reload,
+    Mass(MassSend, oneshot::Sender<Result<u64, String>>),
+    Consent(ConsentRow, oneshot::Sender<Result<(), String>>),
+    Retry(String, oneshot::Sender<Result<bool, String>>),
+}
+
+/// A one-off send to a segment's members (or listed identities).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MassSend {
+    /// Unique per campaign send: re-posting the same id sends nothing new.
+    pub id: String,
+    #[serde(default)]
+    pub segment: Option<String>,
+    #[serde(default)]
+    pub identities: Vec<String>,
+    pub template: String,
+    #[serde(default)]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub class: Option<MessageClass>,
+    #[serde(default = "mass")]
+    pub kind: SendKind,
+}
+
+fn mass() -> SendKind {
+    SendKind::Mass
+}
+
+/// The sender side, held by the server and the writer.
+#[derive(Clone)]
+pub struct AutomationHandle {
+    pub tx: Sender<AutoInput>,
+}
+
+impl AutomationHandle {
+    pub async fn mass_send(&self, m: MassSend) -> Result<u64, String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(AutoInput::Mass(m, tx))
+            .map_err(|_| "automation stopped".to_string())?;
+        rx.await.map_err(|_| "automation stopped".to_string())?
+    }
+    pub async fn consent(&self, row: ConsentRow) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(AutoInput::Consent(row, tx))
+            .map_err(|_| "automation stopped".to_string())?;
+        rx.await.map_err(|_| "automation stopped".to_string())?
+    }
+    pub async fn retry(&self, key: String) -> Result<bool, String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(AutoInput::Retry(key, tx))
+            .map_err(|_| "automation stopped".to_string())?;
+        rx.await.map_err(|_| "automation stopped".to_string())?
+    }
+    pub fn reload(&self) {
+        let _ = self.tx.send(AutoInput::Reload);
+    }
+}
+
+/// Connector verdicts back into the executor's queue.
+struct Sink(Sender<AutoInput>);
+
+impl DeliverySink for Sink {
+    fn delivered(&self, msg: &OutboundMessage, _d: &Delivery, attempts: u32) {
+        let _ = self.0.send(AutoInput::Delivered {
+            key: msg.idempotency_key.clone(),
+            attempts,
+        });
+    }
+    fn dead_lettered(&self, msg: &OutboundMessage, error: &str, attempts: u32) {
+        let _ = self.0.send(AutoInput::Dead {
+            key: msg.idempotency_key.clone(),
+            error: error.to_string(),
+            attempts,
+        });
+    }
+}
+
+/// A sink for [`Dispatcher::new`] that feeds verdicts to the executor.
+pub fn sink(tx: Sender<AutoInput>) -> Arc<dyn DeliverySink> {
+    Arc::new(Sink(tx))
+}
+
+/// Everything saved in settings that the executor runs on.
+#[derive(Default)]
+pub struct Definitions {
+    /// Every version of every journey (persons stay on the one they entered).
+    pub journeys: HashMap<String, BTreeMap<u32, Arc<Compiled>>>,
+    pub templates: HashMap<String, (Template, template::Compiled)>,
+    pub rules: Option<RuleSet>,
+    pub policy: Policy,
+}
+
+impl Definitions {
+    pub fn current(&self, journey: &str) -> Option<&Arc<Compiled>> {
+        self.journeys
+            .get(journey)
+            .and_then(|v| v.values().next_back())
+    }
+}
+
+/// Checks references against what is saved (for journeys at save time).
+pub struct StoreCatalog<'a> {
+    pub segments: &'a HashSet<String>,
+    pub templates: &'a HashSet<String>,
+}
+
+impl Catalog for StoreCatalog<'_> {
+    fn segment_exists(&self, name: &str) -> bool {
+        self.segments.contains(name)
+    }
+    fn template_exists(&self, name: &str) -> bool {
+        self.templates.contains(name)
+    }
+}
+
+/// Loads every definition from settings. A stored definition that no
+/// longer compiles (a segment deleted since) is logged and skipped.
+pub fn load_definitions(store: &mut dyn Store, engine: &Engine) -> anyhow::Result<Definitions> {
+    let mut defs = Definitions::default();
+    for (key, value) in store.list_settings(TEMPLATE_PREFIX)? {
+        match serde_json::from_value::<Template>(value)
+            .map_err(|e| e.to_string())
+            .and_then(|t| {
+                let c = template::compile(&t).map_err(|e| e.to_string())?;
+                Ok((t, c))
+            }) {
+            Ok((t, c)) => {
+                defs.templates.insert(t.name.clone(), (t, c));
+            }
+            Err(e) => tracing::warn!(%key, error = %e, "skipping a stored template"),
+        }
+    }
+    let segments: HashSet<String> = engine
+        .live_segments()
+        .segments()
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let templates: HashSet<String> = defs.templates.keys().cloned().collect();
+    let catalog = StoreCatalog {
+        segments: &segments,
+        templates: &templates,
+    };
+    for (key, value) in store.list_settings(JOURNEY_PREFIX)? {
+        // journey/<name>/<version>
+        let Some(version) = key.rsplit('/').next().and_then(|v| v.parse::<u32>().ok()) else {
+            continue;
+        };
+        match serde_json::from_value::<Journey>(value) {
+            Ok(j) => match j.compile(version, &catalog) {
+                Ok(c) => {
+                    defs.journeys
+                        .entry(c.def.name.clone())
+                        .or_default()
+                        .insert(version, Arc::new(c));
+                }
+                Err(errs) => tracing::warn!(%key, errors = ?errs, "skipping a stored journey"),
+            },
+            Err(e) => tracing::warn!(%key, error = %e, "skipping a stored journey"),
+        }
+    }
+    if let Some(v) = store.get_setting(RULES_KEY)? {
+        match serde_json::from_value(v)
+            .map_err(|e| e.to_string())
+            .and_then(|rules| RuleSet::compile(rules).map_err(|e| e.to_string()))
+        {
+            Ok(r) => defs.rules = Some(r),
+            Err(e) => tracing::warn!(error = %e, "skipping stored auto-reply rules"),
+        }
+    }
+    if let Some(v) = store.get_setting(POLICY_KEY)? {
+        match serde_json::from_value::<Policy>(v) {
+            Ok(p) => defs.policy = p,
+            Err(e) => {
+                tracing::warn!(error = %e, "stored guardrail policy unreadable; using defaults")
+            }
+        }
+    }
+    Ok(defs)
+}
+
+pub struct Executor {
+    pub store: Box<dyn Store>,
+    pub engine: Arc<RwLock<Engine>>,
+    pub writer: std::sync::mpsc::Sender<Command>,
+    pub dispatcher: Option<Arc<Dispatcher>>,
+    pub metrics: Arc<Metrics>,
+    pub clock: fn() -> i64,
+    /// Base URL for unsubscribe links in messages.
+    pub public_url: String,
+    /// Secret for signing unsubscribe links.
+    pub link_secret: Vec<u8>,
+    defs: Definitions,
+    active: HashMap<u64, Enrollment>,
+    /// Active enrollments per identity (for wait-for-event).
+    by_identity: HashMap<String, Vec<u64>>,
+    timers: BinaryHeap<Reverse<(i64, u64)>>,
+    /// Last entry per (journey, identity), for re-entry rules.
+    entries: HashMap<(String, String), LastEntry>,
+    next_id: u64,
+    ledger: SendLedger,
+    consent: HashMap<String, Vec<ConsentEntry>>,
+    /// Outbox keys handed to a connector and not yet answered.
+    in_flight: HashSet<String>,
+    last_sweep: i64,
+    commit: AutomationCommit,
+}
+
+/// Converts the ledger's storage row to the guard's entry.
+fn consent_entry(r: &ConsentRow) -> ConsentEntry {
+    let source = match r.source.as_str() {
+        "opt_out_event" => ConsentSource::OptOutEvent,
+        "unsubscribe_link" => ConsentSource::UnsubscribeLink,
+        "reply_keyword" => ConsentSource::ReplyKeyword,
+        "opt_in" => ConsentSource::OptIn,
+        _ => ConsentSource::Api,
+    };
+    ConsentEntry {
+        ts: r.ts,
+        channel: r.channel.clone(),
+        granted: r.granted,
+        source,
+    }
+}
+
+impl Executor {
+    pub fn new(
+        mut store: Box<dyn Store>,
+        engine: Arc<RwLock<Engine>>,
+        writer: std::sync::mpsc::Sender<Command>,
+        dispatcher: Option<Arc<Dispatcher>>,
+        metrics: Arc<Metrics>,
+        clock: fn() -> i64,
+        public_url: String,
+        link_secret: Vec<u8>,
+    ) -> anyhow::Result<Executor> {
+        let defs = {
+            let e = engine.read().unwrap_or_else(|e| e.into_inner());
+            load_definitions(store.as_mut(), &e)?
+        };
+        let now = clock();
+        let mut x = Executor {
+            next_id: store.max_enrollment_id()?,
+            store,
+            engine,
+            writer,
+            dispatcher,
+            metrics,
+            clock,
+            public_url,
+            link_secret,
+            defs,
+            active: HashMap::new(),
+            by_identity: HashMap::new(),
+            timers: BinaryHeap::new(),
+            entries: HashMap::new(),
+            ledger: SendLedger::new(),
+            consent: HashMap::new(),
+            in_flight: HashSet::new(),
+            last_sweep: now,
+            commit: AutomationCommit::default(),
+        };
+        for (journey, identity, entered_at, done) in x.store.entry_index()? {
+            x.entries.insert(
+                (journey, identity),
+                LastEntry {
+                    entered_at,
+                    active: !done,
+                },
+            );
+        }
+        for row in x.store.active_enrollments()? {
+            match serde_json::from_value::<Enrollment>(row.state) {
+                Ok(e) => x.track(e),
+                Err(err) => {
+                    tracing::error!(id = row.id, error = %err, "unreadable enrollment state; left as is")
+                }
+            }
+        }
+        let window = x.defs.policy.marketing_window_secs.max(86_400 * 2);
+        for item in x.store.outbox_done_since(now - window)? {
+            x.record_sent(&item);
+        }
+        for r in x.store.consent_ledger(None)? {
+            x.consent
+                .entry(r.identity.clone())
+                .or_default()
+                .push(consent_entry(&r));
+        }
+        tracing::info!(
+            enrollments = x.active.len(),
+            journeys = x.defs.journeys.len(),
+            "automation executor loaded"
+        );
+        Ok(x)
+    }
+
+    fn track(&mut self, e: Enrollment) {
+        if let Some(at) = e.wake_at() {
+            self.timers.push(Reverse((at, e.id)));
+        }
+        self.by_identity
+            .entry(e.identity.clone())
+            .or_default()
+            .push(e.id);
+        self.active.insert(e.id, e);
+    }
+
+    /// Runs until every sender is gone.
+    pub fn run(mut self, rx: Receiver<AutoInput>) {
+        loop {
+            let now = (self.clock)();
+            if let Err(e) = self.tick(now) {
+                tracing::error!(error = %e, "automation step failed; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let wait = self.next_wake(now);
+            match rx.recv_timeout(wait) {
+                Ok(first) => {
+                    let started = Instant::now();
+                    let mut inputs = vec![first];
+                    while inputs.len() < 10_000 {
+                        match rx.try_recv() {
+                            Ok(i) => inputs.push(i),
+                            Err(_) => break,
+                        }
+                    }
+                    let now = (self.clock)();
+                    for i in inputs {
+                        self.input(i, now);
+                    }
+                    if let Err(e) = self.flush() {
+                        tracing::error!(error = %e, "automation commit failed");
+                    }
+                    self.metrics
+                        .automation_pass
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let _ = self.flush();
+    }
+
+    fn next_wake(&self, now: i64) -> Duration {
+        let timer = self.timers.peek().map(|Reverse((at, _))| *at);
+        let sweep = self.last_sweep + SWEEP_EVERY;
+        let next = timer.map_or(sweep, |t| t.min(sweep));
+        let secs = (next - now).clamp(0, 1);
+        // Wake at least once a second: delayed outbox items come due.
+        Duration::from_millis(if secs == 0 { 5 } else { 1000 })
+    }
+
+    /// Time-driven work: due timers, sweeps, due outbox items.
+    fn tick(&mut self, now: i64) -> anyhow::Result<()> {
+        let mut woke = 0u64;
+        while let Some(&Reverse((at, id))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(e) = self.active.get(&id) else {
+                continue;
+            };
+            if e.wake_at() != Some(at) {
+                continue; // stale timer
+            }
+            self.step(id, Input::Tick, now);
+            woke += 1;
+        }
+        if woke > 0 {
+            self.metrics
+                .journey_wakeups
+                .fetch_add(woke, Ordering::Relaxed);
+        }
+        self.metrics.automation_lag_seconds.store(
+            self.timers
+                .peek()
+                .map_or(0, |Reverse((at, _))| (now - at).max(0)) as u64,
+            Ordering::Relaxed,
+        );
+        if now >= self.last_sweep + SWEEP_EVERY {
+            self.sweep(self.last_sweep, now);
+            self.last_sweep = now;
+        }
+        self.flush()?;
+        Ok(())
+    }
+
+    fn input(&mut self, input: AutoInput, now: i64) {
+        match input {
+            AutoInput::Applied { events, changes } => {
+                for (_, ev) in &events {
+                    self.on_event(ev, now);
+                }
+                for (segment, canonical, entered) in changes {
+                    self.on_segment_change(&segment, &canonical, entered, now);
+                }
+            }
+            AutoInput::Delivered { key, attempts } => {
+                self.in_flight.remove(&key);
+                self.finish(&key, OutboxStatus::Done, attempts, String::new(), now);
+                if let Ok(Some(item)) = self.store.outbox_get(&key) {
+                    self.after_send(&item, now);
+                }
+            }
+            AutoInput::Dead {
+                key,
+                error,
+                attempts,
+            } => {
+                self.in_flight.remove(&key);
+                self.metrics.sends_dead.fetch_add(1, Ordering::Relaxed);
+                self.finish(&key, OutboxStatus::Dead, attempts, error, now);
+            }
+            AutoInput::Reload => {
+                let loaded = {
+                    let e = self.engine.read().unwrap_or_else(|e| e.into_inner());
+                    load_definitions(self.store.as_mut(), &e)
+                };
+                match loaded {
+                    Ok(d) => self.defs = d,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reloading automation definitions failed")
+                    }
+                }
+            }
+            AutoInput::Mass(m, reply) => {
+                let r = self.mass_send(m, now);
+                let _ = reply.send(r);
+            }
+            AutoInput::Consent(mut row, reply) => {
+                // The ledger orders by time and a revocation wins a tie;
+                // an entry recorded after another one is later.
+                let latest = self
+                    .consent
+                    .get(&row.identity)
+                    .and_then(|v| v.iter().map(|e| e.ts).max());
+                if let Some(l) = latest {
+                    row.ts = row.ts.max(l + 1);
+                }
+                self.consent
+                    .entry(row.identity.clone())
+                    .or_default()
+                    .push(consent_entry(&row));
+                self.commit.consent.push(row);
+                let _ = reply.send(self.flush().map_err(|e| e.to_string()));
+            }
+            AutoInput::Retry(key, reply) => {
+                let r = match self.store.outbox_get(&key) {
+                    Ok(Some(item)) if item.status == OutboxStatus::Dead => {
+                        self.finish(
+                            &key,
+                            OutboxStatus::Pending,
+                            0,
+                            "retry requested".into(),
+                            now,
+                        );
+                        self.flush().map(|_| true).map_err(|e| e.to_string())
+                    }
+                    Ok(_) => Ok(false),
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    fn finish(&mut self, key: &str, status: OutboxStatus, attempts: u32, detail: String, now: i64) {
+        self.commit.updates.push(OutboxUpdate {
+            key: key.to_string(),
+            status,
+            attempts,
+            detail,
+            not_before: now,
+            updated_at: now,
+        });
+    }
+
+    // ---- triggers ----
+
+    fn on_event(&mut self, ev: &Event, now: i64) {
+        let identity = ev.identity.as_str().to_string();
+        let view = EventView {
+            event_type: ev.event_type.as_str(),
+            channel: ev.channel.as_str(),
+            name: ev.name.as_deref(),
+            text: ev.text.as_deref(),
+        };
+        // Consent: an opt_out event, or a reply that says unsubscribe.
+        if ev.event_type == EventType::OptOut {
+            self.revoke(
+                &identity,
+                ConsentSource::OptOutEvent,
+                "opt_out_event",
+                ev.ts.max(0),
+            );
+        }
+        let is_inbound_text = matches!(ev.event_type, EventType::Comment)
+            || (ev.event_type == EventType::Custom && ev.name.as_deref() == Some("message"));
+        if is_inbound_text {
+            if let Some(text) = ev.text.as_deref() {
+                if guard::is_unsubscribe_reply(text) {
+                    self.revoke(&identity, ConsentSource::ReplyKeyword, "reply_keyword", now);
+                    self.opt_out_event(&identity, ev, now);
+                } else {
+                    self.auto_reply(&identity, ev, text, now);
+                }
+            }
+        }
+        // Waiting enrollments of this person.
+        let person_ids = self.identities_of(&identity);
+        let waiting: Vec<u64> = person_ids
+            .iter()
+            .filter_map(|i| self.by_identity.get(i))
+            .flatten()
+            .copied()
+            .collect();
+        for id in waiting {
+            self.step(id, Input::Event(view), now);
+        }
+        // Event triggers.
+        let journeys: Vec<Arc<Compiled>> = self
+            .defs
+            .journeys
+            .values()
+            .filter_map(|v| v.values().next_back())
+            .filter(|j| matches!(j.trigger, CompiledTrigger::Event { .. }))
+            .cloned()
+            .collect();
+        for j in journeys {
+            let fires = {
+                let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
+                let snap = PersonSnapshot::of(&engine, &identity);
+                snap.as_ref()
+                    .is_some_and(|s| machine::event_fires(&j, &view, s))
+            };
+            if fires {
+                let occurrence = ev
+                    .id
+                    .clone()
+                    .unwrap_or_else(|| format!("{}:{}", ev.ts, ev.event_type));
+                self.enter(&j, &identity, &person_ids, &occurrence, now);
+            }
+        }
+    }
+
+    fn on_segment_change(&mut self, segment: &str, canonical: &str, entered: bool, now: i64) {
+        let journeys: Vec<Arc<Compiled>> = self
+            .defs
+            .journeys
+            .values()
+            .filter_map(|v| v.values().next_back())
+            .filter(|j| match &j.trigger {
+                CompiledTrigger::SegmentEntry(s) => entered && s == segment,
+                CompiledTrigger::SegmentExit(s) => !entered && s == segment,
+                _ => false,
+            })
+            .cloned()
+            .collect();
+        if journeys.is_empty() {
+            return;
+        }
+        let ids = self.identities_of(canonical);
+        for j in journeys {
+            self.enter(
+                &j,
+                canonical,
+                &ids,
+                &format!("{segment}:{}:{now}", if entered { "in" } else { "out" }),
+                now,
+            );
+        }
+    }
+
+    /// Schedules, birthdays, days after first purchase, silence: each
+    /// person whose trigger instant fell in (from, to] is enrolled, keyed
+    /// by that instant (a replayed sweep enrolls nobody twice).
+    fn sweep(&mut self, from: i64, to: i64) {
+        let journeys: Vec<Arc<Compiled>> = self
+            .defs
+            .journeys
+            .values()
+            .filter_map(|v| v.values().next_back())
+            .filter(|j| j.def.enabled)
+            .filter(|j| {
+                matches!(
+                    j.trigger,
+                    CompiledTrigger::Schedule { .. }
+                        | CompiledTrigger::Birthday(_)
+                        | CompiledTrigger::AfterFirstPurchase(_)
+                        | CompiledTrigger::Silent(_)
+                )
+            })
+            .cloned()
+            .collect();
+        for j in journeys {
+            let due: Vec<(String, i64)> = {
+                let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
+                person::sweep_due(&engine, &j.trigger, from, to)
+            };
+            for (canonical, at) in due {
+                let ids = self.identities_of(&canonical);
+                self.enter(&j, &canonical, &ids, &at.to_string(), to);
+            }
+        }
+    }
+
+    fn identities_of(&self, identity: &str) -> Vec<String> {
+        let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
+        match engine.person_of(identity) {
+            Some(slot) => engine.identities_of(slot),
+            None => vec![identity.to_string()],
+        }
+    }
+
+    /// Enrolls a person if the re-entry rule allows it.
+    fn enter(
+        &mut self,
+        j: &Arc<Compiled>,
+        identity: &str,
+        person_ids: &[String],
+        occurrence: &str,
+        now: i64,
+    ) {
+        let last = person_ids
+            .iter()
+            .filter_map(|i| self.entries.get(&(j.def.name.clone(), i.clone())))
+            .fold(None::<LastEntry>, |acc, e| match acc {
+                None => Some(*e),
+                Some(a) => Some(LastEntry {
+                    entered_at: a.entered_at.max(e.entered_at),
+                    active: a.active || e.active,
+                }),
+            });
+        if !machine::may_enter(j, last, now) {
+            return;
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        let e = machine::enroll(j, id, identity, now);
+        self.entries.insert(
+            (j.def.name.clone(), identity.to_string()),
+            LastEntry {
+                entered_at: now,
+                active: true,
+            },
+        );
+        self.metrics.journey_entries.fetch_add(1, Ordering::Relaxed);
+        let entry_key = format!("{}/{}/{}", j.def.name, identity, occurrence);
+        self.commit.enrollments.push(row(&e, entry_key));
+        self.track(e);
+        self.step(id, Input::Tick, now);
+    }
+
+    /// Runs one enrollment and queues its new state and effects.
+    fn step(&mut self, id: u64, input: Input<'_>, now: i64) {
+        let Some(mut e) = self.active.get(&id).cloned() else {
+            return;
+        };
+        let Some(j) = self
+            .defs
+            .journeys
+            .get(&e.journey)
+            .and_then(|v| v.get(&e.version))
+            .cloned()
+        else {
+            return;
+        };
+        let before = e.clone();
+        let actions = {
+            let engine = self.engine.read().unwrap_or_else(|er| er.into_inner());
+            match PersonSnapshot::of(&engine, &e.identity) {
+                Some(view) => machine::run(&j, &mut e, input, &view, now),
+                None => {
+                    e.state = machine::State::Done {
+                        at: now,
+                        reason: "person erased".into(),
+                    };
+                    Vec::new()
+                }
+            }
+        };
+        if e == before && actions.is_empty() {
+            return;
+        }
+        self.metrics.journey_steps.fetch_add(1, Ordering::Relaxed);
+        for a in actions {
+            self.queue_action(a, &e.identity, Some(&e.journey), now);
+        }
+        let entry_key = String::new(); // updates match by id
+        self.commit.enrollments.push(row(&e, entry_key));
+        if e.is_done() {
+            self.active.remove(&id);
+            if let Some(v) = self.by_identity.get_mut(&e.identity) {
+                v.retain(|x| *x != id);
+            }
+            if let Some(le) = self
+                .entries
+                .get_mut(&(e.journey.clone(), e.identity.clone()))
+            {
+                le.active = false;
+            }
+        } else {
+            if let Some(at) = e.wake_at() {
+                if e.wake_at() != before.wake_at() {
+                    self.timers.push(Reverse((at, id)));
+                }
+            }
+            self.active.insert(id, e);
+        }
+    }
+
+    fn queue_action(&mut self, a: Action, identity: &str, journey: Option<&str>, now: i64) {
+        if let Action::Task {
+            key,
+            title,
+            note,
+            due,
+        } = &a
+        {
+            self.commit.tasks.push(TaskRow {
+                key: key.clone(),
+                created_at: now,
+                identity: identity.to_string(),
+                journey: journey.map(str::to_string),
+                operator: None,
+                title: title.clone(),
+                note: note.clone(),
+                due: *due,
+                done_at: None,
+            });
+            return;
+        }
+        self.commit.outbox.push(OutboxItem {
+            key: a.key().to_string(),
+            created_at: now,
+            not_before: now,
+            status: OutboxStatus::Pending,
+            attempts: 0,
+            detail: String::new(),
+            journey: journey.map(str::to_string),
+            identity: identity.to_string(),
+            action: serde_json::to_value(&a).unwrap_or_default(),
+            updated_at: now,
+        });
+    }
+
+    fn revoke(&mut self, identity: &str, source: ConsentSource, code: &str, ts: i64) {
+        let row = ConsentRow {
+            ts,
+            identity: identity.to_string(),
+            channel: None,
+            granted: false,
+            source: code.to_string(),
+        };
+        let _ = source;
+        self.consent
+            .entry(identity.to_string())
+            .or_default()
+            .push(consent_entry(&row));
+        self.commit.consent.push(row);
+    }
+
+    /// Records an opt_out event for a reply like 退订, so segments and
+    /// exports see it too (id derived from the reply: appended once).
+    fn opt_out_event(&mut self, identity: &str, ev: &Event, now: i64) {
+        let Ok(id) = Identity::parse(identity) else {
+            return;
+        };
+        let mut out = Event::new(now, id, EventType::OptOut, ev.channel.clone());
+        out.id = Some(format!(
+            "optout/{}",
+            ev.id
+                .clone()
+                .unwrap_or_else(|| format!("{identity}/{}", ev.ts))
+        ));
+        self.append_async(vec![out]);
+    }
+
+    fn auto_reply(&mut self, identity: &str, ev: &Event, text: &str, now: i64) {
+        let Some(rules) = &self.defs.rules else {
+            return;
+        };
+        let Some(rule) = rules.first(ev.channel.as_str(), event_kind(ev), text) else {
+            return;
+        };
+        let rule = rule.clone();
+        let base = format!(
+            "r/{}/{}",
+            rule.id,
+            ev.id
+                .clone()
+                .unwrap_or_else(|| format!("{identity}/{}/{}", ev.ts, fnv(text)))
+        );
+        if let Some(t) = &rule.reply_template {
+            self.queue_action(
+                Action::Send {
+                    key: format!("{base}/reply"),
+                    template: t.clone(),
+                    channel: Some(ev.channel.as_str().to_string()),
+                    class: Some(MessageClass::Transactional),
+                    kind: SendKind::Direct,
+                },
+                identity,
+                None,
+                now,
+            );
+        }
+        for tag in &rule.tags {
+            self.queue_action(
+                Action::AddTag {
+                    key: format!("{base}/tag/{tag}"),
+                    tag: tag.clone(),
+                },
+                identity,
+                None,
+                now,
+            );
+        }
+        if rule.create_lead || rule.assign_operator.is_some() {
+            self.commit.tasks.push(TaskRow {
+                key: format!("{base}/lead"),
+                created_at: now,
+                identity: identity.to_string(),
+                journey: None,
+                operator: rule.assign_operator.clone(),
+                title: format!("lead: {}", rule.id),
+                note: text.chars().take(200).collect(),
+                due: None,
+                done_at: None,
+            });
+        }
+        if let Some(jn) = &rule.enroll_journey {
+            if let Some(j) = self.defs.current(jn).cloned() {
+                let ids = self.identities_of(identity);
+                self.enter(&j, identity, &ids, &base, now);
+            }
+        }
+        self.metrics.auto_replies.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn mass_send(&mut self, m: MassSend, now: i64) -> Result<u64, String> {
+        if !self.defs.templates.contains_key(&m.template) {
+            return Err(format!(
+                "unknown template {:?}; save it first (PUT /v1/templates/{})",
+                m.template, m.template
+            ));
+        }
+        let mut targets: Vec<String> = m.identities.clone();
+        if let Some(s) = &m.segment {
+            let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
+            let segs = engine.live_segments();
+            let Some(i) = segs.index_of(s) else {
+                return Err(format!("unknown segment {s:?}"));
+            };
+            let members: Vec<u32> = segs.segments()[i as usize].members().collect();
+            targets.extend(
+                members
+                    .into_iter()
+                    .map(|slot| engine.canonical_id(slot).to_string()),
+            );
+        }
+        let n = targets.len() as u64;
+        for chunk in targets.chunks(MASS_CHUNK) {
+            for identity in chunk {
+                self.queue_action(
+                    Action::Send {
+                        key: format!("m/{}/{identity}", m.id),
+                        template: m.template.clone(),
+                        channel: m.channel.clone(),
+                        class: m.class,
+                        kind: m.kind,
+                    },
+                    identity,
+                    None,
+                    now,
+                );
+            }
+            self.flush().map_err(|e| e.to_string())?;
+        }
+        Ok(n)
+    }
+
+    // ---- delivery ----
+
+    /// Commits what is queued, then delivers due outbox items.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if !self.commit.is_empty() {
+            let mut c = std::mem::take(&mut self.commit);
+            c.enrollments = merge_rows(c.enrollments);
+            let out = self.store.automation_commit(&c)?;
+            for id in out.skipped {
+                // Already enrolled for this occurrence (a replay): forget it.
+                if let Some(e) = self.active.remove(&id) {
+                    if let Some(v) = self.by_identity.get_mut(&e.identity) {
+                        v.retain(|x| *x != id);
+                    }
+                }
+            }
+        }
+        let now = (self.clock)();
+        loop {
+            let due = self.store.outbox_due(now, DELIVER_BATCH)?;
+            let fresh: Vec<OutboxItem> = due
+                .into_iter()
+                .filter(|i| !self.in_flight.contains(&i.key))
+                .collect();
+            if fresh.is_empty() {
+                break;
+            }
+            let n = fresh.len();
+            let mut events = Vec::new();
+            for item in fresh {
+                self.deliver(item, now, &mut events);
+            }
+            if !events.is_empty() {
+                self.append_sync(events);
+            }
+            if !self.commit.is_empty() {
+                let c = std::mem::take(&mut self.commit);
+                self.store.automation_commit(&c)?;
+            }
+            if n < DELIVER_BATCH {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One outbox item: internal effects become events, sends pass the
+    /// guardrails and go to a connector.
+    fn deliver(&mut self, item: OutboxItem, now: i64, events: &mut Vec<Event>) {
+        let action: Action = match serde_json::from_value(item.action.clone()) {
+            Ok(a) => a,
+            Err(e) => {
+                self.finish(
+                    &item.key,
+                    OutboxStatus::Dead,
+                    item.attempts,
+                    format!("unreadable action: {e}"),
+                    now,
+                );
+                return;
+            }
+        };
+        match action {
+            Action::AddTag { key, tag } => {
+                self.trait_event(&item, key, now, events, |t| t.tags.push(tag))
+            }
+            Action::RemoveTag { key, tag } => {
+                self.trait_event(&item, key, now, events, |t| t.remove_tags.push(tag))
+            }
+            Action::SetTrait { key, name, value } => {
+                self.trait_event(&item, key, now, events, |t| {
+                    t.extra.insert(name, value);
+                })
+            }
+            Action::Task { .. } => {
+                self.finish(&item.key, OutboxStatus::Done, 1, String::new(), now)
+            }
+            Action::Webhook { key, payload } => {
+                let msg = OutboundMessage {
+                    idempotency_key: key,
+                    channel: "webhook".into(),
+                    recipient: item.identity.clone(),
+                    identity: item.identity.clone(),
+                    subject: None,
+                    body: String::new(),
+                    mass: false,
+                    data: serde_json::json!({"journey": item.journey, "payload": payload}),
+                };
+                self.dispatch(&item, msg, now);
+            }
+            Action::Send {
+                key,
+                template,
+                channel,
+                class,
+                kind,
+            } => {
+                self.send(&item, key, &template, channel, class, kind, now);
+            }
+        }
+    }
+
+    fn trait_event(
+        &mut self,
+        item: &OutboxItem,
+        key: String,
+        now: i64,
+        events: &mut Vec<Event>,
+        set: impl FnOnce(&mut Traits),
+    ) {
+        let Ok(identity) = Identity::parse(&item.identity) else {
+            self.finish(
+                &item.key,
+                OutboxStatus::Dead,
+                1,
+                "not an identity".into(),
+                now,
+            );
+            return;
+        };
+        let channel = Channel::parse(identity.channel())
+            .unwrap_or_else(|| Channel::parse("wecom").expect("valid"));
+        let mut ev = Event::new(now, identity, EventType::Identify, channel);
+        ev.id = Some(key);
+        let mut t = Traits::default();
+        set(&mut t);
+        ev.traits = Some(t);
+        events.push(ev);
+        self.finish(&item.key, OutboxStatus::Done, 1, String::new(), now);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &mut self,
+        item: &OutboxItem,
+        key: String,
+        template: &str,
+        channel: Option<String>,
+        class: Option<MessageClass>,
+        kind: SendKind,
+        now: i64,
+    ) {
+        let Some((tpl, compiled)) = self.defs.templates.get(template) else {
+            self.suppress(item, "unknown_template", now);
+            return;
+        };
+        let class = class.unwrap_or(tpl.class);
+        let channel = channel.unwrap_or_else(|| {
+            tpl.variants
+                .keys()
+                .next()
+                .cloned()
+                .unwrap_or_else(|| "wecom".into())
+        });
+        let unsubscribe_for = |canonical: &str| {
+            format!(
+                "{}/u/{}",
+                self.public_url.trim_end_matches('/'),
+                unsubscribe_token(&self.link_secret, canonical)
+            )
+        };
+        let prepared = {
+            let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
+            match PersonSnapshot::of(&engine, &item.identity) {
+                None => Err("person_erased"),
+                Some(snap) => match recipient(&snap, &channel) {
+                    None => Err("no_address"),
+                    Some(to) => {
+                        let unsubscribe = unsubscribe_for(&snap.canonical);
+                        let vars = snap.vars(&unsubscribe, &item.action);
+                        let rendered = compiled.render(&channel, &vars);
+                        Ok((
+                            to,
+                            snap.identities.clone(),
+                            snap.canonical.clone(),
+                            snap.timezone(),
+                            snap.opted_out,
+                            rendered,
+                        ))
+                    }
+                },
+            }
+        };
+        let (to, ids, canonical, tz, opted_out, rendered) = match prepared {
+            Ok(p) => p,
+            Err(reason) => {
+                self.suppress(item, reason, now);
+                return;
+            }
+        };
+        // Consent across every identity of the person, in time order.
+        let mut entries: Vec<&ConsentEntry> = ids
+            .iter()
+            .filter_map(|i| self.consent.get(i))
+            .flatten()
+            .collect();
+        entries.sort_by_key(|e| e.ts);
+        let consent = Consent::from_entries(entries.iter().copied());
+        // An opt_out event is in the ledger; one from before the ledger
+        // existed (imported history) still counts unless granted since.
+        let ledger_has_global = !consent_is_default(&consent);
+        let revoked_globally = consent.state(&channel) == guard::ConsentState::RevokedGlobal;
+        let contact = guard::Contact {
+            opted_out: (opted_out && !ledger_has_global) || revoked_globally,
+            consent: &consent,
+            timezone: tz.as_deref(),
+            history: self.ledger.history(&canonical),
+        };
+        let decision = guard::decide(
+            &self.defs.policy,
+            &contact,
+            &guard::SendRequest {
+                channel: &channel,
+                class,
+                kind,
+            },
+            now,
+        );
+        match decision {
+            Decision::Suppress { reason } => self.suppress(item, reason.code(), now),
+            Decision::Delay { until, reason } => {
+                self.metrics.sends_delayed.fetch_add(1, Ordering::Relaxed);
+                self.commit.updates.push(OutboxUpdate {
+                    key: item.key.clone(),
+                    status: OutboxStatus::Pending,
+                    attempts: item.attempts,
+                    detail: format!("delayed: {}", reason.code()),
+                    not_before: until,
+                    updated_at: now,
+                });
+            }
+            Decision::Send => {
+                let rendered = match rendered {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.suppress(item, &format!("template_error: {e}"), now);
+                        return;
+                    }
+                };
+                self.ledger
+                    .record(&canonical, SendRecord::new(now, &channel, class, kind));
+                let msg = OutboundMessage {
+                    idempotency_key: key,
+                    channel: channel.clone(),
+                    recipient: to,
+                    identity: item.identity.clone(),
+                    subject: rendered.subject,
+                    body: rendered.body,
+                    mass: kind == SendKind::Mass,
+                    data: serde_json::json!({"journey": item.journey, "template": template, "class": class}),
+                };
+                self.dispatch(item, msg, now);
+            }
+        }
+    }
+
+    fn suppress(&mut self, item: &OutboxItem, reason: &str, now: i64) {
+        self.metrics
+            .sends_suppressed
+            .fetch_add(1, Ordering::Relaxed);
+        self.finish(
+            &item.key,
+            OutboxStatus::Suppressed,
+            item.attempts,
+            reason.to_string(),
+            now,
+        );
+    }
+
+    /// Hands a message to its channel's connector. A channel without one
+    /// (Douyin, Xiaohongshu … reached through the brand's own bridge) goes
+    /// to the webhook connector, with the channel in `data.channel`.
+    fn dispatch(&mut self, item: &OutboxItem, mut msg: OutboundMessage, now: i64) {
+        let Some(d) = &self.dispatcher else {
+            self.finish(
+                &item.key,
+                OutboxStatus::Dead,
+                1,
+                "no connectors configured".into(),
+                now,
+            );
+            return;
+        };
+        let stats = d.stats();
+        if !stats.channels.contains_key(&msg.channel) && stats.channels.contains_key("webhook") {
+            if let Some(o) = msg.data.as_object_mut() {
+                o.insert("channel".into(), msg.channel.clone().into());
+            }
+            msg.channel = "webhook".into();
+        }
+        match d.submit(msg) {
+            Ok(()) => {
+                self.in_flight.insert(item.key.clone());
+                self.metrics.sends_submitted.fetch_add(1, Ordering::Relaxed);
+            }
+            // The dispatcher dead-lettered it through the sink already.
+            Err(siyu_connectors::SubmitError::UnknownChannel(_)) => {
+                self.in_flight.insert(item.key.clone());
+            }
+            Err(siyu_connectors::SubmitError::QueueFull { .. }) => {
+                // Back-pressure: stays pending, tried again in a second.
+                self.commit.updates.push(OutboxUpdate {
+                    key: item.key.clone(),
+                    status: OutboxStatus::Pending,
+                    attempts: item.attempts,
+                    detail: "connector queue full".into(),
+                    not_before: now + 1,
+                    updated_at: now,
+                });
+            }
+            Err(e) => self.finish(&item.key, OutboxStatus::Dead, 1, e.to_string(), now),
+        }
+    }
+
+    /// A message was delivered: count it for the caps and record a
+    /// `message_sent` event (id = the key) for attribution.
+    fn after_send(&mut self, item: &OutboxItem, now: i64) {
+        self.metrics.sends_delivered.fetch_add(1, Ordering::Relaxed);
+        let Ok(Action::Send {
+            key,
+            template,
+            channel,
+            ..
+        }) = serde_json::from_value::<Action>(item.action.clone())
+        else {
+            return;
+        };
+        let Ok(identity) = Identity::parse(&item.identity) else {
+            return;
+        };
+        let ch = channel
+            .as_deref()
+            .and_then(Channel::parse)
+            .or_else(|| Channel::parse(identity.channel()))
+            .unwrap_or_else(|| Channel::parse("wecom").expect("valid"));
+        let mut ev = Event::new(now, identity, EventType::MessageSent, ch);
+        ev.id = Some(format!("sent/{key}"));
+        let mut props = serde_json::Map::new();
+        props.insert("key".into(), key.into());
+        props.insert("template".into(), template.into());
+        if let Some(j) = &item.journey {
+            props.insert("journey".into(), j.clone().into());
+        }
+        ev.properties = Some(props);
+        self.append_async(vec![ev]);
+    }
+
+    fn record_sent(&mut self, item: &OutboxItem) {
+        if let Ok(Action::Send {
+            channel,
+            class,
+            kind,
+            template,
+            ..
+        }) = serde_json::from_value::<Action>(item.action.clone())
+        {
+            let class = class
+                .or_else(|| self.defs.templates.get(&template).map(|t| t.0.class))
+                .unwrap_or(MessageClass::Marketing);
+            let channel = channel.unwrap_or_else(|| "wecom".into());
+            let canonical = {
+                let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
+                engine.person_of(&item.identity).map_or_else(
+                    || item.identity.clone(),
+                    |s| engine.canonical_id(s).to_string(),
+                )
+            };
+            self.ledger.record(
+                &canonical,
+                SendRecord::new(item.updated_at, &channel, class, kind),
+            );
+        }
+    }
+
+    /// Appends events through the writer and waits for the commit (the
+    /// outbox item is marked done only after its event is durable).
+    fn append_sync(&mut self, events: Vec<Event>) {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .writer
+            .send(Command::Append { events, reply: tx })
+            .is_err()
+        {
+            return;
+        }
+        match rx.blocking_recv() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                // Not acknowledged: leave the items pending for a retry.
+                tracing::error!(error = %e, "appending automation events failed");
+                for u in &mut self.commit.updates {
+                    if u.status == OutboxStatus::Done {
+                        u.status = OutboxStatus::Pending;
+                    }
+                }
+            }
+            Err(_) => tracing::warn!("writer stopped before acknowledging automation events"),
+        }
+    }
+
+    /// Appends without waiting (the writer may be waiting on us).
+    fn append_async(&mut self, events: Vec<Event>) {
+        let (tx, _rx) = oneshot::channel();
+        let _ = self.writer.send(Command::Append { events, reply: tx });
+    }
+}
+
+/// The secret that signs unsubscribe links: made once, kept in settings.
+pub fn link_secret(config: &crate::config::Config) -> anyhow::Result<Vec<u8>> {
+    let mut store = config.open_store()?;
+    if let Some(serde_json::Value::String(hex)) = store.get_setting(LINK_SECRET_KEY)? {
+        return Ok(hex.into_bytes());
+    }
+    let bytes = siyu_console::accounts::random_bytes::<32>()?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    store.put_setting(
+        LINK_SECRET_KEY,
+        Some(&serde_json::Value::String(hex.clone())),
+    )?;
+    Ok(hex.into_bytes())
+}
+
+fn consent_is_default(c: &Consent) -> bool {
+    *c == Consent::default()
+}
+
+fn event_kind(ev: &Event) -> &str {
+    match ev.event_type {
+        EventType::Comment => "comment",
+        _ => "message",
+    }
+}
+
+fn fnv(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// One row per enrollment id: the latest state, the first (real) entry key.
+fn merge_rows(rows: Vec<EnrollmentRow>) -> Vec<EnrollmentRow> {
+    let mut out: Vec<EnrollmentRow> = Vec::with_capacity(rows.len());
+    let mut at: HashMap<u64, usize> = HashMap::new();
+    for r in rows {
+        match at.get(&r.id) {
+            Some(&i) => {
+                let key = std::mem::take(&mut out[i].entry_key);
+                out[i] = r;
+                if !key.is_empty() {
+                    out[i].entry_key = key;
+                }
+            }
+            None => {
+                at.insert(r.id, out.len());
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+fn row(e: &Enrollment, entry_key: String) -> EnrollmentRow {
+    EnrollmentRow {
+        id: e.id,
+        journey: e.journey.clone(),
+        version: e.version,
+        identity: e.identity.clone(),
+        entry_key,
+        entered_at: e.entered_at,
+        wake_at: e.wake_at().map(|w| w.max(0)),
+        done: e.is_done(),
+        state: serde_json::to_value(e).unwrap_or_default(),
+    }
+}
+
+/// The timezone a person's local times are computed in.
+pub fn person_tz(tz: Option<&str>) -> Tz {
+    Tz::parse_or(tz, schedule::DEFAULT_TZ)
+}

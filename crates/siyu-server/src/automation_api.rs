@@ -1,0 +1,770 @@
+//! HTTP endpoints of the automation: journeys, templates, auto-reply
+//! rules, the guardrail policy, mass sends, the outbox (send audit and
+//! dead letters), consent, tasks, inbound channel webhooks and the public
+//! unsubscribe link. Definitions are validated here, at save time, and
+//! every fault is reported with its path.
+
+use crate::api::{blocking, check_key, now, read_engine, Route};
+use crate::automation::{
+    self, MassSend, StoreCatalog, JOURNEY_PREFIX, POLICY_KEY, RULES_KEY, TEMPLATE_PREFIX,
+};
+use crate::error::ApiError;
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse};
+use axum::routing::{get, post, put};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use siyu_automation::guard::Policy;
+use siyu_automation::journey::Journey;
+use siyu_automation::keyword::{Rule, RuleSet};
+use siyu_automation::template::{self, Template};
+use siyu_domain::{parse_json_event, Event};
+use siyu_store::{ConsentRow, OutboxQuery, OutboxStatus};
+use std::collections::{BTreeMap, HashSet};
+
+macro_rules! route {
+    ($m:ident, $path:expr, $summary:expr, $h:expr) => {
+        Route {
+            method: stringify!($m),
+            path: $path,
+            summary: $summary,
+            handler: $m($h),
+        }
+    };
+}
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        route!(get, "/v1/journeys", "Journeys with their current version and active enrollments.", list_journeys),
+        route!(put, "/v1/journeys/{name}", "Save a journey (new version); faults are rejected with their path (`steps.wait.timeout: …`). Persons already in it stay on their version.", put_journey),
+        route!(get, "/v1/journeys/{name}", "A journey's current definition and its versions.", get_journey),
+        route!(get, "/v1/journeys/{name}/report", "Enrollments, sends, suppressions by reason, dead letters, reads, conversions and revenue (purchases within `days`, default 7, after a read).", journey_report),
+        route!(get, "/v1/journeys/{name}/enrollments", "Enrollments, newest first (`person`, `limit`).", journey_enrollments),
+        route!(get, "/v1/templates", "Message templates.", list_templates),
+        route!(put, "/v1/templates/{name}", "Save a template; syntax errors and unknown variables are rejected with part, line and column.", put_template),
+        route!(post, "/v1/templates/{name}/preview", "Render a template for a real person (`person` = any identity, `channel`).", preview_template),
+        route!(get, "/v1/autoreply", "Keyword auto-reply rules.", get_rules),
+        route!(put, "/v1/autoreply", "Replace the keyword auto-reply rules (contains / any_of / regex; reply template, tags, lead, operator, journey).", put_rules),
+        route!(get, "/v1/guardrails", "The guardrail policy every send passes (caps, quotas, quiet hours).", get_policy),
+        route!(put, "/v1/guardrails", "Replace the guardrail policy.", put_policy),
+        route!(post, "/v1/sends", "Mass send a template to a segment or identities, through the guardrails (idempotent on `id`).", mass_send),
+        route!(get, "/v1/outbox", "Every send attempt and side effect with its verdict (`status` = pending|done|suppressed|dead, `journey`, `person`, `limit`); `status=dead` is the dead-letter queue.", list_outbox),
+        route!(post, "/v1/outbox/retry", "Re-queue a dead-lettered item: `{\"key\": \"…\"}`.", retry_outbox),
+        route!(post, "/v1/consent", "Record consent: `{\"identity\", \"channel\" (omit for all), \"granted\"}`.", post_consent),
+        route!(get, "/v1/persons/{id}/consent", "The consent ledger of a person (every identity).", person_consent),
+        route!(get, "/v1/tasks", "Operators' follow-up tasks (`open`=true|false, `limit`).", list_tasks),
+        route!(post, "/v1/tasks/done", "Complete a task: `{\"key\": \"…\"}`.", complete_task),
+        route!(post, "/v1/inbound/{channel}", "Inbound channel webhook: events (JSON array or one object) signed with the channel's `[inbound]` secret (`X-Siyu-Timestamp`, `X-Siyu-Signature: sha256=…`).", inbound),
+        route!(get, "/u/{token}", "Public unsubscribe page (the link in messages).", unsubscribe_page),
+        route!(post, "/u/{token}", "Public unsubscribe: revokes all marketing for the person, recorded in the consent ledger.", unsubscribe),
+    ]
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::InvalidDefinition(format!(
+            "{what}: line {} column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+fn with_store<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&mut dyn siyu_store::Store) -> Result<T, ApiError> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, ApiError>> {
+    let s = state.clone();
+    blocking(move || {
+        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+        f(store.as_mut())
+    })
+}
+
+fn valid_key_name(name: &str) -> Result<(), ApiError> {
+    if siyu_automation::journey::valid_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidDefinition(
+            "name: must be 1–64 characters without '/', ':' or control characters".into(),
+        ))
+    }
+}
+
+// ---------- journeys ----------
+
+async fn put_journey(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    valid_key_name(&name)?;
+    let mut j: Journey = parse_json(&body, "journey")?;
+    if j.name.is_empty() {
+        j.name = name.clone();
+    }
+    if j.name != name {
+        return Err(ApiError::InvalidDefinition(format!(
+            "name: {:?} differs from the path's {name:?}",
+            j.name
+        )));
+    }
+    let segments: HashSet<String> = read_engine(&state)
+        .live_segments()
+        .segments()
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let s = state.clone();
+    let (version, j) = with_store(&state, move |store| {
+        let templates: HashSet<String> = store
+            .list_settings(TEMPLATE_PREFIX)?
+            .into_iter()
+            .filter_map(|(k, _)| k.strip_prefix(TEMPLATE_PREFIX).map(str::to_string))
+            .collect();
+        let prefix = format!("{JOURNEY_PREFIX}{name}/");
+        let version = store
+            .list_settings(&prefix)?
+            .iter()
+            .filter_map(|(k, _)| k.strip_prefix(&prefix)?.parse::<u32>().ok())
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let catalog = StoreCatalog {
+            segments: &segments,
+            templates: &templates,
+        };
+        let compiled = j.clone().compile(version, &catalog).map_err(|errs| {
+            ApiError::InvalidDefinition(
+                errs.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        let value =
+            serde_json::to_value(&compiled.def).map_err(|e| ApiError::Internal(e.to_string()))?;
+        store.put_setting(&format!("{prefix}{version:06}"), Some(&value))?;
+        Ok((version, compiled.def))
+    })
+    .await?;
+    s.0.automation.reload();
+    Ok(Json(
+        json!({"name": j.name, "version": version, "steps": j.steps.len(), "enabled": j.enabled}),
+    ))
+}
+
+fn journey_versions(
+    store: &mut dyn siyu_store::Store,
+    name: &str,
+) -> Result<Vec<(u32, Value)>, ApiError> {
+    let prefix = format!("{JOURNEY_PREFIX}{name}/");
+    Ok(store
+        .list_settings(&prefix)?
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.parse::<u32>().ok()?, v)))
+        .collect())
+}
+
+async fn list_journeys(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    with_store(&state, |store| {
+        let mut latest: BTreeMap<String, (u32, Value)> = BTreeMap::new();
+        for (k, v) in store.list_settings(JOURNEY_PREFIX)? {
+            let Some((name, ver)) = k.strip_prefix(JOURNEY_PREFIX).and_then(|r| r.rsplit_once('/')) else {
+                continue;
+            };
+            let Ok(ver) = ver.parse::<u32>() else { continue };
+            latest.insert(name.to_string(), (ver, v));
+        }
+        let mut out = Vec::new();
+        for (name, (ver, def)) in latest {
+            let active = store.enrollments(&name, None, 100_000)?.iter().filter(|e| !e.done).count();
+            out.push(json!({"name": name, "version": ver, "enabled": def.get("enabled").cloned().unwrap_or(Value::Bool(true)),
+                "trigger": def.get("trigger"), "steps": def.get("steps").and_then(|s| s.as_object()).map_or(0, |s| s.len()), "active": active}));
+        }
+        Ok(Json(json!({"journeys": out})))
+    })
+    .await
+}
+
+async fn get_journey(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    with_store(&state, move |store| {
+        let versions = journey_versions(store, &name)?;
+        let Some((ver, def)) = versions.last().cloned() else {
+            return Err(ApiError::NotFound(format!("no journey named `{name}`; GET /v1/journeys lists them")));
+        };
+        Ok(Json(json!({"name": name, "version": ver, "definition": def, "versions": versions.iter().map(|v| v.0).collect::<Vec<_>>()})))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct ReportQuery {
+    days: Option<u32>,
+}
+
+async fn journey_report(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<ReportQuery>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let days = q.days.unwrap_or(7).clamp(1, 365);
+    let n2 = name.clone();
+    let (enrolled, active, counts) = with_store(&state, move |store| {
+        if journey_versions(store, &n2)?.is_empty() {
+            return Err(ApiError::NotFound(format!(
+                "no journey named `{n2}`; GET /v1/journeys lists them"
+            )));
+        }
+        let all = store.enrollments(&n2, None, usize::MAX >> 1)?;
+        let active = all.iter().filter(|e| !e.done).count();
+        Ok((all.len(), active, store.outbox_counts(Some(&n2))?))
+    })
+    .await?;
+    let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut suppressed: BTreeMap<String, u64> = BTreeMap::new();
+    for (status, detail, n) in &counts {
+        *by_status.entry(status.as_str()).or_default() += n;
+        if *status == OutboxStatus::Suppressed {
+            *suppressed.entry(detail.clone()).or_default() += n;
+        }
+    }
+    // Reads, conversions and revenue: one pass over the log attributing a
+    // purchase within `days` after a read of this journey's message.
+    let s = state.clone();
+    let n3 = name.clone();
+    let attribution = blocking(move || {
+        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+        crate::attribution::journey_conversions(
+            store.as_mut(),
+            &s.0.engine,
+            &n3,
+            days as i64 * 86_400,
+        )
+        .map_err(ApiError::from)
+    })
+    .await?;
+    Ok(Json(json!({
+        "journey": name,
+        "enrolled": enrolled,
+        "active": active,
+        "outbox": by_status,
+        "sent": by_status.get("done").copied().unwrap_or(0),
+        "suppressed": suppressed,
+        "dead": by_status.get("dead").copied().unwrap_or(0),
+        "window_days": days,
+        "sends": attribution.sends,
+        "reads": attribution.reads,
+        "conversions": attribution.conversions,
+        "revenue": attribution.revenue,
+        "by_template": attribution.by_template,
+    })))
+}
+
+#[derive(Deserialize)]
+struct EnrollmentsQuery {
+    person: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn journey_enrollments(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<EnrollmentsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    with_store(&state, move |store| {
+        let rows = store.enrollments(&name, q.person.as_deref(), limit)?;
+        let out: Vec<Value> = rows
+            .into_iter()
+            .map(|r| json!({"id": r.id, "identity": r.identity, "version": r.version, "entered_at": r.entered_at, "done": r.done, "wake_at": r.wake_at, "state": r.state}))
+            .collect();
+        Ok(Json(json!({"enrollments": out})))
+    })
+    .await
+}
+
+// ---------- templates ----------
+
+async fn put_template(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    valid_key_name(&name)?;
+    let mut v: Value = parse_json(&body, "template")?;
+    if let Some(o) = v.as_object_mut() {
+        o.entry("name")
+            .or_insert_with(|| Value::String(name.clone()));
+    }
+    let t: Template = serde_json::from_value(v)
+        .map_err(|e| ApiError::InvalidDefinition(format!("template: {e}")))?;
+    if t.name != name {
+        return Err(ApiError::InvalidDefinition(format!(
+            "name: {:?} differs from the path's {name:?}",
+            t.name
+        )));
+    }
+    let compiled = template::compile(&t).map_err(|e| ApiError::InvalidDefinition(e.to_string()))?;
+    let variables = compiled.variables();
+    let value = serde_json::to_value(&t).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let key = format!("{TEMPLATE_PREFIX}{name}");
+    with_store(&state, move |store| {
+        Ok(store.put_setting(&key, Some(&value))?)
+    })
+    .await?;
+    state.0.automation.reload();
+    Ok(Json(json!({"name": name, "variables": variables})))
+}
+
+async fn list_templates(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    with_store(&state, |store| {
+        let list: Vec<Value> = store
+            .list_settings(TEMPLATE_PREFIX)?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        Ok(Json(json!({"templates": list})))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct PreviewQuery {
+    person: String,
+    channel: Option<String>,
+}
+
+async fn preview_template(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<PreviewQuery>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let key = format!("{TEMPLATE_PREFIX}{name}");
+    let stored = with_store(&state, move |store| Ok(store.get_setting(&key)?)).await?;
+    let Some(v) = stored else {
+        return Err(ApiError::NotFound(format!(
+            "no template named `{name}`; GET /v1/templates lists them"
+        )));
+    };
+    let t: Template = serde_json::from_value(v).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let compiled = template::compile(&t).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let channel = q.channel.unwrap_or_else(|| "wecom".into());
+    let engine = read_engine(&state);
+    let Some(snap) = automation::person::PersonSnapshot::of(&engine, &q.person) else {
+        return Err(ApiError::NotFound(format!(
+            "no person with identity `{}`",
+            q.person
+        )));
+    };
+    let link = format!(
+        "{}/u/{}",
+        state.0.config.public_url.trim_end_matches('/'),
+        automation::unsubscribe_token(&state.0.link_secret, &snap.canonical)
+    );
+    let vars = snap.vars(&link, &Value::Null);
+    match compiled.render(&channel, &vars) {
+        Ok(r) => Ok(Json(
+            json!({"person": snap.canonical, "channel": channel, "subject": r.subject, "body": r.body}),
+        )),
+        Err(e) => Err(ApiError::InvalidDefinition(format!(
+            "for {}: {e}",
+            snap.canonical
+        ))),
+    }
+}
+
+// ---------- rules and policy ----------
+
+async fn put_rules(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let v: Value = parse_json(&body, "rules")?;
+    let list = v.get("rules").cloned().unwrap_or(v);
+    let rules: Vec<Rule> = serde_json::from_value(list.clone())
+        .map_err(|e| ApiError::InvalidDefinition(format!("rules: {e}")))?;
+    let n = rules.len();
+    RuleSet::compile(rules).map_err(|e| ApiError::InvalidDefinition(e.to_string()))?;
+    with_store(&state, move |store| {
+        Ok(store.put_setting(RULES_KEY, Some(&list))?)
+    })
+    .await?;
+    state.0.automation.reload();
+    Ok(Json(json!({"rules": n})))
+}
+
+async fn get_rules(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let v = with_store(&state, |store| Ok(store.get_setting(RULES_KEY)?)).await?;
+    Ok(Json(json!({"rules": v.unwrap_or_else(|| json!([]))})))
+}
+
+async fn put_policy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let p: Policy = parse_json(&body, "policy")?;
+    p.validate()
+        .map_err(|e| ApiError::InvalidDefinition(e.to_string()))?;
+    let v = serde_json::to_value(&p).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let out = v.clone();
+    with_store(&state, move |store| {
+        Ok(store.put_setting(POLICY_KEY, Some(&v))?)
+    })
+    .await?;
+    state.0.automation.reload();
+    Ok(Json(out))
+}
+
+async fn get_policy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let v = with_store(&state, |store| Ok(store.get_setting(POLICY_KEY)?)).await?;
+    let p: Policy = v
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    Ok(Json(
+        serde_json::to_value(&p).map_err(|e| ApiError::Internal(e.to_string()))?,
+    ))
+}
+
+// ---------- sends, outbox, consent, tasks ----------
+
+async fn mass_send(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let m: MassSend = parse_json(&body, "send")?;
+    if m.id.is_empty() || m.id.len() > 128 {
+        return Err(ApiError::InvalidDefinition(
+            "id: 1–128 bytes, unique per send".into(),
+        ));
+    }
+    if m.segment.is_none() && m.identities.is_empty() {
+        return Err(ApiError::InvalidDefinition(
+            "segment or identities: name who to send to".into(),
+        ));
+    }
+    let id = m.id.clone();
+    let queued = state
+        .0
+        .automation
+        .mass_send(m)
+        .await
+        .map_err(ApiError::InvalidDefinition)?;
+    Ok(Json(json!({"id": id, "queued": queued})))
+}
+
+#[derive(Deserialize)]
+struct OutboxParams {
+    status: Option<String>,
+    journey: Option<String>,
+    person: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_outbox(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<OutboxParams>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(OutboxStatus::parse(s).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "status `{s}`: use pending, done, suppressed or dead"
+            ))
+        })?),
+    };
+    let query = OutboxQuery {
+        status,
+        journey: q.journey,
+        identity: q.person,
+        limit: q.limit.unwrap_or(100).min(10_000),
+    };
+    with_store(&state, move |store| {
+        let items: Vec<Value> = store
+            .outbox_list(&query)?
+            .into_iter()
+            .map(|o| json!({"key": o.key, "status": o.status, "detail": o.detail, "attempts": o.attempts, "journey": o.journey, "identity": o.identity, "action": o.action, "created_at": o.created_at, "updated_at": o.updated_at, "not_before": o.not_before}))
+            .collect();
+        Ok(Json(json!({"items": items})))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyBody {
+    key: String,
+}
+
+async fn retry_outbox(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let b: KeyBody = parse_json(&body, "retry")?;
+    let ok = state
+        .0
+        .automation
+        .retry(b.key.clone())
+        .await
+        .map_err(ApiError::Internal)?;
+    if !ok {
+        return Err(ApiError::NotFound(format!(
+            "no dead-lettered item `{}`; GET /v1/outbox?status=dead lists them",
+            b.key
+        )));
+    }
+    Ok(Json(json!({"key": b.key, "status": "pending"})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsentBody {
+    identity: String,
+    #[serde(default)]
+    channel: Option<String>,
+    granted: bool,
+}
+
+async fn post_consent(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let b: ConsentBody = parse_json(&body, "consent")?;
+    siyu_domain::Identity::parse(&b.identity)
+        .map_err(|e| ApiError::InvalidDefinition(format!("identity: {e}")))?;
+    if let Some(c) = &b.channel {
+        if !siyu_domain::Channel::is_valid(c) {
+            return Err(ApiError::InvalidDefinition(format!(
+                "channel: {c:?} is not a channel name"
+            )));
+        }
+    }
+    let row = ConsentRow {
+        ts: now(),
+        identity: b.identity,
+        channel: b.channel,
+        granted: b.granted,
+        source: "api".into(),
+    };
+    let out = json!({"identity": row.identity, "channel": row.channel, "granted": row.granted, "ts": row.ts});
+    state
+        .0
+        .automation
+        .consent(row)
+        .await
+        .map_err(ApiError::Internal)?;
+    Ok(Json(out))
+}
+
+async fn person_consent(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let ids = {
+        let e = read_engine(&state);
+        match e.person_of(&id) {
+            Some(slot) => e.identities_of(slot),
+            None => {
+                return Err(ApiError::NotFound(format!(
+                    "no person with identity `{id}`"
+                )))
+            }
+        }
+    };
+    with_store(&state, move |store| {
+        let mut rows = Vec::new();
+        for i in &ids {
+            rows.extend(store.consent_ledger(Some(i))?);
+        }
+        rows.sort_by_key(|r| r.ts);
+        Ok(Json(json!({"ledger": rows})))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct TaskParams {
+    open: Option<bool>,
+    limit: Option<usize>,
+}
+
+async fn list_tasks(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<TaskParams>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    with_store(&state, move |store| {
+        Ok(Json(
+            json!({"tasks": store.tasks(q.open.unwrap_or(true), limit)?}),
+        ))
+    })
+    .await
+}
+
+async fn complete_task(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let b: KeyBody = parse_json(&body, "task")?;
+    let key = b.key.clone();
+    let done = with_store(&state, move |store| Ok(store.complete_task(&key, now())?)).await?;
+    if !done {
+        return Err(ApiError::NotFound(format!("no open task `{}`", b.key)));
+    }
+    Ok(Json(json!({"key": b.key, "done": true})))
+}
+
+// ---------- inbound and unsubscribe ----------
+
+/// A channel's webhook: the remote signs the body with the shared secret;
+/// the events go through the same validation and writer as `/v1/events`.
+async fn inbound(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(channel): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let Some(secret) = state.0.config.inbound_secrets.get(&channel) else {
+        return Err(ApiError::NotFound(format!(
+            "no inbound webhook for channel `{channel}`; add `[inbound] {channel} = \"<secret>\"` to the config"
+        )));
+    };
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+    siyu_connectors::verify(
+        secret.as_bytes(),
+        header("x-siyu-timestamp"),
+        &body,
+        header("x-siyu-signature"),
+        now(),
+        300,
+    )
+    .map_err(|e| ApiError::BadSignature(e.to_string()))?;
+    let v: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "body: line {} column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let items = match v {
+        Value::Array(a) => a,
+        other => vec![other],
+    };
+    let mut events: Vec<Event> = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    for (i, mut item) in items.into_iter().enumerate() {
+        if let Some(o) = item.as_object_mut() {
+            o.entry("channel")
+                .or_insert_with(|| Value::String(channel.clone()));
+            o.entry("ts").or_insert_with(|| Value::from(now()));
+        }
+        match parse_json_event(&item) {
+            Ok(e) => events.push(e),
+            Err(e) => rejected.push(json!({"index": i, "field": e.field, "message": e.message})),
+        }
+    }
+    if events.is_empty() {
+        return Err(ApiError::InvalidEvent(format!(
+            "no valid event: {}",
+            Value::Array(rejected)
+        )));
+    }
+    let n = events.len();
+    state
+        .0
+        .writer
+        .append(events)
+        .await
+        .map_err(ApiError::Internal)?;
+    Ok(Json(json!({"accepted": n, "rejected": rejected})))
+}
+
+async fn unsubscribe_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    automation::person::verify_unsubscribe_token(&state.0.link_secret, &token)
+        .ok_or_else(|| ApiError::NotFound("this unsubscribe link is not valid".into()))?;
+    Ok(Html(format!(
+        "<!doctype html><meta charset=utf-8><title>退订 Unsubscribe</title>\
+         <form method=post action=\"/u/{token}\"><p>不再接收营销消息？ Stop marketing messages?</p>\
+         <button type=submit>退订 Unsubscribe</button></form>"
+    )))
+}
+
+async fn unsubscribe(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let canonical = automation::person::verify_unsubscribe_token(&state.0.link_secret, &token)
+        .ok_or_else(|| ApiError::NotFound("this unsubscribe link is not valid".into()))?;
+    let row = ConsentRow {
+        ts: now(),
+        identity: canonical,
+        channel: None,
+        granted: false,
+        source: "unsubscribe_link".into(),
+    };
+    state
+        .0
+        .automation
+        .consent(row)
+        .await
+        .map_err(ApiError::Internal)?;
+    Ok(Html(
+        "<!doctype html><meta charset=utf-8><p>已退订。You are unsubscribed.</p>".to_string(),
+    ))
+}

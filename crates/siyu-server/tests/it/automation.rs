@@ -1,0 +1,362 @@
+//! Automation end to end, in process: journeys, guardrails, auto-replies
+//! and inbound webhooks, with messages delivered over real HTTP to a local
+//! webhook receiver the test starts.
+
+use crate::{Backend, TestApp};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{json, Value};
+use siyu_connectors::{Secret, WebhookConfig};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "hook-secret";
+
+/// A local webhook receiver: every request's headers and JSON body.
+#[derive(Clone, Default)]
+struct Receiver(Arc<Mutex<Vec<(HeaderMap, Value)>>>);
+
+impl Receiver {
+    async fn start() -> (Receiver, String) {
+        let r = Receiver::default();
+        let store = r.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                let store = store.clone();
+                async move {
+                    let ts = headers["x-siyu-timestamp"].to_str().unwrap().to_string();
+                    let sig = headers["x-siyu-signature"].to_str().unwrap().to_string();
+                    siyu_connectors::verify(
+                        SECRET.as_bytes(),
+                        &ts,
+                        &body,
+                        &sig,
+                        siyu_server::writer::wall_clock(),
+                        300,
+                    )
+                    .expect("siyu signs every webhook");
+                    let v: Value = serde_json::from_slice(&body).unwrap();
+                    store.0.lock().unwrap().push((headers, v));
+                    StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (r, url)
+    }
+
+    fn bodies(&self) -> Vec<Value> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    async fn wait_for(&self, n: usize) -> Vec<Value> {
+        let started = Instant::now();
+        while self.0.lock().unwrap().len() < n {
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "waited for {n} webhook calls, got {:?}",
+                self.bodies()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.bodies()
+    }
+}
+
+async fn app_with_hook() -> (TestApp, Receiver) {
+    let (rx, url) = Receiver::start().await;
+    let app = TestApp::spawn_with(Backend::Sqlite, 1 << 20, |c| {
+        c.connectors.webhook = Some(WebhookConfig {
+            url,
+            secret: Secret::new(SECRET),
+            timeout_ms: 2000,
+        });
+        c.inbound_secrets
+            .insert("douyin".into(), "inbound-secret".into());
+    })
+    .await;
+    // Tests run at any hour: no quiet hours here (they have their own test).
+    let (s, b) = app
+        .call(
+            "PUT",
+            "/v1/guardrails",
+            Some(&app.key),
+            "application/json",
+            r#"{"quiet_hours": null}"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    (app, rx)
+}
+
+async fn put(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
+    app.call(
+        "PUT",
+        path,
+        Some(&app.key),
+        "application/json",
+        body.to_string(),
+    )
+    .await
+}
+
+async fn post(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
+    app.call(
+        "POST",
+        path,
+        Some(&app.key),
+        "application/json",
+        body.to_string(),
+    )
+    .await
+}
+
+async fn wait_until<F: Fn(&Value) -> bool>(app: &TestApp, path: &str, ok: F) -> Value {
+    let started = Instant::now();
+    loop {
+        let (_, v) = app
+            .call("GET", path, Some(&app.key), "application/json", "")
+            .await;
+        if ok(&v) {
+            return v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{path} never satisfied: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journey_sends_through_a_signed_webhook_and_tags_the_person() {
+    let (app, hook) = app_with_hook().await;
+    let (s, b) = put(&app, "/v1/templates/welcome", json!({"body": "你好 {{name | default: \"朋友\"}}！退订: {{unsubscribe_link}}", "class": "transactional"})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let journey = json!({
+        "trigger": {"type": "event", "event": "add_friend", "channel": "wecom"},
+        "start": "hello",
+        "steps": {
+            "hello": {"type": "send", "template": "welcome", "channel": "webhook", "next": "tag"},
+            "tag": {"type": "add_tag", "tag": "welcomed", "next": "call"},
+            "call": {"type": "task", "title": "回访"}
+        }
+    });
+    let (s, b) = put(&app, "/v1/journeys/welcome", journey.clone()).await;
+    assert_eq!((s, b["version"].clone()), (StatusCode::OK, json!(1)), "{b}");
+    let (s, _) = app
+        .post_events(r#"[{"ts": 1790000000, "identity": "wecom:wm_a", "type": "identify", "traits": {"name": "王芳"}},
+                         {"ts": 1790000001, "identity": "wecom:wm_a", "type": "add_friend", "channel": "wecom"}]"#)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let got = hook.wait_for(1).await;
+    assert!(
+        got[0]["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("你好 王芳！退订: http://"),
+        "{}",
+        got[0]
+    );
+    assert_eq!(got[0]["idempotency_key"], "j/welcome/v1/e1/hello");
+    let person = wait_until(&app, "/v1/persons/wecom:wm_a", |v| {
+        v.to_string().contains("welcomed")
+    })
+    .await;
+    assert!(person.to_string().contains("王芳"));
+    let tasks = wait_until(&app, "/v1/tasks", |v| {
+        v["tasks"].as_array().is_some_and(|t| !t.is_empty())
+    })
+    .await;
+    assert_eq!(tasks["tasks"][0]["title"], "回访");
+    let report = wait_until(&app, "/v1/journeys/welcome/report", |v| {
+        v["sent"] == json!(2)
+    })
+    .await;
+    assert_eq!(report["enrolled"], 1, "{report}");
+    assert_eq!(
+        report["sends"], 1,
+        "the message_sent event is in the log: {report}"
+    );
+    // Once: a second add_friend does not enroll again.
+    app.post_events(
+        r#"{"ts": 1790000100, "identity": "wecom:wm_a", "type": "add_friend", "channel": "wecom"}"#,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hook.bodies().len(), 1);
+    // A new version; the old enrollment keeps its version.
+    let (_, b) = put(&app, "/v1/journeys/welcome", journey).await;
+    assert_eq!(b["version"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_definitions_are_rejected_with_the_path_of_the_fault() {
+    let (app, _hook) = app_with_hook().await;
+    let (s, b) = put(&app, "/v1/journeys/j", json!({
+        "trigger": {"type": "schedule", "cron": "0 25 * * *"},
+        "start": "a",
+        "steps": {"a": {"type": "send", "template": "nope", "next": "b"}, "b": {"type": "wait", "duration": "1d", "next": "a"}}
+    })).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let m = b["message"].as_str().unwrap();
+    for part in [
+        "trigger.cron",
+        "steps.a.template: unknown template \"nope\"",
+        "cycle",
+    ] {
+        assert!(m.contains(part), "{part} in {m}");
+    }
+    assert_eq!(b["code"], "invalid_definition");
+    let (s, b) = put(&app, "/v1/templates/t", json!({"body": "hi {{ name"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(b["message"].as_str().unwrap().contains("body:1:"), "{b}");
+    let (s, b) = app
+        .call(
+            "PUT",
+            "/v1/journeys/j",
+            Some(&app.key),
+            "application/json",
+            "{not json",
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        b["message"].as_str().unwrap().contains("line 1 column 2"),
+        "{b}"
+    );
+    let (s, b) = put(
+        &app,
+        "/v1/autoreply",
+        json!([{"id": "r", "matcher": {"regex": "(unclosed"}}]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guardrails_cap_marketing_and_honour_unsubscribe_replies() {
+    let (app, hook) = app_with_hook().await;
+    put(
+        &app,
+        "/v1/templates/promo",
+        json!({"body": "双11 特价", "class": "marketing"}),
+    )
+    .await;
+    app.post_events(
+        r#"[{"ts": 1790000000, "identity": "wecom:a", "type": "add_friend"},
+                        {"ts": 1790000000, "identity": "wecom:b", "type": "add_friend"}]"#,
+    )
+    .await;
+    for i in 0..3 {
+        let (s, b) = post(&app, "/v1/sends", json!({"id": format!("promo-{i}"), "identities": ["wecom:a"], "template": "promo", "channel": "webhook", "kind": "direct"})).await;
+        assert_eq!((s, b["queued"].clone()), (StatusCode::OK, json!(1)), "{b}");
+    }
+    hook.wait_for(2).await;
+    let out = wait_until(&app, "/v1/outbox?status=suppressed", |v| {
+        v["items"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(out["items"][0]["detail"], "marketing_cap", "{out}");
+    assert_eq!(out["items"][0]["key"], "m/promo-2/wecom:a");
+    // Replaying a send id sends nothing new.
+    post(&app, "/v1/sends", json!({"id": "promo-0", "identities": ["wecom:a"], "template": "promo", "channel": "webhook"})).await;
+    // b replies 退订: marketing to b stops, recorded in the ledger.
+    app.post_events(
+        r#"{"ts": 1790000500, "identity": "wecom:b", "type": "comment", "text": " 退订。"}"#,
+    )
+    .await;
+    wait_until(&app, "/v1/persons/wecom:b/consent", |v| {
+        v["ledger"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    post(&app, "/v1/sends", json!({"id": "promo-b", "identities": ["wecom:b"], "template": "promo", "channel": "webhook"})).await;
+    let out = wait_until(&app, "/v1/outbox?person=wecom:b", |v| {
+        v["items"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|i| i["status"] == "suppressed"))
+    })
+    .await;
+    assert!(out.to_string().contains("opted_out"), "{out}");
+    // And the reply became an opt_out event on the person.
+    wait_until(&app, "/v1/persons/wecom:b", |v| {
+        v.to_string().contains("\"opted_out\":true")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        hook.bodies().len(),
+        2,
+        "nothing else was sent: {:?}",
+        hook.bodies()
+    );
+    // An opt-in through the API lets marketing through again.
+    post(
+        &app,
+        "/v1/consent",
+        json!({"identity": "wecom:b", "granted": true}),
+    )
+    .await;
+    post(&app, "/v1/sends", json!({"id": "promo-b2", "identities": ["wecom:b"], "template": "promo", "channel": "webhook"})).await;
+    hook.wait_for(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_inbound_comment_gets_a_keyword_auto_reply() {
+    let (app, hook) = app_with_hook().await;
+    put(
+        &app,
+        "/v1/templates/price",
+        json!({"body": "您好，价格是 199 元，资料已发您", "class": "transactional"}),
+    )
+    .await;
+    let (s, b) = put(&app, "/v1/autoreply", json!([{"id": "price", "matcher": {"any_of": ["多少钱", "求资料"]}, "reply_template": "price", "tags": ["lead"], "create_lead": true}])).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let body =
+        json!({"identity": "douyin:u1", "type": "comment", "text": "请问多少钱？", "id": "c-1"})
+            .to_string();
+    let ts = siyu_server::writer::wall_clock();
+    // Unsigned, and wrongly signed: refused.
+    let (s, _) = app
+        .call(
+            "POST",
+            "/v1/inbound/douyin",
+            None,
+            "application/json",
+            body.clone(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let sig = siyu_connectors::sign(b"inbound-secret", ts, body.as_bytes());
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/v1/inbound/douyin")
+        .header("content-type", "application/json")
+        .header("x-siyu-timestamp", ts.to_string())
+        .header("x-siyu-signature", sig)
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(siyu_server::app(app.state.clone()), req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let got = hook.wait_for(1).await;
+    assert_eq!(got[0]["body"], "您好，价格是 199 元，资料已发您");
+    assert_eq!(
+        got[0]["recipient"], "u1",
+        "the douyin identity, through the webhook bridge"
+    );
+    assert_eq!(got[0]["data"]["channel"], "douyin");
+    wait_until(&app, "/v1/persons/douyin:u1", |v| {
+        v.to_string().contains("\"lead\"")
+    })
+    .await;
+    wait_until(&app, "/v1/tasks", |v| v.to_string().contains("请问多少钱")).await;
+}
