@@ -15,6 +15,7 @@ fn db(step: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
 
 type Raw<T> = rusqlite::Result<T>;
 
+#[allow(clippy::type_complexity)]
 fn outbox_row(
     r: &Row<'_>,
 ) -> Raw<(

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `siyu` binary: real processes, real files, a
 //! real store (SQLite; PostgreSQL too where noted), real HTTP.
 
+mod automation_crash;
 mod cli;
 mod crash;
 mod live_import;
@@ -51,9 +52,15 @@ pub struct Server {
 
 impl Server {
     pub fn start(dir: &Path) -> Server {
+        Self::start_with(dir, &[])
+    }
+
+    /// `siyu serve` with extra arguments (e.g. `--config FILE`).
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Server {
         let mut child = siyu()
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
