@@ -260,16 +260,16 @@ impl Application {
             let dispatcher = dispatcher.clone();
             let link_secret = link_secret.clone();
             tokio::task::spawn_blocking(move || {
-                automation::Executor::new(
-                    config.open_store()?,
+                automation::Executor::new(automation::ExecutorParts {
+                    store: config.open_store()?,
                     engine,
-                    writer_tx,
-                    Some(dispatcher),
+                    writer: writer_tx,
+                    dispatcher: Some(dispatcher),
                     metrics,
-                    writer::wall_clock,
-                    config.public_url.clone(),
+                    clock: writer::wall_clock,
+                    public_url: config.public_url.clone(),
                     link_secret,
-                )
+                })
             })
             .await??
         };

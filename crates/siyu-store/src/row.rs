@@ -172,7 +172,8 @@ fn traits_from_json(map: Map<String, Value>) -> Traits {
         match (slot, value) {
             (Some(slot), Value::String(s)) => *slot = Some(s),
             (None, Value::Array(items))
-                if (key == "tags" || key == "remove_tags") && items.iter().all(Value::is_string) =>
+                if (key == "tags" || key == "remove_tags")
+                    && items.iter().all(Value::is_string) =>
             {
                 let list = if key == "tags" {
                     &mut t.tags
@@ -276,6 +277,7 @@ mod tests {
             birthday: Some("1990-05-17".into()),
             timezone: Some("Asia/Shanghai".into()),
             tags: vec!["vip".into(), "new".into()],
+            remove_tags: vec!["old".into()],
             extra: json!({"level": 3, "pets": ["cat"], "nested": {"a": null}})
                 .as_object()
                 .unwrap()

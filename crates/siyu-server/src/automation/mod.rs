@@ -272,6 +272,20 @@ pub fn load_definitions(store: &mut dyn Store, engine: &Engine) -> anyhow::Resul
     Ok(defs)
 }
 
+/// What an executor runs with.
+pub struct ExecutorParts {
+    /// Its own connection.
+    pub store: Box<dyn Store>,
+    pub engine: Arc<RwLock<Engine>>,
+    /// The writer's queue, for events the automation records.
+    pub writer: std::sync::mpsc::Sender<Command>,
+    pub dispatcher: Option<Arc<Dispatcher>>,
+    pub metrics: Arc<Metrics>,
+    pub clock: fn() -> i64,
+    pub public_url: String,
+    pub link_secret: Vec<u8>,
+}
+
 pub struct Executor {
     pub store: Box<dyn Store>,
     pub engine: Arc<RwLock<Engine>>,
@@ -317,16 +331,17 @@ fn consent_entry(r: &ConsentRow) -> ConsentEntry {
 }
 
 impl Executor {
-    pub fn new(
-        mut store: Box<dyn Store>,
-        engine: Arc<RwLock<Engine>>,
-        writer: std::sync::mpsc::Sender<Command>,
-        dispatcher: Option<Arc<Dispatcher>>,
-        metrics: Arc<Metrics>,
-        clock: fn() -> i64,
-        public_url: String,
-        link_secret: Vec<u8>,
-    ) -> anyhow::Result<Executor> {
+    pub fn new(parts: ExecutorParts) -> anyhow::Result<Executor> {
+        let ExecutorParts {
+            mut store,
+            engine,
+            writer,
+            dispatcher,
+            metrics,
+            clock,
+            public_url,
+            link_secret,
+        } = parts;
         let defs = {
             let e = engine.read().unwrap_or_else(|e| e.into_inner());
             load_definitions(store.as_mut(), &e)?

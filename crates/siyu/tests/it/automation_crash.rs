@@ -16,12 +16,15 @@ use std::time::{Duration, Instant};
 
 const PERSONS: usize = 300;
 
+/// Every request the receiver got: (Idempotency-Key, body).
+type Received = Arc<Mutex<Vec<(String, String)>>>;
+
 /// A minimal HTTP/1.1 receiver: records (Idempotency-Key, body) and
 /// answers 200, keeping connections alive.
-fn receiver() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+fn receiver() -> (String, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let got: Received = Arc::default();
     let g = got.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
