@@ -28,6 +28,7 @@ pub mod error;
 pub mod ingest;
 pub mod metrics;
 pub mod openapi;
+pub mod orders;
 pub mod writer;
 
 use crate::config::Config;

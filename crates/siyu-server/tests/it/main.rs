@@ -5,6 +5,7 @@
 mod automation;
 mod bad_input;
 mod ingest;
+mod orders;
 mod rebuild;
 
 use axum::body::Body;
