@@ -7,7 +7,7 @@
 
 use crate::identity::{identity_hash, IdentityGraph, IdentityId};
 use crate::person::insert_sorted;
-use crate::person::{Person, Ts, NO_CHANNEL};
+use crate::person::{Exit, Person, Ts, NO_CHANNEL};
 use crate::property::{PropertyDef, PropertyError};
 use crate::segment::live::{LiveSegments, SegmentChange, SegmentError, World};
 use crate::segment::{explain, Explanation, Expr};
@@ -35,6 +35,13 @@ pub struct RawEvent<'a> {
     pub amount: i64,
     pub reference: Option<&'a str>,
     pub group: Option<&'a str>,
+    /// `referral_signup` only: `properties.campaign`, `.device`, `.ip`
+    /// (fission campaigns and their anti-fraud fingerprints).
+    pub campaign: Option<&'a str>,
+    pub device: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    /// Custom events: the name (`unfriend` is recorded as an exit).
+    pub name: Option<&'a str>,
 }
 
 impl<'a> RawEvent<'a> {
@@ -49,8 +56,36 @@ impl<'a> RawEvent<'a> {
             amount: e.amount,
             reference: e.reference.as_ref().map(|r| r.as_str()),
             group: e.group.as_deref(),
+            campaign: None,
+            device: None,
+            ip: None,
+            name: e.name.as_deref(),
         }
+        .with_referral_properties(e)
     }
+
+    fn with_referral_properties(mut self, e: &'a Event) -> Self {
+        if matches!(e.event_type, EventType::ReferralSignup | EventType::Touch) {
+            if let Some(p) = &e.properties {
+                let s = |k: &str| p.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
+                self.campaign = s("campaign");
+                self.device = s("device");
+                self.ip = s("ip");
+            }
+        }
+        self
+    }
+}
+
+/// A 32-bit fingerprint of a device or IP string (0 = none).
+pub fn fingerprint(s: Option<&str>) -> u32 {
+    let Some(s) = s else { return 0 };
+    let mut h: u32 = 0x811c_9dc5;
+    for b in s.bytes() {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h.max(1)
 }
 
 /// Two persons found to be one.
@@ -81,6 +116,11 @@ pub struct Referral {
     pub invitee: IdentityId,
     pub inviter: IdentityId,
     pub ts: Ts,
+    /// Campaign code: 0 = none, else index + 1 into [`Engine::campaigns`].
+    pub campaign: u32,
+    /// [`fingerprint`]s of the signup's device and IP (0 = not given).
+    pub device: u32,
+    pub ip: u32,
     pub seq: u64,
 }
 
@@ -91,6 +131,10 @@ pub struct Engine {
     live_persons: usize,
     pub(crate) channels: Vec<String>,
     pub(crate) referrals: Vec<Referral>,
+    /// Campaign names referral signups named (interned; code = index + 1).
+    pub(crate) campaigns: Vec<String>,
+    /// Touch events per campaign (invite-link clicks), by code − 1.
+    pub(crate) campaign_clicks: Vec<u64>,
     pub(crate) segments: LiveSegments,
     pub(crate) properties: Vec<PropertyDef>,
     /// Threads whole-population passes may use (set by the caller; the
@@ -114,6 +158,8 @@ impl Engine {
             live_persons: 0,
             channels: Vec::new(),
             referrals: Vec::new(),
+            campaigns: Vec::new(),
+            campaign_clicks: Vec::new(),
             segments: LiveSegments::default(),
             properties: Vec::new(),
             parallelism: 1,
@@ -128,6 +174,8 @@ impl Engine {
         persons: Vec<Person>,
         channels: Vec<String>,
         referrals: Vec<Referral>,
+        campaigns: Vec<String>,
+        campaign_clicks: Vec<u64>,
         properties: Vec<PropertyDef>,
         now: i64,
         events_applied: u64,
@@ -141,6 +189,8 @@ impl Engine {
             live_persons,
             channels,
             referrals,
+            campaigns,
+            campaign_clicks,
             segments,
             properties,
             parallelism: 1,
@@ -164,6 +214,39 @@ impl Engine {
 
     pub fn events_applied(&self) -> u64 {
         self.events_applied
+    }
+
+    fn campaign_code(&mut self, name: &str) -> u32 {
+        match self.campaigns.iter().position(|c| c == name) {
+            Some(i) => i as u32 + 1,
+            None => {
+                self.campaigns.push(name.to_string());
+                self.campaigns.len() as u32
+            }
+        }
+    }
+
+    /// Campaign names referral signups carried; a referral's `campaign`
+    /// code is an index + 1 into this.
+    pub fn campaigns(&self) -> &[String] {
+        &self.campaigns
+    }
+
+    /// Invite-link clicks (touch events naming the campaign) of a campaign.
+    pub fn campaign_clicks(&self, code: u32) -> u64 {
+        (code as usize)
+            .checked_sub(1)
+            .and_then(|i| self.campaign_clicks.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The code of a campaign name, if any signup carried it.
+    pub fn campaign_of(&self, name: &str) -> Option<u32> {
+        self.campaigns
+            .iter()
+            .position(|c| c == name)
+            .map(|i| i as u32 + 1)
     }
 
     fn channel_code(&mut self, name: &str) -> u16 {
@@ -409,6 +492,20 @@ impl Engine {
                         }
                         _ => {}
                     }
+                    if ev.event_type == EventType::LeaveGroup {
+                        person.add_exit(ts, Exit::LeftGroup(g.to_string()));
+                    }
+                }
+            }
+            EventType::Refund => person.add_exit(ts, Exit::Refund),
+            EventType::Custom if ev.name == Some("unfriend") => person.add_exit(ts, Exit::Unfriend),
+            EventType::Touch => {
+                if let Some(c) = ev.campaign {
+                    let code = self.campaign_code(c) as usize;
+                    if self.campaign_clicks.len() < code {
+                        self.campaign_clicks.resize(code, 0);
+                    }
+                    self.campaign_clicks[code - 1] += 1;
                 }
             }
             EventType::ReferralSignup => {
@@ -422,10 +519,14 @@ impl Engine {
                             self.persons[slot as usize].anchor
                         }
                     };
+                    let campaign = ev.campaign.map_or(0, |c| self.campaign_code(c));
                     self.referrals.push(Referral {
                         invitee,
                         inviter,
                         ts,
+                        campaign,
+                        device: fingerprint(ev.device),
+                        ip: fingerprint(ev.ip),
                         seq: ev.seq,
                     });
                 }

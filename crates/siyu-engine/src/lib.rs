@@ -8,6 +8,7 @@
 
 pub mod analytics;
 pub mod engine;
+pub mod fission;
 pub mod identity;
 pub mod oracle;
 pub mod person;

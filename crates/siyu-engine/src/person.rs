@@ -34,6 +34,20 @@ pub struct PersonExtra {
     pub traits: serde_json::Map<String, serde_json::Value>,
     /// Matching (ts, value) pairs per user-defined property, sorted by ts.
     pub properties: Vec<Vec<(Ts, i64)>>,
+    /// When the person left which group, and when they refunded or
+    /// deleted the brand as a friend (custom event `unfriend`), sorted:
+    /// what a fission campaign's hold period checks ("take the gift and
+    /// leave").
+    pub exits: Vec<(Ts, Exit)>,
+}
+
+/// A departure a hold period looks for.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exit {
+    LeftGroup(String),
+    Refund,
+    Unfriend,
 }
 
 /// The computed properties of one person. `repr(C)` keeps the fields every
@@ -134,6 +148,14 @@ impl Person {
         self.first_ts != NO_TS
     }
 
+    /// Records a departure (kept sorted).
+    pub fn add_exit(&mut self, ts: Ts, exit: Exit) {
+        let exits = &mut self.extra_mut().exits;
+        let x = (ts, exit);
+        let i = exits.partition_point(|y| *y <= x);
+        exits.insert(i, x);
+    }
+
     pub fn extra_mut(&mut self) -> &mut PersonExtra {
         self.extra.get_or_insert_with(Default::default)
     }
@@ -212,6 +234,10 @@ impl Person {
             }
             for (mine, theirs) in e.properties.iter_mut().zip(o.properties) {
                 merge_sorted(mine, theirs);
+            }
+            for x in o.exits {
+                let i = e.exits.partition_point(|y| *y <= x);
+                e.exits.insert(i, x);
             }
         }
     }

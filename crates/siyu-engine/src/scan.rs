@@ -178,6 +178,10 @@ mod tests {
             amount,
             reference: None,
             group: None,
+            campaign: None,
+            device: None,
+            ip: None,
+            name: None,
         }
     }
 

@@ -14,7 +14,7 @@ use crate::segment::Expr;
 
 const MAGIC: &[u8; 8] = b"SIYUSNAP";
 /// Bump on any change to the layout below.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// Why a snapshot could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +101,10 @@ struct Definitions {
     segments: Vec<(String, String, Expr)>,
     properties: Vec<PropertyDef>,
     channels: Vec<String>,
+    #[serde(default)]
+    campaigns: Vec<String>,
+    #[serde(default)]
+    campaign_clicks: Vec<u64>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -109,6 +113,8 @@ struct ExtraJson {
     tags: Vec<String>,
     traits: serde_json::Map<String, serde_json::Value>,
     properties: Vec<Vec<(u32, i64)>>,
+    #[serde(default)]
+    exits: Vec<(u32, crate::person::Exit)>,
 }
 
 impl Engine {
@@ -131,6 +137,8 @@ impl Engine {
                 .collect(),
             properties: self.properties.clone(),
             channels: self.channels.clone(),
+            campaigns: self.campaigns.clone(),
+            campaign_clicks: self.campaign_clicks.clone(),
         };
         w.bytes(&serde_json::to_vec(&defs).unwrap_or_default());
         let (bytes, starts, slot, next) = self.ids.parts();
@@ -167,6 +175,7 @@ impl Engine {
                         tags: e.tags.clone(),
                         traits: e.traits.clone(),
                         properties: e.properties.clone(),
+                        exits: e.exits.clone(),
                     };
                     w.bytes(&serde_json::to_vec(&j).unwrap_or_default());
                 }
@@ -177,6 +186,9 @@ impl Engine {
             w.u32(r.invitee);
             w.u32(r.inviter);
             w.u32(r.ts);
+            w.u32(r.campaign);
+            w.u32(r.device);
+            w.u32(r.ip);
             w.u64(r.seq);
         }
         w.0
@@ -244,6 +256,7 @@ impl Engine {
                     tags: j.tags,
                     traits: j.traits,
                     properties: j.properties,
+                    exits: j.exits,
                 }));
             }
             let valid = (p.canonical as usize) < ids.len() && (p.anchor as usize) < ids.len();
@@ -252,13 +265,16 @@ impl Engine {
             }
             persons.push(p);
         }
-        let k = r.len("referrals", 20)?;
+        let k = r.len("referrals", 32)?;
         let mut referrals = Vec::with_capacity(k);
         for _ in 0..k {
             referrals.push(Referral {
                 invitee: r.u32("referral")?,
                 inviter: r.u32("referral")?,
                 ts: r.u32("referral")?,
+                campaign: r.u32("referral")?,
+                device: r.u32("referral")?,
+                ip: r.u32("referral")?,
                 seq: r.u64("referral")?,
             });
         }
@@ -267,6 +283,8 @@ impl Engine {
             persons,
             defs.channels,
             referrals,
+            defs.campaigns,
+            defs.campaign_clicks,
             defs.properties,
             now,
             events_applied,

@@ -356,6 +356,10 @@ fn stream(engine: &mut Engine, args: &BenchArgs, spend: &[(String, i64)]) -> Res
                 amount: e.amount,
                 reference: e.reference,
                 group: e.group,
+                campaign: None,
+                device: None,
+                ip: None,
+                name: None,
             },
             Some(Err(err)) => bail!("{}:{}: {err}", path.display(), i + 1),
             None => {

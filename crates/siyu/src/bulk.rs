@@ -111,6 +111,10 @@ impl Chunk {
                 amount: r.amount,
                 reference: r.reference.map(|x| self.s(x)),
                 group: r.group.map(|x| self.s(x)),
+                campaign: None,
+                device: None,
+                ip: None,
+                name: None,
             },
         }
     }

@@ -1,6 +1,7 @@
 //! Engine integration tests: the live engine against the brute-force
 //! oracle over random event sequences and random clock advances.
 
+mod fission;
 mod live_vs_oracle;
 mod segments;
 mod snapshot;
