@@ -6,6 +6,7 @@ mod bench;
 mod bulk;
 mod data;
 mod demo;
+mod orders;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Command {
     Import(data::ImportArgs),
     /// Export everything the brand owns (re-importable).
     Export(data::ExportArgs),
+    /// Import marketplace orders (CSV export + column mapping) as purchases and refunds.
+    ImportOrders(orders::ImportOrdersArgs),
     /// Manage write keys.
     #[command(subcommand)]
     Keys(serve::KeysCommand),
@@ -51,6 +54,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => serve::demo(args),
         Command::Import(args) => data::import(args),
         Command::Export(args) => data::export(args),
+        Command::ImportOrders(args) => orders::run(args),
         Command::Keys(cmd) => serve::keys(cmd),
         Command::Analytics(args) => analytics::run(args),
         Command::Bench(args) => bench::run(args),

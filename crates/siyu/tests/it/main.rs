@@ -5,6 +5,7 @@ mod automation_crash;
 mod cli;
 mod crash;
 mod live_import;
+mod orders;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

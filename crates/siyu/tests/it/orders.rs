@@ -1,0 +1,180 @@
+//! `siyu import-orders`: a Taobao-style export (Chinese headers, BOM, quoted
+//! commas, refunds, an unpaid and a bad row) lands on the right persons;
+//! re-importing adds nothing; a mapping that does not fit exits with 2.
+
+use crate::{create_key, http, siyu, tempdir, Server};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Output;
+
+const MAPPING: &str = r#"
+channel = "taobao"
+
+[columns]
+order_id = "订单编号"
+buyer_id = "买家会员名"
+phone = "买家手机号"
+status = "订单状态"
+amount = "实付金额"
+refund_amount = "退款金额"
+paid_at = "付款时间"
+
+[status]
+"已签收" = "paid"
+"#;
+
+const ORDERS: &str = "\u{feff}订单编号,买家会员名,买家手机号,订单状态,实付金额,退款金额,付款时间,收货地址\r\n\
+=\"3912345678901234567\",tb_wang,+86 138-0000-0000,交易成功,199.00,,2026-11-11 20:15:00,\"上海市, 浦东新区\"\r\n\
+3912345678901234568,tb_li,,退款成功,88.00,88.00,2026/11/12 09:00,\"北京市, 朝阳区\"\r\n\
+3912345678901234569,赵六,,部分退款,300.00,100.00,2026-11-12 10:00:00,广州\r\n\
+3912345678901234570,tb_qian,,等待买家付款,50.00,,,深圳\r\n\
+3912345678901234571,tb_sun,,已签收,abc,,2026-11-12 11:00:00,杭州\r\n";
+
+fn import_orders(dir: &Path, file: &Path, mapping: &Path) -> Output {
+    siyu()
+        .args(["import-orders", "--quiet", "--data-dir"])
+        .arg(dir)
+        .arg("--mapping")
+        .arg(mapping)
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
+fn person(addr: &str, key: &str, id: &str) -> Value {
+    let (status, body) = http(addr, "GET", &format!("/v1/persons/{id}"), key, "").unwrap();
+    assert_eq!(status, 200, "{id}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn a_taobao_export_lands_on_the_right_persons_once() {
+    let base = tempdir("orders");
+    let dir = base.join("data");
+    // A customer the brand knows on WeCom, with her phone number.
+    let known = base.join("known.jsonl");
+    std::fs::write(
+        &known,
+        r#"{"ts":"2026-10-01T08:00:00Z","identity":"wecom:x","type":"identify","traits":{"phone":"138 0000 0000"}}"#,
+    )
+    .unwrap();
+    let out = siyu()
+        .args(["import", "--quiet", "--data-dir"])
+        .arg(&dir)
+        .arg(&known)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let file = base.join("orders.csv");
+    let mapping = base.join("taobao.toml");
+    std::fs::write(&file, ORDERS).unwrap();
+    std::fs::write(&mapping, MAPPING).unwrap();
+    let out = import_orders(&dir, &file, &mapping);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a rejected row: {stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains("orders.csv:6: field `amount` (column `实付金额`): `abc` is not an amount"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains(
+            "accepted 3, duplicates 0, skipped 1, rejected 1; matched by identity 0, buyer_id 3"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("events 7 new, 0 already imported"),
+        "{stdout}"
+    );
+
+    // Importing the same file again adds nothing (the phone is linked now,
+    // so no link events are even proposed).
+    let out = import_orders(&dir, &file, &mapping);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("accepted 0, duplicates 3") && stdout.contains("events 0 new"),
+        "{stdout}"
+    );
+
+    let key = create_key(&dir);
+    let server = Server::start(&dir);
+    // The buyer account with the phone of the WeCom customer is her.
+    let wang = person(&server.addr, &key, "wecom:x");
+    assert_eq!(
+        (wang["purchases"].as_u64(), wang["gross_spend"].as_i64()),
+        (Some(1), Some(19900)),
+        "{wang}"
+    );
+    let ids: Vec<&str> = wang["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(ids.contains(&"taobao:tb_wang"), "{ids:?}");
+    assert!(
+        ids.iter().any(|i| i.starts_with("phone_sha256:")),
+        "{ids:?}"
+    );
+    let li = person(&server.addr, &key, "taobao:tb_li");
+    assert_eq!(
+        (
+            li["purchases"].as_u64(),
+            li["refunded"].as_i64(),
+            li["net_spend"].as_i64()
+        ),
+        (Some(1), Some(8800), Some(0)),
+        "{li}"
+    );
+    // A Chinese account name is percent-encoded into the identity
+    // `taobao:%E8%B5%B5%E5%85%AD` (its `%` escaped again in the URL).
+    let zhao = person(&server.addr, &key, "taobao:%25E8%25B5%25B5%25E5%2585%25AD");
+    assert_eq!(zhao["net_spend"].as_i64(), Some(20000), "{zhao}");
+    let (status, _) = http(&server.addr, "GET", "/v1/persons/taobao:tb_qian", &key, "").unwrap();
+    assert_eq!(status, 404, "an unpaid order is skipped");
+    drop(server);
+    std::fs::remove_dir_all(&base).ok();
+}
+
+#[test]
+fn a_mapping_naming_a_missing_column_is_a_usage_error() {
+    let base = tempdir("orders-mapping");
+    let file = base.join("orders.csv");
+    std::fs::write(&file, ORDERS).unwrap();
+    let mapping = base.join("bad.toml");
+    std::fs::write(&mapping, MAPPING.replace("\"买家手机号\"", "\"手机号码\"")).unwrap();
+    let out = import_orders(&base.join("d"), &file, &mapping);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("column `手机号码` (mapped to `phone`) is not in the file's header")
+            && stderr.contains("买家手机号"),
+        "{stderr}"
+    );
+    // A field the mapping cannot know, and no marketplace at all: also 2.
+    std::fs::write(&mapping, "[columns]\norder_no = \"订单编号\"\n").unwrap();
+    let out = import_orders(&base.join("d"), &file, &mapping);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`order_no` is not an order field"));
+    std::fs::write(
+        &mapping,
+        "[columns]\norder_id = \"订单编号\"\nbuyer_id = \"买家会员名\"\n",
+    )
+    .unwrap();
+    let out = import_orders(&base.join("d"), &file, &mapping);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--channel"));
+    std::fs::remove_dir_all(&base).ok();
+}
