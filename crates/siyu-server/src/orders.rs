@@ -31,7 +31,8 @@
 //!   accepted too);
 //! - the buyer, at least one of: `identity` (`channel:id`), `buyer_id` (the
 //!   marketplace account: identity `<channel>:<buyer_id>`, bytes outside
-//!   printable ASCII percent-encoded), `phone`.
+//!   printable ASCII percent-encoded, so `赵六` is `taobao:%E8%B5%B5%E5%85%AD`
+//!   and `/v1/persons/taobao:%25E8…` in a URL), `phone`.
 //!
 //! The person is the first of: the explicit identity, the buyer id, the
 //! phone. A phone is normalized (spaces, dashes and `+86` dropped) and only
