@@ -1,0 +1,6 @@
+//! siyu-poster's one integration-test binary.
+
+mod props;
+mod render;
+mod support;
+mod validate;
