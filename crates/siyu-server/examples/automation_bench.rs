@@ -169,6 +169,12 @@ async fn main() {
     c.call("POST", "/v1/sends", json!({"id": "s1", "segment": "all", "template": "promo", "channel": "webhook", "kind": "direct"})).await;
     let queued = t.elapsed();
     while seen.lock().unwrap().0 < persons {
+        let done =
+            c.metric("siyu_sends_suppressed_total").await + c.metric("siyu_sends_dead_total").await;
+        assert!(
+            done == 0.0,
+            "a first send was suppressed or dead-lettered: see GET /v1/outbox"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = t.elapsed().as_secs_f64();

@@ -91,6 +91,12 @@ pub enum AutoInput {
     Mass(MassSend, oneshot::Sender<Result<u64, String>>),
     Consent(ConsentRow, oneshot::Sender<Result<(), String>>),
     Retry(String, oneshot::Sender<Result<bool, String>>),
+    /// Queue side effects from outside journeys (group posts, rewards):
+    /// (identity or `group:<id>`, action, journey/campaign label).
+    Enqueue(
+        Vec<(String, Action, Option<String>)>,
+        oneshot::Sender<Result<(), String>>,
+    ),
 }
 
 /// A one-off send to a segment's members (or listed identities).
@@ -144,6 +150,43 @@ impl AutomationHandle {
             .map_err(|_| "automation stopped".to_string())?;
         rx.await.map_err(|_| "automation stopped".to_string())?
     }
+    /// Queues effects through the outbox (idempotent on each action's key).
+    pub async fn enqueue(
+        &self,
+        items: Vec<(String, Action, Option<String>)>,
+    ) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(AutoInput::Enqueue(items, tx))
+            .map_err(|_| "automation stopped".to_string())?;
+        rx.await.map_err(|_| "automation stopped".to_string())?
+    }
+
+    /// Posts a template to a community group through the guardrails
+    /// (`group_posts_per_day`); `key` makes it idempotent.
+    pub async fn group_post(
+        &self,
+        key: String,
+        group: String,
+        channel: String,
+        template: String,
+        data: serde_json::Value,
+    ) -> Result<(), String> {
+        let identity = format!("group:{group}");
+        self.enqueue(vec![(
+            identity,
+            Action::GroupPost {
+                key,
+                group,
+                channel,
+                template,
+                data,
+            },
+            None,
+        )])
+        .await
+    }
+
     pub fn reload(&self) {
         let _ = self.tx.send(AutoInput::Reload);
     }
@@ -308,7 +351,15 @@ pub struct Executor {
     ledger: SendLedger,
     consent: HashMap<String, Vec<ConsentEntry>>,
     /// Outbox keys handed to a connector and not yet answered.
-    in_flight: HashSet<String>,
+    in_flight: HashMap<String, OutboxItem>,
+    /// Pending items to deliver now, in order (the store has them too:
+    /// after a restart they are loaded from it).
+    ready: std::collections::VecDeque<OutboxItem>,
+    /// Pending items with a later `not_before` (quiet hours, back-pressure).
+    delayed: BinaryHeap<Reverse<(i64, String)>>,
+    delayed_items: HashMap<String, OutboxItem>,
+    /// `message_sent` events of confirmed sends, appended once per pass.
+    sent_events: Vec<Event>,
     last_sweep: i64,
     commit: AutomationCommit,
 }
@@ -364,7 +415,11 @@ impl Executor {
             entries: HashMap::new(),
             ledger: SendLedger::new(),
             consent: HashMap::new(),
-            in_flight: HashSet::new(),
+            in_flight: HashMap::new(),
+            ready: Default::default(),
+            delayed: BinaryHeap::new(),
+            delayed_items: HashMap::new(),
+            sent_events: Vec::new(),
             last_sweep: now,
             commit: AutomationCommit::default(),
         };
@@ -388,6 +443,9 @@ impl Executor {
         let window = x.defs.policy.marketing_window_secs.max(86_400 * 2);
         for item in x.store.outbox_done_since(now - window)? {
             x.record_sent(&item);
+        }
+        for item in x.store.outbox_due(i64::MAX, usize::MAX >> 2)? {
+            x.schedule(item, now);
         }
         for r in x.store.consent_ledger(None)? {
             x.consent
@@ -507,9 +565,8 @@ impl Executor {
                 }
             }
             AutoInput::Delivered { key, attempts } => {
-                self.in_flight.remove(&key);
                 self.finish(&key, OutboxStatus::Done, attempts, String::new(), now);
-                if let Ok(Some(item)) = self.store.outbox_get(&key) {
+                if let Some(item) = self.in_flight.remove(&key) {
                     self.after_send(&item, now);
                 }
             }
@@ -555,9 +612,15 @@ impl Executor {
                 self.commit.consent.push(row);
                 let _ = reply.send(self.flush().map_err(|e| e.to_string()));
             }
+            AutoInput::Enqueue(items, reply) => {
+                for (identity, action, label) in items {
+                    self.queue_action(action, &identity, label.as_deref(), now);
+                }
+                let _ = reply.send(self.flush().map_err(|e| e.to_string()));
+            }
             AutoInput::Retry(key, reply) => {
                 let r = match self.store.outbox_get(&key) {
-                    Ok(Some(item)) if item.status == OutboxStatus::Dead => {
+                    Ok(Some(mut item)) if item.status == OutboxStatus::Dead => {
                         self.finish(
                             &key,
                             OutboxStatus::Pending,
@@ -565,6 +628,9 @@ impl Executor {
                             "retry requested".into(),
                             now,
                         );
+                        item.status = OutboxStatus::Pending;
+                        item.attempts = 0;
+                        self.ready.push_back(item);
                         self.flush().map(|_| true).map_err(|e| e.to_string())
                     }
                     Ok(_) => Ok(false),
@@ -993,45 +1059,86 @@ impl Executor {
 
     // ---- delivery ----
 
-    /// Commits what is queued, then delivers due outbox items.
+    /// Files a pending item for delivery now or at its `not_before`.
+    fn schedule(&mut self, item: OutboxItem, now: i64) {
+        if item.not_before <= now {
+            self.ready.push_back(item);
+        } else {
+            self.delayed
+                .push(Reverse((item.not_before, item.key.clone())));
+            self.delayed_items.insert(item.key.clone(), item);
+        }
+    }
+
+    /// Commits what is queued, then delivers what is ready until done or
+    /// the connectors push back (their answers resume it).
     fn flush(&mut self) -> anyhow::Result<()> {
-        if !self.commit.is_empty() {
-            let mut c = std::mem::take(&mut self.commit);
-            c.enrollments = merge_rows(c.enrollments);
-            let out = self.store.automation_commit(&c)?;
-            for id in out.skipped {
-                // Already enrolled for this occurrence (a replay): forget it.
-                if let Some(e) = self.active.remove(&id) {
-                    if let Some(v) = self.by_identity.get_mut(&e.identity) {
-                        v.retain(|x| *x != id);
-                    }
+        let now = (self.clock)();
+        self.commit_queued(now)?;
+        while let Some(&Reverse((at, _))) = self.delayed.peek() {
+            if at > now {
+                break;
+            }
+            let Some(Reverse((_, key))) = self.delayed.pop() else {
+                break;
+            };
+            if let Some(item) = self.delayed_items.remove(&key) {
+                self.ready.push_back(item);
+            }
+        }
+        let mut events = Vec::new();
+        let mut pushed_back = false;
+        while !pushed_back {
+            let mut n = 0;
+            while let Some(item) = self.ready.pop_front() {
+                if self.in_flight.contains_key(&item.key) {
+                    continue;
+                }
+                if !self.deliver(item, now, &mut events) {
+                    pushed_back = true;
+                    break;
+                }
+                n += 1;
+                if n >= DELIVER_BATCH {
+                    break;
+                }
+            }
+            if !events.is_empty() {
+                self.append_sync(std::mem::take(&mut events));
+            }
+            self.commit_queued(now)?;
+            if self.ready.is_empty() {
+                break;
+            }
+        }
+        if !self.sent_events.is_empty() {
+            let events = std::mem::take(&mut self.sent_events);
+            self.append_async(events);
+        }
+        Ok(())
+    }
+
+    /// One store transaction for everything queued; new outbox items are
+    /// filed for delivery (ones that existed already are not: a replay).
+    fn commit_queued(&mut self, now: i64) -> anyhow::Result<()> {
+        if self.commit.is_empty() {
+            return Ok(());
+        }
+        let mut c = std::mem::take(&mut self.commit);
+        c.enrollments = merge_rows(c.enrollments);
+        let out = self.store.automation_commit(&c)?;
+        for id in out.skipped {
+            // Already enrolled for this occurrence (a replay): forget it.
+            if let Some(e) = self.active.remove(&id) {
+                if let Some(v) = self.by_identity.get_mut(&e.identity) {
+                    v.retain(|x| *x != id);
                 }
             }
         }
-        let now = (self.clock)();
-        loop {
-            let due = self.store.outbox_due(now, DELIVER_BATCH)?;
-            let fresh: Vec<OutboxItem> = due
-                .into_iter()
-                .filter(|i| !self.in_flight.contains(&i.key))
-                .collect();
-            if fresh.is_empty() {
-                break;
-            }
-            let n = fresh.len();
-            let mut events = Vec::new();
-            for item in fresh {
-                self.deliver(item, now, &mut events);
-            }
-            if !events.is_empty() {
-                self.append_sync(events);
-            }
-            if !self.commit.is_empty() {
-                let c = std::mem::take(&mut self.commit);
-                self.store.automation_commit(&c)?;
-            }
-            if n < DELIVER_BATCH {
-                break;
+        let skipped: HashSet<String> = out.skipped_outbox.into_iter().collect();
+        for item in c.outbox {
+            if !skipped.contains(&item.key) {
+                self.schedule(item, now);
             }
         }
         Ok(())
@@ -1039,7 +1146,9 @@ impl Executor {
 
     /// One outbox item: internal effects become events, sends pass the
     /// guardrails and go to a connector.
-    fn deliver(&mut self, item: OutboxItem, now: i64, events: &mut Vec<Event>) {
+    /// Returns false when the connector pushed back: the item went back
+    /// to the front of the queue and delivery pauses.
+    fn deliver(&mut self, item: OutboxItem, now: i64, events: &mut Vec<Event>) -> bool {
         let action: Action = match serde_json::from_value(item.action.clone()) {
             Ok(a) => a,
             Err(e) => {
@@ -1050,23 +1159,27 @@ impl Executor {
                     format!("unreadable action: {e}"),
                     now,
                 );
-                return;
+                return true;
             }
         };
         match action {
             Action::AddTag { key, tag } => {
-                self.trait_event(&item, key, now, events, |t| t.tags.push(tag))
+                self.trait_event(&item, key, now, events, |t| t.tags.push(tag));
+                true
             }
             Action::RemoveTag { key, tag } => {
-                self.trait_event(&item, key, now, events, |t| t.remove_tags.push(tag))
+                self.trait_event(&item, key, now, events, |t| t.remove_tags.push(tag));
+                true
             }
             Action::SetTrait { key, name, value } => {
                 self.trait_event(&item, key, now, events, |t| {
                     t.extra.insert(name, value);
-                })
+                });
+                true
             }
             Action::Task { .. } => {
-                self.finish(&item.key, OutboxStatus::Done, 1, String::new(), now)
+                self.finish(&item.key, OutboxStatus::Done, 1, String::new(), now);
+                true
             }
             Action::Webhook { key, payload } => {
                 let msg = OutboundMessage {
@@ -1079,7 +1192,7 @@ impl Executor {
                     mass: false,
                     data: serde_json::json!({"journey": item.journey, "payload": payload}),
                 };
-                self.dispatch(&item, msg, now);
+                self.dispatch(&item, msg, now)
             }
             Action::Send {
                 key,
@@ -1087,9 +1200,14 @@ impl Executor {
                 channel,
                 class,
                 kind,
-            } => {
-                self.send(&item, key, &template, channel, class, kind, now);
-            }
+            } => self.send(&item, key, &template, channel, class, kind, now),
+            Action::GroupPost {
+                key,
+                group,
+                channel,
+                template,
+                data,
+            } => self.group_post(&item, key, group, channel, &template, data, now),
         }
     }
 
@@ -1132,10 +1250,10 @@ impl Executor {
         class: Option<MessageClass>,
         kind: SendKind,
         now: i64,
-    ) {
+    ) -> bool {
         let Some((tpl, compiled)) = self.defs.templates.get(template) else {
             self.suppress(item, "unknown_template", now);
-            return;
+            return true;
         };
         let class = class.unwrap_or(tpl.class);
         let channel = channel.unwrap_or_else(|| {
@@ -1178,7 +1296,7 @@ impl Executor {
             Ok(p) => p,
             Err(reason) => {
                 self.suppress(item, reason, now);
-                return;
+                return true;
             }
         };
         // Consent across every identity of the person, in time order.
@@ -1210,7 +1328,10 @@ impl Executor {
             now,
         );
         match decision {
-            Decision::Suppress { reason } => self.suppress(item, reason.code(), now),
+            Decision::Suppress { reason } => {
+                self.suppress(item, reason.code(), now);
+                true
+            }
             Decision::Delay { until, reason } => {
                 self.metrics.sends_delayed.fetch_add(1, Ordering::Relaxed);
                 self.commit.updates.push(OutboxUpdate {
@@ -1221,17 +1342,19 @@ impl Executor {
                     not_before: until,
                     updated_at: now,
                 });
+                let mut later = item.clone();
+                later.not_before = until;
+                self.schedule(later, now);
+                true
             }
             Decision::Send => {
                 let rendered = match rendered {
                     Ok(r) => r,
                     Err(e) => {
                         self.suppress(item, &format!("template_error: {e}"), now);
-                        return;
+                        return true;
                     }
                 };
-                self.ledger
-                    .record(&canonical, SendRecord::new(now, &channel, class, kind));
                 let msg = OutboundMessage {
                     idempotency_key: key,
                     channel: channel.clone(),
@@ -1242,9 +1365,72 @@ impl Executor {
                     mass: kind == SendKind::Mass,
                     data: serde_json::json!({"journey": item.journey, "template": template, "class": class}),
                 };
-                self.dispatch(item, msg, now);
+                let accepted = self.dispatch(item, msg, now);
+                if accepted {
+                    self.ledger
+                        .record(&canonical, SendRecord::new(now, &channel, class, kind));
+                }
+                accepted
             }
         }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn group_post(
+        &mut self,
+        item: &OutboxItem,
+        key: String,
+        group: String,
+        channel: String,
+        template: &str,
+        data: serde_json::Value,
+        now: i64,
+    ) -> bool {
+        let Some((_, compiled)) = self.defs.templates.get(template) else {
+            self.suppress(item, "unknown_template", now);
+            return true;
+        };
+        let vars = |path: &str| -> Option<String> {
+            let v = data.get(path.strip_prefix("campaign.").unwrap_or(path))?;
+            Some(v.as_str().map_or_else(|| v.to_string(), str::to_string))
+        };
+        let rendered = match compiled.render(&channel, &vars) {
+            Ok(r) => r,
+            Err(e) => {
+                self.suppress(item, &format!("template_error: {e}"), now);
+                return true;
+            }
+        };
+        // One local day in the policy's timezone.
+        let tz = person_tz(Some(&self.defs.policy.default_timezone));
+        let day_start = schedule::day_start(now, &tz);
+        let ledger_key = format!("group:{group}");
+        let today = self
+            .ledger
+            .history(&ledger_key)
+            .iter()
+            .filter(|r| r.ts >= day_start)
+            .count() as u32;
+        if today >= self.defs.policy.group_posts_per_day {
+            self.suppress(item, "group_daily_cap", now);
+            return true;
+        }
+        let record = SendRecord::new(now, &channel, MessageClass::Marketing, SendKind::Mass);
+        let msg = OutboundMessage {
+            idempotency_key: key,
+            channel,
+            recipient: group.clone(),
+            identity: format!("group:{group}"),
+            subject: rendered.subject,
+            body: rendered.body,
+            mass: true,
+            data: serde_json::json!({"group": group, "template": template, "data": data}),
+        };
+        let accepted = self.dispatch(item, msg, now);
+        if accepted {
+            self.ledger.record(&ledger_key, record);
+        }
+        accepted
     }
 
     fn suppress(&mut self, item: &OutboxItem, reason: &str, now: i64) {
@@ -1263,7 +1449,7 @@ impl Executor {
     /// Hands a message to its channel's connector. A channel without one
     /// (Douyin, Xiaohongshu … reached through the brand's own bridge) goes
     /// to the webhook connector, with the channel in `data.channel`.
-    fn dispatch(&mut self, item: &OutboxItem, mut msg: OutboundMessage, now: i64) {
+    fn dispatch(&mut self, item: &OutboxItem, mut msg: OutboundMessage, now: i64) -> bool {
         let Some(d) = &self.dispatcher else {
             self.finish(
                 &item.key,
@@ -1272,7 +1458,7 @@ impl Executor {
                 "no connectors configured".into(),
                 now,
             );
-            return;
+            return true;
         };
         let stats = d.stats();
         if !stats.channels.contains_key(&msg.channel) && stats.channels.contains_key("webhook") {
@@ -1283,25 +1469,24 @@ impl Executor {
         }
         match d.submit(msg) {
             Ok(()) => {
-                self.in_flight.insert(item.key.clone());
+                self.in_flight.insert(item.key.clone(), item.clone());
                 self.metrics.sends_submitted.fetch_add(1, Ordering::Relaxed);
+                true
             }
             // The dispatcher dead-lettered it through the sink already.
             Err(siyu_connectors::SubmitError::UnknownChannel(_)) => {
-                self.in_flight.insert(item.key.clone());
+                self.in_flight.insert(item.key.clone(), item.clone());
+                true
             }
             Err(siyu_connectors::SubmitError::QueueFull { .. }) => {
-                // Back-pressure: stays pending, tried again in a second.
-                self.commit.updates.push(OutboxUpdate {
-                    key: item.key.clone(),
-                    status: OutboxStatus::Pending,
-                    attempts: item.attempts,
-                    detail: "connector queue full".into(),
-                    not_before: now + 1,
-                    updated_at: now,
-                });
+                // Back-pressure: first in line again; answers resume it.
+                self.ready.push_front(item.clone());
+                false
             }
-            Err(e) => self.finish(&item.key, OutboxStatus::Dead, 1, e.to_string(), now),
+            Err(e) => {
+                self.finish(&item.key, OutboxStatus::Dead, 1, e.to_string(), now);
+                true
+            }
         }
     }
 
@@ -1335,7 +1520,7 @@ impl Executor {
             props.insert("journey".into(), j.clone().into());
         }
         ev.properties = Some(props);
-        self.append_async(vec![ev]);
+        self.sent_events.push(ev);
     }
 
     fn record_sent(&mut self, item: &OutboxItem) {

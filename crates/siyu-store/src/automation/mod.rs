@@ -149,6 +149,8 @@ impl AutomationCommit {
 pub struct CommitOutcome {
     /// Ids of new enrollments whose entry key was taken.
     pub skipped: Vec<u64>,
+    /// Keys of outbox items (and tasks) that existed already.
+    pub skipped_outbox: Vec<String>,
 }
 
 /// A filter for listing outbox items.

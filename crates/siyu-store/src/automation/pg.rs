@@ -120,22 +120,26 @@ pub(crate) fn commit(client: &mut Client, c: &AutomationCommit) -> Result<Commit
         for o in &c.outbox {
             let action = o.action.to_string();
             let attempts = o.attempts as i64;
-            tx.execute(
-                &ins,
-                &[
-                    &o.key,
-                    &o.created_at,
-                    &o.not_before,
-                    &o.status.as_str(),
-                    &attempts,
-                    &o.detail,
-                    &o.journey,
-                    &o.identity,
-                    &action,
-                    &o.updated_at,
-                ],
-            )
-            .map_err(db("inserting an outbox item"))?;
+            let n = tx
+                .execute(
+                    &ins,
+                    &[
+                        &o.key,
+                        &o.created_at,
+                        &o.not_before,
+                        &o.status.as_str(),
+                        &attempts,
+                        &o.detail,
+                        &o.journey,
+                        &o.identity,
+                        &action,
+                        &o.updated_at,
+                    ],
+                )
+                .map_err(db("inserting an outbox item"))?;
+            if n == 0 {
+                out.skipped_outbox.push(o.key.clone());
+            }
         }
     }
     if !c.updates.is_empty() {

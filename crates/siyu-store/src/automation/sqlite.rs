@@ -199,19 +199,23 @@ pub(crate) fn commit(conn: &mut Connection, c: &AutomationCommit) -> Result<Comm
             )
             .map_err(db("preparing outbox insert"))?;
         for o in &c.outbox {
-            ins.execute(params![
-                o.key,
-                o.created_at,
-                o.not_before,
-                o.status.as_str(),
-                o.attempts as i64,
-                o.detail,
-                o.journey,
-                o.identity,
-                o.action.to_string(),
-                o.updated_at
-            ])
-            .map_err(db("inserting an outbox item"))?;
+            let n = ins
+                .execute(params![
+                    o.key,
+                    o.created_at,
+                    o.not_before,
+                    o.status.as_str(),
+                    o.attempts as i64,
+                    o.detail,
+                    o.journey,
+                    o.identity,
+                    o.action.to_string(),
+                    o.updated_at
+                ])
+                .map_err(db("inserting an outbox item"))?;
+            if n == 0 {
+                out.skipped_outbox.push(o.key.clone());
+            }
         }
         let mut upd = tx
             .prepare_cached(
