@@ -80,6 +80,8 @@ pub fn routes() -> Vec<Route> {
         route!(post, "/v1/admin/keys", "Create a write key (admin token); the key is shown once.", create_key),
     ];
     routes.extend(crate::automation_api::routes());
+    routes.extend(crate::fission::routes());
+    routes.extend(crate::communities::routes());
     routes.extend(crate::orders::routes());
     routes
 }

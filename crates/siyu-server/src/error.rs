@@ -30,6 +30,12 @@ pub enum ApiError {
         "bad signature: {0}; sign `<timestamp>.<body>` with HMAC-SHA256 and the channel's secret"
     )]
     BadSignature(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("too many requests from this address; slow down and retry in a second")]
+    TooManyRequests,
+    #[error("{0}")]
+    Gone(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -50,6 +56,9 @@ impl ApiError {
             (ApiError::UnsupportedMediaType(s()), "send application/json or application/x-ndjson"),
             (ApiError::InvalidDefinition(s()), "a journey, template, rule set, policy or send is invalid; the message names each fault's path and fix"),
             (ApiError::BadSignature(s()), "an inbound webhook whose signature or timestamp does not verify"),
+            (ApiError::Conflict(s()), "the request is valid but the current state cannot take it (every group of a live code is full, no operator under the load limit)"),
+            (ApiError::TooManyRequests, "a public link (live code, invite) was called too often from one address"),
+            (ApiError::Gone(s()), "a campaign that ended (or has not started) was called"),
             (ApiError::Internal(s()), "a server fault; details are in the server log, never in the response"),
         ]
     }
@@ -71,6 +80,9 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_definition")
             }
             ApiError::BadSignature(_) => (StatusCode::UNAUTHORIZED, "bad_signature"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            ApiError::Gone(_) => (StatusCode::GONE, "gone"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -22,13 +22,16 @@ pub mod attribution;
 pub mod auth;
 pub mod automation;
 pub mod automation_api;
+pub mod communities;
 pub mod config;
 pub mod definitions;
 pub mod error;
+pub mod fission;
 pub mod ingest;
 pub mod metrics;
 pub mod openapi;
 pub mod orders;
+pub mod ratelimit;
 pub mod writer;
 
 use crate::config::Config;
@@ -56,8 +59,11 @@ pub struct Inner {
     pub console: siyu_console::Console,
     /// The automation executor's queue (journeys, sends, consent).
     pub automation: automation::AutomationHandle,
-    /// Secret signing unsubscribe links (settings `automation/link_secret`).
+    /// Secret signing unsubscribe links and invite codes (settings
+    /// `automation/link_secret`).
     pub link_secret: Vec<u8>,
+    /// Fission campaigns' poster renderers and landing rate limit.
+    pub fission: fission::FissionState,
 }
 
 #[derive(Clone)]
@@ -291,6 +297,7 @@ impl Application {
             console: Default::default(),
             automation: automation::AutomationHandle { tx: auto_tx },
             link_secret,
+            fission: Default::default(),
         }));
         Ok(Application {
             listener,
@@ -320,9 +327,14 @@ impl Application {
             state,
             writer_thread,
         } = self;
-        axum::serve(listener, app(state.clone()))
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        crate::communities::spawn(state.clone());
+        crate::fission::spawn(state.clone());
+        axum::serve(
+            listener,
+            app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
         drop(state);
         tokio::task::spawn_blocking(move || writer_thread.join())
             .await?

@@ -4,6 +4,8 @@
 
 mod automation;
 mod bad_input;
+mod communities;
+mod fission;
 mod ingest;
 mod orders;
 mod rebuild;

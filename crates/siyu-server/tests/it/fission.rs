@@ -1,0 +1,254 @@
+//! Fission campaigns over HTTP: definitions rejected with the field at
+//! fault, invite links and posters, public landing and signup, tiered
+//! rewards with stock, clawback of "take the gift and leave", analytics.
+
+use crate::TestApp;
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+async fn put(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
+    app.call(
+        "PUT",
+        path,
+        Some(&app.key),
+        "application/json",
+        body.to_string(),
+    )
+    .await
+}
+
+async fn post(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
+    app.call(
+        "POST",
+        path,
+        Some(&app.key),
+        "application/json",
+        body.to_string(),
+    )
+    .await
+}
+
+async fn get(app: &TestApp, path: &str) -> (StatusCode, Value) {
+    app.call("GET", path, Some(&app.key), "application/json", "")
+        .await
+}
+
+fn campaign() -> Value {
+    json!({
+        "name": "双11 老带新",
+        "tiers": [{"invites": 2, "reward": "gift"}, {"invites": 3, "reward": "big"}],
+        "rewards": {"gift": {"stock": 1, "cost": 1500}, "big": {"stock": 5, "cost": 5000}},
+        "rules": {"group": "g1", "hold": "7d", "max_per_device": 2},
+        "landing": {"next": "add_friend", "operator": "小王"}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_campaigns_name_the_field() {
+    let app = TestApp::spawn().await;
+    let mut c = campaign();
+    c["tiers"] = json!([{"invites": 10, "reward": "gift"}, {"invites": 10, "reward": "nope"}]);
+    c["rewards"]["gift"]["stock"] = json!(0);
+    c["rules"]["hold"] = json!("soon");
+    c["ends_at"] = json!("2020-01-01T00:00:00Z");
+    c["starts_at"] = json!("2021-01-01T00:00:00Z");
+    let (s, b) = put(&app, "/v1/campaigns/c1", c).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let m = b["message"].as_str().unwrap();
+    for part in [
+        "tiers[1].invites: tiers overlap",
+        "tiers[1].reward: no reward named \"nope\"",
+        "rewards.gift.stock",
+        "rules.hold",
+        "ends_at: must be after starts_at",
+    ] {
+        assert!(m.contains(part), "{part} in {m}");
+    }
+    // A campaign that ended refuses signups with 410.
+    let mut c = campaign();
+    c["ends_at"] = json!(1_600_000_000);
+    assert_eq!(put(&app, "/v1/campaigns/old", c).await.0, StatusCode::OK);
+    let (_, inv) = post(
+        &app,
+        "/v1/campaigns/old/invites",
+        json!({"identity": "wecom:boss"}),
+    )
+    .await;
+    let code = inv["code"].as_str().unwrap();
+    let (s, b) = app
+        .call(
+            "POST",
+            &format!("/i/old/{code}/signup"),
+            None,
+            "application/json",
+            r#"{"identity":"douyin:n1"}"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::GONE, "{b}");
+    // A forged code is refused; a background that is not a PNG too.
+    let (s, _) = app
+        .call(
+            "GET",
+            "/i/old/626f7373.000000000000",
+            None,
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, b) = app
+        .call(
+            "PUT",
+            "/v1/campaigns/old/background",
+            Some(&app.key),
+            "image/jpeg",
+            vec![0xFFu8, 0xD8, 0xFF, 0xE0, 0, 0],
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b["message"].as_str().unwrap().starts_with("background:"),
+        "{b}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invites_signups_rewards_and_clawback() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        put(&app, "/v1/campaigns/c1", campaign()).await.0,
+        StatusCode::OK
+    );
+    app.post_events(r#"[{"ts": 1790000000, "identity": "wecom:boss", "type": "identify", "traits": {"name": "王芳"}},
+                        {"ts": 1790000000, "identity": "wecom:boss", "type": "add_friend"},
+                        {"ts": 1790000000, "identity": "wecom:old", "type": "add_friend"}]"#).await;
+    let (s, inv) = post(
+        &app,
+        "/v1/campaigns/c1/invites",
+        json!({"identity": "wecom:boss"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{inv}");
+    let code = inv["code"].as_str().unwrap().to_string();
+    assert!(inv["link"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/i/c1/{code}")));
+    // The landing page names the inviter and counts the click.
+    let (s, land) = app
+        .call(
+            "GET",
+            &format!("/i/c1/{code}?visitor=douyin:n1"),
+            None,
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{land}");
+    assert_eq!(land["inviter_name"], "王芳");
+    assert_eq!(land["next"]["next"], "add_friend");
+    // Signups: n1, n2, n3 (new), old (known before: not new), n1 again (no-op).
+    for who in [
+        "douyin:n1",
+        "douyin:n2",
+        "douyin:n3",
+        "wecom:old",
+        "douyin:n1",
+    ] {
+        let (s, b) = app
+            .call(
+                "POST",
+                &format!("/i/c1/{code}/signup"),
+                None,
+                "application/json",
+                json!({"identity": who, "device": "phone-1"}).to_string(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    for who in ["douyin:n1", "douyin:n2", "douyin:n3"] {
+        app.post_events(&json!({"ts": siyu_server::writer::wall_clock(), "identity": who, "type": "join_group", "group": "g1"}).to_string()).await;
+    }
+    // n3 shares n1's and n2's device: over max_per_device (2), flagged.
+    let (_, list) = get(&app, "/v1/campaigns/c1/invitees").await;
+    let verdict = |who: &str| {
+        list["invitees"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["invitee"] == who)
+            .map(|i| i["verdict"].clone())
+    };
+    assert_eq!(verdict("douyin:n1").unwrap()["status"], "pending", "{list}");
+    assert_eq!(
+        verdict("douyin:n3").unwrap()["reason"],
+        "shared_device",
+        "{list}"
+    );
+    assert_eq!(verdict("wecom:old").unwrap()["reason"], "not_new", "{list}");
+    // Instant grant: 2 counted (pending in the hold) reach tier 0.
+    let (_, r) = post(&app, "/v1/campaigns/c1/reconcile", json!({})).await;
+    assert_eq!(r["granted"], 1, "{r}");
+    // The operator lets n3 count: tier 1 too.
+    let (s, _) = post(
+        &app,
+        "/v1/campaigns/c1/overrides",
+        json!({"invitee": "douyin:n3", "valid": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, r) = post(&app, "/v1/campaigns/c1/reconcile", json!({})).await;
+    assert_eq!(r["granted"], 1, "{r}");
+    // n1 takes the gift and leaves the group within the hold: clawed back.
+    app.post_events(&json!({"ts": siyu_server::writer::wall_clock(), "identity": "douyin:n1", "type": "leave_group", "group": "g1"}).to_string()).await;
+    let (_, r) = post(&app, "/v1/campaigns/c1/reconcile", json!({})).await;
+    assert_eq!(r["clawed_back"], 1, "{r}");
+    let (_, ledger) = get(&app, "/v1/campaigns/c1/rewards").await;
+    let statuses: Vec<&str> = ledger["ledger"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert!(
+        statuses.contains(&"clawed_back") && statuses.contains(&"granted"),
+        "{ledger}"
+    );
+    // The grant and the clawback are events on the inviter.
+    let (_, tl) = get(&app, "/v1/persons/wecom:boss/timeline").await;
+    let s = tl.to_string();
+    assert!(
+        s.contains("reward_granted") && s.contains("reward_clawed_back"),
+        "{tl}"
+    );
+    // Analytics.
+    let (_, st) = get(&app, "/v1/campaigns/c1/stats").await;
+    assert_eq!(st["funnel"]["clicks"], 1, "{st}");
+    assert_eq!(st["funnel"]["signups"], 4, "{st}");
+    assert_eq!(st["funnel"]["invalid_by_reason"]["left_group"], 1, "{st}");
+    let (_, board) = get(&app, "/v1/campaigns/c1/leaderboard").await;
+    assert_eq!(board["top"][0]["inviter"], "wecom:boss", "{board}");
+    assert_eq!(board["top"][0]["pending"], 2, "{board}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poster_is_a_png_with_the_invite_qr() {
+    let app = TestApp::spawn().await;
+    put(&app, "/v1/campaigns/c1", campaign()).await;
+    app.post_events(r#"{"ts": 1790000000, "identity": "wecom:boss", "type": "identify", "traits": {"name": "王芳"}}"#).await;
+    let req = axum::http::Request::builder()
+        .uri("/v1/campaigns/c1/poster?identity=wecom:boss")
+        .header("authorization", format!("Bearer {}", app.key))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(siyu_server::app(app.state.clone()), req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+}
