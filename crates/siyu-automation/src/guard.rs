@@ -78,6 +78,9 @@ pub struct Policy {
     /// When true, marketing needs an explicit grant for the channel (or a
     /// global one); by default it is allowed until revoked.
     pub require_opt_in: bool,
+    /// Posts to one community group per local day (SOP calendars,
+    /// campaign announcements); a group is spammed as easily as a person.
+    pub group_posts_per_day: u32,
 }
 
 impl Default for Policy {
@@ -92,6 +95,7 @@ impl Default for Policy {
                 .map(|(start, end)| QuietHours { start, end }),
             default_timezone: schedule::DEFAULT_TZ.to_string(),
             require_opt_in: false,
+            group_posts_per_day: 3,
         }
     }
 }

@@ -100,6 +100,15 @@ pub enum Action {
         key: String,
         payload: serde_json::Value,
     },
+    /// A post to a community group (not a person): SOP calendars and
+    /// campaign announcements. Capped per group per local day.
+    GroupPost {
+        key: String,
+        group: String,
+        channel: String,
+        template: String,
+        data: serde_json::Value,
+    },
 }
 
 impl Action {
@@ -110,7 +119,8 @@ impl Action {
             | Action::RemoveTag { key, .. }
             | Action::SetTrait { key, .. }
             | Action::Task { key, .. }
-            | Action::Webhook { key, .. } => key,
+            | Action::Webhook { key, .. }
+            | Action::GroupPost { key, .. } => key,
         }
     }
 }
@@ -143,7 +153,13 @@ pub enum Input<'a> {
 
 /// Runs the enrollment as far as it can go at `now`. Returns the side
 /// effects in step order; the enrollment is updated in place.
-pub fn run(j: &Compiled, e: &mut Enrollment, input: Input<'_>, view: &dyn PersonView, now: i64) -> Vec<Action> {
+pub fn run(
+    j: &Compiled,
+    e: &mut Enrollment,
+    input: Input<'_>,
+    view: &dyn PersonView,
+    now: i64,
+) -> Vec<Action> {
     let mut actions = Vec::new();
     // Resolve what the input does to a waiting enrollment.
     match (&e.state, input) {
@@ -152,14 +168,19 @@ pub fn run(j: &Compiled, e: &mut Enrollment, input: Input<'_>, view: &dyn Person
             advance(e, next, now);
         }
         (State::AwaitingEvent { until }, Input::Event(ev)) if *until >= now => {
-            if let Some(Step::WaitForEvent { event, name, next, .. }) = j.def.steps.get(&e.step) {
+            if let Some(Step::WaitForEvent {
+                event, name, next, ..
+            }) = j.def.steps.get(&e.step)
+            {
                 if ev.event_type == event && name.as_deref().is_none_or(|n| ev.name == Some(n)) {
                     let next = next.clone();
                     advance(e, next, now);
                 }
             }
         }
-        (State::AwaitingEvent { until }, _) if *until < now || (*until == now && matches!(input, Input::Tick)) => {
+        (State::AwaitingEvent { until }, _)
+            if *until < now || (*until == now && matches!(input, Input::Tick)) =>
+        {
             let next = match j.def.steps.get(&e.step) {
                 Some(Step::WaitForEvent { on_timeout, .. }) => on_timeout.clone(),
                 _ => None,
@@ -210,7 +231,9 @@ pub fn run(j: &Compiled, e: &mut Enrollment, input: Input<'_>, view: &dyn Person
                 };
                 continue;
             }
-            Step::Branch { then, otherwise, .. } => {
+            Step::Branch {
+                then, otherwise, ..
+            } => {
                 let holds = j.conditions.get(&e.step).is_some_and(|c| view.holds(c));
                 if holds {
                     then.clone()
@@ -248,11 +271,17 @@ pub fn run(j: &Compiled, e: &mut Enrollment, input: Input<'_>, view: &dyn Person
                 next.clone()
             }
             Step::AddTag { tag, next } => {
-                actions.push(Action::AddTag { key, tag: tag.clone() });
+                actions.push(Action::AddTag {
+                    key,
+                    tag: tag.clone(),
+                });
                 next.clone()
             }
             Step::RemoveTag { tag, next } => {
-                actions.push(Action::RemoveTag { key, tag: tag.clone() });
+                actions.push(Action::RemoveTag {
+                    key,
+                    tag: tag.clone(),
+                });
                 next.clone()
             }
             Step::SetTrait { name, value, next } => {
@@ -263,7 +292,9 @@ pub fn run(j: &Compiled, e: &mut Enrollment, input: Input<'_>, view: &dyn Person
                 });
                 next.clone()
             }
-            Step::Task { title, note, next, .. } => {
+            Step::Task {
+                title, note, next, ..
+            } => {
                 let due = j.durations.get(&e.step).map(|d| now.saturating_add(*d));
                 actions.push(Action::Task {
                     key,
@@ -347,7 +378,9 @@ pub fn may_enter(j: &Compiled, last: Option<LastEntry>, now: i64) -> bool {
         crate::journey::Reentry::Once => false,
         crate::journey::Reentry::EveryTime => true,
         crate::journey::Reentry::Cooldown(_) => {
-            now >= last.entered_at.saturating_add(j.reentry_cooldown.unwrap_or(0))
+            now >= last
+                .entered_at
+                .saturating_add(j.reentry_cooldown.unwrap_or(0))
         }
     }
 }

@@ -124,6 +124,19 @@ pub struct Referral {
     pub seq: u64,
 }
 
+/// What a snapshot restores an engine from.
+pub(crate) struct Parts {
+    pub ids: IdentityGraph,
+    pub persons: Vec<Person>,
+    pub channels: Vec<String>,
+    pub referrals: Vec<Referral>,
+    pub campaigns: Vec<String>,
+    pub campaign_clicks: Vec<u64>,
+    pub properties: Vec<PropertyDef>,
+    pub now: i64,
+    pub events_applied: u64,
+}
+
 /// The engine state. See the module docs.
 pub struct Engine {
     pub(crate) ids: IdentityGraph,
@@ -169,33 +182,23 @@ impl Engine {
     }
 
     /// Reassembles an engine from its parts (snapshot loading).
-    pub(crate) fn restore(
-        ids: IdentityGraph,
-        persons: Vec<Person>,
-        channels: Vec<String>,
-        referrals: Vec<Referral>,
-        campaigns: Vec<String>,
-        campaign_clicks: Vec<u64>,
-        properties: Vec<PropertyDef>,
-        now: i64,
-        events_applied: u64,
-    ) -> Engine {
-        let live_persons = persons.iter().filter(|p| p.alive).count();
+    pub(crate) fn restore(parts: Parts) -> Engine {
+        let live_persons = parts.persons.iter().filter(|p| p.alive).count();
         let mut segments = LiveSegments::default();
-        segments.grow(persons.len());
+        segments.grow(parts.persons.len());
         Engine {
-            ids,
-            persons,
+            ids: parts.ids,
+            persons: parts.persons,
             live_persons,
-            channels,
-            referrals,
-            campaigns,
-            campaign_clicks,
+            channels: parts.channels,
+            referrals: parts.referrals,
+            campaigns: parts.campaigns,
+            campaign_clicks: parts.campaign_clicks,
             segments,
-            properties,
+            properties: parts.properties,
             parallelism: 1,
-            now,
-            events_applied,
+            now: parts.now,
+            events_applied: parts.events_applied,
         }
     }
 

@@ -278,17 +278,17 @@ impl Engine {
                 seq: r.u64("referral")?,
             });
         }
-        let mut engine = Engine::restore(
+        let mut engine = Engine::restore(crate::engine::Parts {
             ids,
             persons,
-            defs.channels,
+            channels: defs.channels,
             referrals,
-            defs.campaigns,
-            defs.campaign_clicks,
-            defs.properties,
+            campaigns: defs.campaigns,
+            campaign_clicks: defs.campaign_clicks,
+            properties: defs.properties,
             now,
             events_applied,
-        );
+        });
         for (name, source, expr) in defs.segments {
             engine
                 .define_segment(&name, expr, source)

@@ -829,6 +829,15 @@ async fn invitees(
     check_key(&state, &headers)?;
     let (_, rules) = load(&state, &id).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    if let Some(st) = q
+        .status
+        .as_deref()
+        .filter(|s| !matches!(*s, "valid" | "pending" | "invalid"))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "status `{st}`: use valid, pending or invalid"
+        )));
+    }
     let s = state.clone();
     blocking(move || {
         let engine = read_engine(&s);
@@ -837,12 +846,14 @@ async fn invitees(
         let rows: Vec<Value> = evaluate(&engine, &rules, &o)
             .into_iter()
             .filter(|i| inviter.is_none_or(|x| i.inviter == x))
-            .filter(|i| match (q.status.as_deref(), i.verdict) {
-                (None, _) => true,
-                (Some("valid"), Verdict::Valid) => true,
-                (Some("pending"), Verdict::Pending { .. }) => true,
-                (Some("invalid"), Verdict::Invalid { .. }) => true,
-                _ => false,
+            .filter(|i| {
+                matches!(
+                    (q.status.as_deref(), i.verdict),
+                    (None, _)
+                        | (Some("valid"), Verdict::Valid)
+                        | (Some("pending"), Verdict::Pending { .. })
+                        | (Some("invalid"), Verdict::Invalid { .. })
+                )
             })
             .take(limit)
             .map(|i| json!({"invitee": engine.canonical_id(i.invitee), "inviter": engine.canonical_id(i.inviter), "ts": i.ts, "verdict": i.verdict, "flag": i.flag, "converted": i.converted, "overridden": o.get(&i.invitee)}))

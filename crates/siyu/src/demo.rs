@@ -209,6 +209,7 @@ pub fn prepare(config: &Config) -> Result<String> {
         ("wechat".into(), 1_200_000),
     ];
     store.put_setting("spend", Some(&json!(spend)))?;
+    seed_automation(store.as_mut())?;
     let key = siyu_server::auth::create_write_key(store.as_mut(), "demo", now)?;
     std::fs::create_dir_all(data_dir)?;
     std::fs::write(&key_file, &key)?;
@@ -219,4 +220,50 @@ pub fn prepare(config: &Config) -> Result<String> {
         data_dir.display()
     );
     Ok(key)
+}
+
+/// Demo templates, journeys, auto-reply rules and a fission campaign, so
+/// the console's automation and growth pages have something to show. The
+/// demo has no connectors configured: its sends are dead-lettered
+/// ("unknown channel"), visible in the outbox, until one is.
+fn seed_automation(store: &mut dyn siyu_store::Store) -> Result<()> {
+    let templates = [
+        json!({"name": "welcome", "body": "{{name | default: \"朋友\"}}，欢迎加入！新人券已放入您的账户。回复 TD 退订", "class": "marketing"}),
+        json!({"name": "price", "body": "您好，这款 199 元，资料已发您～", "class": "transactional"}),
+        json!({"name": "winback", "body": "好久不见，{{name | default: \"朋友\"}}！这周会员日全场 8 折", "class": "marketing",
+               "variants": {"email": {"subject": "会员日 8 折", "body": "好久不见！这周会员日全场 8 折。退订：{{unsubscribe_link}}"}}}),
+        json!({"name": "reward", "body": "恭喜！您邀请的好友已达标，奖励已发放", "class": "transactional"}),
+    ];
+    for t in templates {
+        let name = t["name"].as_str().unwrap_or_default().to_string();
+        store.put_setting(&format!("template/{name}"), Some(&t))?;
+    }
+    let journeys = [
+        json!({"name": "welcome", "trigger": {"type": "event", "event": "add_friend", "channel": "wecom"}, "start": "hello",
+               "steps": {"hello": {"type": "send", "template": "welcome", "next": "wait"},
+                         "wait": {"type": "wait_for_event", "event": "purchase", "timeout": "3d", "next": "thanks", "on_timeout": "call"},
+                         "thanks": {"type": "add_tag", "tag": "converted"},
+                         "call": {"type": "task", "title": "回访新好友", "due": "1d"}}}),
+        json!({"name": "winback", "description": "lapsed buyers get one reminder, at 10:00 their time",
+               "trigger": {"type": "segment_entry", "segment": "lapsed_buyers"}, "reentry": {"cooldown": "30d"}, "start": "at10",
+               "steps": {"at10": {"type": "wait_until", "time": "10:00", "next": "send"},
+                         "send": {"type": "send", "template": "winback"}}}),
+    ];
+    for j in journeys {
+        let name = j["name"].as_str().unwrap_or_default().to_string();
+        store.put_setting(&format!("journey/{name}/000001"), Some(&j))?;
+    }
+    store.put_setting(
+        "autoreply/rules",
+        Some(&json!([{"id": "price", "matcher": {"any_of": ["多少钱", "价格", "求资料"]}, "reply_template": "price",
+                       "tags": ["lead"], "create_lead": true}])),
+    )?;
+    store.put_setting(
+        "campaign/double11",
+        Some(&json!({"id": "double11", "name": "双11 老带新", "tiers": [{"invites": 3, "reward": "coupon"}, {"invites": 10, "reward": "gift"}],
+                     "rewards": {"coupon": {"stock": 500, "cost": 1000, "template": "reward"}, "gift": {"stock": 50, "cost": 8900, "template": "reward"}},
+                     "rules": {"convert_within": "14d", "hold": "7d", "max_per_device": 3, "burst_max": 30, "burst_window": "1h"},
+                     "grant": "instant", "landing": {"next": "add_friend"}})),
+    )?;
+    Ok(())
 }

@@ -2,7 +2,9 @@
 
 use serde_json::json;
 use siyu_automation::journey::{Catalog, Compiled, Journey};
-use siyu_automation::machine::{self, Action, Enrollment, EventView, Input, LastEntry, PersonView, State};
+use siyu_automation::machine::{
+    self, Action, Enrollment, EventView, Input, LastEntry, PersonView, State,
+};
 use siyu_engine::segment::Expr;
 
 struct Known;
@@ -61,7 +63,10 @@ fn faults_are_reported_with_their_paths() {
     let errs = compile(v).unwrap_err();
     let has = |p: &str| errs.iter().any(|e| e.starts_with(p));
     assert!(has("steps.hello.next: names no step"), "{errs:#?}");
-    assert!(has("steps.coupon.template: unknown template \"missing\""), "{errs:#?}");
+    assert!(
+        has("steps.coupon.template: unknown template \"missing\""),
+        "{errs:#?}"
+    );
     assert!(has("steps.vip?.condition"), "{errs:#?}");
     assert!(has("steps.pause.duration"), "{errs:#?}");
     assert!(has("trigger.cron"), "{errs:#?}");
@@ -72,12 +77,19 @@ fn unknown_segments_and_cycles_are_rejected() {
     let mut v = welcome();
     v["steps"]["vip?"]["condition"] = json!("in_segment(\"gold\")");
     let errs = compile(v).unwrap_err();
-    assert!(errs.iter().any(|e| e.contains("unknown segment \"gold\"")), "{errs:#?}");
+    assert!(
+        errs.iter().any(|e| e.contains("unknown segment \"gold\"")),
+        "{errs:#?}"
+    );
 
     let mut v = welcome();
     v["steps"]["bye"] = json!({"type": "add_tag", "tag": "x", "next": "pause"});
     let errs = compile(v).unwrap_err();
-    assert!(errs.iter().any(|e| e.contains("cycle") && e.contains("pause → bye → pause")), "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("cycle") && e.contains("pause → bye → pause")),
+        "{errs:#?}"
+    );
 
     let mut v = welcome();
     v["steps"]["orphan"] = json!({"type": "exit"});
@@ -88,7 +100,11 @@ fn unknown_segments_and_cycles_are_rejected() {
     let mut v = welcome();
     v["steps"]["orphan"] = json!({"type": "exit"});
     let errs = compile(v).unwrap_err();
-    assert!(errs.iter().any(|e| e.starts_with("steps.orphan: is never reached")), "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("steps.orphan: is never reached")),
+        "{errs:#?}"
+    );
 
     let v = json!({"name": "x", "trigger": {"type": "segment_entry", "segment": "nope"}, "start": "a",
                    "steps": {"a": {"type": "exit"}}, "surprise": 1});
@@ -110,7 +126,12 @@ impl PersonView for View {
 const T0: i64 = 1_790_000_000;
 
 fn purchase() -> Input<'static> {
-    Input::Event(EventView { event_type: "purchase", channel: "taobao", name: None, text: None })
+    Input::Event(EventView {
+        event_type: "purchase",
+        channel: "taobao",
+        name: None,
+        text: None,
+    })
 }
 
 #[test]
@@ -119,29 +140,53 @@ fn the_machine_runs_until_it_waits_and_takes_the_right_branches() {
     let mut e = machine::enroll(&j, 7, "wecom:a", T0);
     let acts = machine::run(&j, &mut e, Input::Tick, &View { vip: false }, T0);
     assert_eq!(acts.len(), 1);
-    assert!(matches!(&acts[0], Action::Send { key, template, .. } if key == "j/welcome/v1/e7/hello" && template == "welcome"));
-    assert_eq!(e.state, State::AwaitingEvent { until: T0 + 3 * 86400 });
+    assert!(
+        matches!(&acts[0], Action::Send { key, template, .. } if key == "j/welcome/v1/e7/hello" && template == "welcome")
+    );
+    assert_eq!(
+        e.state,
+        State::AwaitingEvent {
+            until: T0 + 3 * 86400
+        }
+    );
     // A purchase before the timeout goes to `next`.
     let mut bought = e.clone();
     let acts = machine::run(&j, &mut bought, purchase(), &View { vip: false }, T0 + 100);
-    assert_eq!(acts, vec![Action::AddTag { key: "j/welcome/v1/e7/thanks".into(), tag: "converted".into() }]);
+    assert_eq!(
+        acts,
+        vec![Action::AddTag {
+            key: "j/welcome/v1/e7/thanks".into(),
+            tag: "converted".into()
+        }]
+    );
     assert!(bought.is_done());
     // Another event type changes nothing.
     let mut other = e.clone();
-    let comment = Input::Event(EventView { event_type: "comment", channel: "douyin", name: None, text: Some("hi") });
+    let comment = Input::Event(EventView {
+        event_type: "comment",
+        channel: "douyin",
+        name: None,
+        text: Some("hi"),
+    });
     assert!(machine::run(&j, &mut other, comment, &View { vip: false }, T0 + 100).is_empty());
     assert_eq!(other, e);
     // The timeout: a VIP gets a task due a day later.
     let mut vip = e.clone();
     let at = T0 + 3 * 86400;
     let acts = machine::run(&j, &mut vip, Input::Tick, &View { vip: true }, at);
-    assert!(matches!(&acts[0], Action::Task { due: Some(d), .. } if *d == at + 86400), "{acts:?}");
+    assert!(
+        matches!(&acts[0], Action::Task { due: Some(d), .. } if *d == at + 86400),
+        "{acts:?}"
+    );
     assert!(vip.is_done());
     // A non-VIP goes down the split; the arm is stable for this enrollment.
     let mut a = e.clone();
     let first = machine::run(&j, &mut a, Input::Tick, &View { vip: false }, at);
     let mut b = e.clone();
-    assert_eq!(machine::run(&j, &mut b, Input::Tick, &View { vip: false }, at), first);
+    assert_eq!(
+        machine::run(&j, &mut b, Input::Tick, &View { vip: false }, at),
+        first
+    );
     assert_eq!(a, b);
 }
 
@@ -158,15 +203,24 @@ fn splits_follow_their_weights() {
             assert!(matches!(e.state, State::Sleeping { until, .. } if until == T0 + 7200));
         }
     }
-    assert!((900..1100).contains(&coupon), "{coupon} of 2000 took the 50% arm");
+    assert!(
+        (900..1100).contains(&coupon),
+        "{coupon} of 2000 took the 50% arm"
+    );
 }
 
 #[test]
 fn reentry_rules() {
     let mut v = welcome();
     let once = compile(v.clone()).unwrap();
-    let done = Some(LastEntry { entered_at: T0, active: false });
-    let active = Some(LastEntry { entered_at: T0, active: true });
+    let done = Some(LastEntry {
+        entered_at: T0,
+        active: false,
+    });
+    let active = Some(LastEntry {
+        entered_at: T0,
+        active: true,
+    });
     assert!(machine::may_enter(&once, None, T0));
     assert!(!machine::may_enter(&once, done, T0 + 1_000_000));
     v["reentry"] = json!("every_time");
@@ -186,13 +240,39 @@ fn event_triggers_filter_on_type_channel_and_text() {
     let mut v = welcome();
     v["trigger"] = json!({"type": "event", "event": "comment", "text_contains": "多少钱"});
     let j = compile(v).unwrap();
-    let ev = |channel, text| EventView { event_type: "comment", channel, name: None, text: Some(text) };
-    assert!(machine::event_fires(&j, &ev("douyin", "请问多少钱？"), &View { vip: false }));
-    assert!(!machine::event_fires(&j, &ev("douyin", "好看"), &View { vip: false }));
+    let ev = |channel, text| EventView {
+        event_type: "comment",
+        channel,
+        name: None,
+        text: Some(text),
+    };
+    assert!(machine::event_fires(
+        &j,
+        &ev("douyin", "请问多少钱？"),
+        &View { vip: false }
+    ));
+    assert!(!machine::event_fires(
+        &j,
+        &ev("douyin", "好看"),
+        &View { vip: false }
+    ));
     let j = compile(welcome()).unwrap();
-    let add = |channel| EventView { event_type: "add_friend", channel, name: None, text: None };
-    assert!(machine::event_fires(&j, &add("wecom"), &View { vip: false }));
-    assert!(!machine::event_fires(&j, &add("wechat"), &View { vip: false }));
+    let add = |channel| EventView {
+        event_type: "add_friend",
+        channel,
+        name: None,
+        text: None,
+    };
+    assert!(machine::event_fires(
+        &j,
+        &add("wecom"),
+        &View { vip: false }
+    ));
+    assert!(!machine::event_fires(
+        &j,
+        &add("wechat"),
+        &View { vip: false }
+    ));
 }
 
 #[test]

@@ -509,7 +509,11 @@ pub fn migrations_are_recorded_once(b: &dyn Backend) {
     drop(s);
     let first = b.migrations();
     let versions: Vec<i64> = first.iter().map(|m| m.0).collect();
-    assert_eq!(versions, vec![1, 2, 3], "every known version, once, in order");
+    assert_eq!(
+        versions,
+        vec![1, 2, 3],
+        "every known version, once, in order"
+    );
     assert!(first.iter().all(|m| m.1 > 1_700_000_000), "{first:?}");
     // Reopening applies nothing again: same rows, same applied_at, data kept.
     for _ in 0..2 {
