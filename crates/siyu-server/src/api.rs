@@ -81,6 +81,7 @@ pub fn routes() -> Vec<Route> {
     ];
     routes.extend(crate::automation_api::routes());
     routes.extend(crate::fission::routes());
+    routes.extend(crate::content::routes());
     routes.extend(crate::communities::routes());
     routes.extend(crate::orders::routes());
     routes

@@ -389,7 +389,9 @@ async fn preview_template(
         state.0.config.public_url.trim_end_matches('/'),
         automation::unsubscribe_token(&state.0.link_secret, &snap.canonical)
     );
-    let vars = snap.vars(&link, &Value::Null);
+    let vars = snap
+        .vars(&link, &Value::Null)
+        .with_links(&state.0.config.public_url, &state.0.link_secret);
     match compiled.render(&channel, &vars) {
         Ok(r) => Ok(Json(
             json!({"person": snap.canonical, "channel": channel, "subject": r.subject, "body": r.body}),
@@ -750,6 +752,7 @@ async fn unsubscribe(
     Path(token): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let canonical = automation::person::verify_unsubscribe_token(&state.0.link_secret, &token)
+        .filter(|c| !c.contains('\n'))
         .ok_or_else(|| ApiError::NotFound("this unsubscribe link is not valid".into()))?;
     let row = ConsentRow {
         ts: now(),

@@ -24,6 +24,7 @@ pub mod automation;
 pub mod automation_api;
 pub mod communities;
 pub mod config;
+pub mod content;
 pub mod definitions;
 pub mod error;
 pub mod fission;

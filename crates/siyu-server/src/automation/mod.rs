@@ -1278,7 +1278,9 @@ impl Executor {
                     None => Err("no_address"),
                     Some(to) => {
                         let unsubscribe = unsubscribe_for(&snap.canonical);
-                        let vars = snap.vars(&unsubscribe, &item.action);
+                        let vars = snap
+                            .vars(&unsubscribe, &item.action)
+                            .with_links(&self.public_url, &self.link_secret);
                         let rendered = compiled.render(&channel, &vars);
                         Ok((
                             to,

@@ -48,6 +48,7 @@ impl<'a> PersonSnapshot<'a> {
             person: self,
             unsubscribe: unsubscribe.to_string(),
             campaign: action.get("campaign").cloned().unwrap_or_default(),
+            links: None,
         }
     }
 }
@@ -68,6 +69,16 @@ pub struct PersonVars<'a> {
     person: &'a PersonSnapshot<'a>,
     unsubscribe: String,
     campaign: serde_json::Value,
+    /// (public URL, link secret) for `{{content.ID}}` tracked links.
+    links: Option<(&'a str, &'a [u8])>,
+}
+
+impl<'a> PersonVars<'a> {
+    /// Lets `{{content.ID}}` render as the person's tracked link.
+    pub fn with_links(mut self, public_url: &'a str, secret: &'a [u8]) -> Self {
+        self.links = Some((public_url, secret));
+        self
+    }
 }
 
 impl Vars for PersonVars<'_> {
@@ -92,6 +103,15 @@ impl Vars for PersonVars<'_> {
                         serde_json::Value::String(s) => Some(Cow::Owned(s.clone())),
                         v => Some(Cow::Owned(v.to_string())),
                     };
+                }
+                if let Some(id) = path.strip_prefix("content.") {
+                    let (url, secret) = self.links?;
+                    return Some(Cow::Owned(crate::content::tracked_link(
+                        url,
+                        secret,
+                        id,
+                        &p.canonical,
+                    )));
                 }
                 if path == "invite_link" {
                     return match self.campaign.get("invite_link")? {

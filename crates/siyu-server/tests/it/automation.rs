@@ -360,3 +360,55 @@ async fn a_signed_inbound_comment_gets_a_keyword_auto_reply() {
     .await;
     wait_until(&app, "/v1/tasks", |v| v.to_string().contains("请问多少钱")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_links_are_tracked_per_person() {
+    let (app, hook) = app_with_hook().await;
+    let (s, b) = put(
+        &app,
+        "/v1/content/guide",
+        json!({"kind": "article", "title": "护肤指南", "url": "https://example.com/guide"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = put(
+        &app,
+        "/v1/content/bad",
+        json!({"kind": "miniprogram", "title": "t", "url": "ftp://x"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    put(
+        &app,
+        "/v1/templates/guide",
+        json!({"body": "指南：{{content.guide}}", "class": "transactional"}),
+    )
+    .await;
+    app.post_events(r#"{"ts": 1790000000, "identity": "wecom:a", "type": "add_friend"}"#)
+        .await;
+    post(
+        &app,
+        "/v1/sends",
+        json!({"id": "g1", "identities": ["wecom:a"], "template": "guide", "channel": "webhook"}),
+    )
+    .await;
+    let got = hook.wait_for(1).await;
+    let body = got[0]["body"].as_str().unwrap();
+    let link = &body[body.find("/c/guide?p=").expect(body)..];
+    let (s, _) = app.call("GET", link, None, "text/plain", "").await;
+    assert_eq!(s, StatusCode::FOUND);
+    let tl = wait_until(&app, "/v1/persons/wecom:a/timeline", |v| {
+        v.to_string().contains("content_view")
+    })
+    .await;
+    assert!(tl.to_string().contains("\"content\":\"guide\""), "{tl}");
+    let (_, list) = app
+        .call("GET", "/v1/content", Some(&app.key), "application/json", "")
+        .await;
+    assert_eq!(list["content"][0]["views"], 1);
+    // A forged token still redirects but records nothing.
+    let (s, _) = app
+        .call("GET", "/c/guide?p=00.00", None, "text/plain", "")
+        .await;
+    assert_eq!(s, StatusCode::FOUND);
+}
