@@ -739,8 +739,21 @@ async fn signup(
         .await
         .map_err(ApiError::Internal)?;
     let new = matches!(appended.first(), Some(siyu_store::Appended::New(_)));
+    // Hand the invitee on: a live code routes them to a group or an
+    // operator with room (communities), else the landing as defined.
+    let live_code = c
+        .landing
+        .get("live_code")
+        .and_then(Value::as_str)
+        .map(|code| {
+            format!(
+                "{}/l/{code}?identity={}",
+                state.0.config.public_url.trim_end_matches('/'),
+                b.identity
+            )
+        });
     Ok(Json(
-        json!({"campaign": campaign, "recorded": new, "next": c.landing}),
+        json!({"campaign": campaign, "recorded": new, "next": c.landing, "live_code_url": live_code}),
     ))
 }
 
