@@ -78,6 +78,8 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/analytics/attribution", "Revenue per channel under first-touch, last-touch and linear attribution (one pass over the log).", analytics_attribution),
         route!(put, "/v1/spend", "Replace the spend table (CSV `day,channel,spend` in cents).", put_spend),
         route!(post, "/v1/admin/keys", "Create a write key (admin token); the key is shown once.", create_key),
+        route!(get, "/v1/admin/keys", "Write keys (id, name, created_at) — never the keys themselves.", list_keys),
+        route!(delete, "/v1/admin/keys/{id}", "Revoke a write key by its id (the first 12 hex digits of its hash); effective at once, audited.", revoke_key),
     ];
     routes.extend(crate::automation_api::routes());
     routes.extend(crate::fission::routes());
@@ -1086,6 +1088,92 @@ async fn create_key(
         .insert(auth::hash_key(&key));
     Ok((
         StatusCode::CREATED,
-        Json(json!({"key": key, "note": "shown once; store it now"})),
+        Json(
+            json!({"key": key, "id": &auth::hash_key(&key)[..KEY_ID_LEN], "note": "shown once; store it now"}),
+        ),
     ))
+}
+
+/// Hex digits of a key's hash that name it in the API.
+const KEY_ID_LEN: usize = 12;
+
+fn require_admin_or_session(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if siyu_console::is_admin_session(&state.0.console, headers) {
+        return Ok(());
+    }
+    require_admin(headers, state.0.config.admin_token.as_deref())
+}
+
+async fn list_keys(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_admin_or_session(&state, &headers)?;
+    let s = state.clone();
+    blocking(move || {
+        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let keys: Vec<Value> = store
+            .list_settings("write_key/")?
+            .into_iter()
+            .map(|(k, v)| {
+                let hash = k.trim_start_matches("write_key/");
+                json!({"id": &hash[..KEY_ID_LEN.min(hash.len())], "name": v.get("name"), "created_at": v.get("created_at")})
+            })
+            .collect();
+        Ok(Json(json!({"keys": keys})))
+    })
+    .await
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin_or_session(&state, &headers)?;
+    if id.len() < 8 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::BadRequest(format!(
+            "key id `{id}`: give at least 8 hex digits from GET /v1/admin/keys"
+        )));
+    }
+    let s = state.clone();
+    let hash = blocking(move || {
+        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let matches: Vec<(String, Value)> =
+            store.list_settings(&format!("write_key/{}", id.to_ascii_lowercase()))?;
+        let (key, v) = match matches.as_slice() {
+            [one] => one.clone(),
+            [] => {
+                return Err(ApiError::NotFound(format!(
+                    "no write key with id `{id}`; GET /v1/admin/keys lists them"
+                )))
+            }
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "key id `{id}` names several keys; give more digits"
+                )))
+            }
+        };
+        store.put_setting(&key, None)?;
+        store.audit(&AuditRecord {
+            id: 0,
+            at: now(),
+            action: "write_key_revoked".into(),
+            subject: v
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            detail: json!({"id": id}),
+        })?;
+        Ok(key.trim_start_matches("write_key/").to_string())
+    })
+    .await?;
+    state
+        .0
+        .keys
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&hash);
+    Ok(Json(json!({"id": &hash[..KEY_ID_LEN], "revoked": true})))
 }

@@ -282,6 +282,107 @@ async fn no_key_no_write() {
 }
 
 #[tokio::test]
+async fn a_revoked_key_stops_working_at_once() {
+    let t = TestApp::spawn().await;
+    let admin = Some("admin-secret");
+    let (s, b) = t
+        .call(
+            "POST",
+            "/v1/admin/keys",
+            admin,
+            "application/json",
+            r#"{"name":"pos"}"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (key, id) = (
+        b["key"].as_str().unwrap().to_string(),
+        b["id"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(
+        t.call("POST", "/v1/events", Some(&key), "application/json", GOOD)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (_, list) = t
+        .call("GET", "/v1/admin/keys", admin, "application/json", "")
+        .await;
+    assert!(
+        list["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["id"] == id.as_str() && k["name"] == "pos"),
+        "{list}"
+    );
+    assert!(
+        !list.to_string().contains(&key),
+        "keys are never shown again"
+    );
+    // Only with the admin token; a bad id says what to give.
+    assert_eq!(
+        t.call(
+            "DELETE",
+            &format!("/v1/admin/keys/{id}"),
+            Some(&key),
+            "application/json",
+            ""
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        t.call(
+            "DELETE",
+            "/v1/admin/keys/xyz",
+            admin,
+            "application/json",
+            ""
+        )
+        .await
+        .0,
+        StatusCode::BAD_REQUEST
+    );
+    let (s, b) = t
+        .call(
+            "DELETE",
+            &format!("/v1/admin/keys/{id}"),
+            admin,
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        t.call("POST", "/v1/events", Some(&key), "application/json", GOOD)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        t.call(
+            "DELETE",
+            &format!("/v1/admin/keys/{id}"),
+            admin,
+            "application/json",
+            ""
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    // The test's own key still works.
+    assert_eq!(
+        t.call("POST", "/v1/events", Some(&t.key), "application/json", GOOD)
+            .await
+            .0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
 async fn segment_sdk_messages_land_as_siyu_events() {
     let t = TestApp::spawn().await;
     let basic = {
