@@ -47,6 +47,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/healthz", "Liveness: 200 when the engine is loaded.", healthz),
         route!(get, "/metrics", "Prometheus metrics (ingest counts, latencies, persons).", metrics),
         route!(get, "/openapi.json", "This API description.", openapi),
+        route!(get, "/v1/workspace", "The workspace (brand) this request reached.", workspace),
         route!(post, "/v1/events", "Ingest events (JSON array or NDJSON, wire format v1). Valid events are stored; each rejected one is reported with its index, field and fix. Idempotent on `id`.", ingest_events),
         route!(post, "/v1/track", "Segment-compatible track (basic auth with the write key).", segment_track),
         route!(post, "/v1/identify", "Segment-compatible identify.", segment_identify),
@@ -1176,4 +1177,12 @@ async fn revoke_key(
         .unwrap_or_else(|e| e.into_inner())
         .remove(&hash);
     Ok(Json(json!({"id": &hash[..KEY_ID_LEN], "revoked": true})))
+}
+
+async fn workspace(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    Ok(Json(json!({"workspace": state.0.config.workspace})))
 }

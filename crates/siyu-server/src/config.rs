@@ -34,6 +34,59 @@ pub struct Config {
     pub public_url: String,
     /// Retry policy of the connectors.
     pub retry: siyu_connectors::RetryPolicy,
+    /// This store's workspace (one brand); "default" unless served as one
+    /// of several (`[workspaces.NAME]`).
+    pub workspace: String,
+    /// Further brands served by the same process, each with its own store,
+    /// engine, keys, console accounts and automation: data isolated.
+    pub workspaces: std::collections::BTreeMap<String, WorkspaceConfig>,
+}
+
+/// `[workspaces.NAME]`: a brand. Requests reach it by `Host` (when `host`
+/// is set) or by the `X-Siyu-Workspace: NAME` header.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceConfig {
+    /// Host name routed to this workspace (e.g. `brand-a.crm.example.com`).
+    pub host: Option<String>,
+    /// Its data dir; default `<data_dir>/workspaces/NAME`.
+    pub data_dir: Option<PathBuf>,
+    /// Its PostgreSQL schema; default `<schema or "siyu">_NAME`.
+    pub database_schema: Option<String>,
+    /// Its admin token; default the main one.
+    pub admin_token: Option<String>,
+    /// Its public URL (links in messages); default the main one.
+    pub public_url: Option<String>,
+}
+
+impl Config {
+    /// The configuration of workspace `name` (its own store; connectors,
+    /// limits and the database server shared with the main one).
+    pub fn for_workspace(&self, name: &str, w: &WorkspaceConfig) -> Config {
+        let mut c = self.clone();
+        c.workspace = name.to_string();
+        c.workspaces.clear();
+        c.listen = "127.0.0.1:0".into();
+        c.data_dir = w
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("workspaces").join(name));
+        if self.database_url.is_some() {
+            c.database_schema = Some(w.database_schema.clone().unwrap_or_else(|| {
+                format!(
+                    "{}_{name}",
+                    self.database_schema.as_deref().unwrap_or("siyu")
+                )
+            }));
+        }
+        if let Some(t) = &w.admin_token {
+            c.admin_token = Some(t.clone());
+        }
+        if let Some(u) = &w.public_url {
+            c.public_url = u.clone();
+        }
+        c
+    }
 }
 
 impl Default for Config {
@@ -49,6 +102,8 @@ impl Default for Config {
             inbound_secrets: Default::default(),
             public_url: "http://127.0.0.1:8080".into(),
             retry: Default::default(),
+            workspace: "default".into(),
+            workspaces: Default::default(),
         }
     }
 }
@@ -66,6 +121,7 @@ struct FileConfig {
     connectors: Option<siyu_connectors::ConnectorsConfig>,
     inbound: Option<std::collections::BTreeMap<String, String>>,
     public_url: Option<String>,
+    workspaces: Option<std::collections::BTreeMap<String, WorkspaceConfig>>,
 }
 
 /// Values given on the command line (None = not given).
@@ -100,6 +156,15 @@ impl Config {
             c.connectors = f.connectors.unwrap_or_default();
             c.inbound_secrets = f.inbound.unwrap_or_default();
             c.public_url = f.public_url.unwrap_or(c.public_url);
+            c.workspaces = f.workspaces.unwrap_or_default();
+            for name in c.workspaces.keys() {
+                if name == "default" || !siyu_domain::Channel::is_valid(name) {
+                    anyhow::bail!(
+                        "config file {}: workspace name `{name}`: use lowercase letters, digits and _ (and not `default`)",
+                        path.display()
+                    );
+                }
+            }
         }
         if let Some(v) = env("SIYU_LISTEN") {
             c.listen = v;
@@ -190,6 +255,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("lisen"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn workspaces_get_their_own_store() {
+        let dir = std::env::temp_dir().join(format!("siyu-config-ws-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("siyu.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/d\"\n[workspaces.brand_b]\nhost = \"b.example.com\"\n[workspaces.brand_c]\nadmin_token = \"c\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), &|_| None, Overrides::default()).unwrap();
+        assert_eq!(c.workspaces.len(), 2);
+        let b = c.for_workspace("brand_b", &c.workspaces["brand_b"]);
+        assert_eq!(b.data_dir, PathBuf::from("/d/workspaces/brand_b"));
+        assert_eq!(b.workspace, "brand_b");
+        assert!(b.workspaces.is_empty());
+        let mut pg = c.clone();
+        pg.database_url = Some("postgres://x".into());
+        let cc = pg.for_workspace("brand_c", &pg.workspaces["brand_c"]);
+        assert_eq!(cc.database_schema.as_deref(), Some("siyu_brand_c"));
+        assert_eq!(cc.admin_token.as_deref(), Some("c"));
+        std::fs::write(&file, "[workspaces.Bad-Name]\n").unwrap();
+        let err = Config::load(Some(&file), &|_| None, Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Bad-Name"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
     }
 }

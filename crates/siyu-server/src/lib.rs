@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod orders;
 pub mod ratelimit;
+pub mod workspace;
 pub mod writer;
 
 use crate::config::Config;
@@ -315,6 +316,52 @@ impl Application {
 
     pub fn state(&self) -> AppState {
         self.state.clone()
+    }
+
+    /// Serves this application and the `others` (workspaces: name, host,
+    /// application) on this one's listener until `shutdown`, then stops
+    /// every writer (each writes a final engine snapshot).
+    pub async fn run_with_workspaces(
+        self,
+        others: Vec<(String, Option<String>, Application)>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            state,
+            writer_thread,
+        } = self;
+        let mut threads = vec![writer_thread];
+        let mut states = vec![state.clone()];
+        let mut routed = Vec::new();
+        for (name, host, app) in others {
+            let Application {
+                state: s,
+                writer_thread: w,
+                ..
+            } = app;
+            threads.push(w);
+            states.push(s.clone());
+            routed.push((name, host, s));
+        }
+        for s in &states {
+            crate::communities::spawn(s.clone());
+            crate::fission::spawn(s.clone());
+        }
+        let router = workspace::Workspaces::new(state, routed).router();
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        drop(states);
+        for t in threads {
+            tokio::task::spawn_blocking(move || t.join())
+                .await?
+                .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
+        }
+        Ok(())
     }
 
     /// Serves until `shutdown` resolves, then stops the writer (which

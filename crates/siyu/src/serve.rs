@@ -24,7 +24,7 @@ pub struct ServeArgs {
     /// Admin token for /v1/admin endpoints.
     #[arg(long)]
     pub admin_token: Option<String>,
-    /// A TOML file with any of: listen, data_dir, database_url, database_schema, admin_token, max_body_bytes.
+    /// A TOML file with any of: listen, data_dir, database_url, database_schema, admin_token, max_body_bytes, public_url, [connectors.*], [inbound], [workspaces.NAME].
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -82,12 +82,23 @@ async fn shutdown_signal() {
 }
 
 async fn run(config: Config, banner: impl FnOnce(&str)) -> Result<()> {
+    let mut others = Vec::new();
+    for (name, w) in &config.workspaces {
+        let app = Application::build(config.for_workspace(name, w))
+            .await
+            .with_context(|| format!("starting workspace {name}"))?;
+        others.push((name.clone(), w.host.clone(), app));
+    }
     let app = Application::build(config).await?;
     let addr = app.local_addr();
     let url = format!("http://{addr}");
-    tracing::info!(%url, "siyu listening");
+    tracing::info!(%url, workspaces = others.len() + 1, "siyu listening");
     banner(&url);
-    app.run_until(shutdown_signal()).await
+    if others.is_empty() {
+        app.run_until(shutdown_signal()).await
+    } else {
+        app.run_with_workspaces(others, shutdown_signal()).await
+    }
 }
 
 pub fn serve(args: ServeArgs) -> Result<()> {

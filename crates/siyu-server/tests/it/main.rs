@@ -9,6 +9,7 @@ mod fission;
 mod ingest;
 mod orders;
 mod rebuild;
+mod workspaces;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
