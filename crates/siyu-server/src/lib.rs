@@ -22,6 +22,7 @@ pub mod attribution;
 pub mod auth;
 pub mod automation;
 pub mod automation_api;
+pub mod cache;
 pub mod communities;
 pub mod config;
 pub mod content;
@@ -66,6 +67,10 @@ pub struct Inner {
     pub link_secret: Vec<u8>,
     /// Fission campaigns' poster renderers and landing rate limit.
     pub fission: fission::FissionState,
+    /// Cached analytics answers (the dashboard).
+    pub analytics_cache: cache::AnalyticsCache,
+    /// A random key valid only inside this process (the cache warmer).
+    pub internal_key: String,
 }
 
 #[derive(Clone)]
@@ -120,6 +125,10 @@ pub fn app(state: AppState) -> Router {
     router
         // Logged by route template: paths hold identities (personal data).
         .route_layer(axum::middleware::from_fn(log_request))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cache::layer,
+        ))
         .merge(siyu_console::router())
         .fallback(|| async {
             error::ApiError::NotFound("no such endpoint; GET /openapi.json lists them".into())
@@ -300,6 +309,8 @@ impl Application {
             automation: automation::AutomationHandle { tx: auto_tx },
             link_secret,
             fission: Default::default(),
+            analytics_cache: Default::default(),
+            internal_key: auth::new_key()?,
         }));
         Ok(Application {
             listener,
@@ -347,6 +358,7 @@ impl Application {
         for s in &states {
             crate::communities::spawn(s.clone());
             crate::fission::spawn(s.clone());
+            crate::cache::spawn_warmer(s.clone());
         }
         let router = workspace::Workspaces::new(state, routed).router();
         axum::serve(
@@ -377,6 +389,7 @@ impl Application {
         } = self;
         crate::communities::spawn(state.clone());
         crate::fission::spawn(state.clone());
+        crate::cache::spawn_warmer(state.clone());
         axum::serve(
             listener,
             app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),

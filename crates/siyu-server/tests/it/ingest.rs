@@ -582,3 +582,37 @@ async fn openapi_lists_every_route_and_metrics_count_ingest() {
         (StatusCode::NOT_FOUND, Some("not_found"))
     );
 }
+
+#[tokio::test]
+async fn analytics_answers_are_cached_until_the_engine_changes() {
+    use std::sync::atomic::Ordering;
+    let t = TestApp::spawn().await;
+    t.post_events(
+        r#"{"ts": 1790000000, "identity": "douyin:a", "type": "purchase", "amount": 100}"#,
+    )
+    .await;
+    let (_, first) = t.get("/v1/analytics/repurchase").await;
+    let cache = &t.state.0.analytics_cache;
+    let hits = cache.hits.load(Ordering::Relaxed);
+    let (_, again) = t.get("/v1/analytics/repurchase").await;
+    assert_eq!(again, first);
+    assert_eq!(cache.hits.load(Ordering::Relaxed), hits + 1);
+    // Unauthorized requests are refused before the cache is consulted.
+    let (s, _) = t
+        .call(
+            "GET",
+            "/v1/analytics/repurchase",
+            Some("sk_wrong"),
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // A new event makes the next answer a fresh one.
+    t.post_events(
+        r#"{"ts": 1790000100, "identity": "douyin:a", "type": "purchase", "amount": 100}"#,
+    )
+    .await;
+    let (_, fresh) = t.get("/v1/analytics/repurchase").await;
+    assert_ne!(fresh, first, "{fresh}");
+}

@@ -1,0 +1,127 @@
+//! Answers of the whole-population analytics (`GET /v1/analytics/*`),
+//! cached per engine state so the console's dashboard never waits for a
+//! full pass: an entry is valid while no event was applied, the engine's
+//! minute has not changed and no spend table was saved. A background task
+//! keeps the dashboard's queries warm after every change, so at 1M persons
+//! a page load reads answers computed beforehand.
+
+use crate::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// The queries the console's dashboard makes (kept warm).
+pub const DASHBOARD: &[&str] = &[
+    "/v1/analytics/funnel",
+    "/v1/analytics/roi",
+    "/v1/analytics/cohorts?weeks=12",
+    "/v1/analytics/rfm",
+    "/v1/analytics/repurchase",
+];
+
+/// Most entries kept (different query strings); cleared when exceeded.
+const MAX_ENTRIES: usize = 256;
+
+#[derive(Default)]
+pub struct AnalyticsCache {
+    entries: Mutex<HashMap<String, ((u64, i64, u64), StatusCode, Bytes)>>,
+    /// Bumped when an input other than events changes (the spend table).
+    pub generation: AtomicU64,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+}
+
+fn stamp(state: &AppState) -> (u64, i64, u64) {
+    let e = state.0.engine.read().unwrap_or_else(|e| e.into_inner());
+    (
+        e.events_applied(),
+        e.now().div_euclid(60),
+        state.0.analytics_cache.generation.load(Ordering::Relaxed),
+    )
+}
+
+/// Middleware: serve a cached answer when the engine has not changed.
+/// Authorization is checked first, exactly as the handler would.
+pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let cacheable = req.method() == Method::GET && req.uri().path().starts_with("/v1/analytics/");
+    if !cacheable {
+        return next.run(req).await;
+    }
+    if let Err(e) = crate::api::check_key(&state, req.headers()) {
+        return e.into_response();
+    }
+    let key = req
+        .uri()
+        .path_and_query()
+        .map_or_else(String::new, |p| p.as_str().to_string());
+    let now = stamp(&state);
+    let cache = &state.0.analytics_cache;
+    if let Some((s, status, body)) = cache
+        .entries
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+    {
+        if *s == now {
+            cache.hits.fetch_add(1, Ordering::Relaxed);
+            return respond(*status, body.clone());
+        }
+    }
+    cache.misses.fetch_add(1, Ordering::Relaxed);
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if status != StatusCode::OK {
+        return resp;
+    }
+    let Ok(body) = axum::body::to_bytes(resp.into_body(), 64 << 20).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let mut entries = cache.entries.lock().unwrap_or_else(|e| e.into_inner());
+    if entries.len() >= MAX_ENTRIES {
+        entries.clear();
+    }
+    entries.insert(key, (now, status, body.clone()));
+    respond(status, body)
+}
+
+fn respond(status: StatusCode, body: Bytes) -> Response {
+    let mut r = (status, Body::from(body)).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Recomputes the dashboard's answers after every change (checked each
+/// few seconds), through the router so they land in the cache.
+pub fn spawn_warmer(state: AppState) {
+    tokio::spawn(async move {
+        let mut last = None;
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3));
+        loop {
+            tick.tick().await;
+            let now = stamp(&state);
+            if last == Some(now) {
+                continue;
+            }
+            for uri in DASHBOARD {
+                let req = Request::builder()
+                    .uri(*uri)
+                    .header(
+                        header::AUTHORIZATION,
+                        format!("Bearer {}", state.0.internal_key),
+                    )
+                    .body(Body::empty())
+                    .expect("a valid request");
+                let _ = tower::ServiceExt::oneshot(crate::app(state.clone()), req).await;
+            }
+            last = Some(now);
+        }
+    });
+}
