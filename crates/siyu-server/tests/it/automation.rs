@@ -71,8 +71,12 @@ impl Receiver {
 }
 
 async fn app_with_hook() -> (TestApp, Receiver) {
+    app_with_hook_on(Backend::Sqlite).await
+}
+
+async fn app_with_hook_on(backend: Backend) -> (TestApp, Receiver) {
     let (rx, url) = Receiver::start().await;
-    let app = TestApp::spawn_with(Backend::Sqlite, 1 << 20, |c| {
+    let app = TestApp::spawn_with(backend, 1 << 20, |c| {
         c.connectors.webhook = Some(WebhookConfig {
             url,
             secret: Secret::new(SECRET),
@@ -137,7 +141,16 @@ async fn wait_until<F: Fn(&Value) -> bool>(app: &TestApp, path: &str, ok: F) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journey_sends_through_a_signed_webhook_and_tags_the_person() {
-    let (app, hook) = app_with_hook().await;
+    journey_sends_and_tags(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journey_sends_and_tags_on_postgres_too() {
+    journey_sends_and_tags(Backend::Postgres).await;
+}
+
+async fn journey_sends_and_tags(backend: Backend) {
+    let (app, hook) = app_with_hook_on(backend).await;
     let (s, b) = put(&app, "/v1/templates/welcome", json!({"body": "你好 {{name | default: \"朋友\"}}！退订: {{unsubscribe_link}}", "class": "transactional"})).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let journey = json!({
