@@ -241,6 +241,8 @@ impl Application {
         let (changes, _) = broadcast::channel(4096);
         let (tx, rx) = std::sync::mpsc::channel();
         let (auto_tx, auto_rx) = std::sync::mpsc::channel();
+        let wants_all = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let wants_all_handle = wants_all.clone();
         let w = Writer {
             store,
             engine: engine.clone(),
@@ -255,6 +257,7 @@ impl Application {
             rebuilding: None,
             applied_offset,
             automation: Some(auto_tx.clone()),
+            automation_wants_all: wants_all.clone(),
         };
         let writer_thread = std::thread::Builder::new()
             .name("siyu-writer".into())
@@ -287,6 +290,7 @@ impl Application {
                     clock: writer::wall_clock,
                     public_url: config.public_url.clone(),
                     link_secret,
+                    wants_all,
                 })
             })
             .await??
@@ -306,7 +310,10 @@ impl Application {
             changes,
             config,
             console: Default::default(),
-            automation: automation::AutomationHandle { tx: auto_tx },
+            automation: automation::AutomationHandle {
+                tx: auto_tx,
+                wants_all: wants_all_handle,
+            },
             link_secret,
             fission: Default::default(),
             analytics_cache: Default::default(),

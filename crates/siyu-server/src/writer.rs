@@ -87,6 +87,10 @@ pub struct Writer {
     /// The automation executor's queue: applied events and segment
     /// changes are forwarded to it (never blocks: unbounded channel).
     pub automation: Option<Sender<crate::automation::AutoInput>>,
+    /// Set by the executor while any journey exists: then it needs every
+    /// event (triggers, wait-for-event); else only the ones consent and
+    /// auto-replies read, so a bulk import does not flood its queue.
+    pub automation_wants_all: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A rebuild of the engine from the store, running on its own thread.
@@ -221,10 +225,18 @@ impl Writer {
             // Events first: a journey triggered by an event sees the
             // person's segment entries that event caused after it.
             if let Some(tx) = &self.automation {
-                let _ = tx.send(crate::automation::AutoInput::Applied {
-                    events: slice.iter().map(|&(o, e)| (o, e.clone())).collect(),
-                    changes: Vec::new(),
-                });
+                let all = self.automation_wants_all.load(Ordering::Relaxed);
+                let events: Vec<(u64, Event)> = slice
+                    .iter()
+                    .filter(|(_, e)| all || crate::automation::always_wanted(e))
+                    .map(|&(o, e)| (o, e.clone()))
+                    .collect();
+                if !events.is_empty() {
+                    let _ = tx.send(crate::automation::AutoInput::Applied {
+                        events,
+                        changes: Vec::new(),
+                    });
+                }
             }
             history.extend(self.publish(&engine, &changes));
         }

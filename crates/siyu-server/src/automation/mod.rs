@@ -126,6 +126,8 @@ fn mass() -> SendKind {
 #[derive(Clone)]
 pub struct AutomationHandle {
     pub tx: Sender<AutoInput>,
+    /// Shared with the writer and the executor (see `ExecutorParts`).
+    pub wants_all: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AutomationHandle {
@@ -188,6 +190,9 @@ impl AutomationHandle {
     }
 
     pub fn reload(&self) {
+        // Until the executor has looked, assume a journey needs every
+        // event: none may slip past between the save and the reload.
+        self.wants_all.store(true, Ordering::Relaxed);
         let _ = self.tx.send(AutoInput::Reload);
     }
 }
@@ -327,6 +332,15 @@ pub struct ExecutorParts {
     pub clock: fn() -> i64,
     pub public_url: String,
     pub link_secret: Vec<u8>,
+    /// Tells the writer whether every event is needed (any journey).
+    pub wants_all: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Events the executor reads even with no journey: opt-outs (the consent
+/// ledger) and inbound texts (unsubscribe replies, keyword auto-replies).
+pub fn always_wanted(e: &Event) -> bool {
+    matches!(e.event_type, EventType::OptOut | EventType::Comment)
+        || (e.event_type == EventType::Custom && e.name.as_deref() == Some("message"))
 }
 
 pub struct Executor {
@@ -360,6 +374,7 @@ pub struct Executor {
     delayed_items: HashMap<String, OutboxItem>,
     /// `message_sent` events of confirmed sends, appended once per pass.
     sent_events: Vec<Event>,
+    wants_all: Arc<std::sync::atomic::AtomicBool>,
     last_sweep: i64,
     commit: AutomationCommit,
 }
@@ -392,6 +407,7 @@ impl Executor {
             clock,
             public_url,
             link_secret,
+            wants_all,
         } = parts;
         let defs = {
             let e = engine.read().unwrap_or_else(|e| e.into_inner());
@@ -420,6 +436,7 @@ impl Executor {
             delayed: BinaryHeap::new(),
             delayed_items: HashMap::new(),
             sent_events: Vec::new(),
+            wants_all,
             last_sweep: now,
             commit: AutomationCommit::default(),
         };
@@ -458,7 +475,14 @@ impl Executor {
             journeys = x.defs.journeys.len(),
             "automation executor loaded"
         );
+        x.publish_interest();
         Ok(x)
+    }
+
+    /// Every event is needed while a journey exists or someone is enrolled.
+    fn publish_interest(&self) {
+        let all = !self.defs.journeys.is_empty() || !self.active.is_empty();
+        self.wants_all.store(all, Ordering::Relaxed);
     }
 
     fn track(&mut self, e: Enrollment) {
@@ -585,7 +609,10 @@ impl Executor {
                     load_definitions(self.store.as_mut(), &e)
                 };
                 match loaded {
-                    Ok(d) => self.defs = d,
+                    Ok(d) => {
+                        self.defs = d;
+                        self.publish_interest();
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "reloading automation definitions failed")
                     }
