@@ -64,6 +64,9 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
+/// Outbox items read for the per-step statistics of a report.
+const STEP_STATS_LIMIT: usize = 200_000;
+
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::InvalidDefinition(format!(
@@ -227,7 +230,7 @@ async fn journey_report(
     check_key(&state, &headers)?;
     let days = q.days.unwrap_or(7).clamp(1, 365);
     let n2 = name.clone();
-    let (enrolled, active, counts) = with_store(&state, move |store| {
+    let (enrolled, active, counts, steps) = with_store(&state, move |store| {
         if journey_versions(store, &n2)?.is_empty() {
             return Err(ApiError::NotFound(format!(
                 "no journey named `{n2}`; GET /v1/journeys lists them"
@@ -235,7 +238,34 @@ async fn journey_report(
         }
         let all = store.enrollments(&n2, None, usize::MAX >> 1)?;
         let active = all.iter().filter(|e| !e.done).count();
-        Ok((all.len(), active, store.outbox_counts(Some(&n2))?))
+        // Per step: persons waiting there now, and its effects' verdicts
+        // (an effect's key ends with its step).
+        let mut steps: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for e in all.iter().filter(|e| !e.done) {
+            if let Some(step) = e.state.get("step").and_then(Value::as_str) {
+                *steps
+                    .entry(step.to_string())
+                    .or_default()
+                    .entry("waiting".into())
+                    .or_default() += 1;
+            }
+        }
+        let items = store.outbox_list(&OutboxQuery {
+            journey: Some(n2.clone()),
+            limit: STEP_STATS_LIMIT,
+            ..Default::default()
+        })?;
+        for o in &items {
+            if let Some(step) = o.key.rsplit('/').next() {
+                *steps
+                    .entry(step.to_string())
+                    .or_default()
+                    .entry(o.status.as_str().into())
+                    .or_default() += 1;
+            }
+        }
+        let counts = store.outbox_counts(Some(&n2))?;
+        Ok((all.len(), active, counts, steps))
     })
     .await?;
     let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
@@ -275,6 +305,7 @@ async fn journey_report(
         "conversions": attribution.conversions,
         "revenue": attribution.revenue,
         "by_template": attribution.by_template,
+        "steps": steps,
     })))
 }
 
