@@ -198,6 +198,8 @@ async fn journey_sends_and_tags(backend: Backend) {
         report["sends"], 1,
         "the message_sent event is in the log: {report}"
     );
+    assert_eq!(report["steps"]["hello"]["done"], 1, "{report}");
+    assert_eq!(report["steps"]["tag"]["done"], 1, "{report}");
     // Once: a second add_friend does not enroll again.
     app.post_events(
         r#"{"ts": 1790000100, "identity": "wecom:wm_a", "type": "add_friend", "channel": "wecom"}"#,
