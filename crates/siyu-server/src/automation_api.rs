@@ -53,6 +53,7 @@ pub fn routes() -> Vec<Route> {
         route!(put, "/v1/guardrails", "Replace the guardrail policy.", put_policy),
         route!(post, "/v1/sends", "Mass send a template to a segment or identities, through the guardrails (idempotent on `id`).", mass_send),
         route!(get, "/v1/outbox", "Every send attempt and side effect with its verdict (`status` = pending|done|suppressed|dead, `journey`, `person`, `limit`); `status=dead` is the dead-letter queue.", list_outbox),
+        route!(get, "/v1/outbox/attempts", "The send audit of one item (`key`): every attempt and its verdict (sent, delayed, retrying, done, suppressed, dead, requeued) with why.", outbox_attempts),
         route!(post, "/v1/outbox/retry", "Re-queue a dead-lettered item: `{\"key\": \"…\"}`.", retry_outbox),
         route!(post, "/v1/consent", "Record consent: `{\"identity\", \"channel\" (omit for all), \"granted\"}`.", post_consent),
         route!(get, "/v1/persons/{id}/consent", "The consent ledger of a person (every identity).", person_consent),
@@ -801,4 +802,25 @@ async fn unsubscribe(
     Ok(Html(
         "<!doctype html><meta charset=utf-8><p>已退订。You are unsubscribed.</p>".to_string(),
     ))
+}
+
+#[derive(Deserialize)]
+struct AttemptsQuery {
+    key: String,
+}
+
+async fn outbox_attempts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<AttemptsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    with_store(&state, move |store| {
+        let item = store.outbox_get(&q.key)?;
+        let Some(item) = item else {
+            return Err(ApiError::NotFound(format!("no outbox item `{}`; GET /v1/outbox lists them", q.key)));
+        };
+        Ok(Json(json!({"key": q.key, "status": item.status, "detail": item.detail, "attempts": store.send_attempts(&q.key)?})))
+    })
+    .await
 }

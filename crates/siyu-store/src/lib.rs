@@ -17,7 +17,7 @@ mod sqlite;
 
 pub use crate::automation::{
     AutomationCommit, CommitOutcome, ConsentRow, EnrollmentRow, OutboxItem, OutboxQuery,
-    OutboxStatus, OutboxUpdate, TaskRow,
+    OutboxStatus, OutboxUpdate, SendAttempt, TaskRow,
 };
 pub use crate::postgres::PostgresStore;
 pub use crate::sqlite::SqliteStore;
@@ -144,6 +144,26 @@ pub trait Store: Send {
     /// new offset or the offset of the earlier event with the same id.
     fn append(&mut self, events: &[Event]) -> Result<Vec<Appended>>;
 
+    /// Prepares for appending about `expected` events in large batches
+    /// (`siyu import`). When that is large against the log, the backend may
+    /// drop the events table's secondary indexes (not the unique id index)
+    /// and build them again in [`Store::end_bulk_load`]: one sort instead
+    /// of random inserts. Appends stay atomic, durable and deduplicated;
+    /// timelines and erasure stay correct, only slower, until the end. A
+    /// store whose bulk load was interrupted (crash) rebuilds the indexes
+    /// when it is next opened. The default does nothing.
+    fn begin_bulk_load(&mut self, expected: u64) -> Result<()> {
+        let _ = expected;
+        Ok(())
+    }
+
+    /// Ends a bulk load: builds every index [`Store::begin_bulk_load`]
+    /// dropped and restores the normal settings; durable on return. Does
+    /// nothing when no bulk load is in progress.
+    fn end_bulk_load(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// The head of the log: the highest offset ever assigned (0 when
     /// nothing was appended). Offsets are never reused, so after `erase`
     /// removed the newest events this is above the highest one stored.
@@ -256,4 +276,7 @@ pub trait Store: Send {
 
     /// Marks a task done; false when no open task has that key.
     fn complete_task(&mut self, key: &str, at: i64) -> Result<bool>;
+
+    /// Every attempt at an outbox item, oldest first.
+    fn send_attempts(&mut self, key: &str) -> Result<Vec<SendAttempt>>;
 }

@@ -170,6 +170,36 @@ pub const MIGRATIONS: &[Migration] = &[
     CREATE INDEX tasks_open ON tasks (done_at, created_at);
     ",
     },
+    Migration {
+        version: 4,
+        sql: "
+    -- The send audit: every attempt at an outbox item and its verdict.
+    CREATE TABLE send_attempts (
+        id {auto_key},
+        key TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        verdict TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX send_attempts_key ON send_attempts (key, id);
+    ",
+    },
+];
+
+/// The events table's secondary indexes that a bulk load may drop and
+/// build again at its end (one sorted build instead of millions of random
+/// B-tree inserts), with their portable definitions; each must equal the
+/// index a migration created (a test checks). The unique `events_event_id`
+/// index is never dropped: appends need it for idempotency.
+pub const REBUILDABLE_INDEXES: &[(&str, &str)] = &[
+    (
+        "events_identity_ts",
+        "CREATE INDEX IF NOT EXISTS events_identity_ts ON events (identity, ts)",
+    ),
+    (
+        "events_ref",
+        "CREATE INDEX IF NOT EXISTS events_ref ON events (ref) WHERE ref IS NOT NULL",
+    ),
 ];
 
 /// The newest schema version this build knows.
@@ -215,6 +245,20 @@ mod tests {
         };
         for m in MIGRATIONS {
             assert!(!m.sql(&d).contains('{'), "version {}", m.version);
+        }
+    }
+
+    #[test]
+    fn rebuildable_indexes_match_their_migration() {
+        let d = Dialect {
+            offset_key: "A",
+            auto_key: "B",
+        };
+        let all: String = MIGRATIONS.iter().map(|m| m.sql(&d)).collect();
+        for (name, sql) in REBUILDABLE_INDEXES {
+            let created = sql.replace("IF NOT EXISTS ", "");
+            assert!(all.contains(&format!("{created};")), "{name}");
+            assert!(created.contains(&format!("INDEX {name} ON")), "{name}");
         }
     }
 

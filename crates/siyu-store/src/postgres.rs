@@ -92,6 +92,80 @@ impl Statements {
 pub struct PostgresStore {
     client: Client,
     statements: Statements,
+    /// A bulk load is in progress: `Some(dropped)` says whether it
+    /// dropped the secondary indexes.
+    bulk: Option<bool>,
+}
+
+/// A bulk load drops the secondary indexes only for at least this many
+/// events (and at least as many as the log holds).
+const BULK_MIN_EVENTS: u64 = 100_000;
+
+/// The session advisory lock a bulk load holds while the secondary indexes
+/// may be missing, one per schema: `connect` tells a load in progress
+/// (leave them) from one whose session died (build them). The server
+/// releases it when the session ends, however it ends.
+const BULK_LOCK_KEY: &str = "hashtext('siyu bulk load ' || current_schema())";
+
+fn try_bulk_lock(client: &mut Client) -> Result<bool> {
+    Ok(client
+        .query_one(
+            &format!("SELECT pg_try_advisory_lock({BULK_LOCK_KEY})"),
+            &[],
+        )
+        .map_err(db("taking the bulk-load lock"))?
+        .get(0))
+}
+
+fn bulk_unlock(client: &mut Client) -> Result<()> {
+    client
+        .execute(&format!("SELECT pg_advisory_unlock({BULK_LOCK_KEY})"), &[])
+        .map_err(db("releasing the bulk-load lock"))?;
+    Ok(())
+}
+
+/// The rebuildable indexes (see `migrations::REBUILDABLE_INDEXES`) missing
+/// from the current schema.
+fn missing_indexes(client: &mut Client) -> Result<Vec<&'static str>> {
+    let mut missing = Vec::new();
+    for &(name, sql) in migrations::REBUILDABLE_INDEXES {
+        let exists: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+            .map_err(db("looking for an index"))?
+            .get(0);
+        if !exists {
+            missing.push(sql);
+        }
+    }
+    Ok(missing)
+}
+
+/// Creates every missing rebuildable index in one transaction, with room
+/// to sort in memory; durable on return (synchronous commit).
+fn build_indexes(client: &mut Client) -> Result<()> {
+    let missing = missing_indexes(client)?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut tx = client
+        .transaction()
+        .map_err(db("starting the index build"))?;
+    tx.batch_execute("SET LOCAL maintenance_work_mem = '512MB'")
+        .map_err(db("setting maintenance_work_mem"))?;
+    for sql in missing {
+        tx.batch_execute(sql).map_err(db("building an index"))?;
+    }
+    tx.commit().map_err(db("committing the index build"))
+}
+
+/// Builds the indexes of a bulk load whose session died before its end
+/// did; leaves them to a bulk load still in progress.
+fn repair_indexes(client: &mut Client) -> Result<()> {
+    if missing_indexes(client)?.is_empty() || !try_bulk_lock(client)? {
+        return Ok(());
+    }
+    let built = build_indexes(client);
+    bulk_unlock(client).and(built)
 }
 
 fn read_row(r: &postgres::Row) -> Result<StoredEvent> {
@@ -157,8 +231,13 @@ impl PostgresStore {
                 .map_err(db("selecting the schema"))?;
         }
         migrate(&mut client)?;
+        repair_indexes(&mut client)?;
         let statements = Statements::prepare(&mut client)?;
-        Ok(PostgresStore { client, statements })
+        Ok(PostgresStore {
+            client,
+            statements,
+            bulk: None,
+        })
     }
 
     /// The rows of `schema_migrations`: (version, applied_at), oldest first.
@@ -303,6 +382,44 @@ impl Store for PostgresStore {
         }
         tx.commit().map_err(db("committing append"))?;
         Ok(out)
+    }
+
+    fn begin_bulk_load(&mut self, expected: u64) -> Result<()> {
+        if self.bulk.is_some() {
+            return Ok(());
+        }
+        if !try_bulk_lock(&mut self.client)? {
+            // Another session is bulk loading (its end builds the indexes
+            // over our events too): append as usual.
+            return Ok(());
+        }
+        // The head bounds the number of stored events from above.
+        let stored = self.last_offset()?;
+        let dropped = expected >= BULK_MIN_EVENTS && expected >= stored;
+        if dropped {
+            let names: Vec<&str> = migrations::REBUILDABLE_INDEXES
+                .iter()
+                .map(|(name, _)| *name)
+                .collect();
+            self.client
+                .batch_execute(&format!("DROP INDEX IF EXISTS {}", names.join(", ")))
+                .map_err(db("dropping indexes for the bulk load"))?;
+        }
+        self.bulk = Some(dropped);
+        Ok(())
+    }
+
+    fn end_bulk_load(&mut self) -> Result<()> {
+        let Some(dropped) = self.bulk.take() else {
+            return Ok(());
+        };
+        let built = if dropped {
+            build_indexes(&mut self.client)
+        } else {
+            Ok(())
+        };
+        // Released only after the indexes are committed.
+        bulk_unlock(&mut self.client).and(built)
     }
 
     fn last_offset(&mut self) -> Result<u64> {
@@ -616,6 +733,10 @@ impl Store for PostgresStore {
 
     fn complete_task(&mut self, key: &str, at: i64) -> Result<bool> {
         automation::pg::complete_task(&mut self.client, key, at)
+    }
+
+    fn send_attempts(&mut self, key: &str) -> Result<Vec<crate::SendAttempt>> {
+        automation::pg::send_attempts(&mut self.client, key)
     }
 }
 

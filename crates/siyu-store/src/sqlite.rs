@@ -37,9 +37,58 @@ fn db(step: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     move |e| StoreError::Database(format!("sqlite {step}: {e}"))
 }
 
+/// Next to the database file: a bulk load holds an exclusive lock on it
+/// while the secondary indexes may be missing, so [`SqliteStore::open`]
+/// can tell an import in progress (leave them) from one that died (build
+/// them). The OS drops the lock when the process dies, however it dies.
+pub const BULK_LOCK_FILE: &str = "siyu.db.bulk-lock";
+
+/// A bulk load drops the secondary indexes only for at least this many
+/// events (and at least as many as the log holds): below it, rebuilding
+/// them costs more than it saves.
+const BULK_MIN_EVENTS: u64 = 100_000;
+
+/// Page cache while a bulk load builds the indexes (negative = KiB): the
+/// sorter keeps this much in memory before it spills and merges.
+const BULK_CACHE_KIB: i64 = 256 * 1024;
+
+/// The normal page cache (negative = KiB), see `init`.
+const CACHE_KIB: i64 = 64 * 1024;
+
 /// A store in one SQLite database file (or in memory).
 pub struct SqliteStore {
     conn: Connection,
+    /// `DATA_DIR/siyu.db.bulk-lock`; `None` in memory.
+    bulk_lock_path: Option<std::path::PathBuf>,
+    /// The held lock while a bulk load is in progress.
+    bulk: Option<BulkLoad>,
+}
+
+/// A bulk load in progress.
+struct BulkLoad {
+    /// Exclusive lock on [`BULK_LOCK_FILE`] (none in memory).
+    _lock: Option<std::fs::File>,
+    /// Whether the secondary indexes were dropped.
+    dropped: bool,
+}
+
+/// Tries to take the bulk-load lock without waiting: `None` when another
+/// process holds it.
+fn try_bulk_lock(path: &Path) -> Result<Option<std::fs::File>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| StoreError::Database(format!("opening {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Database(format!(
+            "locking {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 impl SqliteStore {
@@ -52,18 +101,19 @@ impl SqliteStore {
         let conn = Connection::open(&path).map_err(|e| {
             StoreError::Database(format!("opening sqlite database {}: {e}", path.display()))
         })?;
-        Self::init(conn, true)
+        Self::init(conn, Some(data_dir.join(BULK_LOCK_FILE)))
     }
 
     /// A private in-memory database: nothing is durable (tests, tools).
     pub fn open_in_memory() -> Result<Self> {
         Self::init(
             Connection::open_in_memory().map_err(db("open in memory"))?,
-            false,
+            None,
         )
     }
 
-    fn init(conn: Connection, on_disk: bool) -> Result<Self> {
+    fn init(conn: Connection, bulk_lock_path: Option<std::path::PathBuf>) -> Result<Self> {
+        let on_disk = bulk_lock_path.is_some();
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(db("setting busy timeout"))?;
         // 16 KiB pages for a new file (an existing one keeps its size): the
@@ -87,13 +137,89 @@ impl SqliteStore {
         // of a large log in memory; checkpointing at ~64 MiB of WAL rather
         // than the default ~4 MiB writes a page that several batches
         // touched to the database once, not once per batch.
-        conn.pragma_update(None, "cache_size", -65_536)
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)
             .map_err(db("setting cache_size"))?;
         conn.pragma_update(None, "wal_autocheckpoint", 64 * 1024 * 1024 / PAGE_SIZE)
             .map_err(db("setting wal_autocheckpoint"))?;
-        let mut store = SqliteStore { conn };
+        let mut store = SqliteStore {
+            conn,
+            bulk_lock_path,
+            bulk: None,
+        };
         store.migrate()?;
+        store.repair_indexes()?;
         Ok(store)
+    }
+
+    /// The rebuildable indexes (see `migrations::REBUILDABLE_INDEXES`)
+    /// that are missing.
+    fn missing_indexes(&self) -> Result<Vec<&'static str>> {
+        let mut missing = Vec::new();
+        for &(name, sql) in migrations::REBUILDABLE_INDEXES {
+            let exists: bool = self
+                .conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1)",
+                    [name],
+                    |r| r.get(0),
+                )
+                .map_err(db("looking for an index"))?;
+            if !exists {
+                missing.push(sql);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Builds the indexes a bulk load dropped when that load is over: it
+    /// died (nobody holds the bulk lock) before its end built them.
+    /// While another process's bulk load holds the lock, leaves them to it.
+    fn repair_indexes(&mut self) -> Result<()> {
+        let Some(path) = self.bulk_lock_path.clone() else {
+            return Ok(());
+        };
+        if self.missing_indexes()?.is_empty() {
+            return Ok(());
+        }
+        let Some(lock) = try_bulk_lock(&path)? else {
+            return Ok(());
+        };
+        self.build_indexes()?;
+        drop(lock);
+        Ok(())
+    }
+
+    /// Creates every missing rebuildable index in one transaction (each
+    /// `CREATE INDEX` sorts the table's keys once), with a large cache and
+    /// a second sorter thread, and commits (durably: `synchronous=FULL`).
+    fn build_indexes(&mut self) -> Result<()> {
+        let missing = self.missing_indexes()?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        self.conn
+            .pragma_update(None, "cache_size", -BULK_CACHE_KIB)
+            .map_err(db("setting cache_size"))?;
+        self.conn
+            .pragma_update(None, "threads", 2)
+            .map_err(db("setting sorter threads"))?;
+        let built = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db("starting the index build"))?;
+            for sql in missing {
+                tx.execute_batch(sql).map_err(db("building an index"))?;
+            }
+            tx.commit().map_err(db("committing the index build"))
+        })();
+        // Back to the normal settings whether or not the build worked.
+        let restored = self
+            .conn
+            .pragma_update(None, "cache_size", -CACHE_KIB)
+            .and_then(|()| self.conn.pragma_update(None, "threads", 0))
+            .map_err(db("restoring cache_size"));
+        built.and(restored)
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -324,6 +450,52 @@ impl Store for SqliteStore {
         .map_err(db("moving the log head"))?;
         tx.commit().map_err(db("committing append"))?;
         Ok(out)
+    }
+
+    fn begin_bulk_load(&mut self, expected: u64) -> Result<()> {
+        if self.bulk.is_some() {
+            return Ok(());
+        }
+        let lock = match &self.bulk_lock_path {
+            Some(path) => match try_bulk_lock(path)? {
+                Some(lock) => Some(lock),
+                // Another process is bulk loading (its end builds the
+                // indexes over our events too): append as usual.
+                None => return Ok(()),
+            },
+            None => None,
+        };
+        // The head bounds the number of stored events from above.
+        let stored = self.last_offset()?;
+        let dropped = expected >= BULK_MIN_EVENTS && expected >= stored;
+        if dropped {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db("starting the bulk load"))?;
+            for (name, _) in migrations::REBUILDABLE_INDEXES {
+                tx.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))
+                    .map_err(db("dropping an index for the bulk load"))?;
+            }
+            tx.commit().map_err(db("committing the bulk load start"))?;
+        }
+        self.bulk = Some(BulkLoad {
+            _lock: lock,
+            dropped,
+        });
+        Ok(())
+    }
+
+    fn end_bulk_load(&mut self) -> Result<()> {
+        let Some(bulk) = self.bulk.take() else {
+            return Ok(());
+        };
+        if bulk.dropped {
+            self.build_indexes()?;
+        }
+        // The lock is released only now, after the indexes are committed.
+        drop(bulk);
+        Ok(())
     }
 
     fn last_offset(&mut self) -> Result<u64> {
@@ -685,5 +857,9 @@ impl Store for SqliteStore {
 
     fn complete_task(&mut self, key: &str, at: i64) -> Result<bool> {
         automation::sqlite::complete_task(&self.conn, key, at)
+    }
+
+    fn send_attempts(&mut self, key: &str) -> Result<Vec<crate::SendAttempt>> {
+        automation::sqlite::send_attempts(&self.conn, key)
     }
 }

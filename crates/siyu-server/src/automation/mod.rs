@@ -86,6 +86,11 @@ pub enum AutoInput {
         error: String,
         attempts: u32,
     },
+    /// A connector attempt failed and will be retried.
+    Retrying {
+        key: String,
+        detail: String,
+    },
     /// Journeys, templates, rules or the policy changed in settings.
     Reload,
     Mass(MassSend, oneshot::Sender<Result<u64, String>>),
@@ -212,6 +217,15 @@ impl DeliverySink for Sink {
             key: msg.idempotency_key.clone(),
             error: error.to_string(),
             attempts,
+        });
+    }
+    fn retrying(&self, msg: &OutboundMessage, error: &str, attempt: u32, next_in: Duration) {
+        let _ = self.0.send(AutoInput::Retrying {
+            key: msg.idempotency_key.clone(),
+            detail: format!(
+                "attempt {attempt} failed: {error}; next in {} ms",
+                next_in.as_millis()
+            ),
         });
     }
 }
@@ -603,6 +617,7 @@ impl Executor {
                 self.metrics.sends_dead.fetch_add(1, Ordering::Relaxed);
                 self.finish(&key, OutboxStatus::Dead, attempts, error, now);
             }
+            AutoInput::Retrying { key, detail } => self.attempt(&key, "retrying", &detail, now),
             AutoInput::Reload => {
                 let loaded = {
                     let e = self.engine.read().unwrap_or_else(|e| e.into_inner());
@@ -669,6 +684,13 @@ impl Executor {
     }
 
     fn finish(&mut self, key: &str, status: OutboxStatus, attempts: u32, detail: String, now: i64) {
+        let verdict = match status {
+            OutboxStatus::Done => "done",
+            OutboxStatus::Suppressed => "suppressed",
+            OutboxStatus::Dead => "dead",
+            OutboxStatus::Pending => "requeued",
+        };
+        self.attempt(key, verdict, &detail, now);
         self.commit.updates.push(OutboxUpdate {
             key: key.to_string(),
             status,
@@ -676,6 +698,16 @@ impl Executor {
             detail,
             not_before: now,
             updated_at: now,
+        });
+    }
+
+    /// Appends to the send audit (committed with the next transaction).
+    fn attempt(&mut self, key: &str, verdict: &str, detail: &str, now: i64) {
+        self.commit.attempts.push(siyu_store::SendAttempt {
+            key: key.to_string(),
+            at: now,
+            verdict: verdict.to_string(),
+            detail: detail.to_string(),
         });
     }
 
@@ -1371,6 +1403,7 @@ impl Executor {
                     not_before: until,
                     updated_at: now,
                 });
+                self.attempt(&item.key, "delayed", reason.code(), now);
                 let mut later = item.clone();
                 later.not_before = until;
                 self.schedule(later, now);
@@ -1496,10 +1529,12 @@ impl Executor {
             }
             msg.channel = "webhook".into();
         }
+        let channel = msg.channel.clone();
         match d.submit(msg) {
             Ok(()) => {
                 self.in_flight.insert(item.key.clone(), item.clone());
                 self.metrics.sends_submitted.fetch_add(1, Ordering::Relaxed);
+                self.attempt(&item.key, "sent", &channel, now);
                 true
             }
             // The dispatcher dead-lettered it through the sink already.

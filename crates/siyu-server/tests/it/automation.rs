@@ -281,6 +281,33 @@ async fn guardrails_cap_marketing_and_honour_unsubscribe_replies() {
     .await;
     assert_eq!(out["items"][0]["detail"], "marketing_cap", "{out}");
     assert_eq!(out["items"][0]["key"], "m/promo-2/wecom:a");
+    let (_, audit) = app
+        .call(
+            "GET",
+            "/v1/outbox/attempts?key=m/promo-0/wecom:a",
+            Some(&app.key),
+            "application/json",
+            "",
+        )
+        .await;
+    let verdicts: Vec<&str> = audit["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["sent", "done"], "{audit}");
+    let (_, audit) = app
+        .call(
+            "GET",
+            "/v1/outbox/attempts?key=m/promo-2/wecom:a",
+            Some(&app.key),
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(audit["attempts"][0]["verdict"], "suppressed", "{audit}");
+    assert_eq!(audit["attempts"][0]["detail"], "marketing_cap", "{audit}");
     // Replaying a send id sends nothing new.
     post(&app, "/v1/sends", json!({"id": "promo-0", "identities": ["wecom:a"], "template": "promo", "channel": "webhook"})).await;
     // b replies 退订: marketing to b stops, recorded in the ledger.

@@ -120,6 +120,17 @@ pub struct TaskRow {
     pub done_at: Option<i64>,
 }
 
+/// One attempt at an outbox item and its verdict: the send audit, append
+/// only (`sent`, `delivered`, `suppressed`, `delayed`, `retried`, `dead`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendAttempt {
+    pub key: String,
+    pub at: i64,
+    pub verdict: String,
+    /// Why (the suppression or delay reason, the connector's error).
+    pub detail: String,
+}
+
 /// Everything one executor step commits atomically.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AutomationCommit {
@@ -132,6 +143,8 @@ pub struct AutomationCommit {
     pub consent: Vec<ConsentRow>,
     /// Inserted unless the key exists.
     pub tasks: Vec<TaskRow>,
+    /// Appended.
+    pub attempts: Vec<SendAttempt>,
 }
 
 impl AutomationCommit {
@@ -141,6 +154,7 @@ impl AutomationCommit {
             && self.updates.is_empty()
             && self.consent.is_empty()
             && self.tasks.is_empty()
+            && self.attempts.is_empty()
     }
 }
 

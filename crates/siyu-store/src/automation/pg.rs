@@ -3,8 +3,8 @@
 
 use super::{
     parse_json, parse_status, AutomationCommit, CommitOutcome, ConsentRow, EnrollmentRow,
-    OutboxItem, OutboxQuery, OutboxStatus, TaskRow, ENROLLMENT_COLUMNS, OUTBOX_COLUMNS,
-    TASK_COLUMNS,
+    OutboxItem, OutboxQuery, OutboxStatus, SendAttempt, TaskRow, ENROLLMENT_COLUMNS,
+    OUTBOX_COLUMNS, TASK_COLUMNS,
 };
 use crate::row::to_sql_int;
 use crate::{Result, StoreError};
@@ -199,6 +199,15 @@ pub(crate) fn commit(client: &mut Client, c: &AutomationCommit) -> Result<Commit
             .map_err(db("inserting a task"))?;
         }
     }
+    if !c.attempts.is_empty() {
+        let ins = tx
+            .prepare("INSERT INTO send_attempts (key, at, verdict, detail) VALUES ($1, $2, $3, $4)")
+            .map_err(db("preparing send attempt insert"))?;
+        for a in &c.attempts {
+            tx.execute(&ins, &[&a.key, &a.at, &a.verdict, &a.detail])
+                .map_err(db("recording a send attempt"))?;
+        }
+    }
     tx.commit().map_err(db("committing automation"))?;
     Ok(out)
 }
@@ -388,8 +397,30 @@ pub(crate) fn complete_task(client: &mut Client, key: &str, at: i64) -> Result<b
     Ok(n > 0)
 }
 
+pub(crate) fn send_attempts(client: &mut Client, key: &str) -> Result<Vec<SendAttempt>> {
+    Ok(client
+        .query(
+            "SELECT key, at, verdict, detail FROM send_attempts WHERE key = $1 ORDER BY id",
+            &[&key],
+        )
+        .map_err(db("reading send attempts"))?
+        .iter()
+        .map(|r| SendAttempt {
+            key: r.get(0),
+            at: r.get(1),
+            verdict: r.get(2),
+            detail: r.get(3),
+        })
+        .collect())
+}
+
 /// Erasure: every automation row naming one of `ids`.
 pub(crate) fn erase(tx: &mut postgres::Transaction<'_>, ids: &[&str]) -> Result<()> {
+    tx.execute(
+        "DELETE FROM send_attempts WHERE key IN (SELECT key FROM outbox WHERE identity = ANY($1))",
+        &[&ids],
+    )
+    .map_err(db("erasing send attempts"))?;
     for (table, step) in [
         ("enrollments", "erasing enrollments"),
         ("outbox", "erasing outbox items"),

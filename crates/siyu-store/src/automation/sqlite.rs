@@ -2,8 +2,8 @@
 
 use super::{
     parse_json, parse_status, AutomationCommit, CommitOutcome, ConsentRow, EnrollmentRow,
-    OutboxItem, OutboxQuery, OutboxStatus, TaskRow, ENROLLMENT_COLUMNS, OUTBOX_COLUMNS,
-    TASK_COLUMNS,
+    OutboxItem, OutboxQuery, OutboxStatus, SendAttempt, TaskRow, ENROLLMENT_COLUMNS,
+    OUTBOX_COLUMNS, TASK_COLUMNS,
 };
 use crate::row::to_sql_int;
 use crate::{Result, StoreError};
@@ -269,6 +269,17 @@ pub(crate) fn commit(conn: &mut Connection, c: &AutomationCommit) -> Result<Comm
             .map_err(db("inserting a task"))?;
         }
     }
+    {
+        let mut ins = tx
+            .prepare_cached(
+                "INSERT INTO send_attempts (key, at, verdict, detail) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(db("preparing send attempt insert"))?;
+        for a in &c.attempts {
+            ins.execute(params![a.key, a.at, a.verdict, a.detail])
+                .map_err(db("recording a send attempt"))?;
+        }
+    }
     tx.commit().map_err(db("committing automation"))?;
     Ok(out)
 }
@@ -485,8 +496,35 @@ pub(crate) fn complete_task(conn: &Connection, key: &str, at: i64) -> Result<boo
     Ok(n > 0)
 }
 
+pub(crate) fn send_attempts(conn: &Connection, key: &str) -> Result<Vec<SendAttempt>> {
+    let step = "reading send attempts";
+    let mut st = conn
+        .prepare_cached(
+            "SELECT key, at, verdict, detail FROM send_attempts WHERE key = ?1 ORDER BY id",
+        )
+        .map_err(db(step))?;
+    let rows = st
+        .query_map([key], |r| {
+            Ok(SendAttempt {
+                key: r.get(0)?,
+                at: r.get(1)?,
+                verdict: r.get(2)?,
+                detail: r.get(3)?,
+            })
+        })
+        .map_err(db(step))?
+        .collect::<Raw<Vec<_>>>()
+        .map_err(db(step))?;
+    Ok(rows)
+}
+
 /// Erasure: every automation row naming one of `ids` (a JSON array).
 pub(crate) fn erase(tx: &rusqlite::Transaction<'_>, ids: &str) -> Result<()> {
+    tx.execute(
+        "DELETE FROM send_attempts WHERE key IN (SELECT key FROM outbox WHERE identity IN (SELECT value FROM json_each(?1)))",
+        [ids],
+    )
+    .map_err(db("erasing send attempts"))?;
     for (table, step) in [
         ("enrollments", "erasing enrollments"),
         ("outbox", "erasing outbox items"),

@@ -6,7 +6,7 @@ use serde_json::json;
 use siyu_domain::Identity;
 use siyu_store::{
     AuditRecord, AutomationCommit, ConsentRow, EnrollmentRow, OutboxItem, OutboxQuery,
-    OutboxStatus, OutboxUpdate, TaskRow,
+    OutboxStatus, OutboxUpdate, SendAttempt, TaskRow,
 };
 
 conformance!(
@@ -16,7 +16,44 @@ conformance!(
     consent_ledger_and_tasks_round_trip,
     erase_removes_automation_rows,
     automation_survives_reopen,
+    send_attempts_are_appended_in_order_and_erased,
 );
+
+pub fn send_attempts_are_appended_in_order_and_erased(b: &dyn Backend) {
+    let mut s = b.open();
+    let a = |verdict: &str, at| SendAttempt {
+        key: "k".into(),
+        at,
+        verdict: verdict.into(),
+        detail: format!("d{at}"),
+    };
+    s.automation_commit(&AutomationCommit {
+        outbox: vec![item("k", "wecom:a", 1)],
+        attempts: vec![a("delayed", 1)],
+        ..Default::default()
+    })
+    .unwrap();
+    s.automation_commit(&AutomationCommit {
+        attempts: vec![a("sent", 2), a("delivered", 3)],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        s.send_attempts("k").unwrap(),
+        vec![a("delayed", 1), a("sent", 2), a("delivered", 3)]
+    );
+    assert!(s.send_attempts("other").unwrap().is_empty());
+    let audit = AuditRecord {
+        id: 0,
+        at: 9,
+        action: "erase_person".into(),
+        subject: "wecom:a".into(),
+        detail: json!({}),
+    };
+    s.erase(&[Identity::parse("wecom:a").unwrap()], &audit)
+        .unwrap();
+    assert!(s.send_attempts("k").unwrap().is_empty());
+}
 
 fn enrollment(id: u64, identity: &str, entry: &str, wake: Option<i64>) -> EnrollmentRow {
     EnrollmentRow {
