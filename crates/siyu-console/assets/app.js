@@ -138,7 +138,7 @@
     document.querySelectorAll('#nav a').forEach((a) => a.classList.toggle('active', a.dataset.page === page));
     const main = $('#page');
     main.replaceChildren(h('p', { class: 'muted' }, t('common.loading')));
-    const pages = { dashboard, persons, segments, settings };
+    const pages = Object.assign({ dashboard, persons, segments, settings }, automation);
     (pages[page] || dashboard)(main, arg).then(() => { applyRole(main); I18N.applyStatic(main); });
   }
 
@@ -436,6 +436,9 @@
         card(t('set.operators'), h('table', { class: 'list', id: 'operator-list' }, h('tbody', {}, opRows)), opForm),
         card(t('set.spend'), spendForm)));
   }
+
+  // ---------- automation pages (automation.js) ----------
+  const automation = window.AutomationPages({ h, api, card, toast, enc, yuan, render });
 
   // ---------- start ----------
   async function start() {

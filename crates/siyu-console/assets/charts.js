@@ -1,4 +1,4 @@
-// Small SVG charts for the console: grouped horizontal bars and heatmaps.
+// Small SVG charts for the console: horizontal bars, grouped bars and heatmaps.
 // Every function returns an <svg> element; no external library.
 'use strict';
 (function () {
@@ -49,6 +49,27 @@
     return svg;
   }
 
+  // rows: [{label, value, color?, text?}]: one horizontal bar per row, on
+  // one scale (the largest value spans the plot).
+  function bars(rows, opts) {
+    opts = opts || {};
+    const labelW = opts.labelW || 150, width = opts.width || 560, barH = 18, gap = 6;
+    const plotW = width - labelW - 60;
+    const height = 4 + rows.length * (barH + gap);
+    const max = Math.max(1, ...rows.map((r) => r.value));
+    const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, class: 'chart bars', role: 'img', 'aria-label': opts.title || '' });
+    rows.forEach((r, i) => {
+      const y = 4 + i * (barH + gap);
+      const w = r.value > 0 ? Math.max(2, (r.value / max) * plotW) : 0;
+      svg.appendChild(el('text', { x: labelW - 6, y: y + barH - 5, 'text-anchor': 'end', class: 'axis' }, r.label));
+      const bar = el('rect', { x: labelW, y, width: w, height: barH, fill: r.color || PALETTE[i % PALETTE.length], rx: 2, 'data-label': r.label });
+      bar.appendChild(el('title', {}, `${r.label}: ${r.text || fmt(r.value)}`));
+      svg.appendChild(bar);
+      svg.appendChild(el('text', { x: labelW + w + 4, y: y + barH - 5, class: 'value' }, r.text || fmt(r.value)));
+    });
+    return svg;
+  }
+
   function shade(frac) {
     // white → teal
     const f = Math.max(0, Math.min(1, frac));
@@ -79,5 +100,5 @@
     return svg;
   }
 
-  window.Charts = { groupedBars, heatmap, fmt };
+  window.Charts = { bars, groupedBars, heatmap, fmt, PALETTE };
 })();

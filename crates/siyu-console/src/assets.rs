@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const CHARTS_JS: &str = include_str!("../assets/charts.js");
+const AUTOMATION_JS: &str = include_str!("../assets/automation.js");
 const I18N_JS: &str = include_str!("../assets/i18n.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
 const FAVICON_SVG: &str = include_str!("../assets/favicon.svg");
@@ -33,6 +34,7 @@ pub async fn asset(Path(file): Path<String>) -> Response {
     let (ctype, body) = match file.as_str() {
         "app.js" => ("text/javascript; charset=utf-8", APP_JS),
         "charts.js" => ("text/javascript; charset=utf-8", CHARTS_JS),
+        "automation.js" => ("text/javascript; charset=utf-8", AUTOMATION_JS),
         "i18n.js" => ("text/javascript; charset=utf-8", I18N_JS),
         "app.css" => ("text/css; charset=utf-8", APP_CSS),
         "favicon.svg" => ("image/svg+xml", FAVICON_SVG),

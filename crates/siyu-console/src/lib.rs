@@ -14,7 +14,8 @@
 //!   also in the readable `siyu_csrf` cookie: double submit, bound to the
 //!   session), else 403 `forbidden`;
 //! - an analyst's unsafe request is refused (403 `forbidden`) except the
-//!   read-only POSTs in [`READ_ONLY_POSTS`];
+//!   read-only POSTs ([`is_read_only_post`]: [`READ_ONLY_POSTS`] and a
+//!   template preview);
 //! - `/v1/admin/*` and operator management need an admin session (or the
 //!   admin token, checked by the host / the handler).
 
@@ -57,6 +58,20 @@ pub const READ_ONLY_POSTS: &[&str] = &[
     "/console/api/login",
     "/console/api/logout",
 ];
+
+/// Whether an analyst may make this POST: it only reads (a segment or
+/// template preview, login, logout). Journeys, templates, the outbox,
+/// tasks, guardrails and auto-reply rules are written by PUT or by other
+/// POSTs, so an analyst can look at them but not change them.
+pub fn is_read_only_post(path: &str) -> bool {
+    if READ_ONLY_POSTS.contains(&path) {
+        return true;
+    }
+    // POST /v1/templates/{name}/preview renders, it stores nothing.
+    path.strip_prefix("/v1/templates/")
+        .and_then(|rest| rest.strip_suffix("/preview"))
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+}
 
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -180,7 +195,7 @@ pub async fn guard<S: Host>(State(host): State<S>, req: Request, next: Next) -> 
             "missing or wrong CSRF token: send the `x-csrf-token` header with the value of the `siyu_csrf` cookie",
         );
     }
-    let read_only = req.method() == Method::POST && READ_ONLY_POSTS.contains(&path);
+    let read_only = req.method() == Method::POST && is_read_only_post(path);
     if !session.role.can_write() && !read_only {
         return error(
             StatusCode::FORBIDDEN,

@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -46,6 +46,16 @@ fn app() -> Router {
             get(|| async { "read" }).put(|| async { "wrote" }),
         )
         .route("/v1/admin/keys", put(|| async { "key" }))
+        .route("/v1/journeys/{name}", put(|| async { "saved" }))
+        .route("/v1/templates/{name}", put(|| async { "saved" }))
+        .route(
+            "/v1/templates/{name}/preview",
+            post(|| async { "rendered" }),
+        )
+        .route("/v1/outbox/retry", post(|| async { "retried" }))
+        .route("/v1/tasks/done", post(|| async { "done" }))
+        .route("/v1/guardrails", put(|| async { "saved" }))
+        .route("/v1/autoreply", put(|| async { "saved" }))
         .merge(siyu_console::router())
         .layer(axum::middleware::from_fn_with_state(
             host.clone(),
@@ -133,7 +143,14 @@ async fn serves_the_page_and_assets_with_a_strict_csp() {
     let r = send(&app, "GET", "/", &[], None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.text.contains("/assets/app.js"));
-    for a in ["app.js", "charts.js", "i18n.js", "app.css", "favicon.svg"] {
+    for a in [
+        "app.js",
+        "charts.js",
+        "automation.js",
+        "i18n.js",
+        "app.css",
+        "favicon.svg",
+    ] {
         let r = send(&app, "GET", &format!("/assets/{a}"), &[], None).await;
         assert_eq!(r.status, StatusCode::OK, "{a}");
     }
@@ -239,6 +256,65 @@ async fn an_analyst_reads_but_every_write_is_403() {
         send(&app, "GET", "/console/api/me", &h, None).await.status,
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// The automation pages: an analyst previews a template (it only reads)
+/// but cannot save, retry, complete or change the guardrails; an operator can.
+#[tokio::test]
+async fn automation_writes_need_a_writing_role_but_a_preview_does_not() {
+    let app = app();
+    let writes = [
+        ("PUT", "/v1/journeys/welcome"),
+        ("PUT", "/v1/templates/welcome"),
+        ("POST", "/v1/outbox/retry"),
+        ("POST", "/v1/tasks/done"),
+        ("PUT", "/v1/guardrails"),
+        ("PUT", "/v1/autoreply"),
+    ];
+    let preview = "/v1/templates/welcome/preview?person=wecom:wm1&channel=wecom";
+    let (cookie, csrf) = login(&app, "ann").await;
+    let h = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    assert_eq!(send(&app, "POST", preview, &h, None).await.text, "rendered");
+    for (m, p) in writes {
+        let r = send(&app, m, p, &h, None).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "analyst {m} {p}");
+        assert_eq!(r.body["code"], "forbidden");
+    }
+    // A preview still needs the CSRF token.
+    let r = send(&app, "POST", preview, &[("cookie", &cookie)], None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    let (cookie, csrf) = login(&app, "otto").await;
+    let h = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    for (m, p) in writes {
+        let r = send(&app, m, p, &h, None).await;
+        assert_eq!(r.status, StatusCode::OK, "operator {m} {p}: {}", r.text);
+    }
+}
+
+#[test]
+fn read_only_posts_are_exactly_the_previews_and_login() {
+    for p in [
+        "/v1/segments/preview",
+        "/v1/templates/welcome/preview",
+        "/v1/templates/%E6%AC%A2%E8%BF%8E/preview",
+        "/console/api/login",
+        "/console/api/logout",
+    ] {
+        assert!(siyu_console::is_read_only_post(p), "{p}");
+    }
+    for p in [
+        "/v1/templates/preview",
+        "/v1/templates//preview",
+        "/v1/templates/a/b/preview",
+        "/v1/templates/welcome",
+        "/v1/outbox/retry",
+        "/v1/tasks/done",
+        "/v1/sends",
+        "/v1/journeys/welcome",
+    ] {
+        assert!(!siyu_console::is_read_only_post(p), "{p}");
+    }
 }
 
 #[tokio::test]
