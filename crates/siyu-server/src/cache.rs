@@ -101,11 +101,16 @@ fn respond(status: StatusCode, body: Bytes) -> Response {
 /// Recomputes the dashboard's answers after every change (checked each
 /// few seconds), through the router so they land in the cache.
 pub fn spawn_warmer(state: AppState) {
+    // Holds the state only while working, so shutdown is not delayed.
+    let app = std::sync::Arc::downgrade(&state.0);
+    drop(state);
     tokio::spawn(async move {
         let mut last = None;
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(3));
         loop {
             tick.tick().await;
+            let Some(inner) = app.upgrade() else { break };
+            let state = AppState(inner);
             let now = stamp(&state);
             if last == Some(now) {
                 continue;

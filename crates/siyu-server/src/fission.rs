@@ -1139,10 +1139,15 @@ fn reward_event(campaign: &str, r: &LedgerRow, name: &str, t: i64) -> Event {
 
 /// Reconciles every campaign every 30 s.
 pub fn spawn(state: AppState) {
+    // Holds the state only while working, so shutdown is not delayed.
+    let app = Arc::downgrade(&state.0);
+    drop(state);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
         loop {
             tick.tick().await;
+            let Some(inner) = app.upgrade() else { break };
+            let state = AppState(inner);
             let ids: Vec<String> = {
                 let s = state.clone();
                 blocking(move || {

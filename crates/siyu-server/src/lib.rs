@@ -207,6 +207,26 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     state: AppState,
     writer_thread: std::thread::JoinHandle<()>,
+    executor_thread: std::thread::JoinHandle<()>,
+}
+
+/// Stops one workspace after the listener closed: the executor first (it
+/// commits what it queued and lets go of the writer), then the writer
+/// (its last sender goes with the state; it writes a final snapshot).
+async fn stop(
+    state: AppState,
+    executor_thread: std::thread::JoinHandle<()>,
+    writer_thread: std::thread::JoinHandle<()>,
+) -> anyhow::Result<()> {
+    let _ = state.0.automation.tx.send(automation::AutoInput::Shutdown);
+    tokio::task::spawn_blocking(move || executor_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("automation thread panicked"))?;
+    drop(state);
+    tokio::task::spawn_blocking(move || writer_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
+    Ok(())
 }
 
 impl Application {
@@ -295,7 +315,7 @@ impl Application {
             })
             .await??
         };
-        std::thread::Builder::new()
+        let executor_thread = std::thread::Builder::new()
             .name("siyu-automation".into())
             .spawn(move || executor.run(auto_rx))?;
         let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -323,6 +343,7 @@ impl Application {
             listener,
             state,
             writer_thread,
+            executor_thread,
         })
     }
 
@@ -348,17 +369,19 @@ impl Application {
             listener,
             state,
             writer_thread,
+            executor_thread,
         } = self;
-        let mut threads = vec![writer_thread];
+        let mut threads = vec![(executor_thread, writer_thread)];
         let mut states = vec![state.clone()];
         let mut routed = Vec::new();
         for (name, host, app) in others {
             let Application {
                 state: s,
                 writer_thread: w,
+                executor_thread: x,
                 ..
             } = app;
-            threads.push(w);
+            threads.push((x, w));
             states.push(s.clone());
             routed.push((name, host, s));
         }
@@ -374,11 +397,8 @@ impl Application {
         )
         .with_graceful_shutdown(shutdown)
         .await?;
-        drop(states);
-        for t in threads {
-            tokio::task::spawn_blocking(move || t.join())
-                .await?
-                .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
+        for (s, (x, w)) in states.into_iter().zip(threads) {
+            stop(s, x, w).await?;
         }
         Ok(())
     }
@@ -393,6 +413,7 @@ impl Application {
             listener,
             state,
             writer_thread,
+            executor_thread,
         } = self;
         crate::communities::spawn(state.clone());
         crate::fission::spawn(state.clone());
@@ -403,10 +424,6 @@ impl Application {
         )
         .with_graceful_shutdown(shutdown)
         .await?;
-        drop(state);
-        tokio::task::spawn_blocking(move || writer_thread.join())
-            .await?
-            .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
-        Ok(())
+        stop(state, executor_thread, writer_thread).await
     }
 }

@@ -86,6 +86,8 @@ pub enum AutoInput {
         error: String,
         attempts: u32,
     },
+    /// Stop: commit what is queued and return (server shutdown).
+    Shutdown,
     /// A connector attempt failed and will be retried.
     Retrying {
         key: String,
@@ -530,8 +532,12 @@ impl Executor {
                         }
                     }
                     let now = (self.clock)();
+                    let stop = inputs.iter().any(|i| matches!(i, AutoInput::Shutdown));
                     for i in inputs {
                         self.input(i, now);
+                    }
+                    if stop {
+                        break;
                     }
                     if let Err(e) = self.flush() {
                         tracing::error!(error = %e, "automation commit failed");
@@ -617,6 +623,7 @@ impl Executor {
                 self.metrics.sends_dead.fetch_add(1, Ordering::Relaxed);
                 self.finish(&key, OutboxStatus::Dead, attempts, error, now);
             }
+            AutoInput::Shutdown => {}
             AutoInput::Retrying { key, detail } => self.attempt(&key, "retrying", &detail, now),
             AutoInput::Reload => {
                 let loaded = {
