@@ -49,6 +49,7 @@ pub fn routes() -> Vec<Route> {
         route!(post, "/v1/templates/{name}/preview", "Render a template for a real person (`person` = any identity, `channel`).", preview_template),
         route!(get, "/v1/autoreply", "Keyword auto-reply rules.", get_rules),
         route!(put, "/v1/autoreply", "Replace the keyword auto-reply rules (contains / any_of / regex; reply template, tags, lead, operator, journey).", put_rules),
+        route!(get, "/v1/connectors", "Configured outbound channels (with their dispatch counters) and inbound webhook channels; never secrets.", list_connectors),
         route!(get, "/v1/guardrails", "The guardrail policy every send passes (caps, quotas, quiet hours).", get_policy),
         route!(put, "/v1/guardrails", "Replace the guardrail policy.", put_policy),
         route!(post, "/v1/sends", "Mass send a template to a segment or identities, through the guardrails (idempotent on `id`).", mass_send),
@@ -823,4 +824,31 @@ async fn outbox_attempts(
         Ok(Json(json!({"key": q.key, "status": item.status, "detail": item.detail, "attempts": store.send_attempts(&q.key)?})))
     })
     .await
+}
+
+async fn list_connectors(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let c = &state.0.config;
+    let mut outbound = Vec::new();
+    let cfg = &c.connectors;
+    for (name, on) in [
+        ("webhook", cfg.webhook.is_some()),
+        ("email", cfg.email.is_some()),
+        ("sms", cfg.sms.is_some()),
+        ("wecom", cfg.wecom.is_some()),
+        ("wechat", cfg.wechat.is_some()),
+    ] {
+        outbound.push(json!({"channel": name, "configured": on}));
+    }
+    let stats = state.0.automation.dispatcher_stats();
+    Ok(Json(json!({
+        "outbound": outbound,
+        "stats": stats,
+        "inbound": c.inbound_secrets.keys().collect::<Vec<_>>(),
+        "public_url": c.public_url,
+        "note": "configure in the TOML file: [connectors.webhook|email|sms|wecom|wechat], [inbound] CHANNEL = \"secret\""
+    })))
 }

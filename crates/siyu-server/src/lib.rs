@@ -289,6 +289,7 @@ impl Application {
             config.retry.clone(),
             automation::sink(auto_tx.clone()),
         ));
+        let dispatcher_handle = dispatcher.clone();
         let link_secret = {
             let config = config.clone();
             tokio::task::spawn_blocking(move || automation::link_secret(&config)).await??
@@ -332,6 +333,7 @@ impl Application {
             console: Default::default(),
             automation: automation::AutomationHandle {
                 tx: auto_tx,
+                dispatcher: Some(dispatcher_handle),
                 wants_all: wants_all_handle,
             },
             link_secret,

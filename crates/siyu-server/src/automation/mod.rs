@@ -133,6 +133,8 @@ fn mass() -> SendKind {
 #[derive(Clone)]
 pub struct AutomationHandle {
     pub tx: Sender<AutoInput>,
+    /// The connectors' dispatcher (for its counters).
+    pub dispatcher: Option<Arc<Dispatcher>>,
     /// Shared with the writer and the executor (see `ExecutorParts`).
     pub wants_all: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -194,6 +196,24 @@ impl AutomationHandle {
             None,
         )])
         .await
+    }
+
+    /// Per-channel counters: queued, in flight, delivered, retried, dead.
+    pub fn dispatcher_stats(&self) -> serde_json::Value {
+        self.dispatcher.as_ref().map_or(serde_json::Value::Null, |d| {
+            let s = d.stats();
+            let channels: serde_json::Map<String, serde_json::Value> = s
+                .channels
+                .iter()
+                .map(|(k, c)| {
+                    (
+                        k.clone(),
+                        serde_json::json!({"queued": c.queued, "in_flight": c.in_flight, "delivered": c.delivered, "retried": c.retried, "dead": c.dead}),
+                    )
+                })
+                .collect();
+            serde_json::json!({"channels": channels, "unknown_channel": s.unknown_channel})
+        })
     }
 
     pub fn reload(&self) {

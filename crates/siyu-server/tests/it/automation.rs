@@ -454,3 +454,31 @@ async fn content_links_are_tracked_per_person() {
         .await;
     assert_eq!(s, StatusCode::FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectors_are_listed_without_secrets() {
+    let (app, _hook) = app_with_hook().await;
+    let (s, v) = app
+        .call(
+            "GET",
+            "/v1/connectors",
+            Some(&app.key),
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let on: Vec<&str> = v["outbound"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["configured"] == true)
+        .map(|c| c["channel"].as_str().unwrap())
+        .collect();
+    assert_eq!(on, ["webhook"]);
+    assert_eq!(v["inbound"], json!(["douyin"]));
+    assert!(
+        !v.to_string().contains(SECRET) && !v.to_string().contains("inbound-secret"),
+        "{v}"
+    );
+}
