@@ -31,15 +31,30 @@ pub struct Route {
     pub handler: MethodRouter<AppState>,
 }
 
+/// `route!(get, "/path", "summary", handler)`: one documented route. Every
+/// route module uses this one macro (`use crate::api::route;`).
 macro_rules! route {
     ($m:ident, $path:expr, $summary:expr, $h:expr) => {
-        Route {
+        $crate::api::Route {
             method: stringify!($m),
             path: $path,
             summary: $summary,
             handler: $m($h),
         }
     };
+}
+pub(crate) use route;
+
+/// Runs `f` on the reader connection, off the async runtime.
+pub(crate) fn with_store<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&mut dyn siyu_store::Store) -> Result<T, ApiError> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, ApiError>> {
+    let s = state.clone();
+    blocking(move || {
+        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+        f(store.as_mut())
+    })
 }
 
 pub fn routes() -> Vec<Route> {

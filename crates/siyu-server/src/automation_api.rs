@@ -4,7 +4,7 @@
 //! unsubscribe link. Definitions are validated here, at save time, and
 //! every fault is reported with its path.
 
-use crate::api::{blocking, check_key, now, read_engine, Route};
+use crate::api::{blocking, check_key, now, read_engine, route, with_store, Route};
 use crate::automation::{
     self, MassSend, StoreCatalog, JOURNEY_PREFIX, POLICY_KEY, RULES_KEY, TEMPLATE_PREFIX,
 };
@@ -25,17 +25,6 @@ use siyu_automation::template::{self, Template};
 use siyu_domain::{parse_json_event, Event};
 use siyu_store::{ConsentRow, OutboxQuery, OutboxStatus};
 use std::collections::{BTreeMap, HashSet};
-
-macro_rules! route {
-    ($m:ident, $path:expr, $summary:expr, $h:expr) => {
-        Route {
-            method: stringify!($m),
-            path: $path,
-            summary: $summary,
-            handler: $m($h),
-        }
-    };
-}
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -76,17 +65,6 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result
             e.line(),
             e.column()
         ))
-    })
-}
-
-fn with_store<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&mut dyn siyu_store::Store) -> Result<T, ApiError> + Send + 'static,
-) -> impl std::future::Future<Output = Result<T, ApiError>> {
-    let s = state.clone();
-    blocking(move || {
-        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-        f(store.as_mut())
     })
 }
 
@@ -420,7 +398,7 @@ async fn preview_template(
     let link = format!(
         "{}/u/{}",
         state.0.config.public_url.trim_end_matches('/'),
-        automation::unsubscribe_token(&state.0.link_secret, &snap.canonical)
+        crate::links::sign(&state.0.link_secret, "unsubscribe", &snap.canonical)
     );
     let vars = snap
         .vars(&link, &Value::Null)
@@ -771,7 +749,7 @@ async fn unsubscribe_page(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    automation::person::verify_unsubscribe_token(&state.0.link_secret, &token)
+    crate::links::verify(&state.0.link_secret, "unsubscribe", &token)
         .ok_or_else(|| ApiError::NotFound("this unsubscribe link is not valid".into()))?;
     Ok(Html(format!(
         "<!doctype html><meta charset=utf-8><title>退订 Unsubscribe</title>\
@@ -784,8 +762,7 @@ async fn unsubscribe(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let canonical = automation::person::verify_unsubscribe_token(&state.0.link_secret, &token)
-        .filter(|c| !c.contains('\n'))
+    let canonical = crate::links::verify(&state.0.link_secret, "unsubscribe", &token)
         .ok_or_else(|| ApiError::NotFound("this unsubscribe link is not valid".into()))?;
     let row = ConsentRow {
         ts: now(),

@@ -27,16 +27,20 @@ pub const DASHBOARD: &[&str] = &[
 /// Most entries kept (different query strings); cleared when exceeded.
 const MAX_ENTRIES: usize = 256;
 
+/// (events applied, engine minute, spend generation): what an answer
+/// depends on.
+type Stamp = (u64, i64, u64);
+
 #[derive(Default)]
 pub struct AnalyticsCache {
-    entries: Mutex<HashMap<String, ((u64, i64, u64), StatusCode, Bytes)>>,
+    entries: Mutex<HashMap<String, (Stamp, StatusCode, Bytes)>>,
     /// Bumped when an input other than events changes (the spend table).
     pub generation: AtomicU64,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
 }
 
-fn stamp(state: &AppState) -> (u64, i64, u64) {
+fn stamp(state: &AppState) -> Stamp {
     let e = state.0.engine.read().unwrap_or_else(|e| e.into_inner());
     (
         e.events_applied(),

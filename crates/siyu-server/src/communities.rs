@@ -17,7 +17,7 @@
 //! engine read lock. Group health is one pass over the whole log: O(log),
 //! fine on demand, not for a dashboard that polls.
 
-use crate::api::{blocking, check_key, now, read_engine, Route};
+use crate::api::{blocking, check_key, now, read_engine, route, Route};
 use crate::automation::{MassSend, TEMPLATE_PREFIX};
 use crate::error::ApiError;
 use crate::ratelimit::{self, RateLimiter};
@@ -63,17 +63,6 @@ pub const TICK_EVERY: Duration = Duration::from_secs(15);
 pub const MISSED_AFTER: i64 = 86_400;
 /// Identify events per writer request during a hand-over.
 const HANDOVER_CHUNK: usize = 5000;
-
-macro_rules! route {
-    ($m:ident, $path:expr, $summary:expr, $h:expr) => {
-        Route {
-            method: stringify!($m),
-            path: $path,
-            summary: $summary,
-            handler: $m($h),
-        }
-    };
-}
 
 pub fn routes() -> Vec<Route> {
     // One limiter per router (the app builds its router once).

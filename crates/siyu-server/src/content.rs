@@ -5,7 +5,7 @@
 //! the person (so segments, journeys — `wait_for_event` on `custom` —
 //! and attribution see it) before redirecting to the content.
 
-use crate::api::{blocking, check_key, now, Route};
+use crate::api::{blocking, check_key, now, route, Route};
 use crate::error::ApiError;
 use crate::AppState;
 use axum::body::Bytes;
@@ -19,17 +19,6 @@ use serde_json::{json, Value};
 use siyu_domain::{Channel, Event, EventType, Identity};
 
 pub const CONTENT_PREFIX: &str = "content/";
-
-macro_rules! route {
-    ($m:ident, $path:expr, $summary:expr, $h:expr) => {
-        Route {
-            method: stringify!($m),
-            path: $path,
-            summary: $summary,
-            handler: $m($h),
-        }
-    };
-}
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -71,7 +60,7 @@ pub fn tracked_link(public_url: &str, secret: &[u8], content: &str, canonical: &
     format!(
         "{}/c/{content}?p={}",
         public_url.trim_end_matches('/'),
-        crate::automation::unsubscribe_token(secret, &format!("content\n{canonical}"))
+        crate::links::sign(secret, "content", canonical)
     )
 }
 
@@ -176,10 +165,9 @@ async fn view(
     .await?;
     // A valid token names the person; an invalid or missing one still
     // redirects (the reader gets the content) but records nothing.
-    let person = q.p.as_deref().and_then(|t| {
-        crate::automation::person::verify_unsubscribe_token(&state.0.link_secret, t)
-            .and_then(|s| s.strip_prefix("content\n").map(str::to_string))
-    });
+    let person =
+        q.p.as_deref()
+            .and_then(|t| crate::links::verify(&state.0.link_secret, "content", t));
     if let Some(canonical) = person.and_then(|c| Identity::parse(&c).ok()) {
         let channel = Channel::parse(canonical.channel())
             .unwrap_or_else(|| Channel::parse("wechat").expect("valid"));

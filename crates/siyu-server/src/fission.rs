@@ -19,7 +19,7 @@
 //! Invite codes are self-verifying (`hex(inviter).mac`), so a link needs
 //! no table and a forged one is refused.
 
-use crate::api::{blocking, check_key, now, read_engine, Route};
+use crate::api::{blocking, check_key, now, read_engine, route, Route};
 use crate::automation::MassSend;
 use crate::error::ApiError;
 use crate::AppState;
@@ -42,17 +42,6 @@ pub const CAMPAIGN_PREFIX: &str = "campaign/";
 pub const REWARD_PREFIX: &str = "reward/";
 pub const OVERRIDE_PREFIX: &str = "fission_override/";
 pub const BACKGROUND_PREFIX: &str = "campaign_background/";
-
-macro_rules! route {
-    ($m:ident, $path:expr, $summary:expr, $h:expr) => {
-        Route {
-            method: stringify!($m),
-            path: $path,
-            summary: $summary,
-            handler: $m($h),
-        }
-    };
-}
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -272,6 +261,8 @@ impl Campaign {
 #[derive(Default)]
 pub struct FissionState {
     renderers: Mutex<HashMap<String, (String, Arc<siyu_poster::Renderer>)>>,
+    /// Campaigns as the public endpoints read them (dropped on save).
+    campaigns: Mutex<HashMap<String, Arc<(Campaign, Rules)>>>,
     font: std::sync::OnceLock<Option<Vec<u8>>>,
     landing_limiter: std::sync::OnceLock<crate::ratelimit::RateLimiter>,
 }
@@ -363,6 +354,11 @@ async fn put_campaign(
             .map_err(|e| ApiError::InvalidDefinition(e.join("; ")))?;
         let v = serde_json::to_value(&c).map_err(|e| ApiError::Internal(e.to_string()))?;
         store.put_setting(&format!("{CAMPAIGN_PREFIX}{id}"), Some(&v))?;
+        s.0.fission
+            .campaigns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         Ok(Json(
             json!({"id": id, "tiers": c.tiers.len(), "rewards": c.rewards.len()}),
         ))
@@ -430,36 +426,12 @@ async fn put_background(
 
 /// The self-verifying invite code of an inviter in a campaign.
 pub fn invite_code(secret: &[u8], campaign: &str, inviter: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let mac = Sha256::new()
-        .chain_update(secret)
-        .chain_update(campaign.as_bytes())
-        .chain_update([0u8])
-        .chain_update(inviter.as_bytes())
-        .finalize();
-    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    format!("{}.{}", hex(inviter.as_bytes()), &hex(&mac)[..12])
+    crate::links::sign(secret, &format!("invite/{campaign}"), inviter)
 }
 
 /// The inviter a valid code names.
 pub fn verify_code(secret: &[u8], campaign: &str, code: &str) -> Option<String> {
-    let (id_hex, _) = code.split_once('.')?;
-    if id_hex.len() % 2 != 0 || id_hex.len() > 512 {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..id_hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(id_hex.get(i..i + 2)?, 16).ok())
-        .collect();
-    let inviter = String::from_utf8(bytes?).ok()?;
-    let expected = invite_code(secret, campaign, &inviter);
-    let same = expected.len() == code.len()
-        && expected
-            .bytes()
-            .zip(code.bytes())
-            .fold(0u8, |a, (x, y)| a | (x ^ y))
-            == 0;
-    same.then_some(inviter)
+    crate::links::verify(secret, &format!("invite/{campaign}"), code)
 }
 
 fn link(state: &AppState, campaign: &str, code: &str) -> String {
@@ -624,6 +596,53 @@ fn campaign_open(c: &Campaign, rules: &Rules, now: i64) -> Result<(), ApiError> 
     Ok(())
 }
 
+/// What both public invite endpoints check first: the caller's rate, the
+/// code's signature, the campaign's dates. Returns (client address,
+/// inviter, campaign); the campaign comes from a cache the save refreshes.
+async fn open_invite(
+    state: &AppState,
+    peer: Peer,
+    headers: &HeaderMap,
+    campaign: &str,
+    code: &str,
+) -> Result<(String, String, Arc<(Campaign, Rules)>), ApiError> {
+    let ip = client_ip(peer, headers);
+    if !state
+        .0
+        .fission
+        .limiter()
+        .allow(&ip, std::time::Instant::now())
+    {
+        return Err(ApiError::TooManyRequests);
+    }
+    let inviter = verify_code(&state.0.link_secret, campaign, code)
+        .ok_or_else(|| ApiError::NotFound("this invite link is not valid".into()))?;
+    let cached = state
+        .0
+        .fission
+        .campaigns
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(campaign)
+        .cloned();
+    let c = match cached {
+        Some(c) => c,
+        None => {
+            let c = Arc::new(load(state, campaign).await?);
+            state
+                .0
+                .fission
+                .campaigns
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(campaign.to_string(), c.clone());
+            c
+        }
+    };
+    campaign_open(&c.0, &c.1, now())?;
+    Ok((ip, inviter, c))
+}
+
 #[derive(Deserialize)]
 struct LandingQuery {
     visitor: Option<String>,
@@ -636,19 +655,8 @@ async fn landing(
     Path((campaign, code)): Path<(String, String)>,
     Query(q): Query<LandingQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let ip = client_ip(peer, &headers);
-    if !state
-        .0
-        .fission
-        .limiter()
-        .allow(&ip, std::time::Instant::now())
-    {
-        return Err(ApiError::TooManyRequests);
-    }
-    let inviter = verify_code(&state.0.link_secret, &campaign, &code)
-        .ok_or_else(|| ApiError::NotFound("this invite link is not valid".into()))?;
-    let (c, rules) = load(&state, &campaign).await?;
-    campaign_open(&c, &rules, now())?;
+    let (ip, inviter, opened) = open_invite(&state, peer, &headers, &campaign, &code).await?;
+    let c = &opened.0;
     // The click, as a touch naming the campaign (counted by the engine),
     // on a pseudonymous visitor identity: never on the person themself,
     // whose signup must stay their first event to count as new.
@@ -701,23 +709,12 @@ async fn signup(
     Path((campaign, code)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let ip = client_ip(peer, &headers);
-    if !state
-        .0
-        .fission
-        .limiter()
-        .allow(&ip, std::time::Instant::now())
-    {
-        return Err(ApiError::TooManyRequests);
-    }
-    let inviter = verify_code(&state.0.link_secret, &campaign, &code)
-        .ok_or_else(|| ApiError::NotFound("this invite link is not valid".into()))?;
+    let (ip, inviter, opened) = open_invite(&state, peer, &headers, &campaign, &code).await?;
+    let c = &opened.0;
     let b: SignupBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
     let identity =
         Identity::parse(&b.identity).map_err(|e| ApiError::BadRequest(format!("identity: {e}")))?;
-    let (c, rules) = load(&state, &campaign).await?;
-    campaign_open(&c, &rules, now())?;
     let inviter_id = Identity::parse(&inviter).map_err(|e| ApiError::Internal(e.to_string()))?;
     let channel = Channel::parse(identity.channel())
         .unwrap_or_else(|| Channel::parse("wechat").expect("valid"));

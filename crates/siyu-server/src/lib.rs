@@ -30,6 +30,7 @@ pub mod definitions;
 pub mod error;
 pub mod fission;
 pub mod ingest;
+pub mod links;
 pub mod metrics;
 pub mod openapi;
 pub mod orders;

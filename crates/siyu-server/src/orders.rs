@@ -49,7 +49,7 @@
 //! fields takes the buyer of its purchase **in the same request or file**;
 //! otherwise it must carry the buyer fields itself.
 
-use crate::api::{blocking, check_key, read_engine, Route};
+use crate::api::{blocking, check_key, read_engine, route, Route};
 use crate::error::ApiError;
 use crate::ingest::Rejected;
 use crate::AppState;
@@ -90,17 +90,6 @@ pub const PHONE_CHANNEL: &str = "phone_sha256";
 
 /// Longest order id accepted (event ids stay under the wire's 128 bytes).
 pub const MAX_ORDER_ID_LEN: usize = 64;
-
-macro_rules! route {
-    ($m:ident, $path:expr, $summary:expr, $h:expr) => {
-        Route {
-            method: stringify!($m),
-            path: $path,
-            summary: $summary,
-            handler: $m($h),
-        }
-    };
-}
 
 pub fn routes() -> Vec<Route> {
     vec![route!(

@@ -52,8 +52,6 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-pub use person::unsubscribe_token;
-
 /// Settings keys (one concept, one place).
 pub const JOURNEY_PREFIX: &str = "journey/";
 pub const TEMPLATE_PREFIX: &str = "template/";
@@ -1353,7 +1351,7 @@ impl Executor {
             format!(
                 "{}/u/{}",
                 self.public_url.trim_end_matches('/'),
-                unsubscribe_token(&self.link_secret, canonical)
+                crate::links::sign(&self.link_secret, "unsubscribe", canonical)
             )
         };
         let prepared = {

@@ -225,37 +225,3 @@ pub fn sweep_due(
     }
     out
 }
-
-/// A signed, self-contained unsubscribe token for a person's canonical
-/// id: `hex(id).hex(sha256(secret ‖ id))[..32]`.
-pub fn unsubscribe_token(secret: &[u8], canonical: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(secret);
-    h.update(canonical.as_bytes());
-    let mac = h.finalize();
-    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    format!("{}.{}", hex(canonical.as_bytes()), &hex(&mac)[..32])
-}
-
-/// The canonical id a valid token names.
-pub fn verify_unsubscribe_token(secret: &[u8], token: &str) -> Option<String> {
-    let (id_hex, _) = token.split_once('.')?;
-    if id_hex.len() % 2 != 0 || id_hex.len() > 512 {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..id_hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(id_hex.get(i..i + 2)?, 16).ok())
-        .collect();
-    let id = String::from_utf8(bytes?).ok()?;
-    let expected = unsubscribe_token(secret, &id);
-    // Constant-time compare.
-    let same = expected.len() == token.len()
-        && expected
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    same.then_some(id)
-}
