@@ -26,6 +26,9 @@ conformance!(
     everything_survives_reopen,
     migrations_are_recorded_once,
     segment_history_is_newest_first_per_segment_and_person,
+    bulk_load_rebuilds_indexes_and_keeps_dedup,
+    interrupted_bulk_load_is_repaired_on_open,
+    small_bulk_load_keeps_indexes,
 );
 
 fn ev(v: serde_json::Value) -> Event {
@@ -578,4 +581,102 @@ pub fn segment_history_is_newest_first_per_segment_and_person(b: &dyn Backend) {
         vec![rec("vip", "douyin:b", true, 101)]
     );
     assert!(s.segment_history("lapsed", None, 10).unwrap().is_empty());
+}
+
+/// `n` events with ids `{prefix}-{i}` over 50 persons, every 10th linked.
+fn bulk_events(prefix: &str, n: usize) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            let mut e = json!({
+                "id": format!("{prefix}-{i}"), "ts": 1_790_000_000 + i,
+                "identity": format!("douyin:u{}", i % 50), "type": "touch"
+            });
+            if i % 10 == 0 {
+                e["type"] = json!("identify");
+                e["ref"] = json!(format!("wecom:w{}", i % 50));
+            }
+            ev(e)
+        })
+        .collect()
+}
+
+const SECONDARY: [&str; 2] = ["events_identity_ts", "events_ref"];
+
+pub fn bulk_load_rebuilds_indexes_and_keeps_dedup(b: &dyn Backend) {
+    let mut s = b.open();
+    let before = b.event_indexes();
+    for name in SECONDARY.iter().chain(&["events_event_id"]) {
+        assert!(before.iter().any(|i| i == name), "{name} in {before:?}");
+    }
+    s.begin_bulk_load(1_000_000).unwrap();
+    let during = b.event_indexes();
+    assert_eq!(during, vec!["events_event_id".to_string()]);
+    let batch = bulk_events("bulk", 2_000);
+    assert_eq!(s.append(&batch).unwrap(), new_offsets(1..=2_000));
+    // The unique id index stays: a replay is still recognised.
+    let again = s.append(&batch[..10]).unwrap();
+    assert_eq!(again, (1..=10).map(Appended::Duplicate).collect::<Vec<_>>());
+    // Another opener leaves the indexes to the load in progress, and its
+    // reads are right without them.
+    let mut other = b.open();
+    assert_eq!(b.event_indexes(), during);
+    let timeline = other.events_of(&[id("douyin:u7")], None, 1_000).unwrap();
+    assert_eq!(timeline.len(), 40);
+    assert_eq!(timeline[0].offset, 1_958);
+    other.append(&bulk_events("other", 3)).unwrap();
+    drop(other);
+
+    s.end_bulk_load().unwrap();
+    assert_eq!(b.event_indexes(), before);
+    s.end_bulk_load().unwrap();
+    assert_eq!(s.last_offset().unwrap(), 2_003);
+    let timeline = s.events_of(&[id("douyin:u7")], None, 1_000).unwrap();
+    assert_eq!(timeline.len(), 40);
+    let erased = s.erase(&[id("wecom:w10")], &erase_audit()).unwrap();
+    assert_eq!(erased, 40);
+}
+
+pub fn interrupted_bulk_load_is_repaired_on_open(b: &dyn Backend) {
+    drop(b.open());
+    let before = b.event_indexes();
+    let batch = bulk_events("crash", 1_000);
+    {
+        let mut s = b.open();
+        s.begin_bulk_load(1_000_000).unwrap();
+        s.append(&batch[..600]).unwrap();
+        // Dropped without `end_bulk_load`: what a killed import leaves.
+    }
+    assert!(!b.event_indexes().contains(&SECONDARY[0].to_string()));
+    // A closed PostgreSQL session releases its locks a moment after the
+    // client hangs up; until then an opener leaves the indexes alone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut s = loop {
+        let s = b.open();
+        if b.event_indexes() == before || std::time::Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(b.event_indexes(), before);
+    assert_eq!(
+        offsets(&s.scan(0, 10_000).unwrap()),
+        (1..=600).collect::<Vec<_>>()
+    );
+    // Importing the whole file again adds only what was missing.
+    let results = s.append(&batch).unwrap();
+    assert_eq!(
+        results[..600],
+        (1..=600).map(Appended::Duplicate).collect::<Vec<_>>()[..]
+    );
+    assert_eq!(results[600..], new_offsets(601..=1_000)[..]);
+}
+
+pub fn small_bulk_load_keeps_indexes(b: &dyn Backend) {
+    let mut s = b.open();
+    let before = b.event_indexes();
+    s.begin_bulk_load(10).unwrap();
+    assert_eq!(b.event_indexes(), before);
+    s.append(&bulk_events("small", 10)).unwrap();
+    s.end_bulk_load().unwrap();
+    assert_eq!(b.event_indexes(), before);
 }

@@ -17,6 +17,8 @@ pub trait Backend {
     fn open(&self) -> Box<dyn Store>;
     /// The rows of `schema_migrations`: (version, applied_at).
     fn migrations(&self) -> Vec<(i64, i64)>;
+    /// Names of the secondary indexes on the events table, sorted.
+    fn event_indexes(&self) -> Vec<String>;
 }
 
 /// Instantiates each conformance test for both backends.
@@ -79,6 +81,18 @@ impl Backend for SqliteBackend {
             .and_then(|s| s.applied_migrations())
             .expect("reading sqlite migrations")
     }
+
+    fn event_indexes(&self) -> Vec<String> {
+        let conn = rusqlite::Connection::open(self.dir.join("siyu.db")).unwrap();
+        let mut st = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'
+                 ORDER BY name",
+            )
+            .unwrap();
+        let names = st.query_map([], |r| r.get(0)).unwrap();
+        names.collect::<rusqlite::Result<_>>().unwrap()
+    }
 }
 
 impl Drop for SqliteBackend {
@@ -125,6 +139,21 @@ impl Backend for PgBackend {
         self.connect()
             .applied_migrations()
             .expect("reading postgres migrations")
+    }
+
+    fn event_indexes(&self) -> Vec<String> {
+        let mut client = postgres::Client::connect(&pg_url(), postgres::NoTls).unwrap();
+        client
+            .query(
+                "SELECT indexname::text FROM pg_indexes
+                 WHERE schemaname = $1 AND tablename = 'events' AND indexname <> 'events_pkey'
+                 ORDER BY indexname",
+                &[&self.schema],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
     }
 }
 

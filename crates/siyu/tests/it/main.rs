@@ -2,6 +2,7 @@
 //! real store (SQLite; PostgreSQL too where noted), real HTTP.
 
 mod automation_crash;
+mod bulk_crash;
 mod cli;
 mod crash;
 mod live_import;
