@@ -3,6 +3,7 @@
 //! `spawn_blocking`.
 
 use crate::accounts::{self, AccountError, Role};
+use crate::sessions;
 use crate::{
     cookie, error, is_admin_session, session_of, Host, CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL,
 };
@@ -109,10 +110,32 @@ pub async fn login<S: Host>(State(host): State<S>, Json(body): Json<LoginBody>) 
         Ok(Err(e)) => return account_error(e),
         Err(r) => return r,
     };
-    let (id, csrf) = match host.console().open_session(&login, role) {
+    let (id, session) = match host.console().open_session(&login, role) {
         Ok(x) => x,
         Err(e) => return internal(e),
     };
+    let csrf = session.csrf.clone();
+    // Stored before the cookie is handed out: a restart keeps it.
+    let h = host.clone();
+    let hash = sessions::token_hash(&id);
+    let stored = blocking(move || {
+        h.with_store(|s| {
+            sessions::sweep(s, crate::unix_now())?;
+            sessions::save(s, &hash, &session)
+        })
+    })
+    .await;
+    match stored {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            host.console().close_session(&id);
+            return internal(e);
+        }
+        Err(r) => {
+            host.console().close_session(&id);
+            return r;
+        }
+    }
     let ttl = SESSION_TTL.as_secs();
     let session_cookie =
         format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={ttl}");
@@ -130,6 +153,13 @@ pub async fn login<S: Host>(State(host): State<S>, Json(body): Json<LoginBody>) 
 pub async fn logout<S: Host>(State(host): State<S>, headers: HeaderMap) -> Response {
     if let Some(id) = cookie(&headers, SESSION_COOKIE) {
         host.console().close_session(id);
+        let h = host.clone();
+        let hash = sessions::token_hash(id);
+        match blocking(move || h.with_store(|s| sessions::forget(s, &hash))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return internal(e),
+            Err(r) => return r,
+        }
     }
     let mut resp = Json(json!({"logged_out": true})).into_response();
     for name in [SESSION_COOKIE, CSRF_COOKIE] {
@@ -165,6 +195,17 @@ pub async fn list_operators<S: Host>(State(host): State<S>, headers: HeaderMap) 
         }
         Ok(Err(e)) => account_error(e),
         Err(r) => r,
+    }
+}
+
+/// Ends every session of `login`, in memory and in the store.
+async fn end_sessions_of<S: Host>(host: &S, login: &str) -> Result<(), Response> {
+    host.console().close_sessions_of(login);
+    let h = host.clone();
+    let who = login.to_string();
+    match blocking(move || h.with_store(|s| sessions::forget_login(s, &who))).await? {
+        Ok(_) => Ok(()),
+        Err(e) => Err(internal(e)),
     }
 }
 
@@ -205,7 +246,9 @@ pub async fn put_operator<S: Host>(
     .await;
     match result {
         Ok(Ok(true)) => {
-            host.console().close_sessions_of(&login);
+            if let Err(r) = end_sessions_of(&host, &login).await {
+                return r;
+            }
             let status = if created {
                 StatusCode::CREATED
             } else {
@@ -242,7 +285,9 @@ pub async fn delete_operator<S: Host>(
     let who = login.clone();
     match blocking(move || h.with_store(|s| accounts::delete_operator(s, &who, now()))).await {
         Ok(Ok(())) => {
-            host.console().close_sessions_of(&login);
+            if let Err(r) = end_sessions_of(&host, &login).await {
+                return r;
+            }
             Json(json!({"deleted": login})).into_response()
         }
         Ok(Err(e)) => account_error(e),

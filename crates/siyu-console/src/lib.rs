@@ -1,7 +1,8 @@
 //! siyu's operator console: a web UI embedded in the binary (HTML, CSS and
 //! vanilla JS, no build step, no CDN) plus what it needs on the server:
-//! operator accounts ([`accounts`]), in-memory sessions, and a guard layer
-//! that lets a session cookie stand in for a write key.
+//! operator accounts ([`accounts`]), sessions that survive a restart
+//! ([`sessions`]), and a guard layer that lets a session cookie stand in
+//! for a write key.
 //!
 //! The host (siyu-server) implements [`Host`] for its state, merges
 //! [`router`] into its router and wraps every route in [`guard`]. The
@@ -18,10 +19,17 @@
 //!   template preview);
 //! - `/v1/admin/*` and operator management need an admin session (or the
 //!   admin token, checked by the host / the handler).
+//!
+//! Sessions live in memory ([`Console`]) and in the store (settings
+//! `console_session/<sha256 of the token>`, never the token itself). The
+//! guard runs before every route: a cookie naming a session this process
+//! has not seen is looked up in the store once and kept in memory, so the
+//! host's synchronous [`session_of`] finds it.
 
 pub mod accounts;
 mod assets;
 mod handlers;
+pub mod sessions;
 
 use crate::accounts::Role;
 use axum::extract::{Request, State};
@@ -33,7 +41,7 @@ use axum::{Json, Router};
 use siyu_store::Store;
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use accounts::Role as OperatorRole;
 
@@ -73,56 +81,86 @@ pub fn is_read_only_post(path: &str) -> bool {
         .is_some_and(|name| !name.is_empty() && !name.contains('/'))
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {
     pub login: String,
     pub role: Role,
     pub csrf: String,
-    pub expires: Instant,
+    /// Epoch seconds; the session is over at this instant.
+    pub expires_at: i64,
 }
 
-/// The session table (in memory: a restart logs everyone out).
+impl Session {
+    pub fn is_live(&self, now: i64) -> bool {
+        now < self.expires_at
+    }
+}
+
+/// Epoch seconds now (sessions expire on the wall clock: they outlive the
+/// process).
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The sessions this process has seen, by the SHA-256 of their token. The
+/// store holds them too ([`sessions`]); this table is the cache the guard
+/// fills on a miss.
 #[derive(Default)]
 pub struct Console {
     sessions: RwLock<HashMap<String, Session>>,
 }
 
 impl Console {
-    /// Opens a session; returns (session id, CSRF token).
-    pub fn open_session(&self, login: &str, role: Role) -> std::io::Result<(String, String)> {
-        let id = accounts::hex(&accounts::random_bytes::<32>()?);
+    /// Opens a session in memory; returns (token, session). The caller
+    /// stores it ([`sessions::save`]) before handing the token out.
+    pub fn open_session(&self, login: &str, role: Role) -> std::io::Result<(String, Session)> {
+        let token = accounts::hex(&accounts::random_bytes::<32>()?);
         let csrf = accounts::hex(&accounts::random_bytes::<24>()?);
-        let now = Instant::now();
-        let mut sessions = self.sessions.write().unwrap_or_else(|e| e.into_inner());
-        sessions.retain(|_, s| s.expires > now);
-        sessions.insert(
-            id.clone(),
-            Session {
-                login: login.into(),
-                role,
-                csrf: csrf.clone(),
-                expires: now + SESSION_TTL,
-            },
-        );
-        Ok((id, csrf))
+        let now = unix_now();
+        let session = Session {
+            login: login.into(),
+            role,
+            csrf,
+            expires_at: now + SESSION_TTL.as_secs() as i64,
+        };
+        let mut table = self.sessions.write().unwrap_or_else(|e| e.into_inner());
+        table.retain(|_, s| s.is_live(now));
+        table.insert(sessions::token_hash(&token), session.clone());
+        Ok((token, session))
     }
 
-    pub fn session(&self, id: &str) -> Option<Session> {
-        let sessions = self.sessions.read().unwrap_or_else(|e| e.into_inner());
-        sessions
-            .get(id)
-            .filter(|s| s.expires > Instant::now())
+    /// The live session of `token` if this process knows it (see
+    /// [`guard`] for the store lookup on a miss).
+    pub fn session(&self, token: &str) -> Option<Session> {
+        let table = self.sessions.read().unwrap_or_else(|e| e.into_inner());
+        table
+            .get(&sessions::token_hash(token))
+            .filter(|s| s.is_live(unix_now()))
             .cloned()
     }
 
-    pub fn close_session(&self, id: &str) {
+    /// Remembers a session loaded from the store.
+    pub fn remember(&self, hash: String, session: Session) {
         self.sessions
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+            .insert(hash, session);
     }
 
-    /// Ends every session of `login` (after a role change or deletion).
+    /// Forgets the session of `token` in memory (logout also deletes it
+    /// from the store: [`sessions::forget`]).
+    pub fn close_session(&self, token: &str) {
+        self.sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&sessions::token_hash(token));
+    }
+
+    /// Ends every session of `login` in memory (after a role change or
+    /// deletion; the store's: [`sessions::forget_login`]).
     pub fn close_sessions_of(&self, login: &str) {
         self.sessions
             .write()
@@ -171,8 +209,33 @@ fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// Loads the session the request's cookie names from the store when this
+/// process does not know it (after a restart, or opened by another
+/// process over the same store).
+async fn load_on_miss<S: Host>(host: &S, headers: &HeaderMap) {
+    let Some(token) = cookie(headers, SESSION_COOKIE) else {
+        return;
+    };
+    if !sessions::plausible_token(token) || host.console().session(token).is_some() {
+        return;
+    }
+    let hash = sessions::token_hash(token);
+    let h = host.clone();
+    let key = hash.clone();
+    let loaded =
+        tokio::task::spawn_blocking(move || h.with_store(|s| sessions::load(s, &key, unix_now())))
+            .await;
+    match loaded {
+        Ok(Ok(Some(session))) => host.console().remember(hash, session),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "loading a console session"),
+        Err(e) => tracing::warn!(error = %e, "loading a console session"),
+    }
+}
+
 /// The session/CSRF/role guard around every route (see the module docs).
 pub async fn guard<S: Host>(State(host): State<S>, req: Request, next: Next) -> Response {
+    load_on_miss(&host, req.headers()).await;
     if is_safe(req.method()) {
         return next.run(req).await;
     }

@@ -13,8 +13,12 @@ use siyu_store::{SqliteStore, Store};
 use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
 
+/// The store is shared so a second host (a restarted server) can be
+/// built over it.
+type SharedStore = Arc<Mutex<SqliteStore>>;
+
 #[derive(Clone)]
-struct TestHost(Arc<(Console, Mutex<SqliteStore>)>);
+struct TestHost(Arc<(Console, SharedStore)>);
 
 impl Host for TestHost {
     fn console(&self) -> &Console {
@@ -31,6 +35,10 @@ impl Host for TestHost {
 /// A host with operators `ada` (admin), `otto` (operator), `ann` (analyst)
 /// and a fake `/v1/thing` that stands for any host API route.
 fn app() -> Router {
+    app_over(store_with_operators())
+}
+
+fn store_with_operators() -> SharedStore {
     let mut store = SqliteStore::open_in_memory().unwrap();
     for (login, role) in [
         ("ada", Role::Admin),
@@ -39,7 +47,13 @@ fn app() -> Router {
     ] {
         accounts::put_operator(&mut store, login, "password1", role, 0).unwrap();
     }
-    let host = TestHost(Arc::new((Console::default(), Mutex::new(store))));
+    Arc::new(Mutex::new(store))
+}
+
+/// The console over `store` with a fresh (empty) session table: what a
+/// server process sees when it starts.
+fn app_over(store: SharedStore) -> Router {
+    let host = TestHost(Arc::new((Console::default(), store)));
     Router::new()
         .route(
             "/v1/thing",
@@ -399,4 +413,145 @@ fn password_hashes_are_argon2id_and_salted() {
     assert_ne!(a, b);
     assert!(accounts::verify_password("password1", &a));
     assert!(!accounts::verify_password("password2", &a));
+}
+
+fn stored_sessions(store: &SharedStore) -> Vec<(String, Value)> {
+    store
+        .lock()
+        .unwrap()
+        .list_settings(siyu_console::sessions::PREFIX)
+        .unwrap()
+}
+
+fn token_of(cookie: &str) -> &str {
+    cookie
+        .split("; ")
+        .find_map(|c| c.strip_prefix("siyu_session="))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_session_survives_a_new_console_over_the_same_store() {
+    let store = store_with_operators();
+    let (cookie, csrf) = login(&app_over(store.clone()), "otto").await;
+    // Only the SHA-256 of the token is stored, never the token.
+    let token = token_of(&cookie);
+    let stored = stored_sessions(&store);
+    assert_eq!(stored.len(), 1);
+    let (key, record) = &stored[0];
+    assert_eq!(
+        key,
+        &format!(
+            "console_session/{}",
+            siyu_console::sessions::token_hash(token)
+        )
+    );
+    assert!(!key.contains(token) && !record.to_string().contains(token));
+    assert_eq!(record["login"], "otto");
+    assert_eq!(record["role"], "operator");
+
+    // "Restart": a new Console over the same store knows the session,
+    // with its role and CSRF token.
+    let restarted = app_over(store.clone());
+    let me = send(
+        &restarted,
+        "GET",
+        "/console/api/me",
+        &[("cookie", &cookie)],
+        None,
+    )
+    .await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    assert_eq!(me.body["login"], "otto");
+    assert_eq!(me.body["role"], "operator");
+    assert_eq!(me.body["csrf"], csrf.as_str());
+    let h = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    assert_eq!(
+        send(&restarted, "PUT", "/v1/thing", &h, None).await.status,
+        StatusCode::OK
+    );
+    let wrong = [("cookie", cookie.as_str()), ("x-csrf-token", "nope")];
+    assert_eq!(
+        send(&restarted, "PUT", "/v1/thing", &wrong, None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+
+    // Logout deletes it from the store: a third process does not know it.
+    let r = send(&restarted, "POST", "/console/api/logout", &h, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(stored_sessions(&store).is_empty());
+    let again = app_over(store.clone());
+    let me = send(
+        &again,
+        "GET",
+        "/console/api/me",
+        &[("cookie", &cookie)],
+        None,
+    )
+    .await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn expired_and_revoked_sessions_are_not_loaded_and_are_deleted() {
+    use siyu_console::sessions;
+    let store = store_with_operators();
+    let (cookie, _) = login(&app_over(store.clone()), "ann").await;
+    let hash = sessions::token_hash(token_of(&cookie));
+    // Expire it in the store.
+    {
+        let mut s = store.lock().unwrap();
+        let key = format!("{}{hash}", sessions::PREFIX);
+        let mut v = s.get_setting(&key).unwrap().unwrap();
+        v["expires_at"] = json!(1);
+        s.put_setting(&key, Some(&v)).unwrap();
+    }
+    let restarted = app_over(store.clone());
+    let me = send(
+        &restarted,
+        "GET",
+        "/console/api/me",
+        &[("cookie", &cookie)],
+        None,
+    )
+    .await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        stored_sessions(&store).is_empty(),
+        "expired record deleted on load"
+    );
+
+    // A role change ends the operator's sessions in the store too.
+    let app = app_over(store.clone());
+    let (admin, csrf) = login(&app, "ada").await;
+    let (otto, _) = login(&app, "otto").await;
+    assert_eq!(stored_sessions(&store).len(), 2);
+    let h = [("cookie", admin.as_str()), ("x-csrf-token", csrf.as_str())];
+    let r = send(
+        &app,
+        "PUT",
+        "/console/api/operators/otto",
+        &h,
+        Some(json!({"role": "analyst"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let restarted = app_over(store.clone());
+    let me = send(
+        &restarted,
+        "GET",
+        "/console/api/me",
+        &[("cookie", &otto)],
+        None,
+    )
+    .await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    let left: Vec<Value> = stored_sessions(&store)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["login"], "ada");
 }
