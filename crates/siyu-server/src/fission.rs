@@ -1105,13 +1105,17 @@ pub async fn reconcile(state: &AppState, id: &str) -> Result<Value, ApiError> {
     let clawed = changed.iter().filter(|r| r.status == "clawed_back").count();
     blocking(move || {
         let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-        for r in changed {
-            let v = serde_json::to_value(&r).map_err(|e| ApiError::Internal(e.to_string()))?;
-            store.put_setting(
-                &format!("{REWARD_PREFIX}{idc}/{}/{}", r.inviter, r.tier),
-                Some(&v),
-            )?;
-        }
+        let items = changed
+            .into_iter()
+            .map(|r| {
+                let v = serde_json::to_value(&r).map_err(|e| ApiError::Internal(e.to_string()))?;
+                Ok((
+                    format!("{REWARD_PREFIX}{idc}/{}/{}", r.inviter, r.tier),
+                    Some(v),
+                ))
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        store.put_settings(&items)?;
         Ok(())
     })
     .await?;

@@ -221,6 +221,9 @@ pub trait Store: Send {
     /// Writes (or with `None` deletes) a settings value.
     fn put_setting(&mut self, key: &str, value: Option<&serde_json::Value>) -> Result<()>;
 
+    /// Writes (or deletes) several settings in one transaction.
+    fn put_settings(&mut self, items: &[(String, Option<serde_json::Value>)]) -> Result<()>;
+
     /// Settings whose key starts with `prefix`, sorted by key.
     fn list_settings(&mut self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>>;
 

@@ -648,6 +648,30 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn put_settings(&mut self, items: &[(String, Option<serde_json::Value>)]) -> Result<()> {
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(db("starting a settings batch"))?;
+        let put = tx
+            .prepare(
+                "INSERT INTO settings (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .map_err(db("preparing a settings batch"))?;
+        let del = tx
+            .prepare("DELETE FROM settings WHERE key = $1")
+            .map_err(db("preparing a settings batch"))?;
+        for (key, value) in items {
+            match value {
+                Some(v) => tx.execute(&put, &[key, &v.to_string()]),
+                None => tx.execute(&del, &[key]),
+            }
+            .map_err(db("writing a settings batch"))?;
+        }
+        tx.commit().map_err(db("committing a settings batch"))
+    }
+
     fn list_settings(&mut self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>> {
         // COLLATE "C": bytewise order, as SQLite sorts, whatever the
         // database's locale.

@@ -757,6 +757,32 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn put_settings(&mut self, items: &[(String, Option<serde_json::Value>)]) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("starting a settings batch"))?;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .map_err(db("preparing a settings batch"))?;
+            let mut del = tx
+                .prepare_cached("DELETE FROM settings WHERE key = ?1")
+                .map_err(db("preparing a settings batch"))?;
+            for (key, value) in items {
+                match value {
+                    Some(v) => put.execute(params![key, v.to_string()]),
+                    None => del.execute([key]),
+                }
+                .map_err(db("writing a settings batch"))?;
+            }
+        }
+        tx.commit().map_err(db("committing a settings batch"))
+    }
+
     fn list_settings(&mut self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>> {
         let step = "listing settings";
         // SQLite compares TEXT bytewise: the same order as PostgreSQL's "C".

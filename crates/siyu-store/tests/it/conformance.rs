@@ -23,6 +23,7 @@ conformance!(
     merges_round_trip_oldest_first,
     audit_log_is_newest_first,
     settings_crud_and_prefix,
+    settings_batch_is_one_write,
     everything_survives_reopen,
     migrations_are_recorded_once,
     segment_history_is_newest_first_per_segment_and_person,
@@ -679,4 +680,24 @@ pub fn small_bulk_load_keeps_indexes(b: &dyn Backend) {
     s.append(&bulk_events("small", 10)).unwrap();
     s.end_bulk_load().unwrap();
     assert_eq!(b.event_indexes(), before);
+}
+
+pub fn settings_batch_is_one_write(b: &dyn Backend) {
+    let mut s = b.open();
+    s.put_setting("r/old", Some(&json!(1))).unwrap();
+    s.put_settings(&[
+        ("r/a".to_string(), Some(json!({"x": 1}))),
+        ("r/b".to_string(), Some(json!("二"))),
+        ("r/old".to_string(), None),
+        ("r/a".to_string(), Some(json!({"x": 2}))),
+    ])
+    .unwrap();
+    assert_eq!(
+        s.list_settings("r/").unwrap(),
+        vec![
+            ("r/a".to_string(), json!({"x": 2})),
+            ("r/b".to_string(), json!("二"))
+        ]
+    );
+    s.put_settings(&[]).unwrap();
 }
