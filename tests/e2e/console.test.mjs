@@ -419,6 +419,226 @@ try {
     assert.equal(restored.body.marketing_cap, 2);
   });
 
+  // ---------- growth pages: fission, communities, content; settings and person additions ----------
+  const CAMPAIGN = 'e2e_spring';
+  const campaign = {
+    name: 'E2E 春季老带新',
+    tiers: [{ invites: 2, reward: 'coupon' }, { invites: 10, reward: 'gift' }],
+    rewards: { coupon: { stock: 100, cost: 1000 }, gift: { stock: 10, cost: 8900 } },
+    rules: { convert_within: '14d', hold: '7d' },
+    grant: 'instant',
+  };
+  let inviteCode = null;
+
+  await step('fission: overlapping tiers are refused at tiers[1].invites; a valid campaign saves and shows its funnel', async () => {
+    await page.click('#nav a[data-page=fission]');
+    await page.locator('#campaign-definition').waitFor();
+    assert.ok((await page.textContent('#campaign-list')).includes('double11'), 'the demo campaign is listed');
+    await page.fill('#campaign-id', CAMPAIGN);
+    const bad = { ...campaign, tiers: [{ invites: 5, reward: 'coupon' }, { invites: 3, reward: 'coupon' }] };
+    await page.fill('#campaign-definition', JSON.stringify(bad, null, 2));
+    await page.click('#campaign-save');
+    await page.locator('#campaign-error').waitFor();
+    assert.deepEqual(await page.locator('#campaign-error code.path').allTextContents(), ['tiers[1].invites']);
+    assert.match(await page.textContent('#campaign-error'), /tiers overlap/);
+    assert.equal(await page.getAttribute('#campaign-definition', 'class'), 'invalid');
+    await shot('fission-error.png');
+    await page.fill('#campaign-definition', JSON.stringify(campaign, null, 2));
+    await page.click('#campaign-save');
+    await page.waitForURL(new RegExp(`#/fission/${CAMPAIGN}$`));
+    await page.locator(`#campaign-list tr[data-campaign=${CAMPAIGN}].active`).waitFor();
+    await page.locator('#campaign-funnel svg').waitFor();
+    assert.equal((await apiGet('/v1/campaigns/' + CAMPAIGN)).tiers.length, 2);
+    await page.locator('#leaderboard-empty').waitFor();
+  });
+
+  await step('fission: an invite for a demo person, its QR poster (a PNG through a blob URL); signups through the link fill the leaderboard; reconcile grants a reward; an operator rejects one invitee', async () => {
+    await page.fill('#poster-identity', wecom);
+    await page.click('#invite-create');
+    await page.locator('#invite-code').waitFor();
+    inviteCode = await page.textContent('#invite-code');
+    assert.ok((await page.textContent('#invite-link')).endsWith(`/i/${CAMPAIGN}/${inviteCode}`));
+    await page.waitForFunction(() => { const i = document.querySelector('#poster-img'); return i && !i.hidden && i.complete && i.naturalWidth > 0; });
+    assert.match(await page.getAttribute('#poster-img', 'src'), /^blob:/);
+    const poster = await page.evaluate(async (u) => { const r = await fetch(u); const b = new Uint8Array(await r.arrayBuffer()); return [r.headers.get('content-type'), Array.from(b.slice(1, 4))]; }, `/v1/campaigns/${CAMPAIGN}/poster?identity=${encodeURIComponent(wecom)}`);
+    assert.deepEqual(poster, ['image/png', [0x50, 0x4e, 0x47]], 'PNG magic');
+    await shot('fission-poster.png');
+    // Three newcomers sign up through the public invite link.
+    for (let i = 1; i <= 3; i++) {
+      const r = await fetch(`${url}/i/${CAMPAIGN}/${inviteCode}/signup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ identity: `wecom:e2e_invitee_${i}` }) });
+      assert.equal(r.status, 200, await r.text());
+    }
+    const board = await eventually('three signups on the leaderboard', () => apiGet(`/v1/campaigns/${CAMPAIGN}/leaderboard`), (b) => b.signups === 3);
+    assert.equal(board.top[0].inviter, target.canonical_id);
+    await page.reload();
+    const row = page.locator(`#leaderboard tr[data-inviter="${target.canonical_id}"]`);
+    await row.waitFor();
+    assert.equal(await row.locator('td').nth(3).textContent(), String(board.top[0].pending));
+    assert.equal(await row.locator('td').nth(2).textContent(), String(board.top[0].valid));
+    assert.equal(await page.locator('#invitee-list tbody tr').count(), 3);
+    await page.click('#campaign-reconcile');
+    await page.locator('#reward-ledger').waitFor();
+    const rewards = await apiGet(`/v1/campaigns/${CAMPAIGN}/rewards`);
+    assert.equal(rewards.ledger.filter((x) => x.status === 'granted').length, 1, 'two pending invitees reach the first tier (instant grant)');
+    assert.equal(rewards.stock_left.coupon, 99);
+    assert.ok((await page.textContent('#reward-ledger')).includes('已发放'));
+    assert.equal(await page.getAttribute('#reward-stock tr[data-reward=coupon] svg.meter', 'aria-label'), '99 / 100');
+    const stats = await apiGet(`/v1/campaigns/${CAMPAIGN}/stats`);
+    assert.equal(stats.funnel.signups, 3);
+    assert.equal(await page.textContent('#k-factor'), stats.funnel.k_factor.toFixed(2));
+    assert.equal(await page.textContent('#cost-per-valid'), stats.reward_cost_per_valid == null ? '—' : '¥' + (Math.round(stats.reward_cost_per_valid) / 100).toFixed(2));
+    await shot('fission.png');
+    await page.locator('#invitee-list tr[data-invitee="wecom:e2e_invitee_1"] button.override-invalid').click();
+    await page.waitForFunction(() => document.querySelector('#toast').textContent === '已记录人工判定');
+    const rejected = (await apiGet(`/v1/campaigns/${CAMPAIGN}/invitees`)).invitees.find((x) => x.invitee === 'wecom:e2e_invitee_1');
+    assert.equal(rejected.overridden, false);
+    assert.deepEqual(rejected.verdict, { status: 'invalid', reason: 'overridden' });
+    await page.click('#invitee-tabs a[data-tab=invalid]');
+    await page.locator('#invitee-list tr[data-invitee="wecom:e2e_invitee_1"] .override-clear').waitFor();
+    assert.equal(await page.locator('#invitee-list tbody tr').count(), 1);
+  });
+
+  await step('communities: operators and a group owned by one (size bar, load), group health, a live code; hand-over moves the persons and groups', async () => {
+    await page.click('#nav a[data-page=communities]');
+    await page.locator('#group-form').waitFor();
+    if ((await apiGet('/v1/groups')).groups.length === 0) await page.locator('#groups-empty').waitFor();
+    for (const [login, name] of [['e2e_op', '小王'], ['e2e_op2', '小李']]) {
+      await page.fill('#opconf-login', login);
+      await page.fill('#opconf-name', name);
+      await page.fill('#opconf-max', '3');
+      await page.click('#opconf-save');
+      await page.locator(`#operator-load tr[data-operator=${login}]`).waitFor();
+    }
+    // The demo person is owned by e2e_op (the `operator` trait).
+    const ts = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const r = await apiSend('POST', '/v1/events', [{ ts, identity: wecom, type: 'identify', traits: { operator: 'e2e_op' } }]);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    // g01 has members in the demo (join_group events).
+    await page.fill('#group-id', 'g01');
+    await page.fill('#group-name', 'E2E 会员 1 群');
+    await page.fill('#group-capacity', '200');
+    await page.selectOption('#group-owner', 'e2e_op');
+    await page.click('#group-save');
+    await page.waitForURL(/#\/communities\/g01$/);
+    const g = (await apiGet('/v1/groups')).groups.find((x) => x.id === 'g01');
+    assert.ok(g.size > 0, 'demo members in g01');
+    assert.equal(await page.getAttribute('#group-list tr[data-group=g01] svg.meter', 'aria-label'), `${g.size} / 200`);
+    assert.ok((await page.textContent('#group-list tr[data-group=g01]')).includes('e2e_op'));
+    await page.locator('#group-health').waitFor();
+    assert.equal(await page.textContent('#health-size'), `${g.size}/200`);
+    const op = page.locator('#operator-load tr[data-operator=e2e_op]');
+    assert.equal(await op.locator('svg.meter').getAttribute('aria-label'), '1 / 3');
+    assert.equal(await op.locator('td.persons').textContent(), '1');
+    // A live code: an unknown group is refused with its path, then saved.
+    await page.fill('#livecode-id', 'e2e_qr');
+    await page.fill('#livecode-definition', JSON.stringify({ targets: [{ group: 'no_such_group' }] }));
+    await page.click('#livecode-save');
+    await page.locator('#livecode-error').waitFor();
+    assert.equal(await page.textContent('#livecode-error code.path'), 'targets[0].group');
+    await page.fill('#livecode-definition', JSON.stringify({ targets: [{ group: 'g01' }, { operator: 'e2e_op2' }], daily_cap_per_operator: 100 }));
+    await page.click('#livecode-save');
+    await page.locator('#livecode-list tr[data-livecode=e2e_qr]').waitFor();
+    await shot('communities.png');
+    // Hand-over: everything of e2e_op to e2e_op2, after a confirmation.
+    await page.selectOption('#handover-from', 'e2e_op');
+    await page.selectOption('#handover-to', 'e2e_op2');
+    await page.fill('#handover-reason', 'e2e 离职');
+    page.once('dialog', (d) => d.dismiss());
+    await page.click('#handover-run');
+    await page.waitForTimeout(200);
+    assert.equal((await apiGet('/v1/groups')).groups.find((x) => x.id === 'g01').owner, 'e2e_op', 'a dismissed confirmation hands over nothing');
+    page.once('dialog', (d) => d.accept());
+    await page.click('#handover-run');
+    await page.waitForFunction(() => /e2e_op 已交接：1 位客户，1 个群/.test(document.querySelector('#toast').textContent));
+    await page.locator('#operator-load tr[data-operator=e2e_op] .status-dead').waitFor();
+    assert.equal((await apiGet('/v1/groups')).groups.find((x) => x.id === 'g01').owner, 'e2e_op2');
+    const ops = (await apiGet('/v1/operators')).operators;
+    assert.equal(ops.find((o) => o.login === 'e2e_op').status, 'left');
+    await eventually('the person is owned by e2e_op2', () => apiGet('/v1/persons/' + encodeURIComponent(wecom)), (p) => p.traits && p.traits.operator === 'e2e_op2');
+  });
+
+  await step('person: owner operator after the hand-over, and the consent ledger', async () => {
+    const r = await apiSend('POST', '/v1/consent', { identity: wecom, channel: 'sms', granted: false });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    await page.goto(url + '/#/persons/' + encodeURIComponent(wecom));
+    await page.locator('#profile').waitFor();
+    assert.equal(await page.textContent('#owner'), 'e2e_op2');
+    const ledger = (await apiGet('/v1/persons/' + encodeURIComponent(wecom) + '/consent')).ledger;
+    assert.ok(ledger.length >= 1);
+    assert.equal(await page.locator('#consent-ledger tbody tr').count(), ledger.length);
+    const row = await page.textContent('#consent-ledger tbody tr:first-child');
+    assert.ok(row.includes('sms') && row.includes('撤回'), `row: ${row}`);
+    await shot('person-consent.png');
+  });
+
+  await step('content: a mini-program without appid is refused; an article saves with 0 views and its template token', async () => {
+    await page.click('#nav a[data-page=content]');
+    await page.locator('#content-form').waitFor();
+    if ((await apiGet('/v1/content')).content.length === 0) await page.locator('#content-empty').waitFor();
+    await page.fill('#content-id', 'e2e_mini');
+    await page.selectOption('#content-kind', 'miniprogram');
+    await page.fill('#content-title', '小程序商城');
+    await page.fill('#content-url', 'https://example.com/mini');
+    await page.click('#content-save');
+    await page.locator('#content-error').waitFor();
+    assert.match(await page.textContent('#content-error'), /appid, path/);
+    await page.fill('#content-id', 'e2e_guide');
+    await page.selectOption('#content-kind', 'article');
+    await page.fill('#content-title', '春季护肤指南');
+    await page.fill('#content-url', 'https://example.com/guide');
+    await page.click('#content-save');
+    await page.waitForURL(/#\/content\/e2e_guide$/);
+    const row = page.locator('#content-list tr[data-content=e2e_guide]');
+    await row.waitFor();
+    assert.equal(await row.locator('td.views').textContent(), '0');
+    assert.ok((await row.textContent()).includes('{{content.e2e_guide}}'));
+    assert.equal((await apiGet('/v1/content')).content.find((c) => c.id === 'e2e_guide').title, '春季护肤指南');
+    assert.equal(await page.getAttribute('#content-templates', 'href'), '#/templates');
+    await shot('content.png');
+  });
+
+  await step('settings: connectors (none configured in the demo) with the TOML hint; an admin revokes a fresh key', async () => {
+    await page.click('#nav a[data-page=settings]');
+    await page.locator('#connector-list').waitFor();
+    const conn = await apiGet('/v1/connectors');
+    assert.equal(await page.locator('#connector-list tbody tr').count(), conn.outbound.length);
+    assert.ok((await page.textContent('#connector-list')).includes('未配置'));
+    assert.ok((await page.textContent('#connector-hint')).includes('[connectors.'));
+    await page.fill('#key-name', 'e2e-revoke');
+    await page.click('#key-create');
+    await page.locator('#new-key').waitFor();
+    const newKey = await page.textContent('#new-key');
+    const ok = await fetch(url + '/v1/segments', { headers: { authorization: `Bearer ${newKey}` } });
+    assert.equal(ok.status, 200);
+    await page.click('#nav a[data-page=dashboard]');
+    await page.click('#nav a[data-page=settings]');
+    const row = page.locator('#key-list tr', { hasText: 'e2e-revoke' });
+    await row.waitFor();
+    page.once('dialog', (d) => d.accept());
+    await row.locator('button.revoke').click();
+    await row.waitFor({ state: 'detached' });
+    const gone = await fetch(url + '/v1/segments', { headers: { authorization: `Bearer ${newKey}` } });
+    assert.equal(gone.status, 401, 'the revoked key no longer works');
+    await shot('settings-connectors.png');
+  });
+
+  await step('language: the fission page in English', async () => {
+    await page.goto(url + '/#/fission/' + CAMPAIGN);
+    await page.locator('#campaign-funnel svg').waitFor();
+    await page.click('#lang-toggle');
+    await page.waitForFunction(() => document.querySelector('#nav a[data-page=fission]').textContent === 'Referrals');
+    await page.locator('#campaign-funnel svg').waitFor();
+    assert.equal(await page.textContent('main h1'), 'Referrals');
+    assert.ok((await page.textContent('#leaderboard')).includes('Inviter'));
+    assert.ok((await page.textContent('#campaign-kpis')).includes('K-factor'));
+    await shot('fission-en.png');
+    await page.click('#nav a[data-page=communities]');
+    await page.locator('#operator-load').waitFor();
+    assert.ok((await page.textContent('#operator-load')).includes('Groups / max'));
+    await page.click('#lang-toggle');
+    await page.waitForFunction(() => document.querySelector('#nav a[data-page=fission]').textContent === '裂变');
+  });
+
   await step('language switch to English persists across a reload', async () => {
     await page.click('#nav a[data-page=dashboard]');
     await page.locator('#funnel-chart svg').waitFor();
@@ -484,6 +704,48 @@ try {
     }, JOURNEY);
     assert.deepEqual(refused, [403, 403, 403]);
     await shot('analyst-templates.png');
+  });
+
+  await step('an analyst reads the growth pages but cannot change them (controls disabled, forced writes 403)', async () => {
+    await page.goto(url + '/#/fission/' + CAMPAIGN);
+    await page.locator('#leaderboard').waitFor();
+    for (const sel of ['#campaign-save', '#invite-create', '#campaign-reconcile', '#invitee-list button.override-invalid']) {
+      assert.equal(await page.locator(sel).first().isDisabled(), true, `${sel} is disabled`);
+    }
+    await page.fill('#poster-identity', wecom);
+    await page.click('#poster-open'); // a GET: allowed
+    await page.waitForFunction(() => { const i = document.querySelector('#poster-img'); return i && !i.hidden && i.naturalWidth > 0; });
+    await shot('analyst-fission.png');
+    await page.goto(url + '/#/communities/g01');
+    await page.locator('#group-health').waitFor();
+    for (const sel of ['#group-save', '#handover-run', '#opconf-save', '#livecode-save']) {
+      assert.equal(await page.isDisabled(sel), true, `${sel} is disabled`);
+    }
+    await page.goto(url + '/#/content');
+    await page.locator('#content-list').waitFor();
+    assert.equal(await page.isDisabled('#content-save'), true);
+    await page.goto(url + '/#/settings');
+    await page.locator('#connector-list').waitFor();
+    assert.equal(await page.locator('#key-list button.revoke').first().isDisabled(), true);
+    const keyId = await page.locator('#key-list tr').first().getAttribute('data-key-id');
+    const refused = await page.evaluate(async ([campaign, keyId]) => {
+      const csrf = document.cookie.split('; ').find((c) => c.startsWith('siyu_csrf=')).slice(10);
+      const h = { 'content-type': 'application/json', 'x-csrf-token': csrf };
+      const calls = [
+        ['PUT', '/v1/campaigns/' + campaign, '{}'],
+        ['POST', `/v1/campaigns/${campaign}/overrides`, '{"invitee":"wecom:e2e_invitee_2","valid":false}'],
+        ['POST', `/v1/campaigns/${campaign}/invites`, '{"identity":"wecom:x"}'],
+        ['POST', '/v1/operators/e2e_op2/handover', '{"to":null,"status":"left"}'],
+        ['PUT', '/v1/groups/g01', '{"channel":"wecom"}'],
+        ['PUT', '/v1/content/x', '{"kind":"article","title":"x","url":"https://example.com"}'],
+        ['DELETE', '/v1/admin/keys/' + keyId, undefined],
+      ];
+      const out = [];
+      for (const [m, p, b] of calls) out.push((await fetch(p, { method: m, headers: h, body: b })).status);
+      return out;
+    }, [CAMPAIGN, keyId]);
+    assert.deepEqual(refused, [403, 403, 403, 403, 403, 403, 403]);
+    assert.equal((await apiGet('/v1/operators')).operators.find((o) => o.login === 'e2e_op2').status, 'active', 'nothing was handed over');
   });
 
   await step('without the CSRF header a logged-in write is refused', async () => {

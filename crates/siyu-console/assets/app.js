@@ -138,9 +138,27 @@
     document.querySelectorAll('#nav a').forEach((a) => a.classList.toggle('active', a.dataset.page === page));
     const main = $('#page');
     main.replaceChildren(h('p', { class: 'muted' }, t('common.loading')));
-    const pages = Object.assign({ dashboard, persons, segments, settings }, automation);
+    const pages = Object.assign({ dashboard, persons, segments, settings }, automation, growth);
     (pages[page] || dashboard)(main, arg).then(() => { applyRole(main); I18N.applyStatic(main); });
   }
+
+  // The faults of a 422: "steps.a.template: unknown …; trigger.cron: …" →
+  // one line per fault with its path set apart, plus a caret under
+  // "line L column C" of `text` when the JSON itself did not parse.
+  function faults(id, message, text) {
+    const items = message.split(/;\s+(?=[\w.\[\]"-]+:\s)/).map((f) => {
+      const m = /^([\w.\[\]"-]+):\s([\s\S]*)$/.exec(f);
+      return h('li', {}, m ? [h('code', { class: 'path' }, m[1]), ' ', m[2]] : f);
+    });
+    let caret = null;
+    const lc = /line (\d+),? column (\d+)/.exec(message);
+    if (lc && text !== undefined) {
+      const line = text.split('\n')[Number(lc[1]) - 1] || '';
+      caret = h('pre', { class: 'caret' }, line + '\n' + ' '.repeat(Math.max(0, Number(lc[2]) - 1)) + '^');
+    }
+    return h('div', { class: 'error', id, role: 'alert' }, h('ul', { class: 'faults' }, items), caret);
+  }
+
 
   function card(title, ...body) {
     return h('section', { class: 'card' }, h('h2', {}, title), ...body);
@@ -238,10 +256,11 @@
   }
 
   async function profile(id) {
-    const [pr, tl, mg] = await Promise.all([
+    const [pr, tl, mg, cs] = await Promise.all([
       api('GET', '/v1/persons/' + enc(id)),
       api('GET', '/v1/persons/' + enc(id) + '/timeline?limit=50'),
       api('GET', '/v1/persons/' + enc(id) + '/merges'),
+      api('GET', '/v1/persons/' + enc(id) + '/consent'),
     ]);
     if (!pr.ok) return h('p', { class: 'error' }, (pr.data && pr.data.message) || String(pr.status));
     const p = pr.data;
@@ -283,6 +302,16 @@
     } }, t('persons.opt_out'));
 
     const merges = ((mg.data && mg.data.merges) || []).map((m) => h('li', {}, `${date(m.at)} · ${m.identity} ↔ ${m.linked} → ${m.into}`));
+    const owner = p.traits && typeof p.traits.operator === 'string' ? p.traits.operator : null;
+    const ledger = (cs.data && cs.data.ledger) || [];
+    const epoch = (s) => (typeof s === 'number' ? new Date(s * 1000).toISOString().slice(0, 16).replace('T', ' ') : '');
+    const consentCard = card(t('persons.consent_ledger'), ledger.length ? h('table', { class: 'list', id: 'consent-ledger' },
+      h('thead', {}, h('tr', {}, ['persons.time', 'persons.identity', 'persons.channel', 'persons.consent', 'persons.source'].map((k) => h('th', {}, t(k))))),
+      h('tbody', {}, ledger.slice().reverse().map((c) => h('tr', { 'data-granted': String(c.granted) }, h('td', { class: 'nowrap' }, epoch(c.ts)), h('td', {}, c.identity),
+        h('td', {}, c.channel || t('persons.all_channels')),
+        h('td', {}, h('span', { class: 'badge ' + (c.granted ? 'good' : 'bad') }, t(c.granted ? 'persons.granted' : 'persons.revoked'))),
+        h('td', { class: 'small' }, (() => { const k = 'persons.source.' + c.source; const v = t(k); return v === k ? c.source : v; })())))))
+      : h('p', { class: 'muted', id: 'consent-ledger-empty' }, cs.ok ? t('persons.no_consent') : (cs.data && cs.data.message) || String(cs.status)));
     const rfm = p.rfm ? `R${p.rfm.r} F${p.rfm.f} M${p.rfm.m}` : none;
 
     return h('div', { class: 'profile', id: 'profile' },
@@ -298,6 +327,7 @@
           row(t('persons.last_purchase'), date(p.last_purchase_at)),
           row(t('persons.rfm'), rfm),
           row(t('persons.consent'), [consent, ' ', optOutBtn]),
+          row(t('persons.owner'), h('span', { id: 'owner' }, owner ? h('a', { href: '#/communities', class: 'chip' }, owner) : none)),
           row(t('persons.tags'), h('span', { id: 'tags' }, chips(p.tags))),
           row(t('persons.groups'), chips(p.groups)),
           row(t('persons.traits'), traits.length ? traits : none),
@@ -305,6 +335,7 @@
           h('div', { class: 'actions' },
             h('a', { href: '/v1/persons/' + enc(p.canonical_id) + '/export', class: 'button', id: 'export', download: '' }, t('persons.export')), eraseBtn))),
       card(t('persons.timeline'), h('table', { class: 'timeline' }, tbody), more),
+      consentCard,
       merges.length ? card(t('persons.merges'), h('ul', { class: 'merges' }, merges)) : null);
   }
 
@@ -388,7 +419,7 @@
 
   // ---------- settings ----------
   async function settings(main) {
-    const [keys, ops] = await Promise.all([api('GET', '/console/api/keys'), api('GET', '/console/api/operators')]);
+    const [keys, ops, conn] = await Promise.all([api('GET', '/console/api/keys'), api('GET', '/console/api/operators'), api('GET', '/v1/connectors')]);
     const when = (s) => (s ? new Date(s * 1000).toISOString().slice(0, 16).replace('T', ' ') : '');
 
     const keyOut = h('div', { id: 'key-created' });
@@ -399,7 +430,13 @@
       if (r.ok) { keyOut.replaceChildren(h('p', {}, t('set.key_created')), h('code', { class: 'secret', id: 'new-key' }, r.data.key)); keyName.value = ''; }
       else if (r.status !== 403) toast((r.data && r.data.message) || String(r.status), 'error');
     } }, keyName, h('button', { type: 'submit', class: 'primary', 'data-admin': true, id: 'key-create' }, t('set.key_create')));
-    const keyRows = ((keys.data && keys.data.keys) || []).map((k) => h('tr', {}, h('td', {}, k.name), h('td', {}, h('code', {}, k.id + '…')), h('td', {}, when(k.created_at))));
+    const keyRows = ((keys.data && keys.data.keys) || []).map((k) => h('tr', { 'data-key-id': k.id }, h('td', {}, k.name), h('td', {}, h('code', {}, k.id + '…')), h('td', {}, when(k.created_at)),
+      h('td', {}, h('button', { type: 'button', class: 'link danger revoke', 'data-admin': true, onclick: async () => {
+        if (!window.confirm(t('set.key_revoke_confirm', { name: k.name, id: k.id }))) return;
+        const r = await api('DELETE', '/v1/admin/keys/' + enc(k.id));
+        if (r.ok) { toast(t('set.key_revoked', { name: k.name }), 'good'); render(); }
+        else if (r.status !== 403) toast((r.data && r.data.message) || String(r.status), 'error');
+      } }, t('set.key_revoke')))));
 
     const opRows = ((ops.data && ops.data.operators) || []).map((o) => h('tr', {}, h('td', {}, o.login), h('td', {}, t('role.' + o.role)), h('td', {}, when(o.created_at)),
       h('td', {}, o.login === state.me.login ? '' : h('button', { type: 'button', class: 'link danger', 'data-admin': true, onclick: async () => {
@@ -434,11 +471,36 @@
       h('div', { class: 'grid2' },
         card(t('set.keys'), h('table', { class: 'list', id: 'key-list' }, h('tbody', {}, keyRows)), keyForm, keyOut),
         card(t('set.operators'), h('table', { class: 'list', id: 'operator-list' }, h('tbody', {}, opRows)), opForm),
+        connectors(conn),
         card(t('set.spend'), spendForm)));
   }
 
-  // ---------- automation pages (automation.js) ----------
-  const automation = window.AutomationPages({ h, api, card, toast, enc, yuan, render });
+  // Configured outbound channels with their dispatch counters, inbound
+  // webhook channels and where to configure them (never secrets).
+  function connectors(conn) {
+    if (!conn.ok) return card(t('set.connectors'), h('p', { class: 'error' }, (conn.data && conn.data.message) || String(conn.status)));
+    const d = conn.data;
+    const counters = (d.stats && d.stats.channels) || {};
+    const n = (ch, k) => C.fmt((counters[ch] && counters[ch][k]) || 0);
+    const rows = (d.outbound || []).map((o) => h('tr', { 'data-channel': o.channel },
+      h('td', {}, o.channel),
+      h('td', {}, h('span', { class: 'badge ' + (o.configured ? 'status-done' : '') }, t(o.configured ? 'set.configured' : 'set.not_configured'))),
+      ['queued', 'in_flight', 'delivered', 'retried', 'dead'].map((k) => h('td', { class: 'num' }, n(o.channel, k)))));
+    const inbound = (d.inbound || []).length ? d.inbound.map((c) => h('span', { class: 'chip' }, c)) : h('span', { class: 'muted' }, t('set.no_inbound'));
+    return card(t('set.connectors'),
+      h('table', { class: 'list', id: 'connector-list' },
+        h('thead', {}, h('tr', {}, ['set.channel', 'set.state', 'set.queued', 'set.in_flight', 'set.delivered', 'set.retried', 'set.dead'].map((k) => h('th', {}, t(k))))),
+        h('tbody', {}, rows)),
+      d.stats && d.stats.unknown_channel ? h('p', { class: 'small bad' }, t('set.unknown_channel', { n: d.stats.unknown_channel })) : null,
+      h('p', {}, t('set.inbound'), ' ', h('span', { id: 'inbound-channels' }, inbound)),
+      d.public_url ? h('p', { class: 'muted small' }, t('set.public_url'), ' ', h('code', {}, d.public_url)) : null,
+      h('pre', { class: 'hint', id: 'connector-hint' }, t('set.connector_hint') + '\n' + (d.note || '')));
+  }
+
+  // ---------- automation (automation.js) and growth (growth.js) pages ----------
+  const ui = { h, api, card, toast, enc, yuan, render, faults, canWrite, isAdmin };
+  const automation = window.AutomationPages(ui);
+  const growth = window.GrowthPages(ui);
 
   // ---------- start ----------
   async function start() {

@@ -21,22 +21,8 @@ window.AutomationPages = function (ui) {
   const person = (id) => h('a', { href: '#/persons/' + enc(id), class: 'person-link' }, id);
   const suppressLabel = (code) => { const k = 'auto.reason.' + code; const s = t(k); return s === k ? code : s; };
 
-  // The faults of a 422: "steps.a.template: unknown …; trigger.cron: …" →
-  // one line per fault with its path set apart, plus a caret under
-  // "line L column C" of `text` when the JSON itself did not parse.
-  function faults(id, message, text) {
-    const items = message.split(/;\s+(?=[\w.\[\]"-]+:\s)/).map((f) => {
-      const m = /^([\w.\[\]"-]+):\s([\s\S]*)$/.exec(f);
-      return h('li', {}, m ? [h('code', { class: 'path' }, m[1]), ' ', m[2]] : f);
-    });
-    let caret = null;
-    const lc = /line (\d+),? column (\d+)/.exec(message);
-    if (lc && text !== undefined) {
-      const line = text.split('\n')[Number(lc[1]) - 1] || '';
-      caret = h('pre', { class: 'caret' }, line + '\n' + ' '.repeat(Math.max(0, Number(lc[2]) - 1)) + '^');
-    }
-    return h('div', { class: 'error', id, role: 'alert' }, h('ul', { class: 'faults' }, items), caret);
-  }
+  // The faults of a 422, one line per path (app.js: `faults`).
+  const faults = ui.faults;
 
   function triggerText(tr) {
     if (!tr) return '—';

@@ -100,5 +100,22 @@
     return svg;
   }
 
-  window.Charts = { bars, groupedBars, heatmap, fmt, PALETTE };
+  // A small fill meter: `value` of `max` (size of capacity, groups of
+  // max_groups); amber from 70 %, red from 90 %; `extra` (reserved seats)
+  // is drawn lighter after the value.
+  function meter(value, max, opts) {
+    opts = opts || {};
+    const width = opts.width || 160, height = 16, barW = width - 64;
+    const frac = max > 0 ? Math.min(1, value / max) : 1;
+    const extraFrac = max > 0 ? Math.min(1 - frac, (opts.extra || 0) / max) : 0;
+    const color = frac >= 0.9 ? PALETTE[4] : frac >= 0.7 ? PALETTE[2] : PALETTE[0];
+    const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, width, height, class: 'meter', role: 'img', 'aria-label': `${value} / ${max}`, 'data-frac': frac.toFixed(3) });
+    svg.appendChild(el('rect', { x: 0, y: 3, width: barW, height: 10, rx: 3, fill: '#e5e7eb' }));
+    svg.appendChild(el('rect', { x: 0, y: 3, width: Math.max(value > 0 ? 2 : 0, frac * barW), height: 10, rx: 3, fill: color, class: 'fill' }));
+    if (extraFrac > 0) svg.appendChild(el('rect', { x: frac * barW, y: 3, width: extraFrac * barW, height: 10, fill: color, opacity: 0.35 }));
+    svg.appendChild(el('text', { x: barW + 6, y: 12, class: 'value' }, `${fmt(value)}/${fmt(max)}`));
+    return svg;
+  }
+
+  window.Charts = { bars, groupedBars, heatmap, meter, fmt, PALETTE };
 })();

@@ -8,13 +8,15 @@ const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const CHARTS_JS: &str = include_str!("../assets/charts.js");
 const AUTOMATION_JS: &str = include_str!("../assets/automation.js");
+const GROWTH_JS: &str = include_str!("../assets/growth.js");
 const I18N_JS: &str = include_str!("../assets/i18n.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
 const FAVICON_SVG: &str = include_str!("../assets/favicon.svg");
 
 /// Security headers of every console page: no framing, no inline script,
-/// nothing loaded from elsewhere.
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+/// nothing loaded from elsewhere. `blob:` images: the invite poster is
+/// fetched with the session and shown from a blob URL.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 pub async fn index() -> Response {
     (
@@ -35,6 +37,7 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         "app.js" => ("text/javascript; charset=utf-8", APP_JS),
         "charts.js" => ("text/javascript; charset=utf-8", CHARTS_JS),
         "automation.js" => ("text/javascript; charset=utf-8", AUTOMATION_JS),
+        "growth.js" => ("text/javascript; charset=utf-8", GROWTH_JS),
         "i18n.js" => ("text/javascript; charset=utf-8", I18N_JS),
         "app.css" => ("text/css; charset=utf-8", APP_CSS),
         "favicon.svg" => ("image/svg+xml", FAVICON_SVG),

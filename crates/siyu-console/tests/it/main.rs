@@ -161,6 +161,7 @@ async fn serves_the_page_and_assets_with_a_strict_csp() {
         "app.js",
         "charts.js",
         "automation.js",
+        "growth.js",
         "i18n.js",
         "app.css",
         "favicon.svg",
