@@ -252,9 +252,15 @@ window.GrowthPages = function (ui) {
     const selected = gs.find((g) => g.id === arg) || null;
     const parts = [h('h1', {}, t('nav.communities'))];
     parts.push(h('div', { class: 'grid2' }, groupsCard(gs, groups, selected), operatorsCard(os, ops)));
-    const health = selected ? await api('GET', '/v1/groups/' + enc(selected.id) + '/health') : null;
+    // Group health is one pass over the log (seconds at millions of
+    // events): the page renders first and the card fills in when it comes.
+    let healthSlot = null;
+    if (selected) {
+      healthSlot = h('div', { id: 'group-health-slot' }, card(`${t('gr.c.health')} · ${selected.name || selected.id}`, h('p', { class: 'muted' }, t('gr.c.health_loading'))));
+      api('GET', '/v1/groups/' + enc(selected.id) + '/health').then((r) => healthSlot.replaceChildren(healthCard(selected, r)));
+    }
     parts.push(h('div', { class: 'grid2' },
-      h('div', {}, selected ? healthCard(selected, health) : null, groupEditor(selected, os)),
+      h('div', {}, healthSlot, groupEditor(selected, os)),
       h('div', {}, handoverCard(os), operatorEditor(), liveCodesCard((codes.data && codes.data.livecodes) || [], codes))));
     main.replaceChildren(...parts);
   }
