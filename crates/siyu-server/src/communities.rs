@@ -14,8 +14,10 @@
 //!
 //! Membership comes from `join_group`/`leave_group` events (the engine's
 //! `extra.groups`); a group's size is one pass over the persons under the
-//! engine read lock. Group health is one pass over the whole log: O(log),
-//! fine on demand, not for a dashboard that polls.
+//! engine read lock. Group health reads the group's own join/leave events
+//! through the `(grp, ts)` index, activity from the engine's last-event
+//! times and rewards from the leavers' own (indexed) timelines: it never
+//! scans the log.
 
 use crate::api::{blocking, check_key, now, read_engine, route, Route};
 use crate::automation::{MassSend, TEMPLATE_PREFIX};
@@ -52,6 +54,8 @@ pub const DEFAULT_MAX_GROUPS: u32 = 7;
 /// How long a live-code seat in a group is held for a newcomer who has
 /// not joined yet.
 pub const RESERVATION_TTL: i64 = 2 * 3600;
+/// Newest events read per leaver when looking for a reward before leaving.
+const LEAVER_TIMELINE: usize = 500;
 /// A leave this soon after a `reward_granted` counts as "left after a reward".
 pub const LEFT_AFTER_REWARD: i64 = 3 * 86_400;
 /// The custom event the fission campaign emits when it grants a reward.
@@ -71,7 +75,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/groups", "Community groups with live size, reserved seats, capacity, owner and the owner's load.", list_groups),
         route!(put, "/v1/groups/{id}", "Save a group: `{channel, name, capacity (default 500), owner (operator login; absent: the least-loaded active operator under max_groups), tags, url, archived}`.", put_group),
         route!(get, "/v1/groups/{id}", "A group with its live size and owner history.", get_group),
-        route!(get, "/v1/groups/{id}/health", "Size, joins and leaves in the window and per day, active rate, members who left within 3 days after a `reward_granted` (`days`, default 7; `timezone`). One pass over the log.", group_health),
+        route!(get, "/v1/groups/{id}/health", "Size, joins and leaves in the window and per day, active rate, members who left within 3 days after a `reward_granted` (`days`, default 7; `timezone`). Indexed: no pass over the log.", group_health),
         route!(put, "/v1/groups/{id}/calendar", "Replace the group's SOP calendar: `[{id, at (RFC 3339 or epoch seconds), template, data}]`; due entries are posted through the guardrails.", put_calendar),
         route!(get, "/v1/groups/{id}/calendar", "The SOP calendar with each entry's outbox status (scheduled, pending, sent, suppressed and why, dead, missed).", get_calendar),
         route!(get, "/v1/operators", "Operators with their load: active groups owned and persons owned (trait `operator`).", list_operators),
@@ -941,72 +945,79 @@ async fn group_health(
         }
         starts.reverse();
         let from = starts[0];
-        // Members now and their identities.
-        let (size, member_of) = {
+        // Members now, and how many did anything in the window (the
+        // engine keeps each person's last event time).
+        let (size, active_n) = {
             let engine = read_engine(&s);
-            let mut member_of: HashMap<String, u32> = HashMap::new();
             let mut size = 0u32;
-            for (slot, p) in engine.persons() {
+            let mut active = 0usize;
+            for (_, p) in engine.persons() {
                 let inside = p
                     .extra
                     .as_deref()
                     .is_some_and(|e| e.groups.binary_search(&id).is_ok());
                 if inside {
-                    for identity in engine.identities_of(slot) {
-                        member_of.insert(identity, size);
-                    }
                     size += 1;
+                    if p.events > 0 && p.last_event_ts as i64 >= from {
+                        active += 1;
+                    }
                 }
             }
-            (size, member_of)
+            (size, active)
         };
-        // One pass over the log, on a connection of its own so the shared
-        // reader is not held for the whole scan.
-        let mut store = s
-            .0
-            .config
-            .open_store()
-            .map_err(|e| ApiError::Internal(format!("opening the store: {e}")))?;
+        // Joins and leaves through the group index: no pass over the log.
         let mut joins = vec![0u64; days];
         let mut leaves = vec![0u64; days];
-        let mut active = vec![false; size as usize];
-        let mut rewards: Vec<(i64, String)> = Vec::new();
         let mut left: Vec<(i64, String)> = Vec::new();
-        let mut scanned = 0u64;
-        siyu_store::for_each_page(store.as_mut(), 0, |page| {
-            for se in page {
-                scanned += 1;
-                let e = &se.event;
-                if e.ts > at {
-                    continue;
+        let group_events = {
+            let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+            store.group_events(&id, from, at)?
+        };
+        let scanned = group_events.len() as u64;
+        for se in &group_events {
+            let e = &se.event;
+            let day = starts.partition_point(|&d| d <= e.ts).saturating_sub(1);
+            match e.event_type {
+                EventType::JoinGroup => joins[day] += 1,
+                EventType::LeaveGroup => {
+                    leaves[day] += 1;
+                    left.push((e.ts, e.identity.as_str().to_string()));
                 }
-                let ours = e.group.as_deref() == Some(id.as_str());
-                if e.ts >= from {
-                    let day = starts.partition_point(|&d| d <= e.ts).saturating_sub(1);
-                    match e.event_type {
-                        EventType::JoinGroup if ours => joins[day] += 1,
-                        EventType::LeaveGroup if ours => {
-                            leaves[day] += 1;
-                            left.push((e.ts, e.identity.as_str().to_string()));
-                        }
-                        _ => {}
+                _ => {}
+            }
+        }
+        // Rewards of the persons who left: their own timelines (indexed by
+        // identity), only for the leavers of the window.
+        let leaver_ids: Vec<Vec<siyu_domain::Identity>> = {
+            let engine = read_engine(&s);
+            left.iter()
+                .filter_map(|(_, i)| engine.person_of(i))
+                .collect::<HashSet<PersonId>>()
+                .into_iter()
+                .map(|slot| {
+                    engine
+                        .identities_of(slot)
+                        .iter()
+                        .filter_map(|i| siyu_domain::Identity::parse(i).ok())
+                        .collect()
+                })
+                .collect()
+        };
+        let mut rewards: Vec<(i64, String)> = Vec::new();
+        {
+            let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+            for ids in &leaver_ids {
+                for se in store.events_of(ids, None, LEAVER_TIMELINE)? {
+                    let e = se.event;
+                    if e.event_type == EventType::Custom
+                        && e.name.as_deref() == Some(REWARD_EVENT)
+                        && e.ts >= from - LEFT_AFTER_REWARD
+                    {
+                        rewards.push((e.ts, e.identity.as_str().to_string()));
                     }
-                    // Activity is what the person did, not what we did to them.
-                    if !matches!(e.event_type, EventType::Identify | EventType::MessageSent) {
-                        if let Some(&m) = member_of.get(e.identity.as_str()) {
-                            active[m as usize] = true;
-                        }
-                    }
-                }
-                if e.ts >= from - LEFT_AFTER_REWARD
-                    && e.event_type == EventType::Custom
-                    && e.name.as_deref() == Some(REWARD_EVENT)
-                {
-                    rewards.push((e.ts, e.identity.as_str().to_string()));
                 }
             }
-            Ok::<(), ApiError>(())
-        })?;
+        }
         // Leaves right after a reward, matched per person (any identity).
         let (after_reward, examples) = {
             let engine = read_engine(&s);
@@ -1039,7 +1050,6 @@ async fn group_health(
             examples.truncate(100);
             (count, examples)
         };
-        let active_n = active.iter().filter(|a| **a).count();
         let per_day: Vec<Value> = starts
             .iter()
             .enumerate()

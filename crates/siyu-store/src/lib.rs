@@ -184,6 +184,10 @@ pub trait Store: Send {
         limit: usize,
     ) -> Result<Vec<StoredEvent>>;
 
+    /// Events of community `group` (join/leave) with `from <= ts <= to`,
+    /// oldest first (indexed: group health never scans the log).
+    fn group_events(&mut self, group: &str, from: i64, to: i64) -> Result<Vec<StoredEvent>>;
+
     /// Deletes every event whose `identity` or `ref` is one of `identities`
     /// and writes `audit` in the same transaction. Returns events removed.
     /// Merge records and segment-history rows naming any of `identities`

@@ -184,6 +184,13 @@ pub const MIGRATIONS: &[Migration] = &[
     CREATE INDEX send_attempts_key ON send_attempts (key, id);
     ",
     },
+    Migration {
+        version: 5,
+        sql: "
+    -- Group health reads a group's joins and leaves, not the whole log.
+    CREATE INDEX events_grp_ts ON events (grp, ts) WHERE grp IS NOT NULL;
+    ",
+    },
 ];
 
 /// The events table's secondary indexes that a bulk load may drop and
@@ -199,6 +206,10 @@ pub const REBUILDABLE_INDEXES: &[(&str, &str)] = &[
     (
         "events_ref",
         "CREATE INDEX IF NOT EXISTS events_ref ON events (ref) WHERE ref IS NOT NULL",
+    ),
+    (
+        "events_grp_ts",
+        "CREATE INDEX IF NOT EXISTS events_grp_ts ON events (grp, ts) WHERE grp IS NOT NULL",
     ),
 ];
 

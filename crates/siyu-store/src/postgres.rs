@@ -477,6 +477,21 @@ impl Store for PostgresStore {
         rows.iter().map(read_row).collect()
     }
 
+    fn group_events(&mut self, group: &str, from: i64, to: i64) -> Result<Vec<StoredEvent>> {
+        self.client
+            .query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events
+                     WHERE grp = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts, log_offset"
+                ),
+                &[&group, &from, &to],
+            )
+            .map_err(db("reading a group's events"))?
+            .iter()
+            .map(read_row)
+            .collect()
+    }
+
     fn erase(&mut self, identities: &[Identity], audit: &AuditRecord) -> Result<u64> {
         let ids = identity_list(identities);
         let mut tx = self.client.transaction().map_err(db("starting erase"))?;

@@ -551,6 +551,18 @@ impl Store for SqliteStore {
         )
     }
 
+    fn group_events(&mut self, group: &str, from: i64, to: i64) -> Result<Vec<StoredEvent>> {
+        query_events(
+            &self.conn,
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events
+                 WHERE grp = ?1 AND ts >= ?2 AND ts <= ?3 ORDER BY ts, log_offset"
+            ),
+            params![group, from, to],
+            "reading a group's events",
+        )
+    }
+
     fn erase(&mut self, identities: &[Identity], audit: &AuditRecord) -> Result<u64> {
         let ids = json_list(identities);
         let tx = self

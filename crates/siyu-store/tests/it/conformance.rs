@@ -24,6 +24,7 @@ conformance!(
     audit_log_is_newest_first,
     settings_crud_and_prefix,
     settings_batch_is_one_write,
+    group_events_are_read_by_group_and_time,
     everything_survives_reopen,
     migrations_are_recorded_once,
     segment_history_is_newest_first_per_segment_and_person,
@@ -515,7 +516,7 @@ pub fn migrations_are_recorded_once(b: &dyn Backend) {
     let versions: Vec<i64> = first.iter().map(|m| m.0).collect();
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4],
+        vec![1, 2, 3, 4, 5],
         "every known version, once, in order"
     );
     assert!(first.iter().all(|m| m.1 > 1_700_000_000), "{first:?}");
@@ -700,4 +701,24 @@ pub fn settings_batch_is_one_write(b: &dyn Backend) {
         ]
     );
     s.put_settings(&[]).unwrap();
+}
+
+pub fn group_events_are_read_by_group_and_time(b: &dyn Backend) {
+    let mut s = b.open();
+    s.append(&[
+        ev(json!({"ts": 1790000100, "identity": "wecom:a", "type": "join_group", "group": "g1"})),
+        ev(json!({"ts": 1790000150, "identity": "wecom:b", "type": "join_group", "group": "g2"})),
+        ev(json!({"ts": 1790000200, "identity": "wecom:a", "type": "leave_group", "group": "g1"})),
+        ev(json!({"ts": 1790000300, "identity": "wecom:c", "type": "join_group", "group": "g1"})),
+    ])
+    .unwrap();
+    let got: Vec<i64> = s
+        .group_events("g1", 1790000100, 1790000200)
+        .unwrap()
+        .iter()
+        .map(|e| e.event.ts)
+        .collect();
+    assert_eq!(got, vec![1790000100, 1790000200]);
+    assert_eq!(s.group_events("g1", 0, i64::MAX).unwrap().len(), 3);
+    assert!(s.group_events("g9", 0, i64::MAX).unwrap().is_empty());
 }
