@@ -266,6 +266,11 @@ impl Dispatcher {
         }
     }
 
+    /// Whether a connector serves `channel`.
+    pub fn has_channel(&self, channel: &str) -> bool {
+        self.channels.contains_key(channel)
+    }
+
     /// Queues `msg` on its channel; never waits. The outcome reaches the sink.
     pub fn submit(&self, msg: OutboundMessage) -> Result<(), SubmitError> {
         let Some(channel) = self.channels.get(&msg.channel) else {

@@ -45,6 +45,32 @@ macro_rules! route {
 }
 pub(crate) use route;
 
+/// A definition body as JSON; a syntax error names `what`, line and column.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::InvalidDefinition(format!(
+            "{what}: line {} column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// A name from the path (journey, template, campaign, group …): 1–64
+/// characters, no `/`, `:` or control characters.
+pub(crate) fn valid_id(id: &str, field: &str) -> Result<(), ApiError> {
+    if siyu_automation::journey::valid_name(id) {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidDefinition(format!(
+            "{field}: {id:?} must be 1–64 characters without '/', ':' or control characters"
+        )))
+    }
+}
+
 /// Runs `f` on the reader connection, off the async runtime.
 pub(crate) fn with_store<T: Send + 'static>(
     state: &AppState,

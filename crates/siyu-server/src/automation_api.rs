@@ -4,7 +4,9 @@
 //! unsubscribe link. Definitions are validated here, at save time, and
 //! every fault is reported with its path.
 
-use crate::api::{blocking, check_key, now, read_engine, route, with_store, Route};
+use crate::api::{
+    blocking, check_key, now, parse_json, read_engine, route, valid_id, with_store, Route,
+};
 use crate::automation::{
     self, MassSend, StoreCatalog, JOURNEY_PREFIX, POLICY_KEY, RULES_KEY, TEMPLATE_PREFIX,
 };
@@ -58,26 +60,6 @@ pub fn routes() -> Vec<Route> {
 /// Outbox items read for the per-step statistics of a report.
 const STEP_STATS_LIMIT: usize = 200_000;
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::InvalidDefinition(format!(
-            "{what}: line {} column {}: {e}",
-            e.line(),
-            e.column()
-        ))
-    })
-}
-
-fn valid_key_name(name: &str) -> Result<(), ApiError> {
-    if siyu_automation::journey::valid_name(name) {
-        Ok(())
-    } else {
-        Err(ApiError::InvalidDefinition(
-            "name: must be 1–64 characters without '/', ':' or control characters".into(),
-        ))
-    }
-}
-
 // ---------- journeys ----------
 
 async fn put_journey(
@@ -87,7 +69,7 @@ async fn put_journey(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     check_key(&state, &headers)?;
-    valid_key_name(&name)?;
+    valid_id(&name, "name")?;
     let mut j: Journey = parse_json(&body, "journey")?;
     if j.name.is_empty() {
         j.name = name.clone();
@@ -106,11 +88,7 @@ async fn put_journey(
         .collect();
     let s = state.clone();
     let (version, j) = with_store(&state, move |store| {
-        let templates: HashSet<String> = store
-            .list_settings(TEMPLATE_PREFIX)?
-            .into_iter()
-            .filter_map(|(k, _)| k.strip_prefix(TEMPLATE_PREFIX).map(str::to_string))
-            .collect();
+        let templates = automation::template_names(store)?;
         let prefix = format!("{JOURNEY_PREFIX}{name}/");
         let version = store
             .list_settings(&prefix)?
@@ -323,7 +301,7 @@ async fn put_template(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     check_key(&state, &headers)?;
-    valid_key_name(&name)?;
+    valid_id(&name, "name")?;
     let mut v: Value = parse_json(&body, "template")?;
     if let Some(o) = v.as_object_mut() {
         o.entry("name")

@@ -19,7 +19,7 @@
 //! times and rewards from the leavers' own (indexed) timelines: it never
 //! scans the log.
 
-use crate::api::{blocking, check_key, now, read_engine, route, Route};
+use crate::api::{blocking, check_key, now, parse_json, read_engine, route, valid_id, Route};
 use crate::automation::{MassSend, TEMPLATE_PREFIX};
 use crate::error::ApiError;
 use crate::ratelimit::{self, RateLimiter};
@@ -266,16 +266,6 @@ struct CalendarEntry {
 
 // ---------- helpers ----------
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::InvalidDefinition(format!(
-            "{what}: line {} column {}: {e}",
-            e.line(),
-            e.column()
-        ))
-    })
-}
-
 fn with_store<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&mut dyn Store, &AppState) -> Result<T, ApiError> + Send + 'static,
@@ -285,16 +275,6 @@ fn with_store<T: Send + 'static>(
         let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
         f(store.as_mut(), &s)
     })
-}
-
-fn valid_id(id: &str, field: &str) -> Result<(), ApiError> {
-    if siyu_automation::journey::valid_name(id) {
-        Ok(())
-    } else {
-        Err(ApiError::InvalidDefinition(format!(
-            "{field}: {id:?} must be 1–64 characters without '/', ':' or control characters"
-        )))
-    }
 }
 
 fn read<T: serde::de::DeserializeOwned>(

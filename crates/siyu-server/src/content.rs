@@ -5,7 +5,7 @@
 //! the person (so segments, journeys — `wait_for_event` on `custom` —
 //! and attribution see it) before redirecting to the content.
 
-use crate::api::{blocking, check_key, now, route, Route};
+use crate::api::{check_key, now, parse_json, route, valid_id, with_store, Route};
 use crate::error::ApiError;
 use crate::AppState;
 use axum::body::Bytes;
@@ -71,18 +71,8 @@ async fn put_content(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     check_key(&state, &headers)?;
-    if !siyu_automation::journey::valid_name(&id) {
-        return Err(ApiError::InvalidDefinition(
-            "id: 1–64 characters without '/', ':' or control characters".into(),
-        ));
-    }
-    let mut c: Content = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::InvalidDefinition(format!(
-            "content: line {} column {}: {e}",
-            e.line(),
-            e.column()
-        ))
-    })?;
+    valid_id(&id, "id")?;
+    let mut c: Content = parse_json(&body, "content")?;
     c.id = id.clone();
     if c.title.trim().is_empty() {
         return Err(ApiError::InvalidDefinition(
@@ -100,9 +90,7 @@ async fn put_content(
             "appid, path: a mini-program card needs both".into(),
         ));
     }
-    let s = state.clone();
-    blocking(move || {
-        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+    with_store(&state, move |store| {
         let key = format!("{CONTENT_PREFIX}{id}");
         if let Some(old) = store.get_setting(&key)? {
             c.views = old.get("views").and_then(Value::as_u64).unwrap_or(0);
@@ -123,9 +111,7 @@ async fn list_content(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     check_key(&state, &headers)?;
-    let s = state.clone();
-    blocking(move || {
-        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+    with_store(&state, |store| {
         let items: Vec<Value> = store
             .list_settings(CONTENT_PREFIX)?
             .into_iter()
@@ -146,10 +132,8 @@ async fn view(
     Path(id): Path<String>,
     Query(q): Query<ViewQuery>,
 ) -> Result<Response, ApiError> {
-    let s = state.clone();
     let key = format!("{CONTENT_PREFIX}{id}");
-    let item = blocking(move || {
-        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+    let item = with_store(&state, move |store| {
         let Some(v) = store.get_setting(&key)? else {
             return Err(ApiError::NotFound("no such content".into()));
         };

@@ -19,7 +19,9 @@
 //! Invite codes are self-verifying (`hex(inviter).mac`), so a link needs
 //! no table and a forged one is refused.
 
-use crate::api::{blocking, check_key, now, read_engine, route, Route};
+use crate::api::{
+    blocking, check_key, now, parse_json, read_engine, route, valid_id, with_store, Route,
+};
 use crate::automation::MassSend;
 use crate::error::ApiError;
 use crate::AppState;
@@ -326,30 +328,13 @@ async fn put_campaign(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     check_key(&state, &headers)?;
-    if !siyu_automation::journey::valid_name(&id) {
-        return Err(ApiError::InvalidDefinition(
-            "id: 1–64 characters without '/', ':' or control characters".into(),
-        ));
-    }
-    let mut c: Campaign = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::InvalidDefinition(format!(
-            "campaign: line {} column {}: {e}",
-            e.line(),
-            e.column()
-        ))
-    })?;
+    valid_id(&id, "id")?;
+    let mut c: Campaign = parse_json(&body, "campaign")?;
     c.id = id.clone();
     let s = state.clone();
     blocking(move || {
         let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-        let templates: std::collections::HashSet<String> = store
-            .list_settings(crate::automation::TEMPLATE_PREFIX)?
-            .into_iter()
-            .filter_map(|(k, _)| {
-                k.strip_prefix(crate::automation::TEMPLATE_PREFIX)
-                    .map(str::to_string)
-            })
-            .collect();
+        let templates = crate::automation::template_names(store.as_mut())?;
         c.validate(&|t| templates.contains(t))
             .map_err(|e| ApiError::InvalidDefinition(e.join("; ")))?;
         let v = serde_json::to_value(&c).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -381,9 +366,7 @@ async fn list_campaigns(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     check_key(&state, &headers)?;
-    let s = state.clone();
-    blocking(move || {
-        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+    with_store(&state, |store| {
         let list: Vec<Value> = store
             .list_settings(CAMPAIGN_PREFIX)?
             .into_iter()
@@ -409,9 +392,7 @@ async fn put_background(
             .map_err(|e| ApiError::InvalidDefinition(format!("poster: {e}")))?;
     }
     let hex: String = body.iter().map(|b| format!("{b:02x}")).collect();
-    let s = state.clone();
-    blocking(move || {
-        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+    with_store(&state, move |store| {
         store.put_setting(
             &format!("{BACKGROUND_PREFIX}{id}"),
             Some(&Value::String(hex)),
@@ -454,8 +435,7 @@ async fn create_invite(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     check_key(&state, &headers)?;
-    let b: InviteBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::InvalidDefinition(format!("invite: {e}")))?;
+    let b: InviteBody = parse_json(&body, "invite")?;
     Identity::parse(&b.identity)
         .map_err(|e| ApiError::InvalidDefinition(format!("identity: {e}")))?;
     let _ = load(&state, &id).await?;
@@ -887,8 +867,7 @@ async fn put_override(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     check_key(&state, &headers)?;
-    let b: OverrideBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::InvalidDefinition(format!("override: {e}")))?;
+    let b: OverrideBody = parse_json(&body, "override")?;
     let _ = load(&state, &id).await?;
     let canonical = {
         let e = read_engine(&state);
@@ -897,10 +876,8 @@ async fn put_override(
         })?;
         e.canonical_id(slot).to_string()
     };
-    let s = state.clone();
     let c2 = canonical.clone();
-    blocking(move || {
-        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+    with_store(&state, move |store| {
         let key = format!("{OVERRIDE_PREFIX}{id}/{c2}");
         store.put_setting(&key, b.valid.map(Value::Bool).as_ref())?;
         store.audit(&siyu_store::AuditRecord {
@@ -929,10 +906,8 @@ pub struct LedgerRow {
 }
 
 async fn ledger_rows(state: &AppState, id: &str) -> Result<Vec<LedgerRow>, ApiError> {
-    let s = state.clone();
     let prefix = format!("{REWARD_PREFIX}{id}/");
-    blocking(move || {
-        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+    with_store(state, move |store| {
         Ok(store
             .list_settings(&prefix)?
             .into_iter()
@@ -980,6 +955,7 @@ pub async fn reconcile(state: &AppState, id: &str) -> Result<Value, ApiError> {
     let rows = ledger_rows(state, id).await?;
     let s = state.clone();
     let idc = id.to_string();
+    let grant = c.grant.clone();
     // (inviter canonical, counted invitees)
     let counts: Vec<(String, u64)> = blocking(move || {
         let engine = read_engine(&s);
@@ -988,7 +964,7 @@ pub async fn reconcile(state: &AppState, id: &str) -> Result<Value, ApiError> {
         Ok(fission::per_inviter(&inv)
             .into_iter()
             .map(|(slot, (v, p))| {
-                let n = match c.grant {
+                let n = match grant {
                     Grant::Instant => v + p,
                     Grant::AfterHold => v,
                 };
@@ -997,7 +973,6 @@ pub async fn reconcile(state: &AppState, id: &str) -> Result<Value, ApiError> {
             .collect())
     })
     .await?;
-    let (c, _) = load(state, id).await?;
     let mut ledger: HashMap<(String, usize), LedgerRow> = rows
         .into_iter()
         .map(|r| ((r.inviter.clone(), r.tier), r))
@@ -1098,13 +1073,11 @@ pub async fn reconcile(state: &AppState, id: &str) -> Result<Value, ApiError> {
             })
             .await;
     }
-    let s = state.clone();
     let idc = id.to_string();
     let n = changed.len();
     let granted = changed.iter().filter(|r| r.status == "granted").count();
     let clawed = changed.iter().filter(|r| r.status == "clawed_back").count();
-    blocking(move || {
-        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+    with_store(state, move |store| {
         let items = changed
             .into_iter()
             .map(|r| {
@@ -1150,9 +1123,7 @@ pub fn spawn(state: AppState) {
             let Some(inner) = app.upgrade() else { break };
             let state = AppState(inner);
             let ids: Vec<String> = {
-                let s = state.clone();
-                blocking(move || {
-                    let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+                with_store(&state, |store| {
                     Ok(store
                         .list_settings(CAMPAIGN_PREFIX)?
                         .into_iter()

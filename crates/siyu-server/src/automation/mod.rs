@@ -273,6 +273,15 @@ impl Definitions {
     }
 }
 
+/// Names of the saved templates (what definitions may refer to).
+pub fn template_names(store: &mut dyn Store) -> siyu_store::Result<HashSet<String>> {
+    Ok(store
+        .list_settings(TEMPLATE_PREFIX)?
+        .into_iter()
+        .filter_map(|(k, _)| k.strip_prefix(TEMPLATE_PREFIX).map(str::to_string))
+        .collect())
+}
+
 /// Checks references against what is saved (for journeys at save time).
 pub struct StoreCatalog<'a> {
     pub segments: &'a HashSet<String>,
@@ -748,26 +757,46 @@ impl Executor {
         };
         // Consent: an opt_out event, or a reply that says unsubscribe.
         if ev.event_type == EventType::OptOut {
-            self.revoke(
-                &identity,
-                ConsentSource::OptOutEvent,
-                "opt_out_event",
-                ev.ts.max(0),
-            );
+            self.revoke(&identity, "opt_out_event", ev.ts.max(0));
         }
         let is_inbound_text = matches!(ev.event_type, EventType::Comment)
             || (ev.event_type == EventType::Custom && ev.name.as_deref() == Some("message"));
         if is_inbound_text {
             if let Some(text) = ev.text.as_deref() {
                 if guard::is_unsubscribe_reply(text) {
-                    self.revoke(&identity, ConsentSource::ReplyKeyword, "reply_keyword", now);
+                    self.revoke(&identity, "reply_keyword", now);
                     self.opt_out_event(&identity, ev, now);
                 } else {
                     self.auto_reply(&identity, ev, text, now);
                 }
             }
         }
-        // Waiting enrollments of this person.
+        // Journeys this event triggers: the person is read once, under one
+        // engine lock, and only when some journey has an event trigger.
+        let candidates: Vec<Arc<Compiled>> = self
+            .defs
+            .journeys
+            .values()
+            .filter_map(|v| v.values().next_back())
+            .filter(|j| matches!(j.trigger, CompiledTrigger::Event { .. }))
+            .cloned()
+            .collect();
+        let fired: Vec<Arc<Compiled>> = if candidates.is_empty() {
+            Vec::new()
+        } else {
+            let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
+            match PersonSnapshot::of(&engine, &identity) {
+                Some(snap) => candidates
+                    .into_iter()
+                    .filter(|j| machine::event_fires(j, &view, &snap))
+                    .collect(),
+                None => Vec::new(),
+            }
+        };
+        if self.by_identity.is_empty() && fired.is_empty() {
+            return;
+        }
+        // Waiting enrollments of this person (any of their identities).
         let person_ids = self.identities_of(&identity);
         let waiting: Vec<u64> = person_ids
             .iter()
@@ -778,29 +807,12 @@ impl Executor {
         for id in waiting {
             self.step(id, Input::Event(view), now);
         }
-        // Event triggers.
-        let journeys: Vec<Arc<Compiled>> = self
-            .defs
-            .journeys
-            .values()
-            .filter_map(|v| v.values().next_back())
-            .filter(|j| matches!(j.trigger, CompiledTrigger::Event { .. }))
-            .cloned()
-            .collect();
-        for j in journeys {
-            let fires = {
-                let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
-                let snap = PersonSnapshot::of(&engine, &identity);
-                snap.as_ref()
-                    .is_some_and(|s| machine::event_fires(&j, &view, s))
-            };
-            if fires {
-                let occurrence = ev
-                    .id
-                    .clone()
-                    .unwrap_or_else(|| format!("{}:{}", ev.ts, ev.event_type));
-                self.enter(&j, &identity, &person_ids, &occurrence, now);
-            }
+        for j in fired {
+            let occurrence = ev
+                .id
+                .clone()
+                .unwrap_or_else(|| format!("{}:{}", ev.ts, ev.event_type));
+            self.enter(&j, &identity, &person_ids, &occurrence, now);
         }
     }
 
@@ -1005,15 +1017,15 @@ impl Executor {
         });
     }
 
-    fn revoke(&mut self, identity: &str, source: ConsentSource, code: &str, ts: i64) {
+    /// A global revocation in the ledger; `source` is its stored code.
+    fn revoke(&mut self, identity: &str, source: &str, ts: i64) {
         let row = ConsentRow {
             ts,
             identity: identity.to_string(),
             channel: None,
             granted: false,
-            source: code.to_string(),
+            source: source.to_string(),
         };
-        let _ = source;
         self.consent
             .entry(identity.to_string())
             .or_default()
@@ -1547,8 +1559,7 @@ impl Executor {
             );
             return true;
         };
-        let stats = d.stats();
-        if !stats.channels.contains_key(&msg.channel) && stats.channels.contains_key("webhook") {
+        if !d.has_channel(&msg.channel) && d.has_channel("webhook") {
             if let Some(o) = msg.data.as_object_mut() {
                 o.insert("channel".into(), msg.channel.clone().into());
             }
