@@ -119,6 +119,7 @@ pub fn spawn_warmer(state: AppState) {
             if last == Some(now) {
                 continue;
             }
+            let router = crate::app(state.clone());
             for uri in DASHBOARD {
                 let req = Request::builder()
                     .uri(*uri)
@@ -128,7 +129,7 @@ pub fn spawn_warmer(state: AppState) {
                     )
                     .body(Body::empty())
                     .expect("a valid request");
-                let _ = tower::ServiceExt::oneshot(crate::app(state.clone()), req).await;
+                let _ = tower::ServiceExt::oneshot(router.clone(), req).await;
             }
             last = Some(now);
         }
