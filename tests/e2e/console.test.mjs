@@ -363,6 +363,7 @@ try {
   await step('messages: the dead-letter tab lists the send with its reason; Retry queues it again', async () => {
     await page.click('#nav a[data-page=messages]');
     await page.click('#outbox-tabs a[data-tab=dead]');
+    await page.locator('#outbox-tabs a.active[data-tab=dead]').waitFor();
     const [item] = (await apiGet(`/v1/outbox?journey=${JOURNEY}&status=dead`)).items;
     const row = page.locator(`#outbox-list tr[data-key="${item.key}"]`);
     await row.waitFor();
@@ -494,6 +495,9 @@ try {
     assert.equal(rejected.overridden, false);
     assert.deepEqual(rejected.verdict, { status: 'invalid', reason: 'overridden' });
     await page.click('#invitee-tabs a[data-tab=invalid]');
+    // The row is in the "all" list too: wait for the page to re-render
+    // with the invalid tab active before reading the list.
+    await page.locator('#invitee-tabs a.active[data-tab=invalid]').waitFor();
     await page.locator('#invitee-list tr[data-invitee="wecom:e2e_invitee_1"] .override-clear').waitFor();
     assert.equal(await page.locator('#invitee-list tbody tr').count(), 1);
   });
