@@ -408,6 +408,17 @@ impl Engine {
     /// [`Engine::apply_batch`] over events produced on demand (`get(i)` for
     /// i in 0..len, each called twice), so callers need not build a slice.
     pub fn apply_batch_by<'a>(&mut self, len: usize, get: impl Fn(usize) -> RawEvent<'a>) {
+        self.apply_batch_with(len, get, |_, _| {});
+    }
+
+    /// [`Engine::apply_batch_by`] that hands each event's [`Applied`] (its
+    /// merges, say) to `each`, with the event's index.
+    pub fn apply_batch_with<'a>(
+        &mut self,
+        len: usize,
+        get: impl Fn(usize) -> RawEvent<'a>,
+        mut each: impl FnMut(usize, Applied),
+    ) {
         const BLOCK: usize = 16;
         let mut start = 0;
         while start < len {
@@ -424,10 +435,18 @@ impl Engine {
             }
             std::hint::black_box(touched);
             for i in start..end {
-                self.apply_raw(get(i));
+                let applied = self.apply_raw(get(i));
+                each(i, applied);
             }
             start = end;
         }
+    }
+
+    /// Whether [`Engine::apply`] does more than [`Engine::apply_raw`] for an
+    /// event without properties or traits: computed properties are
+    /// defined, and they read the whole event.
+    pub fn has_computed_properties(&self) -> bool {
+        !self.properties.is_empty()
     }
 
     /// [`Engine::apply`] without allocation for the built-in fields.

@@ -20,6 +20,7 @@ pub use crate::automation::{
     OutboxStatus, OutboxUpdate, SendAttempt, TaskRow,
 };
 pub use crate::postgres::PostgresStore;
+pub use crate::row::{EventRow, EventRows};
 pub use crate::sqlite::SqliteStore;
 
 /// Opens the store a command was pointed at: PostgreSQL when
@@ -142,11 +143,18 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub trait Store: Send {
     /// Appends a batch in one transaction and returns, per input event, its
     /// new offset or the offset of the earlier event with the same id.
-    fn append(&mut self, events: &[Event]) -> Result<Vec<Appended>>;
+    fn append(&mut self, events: &[Event]) -> Result<Vec<Appended>> {
+        self.append_rows(&events)
+    }
+
+    /// [`Store::append`] of any batch of validated events (the bulk
+    /// importer passes its parsed chunks: no owned `Event` per line).
+    fn append_rows(&mut self, rows: &dyn EventRows) -> Result<Vec<Appended>>;
 
     /// Prepares for appending about `expected` events in large batches
     /// (`siyu import`). When that is large against the log, the backend may
-    /// drop the events table's secondary indexes (not the unique id index)
+    /// drop the secondary indexes of the events and merges tables (not the
+    /// unique id index)
     /// and build them again in [`Store::end_bulk_load`]: one sort instead
     /// of random inserts. Appends stay atomic, durable and deduplicated;
     /// timelines and erasure stay correct, only slower, until the end. A

@@ -193,11 +193,12 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-/// The events table's secondary indexes that a bulk load may drop and
-/// build again at its end (one sorted build instead of millions of random
-/// B-tree inserts), with their portable definitions; each must equal the
-/// index a migration created (a test checks). The unique `events_event_id`
-/// index is never dropped: appends need it for idempotency.
+/// The secondary indexes of the tables a bulk load fills (the log and the
+/// merge audit) that it may drop and build again at its end (one sorted
+/// build instead of millions of random B-tree inserts), with their
+/// portable definitions; each must equal the index a migration created (a
+/// test checks). The unique `events_event_id` index is never dropped:
+/// appends need it for idempotency.
 pub const REBUILDABLE_INDEXES: &[(&str, &str)] = &[
     (
         "events_identity_ts",
@@ -210,6 +211,14 @@ pub const REBUILDABLE_INDEXES: &[(&str, &str)] = &[
     (
         "events_grp_ts",
         "CREATE INDEX IF NOT EXISTS events_grp_ts ON events (grp, ts) WHERE grp IS NOT NULL",
+    ),
+    (
+        "merges_identity",
+        "CREATE INDEX IF NOT EXISTS merges_identity ON merges (identity)",
+    ),
+    (
+        "merges_linked",
+        "CREATE INDEX IF NOT EXISTS merges_linked ON merges (linked)",
     ),
 ];
 

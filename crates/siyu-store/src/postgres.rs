@@ -6,14 +6,14 @@
 
 use crate::automation;
 use crate::migrations::{self, Dialect};
-use crate::row::{self, to_sql_int, EventRow, StoredRow, EVENT_COLUMNS, EVENT_COLUMN_COUNT};
+use crate::row::{self, to_sql_int, EventRows, StoredRow, EVENT_COLUMNS, EVENT_COLUMN_COUNT};
 use crate::{
     Appended, AuditRecord, MergeRecord, Result, SegmentChangeRecord, Store, StoreError, StoredEvent,
 };
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Statement};
-use siyu_domain::{Event, Identity};
+use siyu_domain::Identity;
 use std::collections::HashMap;
 
 const DIALECT: Dialect = Dialect {
@@ -307,7 +307,7 @@ fn identity_list(identities: &[Identity]) -> Vec<&str> {
 }
 
 impl Store for PostgresStore {
-    fn append(&mut self, events: &[Event]) -> Result<Vec<Appended>> {
+    fn append_rows(&mut self, events: &dyn EventRows) -> Result<Vec<Appended>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -317,49 +317,31 @@ impl Store for PostgresStore {
             .query_one(&st.lock_head, &[])
             .map_err(db("locking the log head"))?
             .get(0);
-        let mut last = row::offset_out(head)?;
 
-        // Ids stored before, then ids earlier in this batch, map to offsets.
-        let ids: Vec<&str> = events.iter().filter_map(|e| e.id.as_deref()).collect();
-        let mut seen: HashMap<&str, u64> = HashMap::new();
-        let mut stored_before: HashMap<String, i64> = HashMap::new();
+        // Ids stored before (the head row is locked: nobody adds one now).
+        let ids = row::batch_ids(events);
+        let mut stored = HashMap::new();
         if !ids.is_empty() {
             for r in tx
                 .query(&st.find_ids, &[&ids])
                 .map_err(db("finding duplicate ids"))?
             {
-                stored_before.insert(r.get(0), r.get(1));
+                stored.insert(r.get(0), row::offset_out(r.get(1))?);
             }
         }
-        let mut out = Vec::with_capacity(events.len());
-        let mut rows: Vec<(i64, EventRow<'_>)> = Vec::with_capacity(events.len());
-        for e in events {
-            if let Some(id) = e.id.as_deref() {
-                if let Some(&o) = stored_before.get(id) {
-                    out.push(Appended::Duplicate(row::offset_out(o)?));
-                    continue;
-                }
-                if let Some(&o) = seen.get(id) {
-                    out.push(Appended::Duplicate(o));
-                    continue;
-                }
-                seen.insert(id, last + 1);
-            }
-            last += 1;
-            rows.push((to_sql_int(last), EventRow::new(e)?));
-            out.push(Appended::New(last));
-        }
+        let plan = row::plan_append(events, row::offset_out(head)?, &stored);
 
-        if !rows.is_empty() {
+        if !plan.new.is_empty() {
             let sink = tx
                 .copy_in(&format!(
                     "COPY events ({EVENT_COLUMNS}) FROM STDIN (FORMAT binary)"
                 ))
                 .map_err(db("starting the events copy"))?;
             let mut writer = BinaryCopyInWriter::new(sink, &EVENT_TYPES);
-            for (offset, r) in &rows {
+            for &(offset, index) in &plan.new {
+                let r = events.row(index)?;
                 let values: [&(dyn ToSql + Sync); EVENT_COLUMN_COUNT] = [
-                    offset,
+                    &to_sql_int(offset),
                     &r.event_id,
                     &r.seq,
                     &r.ts,
@@ -377,11 +359,11 @@ impl Store for PostgresStore {
                 writer.write(&values).map_err(db("copying events"))?;
             }
             writer.finish().map_err(db("finishing the events copy"))?;
-            tx.execute(&st.move_head, &[&to_sql_int(last)])
+            tx.execute(&st.move_head, &[&to_sql_int(plan.last)])
                 .map_err(db("moving the log head"))?;
         }
         tx.commit().map_err(db("committing append"))?;
-        Ok(out)
+        Ok(plan.out)
     }
 
     fn begin_bulk_load(&mut self, expected: u64) -> Result<()> {

@@ -3,9 +3,10 @@
 //! the events table's columns (properties and traits as JSON text), and
 //! merge and audit rows rebuilt into their public types.
 
-use crate::{AuditRecord, MergeRecord, Result, StoreError, StoredEvent};
+use crate::{Appended, AuditRecord, MergeRecord, Result, StoreError, StoredEvent};
 use serde_json::{Map, Value};
-use siyu_domain::{Channel, Event, EventType, Identity, Traits};
+use siyu_domain::{Channel, Event, EventType, Identity, LineEvent, Traits};
+use std::collections::HashMap;
 
 /// The events table's columns in the order every statement uses.
 pub const EVENT_COLUMNS: &str =
@@ -13,24 +14,27 @@ pub const EVENT_COLUMNS: &str =
 /// How many there are (for building parameter lists).
 pub const EVENT_COLUMN_COUNT: usize = 14;
 
-/// Column values of one event on its way in, borrowing from the event.
+/// Column values of one event on its way in, borrowing from a validated
+/// event: an owned [`Event`] ([`EventRow::new`]) or a line a bulk reader
+/// parsed in place ([`EventRow::from_line`], no allocation). Only those
+/// two build one, so every stored row passed the domain's validation.
 pub struct EventRow<'a> {
-    pub event_id: Option<&'a str>,
+    pub(crate) event_id: Option<&'a str>,
     /// `u64` stored bit-for-bit in a signed 64-bit column (see [`seq_in`]).
-    pub seq: Option<i64>,
-    pub ts: i64,
-    pub identity: &'a str,
-    pub event_type: &'static str,
-    pub channel: &'a str,
-    pub amount: i64,
-    pub reference: Option<&'a str>,
-    pub group: Option<&'a str>,
-    pub text: Option<&'a str>,
-    pub name: Option<&'a str>,
+    pub(crate) seq: Option<i64>,
+    pub(crate) ts: i64,
+    pub(crate) identity: &'a str,
+    pub(crate) event_type: &'static str,
+    pub(crate) channel: &'a str,
+    pub(crate) amount: i64,
+    pub(crate) reference: Option<&'a str>,
+    pub(crate) group: Option<&'a str>,
+    pub(crate) text: Option<&'a str>,
+    pub(crate) name: Option<&'a str>,
     /// JSON object text.
-    pub properties: Option<String>,
+    pub(crate) properties: Option<String>,
     /// JSON object text, as `Traits` serializes.
-    pub traits: Option<String>,
+    pub(crate) traits: Option<String>,
 }
 
 /// `seq` is a `u64` on the wire and a signed `BIGINT` in both databases:
@@ -72,6 +76,101 @@ impl<'a> EventRow<'a> {
             traits,
         })
     }
+
+    /// The row of a line parsed in place (no properties or traits: lines
+    /// with those are parsed into an owned [`Event`]).
+    pub fn from_line(e: &LineEvent<'a>) -> EventRow<'a> {
+        EventRow {
+            event_id: e.id,
+            seq: e.seq.map(seq_in),
+            ts: e.ts,
+            identity: e.identity,
+            event_type: e.event_type.as_str(),
+            channel: e.channel,
+            amount: e.amount,
+            reference: e.reference,
+            group: e.group,
+            text: e.text,
+            name: e.name,
+            properties: None,
+            traits: None,
+        }
+    }
+}
+
+/// A batch of events on its way into the log, read by index: a slice of
+/// events, or a bulk reader's parsed chunk. A row is built when it is
+/// written and dropped right after, so a batch of 70 000 lines never
+/// exists a second time as a vector of rows.
+pub trait EventRows {
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The client-supplied id of event `i` (read before any row is built,
+    /// to find the duplicates).
+    fn event_id(&self, i: usize) -> Option<&str>;
+
+    /// The row of event `i`.
+    fn row(&self, i: usize) -> Result<EventRow<'_>>;
+}
+
+impl EventRows for &[Event] {
+    fn len(&self) -> usize {
+        <[Event]>::len(self)
+    }
+
+    fn event_id(&self, i: usize) -> Option<&str> {
+        self[i].id.as_deref()
+    }
+
+    fn row(&self, i: usize) -> Result<EventRow<'_>> {
+        EventRow::new(&self[i])
+    }
+}
+
+/// What an append will do, decided before it writes: per event, its new
+/// offset or the earlier one of its id; and which events to write.
+pub(crate) struct AppendPlan {
+    pub out: Vec<Appended>,
+    /// (offset, index into the batch) of each event to write, in order.
+    pub new: Vec<(u64, usize)>,
+    /// The log's head after the append.
+    pub last: u64,
+}
+
+/// Plans an append after `head`, given the offsets of the batch's ids that
+/// are stored already; an id repeated within the batch is a duplicate of
+/// its first occurrence. Shared by both backends so they dedupe alike.
+pub(crate) fn plan_append(
+    rows: &dyn EventRows,
+    head: u64,
+    stored: &HashMap<String, u64>,
+) -> AppendPlan {
+    let mut last = head;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut new = Vec::with_capacity(rows.len());
+    let mut in_batch: HashMap<&str, u64> = HashMap::new();
+    for i in 0..rows.len() {
+        if let Some(id) = rows.event_id(i) {
+            if let Some(&earlier) = stored.get(id).or_else(|| in_batch.get(id)) {
+                out.push(Appended::Duplicate(earlier));
+                continue;
+            }
+            in_batch.insert(id, last + 1);
+        }
+        last += 1;
+        new.push((last, i));
+        out.push(Appended::New(last));
+    }
+    AppendPlan { out, new, last }
+}
+
+/// The batch's ids, for the backend's "which are stored" query.
+pub(crate) fn batch_ids(rows: &dyn EventRows) -> Vec<&str> {
+    (0..rows.len()).filter_map(|i| rows.event_id(i)).collect()
 }
 
 fn invalid_json(field: &str, err: serde_json::Error) -> StoreError {

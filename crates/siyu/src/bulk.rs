@@ -4,14 +4,18 @@
 //! are pre-hashed), and the calling thread consumes chunks in file order —
 //! straight into the engine (`bench`) or into the store (`import`).
 //! Parsing is pure CPU and runs in parallel; only the consumer is sequential.
+//! A chunk is handed over by value (the importer shares it between its
+//! store and engine threads) and gives its buffers back to the reader when
+//! dropped.
 
 use anyhow::{Context, Result};
 use siyu_domain::{
-    parse_csv_borrowed, parse_csv_header, parse_json_event, parse_jsonl_fast, Channel, CsvColumns,
-    Event, EventType, Identity, LineEvent, WireError,
+    parse_csv_borrowed, parse_csv_header, parse_json_event, parse_jsonl_fast, CsvColumns, Event,
+    EventType, LineEvent, WireError,
 };
 use siyu_engine::identity::identity_hash;
 use siyu_engine::{Engine, RawEvent};
+use siyu_store::{EventRow, EventRows};
 use std::io::Read;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -73,11 +77,25 @@ pub struct Chunk {
     /// The chunk's lines (valid UTF-8; invalid lines blanked).
     text: String,
     recs: Vec<Rec>,
+    /// How many recs hold an owned event.
+    owned: usize,
     lines: u64,
     errors: Vec<(u64, WireError)>,
     busy: Duration,
     /// 0-based index of this chunk's first data line in the file.
     first_data_line: u64,
+    /// Where the buffers go back to when the chunk is dropped.
+    recycle: Option<SyncSender<Buffers>>,
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        if let Some(recycle) = self.recycle.take() {
+            let text = std::mem::take(&mut self.text).into_bytes();
+            // A full pool (or a finished reader) just frees them.
+            let _ = recycle.try_send((text, std::mem::take(&mut self.recs)));
+        }
+    }
 }
 
 impl Chunk {
@@ -91,18 +109,26 @@ impl Chunk {
         r.seq.unwrap_or(self.first_data_line + r.line as u64)
     }
 
-    /// Event `i` of the chunk, borrowed (engine fast path; custom
-    /// properties and traits are not part of a RawEvent).
+    /// Event `i` of the chunk, borrowed, ordered by the file's `seq`
+    /// (`siyu bench`).
     pub fn raw_event(&self, i: usize) -> RawEvent<'_> {
+        self.raw_event_at(i, self.seq(&self.recs[i]))
+    }
+
+    /// Event `i` of the chunk, borrowed, with `seq` as its tie-breaker
+    /// (the importer passes the log offset, as a replay of the log would).
+    /// Custom properties and traits are not part of a RawEvent: callers
+    /// that need them check [`Chunk::has_owned`] and use [`Chunk::event`].
+    pub fn raw_event_at(&self, i: usize, seq: u64) -> RawEvent<'_> {
         let r = &self.recs[i];
         match &r.owned {
             Some(e) => {
-                let mut raw = RawEvent::from_event(self.seq(r), e);
+                let mut raw = RawEvent::from_event(seq, e);
                 raw.identity_hash = Some(r.identity_hash);
                 raw
             }
             None => RawEvent {
-                seq: self.seq(r),
+                seq,
                 ts: r.ts,
                 identity: self.s(r.identity),
                 identity_hash: Some(r.identity_hash),
@@ -114,7 +140,7 @@ impl Chunk {
                 campaign: None,
                 device: None,
                 ip: None,
-                name: None,
+                name: r.name.map(|x| self.s(x)),
             },
         }
     }
@@ -124,37 +150,65 @@ impl Chunk {
         self.recs.len()
     }
 
-    /// The chunk's events, owned (for the store).
-    pub fn events(&self) -> Vec<Event> {
-        self.recs
-            .iter()
-            .map(|r| match &r.owned {
-                Some(e) => (**e).clone(),
-                None => {
-                    // Every field was validated when the line was parsed.
-                    let ident = |x| Identity::parse(self.s(x)).expect("validated identity");
-                    let mut e = Event::new(
-                        r.ts,
-                        ident(r.identity),
-                        r.event_type,
-                        Channel::parse(self.s(r.channel)).expect("validated channel"),
-                    );
-                    e.seq = r.seq;
-                    e.amount = r.amount;
-                    e.reference = r.reference.map(ident);
-                    e.group = r.group.map(|x| self.s(x).to_string());
-                    e.text = r.text.map(|x| self.s(x).to_string());
-                    e.name = r.name.map(|x| self.s(x).to_string());
-                    e.id = r.id.map(|x| self.s(x).to_string());
-                    e
-                }
-            })
-            .collect()
+    /// Whether some event of the chunk has properties or traits (a line
+    /// the full JSON parser read).
+    pub fn has_owned(&self) -> bool {
+        self.owned > 0
+    }
+
+    /// Event `i`, borrowed from the line when it was parsed in place.
+    fn line_event(&self, r: &Rec) -> LineEvent<'_> {
+        LineEvent {
+            id: r.id.map(|x| self.s(x)),
+            seq: r.seq,
+            ts: r.ts,
+            identity: self.s(r.identity),
+            event_type: r.event_type,
+            channel: self.s(r.channel),
+            amount: r.amount,
+            reference: r.reference.map(|x| self.s(x)),
+            group: r.group.map(|x| self.s(x)),
+            text: r.text.map(|x| self.s(x)),
+            name: r.name.map(|x| self.s(x)),
+        }
+    }
+
+    /// Event `i`, owned (the engine's full path).
+    pub fn event(&self, i: usize) -> Event {
+        let r = &self.recs[i];
+        match &r.owned {
+            Some(e) => (**e).clone(),
+            None => self.line_event(r).to_event(),
+        }
     }
 
     /// Bytes of the file this chunk covers (progress).
     pub fn byte_len(&self) -> usize {
         self.text.len()
+    }
+}
+
+/// The importer appends a chunk as it is: each row is built from the
+/// line's spans when the store writes it.
+impl EventRows for Chunk {
+    fn len(&self) -> usize {
+        self.recs.len()
+    }
+
+    fn event_id(&self, i: usize) -> Option<&str> {
+        let r = &self.recs[i];
+        match &r.owned {
+            Some(e) => e.id.as_deref(),
+            None => r.id.map(|x| self.s(x)),
+        }
+    }
+
+    fn row(&self, i: usize) -> siyu_store::Result<EventRow<'_>> {
+        let r = &self.recs[i];
+        match &r.owned {
+            Some(e) => EventRow::new(e),
+            None => Ok(EventRow::from_line(&self.line_event(r))),
+        }
     }
 }
 
@@ -292,12 +346,14 @@ fn parse_chunk((bytes, mut recs): Buffers, format: Format, cols: &CsvColumns) ->
     }
     errors.sort_by_key(|(idx, _)| *idx);
     Chunk {
+        owned: recs.iter().filter(|r| r.owned.is_some()).count(),
         text,
         recs,
         lines,
         errors,
         busy: started.elapsed(),
         first_data_line: 0,
+        recycle: None,
     }
 }
 
@@ -359,7 +415,7 @@ fn read_chunks(
 pub fn for_each_chunk(
     path: &Path,
     threads: usize,
-    mut consume: impl FnMut(&Chunk) -> Result<()>,
+    mut consume: impl FnMut(Chunk) -> Result<()>,
 ) -> Result<LoadStats> {
     let started = Instant::now();
     let is_csv = path
@@ -407,9 +463,7 @@ pub fn for_each_chunk(
         while let Ok(mut chunk) = from_parser[i % threads].recv() {
             i += 1;
             chunk.first_data_line = data_lines;
-            let consuming = Instant::now();
-            result = consume(&chunk);
-            stats.apply_busy += consuming.elapsed();
+            chunk.recycle = Some(recycle_tx.clone());
             stats.parse_busy += chunk.busy;
             stats.accepted += chunk.recs.len() as u64;
             stats.rejected += chunk.errors.len() as u64;
@@ -423,7 +477,9 @@ pub fn for_each_chunk(
             }
             stats.lines += chunk.lines;
             data_lines += chunk.lines;
-            let _ = recycle_tx.try_send((chunk.text.into_bytes(), chunk.recs));
+            let consuming = Instant::now();
+            result = consume(chunk);
+            stats.apply_busy += consuming.elapsed();
             if result.is_err() {
                 break;
             }
