@@ -27,21 +27,46 @@ pub enum SnapshotError {
     Corrupt(&'static str),
 }
 
-struct W(Vec<u8>);
+/// Bytes handed to a snapshot's sink at a time.
+const PART: usize = 1 << 20;
 
-impl W {
+/// The snapshot writer: fills a buffer and hands it to the sink whenever it
+/// holds a part, so a snapshot of a large engine never exists as one
+/// buffer (no growing copy of hundreds of MB, no burst of page faults).
+struct W<F: FnMut(&[u8])> {
+    buf: Vec<u8>,
+    sink: F,
+}
+
+impl<F: FnMut(&[u8])> W<F> {
+    fn put(&mut self, b: &[u8]) {
+        if self.buf.len() + b.len() > PART && !self.buf.is_empty() {
+            (self.sink)(&self.buf);
+            self.buf.clear();
+        }
+        if b.len() > PART {
+            (self.sink)(b);
+        } else {
+            self.buf.extend_from_slice(b);
+        }
+    }
+    fn finish(mut self) {
+        if !self.buf.is_empty() {
+            (self.sink)(&self.buf);
+        }
+    }
     fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.put(&v.to_le_bytes());
     }
     fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.put(&v.to_le_bytes());
     }
     fn i64(&mut self, v: i64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.put(&v.to_le_bytes());
     }
     fn bytes(&mut self, b: &[u8]) {
         self.u64(b.len() as u64);
-        self.0.extend_from_slice(b);
+        self.put(b);
     }
     fn u32s(&mut self, v: &[u32]) {
         self.u64(v.len() as u64);
@@ -120,10 +145,19 @@ struct ExtraJson {
 impl Engine {
     /// The engine as bytes, tagged with the log offset it reflects.
     pub fn to_snapshot(&self, log_offset: u64) -> Vec<u8> {
-        let mut w = W(Vec::with_capacity(
-            self.persons.len() * 96 + self.ids.len() * 32,
-        ));
-        w.0.extend_from_slice(MAGIC);
+        let mut out = Vec::new();
+        self.snapshot_parts(log_offset, |part| out.extend_from_slice(part));
+        out
+    }
+
+    /// [`Engine::to_snapshot`] handed to `sink` in parts of about 1 MiB, in
+    /// order (the server streams them to a file).
+    pub fn snapshot_parts(&self, log_offset: u64, sink: impl FnMut(&[u8])) {
+        let mut w = W {
+            buf: Vec::with_capacity(PART),
+            sink,
+        };
+        w.put(MAGIC);
         w.u32(SNAPSHOT_VERSION);
         w.u64(log_offset);
         w.i64(self.now());
@@ -191,7 +225,7 @@ impl Engine {
             w.u32(r.ip);
             w.u64(r.seq);
         }
-        w.0
+        w.finish();
     }
 
     /// Restores an engine from [`Engine::to_snapshot`] bytes; returns it

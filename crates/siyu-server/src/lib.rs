@@ -195,12 +195,31 @@ pub fn snapshot_path(config: &Config) -> std::path::PathBuf {
     config.data_dir.join(name)
 }
 
-/// Writes an engine snapshot that reflects the log up to `offset`
+/// Writes an engine snapshot that reflects the log up to `log_offset`
 /// (temp file named by process, then an atomic rename: a server and an
-/// import may both write one).
-pub fn write_snapshot(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+/// import may both write one). Streamed in parts: a 200 MB snapshot is
+/// never one buffer.
+pub fn write_snapshot(
+    path: &std::path::Path,
+    engine: &siyu_engine::Engine,
+    log_offset: u64,
+) -> std::io::Result<()> {
+    use std::io::Write;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        let mut result = Ok(());
+        engine.snapshot_parts(log_offset, |part| {
+            if result.is_ok() {
+                result = file.write_all(part);
+            }
+        });
+        result
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::rename(&tmp, path)
 }
 
@@ -257,6 +276,7 @@ impl Application {
             }
         })
         .await??;
+        let snapshot_at = engine.events_applied();
         let engine = Arc::new(RwLock::new(engine));
         let metrics = Arc::new(Metrics::default());
         let (changes, _) = broadcast::channel(4096);
@@ -277,6 +297,7 @@ impl Application {
             },
             rebuilding: None,
             applied_offset,
+            snapshot_at,
             automation: Some(auto_tx.clone()),
             automation_wants_all: wants_all.clone(),
         };

@@ -30,8 +30,20 @@ const MAX_GROUP_EVENTS: usize = 20_000;
 const APPLY_SLICE: usize = 1024;
 /// Events read back per step when catching up with another writer.
 const CATCH_UP_PAGE: usize = siyu_store::SCAN_PAGE;
-/// Write a fresh engine snapshot after this many events.
+/// Write a fresh engine snapshot after at least this many new events...
 const SNAPSHOT_EVERY: u64 = 1_000_000;
+/// ... and at least this fraction of the events the engine holds: a
+/// snapshot costs time in proportion to the engine (~2 s for 1M persons,
+/// during which no append commits), so a large engine snapshots less often
+/// and each event's share of that cost stays constant. A restart replays
+/// at most this fraction of the log.
+const SNAPSHOT_FRACTION: u64 = 4;
+
+/// Whether applying `new` events that brought the engine to `applied`
+/// calls for a snapshot, the last one having been at `last`.
+fn snapshot_due(applied: u64, last: u64) -> bool {
+    applied.saturating_sub(last) >= SNAPSHOT_EVERY.max(applied / SNAPSHOT_FRACTION)
+}
 
 pub type Reply<T> = oneshot::Sender<Result<T, String>>;
 
@@ -84,6 +96,9 @@ pub struct Writer {
     /// read back and applied before anything newer, so the engine always
     /// reflects a prefix of the log — and a snapshot says which.
     pub applied_offset: u64,
+    /// The engine's `events_applied` when it was last written to a snapshot
+    /// (or loaded), for [`snapshot_due`].
+    pub snapshot_at: u64,
     /// The automation executor's queue: applied events and segment
     /// changes are forwarded to it (never blocks: unbounded channel).
     pub automation: Option<Sender<crate::automation::AutoInput>>,
@@ -188,13 +203,11 @@ impl Writer {
     }
 
     fn write_snapshot(&mut self) -> Result<(), String> {
-        let bytes = self
-            .engine
-            .read()
-            .map_err(|_| "engine lock poisoned")?
-            .to_snapshot(self.applied_offset);
-        crate::write_snapshot(&self.snapshot_path, &bytes)
-            .map_err(|e| format!("writing {}: {e}", self.snapshot_path.display()))
+        let engine = self.engine.read().map_err(|_| "engine lock poisoned")?;
+        crate::write_snapshot(&self.snapshot_path, &engine, self.applied_offset)
+            .map_err(|e| format!("writing {}: {e}", self.snapshot_path.display()))?;
+        self.snapshot_at = engine.events_applied();
+        Ok(())
     }
 
     /// Applies events that are in the log, in offset order, in slices (the
@@ -367,10 +380,7 @@ impl Writer {
         let applied = self.engine.read().map(|e| e.events_applied()).unwrap_or(0);
         // During a rebuild the current engine may still hold erased data:
         // it is never written to a snapshot.
-        if new_events > 0
-            && self.rebuilding.is_none()
-            && applied / SNAPSHOT_EVERY != (applied - new_events) / SNAPSHOT_EVERY
-        {
+        if new_events > 0 && self.rebuilding.is_none() && snapshot_due(applied, self.snapshot_at) {
             if let Err(e) = self.write_snapshot() {
                 tracing::warn!(error = %e, "snapshot failed");
             }
@@ -755,5 +765,22 @@ impl WriterHandle {
             .send(Command::Snapshot { reply })
             .map_err(|_| "writer stopped".to_string())?;
         rx.await.map_err(|_| "writer stopped".to_string())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_come_every_million_events_or_every_quarter_of_the_engine() {
+        assert!(!snapshot_due(999_999, 0));
+        assert!(snapshot_due(1_000_000, 0));
+        assert!(!snapshot_due(3_000_000, 2_000_001));
+        // 12M applied: the next one after 3M more, not 1M.
+        assert!(!snapshot_due(14_000_000, 12_000_000));
+        assert!(snapshot_due(16_000_000, 12_000_000));
+        // A snapshot newer than the count (a rebuild shrank the engine).
+        assert!(!snapshot_due(10, 500));
     }
 }

@@ -339,7 +339,7 @@ fn write_snapshot(store: &StoreArgs, engine: &Engine, last_offset: u64) {
     if !path.parent().is_some_and(|d| d.is_dir()) {
         return;
     }
-    if let Err(e) = siyu_server::write_snapshot(&path, &engine.to_snapshot(last_offset)) {
+    if let Err(e) = siyu_server::write_snapshot(&path, engine, last_offset) {
         eprintln!(
             "note: engine snapshot not written ({}: {e}); the server replays the log at start",
             path.display()

@@ -151,3 +151,18 @@ fn parallel_passes_equal_the_single_threaded_ones() {
     );
     assert_eq!(fingerprint(&one), fingerprint(&four));
 }
+
+#[test]
+fn a_snapshot_streams_in_bounded_parts() {
+    let mut a = Engine::new();
+    for (i, e) in events(60_000).iter().enumerate() {
+        a.apply(i as u64, e);
+    }
+    let mut parts = Vec::new();
+    a.snapshot_parts(60_000, |p| parts.push(p.to_vec()));
+    let whole = a.to_snapshot(60_000);
+    assert!(whole.len() > 2 << 20, "{} bytes", whole.len());
+    assert!(parts.len() >= 2, "{} parts", parts.len());
+    assert!(parts.iter().all(|p| !p.is_empty() && p.len() <= 1 << 20));
+    assert_eq!(parts.concat(), whole);
+}

@@ -213,7 +213,7 @@ fn unreachable_postgres_is_a_clear_error() {
 }
 
 #[test]
-fn sqlite_file_is_wal_with_large_pages() {
+fn sqlite_file_is_wal_with_small_pages() {
     let b = SqliteBackend::new();
     let mut s = b.open();
     s.append(&[siyu_domain::parse_json_event(
@@ -229,5 +229,5 @@ fn sqlite_file_is_wal_with_large_pages() {
     let page_size: i64 = conn
         .query_row("PRAGMA page_size", [], |r| r.get(0))
         .unwrap();
-    assert_eq!((mode.as_str(), page_size), ("wal", 16 * 1024));
+    assert_eq!((mode.as_str(), page_size), ("wal", 4 * 1024));
 }
