@@ -191,6 +191,15 @@ pub const MIGRATIONS: &[Migration] = &[
     CREATE INDEX events_grp_ts ON events (grp, ts) WHERE grp IS NOT NULL;
     ",
     },
+    Migration {
+        version: 6,
+        sql: "
+    -- Only erasure read events by ref. It now scans the log (a rare
+    -- operation), so appends stop paying a random index insert for every
+    -- identify and referral, and an import stops sorting it.
+    DROP INDEX IF EXISTS events_ref;
+    ",
+    },
 ];
 
 /// The secondary indexes of the tables a bulk load fills (the log and the
@@ -203,10 +212,6 @@ pub const REBUILDABLE_INDEXES: &[(&str, &str)] = &[
     (
         "events_identity_ts",
         "CREATE INDEX IF NOT EXISTS events_identity_ts ON events (identity, ts)",
-    ),
-    (
-        "events_ref",
-        "CREATE INDEX IF NOT EXISTS events_ref ON events (ref) WHERE ref IS NOT NULL",
     ),
     (
         "events_grp_ts",

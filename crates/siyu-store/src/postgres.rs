@@ -477,12 +477,13 @@ impl Store for PostgresStore {
     fn erase(&mut self, identities: &[Identity], audit: &AuditRecord) -> Result<u64> {
         let ids = identity_list(identities);
         let mut tx = self.client.transaction().map_err(db("starting erase"))?;
+        // By identity through the index; by ref with one scan of the log
+        // (no index: erasure is rare, appends are not).
         let removed = tx
-            .execute(
-                "DELETE FROM events WHERE identity = ANY($1) OR ref = ANY($1)",
-                &[&ids],
-            )
-            .map_err(db("erasing events"))?;
+            .execute("DELETE FROM events WHERE identity = ANY($1)", &[&ids])
+            .map_err(db("erasing events by identity"))?
+            + tx.execute("DELETE FROM events WHERE ref = ANY($1)", &[&ids])
+                .map_err(db("erasing events by ref"))?;
         tx.execute(
             "DELETE FROM merges WHERE identity = ANY($1) OR linked = ANY($1)",
             &[&ids],

@@ -576,7 +576,8 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db("starting erase"))?;
-        // Two statements so each uses its own index.
+        // By identity through the index; by ref with one scan of the log
+        // (no index: erasure is rare, appends are not).
         let by_identity = tx
             .execute(
                 "DELETE FROM events WHERE identity IN (SELECT value FROM json_each(?1))",

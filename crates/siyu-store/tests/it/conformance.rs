@@ -516,7 +516,7 @@ pub fn migrations_are_recorded_once(b: &dyn Backend) {
     let versions: Vec<i64> = first.iter().map(|m| m.0).collect();
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4, 5],
+        vec![1, 2, 3, 4, 5, 6],
         "every known version, once, in order"
     );
     assert!(first.iter().all(|m| m.1 > 1_700_000_000), "{first:?}");
@@ -602,7 +602,7 @@ fn bulk_events(prefix: &str, n: usize) -> Vec<Event> {
         .collect()
 }
 
-const SECONDARY: [&str; 2] = ["events_identity_ts", "events_ref"];
+const SECONDARY: [&str; 2] = ["events_identity_ts", "events_grp_ts"];
 
 pub fn bulk_load_rebuilds_indexes_and_keeps_dedup(b: &dyn Backend) {
     let mut s = b.open();
