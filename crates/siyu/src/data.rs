@@ -248,8 +248,6 @@ pub fn import(args: ImportArgs) -> Result<()> {
             Ok(building.elapsed().as_secs_f64())
         });
         let mut in_flight = 0usize;
-        // Takes one appended batch back and applies it; an Err means the
-        // store thread stopped (its error comes from `join`).
         // Merges go to the store in a few large transactions, not one per
         // chunk.
         let mut merges = Vec::new();
@@ -261,6 +259,8 @@ pub fn import(args: ImportArgs) -> Result<()> {
                 .send(StoreJob::Merges(std::mem::take(merges)))
                 .map_err(|_| anyhow::anyhow!("the store stopped"))
         };
+        // Takes one appended chunk back and applies it; an Err means the
+        // store thread stopped (its error comes from `join`).
         let mut finish_one = |engine: &mut Engine, tally: &mut Tally| -> Result<()> {
             let (chunk, results) = done_rx
                 .recv()
