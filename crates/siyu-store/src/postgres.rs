@@ -22,6 +22,17 @@ const DIALECT: Dialect = Dialect {
 };
 
 /// Column types of `EVENT_COLUMNS`, for binary COPY.
+/// Column types of the merges COPY (see `record_merges`).
+const MERGE_TYPES: [Type; 7] = [
+    Type::INT8, // event_offset
+    Type::INT8, // ts
+    Type::TEXT, // identity
+    Type::TEXT, // linked
+    Type::TEXT, // from_a
+    Type::TEXT, // from_b
+    Type::TEXT, // into_id
+];
+
 const EVENT_TYPES: [Type; EVENT_COLUMN_COUNT] = [
     Type::INT8, // log_offset
     Type::TEXT, // event_id
@@ -504,17 +515,19 @@ impl Store for PostgresStore {
         if merges.is_empty() {
             return Ok(());
         }
+        // One COPY, not a round trip per row: an import records ~365k
+        // merges on the 1M-customer set.
         let mut tx = self.client.transaction().map_err(db("starting merges"))?;
-        let st = tx
-            .prepare(
-                "INSERT INTO merges (event_offset, ts, identity, linked, from_a, from_b, into_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        let sink = tx
+            .copy_in(
+                "COPY merges (event_offset, ts, identity, linked, from_a, from_b, into_id)
+                 FROM STDIN (FORMAT binary)",
             )
-            .map_err(db("preparing merges"))?;
+            .map_err(db("starting the merges copy"))?;
+        let mut writer = BinaryCopyInWriter::new(sink, &MERGE_TYPES);
         for m in merges {
-            tx.execute(
-                &st,
-                &[
+            writer
+                .write(&[
                     &to_sql_int(m.event_offset),
                     &m.ts,
                     &m.identity.as_str(),
@@ -522,10 +535,10 @@ impl Store for PostgresStore {
                     &m.from_a,
                     &m.from_b,
                     &m.into,
-                ],
-            )
-            .map_err(db("writing a merge"))?;
+                ])
+                .map_err(db("copying merges"))?;
         }
+        writer.finish().map_err(db("finishing the merges copy"))?;
         tx.commit().map_err(db("committing merges"))
     }
 
