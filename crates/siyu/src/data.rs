@@ -128,7 +128,9 @@ fn apply_appended(
     let mut merges = Vec::new();
     let first = match results.first() {
         Some(Appended::New(o)) => *o,
-        _ => 0,
+        Some(Appended::Duplicate(_)) => 0,
+        // A chunk whose every line was rejected: nothing was appended.
+        None => return merges,
     };
     let dense = results
         .iter()
@@ -666,6 +668,12 @@ mod tests {
         assert!(fast_merges.len() > 20, "{}", fast_merges.len());
         assert_eq!(fast_merges, each_merges);
         assert_eq!(fast.person_count(), each.person_count());
+        // A chunk of rejected lines appends nothing and changes no count.
+        let before = (tally.accepted, tally.next_offset);
+        let empty = &chunks[0];
+        assert!(apply_appended(&mut fast, empty, &[], &mut tally).is_empty());
+        assert_eq!((tally.accepted, tally.next_offset), before);
+        assert!(!tally.interleaved);
         assert!(
             fast.to_snapshot(offset) == each.to_snapshot(offset),
             "snapshots differ"
