@@ -297,9 +297,17 @@ pub fn import(args: ImportArgs) -> Result<()> {
         }
         // Also after a failure: these merges' events are stored.
         result = result.and(send_merges(&mut merges));
-        // The store thread builds the indexes now.
+        // The store thread builds the indexes now (seconds on a large
+        // load: say so rather than sit silent).
         drop(job_tx);
         load_secs = started.elapsed().as_secs_f64();
+        let spinner = if args.quiet {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::new_spinner()
+        };
+        spinner.set_message("building indexes and writing the engine snapshot");
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
         if result.is_ok() && tally.accepted > 0 && !tally.interleaved {
             let writing = Instant::now();
             write_snapshot(&args.store, &engine, tally.next_offset - 1);
@@ -308,6 +316,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
         let stored = writer
             .join()
             .map_err(|_| anyhow::anyhow!("the store thread panicked"))?;
+        spinner.finish_and_clear();
         // The store's own error says more than "the store stopped".
         let index_secs = stored?;
         result.map(|()| index_secs)
