@@ -498,7 +498,18 @@
   }
 
   // ---------- automation (automation.js) and growth (growth.js) pages ----------
-  const ui = { h, api, card, toast, enc, yuan, render, faults, canWrite, isAdmin };
+  // Helpers the page modules (automation.js, growth.js) share.
+  const msgOf = (r) => (r.data && r.data.message) || String(r.status);
+  const pad = (n) => String(n).padStart(2, '0');
+  // Epoch seconds → local "YYYY-MM-DD HH:MM" ('—' when absent).
+  const localTime = (s) => {
+    if (typeof s !== 'number' || !s) return '—';
+    const d = new Date(s * 1000);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  };
+  const empty = (id, text, hint) => h('div', { class: 'empty', id }, h('p', {}, text), hint ? h('p', { class: 'muted small' }, h('code', {}, hint)) : null);
+  const person = (id) => h('a', { href: '#/persons/' + enc(id), class: 'person-link' }, id);
+  const ui = { h, api, card, toast, enc, yuan, render, faults, canWrite, isAdmin, msgOf, when: localTime, empty, person };
   const automation = window.AutomationPages(ui);
   const growth = window.GrowthPages(ui);
 

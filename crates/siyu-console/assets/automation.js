@@ -5,20 +5,10 @@
 // functions back; like app.js, the DOM is built with `h()` (textContent only).
 'use strict';
 window.AutomationPages = function (ui) {
-  const { h, api, card, toast, enc, yuan } = ui;
+  const { h, api, card, toast, enc, yuan, msgOf, when, empty, person } = ui;
   const { t } = window.I18N;
   const C = window.Charts;
 
-  const msgOf = (r) => (r.data && r.data.message) || String(r.status);
-  const pad = (n) => String(n).padStart(2, '0');
-  // Epoch seconds → local "YYYY-MM-DD HH:MM".
-  const when = (s) => {
-    if (typeof s !== 'number' || !s) return '—';
-    const d = new Date(s * 1000);
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  };
-  const empty = (id, text, hint) => h('div', { class: 'empty', id }, h('p', {}, text), hint ? h('p', { class: 'muted small' }, h('code', {}, hint)) : null);
-  const person = (id) => h('a', { href: '#/persons/' + enc(id), class: 'person-link' }, id);
   const suppressLabel = (code) => { const k = 'auto.reason.' + code; const s = t(k); return s === k ? code : s; };
 
   // The faults of a 422, one line per path (app.js: `faults`).

@@ -7,20 +7,10 @@
 // controls are disabled (the server refuses them anyway).
 'use strict';
 window.GrowthPages = function (ui) {
-  const { h, api, card, toast, enc, yuan, faults } = ui;
+  const { h, api, card, toast, enc, yuan, faults, msgOf, when, empty, person } = ui;
   const { t } = window.I18N;
   const C = window.Charts;
 
-  const msgOf = (r) => (r.data && r.data.message) || String(r.status);
-  const pad = (n) => String(n).padStart(2, '0');
-  // Epoch seconds → local "YYYY-MM-DD HH:MM".
-  const when = (s) => {
-    if (typeof s !== 'number' || !s) return '—';
-    const d = new Date(s * 1000);
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  };
-  const empty = (id, text, hint) => h('div', { class: 'empty', id }, h('p', {}, text), hint ? h('p', { class: 'muted small' }, h('code', {}, hint)) : null);
-  const person = (id) => h('a', { href: '#/persons/' + enc(id), class: 'person-link' }, id);
   const head = (keys) => h('thead', {}, h('tr', {}, keys.map((k) => h('th', {}, k ? t(k) : ''))));
   const kpi = (label, value, id) => h('div', { class: 'kpi' }, h('div', { class: 'kpi-label' }, label), h('div', { class: 'kpi-value', id }, value));
   // A label that falls back to the code when there is no translation.
