@@ -154,9 +154,8 @@ pub trait Store: Send {
     /// Prepares for appending about `expected` events in large batches
     /// (`siyu import`). When that is large against the log, the backend may
     /// drop the secondary indexes of the events and merges tables (not the
-    /// unique id index)
-    /// and build them again in [`Store::end_bulk_load`]: one sort instead
-    /// of random inserts. Appends stay atomic, durable and deduplicated;
+    /// unique id index) and build them again in [`Store::end_bulk_load`]:
+    /// one sort instead of random inserts. Appends stay atomic, durable and deduplicated;
     /// timelines and erasure stay correct, only slower, until the end. A
     /// store whose bulk load was interrupted (crash) rebuilds the indexes
     /// when it is next opened. The default does nothing.

@@ -145,18 +145,13 @@ impl Chunk {
         }
     }
 
-    /// Number of valid events in the chunk.
-    pub fn len(&self) -> usize {
-        self.recs.len()
-    }
-
     /// Whether some event of the chunk has properties or traits (a line
     /// the full JSON parser read).
     pub fn has_owned(&self) -> bool {
         self.owned > 0
     }
 
-    /// Event `i`, borrowed from the line when it was parsed in place.
+    /// A record's event, borrowed from its line (records parsed in place).
     fn line_event(&self, r: &Rec) -> LineEvent<'_> {
         LineEvent {
             id: r.id.map(|x| self.s(x)),

@@ -9,7 +9,7 @@ use siyu_domain::wire::to_json;
 use siyu_domain::Identity;
 use siyu_engine::Engine;
 use siyu_server::writer::merge_record;
-use siyu_store::{Appended, MergeRecord, Store};
+use siyu_store::{Appended, EventRows, MergeRecord, Store};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -111,6 +111,15 @@ struct Tally {
     interleaved: bool,
 }
 
+impl Tally {
+    /// Counts `n` new events stored at offsets `first..first + n`.
+    fn appended(&mut self, first: u64, n: u64) {
+        self.accepted += n;
+        self.interleaved |= first != self.next_offset;
+        self.next_offset = first + n;
+    }
+}
+
 /// Applies one appended chunk to the engine (in log order, each event with
 /// its offset as the tie-breaker, exactly as a replay of the log would) and
 /// returns the merges it caused, for the audit table.
@@ -137,13 +146,14 @@ fn apply_appended(
         .enumerate()
         .all(|(i, r)| *r == Appended::New(first + i as u64));
     if dense && !chunk.has_owned() && !engine.has_computed_properties() {
-        tally.accepted += results.len() as u64;
-        tally.interleaved |= first != tally.next_offset;
-        tally.next_offset = first + results.len() as u64;
+        tally.appended(first, results.len() as u64);
         engine.apply_batch_with(
             chunk.len(),
             |i| chunk.raw_event_at(i, first + i as u64),
             |i, applied| {
+                if applied.merges.is_empty() {
+                    return;
+                }
                 let offset = first + i as u64;
                 let ts = chunk.raw_event_at(i, offset).ts;
                 merges.extend(
@@ -159,9 +169,7 @@ fn apply_appended(
     for (i, r) in results.iter().enumerate() {
         match r {
             Appended::New(offset) => {
-                tally.accepted += 1;
-                tally.interleaved |= *offset != tally.next_offset;
-                tally.next_offset = offset + 1;
+                tally.appended(*offset, 1);
                 let e = chunk.event(i);
                 merges.extend(
                     engine
