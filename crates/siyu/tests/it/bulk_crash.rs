@@ -3,7 +3,7 @@
 //! of the file at dense offsets and its indexes built again, and importing
 //! the whole file once more completes it with nothing stored twice.
 
-use crate::{siyu, tempdir};
+use crate::{import, siyu, tempdir};
 use siyu_domain::Identity;
 use siyu_store::{SqliteStore, Store, StoredEvent};
 use std::process::Stdio;
@@ -49,7 +49,7 @@ fn sigkilled_bulk_import_leaves_a_prefix_and_a_reimport_completes_it() {
     std::fs::write(&file, text).unwrap();
     let data = dir.join("data");
 
-    let mut import = siyu()
+    let mut importing = siyu()
         .args(["import", "--quiet", "--data-dir"])
         .arg(&data)
         .arg(&file)
@@ -64,14 +64,14 @@ fn sigkilled_bulk_import_leaves_a_prefix_and_a_reimport_completes_it() {
     let wal = data.join("siyu.db-wal");
     let deadline = Instant::now() + Duration::from_secs(120);
     while std::fs::metadata(&wal).map_or(0, |m| m.len()) < 12 << 20 {
-        if let Some(status) = import.try_wait().unwrap() {
+        if let Some(status) = importing.try_wait().unwrap() {
             panic!("the import ended ({status}) before it could be killed");
         }
         assert!(Instant::now() < deadline, "the import committed nothing");
         std::thread::sleep(Duration::from_millis(5));
     }
-    import.kill().unwrap();
-    import.wait().unwrap();
+    importing.kill().unwrap();
+    importing.wait().unwrap();
 
     let mut store = SqliteStore::open(&data).unwrap();
     let events = all_events(&mut store);
@@ -91,12 +91,7 @@ fn sigkilled_bulk_import_leaves_a_prefix_and_a_reimport_completes_it() {
     assert_eq!(timeline.len(), expected);
     drop(store);
 
-    let out = siyu()
-        .args(["import", "--quiet", "--data-dir"])
-        .arg(&data)
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = import(&data, &file);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -1,6 +1,6 @@
 //! `siyu import` / `siyu export`: the round trip, and bad files.
 
-use crate::{siyu, tempdir};
+use crate::{import, siyu, tempdir};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -14,15 +14,6 @@ const EVENTS: &str = r#"{"id":"x1","seq":0,"ts":"2026-09-01T08:00:00Z","identity
 {"seq":5,"ts":"2026-09-05T10:00:00Z","identity":"douyin:bb02","type":"join_group","channel":"wecom","group":"g-1"}
 {"seq":6,"ts":"2026-09-06T10:00:00Z","identity":"mp:o_1","type":"identify","channel":"miniprogram","ref":"douyin:bb02"}
 "#;
-
-fn import(dir: &std::path::Path, file: &std::path::Path) -> std::process::Output {
-    siyu()
-        .args(["import", "--quiet", "--data-dir"])
-        .arg(dir)
-        .arg(file)
-        .output()
-        .unwrap()
-}
 
 /// Where a command's store lives: SQLite in a directory, or a fresh
 /// PostgreSQL schema (dropped on drop).

@@ -3,7 +3,7 @@
 //! idle), so its engine follows the log; a graceful restart (snapshot)
 //! and a restart after SIGKILL (log replay) both come back identical.
 
-use crate::{create_key, http, siyu, tempdir, Server};
+use crate::{create_key, http, import, tempdir, Server};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -57,12 +57,7 @@ fn an_import_beside_a_running_server_is_seen_by_it_and_survives_restarts() {
     );
     let file = dir.join("more.jsonl");
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let out = siyu()
-        .args(["import", "--quiet", "--data-dir"])
-        .arg(&dir)
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = import(&dir, &file);
     assert!(
         out.status.success(),
         "{}",
@@ -126,12 +121,7 @@ fn an_import_beside_a_running_server_is_seen_by_it_and_survives_restarts() {
         r#"{"id":"late","ts":1790004000,"identity":"douyin:aa01","type":"purchase","amount":100}"#,
     )
     .unwrap();
-    let out = siyu()
-        .args(["import", "--quiet", "--data-dir"])
-        .arg(&dir)
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = import(&dir, &file);
     assert!(out.status.success());
     let server = Server::start(&dir);
     let h = get(&server, &key, "/healthz");

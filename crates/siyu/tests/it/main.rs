@@ -19,6 +19,16 @@ pub fn siyu() -> Command {
     Command::new(env!("CARGO_BIN_EXE_siyu"))
 }
 
+/// Runs `siyu import --quiet` of `file` into the SQLite store at `dir`.
+pub fn import(dir: &Path, file: &Path) -> std::process::Output {
+    siyu()
+        .args(["import", "--quiet", "--data-dir"])
+        .arg(dir)
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 pub fn tempdir(tag: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     let d = std::env::temp_dir().join(format!(

@@ -2,7 +2,7 @@
 //! commas, refunds, an unpaid and a bad row) lands on the right persons;
 //! re-importing adds nothing; a mapping that does not fit exits with 2.
 
-use crate::{create_key, http, siyu, tempdir, Server};
+use crate::{create_key, http, import, siyu, tempdir, Server};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Output;
@@ -58,12 +58,7 @@ fn a_taobao_export_lands_on_the_right_persons_once() {
         r#"{"ts":"2026-10-01T08:00:00Z","identity":"wecom:x","type":"identify","traits":{"phone":"138 0000 0000"}}"#,
     )
     .unwrap();
-    let out = siyu()
-        .args(["import", "--quiet", "--data-dir"])
-        .arg(&dir)
-        .arg(&known)
-        .output()
-        .unwrap();
+    let out = import(&dir, &known);
     assert!(
         out.status.success(),
         "{}",
