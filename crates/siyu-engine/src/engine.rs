@@ -6,6 +6,7 @@
 //! time forward with [`Engine::advance_to`].
 
 use crate::identity::{identity_hash, IdentityGraph, IdentityId};
+use crate::log_index::LogIndex;
 use crate::person::insert_sorted;
 use crate::person::{Exit, Person, Ts, NO_CHANNEL};
 use crate::property::{PropertyDef, PropertyError};
@@ -135,6 +136,7 @@ pub(crate) struct Parts {
     pub properties: Vec<PropertyDef>,
     pub now: i64,
     pub events_applied: u64,
+    pub log_index: Option<LogIndex>,
 }
 
 /// The engine state. See the module docs.
@@ -155,6 +157,9 @@ pub struct Engine {
     pub(crate) parallelism: usize,
     now: i64,
     events_applied: u64,
+    /// Each identity's log offsets, kept when the engine replays a log
+    /// ([`Engine::for_log`]): timelines are read by offset.
+    pub(crate) log_index: Option<LogIndex>,
 }
 
 impl Default for Engine {
@@ -178,7 +183,26 @@ impl Engine {
             parallelism: 1,
             now: 0,
             events_applied: 0,
+            log_index: None,
         }
+    }
+
+    /// An engine whose events are a log's, each applied with its log
+    /// offset as `seq`, in offset order: it also keeps every identity's
+    /// offsets ([`Engine::event_offsets`]), so a store can serve a
+    /// person's timeline by primary key instead of an identity index.
+    /// The server's and the importer's engines are made this way; one-off
+    /// engines over a file (bench, analytics) are not.
+    pub fn for_log() -> Self {
+        Engine {
+            log_index: Some(LogIndex::default()),
+            ..Engine::new()
+        }
+    }
+
+    /// Whether this engine keeps log offsets ([`Engine::for_log`]).
+    pub fn keeps_log_offsets(&self) -> bool {
+        self.log_index.is_some()
     }
 
     /// Reassembles an engine from its parts (snapshot loading).
@@ -199,6 +223,7 @@ impl Engine {
             parallelism: 1,
             now: parts.now,
             events_applied: parts.events_applied,
+            log_index: parts.log_index,
         }
     }
 
@@ -275,10 +300,15 @@ impl Engine {
     /// The person slot of `s`, interning it if new: a new identity becomes
     /// a new person unless `attach_to` names the slot it joins. The bool
     /// says whether the identity was new.
-    fn resolve(&mut self, s: &str, hash: Option<u64>, attach_to: Option<u32>) -> (u32, bool) {
+    fn resolve(
+        &mut self,
+        s: &str,
+        hash: Option<u64>,
+        attach_to: Option<u32>,
+    ) -> (u32, bool, IdentityId) {
         let hash = hash.unwrap_or_else(|| identity_hash(s));
-        if let Some((_, slot)) = self.ids.lookup_hashed(s, hash) {
-            return (slot, false);
+        if let Some((id, slot)) = self.ids.lookup_hashed(s, hash) {
+            return (slot, false, id);
         }
         match attach_to {
             Some(slot) => {
@@ -289,7 +319,7 @@ impl Engine {
                 if s < self.ids.get(p.canonical) {
                     p.canonical = id;
                 }
-                (slot, true)
+                (slot, true, id)
             }
             None => {
                 let slot = self.persons.len() as u32;
@@ -297,7 +327,7 @@ impl Engine {
                 self.persons.push(Person::new(id));
                 self.live_persons += 1;
                 self.segments.grow(self.persons.len());
-                (slot, true)
+                (slot, true, id)
             }
         }
     }
@@ -468,13 +498,16 @@ impl Engine {
         if let (true, Some(j)) = (live, join) {
             touched[0] = Some((j, self.persons[j as usize].canonical));
         }
-        let (mut slot, new) = self.resolve(ev.identity, Some(hash), join);
+        let (mut slot, new, id) = self.resolve(ev.identity, Some(hash), join);
+        if let Some(index) = &mut self.log_index {
+            index.record(id, ev.seq);
+        }
         if live && !new {
             touched[0] = Some((slot, self.persons[slot as usize].canonical));
         }
         let mut merges = Vec::new();
         if let (EventType::Identify, Some(r)) = (ev.event_type, ev.reference) {
-            let (other, new_ref) = self.resolve(r, None, Some(slot));
+            let (other, new_ref, _) = self.resolve(r, None, Some(slot));
             if !new_ref && other != slot {
                 let (ca, cb) = (
                     self.persons[slot as usize].canonical,
@@ -537,7 +570,7 @@ impl Engine {
                     let inviter = match self.ids.lookup(r) {
                         Some((id, _)) => id,
                         None => {
-                            let (slot, _) = self.resolve(r, None, None);
+                            let (slot, _, _) = self.resolve(r, None, None);
                             self.persons[slot as usize].anchor
                         }
                     };
@@ -745,6 +778,23 @@ impl Engine {
         v
     }
 
+    /// The log offsets of every event of a person's identities, newest
+    /// first; None when this engine keeps no offsets (see
+    /// [`Engine::for_log`]) or the person is unknown. May name events
+    /// erased since (the store skips them).
+    pub fn event_offsets(&self, slot: PersonId) -> Option<Vec<u64>> {
+        let index = self.log_index.as_ref()?;
+        let p = self.person(slot)?;
+        let mut offsets: Vec<u64> = self
+            .ids
+            .members(p.anchor)
+            .into_iter()
+            .flat_map(|id| index.offsets(id))
+            .collect();
+        offsets.sort_unstable_by(|a, b| b.cmp(a));
+        Some(offsets)
+    }
+
     /// Persons whose string trait `key` starts with `value` (a scan of the
     /// persons that have traits; at most `limit`).
     pub fn search_trait(&self, key: &str, value: &str, limit: usize) -> Vec<PersonId> {
@@ -879,6 +929,7 @@ impl Engine {
             extra,
             referrals: self.referrals.capacity() * std::mem::size_of::<Referral>(),
             segments: self.segments.heap_bytes(),
+            log_index: self.log_index.as_ref().map_or(0, LogIndex::heap_bytes),
         }
     }
 
@@ -899,6 +950,9 @@ impl Engine {
         }
         self.referrals.shrink_to_fit();
         self.ids.shrink_to_fit();
+        if let Some(index) = &mut self.log_index {
+            index.shrink_to_fit();
+        }
     }
 }
 
@@ -911,6 +965,8 @@ pub struct Memory {
     pub extra: usize,
     pub referrals: usize,
     pub segments: usize,
+    /// [`Engine::for_log`]'s offsets per identity.
+    pub log_index: usize,
 }
 
 impl Memory {
@@ -921,5 +977,6 @@ impl Memory {
             + self.extra
             + self.referrals
             + self.segments
+            + self.log_index
     }
 }

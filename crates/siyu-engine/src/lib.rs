@@ -10,6 +10,7 @@ pub mod analytics;
 pub mod engine;
 pub mod fission;
 pub mod identity;
+pub mod log_index;
 pub mod oracle;
 pub mod person;
 pub mod property;

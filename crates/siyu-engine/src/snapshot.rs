@@ -8,13 +8,14 @@
 
 use crate::engine::{Engine, Referral};
 use crate::identity::IdentityGraph;
+use crate::log_index::LogIndex;
 use crate::person::{Person, PersonExtra, Purchase};
 use crate::property::PropertyDef;
 use crate::segment::Expr;
 
 const MAGIC: &[u8; 8] = b"SIYUSNAP";
 /// Bump on any change to the layout below.
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
 
 /// Why a snapshot could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,6 +75,12 @@ impl<F: FnMut(&[u8])> W<F> {
             self.u32(x);
         }
     }
+    fn u64s(&mut self, v: &[u64]) {
+        self.u64(v.len() as u64);
+        for &x in v {
+            self.u64(x);
+        }
+    }
 }
 
 struct R<'a>(&'a [u8]);
@@ -118,6 +125,10 @@ impl<'a> R<'a> {
     fn u32s(&mut self, what: &'static str) -> Result<Vec<u32>, SnapshotError> {
         let n = self.len(what, 4)?;
         (0..n).map(|_| self.u32(what)).collect()
+    }
+    fn u64s(&mut self, what: &'static str) -> Result<Vec<u64>, SnapshotError> {
+        let n = self.len(what, 8)?;
+        (0..n).map(|_| self.u64(what)).collect()
     }
 }
 
@@ -225,6 +236,21 @@ impl Engine {
             w.u32(r.ip);
             w.u64(r.seq);
         }
+        match &self.log_index {
+            None => w.u32(0),
+            Some(index) => {
+                w.u32(1);
+                let parts = index.parts();
+                w.u64(parts.base);
+                w.u32s(parts.back);
+                w.u64(parts.far.len() as u64);
+                for (offset, previous) in parts.far {
+                    w.u64(offset);
+                    w.u64(previous);
+                }
+                w.u64s(parts.newest);
+            }
+        }
         w.finish();
     }
 
@@ -312,6 +338,22 @@ impl Engine {
                 seq: r.u64("referral")?,
             });
         }
+        let log_index = match r.u32("log index")? {
+            0 => None,
+            1 => {
+                let base = r.u64("log index")?;
+                let back = r.u32s("log index distances")?;
+                let k = r.len("log index far", 16)?;
+                let far = (0..k)
+                    .map(|_| Ok((r.u64("log index far")?, r.u64("log index far")?)))
+                    .collect::<Result<Vec<_>, SnapshotError>>()?;
+                let newest = r.u64s("log index newest")?;
+                let index = LogIndex::from_parts(base, back, far, newest)
+                    .ok_or(SnapshotError::Corrupt("log index"))?;
+                Some(index)
+            }
+            _ => return Err(SnapshotError::Corrupt("log index")),
+        };
         let mut engine = Engine::restore(crate::engine::Parts {
             ids,
             persons,
@@ -322,6 +364,7 @@ impl Engine {
             properties: defs.properties,
             now,
             events_applied,
+            log_index,
         });
         for (name, source, expr) in defs.segments {
             engine

@@ -480,6 +480,17 @@ fn identities_of(state: &AppState, id: &str) -> Result<(String, Vec<Identity>), 
     Ok((e.canonical_id(p).to_string(), ids))
 }
 
+/// A person's canonical id and the log offsets of their events, newest
+/// first: the engine keeps them, the store reads events by offset.
+pub(crate) fn event_offsets_of(state: &AppState, id: &str) -> Result<(String, Vec<u64>), ApiError> {
+    let e = read_engine(state);
+    let p = resolve(&e, id)?;
+    let offsets = e
+        .event_offsets(p)
+        .ok_or_else(|| ApiError::Internal("the engine keeps no log offsets".into()))?;
+    Ok((e.canonical_id(p).to_string(), offsets))
+}
+
 #[derive(Deserialize)]
 struct PageQuery {
     before: Option<u64>,
@@ -493,15 +504,17 @@ async fn timeline(
     Query(q): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     check_key(&state, &headers)?;
-    let (canonical, ids) = identities_of(&state, &id)?;
+    let (canonical, offsets) = event_offsets_of(&state, &id)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let s = state.clone();
     let events = blocking(move || {
         let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-        store.events_of(&ids, q.before, limit).map_err(|e| match e {
-            siyu_store::StoreError::Invalid(m) => ApiError::BadRequest(m),
-            other => other.into(),
-        })
+        store
+            .timeline(&offsets, q.before, limit)
+            .map_err(|e| match e {
+                siyu_store::StoreError::Invalid(m) => ApiError::BadRequest(m),
+                other => other.into(),
+            })
     })
     .await?;
     let next = (events.len() == limit)
@@ -522,24 +535,18 @@ async fn export_person(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     check_key(&state, &headers)?;
-    let (canonical, ids) = identities_of(&state, &id)?;
+    let (canonical, mut offsets) = event_offsets_of(&state, &id)?;
     let s = state.clone();
     let body = blocking(move || {
         let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = String::new();
-        let mut before = None;
-        let mut all = Vec::new();
-        loop {
-            let page = store.events_of(&ids, before, 1000)?;
-            let Some(last) = page.last() else { break };
-            before = Some(last.offset);
-            all.extend(page);
-        }
         // Oldest first, as a log re-imports.
-        all.sort_by_key(|e| e.offset);
-        for e in all {
-            out.push_str(&to_json(&e.event).to_string());
-            out.push('\n');
+        offsets.reverse();
+        for part in offsets.chunks(1000) {
+            for e in store.events_at(part)? {
+                out.push_str(&to_json(&e.event).to_string());
+                out.push('\n');
+            }
         }
         Ok(out)
     })

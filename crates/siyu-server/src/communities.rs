@@ -966,28 +966,22 @@ async fn group_health(
                 _ => {}
             }
         }
-        // Rewards of the persons who left: their own timelines (indexed by
-        // identity), only for the leavers of the window.
-        let leaver_ids: Vec<Vec<siyu_domain::Identity>> = {
+        // Rewards of the persons who left: their own timelines (by the log
+        // offsets the engine keeps), only for the leavers of the window.
+        let leaver_offsets: Vec<Vec<u64>> = {
             let engine = read_engine(&s);
             left.iter()
                 .filter_map(|(_, i)| engine.person_of(i))
                 .collect::<HashSet<PersonId>>()
                 .into_iter()
-                .map(|slot| {
-                    engine
-                        .identities_of(slot)
-                        .iter()
-                        .filter_map(|i| siyu_domain::Identity::parse(i).ok())
-                        .collect()
-                })
+                .filter_map(|slot| engine.event_offsets(slot))
                 .collect()
         };
         let mut rewards: Vec<(i64, String)> = Vec::new();
         {
             let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-            for ids in &leaver_ids {
-                for se in store.events_of(ids, None, LEAVER_TIMELINE)? {
+            for offsets in &leaver_offsets {
+                for se in store.timeline(offsets, None, LEAVER_TIMELINE)? {
                     let e = se.event;
                     if e.event_type == EventType::Custom
                         && e.name.as_deref() == Some(REWARD_EVENT)

@@ -681,13 +681,15 @@ pub fn rebuild_to(
     snapshot: Option<&[u8]>,
     now: i64,
 ) -> anyhow::Result<(Engine, u64)> {
+    // Only an engine that keeps log offsets serves timelines (the store
+    // has no identity index), so a snapshot without them is replayed too.
     let (mut engine, offset) = match snapshot.map(Engine::from_snapshot) {
-        Some(Ok((e, o))) if o <= store.last_offset()? => (e, o),
+        Some(Ok((e, o))) if o <= store.last_offset()? && e.keeps_log_offsets() => (e, o),
         Some(Err(e)) => {
             tracing::warn!(error = %e, "ignoring engine snapshot; replaying the whole log");
-            (Engine::new(), 0)
+            (Engine::for_log(), 0)
         }
-        _ => (Engine::new(), 0),
+        _ => (Engine::for_log(), 0),
     };
     crate::definitions::load_into(store, &mut engine)?;
     let offset = replay_log(store, &mut engine, offset)?;

@@ -179,24 +179,60 @@ pub trait Store: Send {
     /// Up to `limit` events with offset > `after`, in offset order.
     fn scan(&mut self, after: u64, limit: usize) -> Result<Vec<StoredEvent>>;
 
-    /// Events whose `identity` is one of `identities`, newest first (by ts,
-    /// then offset): a person's timeline. `before` is a cursor, the offset
-    /// of the last event of the previous page; the page continues strictly
-    /// after it in that order. A cursor that names no stored event is
-    /// `StoreError::Invalid`.
-    fn events_of(
+    /// The events stored at `offsets` (any order; offsets with no stored
+    /// event, erased say, are skipped), in offset order. Primary-key
+    /// lookups: the engine knows each person's offsets
+    /// (`Engine::event_offsets`), so the log needs no identity index.
+    fn events_at(&mut self, offsets: &[u64]) -> Result<Vec<StoredEvent>>;
+
+    /// `(offset, ts)` of the events stored at `offsets`, skipping offsets
+    /// with no stored event, in offset order.
+    fn timestamps_at(&mut self, offsets: &[u64]) -> Result<Vec<(u64, i64)>>;
+
+    /// A page of a person's timeline: of the events stored at `offsets`
+    /// (the person's, from the engine), newest first by ts, then offset.
+    /// `before` is a cursor, the offset of the last event of the previous
+    /// page; the page continues strictly after it in that order. A cursor
+    /// that names none of these stored events is `StoreError::Invalid`.
+    fn timeline(
         &mut self,
-        identities: &[Identity],
+        offsets: &[u64],
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>>;
+    ) -> Result<Vec<StoredEvent>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut keys = self.timestamps_at(offsets)?;
+        keys.sort_unstable_by_key(|&(offset, ts)| std::cmp::Reverse((ts, offset)));
+        let start = match before {
+            None => 0,
+            Some(cursor) => {
+                keys.iter().position(|&(o, _)| o == cursor).ok_or_else(|| {
+                    StoreError::Invalid(format!(
+                        "cursor {cursor} is not the offset of an event on this timeline; \
+                             pass the `next_before` of the previous page"
+                    ))
+                })? + 1
+            }
+        };
+        let page: Vec<u64> = keys.iter().skip(start).take(limit).map(|k| k.0).collect();
+        let mut events = self.events_at(&page)?;
+        // Back into timeline order (events_at returns offset order).
+        let rank: std::collections::HashMap<u64, usize> =
+            page.iter().enumerate().map(|(i, &o)| (o, i)).collect();
+        events.sort_by_key(|e| rank.get(&e.offset).copied().unwrap_or(usize::MAX));
+        Ok(events)
+    }
 
     /// Events of community `group` (join/leave) with `from <= ts <= to`,
     /// oldest first (indexed: group health never scans the log).
     fn group_events(&mut self, group: &str, from: i64, to: i64) -> Result<Vec<StoredEvent>>;
 
     /// Deletes every event whose `identity` or `ref` is one of `identities`
-    /// and writes `audit` in the same transaction. Returns events removed.
+    /// (one scan of the log: erasure is rare, and an index for it would tax
+    /// every append) and writes `audit` in the same transaction. Returns
+    /// events removed.
     /// Merge records and segment-history rows naming any of `identities`
     /// are deleted too: they hold the same personal identifiers.
     fn erase(&mut self, identities: &[Identity], audit: &AuditRecord) -> Result<u64>;

@@ -62,9 +62,8 @@ struct Statements {
     read_head: Statement,
     find_ids: Statement,
     scan: Statement,
-    timeline: Statement,
-    timeline_after: Statement,
-    cursor_ts: Statement,
+    events_at: Statement,
+    timestamps_at: Statement,
 }
 
 impl Statements {
@@ -85,16 +84,17 @@ impl Statements {
             scan: p(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE log_offset > $1 ORDER BY log_offset LIMIT $2"
             ))?,
-            timeline: p(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE identity = ANY($1)
-                 ORDER BY ts DESC, log_offset DESC LIMIT $2"
+            // Primary-key probes, one per offset, for the same reason.
+            events_at: p(&format!(
+                "SELECT e.* FROM unnest($1::bigint[]) AS batch(o)
+                 CROSS JOIN LATERAL (SELECT {EVENT_COLUMNS} FROM events
+                                     WHERE log_offset = batch.o) AS e
+                 ORDER BY e.log_offset"
             ))?,
-            timeline_after: p(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE identity = ANY($1)
-                   AND (ts < $2 OR (ts = $2 AND log_offset < $3))
-                 ORDER BY ts DESC, log_offset DESC LIMIT $4"
-            ))?,
-            cursor_ts: p("SELECT ts FROM events WHERE log_offset = $1")?,
+            timestamps_at: p("SELECT e.log_offset, e.ts FROM unnest($1::bigint[]) AS batch(o)
+                              CROSS JOIN LATERAL (SELECT log_offset, ts FROM events
+                                                  WHERE log_offset = batch.o) AS e
+                              ORDER BY e.log_offset")?,
         })
     }
 }
@@ -436,38 +436,31 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    fn events_of(
-        &mut self,
-        identities: &[Identity],
-        before: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>> {
-        let ids = identity_list(identities);
-        let limit = to_sql_int(limit as u64);
-        let st = &self.statements;
-        let rows = match before {
-            None => self
-                .client
-                .query(&st.timeline, &[&ids, &limit])
-                .map_err(db("reading a timeline"))?,
-            Some(cursor) => {
-                let cursor = to_sql_int(cursor);
-                let cursor_ts: i64 = self
-                    .client
-                    .query_opt(&st.cursor_ts, &[&cursor])
-                    .map_err(db("reading the timeline cursor"))?
-                    .ok_or_else(|| {
-                        StoreError::Invalid(format!(
-                            "cursor {cursor} is not the offset of a stored event"
-                        ))
-                    })?
-                    .get(0);
-                self.client
-                    .query(&st.timeline_after, &[&ids, &cursor_ts, &cursor, &limit])
-                    .map_err(db("reading a timeline"))?
-            }
-        };
-        rows.iter().map(read_row).collect()
+    fn events_at(&mut self, offsets: &[u64]) -> Result<Vec<StoredEvent>> {
+        if offsets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let offsets: Vec<i64> = offsets.iter().map(|&o| to_sql_int(o)).collect();
+        self.client
+            .query(&self.statements.events_at, &[&offsets])
+            .map_err(db("reading events by offset"))?
+            .iter()
+            .map(read_row)
+            .collect()
+    }
+
+    fn timestamps_at(&mut self, offsets: &[u64]) -> Result<Vec<(u64, i64)>> {
+        if offsets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let offsets: Vec<i64> = offsets.iter().map(|&o| to_sql_int(o)).collect();
+        Ok(self
+            .client
+            .query(&self.statements.timestamps_at, &[&offsets])
+            .map_err(db("reading event times by offset"))?
+            .iter()
+            .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, i64>(1)))
+            .collect())
     }
 
     fn group_events(&mut self, group: &str, from: i64, to: i64) -> Result<Vec<StoredEvent>> {
@@ -488,13 +481,13 @@ impl Store for PostgresStore {
     fn erase(&mut self, identities: &[Identity], audit: &AuditRecord) -> Result<u64> {
         let ids = identity_list(identities);
         let mut tx = self.client.transaction().map_err(db("starting erase"))?;
-        // By identity through the index; by ref with one scan of the log
-        // (no index: erasure is rare, appends are not).
+        // One scan of the log (no index: erasure is rare, appends are not).
         let removed = tx
-            .execute("DELETE FROM events WHERE identity = ANY($1)", &[&ids])
-            .map_err(db("erasing events by identity"))?
-            + tx.execute("DELETE FROM events WHERE ref = ANY($1)", &[&ids])
-                .map_err(db("erasing events by ref"))?;
+            .execute(
+                "DELETE FROM events WHERE identity = ANY($1) OR ref = ANY($1)",
+                &[&ids],
+            )
+            .map_err(db("erasing events"))?;
         tx.execute(
             "DELETE FROM merges WHERE identity = ANY($1) OR linked = ANY($1)",
             &[&ids],

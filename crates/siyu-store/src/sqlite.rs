@@ -281,6 +281,20 @@ fn json_list(identities: &[Identity]) -> String {
     serde_json::Value::from(list).to_string()
 }
 
+/// Offsets as a JSON array, for `json_each` (one bound parameter for a
+/// list of any length).
+fn offset_list(offsets: &[u64]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(offsets.len() * 9 + 2);
+    s.push('[');
+    for (i, o) in offsets.iter().enumerate() {
+        let sep = if i > 0 { "," } else { "" };
+        let _ = write!(s, "{sep}{o}");
+    }
+    s.push(']');
+    s
+}
+
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRow> {
     Ok(StoredRow {
         offset: r.get(0)?,
@@ -515,47 +529,39 @@ impl Store for SqliteStore {
         )
     }
 
-    fn events_of(
-        &mut self,
-        identities: &[Identity],
-        before: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>> {
-        let ids = json_list(identities);
-        let limit = to_sql_int(limit as u64);
-        let Some(cursor) = before else {
-            return query_events(
-                &self.conn,
-                &format!(
-                    "SELECT {EVENT_COLUMNS} FROM events
-                     WHERE identity IN (SELECT value FROM json_each(?1))
-                     ORDER BY ts DESC, log_offset DESC LIMIT ?2"
-                ),
-                params![ids, limit],
-                "reading a timeline",
-            );
-        };
-        let cursor_ts: Option<i64> = self
-            .conn
-            .prepare_cached("SELECT ts FROM events WHERE log_offset = ?1")
-            .and_then(|mut st| st.query_row([to_sql_int(cursor)], |r| r.get(0)).optional())
-            .map_err(db("reading the timeline cursor"))?;
-        let cursor_ts = cursor_ts.ok_or_else(|| {
-            StoreError::Invalid(format!(
-                "cursor {cursor} is not the offset of a stored event"
-            ))
-        })?;
+    fn events_at(&mut self, offsets: &[u64]) -> Result<Vec<StoredEvent>> {
+        if offsets.is_empty() {
+            return Ok(Vec::new());
+        }
         query_events(
             &self.conn,
             &format!(
                 "SELECT {EVENT_COLUMNS} FROM events
-                 WHERE identity IN (SELECT value FROM json_each(?1))
-                   AND (ts < ?2 OR (ts = ?2 AND log_offset < ?3))
-                 ORDER BY ts DESC, log_offset DESC LIMIT ?4"
+                 WHERE log_offset IN (SELECT value FROM json_each(?1)) ORDER BY log_offset"
             ),
-            params![ids, cursor_ts, to_sql_int(cursor), limit],
-            "reading a timeline",
+            [offset_list(offsets)],
+            "reading events by offset",
         )
+    }
+
+    fn timestamps_at(&mut self, offsets: &[u64]) -> Result<Vec<(u64, i64)>> {
+        if offsets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let step = "reading event times by offset";
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT log_offset, ts FROM events
+                 WHERE log_offset IN (SELECT value FROM json_each(?1)) ORDER BY log_offset",
+            )
+            .map_err(db(step))?;
+        let rows = st
+            .query_map([offset_list(offsets)], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)?))
+            })
+            .map_err(db(step))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db(step))
     }
 
     fn group_events(&mut self, group: &str, from: i64, to: i64) -> Result<Vec<StoredEvent>> {
@@ -576,20 +582,14 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db("starting erase"))?;
-        // By identity through the index; by ref with one scan of the log
-        // (no index: erasure is rare, appends are not).
-        let by_identity = tx
+        // One scan of the log (no index: erasure is rare, appends are not).
+        let removed = tx
             .execute(
-                "DELETE FROM events WHERE identity IN (SELECT value FROM json_each(?1))",
+                "DELETE FROM events WHERE identity IN (SELECT value FROM json_each(?1))
+                    OR ref IN (SELECT value FROM json_each(?1))",
                 [&ids],
             )
-            .map_err(db("erasing events by identity"))?;
-        let by_ref = tx
-            .execute(
-                "DELETE FROM events WHERE ref IN (SELECT value FROM json_each(?1))",
-                [&ids],
-            )
-            .map_err(db("erasing events by ref"))?;
+            .map_err(db("erasing events"))?;
         tx.execute(
             "DELETE FROM merges WHERE identity IN (SELECT value FROM json_each(?1))
                 OR linked IN (SELECT value FROM json_each(?1))",
@@ -604,7 +604,7 @@ impl Store for SqliteStore {
         crate::automation::sqlite::erase(&tx, &ids)?;
         insert_audit(&tx, audit)?;
         tx.commit().map_err(db("committing erase"))?;
-        Ok((by_identity + by_ref) as u64)
+        Ok(removed as u64)
     }
 
     fn record_merges(&mut self, merges: &[MergeRecord]) -> Result<()> {

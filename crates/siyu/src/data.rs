@@ -75,7 +75,7 @@ pub struct ExportArgs {
 
 /// Rebuilds the engine from the store (definitions, then the log).
 pub fn engine_from_store(store: &mut dyn Store) -> Result<Engine> {
-    let mut engine = Engine::new();
+    let mut engine = Engine::for_log();
     siyu_server::definitions::load_into(store, &mut engine)?;
     siyu_server::writer::replay_log(store, &mut engine, 0)?;
     Ok(engine)
@@ -652,7 +652,7 @@ mod tests {
         .unwrap();
         std::fs::remove_file(&file).unwrap();
         let head = 100u64;
-        let (mut fast, mut each) = (Engine::new(), Engine::new());
+        let (mut fast, mut each) = (Engine::for_log(), Engine::for_log());
         let mut tally = Tally {
             next_offset: head + 1,
             ..Tally::default()

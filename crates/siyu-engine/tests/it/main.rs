@@ -3,5 +3,6 @@
 
 mod fission;
 mod live_vs_oracle;
+mod log_offsets;
 mod segments;
 mod snapshot;

@@ -6,7 +6,7 @@ use siyu_domain::{Channel, Event, EventType, Identity, DAY};
 use siyu_engine::snapshot::SnapshotError;
 use siyu_engine::{analytics, segment, Engine};
 
-fn events(n: usize) -> Vec<Event> {
+pub fn events(n: usize) -> Vec<Event> {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = move || {
         x ^= x << 13;

@@ -273,6 +273,20 @@ pub fn concurrent_writers_keep_offsets_dense(b: &dyn Backend) {
     );
 }
 
+/// The offsets of the events of `identities`, as the engine would list
+/// them for a person (here by scanning the log).
+fn offsets_of(s: &mut Box<dyn siyu_store::Store>, identities: &[Identity]) -> Vec<u64> {
+    let mut v: Vec<u64> = s
+        .scan(0, 100_000)
+        .unwrap()
+        .iter()
+        .filter(|e| identities.contains(&e.event.identity))
+        .map(|e| e.offset)
+        .collect();
+    v.reverse();
+    v
+}
+
 pub fn timeline_is_newest_first_and_pages(b: &dyn Backend) {
     let mut s = b.open();
     s.append(&sample()).unwrap();
@@ -282,14 +296,19 @@ pub fn timeline_is_newest_first_and_pages(b: &dyn Backend) {
         ev(json!({"ts":1790000100,"identity":"wecom:wm1","type":"follow"})),
     ])
     .unwrap();
-    let ids = [id("wecom:wm1"), id("douyin:x")];
-    let all = s.events_of(&ids, None, 100).unwrap();
+    let ids = offsets_of(&mut s, &[id("wecom:wm1"), id("douyin:x")]);
+    let all = s.timeline(&ids, None, 100).unwrap();
     assert_eq!(offsets(&all), vec![4, 10, 9, 3, 2, 1]);
+    // Every field comes back, as `scan` returns it.
+    let scanned = s.scan(0, 100).unwrap();
+    for e in &all {
+        assert_eq!(Some(e), scanned.iter().find(|x| x.offset == e.offset));
+    }
     for page_size in 1..=4 {
         let mut paged = Vec::new();
         let mut before = None;
         loop {
-            let page = s.events_of(&ids, before, page_size).unwrap();
+            let page = s.timeline(&ids, before, page_size).unwrap();
             assert!(page.len() <= page_size);
             let Some(last) = page.last() else { break };
             before = Some(last.offset);
@@ -297,26 +316,38 @@ pub fn timeline_is_newest_first_and_pages(b: &dyn Backend) {
         }
         assert_eq!(paged, vec![4, 10, 9, 3, 2, 1], "pages of {page_size}");
     }
-    // Only the asked identities, not events merely referring to them.
+    // Only the offsets asked for, in any order; unknown ones are skipped.
     assert_eq!(
-        offsets(&s.events_of(&[id("douyin:x")], None, 100).unwrap()),
+        offsets(&s.timeline(&[1, 9], None, 100).unwrap()),
         vec![9, 1]
     );
-    assert!(s.events_of(&[], None, 100).unwrap().is_empty());
-    assert!(s
-        .events_of(&[id("nobody:here")], None, 100)
-        .unwrap()
-        .is_empty());
-    assert!(s.events_of(&ids, None, 0).unwrap().is_empty());
+    assert_eq!(
+        offsets(&s.timeline(&[9, 77, 1], None, 100).unwrap()),
+        vec![9, 1]
+    );
+    assert!(s.timeline(&[], None, 100).unwrap().is_empty());
+    assert!(s.timeline(&[404], None, 100).unwrap().is_empty());
+    assert!(s.timeline(&ids, None, 0).unwrap().is_empty());
+    // events_at: offset order, unknown skipped, all fields.
+    let at = s.events_at(&[9, 3, 404, 1]).unwrap();
+    assert_eq!(offsets(&at), vec![1, 3, 9]);
+    assert_eq!(
+        s.timestamps_at(&[9, 404, 1]).unwrap(),
+        vec![(1, at[0].event.ts), (9, at[2].event.ts)]
+    );
 }
 
 pub fn timeline_cursor_must_name_a_stored_event(b: &dyn Backend) {
     let mut s = b.open();
     s.append(&sample()).unwrap();
-    let ids = [id("wecom:wm1")];
-    assert!(s.events_of(&ids, Some(1), 10).unwrap().is_empty());
-    let err = s.events_of(&ids, Some(999), 10).unwrap_err();
-    assert!(matches!(err, siyu_store::StoreError::Invalid(_)), "{err:?}");
+    let ids = offsets_of(&mut s, &[id("wecom:wm1")]);
+    // wm1's oldest event ends the timeline.
+    assert!(s.timeline(&ids, Some(2), 10).unwrap().is_empty());
+    // Not an event at all, and a stored event of someone else.
+    for cursor in [999, 1] {
+        let err = s.timeline(&ids, Some(cursor), 10).unwrap_err();
+        assert!(matches!(err, siyu_store::StoreError::Invalid(_)), "{err:?}");
+    }
 }
 
 fn erase_audit() -> AuditRecord {
@@ -351,6 +382,8 @@ pub fn erase_removes_identity_and_ref_events_with_audit(b: &dyn Backend) {
     ])
     .unwrap();
     let person = [id("wecom:wm1"), id("douyin:x")];
+    let their_offsets = offsets_of(&mut s, &person);
+    assert!(!their_offsets.is_empty());
     // wm1's three events, douyin:x's comment, and the referral naming wm1.
     assert_eq!(s.erase(&person, &erase_audit()).unwrap(), 5);
     let left: Vec<String> = s
@@ -360,7 +393,8 @@ pub fn erase_removes_identity_and_ref_events_with_audit(b: &dyn Backend) {
         .map(|e| e.event.identity.as_str().to_string())
         .collect();
     assert_eq!(left, vec!["mp:o_1", "wecom:wm2", "offline:p1"]);
-    assert!(s.events_of(&person, None, 100).unwrap().is_empty());
+    assert!(s.timeline(&their_offsets, None, 100).unwrap().is_empty());
+    assert!(s.events_at(&their_offsets).unwrap().is_empty());
     // The merge naming them is gone too; the unrelated one stays.
     assert!(s.merges_of(&person).unwrap().is_empty());
     assert_eq!(s.merges_of(&[id("mp:o_1")]).unwrap(), vec![kept_merge]);
@@ -516,7 +550,7 @@ pub fn migrations_are_recorded_once(b: &dyn Backend) {
     let versions: Vec<i64> = first.iter().map(|m| m.0).collect();
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4, 5, 6],
+        vec![1, 2, 3, 4, 5, 6, 7],
         "every known version, once, in order"
     );
     assert!(first.iter().all(|m| m.1 > 1_700_000_000), "{first:?}");
@@ -602,7 +636,7 @@ fn bulk_events(prefix: &str, n: usize) -> Vec<Event> {
         .collect()
 }
 
-const SECONDARY: [&str; 2] = ["events_identity_ts", "events_grp_ts"];
+const SECONDARY: [&str; 1] = ["events_grp_ts"];
 
 pub fn bulk_load_rebuilds_indexes_and_keeps_dedup(b: &dyn Backend) {
     let mut s = b.open();
@@ -610,6 +644,11 @@ pub fn bulk_load_rebuilds_indexes_and_keeps_dedup(b: &dyn Backend) {
     for name in SECONDARY.iter().chain(&["events_event_id"]) {
         assert!(before.iter().any(|i| i == name), "{name} in {before:?}");
     }
+    // Timelines are read by offset (migration 7): no identity index.
+    assert!(
+        !before.iter().any(|i| i == "events_identity_ts"),
+        "{before:?}"
+    );
     s.begin_bulk_load(1_000_000).unwrap();
     let during = b.event_indexes();
     assert_eq!(during, vec!["events_event_id".to_string()]);
@@ -622,7 +661,8 @@ pub fn bulk_load_rebuilds_indexes_and_keeps_dedup(b: &dyn Backend) {
     // reads are right without them.
     let mut other = b.open();
     assert_eq!(b.event_indexes(), during);
-    let timeline = other.events_of(&[id("douyin:u7")], None, 1_000).unwrap();
+    let u7 = offsets_of(&mut other, &[id("douyin:u7")]);
+    let timeline = other.timeline(&u7, None, 1_000).unwrap();
     assert_eq!(timeline.len(), 40);
     assert_eq!(timeline[0].offset, 1_958);
     other.append(&bulk_events("other", 3)).unwrap();
@@ -632,7 +672,7 @@ pub fn bulk_load_rebuilds_indexes_and_keeps_dedup(b: &dyn Backend) {
     assert_eq!(b.event_indexes(), before);
     s.end_bulk_load().unwrap();
     assert_eq!(s.last_offset().unwrap(), 2_003);
-    let timeline = s.events_of(&[id("douyin:u7")], None, 1_000).unwrap();
+    let timeline = s.timeline(&u7, None, 1_000).unwrap();
     assert_eq!(timeline.len(), 40);
     let erased = s.erase(&[id("wecom:w10")], &erase_audit()).unwrap();
     assert_eq!(erased, 40);

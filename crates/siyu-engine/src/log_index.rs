@@ -1,0 +1,211 @@
+//! Where each identity's events are in the log: a chain of log offsets per
+//! identity, newest first, so a person's timeline is read from the store
+//! by primary key and the store needs no `(identity, ts)` index.
+//!
+//! Why: a secondary index with random keys costs a live append about one
+//! written page per event once it outgrows a group commit (see
+//! ARCHITECTURE.md, "Where the store's write cost goes"). The engine already
+//! holds every identity and sees every event in log order, so it keeps the
+//! index for ≈ 4 bytes per event plus 8 per identity instead.
+//!
+//! Layout: for the event at offset `o`, `back[o - base]` is how far back
+//! the previous event of the same identity is (0: none); `newest[id]` is
+//! the offset of an identity's newest event (0: none). Following the chain
+//! from `newest` visits an identity's events newest first, one array read
+//! per event. Distances that do not fit in 32 bits (logs beyond four
+//! billion events) go to a side map.
+
+use crate::identity::IdentityId;
+use std::collections::HashMap;
+
+/// Marks a distance stored in [`LogIndex::far`].
+const FAR: u32 = u32::MAX;
+
+/// A [`LogIndex`] as plain arrays, for snapshots.
+pub struct Parts<'a> {
+    pub base: u64,
+    /// Distance back per offset from `base`.
+    pub back: &'a [u32],
+    /// (offset, previous offset) of the far distances, by offset.
+    pub far: Vec<(u64, u64)>,
+    /// Newest offset per identity.
+    pub newest: &'a [u64],
+}
+
+/// The per-identity chains of log offsets (see the module docs).
+#[derive(Default, Clone, Debug, PartialEq, Eq)]
+pub struct LogIndex {
+    /// Offset of `back[0]` (0 until the first event is recorded).
+    base: u64,
+    back: Vec<u32>,
+    /// Offset → previous offset, for distances of [`FAR`] or more.
+    far: HashMap<u64, u64>,
+    newest: Vec<u64>,
+}
+
+impl LogIndex {
+    /// Records that the event at log `offset` has identity `id`. Offsets
+    /// must increase from call to call (log order); an offset at or below
+    /// the last one recorded is ignored, so a replay cannot corrupt chains.
+    pub fn record(&mut self, id: IdentityId, offset: u64) {
+        if offset == 0 {
+            return;
+        }
+        if self.base == 0 {
+            self.base = offset;
+        }
+        let next = self.base + self.back.len() as u64;
+        if offset < next {
+            return;
+        }
+        // Offsets skipped (erased, or appended by nobody) keep distance 0.
+        self.back.resize((offset - self.base) as usize + 1, 0);
+        let id = id as usize;
+        if self.newest.len() <= id {
+            self.newest.resize(id + 1, 0);
+        }
+        let previous = std::mem::replace(&mut self.newest[id], offset);
+        if previous != 0 {
+            let distance = offset - previous;
+            let slot = &mut self.back[(offset - self.base) as usize];
+            if distance < FAR as u64 {
+                *slot = distance as u32;
+            } else {
+                *slot = FAR;
+                self.far.insert(offset, previous);
+            }
+        }
+    }
+
+    /// The offsets of identity `id`'s events, newest first.
+    pub fn offsets(&self, id: IdentityId) -> impl Iterator<Item = u64> + '_ {
+        let mut at = self.newest.get(id as usize).copied().unwrap_or(0);
+        std::iter::from_fn(move || {
+            if at == 0 {
+                return None;
+            }
+            let here = at;
+            at = match self.back[(here - self.base) as usize] {
+                0 => 0,
+                FAR => self.far.get(&here).copied().unwrap_or(0),
+                d => here - d as u64,
+            };
+            Some(here)
+        })
+    }
+
+    /// How many offsets the index spans (the events it could name).
+    pub fn span(&self) -> usize {
+        self.back.len()
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.back.capacity() * 4 + self.newest.capacity() * 8 + self.far.capacity() * 24
+    }
+
+    /// Returns spare capacity after a bulk load, keeping 1/16 headroom.
+    pub fn shrink_to_fit(&mut self) {
+        self.back.shrink_to_fit();
+        self.back.reserve_exact(self.back.len() / 16);
+        self.newest.shrink_to_fit();
+        self.newest.reserve_exact(self.newest.len() / 16);
+    }
+
+    /// The index as plain parts (snapshots).
+    pub fn parts(&self) -> Parts<'_> {
+        let mut far: Vec<(u64, u64)> = self.far.iter().map(|(&k, &v)| (k, v)).collect();
+        far.sort_unstable();
+        Parts {
+            base: self.base,
+            back: &self.back,
+            far,
+            newest: &self.newest,
+        }
+    }
+
+    /// Rebuilds an index from [`Self::parts`]; None when they are
+    /// inconsistent (a chain would leave the span or fail to descend).
+    pub fn from_parts(
+        base: u64,
+        back: Vec<u32>,
+        far: Vec<(u64, u64)>,
+        newest: Vec<u64>,
+    ) -> Option<Self> {
+        let end = base + back.len() as u64;
+        let inside = |o: u64| o == 0 || (o >= base && o < end);
+        let far: HashMap<u64, u64> = far.into_iter().collect();
+        let consistent = (base > 0 || back.is_empty())
+            && newest.iter().all(|&o| inside(o))
+            && back
+                .iter()
+                .enumerate()
+                .all(|(i, &d)| d == FAR || d as u64 <= i as u64)
+            && far.iter().all(|(&o, &p)| {
+                inside(o) && p < o && inside(p) && back[(o - base) as usize] == FAR
+            });
+        consistent.then_some(LogIndex {
+            base,
+            back,
+            far,
+            newest,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(ix: &LogIndex, id: IdentityId) -> Vec<u64> {
+        ix.offsets(id).collect()
+    }
+
+    #[test]
+    fn chains_list_each_identity_newest_first() {
+        let mut ix = LogIndex::default();
+        for (id, o) in [(0, 1), (1, 2), (0, 3), (2, 7), (0, 8), (1, 9)] {
+            ix.record(id, o);
+        }
+        assert_eq!(chain(&ix, 0), [8, 3, 1]);
+        assert_eq!(chain(&ix, 1), [9, 2]);
+        assert_eq!(chain(&ix, 2), [7]);
+        assert_eq!(chain(&ix, 3), Vec::<u64>::new());
+        // An offset not above the last is ignored (a replayed event).
+        ix.record(2, 9);
+        assert_eq!(chain(&ix, 2), [7]);
+        assert_eq!(ix.span(), 9);
+    }
+
+    #[test]
+    fn a_log_may_start_anywhere_and_distances_may_be_far() {
+        let mut ix = LogIndex::default();
+        ix.record(0, 1_000);
+        ix.record(0, 1_005);
+        // Exercise the side map without allocating 4 GiB of distances.
+        ix.back.resize(10, 0);
+        ix.back[2] = FAR;
+        ix.far.insert(1_002, 1_000);
+        ix.newest[0] = 1_002;
+        assert_eq!(chain(&ix, 0), [1_002, 1_000]);
+        let p = ix.parts();
+        let back_again = LogIndex::from_parts(p.base, p.back.to_vec(), p.far, p.newest.to_vec());
+        assert_eq!(back_again, Some(ix.clone()));
+    }
+
+    #[test]
+    fn inconsistent_parts_are_refused() {
+        let mut ix = LogIndex::default();
+        ix.record(0, 5);
+        ix.record(0, 6);
+        let p = ix.parts();
+        let rebuild = |back: &[u32], newest: &[u64]| {
+            LogIndex::from_parts(p.base, back.to_vec(), p.far.clone(), newest.to_vec())
+        };
+        assert!(rebuild(p.back, p.newest).is_some());
+        // A distance reaching before the base.
+        assert!(rebuild(&[0, 2], p.newest).is_none());
+        // A newest offset outside the span.
+        assert!(rebuild(p.back, &[99]).is_none());
+    }
+}
