@@ -30,6 +30,8 @@ pub enum SnapshotError {
 
 /// Bytes handed to a snapshot's sink at a time.
 const PART: usize = 1 << 20;
+/// Bytes an array is encoded in at a time.
+const BLOCK: usize = 16 << 10;
 
 /// The snapshot writer: fills a buffer and hands it to the sink whenever it
 /// holds a part, so a snapshot of a large engine never exists as one
@@ -71,14 +73,21 @@ impl<F: FnMut(&[u8])> W<F> {
     }
     fn u32s(&mut self, v: &[u32]) {
         self.u64(v.len() as u64);
-        for &x in v {
-            self.u32(x);
+        // In blocks: one `put` per 16 KiB, not per value.
+        let mut block = Vec::with_capacity(BLOCK);
+        for part in v.chunks(BLOCK / 4) {
+            block.clear();
+            block.extend(part.iter().flat_map(|x| x.to_le_bytes()));
+            self.put(&block);
         }
     }
     fn u64s(&mut self, v: &[u64]) {
         self.u64(v.len() as u64);
-        for &x in v {
-            self.u64(x);
+        let mut block = Vec::with_capacity(BLOCK);
+        for part in v.chunks(BLOCK / 8) {
+            block.clear();
+            block.extend(part.iter().flat_map(|x| x.to_le_bytes()));
+            self.put(&block);
         }
     }
 }
@@ -124,11 +133,19 @@ impl<'a> R<'a> {
     }
     fn u32s(&mut self, what: &'static str) -> Result<Vec<u32>, SnapshotError> {
         let n = self.len(what, 4)?;
-        (0..n).map(|_| self.u32(what)).collect()
+        let bytes = self.take(n * 4, what)?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
     fn u64s(&mut self, what: &'static str) -> Result<Vec<u64>, SnapshotError> {
         let n = self.len(what, 8)?;
-        (0..n).map(|_| self.u64(what)).collect()
+        let bytes = self.take(n * 8, what)?;
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect())
     }
 }
 
