@@ -4,9 +4,11 @@
 //! latency distribution (each acknowledgement is durable: group commit).
 //!
 //! ```text
-//! cargo run --release -p siyu-server --example load -- ADDR KEY [BATCH] [REQUESTS] [CONNECTIONS]
+//! cargo run --release -p siyu-server --example load -- ADDR KEY [BATCH] [REQUESTS] [CONNECTIONS] [IDS]
 //! # 500-event batches:   load 127.0.0.1:8080 sk_… 500 400 4
 //! # single events:       load 127.0.0.1:8080 sk_… 1 5000 8
+//! # random UUID-like ids (what Segment SDKs send as messageId):
+//! #                      load 127.0.0.1:8080 sk_… 500 400 4 uuid
 //! ```
 //!
 //! Standard library only: a minimal HTTP/1.1 client that reads
@@ -16,9 +18,29 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// A random-looking 128-bit id in UUID form, a function of `n` (a 64-bit
+/// mix twice), so ids land all over the id index as real SDK ids do.
+fn uuid_like(n: u64) -> String {
+    let mix = |mut x: u64| {
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    };
+    let (a, b) = (mix(n), mix(n ^ 0x9e37_79b9_7f4a_7c15));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        (b >> 48) & 0xffff,
+        b & 0xffff_ffff_ffff
+    )
+}
+
 /// Events of one request: purchases and touches over 100 000 identities,
-/// timestamps in the last 30 days of `now`.
-fn body(run: u64, conn: usize, req: usize, batch: usize, now: u64) -> String {
+/// timestamps in the last 30 days of `now`. Ids are `load-{run}-…`
+/// (increasing per connection) or, with `uuid`, random.
+fn body(run: u64, conn: usize, req: usize, batch: usize, now: u64, uuid: bool) -> String {
     let mut s = String::with_capacity(batch * 120 + 2);
     s.push('[');
     for j in 0..batch {
@@ -28,14 +50,19 @@ fn body(run: u64, conn: usize, req: usize, batch: usize, now: u64) -> String {
         }
         let ts = now - 30 * 86_400 + (n * 7919) % (30 * 86_400);
         let who = (n * 2_654_435_761) % 100_000;
+        let id = if uuid {
+            uuid_like(run << 40 ^ n)
+        } else {
+            format!("load-{run}-{conn}-{req}-{j}")
+        };
         if n.is_multiple_of(10) {
             s.push_str(&format!(
-                r#"{{"id":"load-{run}-{conn}-{req}-{j}","ts":{ts},"identity":"douyin:u{who:05}","type":"purchase","amount":{}}}"#,
+                r#"{{"id":"{id}","ts":{ts},"identity":"douyin:u{who:05}","type":"purchase","amount":{}}}"#,
                 1_000 + n % 50_000
             ));
         } else {
             s.push_str(&format!(
-                r#"{{"id":"load-{run}-{conn}-{req}-{j}","ts":{ts},"identity":"douyin:u{who:05}","type":"touch"}}"#
+                r#"{{"id":"{id}","ts":{ts},"identity":"douyin:u{who:05}","type":"touch"}}"#
             ));
         }
     }
@@ -94,13 +121,14 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 2 {
-        eprintln!("usage: load ADDR KEY [BATCH=500] [REQUESTS=200] [CONNECTIONS=4]");
+        eprintln!("usage: load ADDR KEY [BATCH=500] [REQUESTS=200] [CONNECTIONS=4] [seq|uuid]");
         std::process::exit(2);
     }
     let addr = args[0].clone();
     let key = args[1].clone();
     let arg = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
     let (batch, requests, connections) = (arg(2, 500), arg(3, 200), arg(4, 4));
+    let uuid = args.get(5).is_some_and(|a| a == "uuid");
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -112,8 +140,9 @@ fn main() {
             let (addr, key) = (addr.clone(), key.clone());
             std::thread::spawn(move || -> std::io::Result<(Vec<Duration>, u64)> {
                 // Bodies are built before the clock starts for each request.
-                let bodies: Vec<String> =
-                    (0..per_conn).map(|r| body(run, c, r, batch, now)).collect();
+                let bodies: Vec<String> = (0..per_conn)
+                    .map(|r| body(run, c, r, batch, now, uuid))
+                    .collect();
                 let mut stream = TcpStream::connect(&addr)?;
                 stream.set_nodelay(true)?;
                 let mut reader = BufReader::new(stream.try_clone()?);

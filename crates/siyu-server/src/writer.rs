@@ -389,6 +389,17 @@ impl Writer {
 
     /// Runs until every sender is gone.
     pub fn run(mut self, rx: Receiver<Command>) {
+        // Before the first request needs it (a scan of the log on a
+        // large embedded store); requests queue meanwhile.
+        let started = std::time::Instant::now();
+        match self.store.prepare_appends() {
+            Ok(()) => tracing::info!(
+                seconds = started.elapsed().as_secs_f64(),
+                "store ready for appends"
+            ),
+            // The first append tries again and answers with the error.
+            Err(e) => tracing::warn!(error = %e, "preparing the store for appends failed"),
+        }
         loop {
             self.poll_rebuild();
             // Wake often while a rebuild runs, to land it promptly.

@@ -10,6 +10,7 @@ use siyu_domain::{Event, Identity};
 use std::path::Path;
 
 pub mod automation;
+mod id_index;
 mod migrations;
 mod postgres;
 mod row;
@@ -161,6 +162,14 @@ pub trait Store: Send {
     /// when it is next opened. The default does nothing.
     fn begin_bulk_load(&mut self, expected: u64) -> Result<()> {
         let _ = expected;
+        Ok(())
+    }
+
+    /// Loads ahead of time what the first append would otherwise load
+    /// (the embedded store's in-memory id index: one scan of the log), so
+    /// a server pays it at start, not in its first request. The default
+    /// does nothing.
+    fn prepare_appends(&mut self) -> Result<()> {
         Ok(())
     }
 

@@ -14,6 +14,9 @@ pub struct Dialect {
     pub offset_key: &'static str,
     /// A store-assigned, increasing 64-bit id (merges, audit).
     pub auto_key: &'static str,
+    /// Migration 8: SQLite drops the unique index on client ids (its
+    /// store dedupes in memory, `id_index.rs`); PostgreSQL keeps it.
+    pub drop_id_index: &'static str,
 }
 
 /// The bookkeeping table itself, portable as written.
@@ -25,7 +28,7 @@ pub const CREATE_SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_mi
 /// One numbered schema step.
 pub struct Migration {
     pub version: i64,
-    /// Portable SQL; `{offset_key}` and `{auto_key}` are filled from the
+    /// Portable SQL; `{offset_key}`, `{auto_key}` and `{drop_id_index}` are filled from the
     /// backend's [`Dialect`].
     sql: &'static str,
 }
@@ -36,6 +39,7 @@ impl Migration {
         self.sql
             .replace("{offset_key}", dialect.offset_key)
             .replace("{auto_key}", dialect.auto_key)
+            .replace("{drop_id_index}", dialect.drop_id_index)
     }
 }
 
@@ -209,6 +213,16 @@ pub const MIGRATIONS: &[Migration] = &[
     DROP INDEX IF EXISTS events_identity_ts;
     ",
     },
+    Migration {
+        version: 8,
+        sql: "
+    -- Random client ids (SDK UUIDs) made the unique id index cost about
+    -- one written page per event. The embedded store dedupes in memory,
+    -- checked against the log; PostgreSQL, shared by several writers,
+    -- keeps the index.
+    {drop_id_index}
+    ",
+    },
 ];
 
 /// The secondary indexes of the tables a bulk load fills (the log and the
@@ -272,6 +286,7 @@ mod tests {
         let d = Dialect {
             offset_key: "A",
             auto_key: "B",
+            drop_id_index: "C",
         };
         for m in MIGRATIONS {
             assert!(!m.sql(&d).contains('{'), "version {}", m.version);
@@ -283,6 +298,7 @@ mod tests {
         let d = Dialect {
             offset_key: "A",
             auto_key: "B",
+            drop_id_index: "C",
         };
         let all: String = MIGRATIONS.iter().map(|m| m.sql(&d)).collect();
         for (name, sql) in REBUILDABLE_INDEXES {

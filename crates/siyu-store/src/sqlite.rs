@@ -7,6 +7,7 @@
 //! `json_each`, so every statement has a fixed text and is prepared once.
 
 use crate::automation;
+use crate::id_index::{Confirm, IdIndex};
 use crate::migrations::{self, Dialect};
 use crate::row::{self, to_sql_int, EventRows, StoredRow, EVENT_COLUMNS, EVENT_COLUMN_COUNT};
 use crate::{
@@ -21,6 +22,7 @@ use std::time::Duration;
 const DIALECT: Dialect = Dialect {
     offset_key: "INTEGER PRIMARY KEY",
     auto_key: "INTEGER PRIMARY KEY",
+    drop_id_index: "DROP INDEX IF EXISTS events_event_id;",
 };
 
 /// How long a statement waits for another connection's lock.
@@ -61,6 +63,54 @@ pub struct SqliteStore {
     bulk_lock_path: Option<std::path::PathBuf>,
     /// The held lock while a bulk load is in progress.
     bulk: Option<BulkLoad>,
+    /// Client ids → offsets (the idempotency check; the log has no index
+    /// over ids, see `id_index`). Loaded from the log by the first append
+    /// that carries ids.
+    ids: IdIndex,
+}
+
+/// The log as seen inside an append's transaction, for [`IdIndex::find`].
+struct TxLog<'a, 'c>(&'a Transaction<'c>);
+
+impl Confirm for TxLog<'_, '_> {
+    fn id_at(&mut self, offset: u64) -> Result<Option<String>> {
+        self.0
+            .prepare_cached("SELECT event_id FROM events WHERE log_offset = ?1")
+            .and_then(|mut st| {
+                st.query_row([to_sql_int(offset)], |r| r.get::<_, Option<String>>(0))
+                    .optional()
+            })
+            .map(Option::flatten)
+            .map_err(db("confirming a duplicate id"))
+    }
+}
+
+/// Brings `ids` up to the log's `head`: the ids of the events appended
+/// since it was last in step (by another process, or all of them on the
+/// first call). A range scan of the newest rows, or of the whole log once.
+fn catch_up(tx: &Transaction<'_>, ids: &mut IdIndex, head: u64) -> Result<()> {
+    if ids.upto() >= head {
+        return Ok(());
+    }
+    let step = "loading client ids";
+    let mut st = tx
+        .prepare_cached(
+            "SELECT event_id, log_offset FROM events
+             WHERE log_offset > ?1 AND event_id IS NOT NULL",
+        )
+        .map_err(db(step))?;
+    let mut rows = st.query([to_sql_int(ids.upto())]).map_err(db(step))?;
+    while let Some(r) = rows.next().map_err(db(step))? {
+        // Borrowed from the row: no allocation per id.
+        let id = r
+            .get_ref(0)
+            .and_then(|v| Ok(v.as_str()?))
+            .map_err(db(step))?;
+        let offset = row::offset_out(r.get(1).map_err(db(step))?)?;
+        ids.extend([(id, offset)], 0);
+    }
+    ids.extend([], head);
+    Ok(())
 }
 
 /// A bulk load in progress.
@@ -148,6 +198,7 @@ impl SqliteStore {
             conn,
             bulk_lock_path,
             bulk: None,
+            ids: IdIndex::default(),
         };
         store.migrate()?;
         store.repair_indexes()?;
@@ -415,24 +466,18 @@ impl Store for SqliteStore {
             .map_err(db("starting append"))?;
         let head = head(&tx)?;
 
-        // Which ids are stored already: one indexed query for the batch.
-        // The write lock is held, so nothing can add one before we insert.
+        // Which ids are stored already: in memory, confirmed against the
+        // log. The write lock is held, so nothing can add one before we
+        // insert.
         let mut stored = HashMap::new();
         let ids = row::batch_ids(events);
         if !ids.is_empty() {
-            let mut find = tx
-                .prepare_cached(
-                    "SELECT event_id, log_offset FROM events
-                     WHERE event_id IN (SELECT value FROM json_each(?1))",
-                )
-                .map_err(db("finding duplicate ids"))?;
-            let mut rows = find
-                .query([serde_json::Value::from(ids).to_string()])
-                .map_err(db("finding duplicate ids"))?;
-            while let Some(r) = rows.next().map_err(db("finding duplicate ids"))? {
-                let id: String = r.get(0).map_err(db("finding duplicate ids"))?;
-                let offset: i64 = r.get(1).map_err(db("finding duplicate ids"))?;
-                stored.insert(id, row::offset_out(offset)?);
+            catch_up(&tx, &mut self.ids, head)?;
+            let mut log = TxLog(&tx);
+            for id in ids {
+                if let Some(offset) = self.ids.find(id, &mut log)? {
+                    stored.insert(id.to_string(), offset);
+                }
             }
         }
         let plan = row::plan_append(events, head, &stored);
@@ -460,7 +505,26 @@ impl Store for SqliteStore {
         )
         .map_err(db("moving the log head"))?;
         tx.commit().map_err(db("committing append"))?;
+        // Still in step only if it was before this append.
+        if self.ids.upto() == head {
+            let new_ids = plan
+                .new
+                .iter()
+                .filter_map(|&(offset, i)| events.event_id(i).map(|id| (id, offset)));
+            self.ids.extend(new_ids, plan.last);
+        }
         Ok(plan.out)
+    }
+
+    fn prepare_appends(&mut self) -> Result<()> {
+        // A read transaction: the head and the rows are one snapshot.
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(db("starting to load client ids"))?;
+        let head = head(&tx)?;
+        catch_up(&tx, &mut self.ids, head)?;
+        tx.commit().map_err(db("loading client ids"))
     }
 
     fn begin_bulk_load(&mut self, expected: u64) -> Result<()> {

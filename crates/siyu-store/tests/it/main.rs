@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// One database under test, which can be opened (again) as often as a
 /// test needs: every `open` sees what earlier ones committed.
 pub trait Backend {
+    /// "sqlite" or "postgres".
+    fn name(&self) -> &'static str;
     fn open(&self) -> Box<dyn Store>;
     /// The rows of `schema_migrations`: (version, applied_at).
     fn migrations(&self) -> Vec<(i64, i64)>;
@@ -72,6 +74,10 @@ impl SqliteBackend {
 }
 
 impl Backend for SqliteBackend {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
     fn open(&self) -> Box<dyn Store> {
         Box::new(SqliteStore::open(&self.dir).expect("opening the sqlite store"))
     }
@@ -131,6 +137,10 @@ impl PgBackend {
 }
 
 impl Backend for PgBackend {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
     fn open(&self) -> Box<dyn Store> {
         Box::new(self.connect())
     }
