@@ -6,8 +6,8 @@
 //! outgrows a group commit, exactly as the identity index did (measured on
 //! the 1M bench store: 500-event HTTP batches fell from ~280k events/s
 //! with increasing ids to 37–63k with UUIDs). Here each id costs a 64-bit
-//! hash and its offset, about 20–40 bytes of memory, and the log is
-//! appended in order only.
+//! hash and its offset (16-byte entries: 18–39 bytes of memory as the
+//! table doubles), and the log is appended in order only.
 //!
 //! Exactness: the log stays the truth. A hash hit is confirmed by reading
 //! the event at that offset ([`Confirm`]); an erased row or another id
