@@ -71,24 +71,22 @@ impl<F: FnMut(&[u8])> W<F> {
         self.u64(b.len() as u64);
         self.put(b);
     }
-    fn u32s(&mut self, v: &[u32]) {
+    /// A length, then each value's `N` little-endian bytes, in blocks: one
+    /// `put` per 16 KiB, not per value.
+    fn array<T: Copy, const N: usize>(&mut self, v: &[T], le: impl Fn(T) -> [u8; N]) {
         self.u64(v.len() as u64);
-        // In blocks: one `put` per 16 KiB, not per value.
         let mut block = Vec::with_capacity(BLOCK);
-        for part in v.chunks(BLOCK / 4) {
+        for part in v.chunks(BLOCK / N) {
             block.clear();
-            block.extend(part.iter().flat_map(|x| x.to_le_bytes()));
+            block.extend(part.iter().flat_map(|&x| le(x)));
             self.put(&block);
         }
     }
+    fn u32s(&mut self, v: &[u32]) {
+        self.array(v, u32::to_le_bytes);
+    }
     fn u64s(&mut self, v: &[u64]) {
-        self.u64(v.len() as u64);
-        let mut block = Vec::with_capacity(BLOCK);
-        for part in v.chunks(BLOCK / 8) {
-            block.clear();
-            block.extend(part.iter().flat_map(|x| x.to_le_bytes()));
-            self.put(&block);
-        }
+        self.array(v, u64::to_le_bytes);
     }
 }
 
@@ -131,21 +129,24 @@ impl<'a> R<'a> {
         let n = self.len(what, 1)?;
         self.take(n, what)
     }
-    fn u32s(&mut self, what: &'static str) -> Result<Vec<u32>, SnapshotError> {
-        let n = self.len(what, 4)?;
-        let bytes = self.take(n * 4, what)?;
+    /// [`W::array`] back: a length, then that many `N`-byte values.
+    fn array<T, const N: usize>(
+        &mut self,
+        what: &'static str,
+        from_le: impl Fn([u8; N]) -> T,
+    ) -> Result<Vec<T>, SnapshotError> {
+        let n = self.len(what, N)?;
+        let bytes = self.take(n * N, what)?;
         Ok(bytes
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .chunks_exact(N)
+            .filter_map(|c| c.first_chunk::<N>().map(|&a| from_le(a)))
             .collect())
     }
+    fn u32s(&mut self, what: &'static str) -> Result<Vec<u32>, SnapshotError> {
+        self.array(what, u32::from_le_bytes)
+    }
     fn u64s(&mut self, what: &'static str) -> Result<Vec<u64>, SnapshotError> {
-        let n = self.len(what, 8)?;
-        let bytes = self.take(n * 8, what)?;
-        Ok(bytes
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-            .collect())
+        self.array(what, u64::from_le_bytes)
     }
 }
 

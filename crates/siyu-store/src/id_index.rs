@@ -50,20 +50,22 @@ impl IdIndex {
         self.upto
     }
 
-    /// Records the ids of events stored up to `upto` (a catch-up from the
-    /// log or the rows just appended).
-    pub fn extend<'a>(&mut self, rows: impl IntoIterator<Item = (&'a str, u64)>, upto: u64) {
-        for (id, offset) in rows {
-            let h = self.hasher.hash_one(id);
-            match self.by_hash.entry(h, |e| e.0 == h, |e| e.0) {
-                Entry::Vacant(v) => {
-                    v.insert((h, offset));
-                }
-                Entry::Occupied(_) => {
-                    self.spilled.insert(id.to_string(), offset);
-                }
+    /// Records that the event at `offset` has client id `id` (a row read
+    /// in a catch-up from the log, or one just appended).
+    pub fn insert(&mut self, id: &str, offset: u64) {
+        let h = self.hasher.hash_one(id);
+        match self.by_hash.entry(h, |e| e.0 == h, |e| e.0) {
+            Entry::Vacant(v) => {
+                v.insert((h, offset));
+            }
+            Entry::Occupied(_) => {
+                self.spilled.insert(id.to_string(), offset);
             }
         }
+    }
+
+    /// Says every id stored up to log offset `upto` has been inserted.
+    pub fn covered_up_to(&mut self, upto: u64) {
         self.upto = self.upto.max(upto);
     }
 
@@ -112,7 +114,9 @@ mod tests {
     fn finds_stored_ids_and_only_those() {
         let mut log = Log(HashMap::from([(1, "a".into()), (2, "b".into())]));
         let mut ix = IdIndex::default();
-        ix.extend([("a", 1), ("b", 2)], 2);
+        ix.insert("a", 1);
+        ix.insert("b", 2);
+        ix.covered_up_to(2);
         assert_eq!(ix.upto(), 2);
         assert_eq!(ix.find("a", &mut log).unwrap(), Some(1));
         assert_eq!(ix.find("b", &mut log).unwrap(), Some(2));
@@ -127,7 +131,7 @@ mod tests {
     fn a_hash_shared_by_two_ids_is_confirmed_against_the_log() {
         let mut log = Log(HashMap::from([(1, "a".into()), (5, "z".into())]));
         let mut ix = IdIndex::default();
-        ix.extend([("a", 1)], 1);
+        ix.insert("a", 1);
         // Point the hash of "z" at the event of "a", as a collision would:
         // an id whose entry names another id's event is not stored…
         let hz = ix.hasher.hash_one("z");
@@ -144,11 +148,13 @@ mod tests {
     }
 
     #[test]
-    fn extend_spills_an_id_whose_hash_is_taken() {
+    fn insert_spills_an_id_whose_hash_is_taken() {
         let mut ix = IdIndex::default();
-        ix.extend([("a", 1)], 1);
+        ix.insert("a", 1);
+        ix.covered_up_to(1);
         // Same hash (same id stored twice cannot happen; a colliding id can).
-        ix.extend([("a", 3)], 3);
+        ix.insert("a", 3);
+        ix.covered_up_to(3);
         assert_eq!(ix.spilled.get("a"), Some(&3));
         assert_eq!(ix.upto(), 3);
     }

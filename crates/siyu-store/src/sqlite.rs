@@ -106,10 +106,9 @@ fn catch_up(tx: &Transaction<'_>, ids: &mut IdIndex, head: u64) -> Result<()> {
             .get_ref(0)
             .and_then(|v| Ok(v.as_str()?))
             .map_err(db(step))?;
-        let offset = row::offset_out(r.get(1).map_err(db(step))?)?;
-        ids.extend([(id, offset)], 0);
+        ids.insert(id, row::offset_out(r.get(1).map_err(db(step))?)?);
     }
-    ids.extend([], head);
+    ids.covered_up_to(head);
     Ok(())
 }
 
@@ -335,15 +334,7 @@ fn json_list(identities: &[Identity]) -> String {
 /// Offsets as a JSON array, for `json_each` (one bound parameter for a
 /// list of any length).
 fn offset_list(offsets: &[u64]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(offsets.len() * 9 + 2);
-    s.push('[');
-    for (i, o) in offsets.iter().enumerate() {
-        let sep = if i > 0 { "," } else { "" };
-        let _ = write!(s, "{sep}{o}");
-    }
-    s.push(']');
-    s
+    serde_json::Value::from(offsets).to_string()
 }
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRow> {
@@ -507,11 +498,12 @@ impl Store for SqliteStore {
         tx.commit().map_err(db("committing append"))?;
         // Still in step only if it was before this append.
         if self.ids.upto() == head {
-            let new_ids = plan
-                .new
-                .iter()
-                .filter_map(|&(offset, i)| events.event_id(i).map(|id| (id, offset)));
-            self.ids.extend(new_ids, plan.last);
+            for &(offset, i) in &plan.new {
+                if let Some(id) = events.event_id(i) {
+                    self.ids.insert(id, offset);
+                }
+            }
+            self.ids.covered_up_to(plan.last);
         }
         Ok(plan.out)
     }
