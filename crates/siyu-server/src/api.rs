@@ -2,7 +2,7 @@
 //! method, path and summary; the router and `/openapi.json` are both built
 //! from that table, so the documentation cannot drift from the code.
 
-use crate::auth::{self, require_admin, require_key};
+use crate::auth::{self, Access, Scopes};
 use crate::error::ApiError;
 use crate::ingest::{self, Rejected};
 use crate::writer::Definition;
@@ -27,17 +27,67 @@ use tokio_stream::StreamExt;
 pub struct Route {
     pub method: &'static str,
     pub path: &'static str,
+    /// Who may call it; enforced for every route by `auth::enforce`.
+    pub access: Access,
     pub summary: &'static str,
     pub handler: MethodRouter<AppState>,
 }
 
-/// `route!(get, "/path", "summary", handler)`: one documented route. Every
-/// route module uses this one macro (`use crate::api::route;`).
+/// The [`Access`] named by one word in `route!`: `public`, `metrics`,
+/// `inbound` (signed webhook), `any_key` (any known credential), or a scope: `ingest`, `read`, `write`,
+/// `erase`, `admin`.
+macro_rules! access {
+    (public) => {
+        $crate::auth::Access::Public
+    };
+    (metrics) => {
+        $crate::auth::Access::Metrics
+    };
+    (inbound) => {
+        $crate::auth::Access::InboundSignature
+    };
+    (ingest) => {
+        $crate::auth::Access::Key($crate::auth::Scope::Ingest)
+    };
+    (read) => {
+        $crate::auth::Access::Key($crate::auth::Scope::Read)
+    };
+    (write) => {
+        $crate::auth::Access::Key($crate::auth::Scope::Write)
+    };
+    (erase) => {
+        $crate::auth::Access::Key($crate::auth::Scope::Erase)
+    };
+    (admin) => {
+        $crate::auth::Access::Key($crate::auth::Scope::Admin)
+    };
+    (any_key) => {
+        $crate::auth::Access::AnyKey
+    };
+}
+pub(crate) use access;
+
+/// `route!(get, "/path", read, "summary", handler)`: one documented route
+/// and who may call it (see [`access!`]). Every route module uses this one
+/// macro (`use crate::api::route;`). The older 4-argument form
+/// `route!(get, "/path", "summary", handler)` declares no access: the
+/// route is refused to everyone and the authorization matrix test fails
+/// until its access is declared.
 macro_rules! route {
+    ($m:ident, $path:expr, $access:ident, $summary:expr, $h:expr) => {
+        $crate::api::Route {
+            method: stringify!($m),
+            path: $path,
+            access: $crate::api::access!($access),
+            summary: $summary,
+            handler: $m($h),
+        }
+    };
     ($m:ident, $path:expr, $summary:expr, $h:expr) => {
         $crate::api::Route {
             method: stringify!($m),
             path: $path,
+            access: $crate::auth::Access::Undeclared,
             summary: $summary,
             handler: $m($h),
         }
@@ -85,43 +135,43 @@ pub(crate) fn with_store<T: Send + 'static>(
 
 pub fn routes() -> Vec<Route> {
     let mut routes = vec![
-        route!(get, "/healthz", "Liveness: 200 when the engine is loaded.", healthz),
-        route!(get, "/metrics", "Prometheus metrics (ingest counts, latencies, persons).", metrics),
-        route!(get, "/openapi.json", "This API description.", openapi),
-        route!(get, "/v1/workspace", "The workspace (brand) this request reached.", workspace),
-        route!(post, "/v1/events", "Ingest events (JSON array or NDJSON, wire format v1). Valid events are stored; each rejected one is reported with its index, field and fix. Idempotent on `id`.", ingest_events),
-        route!(post, "/v1/track", "Segment-compatible track (basic auth with the write key).", segment_track),
-        route!(post, "/v1/identify", "Segment-compatible identify.", segment_identify),
-        route!(post, "/v1/alias", "Segment-compatible alias.", segment_alias),
-        route!(post, "/v1/page", "Segment-compatible page.", segment_page),
-        route!(post, "/v1/batch", "Segment-compatible batch of track/identify/alias/page messages.", segment_batch),
-        route!(get, "/v1/persons", "Search persons by identity prefix (`q`) or trait (`trait=city:上海`, value prefix).", search_persons),
-        route!(get, "/v1/persons/{id}", "A person by any identity: all identities and computed properties.", get_person),
-        route!(delete, "/v1/persons/{id}", "Erase a person (PIPL/GDPR): every event and identity, recorded in the audit log.", erase_person),
-        route!(get, "/v1/persons/{id}/timeline", "Cross-channel timeline, newest first; page with `before` (the last offset seen) and `limit`.", timeline),
-        route!(get, "/v1/persons/{id}/export", "Everything the brand holds on a person, as wire-format JSONL (re-importable).", export_person),
-        route!(get, "/v1/persons/{id}/merges", "Audit of the identity merges that formed this person.", person_merges),
-        route!(get, "/v1/segments", "Saved segments with versions and live counts.", list_segments),
-        route!(put, "/v1/segments/{name}", "Save a segment (new or new version) from `{\"segment\": \"<language>\"}` or `{\"tree\": {...}}`.", put_segment),
-        route!(post, "/v1/segments/preview", "Parse a segment and count its members now, without saving.", preview_segment),
-        route!(get, "/v1/segments/{name}/members", "Members' canonical ids (`limit`, `after`).", segment_members),
-        route!(get, "/v1/segments/{name}/explain", "Why a person (`person` = any identity) is in or out, clause by clause.", explain_segment),
-        route!(get, "/v1/segments/{name}/history", "Membership history, newest first: every entry and exit with its time (`person` = any identity, `limit`).", segment_history),
-        route!(get, "/v1/segments/{name}/changes", "Server-sent events: every entry and exit as it happens.", segment_changes),
-        route!(put, "/v1/properties/{name}", "Define a computed property (count/sum/min/max/first/last of an event type, filters, window).", put_property),
-        route!(get, "/v1/analytics/rfm", "RFM grid (125 cells) at the engine clock.", analytics_rfm),
-        route!(get, "/v1/analytics/funnel", "First-touch funnel per channel: entered → friended (`friend_days`) → converted (`convert_days`).", analytics_funnel),
-        route!(get, "/v1/analytics/cohorts", "Weekly cohort retention by first add_friend (`t0`, `weeks`).", analytics_cohorts),
-        route!(get, "/v1/analytics/referrals", "Referral tiers and top inviters (`tiers`, `convert_days`, `top`).", analytics_referrals),
-        route!(get, "/v1/analytics/roi", "Channel ROI: spend (from /v1/spend) against revenue of first-touch persons.", analytics_roi),
-        route!(get, "/v1/analytics/repurchase", "Repurchase rate and median interval.", analytics_repurchase),
-        route!(get, "/v1/analytics/ltv", "Historical LTV by first-seen month and channel.", analytics_ltv),
-        route!(post, "/v1/analytics/steps", "Funnel over any steps: `{\"steps\": [{\"event_type\": \"touch\"}, {\"event_type\": \"add_friend\", \"within\": 604800}], \"split_by_channel\": true}` (one pass over the log).", analytics_steps),
-        route!(get, "/v1/analytics/attribution", "Revenue per channel under first-touch, last-touch and linear attribution (one pass over the log).", analytics_attribution),
-        route!(put, "/v1/spend", "Replace the spend table (CSV `day,channel,spend` in cents).", put_spend),
-        route!(post, "/v1/admin/keys", "Create a write key (admin token); the key is shown once.", create_key),
-        route!(get, "/v1/admin/keys", "Write keys (id, name, created_at) — never the keys themselves.", list_keys),
-        route!(delete, "/v1/admin/keys/{id}", "Revoke a write key by its id (the first 12 hex digits of its hash); effective at once, audited.", revoke_key),
+        route!(get, "/healthz", public, "Liveness: 200 when the engine is loaded.", healthz),
+        route!(get, "/metrics", metrics, "Prometheus metrics (ingest counts, latencies, persons).", metrics),
+        route!(get, "/openapi.json", public, "This API description.", openapi),
+        route!(get, "/v1/workspace", any_key, "The workspace (brand) this request reached.", workspace),
+        route!(post, "/v1/events", ingest, "Ingest events (JSON array or NDJSON, wire format v1). Valid events are stored; each rejected one is reported with its index, field and fix. Idempotent on `id`.", ingest_events),
+        route!(post, "/v1/track", ingest, "Segment-compatible track (basic auth with the write key).", segment_track),
+        route!(post, "/v1/identify", ingest, "Segment-compatible identify.", segment_identify),
+        route!(post, "/v1/alias", ingest, "Segment-compatible alias.", segment_alias),
+        route!(post, "/v1/page", ingest, "Segment-compatible page.", segment_page),
+        route!(post, "/v1/batch", ingest, "Segment-compatible batch of track/identify/alias/page messages.", segment_batch),
+        route!(get, "/v1/persons", read, "Search persons by identity prefix (`q`) or trait (`trait=city:上海`, value prefix).", search_persons),
+        route!(get, "/v1/persons/{id}", read, "A person by any identity: all identities and computed properties.", get_person),
+        route!(delete, "/v1/persons/{id}", erase, "Erase a person (PIPL/GDPR): every event and identity, recorded in the audit log.", erase_person),
+        route!(get, "/v1/persons/{id}/timeline", read, "Cross-channel timeline, newest first; page with `before` (the last offset seen) and `limit`.", timeline),
+        route!(get, "/v1/persons/{id}/export", read, "Everything the brand holds on a person, as wire-format JSONL (re-importable).", export_person),
+        route!(get, "/v1/persons/{id}/merges", read, "Audit of the identity merges that formed this person.", person_merges),
+        route!(get, "/v1/segments", read, "Saved segments with versions and live counts.", list_segments),
+        route!(put, "/v1/segments/{name}", write, "Save a segment (new or new version) from `{\"segment\": \"<language>\"}` or `{\"tree\": {...}}`.", put_segment),
+        route!(post, "/v1/segments/preview", read, "Parse a segment and count its members now, without saving.", preview_segment),
+        route!(get, "/v1/segments/{name}/members", read, "Members' canonical ids (`limit`, `after`).", segment_members),
+        route!(get, "/v1/segments/{name}/explain", read, "Why a person (`person` = any identity) is in or out, clause by clause.", explain_segment),
+        route!(get, "/v1/segments/{name}/history", read, "Membership history, newest first: every entry and exit with its time (`person` = any identity, `limit`).", segment_history),
+        route!(get, "/v1/segments/{name}/changes", read, "Server-sent events: every entry and exit as it happens.", segment_changes),
+        route!(put, "/v1/properties/{name}", write, "Define a computed property (count/sum/min/max/first/last of an event type, filters, window).", put_property),
+        route!(get, "/v1/analytics/rfm", read, "RFM grid (125 cells) at the engine clock.", analytics_rfm),
+        route!(get, "/v1/analytics/funnel", read, "First-touch funnel per channel: entered → friended (`friend_days`) → converted (`convert_days`).", analytics_funnel),
+        route!(get, "/v1/analytics/cohorts", read, "Weekly cohort retention by first add_friend (`t0`, `weeks`).", analytics_cohorts),
+        route!(get, "/v1/analytics/referrals", read, "Referral tiers and top inviters (`tiers`, `convert_days`, `top`).", analytics_referrals),
+        route!(get, "/v1/analytics/roi", read, "Channel ROI: spend (from /v1/spend) against revenue of first-touch persons.", analytics_roi),
+        route!(get, "/v1/analytics/repurchase", read, "Repurchase rate and median interval.", analytics_repurchase),
+        route!(get, "/v1/analytics/ltv", read, "Historical LTV by first-seen month and channel.", analytics_ltv),
+        route!(post, "/v1/analytics/steps", read, "Funnel over any steps: `{\"steps\": [{\"event_type\": \"touch\"}, {\"event_type\": \"add_friend\", \"within\": 604800}], \"split_by_channel\": true}` (one pass over the log).", analytics_steps),
+        route!(get, "/v1/analytics/attribution", read, "Revenue per channel under first-touch, last-touch and linear attribution (one pass over the log).", analytics_attribution),
+        route!(put, "/v1/spend", write, "Replace the spend table (CSV `day,channel,spend` in cents).", put_spend),
+        route!(post, "/v1/admin/keys", admin, "Create a key: `{\"name\": \"shop-sdk\", \"scopes\": [\"ingest\"]}` (scopes: ingest, read, write, erase, admin; absent: ingest, read, write, erase, what every key could do before scopes); the key is shown once.", create_key),
+        route!(get, "/v1/admin/keys", admin, "Keys (id, name, created_at, scopes, legacy) — never the keys themselves.", list_keys),
+        route!(delete, "/v1/admin/keys/{id}", admin, "Revoke a key by its id (the first 12 hex digits of its hash); effective at once, audited.", revoke_key),
     ];
     routes.extend(crate::automation_api::routes());
     routes.extend(crate::fission::routes());
@@ -135,20 +185,6 @@ pub fn routes() -> Vec<Route> {
 
 pub(crate) fn read_engine(state: &AppState) -> std::sync::RwLockReadGuard<'_, Engine> {
     state.0.engine.read().unwrap_or_else(|e| e.into_inner())
-}
-
-pub(crate) fn check_key(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    // A console session stands in for a key (its guard layer checked the CSRF token and role).
-    if siyu_console::session_of(&state.0.console, headers).is_some() {
-        return Ok(());
-    }
-    if auth::credential(headers)
-        .is_some_and(|c| auth::constant_time_eq(c.as_bytes(), state.0.internal_key.as_bytes()))
-    {
-        return Ok(());
-    }
-    let keys = state.0.keys.read().unwrap_or_else(|e| e.into_inner());
-    require_key(headers, &keys)
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
@@ -269,7 +305,6 @@ async fn ingest_events(
     body: Body,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    check_key(&state, &headers)?;
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -285,12 +320,10 @@ async fn ingest_events(
 
 async fn segment_ingest(
     state: AppState,
-    headers: HeaderMap,
     body: Body,
     kind: Option<&'static str>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    check_key(&state, &headers)?;
     let bytes = read_body(body, state.0.config.max_body_bytes).await?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::BadRequest(format!(
@@ -326,38 +359,33 @@ async fn segment_ingest(
 
 async fn segment_track(
     State(s): State<AppState>,
-    h: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    segment_ingest(s, h, b, Some("track")).await
+    segment_ingest(s, b, Some("track")).await
 }
 async fn segment_identify(
     State(s): State<AppState>,
-    h: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    segment_ingest(s, h, b, Some("identify")).await
+    segment_ingest(s, b, Some("identify")).await
 }
 async fn segment_alias(
     State(s): State<AppState>,
-    h: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    segment_ingest(s, h, b, Some("alias")).await
+    segment_ingest(s, b, Some("alias")).await
 }
 async fn segment_page(
     State(s): State<AppState>,
-    h: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    segment_ingest(s, h, b, Some("page")).await
+    segment_ingest(s, b, Some("page")).await
 }
 async fn segment_batch(
     State(s): State<AppState>,
-    h: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    segment_ingest(s, h, b, None).await
+    segment_ingest(s, b, None).await
 }
 
 // ---------- persons ----------
@@ -417,10 +445,8 @@ pub fn profile(engine: &Engine, slot: PersonId) -> Value {
 
 async fn search_persons(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<SearchQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let limit = q.limit.unwrap_or(20).min(200);
     enum By {
         Identity(String),
@@ -460,10 +486,8 @@ async fn search_persons(
 
 async fn get_person(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let e = read_engine(&state);
     let p = resolve(&e, &id)?;
     Ok(Json(profile(&e, p)))
@@ -499,11 +523,9 @@ struct PageQuery {
 
 async fn timeline(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let (canonical, offsets) = event_offsets_of(&state, &id)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let s = state.clone();
@@ -531,10 +553,8 @@ async fn timeline(
 
 async fn export_person(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    check_key(&state, &headers)?;
     let (canonical, mut offsets) = event_offsets_of(&state, &id)?;
     let s = state.clone();
     let body = blocking(move || {
@@ -567,10 +587,8 @@ async fn export_person(
 
 async fn person_merges(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let (canonical, ids) = identities_of(&state, &id)?;
     let s = state.clone();
     let merges = blocking(move || {
@@ -593,10 +611,8 @@ async fn person_merges(
 
 async fn erase_person(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let (canonical, ids) = identities_of(&state, &id)?;
     let audit = AuditRecord {
         id: 0,
@@ -621,9 +637,7 @@ async fn erase_person(
 
 async fn list_segments(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let e = read_engine(&state);
     let items: Vec<Value> = e
         .live_segments()
@@ -658,11 +672,9 @@ fn parse_segment_body(b: SegmentBody) -> Result<(Expr, String), ApiError> {
 
 async fn put_segment(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     Json(body): Json<SegmentBody>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let (expr, source) = parse_segment_body(body)?;
     let changes = state
         .0
@@ -684,10 +696,8 @@ async fn put_segment(
 
 async fn preview_segment(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Json(body): Json<SegmentBody>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let (expr, _) = parse_segment_body(body)?;
     let s = state.clone();
     blocking(move || {
@@ -721,11 +731,9 @@ fn segment_index(e: &Engine, name: &str) -> Result<u32, ApiError> {
 
 async fn segment_members(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     Query(q): Query<MembersQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let e = read_engine(&state);
     let i = segment_index(&e, &name)?;
     let limit = q.limit.unwrap_or(100).min(1000);
@@ -748,11 +756,9 @@ struct ExplainQuery {
 
 async fn explain_segment(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     Query(q): Query<ExplainQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let e = read_engine(&state);
     let i = segment_index(&e, &name)?;
     let p = resolve(&e, &q.person)?;
@@ -771,11 +777,9 @@ struct HistoryQuery {
 
 async fn segment_history(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let canonical = {
         let e = read_engine(&state);
         segment_index(&e, &name)?;
@@ -801,10 +805,8 @@ async fn segment_history(
 
 async fn segment_changes(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    check_key(&state, &headers)?;
     {
         let e = read_engine(&state);
         segment_index(&e, &name)?;
@@ -825,11 +827,9 @@ async fn segment_changes(
 
 async fn put_property(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     Json(mut def): Json<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     def["name"] = Value::from(name.clone());
     let def: siyu_engine::property::PropertyDef = serde_json::from_value(def)
         .map_err(|e| ApiError::BadRequest(format!("property definition: {e}")))?;
@@ -846,9 +846,7 @@ async fn put_property(
 
 async fn analytics_rfm(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let s = state.clone();
     blocking(move || {
         let e = read_engine(&s);
@@ -874,10 +872,8 @@ struct FunnelQuery {
 
 async fn analytics_funnel(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<FunnelQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let s = state.clone();
     blocking(move || {
         let e = read_engine(&s);
@@ -899,10 +895,8 @@ struct CohortQuery {
 
 async fn analytics_cohorts(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<CohortQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let s = state.clone();
     blocking(move || {
         let e = read_engine(&s);
@@ -921,10 +915,8 @@ struct ReferralQuery {
 
 async fn analytics_referrals(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<ReferralQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let s = state.clone();
     blocking(move || {
         let e = read_engine(&s);
@@ -947,9 +939,7 @@ fn load_spend(state: &AppState) -> Result<Vec<(String, i64)>, ApiError> {
 
 async fn analytics_roi(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let s = state.clone();
     blocking(move || {
         let spend = load_spend(&s)?;
@@ -962,9 +952,7 @@ async fn analytics_roi(
 
 async fn analytics_repurchase(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let s = state.clone();
     blocking(move || Ok(Json(json!(analytics::repurchase(&read_engine(&s)))))).await
 }
@@ -984,10 +972,8 @@ struct StepsBody {
 
 async fn analytics_steps(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Json(body): Json<StepsBody>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     if body.steps.is_empty() || body.steps.len() > 20 {
         return Err(ApiError::BadRequest(
             "`steps` needs 1..=20 steps, e.g. [{\"event_type\": \"touch\"}]".into(),
@@ -1018,9 +1004,7 @@ async fn analytics_steps(
 
 async fn analytics_attribution(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let s = state.clone();
     blocking(move || {
         let events = log_events(&s)?;
@@ -1038,9 +1022,7 @@ async fn analytics_attribution(
 
 async fn analytics_ltv(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let s = state.clone();
     blocking(move || {
         Ok(Json(
@@ -1094,10 +1076,8 @@ pub fn parse_spend_csv(text: &str) -> Result<Vec<(String, String, i64)>, String>
 
 async fn put_spend(
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let bytes = read_body(body, state.0.config.max_body_bytes).await?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::BadRequest("spend CSV must be UTF-8".into()))?;
@@ -1120,22 +1100,33 @@ async fn put_spend(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct KeyBody {
     name: String,
+    /// Scope names; absent: [`Scopes::LEGACY`] (what every key could do
+    /// before scopes existed).
+    scopes: Option<Vec<String>>,
 }
 
 async fn create_key(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Json(body): Json<KeyBody>,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if !siyu_console::is_admin_session(&state.0.console, &headers) {
-        require_admin(&headers, state.0.config.admin_token.as_deref())?;
-    }
+    let body: KeyBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "key: {e}; send {{\"name\": \"shop-sdk\", \"scopes\": [\"ingest\"]}}"
+        ))
+    })?;
+    let scopes = match &body.scopes {
+        None => Scopes::LEGACY,
+        Some(names) => Scopes::parse(names.iter().map(String::as_str))
+            .map_err(|e| ApiError::BadRequest(format!("scopes: {e}")))?,
+    };
     let s = state.clone();
+    let name = body.name.clone();
     let key = blocking(move || {
         let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-        auth::create_write_key(store.as_mut(), &body.name, now())
+        auth::create_key(store.as_mut(), &name, scopes, now())
             .map_err(|e| ApiError::BadRequest(e.to_string()))
     })
     .await?;
@@ -1144,30 +1135,23 @@ async fn create_key(
         .keys
         .write()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(auth::hash_key(&key));
+        .insert(auth::hash_key(&key), scopes);
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({"key": key, "id": &auth::hash_key(&key)[..KEY_ID_LEN], "note": "shown once; store it now"}),
-        ),
+        Json(json!({
+            "key": key,
+            "id": &auth::hash_key(&key)[..KEY_ID_LEN],
+            "name": body.name,
+            "scopes": scopes.names(),
+            "note": "shown once; store it now",
+        })),
     ))
 }
 
 /// Hex digits of a key's hash that name it in the API.
 const KEY_ID_LEN: usize = 12;
 
-fn require_admin_or_session(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if siyu_console::is_admin_session(&state.0.console, headers) {
-        return Ok(());
-    }
-    require_admin(headers, state.0.config.admin_token.as_deref())
-}
-
-async fn list_keys(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    require_admin_or_session(&state, &headers)?;
+async fn list_keys(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let s = state.clone();
     blocking(move || {
         let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
@@ -1176,7 +1160,14 @@ async fn list_keys(
             .into_iter()
             .map(|(k, v)| {
                 let hash = k.trim_start_matches("write_key/");
-                json!({"id": &hash[..KEY_ID_LEN.min(hash.len())], "name": v.get("name"), "created_at": v.get("created_at")})
+                json!({
+                    "id": &hash[..KEY_ID_LEN.min(hash.len())],
+                    "name": v.get("name"),
+                    "created_at": v.get("created_at"),
+                    "scopes": Scopes::of_record(&v).names(),
+                    // Stored before scopes existed: has Scopes::LEGACY.
+                    "legacy": v.get("scopes").is_none(),
+                })
             })
             .collect();
         Ok(Json(json!({"keys": keys})))
@@ -1186,10 +1177,8 @@ async fn list_keys(
 
 async fn revoke_key(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin_or_session(&state, &headers)?;
     if id.len() < 8 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::BadRequest(format!(
             "key id `{id}`: give at least 8 hex digits from GET /v1/admin/keys"
@@ -1237,10 +1226,6 @@ async fn revoke_key(
     Ok(Json(json!({"id": &hash[..KEY_ID_LEN], "revoked": true})))
 }
 
-async fn workspace(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
+async fn workspace(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"workspace": state.0.config.workspace})))
 }

@@ -1,14 +1,366 @@
-//! Keys. Every write (and read) needs a write key; keys are random, shown
-//! once, and stored only as SHA-256 hashes (`write_key/<hash>` settings).
-//! Admin endpoints need the admin token from the configuration.
+//! Credentials and what they may do. Every route declares its [`Access`]
+//! in the route table (`api.rs` and the route modules); [`enforce`] is the
+//! one layer that checks it, so no handler has to remember.
+//!
+//! A request's credential is resolved to a set of [`Scopes`]:
+//! - an API key (`Authorization: Bearer <key>`, or HTTP basic auth with the
+//!   key as user name, as Segment's SDKs send it): the scopes stored with
+//!   it. Keys are random, shown once, and stored only as SHA-256 hashes
+//!   (settings `write_key/<hash>` = `{"name", "created_at", "scopes"}`);
+//! - the admin token from the configuration: every scope;
+//! - a console session (cookie; its guard checked the CSRF token): the
+//!   scopes of the operator's role (analyst = read; operator = ingest, read,
+//!   write; admin = every scope);
+//! - the process's internal key (the dashboard cache warmer): read.
+//!
+//! Migration: a key stored before scopes existed has no `scopes` field and
+//! keeps what it could do before: [`Scopes::LEGACY`] = ingest, read, write
+//! and erase (erasure used to take any key). It never gains `admin` (keys
+//! were managed with the admin token only).
+//!
+//! The server reloads the keys from the store every second
+//! ([`spawn_key_reloader`]), so a key created or revoked by another process
+//! on the same store (`siyu keys create`) takes effect within that second.
 
 use crate::error::ApiError;
-use axum::http::HeaderMap;
+use crate::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use siyu_store::Store;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::Read;
+use std::sync::Arc;
+
+/// What a credential may do. `ingest` is publishable (safe in a browser
+/// or an app); the others are secrets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// Send events: `/v1/events`, the Segment endpoints, order imports.
+    /// Reads nothing.
+    Ingest,
+    /// Read persons, segments, analytics, definitions, the outbox.
+    Read,
+    /// Change definitions (segments, journeys, templates, campaigns …),
+    /// send messages, record consent.
+    Write,
+    /// Erase a person. Legacy keys keep it; `admin` includes it.
+    Erase,
+    /// Manage keys (and erase).
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 5] = [
+        Scope::Ingest,
+        Scope::Read,
+        Scope::Write,
+        Scope::Erase,
+        Scope::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Erase => "erase",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// What the scope allows, for error messages and the API document.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Scope::Ingest => "send events (publishable: safe in a browser or app)",
+            Scope::Read => "read persons, segments, analytics and definitions",
+            Scope::Write => "change definitions, send messages, record consent",
+            Scope::Erase => "erase persons",
+            Scope::Admin => "manage keys and erase persons",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// A set of scopes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scopes(u8);
+
+impl Scopes {
+    pub const NONE: Scopes = Scopes(0);
+    pub const ALL: Scopes = Scopes(0b1_1111);
+    /// A key stored without scopes (created before they existed): what any
+    /// key could do then.
+    pub const LEGACY: Scopes = Scopes::of(&[Scope::Ingest, Scope::Read, Scope::Write, Scope::Erase]);
+
+    pub const fn of(scopes: &[Scope]) -> Scopes {
+        let mut bits = 0u8;
+        let mut i = 0;
+        while i < scopes.len() {
+            bits |= 1 << scopes[i] as u8;
+            i += 1;
+        }
+        Scopes(bits)
+    }
+
+    /// Whether these scopes allow `needed`; `admin` includes `erase`.
+    pub fn allow(self, needed: Scope) -> bool {
+        self.0 & needed.bit() != 0
+            || (needed == Scope::Erase && self.0 & Scope::Admin.bit() != 0)
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Scope> {
+        Scope::ALL.into_iter().filter(move |s| self.0 & s.bit() != 0)
+    }
+
+    pub fn names(self) -> Vec<&'static str> {
+        self.iter().map(Scope::as_str).collect()
+    }
+
+    /// Parses scope names (the API's `scopes`, the CLI's `--scope`); the
+    /// error names the bad one and lists the valid ones.
+    pub fn parse<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Scopes, String> {
+        let mut bits = 0u8;
+        for name in names {
+            let s = Scope::parse(name).ok_or_else(|| {
+                format!(
+                    "unknown scope `{name}`; use one or more of {}",
+                    Scope::ALL.map(Scope::as_str).join(", ")
+                )
+            })?;
+            bits |= s.bit();
+        }
+        if bits == 0 {
+            return Err(format!(
+                "give at least one scope: {}",
+                Scope::ALL.map(Scope::as_str).join(", ")
+            ));
+        }
+        Ok(Scopes(bits))
+    }
+
+    /// The scopes of a stored key record: its `scopes` list, or
+    /// [`Scopes::LEGACY`] when it has none (a key from before scopes).
+    pub fn of_record(record: &Value) -> Scopes {
+        match record.get("scopes").and_then(Value::as_array) {
+            None => Scopes::LEGACY,
+            Some(list) => Scopes(
+                list.iter()
+                    .filter_map(|v| v.as_str().and_then(Scope::parse))
+                    .fold(0, |bits, s| bits | s.bit()),
+            ),
+        }
+    }
+
+    /// The scopes of a console role.
+    pub fn of_role(role: siyu_console::OperatorRole) -> Scopes {
+        use siyu_console::OperatorRole as R;
+        match role {
+            R::Analyst => Scopes::of(&[Scope::Read]),
+            R::Operator => Scopes::of(&[Scope::Ingest, Scope::Read, Scope::Write]),
+            R::Admin => Scopes::ALL,
+        }
+    }
+}
+
+/// What a route needs, declared beside it in the route table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: liveness, the API document, and the public links whose
+    /// handler checks a signed token (`/u/`, `/c/`, `/i/`, `/l/`).
+    Public,
+    /// `/metrics`: open unless `metrics_token` is configured, then that
+    /// token (or the admin token) as a bearer credential.
+    Metrics,
+    /// A credential with this scope.
+    Key(Scope),
+    /// Any known credential, whatever its scopes (`/v1/workspace`: which
+    /// workspace a key belongs to).
+    AnyKey,
+    /// An inbound channel webhook: the handler verifies the HMAC signature
+    /// over the body with the channel's `[inbound]` secret.
+    InboundSignature,
+    /// A route declared without an access (the 4-argument `route!`):
+    /// refused to everyone until it is declared.
+    Undeclared,
+}
+
+impl Access {
+    /// How the API document and error messages describe it.
+    pub fn describe(self) -> String {
+        match self {
+            Access::Public => "Public: no credential.".into(),
+            Access::Metrics => "Open, unless `metrics_token` is configured: then `Authorization: Bearer <metrics token>` (or the admin token).".into(),
+            Access::Key(s) => format!(
+                "Needs the `{}` scope ({}): a key created with it, a console session whose role has it, or the admin token.",
+                s.as_str(),
+                s.meaning()
+            ),
+            Access::InboundSignature => "Signed with the channel's `[inbound]` secret (`X-Siyu-Timestamp`, `X-Siyu-Signature: sha256=…`); no key.".into(),
+            Access::AnyKey => "Any key (of any scope), console session or the admin token.".into(),
+            Access::Undeclared => "Undeclared: refused.".into(),
+        }
+    }
+}
+
+/// Each route's access by (method, path template), built from the route
+/// table for [`enforce`].
+pub struct AccessTable(HashMap<(&'static str, &'static str), Access>);
+
+impl AccessTable {
+    pub fn new(routes: impl IntoIterator<Item = (&'static str, &'static str, Access)>) -> Self {
+        AccessTable(
+            routes
+                .into_iter()
+                .map(|(method, path, access)| ((method, path), access))
+                .collect(),
+        )
+    }
+
+    /// The access of `method path`; a route missing from the table is
+    /// [`Access::Undeclared`] (refused). HEAD is answered by GET routes.
+    pub fn get(&self, method: &Method, path: &str) -> Access {
+        let m = match *method {
+            Method::GET | Method::HEAD => "get",
+            Method::POST => "post",
+            Method::PUT => "put",
+            Method::DELETE => "delete",
+            Method::PATCH => "patch",
+            _ => return Access::Undeclared,
+        };
+        self.0.get(&(m, path)).copied().unwrap_or(Access::Undeclared)
+    }
+}
+
+/// Who is calling, as far as authorization cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    Nobody,
+    /// A credential that is no known key, token or session.
+    Unknown,
+    AdminToken,
+    Internal,
+    Key(Scopes),
+    Session(siyu_console::OperatorRole),
+}
+
+impl Caller {
+    pub fn scopes(&self) -> Scopes {
+        match self {
+            Caller::Nobody | Caller::Unknown => Scopes::NONE,
+            Caller::AdminToken => Scopes::ALL,
+            Caller::Internal => Scopes::of(&[Scope::Read]),
+            Caller::Key(s) => *s,
+            Caller::Session(role) => Scopes::of_role(*role),
+        }
+    }
+}
+
+/// The caller of a request. A console session counts first (its guard
+/// layer checked the CSRF token of unsafe requests), then the bearer or
+/// basic credential.
+pub fn caller(state: &AppState, headers: &HeaderMap) -> Caller {
+    if let Some(session) = siyu_console::session_of(&state.0.console, headers) {
+        return Caller::Session(session.role);
+    }
+    let Some(given) = credential(headers) else {
+        return Caller::Nobody;
+    };
+    if let Some(token) = state.0.config.admin_token.as_deref() {
+        if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            return Caller::AdminToken;
+        }
+    }
+    if constant_time_eq(given.as_bytes(), state.0.internal_key.as_bytes()) {
+        return Caller::Internal;
+    }
+    let keys = state.0.keys.read().unwrap_or_else(|e| e.into_inner());
+    match keys.get(&hash_key(&given)) {
+        Some(scopes) => Caller::Key(*scopes),
+        None => Caller::Unknown,
+    }
+}
+
+/// Whether `caller` may use a route with `access`: Ok, or the error to
+/// answer (401 without a known credential, 403 naming the missing scope).
+pub fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    access: Access,
+) -> Result<(), ApiError> {
+    match access {
+        Access::Public | Access::InboundSignature => Ok(()),
+        Access::Undeclared => Err(ApiError::Forbidden(
+            "this route declares no access, so it is refused to everyone".into(),
+        )),
+        Access::Metrics => {
+            let Some(token) = state.0.config.metrics_token.as_deref() else {
+                return Ok(());
+            };
+            let given = credential(headers).unwrap_or_default();
+            let admin = state.0.config.admin_token.as_deref();
+            if constant_time_eq(given.as_bytes(), token.as_bytes())
+                || admin.is_some_and(|a| constant_time_eq(given.as_bytes(), a.as_bytes()))
+            {
+                Ok(())
+            } else {
+                Err(ApiError::Unauthorized)
+            }
+        }
+        Access::AnyKey => match caller(state, headers) {
+            Caller::Nobody | Caller::Unknown => Err(ApiError::Unauthorized),
+            _ => Ok(()),
+        },
+        Access::Key(needed) => {
+            let who = caller(state, headers);
+            if matches!(who, Caller::Nobody | Caller::Unknown) {
+                return Err(ApiError::Unauthorized);
+            }
+            if who.scopes().allow(needed) {
+                return Ok(());
+            }
+            let by = match &who {
+                Caller::Session(role) => format!("the {} role", role.as_str()),
+                _ => "this key".into(),
+            };
+            Err(ApiError::Forbidden(format!(
+                "{by} lacks the `{}` scope ({}); use a key created with `--scope {}` (or `\"scopes\": [\"{}\"]`)",
+                needed.as_str(),
+                needed.meaning(),
+                needed.as_str(),
+                needed.as_str(),
+            )))
+        }
+    }
+}
+
+/// The one authorization layer: looks up the matched route's declared
+/// access and refuses the request unless the caller has it.
+pub async fn enforce(
+    State((state, table)): State<(AppState, Arc<AccessTable>)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let access = match request.extensions().get::<MatchedPath>() {
+        Some(path) => table.get(request.method(), path.as_str()),
+        None => Access::Undeclared,
+    };
+    match authorize(&state, request.headers(), access) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
 
 pub fn hash_key(key: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());
@@ -25,33 +377,80 @@ pub fn new_key() -> std::io::Result<String> {
     ))
 }
 
-/// Creates and saves a write key; returns the key (shown once).
-pub fn create_write_key(store: &mut dyn Store, name: &str, now: i64) -> anyhow::Result<String> {
+/// Creates and saves a key with `scopes`; returns the key (shown once).
+pub fn create_key(
+    store: &mut dyn Store,
+    name: &str,
+    scopes: Scopes,
+    now: i64,
+) -> anyhow::Result<String> {
     if name.is_empty() || name.len() > 64 {
         anyhow::bail!("key name must be 1..64 characters");
+    }
+    if scopes == Scopes::NONE {
+        anyhow::bail!("a key needs at least one scope");
     }
     let key = new_key()?;
     store.put_setting(
         &format!("write_key/{}", hash_key(&key)),
-        Some(&serde_json::json!({"name": name, "created_at": now})),
+        Some(&serde_json::json!({"name": name, "created_at": now, "scopes": scopes.names()})),
     )?;
     store.audit(&siyu_store::AuditRecord {
         id: 0,
         at: now,
         action: "write_key_created".into(),
         subject: name.into(),
-        detail: serde_json::json!({}),
+        detail: serde_json::json!({"scopes": scopes.names()}),
     })?;
     Ok(key)
 }
 
-/// Hashes of every saved write key.
-pub fn load_key_hashes(store: &mut dyn Store) -> anyhow::Result<HashSet<String>> {
+/// Every saved key: hash → scopes.
+pub fn load_keys(store: &mut dyn Store) -> anyhow::Result<HashMap<String, Scopes>> {
     Ok(store
         .list_settings("write_key/")?
         .into_iter()
-        .map(|(k, _)| k.trim_start_matches("write_key/").to_string())
+        .map(|(k, v)| {
+            (
+                k.trim_start_matches("write_key/").to_string(),
+                Scopes::of_record(&v),
+            )
+        })
         .collect())
+}
+
+/// How often the server rereads the keys from the store.
+pub const KEY_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Rereads the keys every [`KEY_RELOAD_EVERY`] on the reader connection,
+/// so keys created or revoked by another process (`siyu keys create` on
+/// the same store) take effect without a restart.
+pub fn spawn_key_reloader(state: AppState) {
+    // Holds the state only while reloading, so shutdown is not delayed.
+    let app = std::sync::Arc::downgrade(&state.0);
+    drop(state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(KEY_RELOAD_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(inner) = app.upgrade() else { break };
+            let state = AppState(inner);
+            let s = state.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+                load_keys(store.as_mut())
+            })
+            .await;
+            match loaded {
+                Ok(Ok(keys)) => {
+                    *state.0.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "reloading keys"),
+                Err(e) => tracing::warn!(error = %e, "reloading keys"),
+            }
+        }
+    });
 }
 
 /// The credential of a request: `Authorization: Bearer <key>`, or HTTP basic
@@ -80,22 +479,6 @@ pub fn credential(headers: &HeaderMap) -> Option<String> {
             .map_or(text.as_str(), |(user, _)| user)
             .to_string(),
     )
-}
-
-pub fn require_key(headers: &HeaderMap, keys: &HashSet<String>) -> Result<(), ApiError> {
-    match credential(headers) {
-        Some(k) if keys.contains(&hash_key(&k)) => Ok(()),
-        _ => Err(ApiError::Unauthorized),
-    }
-}
-
-pub fn require_admin(headers: &HeaderMap, admin_token: Option<&str>) -> Result<(), ApiError> {
-    match (credential(headers), admin_token) {
-        (Some(given), Some(token)) if constant_time_eq(given.as_bytes(), token.as_bytes()) => {
-            Ok(())
-        }
-        _ => Err(ApiError::Forbidden),
-    }
 }
 
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

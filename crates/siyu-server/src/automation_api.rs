@@ -5,7 +5,7 @@
 //! every fault is reported with its path.
 
 use crate::api::{
-    blocking, check_key, now, parse_json, read_engine, route, valid_id, with_store, Route,
+    blocking, now, parse_json, read_engine, route, valid_id, with_store, Route,
 };
 use crate::automation::{
     self, MassSend, StoreCatalog, JOURNEY_PREFIX, POLICY_KEY, RULES_KEY, TEMPLATE_PREFIX,
@@ -30,30 +30,30 @@ use std::collections::{BTreeMap, HashSet};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        route!(get, "/v1/journeys", "Journeys with their current version and active enrollments.", list_journeys),
-        route!(put, "/v1/journeys/{name}", "Save a journey (new version); faults are rejected with their path (`steps.wait.timeout: …`). Persons already in it stay on their version.", put_journey),
-        route!(get, "/v1/journeys/{name}", "A journey's current definition and its versions.", get_journey),
-        route!(get, "/v1/journeys/{name}/report", "Enrollments, sends, suppressions by reason, dead letters, reads, conversions and revenue (purchases within `days`, default 7, after a read).", journey_report),
-        route!(get, "/v1/journeys/{name}/enrollments", "Enrollments, newest first (`person`, `limit`).", journey_enrollments),
-        route!(get, "/v1/templates", "Message templates.", list_templates),
-        route!(put, "/v1/templates/{name}", "Save a template; syntax errors and unknown variables are rejected with part, line and column.", put_template),
-        route!(post, "/v1/templates/{name}/preview", "Render a template for a real person (`person` = any identity, `channel`).", preview_template),
-        route!(get, "/v1/autoreply", "Keyword auto-reply rules.", get_rules),
-        route!(put, "/v1/autoreply", "Replace the keyword auto-reply rules (contains / any_of / regex; reply template, tags, lead, operator, journey).", put_rules),
-        route!(get, "/v1/connectors", "Configured outbound channels (with their dispatch counters) and inbound webhook channels; never secrets.", list_connectors),
-        route!(get, "/v1/guardrails", "The guardrail policy every send passes (caps, quotas, quiet hours).", get_policy),
-        route!(put, "/v1/guardrails", "Replace the guardrail policy.", put_policy),
-        route!(post, "/v1/sends", "Mass send a template to a segment or identities, through the guardrails (idempotent on `id`).", mass_send),
-        route!(get, "/v1/outbox", "Every send attempt and side effect with its verdict (`status` = pending|done|suppressed|dead, `journey`, `person`, `limit`); `status=dead` is the dead-letter queue.", list_outbox),
-        route!(get, "/v1/outbox/attempts", "The send audit of one item (`key`): every attempt and its verdict (sent, delayed, retrying, done, suppressed, dead, requeued) with why.", outbox_attempts),
-        route!(post, "/v1/outbox/retry", "Re-queue a dead-lettered item: `{\"key\": \"…\"}`.", retry_outbox),
-        route!(post, "/v1/consent", "Record consent: `{\"identity\", \"channel\" (omit for all), \"granted\"}`.", post_consent),
-        route!(get, "/v1/persons/{id}/consent", "The consent ledger of a person (every identity).", person_consent),
-        route!(get, "/v1/tasks", "Operators' follow-up tasks (`open`=true|false, `limit`).", list_tasks),
-        route!(post, "/v1/tasks/done", "Complete a task: `{\"key\": \"…\"}`.", complete_task),
-        route!(post, "/v1/inbound/{channel}", "Inbound channel webhook: events (JSON array or one object) signed with the channel's `[inbound]` secret (`X-Siyu-Timestamp`, `X-Siyu-Signature: sha256=…`).", inbound),
-        route!(get, "/u/{token}", "Public unsubscribe page (the link in messages).", unsubscribe_page),
-        route!(post, "/u/{token}", "Public unsubscribe: revokes all marketing for the person, recorded in the consent ledger.", unsubscribe),
+        route!(get, "/v1/journeys", read, "Journeys with their current version and active enrollments.", list_journeys),
+        route!(put, "/v1/journeys/{name}", write, "Save a journey (new version); faults are rejected with their path (`steps.wait.timeout: …`). Persons already in it stay on their version.", put_journey),
+        route!(get, "/v1/journeys/{name}", read, "A journey's current definition and its versions.", get_journey),
+        route!(get, "/v1/journeys/{name}/report", read, "Enrollments, sends, suppressions by reason, dead letters, reads, conversions and revenue (purchases within `days`, default 7, after a read).", journey_report),
+        route!(get, "/v1/journeys/{name}/enrollments", read, "Enrollments, newest first (`person`, `limit`).", journey_enrollments),
+        route!(get, "/v1/templates", read, "Message templates.", list_templates),
+        route!(put, "/v1/templates/{name}", write, "Save a template; syntax errors and unknown variables are rejected with part, line and column.", put_template),
+        route!(post, "/v1/templates/{name}/preview", read, "Render a template for a real person (`person` = any identity, `channel`).", preview_template),
+        route!(get, "/v1/autoreply", read, "Keyword auto-reply rules.", get_rules),
+        route!(put, "/v1/autoreply", write, "Replace the keyword auto-reply rules (contains / any_of / regex; reply template, tags, lead, operator, journey).", put_rules),
+        route!(get, "/v1/connectors", read, "Configured outbound channels (with their dispatch counters) and inbound webhook channels; never secrets.", list_connectors),
+        route!(get, "/v1/guardrails", read, "The guardrail policy every send passes (caps, quotas, quiet hours).", get_policy),
+        route!(put, "/v1/guardrails", write, "Replace the guardrail policy.", put_policy),
+        route!(post, "/v1/sends", write, "Mass send a template to a segment or identities, through the guardrails (idempotent on `id`).", mass_send),
+        route!(get, "/v1/outbox", read, "Every send attempt and side effect with its verdict (`status` = pending|done|suppressed|dead, `journey`, `person`, `limit`); `status=dead` is the dead-letter queue.", list_outbox),
+        route!(get, "/v1/outbox/attempts", read, "The send audit of one item (`key`): every attempt and its verdict (sent, delayed, retrying, done, suppressed, dead, requeued) with why.", outbox_attempts),
+        route!(post, "/v1/outbox/retry", write, "Re-queue a dead-lettered item: `{\"key\": \"…\"}`.", retry_outbox),
+        route!(post, "/v1/consent", write, "Record consent: `{\"identity\", \"channel\" (omit for all), \"granted\"}`.", post_consent),
+        route!(get, "/v1/persons/{id}/consent", read, "The consent ledger of a person (every identity).", person_consent),
+        route!(get, "/v1/tasks", read, "Operators' follow-up tasks (`open`=true|false, `limit`).", list_tasks),
+        route!(post, "/v1/tasks/done", write, "Complete a task: `{\"key\": \"…\"}`.", complete_task),
+        route!(post, "/v1/inbound/{channel}", inbound, "Inbound channel webhook: events (JSON array or one object) signed with the channel's `[inbound]` secret (`X-Siyu-Timestamp`, `X-Siyu-Signature: sha256=…`).", inbound),
+        route!(get, "/u/{token}", public, "Public unsubscribe page (the link in messages).", unsubscribe_page),
+        route!(post, "/u/{token}", public, "Public unsubscribe: revokes all marketing for the person, recorded in the consent ledger.", unsubscribe),
     ]
 }
 
@@ -64,11 +64,9 @@ const STEP_STATS_LIMIT: usize = 200_000;
 
 async fn put_journey(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     valid_id(&name, "name")?;
     let mut j: Journey = parse_json(&body, "journey")?;
     if j.name.is_empty() {
@@ -135,9 +133,7 @@ fn journey_versions(
 
 async fn list_journeys(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     with_store(&state, |store| {
         let mut latest: BTreeMap<String, (u32, Value)> = BTreeMap::new();
         for (k, v) in store.list_settings(JOURNEY_PREFIX)? {
@@ -160,10 +156,8 @@ async fn list_journeys(
 
 async fn get_journey(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     with_store(&state, move |store| {
         let versions = journey_versions(store, &name)?;
         let Some((ver, def)) = versions.last().cloned() else {
@@ -181,11 +175,9 @@ struct ReportQuery {
 
 async fn journey_report(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     Query(q): Query<ReportQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let days = q.days.unwrap_or(7).clamp(1, 365);
     let n2 = name.clone();
     let (enrolled, active, counts, steps) = with_store(&state, move |store| {
@@ -275,11 +267,9 @@ struct EnrollmentsQuery {
 
 async fn journey_enrollments(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     Query(q): Query<EnrollmentsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let limit = q.limit.unwrap_or(100).min(10_000);
     with_store(&state, move |store| {
         let rows = store.enrollments(&name, q.person.as_deref(), limit)?;
@@ -296,11 +286,9 @@ async fn journey_enrollments(
 
 async fn put_template(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     valid_id(&name, "name")?;
     let mut v: Value = parse_json(&body, "template")?;
     if let Some(o) = v.as_object_mut() {
@@ -329,9 +317,7 @@ async fn put_template(
 
 async fn list_templates(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     with_store(&state, |store| {
         let list: Vec<Value> = store
             .list_settings(TEMPLATE_PREFIX)?
@@ -351,11 +337,9 @@ struct PreviewQuery {
 
 async fn preview_template(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     Query(q): Query<PreviewQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let key = format!("{TEMPLATE_PREFIX}{name}");
     let stored = with_store(&state, move |store| Ok(store.get_setting(&key)?)).await?;
     let Some(v) = stored else {
@@ -396,10 +380,8 @@ async fn preview_template(
 
 async fn put_rules(
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let v: Value = parse_json(&body, "rules")?;
     let list = v.get("rules").cloned().unwrap_or(v);
     let rules: Vec<Rule> = serde_json::from_value(list.clone())
@@ -416,19 +398,15 @@ async fn put_rules(
 
 async fn get_rules(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let v = with_store(&state, |store| Ok(store.get_setting(RULES_KEY)?)).await?;
     Ok(Json(json!({"rules": v.unwrap_or_else(|| json!([]))})))
 }
 
 async fn put_policy(
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let p: Policy = parse_json(&body, "policy")?;
     p.validate()
         .map_err(|e| ApiError::InvalidDefinition(e.to_string()))?;
@@ -444,9 +422,7 @@ async fn put_policy(
 
 async fn get_policy(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let v = with_store(&state, |store| Ok(store.get_setting(POLICY_KEY)?)).await?;
     let p: Policy = v
         .and_then(|v| serde_json::from_value(v).ok())
@@ -460,10 +436,8 @@ async fn get_policy(
 
 async fn mass_send(
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let m: MassSend = parse_json(&body, "send")?;
     if m.id.is_empty() || m.id.len() > 128 {
         return Err(ApiError::InvalidDefinition(
@@ -495,10 +469,8 @@ struct OutboxParams {
 
 async fn list_outbox(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<OutboxParams>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(OutboxStatus::parse(s).ok_or_else(|| {
@@ -532,10 +504,8 @@ struct KeyBody {
 
 async fn retry_outbox(
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let b: KeyBody = parse_json(&body, "retry")?;
     let ok = state
         .0
@@ -563,10 +533,8 @@ struct ConsentBody {
 
 async fn post_consent(
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let b: ConsentBody = parse_json(&body, "consent")?;
     siyu_domain::Identity::parse(&b.identity)
         .map_err(|e| ApiError::InvalidDefinition(format!("identity: {e}")))?;
@@ -596,10 +564,8 @@ async fn post_consent(
 
 async fn person_consent(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let ids = {
         let e = read_engine(&state);
         match e.person_of(&id) {
@@ -630,10 +596,8 @@ struct TaskParams {
 
 async fn list_tasks(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<TaskParams>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let limit = q.limit.unwrap_or(100).min(10_000);
     with_store(&state, move |store| {
         Ok(Json(
@@ -645,10 +609,8 @@ async fn list_tasks(
 
 async fn complete_task(
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let b: KeyBody = parse_json(&body, "task")?;
     let key = b.key.clone();
     let done = with_store(&state, move |store| Ok(store.complete_task(&key, now())?)).await?;
@@ -767,10 +729,8 @@ struct AttemptsQuery {
 
 async fn outbox_attempts(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<AttemptsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     with_store(&state, move |store| {
         let item = store.outbox_get(&q.key)?;
         let Some(item) = item else {
@@ -783,9 +743,7 @@ async fn outbox_attempts(
 
 async fn list_connectors(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let c = &state.0.config;
     let mut outbound = Vec::new();
     let cfg = &c.connectors;

@@ -50,14 +50,11 @@ fn stamp(state: &AppState) -> Stamp {
 }
 
 /// Middleware: serve a cached answer when the engine has not changed.
-/// Authorization is checked first, exactly as the handler would.
+/// It runs inside `auth::enforce`: the request is already authorized.
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let cacheable = req.method() == Method::GET && req.uri().path().starts_with("/v1/analytics/");
     if !cacheable {
         return next.run(req).await;
-    }
-    if let Err(e) = crate::api::check_key(&state, req.headers()) {
-        return e.into_response();
     }
     let key = req
         .uri()

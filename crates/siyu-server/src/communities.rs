@@ -19,7 +19,7 @@
 //! times and rewards from the leavers' own (indexed) timelines: it never
 //! scans the log.
 
-use crate::api::{blocking, check_key, now, parse_json, read_engine, route, valid_id, Route};
+use crate::api::{blocking, now, parse_json, read_engine, route, valid_id, Route};
 use crate::automation::{MassSend, TEMPLATE_PREFIX};
 use crate::error::ApiError;
 use crate::ratelimit::{self, RateLimiter};
@@ -72,20 +72,21 @@ pub fn routes() -> Vec<Route> {
     // One limiter per router (the app builds its router once).
     let limiter = Arc::new(RateLimiter::public_links());
     vec![
-        route!(get, "/v1/groups", "Community groups with live size, reserved seats, capacity, owner and the owner's load.", list_groups),
-        route!(put, "/v1/groups/{id}", "Save a group: `{channel, name, capacity (default 500), owner (operator login; absent: the least-loaded active operator under max_groups), tags, url, archived}`.", put_group),
-        route!(get, "/v1/groups/{id}", "A group with its live size and owner history.", get_group),
-        route!(get, "/v1/groups/{id}/health", "Size, joins and leaves in the window and per day, active rate, members who left within 3 days after a `reward_granted` (`days`, default 7; `timezone`). Indexed: no pass over the log.", group_health),
-        route!(put, "/v1/groups/{id}/calendar", "Replace the group's SOP calendar: `[{id, at (RFC 3339 or epoch seconds), template, data}]`; due entries are posted through the guardrails.", put_calendar),
-        route!(get, "/v1/groups/{id}/calendar", "The SOP calendar with each entry's outbox status (scheduled, pending, sent, suppressed and why, dead, missed).", get_calendar),
-        route!(get, "/v1/operators", "Operators with their load: active groups owned and persons owned (trait `operator`).", list_operators),
-        route!(put, "/v1/operators/{login}", "Save an operator: `{name, max_groups (default 7), status: active|left|banned, backup, url}`.", put_operator),
-        route!(post, "/v1/operators/{login}/handover", "Hand over every person and group of an operator in one action: `{to: login | null (spread over the least-loaded), status: left|banned}`; one audit record, history kept in the log.", handover),
-        route!(get, "/v1/livecodes", "Live codes (活码).", list_livecodes),
-        route!(put, "/v1/livecodes/{id}", "Save a live code: `{targets: [{group} | {operator}], daily_cap_per_operator, working_hours: {start, end, timezone}, backup_operator, auto_tags, welcome_template, source_channel}`.", put_livecode),
+        route!(get, "/v1/groups", read, "Community groups with live size, reserved seats, capacity, owner and the owner's load.", list_groups),
+        route!(put, "/v1/groups/{id}", write, "Save a group: `{channel, name, capacity (default 500), owner (operator login; absent: the least-loaded active operator under max_groups), tags, url, archived}`.", put_group),
+        route!(get, "/v1/groups/{id}", read, "A group with its live size and owner history.", get_group),
+        route!(get, "/v1/groups/{id}/health", read, "Size, joins and leaves in the window and per day, active rate, members who left within 3 days after a `reward_granted` (`days`, default 7; `timezone`). Indexed: no pass over the log.", group_health),
+        route!(put, "/v1/groups/{id}/calendar", write, "Replace the group's SOP calendar: `[{id, at (RFC 3339 or epoch seconds), template, data}]`; due entries are posted through the guardrails.", put_calendar),
+        route!(get, "/v1/groups/{id}/calendar", read, "The SOP calendar with each entry's outbox status (scheduled, pending, sent, suppressed and why, dead, missed).", get_calendar),
+        route!(get, "/v1/operators", read, "Operators with their load: active groups owned and persons owned (trait `operator`).", list_operators),
+        route!(put, "/v1/operators/{login}", write, "Save an operator: `{name, max_groups (default 7), status: active|left|banned, backup, url}`.", put_operator),
+        route!(post, "/v1/operators/{login}/handover", write, "Hand over every person and group of an operator in one action: `{to: login | null (spread over the least-loaded), status: left|banned}`; one audit record, history kept in the log.", handover),
+        route!(get, "/v1/livecodes", read, "Live codes (活码).", list_livecodes),
+        route!(put, "/v1/livecodes/{id}", write, "Save a live code: `{targets: [{group} | {operator}], daily_cap_per_operator, working_hours: {start, end, timezone}, backup_operator, auto_tags, welcome_template, source_channel}`.", put_livecode),
         Route {
             method: "get",
             path: "/l/{id}",
+            access: crate::auth::Access::Public,
             summary: "Public live-code link (rate limited per address): routes a newcomer (`identity`, optional) to the first group or operator with room and answers `{target, url}`; 409 when all are full.",
             handler: get(live_code).layer(Extension(limiter)),
         },
@@ -446,11 +447,9 @@ async fn append(state: &AppState, events: Vec<Event>) -> Result<(), ApiError> {
 
 async fn put_operator(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(login): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     valid_id(&login, "login")?;
     let input: OperatorInput = parse_json(&body, "operator")?;
     let at = now();
@@ -492,9 +491,7 @@ async fn put_operator(
 
 async fn list_operators(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     with_store(&state, |store, s| {
         let ops = load_operators(store)?;
         let loads = group_loads(&load_groups(store)?);
@@ -532,11 +529,9 @@ struct HandoverInput {
 /// audit record is written. Running it again picks up stragglers.
 async fn handover(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(login): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let input: HandoverInput = if body.iter().all(u8::is_ascii_whitespace) {
         HandoverInput {
             to: None,
@@ -727,11 +722,9 @@ async fn handover(
 
 async fn put_group(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     valid_id(&id, "id")?;
     let input: GroupInput = parse_json(&body, "group")?;
     if !Channel::is_valid(&input.channel) {
@@ -845,9 +838,7 @@ fn live_reservations(
 
 async fn list_groups(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let at = now();
     with_store(&state, move |store, s| {
         let groups = load_groups(store)?;
@@ -872,10 +863,8 @@ async fn list_groups(
 
 async fn get_group(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let at = now();
     with_store(&state, move |store, s| {
         let groups = load_groups(store)?;
@@ -899,11 +888,9 @@ struct HealthQuery {
 
 async fn group_health(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<HealthQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let days = q.days.unwrap_or(7).clamp(1, 90) as usize;
     let tz = match q.timezone.as_deref() {
         None => Tz::parse_or(None, schedule::DEFAULT_TZ),
@@ -1074,11 +1061,9 @@ fn parse_at(v: &Value, field: &str) -> Result<i64, ApiError> {
 
 async fn put_calendar(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let raw: Vec<Value> = parse_json(&body, "calendar")?;
     let mut entries = Vec::with_capacity(raw.len());
     let mut ids = HashSet::new();
@@ -1145,10 +1130,8 @@ async fn put_calendar(
 
 async fn get_calendar(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let at = now();
     with_store(&state, move |store, _| {
         if read::<GroupDef>(store, &group_key(&id))?.is_none() {
@@ -1267,11 +1250,9 @@ pub fn spawn(state: AppState) {
 
 async fn put_livecode(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     valid_id(&id, "id")?;
     let code: LiveCode = parse_json(&body, "live code")?;
     if code.targets.is_empty() {
@@ -1356,9 +1337,7 @@ async fn put_livecode(
 
 async fn list_livecodes(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     with_store(&state, |store, _| {
         let codes: Vec<Value> = list_defs::<LiveCode>(store, LIVECODE_PREFIX)?
             .into_iter()

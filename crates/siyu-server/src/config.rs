@@ -21,6 +21,9 @@ pub struct Config {
     pub database_schema: Option<String>,
     /// Token for admin endpoints (creating keys). None disables them.
     pub admin_token: Option<String>,
+    /// Token `/metrics` requires (`Authorization: Bearer <token>`; the
+    /// admin token works too). None: `/metrics` is open, as before.
+    pub metrics_token: Option<String>,
     /// Largest request body accepted, bytes.
     pub max_body_bytes: usize,
     /// Outbound channels (`[connectors.webhook]`, `.email`, `.sms`,
@@ -97,6 +100,7 @@ impl Default for Config {
             database_url: None,
             database_schema: None,
             admin_token: None,
+            metrics_token: None,
             max_body_bytes: 8 * 1024 * 1024,
             connectors: Default::default(),
             inbound_secrets: Default::default(),
@@ -117,6 +121,7 @@ struct FileConfig {
     database_url: Option<String>,
     database_schema: Option<String>,
     admin_token: Option<String>,
+    metrics_token: Option<String>,
     max_body_bytes: Option<usize>,
     connectors: Option<siyu_connectors::ConnectorsConfig>,
     inbound: Option<std::collections::BTreeMap<String, String>>,
@@ -132,6 +137,7 @@ pub struct Overrides {
     pub database_url: Option<String>,
     pub database_schema: Option<String>,
     pub admin_token: Option<String>,
+    pub metrics_token: Option<String>,
 }
 
 impl Config {
@@ -152,6 +158,7 @@ impl Config {
             c.database_url = f.database_url.or(c.database_url);
             c.database_schema = f.database_schema.or(c.database_schema);
             c.admin_token = f.admin_token.or(c.admin_token);
+            c.metrics_token = f.metrics_token.or(c.metrics_token);
             c.max_body_bytes = f.max_body_bytes.unwrap_or(c.max_body_bytes);
             c.connectors = f.connectors.unwrap_or_default();
             c.inbound_secrets = f.inbound.unwrap_or_default();
@@ -181,6 +188,9 @@ impl Config {
         if let Some(v) = env("SIYU_ADMIN_TOKEN") {
             c.admin_token = Some(v);
         }
+        if let Some(v) = env("SIYU_METRICS_TOKEN") {
+            c.metrics_token = Some(v);
+        }
         if let Some(v) = env("SIYU_PUBLIC_URL") {
             c.public_url = v;
         }
@@ -189,6 +199,7 @@ impl Config {
         c.database_url = flags.database_url.or(c.database_url);
         c.database_schema = flags.database_schema.or(c.database_schema);
         c.admin_token = flags.admin_token.or(c.admin_token);
+        c.metrics_token = flags.metrics_token.or(c.metrics_token);
         Ok(c)
     }
 

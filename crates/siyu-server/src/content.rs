@@ -5,12 +5,12 @@
 //! the person (so segments, journeys — `wait_for_event` on `custom` —
 //! and attribution see it) before redirecting to the content.
 
-use crate::api::{check_key, now, parse_json, route, valid_id, with_store, Route};
+use crate::api::{now, parse_json, route, valid_id, with_store, Route};
 use crate::error::ApiError;
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Json;
@@ -22,9 +22,9 @@ pub const CONTENT_PREFIX: &str = "content/";
 
 pub fn routes() -> Vec<Route> {
     vec![
-        route!(get, "/v1/content", "The content library with view counts.", list_content),
-        route!(put, "/v1/content/{id}", "Save a content item: `{\"kind\": \"article\"|\"image\"|\"miniprogram\", \"title\", \"url\", \"appid\"?, \"path\"?}`; templates link it as `{{content.ID}}`.", put_content),
-        route!(get, "/c/{id}", "Public tracked link: records a content_view on the person the signed `p` names, then redirects.", view),
+        route!(get, "/v1/content", read, "The content library with view counts.", list_content),
+        route!(put, "/v1/content/{id}", write, "Save a content item: `{\"kind\": \"article\"|\"image\"|\"miniprogram\", \"title\", \"url\", \"appid\"?, \"path\"?}`; templates link it as `{{content.ID}}`.", put_content),
+        route!(get, "/c/{id}", public, "Public tracked link: records a content_view on the person the signed `p` names, then redirects.", view),
     ]
 }
 
@@ -66,11 +66,9 @@ pub fn tracked_link(public_url: &str, secret: &[u8], content: &str, canonical: &
 
 async fn put_content(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     valid_id(&id, "id")?;
     let mut c: Content = parse_json(&body, "content")?;
     c.id = id.clone();
@@ -108,9 +106,7 @@ async fn put_content(
 
 async fn list_content(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     with_store(&state, |store| {
         let items: Vec<Value> = store
             .list_settings(CONTENT_PREFIX)?

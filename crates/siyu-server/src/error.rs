@@ -14,10 +14,12 @@ pub enum ApiError {
     InvalidEvent(String),
     #[error("{0}")]
     InvalidSegment(String),
-    #[error("missing or invalid key: send `Authorization: Bearer <write key>` (or HTTP basic auth with the key as user name)")]
+    #[error("missing or invalid key: send `Authorization: Bearer <key>` (or HTTP basic auth with the key as user name)")]
     Unauthorized,
-    #[error("this needs the admin token: send `Authorization: Bearer <admin token>`")]
-    Forbidden,
+    /// A known credential without the scope the route needs; the message
+    /// names the scope.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("request body is larger than {0} bytes; split the batch into smaller requests")]
@@ -49,8 +51,8 @@ impl ApiError {
             (ApiError::BadRequest(s()), "the body or a parameter cannot be read (invalid UTF-8, malformed JSON with line and column, a bad query parameter)"),
             (ApiError::InvalidEvent(s()), "no event of the request was valid; `rejected` names each index, field and fix"),
             (ApiError::InvalidSegment(s()), "the segment definition does not parse or reads something undefined"),
-            (ApiError::Unauthorized, "no key, or not a known write key"),
-            (ApiError::Forbidden, "an admin endpoint without the admin token"),
+            (ApiError::Unauthorized, "no credential, or not a known key, token or session"),
+            (ApiError::Forbidden(s()), "a known key or session without the scope the route needs (the message names it), or a console write without its CSRF token"),
             (ApiError::NotFound(s()), "no such person, segment or endpoint"),
             (ApiError::TooLarge(0), "the body is above the limit (default 8 MiB): split the batch"),
             (ApiError::UnsupportedMediaType(s()), "send application/json or application/x-ndjson"),
@@ -70,7 +72,7 @@ impl ApiError {
             ApiError::InvalidEvent(_) => (StatusCode::BAD_REQUEST, "invalid_event"),
             ApiError::InvalidSegment(_) => (StatusCode::BAD_REQUEST, "invalid_segment"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType(_) => {

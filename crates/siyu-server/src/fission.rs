@@ -20,7 +20,7 @@
 //! no table and a forged one is refused.
 
 use crate::api::{
-    blocking, check_key, now, parse_json, read_engine, route, valid_id, with_store, Route,
+    blocking, now, parse_json, read_engine, route, valid_id, with_store, Route,
 };
 use crate::automation::MassSend;
 use crate::error::ApiError;
@@ -47,20 +47,20 @@ pub const BACKGROUND_PREFIX: &str = "campaign_background/";
 
 pub fn routes() -> Vec<Route> {
     vec![
-        route!(get, "/v1/campaigns", "Fission campaigns.", list_campaigns),
-        route!(put, "/v1/campaigns/{id}", "Save a fission campaign: tiers, rewards with stock, validity rules (convert_within, hold, group, anti-fraud), landing, poster.", put_campaign),
-        route!(get, "/v1/campaigns/{id}", "A campaign's definition.", get_campaign),
-        route!(put, "/v1/campaigns/{id}/background", "Upload the poster background (PNG body).", put_background),
-        route!(post, "/v1/campaigns/{id}/invites", "An inviter's code, link and poster URL: `{\"identity\": \"wecom:…\"}`.", create_invite),
-        route!(get, "/v1/campaigns/{id}/poster", "An inviter's QR poster as PNG (`identity`).", poster),
-        route!(get, "/v1/campaigns/{id}/stats", "Clicks → signups → valid → converted, K-factor, cycle time, reward cost per valid invitee, referred revenue, invalid by reason.", campaign_stats),
-        route!(get, "/v1/campaigns/{id}/leaderboard", "Top inviters by valid invitees (`limit`), with pending ones and the time the evaluation took.", leaderboard),
-        route!(get, "/v1/campaigns/{id}/invitees", "Signups with verdict and fraud flag (`status` = valid|pending|invalid, `inviter`, `limit`).", invitees),
-        route!(post, "/v1/campaigns/{id}/overrides", "Operator decision on a flagged invitee: `{\"invitee\": \"<identity>\", \"valid\": true|false}` (null clears).", put_override),
-        route!(post, "/v1/campaigns/{id}/reconcile", "Grant reached tiers and claw back unsupported rewards now (also runs every 30 s).", reconcile_now),
-        route!(get, "/v1/campaigns/{id}/rewards", "The reward ledger: grants, clawbacks, stock left.", rewards),
-        route!(get, "/i/{campaign}/{code}", "Public invite landing: records the click, names the inviter and the next step.", landing),
-        route!(post, "/i/{campaign}/{code}/signup", "Public signup through an invite: `{\"identity\", \"device\"?}` records a referral_signup and returns the next step (add the operator, or a live code).", signup),
+        route!(get, "/v1/campaigns", read, "Fission campaigns.", list_campaigns),
+        route!(put, "/v1/campaigns/{id}", write, "Save a fission campaign: tiers, rewards with stock, validity rules (convert_within, hold, group, anti-fraud), landing, poster.", put_campaign),
+        route!(get, "/v1/campaigns/{id}", read, "A campaign's definition.", get_campaign),
+        route!(put, "/v1/campaigns/{id}/background", write, "Upload the poster background (PNG body).", put_background),
+        route!(post, "/v1/campaigns/{id}/invites", write, "An inviter's code, link and poster URL: `{\"identity\": \"wecom:…\"}`.", create_invite),
+        route!(get, "/v1/campaigns/{id}/poster", read, "An inviter's QR poster as PNG (`identity`).", poster),
+        route!(get, "/v1/campaigns/{id}/stats", read, "Clicks → signups → valid → converted, K-factor, cycle time, reward cost per valid invitee, referred revenue, invalid by reason.", campaign_stats),
+        route!(get, "/v1/campaigns/{id}/leaderboard", read, "Top inviters by valid invitees (`limit`), with pending ones and the time the evaluation took.", leaderboard),
+        route!(get, "/v1/campaigns/{id}/invitees", read, "Signups with verdict and fraud flag (`status` = valid|pending|invalid, `inviter`, `limit`).", invitees),
+        route!(post, "/v1/campaigns/{id}/overrides", write, "Operator decision on a flagged invitee: `{\"invitee\": \"<identity>\", \"valid\": true|false}` (null clears).", put_override),
+        route!(post, "/v1/campaigns/{id}/reconcile", write, "Grant reached tiers and claw back unsupported rewards now (also runs every 30 s).", reconcile_now),
+        route!(get, "/v1/campaigns/{id}/rewards", read, "The reward ledger: grants, clawbacks, stock left.", rewards),
+        route!(get, "/i/{campaign}/{code}", public, "Public invite landing: records the click, names the inviter and the next step.", landing),
+        route!(post, "/i/{campaign}/{code}/signup", public, "Public signup through an invite: `{\"identity\", \"device\"?}` records a referral_signup and returns the next step (add the operator, or a live code).", signup),
     ]
 }
 
@@ -323,11 +323,9 @@ fn overrides(state: &AppState, engine: &Engine, id: &str) -> Result<Overrides, A
 
 async fn put_campaign(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     valid_id(&id, "id")?;
     let mut c: Campaign = parse_json(&body, "campaign")?;
     c.id = id.clone();
@@ -353,19 +351,15 @@ async fn put_campaign(
 
 async fn get_campaign(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let (c, _) = load(&state, &id).await?;
     Ok(Json(serde_json::to_value(c).unwrap_or_default()))
 }
 
 async fn list_campaigns(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     with_store(&state, |store| {
         let list: Vec<Value> = store
             .list_settings(CAMPAIGN_PREFIX)?
@@ -379,11 +373,9 @@ async fn list_campaigns(
 
 async fn put_background(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let (c, _) = load(&state, &id).await?;
     let (w, h) = siyu_poster::validate_background(&body)
         .map_err(|e| ApiError::InvalidDefinition(format!("background: {e}")))?;
@@ -430,11 +422,9 @@ struct InviteBody {
 
 async fn create_invite(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let b: InviteBody = parse_json(&body, "invite")?;
     Identity::parse(&b.identity)
         .map_err(|e| ApiError::InvalidDefinition(format!("identity: {e}")))?;
@@ -454,11 +444,9 @@ struct PosterQuery {
 
 async fn poster(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<PosterQuery>,
 ) -> Result<Response, ApiError> {
-    check_key(&state, &headers)?;
     let (c, _) = load(&state, &id).await?;
     let name = {
         let e = read_engine(&state);
@@ -743,10 +731,8 @@ fn evaluate(engine: &Engine, rules: &Rules, o: &Overrides) -> Vec<fission::Invit
 
 async fn campaign_stats(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let (c, rules) = load(&state, &id).await?;
     let ledger = ledger_rows(&state, &id).await?;
     let s = state.clone();
@@ -784,11 +770,9 @@ struct LimitQuery {
 
 async fn leaderboard(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<LimitQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let (_, rules) = load(&state, &id).await?;
     let limit = q.limit.unwrap_or(10).clamp(1, 1000);
     let s = state.clone();
@@ -812,11 +796,9 @@ async fn leaderboard(
 
 async fn invitees(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<LimitQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let (_, rules) = load(&state, &id).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     if let Some(st) = q
@@ -862,11 +844,9 @@ struct OverrideBody {
 
 async fn put_override(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let b: OverrideBody = parse_json(&body, "override")?;
     let _ = load(&state, &id).await?;
     let canonical = {
@@ -919,10 +899,8 @@ async fn ledger_rows(state: &AppState, id: &str) -> Result<Vec<LedgerRow>, ApiEr
 
 async fn rewards(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let (c, _) = load(&state, &id).await?;
     let rows = ledger_rows(&state, &id).await?;
     let stock: BTreeMap<&str, i64> = c
@@ -941,10 +919,8 @@ async fn rewards(
 
 async fn reconcile_now(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&state, &headers)?;
     let r = reconcile(&state, &id).await?;
     Ok(Json(r))
 }

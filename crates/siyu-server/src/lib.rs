@@ -45,7 +45,7 @@ use anyhow::Context;
 use axum::Router;
 use siyu_engine::Engine;
 use siyu_store::Store;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::broadcast;
@@ -55,7 +55,9 @@ pub struct Inner {
     /// A second connection for reads and rare admin writes.
     pub reader: Mutex<OffRuntimeDrop<Box<dyn Store>>>,
     pub writer: WriterHandle,
-    pub keys: RwLock<HashSet<String>>,
+    /// Every API key: SHA-256 of the key → its scopes (reloaded from the
+    /// store every second: `auth::spawn_key_reloader`).
+    pub keys: RwLock<HashMap<String, auth::Scopes>>,
     pub metrics: Arc<Metrics>,
     pub changes: broadcast::Sender<PublishedChange>,
     pub config: Config,
@@ -117,19 +119,28 @@ impl<T: Send + 'static> Drop for OffRuntimeDrop<T> {
 
 /// The router over every route of `api::routes()`, plus the operator
 /// console (`/`, `/assets/*`, `/console/api/*`); every route is behind the
-/// console's session/CSRF/role guard (a no-op for key-authenticated calls).
+/// console's session/CSRF/role guard (a no-op for key-authenticated calls)
+/// and, inside it, `auth::enforce`: the access each route declares.
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new();
+    let mut access = Vec::new();
     for r in api::routes() {
+        access.push((r.method, r.path, r.access));
         router = router.route(r.path, r.handler);
     }
+    let access = Arc::new(auth::AccessTable::new(access));
     router
-        // Logged by route template: paths hold identities (personal data).
-        .route_layer(axum::middleware::from_fn(log_request))
+        // Cached answers are served only to authorized requests: inside enforce.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             cache::layer,
         ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            (state.clone(), access),
+            auth::enforce,
+        ))
+        // Logged by route template: paths hold identities (personal data).
+        .route_layer(axum::middleware::from_fn(log_request))
         .merge(siyu_console::router())
         .fallback(|| async {
             error::ApiError::NotFound("no such endpoint; GET /openapi.json lists them".into())
@@ -271,7 +282,7 @@ impl Application {
                     seconds = started.elapsed().as_secs_f64(),
                     "engine rebuilt from the store"
                 );
-                let keys = auth::load_key_hashes(reader.as_mut())?;
+                let keys = auth::load_keys(reader.as_mut())?;
                 Ok((store, reader, engine, applied_offset, keys))
             }
         })
@@ -413,6 +424,7 @@ impl Application {
             crate::communities::spawn(s.clone());
             crate::fission::spawn(s.clone());
             crate::cache::spawn_warmer(s.clone());
+            crate::auth::spawn_key_reloader(s.clone());
         }
         let router = workspace::Workspaces::new(state, routed).router();
         axum::serve(
@@ -442,6 +454,7 @@ impl Application {
         crate::communities::spawn(state.clone());
         crate::fission::spawn(state.clone());
         crate::cache::spawn_warmer(state.clone());
+        crate::auth::spawn_key_reloader(state.clone());
         axum::serve(
             listener,
             app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),

@@ -1,6 +1,7 @@
 //! `/openapi.json`, generated from the route table in `api.rs`.
 
 use crate::api::Route;
+use crate::auth::Access;
 use crate::error::ApiError;
 use crate::ingest::SEGMENT_MAPPING;
 
@@ -13,7 +14,7 @@ the valid ones are stored and each invalid one is listed in `rejected`, so check
 be read at all (invalid UTF-8; malformed JSON, with line and column); 413 `payload_too_large` \
 above the body limit (default 8 MiB): split the batch. 200 means durable: the events are committed \
 (group commit) and visible to reads. Idempotent on the event `id`: a replayed id is counted in \
-`duplicates` and stored once. Reads and writes need a write key (`Authorization: Bearer <key>`).";
+`duplicates` and stored once.";
 
 /// The long description of a path, where the summary is not enough.
 fn description(path: &str) -> Option<String> {
@@ -48,10 +49,15 @@ pub fn document(routes: &[Route]) -> Value {
                 "200": {"description": "OK"},
                 "4XX": {"description": "Error: {\"code\": stable snake_case code, \"message\": what to fix}"}
             },
-            "security": if r.path.starts_with("/v1/") { json!([{"writeKey": []}]) } else { json!([]) },
+            "security": security(r.access),
         });
-        if let Some(d) = description(r.path) {
-            op["description"] = Value::from(d);
+        let who = r.access.describe();
+        op["description"] = Value::from(match description(r.path) {
+            Some(d) => format!("{who}\n\n{d}"),
+            None => who,
+        });
+        if let Access::Key(scope) = r.access {
+            op["x-siyu-scope"] = Value::from(scope.as_str());
         }
         path[r.method] = op;
     }
@@ -68,7 +74,34 @@ pub fn document(routes: &[Route]) -> Value {
                  "description": "Self-hosted customer operations: ingest, identity graph, live segments, analytics."},
         "paths": paths,
         "x-error-codes": errors,
-        "components": {"securitySchemes": {"writeKey": {"type": "http", "scheme": "bearer",
-            "description": "A write key (`siyu keys create`); Segment SDKs may send it as the basic-auth user name."}}}
+        "components": {"securitySchemes": {
+            "bearerKey": {"type": "http", "scheme": "bearer",
+                "description": "An API key (`siyu keys create --scope …`, `POST /v1/admin/keys`) with the scope the operation names. Scopes: ingest (send events; publishable), read, write, erase, admin (keys and erasure)."},
+            "basicKey": {"type": "http", "scheme": "basic",
+                "description": "The same key as the basic-auth user name, password empty (what Segment's SDKs send)."},
+            "adminToken": {"type": "http", "scheme": "bearer",
+                "description": "The configured admin token (`admin_token`): every scope."},
+            "consoleSession": {"type": "apiKey", "in": "cookie", "name": siyu_console::SESSION_COOKIE,
+                "description": "A console session; unsafe methods also need the `x-csrf-token` header. Roles: analyst = read; operator = ingest, read, write; admin = every scope."},
+            "inboundSignature": {"type": "apiKey", "in": "header", "name": "X-Siyu-Signature",
+                "description": "`sha256=<hex HMAC-SHA256 of \"<X-Siyu-Timestamp>.<body>\">` with the channel's `[inbound]` secret."},
+            "metricsToken": {"type": "http", "scheme": "bearer",
+                "description": "`metrics_token` from the configuration, when set (else `/metrics` is open)."}
+        }}
     })
+}
+
+/// The OpenAPI `security` of an operation: the alternatives that satisfy
+/// its access (`[]` = none needed; `[{}]` in the list = optional).
+fn security(access: Access) -> Value {
+    match access {
+        Access::Public => json!([]),
+        Access::Metrics => json!([{}, {"metricsToken": []}, {"adminToken": []}]),
+        Access::Key(_) | Access::AnyKey => json!([
+            {"bearerKey": []}, {"basicKey": []}, {"adminToken": []}, {"consoleSession": []}
+        ]),
+        Access::InboundSignature => json!([{"inboundSignature": []}]),
+        // Refused to everyone: no credential satisfies it.
+        Access::Undeclared => json!([{"undeclared": []}]),
+    }
 }

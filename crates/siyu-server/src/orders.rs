@@ -49,13 +49,12 @@
 //! fields takes the buyer of its purchase **in the same request or file**;
 //! otherwise it must carry the buyer fields itself.
 
-use crate::api::{blocking, check_key, read_engine, route, Route};
+use crate::api::{blocking, read_engine, route, Route};
 use crate::error::ApiError;
 use crate::ingest::Rejected;
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Json;
@@ -95,6 +94,7 @@ pub fn routes() -> Vec<Route> {
     vec![route!(
         post,
         "/v1/orders",
+        write,
         "Import marketplace orders (`{\"orders\": [...]}` or an array): purchase/refund events matched to persons by identity, buyer id or hashed phone (linked to a known person's phone trait). Idempotent on order id; each bad order is reported with index, field and fix; a refund without buyer fields needs its purchase in the same request.",
         post_orders
     )]
@@ -1178,10 +1178,8 @@ fn body_orders(bytes: &[u8]) -> Result<Vec<Value>, ApiError> {
 
 async fn post_orders(
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_key(&state, &headers)?;
     let limit = state.0.config.max_body_bytes;
     let bytes = axum::body::to_bytes(body, limit)
         .await

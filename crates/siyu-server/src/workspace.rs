@@ -44,11 +44,12 @@ impl Workspaces {
             if name == "default" {
                 return Ok(&self.default);
             }
+            // The message must not list the other workspaces: brands on
+            // one server do not learn of each other.
             return self.by_name.get(name).ok_or_else(|| {
-                ApiError::NotFound(format!(
-                    "no workspace `{name}`; this server has: default, {}",
-                    self.names().join(", ")
-                ))
+                ApiError::NotFound(
+                    "no such workspace; check the X-Siyu-Workspace header (your administrator knows the name)".into(),
+                )
             });
         }
         let host = header("host").map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase());

@@ -162,18 +162,47 @@ fn ensure_demo_logins(store: &mut dyn siyu_store::Store) -> Result<()> {
     Ok(())
 }
 
-/// Fills a fresh demo store (segments, spend, data, a write key) unless it
-/// already holds data; returns the demo write key.
-pub fn prepare(config: &Config) -> Result<String> {
+/// The demo's keys: `full` (ingest, read, write, erase: what every key
+/// could do before scopes) and `ingest` (send events only, the key to put
+/// into SDKs and apps), also written to `demo-write-key.txt` and
+/// `demo-ingest-key.txt` in the data dir.
+pub struct DemoKeys {
+    pub full: String,
+    pub ingest: String,
+}
+
+/// Reads the ingest key file, or creates the key (a demo dir from before
+/// ingest keys) and writes the file.
+fn ingest_key(store: &mut dyn siyu_store::Store, file: &std::path::Path) -> Result<String> {
+    if let Ok(k) = std::fs::read_to_string(file) {
+        return Ok(k.trim().to_string());
+    }
+    let key = siyu_server::auth::create_key(
+        store,
+        "demo-ingest",
+        siyu_server::auth::Scopes::of(&[siyu_server::auth::Scope::Ingest]),
+        siyu_server::writer::wall_clock(),
+    )?;
+    std::fs::write(file, &key).with_context(|| format!("writing {}", file.display()))?;
+    Ok(key)
+}
+
+/// Fills a fresh demo store (segments, spend, data, the keys) unless it
+/// already holds data; returns the demo keys.
+pub fn prepare(config: &Config) -> Result<DemoKeys> {
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let mut store = config.open_store().context("opening the demo store")?;
     let key_file = data_dir.join("demo-write-key.txt");
+    let ingest_file = data_dir.join("demo-ingest-key.txt");
     ensure_demo_logins(store.as_mut())?;
     if store.last_offset()? > 0 {
         if let Ok(k) = std::fs::read_to_string(&key_file) {
-            return Ok(k.trim().to_string());
+            return Ok(DemoKeys {
+                full: k.trim().to_string(),
+                ingest: ingest_key(store.as_mut(), &ingest_file)?,
+            });
         }
     }
     let now = siyu_server::writer::wall_clock();
@@ -210,16 +239,23 @@ pub fn prepare(config: &Config) -> Result<String> {
     ];
     store.put_setting("spend", Some(&json!(spend)))?;
     seed_automation(store.as_mut())?;
-    let key = siyu_server::auth::create_write_key(store.as_mut(), "demo", now)?;
+    let key = siyu_server::auth::create_key(
+        store.as_mut(),
+        "demo",
+        siyu_server::auth::Scopes::LEGACY,
+        now,
+    )?;
     std::fs::create_dir_all(data_dir)?;
     std::fs::write(&key_file, &key)?;
+    std::fs::remove_file(&ingest_file).ok();
+    let ingest = ingest_key(store.as_mut(), &ingest_file)?;
     println!(
         "demo data: {} events for {} customers written to {}",
         events.len(),
         PERSONS,
         data_dir.display()
     );
-    Ok(key)
+    Ok(DemoKeys { full: key, ingest })
 }
 
 /// Demo templates, journeys, auto-reply rules and a fission campaign, so

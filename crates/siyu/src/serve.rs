@@ -31,10 +31,17 @@ pub struct ServeArgs {
 
 #[derive(clap::Subcommand)]
 pub enum KeysCommand {
-    /// Create a write key; it is printed once.
+    /// Create a key; it is printed once. A running server on the same
+    /// store accepts it within a second.
     Create {
         #[arg(long)]
         name: String,
+        /// What the key may do (repeat for several): ingest (send events
+        /// only; safe in a browser or app: use it in SDKs), read, write,
+        /// erase, admin. Default: ingest, read, write and erase (what every
+        /// key could do before scopes).
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -114,14 +121,15 @@ pub fn demo(args: ServeArgs) -> Result<()> {
     if config.admin_token.is_none() {
         config.admin_token = Some("demo-admin-token".into());
     }
-    let key = crate::demo::prepare(&config)?;
+    let keys = crate::demo::prepare(&config)?;
     let admin = config.admin_token.clone().unwrap_or_default();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(run(config, |url| {
         println!("siyu demo on {url}");
-        println!("  write key:   {key}");
+        println!("  write key:   {} (ingest, read, write, erase)", keys.full);
+        println!("  ingest key:  {} (send events only: the one for SDKs and apps)", keys.ingest);
         println!("  admin token: {admin}");
-        println!("  try:         curl -H 'Authorization: Bearer {key}' {url}/v1/segments");
+        println!("  try:         curl -H 'Authorization: Bearer {}' {url}/v1/segments", keys.full);
         println!("  console:     {url}/");
         for (login, password, role) in crate::demo::DEMO_LOGINS {
             println!("    login {login} / {password} ({})", role.as_str());
@@ -131,16 +139,31 @@ pub fn demo(args: ServeArgs) -> Result<()> {
 
 pub fn keys(cmd: KeysCommand) -> Result<()> {
     match cmd {
-        KeysCommand::Create { name, store } => {
+        KeysCommand::Create {
+            name,
+            scopes,
+            store,
+        } => {
+            use siyu_server::auth::Scopes;
+            let scopes = if scopes.is_empty() {
+                Scopes::LEGACY
+            } else {
+                Scopes::parse(scopes.iter().map(String::as_str))
+                    .map_err(|e| anyhow::anyhow!("--scope: {e}"))?
+            };
             let mut s = store.open()?;
-            let key = siyu_server::auth::create_write_key(
+            let key = siyu_server::auth::create_key(
                 s.as_mut(),
                 &name,
+                scopes,
                 siyu_server::writer::wall_clock(),
             )
             .context("creating the key")?;
             println!("{key}");
-            eprintln!("write key `{name}` created; it is shown only once");
+            eprintln!(
+                "key `{name}` created with scopes {}; it is shown only once",
+                scopes.names().join(", ")
+            );
             Ok(())
         }
     }
