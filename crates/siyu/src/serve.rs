@@ -24,7 +24,10 @@ pub struct ServeArgs {
     /// Admin token for /v1/admin endpoints.
     #[arg(long)]
     pub admin_token: Option<String>,
-    /// A TOML file with any of: listen, data_dir, database_url, database_schema, admin_token, max_body_bytes, public_url, [connectors.*], [inbound], [workspaces.NAME].
+    /// Token /metrics requires (`Authorization: Bearer <token>`); unset: /metrics is open.
+    #[arg(long)]
+    pub metrics_token: Option<String>,
+    /// A TOML file with any of: listen, data_dir, database_url, database_schema, admin_token, metrics_token, max_body_bytes, public_url, [connectors.*], [inbound], [workspaces.NAME].
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -67,6 +70,7 @@ fn config_from(args: ServeArgs, default_dir: Option<&str>) -> Result<Config> {
         database_url: args.database_url,
         database_schema: args.database_schema,
         admin_token: args.admin_token,
+        metrics_token: args.metrics_token,
     };
     Config::load(args.config.as_deref(), &env, flags)
 }
