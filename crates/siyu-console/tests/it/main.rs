@@ -59,17 +59,10 @@ fn app_over(store: SharedStore) -> Router {
             "/v1/thing",
             get(|| async { "read" }).put(|| async { "wrote" }),
         )
-        .route("/v1/admin/keys", put(|| async { "key" }))
-        .route("/v1/journeys/{name}", put(|| async { "saved" }))
-        .route("/v1/templates/{name}", put(|| async { "saved" }))
         .route(
             "/v1/templates/{name}/preview",
             post(|| async { "rendered" }),
         )
-        .route("/v1/outbox/retry", post(|| async { "retried" }))
-        .route("/v1/tasks/done", post(|| async { "done" }))
-        .route("/v1/guardrails", put(|| async { "saved" }))
-        .route("/v1/autoreply", put(|| async { "saved" }))
         .merge(siyu_console::router())
         .layer(axum::middleware::from_fn_with_state(
             host.clone(),
@@ -202,7 +195,7 @@ async fn wrong_password_and_unknown_login_are_the_same_401() {
 }
 
 #[tokio::test]
-async fn writes_need_the_csrf_token_and_a_writing_role() {
+async fn writes_need_the_csrf_token() {
     let app = app();
     let (cookie, csrf) = login(&app, "otto").await;
     let me = send(&app, "GET", "/console/api/me", &[("cookie", &cookie)], None).await;
@@ -214,15 +207,18 @@ async fn writes_need_the_csrf_token_and_a_writing_role() {
             .text,
         "read"
     );
-    // Writes without or with a wrong token are refused.
-    for token in [None, Some("0000")] {
-        let mut h = vec![("cookie", cookie.as_str())];
-        if let Some(t) = token {
-            h.push(("x-csrf-token", t));
+    // Writes (a preview POST too) without or with a wrong token are refused.
+    let preview = "/v1/templates/welcome/preview?person=wecom:wm1&channel=wecom";
+    for (m, p) in [("PUT", "/v1/thing"), ("POST", preview)] {
+        for token in [None, Some("0000")] {
+            let mut h = vec![("cookie", cookie.as_str())];
+            if let Some(t) = token {
+                h.push(("x-csrf-token", t));
+            }
+            let r = send(&app, m, p, &h, None).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{m} {p}");
+            assert_eq!(r.body["code"], "forbidden");
         }
-        let r = send(&app, "PUT", "/v1/thing", &h, None).await;
-        assert_eq!(r.status, StatusCode::FORBIDDEN);
-        assert_eq!(r.body["code"], "forbidden");
     }
     let r = send(
         &app,
@@ -233,30 +229,29 @@ async fn writes_need_the_csrf_token_and_a_writing_role() {
     )
     .await;
     assert_eq!(r.text, "wrote");
-    // An operator is not an admin.
-    let r = send(
-        &app,
-        "PUT",
-        "/v1/admin/keys",
-        &[("cookie", &cookie), ("x-csrf-token", &csrf)],
-        None,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
+/// The guard checks the session and its CSRF token; what a role may do on
+/// the host's routes is the host's decision (siyu-server maps roles to
+/// scopes and checks each route's declared access: its authorization
+/// matrix test covers every route and role). The console's own operator
+/// management needs an admin.
 #[tokio::test]
-async fn an_analyst_reads_but_every_write_is_403() {
+async fn roles_are_the_hosts_decision_but_operator_management_needs_an_admin() {
     let app = app();
     let (cookie, csrf) = login(&app, "ann").await;
     let h = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
     assert_eq!(send(&app, "GET", "/v1/thing", &h, None).await.text, "read");
+    assert_eq!(
+        send(&app, "PUT", "/v1/thing", &h, None).await.text,
+        "wrote",
+        "the guard leaves roles on host routes to the host"
+    );
     for (m, p) in [
-        ("PUT", "/v1/thing"),
-        ("PUT", "/v1/admin/keys"),
         ("DELETE", "/console/api/operators/otto"),
+        ("PUT", "/console/api/operators/zed"),
     ] {
-        let r = send(&app, m, p, &h, None).await;
+        let r = send(&app, m, p, &h, Some(json!({"role": "admin", "password": "password1"}))).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{m} {p}");
         assert_eq!(r.body["code"], "forbidden");
     }
@@ -271,65 +266,6 @@ async fn an_analyst_reads_but_every_write_is_403() {
         send(&app, "GET", "/console/api/me", &h, None).await.status,
         StatusCode::UNAUTHORIZED
     );
-}
-
-/// The automation pages: an analyst previews a template (it only reads)
-/// but cannot save, retry, complete or change the guardrails; an operator can.
-#[tokio::test]
-async fn automation_writes_need_a_writing_role_but_a_preview_does_not() {
-    let app = app();
-    let writes = [
-        ("PUT", "/v1/journeys/welcome"),
-        ("PUT", "/v1/templates/welcome"),
-        ("POST", "/v1/outbox/retry"),
-        ("POST", "/v1/tasks/done"),
-        ("PUT", "/v1/guardrails"),
-        ("PUT", "/v1/autoreply"),
-    ];
-    let preview = "/v1/templates/welcome/preview?person=wecom:wm1&channel=wecom";
-    let (cookie, csrf) = login(&app, "ann").await;
-    let h = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
-    assert_eq!(send(&app, "POST", preview, &h, None).await.text, "rendered");
-    for (m, p) in writes {
-        let r = send(&app, m, p, &h, None).await;
-        assert_eq!(r.status, StatusCode::FORBIDDEN, "analyst {m} {p}");
-        assert_eq!(r.body["code"], "forbidden");
-    }
-    // A preview still needs the CSRF token.
-    let r = send(&app, "POST", preview, &[("cookie", &cookie)], None).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
-
-    let (cookie, csrf) = login(&app, "otto").await;
-    let h = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
-    for (m, p) in writes {
-        let r = send(&app, m, p, &h, None).await;
-        assert_eq!(r.status, StatusCode::OK, "operator {m} {p}: {}", r.text);
-    }
-}
-
-#[test]
-fn read_only_posts_are_exactly_the_previews_and_login() {
-    for p in [
-        "/v1/segments/preview",
-        "/v1/templates/welcome/preview",
-        "/v1/templates/%E6%AC%A2%E8%BF%8E/preview",
-        "/console/api/login",
-        "/console/api/logout",
-    ] {
-        assert!(siyu_console::is_read_only_post(p), "{p}");
-    }
-    for p in [
-        "/v1/templates/preview",
-        "/v1/templates//preview",
-        "/v1/templates/a/b/preview",
-        "/v1/templates/welcome",
-        "/v1/outbox/retry",
-        "/v1/tasks/done",
-        "/v1/sends",
-        "/v1/journeys/welcome",
-    ] {
-        assert!(!siyu_console::is_read_only_post(p), "{p}");
-    }
 }
 
 #[tokio::test]

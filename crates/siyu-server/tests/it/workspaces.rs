@@ -94,7 +94,8 @@ async fn brands_are_isolated_and_routed_by_header_or_host() {
     )
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    // Each says which workspace it is; an unknown one is named in the error.
+    // Each says which workspace it is; an unknown one does not list the
+    // others (brands on one server do not learn of each other).
     let (_, w) = call(
         &router,
         req("GET", "/v1/workspace", &a.key, ("x-unused", "1"), ""),
@@ -113,5 +114,10 @@ async fn brands_are_isolated_and_routed_by_header_or_host() {
     )
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    assert!(e["message"].as_str().unwrap().contains("brand_b"), "{e}");
+    let message = e["message"].as_str().unwrap();
+    assert!(message.contains("X-Siyu-Workspace"), "{e}");
+    assert!(
+        !message.contains("brand_b") && !message.contains("default"),
+        "{e}"
+    );
 }
