@@ -286,7 +286,7 @@
     const more = h('button', { type: 'button', onclick: async () => { addEvents((await api('GET', '/v1/persons/' + enc(id) + '/timeline?limit=50&before=' + next)).data); } }, t('persons.more'));
     addEvents(tl.data);
 
-    const eraseBtn = h('button', { type: 'button', class: 'danger', id: 'erase', 'data-write': true, onclick: async () => {
+    const eraseBtn = h('button', { type: 'button', class: 'danger', id: 'erase', 'data-admin': true, onclick: async () => {
       const typed = window.prompt(t('persons.erase_confirm', { id: p.canonical_id }));
       if (typed !== p.canonical_id) return;
       const r = await api('DELETE', '/v1/persons/' + enc(p.canonical_id));
@@ -424,13 +424,17 @@
 
     const keyOut = h('div', { id: 'key-created' });
     const keyName = h('input', { id: 'key-name', placeholder: t('set.key_name'), required: true, 'data-admin': true });
+    // '' = no `scopes` sent: ingest, read, write, erase (a key as before scopes).
+    const keyScope = h('select', { id: 'key-scope', 'data-admin': true }, ['', 'ingest', 'read', 'read,write', 'admin'].map((v) => h('option', { value: v }, t('set.key_scope.' + (v || 'full')))));
     const keyForm = h('form', { class: 'search', onsubmit: async (e) => {
       e.preventDefault();
-      const r = await api('POST', '/v1/admin/keys', { name: keyName.value.trim() });
+      const body = { name: keyName.value.trim() };
+      if (keyScope.value) body.scopes = keyScope.value.split(',');
+      const r = await api('POST', '/v1/admin/keys', body);
       if (r.ok) { keyOut.replaceChildren(h('p', {}, t('set.key_created')), h('code', { class: 'secret', id: 'new-key' }, r.data.key)); keyName.value = ''; }
       else if (r.status !== 403) toast((r.data && r.data.message) || String(r.status), 'error');
-    } }, keyName, h('button', { type: 'submit', class: 'primary', 'data-admin': true, id: 'key-create' }, t('set.key_create')));
-    const keyRows = ((keys.data && keys.data.keys) || []).map((k) => h('tr', { 'data-key-id': k.id }, h('td', {}, k.name), h('td', {}, h('code', {}, k.id + '…')), h('td', {}, when(k.created_at)),
+    } }, keyName, keyScope, h('button', { type: 'submit', class: 'primary', 'data-admin': true, id: 'key-create' }, t('set.key_create')));
+    const keyRows = ((keys.data && keys.data.keys) || []).map((k) => h('tr', { 'data-key-id': k.id }, h('td', {}, k.name), h('td', {}, h('code', {}, k.id + '…')), h('td', { class: 'key-scopes' }, (k.scopes || []).join(' · ')), h('td', {}, when(k.created_at)),
       h('td', {}, h('button', { type: 'button', class: 'link danger revoke', 'data-admin': true, onclick: async () => {
         if (!window.confirm(t('set.key_revoke_confirm', { name: k.name, id: k.id }))) return;
         const r = await api('DELETE', '/v1/admin/keys/' + enc(k.id));

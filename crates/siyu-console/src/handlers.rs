@@ -295,7 +295,7 @@ pub async fn delete_operator<S: Host>(
     }
 }
 
-/// Write keys by name and creation time (never the key or its full hash).
+/// Keys by name, scopes and creation time (never the key or its full hash).
 pub async fn list_keys<S: Host>(State(host): State<S>, headers: HeaderMap) -> Response {
     if !may_read(&host, &headers) {
         return unauthorized();
@@ -307,7 +307,10 @@ pub async fn list_keys<S: Host>(State(host): State<S>, headers: HeaderMap) -> Re
                 .into_iter()
                 .map(|(k, v)| {
                     let hash = k.trim_start_matches("write_key/");
-                    json!({"id": &hash[..hash.len().min(8)], "name": v.get("name"), "created_at": v.get("created_at")})
+                    // A key stored before scopes has none: it may ingest, read, write and erase
+                    // (siyu-server `auth::Scopes::LEGACY`, which enforces it).
+                    let scopes = v.get("scopes").cloned().unwrap_or_else(|| json!(["ingest", "read", "write", "erase"]));
+                    json!({"id": &hash[..hash.len().min(8)], "name": v.get("name"), "created_at": v.get("created_at"), "scopes": scopes})
                 })
                 .collect();
             Json(json!({"keys": items})).into_response()

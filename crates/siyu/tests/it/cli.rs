@@ -280,3 +280,47 @@ fn analytics_answer_from_the_store() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("`teleport` is not an event type"));
     std::fs::remove_dir_all(&base).ok();
 }
+
+/// `siyu keys create --scope …` beside a running server on the same store:
+/// the key works there within 2 s (the server rereads the keys every
+/// second) and only for its scope; a bad scope is refused with the list.
+#[test]
+fn a_scoped_key_from_the_cli_works_on_a_running_server_within_2_s() {
+    let dir = tempdir("scoped-key");
+    let server = crate::Server::start(&dir);
+    let out = siyu()
+        .args(["keys", "create", "--name", "sdk", "--scope", "ingest", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("scopes ingest"));
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let event = r#"[{"ts": 1790000000, "identity": "wecom:w1", "type": "touch"}]"#;
+    let created = std::time::Instant::now();
+    loop {
+        let (status, body) = crate::http(&server.addr, "POST", "/v1/events", &key, event).unwrap();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 401, "{body}");
+        assert!(
+            created.elapsed() < std::time::Duration::from_secs(2),
+            "the new key did not work within 2 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (status, body) = crate::http(&server.addr, "GET", "/v1/persons/wecom:w1", &key, "").unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("`read` scope"), "{body}");
+    let bad = siyu()
+        .args(["keys", "create", "--name", "x", "--scope", "all", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("unknown scope `all`") && err.contains("ingest, read, write, erase, admin"), "{err}");
+    drop(server);
+    std::fs::remove_dir_all(&dir).ok();
+}
