@@ -330,17 +330,20 @@ pub fn authorize(
             if who.scopes().allow(needed) {
                 return Ok(());
             }
-            let by = match &who {
-                Caller::Session(role) => format!("the {} role", role.as_str()),
-                _ => "this key".into(),
+            let how = match &who {
+                Caller::Session(role) => format!(
+                    "the {} role lacks the `{}` scope ({}); ask an admin",
+                    role.as_str(),
+                    needed.as_str(),
+                    needed.meaning()
+                ),
+                _ => format!(
+                    "this key lacks the `{0}` scope ({1}); use a key created with `--scope {0}` (or `\"scopes\": [\"{0}\"]`)",
+                    needed.as_str(),
+                    needed.meaning()
+                ),
             };
-            Err(ApiError::Forbidden(format!(
-                "{by} lacks the `{}` scope ({}); use a key created with `--scope {}` (or `\"scopes\": [\"{}\"]`)",
-                needed.as_str(),
-                needed.meaning(),
-                needed.as_str(),
-                needed.as_str(),
-            )))
+            Err(ApiError::Forbidden(how))
         }
     }
 }

@@ -267,10 +267,12 @@ async fn every_route_answers_each_credential_as_its_declared_access_says() {
                 ));
                 continue;
             }
-            // A key refused for its scope is told which scope it lacks.
-            if let (Expect::Forbidden, Access::Key(scope), Cred::Key { .. }) =
-                (got, r.access, cred)
-            {
+            // A key or session refused for its scope is told which scope it lacks.
+            let scoped_cred = matches!(
+                cred,
+                Cred::Key { .. } | Cred::Session { csrf: Some(_), .. }
+            );
+            if let (Expect::Forbidden, Access::Key(scope), true) = (got, r.access, scoped_cred) {
                 let message = body["message"].as_str().unwrap_or("");
                 if body["code"] != "forbidden" || !message.contains(scope.as_str()) {
                     failures.push(format!(
