@@ -9,8 +9,10 @@ use serde_json::json;
 use siyu_store::Store;
 use std::io::Read;
 
-/// What an operator may do. Analysts only read; operators also write
-/// (events, segments, erasure, spend); admins also manage keys and operators.
+/// What an operator may do. The server maps a role to scopes and checks
+/// them against each route's declared access: analysts read; operators
+/// also send events and write (definitions, sends, consent, spend); admins
+/// may do everything, including erasure and managing keys and operators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -35,10 +37,6 @@ impl Role {
             Role::Operator => "operator",
             Role::Analyst => "analyst",
         }
-    }
-
-    pub fn can_write(self) -> bool {
-        self != Role::Analyst
     }
 }
 

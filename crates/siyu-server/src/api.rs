@@ -357,34 +357,19 @@ async fn segment_ingest(
     store_events(&state, parsed, started).await
 }
 
-async fn segment_track(
-    State(s): State<AppState>,
-    b: Body,
-) -> Result<Response, ApiError> {
+async fn segment_track(State(s): State<AppState>, b: Body) -> Result<Response, ApiError> {
     segment_ingest(s, b, Some("track")).await
 }
-async fn segment_identify(
-    State(s): State<AppState>,
-    b: Body,
-) -> Result<Response, ApiError> {
+async fn segment_identify(State(s): State<AppState>, b: Body) -> Result<Response, ApiError> {
     segment_ingest(s, b, Some("identify")).await
 }
-async fn segment_alias(
-    State(s): State<AppState>,
-    b: Body,
-) -> Result<Response, ApiError> {
+async fn segment_alias(State(s): State<AppState>, b: Body) -> Result<Response, ApiError> {
     segment_ingest(s, b, Some("alias")).await
 }
-async fn segment_page(
-    State(s): State<AppState>,
-    b: Body,
-) -> Result<Response, ApiError> {
+async fn segment_page(State(s): State<AppState>, b: Body) -> Result<Response, ApiError> {
     segment_ingest(s, b, Some("page")).await
 }
-async fn segment_batch(
-    State(s): State<AppState>,
-    b: Body,
-) -> Result<Response, ApiError> {
+async fn segment_batch(State(s): State<AppState>, b: Body) -> Result<Response, ApiError> {
     segment_ingest(s, b, None).await
 }
 
@@ -635,9 +620,7 @@ async fn erase_person(
 
 // ---------- segments ----------
 
-async fn list_segments(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn list_segments(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let e = read_engine(&state);
     let items: Vec<Value> = e
         .live_segments()
@@ -844,9 +827,7 @@ async fn put_property(
 
 // ---------- analytics ----------
 
-async fn analytics_rfm(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn analytics_rfm(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let s = state.clone();
     blocking(move || {
         let e = read_engine(&s);
@@ -937,9 +918,7 @@ fn load_spend(state: &AppState) -> Result<Vec<(String, i64)>, ApiError> {
     Ok(serde_json::from_value(v).unwrap_or_default())
 }
 
-async fn analytics_roi(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn analytics_roi(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let s = state.clone();
     blocking(move || {
         let spend = load_spend(&s)?;
@@ -950,9 +929,7 @@ async fn analytics_roi(
     .await
 }
 
-async fn analytics_repurchase(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn analytics_repurchase(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let s = state.clone();
     blocking(move || Ok(Json(json!(analytics::repurchase(&read_engine(&s)))))).await
 }
@@ -1002,9 +979,7 @@ async fn analytics_steps(
     .await
 }
 
-async fn analytics_attribution(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn analytics_attribution(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let s = state.clone();
     blocking(move || {
         let events = log_events(&s)?;
@@ -1020,9 +995,7 @@ async fn analytics_attribution(
     .await
 }
 
-async fn analytics_ltv(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn analytics_ltv(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let s = state.clone();
     blocking(move || {
         Ok(Json(
@@ -1074,10 +1047,7 @@ pub fn parse_spend_csv(text: &str) -> Result<Vec<(String, String, i64)>, String>
     Ok(rows)
 }
 
-async fn put_spend(
-    State(state): State<AppState>,
-    body: Body,
-) -> Result<Json<Value>, ApiError> {
+async fn put_spend(State(state): State<AppState>, body: Body) -> Result<Json<Value>, ApiError> {
     let bytes = read_body(body, state.0.config.max_body_bytes).await?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::BadRequest("spend CSV must be UTF-8".into()))?;

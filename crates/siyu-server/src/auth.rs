@@ -102,7 +102,8 @@ impl Scopes {
     pub const ALL: Scopes = Scopes(0b1_1111);
     /// A key stored without scopes (created before they existed): what any
     /// key could do then.
-    pub const LEGACY: Scopes = Scopes::of(&[Scope::Ingest, Scope::Read, Scope::Write, Scope::Erase]);
+    pub const LEGACY: Scopes =
+        Scopes::of(&[Scope::Ingest, Scope::Read, Scope::Write, Scope::Erase]);
 
     pub const fn of(scopes: &[Scope]) -> Scopes {
         let mut bits = 0u8;
@@ -116,12 +117,13 @@ impl Scopes {
 
     /// Whether these scopes allow `needed`; `admin` includes `erase`.
     pub fn allow(self, needed: Scope) -> bool {
-        self.0 & needed.bit() != 0
-            || (needed == Scope::Erase && self.0 & Scope::Admin.bit() != 0)
+        self.0 & needed.bit() != 0 || (needed == Scope::Erase && self.0 & Scope::Admin.bit() != 0)
     }
 
     pub fn iter(self) -> impl Iterator<Item = Scope> {
-        Scope::ALL.into_iter().filter(move |s| self.0 & s.bit() != 0)
+        Scope::ALL
+            .into_iter()
+            .filter(move |s| self.0 & s.bit() != 0)
     }
 
     pub fn names(self) -> Vec<&'static str> {
@@ -239,7 +241,10 @@ impl AccessTable {
             Method::PATCH => "patch",
             _ => return Access::Undeclared,
         };
-        self.0.get(&(m, path)).copied().unwrap_or(Access::Undeclared)
+        self.0
+            .get(&(m, path))
+            .copied()
+            .unwrap_or(Access::Undeclared)
     }
 }
 
@@ -294,11 +299,7 @@ pub fn caller(state: &AppState, headers: &HeaderMap) -> Caller {
 
 /// Whether `caller` may use a route with `access`: Ok, or the error to
 /// answer (401 without a known credential, 403 naming the missing scope).
-pub fn authorize(
-    state: &AppState,
-    headers: &HeaderMap,
-    access: Access,
-) -> Result<(), ApiError> {
+pub fn authorize(state: &AppState, headers: &HeaderMap, access: Access) -> Result<(), ApiError> {
     match access {
         Access::Public | Access::InboundSignature => Ok(()),
         Access::Undeclared => Err(ApiError::Forbidden(

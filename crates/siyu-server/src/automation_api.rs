@@ -4,9 +4,7 @@
 //! unsubscribe link. Definitions are validated here, at save time, and
 //! every fault is reported with its path.
 
-use crate::api::{
-    blocking, now, parse_json, read_engine, route, valid_id, with_store, Route,
-};
+use crate::api::{blocking, now, parse_json, read_engine, route, valid_id, with_store, Route};
 use crate::automation::{
     self, MassSend, StoreCatalog, JOURNEY_PREFIX, POLICY_KEY, RULES_KEY, TEMPLATE_PREFIX,
 };
@@ -131,9 +129,7 @@ fn journey_versions(
         .collect())
 }
 
-async fn list_journeys(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn list_journeys(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     with_store(&state, |store| {
         let mut latest: BTreeMap<String, (u32, Value)> = BTreeMap::new();
         for (k, v) in store.list_settings(JOURNEY_PREFIX)? {
@@ -315,9 +311,7 @@ async fn put_template(
     Ok(Json(json!({"name": name, "variables": variables})))
 }
 
-async fn list_templates(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn list_templates(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     with_store(&state, |store| {
         let list: Vec<Value> = store
             .list_settings(TEMPLATE_PREFIX)?
@@ -378,10 +372,7 @@ async fn preview_template(
 
 // ---------- rules and policy ----------
 
-async fn put_rules(
-    State(state): State<AppState>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+async fn put_rules(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let v: Value = parse_json(&body, "rules")?;
     let list = v.get("rules").cloned().unwrap_or(v);
     let rules: Vec<Rule> = serde_json::from_value(list.clone())
@@ -396,17 +387,12 @@ async fn put_rules(
     Ok(Json(json!({"rules": n})))
 }
 
-async fn get_rules(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn get_rules(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let v = with_store(&state, |store| Ok(store.get_setting(RULES_KEY)?)).await?;
     Ok(Json(json!({"rules": v.unwrap_or_else(|| json!([]))})))
 }
 
-async fn put_policy(
-    State(state): State<AppState>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+async fn put_policy(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let p: Policy = parse_json(&body, "policy")?;
     p.validate()
         .map_err(|e| ApiError::InvalidDefinition(e.to_string()))?;
@@ -420,9 +406,7 @@ async fn put_policy(
     Ok(Json(out))
 }
 
-async fn get_policy(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn get_policy(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let v = with_store(&state, |store| Ok(store.get_setting(POLICY_KEY)?)).await?;
     let p: Policy = v
         .and_then(|v| serde_json::from_value(v).ok())
@@ -434,10 +418,7 @@ async fn get_policy(
 
 // ---------- sends, outbox, consent, tasks ----------
 
-async fn mass_send(
-    State(state): State<AppState>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+async fn mass_send(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let m: MassSend = parse_json(&body, "send")?;
     if m.id.is_empty() || m.id.len() > 128 {
         return Err(ApiError::InvalidDefinition(
@@ -502,10 +483,7 @@ struct KeyBody {
     key: String,
 }
 
-async fn retry_outbox(
-    State(state): State<AppState>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+async fn retry_outbox(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let b: KeyBody = parse_json(&body, "retry")?;
     let ok = state
         .0
@@ -531,10 +509,7 @@ struct ConsentBody {
     granted: bool,
 }
 
-async fn post_consent(
-    State(state): State<AppState>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+async fn post_consent(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let b: ConsentBody = parse_json(&body, "consent")?;
     siyu_domain::Identity::parse(&b.identity)
         .map_err(|e| ApiError::InvalidDefinition(format!("identity: {e}")))?;
@@ -741,9 +716,7 @@ async fn outbox_attempts(
     .await
 }
 
-async fn list_connectors(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn list_connectors(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let c = &state.0.config;
     let mut outbound = Vec::new();
     let cfg = &c.connectors;

@@ -489,9 +489,7 @@ async fn put_operator(
     .await
 }
 
-async fn list_operators(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn list_operators(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     with_store(&state, |store, s| {
         let ops = load_operators(store)?;
         let loads = group_loads(&load_groups(store)?);
@@ -836,9 +834,7 @@ fn live_reservations(
     Ok(r)
 }
 
-async fn list_groups(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn list_groups(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let at = now();
     with_store(&state, move |store, s| {
         let groups = load_groups(store)?;
@@ -1335,9 +1331,7 @@ async fn put_livecode(
     .await
 }
 
-async fn list_livecodes(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn list_livecodes(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     with_store(&state, |store, _| {
         let codes: Vec<Value> = list_defs::<LiveCode>(store, LIVECODE_PREFIX)?
             .into_iter()

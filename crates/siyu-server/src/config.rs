@@ -252,7 +252,11 @@ mod tests {
             "listen = \"0.0.0.0:1\"\ndata_dir = \"/file\"\nadmin_token = \"f\"\n",
         )
         .unwrap();
-        let env = |k: &str| (k == "SIYU_DATA_DIR").then(|| "/env".to_string());
+        let env = |k: &str| match k {
+            "SIYU_DATA_DIR" => Some("/env".to_string()),
+            "SIYU_METRICS_TOKEN" => Some("env-metrics".to_string()),
+            _ => None,
+        };
         let flags = Overrides {
             admin_token: Some("flag".into()),
             ..Default::default()
@@ -261,6 +265,20 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:1");
         assert_eq!(c.data_dir, PathBuf::from("/env"));
         assert_eq!(c.admin_token.as_deref(), Some("flag"));
+        assert_eq!(c.metrics_token.as_deref(), Some("env-metrics"));
+        let c = Config::load(
+            Some(&file),
+            &env,
+            Overrides {
+                metrics_token: Some("flag-metrics".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.metrics_token.as_deref(), Some("flag-metrics"));
+        std::fs::write(&file, "metrics_token = \"file-metrics\"\n").unwrap();
+        let c = Config::load(Some(&file), &|_| None, Overrides::default()).unwrap();
+        assert_eq!(c.metrics_token.as_deref(), Some("file-metrics"));
         std::fs::write(&file, "lisen = 1\n").unwrap();
         let err = Config::load(Some(&file), &|_| None, Overrides::default())
             .unwrap_err()

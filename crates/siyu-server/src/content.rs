@@ -104,9 +104,7 @@ async fn put_content(
     .await
 }
 
-async fn list_content(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn list_content(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     with_store(&state, |store| {
         let items: Vec<Value> = store
             .list_settings(CONTENT_PREFIX)?

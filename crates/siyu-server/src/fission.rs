@@ -19,9 +19,7 @@
 //! Invite codes are self-verifying (`hex(inviter).mac`), so a link needs
 //! no table and a forged one is refused.
 
-use crate::api::{
-    blocking, now, parse_json, read_engine, route, valid_id, with_store, Route,
-};
+use crate::api::{blocking, now, parse_json, read_engine, route, valid_id, with_store, Route};
 use crate::automation::MassSend;
 use crate::error::ApiError;
 use crate::AppState;
@@ -357,9 +355,7 @@ async fn get_campaign(
     Ok(Json(serde_json::to_value(c).unwrap_or_default()))
 }
 
-async fn list_campaigns(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn list_campaigns(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     with_store(&state, |store| {
         let list: Vec<Value> = store
             .list_settings(CAMPAIGN_PREFIX)?

@@ -1176,10 +1176,7 @@ fn body_orders(bytes: &[u8]) -> Result<Vec<Value>, ApiError> {
     }
 }
 
-async fn post_orders(
-    State(state): State<AppState>,
-    body: Body,
-) -> Result<Response, ApiError> {
+async fn post_orders(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
     let limit = state.0.config.max_body_bytes;
     let bytes = axum::body::to_bytes(body, limit)
         .await

@@ -131,9 +131,15 @@ pub fn demo(args: ServeArgs) -> Result<()> {
     rt.block_on(run(config, |url| {
         println!("siyu demo on {url}");
         println!("  write key:   {} (ingest, read, write, erase)", keys.full);
-        println!("  ingest key:  {} (send events only: the one for SDKs and apps)", keys.ingest);
+        println!(
+            "  ingest key:  {} (send events only: the one for SDKs and apps)",
+            keys.ingest
+        );
         println!("  admin token: {admin}");
-        println!("  try:         curl -H 'Authorization: Bearer {}' {url}/v1/segments", keys.full);
+        println!(
+            "  try:         curl -H 'Authorization: Bearer {}' {url}/v1/segments",
+            keys.full
+        );
         println!("  console:     {url}/");
         for (login, password, role) in crate::demo::DEMO_LOGINS {
             println!("    login {login} / {password} ({})", role.as_str());

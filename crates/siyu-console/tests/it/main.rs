@@ -251,7 +251,14 @@ async fn roles_are_the_hosts_decision_but_operator_management_needs_an_admin() {
         ("DELETE", "/console/api/operators/otto"),
         ("PUT", "/console/api/operators/zed"),
     ] {
-        let r = send(&app, m, p, &h, Some(json!({"role": "admin", "password": "password1"}))).await;
+        let r = send(
+            &app,
+            m,
+            p,
+            &h,
+            Some(json!({"role": "admin", "password": "password1"})),
+        )
+        .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{m} {p}");
         assert_eq!(r.body["code"], "forbidden");
     }

@@ -268,10 +268,8 @@ async fn every_route_answers_each_credential_as_its_declared_access_says() {
                 continue;
             }
             // A key or session refused for its scope is told which scope it lacks.
-            let scoped_cred = matches!(
-                cred,
-                Cred::Key { .. } | Cred::Session { csrf: Some(_), .. }
-            );
+            let scoped_cred =
+                matches!(cred, Cred::Key { .. } | Cred::Session { csrf: Some(_), .. });
             if let (Expect::Forbidden, Access::Key(scope), true) = (got, r.access, scoped_cred) {
                 let message = body["message"].as_str().unwrap_or("");
                 if body["code"] != "forbidden" || !message.contains(scope.as_str()) {
@@ -333,7 +331,10 @@ fn public_and_ingest_routes_are_exactly_these() {
             "post /u/{token}",
         ]
     );
-    assert_eq!(with(Access::InboundSignature), ["post /v1/inbound/{channel}"]);
+    assert_eq!(
+        with(Access::InboundSignature),
+        ["post /v1/inbound/{channel}"]
+    );
     assert_eq!(with(Access::Metrics), ["get /metrics"]);
 }
 
@@ -352,7 +353,11 @@ async fn an_ingest_key_sends_events_and_reads_nothing() {
             r#"[{"ts": 1790000000, "identity": "wecom:w1", "type": "touch"}]"#,
         )
         .await;
-    assert_eq!((s, b["accepted"].as_u64()), (StatusCode::OK, Some(1)), "{b}");
+    assert_eq!(
+        (s, b["accepted"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{b}"
+    );
     let (s, b) = t
         .call(
             "POST",
@@ -373,7 +378,10 @@ async fn an_ingest_key_sends_events_and_reads_nothing() {
             .await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{path}: {b}");
         let m = b["message"].as_str().unwrap();
-        assert!(m.contains("`read` scope") && m.contains("--scope read"), "{m}");
+        assert!(
+            m.contains("`read` scope") && m.contains("--scope read"),
+            "{m}"
+        );
     }
     let (s, b) = t
         .call(
@@ -414,9 +422,15 @@ async fn keys_are_listed_with_scopes_and_bad_scopes_are_named() {
     assert_eq!(old["scopes"], json!(["ingest", "read", "write", "erase"]));
     assert_eq!(old["legacy"], true);
     for (body, needle) in [
-        (json!({"name": "x", "scopes": ["everything"]}), "unknown scope `everything`"),
+        (
+            json!({"name": "x", "scopes": ["everything"]}),
+            "unknown scope `everything`",
+        ),
         (json!({"name": "x", "scopes": []}), "at least one scope"),
-        (json!({"name": "x", "scope": ["read"]}), "unknown field `scope`"),
+        (
+            json!({"name": "x", "scope": ["read"]}),
+            "unknown field `scope`",
+        ),
     ] {
         let (s, b) = t
             .call(
@@ -433,7 +447,13 @@ async fn keys_are_listed_with_scopes_and_bad_scopes_are_named() {
     // A key with the admin scope manages keys; a legacy key does not.
     let admin = key_with(&t, &["admin"]).await;
     let (s, _) = t
-        .call("GET", "/v1/admin/keys", Some(&admin), "application/json", "")
+        .call(
+            "GET",
+            "/v1/admin/keys",
+            Some(&admin),
+            "application/json",
+            "",
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
 }
@@ -486,11 +506,7 @@ async fn the_api_document_states_each_routes_security() {
         match r.access {
             Access::Public => assert!(security.is_empty(), "{}", r.path),
             Access::Key(scope) => {
-                assert!(
-                    security.contains(&json!({"bearerKey": []})),
-                    "{}",
-                    r.path
-                );
+                assert!(security.contains(&json!({"bearerKey": []})), "{}", r.path);
                 assert_eq!(op["x-siyu-scope"], scope.as_str(), "{}", r.path);
                 assert!(
                     description.contains(&format!("`{}` scope", scope.as_str())),

@@ -289,11 +289,23 @@ fn a_scoped_key_from_the_cli_works_on_a_running_server_within_2_s() {
     let dir = tempdir("scoped-key");
     let server = crate::Server::start(&dir);
     let out = siyu()
-        .args(["keys", "create", "--name", "sdk", "--scope", "ingest", "--data-dir"])
+        .args([
+            "keys",
+            "create",
+            "--name",
+            "sdk",
+            "--scope",
+            "ingest",
+            "--data-dir",
+        ])
         .arg(&dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("scopes ingest"));
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let event = r#"[{"ts": 1790000000, "identity": "wecom:w1", "type": "touch"}]"#;
@@ -310,17 +322,29 @@ fn a_scoped_key_from_the_cli_works_on_a_running_server_within_2_s() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let (status, body) = crate::http(&server.addr, "GET", "/v1/persons/wecom:w1", &key, "").unwrap();
+    let (status, body) =
+        crate::http(&server.addr, "GET", "/v1/persons/wecom:w1", &key, "").unwrap();
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("`read` scope"), "{body}");
     let bad = siyu()
-        .args(["keys", "create", "--name", "x", "--scope", "all", "--data-dir"])
+        .args([
+            "keys",
+            "create",
+            "--name",
+            "x",
+            "--scope",
+            "all",
+            "--data-dir",
+        ])
         .arg(&dir)
         .output()
         .unwrap();
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("unknown scope `all`") && err.contains("ingest, read, write, erase, admin"), "{err}");
+    assert!(
+        err.contains("unknown scope `all`") && err.contains("ingest, read, write, erase, admin"),
+        "{err}"
+    );
     drop(server);
     std::fs::remove_dir_all(&dir).ok();
 }
