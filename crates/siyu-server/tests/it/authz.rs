@@ -616,3 +616,49 @@ async fn keys_created_or_revoked_by_another_process_take_effect_within_2_s() {
     server.await.unwrap().unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The dashboard cache warmer calls the router with the process's internal
+/// key, which holds the `read` scope only: its answers land in the cache
+/// (a user's next dashboard request is a hit), and it cannot write.
+#[tokio::test]
+async fn the_cache_warmers_internal_key_reads_and_only_reads() {
+    use std::sync::atomic::Ordering;
+    let t = TestApp::spawn().await;
+    let internal = t.state.0.internal_key.clone();
+    assert_eq!(
+        t.call(
+            "PUT",
+            "/v1/segments/x",
+            Some(&internal),
+            "application/json",
+            r#"{"segment": "purchases >= 1"}"#
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    siyu_server::cache::spawn_warmer(t.state.clone());
+    let cache = &t.state.0.analytics_cache;
+    let started = Instant::now();
+    while cache.misses.load(Ordering::Relaxed) < siyu_server::cache::DASHBOARD.len() as u64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the warmer did not fill the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The warmer asks one query after the other: once the last one
+    // started, the answer to /v1/analytics/rfm (an earlier one) is stored.
+    assert_eq!(
+        siyu_server::cache::DASHBOARD.last(),
+        Some(&"/v1/analytics/repurchase")
+    );
+    let hits = cache.hits.load(Ordering::Relaxed);
+    let (s, _) = t.get("/v1/analytics/rfm").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        cache.hits.load(Ordering::Relaxed),
+        hits + 1,
+        "a warmed answer"
+    );
+}
