@@ -1,6 +1,8 @@
 //! HTTP handlers. Each route is declared once in [`routes`] with its
-//! method, path and summary; the router and `/openapi.json` are both built
-//! from that table, so the documentation cannot drift from the code.
+//! method, path, access (who may call it) and summary; the router, its
+//! authorization layer (`auth::enforce`) and `/openapi.json` are all built
+//! from that table, so neither the documentation nor the checks can drift
+//! from the code. Handlers do not check credentials.
 
 use crate::auth::{self, Access, Scopes};
 use crate::error::ApiError;

@@ -488,3 +488,39 @@ pub fn credential(headers: &HeaderMap) -> Option<String> {
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stored_scopes_and_the_legacy_migration() {
+        // A key saved before scopes existed keeps what it could do then.
+        let legacy = Scopes::of_record(&json!({"name": "old", "created_at": 1}));
+        assert_eq!(legacy.names(), ["ingest", "read", "write", "erase"]);
+        assert!(!legacy.allow(Scope::Admin));
+        let ingest = Scopes::of_record(&json!({"name": "sdk", "scopes": ["ingest"]}));
+        assert!(ingest.allow(Scope::Ingest));
+        assert!(!ingest.allow(Scope::Read) && !ingest.allow(Scope::Erase));
+        // `admin` includes erasure, nothing else.
+        let admin = Scopes::of(&[Scope::Admin]);
+        assert!(admin.allow(Scope::Erase) && !admin.allow(Scope::Read));
+        assert_eq!(
+            Scopes::parse(["read", "write"]).unwrap().names(),
+            ["read", "write"]
+        );
+        assert!(Scopes::parse(["root"])
+            .unwrap_err()
+            .contains("unknown scope `root`"));
+        assert!(Scopes::parse([]).unwrap_err().contains("at least one"));
+    }
+
+    #[test]
+    fn head_is_answered_by_get_and_unknown_routes_are_undeclared() {
+        let table = AccessTable::new([("get", "/v1/x", Access::Key(Scope::Read))]);
+        assert_eq!(table.get(&Method::HEAD, "/v1/x"), Access::Key(Scope::Read));
+        assert_eq!(table.get(&Method::POST, "/v1/x"), Access::Undeclared);
+        assert_eq!(table.get(&Method::GET, "/v1/y"), Access::Undeclared);
+    }
+}

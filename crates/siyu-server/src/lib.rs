@@ -119,7 +119,7 @@ impl<T: Send + 'static> Drop for OffRuntimeDrop<T> {
 
 /// The router over every route of `api::routes()`, plus the operator
 /// console (`/`, `/assets/*`, `/console/api/*`); every route is behind the
-/// console's session/CSRF/role guard (a no-op for key-authenticated calls)
+/// console's session/CSRF guard (a no-op for key-authenticated calls)
 /// and, inside it, `auth::enforce`: the access each route declares.
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new();
