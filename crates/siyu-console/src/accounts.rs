@@ -224,23 +224,35 @@ pub fn delete_operator(store: &mut dyn Store, login: &str, now: i64) -> Result<(
     Ok(())
 }
 
-/// The operator's role when `password` is right (slow: call off the runtime).
-pub fn authenticate(
-    store: &mut dyn Store,
-    login: &str,
-    password: &str,
-) -> Result<Option<Role>, AccountError> {
-    let record = if validate_login(login).is_ok() {
-        get_operator(store, login)?
-    } else {
-        None
-    };
-    match record {
-        Some(r) if verify_password(password, &r.hash) => Ok(Some(r.role)),
-        Some(_) => Ok(None),
+/// What a login is checked against: the operator's password hash and role.
+pub struct Credentials {
+    hash: String,
+    role: Role,
+}
+
+/// The credentials of `login`, None when it is not an operator (or not a
+/// valid login). A fast store read: the slow check is [`check_password`],
+/// which callers run after letting go of the store.
+pub fn credentials(store: &mut dyn Store, login: &str) -> Result<Option<Credentials>, AccountError> {
+    if validate_login(login).is_err() {
+        return Ok(None);
+    }
+    Ok(get_operator(store, login)?.map(|r| Credentials {
+        hash: r.hash,
+        role: r.role,
+    }))
+}
+
+/// The operator's role when `password` matches (slow: call off the
+/// runtime). No credentials (an unknown login) costs the same time as a
+/// wrong password.
+pub fn check_password(password: &str, credentials: Option<&Credentials>) -> Option<Role> {
+    match credentials {
+        Some(c) if verify_password(password, &c.hash) => Some(c.role),
+        Some(_) => None,
         None => {
             verify_password(password, dummy_hash());
-            Ok(None)
+            None
         }
     }
 }
