@@ -325,35 +325,41 @@ pub async fn serve(
 ) {
     let limits = Arc::new(limits);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    // Dropping the receiver tells every connection to finish.
-    let (stop_tx, stop_rx) = watch::channel(());
+    // `true` once `shutdown` resolved: every connection then finishes.
+    let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
-        drop(stop_rx);
+        let _ = stop_tx.send(true);
     });
+    let stopped = || {
+        let mut stop = stop.clone();
+        async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        }
+    };
     loop {
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => match slot {
                 Ok(s) => s,
                 Err(_) => break,
             },
-            _ = stop_tx.closed() => break,
+            _ = stopped() => break,
         };
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = stop_tx.closed() => break,
+            _ = stopped() => break,
         };
         let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
-                on_accept_error(e, &stop_tx).await;
+                on_accept_error(e, stopped()).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let limits = limits.clone();
-        let stop = stop_tx.subscribe();
+        let stop = stop.clone();
         tokio::spawn(async move {
             serve_connection(stream, peer, router, &limits, stop).await;
             drop(slot);
@@ -368,7 +374,7 @@ pub async fn serve(
 /// Connection-level errors are the client's and are ignored; anything
 /// else (EMFILE, ENFILE, ENOMEM) is logged and accepting pauses 100 ms
 /// (or until shutdown), so the loop neither spins nor stops.
-async fn on_accept_error(e: std::io::Error, stop: &watch::Sender<()>) {
+async fn on_accept_error(e: std::io::Error, stopped: impl Future<Output = ()>) {
     use std::io::ErrorKind::*;
     if matches!(
         e.kind(),
@@ -379,7 +385,7 @@ async fn on_accept_error(e: std::io::Error, stop: &watch::Sender<()>) {
     tracing::error!(error = %e, "accepting a connection failed; retrying in 100 ms");
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-        _ = stop.closed() => {}
+        _ = stopped => {}
     }
 }
 
@@ -388,7 +394,7 @@ async fn serve_connection(
     peer: SocketAddr,
     router: Router,
     limits: &ConnectionLimits,
-    mut stop: watch::Receiver<()>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let activity: Shared = Arc::new(Mutex::new(Activity::new(Instant::now())));
     let io = TokioIo::new(Watched {
@@ -433,7 +439,7 @@ async fn serve_connection(
                 }
                 return;
             }
-            _ = stop.changed(), if !stopping => {
+            _ = stop.wait_for(|stopped| *stopped), if !stopping => {
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
             }

@@ -5,6 +5,7 @@
 mod automation;
 mod bad_input;
 mod communities;
+mod connections;
 mod fission;
 mod ingest;
 mod orders;
