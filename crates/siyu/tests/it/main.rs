@@ -5,6 +5,7 @@ mod automation_crash;
 mod bulk_crash;
 mod cli;
 mod crash;
+mod demo;
 mod live_import;
 mod orders;
 
