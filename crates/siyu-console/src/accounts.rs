@@ -233,7 +233,10 @@ pub struct Credentials {
 /// The credentials of `login`, None when it is not an operator (or not a
 /// valid login). A fast store read: the slow check is [`check_password`],
 /// which callers run after letting go of the store.
-pub fn credentials(store: &mut dyn Store, login: &str) -> Result<Option<Credentials>, AccountError> {
+pub fn credentials(
+    store: &mut dyn Store,
+    login: &str,
+) -> Result<Option<Credentials>, AccountError> {
     if validate_login(login).is_err() {
         return Ok(None);
     }

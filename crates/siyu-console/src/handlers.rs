@@ -12,9 +12,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
+use serde_json::json;
 use std::net::SocketAddr;
 use std::time::Instant;
-use serde_json::json;
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -131,7 +131,7 @@ pub async fn login<S: Host>(
     let addr = host.client_addr(&headers, peer.map(|Extension(ConnectInfo(a))| a));
     let throttle = host.console().login_throttle();
     if let Some(wait) = throttle.locked_for(&login, addr, Instant::now()) {
-        tracing::info!(login = %login, %addr, "console login refused: locked out");
+        tracing::debug!(login = %login, %addr, "console login refused: locked out");
         return too_many(
             wait,
             "too many failed logins for this account or from this address; try again in {secs} s",
@@ -159,8 +159,14 @@ pub async fn login<S: Host>(
     let role = match checked {
         Ok(Some(role)) => role,
         Ok(None) => {
-            throttle.record_failure(&login, addr, Instant::now());
-            tracing::info!(login = %login, %addr, "console login failed");
+            let now = Instant::now();
+            throttle.record_failure(&login, addr, now);
+            match throttle.locked_for(&login, addr, now) {
+                Some(wait) => {
+                    tracing::warn!(login = %login, %addr, seconds = wait.as_secs_f64(), "console login failed; locked out")
+                }
+                None => tracing::info!(login = %login, %addr, "console login failed"),
+            }
             return error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -198,9 +204,8 @@ pub async fn login<S: Host>(
     }
     let ttl = SESSION_TTL.as_secs();
     let secure = secure_attr(&host);
-    let session_cookie = format!(
-        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={ttl}{secure}"
-    );
+    let session_cookie =
+        format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={ttl}{secure}");
     let csrf_cookie =
         format!("{CSRF_COOKIE}={csrf}; Path=/; SameSite=Strict; Max-Age={ttl}{secure}");
     let mut resp =

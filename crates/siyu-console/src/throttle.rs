@@ -133,7 +133,14 @@ impl<K: Eq + Hash + Clone> Table<K> {
             .iter()
             .min_by_key(|(_, e)| {
                 let locked = e.locked_until > now;
-                (locked, if locked { e.locked_until } else { e.last_failure })
+                (
+                    locked,
+                    if locked {
+                        e.locked_until
+                    } else {
+                        e.last_failure
+                    },
+                )
             })
             .map(|(k, _)| k.clone());
         if let Some(k) = victim {
@@ -150,9 +157,7 @@ fn address_key(ip: IpAddr) -> IpAddr {
             Some(v4) => IpAddr::V4(v4),
             None => {
                 let s = v6.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(
-                    s[0], s[1], s[2], s[3], 0, 0, 0, 0,
-                ))
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
             }
         },
     }

@@ -94,7 +94,11 @@ async fn main() -> anyhow::Result<()> {
         .json(&json!({"role": "operator", "password": "password1"}))
         .send()
         .await?;
-    anyhow::ensure!(r.status().is_success(), "creating an operator: {}", r.status());
+    anyhow::ensure!(
+        r.status().is_success(),
+        "creating an operator: {}",
+        r.status()
+    );
     for batch in 0..10 {
         let events: Vec<_> = (0..500)
             .map(|i| {

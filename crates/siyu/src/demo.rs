@@ -303,8 +303,7 @@ pub fn prepare(config: &mut Config) -> Result<DemoCredentials> {
     store.put_setting("spend", Some(&json!(spend)))?;
     seed_automation(store.as_mut())?;
     let key = siyu_server::auth::create_write_key(store.as_mut(), "demo", now)?;
-    std::fs::write(&key_file, &key)
-        .with_context(|| format!("writing {}", key_file.display()))?;
+    std::fs::write(&key_file, &key).with_context(|| format!("writing {}", key_file.display()))?;
     println!(
         "demo data: {} events for {} customers written to {}",
         events.len(),

@@ -625,7 +625,12 @@ async fn five_wrong_passwords_lock_the_account_with_429_and_retry_after() {
     let app = throttled_app(delay, siyu_console::PASSWORD_CHECKS);
     for i in 0..5 {
         let r = try_login(&app, "ada", "wrong-password", "10.0.0.1").await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "failure {i}: {}", r.text);
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "failure {i}: {}",
+            r.text
+        );
     }
     // Locked: even the right password is refused, from any address.
     for client in ["10.0.0.1", "10.0.0.2"] {
@@ -669,13 +674,19 @@ async fn the_lockout_grows_with_every_further_failure() {
         waits.push(rounds);
     }
     // 0.3 s, then 0.6 s, then 1.2 s of 100 ms rounds (at least).
-    assert!(waits[0] >= 2 && waits[1] >= 5 && waits[2] >= 11, "{waits:?}");
+    assert!(
+        waits[0] >= 2 && waits[1] >= 5 && waits[2] >= 11,
+        "{waits:?}"
+    );
     assert!(waits[0] < waits[1] && waits[1] < waits[2], "{waits:?}");
 }
 
 #[tokio::test]
 async fn one_address_guessing_many_accounts_is_locked_out() {
-    let app = throttled_app(std::time::Duration::from_secs(30), siyu_console::PASSWORD_CHECKS);
+    let app = throttled_app(
+        std::time::Duration::from_secs(30),
+        siyu_console::PASSWORD_CHECKS,
+    );
     for i in 0..20 {
         let r = try_login(&app, &format!("guess{i}"), "wrong-password", "10.0.2.1").await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "guess {i}");
@@ -710,11 +721,15 @@ async fn password_checks_beyond_the_slots_get_429_at_once() {
     assert!(
         replies
             .iter()
-            .all(|r| r.status == StatusCode::UNAUTHORIZED || r.status == StatusCode::TOO_MANY_REQUESTS),
+            .all(|r| r.status == StatusCode::UNAUTHORIZED
+                || r.status == StatusCode::TOO_MANY_REQUESTS),
         "{:?}",
         replies.iter().map(|r| r.status).collect::<Vec<_>>()
     );
-    assert!(!refused.is_empty(), "8 logins at once over 1 slot: some wait their turn");
+    assert!(
+        !refused.is_empty(),
+        "8 logins at once over 1 slot: some wait their turn"
+    );
     assert!(refused.len() < 8, "one was checked");
     for r in refused {
         assert_eq!(retry_after(r), 1);
@@ -724,7 +739,10 @@ async fn password_checks_beyond_the_slots_get_429_at_once() {
 
 #[tokio::test]
 async fn session_cookies_are_secure_when_the_public_url_is_https() {
-    for (url, secure) in [("https://crm.example.com", true), ("http://127.0.0.1:8080", false)] {
+    for (url, secure) in [
+        ("https://crm.example.com", true),
+        ("http://127.0.0.1:8080", false),
+    ] {
         let app = app_with(TestHostParts {
             console: Console::default(),
             store: store_with_operators(),

@@ -172,7 +172,9 @@ async fn idle_and_slow_connections_are_closed_and_the_server_still_answers() {
     let mut first = [0u8; 12];
     kept.read_exact(&mut first).await.unwrap();
     assert_eq!(&first, b"HTTP/1.1 200");
-    assert!(closed_within(&mut kept, Duration::from_secs(3)).await.is_some());
+    assert!(closed_within(&mut kept, Duration::from_secs(3))
+        .await
+        .is_some());
     // A body trickled slower than the body timeout gets 408.
     let mut slow_body = TcpStream::connect(server.addr).await.unwrap();
     let head = format!(
@@ -191,7 +193,10 @@ async fn idle_and_slow_connections_are_closed_and_the_server_still_answers() {
         .expect("the slow body's connection is closed");
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("request_timeout") && answer.contains("body_read_timeout"), "{answer}");
+    assert!(
+        answer.contains("request_timeout") && answer.contains("body_read_timeout"),
+        "{answer}"
+    );
     // And a fresh request is answered.
     assert_eq!(healthz(&server.url).await, 200);
     server.stop().await;
@@ -214,7 +219,10 @@ async fn connections_over_the_cap_wait_until_one_closes() {
     let url = server.url.clone();
     let waiting = tokio::spawn(async move { healthz(&url).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!waiting.is_finished(), "a fourth connection is not served while 3 are open");
+    assert!(
+        !waiting.is_finished(),
+        "a fourth connection is not served while 3 are open"
+    );
     idle.pop();
     let status = tokio::time::timeout(Duration::from_secs(5), waiting)
         .await
@@ -295,7 +303,10 @@ async fn a_login_flood_does_not_hold_up_the_timeline() {
     };
     // One password check alone.
     let t = Instant::now();
-    assert_eq!(login_from(&server.url, 30, "nobody", "wrong-pass").await.0, 401);
+    assert_eq!(
+        login_from(&server.url, 30, "nobody", "wrong-pass").await.0,
+        401
+    );
     let one_check = t.elapsed();
     let flood_started = Instant::now();
     let mut flood = Vec::new();
@@ -332,7 +343,13 @@ async fn a_login_flood_does_not_hold_up_the_timeline() {
     );
     // The reads finished while the flood was still being checked, and
     // each took less than one password check.
-    assert!(reads_done < flood_took, "reads {reads_done:?}, flood {flood_took:?}");
-    assert!(slowest < one_check, "slowest read {slowest:?}, one check {one_check:?}");
+    assert!(
+        reads_done < flood_took,
+        "reads {reads_done:?}, flood {flood_took:?}"
+    );
+    assert!(
+        slowest < one_check,
+        "slowest read {slowest:?}, one check {one_check:?}"
+    );
     server.stop().await;
 }

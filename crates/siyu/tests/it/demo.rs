@@ -106,7 +106,10 @@ fn assert_refused(dir: &Path) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!status.success());
     assert!(err.contains(&dir.display().to_string()), "{err}");
-    assert!(err.contains("did not create") && err.contains("siyu serve --data-dir"), "{err}");
+    assert!(
+        err.contains("did not create") && err.contains("siyu serve --data-dir"),
+        "{err}"
+    );
     let after: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
