@@ -337,6 +337,7 @@ pub async fn serve(
             let _ = stop.wait_for(|stopped| *stopped).await;
         }
     };
+    let mut accept_errors = AcceptErrors::default();
     loop {
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => match slot {
@@ -352,7 +353,7 @@ pub async fn serve(
         let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
-                on_accept_error(e, stopped()).await;
+                accept_errors.pause_after(e, stopped()).await;
                 continue;
             }
         };
@@ -371,21 +372,38 @@ pub async fn serve(
     let _ = slots.acquire_many(all).await;
 }
 
-/// Connection-level errors are the client's and are ignored; anything
-/// else (EMFILE, ENFILE, ENOMEM) is logged and accepting pauses 100 ms
-/// (or until shutdown), so the loop neither spins nor stops.
-async fn on_accept_error(e: std::io::Error, stopped: impl Future<Output = ()>) {
-    use std::io::ErrorKind::*;
-    if matches!(
-        e.kind(),
-        ConnectionRefused | ConnectionAborted | ConnectionReset
-    ) {
-        return;
-    }
-    tracing::error!(error = %e, "accepting a connection failed; retrying in 100 ms");
-    tokio::select! {
-        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-        _ = stopped => {}
+/// What the accept loop does on an accept error. Connection-level errors
+/// are the client's and are ignored; anything else (EMFILE, ENFILE,
+/// ENOMEM) pauses accepting 100 ms (or until shutdown), so the loop neither
+/// spins nor stops; it is logged at most every 10 s, with the count since.
+#[derive(Default)]
+struct AcceptErrors {
+    last_logged: Option<Instant>,
+    since_logged: u64,
+}
+
+impl AcceptErrors {
+    async fn pause_after(&mut self, e: std::io::Error, stopped: impl Future<Output = ()>) {
+        use std::io::ErrorKind::*;
+        if matches!(
+            e.kind(),
+            ConnectionRefused | ConnectionAborted | ConnectionReset
+        ) {
+            return;
+        }
+        self.since_logged += 1;
+        if self
+            .last_logged
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            tracing::error!(error = %e, times = self.since_logged, "accepting connections fails (out of file descriptors?); retrying every 100 ms");
+            self.last_logged = Some(Instant::now());
+            self.since_logged = 0;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stopped => {}
+        }
     }
 }
 
