@@ -168,11 +168,32 @@ pub fn put_operator(
     role: Role,
     now: i64,
 ) -> Result<(), AccountError> {
-    validate_login(login)?;
+    let hash = new_password_hash(password)?;
+    save_operator(store, login, hash, role, now)
+}
+
+/// A validated password's hash, for [`save_operator`] (slow: call off
+/// the runtime, and not while holding a shared store).
+pub fn new_password_hash(password: &str) -> Result<PasswordHashed, AccountError> {
     validate_password(password)?;
+    hash_password(password).map(PasswordHashed)
+}
+
+/// An argon2id PHC string made by [`new_password_hash`].
+pub struct PasswordHashed(String);
+
+/// Creates or replaces an operator with an already hashed password (fast).
+pub fn save_operator(
+    store: &mut dyn Store,
+    login: &str,
+    hash: PasswordHashed,
+    role: Role,
+    now: i64,
+) -> Result<(), AccountError> {
+    validate_login(login)?;
     let record = OperatorRecord {
         v: 1,
-        hash: hash_password(password)?,
+        hash: hash.0,
         role,
         created_at: now,
     };

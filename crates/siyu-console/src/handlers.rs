@@ -305,12 +305,21 @@ pub async fn put_operator<S: Host>(
     if let Err(e) = accounts::validate_login(&login) {
         return account_error(e);
     }
+    let created = body.password.is_some();
+    // Hashed before the store is taken: argon2 must not hold it.
+    let hash = match body.password {
+        None => None,
+        Some(pw) => match blocking(move || accounts::new_password_hash(&pw)).await {
+            Ok(Ok(hash)) => Some(hash),
+            Ok(Err(e)) => return account_error(e),
+            Err(r) => return r,
+        },
+    };
     let h = host.clone();
     let who = login.clone();
-    let created = body.password.is_some();
     let result = blocking(move || {
-        h.with_store(|s| match &body.password {
-            Some(pw) => accounts::put_operator(s, &who, pw, role, now()).map(|_| true),
+        h.with_store(|s| match hash {
+            Some(hash) => accounts::save_operator(s, &who, hash, role, now()).map(|_| true),
             None => accounts::set_role(s, &who, role, now()),
         })
     })
