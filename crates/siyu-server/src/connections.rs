@@ -11,7 +11,8 @@
 //!   `header_read_timeout` of being accepted; on a kept-alive connection
 //!   the clock starts at the next request's first byte;
 //! - a request's body must arrive within `body_read_timeout` of its
-//!   headers (the handler then gets an error: 408 `request_timeout`);
+//!   headers (the handler gets an error, and the answer is 408
+//!   `request_timeout` whatever the handler made of it);
 //! - a kept-alive connection with no request in flight is closed after
 //!   `idle_timeout`, and so is one whose response the client stops
 //!   reading for that long;
@@ -27,6 +28,7 @@
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
+use axum::response::IntoResponse;
 use axum::Router;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
@@ -288,6 +290,9 @@ struct TimedBody {
     inner: Incoming,
     limit: Duration,
     deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Set when the deadline passed: the response becomes a 408 whatever
+    /// the handler made of the error.
+    timed_out: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl hyper::body::Body for TimedBody {
@@ -301,7 +306,11 @@ impl hyper::body::Body for TimedBody {
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
             Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(BodyReadTimeout(self.limit).into()))),
+                Poll::Ready(()) => {
+                    self.timed_out
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    Poll::Ready(Some(Err(BodyReadTimeout(self.limit).into())))
+                }
                 Poll::Pending => Poll::Pending,
             },
         }
@@ -423,17 +432,23 @@ async fn serve_connection(
     let on_request = activity.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let in_flight = InFlight::begin(&on_request);
+        let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut req = req.map(|inner| {
             Body::new(TimedBody {
                 inner,
                 limit: body_limit,
                 deadline: Box::pin(tokio::time::sleep(body_limit)),
+                timed_out: timed_out.clone(),
             })
         });
         req.extensions_mut().insert(ConnectInfo(peer));
         let router = router.clone();
         async move {
-            let response = router.oneshot(req).await?;
+            let mut response = router.oneshot(req).await?;
+            if timed_out.load(std::sync::atomic::Ordering::Relaxed) {
+                let message = BodyReadTimeout(body_limit).to_string();
+                response = crate::error::ApiError::RequestTimeout(message).into_response();
+            }
             Ok::<_, std::convert::Infallible>(response.map(|inner| TrackedBody {
                 inner,
                 _in_flight: in_flight,
