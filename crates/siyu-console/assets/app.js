@@ -59,7 +59,7 @@
     const ctype = resp.headers.get('content-type') || '';
     if (ctype.includes('json')) data = await resp.json().catch(() => null);
     else data = await resp.text();
-    const result = { ok: resp.ok, status: resp.status, data };
+    const result = { ok: resp.ok, status: resp.status, data, retryAfter: Number(resp.headers.get('retry-after')) || 0 };
     if (resp.status === 401 && !opts.quiet401) showLogin();
     if (resp.status === 403 && !opts.quiet) toast(t('err.forbidden') + ': ' + ((data && data.message) || ''), 'error');
     return result;
@@ -113,7 +113,9 @@
       $('#login-password').value = '';
       showApp();
     } else {
-      $('#login-error').textContent = r.status === 401 ? t('login.failed') : (r.data && r.data.message) || t('err.network');
+      $('#login-error').textContent = r.status === 401 ? t('login.failed')
+        : r.status === 429 ? t('login.throttled', { s: r.retryAfter || 1 })
+        : (r.data && r.data.message) || t('err.network');
     }
   });
 

@@ -166,11 +166,32 @@ pub fn put_operator(
     role: Role,
     now: i64,
 ) -> Result<(), AccountError> {
-    validate_login(login)?;
+    let hash = new_password_hash(password)?;
+    save_operator(store, login, hash, role, now)
+}
+
+/// A validated password's hash, for [`save_operator`] (slow: call off
+/// the runtime, and not while holding a shared store).
+pub fn new_password_hash(password: &str) -> Result<PasswordHashed, AccountError> {
     validate_password(password)?;
+    hash_password(password).map(PasswordHashed)
+}
+
+/// An argon2id PHC string made by [`new_password_hash`].
+pub struct PasswordHashed(String);
+
+/// Creates or replaces an operator with an already hashed password (fast).
+pub fn save_operator(
+    store: &mut dyn Store,
+    login: &str,
+    hash: PasswordHashed,
+    role: Role,
+    now: i64,
+) -> Result<(), AccountError> {
+    validate_login(login)?;
     let record = OperatorRecord {
         v: 1,
-        hash: hash_password(password)?,
+        hash: hash.0,
         role,
         created_at: now,
     };
@@ -222,23 +243,38 @@ pub fn delete_operator(store: &mut dyn Store, login: &str, now: i64) -> Result<(
     Ok(())
 }
 
-/// The operator's role when `password` is right (slow: call off the runtime).
-pub fn authenticate(
+/// What a login is checked against: the operator's password hash and role.
+pub struct Credentials {
+    hash: String,
+    role: Role,
+}
+
+/// The credentials of `login`, None when it is not an operator (or not a
+/// valid login). A fast store read: the slow check is [`check_password`],
+/// which callers run after letting go of the store.
+pub fn credentials(
     store: &mut dyn Store,
     login: &str,
-    password: &str,
-) -> Result<Option<Role>, AccountError> {
-    let record = if validate_login(login).is_ok() {
-        get_operator(store, login)?
-    } else {
-        None
-    };
-    match record {
-        Some(r) if verify_password(password, &r.hash) => Ok(Some(r.role)),
-        Some(_) => Ok(None),
+) -> Result<Option<Credentials>, AccountError> {
+    if validate_login(login).is_err() {
+        return Ok(None);
+    }
+    Ok(get_operator(store, login)?.map(|r| Credentials {
+        hash: r.hash,
+        role: r.role,
+    }))
+}
+
+/// The operator's role when `password` matches (slow: call off the
+/// runtime). No credentials (an unknown login) costs the same time as a
+/// wrong password.
+pub fn check_password(password: &str, credentials: Option<&Credentials>) -> Option<Role> {
+    match credentials {
+        Some(c) if verify_password(password, &c.hash) => Some(c.role),
+        Some(_) => None,
         None => {
             verify_password(password, dummy_hash());
-            Ok(None)
+            None
         }
     }
 }

@@ -1,18 +1,20 @@
 //! `/console/api/*`: login, logout, the current session, operators and the
 //! list of write keys. Everything that touches the store or argon2 runs in
-//! `spawn_blocking`.
+//! `spawn_blocking`; argon2 never runs while the host's store is held.
 
 use crate::accounts::{self, AccountError, Role};
 use crate::sessions;
 use crate::{
     cookie, error, is_admin_session, session_of, Host, CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL,
 };
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
+use std::net::SocketAddr;
+use std::time::Instant;
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -91,25 +93,89 @@ pub struct LoginBody {
     password: String,
 }
 
-pub async fn login<S: Host>(State(host): State<S>, Json(body): Json<LoginBody>) -> Response {
-    let h = host.clone();
+/// A 429 telling the client to come back in `wait` (at least a second).
+fn too_many(wait: std::time::Duration, message: &str) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    let mut resp = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+        &message.replace("{secs}", &secs.to_string()),
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
+}
+
+/// `; Secure` when the server is reached over https (the browser then
+/// never sends the cookie over plain http).
+fn secure_attr<S: Host>(host: &S) -> &'static str {
+    if host.public_url().starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+/// Logs an operator in. In order: the throttle (a locked-out account or
+/// address gets 429 before any check), a password-check slot (429 when
+/// [`crate::PASSWORD_CHECKS`] are running), the credentials read under
+/// the host's store lock, then argon2 on a blocking thread without it.
+pub async fn login<S: Host>(
+    State(host): State<S>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Json(body): Json<LoginBody>,
+) -> Response {
     let login = body.login.trim().to_lowercase();
+    let addr = host.client_addr(&headers, peer.map(|Extension(ConnectInfo(a))| a));
+    let throttle = host.console().login_throttle();
+    if let Some(wait) = throttle.locked_for(&login, addr, Instant::now()) {
+        tracing::debug!(login = %login, %addr, "console login refused: locked out");
+        return too_many(
+            wait,
+            "too many failed logins for this account or from this address; try again in {secs} s",
+        );
+    }
+    let Some(slot) = host.console().password_check_slot() else {
+        return too_many(
+            std::time::Duration::from_secs(1),
+            "too many logins are being checked at once; try again in {secs} s",
+        );
+    };
+    let h = host.clone();
     let who = login.clone();
-    let result =
-        blocking(move || h.with_store(|s| accounts::authenticate(s, &who, &body.password))).await;
-    let role = match result {
-        Ok(Ok(Some(role))) => role,
-        Ok(Ok(None)) => {
-            tracing::info!(login = %login, "console login failed");
+    let credentials = match blocking(move || h.with_store(|s| accounts::credentials(s, &who))).await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return account_error(e),
+        Err(r) => return r,
+    };
+    let checked = blocking(move || {
+        let _slot = slot;
+        accounts::check_password(&body.password, credentials.as_ref())
+    })
+    .await;
+    let role = match checked {
+        Ok(Some(role)) => role,
+        Ok(None) => {
+            let now = Instant::now();
+            throttle.record_failure(&login, addr, now);
+            match throttle.locked_for(&login, addr, now) {
+                Some(wait) => {
+                    tracing::warn!(login = %login, %addr, seconds = wait.as_secs_f64(), "console login failed; locked out")
+                }
+                None => tracing::info!(login = %login, %addr, "console login failed"),
+            }
             return error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "wrong login or password",
             );
         }
-        Ok(Err(e)) => return account_error(e),
         Err(r) => return r,
     };
+    throttle.record_success(&login);
     let (id, session) = match host.console().open_session(&login, role) {
         Ok(x) => x,
         Err(e) => return internal(e),
@@ -137,9 +203,11 @@ pub async fn login<S: Host>(State(host): State<S>, Json(body): Json<LoginBody>) 
         }
     }
     let ttl = SESSION_TTL.as_secs();
+    let secure = secure_attr(&host);
     let session_cookie =
-        format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={ttl}");
-    let csrf_cookie = format!("{CSRF_COOKIE}={csrf}; Path=/; SameSite=Strict; Max-Age={ttl}");
+        format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={ttl}{secure}");
+    let csrf_cookie =
+        format!("{CSRF_COOKIE}={csrf}; Path=/; SameSite=Strict; Max-Age={ttl}{secure}");
     let mut resp =
         Json(json!({"login": login, "role": role.as_str(), "csrf": csrf})).into_response();
     for c in [session_cookie, csrf_cookie] {
@@ -163,7 +231,10 @@ pub async fn logout<S: Host>(State(host): State<S>, headers: HeaderMap) -> Respo
     }
     let mut resp = Json(json!({"logged_out": true})).into_response();
     for name in [SESSION_COOKIE, CSRF_COOKIE] {
-        let c = format!("{name}=; Path=/; SameSite=Strict; Max-Age=0");
+        let c = format!(
+            "{name}=; Path=/; SameSite=Strict; Max-Age=0{}",
+            secure_attr(&host)
+        );
         if let Ok(v) = HeaderValue::from_str(&c) {
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
@@ -234,12 +305,21 @@ pub async fn put_operator<S: Host>(
     if let Err(e) = accounts::validate_login(&login) {
         return account_error(e);
     }
+    let created = body.password.is_some();
+    // Hashed before the store is taken: argon2 must not hold it.
+    let hash = match body.password {
+        None => None,
+        Some(pw) => match blocking(move || accounts::new_password_hash(&pw)).await {
+            Ok(Ok(hash)) => Some(hash),
+            Ok(Err(e)) => return account_error(e),
+            Err(r) => return r,
+        },
+    };
     let h = host.clone();
     let who = login.clone();
-    let created = body.password.is_some();
     let result = blocking(move || {
-        h.with_store(|s| match &body.password {
-            Some(pw) => accounts::put_operator(s, &who, pw, role, now()).map(|_| true),
+        h.with_store(|s| match hash {
+            Some(hash) => accounts::save_operator(s, &who, hash, role, now()).map(|_| true),
             None => accounts::set_role(s, &who, role, now()),
         })
     })

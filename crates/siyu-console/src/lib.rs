@@ -21,6 +21,12 @@
 //!   own operator management (`/console/api/operators`) needs an admin
 //!   session or the admin token (checked by its handlers).
 //!
+//! Logins are throttled per account and per client address
+//! ([`throttle`]: 429 with `Retry-After` after repeated failures), and the
+//! argon2 check runs on a blocking thread outside the host's store lock,
+//! at most [`PASSWORD_CHECKS`] at a time (429 beyond that), so a login
+//! flood neither slows the host's readers nor takes its blocking threads.
+//!
 //! Sessions live in memory ([`Console`]) and in the store (settings
 //! `console_session/<sha256 of the token>`, never the token itself). The
 //! guard runs before every route: a cookie naming a session this process
@@ -31,6 +37,7 @@ pub mod accounts;
 mod assets;
 mod handlers;
 pub mod sessions;
+pub mod throttle;
 
 use crate::accounts::Role;
 use axum::extract::{Request, State};
@@ -41,8 +48,10 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use siyu_store::Store;
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use accounts::Role as OperatorRole;
 
@@ -53,7 +62,18 @@ pub trait Host: Clone + Send + Sync + 'static {
     fn with_store<T>(&self, f: impl FnOnce(&mut dyn Store) -> T) -> T;
     /// The configured admin token (bootstraps the first operator).
     fn admin_token(&self) -> Option<&str>;
+    /// The client's address, under which failed logins are counted:
+    /// `peer` is the TCP peer (None when served in-process); the host
+    /// decides which proxy headers, if any, it trusts.
+    fn client_addr(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> IpAddr;
+    /// The address people reach the server at (`public_url`); session
+    /// cookies are `Secure` when it is `https://`.
+    fn public_url(&self) -> &str;
 }
+
+/// Argon2 password checks run at once at most (each takes ~19 MiB and a
+/// core for tens of milliseconds); a login beyond that gets 429.
+pub const PASSWORD_CHECKS: usize = 2;
 
 pub const SESSION_COOKIE: &str = "siyu_session";
 pub const CSRF_COOKIE: &str = "siyu_csrf";
@@ -87,13 +107,40 @@ pub(crate) fn unix_now() -> i64 {
 
 /// The sessions this process has seen, by the SHA-256 of their token. The
 /// store holds them too ([`sessions`]); this table is the cache the guard
-/// fills on a miss.
-#[derive(Default)]
+/// fills on a miss. Also the login throttle and the password-check slots.
 pub struct Console {
     sessions: RwLock<HashMap<String, Session>>,
+    login_throttle: throttle::LoginThrottle,
+    password_checks: Arc<Semaphore>,
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Console::with_login_limits(throttle::LoginPolicy::default(), PASSWORD_CHECKS)
+    }
 }
 
 impl Console {
+    /// A console with its own throttling policy and number of concurrent
+    /// password checks (tests use short delays).
+    pub fn with_login_limits(policy: throttle::LoginPolicy, password_checks: usize) -> Self {
+        Console {
+            sessions: RwLock::default(),
+            login_throttle: throttle::LoginThrottle::new(policy),
+            password_checks: Arc::new(Semaphore::new(password_checks.max(1))),
+        }
+    }
+
+    /// The failed-login counts.
+    pub fn login_throttle(&self) -> &throttle::LoginThrottle {
+        &self.login_throttle
+    }
+
+    /// A slot for one password check, if one is free.
+    pub(crate) fn password_check_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.password_checks.clone().try_acquire_owned().ok()
+    }
+
     /// Opens a session in memory; returns (token, session). The caller
     /// stores it ([`sessions::save`]) before handing the token out.
     pub fn open_session(&self, login: &str, role: Role) -> std::io::Result<(String, Session)> {

@@ -190,9 +190,14 @@ pub(crate) fn read_engine(state: &AppState) -> std::sync::RwLockReadGuard<'_, En
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::TooLarge(limit))
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let e = e.into_inner();
+        if crate::connections::body_timed_out(e.as_ref()) {
+            ApiError::RequestTimeout(e.to_string())
+        } else {
+            ApiError::TooLarge(limit)
+        }
+    })
 }
 
 fn resolve(engine: &Engine, id: &str) -> Result<PersonId, ApiError> {

@@ -43,6 +43,60 @@ pub struct Config {
     /// Further brands served by the same process, each with its own store,
     /// engine, keys, console accounts and automation: data isolated.
     pub workspaces: std::collections::BTreeMap<String, WorkspaceConfig>,
+    /// Connection timeouts and cap (`[connections]`; see
+    /// [`crate::connections`]).
+    pub connections: crate::connections::ConnectionLimits,
+}
+
+/// `[connections]`: seconds (fractions allowed) and a count.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionsFile {
+    header_read_timeout_secs: Option<f64>,
+    body_read_timeout_secs: Option<f64>,
+    idle_timeout_secs: Option<f64>,
+    max_connections: Option<usize>,
+}
+
+impl ConnectionsFile {
+    /// `limits` with the values given here; a timeout must be a positive
+    /// number of seconds (at most a day), the cap at least 1.
+    fn apply(
+        &self,
+        mut limits: crate::connections::ConnectionLimits,
+    ) -> anyhow::Result<crate::connections::ConnectionLimits> {
+        let secs = |name: &str, v: Option<f64>, into: &mut std::time::Duration| {
+            if let Some(v) = v {
+                if !(v > 0.0 && v <= 86_400.0) {
+                    anyhow::bail!("[connections] {name} = {v}: give seconds between 0 (exclusive) and 86400, e.g. {name} = 10");
+                }
+                *into = std::time::Duration::from_secs_f64(v);
+            }
+            Ok(())
+        };
+        secs(
+            "header_read_timeout_secs",
+            self.header_read_timeout_secs,
+            &mut limits.header_read_timeout,
+        )?;
+        secs(
+            "body_read_timeout_secs",
+            self.body_read_timeout_secs,
+            &mut limits.body_read_timeout,
+        )?;
+        secs(
+            "idle_timeout_secs",
+            self.idle_timeout_secs,
+            &mut limits.idle_timeout,
+        )?;
+        if let Some(n) = self.max_connections {
+            if n == 0 {
+                anyhow::bail!("[connections] max_connections = 0: allow at least 1 connection");
+            }
+            limits.max_connections = n;
+        }
+        Ok(limits)
+    }
 }
 
 /// `[workspaces.NAME]`: a brand. Requests reach it by `Host` (when `host`
@@ -108,6 +162,7 @@ impl Default for Config {
             retry: Default::default(),
             workspace: "default".into(),
             workspaces: Default::default(),
+            connections: Default::default(),
         }
     }
 }
@@ -127,6 +182,7 @@ struct FileConfig {
     inbound: Option<std::collections::BTreeMap<String, String>>,
     public_url: Option<String>,
     workspaces: Option<std::collections::BTreeMap<String, WorkspaceConfig>>,
+    connections: Option<ConnectionsFile>,
 }
 
 /// Values given on the command line (None = not given).
@@ -164,6 +220,11 @@ impl Config {
             c.inbound_secrets = f.inbound.unwrap_or_default();
             c.public_url = f.public_url.unwrap_or(c.public_url);
             c.workspaces = f.workspaces.unwrap_or_default();
+            if let Some(limits) = &f.connections {
+                c.connections = limits
+                    .apply(c.connections)
+                    .with_context(|| format!("config file {}", path.display()))?;
+            }
             for name in c.workspaces.keys() {
                 if name == "default" || !siyu_domain::Channel::is_valid(name) {
                     anyhow::bail!(
@@ -284,6 +345,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("lisen"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn connection_limits_come_from_the_file_and_are_checked() {
+        let dir = std::env::temp_dir().join(format!("siyu-config-conn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("siyu.toml");
+        let defaults = crate::connections::ConnectionLimits::default();
+        std::fs::write(&file, "").unwrap();
+        let c = Config::load(Some(&file), &|_| None, Overrides::default()).unwrap();
+        assert_eq!(c.connections, defaults);
+        assert_eq!(defaults.header_read_timeout.as_secs(), 10);
+        assert_eq!(defaults.body_read_timeout.as_secs(), 30);
+        assert_eq!(defaults.idle_timeout.as_secs(), 60);
+        std::fs::write(
+            &file,
+            "[connections]\nheader_read_timeout_secs = 2.5\nmax_connections = 50\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), &|_| None, Overrides::default()).unwrap();
+        assert_eq!(c.connections.header_read_timeout.as_millis(), 2500);
+        assert_eq!(c.connections.max_connections, 50);
+        assert_eq!(c.connections.idle_timeout, defaults.idle_timeout);
+        for bad in [
+            "idle_timeout_secs = 0",
+            "body_read_timeout_secs = -1",
+            "max_connections = 0",
+            "idle_timout_secs = 5",
+        ] {
+            std::fs::write(&file, format!("[connections]\n{bad}\n")).unwrap();
+            let err = format!(
+                "{:#}",
+                Config::load(Some(&file), &|_| None, Overrides::default()).unwrap_err()
+            );
+            let name = bad.split(' ').next().unwrap();
+            assert!(err.contains(name), "{bad}: {err}");
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -38,6 +38,8 @@ pub enum ApiError {
     TooManyRequests,
     #[error("{0}")]
     Gone(String),
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -61,6 +63,7 @@ impl ApiError {
             (ApiError::Conflict(s()), "the request is valid but the current state cannot take it (every group of a live code is full, no operator under the load limit)"),
             (ApiError::TooManyRequests, "a public link (live code, invite) was called too often from one address"),
             (ApiError::Gone(s()), "a campaign that ended (or has not started) was called"),
+            (ApiError::RequestTimeout(s()), "the request body did not arrive within `body_read_timeout` (default 30 s)"),
             (ApiError::Internal(s()), "a server fault; details are in the server log, never in the response"),
         ]
     }
@@ -85,6 +88,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::Gone(_) => (StatusCode::GONE, "gone"),
+            ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

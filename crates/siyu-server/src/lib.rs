@@ -25,6 +25,7 @@ pub mod automation_api;
 pub mod cache;
 pub mod communities;
 pub mod config;
+pub mod connections;
 pub mod content;
 pub mod definitions;
 pub mod error;
@@ -162,6 +163,19 @@ impl siyu_console::Host for AppState {
     }
     fn admin_token(&self) -> Option<&str> {
         self.0.config.admin_token.as_deref()
+    }
+    /// The TCP peer only, for now: no proxy header is trusted here.
+    fn client_addr(
+        &self,
+        _headers: &axum::http::HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> std::net::IpAddr {
+        peer.map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |p| {
+            p.ip()
+        })
+    }
+    fn public_url(&self) -> &str {
+        &self.0.config.public_url
     }
 }
 
@@ -426,13 +440,9 @@ impl Application {
             crate::cache::spawn_warmer(s.clone());
             crate::auth::spawn_key_reloader(s.clone());
         }
+        let limits = state.0.config.connections.clone();
         let router = workspace::Workspaces::new(state, routed).router();
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        connections::serve(listener, router, limits, shutdown).await;
         for (s, (x, w)) in states.into_iter().zip(threads) {
             stop(s, x, w).await?;
         }
@@ -455,12 +465,8 @@ impl Application {
         crate::fission::spawn(state.clone());
         crate::cache::spawn_warmer(state.clone());
         crate::auth::spawn_key_reloader(state.clone());
-        axum::serve(
-            listener,
-            app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        let limits = state.0.config.connections.clone();
+        connections::serve(listener, app(state.clone()), limits, shutdown).await;
         stop(state, executor_thread, writer_thread).await
     }
 }

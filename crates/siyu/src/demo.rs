@@ -8,6 +8,7 @@ use serde_json::json;
 use siyu_console::OperatorRole;
 use siyu_domain::{parse_json_event, time::format_rfc3339, Event};
 use siyu_server::config::Config;
+use std::path::Path;
 
 const PERSONS: u64 = 5_000;
 const DAY: i64 = 86_400;
@@ -187,21 +188,112 @@ fn ingest_key(store: &mut dyn siyu_store::Store, file: &std::path::Path) -> Resu
     Ok(key)
 }
 
-/// Fills a fresh demo store (segments, spend, data, the keys) unless it
-/// already holds data; returns the demo keys.
-pub fn prepare(config: &Config) -> Result<DemoKeys> {
-    let data_dir = &config.data_dir;
-    std::fs::create_dir_all(data_dir)
+/// Written first into a data dir the demo fills: the dir holds demo data
+/// only, so a later `siyu demo` may use it again.
+pub const MARKER_FILE: &str = "siyu-demo.marker";
+/// The demo's write key (printed, and kept here for the next run).
+pub const KEY_FILE: &str = "demo-write-key.txt";
+/// The demo's admin token, random per demo dir (printed, and kept here).
+pub const ADMIN_TOKEN_FILE: &str = "demo-admin-token.txt";
+
+/// What `siyu demo` prints: the credentials of its data.
+pub struct DemoCredentials {
+    pub keys: DemoKeys,
+    pub admin_token: String,
+}
+
+/// Whether `siyu demo` may fill `data_dir`: yes when it made the dir (the
+/// marker, or the key file of a demo from before the marker) or the dir
+/// is empty; otherwise an error naming the dir and what to do instead.
+/// Returns whether the dir is a demo dir already.
+fn claim_data_dir(data_dir: &Path) -> Result<bool> {
+    if data_dir.join(MARKER_FILE).exists() || data_dir.join(KEY_FILE).exists() {
+        return Ok(true);
+    }
+    let mut found: Vec<String> = std::fs::read_dir(data_dir)
+        .with_context(|| format!("reading {}", data_dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if found.is_empty() {
+        return Ok(false);
+    }
+    found.sort();
+    found.truncate(3);
+    anyhow::bail!(
+        "{dir} holds data that `siyu demo` did not create ({files}): the demo fills its data dir with sample customers, keys and logins, so it only uses an empty directory or one it made. Give it a new directory (`siyu demo --data-dir ./siyu-demo-data-2`), or serve this data with `siyu serve --data-dir {dir}`",
+        dir = data_dir.display(),
+        files = found.join(", ")
+    )
+}
+
+/// The demo's admin token: the one configured, else the one kept in the
+/// demo dir, else a new random one (written there, readable by the owner only).
+fn admin_token(config: &Config) -> Result<String> {
+    if let Some(t) = &config.admin_token {
+        return Ok(t.clone());
+    }
+    let file = config.data_dir.join(ADMIN_TOKEN_FILE);
+    if let Ok(t) = std::fs::read_to_string(&file) {
+        if !t.trim().is_empty() {
+            return Ok(t.trim().to_string());
+        }
+    }
+    let bytes = siyu_console::accounts::random_bytes::<24>().context("reading random bytes")?;
+    let token = format!("adm_{}", siyu_console::accounts::hex(&bytes));
+    write_private(&file, &token)?;
+    Ok(token)
+}
+
+/// Writes `text` to a new file only its owner can read (on Unix).
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Fills a fresh demo store (segments, spend, data, a write key) unless it
+/// already holds demo data; refuses a data dir (or database) holding
+/// anything else. Sets the config's admin token to the demo's when none
+/// was given; returns the credentials to print.
+pub fn prepare(config: &mut Config) -> Result<DemoCredentials> {
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
+    let is_demo_dir = claim_data_dir(&data_dir)?;
     let mut store = config.open_store().context("opening the demo store")?;
-    let key_file = data_dir.join("demo-write-key.txt");
+    if !is_demo_dir {
+        // An empty dir, but the store may be a database server's.
+        if store.last_offset()? > 0 || !store.list_settings("")?.is_empty() {
+            anyhow::bail!(
+                "the database of this demo already holds data that `siyu demo` did not create: give the demo its own database or schema (`--database-schema siyu_demo`), or serve this data with `siyu serve`"
+            );
+        }
+        std::fs::write(
+            data_dir.join(MARKER_FILE),
+            "siyu demo data: `siyu demo` may reuse this directory\n",
+        )
+        .with_context(|| format!("writing {}", data_dir.join(MARKER_FILE).display()))?;
+    }
+    let admin_token = admin_token(config)?;
+    config.admin_token = Some(admin_token.clone());
+    let key_file = data_dir.join(KEY_FILE);
     let ingest_file = data_dir.join("demo-ingest-key.txt");
     ensure_demo_logins(store.as_mut())?;
     if store.last_offset()? > 0 {
         if let Ok(k) = std::fs::read_to_string(&key_file) {
-            return Ok(DemoKeys {
-                full: k.trim().to_string(),
-                ingest: ingest_key(store.as_mut(), &ingest_file)?,
+            return Ok(DemoCredentials {
+                keys: DemoKeys {
+                    full: k.trim().to_string(),
+                    ingest: ingest_key(store.as_mut(), &ingest_file)?,
+                },
+                admin_token,
             });
         }
     }
@@ -245,8 +337,7 @@ pub fn prepare(config: &Config) -> Result<DemoKeys> {
         siyu_server::auth::Scopes::LEGACY,
         now,
     )?;
-    std::fs::create_dir_all(data_dir)?;
-    std::fs::write(&key_file, &key)?;
+    std::fs::write(&key_file, &key).with_context(|| format!("writing {}", key_file.display()))?;
     std::fs::remove_file(&ingest_file).ok();
     let ingest = ingest_key(store.as_mut(), &ingest_file)?;
     println!(
@@ -255,7 +346,10 @@ pub fn prepare(config: &Config) -> Result<DemoKeys> {
         PERSONS,
         data_dir.display()
     );
-    Ok(DemoKeys { full: key, ingest })
+    Ok(DemoCredentials {
+        keys: DemoKeys { full: key, ingest },
+        admin_token,
+    })
 }
 
 /// Demo templates, journeys, auto-reply rules and a fission campaign, so

@@ -122,11 +122,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
 pub fn demo(args: ServeArgs) -> Result<()> {
     init_logging();
     let mut config = config_from(args, Some("./siyu-demo-data"))?;
-    if config.admin_token.is_none() {
-        config.admin_token = Some("demo-admin-token".into());
-    }
-    let keys = crate::demo::prepare(&config)?;
-    let admin = config.admin_token.clone().unwrap_or_default();
+    let crate::demo::DemoCredentials {
+        keys,
+        admin_token: admin,
+    } = crate::demo::prepare(&mut config)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(run(config, |url| {
         println!("siyu demo on {url}");

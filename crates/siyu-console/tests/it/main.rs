@@ -2,7 +2,7 @@
 //! store: login, sessions, CSRF, roles, operators, assets.
 
 use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::BodyExt;
@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use siyu_console::accounts::{self, Role};
 use siyu_console::{Console, Host};
 use siyu_store::{SqliteStore, Store};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
 
@@ -18,17 +19,33 @@ use tower::ServiceExt;
 type SharedStore = Arc<Mutex<SqliteStore>>;
 
 #[derive(Clone)]
-struct TestHost(Arc<(Console, SharedStore)>);
+struct TestHost(Arc<TestHostParts>);
+
+struct TestHostParts {
+    console: Console,
+    store: SharedStore,
+    public_url: &'static str,
+}
 
 impl Host for TestHost {
     fn console(&self) -> &Console {
-        &self.0 .0
+        &self.0.console
     }
     fn with_store<T>(&self, f: impl FnOnce(&mut dyn Store) -> T) -> T {
-        f(&mut *self.0 .1.lock().unwrap())
+        f(&mut *self.0.store.lock().unwrap())
     }
     fn admin_token(&self) -> Option<&str> {
         Some("admin-token")
+    }
+    /// The client address is what the test says in `x-test-client`.
+    fn client_addr(&self, headers: &HeaderMap, _peer: Option<SocketAddr>) -> IpAddr {
+        headers
+            .get("x-test-client")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+    fn public_url(&self) -> &str {
+        self.0.public_url
     }
 }
 
@@ -53,7 +70,16 @@ fn store_with_operators() -> SharedStore {
 /// The console over `store` with a fresh (empty) session table: what a
 /// server process sees when it starts.
 fn app_over(store: SharedStore) -> Router {
-    let host = TestHost(Arc::new((Console::default(), store)));
+    app_with(TestHostParts {
+        console: Console::default(),
+        store,
+        public_url: "http://127.0.0.1:8080",
+    })
+}
+
+/// The console over a host made of `parts`.
+fn app_with(parts: TestHostParts) -> Router {
+    let host = TestHost(Arc::new(parts));
     Router::new()
         .route(
             "/v1/thing",
@@ -73,6 +99,8 @@ fn app_over(store: SharedStore) -> Router {
 
 struct Reply {
     status: StatusCode,
+    /// The `Retry-After` header, seconds.
+    retry_after: Option<u64>,
     cookies: Vec<String>,
     body: Value,
     text: String,
@@ -98,6 +126,10 @@ async fn send(
     .unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap().parse().unwrap());
     let cookies = resp
         .headers()
         .get_all(header::SET_COOKIE)
@@ -108,6 +140,7 @@ async fn send(
     let text = String::from_utf8_lossy(&bytes).to_string();
     Reply {
         status,
+        retry_after,
         cookies,
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         text,
@@ -498,4 +531,190 @@ async fn expired_and_revoked_sessions_are_not_loaded_and_are_deleted() {
         .collect();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0]["login"], "ada");
+}
+
+/// A console whose lockouts are short (`first_delay`), with `checks`
+/// concurrent password checks.
+fn throttled_app(first_delay: std::time::Duration, checks: usize) -> Router {
+    let policy = siyu_console::throttle::LoginPolicy {
+        first_delay,
+        ..Default::default()
+    };
+    app_with(TestHostParts {
+        console: Console::with_login_limits(policy, checks),
+        store: store_with_operators(),
+        public_url: "http://127.0.0.1:8080",
+    })
+}
+
+async fn try_login(app: &Router, who: &str, password: &str, client: &str) -> Reply {
+    send(
+        app,
+        "POST",
+        "/console/api/login",
+        &[("x-test-client", client)],
+        Some(json!({"login": who, "password": password})),
+    )
+    .await
+}
+
+fn retry_after(r: &Reply) -> u64 {
+    r.retry_after.expect("a 429 carries Retry-After")
+}
+
+#[tokio::test]
+async fn five_wrong_passwords_lock_the_account_with_429_and_retry_after() {
+    let delay = std::time::Duration::from_millis(600);
+    let app = throttled_app(delay, siyu_console::PASSWORD_CHECKS);
+    for i in 0..5 {
+        let r = try_login(&app, "ada", "wrong-password", "10.0.0.1").await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "failure {i}: {}",
+            r.text
+        );
+    }
+    // Locked: even the right password is refused, from any address.
+    for client in ["10.0.0.1", "10.0.0.2"] {
+        let r = try_login(&app, "ada", "password1", client).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+        assert_eq!(r.body["code"], "too_many_requests");
+        assert_eq!(retry_after(&r), 1, "0.6 s rounds up to 1 s");
+        assert!(r.text.contains("try again in 1 s"), "{}", r.text);
+        assert!(r.cookies.is_empty());
+    }
+    // Another account from another address is not affected.
+    let r = try_login(&app, "otto", "password1", "10.0.0.3").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // Once the delay has passed, the right password works and clears the count.
+    tokio::time::sleep(delay + std::time::Duration::from_millis(100)).await;
+    let r = try_login(&app, "ada", "password1", "10.0.0.1").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = try_login(&app, "ada", "wrong-password", "10.0.0.1").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "the count was reset");
+}
+
+#[tokio::test]
+async fn the_lockout_grows_with_every_further_failure() {
+    let delay = std::time::Duration::from_millis(300);
+    let app = throttled_app(delay, siyu_console::PASSWORD_CHECKS);
+    let mut waits = Vec::new();
+    for _ in 0..5 {
+        try_login(&app, "ann", "wrong-password", "10.0.1.1").await;
+    }
+    for _ in 0..3 {
+        // Wait the lockout out, fail once more, read the new lockout.
+        let mut r = try_login(&app, "ann", "wrong-password", "10.0.1.1").await;
+        let mut rounds = 0;
+        while r.status == StatusCode::TOO_MANY_REQUESTS {
+            rounds += 1;
+            assert!(rounds < 50, "the lockout never ended");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            r = try_login(&app, "ann", "wrong-password", "10.0.1.1").await;
+        }
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        waits.push(rounds);
+    }
+    // 0.3 s, then 0.6 s, then 1.2 s of 100 ms rounds (at least).
+    assert!(
+        waits[0] >= 2 && waits[1] >= 5 && waits[2] >= 11,
+        "{waits:?}"
+    );
+    assert!(waits[0] < waits[1] && waits[1] < waits[2], "{waits:?}");
+}
+
+#[tokio::test]
+async fn one_address_guessing_many_accounts_is_locked_out() {
+    let app = throttled_app(
+        std::time::Duration::from_secs(30),
+        siyu_console::PASSWORD_CHECKS,
+    );
+    for i in 0..20 {
+        let r = try_login(&app, &format!("guess{i}"), "wrong-password", "10.0.2.1").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "guess {i}");
+    }
+    let r = try_login(&app, "otto", "password1", "10.0.2.1").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(retry_after(&r), 30);
+    let r = try_login(&app, "otto", "password1", "10.0.2.2").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_checks_beyond_the_slots_get_429_at_once() {
+    let app = throttled_app(std::time::Duration::from_secs(1), 1);
+    let attempts: Vec<_> = (0..8)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let (who, client) = (format!("flood{i}"), format!("10.0.3.{i}"));
+                try_login(&app, &who, "wrong-password", &client).await
+            })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for a in attempts {
+        replies.push(a.await.unwrap());
+    }
+    let refused: Vec<&Reply> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.status == StatusCode::UNAUTHORIZED
+                || r.status == StatusCode::TOO_MANY_REQUESTS),
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert!(
+        !refused.is_empty(),
+        "8 logins at once over 1 slot: some wait their turn"
+    );
+    assert!(refused.len() < 8, "one was checked");
+    for r in refused {
+        assert_eq!(retry_after(r), 1);
+        assert!(r.text.contains("at once"), "{}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn session_cookies_are_secure_when_the_public_url_is_https() {
+    for (url, secure) in [
+        ("https://crm.example.com", true),
+        ("http://127.0.0.1:8080", false),
+    ] {
+        let app = app_with(TestHostParts {
+            console: Console::default(),
+            store: store_with_operators(),
+            public_url: url,
+        });
+        let r = try_login(&app, "ada", "password1", "10.0.4.1").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.cookies.len(), 2);
+        for c in &r.cookies {
+            assert_eq!(c.contains("; Secure"), secure, "{url}: {c}");
+        }
+        let cookie = r
+            .cookies
+            .iter()
+            .map(|c| c.split(';').next().unwrap())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let csrf = r.body["csrf"].as_str().unwrap().to_string();
+        let out = send(
+            &app,
+            "POST",
+            "/console/api/logout",
+            &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+            None,
+        )
+        .await;
+        assert_eq!(out.status, StatusCode::OK);
+        for c in &out.cookies {
+            assert_eq!(c.contains("; Secure"), secure, "{url}: {c}");
+        }
+    }
 }

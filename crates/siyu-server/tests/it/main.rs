@@ -6,6 +6,7 @@ mod authz;
 mod automation;
 mod bad_input;
 mod communities;
+mod connections;
 mod fission;
 mod ingest;
 mod orders;

@@ -5,6 +5,8 @@ mod automation_crash;
 mod bulk_crash;
 mod cli;
 mod crash;
+mod demo;
+mod fd_limit;
 mod live_import;
 mod orders;
 
