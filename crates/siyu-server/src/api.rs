@@ -647,6 +647,9 @@ fn parse_segment_body(b: SegmentBody) -> Result<(Expr, String), ApiError> {
             Err(err) => Err(ApiError::InvalidSegment(format!("segment: {err}"))),
         },
         (None, Some(tree)) => {
+            // Before anything walks the tree (printing it is a walk).
+            tree.check_depth()
+                .map_err(|e| ApiError::InvalidSegment(format!("tree: {e}")))?;
             let src = tree.to_string();
             Ok((tree, src))
         }

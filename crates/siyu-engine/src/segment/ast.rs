@@ -7,7 +7,7 @@
 //! [`Expr::check_depth`] before anything walks it. Without the limit one
 //! request with a few thousand nested `not`s overflowed the stack and
 //! aborted the process, and a tree of ~126 levels was saved but could not
-//! be read back (serde_json stops at 128 nested JSON values).
+//! be read back (serde_json stops at 127 nested arrays/objects).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -169,7 +169,7 @@ impl fmt::Display for Literal {
 /// each `not`, `and` group and `or` group around it adds one (so does each
 /// pair of parentheses in the language, see `parse`). 32 is far beyond
 /// what people write (a deep real segment has 4–6), and keeps every saved
-/// tree well below serde_json's limit of 128 nested values: an `and`/`or`
+/// tree well below serde_json's limit (127 nested arrays/objects): an `and`/`or`
 /// level is two JSON levels, a comparison three, so the deepest accepted
 /// tree is ~67 JSON levels, ~70 in the stored settings row.
 pub const MAX_DEPTH: usize = 32;
