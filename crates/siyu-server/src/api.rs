@@ -102,6 +102,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/persons/{id}/export", "Everything the brand holds on a person, as wire-format JSONL (re-importable).", export_person),
         route!(get, "/v1/persons/{id}/merges", "Audit of the identity merges that formed this person.", person_merges),
         route!(get, "/v1/segments", "Saved segments with versions and live counts.", list_segments),
+        route!(get, "/v1/segments/{name}", "One saved segment (`status` ok), or why a stored one could not be loaded (`status` broken, `error`).", get_segment),
         route!(put, "/v1/segments/{name}", "Save a segment (new or new version) from `{\"segment\": \"<language>\"}` or `{\"tree\": {...}}`.", put_segment),
         route!(post, "/v1/segments/preview", "Parse a segment and count its members now, without saving.", preview_segment),
         route!(get, "/v1/segments/{name}/members", "Members' canonical ids (`limit`, `after`).", segment_members),
@@ -625,13 +626,54 @@ async fn list_segments(
 ) -> Result<Json<Value>, ApiError> {
     check_key(&state, &headers)?;
     let e = read_engine(&state);
-    let items: Vec<Value> = e
+    let mut items: Vec<Value> = e
         .live_segments()
         .segments()
         .iter()
-        .map(|s| json!({"name": s.name, "version": s.version, "segment": s.source, "tree": s.expr, "count": s.count()}))
+        .map(segment_json)
         .collect();
+    items.extend(
+        state
+            .0
+            .quarantine
+            .under("segment/")
+            .into_iter()
+            .map(|(name, error)| broken_segment_json(&name, &error)),
+    );
     Ok(Json(json!({"segments": items})))
+}
+
+fn segment_json(s: &siyu_engine::segment::live::Segment) -> Value {
+    json!({"name": s.name, "status": "ok", "version": s.version, "segment": s.source, "tree": s.expr, "count": s.count()})
+}
+
+/// A stored segment that could not be loaded (see `quarantine`).
+fn broken_segment_json(name: &str, error: &str) -> Value {
+    json!({"name": name, "status": "broken", "error": error, "fix": format!("PUT /v1/segments/{name} with a valid definition")})
+}
+
+fn broken_segment(name: &str, error: &str) -> String {
+    format!("segment `{name}` is stored but could not be loaded ({error}); PUT /v1/segments/{name} with a valid definition to repair it")
+}
+
+async fn get_segment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let e = read_engine(&state);
+    match e.live_segments().index_of(&name) {
+        Some(i) => Ok(Json(segment_json(
+            &e.live_segments().segments()[i as usize],
+        ))),
+        None => match state.0.quarantine.error(&format!("segment/{name}")) {
+            Some(error) => Ok(Json(broken_segment_json(&name, &error))),
+            None => Err(ApiError::NotFound(format!(
+                "no segment named `{name}`; GET /v1/segments lists them"
+            ))),
+        },
+    }
 }
 
 #[derive(Deserialize)]
@@ -714,11 +756,14 @@ struct MembersQuery {
     after: Option<u32>,
 }
 
-fn segment_index(e: &Engine, name: &str) -> Result<u32, ApiError> {
+fn segment_index(state: &AppState, e: &Engine, name: &str) -> Result<u32, ApiError> {
     e.live_segments().index_of(name).ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no segment named `{name}`; GET /v1/segments lists them"
-        ))
+        match state.0.quarantine.error(&format!("segment/{name}")) {
+            Some(error) => ApiError::Conflict(broken_segment(name, &error)),
+            None => ApiError::NotFound(format!(
+                "no segment named `{name}`; GET /v1/segments lists them"
+            )),
+        }
     })
 }
 
@@ -730,7 +775,7 @@ async fn segment_members(
 ) -> Result<Json<Value>, ApiError> {
     check_key(&state, &headers)?;
     let e = read_engine(&state);
-    let i = segment_index(&e, &name)?;
+    let i = segment_index(&state, &e, &name)?;
     let limit = q.limit.unwrap_or(100).min(1000);
     let seg = &e.live_segments().segments()[i as usize];
     let slots: Vec<u32> = seg
@@ -757,7 +802,7 @@ async fn explain_segment(
 ) -> Result<Json<Value>, ApiError> {
     check_key(&state, &headers)?;
     let e = read_engine(&state);
-    let i = segment_index(&e, &name)?;
+    let i = segment_index(&state, &e, &name)?;
     let p = resolve(&e, &q.person)?;
     let expr = e.live_segments().segments()[i as usize].expr.clone();
     let why = e.explain(&expr, p);
@@ -781,7 +826,7 @@ async fn segment_history(
     check_key(&state, &headers)?;
     let canonical = {
         let e = read_engine(&state);
-        segment_index(&e, &name)?;
+        segment_index(&state, &e, &name)?;
         match &q.person {
             Some(id) => Some(e.canonical_id(resolve(&e, id)?).to_string()),
             None => None,
@@ -810,7 +855,7 @@ async fn segment_changes(
     check_key(&state, &headers)?;
     {
         let e = read_engine(&state);
-        segment_index(&e, &name)?;
+        segment_index(&state, &e, &name)?;
     }
     let rx = state.0.changes.subscribe();
     let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |c| match c {

@@ -8,6 +8,8 @@ use siyu_engine::segment::Expr;
 use siyu_engine::Engine;
 use siyu_store::Store;
 
+use crate::quarantine::{readable, Broken};
+
 pub enum Definition {
     Segment {
         name: String,
@@ -68,37 +70,62 @@ impl Definition {
     }
 }
 
+/// The settings prefixes [`load_into`] loads (and quarantines under).
+pub const PREFIXES: [&str; 2] = ["property/", "segment/"];
+
 /// Defines every saved property and segment in the engine (skipping those
-/// it already has with the same source, e.g. from a snapshot).
-pub fn load_into(store: &mut dyn Store, engine: &mut Engine) -> anyhow::Result<()> {
-    let mut props = store.list_settings("property/")?;
+/// it already has with the same source, e.g. from a snapshot). A stored
+/// definition that cannot be read or defined (corrupt, too deep, reading
+/// one that is itself broken) is skipped, logged and returned: one bad
+/// definition never stops a start-up (see `quarantine`). Only a failing
+/// store is an error.
+pub fn load_into(store: &mut dyn Store, engine: &mut Engine) -> anyhow::Result<Vec<Broken>> {
+    let mut broken = Vec::new();
+    let (mut props, unreadable) = readable(store.list_settings_each("property/")?);
+    broken.extend(unreadable);
     props.sort_by_key(|(_, v)| v["seq"].as_u64().unwrap_or(0));
     for (key, v) in props {
-        let def: PropertyDef = serde_json::from_value(v["definition"].clone())
-            .map_err(|e| anyhow::anyhow!("saved property {key} is unreadable: {e}"))?;
+        let def = match serde_json::from_value::<PropertyDef>(v["definition"].clone()) {
+            Ok(def) => def,
+            Err(e) => {
+                broken.push(Broken::skipped(&key, format!("unreadable: {e}")));
+                continue;
+            }
+        };
         if !engine.properties().contains(&def) {
-            engine
-                .define_property(def)
-                .map_err(|e| anyhow::anyhow!("saved property {key}: {e}"))?;
+            if let Err(e) = engine.define_property(def) {
+                broken.push(Broken::skipped(&key, e));
+            }
         }
     }
-    let mut segs = store.list_settings("segment/")?;
+    let (mut segs, unreadable) = readable(store.list_settings_each("segment/")?);
+    broken.extend(unreadable);
     segs.sort_by_key(|(_, v)| v["seq"].as_u64().unwrap_or(0));
     for (key, v) in segs {
         let name = key.trim_start_matches("segment/").to_string();
         let source = v["source"].as_str().unwrap_or("").to_string();
-        let expr: Expr = serde_json::from_value(v["tree"].clone())
-            .map_err(|e| anyhow::anyhow!("saved segment {key} is unreadable: {e}"))?;
+        let expr = match serde_json::from_value::<Expr>(v["tree"].clone()) {
+            Ok(expr) => expr,
+            Err(e) => {
+                broken.push(Broken::skipped(&key, format!("unreadable: {e}")));
+                continue;
+            }
+        };
+        // Before any walk over a tree saved by an older build.
+        if let Err(e) = expr.check_depth() {
+            broken.push(Broken::skipped(&key, e));
+            continue;
+        }
         let same = engine
             .live_segments()
             .segments()
             .iter()
             .any(|s| s.name == name && s.expr == expr);
         if !same {
-            engine
-                .define_segment(&name, expr, source)
-                .map_err(|e| anyhow::anyhow!("saved segment {key}: {e}"))?;
+            if let Err(e) = engine.define_segment(&name, expr, source) {
+                broken.push(Broken::skipped(&key, e));
+            }
         }
     }
-    Ok(())
+    Ok(broken)
 }

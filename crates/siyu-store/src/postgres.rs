@@ -657,7 +657,12 @@ impl Store for PostgresStore {
     fn put_settings(&mut self, items: &[(String, Option<serde_json::Value>)]) -> Result<()> {
         let texts = items
             .iter()
-            .map(|(key, value)| value.as_ref().map(|v| row::setting_text(key, v)).transpose())
+            .map(|(key, value)| {
+                value
+                    .as_ref()
+                    .map(|v| row::setting_text(key, v))
+                    .transpose()
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut tx = self
             .client

@@ -819,10 +819,10 @@ impl Store for SqliteStore {
             Some(v) => {
                 let text = row::setting_text(key, v)?;
                 self.conn
-                .prepare_cached(
-                    "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                    .prepare_cached(
+                        "INSERT INTO settings (key, value) VALUES (?1, ?2)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                )
+                    )
                     .and_then(|mut st| st.execute(params![key, text]))
                     .map_err(db("writing a setting"))?
             }
@@ -842,7 +842,12 @@ impl Store for SqliteStore {
             .map_err(db("starting a settings batch"))?;
         let texts = items
             .iter()
-            .map(|(key, value)| value.as_ref().map(|v| row::setting_text(key, v)).transpose())
+            .map(|(key, value)| {
+                value
+                    .as_ref()
+                    .map(|v| row::setting_text(key, v))
+                    .transpose()
+            })
             .collect::<Result<Vec<_>>>()?;
         {
             let mut put = tx

@@ -321,7 +321,12 @@ impl Parser<'_> {
 
     /// A list of operands joined by `and` or `or`: one operand is itself,
     /// more become a group one level above the deepest.
-    fn group(&self, mut v: Vec<Sub>, at: usize, make: fn(Vec<Expr>) -> Expr) -> Result<Sub, ParseError> {
+    fn group(
+        &self,
+        mut v: Vec<Sub>,
+        at: usize,
+        make: fn(Vec<Expr>) -> Expr,
+    ) -> Result<Sub, ParseError> {
         if v.len() == 1 {
             return Ok(v.pop().unwrap_or((Expr::OptedOut, 1)));
         }

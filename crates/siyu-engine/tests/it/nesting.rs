@@ -41,7 +41,11 @@ fn engine_with_one_person() -> Engine {
 /// Everything a saved or previewed segment goes through: print → parse,
 /// JSON inside a settings-like row → back, evaluate, explain, save.
 fn use_everywhere(expr: Expr) {
-    assert!(expr.depth() <= MAX_DEPTH, "accepted a tree of {}", expr.depth());
+    assert!(
+        expr.depth() <= MAX_DEPTH,
+        "accepted a tree of {}",
+        expr.depth()
+    );
     let printed = expr.to_string();
     assert_eq!(segment::parse(&printed).as_ref(), Ok(&expr), "{printed}");
     let row = serde_json::json!({"seq": 1, "source": printed, "tree": expr}).to_string();
@@ -76,7 +80,8 @@ fn thousands_of_parentheses_or_nots_are_a_clean_error_naming_the_limit() {
         ] {
             let err = segment::parse(&src).unwrap_err();
             assert!(
-                err.expected.contains(&format!("at most {MAX_DEPTH} nested levels")),
+                err.expected
+                    .contains(&format!("at most {MAX_DEPTH} nested levels")),
                 "{err}"
             );
         }
@@ -104,8 +109,13 @@ fn the_limit_is_exact_in_the_language() {
         let expr = segment::parse(&groups).unwrap();
         assert_eq!(expr.depth(), 31);
         use_everywhere(expr);
-        let err = segment::parse(&nested("(friended or tag(\"a\") and ", 16, "opted_out", ")"))
-            .unwrap_err();
+        let err = segment::parse(&nested(
+            "(friended or tag(\"a\") and ",
+            16,
+            "opted_out",
+            ")",
+        ))
+        .unwrap_err();
         assert!(err.found.contains("33 levels"), "{err}");
     });
 }
@@ -130,7 +140,9 @@ fn json_tree(shape: &[u8], levels: usize) -> String {
             }
         }
     }
-    format!(r#"{open}{{"kind":"cmp","prop":{{"prop":"spend","window":{{"seconds":86400}}}},"op":">=","value":100}}{close}"#)
+    format!(
+        r#"{open}{{"kind":"cmp","prop":{{"prop":"spend","window":{{"seconds":86400}}}},"op":">=","value":100}}{close}"#
+    )
 }
 
 #[test]

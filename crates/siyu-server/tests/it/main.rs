@@ -7,6 +7,7 @@ mod bad_input;
 mod communities;
 mod fission;
 mod ingest;
+mod nesting;
 mod orders;
 mod rebuild;
 mod workspaces;

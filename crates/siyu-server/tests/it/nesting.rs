@@ -1,0 +1,369 @@
+//! Deeply nested definitions over HTTP, and start-ups with bad stored
+//! definitions.
+//!
+//! - a segment nested thousands of levels deep is a 400 naming the limit
+//!   (it used to overflow the stack and abort the whole process);
+//! - what is accepted survives a restart (126 nested `not`s used to be
+//!   accepted, then no start-up could read them back);
+//! - a stored definition that cannot be loaded (corrupt, or written by an
+//!   older build) is quarantined: the server starts, serves the rest,
+//!   lists it as broken, and a valid save repairs it.
+
+use crate::TestApp;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use siyu_engine::segment::MAX_DEPTH;
+use siyu_server::config::Config;
+use siyu_server::{app, AppState, Application};
+use tower::ServiceExt;
+
+async fn call(
+    state: &AppState,
+    method: &str,
+    uri: &str,
+    token: &str,
+    body: String,
+) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::from(body))
+        .unwrap();
+    let resp = app(state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, v)
+}
+
+fn segment_body(src: &str) -> String {
+    json!({ "segment": src }).to_string()
+}
+
+fn nots(n: usize, atom: &str) -> String {
+    format!("{}{atom}", "not ".repeat(n))
+}
+
+/// A JSON tree of `levels` levels, every level above the leaf an and/or
+/// group (the JSON-deepest shape: two JSON levels per tree level).
+fn group_tree(levels: usize) -> Value {
+    let mut tree = json!({"kind": "cmp", "prop": {"prop": "purchases", "window": {"seconds": 86400}}, "op": ">=", "value": 0});
+    for i in 1..levels {
+        tree = if i % 2 == 0 {
+            json!({"kind": "and", "all": [{"kind": "friended"}, tree]})
+        } else {
+            json!({"kind": "or", "any": [tree, {"kind": "opted_out"}]})
+        };
+    }
+    tree
+}
+
+fn assert_names_the_limit(status: StatusCode, body: &Value) {
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("at most {MAX_DEPTH}")) && message.contains("MAX_DEPTH"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn preview_nested_thousands_deep_is_a_400_naming_the_limit_and_the_server_keeps_answering() {
+    let t = TestApp::spawn().await;
+    let preview = |body: String| {
+        t.call(
+            "POST",
+            "/v1/segments/preview",
+            Some(&t.key),
+            "application/json",
+            body,
+        )
+    };
+    // The two bodies that aborted the process.
+    let parens = format!("{}opted_out{}", "(".repeat(4_000), ")".repeat(4_000));
+    let (status, body) = preview(segment_body(&parens)).await;
+    assert_names_the_limit(status, &body);
+    let (status, body) = preview(segment_body(&nots(6_450, "opted_out"))).await;
+    assert_names_the_limit(status, &body);
+    // A JSON tree: within serde_json's limit, beyond ours.
+    let (status, body) = preview(json!({ "tree": group_tree(60) }).to_string()).await;
+    assert_names_the_limit(status, &body);
+    // Beyond serde_json's limit: its own 400.
+    let (status, body) = preview(json!({ "tree": group_tree(200) }).to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Still serving.
+    let (status, body) = t
+        .post_events(r#"{"ts":1790000000,"identity":"wecom:a","type":"purchase","amount":100}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = preview(segment_body(&nots(MAX_DEPTH - 1, "purchases >= 1"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["count"], 0, "an odd number of nots: {body}");
+}
+
+/// A server on a fresh SQLite data dir that can be stopped and started
+/// again on the same store.
+struct Restartable {
+    config: Config,
+    key: String,
+}
+
+impl Restartable {
+    fn new() -> Restartable {
+        let dir = std::env::temp_dir().join(format!(
+            "siyu-server-it-nesting-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::remove_dir_all(&dir).ok();
+        let config = Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir,
+            admin_token: Some("admin-secret".into()),
+            ..Config::default()
+        };
+        Restartable {
+            config,
+            key: String::new(),
+        }
+    }
+
+    async fn start(&mut self) -> (Application, AppState) {
+        let application = Application::build(self.config.clone())
+            .await
+            .expect("the server starts");
+        let state = application.state();
+        if self.key.is_empty() {
+            let (status, body) = call(
+                &state,
+                "POST",
+                "/v1/admin/keys",
+                "admin-secret",
+                r#"{"name":"test"}"#.into(),
+            )
+            .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            self.key = body["key"].as_str().unwrap().to_string();
+        }
+        (application, state)
+    }
+
+    async fn stop(running: (Application, AppState)) {
+        let (application, state) = running;
+        drop(state);
+        application.stop().await.expect("the server stops");
+    }
+
+    /// Writes settings rows as they are, bypassing every check (data from
+    /// an older build, or corrupted on disk).
+    fn write_raw_settings(&self, rows: &[(&str, String)]) {
+        let db = rusqlite::Connection::open(self.config.data_dir.join("siyu.db")).unwrap();
+        for (key, text) in rows {
+            db.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                rusqlite::params![key, text],
+            )
+            .unwrap();
+        }
+    }
+}
+
+impl Drop for Restartable {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.config.data_dir).ok();
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn by_name<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no segment {name} in {list}"))
+}
+
+#[tokio::test]
+async fn the_deepest_accepted_segments_load_again_after_a_restart() {
+    let mut server = Restartable::new();
+    let running = server.start().await;
+    let state = &running.1;
+    let put = |name: &str, body: String| {
+        let uri = format!("/v1/segments/{name}");
+        let key = server.key.clone();
+        async move { call(state, "PUT", &uri, &key, body).await }
+    };
+    // What bricked the store: 126 nested `not`s.
+    let (status, body) = put("x", segment_body(&nots(126, "opted_out"))).await;
+    assert_names_the_limit(status, &body);
+    let (status, body) = put(
+        "x",
+        json!({ "tree": group_tree(MAX_DEPTH + 1) }).to_string(),
+    )
+    .await;
+    assert_names_the_limit(status, &body);
+    // The deepest accepted, in the language and as the JSON-deepest tree.
+    let (status, body) = put("deep_nots", segment_body(&nots(MAX_DEPTH - 1, "opted_out"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = put(
+        "deep_groups",
+        json!({ "tree": group_tree(MAX_DEPTH) }).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, before) = call(state, "GET", "/v1/segments", &server.key, String::new()).await;
+    Restartable::stop(running).await;
+
+    let running = server.start().await;
+    let (status, after) = call(
+        &running.1,
+        "GET",
+        "/v1/segments",
+        &server.key,
+        String::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{after}");
+    for name in ["deep_nots", "deep_groups"] {
+        let (b, a) = (by_name(&before, name), by_name(&after, name));
+        assert_eq!(a["status"], "ok", "{a}");
+        assert_eq!(a["tree"], b["tree"], "{name}");
+        assert_eq!(a["segment"], b["segment"], "{name}");
+    }
+    Restartable::stop(running).await;
+}
+
+#[tokio::test]
+async fn a_bad_stored_definition_is_quarantined_and_everything_else_starts() {
+    let mut server = Restartable::new();
+    let running = server.start().await;
+    let key = server.key.clone();
+    let state = running.1.clone();
+    let (status, body) = call(
+        &state,
+        "PUT",
+        "/v1/segments/buyers",
+        &key,
+        segment_body("purchases >= 1"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let event = r#"{"ts":1790000000,"identity":"wecom:a","type":"purchase","amount":100}"#;
+    let (status, body) = call(&state, "POST", "/v1/events", &key, event.into()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    drop(state);
+    Restartable::stop(running).await;
+
+    // As an older build stored 126 nested `not`s: one JSON level too many
+    // to read back.
+    let mut tree = json!({"kind": "opted_out"});
+    for _ in 0..126 {
+        tree = json!({"kind": "not", "expr": tree});
+    }
+    let too_deep = format!(r#"{{"seq":7,"source":"not … opted_out","tree":{tree}}}"#);
+    server.write_raw_settings(&[
+        ("segment/too_deep", too_deep),
+        ("segment/garbled", r#"{"seq":8,"source":"?","tree":{"kind":"bogus"}}"#.into()),
+        ("segment/not_json", "{\"seq\": 9, \"tree\": ".into()),
+        // Valid, but reads a quarantined segment.
+        (
+            "segment/reads_broken",
+            r#"{"seq":10,"source":"in_segment(\"too_deep\")","tree":{"kind":"in_segment","segment":"too_deep"}}"#.into(),
+        ),
+        ("property/unreadable", "not json".into()),
+    ]);
+
+    let running = server.start().await;
+    let state = running.1.clone();
+    let (status, list) = call(&state, "GET", "/v1/segments", &key, String::new()).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let buyers = by_name(&list, "buyers");
+    assert_eq!(
+        (buyers["status"].as_str(), buyers["count"].as_u64()),
+        (Some("ok"), Some(1)),
+        "{buyers}"
+    );
+    for (name, why) in [
+        ("too_deep", "recursion limit"),
+        ("garbled", "bogus"),
+        ("not_json", "corrupt"),
+        ("reads_broken", "too_deep"),
+    ] {
+        let s = by_name(&list, name);
+        assert_eq!(s["status"], "broken", "{s}");
+        assert!(s["error"].as_str().unwrap().contains(why), "{name}: {s}");
+        let (status, one) = call(
+            &state,
+            "GET",
+            &format!("/v1/segments/{name}"),
+            &key,
+            String::new(),
+        )
+        .await;
+        assert_eq!(
+            (status, &one["status"]),
+            (StatusCode::OK, &json!("broken")),
+            "{one}"
+        );
+        let (status, members) = call(
+            &state,
+            "GET",
+            &format!("/v1/segments/{name}/members"),
+            &key,
+            String::new(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{members}");
+        assert!(
+            members["message"]
+                .as_str()
+                .unwrap()
+                .contains("could not be loaded"),
+            "{members}"
+        );
+    }
+    // Everything else serves: ingestion, the healthy segment, timelines.
+    let event = r#"{"ts":1790000100,"identity":"wecom:b","type":"purchase","amount":100}"#;
+    let (status, body) = call(&state, "POST", "/v1/events", &key, event.into()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, one) = call(&state, "GET", "/v1/segments/buyers", &key, String::new()).await;
+    assert_eq!(one["count"], 2, "{one}");
+    // A valid save under the same name repairs it, and it stays repaired.
+    let (status, body) = call(
+        &state,
+        "PUT",
+        "/v1/segments/too_deep",
+        &key,
+        segment_body("not opted_out"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, one) = call(&state, "GET", "/v1/segments/too_deep", &key, String::new()).await;
+    assert_eq!(
+        (one["status"].as_str(), one["count"].as_u64()),
+        (Some("ok"), Some(2)),
+        "{one}"
+    );
+    drop(state);
+    Restartable::stop(running).await;
+
+    let running = server.start().await;
+    let (_, list) = call(&running.1, "GET", "/v1/segments", &key, String::new()).await;
+    assert_eq!(by_name(&list, "too_deep")["status"], "ok", "{list}");
+    // Its reader loads now too: it only failed because of what it read.
+    assert_eq!(by_name(&list, "reads_broken")["status"], "ok", "{list}");
+    assert_eq!(by_name(&list, "garbled")["status"], "broken", "{list}");
+    Restartable::stop(running).await;
+}
