@@ -45,10 +45,11 @@ pub fn create_write_key(store: &mut dyn Store, name: &str, now: i64) -> anyhow::
     Ok(key)
 }
 
-/// Hashes of every saved write key.
+/// Hashes of every saved write key. A key whose row cannot be read is
+/// logged and left out (it stops working) instead of stopping the start-up.
 pub fn load_key_hashes(store: &mut dyn Store) -> anyhow::Result<HashSet<String>> {
-    Ok(store
-        .list_settings("write_key/")?
+    let (keys, _unreadable) = crate::quarantine::readable(store.list_settings_each("write_key/")?);
+    Ok(keys
         .into_iter()
         .map(|(k, _)| k.trim_start_matches("write_key/").to_string())
         .collect())

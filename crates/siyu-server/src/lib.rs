@@ -329,6 +329,7 @@ impl Application {
         };
         let executor = {
             let config = config.clone();
+            let quarantine = quarantine.clone();
             let engine = engine.clone();
             let writer_tx = tx.clone();
             let metrics = metrics.clone();
@@ -345,6 +346,7 @@ impl Application {
                     public_url: config.public_url.clone(),
                     link_secret,
                     wants_all,
+                    quarantine,
                 })
             })
             .await??

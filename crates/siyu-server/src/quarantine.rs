@@ -24,7 +24,7 @@ impl Broken {
     /// Records and logs a definition that a loader skips.
     pub fn skipped(key: &str, error: impl std::fmt::Display) -> Broken {
         let error = error.to_string();
-        tracing::error!(%key, %error, "stored definition not loaded (quarantined); save a valid one under the same name to repair it");
+        tracing::error!(%key, %error, "stored setting not loaded (quarantined); saving a valid one under the same key repairs it");
         Broken {
             key: key.to_string(),
             error,

@@ -367,3 +367,144 @@ async fn a_bad_stored_definition_is_quarantined_and_everything_else_starts() {
     assert_eq!(by_name(&list, "garbled")["status"], "broken", "{list}");
     Restartable::stop(running).await;
 }
+
+#[tokio::test]
+async fn bad_stored_automation_definitions_are_quarantined_and_the_executor_starts() {
+    let mut server = Restartable::new();
+    let running = server.start().await;
+    let key = server.key.clone();
+    let state = running.1.clone();
+    let template = json!({"body": "你好 {{name | default: \"朋友\"}}"}).to_string();
+    let (status, body) = call(&state, "PUT", "/v1/templates/hello", &key, template).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let journey = json!({
+        "trigger": {"type": "event", "event": "add_friend", "channel": "wecom"},
+        "start": "tag",
+        "steps": {"tag": {"type": "add_tag", "tag": "welcomed"}}
+    });
+    let (status, body) = call(
+        &state,
+        "PUT",
+        "/v1/journeys/welcome",
+        &key,
+        journey.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    drop(state);
+    Restartable::stop(running).await;
+
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    server.write_raw_settings(&[
+        ("template/unreadable", deep.clone()),
+        ("template/wrong_shape", r#"{"name":"wrong_shape"}"#.into()),
+        (
+            "journey/old/000001",
+            r#"{"start":"a","steps":{"a":{"type":"teleport"}}}"#.into(),
+        ),
+        ("journey/deep/000001", deep.clone()),
+        ("autoreply/rules", deep),
+        ("guardrails/policy", r#"{"caps": "none"}"#.into()),
+    ]);
+
+    let running = server.start().await;
+    let state = running.1.clone();
+    let (status, list) = call(&state, "GET", "/v1/templates", &key, String::new()).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let templates = list["templates"].as_array().unwrap();
+    assert!(
+        templates
+            .iter()
+            .any(|t| t["name"] == "hello" && t["body"].is_string()),
+        "{list}"
+    );
+    for name in ["unreadable", "wrong_shape"] {
+        let t = templates
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {list}"));
+        assert_eq!(t["status"], "broken", "{t}");
+        assert!(t["error"].as_str().is_some_and(|e| !e.is_empty()), "{t}");
+    }
+    let (status, list) = call(&state, "GET", "/v1/journeys", &key, String::new()).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let journeys = list["journeys"].as_array().unwrap();
+    let welcome = journeys.iter().find(|j| j["name"] == "welcome").unwrap();
+    assert_eq!(welcome["status"], "ok", "{list}");
+    for name in ["old", "deep"] {
+        let j = journeys
+            .iter()
+            .find(|j| j["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {list}"));
+        assert_eq!(
+            (j["status"].as_str(), j["version"].as_u64()),
+            (Some("broken"), Some(1)),
+            "{j}"
+        );
+        let (status, one) = call(
+            &state,
+            "GET",
+            &format!("/v1/journeys/{name}"),
+            &key,
+            String::new(),
+        )
+        .await;
+        assert_eq!(
+            (status, &one["status"]),
+            (StatusCode::OK, &json!("broken")),
+            "{one}"
+        );
+    }
+    assert!(
+        journeys.iter().find(|j| j["name"] == "deep").unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("recursion limit"),
+        "{list}"
+    );
+    let (_, rules) = call(&state, "GET", "/v1/autoreply", &key, String::new()).await;
+    assert_eq!(rules["status"], "broken", "{rules}");
+    let (status, policy) = call(&state, "GET", "/v1/guardrails", &key, String::new()).await;
+    assert_eq!(
+        (status, &policy["status"]),
+        (StatusCode::OK, &json!("broken")),
+        "{policy}"
+    );
+    // The healthy journey still runs: a new friend is tagged.
+    let events =
+        r#"{"ts":1790000000,"identity":"wecom:wm_a","type":"add_friend","channel":"wecom"}"#;
+    let (status, body) = call(&state, "POST", "/v1/events", &key, events.into()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut tagged = false;
+    for _ in 0..100 {
+        let (_, person) = call(&state, "GET", "/v1/persons/wecom:wm_a", &key, String::new()).await;
+        if person.to_string().contains("welcomed") {
+            tagged = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(tagged, "the welcome journey tagged the new friend");
+    // Saving valid definitions repairs them.
+    let template = json!({"body": "hi"}).to_string();
+    let (status, body) = call(&state, "PUT", "/v1/templates/unreadable", &key, template).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut repaired = false;
+    for _ in 0..100 {
+        let (_, list) = call(&state, "GET", "/v1/templates", &key, String::new()).await;
+        let t = list["templates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "unreadable")
+            .cloned();
+        if t.is_some_and(|t| t["body"] == "hi") {
+            repaired = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(repaired, "a valid save repairs a quarantined template");
+    drop(state);
+    Restartable::stop(running).await;
+}
