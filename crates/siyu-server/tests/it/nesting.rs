@@ -403,8 +403,10 @@ async fn bad_stored_automation_definitions_are_quarantined_and_the_executor_star
             r#"{"start":"a","steps":{"a":{"type":"teleport"}}}"#.into(),
         ),
         ("journey/deep/000001", deep.clone()),
-        ("autoreply/rules", deep),
+        ("autoreply/rules", deep.clone()),
         ("guardrails/policy", r#"{"caps": "none"}"#.into()),
+        ("group/unreadable", deep),
+        ("group/wrong_shape", r#"{"capacity": "lots"}"#.into()),
     ]);
 
     let running = server.start().await;
@@ -470,6 +472,16 @@ async fn bad_stored_automation_definitions_are_quarantined_and_the_executor_star
         (StatusCode::OK, &json!("broken")),
         "{policy}"
     );
+    // Groups: the bad ones are left out (and logged), the list still answers.
+    let operator = json!({"name": "alice"}).to_string();
+    let (status, body) = call(&state, "PUT", "/v1/operators/alice", &key, operator).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let group = json!({"channel": "wecom", "name": "VIP 1"}).to_string();
+    let (status, body) = call(&state, "PUT", "/v1/groups/g1", &key, group).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, groups) = call(&state, "GET", "/v1/groups", &key, String::new()).await;
+    assert_eq!(status, StatusCode::OK, "{groups}");
+    assert!(groups.to_string().contains("VIP 1"), "{groups}");
     // The healthy journey still runs: a new friend is tagged.
     let events =
         r#"{"ts":1790000000,"identity":"wecom:wm_a","type":"add_friend","channel":"wecom"}"#;
