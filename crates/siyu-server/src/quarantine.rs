@@ -63,6 +63,14 @@ impl Quarantine {
         broken.extend(found.into_iter().map(|b| (b.key, b.error)));
     }
 
+    /// Records (or updates) one quarantined definition.
+    pub fn set(&self, broken: Broken) {
+        self.broken
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(broken.key, broken.error);
+    }
+
     /// A definition saved anew under `key` is no longer broken.
     pub fn repaired(&self, key: &str) {
         self.broken

@@ -647,10 +647,43 @@ impl Writer {
                 let history = self.publish(&engine, &changes);
                 drop(engine);
                 self.record_history(history);
+                self.retry_quarantined_segments();
                 Ok(Some(changes))
             }
             // A new property must see the whole history: rebuild from the log.
             Definition::Property(_) => Ok(None),
+        }
+    }
+
+    /// After a segment is saved, quarantined segments that only failed
+    /// because they read a missing (broken) one may load now: each
+    /// readable one is tried again from its stored row.
+    fn retry_quarantined_segments(&mut self) {
+        let rows: Vec<(String, serde_json::Value)> = self
+            .quarantine
+            .under("segment/")
+            .into_iter()
+            .filter_map(|(name, _)| {
+                let key = format!("segment/{name}");
+                let row = self.store.get_setting(&key).ok()??;
+                Some((key, row))
+            })
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = rows.iter().map(|(k, _)| k.clone()).collect();
+        let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
+        let (changes, still) = crate::definitions::define_stored_segments(&mut engine, rows);
+        let history = self.publish(&engine, &changes);
+        drop(engine);
+        self.record_history(history);
+        for key in keys.iter().filter(|k| !still.iter().any(|b| &b.key == *k)) {
+            tracing::info!(%key, "quarantined segment loaded after the one it reads was saved");
+            self.quarantine.repaired(key);
+        }
+        for b in still {
+            self.quarantine.set(b);
         }
     }
 
