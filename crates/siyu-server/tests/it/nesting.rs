@@ -104,6 +104,33 @@ async fn preview_nested_thousands_deep_is_a_400_naming_the_limit_and_the_server_
     let (status, body) = preview(segment_body(&nots(MAX_DEPTH - 1, "purchases >= 1"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["count"], 0, "an odd number of nots: {body}");
+    // A journey's branch condition is the same language: its fault names
+    // the limit at its path (422, as every journey fault).
+    let journey = json!({
+        "trigger": {"type": "event", "event": "add_friend"},
+        "start": "b",
+        "steps": {
+            "b": {"type": "branch", "condition": nots(6_450, "friended"), "then": "t"},
+            "t": {"type": "add_tag", "tag": "x"}
+        }
+    });
+    let (status, body) = t
+        .call(
+            "PUT",
+            "/v1/journeys/deep",
+            Some(&t.key),
+            "application/json",
+            journey.to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("steps.b.condition") && message.contains("MAX_DEPTH"),
+        "{body}"
+    );
+    let (status, _) = t.get("/v1/segments").await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 /// A server on a fresh SQLite data dir that can be stopped and started
