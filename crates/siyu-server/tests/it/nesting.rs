@@ -9,7 +9,7 @@
 //!   older build) is quarantined: the server starts, serves the rest,
 //!   lists it as broken, and a valid save repairs it.
 
-use crate::TestApp;
+use crate::{pg_url, Backend, TestApp};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -133,8 +133,8 @@ async fn preview_nested_thousands_deep_is_a_400_naming_the_limit_and_the_server_
     assert_eq!(status, StatusCode::OK);
 }
 
-/// A server on a fresh SQLite data dir that can be stopped and started
-/// again on the same store.
+/// A server on a fresh store (SQLite in a fresh data dir, or a fresh
+/// PostgreSQL schema) that can be stopped and started again on it.
 struct Restartable {
     config: Config,
     key: String,
@@ -142,15 +142,26 @@ struct Restartable {
 
 impl Restartable {
     fn new() -> Restartable {
-        let dir = std::env::temp_dir().join(format!(
-            "siyu-server-it-nesting-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
+        Self::on(Backend::Sqlite)
+    }
+
+    fn on(backend: Backend) -> Restartable {
+        let n = rand_suffix();
+        let dir = std::env::temp_dir()
+            .join(format!("siyu-server-it-nesting-{}-{n}", std::process::id(),));
         std::fs::remove_dir_all(&dir).ok();
+        let (database_url, database_schema) = match backend {
+            Backend::Sqlite => (None, None),
+            Backend::Postgres => (
+                Some(pg_url().expect("Backend::Postgres needs SIYU_TEST_DATABASE_URL")),
+                Some(format!("siyu_it_nesting_{}_{n}", std::process::id())),
+            ),
+        };
         let config = Config {
             listen: "127.0.0.1:0".into(),
             data_dir: dir,
+            database_url,
+            database_schema,
             admin_token: Some("admin-secret".into()),
             ..Config::default()
         };
@@ -197,14 +208,41 @@ impl Restartable {
     /// Writes settings rows as they are, bypassing every check (data from
     /// an older build, or corrupted on disk).
     fn write_raw_settings(&self, rows: &[(&str, String)]) {
-        let db = rusqlite::Connection::open(self.config.data_dir.join("siyu.db")).unwrap();
-        for (key, text) in rows {
-            db.execute(
-                "INSERT INTO settings (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                rusqlite::params![key, text],
-            )
-            .unwrap();
+        let rows: Vec<(String, String)> = rows
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        match (&self.config.database_url, &self.config.database_schema) {
+            (Some(url), Some(schema)) => {
+                let (url, schema) = (url.clone(), schema.clone());
+                // The blocking client may not run on the async runtime.
+                std::thread::spawn(move || {
+                    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+                    for (key, text) in rows {
+                        db.execute(
+                            &format!(
+                                "INSERT INTO {schema}.settings (key, value) VALUES ($1, $2)
+                                 ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                            ),
+                            &[&key, &text],
+                        )
+                        .unwrap();
+                    }
+                })
+                .join()
+                .unwrap();
+            }
+            _ => {
+                let db = rusqlite::Connection::open(self.config.data_dir.join("siyu.db")).unwrap();
+                for (key, text) in rows {
+                    db.execute(
+                        "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        rusqlite::params![key, text],
+                    )
+                    .unwrap();
+                }
+            }
         }
     }
 }
@@ -212,6 +250,17 @@ impl Restartable {
 impl Drop for Restartable {
     fn drop(&mut self) {
         std::fs::remove_dir_all(&self.config.data_dir).ok();
+        if let (Some(url), Some(schema)) = (
+            self.config.database_url.clone(),
+            self.config.database_schema.clone(),
+        ) {
+            // Best effort, as TestApp does.
+            let _ = std::thread::spawn(move || {
+                let mut c = postgres::Client::connect(&url, postgres::NoTls)?;
+                c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            })
+            .join();
+        }
     }
 }
 
@@ -288,7 +337,16 @@ async fn the_deepest_accepted_segments_load_again_after_a_restart() {
 
 #[tokio::test]
 async fn a_bad_stored_definition_is_quarantined_and_everything_else_starts() {
-    let mut server = Restartable::new();
+    bad_stored_definitions_are_quarantined(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_bad_stored_definition_is_quarantined_on_postgres_too() {
+    bad_stored_definitions_are_quarantined(Backend::Postgres).await;
+}
+
+async fn bad_stored_definitions_are_quarantined(backend: Backend) {
+    let mut server = Restartable::on(backend);
     let running = server.start().await;
     let key = server.key.clone();
     let state = running.1.clone();
