@@ -109,6 +109,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/segments/{name}/explain", "Why a person (`person` = any identity) is in or out, clause by clause.", explain_segment),
         route!(get, "/v1/segments/{name}/history", "Membership history, newest first: every entry and exit with its time (`person` = any identity, `limit`).", segment_history),
         route!(get, "/v1/segments/{name}/changes", "Server-sent events: every entry and exit as it happens.", segment_changes),
+        route!(get, "/v1/properties", "Computed property definitions (`status` ok), and stored ones that could not be loaded (`status` broken, `error`).", list_properties),
         route!(put, "/v1/properties/{name}", "Define a computed property (count/sum/min/max/first/last of an event type, filters, window).", put_property),
         route!(get, "/v1/analytics/rfm", "RFM grid (125 cells) at the engine clock.", analytics_rfm),
         route!(get, "/v1/analytics/funnel", "First-touch funnel per channel: entered → friended (`friend_days`) → converted (`convert_days`).", analytics_funnel),
@@ -869,6 +870,26 @@ async fn segment_changes(
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+async fn list_properties(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&state, &headers)?;
+    let mut items: Vec<Value> = read_engine(&state)
+        .properties()
+        .iter()
+        .map(|d| {
+            let mut v = json!(d);
+            v["status"] = json!("ok");
+            v
+        })
+        .collect();
+    items.extend(state.0.quarantine.under("property/").into_iter().map(|(name, error)| {
+        json!({"name": name, "status": "broken", "error": error, "fix": format!("PUT /v1/properties/{name} with a valid definition")})
+    }));
+    Ok(Json(json!({"properties": items})))
 }
 
 async fn put_property(

@@ -434,6 +434,15 @@ async fn bad_stored_definitions_are_quarantined(backend: Backend) {
             "{members}"
         );
     }
+    let (status, props) = call(&state, "GET", "/v1/properties", &key, String::new()).await;
+    assert_eq!(status, StatusCode::OK, "{props}");
+    let p = &props["properties"][0];
+    assert_eq!(
+        (p["name"].as_str(), p["status"].as_str()),
+        (Some("unreadable"), Some("broken")),
+        "{props}"
+    );
+    assert!(p["error"].as_str().unwrap().contains("corrupt"), "{props}");
     // Everything else serves: ingestion, the healthy segment, timelines.
     let event = r#"{"ts":1790000100,"identity":"wecom:b","type":"purchase","amount":100}"#;
     let (status, body) = call(&state, "POST", "/v1/events", &key, event.into()).await;
