@@ -643,3 +643,65 @@ async fn bad_stored_automation_definitions_are_quarantined_and_the_executor_star
     drop(state);
     Restartable::stop(running).await;
 }
+
+/// The deepest webhook payload a journey body can carry ends up in an
+/// outbox row (the action, with its key and type around it): that row
+/// must read back, or the executor could not start again.
+#[tokio::test]
+async fn the_deepest_journey_payload_reaches_the_outbox_and_still_starts() {
+    let mut server = Restartable::new();
+    let running = server.start().await;
+    let key = server.key.clone();
+    let state = running.1.clone();
+    // Find the deepest payload the body parser accepts.
+    let journey = |depth: usize| {
+        let payload = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        format!(
+            r#"{{"trigger":{{"type":"event","event":"add_friend"}},"start":"w","steps":{{"w":{{"type":"webhook","payload":{payload}}}}}}}"#
+        )
+    };
+    let mut depth = 130;
+    let accepted = loop {
+        let (status, _) = call(&state, "PUT", "/v1/journeys/deep", &key, journey(depth)).await;
+        if status == StatusCode::OK {
+            break depth;
+        }
+        depth -= 1;
+        assert!(depth > 100, "no payload depth accepted");
+    };
+    assert!(accepted >= 120, "accepted payload depth {accepted}");
+    let event = r#"{"ts":1790000000,"identity":"wecom:a","type":"add_friend","channel":"wecom"}"#;
+    let (status, body) = call(&state, "POST", "/v1/events", &key, event.into()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut queued = false;
+    for _ in 0..100 {
+        let (status, outbox) = call(
+            &state,
+            "GET",
+            "/v1/outbox?journey=deep",
+            &key,
+            String::new(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{outbox}");
+        if outbox.to_string().contains("webhook") {
+            queued = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(queued, "the webhook step reached the outbox");
+    drop(state);
+    Restartable::stop(running).await;
+    let running = server.start().await;
+    let (status, outbox) = call(
+        &running.1,
+        "GET",
+        "/v1/outbox?journey=deep",
+        &key,
+        String::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{outbox}");
+    Restartable::stop(running).await;
+}
