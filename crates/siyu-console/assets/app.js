@@ -348,17 +348,21 @@
     const current = segs.find((s) => s.name === name);
     const nav = h('ul', { class: 'seglist', id: 'segment-list' },
       h('li', {}, h('a', { href: '#/segments', class: !name ? 'active' : '' }, '+ ' + t('seg.new'))),
-      segs.map((s) => h('li', {}, h('a', { href: '#/segments/' + enc(s.name), class: s.name === name ? 'active' : '' }, s.name, ' ', h('span', { class: 'count' }, C.fmt(s.count))))));
+      segs.map((s) => h('li', {}, h('a', { href: '#/segments/' + enc(s.name), class: s.name === name ? 'active' : '' }, s.name, ' ',
+        s.status === 'broken' ? h('span', { class: 'badge bad', title: s.error }, t('seg.broken')) : h('span', { class: 'count' }, C.fmt(s.count))))));
+    // A stored segment the server could not load: say why; saving repairs it.
+    const broken = current && current.status === 'broken';
 
     const nameIn = h('input', { id: 'segment-name', value: current ? current.name : '', placeholder: 'vip_buyers', pattern: '[a-z0-9_\\-]+', required: true, readonly: current ? true : null });
-    const src = h('textarea', { id: 'segment-source', rows: 4, spellcheck: 'false', placeholder: t('seg.help') }, current ? current.segment : '');
+    const src = h('textarea', { id: 'segment-source', rows: 4, spellcheck: 'false', placeholder: t('seg.help') }, (current && current.segment) || '');
     const status = h('div', { id: 'segment-status', class: 'status', 'aria-live': 'polite' });
+    if (broken) status.replaceChildren(h('div', { class: 'error', id: 'segment-broken' }, t('seg.broken_help') + ' ' + current.error));
     const sample = h('div', { id: 'segment-sample' });
     let seq = 0;
     const preview = async () => {
       const mine = ++seq;
       const text = src.value;
-      if (!text.trim()) { status.replaceChildren(); sample.replaceChildren(); return; }
+      if (!text.trim()) { if (!broken) status.replaceChildren(); sample.replaceChildren(); return; }
       const r = await api('POST', '/v1/segments/preview', { segment: text });
       if (mine !== seq) return;
       if (r.ok) {
@@ -397,8 +401,8 @@
       h('p', { class: 'muted small' }, t('seg.help')),
       status, sample, h('div', { class: 'actions' }, save));
 
-    const right = [card(current ? `${current.name} · ${t('seg.version', { v: current.version })}` : t('seg.new'), form)];
-    if (current) {
+    const right = [card(current ? `${current.name} · ${broken ? t('seg.broken') : t('seg.version', { v: current.version })}` : t('seg.new'), form)];
+    if (current && !broken) {
       const [mem] = await Promise.all([api('GET', '/v1/segments/' + enc(current.name) + '/members?limit=100')]);
       const members = (mem.data && mem.data.members) || [];
       right.push(card(t('seg.members') + ` (${C.fmt(current.count)})`, h('div', { id: 'segment-members' }, members.map((m) => h('a', { class: 'chip', href: '#/persons/' + enc(m) }, m)))));

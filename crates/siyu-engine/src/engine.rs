@@ -678,6 +678,11 @@ impl Engine {
         expr: Expr,
         source: String,
     ) -> Result<(u32, Vec<SegmentChange>), SegmentError> {
+        // Before any walk over the tree (see `segment::MAX_DEPTH`).
+        expr.check_depth().map_err(|error| SegmentError::TooDeep {
+            segment: name.to_string(),
+            error,
+        })?;
         let mut props = Vec::new();
         expr.property_refs(&mut props);
         if let Some(missing) = props

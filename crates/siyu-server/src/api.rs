@@ -154,12 +154,14 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/persons/{id}/export", read, "Everything the brand holds on a person, as wire-format JSONL (re-importable).", export_person),
         route!(get, "/v1/persons/{id}/merges", read, "Audit of the identity merges that formed this person.", person_merges),
         route!(get, "/v1/segments", read, "Saved segments with versions and live counts.", list_segments),
+        route!(get, "/v1/segments/{name}", read, "One saved segment (`status` ok), or why a stored one could not be loaded (`status` broken, `error`).", get_segment),
         route!(put, "/v1/segments/{name}", write, "Save a segment (new or new version) from `{\"segment\": \"<language>\"}` or `{\"tree\": {...}}`.", put_segment),
         route!(post, "/v1/segments/preview", read, "Parse a segment and count its members now, without saving.", preview_segment),
         route!(get, "/v1/segments/{name}/members", read, "Members' canonical ids (`limit`, `after`).", segment_members),
         route!(get, "/v1/segments/{name}/explain", read, "Why a person (`person` = any identity) is in or out, clause by clause.", explain_segment),
         route!(get, "/v1/segments/{name}/history", read, "Membership history, newest first: every entry and exit with its time (`person` = any identity, `limit`).", segment_history),
         route!(get, "/v1/segments/{name}/changes", read, "Server-sent events: every entry and exit as it happens.", segment_changes),
+        route!(get, "/v1/properties", read, "Computed property definitions (`status` ok), and stored ones that could not be loaded (`status` broken, `error`).", list_properties),
         route!(put, "/v1/properties/{name}", write, "Define a computed property (count/sum/min/max/first/last of an event type, filters, window).", put_property),
         route!(get, "/v1/analytics/rfm", read, "RFM grid (125 cells) at the engine clock.", analytics_rfm),
         route!(get, "/v1/analytics/funnel", read, "First-touch funnel per channel: entered → friended (`friend_days`) → converted (`convert_days`).", analytics_funnel),
@@ -629,13 +631,52 @@ async fn erase_person(
 
 async fn list_segments(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let e = read_engine(&state);
-    let items: Vec<Value> = e
+    let mut items: Vec<Value> = e
         .live_segments()
         .segments()
         .iter()
-        .map(|s| json!({"name": s.name, "version": s.version, "segment": s.source, "tree": s.expr, "count": s.count()}))
+        .map(segment_json)
         .collect();
+    items.extend(
+        state
+            .0
+            .quarantine
+            .under("segment/")
+            .into_iter()
+            .map(|(name, error)| broken_segment_json(&name, &error)),
+    );
     Ok(Json(json!({"segments": items})))
+}
+
+fn segment_json(s: &siyu_engine::segment::live::Segment) -> Value {
+    json!({"name": s.name, "status": "ok", "version": s.version, "segment": s.source, "tree": s.expr, "count": s.count()})
+}
+
+/// A stored segment that could not be loaded (see `quarantine`).
+fn broken_segment_json(name: &str, error: &str) -> Value {
+    json!({"name": name, "status": "broken", "error": error, "fix": format!("PUT /v1/segments/{name} with a valid definition")})
+}
+
+fn broken_segment(name: &str, error: &str) -> String {
+    format!("segment `{name}` is stored but could not be loaded ({error}); PUT /v1/segments/{name} with a valid definition to repair it")
+}
+
+async fn get_segment(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let e = read_engine(&state);
+    match e.live_segments().index_of(&name) {
+        Some(i) => Ok(Json(segment_json(
+            &e.live_segments().segments()[i as usize],
+        ))),
+        None => match state.0.quarantine.error(&format!("segment/{name}")) {
+            Some(error) => Ok(Json(broken_segment_json(&name, &error))),
+            None => Err(ApiError::NotFound(format!(
+                "no segment named `{name}`; GET /v1/segments lists them"
+            ))),
+        },
+    }
 }
 
 #[derive(Deserialize)]
@@ -651,6 +692,9 @@ fn parse_segment_body(b: SegmentBody) -> Result<(Expr, String), ApiError> {
             Err(err) => Err(ApiError::InvalidSegment(format!("segment: {err}"))),
         },
         (None, Some(tree)) => {
+            // Before anything walks the tree (printing it is a walk).
+            tree.check_depth()
+                .map_err(|e| ApiError::InvalidSegment(format!("tree: {e}")))?;
             let src = tree.to_string();
             Ok((tree, src))
         }
@@ -711,11 +755,14 @@ struct MembersQuery {
     after: Option<u32>,
 }
 
-fn segment_index(e: &Engine, name: &str) -> Result<u32, ApiError> {
+fn segment_index(state: &AppState, e: &Engine, name: &str) -> Result<u32, ApiError> {
     e.live_segments().index_of(name).ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no segment named `{name}`; GET /v1/segments lists them"
-        ))
+        match state.0.quarantine.error(&format!("segment/{name}")) {
+            Some(error) => ApiError::Conflict(broken_segment(name, &error)),
+            None => ApiError::NotFound(format!(
+                "no segment named `{name}`; GET /v1/segments lists them"
+            )),
+        }
     })
 }
 
@@ -725,7 +772,7 @@ async fn segment_members(
     Query(q): Query<MembersQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let e = read_engine(&state);
-    let i = segment_index(&e, &name)?;
+    let i = segment_index(&state, &e, &name)?;
     let limit = q.limit.unwrap_or(100).min(1000);
     let seg = &e.live_segments().segments()[i as usize];
     let slots: Vec<u32> = seg
@@ -750,7 +797,7 @@ async fn explain_segment(
     Query(q): Query<ExplainQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let e = read_engine(&state);
-    let i = segment_index(&e, &name)?;
+    let i = segment_index(&state, &e, &name)?;
     let p = resolve(&e, &q.person)?;
     let expr = e.live_segments().segments()[i as usize].expr.clone();
     let why = e.explain(&expr, p);
@@ -772,7 +819,7 @@ async fn segment_history(
 ) -> Result<Json<Value>, ApiError> {
     let canonical = {
         let e = read_engine(&state);
-        segment_index(&e, &name)?;
+        segment_index(&state, &e, &name)?;
         match &q.person {
             Some(id) => Some(e.canonical_id(resolve(&e, id)?).to_string()),
             None => None,
@@ -799,7 +846,7 @@ async fn segment_changes(
 ) -> Result<Response, ApiError> {
     {
         let e = read_engine(&state);
-        segment_index(&e, &name)?;
+        segment_index(&state, &e, &name)?;
     }
     let rx = state.0.changes.subscribe();
     let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |c| match c {
@@ -813,6 +860,24 @@ async fn segment_changes(
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+async fn list_properties(
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    let mut items: Vec<Value> = read_engine(&state)
+        .properties()
+        .iter()
+        .map(|d| {
+            let mut v = json!(d);
+            v["status"] = json!("ok");
+            v
+        })
+        .collect();
+    items.extend(state.0.quarantine.under("property/").into_iter().map(|(name, error)| {
+        json!({"name": name, "status": "broken", "error": error, "fix": format!("PUT /v1/properties/{name} with a valid definition")})
+    }));
+    Ok(Json(json!({"properties": items})))
 }
 
 async fn put_property(

@@ -409,10 +409,11 @@ pub fn create_key(
     Ok(key)
 }
 
-/// Every saved key: hash → scopes.
+/// Every saved key: hash → scopes. A key whose row cannot be read is
+/// logged and left out (it stops working) instead of stopping the start-up.
 pub fn load_keys(store: &mut dyn Store) -> anyhow::Result<HashMap<String, Scopes>> {
-    Ok(store
-        .list_settings("write_key/")?
+    let (keys, _unreadable) = crate::quarantine::readable(store.list_settings_each("write_key/")?);
+    Ok(keys
         .into_iter()
         .map(|(k, v)| {
             (

@@ -86,8 +86,9 @@ async fn put_journey(
     let (version, j) = with_store(&state, move |store| {
         let templates = automation::template_names(store)?;
         let prefix = format!("{JOURNEY_PREFIX}{name}/");
+        // Unreadable versions count too: a new version never reuses a key.
         let version = store
-            .list_settings(&prefix)?
+            .list_settings_each(&prefix)?
             .iter()
             .filter_map(|(k, _)| k.strip_prefix(&prefix)?.parse::<u32>().ok())
             .max()
@@ -122,17 +123,38 @@ fn journey_versions(
     name: &str,
 ) -> Result<Vec<(u32, Value)>, ApiError> {
     let prefix = format!("{JOURNEY_PREFIX}{name}/");
+    // Unreadable versions are quarantined (see `broken_json`).
     Ok(store
-        .list_settings(&prefix)?
+        .list_settings_each(&prefix)?
         .into_iter()
-        .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.parse::<u32>().ok()?, v)))
+        .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.parse::<u32>().ok()?, v.ok()?)))
         .collect())
 }
 
-async fn list_journeys(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    with_store(&state, |store| {
+/// A stored definition that could not be loaded (see `quarantine`):
+/// `rest` is its settings key after the kind's prefix.
+fn broken_json(rest: &str, error: &str) -> Value {
+    match rest.rsplit_once('/') {
+        // journey/<name>/<version>
+        Some((name, version)) => {
+            json!({"name": name, "version": version.parse::<u32>().ok(), "status": "broken", "error": error})
+        }
+        None => json!({"name": rest, "status": "broken", "error": error}),
+    }
+}
+
+async fn list_journeys(
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    let quarantine = state.0.quarantine.clone();
+    with_store(&state, move |store| {
         let mut latest: BTreeMap<String, (u32, Value)> = BTreeMap::new();
-        for (k, v) in store.list_settings(JOURNEY_PREFIX)? {
+        for (k, v) in store.list_settings_each(JOURNEY_PREFIX)? {
+            // Unreadable or invalid: quarantined, listed below.
+            let Ok(v) = v else { continue };
+            if quarantine.error(&k).is_some() {
+                continue;
+            }
             let Some((name, ver)) = k.strip_prefix(JOURNEY_PREFIX).and_then(|r| r.rsplit_once('/')) else {
                 continue;
             };
@@ -142,9 +164,10 @@ async fn list_journeys(State(state): State<AppState>) -> Result<Json<Value>, Api
         let mut out = Vec::new();
         for (name, (ver, def)) in latest {
             let active = store.enrollments(&name, None, 100_000)?.iter().filter(|e| !e.done).count();
-            out.push(json!({"name": name, "version": ver, "enabled": def.get("enabled").cloned().unwrap_or(Value::Bool(true)),
+            out.push(json!({"name": name, "version": ver, "status": "ok", "enabled": def.get("enabled").cloned().unwrap_or(Value::Bool(true)),
                 "trigger": def.get("trigger"), "steps": def.get("steps").and_then(|s| s.as_object()).map_or(0, |s| s.len()), "active": active}));
         }
+        out.extend(quarantine.under(JOURNEY_PREFIX).iter().map(|(rest, error)| broken_json(rest, error)));
         Ok(Json(json!({"journeys": out})))
     })
     .await
@@ -154,12 +177,24 @@ async fn get_journey(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let quarantined = state
+        .0
+        .quarantine
+        .under(&format!("{JOURNEY_PREFIX}{name}/"));
+    let broken: Vec<Value> = quarantined
+        .iter()
+        .map(|(version, error)| broken_json(&format!("{name}/{version}"), error))
+        .collect();
     with_store(&state, move |store| {
-        let versions = journey_versions(store, &name)?;
+        let mut versions = journey_versions(store, &name)?;
+        versions.retain(|(v, _)| !quarantined.iter().any(|(q, _)| q.parse::<u32>().ok() == Some(*v)));
         let Some((ver, def)) = versions.last().cloned() else {
+            if let Some(latest) = broken.last() {
+                return Ok(Json(latest.clone()));
+            }
             return Err(ApiError::NotFound(format!("no journey named `{name}`; GET /v1/journeys lists them")));
         };
-        Ok(Json(json!({"name": name, "version": ver, "definition": def, "versions": versions.iter().map(|v| v.0).collect::<Vec<_>>()})))
+        Ok(Json(json!({"name": name, "version": ver, "status": "ok", "definition": def, "versions": versions.iter().map(|v| v.0).collect::<Vec<_>>(), "broken_versions": broken})))
     })
     .await
 }
@@ -311,13 +346,23 @@ async fn put_template(
     Ok(Json(json!({"name": name, "variables": variables})))
 }
 
-async fn list_templates(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    with_store(&state, |store| {
-        let list: Vec<Value> = store
-            .list_settings(TEMPLATE_PREFIX)?
+async fn list_templates(
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    let quarantine = state.0.quarantine.clone();
+    with_store(&state, move |store| {
+        // Unreadable rows are quarantined: listed with why, not as values.
+        let mut list: Vec<Value> = store
+            .list_settings_each(TEMPLATE_PREFIX)?
             .into_iter()
-            .map(|(_, v)| v)
+            .filter_map(|(key, v)| v.ok().filter(|_| quarantine.error(&key).is_none()))
             .collect();
+        list.extend(
+            quarantine
+                .under(TEMPLATE_PREFIX)
+                .iter()
+                .map(|(name, error)| broken_json(name, error)),
+        );
         Ok(Json(json!({"templates": list})))
     })
     .await
@@ -387,7 +432,14 @@ async fn put_rules(State(state): State<AppState>, body: Bytes) -> Result<Json<Va
     Ok(Json(json!({"rules": n})))
 }
 
-async fn get_rules(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn get_rules(
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(error) = state.0.quarantine.error(RULES_KEY) {
+        return Ok(Json(
+            json!({"rules": [], "status": "broken", "error": error}),
+        ));
+    }
     let v = with_store(&state, |store| Ok(store.get_setting(RULES_KEY)?)).await?;
     Ok(Json(json!({"rules": v.unwrap_or_else(|| json!([]))})))
 }
@@ -406,14 +458,24 @@ async fn put_policy(State(state): State<AppState>, body: Bytes) -> Result<Json<V
     Ok(Json(out))
 }
 
-async fn get_policy(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let v = with_store(&state, |store| Ok(store.get_setting(POLICY_KEY)?)).await?;
+async fn get_policy(
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    // A stored policy that cannot be read: the default applies; say why.
+    let broken = state.0.quarantine.error(POLICY_KEY);
+    let v = match broken {
+        Some(_) => None,
+        None => with_store(&state, |store| Ok(store.get_setting(POLICY_KEY)?)).await?,
+    };
     let p: Policy = v
         .and_then(|v| serde_json::from_value(v).ok())
         .unwrap_or_default();
-    Ok(Json(
-        serde_json::to_value(&p).map_err(|e| ApiError::Internal(e.to_string()))?,
-    ))
+    let mut out = serde_json::to_value(&p).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let (Some(error), Some(fields)) = (broken, out.as_object_mut()) {
+        fields.insert("status".into(), json!("broken"));
+        fields.insert("error".into(), json!(error));
+    }
+    Ok(Json(out))
 }
 
 // ---------- sends, outbox, consent, tasks ----------

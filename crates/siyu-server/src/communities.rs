@@ -303,13 +303,19 @@ fn list_defs<T: serde::de::DeserializeOwned>(
     prefix: &str,
 ) -> Result<Vec<(String, T)>, ApiError> {
     let mut out = Vec::new();
-    for (k, v) in store.list_settings(prefix)? {
+    // One definition that cannot be read is logged and left out; it does
+    // not take every group (and the SOP calendar) down with it.
+    let (rows, _unreadable) = crate::quarantine::readable(store.list_settings_each(prefix)?);
+    for (k, v) in rows {
         let Some(id) = k.strip_prefix(prefix).filter(|r| !r.contains('/')) else {
             continue;
         };
-        let def = serde_json::from_value(v)
-            .map_err(|e| ApiError::Internal(format!("setting {k}: {e}")))?;
-        out.push((id.to_string(), def));
+        match serde_json::from_value(v) {
+            Ok(def) => out.push((id.to_string(), def)),
+            Err(e) => {
+                crate::quarantine::Broken::skipped(&k, e);
+            }
+        }
     }
     Ok(out)
 }
@@ -1171,7 +1177,10 @@ async fn get_calendar(
 pub async fn tick(state: &AppState, at: i64) -> Result<usize, ApiError> {
     let due = with_store(state, move |store, _| {
         let mut due = Vec::new();
-        for (k, v) in store.list_settings(GROUP_PREFIX)? {
+        // An unreadable calendar is logged and skipped; the others post.
+        let (calendars, _unreadable) =
+            crate::quarantine::readable(store.list_settings_each(GROUP_PREFIX)?);
+        for (k, v) in calendars {
             let Some(group) = k
                 .strip_prefix(GROUP_PREFIX)
                 .and_then(|r| r.strip_suffix("/calendar"))
@@ -1179,14 +1188,24 @@ pub async fn tick(state: &AppState, at: i64) -> Result<usize, ApiError> {
             else {
                 continue;
             };
-            let Some(def) = read::<GroupDef>(store, &group_key(&group))? else {
-                continue;
+            let def = match read::<GroupDef>(store, &group_key(&group)) {
+                Ok(Some(def)) => def,
+                Ok(None) => continue,
+                Err(e) => {
+                    crate::quarantine::Broken::skipped(&group_key(&group), e);
+                    continue;
+                }
             };
             if def.archived {
                 continue;
             }
-            let entries: Vec<CalendarEntry> = serde_json::from_value(v)
-                .map_err(|e| ApiError::Internal(format!("setting {k}: {e}")))?;
+            let entries: Vec<CalendarEntry> = match serde_json::from_value(v) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    crate::quarantine::Broken::skipped(&k, e);
+                    continue;
+                }
+            };
             for e in entries {
                 if e.at > at || at - e.at > MISSED_AFTER {
                     continue;

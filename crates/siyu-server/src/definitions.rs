@@ -5,8 +5,10 @@
 
 use siyu_engine::property::PropertyDef;
 use siyu_engine::segment::Expr;
-use siyu_engine::Engine;
+use siyu_engine::{Engine, SegmentChange};
 use siyu_store::Store;
+
+use crate::quarantine::{readable, Broken};
 
 pub enum Definition {
     Segment {
@@ -68,37 +70,98 @@ impl Definition {
     }
 }
 
+/// The settings prefixes [`load_into`] loads (and quarantines under).
+pub const PREFIXES: [&str; 2] = ["property/", "segment/"];
+
 /// Defines every saved property and segment in the engine (skipping those
-/// it already has with the same source, e.g. from a snapshot).
-pub fn load_into(store: &mut dyn Store, engine: &mut Engine) -> anyhow::Result<()> {
-    let mut props = store.list_settings("property/")?;
+/// it already has with the same source, e.g. from a snapshot). A stored
+/// definition that cannot be read or defined (corrupt, too deep, reading
+/// one that is itself broken) is skipped, logged and returned: one bad
+/// definition never stops a start-up (see `quarantine`). Only a failing
+/// store is an error.
+pub fn load_into(store: &mut dyn Store, engine: &mut Engine) -> anyhow::Result<Vec<Broken>> {
+    let mut broken = Vec::new();
+    let (mut props, unreadable) = readable(store.list_settings_each("property/")?);
+    broken.extend(unreadable);
     props.sort_by_key(|(_, v)| v["seq"].as_u64().unwrap_or(0));
     for (key, v) in props {
-        let def: PropertyDef = serde_json::from_value(v["definition"].clone())
-            .map_err(|e| anyhow::anyhow!("saved property {key} is unreadable: {e}"))?;
+        let def = match serde_json::from_value::<PropertyDef>(v["definition"].clone()) {
+            Ok(def) => def,
+            Err(e) => {
+                broken.push(Broken::skipped(&key, format!("unreadable: {e}")));
+                continue;
+            }
+        };
         if !engine.properties().contains(&def) {
-            engine
-                .define_property(def)
-                .map_err(|e| anyhow::anyhow!("saved property {key}: {e}"))?;
+            if let Err(e) = engine.define_property(def) {
+                broken.push(Broken::skipped(&key, e));
+            }
         }
     }
-    let mut segs = store.list_settings("segment/")?;
+    let (mut segs, unreadable) = readable(store.list_settings_each("segment/")?);
+    broken.extend(unreadable);
     segs.sort_by_key(|(_, v)| v["seq"].as_u64().unwrap_or(0));
-    for (key, v) in segs {
-        let name = key.trim_start_matches("segment/").to_string();
-        let source = v["source"].as_str().unwrap_or("").to_string();
-        let expr: Expr = serde_json::from_value(v["tree"].clone())
-            .map_err(|e| anyhow::anyhow!("saved segment {key} is unreadable: {e}"))?;
-        let same = engine
-            .live_segments()
-            .segments()
-            .iter()
-            .any(|s| s.name == name && s.expr == expr);
-        if !same {
-            engine
-                .define_segment(&name, expr, source)
-                .map_err(|e| anyhow::anyhow!("saved segment {key}: {e}"))?;
+    let (_, unloadable) = define_stored_segments(engine, segs);
+    broken.extend(unloadable);
+    Ok(broken)
+}
+
+/// Defines stored segment rows in the engine, in the given order, as far
+/// as they go: a segment that reads one failing only because of its place
+/// (a repaired segment got a later creation number than its reader) is
+/// tried again after each pass that defined something. Returns the
+/// membership changes and the rows that still cannot be defined (logged).
+/// Rows the engine already has with the same tree are left alone.
+pub fn define_stored_segments(
+    engine: &mut Engine,
+    rows: Vec<(String, serde_json::Value)>,
+) -> (Vec<SegmentChange>, Vec<Broken>) {
+    let mut changes = Vec::new();
+    let mut pending = Vec::new();
+    let mut broken = Vec::new();
+    for (key, v) in rows {
+        match stored_segment(&key, &v) {
+            Ok(segment) => pending.push((key, segment)),
+            Err(e) => broken.push(Broken::skipped(&key, e)),
         }
     }
-    Ok(())
+    loop {
+        let mut failed = Vec::new();
+        let before = pending.len();
+        for (key, (name, expr, source)) in pending {
+            let same = engine
+                .live_segments()
+                .segments()
+                .iter()
+                .any(|s| s.name == name && s.expr == expr);
+            if same {
+                continue;
+            }
+            match engine.define_segment(&name, expr.clone(), source.clone()) {
+                Ok((_, c)) => changes.extend(c),
+                Err(e) => failed.push((key, (name, expr, source), e)),
+            }
+        }
+        if failed.is_empty() || failed.len() == before {
+            broken.extend(
+                failed
+                    .into_iter()
+                    .map(|(key, _, e)| Broken::skipped(&key, e)),
+            );
+            return (changes, broken);
+        }
+        pending = failed.into_iter().map(|(key, s, _)| (key, s)).collect();
+    }
+}
+
+/// A stored segment row (`segment/<name>`) as (name, tree, source),
+/// checked before anything walks the tree (an older build may have saved
+/// one deeper than `segment::MAX_DEPTH`).
+pub fn stored_segment(key: &str, v: &serde_json::Value) -> Result<(String, Expr, String), String> {
+    let name = key.trim_start_matches("segment/").to_string();
+    let source = v["source"].as_str().unwrap_or("").to_string();
+    let expr = serde_json::from_value::<Expr>(v["tree"].clone())
+        .map_err(|e| format!("unreadable: {e}"))?;
+    expr.check_depth().map_err(|e| e.to_string())?;
+    Ok((name, expr, source))
 }

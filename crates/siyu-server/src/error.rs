@@ -110,6 +110,11 @@ impl IntoResponse for ApiError {
 
 impl From<siyu_store::StoreError> for ApiError {
     fn from(e: siyu_store::StoreError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            // A value the request supplied that the store cannot keep (a
+            // setting nested too deeply to read back, a bad cursor …).
+            siyu_store::StoreError::Invalid(m) => ApiError::BadRequest(m),
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }

@@ -1096,8 +1096,10 @@ pub fn spawn(state: AppState) {
             let state = AppState(inner);
             let ids: Vec<String> = {
                 with_store(&state, |store| {
+                    // Every campaign by key, readable or not: one that
+                    // cannot be loaded fails (and is logged) on its own.
                     Ok(store
-                        .list_settings(CAMPAIGN_PREFIX)?
+                        .list_settings_each(CAMPAIGN_PREFIX)?
                         .into_iter()
                         .map(|(k, _)| k[CAMPAIGN_PREFIX.len()..].to_string())
                         .collect())

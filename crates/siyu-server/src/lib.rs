@@ -35,6 +35,7 @@ pub mod links;
 pub mod metrics;
 pub mod openapi;
 pub mod orders;
+pub mod quarantine;
 pub mod ratelimit;
 pub mod workspace;
 pub mod writer;
@@ -75,6 +76,8 @@ pub struct Inner {
     pub analytics_cache: cache::AnalyticsCache,
     /// A random key valid only inside this process (the cache warmer).
     pub internal_key: String,
+    /// Stored definitions that could not be loaded (listed as broken).
+    pub quarantine: Arc<quarantine::Quarantine>,
 }
 
 #[derive(Clone)]
@@ -278,7 +281,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let snapshot_path = snapshot_path(&config);
         let store_config = config.clone();
-        let (store, reader, engine, applied_offset, keys) = tokio::task::spawn_blocking({
+        let (store, reader, rebuilt, keys) = tokio::task::spawn_blocking({
             let snapshot_path = snapshot_path.clone();
             move || -> anyhow::Result<_> {
                 // The data dir holds the SQLite files and the engine snapshot.
@@ -288,19 +291,26 @@ impl Application {
                 let mut reader = store_config.open_store()?;
                 let snapshot = std::fs::read(&snapshot_path).ok();
                 let started = std::time::Instant::now();
-                let (engine, applied_offset) =
+                let rebuilt =
                     writer::rebuild_to(store.as_mut(), snapshot.as_deref(), writer::wall_clock())?;
                 tracing::info!(
-                    persons = engine.person_count(),
-                    events = engine.events_applied(),
+                    persons = rebuilt.engine.person_count(),
+                    events = rebuilt.engine.events_applied(),
                     seconds = started.elapsed().as_secs_f64(),
                     "engine rebuilt from the store"
                 );
                 let keys = auth::load_keys(reader.as_mut())?;
-                Ok((store, reader, engine, applied_offset, keys))
+                Ok((store, reader, rebuilt, keys))
             }
         })
         .await??;
+        let writer::Rebuilt {
+            engine,
+            offset: applied_offset,
+            broken,
+        } = rebuilt;
+        let quarantine = Arc::new(quarantine::Quarantine::default());
+        quarantine.reload(&definitions::PREFIXES, broken);
         let snapshot_at = engine.events_applied();
         let engine = Arc::new(RwLock::new(engine));
         let metrics = Arc::new(Metrics::default());
@@ -325,6 +335,7 @@ impl Application {
             snapshot_at,
             automation: Some(auto_tx.clone()),
             automation_wants_all: wants_all.clone(),
+            quarantine: quarantine.clone(),
         };
         let writer_thread = std::thread::Builder::new()
             .name("siyu-writer".into())
@@ -343,6 +354,7 @@ impl Application {
         };
         let executor = {
             let config = config.clone();
+            let quarantine = quarantine.clone();
             let engine = engine.clone();
             let writer_tx = tx.clone();
             let metrics = metrics.clone();
@@ -359,6 +371,7 @@ impl Application {
                     public_url: config.public_url.clone(),
                     link_secret,
                     wants_all,
+                    quarantine,
                 })
             })
             .await??
@@ -387,6 +400,7 @@ impl Application {
             fission: Default::default(),
             analytics_cache: Default::default(),
             internal_key: auth::new_key()?,
+            quarantine,
         }));
         Ok(Application {
             listener,
@@ -404,6 +418,14 @@ impl Application {
 
     pub fn state(&self) -> AppState {
         self.state.clone()
+    }
+
+    /// Stops without having served (tests that restart on the same
+    /// store): the executor, then the writer, which writes its final
+    /// snapshot. Every clone of [`Self::state`] must be dropped first, or
+    /// the writer waits for it.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        stop(self.state, self.executor_thread, self.writer_thread).await
     }
 
     /// Serves this application and the `others` (workspaces: name, host,

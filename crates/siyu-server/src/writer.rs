@@ -13,6 +13,7 @@
 //! arrive during a rebuild wait for it; appends never do.
 
 use crate::metrics::Metrics;
+use crate::quarantine::{Broken, Quarantine};
 use siyu_domain::{Event, Identity};
 use siyu_engine::{Engine, SegmentChange};
 use siyu_store::{Appended, AuditRecord, MergeRecord, SegmentChangeRecord, Store};
@@ -106,12 +107,15 @@ pub struct Writer {
     /// event (triggers, wait-for-event); else only the ones consent and
     /// auto-replies read, so a bulk import does not flood its queue.
     pub automation_wants_all: Arc<std::sync::atomic::AtomicBool>,
+    /// Stored definitions that could not be loaded; a definition saved
+    /// under the same key repairs it.
+    pub quarantine: Arc<Quarantine>,
 }
 
 /// A rebuild of the engine from the store, running on its own thread.
 pub struct Rebuilding {
     /// The rebuilt engine and the last log offset it applied.
-    done: Receiver<anyhow::Result<(Engine, u64)>>,
+    done: Receiver<anyhow::Result<Rebuilt>>,
     /// Requests answered when it lands.
     waiting: Vec<Waiting>,
     /// Erasures, definitions and snapshots that arrived meanwhile, in order.
@@ -482,7 +486,7 @@ impl Writer {
             .spawn(move || {
                 let started = Instant::now();
                 let result = open().and_then(|mut store| rebuild_to(store.as_mut(), None, clock()));
-                if let Ok((engine, offset)) = &result {
+                if let Ok(Rebuilt { engine, offset, .. }) = &result {
                     tracing::info!(
                         persons = engine.person_count(),
                         offset,
@@ -526,23 +530,29 @@ impl Writer {
     /// Catches the rebuilt engine up with the events appended since its
     /// last scan, swaps it in, answers the waiting requests, then runs the
     /// deferred commands (which may start the next rebuild).
-    fn land(&mut self, result: anyhow::Result<(Engine, u64)>) {
+    fn land(&mut self, result: anyhow::Result<Rebuilt>) {
         let Some(Rebuilding {
             waiting, deferred, ..
         }) = self.rebuilding.take()
         else {
             return;
         };
-        let caught_up = result.and_then(|(mut engine, offset)| {
+        let caught_up = result.and_then(|mut rebuilt| {
             // The current engine already published these events' segment
             // changes and merges; the rebuilt one only needs their effect.
-            let offset = replay_log(self.store.as_mut(), &mut engine, offset)?;
-            let _ = engine.advance_to((self.clock)());
-            Ok((engine, offset))
+            rebuilt.offset = replay_log(self.store.as_mut(), &mut rebuilt.engine, rebuilt.offset)?;
+            let _ = rebuilt.engine.advance_to((self.clock)());
+            Ok(rebuilt)
         });
         let outcome = match caught_up {
-            Ok((engine, offset)) => {
+            Ok(Rebuilt {
+                engine,
+                offset,
+                broken,
+            }) => {
                 *self.engine.write().unwrap_or_else(|e| e.into_inner()) = engine;
+                self.quarantine
+                    .reload(&crate::definitions::PREFIXES, broken);
                 self.applied_offset = offset;
                 if let Err(e) = self.write_snapshot() {
                     tracing::warn!(error = %e, "snapshot after rebuild failed");
@@ -596,21 +606,24 @@ impl Writer {
             definition.check(&engine)?;
         }
         // A redefinition keeps its creation number, so load order stays valid.
-        let existing = self
-            .store
-            .get_setting(&definition.key())
-            .map_err(|e| e.to_string())?;
+        // A quarantined row that cannot be read is being replaced: it has
+        // no creation number to keep.
+        let existing = match self.store.get_setting(&definition.key()) {
+            Ok(existing) => existing,
+            Err(siyu_store::StoreError::Corrupt(_)) => None,
+            Err(e) => return Err(e.to_string()),
+        };
         let seq = match existing.as_ref().and_then(|v| v["seq"].as_u64()) {
             Some(seq) => seq,
             None => {
                 (self
                     .store
-                    .list_settings("segment/")
+                    .list_settings_each("segment/")
                     .map_err(|e| e.to_string())?
                     .len()
                     + self
                         .store
-                        .list_settings("property/")
+                        .list_settings_each("property/")
                         .map_err(|e| e.to_string())?
                         .len()) as u64
             }
@@ -624,6 +637,7 @@ impl Writer {
         self.store
             .put_setting(&key, Some(&value))
             .map_err(|e| e.to_string())?;
+        self.quarantine.repaired(&key);
         match definition {
             Definition::Segment { name, expr, source } => {
                 let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
@@ -633,10 +647,43 @@ impl Writer {
                 let history = self.publish(&engine, &changes);
                 drop(engine);
                 self.record_history(history);
+                self.retry_quarantined_segments();
                 Ok(Some(changes))
             }
             // A new property must see the whole history: rebuild from the log.
             Definition::Property(_) => Ok(None),
+        }
+    }
+
+    /// After a segment is saved, quarantined segments that only failed
+    /// because they read a missing (broken) one may load now: each
+    /// readable one is tried again from its stored row.
+    fn retry_quarantined_segments(&mut self) {
+        let rows: Vec<(String, serde_json::Value)> = self
+            .quarantine
+            .under("segment/")
+            .into_iter()
+            .filter_map(|(name, _)| {
+                let key = format!("segment/{name}");
+                let row = self.store.get_setting(&key).ok()??;
+                Some((key, row))
+            })
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = rows.iter().map(|(k, _)| k.clone()).collect();
+        let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
+        let (changes, still) = crate::definitions::define_stored_segments(&mut engine, rows);
+        let history = self.publish(&engine, &changes);
+        drop(engine);
+        self.record_history(history);
+        for key in keys.iter().filter(|k| !still.iter().any(|b| &b.key == *k)) {
+            tracing::info!(%key, "quarantined segment loaded after the one it reads was saved");
+            self.quarantine.repaired(key);
+        }
+        for b in still {
+            self.quarantine.set(b);
         }
     }
 
@@ -683,15 +730,26 @@ impl Writer {
 /// Builds the engine from the store: saved definitions first, then the
 /// snapshot (if given and valid) and the log after it, then live mode at `now`.
 pub fn rebuild(store: &mut dyn Store, snapshot: Option<&[u8]>, now: i64) -> anyhow::Result<Engine> {
-    rebuild_to(store, snapshot, now).map(|(engine, _)| engine)
+    rebuild_to(store, snapshot, now).map(|rebuilt| rebuilt.engine)
 }
 
-/// [`rebuild`], also returning the last log offset applied.
+/// What [`rebuild_to`] built.
+pub struct Rebuilt {
+    pub engine: Engine,
+    /// The last log offset applied.
+    pub offset: u64,
+    /// The stored segment and property definitions it could not load
+    /// (see `quarantine`); published when this engine is swapped in.
+    pub broken: Vec<Broken>,
+}
+
+/// [`rebuild`], also returning the last log offset applied and the
+/// definitions it quarantined.
 pub fn rebuild_to(
     store: &mut dyn Store,
     snapshot: Option<&[u8]>,
     now: i64,
-) -> anyhow::Result<(Engine, u64)> {
+) -> anyhow::Result<Rebuilt> {
     // Only an engine that keeps log offsets serves timelines (the store
     // has no identity index), so a snapshot without them is replayed too.
     let (mut engine, offset) = match snapshot.map(Engine::from_snapshot) {
@@ -702,10 +760,14 @@ pub fn rebuild_to(
         }
         _ => (Engine::for_log(), 0),
     };
-    crate::definitions::load_into(store, &mut engine)?;
+    let broken = crate::definitions::load_into(store, &mut engine)?;
     let offset = replay_log(store, &mut engine, offset)?;
     engine.start_live(now);
-    Ok((engine, offset))
+    Ok(Rebuilt {
+        engine,
+        offset,
+        broken,
+    })
 }
 
 /// Applies every stored event after offset `after` to `engine`, in log

@@ -280,8 +280,24 @@ pub trait Store: Send {
     /// Writes (or deletes) several settings in one transaction.
     fn put_settings(&mut self, items: &[(String, Option<serde_json::Value>)]) -> Result<()>;
 
-    /// Settings whose key starts with `prefix`, sorted by key.
-    fn list_settings(&mut self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>>;
+    /// Settings whose key starts with `prefix`, sorted by key. Fails on
+    /// the first row that cannot be read (see [`Store::list_settings_each`]).
+    fn list_settings(&mut self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>> {
+        self.list_settings_each(prefix)?
+            .into_iter()
+            .map(|(key, value)| Ok((key, value?)))
+            .collect()
+    }
+
+    /// Settings whose key starts with `prefix`, sorted by key, each read on
+    /// its own: a row that cannot be read (corrupt, or written by an older
+    /// build nested deeper than the JSON reader allows) is its `Corrupt`
+    /// error in place of its value, and does not hide the others. Start-up
+    /// loaders use this to quarantine one bad definition and load the rest.
+    fn list_settings_each(
+        &mut self,
+        prefix: &str,
+    ) -> Result<Vec<(String, Result<serde_json::Value>)>>;
 
     // ---- automation (see `automation`) ----
 

@@ -643,7 +643,7 @@ impl Store for PostgresStore {
                 .execute(
                     "INSERT INTO settings (key, value) VALUES ($1, $2)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    &[&key, &v.to_string()],
+                    &[&key, &row::setting_text(key, v)?],
                 )
                 .map_err(db("writing a setting"))?,
             None => self
@@ -655,6 +655,15 @@ impl Store for PostgresStore {
     }
 
     fn put_settings(&mut self, items: &[(String, Option<serde_json::Value>)]) -> Result<()> {
+        let texts = items
+            .iter()
+            .map(|(key, value)| {
+                value
+                    .as_ref()
+                    .map(|v| row::setting_text(key, v))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut tx = self
             .client
             .transaction()
@@ -668,9 +677,9 @@ impl Store for PostgresStore {
         let del = tx
             .prepare("DELETE FROM settings WHERE key = $1")
             .map_err(db("preparing a settings batch"))?;
-        for (key, value) in items {
-            match value {
-                Some(v) => tx.execute(&put, &[key, &v.to_string()]),
+        for ((key, _), text) in items.iter().zip(texts) {
+            match text {
+                Some(text) => tx.execute(&put, &[key, &text]),
                 None => tx.execute(&del, &[key]),
             }
             .map_err(db("writing a settings batch"))?;
@@ -678,7 +687,10 @@ impl Store for PostgresStore {
         tx.commit().map_err(db("committing a settings batch"))
     }
 
-    fn list_settings(&mut self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>> {
+    fn list_settings_each(
+        &mut self,
+        prefix: &str,
+    ) -> Result<Vec<(String, Result<serde_json::Value>)>> {
         // COLLATE "C": bytewise order, as SQLite sorts, whatever the
         // database's locale.
         let rows = self
@@ -689,13 +701,14 @@ impl Store for PostgresStore {
                 &[&prefix],
             )
             .map_err(db("listing settings"))?;
-        rows.iter()
+        Ok(rows
+            .iter()
             .map(|r| {
                 let key: String = r.get(0);
-                let value = row::setting_value(&key, r.get(1))?;
-                Ok((key, value))
+                let value = row::setting_value(&key, r.get(1));
+                (key, value)
             })
-            .collect()
+            .collect())
     }
 
     fn automation_commit(

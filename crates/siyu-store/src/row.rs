@@ -354,6 +354,22 @@ pub fn setting_value(key: &str, text: &str) -> Result<Value> {
     serde_json::from_str(text).map_err(|e| corrupt(format!("setting `{key}`"), e))
 }
 
+/// A settings value as the text to store, refused (`Invalid`) when
+/// [`setting_value`] could not read it back: serde_json reads at most 127
+/// nested arrays/objects, and a value built in memory (a definition
+/// wrapped with its version …) can be deeper than any request was. What
+/// is stored must load, or the next start-up fails on it.
+pub fn setting_text(key: &str, value: &Value) -> Result<String> {
+    let text = value.to_string();
+    match serde_json::from_str::<Value>(&text) {
+        Ok(_) => Ok(text),
+        Err(e) => Err(StoreError::Invalid(format!(
+            "setting `{key}` cannot be saved: it would not read back ({e}); \
+             nest its JSON less deeply"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

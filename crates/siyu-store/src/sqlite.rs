@@ -816,14 +816,16 @@ impl Store for SqliteStore {
 
     fn put_setting(&mut self, key: &str, value: Option<&serde_json::Value>) -> Result<()> {
         match value {
-            Some(v) => self
-                .conn
-                .prepare_cached(
-                    "INSERT INTO settings (key, value) VALUES (?1, ?2)
+            Some(v) => {
+                let text = row::setting_text(key, v)?;
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO settings (key, value) VALUES (?1, ?2)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                )
-                .and_then(|mut st| st.execute(params![key, v.to_string()]))
-                .map_err(db("writing a setting"))?,
+                    )
+                    .and_then(|mut st| st.execute(params![key, text]))
+                    .map_err(db("writing a setting"))?
+            }
             None => self
                 .conn
                 .prepare_cached("DELETE FROM settings WHERE key = ?1")
@@ -838,6 +840,15 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db("starting a settings batch"))?;
+        let texts = items
+            .iter()
+            .map(|(key, value)| {
+                value
+                    .as_ref()
+                    .map(|v| row::setting_text(key, v))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
         {
             let mut put = tx
                 .prepare_cached(
@@ -848,9 +859,9 @@ impl Store for SqliteStore {
             let mut del = tx
                 .prepare_cached("DELETE FROM settings WHERE key = ?1")
                 .map_err(db("preparing a settings batch"))?;
-            for (key, value) in items {
-                match value {
-                    Some(v) => put.execute(params![key, v.to_string()]),
+            for ((key, _), text) in items.iter().zip(texts) {
+                match text {
+                    Some(text) => put.execute(params![key, text]),
                     None => del.execute([key]),
                 }
                 .map_err(db("writing a settings batch"))?;
@@ -859,7 +870,10 @@ impl Store for SqliteStore {
         tx.commit().map_err(db("committing a settings batch"))
     }
 
-    fn list_settings(&mut self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>> {
+    fn list_settings_each(
+        &mut self,
+        prefix: &str,
+    ) -> Result<Vec<(String, Result<serde_json::Value>)>> {
         let step = "listing settings";
         // SQLite compares TEXT bytewise: the same order as PostgreSQL's "C".
         let mut st = self
@@ -876,12 +890,13 @@ impl Store for SqliteStore {
             .map_err(db(step))?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(db(step))?;
-        rows.into_iter()
+        Ok(rows
+            .into_iter()
             .map(|(k, v)| {
-                let value = row::setting_value(&k, &v)?;
-                Ok((k, value))
+                let value = row::setting_value(&k, &v);
+                (k, value)
             })
-            .collect()
+            .collect())
     }
 
     fn automation_commit(

@@ -76,6 +76,7 @@ pub struct ExportArgs {
 /// Rebuilds the engine from the store (definitions, then the log).
 pub fn engine_from_store(store: &mut dyn Store) -> Result<Engine> {
     let mut engine = Engine::for_log();
+    // Quarantined definitions are logged by the loader and left out.
     siyu_server::definitions::load_into(store, &mut engine)?;
     siyu_server::writer::replay_log(store, &mut engine, 0)?;
     Ok(engine)

@@ -1,5 +1,6 @@
 mod guard;
 mod journey;
 mod keyword;
+mod nesting;
 mod schedule;
 mod template;

@@ -1,5 +1,13 @@
 //! The segment tree: what the parser produces, what the API accepts as
 //! JSON, and what the evaluator walks.
+//!
+//! Every walk over the tree (evaluation, explanation, printing, serde) is
+//! recursive, so a tree is only accepted up to [`MAX_DEPTH`] levels: the
+//! parser stops there, and a tree that arrives as JSON is checked with
+//! [`Expr::check_depth`] before anything walks it. Without the limit one
+//! request with a few thousand nested `not`s overflowed the stack and
+//! aborted the process, and a tree of ~126 levels was saved but could not
+//! be read back (serde_json stops at 127 nested arrays/objects).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -157,6 +165,23 @@ impl fmt::Display for Literal {
     }
 }
 
+/// How many levels a segment tree may have: an atom is one level, and
+/// each `not`, `and` group and `or` group around it adds one (so does each
+/// pair of parentheses in the language, see `parse`). 32 is far beyond
+/// what people write (a deep real segment has 4–6), and keeps every saved
+/// tree well below serde_json's limit (127 nested arrays/objects): an `and`/`or`
+/// level is two JSON levels, a comparison three, so the deepest accepted
+/// tree is ~67 JSON levels, ~70 in the stored settings row.
+pub const MAX_DEPTH: usize = 32;
+
+/// A segment nested deeper than [`MAX_DEPTH`] levels.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the segment is nested {depth} levels deep; at most {max} levels (MAX_DEPTH) of `not`, `and`/`or` groups and parentheses are allowed: save an inner part as its own segment and refer to it with in_segment(\"…\")", max = MAX_DEPTH)]
+pub struct TooDeep {
+    /// The depth found (at least `MAX_DEPTH + 1`; counting stops there).
+    pub depth: usize,
+}
+
 /// A segment condition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -191,6 +216,33 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// The number of levels of the tree (an atom is 1). Walks with an
+    /// explicit stack, so it is safe on a tree of any depth.
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(self, 1usize)];
+        while let Some((e, level)) = stack.pop() {
+            deepest = deepest.max(level);
+            match e {
+                Expr::And { all: v } | Expr::Or { any: v } => {
+                    stack.extend(v.iter().map(|c| (c, level + 1)))
+                }
+                Expr::Not { expr } => stack.push((expr, level + 1)),
+                _ => {}
+            }
+        }
+        deepest
+    }
+
+    /// Rejects a tree deeper than [`MAX_DEPTH`]: every tree that comes from
+    /// outside the parser (JSON) passes here before it is evaluated or saved.
+    pub fn check_depth(&self) -> Result<(), TooDeep> {
+        match self.depth() {
+            depth if depth > MAX_DEPTH => Err(TooDeep { depth }),
+            _ => Ok(()),
+        }
+    }
+
     /// Names of the user-defined properties this segment reads.
     pub fn property_refs(&self, out: &mut Vec<String>) {
         match self {

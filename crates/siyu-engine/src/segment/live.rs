@@ -109,6 +109,11 @@ pub enum SegmentError {
     Cycle(String),
     #[error("segment `{segment}` reads property `prop.{missing}`, which is not defined")]
     UnknownProperty { segment: String, missing: String },
+    #[error("segment `{segment}`: {error}")]
+    TooDeep {
+        segment: String,
+        error: super::ast::TooDeep,
+    },
 }
 
 /// All saved segments, their members and pending window timers.
@@ -163,6 +168,11 @@ impl LiveSegments {
         if !ok {
             return Err(SegmentError::BadName(name.to_string()));
         }
+        // Every walk below and every later evaluation recurses over the tree.
+        expr.check_depth().map_err(|error| SegmentError::TooDeep {
+            segment: name.to_string(),
+            error,
+        })?;
         let existing = self.index_of(name);
         let mut refs = Vec::new();
         expr.segment_refs(&mut refs);

@@ -11,6 +11,6 @@ pub mod eval;
 pub mod live;
 pub mod parse;
 
-pub use ast::{CmpOp, Expr, Literal, Prop, Window};
+pub use ast::{CmpOp, Expr, Literal, Prop, TooDeep, Window, MAX_DEPTH};
 pub use eval::{explain, Explanation};
 pub use parse::{parse, ParseError};

@@ -11,8 +11,16 @@
 //! literal := NUMBER | STRING          (money props take yuan: 500.00)
 //! DURATION:= INT ("m" | "h" | "d" | "w")
 //! ```
+//!
+//! The parser is recursive descent, so nesting is bounded: at most
+//! [`MAX_DEPTH`] levels of `not` and parentheses, and a resulting tree of
+//! at most [`MAX_DEPTH`] levels (see `ast`). Past either the parser stops
+//! with an error at the offending token, before its own stack or any later
+//! walk over the tree could overflow. A tree of at most `MAX_DEPTH` levels
+//! prints (`Display`) with fewer nested levels than that, so every accepted
+//! tree parses back.
 
-use super::ast::{CmpOp, Expr, Literal, Prop, Window};
+use super::ast::{CmpOp, Expr, Literal, Prop, Window, MAX_DEPTH};
 use std::fmt;
 
 /// A syntax error with its 1-based position.
@@ -251,6 +259,18 @@ struct Parser<'a> {
     src: &'a str,
     toks: Vec<(Tok, usize)>,
     i: usize,
+    /// `not`s and open parentheses around the current token.
+    nesting: usize,
+}
+
+/// A parsed subtree and its number of levels (an atom is 1).
+type Sub = (Expr, usize);
+
+fn too_deep_message() -> String {
+    format!(
+        "at most {MAX_DEPTH} nested levels (MAX_DEPTH) of `not`, `and`/`or` groups and parentheses; \
+         save an inner part as its own segment and use in_segment(\"…\")"
+    )
 }
 
 const PROPS: &str = "a property (purchases, spend, reads, net_spend, refunds, first_channel, days_since_first_seen, days_since_last_purchase, rfm_r, rfm_f, rfm_m, identities, trait.NAME, prop.NAME), opted_out, friended, tag(..), in_group(..), in_segment(..), `not` or `(`";
@@ -286,46 +306,84 @@ impl Parser<'_> {
         }
     }
 
-    fn or(&mut self) -> Result<Expr, ParseError> {
+    /// Fails at `at` when a node of `levels` levels would exceed the limit.
+    fn check_levels(&self, levels: usize, at: usize) -> Result<(), ParseError> {
+        if levels > MAX_DEPTH {
+            return Err(err_at(
+                self.src,
+                at,
+                too_deep_message(),
+                format!("a group {levels} levels deep"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A list of operands joined by `and` or `or`: one operand is itself,
+    /// more become a group one level above the deepest.
+    fn group(
+        &self,
+        mut v: Vec<Sub>,
+        at: usize,
+        make: fn(Vec<Expr>) -> Expr,
+    ) -> Result<Sub, ParseError> {
+        if v.len() == 1 {
+            return Ok(v.pop().unwrap_or((Expr::OptedOut, 1)));
+        }
+        let levels = 1 + v.iter().map(|(_, l)| *l).max().unwrap_or(0);
+        self.check_levels(levels, at)?;
+        Ok((make(v.into_iter().map(|(e, _)| e).collect()), levels))
+    }
+
+    fn or(&mut self) -> Result<Sub, ParseError> {
+        let at = self.toks[self.i].1;
         let mut v = vec![self.and()?];
         while self.keyword("or") {
             self.next();
             v.push(self.and()?);
         }
-        Ok(if v.len() == 1 {
-            v.pop().unwrap_or(Expr::OptedOut)
-        } else {
-            Expr::Or { any: v }
-        })
+        self.group(v, at, |any| Expr::Or { any })
     }
 
-    fn and(&mut self) -> Result<Expr, ParseError> {
+    fn and(&mut self) -> Result<Sub, ParseError> {
+        let at = self.toks[self.i].1;
         let mut v = vec![self.unary()?];
         while self.keyword("and") {
             self.next();
             v.push(self.unary()?);
         }
-        Ok(if v.len() == 1 {
-            v.pop().unwrap_or(Expr::OptedOut)
-        } else {
-            Expr::And { all: v }
-        })
+        self.group(v, at, |all| Expr::And { all })
     }
 
-    fn unary(&mut self) -> Result<Expr, ParseError> {
+    /// Enters one more `not` or `(`, refusing the level past the limit
+    /// before recursing.
+    fn enter(&mut self) -> Result<(), ParseError> {
+        if self.nesting >= MAX_DEPTH {
+            return self.fail(too_deep_message());
+        }
+        self.nesting += 1;
+        Ok(())
+    }
+
+    fn unary(&mut self) -> Result<Sub, ParseError> {
         if self.keyword("not") {
+            let at = self.toks[self.i].1;
+            self.enter()?;
             self.next();
-            return Ok(Expr::Not {
-                expr: Box::new(self.unary()?),
-            });
+            let (e, levels) = self.unary()?;
+            self.nesting -= 1;
+            self.check_levels(levels + 1, at)?;
+            return Ok((Expr::Not { expr: Box::new(e) }, levels + 1));
         }
         if *self.peek() == Tok::LParen {
+            self.enter()?;
             self.next();
             let e = self.or()?;
             self.expect(Tok::RParen, "`)`, `and` or `or`")?;
+            self.nesting -= 1;
             return Ok(e);
         }
-        self.atom()
+        Ok((self.atom()?, 1))
     }
 
     fn string_arg(&mut self) -> Result<String, ParseError> {
@@ -443,8 +501,13 @@ impl Parser<'_> {
 /// Parses the segment language into a tree.
 pub fn parse(src: &str) -> Result<Expr, ParseError> {
     let toks = Lexer { src, pos: 0 }.tokens()?;
-    let mut p = Parser { src, toks, i: 0 };
-    let e = p.or()?;
+    let mut p = Parser {
+        src,
+        toks,
+        i: 0,
+        nesting: 0,
+    };
+    let (e, _) = p.or()?;
     if *p.peek() != Tok::End {
         return p.fail("`and`, `or` or end of input");
     }

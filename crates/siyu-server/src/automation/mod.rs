@@ -26,6 +26,7 @@
 pub mod person;
 
 use crate::metrics::Metrics;
+use crate::quarantine::{readable, Broken, Quarantine};
 use crate::writer::Command;
 use person::{recipient, PersonSnapshot};
 use siyu_automation::guard::{
@@ -263,7 +264,13 @@ pub struct Definitions {
     pub templates: HashMap<String, (Template, template::Compiled)>,
     pub rules: Option<RuleSet>,
     pub policy: Policy,
+    /// Stored definitions that were skipped (see `quarantine`).
+    pub broken: Vec<Broken>,
 }
+
+/// The settings keys and prefixes [`load_definitions`] loads (and
+/// quarantines under).
+pub const DEFINITION_KEYS: [&str; 4] = [TEMPLATE_PREFIX, JOURNEY_PREFIX, RULES_KEY, POLICY_KEY];
 
 impl Definitions {
     pub fn current(&self, journey: &str) -> Option<&Arc<Compiled>> {
@@ -275,9 +282,11 @@ impl Definitions {
 
 /// Names of the saved templates (what definitions may refer to).
 pub fn template_names(store: &mut dyn Store) -> siyu_store::Result<HashSet<String>> {
+    // An unreadable (quarantined) template cannot be sent: not listed.
     Ok(store
-        .list_settings(TEMPLATE_PREFIX)?
+        .list_settings_each(TEMPLATE_PREFIX)?
         .into_iter()
+        .filter(|(_, v)| v.is_ok())
         .filter_map(|(k, _)| k.strip_prefix(TEMPLATE_PREFIX).map(str::to_string))
         .collect())
 }
@@ -297,11 +306,14 @@ impl Catalog for StoreCatalog<'_> {
     }
 }
 
-/// Loads every definition from settings. A stored definition that no
-/// longer compiles (a segment deleted since) is logged and skipped.
+/// Loads every definition from settings. A stored definition that cannot
+/// be read or no longer compiles (a segment deleted since) is logged,
+/// skipped and listed in `broken`: it never stops the executor.
 pub fn load_definitions(store: &mut dyn Store, engine: &Engine) -> anyhow::Result<Definitions> {
     let mut defs = Definitions::default();
-    for (key, value) in store.list_settings(TEMPLATE_PREFIX)? {
+    let (templates, unreadable) = readable(store.list_settings_each(TEMPLATE_PREFIX)?);
+    defs.broken.extend(unreadable);
+    for (key, value) in templates {
         match serde_json::from_value::<Template>(value)
             .map_err(|e| e.to_string())
             .and_then(|t| {
@@ -311,7 +323,7 @@ pub fn load_definitions(store: &mut dyn Store, engine: &Engine) -> anyhow::Resul
             Ok((t, c)) => {
                 defs.templates.insert(t.name.clone(), (t, c));
             }
-            Err(e) => tracing::warn!(%key, error = %e, "skipping a stored template"),
+            Err(e) => defs.broken.push(Broken::skipped(&key, e)),
         }
     }
     let segments: HashSet<String> = engine
@@ -325,7 +337,9 @@ pub fn load_definitions(store: &mut dyn Store, engine: &Engine) -> anyhow::Resul
         segments: &segments,
         templates: &templates,
     };
-    for (key, value) in store.list_settings(JOURNEY_PREFIX)? {
+    let (journeys, unreadable) = readable(store.list_settings_each(JOURNEY_PREFIX)?);
+    defs.broken.extend(unreadable);
+    for (key, value) in journeys {
         // journey/<name>/<version>
         let Some(version) = key.rsplit('/').next().and_then(|v| v.parse::<u32>().ok()) else {
             continue;
@@ -338,29 +352,54 @@ pub fn load_definitions(store: &mut dyn Store, engine: &Engine) -> anyhow::Resul
                         .or_default()
                         .insert(version, Arc::new(c));
                 }
-                Err(errs) => tracing::warn!(%key, errors = ?errs, "skipping a stored journey"),
+                Err(errs) => defs.broken.push(Broken::skipped(
+                    &key,
+                    errs.iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )),
             },
-            Err(e) => tracing::warn!(%key, error = %e, "skipping a stored journey"),
+            Err(e) => defs.broken.push(Broken::skipped(&key, e)),
         }
     }
-    if let Some(v) = store.get_setting(RULES_KEY)? {
-        match serde_json::from_value(v)
+    match readable_setting(store, RULES_KEY)? {
+        Ok(None) => {}
+        Ok(Some(v)) => match serde_json::from_value(v)
             .map_err(|e| e.to_string())
             .and_then(|rules| RuleSet::compile(rules).map_err(|e| e.to_string()))
         {
             Ok(r) => defs.rules = Some(r),
-            Err(e) => tracing::warn!(error = %e, "skipping stored auto-reply rules"),
-        }
+            Err(e) => defs.broken.push(Broken::skipped(RULES_KEY, e)),
+        },
+        Err(broken) => defs.broken.push(broken),
     }
-    if let Some(v) = store.get_setting(POLICY_KEY)? {
-        match serde_json::from_value::<Policy>(v) {
+    match readable_setting(store, POLICY_KEY)? {
+        Ok(None) => {}
+        Ok(Some(v)) => match serde_json::from_value::<Policy>(v) {
             Ok(p) => defs.policy = p,
-            Err(e) => {
-                tracing::warn!(error = %e, "stored guardrail policy unreadable; using defaults")
-            }
-        }
+            // As before: sends go on under the default policy.
+            Err(e) => defs.broken.push(Broken::skipped(
+                POLICY_KEY,
+                format!("{e}; the default policy applies"),
+            )),
+        },
+        Err(broken) => defs.broken.push(broken),
     }
     Ok(defs)
+}
+
+/// One setting, or its quarantine record when its row cannot be read;
+/// only a failing store is an error.
+fn readable_setting(
+    store: &mut dyn Store,
+    key: &str,
+) -> siyu_store::Result<Result<Option<serde_json::Value>, Broken>> {
+    match store.get_setting(key) {
+        Ok(v) => Ok(Ok(v)),
+        Err(e @ siyu_store::StoreError::Corrupt(_)) => Ok(Err(Broken::skipped(key, e))),
+        Err(e) => Err(e),
+    }
 }
 
 /// What an executor runs with.
@@ -377,6 +416,8 @@ pub struct ExecutorParts {
     pub link_secret: Vec<u8>,
     /// Tells the writer whether every event is needed (any journey).
     pub wants_all: Arc<std::sync::atomic::AtomicBool>,
+    /// Where skipped stored definitions are reported.
+    pub quarantine: Arc<Quarantine>,
 }
 
 /// Events the executor reads even with no journey: opt-outs (the consent
@@ -398,6 +439,8 @@ pub struct Executor {
     /// Secret for signing unsubscribe links.
     pub link_secret: Vec<u8>,
     defs: Definitions,
+    /// Where skipped stored definitions are reported on every (re)load.
+    quarantine: Arc<Quarantine>,
     active: HashMap<u64, Enrollment>,
     /// Active enrollments per identity (for wait-for-event).
     by_identity: HashMap<String, Vec<u64>>,
@@ -451,11 +494,13 @@ impl Executor {
             public_url,
             link_secret,
             wants_all,
+            quarantine,
         } = parts;
-        let defs = {
+        let mut defs = {
             let e = engine.read().unwrap_or_else(|e| e.into_inner());
             load_definitions(store.as_mut(), &e)?
         };
+        quarantine.reload(&DEFINITION_KEYS, std::mem::take(&mut defs.broken));
         let now = clock();
         let mut x = Executor {
             next_id: store.max_enrollment_id()?,
@@ -480,6 +525,7 @@ impl Executor {
             delayed_items: HashMap::new(),
             sent_events: Vec::new(),
             wants_all,
+            quarantine,
             last_sweep: now,
             commit: AutomationCommit::default(),
         };
@@ -658,7 +704,9 @@ impl Executor {
                     load_definitions(self.store.as_mut(), &e)
                 };
                 match loaded {
-                    Ok(d) => {
+                    Ok(mut d) => {
+                        self.quarantine
+                            .reload(&DEFINITION_KEYS, std::mem::take(&mut d.broken));
                         self.defs = d;
                         self.publish_interest();
                     }

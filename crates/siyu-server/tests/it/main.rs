@@ -9,6 +9,7 @@ mod communities;
 mod connections;
 mod fission;
 mod ingest;
+mod nesting;
 mod orders;
 mod rebuild;
 mod workspaces;

@@ -25,6 +25,7 @@ conformance!(
     audit_log_is_newest_first,
     settings_crud_and_prefix,
     settings_batch_is_one_write,
+    settings_refuse_what_would_not_read_back,
     group_events_are_read_by_group_and_time,
     everything_survives_reopen,
     migrations_are_recorded_once,
@@ -822,6 +823,37 @@ pub fn settings_batch_is_one_write(b: &dyn Backend) {
         ]
     );
     s.put_settings(&[]).unwrap();
+}
+
+/// `depth` nested arrays around a number.
+fn nested_arrays(depth: usize) -> serde_json::Value {
+    (0..depth).fold(json!(1), |inner, _| json!([inner]))
+}
+
+/// What a setting write accepts, a later read returns: a value nested
+/// deeper than serde_json reads back (127 nested arrays or objects) is refused with `Invalid`
+/// (before this, it was stored and every later list of its prefix failed
+/// with "recursion limit exceeded": the server could not start).
+pub fn settings_refuse_what_would_not_read_back(b: &dyn Backend) {
+    let mut s = b.open();
+    s.put_setting("deep/ok", Some(&nested_arrays(127))).unwrap();
+    let err = s
+        .put_setting("deep/too", Some(&nested_arrays(128)))
+        .unwrap_err();
+    assert!(matches!(err, siyu_store::StoreError::Invalid(_)), "{err:?}");
+    assert!(err.to_string().contains("deep/too"), "{err}");
+    let err = s
+        .put_settings(&[
+            ("deep/a".to_string(), Some(json!(1))),
+            ("deep/b".to_string(), Some(nested_arrays(300))),
+        ])
+        .unwrap_err();
+    assert!(matches!(err, siyu_store::StoreError::Invalid(_)), "{err:?}");
+    let listed = s.list_settings("deep/").unwrap();
+    assert_eq!(listed, vec![("deep/ok".to_string(), nested_arrays(127))]);
+    let each = s.list_settings_each("deep/").unwrap();
+    assert_eq!(each.len(), 1);
+    assert_eq!(each[0].1.as_ref().unwrap(), &nested_arrays(127));
 }
 
 pub fn group_events_are_read_by_group_and_time(b: &dyn Backend) {
