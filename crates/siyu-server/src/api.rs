@@ -598,22 +598,25 @@ async fn erase_person(
 ) -> Result<Json<Value>, ApiError> {
     check_key(&state, &headers)?;
     let (canonical, ids) = identities_of(&state, &id)?;
+    // The audit row must not name whom it erased: a keyed pseudonym
+    // (`privacy.rs`), which settings and older audit rows get too.
+    let pseudonym = state.0.privacy.erasure_pseudonym(&canonical);
     let audit = AuditRecord {
         id: 0,
         at: now(),
         action: "erase_person".into(),
-        subject: canonical.clone(),
+        subject: pseudonym.clone(),
         detail: json!({"identities": ids.len()}),
     };
     let n = ids.len();
     let removed = state
         .0
         .writer
-        .erase(ids, audit)
+        .erase(ids, pseudonym.clone(), audit)
         .await
         .map_err(ApiError::Internal)?;
     Ok(Json(
-        json!({"erased": canonical, "identities": n, "events_removed": removed}),
+        json!({"erased": canonical, "erasure_id": pseudonym, "identities": n, "events_removed": removed}),
     ))
 }
 

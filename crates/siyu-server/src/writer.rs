@@ -54,6 +54,8 @@ pub enum Command {
     },
     Erase {
         identities: Vec<Identity>,
+        /// What settings and audit rows name instead (`Store::erase`).
+        pseudonym: String,
         audit: AuditRecord,
         reply: Reply<u64>,
     },
@@ -654,6 +656,7 @@ impl Writer {
             Command::Append { .. } => {}
             Command::Erase {
                 identities,
+                pseudonym,
                 audit,
                 reply,
             } => {
@@ -661,7 +664,7 @@ impl Writer {
                 // a crash at any point cannot bring erased data back.
                 let erased = self.remove_snapshot().and_then(|()| {
                     self.store
-                        .erase(&identities, &audit)
+                        .erase(&identities, &pseudonym, &audit)
                         .map_err(|e| e.to_string())
                 });
                 match erased {
@@ -751,12 +754,14 @@ impl WriterHandle {
     pub async fn erase(
         &self,
         identities: Vec<Identity>,
+        pseudonym: String,
         audit: AuditRecord,
     ) -> Result<u64, String> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Erase {
                 identities,
+                pseudonym,
                 audit,
                 reply,
             })

@@ -8,6 +8,7 @@ mod communities;
 mod fission;
 mod ingest;
 mod orders;
+mod privacy;
 mod rebuild;
 mod workspaces;
 

@@ -120,7 +120,7 @@ fn a_taobao_export_lands_on_the_right_persons_once() {
         .collect();
     assert!(ids.contains(&"taobao:tb_wang"), "{ids:?}");
     assert!(
-        ids.iter().any(|i| i.starts_with("phone_sha256:")),
+        ids.iter().any(|i| i.starts_with("phone_hmac:")),
         "{ids:?}"
     );
     let li = person(&server.addr, &key, "taobao:tb_li");
