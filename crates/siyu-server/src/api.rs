@@ -14,7 +14,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use siyu_domain::{time::format_rfc3339, wire::to_json, Identity};
 use siyu_engine::segment::{self, Expr};
@@ -847,6 +847,30 @@ async fn put_property(
 
 // ---------- analytics ----------
 
+/// The cache key of a `GET /v1/analytics/*` answer (`cache.rs`): its path
+/// and the parameters its handler reads, parsed as the handler parses
+/// them, so unknown parameters (`?x=1`, `?x=2` …) and their order do not
+/// make new entries. None when the path is not a cached query or its
+/// parameters do not parse (the handler answers the error, uncached).
+pub fn analytics_cache_key(uri: &axum::http::Uri) -> Option<String> {
+    fn read<T: serde::de::DeserializeOwned + Serialize>(uri: &axum::http::Uri) -> Option<String> {
+        let Query(q) = Query::<T>::try_from_uri(uri).ok()?;
+        serde_json::to_string(&q).ok()
+    }
+    let params = match uri.path() {
+        "/v1/analytics/funnel" => read::<FunnelQuery>(uri)?,
+        "/v1/analytics/cohorts" => read::<CohortQuery>(uri)?,
+        "/v1/analytics/referrals" => read::<ReferralQuery>(uri)?,
+        "/v1/analytics/rfm"
+        | "/v1/analytics/roi"
+        | "/v1/analytics/repurchase"
+        | "/v1/analytics/ltv"
+        | "/v1/analytics/attribution" => String::new(),
+        _ => return None,
+    };
+    Some(format!("{} {params}", uri.path()))
+}
+
 async fn analytics_rfm(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -869,7 +893,7 @@ async fn analytics_rfm(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 struct FunnelQuery {
     friend_days: Option<i64>,
     convert_days: Option<i64>,
@@ -894,7 +918,7 @@ async fn analytics_funnel(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 struct CohortQuery {
     t0: Option<i64>,
     weeks: Option<usize>,
@@ -916,7 +940,7 @@ async fn analytics_cohorts(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 struct ReferralQuery {
     convert_days: Option<i64>,
     top: Option<usize>,

@@ -616,3 +616,38 @@ async fn analytics_answers_are_cached_until_the_engine_changes() {
     let (_, fresh) = t.get("/v1/analytics/repurchase").await;
     assert_ne!(fresh, first, "{fresh}");
 }
+
+#[tokio::test]
+async fn unknown_analytics_parameters_cannot_fill_the_cache() {
+    use std::sync::atomic::Ordering;
+    let t = TestApp::spawn().await;
+    t.post_events(
+        r#"{"ts": 1790000000, "identity": "douyin:a", "type": "purchase", "amount": 100}"#,
+    )
+    .await;
+    let cache = &t.state.0.analytics_cache;
+    let (s, first) = t.get("/v1/analytics/rfm?x=0").await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let before = cache.len();
+    let hits = cache.hits.load(Ordering::Relaxed);
+    for i in 1..=60 {
+        let (s, b) = t.get(&format!("/v1/analytics/rfm?x={i}&y=z{i}")).await;
+        assert_eq!((s, &b), (StatusCode::OK, &first));
+    }
+    // One entry serves them all (the warmer may add the dashboard's own).
+    assert!(
+        cache.len() <= before + siyu_server::cache::DASHBOARD.len(),
+        "{} entries",
+        cache.len()
+    );
+    assert!(cache.hits.load(Ordering::Relaxed) >= hits + 59);
+    // Known parameters still make their own answers, in any order.
+    let (_, a) = t.get("/v1/analytics/funnel?friend_days=1&convert_days=2").await;
+    let misses = cache.misses.load(Ordering::Relaxed);
+    let (_, b) = t.get("/v1/analytics/funnel?convert_days=2&zz=1&friend_days=1").await;
+    assert_eq!(a, b);
+    assert_eq!(cache.misses.load(Ordering::Relaxed), misses);
+    // A parameter the handler rejects is answered by the handler, uncached.
+    let (s, _) = t.get("/v1/analytics/cohorts?weeks=many").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
