@@ -996,10 +996,44 @@ async fn analytics_repurchase(
     blocking(move || Ok(Json(json!(analytics::repurchase(&read_engine(&s)))))).await
 }
 
-/// Every stored event, in log order (for the analytics that need sequences).
-fn log_events(state: &AppState) -> Result<Vec<siyu_domain::Event>, ApiError> {
-    let mut store = state.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-    Ok(crate::writer::log_events(store.as_mut())?)
+/// Feeds every stored event up to the log's head at the start, in log
+/// order, with its person, to `feed` (the analytics that need sequences).
+///
+/// Bounded and never in anyone's way: the engine's read lock is held only
+/// to copy its identity table (`Engine::identity_index`), the reader
+/// connection only while one page (`siyu_store::SCAN_PAGE` events) is read,
+/// so the writer keeps writing and other requests keep reading between
+/// pages; memory is that copy, one page and the pass's per-person state.
+/// Events appended after the start are not part of the answer.
+pub fn log_pass(
+    state: &AppState,
+    mut feed: impl FnMut(PersonId, &siyu_engine::RawEvent<'_>),
+) -> Result<(), ApiError> {
+    let head = state
+        .0
+        .reader
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .last_offset()?;
+    let persons = read_engine(state).identity_index();
+    let mut after = 0;
+    while after < head {
+        let page = state
+            .0
+            .reader
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .scan(after, siyu_store::SCAN_PAGE)?;
+        let Some(last) = page.last() else { break };
+        after = last.offset;
+        for stored in page.iter().take_while(|e| e.offset <= head) {
+            let raw = siyu_engine::RawEvent::from_event(stored.offset, &stored.event);
+            if let Some(p) = persons.person_of(raw.identity) {
+                feed(p, &raw);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -1031,14 +1065,9 @@ async fn analytics_steps(
     }
     let s = state.clone();
     blocking(move || {
-        let events = log_events(&s)?;
-        let e = read_engine(&s);
-        let raw = events
-            .iter()
-            .enumerate()
-            .map(|(i, ev)| siyu_engine::RawEvent::from_event(i as u64, ev));
-        let rows = siyu_engine::scan::funnel(&e, raw, &body.steps, body.split_by_channel);
-        Ok(Json(json!({"steps": body.steps, "rows": rows})))
+        let mut pass = siyu_engine::scan::FunnelPass::new(&body.steps, body.split_by_channel);
+        log_pass(&s, |p, e| pass.feed(p, e))?;
+        Ok(Json(json!({"steps": body.steps, "rows": pass.finish()})))
     })
     .await
 }
@@ -1050,15 +1079,9 @@ async fn analytics_attribution(
     check_key(&state, &headers)?;
     let s = state.clone();
     blocking(move || {
-        let events = log_events(&s)?;
-        let e = read_engine(&s);
-        let raw = events
-            .iter()
-            .enumerate()
-            .map(|(i, ev)| siyu_engine::RawEvent::from_event(i as u64, ev));
-        Ok(Json(
-            json!({"rows": siyu_engine::scan::attribution(&e, raw)}),
-        ))
+        let mut pass = siyu_engine::scan::AttributionPass::new();
+        log_pass(&s, |p, e| pass.feed(p, e))?;
+        Ok(Json(json!({"rows": pass.finish()})))
     })
     .await
 }

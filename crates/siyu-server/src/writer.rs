@@ -726,16 +726,6 @@ pub fn replay_log(
     })
 }
 
-/// Every stored event, in log order (analytics that need sequences).
-pub fn log_events(store: &mut dyn Store) -> siyu_store::Result<Vec<Event>> {
-    let mut all = Vec::new();
-    siyu_store::for_each_page(store, 0, |page| {
-        all.extend(page.into_iter().map(|e| e.event));
-        Ok::<(), siyu_store::StoreError>(())
-    })?;
-    Ok(all)
-}
-
 /// The handle request handlers hold.
 #[derive(Clone)]
 pub struct WriterHandle {

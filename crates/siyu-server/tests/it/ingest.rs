@@ -651,3 +651,51 @@ async fn unknown_analytics_parameters_cannot_fill_the_cache() {
     let (s, _) = t.get("/v1/analytics/cohorts?weeks=many").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+/// A full-log analytics pass holds neither the engine nor the reader
+/// connection while it works: paused in the middle of the log, the engine
+/// can be write-locked, the reader connection taken and an append
+/// acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_pass_blocks_neither_the_writer_nor_other_readers() {
+    let t = TestApp::spawn().await;
+    let batch: Vec<String> = (0..200)
+        .map(|i| {
+            format!(
+                r#"{{"ts": {}, "identity": "douyin:p{}", "type": "touch", "channel": "douyin"}}"#,
+                1_790_000_000 + i,
+                i % 50
+            )
+        })
+        .collect();
+    let (s, b) = t.post_events(&format!("[{}]", batch.join(","))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (paused_tx, paused_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let state = t.state.clone();
+    let pass = std::thread::spawn(move || {
+        let mut seen = 0u64;
+        siyu_server::api::log_pass(&state, |_, _| {
+            seen += 1;
+            if seen == 100 {
+                paused_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+            }
+        })
+        .unwrap();
+        seen
+    });
+    paused_rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
+    // Mid-pass: nothing is held.
+    assert!(t.state.0.engine.try_write().is_ok(), "the pass holds the engine");
+    assert!(t.state.0.reader.try_lock().is_ok(), "the pass holds the reader connection");
+    let (s, b) = t
+        .post_events(r#"{"ts": 1790001000, "identity": "douyin:late", "type": "touch"}"#)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    go_tx.send(()).unwrap();
+    // The answer is the log as it was at the start.
+    assert_eq!(pass.join().unwrap(), 200);
+}
