@@ -299,16 +299,23 @@ async fn segment_ingest(
             e.column()
         ))
     })?;
-    let messages: Vec<(Value, Option<&str>)> = match kind {
-        Some(k) => vec![(v, Some(k))],
+    let messages: Vec<(&Value, Option<&str>)> = match kind {
+        Some(k) => vec![(&v, Some(k))],
         None => v
             .get("batch")
             .and_then(Value::as_array)
             .ok_or_else(|| ApiError::BadRequest("a batch body is {\"batch\": [messages]}".into()))?
             .iter()
-            .map(|m| (m.clone(), None))
+            .map(|m| (m, None))
             .collect(),
     };
+    if messages.len() > ingest::MAX_EVENTS_PER_REQUEST {
+        return Err(ApiError::BadRequest(format!(
+            "`batch` holds {} messages; at most {} per request, split the batch",
+            messages.len(),
+            ingest::MAX_EVENTS_PER_REQUEST
+        )));
+    }
     let mut parsed = ingest::Parsed::default();
     let t = now();
     for (i, (m, k)) in messages.iter().enumerate() {
