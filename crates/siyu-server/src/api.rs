@@ -1003,12 +1003,17 @@ async fn analytics_repurchase(
     blocking(move || Ok(Json(json!(analytics::repurchase(&read_engine(&s)))))).await
 }
 
+/// Events read per page by [`log_pass`]: small, because other readers
+/// wait for the reader connection while a page is read (at 50,000 a
+/// timeline waited up to 1.1 s in a debug build during a pass).
+pub const LOG_PASS_PAGE: usize = 10_000;
+
 /// Feeds every stored event up to the log's head at the start, in log
 /// order, with its person, to `feed` (the analytics that need sequences).
 ///
 /// Bounded and never in anyone's way: the engine's read lock is held only
 /// to copy its identity table (`Engine::identity_index`), the reader
-/// connection only while one page (`siyu_store::SCAN_PAGE` events) is read,
+/// connection only while one page ([`LOG_PASS_PAGE`] events) is read,
 /// so the writer keeps writing and other requests keep reading between
 /// pages; memory is that copy, one page and the pass's per-person state.
 /// Events appended after the start are not part of the answer.
@@ -1030,7 +1035,7 @@ pub fn log_pass(
             .reader
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .scan(after, siyu_store::SCAN_PAGE)?;
+            .scan(after, LOG_PASS_PAGE)?;
         let Some(last) = page.last() else { break };
         after = last.offset;
         for stored in page.iter().take_while(|e| e.offset <= head) {
