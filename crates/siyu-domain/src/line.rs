@@ -466,8 +466,14 @@ mod tests {
             Just(format!("\"{}\"", "x".repeat(MAX_SHORT_LEN + 1))),
             Just(format!("\"{}\"", "x".repeat(MAX_TEXT_LEN))),
             Just(format!("\"{}\"", "x".repeat(MAX_TEXT_LEN + 1))),
-            Just(format!("\"douyin:{}\"", "x".repeat(crate::identity::MAX_IDENTITY_LEN - 7))),
-            Just(format!("\"douyin:{}\"", "x".repeat(crate::identity::MAX_IDENTITY_LEN - 6))),
+            Just(format!(
+                "\"douyin:{}\"",
+                "x".repeat(crate::identity::MAX_IDENTITY_LEN - 7)
+            )),
+            Just(format!(
+                "\"douyin:{}\"",
+                "x".repeat(crate::identity::MAX_IDENTITY_LEN - 6)
+            )),
         ];
         (key.prop_map(str::to_string), value)
     }

@@ -716,28 +716,62 @@ mod tests {
         let many = |n: usize| -> Map<String, Value> {
             (0..n).map(|i| (format!("k{i}"), json!(i))).collect()
         };
-        let nested = |levels: usize| {
-            (0..levels).fold(json!(1), |inner, _| json!({ "x": inner }))
-        };
+        let nested = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!({ "x": inner }));
         // At the limits: accepted.
         assert!(with("properties", Value::Object(many(MAX_OBJECT_KEYS))).is_ok());
         assert!(with("traits", Value::Object(many(MAX_OBJECT_KEYS))).is_ok());
-        assert!(with("properties", json!({"big": "x".repeat(MAX_OBJECT_BYTES - 20)})).is_ok());
+        assert!(with(
+            "properties",
+            json!({"big": "x".repeat(MAX_OBJECT_BYTES - 20)})
+        )
+        .is_ok());
         assert!(with("properties", json!({"n": nested(MAX_VALUE_DEPTH - 1)})).is_ok());
         assert!(with("traits", json!({"tags": vec!["t"; MAX_TAGS]})).is_ok());
         assert!(with("traits", json!({"name": "x".repeat(MAX_TRAIT_LEN)})).is_ok());
         assert!(with("text", json!("x".repeat(MAX_TEXT_LEN))).is_ok());
         // Past them: a rejection naming the field and the limit.
         for (field, value, limit) in [
-            ("properties", Value::Object(many(MAX_OBJECT_KEYS + 1)), MAX_OBJECT_KEYS),
-            ("traits", Value::Object(many(MAX_OBJECT_KEYS + 1)), MAX_OBJECT_KEYS),
-            ("properties", json!({"big": "x".repeat(MAX_OBJECT_BYTES)}), MAX_OBJECT_BYTES),
-            ("traits", json!({"big": "x".repeat(MAX_OBJECT_BYTES)}), MAX_OBJECT_BYTES),
-            ("properties", json!({"n": nested(MAX_VALUE_DEPTH)}), MAX_VALUE_DEPTH),
-            ("traits", json!({"n": nested(MAX_VALUE_DEPTH)}), MAX_VALUE_DEPTH),
+            (
+                "properties",
+                Value::Object(many(MAX_OBJECT_KEYS + 1)),
+                MAX_OBJECT_KEYS,
+            ),
+            (
+                "traits",
+                Value::Object(many(MAX_OBJECT_KEYS + 1)),
+                MAX_OBJECT_KEYS,
+            ),
+            (
+                "properties",
+                json!({"big": "x".repeat(MAX_OBJECT_BYTES)}),
+                MAX_OBJECT_BYTES,
+            ),
+            (
+                "traits",
+                json!({"big": "x".repeat(MAX_OBJECT_BYTES)}),
+                MAX_OBJECT_BYTES,
+            ),
+            (
+                "properties",
+                json!({"n": nested(MAX_VALUE_DEPTH)}),
+                MAX_VALUE_DEPTH,
+            ),
+            (
+                "traits",
+                json!({"n": nested(MAX_VALUE_DEPTH)}),
+                MAX_VALUE_DEPTH,
+            ),
             ("traits", json!({"tags": vec!["t"; MAX_TAGS + 1]}), MAX_TAGS),
-            ("traits", json!({"remove_tags": vec!["t"; MAX_TAGS + 1]}), MAX_TAGS),
-            ("traits", json!({"city": "x".repeat(MAX_TRAIT_LEN + 1)}), MAX_TRAIT_LEN),
+            (
+                "traits",
+                json!({"remove_tags": vec!["t"; MAX_TAGS + 1]}),
+                MAX_TAGS,
+            ),
+            (
+                "traits",
+                json!({"city": "x".repeat(MAX_TRAIT_LEN + 1)}),
+                MAX_TRAIT_LEN,
+            ),
             ("text", json!("x".repeat(MAX_TEXT_LEN + 1)), MAX_TEXT_LEN),
             ("name", json!("x".repeat(MAX_SHORT_LEN + 1)), MAX_SHORT_LEN),
             ("group", json!("x".repeat(MAX_SHORT_LEN + 1)), MAX_SHORT_LEN),

@@ -33,9 +33,7 @@ pub struct Parsed {
 pub const MAX_EVENTS_PER_REQUEST: usize = 10_000;
 
 fn too_many() -> String {
-    format!(
-        "a request carries at most {MAX_EVENTS_PER_REQUEST} events; split the batch"
-    )
+    format!("a request carries at most {MAX_EVENTS_PER_REQUEST} events; split the batch")
 }
 
 /// Reads a JSON array one element at a time into `out` (the array as a

@@ -92,7 +92,6 @@ pub const FIELDS: [&str; 15] = [
     "identity",
 ];
 
-
 /// Longest order id accepted (event ids stay under the wire's 128 bytes).
 pub const MAX_ORDER_ID_LEN: usize = 64;
 

@@ -101,14 +101,20 @@ impl PrivacyKeys {
     /// `phone_hmac:<hex>` of a number given as the lowercase hex of its
     /// SHA-256 (see the module docs).
     pub fn phone_identity_of_sha256(&self, sha256_hex: &str) -> Identity {
-        let id = format!("{PHONE_CHANNEL}:{}", hmac_hex(&self.phone, sha256_hex.as_bytes()));
+        let id = format!(
+            "{PHONE_CHANNEL}:{}",
+            hmac_hex(&self.phone, sha256_hex.as_bytes())
+        );
         // Valid by construction: a valid channel, ':' and 64 hex digits.
         Identity::parse(&id).expect("a hex digest is a valid id")
     }
 
     /// The name an erased person keeps in the audit log and settings.
     pub fn erasure_pseudonym(&self, canonical: &str) -> String {
-        format!("erased:{}", &hmac_hex(&self.erasure, canonical.as_bytes())[..32])
+        format!(
+            "erased:{}",
+            &hmac_hex(&self.erasure, canonical.as_bytes())[..32]
+        )
     }
 }
 
@@ -172,11 +178,23 @@ mod tests {
         let a = PrivacyKeys::from_secret(b"one secret");
         let b = PrivacyKeys::from_secret(b"another secret");
         let sha = hex(&Sha256::digest(b"13800000000"));
-        assert_eq!(a.phone_identity("13800000000"), a.phone_identity_of_sha256(&sha));
-        assert_ne!(a.phone_identity("13800000000"), b.phone_identity("13800000000"));
+        assert_eq!(
+            a.phone_identity("13800000000"),
+            a.phone_identity_of_sha256(&sha)
+        );
+        assert_ne!(
+            a.phone_identity("13800000000"),
+            b.phone_identity("13800000000")
+        );
         assert!(!a.phone_identity("13800000000").as_str().contains(&sha));
-        assert_eq!(a.erasure_pseudonym("wecom:x"), a.erasure_pseudonym("wecom:x"));
-        assert_ne!(a.erasure_pseudonym("wecom:x"), b.erasure_pseudonym("wecom:x"));
+        assert_eq!(
+            a.erasure_pseudonym("wecom:x"),
+            a.erasure_pseudonym("wecom:x")
+        );
+        assert_ne!(
+            a.erasure_pseudonym("wecom:x"),
+            b.erasure_pseudonym("wecom:x")
+        );
         assert!(is_sha256_hex(&sha) && !is_sha256_hex("13800000000"));
     }
 }

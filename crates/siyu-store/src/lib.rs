@@ -250,8 +250,12 @@ pub trait Store: Send {
     /// `identities` is replaced (a reward ledger row still used its stock).
     /// On SQLite the freed pages are zeroed (`secure_delete`) and the WAL
     /// is checkpointed and truncated, so no erased text stays in the files.
-    fn erase(&mut self, identities: &[Identity], pseudonym: &str, audit: &AuditRecord)
-        -> Result<u64>;
+    fn erase(
+        &mut self,
+        identities: &[Identity],
+        pseudonym: &str,
+        audit: &AuditRecord,
+    ) -> Result<u64>;
 
     /// The distinct identities of the log (its `identity` and `ref`
     /// columns) that start with `prefix`, sorted: one scan of the log.

@@ -738,7 +738,9 @@ impl Store for SqliteStore {
         // The first column says whether it was blocked: not an error, the
         // erasure itself is committed.
         self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0))
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
             .map_err(db("checkpointing after erase"))?;
         Ok(removed as u64)
     }
@@ -775,10 +777,8 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db(step))?;
-        tx.execute_batch(
-            "CREATE TEMP TABLE renames (old TEXT PRIMARY KEY, new TEXT NOT NULL)",
-        )
-        .map_err(db(step))?;
+        tx.execute_batch("CREATE TEMP TABLE renames (old TEXT PRIMARY KEY, new TEXT NOT NULL)")
+            .map_err(db(step))?;
         {
             let mut st = tx
                 .prepare("INSERT INTO temp.renames (old, new) VALUES (?1, ?2)")

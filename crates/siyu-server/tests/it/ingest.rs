@@ -642,9 +642,13 @@ async fn unknown_analytics_parameters_cannot_fill_the_cache() {
     );
     assert!(cache.hits.load(Ordering::Relaxed) >= hits + 59);
     // Known parameters still make their own answers, in any order.
-    let (_, a) = t.get("/v1/analytics/funnel?friend_days=1&convert_days=2").await;
+    let (_, a) = t
+        .get("/v1/analytics/funnel?friend_days=1&convert_days=2")
+        .await;
     let misses = cache.misses.load(Ordering::Relaxed);
-    let (_, b) = t.get("/v1/analytics/funnel?convert_days=2&zz=1&friend_days=1").await;
+    let (_, b) = t
+        .get("/v1/analytics/funnel?convert_days=2&zz=1&friend_days=1")
+        .await;
     assert_eq!(a, b);
     assert_eq!(cache.misses.load(Ordering::Relaxed), misses);
     // A parameter the handler rejects is answered by the handler, uncached.
@@ -689,8 +693,14 @@ async fn a_log_pass_blocks_neither_the_writer_nor_other_readers() {
         .recv_timeout(std::time::Duration::from_secs(30))
         .unwrap();
     // Mid-pass: nothing is held.
-    assert!(t.state.0.engine.try_write().is_ok(), "the pass holds the engine");
-    assert!(t.state.0.reader.try_lock().is_ok(), "the pass holds the reader connection");
+    assert!(
+        t.state.0.engine.try_write().is_ok(),
+        "the pass holds the engine"
+    );
+    assert!(
+        t.state.0.reader.try_lock().is_ok(),
+        "the pass holds the reader connection"
+    );
     let (s, b) = t
         .post_events(r#"{"ts": 1790001000, "identity": "douyin:late", "type": "touch"}"#)
         .await;

@@ -18,10 +18,8 @@ fn sha256_hex(s: &str) -> String {
 
 fn files_contain(dir: &std::path::Path, needle: &str) -> bool {
     ["siyu.db", "siyu.db-wal"].iter().any(|f| {
-        std::fs::read(dir.join(f)).is_ok_and(|b| {
-            b.windows(needle.len())
-                .any(|w| w == needle.as_bytes())
-        })
+        std::fs::read(dir.join(f))
+            .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
     })
 }
 
@@ -67,14 +65,26 @@ async fn erasure_leaves_the_identity_in_no_setting_audit_row_or_file() {
             })
             .unwrap();
     }
-    assert!(files_contain(&t.dir, marker), "the marker reached the files");
+    assert!(
+        files_contain(&t.dir, marker),
+        "the marker reached the files"
+    );
 
     let (s, e) = t
-        .call("DELETE", "/v1/persons/wecom:erase_me", Some(&t.key), "application/json", Body::empty())
+        .call(
+            "DELETE",
+            "/v1/persons/wecom:erase_me",
+            Some(&t.key),
+            "application/json",
+            Body::empty(),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{e}");
     let pseudonym = e["erasure_id"].as_str().unwrap().to_string();
-    assert!(pseudonym.starts_with("erased:") && !pseudonym.contains("erase_me"), "{e}");
+    assert!(
+        pseudonym.starts_with("erased:") && !pseudonym.contains("erase_me"),
+        "{e}"
+    );
 
     let mut store = t.state.0.reader.lock().unwrap();
     let settings = store.list_settings("").unwrap();
@@ -84,7 +94,12 @@ async fn erasure_leaves_the_identity_in_no_setting_audit_row_or_file() {
             "{key} = {value}"
         );
     }
-    let get = |k: &str| settings.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let get = |k: &str| {
+        settings
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
     // The reward row still counts against its stock, under the pseudonym.
     assert_eq!(
         get(&format!("reward/c1/{pseudonym}/0")).map(|v| v["status"].clone()),
@@ -95,14 +110,20 @@ async fn erasure_leaves_the_identity_in_no_setting_audit_row_or_file() {
         json!(1_790_000_001)
     );
     let audit = store.audit_log(100).unwrap();
-    assert!(audit.iter().any(|r| r.action == "erase_person" && r.subject == pseudonym));
+    assert!(audit
+        .iter()
+        .any(|r| r.action == "erase_person" && r.subject == pseudonym));
     for r in &audit {
         let text = format!("{} {}", r.subject, r.detail);
         assert!(!text.contains("wecom:erase_me"), "{text}");
     }
     drop(store);
     // Freed pages are zeroed and the WAL truncated: the text is gone from disk.
-    assert!(!files_contain(&t.dir, marker), "erased text left in {}", t.dir.display());
+    assert!(
+        !files_contain(&t.dir, marker),
+        "erased text left in {}",
+        t.dir.display()
+    );
 }
 
 /// Orders matched by phone before the upgrade stored `phone_sha256:<hex>`
@@ -139,7 +160,10 @@ async fn unkeyed_phone_hashes_are_migrated_and_still_match() {
     {
         let mut store = t.state.0.reader.lock().unwrap();
         let prefix = "phone_sha256:";
-        assert!(store.logged_identities_with_prefix(prefix).unwrap().is_empty());
+        assert!(store
+            .logged_identities_with_prefix(prefix)
+            .unwrap()
+            .is_empty());
     }
     // The same phone, raw and as its SHA-256, still finds the person.
     let orders = json!([
@@ -147,7 +171,13 @@ async fn unkeyed_phone_hashes_are_migrated_and_still_match() {
         {"order_id": "3", "channel": "taobao", "amount": "30", "paid_at": 1_790_200_000, "phone_sha256": sha256_hex("13900000000")}
     ]);
     let (s, b) = t
-        .call("POST", "/v1/orders", Some(&t.key), "application/json", orders.to_string())
+        .call(
+            "POST",
+            "/v1/orders",
+            Some(&t.key),
+            "application/json",
+            orders.to_string(),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["matched"]["phone_existing_person"], 2, "{b}");
@@ -163,7 +193,13 @@ async fn a_phone_sha256_that_is_not_a_digest_is_refused_by_field() {
     let t = TestApp::spawn().await;
     let orders = json!([{"order_id": "1", "channel": "taobao", "amount": "20", "paid_at": 1_790_100_000, "phone_sha256": "13900000000"}]);
     let (s, b) = t
-        .call("POST", "/v1/orders", Some(&t.key), "application/json", orders.to_string())
+        .call(
+            "POST",
+            "/v1/orders",
+            Some(&t.key),
+            "application/json",
+            orders.to_string(),
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert_eq!(b["rejected"][0]["field"], "phone_sha256", "{b}");

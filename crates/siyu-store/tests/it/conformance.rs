@@ -205,7 +205,11 @@ pub fn ids_are_deduped_across_openers_and_after_erasure(b: &dyn Backend) {
     // Erase douyin:x through `two` (its comment at 1 and the identify
     // naming it at 2): those ids are free again for both openers, the
     // others stay stored.
-    assert_eq!(two.erase(&[id("douyin:x")], "erased:test", &erase_audit()).unwrap(), 2);
+    assert_eq!(
+        two.erase(&[id("douyin:x")], "erased:test", &erase_audit())
+            .unwrap(),
+        2
+    );
     assert_eq!(
         one.append(&batch[..3]).unwrap(),
         vec![
@@ -526,7 +530,10 @@ pub fn erase_leaves_the_identity_nowhere(b: &dyn Backend) {
     .unwrap();
     let files = b.local_files();
     if !files.is_empty() {
-        assert!(files_contain(&files, marker.as_bytes()), "the marker was written");
+        assert!(
+            files_contain(&files, marker.as_bytes()),
+            "the marker was written"
+        );
     }
     let person = [id("wecom:wm1"), id("douyin:x")];
     let audit = AuditRecord {
@@ -540,9 +547,17 @@ pub fn erase_leaves_the_identity_nowhere(b: &dyn Backend) {
         for who in ["\"wecom:wm1\"", "\"douyin:x\""] {
             assert!(!value.to_string().contains(who), "{key} = {value}");
         }
-        assert!(!key.split('/').any(|k| k == "wecom:wm1" || k == "douyin:x"), "{key}");
+        assert!(
+            !key.split('/').any(|k| k == "wecom:wm1" || k == "douyin:x"),
+            "{key}"
+        );
     }
-    let get = |k: &str| settings.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let get = |k: &str| {
+        settings
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
     // Kept under the pseudonym (the reward used its stock), others untouched.
     assert_eq!(
         get("reward/c1/erased:ab12/0"),
@@ -563,7 +578,10 @@ pub fn erase_leaves_the_identity_nowhere(b: &dyn Backend) {
     // SQLite: freed pages are zeroed and the WAL is truncated, so the
     // erased text is in none of the files.
     if !files.is_empty() {
-        assert!(!files_contain(&files, marker.as_bytes()), "erased text left in {files:?}");
+        assert!(
+            !files_contain(&files, marker.as_bytes()),
+            "erased text left in {files:?}"
+        );
     }
 }
 
@@ -572,8 +590,11 @@ pub fn renamed_identities_are_renamed_everywhere(b: &dyn Backend) {
     s.append(&sample()).unwrap();
     s.record_merges(&[merge(2, "wecom:wm1", "douyin:x", "douyin:x")])
         .unwrap();
-    s.put_setting("reward/c1/douyin:x/0", Some(&json!({"inviter": "douyin:x"})))
-        .unwrap();
+    s.put_setting(
+        "reward/c1/douyin:x/0",
+        Some(&json!({"inviter": "douyin:x"})),
+    )
+    .unwrap();
     assert_eq!(
         s.logged_identities_with_prefix("douyin:").unwrap(),
         vec![id("douyin:x"), id("douyin:y")]
@@ -583,14 +604,25 @@ pub fn renamed_identities_are_renamed_everywhere(b: &dyn Backend) {
         .rename_identities(&[(id("douyin:x"), id("douyin:renamed"))])
         .unwrap();
     assert_eq!(changed, 2);
-    assert!(s.logged_identities_with_prefix("douyin:x").unwrap().is_empty());
+    assert!(s
+        .logged_identities_with_prefix("douyin:x")
+        .unwrap()
+        .is_empty());
     let events = s.scan(0, 100).unwrap();
     let names: Vec<&str> = events
         .iter()
-        .flat_map(|e| [Some(e.event.identity.as_str()), e.event.reference.as_ref().map(|r| r.as_str())])
+        .flat_map(|e| {
+            [
+                Some(e.event.identity.as_str()),
+                e.event.reference.as_ref().map(|r| r.as_str()),
+            ]
+        })
         .flatten()
         .collect();
-    assert!(names.contains(&"douyin:renamed") && !names.contains(&"douyin:x"), "{names:?}");
+    assert!(
+        names.contains(&"douyin:renamed") && !names.contains(&"douyin:x"),
+        "{names:?}"
+    );
     let m = s.merges_of(&[id("douyin:renamed")]).unwrap();
     assert_eq!((m.len(), m[0].into.as_str()), (1, "douyin:renamed"));
     assert_eq!(
@@ -608,8 +640,12 @@ pub fn erase_never_reuses_offsets(b: &dyn Backend) {
     s.append(&events).unwrap();
     // Offsets 7 and 8 are the newest; erase both.
     assert_eq!(
-        s.erase(&[id("wecom:wm2"), id("offline:p1")], "erased:test", &erase_audit())
-            .unwrap(),
+        s.erase(
+            &[id("wecom:wm2"), id("offline:p1")],
+            "erased:test",
+            &erase_audit()
+        )
+        .unwrap(),
         2
     );
     assert_eq!(s.last_offset().unwrap(), 8);
@@ -799,8 +835,12 @@ pub fn segment_history_is_newest_first_per_segment_and_person(b: &dyn Backend) {
         subject: "douyin:a".into(),
         detail: json!({}),
     };
-    s.erase(&[siyu_domain::Identity::parse("douyin:a").unwrap()], "erased:test", &audit)
-        .unwrap();
+    s.erase(
+        &[siyu_domain::Identity::parse("douyin:a").unwrap()],
+        "erased:test",
+        &audit,
+    )
+    .unwrap();
     assert_eq!(
         s.segment_history("vip", None, 10).unwrap(),
         vec![rec("vip", "douyin:b", true, 101)]
@@ -871,7 +911,9 @@ pub fn bulk_load_rebuilds_indexes_and_keeps_dedup(b: &dyn Backend) {
     assert_eq!(s.last_offset().unwrap(), 2_003);
     let timeline = s.timeline(&u7, None, 1_000).unwrap();
     assert_eq!(timeline.len(), 40);
-    let erased = s.erase(&[id("wecom:w10")], "erased:test", &erase_audit()).unwrap();
+    let erased = s
+        .erase(&[id("wecom:w10")], "erased:test", &erase_audit())
+        .unwrap();
     assert_eq!(erased, 40);
 }
 

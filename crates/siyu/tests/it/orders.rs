@@ -119,10 +119,7 @@ fn a_taobao_export_lands_on_the_right_persons_once() {
         .filter_map(Value::as_str)
         .collect();
     assert!(ids.contains(&"taobao:tb_wang"), "{ids:?}");
-    assert!(
-        ids.iter().any(|i| i.starts_with("phone_hmac:")),
-        "{ids:?}"
-    );
+    assert!(ids.iter().any(|i| i.starts_with("phone_hmac:")), "{ids:?}");
     let li = person(&server.addr, &key, "taobao:tb_li");
     assert_eq!(
         (
