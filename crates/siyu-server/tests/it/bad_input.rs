@@ -470,6 +470,26 @@ async fn bad_segment_messages_name_the_field() {
             "{b}"
         );
     }
+    // A Segment batch longer than a request may carry is refused whole.
+    let long = json!({"batch": vec![json!(1); siyu_server::ingest::MAX_EVENTS_PER_REQUEST + 1]});
+    let (s, b) = t
+        .call(
+            "POST",
+            "/v1/batch",
+            Some(&t.key),
+            "application/json",
+            long.to_string(),
+        )
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request")),
+        "{b}"
+    );
+    assert!(
+        b["message"].as_str().unwrap().contains("at most 10000"),
+        "{b}"
+    );
     let (s, b) = t
         .call(
             "POST",
