@@ -4,5 +4,6 @@
 mod fission;
 mod live_vs_oracle;
 mod log_offsets;
+mod scan_passes;
 mod segments;
 mod snapshot;
