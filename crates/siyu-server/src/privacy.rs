@@ -27,6 +27,16 @@ use siyu_store::Store;
 pub const SECRET_KEY: &str = "privacy/secret";
 /// Set once the log holds no unkeyed phone hash (see [`migrate_phone_hashes`]).
 pub const PHONE_MIGRATION_KEY: &str = "privacy/phone_hmac_migrated";
+/// How an erasure pseudonym starts.
+pub const ERASED_PREFIX: &str = "erased:";
+
+/// Whether a settings or audit value names an erased person (see
+/// [`PrivacyKeys::erasure_pseudonym`]): code acting on persons skips it.
+pub fn is_erasure_pseudonym(s: &str) -> bool {
+    s.strip_prefix(ERASED_PREFIX)
+        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// The identity channel of keyed phone hashes.
 pub const PHONE_CHANNEL: &str = "phone_hmac";
 /// The identity channel of unkeyed phone hashes (versions before the
@@ -112,7 +122,7 @@ impl PrivacyKeys {
     /// The name an erased person keeps in the audit log and settings.
     pub fn erasure_pseudonym(&self, canonical: &str) -> String {
         format!(
-            "erased:{}",
+            "{ERASED_PREFIX}{}",
             &hmac_hex(&self.erasure, canonical.as_bytes())[..32]
         )
     }
@@ -196,5 +206,7 @@ mod tests {
             b.erasure_pseudonym("wecom:x")
         );
         assert!(is_sha256_hex(&sha) && !is_sha256_hex("13800000000"));
+        assert!(is_erasure_pseudonym(&a.erasure_pseudonym("wecom:x")));
+        assert!(!is_erasure_pseudonym("erased:x") && !is_erasure_pseudonym("wecom:x"));
     }
 }
