@@ -461,6 +461,19 @@ mod tests {
             Just("99999999999999999999".to_string()),
             Just("1.5".to_string()),
             Just("null".to_string()),
+            // Both sides of every length limit.
+            Just(format!("\"{}\"", "x".repeat(MAX_SHORT_LEN))),
+            Just(format!("\"{}\"", "x".repeat(MAX_SHORT_LEN + 1))),
+            Just(format!("\"{}\"", "x".repeat(MAX_TEXT_LEN))),
+            Just(format!("\"{}\"", "x".repeat(MAX_TEXT_LEN + 1))),
+            Just(format!(
+                "\"douyin:{}\"",
+                "x".repeat(crate::identity::MAX_IDENTITY_LEN - 7)
+            )),
+            Just(format!(
+                "\"douyin:{}\"",
+                "x".repeat(crate::identity::MAX_IDENTITY_LEN - 6)
+            )),
         ];
         (key.prop_map(str::to_string), value)
     }

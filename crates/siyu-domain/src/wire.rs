@@ -22,6 +22,87 @@ pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 /// Longest text, group, name or event id accepted, in bytes.
 pub const MAX_TEXT_LEN: usize = 4096;
 pub(crate) const MAX_SHORT_LEN: usize = 128;
+/// Longest value of a named trait (`name`, `phone`, `city`, `timezone`,
+/// `birthday`), in bytes.
+pub const MAX_TRAIT_LEN: usize = 256;
+/// Most tags one event adds (`tags`) or removes (`remove_tags`).
+pub const MAX_TAGS: usize = 64;
+/// Most keys of `properties`, and of `traits`.
+pub const MAX_OBJECT_KEYS: usize = 64;
+/// Largest `properties`, and `traits`, as compact JSON, in bytes. Traits
+/// are kept in memory per person, so this bounds what one event adds.
+pub const MAX_OBJECT_BYTES: usize = 16 * 1024;
+/// Deepest nesting of arrays and objects inside `properties` or a trait.
+pub const MAX_VALUE_DEPTH: usize = 8;
+
+/// Counts bytes written, failing past a cap (so a huge value is not
+/// serialized whole just to be measured).
+struct CappedCount {
+    n: usize,
+    cap: usize,
+}
+
+impl std::io::Write for CappedCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.n += buf.len();
+        if self.n > self.cap {
+            return Err(std::io::Error::other("over the cap"));
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Deepest nesting of `v` (a scalar is 0), stopping once past `limit`.
+fn depth(v: &Value, limit: usize) -> usize {
+    let inner = |items: &mut dyn Iterator<Item = &Value>| {
+        if limit == 0 {
+            return 1;
+        }
+        1 + items.map(|x| depth(x, limit - 1)).max().unwrap_or(0)
+    };
+    match v {
+        Value::Array(a) => inner(&mut a.iter()),
+        Value::Object(m) => inner(&mut m.values()),
+        _ => 0,
+    }
+}
+
+/// The limits every `properties` and `traits` object obeys: keys, size,
+/// nesting. Errors name the field, the limit and the fix.
+fn check_object(field: &'static str, obj: &Map<String, Value>) -> Result<(), WireError> {
+    if obj.len() > MAX_OBJECT_KEYS {
+        return Err(WireError::new(
+            field,
+            format!(
+                "has {} keys; at most {MAX_OBJECT_KEYS} are kept per event (put the rest in a later event or a nested value)",
+                obj.len()
+            ),
+        ));
+    }
+    let mut count = CappedCount {
+        n: 0,
+        cap: MAX_OBJECT_BYTES,
+    };
+    if serde_json::to_writer(&mut count, obj).is_err() {
+        return Err(WireError::new(
+            field,
+            format!("is larger than {MAX_OBJECT_BYTES} bytes of JSON; keep large content out of events (link to it)"),
+        ));
+    }
+    if let Some((key, _)) = obj
+        .iter()
+        .find(|(_, v)| depth(v, MAX_VALUE_DEPTH) > MAX_VALUE_DEPTH - 1)
+    {
+        return Err(WireError::new(
+            field,
+            format!("`{key}` nests deeper than {MAX_VALUE_DEPTH} levels (counting `{field}` itself); flatten it"),
+        ));
+    }
+    Ok(())
+}
 
 /// A rejected event: which field, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,11 +234,15 @@ fn parse_traits(v: &Value) -> Result<Traits, WireError> {
             format!("must be an object, got {}", type_name(v)),
         ));
     };
+    check_object("traits", obj)?;
     let mut t = Traits::default();
     for (key, value) in obj {
         let as_string = || match value {
-            Value::String(s) if s.len() <= MAX_SHORT_LEN * 2 => Ok(s.clone()),
-            Value::String(_) => Err(WireError::new("traits", format!("`{key}` is too long"))),
+            Value::String(s) if s.len() <= MAX_TRAIT_LEN => Ok(s.clone()),
+            Value::String(s) => Err(WireError::new(
+                "traits",
+                format!("`{key}` is {} bytes; at most {MAX_TRAIT_LEN}", s.len()),
+            )),
             other => Err(WireError::new(
                 "traits",
                 format!("`{key}` must be a string, got {}", type_name(other)),
@@ -185,6 +270,15 @@ fn parse_traits(v: &Value) -> Result<Traits, WireError> {
                         format!("`{key}` must be an array of strings"),
                     ));
                 };
+                if items.len() > MAX_TAGS {
+                    return Err(WireError::new(
+                        "traits",
+                        format!(
+                            "`{key}` has {} tags; at most {MAX_TAGS} per event",
+                            items.len()
+                        ),
+                    ));
+                }
                 let list = if key == "tags" {
                     &mut t.tags
                 } else {
@@ -335,7 +429,10 @@ pub fn parse_json_event(v: &Value) -> Result<Event, WireError> {
     };
     let properties = match obj.get("properties") {
         None | Some(Value::Null) => None,
-        Some(Value::Object(m)) => Some(m.clone()),
+        Some(Value::Object(m)) => {
+            check_object("properties", m)?;
+            Some(m.clone())
+        }
         Some(other) => {
             return Err(WireError::new(
                 "properties",
@@ -607,6 +704,83 @@ mod tests {
             err(json!({"v": 2, "ts": 1761955255, "identity": "douyin:a", "type": "touch"})).field,
             "v"
         );
+    }
+
+    #[test]
+    fn every_field_has_a_limit_named_in_its_rejection() {
+        let with = |k: &str, v: Value| {
+            let mut e = json!({"ts": 1761955255, "identity": "douyin:a", "type": "identify", "ref": "wecom:b"});
+            e[k] = v;
+            parse_json_event(&e)
+        };
+        let many = |n: usize| -> Map<String, Value> {
+            (0..n).map(|i| (format!("k{i}"), json!(i))).collect()
+        };
+        let nested = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!({ "x": inner }));
+        // At the limits: accepted.
+        assert!(with("properties", Value::Object(many(MAX_OBJECT_KEYS))).is_ok());
+        assert!(with("traits", Value::Object(many(MAX_OBJECT_KEYS))).is_ok());
+        assert!(with(
+            "properties",
+            json!({"big": "x".repeat(MAX_OBJECT_BYTES - 20)})
+        )
+        .is_ok());
+        assert!(with("properties", json!({"n": nested(MAX_VALUE_DEPTH - 1)})).is_ok());
+        assert!(with("traits", json!({"tags": vec!["t"; MAX_TAGS]})).is_ok());
+        assert!(with("traits", json!({"name": "x".repeat(MAX_TRAIT_LEN)})).is_ok());
+        assert!(with("text", json!("x".repeat(MAX_TEXT_LEN))).is_ok());
+        // Past them: a rejection naming the field and the limit.
+        for (field, value, limit) in [
+            (
+                "properties",
+                Value::Object(many(MAX_OBJECT_KEYS + 1)),
+                MAX_OBJECT_KEYS,
+            ),
+            (
+                "traits",
+                Value::Object(many(MAX_OBJECT_KEYS + 1)),
+                MAX_OBJECT_KEYS,
+            ),
+            (
+                "properties",
+                json!({"big": "x".repeat(MAX_OBJECT_BYTES)}),
+                MAX_OBJECT_BYTES,
+            ),
+            (
+                "traits",
+                json!({"big": "x".repeat(MAX_OBJECT_BYTES)}),
+                MAX_OBJECT_BYTES,
+            ),
+            (
+                "properties",
+                json!({"n": nested(MAX_VALUE_DEPTH)}),
+                MAX_VALUE_DEPTH,
+            ),
+            (
+                "traits",
+                json!({"n": nested(MAX_VALUE_DEPTH)}),
+                MAX_VALUE_DEPTH,
+            ),
+            ("traits", json!({"tags": vec!["t"; MAX_TAGS + 1]}), MAX_TAGS),
+            (
+                "traits",
+                json!({"remove_tags": vec!["t"; MAX_TAGS + 1]}),
+                MAX_TAGS,
+            ),
+            (
+                "traits",
+                json!({"city": "x".repeat(MAX_TRAIT_LEN + 1)}),
+                MAX_TRAIT_LEN,
+            ),
+            ("text", json!("x".repeat(MAX_TEXT_LEN + 1)), MAX_TEXT_LEN),
+            ("name", json!("x".repeat(MAX_SHORT_LEN + 1)), MAX_SHORT_LEN),
+            ("group", json!("x".repeat(MAX_SHORT_LEN + 1)), MAX_SHORT_LEN),
+            ("id", json!("x".repeat(MAX_SHORT_LEN + 1)), MAX_SHORT_LEN),
+        ] {
+            let e = with(field, value).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.message.contains(&limit.to_string()), "{field}: {e}");
+        }
     }
 
     #[test]

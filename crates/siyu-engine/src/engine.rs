@@ -754,6 +754,13 @@ impl Engine {
     // ---- reads ----
 
     /// The person an identity belongs to.
+    /// A copy of the identity → person table, for a pass over the log
+    /// that must not hold the engine (`scan.rs`): a memory copy of the
+    /// identity table, not a walk over persons.
+    pub fn identity_index(&self) -> crate::scan::IdentityIndex {
+        crate::scan::IdentityIndex(self.ids.clone())
+    }
+
     pub fn person_of(&self, identity: &str) -> Option<PersonId> {
         let (_, slot) = self.ids.lookup(identity)?;
         Some(slot)

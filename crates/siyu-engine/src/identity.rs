@@ -34,6 +34,7 @@ struct Entry {
 }
 
 /// Interned identities with their person slots.
+#[derive(Clone)]
 pub struct IdentityGraph {
     bytes: Vec<u8>,
     /// Start of identity `i` in `bytes`; `starts[i + 1]` is its end.

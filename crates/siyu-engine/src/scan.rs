@@ -1,13 +1,54 @@
 //! Analytics that need each person's event sequence, not just their folded
 //! properties: funnels over any steps and multi-touch channel attribution.
-//! Both are one pass over the events in log order (the caller streams them
-//! from the store), with a few bytes of state per person; the engine only
-//! resolves each identity to its person.
+//! Both are one pass over the events in log order, fed one event at a time
+//! ([`FunnelPass`], [`AttributionPass`]): the caller streams the log from
+//! the store page by page and resolves each identity to its person (with
+//! the engine, or with an [`IdentityIndex`] copied from it, so the engine's
+//! lock is not held for the pass). Memory is a few bytes of state per
+//! person who matters plus the channel names, never per event.
 
 use crate::engine::{Engine, PersonId, RawEvent};
+use crate::identity::IdentityGraph;
 use serde::{Deserialize, Serialize};
 use siyu_domain::EventType;
 use std::collections::{BTreeMap, HashMap};
+
+/// A copy of the engine's identity → person table, taken in one short
+/// critical section ([`Engine::identity_index`]) so a long pass over the
+/// log resolves identities without holding the engine. Its size is the
+/// engine's identity table (bytes per identity, not per event).
+#[derive(Clone)]
+pub struct IdentityIndex(pub(crate) IdentityGraph);
+
+impl IdentityIndex {
+    pub fn person_of(&self, identity: &str) -> Option<PersonId> {
+        self.0.lookup(identity).map(|(_, slot)| slot)
+    }
+}
+
+/// Channel names as small numbers: per-person state holds a number, not a
+/// copy of the name.
+#[derive(Default)]
+struct Channels {
+    names: Vec<String>,
+    ids: HashMap<String, u32>,
+}
+
+impl Channels {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.to_string());
+        self.ids.insert(name.to_string(), id);
+        id
+    }
+
+    fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+}
 
 /// One funnel step: an event type, optionally on one channel, within
 /// `within` seconds of the previous step (no limit if None).
@@ -28,40 +69,49 @@ pub struct FunnelResult {
     pub reached: Vec<u64>,
 }
 
-/// Funnel over `steps`: a person enters at their earliest event matching
-/// step 0; each later step is the earliest matching event after the
-/// previous step and within its window. With `split_by_channel`, persons
-/// are grouped by the channel of their step-0 event.
-pub fn funnel<'a>(
-    engine: &Engine,
-    events: impl IntoIterator<Item = RawEvent<'a>>,
-    steps: &[FunnelStep],
+/// A funnel over `steps`, fed the log in order: a person enters at their
+/// earliest event matching step 0; each later step is the earliest
+/// matching event after the previous step and within its window. With
+/// `split_by_channel`, persons are grouped by the channel of their step-0
+/// event.
+pub struct FunnelPass {
+    steps: Vec<FunnelStep>,
     split_by_channel: bool,
-) -> Vec<FunnelResult> {
-    // Per person: (steps reached, ts of the last reached step, split).
-    let mut state: HashMap<PersonId, (usize, i64, String)> = HashMap::new();
-    let matches = |s: &FunnelStep, e: &RawEvent<'_>| {
-        s.event_type == e.event_type && s.channel.as_deref().is_none_or(|c| c == e.channel)
-    };
-    for e in events {
-        let Some(p) = engine.person_of(e.identity) else {
-            continue;
+    channels: Channels,
+    /// Per person who entered: (steps reached, ts of the last reached
+    /// step, split channel).
+    state: HashMap<PersonId, (usize, i64, u32)>,
+}
+
+impl FunnelPass {
+    pub fn new(steps: &[FunnelStep], split_by_channel: bool) -> FunnelPass {
+        FunnelPass {
+            steps: steps.to_vec(),
+            split_by_channel,
+            channels: Channels::default(),
+            state: HashMap::new(),
+        }
+    }
+
+    /// The next event of the log, of `person`.
+    pub fn feed(&mut self, person: PersonId, e: &RawEvent<'_>) {
+        let matches = |s: &FunnelStep| {
+            s.event_type == e.event_type && s.channel.as_deref().is_none_or(|c| c == e.channel)
         };
-        match state.get_mut(&p) {
+        match self.state.get_mut(&person) {
             None => {
-                if steps.first().is_some_and(|s| matches(s, &e)) {
-                    let split = if split_by_channel {
-                        e.channel.to_string()
+                if self.steps.first().is_some_and(matches) {
+                    let split = if self.split_by_channel {
+                        self.channels.id(e.channel)
                     } else {
-                        "all".to_string()
+                        self.channels.id("all")
                     };
-                    state.insert(p, (1, e.ts, split));
+                    self.state.insert(person, (1, e.ts, split));
                 }
             }
             Some((reached, last, _)) => {
-                if let Some(s) = steps.get(*reached) {
-                    if matches(s, &e) && e.ts >= *last && s.within.is_none_or(|w| e.ts - *last <= w)
-                    {
+                if let Some(s) = self.steps.get(*reached) {
+                    if matches(s) && e.ts >= *last && s.within.is_none_or(|w| e.ts - *last <= w) {
                         *reached += 1;
                         *last = e.ts;
                     }
@@ -69,16 +119,40 @@ pub fn funnel<'a>(
             }
         }
     }
-    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for (_, (reached, _, split)) in state {
-        let row = out.entry(split).or_insert_with(|| vec![0; steps.len()]);
-        for r in row.iter_mut().take(reached) {
-            *r += 1;
+
+    pub fn finish(self) -> Vec<FunnelResult> {
+        let mut out: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+        for (reached, _, split) in self.state.into_values() {
+            let row = out
+                .entry(self.channels.name(split))
+                .or_insert_with(|| vec![0; self.steps.len()]);
+            for r in row.iter_mut().take(reached) {
+                *r += 1;
+            }
+        }
+        out.into_iter()
+            .map(|(split, reached)| FunnelResult {
+                split: split.to_string(),
+                reached,
+            })
+            .collect()
+    }
+}
+
+/// [`FunnelPass`] over `events`, persons resolved by `engine`.
+pub fn funnel<'a>(
+    engine: &Engine,
+    events: impl IntoIterator<Item = RawEvent<'a>>,
+    steps: &[FunnelStep],
+    split_by_channel: bool,
+) -> Vec<FunnelResult> {
+    let mut pass = FunnelPass::new(steps, split_by_channel);
+    for e in events {
+        if let Some(p) = engine.person_of(e.identity) {
+            pass.feed(p, &e);
         }
     }
-    out.into_iter()
-        .map(|(split, reached)| FunnelResult { split, reached })
-        .collect()
+    pass.finish()
 }
 
 /// Revenue credited to one channel by each attribution model (cents).
@@ -92,33 +166,44 @@ pub struct Attribution {
     pub linear: f64,
 }
 
-/// Credits every purchase (minus refunds) to channels: the person's first
-/// channel, the channel of their last non-commerce event before it, and
-/// evenly across all channels touched up to it. Events must come in log
-/// (time) order.
-pub fn attribution<'a>(
-    engine: &Engine,
-    events: impl IntoIterator<Item = RawEvent<'a>>,
-) -> Vec<Attribution> {
-    struct Touches {
-        first: String,
-        last: String,
-        seen: Vec<String>,
+/// One person's touches so far (channel numbers).
+struct Touches {
+    first: u32,
+    last: u32,
+    seen: Vec<u32>,
+}
+
+/// Credits every purchase (minus refunds) to channels, fed the log in
+/// (time) order: the person's first channel, the channel of their last
+/// non-commerce event before it, and evenly across all channels touched
+/// up to it.
+#[derive(Default)]
+pub struct AttributionPass {
+    channels: Channels,
+    persons: HashMap<PersonId, Touches>,
+    /// Per channel number, once credited.
+    credit: Vec<Option<Attribution>>,
+}
+
+impl AttributionPass {
+    pub fn new() -> AttributionPass {
+        AttributionPass::default()
     }
-    let mut persons: HashMap<PersonId, Touches> = HashMap::new();
-    let mut out: BTreeMap<String, Attribution> = BTreeMap::new();
-    let mut credit = |channel: &str, f: &mut dyn FnMut(&mut Attribution)| {
-        f(out
-            .entry(channel.to_string())
-            .or_insert_with(|| Attribution {
-                channel: channel.to_string(),
-                ..Default::default()
-            }))
-    };
-    for e in events {
-        let Some(p) = engine.person_of(e.identity) else {
-            continue;
-        };
+
+    fn credit(&mut self, channel: u32, f: impl FnOnce(&mut Attribution)) {
+        let i = channel as usize;
+        if self.credit.len() <= i {
+            self.credit.resize_with(i + 1, || None);
+        }
+        let name = &self.channels;
+        f(self.credit[i].get_or_insert_with(|| Attribution {
+            channel: name.name(channel).to_string(),
+            ..Default::default()
+        }))
+    }
+
+    /// The next event of the log, of `person`.
+    pub fn feed(&mut self, person: PersonId, e: &RawEvent<'_>) {
         match e.event_type {
             EventType::Identify => {}
             EventType::Purchase | EventType::Refund => {
@@ -128,33 +213,59 @@ pub fn attribution<'a>(
                     1
                 };
                 let amount = sign * e.amount;
-                let t = persons.entry(p).or_insert_with(|| Touches {
-                    first: e.channel.to_string(),
-                    last: e.channel.to_string(),
-                    seen: vec![e.channel.to_string()],
+                let channel = self.channels.id(e.channel);
+                let t = self.persons.entry(person).or_insert_with(|| Touches {
+                    first: channel,
+                    last: channel,
+                    seen: vec![channel],
                 });
-                let (first, last, seen) = (t.first.clone(), t.last.clone(), t.seen.clone());
-                credit(&first, &mut |a| a.first_touch += amount);
-                credit(&last, &mut |a| a.last_touch += amount);
+                let (first, last) = (t.first, t.last);
+                let seen = std::mem::take(&mut t.seen);
+                self.credit(first, |a| a.first_touch += amount);
+                self.credit(last, |a| a.last_touch += amount);
                 let share = amount as f64 / seen.len() as f64;
-                for c in &seen {
-                    credit(c, &mut |a| a.linear += share);
+                for &c in &seen {
+                    self.credit(c, |a| a.linear += share);
+                }
+                if let Some(t) = self.persons.get_mut(&person) {
+                    t.seen = seen;
                 }
             }
             _ => {
-                let t = persons.entry(p).or_insert_with(|| Touches {
-                    first: e.channel.to_string(),
-                    last: String::new(),
+                let channel = self.channels.id(e.channel);
+                let t = self.persons.entry(person).or_insert_with(|| Touches {
+                    first: channel,
+                    last: channel,
                     seen: Vec::new(),
                 });
-                t.last = e.channel.to_string();
-                if !t.seen.iter().any(|c| c == e.channel) {
-                    t.seen.push(e.channel.to_string());
+                t.last = channel;
+                if !t.seen.contains(&channel) {
+                    t.seen.push(channel);
                 }
             }
         }
     }
-    out.into_values().collect()
+
+    /// Per credited channel, by channel name.
+    pub fn finish(self) -> Vec<Attribution> {
+        let mut out: Vec<Attribution> = self.credit.into_iter().flatten().collect();
+        out.sort_by(|a, b| a.channel.cmp(&b.channel));
+        out
+    }
+}
+
+/// [`AttributionPass`] over `events`, persons resolved by `engine`.
+pub fn attribution<'a>(
+    engine: &Engine,
+    events: impl IntoIterator<Item = RawEvent<'a>>,
+) -> Vec<Attribution> {
+    let mut pass = AttributionPass::new();
+    for e in events {
+        if let Some(p) = engine.person_of(e.identity) {
+            pass.feed(p, &e);
+        }
+    }
+    pass.finish()
 }
 
 #[cfg(test)]

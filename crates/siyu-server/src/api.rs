@@ -16,7 +16,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use siyu_domain::{time::format_rfc3339, wire::to_json, Identity};
 use siyu_engine::segment::{self, Expr};
@@ -341,16 +341,23 @@ async fn segment_ingest(
             e.column()
         ))
     })?;
-    let messages: Vec<(Value, Option<&str>)> = match kind {
-        Some(k) => vec![(v, Some(k))],
+    let messages: Vec<(&Value, Option<&str>)> = match kind {
+        Some(k) => vec![(&v, Some(k))],
         None => v
             .get("batch")
             .and_then(Value::as_array)
             .ok_or_else(|| ApiError::BadRequest("a batch body is {\"batch\": [messages]}".into()))?
             .iter()
-            .map(|m| (m.clone(), None))
+            .map(|m| (m, None))
             .collect(),
     };
+    if messages.len() > ingest::MAX_EVENTS_PER_REQUEST {
+        return Err(ApiError::BadRequest(format!(
+            "`batch` holds {} messages; at most {} per request, split the batch",
+            messages.len(),
+            ingest::MAX_EVENTS_PER_REQUEST
+        )));
+    }
     let mut parsed = ingest::Parsed::default();
     let t = now();
     for (i, (m, k)) in messages.iter().enumerate() {
@@ -608,22 +615,25 @@ async fn erase_person(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (canonical, ids) = identities_of(&state, &id)?;
+    // The audit row must not name whom it erased: a keyed pseudonym
+    // (`privacy.rs`), which settings and older audit rows get too.
+    let pseudonym = state.0.privacy.erasure_pseudonym(&canonical);
     let audit = AuditRecord {
         id: 0,
         at: now(),
         action: "erase_person".into(),
-        subject: canonical.clone(),
+        subject: pseudonym.clone(),
         detail: json!({"identities": ids.len()}),
     };
     let n = ids.len();
     let removed = state
         .0
         .writer
-        .erase(ids, audit)
+        .erase(ids, pseudonym.clone(), audit)
         .await
         .map_err(ApiError::Internal)?;
     Ok(Json(
-        json!({"erased": canonical, "identities": n, "events_removed": removed}),
+        json!({"erased": canonical, "erasure_id": pseudonym, "identities": n, "events_removed": removed}),
     ))
 }
 
@@ -899,6 +909,30 @@ async fn put_property(
 
 // ---------- analytics ----------
 
+/// The cache key of a `GET /v1/analytics/*` answer (`cache.rs`): its path
+/// and the parameters its handler reads, parsed as the handler parses
+/// them, so unknown parameters (`?x=1`, `?x=2` …) and their order do not
+/// make new entries. None when the path is not a cached query or its
+/// parameters do not parse (the handler answers the error, uncached).
+pub fn analytics_cache_key(uri: &axum::http::Uri) -> Option<String> {
+    fn read<T: serde::de::DeserializeOwned + Serialize>(uri: &axum::http::Uri) -> Option<String> {
+        let Query(q) = Query::<T>::try_from_uri(uri).ok()?;
+        serde_json::to_string(&q).ok()
+    }
+    let params = match uri.path() {
+        "/v1/analytics/funnel" => read::<FunnelQuery>(uri)?,
+        "/v1/analytics/cohorts" => read::<CohortQuery>(uri)?,
+        "/v1/analytics/referrals" => read::<ReferralQuery>(uri)?,
+        "/v1/analytics/rfm"
+        | "/v1/analytics/roi"
+        | "/v1/analytics/repurchase"
+        | "/v1/analytics/ltv"
+        | "/v1/analytics/attribution" => String::new(),
+        _ => return None,
+    };
+    Some(format!("{} {params}", uri.path()))
+}
+
 async fn analytics_rfm(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let s = state.clone();
     blocking(move || {
@@ -917,7 +951,7 @@ async fn analytics_rfm(State(state): State<AppState>) -> Result<Json<Value>, Api
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 struct FunnelQuery {
     friend_days: Option<i64>,
     convert_days: Option<i64>,
@@ -940,7 +974,7 @@ async fn analytics_funnel(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 struct CohortQuery {
     t0: Option<i64>,
     weeks: Option<usize>,
@@ -960,7 +994,7 @@ async fn analytics_cohorts(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 struct ReferralQuery {
     convert_days: Option<i64>,
     top: Option<usize>,
@@ -1006,10 +1040,49 @@ async fn analytics_repurchase(State(state): State<AppState>) -> Result<Json<Valu
     blocking(move || Ok(Json(json!(analytics::repurchase(&read_engine(&s)))))).await
 }
 
-/// Every stored event, in log order (for the analytics that need sequences).
-fn log_events(state: &AppState) -> Result<Vec<siyu_domain::Event>, ApiError> {
-    let mut store = state.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-    Ok(crate::writer::log_events(store.as_mut())?)
+/// Events read per page by [`log_pass`]: small, because other readers
+/// wait for the reader connection while a page is read (at 50,000 a
+/// timeline waited up to 1.1 s in a debug build during a pass).
+pub const LOG_PASS_PAGE: usize = 10_000;
+
+/// Feeds every stored event up to the log's head at the start, in log
+/// order, with its person, to `feed` (the analytics that need sequences).
+///
+/// Bounded and never in anyone's way: the engine's read lock is held only
+/// to copy its identity table (`Engine::identity_index`), the reader
+/// connection only while one page ([`LOG_PASS_PAGE`] events) is read,
+/// so the writer keeps writing and other requests keep reading between
+/// pages; memory is that copy, one page and the pass's per-person state.
+/// Events appended after the start are not part of the answer.
+pub fn log_pass(
+    state: &AppState,
+    mut feed: impl FnMut(PersonId, &siyu_engine::RawEvent<'_>),
+) -> Result<(), ApiError> {
+    let head = state
+        .0
+        .reader
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .last_offset()?;
+    let persons = read_engine(state).identity_index();
+    let mut after = 0;
+    while after < head {
+        let page = state
+            .0
+            .reader
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .scan(after, LOG_PASS_PAGE)?;
+        let Some(last) = page.last() else { break };
+        after = last.offset;
+        for stored in page.iter().take_while(|e| e.offset <= head) {
+            let raw = siyu_engine::RawEvent::from_event(stored.offset, &stored.event);
+            if let Some(p) = persons.person_of(raw.identity) {
+                feed(p, &raw);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -1039,14 +1112,9 @@ async fn analytics_steps(
     }
     let s = state.clone();
     blocking(move || {
-        let events = log_events(&s)?;
-        let e = read_engine(&s);
-        let raw = events
-            .iter()
-            .enumerate()
-            .map(|(i, ev)| siyu_engine::RawEvent::from_event(i as u64, ev));
-        let rows = siyu_engine::scan::funnel(&e, raw, &body.steps, body.split_by_channel);
-        Ok(Json(json!({"steps": body.steps, "rows": rows})))
+        let mut pass = siyu_engine::scan::FunnelPass::new(&body.steps, body.split_by_channel);
+        log_pass(&s, |p, e| pass.feed(p, e))?;
+        Ok(Json(json!({"steps": body.steps, "rows": pass.finish()})))
     })
     .await
 }
@@ -1054,15 +1122,9 @@ async fn analytics_steps(
 async fn analytics_attribution(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let s = state.clone();
     blocking(move || {
-        let events = log_events(&s)?;
-        let e = read_engine(&s);
-        let raw = events
-            .iter()
-            .enumerate()
-            .map(|(i, ev)| siyu_engine::RawEvent::from_event(i as u64, ev));
-        Ok(Json(
-            json!({"rows": siyu_engine::scan::attribution(&e, raw)}),
-        ))
+        let mut pass = siyu_engine::scan::AttributionPass::new();
+        log_pass(&s, |p, e| pass.feed(p, e))?;
+        Ok(Json(json!({"rows": pass.finish()})))
     })
     .await
 }

@@ -3,7 +3,9 @@
 //! full pass: an entry is valid while no event was applied, the engine's
 //! minute has not changed and no spend table was saved. A background task
 //! keeps the dashboard's queries warm after every change, so at 1M persons
-//! a page load reads answers computed beforehand.
+//! a page load reads answers computed beforehand. An entry is keyed by
+//! the path and the parameters its handler reads
+//! (`api::analytics_cache_key`): made-up parameters cannot fill the cache.
 
 use crate::AppState;
 use axum::body::{Body, Bytes};
@@ -40,6 +42,17 @@ pub struct AnalyticsCache {
     pub misses: AtomicU64,
 }
 
+impl AnalyticsCache {
+    /// Answers held.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 fn stamp(state: &AppState) -> Stamp {
     let e = state.0.engine.read().unwrap_or_else(|e| e.into_inner());
     (
@@ -52,14 +65,14 @@ fn stamp(state: &AppState) -> Stamp {
 /// Middleware: serve a cached answer when the engine has not changed.
 /// It runs inside `auth::enforce`: the request is already authorized.
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let cacheable = req.method() == Method::GET && req.uri().path().starts_with("/v1/analytics/");
-    if !cacheable {
+    let key = if req.method() == Method::GET {
+        crate::api::analytics_cache_key(req.uri())
+    } else {
+        None
+    };
+    let Some(key) = key else {
         return next.run(req).await;
-    }
-    let key = req
-        .uri()
-        .path_and_query()
-        .map_or_else(String::new, |p| p.as_str().to_string());
+    };
     let now = stamp(&state);
     let cache = &state.0.analytics_cache;
     if let Some((s, status, body)) = cache

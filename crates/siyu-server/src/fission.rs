@@ -962,6 +962,11 @@ pub async fn reconcile(state: &AppState, id: &str) -> Result<Value, ApiError> {
     let mut messages: Vec<(String, String, Option<String>, String)> = Vec::new();
     // Claw back grants no longer supported.
     for r in ledger.values_mut() {
+        // An erased inviter's rows are settled (they name its pseudonym):
+        // a clawback would append an event, and so a person, for it.
+        if crate::privacy::is_erasure_pseudonym(&r.inviter) {
+            continue;
+        }
         let n = counts.get(&r.inviter).copied().unwrap_or(0);
         let need = c.tiers.get(r.tier).map_or(u64::MAX, |t| t.invites);
         if r.status == "granted" && n < need {

@@ -26,6 +26,49 @@ pub struct Parsed {
     pub rejected: Vec<Rejected>,
 }
 
+/// Most events (or Segment messages) one request carries. With the wire
+/// format's per-field limits this bounds what a request costs: the body is
+/// read one event at a time, never as one JSON tree, and a longer batch is
+/// refused before its rest is parsed.
+pub const MAX_EVENTS_PER_REQUEST: usize = 10_000;
+
+fn too_many() -> String {
+    format!("a request carries at most {MAX_EVENTS_PER_REQUEST} events; split the batch")
+}
+
+/// Reads a JSON array one element at a time into `out` (the array as a
+/// whole is never held as values), refusing it past
+/// [`MAX_EVENTS_PER_REQUEST`] elements.
+struct EventArray<'a> {
+    out: &'a mut Parsed,
+    /// Set when the array was refused for its length.
+    too_long: &'a mut bool,
+}
+
+impl<'de> serde::de::Visitor<'de> for EventArray<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array of events")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        while let Some(v) = seq.next_element::<Value>()? {
+            if i == MAX_EVENTS_PER_REQUEST {
+                *self.too_long = true;
+                return Err(serde::de::Error::custom(too_many()));
+            }
+            match parse_json_event(&v) {
+                Ok(e) => self.out.events.push((i, e)),
+                Err(e) => self.out.rejected.push(reject(i, e)),
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
 /// Why a body could not be read at all.
 #[derive(Debug)]
 pub struct BodyError(pub String);
@@ -59,21 +102,30 @@ pub fn parse_events(body: &[u8], ndjson: bool) -> Result<Parsed, BodyError> {
         ));
     }
     if !ndjson && trimmed.starts_with('[') {
-        let items: Vec<Value> = serde_json::from_str(text).map_err(|e| {
-            BodyError(format!(
-                "malformed JSON at line {}, column {}: {e}",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        for (i, v) in items.iter().enumerate() {
-            match parse_json_event(v) {
-                Ok(e) => out.events.push((i, e)),
-                Err(e) => out.rejected.push(reject(i, e)),
-            }
-        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        let mut too_long = false;
+        let array = EventArray {
+            out: &mut out,
+            too_long: &mut too_long,
+        };
+        serde::Deserializer::deserialize_seq(&mut de, array)
+            .and_then(|()| de.end())
+            .map_err(|e| {
+                if too_long {
+                    BodyError(too_many())
+                } else {
+                    BodyError(format!(
+                        "malformed JSON at line {}, column {}: {e}",
+                        e.line(),
+                        e.column()
+                    ))
+                }
+            })?;
     } else {
         for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+            if i == MAX_EVENTS_PER_REQUEST {
+                return Err(BodyError(too_many()));
+            }
             match serde_json::from_str::<Value>(line) {
                 Ok(v) => match parse_json_event(&v) {
                     Ok(e) => out.events.push((i, e)),

@@ -35,6 +35,7 @@ pub mod links;
 pub mod metrics;
 pub mod openapi;
 pub mod orders;
+pub mod privacy;
 pub mod quarantine;
 pub mod ratelimit;
 pub mod workspace;
@@ -70,6 +71,8 @@ pub struct Inner {
     /// Secret signing unsubscribe links and invite codes (settings
     /// `automation/link_secret`).
     pub link_secret: Vec<u8>,
+    /// Keys for phone hashes and erasure pseudonyms (settings `privacy/secret`).
+    pub privacy: privacy::PrivacyKeys,
     /// Fission campaigns' poster renderers and landing rate limit.
     pub fission: fission::FissionState,
     /// Cached analytics answers (the dashboard).
@@ -281,7 +284,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let snapshot_path = snapshot_path(&config);
         let store_config = config.clone();
-        let (store, reader, rebuilt, keys) = tokio::task::spawn_blocking({
+        let (store, reader, rebuilt, keys, privacy) = tokio::task::spawn_blocking({
             let snapshot_path = snapshot_path.clone();
             move || -> anyhow::Result<_> {
                 // The data dir holds the SQLite files and the engine snapshot.
@@ -289,6 +292,7 @@ impl Application {
                     .with_context(|| format!("creating {}", store_config.data_dir.display()))?;
                 let mut store = store_config.open_store()?;
                 let mut reader = store_config.open_store()?;
+                let privacy = privacy::prepare(store.as_mut(), &snapshot_path)?;
                 let snapshot = std::fs::read(&snapshot_path).ok();
                 let started = std::time::Instant::now();
                 let rebuilt =
@@ -300,7 +304,7 @@ impl Application {
                     "engine rebuilt from the store"
                 );
                 let keys = auth::load_keys(reader.as_mut())?;
-                Ok((store, reader, rebuilt, keys))
+                Ok((store, reader, rebuilt, keys, privacy))
             }
         })
         .await??;
@@ -397,6 +401,7 @@ impl Application {
                 wants_all: wants_all_handle,
             },
             link_secret,
+            privacy,
             fission: Default::default(),
             analytics_cache: Default::default(),
             internal_key: auth::new_key()?,

@@ -32,12 +32,17 @@
 //! - the buyer, at least one of: `identity` (`channel:id`), `buyer_id` (the
 //!   marketplace account: identity `<channel>:<buyer_id>`, bytes outside
 //!   printable ASCII percent-encoded, so `赵六` is `taobao:%E8%B5%B5%E5%85%AD`
-//!   and `/v1/persons/taobao:%25E8…` in a URL), `phone`.
+//!   and `/v1/persons/taobao:%25E8…` in a URL), `phone`, `phone_sha256`
+//!   (the lowercase hex SHA-256 of the normalized number, for a brand that
+//!   only holds hashed numbers).
 //!
 //! The person is the first of: the explicit identity, the buyer id, the
 //! phone. A phone is normalized (spaces, dashes and `+86` dropped) and only
-//! its SHA-256 is kept: identity `phone_sha256:<hex>`; the raw number is
-//! never stored. When a known person's `phone` trait normalizes to the same
+//! a keyed hash of it is kept: identity `phone_hmac:<hex>`, an HMAC with the
+//! workspace's secret (`privacy.rs`), so the stored value cannot be reversed
+//! by trying every number; the raw number is never stored. The hash is made
+//! here, on the server (send raw numbers over HTTPS, or `siyu
+//! import-orders` on the host); the secret never leaves the workspace. When a known person's `phone` trait normalizes to the same
 //! number, an `identify` event links the hash to that person, so the order's
 //! revenue lands on them (a number two persons share links to neither); a
 //! buyer id or identity given with a phone is linked to the hash as well.
@@ -52,6 +57,7 @@
 use crate::api::{blocking, read_engine, route, Route};
 use crate::error::ApiError;
 use crate::ingest::Rejected;
+use crate::privacy::{is_sha256_hex, PrivacyKeys, LEGACY_PHONE_CHANNEL, PHONE_CHANNEL};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::State;
@@ -67,7 +73,7 @@ use siyu_store::Appended;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The order fields, as JSON keys and as the names a CSV mapping maps.
-pub const FIELDS: [&str; 14] = [
+pub const FIELDS: [&str; 15] = [
     "order_id",
     "status",
     "event",
@@ -80,12 +86,10 @@ pub const FIELDS: [&str; 14] = [
     "channel",
     "marketplace",
     "phone",
+    "phone_sha256",
     "buyer_id",
     "identity",
 ];
-
-/// The identity channel of hashed phone numbers.
-pub const PHONE_CHANNEL: &str = "phone_sha256";
 
 /// Longest order id accepted (event ids stay under the wire's 128 bytes).
 pub const MAX_ORDER_ID_LEN: usize = 64;
@@ -207,8 +211,10 @@ pub struct Order {
     pub identity: Option<Identity>,
     /// `<channel>:<buyer_id>`.
     pub buyer: Option<Identity>,
-    /// The normalized phone number (never stored; only its hash is).
-    pub phone: Option<String>,
+    /// The lowercase hex SHA-256 of the normalized phone number (the
+    /// number itself is dropped once parsed; only a keyed hash of this is
+    /// stored, see `privacy.rs`).
+    pub phone_sha256: Option<String>,
 }
 
 impl Order {
@@ -437,7 +443,7 @@ pub fn parse_channel(field: &'static str, s: &str) -> Result<Channel, OrderError
     };
     let lower = alias.to_ascii_lowercase();
     match Channel::parse(&lower) {
-        Some(c) if lower != PHONE_CHANNEL => Ok(c),
+        Some(c) if lower != PHONE_CHANNEL && lower != LEGACY_PHONE_CHANNEL => Ok(c),
         _ => Err(err(
             field,
             format!("`{s}` is not a siyu channel; use lowercase letters, digits or `_` (at most 32), e.g. taobao, douyin, kuaishou, xiaohongshu, jd, pinduoduo"),
@@ -487,13 +493,14 @@ pub fn normalize_phone(s: &str) -> Result<String, String> {
     Ok(normalized)
 }
 
-/// `phone_sha256:<hex>` of a normalized number.
-pub fn phone_identity(normalized: &str) -> Identity {
+/// The lowercase hex SHA-256 of a normalized number (what the keyed
+/// phone identity is made from: `PrivacyKeys::phone_identity_of_sha256`).
+pub fn phone_sha256(normalized: &str) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(normalized.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    // Valid by construction: a valid channel, ':' and 64 hex digits.
-    Identity::parse(&format!("{PHONE_CHANNEL}:{hex}")).expect("a hex digest is a valid id")
+    Sha256::digest(normalized.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A marketplace account id as an identity id: printable ASCII is kept,
@@ -592,7 +599,30 @@ pub fn parse_order(
         .transpose()?;
     let phone = string_field(o, "phone")?
         .map(|s| normalize_phone(&s).map_err(|m| err("phone", m)))
+        .transpose()?
+        .map(|normalized| phone_sha256(&normalized));
+    let given_sha256 = string_field(o, "phone_sha256")?
+        .map(|s| {
+            let lower = s.trim().to_ascii_lowercase();
+            if is_sha256_hex(&lower) {
+                Ok(lower)
+            } else {
+                Err(err(
+                    "phone_sha256",
+                    "must be the 64 hex digits of the SHA-256 of the number normalized as `phone` is (digits only, no +86)",
+                ))
+            }
+        })
         .transpose()?;
+    let phone_sha256 = match (phone, given_sha256) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(err(
+                "phone_sha256",
+                "does not match `phone`; give one of the two",
+            ))
+        }
+        (a, b) => a.or(b),
+    };
     let need = |v: Option<i64>, field: &'static str, what: &str| {
         v.ok_or_else(|| err(field, format!("is required for a {what} order")))
     };
@@ -651,7 +681,7 @@ pub fn parse_order(
         refunded_at,
         identity,
         buyer,
-        phone,
+        phone_sha256,
     })
 }
 
@@ -664,18 +694,26 @@ pub struct Known {
     /// Canonical id of the person holding each identity the batch names.
     pub canonical: HashMap<String, String>,
     /// Canonical ids of the persons whose `phone` trait normalizes to each
-    /// phone of the batch.
+    /// phone of the batch (by the number's SHA-256 hex).
     pub phone_owners: HashMap<String, Vec<String>>,
+    /// The keyed identity of each phone of the batch (by SHA-256 hex).
+    pub phone_identities: HashMap<String, Identity>,
 }
 
 impl Known {
     /// Looks up the batch's identities, and scans the persons' `phone`
     /// traits for the batch's numbers (only when it has any).
-    pub fn from_engine(engine: &Engine, orders: &[(usize, Order)]) -> Known {
+    pub fn from_engine(engine: &Engine, orders: &[(usize, Order)], keys: &PrivacyKeys) -> Known {
         let mut known = Known::default();
         let mut phones = HashSet::new();
         for (_, o) in orders {
-            let hashed = o.phone.as_deref().map(phone_identity);
+            let hashed = o.phone_sha256.as_deref().map(|sha| {
+                known
+                    .phone_identities
+                    .entry(sha.to_string())
+                    .or_insert_with(|| keys.phone_identity_of_sha256(sha))
+                    .clone()
+            });
             for id in [&o.identity, &o.buyer, &hashed].into_iter().flatten() {
                 if let Some(p) = engine.person_of(id.as_str()) {
                     known
@@ -683,7 +721,7 @@ impl Known {
                         .insert(id.to_string(), engine.canonical_id(p).to_string());
                 }
             }
-            if let Some(p) = &o.phone {
+            if let Some(p) = &o.phone_sha256 {
                 phones.insert(p.clone());
             }
         }
@@ -699,9 +737,10 @@ impl Known {
             else {
                 continue;
             };
-            let Ok(phone) = normalize_phone(raw) else {
+            let Ok(normalized) = normalize_phone(raw) else {
                 continue;
             };
+            let phone = phone_sha256(&normalized);
             if phones.contains(&phone) {
                 let owners = known.phone_owners.entry(phone).or_default();
                 let canonical = engine.canonical_id(slot).to_string();
@@ -792,7 +831,10 @@ pub fn plan(orders: Vec<(usize, Order)>, known: &Known) -> Planned {
     let mut buyer_of: HashMap<(String, String), (Identity, Rule)> = HashMap::new();
     let mut resolved = Vec::with_capacity(orders.len());
     for (index, order) in orders {
-        let hashed = order.phone.as_deref().map(phone_identity);
+        let hashed = order
+            .phone_sha256
+            .as_deref()
+            .and_then(|sha| known.phone_identities.get(sha).cloned());
         let rule_and_id = if let Some(id) = &order.identity {
             Some((id.clone(), Rule::Identity))
         } else if let Some(id) = &order.buyer {
@@ -827,7 +869,7 @@ pub fn plan(orders: Vec<(usize, Order)>, known: &Known) -> Planned {
         };
         let ts = order.paid_at.or(order.refunded_at).unwrap_or_default();
         let mut made: Vec<Result<Event, OrderError>> = Vec::new();
-        if let (Some(hash), Some(phone)) = (&hashed, &order.phone) {
+        if let (Some(hash), Some(phone)) = (&hashed, &order.phone_sha256) {
             let h = hash.as_str();
             let existing = known.canonical.contains_key(h) || linked.contains_key(h);
             if !existing {
@@ -1197,7 +1239,7 @@ async fn post_orders(State(state): State<AppState>, body: Body) -> Result<Respon
                 }),
             }
         }
-        let known = Known::from_engine(&read_engine(&s), &orders);
+        let known = Known::from_engine(&read_engine(&s), &orders, &s.0.privacy);
         let mut planned = plan(orders, &known);
         planned.rejected.extend(rejected);
         planned.rejected.sort_by_key(|r| r.index);
@@ -1300,8 +1342,8 @@ mod tests {
         assert!(normalize_phone("138****0000").is_err());
         assert!(normalize_phone("call me").is_err());
         assert_eq!(
-            phone_identity("13800000000"),
-            phone_identity(&normalize_phone("138-0000-0000").unwrap())
+            phone_sha256("13800000000"),
+            phone_sha256(&normalize_phone("138-0000-0000").unwrap())
         );
     }
 
@@ -1379,7 +1421,12 @@ mod tests {
         .unwrap();
         let known = Known {
             canonical: HashMap::new(),
-            phone_owners: [("13900000000".to_string(), vec!["wecom:x".to_string()])].into(),
+            phone_owners: [(phone_sha256("13900000000"), vec!["wecom:x".to_string()])].into(),
+            phone_identities: [(
+                phone_sha256("13900000000"),
+                PrivacyKeys::from_secret(b"test").phone_identity("13900000000"),
+            )]
+            .into(),
         };
         let planned = plan(vec![(0, p), (1, r), (2, lone)], &known);
         let kinds: Vec<(usize, &str, &str)> = planned

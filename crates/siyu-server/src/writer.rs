@@ -55,6 +55,8 @@ pub enum Command {
     },
     Erase {
         identities: Vec<Identity>,
+        /// What settings and audit rows name instead (`Store::erase`).
+        pseudonym: String,
         audit: AuditRecord,
         reply: Reply<u64>,
     },
@@ -701,6 +703,7 @@ impl Writer {
             Command::Append { .. } => {}
             Command::Erase {
                 identities,
+                pseudonym,
                 audit,
                 reply,
             } => {
@@ -708,7 +711,7 @@ impl Writer {
                 // a crash at any point cannot bring erased data back.
                 let erased = self.remove_snapshot().and_then(|()| {
                     self.store
-                        .erase(&identities, &audit)
+                        .erase(&identities, &pseudonym, &audit)
                         .map_err(|e| e.to_string())
                 });
                 match erased {
@@ -785,16 +788,6 @@ pub fn replay_log(
     })
 }
 
-/// Every stored event, in log order (analytics that need sequences).
-pub fn log_events(store: &mut dyn Store) -> siyu_store::Result<Vec<Event>> {
-    let mut all = Vec::new();
-    siyu_store::for_each_page(store, 0, |page| {
-        all.extend(page.into_iter().map(|e| e.event));
-        Ok::<(), siyu_store::StoreError>(())
-    })?;
-    Ok(all)
-}
-
 /// The handle request handlers hold.
 #[derive(Clone)]
 pub struct WriterHandle {
@@ -813,12 +806,14 @@ impl WriterHandle {
     pub async fn erase(
         &self,
         identities: Vec<Identity>,
+        pseudonym: String,
         audit: AuditRecord,
     ) -> Result<u64, String> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Erase {
                 identities,
+                pseudonym,
                 audit,
                 reply,
             })

@@ -13,6 +13,7 @@ pub mod automation;
 mod id_index;
 mod migrations;
 mod postgres;
+mod pseudonym;
 mod row;
 mod sqlite;
 
@@ -243,8 +244,31 @@ pub trait Store: Send {
     /// every append) and writes `audit` in the same transaction. Returns
     /// events removed.
     /// Merge records and segment-history rows naming any of `identities`
-    /// are deleted too: they hold the same personal identifiers.
-    fn erase(&mut self, identities: &[Identity], audit: &AuditRecord) -> Result<u64>;
+    /// are deleted too: they hold the same personal identifiers. Settings
+    /// and earlier audit rows are kept but name `pseudonym` instead: every
+    /// key segment, JSON string and JSON object key equal to one of
+    /// `identities` is replaced (a reward ledger row still used its stock).
+    /// On SQLite the freed pages are zeroed (`secure_delete`) and the WAL
+    /// is checkpointed and truncated, so no erased text stays in the files.
+    fn erase(
+        &mut self,
+        identities: &[Identity],
+        pseudonym: &str,
+        audit: &AuditRecord,
+    ) -> Result<u64>;
+
+    /// The distinct identities of the log (its `identity` and `ref`
+    /// columns) that start with `prefix`, sorted: one scan of the log.
+    fn logged_identities_with_prefix(&mut self, prefix: &str) -> Result<Vec<Identity>>;
+
+    /// Renames identities everywhere the store keeps them, in one
+    /// transaction: the log's `identity` and `ref` (one scan), merges,
+    /// segment history, enrollments, outbox items, consent and tasks, and
+    /// settings and audit rows as [`Store::erase`] rewrites them. Each pair
+    /// is `(old, new)`; a new name must not be in use already. Returns the
+    /// events changed. (The keyed phone hashes' migration; an engine built
+    /// before must be rebuilt.)
+    fn rename_identities(&mut self, renames: &[(Identity, Identity)]) -> Result<u64>;
 
     /// Records identity merges for audit.
     fn record_merges(&mut self, merges: &[MergeRecord]) -> Result<()>;

@@ -6,6 +6,7 @@
 
 use crate::automation;
 use crate::migrations::{self, Dialect};
+use crate::pseudonym::Pseudonymize;
 use crate::row::{self, to_sql_int, EventRows, StoredRow, EVENT_COLUMNS, EVENT_COLUMN_COUNT};
 use crate::{
     Appended, AuditRecord, MergeRecord, Result, SegmentChangeRecord, Store, StoreError, StoredEvent,
@@ -319,6 +320,63 @@ fn identity_list(identities: &[Identity]) -> Vec<&str> {
     identities.iter().map(Identity::as_str).collect()
 }
 
+/// Rewrites the settings and audit rows that name an erased identity
+/// (see `pseudonym.rs`), inside the erasure's transaction.
+///
+/// PostgreSQL keeps a deleted row's bytes in its page until VACUUM has
+/// marked the space free and a later write reuses it (VACUUM does not zero
+/// it; only `VACUUM FULL`, which rewrites the table under an exclusive
+/// lock, drops it from the table files), and in WAL segments until they
+/// are recycled. Erasure does not run VACUUM FULL (it would stop every
+/// append); see the operations notes for what an operator runs.
+fn pseudonymize_side_tables(
+    tx: &mut postgres::Transaction<'_>,
+    p: &Pseudonymize<'_>,
+) -> Result<()> {
+    let step = "pseudonymizing settings";
+    let rows = tx
+        .query("SELECT key, value FROM settings", &[])
+        .map_err(db(step))?;
+    for r in rows {
+        let (key, value): (String, String) = (r.get(0), r.get(1));
+        let new_key = p.key(&key);
+        let new_value = p.json(&value);
+        if new_key.is_none() && new_value.is_none() {
+            continue;
+        }
+        tx.execute("DELETE FROM settings WHERE key = $1", &[&key])
+            .map_err(db(step))?;
+        tx.execute(
+            "INSERT INTO settings (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&new_key.unwrap_or(key), &new_value.unwrap_or(value)],
+        )
+        .map_err(db(step))?;
+    }
+    let step = "pseudonymizing the audit log";
+    let rows = tx
+        .query("SELECT id, subject, detail FROM audit", &[])
+        .map_err(db(step))?;
+    for r in rows {
+        let (id, subject, detail): (i64, String, String) = (r.get(0), r.get(1), r.get(2));
+        let new_subject = p.text(&subject);
+        let new_detail = p.json(&detail);
+        if new_subject.is_none() && new_detail.is_none() {
+            continue;
+        }
+        tx.execute(
+            "UPDATE audit SET subject = $2, detail = $3 WHERE id = $1",
+            &[
+                &id,
+                &new_subject.unwrap_or(subject),
+                &new_detail.unwrap_or(detail),
+            ],
+        )
+        .map_err(db(step))?;
+    }
+    Ok(())
+}
+
 impl Store for PostgresStore {
     fn append_rows(&mut self, events: &dyn EventRows) -> Result<Vec<Appended>> {
         if events.is_empty() {
@@ -480,7 +538,12 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    fn erase(&mut self, identities: &[Identity], audit: &AuditRecord) -> Result<u64> {
+    fn erase(
+        &mut self,
+        identities: &[Identity],
+        pseudonym: &str,
+        audit: &AuditRecord,
+    ) -> Result<u64> {
         let ids = identity_list(identities);
         let mut tx = self.client.transaction().map_err(db("starting erase"))?;
         // One scan of the log (no index: erasure is rare, appends are not).
@@ -501,9 +564,72 @@ impl Store for PostgresStore {
         )
         .map_err(db("erasing segment history"))?;
         crate::automation::pg::erase(&mut tx, &ids)?;
+        pseudonymize_side_tables(
+            &mut tx,
+            &Pseudonymize::new(identities.iter().map(Identity::as_str), pseudonym),
+        )?;
         insert_audit(&mut tx, audit)?;
         tx.commit().map_err(db("committing erase"))?;
         Ok(removed)
+    }
+
+    fn logged_identities_with_prefix(&mut self, prefix: &str) -> Result<Vec<Identity>> {
+        let rows = self
+            .client
+            .query(
+                r#"SELECT name FROM (
+                       SELECT identity AS name FROM events WHERE left(identity, length($1)) = $1
+                       UNION SELECT ref FROM events WHERE left(ref, length($1)) = $1
+                   ) n ORDER BY name COLLATE "C""#,
+                &[&prefix],
+            )
+            .map_err(db("listing logged identities"))?;
+        rows.iter()
+            .map(|r| {
+                let n: String = r.get(0);
+                Identity::parse(&n)
+                    .map_err(|e| StoreError::Corrupt(format!("logged identity `{n}`: {e}")))
+            })
+            .collect()
+    }
+
+    fn rename_identities(&mut self, renames: &[(Identity, Identity)]) -> Result<u64> {
+        if renames.is_empty() {
+            return Ok(0);
+        }
+        let step = "renaming identities";
+        let mut tx = self.client.transaction().map_err(db(step))?;
+        tx.batch_execute(
+            "CREATE TEMP TABLE renames (old TEXT PRIMARY KEY, new TEXT NOT NULL) ON COMMIT DROP",
+        )
+        .map_err(db(step))?;
+        let olds: Vec<&str> = renames.iter().map(|(o, _)| o.as_str()).collect();
+        let news: Vec<&str> = renames.iter().map(|(_, n)| n.as_str()).collect();
+        tx.execute(
+            "INSERT INTO renames (old, new) SELECT * FROM unnest($1::text[], $2::text[])",
+            &[&olds, &news],
+        )
+        .map_err(db(step))?;
+        let mut events = 0;
+        for &(table, column) in crate::pseudonym::IDENTITY_COLUMNS {
+            let n = tx
+                .execute(
+                    &format!(
+                        "UPDATE {table} t SET {column} = r.new FROM renames r WHERE t.{column} = r.old"
+                    ),
+                    &[],
+                )
+                .map_err(db(step))?;
+            if table == "events" {
+                events += n;
+            }
+        }
+        pseudonymize_side_tables(
+            &mut tx,
+            &Pseudonymize::pairs(renames.iter().map(|(o, n)| (o.as_str(), n.as_str()))),
+        )?;
+        tx.commit().map_err(db(step))?;
+        Ok(events)
     }
 
     fn record_merges(&mut self, merges: &[MergeRecord]) -> Result<()> {

@@ -134,12 +134,9 @@ pub fn run(args: AnalyticsArgs) -> Result<()> {
         } => {
             let steps: Vec<FunnelStep> =
                 steps.iter().map(|s| parse_step(s)).collect::<Result<_>>()?;
-            let events = siyu_server::writer::log_events(store.as_mut())?;
-            let raw = events
-                .iter()
-                .enumerate()
-                .map(|(i, e)| RawEvent::from_event(i as u64, e));
-            let rows = scan::funnel(&engine, raw, &steps, split_by_channel);
+            let mut pass = scan::FunnelPass::new(&steps, split_by_channel);
+            feed_log(store.as_mut(), &engine, |p, e| pass.feed(p, e))?;
+            let rows = pass.finish();
             out.push_str("split");
             for i in 0..steps.len() {
                 let _ = write!(out, ",step{}", i + 1);
@@ -190,15 +187,9 @@ pub fn run(args: AnalyticsArgs) -> Result<()> {
             }
         }
         Question::Attribution => {
-            let mut rows = Vec::new();
-            let events = siyu_server::writer::log_events(store.as_mut())?;
-            rows.extend(scan::attribution(
-                &engine,
-                events
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| RawEvent::from_event(i as u64, e)),
-            ));
+            let mut pass = scan::AttributionPass::new();
+            feed_log(store.as_mut(), &engine, |p, e| pass.feed(p, e))?;
+            let rows = pass.finish();
             out.push_str("channel,first_touch,last_touch,linear\n");
             for r in rows {
                 let _ = writeln!(
@@ -233,5 +224,24 @@ pub fn run(args: AnalyticsArgs) -> Result<()> {
         }
     }
     print!("{out}");
+    Ok(())
+}
+
+/// Feeds the log to a sequence analysis page by page (bounded memory),
+/// each event with its person.
+fn feed_log(
+    store: &mut dyn siyu_store::Store,
+    engine: &siyu_engine::Engine,
+    mut feed: impl FnMut(siyu_engine::PersonId, &RawEvent<'_>),
+) -> Result<()> {
+    siyu_store::for_each_page(store, 0, |page| {
+        for stored in &page {
+            let raw = RawEvent::from_event(stored.offset, &stored.event);
+            if let Some(p) = engine.person_of(raw.identity) {
+                feed(p, &raw);
+            }
+        }
+        Ok::<(), siyu_store::StoreError>(())
+    })?;
     Ok(())
 }

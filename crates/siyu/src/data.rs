@@ -336,6 +336,14 @@ pub fn import(args: ImportArgs) -> Result<()> {
         duplicates,
         ..
     } = tally;
+    if accepted > 0 {
+        // An export of an earlier version may hold unkeyed phone hashes:
+        // the next server start (or import-orders) looks for them again.
+        args.store
+            .open()?
+            .put_setting(siyu_server::privacy::PHONE_MIGRATION_KEY, None)
+            .context("asking for the phone hash migration")?;
+    }
     println!(
         "imported {} file(s): accepted {accepted}, duplicates {duplicates}, rejected {rejected}; persons {} (+{}); {:.2} s, {:.0} events/s (load {load_secs:.2} s, then indexes {index_secs:.2} s alongside the engine snapshot {snapshot_secs:.2} s)",
         args.files.len(),

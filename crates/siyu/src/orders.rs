@@ -121,9 +121,13 @@ pub fn run(args: ImportOrdersArgs) -> Result<()> {
     }
 
     let mut store = args.store.open()?;
+    let keys = siyu_server::privacy::prepare(
+        store.as_mut(),
+        &siyu_server::snapshot_path(&args.store.config()),
+    )?;
     let mut engine = engine_from_store(store.as_mut())?;
     let persons_before = engine.person_count();
-    let known = Known::from_engine(&engine, &parsed);
+    let known = Known::from_engine(&engine, &parsed, &keys);
     let Planned {
         events,
         orders: order_count,

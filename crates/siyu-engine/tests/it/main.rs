@@ -5,5 +5,6 @@ mod fission;
 mod live_vs_oracle;
 mod log_offsets;
 mod nesting;
+mod scan_passes;
 mod segments;
 mod snapshot;

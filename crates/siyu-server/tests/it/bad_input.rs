@@ -211,6 +211,64 @@ fn cases() -> Vec<Case> {
             "field `event`",
         ),
         (
+            "properties larger than the limit",
+            json,
+            event(&format!(
+                r#""ts":1790000000,"identity":"douyin:a","type":"touch","properties":{{"blob":"{}"}}"#,
+                "x".repeat(siyu_domain::wire::MAX_OBJECT_BYTES)
+            )),
+            bad,
+            "invalid_event",
+            "field `properties`: is larger than 16384 bytes",
+        ),
+        (
+            "more trait keys than the limit",
+            json,
+            event(&format!(
+                r#""ts":1790000000,"identity":"douyin:a","type":"identify","traits":{{{}}}"#,
+                (0..=siyu_domain::wire::MAX_OBJECT_KEYS)
+                    .map(|i| format!(r#""k{i}":1"#))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )),
+            bad,
+            "invalid_event",
+            "field `traits`: has 65 keys; at most 64",
+        ),
+        (
+            "more tags than the limit",
+            json,
+            event(&format!(
+                r#""ts":1790000000,"identity":"douyin:a","type":"identify","traits":{{"tags":[{}]}}"#,
+                vec![r#""t""#; siyu_domain::wire::MAX_TAGS + 1].join(",")
+            )),
+            bad,
+            "invalid_event",
+            "`tags` has 65 tags; at most 64",
+        ),
+        (
+            "more events than a request may carry",
+            json,
+            format!(
+                "[{}]",
+                vec!["1"; siyu_server::ingest::MAX_EVENTS_PER_REQUEST + 1].join(",")
+            )
+            .into_bytes(),
+            bad,
+            "bad_request",
+            "at most 10000 events; split the batch",
+        ),
+        (
+            "more NDJSON lines than a request may carry",
+            "application/x-ndjson",
+            "1\n"
+                .repeat(siyu_server::ingest::MAX_EVENTS_PER_REQUEST + 1)
+                .into_bytes(),
+            bad,
+            "bad_request",
+            "at most 10000 events; split the batch",
+        ),
+        (
             "unsupported content type",
             "text/csv",
             b"ts,identity\n".to_vec(),
@@ -412,6 +470,26 @@ async fn bad_segment_messages_name_the_field() {
             "{b}"
         );
     }
+    // A Segment batch longer than a request may carry is refused whole.
+    let long = json!({"batch": vec![json!(1); siyu_server::ingest::MAX_EVENTS_PER_REQUEST + 1]});
+    let (s, b) = t
+        .call(
+            "POST",
+            "/v1/batch",
+            Some(&t.key),
+            "application/json",
+            long.to_string(),
+        )
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request")),
+        "{b}"
+    );
+    assert!(
+        b["message"].as_str().unwrap().contains("at most 10000"),
+        "{b}"
+    );
     let (s, b) = t
         .call(
             "POST",

@@ -229,6 +229,38 @@ async fn invites_signups_rewards_and_clawback() {
     let (_, board) = get(&app, "/v1/campaigns/c1/leaderboard").await;
     assert_eq!(board["top"][0]["inviter"], "wecom:boss", "{board}");
     assert_eq!(board["top"][0]["pending"], 2, "{board}");
+    // The inviter is erased: the ledger keeps the rows (stock stays used)
+    // under a pseudonym, and reconciling does not bring anyone back.
+    let (s, e) = app
+        .call(
+            "DELETE",
+            "/v1/persons/wecom:boss",
+            Some(&app.key),
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    let (_, r) = post(&app, "/v1/campaigns/c1/reconcile", json!({})).await;
+    assert_eq!(r["changes"], 0, "{r}");
+    let (_, ledger) = get(&app, "/v1/campaigns/c1/rewards").await;
+    assert!(!ledger.to_string().contains("wecom:boss"), "{ledger}");
+    assert!(
+        ledger["ledger"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["inviter"] == e["erasure_id"]),
+        "{ledger}"
+    );
+    let (s, _) = get(&app, "/v1/persons/wecom:boss").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = get(
+        &app,
+        &format!("/v1/persons/{}", e["erasure_id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -616,3 +616,96 @@ async fn analytics_answers_are_cached_until_the_engine_changes() {
     let (_, fresh) = t.get("/v1/analytics/repurchase").await;
     assert_ne!(fresh, first, "{fresh}");
 }
+
+#[tokio::test]
+async fn unknown_analytics_parameters_cannot_fill_the_cache() {
+    use std::sync::atomic::Ordering;
+    let t = TestApp::spawn().await;
+    t.post_events(
+        r#"{"ts": 1790000000, "identity": "douyin:a", "type": "purchase", "amount": 100}"#,
+    )
+    .await;
+    let cache = &t.state.0.analytics_cache;
+    let (s, first) = t.get("/v1/analytics/rfm?x=0").await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let before = cache.len();
+    let hits = cache.hits.load(Ordering::Relaxed);
+    for i in 1..=60 {
+        let (s, b) = t.get(&format!("/v1/analytics/rfm?x={i}&y=z{i}")).await;
+        assert_eq!((s, &b), (StatusCode::OK, &first));
+    }
+    // One entry serves them all (the warmer may add the dashboard's own).
+    assert!(
+        cache.len() <= before + siyu_server::cache::DASHBOARD.len(),
+        "{} entries",
+        cache.len()
+    );
+    assert!(cache.hits.load(Ordering::Relaxed) >= hits + 59);
+    // Known parameters still make their own answers, in any order.
+    let (_, a) = t
+        .get("/v1/analytics/funnel?friend_days=1&convert_days=2")
+        .await;
+    let misses = cache.misses.load(Ordering::Relaxed);
+    let (_, b) = t
+        .get("/v1/analytics/funnel?convert_days=2&zz=1&friend_days=1")
+        .await;
+    assert_eq!(a, b);
+    assert_eq!(cache.misses.load(Ordering::Relaxed), misses);
+    // A parameter the handler rejects is answered by the handler, uncached.
+    let (s, _) = t.get("/v1/analytics/cohorts?weeks=many").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+/// A full-log analytics pass holds neither the engine nor the reader
+/// connection while it works: paused in the middle of the log, the engine
+/// can be write-locked, the reader connection taken and an append
+/// acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_pass_blocks_neither_the_writer_nor_other_readers() {
+    let t = TestApp::spawn().await;
+    let batch: Vec<String> = (0..200)
+        .map(|i| {
+            format!(
+                r#"{{"ts": {}, "identity": "douyin:p{}", "type": "touch", "channel": "douyin"}}"#,
+                1_790_000_000 + i,
+                i % 50
+            )
+        })
+        .collect();
+    let (s, b) = t.post_events(&format!("[{}]", batch.join(","))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (paused_tx, paused_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let state = t.state.clone();
+    let pass = std::thread::spawn(move || {
+        let mut seen = 0u64;
+        siyu_server::api::log_pass(&state, |_, _| {
+            seen += 1;
+            if seen == 100 {
+                paused_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+            }
+        })
+        .unwrap();
+        seen
+    });
+    paused_rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
+    // Mid-pass: nothing is held.
+    assert!(
+        t.state.0.engine.try_write().is_ok(),
+        "the pass holds the engine"
+    );
+    assert!(
+        t.state.0.reader.try_lock().is_ok(),
+        "the pass holds the reader connection"
+    );
+    let (s, b) = t
+        .post_events(r#"{"ts": 1790001000, "identity": "douyin:late", "type": "touch"}"#)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    go_tx.send(()).unwrap();
+    // The answer is the log as it was at the start.
+    assert_eq!(pass.join().unwrap(), 200);
+}

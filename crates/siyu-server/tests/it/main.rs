@@ -11,6 +11,7 @@ mod fission;
 mod ingest;
 mod nesting;
 mod orders;
+mod privacy;
 mod rebuild;
 mod workspaces;
 

@@ -48,7 +48,7 @@ async fn purchase_and_refund_land_on_the_person_with_that_phone_trait() {
     let ids = p["identities"].as_array().unwrap();
     assert!(
         ids.iter()
-            .any(|i| i.as_str().unwrap().starts_with("phone_sha256:")),
+            .any(|i| i.as_str().unwrap().starts_with("phone_hmac:")),
         "{p}"
     );
 

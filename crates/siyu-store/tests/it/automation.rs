@@ -50,8 +50,12 @@ pub fn send_attempts_are_appended_in_order_and_erased(b: &dyn Backend) {
         subject: "wecom:a".into(),
         detail: json!({}),
     };
-    s.erase(&[Identity::parse("wecom:a").unwrap()], &audit)
-        .unwrap();
+    s.erase(
+        &[Identity::parse("wecom:a").unwrap()],
+        "erased:test",
+        &audit,
+    )
+    .unwrap();
     assert!(s.send_attempts("k").unwrap().is_empty());
 }
 
@@ -351,8 +355,12 @@ pub fn erase_removes_automation_rows(b: &dyn Backend) {
         subject: "wecom:a".into(),
         detail: json!({}),
     };
-    s.erase(&[Identity::parse("wecom:a").unwrap()], &audit)
-        .unwrap();
+    s.erase(
+        &[Identity::parse("wecom:a").unwrap()],
+        "erased:test",
+        &audit,
+    )
+    .unwrap();
     assert_eq!(
         s.active_enrollments()
             .unwrap()

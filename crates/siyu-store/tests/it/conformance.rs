@@ -21,6 +21,8 @@ conformance!(
     timeline_cursor_must_name_a_stored_event,
     erase_removes_identity_and_ref_events_with_audit,
     erase_never_reuses_offsets,
+    erase_leaves_the_identity_nowhere,
+    renamed_identities_are_renamed_everywhere,
     merges_round_trip_oldest_first,
     audit_log_is_newest_first,
     settings_crud_and_prefix,
@@ -204,7 +206,11 @@ pub fn ids_are_deduped_across_openers_and_after_erasure(b: &dyn Backend) {
     // Erase douyin:x through `two` (its comment at 1 and the identify
     // naming it at 2): those ids are free again for both openers, the
     // others stay stored.
-    assert_eq!(two.erase(&[id("douyin:x")], &erase_audit()).unwrap(), 2);
+    assert_eq!(
+        two.erase(&[id("douyin:x")], "erased:test", &erase_audit())
+            .unwrap(),
+        2
+    );
     assert_eq!(
         one.append(&batch[..3]).unwrap(),
         vec![
@@ -459,7 +465,7 @@ pub fn erase_removes_identity_and_ref_events_with_audit(b: &dyn Backend) {
     let their_offsets = offsets_of(&mut s, &person);
     assert!(!their_offsets.is_empty());
     // wm1's three events, douyin:x's comment, and the referral naming wm1.
-    assert_eq!(s.erase(&person, &erase_audit()).unwrap(), 5);
+    assert_eq!(s.erase(&person, "erased:test", &erase_audit()).unwrap(), 5);
     let left: Vec<String> = s
         .scan(0, 100)
         .unwrap()
@@ -483,8 +489,150 @@ pub fn erase_removes_identity_and_ref_events_with_audit(b: &dyn Backend) {
         erase_audit()
     );
     // Erasing again removes nothing but is still audited.
-    assert_eq!(s.erase(&person, &erase_audit()).unwrap(), 0);
+    assert_eq!(s.erase(&person, "erased:test", &erase_audit()).unwrap(), 0);
     assert_eq!(s.audit_log(10).unwrap().len(), 2);
+}
+
+/// Whether any of `files` holds `needle` (a file that is not there holds nothing).
+fn files_contain(files: &[std::path::PathBuf], needle: &[u8]) -> bool {
+    files.iter().any(|f| {
+        std::fs::read(f).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+    })
+}
+
+pub fn erase_leaves_the_identity_nowhere(b: &dyn Backend) {
+    let mut s = b.open();
+    let marker = "erase-me-7c1f9a2e-unique-marker";
+    s.append(&sample()).unwrap();
+    s.append(&[ev(
+        json!({"ts":1790000100,"identity":"douyin:x","type":"comment","channel":"douyin","text":marker}),
+    )])
+    .unwrap();
+    s.put_settings(&[
+        (
+            "reward/c1/douyin:x/0".into(),
+            Some(json!({"inviter": "douyin:x", "tier": 0, "status": "granted"})),
+        ),
+        (
+            "group/g1/reserved".into(),
+            Some(json!({"wecom:wm1": 1790000000, "wecom:other": 1790000001})),
+        ),
+        ("fission_override/c1/wecom:wm1".into(), Some(json!(true))),
+        ("unrelated/douyin:xy".into(), Some(json!("douyin:xy"))),
+    ])
+    .unwrap();
+    s.audit(&AuditRecord {
+        id: 0,
+        at: 1_790_000_500,
+        action: "fission_override".into(),
+        subject: "douyin:x".into(),
+        detail: json!({"campaign": "c1", "invitee": "wecom:wm1"}),
+    })
+    .unwrap();
+    let files = b.local_files();
+    if !files.is_empty() {
+        assert!(
+            files_contain(&files, marker.as_bytes()),
+            "the marker was written"
+        );
+    }
+    let person = [id("wecom:wm1"), id("douyin:x")];
+    let audit = AuditRecord {
+        subject: "erased:ab12".into(),
+        ..erase_audit()
+    };
+    s.erase(&person, "erased:ab12", &audit).unwrap();
+
+    let settings = s.list_settings("").unwrap();
+    for (key, value) in &settings {
+        for who in ["\"wecom:wm1\"", "\"douyin:x\""] {
+            assert!(!value.to_string().contains(who), "{key} = {value}");
+        }
+        assert!(
+            !key.split('/').any(|k| k == "wecom:wm1" || k == "douyin:x"),
+            "{key}"
+        );
+    }
+    let get = |k: &str| {
+        settings
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    // Kept under the pseudonym (the reward used its stock), others untouched.
+    assert_eq!(
+        get("reward/c1/erased:ab12/0"),
+        Some(json!({"inviter": "erased:ab12", "tier": 0, "status": "granted"}))
+    );
+    assert_eq!(
+        get("group/g1/reserved"),
+        Some(json!({"erased:ab12": 1790000000, "wecom:other": 1790000001}))
+    );
+    assert_eq!(get("unrelated/douyin:xy"), Some(json!("douyin:xy")));
+    for row in s.audit_log(10).unwrap() {
+        let detail = row.detail.to_string();
+        for who in ["wecom:wm1", "douyin:x"] {
+            assert_ne!(row.subject, who);
+            assert!(!detail.contains(&format!("\"{who}\"")), "{detail}");
+        }
+    }
+    // SQLite: freed pages are zeroed and the WAL is truncated, so the
+    // erased text is in none of the files.
+    if !files.is_empty() {
+        assert!(
+            !files_contain(&files, marker.as_bytes()),
+            "erased text left in {files:?}"
+        );
+    }
+}
+
+pub fn renamed_identities_are_renamed_everywhere(b: &dyn Backend) {
+    let mut s = b.open();
+    s.append(&sample()).unwrap();
+    s.record_merges(&[merge(2, "wecom:wm1", "douyin:x", "douyin:x")])
+        .unwrap();
+    s.put_setting(
+        "reward/c1/douyin:x/0",
+        Some(&json!({"inviter": "douyin:x"})),
+    )
+    .unwrap();
+    assert_eq!(
+        s.logged_identities_with_prefix("douyin:").unwrap(),
+        vec![id("douyin:x"), id("douyin:y")]
+    );
+    // douyin:x is the identity of one event and the ref of another.
+    let changed = s
+        .rename_identities(&[(id("douyin:x"), id("douyin:renamed"))])
+        .unwrap();
+    assert_eq!(changed, 2);
+    assert!(s
+        .logged_identities_with_prefix("douyin:x")
+        .unwrap()
+        .is_empty());
+    let events = s.scan(0, 100).unwrap();
+    let names: Vec<&str> = events
+        .iter()
+        .flat_map(|e| {
+            [
+                Some(e.event.identity.as_str()),
+                e.event.reference.as_ref().map(|r| r.as_str()),
+            ]
+        })
+        .flatten()
+        .collect();
+    assert!(
+        names.contains(&"douyin:renamed") && !names.contains(&"douyin:x"),
+        "{names:?}"
+    );
+    let m = s.merges_of(&[id("douyin:renamed")]).unwrap();
+    assert_eq!((m.len(), m[0].into.as_str()), (1, "douyin:renamed"));
+    assert_eq!(
+        s.list_settings("reward/").unwrap(),
+        vec![(
+            "reward/c1/douyin:renamed/0".to_string(),
+            json!({"inviter": "douyin:renamed"})
+        )]
+    );
 }
 
 pub fn erase_never_reuses_offsets(b: &dyn Backend) {
@@ -493,8 +641,12 @@ pub fn erase_never_reuses_offsets(b: &dyn Backend) {
     s.append(&events).unwrap();
     // Offsets 7 and 8 are the newest; erase both.
     assert_eq!(
-        s.erase(&[id("wecom:wm2"), id("offline:p1")], &erase_audit())
-            .unwrap(),
+        s.erase(
+            &[id("wecom:wm2"), id("offline:p1")],
+            "erased:test",
+            &erase_audit()
+        )
+        .unwrap(),
         2
     );
     assert_eq!(s.last_offset().unwrap(), 8);
@@ -684,8 +836,12 @@ pub fn segment_history_is_newest_first_per_segment_and_person(b: &dyn Backend) {
         subject: "douyin:a".into(),
         detail: json!({}),
     };
-    s.erase(&[siyu_domain::Identity::parse("douyin:a").unwrap()], &audit)
-        .unwrap();
+    s.erase(
+        &[siyu_domain::Identity::parse("douyin:a").unwrap()],
+        "erased:test",
+        &audit,
+    )
+    .unwrap();
     assert_eq!(
         s.segment_history("vip", None, 10).unwrap(),
         vec![rec("vip", "douyin:b", true, 101)]
@@ -756,7 +912,9 @@ pub fn bulk_load_rebuilds_indexes_and_keeps_dedup(b: &dyn Backend) {
     assert_eq!(s.last_offset().unwrap(), 2_003);
     let timeline = s.timeline(&u7, None, 1_000).unwrap();
     assert_eq!(timeline.len(), 40);
-    let erased = s.erase(&[id("wecom:w10")], &erase_audit()).unwrap();
+    let erased = s
+        .erase(&[id("wecom:w10")], "erased:test", &erase_audit())
+        .unwrap();
     assert_eq!(erased, 40);
 }
 

@@ -21,6 +21,9 @@ pub trait Backend {
     fn migrations(&self) -> Vec<(i64, i64)>;
     /// Names of the secondary indexes on the events table, sorted.
     fn event_indexes(&self) -> Vec<String>;
+    /// The files the database lives in, when it is local (SQLite: the
+    /// database, its WAL and shared-memory index; PostgreSQL: none).
+    fn local_files(&self) -> Vec<PathBuf>;
 }
 
 /// Instantiates each conformance test for both backends.
@@ -99,6 +102,13 @@ impl Backend for SqliteBackend {
         let names = st.query_map([], |r| r.get(0)).unwrap();
         names.collect::<rusqlite::Result<_>>().unwrap()
     }
+
+    fn local_files(&self) -> Vec<PathBuf> {
+        ["siyu.db", "siyu.db-wal", "siyu.db-shm"]
+            .iter()
+            .map(|f| self.dir.join(f))
+            .collect()
+    }
 }
 
 impl Drop for SqliteBackend {
@@ -164,6 +174,10 @@ impl Backend for PgBackend {
             .iter()
             .map(|r| r.get(0))
             .collect()
+    }
+
+    fn local_files(&self) -> Vec<PathBuf> {
+        Vec::new()
     }
 }
 

@@ -1,0 +1,188 @@
+//! The sequence analytics (`scan.rs`) against a per-person brute force:
+//! the passes see the whole log interleaved, page after page; the oracle
+//! looks at one person's events at a time. They must agree for any log,
+//! any page size, and with the identities resolved by a copy of the
+//! engine's table (`Engine::identity_index`) as by the engine itself.
+
+use proptest::prelude::*;
+use siyu_domain::EventType;
+use siyu_engine::scan::{AttributionPass, FunnelPass, FunnelStep};
+use siyu_engine::{Engine, RawEvent};
+use std::collections::BTreeMap;
+
+const IDS: [&str; 6] = [
+    "douyin:a", "douyin:b", "wecom:a", "wecom:c", "taobao:d", "taobao:e",
+];
+const CHANNELS: [&str; 3] = ["douyin", "wecom", "taobao"];
+const TYPES: [EventType; 5] = [
+    EventType::Touch,
+    EventType::AddFriend,
+    EventType::Purchase,
+    EventType::Refund,
+    EventType::Identify,
+];
+
+#[derive(Clone, Debug)]
+struct Ev {
+    ts: i64,
+    who: usize,
+    kind: usize,
+    channel: usize,
+    amount: i64,
+    link: Option<usize>,
+}
+
+fn raw(e: &Ev, seq: u64) -> RawEvent<'static> {
+    RawEvent {
+        seq,
+        ts: e.ts,
+        identity: IDS[e.who],
+        identity_hash: None,
+        event_type: TYPES[e.kind],
+        channel: CHANNELS[e.channel],
+        amount: e.amount,
+        reference: e.link.map(|l| IDS[l]),
+        group: None,
+        campaign: None,
+        device: None,
+        ip: None,
+        name: None,
+    }
+}
+
+fn log() -> impl Strategy<Value = Vec<Ev>> {
+    let ev = (
+        0i64..50,
+        0..IDS.len(),
+        0..TYPES.len(),
+        0..CHANNELS.len(),
+        0i64..1000,
+        proptest::option::of(0..IDS.len()),
+    )
+        .prop_map(|(dt, who, kind, channel, amount, link)| Ev {
+            ts: dt,
+            who,
+            kind,
+            channel,
+            amount,
+            link: link.filter(|_| TYPES[kind] == EventType::Identify),
+        });
+    proptest::collection::vec(ev, 0..60).prop_map(|mut v| {
+        // Log order is time order here, as the passes assume.
+        let mut t = 1_790_000_000;
+        for e in &mut v {
+            t += e.ts;
+            e.ts = t;
+        }
+        v
+    })
+}
+
+/// Funnel of one person's own events, greedily.
+fn person_funnel(events: &[RawEvent<'_>], steps: &[FunnelStep]) -> Option<(usize, String)> {
+    let matches = |s: &FunnelStep, e: &RawEvent<'_>| {
+        s.event_type == e.event_type && s.channel.as_deref().is_none_or(|c| c == e.channel)
+    };
+    let start = events.iter().position(|e| matches(&steps[0], e))?;
+    let mut reached = 1;
+    let mut last = events[start].ts;
+    for e in &events[start + 1..] {
+        if let Some(s) = steps.get(reached) {
+            if matches(s, e) && e.ts >= last && s.within.is_none_or(|w| e.ts - last <= w) {
+                reached += 1;
+                last = e.ts;
+            }
+        }
+    }
+    Some((reached, events[start].channel.to_string()))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+    #[test]
+    fn passes_agree_with_a_per_person_brute_force(
+        events in log(),
+        page in 1usize..8,
+        within in proptest::option::of(1i64..200),
+        split in any::<bool>(),
+    ) {
+        let mut engine = Engine::new();
+        let raws: Vec<RawEvent<'static>> =
+            events.iter().enumerate().map(|(i, e)| raw(e, i as u64)).collect();
+        for r in &raws {
+            engine.apply_raw(*r);
+        }
+        let steps = [
+            FunnelStep { event_type: EventType::Touch, channel: None, within: None },
+            FunnelStep { event_type: EventType::AddFriend, channel: None, within },
+            FunnelStep { event_type: EventType::Purchase, channel: Some("wecom".into()), within },
+        ];
+        // The passes, fed in pages, persons from a copy of the table.
+        let index = engine.identity_index();
+        let mut funnel = FunnelPass::new(&steps, split);
+        let mut attribution = AttributionPass::new();
+        for chunk in raws.chunks(page) {
+            for e in chunk {
+                let p = index.person_of(e.identity).expect("every identity is known");
+                prop_assert_eq!(Some(p), engine.person_of(e.identity));
+                funnel.feed(p, e);
+                attribution.feed(p, e);
+            }
+        }
+        // The oracle: each person's events on their own.
+        let mut by_person: BTreeMap<u32, Vec<RawEvent<'static>>> = BTreeMap::new();
+        for e in &raws {
+            by_person.entry(engine.person_of(e.identity).unwrap()).or_default().push(*e);
+        }
+        let mut expected_funnel: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        let mut credit: BTreeMap<String, (i64, i64, f64)> = BTreeMap::new();
+        for evs in by_person.values() {
+            if let Some((reached, channel)) = person_funnel(evs, &steps) {
+                let key = if split { channel } else { "all".to_string() };
+                let row = expected_funnel.entry(key).or_insert_with(|| vec![0; steps.len()]);
+                for r in row.iter_mut().take(reached) {
+                    *r += 1;
+                }
+            }
+            // Touches before each purchase or refund, from this person alone.
+            let mut touched: Vec<&str> = Vec::new();
+            let mut first: Option<&str> = None;
+            let mut last: Option<&str> = None;
+            for e in evs {
+                match e.event_type {
+                    EventType::Identify => {}
+                    EventType::Purchase | EventType::Refund => {
+                        let amount = if e.event_type == EventType::Refund { -e.amount } else { e.amount };
+                        if first.is_none() {
+                            first = Some(e.channel);
+                            last = Some(e.channel);
+                            touched.push(e.channel);
+                        }
+                        credit.entry(first.unwrap().into()).or_default().0 += amount;
+                        credit.entry(last.unwrap().into()).or_default().1 += amount;
+                        for c in &touched {
+                            credit.entry(c.to_string()).or_default().2 += amount as f64 / touched.len() as f64;
+                        }
+                    }
+                    _ => {
+                        first.get_or_insert(e.channel);
+                        last = Some(e.channel);
+                        if !touched.contains(&e.channel) {
+                            touched.push(e.channel);
+                        }
+                    }
+                }
+            }
+        }
+        let got: BTreeMap<String, Vec<u64>> =
+            funnel.finish().into_iter().map(|r| (r.split, r.reached)).collect();
+        prop_assert_eq!(got, expected_funnel);
+        let got = attribution.finish();
+        prop_assert_eq!(got.len(), credit.len());
+        for a in got {
+            let (f, l, lin) = credit[&a.channel];
+            prop_assert_eq!((a.first_touch, a.last_touch), (f, l), "{}", a.channel);
+            prop_assert!((a.linear - lin).abs() < 1e-6, "{}: {} vs {}", a.channel, a.linear, lin);
+        }
+    }
+}
