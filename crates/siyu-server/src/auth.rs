@@ -8,7 +8,6 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use siyu_store::Store;
 use std::collections::HashSet;
-use std::io::Read;
 
 pub fn hash_key(key: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());
@@ -17,8 +16,7 @@ pub fn hash_key(key: &str) -> String {
 
 /// A new random key (`sk_` + 48 hex digits from the OS generator).
 pub fn new_key() -> std::io::Result<String> {
-    let mut bytes = [0u8; 24];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let bytes = siyu_console::accounts::random_bytes::<24>()?;
     Ok(format!(
         "sk_{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
@@ -98,6 +96,8 @@ pub fn require_admin(headers: &HeaderMap, admin_token: Option<&str>) -> Result<(
     }
 }
 
+/// Equal bytes, compared in constant time (`subtle`); lengths are public.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    bool::from(a.ct_eq(b))
 }

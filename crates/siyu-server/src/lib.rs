@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod orders;
 pub mod ratelimit;
+pub mod replay;
 pub mod workspace;
 pub mod writer;
 
@@ -72,6 +73,13 @@ pub struct Inner {
     pub analytics_cache: cache::AnalyticsCache,
     /// A random key valid only inside this process (the cache warmer).
     pub internal_key: String,
+    /// Requests per client address to the public links (`/l/`, `/i/`,
+    /// `/c/`, `/u/`).
+    pub public_limit: ratelimit::RateLimiter,
+    /// Requests per client address to the inbound webhooks.
+    pub inbound_limit: ratelimit::RateLimiter,
+    /// Inbound webhook signatures accepted within their window.
+    pub inbound_replays: replay::ReplayGuard,
 }
 
 #[derive(Clone)]
@@ -362,6 +370,9 @@ impl Application {
             fission: Default::default(),
             analytics_cache: Default::default(),
             internal_key: auth::new_key()?,
+            public_limit: ratelimit::RateLimiter::public_links(),
+            inbound_limit: ratelimit::RateLimiter::inbound(),
+            inbound_replays: Default::default(),
         }));
         Ok(Application {
             listener,

@@ -1397,6 +1397,11 @@ impl Executor {
                 return true;
             }
         };
+        // The message's unsubscribe and content links name the person by
+        // an opaque link id, resolved through this record.
+        if let Err(e) = crate::links::remember(self.store.as_mut(), &self.link_secret, &canonical) {
+            tracing::warn!(error = %e, "link id not recorded: this message's links will not resolve");
+        }
         // Consent across every identity of the person, in time order.
         let mut entries: Vec<&ConsentEntry> = ids
             .iter()
