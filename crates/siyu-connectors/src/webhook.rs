@@ -206,7 +206,10 @@ pub fn verify_inbound(
 }
 
 fn fresh_timestamp(header: &str, now: i64, tolerance_secs: i64) -> Result<i64, VerifyError> {
-    let timestamp: i64 = header.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
+    let timestamp: i64 = header
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::BadTimestamp)?;
     let age_secs = now.saturating_sub(timestamp);
     if age_secs.saturating_abs() > tolerance_secs {
         return Err(VerifyError::Stale {
@@ -282,7 +285,11 @@ mod tests {
             verify_inbound(b"key", "brand_a", "100", b"{}", &s, 100, 300),
             Ok(100)
         );
-        for (ws, body) in [("brand_b", &b"{}"[..]), ("default", b"{}"), ("brand_a", b"[]")] {
+        for (ws, body) in [
+            ("brand_b", &b"{}"[..]),
+            ("default", b"{}"),
+            ("brand_a", b"[]"),
+        ] {
             assert_eq!(
                 verify_inbound(b"key", ws, "100", body, &s, 100, 300),
                 Err(VerifyError::Mismatch),

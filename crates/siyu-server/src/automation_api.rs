@@ -737,7 +737,10 @@ async fn inbound(
         }
         match parse_json_event(&item) {
             Ok(e) => {
-                for (field, id) in [("identity", Some(&e.identity)), ("reference", e.reference.as_ref())] {
+                for (field, id) in [
+                    ("identity", Some(&e.identity)),
+                    ("reference", e.reference.as_ref()),
+                ] {
                     if let Some(id) = id.filter(|id| id.channel() != channel) {
                         return Err(ApiError::WrongChannel(format!(
                             "events[{i}].{field}: the `{channel}` webhook may only write `{channel}:` identities, not `{}:…`; send it through that channel's own webhook",

@@ -303,8 +303,13 @@ mod tests {
         assert!(e.trusted_proxies.contains("127.0.0.1".parse().unwrap()));
         assert!(!e.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
         let bad = |k: &str| (k == "SIYU_TRUSTED_PROXIES").then(|| "10.0.0.0/33".to_string());
-        let err = Config::load(None, &bad, Overrides::default()).unwrap_err().to_string();
-        assert!(err.contains("SIYU_TRUSTED_PROXIES") && err.contains("10.0.0.0/33"), "{err}");
+        let err = Config::load(None, &bad, Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("SIYU_TRUSTED_PROXIES") && err.contains("10.0.0.0/33"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 

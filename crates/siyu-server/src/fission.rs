@@ -448,12 +448,22 @@ pub fn invite_code(secret: &[u8], campaign: &str, inviter: &str) -> String {
 }
 
 /// The inviter a valid code names (current or legacy form).
-async fn resolve_code(state: &AppState, campaign: &str, code: &str) -> Result<Option<String>, ApiError> {
+async fn resolve_code(
+    state: &AppState,
+    campaign: &str,
+    code: &str,
+) -> Result<Option<String>, ApiError> {
     let secret = state.0.link_secret.clone();
     let purpose = format!("invite/{campaign}");
     let code = code.to_string();
     with_store(state, move |store| {
-        Ok(crate::links::resolve(store, &secret, &purpose, &code, now())?)
+        Ok(crate::links::resolve(
+            store,
+            &secret,
+            &purpose,
+            &code,
+            now(),
+        )?)
     })
     .await
 }
@@ -525,7 +535,13 @@ async fn create_claim(
     let scope = format!("campaign/{id}");
     let at = now();
     let (claim, expires_at) = with_store(&state, move |store| {
-        Ok(crate::links::issue_claim(store, &secret, &scope, &b.identity, at)?)
+        Ok(crate::links::issue_claim(
+            store,
+            &secret,
+            &scope,
+            &b.identity,
+            at,
+        )?)
     })
     .await?;
     Ok(Json(
@@ -779,7 +795,11 @@ struct SignupBody {
 }
 
 /// The identity a campaign claim token proves (401 otherwise).
-async fn claimed_identity(state: &AppState, campaign: &str, token: &str) -> Result<String, ApiError> {
+async fn claimed_identity(
+    state: &AppState,
+    campaign: &str,
+    token: &str,
+) -> Result<String, ApiError> {
     let secret = state.0.link_secret.clone();
     let scope = format!("campaign/{campaign}");
     let token = token.to_string();
@@ -813,8 +833,8 @@ async fn signup(
             "identity: does not match the claim token; send the claim alone".into(),
         ));
     }
-    let identity =
-        Identity::parse(&who).map_err(|e| ApiError::Internal(format!("a remembered identity does not parse: {e}")))?;
+    let identity = Identity::parse(&who)
+        .map_err(|e| ApiError::Internal(format!("a remembered identity does not parse: {e}")))?;
     let inviter_id = Identity::parse(&inviter).map_err(|e| ApiError::Internal(e.to_string()))?;
     let channel = Channel::parse(identity.channel())
         .unwrap_or_else(|| Channel::parse("wechat").expect("valid"));

@@ -52,7 +52,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -231,12 +231,7 @@ pub fn claim(secret: &[u8], scope: &str, identity: &str, expires_at: i64) -> Str
     let exp = expires_at.to_string();
     let mac = mac_hex(
         secret,
-        &[
-            b"claim",
-            scope.as_bytes(),
-            id.as_bytes(),
-            exp.as_bytes(),
-        ],
+        &[b"claim", scope.as_bytes(), id.as_bytes(), exp.as_bytes()],
     );
     format!("{id}.{exp}.{mac}")
 }
@@ -287,7 +282,15 @@ mod tests {
         let last = forged.pop().unwrap();
         forged.push(if last == '0' { '1' } else { '0' });
         assert_eq!(verify(b"s", "unsubscribe", &forged), None);
-        for junk in ["", ".", "zz.00", "0.0", "ab", &"00".repeat(300), &format!("{id}.")] {
+        for junk in [
+            "",
+            ".",
+            "zz.00",
+            "0.0",
+            "ab",
+            &"00".repeat(300),
+            &format!("{id}."),
+        ] {
             assert_eq!(verify(b"s", "unsubscribe", junk), None, "{junk}");
         }
     }
@@ -300,7 +303,10 @@ mod tests {
             let id_hex = hex(identity.as_bytes());
             let bare = identity.split_once(':').unwrap().1;
             for token in [&t, &c] {
-                assert!(!token.contains(&id_hex[..8]), "{token} holds hex of {identity}");
+                assert!(
+                    !token.contains(&id_hex[..8]),
+                    "{token} holds hex of {identity}"
+                );
                 assert!(!token.contains(bare), "{token} holds {identity}");
             }
             // Same identity, same id; different identities, different ids.
@@ -308,6 +314,64 @@ mod tests {
         }
         assert_ne!(link_id(b"k", "wecom:a"), link_id(b"k", "wecom:b"));
         assert_ne!(link_id(b"k", "wecom:a"), link_id(b"k2", "wecom:a"));
+    }
+
+    fn temp_store(name: &str) -> (std::path::PathBuf, Box<dyn Store>) {
+        let dir = std::env::temp_dir().join(format!("siyu-links-{name}-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = siyu_store::open_store(&dir, None).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn tokens_resolve_through_the_map_until_forgotten() {
+        let (dir, mut store) = temp_store("map");
+        let s = b"secret";
+        let t = sign(s, "unsubscribe", "wecom:a");
+        // Not remembered: a valid mac names nobody.
+        assert_eq!(
+            resolve(store.as_mut(), s, "unsubscribe", &t, 0).unwrap(),
+            None
+        );
+        remember(store.as_mut(), s, "wecom:a").unwrap();
+        assert_eq!(
+            resolve(store.as_mut(), s, "unsubscribe", &t, 0)
+                .unwrap()
+                .as_deref(),
+            Some("wecom:a")
+        );
+        assert_eq!(resolve(store.as_mut(), s, "content", &t, 0).unwrap(), None);
+        // Claims: scope, expiry, forgery.
+        let c = claim(s, "livecode/x", "wecom:a", 100);
+        assert_eq!(
+            verify_claim(store.as_mut(), s, "livecode/x", &c, 99),
+            Ok("wecom:a".into())
+        );
+        assert_eq!(
+            verify_claim(store.as_mut(), s, "livecode/x", &c, 100),
+            Err(ClaimError::Expired)
+        );
+        assert!(matches!(
+            verify_claim(store.as_mut(), s, "livecode/y", &c, 0),
+            Err(ClaimError::Invalid(_))
+        ));
+        let later = c.replace(".100.", ".999.");
+        assert!(matches!(
+            verify_claim(store.as_mut(), s, "livecode/x", &later, 0),
+            Err(ClaimError::Invalid(_))
+        ));
+        forget(store.as_mut(), s, &["wecom:a".to_string()]).unwrap();
+        assert_eq!(
+            resolve(store.as_mut(), s, "unsubscribe", &t, 0).unwrap(),
+            None
+        );
+        assert_eq!(
+            verify_claim(store.as_mut(), s, "livecode/x", &c, 0),
+            Err(ClaimError::Unknown)
+        );
+        drop(store);
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
@@ -330,5 +394,20 @@ mod tests {
             verify_legacy(b"s", "content", &old("unsubscribe", "wecom:a")),
             None
         );
+        let (dir, mut store) = temp_store("legacy");
+        let before = LEGACY_ACCEPTED_UNTIL - 1;
+        for (purpose, accepted) in [
+            ("unsubscribe", true),
+            ("invite/c1", true),
+            ("content", false),
+        ] {
+            let t = old(purpose, "wecom:a");
+            let got = resolve(store.as_mut(), b"s", purpose, &t, before).unwrap();
+            assert_eq!(got.is_some(), accepted, "{purpose}");
+            let late = resolve(store.as_mut(), b"s", purpose, &t, LEGACY_ACCEPTED_UNTIL).unwrap();
+            assert_eq!(late, None, "{purpose} after the cutoff");
+        }
+        drop(store);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -222,7 +222,8 @@ pub fn forwarded_proto(
 pub type Peer = Option<axum::Extension<axum::extract::ConnectInfo<SocketAddr>>>;
 
 pub fn peer_addr(peer: &Peer) -> Option<SocketAddr> {
-    peer.as_ref().map(|axum::Extension(axum::extract::ConnectInfo(a))| *a)
+    peer.as_ref()
+        .map(|axum::Extension(axum::extract::ConnectInfo(a))| *a)
 }
 
 /// Takes a token for the request's client address from `limiter`, or
@@ -335,7 +336,10 @@ mod tests {
         let lb = TrustedProxies::parse(&["10.0.0.0/8"]).unwrap();
         // Default: nobody is trusted, not even a private or loopback peer.
         assert_eq!(client_key(Some(proxy), &h, &none), "10.0.0.2");
-        assert_eq!(client_key(Some("127.0.0.1:1".parse().unwrap()), &h, &none), "127.0.0.1");
+        assert_eq!(
+            client_key(Some("127.0.0.1:1".parse().unwrap()), &h, &none),
+            "127.0.0.1"
+        );
         assert_eq!(client_key(Some(public), &h, &lb), "198.51.100.1");
         // From the proxy: the rightmost hop it appended.
         assert_eq!(client_key(Some(proxy), &h, &lb), "203.0.113.7");
@@ -352,14 +356,26 @@ mod tests {
         let h = xff("1.1.1.1, 203.0.113.7, 192.168.1.1");
         assert_eq!(client_key(Some(peer), &h, &chain), "203.0.113.7");
         // Every hop trusted: the leftmost.
-        assert_eq!(client_key(Some(peer), &xff("10.1.1.1, 192.168.1.1"), &chain), "10.1.1.1");
+        assert_eq!(
+            client_key(Some(peer), &xff("10.1.1.1, 192.168.1.1"), &chain),
+            "10.1.1.1"
+        );
         // Garbage right after the proxy: the proxy is the client.
-        assert_eq!(client_key(Some(peer), &xff("1.1.1.1, nonsense"), &chain), "10.0.0.2");
+        assert_eq!(
+            client_key(Some(peer), &xff("1.1.1.1, nonsense"), &chain),
+            "10.0.0.2"
+        );
         // A v4-mapped v6 peer is its v4 address.
         let mapped: SocketAddr = "[::ffff:10.0.0.2]:80".parse().unwrap();
-        assert_eq!(client_key(Some(mapped), &xff("203.0.113.9"), &chain), "203.0.113.9");
+        assert_eq!(
+            client_key(Some(mapped), &xff("203.0.113.9"), &chain),
+            "203.0.113.9"
+        );
         let v6: SocketAddr = "[::1]:80".parse().unwrap();
-        assert_eq!(client_key(Some(v6), &xff("2001:db8::7"), &chain), "2001:db8::7");
+        assert_eq!(
+            client_key(Some(v6), &xff("2001:db8::7"), &chain),
+            "2001:db8::7"
+        );
     }
 
     #[test]

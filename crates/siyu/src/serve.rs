@@ -24,7 +24,7 @@ pub struct ServeArgs {
     /// Admin token for /v1/admin endpoints.
     #[arg(long)]
     pub admin_token: Option<String>,
-    /// A TOML file with any of: listen, data_dir, database_url, database_schema, admin_token, max_body_bytes, public_url, [connectors.*], [inbound], [workspaces.NAME].
+    /// A TOML file with any of: listen, data_dir, database_url, database_schema, admin_token, max_body_bytes, public_url, trusted_proxies, [connectors.*], [inbound], [workspaces.NAME] (each may have its own [workspaces.NAME.inbound]).
     #[arg(long)]
     pub config: Option<PathBuf>,
 }

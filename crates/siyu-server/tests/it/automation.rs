@@ -443,13 +443,21 @@ async fn inbound_requests_are_accepted_once_for_their_workspace_and_channel() {
     assert_eq!(s, StatusCode::OK, "{b}");
     // The same signed request again, within the window: a replay.
     let (s, b) = inbound(&app, "douyin", ts, &body, "default").await;
-    assert_eq!((s, b["code"].as_str()), (StatusCode::CONFLICT, Some("replayed")), "{b}");
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::CONFLICT, Some("replayed")),
+        "{b}"
+    );
     // Signed anew (another timestamp): accepted.
     let (s, b) = inbound(&app, "douyin", ts - 1, &body, "default").await;
     assert_eq!(s, StatusCode::OK, "{b}");
     // Signed for another workspace with the same secret: refused.
     let (s, b) = inbound(&app, "douyin", ts, &body.replace("r1", "r2"), "brand_b").await;
-    assert_eq!((s, b["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("bad_signature")), "{b}");
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("bad_signature")),
+        "{b}"
+    );
     // The old signature form (no workspace): refused.
     let fresh = body.replace("r1", "r5");
     let old = siyu_connectors::sign(b"inbound-secret", ts, fresh.as_bytes());
@@ -461,14 +469,28 @@ async fn inbound_requests_are_accepted_once_for_their_workspace_and_channel() {
                        {"identity": "wecom:victim", "type": "identify", "traits": {"tags": ["x"]}}])
     .to_string();
     let (s, b) = inbound(&app, "douyin", ts, &cross, "default").await;
-    assert_eq!((s, b["code"].as_str()), (StatusCode::FORBIDDEN, Some("wrong_channel")), "{b}");
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("wrong_channel")),
+        "{b}"
+    );
     let m = b["message"].as_str().unwrap();
-    assert!(m.contains("events[1].identity") && m.contains("`wecom:") && m.contains("`douyin`"), "{m}");
-    let merge = json!({"identity": "douyin:r4", "type": "identify", "ref": "wecom:victim"}).to_string();
+    assert!(
+        m.contains("events[1].identity") && m.contains("`wecom:") && m.contains("`douyin`"),
+        "{m}"
+    );
+    let merge =
+        json!({"identity": "douyin:r4", "type": "identify", "ref": "wecom:victim"}).to_string();
     let (s, b) = inbound(&app, "douyin", ts, &merge, "default").await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
-    assert_eq!(app.get("/v1/persons/wecom:victim").await.0, StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/v1/persons/douyin:r3").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/v1/persons/wecom:victim").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/v1/persons/douyin:r3").await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -498,13 +520,27 @@ async fn unsubscribe_links_are_opaque_resolve_and_die_with_erasure() {
     let got = hook.wait_for(1).await;
     let body = got[0]["body"].as_str().unwrap().to_string();
     // Neither the identity nor its hex is in any link.
-    let hex: String = "phone:13800138000".bytes().map(|b| format!("{b:02x}")).collect();
-    assert!(!body.contains("13800138000") && !body.contains(&hex), "{body}");
+    let hex: String = "phone:13800138000"
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        !body.contains("13800138000") && !body.contains(&hex),
+        "{body}"
+    );
     let start = body.find("/u/").expect(&body);
-    let token = body[start + 3..].split_whitespace().next().unwrap().to_string();
-    let (s, page) = app.call("GET", &format!("/u/{token}"), None, "text/plain", "").await;
+    let token = body[start + 3..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let (s, page) = app
+        .call("GET", &format!("/u/{token}"), None, "text/plain", "")
+        .await;
     assert_eq!(s, StatusCode::OK, "{page}");
-    let (s, _) = app.call("POST", &format!("/u/{token}"), None, "text/plain", "").await;
+    let (s, _) = app
+        .call("POST", &format!("/u/{token}"), None, "text/plain", "")
+        .await;
     assert_eq!(s, StatusCode::OK);
     let c = wait_until(&app, "/v1/persons/phone:13800138000/consent", |v| {
         v.to_string().contains("unsubscribe_link")
@@ -513,10 +549,18 @@ async fn unsubscribe_links_are_opaque_resolve_and_die_with_erasure() {
     assert!(c.to_string().contains("false"), "{c}");
     // Erased: the link names nobody any more.
     let (s, b) = app
-        .call("DELETE", "/v1/persons/phone:13800138000", Some(&app.key), "application/json", "")
+        .call(
+            "DELETE",
+            "/v1/persons/phone:13800138000",
+            Some(&app.key),
+            "application/json",
+            "",
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let (s, _) = app.call("GET", &format!("/u/{token}"), None, "text/plain", "").await;
+    let (s, _) = app
+        .call("GET", &format!("/u/{token}"), None, "text/plain", "")
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
@@ -544,8 +588,18 @@ async fn content_links_are_tracked_per_person() {
         json!({"kind": "article", "title": "t", "url": "https://example.com/\r\nSet-Cookie: a=b"}),
     )
     .await;
-    assert_eq!((s, b["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")), "{b}");
-    assert!(b["message"].as_str().unwrap().starts_with("url: control character"), "{b}");
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request")),
+        "{b}"
+    );
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("url: control character"),
+        "{b}"
+    );
     assert_eq!(app.get("/c/split").await.0, StatusCode::NOT_FOUND);
     put(
         &app,

@@ -43,7 +43,10 @@ async fn claim(t: &TestApp, code: &str, identity: &str) -> String {
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert!(
-        b["url"].as_str().unwrap().ends_with(&format!("/l/{code}?claim={}", b["claim"].as_str().unwrap())),
+        b["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/l/{code}?claim={}", b["claim"].as_str().unwrap())),
         "{b}"
     );
     b["claim"].as_str().unwrap().to_string()
@@ -700,8 +703,10 @@ async fn the_public_link_is_rate_limited_per_address() {
         // A rotating X-Forwarded-For from an untrusted peer (even a local
         // one: no proxy is trusted by default) changes nothing.
         let mut req = from_peer("/l/nope", "127.0.0.1:4000");
-        req.headers_mut()
-            .insert("x-forwarded-for", format!("198.51.100.{i}").parse().unwrap());
+        req.headers_mut().insert(
+            "x-forwarded-for",
+            format!("198.51.100.{i}").parse().unwrap(),
+        );
         let r = router.clone().oneshot(req).await.unwrap();
         let s = r.status();
         statuses.push(s);
@@ -715,7 +720,9 @@ async fn the_public_link_is_rate_limited_per_address() {
     let answered = statuses.len() - 1;
     let refilled = (started.elapsed().as_secs_f64() * 20.0).ceil() as usize;
     assert!(
-        statuses[..answered].iter().all(|s| *s == StatusCode::NOT_FOUND)
+        statuses[..answered]
+            .iter()
+            .all(|s| *s == StatusCode::NOT_FOUND)
             && (40..=40 + refilled).contains(&answered),
         "{answered} answered, {refilled} refilled: {statuses:?}"
     );
@@ -725,7 +732,12 @@ async fn the_public_link_is_rate_limited_per_address() {
     for uri in ["/c/x", "/u/00.00", "/i/c/00.00"] {
         let mut last = StatusCode::OK;
         for _ in 0..40 {
-            last = router.clone().oneshot(from_peer(uri, "127.0.0.1:4002")).await.unwrap().status();
+            last = router
+                .clone()
+                .oneshot(from_peer(uri, "127.0.0.1:4002"))
+                .await
+                .unwrap()
+                .status();
             if last == StatusCode::TOO_MANY_REQUESTS {
                 break;
             }
@@ -757,7 +769,12 @@ async fn a_trusted_proxy_forwards_the_client_address() {
         req
     };
     let mut answered = 0;
-    while router.clone().oneshot(via_proxy("203.0.113.9")).await.unwrap().status()
+    while router
+        .clone()
+        .oneshot(via_proxy("203.0.113.9"))
+        .await
+        .unwrap()
+        .status()
         == StatusCode::NOT_FOUND
     {
         answered += 1;
@@ -766,7 +783,11 @@ async fn a_trusted_proxy_forwards_the_client_address() {
     // That client is limited after its burst; another client behind the
     // same proxy is not.
     assert!(answered >= 40, "{answered}");
-    let r = router.clone().oneshot(via_proxy("203.0.113.10")).await.unwrap();
+    let r = router
+        .clone()
+        .oneshot(via_proxy("203.0.113.10"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
@@ -798,20 +819,35 @@ async fn anonymous_visits_see_the_target_but_reserve_no_seat() {
     let router = siyu_server::app(t.state.clone());
     for i in 0..200u32 {
         let peer = format!("198.51.{}.{}:4000", i / 250, i % 250);
-        let r = router.clone().oneshot(from_peer("/l/spring", &peer)).await.unwrap();
+        let r = router
+            .clone()
+            .oneshot(from_peer("/l/spring", &peer))
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "visit {i}");
         if i == 0 {
-            let bytes = http_body_util::BodyExt::collect(r.into_body()).await.unwrap().to_bytes();
+            let bytes = http_body_util::BodyExt::collect(r.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
             let b: Value = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(b["url"], "https://work.weixin.qq.com/g/g1", "{b}");
             assert_eq!(b["reserved"], false, "{b}");
         }
     }
     let (_, g) = t.get("/v1/groups/g1").await;
-    assert_eq!((g["reserved"].as_u64(), g["free"].as_u64()), (Some(0), Some(200)), "{g}");
+    assert_eq!(
+        (g["reserved"].as_u64(), g["free"].as_u64()),
+        (Some(0), Some(200)),
+        "{g}"
+    );
     // A claimed newcomer still gets a seat.
     let (s, b) = visit(&t, "spring", "wecom:real").await;
-    assert_eq!((s, b["reserved"].as_bool()), (StatusCode::OK, Some(true)), "{b}");
+    assert_eq!(
+        (s, b["reserved"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{b}"
+    );
     let (_, g) = t.get("/v1/groups/g1").await;
     assert_eq!(g["reserved"].as_u64(), Some(1), "{g}");
 }
@@ -821,7 +857,12 @@ async fn an_identity_without_a_valid_claim_cannot_tag_reassign_or_queue() {
     let t = TestApp::spawn().await;
     one_group_code(&t, 10).await;
     operators(&t, &["bob"]).await;
-    let (s, b) = put(&t, "/v1/livecodes/other", json!({"targets": [{"operator": "bob"}]})).await;
+    let (s, b) = put(
+        &t,
+        "/v1/livecodes/other",
+        json!({"targets": [{"operator": "bob"}]}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     t.post_events(r#"{"ts": 1790000000, "identity": "wecom:vip", "type": "identify", "traits": {"operator": "alice", "tags": ["vip"]}}"#)
         .await;
@@ -830,19 +871,45 @@ async fn an_identity_without_a_valid_claim_cannot_tag_reassign_or_queue() {
     let other_code = claim(&t, "other", "wecom:vip").await;
     let now = siyu_server::writer::wall_clock();
     let expired = siyu_server::links::claim(&secret, "livecode/spring", "wecom:vip", now - 1);
-    let forged = siyu_server::links::claim(b"not-the-secret", "livecode/spring", "wecom:vip", now + 600);
+    let forged =
+        siyu_server::links::claim(b"not-the-secret", "livecode/spring", "wecom:vip", now + 600);
     for (query, why) in [
         ("identity=wecom:vip".to_string(), "identity"),
-        (format!("claim={other_code}"), "claim: the claim token is not valid for livecode/spring"),
+        (
+            format!("claim={other_code}"),
+            "claim: the claim token is not valid for livecode/spring",
+        ),
         (format!("claim={expired}"), "claim: the claim token expired"),
-        (format!("claim={forged}"), "claim: the claim token is not valid"),
-        (format!("claim={}&identity=wecom:vip2", claim(&t, "spring", "wecom:vip").await), "identity: does not match"),
+        (
+            format!("claim={forged}"),
+            "claim: the claim token is not valid",
+        ),
+        (
+            format!(
+                "claim={}&identity=wecom:vip2",
+                claim(&t, "spring", "wecom:vip").await
+            ),
+            "identity: does not match",
+        ),
     ] {
         let (s, b) = t
-            .call("GET", &format!("/l/spring?{query}"), None, "application/json", Body::empty())
+            .call(
+                "GET",
+                &format!("/l/spring?{query}"),
+                None,
+                "application/json",
+                Body::empty(),
+            )
             .await;
-        assert_eq!((s, b["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("claim_required")), "{query}: {b}");
-        assert!(b["message"].as_str().unwrap().starts_with(why), "{query}: {b}");
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("claim_required")),
+            "{query}: {b}"
+        );
+        assert!(
+            b["message"].as_str().unwrap().starts_with(why),
+            "{query}: {b}"
+        );
     }
     // Nothing happened to the customer: same tags and owner, no touch, no
     // queued message, no seat.
@@ -852,9 +919,17 @@ async fn an_identity_without_a_valid_claim_cannot_tag_reassign_or_queue() {
     let (_, g) = t.get("/v1/groups/g1").await;
     assert_eq!(g["reserved"].as_u64(), Some(0), "{g}");
     // A claim for an unknown code is 404; a claim names no identity in clear.
-    let (s, _) = post(&t, "/v1/livecodes/nope/claims", json!({"identity": "wecom:vip"})).await;
+    let (s, _) = post(
+        &t,
+        "/v1/livecodes/nope/claims",
+        json!({"identity": "wecom:vip"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let token = claim(&t, "spring", "phone:13800138000").await;
     let hex: String = "13800138000".bytes().map(|b| format!("{b:02x}")).collect();
-    assert!(!token.contains("13800138000") && !token.contains(&hex), "{token}");
+    assert!(
+        !token.contains("13800138000") && !token.contains(&hex),
+        "{token}"
+    );
 }

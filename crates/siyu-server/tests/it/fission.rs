@@ -273,13 +273,21 @@ async fn a_signup_without_a_claim_mints_nobody_and_visitors_are_bounded() {
     let mut c = campaign();
     c["landing"] = json!({"live_code": "spring"});
     assert_eq!(put(&app, "/v1/campaigns/c1", c).await.0, StatusCode::OK);
-    let (_, inv) = post(&app, "/v1/campaigns/c1/invites", json!({"identity": "wecom:boss"})).await;
+    let (_, inv) = post(
+        &app,
+        "/v1/campaigns/c1/invites",
+        json!({"identity": "wecom:boss"}),
+    )
+    .await;
     let code = inv["code"].as_str().unwrap().to_string();
     // The code names no identity, in clear or in hex.
     let hex: String = "wecom:boss".bytes().map(|b| format!("{b:02x}")).collect();
     assert!(!code.contains("boss") && !code.contains(&hex), "{code}");
     let identities = |v: &Value| v["identities"].as_u64().unwrap();
-    assert_eq!(put(&app, "/v1/campaigns/c2", campaign()).await.0, StatusCode::OK);
+    assert_eq!(
+        put(&app, "/v1/campaigns/c2", campaign()).await.0,
+        StatusCode::OK
+    );
     let (_, before) = get(&app, "/healthz").await;
     let other_campaign = claim(&app, "c2", "douyin:fake").await;
     for body in [
@@ -289,34 +297,71 @@ async fn a_signup_without_a_claim_mints_nobody_and_visitors_are_bounded() {
         json!({"claim": claim(&app, "c1", "douyin:fake").await, "identity": "douyin:fake2"}),
     ] {
         let (s, b) = app
-            .call("POST", &format!("/i/c1/{code}/signup"), None, "application/json", body.to_string())
+            .call(
+                "POST",
+                &format!("/i/c1/{code}/signup"),
+                None,
+                "application/json",
+                body.to_string(),
+            )
             .await;
-        assert_eq!((s, b["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("claim_required")), "{body}: {b}");
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("claim_required")),
+            "{body}: {b}"
+        );
     }
     for who in ["douyin:fake", "douyin:fake1", "douyin:fake2"] {
-        assert_eq!(get(&app, &format!("/v1/persons/{who}")).await.0, StatusCode::NOT_FOUND, "{who}");
+        assert_eq!(
+            get(&app, &format!("/v1/persons/{who}")).await.0,
+            StatusCode::NOT_FOUND,
+            "{who}"
+        );
     }
     // Landing clicks from one address: one visitor, one click a day,
     // whatever `visitor` the caller makes up.
     for i in 0..20 {
         let (s, b) = app
-            .call("GET", &format!("/i/c1/{code}?visitor=douyin:v{i}"), None, "application/json", "")
+            .call(
+                "GET",
+                &format!("/i/c1/{code}?visitor=douyin:v{i}"),
+                None,
+                "application/json",
+                "",
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{b}");
     }
     let (_, after) = get(&app, "/healthz").await;
-    assert_eq!(identities(&after), identities(&before) + 1, "{before} → {after}");
+    assert_eq!(
+        identities(&after),
+        identities(&before) + 1,
+        "{before} → {after}"
+    );
     let (_, st) = get(&app, "/v1/campaigns/c1/stats").await;
     assert_eq!(st["funnel"]["clicks"], 1, "{st}");
     // With a claim: the signup counts and hands on a live-code claim, not
     // the identity.
     let token = claim(&app, "c1", "douyin:real").await;
     let (s, b) = app
-        .call("POST", &format!("/i/c1/{code}/signup"), None, "application/json", json!({"claim": token}).to_string())
+        .call(
+            "POST",
+            &format!("/i/c1/{code}/signup"),
+            None,
+            "application/json",
+            json!({"claim": token}).to_string(),
+        )
         .await;
-    assert_eq!((s, b["recorded"].as_bool()), (StatusCode::OK, Some(true)), "{b}");
+    assert_eq!(
+        (s, b["recorded"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{b}"
+    );
     let next = b["live_code_url"].as_str().unwrap();
-    assert!(next.contains("/l/spring?claim=") && !next.contains("douyin"), "{b}");
+    assert!(
+        next.contains("/l/spring?claim=") && !next.contains("douyin"),
+        "{b}"
+    );
 }
 
 #[test]
