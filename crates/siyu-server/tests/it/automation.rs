@@ -494,6 +494,41 @@ async fn inbound_requests_are_accepted_once_for_their_workspace_and_channel() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_webhooks_are_rate_limited_per_address() {
+    let (app, _hook) = app_with_hook().await;
+    let router = siyu_server::app(app.state.clone());
+    let from = |peer: &str| {
+        let addr: std::net::SocketAddr = peer.parse().unwrap();
+        axum::http::Request::builder()
+            .method("POST")
+            .uri("/v1/inbound/douyin")
+            .header("x-forwarded-for", "203.0.113.1")
+            .extension(axum::extract::ConnectInfo(addr))
+            .body(axum::body::Body::from("{}"))
+            .unwrap()
+    };
+    // Unsigned requests (401) from one address: its burst, then 429.
+    let mut answered = 0;
+    loop {
+        let s = tower::ServiceExt::oneshot(router.clone(), from("198.51.100.7:1"))
+            .await
+            .unwrap()
+            .status();
+        if s == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        answered += 1;
+        assert!(answered < 5000, "never limited");
+    }
+    assert!(answered >= 400, "{answered}");
+    let other = tower::ServiceExt::oneshot(router.clone(), from("198.51.100.8:1"))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsubscribe_links_are_opaque_resolve_and_die_with_erasure() {
     let (app, hook) = app_with_hook().await;
     put(
