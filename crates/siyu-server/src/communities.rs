@@ -1641,8 +1641,7 @@ async fn claimed_identity(
     let secret = state.0.link_secret.clone();
     let scope = format!("livecode/{code_id}");
     let who = with_store(state, move |store, _| {
-        crate::links::verify_claim(store, &secret, &scope, &claim, now())
-            .map_err(|e| ApiError::ClaimRequired(format!("claim: {e}")))
+        crate::links::verify_claim(store, &secret, &scope, &claim, now()).map_err(ApiError::from)
     })
     .await?;
     if given.is_some_and(|g| g != who) {

@@ -804,8 +804,7 @@ async fn claimed_identity(
     let scope = format!("campaign/{campaign}");
     let token = token.to_string();
     with_store(state, move |store| {
-        crate::links::verify_claim(store, &secret, &scope, &token, now())
-            .map_err(|e| ApiError::ClaimRequired(format!("claim: {e}")))
+        crate::links::verify_claim(store, &secret, &scope, &token, now()).map_err(ApiError::from)
     })
     .await
 }
