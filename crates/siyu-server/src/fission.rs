@@ -743,9 +743,14 @@ async fn landing(
     };
     let anonymous = claimed.is_none();
     let seed = claimed.unwrap_or(ip);
+    // Keyed (the link secret): the visitor id of a phone number or an
+    // address cannot be found by hashing candidates.
     let visitor = format!(
         "visitor:{}",
-        &crate::auth::hash_key(&format!("{seed}\n{campaign}"))[..16]
+        &crate::links::link_id(
+            &state.0.link_secret,
+            &format!("visitor\n{seed}\n{campaign}")
+        )[..16]
     );
     let at = now();
     let day = at.div_euclid(86_400);
