@@ -3,6 +3,13 @@
 //! (活码: one stable public link that routes each newcomer to a group or an
 //! operator with room), group health and the SOP calendar of group posts.
 //!
+//! A live code acts on a person only with proof: a claim token the channel
+//! (which knows who scanned) had made with its key (`POST
+//! /v1/livecodes/{id}/claims`, `links.rs`). Then the visit reserves the
+//! seat, records the touch, tags and welcomes; an anonymous visit is only
+//! told where to go and records nothing, so it can neither fill a group
+//! nor tag, re-assign or message an existing customer.
+//!
 //! Definitions live in settings: `group/<id>` (plus `group/<id>/calendar`
 //! and `group/<id>/reserved`, the live-code seats handed out but not yet
 //! taken), `opsconf/<login>` (the console's login accounts are
