@@ -131,6 +131,31 @@ pub fn remember(
     Ok(id)
 }
 
+/// [`remember`] for many identities with one write transaction (a mass
+/// send's recipients: one commit per recipient would cost an fsync each).
+pub fn remember_many(
+    store: &mut dyn Store,
+    secret: &[u8],
+    identities: &[String],
+) -> Result<(), siyu_store::StoreError> {
+    let mut rows = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for identity in identities {
+        let key = format!("{LINK_ID_PREFIX}{}", link_id(secret, identity));
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        let known = store.get_setting(&key)?;
+        if known.as_ref().and_then(|v| v.as_str()) != Some(identity.as_str()) {
+            rows.push((key, Some(serde_json::Value::String(identity.clone()))));
+        }
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    store.put_settings(&rows)
+}
+
 /// The identity a link id stands for, if it was remembered (and not erased).
 pub fn identity_of(
     store: &mut dyn Store,
@@ -370,6 +395,21 @@ mod tests {
             verify_claim(store.as_mut(), s, "livecode/x", &later, 0),
             Err(ClaimError::Invalid(_))
         ));
+        let many = [
+            "wecom:b".to_string(),
+            "wecom:c".to_string(),
+            "wecom:b".to_string(),
+        ];
+        remember_many(store.as_mut(), s, &many).unwrap();
+        for who in &many {
+            let t = sign(s, "content", who);
+            assert_eq!(
+                resolve(store.as_mut(), s, "content", &t, 0)
+                    .unwrap()
+                    .as_deref(),
+                Some(who.as_str())
+            );
+        }
         forget(store.as_mut(), s, &["wecom:a".to_string()]).unwrap();
         assert_eq!(
             resolve(store.as_mut(), s, "unsubscribe", &t, 0).unwrap(),
