@@ -761,11 +761,14 @@ async fn inbound(
     }
     // Checked last, so a request refused above can be fixed and re-signed
     // freely; remembered until its timestamp leaves the window.
-    let replay_key = format!("{channel}\n{signature}");
+    // Keyed by what was signed (channel, timestamp, body), not by the
+    // header's spelling: ` sha256=AB…` and `sha256=ab…` are one request.
+    let mut replay_key = format!("{channel}\n{ts}\n").into_bytes();
+    replay_key.extend_from_slice(&body);
     match state
         .0
         .inbound_replays
-        .check(replay_key.as_bytes(), ts + INBOUND_TOLERANCE_SECS, at)
+        .check(&replay_key, ts + INBOUND_TOLERANCE_SECS, at)
     {
         crate::replay::Seen::New => {}
         crate::replay::Seen::Replayed => {
@@ -778,7 +781,7 @@ async fn inbound(
     let n = events.len();
     if let Err(e) = state.0.writer.append(events).await {
         // Nothing was written: the sender may retry the same request.
-        state.0.inbound_replays.forget(replay_key.as_bytes());
+        state.0.inbound_replays.forget(&replay_key);
         return Err(ApiError::Internal(e));
     }
     Ok(Json(json!({"accepted": n, "rejected": rejected})))

@@ -46,7 +46,8 @@ impl ReplayGuard {
         }
     }
 
-    /// Records `signature` (any bytes naming the request) as seen until
+    /// Records `signature` (any bytes naming the signed request; hashed
+    /// here, so a whole body may be passed) as seen until
     /// `expires_at`; `now` drops what expired.
     pub fn check(&self, signature: &[u8], expires_at: i64, now: i64) -> Seen {
         let key: [u8; 32] = Sha256::digest(signature).into();

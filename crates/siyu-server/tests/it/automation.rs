@@ -189,8 +189,10 @@ async fn journey_sends_and_tags(backend: Backend) {
     })
     .await;
     assert_eq!(tasks["tasks"][0]["title"], "回访");
+    // `message_sent` is appended after the outbox row is marked done (the
+    // executor hands it to the writer asynchronously): wait for both.
     let report = wait_until(&app, "/v1/journeys/welcome/report", |v| {
-        v["sent"] == json!(2)
+        v["sent"] == json!(2) && v["sends"] == json!(1)
     })
     .await;
     assert_eq!(report["enrolled"], 1, "{report}");
@@ -443,6 +445,16 @@ async fn inbound_requests_are_accepted_once_for_their_workspace_and_channel() {
     assert_eq!(s, StatusCode::OK, "{b}");
     // The same signed request again, within the window: a replay.
     let (s, b) = inbound(&app, "douyin", ts, &body, "default").await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::CONFLICT, Some("replayed")),
+        "{b}"
+    );
+    // The same signature spelled differently (case, spaces) is the same
+    // request.
+    let sig = siyu_connectors::sign_inbound(b"inbound-secret", "default", ts, body.as_bytes());
+    let respelled = format!(" sha256={} ", sig["sha256=".len()..].to_uppercase());
+    let (s, b) = inbound_signed(&app, "douyin", ts, &body, &respelled).await;
     assert_eq!(
         (s, b["code"].as_str()),
         (StatusCode::CONFLICT, Some("replayed")),
