@@ -465,10 +465,16 @@ try {
     assert.deepEqual(poster, ['image/png', [0x50, 0x4e, 0x47]], 'PNG magic');
     await shot('fission-poster.png');
     // Three newcomers sign up through the public invite link.
+    // The channel (which knows who they are) gets each one a claim token
+    // with the key; the public signup carries only that proof.
     for (let i = 1; i <= 3; i++) {
-      const r = await fetch(`${url}/i/${CAMPAIGN}/${inviteCode}/signup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ identity: `wecom:e2e_invitee_${i}` }) });
+      const c = await apiSend('POST', `/v1/campaigns/${CAMPAIGN}/claims`, { identity: `wecom:e2e_invitee_${i}` });
+      assert.equal(c.status, 200, JSON.stringify(c.body));
+      const r = await fetch(`${url}/i/${CAMPAIGN}/${inviteCode}/signup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ claim: c.body.claim }) });
       assert.equal(r.status, 200, await r.text());
     }
+    const unproven = await fetch(`${url}/i/${CAMPAIGN}/${inviteCode}/signup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ identity: 'wecom:e2e_made_up' }) });
+    assert.equal(unproven.status, 401, 'a signup without a claim records nothing');
     const board = await eventually('three signups on the leaderboard', () => apiGet(`/v1/campaigns/${CAMPAIGN}/leaderboard`), (b) => b.signups === 3);
     assert.equal(board.top[0].inviter, target.canonical_id);
     await page.reload();

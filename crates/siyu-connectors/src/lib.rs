@@ -54,7 +54,9 @@ pub use dispatch::{
 };
 pub use sms::{SmsConfig, SmsConnector};
 pub use smtp::{SmtpConfig, SmtpConnector, SmtpTls};
-pub use webhook::{sign, verify, VerifyError, WebhookConfig, WebhookConnector};
+pub use webhook::{
+    sign, sign_inbound, verify, verify_inbound, VerifyError, WebhookConfig, WebhookConnector,
+};
 pub use wechat::{WeChatOfficialConfig, WeChatOfficialConnector};
 pub use wecom::{verify_wecom_callback, wecom_callback_signature, WeComConfig, WeComConnector};
 

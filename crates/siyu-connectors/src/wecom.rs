@@ -200,12 +200,8 @@ pub fn verify_wecom_callback(
 ) -> bool {
     let expected = wecom_callback_signature(token, timestamp, nonce, encrypted);
     let given = msg_signature.trim().to_ascii_lowercase();
-    expected.len() == given.len()
-        && expected
-            .bytes()
-            .zip(given.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    use subtle::ConstantTimeEq;
+    bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
 }
 
 #[cfg(test)]

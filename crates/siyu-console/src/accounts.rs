@@ -7,7 +7,6 @@ use argon2::Argon2;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use siyu_store::Store;
-use std::io::Read;
 
 /// What an operator may do. The server maps a role to scopes and checks
 /// them against each route's declared access: analysts read; operators
@@ -88,10 +87,11 @@ pub fn validate_password(password: &str) -> Result<(), AccountError> {
     Ok(())
 }
 
-/// `n` bytes from the OS generator.
+/// `n` bytes from the OS generator (`getrandom`).
 pub fn random_bytes<const N: usize>() -> std::io::Result<[u8; N]> {
     let mut bytes = [0u8; N];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| std::io::Error::other(format!("the OS random generator failed: {e}")))?;
     Ok(bytes)
 }
 

@@ -220,7 +220,8 @@ pub fn is_admin_session(console: &Console, headers: &HeaderMap) -> bool {
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    bool::from(a.ct_eq(b))
 }
 
 /// A console error body, shaped like the API's: `{"code", "message"}`.

@@ -626,12 +626,19 @@ async fn erase_person(
         detail: json!({"identities": ids.len()}),
     };
     let n = ids.len();
+    let names: Vec<String> = ids.iter().map(|i| i.as_str().to_string()).collect();
     let removed = state
         .0
         .writer
         .erase(ids, pseudonym.clone(), audit)
         .await
         .map_err(ApiError::Internal)?;
+    // Links already sent (unsubscribe, content, invites) resolve to nobody.
+    let secret = state.0.link_secret.clone();
+    with_store(&state, move |store| {
+        Ok(crate::links::forget(store, &secret, &names)?)
+    })
+    .await?;
     Ok(Json(
         json!({"erased": canonical, "erasure_id": pseudonym, "identities": n, "events_removed": removed}),
     ))

@@ -33,7 +33,6 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use siyu_store::Store;
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::Arc;
 
 /// What a credential may do. `ingest` is publishable (safe in a browser
@@ -373,8 +372,7 @@ pub fn hash_key(key: &str) -> String {
 
 /// A new random key (`sk_` + 48 hex digits from the OS generator).
 pub fn new_key() -> std::io::Result<String> {
-    let mut bytes = [0u8; 24];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let bytes = siyu_console::accounts::random_bytes::<24>()?;
     Ok(format!(
         "sk_{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
@@ -486,8 +484,10 @@ pub fn credential(headers: &HeaderMap) -> Option<String> {
     )
 }
 
+/// Equal bytes, compared in constant time (`subtle`); lengths are public.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    bool::from(a.ct_eq(b))
 }
 
 #[cfg(test)]

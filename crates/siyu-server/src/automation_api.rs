@@ -49,9 +49,9 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/persons/{id}/consent", read, "The consent ledger of a person (every identity).", person_consent),
         route!(get, "/v1/tasks", read, "Operators' follow-up tasks (`open`=true|false, `limit`).", list_tasks),
         route!(post, "/v1/tasks/done", write, "Complete a task: `{\"key\": \"…\"}`.", complete_task),
-        route!(post, "/v1/inbound/{channel}", inbound, "Inbound channel webhook: events (JSON array or one object) signed with the channel's `[inbound]` secret (`X-Siyu-Timestamp`, `X-Siyu-Signature: sha256=…`).", inbound),
-        route!(get, "/u/{token}", public, "Public unsubscribe page (the link in messages).", unsubscribe_page),
-        route!(post, "/u/{token}", public, "Public unsubscribe: revokes all marketing for the person, recorded in the consent ledger.", unsubscribe),
+        route!(post, "/v1/inbound/{channel}", inbound, "Inbound channel webhook: events (JSON array or one object) signed with the channel's `[inbound]` secret over `<timestamp>.<workspace>.<body>` (`X-Siyu-Timestamp`, `X-Siyu-Signature: sha256=…`); each signature is accepted once (409 on a replay), a channel writes only its own identities (403), rate limited per address.", inbound),
+        route!(get, "/u/{token}", public, "Public unsubscribe page (the link in messages; rate limited per address).", unsubscribe_page),
+        route!(post, "/u/{token}", public, "Public unsubscribe (rate limited per address): revokes all marketing for the person, recorded in the consent ledger.", unsubscribe),
     ]
 }
 
@@ -389,6 +389,22 @@ async fn preview_template(
     let t: Template = serde_json::from_value(v).map_err(|e| ApiError::Internal(e.to_string()))?;
     let compiled = template::compile(&t).map_err(|e| ApiError::Internal(e.to_string()))?;
     let channel = q.channel.unwrap_or_else(|| "wecom".into());
+    let canonical = {
+        let engine = read_engine(&state);
+        automation::person::PersonSnapshot::of(&engine, &q.person).map(|s| s.canonical.clone())
+    };
+    let Some(canonical) = canonical else {
+        return Err(ApiError::NotFound(format!(
+            "no person with identity `{}`",
+            q.person
+        )));
+    };
+    // The preview's links resolve like a sent message's.
+    let secret = state.0.link_secret.clone();
+    with_store(&state, move |store| {
+        Ok(crate::links::remember(store, &secret, &canonical)?)
+    })
+    .await?;
     let engine = read_engine(&state);
     let Some(snap) = automation::person::PersonSnapshot::of(&engine, &q.person) else {
         return Err(ApiError::NotFound(format!(
@@ -659,27 +675,44 @@ async fn complete_task(
 
 // ---------- inbound and unsubscribe ----------
 
-/// A channel's webhook: the remote signs the body with the shared secret;
-/// the events go through the same validation and writer as `/v1/events`.
+/// How far a webhook's timestamp may be from now (either side).
+pub const INBOUND_TOLERANCE_SECS: i64 = 300;
+
+/// A channel's webhook: the remote signs `<timestamp>.<workspace>.<body>`
+/// with the channel's secret (this workspace's `[inbound]`); a signature
+/// is accepted once (replays within the tolerance window are 409), and a
+/// channel writes only its own identities (`douyin` → `douyin:…`, else
+/// 403 and nothing is written). The events go through the same
+/// validation and writer as `/v1/events`.
 async fn inbound(
     State(state): State<AppState>,
+    peer: crate::ratelimit::Peer,
     headers: HeaderMap,
     Path(channel): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    crate::ratelimit::check(
+        &state.0.inbound_limit,
+        &state.0.config.trusted_proxies,
+        &peer,
+        &headers,
+    )?;
     let Some(secret) = state.0.config.inbound_secrets.get(&channel) else {
         return Err(ApiError::NotFound(format!(
             "no inbound webhook for channel `{channel}`; add `[inbound] {channel} = \"<secret>\"` to the config"
         )));
     };
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
-    siyu_connectors::verify(
+    let at = now();
+    let signature = header("x-siyu-signature");
+    let ts = siyu_connectors::verify_inbound(
         secret.as_bytes(),
+        &state.0.config.workspace,
         header("x-siyu-timestamp"),
         &body,
-        header("x-siyu-signature"),
-        now(),
-        300,
+        signature,
+        at,
+        INBOUND_TOLERANCE_SECS,
     )
     .map_err(|e| ApiError::BadSignature(e.to_string()))?;
     let v: Value = serde_json::from_slice(&body).map_err(|e| {
@@ -699,10 +732,23 @@ async fn inbound(
         if let Some(o) = item.as_object_mut() {
             o.entry("channel")
                 .or_insert_with(|| Value::String(channel.clone()));
-            o.entry("ts").or_insert_with(|| Value::from(now()));
+            o.entry("ts").or_insert_with(|| Value::from(at));
         }
         match parse_json_event(&item) {
-            Ok(e) => events.push(e),
+            Ok(e) => {
+                for (field, id) in [
+                    ("identity", Some(&e.identity)),
+                    ("reference", e.reference.as_ref()),
+                ] {
+                    if let Some(id) = id.filter(|id| id.channel() != channel) {
+                        return Err(ApiError::WrongChannel(format!(
+                            "events[{i}].{field}: the `{channel}` webhook may only write `{channel}:` identities, not `{}:…`; send it through that channel's own webhook",
+                            id.channel()
+                        )));
+                    }
+                }
+                events.push(e)
+            }
             Err(e) => rejected.push(json!({"index": i, "field": e.field, "message": e.message})),
         }
     }
@@ -712,22 +758,64 @@ async fn inbound(
             Value::Array(rejected)
         )));
     }
-    let n = events.len();
-    state
+    // Checked last, so a request refused above can be fixed and re-signed
+    // freely; remembered until its timestamp leaves the window.
+    // Keyed by what was signed (channel, timestamp, body), not by the
+    // header's spelling: ` sha256=AB…` and `sha256=ab…` are one request.
+    let mut replay_key = format!("{channel}\n{ts}\n").into_bytes();
+    replay_key.extend_from_slice(&body);
+    match state
         .0
-        .writer
-        .append(events)
-        .await
-        .map_err(ApiError::Internal)?;
+        .inbound_replays
+        .check(&replay_key, ts + INBOUND_TOLERANCE_SECS, at)
+    {
+        crate::replay::Seen::New => {}
+        crate::replay::Seen::Replayed => {
+            return Err(ApiError::Replayed(
+                "this signed request was already accepted; sign a new request (new X-Siyu-Timestamp) to send again".into(),
+            ))
+        }
+        crate::replay::Seen::Full => return Err(ApiError::TooManyRequests),
+    }
+    let n = events.len();
+    if let Err(e) = state.0.writer.append(events).await {
+        // Nothing was written: the sender may retry the same request.
+        state.0.inbound_replays.forget(&replay_key);
+        return Err(ApiError::Internal(e));
+    }
     Ok(Json(json!({"accepted": n, "rejected": rejected})))
+}
+
+/// The person an unsubscribe token names (current or legacy form).
+async fn unsubscribe_target(state: &AppState, token: &str) -> Result<String, ApiError> {
+    let secret = state.0.link_secret.clone();
+    let token = token.to_string();
+    with_store(state, move |store| {
+        Ok(crate::links::resolve(
+            store,
+            &secret,
+            "unsubscribe",
+            &token,
+            now(),
+        )?)
+    })
+    .await?
+    .ok_or_else(|| ApiError::NotFound("this unsubscribe link is not valid".into()))
 }
 
 async fn unsubscribe_page(
     State(state): State<AppState>,
+    peer: crate::ratelimit::Peer,
+    headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    crate::links::verify(&state.0.link_secret, "unsubscribe", &token)
-        .ok_or_else(|| ApiError::NotFound("this unsubscribe link is not valid".into()))?;
+    crate::ratelimit::check(
+        &state.0.public_limit,
+        &state.0.config.trusted_proxies,
+        &peer,
+        &headers,
+    )?;
+    unsubscribe_target(&state, &token).await?;
     Ok(Html(format!(
         "<!doctype html><meta charset=utf-8><title>退订 Unsubscribe</title>\
          <form method=post action=\"/u/{token}\"><p>不再接收营销消息？ Stop marketing messages?</p>\
@@ -737,10 +825,17 @@ async fn unsubscribe_page(
 
 async fn unsubscribe(
     State(state): State<AppState>,
+    peer: crate::ratelimit::Peer,
+    headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let canonical = crate::links::verify(&state.0.link_secret, "unsubscribe", &token)
-        .ok_or_else(|| ApiError::NotFound("this unsubscribe link is not valid".into()))?;
+    crate::ratelimit::check(
+        &state.0.public_limit,
+        &state.0.config.trusted_proxies,
+        &peer,
+        &headers,
+    )?;
+    let canonical = unsubscribe_target(&state, &token).await?;
     let row = ConsentRow {
         ts: now(),
         identity: canonical,

@@ -3,6 +3,13 @@
 //! (活码: one stable public link that routes each newcomer to a group or an
 //! operator with room), group health and the SOP calendar of group posts.
 //!
+//! A live code acts on a person only with proof: a claim token the channel
+//! (which knows who scanned) had made with its key (`POST
+//! /v1/livecodes/{id}/claims`, `links.rs`). Then the visit reserves the
+//! seat, records the touch, tags and welcomes; an anonymous visit is only
+//! told where to go and records nothing, so it can neither fill a group
+//! nor tag, re-assign or message an existing customer.
+//!
 //! Definitions live in settings: `group/<id>` (plus `group/<id>/calendar`
 //! and `group/<id>/reserved`, the live-code seats handed out but not yet
 //! taken), `opsconf/<login>` (the console's login accounts are
@@ -22,14 +29,12 @@
 use crate::api::{blocking, now, parse_json, read_engine, route, valid_id, Route};
 use crate::automation::{MassSend, TEMPLATE_PREFIX};
 use crate::error::ApiError;
-use crate::ratelimit::{self, RateLimiter};
 use crate::AppState;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{header, HeaderMap};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::routing::{get, post, put};
-use axum::{Extension, Json};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use siyu_automation::guard::SendKind;
@@ -39,8 +44,6 @@ use siyu_domain::{Channel, Event, EventType, Identity, Traits};
 use siyu_engine::{Engine, PersonId};
 use siyu_store::{AuditRecord, OutboxStatus, Store};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,8 +72,6 @@ pub const MISSED_AFTER: i64 = 86_400;
 const HANDOVER_CHUNK: usize = 5000;
 
 pub fn routes() -> Vec<Route> {
-    // One limiter per router (the app builds its router once).
-    let limiter = Arc::new(RateLimiter::public_links());
     vec![
         route!(get, "/v1/groups", read, "Community groups with live size, reserved seats, capacity, owner and the owner's load.", list_groups),
         route!(put, "/v1/groups/{id}", write, "Save a group: `{channel, name, capacity (default 500), owner (operator login; absent: the least-loaded active operator under max_groups), tags, url, archived}`.", put_group),
@@ -83,13 +84,8 @@ pub fn routes() -> Vec<Route> {
         route!(post, "/v1/operators/{login}/handover", write, "Hand over every person and group of an operator in one action: `{to: login | null (spread over the least-loaded), status: left|banned}`; one audit record, history kept in the log.", handover),
         route!(get, "/v1/livecodes", read, "Live codes (活码).", list_livecodes),
         route!(put, "/v1/livecodes/{id}", write, "Save a live code: `{targets: [{group} | {operator}], daily_cap_per_operator, working_hours: {start, end, timezone}, backup_operator, auto_tags, welcome_template, source_channel}`.", put_livecode),
-        Route {
-            method: "get",
-            path: "/l/{id}",
-            access: crate::auth::Access::Public,
-            summary: "Public live-code link (rate limited per address): routes a newcomer (`identity`, optional) to the first group or operator with room and answers `{target, url}`; 409 when all are full.",
-            handler: get(live_code).layer(Extension(limiter)),
-        },
+        route!(post, "/v1/livecodes/{id}/claims", write, "A claim token for a newcomer the channel knows (`{\"identity\"}`): the live-code link with it (`/l/{id}?claim=…`, valid 30 min) reserves their seat, tags them and queues the welcome.", create_claim),
+        route!(get, "/l/{id}", public, "Public live-code link (rate limited per address): answers the first group or operator with room `{target, url}` (409 when all are full). Only with a `claim` token (from the channel, POST /v1/livecodes/{id}/claims) is a seat reserved and the person tagged and welcomed; without one nothing is recorded.", live_code),
     ]
 }
 
@@ -1367,7 +1363,11 @@ async fn list_livecodes(State(state): State<AppState>) -> Result<Json<Value>, Ap
 
 #[derive(Deserialize)]
 struct LiveQuery {
+    /// Kept only to refuse it with a clear message: an identity without a
+    /// claim proves nothing.
     identity: Option<String>,
+    /// A claim token from `POST /v1/livecodes/{id}/claims`.
+    claim: Option<String>,
 }
 
 struct Routed {
@@ -1396,11 +1396,12 @@ fn acting_operator<'a>(
     None
 }
 
-static ANONYMOUS: AtomicU64 = AtomicU64::new(0);
-
-/// Picks the target for one newcomer and records the seat (group) or the
-/// day's count (operator). Runs under the store lock, so two newcomers
-/// never take the same last seat.
+/// Picks the target for one newcomer and, for a claimed identity, records
+/// the seat (group) or the day's count (operator); an anonymous visitor
+/// (`identity` None) is only shown the target and reserves nothing, so
+/// anonymous traffic cannot fill a group or use up an operator's day.
+/// Runs under the store lock, so two newcomers never take the same last
+/// seat.
 fn route_newcomer(
     store: &mut dyn Store,
     state: &AppState,
@@ -1532,26 +1533,16 @@ fn route_newcomer(
             why.join(", ")
         )));
     };
-    match &target {
-        Target::Group(g) => {
+    match (&target, identity) {
+        (_, None) => {}
+        (Target::Group(g), Some(who)) => {
             let seats = reserved.entry(g.clone()).or_default();
-            let who = identity.map_or_else(
-                || {
-                    format!(
-                        "anonymous/{at}/{}",
-                        ANONYMOUS.fetch_add(1, Ordering::Relaxed)
-                    )
-                },
-                str::to_string,
-            );
-            seats.insert(who, at);
+            seats.insert(who.to_string(), at);
             write(store, &reserved_key(g), seats)?;
         }
-        Target::Operator(o) => {
+        (Target::Operator(o), Some(who)) => {
             *day.counts.entry(o.clone()).or_default() += 1;
-            if let Some(who) = identity {
-                day.seen.insert(who.to_string(), o.clone());
-            }
+            day.seen.insert(who.to_string(), o.clone());
             write(store, &day_key, &day)?;
         }
     }
@@ -1563,23 +1554,100 @@ fn route_newcomer(
     })
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimBody {
+    identity: String,
+}
+
+/// `POST /v1/livecodes/{id}/claims`: the channel (or its bridge), which
+/// knows who scanned, gets a short-lived token proving it for this code.
+async fn create_claim(
+    State(state): State<AppState>,
+    Path(code_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let b: ClaimBody = parse_json(&body, "claim")?;
+    let identity = Identity::parse(&b.identity).map_err(|e| {
+        ApiError::InvalidDefinition(format!(
+            "identity: {e}; give `channel:id`, e.g. `wecom:wm_9f3a01`"
+        ))
+    })?;
+    let secret = state.0.link_secret.clone();
+    let at = now();
+    let id = code_id.clone();
+    let (claim, expires_at) = with_store(&state, move |store, _| {
+        if read::<LiveCode>(store, &format!("{LIVECODE_PREFIX}{id}"))?.is_none() {
+            return Err(ApiError::NotFound(format!(
+                "no live code `{id}`; GET /v1/livecodes lists them"
+            )));
+        }
+        Ok(crate::links::issue_claim(
+            store,
+            &secret,
+            &format!("livecode/{id}"),
+            identity.as_str(),
+            at,
+        )?)
+    })
+    .await?;
+    Ok(Json(json!({
+        "code": code_id,
+        "claim": claim,
+        "url": format!("{}/l/{code_id}?claim={claim}", state.0.config.public_url.trim_end_matches('/')),
+        "expires_at": expires_at,
+    })))
+}
+
 /// `GET /l/{id}`: the public live-code link.
 async fn live_code(
     State(state): State<AppState>,
-    Extension(limiter): Extension<Arc<RateLimiter>>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    peer: crate::ratelimit::Peer,
     headers: HeaderMap,
     Path(code_id): Path<String>,
     Query(q): Query<LiveQuery>,
-) -> Response {
-    let client = ratelimit::client_key(peer.map(|Extension(ConnectInfo(a))| a), &headers);
-    if !limiter.allow(&client, Instant::now()) {
-        return ([(header::RETRY_AFTER, "1")], ApiError::TooManyRequests).into_response();
+) -> Result<Json<Value>, ApiError> {
+    crate::ratelimit::check(
+        &state.0.public_limit,
+        &state.0.config.trusted_proxies,
+        &peer,
+        &headers,
+    )?;
+    live_code_inner(state, code_id, q).await
+}
+
+/// The identity a live-code request proves with its claim token; an
+/// identity without one is refused (it would let anyone tag, re-assign
+/// or message an existing customer).
+async fn claimed_identity(
+    state: &AppState,
+    code_id: &str,
+    q: &LiveQuery,
+) -> Result<Option<Identity>, ApiError> {
+    let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+    let (claim, given) = (nonempty(&q.claim), nonempty(&q.identity));
+    let Some(claim) = claim else {
+        return match given {
+            None => Ok(None),
+            Some(_) => Err(ApiError::ClaimRequired(format!(
+                "identity: a live code routes a named person only with a claim token (`claim`) the channel gets for them from POST /v1/livecodes/{code_id}/claims; without one, open /l/{code_id} with no identity (nothing is reserved)"
+            ))),
+        };
+    };
+    let secret = state.0.link_secret.clone();
+    let scope = format!("livecode/{code_id}");
+    let who = with_store(state, move |store, _| {
+        crate::links::verify_claim(store, &secret, &scope, &claim, now()).map_err(ApiError::from)
+    })
+    .await?;
+    if given.is_some_and(|g| g != who) {
+        return Err(ApiError::ClaimRequired(
+            "identity: does not match the claim token; send the claim alone".into(),
+        ));
     }
-    match live_code_inner(state, code_id, q).await {
-        Ok(v) => v.into_response(),
-        Err(e) => e.into_response(),
-    }
+    Identity::parse(&who)
+        .map(Some)
+        .map_err(|e| ApiError::Internal(format!("a remembered identity does not parse: {e}")))
 }
 
 async fn live_code_inner(
@@ -1587,14 +1655,7 @@ async fn live_code_inner(
     code_id: String,
     q: LiveQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let identity = match q.identity.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(s) => Some(Identity::parse(s).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "identity: {e}; give `channel:id`, e.g. `wecom:wm_9f3a01`"
-            ))
-        })?),
-    };
+    let identity = claimed_identity(&state, &code_id, &q).await?;
     let at = now();
     let (code, routed) = {
         let code_id = code_id.clone();
@@ -1671,6 +1732,7 @@ async fn live_code_inner(
         "target": routed.target,
         "backup": routed.backup,
         "again": routed.again,
+        "reserved": identity.is_some(),
     });
     if let Some(url) = routed.url {
         out["url"] = json!(url);

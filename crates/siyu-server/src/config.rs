@@ -46,6 +46,10 @@ pub struct Config {
     /// Connection timeouts and cap (`[connections]`; see
     /// [`crate::connections`]).
     pub connections: crate::connections::ConnectionLimits,
+    /// Reverse proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` are
+    /// believed (`trusted_proxies = ["10.0.0.0/8"]`, env
+    /// `SIYU_TRUSTED_PROXIES=10.0.0.0/8,127.0.0.1`); default none.
+    pub trusted_proxies: crate::ratelimit::TrustedProxies,
 }
 
 /// `[connections]`: seconds (fractions allowed) and a count.
@@ -114,6 +118,11 @@ pub struct WorkspaceConfig {
     pub admin_token: Option<String>,
     /// Its public URL (links in messages); default the main one.
     pub public_url: Option<String>,
+    /// Its inbound webhook secrets (`[workspaces.NAME.inbound] CHANNEL =
+    /// "…"`); default the main `[inbound]`. Signatures cover the workspace
+    /// name, so a request signed for one workspace fails at another even
+    /// when they share a secret.
+    pub inbound: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl Config {
@@ -142,6 +151,9 @@ impl Config {
         if let Some(u) = &w.public_url {
             c.public_url = u.clone();
         }
+        if let Some(i) = &w.inbound {
+            c.inbound_secrets = i.clone();
+        }
         c
     }
 }
@@ -163,6 +175,7 @@ impl Default for Config {
             workspace: "default".into(),
             workspaces: Default::default(),
             connections: Default::default(),
+            trusted_proxies: Default::default(),
         }
     }
 }
@@ -183,6 +196,7 @@ struct FileConfig {
     public_url: Option<String>,
     workspaces: Option<std::collections::BTreeMap<String, WorkspaceConfig>>,
     connections: Option<ConnectionsFile>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 /// Values given on the command line (None = not given).
@@ -225,6 +239,10 @@ impl Config {
                     .apply(c.connections)
                     .with_context(|| format!("config file {}", path.display()))?;
             }
+            if let Some(list) = f.trusted_proxies {
+                c.trusted_proxies = crate::ratelimit::TrustedProxies::parse(&list)
+                    .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+            }
             for name in c.workspaces.keys() {
                 if name == "default" || !siyu_domain::Channel::is_valid(name) {
                     anyhow::bail!(
@@ -254,6 +272,11 @@ impl Config {
         }
         if let Some(v) = env("SIYU_PUBLIC_URL") {
             c.public_url = v;
+        }
+        if let Some(v) = env("SIYU_TRUSTED_PROXIES") {
+            let list: Vec<&str> = v.split(',').filter(|s| !s.trim().is_empty()).collect();
+            c.trusted_proxies = crate::ratelimit::TrustedProxies::parse(&list)
+                .map_err(|e| anyhow::anyhow!("SIYU_TRUSTED_PROXIES: {e}"))?;
         }
         c.listen = flags.listen.unwrap_or(c.listen);
         c.data_dir = flags.data_dir.unwrap_or(c.data_dir);
@@ -383,6 +406,38 @@ mod tests {
             let name = bad.split(' ').next().unwrap();
             assert!(err.contains(name), "{bad}: {err}");
         }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn trusted_proxies_from_file_and_env_and_per_workspace_inbound() {
+        let dir = std::env::temp_dir().join(format!("siyu-config-tp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("siyu.toml");
+        std::fs::write(
+            &file,
+            "trusted_proxies = [\"10.0.0.0/8\"]\n[inbound]\ndouyin = \"main\"\n[workspaces.b]\n[workspaces.b.inbound]\nwecom = \"b-secret\"\n[workspaces.c]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), &|_| None, Overrides::default()).unwrap();
+        assert!(c.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.trusted_proxies.contains("127.0.0.1".parse().unwrap()));
+        let b = c.for_workspace("b", &c.workspaces["b"]);
+        assert_eq!(b.inbound_secrets.keys().collect::<Vec<_>>(), ["wecom"]);
+        let cc = c.for_workspace("c", &c.workspaces["c"]);
+        assert_eq!(cc.inbound_secrets["douyin"], "main");
+        let env = |k: &str| (k == "SIYU_TRUSTED_PROXIES").then(|| "127.0.0.1, ::1".to_string());
+        let e = Config::load(Some(&file), &env, Overrides::default()).unwrap();
+        assert!(e.trusted_proxies.contains("127.0.0.1".parse().unwrap()));
+        assert!(!e.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+        let bad = |k: &str| (k == "SIYU_TRUSTED_PROXIES").then(|| "10.0.0.0/33".to_string());
+        let err = Config::load(None, &bad, Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("SIYU_TRUSTED_PROXIES") && err.contains("10.0.0.0/33"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Json;
@@ -24,7 +24,7 @@ pub fn routes() -> Vec<Route> {
     vec![
         route!(get, "/v1/content", read, "The content library with view counts.", list_content),
         route!(put, "/v1/content/{id}", write, "Save a content item: `{\"kind\": \"article\"|\"image\"|\"miniprogram\", \"title\", \"url\", \"appid\"?, \"path\"?}`; templates link it as `{{content.ID}}`.", put_content),
-        route!(get, "/c/{id}", public, "Public tracked link: records a content_view on the person the signed `p` names, then redirects.", view),
+        route!(get, "/c/{id}", public, "Public tracked link (rate limited per address): records a content_view on the person the signed `p` names, then redirects.", view),
     ]
 }
 
@@ -77,6 +77,13 @@ async fn put_content(
             "title: give the item a title".into(),
         ));
     }
+    // The URL becomes a `Location` header: a line break would split the
+    // response (and make every view a 500).
+    if let Some((at, ch)) = c.url.char_indices().find(|(_, ch)| ch.is_control()) {
+        return Err(ApiError::BadRequest(format!(
+            "url: control character {ch:?} at byte {at}; a URL has no line breaks or control characters (percent-encode them)"
+        )));
+    }
     if !(c.url.starts_with("https://") || c.url.starts_with("http://")) {
         return Err(ApiError::InvalidDefinition(format!(
             "url: {:?} must be an http(s) URL",
@@ -123,11 +130,20 @@ struct ViewQuery {
 
 async fn view(
     State(state): State<AppState>,
+    peer: crate::ratelimit::Peer,
+    headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<ViewQuery>,
 ) -> Result<Response, ApiError> {
+    crate::ratelimit::check(
+        &state.0.public_limit,
+        &state.0.config.trusted_proxies,
+        &peer,
+        &headers,
+    )?;
     let key = format!("{CONTENT_PREFIX}{id}");
-    let item = with_store(&state, move |store| {
+    let secret = state.0.link_secret.clone();
+    let (item, person) = with_store(&state, move |store| {
         let Some(v) = store.get_setting(&key)? else {
             return Err(ApiError::NotFound("no such content".into()));
         };
@@ -138,14 +154,15 @@ async fn view(
             &key,
             Some(&serde_json::to_value(&c).map_err(|e| ApiError::Internal(e.to_string()))?),
         )?;
-        Ok(c)
+        // A valid token names the person; an invalid or missing one still
+        // redirects (the reader gets the content) but records nothing.
+        let person = match q.p.as_deref() {
+            Some(t) => crate::links::resolve(store, &secret, "content", t, now())?,
+            None => None,
+        };
+        Ok((c, person))
     })
     .await?;
-    // A valid token names the person; an invalid or missing one still
-    // redirects (the reader gets the content) but records nothing.
-    let person =
-        q.p.as_deref()
-            .and_then(|t| crate::links::verify(&state.0.link_secret, "content", t));
     if let Some(canonical) = person.and_then(|c| Identity::parse(&c).ok()) {
         let channel = Channel::parse(canonical.channel())
             .unwrap_or_else(|| Channel::parse("wechat").expect("valid"));

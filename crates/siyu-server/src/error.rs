@@ -34,6 +34,12 @@ pub enum ApiError {
     BadSignature(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Replayed(String),
+    #[error("{0}")]
+    WrongChannel(String),
+    #[error("{0}")]
+    ClaimRequired(String),
     #[error("too many requests from this address; slow down and retry in a second")]
     TooManyRequests,
     #[error("{0}")]
@@ -61,7 +67,10 @@ impl ApiError {
             (ApiError::InvalidDefinition(s()), "a journey, template, rule set, policy or send is invalid; the message names each fault's path and fix"),
             (ApiError::BadSignature(s()), "an inbound webhook whose signature or timestamp does not verify"),
             (ApiError::Conflict(s()), "the request is valid but the current state cannot take it (every group of a live code is full, no operator under the load limit)"),
-            (ApiError::TooManyRequests, "a public link (live code, invite) was called too often from one address"),
+            (ApiError::Replayed(s()), "a signed inbound webhook request that was already accepted (within the signature window); sign a new one to send again"),
+            (ApiError::WrongChannel(s()), "an inbound webhook wrote an identity of another channel; each channel's secret writes only its own identities"),
+            (ApiError::ClaimRequired(s()), "a public live code or signup named a person without a valid claim token; the channel bridge gets one with POST /v1/livecodes/{id}/claims or /v1/campaigns/{id}/claims"),
+            (ApiError::TooManyRequests, "a public link (live code, invite, content, unsubscribe) or an inbound webhook was called too often from one address (`Retry-After` says when to retry)"),
             (ApiError::Gone(s()), "a campaign that ended (or has not started) was called"),
             (ApiError::RequestTimeout(s()), "the request body did not arrive within `body_read_timeout` (default 30 s)"),
             (ApiError::Internal(s()), "a server fault; details are in the server log, never in the response"),
@@ -86,6 +95,9 @@ impl ApiError {
             }
             ApiError::BadSignature(_) => (StatusCode::UNAUTHORIZED, "bad_signature"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Replayed(_) => (StatusCode::CONFLICT, "replayed"),
+            ApiError::WrongChannel(_) => (StatusCode::FORBIDDEN, "wrong_channel"),
+            ApiError::ClaimRequired(_) => (StatusCode::UNAUTHORIZED, "claim_required"),
             ApiError::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::Gone(_) => (StatusCode::GONE, "gone"),
             ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
@@ -100,11 +112,11 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error");
         }
-        (
-            status,
-            Json(serde_json::json!({"code": code, "message": self.to_string()})),
-        )
-            .into_response()
+        let body = Json(serde_json::json!({"code": code, "message": self.to_string()}));
+        if let ApiError::TooManyRequests = self {
+            return (status, [(axum::http::header::RETRY_AFTER, "1")], body).into_response();
+        }
+        (status, body).into_response()
     }
 }
 

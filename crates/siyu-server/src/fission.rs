@@ -16,8 +16,8 @@
 //! `reward_clawed_back`: the log keeps the history) and the reward message
 //! goes through the guardrails like every other send.
 //!
-//! Invite codes are self-verifying (`hex(inviter).mac`), so a link needs
-//! no table and a forged one is refused.
+//! Invite codes are opaque signed tokens (`links.rs`): the inviter's link
+//! id and an HMAC, so a forged one is refused and none reveals who invited.
 
 use crate::api::{blocking, now, parse_json, read_engine, route, valid_id, with_store, Route};
 use crate::automation::MassSend;
@@ -57,8 +57,9 @@ pub fn routes() -> Vec<Route> {
         route!(post, "/v1/campaigns/{id}/overrides", write, "Operator decision on a flagged invitee: `{\"invitee\": \"<identity>\", \"valid\": true|false}` (null clears).", put_override),
         route!(post, "/v1/campaigns/{id}/reconcile", write, "Grant reached tiers and claw back unsupported rewards now (also runs every 30 s).", reconcile_now),
         route!(get, "/v1/campaigns/{id}/rewards", read, "The reward ledger: grants, clawbacks, stock left.", rewards),
-        route!(get, "/i/{campaign}/{code}", public, "Public invite landing: records the click, names the inviter and the next step.", landing),
-        route!(post, "/i/{campaign}/{code}/signup", public, "Public signup through an invite: `{\"identity\", \"device\"?}` records a referral_signup and returns the next step (add the operator, or a live code).", signup),
+        route!(post, "/v1/campaigns/{id}/claims", write, "A claim token for an invitee the channel knows (`{\"identity\"}`, valid 30 min): the proof a public signup needs.", create_claim),
+        route!(get, "/i/{campaign}/{code}", public, "Public invite landing (rate limited per address): records the click (once per visitor and day; the visitor is the `claim`ed person or the client address), names the inviter and the next step.", landing),
+        route!(post, "/i/{campaign}/{code}/signup", public, "Public signup through an invite: `{\"claim\", \"device\"?}` (the claim from POST /v1/campaigns/{id}/claims; 401 without) records a referral_signup and returns the next step (add the operator, or a live code with the invitee's claim).", signup),
     ]
 }
 
@@ -264,13 +265,49 @@ pub struct FissionState {
     /// Campaigns as the public endpoints read them (dropped on save).
     campaigns: Mutex<HashMap<String, Arc<(Campaign, Rules)>>>,
     font: std::sync::OnceLock<Option<Vec<u8>>>,
-    landing_limiter: std::sync::OnceLock<crate::ratelimit::RateLimiter>,
+    /// New anonymous visitors per campaign today.
+    visitors: VisitorCap,
 }
 
-impl FissionState {
-    fn limiter(&self) -> &crate::ratelimit::RateLimiter {
-        self.landing_limiter
-            .get_or_init(|| crate::ratelimit::RateLimiter::new(20.0, 40.0, 100_000))
+/// New anonymous visitor identities (landing clicks without a claim) one
+/// campaign may create per day (UTC); clicks beyond it are answered but
+/// not recorded. With one visitor per client address and campaign, this
+/// bounds what anonymous traffic can add to the identity graph.
+pub const MAX_NEW_VISITORS_PER_DAY: u32 = 20_000;
+
+/// Counts new anonymous visitors per campaign and day (in memory: a
+/// restart starts the day's count afresh).
+pub struct VisitorCap {
+    max: u32,
+    counts: Mutex<HashMap<String, (i64, u32)>>,
+}
+
+impl VisitorCap {
+    pub fn new(max: u32) -> Self {
+        VisitorCap {
+            max,
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one new-visitor slot of `campaign` on `day`, if any is left.
+    pub fn take(&self, campaign: &str, day: i64) -> bool {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = counts.entry(campaign.to_string()).or_insert((day, 0));
+        if entry.0 != day {
+            *entry = (day, 0);
+        }
+        if entry.1 >= self.max {
+            return false;
+        }
+        entry.1 += 1;
+        true
+    }
+}
+
+impl Default for VisitorCap {
+    fn default() -> Self {
+        Self::new(MAX_NEW_VISITORS_PER_DAY)
     }
 }
 
@@ -398,9 +435,36 @@ pub fn invite_code(secret: &[u8], campaign: &str, inviter: &str) -> String {
     crate::links::sign(secret, &format!("invite/{campaign}"), inviter)
 }
 
-/// The inviter a valid code names.
-pub fn verify_code(secret: &[u8], campaign: &str, code: &str) -> Option<String> {
-    crate::links::verify(secret, &format!("invite/{campaign}"), code)
+/// The inviter a valid code names (current or legacy form).
+async fn resolve_code(
+    state: &AppState,
+    campaign: &str,
+    code: &str,
+) -> Result<Option<String>, ApiError> {
+    let secret = state.0.link_secret.clone();
+    let purpose = format!("invite/{campaign}");
+    let code = code.to_string();
+    with_store(state, move |store| {
+        Ok(crate::links::resolve(
+            store,
+            &secret,
+            &purpose,
+            &code,
+            now(),
+        )?)
+    })
+    .await
+}
+
+/// Records the inviter's link id, so their code resolves.
+async fn remember(state: &AppState, identity: &str) -> Result<(), ApiError> {
+    let secret = state.0.link_secret.clone();
+    let identity = identity.to_string();
+    with_store(state, move |store| {
+        crate::links::remember(store, &secret, &identity)?;
+        Ok(())
+    })
+    .await
 }
 
 fn link(state: &AppState, campaign: &str, code: &str) -> String {
@@ -425,11 +489,47 @@ async fn create_invite(
     Identity::parse(&b.identity)
         .map_err(|e| ApiError::InvalidDefinition(format!("identity: {e}")))?;
     let _ = load(&state, &id).await?;
+    remember(&state, &b.identity).await?;
     let code = invite_code(&state.0.link_secret, &id, &b.identity);
     let url = link(&state, &id, &code);
     Ok(Json(
         json!({"campaign": id, "inviter": b.identity, "code": code, "link": url,
         "poster": format!("/v1/campaigns/{id}/poster?identity={}", b.identity)}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimBody {
+    identity: String,
+}
+
+/// `POST /v1/campaigns/{id}/claims`: the channel (or its bridge), which
+/// knows who opened the invite, gets a short-lived token proving it.
+async fn create_claim(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let b: ClaimBody = parse_json(&body, "claim")?;
+    Identity::parse(&b.identity)
+        .map_err(|e| ApiError::InvalidDefinition(format!("identity: {e}")))?;
+    let _ = load(&state, &id).await?;
+    let secret = state.0.link_secret.clone();
+    let scope = format!("campaign/{id}");
+    let at = now();
+    let (claim, expires_at) = with_store(&state, move |store| {
+        Ok(crate::links::issue_claim(
+            store,
+            &secret,
+            &scope,
+            &b.identity,
+            at,
+        )?)
+    })
+    .await?;
+    Ok(Json(
+        json!({"campaign": id, "claim": claim, "expires_at": expires_at}),
     ))
 }
 
@@ -458,6 +558,7 @@ async fn poster(
             .and_then(|v| v.as_str())
             .map_or_else(|| "好友".to_string(), str::to_string)
     };
+    remember(&state, &q.identity).await?;
     let code = invite_code(&state.0.link_secret, &id, &q.identity);
     let url = link(&state, &id, &code);
     let s = state.clone();
@@ -538,14 +639,7 @@ fn default_poster() -> siyu_poster::PosterTemplate {
 
 // ---------- public landing ----------
 
-type Peer = Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
-
-fn client_ip(peer: Peer, headers: &HeaderMap) -> String {
-    crate::ratelimit::client_key(
-        peer.map(|axum::Extension(axum::extract::ConnectInfo(a))| a),
-        headers,
-    )
-}
+type Peer = crate::ratelimit::Peer;
 
 fn campaign_open(c: &Campaign, rules: &Rules, now: i64) -> Result<(), ApiError> {
     if rules.ends.is_some_and(|e| now >= e) {
@@ -570,16 +664,11 @@ async fn open_invite(
     campaign: &str,
     code: &str,
 ) -> Result<(String, String, Arc<(Campaign, Rules)>), ApiError> {
-    let ip = client_ip(peer, headers);
-    if !state
-        .0
-        .fission
-        .limiter()
-        .allow(&ip, std::time::Instant::now())
-    {
-        return Err(ApiError::TooManyRequests);
-    }
-    let inviter = verify_code(&state.0.link_secret, campaign, code)
+    let trusted = &state.0.config.trusted_proxies;
+    crate::ratelimit::check(&state.0.public_limit, trusted, &peer, headers)?;
+    let ip = crate::ratelimit::client_key(crate::ratelimit::peer_addr(&peer), headers, trusted);
+    let inviter = resolve_code(state, campaign, code)
+        .await?
         .ok_or_else(|| ApiError::NotFound("this invite link is not valid".into()))?;
     let cached = state
         .0
@@ -609,7 +698,9 @@ async fn open_invite(
 
 #[derive(Deserialize)]
 struct LandingQuery {
-    visitor: Option<String>,
+    /// A claim token (`POST /v1/campaigns/{id}/claims`): the click is
+    /// counted on that person's visitor identity instead of the address's.
+    claim: Option<String>,
 }
 
 async fn landing(
@@ -623,16 +714,35 @@ async fn landing(
     let c = &opened.0;
     // The click, as a touch naming the campaign (counted by the engine),
     // on a pseudonymous visitor identity: never on the person themself,
-    // whose signup must stay their first event to count as new.
-    let seed = q.visitor.unwrap_or_else(|| ip.clone());
+    // whose signup must stay their first event to count as new. The
+    // visitor is the claimed person, else the client address (one per
+    // address and campaign, never one the caller makes up); a click is
+    // recorded once per visitor and day, and new anonymous visitors are
+    // capped per campaign and day.
+    let claimed = match q.claim.filter(|c| !c.is_empty()) {
+        Some(token) => Some(claimed_identity(&state, &campaign, &token).await?),
+        None => None,
+    };
+    let anonymous = claimed.is_none();
+    let seed = claimed.unwrap_or(ip);
+    // Keyed (the link secret): the visitor id of a phone number or an
+    // address cannot be found by hashing candidates.
     let visitor = format!(
         "visitor:{}",
-        &crate::auth::hash_key(&format!("{seed}\n{campaign}"))[..16]
+        &crate::links::link_id(
+            &state.0.link_secret,
+            &format!("visitor\n{seed}\n{campaign}")
+        )[..16]
     );
-    if let Ok(identity) = Identity::parse(&visitor) {
+    let at = now();
+    let day = at.div_euclid(86_400);
+    let known = read_engine(&state).person_of(&visitor).is_some();
+    let counted = known || !anonymous || state.0.fission.visitors.take(&campaign, day);
+    if let (true, Ok(identity)) = (counted, Identity::parse(&visitor)) {
         let channel = Channel::parse(identity.channel())
             .unwrap_or_else(|| Channel::parse("wechat").expect("valid"));
-        let mut ev = Event::new(now(), identity, EventType::Touch, channel);
+        let mut ev = Event::new(at, identity, EventType::Touch, channel);
+        ev.id = Some(format!("click/{campaign}/{visitor}/{day}"));
         let mut p = serde_json::Map::new();
         p.insert("campaign".into(), campaign.clone().into());
         p.insert("code".into(), code.clone().into());
@@ -654,16 +764,36 @@ async fn landing(
             .map(str::to_string)
     };
     Ok(Json(
-        json!({"campaign": c.id, "name": c.name, "inviter_name": name, "signup": format!("/i/{campaign}/{code}/signup"), "next": c.landing}),
+        json!({"campaign": c.id, "name": c.name, "inviter_name": name, "signup": format!("/i/{campaign}/{code}/signup"), "next": c.landing, "counted": counted}),
     ))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SignupBody {
-    identity: String,
+    /// The claim token proving who signs up (`POST /v1/campaigns/{id}/claims`).
+    #[serde(default)]
+    claim: Option<String>,
+    /// Optional: must be the claimed identity if given.
+    #[serde(default)]
+    identity: Option<String>,
     #[serde(default)]
     device: Option<String>,
+}
+
+/// The identity a campaign claim token proves (401 otherwise).
+async fn claimed_identity(
+    state: &AppState,
+    campaign: &str,
+    token: &str,
+) -> Result<String, ApiError> {
+    let secret = state.0.link_secret.clone();
+    let scope = format!("campaign/{campaign}");
+    let token = token.to_string();
+    with_store(state, move |store| {
+        crate::links::verify_claim(store, &secret, &scope, &token, now()).map_err(ApiError::from)
+    })
+    .await
 }
 
 async fn signup(
@@ -677,15 +807,27 @@ async fn signup(
     let c = &opened.0;
     let b: SignupBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
-    let identity =
-        Identity::parse(&b.identity).map_err(|e| ApiError::BadRequest(format!("identity: {e}")))?;
+    // A signup creates a person: only one the channel vouched for.
+    let Some(token) = b.claim.as_deref().filter(|t| !t.is_empty()) else {
+        return Err(ApiError::ClaimRequired(format!(
+            "claim: a signup needs the claim token the channel gets for the person from POST /v1/campaigns/{campaign}/claims; nothing was recorded"
+        )));
+    };
+    let who = claimed_identity(&state, &campaign, token).await?;
+    if b.identity.as_deref().is_some_and(|i| i != who) {
+        return Err(ApiError::ClaimRequired(
+            "identity: does not match the claim token; send the claim alone".into(),
+        ));
+    }
+    let identity = Identity::parse(&who)
+        .map_err(|e| ApiError::Internal(format!("a remembered identity does not parse: {e}")))?;
     let inviter_id = Identity::parse(&inviter).map_err(|e| ApiError::Internal(e.to_string()))?;
     let channel = Channel::parse(identity.channel())
         .unwrap_or_else(|| Channel::parse("wechat").expect("valid"));
     let mut ev = Event::new(now(), identity, EventType::ReferralSignup, channel);
     ev.reference = Some(inviter_id);
     // One signup per invitee and campaign: a repeated request adds nothing.
-    ev.id = Some(format!("signup/{campaign}/{}", b.identity));
+    ev.id = Some(format!("signup/{campaign}/{who}"));
     let mut p = serde_json::Map::new();
     p.insert("campaign".into(), campaign.clone().into());
     p.insert("ip".into(), ip.into());
@@ -707,10 +849,16 @@ async fn signup(
         .get("live_code")
         .and_then(Value::as_str)
         .map(|code| {
+            // The invitee proved who they are: the live code may seat them.
+            let claim = crate::links::claim(
+                &state.0.link_secret,
+                &format!("livecode/{code}"),
+                &who,
+                now() + crate::links::CLAIM_TTL,
+            );
             format!(
-                "{}/l/{code}?identity={}",
+                "{}/l/{code}?claim={claim}",
                 state.0.config.public_url.trim_end_matches('/'),
-                b.identity
             )
         });
     Ok(Json(

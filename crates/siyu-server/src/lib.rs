@@ -38,6 +38,7 @@ pub mod orders;
 pub mod privacy;
 pub mod quarantine;
 pub mod ratelimit;
+pub mod replay;
 pub mod workspace;
 pub mod writer;
 
@@ -81,6 +82,13 @@ pub struct Inner {
     pub internal_key: String,
     /// Stored definitions that could not be loaded (listed as broken).
     pub quarantine: Arc<quarantine::Quarantine>,
+    /// Requests per client address to the public links (`/l/`, `/i/`,
+    /// `/c/`, `/u/`).
+    pub public_limit: ratelimit::RateLimiter,
+    /// Requests per client address to the inbound webhooks.
+    pub inbound_limit: ratelimit::RateLimiter,
+    /// Inbound webhook signatures accepted within their window.
+    pub inbound_replays: replay::ReplayGuard,
 }
 
 #[derive(Clone)]
@@ -171,14 +179,16 @@ impl siyu_console::Host for AppState {
         self.0.config.admin_token.as_deref()
     }
     /// The TCP peer only, for now: no proxy header is trusted here.
+    /// The client as `ratelimit::client_addr` sees it: `X-Forwarded-For`
+    /// counts only from `trusted_proxies`, so a rotating header cannot
+    /// dodge the login throttle.
     fn client_addr(
         &self,
-        _headers: &axum::http::HeaderMap,
+        headers: &axum::http::HeaderMap,
         peer: Option<SocketAddr>,
     ) -> std::net::IpAddr {
-        peer.map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |p| {
-            p.ip()
-        })
+        ratelimit::client_addr(peer, headers, &self.0.config.trusted_proxies)
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
     }
     fn public_url(&self) -> &str {
         &self.0.config.public_url
@@ -406,6 +416,9 @@ impl Application {
             analytics_cache: Default::default(),
             internal_key: auth::new_key()?,
             quarantine,
+            public_limit: ratelimit::RateLimiter::public_links(),
+            inbound_limit: ratelimit::RateLimiter::inbound(),
+            inbound_replays: Default::default(),
         }));
         Ok(Application {
             listener,

@@ -1,10 +1,15 @@
-//! A token-bucket rate limiter keyed by a string (a client address), for
-//! the public links anyone can call without a key: live codes (`/l/{id}`)
-//! and invite links. Memory is bounded: at `max_keys` the idle keys (whose
-//! bucket refilled to full) are evicted, then, if every key is busy, the
-//! least recently seen eighth.
+//! Abuse limits on the endpoints anyone can call without a key: a
+//! token-bucket rate limiter keyed by the client address, and the one
+//! function that decides that address ([`client_addr`]: the peer, or what
+//! a configured trusted proxy forwarded). Public links (live codes
+//! `/l/…`, invites `/i/…`, content `/c/…`, unsubscribe `/u/…`) share one
+//! limiter per workspace; inbound webhooks (`/v1/inbound/…`, called by a
+//! channel's servers in bursts) have their own, larger one.
 //!
-//! The clock is passed in (`now`), so the limiter is deterministic in tests.
+//! Memory is bounded: at `max_keys` the idle keys (whose bucket refilled
+//! to full) are evicted, then, if every key is busy, the least recently
+//! seen eighth. The clock is passed in (`now`), so the limiter is
+//! deterministic in tests.
 
 use axum::http::HeaderMap;
 use std::collections::HashMap;
@@ -18,6 +23,10 @@ pub const PUBLIC_LINK_PER_SEC: f64 = 20.0;
 pub const PUBLIC_LINK_BURST: f64 = 40.0;
 /// Addresses tracked at most (≈ 100 bytes each).
 pub const PUBLIC_LINK_MAX_KEYS: usize = 100_000;
+/// Inbound webhook requests per second one address may make, sustained.
+pub const INBOUND_PER_SEC: f64 = 200.0;
+/// Inbound webhook requests one address may make in a burst.
+pub const INBOUND_BURST: f64 = 400.0;
 
 struct Bucket {
     tokens: f64,
@@ -46,6 +55,11 @@ impl RateLimiter {
     /// The limiter for public links, with the constants above.
     pub fn public_links() -> Self {
         Self::new(PUBLIC_LINK_PER_SEC, PUBLIC_LINK_BURST, PUBLIC_LINK_MAX_KEYS)
+    }
+
+    /// The limiter for inbound webhooks.
+    pub fn inbound() -> Self {
+        Self::new(INBOUND_PER_SEC, INBOUND_BURST, PUBLIC_LINK_MAX_KEYS)
     }
 
     /// Whether a request under `key` at `now` may proceed (and, if so,
@@ -104,34 +118,138 @@ impl RateLimiter {
     }
 }
 
-/// The address a public request is limited by: the peer address, unless
-/// the peer is a local or private address (a reverse proxy in front of
-/// siyu) and it sent `X-Forwarded-For`, whose rightmost entry is the one
-/// the proxy added (a client cannot forge it). Without a peer address (an
-/// in-process call) the rightmost `X-Forwarded-For` entry, else "unknown".
-pub fn client_key(peer: Option<SocketAddr>, headers: &HeaderMap) -> String {
-    let forwarded = || {
-        headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .rfind(|s| !s.is_empty())
-            .and_then(|s| s.parse::<IpAddr>().ok())
-    };
-    match peer {
-        Some(p) if !is_proxy(p.ip()) => p.ip().to_string(),
-        Some(p) => forwarded().unwrap_or(p.ip()).to_string(),
-        None => forwarded().map_or_else(|| "unknown".to_string(), |ip| ip.to_string()),
+/// The reverse proxies whose `X-Forwarded-For` / `X-Forwarded-Proto`
+/// are believed (config `trusted_proxies`: IPs or CIDRs; default none).
+/// A header from any other peer is the client's own claim and ignored:
+/// otherwise rotating `X-Forwarded-For` would give every request a fresh
+/// rate-limit bucket.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    /// Parses `["10.0.0.0/8", "127.0.0.1", "::1"]`; an error names the entry.
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<TrustedProxies, String> {
+        let mut nets = Vec::with_capacity(entries.len());
+        for e in entries {
+            let e = e.as_ref().trim();
+            let net = e
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| e.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    format!("trusted_proxies: {e:?} is not an IP address or CIDR (e.g. \"10.0.0.0/8\", \"127.0.0.1\")")
+                })?;
+            nets.push(net.trunc());
+        }
+        Ok(TrustedProxies(nets))
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
-fn is_proxy(ip: IpAddr) -> bool {
+/// An IPv4 address mapped into IPv6 (`::ffff:a.b.c.d`, what a dual-stack
+/// listener reports) is the IPv4 address.
+fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
-        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
     }
+}
+
+/// The address of the client behind a request: the peer, unless the peer
+/// is a trusted proxy; then `X-Forwarded-For` is walked from the right
+/// (each proxy appends the address it saw) while the hops are trusted, and
+/// the first untrusted one is the client (a client can prepend anything,
+/// but cannot forge what a trusted proxy appended). `None` without a peer
+/// address (an in-process call). This is the one place that decides it:
+/// rate limits on public links, webhooks and console logins all use it.
+pub fn client_addr(
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    trusted: &TrustedProxies,
+) -> Option<IpAddr> {
+    let mut addr = canonical(peer?.ip());
+    if !trusted.contains(addr) {
+        return Some(addr);
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    for hop in hops.into_iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>() else {
+            // Garbage (or `unknown`): the last trusted hop is all we know.
+            break;
+        };
+        addr = canonical(ip);
+        if !trusted.contains(addr) {
+            break;
+        }
+    }
+    Some(addr)
+}
+
+/// The scheme the client used: `X-Forwarded-Proto` from a trusted proxy
+/// (`http` or `https`), else none (the connection itself is plain HTTP).
+pub fn forwarded_proto(
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    trusted: &TrustedProxies,
+) -> Option<&'static str> {
+    if !peer.is_some_and(|p| trusted.contains(p.ip())) {
+        return None;
+    }
+    let v = headers.get("x-forwarded-proto")?.to_str().ok()?;
+    // The rightmost value is the nearest proxy's.
+    match v.rsplit(',').next()?.trim().to_ascii_lowercase().as_str() {
+        "https" => Some("https"),
+        "http" => Some("http"),
+        _ => None,
+    }
+}
+
+/// The peer address axum records for each connection (absent for
+/// in-process calls), as a handler argument.
+pub type Peer = Option<axum::Extension<axum::extract::ConnectInfo<SocketAddr>>>;
+
+pub fn peer_addr(peer: &Peer) -> Option<SocketAddr> {
+    peer.as_ref()
+        .map(|axum::Extension(axum::extract::ConnectInfo(a))| *a)
+}
+
+/// Takes a token for the request's client address from `limiter`, or
+/// answers 429 (with `Retry-After`).
+pub fn check(
+    limiter: &RateLimiter,
+    trusted: &TrustedProxies,
+    peer: &Peer,
+    headers: &HeaderMap,
+) -> Result<(), crate::error::ApiError> {
+    let key = client_key(peer_addr(peer), headers, trusted);
+    if limiter.allow(&key, Instant::now()) {
+        Ok(())
+    } else {
+        Err(crate::error::ApiError::TooManyRequests)
+    }
+}
+
+/// The rate-limit key of a request: its client address, or "unknown" for
+/// in-process calls (which then share one bucket).
+pub fn client_key(
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    trusted: &TrustedProxies,
+) -> String {
+    client_addr(peer, headers, trusted).map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
 }
 
 #[cfg(test)]
@@ -203,16 +321,89 @@ mod tests {
         assert!(!rl.allow("attacker", t2));
     }
 
-    #[test]
-    fn the_client_key_trusts_forwarded_for_only_from_a_proxy() {
+    fn xff(v: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", "9.9.9.9, 203.0.113.7".parse().unwrap());
+        h.insert("x-forwarded-for", v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_from_a_trusted_proxy() {
+        let h = xff("9.9.9.9, 203.0.113.7");
         let public: SocketAddr = "198.51.100.1:5000".parse().unwrap();
-        let proxy: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        assert_eq!(client_key(Some(public), &h), "198.51.100.1");
-        assert_eq!(client_key(Some(proxy), &h), "203.0.113.7");
-        assert_eq!(client_key(None, &h), "203.0.113.7");
-        assert_eq!(client_key(None, &HeaderMap::new()), "unknown");
-        assert_eq!(client_key(Some(proxy), &HeaderMap::new()), "127.0.0.1");
+        let proxy: SocketAddr = "10.0.0.2:5000".parse().unwrap();
+        let none = TrustedProxies::default();
+        let lb = TrustedProxies::parse(&["10.0.0.0/8"]).unwrap();
+        // Default: nobody is trusted, not even a private or loopback peer.
+        assert_eq!(client_key(Some(proxy), &h, &none), "10.0.0.2");
+        assert_eq!(
+            client_key(Some("127.0.0.1:1".parse().unwrap()), &h, &none),
+            "127.0.0.1"
+        );
+        assert_eq!(client_key(Some(public), &h, &lb), "198.51.100.1");
+        // From the proxy: the rightmost hop it appended.
+        assert_eq!(client_key(Some(proxy), &h, &lb), "203.0.113.7");
+        assert_eq!(client_key(Some(proxy), &HeaderMap::new(), &lb), "10.0.0.2");
+        // No peer (in process): nothing to trust.
+        assert_eq!(client_key(None, &h, &lb), "unknown");
+    }
+
+    #[test]
+    fn the_walk_skips_trusted_hops_and_stops_at_the_first_untrusted() {
+        let chain = TrustedProxies::parse(&["10.0.0.0/8", "192.168.1.1", "::1"]).unwrap();
+        let peer: SocketAddr = "10.0.0.2:80".parse().unwrap();
+        // client (forged prefix), real client, inner proxy.
+        let h = xff("1.1.1.1, 203.0.113.7, 192.168.1.1");
+        assert_eq!(client_key(Some(peer), &h, &chain), "203.0.113.7");
+        // Every hop trusted: the leftmost.
+        assert_eq!(
+            client_key(Some(peer), &xff("10.1.1.1, 192.168.1.1"), &chain),
+            "10.1.1.1"
+        );
+        // Garbage right after the proxy: the proxy is the client.
+        assert_eq!(
+            client_key(Some(peer), &xff("1.1.1.1, nonsense"), &chain),
+            "10.0.0.2"
+        );
+        // A v4-mapped v6 peer is its v4 address.
+        let mapped: SocketAddr = "[::ffff:10.0.0.2]:80".parse().unwrap();
+        assert_eq!(
+            client_key(Some(mapped), &xff("203.0.113.9"), &chain),
+            "203.0.113.9"
+        );
+        let v6: SocketAddr = "[::1]:80".parse().unwrap();
+        assert_eq!(
+            client_key(Some(v6), &xff("2001:db8::7"), &chain),
+            "2001:db8::7"
+        );
+    }
+
+    #[test]
+    fn a_rotating_forwarded_for_from_an_untrusted_peer_is_one_bucket() {
+        let rl = RateLimiter::new(0.0, 3.0, 100);
+        let t0 = Instant::now();
+        let peer: SocketAddr = "198.51.100.1:5000".parse().unwrap();
+        let none = TrustedProxies::default();
+        let allowed = (0..10)
+            .filter(|i| {
+                let key = client_key(Some(peer), &xff(&format!("203.0.113.{i}")), &none);
+                rl.allow(&key, t0)
+            })
+            .count();
+        assert_eq!(allowed, 3);
+    }
+
+    #[test]
+    fn proto_and_bad_entries() {
+        let lb = TrustedProxies::parse(&["127.0.0.1"]).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        let local: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let public: SocketAddr = "198.51.100.1:1".parse().unwrap();
+        assert_eq!(forwarded_proto(Some(local), &h, &lb), Some("https"));
+        assert_eq!(forwarded_proto(Some(public), &h, &lb), None);
+        assert_eq!(forwarded_proto(None, &h, &lb), None);
+        let err = TrustedProxies::parse(&["10.0.0.0/8", "lan"]).unwrap_err();
+        assert!(err.contains("\"lan\""), "{err}");
     }
 }

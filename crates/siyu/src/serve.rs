@@ -27,7 +27,7 @@ pub struct ServeArgs {
     /// Token /metrics requires (`Authorization: Bearer <token>`); unset: /metrics is open.
     #[arg(long)]
     pub metrics_token: Option<String>,
-    /// A TOML file with any of: listen, data_dir, database_url, database_schema, admin_token, metrics_token, max_body_bytes, public_url, [connectors.*], [inbound], [workspaces.NAME].
+    /// A TOML file with any of: listen, data_dir, database_url, database_schema, admin_token, metrics_token, max_body_bytes, public_url, trusted_proxies, [connectors.*], [inbound], [workspaces.NAME] (each may have its own [workspaces.NAME.inbound]).
     #[arg(long)]
     pub config: Option<PathBuf>,
 }

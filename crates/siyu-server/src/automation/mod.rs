@@ -1233,6 +1233,7 @@ impl Executor {
         let mut events = Vec::new();
         let mut pushed_back = false;
         while !pushed_back {
+            self.remember_links();
             let mut n = 0;
             while let Some(item) = self.ready.pop_front() {
                 if self.in_flight.contains_key(&item.key) {
@@ -1260,6 +1261,28 @@ impl Executor {
             self.append_async(events);
         }
         Ok(())
+    }
+
+    /// Records the link ids of the persons the next batch of sends goes to,
+    /// in one transaction, before any of them is handed to a connector: a
+    /// message's unsubscribe and content links resolve the moment it is
+    /// out (`send` checks again, one read, for anything this missed).
+    fn remember_links(&mut self) {
+        let canonicals: Vec<String> = {
+            let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
+            self.ready
+                .iter()
+                .take(DELIVER_BATCH)
+                .filter(|i| i.action.get("action").and_then(|a| a.as_str()) == Some("send"))
+                .filter_map(|i| engine.person_of(&i.identity))
+                .map(|slot| engine.canonical_id(slot).to_string())
+                .collect()
+        };
+        if let Err(e) =
+            crate::links::remember_many(self.store.as_mut(), &self.link_secret, &canonicals)
+        {
+            tracing::warn!(error = %e, "link ids of a send batch not recorded; each send records its own");
+        }
     }
 
     /// One store transaction for everything queued; new outbox items are
@@ -1445,6 +1468,11 @@ impl Executor {
                 return true;
             }
         };
+        // The message's unsubscribe and content links name the person by
+        // an opaque link id, resolved through this record.
+        if let Err(e) = crate::links::remember(self.store.as_mut(), &self.link_secret, &canonical) {
+            tracing::warn!(error = %e, "link id not recorded: this message's links will not resolve");
+        }
         // Consent across every identity of the person, in time order.
         let mut entries: Vec<&ConsentEntry> = ids
             .iter()

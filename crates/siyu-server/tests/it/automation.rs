@@ -189,8 +189,10 @@ async fn journey_sends_and_tags(backend: Backend) {
     })
     .await;
     assert_eq!(tasks["tasks"][0]["title"], "回访");
+    // `message_sent` is appended after the outbox row is marked done (the
+    // executor hands it to the writer asynchronously): wait for both.
     let report = wait_until(&app, "/v1/journeys/welcome/report", |v| {
-        v["sent"] == json!(2)
+        v["sent"] == json!(2) && v["sends"] == json!(1)
     })
     .await;
     assert_eq!(report["enrolled"], 1, "{report}");
@@ -376,19 +378,8 @@ async fn a_signed_inbound_comment_gets_a_keyword_auto_reply() {
         )
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let sig = siyu_connectors::sign(b"inbound-secret", ts, body.as_bytes());
-    let req = axum::http::Request::builder()
-        .method("POST")
-        .uri("/v1/inbound/douyin")
-        .header("content-type", "application/json")
-        .header("x-siyu-timestamp", ts.to_string())
-        .header("x-siyu-signature", sig)
-        .body(axum::body::Body::from(body))
-        .unwrap();
-    let resp = tower::ServiceExt::oneshot(siyu_server::app(app.state.clone()), req)
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    let (s, b) = inbound(&app, "douyin", ts, &body, "default").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
     let got = hook.wait_for(1).await;
     assert_eq!(got[0]["body"], "您好，价格是 199 元，资料已发您");
     assert_eq!(
@@ -401,6 +392,223 @@ async fn a_signed_inbound_comment_gets_a_keyword_auto_reply() {
     })
     .await;
     wait_until(&app, "/v1/tasks", |v| v.to_string().contains("请问多少钱")).await;
+}
+
+/// A request to `/v1/inbound/{channel}` signed with the test secret for
+/// `workspace`.
+async fn inbound(
+    app: &TestApp,
+    channel: &str,
+    ts: i64,
+    body: &str,
+    workspace: &str,
+) -> (StatusCode, Value) {
+    let sig = siyu_connectors::sign_inbound(b"inbound-secret", workspace, ts, body.as_bytes());
+    inbound_signed(app, channel, ts, body, &sig).await
+}
+
+async fn inbound_signed(
+    app: &TestApp,
+    channel: &str,
+    ts: i64,
+    body: &str,
+    sig: &str,
+) -> (StatusCode, Value) {
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri(format!("/v1/inbound/{channel}"))
+        .header("content-type", "application/json")
+        .header("x-siyu-timestamp", ts.to_string())
+        .header("x-siyu-signature", sig)
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(siyu_server::app(app.state.clone()), req)
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_requests_are_accepted_once_for_their_workspace_and_channel() {
+    let (app, _hook) = app_with_hook().await;
+    let ts = siyu_server::writer::wall_clock();
+    let body = json!({"identity": "douyin:r1", "type": "comment", "text": "hi"}).to_string();
+    let (s, b) = inbound(&app, "douyin", ts, &body, "default").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // The same signed request again, within the window: a replay.
+    let (s, b) = inbound(&app, "douyin", ts, &body, "default").await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::CONFLICT, Some("replayed")),
+        "{b}"
+    );
+    // The same signature spelled differently (case, spaces) is the same
+    // request.
+    let sig = siyu_connectors::sign_inbound(b"inbound-secret", "default", ts, body.as_bytes());
+    let respelled = format!(" sha256={} ", sig["sha256=".len()..].to_uppercase());
+    let (s, b) = inbound_signed(&app, "douyin", ts, &body, &respelled).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::CONFLICT, Some("replayed")),
+        "{b}"
+    );
+    // Signed anew (another timestamp): accepted.
+    let (s, b) = inbound(&app, "douyin", ts - 1, &body, "default").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // Signed for another workspace with the same secret: refused.
+    let (s, b) = inbound(&app, "douyin", ts, &body.replace("r1", "r2"), "brand_b").await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("bad_signature")),
+        "{b}"
+    );
+    // The old signature form (no workspace): refused.
+    let fresh = body.replace("r1", "r5");
+    let old = siyu_connectors::sign(b"inbound-secret", ts, fresh.as_bytes());
+    let (s, b) = inbound_signed(&app, "douyin", ts, &fresh, &old).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    // A douyin-signed request writing a WeCom identity: 403 naming the
+    // channel, and nothing of it written.
+    let cross = json!([{"identity": "douyin:r3", "type": "comment", "text": "a"},
+                       {"identity": "wecom:victim", "type": "identify", "traits": {"tags": ["x"]}}])
+    .to_string();
+    let (s, b) = inbound(&app, "douyin", ts, &cross, "default").await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("wrong_channel")),
+        "{b}"
+    );
+    let m = b["message"].as_str().unwrap();
+    assert!(
+        m.contains("events[1].identity") && m.contains("`wecom:") && m.contains("`douyin`"),
+        "{m}"
+    );
+    let merge =
+        json!({"identity": "douyin:r4", "type": "identify", "ref": "wecom:victim"}).to_string();
+    let (s, b) = inbound(&app, "douyin", ts, &merge, "default").await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    assert_eq!(
+        app.get("/v1/persons/wecom:victim").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/v1/persons/douyin:r3").await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_webhooks_are_rate_limited_per_address() {
+    let (app, _hook) = app_with_hook().await;
+    let router = siyu_server::app(app.state.clone());
+    let from = |peer: &str| {
+        let addr: std::net::SocketAddr = peer.parse().unwrap();
+        axum::http::Request::builder()
+            .method("POST")
+            .uri("/v1/inbound/douyin")
+            .header("x-forwarded-for", "203.0.113.1")
+            .extension(axum::extract::ConnectInfo(addr))
+            .body(axum::body::Body::from("{}"))
+            .unwrap()
+    };
+    // Unsigned requests (401) from one address: its burst, then 429.
+    let mut answered = 0;
+    loop {
+        let s = tower::ServiceExt::oneshot(router.clone(), from("198.51.100.7:1"))
+            .await
+            .unwrap()
+            .status();
+        if s == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        answered += 1;
+        assert!(answered < 5000, "never limited");
+    }
+    assert!(answered >= 400, "{answered}");
+    let other = tower::ServiceExt::oneshot(router.clone(), from("198.51.100.8:1"))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_links_are_opaque_resolve_and_die_with_erasure() {
+    let (app, hook) = app_with_hook().await;
+    put(
+        &app,
+        "/v1/templates/bye",
+        json!({"body": "退订：{{unsubscribe_link}} 指南：{{content.guide}}", "class": "transactional"}),
+    )
+    .await;
+    put(
+        &app,
+        "/v1/content/guide",
+        json!({"kind": "article", "title": "指南", "url": "https://example.com/guide"}),
+    )
+    .await;
+    app.post_events(r#"{"ts": 1790000000, "identity": "phone:13800138000", "type": "add_friend", "channel": "webhook"}"#)
+        .await;
+    let (s, b) = post(
+        &app,
+        "/v1/sends",
+        json!({"id": "u1", "identities": ["phone:13800138000"], "template": "bye", "channel": "webhook"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let got = hook.wait_for(1).await;
+    let body = got[0]["body"].as_str().unwrap().to_string();
+    // Neither the identity nor its hex is in any link.
+    let hex: String = "phone:13800138000"
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        !body.contains("13800138000") && !body.contains(&hex),
+        "{body}"
+    );
+    let start = body.find("/u/").expect(&body);
+    let token = body[start + 3..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let (s, page) = app
+        .call("GET", &format!("/u/{token}"), None, "text/plain", "")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    let (s, _) = app
+        .call("POST", &format!("/u/{token}"), None, "text/plain", "")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let c = wait_until(&app, "/v1/persons/phone:13800138000/consent", |v| {
+        v.to_string().contains("unsubscribe_link")
+    })
+    .await;
+    assert!(c.to_string().contains("false"), "{c}");
+    // Erased: the link names nobody any more.
+    let (s, b) = app
+        .call(
+            "DELETE",
+            "/v1/persons/phone:13800138000",
+            Some(&app.key),
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, _) = app
+        .call("GET", &format!("/u/{token}"), None, "text/plain", "")
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -420,6 +628,26 @@ async fn content_links_are_tracked_per_person() {
     )
     .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    // A line break would split the redirect's Location header.
+    let (s, b) = put(
+        &app,
+        "/v1/content/split",
+        json!({"kind": "article", "title": "t", "url": "https://example.com/\r\nSet-Cookie: a=b"}),
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request")),
+        "{b}"
+    );
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("url: control character"),
+        "{b}"
+    );
+    assert_eq!(app.get("/c/split").await.0, StatusCode::NOT_FOUND);
     put(
         &app,
         "/v1/templates/guide",

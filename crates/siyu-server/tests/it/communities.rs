@@ -33,16 +33,46 @@ async fn post(t: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
     .await
 }
 
-/// The public link, without a key.
+/// The claim token the channel gets (with a key) for a newcomer it knows.
+async fn claim(t: &TestApp, code: &str, identity: &str) -> String {
+    let (s, b) = post(
+        t,
+        &format!("/v1/livecodes/{code}/claims"),
+        json!({ "identity": identity }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(
+        b["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/l/{code}?claim={}", b["claim"].as_str().unwrap())),
+        "{b}"
+    );
+    b["claim"].as_str().unwrap().to_string()
+}
+
+/// The public link, without a key, with the newcomer's claim.
 async fn visit(t: &TestApp, code: &str, identity: &str) -> (StatusCode, Value) {
+    let token = claim(t, code, identity).await;
     t.call(
         "GET",
-        &format!("/l/{code}?identity={identity}"),
+        &format!("/l/{code}?claim={token}"),
         None,
         "application/json",
         Body::empty(),
     )
     .await
+}
+
+/// A public request from `peer`, as the server sees a connection.
+fn from_peer(uri: &str, peer: &str) -> Request<Body> {
+    let addr: std::net::SocketAddr = peer.parse().unwrap();
+    Request::builder()
+        .uri(uri)
+        .extension(axum::extract::ConnectInfo(addr))
+        .body(Body::empty())
+        .unwrap()
 }
 
 async fn operators(t: &TestApp, logins: &[&str]) {
@@ -267,7 +297,11 @@ async fn bad_live_codes_groups_and_calendars_are_4xx_naming_the_field() {
             "{body}: want {want:?} in {b}"
         );
     }
-    let (s, _) = visit(&t, "c", "wecom:a").await;
+    let (s, _) = t
+        .call("GET", "/l/c", None, "application/json", Body::empty())
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = post(&t, "/v1/livecodes/c/claims", json!({"identity": "wecom:a"})).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, b) = put(
         &t,
@@ -276,8 +310,13 @@ async fn bad_live_codes_groups_and_calendars_are_4xx_naming_the_field() {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let (s, b) = visit(&t, "ok", "not-an-identity").await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, b) = post(
+        &t,
+        "/v1/livecodes/ok/claims",
+        json!({"identity": "not-an-identity"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert!(
         b["message"].as_str().unwrap().starts_with("identity:"),
         "{b}"
@@ -657,36 +696,240 @@ async fn a_calendar_entry_is_posted_once_through_the_outbox() {
 #[tokio::test]
 async fn the_public_link_is_rate_limited_per_address() {
     let t = TestApp::spawn().await;
-    // One router for all requests, as in the server (the limiter lives in it).
     let router = siyu_server::app(t.state.clone());
-    let get = |ip: &'static str| {
-        Request::builder()
-            .uri("/l/nope")
-            .header("x-forwarded-for", ip)
-            .body(Body::empty())
-            .unwrap()
-    };
     let mut statuses = Vec::new();
-    for _ in 0..41 {
-        statuses.push(
-            router
+    let started = Instant::now();
+    for i in 0..200 {
+        // A rotating X-Forwarded-For from an untrusted peer (even a local
+        // one: no proxy is trusted by default) changes nothing.
+        let mut req = from_peer("/l/nope", "127.0.0.1:4000");
+        req.headers_mut().insert(
+            "x-forwarded-for",
+            format!("198.51.100.{i}").parse().unwrap(),
+        );
+        let r = router.clone().oneshot(req).await.unwrap();
+        let s = r.status();
+        statuses.push(s);
+        if s == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(r.headers()["retry-after"], "1");
+            break;
+        }
+    }
+    // The burst (40) gets answers (404: no such code), then 429 as soon
+    // as the bucket is empty (it refills 20 a second meanwhile).
+    let answered = statuses.len() - 1;
+    let refilled = (started.elapsed().as_secs_f64() * 20.0).ceil() as usize;
+    assert!(
+        statuses[..answered]
+            .iter()
+            .all(|s| *s == StatusCode::NOT_FOUND)
+            && (40..=40 + refilled).contains(&answered),
+        "{answered} answered, {refilled} refilled: {statuses:?}"
+    );
+    assert_eq!(statuses[answered], StatusCode::TOO_MANY_REQUESTS);
+    // The other public links share the address's budget (drained again
+    // first: it refills while we look).
+    for uri in ["/c/x", "/u/00.00", "/i/c/00.00"] {
+        let mut last = StatusCode::OK;
+        for _ in 0..40 {
+            last = router
                 .clone()
-                .oneshot(get("203.0.113.9"))
+                .oneshot(from_peer(uri, "127.0.0.1:4002"))
                 .await
                 .unwrap()
-                .status(),
+                .status();
+            if last == StatusCode::TOO_MANY_REQUESTS {
+                break;
+            }
+        }
+        assert_eq!(last, StatusCode::TOO_MANY_REQUESTS, "{uri}");
+    }
+    // Another address is not affected.
+    let other = router
+        .clone()
+        .oneshot(from_peer("/l/nope", "198.51.100.4:4000"))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_forwards_the_client_address() {
+    let t = TestApp::spawn_with(crate::Backend::Sqlite, 1 << 20, |c| {
+        c.trusted_proxies = siyu_server::ratelimit::TrustedProxies::parse(&["10.0.0.0/8"]).unwrap();
+    })
+    .await;
+    let router = siyu_server::app(t.state.clone());
+    let via_proxy = |client: &str| {
+        let mut req = from_peer("/l/nope", "10.0.0.2:4000");
+        req.headers_mut().insert(
+            "x-forwarded-for",
+            format!("6.6.6.6, {client}").parse().unwrap(),
+        );
+        req
+    };
+    let mut answered = 0;
+    while router
+        .clone()
+        .oneshot(via_proxy("203.0.113.9"))
+        .await
+        .unwrap()
+        .status()
+        == StatusCode::NOT_FOUND
+    {
+        answered += 1;
+        assert!(answered < 200, "never limited");
+    }
+    // That client is limited after its burst; another client behind the
+    // same proxy is not.
+    assert!(answered >= 40, "{answered}");
+    let r = router
+        .clone()
+        .oneshot(via_proxy("203.0.113.10"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+/// A group of 200 and a live code on it.
+async fn one_group_code(t: &TestApp, capacity: u32) {
+    operators(t, &["alice"]).await;
+    let (s, b) = put(
+        t,
+        "/v1/groups/g1",
+        json!({"channel": "wecom", "capacity": capacity, "url": "https://work.weixin.qq.com/g/g1"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = put(t, "/v1/templates/welcome", json!({"body": "欢迎"})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = put(
+        t,
+        "/v1/livecodes/spring",
+        json!({"targets": [{"group": "g1"}], "auto_tags": ["spring_qr"], "welcome_template": "welcome"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}
+
+#[tokio::test]
+async fn anonymous_visits_see_the_target_but_reserve_no_seat() {
+    let t = TestApp::spawn().await;
+    one_group_code(&t, 200).await;
+    let router = siyu_server::app(t.state.clone());
+    for i in 0..200u32 {
+        let peer = format!("198.51.{}.{}:4000", i / 250, i % 250);
+        let r = router
+            .clone()
+            .oneshot(from_peer("/l/spring", &peer))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "visit {i}");
+        if i == 0 {
+            let bytes = http_body_util::BodyExt::collect(r.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            let b: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(b["url"], "https://work.weixin.qq.com/g/g1", "{b}");
+            assert_eq!(b["reserved"], false, "{b}");
+        }
+    }
+    let (_, g) = t.get("/v1/groups/g1").await;
+    assert_eq!(
+        (g["reserved"].as_u64(), g["free"].as_u64()),
+        (Some(0), Some(200)),
+        "{g}"
+    );
+    // A claimed newcomer still gets a seat.
+    let (s, b) = visit(&t, "spring", "wecom:real").await;
+    assert_eq!(
+        (s, b["reserved"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{b}"
+    );
+    let (_, g) = t.get("/v1/groups/g1").await;
+    assert_eq!(g["reserved"].as_u64(), Some(1), "{g}");
+}
+
+#[tokio::test]
+async fn an_identity_without_a_valid_claim_cannot_tag_reassign_or_queue() {
+    let t = TestApp::spawn().await;
+    one_group_code(&t, 10).await;
+    operators(&t, &["bob"]).await;
+    let (s, b) = put(
+        &t,
+        "/v1/livecodes/other",
+        json!({"targets": [{"operator": "bob"}]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    t.post_events(r#"{"ts": 1790000000, "identity": "wecom:vip", "type": "identify", "traits": {"operator": "alice", "tags": ["vip"]}}"#)
+        .await;
+    let before = t.get("/v1/persons/wecom:vip").await.1;
+    let secret = t.state.0.link_secret.clone();
+    let other_code = claim(&t, "other", "wecom:vip").await;
+    let now = siyu_server::writer::wall_clock();
+    let expired = siyu_server::links::claim(&secret, "livecode/spring", "wecom:vip", now - 1);
+    let forged =
+        siyu_server::links::claim(b"not-the-secret", "livecode/spring", "wecom:vip", now + 600);
+    for (query, why) in [
+        ("identity=wecom:vip".to_string(), "identity"),
+        (
+            format!("claim={other_code}"),
+            "claim: the claim token is not valid for livecode/spring",
+        ),
+        (format!("claim={expired}"), "claim: the claim token expired"),
+        (
+            format!("claim={forged}"),
+            "claim: the claim token is not valid",
+        ),
+        (
+            format!(
+                "claim={}&identity=wecom:vip2",
+                claim(&t, "spring", "wecom:vip").await
+            ),
+            "identity: does not match",
+        ),
+    ] {
+        let (s, b) = t
+            .call(
+                "GET",
+                &format!("/l/spring?{query}"),
+                None,
+                "application/json",
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("claim_required")),
+            "{query}: {b}"
+        );
+        assert!(
+            b["message"].as_str().unwrap().starts_with(why),
+            "{query}: {b}"
         );
     }
-    // The burst (40) gets answers (404: no such code), then 429.
+    // Nothing happened to the customer: same tags and owner, no touch, no
+    // queued message, no seat.
+    assert_eq!(t.get("/v1/persons/wecom:vip").await.1, before);
+    let (_, o) = t.get("/v1/outbox?person=wecom:vip").await;
+    assert_eq!(o["items"], json!([]), "{o}");
+    let (_, g) = t.get("/v1/groups/g1").await;
+    assert_eq!(g["reserved"].as_u64(), Some(0), "{g}");
+    // A claim for an unknown code is 404; a claim names no identity in clear.
+    let (s, _) = post(
+        &t,
+        "/v1/livecodes/nope/claims",
+        json!({"identity": "wecom:vip"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let token = claim(&t, "spring", "phone:13800138000").await;
+    let hex: String = "13800138000".bytes().map(|b| format!("{b:02x}")).collect();
     assert!(
-        statuses[..40].iter().all(|s| *s == StatusCode::NOT_FOUND),
-        "{statuses:?}"
+        !token.contains("13800138000") && !token.contains(&hex),
+        "{token}"
     );
-    let limited = router.clone().oneshot(get("203.0.113.9")).await.unwrap();
-    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(limited.headers()["retry-after"], "1");
-    assert_eq!(statuses[40], StatusCode::TOO_MANY_REQUESTS);
-    // Another address is not affected.
-    let other = router.clone().oneshot(get("198.51.100.4")).await.unwrap();
-    assert_eq!(other.status(), StatusCode::NOT_FOUND);
 }

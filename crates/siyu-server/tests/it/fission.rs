@@ -33,6 +33,18 @@ async fn get(app: &TestApp, path: &str) -> (StatusCode, Value) {
         .await
 }
 
+/// The claim token the channel gets (with a key) for an invitee it knows.
+async fn claim(app: &TestApp, campaign: &str, identity: &str) -> String {
+    let (s, b) = post(
+        app,
+        &format!("/v1/campaigns/{campaign}/claims"),
+        json!({ "identity": identity }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b["claim"].as_str().unwrap().to_string()
+}
+
 fn campaign() -> Value {
     json!({
         "name": "双11 老带新",
@@ -75,13 +87,14 @@ async fn bad_campaigns_name_the_field() {
     )
     .await;
     let code = inv["code"].as_str().unwrap();
+    let token = claim(&app, "old", "douyin:n1").await;
     let (s, b) = app
         .call(
             "POST",
             &format!("/i/old/{code}/signup"),
             None,
             "application/json",
-            r#"{"identity":"douyin:n1"}"#,
+            json!({ "claim": token }).to_string(),
         )
         .await;
     assert_eq!(s, StatusCode::GONE, "{b}");
@@ -138,7 +151,7 @@ async fn invites_signups_rewards_and_clawback() {
     let (s, land) = app
         .call(
             "GET",
-            &format!("/i/c1/{code}?visitor=douyin:n1"),
+            &format!("/i/c1/{code}"),
             None,
             "application/json",
             "",
@@ -155,13 +168,14 @@ async fn invites_signups_rewards_and_clawback() {
         "wecom:old",
         "douyin:n1",
     ] {
+        let token = claim(&app, "c1", who).await;
         let (s, b) = app
             .call(
                 "POST",
                 &format!("/i/c1/{code}/signup"),
                 None,
                 "application/json",
-                json!({"identity": who, "device": "phone-1"}).to_string(),
+                json!({"claim": token, "device": "phone-1"}).to_string(),
             )
             .await;
         assert_eq!(s, StatusCode::OK, "{b}");
@@ -283,4 +297,109 @@ async fn the_poster_is_a_png_with_the_invite_qr() {
         .unwrap()
         .to_bytes();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signup_without_a_claim_mints_nobody_and_visitors_are_bounded() {
+    let app = TestApp::spawn().await;
+    let mut c = campaign();
+    c["landing"] = json!({"live_code": "spring"});
+    assert_eq!(put(&app, "/v1/campaigns/c1", c).await.0, StatusCode::OK);
+    let (_, inv) = post(
+        &app,
+        "/v1/campaigns/c1/invites",
+        json!({"identity": "wecom:boss"}),
+    )
+    .await;
+    let code = inv["code"].as_str().unwrap().to_string();
+    // The code names no identity, in clear or in hex.
+    let hex: String = "wecom:boss".bytes().map(|b| format!("{b:02x}")).collect();
+    assert!(!code.contains("boss") && !code.contains(&hex), "{code}");
+    let identities = |v: &Value| v["identities"].as_u64().unwrap();
+    assert_eq!(
+        put(&app, "/v1/campaigns/c2", campaign()).await.0,
+        StatusCode::OK
+    );
+    let (_, before) = get(&app, "/healthz").await;
+    let other_campaign = claim(&app, "c2", "douyin:fake").await;
+    for body in [
+        json!({"identity": "douyin:fake1"}),
+        json!({"claim": "00.00.00"}),
+        json!({"claim": other_campaign}),
+        json!({"claim": claim(&app, "c1", "douyin:fake").await, "identity": "douyin:fake2"}),
+    ] {
+        let (s, b) = app
+            .call(
+                "POST",
+                &format!("/i/c1/{code}/signup"),
+                None,
+                "application/json",
+                body.to_string(),
+            )
+            .await;
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("claim_required")),
+            "{body}: {b}"
+        );
+    }
+    for who in ["douyin:fake", "douyin:fake1", "douyin:fake2"] {
+        assert_eq!(
+            get(&app, &format!("/v1/persons/{who}")).await.0,
+            StatusCode::NOT_FOUND,
+            "{who}"
+        );
+    }
+    // Landing clicks from one address: one visitor, one click a day,
+    // whatever `visitor` the caller makes up.
+    for i in 0..20 {
+        let (s, b) = app
+            .call(
+                "GET",
+                &format!("/i/c1/{code}?visitor=douyin:v{i}"),
+                None,
+                "application/json",
+                "",
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let (_, after) = get(&app, "/healthz").await;
+    assert_eq!(
+        identities(&after),
+        identities(&before) + 1,
+        "{before} → {after}"
+    );
+    let (_, st) = get(&app, "/v1/campaigns/c1/stats").await;
+    assert_eq!(st["funnel"]["clicks"], 1, "{st}");
+    // With a claim: the signup counts and hands on a live-code claim, not
+    // the identity.
+    let token = claim(&app, "c1", "douyin:real").await;
+    let (s, b) = app
+        .call(
+            "POST",
+            &format!("/i/c1/{code}/signup"),
+            None,
+            "application/json",
+            json!({"claim": token}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        (s, b["recorded"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{b}"
+    );
+    let next = b["live_code_url"].as_str().unwrap();
+    assert!(
+        next.contains("/l/spring?claim=") && !next.contains("douyin"),
+        "{b}"
+    );
+}
+
+#[test]
+fn new_anonymous_visitors_are_capped_per_campaign_and_day() {
+    let cap = siyu_server::fission::VisitorCap::new(3);
+    assert_eq!((0..5).filter(|_| cap.take("c1", 100)).count(), 3);
+    assert!(cap.take("c2", 100), "another campaign has its own cap");
+    assert!(cap.take("c1", 101), "a new day starts afresh");
 }

@@ -121,3 +121,44 @@ async fn brands_are_isolated_and_routed_by_header_or_host() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbound_request_signed_for_one_workspace_fails_at_another() {
+    // Both brands share the douyin secret (brand B inherits the main one).
+    let with_secret = |name: &'static str| {
+        move |c: &mut siyu_server::config::Config| {
+            c.workspace = name.into();
+            c.inbound_secrets.insert("douyin".into(), "shared".into());
+        }
+    };
+    let a = TestApp::spawn_with(crate::Backend::Sqlite, 1 << 20, with_secret("default")).await;
+    let b = TestApp::spawn_with(crate::Backend::Sqlite, 1 << 20, with_secret("brand_b")).await;
+    let router = Workspaces::new(
+        a.state.clone(),
+        vec![("brand_b".into(), None, b.state.clone())],
+    )
+    .router();
+    let body = r#"{"identity": "douyin:w1", "type": "comment", "text": "hi"}"#;
+    let ts = siyu_server::writer::wall_clock();
+    let signed = |ws: &str, to: &str| {
+        Request::builder()
+            .method("POST")
+            .uri("/v1/inbound/douyin")
+            .header("content-type", "application/json")
+            .header("x-siyu-workspace", to)
+            .header("x-siyu-timestamp", ts.to_string())
+            .header(
+                "x-siyu-signature",
+                siyu_connectors::sign_inbound(b"shared", ws, ts, body.as_bytes()),
+            )
+            .body(Body::from(body))
+            .unwrap()
+    };
+    // Made for the default workspace, replayed at brand B: refused.
+    let (s, v) = call(&router, signed("default", "brand_b")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    let (s, v) = call(&router, signed("default", "default")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = call(&router, signed("brand_b", "brand_b")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
