@@ -879,9 +879,7 @@ async fn segment_changes(
         .into_response())
 }
 
-async fn list_properties(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn list_properties(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let mut items: Vec<Value> = read_engine(&state)
         .properties()
         .iter()

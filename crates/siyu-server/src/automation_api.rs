@@ -143,9 +143,7 @@ fn broken_json(rest: &str, error: &str) -> Value {
     }
 }
 
-async fn list_journeys(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn list_journeys(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let quarantine = state.0.quarantine.clone();
     with_store(&state, move |store| {
         let mut latest: BTreeMap<String, (u32, Value)> = BTreeMap::new();
@@ -346,9 +344,7 @@ async fn put_template(
     Ok(Json(json!({"name": name, "variables": variables})))
 }
 
-async fn list_templates(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn list_templates(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let quarantine = state.0.quarantine.clone();
     with_store(&state, move |store| {
         // Unreadable rows are quarantined: listed with why, not as values.
@@ -448,9 +444,7 @@ async fn put_rules(State(state): State<AppState>, body: Bytes) -> Result<Json<Va
     Ok(Json(json!({"rules": n})))
 }
 
-async fn get_rules(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn get_rules(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     if let Some(error) = state.0.quarantine.error(RULES_KEY) {
         return Ok(Json(
             json!({"rules": [], "status": "broken", "error": error}),
@@ -474,9 +468,7 @@ async fn put_policy(State(state): State<AppState>, body: Bytes) -> Result<Json<V
     Ok(Json(out))
 }
 
-async fn get_policy(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+async fn get_policy(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     // A stored policy that cannot be read: the default applies; say why.
     let broken = state.0.quarantine.error(POLICY_KEY);
     let v = match broken {
