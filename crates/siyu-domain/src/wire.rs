@@ -19,7 +19,7 @@ use std::fmt;
 pub const WIRE_VERSION: u64 = 1;
 /// Largest amount accepted: 10^12 cents (10 billion yuan).
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
-/// Longest text, group, name or event id accepted, in bytes.
+/// Longest `text` accepted, in bytes (ids, names and groups: `MAX_SHORT_LEN`).
 pub const MAX_TEXT_LEN: usize = 4096;
 pub(crate) const MAX_SHORT_LEN: usize = 128;
 /// Longest value of a named trait (`name`, `phone`, `city`, `timezone`,

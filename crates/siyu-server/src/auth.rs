@@ -39,7 +39,8 @@ use std::sync::Arc;
 /// or an app); the others are secrets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {
-    /// Send events: `/v1/events`, the Segment endpoints, order imports.
+    /// Send events: `/v1/events` and the Segment endpoints (order imports
+    /// answer which orders matched a person, a read: they need `write`).
     /// Reads nothing.
     Ingest,
     /// Read persons, segments, analytics, definitions, the outbox.

@@ -84,7 +84,7 @@ pub fn document(routes: &[Route]) -> Value {
             "consoleSession": {"type": "apiKey", "in": "cookie", "name": siyu_console::SESSION_COOKIE,
                 "description": "A console session; unsafe methods also need the `x-csrf-token` header. Roles: analyst = read; operator = ingest, read, write; admin = every scope."},
             "inboundSignature": {"type": "apiKey", "in": "header", "name": "X-Siyu-Signature",
-                "description": "`sha256=<hex HMAC-SHA256 of \"<X-Siyu-Timestamp>.<body>\">` with the channel's `[inbound]` secret."},
+                "description": "`sha256=<hex HMAC-SHA256 of \"<X-Siyu-Timestamp>.<workspace>.<body>\">` with the channel's `[inbound]` secret (the workspace's own, else the main one); each signature is accepted once."},
             "metricsToken": {"type": "http", "scheme": "bearer",
                 "description": "`metrics_token` from the configuration, when set (else `/metrics` is open)."}
         }}

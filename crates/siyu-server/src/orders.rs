@@ -1096,6 +1096,7 @@ struct MappingFile {
 impl Mapping {
     /// Parses a mapping file; every fault names its key and the fix.
     pub fn from_toml(text: &str) -> Result<Mapping, String> {
+        crate::config::check_toml_nesting(text).map_err(|e| format!("mapping: {e}"))?;
         let f: MappingFile = toml::from_str(text).map_err(|e| format!("mapping: {e}"))?;
         let mut m = Mapping::default();
         for (field, column) in &f.columns {

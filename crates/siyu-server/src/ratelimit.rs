@@ -118,8 +118,10 @@ impl RateLimiter {
     }
 }
 
-/// The reverse proxies whose `X-Forwarded-For` / `X-Forwarded-Proto`
-/// are believed (config `trusted_proxies`: IPs or CIDRs; default none).
+/// The reverse proxies whose `X-Forwarded-For` is believed (config
+/// `trusted_proxies`: IPs or CIDRs; default none). siyu reads no other
+/// forwarding header: the scheme of links and of the `Secure` cookie
+/// comes from `public_url`, never from a request.
 /// A header from any other peer is the client's own claim and ignored:
 /// otherwise rotating `X-Forwarded-For` would give every request a fresh
 /// rate-limit bucket.
@@ -196,25 +198,6 @@ pub fn client_addr(
         }
     }
     Some(addr)
-}
-
-/// The scheme the client used: `X-Forwarded-Proto` from a trusted proxy
-/// (`http` or `https`), else none (the connection itself is plain HTTP).
-pub fn forwarded_proto(
-    peer: Option<SocketAddr>,
-    headers: &HeaderMap,
-    trusted: &TrustedProxies,
-) -> Option<&'static str> {
-    if !peer.is_some_and(|p| trusted.contains(p.ip())) {
-        return None;
-    }
-    let v = headers.get("x-forwarded-proto")?.to_str().ok()?;
-    // The rightmost value is the nearest proxy's.
-    match v.rsplit(',').next()?.trim().to_ascii_lowercase().as_str() {
-        "https" => Some("https"),
-        "http" => Some("http"),
-        _ => None,
-    }
 }
 
 /// The peer address axum records for each connection (absent for
@@ -394,15 +377,7 @@ mod tests {
     }
 
     #[test]
-    fn proto_and_bad_entries() {
-        let lb = TrustedProxies::parse(&["127.0.0.1"]).unwrap();
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-proto", "https".parse().unwrap());
-        let local: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let public: SocketAddr = "198.51.100.1:1".parse().unwrap();
-        assert_eq!(forwarded_proto(Some(local), &h, &lb), Some("https"));
-        assert_eq!(forwarded_proto(Some(public), &h, &lb), None);
-        assert_eq!(forwarded_proto(None, &h, &lb), None);
+    fn bad_entries_are_named() {
         let err = TrustedProxies::parse(&["10.0.0.0/8", "lan"]).unwrap_err();
         assert!(err.contains("\"lan\""), "{err}");
     }

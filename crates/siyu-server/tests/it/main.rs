@@ -11,6 +11,7 @@ mod fission;
 mod ingest;
 mod nesting;
 mod orders;
+mod parsers;
 mod privacy;
 mod rebuild;
 mod workspaces;
