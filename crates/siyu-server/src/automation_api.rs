@@ -683,12 +683,7 @@ async fn inbound(
     Path(channel): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    crate::ratelimit::check(
-        &state.0.inbound_limit,
-        &state.0.config.trusted_proxies,
-        &peer,
-        &headers,
-    )?;
+    crate::ratelimit::check(&state, crate::ratelimit::Limit::Inbound, &peer, &headers)?;
     let Some(secret) = state.0.config.inbound_secrets.get(&channel) else {
         return Err(ApiError::NotFound(format!(
             "no inbound webhook for channel `{channel}`; add `[inbound] {channel} = \"<secret>\"` to the config"
@@ -802,8 +797,8 @@ async fn unsubscribe_page(
     Path(token): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     crate::ratelimit::check(
-        &state.0.public_limit,
-        &state.0.config.trusted_proxies,
+        &state,
+        crate::ratelimit::Limit::PublicLinks,
         &peer,
         &headers,
     )?;
@@ -822,8 +817,8 @@ async fn unsubscribe(
     Path(token): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     crate::ratelimit::check(
-        &state.0.public_limit,
-        &state.0.config.trusted_proxies,
+        &state,
+        crate::ratelimit::Limit::PublicLinks,
         &peer,
         &headers,
     )?;

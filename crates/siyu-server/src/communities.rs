@@ -1554,12 +1554,6 @@ fn route_newcomer(
     })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClaimBody {
-    identity: String,
-}
-
 /// `POST /v1/livecodes/{id}/claims`: the channel (or its bridge), which
 /// knows who scanned, gets a short-lived token proving it for this code.
 async fn create_claim(
@@ -1567,30 +1561,18 @@ async fn create_claim(
     Path(code_id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let b: ClaimBody = parse_json(&body, "claim")?;
-    let identity = Identity::parse(&b.identity).map_err(|e| {
-        ApiError::InvalidDefinition(format!(
-            "identity: {e}; give `channel:id`, e.g. `wecom:wm_9f3a01`"
-        ))
-    })?;
-    let secret = state.0.link_secret.clone();
-    let at = now();
     let id = code_id.clone();
-    let (claim, expires_at) = with_store(&state, move |store, _| {
-        if read::<LiveCode>(store, &format!("{LIVECODE_PREFIX}{id}"))?.is_none() {
-            return Err(ApiError::NotFound(format!(
+    with_store(&state, move |store, _| {
+        match read::<LiveCode>(store, &format!("{LIVECODE_PREFIX}{id}"))? {
+            Some(_) => Ok(()),
+            None => Err(ApiError::NotFound(format!(
                 "no live code `{id}`; GET /v1/livecodes lists them"
-            )));
+            ))),
         }
-        Ok(crate::links::issue_claim(
-            store,
-            &secret,
-            &format!("livecode/{id}"),
-            identity.as_str(),
-            at,
-        )?)
     })
     .await?;
+    let (_, claim, expires_at) =
+        crate::links::claim_from_body(&state, format!("livecode/{code_id}"), &body).await?;
     Ok(Json(json!({
         "code": code_id,
         "claim": claim,
@@ -1608,8 +1590,8 @@ async fn live_code(
     Query(q): Query<LiveQuery>,
 ) -> Result<Json<Value>, ApiError> {
     crate::ratelimit::check(
-        &state.0.public_limit,
-        &state.0.config.trusted_proxies,
+        &state,
+        crate::ratelimit::Limit::PublicLinks,
         &peer,
         &headers,
     )?;

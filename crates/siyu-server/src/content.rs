@@ -136,8 +136,8 @@ async fn view(
     Query(q): Query<ViewQuery>,
 ) -> Result<Response, ApiError> {
     crate::ratelimit::check(
-        &state.0.public_limit,
-        &state.0.config.trusted_proxies,
+        &state,
+        crate::ratelimit::Limit::PublicLinks,
         &peer,
         &headers,
     )?;

@@ -498,12 +498,6 @@ async fn create_invite(
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClaimBody {
-    identity: String,
-}
-
 /// `POST /v1/campaigns/{id}/claims`: the channel (or its bridge), which
 /// knows who opened the invite, gets a short-lived token proving it.
 async fn create_claim(
@@ -511,23 +505,9 @@ async fn create_claim(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let b: ClaimBody = parse_json(&body, "claim")?;
-    Identity::parse(&b.identity)
-        .map_err(|e| ApiError::InvalidDefinition(format!("identity: {e}")))?;
     let _ = load(&state, &id).await?;
-    let secret = state.0.link_secret.clone();
-    let scope = format!("campaign/{id}");
-    let at = now();
-    let (claim, expires_at) = with_store(&state, move |store| {
-        Ok(crate::links::issue_claim(
-            store,
-            &secret,
-            &scope,
-            &b.identity,
-            at,
-        )?)
-    })
-    .await?;
+    let (_, claim, expires_at) =
+        crate::links::claim_from_body(&state, format!("campaign/{id}"), &body).await?;
     Ok(Json(
         json!({"campaign": id, "claim": claim, "expires_at": expires_at}),
     ))
@@ -665,7 +645,7 @@ async fn open_invite(
     code: &str,
 ) -> Result<(String, String, Arc<(Campaign, Rules)>), ApiError> {
     let trusted = &state.0.config.trusted_proxies;
-    crate::ratelimit::check(&state.0.public_limit, trusted, &peer, headers)?;
+    crate::ratelimit::check(state, crate::ratelimit::Limit::PublicLinks, &peer, headers)?;
     let ip = crate::ratelimit::client_key(crate::ratelimit::peer_addr(&peer), headers, trusted);
     let inviter = resolve_code(state, campaign, code)
         .await?

@@ -460,3 +460,37 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 }
+
+/// The body of `POST …/claims`: the identity the channel vouches for.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimBody {
+    identity: String,
+}
+
+/// `POST /v1/campaigns/{id}/claims` and `POST /v1/livecodes/{id}/claims`
+/// alike: reads `{"identity"}` from `body`, checks it, and issues its
+/// claim token for `scope` (`campaign/<id>`, `livecode/<id>`). The caller
+/// has checked that the campaign or code exists. Returns (identity,
+/// token, expires at).
+pub(crate) async fn claim_from_body(
+    state: &crate::AppState,
+    scope: String,
+    body: &[u8],
+) -> Result<(String, String, i64), crate::error::ApiError> {
+    use crate::error::ApiError;
+    let b: ClaimBody = crate::api::parse_json(body, "claim")?;
+    siyu_domain::Identity::parse(&b.identity).map_err(|e| {
+        ApiError::InvalidDefinition(format!(
+            "identity: {e}; give `channel:id`, e.g. `wecom:wm_9f3a01`"
+        ))
+    })?;
+    let secret = state.0.link_secret.clone();
+    let at = crate::api::now();
+    let identity = b.identity.clone();
+    let (claim, expires_at) = crate::api::with_store(state, move |store| {
+        Ok(issue_claim(store, &secret, &scope, &identity, at)?)
+    })
+    .await?;
+    Ok((b.identity, claim, expires_at))
+}

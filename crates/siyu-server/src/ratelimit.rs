@@ -209,15 +209,30 @@ pub fn peer_addr(peer: &Peer) -> Option<SocketAddr> {
         .map(|axum::Extension(axum::extract::ConnectInfo(a))| *a)
 }
 
-/// Takes a token for the request's client address from `limiter`, or
-/// answers 429 (with `Retry-After`).
+/// Which per-address limit a public endpoint takes a token from.
+#[derive(Clone, Copy, Debug)]
+pub enum Limit {
+    /// Live codes, invites, content and unsubscribe links (`/l/`, `/i/`,
+    /// `/c/`, `/u/`).
+    PublicLinks,
+    /// Signed inbound webhooks (`/v1/inbound/*`).
+    Inbound,
+}
+
+/// Takes a token for the request's client address (as `trusted_proxies`
+/// let it be known) from the workspace's `limit`, or answers 429 (with
+/// `Retry-After`). Every public endpoint calls this first.
 pub fn check(
-    limiter: &RateLimiter,
-    trusted: &TrustedProxies,
+    state: &crate::AppState,
+    limit: Limit,
     peer: &Peer,
     headers: &HeaderMap,
 ) -> Result<(), crate::error::ApiError> {
-    let key = client_key(peer_addr(peer), headers, trusted);
+    let limiter = match limit {
+        Limit::PublicLinks => &state.0.public_limit,
+        Limit::Inbound => &state.0.inbound_limit,
+    };
+    let key = client_key(peer_addr(peer), headers, &state.0.config.trusted_proxies);
     if limiter.allow(&key, Instant::now()) {
         Ok(())
     } else {
