@@ -367,17 +367,13 @@ pub async fn enforce(
 }
 
 pub fn hash_key(key: &str) -> String {
-    let digest = Sha256::digest(key.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    siyu_console::accounts::hex(&Sha256::digest(key.as_bytes()))
 }
 
 /// A new random key (`sk_` + 48 hex digits from the OS generator).
 pub fn new_key() -> std::io::Result<String> {
     let bytes = siyu_console::accounts::random_bytes::<24>()?;
-    Ok(format!(
-        "sk_{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ))
+    Ok(format!("sk_{}", siyu_console::accounts::hex(&bytes)))
 }
 
 /// Creates and saves a key with `scopes`; returns the key (shown once).

@@ -31,6 +31,7 @@
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use siyu_console::accounts::hex;
 use siyu_store::Store;
 use subtle::ConstantTimeEq;
 
@@ -46,10 +47,6 @@ const ID_BYTES: usize = 16;
 const MAC_BYTES: usize = 16;
 /// Longest id a legacy token may carry (bytes).
 const LEGACY_MAX_ID: usize = 256;
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {

@@ -20,6 +20,7 @@
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use siyu_console::accounts::{hex, random_bytes};
 use siyu_domain::Identity;
 use siyu_store::Store;
 
@@ -50,20 +51,15 @@ pub struct PrivacyKeys {
     erasure: [u8; 32],
 }
 
-fn hmac_hex(key: &[u8], message: &[u8]) -> String {
+/// HMAC-SHA256 of `message` under `key`.
+fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
     mac.update(message);
-    hex(&mac.finalize().into_bytes())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn derive(secret: &[u8], purpose: &str) -> [u8; 32] {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
-    mac.update(purpose.as_bytes());
     mac.finalize().into_bytes().into()
+}
+
+fn hmac_hex(key: &[u8], message: &[u8]) -> String {
+    hex(&hmac(key, message))
 }
 
 /// Whether `s` is a SHA-256 digest in lowercase hex.
@@ -74,8 +70,8 @@ pub fn is_sha256_hex(s: &str) -> bool {
 impl PrivacyKeys {
     pub fn from_secret(secret: &[u8]) -> PrivacyKeys {
         PrivacyKeys {
-            phone: derive(secret, "siyu phone v1"),
-            erasure: derive(secret, "siyu erasure v1"),
+            phone: hmac(secret, b"siyu phone v1"),
+            erasure: hmac(secret, b"siyu erasure v1"),
         }
     }
 
@@ -86,8 +82,7 @@ impl PrivacyKeys {
         if let Some(keys) = Self::load(store)? {
             return Ok(keys);
         }
-        let mut secret = [0u8; 32];
-        getrandom::getrandom(&mut secret)
+        let secret = random_bytes::<32>()
             .map_err(|e| anyhow::anyhow!("reading OS randomness for the privacy secret: {e}"))?;
         store.put_setting(SECRET_KEY, Some(&Value::String(hex(&secret))))?;
         Self::load(store)?.ok_or_else(|| anyhow::anyhow!("the privacy secret was not saved"))

@@ -1765,8 +1765,7 @@ pub fn link_secret(config: &crate::config::Config) -> anyhow::Result<Vec<u8>> {
     if let Some(serde_json::Value::String(hex)) = store.get_setting(LINK_SECRET_KEY)? {
         return Ok(hex.into_bytes());
     }
-    let bytes = siyu_console::accounts::random_bytes::<32>()?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = siyu_console::accounts::hex(&siyu_console::accounts::random_bytes::<32>()?);
     store.put_setting(
         LINK_SECRET_KEY,
         Some(&serde_json::Value::String(hex.clone())),

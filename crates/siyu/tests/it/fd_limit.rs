@@ -4,7 +4,7 @@
 //! `[connections]` timeouts it closes them, keeps accepting, and answers
 //! a fresh request.
 
-use crate::{http, siyu, tempdir};
+use crate::{http, siyu, tempdir, Server};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Stdio;
@@ -21,31 +21,16 @@ fn idle_sockets_beyond_the_fd_limit_do_not_wedge_the_server() {
     .unwrap();
     let data = dir.join("data");
     let bin = siyu().get_program().to_owned();
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
         .arg("ulimit -n 64 && exec \"$0\" serve --listen 127.0.0.1:0 --data-dir \"$1\" --config \"$2\"")
         .arg(&bin)
         .arg(&data)
         .arg(&config)
         .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while out.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
-        line.push(byte[0]);
-    }
-    let line = String::from_utf8(line).unwrap();
-    let addr = line
-        .rsplit("http://")
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    assert!(addr.contains(':'), "server did not start: `{line}`");
+        .stderr(Stdio::null());
+    let server = Server::spawn(cmd);
+    let addr = server.addr.clone();
 
     // 100 sockets that never send a byte: more than the server's 64
     // descriptors; the rest wait in the listen backlog.
@@ -82,7 +67,6 @@ fn idle_sockets_beyond_the_fd_limit_do_not_wedge_the_server() {
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     std::fs::remove_dir_all(&dir).ok();
 }

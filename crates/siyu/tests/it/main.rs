@@ -71,15 +71,19 @@ impl Server {
 
     /// `siyu serve` with extra arguments (e.g. `--config FILE`).
     pub fn start_with(dir: &Path, extra: &[&str]) -> Server {
-        let mut child = siyu()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        let mut cmd = siyu();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .args(extra)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::inherit());
+        Self::spawn(cmd)
+    }
+
+    /// Spawns `cmd` (a `siyu serve`, perhaps behind a shell) and waits for
+    /// the address it prints on its first line of stdout.
+    pub fn spawn(mut cmd: std::process::Command) -> Server {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
         let mut out = child.stdout.take().unwrap();
         let mut line = Vec::new();
         let mut byte = [0u8; 1];
