@@ -5,7 +5,7 @@
 //! keeps the dashboard's queries warm after every change, so at 1M persons
 //! a page load reads answers computed beforehand. An entry is keyed by
 //! the path and the parameters its handler reads
-//! (`api::analytics_cache_key`): made-up parameters cannot fill the cache.
+//! (`routes::api::analytics_cache_key`): made-up parameters cannot fill the cache.
 
 use crate::AppState;
 use axum::body::{Body, Bytes};
@@ -66,7 +66,7 @@ fn stamp(state: &AppState) -> Stamp {
 /// It runs inside `auth::enforce`: the request is already authorized.
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let key = if req.method() == Method::GET {
-        crate::api::analytics_cache_key(req.uri())
+        crate::routes::api::analytics_cache_key(req.uri())
     } else {
         None
     };

@@ -17,28 +17,24 @@
 //! - a blocking store call never runs on an async worker thread (the
 //!   writer is a plain thread; handlers use `spawn_blocking`).
 
-pub mod api;
 pub mod attribution;
 pub mod auth;
 pub mod automation;
-pub mod automation_api;
 pub mod cache;
-pub mod communities;
 pub mod config;
 pub mod connections;
-pub mod content;
 pub mod definitions;
 pub mod error;
-pub mod fission;
 pub mod ingest;
 pub mod links;
 pub mod metrics;
 pub mod openapi;
-pub mod orders;
 pub mod privacy;
 pub mod quarantine;
 pub mod ratelimit;
 pub mod replay;
+pub mod request;
+pub mod routes;
 pub mod workspace;
 pub mod writer;
 
@@ -75,7 +71,7 @@ pub struct Inner {
     /// Keys for phone hashes and erasure pseudonyms (settings `privacy/secret`).
     pub privacy: privacy::PrivacyKeys,
     /// Fission campaigns' poster renderers and landing rate limit.
-    pub fission: fission::FissionState,
+    pub fission: routes::fission::FissionState,
     /// Cached analytics answers (the dashboard).
     pub analytics_cache: cache::AnalyticsCache,
     /// A random key valid only inside this process (the cache warmer).
@@ -132,14 +128,14 @@ impl<T: Send + 'static> Drop for OffRuntimeDrop<T> {
     }
 }
 
-/// The router over every route of `api::routes()`, plus the operator
+/// The router over every route of `routes::all()`, plus the operator
 /// console (`/`, `/assets/*`, `/console/api/*`); every route is behind the
 /// console's session/CSRF guard (a no-op for key-authenticated calls)
 /// and, inside it, `auth::enforce`: the access each route declares.
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new();
     let mut access = Vec::new();
-    for r in api::routes() {
+    for r in routes::all() {
         access.push((r.method, r.path, r.access));
         router = router.route(r.path, r.handler);
     }
@@ -475,8 +471,8 @@ impl Application {
             routed.push((name, host, s));
         }
         for s in &states {
-            crate::communities::spawn(s.clone());
-            crate::fission::spawn(s.clone());
+            crate::routes::communities::spawn(s.clone());
+            crate::routes::fission::spawn(s.clone());
             crate::cache::spawn_warmer(s.clone());
             crate::auth::spawn_key_reloader(s.clone());
         }
@@ -501,8 +497,8 @@ impl Application {
             writer_thread,
             executor_thread,
         } = self;
-        crate::communities::spawn(state.clone());
-        crate::fission::spawn(state.clone());
+        crate::routes::communities::spawn(state.clone());
+        crate::routes::fission::spawn(state.clone());
         crate::cache::spawn_warmer(state.clone());
         crate::auth::spawn_key_reloader(state.clone());
         let limits = state.0.config.connections.clone();

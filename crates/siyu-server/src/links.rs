@@ -476,16 +476,16 @@ pub(crate) async fn claim_from_body(
     body: &[u8],
 ) -> Result<(String, String, i64), crate::error::ApiError> {
     use crate::error::ApiError;
-    let b: ClaimBody = crate::api::parse_json(body, "claim")?;
+    let b: ClaimBody = crate::request::parse_json(body, "claim")?;
     siyu_domain::Identity::parse(&b.identity).map_err(|e| {
         ApiError::InvalidDefinition(format!(
             "identity: {e}; give `channel:id`, e.g. `wecom:wm_9f3a01`"
         ))
     })?;
     let secret = state.0.link_secret.clone();
-    let at = crate::api::now();
+    let at = crate::request::now();
     let identity = b.identity.clone();
-    let (claim, expires_at) = crate::api::with_store(state, move |store| {
+    let (claim, expires_at) = crate::request::with_store(state, move |store| {
         Ok(issue_claim(store, &secret, &scope, &identity, at)?)
     })
     .await?;

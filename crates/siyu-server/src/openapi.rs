@@ -1,9 +1,9 @@
 //! `/openapi.json`, generated from the route table in `api.rs`.
 
-use crate::api::Route;
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::ingest::SEGMENT_MAPPING;
+use crate::request::Route;
 
 /// What ingestion answers, for `/v1/events` and the Segment endpoints.
 const INGEST_RESPONSES: &str =

@@ -2,7 +2,7 @@
 //! CSV with Chinese headers) becomes purchase/refund events on the right
 //! persons, so the revenue made on the marketplaces shows up in the
 //! private-domain profiles. The mapping, matching and validation are
-//! `siyu_server::orders` (shared with `POST /v1/orders`); this module reads
+//! `siyu_server::routes::orders` (shared with `POST /v1/orders`); this module reads
 //! the file and the mapping, appends through the store directly (like
 //! `siyu import`, so a server running beside it follows the log) and prints
 //! a summary. Exit codes: 0 all imported, 1 some rows rejected (each listed
@@ -13,7 +13,7 @@ use crate::data::{engine_from_store, StoreArgs};
 use anyhow::{bail, Context, Result};
 use siyu_domain::Event;
 use siyu_server::ingest::Rejected;
-use siyu_server::orders::{
+use siyu_server::routes::orders::{
     self, csv_order, csv_records, parse_order, plan, Known, Mapping, Planned,
 };
 use siyu_server::writer::merge_record;

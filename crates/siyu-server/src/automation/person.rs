@@ -106,7 +106,7 @@ impl Vars for PersonVars<'_> {
                 }
                 if let Some(id) = path.strip_prefix("content.") {
                     let (url, secret) = self.links?;
-                    return Some(Cow::Owned(crate::content::tracked_link(
+                    return Some(Cow::Owned(crate::routes::content::tracked_link(
                         url,
                         secret,
                         id,

@@ -1,5 +1,5 @@
 //! Authorization, generated from the route table: every route of
-//! `siyu_server::api::routes()` is called with every kind of credential
+//! `siyu_server::routes::all()` is called with every kind of credential
 //! (none, a wrong key, a key of each scope, a legacy key, the admin token,
 //! each console role with and without its CSRF token), and the status must
 //! be what the route's declared access says: 401, 403, or past
@@ -232,7 +232,7 @@ async fn every_route_answers_each_credential_as_its_declared_access_says() {
             .insert("wecom".into(), "inbound-secret".into());
     })
     .await;
-    let routes = siyu_server::api::routes();
+    let routes = siyu_server::routes::all();
     let undeclared: Vec<String> = routes
         .iter()
         .filter(|r| r.access == Access::Undeclared)
@@ -299,7 +299,7 @@ async fn every_route_answers_each_credential_as_its_declared_access_says() {
 #[test]
 fn public_and_ingest_routes_are_exactly_these() {
     let with = |want: Access| -> Vec<String> {
-        let mut v: Vec<String> = siyu_server::api::routes()
+        let mut v: Vec<String> = siyu_server::routes::all()
             .iter()
             .filter(|r| r.access == want)
             .map(|r| format!("{} {}", r.method, r.path))
@@ -499,7 +499,7 @@ async fn the_api_document_states_each_routes_security() {
     ] {
         assert!(schemes.get(s).is_some(), "securityScheme {s}");
     }
-    for r in siyu_server::api::routes() {
+    for r in siyu_server::routes::all() {
         let op = &doc["paths"][r.path][r.method];
         let security = op["security"].as_array().unwrap();
         let description = op["description"].as_str().unwrap();

@@ -649,12 +649,14 @@ async fn a_calendar_entry_is_posted_once_through_the_outbox() {
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(
-        siyu_server::communities::tick(&t.state, n).await.unwrap(),
+        siyu_server::routes::communities::tick(&t.state, n)
+            .await
+            .unwrap(),
         1
     );
     // The next tick (and one after) finds it posted.
     assert_eq!(
-        siyu_server::communities::tick(&t.state, n + 15)
+        siyu_server::routes::communities::tick(&t.state, n + 15)
             .await
             .unwrap(),
         0
@@ -686,7 +688,7 @@ async fn a_calendar_entry_is_posted_once_through_the_outbox() {
     );
     // Posting again is a no-op even when asked directly.
     assert_eq!(
-        siyu_server::communities::tick(&t.state, n + 30)
+        siyu_server::routes::communities::tick(&t.state, n + 30)
             .await
             .unwrap(),
         0

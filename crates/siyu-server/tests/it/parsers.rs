@@ -10,7 +10,8 @@
 
 use proptest::prelude::*;
 use serde_json::Value;
-use siyu_server::{api, ingest, orders};
+use siyu_server::ingest;
+use siyu_server::routes::{api, orders};
 
 /// Runs `f` on a thread with a small stack; a panic or overflow fails the test.
 fn on_small_stack(f: impl FnOnce() + Send + 'static) {

@@ -4,9 +4,10 @@
 //! from that table, so neither the documentation nor the checks can drift
 //! from the code. Handlers do not check credentials.
 
-use crate::auth::{self, Access, Scopes};
+use crate::auth::{self, Scopes};
 use crate::error::ApiError;
 use crate::ingest::{self, Rejected};
+use crate::request::{blocking, now, read_body, read_engine, route, with_store, Route};
 use crate::writer::Definition;
 use crate::AppState;
 use axum::body::Body;
@@ -14,7 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put, MethodRouter};
+use axum::routing::{delete, get, post, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -25,118 +26,8 @@ use siyu_store::{Appended, AuditRecord};
 use std::time::Instant;
 use tokio_stream::StreamExt;
 
-/// One documented route.
-pub struct Route {
-    pub method: &'static str,
-    pub path: &'static str,
-    /// Who may call it; enforced for every route by `auth::enforce`.
-    pub access: Access,
-    pub summary: &'static str,
-    pub handler: MethodRouter<AppState>,
-}
-
-/// The [`Access`] named by one word in `route!`: `public`, `metrics`,
-/// `inbound` (signed webhook), `any_key` (any known credential), or a scope: `ingest`, `read`, `write`,
-/// `erase`, `admin`.
-macro_rules! access {
-    (public) => {
-        $crate::auth::Access::Public
-    };
-    (metrics) => {
-        $crate::auth::Access::Metrics
-    };
-    (inbound) => {
-        $crate::auth::Access::InboundSignature
-    };
-    (ingest) => {
-        $crate::auth::Access::Key($crate::auth::Scope::Ingest)
-    };
-    (read) => {
-        $crate::auth::Access::Key($crate::auth::Scope::Read)
-    };
-    (write) => {
-        $crate::auth::Access::Key($crate::auth::Scope::Write)
-    };
-    (erase) => {
-        $crate::auth::Access::Key($crate::auth::Scope::Erase)
-    };
-    (admin) => {
-        $crate::auth::Access::Key($crate::auth::Scope::Admin)
-    };
-    (any_key) => {
-        $crate::auth::Access::AnyKey
-    };
-}
-pub(crate) use access;
-
-/// `route!(get, "/path", read, "summary", handler)`: one documented route
-/// and who may call it (see [`access!`]). Every route module uses this one
-/// macro (`use crate::api::route;`). The older 4-argument form
-/// `route!(get, "/path", "summary", handler)` declares no access: the
-/// route is refused to everyone and the authorization matrix test fails
-/// until its access is declared.
-macro_rules! route {
-    ($m:ident, $path:expr, $access:ident, $summary:expr, $h:expr) => {
-        $crate::api::Route {
-            method: stringify!($m),
-            path: $path,
-            access: $crate::api::access!($access),
-            summary: $summary,
-            handler: $m($h),
-        }
-    };
-    ($m:ident, $path:expr, $summary:expr, $h:expr) => {
-        $crate::api::Route {
-            method: stringify!($m),
-            path: $path,
-            access: $crate::auth::Access::Undeclared,
-            summary: $summary,
-            handler: $m($h),
-        }
-    };
-}
-pub(crate) use route;
-
-/// A definition body as JSON; a syntax error names `what`, line and column.
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
-    body: &[u8],
-    what: &str,
-) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::InvalidDefinition(format!(
-            "{what}: line {} column {}: {e}",
-            e.line(),
-            e.column()
-        ))
-    })
-}
-
-/// A name from the path (journey, template, campaign, group …): 1–64
-/// characters, no `/`, `:` or control characters.
-pub(crate) fn valid_id(id: &str, field: &str) -> Result<(), ApiError> {
-    if siyu_automation::journey::valid_name(id) {
-        Ok(())
-    } else {
-        Err(ApiError::InvalidDefinition(format!(
-            "{field}: {id:?} must be 1–64 characters without '/', ':' or control characters"
-        )))
-    }
-}
-
-/// Runs `f` on the reader connection, off the async runtime.
-pub(crate) fn with_store<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&mut dyn siyu_store::Store) -> Result<T, ApiError> + Send + 'static,
-) -> impl std::future::Future<Output = Result<T, ApiError>> {
-    let s = state.clone();
-    blocking(move || {
-        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-        f(store.as_mut())
-    })
-}
-
 pub fn routes() -> Vec<Route> {
-    let mut routes = vec![
+    vec![
         route!(get, "/healthz", public, "Liveness: 200 when the engine is loaded.", healthz),
         route!(get, "/metrics", metrics, "Prometheus metrics (ingest counts, latencies, persons).", metrics),
         route!(get, "/openapi.json", public, "This API description.", openapi),
@@ -176,31 +67,10 @@ pub fn routes() -> Vec<Route> {
         route!(post, "/v1/admin/keys", admin, "Create a key: `{\"name\": \"shop-sdk\", \"scopes\": [\"ingest\"]}` (scopes: ingest, read, write, erase, admin; absent: ingest, read, write, erase, what every key could do before scopes); the key is shown once.", create_key),
         route!(get, "/v1/admin/keys", admin, "Keys (id, name, created_at, scopes, legacy) — never the keys themselves.", list_keys),
         route!(delete, "/v1/admin/keys/{id}", admin, "Revoke a key by its id (the first 12 hex digits of its hash); effective at once, audited.", revoke_key),
-    ];
-    routes.extend(crate::automation_api::routes());
-    routes.extend(crate::fission::routes());
-    routes.extend(crate::content::routes());
-    routes.extend(crate::communities::routes());
-    routes.extend(crate::orders::routes());
-    routes
+    ]
 }
 
 // ---------- helpers ----------
-
-pub(crate) fn read_engine(state: &AppState) -> std::sync::RwLockReadGuard<'_, Engine> {
-    state.0.engine.read().unwrap_or_else(|e| e.into_inner())
-}
-
-async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let e = e.into_inner();
-        if crate::connections::body_timed_out(e.as_ref()) {
-            ApiError::RequestTimeout(e.to_string())
-        } else {
-            ApiError::TooLarge(limit)
-        }
-    })
-}
 
 fn resolve(engine: &Engine, id: &str) -> Result<PersonId, ApiError> {
     engine.person_of(id).ok_or_else(|| {
@@ -208,18 +78,6 @@ fn resolve(engine: &Engine, id: &str) -> Result<PersonId, ApiError> {
             "no person has identity `{id}`; use a full identity such as `douyin:9f3a01`"
         ))
     })
-}
-
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-}
-
-pub(crate) fn now() -> i64 {
-    crate::writer::wall_clock()
 }
 
 // ---------- ops ----------

@@ -19,9 +19,9 @@
 //! Invite codes are opaque signed tokens (`links.rs`): the inviter's link
 //! id and an HMAC, so a forged one is refused and none reveals who invited.
 
-use crate::api::{blocking, now, parse_json, read_engine, route, valid_id, with_store, Route};
 use crate::automation::MassSend;
 use crate::error::ApiError;
+use crate::request::{blocking, now, parse_json, read_engine, route, valid_id, with_store, Route};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};

@@ -5,8 +5,8 @@
 //! the person (so segments, journeys — `wait_for_event` on `custom` —
 //! and attribution see it) before redirecting to the content.
 
-use crate::api::{now, parse_json, route, valid_id, with_store, Route};
 use crate::error::ApiError;
+use crate::request::{now, parse_json, route, valid_id, with_store, Route};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};

@@ -54,10 +54,10 @@
 //! fields takes the buyer of its purchase **in the same request or file**;
 //! otherwise it must carry the buyer fields itself.
 
-use crate::api::{blocking, read_engine, route, Route};
 use crate::error::ApiError;
 use crate::ingest::Rejected;
 use crate::privacy::{is_sha256_hex, PrivacyKeys, LEGACY_PHONE_CHANNEL, PHONE_CHANNEL};
+use crate::request::{blocking, read_engine, route, Route};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::State;

@@ -26,9 +26,9 @@
 //! times and rewards from the leavers' own (indexed) timelines: it never
 //! scans the log.
 
-use crate::api::{blocking, now, parse_json, read_engine, route, valid_id, Route};
 use crate::automation::{MassSend, TEMPLATE_PREFIX};
 use crate::error::ApiError;
+use crate::request::{blocking, now, parse_json, read_engine, route, valid_id, Route};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};

@@ -4,11 +4,11 @@
 //! unsubscribe link. Definitions are validated here, at save time, and
 //! every fault is reported with its path.
 
-use crate::api::{blocking, now, parse_json, read_engine, route, valid_id, with_store, Route};
 use crate::automation::{
     self, MassSend, StoreCatalog, JOURNEY_PREFIX, POLICY_KEY, RULES_KEY, TEMPLATE_PREFIX,
 };
 use crate::error::ApiError;
+use crate::request::{blocking, now, parse_json, read_engine, route, valid_id, with_store, Route};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};

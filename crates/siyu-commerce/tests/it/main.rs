@@ -1,0 +1,1 @@
+//! Integration tests of siyu-commerce: every rule without HTTP.

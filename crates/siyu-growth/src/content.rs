@@ -1,0 +1,1 @@
+//! (being moved here from siyu-server: issue 13)

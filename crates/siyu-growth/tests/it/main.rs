@@ -1,0 +1,1 @@
+//! Integration tests of siyu-growth: every rule without HTTP.

@@ -1,0 +1,151 @@
+//! Request plumbing shared by every route module: the route declaration
+//! (`route!`, [`Route`]), body parsing, path-name checks, blocking calls
+//! off the async runtime, the reader store connection, engine access and
+//! the server clock. Route modules (`crate::routes::*`) use this module;
+//! it uses none of them, so the route modules form no circle through it.
+//! Credentials are not checked here: `auth::enforce` checks each route's
+//! declared access before any handler runs.
+
+use crate::auth::Access;
+use crate::error::ApiError;
+use crate::AppState;
+use axum::body::Body;
+use axum::routing::MethodRouter;
+use siyu_engine::Engine;
+
+/// One documented route.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    /// Who may call it; enforced for every route by `auth::enforce`.
+    pub access: Access,
+    pub summary: &'static str,
+    pub handler: MethodRouter<AppState>,
+}
+
+/// The [`Access`] named by one word in `route!`: `public`, `metrics`,
+/// `inbound` (signed webhook), `any_key` (any known credential), or a scope: `ingest`, `read`, `write`,
+/// `erase`, `admin`.
+macro_rules! access {
+    (public) => {
+        $crate::auth::Access::Public
+    };
+    (metrics) => {
+        $crate::auth::Access::Metrics
+    };
+    (inbound) => {
+        $crate::auth::Access::InboundSignature
+    };
+    (ingest) => {
+        $crate::auth::Access::Key($crate::auth::Scope::Ingest)
+    };
+    (read) => {
+        $crate::auth::Access::Key($crate::auth::Scope::Read)
+    };
+    (write) => {
+        $crate::auth::Access::Key($crate::auth::Scope::Write)
+    };
+    (erase) => {
+        $crate::auth::Access::Key($crate::auth::Scope::Erase)
+    };
+    (admin) => {
+        $crate::auth::Access::Key($crate::auth::Scope::Admin)
+    };
+    (any_key) => {
+        $crate::auth::Access::AnyKey
+    };
+}
+pub(crate) use access;
+
+/// `route!(get, "/path", read, "summary", handler)`: one documented route
+/// and who may call it (see [`access!`]). Every route module uses this one
+/// macro (`use crate::request::route;`). The older 4-argument form
+/// `route!(get, "/path", "summary", handler)` declares no access: the
+/// route is refused to everyone and the authorization matrix test fails
+/// until its access is declared.
+macro_rules! route {
+    ($m:ident, $path:expr, $access:ident, $summary:expr, $h:expr) => {
+        $crate::request::Route {
+            method: stringify!($m),
+            path: $path,
+            access: $crate::request::access!($access),
+            summary: $summary,
+            handler: $m($h),
+        }
+    };
+    ($m:ident, $path:expr, $summary:expr, $h:expr) => {
+        $crate::request::Route {
+            method: stringify!($m),
+            path: $path,
+            access: $crate::auth::Access::Undeclared,
+            summary: $summary,
+            handler: $m($h),
+        }
+    };
+}
+pub(crate) use route;
+
+/// A definition body as JSON; a syntax error names `what`, line and column.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::InvalidDefinition(format!(
+            "{what}: line {} column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// A name from the path (journey, template, campaign, group …): 1–64
+/// characters, no `/`, `:` or control characters.
+pub(crate) fn valid_id(id: &str, field: &str) -> Result<(), ApiError> {
+    if siyu_automation::journey::valid_name(id) {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidDefinition(format!(
+            "{field}: {id:?} must be 1–64 characters without '/', ':' or control characters"
+        )))
+    }
+}
+
+/// Runs `f` on the reader connection, off the async runtime.
+pub(crate) fn with_store<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&mut dyn siyu_store::Store) -> Result<T, ApiError> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, ApiError>> {
+    let s = state.clone();
+    blocking(move || {
+        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+        f(store.as_mut())
+    })
+}
+
+pub(crate) fn read_engine(state: &AppState) -> std::sync::RwLockReadGuard<'_, Engine> {
+    state.0.engine.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let e = e.into_inner();
+        if crate::connections::body_timed_out(e.as_ref()) {
+            ApiError::RequestTimeout(e.to_string())
+        } else {
+            ApiError::TooLarge(limit)
+        }
+    })
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+pub(crate) fn now() -> i64 {
+    crate::writer::wall_clock()
+}

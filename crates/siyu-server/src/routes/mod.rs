@@ -1,0 +1,24 @@
+//! The route modules: each declares its routes with `route!` and handles
+//! them; [`all`] is the one table the router, the authorization layer
+//! (`auth::enforce`) and `/openapi.json` are built from. Route modules take
+//! their plumbing from `crate::request` and never from each other.
+
+use crate::request::Route;
+
+pub mod api;
+pub mod automation;
+pub mod communities;
+pub mod content;
+pub mod fission;
+pub mod orders;
+
+/// Every route of the API, in the order `/openapi.json` lists them.
+pub fn all() -> Vec<Route> {
+    let mut routes = api::routes();
+    routes.extend(automation::routes());
+    routes.extend(fission::routes());
+    routes.extend(content::routes());
+    routes.extend(communities::routes());
+    routes.extend(orders::routes());
+    routes
+}
