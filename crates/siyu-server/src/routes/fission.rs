@@ -1,20 +1,14 @@
 //! Fission (裂变) campaigns over HTTP: definitions with tiered rewards and
 //! stock, per-inviter invite codes, links and QR posters, the public
-//! landing and signup endpoints, the reward ledger (grants, clawbacks)
-//! and campaign analytics.
+//! landing and signup endpoints, the reward ledger and campaign analytics.
 //!
-//! Who counts is decided by one pure function, `siyu_engine::fission::
-//! evaluate` (new to the brand across stitched identities, not the
-//! inviter, anti-fraud flags with operator overrides, conversion window,
-//! hold period); this module only feeds it the campaign's rules and acts
-//! on the result. Rewards are reconciled against it: every pass grants the
-//! tiers an inviter reached (while stock lasts), and claws back (or, for
-//! rewards granted after the hold, never grants) what the invitees who
-//! "took the gift and left" no longer support. The ledger lives in
-//! settings (`reward/<campaign>/<inviter>/<tier>`), every grant and
-//! clawback is also an event on the inviter (`reward_granted`,
-//! `reward_clawed_back`: the log keeps the history) and the reward message
-//! goes through the guardrails like every other send.
+//! The rules live in `siyu_growth::fission` (campaign checks, invite
+//! codes, the events a landing records, the reward ledger's reconcile
+//! planner, stats): this module extracts, calls them, commits what they
+//! plan (events through the writer, reward messages through the executor,
+//! ledger rows through the store, in that order), serializes, renders
+//! posters and keeps what lives in the process: the renderer and campaign
+//! caches, the visitor cap and the 30 s reconcile timer.
 //!
 //! Invite codes are opaque signed tokens (`links.rs`): the inviter's link
 //! id and an HMAC, so a forged one is refused and none reveals who invited.
@@ -30,18 +24,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
-use siyu_automation::schedule::parse_duration;
-use siyu_domain::{Channel, Event, EventType, Identity};
-use siyu_engine::fission::{self, Burst, Overrides, Rules, Verdict};
+use serde_json::Value;
+use siyu_domain::Identity;
+use siyu_engine::fission::{self as evaluation, Invitee, Overrides, Rules};
 use siyu_engine::Engine;
+use siyu_growth::fission::{
+    self, Campaign, FissionError, InviteeRow, InviteeStatus, LeaderRow, LedgerRow, Reconciled,
+    RewardStats, VisitorCap, CAMPAIGN_PREFIX,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-
-pub const CAMPAIGN_PREFIX: &str = "campaign/";
-pub const REWARD_PREFIX: &str = "reward/";
-pub const OVERRIDE_PREFIX: &str = "fission_override/";
-pub const BACKGROUND_PREFIX: &str = "campaign_background/";
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -63,200 +55,6 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// A campaign as saved.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Campaign {
-    #[serde(default)]
-    pub id: String,
-    pub name: String,
-    /// RFC 3339 or epoch seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub starts_at: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ends_at: Option<Value>,
-    pub tiers: Vec<Tier>,
-    pub rewards: BTreeMap<String, Reward>,
-    #[serde(default)]
-    pub rules: RuleText,
-    /// `instant`: a tier is granted as soon as valid + pending invitees
-    /// reach it, and clawed back if they fall away within the hold;
-    /// `after_hold`: only valid (held) invitees count.
-    #[serde(default)]
-    pub grant: Grant,
-    /// What the invitee does next after signing up.
-    #[serde(default)]
-    pub landing: Value,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub poster: Option<siyu_poster::PosterTemplate>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Tier {
-    pub invites: u64,
-    pub reward: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Reward {
-    pub stock: u64,
-    /// Cost per unit, cents (for cost per valid invitee).
-    #[serde(default)]
-    pub cost: i64,
-    /// The message telling the inviter (a saved template).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channel: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "snake_case")]
-pub enum Grant {
-    #[default]
-    Instant,
-    AfterHold,
-}
-
-/// Validity rules with durations as text ("14d").
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RuleText {
-    pub convert_within: Option<String>,
-    pub group: Option<String>,
-    pub hold: Option<String>,
-    pub burst_max: Option<u32>,
-    pub burst_window: Option<String>,
-    pub zombie_after: Option<String>,
-    pub max_per_device: Option<u32>,
-    pub max_per_ip: Option<u32>,
-}
-
-fn time_value(v: &Value, field: &str) -> Result<i64, String> {
-    match v {
-        Value::Number(n) => n
-            .as_i64()
-            .ok_or_else(|| format!("{field}: epoch seconds must be an integer")),
-        Value::String(s) => siyu_domain::time::parse_rfc3339(s).ok_or_else(|| {
-            format!("{field}: {s:?} is not RFC 3339 (2026-11-11T00:00:00+08:00) or epoch seconds")
-        }),
-        _ => Err(format!("{field}: use RFC 3339 text or epoch seconds")),
-    }
-}
-
-impl Campaign {
-    /// Every check, each error naming its field.
-    pub fn validate(&self, templates: &dyn Fn(&str) -> bool) -> Result<Rules, Vec<String>> {
-        let mut errs = Vec::new();
-        if self.name.trim().is_empty() {
-            errs.push("name: a campaign needs a name".to_string());
-        }
-        let starts = self.starts_at.as_ref().map(|v| time_value(v, "starts_at"));
-        let ends = self.ends_at.as_ref().map(|v| time_value(v, "ends_at"));
-        let starts = match starts {
-            Some(Err(e)) => {
-                errs.push(e);
-                None
-            }
-            Some(Ok(t)) => Some(t),
-            None => None,
-        };
-        let ends = match ends {
-            Some(Err(e)) => {
-                errs.push(e);
-                None
-            }
-            Some(Ok(t)) => Some(t),
-            None => None,
-        };
-        if let (Some(s), Some(e)) = (starts, ends) {
-            if e <= s {
-                errs.push("ends_at: must be after starts_at".into());
-            }
-        }
-        if self.tiers.is_empty() {
-            errs.push(
-                "tiers: at least one tier, e.g. {\"invites\": 10, \"reward\": \"gift\"}".into(),
-            );
-        }
-        for (i, t) in self.tiers.iter().enumerate() {
-            if t.invites == 0 {
-                errs.push(format!("tiers[{i}].invites: must be at least 1"));
-            }
-            if i > 0 && t.invites <= self.tiers[i - 1].invites {
-                errs.push(format!(
-                    "tiers[{i}].invites: tiers overlap — {} is not above the previous tier's {}; list tiers in increasing order",
-                    t.invites,
-                    self.tiers[i - 1].invites
-                ));
-            }
-            if !self.rewards.contains_key(&t.reward) {
-                errs.push(format!(
-                    "tiers[{i}].reward: no reward named {:?} in rewards",
-                    t.reward
-                ));
-            }
-        }
-        for (name, r) in &self.rewards {
-            if r.stock == 0 {
-                errs.push(format!("rewards.{name}.stock: a reward with no stock can never be granted; set stock ≥ 1"));
-            }
-            if r.cost < 0 {
-                errs.push(format!("rewards.{name}.cost: cents, not negative"));
-            }
-            if let Some(t) = &r.template {
-                if !templates(t) {
-                    errs.push(format!(
-                        "rewards.{name}.template: unknown template {t:?}; save it first"
-                    ));
-                }
-            }
-        }
-        let dur = |v: &Option<String>, field: &str, errs: &mut Vec<String>| -> Option<i64> {
-            let s = v.as_ref()?;
-            match parse_duration(s) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    errs.push(format!("rules.{field}: {e}"));
-                    None
-                }
-            }
-        };
-        let r = &self.rules;
-        let rules = Rules {
-            campaign: None,
-            starts,
-            ends,
-            convert_within: dur(&r.convert_within, "convert_within", &mut errs),
-            group: r.group.clone(),
-            hold: dur(&r.hold, "hold", &mut errs).unwrap_or(0),
-            burst: match (r.burst_max, dur(&r.burst_window, "burst_window", &mut errs)) {
-                (Some(max), Some(window)) => Some(Burst { max, window }),
-                (None, None) => None,
-                _ => {
-                    errs.push("rules.burst_max: give burst_max and burst_window together".into());
-                    None
-                }
-            },
-            zombie_after: dur(&r.zombie_after, "zombie_after", &mut errs),
-            max_per_device: r.max_per_device,
-            max_per_ip: r.max_per_ip,
-        };
-        if let Some(p) = &self.poster {
-            if let Err(e) = siyu_poster::validate_template(p, None) {
-                errs.push(format!("poster: {e}"));
-            }
-        }
-        if errs.is_empty() {
-            Ok(rules)
-        } else {
-            Err(errs)
-        }
-    }
-}
-
 /// Posters are rendered with a font and background parsed once per
 /// campaign version.
 #[derive(Default)]
@@ -265,52 +63,36 @@ pub struct FissionState {
     /// Campaigns as the public endpoints read them (dropped on save).
     campaigns: Mutex<HashMap<String, Arc<(Campaign, Rules)>>>,
     font: std::sync::OnceLock<Option<Vec<u8>>>,
-    /// New anonymous visitors per campaign today.
-    visitors: VisitorCap,
+    /// New anonymous visitors per campaign today (in memory: a restart
+    /// starts the day's count afresh).
+    visitors: Mutex<VisitorCap>,
 }
 
-/// New anonymous visitor identities (landing clicks without a claim) one
-/// campaign may create per day (UTC); clicks beyond it are answered but
-/// not recorded. With one visitor per client address and campaign, this
-/// bounds what anonymous traffic can add to the identity graph.
-pub const MAX_NEW_VISITORS_PER_DAY: u32 = 20_000;
-
-/// Counts new anonymous visitors per campaign and day (in memory: a
-/// restart starts the day's count afresh).
-pub struct VisitorCap {
-    max: u32,
-    counts: Mutex<HashMap<String, (i64, u32)>>,
-}
-
-impl VisitorCap {
-    pub fn new(max: u32) -> Self {
-        VisitorCap {
-            max,
-            counts: Mutex::new(HashMap::new()),
+/// The one mapping of the growth core's fission errors to the API's.
+impl From<FissionError> for ApiError {
+    fn from(e: FissionError) -> Self {
+        match e {
+            FissionError::NoCampaign { .. } | FissionError::NoPerson { .. } => {
+                ApiError::NotFound(e.to_string())
+            }
+            FissionError::Invalid { .. }
+            | FissionError::Background { .. }
+            | FissionError::Poster { .. } => ApiError::InvalidDefinition(e.to_string()),
+            FissionError::Ended { .. } | FissionError::NotStarted { .. } => {
+                ApiError::Gone(e.to_string())
+            }
+            FissionError::Status { .. } => ApiError::BadRequest(e.to_string()),
+            FissionError::StoredUnreadable { error, .. } => ApiError::Internal(error),
+            FissionError::StoredInvalid { .. }
+            | FissionError::Unreadable { .. }
+            | FissionError::Encode { .. } => ApiError::Internal(e.to_string()),
+            FissionError::Store(e) => ApiError::from(e),
         }
     }
-
-    /// Takes one new-visitor slot of `campaign` on `day`, if any is left.
-    pub fn take(&self, campaign: &str, day: i64) -> bool {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = counts.entry(campaign.to_string()).or_insert((day, 0));
-        if entry.0 != day {
-            *entry = (day, 0);
-        }
-        if entry.1 >= self.max {
-            return false;
-        }
-        entry.1 += 1;
-        true
-    }
 }
 
-impl Default for VisitorCap {
-    fn default() -> Self {
-        Self::new(MAX_NEW_VISITORS_PER_DAY)
-    }
-}
-
+/// Campaign `id` and its rules (store first, then the engine: the lock
+/// order of every reader).
 fn load(
     state: &AppState,
     id: &str,
@@ -318,49 +100,59 @@ fn load(
     let s = state.clone();
     let id = id.to_string();
     blocking(move || {
-        let v = {
+        let c = {
             let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-            store.get_setting(&format!("{CAMPAIGN_PREFIX}{id}"))?
+            fission::load(store.as_mut(), &id)?
         };
-        let Some(v) = v else {
-            return Err(ApiError::NotFound(format!(
-                "no campaign `{id}`; GET /v1/campaigns lists them"
-            )));
-        };
-        let c: Campaign =
-            serde_json::from_value(v).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let mut rules = c
-            .validate(&|_| true)
-            .map_err(|e| ApiError::Internal(e.join("; ")))?;
-        rules.campaign = Some(read_engine(&s).campaign_of(&c.id).unwrap_or(u32::MAX));
+        let rules = fission::rules(&c, &read_engine(&s))?;
         Ok((c, rules))
     })
 }
 
+/// The operator overrides of campaign `id`, read while the caller holds
+/// the engine.
 fn overrides(state: &AppState, engine: &Engine, id: &str) -> Result<Overrides, ApiError> {
-    let rows = {
-        let mut store = state.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-        store.list_settings(&format!("{OVERRIDE_PREFIX}{id}/"))?
-    };
-    let mut o = Overrides::new();
-    for (k, v) in rows {
-        let Some(identity) = k.rsplit('/').next() else {
-            continue;
-        };
-        if let (Some(slot), Some(b)) = (engine.person_of(identity), v.as_bool()) {
-            o.insert(slot, b);
-        }
-    }
-    Ok(o)
+    let mut store = state.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(fission::overrides(store.as_mut(), engine, id)?)
+}
+
+/// Evaluates campaign `id` under the engine read lock the caller holds.
+fn evaluate(
+    state: &AppState,
+    engine: &Engine,
+    id: &str,
+    rules: &Rules,
+) -> Result<(Vec<Invitee>, Overrides), ApiError> {
+    let o = overrides(state, engine, id)?;
+    Ok((evaluation::evaluate(engine, rules, &o), o))
+}
+
+async fn ledger_rows(state: &AppState, id: &str) -> Result<Vec<LedgerRow>, ApiError> {
+    let id = id.to_string();
+    with_store(state, move |store| Ok(fission::ledger(store, &id)?)).await
 }
 
 // ---------- definitions ----------
+
+/// The stored definitions, as stored (each is a [`Campaign`]; listed
+/// without re-reading, so a definition saved by an older version shows).
+#[derive(Serialize)]
+struct CampaignList {
+    campaigns: Vec<Value>,
+}
+
+#[derive(Serialize)]
+struct CampaignSaved {
+    id: String,
+    tiers: usize,
+    rewards: usize,
+}
 
 async fn put_campaign(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CampaignSaved>, ApiError> {
     valid_id(&id, "id")?;
     let mut c: Campaign = parse_json(&body, "campaign")?;
     c.id = id.clone();
@@ -368,18 +160,17 @@ async fn put_campaign(
     blocking(move || {
         let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
         let templates = crate::automation::template_names(store.as_mut())?;
-        c.validate(&|t| templates.contains(t))
-            .map_err(|e| ApiError::InvalidDefinition(e.join("; ")))?;
-        let v = serde_json::to_value(&c).map_err(|e| ApiError::Internal(e.to_string()))?;
-        store.put_setting(&format!("{CAMPAIGN_PREFIX}{id}"), Some(&v))?;
+        fission::save(store.as_mut(), &c, &|t| templates.contains(t))?;
         s.0.fission
             .campaigns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
-        Ok(Json(
-            json!({"id": id, "tiers": c.tiers.len(), "rewards": c.rewards.len()}),
-        ))
+        Ok(Json(CampaignSaved {
+            id,
+            tiers: c.tiers.len(),
+            rewards: c.rewards.len(),
+        }))
     })
     .await
 }
@@ -387,52 +178,48 @@ async fn put_campaign(
 async fn get_campaign(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Campaign>, ApiError> {
     let (c, _) = load(&state, &id).await?;
-    Ok(Json(serde_json::to_value(c).unwrap_or_default()))
+    Ok(Json(c))
 }
 
-async fn list_campaigns(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn list_campaigns(State(state): State<AppState>) -> Result<Json<CampaignList>, ApiError> {
     with_store(&state, |store| {
-        let list: Vec<Value> = store
-            .list_settings(CAMPAIGN_PREFIX)?
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect();
-        Ok(Json(json!({"campaigns": list})))
+        Ok(Json(CampaignList {
+            campaigns: fission::list(store)?,
+        }))
     })
     .await
+}
+
+#[derive(Serialize)]
+struct BackgroundSaved {
+    width: u32,
+    height: u32,
 }
 
 async fn put_background(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BackgroundSaved>, ApiError> {
     let (c, _) = load(&state, &id).await?;
-    let (w, h) = siyu_poster::validate_background(&body)
-        .map_err(|e| ApiError::InvalidDefinition(format!("background: {e}")))?;
-    if let Some(p) = &c.poster {
-        siyu_poster::validate_template(p, Some((w, h)))
-            .map_err(|e| ApiError::InvalidDefinition(format!("poster: {e}")))?;
-    }
-    let hex: String = body.iter().map(|b| format!("{b:02x}")).collect();
-    with_store(&state, move |store| {
-        store.put_setting(
-            &format!("{BACKGROUND_PREFIX}{id}"),
-            Some(&Value::String(hex)),
-        )?;
-        Ok(())
+    let (width, height) = with_store(&state, move |store| {
+        Ok(fission::put_background(store, &c, &body)?)
     })
     .await?;
-    Ok(Json(json!({"width": w, "height": h})))
+    Ok(Json(BackgroundSaved { width, height }))
 }
 
 // ---------- invites and posters ----------
 
 /// The self-verifying invite code of an inviter in a campaign.
 pub fn invite_code(secret: &[u8], campaign: &str, inviter: &str) -> String {
-    crate::links::sign(secret, &format!("invite/{campaign}"), inviter)
+    fission::invite_code(
+        &|purpose, identity| crate::links::sign(secret, purpose, identity),
+        campaign,
+        inviter,
+    )
 }
 
 /// The inviter a valid code names (current or legacy form).
@@ -442,7 +229,7 @@ async fn resolve_code(
     code: &str,
 ) -> Result<Option<String>, ApiError> {
     let secret = state.0.link_secret.clone();
-    let purpose = format!("invite/{campaign}");
+    let purpose = fission::invite_purpose(campaign);
     let code = code.to_string();
     with_store(state, move |store| {
         Ok(crate::links::resolve(
@@ -480,22 +267,41 @@ struct InviteBody {
     identity: String,
 }
 
+#[derive(Serialize)]
+struct Invite {
+    campaign: String,
+    inviter: String,
+    code: String,
+    link: String,
+    poster: String,
+}
+
 async fn create_invite(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Invite>, ApiError> {
     let b: InviteBody = parse_json(&body, "invite")?;
     Identity::parse(&b.identity)
         .map_err(|e| ApiError::InvalidDefinition(format!("identity: {e}")))?;
     let _ = load(&state, &id).await?;
     remember(&state, &b.identity).await?;
     let code = invite_code(&state.0.link_secret, &id, &b.identity);
-    let url = link(&state, &id, &code);
-    Ok(Json(
-        json!({"campaign": id, "inviter": b.identity, "code": code, "link": url,
-        "poster": format!("/v1/campaigns/{id}/poster?identity={}", b.identity)}),
-    ))
+    let link = link(&state, &id, &code);
+    Ok(Json(Invite {
+        poster: format!("/v1/campaigns/{id}/poster?identity={}", b.identity),
+        campaign: id,
+        inviter: b.identity,
+        code,
+        link,
+    }))
+}
+
+#[derive(Serialize)]
+struct Claim {
+    campaign: String,
+    claim: String,
+    expires_at: i64,
 }
 
 /// `POST /v1/campaigns/{id}/claims`: the channel (or its bridge), which
@@ -504,13 +310,15 @@ async fn create_claim(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Claim>, ApiError> {
     let _ = load(&state, &id).await?;
     let (_, claim, expires_at) =
-        crate::links::claim_from_body(&state, format!("campaign/{id}"), &body).await?;
-    Ok(Json(
-        json!({"campaign": id, "claim": claim, "expires_at": expires_at}),
-    ))
+        crate::links::claim_from_body(&state, fission::claim_scope(&id), &body).await?;
+    Ok(Json(Claim {
+        campaign: id,
+        claim,
+        expires_at,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -526,17 +334,8 @@ async fn poster(
     let (c, _) = load(&state, &id).await?;
     let name = {
         let e = read_engine(&state);
-        let Some(slot) = e.person_of(&q.identity) else {
-            return Err(ApiError::NotFound(format!(
-                "no person with identity `{}`",
-                q.identity
-            )));
-        };
-        e.person(slot)
-            .and_then(|p| p.extra.as_ref())
-            .and_then(|x| x.traits.get("name"))
-            .and_then(|v| v.as_str())
-            .map_or_else(|| "好友".to_string(), str::to_string)
+        fission::canonical_person(&e, &q.identity)?;
+        fission::display_name(&e, &q.identity).unwrap_or_else(|| "好友".to_string())
     };
     remember(&state, &q.identity).await?;
     let code = invite_code(&state.0.link_secret, &id, &q.identity);
@@ -571,18 +370,10 @@ async fn poster(
                         })?;
                 let background = {
                     let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-                    store.get_setting(&format!("{BACKGROUND_PREFIX}{id}"))?
+                    fission::background(store.as_mut(), &id)?
                 };
-                let background: Option<Vec<u8>> = background.and_then(|v| {
-                    let h = v.as_str()?.to_string();
-                    (0..h.len())
-                        .step_by(2)
-                        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
-                        .collect()
-                });
-                let template = c.poster.clone().unwrap_or_else(default_poster);
                 let r = Arc::new(
-                    siyu_poster::Renderer::new(template, background.as_deref(), &font)
+                    siyu_poster::Renderer::new(c.poster_or_default(), background.as_deref(), &font)
                         .map_err(|e| ApiError::InvalidDefinition(format!("poster: {e}")))?,
                 );
                 s.0.fission
@@ -608,31 +399,9 @@ async fn poster(
         .into_response())
 }
 
-fn default_poster() -> siyu_poster::PosterTemplate {
-    serde_json::from_value(json!({
-        "qr": {"x": 195, "y": 760, "size": 360},
-        "name": {"x": 75, "y": 560, "size_px": 56, "color": "#7A2E0E", "max_width": 600, "align": "center"},
-        "caption": {"text": "邀请你一起领好礼 · 扫码加入", "x": 75, "y": 1180, "size_px": 34, "color": "#7A2E0E", "max_width": 600, "align": "center"}
-    }))
-    .expect("the default poster template is valid")
-}
-
 // ---------- public landing ----------
 
 type Peer = crate::ratelimit::Peer;
-
-fn campaign_open(c: &Campaign, rules: &Rules, now: i64) -> Result<(), ApiError> {
-    if rules.ends.is_some_and(|e| now >= e) {
-        return Err(ApiError::Gone(format!("campaign `{}` has ended", c.id)));
-    }
-    if rules.starts.is_some_and(|s| now < s) {
-        return Err(ApiError::Gone(format!(
-            "campaign `{}` has not started yet",
-            c.id
-        )));
-    }
-    Ok(())
-}
 
 /// What both public invite endpoints check first: the caller's rate, the
 /// code's signature, the campaign's dates. Returns (client address,
@@ -672,7 +441,7 @@ async fn open_invite(
             c
         }
     };
-    campaign_open(&c.0, &c.1, now())?;
+    fission::campaign_open(&c.0, &c.1, now())?;
     Ok((ip, inviter, c))
 }
 
@@ -683,22 +452,30 @@ struct LandingQuery {
     claim: Option<String>,
 }
 
+#[derive(Serialize)]
+struct Landing {
+    campaign: String,
+    name: String,
+    inviter_name: Option<String>,
+    signup: String,
+    /// The campaign's landing as defined (open: see [`Campaign::landing`]).
+    next: Value,
+    counted: bool,
+}
+
 async fn landing(
     State(state): State<AppState>,
     peer: Peer,
     headers: HeaderMap,
     Path((campaign, code)): Path<(String, String)>,
     Query(q): Query<LandingQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Landing>, ApiError> {
     let (ip, inviter, opened) = open_invite(&state, peer, &headers, &campaign, &code).await?;
     let c = &opened.0;
-    // The click, as a touch naming the campaign (counted by the engine),
-    // on a pseudonymous visitor identity: never on the person themself,
-    // whose signup must stay their first event to count as new. The
-    // visitor is the claimed person, else the client address (one per
-    // address and campaign, never one the caller makes up); a click is
-    // recorded once per visitor and day, and new anonymous visitors are
-    // capped per campaign and day.
+    // The click is recorded on a pseudonymous visitor identity: the
+    // claimed person, else the client address (one per address and
+    // campaign, never one the caller makes up), once per visitor and day;
+    // new anonymous visitors are capped per campaign and day.
     let claimed = match q.claim.filter(|c| !c.is_empty()) {
         Some(token) => Some(claimed_identity(&state, &campaign, &token).await?),
         None => None,
@@ -717,16 +494,19 @@ async fn landing(
     let at = now();
     let day = at.div_euclid(86_400);
     let known = read_engine(&state).person_of(&visitor).is_some();
-    let counted = known || !anonymous || state.0.fission.visitors.take(&campaign, day);
-    if let (true, Ok(identity)) = (counted, Identity::parse(&visitor)) {
-        let channel = Channel::parse(identity.channel())
-            .unwrap_or_else(|| Channel::parse("wechat").expect("valid"));
-        let mut ev = Event::new(at, identity, EventType::Touch, channel);
-        ev.id = Some(format!("click/{campaign}/{visitor}/{day}"));
-        let mut p = serde_json::Map::new();
-        p.insert("campaign".into(), campaign.clone().into());
-        p.insert("code".into(), code.clone().into());
-        ev.properties = Some(p);
+    let counted = known
+        || !anonymous
+        || state
+            .0
+            .fission
+            .visitors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(&campaign, day);
+    if let Some(ev) = counted
+        .then(|| fission::click_event(&campaign, &code, &visitor, at))
+        .flatten()
+    {
         state
             .0
             .writer
@@ -734,18 +514,15 @@ async fn landing(
             .await
             .map_err(ApiError::Internal)?;
     }
-    let name = {
-        let e = read_engine(&state);
-        e.person_of(&inviter)
-            .and_then(|s| e.person(s))
-            .and_then(|p| p.extra.as_ref())
-            .and_then(|x| x.traits.get("name"))
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
-    Ok(Json(
-        json!({"campaign": c.id, "name": c.name, "inviter_name": name, "signup": format!("/i/{campaign}/{code}/signup"), "next": c.landing, "counted": counted}),
-    ))
+    let inviter_name = fission::display_name(&read_engine(&state), &inviter);
+    Ok(Json(Landing {
+        campaign: c.id.clone(),
+        name: c.name.clone(),
+        inviter_name,
+        signup: format!("/i/{campaign}/{code}/signup"),
+        next: c.landing.clone(),
+        counted,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -761,6 +538,15 @@ struct SignupBody {
     device: Option<String>,
 }
 
+#[derive(Serialize)]
+struct Signup {
+    campaign: String,
+    recorded: bool,
+    /// The campaign's landing as defined (open: see [`Campaign::landing`]).
+    next: Value,
+    live_code_url: Option<String>,
+}
+
 /// The identity a campaign claim token proves (401 otherwise).
 async fn claimed_identity(
     state: &AppState,
@@ -768,7 +554,7 @@ async fn claimed_identity(
     token: &str,
 ) -> Result<String, ApiError> {
     let secret = state.0.link_secret.clone();
-    let scope = format!("campaign/{campaign}");
+    let scope = fission::claim_scope(campaign);
     let token = token.to_string();
     with_store(state, move |store| {
         crate::links::verify_claim(store, &secret, &scope, &token, now()).map_err(ApiError::from)
@@ -782,7 +568,7 @@ async fn signup(
     headers: HeaderMap,
     Path((campaign, code)): Path<(String, String)>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Signup>, ApiError> {
     let (ip, inviter, opened) = open_invite(&state, peer, &headers, &campaign, &code).await?;
     let c = &opened.0;
     let b: SignupBody =
@@ -799,64 +585,51 @@ async fn signup(
             "identity: does not match the claim token; send the claim alone".into(),
         ));
     }
-    let identity = Identity::parse(&who)
-        .map_err(|e| ApiError::Internal(format!("a remembered identity does not parse: {e}")))?;
-    let inviter_id = Identity::parse(&inviter).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let channel = Channel::parse(identity.channel())
-        .unwrap_or_else(|| Channel::parse("wechat").expect("valid"));
-    let mut ev = Event::new(now(), identity, EventType::ReferralSignup, channel);
-    ev.reference = Some(inviter_id);
-    // One signup per invitee and campaign: a repeated request adds nothing.
-    ev.id = Some(format!("signup/{campaign}/{who}"));
-    let mut p = serde_json::Map::new();
-    p.insert("campaign".into(), campaign.clone().into());
-    p.insert("ip".into(), ip.into());
-    if let Some(d) = b.device.filter(|d| !d.is_empty() && d.len() <= 128) {
-        p.insert("device".into(), d.into());
-    }
-    ev.properties = Some(p);
+    let ev = fission::signup_event(&campaign, &who, &inviter, &ip, b.device.as_deref(), now())?;
     let appended = state
         .0
         .writer
         .append(vec![ev])
         .await
         .map_err(ApiError::Internal)?;
-    let new = matches!(appended.first(), Some(siyu_store::Appended::New(_)));
+    let recorded = matches!(appended.first(), Some(siyu_store::Appended::New(_)));
     // Hand the invitee on: a live code routes them to a group or an
     // operator with room (communities), else the landing as defined.
-    let live_code = c
-        .landing
-        .get("live_code")
-        .and_then(Value::as_str)
-        .map(|code| {
-            // The invitee proved who they are: the live code may seat them.
-            let claim = crate::links::claim(
-                &state.0.link_secret,
-                &format!("livecode/{code}"),
-                &who,
-                now() + crate::links::CLAIM_TTL,
-            );
-            format!(
-                "{}/l/{code}?claim={claim}",
-                state.0.config.public_url.trim_end_matches('/'),
-            )
-        });
-    Ok(Json(
-        json!({"campaign": campaign, "recorded": new, "next": c.landing, "live_code_url": live_code}),
-    ))
+    let live_code_url = c.live_code().map(|code| {
+        // The invitee proved who they are: the live code may seat them.
+        let claim = crate::links::claim(
+            &state.0.link_secret,
+            &format!("livecode/{code}"),
+            &who,
+            now() + crate::links::CLAIM_TTL,
+        );
+        format!(
+            "{}/l/{code}?claim={claim}",
+            state.0.config.public_url.trim_end_matches('/'),
+        )
+    });
+    Ok(Json(Signup {
+        campaign,
+        recorded,
+        next: c.landing.clone(),
+        live_code_url,
+    }))
 }
 
 // ---------- evaluation, analytics, rewards ----------
 
-/// Evaluates a campaign under the engine read lock.
-fn evaluate(engine: &Engine, rules: &Rules, o: &Overrides) -> Vec<fission::Invitee> {
-    fission::evaluate(engine, rules, o)
+#[derive(Serialize)]
+struct Stats {
+    campaign: String,
+    #[serde(flatten)]
+    stats: RewardStats,
+    evaluation_ms: f64,
 }
 
 async fn campaign_stats(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Stats>, ApiError> {
     let (c, rules) = load(&state, &id).await?;
     let ledger = ledger_rows(&state, &id).await?;
     let s = state.clone();
@@ -864,23 +637,13 @@ async fn campaign_stats(
         let engine = read_engine(&s);
         let o = overrides(&s, &engine, &id)?;
         let started = std::time::Instant::now();
-        let inv = evaluate(&engine, &rules, &o);
-        let clicks = rules.campaign.map_or(0, |code| engine.campaign_clicks(code));
-        let f = fission::funnel(&engine, &inv, clicks);
-        let cost: i64 = ledger
-            .iter()
-            .filter(|r| r.status == "granted")
-            .map(|r| c.rewards.get(&r.reward).map_or(0, |x| x.cost))
-            .sum();
-        Ok(Json(json!({
-            "campaign": id,
-            "funnel": f,
-            "rewards_granted": ledger.iter().filter(|r| r.status == "granted").count(),
-            "rewards_clawed_back": ledger.iter().filter(|r| r.status == "clawed_back").count(),
-            "reward_cost": cost,
-            "reward_cost_per_valid": if f.valid == 0 { None } else { Some(cost as f64 / f.valid as f64) },
-            "evaluation_ms": started.elapsed().as_secs_f64() * 1000.0,
-        })))
+        let inv = evaluation::evaluate(&engine, &rules, &o);
+        let stats = fission::stats(&engine, &c, &rules, &inv, &ledger);
+        Ok(Json(Stats {
+            campaign: id,
+            stats,
+            evaluation_ms: started.elapsed().as_secs_f64() * 1000.0,
+        }))
     })
     .await
 }
@@ -892,11 +655,19 @@ struct LimitQuery {
     inviter: Option<String>,
 }
 
+#[derive(Serialize)]
+struct Leaderboard {
+    campaign: String,
+    signups: usize,
+    top: Vec<LeaderRow>,
+    evaluation_ms: f64,
+}
+
 async fn leaderboard(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<LimitQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Leaderboard>, ApiError> {
     let (_, rules) = load(&state, &id).await?;
     let limit = q.limit.unwrap_or(10).clamp(1, 1000);
     let s = state.clone();
@@ -904,57 +675,38 @@ async fn leaderboard(
         let engine = read_engine(&s);
         let o = overrides(&s, &engine, &id)?;
         let started = std::time::Instant::now();
-        let inv = evaluate(&engine, &rules, &o);
-        let board = fission::leaderboard(&engine, &inv, limit);
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        let rows: Vec<Value> = board
-            .into_iter()
-            .map(|(id, v, p)| json!({"inviter": id, "valid": v, "pending": p}))
-            .collect();
-        Ok(Json(
-            json!({"campaign": id, "signups": inv.len(), "top": rows, "evaluation_ms": ms}),
-        ))
+        let inv = evaluation::evaluate(&engine, &rules, &o);
+        let top = fission::leaderboard(&engine, &inv, limit);
+        let evaluation_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(Json(Leaderboard {
+            campaign: id,
+            signups: inv.len(),
+            top,
+            evaluation_ms,
+        }))
     })
     .await
+}
+
+#[derive(Serialize)]
+struct Invitees {
+    invitees: Vec<InviteeRow>,
 }
 
 async fn invitees(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<LimitQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Invitees>, ApiError> {
     let (_, rules) = load(&state, &id).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    if let Some(st) = q
-        .status
-        .as_deref()
-        .filter(|s| !matches!(*s, "valid" | "pending" | "invalid"))
-    {
-        return Err(ApiError::BadRequest(format!(
-            "status `{st}`: use valid, pending or invalid"
-        )));
-    }
+    let status = q.status.as_deref().map(InviteeStatus::parse).transpose()?;
     let s = state.clone();
     blocking(move || {
         let engine = read_engine(&s);
-        let o = overrides(&s, &engine, &id)?;
-        let inviter = q.inviter.as_deref().and_then(|i| engine.person_of(i));
-        let rows: Vec<Value> = evaluate(&engine, &rules, &o)
-            .into_iter()
-            .filter(|i| inviter.is_none_or(|x| i.inviter == x))
-            .filter(|i| {
-                matches!(
-                    (q.status.as_deref(), i.verdict),
-                    (None, _)
-                        | (Some("valid"), Verdict::Valid)
-                        | (Some("pending"), Verdict::Pending { .. })
-                        | (Some("invalid"), Verdict::Invalid { .. })
-                )
-            })
-            .take(limit)
-            .map(|i| json!({"invitee": engine.canonical_id(i.invitee), "inviter": engine.canonical_id(i.inviter), "ts": i.ts, "verdict": i.verdict, "flag": i.flag, "converted": i.converted, "overridden": o.get(&i.invitee)}))
-            .collect();
-        Ok(Json(json!({"invitees": rows})))
+        let (inv, o) = evaluate(&s, &engine, &id, &rules)?;
+        let invitees = fission::invitees(&engine, &inv, &o, status, q.inviter.as_deref(), limit);
+        Ok(Json(Invitees { invitees }))
     })
     .await
 }
@@ -966,254 +718,109 @@ struct OverrideBody {
     valid: Option<bool>,
 }
 
+#[derive(Serialize)]
+struct OverrideSaved {
+    invitee: String,
+    /// `null`: the decision was cleared.
+    valid: Option<bool>,
+}
+
 async fn put_override(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OverrideSaved>, ApiError> {
     let b: OverrideBody = parse_json(&body, "override")?;
     let _ = load(&state, &id).await?;
-    let canonical = {
-        let e = read_engine(&state);
-        let slot = e.person_of(&b.invitee).ok_or_else(|| {
-            ApiError::NotFound(format!("no person with identity `{}`", b.invitee))
-        })?;
-        e.canonical_id(slot).to_string()
-    };
+    let canonical = fission::canonical_person(&read_engine(&state), &b.invitee)?;
     let c2 = canonical.clone();
     with_store(&state, move |store| {
-        let key = format!("{OVERRIDE_PREFIX}{id}/{c2}");
-        store.put_setting(&key, b.valid.map(Value::Bool).as_ref())?;
-        store.audit(&siyu_store::AuditRecord {
-            id: 0,
-            at: now(),
-            action: "fission_override".into(),
-            subject: c2.clone(),
-            detail: json!({"campaign": id, "valid": b.valid}),
-        })?;
-        Ok(())
+        Ok(fission::set_override(store, &id, &c2, b.valid, now())?)
     })
     .await?;
-    Ok(Json(json!({"invitee": canonical, "valid": b.valid})))
+    Ok(Json(OverrideSaved {
+        invitee: canonical,
+        valid: b.valid,
+    }))
 }
 
-/// One reward ledger row.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LedgerRow {
-    pub inviter: String,
-    pub tier: usize,
-    pub reward: String,
-    /// `granted`, `clawed_back`, `out_of_stock`.
-    pub status: String,
-    pub at: i64,
-    pub supported_by: u64,
-}
-
-async fn ledger_rows(state: &AppState, id: &str) -> Result<Vec<LedgerRow>, ApiError> {
-    let prefix = format!("{REWARD_PREFIX}{id}/");
-    with_store(state, move |store| {
-        Ok(store
-            .list_settings(&prefix)?
-            .into_iter()
-            .filter_map(|(_, v)| serde_json::from_value(v).ok())
-            .collect())
-    })
-    .await
+#[derive(Serialize)]
+struct Rewards {
+    ledger: Vec<LedgerRow>,
+    stock_left: BTreeMap<String, i64>,
 }
 
 async fn rewards(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Rewards>, ApiError> {
     let (c, _) = load(&state, &id).await?;
-    let rows = ledger_rows(&state, &id).await?;
-    let stock: BTreeMap<&str, i64> = c
-        .rewards
-        .iter()
-        .map(|(name, r)| {
-            let used = rows
-                .iter()
-                .filter(|x| x.reward == *name && x.status == "granted")
-                .count() as i64;
-            (name.as_str(), r.stock as i64 - used)
-        })
-        .collect();
-    Ok(Json(json!({"ledger": rows, "stock_left": stock})))
+    let ledger = ledger_rows(&state, &id).await?;
+    let stock_left = fission::stock_left(&c, &ledger);
+    Ok(Json(Rewards { ledger, stock_left }))
 }
 
 async fn reconcile_now(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let r = reconcile(&state, &id).await?;
-    Ok(Json(r))
+) -> Result<Json<Reconciled>, ApiError> {
+    Ok(Json(reconcile(&state, &id).await?))
 }
 
-/// Grants and claws back rewards to match the current evaluation.
-pub async fn reconcile(state: &AppState, id: &str) -> Result<Value, ApiError> {
+/// Grants and claws back rewards to match the current evaluation: the
+/// growth core plans the pass, this commits it — events through the
+/// writer, then reward messages through the executor (keyed, so a repeat
+/// sends nothing twice), then the ledger rows.
+pub async fn reconcile(state: &AppState, id: &str) -> Result<Reconciled, ApiError> {
     let (c, rules) = load(state, id).await?;
     let rows = ledger_rows(state, id).await?;
     let s = state.clone();
     let idc = id.to_string();
-    let grant = c.grant.clone();
-    // (inviter canonical, counted invitees)
-    let counts: Vec<(String, u64)> = blocking(move || {
+    let grant = c.grant;
+    let counts = blocking(move || {
         let engine = read_engine(&s);
-        let o = overrides(&s, &engine, &idc)?;
-        let inv = evaluate(&engine, &rules, &o);
-        Ok(fission::per_inviter(&inv)
-            .into_iter()
-            .map(|(slot, (v, p))| {
-                let n = match grant {
-                    Grant::Instant => v + p,
-                    Grant::AfterHold => v,
-                };
-                (engine.canonical_id(slot).to_string(), n)
-            })
-            .collect())
+        let (inv, _) = evaluate(&s, &engine, &idc, &rules)?;
+        Ok(fission::tally(&engine, &inv, grant))
     })
     .await?;
-    let mut ledger: HashMap<(String, usize), LedgerRow> = rows
-        .into_iter()
-        .map(|r| ((r.inviter.clone(), r.tier), r))
-        .collect();
-    let mut used: HashMap<String, u64> = HashMap::new();
-    for r in ledger.values() {
-        if r.status == "granted" {
-            *used.entry(r.reward.clone()).or_default() += 1;
-        }
-    }
-    let counts: HashMap<String, u64> = counts.into_iter().collect();
-    let t = now();
-    let mut changed: Vec<LedgerRow> = Vec::new();
-    let mut events = Vec::new();
-    let mut messages: Vec<(String, String, Option<String>, String)> = Vec::new();
-    // Claw back grants no longer supported.
-    for r in ledger.values_mut() {
-        // An erased inviter's rows are settled (they name its pseudonym):
-        // a clawback would append an event, and so a person, for it.
-        if crate::privacy::is_erasure_pseudonym(&r.inviter) {
-            continue;
-        }
-        let n = counts.get(&r.inviter).copied().unwrap_or(0);
-        let need = c.tiers.get(r.tier).map_or(u64::MAX, |t| t.invites);
-        if r.status == "granted" && n < need {
-            r.status = "clawed_back".into();
-            r.at = t;
-            r.supported_by = n;
-            *used.entry(r.reward.clone()).or_default() -= 1;
-            events.push(reward_event(id, r, "reward_clawed_back", t));
-            changed.push(r.clone());
-        }
-    }
-    // Grant reached tiers (in tier order, while stock lasts).
-    let mut inviters: Vec<(&String, &u64)> = counts.iter().collect();
-    inviters.sort();
-    for (inviter, &n) in inviters {
-        for (i, tier) in c.tiers.iter().enumerate() {
-            if n < tier.invites {
-                break;
-            }
-            let key = (inviter.clone(), i);
-            if ledger
-                .get(&key)
-                .is_some_and(|r| r.status == "granted" || r.status == "clawed_back")
-            {
-                continue; // a clawed-back reward is not granted again
-            }
-            let stock = c.rewards.get(&tier.reward).map_or(0, |r| r.stock);
-            let status = if used.get(&tier.reward).copied().unwrap_or(0) < stock {
-                *used.entry(tier.reward.clone()).or_default() += 1;
-                "granted"
-            } else {
-                "out_of_stock"
-            };
-            if ledger.get(&key).is_some_and(|r| r.status == status) {
-                continue;
-            }
-            let row = LedgerRow {
-                inviter: inviter.clone(),
-                tier: i,
-                reward: tier.reward.clone(),
-                status: status.into(),
-                at: t,
-                supported_by: n,
-            };
-            if status == "granted" {
-                events.push(reward_event(id, &row, "reward_granted", t));
-                if let Some(tpl) = c.rewards.get(&tier.reward).and_then(|r| r.template.clone()) {
-                    let channel = c.rewards.get(&tier.reward).and_then(|r| r.channel.clone());
-                    messages.push((
-                        format!("fission/{id}/{inviter}/{i}"),
-                        tpl,
-                        channel,
-                        inviter.clone(),
-                    ));
-                }
-            }
-            ledger.insert(key, row.clone());
-            changed.push(row);
-        }
-    }
-    if !events.is_empty() {
+    let plan = fission::plan(
+        &c,
+        rows,
+        &counts,
+        now(),
+        &crate::privacy::is_erasure_pseudonym,
+    );
+    let summary = plan.summary(id);
+    let settings = plan.settings(id)?;
+    if !plan.events.is_empty() {
         state
             .0
             .writer
-            .append(events)
+            .append(plan.events)
             .await
             .map_err(ApiError::Internal)?;
     }
-    for (send_id, template, channel, inviter) in messages {
+    for m in plan.messages {
         let _ = state
             .0
             .automation
             .mass_send(MassSend {
-                id: send_id,
+                id: m.id,
                 segment: None,
-                identities: vec![inviter],
-                template,
-                channel,
+                identities: vec![m.inviter],
+                template: m.template,
+                channel: m.channel,
                 class: Some(siyu_automation::guard::MessageClass::Transactional),
                 kind: siyu_automation::guard::SendKind::Direct,
             })
             .await;
     }
-    let idc = id.to_string();
-    let n = changed.len();
-    let granted = changed.iter().filter(|r| r.status == "granted").count();
-    let clawed = changed.iter().filter(|r| r.status == "clawed_back").count();
     with_store(state, move |store| {
-        let items = changed
-            .into_iter()
-            .map(|r| {
-                let v = serde_json::to_value(&r).map_err(|e| ApiError::Internal(e.to_string()))?;
-                Ok((
-                    format!("{REWARD_PREFIX}{idc}/{}/{}", r.inviter, r.tier),
-                    Some(v),
-                ))
-            })
-            .collect::<Result<Vec<_>, ApiError>>()?;
-        store.put_settings(&items)?;
+        store.put_settings(&settings)?;
         Ok(())
     })
     .await?;
-    Ok(json!({"campaign": id, "changes": n, "granted": granted, "clawed_back": clawed}))
-}
-
-fn reward_event(campaign: &str, r: &LedgerRow, name: &str, t: i64) -> Event {
-    let identity = Identity::parse(&r.inviter)
-        .unwrap_or_else(|_| Identity::parse("unknown:unknown").expect("valid"));
-    let channel = Channel::parse(identity.channel())
-        .unwrap_or_else(|| Channel::parse("wecom").expect("valid"));
-    let mut ev = Event::new(t, identity, EventType::Custom, channel);
-    ev.name = Some(name.to_string());
-    ev.id = Some(format!("{name}/{campaign}/{}/{}/{t}", r.inviter, r.tier));
-    let mut p = serde_json::Map::new();
-    p.insert("campaign".into(), campaign.into());
-    p.insert("tier".into(), (r.tier as u64).into());
-    p.insert("reward".into(), r.reward.clone().into());
-    ev.properties = Some(p);
-    ev
+    Ok(summary)
 }
 
 /// Reconciles every campaign every 30 s.

@@ -395,11 +395,3 @@ async fn a_signup_without_a_claim_mints_nobody_and_visitors_are_bounded() {
         "{b}"
     );
 }
-
-#[test]
-fn new_anonymous_visitors_are_capped_per_campaign_and_day() {
-    let cap = siyu_server::routes::fission::VisitorCap::new(3);
-    assert_eq!((0..5).filter(|_| cap.take("c1", 100)).count(), 3);
-    assert!(cap.take("c2", 100), "another campaign has its own cap");
-    assert!(cap.take("c1", 101), "a new day starts afresh");
-}
