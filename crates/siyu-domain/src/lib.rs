@@ -9,6 +9,7 @@ pub mod event;
 pub mod identity;
 pub mod line;
 pub mod time;
+pub mod toml_nesting;
 pub mod wire;
 
 pub use event::{Channel, Event, EventType, Traits};

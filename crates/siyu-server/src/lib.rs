@@ -17,7 +17,6 @@
 //! - a blocking store call never runs on an async worker thread (the
 //!   writer is a plain thread; handlers use `spawn_blocking`).
 
-pub mod attribution;
 pub mod auth;
 pub mod automation;
 pub mod cache;

@@ -2,7 +2,7 @@
 //! CSV with Chinese headers) becomes purchase/refund events on the right
 //! persons, so the revenue made on the marketplaces shows up in the
 //! private-domain profiles. The mapping, matching and validation are
-//! `siyu_server::routes::orders` (shared with `POST /v1/orders`); this module reads
+//! `siyu_commerce::orders` (shared with `POST /v1/orders`); this module reads
 //! the file and the mapping, appends through the store directly (like
 //! `siyu import`, so a server running beside it follows the log) and prints
 //! a summary. Exit codes: 0 all imported, 1 some rows rejected (each listed
@@ -11,11 +11,10 @@
 
 use crate::data::{engine_from_store, StoreArgs};
 use anyhow::{bail, Context, Result};
-use siyu_domain::Event;
-use siyu_server::ingest::Rejected;
-use siyu_server::routes::orders::{
-    self, csv_order, csv_records, parse_order, plan, Known, Mapping, Planned,
+use siyu_commerce::orders::{
+    self, csv_order, csv_records, parse_order, plan, Known, Mapping, Planned, Rejected,
 };
+use siyu_domain::Event;
 use siyu_server::writer::merge_record;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -112,11 +111,7 @@ pub fn run(args: ImportOrdersArgs) -> Result<()> {
             &mapping.statuses,
         ) {
             Ok(o) => parsed.push((*line, o)),
-            Err(e) => rejected.push(Rejected {
-                index: *line,
-                field: e.field.into(),
-                message: e.message,
-            }),
+            Err(e) => rejected.push(Rejected::new(*line, e)),
         }
     }
 
@@ -190,7 +185,12 @@ pub fn run(args: ImportOrdersArgs) -> Result<()> {
             rejected.len() - SHOWN
         );
     }
-    let (accepted, duplicates, new_events, dup_events) = orders::tally(&events, &results);
+    let orders::Tally {
+        accepted,
+        duplicates,
+        new_events,
+        duplicate_events: dup_events,
+    } = orders::tally(&events, &results);
     debug_assert_eq!(accepted + duplicates, order_count);
     println!(
         "imported orders from {name}: accepted {accepted}, duplicates {duplicates}, skipped {skipped}, rejected {}; matched by identity {}, buyer_id {}, phone of a known person {}, new phone {}; events {new_events} new, {dup_events} already imported; persons {} (+{}); {:.2} s",

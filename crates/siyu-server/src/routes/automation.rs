@@ -260,10 +260,13 @@ async fn journey_report(
     let s = state.clone();
     let n3 = name.clone();
     let attribution = blocking(move || {
+        // The engine's identity table, copied in one short read: no engine
+        // lock is held while the whole log is read.
+        let persons = read_engine(&s).identity_index();
         let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-        crate::attribution::journey_conversions(
+        siyu_commerce::attribution::journey_conversions(
             store.as_mut(),
-            &s.0.engine,
+            &persons,
             &n3,
             days as i64 * 86_400,
         )

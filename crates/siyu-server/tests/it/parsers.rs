@@ -10,8 +10,9 @@
 
 use proptest::prelude::*;
 use serde_json::Value;
+use siyu_commerce::orders;
 use siyu_server::ingest;
-use siyu_server::routes::{api, orders};
+use siyu_server::routes::api;
 
 /// Runs `f` on a thread with a small stack; a panic or overflow fails the test.
 fn on_small_stack(f: impl FnOnce() + Send + 'static) {

@@ -1,1 +1,0 @@
-//! (being moved here from siyu-server: issue 13)
