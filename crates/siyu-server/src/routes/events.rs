@@ -1,0 +1,169 @@
+//! Event ingestion over HTTP: the wire format (`POST /v1/events`, JSON
+//! array or NDJSON) and the Segment-compatible endpoints (track, identify,
+//! alias, page, batch). Bodies are parsed by `crate::ingest`; valid events
+//! go to the writer, each rejected one is listed with its index and field.
+
+use crate::error::ApiError;
+use crate::ingest::{self, Rejected};
+use crate::request::{now, read_body, route, Route};
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Json;
+use serde_json::{json, Value};
+use siyu_store::Appended;
+use std::time::Instant;
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        route!(post, "/v1/events", ingest, "Ingest events (JSON array or NDJSON, wire format v1). Valid events are stored; each rejected one is reported with its index, field and fix. Idempotent on `id`.", ingest_events),
+        route!(post, "/v1/track", ingest, "Segment-compatible track (basic auth with the write key).", segment_track),
+        route!(post, "/v1/identify", ingest, "Segment-compatible identify.", segment_identify),
+        route!(post, "/v1/alias", ingest, "Segment-compatible alias.", segment_alias),
+        route!(post, "/v1/page", ingest, "Segment-compatible page.", segment_page),
+        route!(post, "/v1/batch", ingest, "Segment-compatible batch of track/identify/alias/page messages.", segment_batch),
+    ]
+}
+
+async fn store_events(
+    state: &AppState,
+    parsed: ingest::Parsed,
+    started: Instant,
+) -> Result<Response, ApiError> {
+    use std::sync::atomic::Ordering;
+    let m = &state.0.metrics;
+    m.ingest_requests.fetch_add(1, Ordering::Relaxed);
+    m.events_rejected
+        .fetch_add(parsed.rejected.len() as u64, Ordering::Relaxed);
+    if parsed.events.is_empty() {
+        let n = parsed.rejected.len();
+        let first = parsed.rejected.first().map(|r| {
+            format!(
+                " (first: index {}, field `{}`: {})",
+                r.index, r.field, r.message
+            )
+        });
+        // The error table's `invalid_event`, with the per-event list added.
+        let error = ApiError::InvalidEvent(format!(
+            "all {n} events were rejected; nothing was stored{}",
+            first.unwrap_or_default()
+        ));
+        let (status, code) = error.status_and_code();
+        let body = json!({
+            "code": code,
+            "message": error.to_string(),
+            "accepted": 0, "duplicates": 0, "rejected": parsed.rejected,
+        });
+        return Ok((status, Json(body)).into_response());
+    }
+    let (indices, events): (Vec<usize>, Vec<_>) = parsed.events.into_iter().unzip();
+    let results = state
+        .0
+        .writer
+        .append(events)
+        .await
+        .map_err(ApiError::Internal)?;
+    let mut accepted = 0;
+    let mut duplicates = 0;
+    let offsets: Vec<Value> = results
+        .iter()
+        .zip(&indices)
+        .map(|(r, i)| match r {
+            Appended::New(o) => {
+                accepted += 1;
+                json!({"index": i, "offset": o})
+            }
+            Appended::Duplicate(o) => {
+                duplicates += 1;
+                json!({"index": i, "offset": o, "duplicate": true})
+            }
+        })
+        .collect();
+    m.ingest_latency.observe(started.elapsed().as_secs_f64());
+    let rejected: Vec<Rejected> = parsed.rejected;
+    Ok(Json(json!({"accepted": accepted, "duplicates": duplicates, "rejected": rejected, "offsets": offsets})).into_response())
+}
+
+async fn ingest_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let ndjson = ctype.contains("ndjson") || ctype.contains("jsonlines");
+    if !ndjson && !ctype.contains("json") && !ctype.starts_with("text/plain") {
+        return Err(ApiError::UnsupportedMediaType(ctype.to_string()));
+    }
+    let bytes = read_body(body, state.0.config.max_body_bytes).await?;
+    let parsed = ingest::parse_events(&bytes, ndjson).map_err(|e| ApiError::BadRequest(e.0))?;
+    store_events(&state, parsed, started).await
+}
+
+async fn segment_ingest(
+    state: AppState,
+    body: Body,
+    kind: Option<&'static str>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let bytes = read_body(body, state.0.config.max_body_bytes).await?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "malformed JSON at line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let messages: Vec<(&Value, Option<&str>)> = match kind {
+        Some(k) => vec![(&v, Some(k))],
+        None => v
+            .get("batch")
+            .and_then(Value::as_array)
+            .ok_or_else(|| ApiError::BadRequest("a batch body is {\"batch\": [messages]}".into()))?
+            .iter()
+            .map(|m| (m, None))
+            .collect(),
+    };
+    if messages.len() > ingest::MAX_EVENTS_PER_REQUEST {
+        return Err(ApiError::BadRequest(format!(
+            "`batch` holds {} messages; at most {} per request, split the batch",
+            messages.len(),
+            ingest::MAX_EVENTS_PER_REQUEST
+        )));
+    }
+    let mut parsed = ingest::Parsed::default();
+    let t = now();
+    for (i, (m, k)) in messages.iter().enumerate() {
+        match ingest::segment_message(m, *k, t) {
+            Ok(evs) => parsed.events.extend(evs.into_iter().map(|e| (i, e))),
+            Err(e) => parsed.rejected.push(Rejected {
+                index: i,
+                field: e.field.into(),
+                message: e.message,
+            }),
+        }
+    }
+    store_events(&state, parsed, started).await
+}
+
+async fn segment_track(State(s): State<AppState>, b: Body) -> Result<Response, ApiError> {
+    segment_ingest(s, b, Some("track")).await
+}
+async fn segment_identify(State(s): State<AppState>, b: Body) -> Result<Response, ApiError> {
+    segment_ingest(s, b, Some("identify")).await
+}
+async fn segment_alias(State(s): State<AppState>, b: Body) -> Result<Response, ApiError> {
+    segment_ingest(s, b, Some("alias")).await
+}
+async fn segment_page(State(s): State<AppState>, b: Body) -> Result<Response, ApiError> {
+    segment_ingest(s, b, Some("page")).await
+}
+async fn segment_batch(State(s): State<AppState>, b: Body) -> Result<Response, ApiError> {
+    segment_ingest(s, b, None).await
+}
