@@ -13,11 +13,13 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::routing::{get, post, put};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use siyu_commerce::spend::{parse_spend_csv, SpendError};
 use siyu_domain::time::format_rfc3339;
-use siyu_engine::analytics;
+use siyu_engine::analytics::{
+    self, CohortRow, FunnelRow, LtvRow, ReferralSummary, Repurchase, RoiRow,
+};
+use siyu_engine::scan::{Attribution, FunnelResult, FunnelStep};
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -34,7 +36,31 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-async fn analytics_rfm(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// An answer that is a list of the engine's rows (funnel, ROI, LTV,
+/// attribution): `{"rows": [...]}`.
+#[derive(Serialize)]
+pub struct Rows<T> {
+    pub rows: Vec<T>,
+}
+
+/// `GET /v1/analytics/rfm`: the 125 cells of the RFM grid.
+#[derive(Serialize)]
+pub struct RfmGrid {
+    /// The engine clock the scores are computed at.
+    pub at: String,
+    pub cells: Vec<RfmCell>,
+}
+
+/// Persons with these recency, frequency and monetary scores (1–5).
+#[derive(Serialize)]
+pub struct RfmCell {
+    pub r: usize,
+    pub f: usize,
+    pub m: usize,
+    pub persons: u64,
+}
+
+async fn analytics_rfm(State(state): State<AppState>) -> Result<Json<RfmGrid>, ApiError> {
     let s = state.clone();
     blocking(move || {
         let e = read_engine(&s);
@@ -43,11 +69,19 @@ async fn analytics_rfm(State(state): State<AppState>) -> Result<Json<Value>, Api
         for (r, plane) in grid.iter().enumerate() {
             for (f, row) in plane.iter().enumerate() {
                 for (m, n) in row.iter().enumerate() {
-                    cells.push(json!({"r": r + 1, "f": f + 1, "m": m + 1, "persons": n}));
+                    cells.push(RfmCell {
+                        r: r + 1,
+                        f: f + 1,
+                        m: m + 1,
+                        persons: *n,
+                    });
                 }
             }
         }
-        Ok(Json(json!({"at": format_rfc3339(e.now()), "cells": cells})))
+        Ok(Json(RfmGrid {
+            at: format_rfc3339(e.now()),
+            cells,
+        }))
     })
     .await
 }
@@ -55,7 +89,7 @@ async fn analytics_rfm(State(state): State<AppState>) -> Result<Json<Value>, Api
 async fn analytics_funnel(
     State(state): State<AppState>,
     Query(q): Query<FunnelQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Rows<FunnelRow>>, ApiError> {
     let s = state.clone();
     blocking(move || {
         let e = read_engine(&s);
@@ -64,21 +98,31 @@ async fn analytics_funnel(
             q.friend_days.unwrap_or(7) * 86_400,
             q.convert_days.unwrap_or(30) * 86_400,
         );
-        Ok(Json(json!({"rows": rows})))
+        Ok(Json(Rows { rows }))
     })
     .await
+}
+
+/// `GET /v1/analytics/cohorts`: weekly cohorts from `t0`.
+#[derive(Serialize)]
+pub struct Cohorts {
+    pub t0: String,
+    pub rows: Vec<CohortRow>,
 }
 
 async fn analytics_cohorts(
     State(state): State<AppState>,
     Query(q): Query<CohortQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Cohorts>, ApiError> {
     let s = state.clone();
     blocking(move || {
         let e = read_engine(&s);
         let t0 = q.t0.unwrap_or(e.now() - 364 * 86_400);
         let rows = analytics::cohort_retention(&e, t0, 7 * 86_400, q.weeks.unwrap_or(13).min(104));
-        Ok(Json(json!({"t0": format_rfc3339(t0), "rows": rows})))
+        Ok(Json(Cohorts {
+            t0: format_rfc3339(t0),
+            rows,
+        }))
     })
     .await
 }
@@ -86,7 +130,7 @@ async fn analytics_cohorts(
 async fn analytics_referrals(
     State(state): State<AppState>,
     Query(q): Query<ReferralQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReferralSummary>, ApiError> {
     let s = state.clone();
     blocking(move || {
         let e = read_engine(&s);
@@ -96,44 +140,53 @@ async fn analytics_referrals(
             &[10, 20],
             q.top.unwrap_or(10).min(100),
         );
-        Ok(Json(json!(sum)))
+        Ok(Json(sum))
     })
     .await
 }
 
 fn load_spend(state: &AppState) -> Result<Vec<(String, i64)>, ApiError> {
     let mut store = state.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-    let v = store.get_setting("spend")?.unwrap_or(json!([]));
-    Ok(serde_json::from_value(v).unwrap_or_default())
+    Ok(match store.get_setting("spend")? {
+        Some(v) => serde_json::from_value(v).unwrap_or_default(),
+        None => Vec::new(),
+    })
 }
 
-async fn analytics_roi(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn analytics_roi(State(state): State<AppState>) -> Result<Json<Rows<RoiRow>>, ApiError> {
     let s = state.clone();
     blocking(move || {
         let spend = load_spend(&s)?;
         let e = read_engine(&s);
         let rows = analytics::channel_roi(&e, spend.iter().map(|(c, x)| (c.as_str(), *x)));
-        Ok(Json(json!({"rows": rows})))
+        Ok(Json(Rows { rows }))
     })
     .await
 }
 
-async fn analytics_repurchase(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn analytics_repurchase(State(state): State<AppState>) -> Result<Json<Repurchase>, ApiError> {
     let s = state.clone();
-    blocking(move || Ok(Json(json!(analytics::repurchase(&read_engine(&s)))))).await
+    blocking(move || Ok(Json(analytics::repurchase(&read_engine(&s))))).await
 }
 
 #[derive(Deserialize)]
 struct StepsBody {
-    steps: Vec<siyu_engine::scan::FunnelStep>,
+    steps: Vec<FunnelStep>,
     #[serde(default)]
     split_by_channel: bool,
+}
+
+/// `POST /v1/analytics/steps`: the steps asked for and who reached each.
+#[derive(Serialize)]
+pub struct Steps {
+    pub steps: Vec<FunnelStep>,
+    pub rows: Vec<FunnelResult>,
 }
 
 async fn analytics_steps(
     State(state): State<AppState>,
     Json(body): Json<StepsBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Steps>, ApiError> {
     if body.steps.is_empty() || body.steps.len() > 20 {
         return Err(ApiError::BadRequest(
             "`steps` needs 1..=20 steps, e.g. [{\"event_type\": \"touch\"}]".into(),
@@ -152,32 +205,49 @@ async fn analytics_steps(
     blocking(move || {
         let mut pass = siyu_engine::scan::FunnelPass::new(&body.steps, body.split_by_channel);
         log_pass(&s, |p, e| pass.feed(p, e))?;
-        Ok(Json(json!({"steps": body.steps, "rows": pass.finish()})))
+        let rows = pass.finish();
+        Ok(Json(Steps {
+            steps: body.steps,
+            rows,
+        }))
     })
     .await
 }
 
-async fn analytics_attribution(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn analytics_attribution(
+    State(state): State<AppState>,
+) -> Result<Json<Rows<Attribution>>, ApiError> {
     let s = state.clone();
     blocking(move || {
         let mut pass = siyu_engine::scan::AttributionPass::new();
         log_pass(&s, |p, e| pass.feed(p, e))?;
-        Ok(Json(json!({"rows": pass.finish()})))
+        Ok(Json(Rows {
+            rows: pass.finish(),
+        }))
     })
     .await
 }
 
-async fn analytics_ltv(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn analytics_ltv(State(state): State<AppState>) -> Result<Json<Rows<LtvRow>>, ApiError> {
     let s = state.clone();
     blocking(move || {
-        Ok(Json(
-            json!({"rows": analytics::ltv_by_cohort_and_channel(&read_engine(&s))}),
-        ))
+        Ok(Json(Rows {
+            rows: analytics::ltv_by_cohort_and_channel(&read_engine(&s)),
+        }))
     })
     .await
 }
 
-async fn put_spend(State(state): State<AppState>, body: Body) -> Result<Json<Value>, ApiError> {
+/// `PUT /v1/spend`: how many rows the saved table holds.
+#[derive(Serialize)]
+pub struct SpendSaved {
+    pub rows: usize,
+}
+
+async fn put_spend(
+    State(state): State<AppState>,
+    body: Body,
+) -> Result<Json<SpendSaved>, ApiError> {
     let bytes = read_body(body, state.0.config.max_body_bytes).await?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::BadRequest("spend CSV must be UTF-8".into()))?;
@@ -188,7 +258,9 @@ async fn put_spend(State(state): State<AppState>, body: Body) -> Result<Json<Val
     let s = state.clone();
     blocking(move || {
         let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-        store.put_setting("spend", Some(&json!(per_channel)))?;
+        let table = serde_json::to_value(&per_channel)
+            .map_err(|e| ApiError::Internal(format!("spend table: {e}")))?;
+        store.put_setting("spend", Some(&table))?;
         Ok(())
     })
     .await?;
@@ -197,7 +269,7 @@ async fn put_spend(State(state): State<AppState>, body: Body) -> Result<Json<Val
         .analytics_cache
         .generation
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok(Json(json!({"rows": n})))
+    Ok(Json(SpendSaved { rows: n }))
 }
 
 /// A refused spend CSV is a 400 naming the line (`siyu_commerce::spend`).

@@ -13,7 +13,8 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use siyu_store::Appended;
 use std::time::Instant;
 
@@ -26,6 +27,41 @@ pub fn routes() -> Vec<Route> {
         route!(post, "/v1/page", ingest, "Segment-compatible page.", segment_page),
         route!(post, "/v1/batch", ingest, "Segment-compatible batch of track/identify/alias/page messages.", segment_batch),
     ]
+}
+
+/// What ingestion answers when at least one event was valid (200).
+#[derive(Serialize)]
+pub struct IngestAnswer {
+    /// Events stored now.
+    pub accepted: usize,
+    /// Events whose `id` was already stored (stored once).
+    pub duplicates: usize,
+    pub rejected: Vec<Rejected>,
+    /// Where each valid event is in the log, by its index in the request.
+    pub offsets: Vec<EventOffset>,
+}
+
+/// The log offset of one valid event of the request.
+#[derive(Serialize)]
+pub struct EventOffset {
+    pub index: usize,
+    pub offset: u64,
+    /// Present (`true`) only for a replayed `id`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// What ingestion answers when no event was valid: the error table's
+/// `invalid_event` body with the per-event list added.
+#[derive(Serialize)]
+pub struct AllRejected {
+    pub code: &'static str,
+    pub message: String,
+    /// Always 0.
+    pub accepted: usize,
+    /// Always 0.
+    pub duplicates: usize,
+    pub rejected: Vec<Rejected>,
 }
 
 async fn store_events(
@@ -52,11 +88,13 @@ async fn store_events(
             first.unwrap_or_default()
         ));
         let (status, code) = error.status_and_code();
-        let body = json!({
-            "code": code,
-            "message": error.to_string(),
-            "accepted": 0, "duplicates": 0, "rejected": parsed.rejected,
-        });
+        let body = AllRejected {
+            code,
+            message: error.to_string(),
+            accepted: 0,
+            duplicates: 0,
+            rejected: parsed.rejected,
+        };
         return Ok((status, Json(body)).into_response());
     }
     let (indices, events): (Vec<usize>, Vec<_>) = parsed.events.into_iter().unzip();
@@ -68,23 +106,36 @@ async fn store_events(
         .map_err(ApiError::Internal)?;
     let mut accepted = 0;
     let mut duplicates = 0;
-    let offsets: Vec<Value> = results
+    let offsets: Vec<EventOffset> = results
         .iter()
-        .zip(&indices)
-        .map(|(r, i)| match r {
-            Appended::New(o) => {
+        .zip(indices)
+        .map(|(r, index)| match *r {
+            Appended::New(offset) => {
                 accepted += 1;
-                json!({"index": i, "offset": o})
+                EventOffset {
+                    index,
+                    offset,
+                    duplicate: false,
+                }
             }
-            Appended::Duplicate(o) => {
+            Appended::Duplicate(offset) => {
                 duplicates += 1;
-                json!({"index": i, "offset": o, "duplicate": true})
+                EventOffset {
+                    index,
+                    offset,
+                    duplicate: true,
+                }
             }
         })
         .collect();
     m.ingest_latency.observe(started.elapsed().as_secs_f64());
-    let rejected: Vec<Rejected> = parsed.rejected;
-    Ok(Json(json!({"accepted": accepted, "duplicates": duplicates, "rejected": rejected, "offsets": offsets})).into_response())
+    Ok(Json(IngestAnswer {
+        accepted,
+        duplicates,
+        rejected: parsed.rejected,
+        offsets,
+    })
+    .into_response())
 }
 
 async fn ingest_events(
@@ -113,6 +164,8 @@ async fn segment_ingest(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let bytes = read_body(body, state.0.config.max_body_bytes).await?;
+    // Segment messages are open JSON (the Segment spec, mapped field by
+    // field in `ingest::segment_message`), so they are read as a Value.
     let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::BadRequest(format!(
             "malformed JSON at line {}, column {}: {e}",

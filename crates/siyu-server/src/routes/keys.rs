@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use siyu_store::AuditRecord;
 
@@ -31,10 +31,21 @@ struct KeyBody {
     scopes: Option<Vec<String>>,
 }
 
+/// `POST /v1/admin/keys` (201): the key itself, shown this once.
+#[derive(Serialize)]
+pub struct KeyCreated {
+    pub key: String,
+    /// What names the key in the API (the first 12 hex digits of its hash).
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<&'static str>,
+    pub note: &'static str,
+}
+
 async fn create_key(
     State(state): State<AppState>,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<KeyCreated>), ApiError> {
     let body: KeyBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
             "key: {e}; send {{\"name\": \"shop-sdk\", \"scopes\": [\"ingest\"]}}"
@@ -59,49 +70,76 @@ async fn create_key(
         .write()
         .unwrap_or_else(|e| e.into_inner())
         .insert(auth::hash_key(&key), scopes);
+    let id = auth::hash_key(&key)[..KEY_ID_LEN].to_string();
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "key": key,
-            "id": &auth::hash_key(&key)[..KEY_ID_LEN],
-            "name": body.name,
-            "scopes": scopes.names(),
-            "note": "shown once; store it now",
-        })),
+        Json(KeyCreated {
+            key,
+            id,
+            name: body.name,
+            scopes: scopes.names(),
+            note: "shown once; store it now",
+        }),
     ))
 }
 
 /// Hex digits of a key's hash that name it in the API.
 const KEY_ID_LEN: usize = 12;
 
-async fn list_keys(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// `GET /v1/admin/keys`.
+#[derive(Serialize)]
+pub struct KeyList {
+    pub keys: Vec<KeyInfo>,
+}
+
+/// One key, never the key itself.
+#[derive(Serialize)]
+pub struct KeyInfo {
+    pub id: String,
+    /// As stored in the key's record (null if the record has none).
+    pub name: Option<Value>,
+    /// As stored in the key's record (null if the record has none).
+    pub created_at: Option<Value>,
+    pub scopes: Vec<&'static str>,
+    /// Stored before scopes existed: has `Scopes::LEGACY`.
+    pub legacy: bool,
+}
+
+async fn list_keys(State(state): State<AppState>) -> Result<Json<KeyList>, ApiError> {
     let s = state.clone();
     blocking(move || {
         let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-        let keys: Vec<Value> = store
+        let keys = store
             .list_settings("write_key/")?
             .into_iter()
             .map(|(k, v)| {
                 let hash = k.trim_start_matches("write_key/");
-                json!({
-                    "id": &hash[..KEY_ID_LEN.min(hash.len())],
-                    "name": v.get("name"),
-                    "created_at": v.get("created_at"),
-                    "scopes": Scopes::of_record(&v).names(),
-                    // Stored before scopes existed: has Scopes::LEGACY.
-                    "legacy": v.get("scopes").is_none(),
-                })
+                KeyInfo {
+                    id: hash[..KEY_ID_LEN.min(hash.len())].to_string(),
+                    name: v.get("name").cloned(),
+                    created_at: v.get("created_at").cloned(),
+                    scopes: Scopes::of_record(&v).names(),
+                    legacy: v.get("scopes").is_none(),
+                }
             })
             .collect();
-        Ok(Json(json!({"keys": keys})))
+        Ok(Json(KeyList { keys }))
     })
     .await
+}
+
+/// `DELETE /v1/admin/keys/{id}`.
+#[derive(Serialize)]
+pub struct KeyRevoked {
+    pub id: String,
+    /// Always true.
+    pub revoked: bool,
 }
 
 async fn revoke_key(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KeyRevoked>, ApiError> {
     if id.len() < 8 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::BadRequest(format!(
             "key id `{id}`: give at least 8 hex digits from GET /v1/admin/keys"
@@ -135,6 +173,7 @@ async fn revoke_key(
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string(),
+            // The audit row's detail is free-form per action (stored JSON).
             detail: json!({"id": id}),
         })?;
         Ok(key.trim_start_matches("write_key/").to_string())
@@ -146,5 +185,8 @@ async fn revoke_key(
         .write()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&hash);
-    Ok(Json(json!({"id": &hash[..KEY_ID_LEN], "revoked": true})))
+    Ok(Json(KeyRevoked {
+        id: hash[..KEY_ID_LEN].to_string(),
+        revoked: true,
+    }))
 }

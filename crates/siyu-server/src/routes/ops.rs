@@ -9,7 +9,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -44,11 +45,25 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-async fn healthz(State(state): State<AppState>) -> Json<Value> {
+/// `GET /healthz`: the engine is loaded, and how much it holds.
+#[derive(Serialize)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+    pub persons: usize,
+    pub identities: usize,
+    /// Events applied to the engine.
+    pub events: u64,
+}
+
+async fn healthz(State(state): State<AppState>) -> Json<Health> {
     let e = read_engine(&state);
-    Json(
-        json!({"status": "ok", "persons": e.person_count(), "identities": e.identity_count(), "events": e.events_applied()}),
-    )
+    Json(Health {
+        status: "ok",
+        persons: e.person_count(),
+        identities: e.identity_count(),
+        events: e.events_applied(),
+    })
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -64,10 +79,19 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Documents every route of the table (`routes::all`), not only these.
+/// The document is generated JSON (paths keyed by route), not a fixed shape.
 async fn openapi() -> Json<Value> {
     Json(crate::openapi::document(&super::all()))
 }
 
-async fn workspace(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({"workspace": state.0.config.workspace})))
+/// `GET /v1/workspace`: the workspace (brand) a request reached.
+#[derive(Serialize)]
+pub struct WorkspaceAnswer {
+    pub workspace: String,
+}
+
+async fn workspace(State(state): State<AppState>) -> Result<Json<WorkspaceAnswer>, ApiError> {
+    Ok(Json(WorkspaceAnswer {
+        workspace: state.0.config.workspace.clone(),
+    }))
 }

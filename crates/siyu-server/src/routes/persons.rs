@@ -11,11 +11,12 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
 use siyu_domain::{time::format_rfc3339, wire::to_json, Identity};
 use siyu_engine::{analytics, Engine, PersonId};
 use siyu_store::AuditRecord;
+use std::collections::BTreeMap;
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -38,53 +39,99 @@ struct SearchQuery {
     limit: Option<usize>,
 }
 
-/// Computed properties of a person as the API shows them.
-pub fn profile(engine: &Engine, slot: PersonId) -> Value {
-    let Some(p) = engine.person(slot) else {
-        return Value::Null;
-    };
+/// A person as the API shows them: identities and computed properties.
+#[derive(Serialize)]
+pub struct Profile {
+    pub canonical_id: String,
+    pub identities: Vec<String>,
+    pub first_seen: Option<String>,
+    pub first_channel: Option<String>,
+    pub first_friend_at: Option<String>,
+    pub last_event_at: Option<String>,
+    pub events: u32,
+    pub purchases: u32,
+    pub gross_spend: i64,
+    pub refunded: i64,
+    pub net_spend: i64,
+    pub last_purchase_at: Option<String>,
+    pub opted_out: bool,
+    /// Null when the person has not purchased.
+    pub rfm: Option<Rfm>,
+    pub groups: Vec<String>,
+    pub tags: Vec<String>,
+    /// The brand's own traits: open, whatever identify events set.
+    pub traits: Map<String, Value>,
+    pub segments: Vec<String>,
+    /// Each user-defined property by name; null where it has no value.
+    pub properties: BTreeMap<String, Option<i64>>,
+}
+
+/// RFM scores, 1–5 each.
+#[derive(Serialize)]
+pub struct Rfm {
+    pub r: u8,
+    pub f: u8,
+    pub m: u8,
+}
+
+/// The person in `slot` as the API shows them (None: no such person).
+pub fn profile(engine: &Engine, slot: PersonId) -> Option<Profile> {
+    let p = engine.person(slot)?;
     let ts = |t: u32| (t != siyu_engine::person::NO_TS).then(|| format_rfc3339(t as i64));
     let segs = engine.live_segments();
-    let segments: Vec<&str> = segs
+    let segments = segs
         .segments()
         .iter()
         .enumerate()
         .filter(|(i, _)| segs.is_member(*i as u32, slot))
-        .map(|(_, s)| s.name.as_str())
+        .map(|(_, s)| s.name.clone())
         .collect();
     let extra = p.extra.as_deref();
-    let props: serde_json::Map<String, Value> = engine
+    let properties = engine
         .properties()
         .iter()
-        .map(|d| (d.name.clone(), json!(engine.property_value(slot, &d.name))))
+        .map(|d| (d.name.clone(), engine.property_value(slot, &d.name)))
         .collect();
-    json!({
-        "canonical_id": engine.canonical_id(slot),
-        "identities": engine.identities_of(slot),
-        "first_seen": ts(p.first_ts),
-        "first_channel": engine.channel_name(p.first_channel),
-        "first_friend_at": ts(p.first_friend_ts),
-        "last_event_at": (p.events > 0).then(|| format_rfc3339(p.last_event_ts as i64)),
-        "events": p.events,
-        "purchases": p.purchase_count,
-        "gross_spend": p.gross_spend,
-        "refunded": p.refunded,
-        "net_spend": p.net_spend(),
-        "last_purchase_at": ts(p.last_purchase_ts),
-        "opted_out": p.opted_out,
-        "rfm": analytics::rfm_scores(p, engine.now()).map(|(r, f, m)| json!({"r": r, "f": f, "m": m})),
-        "groups": extra.map(|e| e.groups.clone()).unwrap_or_default(),
-        "tags": extra.map(|e| e.tags.clone()).unwrap_or_default(),
-        "traits": extra.map(|e| Value::Object(e.traits.clone())).unwrap_or(json!({})),
-        "segments": segments,
-        "properties": props,
+    Some(Profile {
+        canonical_id: engine.canonical_id(slot).to_string(),
+        identities: engine.identities_of(slot),
+        first_seen: ts(p.first_ts),
+        first_channel: engine.channel_name(p.first_channel).map(str::to_string),
+        first_friend_at: ts(p.first_friend_ts),
+        last_event_at: (p.events > 0).then(|| format_rfc3339(p.last_event_ts as i64)),
+        events: p.events,
+        purchases: p.purchase_count,
+        gross_spend: p.gross_spend,
+        refunded: p.refunded,
+        net_spend: p.net_spend(),
+        last_purchase_at: ts(p.last_purchase_ts),
+        opted_out: p.opted_out,
+        rfm: analytics::rfm_scores(p, engine.now()).map(|(r, f, m)| Rfm { r, f, m }),
+        groups: extra.map(|e| e.groups.clone()).unwrap_or_default(),
+        tags: extra.map(|e| e.tags.clone()).unwrap_or_default(),
+        traits: extra.map(|e| e.traits.clone()).unwrap_or_default(),
+        segments,
+        properties,
     })
+}
+
+/// `GET /v1/persons`: the persons found.
+#[derive(Serialize)]
+pub struct SearchAnswer {
+    pub persons: Vec<PersonIds>,
+}
+
+/// A person's canonical id and all their identities.
+#[derive(Serialize)]
+pub struct PersonIds {
+    pub canonical_id: String,
+    pub identities: Vec<String>,
 }
 
 async fn search_persons(
     State(state): State<AppState>,
     Query(q): Query<SearchQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SearchAnswer>, ApiError> {
     let limit = q.limit.unwrap_or(20).min(200);
     enum By {
         Identity(String),
@@ -113,19 +160,23 @@ async fn search_persons(
             By::Identity(p) => e.search_identity_prefix(p, limit),
             By::Trait(k, v) => e.search_trait(k, v, limit),
         };
-        let found: Vec<Value> = slots
+        let persons = slots
             .into_iter()
-            .map(|p| json!({"canonical_id": e.canonical_id(p), "identities": e.identities_of(p)}))
+            .map(|p| PersonIds {
+                canonical_id: e.canonical_id(p).to_string(),
+                identities: e.identities_of(p),
+            })
             .collect();
-        Ok(Json(json!({"persons": found})))
+        Ok(Json(SearchAnswer { persons }))
     })
     .await
 }
 
+/// Null (as before) if the slot holds no live person.
 async fn get_person(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Option<Profile>>, ApiError> {
     let e = read_engine(&state);
     let p = resolve(&e, &id)?;
     Ok(Json(profile(&e, p)))
@@ -159,11 +210,28 @@ struct PageQuery {
     limit: Option<usize>,
 }
 
+/// `GET /v1/persons/{id}/timeline`: one page of events, newest first.
+#[derive(Serialize)]
+pub struct Timeline {
+    pub canonical_id: String,
+    pub events: Vec<TimelineItem>,
+    /// The `before` of the next page; null on the last page.
+    pub next_before: Option<u64>,
+}
+
+/// One event of a timeline and its log offset.
+#[derive(Serialize)]
+pub struct TimelineItem {
+    pub offset: u64,
+    /// The event in wire format v1 (`siyu_domain::wire::to_json`).
+    pub event: Value,
+}
+
 async fn timeline(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Timeline>, ApiError> {
     let (canonical, offsets) = event_offsets_of(&state, &id)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let s = state.clone();
@@ -180,13 +248,18 @@ async fn timeline(
     let next = (events.len() == limit)
         .then(|| events.last().map(|e| e.offset))
         .flatten();
-    let items: Vec<Value> = events
+    let events = events
         .iter()
-        .map(|e| json!({"offset": e.offset, "event": to_json(&e.event)}))
+        .map(|e| TimelineItem {
+            offset: e.offset,
+            event: to_json(&e.event),
+        })
         .collect();
-    Ok(Json(
-        json!({"canonical_id": canonical, "events": items, "next_before": next}),
-    ))
+    Ok(Json(Timeline {
+        canonical_id: canonical,
+        events,
+        next_before: next,
+    }))
 }
 
 async fn export_person(
@@ -223,10 +296,29 @@ async fn export_person(
         .into_response())
 }
 
+/// `GET /v1/persons/{id}/merges`: the merges that formed this person.
+#[derive(Serialize)]
+pub struct Merges {
+    pub canonical_id: String,
+    pub merges: Vec<Merge>,
+}
+
+/// One identity merge: the event that linked two identities, and the
+/// canonical ids of the two persons before and of the one after.
+#[derive(Serialize)]
+pub struct Merge {
+    pub event_offset: u64,
+    pub at: String,
+    pub identity: Identity,
+    pub linked: Identity,
+    pub from: [String; 2],
+    pub into: String,
+}
+
 async fn person_merges(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Merges>, ApiError> {
     let (canonical, ids) = identities_of(&state, &id)?;
     let s = state.clone();
     let merges = blocking(move || {
@@ -237,20 +329,38 @@ async fn person_merges(
             .merges_of(&ids)?)
     })
     .await?;
-    let items: Vec<Value> = merges
-        .iter()
-        .map(|m| {
-            json!({"event_offset": m.event_offset, "at": format_rfc3339(m.ts), "identity": m.identity, "linked": m.linked,
-                   "from": [m.from_a, m.from_b], "into": m.into})
+    let merges = merges
+        .into_iter()
+        .map(|m| Merge {
+            event_offset: m.event_offset,
+            at: format_rfc3339(m.ts),
+            identity: m.identity,
+            linked: m.linked,
+            from: [m.from_a, m.from_b],
+            into: m.into,
         })
         .collect();
-    Ok(Json(json!({"canonical_id": canonical, "merges": items})))
+    Ok(Json(Merges {
+        canonical_id: canonical,
+        merges,
+    }))
+}
+
+/// `DELETE /v1/persons/{id}`: whom the erasure removed and how much.
+#[derive(Serialize)]
+pub struct Erased {
+    /// The erased person's canonical id (the caller named them).
+    pub erased: String,
+    /// The pseudonym the audit log and settings name them by now.
+    pub erasure_id: String,
+    pub identities: usize,
+    pub events_removed: u64,
 }
 
 async fn erase_person(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Erased>, ApiError> {
     let (canonical, ids) = identities_of(&state, &id)?;
     // The audit row must not name whom it erased: a keyed pseudonym
     // (`privacy.rs`), which settings and older audit rows get too.
@@ -260,6 +370,7 @@ async fn erase_person(
         at: now(),
         action: "erase_person".into(),
         subject: pseudonym.clone(),
+        // The audit row's detail is free-form per action (stored JSON).
         detail: json!({"identities": ids.len()}),
     };
     let n = ids.len();
@@ -276,7 +387,10 @@ async fn erase_person(
         Ok(crate::links::forget(store, &secret, &names)?)
     })
     .await?;
-    Ok(Json(
-        json!({"erased": canonical, "erasure_id": pseudonym, "identities": n, "events_removed": removed}),
-    ))
+    Ok(Json(Erased {
+        erased: canonical,
+        erasure_id: pseudonym,
+        identities: n,
+        events_removed: removed,
+    }))
 }

@@ -12,10 +12,11 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use siyu_domain::time::format_rfc3339;
-use siyu_engine::segment::{self, Expr};
+use siyu_engine::property::PropertyDef;
+use siyu_engine::segment::{self, live, Explanation, Expr};
 use siyu_engine::Engine;
 use tokio_stream::StreamExt;
 
@@ -34,32 +35,88 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-async fn list_segments(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// A saved segment (`status` ok) or a stored one that could not be
+/// loaded (`status` broken).
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum SegmentView {
+    Ok(SavedSegment),
+    Broken(Broken),
+}
+
+/// A saved segment: its current version and live count.
+#[derive(Serialize)]
+pub struct SavedSegment {
+    pub name: String,
+    /// Always `ok`.
+    pub status: &'static str,
+    pub version: u32,
+    /// The segment in the language.
+    pub segment: String,
+    pub tree: Expr,
+    pub count: usize,
+}
+
+impl SavedSegment {
+    fn of(s: &live::Segment) -> Self {
+        SavedSegment {
+            name: s.name.clone(),
+            status: "ok",
+            version: s.version,
+            segment: s.source.clone(),
+            tree: s.expr.clone(),
+            count: s.count(),
+        }
+    }
+}
+
+/// A stored definition (segment or property) that could not be loaded
+/// (see `quarantine`), and how to repair it.
+#[derive(Serialize)]
+pub struct Broken {
+    pub name: String,
+    /// Always `broken`.
+    pub status: &'static str,
+    pub error: String,
+    pub fix: String,
+}
+
+impl Broken {
+    /// `collection`: `segments` or `properties`, the path to PUT to.
+    fn new(collection: &str, name: String, error: String) -> Self {
+        let fix = format!("PUT /v1/{collection}/{name} with a valid definition");
+        Broken {
+            name,
+            status: "broken",
+            error,
+            fix,
+        }
+    }
+}
+
+/// `GET /v1/segments`.
+#[derive(Serialize)]
+pub struct SegmentList {
+    pub segments: Vec<SegmentView>,
+}
+
+async fn list_segments(State(state): State<AppState>) -> Result<Json<SegmentList>, ApiError> {
     let e = read_engine(&state);
-    let mut items: Vec<Value> = e
+    let mut segments: Vec<SegmentView> = e
         .live_segments()
         .segments()
         .iter()
-        .map(segment_json)
+        .map(|s| SegmentView::Ok(SavedSegment::of(s)))
         .collect();
-    items.extend(
+    segments.extend(
         state
             .0
             .quarantine
             .under("segment/")
             .into_iter()
-            .map(|(name, error)| broken_segment_json(&name, &error)),
+            .map(|(name, error)| SegmentView::Broken(Broken::new("segments", name, error))),
     );
-    Ok(Json(json!({"segments": items})))
-}
-
-fn segment_json(s: &siyu_engine::segment::live::Segment) -> Value {
-    json!({"name": s.name, "status": "ok", "version": s.version, "segment": s.source, "tree": s.expr, "count": s.count()})
-}
-
-/// A stored segment that could not be loaded (see `quarantine`).
-fn broken_segment_json(name: &str, error: &str) -> Value {
-    json!({"name": name, "status": "broken", "error": error, "fix": format!("PUT /v1/segments/{name} with a valid definition")})
+    Ok(Json(SegmentList { segments }))
 }
 
 fn broken_segment(name: &str, error: &str) -> String {
@@ -69,14 +126,16 @@ fn broken_segment(name: &str, error: &str) -> String {
 async fn get_segment(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SegmentView>, ApiError> {
     let e = read_engine(&state);
     match e.live_segments().index_of(&name) {
-        Some(i) => Ok(Json(segment_json(
+        Some(i) => Ok(Json(SegmentView::Ok(SavedSegment::of(
             &e.live_segments().segments()[i as usize],
-        ))),
+        )))),
         None => match state.0.quarantine.error(&format!("segment/{name}")) {
-            Some(error) => Ok(Json(broken_segment_json(&name, &error))),
+            Some(error) => Ok(Json(SegmentView::Broken(Broken::new(
+                "segments", name, error,
+            )))),
             None => Err(ApiError::NotFound(format!(
                 "no segment named `{name}`; GET /v1/segments lists them"
             ))),
@@ -109,11 +168,21 @@ fn parse_segment_body(b: SegmentBody) -> Result<(Expr, String), ApiError> {
     }
 }
 
+/// `PUT /v1/segments/{name}`: the saved version, its live count and how
+/// many persons entered or left.
+#[derive(Serialize)]
+pub struct SegmentSaved {
+    pub name: String,
+    pub version: Option<u32>,
+    pub count: Option<usize>,
+    pub changes: usize,
+}
+
 async fn put_segment(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Json(body): Json<SegmentBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SegmentSaved>, ApiError> {
     let (expr, source) = parse_segment_body(body)?;
     let changes = state
         .0
@@ -128,28 +197,42 @@ async fn put_segment(
     let e = read_engine(&state);
     let segs = e.live_segments();
     let s = segs.index_of(&name).map(|i| &segs.segments()[i as usize]);
-    Ok(Json(
-        json!({"name": name, "version": s.map(|s| s.version), "count": s.map(|s| s.count()), "changes": changes.len()}),
-    ))
+    Ok(Json(SegmentSaved {
+        version: s.map(|s| s.version),
+        count: s.map(|s| s.count()),
+        name,
+        changes: changes.len(),
+    }))
+}
+
+/// `POST /v1/segments/preview`: members now, without saving.
+#[derive(Serialize)]
+pub struct Preview {
+    pub count: usize,
+    /// Up to 10 members' canonical ids.
+    pub sample: Vec<String>,
+    pub tree: Expr,
 }
 
 async fn preview_segment(
     State(state): State<AppState>,
     Json(body): Json<SegmentBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Preview>, ApiError> {
     let (expr, _) = parse_segment_body(body)?;
     let s = state.clone();
     blocking(move || {
         let e = read_engine(&s);
         let members = e.matching(&expr);
-        let sample: Vec<&str> = members
+        let sample = members
             .iter()
             .take(10)
-            .map(|p| e.canonical_id(*p))
+            .map(|p| e.canonical_id(*p).to_string())
             .collect();
-        Ok(Json(
-            json!({"count": members.len(), "sample": sample, "tree": expr}),
-        ))
+        Ok(Json(Preview {
+            count: members.len(),
+            sample,
+            tree: expr,
+        }))
     })
     .await
 }
@@ -171,11 +254,21 @@ fn segment_index(state: &AppState, e: &Engine, name: &str) -> Result<u32, ApiErr
     })
 }
 
+/// `GET /v1/segments/{name}/members`: one page of members.
+#[derive(Serialize)]
+pub struct Members {
+    pub segment: String,
+    pub count: usize,
+    pub members: Vec<String>,
+    /// The `after` of the next page; null on the last page.
+    pub next_after: Option<u32>,
+}
+
 async fn segment_members(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<MembersQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Members>, ApiError> {
     let e = read_engine(&state);
     let i = segment_index(&state, &e, &name)?;
     let limit = q.limit.unwrap_or(100).min(1000);
@@ -185,10 +278,18 @@ async fn segment_members(
         .filter(|s| q.after.is_none_or(|a| *s > a))
         .take(limit)
         .collect();
-    let members: Vec<&str> = slots.iter().map(|p| e.canonical_id(*p)).collect();
-    Ok(Json(
-        json!({"segment": name, "count": seg.count(), "members": members, "next_after": (slots.len() == limit).then(|| slots.last()).flatten()}),
-    ))
+    let members = slots
+        .iter()
+        .map(|p| e.canonical_id(*p).to_string())
+        .collect();
+    Ok(Json(Members {
+        segment: name,
+        count: seg.count(),
+        members,
+        next_after: (slots.len() == limit)
+            .then(|| slots.last().copied())
+            .flatten(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -196,19 +297,32 @@ struct ExplainQuery {
     person: String,
 }
 
+/// `GET /v1/segments/{name}/explain`: why a person is in or out.
+#[derive(Serialize)]
+pub struct Explained {
+    pub segment: String,
+    pub canonical_id: String,
+    pub member: bool,
+    /// Clause by clause; null if the person is no longer live.
+    pub explanation: Option<Explanation>,
+}
+
 async fn explain_segment(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<ExplainQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Explained>, ApiError> {
     let e = read_engine(&state);
     let i = segment_index(&state, &e, &name)?;
     let p = resolve(&e, &q.person)?;
     let expr = e.live_segments().segments()[i as usize].expr.clone();
-    let why = e.explain(&expr, p);
-    Ok(Json(
-        json!({"segment": name, "canonical_id": e.canonical_id(p), "member": e.live_segments().is_member(i, p), "explanation": why}),
-    ))
+    let explanation = e.explain(&expr, p);
+    Ok(Json(Explained {
+        segment: name,
+        canonical_id: e.canonical_id(p).to_string(),
+        member: e.live_segments().is_member(i, p),
+        explanation,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -217,11 +331,27 @@ struct HistoryQuery {
     limit: Option<usize>,
 }
 
+/// `GET /v1/segments/{name}/history`: entries and exits, newest first.
+#[derive(Serialize)]
+pub struct History {
+    pub segment: String,
+    pub history: Vec<HistoryItem>,
+}
+
+/// One entry or exit.
+#[derive(Serialize)]
+pub struct HistoryItem {
+    pub canonical_id: String,
+    /// `enter` or `exit`.
+    pub change: &'static str,
+    pub at: String,
+}
+
 async fn segment_history(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<HistoryQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<History>, ApiError> {
     let canonical = {
         let e = read_engine(&state);
         segment_index(&state, &e, &name)?;
@@ -238,11 +368,18 @@ async fn segment_history(
         Ok(store.segment_history(&seg, canonical.as_deref(), limit)?)
     })
     .await?;
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|r| json!({"canonical_id": r.canonical_id, "change": if r.entered { "enter" } else { "exit" }, "at": format_rfc3339(r.at)}))
+    let history = rows
+        .into_iter()
+        .map(|r| HistoryItem {
+            change: if r.entered { "enter" } else { "exit" },
+            at: format_rfc3339(r.at),
+            canonical_id: r.canonical_id,
+        })
         .collect();
-    Ok(Json(json!({"segment": name, "history": items})))
+    Ok(Json(History {
+        segment: name,
+        history,
+    }))
 }
 
 async fn segment_changes(
@@ -267,29 +404,69 @@ async fn segment_changes(
         .into_response())
 }
 
-async fn list_properties(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let mut items: Vec<Value> = read_engine(&state)
-        .properties()
-        .iter()
-        .map(|d| {
-            let mut v = json!(d);
-            v["status"] = json!("ok");
-            v
-        })
-        .collect();
-    items.extend(state.0.quarantine.under("property/").into_iter().map(|(name, error)| {
-        json!({"name": name, "status": "broken", "error": error, "fix": format!("PUT /v1/properties/{name} with a valid definition")})
-    }));
-    Ok(Json(json!({"properties": items})))
+/// A property definition (`status` ok: the stored definition itself, as
+/// defined) or a stored one that could not be loaded (`status` broken).
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum PropertyView {
+    Ok {
+        #[serde(flatten)]
+        definition: PropertyDef,
+        /// Always `ok`.
+        status: &'static str,
+    },
+    Broken(Broken),
 }
 
+/// `GET /v1/properties`.
+#[derive(Serialize)]
+pub struct PropertyList {
+    pub properties: Vec<PropertyView>,
+}
+
+async fn list_properties(State(state): State<AppState>) -> Result<Json<PropertyList>, ApiError> {
+    let mut properties: Vec<PropertyView> = read_engine(&state)
+        .properties()
+        .iter()
+        .map(|d| PropertyView::Ok {
+            definition: d.clone(),
+            status: "ok",
+        })
+        .collect();
+    properties.extend(
+        state
+            .0
+            .quarantine
+            .under("property/")
+            .into_iter()
+            .map(|(name, error)| PropertyView::Broken(Broken::new("properties", name, error))),
+    );
+    Ok(Json(PropertyList { properties }))
+}
+
+/// `PUT /v1/properties/{name}`.
+#[derive(Serialize)]
+pub struct PropertyDefined {
+    pub name: String,
+    /// Always true.
+    pub defined: bool,
+}
+
+/// The body is a `PropertyDef` without its name (the path names it), so
+/// it is read as JSON and the name put in before it is parsed (a body
+/// that is not an object is refused by that parse, naming its type).
 async fn put_property(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Json(mut def): Json<Value>,
-) -> Result<Json<Value>, ApiError> {
-    def["name"] = Value::from(name.clone());
-    let def: siyu_engine::property::PropertyDef = serde_json::from_value(def)
+) -> Result<Json<PropertyDefined>, ApiError> {
+    if def.is_null() {
+        def = Value::Object(Map::new());
+    }
+    if let Value::Object(fields) = &mut def {
+        fields.insert("name".into(), Value::from(name.clone()));
+    }
+    let def: PropertyDef = serde_json::from_value(def)
         .map_err(|e| ApiError::BadRequest(format!("property definition: {e}")))?;
     state
         .0
@@ -297,5 +474,8 @@ async fn put_property(
         .define(Definition::Property(def))
         .await
         .map_err(ApiError::BadRequest)?;
-    Ok(Json(json!({"name": name, "defined": true})))
+    Ok(Json(PropertyDefined {
+        name,
+        defined: true,
+    }))
 }
