@@ -9,7 +9,7 @@ use crate::request::{now, read_body, route, Route};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Json;
@@ -64,11 +64,27 @@ pub struct AllRejected {
     pub rejected: Vec<Rejected>,
 }
 
+/// What an ingestion endpoint answers: 200 with [`IngestAnswer`], or,
+/// when no event was valid, the `invalid_event` status with [`AllRejected`].
+pub enum Ingested {
+    Stored(IngestAnswer),
+    AllRejected(StatusCode, AllRejected),
+}
+
+impl IntoResponse for Ingested {
+    fn into_response(self) -> Response {
+        match self {
+            Ingested::Stored(answer) => Json(answer).into_response(),
+            Ingested::AllRejected(status, body) => (status, Json(body)).into_response(),
+        }
+    }
+}
+
 async fn store_events(
     state: &AppState,
     parsed: ingest::Parsed,
     started: Instant,
-) -> Result<Response, ApiError> {
+) -> Result<Ingested, ApiError> {
     use std::sync::atomic::Ordering;
     let m = &state.0.metrics;
     m.ingest_requests.fetch_add(1, Ordering::Relaxed);
@@ -95,7 +111,7 @@ async fn store_events(
             duplicates: 0,
             rejected: parsed.rejected,
         };
-        return Ok((status, Json(body)).into_response());
+        return Ok(Ingested::AllRejected(status, body));
     }
     let (indices, events): (Vec<usize>, Vec<_>) = parsed.events.into_iter().unzip();
     let results = state
@@ -129,20 +145,19 @@ async fn store_events(
         })
         .collect();
     m.ingest_latency.observe(started.elapsed().as_secs_f64());
-    Ok(Json(IngestAnswer {
+    Ok(Ingested::Stored(IngestAnswer {
         accepted,
         duplicates,
         rejected: parsed.rejected,
         offsets,
-    })
-    .into_response())
+    }))
 }
 
 async fn ingest_events(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Result<Ingested, ApiError> {
     let started = Instant::now();
     let ctype = headers
         .get(header::CONTENT_TYPE)
@@ -161,7 +176,7 @@ async fn segment_ingest(
     state: AppState,
     body: Body,
     kind: Option<&'static str>,
-) -> Result<Response, ApiError> {
+) -> Result<Ingested, ApiError> {
     let started = Instant::now();
     let bytes = read_body(body, state.0.config.max_body_bytes).await?;
     // Segment messages are open JSON (the Segment spec, mapped field by
@@ -205,18 +220,18 @@ async fn segment_ingest(
     store_events(&state, parsed, started).await
 }
 
-async fn segment_track(State(s): State<AppState>, b: Body) -> Result<Response, ApiError> {
+async fn segment_track(State(s): State<AppState>, b: Body) -> Result<Ingested, ApiError> {
     segment_ingest(s, b, Some("track")).await
 }
-async fn segment_identify(State(s): State<AppState>, b: Body) -> Result<Response, ApiError> {
+async fn segment_identify(State(s): State<AppState>, b: Body) -> Result<Ingested, ApiError> {
     segment_ingest(s, b, Some("identify")).await
 }
-async fn segment_alias(State(s): State<AppState>, b: Body) -> Result<Response, ApiError> {
+async fn segment_alias(State(s): State<AppState>, b: Body) -> Result<Ingested, ApiError> {
     segment_ingest(s, b, Some("alias")).await
 }
-async fn segment_page(State(s): State<AppState>, b: Body) -> Result<Response, ApiError> {
+async fn segment_page(State(s): State<AppState>, b: Body) -> Result<Ingested, ApiError> {
     segment_ingest(s, b, Some("page")).await
 }
-async fn segment_batch(State(s): State<AppState>, b: Body) -> Result<Response, ApiError> {
+async fn segment_batch(State(s): State<AppState>, b: Body) -> Result<Ingested, ApiError> {
     segment_ingest(s, b, None).await
 }
