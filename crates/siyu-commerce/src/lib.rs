@@ -14,3 +14,4 @@
 
 pub mod attribution;
 pub mod orders;
+pub mod spend;

@@ -1,5 +1,5 @@
 //! Credentials and what they may do. Every route declares its [`Access`]
-//! in the route table (`api.rs` and the route modules); [`enforce`] is the
+//! in the route table (`routes::all()`, over the route modules); [`enforce`] is the
 //! one layer that checks it, so no handler has to remember.
 //!
 //! A request's credential is resolved to a set of [`Scopes`]:

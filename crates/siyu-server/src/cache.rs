@@ -5,14 +5,17 @@
 //! keeps the dashboard's queries warm after every change, so at 1M persons
 //! a page load reads answers computed beforehand. An entry is keyed by
 //! the path and the parameters its handler reads
-//! (`routes::api::analytics_cache_key`): made-up parameters cannot fill the cache.
+//! ([`analytics_cache_key`], over the query types the analytics handlers
+//! take: [`FunnelQuery`], [`CohortQuery`], [`ReferralQuery`]): made-up
+//! parameters cannot fill the cache.
 
 use crate::AppState;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -62,11 +65,56 @@ fn stamp(state: &AppState) -> Stamp {
     )
 }
 
+/// The cache key of a `GET /v1/analytics/*` answer: its path
+/// and the parameters its handler reads, parsed as the handler parses
+/// them, so unknown parameters (`?x=1`, `?x=2` …) and their order do not
+/// make new entries. None when the path is not a cached query or its
+/// parameters do not parse (the handler answers the error, uncached).
+pub fn analytics_cache_key(uri: &axum::http::Uri) -> Option<String> {
+    fn read<T: serde::de::DeserializeOwned + Serialize>(uri: &axum::http::Uri) -> Option<String> {
+        let Query(q) = Query::<T>::try_from_uri(uri).ok()?;
+        serde_json::to_string(&q).ok()
+    }
+    let params = match uri.path() {
+        "/v1/analytics/funnel" => read::<FunnelQuery>(uri)?,
+        "/v1/analytics/cohorts" => read::<CohortQuery>(uri)?,
+        "/v1/analytics/referrals" => read::<ReferralQuery>(uri)?,
+        "/v1/analytics/rfm"
+        | "/v1/analytics/roi"
+        | "/v1/analytics/repurchase"
+        | "/v1/analytics/ltv"
+        | "/v1/analytics/attribution" => String::new(),
+        _ => return None,
+    };
+    Some(format!("{} {params}", uri.path()))
+}
+
+/// Parameters of `GET /v1/analytics/funnel` (days; defaults 7 and 30).
+#[derive(Deserialize, Serialize)]
+pub struct FunnelQuery {
+    pub friend_days: Option<i64>,
+    pub convert_days: Option<i64>,
+}
+
+/// Parameters of `GET /v1/analytics/cohorts` (`t0` epoch seconds).
+#[derive(Deserialize, Serialize)]
+pub struct CohortQuery {
+    pub t0: Option<i64>,
+    pub weeks: Option<usize>,
+}
+
+/// Parameters of `GET /v1/analytics/referrals`.
+#[derive(Deserialize, Serialize)]
+pub struct ReferralQuery {
+    pub convert_days: Option<i64>,
+    pub top: Option<usize>,
+}
+
 /// Middleware: serve a cached answer when the engine has not changed.
 /// It runs inside `auth::enforce`: the request is already authorized.
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let key = if req.method() == Method::GET {
-        crate::routes::api::analytics_cache_key(req.uri())
+        analytics_cache_key(req.uri())
     } else {
         None
     };

@@ -26,6 +26,7 @@ pub mod definitions;
 pub mod error;
 pub mod ingest;
 pub mod links;
+pub mod log_pass;
 pub mod metrics;
 pub mod openapi;
 pub mod privacy;

@@ -1,4 +1,4 @@
-//! `/openapi.json`, generated from the route table in `api.rs`.
+//! `/openapi.json`, generated from the route table (`routes::all()`).
 
 use crate::auth::Access;
 use crate::error::ApiError;

@@ -123,6 +123,15 @@ pub(crate) fn with_store<T: Send + 'static>(
     })
 }
 
+/// The person holding identity `id` (any of theirs), or 404 naming the fix.
+pub(crate) fn resolve(engine: &Engine, id: &str) -> Result<siyu_engine::PersonId, ApiError> {
+    engine.person_of(id).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no person has identity `{id}`; use a full identity such as `douyin:9f3a01`"
+        ))
+    })
+}
+
 pub(crate) fn read_engine(state: &AppState) -> std::sync::RwLockReadGuard<'_, Engine> {
     state.0.engine.read().unwrap_or_else(|e| e.into_inner())
 }

@@ -5,16 +5,26 @@
 
 use crate::request::Route;
 
-pub mod api;
+pub mod analytics;
 pub mod automation;
 pub mod communities;
 pub mod content;
+pub mod events;
 pub mod fission;
+pub mod keys;
+pub mod ops;
 pub mod orders;
+pub mod persons;
+pub mod segments;
 
 /// Every route of the API, in the order `/openapi.json` lists them.
 pub fn all() -> Vec<Route> {
-    let mut routes = api::routes();
+    let mut routes = ops::routes();
+    routes.extend(events::routes());
+    routes.extend(persons::routes());
+    routes.extend(segments::routes());
+    routes.extend(analytics::routes());
+    routes.extend(keys::routes());
     routes.extend(automation::routes());
     routes.extend(fission::routes());
     routes.extend(content::routes());

@@ -679,7 +679,7 @@ async fn a_log_pass_blocks_neither_the_writer_nor_other_readers() {
     let state = t.state.clone();
     let pass = std::thread::spawn(move || {
         let mut seen = 0u64;
-        siyu_server::routes::api::log_pass(&state, |_, _| {
+        siyu_server::log_pass::log_pass(&state, |_, _| {
             seen += 1;
             if seen == 100 {
                 paused_tx.send(()).unwrap();

@@ -14,6 +14,7 @@ mod orders;
 mod parsers;
 mod privacy;
 mod rebuild;
+mod shapes;
 mod workspaces;
 
 use axum::body::Body;

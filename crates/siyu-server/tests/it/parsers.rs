@@ -10,9 +10,8 @@
 
 use proptest::prelude::*;
 use serde_json::Value;
-use siyu_commerce::orders;
+use siyu_commerce::{orders, spend};
 use siyu_server::ingest;
-use siyu_server::routes::api;
 
 /// Runs `f` on a thread with a small stack; a panic or overflow fails the test.
 fn on_small_stack(f: impl FnOnce() + Send + 'static) {
@@ -88,7 +87,7 @@ fn order_and_spend_files_with_deep_or_long_input_are_refused_cleanly() {
             }
         }
         let long = "9".repeat(1 << 20);
-        let _ = api::parse_spend_csv(&format!("day,channel,spend\n2026-10-01,douyin,{long}\n"));
+        let _ = spend::parse_spend_csv(&format!("day,channel,spend\n2026-10-01,douyin,{long}\n"));
         let _ = orders::csv_records(&format!("\"{long}"));
         let _ = orders::csv_records(&"\"".repeat(1 << 16));
         let _ = orders::yuan_to_cents(&long);
@@ -160,7 +159,7 @@ proptest! {
                 let _ = ingest::parse_events(b.as_bytes(), false);
                 let _ = ingest::parse_events(b.as_bytes(), true);
             }
-            let _ = api::parse_spend_csv(&long);
+            let _ = spend::parse_spend_csv(&long);
             let _ = orders::csv_records(&long);
             let _ = orders::Mapping::from_toml(&long);
         });

@@ -1,0 +1,293 @@
+//! The answers of the core routes (ops, ingestion, persons, segments,
+//! properties, analytics, spend, keys) have the shapes the console and
+//! clients read: exactly these fields, null where a value is missing and
+//! absent only where it always was (an ingested event's `duplicate`). The
+//! handlers answer with typed structs; this pins the JSON they replaced.
+
+use crate::TestApp;
+use axum::body::Body;
+use axum::http::StatusCode;
+use serde_json::Value;
+
+/// The field names of an object, sorted.
+fn fields(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    k.sort_unstable();
+    k
+}
+
+const EVENTS: &str = r#"[
+ {"id":"s0","ts":"2026-10-01T07:00:00Z","identity":"wecom:wm01","type":"comment","text":"hello"},
+ {"id":"s1","ts":"2026-10-01T08:00:00Z","identity":"douyin:aa01","type":"comment","text":"hi"},
+ {"id":"s2","ts":"2026-10-01T08:05:00Z","identity":"wecom:wm01","type":"identify","ref":"douyin:aa01","traits":{"city":"上海"}},
+ {"id":"s3","ts":"2026-10-01T09:00:00Z","identity":"wecom:wm01","type":"purchase","amount":12900},
+ {"id":"s4","ts":"2026-10-02T09:00:00Z","identity":"douyin:bb02","type":"comment","text":"yo"}
+]"#;
+
+/// A call with the test's key (ingest, read, write, erase).
+async fn send(t: &TestApp, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+    t.call(
+        method,
+        uri,
+        Some(&t.key),
+        "application/json",
+        body.to_string(),
+    )
+    .await
+}
+
+/// A call with the admin token (the key routes).
+async fn admin(t: &TestApp, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+    t.call(
+        method,
+        uri,
+        Some("admin-secret"),
+        "application/json",
+        body.to_string(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn ops_and_ingestion_answers_keep_their_fields() {
+    let t = TestApp::spawn().await;
+    let (_, h) = t.get("/healthz").await;
+    assert_eq!(fields(&h), ["events", "identities", "persons", "status"]);
+    assert_eq!(h["status"], "ok");
+    let (_, w) = t.get("/v1/workspace").await;
+    assert_eq!(fields(&w), ["workspace"]);
+
+    let (s, b) = t.post_events(EVENTS).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        fields(&b),
+        ["accepted", "duplicates", "offsets", "rejected"]
+    );
+    assert_eq!(fields(&b["offsets"][0]), ["index", "offset"]);
+    let (_, b) = t
+        .post_events(r#"[{"id":"s1","ts":"2026-10-01T08:00:00Z","identity":"douyin:aa01","type":"comment","text":"hi"},{"id":"x"}]"#)
+        .await;
+    assert_eq!(fields(&b["offsets"][0]), ["duplicate", "index", "offset"]);
+    assert_eq!(b["offsets"][0]["duplicate"], true);
+    assert_eq!(fields(&b["rejected"][0]), ["field", "index", "message"]);
+    let (s, b) = t.post_events(r#"[{"id":"x"}]"#).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        fields(&b),
+        ["accepted", "code", "duplicates", "message", "rejected"]
+    );
+    assert_eq!(
+        (b["accepted"].as_u64(), b["code"].as_str()),
+        (Some(0), Some("invalid_event"))
+    );
+}
+
+#[tokio::test]
+async fn person_answers_keep_their_fields_and_nulls() {
+    let t = TestApp::spawn().await;
+    t.post_events(EVENTS).await;
+    let (_, d) = send(
+        &t,
+        "PUT",
+        "/v1/properties/spent",
+        r#"{"aggregate":"sum","event_type":"purchase"}"#,
+    )
+    .await;
+    assert_eq!(fields(&d), ["defined", "name"]);
+    let (_, p) = t.get("/v1/persons/wecom:wm01").await;
+    assert_eq!(
+        fields(&p),
+        [
+            "canonical_id",
+            "events",
+            "first_channel",
+            "first_friend_at",
+            "first_seen",
+            "gross_spend",
+            "groups",
+            "identities",
+            "last_event_at",
+            "last_purchase_at",
+            "net_spend",
+            "opted_out",
+            "properties",
+            "purchases",
+            "refunded",
+            "rfm",
+            "segments",
+            "tags",
+            "traits",
+        ]
+    );
+    assert_eq!(fields(&p["rfm"]), ["f", "m", "r"]);
+    assert_eq!(p["first_friend_at"], Value::Null);
+    assert_eq!(p["traits"]["city"], "上海");
+    assert_eq!(p["properties"]["spent"], 12900);
+    let (_, q) = t.get("/v1/persons/douyin:bb02").await;
+    assert_eq!(
+        (&q["rfm"], &q["last_purchase_at"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(q["traits"], serde_json::json!({}));
+
+    let (_, f) = t.get("/v1/persons?q=douyin:").await;
+    assert_eq!(fields(&f), ["persons"]);
+    assert_eq!(fields(&f["persons"][0]), ["canonical_id", "identities"]);
+    let (_, tl) = t.get("/v1/persons/douyin:aa01/timeline").await;
+    assert_eq!(fields(&tl), ["canonical_id", "events", "next_before"]);
+    assert_eq!(tl["next_before"], Value::Null);
+    assert_eq!(fields(&tl["events"][0]), ["event", "offset"]);
+    let (_, m) = t.get("/v1/persons/douyin:aa01/merges").await;
+    assert_eq!(fields(&m), ["canonical_id", "merges"]);
+    assert_eq!(
+        fields(&m["merges"][0]),
+        ["at", "event_offset", "from", "identity", "into", "linked"]
+    );
+    assert_eq!(m["merges"][0]["from"].as_array().map(Vec::len), Some(2));
+    let (s, e) = t
+        .call(
+            "DELETE",
+            "/v1/persons/douyin:bb02",
+            Some(&t.key),
+            "application/json",
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    assert_eq!(
+        fields(&e),
+        ["erased", "erasure_id", "events_removed", "identities"]
+    );
+}
+
+#[tokio::test]
+async fn segment_and_property_answers_keep_their_fields() {
+    let t = TestApp::spawn().await;
+    t.post_events(EVENTS).await;
+    let (_, b) = send(
+        &t,
+        "PUT",
+        "/v1/segments/buyers",
+        r#"{"segment":"purchases >= 1"}"#,
+    )
+    .await;
+    assert_eq!(fields(&b), ["changes", "count", "name", "version"]);
+    let (_, l) = t.get("/v1/segments").await;
+    assert_eq!(
+        fields(&l["segments"][0]),
+        ["count", "name", "segment", "status", "tree", "version"]
+    );
+    let (_, g) = t.get("/v1/segments/buyers").await;
+    assert_eq!(g["status"], "ok");
+    let (_, p) = send(
+        &t,
+        "POST",
+        "/v1/segments/preview",
+        r#"{"segment":"purchases >= 1"}"#,
+    )
+    .await;
+    assert_eq!(fields(&p), ["count", "sample", "tree"]);
+    let (_, m) = t.get("/v1/segments/buyers/members").await;
+    assert_eq!(fields(&m), ["count", "members", "next_after", "segment"]);
+    assert_eq!(m["next_after"], Value::Null);
+    let (_, x) = t.get("/v1/segments/buyers/explain?person=wecom:wm01").await;
+    assert_eq!(
+        fields(&x),
+        ["canonical_id", "explanation", "member", "segment"]
+    );
+    let (_, h) = t.get("/v1/segments/buyers/history").await;
+    assert_eq!(fields(&h), ["history", "segment"]);
+    assert_eq!(fields(&h["history"][0]), ["at", "canonical_id", "change"]);
+    assert_eq!(h["history"][0]["change"], "enter");
+
+    send(
+        &t,
+        "PUT",
+        "/v1/properties/spent",
+        r#"{"aggregate":"sum","event_type":"purchase"}"#,
+    )
+    .await;
+    let (_, ps) = t.get("/v1/properties").await;
+    assert_eq!(fields(&ps), ["properties"]);
+    let def = &ps["properties"][0];
+    assert_eq!(
+        (&def["name"], &def["status"]),
+        (&Value::from("spent"), &Value::from("ok"))
+    );
+    assert!(
+        def.get("aggregate").is_some() && def.get("channel").is_none(),
+        "{def}"
+    );
+}
+
+#[tokio::test]
+async fn analytics_spend_and_key_answers_keep_their_fields() {
+    let t = TestApp::spawn().await;
+    t.post_events(EVENTS).await;
+    let (s, b) = t
+        .call(
+            "PUT",
+            "/v1/spend",
+            Some(&t.key),
+            "text/csv",
+            "day,channel,spend\n2026-10-01,douyin,5000\n",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b, serde_json::json!({"rows": 1}));
+    let (_, r) = t.get("/v1/analytics/rfm").await;
+    assert_eq!(fields(&r), ["at", "cells"]);
+    assert_eq!(r["cells"].as_array().map(Vec::len), Some(125));
+    assert_eq!(fields(&r["cells"][0]), ["f", "m", "persons", "r"]);
+    for (path, want) in [
+        ("/v1/analytics/funnel", vec!["rows"]),
+        ("/v1/analytics/cohorts", vec!["rows", "t0"]),
+        ("/v1/analytics/referrals", vec!["inviters", "tiers", "top"]),
+        ("/v1/analytics/roi", vec!["rows"]),
+        (
+            "/v1/analytics/repurchase",
+            vec!["buyers", "median_interval_days", "rate", "repeat_buyers"],
+        ),
+        ("/v1/analytics/ltv", vec!["rows"]),
+        ("/v1/analytics/attribution", vec!["rows"]),
+    ] {
+        let (s, a) = t.get(path).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {a}");
+        assert_eq!(fields(&a), want, "{path}");
+    }
+    let (_, roi) = t.get("/v1/analytics/roi").await;
+    assert_eq!(roi["rows"][0]["channel"], "douyin");
+    let (_, st) = send(
+        &t,
+        "POST",
+        "/v1/analytics/steps",
+        r#"{"steps":[{"event_type":"comment"}]}"#,
+    )
+    .await;
+    assert_eq!(fields(&st), ["rows", "steps"]);
+
+    let (s, k) = admin(
+        &t,
+        "POST",
+        "/v1/admin/keys",
+        r#"{"name":"k2","scopes":["read"]}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(fields(&k), ["id", "key", "name", "note", "scopes"]);
+    assert_eq!(k["scopes"], serde_json::json!(["read"]));
+    let (_, l) = admin(&t, "GET", "/v1/admin/keys", "").await;
+    assert_eq!(fields(&l), ["keys"]);
+    assert_eq!(
+        fields(&l["keys"][0]),
+        ["created_at", "id", "legacy", "name", "scopes"]
+    );
+    let id = k["id"].as_str().unwrap();
+    let (_, r) = admin(&t, "DELETE", &format!("/v1/admin/keys/{id}"), "").await;
+    assert_eq!(r, serde_json::json!({"id": id, "revoked": true}));
+}
