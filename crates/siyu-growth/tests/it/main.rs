@@ -1,1 +1,3 @@
 //! Integration tests of siyu-growth: every rule without HTTP.
+
+mod content;
