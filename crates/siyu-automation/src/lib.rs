@@ -11,5 +11,6 @@ pub mod guard;
 pub mod journey;
 pub mod keyword;
 pub mod machine;
+pub mod report;
 pub mod schedule;
 pub mod template;

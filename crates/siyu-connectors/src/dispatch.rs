@@ -134,8 +134,9 @@ pub enum SubmitError {
     Closed(Box<OutboundMessage>),
 }
 
-/// A snapshot of the counters of one channel.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A snapshot of the counters of one channel (served as is by
+/// `GET /v1/connectors`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ChannelStats {
     /// Submitted, not yet started.
     pub queued: u64,
@@ -147,7 +148,7 @@ pub struct ChannelStats {
     pub dead: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DispatcherStats {
     pub channels: BTreeMap<String, ChannelStats>,
     /// Messages dead-lettered because no connector serves their channel.

@@ -197,22 +197,10 @@ impl AutomationHandle {
         .await
     }
 
-    /// Per-channel counters: queued, in flight, delivered, retried, dead.
-    pub fn dispatcher_stats(&self) -> serde_json::Value {
-        self.dispatcher.as_ref().map_or(serde_json::Value::Null, |d| {
-            let s = d.stats();
-            let channels: serde_json::Map<String, serde_json::Value> = s
-                .channels
-                .iter()
-                .map(|(k, c)| {
-                    (
-                        k.clone(),
-                        serde_json::json!({"queued": c.queued, "in_flight": c.in_flight, "delivered": c.delivered, "retried": c.retried, "dead": c.dead}),
-                    )
-                })
-                .collect();
-            serde_json::json!({"channels": channels, "unknown_channel": s.unknown_channel})
-        })
+    /// Per-channel counters: queued, in flight, delivered, retried, dead
+    /// (`None` without a dispatcher).
+    pub fn dispatcher_stats(&self) -> Option<siyu_connectors::DispatcherStats> {
+        self.dispatcher.as_ref().map(|d| d.stats())
     }
 
     pub fn reload(&self) {

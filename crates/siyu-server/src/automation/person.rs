@@ -106,11 +106,13 @@ impl Vars for PersonVars<'_> {
                 }
                 if let Some(id) = path.strip_prefix("content.") {
                     let (url, secret) = self.links?;
-                    return Some(Cow::Owned(crate::routes::content::tracked_link(
-                        url,
+                    let token = crate::links::sign(
                         secret,
-                        id,
+                        siyu_growth::content::LINK_PURPOSE,
                         &p.canonical,
+                    );
+                    return Some(Cow::Owned(siyu_growth::content::tracked_link(
+                        url, id, &token,
                     )));
                 }
                 if path == "invite_link" {

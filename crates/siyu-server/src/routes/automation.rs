@@ -2,7 +2,10 @@
 //! rules, the guardrail policy, mass sends, the outbox (send audit and
 //! dead letters), consent, tasks, inbound channel webhooks and the public
 //! unsubscribe link. Definitions are validated here, at save time, and
-//! every fault is reported with its path.
+//! every fault is reported with its path. Each handler answers with a
+//! typed struct (or the core type that is the answer, such as `Policy`,
+//! `Template`, `Journey`, `TaskRow`); a journey's report is computed by
+//! `siyu_automation::report` from the rows read here.
 
 use crate::automation::{
     self, MassSend, StoreCatalog, JOURNEY_PREFIX, POLICY_KEY, RULES_KEY, TEMPLATE_PREFIX,
@@ -16,14 +19,17 @@ use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post, put};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use siyu_automation::guard::Policy;
-use siyu_automation::journey::Journey;
+use siyu_automation::journey::{Journey, Trigger};
 use siyu_automation::keyword::{Rule, RuleSet};
+use siyu_automation::report;
 use siyu_automation::template::{self, Template};
 use siyu_domain::{parse_json_event, Event};
-use siyu_store::{ConsentRow, OutboxQuery, OutboxStatus};
+use siyu_store::{
+    ConsentRow, EnrollmentRow, OutboxItem, OutboxQuery, OutboxStatus, SendAttempt, TaskRow,
+};
 use std::collections::{BTreeMap, HashSet};
 
 pub fn routes() -> Vec<Route> {
@@ -60,11 +66,65 @@ const STEP_STATS_LIMIT: usize = 200_000;
 
 // ---------- journeys ----------
 
+/// Whether a listed definition is in use or quarantined.
+#[derive(Clone, Copy, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Status {
+    Ok,
+    Broken,
+}
+
+/// A stored definition that could not be loaded (see `quarantine`).
+#[derive(Clone, Serialize)]
+struct BrokenDefinition {
+    name: String,
+    /// Journeys only (absent for templates): the version, `null` when the
+    /// key's is not a number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<Option<u32>>,
+    status: Status,
+    error: String,
+}
+
+impl BrokenDefinition {
+    /// From its settings key after the kind's prefix (`rest`).
+    fn new(rest: &str, error: impl Into<String>) -> BrokenDefinition {
+        let (name, version) = match rest.rsplit_once('/') {
+            // journey/<name>/<version>
+            Some((name, version)) => (name, Some(version.parse::<u32>().ok())),
+            None => (rest, None),
+        };
+        BrokenDefinition {
+            name: name.to_string(),
+            version,
+            status: Status::Broken,
+            error: error.into(),
+        }
+    }
+}
+
+/// A listed definition: loaded, or quarantined with why.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Listed<T> {
+    Ok(T),
+    Broken(BrokenDefinition),
+}
+
+/// `PUT /v1/journeys/{name}`.
+#[derive(Serialize)]
+struct JourneySaved {
+    name: String,
+    version: u32,
+    steps: usize,
+    enabled: bool,
+}
+
 async fn put_journey(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JourneySaved>, ApiError> {
     valid_id(&name, "name")?;
     let mut j: Journey = parse_json(&body, "journey")?;
     if j.name.is_empty() {
@@ -113,9 +173,12 @@ async fn put_journey(
     })
     .await?;
     s.0.automation.reload();
-    Ok(Json(
-        json!({"name": j.name, "version": version, "steps": j.steps.len(), "enabled": j.enabled}),
-    ))
+    Ok(Json(JourneySaved {
+        name: j.name,
+        version,
+        steps: j.steps.len(),
+        enabled: j.enabled,
+    }))
 }
 
 fn journey_versions(
@@ -123,7 +186,7 @@ fn journey_versions(
     name: &str,
 ) -> Result<Vec<(u32, Value)>, ApiError> {
     let prefix = format!("{JOURNEY_PREFIX}{name}/");
-    // Unreadable versions are quarantined (see `broken_json`).
+    // Unreadable versions are quarantined (see `BrokenDefinition`).
     Ok(store
         .list_settings_each(&prefix)?
         .into_iter()
@@ -131,19 +194,32 @@ fn journey_versions(
         .collect())
 }
 
-/// A stored definition that could not be loaded (see `quarantine`):
-/// `rest` is its settings key after the kind's prefix.
-fn broken_json(rest: &str, error: &str) -> Value {
-    match rest.rsplit_once('/') {
-        // journey/<name>/<version>
-        Some((name, version)) => {
-            json!({"name": name, "version": version.parse::<u32>().ok(), "status": "broken", "error": error})
-        }
-        None => json!({"name": rest, "status": "broken", "error": error}),
-    }
+/// A stored journey version as its definition; one that does not read
+/// back (which the loader quarantines) is listed as broken with why.
+fn stored_journey(name: &str, version: u32, def: Value) -> Result<Journey, BrokenDefinition> {
+    serde_json::from_value(def)
+        .map_err(|e| BrokenDefinition::new(&format!("{name}/{version:06}"), e.to_string()))
 }
 
-async fn list_journeys(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// One journey in `GET /v1/journeys`.
+#[derive(Serialize)]
+struct JourneySummary {
+    name: String,
+    version: u32,
+    status: Status,
+    enabled: bool,
+    trigger: Trigger,
+    steps: usize,
+    /// Enrollments not done.
+    active: usize,
+}
+
+#[derive(Serialize)]
+struct JourneyList {
+    journeys: Vec<Listed<JourneySummary>>,
+}
+
+async fn list_journeys(State(state): State<AppState>) -> Result<Json<JourneyList>, ApiError> {
     let quarantine = state.0.quarantine.clone();
     with_store(&state, move |store| {
         let mut latest: BTreeMap<String, (u32, Value)> = BTreeMap::new();
@@ -153,46 +229,102 @@ async fn list_journeys(State(state): State<AppState>) -> Result<Json<Value>, Api
             if quarantine.error(&k).is_some() {
                 continue;
             }
-            let Some((name, ver)) = k.strip_prefix(JOURNEY_PREFIX).and_then(|r| r.rsplit_once('/')) else {
+            let Some((name, ver)) = k
+                .strip_prefix(JOURNEY_PREFIX)
+                .and_then(|r| r.rsplit_once('/'))
+            else {
                 continue;
             };
-            let Ok(ver) = ver.parse::<u32>() else { continue };
+            let Ok(ver) = ver.parse::<u32>() else {
+                continue;
+            };
             latest.insert(name.to_string(), (ver, v));
         }
         let mut out = Vec::new();
         for (name, (ver, def)) in latest {
-            let active = store.enrollments(&name, None, 100_000)?.iter().filter(|e| !e.done).count();
-            out.push(json!({"name": name, "version": ver, "status": "ok", "enabled": def.get("enabled").cloned().unwrap_or(Value::Bool(true)),
-                "trigger": def.get("trigger"), "steps": def.get("steps").and_then(|s| s.as_object()).map_or(0, |s| s.len()), "active": active}));
+            let def = match stored_journey(&name, ver, def) {
+                Ok(def) => def,
+                Err(broken) => {
+                    out.push(Listed::Broken(broken));
+                    continue;
+                }
+            };
+            let active = store
+                .enrollments(&name, None, 100_000)?
+                .iter()
+                .filter(|e| !e.done)
+                .count();
+            out.push(Listed::Ok(JourneySummary {
+                name,
+                version: ver,
+                status: Status::Ok,
+                enabled: def.enabled,
+                steps: def.steps.len(),
+                trigger: def.trigger,
+                active,
+            }));
         }
-        out.extend(quarantine.under(JOURNEY_PREFIX).iter().map(|(rest, error)| broken_json(rest, error)));
-        Ok(Json(json!({"journeys": out})))
+        out.extend(
+            quarantine
+                .under(JOURNEY_PREFIX)
+                .iter()
+                .map(|(rest, error)| Listed::Broken(BrokenDefinition::new(rest, error.as_str()))),
+        );
+        Ok(Json(JourneyList { journeys: out }))
     })
     .await
+}
+
+/// `GET /v1/journeys/{name}`: the current version.
+#[derive(Serialize)]
+struct JourneyDetail {
+    name: String,
+    version: u32,
+    status: Status,
+    definition: Journey,
+    versions: Vec<u32>,
+    broken_versions: Vec<BrokenDefinition>,
 }
 
 async fn get_journey(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Listed<JourneyDetail>>, ApiError> {
     let quarantined = state
         .0
         .quarantine
         .under(&format!("{JOURNEY_PREFIX}{name}/"));
-    let broken: Vec<Value> = quarantined
+    let broken: Vec<BrokenDefinition> = quarantined
         .iter()
-        .map(|(version, error)| broken_json(&format!("{name}/{version}"), error))
+        .map(|(version, error)| BrokenDefinition::new(&format!("{name}/{version}"), error.as_str()))
         .collect();
     with_store(&state, move |store| {
         let mut versions = journey_versions(store, &name)?;
-        versions.retain(|(v, _)| !quarantined.iter().any(|(q, _)| q.parse::<u32>().ok() == Some(*v)));
+        versions.retain(|(v, _)| {
+            !quarantined
+                .iter()
+                .any(|(q, _)| q.parse::<u32>().ok() == Some(*v))
+        });
         let Some((ver, def)) = versions.last().cloned() else {
             if let Some(latest) = broken.last() {
-                return Ok(Json(latest.clone()));
+                return Ok(Json(Listed::Broken(latest.clone())));
             }
-            return Err(ApiError::NotFound(format!("no journey named `{name}`; GET /v1/journeys lists them")));
+            return Err(ApiError::NotFound(format!(
+                "no journey named `{name}`; GET /v1/journeys lists them"
+            )));
         };
-        Ok(Json(json!({"name": name, "version": ver, "status": "ok", "definition": def, "versions": versions.iter().map(|v| v.0).collect::<Vec<_>>(), "broken_versions": broken})))
+        let definition = match stored_journey(&name, ver, def) {
+            Ok(def) => def,
+            Err(broken) => return Ok(Json(Listed::Broken(broken))),
+        };
+        Ok(Json(Listed::Ok(JourneyDetail {
+            version: ver,
+            status: Status::Ok,
+            definition,
+            versions: versions.iter().map(|v| v.0).collect(),
+            broken_versions: broken,
+            name,
+        })))
     })
     .await
 }
@@ -202,59 +334,51 @@ struct ReportQuery {
     days: Option<u32>,
 }
 
+/// `GET /v1/journeys/{name}/report`: the counts of
+/// `siyu_automation::report` and the message attribution `A` (sends,
+/// reads, conversions, revenue, by template) side by side.
+#[derive(Serialize)]
+struct JourneyReportBody<A> {
+    journey: String,
+    #[serde(flatten)]
+    counts: report::JourneyReport,
+    window_days: u32,
+    #[serde(flatten)]
+    attribution: A,
+}
+
 async fn journey_report(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<ReportQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<impl Serialize>, ApiError> {
     let days = q.days.unwrap_or(7).clamp(1, 365);
     let n2 = name.clone();
-    let (enrolled, active, counts, steps) = with_store(&state, move |store| {
+    let counts = with_store(&state, move |store| {
         if journey_versions(store, &n2)?.is_empty() {
             return Err(ApiError::NotFound(format!(
                 "no journey named `{n2}`; GET /v1/journeys lists them"
             )));
         }
         let all = store.enrollments(&n2, None, usize::MAX >> 1)?;
-        let active = all.iter().filter(|e| !e.done).count();
-        // Per step: persons waiting there now, and its effects' verdicts
-        // (an effect's key ends with its step).
-        let mut steps: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        for e in all.iter().filter(|e| !e.done) {
-            if let Some(step) = e.state.get("step").and_then(Value::as_str) {
-                *steps
-                    .entry(step.to_string())
-                    .or_default()
-                    .entry("waiting".into())
-                    .or_default() += 1;
-            }
-        }
         let items = store.outbox_list(&OutboxQuery {
             journey: Some(n2.clone()),
             limit: STEP_STATS_LIMIT,
             ..Default::default()
         })?;
-        for o in &items {
-            if let Some(step) = o.key.rsplit('/').next() {
-                *steps
-                    .entry(step.to_string())
-                    .or_default()
-                    .entry(o.status.as_str().into())
-                    .or_default() += 1;
-            }
-        }
-        let counts = store.outbox_counts(Some(&n2))?;
-        Ok((all.len(), active, counts, steps))
+        let totals = store.outbox_counts(Some(&n2))?;
+        Ok(report::journey_report(
+            all.iter().map(|e| report::EnrollmentFacts {
+                done: e.done,
+                state: &e.state,
+            }),
+            items.iter().map(|o| (o.key.as_str(), o.status.as_str())),
+            totals
+                .iter()
+                .map(|(status, detail, n)| (status.as_str(), detail.as_str(), *n)),
+        ))
     })
     .await?;
-    let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut suppressed: BTreeMap<String, u64> = BTreeMap::new();
-    for (status, detail, n) in &counts {
-        *by_status.entry(status.as_str()).or_default() += n;
-        if *status == OutboxStatus::Suppressed {
-            *suppressed.entry(detail.clone()).or_default() += n;
-        }
-    }
     // Reads, conversions and revenue: one pass over the log attributing a
     // purchase within `days` after a read of this journey's message.
     let s = state.clone();
@@ -273,22 +397,12 @@ async fn journey_report(
         .map_err(ApiError::from)
     })
     .await?;
-    Ok(Json(json!({
-        "journey": name,
-        "enrolled": enrolled,
-        "active": active,
-        "outbox": by_status,
-        "sent": by_status.get("done").copied().unwrap_or(0),
-        "suppressed": suppressed,
-        "dead": by_status.get("dead").copied().unwrap_or(0),
-        "window_days": days,
-        "sends": attribution.sends,
-        "reads": attribution.reads,
-        "conversions": attribution.conversions,
-        "revenue": attribution.revenue,
-        "by_template": attribution.by_template,
-        "steps": steps,
-    })))
+    Ok(Json(JourneyReportBody {
+        journey: name,
+        counts,
+        window_days: days,
+        attribution,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -297,30 +411,67 @@ struct EnrollmentsQuery {
     limit: Option<usize>,
 }
 
+/// One enrollment in `GET /v1/journeys/{name}/enrollments`.
+#[derive(Serialize)]
+struct EnrollmentView {
+    id: u64,
+    identity: String,
+    version: u32,
+    entered_at: i64,
+    done: bool,
+    wake_at: Option<i64>,
+    /// The step machine's state as the store keeps it (its JSON column).
+    state: Value,
+}
+
+impl From<EnrollmentRow> for EnrollmentView {
+    fn from(r: EnrollmentRow) -> Self {
+        EnrollmentView {
+            id: r.id,
+            identity: r.identity,
+            version: r.version,
+            entered_at: r.entered_at,
+            done: r.done,
+            wake_at: r.wake_at,
+            state: r.state,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct EnrollmentList {
+    enrollments: Vec<EnrollmentView>,
+}
+
 async fn journey_enrollments(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<EnrollmentsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EnrollmentList>, ApiError> {
     let limit = q.limit.unwrap_or(100).min(10_000);
     with_store(&state, move |store| {
         let rows = store.enrollments(&name, q.person.as_deref(), limit)?;
-        let out: Vec<Value> = rows
-            .into_iter()
-            .map(|r| json!({"id": r.id, "identity": r.identity, "version": r.version, "entered_at": r.entered_at, "done": r.done, "wake_at": r.wake_at, "state": r.state}))
-            .collect();
-        Ok(Json(json!({"enrollments": out})))
+        Ok(Json(EnrollmentList {
+            enrollments: rows.into_iter().map(EnrollmentView::from).collect(),
+        }))
     })
     .await
 }
 
 // ---------- templates ----------
 
+/// `PUT /v1/templates/{name}`: the variables the template reads.
+#[derive(Serialize)]
+struct TemplateSaved {
+    name: String,
+    variables: Vec<String>,
+}
+
 async fn put_template(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TemplateSaved>, ApiError> {
     valid_id(&name, "name")?;
     let mut v: Value = parse_json(&body, "template")?;
     if let Some(o) = v.as_object_mut() {
@@ -344,25 +495,41 @@ async fn put_template(
     })
     .await?;
     state.0.automation.reload();
-    Ok(Json(json!({"name": name, "variables": variables})))
+    Ok(Json(TemplateSaved { name, variables }))
 }
 
-async fn list_templates(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[derive(Serialize)]
+struct TemplateList {
+    templates: Vec<Listed<Template>>,
+}
+
+async fn list_templates(State(state): State<AppState>) -> Result<Json<TemplateList>, ApiError> {
     let quarantine = state.0.quarantine.clone();
     with_store(&state, move |store| {
         // Unreadable rows are quarantined: listed with why, not as values.
-        let mut list: Vec<Value> = store
+        // A row that does not read back as a template (which the loader
+        // quarantines) is listed the same way.
+        let mut list: Vec<Listed<Template>> = store
             .list_settings_each(TEMPLATE_PREFIX)?
             .into_iter()
-            .filter_map(|(key, v)| v.ok().filter(|_| quarantine.error(&key).is_none()))
+            .filter_map(|(key, v)| {
+                let v = v.ok().filter(|_| quarantine.error(&key).is_none())?;
+                Some(serde_json::from_value(v).map_or_else(
+                    |e| {
+                        let name = key.strip_prefix(TEMPLATE_PREFIX).unwrap_or(&key);
+                        Listed::Broken(BrokenDefinition::new(name, e.to_string()))
+                    },
+                    Listed::Ok,
+                ))
+            })
             .collect();
         list.extend(
             quarantine
                 .under(TEMPLATE_PREFIX)
                 .iter()
-                .map(|(name, error)| broken_json(name, error)),
+                .map(|(name, error)| Listed::Broken(BrokenDefinition::new(name, error.as_str()))),
         );
-        Ok(Json(json!({"templates": list})))
+        Ok(Json(TemplateList { templates: list }))
     })
     .await
 }
@@ -373,11 +540,20 @@ struct PreviewQuery {
     channel: Option<String>,
 }
 
+/// A template rendered for one person.
+#[derive(Serialize)]
+struct Preview {
+    person: String,
+    channel: String,
+    subject: Option<String>,
+    body: String,
+}
+
 async fn preview_template(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<PreviewQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Preview>, ApiError> {
     let key = format!("{TEMPLATE_PREFIX}{name}");
     let stored = with_store(&state, move |store| Ok(store.get_setting(&key)?)).await?;
     let Some(v) = stored else {
@@ -420,9 +596,12 @@ async fn preview_template(
         .vars(&link, &Value::Null)
         .with_links(&state.0.config.public_url, &state.0.link_secret);
     match compiled.render(&channel, &vars) {
-        Ok(r) => Ok(Json(
-            json!({"person": snap.canonical, "channel": channel, "subject": r.subject, "body": r.body}),
-        )),
+        Ok(r) => Ok(Json(Preview {
+            person: snap.canonical.clone(),
+            channel,
+            subject: r.subject,
+            body: r.body,
+        })),
         Err(e) => Err(ApiError::InvalidDefinition(format!(
             "for {}: {e}",
             snap.canonical
@@ -432,7 +611,16 @@ async fn preview_template(
 
 // ---------- rules and policy ----------
 
-async fn put_rules(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+/// `PUT /v1/autoreply`: how many rules were saved.
+#[derive(Serialize)]
+struct RulesSaved {
+    rules: usize,
+}
+
+async fn put_rules(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<RulesSaved>, ApiError> {
     let v: Value = parse_json(&body, "rules")?;
     let list = v.get("rules").cloned().unwrap_or(v);
     let rules: Vec<Rule> = serde_json::from_value(list.clone())
@@ -444,54 +632,89 @@ async fn put_rules(State(state): State<AppState>, body: Bytes) -> Result<Json<Va
     })
     .await?;
     state.0.automation.reload();
-    Ok(Json(json!({"rules": n})))
+    Ok(Json(RulesSaved { rules: n }))
 }
 
-async fn get_rules(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// `GET /v1/autoreply`.
+#[derive(Serialize)]
+struct Rules {
+    /// The rule list exactly as it was saved (stored as sent, so fields the
+    /// operator left to their defaults stay absent): not re-serialized.
+    rules: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Status>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+async fn get_rules(State(state): State<AppState>) -> Result<Json<Rules>, ApiError> {
     if let Some(error) = state.0.quarantine.error(RULES_KEY) {
-        return Ok(Json(
-            json!({"rules": [], "status": "broken", "error": error}),
-        ));
+        return Ok(Json(Rules {
+            rules: Value::Array(Vec::new()),
+            status: Some(Status::Broken),
+            error: Some(error),
+        }));
     }
     let v = with_store(&state, |store| Ok(store.get_setting(RULES_KEY)?)).await?;
-    Ok(Json(json!({"rules": v.unwrap_or_else(|| json!([]))})))
+    Ok(Json(Rules {
+        rules: v.unwrap_or_else(|| Value::Array(Vec::new())),
+        status: None,
+        error: None,
+    }))
 }
 
-async fn put_policy(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn put_policy(State(state): State<AppState>, body: Bytes) -> Result<Json<Policy>, ApiError> {
     let p: Policy = parse_json(&body, "policy")?;
     p.validate()
         .map_err(|e| ApiError::InvalidDefinition(e.to_string()))?;
     let v = serde_json::to_value(&p).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let out = v.clone();
     with_store(&state, move |store| {
         Ok(store.put_setting(POLICY_KEY, Some(&v))?)
     })
     .await?;
     state.0.automation.reload();
-    Ok(Json(out))
+    Ok(Json(p))
 }
 
-async fn get_policy(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// `GET /v1/guardrails`: the policy in force; when the stored one cannot
+/// be read, the default with `status` and `error` saying why.
+#[derive(Serialize)]
+struct PolicyView {
+    #[serde(flatten)]
+    policy: Policy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Status>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+async fn get_policy(State(state): State<AppState>) -> Result<Json<PolicyView>, ApiError> {
     // A stored policy that cannot be read: the default applies; say why.
     let broken = state.0.quarantine.error(POLICY_KEY);
     let v = match broken {
         Some(_) => None,
         None => with_store(&state, |store| Ok(store.get_setting(POLICY_KEY)?)).await?,
     };
-    let p: Policy = v
+    let policy: Policy = v
         .and_then(|v| serde_json::from_value(v).ok())
         .unwrap_or_default();
-    let mut out = serde_json::to_value(&p).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if let (Some(error), Some(fields)) = (broken, out.as_object_mut()) {
-        fields.insert("status".into(), json!("broken"));
-        fields.insert("error".into(), json!(error));
-    }
-    Ok(Json(out))
+    Ok(Json(PolicyView {
+        policy,
+        status: broken.as_ref().map(|_| Status::Broken),
+        error: broken,
+    }))
 }
 
 // ---------- sends, outbox, consent, tasks ----------
 
-async fn mass_send(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+/// `POST /v1/sends`: how many messages were queued (0 for a repeated id).
+#[derive(Serialize)]
+struct Queued {
+    id: String,
+    queued: u64,
+}
+
+async fn mass_send(State(state): State<AppState>, body: Bytes) -> Result<Json<Queued>, ApiError> {
     let m: MassSend = parse_json(&body, "send")?;
     if m.id.is_empty() || m.id.len() > 128 {
         return Err(ApiError::InvalidDefinition(
@@ -510,7 +733,7 @@ async fn mass_send(State(state): State<AppState>, body: Bytes) -> Result<Json<Va
         .mass_send(m)
         .await
         .map_err(ApiError::InvalidDefinition)?;
-    Ok(Json(json!({"id": id, "queued": queued})))
+    Ok(Json(Queued { id, queued }))
 }
 
 #[derive(Deserialize)]
@@ -521,10 +744,48 @@ struct OutboxParams {
     limit: Option<usize>,
 }
 
+/// One outbox item (a side effect and its verdict).
+#[derive(Serialize)]
+struct OutboxView {
+    key: String,
+    status: OutboxStatus,
+    detail: String,
+    attempts: u32,
+    journey: Option<String>,
+    identity: String,
+    /// The executor's action as the store keeps it (its JSON column).
+    action: Value,
+    created_at: i64,
+    updated_at: i64,
+    not_before: i64,
+}
+
+impl From<OutboxItem> for OutboxView {
+    fn from(o: OutboxItem) -> Self {
+        OutboxView {
+            key: o.key,
+            status: o.status,
+            detail: o.detail,
+            attempts: o.attempts,
+            journey: o.journey,
+            identity: o.identity,
+            action: o.action,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+            not_before: o.not_before,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct OutboxList {
+    items: Vec<OutboxView>,
+}
+
 async fn list_outbox(
     State(state): State<AppState>,
     Query(q): Query<OutboxParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OutboxList>, ApiError> {
     let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(OutboxStatus::parse(s).ok_or_else(|| {
@@ -540,12 +801,13 @@ async fn list_outbox(
         limit: q.limit.unwrap_or(100).min(10_000),
     };
     with_store(&state, move |store| {
-        let items: Vec<Value> = store
-            .outbox_list(&query)?
-            .into_iter()
-            .map(|o| json!({"key": o.key, "status": o.status, "detail": o.detail, "attempts": o.attempts, "journey": o.journey, "identity": o.identity, "action": o.action, "created_at": o.created_at, "updated_at": o.updated_at, "not_before": o.not_before}))
-            .collect();
-        Ok(Json(json!({"items": items})))
+        Ok(Json(OutboxList {
+            items: store
+                .outbox_list(&query)?
+                .into_iter()
+                .map(OutboxView::from)
+                .collect(),
+        }))
     })
     .await
 }
@@ -556,7 +818,17 @@ struct KeyBody {
     key: String,
 }
 
-async fn retry_outbox(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+/// `POST /v1/outbox/retry`: the item is pending again.
+#[derive(Serialize)]
+struct Requeued {
+    key: String,
+    status: OutboxStatus,
+}
+
+async fn retry_outbox(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<Requeued>, ApiError> {
     let b: KeyBody = parse_json(&body, "retry")?;
     let ok = state
         .0
@@ -570,7 +842,10 @@ async fn retry_outbox(State(state): State<AppState>, body: Bytes) -> Result<Json
             b.key
         )));
     }
-    Ok(Json(json!({"key": b.key, "status": "pending"})))
+    Ok(Json(Requeued {
+        key: b.key,
+        status: OutboxStatus::Pending,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -582,7 +857,19 @@ struct ConsentBody {
     granted: bool,
 }
 
-async fn post_consent(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+/// `POST /v1/consent`: what was recorded.
+#[derive(Serialize)]
+struct ConsentRecorded {
+    identity: String,
+    channel: Option<String>,
+    granted: bool,
+    ts: i64,
+}
+
+async fn post_consent(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<ConsentRecorded>, ApiError> {
     let b: ConsentBody = parse_json(&body, "consent")?;
     siyu_domain::Identity::parse(&b.identity)
         .map_err(|e| ApiError::InvalidDefinition(format!("identity: {e}")))?;
@@ -600,7 +887,12 @@ async fn post_consent(State(state): State<AppState>, body: Bytes) -> Result<Json
         granted: b.granted,
         source: "api".into(),
     };
-    let out = json!({"identity": row.identity, "channel": row.channel, "granted": row.granted, "ts": row.ts});
+    let out = ConsentRecorded {
+        identity: row.identity.clone(),
+        channel: row.channel.clone(),
+        granted: row.granted,
+        ts: row.ts,
+    };
     state
         .0
         .automation
@@ -610,10 +902,16 @@ async fn post_consent(State(state): State<AppState>, body: Bytes) -> Result<Json
     Ok(Json(out))
 }
 
+/// `GET /v1/persons/{id}/consent`: every identity's entries, oldest first.
+#[derive(Serialize)]
+struct ConsentLedger {
+    ledger: Vec<ConsentRow>,
+}
+
 async fn person_consent(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConsentLedger>, ApiError> {
     let ids = {
         let e = read_engine(&state);
         match e.person_of(&id) {
@@ -631,7 +929,7 @@ async fn person_consent(
             rows.extend(store.consent_ledger(Some(i))?);
         }
         rows.sort_by_key(|r| r.ts);
-        Ok(Json(json!({"ledger": rows})))
+        Ok(Json(ConsentLedger { ledger: rows }))
     })
     .await
 }
@@ -642,30 +940,46 @@ struct TaskParams {
     limit: Option<usize>,
 }
 
+#[derive(Serialize)]
+struct Tasks {
+    tasks: Vec<TaskRow>,
+}
+
 async fn list_tasks(
     State(state): State<AppState>,
     Query(q): Query<TaskParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Tasks>, ApiError> {
     let limit = q.limit.unwrap_or(100).min(10_000);
     with_store(&state, move |store| {
-        Ok(Json(
-            json!({"tasks": store.tasks(q.open.unwrap_or(true), limit)?}),
-        ))
+        Ok(Json(Tasks {
+            tasks: store.tasks(q.open.unwrap_or(true), limit)?,
+        }))
     })
     .await
+}
+
+/// `POST /v1/tasks/done`.
+#[derive(Serialize)]
+struct TaskDone {
+    key: String,
+    /// Always true: an unknown or finished task is a 404.
+    done: bool,
 }
 
 async fn complete_task(
     State(state): State<AppState>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TaskDone>, ApiError> {
     let b: KeyBody = parse_json(&body, "task")?;
     let key = b.key.clone();
     let done = with_store(&state, move |store| Ok(store.complete_task(&key, now())?)).await?;
     if !done {
         return Err(ApiError::NotFound(format!("no open task `{}`", b.key)));
     }
-    Ok(Json(json!({"key": b.key, "done": true})))
+    Ok(Json(TaskDone {
+        key: b.key,
+        done: true,
+    }))
 }
 
 // ---------- inbound and unsubscribe ----------
@@ -679,13 +993,30 @@ pub const INBOUND_TOLERANCE_SECS: i64 = 300;
 /// channel writes only its own identities (`douyin` → `douyin:…`, else
 /// 403 and nothing is written). The events go through the same
 /// validation and writer as `/v1/events`.
+/// An inbound event that was not valid: its index in the request, the
+/// field and why. Fields in alphabetical order: the 400's message lists
+/// them as JSON in this order.
+#[derive(Serialize)]
+struct RejectedEvent {
+    field: &'static str,
+    index: usize,
+    message: String,
+}
+
+/// `POST /v1/inbound/{channel}`.
+#[derive(Serialize)]
+struct InboundAccepted {
+    accepted: usize,
+    rejected: Vec<RejectedEvent>,
+}
+
 async fn inbound(
     State(state): State<AppState>,
     peer: crate::ratelimit::Peer,
     headers: HeaderMap,
     Path(channel): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<InboundAccepted>, ApiError> {
     crate::ratelimit::check(&state, crate::ratelimit::Limit::Inbound, &peer, &headers)?;
     let Some(secret) = state.0.config.inbound_secrets.get(&channel) else {
         return Err(ApiError::NotFound(format!(
@@ -739,14 +1070,17 @@ async fn inbound(
                 }
                 events.push(e)
             }
-            Err(e) => rejected.push(json!({"index": i, "field": e.field, "message": e.message})),
+            Err(e) => rejected.push(RejectedEvent {
+                field: e.field,
+                index: i,
+                message: e.message,
+            }),
         }
     }
     if events.is_empty() {
-        return Err(ApiError::InvalidEvent(format!(
-            "no valid event: {}",
-            Value::Array(rejected)
-        )));
+        let listed =
+            serde_json::to_string(&rejected).map_err(|e| ApiError::Internal(e.to_string()))?;
+        return Err(ApiError::InvalidEvent(format!("no valid event: {listed}")));
     }
     // Checked last, so a request refused above can be fixed and re-signed
     // freely; remembered until its timestamp leaves the window.
@@ -773,7 +1107,10 @@ async fn inbound(
         state.0.inbound_replays.forget(&replay_key);
         return Err(ApiError::Internal(e));
     }
-    Ok(Json(json!({"accepted": n, "rejected": rejected})))
+    Ok(Json(InboundAccepted {
+        accepted: n,
+        rejected,
+    }))
 }
 
 /// The person an unsubscribe token names (current or legacy form).
@@ -849,39 +1186,78 @@ struct AttemptsQuery {
     key: String,
 }
 
+/// `GET /v1/outbox/attempts`: one item's verdict and its send audit.
+#[derive(Serialize)]
+struct Attempts {
+    key: String,
+    status: OutboxStatus,
+    detail: String,
+    attempts: Vec<SendAttempt>,
+}
+
 async fn outbox_attempts(
     State(state): State<AppState>,
     Query(q): Query<AttemptsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Attempts>, ApiError> {
     with_store(&state, move |store| {
         let item = store.outbox_get(&q.key)?;
         let Some(item) = item else {
-            return Err(ApiError::NotFound(format!("no outbox item `{}`; GET /v1/outbox lists them", q.key)));
+            return Err(ApiError::NotFound(format!(
+                "no outbox item `{}`; GET /v1/outbox lists them",
+                q.key
+            )));
         };
-        Ok(Json(json!({"key": q.key, "status": item.status, "detail": item.detail, "attempts": store.send_attempts(&q.key)?})))
+        let attempts = store.send_attempts(&q.key)?;
+        Ok(Json(Attempts {
+            key: q.key,
+            status: item.status,
+            detail: item.detail,
+            attempts,
+        }))
     })
     .await
 }
 
-async fn list_connectors(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// One outbound channel and whether it is configured.
+#[derive(Serialize)]
+struct Outbound {
+    channel: &'static str,
+    configured: bool,
+}
+
+/// `GET /v1/connectors`: never secrets.
+#[derive(Serialize)]
+struct Connectors {
+    outbound: Vec<Outbound>,
+    /// The dispatcher's counters per channel (`null` without a dispatcher).
+    stats: Option<siyu_connectors::DispatcherStats>,
+    /// Channels with an inbound webhook.
+    inbound: Vec<String>,
+    public_url: String,
+    note: &'static str,
+}
+
+async fn list_connectors(State(state): State<AppState>) -> Result<Json<Connectors>, ApiError> {
     let c = &state.0.config;
-    let mut outbound = Vec::new();
     let cfg = &c.connectors;
-    for (name, on) in [
+    let outbound = [
         ("webhook", cfg.webhook.is_some()),
         ("email", cfg.email.is_some()),
         ("sms", cfg.sms.is_some()),
         ("wecom", cfg.wecom.is_some()),
         ("wechat", cfg.wechat.is_some()),
-    ] {
-        outbound.push(json!({"channel": name, "configured": on}));
-    }
-    let stats = state.0.automation.dispatcher_stats();
-    Ok(Json(json!({
-        "outbound": outbound,
-        "stats": stats,
-        "inbound": c.inbound_secrets.keys().collect::<Vec<_>>(),
-        "public_url": c.public_url,
-        "note": "configure in the TOML file: [connectors.webhook|email|sms|wecom|wechat], [inbound] CHANNEL = \"secret\""
-    })))
+    ]
+    .into_iter()
+    .map(|(channel, configured)| Outbound {
+        channel,
+        configured,
+    })
+    .collect();
+    Ok(Json(Connectors {
+        outbound,
+        stats: state.0.automation.dispatcher_stats(),
+        inbound: c.inbound_secrets.keys().cloned().collect(),
+        public_url: c.public_url.clone(),
+        note: "configure in the TOML file: [connectors.webhook|email|sms|wecom|wechat], [inbound] CHANNEL = \"secret\"",
+    }))
 }

@@ -710,3 +710,145 @@ async fn connectors_are_listed_without_secrets() {
         "{v}"
     );
 }
+
+/// The fields of an object, sorted.
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    k.sort_unstable();
+    k
+}
+
+/// The typed answers keep the fields (and nulls) the console and the
+/// API document rely on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automation_answers_keep_their_shapes() {
+    let app = TestApp::spawn().await;
+    let (_, v) = app.get("/v1/connectors").await;
+    assert_eq!(
+        keys(&v),
+        ["inbound", "note", "outbound", "public_url", "stats"]
+    );
+    assert_eq!(
+        v["stats"],
+        json!({"channels": {}, "unknown_channel": 0}),
+        "{v}"
+    );
+    assert_eq!(
+        v["outbound"][0],
+        json!({"channel": "webhook", "configured": false})
+    );
+    let (_, v) = app.get("/v1/guardrails").await;
+    assert_eq!(
+        v,
+        serde_json::to_value(siyu_automation::guard::Policy::default()).unwrap()
+    );
+    let (_, v) = app.get("/v1/autoreply").await;
+    assert_eq!(v, json!({"rules": []}));
+    let (s, v) = put(&app, "/v1/templates/hi", json!({"body": "hi {{name}}"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v, json!({"name": "hi", "variables": ["name"]}));
+    let (_, v) = app.get("/v1/templates").await;
+    assert_eq!(
+        v,
+        json!({"templates": [{"name": "hi", "body": "hi {{name}}", "subject": null, "variants": {}, "class": "marketing"}]})
+    );
+    let journey = json!({
+        "trigger": {"type": "event", "event": "add_friend"},
+        "start": "hello",
+        "steps": {"hello": {"type": "send", "template": "hi", "channel": "webhook"}}
+    });
+    let (s, v) = put(&app, "/v1/journeys/w", journey).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v,
+        json!({"name": "w", "version": 1, "steps": 1, "enabled": true})
+    );
+    let (_, v) = app.get("/v1/journeys").await;
+    let listed = &v["journeys"][0];
+    assert_eq!(
+        keys(listed),
+        ["active", "enabled", "name", "status", "steps", "trigger", "version"]
+    );
+    assert_eq!(
+        (
+            &listed["status"],
+            &listed["active"],
+            &listed["trigger"]["event"]
+        ),
+        (&json!("ok"), &json!(0), &json!("add_friend"))
+    );
+    let (_, v) = app.get("/v1/journeys/w").await;
+    assert_eq!(
+        keys(&v),
+        [
+            "broken_versions",
+            "definition",
+            "name",
+            "status",
+            "version",
+            "versions"
+        ]
+    );
+    assert_eq!(
+        (
+            &v["versions"],
+            &v["broken_versions"],
+            &v["definition"]["start"]
+        ),
+        (&json!([1]), &json!([]), &json!("hello"))
+    );
+    let (_, v) = app.get("/v1/journeys/w/report").await;
+    assert_eq!(
+        keys(&v),
+        [
+            "active",
+            "by_template",
+            "conversions",
+            "dead",
+            "enrolled",
+            "journey",
+            "outbox",
+            "reads",
+            "revenue",
+            "sends",
+            "sent",
+            "steps",
+            "suppressed",
+            "window_days"
+        ]
+    );
+    assert_eq!((&v["journey"], &v["window_days"]), (&json!("w"), &json!(7)));
+    let (_, v) = app.get("/v1/journeys/w/enrollments").await;
+    assert_eq!(v, json!({"enrollments": []}));
+    let (s, v) = post(
+        &app,
+        "/v1/consent",
+        json!({"identity": "wecom:a", "granted": false}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(keys(&v), ["channel", "granted", "identity", "ts"]);
+    assert_eq!(v["channel"], Value::Null);
+    let (_, v) = app.get("/v1/outbox").await;
+    assert_eq!(v, json!({"items": []}));
+    let (_, v) = app.get("/v1/tasks").await;
+    assert_eq!(v, json!({"tasks": []}));
+    let (s, v) = put(
+        &app,
+        "/v1/content/guide",
+        json!({"kind": "article", "title": "Guide", "url": "https://example.com/g"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v, json!({"id": "guide", "link": "{{content.guide}}"}));
+    let (_, v) = app.get("/v1/content").await;
+    assert_eq!(
+        v,
+        json!({"content": [{"id": "guide", "kind": "article", "title": "Guide", "url": "https://example.com/g", "views": 0}]})
+    );
+}
