@@ -212,6 +212,8 @@ async fn put_group(
 ) -> Result<Json<GroupDef>, ApiError> {
     valid_id(&id, "id")?;
     let input: GroupInput = parse_json(&body, "group")?;
+    // The stateless checks answer before the store lock is taken (the
+    // core makes them again when it saves).
     groups::check_group_input(&input)?;
     let at = now();
     with_store(&state, move |store| {
@@ -413,6 +415,7 @@ async fn put_livecode(
 ) -> Result<Json<LiveCodeView>, ApiError> {
     valid_id(&id, "id")?;
     let code: LiveCode = parse_json(&body, "live code")?;
+    // As for groups: the stateless checks before the store lock.
     code.check()?;
     with_store(&state, move |store| {
         let mut skipped = Vec::new();
