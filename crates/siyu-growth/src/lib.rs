@@ -12,7 +12,8 @@
 //! writer and the timers that call into it.
 //!
 //! May depend on: `siyu-domain`, `siyu-engine`, `siyu-store` (the trait),
-//! `siyu-automation` (templates, schedules, guardrail kinds). Never on
+//! `siyu-automation` (templates, schedules, guardrail kinds), `siyu-poster`
+//! (a campaign's poster template is checked when it is saved). Never on
 //! `siyu-server`, `siyu-connectors`, axum or tokio.
 
 pub mod community;

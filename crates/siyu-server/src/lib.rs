@@ -74,6 +74,9 @@ pub struct Inner {
     pub fission: routes::fission::FissionState,
     /// Cached analytics answers (the dashboard).
     pub analytics_cache: cache::AnalyticsCache,
+    /// `/openapi.json`, built once from the route table (`routes::all`)
+    /// by the wiring, so no route module reads the table it is part of.
+    pub openapi: Arc<serde_json::Value>,
     /// A random key valid only inside this process (the cache warmer).
     pub internal_key: String,
     /// Stored definitions that could not be loaded (listed as broken).
@@ -410,6 +413,7 @@ impl Application {
             privacy,
             fission: Default::default(),
             analytics_cache: Default::default(),
+            openapi: Arc::new(openapi::document(&routes::all())),
             internal_key: auth::new_key()?,
             quarantine,
             public_limit: ratelimit::RateLimiter::public_links(),

@@ -78,10 +78,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Documents every route of the table (`routes::all`), not only these.
-/// The document is generated JSON (paths keyed by route), not a fixed shape.
-async fn openapi() -> Json<Value> {
-    Json(crate::openapi::document(&super::all()))
+/// Documents every route of the table (`routes::all`), not only these:
+/// the wiring builds it once (`Inner::openapi`). The document is generated
+/// JSON (paths keyed by route), not a fixed shape.
+async fn openapi(State(state): State<AppState>) -> Json<Value> {
+    Json(Value::clone(&state.0.openapi))
 }
 
 /// `GET /v1/workspace`: the workspace (brand) a request reached.
