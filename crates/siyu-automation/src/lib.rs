@@ -6,6 +6,10 @@
 //! current time, persists the state it returns and hands the resulting
 //! actions to the connectors (`siyu-connectors`). That keeps every decision
 //! reproducible and testable without a server.
+//!
+//! May depend on: `siyu-domain`, `siyu-engine` (segment conditions), `jiff`
+//! (bundled tz database), `regex`, `aho-corasick`. Never on the store, the
+//! server, the connectors, or an async runtime.
 
 pub mod guard;
 pub mod journey;

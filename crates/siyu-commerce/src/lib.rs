@@ -1,6 +1,7 @@
 //! siyu's commerce core: where purchases come from and what earned them —
 //! marketplace orders mapped into events and matched to known persons
-//! (`orders`), and message → purchase attribution (`attribution`).
+//! (`orders`), message → purchase attribution (`attribution`), and the
+//! ad-spend table ROI is measured against (`spend`).
 //!
 //! Invariant: like `siyu-engine`, this crate does no I/O of its own and
 //! never reads the clock. Files and bodies arrive as bytes or text; state
@@ -9,7 +10,8 @@
 //! HTTP. The server (`siyu-server`) and the `siyu import-orders` command
 //! own reading files, HTTP and the writer.
 //!
-//! May depend on: `siyu-domain`, `siyu-engine`, `siyu-store` (the trait).
+//! May depend on: `siyu-domain`, `siyu-engine`, `siyu-store` (the trait),
+//! `sha2` and `toml` (the phone hash and the order mapping file).
 //! Never on `siyu-server`, `siyu-connectors`, axum or tokio.
 
 pub mod attribution;

@@ -32,6 +32,10 @@
 //! guard runs before every route: a cookie naming a session this process
 //! has not seen is looked up in the store once and kept in memory, so the
 //! host's synchronous [`session_of`] finds it.
+//!
+//! May depend on: `siyu-store` (operator accounts and sessions are settings),
+//! axum and tokio (it is a set of routes the server mounts), argon2. Never on
+//! `siyu-server`: the server reaches it through the `Host` trait.
 
 pub mod accounts;
 mod assets;

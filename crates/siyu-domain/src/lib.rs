@@ -4,6 +4,10 @@
 //! This crate is pure: it does no I/O and never reads the clock, so every
 //! other crate (engine, store, server, CLI) can share one definition of
 //! "a valid event" and one set of error messages.
+//!
+//! Owns the event, identity and trait types, the wire format v1 with its limits,
+//! time parsing, the TOML nesting guard. May depend on serde only: every other
+//! crate depends on it, so it depends on none of them.
 
 pub mod event;
 pub mod identity;

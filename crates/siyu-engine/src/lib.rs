@@ -5,6 +5,9 @@
 //! time are passed in ([`Engine::apply`], [`Engine::advance_to`]), so the
 //! live engine can be checked against a brute-force recompute
 //! ([`oracle`]) and every answer is reproducible.
+//!
+//! May depend on: `siyu-domain`, `hashbrown`, `foldhash`. Never on the store,
+//! the server or anything that does I/O or reads the clock.
 
 pub mod analytics;
 pub mod engine;

@@ -14,6 +14,10 @@
 //! - [`render`] — the [`Renderer`], which parses the font and decodes the
 //!   background once and renders many posters.
 //! - [`font`] — [`system_cjk_font`].
+//!
+//! May depend on: image, font and QR crates only (`png`, `ab_glyph`,
+//! `qrcode`) and serde; no siyu crate (the growth core checks templates
+//! with it, the server renders).
 
 pub mod background;
 pub mod font;

@@ -16,6 +16,12 @@
 //!   and rewritten only from the rebuilt engine;
 //! - a blocking store call never runs on an async worker thread (the
 //!   writer is a plain thread; handlers use `spawn_blocking`).
+//!
+//! Owns HTTP (routing, auth, extraction, serialization), the writer, the
+//! executor's I/O shell and the wiring of one `Application` per workspace; the
+//! business rules live in the cores it calls (`siyu-engine`, `siyu-automation`,
+//! `siyu-growth`, `siyu-commerce`). May depend on every siyu crate except the
+//! `siyu` binary.
 
 pub mod auth;
 pub mod automation;

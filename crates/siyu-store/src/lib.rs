@@ -5,6 +5,9 @@
 //! The store is the system of record. The identity graph and every computed
 //! property live in the engine's memory and are rebuilt from the log, so the
 //! store never has to agree with a second copy of the truth.
+//!
+//! May depend on: `siyu-domain`, `rusqlite` (bundled SQLite), `postgres`.
+//! Never on the engine or the server: the store keeps rows, not rules.
 
 use siyu_domain::{Event, Identity};
 use std::path::Path;

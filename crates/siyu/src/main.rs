@@ -1,5 +1,9 @@
 //! The `siyu` binary: one entry point per job a brand runs. Each subcommand
 //! lives in its own module and only parses flags and wires crates together.
+//!
+//! Owns the command line (`serve`, `demo`, `import`, `export`, `import-orders`,
+//! `keys`, `analytics`, `bench`), progress bars and exit codes. May depend on
+//! every siyu crate; nothing depends on it.
 
 mod analytics;
 mod bench;
