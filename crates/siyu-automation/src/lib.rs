@@ -8,6 +8,7 @@
 //! reproducible and testable without a server.
 
 pub mod guard;
+pub mod history;
 pub mod journey;
 pub mod keyword;
 pub mod machine;
