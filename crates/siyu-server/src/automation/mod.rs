@@ -725,6 +725,15 @@ impl Executor {
         if now >= self.last_sweep + SWEEP_EVERY {
             self.sweep(self.last_sweep, now);
             self.last_sweep = now;
+            // Cooldowns that ended are forgotten: the map stays the size
+            // of the persons answered within the longest cooldown.
+            let longest = self
+                .defs
+                .rules
+                .as_ref()
+                .and_then(|r| r.rules().iter().map(|r| r.cooldown_secs as i64).max())
+                .unwrap_or(0);
+            self.replied.retain(|_, at| now - *at < longest);
         }
         self.flush()?;
         Ok(())
