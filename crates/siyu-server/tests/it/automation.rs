@@ -1025,3 +1025,54 @@ async fn an_auto_reply_cools_down_per_person_and_rule() {
         "one lead per person: {tasks}"
     );
 }
+
+/// Issue 14.2: after the cooldown a rule answers again, but makes a new
+/// lead task only once the person's previous one was completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_open_lead_per_person_and_rule_after_the_cooldown() {
+    let (app, hook) = app_with_hook_on_fresh(Backend::Sqlite).await;
+    welcome_and_autoreply(&app).await;
+    let (s, b) = put(&app, "/v1/autoreply", json!([{"id": "docs", "matcher": {"contains": "求资料"}, "reply_template": "docs", "create_lead": true, "cooldown_secs": 1}])).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let comment = |id: &str| {
+        let now = siyu_server::writer::wall_clock();
+        json!([{"ts": now, "identity": "douyin:eager", "type": "comment", "text": "求资料", "id": id}]).to_string()
+    };
+    let open_tasks = || async {
+        let (_, t) = app
+            .call(
+                "GET",
+                "/v1/tasks?open=true",
+                Some(&app.key),
+                "application/json",
+                "",
+            )
+            .await;
+        t["tasks"].as_array().cloned().unwrap_or_default()
+    };
+    app.post_events(&comment("a")).await;
+    hook.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.post_events(&comment("b")).await;
+    hook.wait_for(2).await;
+    let tasks = open_tasks().await;
+    assert_eq!(tasks.len(), 1, "the first lead is still open: {tasks:?}");
+    let (s, b) = post(&app, "/v1/tasks/done", json!({"key": tasks[0]["key"]})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.post_events(&comment("c")).await;
+    hook.wait_for(3).await;
+    let tasks = wait_until(&app, "/v1/tasks?open=true", |v| {
+        v["tasks"].as_array().is_some_and(|t| t.len() == 1)
+    })
+    .await;
+    assert!(tasks.to_string().contains("r/docs/c/lead"), "{tasks}");
+    let (_, metrics) = app.call("GET", "/metrics", None, "text/plain", "").await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap_or_default()
+            .contains(r#"siyu_triggers_skipped_total{trigger="lead",reason="open_lead"} 1"#),
+        "{metrics}"
+    );
+}
