@@ -50,6 +50,7 @@ fn main() {
             reply_template: None,
             tags: vec![],
             create_lead: false,
+            cooldown_secs: 600,
             assign_operator: None,
             enroll_journey: None,
             enabled: true,

@@ -56,6 +56,11 @@ pub struct Rule {
     pub tags: Vec<String>,
     #[serde(default)]
     pub create_lead: bool,
+    /// Seconds after a reply during which the same person's further
+    /// matches of this rule do nothing (no reply, tag, lead or enrollment);
+    /// 0 answers every match. Default 600.
+    #[serde(default = "default_cooldown")]
+    pub cooldown_secs: u64,
     #[serde(default)]
     pub assign_operator: Option<String>,
     #[serde(default)]
@@ -70,6 +75,21 @@ fn default_event_types() -> Vec<String> {
 
 fn enabled() -> bool {
     true
+}
+
+/// A rule's default cooldown: ten minutes.
+pub const DEFAULT_COOLDOWN_SECS: u64 = 600;
+/// The longest cooldown accepted: 30 days.
+pub const MAX_COOLDOWN_SECS: u64 = 30 * 86_400;
+
+fn default_cooldown() -> u64 {
+    DEFAULT_COOLDOWN_SECS
+}
+
+/// Whether `rule` may fire again for a person it last fired for at
+/// `last` (None: never), at `now`.
+pub fn cooled_down(rule: &Rule, last: Option<i64>, now: i64) -> bool {
+    last.is_none_or(|at| now.saturating_sub(at) >= rule.cooldown_secs as i64)
 }
 
 /// A rule that cannot be compiled: which one, which field, what to fix.
@@ -135,6 +155,15 @@ impl RuleSet {
                 return Err(err(
                     "id",
                     "another rule has the same id: ids must be unique".into(),
+                ));
+            }
+            if rule.cooldown_secs > MAX_COOLDOWN_SECS {
+                return Err(err(
+                    "cooldown_secs",
+                    format!(
+                        "{} is more than 30 days: give seconds up to {MAX_COOLDOWN_SECS} (0 answers every match)",
+                        rule.cooldown_secs
+                    ),
                 ));
             }
             match &rule.matcher {

@@ -12,6 +12,7 @@
 //! server, the connectors, or an async runtime.
 
 pub mod guard;
+pub mod history;
 pub mod journey;
 pub mod keyword;
 pub mod machine;

@@ -3,8 +3,9 @@
 //! of its side effects (by status, suppressions by reason, per step).
 //! Pure: the server reads the rows and passes them in; statuses are named
 //! as the outbox and the API name them (`pending`, `done`, `suppressed`,
-//! `dead`).
+//! `dead`), and the triggers skipped as history (`skipped_history`).
 
+use crate::history::HistorySkip;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -36,6 +37,17 @@ pub struct JourneyReport {
     /// Dead-lettered effects.
     pub dead: u64,
     pub steps: StepCounts,
+    /// Triggers that enrolled nobody because the event was history.
+    pub skipped_history: SkippedHistory,
+}
+
+/// A journey's triggers skipped as history, by reason (see [`crate::history`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SkippedHistory {
+    /// Events older than the workspace's `trigger_max_age_secs`.
+    pub stale: u64,
+    /// Events of bulk imports run without `--trigger`.
+    pub backfill: u64,
 }
 
 /// The step an effect key names: its last segment
@@ -46,13 +58,22 @@ pub fn step_of_key(key: &str) -> &str {
 
 /// Builds the report from the journey's enrollments, its outbox items
 /// (`(key, status)`, for the per-step counts) and its outbox totals
-/// (`(status, detail, count)`).
+/// (`(status, detail, count)`) and its triggers skipped as history
+/// (`(reason, count)`).
 pub fn journey_report<'a>(
     enrollments: impl IntoIterator<Item = EnrollmentFacts<'a>>,
     effects: impl IntoIterator<Item = (&'a str, &'a str)>,
     totals: impl IntoIterator<Item = (&'a str, &'a str, u64)>,
+    skipped_history: impl IntoIterator<Item = (&'a str, u64)>,
 ) -> JourneyReport {
     let mut r = JourneyReport::default();
+    for (reason, n) in skipped_history {
+        if reason == HistorySkip::Stale.as_str() {
+            r.skipped_history.stale += n;
+        } else if reason == HistorySkip::Backfill.as_str() {
+            r.skipped_history.backfill += n;
+        }
+    }
     for e in enrollments {
         r.enrolled += 1;
         if e.done {

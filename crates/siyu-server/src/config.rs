@@ -49,6 +49,27 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` is believed (`trusted_proxies = ["10.0.0.0/8"]`, env
     /// `SIYU_TRUSTED_PROXIES=10.0.0.0/8,127.0.0.1`); default none.
     pub trusted_proxies: crate::ratelimit::TrustedProxies,
+    /// Oldest an event may be, in seconds on the server clock, and still
+    /// trigger journeys, auto-replies and segment-entry journeys
+    /// (`trigger_max_age_secs`, per brand `[workspaces.NAME]
+    /// trigger_max_age_secs`, env `SIYU_TRIGGER_MAX_AGE_SECS`; default
+    /// [`DEFAULT_TRIGGER_MAX_AGE_SECS`]): history never triggers a message.
+    pub trigger_max_age_secs: u64,
+}
+
+/// One hour: an event older than that is history, not a trigger.
+pub const DEFAULT_TRIGGER_MAX_AGE_SECS: u64 = 3600;
+/// The largest `trigger_max_age_secs` accepted: 366 days.
+pub const MAX_TRIGGER_MAX_AGE_SECS: u64 = 366 * 86_400;
+
+/// Checks a `trigger_max_age_secs` value; `field` names where it was given.
+fn check_trigger_max_age(field: &str, v: u64) -> anyhow::Result<u64> {
+    if v == 0 || v > MAX_TRIGGER_MAX_AGE_SECS {
+        anyhow::bail!(
+            "{field} = {v}: give seconds between 1 and {MAX_TRIGGER_MAX_AGE_SECS} (366 days), e.g. {field} = {DEFAULT_TRIGGER_MAX_AGE_SECS}"
+        );
+    }
+    Ok(v)
 }
 
 /// `[connections]`: seconds (fractions allowed) and a count.
@@ -122,6 +143,8 @@ pub struct WorkspaceConfig {
     /// name, so a request signed for one workspace fails at another even
     /// when they share a secret.
     pub inbound: Option<std::collections::BTreeMap<String, String>>,
+    /// Its `trigger_max_age_secs`; default the main one.
+    pub trigger_max_age_secs: Option<u64>,
 }
 
 impl Config {
@@ -153,6 +176,9 @@ impl Config {
         if let Some(i) = &w.inbound {
             c.inbound_secrets = i.clone();
         }
+        if let Some(v) = w.trigger_max_age_secs {
+            c.trigger_max_age_secs = v;
+        }
         c
     }
 }
@@ -175,6 +201,7 @@ impl Default for Config {
             workspaces: Default::default(),
             connections: Default::default(),
             trusted_proxies: Default::default(),
+            trigger_max_age_secs: DEFAULT_TRIGGER_MAX_AGE_SECS,
         }
     }
 }
@@ -199,6 +226,7 @@ struct FileConfig {
     workspaces: Option<std::collections::BTreeMap<String, WorkspaceConfig>>,
     connections: Option<ConnectionsFile>,
     trusted_proxies: Option<Vec<String>>,
+    trigger_max_age_secs: Option<u64>,
 }
 
 /// Values given on the command line (None = not given).
@@ -247,12 +275,20 @@ impl Config {
                 c.trusted_proxies = crate::ratelimit::TrustedProxies::parse(&list)
                     .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
             }
-            for name in c.workspaces.keys() {
+            if let Some(v) = f.trigger_max_age_secs {
+                c.trigger_max_age_secs = check_trigger_max_age("trigger_max_age_secs", v)
+                    .with_context(|| format!("config file {}", path.display()))?;
+            }
+            for (name, w) in &c.workspaces {
                 if name == "default" || !siyu_domain::Channel::is_valid(name) {
                     anyhow::bail!(
                         "config file {}: workspace name `{name}`: use lowercase letters, digits and _ (and not `default`)",
                         path.display()
                     );
+                }
+                if let Some(v) = w.trigger_max_age_secs {
+                    check_trigger_max_age(&format!("[workspaces.{name}] trigger_max_age_secs"), v)
+                        .with_context(|| format!("config file {}", path.display()))?;
                 }
             }
         }
@@ -276,6 +312,12 @@ impl Config {
         }
         if let Some(v) = env("SIYU_PUBLIC_URL") {
             c.public_url = v;
+        }
+        if let Some(v) = env("SIYU_TRIGGER_MAX_AGE_SECS") {
+            let secs = v.trim().parse::<u64>().map_err(|_| {
+                anyhow::anyhow!("SIYU_TRIGGER_MAX_AGE_SECS = {v:?}: give whole seconds, e.g. {DEFAULT_TRIGGER_MAX_AGE_SECS}")
+            })?;
+            c.trigger_max_age_secs = check_trigger_max_age("SIYU_TRIGGER_MAX_AGE_SECS", secs)?;
         }
         if let Some(v) = env("SIYU_TRUSTED_PROXIES") {
             let list: Vec<&str> = v.split(',').filter(|s| !s.trim().is_empty()).collect();
@@ -442,6 +484,51 @@ mod tests {
             err.contains("SIYU_TRUSTED_PROXIES") && err.contains("10.0.0.0/33"),
             "{err}"
         );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn trigger_max_age_is_per_workspace_and_checked() {
+        let dir = std::env::temp_dir().join(format!("siyu-cfg-age-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "trigger_max_age_secs = 600\n[workspaces.b]\ntrigger_max_age_secs = 86400\n[workspaces.c]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), &|_| None, Overrides::default()).unwrap();
+        assert_eq!(c.trigger_max_age_secs, 600);
+        assert_eq!(
+            c.for_workspace("b", &c.workspaces["b"])
+                .trigger_max_age_secs,
+            86400
+        );
+        assert_eq!(
+            c.for_workspace("c", &c.workspaces["c"])
+                .trigger_max_age_secs,
+            600
+        );
+        assert_eq!(
+            Config::default().trigger_max_age_secs,
+            DEFAULT_TRIGGER_MAX_AGE_SECS
+        );
+        std::fs::write(&file, "[workspaces.b]\ntrigger_max_age_secs = 0\n").unwrap();
+        let e = format!(
+            "{:#}",
+            Config::load(Some(&file), &|_| None, Overrides::default()).unwrap_err()
+        );
+        assert!(
+            e.contains("[workspaces.b] trigger_max_age_secs = 0: give seconds between 1"),
+            "{e}"
+        );
+        let e = Config::load(
+            None,
+            &|k| (k == "SIYU_TRIGGER_MAX_AGE_SECS").then(|| "1h".to_string()),
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("SIYU_TRIGGER_MAX_AGE_SECS"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }
 

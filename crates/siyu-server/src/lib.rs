@@ -25,6 +25,7 @@
 
 pub mod auth;
 pub mod automation;
+pub mod backfill;
 pub mod cache;
 pub mod config;
 pub mod connections;
@@ -391,6 +392,7 @@ impl Application {
                     link_secret,
                     wants_all,
                     quarantine,
+                    trigger_max_age_secs: config.trigger_max_age_secs,
                 })
             })
             .await??

@@ -84,6 +84,8 @@ pub struct Metrics {
     pub sends_delayed: AtomicU64,
     pub sends_dead: AtomicU64,
     pub auto_replies: AtomicU64,
+    /// Triggers that did nothing, by (trigger, reason): see [`SKIPPED`].
+    pub triggers_skipped: Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
     /// Seconds the oldest due journey timer is late (executor lag).
     pub automation_lag_seconds: AtomicU64,
     /// One executor pass over queued inputs (commit + delivery).
@@ -112,15 +114,85 @@ impl Default for Metrics {
             sends_delayed: AtomicU64::new(0),
             sends_dead: AtomicU64::new(0),
             auto_replies: AtomicU64::new(0),
+            triggers_skipped: Mutex::new(SKIPPED.iter().map(|&(t, r, _)| ((t, r), 0)).collect()),
             automation_lag_seconds: AtomicU64::new(0),
             automation_pass: Histogram::new(SECONDS),
         }
     }
 }
 
+/// The skipped-trigger counters always shown (trigger, reason, meaning).
+pub const SKIPPED: &[(&str, &str, &str)] = &[
+    (
+        "journey",
+        "stale",
+        "an event older than trigger_max_age_secs",
+    ),
+    (
+        "journey",
+        "backfill",
+        "an event of a bulk import without --trigger",
+    ),
+    (
+        "segment_journey",
+        "stale",
+        "a segment change caused by a stale event",
+    ),
+    (
+        "segment_journey",
+        "backfill",
+        "a segment change caused by a backfill",
+    ),
+    (
+        "auto_reply",
+        "stale",
+        "a comment older than trigger_max_age_secs",
+    ),
+    (
+        "auto_reply",
+        "backfill",
+        "a comment of a bulk import without --trigger",
+    ),
+    (
+        "auto_reply",
+        "cooldown",
+        "the rule answered this person within its cooldown_secs",
+    ),
+    (
+        "lead",
+        "open_lead",
+        "the rule already has an open lead task for this person",
+    ),
+];
+
 impl Metrics {
+    /// Counts a trigger that did nothing (`trigger`, `reason` from [`SKIPPED`]).
+    pub fn skipped(&self, trigger: &'static str, reason: &'static str, n: u64) {
+        let mut m = self
+            .triggers_skipped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *m.entry((trigger, reason)).or_default() += n;
+    }
+
     pub fn render(&self, persons: usize, identities: usize) -> String {
         let mut s = String::new();
+        {
+            let m = self
+                .triggers_skipped
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(
+                s,
+                "# HELP siyu_triggers_skipped_total Triggers that sent nothing: history (stale, backfill), auto-reply cooldowns, open leads.\n# TYPE siyu_triggers_skipped_total counter"
+            );
+            for ((trigger, reason), n) in m.iter() {
+                let _ = writeln!(
+                    s,
+                    "siyu_triggers_skipped_total{{trigger=\"{trigger}\",reason=\"{reason}\"}} {n}"
+                );
+            }
+        }
         let c = |s: &mut String, name: &str, help: &str, v: &AtomicU64| {
             let _ = writeln!(
                 s,

@@ -155,6 +155,18 @@ impl Writer {
     /// membership-history rows (the caller writes them once the engine
     /// lock is released).
     fn publish(&self, engine: &Engine, changes: &[SegmentChange]) -> Vec<SegmentChangeRecord> {
+        self.publish_caused(engine, changes, &[])
+    }
+
+    /// Like [`Writer::publish`], with each change's cause for the
+    /// executor (`causes[i]` for `changes[i]`; missing = the clock or a
+    /// definition, never history).
+    fn publish_caused(
+        &self,
+        engine: &Engine,
+        changes: &[SegmentChange],
+        causes: &[Option<crate::automation::Cause>],
+    ) -> Vec<SegmentChangeRecord> {
         if changes.is_empty() {
             return Vec::new();
         }
@@ -177,11 +189,14 @@ impl Writer {
                 events: Vec::new(),
                 changes: changes
                     .iter()
-                    .map(|c| {
-                        let name = segs
+                    .enumerate()
+                    .map(|(i, c)| crate::automation::AppliedChange {
+                        segment: segs
                             .get(c.segment as usize)
-                            .map_or(String::new(), |s| s.name.clone());
-                        (name, c.canonical_id.clone(), c.entered)
+                            .map_or(String::new(), |s| s.name.clone()),
+                        canonical: c.canonical_id.clone(),
+                        entered: c.entered,
+                        cause: causes.get(i).copied().flatten(),
                     })
                     .collect(),
             });
@@ -220,10 +235,13 @@ impl Writer {
     /// write lock released between them, so a reader never waits for a
     /// whole 20 000-event group; what it sees in between is the engine
     /// after a prefix of the log). Publishes segment changes; returns the
-    /// merges and history rows to record.
+    /// merges and history rows to record. `backfill(offset)` says whether
+    /// an event is a bulk load that must trigger nothing ([`crate::backfill`]);
+    /// the executor is told, with each event and each change it caused.
     fn apply_logged(
         &self,
         events: &[(u64, &Event)],
+        backfill: &dyn Fn(u64) -> bool,
     ) -> (Vec<MergeRecord>, Vec<SegmentChangeRecord>) {
         let mut merges = Vec::new();
         let mut history = Vec::new();
@@ -231,8 +249,16 @@ impl Writer {
         for slice in events.chunks(APPLY_SLICE) {
             let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
             let mut changes = engine.advance_to(now);
+            let mut causes: Vec<Option<crate::automation::Cause>> = vec![None; changes.len()];
             for &(offset, e) in slice {
                 let applied = engine.apply(offset, e);
+                causes.extend(std::iter::repeat_n(
+                    Some(crate::automation::Cause {
+                        ts: e.ts,
+                        backfill: backfill(offset),
+                    }),
+                    applied.changes.len(),
+                ));
                 changes.extend(applied.changes);
                 merges.extend(
                     applied
@@ -245,10 +271,14 @@ impl Writer {
             // person's segment entries that event caused after it.
             if let Some(tx) = &self.automation {
                 let all = self.automation_wants_all.load(Ordering::Relaxed);
-                let events: Vec<(u64, Event)> = slice
+                let events: Vec<crate::automation::AppliedEvent> = slice
                     .iter()
                     .filter(|(_, e)| all || crate::automation::always_wanted(e))
-                    .map(|&(o, e)| (o, e.clone()))
+                    .map(|&(offset, e)| crate::automation::AppliedEvent {
+                        offset,
+                        event: e.clone(),
+                        backfill: backfill(offset),
+                    })
                     .collect();
                 if !events.is_empty() {
                     let _ = tx.send(crate::automation::AutoInput::Applied {
@@ -257,7 +287,7 @@ impl Writer {
                     });
                 }
             }
-            history.extend(self.publish(&engine, &changes));
+            history.extend(self.publish_caused(&engine, &changes, &causes));
         }
         (merges, history)
     }
@@ -265,9 +295,15 @@ impl Writer {
     /// Applies the events other writers appended after `applied_offset`
     /// (below `before`, when given; at most `max` of them). Their merges
     /// were recorded by their writer; segment changes are this engine's.
+    /// They are backfill (trigger nothing) unless a `siyu import --trigger`
+    /// range covers them ([`crate::backfill`]).
     /// Returns whether it stopped at `max` with more to read.
     fn catch_up(&mut self, before: Option<u64>, max: usize) -> siyu_store::Result<bool> {
         let mut done = 0usize;
+        // Read before the events: a range is written before its import's
+        // first append, so every followed event it covers is seen with it.
+        let triggering = crate::backfill::triggering_ranges(self.store.as_mut())?;
+        let backfill = |offset: u64| !triggering.iter().any(|r| r.covers(offset));
         loop {
             // Offsets up to the head are committed; read the head first, so
             // an empty scan below it means erased, not yet to come.
@@ -283,7 +319,7 @@ impl Writer {
                 self.applied_offset = self.applied_offset.max(end);
                 return Ok(false);
             }
-            let (_, history) = self.apply_logged(&page);
+            let (_, history) = self.apply_logged(&page, &backfill);
             self.applied_offset = page.last().map_or(self.applied_offset, |(o, _)| *o);
             self.record_history(history);
             done += page.len();
@@ -356,7 +392,7 @@ impl Writer {
                 }
             }
         }
-        let (merges, history) = self.apply_logged(&new);
+        let (merges, history) = self.apply_logged(&new, &|_| false);
         if let Some(&(last, _)) = new.last() {
             self.applied_offset = self.applied_offset.max(last);
         }

@@ -62,6 +62,12 @@ pub struct ImportArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Let this import's events trigger a running server's journeys and
+    /// auto-replies. Without it an import is history: a server beside it
+    /// applies the events but messages nobody. Even with it, events older
+    /// than the server's `trigger_max_age_secs` (default 1 h) trigger nothing.
+    #[arg(long)]
+    pub trigger: bool,
 }
 
 #[derive(clap::Args)]
@@ -199,6 +205,14 @@ pub fn import(args: ImportArgs) -> Result<()> {
     // The head before the engine reads the log: anything appended later
     // shows as a gap in our offsets (see `Tally::interleaved`).
     let head = store.last_offset()?;
+    // Before the first append: a server following the log sees whether
+    // these events may trigger (`siyu_server::backfill`).
+    let trigger_range = siyu_server::backfill::begin_import(
+        store.as_mut(),
+        args.trigger,
+        siyu_server::writer::wall_clock(),
+    )
+    .context("recording whether this import may trigger automation")?;
     let mut engine = engine_from_store(store.as_mut())?;
     let persons_before = engine.person_count();
     let threads = args.threads.unwrap_or_else(|| {
@@ -329,7 +343,13 @@ pub fn import(args: ImportArgs) -> Result<()> {
         // The store's own error says more than "the store stopped".
         let index_secs = stored?;
         result.map(|()| index_secs)
-    })?;
+    });
+    // Also after a failure: the range ends at what was appended.
+    if let Some(key) = &trigger_range {
+        siyu_server::backfill::end_import(store.as_mut(), key)
+            .context("closing this import's trigger range")?;
+    }
+    let index_secs = index_secs?;
     let secs = started.elapsed().as_secs_f64();
     let Tally {
         accepted,

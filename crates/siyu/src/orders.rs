@@ -39,6 +39,12 @@ pub struct ImportOrdersArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Let these purchases and refunds trigger a running server's journeys
+    /// (e.g. a regular order sync). Without it they are history: a server
+    /// beside it applies them but messages nobody. Even with it, orders
+    /// older than the server's `trigger_max_age_secs` trigger nothing.
+    #[arg(long)]
+    pub trigger: bool,
 }
 
 /// Events per store transaction.
@@ -145,27 +151,44 @@ pub fn run(args: ImportOrdersArgs) -> Result<()> {
     );
     bar.set_message(name.clone());
     let mut results = Vec::with_capacity(events.len());
-    for chunk in events.chunks(CHUNK) {
-        let batch: Vec<Event> = chunk.iter().map(|(_, e)| e.clone()).collect();
-        let appended = store.append(&batch).context("appending to the store")?;
-        let mut merges = Vec::new();
-        for (e, r) in batch.iter().zip(&appended) {
-            if let siyu_store::Appended::New(offset) = r {
-                merges.extend(
-                    engine
-                        .apply(*offset, e)
-                        .merges
-                        .into_iter()
-                        .filter_map(|m| merge_record(*offset, e.ts, m)),
-                );
+    // Before the first append: a server following the log sees whether
+    // these events may trigger (`siyu_server::backfill`).
+    let trigger_range = siyu_server::backfill::begin_import(
+        store.as_mut(),
+        args.trigger,
+        siyu_server::writer::wall_clock(),
+    )
+    .context("recording whether this import may trigger automation")?;
+    let loaded = (|| -> Result<()> {
+        for chunk in events.chunks(CHUNK) {
+            let batch: Vec<Event> = chunk.iter().map(|(_, e)| e.clone()).collect();
+            let appended = store.append(&batch).context("appending to the store")?;
+            let mut merges = Vec::new();
+            for (e, r) in batch.iter().zip(&appended) {
+                if let siyu_store::Appended::New(offset) = r {
+                    merges.extend(
+                        engine
+                            .apply(*offset, e)
+                            .merges
+                            .into_iter()
+                            .filter_map(|m| merge_record(*offset, e.ts, m)),
+                    );
+                }
             }
+            if !merges.is_empty() {
+                store.record_merges(&merges).context("recording merges")?;
+            }
+            results.extend(appended);
+            bar.inc(chunk.len() as u64);
         }
-        if !merges.is_empty() {
-            store.record_merges(&merges).context("recording merges")?;
-        }
-        results.extend(appended);
-        bar.inc(chunk.len() as u64);
+        Ok(())
+    })();
+    // Also after a failure: the range ends at what was appended.
+    if let Some(key) = &trigger_range {
+        siyu_server::backfill::end_import(store.as_mut(), key)
+            .context("closing this import's trigger range")?;
     }
+    loaded?;
     bar.finish_and_clear();
 
     for r in rejected.iter().take(SHOWN) {

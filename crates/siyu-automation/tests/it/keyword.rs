@@ -13,6 +13,7 @@ fn rule(id: &str, matcher: Matcher, priority: i32) -> Rule {
         reply_template: None,
         tags: vec![],
         create_lead: false,
+        cooldown_secs: 600,
         assign_operator: None,
         enroll_journey: None,
         enabled: true,
@@ -219,4 +220,28 @@ proptest! {
             let _ = s.matches("x", "comment", "多少钱 price");
         }
     }
+}
+
+#[test]
+fn a_rule_cools_down_per_person() {
+    use siyu_automation::keyword::cooled_down;
+    let mut r = rule("docs", contains("求资料"), 0);
+    assert!(cooled_down(&r, None, 1000), "never fired: may fire");
+    assert!(!cooled_down(&r, Some(1000), 1000), "same second");
+    assert!(!cooled_down(&r, Some(1000), 1599));
+    assert!(cooled_down(&r, Some(1000), 1600), "600 s later");
+    r.cooldown_secs = 0;
+    assert!(cooled_down(&r, Some(1000), 1000), "0 answers every match");
+    r.cooldown_secs = 31 * 86_400;
+    let e = RuleSet::compile(vec![r]).unwrap_err();
+    assert_eq!(e.field, "cooldown_secs", "{e}");
+    assert!(e.to_string().contains("30 days"), "{e}");
+}
+
+#[test]
+fn the_cooldown_defaults_to_ten_minutes() {
+    let r: Rule =
+        serde_json::from_value(serde_json::json!({"id": "a", "matcher": {"contains": "x"}}))
+            .unwrap();
+    assert_eq!(r.cooldown_secs, 600);
 }

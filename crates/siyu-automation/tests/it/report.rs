@@ -48,6 +48,7 @@ fn counts_enrollments_waiting_steps_and_effects() {
             .map(|(done, state)| EnrollmentFacts { done: *done, state }),
         effects,
         totals,
+        [("stale", 7), ("backfill", 2)],
     );
     assert_eq!(
         serde_json::to_value(&r).unwrap(),
@@ -63,15 +64,16 @@ fn counts_enrollments_waiting_steps_and_effects() {
                 "send": {"waiting": 1, "done": 1, "suppressed": 1},
                 "tag": {"dead": 1},
             },
+            "skipped_history": {"stale": 7, "backfill": 2},
         })
     );
 }
 
 #[test]
 fn an_empty_journey_reports_zeros() {
-    let r = journey_report([], [], []);
+    let r = journey_report([], [], [], []);
     assert_eq!(
         serde_json::to_value(&r).unwrap(),
-        json!({"enrolled": 0, "active": 0, "outbox": {}, "sent": 0, "suppressed": {}, "dead": 0, "steps": {}})
+        json!({"enrolled": 0, "active": 0, "outbox": {}, "sent": 0, "suppressed": {}, "dead": 0, "steps": {}, "skipped_history": {"stale": 0, "backfill": 0}})
     );
 }

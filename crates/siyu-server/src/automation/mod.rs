@@ -22,6 +22,13 @@
 //! under the same key: events dedupe on their id in the log, connectors
 //! send the key as `Idempotency-Key`, and an item already done is never
 //! picked up again — no step skipped, no effect repeated.
+//!
+//! History never triggers a message: an event triggers journeys,
+//! auto-replies and segment-entry journeys only when it is fresh (at most
+//! the workspace's `trigger_max_age_secs` older than the server clock) and
+//! not a bulk import's backfill (`crate::backfill`); what is skipped is
+//! counted in `/metrics` and, per journey, in its report. Consent is still
+//! read from history (an old opt-out still counts).
 
 pub mod person;
 
@@ -33,8 +40,9 @@ use siyu_automation::guard::{
     self, Consent, ConsentEntry, ConsentSource, Decision, MessageClass, Policy, SendKind,
     SendLedger, SendRecord,
 };
+use siyu_automation::history::{history_skip, HistorySkip};
 use siyu_automation::journey::{Catalog, Compiled, CompiledTrigger, Journey};
-use siyu_automation::keyword::RuleSet;
+use siyu_automation::keyword::{self, RuleSet};
 use siyu_automation::machine::{self, Action, Enrollment, EventView, Input, LastEntry, PersonView};
 use siyu_automation::schedule::{self, Tz};
 use siyu_automation::template::{self, Template};
@@ -59,6 +67,8 @@ pub const TEMPLATE_PREFIX: &str = "template/";
 pub const RULES_KEY: &str = "autoreply/rules";
 pub const POLICY_KEY: &str = "guardrails/policy";
 pub const LINK_SECRET_KEY: &str = "automation/link_secret";
+/// Per journey: its triggers skipped as history, by reason (`{"stale": n, "backfill": n}`).
+pub const SKIPPED_PREFIX: &str = "journey_skipped/";
 
 /// Outbox items delivered per pass.
 const DELIVER_BATCH: usize = 2000;
@@ -67,13 +77,38 @@ const SWEEP_EVERY: i64 = 60;
 /// Mass-send members enrolled into the outbox per commit.
 const MASS_CHUNK: usize = 5000;
 
+/// An event the writer applied.
+pub struct AppliedEvent {
+    pub offset: u64,
+    pub event: Event,
+    /// Appended by a bulk import that did not ask for triggers
+    /// (`crate::backfill`): it triggers nothing.
+    pub backfill: bool,
+}
+
+/// The event behind a segment change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cause {
+    pub ts: i64,
+    pub backfill: bool,
+}
+
+/// A segment entry or exit the writer applied.
+pub struct AppliedChange {
+    pub segment: String,
+    pub canonical: String,
+    pub entered: bool,
+    /// The event that caused it; None for the clock (a window lapsed) or
+    /// a new definition.
+    pub cause: Option<Cause>,
+}
+
 /// What reaches the executor.
 pub enum AutoInput {
-    /// Events the writer applied (with their log offsets) and the segment
-    /// entries/exits they caused: (segment, canonical id, entered).
+    /// Events the writer applied and the segment entries/exits they caused.
     Applied {
-        events: Vec<(u64, Event)>,
-        changes: Vec<(String, String, bool)>,
+        events: Vec<AppliedEvent>,
+        changes: Vec<AppliedChange>,
     },
     /// A connector's verdict on an outbox item.
     Delivered {
@@ -406,6 +441,8 @@ pub struct ExecutorParts {
     pub wants_all: Arc<std::sync::atomic::AtomicBool>,
     /// Where skipped stored definitions are reported.
     pub quarantine: Arc<Quarantine>,
+    /// Oldest an event may be (seconds, server clock) and still trigger.
+    pub trigger_max_age_secs: u64,
 }
 
 /// Events the executor reads even with no journey: opt-outs (the consent
@@ -451,6 +488,17 @@ pub struct Executor {
     wants_all: Arc<std::sync::atomic::AtomicBool>,
     last_sweep: i64,
     commit: AutomationCommit,
+    trigger_max_age: i64,
+    /// Journey triggers skipped as history since the last flush, by
+    /// (journey, reason); added to the journey's settings row on flush.
+    skipped_history: BTreeMap<(String, &'static str), u64>,
+    /// When each auto-reply rule last fired per person: (rule id,
+    /// canonical id) → server time.
+    replied: HashMap<(String, String), i64>,
+    /// Lead tasks this executor made or found open: (rule id, canonical
+    /// id) → task key. Checked against the store before being trusted
+    /// (an operator may have closed the task).
+    open_leads: HashMap<(String, String), String>,
 }
 
 /// Converts the ledger's storage row to the guard's entry.
@@ -483,6 +531,7 @@ impl Executor {
             link_secret,
             wants_all,
             quarantine,
+            trigger_max_age_secs,
         } = parts;
         let mut defs = {
             let e = engine.read().unwrap_or_else(|e| e.into_inner());
@@ -516,6 +565,10 @@ impl Executor {
             quarantine,
             last_sweep: now,
             commit: AutomationCommit::default(),
+            trigger_max_age: trigger_max_age_secs.min(i64::MAX as u64) as i64,
+            skipped_history: BTreeMap::new(),
+            replied: HashMap::new(),
+            open_leads: HashMap::new(),
         };
         for (journey, identity, entered_at, done) in x.store.entry_index()? {
             x.entries.insert(
@@ -535,11 +588,29 @@ impl Executor {
             }
         }
         let window = x.defs.policy.marketing_window_secs.max(86_400 * 2);
-        for item in x.store.outbox_done_since(now - window)? {
-            x.record_sent(&item);
+        let cooldown = x
+            .defs
+            .rules
+            .as_ref()
+            .and_then(|r| r.rules().iter().map(|r| r.cooldown_secs as i64).max())
+            .unwrap_or(0);
+        for item in x.store.outbox_done_since(now - window.max(cooldown))? {
+            x.remember_reply(&item.key, &item.identity, item.created_at);
+            if item.updated_at >= now - window {
+                x.record_sent(&item);
+            }
         }
         for item in x.store.outbox_due(i64::MAX, usize::MAX >> 2)? {
+            x.remember_reply(&item.key, &item.identity, item.created_at);
             x.schedule(item, now);
+        }
+        for task in x.store.tasks(true, usize::MAX >> 2)? {
+            if task.journey.is_none() {
+                if let Some(rule) = x.reply_rule_of(&task.key, "/lead") {
+                    let person = x.canonical(&task.identity);
+                    x.open_leads.insert((rule, person), task.key);
+                }
+            }
         }
         for r in x.store.consent_ledger(None)? {
             x.consent
@@ -654,6 +725,15 @@ impl Executor {
         if now >= self.last_sweep + SWEEP_EVERY {
             self.sweep(self.last_sweep, now);
             self.last_sweep = now;
+            // Cooldowns that ended are forgotten: the map stays the size
+            // of the persons answered within the longest cooldown.
+            let longest = self
+                .defs
+                .rules
+                .as_ref()
+                .and_then(|r| r.rules().iter().map(|r| r.cooldown_secs as i64).max())
+                .unwrap_or(0);
+            self.replied.retain(|_, at| now - *at < longest);
         }
         self.flush()?;
         Ok(())
@@ -662,11 +742,14 @@ impl Executor {
     fn input(&mut self, input: AutoInput, now: i64) {
         match input {
             AutoInput::Applied { events, changes } => {
-                for (_, ev) in &events {
-                    self.on_event(ev, now);
+                for e in &events {
+                    self.on_event(&e.event, e.backfill, now);
                 }
-                for (segment, canonical, entered) in changes {
-                    self.on_segment_change(&segment, &canonical, entered, now);
+                for c in changes {
+                    let skip = c
+                        .cause
+                        .and_then(|c| history_skip(c.backfill, c.ts, now, self.trigger_max_age));
+                    self.on_segment_change(&c.segment, &c.canonical, c.entered, skip, now);
                 }
             }
             AutoInput::Delivered { key, attempts } => {
@@ -783,8 +866,11 @@ impl Executor {
 
     // ---- triggers ----
 
-    fn on_event(&mut self, ev: &Event, now: i64) {
+    /// `backfill`: appended by a bulk import without `--trigger`. Consent
+    /// is read from every event; triggers fire only for fresh ones.
+    fn on_event(&mut self, ev: &Event, backfill: bool, now: i64) {
         let identity = ev.identity.as_str().to_string();
+        let skip = history_skip(backfill, ev.ts, now, self.trigger_max_age);
         let view = EventView {
             event_type: ev.event_type.as_str(),
             channel: ev.channel.as_str(),
@@ -803,7 +889,7 @@ impl Executor {
                     self.revoke(&identity, "reply_keyword", now);
                     self.opt_out_event(&identity, ev, now);
                 } else {
-                    self.auto_reply(&identity, ev, text, now);
+                    self.auto_reply(&identity, ev, text, skip, now);
                 }
             }
         }
@@ -829,6 +915,15 @@ impl Executor {
                 None => Vec::new(),
             }
         };
+        let fired = match skip {
+            Some(why) => {
+                for j in fired.iter().filter(|j| j.def.enabled) {
+                    self.skip_history("journey", &j.def.name, why);
+                }
+                Vec::new()
+            }
+            None => fired,
+        };
         if self.by_identity.is_empty() && fired.is_empty() {
             return;
         }
@@ -852,7 +947,16 @@ impl Executor {
         }
     }
 
-    fn on_segment_change(&mut self, segment: &str, canonical: &str, entered: bool, now: i64) {
+    /// `skip`: the change was caused by history (a stale or backfilled
+    /// event): the journeys it would start are counted, not entered.
+    fn on_segment_change(
+        &mut self,
+        segment: &str,
+        canonical: &str,
+        entered: bool,
+        skip: Option<HistorySkip>,
+        now: i64,
+    ) {
         let journeys: Vec<Arc<Compiled>> = self
             .defs
             .journeys
@@ -866,6 +970,14 @@ impl Executor {
             .cloned()
             .collect();
         if journeys.is_empty() {
+            return;
+        }
+        if let Some(why) = skip {
+            for j in &journeys {
+                if j.def.enabled {
+                    self.skip_history("segment_journey", &j.def.name, why);
+                }
+            }
             return;
         }
         let ids = self.identities_of(canonical);
@@ -1085,7 +1197,17 @@ impl Executor {
         self.append_async(vec![out]);
     }
 
-    fn auto_reply(&mut self, identity: &str, ev: &Event, text: &str, now: i64) {
+    /// Answers an inbound text with the first matching rule, at most once
+    /// per person and rule within the rule's `cooldown_secs`, with at most
+    /// one open lead task per person and rule; never for history (`skip`).
+    fn auto_reply(
+        &mut self,
+        identity: &str,
+        ev: &Event,
+        text: &str,
+        skip: Option<HistorySkip>,
+        now: i64,
+    ) {
         let Some(rules) = &self.defs.rules else {
             return;
         };
@@ -1093,6 +1215,17 @@ impl Executor {
             return;
         };
         let rule = rule.clone();
+        if let Some(why) = skip {
+            self.metrics.skipped("auto_reply", why.as_str(), 1);
+            return;
+        }
+        let person = self.canonical(identity);
+        let fired = (rule.id.clone(), person);
+        if !keyword::cooled_down(&rule, self.replied.get(&fired).copied(), now) {
+            self.metrics.skipped("auto_reply", "cooldown", 1);
+            return;
+        }
+        self.replied.insert(fired.clone(), now);
         let base = format!(
             "r/{}/{}",
             rule.id,
@@ -1125,7 +1258,9 @@ impl Executor {
                 now,
             );
         }
-        if rule.create_lead || rule.assign_operator.is_some() {
+        if (rule.create_lead || rule.assign_operator.is_some()) && !self.lead_is_open(&fired) {
+            self.open_leads
+                .insert(fired.clone(), format!("{base}/lead"));
             self.commit.tasks.push(TaskRow {
                 key: format!("{base}/lead"),
                 created_at: now,
@@ -1145,6 +1280,101 @@ impl Executor {
             }
         }
         self.metrics.auto_replies.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the rule's last lead task for this person is still open
+    /// (asks the store only when this executor made or found one).
+    fn lead_is_open(&mut self, fired: &(String, String)) -> bool {
+        let Some(key) = self.open_leads.get(fired).cloned() else {
+            return false;
+        };
+        if self.commit.tasks.iter().any(|t| t.key == key) {
+            self.metrics.skipped("lead", "open_lead", 1);
+            return true;
+        }
+        let open = match self.store.tasks(true, usize::MAX >> 2) {
+            Ok(tasks) => tasks.iter().any(|t| t.key == key),
+            Err(e) => {
+                // Unknown: make no second lead (a duplicate task is the
+                // complaint this rule answers).
+                tracing::warn!(error = %e, "reading open tasks failed; no new lead");
+                true
+            }
+        };
+        if open {
+            self.metrics.skipped("lead", "open_lead", 1);
+        } else {
+            self.open_leads.remove(fired);
+        }
+        open
+    }
+
+    /// The auto-reply rule an outbox or task key (`r/<rule>/…<suffix>`)
+    /// belongs to, among the current rules.
+    fn reply_rule_of(&self, key: &str, suffix: &str) -> Option<String> {
+        let rest = key.strip_prefix("r/")?;
+        if !key.ends_with(suffix) {
+            return None;
+        }
+        self.defs.rules.as_ref()?.rules().iter().find_map(|r| {
+            rest.strip_prefix(r.id.as_str())
+                .filter(|t| t.starts_with('/'))
+                .map(|_| r.id.clone())
+        })
+    }
+
+    /// Remembers (at start) when an auto-reply rule last fired for a
+    /// person, from its outbox items.
+    fn remember_reply(&mut self, key: &str, identity: &str, at: i64) {
+        if let Some(rule) = self.reply_rule_of(key, "") {
+            let person = self.canonical(identity);
+            let last = self.replied.entry((rule, person)).or_insert(at);
+            *last = (*last).max(at);
+        }
+    }
+
+    /// The person's canonical id (the identity itself when unknown).
+    fn canonical(&self, identity: &str) -> String {
+        self.identities_of(identity)
+            .into_iter()
+            .min()
+            .unwrap_or_else(|| identity.to_string())
+    }
+
+    /// Counts a journey trigger skipped as history (metrics now, the
+    /// journey's report on the next flush).
+    fn skip_history(&mut self, trigger: &'static str, journey: &str, why: HistorySkip) {
+        self.metrics.skipped(trigger, why.as_str(), 1);
+        *self
+            .skipped_history
+            .entry((journey.to_string(), why.as_str()))
+            .or_default() += 1;
+    }
+
+    /// Adds the skipped-as-history counts to each journey's settings row.
+    fn save_skipped(&mut self) -> anyhow::Result<()> {
+        if self.skipped_history.is_empty() {
+            return Ok(());
+        }
+        let mut by_journey: BTreeMap<String, Vec<(&'static str, u64)>> = BTreeMap::new();
+        for ((journey, why), n) in std::mem::take(&mut self.skipped_history) {
+            by_journey.entry(journey).or_default().push((why, n));
+        }
+        let mut rows = Vec::with_capacity(by_journey.len());
+        for (journey, counts) in by_journey {
+            let key = format!("{SKIPPED_PREFIX}{journey}");
+            let mut stored: BTreeMap<String, u64> = self
+                .store
+                .get_setting(&key)?
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default();
+            for (why, n) in counts {
+                *stored.entry(why.to_string()).or_default() += n;
+            }
+            rows.push((key, serde_json::to_value(&stored).ok()));
+        }
+        self.store.put_settings(&rows)?;
+        Ok(())
     }
 
     fn mass_send(&mut self, m: MassSend, now: i64) -> Result<u64, String> {
@@ -1207,6 +1437,10 @@ impl Executor {
     fn flush(&mut self) -> anyhow::Result<()> {
         let now = (self.clock)();
         self.commit_queued(now)?;
+        if let Err(e) = self.save_skipped() {
+            // Only the report's counts of this pass are lost; /metrics has them.
+            tracing::warn!(error = %e, "recording triggers skipped as history failed");
+        }
         while let Some(&Reverse((at, _))) = self.delayed.peek() {
             if at > now {
                 break;

@@ -37,13 +37,13 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/journeys", read, "Journeys with their current version and active enrollments.", list_journeys),
         route!(put, "/v1/journeys/{name}", write, "Save a journey (new version); faults are rejected with their path (`steps.wait.timeout: …`). Persons already in it stay on their version.", put_journey),
         route!(get, "/v1/journeys/{name}", read, "A journey's current definition and its versions.", get_journey),
-        route!(get, "/v1/journeys/{name}/report", read, "Enrollments, sends, suppressions by reason, dead letters, reads, conversions and revenue (purchases within `days`, default 7, after a read).", journey_report),
+        route!(get, "/v1/journeys/{name}/report", read, "Enrollments, sends, suppressions by reason, dead letters, reads, conversions and revenue (purchases within `days`, default 7, after a read), and `skipped_history: {stale, backfill}`: triggers that enrolled nobody because the event was history (older than `trigger_max_age_secs`, or a `siyu import` without `--trigger`).", journey_report),
         route!(get, "/v1/journeys/{name}/enrollments", read, "Enrollments, newest first (`person`, `limit`).", journey_enrollments),
         route!(get, "/v1/templates", read, "Message templates.", list_templates),
         route!(put, "/v1/templates/{name}", write, "Save a template; syntax errors and unknown variables are rejected with part, line and column.", put_template),
         route!(post, "/v1/templates/{name}/preview", read, "Render a template for a real person (`person` = any identity, `channel`).", preview_template),
         route!(get, "/v1/autoreply", read, "Keyword auto-reply rules.", get_rules),
-        route!(put, "/v1/autoreply", write, "Replace the keyword auto-reply rules (contains / any_of / regex; reply template, tags, lead, operator, journey).", put_rules),
+        route!(put, "/v1/autoreply", write, "Replace the keyword auto-reply rules (contains / any_of / regex; reply template, tags, lead, operator, journey). `cooldown_secs` (default 600, at most 2592000; 0 answers every match): after a rule fires for a person, their further matches of it within that time do nothing; a lead task is made only when the rule has no open lead task for that person. Comments older than `trigger_max_age_secs` or imported without `--trigger` get no reply.", put_rules),
         route!(get, "/v1/connectors", read, "Configured outbound channels (with their dispatch counters) and inbound webhook channels; never secrets.", list_connectors),
         route!(get, "/v1/guardrails", read, "The guardrail policy every send passes (caps, quotas, quiet hours).", get_policy),
         route!(put, "/v1/guardrails", write, "Replace the guardrail policy.", put_policy),
@@ -367,6 +367,10 @@ async fn journey_report(
             ..Default::default()
         })?;
         let totals = store.outbox_counts(Some(&n2))?;
+        let skipped: std::collections::BTreeMap<String, u64> = store
+            .get_setting(&format!("{}{n2}", crate::automation::SKIPPED_PREFIX))?
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
         Ok(report::journey_report(
             all.iter().map(|e| report::EnrollmentFacts {
                 done: e.done,
@@ -376,6 +380,7 @@ async fn journey_report(
             totals
                 .iter()
                 .map(|(status, detail, n)| (status.as_str(), detail.as_str(), *n)),
+            skipped.iter().map(|(reason, n)| (reason.as_str(), *n)),
         ))
     })
     .await?;

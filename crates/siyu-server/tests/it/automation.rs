@@ -100,6 +100,24 @@ async fn app_with_hook_on(backend: Backend) -> (TestApp, Receiver) {
     (app, rx)
 }
 
+/// Like `app_with_hook_on`, with the default freshness for triggers
+/// (the other tests' fixtures carry fixed 2026 timestamps).
+async fn app_with_hook_on_fresh(backend: Backend) -> (TestApp, Receiver) {
+    let (rx, url) = Receiver::start().await;
+    let app = TestApp::spawn_with(backend, 1 << 20, |c| {
+        c.connectors.webhook = Some(WebhookConfig {
+            url,
+            secret: Secret::new(SECRET),
+            timeout_ms: 2000,
+        });
+        c.trigger_max_age_secs = siyu_server::config::DEFAULT_TRIGGER_MAX_AGE_SECS;
+    })
+    .await;
+    let (s, b) = put(&app, "/v1/guardrails", json!({"quiet_hours": null})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    (app, rx)
+}
+
 async fn put(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
     app.call(
         "PUT",
@@ -817,6 +835,7 @@ async fn automation_answers_keep_their_shapes() {
             "revenue",
             "sends",
             "sent",
+            "skipped_history",
             "steps",
             "suppressed",
             "window_days"
@@ -850,5 +869,210 @@ async fn automation_answers_keep_their_shapes() {
     assert_eq!(
         v,
         json!({"content": [{"id": "guide", "kind": "article", "title": "Guide", "url": "https://example.com/g", "views": 0}]})
+    );
+}
+
+/// A welcome journey on `add_friend` and a 求资料 auto-reply rule with a
+/// lead task, each sending through the test webhook.
+async fn welcome_and_autoreply(app: &TestApp) {
+    let (s, b) = put(
+        app,
+        "/v1/templates/welcome",
+        json!({"body": "欢迎！", "class": "transactional"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = put(
+        app,
+        "/v1/templates/docs",
+        json!({"body": "资料已发您", "class": "transactional"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let journey = json!({
+        "trigger": {"type": "event", "event": "add_friend"},
+        "start": "hello",
+        "steps": {"hello": {"type": "send", "template": "welcome", "channel": "webhook"}}
+    });
+    let (s, b) = put(app, "/v1/journeys/welcome", journey).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = put(app, "/v1/autoreply", json!([{"id": "docs", "matcher": {"contains": "求资料"}, "reply_template": "docs", "create_lead": true}])).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}
+
+/// Issue 14.1: a brand migrating its history must not message every past
+/// contact. Old events posted to the API, and events another process
+/// appended to the store (as `siyu import` beside the server does), trigger
+/// no journey and no auto-reply; a fresh event still does. What was
+/// skipped is counted in /metrics and in the journey report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_never_triggers_a_message() {
+    let (app, hook) = app_with_hook_on_fresh(Backend::Sqlite).await;
+    history_never_triggers(app, hook).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_never_triggers_a_message_on_postgres_too() {
+    if crate::pg_url().is_none() {
+        return;
+    }
+    let (app, hook) = app_with_hook_on_fresh(Backend::Postgres).await;
+    history_never_triggers(app, hook).await;
+}
+
+async fn history_never_triggers(app: TestApp, hook: Receiver) {
+    welcome_and_autoreply(&app).await;
+    // 2025-01-01: a year-old friend and a year-old comment, posted now.
+    let (s, b) = app
+        .post_events(
+            r#"[{"ts": 1735689600, "identity": "wecom:old", "type": "add_friend", "id": "h1"},
+                {"ts": 1735689601, "identity": "douyin:old", "type": "comment", "text": "求资料", "id": "h2"}]"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // Fresh events another process appended to the same store (blocking
+    // I/O: the PostgreSQL client runs its own runtime).
+    let now = siyu_server::writer::wall_clock();
+    tokio::task::block_in_place(|| {
+        let mut other = app.other_store();
+        let mut a = siyu_domain::Event::new(
+            now,
+            siyu_domain::Identity::parse("wecom:imported").unwrap(),
+            siyu_domain::EventType::AddFriend,
+            siyu_domain::Channel::parse("wecom").unwrap(),
+        );
+        a.id = Some("imp1".into());
+        let mut c = siyu_domain::Event::new(
+            now,
+            siyu_domain::Identity::parse("douyin:imported").unwrap(),
+            siyu_domain::EventType::Comment,
+            siyu_domain::Channel::parse("douyin").unwrap(),
+        );
+        c.text = Some("求资料".into());
+        c.id = Some("imp2".into());
+        other.append(&[a, c]).unwrap();
+    });
+    wait_until(&app, "/v1/persons/douyin:imported", |v| {
+        v.to_string().contains("douyin:imported")
+    })
+    .await;
+    // A fresh friend is still welcomed, after everything above was seen.
+    let fresh =
+        format!(r#"{{"ts": {now}, "identity": "wecom:new", "type": "add_friend", "id": "f1"}}"#);
+    let (s, b) = app.post_events(&fresh).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let got = hook.wait_for(1).await;
+    assert_eq!(got[0]["body"], "欢迎！", "{got:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        hook.bodies().len(),
+        1,
+        "only the fresh friend: {:?}",
+        hook.bodies()
+    );
+    let (_, tasks) = app
+        .call("GET", "/v1/tasks", Some(&app.key), "application/json", "")
+        .await;
+    assert_eq!(tasks["tasks"], json!([]), "no lead from history: {tasks}");
+    let report = wait_until(&app, "/v1/journeys/welcome/report", |v| {
+        v["enrolled"] == json!(1)
+    })
+    .await;
+    assert_eq!(
+        report["skipped_history"],
+        json!({"stale": 1, "backfill": 1}),
+        "{report}"
+    );
+    let (_, metrics) = app.call("GET", "/metrics", None, "text/plain", "").await;
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    for line in [
+        r#"siyu_triggers_skipped_total{trigger="journey",reason="stale"} 1"#,
+        r#"siyu_triggers_skipped_total{trigger="journey",reason="backfill"} 1"#,
+        r#"siyu_triggers_skipped_total{trigger="auto_reply",reason="stale"} 1"#,
+        r#"siyu_triggers_skipped_total{trigger="auto_reply",reason="backfill"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+}
+
+/// Issue 14.2: five 求资料 comments in one second get one reply and one
+/// lead task (per person and rule: a cooldown, and one open lead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_reply_cools_down_per_person_and_rule() {
+    let (app, hook) = app_with_hook_on_fresh(Backend::Sqlite).await;
+    welcome_and_autoreply(&app).await;
+    let now = siyu_server::writer::wall_clock();
+    let comments: Vec<Value> = (0..5)
+        .map(|i| json!({"ts": now, "identity": "douyin:eager", "type": "comment", "text": "求资料", "id": format!("c{i}")}))
+        .chain([json!({"ts": now, "identity": "douyin:other", "type": "comment", "text": "求资料", "id": "o1"})])
+        .collect();
+    let (s, b) = app.post_events(&Value::from(comments).to_string()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    hook.wait_for(2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        hook.bodies().len(),
+        2,
+        "one reply per person: {:?}",
+        hook.bodies()
+    );
+    let (_, tasks) = app
+        .call("GET", "/v1/tasks", Some(&app.key), "application/json", "")
+        .await;
+    assert_eq!(
+        tasks["tasks"].as_array().map(Vec::len),
+        Some(2),
+        "one lead per person: {tasks}"
+    );
+}
+
+/// Issue 14.2: after the cooldown a rule answers again, but makes a new
+/// lead task only once the person's previous one was completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_open_lead_per_person_and_rule_after_the_cooldown() {
+    let (app, hook) = app_with_hook_on_fresh(Backend::Sqlite).await;
+    welcome_and_autoreply(&app).await;
+    let (s, b) = put(&app, "/v1/autoreply", json!([{"id": "docs", "matcher": {"contains": "求资料"}, "reply_template": "docs", "create_lead": true, "cooldown_secs": 1}])).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let comment = |id: &str| {
+        let now = siyu_server::writer::wall_clock();
+        json!([{"ts": now, "identity": "douyin:eager", "type": "comment", "text": "求资料", "id": id}]).to_string()
+    };
+    let open_tasks = || async {
+        let (_, t) = app
+            .call(
+                "GET",
+                "/v1/tasks?open=true",
+                Some(&app.key),
+                "application/json",
+                "",
+            )
+            .await;
+        t["tasks"].as_array().cloned().unwrap_or_default()
+    };
+    app.post_events(&comment("a")).await;
+    hook.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.post_events(&comment("b")).await;
+    hook.wait_for(2).await;
+    let tasks = open_tasks().await;
+    assert_eq!(tasks.len(), 1, "the first lead is still open: {tasks:?}");
+    let (s, b) = post(&app, "/v1/tasks/done", json!({"key": tasks[0]["key"]})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.post_events(&comment("c")).await;
+    hook.wait_for(3).await;
+    let tasks = wait_until(&app, "/v1/tasks?open=true", |v| {
+        v["tasks"].as_array().is_some_and(|t| t.len() == 1)
+    })
+    .await;
+    assert!(tasks.to_string().contains("r/docs/c/lead"), "{tasks}");
+    let (_, metrics) = app.call("GET", "/metrics", None, "text/plain", "").await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap_or_default()
+            .contains(r#"siyu_triggers_skipped_total{trigger="lead",reason="open_lead"} 1"#),
+        "{metrics}"
     );
 }

@@ -81,6 +81,10 @@ impl TestApp {
             database_schema: schema.clone(),
             admin_token: Some("admin-secret".into()),
             max_body_bytes,
+            // The fixtures carry fixed 2026 timestamps: every event is
+            // fresh enough to trigger here. History has its own tests,
+            // which set the default back (`automation.rs`).
+            trigger_max_age_secs: siyu_server::config::MAX_TRIGGER_MAX_AGE_SECS,
             ..Config::default()
         };
         tweak(&mut config);
@@ -106,6 +110,17 @@ impl TestApp {
         t.key = body["key"].as_str().unwrap().to_string();
         // The application's listener is not used: requests go through `app` in process.
         t
+    }
+
+    /// A second connection to this app's store, as another process
+    /// (`siyu import` beside the server) would open it.
+    pub fn other_store(&self) -> Box<dyn siyu_store::Store> {
+        siyu_server::config::open_store(
+            &self.dir,
+            self.schema.as_ref().and(pg_url()).as_deref(),
+            self.schema.as_deref(),
+        )
+        .expect("opening the app's store again")
     }
 
     pub async fn call(

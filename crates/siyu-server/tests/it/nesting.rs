@@ -163,6 +163,8 @@ impl Restartable {
             database_url,
             database_schema,
             admin_token: Some("admin-secret".into()),
+            // Fixtures with fixed 2026 timestamps trigger here.
+            trigger_max_age_secs: siyu_server::config::MAX_TRIGGER_MAX_AGE_SECS,
             ..Config::default()
         };
         Restartable {

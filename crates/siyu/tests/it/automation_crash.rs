@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 const PERSONS: usize = 300;
 
 /// Every request the receiver got: (Idempotency-Key, body).
-type Received = Arc<Mutex<Vec<(String, String)>>>;
+pub type Received = Arc<Mutex<Vec<(String, String)>>>;
 
 /// A minimal HTTP/1.1 receiver: records (Idempotency-Key, body) and
 /// answers 200, keeping connections alive.
-fn receiver() -> (String, Received) {
+pub fn receiver() -> (String, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let got: Received = Arc::default();
@@ -87,7 +87,8 @@ fn sigkill_mid_journey_skips_no_step_and_repeats_no_effect() {
     let config = dir.join("siyu.toml");
     std::fs::write(
         &config,
-        format!("[connectors.webhook]\nurl = \"{url}\"\nsecret = \"s3cret\"\n"),
+        // The fixture's fixed 2026 timestamps must still trigger.
+        format!("trigger_max_age_secs = 31622400\n[connectors.webhook]\nurl = \"{url}\"\nsecret = \"s3cret\"\n"),
     )
     .unwrap();
     let key = create_key(&dir);

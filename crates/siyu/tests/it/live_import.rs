@@ -2,8 +2,11 @@
 //! the imported events back (on its next write or within a second when
 //! idle), so its engine follows the log; a graceful restart (snapshot)
 //! and a restart after SIGKILL (log replay) both come back identical.
+//! Such an import is history: it messages nobody unless run with
+//! `--trigger`, and then only for its fresh events.
 
 use crate::{create_key, http, import, tempdir, Server};
+
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -129,6 +132,115 @@ fn an_import_beside_a_running_server_is_seen_by_it_and_survives_restarts() {
     assert_eq!(
         get(&server, &key, "/v1/persons/kuaishou:k7")["net_spend"],
         10000
+    );
+    drop(server);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 14.1, end to end: a brand migrating its history with `siyu import`
+/// beside a running server must not welcome every past contact. The
+/// server applies the imported add_friends but sends only for the fresh
+/// ones of an import run with `--trigger`, and for its own fresh events.
+#[test]
+fn an_import_beside_a_running_server_messages_nobody_unless_asked() {
+    let dir = tempdir("history-import");
+    let (url, got) = crate::automation_crash::receiver();
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("siyu.toml");
+    std::fs::write(
+        &config,
+        format!("[connectors.webhook]\nurl = \"{url}\"\nsecret = \"s3cret\"\n"),
+    )
+    .unwrap();
+    let key = create_key(&dir);
+    let server = Server::start_with(&dir, &["--config", config.to_str().unwrap()]);
+    let put = |path: &str, body: &str| {
+        let (status, resp) = http(&server.addr, "PUT", path, &key, body).unwrap();
+        assert_eq!(status, 200, "PUT {path}: {resp}");
+    };
+    put("/v1/guardrails", r#"{"quiet_hours": null}"#);
+    put(
+        "/v1/templates/hi",
+        r#"{"body": "欢迎 {{person.id}}", "class": "transactional"}"#,
+    );
+    put(
+        "/v1/journeys/welcome",
+        r#"{"trigger": {"type": "event", "event": "add_friend"}, "start": "s1", "steps": {
+            "s1": {"type": "send", "template": "hi", "channel": "webhook"}}}"#,
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let file = dir.join("history.jsonl");
+    let run_import = |lines: &str, trigger: bool| {
+        std::fs::write(&file, lines).unwrap();
+        let mut cmd = crate::siyu();
+        cmd.args(["import", "--quiet"]);
+        if trigger {
+            cmd.arg("--trigger");
+        }
+        let out = cmd.arg("--data-dir").arg(&dir).arg(&file).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // The migration: a 2025 friend and a fresh one, no --trigger.
+    run_import(
+        &format!(
+            "{{\"id\":\"a\",\"ts\":1735689600,\"identity\":\"wecom:old\",\"type\":\"add_friend\"}}\n\
+             {{\"id\":\"b\",\"ts\":{now},\"identity\":\"wecom:migrated\",\"type\":\"add_friend\"}}\n"
+        ),
+        false,
+    );
+    assert_eq!(wait_for_events(&server, &key, 2)["events"], 2);
+    // With --trigger: its fresh friend is welcomed, its 2025 one is not.
+    run_import(
+        &format!(
+            "{{\"id\":\"c\",\"ts\":1735689600,\"identity\":\"wecom:old2\",\"type\":\"add_friend\"}}\n\
+             {{\"id\":\"d\",\"ts\":{now},\"identity\":\"wecom:asked\",\"type\":\"add_friend\"}}\n"
+        ),
+        true,
+    );
+    // 4 events, and a 5th once the welcome's message_sent is logged.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&server, &key, "/healthz")["events"].as_u64() < Some(4) {
+        assert!(
+            Instant::now() < deadline,
+            "the server never saw the second import"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A friend the server itself hears of now.
+    let (status, body) = http(
+        &server.addr,
+        "POST",
+        "/v1/events",
+        &key,
+        &format!(r#"{{"id":"e","ts":{now},"identity":"wecom:live","type":"add_friend"}}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while got.lock().unwrap().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut sent: Vec<String> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, body)| serde_json::from_str::<Value>(body).unwrap()["identity"].to_string())
+        .collect();
+    sent.sort();
+    assert_eq!(sent, [r#""wecom:asked""#, r#""wecom:live""#]);
+    let report = get(&server, &key, "/v1/journeys/welcome/report");
+    assert_eq!(
+        report["skipped_history"],
+        serde_json::json!({"stale": 1, "backfill": 2}),
+        "{report}"
     );
     drop(server);
     std::fs::remove_dir_all(&dir).ok();
