@@ -545,3 +545,26 @@ fn calendar_bodies_are_checked_entry_by_entry() {
     .unwrap();
     assert_eq!(ok[0].at, 1_794_398_400);
 }
+
+#[test]
+fn a_groups_capacity_is_bounded_by_its_channels_limit() {
+    let check = |channel: &str, capacity: u32| {
+        let input: GroupInput =
+            serde_json::from_value(json!({"channel": channel, "capacity": capacity}))
+                .expect("a group body");
+        groups::check_group_input(&input).map_err(|e| e.to_string())
+    };
+    // A WeCom customer group holds at most 500.
+    assert_eq!(check("wecom", 500), Ok(500));
+    let e = check("wecom", 600).unwrap_err();
+    for says in ["capacity", "600", "500", "wecom"] {
+        assert!(e.contains(says), "{says} in {e}");
+    }
+    // The table names the limit of each channel it knows.
+    assert_eq!(groups::channel_capacity("wecom"), 500);
+    assert!(check("wechat", 501).is_err());
+    // A channel without its own limit takes up to MAX_CAPACITY.
+    assert_eq!(check("telegram", 600), Ok(600));
+    let e = check("telegram", groups::MAX_CAPACITY + 1).unwrap_err();
+    assert!(e.contains("capacity") && e.contains("telegram"), "{e}");
+}
