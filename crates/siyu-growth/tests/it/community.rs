@@ -276,6 +276,7 @@ fn a_handover_plan_respects_max_groups_spreads_persons_and_chunks_events() {
         &defs,
         "amy",
         None,
+        false,
         OperatorStatus::Left,
         owned,
         loads,
@@ -298,6 +299,7 @@ fn a_handover_plan_respects_max_groups_spreads_persons_and_chunks_events() {
         &defs,
         "amy",
         None,
+        false,
         OperatorStatus::Left,
         vec![],
         HashMap::new(),
@@ -305,12 +307,32 @@ fn a_handover_plan_respects_max_groups_spreads_persons_and_chunks_events() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("to take group `g3`"), "{err}");
-    // An explicit receiver takes everything, whatever their limit.
+    // An explicit receiver over its limit: a conflict naming it, its
+    // max_groups and what it would own …
+    let err = handover::plan(
+        &ops,
+        &defs,
+        "amy",
+        Some("bob"),
+        false,
+        OperatorStatus::Banned,
+        vec![],
+        HashMap::new(),
+        T0,
+    )
+    .unwrap_err();
+    let m = err.to_string();
+    assert!(
+        m.contains("`bob` has max_groups 1 and would own 4 groups") && m.contains("force"),
+        "{m}"
+    );
+    // … unless forced: then it takes everything, whatever its limit.
     let plan = handover::plan(
         &ops,
         &defs,
         "amy",
         Some("bob"),
+        true,
         OperatorStatus::Banned,
         vec![],
         HashMap::new(),
@@ -327,6 +349,7 @@ fn a_handover_plan_respects_max_groups_spreads_persons_and_chunks_events() {
             &defs,
             "amy",
             Some(to),
+            false,
             OperatorStatus::Left,
             vec![],
             HashMap::new(),
@@ -345,6 +368,7 @@ fn a_handover_plan_respects_max_groups_spreads_persons_and_chunks_events() {
         &defs,
         "amy",
         Some("cat"),
+        true,
         OperatorStatus::Left,
         many,
         HashMap::new(),
@@ -386,6 +410,7 @@ fn a_handover_commits_the_operator_the_groups_and_one_audit_record() {
         &defs,
         "amy",
         None,
+        false,
         OperatorStatus::Banned,
         owned,
         loads,
