@@ -118,6 +118,7 @@ async fn person_answers_keep_their_fields_and_nulls() {
             "properties",
             "purchases",
             "refunded",
+            "refunds_exceed_purchases",
             "rfm",
             "segments",
             "tags",
