@@ -33,8 +33,8 @@ pub use invite::{
     signup_event, VisitorCap, MAX_DEVICE_LEN, MAX_NEW_VISITORS_PER_DAY,
 };
 pub use ledger::{
-    ledger, plan, reward_event, stock_left, tally, LedgerRow, LedgerStatus, Plan, Reconciled,
-    RewardMessage,
+    ledger, plan, resolve, reward_event, stock_left, tally, vouched, LedgerRow, LedgerStatus,
+    People, Plan, Reconciled, RewardMessage,
 };
 pub use report::{invitees, leaderboard, stats, InviteeRow, InviteeStatus, LeaderRow, RewardStats};
 

@@ -103,11 +103,48 @@ pub struct CohortQuery {
     pub weeks: Option<usize>,
 }
 
-/// Parameters of `GET /v1/analytics/referrals`.
+/// Parameters of `GET /v1/analytics/referrals`. `tiers` is read into its
+/// list here, so `tiers=1,3` and `tiers=1, 3` are one cache entry and a
+/// bad list is a 400 before any work.
 #[derive(Deserialize, Serialize)]
 pub struct ReferralQuery {
     pub convert_days: Option<i64>,
     pub top: Option<usize>,
+    /// Ascending lower bounds of valid invitees (`tiers=10,20`, the default).
+    #[serde(default, deserialize_with = "referral_tiers")]
+    pub tiers: Option<Vec<u64>>,
+}
+
+/// The most tiers `GET /v1/analytics/referrals` counts.
+pub const MAX_REFERRAL_TIERS: usize = 20;
+
+/// `tiers=10,20`: at most [`MAX_REFERRAL_TIERS`] ascending counts ≥ 1.
+fn referral_tiers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<u64>>, D::Error> {
+    use serde::de::Error;
+    let text = String::deserialize(d)?;
+    let fix = "give ascending invite counts separated by commas, e.g. tiers=10,20";
+    let tiers = text
+        .split(',')
+        .map(|t| match t.trim().parse::<u64>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(D::Error::custom(format!(
+                "tiers: `{}` is not an invite count of at least 1; {fix}",
+                t.trim()
+            ))),
+        })
+        .collect::<Result<Vec<u64>, _>>()?;
+    if tiers.len() > MAX_REFERRAL_TIERS {
+        return Err(D::Error::custom(format!(
+            "tiers: {} tiers, at most {MAX_REFERRAL_TIERS}; {fix}",
+            tiers.len()
+        )));
+    }
+    if tiers.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(D::Error::custom(format!(
+            "tiers: `{text}` is not ascending; {fix}"
+        )));
+    }
+    Ok(Some(tiers))
 }
 
 /// Middleware: serve a cached answer when the engine has not changed.

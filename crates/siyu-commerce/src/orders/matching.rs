@@ -1,12 +1,17 @@
 //! Orders to events: what the engine knows about a batch's buyers
 //! ([`Known`], read in one go), which person each order lands on and the
-//! events that say so ([`plan`], pure), and what an append of them did
-//! ([`tally`]).
+//! events that say so ([`plan`], pure), what an append of them did
+//! ([`tally`]), and the refunds that left their person with more refunded
+//! than purchased ([`over_refunded`]). Such a refund is stored as the
+//! marketplace reported it and flagged rather than refused: the engine's
+//! folds stay commutative sums (a refund may arrive before its purchase,
+//! or the purchase may predate siyu), so only the answer and the profile
+//! can say that the numbers do not add up.
 
 use super::parse::{err, normalize_phone, phone_sha256, Order, OrderError, Status};
 use super::OrdersError;
 use serde_json::{json, Value};
-use siyu_domain::{parse_json_event, Event, Identity};
+use siyu_domain::{parse_json_event, Event, EventType, Identity};
 use siyu_engine::Engine;
 use siyu_store::Appended;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -350,4 +355,54 @@ pub fn tally(events: &[(usize, Event)], results: &[Appended]) -> Tally {
     t.accepted = by_order.values().filter(|n| **n).count() as u64;
     t.duplicates = by_order.len() as u64 - t.accepted;
     t
+}
+
+/// A refund of an accepted order after which its person has more refunded
+/// than purchased (net spend below zero): listed in the import's answer.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct OverRefunded {
+    /// The order's index in the request or file.
+    pub index: usize,
+    pub order_id: String,
+    /// The person's canonical id.
+    pub person: String,
+    /// The person's purchases, in cents.
+    pub purchased_cents: i64,
+    /// The person's refunds, in cents, more than `purchased_cents`.
+    pub refunded_cents: i64,
+}
+
+/// The refund events of a batch (as appended, and so applied to `engine`)
+/// whose person now has more refunded than purchased; one per order.
+pub fn over_refunded(engine: &Engine, events: &[(usize, Event)]) -> Vec<OverRefunded> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (index, e) in events {
+        if e.event_type != EventType::Refund || !seen.insert(*index) {
+            continue;
+        }
+        let Some(slot) = engine.person_of(e.identity.as_str()) else {
+            continue;
+        };
+        let Some(p) = engine.person(slot) else {
+            continue;
+        };
+        if p.refunded > p.gross_spend {
+            let order_id = e
+                .properties
+                .as_ref()
+                .and_then(|m| m.get("order_id"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            out.push(OverRefunded {
+                index: *index,
+                order_id,
+                person: engine.canonical_id(slot).to_string(),
+                purchased_cents: p.gross_spend,
+                refunded_cents: p.refunded,
+            });
+        }
+    }
+    out
 }

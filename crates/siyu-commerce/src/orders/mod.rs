@@ -70,7 +70,9 @@ mod parse;
 
 pub use csv::{csv_records, CsvRecord};
 pub use mapping::{csv_order, Mapping};
-pub use matching::{plan, tally, Known, Matched, PhoneKeys, Planned, Rejected, Tally};
+pub use matching::{
+    over_refunded, plan, tally, Known, Matched, OverRefunded, PhoneKeys, Planned, Rejected, Tally,
+};
 pub use parse::{
     body_orders, normalize_phone, parse_channel, parse_order, parse_shanghai, phone_sha256,
     yuan_to_cents, Order, OrderError, Status, StatusTable, PHONE_HASH_CHANNELS,

@@ -177,6 +177,29 @@ fn string_field(o: &Map<String, Value>, field: &'static str) -> Result<Option<St
     }
 }
 
+/// A JSON number read as yuan, for the suggestion in its rejection: the
+/// yuan string with two decimals and the cents (`88.8` → `"88.80"`, 8880),
+/// or `None` when no exact one exists (more than two decimals, exponent,
+/// negative, out of range): a wrong suggestion is worse than the rule.
+fn number_as_yuan(n: &serde_json::Number) -> Option<(String, i64)> {
+    let s = n.to_string();
+    let (int, frac) = s.split_once('.').unwrap_or((&s, ""));
+    if frac.len() > 2
+        || int.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let frac = format!("{frac:0<2}");
+    let cents = int
+        .parse::<i64>()
+        .ok()?
+        .checked_mul(100)?
+        .checked_add(frac.parse::<i64>().ok()?)?;
+    Some((format!("{int}.{frac}"), cents))
+}
+
 /// Yuan (`199`, `199.5`, `¥199.00`) to cents.
 pub fn yuan_to_cents(s: &str) -> Result<i64, String> {
     let t = s.trim().trim_start_matches(['¥', '￥']).trim();
@@ -218,15 +241,26 @@ fn money(
         (None, None) => return Ok(None),
         (Some(Value::String(s)), None) => yuan_to_cents(s).map_err(|m| err(field, m))?,
         (Some(Value::Number(n)), None) => {
+            let fix = match number_as_yuan(n) {
+                Some((yuan, cents)) => format!(
+                    "write yuan as a string, \"{field}\": \"{yuan}\", or cents as \"{cents_field}\": {cents}"
+                ),
+                None => format!(
+                    "write yuan as a string with at most two decimals, e.g. \"{field}\": \"199.00\", or integer cents in \"{cents_field}\""
+                ),
+            };
             return Err(err(
                 field,
-                format!("{n} is a number, which is ambiguous (yuan or cents?); write yuan as a string, \"{field}\": \"{n}.00\", or cents as \"{cents_field}\": {n}00"),
-            ))
+                format!("{n} is a number, which is ambiguous (yuan or cents?); {fix}"),
+            ));
         }
         (Some(other), None) => {
             return Err(err(
                 field,
-                format!("must be yuan as a string like \"199.00\", got {}", type_name(other)),
+                format!(
+                    "must be yuan as a string like \"199.00\", got {}",
+                    type_name(other)
+                ),
             ))
         }
         (None, Some(v)) => {

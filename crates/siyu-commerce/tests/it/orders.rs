@@ -196,6 +196,37 @@ fn ambiguous_amounts_and_missing_fields_are_rejected_by_field() {
 }
 
 #[test]
+fn a_number_amount_is_answered_with_a_correct_yuan_string() {
+    let t = StatusTable::default();
+    let says = |amount: Value| {
+        let o = json!({"order_id": "1", "channel": "taobao", "amount": amount,
+            "paid_at": "2026-11-11 20:15:00", "buyer_id": "b"});
+        let e = parse_order(&o, None, &t).unwrap_err();
+        assert_eq!(e.field, "amount");
+        e.to_string()
+    };
+    for (n, yuan, cents) in [
+        (json!(88.8), "\"88.80\"", "8880"),
+        (json!(199), "\"199.00\"", "19900"),
+        (json!(0.5), "\"0.50\"", "50"),
+        (json!(12.34), "\"12.34\"", "1234"),
+    ] {
+        let e = says(n.clone());
+        assert!(
+            e.contains(yuan) && e.contains(&format!("\"amount_cents\": {cents}")),
+            "{n}: {e}"
+        );
+        assert!(!e.contains(".00.") && !e.contains(".8.00"), "{n}: {e}");
+    }
+    // No exact yuan string: the rule, not a wrong suggestion.
+    let e = says(json!(1.005));
+    assert!(
+        e.contains("at most two decimals") && !e.contains("1.005."),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_body_is_an_array_or_an_orders_object() {
     assert_eq!(body_orders(b"[1, 2]").unwrap().len(), 2);
     assert_eq!(body_orders(br#"{"orders": [{}]}"#).unwrap().len(), 1);

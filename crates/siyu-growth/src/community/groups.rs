@@ -12,8 +12,23 @@ use siyu_engine::Engine;
 use siyu_store::Store;
 use std::collections::{BTreeMap, HashMap};
 
-/// The most members a group may be given.
+/// The most members a group may be given on a channel without its own
+/// limit in [`CHANNEL_CAPACITY`].
 pub const MAX_CAPACITY: u32 = 100_000;
+
+/// The most members a group holds on each channel that has a limit of its
+/// own: a capacity above the platform's would route newcomers to a group
+/// they cannot join. WeCom customer groups (客户群) and WeChat groups hold
+/// 500.
+pub const CHANNEL_CAPACITY: &[(&str, u32)] = &[("wecom", 500), ("wechat", 500)];
+
+/// The most members a group on `channel` may be given.
+pub fn channel_capacity(channel: &str) -> u32 {
+    CHANNEL_CAPACITY
+        .iter()
+        .find(|(c, _)| *c == channel)
+        .map_or(MAX_CAPACITY, |&(_, max)| max)
+}
 
 /// One change of a group's owner, kept in the group's history.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -121,10 +136,12 @@ pub fn check_group_input(input: &GroupInput) -> Result<u32> {
             input.channel
         )));
     }
-    let capacity = input.capacity.unwrap_or(DEFAULT_CAPACITY);
-    if capacity == 0 || capacity > MAX_CAPACITY {
+    let max = channel_capacity(&input.channel);
+    let capacity = input.capacity.unwrap_or(DEFAULT_CAPACITY.min(max));
+    if capacity == 0 || capacity > max {
         return Err(CommunityError::Invalid(format!(
-            "capacity: between 1 and {MAX_CAPACITY}"
+            "capacity: {capacity} is not between 1 and {max}, the most members a group on channel `{}` holds; give at most {max}",
+            input.channel
         )));
     }
     Ok(capacity)

@@ -30,6 +30,9 @@ pub struct HandoverInput {
     pub status: Option<OperatorStatus>,
     #[serde(default)]
     pub reason: Option<String>,
+    /// Hand the groups to `to` even beyond its `max_groups`.
+    #[serde(default)]
+    pub force: bool,
 }
 
 impl HandoverInput {
@@ -85,8 +88,10 @@ pub fn owned_persons(engine: &Engine, login: &str) -> (Vec<String>, HashMap<Stri
     (owned, loads)
 }
 
-/// Plans the hand-over of `login`: `to` must be another active operator;
-/// without `to`, each group goes to the least-loaded active operator
+/// Plans the hand-over of `login`: `to` must be another active operator,
+/// and the groups it would own after the hand-over at most its
+/// `max_groups` unless `force` (an operator limit is a workload decision
+/// the caller overrides knowingly, never by accident); without `to`, each group goes to the least-loaded active operator
 /// under `max_groups` and each person to the active operator with the
 /// fewest persons (ties: the smallest login). `owned` and `person_loads`
 /// come from [`owned_persons`]. Pure.
@@ -96,6 +101,7 @@ pub fn plan(
     groups: &BTreeMap<String, GroupDef>,
     login: &str,
     to: Option<&str>,
+    force: bool,
     status: OperatorStatus,
     owned: Vec<String>,
     mut person_loads: HashMap<String, u64>,
@@ -128,6 +134,19 @@ pub fn plan(
     }
     let mut loads = group_loads(groups);
     loads.remove(login);
+    if let (Some(to), false) = (to, force) {
+        let moving = groups
+            .values()
+            .filter(|g| g.owner == login && !g.archived)
+            .count() as u32;
+        let would = loads.get(to).copied().unwrap_or(0) + moving;
+        let max = ops.get(to).map_or(0, |o| o.max_groups);
+        if moving > 0 && would > max {
+            return Err(CommunityError::Conflict(format!(
+                "to: operator `{to}` has max_groups {max} and would own {would} groups after this hand-over ({moving} moving); raise its max_groups, leave out `to` to spread them, or send \"force\": true"
+            )));
+        }
+    }
     // Groups: explicit receiver, or the least-loaded under max_groups.
     let mut group_moves: Vec<(String, String)> = Vec::new();
     for g in groups.values().filter(|g| g.owner == login) {

@@ -276,6 +276,7 @@ fn a_handover_plan_respects_max_groups_spreads_persons_and_chunks_events() {
         &defs,
         "amy",
         None,
+        false,
         OperatorStatus::Left,
         owned,
         loads,
@@ -298,6 +299,7 @@ fn a_handover_plan_respects_max_groups_spreads_persons_and_chunks_events() {
         &defs,
         "amy",
         None,
+        false,
         OperatorStatus::Left,
         vec![],
         HashMap::new(),
@@ -305,12 +307,32 @@ fn a_handover_plan_respects_max_groups_spreads_persons_and_chunks_events() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("to take group `g3`"), "{err}");
-    // An explicit receiver takes everything, whatever their limit.
+    // An explicit receiver over its limit: a conflict naming it, its
+    // max_groups and what it would own …
+    let err = handover::plan(
+        &ops,
+        &defs,
+        "amy",
+        Some("bob"),
+        false,
+        OperatorStatus::Banned,
+        vec![],
+        HashMap::new(),
+        T0,
+    )
+    .unwrap_err();
+    let m = err.to_string();
+    assert!(
+        m.contains("`bob` has max_groups 1 and would own 4 groups") && m.contains("force"),
+        "{m}"
+    );
+    // … unless forced: then it takes everything, whatever its limit.
     let plan = handover::plan(
         &ops,
         &defs,
         "amy",
         Some("bob"),
+        true,
         OperatorStatus::Banned,
         vec![],
         HashMap::new(),
@@ -327,6 +349,7 @@ fn a_handover_plan_respects_max_groups_spreads_persons_and_chunks_events() {
             &defs,
             "amy",
             Some(to),
+            false,
             OperatorStatus::Left,
             vec![],
             HashMap::new(),
@@ -345,6 +368,7 @@ fn a_handover_plan_respects_max_groups_spreads_persons_and_chunks_events() {
         &defs,
         "amy",
         Some("cat"),
+        true,
         OperatorStatus::Left,
         many,
         HashMap::new(),
@@ -386,6 +410,7 @@ fn a_handover_commits_the_operator_the_groups_and_one_audit_record() {
         &defs,
         "amy",
         None,
+        false,
         OperatorStatus::Banned,
         owned,
         loads,
@@ -544,4 +569,27 @@ fn calendar_bodies_are_checked_entry_by_entry() {
     ])
     .unwrap();
     assert_eq!(ok[0].at, 1_794_398_400);
+}
+
+#[test]
+fn a_groups_capacity_is_bounded_by_its_channels_limit() {
+    let check = |channel: &str, capacity: u32| {
+        let input: GroupInput =
+            serde_json::from_value(json!({"channel": channel, "capacity": capacity}))
+                .expect("a group body");
+        groups::check_group_input(&input).map_err(|e| e.to_string())
+    };
+    // A WeCom customer group holds at most 500.
+    assert_eq!(check("wecom", 500), Ok(500));
+    let e = check("wecom", 600).unwrap_err();
+    for says in ["capacity", "600", "500", "wecom"] {
+        assert!(e.contains(says), "{says} in {e}");
+    }
+    // The table names the limit of each channel it knows.
+    assert_eq!(groups::channel_capacity("wecom"), 500);
+    assert!(check("wechat", 501).is_err());
+    // A channel without its own limit takes up to MAX_CAPACITY.
+    assert_eq!(check("telegram", 600), Ok(600));
+    let e = check("telegram", groups::MAX_CAPACITY + 1).unwrap_err();
+    assert!(e.contains("capacity") && e.contains("telegram"), "{e}");
 }

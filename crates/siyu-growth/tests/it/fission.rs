@@ -1,15 +1,18 @@
 //! Fission without HTTP: campaign checks naming the field at fault, the
 //! campaign kept in a SQLite store, invite codes, the cap on new
 //! anonymous visitors, and the reward reconcile planner — grants while
-//! stock lasts, clawbacks, no second grant of a clawed-back tier, erased
-//! inviters left alone, and a pass over a committed plan planning nothing.
+//! stock lasts, clawbacks, no second grant of a clawed-back tier unless an
+//! operator override brings the inviter back (then exactly one), erased
+//! inviters left alone, a grant that follows its person when another of
+//! its identities becomes canonical, and a pass over a committed plan
+//! planning nothing.
 
 use serde_json::json;
 use siyu_domain::{parse_json_event, Event};
 use siyu_engine::fission::{evaluate, Overrides};
 use siyu_engine::Engine;
 use siyu_growth::fission::{
-    self, Campaign, FissionError, Grant, LedgerRow, LedgerStatus, Plan, VisitorCap,
+    self, Campaign, FissionError, Grant, LedgerRow, LedgerStatus, People, Plan, VisitorCap,
 };
 use siyu_store::{SqliteStore, Store};
 use std::collections::HashMap;
@@ -202,11 +205,18 @@ fn never_settled(_: &str) -> bool {
     false
 }
 
+/// Rows stand for themselves, nobody is settled or vouched for.
+const PEOPLE: People<'static> = People {
+    person: &|_| None,
+    settled: &never_settled,
+    vouched: &|_| false,
+};
+
 #[test]
 fn grants_while_stock_lasts_then_claws_back_and_regrants_freed_stock() {
     let c = two_tiers();
     let n = counts(&[("wecom:a", 2), ("wecom:b", 2)]);
-    let p = fission::plan(&c, vec![], &n, T0, &never_settled);
+    let p = fission::plan(&c, vec![], &n, T0, &PEOPLE);
     // In inviter order: a takes the only gift, b finds none left.
     let rows = commit(vec![], &p);
     assert_eq!(status(&rows, "wecom:a", 0), Some(LedgerStatus::Granted));
@@ -225,12 +235,12 @@ fn grants_while_stock_lasts_then_claws_back_and_regrants_freed_stock() {
     );
 
     // Nothing changed: nothing planned.
-    let again = fission::plan(&c, rows.clone(), &n, T0 + 60, &never_settled);
+    let again = fission::plan(&c, rows.clone(), &n, T0 + 60, &PEOPLE);
     assert!(again.changed.is_empty() && again.events.is_empty() && again.messages.is_empty());
 
     // a's invitees fall away: a's gift is clawed back and b gets it.
     let n = counts(&[("wecom:a", 1), ("wecom:b", 2)]);
-    let p = fission::plan(&c, rows.clone(), &n, T0 + DAY, &never_settled);
+    let p = fission::plan(&c, rows.clone(), &n, T0 + DAY, &PEOPLE);
     let names: Vec<_> = p.events.iter().map(|e| e.name.clone().unwrap()).collect();
     assert_eq!(names, ["reward_clawed_back", "reward_granted"]);
     let s = p.summary("c1");
@@ -244,14 +254,14 @@ fn grants_while_stock_lasts_then_claws_back_and_regrants_freed_stock() {
     // a reaches the tier again: a clawed-back reward is not granted again;
     // b reaches the second tier.
     let n = counts(&[("wecom:a", 2), ("wecom:b", 3)]);
-    let p = fission::plan(&c, rows.clone(), &n, T0 + 2 * DAY, &never_settled);
+    let p = fission::plan(&c, rows.clone(), &n, T0 + 2 * DAY, &PEOPLE);
     assert_eq!(p.changed.len(), 1, "{:?}", p.changed);
     assert_eq!(
         (p.changed[0].inviter.as_str(), p.changed[0].tier),
         ("wecom:b", 1)
     );
     let rows = commit(rows, &p);
-    let again = fission::plan(&c, rows.clone(), &n, T0 + 3 * DAY, &never_settled);
+    let again = fission::plan(&c, rows.clone(), &n, T0 + 3 * DAY, &PEOPLE);
     assert!(again.changed.is_empty() && again.events.is_empty());
     let left = fission::stock_left(&c, &rows);
     assert_eq!((left["gift"], left["big"]), (0, 4));
@@ -269,9 +279,18 @@ fn an_erased_inviters_rows_are_settled() {
         at: T0,
         supported_by: 2,
     }];
-    let p = fission::plan(&c, rows.clone(), &counts(&[]), T0 + DAY, &|i| i == erased);
+    let p = fission::plan(
+        &c,
+        rows.clone(),
+        &counts(&[]),
+        T0 + DAY,
+        &People {
+            settled: &|i| i == erased,
+            ..PEOPLE
+        },
+    );
     assert!(p.changed.is_empty(), "no clawback event for a pseudonym");
-    let p = fission::plan(&c, rows, &counts(&[]), T0 + DAY, &never_settled);
+    let p = fission::plan(&c, rows, &counts(&[]), T0 + DAY, &PEOPLE);
     assert_eq!(p.summary("c1").clawed_back, 1);
 }
 
@@ -341,13 +360,13 @@ fn a_committed_plan_reads_back_and_plans_nothing_more() {
         fission::ledger(store, "c1").unwrap(),
         &n,
         T0 + DAY,
-        &never_settled,
+        &PEOPLE,
     );
     assert_eq!(p.summary("c1").granted, 1);
     store.put_settings(&p.settings("c1").unwrap()).unwrap();
     let rows = fission::ledger(store, "c1").unwrap();
     assert_eq!(rows, p.changed);
-    let again = fission::plan(&c, rows, &n, T0 + DAY + 30, &never_settled);
+    let again = fission::plan(&c, rows, &n, T0 + DAY + 30, &PEOPLE);
     assert!(again.changed.is_empty() && again.events.is_empty() && again.messages.is_empty());
 
     // An operator decision is read back by person and shown per invitee.
@@ -364,4 +383,123 @@ fn a_committed_plan_reads_back_and_plans_nothing_more() {
         rows.iter().filter(|r| r.overridden == Some(false)).count(),
         1
     );
+}
+
+/// One reconcile pass of campaign `c` over the engine and the ledger in
+/// `store`, committed as the server commits it (the ledger rows last).
+fn reconcile(store: &mut dyn Store, e: &Engine, c: &Campaign, now: i64) -> Plan {
+    let rules = fission::rules(c, e).expect("rules");
+    let o = fission::overrides(store, e, &c.id).expect("overrides");
+    let inv = evaluate(e, &rules, &o);
+    let n = fission::tally(e, &inv, c.grant);
+    let vouched = fission::vouched(e, &inv, &o);
+    let rows = fission::ledger(store, &c.id).expect("ledger");
+    let persons = fission::resolve(e, &rows);
+    let people = People {
+        person: &|i| persons.get(i).cloned(),
+        settled: &never_settled,
+        vouched: &|i| vouched.contains(i),
+    };
+    let p = fission::plan(c, rows, &n, now, &people);
+    store.put_settings(&p.settings(&c.id).unwrap()).unwrap();
+    p
+}
+
+fn apply(e: &mut Engine, offset: u64, v: serde_json::Value) {
+    e.apply(offset, &ev(v));
+}
+
+#[test]
+fn a_grant_follows_its_person_when_another_identity_becomes_canonical() {
+    let mut store = SqliteStore::open_in_memory().expect("store");
+    let store: &mut dyn Store = &mut store;
+    let c = two_tiers();
+    fission::save(store, &c, &|_| true).expect("saved");
+    // The boss (wecom:boss) reaches tier 0 and is granted the gift.
+    let mut e = engine(T0 + DAY);
+    let p = reconcile(store, &e, &c, T0 + DAY);
+    assert_eq!(p.summary("c1").granted, 1);
+    assert_eq!(
+        e.canonical_id(e.person_of("wecom:boss").unwrap()),
+        "wecom:boss"
+    );
+    // Their Douyin identity is stitched to them and becomes the canonical
+    // id ("douyin:…" < "wecom:…").
+    apply(
+        &mut e,
+        10,
+        json!({"ts": T0 + DAY + 1, "identity": "douyin:boss", "type": "identify", "ref": "wecom:boss"}),
+    );
+    let person = e.person_of("wecom:boss").unwrap();
+    assert_eq!(e.canonical_id(person), "douyin:boss");
+    // Same person, same reward: nothing to claw back, nothing to grant,
+    // no second "奖励已到账".
+    let p = reconcile(store, &e, &c, T0 + DAY + 30);
+    assert!(
+        p.changed.is_empty() && p.events.is_empty() && p.messages.is_empty(),
+        "{:?} {:?}",
+        p.changed,
+        p.events
+    );
+    let rows = fission::ledger(store, "c1").unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(status(&rows, "wecom:boss", 0), Some(LedgerStatus::Granted));
+    assert_eq!(fission::stock_left(&c, &rows)["gift"], 0);
+    // The invitees fall away: the reward is clawed back once, on the row
+    // it was granted under.
+    for who in ["wecom:n0", "wecom:n1"] {
+        fission::set_override(store, "c1", who, Some(false), T0 + DAY).unwrap();
+    }
+    let p = reconcile(store, &e, &c, T0 + DAY + 60);
+    assert_eq!(p.summary("c1").clawed_back, 1, "{:?}", p.changed);
+    assert_eq!(p.summary("c1").changes, 1, "{:?}", p.changed);
+    let p = reconcile(store, &e, &c, T0 + DAY + 90);
+    assert!(
+        p.changed.is_empty() && p.events.is_empty(),
+        "{:?}",
+        p.changed
+    );
+}
+
+#[test]
+fn an_override_that_brings_the_inviter_back_regrants_once() {
+    let mut store = SqliteStore::open_in_memory().expect("store");
+    let store: &mut dyn Store = &mut store;
+    let c = two_tiers();
+    fission::save(store, &c, &|_| true).expect("saved");
+    let e = engine(T0 + DAY);
+    let p = reconcile(store, &e, &c, T0 + DAY);
+    assert_eq!(p.summary("c1").granted, 1);
+    // The operator rejects an invitee: the boss drops below tier 0.
+    fission::set_override(store, "c1", "wecom:n0", Some(false), T0 + DAY).unwrap();
+    let p = reconcile(store, &e, &c, T0 + DAY + 30);
+    assert_eq!(p.summary("c1").clawed_back, 1, "{:?}", p.changed);
+    // The operator takes it back: the invitee counts, the tier is granted
+    // again, with its event and a message under a new key.
+    fission::set_override(store, "c1", "wecom:n0", Some(true), T0 + DAY + 40).unwrap();
+    let p = reconcile(store, &e, &c, T0 + DAY + 60);
+    let s = p.summary("c1");
+    assert_eq!(
+        (s.changes, s.granted, s.clawed_back),
+        (1, 1, 0),
+        "{:?}",
+        p.changed
+    );
+    let names: Vec<_> = p.events.iter().map(|e| e.name.clone().unwrap()).collect();
+    assert_eq!(names, ["reward_granted"]);
+    assert_eq!(p.messages.len(), 1);
+    assert_ne!(
+        p.messages[0].id, "fission/c1/wecom:boss/0",
+        "a new send key"
+    );
+    // Exactly once.
+    let p = reconcile(store, &e, &c, T0 + DAY + 90);
+    assert!(
+        p.changed.is_empty() && p.events.is_empty() && p.messages.is_empty(),
+        "{:?}",
+        p.changed
+    );
+    let rows = fission::ledger(store, "c1").unwrap();
+    assert_eq!(status(&rows, "wecom:boss", 0), Some(LedgerStatus::Granted));
+    assert_eq!(fission::stock_left(&c, &rows)["gift"], 0);
 }

@@ -26,7 +26,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/analytics/rfm", read, "RFM grid (125 cells) at the engine clock.", analytics_rfm),
         route!(get, "/v1/analytics/funnel", read, "First-touch funnel per channel: entered → friended (`friend_days`) → converted (`convert_days`).", analytics_funnel),
         route!(get, "/v1/analytics/cohorts", read, "Weekly cohort retention by first add_friend (`t0`, `weeks`).", analytics_cohorts),
-        route!(get, "/v1/analytics/referrals", read, "Referral tiers and top inviters (`tiers`, `convert_days`, `top`).", analytics_referrals),
+        route!(get, "/v1/analytics/referrals", read, "Referral tiers and top inviters (`tiers`: ascending invite counts, default `10,20`; `convert_days`; `top`).", analytics_referrals),
         route!(get, "/v1/analytics/roi", read, "Channel ROI: spend (from /v1/spend) against revenue of first-touch persons.", analytics_roi),
         route!(get, "/v1/analytics/repurchase", read, "Repurchase rate and median interval.", analytics_repurchase),
         route!(get, "/v1/analytics/ltv", read, "Historical LTV by first-seen month and channel.", analytics_ltv),
@@ -137,7 +137,7 @@ async fn analytics_referrals(
         let sum = analytics::referral_summary(
             &e,
             q.convert_days.unwrap_or(14) * 86_400,
-            &[10, 20],
+            q.tiers.as_deref().unwrap_or(&[10, 20]),
             q.top.unwrap_or(10).min(100),
         );
         Ok(Json(sum))

@@ -50,7 +50,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/groups/{id}/calendar", read, "The SOP calendar with each entry's outbox status (scheduled, pending, sent, suppressed and why, dead, missed).", get_calendar),
         route!(get, "/v1/operators", read, "Operators with their load: active groups owned and persons owned (trait `operator`).", list_operators),
         route!(put, "/v1/operators/{login}", write, "Save an operator: `{name, max_groups (default 7), status: active|left|banned, backup, url}`.", put_operator),
-        route!(post, "/v1/operators/{login}/handover", write, "Hand over every person and group of an operator in one action: `{to: login | null (spread over the least-loaded), status: left|banned}`; one audit record, history kept in the log.", handover),
+        route!(post, "/v1/operators/{login}/handover", write, "Hand over every person and group of an operator in one action: `{to: login | null (spread over the least-loaded), status: left|banned, reason, force}`; a named `to` that would own more groups than its max_groups is a 409 unless `force: true`; one audit record, history kept in the log.", handover),
         route!(get, "/v1/livecodes", read, "Live codes (活码).", list_livecodes),
         route!(put, "/v1/livecodes/{id}", write, "Save a live code: `{targets: [{group} | {operator}], daily_cap_per_operator, working_hours: {start, end, timezone}, backup_operator, auto_tags, welcome_template, source_channel}`.", put_livecode),
         route!(post, "/v1/livecodes/{id}/claims", write, "A claim token for a newcomer the channel knows (`{\"identity\"}`): the live-code link with it (`/l/{id}?claim=…`, valid 30 min) reserves their seat, tags them and queues the welcome.", create_claim),
@@ -156,6 +156,7 @@ async fn handover(
     let plan = {
         let login = login.clone();
         let to = input.to.clone();
+        let force = input.force;
         let s = state.clone();
         with_store(&state, move |store| {
             let mut skipped = Vec::new();
@@ -169,6 +170,7 @@ async fn handover(
                 &groups,
                 &login,
                 to.as_deref(),
+                force,
                 status,
                 owned,
                 person_loads,

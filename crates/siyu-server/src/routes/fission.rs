@@ -777,10 +777,18 @@ pub async fn reconcile(state: &AppState, id: &str) -> Result<Reconciled, ApiErro
     let s = state.clone();
     let idc = id.to_string();
     let grant = c.grant;
-    let counts = blocking(move || {
+    // The rows' inviters are resolved to persons under the same engine
+    // read as the counts, so both name the same canonical ids.
+    let (counts, vouched, persons, rows) = blocking(move || {
         let engine = read_engine(&s);
-        let (inv, _) = evaluate(&s, &engine, &idc, &rules)?;
-        Ok(fission::tally(&engine, &inv, grant))
+        let (inv, o) = evaluate(&s, &engine, &idc, &rules)?;
+        let persons = fission::resolve(&engine, &rows);
+        Ok((
+            fission::tally(&engine, &inv, grant),
+            fission::vouched(&engine, &inv, &o),
+            persons,
+            rows,
+        ))
     })
     .await?;
     let plan = fission::plan(
@@ -788,7 +796,11 @@ pub async fn reconcile(state: &AppState, id: &str) -> Result<Reconciled, ApiErro
         rows,
         &counts,
         now(),
-        &crate::privacy::is_erasure_pseudonym,
+        &fission::People {
+            person: &|i| persons.get(i).cloned(),
+            settled: &crate::privacy::is_erasure_pseudonym,
+            vouched: &|i| vouched.contains(i),
+        },
     );
     let summary = plan.summary(id);
     let settings = plan.settings(id)?;

@@ -19,8 +19,8 @@ use axum::routing::post;
 use axum::Json;
 use serde::Serialize;
 use siyu_commerce::orders::{
-    self, body_orders, parse_order, plan, Known, Matched, OrdersError, PhoneKeys, Planned,
-    StatusTable,
+    self, body_orders, parse_order, plan, Known, Matched, OrdersError, OverRefunded, PhoneKeys,
+    Planned, StatusTable,
 };
 use siyu_domain::Identity;
 
@@ -81,6 +81,9 @@ struct OrdersResponse {
     duplicates: u64,
     events: EventCounts,
     matched: Matched,
+    /// Refunds after which their person has more refunded than purchased:
+    /// stored as reported, flagged for a look (`[]`: none).
+    over_refunded: Vec<OverRefunded>,
     rejected: Vec<Rejected>,
     /// Orders whose status is `skip`.
     skipped: u64,
@@ -155,6 +158,10 @@ async fn post_orders(State(state): State<AppState>, body: Body) -> Result<Respon
             .map_err(ApiError::Internal)?
     };
     let t = orders::tally(&events, &results);
+    // Acknowledged means applied: the engine holds the batch's refunds.
+    let s = state.clone();
+    let over_refunded =
+        blocking(move || Ok(orders::over_refunded(&read_engine(&s), &events))).await?;
     let answer = OrdersResponse {
         accepted: t.accepted,
         duplicates: t.duplicates,
@@ -163,6 +170,7 @@ async fn post_orders(State(state): State<AppState>, body: Body) -> Result<Respon
             duplicates: t.duplicate_events,
         },
         matched,
+        over_refunded,
         rejected: rejected.into_iter().map(Rejected::from).collect(),
         skipped,
     };

@@ -52,6 +52,9 @@ pub struct Profile {
     pub purchases: u32,
     pub gross_spend: i64,
     pub refunded: i64,
+    /// More refunded than purchased (net spend below zero): a refund the
+    /// purchases siyu knows do not cover, flagged rather than refused.
+    pub refunds_exceed_purchases: bool,
     pub net_spend: i64,
     pub last_purchase_at: Option<String>,
     pub opted_out: bool,
@@ -103,6 +106,7 @@ pub fn profile(engine: &Engine, slot: PersonId) -> Option<Profile> {
         purchases: p.purchase_count,
         gross_spend: p.gross_spend,
         refunded: p.refunded,
+        refunds_exceed_purchases: p.refunded > p.gross_spend,
         net_spend: p.net_spend(),
         last_purchase_at: ts(p.last_purchase_ts),
         opted_out: p.opted_out,

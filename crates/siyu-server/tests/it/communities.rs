@@ -935,3 +935,55 @@ async fn an_identity_without_a_valid_claim_cannot_tag_reassign_or_queue() {
         "{token}"
     );
 }
+
+#[tokio::test]
+async fn a_handover_to_a_named_operator_respects_max_groups_unless_forced() {
+    let t = TestApp::spawn().await;
+    operators(&t, &["alice"]).await;
+    let (s, b) = put(
+        &t,
+        "/v1/operators/op",
+        json!({"name": "op", "max_groups": 1}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    for i in 1..=5 {
+        let (s, b) = put(
+            &t,
+            &format!("/v1/groups/g{i}"),
+            json!({"channel": "wecom", "owner": "alice"}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    // op may own 1 group; the hand-over would give it 5: refused, nothing moved.
+    let (s, b) = post(&t, "/v1/operators/alice/handover", json!({"to": "op"})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    let m = b.to_string();
+    for says in ["`op`", "max_groups 1", "5 groups", "force"] {
+        assert!(m.contains(says), "{says} in {m}");
+    }
+    let (_, ops) = t.get("/v1/operators").await;
+    assert!(
+        !ops.to_string().contains("\"left\""),
+        "alice not marked: {ops}"
+    );
+    let (_, gs) = t.get("/v1/groups").await;
+    assert!(
+        gs["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["owner"] == "alice"),
+        "{gs}"
+    );
+    // The operator says so: forced through.
+    let (s, b) = post(
+        &t,
+        "/v1/operators/alice/handover",
+        json!({"to": "op", "force": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["handover"]["groups"], 5, "{b}");
+}

@@ -395,3 +395,89 @@ async fn a_signup_without_a_claim_mints_nobody_and_visitors_are_bounded() {
         "{b}"
     );
 }
+
+/// How many events named `name` the person `who` has.
+async fn named(app: &TestApp, who: &str, name: &str) -> usize {
+    let (_, tl) = get(app, &format!("/v1/persons/{who}/timeline")).await;
+    tl.to_string()
+        .matches(&format!("\"name\":\"{name}\""))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reward_follows_its_person_across_a_merge_and_an_override_regrants_once() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        put(&app, "/v1/campaigns/c1", campaign()).await.0,
+        StatusCode::OK
+    );
+    app.post_events(r#"[{"ts": 1790000000, "identity": "wecom:boss", "type": "add_friend"}]"#)
+        .await;
+    let (_, inv) = post(
+        &app,
+        "/v1/campaigns/c1/invites",
+        json!({"identity": "wecom:boss"}),
+    )
+    .await;
+    let code = inv["code"].as_str().unwrap().to_string();
+    for (i, who) in ["douyin:n1", "douyin:n2"].into_iter().enumerate() {
+        let token = claim(&app, "c1", who).await;
+        let (s, b) = app
+            .call(
+                "POST",
+                &format!("/i/c1/{code}/signup"),
+                None,
+                "application/json",
+                json!({"claim": token, "device": format!("phone-{i}")}).to_string(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let (_, r) = post(&app, "/v1/campaigns/c1/reconcile", json!({})).await;
+    assert_eq!(r["granted"], 1, "{r}");
+    // The boss's Douyin identity is stitched on and becomes canonical.
+    app.post_events(&json!({"ts": siyu_server::writer::wall_clock(), "identity": "douyin:boss", "type": "identify", "ref": "wecom:boss"}).to_string()).await;
+    let (_, p) = get(&app, "/v1/persons/wecom:boss").await;
+    assert!(p.to_string().contains("douyin:boss"), "{p}");
+    let (_, r) = post(&app, "/v1/campaigns/c1/reconcile", json!({})).await;
+    assert_eq!(r["changes"], 0, "same person, same reward: {r}");
+    assert_eq!(named(&app, "douyin:boss", "reward_granted").await, 1);
+    assert_eq!(named(&app, "douyin:boss", "reward_clawed_back").await, 0);
+    // The operator rejects an invitee: below the tier, clawed back once.
+    let (s, _) = post(
+        &app,
+        "/v1/campaigns/c1/overrides",
+        json!({"invitee": "douyin:n1", "valid": false}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, r) = post(&app, "/v1/campaigns/c1/reconcile", json!({})).await;
+    assert_eq!(
+        (r["clawed_back"].as_u64(), r["changes"].as_u64()),
+        (Some(1), Some(1)),
+        "{r}"
+    );
+    // … and takes it back: granted again, exactly once.
+    let (s, _) = post(
+        &app,
+        "/v1/campaigns/c1/overrides",
+        json!({"invitee": "douyin:n1", "valid": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, r) = post(&app, "/v1/campaigns/c1/reconcile", json!({})).await;
+    assert_eq!(
+        (r["granted"].as_u64(), r["changes"].as_u64()),
+        (Some(1), Some(1)),
+        "{r}"
+    );
+    let (_, r) = post(&app, "/v1/campaigns/c1/reconcile", json!({})).await;
+    assert_eq!(r["changes"], 0, "{r}");
+    assert_eq!(named(&app, "douyin:boss", "reward_granted").await, 2);
+    assert_eq!(named(&app, "douyin:boss", "reward_clawed_back").await, 1);
+    let (_, ledger) = get(&app, "/v1/campaigns/c1/rewards").await;
+    let rows = ledger["ledger"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{ledger}");
+    assert_eq!(rows[0]["status"], "granted", "{ledger}");
+    assert_eq!(ledger["stock_left"]["gift"], 0, "{ledger}");
+}

@@ -193,3 +193,46 @@ async fn bad_orders_are_reported_by_index_and_field_while_good_ones_land() {
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_refund_beyond_the_persons_purchases_is_flagged_in_the_answer_and_the_profile() {
+    let t = TestApp::spawn().await;
+    let (s, b) = post_orders(
+        &t,
+        &json!([{"order_id": "1", "channel": "taobao", "buyer_id": "b1", "status": "paid",
+                 "amount": "10.00", "paid_at": "2026-11-11 20:15:00"}]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["over_refunded"], json!([]), "{b}");
+    // A refund row of ¥1000 for a buyer who paid ¥10: stored (the log keeps
+    // what the marketplace said) but flagged, by order and person.
+    let (s, b) = post_orders(
+        &t,
+        &json!([{"order_id": "2", "channel": "taobao", "buyer_id": "b1", "status": "refund",
+                 "refund_amount": "1000.00", "refunded_at": "2026-11-12 10:00:00"}]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let flagged = &b["over_refunded"][0];
+    assert_eq!(
+        (
+            flagged["index"].as_u64(),
+            flagged["order_id"].as_str(),
+            flagged["person"].as_str(),
+            flagged["purchased_cents"].as_i64(),
+            flagged["refunded_cents"].as_i64()
+        ),
+        (
+            Some(0),
+            Some("2"),
+            Some("taobao:b1"),
+            Some(1000),
+            Some(100_000)
+        ),
+        "{b}"
+    );
+    let (_, p) = t.get("/v1/persons/taobao:b1").await;
+    assert_eq!(p["refunds_exceed_purchases"], true, "{p}");
+    assert_eq!(p["net_spend"], -99_000, "{p}");
+}

@@ -118,6 +118,7 @@ async fn person_answers_keep_their_fields_and_nulls() {
             "properties",
             "purchases",
             "refunded",
+            "refunds_exceed_purchases",
             "rfm",
             "segments",
             "tags",
@@ -290,4 +291,38 @@ async fn analytics_spend_and_key_answers_keep_their_fields() {
     let id = k["id"].as_str().unwrap();
     let (_, r) = admin(&t, "DELETE", &format!("/v1/admin/keys/{id}"), "").await;
     assert_eq!(r, serde_json::json!({"id": id, "revoked": true}));
+}
+
+#[tokio::test]
+async fn referrals_honour_their_tiers_and_the_cache_keys_them() {
+    let t = TestApp::spawn().await;
+    let mut events = Vec::new();
+    for (inviter, n) in [("wecom:boss", 3), ("wecom:solo", 1)] {
+        for i in 0..n {
+            let who = format!("douyin:{}-{i}", &inviter[6..]);
+            events.push(serde_json::json!({"ts": 1_790_000_000 + i, "identity": who, "type": "referral_signup", "ref": inviter}));
+            events.push(serde_json::json!({"ts": 1_790_000_100 + i, "identity": who, "type": "purchase", "amount": 1000}));
+        }
+    }
+    let (s, b) = t.post_events(&Value::Array(events).to_string()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // The default tiers (10, 20): nobody reaches them.
+    let (_, d) = t.get("/v1/analytics/referrals").await;
+    assert_eq!(
+        (d["inviters"].as_u64(), &d["tiers"]),
+        (Some(2), &serde_json::json!([0, 0])),
+        "{d}"
+    );
+    // tiers=1,3: one inviter in each (and not the cached default answer).
+    let (s, r) = t.get("/v1/analytics/referrals?tiers=1,3").await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["tiers"], serde_json::json!([1, 1]), "{r}");
+    let (_, r) = t.get("/v1/analytics/referrals?tiers=2").await;
+    assert_eq!(r["tiers"], serde_json::json!([1]), "{r}");
+    // Tiers are ascending invite counts: anything else is a 400 naming them.
+    for bad in ["3,1", "x", "0", ""] {
+        let (s, e) = t.get(&format!("/v1/analytics/referrals?tiers={bad}")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {e}");
+        assert!(e.to_string().contains("tiers"), "{bad}: {e}");
+    }
 }
