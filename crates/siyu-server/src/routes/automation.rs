@@ -631,8 +631,20 @@ async fn put_rules(
     let rules: Vec<Rule> = serde_json::from_value(list.clone())
         .map_err(|e| ApiError::InvalidDefinition(format!("rules: {e}")))?;
     let n = rules.len();
+    // The templates a rule replies with must exist, as a journey's do.
+    let replies: Vec<(usize, String)> = rules
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.reply_template.clone().map(|t| (i, t)))
+        .collect();
     RuleSet::compile(rules).map_err(|e| ApiError::InvalidDefinition(e.to_string()))?;
     with_store(&state, move |store| {
+        let templates = crate::automation::template_names(store)?;
+        if let Some((i, t)) = replies.iter().find(|(_, t)| !templates.contains(t)) {
+            return Err(ApiError::InvalidDefinition(format!(
+                "rules[{i}].reply_template: unknown template {t:?}; save it first (PUT /v1/templates/{t})"
+            )));
+        }
         Ok(store.put_setting(RULES_KEY, Some(&list))?)
     })
     .await?;

@@ -371,6 +371,30 @@ async fn guardrails_cap_marketing_and_honour_unsubscribe_replies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_reply_rule_with_an_unknown_template_is_refused_like_a_journey() {
+    let (app, _hook) = app_with_hook().await;
+    let rules = json!([{"id": "ok", "matcher": {"contains": "hi"}},
+                       {"id": "price", "matcher": {"contains": "多少钱"}, "reply_template": "nope"}]);
+    let (s, b) = put(&app, "/v1/autoreply", rules.clone()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(
+        b["message"],
+        "rules[1].reply_template: unknown template \"nope\"; save it first (PUT /v1/templates/nope)"
+    );
+    let (_, v) = app.get("/v1/autoreply").await;
+    assert_eq!(v["rules"], json!([]), "nothing was saved: {v}");
+    put(
+        &app,
+        "/v1/templates/nope",
+        json!({"body": "199 元", "class": "transactional"}),
+    )
+    .await;
+    let (s, b) = put(&app, "/v1/autoreply", rules).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["rules"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_inbound_comment_gets_a_keyword_auto_reply() {
     let (app, hook) = app_with_hook().await;
     put(
