@@ -617,66 +617,14 @@ fn parse_field(
 // ---------------------------------------------------------------------------
 // Durations
 
-/// Parses "30s", "15m", "12h", "7d", "2w" and combinations like "1d12h" or
-/// "1h 30m" into seconds. Each unit at most once; zero is allowed ("0s",
-/// "0m": a wait of nothing is a valid wait); signs, empty input, unknown
-/// units and results above `i64::MAX` seconds are rejected.
+/// Parses "30s", "15m", "12h", "7d", "2w" and combinations like "1d12h"
+/// into seconds: the one duration syntax (`siyu_domain::duration::parse`),
+/// with its error as a [`ScheduleError`].
 pub fn parse_duration(s: &str) -> Result<i64, ScheduleError> {
-    let err = |message: &str| ScheduleError::Duration {
-        input: s.to_string(),
-        message: message.to_string(),
-    };
-    let text = s.trim();
-    if text.is_empty() {
-        return Err(err(
-            "empty: write a number and a unit, e.g. \"15m\" or \"1d12h\"",
-        ));
-    }
-    if text.starts_with('-') {
-        return Err(err("negative durations are not allowed"));
-    }
-    let mut total: i64 = 0;
-    let mut seen = [false; 5];
-    let mut chars = text.char_indices().peekable();
-    while let Some(&(start, c)) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
-            continue;
-        }
-        if !c.is_ascii_digit() {
-            return Err(err("expected a number before each unit, e.g. \"1d12h\""));
-        }
-        let mut end = start;
-        while let Some(&(i, c)) = chars.peek() {
-            if !c.is_ascii_digit() {
-                break;
-            }
-            end = i + 1;
-            chars.next();
-        }
-        let number: i64 = text[start..end]
-            .parse()
-            .map_err(|_| err("number too large"))?;
-        let (unit, secs) = match chars.next() {
-            Some((_, 's' | 'S')) => (0, 1),
-            Some((_, 'm' | 'M')) => (1, 60),
-            Some((_, 'h' | 'H')) => (2, 3600),
-            Some((_, 'd' | 'D')) => (3, 86_400),
-            Some((_, 'w' | 'W')) => (4, 604_800),
-            Some(_) => return Err(err("unknown unit: use s, m, h, d or w")),
-            None => return Err(err("missing unit after the number: add s, m, h, d or w")),
-        };
-        if std::mem::replace(&mut seen[unit], true) {
-            return Err(err(
-                "a unit appears twice: write each unit once, e.g. \"1d12h\"",
-            ));
-        }
-        total = number
-            .checked_mul(secs)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| err("too large"))?;
-    }
-    Ok(total)
+    siyu_domain::duration::parse(s).map_err(|e| ScheduleError::Duration {
+        input: e.input,
+        message: e.message,
+    })
 }
 
 // ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 //! time parsing, the TOML nesting guard. May depend on serde only: every other
 //! crate depends on it, so it depends on none of them.
 
+pub mod duration;
 pub mod event;
 pub mod identity;
 pub mod line;

@@ -57,7 +57,12 @@ pub struct FunnelStep {
     pub event_type: EventType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Seconds; a body may write `"7d"` or `{"seconds": n}` too.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "siyu_domain::duration::deserialize_opt_secs"
+    )]
     pub within: Option<i64>,
 }
 

@@ -12,10 +12,20 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A time window: events with `ts >= now - seconds` (inclusive).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A time window: events with `ts >= now - seconds` (inclusive). Written
+/// `{"seconds": n}`; read also from a duration string (`"7d"`) or a number
+/// of seconds (`siyu_domain::duration`, one syntax everywhere).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Window {
     pub seconds: i64,
+}
+
+impl<'de> Deserialize<'de> for Window {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Window {
+            seconds: siyu_domain::duration::deserialize_secs(d)?,
+        })
+    }
 }
 
 impl fmt::Display for Window {
@@ -27,8 +37,10 @@ impl fmt::Display for Window {
             write!(f, "last {}d", s / 86_400)
         } else if s % 3600 == 0 {
             write!(f, "last {}h", s / 3600)
-        } else {
+        } else if s % 60 == 0 {
             write!(f, "last {}m", s / 60)
+        } else {
+            write!(f, "last {}s", s)
         }
     }
 }

@@ -9,7 +9,7 @@
 //!          | ("tag" | "in_group" | "in_segment") "(" STRING ")"
 //!          | prop ["(" "last" DURATION ")"] OP literal
 //! literal := NUMBER | STRING          (money props take yuan: 500.00)
-//! DURATION:= INT ("m" | "h" | "d" | "w")
+//! DURATION:= INT ("s" | "m" | "h" | "d" | "w")
 //! ```
 //!
 //! The parser is recursive descent, so nesting is bounded: at most
@@ -215,12 +215,13 @@ impl<'a> Lexer<'a> {
                         len += 1 + f;
                     }
                     let unit = b.get(len).copied();
-                    let is_unit = matches!(unit, Some(b'm' | b'h' | b'd' | b'w'))
+                    let is_unit = matches!(unit, Some(b's' | b'm' | b'h' | b'd' | b'w'))
                         && !b
                             .get(len + 1)
                             .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_');
                     if is_unit && frac.is_empty() && !neg {
                         let mult = match unit {
+                            Some(b's') => 1,
                             Some(b'm') => 60,
                             Some(b'h') => 3600,
                             Some(b'd') => 86_400,

@@ -199,3 +199,24 @@ fn user_defined_properties_feed_segments_and_expire() {
         vec![format!("exit taobao:t1 @{}", t0 + 7 * DAY + 1)]
     );
 }
+
+#[test]
+fn windows_use_the_one_duration_syntax_and_round_trip_in_seconds() {
+    // Seconds in the language, printed back exactly (a 90 s window used to
+    // print as "last 1m").
+    let e = segment::parse("purchases(last 90s) >= 1").unwrap();
+    assert_eq!(e.to_string(), "purchases(last 90s) >= 1");
+    assert_eq!(segment::parse(&e.to_string()).unwrap(), e);
+    // A JSON tree may write its window as a duration string or seconds.
+    let week = segment::parse("purchases(last 7d) >= 1").unwrap();
+    let json = serde_json::to_string(&week).unwrap();
+    assert!(json.contains(r#"{"seconds":604800}"#), "{json}");
+    for other in [r#""7d""#, r#""1w""#, "604800"] {
+        let text = json.replace(r#"{"seconds":604800}"#, other);
+        let read: segment::Expr = serde_json::from_str(&text).unwrap();
+        assert_eq!(read, week, "{text}");
+    }
+    let bad = json.replace(r#"{"seconds":604800}"#, r#""7 days""#);
+    let err = serde_json::from_str::<segment::Expr>(&bad).unwrap_err();
+    assert!(err.to_string().contains("use s, m, h, d or w"), "{err}");
+}

@@ -30,7 +30,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/analytics/roi", read, "Channel ROI: spend (from /v1/spend) against revenue of first-touch persons.", analytics_roi),
         route!(get, "/v1/analytics/repurchase", read, "Repurchase rate and median interval.", analytics_repurchase),
         route!(get, "/v1/analytics/ltv", read, "Historical LTV by first-seen month and channel.", analytics_ltv),
-        route!(post, "/v1/analytics/steps", read, "Funnel over any steps: `{\"steps\": [{\"event_type\": \"touch\"}, {\"event_type\": \"add_friend\", \"within\": 604800}], \"split_by_channel\": true}` (one pass over the log).", analytics_steps),
+        route!(post, "/v1/analytics/steps", read, "Funnel over any steps: `{\"steps\": [{\"event_type\": \"touch\"}, {\"event_type\": \"add_friend\", \"within\": \"7d\"}], \"split_by_channel\": true}` (`within`: a duration such as `\"7d\"` or `\"12h\"`, or seconds; one pass over the log).", analytics_steps),
         route!(get, "/v1/analytics/attribution", read, "Revenue per channel under first-touch, last-touch and linear attribution (one pass over the log).", analytics_attribution),
         route!(put, "/v1/spend", write, "Replace the spend table (CSV `day,channel,spend` in cents).", put_spend),
     ]
@@ -185,8 +185,17 @@ pub struct Steps {
 
 async fn analytics_steps(
     State(state): State<AppState>,
-    Json(body): Json<StepsBody>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Steps>, ApiError> {
+    // Read here rather than by axum's `Json`, so a bad field (a duration
+    // such as "1 day") is a JSON 400 naming it, like every other error.
+    let body: StepsBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "steps body: line {} column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+    })?;
     if body.steps.is_empty() || body.steps.len() > 20 {
         return Err(ApiError::BadRequest(
             "`steps` needs 1..=20 steps, e.g. [{\"event_type\": \"touch\"}]".into(),

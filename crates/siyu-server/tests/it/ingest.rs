@@ -468,6 +468,41 @@ async fn segments_explain_and_erase() {
         .await;
     assert_eq!(s, StatusCode::OK, "{f}");
     assert_eq!(f["rows"], json!([{"split": "douyin", "reached": [1, 1]}]));
+    // One duration syntax: "1d" and {"seconds": …} mean 86400 here too.
+    for within in [r#""1d""#, r#""24h""#, r#"{"seconds":86400}"#] {
+        let (s, g) = t
+            .call(
+                "POST",
+                "/v1/analytics/steps",
+                Some(&t.key),
+                "application/json",
+                format!(r#"{{"steps":[{{"event_type":"comment"}},{{"event_type":"purchase","within":{within}}}],"split_by_channel":true}}"#),
+            )
+            .await;
+        assert_eq!(
+            (s, &g["rows"]),
+            (StatusCode::OK, &f["rows"]),
+            "{within}: {g}"
+        );
+        assert_eq!(g["steps"][1]["within"], 86400, "{g}");
+    }
+    let (s, g) = t
+        .call(
+            "POST",
+            "/v1/analytics/steps",
+            Some(&t.key),
+            "application/json",
+            r#"{"steps":[{"event_type":"comment"},{"event_type":"purchase","within":"1 day"}]}"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{g}");
+    assert!(
+        g["message"]
+            .as_str()
+            .unwrap()
+            .contains("use s, m, h, d or w"),
+        "{g}"
+    );
     let (s, b) = t
         .call(
             "POST",
