@@ -73,11 +73,30 @@ impl From<CommunityError> for ApiError {
     }
 }
 
-/// Logs the stored definitions a core call left out because they could
-/// not be read (one bad row does not take the others down).
-fn log_skipped(skipped: Vec<Skipped>) {
-    for s in skipped {
-        crate::quarantine::Broken::skipped(&s.key, s.error);
+/// The stored definitions core calls left out because they could not be
+/// read (one bad row does not take the others down): logged when this goes
+/// out of scope, so also when a later call in the same closure fails.
+#[derive(Default)]
+struct SkippedLog(Vec<Skipped>);
+
+impl std::ops::Deref for SkippedLog {
+    type Target = Vec<Skipped>;
+    fn deref(&self) -> &Vec<Skipped> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SkippedLog {
+    fn deref_mut(&mut self) -> &mut Vec<Skipped> {
+        &mut self.0
+    }
+}
+
+impl Drop for SkippedLog {
+    fn drop(&mut self) {
+        for s in self.0.drain(..) {
+            crate::quarantine::Broken::skipped(&s.key, s.error);
+        }
     }
 }
 
@@ -118,10 +137,9 @@ struct OperatorList {
 async fn list_operators(State(state): State<AppState>) -> Result<Json<OperatorList>, ApiError> {
     let s = state.clone();
     with_store(&state, move |store| {
-        let mut skipped = Vec::new();
+        let mut skipped = SkippedLog::default();
         let ops = operators::load_operators(store, &mut skipped)?;
         let groups = groups::load_groups(store, &mut skipped)?;
-        log_skipped(skipped);
         let operators = operators::operator_views(ops, &groups, &read_engine(&s));
         Ok(Json(OperatorList { operators }))
     })
@@ -159,10 +177,9 @@ async fn handover(
         let force = input.force;
         let s = state.clone();
         with_store(&state, move |store| {
-            let mut skipped = Vec::new();
+            let mut skipped = SkippedLog::default();
             let ops = operators::load_operators(store, &mut skipped)?;
             let groups = groups::load_groups(store, &mut skipped)?;
-            log_skipped(skipped);
             // Persons: under the engine read lock, the canonical ids owned.
             let (owned, person_loads) = handover::owned_persons(&read_engine(&s), &login);
             let plan = handover::plan(
@@ -219,9 +236,8 @@ async fn put_group(
     groups::check_group_input(&input)?;
     let at = now();
     with_store(&state, move |store| {
-        let mut skipped = Vec::new();
+        let mut skipped = SkippedLog::default();
         let def = groups::save_group(store, &id, input, at, &mut skipped);
-        log_skipped(skipped);
         Ok(Json(def?))
     })
     .await
@@ -236,9 +252,8 @@ async fn list_groups(State(state): State<AppState>) -> Result<Json<GroupList>, A
     let at = now();
     let s = state.clone();
     with_store(&state, move |store| {
-        let mut skipped = Vec::new();
+        let mut skipped = SkippedLog::default();
         let defs = groups::load_groups(store, &mut skipped)?;
-        log_skipped(skipped);
         let engine = read_engine(&s);
         let groups = groups::group_views(store, &engine, defs, at)?;
         Ok(Json(GroupList { groups }))
@@ -253,9 +268,8 @@ async fn get_group(
     let at = now();
     let s = state.clone();
     with_store(&state, move |store| {
-        let mut skipped = Vec::new();
+        let mut skipped = SkippedLog::default();
         let defs = groups::load_groups(store, &mut skipped)?;
-        log_skipped(skipped);
         let engine = read_engine(&s);
         Ok(Json(groups::group_view(store, &engine, &defs, &id, at)?))
     })
@@ -369,9 +383,8 @@ async fn get_calendar(
 /// with their own clock.
 pub async fn tick(state: &AppState, at: i64) -> Result<usize, ApiError> {
     let due = with_store(state, move |store| {
-        let mut skipped = Vec::new();
+        let mut skipped = SkippedLog::default();
         let due = calendar::due_posts(store, at, &mut skipped);
-        log_skipped(skipped);
         Ok(due?)
     })
     .await?;
@@ -420,9 +433,8 @@ async fn put_livecode(
     // As for groups: the stateless checks before the store lock.
     code.check()?;
     with_store(&state, move |store| {
-        let mut skipped = Vec::new();
+        let mut skipped = SkippedLog::default();
         let saved = livecode::save_livecode(store, &id, code, TEMPLATE_PREFIX, &mut skipped);
-        log_skipped(skipped);
         Ok(Json(saved?))
     })
     .await
@@ -435,9 +447,8 @@ struct LiveCodeList {
 
 async fn list_livecodes(State(state): State<AppState>) -> Result<Json<LiveCodeList>, ApiError> {
     with_store(&state, |store| {
-        let mut skipped = Vec::new();
+        let mut skipped = SkippedLog::default();
         let livecodes = livecode::list_livecodes(store, &mut skipped);
-        log_skipped(skipped);
         Ok(Json(LiveCodeList {
             livecodes: livecodes?,
         }))
@@ -479,7 +490,7 @@ async fn create_claim(
         }
     })
     .await?;
-    let (_, claim, expires_at) =
+    let (claim, expires_at) =
         crate::links::claim_from_body(&state, format!("livecode/{code_id}"), &body).await?;
     Ok(Json(ClaimAnswer {
         url: format!(
@@ -575,9 +586,8 @@ async fn live_code_inner(
         let s = state.clone();
         with_store(&state, move |store| {
             let who = who.as_deref();
-            let mut skipped = Vec::new();
+            let mut skipped = SkippedLog::default();
             let inputs = RoutingInputs::load(store, &code_id, at, &mut skipped);
-            log_skipped(skipped);
             let mut inputs = inputs?;
             inputs.observe(store, &read_engine(&s), who, at)?;
             let routed = livecode::route_newcomer(&inputs, who, at)?;
