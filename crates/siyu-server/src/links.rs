@@ -468,13 +468,13 @@ struct ClaimBody {
 /// `POST /v1/campaigns/{id}/claims` and `POST /v1/livecodes/{id}/claims`
 /// alike: reads `{"identity"}` from `body`, checks it, and issues its
 /// claim token for `scope` (`campaign/<id>`, `livecode/<id>`). The caller
-/// has checked that the campaign or code exists. Returns (identity,
-/// token, expires at).
+/// has checked that the campaign or code exists. Returns (token, expires
+/// at).
 pub(crate) async fn claim_from_body(
     state: &crate::AppState,
     scope: String,
     body: &[u8],
-) -> Result<(String, String, i64), crate::error::ApiError> {
+) -> Result<(String, i64), crate::error::ApiError> {
     use crate::error::ApiError;
     let b: ClaimBody = crate::request::parse_json(body, "claim")?;
     siyu_domain::Identity::parse(&b.identity).map_err(|e| {
@@ -484,10 +484,8 @@ pub(crate) async fn claim_from_body(
     })?;
     let secret = state.0.link_secret.clone();
     let at = crate::request::now();
-    let identity = b.identity.clone();
-    let (claim, expires_at) = crate::request::with_store(state, move |store| {
-        Ok(issue_claim(store, &secret, &scope, &identity, at)?)
+    crate::request::with_store(state, move |store| {
+        Ok(issue_claim(store, &secret, &scope, &b.identity, at)?)
     })
-    .await?;
-    Ok((b.identity, claim, expires_at))
+    .await
 }

@@ -312,7 +312,7 @@ async fn create_claim(
     body: Bytes,
 ) -> Result<Json<Claim>, ApiError> {
     let _ = load(&state, &id).await?;
-    let (_, claim, expires_at) =
+    let (claim, expires_at) =
         crate::links::claim_from_body(&state, fission::claim_scope(&id), &body).await?;
     Ok(Json(Claim {
         campaign: id,
