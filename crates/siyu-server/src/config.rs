@@ -32,8 +32,10 @@ pub struct Config {
     /// Shared secrets for inbound channel webhooks (`[inbound] wecom =
     /// "…"`): `POST /v1/inbound/{channel}` must be signed with it.
     pub inbound_secrets: std::collections::BTreeMap<String, String>,
-    /// The address people reach this server at, for links in messages
-    /// (unsubscribe, content views).
+    /// The address people reach this server at, for links in messages,
+    /// invites and posters (unsubscribe, content views, QR codes). Empty
+    /// (the default): the address the server listens on, resolved once
+    /// bound ([`public_url_of`]), so `--listen :9000` links to port 9000.
     pub public_url: String,
     /// Retry policy of the connectors.
     pub retry: siyu_connectors::RetryPolicy,
@@ -195,7 +197,7 @@ impl Default for Config {
             max_body_bytes: 8 * 1024 * 1024,
             connectors: Default::default(),
             inbound_secrets: Default::default(),
-            public_url: "http://127.0.0.1:8080".into(),
+            public_url: String::new(),
             retry: Default::default(),
             workspace: "default".into(),
             workspaces: Default::default(),
@@ -238,6 +240,34 @@ pub struct Overrides {
     pub database_schema: Option<String>,
     pub admin_token: Option<String>,
     pub metrics_token: Option<String>,
+    pub public_url: Option<String>,
+}
+
+/// The public URL of a server bound to `addr` when none is configured:
+/// `http://` and the address, with an unspecified host (`0.0.0.0`, `::`)
+/// read as the loopback address, which is where such a server is reached
+/// from the machine itself.
+pub fn public_url_of(addr: std::net::SocketAddr) -> String {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}")
+}
+
+/// A listen address as given: `HOST:PORT`, or `:PORT` for the default
+/// host (127.0.0.1) on that port. Anything else is kept as it is and
+/// reported by the bind, naming the address.
+pub fn listen_address(given: &str) -> String {
+    match given.trim().strip_prefix(':') {
+        Some(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("127.0.0.1:{port}")
+        }
+        _ => given.trim().to_string(),
+    }
 }
 
 impl Config {
@@ -330,6 +360,17 @@ impl Config {
         c.database_schema = flags.database_schema.or(c.database_schema);
         c.admin_token = flags.admin_token.or(c.admin_token);
         c.metrics_token = flags.metrics_token.or(c.metrics_token);
+        c.public_url = flags.public_url.unwrap_or(c.public_url);
+        c.public_url = c.public_url.trim().trim_end_matches('/').to_string();
+        if !c.public_url.is_empty()
+            && !(c.public_url.starts_with("http://") || c.public_url.starts_with("https://"))
+        {
+            anyhow::bail!(
+                "public_url {:?}: give the address people reach the server at, starting with http:// or https://, e.g. https://crm.example.com",
+                c.public_url
+            );
+        }
+        c.listen = listen_address(&c.listen);
         Ok(c)
     }
 
@@ -415,6 +456,58 @@ mod tests {
             .to_string();
         assert!(err.contains("lisen"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn links_name_the_listen_address_unless_a_public_url_is_given() {
+        let c = Config::load(
+            None,
+            &|_| None,
+            Overrides {
+                listen: Some(":9000".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (c.listen.as_str(), c.public_url.as_str()),
+            ("127.0.0.1:9000", "")
+        );
+        let bound = |s: &str| public_url_of(s.parse().unwrap());
+        assert_eq!(bound("127.0.0.1:9000"), "http://127.0.0.1:9000");
+        assert_eq!(bound("0.0.0.0:9000"), "http://127.0.0.1:9000");
+        assert_eq!(bound("[::]:9000"), "http://[::1]:9000");
+        assert_eq!(bound("10.1.2.3:80"), "http://10.1.2.3:80");
+        let env = |k: &str| (k == "SIYU_PUBLIC_URL").then(|| "https://env.example.com".to_string());
+        let c = Config::load(None, &env, Overrides::default()).unwrap();
+        assert_eq!(c.public_url, "https://env.example.com");
+        let c = Config::load(
+            None,
+            &env,
+            Overrides {
+                public_url: Some("https://crm.example.com/".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            c.public_url, "https://crm.example.com",
+            "flags win; no trailing slash"
+        );
+        let err = Config::load(
+            None,
+            &|_| None,
+            Overrides {
+                public_url: Some("crm.example.com".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("public_url") && err.contains("https://"),
+            "{err}"
+        );
     }
 
     #[test]

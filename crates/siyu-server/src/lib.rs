@@ -297,7 +297,16 @@ async fn stop(
 }
 
 impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Application> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Application> {
+        // Bound first: links made from here on (messages, invites, posters)
+        // name the address the server really listens on unless a
+        // `public_url` is configured.
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        if config.public_url.is_empty() {
+            config.public_url = crate::config::public_url_of(listener.local_addr()?);
+        }
         let snapshot_path = snapshot_path(&config);
         let store_config = config.clone();
         let (store, reader, rebuilt, keys, privacy) = tokio::task::spawn_blocking({
@@ -400,9 +409,6 @@ impl Application {
         let executor_thread = std::thread::Builder::new()
             .name("siyu-automation".into())
             .spawn(move || executor.run(auto_rx))?;
-        let listener = tokio::net::TcpListener::bind(&config.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let state = AppState(Arc::new(Inner {
             engine,
             reader: Mutex::new(OffRuntimeDrop::new(reader)),
@@ -440,6 +446,11 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The address links name (`public_url`, else the listen address).
+    pub fn public_url(&self) -> &str {
+        &self.state.0.config.public_url
     }
 
     pub fn state(&self) -> AppState {
