@@ -3,8 +3,8 @@
 //! the server. Output is CSV (or JSON) on stdout.
 
 use crate::data::{engine_from_store, StoreArgs};
-use anyhow::{bail, Context, Result};
-use siyu_domain::{EventType, DAY, WEEK};
+use anyhow::{Context, Result};
+use siyu_domain::{duration, EventType, DAY, WEEK};
 use siyu_engine::scan::{self, FunnelStep};
 use siyu_engine::{analytics, Engine, RawEvent};
 use std::fmt::Write as _;
@@ -26,14 +26,17 @@ pub enum Question {
     Rfm,
     /// First-touch funnel per channel: entered → friended → converted.
     Funnel {
-        #[arg(long, default_value_t = 7)]
-        friend_days: i64,
-        #[arg(long, default_value_t = 30)]
-        convert_days: i64,
+        /// How soon after the first touch the add_friend counts: a duration
+        /// (36h, 7d, 2w; units s, m, h, d, w) or a number of days.
+        #[arg(long = "friend-within", visible_alias = "friend-days", default_value = "7d", value_parser = days_or_duration)]
+        friend_within: i64,
+        /// How soon after the add_friend the purchase counts (like --friend-within).
+        #[arg(long = "convert-within", visible_alias = "convert-days", default_value = "30d", value_parser = days_or_duration)]
+        convert_within: i64,
     },
     /// Funnel over any steps, e.g. `--step touch --step add_friend:7d --step purchase:30d`.
     Steps {
-        /// TYPE[@CHANNEL][:WINDOW] with WINDOW like 7d or 12h (from the previous step).
+        /// TYPE[@CHANNEL][:WINDOW] with WINDOW a duration like 7d, 12h or 1d12h (units s, m, h, d, w; from the previous step).
         #[arg(long = "step", required = true)]
         steps: Vec<String>,
         /// Split persons by the channel of their first step.
@@ -50,8 +53,10 @@ pub enum Question {
     },
     /// Referral tiers and top inviters.
     Referrals {
-        #[arg(long, default_value_t = 14)]
-        convert_days: i64,
+        /// How soon after the signup the invitee's purchase counts: a
+        /// duration (36h, 14d, 2w) or a number of days.
+        #[arg(long = "convert-within", visible_alias = "convert-days", default_value = "14d", value_parser = days_or_duration)]
+        convert_within: i64,
         #[arg(long, default_value_t = 10)]
         top: usize,
     },
@@ -63,6 +68,25 @@ pub enum Question {
     Repurchase,
     /// Historical LTV by first-seen month and channel.
     Ltv,
+}
+
+/// A span flag's value in seconds: a duration in the one syntax every
+/// body takes (`siyu_domain::duration`: "36h", "7d", "2w", "1d12h") or, as
+/// these flags always took, a bare number of days.
+fn days_or_duration(given: &str) -> Result<i64, String> {
+    let text = given.trim();
+    if let Ok(days) = text.parse::<i64>() {
+        if days < 0 {
+            return Err("negative spans are not allowed; give a duration such as 36h, 7d or 2w (units s, m, h, d, w) or a number of days".into());
+        }
+        return days.checked_mul(DAY).ok_or_else(|| "too large".to_string());
+    }
+    duration::parse(text).map_err(|e| {
+        format!(
+            "{}; give a duration such as 36h, 7d or 2w (units s, m, h, d, w) or a number of days",
+            e.message
+        )
+    })
 }
 
 fn parse_step(s: &str) -> Result<FunnelStep> {
@@ -79,15 +103,11 @@ fn parse_step(s: &str) -> Result<FunnelStep> {
     })?;
     let within = window
         .map(|w| {
-            let (n, unit) = w.split_at(w.len().saturating_sub(1));
-            let n: i64 = n.parse().with_context(|| {
-                format!("step `{s}`: window `{w}` must look like 7d, 12h or 30m")
-            })?;
-            Ok::<i64, anyhow::Error>(match unit {
-                "d" => n * DAY,
-                "h" => n * 3600,
-                "m" => n * 60,
-                _ => bail!("step `{s}`: window unit must be d, h or m"),
+            duration::parse(w).map_err(|e| {
+                anyhow::anyhow!(
+                    "--step `{s}`: window `{w}`: {}; write a duration such as 30m, 12h, 7d or 1d12h (units s, m, h, d, w)",
+                    e.message
+                )
             })
         })
         .transpose()?;
@@ -116,11 +136,11 @@ pub fn run(args: AnalyticsArgs) -> Result<()> {
             }
         }
         Question::Funnel {
-            friend_days,
-            convert_days,
+            friend_within,
+            convert_within,
         } => {
             out.push_str("channel,entered,friended,converted\n");
-            for r in analytics::first_touch_funnel(&engine, friend_days * DAY, convert_days * DAY) {
+            for r in analytics::first_touch_funnel(&engine, friend_within, convert_within) {
                 let _ = writeln!(
                     out,
                     "{},{},{},{}",
@@ -166,8 +186,11 @@ pub fn run(args: AnalyticsArgs) -> Result<()> {
                 out.push('\n');
             }
         }
-        Question::Referrals { convert_days, top } => {
-            let s = analytics::referral_summary(&engine, convert_days * DAY, &[10, 20], top);
+        Question::Referrals {
+            convert_within,
+            top,
+        } => {
+            let s = analytics::referral_summary(&engine, convert_within, &[10, 20], top);
             let _ = write!(
                 out,
                 "inviters,tier1,tier2\n{},{},{}\n\ncanonical_id,valid\n",

@@ -281,6 +281,79 @@ fn analytics_answer_from_the_store() {
     std::fs::remove_dir_all(&base).ok();
 }
 
+/// Every span flag of `siyu analytics` takes the one duration syntax
+/// (`siyu_domain::duration`); a bare number keeps meaning days, as the
+/// `--*-days` flags always did; a bad value names the flag and the units.
+#[test]
+fn analytics_span_flags_take_durations() {
+    let base = tempdir("analytics-spans");
+    let file = base.join("events.jsonl");
+    std::fs::write(&file, EVENTS).unwrap();
+    let dir = base.join("d");
+    assert!(import(&dir, &file).status.success());
+    let run = |args: &[&str]| {
+        siyu()
+            .arg("analytics")
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--now", "1790000000"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // The purchase came 26 hours after the comment.
+    assert_eq!(
+        ok(&["steps", "--step", "comment", "--step", "purchase:1d2h"]),
+        "split,step1,step2\nall,1,1\n"
+    );
+    assert_eq!(
+        ok(&["steps", "--step", "comment", "--step", "purchase:25h"]),
+        "split,step1,step2\nall,1,0\n"
+    );
+    // Durations and bare days give the same answers.
+    let by_days = ok(&["funnel", "--friend-days", "7", "--convert-days", "30"]);
+    assert_eq!(
+        by_days,
+        ok(&[
+            "funnel",
+            "--friend-within",
+            "1w",
+            "--convert-within",
+            "720h"
+        ])
+    );
+    assert_eq!(by_days, ok(&["funnel"]));
+    let by_days = ok(&["referrals", "--convert-days", "14"]);
+    assert_eq!(by_days, ok(&["referrals", "--convert-within", "2w"]));
+    assert!(by_days.starts_with("inviters,tier1,tier2\n1,"), "{by_days}");
+    for (args, flag) in [
+        (&["funnel", "--friend-within", "7x"][..], "--friend-within"),
+        (&["referrals", "--convert-days=-3"][..], "--convert-within"),
+        (
+            &["steps", "--step", "comment", "--step", "purchase:2"][..],
+            "--step",
+        ),
+    ] {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            err.contains(flag) && err.contains("units s, m, h, d, w"),
+            "{args:?}: {err}"
+        );
+    }
+    std::fs::remove_dir_all(&base).ok();
+}
+
 /// `siyu keys create --scope …` beside a running server on the same store:
 /// the key works there within 2 s (the server rereads the keys every
 /// second) and only for its scope; a bad scope is refused with the list.
