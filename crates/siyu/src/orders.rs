@@ -52,6 +52,15 @@ const CHUNK: usize = 2_000;
 /// Rejected rows printed (the rest are counted).
 const SHOWN: usize = 50;
 
+/// Over-refunded orders printed (the rest are counted).
+const OVER_REFUNDED_SHOWN: usize = 5;
+
+/// Cents as yuan, `¥88.00`.
+fn yuan(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    format!("{sign}¥{}.{:02}", cents.abs() / 100, cents.abs() % 100)
+}
+
 /// A mapping or flag that does not fit the file: exit code 2, like clap's
 /// usage errors.
 fn usage(message: String) -> ! {
@@ -226,6 +235,26 @@ pub fn run(args: ImportOrdersArgs) -> Result<()> {
         engine.person_count() as i64 - persons_before as i64,
         started.elapsed().as_secs_f64(),
     );
+    let over = orders::over_refunded(&engine, &events);
+    if !over.is_empty() {
+        println!(
+            "over-refunded: {} order(s) leave their person with more refunded than purchased (stored as given; the profile shows refunds_exceed_purchases):",
+            over.len()
+        );
+        for o in over.iter().take(OVER_REFUNDED_SHOWN) {
+            println!(
+                "  {name}:{}: order {} of {}: purchased {}, refunded {}",
+                o.index,
+                o.order_id,
+                o.person,
+                yuan(o.purchased_cents),
+                yuan(o.refunded_cents)
+            );
+        }
+        if over.len() > OVER_REFUNDED_SHOWN {
+            println!("  … and {} more", over.len() - OVER_REFUNDED_SHOWN);
+        }
+    }
     if !rejected.is_empty() {
         bail!(
             "{} row(s) were rejected (listed above with file:line); the other rows were imported",

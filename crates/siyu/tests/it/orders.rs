@@ -217,3 +217,45 @@ fn an_old_export_with_unkeyed_phone_hashes_is_keyed_at_the_next_start() {
     assert!(ids.iter().any(|i| i.starts_with("phone_hmac:")), "{ids:?}");
     assert_eq!(zhou["purchases"], 1, "{zhou}");
 }
+
+/// A refund larger than its person's purchases is stored as given and
+/// printed after the import (count and the first orders), as
+/// `POST /v1/orders` answers it in `over_refunded`.
+#[test]
+fn refunds_beyond_the_purchases_are_printed_after_the_import() {
+    let base = tempdir("orders-over");
+    let dir = base.join("data");
+    let file = base.join("refunds.csv");
+    std::fs::write(
+        &file,
+        "order_id,channel,buyer_id,status,amount,refund_amount,paid_at,refunded_at\n\
+         1,taobao,b1,paid,10.00,,2026-11-11 20:15:00,\n\
+         2,taobao,b1,refund,,1000.00,,2026-11-12 10:00:00\n\
+         3,taobao,b2,paid,20.00,,2026-11-11 21:00:00,\n",
+    )
+    .unwrap();
+    let out = siyu()
+        .args(["import-orders", "--quiet", "--data-dir"])
+        .arg(&dir)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("accepted 3,"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "over-refunded: 1 order(s) leave their person with more refunded than purchased"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("refunds.csv:3: order 2 of taobao:b1: purchased ¥10.00, refunded ¥1000.00"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&base).ok();
+}
