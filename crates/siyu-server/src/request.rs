@@ -136,6 +136,31 @@ pub(crate) fn read_engine(state: &AppState) -> std::sync::RwLockReadGuard<'_, En
     state.0.engine.read().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Refuses a body not declared as JSON (`application/json` or a `+json`
+/// type), as axum's `Json` extractor does for the routes that use it, but
+/// as the error table's JSON 415: for handlers that read their own body.
+pub(crate) fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = given
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(if given.is_empty() {
+            "(none)".into()
+        } else {
+            given.to_string()
+        }))
+    }
+}
+
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         let e = e.into_inner();

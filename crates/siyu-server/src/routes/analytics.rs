@@ -7,7 +7,7 @@
 use crate::cache::{CohortQuery, FunnelQuery, ReferralQuery};
 use crate::error::ApiError;
 use crate::log_pass::log_pass;
-use crate::request::{blocking, read_body, read_engine, route, Route};
+use crate::request::{blocking, read_body, read_engine, require_json, route, Route};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -185,8 +185,10 @@ pub struct Steps {
 
 async fn analytics_steps(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Steps>, ApiError> {
+    require_json(&headers)?;
     // Read here rather than by axum's `Json`, so a bad field (a duration
     // such as "1 day") is a JSON 400 naming it, like every other error.
     let body: StepsBody = serde_json::from_slice(&body).map_err(|e| {

@@ -516,6 +516,37 @@ async fn segments_explain_and_erase() {
         (s, b["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("bad_request"))
     );
+    // It reads its own body, and still refuses what is not JSON with the
+    // 415 JSON error every JSON route gives (a segment, for one).
+    let steps = r#"{"steps":[{"event_type":"comment"}]}"#;
+    let (s, b) = t
+        .call(
+            "POST",
+            "/v1/analytics/steps",
+            Some(&t.key),
+            "text/plain",
+            steps,
+        )
+        .await;
+    let (s2, b2) = t
+        .call(
+            "PUT",
+            "/v1/segments/typed",
+            Some(&t.key),
+            "text/plain",
+            r#"{"segment":"purchases >= 1"}"#,
+        )
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Some("unsupported_media_type")
+        ),
+        "{b}"
+    );
+    assert_eq!((s2, &b2["code"]), (s, &b["code"]), "{b2}");
+    assert!(b["message"].as_str().unwrap().contains("text/plain"), "{b}");
     let (_, a) = t.get("/v1/analytics/attribution").await;
     assert_eq!(
         a["rows"],
