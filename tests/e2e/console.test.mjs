@@ -133,6 +133,49 @@ try {
     await shot('dashboard.png');
   });
 
+  await step('the demo fills communities, content and the fission campaign; channels have their Chinese names', async () => {
+    const labels = await page.locator('#funnel-chart svg text').allTextContents();
+    assert.ok(labels.includes('抖音') && labels.includes('小红书'), `funnel labels: ${labels}`);
+    const [groups, content, board] = await Promise.all([apiGet('/v1/groups'), apiGet('/v1/content'), apiGet('/v1/campaigns/double11/leaderboard')]);
+    assert.equal(groups.groups.length, 12);
+    await page.click('#nav a[data-page=communities]');
+    await page.locator('#group-list').waitFor();
+    assert.equal(await page.locator('#group-list tbody tr').count(), 12);
+    assert.equal(await page.textContent('#group-list tr[data-group=g00] td:nth-child(2)'), '企业微信');
+    assert.equal(await page.locator('#operator-load tbody tr').count(), 3);
+    await page.locator('#livecode-list tr[data-livecode=vip]').waitFor();
+    // The form shows the channel's limit and refuses more before sending.
+    assert.equal(await page.textContent('#group-capacity-limit'), '企业微信群最多 500 人');
+    await page.fill('#group-id', 'e2e_too_big');
+    await page.fill('#group-capacity', '600');
+    const puts = [];
+    const onRequest = (r) => { if (r.method() === 'PUT' && r.url().includes('/v1/groups/')) puts.push(r.url()); };
+    page.on('request', onRequest);
+    await page.click('#group-save');
+    await page.locator('#group-error').waitFor();
+    page.off('request', onRequest);
+    assert.match(await page.textContent('#group-error'), /容量须在 1 到 500 之间：企业微信群最多 500 人/);
+    assert.deepEqual(puts, [], 'nothing was sent');
+    await page.fill('#group-channel', 'offline');
+    assert.equal(await page.textContent('#group-capacity-limit'), '线下门店群最多 100,000 人');
+    await shot('demo-communities.png');
+    await page.click('#nav a[data-page=content]');
+    await page.locator('#content-list').waitFor();
+    assert.equal(content.content.length, 3);
+    assert.equal(await page.locator('#content-list tbody tr').count(), 3);
+    await shot('demo-content.png');
+    await page.click('#nav a[data-page=fission]');
+    await page.locator('#campaign-funnel svg').waitFor();
+    assert.ok(board.top.length >= 5 && board.top[0].valid + board.top[0].pending >= 10, JSON.stringify(board.top[0]));
+    await page.locator('#leaderboard tbody tr').first().waitFor();
+    assert.ok((await page.locator('#reward-ledger tbody tr').count()) >= 3, 'rewards granted to the inviters past a tier');
+    await shot('demo-fission.png');
+    const english = await page.evaluate(() => { I18N.setLang('en'); const n = ['douyin', 'wecom', 'offline'].map(I18N.channel); I18N.setLang('zh-CN'); return n; });
+    assert.deepEqual(english, ['Douyin', 'WeCom', 'Offline store']);
+    await page.click('#nav a[data-page=dashboard]');
+    await page.locator('#funnel-chart svg').waitFor();
+  });
+
   // A demo person who came from Douyin, was linked to WeCom and bought.
   const members = await apiGet('/v1/segments/douyin_repeat_buyers/members?limit=1');
   const target = await apiGet('/v1/persons/' + encodeURIComponent(members.members[0]));
@@ -154,6 +197,7 @@ try {
     assert.ok(target.purchases >= 2);
     assert.ok((await page.locator('#timeline-rows tr.ev-purchase').count()) >= 1, 'purchases in the timeline');
     assert.ok((await page.textContent('#person-segments')).includes('douyin_repeat_buyers'));
+    assert.equal(await page.textContent('#first-channel'), '抖音', 'the first channel by its Chinese name');
     const href = await page.getAttribute('#export', 'href');
     const exported = await page.evaluate(async (h) => (await fetch(h)).text(), href);
     assert.ok(exported.split('\n').filter(Boolean).length >= target.events, 'export link returns every event as JSONL');

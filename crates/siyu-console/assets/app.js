@@ -189,12 +189,12 @@
     const empty = () => h('p', { class: 'muted' }, t('dash.empty'));
     const frows = (funnel.data && funnel.data.rows) || [];
     const funnelChart = frows.length ? C.groupedBars(
-      frows.map((r) => ({ label: r.channel, values: [r.entered, r.friended, r.converted], note: r.entered ? (100 * r.converted / r.entered).toFixed(1) + '%' : '' })),
+      frows.map((r) => ({ label: I18N.channel(r.channel), values: [r.entered, r.friended, r.converted], note: r.entered ? (100 * r.converted / r.entered).toFixed(1) + '%' : '' })),
       [t('dash.entered'), t('dash.friended'), t('dash.converted')], { title: t('dash.funnel') }) : empty();
 
     const rrows = (roi.data && roi.data.rows) || [];
     const roiChart = rrows.length ? C.groupedBars(
-      rrows.map((r) => ({ label: r.channel, values: [r.spend / 100, r.revenue / 100], note: r.spend ? 'ROI ' + (r.revenue / r.spend).toFixed(2) : '' })),
+      rrows.map((r) => ({ label: I18N.channel(r.channel), values: [r.spend / 100, r.revenue / 100], note: r.spend ? 'ROI ' + (r.revenue / r.spend).toFixed(2) : '' })),
       [t('dash.spend'), t('dash.revenue')], { title: t('dash.roi') }) : empty();
 
     const cd = cohorts.data || {};
@@ -280,7 +280,7 @@
         const extra = Object.entries(e).filter(([k]) => !['ts', 'identity', 'type', 'channel', 'amount', 'id'].includes(k))
           .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
         tbody.appendChild(h('tr', { class: 'ev ev-' + e.type }, h('td', { class: 'nowrap' }, date(e.ts)), h('td', {}, h('span', { class: 'chip type-' + e.type }, typeLabel(e.type))),
-          h('td', {}, e.identity), h('td', {}, e.channel || ''), h('td', { class: 'num' }, e.amount != null ? yuan(e.amount) : ''), h('td', { class: 'muted small' }, extra)));
+          h('td', {}, e.identity), h('td', { title: e.channel || '' }, e.channel ? I18N.channel(e.channel) : ''), h('td', { class: 'num' }, e.amount != null ? yuan(e.amount) : ''), h('td', { class: 'muted small' }, extra)));
       }
       next = data && data.next_before;
       more.hidden = !next;
@@ -310,7 +310,7 @@
     const consentCard = card(t('persons.consent_ledger'), ledger.length ? h('table', { class: 'list', id: 'consent-ledger' },
       h('thead', {}, h('tr', {}, ['persons.time', 'persons.identity', 'persons.channel', 'persons.consent', 'persons.source'].map((k) => h('th', {}, t(k))))),
       h('tbody', {}, ledger.slice().reverse().map((c) => h('tr', { 'data-granted': String(c.granted) }, h('td', { class: 'nowrap' }, epoch(c.ts)), h('td', {}, c.identity),
-        h('td', {}, c.channel || t('persons.all_channels')),
+        h('td', {}, c.channel ? I18N.channel(c.channel) : t('persons.all_channels')),
         h('td', {}, h('span', { class: 'badge ' + (c.granted ? 'good' : 'bad') }, t(c.granted ? 'persons.granted' : 'persons.revoked'))),
         h('td', { class: 'small' }, (() => { const k = 'persons.source.' + c.source; const v = t(k); return v === k ? c.source : v; })())))))
       : h('p', { class: 'muted', id: 'consent-ledger-empty' }, cs.ok ? t('persons.no_consent') : (cs.data && cs.data.message) || String(cs.status)));
@@ -322,7 +322,7 @@
         card(t('persons.identities'), h('div', { id: 'identities' }, chips(p.identities, 'id'))),
         card(t('persons.profile'), h('table', { class: 'kv' }, h('tbody', {},
           row(t('persons.first_seen'), date(p.first_seen)),
-          row(t('persons.first_channel'), p.first_channel || none),
+          row(t('persons.first_channel'), p.first_channel ? h('span', { id: 'first-channel', title: p.first_channel }, I18N.channel(p.first_channel)) : none),
           row(t('persons.purchases'), h('span', { id: 'purchases' }, String(p.purchases))),
           row(t('persons.net_spend'), h('span', { id: 'net-spend' }, '¥' + yuan(p.net_spend))),
           row(t('persons.refunded'), '¥' + yuan(p.refunded)),
@@ -493,10 +493,10 @@
     const counters = (d.stats && d.stats.channels) || {};
     const n = (ch, k) => C.fmt((counters[ch] && counters[ch][k]) || 0);
     const rows = (d.outbound || []).map((o) => h('tr', { 'data-channel': o.channel },
-      h('td', {}, o.channel),
+      h('td', { title: o.channel }, I18N.channel(o.channel)),
       h('td', {}, h('span', { class: 'badge ' + (o.configured ? 'status-done' : '') }, t(o.configured ? 'set.configured' : 'set.not_configured'))),
       ['queued', 'in_flight', 'delivered', 'retried', 'dead'].map((k) => h('td', { class: 'num' }, n(o.channel, k)))));
-    const inbound = (d.inbound || []).length ? d.inbound.map((c) => h('span', { class: 'chip' }, c)) : h('span', { class: 'muted' }, t('set.no_inbound'));
+    const inbound = (d.inbound || []).length ? d.inbound.map((c) => h('span', { class: 'chip', title: c }, I18N.channel(c))) : h('span', { class: 'muted' }, t('set.no_inbound'));
     return card(t('set.connectors'),
       h('table', { class: 'list', id: 'connector-list' },
         h('thead', {}, h('tr', {}, ['set.channel', 'set.state', 'set.queued', 'set.in_flight', 'set.delivered', 'set.retried', 'set.dead'].map((k) => h('th', {}, t(k))))),

@@ -192,7 +192,7 @@ window.AutomationPages = function (ui) {
         const r = await api('POST', `/v1/templates/${enc(current.name)}/preview?person=${enc(who.value.trim())}&channel=${enc(channel.value.trim() || 'wecom')}`);
         if (!r.ok) { if (r.status !== 403) out.replaceChildren(h('p', { class: 'error', id: 'preview-error' }, msgOf(r))); return; }
         out.replaceChildren(h('div', { class: 'message' },
-          h('div', { class: 'muted small' }, `${r.data.person} · ${r.data.channel}`),
+          h('div', { class: 'muted small' }, `${r.data.person} · ${I18N.channel(r.data.channel)}`),
           r.data.subject ? h('div', { class: 'subject', id: 'preview-subject' }, r.data.subject) : null,
           h('div', { class: 'body', id: 'preview-body' }, r.data.body)));
       };

@@ -250,7 +250,7 @@ window.GrowthPages = function (ui) {
       api('GET', '/v1/groups/' + enc(selected.id) + '/health').then((r) => healthSlot.replaceChildren(healthCard(selected, r)));
     }
     parts.push(h('div', { class: 'grid2' },
-      h('div', {}, healthSlot, groupEditor(selected, os)),
+      h('div', {}, healthSlot, groupEditor(selected, os, groups.data && groups.data.capacity_limits)),
       h('div', {}, handoverCard(os), operatorEditor(), liveCodesCard((codes.data && codes.data.livecodes) || [], codes))));
     main.replaceChildren(...parts);
   }
@@ -258,7 +258,7 @@ window.GrowthPages = function (ui) {
   function groupsCard(gs, r, selected) {
     const rows = gs.map((g) => h('tr', { 'data-group': g.id, class: selected && selected.id === g.id ? 'active' : '' },
       h('td', {}, h('a', { href: '#/communities/' + enc(g.id) }, g.name || g.id), g.name && g.name !== g.id ? h('div', { class: 'muted small' }, g.id) : null),
-      h('td', {}, g.channel),
+      h('td', { title: g.channel }, I18N.channel(g.channel)),
       h('td', {}, g.owner),
       h('td', { class: 'size' }, C.meter(g.size, g.capacity, { extra: g.reserved })),
       h('td', { class: 'num' }, C.fmt(g.free)),
@@ -296,11 +296,27 @@ window.GrowthPages = function (ui) {
       h('p', { class: 'muted small' }, t('gr.c.health_help', { j: d.joins, l: d.leaves, n: C.fmt(d.events_scanned), ms: (d.ms || 0).toFixed(0) })));
   }
 
-  function groupEditor(g, os) {
+  // The most members a group on `channel` may have (the server's
+  // per-channel limits from GET /v1/groups; it refuses more too).
+  function capacityLimit(limits, channel) {
+    if (!limits) return 100000;
+    return (limits.channels && limits.channels[channel]) || limits.default;
+  }
+
+  function groupEditor(g, os, limits) {
     const id = h('input', { id: 'group-id', value: g ? g.id : '', placeholder: 'vip_group_1', required: true, readonly: g ? true : null });
     const name = h('input', { id: 'group-name', value: g ? g.name : '', placeholder: t('gr.c.name_placeholder') });
     const channel = h('input', { id: 'group-channel', value: g ? g.channel : 'wecom', required: true });
-    const capacity = h('input', { id: 'group-capacity', type: 'number', min: '1', max: '100000', value: String(g ? g.capacity : 500) });
+    const capacity = h('input', { id: 'group-capacity', type: 'number', min: '1', value: String(g ? g.capacity : 500) });
+    const capacityHint = h('div', { class: 'muted small', id: 'group-capacity-limit' });
+    const showLimit = () => {
+      const ch = channel.value.trim();
+      const max = capacityLimit(limits, ch);
+      capacity.max = String(max);
+      capacityHint.textContent = t('gr.c.capacity_limit', { channel: I18N.channel(ch), max: C.fmt(max) });
+    };
+    channel.addEventListener('input', showLimit);
+    showLimit();
     const owner = h('select', { id: 'group-owner' }, h('option', { value: '' }, t('gr.c.owner_auto')),
       os.filter((o) => o.status === 'active').map((o) => h('option', { value: o.login, selected: g && g.owner === o.login ? true : null }, `${o.login} (${o.groups || 0}/${o.max_groups})`)));
     const status = h('div', { id: 'group-status' });
@@ -308,6 +324,11 @@ window.GrowthPages = function (ui) {
       e.preventDefault();
       status.replaceChildren();
       const body = { channel: channel.value.trim(), capacity: Number(capacity.value) };
+      const max = capacityLimit(limits, body.channel);
+      if (!(body.capacity >= 1 && body.capacity <= max)) {
+        status.replaceChildren(faults('group-error', t('gr.c.capacity_too_large', { channel: I18N.channel(body.channel), max: C.fmt(max) })));
+        return;
+      }
       if (name.value.trim()) body.name = name.value.trim();
       if (owner.value) body.owner = owner.value;
       if (g) { body.tags = g.tags || []; if (g.url) body.url = g.url; body.archived = !!g.archived; }
@@ -317,7 +338,7 @@ window.GrowthPages = function (ui) {
       else if (r.status !== 403) status.replaceChildren(faults('group-error', msgOf(r)));
     } },
       h('div', { class: 'row2' }, h('label', {}, t('gr.c.group_id'), id), h('label', {}, t('gr.c.name'), name)),
-      h('div', { class: 'row2' }, h('label', {}, t('gr.c.channel'), channel), h('label', {}, t('gr.c.capacity'), capacity)),
+      h('div', { class: 'row2' }, h('label', {}, t('gr.c.channel'), channel), h('label', {}, t('gr.c.capacity'), capacity, capacityHint)),
       h('label', {}, t('gr.c.owner'), owner),
       status,
       h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'group-save', 'data-write': true }, t('auto.save')),

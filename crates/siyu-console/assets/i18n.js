@@ -384,6 +384,8 @@
       'gr.c.name': '名称',
       'gr.c.name_placeholder': '会员福利 1 群',
       'gr.c.capacity': '容量',
+      'gr.c.capacity_limit': '{channel}群最多 {max} 人',
+      'gr.c.capacity_too_large': '容量须在 1 到 {max} 之间：{channel}群最多 {max} 人',
       'gr.c.owner_auto': '自动（负载最低的运营）',
       'gr.c.group_saved': '已保存社群 {id}',
       'gr.c.new_group': '新建社群',
@@ -812,6 +814,8 @@
       'gr.c.name': 'Name',
       'gr.c.name_placeholder': 'Members\' perks #1',
       'gr.c.capacity': 'Capacity',
+      'gr.c.capacity_limit': 'A {channel} group holds at most {max} members',
+      'gr.c.capacity_too_large': 'Capacity must be between 1 and {max}: a {channel} group holds at most {max} members',
       'gr.c.owner_auto': 'automatic (least-loaded operator)',
       'gr.c.group_saved': 'Saved group {id}',
       'gr.c.new_group': 'New group',
@@ -860,6 +864,28 @@
       'common.yuan': '¥{v}',
     },
   };
+  // Channel names as people say them: [zh-CN, English]. An id not listed
+  // (a channel a brand made up) is shown as it is.
+  const CHANNELS = {
+    douyin: ['抖音', 'Douyin'],
+    kuaishou: ['快手', 'Kuaishou'],
+    xiaohongshu: ['小红书', 'Xiaohongshu'],
+    taobao: ['淘宝', 'Taobao'],
+    tmall: ['天猫', 'Tmall'],
+    jd: ['京东', 'JD.com'],
+    pinduoduo: ['拼多多', 'Pinduoduo'],
+    weibo: ['微博', 'Weibo'],
+    bilibili: ['哔哩哔哩', 'Bilibili'],
+    wecom: ['企业微信', 'WeCom'],
+    wechat: ['微信', 'WeChat'],
+    miniprogram: ['小程序', 'Mini-program'],
+    offline: ['线下门店', 'Offline store'],
+    sms: ['短信', 'SMS'],
+    email: ['邮件', 'E-mail'],
+    webhook: ['Webhook', 'Webhook'],
+    app: ['App', 'App'],
+    web: ['网站', 'Website'],
+  };
   const KEY = 'siyu.lang';
   let lang = localStorage.getItem(KEY) === 'en' ? 'en' : 'zh-CN';
 
@@ -892,4 +918,6 @@
   }
 
   window.I18N = { t, applyStatic, setLang, lang: () => lang };
+  // The display name of channel id `c` in the current language.
+  window.I18N.channel = (c) => (CHANNELS[c] ? CHANNELS[c][lang === 'en' ? 1 : 0] : c);
 })();

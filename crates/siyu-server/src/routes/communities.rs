@@ -246,6 +246,26 @@ async fn put_group(
 #[derive(Serialize)]
 struct GroupList {
     groups: Vec<GroupView>,
+    /// The most members a group may be given, so a form can refuse more
+    /// before saving (`siyu_growth::community::groups::CHANNEL_CAPACITY`).
+    capacity_limits: CapacityLimits,
+}
+
+/// A group's largest capacity: `channels[channel]` where the channel has a
+/// limit of its own, else `default`.
+#[derive(Serialize)]
+struct CapacityLimits {
+    default: u32,
+    channels: std::collections::BTreeMap<&'static str, u32>,
+}
+
+impl CapacityLimits {
+    fn new() -> Self {
+        CapacityLimits {
+            default: groups::MAX_CAPACITY,
+            channels: groups::CHANNEL_CAPACITY.iter().copied().collect(),
+        }
+    }
 }
 
 async fn list_groups(State(state): State<AppState>) -> Result<Json<GroupList>, ApiError> {
@@ -256,7 +276,10 @@ async fn list_groups(State(state): State<AppState>) -> Result<Json<GroupList>, A
         let defs = groups::load_groups(store, &mut skipped)?;
         let engine = read_engine(&s);
         let groups = groups::group_views(store, &engine, defs, at)?;
-        Ok(Json(GroupList { groups }))
+        Ok(Json(GroupList {
+            groups,
+            capacity_limits: CapacityLimits::new(),
+        }))
     })
     .await
 }

@@ -175,6 +175,13 @@ async fn a_live_code_fills_each_group_to_capacity_then_the_next_then_answers_409
         (Some("g1"), Some(2), Some(0), Some(0)),
         "{gs}"
     );
+    // The list says how large a group may be per channel, so the console
+    // refuses more before saving (the server refuses it too).
+    assert_eq!(
+        gs["capacity_limits"],
+        json!({"default": 100000, "channels": {"wechat": 500, "wecom": 500}}),
+        "{gs}"
+    );
     // One leaves: a seat opens in g1 again.
     t.post_events(r#"[{"ts":"2026-01-06T10:00:00Z","identity":"wecom:n2","type":"leave_group","group":"g1"}]"#)
         .await;
