@@ -11,6 +11,8 @@ use siyu_server::config::Config;
 use std::path::Path;
 
 const PERSONS: u64 = 5_000;
+/// Community groups `g00`… the demo's customers join (saved by [`crate::demo_api`]).
+pub const GROUPS: usize = 12;
 const DAY: i64 = 86_400;
 
 /// A small deterministic generator (xorshift64*).
@@ -58,6 +60,8 @@ pub fn events(now: i64) -> Vec<Event> {
     ];
     let cities = ["上海", "北京", "杭州", "深圳", "成都", "广州"];
     let mut raw: Vec<serde_json::Value> = Vec::new();
+    // Customers in WeCom and when they arrived: the fission campaign's inviters.
+    let mut friends: Vec<(String, i64)> = Vec::new();
     let start = now - 180 * DAY;
     for p in 0..PERSONS {
         let ch = channels[rng.below(channels.len() as u64) as usize];
@@ -83,11 +87,17 @@ pub fn events(now: i64) -> Vec<Event> {
             "timezone": "Asia/Shanghai",
             "tags": if rng.chance(20) { vec!["vip"] } else { vec![] },
         });
+        if rng.chance(60) {
+            // The community operator who owns this customer (trait `operator`).
+            link["traits"]["operator"] =
+                json!(OPERATORS[rng.below(OPERATORS.len() as u64) as usize].0);
+        }
+        friends.push((wecom.clone(), t));
         raw.push(link);
         raw.push(ev(t + 1, &wecom, "add_friend"));
         if rng.chance(30) {
             let mut j = ev(t + 3600, &wecom, "join_group");
-            j["group"] = json!(format!("g{:02}", rng.below(12)));
+            j["group"] = json!(format!("g{:02}", rng.below(GROUPS as u64)));
             raw.push(j);
         }
         if rng.chance(25) && p > 10 {
@@ -135,14 +145,78 @@ pub fn events(now: i64) -> Vec<Event> {
     let mut events: Vec<Event> = raw
         .iter()
         .filter_map(|v| parse_json_event(v).ok())
-        .filter(|e| e.ts < now)
         .collect();
+    events.extend(campaign_signups(&mut rng, &friends, now));
+    events.retain(|e| e.ts < now);
     events.sort_by_key(|e| e.ts);
     for (i, e) in events.iter_mut().enumerate() {
-        e.id = Some(format!("demo-{i}"));
+        // Signups keep the id the signup route gives them (one per invitee
+        // and campaign), so a real signup later is not counted twice.
+        e.id.get_or_insert_with(|| format!("demo-{i}"));
     }
     events
 }
+
+/// The fission campaign of the demo (saved by [`crate::demo_api`]).
+pub const CAMPAIGN: &str = "double11";
+
+/// Invitees per inviter in the demo campaign: one inviter past the second
+/// tier (10), a few past the first (3), the rest below it.
+const INVITES: [u64; 14] = [12, 6, 4, 3, 3, 2, 2, 2, 1, 1, 1, 1, 1, 1];
+
+/// Signups through the demo campaign over its last 30 days, made by the
+/// same core function the public signup route uses
+/// (`siyu_growth::fission::signup_event`); most invitees buy within a few
+/// days (valid once the hold passes), and two of them share the device of
+/// a third, so the anti-fraud rule has something to flag.
+fn campaign_signups(rng: &mut Rng, friends: &[(String, i64)], now: i64) -> Vec<Event> {
+    let mut out = Vec::new();
+    let inviters = friends.iter().filter(|(_, t)| *t < now - 40 * DAY);
+    let mut shared_device = None;
+    for ((inviter, _), invites) in inviters.step_by(97).zip(INVITES) {
+        for n in 0..invites {
+            let invitee = format!("douyin:{:012x}", rng.next() & 0xFFFF_FFFF_FFFF);
+            let at = now - 2 * DAY - rng.below(28 * DAY as u64) as i64;
+            let ip = format!(
+                "10.{}.{}.{}",
+                rng.below(200),
+                rng.below(250),
+                1 + rng.below(250)
+            );
+            let device = match (&shared_device, invites == 4 && n < 3) {
+                (Some(d), true) => String::clone(d),
+                _ => format!("dev-{:08x}", rng.next() & 0xFFFF_FFFF),
+            };
+            if invites == 4 && n == 0 {
+                shared_device = Some(device.clone());
+            }
+            let Ok(signup) = siyu_growth::fission::signup_event(
+                CAMPAIGN,
+                &invitee,
+                inviter,
+                &ip,
+                Some(&device),
+                at,
+            ) else {
+                continue;
+            };
+            out.push(signup);
+            if rng.chance(70) {
+                let bought = json!({
+                    "ts": format_rfc3339(at + 3600 + rng.below(4 * DAY as u64) as i64),
+                    "identity": invitee, "type": "purchase", "channel": "miniprogram",
+                    "amount": 9_900 + rng.below(20_000) as i64,
+                });
+                out.extend(parse_json_event(&bought).ok());
+            }
+        }
+    }
+    out
+}
+
+/// The demo's community operators: (login, name).
+pub const OPERATORS: [(&str, &str); 3] =
+    [("op_wang", "小王"), ("op_li", "小李"), ("op_chen", "小陈")];
 
 /// Console logins of the demo (printed by `siyu demo`): (login, password, role).
 pub const DEMO_LOGINS: [(&str, &str, OperatorRole); 3] = [
@@ -196,10 +270,16 @@ pub const KEY_FILE: &str = "demo-write-key.txt";
 /// The demo's admin token, random per demo dir (printed, and kept here).
 pub const ADMIN_TOKEN_FILE: &str = "demo-admin-token.txt";
 
-/// What `siyu demo` prints: the credentials of its data.
+/// Written into the data dir once the demo's definitions are saved
+/// ([`crate::demo_api::seed`]): a later start leaves them as they are.
+pub const SEEDED_FILE: &str = "demo-definitions-saved.marker";
+
+/// What `siyu demo` prints (the credentials of its data) and whether its
+/// definitions are still to be saved once the server is up.
 pub struct DemoCredentials {
     pub keys: DemoKeys,
     pub admin_token: String,
+    pub seed_definitions: bool,
 }
 
 /// Whether `siyu demo` may fill `data_dir`: yes when it made the dir (the
@@ -258,7 +338,8 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// Fills a fresh demo store (segments, spend, data, a write key) unless it
+/// Fills a fresh demo store (history, keys, logins; the definitions are
+/// saved through the API once the server is up) unless it
 /// already holds demo data; refuses a data dir (or database) holding
 /// anything else. Sets the config's admin token to the demo's when none
 /// was given; returns the credentials to print.
@@ -294,6 +375,7 @@ pub fn prepare(config: &mut Config) -> Result<DemoCredentials> {
                     ingest: ingest_key(store.as_mut(), &ingest_file)?,
                 },
                 admin_token,
+                seed_definitions: !data_dir.join(SEEDED_FILE).exists(),
             });
         }
     }
@@ -302,35 +384,6 @@ pub fn prepare(config: &mut Config) -> Result<DemoCredentials> {
     for chunk in events.chunks(5_000) {
         store.append(chunk)?;
     }
-    let segments = [
-        (
-            "douyin_repeat_buyers",
-            r#"purchases(last 90d) >= 2 and net_spend >= 500.00 and first_channel = "douyin" and not opted_out"#,
-        ),
-        ("vip", r#"tag("vip") and not opted_out"#),
-        (
-            "lapsed_buyers",
-            "purchases >= 1 and days_since_last_purchase >= 60",
-        ),
-        ("high_value", "rfm_m >= 4 and rfm_f >= 3"),
-    ];
-    for (seq, (name, src)) in segments.iter().enumerate() {
-        let tree = siyu_engine::segment::parse(src)
-            .map_err(|e| anyhow::anyhow!("demo segment {name}: {e}"))?;
-        store.put_setting(
-            &format!("segment/{name}"),
-            Some(&json!({"seq": seq, "source": src, "tree": tree})),
-        )?;
-    }
-    let spend: Vec<(String, i64)> = vec![
-        ("douyin".into(), 18_000_000),
-        ("kuaishou".into(), 4_000_000),
-        ("xiaohongshu".into(), 5_500_000),
-        ("taobao".into(), 3_000_000),
-        ("wechat".into(), 1_200_000),
-    ];
-    store.put_setting("spend", Some(&json!(spend)))?;
-    seed_automation(store.as_mut())?;
     let key = siyu_server::auth::create_key(
         store.as_mut(),
         "demo",
@@ -349,51 +402,6 @@ pub fn prepare(config: &mut Config) -> Result<DemoCredentials> {
     Ok(DemoCredentials {
         keys: DemoKeys { full: key, ingest },
         admin_token,
+        seed_definitions: true,
     })
-}
-
-/// Demo templates, journeys, auto-reply rules and a fission campaign, so
-/// the console's automation and growth pages have something to show. The
-/// demo has no connectors configured: its sends are dead-lettered
-/// ("unknown channel"), visible in the outbox, until one is.
-fn seed_automation(store: &mut dyn siyu_store::Store) -> Result<()> {
-    let templates = [
-        json!({"name": "welcome", "body": "{{name | default: \"朋友\"}}，欢迎加入！新人券已放入您的账户。回复 TD 退订", "class": "marketing"}),
-        json!({"name": "price", "body": "您好，这款 199 元，资料已发您～", "class": "transactional"}),
-        json!({"name": "winback", "body": "好久不见，{{name | default: \"朋友\"}}！这周会员日全场 8 折", "class": "marketing",
-               "variants": {"email": {"subject": "会员日 8 折", "body": "好久不见！这周会员日全场 8 折。退订：{{unsubscribe_link}}"}}}),
-        json!({"name": "reward", "body": "恭喜！您邀请的好友已达标，奖励已发放", "class": "transactional"}),
-    ];
-    for t in templates {
-        let name = t["name"].as_str().unwrap_or_default().to_string();
-        store.put_setting(&format!("template/{name}"), Some(&t))?;
-    }
-    let journeys = [
-        json!({"name": "welcome", "trigger": {"type": "event", "event": "add_friend", "channel": "wecom"}, "start": "hello",
-               "steps": {"hello": {"type": "send", "template": "welcome", "next": "wait"},
-                         "wait": {"type": "wait_for_event", "event": "purchase", "timeout": "3d", "next": "thanks", "on_timeout": "call"},
-                         "thanks": {"type": "add_tag", "tag": "converted"},
-                         "call": {"type": "task", "title": "回访新好友", "due": "1d"}}}),
-        json!({"name": "winback", "description": "lapsed buyers get one reminder, at 10:00 their time",
-               "trigger": {"type": "segment_entry", "segment": "lapsed_buyers"}, "reentry": {"cooldown": "30d"}, "start": "at10",
-               "steps": {"at10": {"type": "wait_until", "time": "10:00", "next": "send"},
-                         "send": {"type": "send", "template": "winback"}}}),
-    ];
-    for j in journeys {
-        let name = j["name"].as_str().unwrap_or_default().to_string();
-        store.put_setting(&format!("journey/{name}/000001"), Some(&j))?;
-    }
-    store.put_setting(
-        "autoreply/rules",
-        Some(&json!([{"id": "price", "matcher": {"any_of": ["多少钱", "价格", "求资料"]}, "reply_template": "price",
-                       "tags": ["lead"], "create_lead": true}])),
-    )?;
-    store.put_setting(
-        "campaign/double11",
-        Some(&json!({"id": "double11", "name": "双11 老带新", "tiers": [{"invites": 3, "reward": "coupon"}, {"invites": 10, "reward": "gift"}],
-                     "rewards": {"coupon": {"stock": 500, "cost": 1000, "template": "reward"}, "gift": {"stock": 50, "cost": 8900, "template": "reward"}},
-                     "rules": {"convert_within": "14d", "hold": "7d", "max_per_device": 3, "burst_max": 30, "burst_window": "1h"},
-                     "grant": "instant", "landing": {"next": "add_friend"}})),
-    )?;
-    Ok(())
 }

@@ -2,7 +2,7 @@
 //! lives in its own module and only parses flags and wires crates together.
 //!
 //! Owns the command line (`serve`, `demo`, `import`, `export`, `import-orders`,
-//! `keys`, `analytics`, `bench`), progress bars and exit codes. May depend on
+//! `keys`, `logins`, `analytics`, `bench`), progress bars and exit codes. May depend on
 //! every siyu crate; nothing depends on it.
 
 mod analytics;
@@ -10,6 +10,8 @@ mod bench;
 mod bulk;
 mod data;
 mod demo;
+mod demo_api;
+mod logins;
 mod orders;
 mod serve;
 
@@ -45,6 +47,9 @@ enum Command {
     /// Manage write keys.
     #[command(subcommand)]
     Keys(serve::KeysCommand),
+    /// Console logins (admin, operator, analyst) of a store.
+    #[command(subcommand)]
+    Logins(logins::LoginsCommand),
     /// Analytics over the store: rfm, funnel, steps, cohorts, referrals, roi, attribution, repurchase, ltv.
     Analytics(analytics::AnalyticsArgs),
     /// Answer the reference workload's questions (WORKLOAD.md Q0–Q6) through the engine.
@@ -60,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         Command::Export(args) => data::export(args),
         Command::ImportOrders(args) => orders::run(args),
         Command::Keys(cmd) => serve::keys(cmd),
+        Command::Logins(cmd) => logins::run(cmd),
         Command::Analytics(args) => analytics::run(args),
         Command::Bench(args) => bench::run(args),
     }

@@ -9,9 +9,14 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
+    /// Address to listen on: HOST:PORT, or :PORT for 127.0.0.1:PORT (default 127.0.0.1:8080).
     #[arg(long, env = "SIYU_LISTEN")]
     pub listen: Option<String>,
+    /// The address people reach the server at, for the links in messages,
+    /// invites and posters (e.g. https://crm.example.com; env
+    /// SIYU_PUBLIC_URL, config `public_url`). Default: the listen address.
+    #[arg(long)]
+    pub public_url: Option<String>,
     /// Directory of the embedded SQLite database and the engine snapshot.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -71,6 +76,7 @@ fn config_from(args: ServeArgs, default_dir: Option<&str>) -> Result<Config> {
         database_schema: args.database_schema,
         admin_token: args.admin_token,
         metrics_token: args.metrics_token,
+        public_url: args.public_url,
     };
     Config::load(args.config.as_deref(), &env, flags)
 }
@@ -92,18 +98,31 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn run(config: Config, banner: impl FnOnce(&str)) -> Result<()> {
+/// Builds the server (and its workspaces), runs `before_serving` on the
+/// main one, prints the banner and serves until a shutdown signal.
+async fn run(
+    config: Config,
+    before_serving: impl AsyncFnOnce(&Application) -> Result<()>,
+    banner: impl FnOnce(&str),
+) -> Result<()> {
+    let workspaces = config.workspaces.clone();
+    let main = config.clone();
+    let app = Application::build(config).await?;
     let mut others = Vec::new();
-    for (name, w) in &config.workspaces {
-        let app = Application::build(config.for_workspace(name, w))
+    for (name, w) in &workspaces {
+        let mut workspace = main.for_workspace(name, w);
+        if workspace.public_url.is_empty() {
+            // Served on the main listener: its links name the main address.
+            workspace.public_url = app.public_url().to_string();
+        }
+        let built = Application::build(workspace)
             .await
             .with_context(|| format!("starting workspace {name}"))?;
-        others.push((name.clone(), w.host.clone(), app));
+        others.push((name.clone(), w.host.clone(), built));
     }
-    let app = Application::build(config).await?;
-    let addr = app.local_addr();
-    let url = format!("http://{addr}");
-    tracing::info!(%url, workspaces = others.len() + 1, "siyu listening");
+    before_serving(&app).await?;
+    let url = siyu_server::config::public_url_of(app.local_addr());
+    tracing::info!(%url, public_url = app.public_url(), workspaces = others.len() + 1, "siyu listening");
     banner(&url);
     if others.is_empty() {
         app.run_until(shutdown_signal()).await
@@ -116,7 +135,11 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     init_logging();
     let config = config_from(args, None)?;
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(run(config, |url| println!("siyu serving on {url}")))
+    rt.block_on(run(
+        config,
+        async |_: &Application| -> Result<()> { Ok(()) },
+        |url| println!("siyu serving on {url}"),
+    ))
 }
 
 pub fn demo(args: ServeArgs) -> Result<()> {
@@ -125,9 +148,25 @@ pub fn demo(args: ServeArgs) -> Result<()> {
     let crate::demo::DemoCredentials {
         keys,
         admin_token: admin,
+        seed_definitions,
     } = crate::demo::prepare(&mut config)?;
+    let seeded_file = config.data_dir.join(crate::demo::SEEDED_FILE);
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(run(config, |url| {
+    let token = admin.clone();
+    let seed = async |app: &Application| -> Result<()> {
+        if seed_definitions {
+            let started = std::time::Instant::now();
+            crate::demo_api::seed(app, &token, siyu_server::writer::wall_clock()).await?;
+            std::fs::write(&seeded_file, "the demo's definitions are saved\n")
+                .with_context(|| format!("writing {}", seeded_file.display()))?;
+            tracing::info!(
+                seconds = started.elapsed().as_secs_f64(),
+                "demo definitions saved through the API"
+            );
+        }
+        Ok(())
+    };
+    rt.block_on(run(config, seed, |url| {
         println!("siyu demo on {url}");
         println!("  write key:   {} (ingest, read, write, erase)", keys.full);
         println!(

@@ -9,6 +9,7 @@ mod demo;
 mod fd_limit;
 mod live_import;
 mod orders;
+mod readme;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
