@@ -110,6 +110,25 @@ pub async fn seed(app: &Application, admin_token: &str, now: i64) -> Result<()> 
     );
     call(&router, admin_token, "PUT", "/v1/spend", "text/csv", spend).await?;
 
+    // Content first: a template may link it (`{{content.serum_review}}`).
+    let content = [
+        (
+            "serum_review",
+            json!({"kind": "article", "title": "精华液 30 天测评", "url": "https://example.com/articles/serum-30d"}),
+        ),
+        (
+            "double11_poster",
+            json!({"kind": "image", "title": "双11 会员海报", "url": "https://example.com/images/double11.png"}),
+        ),
+        (
+            "member_center",
+            json!({"kind": "miniprogram", "title": "会员中心", "url": "https://example.com/member", "appid": "wx1234567890abcdef", "path": "pages/member/index"}),
+        ),
+    ];
+    for (id, body) in content {
+        put(format!("/v1/content/{id}"), body).await?;
+    }
+
     let templates = [
         (
             "welcome",
@@ -162,24 +181,6 @@ pub async fn seed(app: &Application, admin_token: &str, now: i64) -> Result<()> 
                 "tags": ["lead"], "create_lead": true}]),
     )
     .await?;
-
-    let content = [
-        (
-            "serum_review",
-            json!({"kind": "article", "title": "精华液 30 天测评", "url": "https://example.com/articles/serum-30d"}),
-        ),
-        (
-            "double11_poster",
-            json!({"kind": "image", "title": "双11 会员海报", "url": "https://example.com/images/double11.png"}),
-        ),
-        (
-            "member_center",
-            json!({"kind": "miniprogram", "title": "会员中心", "url": "https://example.com/member", "appid": "wx1234567890abcdef", "path": "pages/member/index"}),
-        ),
-    ];
-    for (id, body) in content {
-        put(format!("/v1/content/{id}"), body).await?;
-    }
 
     for (login, name) in crate::demo::OPERATORS {
         put(
