@@ -313,7 +313,7 @@ window.GrowthPages = function (ui) {
       const ch = channel.value.trim();
       const max = capacityLimit(limits, ch);
       capacity.max = String(max);
-      capacityHint.textContent = t('gr.c.capacity_limit', { channel: I18N.channel(ch), max: C.fmt(max) });
+      capacityHint.textContent = t('gr.c.capacity_limit', { channel: I18N.channel(ch), max: max.toLocaleString(I18N.lang()) });
     };
     channel.addEventListener('input', showLimit);
     showLimit();
@@ -326,7 +326,7 @@ window.GrowthPages = function (ui) {
       const body = { channel: channel.value.trim(), capacity: Number(capacity.value) };
       const max = capacityLimit(limits, body.channel);
       if (!(body.capacity >= 1 && body.capacity <= max)) {
-        status.replaceChildren(faults('group-error', t('gr.c.capacity_too_large', { channel: I18N.channel(body.channel), max: C.fmt(max) })));
+        status.replaceChildren(faults('group-error', t('gr.c.capacity_too_large', { channel: I18N.channel(body.channel), max: max.toLocaleString(I18N.lang()) })));
         return;
       }
       if (name.value.trim()) body.name = name.value.trim();
