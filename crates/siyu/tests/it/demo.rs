@@ -268,7 +268,7 @@ fn the_demo_links_to_the_port_it_listens_on_and_fills_every_page() {
         "POST",
         "/v1/livecodes/vip/claims",
         key,
-        r#"{"identity":"wecom:wm000001"}"#,
+        &format!(r#"{{"identity":"{top}"}}"#),
     );
     let url = claim["url"].as_str().unwrap();
     let (status, _) = get_raw(&addr, path_under(url, &base), "");
@@ -276,7 +276,7 @@ fn the_demo_links_to_the_port_it_listens_on_and_fills_every_page() {
     let preview = json(
         &addr,
         "POST",
-        "/v1/templates/winback/preview?person=wecom:wm000001&channel=email",
+        &format!("/v1/templates/winback/preview?person={top}&channel=email"),
         key,
         "",
     );
@@ -292,7 +292,7 @@ fn the_demo_links_to_the_port_it_listens_on_and_fills_every_page() {
     let preview = json(
         &addr,
         "POST",
-        "/v1/templates/new_article/preview?person=wecom:wm000001",
+        &format!("/v1/templates/new_article/preview?person={top}"),
         key,
         "",
     );
