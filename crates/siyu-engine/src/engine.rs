@@ -655,15 +655,15 @@ impl Engine {
     }
 
     /// Sets (or clears) the thresholds `rfm_layer` is read against. While
-    /// live, every segment is re-evaluated for every person (a threshold
-    /// change is rare and moves persons between layers anywhere) and the
+    /// live and the thresholds differ, every segment is re-evaluated for
+    /// every person (a threshold change is rare and moves persons between
+    /// layers anywhere; it holds the engine for one full pass) and the
     /// entries/exits are returned.
     pub fn set_rfm_basis(&mut self, basis: Option<RfmBasis>) -> Vec<SegmentChange> {
-        if self.rfm == basis {
-            return Vec::new();
-        }
+        let same_thresholds = self.rfm.map(|b| b.thresholds) == basis.map(|b| b.thresholds);
         self.rfm = basis;
-        if !self.segments.is_live() {
+        // Medians pinned again to the same values: nothing to re-evaluate.
+        if same_thresholds || !self.segments.is_live() {
             return Vec::new();
         }
         let world = World {
