@@ -176,6 +176,31 @@ try {
     await page.locator('#funnel-chart svg').waitFor();
   });
 
+  await step('dashboard: the eight RFM value layers, share of buyers vs share of revenue; a layer opens its members', async () => {
+    const layers = await apiGet('/v1/analytics/rfm-layers');
+    assert.equal(layers.layers.length, 8);
+    assert.ok(layers.buyers > 0, 'demo has buyers');
+    await page.locator('#rfm-layers-chart svg').waitFor();
+    const bars = await page.locator('#rfm-layers-chart svg rect[rx]').count();
+    assert.equal(bars, 16, 'two bars per layer');
+    const text = await page.textContent('#rfm-layers-chart');
+    assert.ok(text.includes('重要价值客户') && text.includes('一般挽留客户'), text);
+    const champions = layers.layers[0];
+    assert.equal(champions.name, '重要价值客户');
+    // Champions are worth more than the average buyer, and the chart says by how much.
+    assert.ok(champions.ratio_to_average > 1, `ratio ${champions.ratio_to_average}`);
+    assert.ok(text.includes(`人均 ×${champions.ratio_to_average.toFixed(1)}`), text);
+    const th = await page.textContent('#rfm-thresholds');
+    assert.ok(th.includes(`${layers.thresholds.recency_days} 天内`), th);
+    await page.locator('#rfm-layers-chart').screenshot({ path: path.join(SHOTS, 'rfm-layers.png') });
+    await page.click('#rfm-layer-links a[data-layer=important_value]');
+    await page.waitForFunction(() => /rfm_layer = "重要价值客户"/.test(document.querySelector('#segment-source')?.value || ''));
+    await page.locator('#segment-count').waitFor();
+    const count = await page.textContent('#segment-count');
+    assert.ok(count.replace(/[^0-9]/g, '') === String(champions.persons), `${count} vs ${champions.persons}`);
+    await shot('rfm-layer-members.png');
+  });
+
   // A demo person who came from Douyin, was linked to WeCom and bought.
   const members = await apiGet('/v1/segments/douyin_repeat_buyers/members?limit=1');
   const target = await apiGet('/v1/persons/' + encodeURIComponent(members.members[0]));

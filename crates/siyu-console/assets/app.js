@@ -135,7 +135,8 @@
   function render() {
     if (!state.me) return;
     const hash = location.hash.replace(/^#\/?/, '');
-    const [page, ...rest] = hash.split('/');
+    // `#/segments?q=…` carries a query for the page (read from location.hash).
+    const [page, ...rest] = hash.split('?')[0].split('/');
     const arg = rest.length ? decodeURIComponent(rest.join('/')) : null;
     document.querySelectorAll('#nav a').forEach((a) => a.classList.toggle('active', a.dataset.page === page));
     const main = $('#page');
@@ -168,13 +169,14 @@
 
   // ---------- dashboard ----------
   async function dashboard(main) {
-    const [health, funnel, roi, cohorts, rfm, rep] = await Promise.all([
+    const [health, funnel, roi, cohorts, rfm, rep, layers] = await Promise.all([
       api('GET', '/healthz'),
       api('GET', '/v1/analytics/funnel'),
       api('GET', '/v1/analytics/roi'),
       api('GET', '/v1/analytics/cohorts?weeks=12'),
       api('GET', '/v1/analytics/rfm'),
       api('GET', '/v1/analytics/repurchase'),
+      api('GET', '/v1/analytics/rfm-layers'),
     ]);
     const kpi = (label, value, sub) => h('div', { class: 'kpi' }, h('div', { class: 'kpi-label' }, label), h('div', { class: 'kpi-value' }, value), sub ? h('div', { class: 'kpi-sub' }, sub) : null);
     const hd = health.data || {};
@@ -221,7 +223,27 @@
     mSelect.addEventListener('change', drawRfm);
     drawRfm();
 
+    // The eight value layers: share of buyers next to share of revenue, and
+    // each layer's revenue per person against the average buyer, so "worth
+    // 5–10×" reads at a glance; each name opens its members as a segment.
+    const ld = layers.data || {};
+    const lrows = ld.layers || [];
+    let layersChart = empty();
+    if (ld.buyers > 0) {
+      const pct = (v) => (v * 100).toFixed(1) + '%';
+      const th = ld.thresholds;
+      layersChart = h('div', {},
+        C.groupedBars(lrows.map((l) => ({ label: t('layer.' + l.layer), values: [l.share_of_persons * 100, l.share_of_revenue * 100],
+          note: l.persons ? t('dash.layer_ratio', { x: l.ratio_to_average.toFixed(1) }) : '' })),
+        [t('dash.share_persons'), t('dash.share_revenue')], { title: t('dash.layers'), format: (v) => v.toFixed(1) + '%', width: 720 }),
+        th ? h('p', { class: 'muted small', id: 'rfm-thresholds' }, t('dash.layer_thresholds', { r: th.recency_days, f: th.frequency, m: (th.monetary_cents / 100).toFixed(2), src: t('dash.src_' + th.source) })) : null,
+        h('ul', { class: 'layer-links', id: 'rfm-layer-links' }, lrows.map((l) => h('li', {},
+          h('a', { href: '#/segments?q=' + enc('rfm_layer = "' + l.name + '"'), 'data-layer': l.layer }, t('layer.' + l.layer)),
+          ' ', h('span', { class: 'muted' }, `${C.fmt(l.persons)} · ${pct(l.share_of_revenue)}`)))));
+    }
+
     main.replaceChildren(h('h1', {}, t('nav.dashboard')), kpis,
+      card(t('dash.layers'), h('div', { id: 'rfm-layers-chart' }, layersChart)),
       h('div', { class: 'grid2' },
         card(t('dash.funnel'), h('div', { id: 'funnel-chart' }, funnelChart)),
         card(t('dash.roi'), h('div', { id: 'roi-chart' }, roiChart)),
@@ -354,7 +376,10 @@
     const broken = current && current.status === 'broken';
 
     const nameIn = h('input', { id: 'segment-name', value: current ? current.name : '', placeholder: 'vip_buyers', pattern: '[a-z0-9_\\-]+', required: true, readonly: current ? true : null });
-    const src = h('textarea', { id: 'segment-source', rows: 4, spellcheck: 'false', placeholder: t('seg.help') }, (current && current.segment) || '');
+    // A new segment may start from a condition in the link (`#/segments?q=…`,
+    // e.g. an RFM layer from the dashboard).
+    const q = current ? '' : new URLSearchParams(location.hash.split('?')[1] || '').get('q') || '';
+    const src = h('textarea', { id: 'segment-source', rows: 4, spellcheck: 'false', placeholder: t('seg.help') }, (current && current.segment) || q);
     const status = h('div', { id: 'segment-status', class: 'status', 'aria-live': 'polite' });
     if (broken) status.replaceChildren(h('div', { class: 'error', id: 'segment-broken' }, t('seg.broken_help') + ' ' + current.error));
     const sample = h('div', { id: 'segment-sample' });
@@ -420,7 +445,7 @@
       right.push(card(t('seg.why'), h('form', { class: 'search', onsubmit: explain }, who, h('button', { type: 'submit' }, t('seg.explain'))), out));
     }
     main.replaceChildren(h('h1', {}, t('nav.segments')), h('div', { class: 'split' }, card(t('seg.list'), nav), h('div', {}, right)));
-    if (current) preview();
+    if (current || q) preview();
   }
 
   // ---------- settings ----------

@@ -10,6 +10,7 @@ use crate::log_index::LogIndex;
 use crate::person::insert_sorted;
 use crate::person::{Exit, Person, Ts, NO_CHANNEL};
 use crate::property::{PropertyDef, PropertyError};
+use crate::rfm::RfmBasis;
 use crate::segment::live::{LiveSegments, SegmentChange, SegmentError, World};
 use crate::segment::{explain, Explanation, Expr};
 use siyu_domain::{Event, EventType};
@@ -160,6 +161,10 @@ pub struct Engine {
     /// Each identity's log offsets, kept when the engine replays a log
     /// ([`Engine::for_log`]): timelines are read by offset.
     pub(crate) log_index: Option<LogIndex>,
+    /// The thresholds `rfm_layer` reads (set by the caller, never
+    /// computed here; not in the snapshot: the server sets them after
+    /// loading one).
+    rfm: Option<RfmBasis>,
 }
 
 impl Default for Engine {
@@ -184,6 +189,7 @@ impl Engine {
             now: 0,
             events_applied: 0,
             log_index: None,
+            rfm: None,
         }
     }
 
@@ -224,6 +230,7 @@ impl Engine {
             now: parts.now,
             events_applied: parts.events_applied,
             log_index: parts.log_index,
+            rfm: None,
         }
     }
 
@@ -379,6 +386,7 @@ impl Engine {
                 ids: &self.ids,
                 channels: &self.channels,
                 properties: &self.properties,
+                rfm: self.rfm.map(|b| b.thresholds),
             };
             let changes = self.segments.reevaluate(&world, applied.person, self.now);
             applied.changes.extend(changes);
@@ -418,6 +426,7 @@ impl Engine {
                     ids: &self.ids,
                     channels: &self.channels,
                     properties: &self.properties,
+                    rfm: self.rfm.map(|b| b.thresholds),
                 };
                 let changes = self.segments.reevaluate(&world, slot, now);
                 applied.changes.extend(changes);
@@ -595,6 +604,7 @@ impl Engine {
                 ids: &self.ids,
                 channels: &self.channels,
                 properties: &self.properties,
+                rfm: self.rfm.map(|b| b.thresholds),
             };
             changes = self.segments.after_event(&world, slot, &touched, self.now);
         }
@@ -619,6 +629,7 @@ impl Engine {
             ids: &self.ids,
             channels: &self.channels,
             properties: &self.properties,
+            rfm: self.rfm.map(|b| b.thresholds),
         };
         self.segments.fire_timers(&world, now)
     }
@@ -633,8 +644,36 @@ impl Engine {
             ids: &self.ids,
             channels: &self.channels,
             properties: &self.properties,
+            rfm: self.rfm.map(|b| b.thresholds),
         };
         self.segments.start(&world, now, self.parallelism);
+    }
+
+    /// The thresholds segments read `rfm_layer` against, if set.
+    pub fn rfm_basis(&self) -> Option<RfmBasis> {
+        self.rfm
+    }
+
+    /// Sets (or clears) the thresholds `rfm_layer` is read against. While
+    /// live and the thresholds differ, every segment is re-evaluated for
+    /// every person (a threshold change is rare and moves persons between
+    /// layers anywhere; it holds the engine for one full pass) and the
+    /// entries/exits are returned.
+    pub fn set_rfm_basis(&mut self, basis: Option<RfmBasis>) -> Vec<SegmentChange> {
+        let same_thresholds = self.rfm.map(|b| b.thresholds) == basis.map(|b| b.thresholds);
+        self.rfm = basis;
+        // Medians pinned again to the same values: nothing to re-evaluate.
+        if same_thresholds || !self.segments.is_live() {
+            return Vec::new();
+        }
+        let world = World {
+            persons: &self.persons,
+            ids: &self.ids,
+            channels: &self.channels,
+            properties: &self.properties,
+            rfm: self.rfm.map(|b| b.thresholds),
+        };
+        self.segments.reevaluate_all(&world, self.now)
     }
 
     /// Defines (or redefines) a computed property. It folds events applied
@@ -703,6 +742,7 @@ impl Engine {
             ids: &self.ids,
             channels: &self.channels,
             properties: &self.properties,
+            rfm: self.rfm.map(|b| b.thresholds),
         };
         let changes = self.segments.evaluate_segment(&world, index, self.now);
         Ok((index, changes))
@@ -725,6 +765,7 @@ impl Engine {
             channels: &self.channels,
             properties: &self.properties,
             now: self.now,
+            rfm: self.rfm.map(|b| b.thresholds),
             in_segment: &lookup,
         };
         Some(explain(expr, p, &ctx))
@@ -743,6 +784,7 @@ impl Engine {
                     channels: &self.channels,
                     properties: &self.properties,
                     now: self.now,
+                    rfm: self.rfm.map(|b| b.thresholds),
                     in_segment: &lookup,
                 };
                 crate::segment::eval::eval(expr, p, &ctx)

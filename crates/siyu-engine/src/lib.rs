@@ -17,6 +17,7 @@ pub mod log_index;
 pub mod oracle;
 pub mod person;
 pub mod property;
+pub mod rfm;
 pub mod scan;
 pub mod segment;
 pub mod snapshot;

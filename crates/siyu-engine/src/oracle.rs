@@ -4,6 +4,7 @@
 //! against it; it is slow on purpose and simple enough to trust.
 
 use crate::engine::{Engine, RawEvent};
+use crate::rfm::{RfmBasis, RfmSource, RfmThresholds};
 use crate::segment::Expr;
 use siyu_domain::{Event, EventType};
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,12 +46,23 @@ pub fn persons(events: &[Event]) -> BTreeMap<String, BTreeSet<String>> {
 }
 
 /// Members (canonical ids) of `expr` at `now`, recomputed from scratch: a
-/// fresh engine per person, fed only that person's events.
-pub fn members(events: &[(u64, Event)], expr: &Expr, now: i64) -> BTreeSet<String> {
+/// fresh engine per person, fed only that person's events, reading
+/// `rfm_layer` against `rfm` (set once, before any event: no threshold
+/// change to follow).
+pub fn members(
+    events: &[(u64, Event)],
+    expr: &Expr,
+    now: i64,
+    rfm: Option<RfmThresholds>,
+) -> BTreeSet<String> {
     let plain: Vec<Event> = events.iter().map(|(_, e)| e.clone()).collect();
     let mut out = BTreeSet::new();
     for (canonical, ids) in persons(&plain) {
         let mut one = Engine::new();
+        one.set_rfm_basis(rfm.map(|thresholds| RfmBasis {
+            thresholds,
+            source: RfmSource::Setting,
+        }));
         for (seq, e) in events {
             if ids.contains(e.identity.as_str()) {
                 one.apply_raw(RawEvent::from_event(*seq, e));

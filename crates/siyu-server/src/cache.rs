@@ -6,7 +6,8 @@
 //! a page load reads answers computed beforehand. An entry is keyed by
 //! the path and the parameters its handler reads
 //! ([`analytics_cache_key`], over the query types the analytics handlers
-//! take: [`FunnelQuery`], [`CohortQuery`], [`ReferralQuery`]): made-up
+//! take: [`FunnelQuery`], [`CohortQuery`], [`ReferralQuery`],
+//! [`RfmLayersQuery`]): made-up
 //! parameters cannot fill the cache.
 
 use crate::AppState;
@@ -26,15 +27,18 @@ pub const DASHBOARD: &[&str] = &[
     "/v1/analytics/roi",
     "/v1/analytics/cohorts?weeks=12",
     "/v1/analytics/rfm",
+    "/v1/analytics/rfm-layers",
     "/v1/analytics/repurchase",
 ];
 
 /// Most entries kept (different query strings); cleared when exceeded.
 const MAX_ENTRIES: usize = 256;
 
-/// (events applied, engine minute, spend generation): what an answer
-/// depends on.
-type Stamp = (u64, i64, u64);
+/// (events applied, engine minute, spend generation, the RFM thresholds
+/// the engine holds): what an answer depends on. The thresholds are in
+/// it because the writer re-pins the medians on its own (`crate::rfm`),
+/// not only when an operator saves a setting.
+type Stamp = (u64, i64, u64, Option<siyu_engine::rfm::RfmBasis>);
 
 #[derive(Default)]
 pub struct AnalyticsCache {
@@ -62,6 +66,7 @@ fn stamp(state: &AppState) -> Stamp {
         e.events_applied(),
         e.now().div_euclid(60),
         state.0.analytics_cache.generation.load(Ordering::Relaxed),
+        e.rfm_basis(),
     )
 }
 
@@ -79,6 +84,7 @@ pub fn analytics_cache_key(uri: &axum::http::Uri) -> Option<String> {
         "/v1/analytics/funnel" => read::<FunnelQuery>(uri)?,
         "/v1/analytics/cohorts" => read::<CohortQuery>(uri)?,
         "/v1/analytics/referrals" => read::<ReferralQuery>(uri)?,
+        "/v1/analytics/rfm-layers" => read::<RfmLayersQuery>(uri)?,
         "/v1/analytics/rfm"
         | "/v1/analytics/roi"
         | "/v1/analytics/repurchase"
@@ -94,6 +100,16 @@ pub fn analytics_cache_key(uri: &axum::http::Uri) -> Option<String> {
 pub struct FunnelQuery {
     pub friend_days: Option<i64>,
     pub convert_days: Option<i64>,
+}
+
+/// Parameters of `GET /v1/analytics/rfm-layers`: thresholds to try
+/// instead of the workspace's (each optional; what is not given is the
+/// workspace's). Part of the cache key, like every parameter.
+#[derive(Deserialize, Serialize)]
+pub struct RfmLayersQuery {
+    pub recency_days: Option<u32>,
+    pub frequency: Option<u32>,
+    pub monetary_cents: Option<i64>,
 }
 
 /// Parameters of `GET /v1/analytics/cohorts` (`t0` epoch seconds).

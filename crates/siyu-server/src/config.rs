@@ -362,9 +362,10 @@ impl Config {
         c.metrics_token = flags.metrics_token.or(c.metrics_token);
         c.public_url = flags.public_url.unwrap_or(c.public_url);
         c.public_url = c.public_url.trim().trim_end_matches('/').to_string();
-        if !c.public_url.is_empty()
-            && !(c.public_url.starts_with("http://") || c.public_url.starts_with("https://"))
-        {
+        let has_scheme = ["http://", "https://"]
+            .iter()
+            .any(|scheme| c.public_url.starts_with(scheme));
+        if !c.public_url.is_empty() && !has_scheme {
             anyhow::bail!(
                 "public_url {:?}: give the address people reach the server at, starting with http:// or https://, e.g. https://crm.example.com",
                 c.public_url

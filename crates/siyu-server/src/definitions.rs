@@ -24,6 +24,12 @@ impl Definition {
     pub fn check(&self, engine: &Engine) -> Result<(), String> {
         match self {
             Definition::Segment { name, expr, .. } => {
+                if let Some(found) = expr.unknown_rfm_layer() {
+                    return Err(format!(
+                        "segment `{name}` compares rfm_layer with {found:?}; the layers are {}",
+                        siyu_engine::rfm::RfmLayer::names()
+                    ));
+                }
                 let mut props = Vec::new();
                 expr.property_refs(&mut props);
                 if let Some(p) = props

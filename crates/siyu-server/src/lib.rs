@@ -41,6 +41,7 @@ pub mod quarantine;
 pub mod ratelimit;
 pub mod replay;
 pub mod request;
+pub mod rfm;
 pub mod routes;
 pub mod workspace;
 pub mod writer;
@@ -365,6 +366,7 @@ impl Application {
             automation: Some(auto_tx.clone()),
             automation_wants_all: wants_all.clone(),
             quarantine: quarantine.clone(),
+            rfm_checked_at_events: 0,
         };
         let writer_thread = std::thread::Builder::new()
             .name("siyu-writer".into())

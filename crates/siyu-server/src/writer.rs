@@ -15,6 +15,7 @@
 use crate::metrics::Metrics;
 use crate::quarantine::{Broken, Quarantine};
 use siyu_domain::{Event, Identity};
+use siyu_engine::rfm::RfmThresholds;
 use siyu_engine::{Engine, SegmentChange};
 use siyu_store::{Appended, AuditRecord, MergeRecord, SegmentChangeRecord, Store};
 use std::collections::VecDeque;
@@ -68,6 +69,13 @@ pub enum Command {
     Snapshot {
         reply: Reply<()>,
     },
+    /// Saves (or with `None` removes) the workspace's RFM thresholds and
+    /// pins what then applies (`crate::rfm`); answers the segment
+    /// entries/exits it caused.
+    SetRfm {
+        thresholds: Option<RfmThresholds>,
+        reply: Reply<Vec<SegmentChange>>,
+    },
 }
 
 pub use crate::definitions::Definition;
@@ -112,6 +120,9 @@ pub struct Writer {
     /// Stored definitions that could not be loaded; a definition saved
     /// under the same key repairs it.
     pub quarantine: Arc<Quarantine>,
+    /// `events_applied` when the medians were last tried while nothing
+    /// was pinned (nobody had purchased): tried again only after new events.
+    pub rfm_checked_at_events: u64,
 }
 
 /// A rebuild of the engine from the store, running on its own thread.
@@ -466,8 +477,16 @@ impl Writer {
                         Err(e) => tracing::warn!(error = %e, "reading the log head failed"),
                     }
                     // Let window expiries fire without any new event.
+                    let now = (self.clock)();
                     let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
-                    let changes = engine.advance_to((self.clock)());
+                    let mut changes = engine.advance_to(now);
+                    // No setting: pin the medians once there are buyers, and
+                    // again each hour (`crate::rfm`).
+                    if crate::rfm::medians_due(&engine, now, self.rfm_checked_at_events) {
+                        self.rfm_checked_at_events = engine.events_applied();
+                        let basis = crate::rfm::basis(None, &engine, now);
+                        changes.extend(engine.set_rfm_basis(basis));
+                    }
                     let history = self.publish(&engine, &changes);
                     drop(engine);
                     self.record_history(history);
@@ -762,7 +781,31 @@ impl Writer {
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.write_snapshot());
             }
+            Command::SetRfm { thresholds, reply } => {
+                let _ = reply.send(self.set_rfm(thresholds));
+            }
         }
+    }
+
+    /// Saves the thresholds setting, then pins the setting (or, removed,
+    /// the medians at the clock) in the engine and publishes the changes.
+    fn set_rfm(&mut self, thresholds: Option<RfmThresholds>) -> Result<Vec<SegmentChange>, String> {
+        let value = thresholds
+            .map(|t| serde_json::to_value(t).map_err(|e| e.to_string()))
+            .transpose()?;
+        self.store
+            .put_setting(crate::rfm::SETTING, value.as_ref())
+            .map_err(|e| e.to_string())?;
+        let now = (self.clock)();
+        let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
+        let mut changes = engine.advance_to(now);
+        let basis = crate::rfm::basis(thresholds, &engine, now);
+        changes.extend(engine.set_rfm_basis(basis));
+        self.rfm_checked_at_events = engine.events_applied();
+        let history = self.publish(&engine, &changes);
+        drop(engine);
+        self.record_history(history);
+        Ok(changes)
     }
 }
 
@@ -801,6 +844,10 @@ pub fn rebuild_to(
     };
     let broken = crate::definitions::load_into(store, &mut engine)?;
     let offset = replay_log(store, &mut engine, offset)?;
+    // Not in the snapshot: the setting (or the medians now) is pinned here.
+    let setting = crate::rfm::stored(store)?;
+    let basis = crate::rfm::basis(setting, &engine, now);
+    engine.set_rfm_basis(basis);
     engine.start_live(now);
     Ok(Rebuilt {
         engine,
@@ -861,6 +908,17 @@ impl WriterHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Define { definition, reply })
+            .map_err(|_| "writer stopped".to_string())?;
+        rx.await.map_err(|_| "writer stopped".to_string())?
+    }
+
+    pub async fn set_rfm(
+        &self,
+        thresholds: Option<RfmThresholds>,
+    ) -> Result<Vec<SegmentChange>, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::SetRfm { thresholds, reply })
             .map_err(|_| "writer stopped".to_string())?;
         rx.await.map_err(|_| "writer stopped".to_string())?
     }

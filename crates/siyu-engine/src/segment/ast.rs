@@ -69,6 +69,10 @@ pub enum Prop {
     RfmR,
     RfmF,
     RfmM,
+    /// The classic value layer (`crate::rfm`), compared by its Chinese
+    /// name: `rfm_layer = "重要价值客户"`. Read against the thresholds the
+    /// engine holds; missing for a non-buyer.
+    RfmLayer,
     /// Number of identities stitched into the person.
     Identities,
     /// A trait value (string compare), e.g. `trait.city`.
@@ -84,7 +88,7 @@ impl Prop {
     }
 
     pub fn is_string(&self) -> bool {
-        matches!(self, Prop::FirstChannel | Prop::Trait(_))
+        matches!(self, Prop::FirstChannel | Prop::Trait(_) | Prop::RfmLayer)
     }
 
     pub fn window(&self) -> Option<Window> {
@@ -113,6 +117,7 @@ impl fmt::Display for Prop {
             Prop::RfmR => f.write_str("rfm_r"),
             Prop::RfmF => f.write_str("rfm_f"),
             Prop::RfmM => f.write_str("rfm_m"),
+            Prop::RfmLayer => f.write_str("rfm_layer"),
             Prop::Identities => f.write_str("identities"),
             Prop::Trait(t) => write!(f, "trait.{t}"),
             Prop::Custom(p) => write!(f, "prop.{p}"),
@@ -255,6 +260,29 @@ impl Expr {
         }
     }
 
+    /// The first `rfm_layer` comparison whose value names no layer (a JSON
+    /// tree can hold any string; the parser refuses one).
+    pub fn unknown_rfm_layer(&self) -> Option<&str> {
+        let mut stack = vec![self];
+        while let Some(e) = stack.pop() {
+            match e {
+                Expr::And { all: v } | Expr::Or { any: v } => stack.extend(v),
+                Expr::Not { expr } => stack.push(expr),
+                Expr::Cmp {
+                    prop: Prop::RfmLayer,
+                    value,
+                    ..
+                } => match value {
+                    Literal::Str(s) if crate::rfm::RfmLayer::parse(s).is_some() => {}
+                    Literal::Str(s) => return Some(s),
+                    Literal::Int(_) => return Some("a number"),
+                },
+                _ => {}
+            }
+        }
+        None
+    }
+
     /// Names of the user-defined properties this segment reads.
     pub fn property_refs(&self, out: &mut Vec<String>) {
         match self {
@@ -294,6 +322,7 @@ impl Expr {
                         Prop::DaysSinceFirstSeen
                             | Prop::DaysSinceLastPurchase
                             | Prop::RfmR
+                            | Prop::RfmLayer
                             | Prop::Custom(_)
                     )
             }

@@ -9,6 +9,7 @@ use super::ast::{CmpOp, Expr, Literal, Prop};
 use crate::analytics::rfm_scores;
 use crate::person::{Person, NO_TS};
 use crate::property::PropertyDef;
+use crate::rfm::{layer_of, r_turns_low_at, RfmThresholds};
 use siyu_domain::DAY;
 
 /// What an evaluation may read besides the person.
@@ -16,6 +17,8 @@ pub struct Ctx<'a> {
     pub channels: &'a [String],
     pub properties: &'a [PropertyDef],
     pub now: i64,
+    /// The thresholds `rfm_layer` is read against (none: no layer).
+    pub rfm: Option<RfmThresholds>,
     /// Membership of another segment (by name) for this person.
     pub in_segment: &'a dyn Fn(&str) -> bool,
 }
@@ -64,6 +67,10 @@ fn value<'a>(p: &'a Person, prop: &'a Prop, ctx: &Ctx<'a>) -> Val<'a> {
                 Prop::RfmF => f,
                 _ => m,
             } as i64),
+            None => Val::Missing,
+        },
+        Prop::RfmLayer => match ctx.rfm.and_then(|t| layer_of(p, now, &t)) {
+            Some(layer) => Val::Str(layer.name()),
             None => Val::Missing,
         },
         Prop::Identities => Val::Int(p.identities as i64),
@@ -166,8 +173,15 @@ pub fn decided_without_clock(e: &Expr, p: &Person, ctx: &Ctx<'_>) -> bool {
 }
 
 /// The earliest instant after `now` at which the clock alone could change
-/// the verdict of `e` for `p`, if any.
-pub fn next_change(e: &Expr, p: &Person, properties: &[PropertyDef], now: i64) -> Option<i64> {
+/// the verdict of `e` for `p`, if any (`rfm`: the thresholds `rfm_layer`
+/// is read against).
+pub fn next_change(
+    e: &Expr,
+    p: &Person,
+    properties: &[PropertyDef],
+    rfm: Option<&RfmThresholds>,
+    now: i64,
+) -> Option<i64> {
     let day_boundary = |base: u32| {
         (base != NO_TS).then(|| {
             let d = (now - base as i64).div_euclid(DAY);
@@ -177,9 +191,9 @@ pub fn next_change(e: &Expr, p: &Person, properties: &[PropertyDef], now: i64) -
     match e {
         Expr::And { all: v } | Expr::Or { any: v } => v
             .iter()
-            .filter_map(|x| next_change(x, p, properties, now))
+            .filter_map(|x| next_change(x, p, properties, rfm, now))
             .min(),
-        Expr::Not { expr } => next_change(expr, p, properties, now),
+        Expr::Not { expr } => next_change(expr, p, properties, rfm, now),
         Expr::Cmp { prop, .. } => match prop {
             // An event at ts is inside `last w` while now <= ts + w.
             Prop::Purchases(Some(w)) | Prop::Spend(Some(w)) => p
@@ -193,6 +207,8 @@ pub fn next_change(e: &Expr, p: &Person, properties: &[PropertyDef], now: i64) -
             }
             Prop::DaysSinceFirstSeen => day_boundary(p.first_ts),
             Prop::DaysSinceLastPurchase | Prop::RfmR => day_boundary(p.last_purchase_ts),
+            // Only R moves with the clock, and only from high to low.
+            Prop::RfmLayer => rfm.and_then(|t| r_turns_low_at(p, now, t)),
             Prop::Custom(name) => {
                 let i = properties.iter().position(|d| &d.name == name)?;
                 let values = p.extra.as_ref().and_then(|e| e.properties.get(i))?;

@@ -92,6 +92,8 @@ pub struct World<'a> {
     pub ids: &'a IdentityGraph,
     pub channels: &'a [String],
     pub properties: &'a [crate::property::PropertyDef],
+    /// The thresholds `rfm_layer` is read against.
+    pub rfm: Option<crate::rfm::RfmThresholds>,
 }
 
 /// Why a segment cannot be saved.
@@ -109,6 +111,11 @@ pub enum SegmentError {
     Cycle(String),
     #[error("segment `{segment}` reads property `prop.{missing}`, which is not defined")]
     UnknownProperty { segment: String, missing: String },
+    #[error(
+        "segment `{segment}` compares rfm_layer with {found}; the layers are {}",
+        crate::rfm::RfmLayer::names()
+    )]
+    UnknownRfmLayer { segment: String, found: String },
     #[error("segment `{segment}`: {error}")]
     TooDeep {
         segment: String,
@@ -173,6 +180,12 @@ impl LiveSegments {
             segment: name.to_string(),
             error,
         })?;
+        if let Some(found) = expr.unknown_rfm_layer() {
+            return Err(SegmentError::UnknownRfmLayer {
+                segment: name.to_string(),
+                found: format!("{found:?}"),
+            });
+        }
         let existing = self.index_of(name);
         let mut refs = Vec::new();
         expr.segment_refs(&mut refs);
@@ -238,6 +251,7 @@ impl LiveSegments {
                     channels: w.channels,
                     properties: w.properties,
                     now,
+                    rfm: w.rfm,
                     in_segment: &lookup,
                 };
                 p.alive && eval(&s.expr, p, &ctx)
@@ -254,12 +268,13 @@ impl LiveSegments {
             channels: w.channels,
             properties: w.properties,
             now,
+            rfm: w.rfm,
             in_segment: &lookup,
         };
         self.segments
             .iter()
             .filter(|s| s.time_dependent && !decided_without_clock(&s.expr, p, &ctx))
-            .filter_map(|s| next_change(&s.expr, p, w.properties, now))
+            .filter_map(|s| next_change(&s.expr, p, w.properties, w.rfm.as_ref(), now))
             .min()
     }
 
@@ -436,6 +451,18 @@ impl LiveSegments {
             }
             self.timer_at[slot as usize] = i64::MAX;
             changes.extend(self.reevaluate(w, slot, t));
+        }
+        changes
+    }
+
+    /// Re-evaluates every segment for every person (the thresholds
+    /// `rfm_layer` reads changed); returns the changes.
+    pub fn reevaluate_all(&mut self, w: &World<'_>, now: i64) -> Vec<SegmentChange> {
+        let mut changes = Vec::new();
+        for slot in 0..w.persons.len() as u32 {
+            if w.persons[slot as usize].alive {
+                changes.extend(self.reevaluate(w, slot, now));
+            }
         }
         changes
     }

@@ -21,6 +21,7 @@
 //! tree parses back.
 
 use super::ast::{CmpOp, Expr, Literal, Prop, Window, MAX_DEPTH};
+use crate::rfm::RfmLayer;
 use std::fmt;
 
 /// A syntax error with its 1-based position.
@@ -274,7 +275,7 @@ fn too_deep_message() -> String {
     )
 }
 
-const PROPS: &str = "a property (purchases, spend, reads, net_spend, refunds, first_channel, days_since_first_seen, days_since_last_purchase, rfm_r, rfm_f, rfm_m, identities, trait.NAME, prop.NAME), opted_out, friended, tag(..), in_group(..), in_segment(..), `not` or `(`";
+const PROPS: &str = "a property (purchases, spend, reads, net_spend, refunds, first_channel, days_since_first_seen, days_since_last_purchase, rfm_r, rfm_f, rfm_m, rfm_layer, identities, trait.NAME, prop.NAME), opted_out, friended, tag(..), in_group(..), in_segment(..), `not` or `(`";
 
 impl Parser<'_> {
     fn peek(&self) -> &Tok {
@@ -452,6 +453,7 @@ impl Parser<'_> {
             "rfm_r" => Prop::RfmR,
             "rfm_f" => Prop::RfmF,
             "rfm_m" => Prop::RfmM,
+            "rfm_layer" => Prop::RfmLayer,
             "identities" => Prop::Identities,
             t if t.starts_with("trait.") && t.len() > 6 => Prop::Trait(t[6..].to_string()),
             t if t.starts_with("prop.") && t.len() > 5 => Prop::Custom(t[5..].to_string()),
@@ -465,6 +467,18 @@ impl Parser<'_> {
         };
         self.next();
         let value = match (self.peek().clone(), prop.is_string(), prop.is_money()) {
+            // A layer is written by its Chinese name; its short form and
+            // English key are read as the same layer and print as the name.
+            (Tok::Str(s), true, _) if prop == Prop::RfmLayer => match RfmLayer::parse(&s) {
+                Some(layer) => Literal::Str(layer.name().to_string()),
+                None => {
+                    return self.fail(format!(
+                        "one of the eight RFM layers after `rfm_layer {}`: {}",
+                        op.as_str(),
+                        RfmLayer::names()
+                    ))
+                }
+            },
             (Tok::Str(s), true, _) => Literal::Str(s),
             (Tok::Num(n, frac), false, true) => {
                 if frac.len() > 2 {
@@ -560,6 +574,41 @@ mod tests {
     }
 
     #[test]
+    fn rfm_layer_round_trips_by_its_chinese_name() {
+        let e = parse(r#"rfm_layer = "重要价值客户""#).unwrap();
+        assert_eq!(
+            e,
+            Expr::Cmp {
+                prop: Prop::RfmLayer,
+                op: CmpOp::Eq,
+                value: Literal::Str("重要价值客户".into())
+            }
+        );
+        assert_eq!(e.to_string(), r#"rfm_layer = "重要价值客户""#);
+        assert_eq!(parse(&e.to_string()).unwrap(), e);
+        // The short form and the English key are the same layer.
+        for alias in [
+            r#"rfm_layer = "一般挽留""#,
+            r#"rfm_layer = "general_win_back""#,
+        ] {
+            assert_eq!(
+                parse(alias).unwrap().to_string(),
+                r#"rfm_layer = "一般挽留客户""#
+            );
+        }
+        let e = parse(r#"rfm_layer != "重要挽留客户" and purchases >= 2"#).unwrap();
+        assert_eq!(parse(&e.to_string()).unwrap(), e);
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<Expr>(&json).unwrap(), e);
+        // An unknown layer lists all eight.
+        let err = parse(r#"rfm_layer = "vip""#).unwrap_err();
+        for layer in RfmLayer::ALL {
+            assert!(err.expected.contains(layer.name()), "{err}");
+        }
+        assert_eq!(err.found, r#"string "vip""#);
+    }
+
+    #[test]
     fn errors_say_where_and_what() {
         let cases = [
             ("purchases >= ", 1, 14, "a whole number"),
@@ -571,6 +620,9 @@ mod tests {
             ("(purchases >= 2", 1, 16, "`)`"),
             ("tag(vip)", 1, 5, "a quoted string"),
             ("first_channel = \"douyin", 1, 17, "closing"),
+            ("rfm_layer = \"vip\"", 1, 13, "重要价值客户"),
+            ("rfm_layer > \"重要价值客户\"", 1, 1, "`=` or `!=`"),
+            ("rfm_layer = 3", 1, 13, "a quoted string"),
         ];
         for (src, line, column, expected) in cases {
             let e = parse(src).unwrap_err();

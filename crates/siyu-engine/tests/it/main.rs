@@ -5,6 +5,7 @@ mod fission;
 mod live_vs_oracle;
 mod log_offsets;
 mod nesting;
+mod rfm_layers;
 mod scan_passes;
 mod segments;
 mod snapshot;

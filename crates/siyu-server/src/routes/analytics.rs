@@ -1,17 +1,18 @@
-//! Analytics routes: whole-population answers from the engine (RFM,
+//! Analytics routes: whole-population answers from the engine (RFM grid,
+//! RFM value layers and the workspace's thresholds for them (`crate::rfm`),
 //! first-touch funnel, cohorts, referrals, ROI, repurchase, LTV; cached by
 //! `crate::cache`), full-log passes (`crate::log_pass`: funnel steps,
 //! attribution) and the ad-spend table ROI reads (`PUT /v1/spend`, parsed
 //! by `siyu_commerce::spend`).
 
-use crate::cache::{CohortQuery, FunnelQuery, ReferralQuery};
+use crate::cache::{CohortQuery, FunnelQuery, ReferralQuery, RfmLayersQuery};
 use crate::error::ApiError;
 use crate::log_pass::log_pass;
 use crate::request::{blocking, read_body, read_engine, require_json, route, Route};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use siyu_commerce::spend::{parse_spend_csv, SpendError};
@@ -19,11 +20,16 @@ use siyu_domain::time::format_rfc3339;
 use siyu_engine::analytics::{
     self, CohortRow, FunnelRow, LtvRow, ReferralSummary, Repurchase, RoiRow,
 };
+use siyu_engine::rfm::{layer_report, median_thresholds, LayerRow, RfmSource, RfmThresholds};
 use siyu_engine::scan::{Attribution, FunnelResult, FunnelStep};
 
 pub fn routes() -> Vec<Route> {
     vec![
         route!(get, "/v1/analytics/rfm", read, "RFM grid (125 cells) at the engine clock.", analytics_rfm),
+        route!(get, "/v1/analytics/rfm-layers", read, "The eight RFM value layers (重要价值客户 … 一般挽留客户) at the engine clock: persons, revenue, their shares and each layer's revenue per person against the average buyer, with the thresholds used (the workspace's; `recency_days`, `frequency`, `monetary_cents` try others).", analytics_rfm_layers),
+        route!(get, "/v1/settings/rfm", read, "The workspace's RFM thresholds: the setting (or null) and those in effect (the setting, else the medians among buyers).", get_rfm_settings),
+        route!(put, "/v1/settings/rfm", write, "Set the RFM thresholds `{\"recency_days\": 30, \"frequency\": 1, \"monetary_cents\": 50000}`; segments reading rfm_layer follow at once.", put_rfm_settings),
+        route!(delete, "/v1/settings/rfm", write, "Remove the RFM thresholds setting: the medians among buyers apply again.", delete_rfm_settings),
         route!(get, "/v1/analytics/funnel", read, "First-touch funnel per channel: entered → friended (`friend_days`) → converted (`convert_days`).", analytics_funnel),
         route!(get, "/v1/analytics/cohorts", read, "Weekly cohort retention by first add_friend (`t0`, `weeks`).", analytics_cohorts),
         route!(get, "/v1/analytics/referrals", read, "Referral tiers and top inviters (`tiers`: ascending invite counts, default `10,20`; `convert_days`; `top`).", analytics_referrals),
@@ -84,6 +90,194 @@ async fn analytics_rfm(State(state): State<AppState>) -> Result<Json<RfmGrid>, A
         }))
     })
     .await
+}
+
+/// Thresholds as the API shows them, with where they come from.
+#[derive(Serialize)]
+pub struct RfmThresholdsInEffect {
+    #[serde(flatten)]
+    pub thresholds: RfmThresholds,
+    /// `setting`, `median` (no setting: the medians among buyers) or
+    /// `query` (tried through the query string).
+    pub source: &'static str,
+    /// When medians were computed (the engine pins them hourly).
+    pub computed_at: Option<String>,
+}
+
+/// `GET /v1/analytics/rfm-layers`.
+#[derive(Serialize)]
+pub struct RfmLayers {
+    /// The engine clock recency is measured at.
+    pub at: String,
+    /// Null while nobody has purchased (every layer is then empty).
+    pub thresholds: Option<RfmThresholdsInEffect>,
+    /// Persons with a purchase: the ones in some layer.
+    pub buyers: u64,
+    /// Net spend (purchases − refunds) of all buyers, cents.
+    pub revenue_cents: i64,
+    pub revenue_per_buyer_cents: i64,
+    /// All eight layers in the classic order, empty ones included.
+    pub layers: Vec<LayerRow>,
+}
+
+/// The thresholds in effect: the engine's pinned ones (the setting or the
+/// medians of the last hour, `crate::rfm`), else the medians now.
+fn thresholds_in_effect(e: &siyu_engine::Engine) -> Option<RfmThresholdsInEffect> {
+    if let Some(b) = e.rfm_basis() {
+        return Some(RfmThresholdsInEffect {
+            thresholds: b.thresholds,
+            source: match b.source {
+                RfmSource::Setting => "setting",
+                RfmSource::Median { .. } => "median",
+            },
+            computed_at: match b.source {
+                RfmSource::Setting => None,
+                RfmSource::Median { at } => Some(format_rfc3339(at)),
+            },
+        });
+    }
+    median_thresholds(e, e.now()).map(|thresholds| RfmThresholdsInEffect {
+        thresholds,
+        source: "median",
+        computed_at: Some(format_rfc3339(e.now())),
+    })
+}
+
+async fn analytics_rfm_layers(
+    State(state): State<AppState>,
+    Query(q): Query<RfmLayersQuery>,
+) -> Result<Json<RfmLayers>, ApiError> {
+    let s = state.clone();
+    blocking(move || {
+        let e = read_engine(&s);
+        let mut used = thresholds_in_effect(&e);
+        if q.recency_days.is_some() || q.frequency.is_some() || q.monetary_cents.is_some() {
+            // What is not given is the workspace's (zero while nobody bought).
+            let base = used
+                .as_ref()
+                .map(|u| u.thresholds)
+                .unwrap_or(RfmThresholds {
+                    recency_days: 0,
+                    frequency: 0,
+                    monetary_cents: 0,
+                });
+            let tried = RfmThresholds {
+                recency_days: q.recency_days.unwrap_or(base.recency_days),
+                frequency: q.frequency.unwrap_or(base.frequency),
+                monetary_cents: q.monetary_cents.unwrap_or(base.monetary_cents),
+            };
+            tried.validate().map_err(threshold_error)?;
+            used = Some(RfmThresholdsInEffect {
+                thresholds: tried,
+                source: "query",
+                computed_at: None,
+            });
+        }
+        let report = match &used {
+            Some(u) => layer_report(&e, e.now(), &u.thresholds),
+            // Nobody has purchased: eight empty layers.
+            None => layer_report(
+                &e,
+                e.now(),
+                &RfmThresholds {
+                    recency_days: 0,
+                    frequency: 0,
+                    monetary_cents: 0,
+                },
+            ),
+        };
+        Ok(Json(RfmLayers {
+            at: format_rfc3339(e.now()),
+            thresholds: used,
+            buyers: report.buyers,
+            revenue_cents: report.revenue_cents,
+            revenue_per_buyer_cents: report.revenue_per_buyer_cents,
+            layers: report.layers,
+        }))
+    })
+    .await
+}
+
+fn threshold_error(e: siyu_engine::rfm::ThresholdError) -> ApiError {
+    ApiError::BadRequest(format!(
+        "{e}, e.g. {{\"recency_days\": 30, \"frequency\": 1, \"monetary_cents\": 50000}}"
+    ))
+}
+
+/// `GET`, `PUT` and `DELETE /v1/settings/rfm`.
+#[derive(Serialize)]
+pub struct RfmSettings {
+    /// The workspace's own thresholds, or null (the medians apply).
+    pub setting: Option<RfmThresholds>,
+    /// What `rfm_layer` and the layer report use now (null while nobody
+    /// has purchased and there is no setting).
+    pub in_effect: Option<RfmThresholdsInEffect>,
+    /// Segment entries and exits the change caused (0 for `GET`).
+    pub segment_changes: usize,
+}
+
+fn rfm_settings(state: &AppState, segment_changes: usize) -> Result<RfmSettings, ApiError> {
+    let setting = {
+        let mut store = state.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+        crate::rfm::stored(store.as_mut())?
+    };
+    let e = read_engine(state);
+    Ok(RfmSettings {
+        setting,
+        in_effect: thresholds_in_effect(&e),
+        segment_changes,
+    })
+}
+
+async fn get_rfm_settings(State(state): State<AppState>) -> Result<Json<RfmSettings>, ApiError> {
+    let s = state.clone();
+    blocking(move || Ok(Json(rfm_settings(&s, 0)?))).await
+}
+
+/// The body of `PUT /v1/settings/rfm`: all three, nothing else (a typo
+/// such as `recency` is named, not ignored).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RfmSettingsBody {
+    recency_days: u32,
+    frequency: u32,
+    monetary_cents: i64,
+}
+
+async fn put_rfm_settings(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Json<RfmSettings>, ApiError> {
+    let b: RfmSettingsBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "rfm thresholds: {e}; send {{\"recency_days\": 30, \"frequency\": 1, \"monetary_cents\": 50000}}"
+        ))
+    })?;
+    let t = RfmThresholds {
+        recency_days: b.recency_days,
+        frequency: b.frequency,
+        monetary_cents: b.monetary_cents,
+    };
+    t.validate().map_err(threshold_error)?;
+    set_rfm(state, Some(t)).await
+}
+
+async fn delete_rfm_settings(State(state): State<AppState>) -> Result<Json<RfmSettings>, ApiError> {
+    set_rfm(state, None).await
+}
+
+async fn set_rfm(
+    state: AppState,
+    thresholds: Option<RfmThresholds>,
+) -> Result<Json<RfmSettings>, ApiError> {
+    let changes = state
+        .0
+        .writer
+        .set_rfm(thresholds)
+        .await
+        .map_err(ApiError::Internal)?;
+    let s = state.clone();
+    blocking(move || Ok(Json(rfm_settings(&s, changes.len())?))).await
 }
 
 async fn analytics_funnel(

@@ -159,6 +159,12 @@ fn parse_segment_body(b: SegmentBody) -> Result<(Expr, String), ApiError> {
             // Before anything walks the tree (printing it is a walk).
             tree.check_depth()
                 .map_err(|e| ApiError::InvalidSegment(format!("tree: {e}")))?;
+            if let Some(found) = tree.unknown_rfm_layer() {
+                return Err(ApiError::InvalidSegment(format!(
+                    "tree: rfm_layer is compared with {found:?}; the layers are {}",
+                    siyu_engine::rfm::RfmLayer::names()
+                )));
+            }
             let src = tree.to_string();
             Ok((tree, src))
         }

@@ -14,6 +14,7 @@ mod orders;
 mod parsers;
 mod privacy;
 mod rebuild;
+mod rfm_layers;
 mod shapes;
 mod workspaces;
 

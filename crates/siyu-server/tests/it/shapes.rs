@@ -245,6 +245,45 @@ async fn analytics_spend_and_key_answers_keep_their_fields() {
     assert_eq!(fields(&r), ["at", "cells"]);
     assert_eq!(r["cells"].as_array().map(Vec::len), Some(125));
     assert_eq!(fields(&r["cells"][0]), ["f", "m", "persons", "r"]);
+    let (_, l) = t.get("/v1/analytics/rfm-layers").await;
+    assert_eq!(
+        fields(&l),
+        [
+            "at",
+            "buyers",
+            "layers",
+            "revenue_cents",
+            "revenue_per_buyer_cents",
+            "thresholds"
+        ]
+    );
+    assert_eq!(l["layers"].as_array().map(Vec::len), Some(8));
+    assert_eq!(
+        fields(&l["layers"][0]),
+        [
+            "layer",
+            "name",
+            "persons",
+            "ratio_to_average",
+            "revenue_cents",
+            "revenue_per_person_cents",
+            "share_of_persons",
+            "share_of_revenue"
+        ]
+    );
+    assert_eq!(
+        fields(&l["thresholds"]),
+        [
+            "computed_at",
+            "frequency",
+            "monetary_cents",
+            "recency_days",
+            "source"
+        ]
+    );
+    let (_, st) = t.get("/v1/settings/rfm").await;
+    assert_eq!(fields(&st), ["in_effect", "segment_changes", "setting"]);
+    assert_eq!(st["setting"], serde_json::Value::Null);
     for (path, want) in [
         ("/v1/analytics/funnel", vec!["rows"]),
         ("/v1/analytics/cohorts", vec!["rows", "t0"]),
