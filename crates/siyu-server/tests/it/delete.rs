@@ -20,7 +20,7 @@ async fn call(app: &TestApp, method: &str, path: &str, body: Value) -> (StatusCo
         .await
 }
 
-async fn put(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
+async fn put(app: &TestApp, path: &str, body: Value) -> Value {
     let (s, b) = call(app, "PUT", path, body).await;
     assert_eq!(s, StatusCode::OK, "PUT {path}: {b}");
     b
