@@ -814,7 +814,7 @@ async fn automation_answers_keep_their_shapes() {
     let listed = &v["journeys"][0];
     assert_eq!(
         keys(listed),
-        ["active", "enabled", "name", "status", "steps", "trigger", "version"]
+        ["active", "archived", "enabled", "name", "status", "steps", "trigger", "version"]
     );
     assert_eq!(
         (
