@@ -276,6 +276,30 @@ try {
     await shot('segments.png');
   });
 
+  await step('segments: delete asks first, is refused while another segment reads it (naming it), then deletes', async () => {
+    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    const put = (n, segment) => fetch(url + '/v1/segments/' + n, { method: 'PUT', headers: auth, body: JSON.stringify({ segment }) });
+    assert.equal((await put('e2e_doomed', 'purchases >= 3')).status, 200);
+    assert.equal((await put('e2e_reader', 'in_segment("e2e_doomed")')).status, 200);
+    await page.goto(url + '/#/segments/e2e_doomed');
+    await page.locator('#segment-delete').waitFor();
+    page.once('dialog', (d) => d.dismiss());
+    await page.click('#segment-delete');
+    assert.equal((await fetch(url + '/v1/segments/e2e_doomed', { headers: auth })).status, 200, 'a dismissed confirmation deletes nothing');
+    page.once('dialog', (d) => d.accept());
+    await page.click('#segment-delete');
+    await page.locator('#segment-delete-error').waitFor();
+    assert.match(await page.textContent('#segment-delete-error'), /segment `e2e_reader`/);
+    await shot('segment-delete-refused.png');
+    assert.equal((await fetch(url + '/v1/segments/e2e_reader', { method: 'DELETE', headers: auth })).status, 200);
+    page.once('dialog', (d) => d.accept());
+    await page.click('#segment-delete');
+    await page.waitForURL(/#\/segments$/);
+    await page.waitForFunction(() => { const l = document.querySelector('#segment-list'); return l && !l.textContent.includes('e2e_doomed'); });
+    assert.equal((await fetch(url + '/v1/segments/e2e_doomed', { headers: auth })).status, 404);
+    await shot('segment-deleted.png');
+  });
+
   await step('settings: keys, operators, spend upload; an admin creates a write key', async () => {
     await page.click('#nav a[data-page=settings]');
     await page.locator('#key-list').waitFor();
@@ -740,6 +764,7 @@ try {
     await page.goto(url + '/#/segments/e2e_big_spenders');
     await page.locator('#segment-save').waitFor();
     assert.equal(await page.isDisabled('#segment-save'), true, 'save is disabled');
+    assert.equal(await page.isDisabled('#segment-delete'), true, 'delete is disabled');
     await page.locator('#segment-count').waitFor(); // preview (a read-only POST) still works
     const forced = await page.evaluate(async () => {
       const csrf = document.cookie.split('; ').find((c) => c.startsWith('siyu_csrf=')).slice(10);

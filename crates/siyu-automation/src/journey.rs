@@ -44,6 +44,11 @@ pub struct Journey {
     /// A paused journey enrolls nobody; persons already in it go on.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Archived (`DELETE /v1/journeys/{name}`): enrolls nobody, hidden
+    /// from the list unless asked for; its versions, enrollments and
+    /// report stay. Saving the journey again restores it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
 }
 
 fn yes() -> bool {

@@ -367,7 +367,7 @@ pub struct LastEntry {
 
 /// Whether the trigger may enroll the person now, under the re-entry rule.
 pub fn may_enter(j: &Compiled, last: Option<LastEntry>, now: i64) -> bool {
-    if !j.def.enabled {
+    if !j.def.enabled || j.def.archived {
         return false;
     }
     let Some(last) = last else { return true };

@@ -363,6 +363,22 @@
       merges.length ? card(t('persons.merges'), h('ul', { class: 'merges' }, merges)) : null);
   }
 
+  // A Delete / Archive button: asks first, then DELETEs `path`. A refusal
+  // (409 `in_use`: what still uses it, and how to free it) is shown in
+  // `status` (or a toast); the server decides, the button only asks.
+  // `label` and `confirm` are i18n keys ('del.delete' / 'del.archive' …).
+  function removeButton({ id, path, name, label, confirm, done, status }) {
+    return h('button', { type: 'button', class: 'danger', id, 'data-write': true, onclick: async () => {
+      if (!window.confirm(t(confirm, { name }))) return;
+      const r = await api('DELETE', path);
+      if (r.ok) { toast(t(r.data && r.data.archived ? 'del.archived' : 'del.deleted', { name }), 'good'); done(); return; }
+      if (r.status === 403) return;
+      const msg = (r.data && r.data.message) || String(r.status);
+      if (status) status.replaceChildren(h('div', { class: 'error', id: (id || 'remove') + '-error', role: 'alert' }, msg));
+      else toast(msg, 'error');
+    } }, t(label));
+  }
+
   // ---------- segments ----------
   async function segments(main, name) {
     const list = await api('GET', '/v1/segments');
@@ -424,7 +440,8 @@
       h('label', {}, t('seg.name'), nameIn),
       h('label', {}, t('seg.source'), src),
       h('p', { class: 'muted small' }, t('seg.help')),
-      status, sample, h('div', { class: 'actions' }, save));
+      status, sample, h('div', { class: 'actions' }, save,
+        current ? removeButton({ id: 'segment-delete', path: '/v1/segments/' + enc(current.name), name: current.name, label: 'del.delete', confirm: 'del.segment_confirm', status, done: () => { location.hash = '#/segments'; } }) : null));
 
     const right = [card(current ? `${current.name} · ${broken ? t('seg.broken') : t('seg.version', { v: current.version })}` : t('seg.new'), form)];
     if (current && !broken) {
@@ -544,7 +561,7 @@
   };
   const empty = (id, text, hint) => h('div', { class: 'empty', id }, h('p', {}, text), hint ? h('p', { class: 'muted small' }, h('code', {}, hint)) : null);
   const person = (id) => h('a', { href: '#/persons/' + enc(id), class: 'person-link' }, id);
-  const ui = { h, api, card, toast, enc, yuan, render, faults, canWrite, isAdmin, msgOf, when: localTime, empty, person };
+  const ui = { h, api, card, toast, enc, yuan, render, faults, canWrite, isAdmin, msgOf, when: localTime, empty, person, removeButton };
   const automation = window.AutomationPages(ui);
   const growth = window.GrowthPages(ui);
 

@@ -5,7 +5,7 @@
 // functions back; like app.js, the DOM is built with `h()` (textContent only).
 'use strict';
 window.AutomationPages = function (ui) {
-  const { h, api, card, toast, enc, yuan, msgOf, when, empty, person } = ui;
+  const { h, api, card, toast, enc, yuan, msgOf, when, empty, person, removeButton } = ui;
   const { t } = window.I18N;
   const C = window.Charts;
 
@@ -82,7 +82,11 @@ window.AutomationPages = function (ui) {
       h('label', {}, t('auto.j.definition'), src),
       h('p', { class: 'muted small' }, t('auto.j.help')),
       status,
-      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'journey-save', 'data-write': true }, t('auto.save'))));
+      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'journey-save', 'data-write': true }, t('auto.save')),
+        // Archive: running enrollments finish, or exit now (their pending messages cancelled).
+        current && !current.definition.archived ? ['finish', 'exit'].map((mode) => removeButton({ id: 'journey-archive-' + mode, path: `/v1/journeys/${enc(current.name)}?enrollments=${mode}`, name: current.name,
+          label: 'del.journey_' + mode, confirm: 'del.journey_' + mode + '_confirm', status, done: () => { location.hash = '#/journeys'; } })) : null,
+        current && current.definition.archived ? h('span', { class: 'badge', id: 'journey-archived' }, t('del.archived_badge')) : null));
     const title = current ? `${current.name} · v${current.version}` + (current.versions.length > 1 ? ` (${t('auto.j.versions')} ${current.versions.map((v) => 'v' + v).join(', ')})` : '') : t('auto.j.new');
     const parts = [h('h1', {}, t('nav.journeys')), listCard];
     if (current) {
@@ -180,7 +184,8 @@ window.AutomationPages = function (ui) {
       h('label', {}, t('auto.t.variants'), variants),
       h('p', { class: 'muted small' }, t('auto.t.help')),
       status,
-      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'template-save', 'data-write': true }, t('auto.save'))));
+      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'template-save', 'data-write': true }, t('auto.save')),
+        current ? removeButton({ id: 'template-delete', path: '/v1/templates/' + enc(current.name), name: current.name, label: 'del.delete', confirm: 'del.template_confirm', status, done: () => { location.hash = '#/templates'; } }) : null));
 
     const right = [card(current ? current.name : t('auto.t.new'), form)];
     if (current) {
@@ -216,7 +221,10 @@ window.AutomationPages = function (ui) {
       else if (r.status !== 403) { src.classList.add('invalid'); status.replaceChildren(faults('autoreply-error', msgOf(r), src.value)); }
     } }, h('p', { class: 'muted small' }, t('auto.a.help')), src, status,
       h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'autoreply-save', 'data-write': true }, t('auto.save'))));
-    return card(t('auto.a.title'), form);
+    const list = (rules.data && Array.isArray(rules.data.rules) ? rules.data.rules : []).filter((x) => x && x.id);
+    const rows = list.length ? h('ul', { class: 'plain', id: 'autoreply-list' }, list.map((x) => h('li', { 'data-rule': x.id }, h('code', {}, x.id), ' ',
+      removeButton({ id: 'autoreply-delete-' + x.id, path: '/v1/autoreply/' + enc(x.id), name: x.id, label: 'del.delete', confirm: 'del.rule_confirm', status, done: () => ui.render() })))) : null;
+    return card(t('auto.a.title'), rows, form);
   }
 
   // ---------- messages (the outbox) ----------

@@ -7,7 +7,7 @@
 // controls are disabled (the server refuses them anyway).
 'use strict';
 window.GrowthPages = function (ui) {
-  const { h, api, card, toast, enc, yuan, faults, msgOf, when, empty, person } = ui;
+  const { h, api, card, toast, enc, yuan, faults, msgOf, when, empty, person, removeButton } = ui;
   const { t } = window.I18N;
   const C = window.Charts;
 
@@ -231,7 +231,8 @@ window.GrowthPages = function (ui) {
       h('label', {}, t('gr.f.definition'), src),
       h('p', { class: 'muted small' }, t('gr.f.help')),
       status,
-      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'campaign-save', 'data-write': true }, t('auto.save'))));
+      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'campaign-save', 'data-write': true }, t('auto.save')),
+        current ? removeButton({ id: 'campaign-archive', path: '/v1/campaigns/' + enc(current.id), name: current.id, label: 'del.archive', confirm: 'del.campaign_confirm', status, done: () => { location.hash = '#/fission'; } }) : null));
   }
 
   // ---------- communities ----------
@@ -342,6 +343,7 @@ window.GrowthPages = function (ui) {
       h('label', {}, t('gr.c.owner'), owner),
       status,
       h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'group-save', 'data-write': true }, t('auto.save')),
+        g && !g.archived ? removeButton({ id: 'group-archive', path: '/v1/groups/' + enc(g.id), name: g.id, label: 'del.archive', confirm: 'del.group_confirm', status, done: () => { location.hash = '#/communities'; } }) : null,
         g ? h('a', { class: 'button', href: '#/communities' }, '+ ' + t('gr.c.new_group')) : null));
     return card(g ? `${t('gr.c.edit_group')} · ${g.id}` : t('gr.c.new_group'), form);
   }
@@ -393,8 +395,9 @@ window.GrowthPages = function (ui) {
       h('td', { class: 'small' }, (c.targets || []).map(targetText).join(' · ')),
       h('td', { class: 'num' }, c.daily_cap_per_operator != null ? String(c.daily_cap_per_operator) : '—'),
       h('td', { class: 'small' }, c.working_hours ? `${c.working_hours.start}–${c.working_hours.end}` : '—'),
-      h('td', {}, h('code', {}, '/l/' + c.id))));
-    const table = codes.length ? h('table', { class: 'list', id: 'livecode-list' }, head(['gr.c.code', 'gr.c.targets', 'gr.c.daily_cap', 'gr.c.hours', 'gr.c.public_link']), h('tbody', {}, rows))
+      h('td', {}, h('code', {}, '/l/' + c.id)),
+      h('td', {}, removeButton({ id: 'livecode-archive-' + c.id, path: '/v1/livecodes/' + enc(c.id), name: c.id, label: 'del.archive', confirm: 'del.livecode_confirm', done: () => ui.render() }))));
+    const table = codes.length ? h('table', { class: 'list', id: 'livecode-list' }, head(['gr.c.code', 'gr.c.targets', 'gr.c.daily_cap', 'gr.c.hours', 'gr.c.public_link', '']), h('tbody', {}, rows))
       : r.ok ? empty('livecodes-empty', t('gr.c.no_livecodes'), 'PUT /v1/livecodes/{id}') : h('p', { class: 'error' }, msgOf(r));
     const idIn = h('input', { id: 'livecode-id', placeholder: 'spring_qr', required: true });
     const src = h('textarea', { id: 'livecode-definition', rows: 8, spellcheck: 'false' }, JSON.stringify({ targets: [{ group: 'vip_group_1' }], daily_cap_per_operator: 200, working_hours: { start: '09:00', end: '21:00', timezone: 'Asia/Shanghai' }, auto_tags: ['livecode'] }, null, 2));
@@ -456,6 +459,7 @@ window.GrowthPages = function (ui) {
       mini,
       status,
       h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'content-save', 'data-write': true }, t('auto.save')),
+        current ? removeButton({ id: 'content-archive', path: '/v1/content/' + enc(current.id), name: current.id, label: 'del.archive', confirm: 'del.content_confirm', status, done: () => { location.hash = '#/content'; } }) : null,
         current ? h('a', { class: 'button', href: '#/content' }, '+ ' + t('gr.k.new')) : null));
     const help = h('p', { class: 'muted small', id: 'content-help' }, t('gr.k.help'), ' ', h('a', { href: '#/templates', id: 'content-templates' }, t('gr.k.to_templates')));
     main.replaceChildren(h('h1', {}, t('nav.content')),

@@ -748,6 +748,41 @@ impl Engine {
         Ok((index, changes))
     }
 
+    /// Deletes saved segment `name`; refused (naming them) while other
+    /// segments read it. Returns its last version, None if there is none.
+    pub fn remove_segment(&mut self, name: &str) -> Result<Option<u32>, Vec<String>> {
+        let readers: Vec<String> = self
+            .segments
+            .readers_of(name)
+            .into_iter()
+            .filter(|r| r != name)
+            .collect();
+        if !readers.is_empty() {
+            return Err(readers);
+        }
+        Ok(self.segments.remove(name))
+    }
+
+    /// See [`LiveSegments::set_version`].
+    pub fn set_segment_version(&mut self, name: &str, version: u32) {
+        self.segments.set_version(name, version);
+    }
+
+    /// The saved segments that read computed property `name`
+    /// (`prop.name`): while there are any, the property cannot be deleted.
+    pub fn property_readers(&self, name: &str) -> Vec<String> {
+        self.segments
+            .segments()
+            .iter()
+            .filter(|s| {
+                let mut refs = Vec::new();
+                s.expr.property_refs(&mut refs);
+                refs.iter().any(|r| r == name)
+            })
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
     pub fn live_segments(&self) -> &LiveSegments {
         &self.segments
     }

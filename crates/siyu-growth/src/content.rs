@@ -47,6 +47,11 @@ pub struct Content {
     /// Views counted so far (kept across saves).
     #[serde(default)]
     pub views: u64,
+    /// Archived (`DELETE /v1/content/{id}`): hidden from the library list
+    /// unless asked for; links already sent keep redirecting and counting
+    /// views. Saving the item again restores it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -158,6 +163,22 @@ pub fn list(store: &mut dyn Store) -> Result<Vec<Content>, ContentError> {
         .into_iter()
         .map(|(key, v)| from_setting(&key, v))
         .collect()
+}
+
+/// Archives item `id` (see [`Content::archived`]); returns whether it
+/// was archived by this call (false: it already was).
+pub fn archive(store: &mut dyn Store, id: &str) -> Result<bool, ContentError> {
+    let key = key(id);
+    let Some(v) = store.get_setting(&key)? else {
+        return Err(ContentError::NotFound { id: id.to_string() });
+    };
+    let mut c = from_setting(&key, v)?;
+    if c.archived {
+        return Ok(false);
+    }
+    c.archived = true;
+    store.put_setting(&key, Some(&to_setting(&c)?))?;
+    Ok(true)
 }
 
 /// Counts one view of item `id` and returns the item.

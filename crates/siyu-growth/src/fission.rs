@@ -72,6 +72,8 @@ pub enum FissionError {
     Poster { error: String },
     #[error("campaign `{campaign}` has ended")]
     Ended { campaign: String },
+    #[error("campaign `{campaign}` is archived: it takes no new invites, clicks, signups or rewards (its reports stay readable); PUT /v1/campaigns/{campaign} restores it")]
+    Archived { campaign: String },
     #[error("campaign `{campaign}` has not started yet")]
     NotStarted { campaign: String },
     #[error("no person with identity `{identity}`")]

@@ -1,7 +1,9 @@
 //! Saved segment and property definitions: stored as settings
 //! (`segment/<name>`, `property/<name>`) with a creation number, loaded
 //! into the engine in creation order (a segment may only read segments
-//! defined before it).
+//! defined before it). A segment's last version number is kept apart
+//! (`segment_version/<name>`), so neither a restart nor a deletion and
+//! re-creation under the same name ever gives a number twice.
 
 use siyu_engine::property::PropertyDef;
 use siyu_engine::segment::Expr;
@@ -76,6 +78,69 @@ impl Definition {
     }
 }
 
+/// A saved definition to delete (`DELETE /v1/segments/{name}`,
+/// `DELETE /v1/properties/{name}`).
+#[derive(Clone, Debug)]
+pub enum Deletion {
+    Segment(String),
+    Property(String),
+}
+
+impl Deletion {
+    pub fn key(&self) -> String {
+        match self {
+            Deletion::Segment(name) => format!("segment/{name}"),
+            Deletion::Property(name) => format!("property/{name}"),
+        }
+    }
+}
+
+/// What a [`Deletion`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Deleted {
+    /// Deleted; a segment's last version.
+    Deleted { version: Option<u32> },
+    /// Nothing of that name is stored.
+    NotFound,
+    /// Refused: these segments read it (nothing was deleted).
+    InUse(Vec<String>),
+}
+
+/// Where a segment's last version number is kept.
+pub const SEGMENT_VERSION_PREFIX: &str = "segment_version/";
+
+/// The last version number segment `name` was given (0: never saved).
+pub fn last_segment_version(store: &mut dyn Store, name: &str) -> siyu_store::Result<u32> {
+    Ok(store
+        .get_setting(&format!("{SEGMENT_VERSION_PREFIX}{name}"))?
+        .and_then(|v| v.as_u64())
+        .map_or(0, |v| v.min(u32::MAX as u64) as u32))
+}
+
+pub fn remember_segment_version(
+    store: &mut dyn Store,
+    name: &str,
+    version: u32,
+) -> siyu_store::Result<()> {
+    store.put_setting(
+        &format!("{SEGMENT_VERSION_PREFIX}{name}"),
+        Some(&serde_json::Value::from(version)),
+    )
+}
+
+/// The creation number of a new definition: after every stored one.
+pub fn next_seq(store: &mut dyn Store) -> siyu_store::Result<u64> {
+    let mut next = 0;
+    for prefix in PREFIXES {
+        for (_, v) in store.list_settings_each(prefix)? {
+            if let Some(seq) = v.ok().and_then(|v| v["seq"].as_u64()) {
+                next = next.max(seq + 1);
+            }
+        }
+    }
+    Ok(next)
+}
+
 /// The settings prefixes [`load_into`] loads (and quarantines under).
 pub const PREFIXES: [&str; 2] = ["property/", "segment/"];
 
@@ -107,8 +172,42 @@ pub fn load_into(store: &mut dyn Store, engine: &mut Engine) -> anyhow::Result<V
     let (mut segs, unreadable) = readable(store.list_settings_each("segment/")?);
     broken.extend(unreadable);
     segs.sort_by_key(|(_, v)| v["seq"].as_u64().unwrap_or(0));
+    // A snapshot taken before a segment was deleted still holds it: drop
+    // every segment with no stored row (readers first, newest first).
+    let stored: std::collections::HashSet<String> = segs
+        .iter()
+        .map(|(k, _)| k.trim_start_matches("segment/").to_string())
+        .chain(
+            broken
+                .iter()
+                .filter_map(|b| b.key.strip_prefix("segment/").map(str::to_string)),
+        )
+        .collect();
+    let gone: Vec<String> = engine
+        .live_segments()
+        .segments()
+        .iter()
+        .rev()
+        .filter(|s| !stored.contains(&s.name))
+        .map(|s| s.name.clone())
+        .collect();
+    for name in gone {
+        if let Err(readers) = engine.remove_segment(&name) {
+            tracing::warn!(segment = %name, ?readers, "deleted segment still read; kept");
+        }
+    }
+    let names: Vec<String> = segs
+        .iter()
+        .map(|(k, _)| k.trim_start_matches("segment/").to_string())
+        .collect();
     let (_, unloadable) = define_stored_segments(engine, segs);
     broken.extend(unloadable);
+    for name in names {
+        let last = last_segment_version(store, &name)?;
+        if last > 0 {
+            engine.set_segment_version(&name, last);
+        }
+    }
     Ok(broken)
 }
 

@@ -34,6 +34,10 @@ pub enum ApiError {
     BadSignature(String),
     #[error("{0}")]
     Conflict(String),
+    /// A deletion refused because other definitions use what it deletes;
+    /// the message names each and how to free it.
+    #[error("{0}")]
+    InUse(String),
     #[error("{0}")]
     Replayed(String),
     #[error("{0}")]
@@ -67,6 +71,7 @@ impl ApiError {
             (ApiError::InvalidDefinition(s()), "a journey, template, rule set, policy or send is invalid; the message names each fault's path and fix"),
             (ApiError::BadSignature(s()), "an inbound webhook whose signature or timestamp does not verify"),
             (ApiError::Conflict(s()), "the request is valid but the current state cannot take it (every group of a live code is full, no operator under the load limit)"),
+            (ApiError::InUse(s()), "a DELETE refused because other definitions use what it would delete (a segment read by a journey or another segment, a property read by a segment, a template a journey, rule, campaign, live code or calendar sends); the message names every one and its fix, and nothing was deleted"),
             (ApiError::Replayed(s()), "a signed inbound webhook request that was already accepted (within the signature window); sign a new one to send again"),
             (ApiError::WrongChannel(s()), "an inbound webhook wrote an identity of another channel; each channel's secret writes only its own identities"),
             (ApiError::ClaimRequired(s()), "a public live code or signup named a person without a valid claim token; the channel bridge gets one with POST /v1/livecodes/{id}/claims or /v1/campaigns/{id}/claims"),
@@ -95,6 +100,7 @@ impl ApiError {
             }
             ApiError::BadSignature(_) => (StatusCode::UNAUTHORIZED, "bad_signature"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::InUse(_) => (StatusCode::CONFLICT, "in_use"),
             ApiError::Replayed(_) => (StatusCode::CONFLICT, "replayed"),
             ApiError::WrongChannel(_) => (StatusCode::FORBIDDEN, "wrong_channel"),
             ApiError::ClaimRequired(_) => (StatusCode::UNAUTHORIZED, "claim_required"),

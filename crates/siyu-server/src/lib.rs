@@ -39,6 +39,7 @@ pub mod openapi;
 pub mod privacy;
 pub mod quarantine;
 pub mod ratelimit;
+pub mod references;
 pub mod replay;
 pub mod request;
 pub mod rfm;

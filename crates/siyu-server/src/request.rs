@@ -183,3 +183,59 @@ pub(crate) async fn blocking<T: Send + 'static>(
 pub(crate) fn now() -> i64 {
     crate::writer::wall_clock()
 }
+
+/// `?archived=true` on a listing: archived definitions are listed too
+/// (they are hidden by default).
+#[derive(serde::Deserialize, Default)]
+pub(crate) struct ArchivedQuery {
+    #[serde(default)]
+    pub archived: bool,
+}
+
+/// The answer of every `DELETE /v1/<kind>/{name}`: what was removed
+/// (`deleted`) or archived (`archived`: history stays, saving it again
+/// restores it).
+#[derive(serde::Serialize)]
+pub(crate) struct Removed {
+    /// `segment`, `property`, `template`, `autoreply_rule`, `journey`,
+    /// `campaign`, `group`, `livecode`, `content`.
+    pub kind: &'static str,
+    pub name: String,
+    pub deleted: bool,
+    pub archived: bool,
+}
+
+impl Removed {
+    pub fn deleted(kind: &'static str, name: String) -> Removed {
+        Removed {
+            kind,
+            name,
+            deleted: true,
+            archived: false,
+        }
+    }
+    pub fn archived(kind: &'static str, name: String) -> Removed {
+        Removed {
+            kind,
+            name,
+            deleted: false,
+            archived: true,
+        }
+    }
+}
+
+/// The audit row of a deletion or archive (`delete_segment`,
+/// `archive_journey` …); `detail` is free-form per action (stored JSON).
+pub(crate) fn removal_audit(
+    action: &str,
+    subject: &str,
+    detail: serde_json::Value,
+) -> siyu_store::AuditRecord {
+    siyu_store::AuditRecord {
+        id: 0,
+        at: now(),
+        action: action.to_string(),
+        subject: subject.to_string(),
+        detail,
+    }
+}

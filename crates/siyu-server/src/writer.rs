@@ -76,9 +76,16 @@ pub enum Command {
         thresholds: Option<RfmThresholds>,
         reply: Reply<Vec<SegmentChange>>,
     },
+    /// Deletes a saved segment or property (`Deletion`) and writes the
+    /// audit row; a property starts a rebuild and answers when it lands.
+    Delete {
+        target: Deletion,
+        audit: AuditRecord,
+        reply: Reply<Deleted>,
+    },
 }
 
-pub use crate::definitions::Definition;
+pub use crate::definitions::{Definition, Deleted, Deletion};
 
 /// A segment change as published to subscribers.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -139,6 +146,7 @@ pub struct Rebuilding {
 enum Waiting {
     Erased(Reply<u64>, u64),
     Defined(Reply<Vec<SegmentChange>>),
+    Deleted(Reply<Deleted>, Deleted),
 }
 
 /// The audit row of an engine merge caused by the event at `offset`.
@@ -631,6 +639,9 @@ impl Writer {
                 Waiting::Defined(reply) => {
                     let _ = reply.send(outcome.clone().map(|()| Vec::new()));
                 }
+                Waiting::Deleted(reply, deleted) => {
+                    let _ = reply.send(outcome.clone().map(|()| deleted));
+                }
             }
         }
         for cmd in deferred {
@@ -672,18 +683,9 @@ impl Writer {
         };
         let seq = match existing.as_ref().and_then(|v| v["seq"].as_u64()) {
             Some(seq) => seq,
-            None => {
-                (self
-                    .store
-                    .list_settings_each("segment/")
-                    .map_err(|e| e.to_string())?
-                    .len()
-                    + self
-                        .store
-                        .list_settings_each("property/")
-                        .map_err(|e| e.to_string())?
-                        .len()) as u64
-            }
+            // After the highest one: rows may have been deleted, so the
+            // count of rows could repeat a number still in use.
+            None => crate::definitions::next_seq(self.store.as_mut()).map_err(|e| e.to_string())?,
         };
         if matches!(definition, Definition::Property(_)) {
             // A snapshot cannot hold a property defined after it was taken:
@@ -697,12 +699,20 @@ impl Writer {
         self.quarantine.repaired(&key);
         match definition {
             Definition::Segment { name, expr, source } => {
+                // A number is never given twice, across deletions and restarts.
+                let last = crate::definitions::last_segment_version(self.store.as_mut(), &name)
+                    .map_err(|e| e.to_string())?;
                 let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
-                let (_, changes) = engine
+                let (index, changes) = engine
                     .define_segment(&name, expr, source)
                     .map_err(|e| e.to_string())?;
+                let version = engine.live_segments().segments()[index as usize].version;
+                let version = if version <= last { last + 1 } else { version };
+                engine.set_segment_version(&name, version);
                 let history = self.publish(&engine, &changes);
                 drop(engine);
+                crate::definitions::remember_segment_version(self.store.as_mut(), &name, version)
+                    .map_err(|e| e.to_string())?;
                 self.record_history(history);
                 self.retry_quarantined_segments();
                 Ok(Some(changes))
@@ -710,6 +720,81 @@ impl Writer {
             // A new property must see the whole history: rebuild from the log.
             Definition::Property(_) => Ok(None),
         }
+    }
+
+    /// Deletes a saved segment (at once: out of the store, the engine's
+    /// live state and so every profile) or a property (its row, then a
+    /// rebuild from the log, as when one is defined). Refuses while other
+    /// segments read it; a quarantined (unloadable) row is deleted too.
+    fn delete(&mut self, target: Deletion, audit: AuditRecord, reply: Reply<Deleted>) {
+        match self.delete_definition(&target, &audit) {
+            Ok(Some(deleted @ Deleted::Deleted { .. }))
+                if matches!(target, Deletion::Property(_)) =>
+            {
+                self.start_rebuild(Waiting::Deleted(reply, deleted))
+            }
+            Ok(Some(deleted)) => {
+                let _ = reply.send(Ok(deleted));
+            }
+            Ok(None) => {
+                let _ = reply.send(Ok(Deleted::NotFound));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// `Ok(None)`: nothing of that name is stored.
+    fn delete_definition(
+        &mut self,
+        target: &Deletion,
+        audit: &AuditRecord,
+    ) -> Result<Option<Deleted>, String> {
+        let key = target.key();
+        let stored = match self.store.get_setting(&key) {
+            Ok(v) => v.is_some(),
+            Err(siyu_store::StoreError::Corrupt(_)) => true,
+            Err(e) => return Err(e.to_string()),
+        };
+        let readers = {
+            let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
+            match target {
+                Deletion::Segment(name) => engine
+                    .live_segments()
+                    .readers_of(name)
+                    .into_iter()
+                    .filter(|r| r != name)
+                    .collect::<Vec<_>>(),
+                Deletion::Property(name) => engine.property_readers(name),
+            }
+        };
+        if !readers.is_empty() {
+            return Ok(Some(Deleted::InUse(readers)));
+        }
+        if !stored {
+            return Ok(None);
+        }
+        if matches!(target, Deletion::Property(_)) {
+            // As for a definition: a restart must not load a snapshot
+            // holding the deleted property.
+            self.remove_snapshot()?;
+        }
+        self.store
+            .put_setting(&key, None)
+            .map_err(|e| e.to_string())?;
+        self.store.audit(audit).map_err(|e| e.to_string())?;
+        self.quarantine.repaired(&key);
+        let version = match target {
+            Deletion::Segment(name) => {
+                let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
+                engine.remove_segment(name).map_err(|readers| {
+                    format!("segment `{name}` is read by {}", readers.join(", "))
+                })?
+            }
+            Deletion::Property(_) => None,
+        };
+        Ok(Some(Deleted::Deleted { version }))
     }
 
     /// After a segment is saved, quarantined segments that only failed
@@ -778,6 +863,11 @@ impl Writer {
                 }
             }
             Command::Define { definition, reply } => self.define(definition, reply),
+            Command::Delete {
+                target,
+                audit,
+                reply,
+            } => self.delete(target, audit, reply),
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.write_snapshot());
             }
@@ -919,6 +1009,18 @@ impl WriterHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::SetRfm { thresholds, reply })
+            .map_err(|_| "writer stopped".to_string())?;
+        rx.await.map_err(|_| "writer stopped".to_string())?
+    }
+
+    pub async fn delete(&self, target: Deletion, audit: AuditRecord) -> Result<Deleted, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Delete {
+                target,
+                audit,
+                reply,
+            })
             .map_err(|_| "writer stopped".to_string())?;
         rx.await.map_err(|_| "writer stopped".to_string())?
     }

@@ -228,6 +228,38 @@ impl LiveSegments {
         }
     }
 
+    /// Deletes a saved segment and its members (the other segments keep
+    /// theirs: none may read it, see [`Self::readers_of`]). Returns its
+    /// last version; None if there is no such segment. Pending window
+    /// timers of its members stay queued and are harmless: a timer only
+    /// re-evaluates the segments that exist when it fires.
+    pub fn remove(&mut self, name: &str) -> Option<u32> {
+        let i = self.index_of(name)?;
+        Some(self.segments.remove(i as usize).version)
+    }
+
+    /// The saved segments whose definition reads segment `name`
+    /// (`in_segment("name")`), in definition order.
+    pub fn readers_of(&self, name: &str) -> Vec<String> {
+        self.segments
+            .iter()
+            .filter(|s| {
+                let mut refs = Vec::new();
+                s.expr.segment_refs(&mut refs);
+                refs.iter().any(|r| r == name)
+            })
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// Sets a segment's version number (a stored definition restores the
+    /// number it was saved under, so a number is never given twice).
+    pub fn set_version(&mut self, name: &str, version: u32) {
+        if let Some(i) = self.index_of(name) {
+            self.segments[i as usize].version = version;
+        }
+    }
+
     /// Evaluates every segment for one person, in definition order (so
     /// `in_segment` sees the fresh verdicts of earlier segments).
     fn verdicts(&self, w: &World<'_>, slot: u32, now: i64) -> Vec<bool> {

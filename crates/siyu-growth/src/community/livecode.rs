@@ -65,6 +65,11 @@ pub struct LiveCode {
     pub welcome_template: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_channel: Option<String>,
+    /// Archived (`DELETE /v1/livecodes/{id}`): its printed link answers
+    /// that the code is no longer active instead of routing; saving it
+    /// again restores it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
 }
 
 /// A live code with its id, as the API answers it.
@@ -340,6 +345,11 @@ pub fn route_newcomer(inputs: &RoutingInputs, identity: Option<&str>, at: i64) -
         reserved,
         person_groups,
     } = inputs;
+    if code.archived {
+        return Err(CommunityError::Archived(format!(
+            "this code is no longer active: live code `{code_id}` was archived (PUT /v1/livecodes/{code_id} restores it)"
+        )));
+    }
     let url_of = |t: &Target| match t {
         Target::Group(g) => groups.get(g).and_then(|d| d.url.clone()),
         Target::Operator(o) => ops.get(o).and_then(|d| d.url.clone()),

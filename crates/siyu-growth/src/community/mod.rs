@@ -78,6 +78,9 @@ pub enum CommunityError {
     /// Valid, but the current state cannot take it (full, over the limit).
     #[error("{0}")]
     Conflict(String),
+    /// Archived: it takes nothing new (a live code no longer routes).
+    #[error("{0}")]
+    Archived(String),
     /// A parameter cannot be read (a timezone …).
     #[error("{0}")]
     BadParameter(String),

@@ -40,6 +40,11 @@ pub struct Campaign {
     pub landing: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poster: Option<siyu_poster::PosterTemplate>,
+    /// Archived (`DELETE /v1/campaigns/{id}`): no new invites, clicks,
+    /// signups or rewards; its ledger and reports stay readable. Saving
+    /// the campaign again restores it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

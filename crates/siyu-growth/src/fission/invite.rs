@@ -31,6 +31,11 @@ pub fn claim_scope(campaign: &str) -> String {
 
 /// Whether campaign `c` takes clicks and signups at `now`.
 pub fn campaign_open(c: &Campaign, rules: &Rules, now: i64) -> Result<(), FissionError> {
+    if c.archived {
+        return Err(FissionError::Archived {
+            campaign: c.id.clone(),
+        });
+    }
     if rules.ends.is_some_and(|e| now >= e) {
         return Err(FissionError::Ended {
             campaign: c.id.clone(),

@@ -138,7 +138,24 @@ pub enum AutoInput {
         Vec<(String, Action, Option<String>)>,
         oneshot::Sender<Result<(), String>>,
     ),
+    /// A journey was archived with `?enrollments=exit`: reload the
+    /// definitions (it enrolls nobody), end its running enrollments now
+    /// and cancel their pending outbox items; answers once committed.
+    ExitJourney(String, oneshot::Sender<Result<Exited, String>>),
 }
+
+/// What [`AutoInput::ExitJourney`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Exited {
+    /// Running enrollments ended.
+    pub enrollments: usize,
+    /// Pending outbox items (waiting sends and side effects) cancelled.
+    pub cancelled: usize,
+}
+
+/// Why an enrollment ended or an outbox item was cancelled by
+/// [`AutoInput::ExitJourney`] (the enrollment's reason, the item's detail).
+pub const EXITED_BY_ARCHIVE: &str = "journey archived: enrollments exited";
 
 /// A one-off send to a segment's members (or listed identities).
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -230,6 +247,15 @@ impl AutomationHandle {
             None,
         )])
         .await
+    }
+
+    /// Archives-with-exit a journey (see [`AutoInput::ExitJourney`]).
+    pub async fn exit_journey(&self, journey: String) -> Result<Exited, String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(AutoInput::ExitJourney(journey, tx))
+            .map_err(|_| "automation stopped".to_string())?;
+        rx.await.map_err(|_| "automation stopped".to_string())?
     }
 
     /// Per-channel counters: queued, in flight, delivered, retried, dead
@@ -362,20 +388,43 @@ pub fn load_definitions(store: &mut dyn Store, engine: &Engine) -> anyhow::Resul
     };
     let (journeys, unreadable) = readable(store.list_settings_each(JOURNEY_PREFIX)?);
     defs.broken.extend(unreadable);
+    // Journeys whose latest version is archived: a version of theirs that
+    // no longer compiles (a segment or template deleted since, which is
+    // allowed once nobody runs it) is history, not a fault.
+    let mut latest: HashMap<String, (u32, bool)> = HashMap::new();
+    for (key, value) in &journeys {
+        let Some((name, version)) = key
+            .strip_prefix(JOURNEY_PREFIX)
+            .and_then(|r| r.rsplit_once('/'))
+            .and_then(|(n, v)| Some((n, v.parse::<u32>().ok()?)))
+        else {
+            continue;
+        };
+        let archived = value.get("archived") == Some(&serde_json::Value::Bool(true));
+        let entry = latest
+            .entry(name.to_string())
+            .or_insert((version, archived));
+        if version >= entry.0 {
+            *entry = (version, archived);
+        }
+    }
     for (key, value) in journeys {
         // journey/<name>/<version>
         let Some(version) = key.rsplit('/').next().and_then(|v| v.parse::<u32>().ok()) else {
             continue;
         };
         match serde_json::from_value::<Journey>(value) {
-            Ok(j) => match j.compile(version, &catalog) {
-                Ok(c) => {
+            Ok(j) => match (j.name.clone(), j.compile(version, &catalog)) {
+                (_, Ok(c)) => {
                     defs.journeys
                         .entry(c.def.name.clone())
                         .or_default()
                         .insert(version, Arc::new(c));
                 }
-                Err(errs) => defs.broken.push(Broken::skipped(
+                (name, Err(_)) if latest.get(&name).is_some_and(|(_, archived)| *archived) => {
+                    tracing::debug!(%key, "a version of an archived journey no longer compiles; left out");
+                }
+                (_, Err(errs)) => defs.broken.push(Broken::skipped(
                     &key,
                     errs.iter()
                         .map(|e| e.to_string())
@@ -769,6 +818,11 @@ impl Executor {
             }
             AutoInput::Shutdown => {}
             AutoInput::Retrying { key, detail } => self.attempt(&key, "retrying", &detail, now),
+            AutoInput::ExitJourney(journey, reply) => {
+                self.input(AutoInput::Reload, now);
+                let exited = self.exit_journey(&journey, now);
+                let _ = reply.send(self.flush().map(|_| exited).map_err(|e| e.to_string()));
+            }
             AutoInput::Reload => {
                 let loaded = {
                     let e = self.engine.read().unwrap_or_else(|e| e.into_inner());
@@ -833,6 +887,70 @@ impl Executor {
                 };
                 let _ = reply.send(r);
             }
+        }
+    }
+
+    /// Ends every running enrollment of `journey` and cancels its pending
+    /// outbox items (those already handed to a connector are not
+    /// recalled: at most the message being sent at this instant).
+    fn exit_journey(&mut self, journey: &str, now: i64) -> Exited {
+        let ids: Vec<u64> = self
+            .active
+            .iter()
+            .filter(|(_, e)| e.journey == journey)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            let Some(mut e) = self.active.remove(id) else {
+                continue;
+            };
+            e.state = machine::State::Done {
+                at: now,
+                reason: EXITED_BY_ARCHIVE.into(),
+            };
+            self.commit.enrollments.push(row(&e, String::new()));
+            if let Some(v) = self.by_identity.get_mut(&e.identity) {
+                v.retain(|x| x != id);
+            }
+            if let Some(le) = self
+                .entries
+                .get_mut(&(e.journey.clone(), e.identity.clone()))
+            {
+                le.active = false;
+            }
+        }
+        let of_journey = |i: &OutboxItem| i.journey.as_deref() == Some(journey);
+        let mut cancelled: Vec<String> = self
+            .ready
+            .iter()
+            .filter(|i| of_journey(i))
+            .map(|i| i.key.clone())
+            .collect();
+        self.ready.retain(|i| !of_journey(i));
+        let delayed: Vec<String> = self
+            .delayed_items
+            .values()
+            .filter(|i| of_journey(i))
+            .map(|i| i.key.clone())
+            .collect();
+        for key in &delayed {
+            // Its heap entry is skipped when it comes due (no item).
+            self.delayed_items.remove(key);
+        }
+        cancelled.extend(delayed);
+        for key in &cancelled {
+            self.finish(
+                key,
+                OutboxStatus::Suppressed,
+                0,
+                EXITED_BY_ARCHIVE.into(),
+                now,
+            );
+        }
+        self.publish_interest();
+        Exited {
+            enrollments: ids.len(),
+            cancelled: cancelled.len(),
         }
     }
 

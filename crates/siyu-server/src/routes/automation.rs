@@ -11,13 +11,17 @@ use crate::automation::{
     self, MassSend, StoreCatalog, JOURNEY_PREFIX, POLICY_KEY, RULES_KEY, TEMPLATE_PREFIX,
 };
 use crate::error::ApiError;
-use crate::request::{blocking, now, parse_json, read_engine, route, valid_id, with_store, Route};
+use crate::references;
+use crate::request::{
+    blocking, now, parse_json, read_engine, removal_audit, route, valid_id, with_store,
+    ArchivedQuery, Removed, Route,
+};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -37,12 +41,15 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/journeys", read, "Journeys with their current version and active enrollments.", list_journeys),
         route!(put, "/v1/journeys/{name}", write, "Save a journey (new version); faults are rejected with their path (`steps.wait.timeout: …`). Persons already in it stay on their version.", put_journey),
         route!(get, "/v1/journeys/{name}", read, "A journey's current definition and its versions.", get_journey),
+        route!(delete, "/v1/journeys/{name}", write, "Archive a journey (its versions, enrollments and report stay; saving it again restores it): it enrolls nobody from now on. `enrollments=finish`: running enrollments go on to their end; `enrollments=exit`: they end now and their pending messages are cancelled before this answers. Required while anyone is enrolled.", delete_journey),
         route!(get, "/v1/journeys/{name}/report", read, "Enrollments, sends, suppressions by reason, dead letters, reads, conversions and revenue (purchases within `days`, default 7, after a read), and `skipped_history: {stale, backfill}`: triggers that enrolled nobody because the event was history (older than `trigger_max_age_secs`, or a `siyu import` without `--trigger`).", journey_report),
         route!(get, "/v1/journeys/{name}/enrollments", read, "Enrollments, newest first (`person`, `limit`).", journey_enrollments),
         route!(get, "/v1/templates", read, "Message templates.", list_templates),
         route!(put, "/v1/templates/{name}", write, "Save a template; syntax errors and unknown variables are rejected with part, line and column.", put_template),
         route!(post, "/v1/templates/{name}/preview", read, "Render a template for a real person (`person` = any identity, `channel`).", preview_template),
+        route!(delete, "/v1/templates/{name}", write, "Delete a template. 409 `in_use` naming every journey, auto-reply rule, campaign, live code and group calendar that sends it.", delete_template),
         route!(get, "/v1/autoreply", read, "Keyword auto-reply rules.", get_rules),
+        route!(delete, "/v1/autoreply/{id}", write, "Delete one auto-reply rule (by its `id`) from the rule list.", delete_rule),
         route!(put, "/v1/autoreply", write, "Replace the keyword auto-reply rules (contains / any_of / regex; reply template, tags, lead, operator, journey). `cooldown_secs` (default 600, at most 2592000; 0 answers every match): after a rule fires for a person, their further matches of it within that time do nothing; a lead task is made only when the rule has no open lead task for that person. Comments older than `trigger_max_age_secs` or imported without `--trigger` get no reply.", put_rules),
         route!(get, "/v1/connectors", read, "Configured outbound channels (with their dispatch counters) and inbound webhook channels; never secrets.", list_connectors),
         route!(get, "/v1/guardrails", read, "The guardrail policy every send passes (caps, quotas, quiet hours).", get_policy),
@@ -212,6 +219,8 @@ struct JourneySummary {
     steps: usize,
     /// Enrollments not done.
     active: usize,
+    /// Archived (`DELETE /v1/journeys/{name}`): listed only with `?archived=true`.
+    archived: bool,
 }
 
 #[derive(Serialize)]
@@ -219,7 +228,10 @@ struct JourneyList {
     journeys: Vec<Listed<JourneySummary>>,
 }
 
-async fn list_journeys(State(state): State<AppState>) -> Result<Json<JourneyList>, ApiError> {
+async fn list_journeys(
+    State(state): State<AppState>,
+    Query(shown): Query<ArchivedQuery>,
+) -> Result<Json<JourneyList>, ApiError> {
     let quarantine = state.0.quarantine.clone();
     with_store(&state, move |store| {
         let mut latest: BTreeMap<String, (u32, Value)> = BTreeMap::new();
@@ -249,6 +261,9 @@ async fn list_journeys(State(state): State<AppState>) -> Result<Json<JourneyList
                     continue;
                 }
             };
+            if def.archived && !shown.archived {
+                continue;
+            }
             let active = store
                 .enrollments(&name, None, 100_000)?
                 .iter()
@@ -262,6 +277,7 @@ async fn list_journeys(State(state): State<AppState>) -> Result<Json<JourneyList
                 steps: def.steps.len(),
                 trigger: def.trigger,
                 active,
+                archived: def.archived,
             }));
         }
         out.extend(
@@ -327,6 +343,170 @@ async fn get_journey(
         })))
     })
     .await
+}
+
+#[derive(Deserialize)]
+struct ArchiveJourneyQuery {
+    enrollments: Option<String>,
+}
+
+/// `DELETE /v1/journeys/{name}`.
+#[derive(Serialize)]
+struct JourneyArchived {
+    #[serde(flatten)]
+    removed: Removed,
+    /// The archived version (a new one when the journey was not archived yet).
+    version: u32,
+    /// `finish` or `exit`.
+    enrollments: &'static str,
+    /// Enrollments ended now (`exit`; 0 for `finish`).
+    exited: usize,
+    /// Pending messages and side effects cancelled (`exit`).
+    cancelled: usize,
+    /// Enrollments still running to their end (`finish`).
+    finishing: usize,
+}
+
+async fn delete_journey(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<ArchiveJourneyQuery>,
+) -> Result<Json<JourneyArchived>, ApiError> {
+    let exit = match q.enrollments.as_deref() {
+        None => None,
+        Some("finish") => Some(false),
+        Some("exit") => Some(true),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "enrollments: {other:?} is neither `finish` (running enrollments go on to their end) nor `exit` (they end now, pending messages cancelled)"
+            )))
+        }
+    };
+    let n = name.clone();
+    let (version, running) = with_store(&state, move |store| {
+        let versions = journey_versions(store, &n)?;
+        let Some((latest, def)) = versions.last().cloned() else {
+            return Err(ApiError::NotFound(format!(
+                "no journey named `{n}`; GET /v1/journeys?archived=true lists them"
+            )));
+        };
+        let running = store.enrollments(&n, None, usize::MAX >> 2)?.iter().filter(|e| !e.done).count();
+        if running > 0 && exit.is_none() {
+            return Err(ApiError::BadRequest(format!(
+                "enrollments: {running} person(s) are in journey `{n}`; DELETE /v1/journeys/{n}?enrollments=finish lets them go on to the end, ?enrollments=exit ends them now and cancels their pending messages"
+            )));
+        }
+        let mut j: Journey = serde_json::from_value(def).map_err(|e| {
+            ApiError::Conflict(format!(
+                "journey `{n}` version {latest} cannot be read ({e}); PUT /v1/journeys/{n} with a valid definition first"
+            ))
+        })?;
+        if j.archived {
+            return Ok((latest, running));
+        }
+        // A new version, so enrollments keep the one they entered and
+        // version numbers are never reused.
+        j.archived = true;
+        j.enabled = false;
+        let version = latest + 1;
+        let value = serde_json::to_value(&j).map_err(|e| ApiError::Internal(e.to_string()))?;
+        store.put_setting(&format!("{JOURNEY_PREFIX}{n}/{version:06}"), Some(&value))?;
+        Ok((version, running))
+    })
+    .await?;
+    state.0.automation.reload();
+    let exited = if exit == Some(true) {
+        state
+            .0
+            .automation
+            .exit_journey(name.clone())
+            .await
+            .map_err(ApiError::Internal)?
+    } else {
+        automation::Exited::default()
+    };
+    let mode = if exit == Some(true) { "exit" } else { "finish" };
+    let audit = removal_audit(
+        "archive_journey",
+        &name,
+        serde_json::json!({"version": version, "enrollments": mode, "exited": exited.enrollments, "cancelled": exited.cancelled}),
+    );
+    with_store(&state, move |store| Ok(store.audit(&audit)?)).await?;
+    Ok(Json(JourneyArchived {
+        removed: Removed::archived("journey", name),
+        version,
+        enrollments: mode,
+        exited: exited.enrollments,
+        cancelled: exited.cancelled,
+        finishing: if exit == Some(true) { 0 } else { running },
+    }))
+}
+
+/// `DELETE /v1/templates/{name}`.
+async fn delete_template(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Removed>, ApiError> {
+    let n = name.clone();
+    with_store(&state, move |store| {
+        let key = format!("{TEMPLATE_PREFIX}{n}");
+        let stored = match store.get_setting(&key) {
+            Ok(v) => v.is_some(),
+            Err(siyu_store::StoreError::Corrupt(_)) => true,
+            Err(e) => return Err(e.into()),
+        };
+        if !stored {
+            return Err(ApiError::NotFound(format!(
+                "no template named `{n}`; GET /v1/templates lists them"
+            )));
+        }
+        let referrers = references::of_template(store, &n)?;
+        if !referrers.is_empty() {
+            return Err(references::in_use(&format!("template `{n}`"), &referrers));
+        }
+        store.put_setting(&key, None)?;
+        store.audit(&removal_audit("delete_template", &n, serde_json::json!({})))?;
+        Ok(())
+    })
+    .await?;
+    state
+        .0
+        .quarantine
+        .repaired(&format!("{TEMPLATE_PREFIX}{name}"));
+    state.0.automation.reload();
+    Ok(Json(Removed::deleted("template", name)))
+}
+
+/// `DELETE /v1/autoreply/{id}`: the rule list without that rule.
+async fn delete_rule(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Removed>, ApiError> {
+    let i = id.clone();
+    with_store(&state, move |store| {
+        // Stored as sent (see `Rules`): edited as JSON, not re-serialized.
+        let mut rules = match store.get_setting(RULES_KEY)? {
+            Some(Value::Array(rules)) => rules,
+            _ => Vec::new(),
+        };
+        let before = rules.len();
+        rules.retain(|r| r.get("id").and_then(Value::as_str) != Some(i.as_str()));
+        if rules.len() == before {
+            return Err(ApiError::NotFound(format!(
+                "no auto-reply rule with id `{i}`; GET /v1/autoreply lists them"
+            )));
+        }
+        store.put_setting(RULES_KEY, Some(&Value::Array(rules)))?;
+        store.audit(&removal_audit(
+            "delete_autoreply_rule",
+            &i,
+            serde_json::json!({}),
+        ))?;
+        Ok(())
+    })
+    .await?;
+    state.0.automation.reload();
+    Ok(Json(Removed::deleted("autoreply_rule", id)))
 }
 
 #[derive(Deserialize)]

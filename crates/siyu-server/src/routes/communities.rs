@@ -15,12 +15,15 @@
 
 use crate::automation::{MassSend, TEMPLATE_PREFIX};
 use crate::error::ApiError;
-use crate::request::{blocking, now, parse_json, read_engine, route, valid_id, with_store, Route};
+use crate::request::{
+    blocking, now, parse_json, read_engine, removal_audit, route, valid_id, with_store,
+    ArchivedQuery, Removed, Route,
+};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -45,6 +48,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/groups", read, "Community groups with live size, reserved seats, capacity, owner and the owner's load.", list_groups),
         route!(put, "/v1/groups/{id}", write, "Save a group: `{channel, name, capacity (default 500), owner (operator login; absent: the least-loaded active operator under max_groups), tags, url, archived}`.", put_group),
         route!(get, "/v1/groups/{id}", read, "A group with its live size and owner history.", get_group),
+        route!(delete, "/v1/groups/{id}", write, "Archive a group: it posts no SOP entries, takes no live-code newcomers and counts in no operator's load; members, health and owner history stay readable; PUT with `archived: false` restores it.", delete_group),
         route!(get, "/v1/groups/{id}/health", read, "Size, joins and leaves in the window and per day, active rate, members who left within 3 days after a `reward_granted` (`days`, default 7; `timezone`). Indexed: no pass over the log.", group_health),
         route!(put, "/v1/groups/{id}/calendar", write, "Replace the group's SOP calendar: `[{id, at (RFC 3339 or epoch seconds), template, data}]`; due entries are posted through the guardrails.", put_calendar),
         route!(get, "/v1/groups/{id}/calendar", read, "The SOP calendar with each entry's outbox status (scheduled, pending, sent, suppressed and why, dead, missed).", get_calendar),
@@ -53,6 +57,7 @@ pub fn routes() -> Vec<Route> {
         route!(post, "/v1/operators/{login}/handover", write, "Hand over every person and group of an operator in one action: `{to: login | null (spread over the least-loaded), status: left|banned, reason, force}`; a named `to` that would own more groups than its max_groups is a 409 unless `force: true`; one audit record, history kept in the log.", handover),
         route!(get, "/v1/livecodes", read, "Live codes (活码).", list_livecodes),
         route!(put, "/v1/livecodes/{id}", write, "Save a live code: `{targets: [{group} | {operator}], daily_cap_per_operator, working_hours: {start, end, timezone}, backup_operator, auto_tags, welcome_template, source_channel}`.", put_livecode),
+        route!(delete, "/v1/livecodes/{id}", write, "Archive a live code: its printed link answers 410 `gone` (\"this code is no longer active\") instead of routing, and it makes no claims; PUT restores it.", delete_livecode),
         route!(post, "/v1/livecodes/{id}/claims", write, "A claim token for a newcomer the channel knows (`{\"identity\"}`): the live-code link with it (`/l/{id}?claim=…`, valid 30 min) reserves their seat, tags them and queues the welcome.", create_claim),
         route!(get, "/l/{id}", public, "Public live-code link (rate limited per address): answers the first group or operator with room `{target, url}` (409 when all are full). Only with a `claim` token (from the channel, POST /v1/livecodes/{id}/claims) is a seat reserved and the person tagged and welcomed; without one nothing is recorded.", live_code),
     ]
@@ -66,6 +71,7 @@ impl From<CommunityError> for ApiError {
             e @ CommunityError::NoGroup { .. } => ApiError::NotFound(e.to_string()),
             CommunityError::NotFound(m) => ApiError::NotFound(m),
             CommunityError::Conflict(m) => ApiError::Conflict(m),
+            CommunityError::Archived(m) => ApiError::Gone(m),
             CommunityError::BadParameter(m) => ApiError::BadRequest(m),
             e @ CommunityError::Corrupt { .. } => ApiError::Internal(e.to_string()),
             CommunityError::Store(e) => ApiError::from(e),
@@ -268,12 +274,19 @@ impl CapacityLimits {
     }
 }
 
-async fn list_groups(State(state): State<AppState>) -> Result<Json<GroupList>, ApiError> {
+/// Archived groups only with `?archived=true`.
+async fn list_groups(
+    State(state): State<AppState>,
+    Query(shown): Query<ArchivedQuery>,
+) -> Result<Json<GroupList>, ApiError> {
     let at = now();
     let s = state.clone();
     with_store(&state, move |store| {
         let mut skipped = SkippedLog::default();
-        let defs = groups::load_groups(store, &mut skipped)?;
+        let mut defs = groups::load_groups(store, &mut skipped)?;
+        if !shown.archived {
+            defs.retain(|_, g| !g.archived);
+        }
         let engine = read_engine(&s);
         let groups = groups::group_views(store, &engine, defs, at)?;
         Ok(Json(GroupList {
@@ -297,6 +310,27 @@ async fn get_group(
         Ok(Json(groups::group_view(store, &engine, &defs, &id, at)?))
     })
     .await
+}
+
+/// `DELETE /v1/groups/{id}`: archives (members and history stay).
+async fn delete_group(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Removed>, ApiError> {
+    let at = now();
+    let i = id.clone();
+    with_store(&state, move |store| {
+        let mut def = groups::load_group(store, &i)?;
+        if !def.archived {
+            def.archived = true;
+            def.updated_at = at;
+            siyu_growth::community::write(store, &groups::group_key(&i), &def)?;
+            store.audit(&removal_audit("archive_group", &i, serde_json::json!({})))?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Json(Removed::archived("group", id)))
 }
 
 // ---------- group health ----------
@@ -468,15 +502,47 @@ struct LiveCodeList {
     livecodes: Vec<LiveCodeView>,
 }
 
-async fn list_livecodes(State(state): State<AppState>) -> Result<Json<LiveCodeList>, ApiError> {
-    with_store(&state, |store| {
+/// Archived live codes only with `?archived=true`.
+async fn list_livecodes(
+    State(state): State<AppState>,
+    Query(shown): Query<ArchivedQuery>,
+) -> Result<Json<LiveCodeList>, ApiError> {
+    with_store(&state, move |store| {
         let mut skipped = SkippedLog::default();
-        let livecodes = livecode::list_livecodes(store, &mut skipped);
-        Ok(Json(LiveCodeList {
-            livecodes: livecodes?,
-        }))
+        let mut livecodes = livecode::list_livecodes(store, &mut skipped)?;
+        if !shown.archived {
+            livecodes.retain(|c| !c.code.archived);
+        }
+        Ok(Json(LiveCodeList { livecodes }))
     })
     .await
+}
+
+/// `DELETE /v1/livecodes/{id}`: archives (it may be printed on posters).
+async fn delete_livecode(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Removed>, ApiError> {
+    let i = id.clone();
+    with_store(&state, move |store| {
+        let Some(mut code) = livecode::load_livecode(store, &i)? else {
+            return Err(ApiError::NotFound(format!(
+                "no live code `{i}`; GET /v1/livecodes?archived=true lists them"
+            )));
+        };
+        if !code.archived {
+            code.archived = true;
+            siyu_growth::community::write(store, &livecode::livecode_key(&i), &code)?;
+            store.audit(&removal_audit(
+                "archive_livecode",
+                &i,
+                serde_json::json!({}),
+            ))?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Json(Removed::archived("livecode", id)))
 }
 
 #[derive(Deserialize)]
@@ -506,6 +572,9 @@ async fn create_claim(
     let id = code_id.clone();
     with_store(&state, move |store| {
         match livecode::load_livecode(store, &id)? {
+            Some(code) if code.archived => Err(ApiError::Gone(format!(
+                "this code is no longer active: live code `{id}` was archived (PUT /v1/livecodes/{id} restores it)"
+            ))),
             Some(_) => Ok(()),
             None => Err(ApiError::NotFound(format!(
                 "no live code `{id}`; GET /v1/livecodes lists them"

@@ -4,13 +4,15 @@
 //! names, and redirects to the content.
 
 use crate::error::ApiError;
-use crate::request::{now, parse_json, route, valid_id, with_store, Route};
+use crate::request::{
+    now, parse_json, removal_audit, route, valid_id, with_store, ArchivedQuery, Removed, Route,
+};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{delete, get, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use siyu_growth::content::{self, Content, ContentError};
@@ -19,6 +21,7 @@ pub fn routes() -> Vec<Route> {
     vec![
         route!(get, "/v1/content", read, "The content library with view counts.", list_content),
         route!(put, "/v1/content/{id}", write, "Save a content item: `{\"kind\": \"article\"|\"image\"|\"miniprogram\", \"title\", \"url\", \"appid\"?, \"path\"?}`; templates link it as `{{content.ID}}`.", put_content),
+        route!(delete, "/v1/content/{id}", write, "Archive a content item: hidden from the library (`?archived=true` lists it); links already sent keep redirecting and counting; PUT restores it.", delete_content),
         route!(get, "/c/{id}", public, "Public tracked link (rate limited per address): records a content_view on the person the signed `p` names, then redirects.", view),
     ]
 }
@@ -68,13 +71,35 @@ struct Library {
     content: Vec<Content>,
 }
 
-async fn list_content(State(state): State<AppState>) -> Result<Json<Library>, ApiError> {
-    with_store(&state, |store| {
-        Ok(Json(Library {
-            content: content::list(store)?,
-        }))
+/// Archived items only with `?archived=true`.
+async fn list_content(
+    State(state): State<AppState>,
+    Query(shown): Query<ArchivedQuery>,
+) -> Result<Json<Library>, ApiError> {
+    with_store(&state, move |store| {
+        let mut content = content::list(store)?;
+        if !shown.archived {
+            content.retain(|c| !c.archived);
+        }
+        Ok(Json(Library { content }))
     })
     .await
+}
+
+/// `DELETE /v1/content/{id}`: archives (sent links must keep working).
+async fn delete_content(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Removed>, ApiError> {
+    let i = id.clone();
+    with_store(&state, move |store| {
+        if content::archive(store, &i)? {
+            store.audit(&removal_audit("archive_content", &i, serde_json::json!({})))?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Json(Removed::archived("content", id)))
 }
 
 #[derive(Deserialize)]

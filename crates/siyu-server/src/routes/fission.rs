@@ -15,13 +15,16 @@
 
 use crate::automation::MassSend;
 use crate::error::ApiError;
-use crate::request::{blocking, now, parse_json, read_engine, route, valid_id, with_store, Route};
+use crate::request::{
+    blocking, now, parse_json, read_engine, removal_audit, route, valid_id, with_store,
+    ArchivedQuery, Removed, Route,
+};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -40,6 +43,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/campaigns", read, "Fission campaigns.", list_campaigns),
         route!(put, "/v1/campaigns/{id}", write, "Save a fission campaign: tiers, rewards with stock, validity rules (convert_within, hold, group, anti-fraud), landing, poster.", put_campaign),
         route!(get, "/v1/campaigns/{id}", read, "A campaign's definition.", get_campaign),
+        route!(delete, "/v1/campaigns/{id}", write, "Archive a campaign: no new invites, claims, clicks, signups or rewards (410 `gone`); its ledger, stats, leaderboard and invitees stay readable; PUT restores it.", delete_campaign),
         route!(put, "/v1/campaigns/{id}/background", write, "Upload the poster background (PNG body).", put_background),
         route!(post, "/v1/campaigns/{id}/invites", write, "An inviter's code, link and poster URL: `{\"identity\": \"wecom:…\"}`.", create_invite),
         route!(get, "/v1/campaigns/{id}/poster", read, "An inviter's QR poster as PNG (`identity`).", poster),
@@ -78,9 +82,9 @@ impl From<FissionError> for ApiError {
             FissionError::Invalid { .. }
             | FissionError::Background { .. }
             | FissionError::Poster { .. } => ApiError::InvalidDefinition(e.to_string()),
-            FissionError::Ended { .. } | FissionError::NotStarted { .. } => {
-                ApiError::Gone(e.to_string())
-            }
+            FissionError::Ended { .. }
+            | FissionError::NotStarted { .. }
+            | FissionError::Archived { .. } => ApiError::Gone(e.to_string()),
             FissionError::Status { .. } => ApiError::BadRequest(e.to_string()),
             FissionError::StoredUnreadable { error, .. } => ApiError::Internal(error),
             FissionError::StoredInvalid { .. }
@@ -183,13 +187,50 @@ async fn get_campaign(
     Ok(Json(c))
 }
 
-async fn list_campaigns(State(state): State<AppState>) -> Result<Json<CampaignList>, ApiError> {
-    with_store(&state, |store| {
-        Ok(Json(CampaignList {
-            campaigns: fission::list(store)?,
-        }))
+/// Archived campaigns only with `?archived=true`.
+async fn list_campaigns(
+    State(state): State<AppState>,
+    Query(shown): Query<ArchivedQuery>,
+) -> Result<Json<CampaignList>, ApiError> {
+    with_store(&state, move |store| {
+        let mut campaigns = fission::list(store)?;
+        if !shown.archived {
+            campaigns.retain(|c| c.get("archived") != Some(&Value::Bool(true)));
+        }
+        Ok(Json(CampaignList { campaigns }))
     })
     .await
+}
+
+/// `DELETE /v1/campaigns/{id}`: archives (the reward ledger is history).
+async fn delete_campaign(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Removed>, ApiError> {
+    let s = state.clone();
+    let i = id.clone();
+    blocking(move || {
+        let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = fission::load(store.as_mut(), &i)?;
+        if !c.archived {
+            c.archived = true;
+            let v = serde_json::to_value(&c).map_err(|e| ApiError::Internal(e.to_string()))?;
+            store.put_setting(&format!("{CAMPAIGN_PREFIX}{i}"), Some(&v))?;
+            store.audit(&removal_audit(
+                "archive_campaign",
+                &i,
+                serde_json::json!({}),
+            ))?;
+        }
+        s.0.fission
+            .campaigns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&i);
+        Ok(())
+    })
+    .await?;
+    Ok(Json(Removed::archived("campaign", id)))
 }
 
 #[derive(Serialize)]
@@ -284,7 +325,8 @@ async fn create_invite(
     let b: InviteBody = parse_json(&body, "invite")?;
     Identity::parse(&b.identity)
         .map_err(|e| ApiError::InvalidDefinition(format!("identity: {e}")))?;
-    let _ = load(&state, &id).await?;
+    let (c, _) = load(&state, &id).await?;
+    refuse_archived(&c)?;
     remember(&state, &b.identity).await?;
     let code = invite_code(&state.0.link_secret, &id, &b.identity);
     let link = link(&state, &id, &code);
@@ -295,6 +337,17 @@ async fn create_invite(
         code,
         link,
     }))
+}
+
+/// An archived campaign makes nothing new (410).
+fn refuse_archived(c: &Campaign) -> Result<(), ApiError> {
+    if c.archived {
+        return Err(FissionError::Archived {
+            campaign: c.id.clone(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -311,7 +364,8 @@ async fn create_claim(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Claim>, ApiError> {
-    let _ = load(&state, &id).await?;
+    let (c, _) = load(&state, &id).await?;
+    refuse_archived(&c)?;
     let (claim, expires_at) =
         crate::links::claim_from_body(&state, fission::claim_scope(&id), &body).await?;
     Ok(Json(Claim {
@@ -773,6 +827,15 @@ async fn reconcile_now(
 /// sends nothing twice), then the ledger rows.
 pub async fn reconcile(state: &AppState, id: &str) -> Result<Reconciled, ApiError> {
     let (c, rules) = load(state, id).await?;
+    if c.archived {
+        // Its ledger is history: nothing granted or clawed back any more.
+        return Ok(Reconciled {
+            campaign: id.to_string(),
+            changes: 0,
+            granted: 0,
+            clawed_back: 0,
+        });
+    }
     let rows = ledger_rows(state, id).await?;
     let s = state.clone();
     let idc = id.to_string();

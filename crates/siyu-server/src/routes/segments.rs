@@ -4,13 +4,16 @@
 //! stored ones that could not be loaded are shown from `quarantine`.
 
 use crate::error::ApiError;
-use crate::request::{blocking, read_engine, resolve, route, Route};
-use crate::writer::Definition;
+use crate::references::{self, Referrer};
+use crate::request::{
+    blocking, read_engine, removal_audit, resolve, route, with_store, Removed, Route,
+};
+use crate::writer::{Definition, Deleted, Deletion};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -25,6 +28,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/segments", read, "Saved segments with versions and live counts.", list_segments),
         route!(get, "/v1/segments/{name}", read, "One saved segment (`status` ok), or why a stored one could not be loaded (`status` broken, `error`).", get_segment),
         route!(put, "/v1/segments/{name}", write, "Save a segment (new or new version) from `{\"segment\": \"<language>\"}` or `{\"tree\": {...}}`.", put_segment),
+        route!(delete, "/v1/segments/{name}", write, "Delete a segment: out of the store, live membership and every profile (its entry/exit history stays). 409 `in_use` naming each journey or segment that reads it; saving the name again continues its version numbers.", delete_segment),
         route!(post, "/v1/segments/preview", read, "Parse a segment and count its members now, without saving.", preview_segment),
         route!(get, "/v1/segments/{name}/members", read, "Members' canonical ids (`limit`, `after`).", segment_members),
         route!(get, "/v1/segments/{name}/explain", read, "Why a person (`person` = any identity) is in or out, clause by clause.", explain_segment),
@@ -32,6 +36,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/segments/{name}/changes", read, "Server-sent events: every entry and exit as it happens.", segment_changes),
         route!(get, "/v1/properties", read, "Computed property definitions (`status` ok), and stored ones that could not be loaded (`status` broken, `error`).", list_properties),
         route!(put, "/v1/properties/{name}", write, "Define a computed property (count/sum/min/max/first/last of an event type, filters, window).", put_property),
+        route!(delete, "/v1/properties/{name}", write, "Delete a computed property (the engine is rebuilt without it). 409 `in_use` naming each segment that reads it.", delete_property),
     ]
 }
 
@@ -484,4 +489,86 @@ async fn put_property(
         name,
         defined: true,
     }))
+}
+
+/// `DELETE /v1/segments/{name}`.
+async fn delete_segment(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Removed>, ApiError> {
+    let mut referrers: Vec<Referrer> = read_engine(&state)
+        .live_segments()
+        .readers_of(&name)
+        .iter()
+        .filter(|r| **r != name)
+        .map(|r| Referrer::segment(r))
+        .collect();
+    let n = name.clone();
+    referrers.extend(with_store(&state, move |store| references::of_segment(store, &n)).await?);
+    if !referrers.is_empty() {
+        return Err(references::in_use(&format!("segment `{name}`"), &referrers));
+    }
+    let audit = removal_audit("delete_segment", &name, serde_json::json!({}));
+    let deleted = state
+        .0
+        .writer
+        .delete(Deletion::Segment(name.clone()), audit)
+        .await
+        .map_err(ApiError::Internal)?;
+    removed(&state, "segment", name, deleted)
+}
+
+/// `DELETE /v1/properties/{name}`.
+async fn delete_property(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Removed>, ApiError> {
+    let readers = read_engine(&state).property_readers(&name);
+    if !readers.is_empty() {
+        let referrers: Vec<Referrer> = readers.iter().map(|r| Referrer::segment(r)).collect();
+        return Err(references::in_use(
+            &format!("property `{name}`"),
+            &referrers,
+        ));
+    }
+    let audit = removal_audit("delete_property", &name, serde_json::json!({}));
+    let deleted = state
+        .0
+        .writer
+        .delete(Deletion::Property(name.clone()), audit)
+        .await
+        .map_err(ApiError::Internal)?;
+    removed(&state, "property", name, deleted)
+}
+
+/// The answer to a writer deletion. Cached analytics answers were
+/// computed with the definition: the cache's generation moves on.
+fn removed(
+    state: &AppState,
+    kind: &'static str,
+    name: String,
+    deleted: Deleted,
+) -> Result<Json<Removed>, ApiError> {
+    match deleted {
+        Deleted::Deleted { .. } => {
+            state
+                .0
+                .analytics_cache
+                .generation
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(Json(Removed::deleted(kind, name)))
+        }
+        Deleted::NotFound => Err(ApiError::NotFound(format!(
+            "no {kind} named `{name}`; GET /v1/{} lists them",
+            if kind == "property" {
+                "properties"
+            } else {
+                "segments"
+            }
+        ))),
+        Deleted::InUse(readers) => {
+            let referrers: Vec<Referrer> = readers.iter().map(|r| Referrer::segment(r)).collect();
+            Err(references::in_use(&format!("{kind} `{name}`"), &referrers))
+        }
+    }
 }

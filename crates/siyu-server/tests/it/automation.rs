@@ -814,7 +814,7 @@ async fn automation_answers_keep_their_shapes() {
     let listed = &v["journeys"][0];
     assert_eq!(
         keys(listed),
-        ["active", "enabled", "name", "status", "steps", "trigger", "version"]
+        ["active", "archived", "enabled", "name", "status", "steps", "trigger", "version"]
     );
     assert_eq!(
         (
@@ -1099,4 +1099,163 @@ async fn one_open_lead_per_person_and_rule_after_the_cooldown() {
             .contains(r#"siyu_triggers_skipped_total{trigger="lead",reason="open_lead"} 1"#),
         "{metrics}"
     );
+}
+
+/// Archiving a journey (issue 14.8): `exit` ends the running enrollments
+/// and nothing they were waiting to send is ever sent; `finish` lets them
+/// send it; neither enrolls anyone new, and the report stays readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archived_journey_finishes_or_exits_its_running_enrollments() {
+    let (app, hook) = app_with_hook().await;
+    let (s, b) = put(
+        &app,
+        "/v1/templates/later",
+        json!({"body": "稍后见", "class": "transactional"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    for (name, event) in [("leaving", "add_friend"), ("staying", "comment")] {
+        let journey = json!({
+            "trigger": {"type": "event", "event": event},
+            "start": "pause",
+            "steps": {
+                "pause": {"type": "wait", "duration": "2s", "next": "hello"},
+                "hello": {"type": "send", "template": "later", "channel": "webhook"}
+            }
+        });
+        let (s, b) = put(&app, &format!("/v1/journeys/{name}"), journey).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    app.post_events(
+        r#"[{"ts": 1790000000, "identity": "wecom:x", "type": "add_friend"},
+            {"ts": 1790000000, "identity": "wecom:y", "type": "comment", "text": "hi"}]"#,
+    )
+    .await;
+    for name in ["leaving", "staying"] {
+        wait_until(&app, "/v1/journeys", |v| {
+            v["journeys"]
+                .as_array()
+                .is_some_and(|j| j.iter().any(|j| j["name"] == name && j["active"] == 1))
+        })
+        .await;
+    }
+    // Someone is in it: the operator must choose.
+    let (s, b) = app
+        .call(
+            "DELETE",
+            "/v1/journeys/leaving",
+            Some(&app.key),
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("enrollments=exit"),
+        "{b}"
+    );
+    let (s, b) = app
+        .call(
+            "DELETE",
+            "/v1/journeys/leaving?enrollments=exit",
+            Some(&app.key),
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (
+            b["archived"].clone(),
+            b["exited"].clone(),
+            b["version"].clone()
+        ),
+        (json!(true), json!(1), json!(2)),
+        "{b}"
+    );
+    let (s, b) = app
+        .call(
+            "DELETE",
+            "/v1/journeys/staying?enrollments=finish",
+            Some(&app.key),
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (b["finishing"].clone(), b["exited"].clone()),
+        (json!(1), json!(0)),
+        "{b}"
+    );
+
+    // Past the wait: only the finishing enrollment sends.
+    let got = hook.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let got_after = hook.bodies();
+    assert_eq!(got_after.len(), 1, "{got_after:?}");
+    assert!(
+        got[0]["idempotency_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("j/staying/"),
+        "{got:?}"
+    );
+    // Archived journeys enroll nobody new.
+    app.post_events(
+        r#"[{"ts": 1790000100, "identity": "wecom:z", "type": "add_friend"},
+            {"ts": 1790000100, "identity": "wecom:z", "type": "comment", "text": "hi"}]"#,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, list) = app.get("/v1/journeys").await;
+    assert_eq!(
+        list["journeys"],
+        json!([]),
+        "archived journeys are hidden: {list}"
+    );
+    let (_, list) = app.get("/v1/journeys?archived=true").await;
+    assert_eq!(list["journeys"].as_array().unwrap().len(), 2, "{list}");
+    assert!(
+        list["journeys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["archived"] == true && j["active"] == 0),
+        "{list}"
+    );
+    let (s, report) = app.get("/v1/journeys/leaving/report").await;
+    assert_eq!(
+        (s, report["enrolled"].clone()),
+        (StatusCode::OK, json!(1)),
+        "{report}"
+    );
+    let (_, e) = app.get("/v1/journeys/leaving/enrollments").await;
+    assert!(
+        e.to_string()
+            .contains("journey archived: enrollments exited"),
+        "{e}"
+    );
+    // Saved again: restored, under a new version.
+    let (s, b) = put(
+        &app,
+        "/v1/journeys/leaving",
+        json!({
+            "trigger": {"type": "event", "event": "add_friend"},
+            "start": "hello",
+            "steps": {"hello": {"type": "send", "template": "later", "channel": "webhook"}}
+        }),
+    )
+    .await;
+    assert_eq!((s, b["version"].clone()), (StatusCode::OK, json!(3)), "{b}");
+    let (s, _) = app
+        .call(
+            "DELETE",
+            "/v1/journeys/none?enrollments=exit",
+            Some(&app.key),
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }

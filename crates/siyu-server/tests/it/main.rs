@@ -7,6 +7,7 @@ mod automation;
 mod bad_input;
 mod communities;
 mod connections;
+mod delete;
 mod fission;
 mod ingest;
 mod nesting;

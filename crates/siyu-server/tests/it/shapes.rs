@@ -224,6 +224,25 @@ async fn segment_and_property_answers_keep_their_fields() {
         def.get("aggregate").is_some() && def.get("channel").is_none(),
         "{def}"
     );
+    // Every DELETE answers the same four fields (journeys add their counts).
+    let (_, d) = send(&t, "DELETE", "/v1/segments/buyers", "").await;
+    assert_eq!(fields(&d), ["archived", "deleted", "kind", "name"]);
+    send(&t, "PUT", "/v1/journeys/j", r#"{"trigger":{"type":"event","event":"comment"},"start":"t","steps":{"t":{"type":"add_tag","tag":"x"}}}"#).await;
+    let (_, j) = send(&t, "DELETE", "/v1/journeys/j", "").await;
+    assert_eq!(
+        fields(&j),
+        [
+            "archived",
+            "cancelled",
+            "deleted",
+            "enrollments",
+            "exited",
+            "finishing",
+            "kind",
+            "name",
+            "version"
+        ]
+    );
 }
 
 #[tokio::test]
