@@ -8,10 +8,10 @@
 use crate::cache::{CohortQuery, FunnelQuery, ReferralQuery, RfmLayersQuery};
 use crate::error::ApiError;
 use crate::log_pass::log_pass;
-use crate::request::{blocking, read_body, read_engine, require_json, route, Route};
+use crate::request::{blocking, read_body, read_engine, require_json, route, JsonQuery, Route};
 use crate::AppState;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::{delete, get, post, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -145,7 +145,7 @@ fn thresholds_in_effect(e: &siyu_engine::Engine) -> Option<RfmThresholdsInEffect
 
 async fn analytics_rfm_layers(
     State(state): State<AppState>,
-    Query(q): Query<RfmLayersQuery>,
+    JsonQuery(q): JsonQuery<RfmLayersQuery>,
 ) -> Result<Json<RfmLayers>, ApiError> {
     let s = state.clone();
     blocking(move || {
@@ -282,7 +282,7 @@ async fn set_rfm(
 
 async fn analytics_funnel(
     State(state): State<AppState>,
-    Query(q): Query<FunnelQuery>,
+    JsonQuery(q): JsonQuery<FunnelQuery>,
 ) -> Result<Json<Rows<FunnelRow>>, ApiError> {
     let s = state.clone();
     blocking(move || {
@@ -306,7 +306,7 @@ pub struct Cohorts {
 
 async fn analytics_cohorts(
     State(state): State<AppState>,
-    Query(q): Query<CohortQuery>,
+    JsonQuery(q): JsonQuery<CohortQuery>,
 ) -> Result<Json<Cohorts>, ApiError> {
     let s = state.clone();
     blocking(move || {
@@ -323,7 +323,7 @@ async fn analytics_cohorts(
 
 async fn analytics_referrals(
     State(state): State<AppState>,
-    Query(q): Query<ReferralQuery>,
+    JsonQuery(q): JsonQuery<ReferralQuery>,
 ) -> Result<Json<ReferralSummary>, ApiError> {
     let s = state.clone();
     blocking(move || {
