@@ -310,10 +310,11 @@ window.GrowthPages = function (ui) {
     const channel = h('input', { id: 'group-channel', value: g ? g.channel : 'wecom', required: true });
     const capacity = h('input', { id: 'group-capacity', type: 'number', min: '1', value: String(g ? g.capacity : 500) });
     const capacityHint = h('div', { class: 'muted small', id: 'group-capacity-limit' });
+    // No `max` on the input: the browser would block the submit without
+    // saying why; the form's own check below names the channel's limit.
     const showLimit = () => {
       const ch = channel.value.trim();
       const max = capacityLimit(limits, ch);
-      capacity.max = String(max);
       capacityHint.textContent = t('gr.c.capacity_limit', { channel: I18N.channel(ch), max: max.toLocaleString(I18N.lang()) });
     };
     channel.addEventListener('input', showLimit);
