@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 if [ -z "${SIYU_BIN:-}" ]; then
   (cd ../.. && cargo build -p siyu --quiet)
-  SIYU_BIN="$(cd ../.. && pwd)/target/debug/siyu"
+  SIYU_BIN="${CARGO_TARGET_DIR:-$(cd ../.. && pwd)/target}/debug/siyu"
 fi
 want="$(node -p "require('./package-lock.json').packages['node_modules/playwright-core'].version")"
 have="$(node -p "try { require('./node_modules/playwright-core/package.json').version } catch { '' }")"
