@@ -23,7 +23,9 @@
   function groupedBars(rows, series, opts) {
     opts = opts || {};
     const labelW = 110, width = opts.width || 640, barH = 14, gap = 10;
-    const plotW = width - labelW - 70;
+    // Room after the longest bar for its value, and for the row notes at the right edge.
+    const noteW = rows.some((r) => r.note) ? 70 : 0;
+    const plotW = width - labelW - 70 - noteW;
     const groupH = series.length * barH + gap;
     const height = 28 + rows.length * groupH;
     const max = Math.max(1, ...rows.flatMap((r) => r.values));
