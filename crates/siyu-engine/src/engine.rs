@@ -140,6 +140,21 @@ pub(crate) struct Parts {
     pub log_index: Option<LogIndex>,
 }
 
+/// What segment evaluation reads of the engine, borrowed field by field
+/// (a macro, not a method, so `self.segments` can still be borrowed
+/// mutably beside it).
+macro_rules! world {
+    ($engine:expr) => {
+        World {
+            persons: &$engine.persons,
+            ids: &$engine.ids,
+            channels: &$engine.channels,
+            properties: &$engine.properties,
+            rfm: $engine.rfm.map(|b| b.thresholds),
+        }
+    };
+}
+
 /// The engine state. See the module docs.
 pub struct Engine {
     pub(crate) ids: IdentityGraph,
@@ -381,13 +396,7 @@ impl Engine {
             }
         }
         if matched && event.traits.is_none() && self.segments.is_live() {
-            let world = World {
-                persons: &self.persons,
-                ids: &self.ids,
-                channels: &self.channels,
-                properties: &self.properties,
-                rfm: self.rfm.map(|b| b.thresholds),
-            };
+            let world = world!(self);
             let changes = self.segments.reevaluate(&world, applied.person, self.now);
             applied.changes.extend(changes);
         }
@@ -421,13 +430,7 @@ impl Engine {
             }
             if self.segments.is_live() {
                 let now = self.now;
-                let world = World {
-                    persons: &self.persons,
-                    ids: &self.ids,
-                    channels: &self.channels,
-                    properties: &self.properties,
-                    rfm: self.rfm.map(|b| b.thresholds),
-                };
+                let world = world!(self);
                 let changes = self.segments.reevaluate(&world, slot, now);
                 applied.changes.extend(changes);
             }
@@ -599,13 +602,7 @@ impl Engine {
         }
         let mut changes = Vec::new();
         if live {
-            let world = World {
-                persons: &self.persons,
-                ids: &self.ids,
-                channels: &self.channels,
-                properties: &self.properties,
-                rfm: self.rfm.map(|b| b.thresholds),
-            };
+            let world = world!(self);
             changes = self.segments.after_event(&world, slot, &touched, self.now);
         }
         Applied {
@@ -624,13 +621,7 @@ impl Engine {
         if !self.segments.is_live() {
             return Vec::new();
         }
-        let world = World {
-            persons: &self.persons,
-            ids: &self.ids,
-            channels: &self.channels,
-            properties: &self.properties,
-            rfm: self.rfm.map(|b| b.thresholds),
-        };
+        let world = world!(self);
         self.segments.fire_timers(&world, now)
     }
 
@@ -639,13 +630,7 @@ impl Engine {
     /// memberships are not changes.
     pub fn start_live(&mut self, now: i64) {
         self.now = now;
-        let world = World {
-            persons: &self.persons,
-            ids: &self.ids,
-            channels: &self.channels,
-            properties: &self.properties,
-            rfm: self.rfm.map(|b| b.thresholds),
-        };
+        let world = world!(self);
         self.segments.start(&world, now, self.parallelism);
     }
 
@@ -666,13 +651,7 @@ impl Engine {
         if same_thresholds || !self.segments.is_live() {
             return Vec::new();
         }
-        let world = World {
-            persons: &self.persons,
-            ids: &self.ids,
-            channels: &self.channels,
-            properties: &self.properties,
-            rfm: self.rfm.map(|b| b.thresholds),
-        };
+        let world = world!(self);
         self.segments.reevaluate_all(&world, self.now)
     }
 
@@ -737,13 +716,7 @@ impl Engine {
         if !self.segments.is_live() {
             return Ok((index, Vec::new()));
         }
-        let world = World {
-            persons: &self.persons,
-            ids: &self.ids,
-            channels: &self.channels,
-            properties: &self.properties,
-            rfm: self.rfm.map(|b| b.thresholds),
-        };
+        let world = world!(self);
         let changes = self.segments.evaluate_segment(&world, index, self.now);
         Ok((index, changes))
     }
