@@ -50,13 +50,13 @@ async fn call(
 /// Saves the demo's definitions and lets the newcomers arrive at `now`.
 pub async fn seed(app: &Application, admin_token: &str, now: i64) -> Result<()> {
     let router = siyu_server::app(app.state());
-    let put = |path: String, body: Value| {
+    let send = |method: &'static str, path: String, body: Value| {
         let router = router.clone();
         async move {
             call(
                 &router,
                 admin_token,
-                "PUT",
+                method,
                 &path,
                 "application/json",
                 body.to_string(),
@@ -64,20 +64,8 @@ pub async fn seed(app: &Application, admin_token: &str, now: i64) -> Result<()> 
             .await
         }
     };
-    let post = |path: String, body: Value| {
-        let router = router.clone();
-        async move {
-            call(
-                &router,
-                admin_token,
-                "POST",
-                &path,
-                "application/json",
-                body.to_string(),
-            )
-            .await
-        }
-    };
+    let put = |path: String, body: Value| send("PUT", path, body);
+    let post = |path: String, body: Value| send("POST", path, body);
 
     let segments = [
         (
