@@ -9,6 +9,12 @@
 //! otherwise it is credited to the person's latest send before the read.
 //! Each purchase is credited once, to the latest qualifying read.
 //!
+//! "Before" and "latest" are in event time (`ts`, ties broken by
+//! `siyu_engine::engine::tie_break`), never in log order: the pass collects
+//! the journey's sends, every read and every purchase, and matches them
+//! after the whole log is read, so orders imported after the reads they
+//! followed, or reads stored before their sends, count the same.
+//!
 //! Pure over the seams: the log is read through `&mut dyn Store`, persons
 //! are resolved through [`Persons`] — the engine itself, or the copy of its
 //! identity table (`Engine::identity_index`) the server takes so that no
@@ -16,10 +22,14 @@
 
 use serde::Serialize;
 use siyu_domain::EventType;
+use siyu_engine::engine::tie_break;
 use siyu_engine::scan::IdentityIndex;
 use siyu_engine::{Engine, PersonId};
 use siyu_store::{Store, StoreError};
 use std::collections::{BTreeMap, HashMap};
+
+/// An event's place in event time: `(ts, tie_break)`.
+type EventTime = (i64, u64);
 
 /// Who holds an identity, as the pass resolves it.
 pub trait Persons {
@@ -69,11 +79,12 @@ pub fn journey_conversions(
     window: i64,
 ) -> Result<JourneyConversions, StoreError> {
     let mut out = JourneyConversions::default();
-    // key → template, per person: sends (ts, key) and reads (ts, template).
+    // key → template; per person the journey's sends (event time, key);
+    // every read (person, event time, the key it names) and purchase.
     let mut template_of: HashMap<String, String> = HashMap::new();
-    let mut sends: HashMap<PersonId, Vec<(i64, String)>> = HashMap::new();
-    let mut reads: HashMap<PersonId, Vec<(i64, String)>> = HashMap::new();
-    let mut purchases: Vec<(PersonId, i64, i64)> = Vec::new();
+    let mut sends: HashMap<PersonId, Vec<(EventTime, String)>> = HashMap::new();
+    let mut reads: Vec<(PersonId, EventTime, Option<String>)> = Vec::new();
+    let mut purchases: Vec<(PersonId, EventTime, i64)> = Vec::new();
     siyu_store::for_each_page(store, 0, |page| -> Result<(), StoreError> {
         for s in page {
             let ev = &s.event;
@@ -83,6 +94,7 @@ pub fn journey_conversions(
                     .and_then(|p| p.get(k))
                     .and_then(|v| v.as_str())
             };
+            let at = (ev.ts, tie_break(ev.id.as_deref(), s.offset));
             match ev.event_type {
                 EventType::MessageSent if prop("journey") == Some(journey) => {
                     let (Some(key), Some(slot)) =
@@ -94,32 +106,16 @@ pub fn journey_conversions(
                     out.sends += 1;
                     out.by_template.entry(template.clone()).or_default().sends += 1;
                     template_of.insert(key.to_string(), template);
-                    sends
-                        .entry(slot)
-                        .or_default()
-                        .push((ev.ts, key.to_string()));
+                    sends.entry(slot).or_default().push((at, key.to_string()));
                 }
                 EventType::MessageRead => {
-                    let Some(slot) = persons.person_of(ev.identity.as_str()) else {
-                        continue;
-                    };
-                    let key = match prop("key") {
-                        Some(k) => template_of.get(k).map(|_| k.to_string()),
-                        None => sends
-                            .get(&slot)
-                            .and_then(|v| v.iter().rev().find(|(t, _)| *t <= ev.ts))
-                            .map(|(_, k)| k.clone()),
-                    };
-                    if let Some(key) = key {
-                        let template = template_of.get(&key).cloned().unwrap_or_default();
-                        out.reads += 1;
-                        out.by_template.entry(template.clone()).or_default().reads += 1;
-                        reads.entry(slot).or_default().push((ev.ts, template));
+                    if let Some(slot) = persons.person_of(ev.identity.as_str()) {
+                        reads.push((slot, at, prop("key").map(str::to_string)));
                     }
                 }
                 EventType::Purchase => {
                     if let Some(slot) = persons.person_of(ev.identity.as_str()) {
-                        purchases.push((slot, ev.ts, ev.amount));
+                        purchases.push((slot, at, ev.amount));
                     }
                 }
                 _ => {}
@@ -127,12 +123,34 @@ pub fn journey_conversions(
         }
         Ok(())
     })?;
-    for (slot, ts, amount) in purchases {
-        let Some(rs) = reads.get(&slot) else { continue };
+    for v in sends.values_mut() {
+        v.sort_unstable();
+    }
+    // Each read's message: the key it names, if this journey sent it, else
+    // the person's latest send at or before it.
+    let mut credited_reads: HashMap<PersonId, Vec<(EventTime, String)>> = HashMap::new();
+    for (slot, at, named) in reads {
+        let key = match named {
+            Some(k) => template_of.contains_key(&k).then_some(k),
+            None => sends.get(&slot).and_then(|v| {
+                let before = v.partition_point(|(t, _)| t.0 <= at.0);
+                v[..before].last().map(|(_, k)| k.clone())
+            }),
+        };
+        let Some(key) = key else { continue };
+        let template = template_of.get(&key).cloned().unwrap_or_default();
+        out.reads += 1;
+        out.by_template.entry(template.clone()).or_default().reads += 1;
+        credited_reads.entry(slot).or_default().push((at, template));
+    }
+    for (slot, at, amount) in purchases {
+        let Some(rs) = credited_reads.get(&slot) else {
+            continue;
+        };
         // The latest read at or before the purchase, within the window.
         let credited = rs
             .iter()
-            .filter(|(t, _)| *t <= ts && ts - *t <= window)
+            .filter(|(t, _)| t.0 <= at.0 && at.0 - t.0 <= window)
             .max_by_key(|(t, _)| *t);
         if let Some((_, template)) = credited {
             out.conversions += 1;

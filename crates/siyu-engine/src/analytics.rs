@@ -407,7 +407,7 @@ pub fn repurchase(engine: &Engine) -> Repurchase {
 }
 
 /// Historical LTV (mean net spend per person) by first-touch channel and
-/// first-seen month (`YYYY-MM`).
+/// first-seen month (`YYYY-MM`), sorted by month, then channel.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct LtvRow {
     pub cohort_month: String,
@@ -430,7 +430,8 @@ pub fn ltv_by_cohort_and_channel(engine: &Engine) -> Vec<LtvRow> {
         e.0 += 1;
         e.1 += p.net_spend();
     }
-    rows.into_iter()
+    let mut out: Vec<LtvRow> = rows
+        .into_iter()
         .map(|((month, code), (persons, revenue))| LtvRow {
             cohort_month: month,
             channel: engine.channel_name(code).unwrap_or("").to_string(),
@@ -438,5 +439,9 @@ pub fn ltv_by_cohort_and_channel(engine: &Engine) -> Vec<LtvRow> {
             revenue,
             ltv: revenue as f64 / persons as f64,
         })
-        .collect()
+        .collect();
+    // By month, then channel name: channel codes are numbered in the order
+    // the log first named them, which is not part of the answer.
+    out.sort_by(|a, b| (&a.cohort_month, &a.channel).cmp(&(&b.cohort_month, &b.channel)));
+    out
 }

@@ -26,8 +26,12 @@ pub type PersonId = u32;
 /// without allocating).
 #[derive(Clone, Copy, Debug)]
 pub struct RawEvent<'a> {
-    /// Tie-breaker for equal timestamps: the file's `seq` or the log offset.
+    /// The file's `seq` or the log offset (what the [`LogIndex`] records);
+    /// the tie-breaker for equal timestamps when the event has no `id`
+    /// ([`RawEvent::tie_break`]).
     pub seq: u64,
+    /// The event's own id (`Event::id`), if it has one.
+    pub id: Option<&'a str>,
     pub ts: i64,
     pub identity: &'a str,
     /// Precomputed [`crate::identity::identity_hash`] of `identity`, if the caller has it.
@@ -50,6 +54,7 @@ impl<'a> RawEvent<'a> {
     pub fn from_event(seq: u64, e: &'a Event) -> Self {
         RawEvent {
             seq,
+            id: e.id.as_deref(),
             ts: e.ts,
             identity: e.identity.as_str(),
             identity_hash: None,
@@ -66,6 +71,12 @@ impl<'a> RawEvent<'a> {
         .with_referral_properties(e)
     }
 
+    /// Orders this event among events at the same second, the same way
+    /// whatever order they were stored in ([`tie_break`]).
+    pub fn tie_break(&self) -> u64 {
+        tie_break(self.id, self.seq)
+    }
+
     fn with_referral_properties(mut self, e: &'a Event) -> Self {
         if matches!(e.event_type, EventType::ReferralSignup | EventType::Touch) {
             if let Some(p) = &e.properties {
@@ -76,6 +87,23 @@ impl<'a> RawEvent<'a> {
             }
         }
         self
+    }
+}
+
+/// Event time is `(ts, tie_break)`: what every analysis that depends on
+/// the order of a person's events (first touch, funnels, attribution,
+/// referral validity) orders by, so the answer does not depend on the
+/// order events were stored in (orders imported after the WeCom adds they
+/// preceded). At the same second, events with an id come first, ordered by
+/// a fixed 63-bit hash of it (ids are unique in the log, so this is a
+/// property of the event set); events without one follow in `seq` order
+/// (the log offset, or the file's line in `siyu bench`, where no line has
+/// an id: its ties stay in file order).
+pub fn tie_break(id: Option<&str>, seq: u64) -> u64 {
+    const NO_ID: u64 = 1 << 63;
+    match id {
+        Some(id) => identity_hash(id) >> 1,
+        None => NO_ID | seq,
     }
 }
 
@@ -123,6 +151,8 @@ pub struct Referral {
     /// [`fingerprint`]s of the signup's device and IP (0 = not given).
     pub device: u32,
     pub ip: u32,
+    /// The signup's [`tie_break`]: with `ts`, its place in event time,
+    /// compared with the invitee's first event (`Person::first_seq`).
     pub seq: u64,
 }
 
@@ -546,7 +576,7 @@ impl Engine {
             self.channel_code(ev.channel)
         };
         let person = &mut self.persons[slot as usize];
-        person.apply(ts, ev.seq, ev.event_type, channel, ev.amount);
+        person.apply(ts, ev.tie_break(), ev.event_type, channel, ev.amount);
         match ev.event_type {
             EventType::JoinGroup | EventType::LeaveGroup => {
                 if let Some(g) = ev.group {
@@ -594,7 +624,7 @@ impl Engine {
                         campaign,
                         device: fingerprint(ev.device),
                         ip: fingerprint(ev.ip),
-                        seq: ev.seq,
+                        seq: ev.tie_break(),
                     });
                 }
             }

@@ -56,7 +56,10 @@ pub enum Exit {
 #[repr(C)]
 pub struct Person {
     // First cache line: what most events read or write.
-    /// (ts, seq) of the first event, identify excluded; NO_TS if none yet.
+    /// (ts, tie-break) of the first event in event time, identify
+    /// excluded; NO_TS if none yet. `first_seq` is the event's
+    /// `RawEvent::tie_break` (its id's hash, else its seq), so the first
+    /// event is the same whatever order the events were stored in.
     pub first_ts: Ts,
     pub events: u32,
     pub first_seq: u64,

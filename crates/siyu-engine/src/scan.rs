@@ -1,14 +1,36 @@
 //! Analytics that need each person's event sequence, not just their folded
 //! properties: funnels over any steps and multi-touch channel attribution.
-//! Both are one pass over the events in log order, fed one event at a time
+//! Both are one pass over the events, fed one event at a time
 //! ([`FunnelPass`], [`AttributionPass`]): the caller streams the log from
 //! the store page by page and resolves each identity to its person (with
 //! the engine, or with an [`IdentityIndex`] copied from it, so the engine's
-//! lock is not held for the pass). Memory is a few bytes of state per
-//! person who matters plus the channel names, never per event.
+//! lock is not held for the pass).
+//!
+//! They answer in event time, whatever order the log holds the events in:
+//! orders imported after the WeCom adds they preceded still come first.
+//! A pass walks each person's events in `(ts, tie_break)` order
+//! ([`crate::engine::tie_break`]) without sorting the log:
+//!
+//! - Round one ([`FunnelPass::feed`], [`AttributionPass::feed`]) streams:
+//!   a person whose events arrive in event time is walked as they come,
+//!   in a few bytes of state. A person with an event older than one
+//!   already walked is set aside.
+//! - Only if someone was set aside ([`FunnelPass::replay_needed`]), round
+//!   two reads the same log again (same events, same order, same persons:
+//!   [`EventTimePass`]) and keeps the events of those persons only (16 to
+//!   24 bytes each); `finish` sorts each one's events and walks them.
+//!   Attribution credit is summed in integers (linear shares per channel
+//!   and per number of channels shared), so a set-aside person's credit
+//!   from round one is taken back exactly, and the answer does not depend
+//!   on the order persons are walked in.
+//!
+//! Memory is per person, plus per event of the persons whose events are
+//! stored out of time order; time is one read of the log, two when some
+//! are.
 
 use crate::engine::{Engine, PersonId, RawEvent};
 use crate::identity::IdentityGraph;
+use crate::person::Ts;
 use serde::{Deserialize, Serialize};
 use siyu_domain::EventType;
 use std::collections::{BTreeMap, HashMap};
@@ -26,7 +48,7 @@ impl IdentityIndex {
     }
 }
 
-/// Channel names as small numbers: per-person state holds a number, not a
+/// Channel names as small numbers: per-event state holds a number, not a
 /// copy of the name.
 #[derive(Default)]
 struct Channels {
@@ -48,6 +70,48 @@ impl Channels {
     fn name(&self, id: u32) -> &str {
         &self.names[id as usize]
     }
+}
+
+/// An event's place in event time: seconds (as the engine keeps them) and
+/// its tie-break among events at the same second.
+type EventTime = (Ts, u64);
+
+fn event_time(e: &RawEvent<'_>) -> EventTime {
+    (e.ts.clamp(0, Ts::MAX as i64 - 1) as Ts, e.tie_break())
+}
+
+/// Sorts one set-aside person's kept events into event time.
+fn into_event_time<T>(events: &mut [T], key: impl Fn(&T) -> EventTime) {
+    if !events.is_sorted_by_key(&key) {
+        events.sort_by_key(key);
+    }
+}
+
+/// A pass that answers in event time over a log read in log order: feed
+/// every event to `feed`; if [`EventTimePass::replay_needed`], feed every
+/// event again, the same events in the same order with the same persons,
+/// to `replay`; then finish. [`in_event_time`] does this over a log that
+/// can be read twice.
+pub trait EventTimePass {
+    /// Round one: the next event of the log, of `person`.
+    fn feed(&mut self, person: PersonId, e: &RawEvent<'_>);
+    /// Whether some person's events were not in time order (round two).
+    fn replay_needed(&self) -> bool;
+    /// Round two: the next event of the same log again.
+    fn replay(&mut self, person: PersonId, e: &RawEvent<'_>);
+}
+
+/// Runs `pass` over a log `read` walks, once or twice: `read(feed)`
+/// must call `feed` for every event, in the same order each time.
+pub fn in_event_time<P: EventTimePass, E>(
+    pass: &mut P,
+    mut read: impl FnMut(&mut dyn FnMut(PersonId, &RawEvent<'_>)) -> Result<(), E>,
+) -> Result<(), E> {
+    read(&mut |p, e| pass.feed(p, e))?;
+    if pass.replay_needed() {
+        read(&mut |p, e| pass.replay(p, e))?;
+    }
+    Ok(())
 }
 
 /// One funnel step: an event type, optionally on one channel, within
@@ -74,90 +138,253 @@ pub struct FunnelResult {
     pub reached: Vec<u64>,
 }
 
-/// A funnel over `steps`, fed the log in order: a person enters at their
+/// An event that matches some funnel step, as round two keeps it (16 bytes).
+#[derive(Clone, Copy)]
+struct StepEvent {
+    tie: u64,
+    ts: Ts,
+    channel: u16,
+    event_type: EventType,
+}
+
+/// One person in a funnel, as round one walks their events.
+enum FunnelWalk {
+    /// Their events so far arrived in event time: steps reached (0: not
+    /// entered), the time of the last step reached, the split channel, and
+    /// the latest event walked.
+    InOrder {
+        reached: u32,
+        last: Ts,
+        split: u32,
+        latest: EventTime,
+    },
+    /// An event arrived older than one walked: walked again from round two.
+    SetAside,
+}
+
+/// A funnel over `steps`, in event time: a person enters at their
 /// earliest event matching step 0; each later step is the earliest
 /// matching event after the previous step and within its window. With
 /// `split_by_channel`, persons are grouped by the channel of their step-0
-/// event.
+/// event. Events matching no step are not looked at.
 pub struct FunnelPass {
     steps: Vec<FunnelStep>,
     split_by_channel: bool,
     channels: Channels,
-    /// Per person who entered: (steps reached, ts of the last reached
-    /// step, split channel).
-    state: HashMap<PersonId, (usize, i64, u32)>,
+    /// Per step, the number of its channel (None: any channel).
+    step_channels: Vec<Option<u32>>,
+    persons: HashMap<PersonId, FunnelWalk>,
+    set_aside: usize,
+    /// Round two: the set-aside persons' events that match a step.
+    kept: HashMap<PersonId, Vec<StepEvent>>,
 }
+
+/// The split value of a pass not split by channel ("all").
+const ALL: u32 = u32::MAX;
 
 impl FunnelPass {
     pub fn new(steps: &[FunnelStep], split_by_channel: bool) -> FunnelPass {
+        let mut channels = Channels::default();
+        let step_channels = steps
+            .iter()
+            .map(|s| s.channel.as_deref().map(|c| channels.id(c)))
+            .collect();
         FunnelPass {
             steps: steps.to_vec(),
             split_by_channel,
-            channels: Channels::default(),
-            state: HashMap::new(),
+            channels,
+            step_channels,
+            persons: HashMap::new(),
+            set_aside: 0,
+            kept: HashMap::new(),
         }
     }
 
-    /// The next event of the log, of `person`.
-    pub fn feed(&mut self, person: PersonId, e: &RawEvent<'_>) {
-        let matches = |s: &FunnelStep| {
-            s.event_type == e.event_type && s.channel.as_deref().is_none_or(|c| c == e.channel)
+    fn matches(&self, step: usize, e: &StepEvent) -> bool {
+        self.steps[step].event_type == e.event_type
+            && self.step_channels[step].is_none_or(|c| c == e.channel as u32)
+    }
+
+    /// `e` as the pass keeps it, if it matches some step.
+    fn step_event(&mut self, e: &RawEvent<'_>) -> Option<StepEvent> {
+        if !self.steps.iter().any(|s| s.event_type == e.event_type) {
+            return None;
+        }
+        // More distinct channels than the engine itself can number (its
+        // codes are u16 too): such an event matches no step.
+        let channel = u16::try_from(self.channels.id(e.channel)).ok()?;
+        let (ts, tie) = event_time(e);
+        let kept = StepEvent {
+            tie,
+            ts,
+            channel,
+            event_type: e.event_type,
         };
-        match self.state.get_mut(&person) {
-            None => {
-                if self.steps.first().is_some_and(matches) {
-                    let split = if self.split_by_channel {
-                        self.channels.id(e.channel)
-                    } else {
-                        self.channels.id("all")
-                    };
-                    self.state.insert(person, (1, e.ts, split));
-                }
+        (0..self.steps.len())
+            .any(|i| self.matches(i, &kept))
+            .then_some(kept)
+    }
+
+    /// One step of a person's walk: `e` is their next event in event time.
+    fn advance(&self, reached: &mut u32, last: &mut Ts, split: &mut u32, e: &StepEvent) {
+        if *reached == 0 {
+            if self.matches(0, e) {
+                *reached = 1;
+                *last = e.ts;
+                *split = if self.split_by_channel {
+                    e.channel as u32
+                } else {
+                    ALL
+                };
             }
-            Some((reached, last, _)) => {
-                if let Some(s) = self.steps.get(*reached) {
-                    if matches(s) && e.ts >= *last && s.within.is_none_or(|w| e.ts - *last <= w) {
-                        *reached += 1;
-                        *last = e.ts;
-                    }
-                }
-            }
+            return;
+        }
+        let i = *reached as usize;
+        let Some(step) = self.steps.get(i) else {
+            return;
+        };
+        if self.matches(i, e) && step.within.is_none_or(|w| e.ts as i64 - *last as i64 <= w) {
+            *reached += 1;
+            *last = e.ts;
         }
     }
 
-    pub fn finish(self) -> Vec<FunnelResult> {
-        let mut out: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-        for (reached, _, split) in self.state.into_values() {
-            let row = out
-                .entry(self.channels.name(split))
+    /// Round one: the next event of the log, of `person`.
+    pub fn feed(&mut self, person: PersonId, e: &RawEvent<'_>) {
+        let Some(kept) = self.step_event(e) else {
+            return;
+        };
+        let at = (kept.ts, kept.tie);
+        let walk = self.persons.remove(&person).unwrap_or(FunnelWalk::InOrder {
+            reached: 0,
+            last: 0,
+            split: ALL,
+            latest: at,
+        });
+        let walk = match walk {
+            FunnelWalk::InOrder { latest, .. } if at < latest => {
+                self.set_aside += 1;
+                FunnelWalk::SetAside
+            }
+            FunnelWalk::InOrder {
+                mut reached,
+                mut last,
+                mut split,
+                ..
+            } => {
+                self.advance(&mut reached, &mut last, &mut split, &kept);
+                FunnelWalk::InOrder {
+                    reached,
+                    last,
+                    split,
+                    latest: at,
+                }
+            }
+            FunnelWalk::SetAside => FunnelWalk::SetAside,
+        };
+        self.persons.insert(person, walk);
+    }
+
+    /// Whether round two is needed: some person's events were stored out
+    /// of time order.
+    pub fn replay_needed(&self) -> bool {
+        self.set_aside > 0
+    }
+
+    /// Round two: the next event of the same log again, of `person`.
+    pub fn replay(&mut self, person: PersonId, e: &RawEvent<'_>) {
+        if !matches!(self.persons.get(&person), Some(FunnelWalk::SetAside)) {
+            return;
+        }
+        if let Some(kept) = self.step_event(e) {
+            self.kept.entry(person).or_default().push(kept);
+        }
+    }
+
+    pub fn finish(mut self) -> Vec<FunnelResult> {
+        let mut per_split: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+        let mut count = |reached: u32, split: u32| {
+            if reached == 0 {
+                return;
+            }
+            let row = per_split
+                .entry(split)
                 .or_insert_with(|| vec![0; self.steps.len()]);
-            for r in row.iter_mut().take(reached) {
+            for r in row.iter_mut().take(reached as usize) {
                 *r += 1;
             }
+        };
+        for walk in self.persons.values() {
+            if let FunnelWalk::InOrder { reached, split, .. } = *walk {
+                count(reached, split);
+            }
         }
-        out.into_iter()
+        for (_, mut events) in std::mem::take(&mut self.kept) {
+            into_event_time(&mut events, |e| (e.ts, e.tie));
+            let (mut reached, mut last, mut split) = (0, 0, ALL);
+            for e in &events {
+                self.advance(&mut reached, &mut last, &mut split, e);
+            }
+            count(reached, split);
+        }
+        let mut out: Vec<FunnelResult> = per_split
+            .into_iter()
             .map(|(split, reached)| FunnelResult {
-                split: split.to_string(),
+                split: if split == ALL {
+                    "all".to_string()
+                } else {
+                    self.channels.name(split).to_string()
+                },
                 reached,
             })
-            .collect()
+            .collect();
+        out.sort_by(|a, b| a.split.cmp(&b.split));
+        out
     }
 }
 
-/// [`FunnelPass`] over `events`, persons resolved by `engine`.
-pub fn funnel<'a>(
+impl EventTimePass for FunnelPass {
+    fn feed(&mut self, person: PersonId, e: &RawEvent<'_>) {
+        FunnelPass::feed(self, person, e)
+    }
+    fn replay_needed(&self) -> bool {
+        FunnelPass::replay_needed(self)
+    }
+    fn replay(&mut self, person: PersonId, e: &RawEvent<'_>) {
+        FunnelPass::replay(self, person, e)
+    }
+}
+
+/// [`FunnelPass`] over `events` (read twice if needed), persons resolved
+/// by `engine`.
+pub fn funnel<'a, I>(
     engine: &Engine,
-    events: impl IntoIterator<Item = RawEvent<'a>>,
+    events: I,
     steps: &[FunnelStep],
     split_by_channel: bool,
-) -> Vec<FunnelResult> {
+) -> Vec<FunnelResult>
+where
+    I: IntoIterator<Item = RawEvent<'a>> + Clone,
+{
     let mut pass = FunnelPass::new(steps, split_by_channel);
-    for e in events {
-        if let Some(p) = engine.person_of(e.identity) {
-            pass.feed(p, &e);
-        }
-    }
+    over_engine(&mut pass, engine, events);
     pass.finish()
+}
+
+/// Runs `pass` over `events` (twice if needed), persons resolved by `engine`.
+fn over_engine<'a, I>(pass: &mut impl EventTimePass, engine: &Engine, events: I)
+where
+    I: IntoIterator<Item = RawEvent<'a>> + Clone,
+{
+    let read = |feed: &mut dyn FnMut(PersonId, &RawEvent<'_>)| {
+        for e in events.clone() {
+            if let Some(p) = engine.person_of(e.identity) {
+                feed(p, &e);
+            }
+        }
+        Ok::<(), std::convert::Infallible>(())
+    };
+    let Ok(()) = in_event_time(pass, read);
 }
 
 /// Revenue credited to one channel by each attribution model (cents).
@@ -171,23 +398,118 @@ pub struct Attribution {
     pub linear: f64,
 }
 
-/// One person's touches so far (channel numbers).
+/// An event as [`AttributionPass`] looks at it (24 bytes): a touch, or a
+/// purchase (refund) with its signed amount.
+#[derive(Clone, Copy)]
+struct Touch {
+    tie: u64,
+    /// Cents, refunds negative; 0 for a touch.
+    amount: i64,
+    ts: Ts,
+    /// The channel's number, with [`COMMERCE`] set on purchases and refunds.
+    channel: u32,
+}
+
+/// Marks a purchase or refund in [`Touch::channel`].
+const COMMERCE: u32 = 1 << 31;
+
+/// One person's touches so far (channel numbers), as their events are
+/// walked in event time.
 struct Touches {
     first: u32,
     last: u32,
     seen: Vec<u32>,
 }
 
-/// Credits every purchase (minus refunds) to channels, fed the log in
-/// (time) order: the person's first channel, the channel of their last
-/// non-commerce event before it, and evenly across all channels touched
-/// up to it.
+/// One person in the attribution, as round one walks their events.
+enum AttributionWalk {
+    /// Their events so far arrived in event time: their touches, the
+    /// latest event walked, and how many were walked.
+    InOrder {
+        touches: Option<Touches>,
+        latest: EventTime,
+        walked: u32,
+    },
+    /// An event arrived older than one walked, after `walked` events: the
+    /// credit of those is taken back, and all their events walked again in
+    /// event time, from round two.
+    SetAside { walked: u32 },
+}
+
+/// One channel's credit, summed exactly.
+#[derive(Default)]
+struct Credit {
+    /// How many purchase and refund credits reached the channel (net of
+    /// those taken back): it is listed when some did, even if they sum to 0.
+    credits: i64,
+    first_touch: i64,
+    last_touch: i64,
+    /// Linear credit as sums of whole amounts per number of channels they
+    /// are shared by: `linear = Σ amount / n`, divided once at the end.
+    linear: BTreeMap<u32, i64>,
+}
+
+/// Credit per channel number.
+#[derive(Default)]
+struct Ledger(Vec<Credit>);
+
+impl Ledger {
+    fn at(&mut self, channel: u32) -> &mut Credit {
+        let i = channel as usize;
+        if self.0.len() <= i {
+            self.0.resize_with(i + 1, Credit::default);
+        }
+        &mut self.0[i]
+    }
+
+    /// One step of a person's walk: `e` is their next event in event time;
+    /// `sign` is -1 to take back what the same step credited.
+    fn walk(&mut self, touches: &mut Option<Touches>, e: &Touch, sign: i64) {
+        let channel = e.channel & !COMMERCE;
+        if e.channel & COMMERCE == 0 {
+            let t = touches.get_or_insert_with(|| Touches {
+                first: channel,
+                last: channel,
+                seen: Vec::new(),
+            });
+            t.last = channel;
+            if !t.seen.contains(&channel) {
+                t.seen.push(channel);
+            }
+            return;
+        }
+        let t = touches.get_or_insert_with(|| Touches {
+            first: channel,
+            last: channel,
+            seen: vec![channel],
+        });
+        let amount = sign * e.amount;
+        let first = self.at(t.first);
+        first.first_touch += amount;
+        first.credits += sign;
+        let last = self.at(t.last);
+        last.last_touch += amount;
+        last.credits += sign;
+        let n = t.seen.len() as u32;
+        for &c in &t.seen {
+            let shared = self.at(c);
+            *shared.linear.entry(n).or_default() += amount;
+            shared.credits += sign;
+        }
+    }
+}
+
+/// Credits every purchase (minus refunds) to channels, in event time: the
+/// person's first channel, the channel of their last non-commerce event
+/// before it, and evenly across all channels touched up to it.
 #[derive(Default)]
 pub struct AttributionPass {
     channels: Channels,
-    persons: HashMap<PersonId, Touches>,
-    /// Per channel number, once credited.
-    credit: Vec<Option<Attribution>>,
+    persons: HashMap<PersonId, AttributionWalk>,
+    set_aside: usize,
+    ledger: Ledger,
+    /// Round two: the set-aside persons' events other than identify.
+    kept: HashMap<PersonId, Vec<Touch>>,
 }
 
 impl AttributionPass {
@@ -195,81 +517,135 @@ impl AttributionPass {
         AttributionPass::default()
     }
 
-    fn credit(&mut self, channel: u32, f: impl FnOnce(&mut Attribution)) {
-        let i = channel as usize;
-        if self.credit.len() <= i {
-            self.credit.resize_with(i + 1, || None);
-        }
-        let name = &self.channels;
-        f(self.credit[i].get_or_insert_with(|| Attribution {
-            channel: name.name(channel).to_string(),
-            ..Default::default()
-        }))
+    fn touch(&mut self, e: &RawEvent<'_>) -> Option<Touch> {
+        let (kind, amount) = match e.event_type {
+            EventType::Identify => return None,
+            EventType::Purchase => (COMMERCE, e.amount),
+            EventType::Refund => (COMMERCE, -e.amount),
+            _ => (0, 0),
+        };
+        let channel = self.channels.id(e.channel);
+        debug_assert!(channel < COMMERCE, "2^31 channels");
+        let (ts, tie) = event_time(e);
+        Some(Touch {
+            tie,
+            amount,
+            ts,
+            channel: channel | kind,
+        })
     }
 
-    /// The next event of the log, of `person`.
+    /// Round one: the next event of the log, of `person`.
     pub fn feed(&mut self, person: PersonId, e: &RawEvent<'_>) {
-        match e.event_type {
-            EventType::Identify => {}
-            EventType::Purchase | EventType::Refund => {
-                let sign = if e.event_type == EventType::Refund {
-                    -1
-                } else {
-                    1
-                };
-                let amount = sign * e.amount;
-                let channel = self.channels.id(e.channel);
-                let t = self.persons.entry(person).or_insert_with(|| Touches {
-                    first: channel,
-                    last: channel,
-                    seen: vec![channel],
-                });
-                let (first, last) = (t.first, t.last);
-                let seen = std::mem::take(&mut t.seen);
-                self.credit(first, |a| a.first_touch += amount);
-                self.credit(last, |a| a.last_touch += amount);
-                let share = amount as f64 / seen.len() as f64;
-                for &c in &seen {
-                    self.credit(c, |a| a.linear += share);
-                }
-                if let Some(t) = self.persons.get_mut(&person) {
-                    t.seen = seen;
-                }
+        let Some(touch) = self.touch(e) else {
+            return;
+        };
+        let at = (touch.ts, touch.tie);
+        let walk = self
+            .persons
+            .entry(person)
+            .or_insert(AttributionWalk::InOrder {
+                touches: None,
+                latest: at,
+                walked: 0,
+            });
+        match walk {
+            AttributionWalk::InOrder { latest, walked, .. } if at < *latest => {
+                *walk = AttributionWalk::SetAside { walked: *walked };
+                self.set_aside += 1;
             }
-            _ => {
-                let channel = self.channels.id(e.channel);
-                let t = self.persons.entry(person).or_insert_with(|| Touches {
-                    first: channel,
-                    last: channel,
-                    seen: Vec::new(),
-                });
-                t.last = channel;
-                if !t.seen.contains(&channel) {
-                    t.seen.push(channel);
-                }
+            AttributionWalk::InOrder {
+                touches,
+                latest,
+                walked,
+            } => {
+                self.ledger.walk(touches, &touch, 1);
+                *latest = at;
+                *walked += 1;
             }
+            AttributionWalk::SetAside { .. } => {}
+        }
+    }
+
+    /// Whether round two is needed: some person's events were stored out
+    /// of time order.
+    pub fn replay_needed(&self) -> bool {
+        self.set_aside > 0
+    }
+
+    /// Round two: the next event of the same log again, of `person`.
+    pub fn replay(&mut self, person: PersonId, e: &RawEvent<'_>) {
+        if !matches!(
+            self.persons.get(&person),
+            Some(AttributionWalk::SetAside { .. })
+        ) {
+            return;
+        }
+        if let Some(touch) = self.touch(e) {
+            self.kept.entry(person).or_default().push(touch);
         }
     }
 
     /// Per credited channel, by channel name.
-    pub fn finish(self) -> Vec<Attribution> {
-        let mut out: Vec<Attribution> = self.credit.into_iter().flatten().collect();
+    pub fn finish(mut self) -> Vec<Attribution> {
+        for (person, mut events) in std::mem::take(&mut self.kept) {
+            let Some(&AttributionWalk::SetAside { walked }) = self.persons.get(&person) else {
+                continue;
+            };
+            // Take back what round one credited: the same steps over the
+            // same first events, in log order.
+            let mut touches = None;
+            for e in &events[..(walked as usize).min(events.len())] {
+                self.ledger.walk(&mut touches, e, -1);
+            }
+            into_event_time(&mut events, |e| (e.ts, e.tie));
+            let mut touches = None;
+            for e in &events {
+                self.ledger.walk(&mut touches, e, 1);
+            }
+        }
+        let mut out: Vec<Attribution> = self
+            .ledger
+            .0
+            .into_iter()
+            .enumerate()
+            .filter(|(_, c)| c.credits > 0)
+            .map(|(i, c)| Attribution {
+                channel: self.channels.name(i as u32).to_string(),
+                first_touch: c.first_touch,
+                last_touch: c.last_touch,
+                linear: c
+                    .linear
+                    .iter()
+                    .map(|(&n, &sum)| sum as f64 / n as f64)
+                    .sum(),
+            })
+            .collect();
         out.sort_by(|a, b| a.channel.cmp(&b.channel));
         out
     }
 }
 
-/// [`AttributionPass`] over `events`, persons resolved by `engine`.
-pub fn attribution<'a>(
-    engine: &Engine,
-    events: impl IntoIterator<Item = RawEvent<'a>>,
-) -> Vec<Attribution> {
-    let mut pass = AttributionPass::new();
-    for e in events {
-        if let Some(p) = engine.person_of(e.identity) {
-            pass.feed(p, &e);
-        }
+impl EventTimePass for AttributionPass {
+    fn feed(&mut self, person: PersonId, e: &RawEvent<'_>) {
+        AttributionPass::feed(self, person, e)
     }
+    fn replay_needed(&self) -> bool {
+        AttributionPass::replay_needed(self)
+    }
+    fn replay(&mut self, person: PersonId, e: &RawEvent<'_>) {
+        AttributionPass::replay(self, person, e)
+    }
+}
+
+/// [`AttributionPass`] over `events` (read twice if needed), persons
+/// resolved by `engine`.
+pub fn attribution<'a, I>(engine: &Engine, events: I) -> Vec<Attribution>
+where
+    I: IntoIterator<Item = RawEvent<'a>> + Clone,
+{
+    let mut pass = AttributionPass::new();
+    over_engine(&mut pass, engine, events);
     pass.finish()
 }
 
@@ -286,6 +662,7 @@ mod tests {
     ) -> RawEvent<'static> {
         RawEvent {
             seq: ts as u64,
+            id: None,
             ts,
             identity: who,
             identity_hash: None,

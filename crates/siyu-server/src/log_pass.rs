@@ -6,6 +6,7 @@
 use crate::error::ApiError;
 use crate::request::read_engine;
 use crate::AppState;
+use siyu_engine::scan::{in_event_time, EventTimePass, IdentityIndex};
 use siyu_engine::PersonId;
 
 /// Events read per page by [`log_pass`]: small, because other readers
@@ -26,13 +27,39 @@ pub fn log_pass(
     state: &AppState,
     mut feed: impl FnMut(PersonId, &siyu_engine::RawEvent<'_>),
 ) -> Result<(), ApiError> {
+    let (head, persons) = start(state)?;
+    read_log(state, head, &persons, &mut feed)
+}
+
+/// [`log_pass`] for a pass that answers in event time
+/// (`siyu_engine::scan::EventTimePass`): the log is read a second time,
+/// up to the same head and with the same copy of the identity table, only
+/// when some person's events were not stored in time order.
+pub fn log_pass_in_event_time(
+    state: &AppState,
+    pass: &mut impl EventTimePass,
+) -> Result<(), ApiError> {
+    let (head, persons) = start(state)?;
+    in_event_time(pass, |feed| read_log(state, head, &persons, feed))
+}
+
+/// The log's head and the copy of the identity table a pass reads with.
+fn start(state: &AppState) -> Result<(u64, IdentityIndex), ApiError> {
     let head = state
         .0
         .reader
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .last_offset()?;
-    let persons = read_engine(state).identity_index();
+    Ok((head, read_engine(state).identity_index()))
+}
+
+fn read_log(
+    state: &AppState,
+    head: u64,
+    persons: &IdentityIndex,
+    feed: &mut dyn FnMut(PersonId, &siyu_engine::RawEvent<'_>),
+) -> Result<(), ApiError> {
     let mut after = 0;
     while after < head {
         let page = state

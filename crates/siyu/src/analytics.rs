@@ -155,7 +155,7 @@ pub fn run(args: AnalyticsArgs) -> Result<()> {
             let steps: Vec<FunnelStep> =
                 steps.iter().map(|s| parse_step(s)).collect::<Result<_>>()?;
             let mut pass = scan::FunnelPass::new(&steps, split_by_channel);
-            feed_log(store.as_mut(), &engine, |p, e| pass.feed(p, e))?;
+            feed_log(store.as_mut(), &engine, &mut pass)?;
             let rows = pass.finish();
             out.push_str("split");
             for i in 0..steps.len() {
@@ -211,7 +211,7 @@ pub fn run(args: AnalyticsArgs) -> Result<()> {
         }
         Question::Attribution => {
             let mut pass = scan::AttributionPass::new();
-            feed_log(store.as_mut(), &engine, |p, e| pass.feed(p, e))?;
+            feed_log(store.as_mut(), &engine, &mut pass)?;
             let rows = pass.finish();
             out.push_str("channel,first_touch,last_touch,linear\n");
             for r in rows {
@@ -251,20 +251,26 @@ pub fn run(args: AnalyticsArgs) -> Result<()> {
 }
 
 /// Feeds the log to a sequence analysis page by page (bounded memory),
-/// each event with its person.
+/// each event with its person: once, or twice when some person's events
+/// were not stored in time order (`scan::in_event_time`).
 fn feed_log(
     store: &mut dyn siyu_store::Store,
     engine: &siyu_engine::Engine,
-    mut feed: impl FnMut(siyu_engine::PersonId, &RawEvent<'_>),
+    pass: &mut impl scan::EventTimePass,
 ) -> Result<()> {
-    siyu_store::for_each_page(store, 0, |page| {
-        for stored in &page {
-            let raw = RawEvent::from_event(stored.offset, &stored.event);
-            if let Some(p) = engine.person_of(raw.identity) {
-                feed(p, &raw);
+    // Both rounds read the same events: up to the head at the start.
+    let head = store.last_offset()?;
+    scan::in_event_time(pass, |feed| {
+        siyu_store::for_each_page(&mut *store, 0, |page| {
+            for stored in page.iter().take_while(|e| e.offset <= head) {
+                let raw = RawEvent::from_event(stored.offset, &stored.event);
+                if let Some(p) = engine.person_of(raw.identity) {
+                    feed(p, &raw);
+                }
             }
-        }
-        Ok::<(), siyu_store::StoreError>(())
+            Ok::<(), siyu_store::StoreError>(())
+        })
+        .map(|_| ())
     })?;
     Ok(())
 }

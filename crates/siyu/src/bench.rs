@@ -348,6 +348,7 @@ fn stream(engine: &mut Engine, args: &BenchArgs, spend: &[(String, i64)]) -> Res
         let raw = match parse_jsonl_fast(line) {
             Some(Ok(e)) => RawEvent {
                 seq: e.seq.unwrap_or(i as u64),
+                id: e.id,
                 ts: e.ts,
                 identity: e.identity,
                 identity_hash: None,

@@ -129,6 +129,7 @@ impl Chunk {
             }
             None => RawEvent {
                 seq,
+                id: r.id.map(|x| self.s(x)),
                 ts: r.ts,
                 identity: self.s(r.identity),
                 identity_hash: Some(r.identity_hash),

@@ -50,7 +50,14 @@ fn log(events: &[Value]) -> (SqliteStore, Engine) {
 
 #[test]
 fn purchases_after_a_read_are_credited_to_its_message_once() {
-    let (mut store, engine) = log(&[
+    let (mut store, engine) = log(&first_log());
+    check_first_log(&mut store, &engine);
+}
+
+/// The events of [`purchases_after_a_read_are_credited_to_its_message_once`],
+/// in the order that test stores them.
+fn first_log() -> Vec<Value> {
+    vec![
         // a: read by key, then buys on Taobao (stitched to WeCom) twice;
         // one purchase before the read is not credited.
         json!({"id": "i1", "ts": T, "identity": "wecom:a", "type": "identify", "ref": "taobao:a"}),
@@ -71,8 +78,11 @@ fn purchases_after_a_read_are_credited_to_its_message_once() {
         // d: a read naming a key nobody sent counts for nothing.
         read("r4", "wecom:d", T + 10, Some("nope")),
         purchase("p5", "wecom:d", T + 20, 400),
-    ]);
-    let got = journey_conversions(&mut store, &engine, "j", 7 * DAY).unwrap();
+    ]
+}
+
+fn check_first_log(store: &mut SqliteStore, engine: &Engine) {
+    let got = journey_conversions(store, engine, "j", 7 * DAY).unwrap();
     let template = |sends, reads, conversions, revenue| TemplateConversions {
         sends,
         reads,
@@ -95,16 +105,33 @@ fn purchases_after_a_read_are_credited_to_its_message_once() {
     );
     // The copied identity table (what the server passes, holding no
     // engine lock during the pass) answers the same.
-    let copied = journey_conversions(&mut store, &engine.identity_index(), "j", 7 * DAY).unwrap();
+    let copied = journey_conversions(store, &engine.identity_index(), "j", 7 * DAY).unwrap();
     assert_eq!(copied, got);
     // A window too short for any purchase credits none.
-    let short = journey_conversions(&mut store, &engine, "j", 60).unwrap();
+    let short = journey_conversions(store, engine, "j", 60).unwrap();
     assert_eq!((short.sends, short.reads, short.conversions), (2, 2, 0));
     // An unknown journey: nothing at all.
     assert_eq!(
-        journey_conversions(&mut store, &engine, "none", 7 * DAY).unwrap(),
+        journey_conversions(store, engine, "none", 7 * DAY).unwrap(),
         JourneyConversions::default()
     );
+}
+
+#[test]
+fn reads_and_purchases_count_in_event_time_whatever_the_log_order() {
+    // Newest first: every purchase stored before the read it followed,
+    // every read before the send it answers.
+    let mut reversed = first_log();
+    reversed.reverse();
+    let (mut store, engine) = log(&reversed);
+    check_first_log(&mut store, &engine);
+    // Purchases imported last, as a marketplace export arrives.
+    let (orders, mut rest): (Vec<Value>, Vec<Value>) = first_log()
+        .into_iter()
+        .partition(|e| e["type"] == "purchase");
+    rest.extend(orders);
+    let (mut store, engine) = log(&rest);
+    check_first_log(&mut store, &engine);
 }
 
 #[test]

@@ -1,13 +1,13 @@
 //! Analytics routes: whole-population answers from the engine (RFM grid,
 //! RFM value layers and the workspace's thresholds for them (`crate::rfm`),
 //! first-touch funnel, cohorts, referrals, ROI, repurchase, LTV; cached by
-//! `crate::cache`), full-log passes (`crate::log_pass`: funnel steps,
-//! attribution) and the ad-spend table ROI reads (`PUT /v1/spend`, parsed
+//! `crate::cache`), full-log passes in event time (`crate::log_pass`:
+//! funnel steps, attribution) and the ad-spend table ROI reads (`PUT /v1/spend`, parsed
 //! by `siyu_commerce::spend`).
 
 use crate::cache::{CohortQuery, FunnelQuery, ReferralQuery, RfmLayersQuery};
 use crate::error::ApiError;
-use crate::log_pass::log_pass;
+use crate::log_pass::log_pass_in_event_time;
 use crate::request::{blocking, read_body, read_engine, require_json, route, JsonQuery, Route};
 use crate::AppState;
 use axum::body::Body;
@@ -36,8 +36,8 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/analytics/roi", read, "Channel ROI: spend (from /v1/spend) against revenue of first-touch persons.", analytics_roi),
         route!(get, "/v1/analytics/repurchase", read, "Repurchase rate and median interval.", analytics_repurchase),
         route!(get, "/v1/analytics/ltv", read, "Historical LTV by first-seen month and channel.", analytics_ltv),
-        route!(post, "/v1/analytics/steps", read, "Funnel over any steps: `{\"steps\": [{\"event_type\": \"touch\"}, {\"event_type\": \"add_friend\", \"within\": \"7d\"}], \"split_by_channel\": true}` (`within`: a duration such as `\"7d\"` or `\"12h\"`, or seconds; one pass over the log).", analytics_steps),
-        route!(get, "/v1/analytics/attribution", read, "Revenue per channel under first-touch, last-touch and linear attribution (one pass over the log).", analytics_attribution),
+        route!(post, "/v1/analytics/steps", read, "Funnel over any steps: `{\"steps\": [{\"event_type\": \"touch\"}, {\"event_type\": \"add_friend\", \"within\": \"7d\"}], \"split_by_channel\": true}` (`within`: a duration such as `\"7d\"` or `\"12h\"`, or seconds; in event time, one pass over the log, two when some person's events were stored out of time order).", analytics_steps),
+        route!(get, "/v1/analytics/attribution", read, "Revenue per channel under first-touch, last-touch and linear attribution, in event time (one pass over the log, two when some person's events were stored out of time order).", analytics_attribution),
         route!(put, "/v1/spend", write, "Replace the spend table (CSV `day,channel,spend` in cents).", put_spend),
     ]
 }
@@ -409,7 +409,7 @@ async fn analytics_steps(
     let s = state.clone();
     blocking(move || {
         let mut pass = siyu_engine::scan::FunnelPass::new(&body.steps, body.split_by_channel);
-        log_pass(&s, |p, e| pass.feed(p, e))?;
+        log_pass_in_event_time(&s, &mut pass)?;
         let rows = pass.finish();
         Ok(Json(Steps {
             steps: body.steps,
@@ -425,7 +425,7 @@ async fn analytics_attribution(
     let s = state.clone();
     blocking(move || {
         let mut pass = siyu_engine::scan::AttributionPass::new();
-        log_pass(&s, |p, e| pass.feed(p, e))?;
+        log_pass_in_event_time(&s, &mut pass)?;
         Ok(Json(Rows {
             rows: pass.finish(),
         }))
