@@ -168,6 +168,10 @@ async fn invites_signups_rewards_and_clawback() {
         "wecom:old",
         "douyin:n1",
     ] {
+        // Each signup in its own second: at one second, event time orders
+        // signups by their ids (`siyu_engine::engine::tie_break`), not by
+        // arrival, and this scenario is about arrival order.
+        next_second().await;
         let token = claim(&app, "c1", who).await;
         let (s, b) = app
             .call(
@@ -480,4 +484,12 @@ async fn a_reward_follows_its_person_across_a_merge_and_an_override_regrants_onc
     assert_eq!(rows.len(), 1, "{ledger}");
     assert_eq!(rows[0]["status"], "granted", "{ledger}");
     assert_eq!(ledger["stock_left"]["gift"], 0, "{ledger}");
+}
+
+/// Sleeps until the server's wall clock (whole seconds) moves on.
+async fn next_second() {
+    let now = siyu_server::writer::wall_clock();
+    while siyu_server::writer::wall_clock() == now {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
