@@ -305,6 +305,47 @@ pub fn day_start(now: i64, tz: &Tz) -> i64 {
         .min(now)
 }
 
+/// The local calendar day of `now` in `tz`, as days since 1970-01-01 (the
+/// numbering of `siyu_domain::time::days_from_civil`): what "per day" and
+/// "which week" mean in a workspace's time zone.
+pub fn local_day(now: i64, tz: &Tz) -> i64 {
+    let (y, m, d) = local_date(now, tz);
+    siyu_domain::time::days_from_civil(i64::from(y), u32::from(m), u32::from(d))
+}
+
+/// The first instant of local calendar day `day` (days since 1970-01-01)
+/// in `tz`: local midnight, or the first instant after it where midnight
+/// falls in a DST gap.
+pub fn local_day_start(day: i64, tz: &Tz) -> i64 {
+    let (y, m, d) = siyu_domain::time::civil_from_days(day);
+    let Ok(date) = Date::new(y.clamp(-9999, 9999) as i16, m as i8, d as i8) else {
+        return if day < 0 { i64::MIN / 2 } else { i64::MAX / 2 };
+    };
+    tz.instant(date.to_datetime(jiff::civil::Time::midnight()))
+}
+
+/// `now` as local RFC 3339 with its offset in `tz`
+/// (`2026-10-31T20:15:00+08:00`): an instant a reader in that zone reads
+/// as their own time.
+pub fn format_local(now: i64, tz: &Tz) -> String {
+    let dt = tz.local(now);
+    let offset = tz.zone.to_offset(timestamp(now)).seconds();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{}",
+        dt.year(),
+        dt.month(),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second(),
+        if offset == 0 {
+            "Z".to_string()
+        } else {
+            format_offset(offset)
+        }
+    )
+}
+
 /// A daily window of local time in which marketing must wait, e.g. 21:00–09:00.
 /// `start` is inside, `end` is outside; `start > end` wraps midnight and
 /// `start == end` is an empty window (never quiet).

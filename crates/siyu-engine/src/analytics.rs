@@ -9,6 +9,7 @@ use crate::engine::{Engine, PersonId};
 use crate::person::{Person, NO_CHANNEL, NO_TS};
 use siyu_domain::DAY;
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 /// RFM scores (1..=5 each) of a person with at least one purchase, at `now`.
 /// R by days since the last purchase (≤30→5, ≤60→4, ≤120→3, ≤240→2, else 1),
@@ -86,12 +87,26 @@ pub fn first_touch_funnel(
     friend_within: i64,
     convert_within: i64,
 ) -> Vec<FunnelRow> {
+    first_touch_funnel_in(engine, friend_within, convert_within, &ALL_TIME)
+}
+
+/// Every instant: the range of an analytics question asked without one.
+pub const ALL_TIME: Range<i64> = i64::MIN..i64::MAX;
+
+/// [`first_touch_funnel`] of the persons first seen within `first_seen`
+/// (a date range the caller has turned into instants, end exclusive).
+pub fn first_touch_funnel_in(
+    engine: &Engine,
+    friend_within: i64,
+    convert_within: i64,
+    first_seen: &Range<i64>,
+) -> Vec<FunnelRow> {
     // (entered, friended, converted) per channel code.
     let counts = engine.fold_persons(
         |persons| {
             let mut c: Vec<[u64; 3]> = vec![[0; 3]; engine.channel_count()];
             for (_, p) in persons {
-                if p.first_channel == NO_CHANNEL {
+                if p.first_channel == NO_CHANNEL || !first_seen.contains(&(p.first_ts as i64)) {
                     continue;
                 }
                 let row = &mut c[p.first_channel as usize];
@@ -154,7 +169,27 @@ pub fn cohort_retention(
     period_secs: i64,
     periods: usize,
 ) -> Vec<CohortRow> {
-    let period = |ts: u32| (ts as i64 - t0).div_euclid(period_secs);
+    cohort_retention_by(
+        engine,
+        &|ts| (ts - t0).div_euclid(period_secs),
+        &|c| t0 + c * period_secs,
+        periods,
+    )
+}
+
+/// [`cohort_retention`] over periods the caller defines: `period_of(ts)`
+/// numbers the period an instant falls in (negative: before the first,
+/// dropped), and `period_start(c)` is the first instant of period `c`;
+/// they must agree. Calendar weeks in a time zone (Monday 00:00 local,
+/// whatever the zone's offsets that week) are such periods, which a fixed
+/// number of seconds is not.
+pub fn cohort_retention_by(
+    engine: &Engine,
+    period_of: &(dyn Fn(i64) -> i64 + Sync),
+    period_start: &(dyn Fn(i64) -> i64 + Sync),
+    periods: usize,
+) -> Vec<CohortRow> {
+    let period = |ts: u32| period_of(ts as i64);
     let cohorts = engine.fold_persons(
         |persons| {
             let mut cohorts: BTreeMap<i64, CohortRow> = BTreeMap::new();
@@ -175,7 +210,7 @@ pub fn cohort_retention(
                     }
                 };
                 // Activity before the cohort's start cannot count; skip it cheaply.
-                let from = t0 + c * period_secs;
+                let from = period_start(c);
                 let start = p.reads.partition_point(|&t| (t as i64) < from);
                 p.reads[start..].iter().for_each(|&t| mark(t));
                 p.purchases_between(from, i64::MAX)
@@ -326,6 +361,17 @@ pub fn channel_roi<'a>(
     engine: &Engine,
     spend: impl IntoIterator<Item = (&'a str, i64)>,
 ) -> Vec<RoiRow> {
+    channel_roi_in(engine, spend, &ALL_TIME)
+}
+
+/// [`channel_roi`] for a date range: `spend` is the range's spend (the
+/// caller picks the days), weighed against the persons each channel
+/// brought within `first_seen` (their net spend, to date).
+pub fn channel_roi_in<'a>(
+    engine: &Engine,
+    spend: impl IntoIterator<Item = (&'a str, i64)>,
+    first_seen: &Range<i64>,
+) -> Vec<RoiRow> {
     let mut rows: BTreeMap<String, RoiRow> = BTreeMap::new();
     for (channel, cents) in spend {
         rows.entry(channel.to_string())
@@ -339,7 +385,7 @@ pub fn channel_roi<'a>(
         |persons| {
             let mut per_code: Vec<(i64, u64)> = vec![(0, 0); engine.channel_count()];
             for (_, p) in persons {
-                if p.first_channel != NO_CHANNEL {
+                if p.first_channel != NO_CHANNEL && first_seen.contains(&(p.first_ts as i64)) {
                     let e = &mut per_code[p.first_channel as usize];
                     e.0 += p.net_spend();
                     e.1 += 1;
@@ -418,12 +464,24 @@ pub struct LtvRow {
 }
 
 pub fn ltv_by_cohort_and_channel(engine: &Engine) -> Vec<LtvRow> {
+    ltv_by_cohort_and_channel_in(engine, &ALL_TIME, &|ts| ts.div_euclid(DAY))
+}
+
+/// [`ltv_by_cohort_and_channel`] of the persons first seen within
+/// `first_seen`, months by `local_day(ts)` (days since 1970-01-01 of the
+/// calendar day `ts` falls on where the brand is, so a person first seen
+/// 2026-10-31T20:00Z is in November in Shanghai).
+pub fn ltv_by_cohort_and_channel_in(
+    engine: &Engine,
+    first_seen: &Range<i64>,
+    local_day: &dyn Fn(i64) -> i64,
+) -> Vec<LtvRow> {
     let mut rows: BTreeMap<(String, u16), (u64, i64)> = BTreeMap::new();
     for (_, p) in engine.persons() {
-        if p.first_ts == NO_TS {
+        if p.first_ts == NO_TS || !first_seen.contains(&(p.first_ts as i64)) {
             continue;
         }
-        let date = siyu_domain::time::format_date(p.first_ts as i64 / DAY);
+        let date = siyu_domain::time::format_date(local_day(p.first_ts as i64));
         let e = rows
             .entry((date[..7].to_string(), p.first_channel))
             .or_default();

@@ -3,8 +3,9 @@
 use jiff::civil::DateTime;
 use proptest::prelude::*;
 use siyu_automation::schedule::{
-    day_start, local_date, next_anniversary, next_time_of_day, parse_birthday, parse_duration,
-    Cron, QuietHours, ScheduleError, TimeOfDay, Tz,
+    day_start, format_local, local_date, local_day, local_day_start, next_anniversary,
+    next_time_of_day, parse_birthday, parse_duration, Cron, QuietHours, ScheduleError, TimeOfDay,
+    Tz,
 };
 
 fn tz(name: &str) -> Tz {
@@ -497,4 +498,38 @@ proptest! {
             let _ = cron.next_after(now, &tz("Asia/Shanghai"));
         }
     }
+}
+
+/// 2026-10-31T12:15Z is 20:15 that day in Shanghai; 17:00Z on 2026-11-01
+/// is already Monday 2026-11-02 there. Local days start at local midnight,
+/// including across a DST change (New York, 2026-11-01 is 25 hours long).
+#[test]
+fn local_days_and_local_rfc3339() {
+    let sh = tz("Asia/Shanghai");
+    let paid = siyu_domain::time::parse_rfc3339("2026-10-31T12:15:00Z").unwrap();
+    assert_eq!(format_local(paid, &sh), "2026-10-31T20:15:00+08:00");
+    assert_eq!(format_local(paid, &tz("UTC")), "2026-10-31T12:15:00Z");
+    let oct31 = siyu_domain::time::parse_date("2026-10-31").unwrap();
+    assert_eq!(local_day(paid, &sh), oct31);
+    let monday = siyu_domain::time::parse_rfc3339("2026-11-01T17:00:00Z").unwrap();
+    assert_eq!(local_day(monday, &sh), oct31 + 2);
+    assert_eq!(local_day(monday, &tz("UTC")), oct31 + 1);
+    assert_eq!(
+        local_day_start(oct31 + 2, &sh),
+        at("Asia/Shanghai", "2026-11-02T00:00")
+    );
+    let ny = tz("America/New_York");
+    assert_eq!(
+        local_day_start(oct31 + 1, &ny),
+        at("America/New_York", "2026-11-01T00:00")
+    );
+    assert_eq!(
+        local_day_start(oct31 + 2, &ny) - local_day_start(oct31 + 1, &ny),
+        25 * 3600
+    );
+    proptest!(|(ts in siyu_domain::time::MIN_TS..siyu_domain::time::MAX_TS)| {
+        let day = local_day(ts, &ny);
+        prop_assert!(local_day_start(day, &ny) <= ts);
+        prop_assert!(ts < local_day_start(day + 1, &ny));
+    });
 }

@@ -6,6 +6,7 @@
 //! these functions say what is signed.
 
 use super::{Campaign, FissionError};
+use siyu_automation::schedule;
 use siyu_domain::{Channel, Event, EventType, Identity};
 use siyu_engine::fission::Rules;
 use siyu_engine::Engine;
@@ -62,11 +63,18 @@ pub fn display_name(engine: &Engine, identity: &str) -> Option<String> {
 
 /// A landing click: a touch naming the campaign on the visitor identity
 /// (never on the person themself, whose signup must stay their first
-/// event to count as new), once per visitor and UTC day. `None` if the
-/// visitor id is not an identity.
-pub fn click_event(campaign: &str, code: &str, visitor: &str, at: i64) -> Option<Event> {
+/// event to count as new), once per visitor and local day in `tz` (the
+/// workspace time zone: the day turns at the brand's midnight). `None` if
+/// the visitor id is not an identity.
+pub fn click_event(
+    campaign: &str,
+    code: &str,
+    visitor: &str,
+    at: i64,
+    tz: &schedule::Tz,
+) -> Option<Event> {
     let identity = Identity::parse(visitor).ok()?;
-    let day = at.div_euclid(86_400);
+    let day = schedule::local_day(at, tz);
     let channel = Channel::parse(identity.channel())
         .unwrap_or_else(|| Channel::parse("wechat").expect("valid"));
     let mut ev = Event::new(at, identity, EventType::Touch, channel);
@@ -114,7 +122,8 @@ pub fn signup_event(
 }
 
 /// New anonymous visitor identities (landing clicks without a claim) one
-/// campaign may create per day (UTC); clicks beyond it are answered but
+/// campaign may create per local day (the workspace time zone,
+/// `schedule::local_day`); clicks beyond it are answered but
 /// not recorded. With one visitor per client address and campaign, this
 /// bounds what anonymous traffic can add to the identity graph.
 pub const MAX_NEW_VISITORS_PER_DAY: u32 = 20_000;
@@ -136,8 +145,8 @@ impl VisitorCap {
         }
     }
 
-    /// Takes one new-visitor slot of `campaign` on `day` (epoch days), if
-    /// any is left.
+    /// Takes one new-visitor slot of `campaign` on `day` (local days since
+    /// 1970-01-01, `schedule::local_day`), if any is left.
     pub fn take(&mut self, campaign: &str, day: i64) -> bool {
         let entry = self.counts.entry(campaign.to_string()).or_insert((day, 0));
         if entry.0 != day {

@@ -160,14 +160,53 @@ fn new_anonymous_visitors_are_capped_per_campaign_and_day() {
     assert!(cap.take("c1", 101), "a new day starts afresh");
 }
 
+/// The per-day click key and new-visitor cap reset at local midnight in
+/// the workspace time zone (Shanghai here), not at UTC midnight.
+#[test]
+fn a_visitors_day_is_the_local_day() {
+    let ts = |s| siyu_domain::time::parse_rfc3339(s).unwrap();
+    let shanghai = siyu_automation::schedule::Tz::shanghai();
+    let id = |at| {
+        fission::click_event("c1", "code", "visitor:abc", at, &shanghai)
+            .unwrap()
+            .id
+            .unwrap()
+    };
+    // 23:00 and 01:00 the next day in Shanghai, the same UTC day: two days.
+    assert_ne!(
+        id(ts("2026-11-01T15:00:00Z")),
+        id(ts("2026-11-01T17:00:00Z"))
+    );
+    // 01:00 and 09:00 the same Shanghai day, across UTC midnight: one day.
+    assert_eq!(
+        id(ts("2026-11-01T17:00:00Z")),
+        id(ts("2026-11-02T01:00:00Z"))
+    );
+    // The new-visitor cap counts the same local days.
+    let day = |at| siyu_automation::schedule::local_day(at, &shanghai);
+    let mut cap = VisitorCap::new(1);
+    assert!(cap.take("c1", day(ts("2026-11-01T17:00:00Z"))));
+    assert!(
+        !cap.take("c1", day(ts("2026-11-02T01:00:00Z"))),
+        "the same Shanghai day"
+    );
+    assert!(
+        cap.take("c1", day(ts("2026-11-02T16:00:00Z"))),
+        "Shanghai midnight passed"
+    );
+}
+
 #[test]
 fn clicks_and_signups_carry_keys_that_dedupe() {
-    let click = fission::click_event("c1", "code", "visitor:abc", T0).expect("an identity");
+    let shanghai = siyu_automation::schedule::Tz::shanghai();
+    // T0 is 22:13 in Shanghai, the same day as in UTC.
+    let click =
+        fission::click_event("c1", "code", "visitor:abc", T0, &shanghai).expect("an identity");
     assert_eq!(
         click.id.as_deref(),
         Some(format!("click/c1/visitor:abc/{}", T0 / DAY).as_str())
     );
-    assert!(fission::click_event("c1", "code", "not an identity", T0).is_none());
+    assert!(fission::click_event("c1", "code", "not an identity", T0, &shanghai).is_none());
     let long = "d".repeat(fission::MAX_DEVICE_LEN + 1);
     let s = fission::signup_event("c1", "wecom:n1", "wecom:boss", "10.0.0.1", Some(&long), T0)
         .expect("signup");
