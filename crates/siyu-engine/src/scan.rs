@@ -101,6 +101,29 @@ pub trait EventTimePass {
     fn replay(&mut self, person: PersonId, e: &RawEvent<'_>);
 }
 
+/// `pass` fed only the events `admits` lets through, in both rounds (a
+/// date range laid over a full-log pass).
+pub struct Only<'a, P, F> {
+    pub pass: &'a mut P,
+    pub admits: F,
+}
+
+impl<P: EventTimePass, F: Fn(&RawEvent<'_>) -> bool> EventTimePass for Only<'_, P, F> {
+    fn feed(&mut self, person: PersonId, e: &RawEvent<'_>) {
+        if (self.admits)(e) {
+            self.pass.feed(person, e);
+        }
+    }
+    fn replay_needed(&self) -> bool {
+        self.pass.replay_needed()
+    }
+    fn replay(&mut self, person: PersonId, e: &RawEvent<'_>) {
+        if (self.admits)(e) {
+            self.pass.replay(person, e);
+        }
+    }
+}
+
 /// Runs `pass` over a log `read` walks, once or twice: `read(feed)`
 /// must call `feed` for every event, in the same order each time.
 pub fn in_event_time<P: EventTimePass, E>(

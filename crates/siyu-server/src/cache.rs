@@ -7,8 +7,9 @@
 //! the path and the parameters its handler reads
 //! ([`analytics_cache_key`], over the query types the analytics handlers
 //! take: [`FunnelQuery`], [`CohortQuery`], [`ReferralQuery`],
-//! [`RfmLayersQuery`]): made-up
-//! parameters cannot fill the cache.
+//! [`RfmLayersQuery`], [`RangeQuery`]) and the workspace time zone:
+//! made-up parameters cannot fill the cache, and a range is never
+//! answered for another zone.
 
 use crate::AppState;
 use axum::body::{Body, Bytes};
@@ -75,7 +76,9 @@ fn stamp(state: &AppState) -> Stamp {
 /// them, so unknown parameters (`?x=1`, `?x=2` …) and their order do not
 /// make new entries. None when the path is not a cached query or its
 /// parameters do not parse (the handler answers the error, uncached).
-pub fn analytics_cache_key(uri: &axum::http::Uri) -> Option<String> {
+/// The workspace time zone is part of every key: dates in a range and
+/// cohort weeks mean different instants in another zone.
+pub fn analytics_cache_key(uri: &axum::http::Uri, time_zone: &str) -> Option<String> {
     fn read<T: serde::de::DeserializeOwned + Serialize>(uri: &axum::http::Uri) -> Option<String> {
         let Query(q) = Query::<T>::try_from_uri(uri).ok()?;
         serde_json::to_string(&q).ok()
@@ -85,21 +88,33 @@ pub fn analytics_cache_key(uri: &axum::http::Uri) -> Option<String> {
         "/v1/analytics/cohorts" => read::<CohortQuery>(uri)?,
         "/v1/analytics/referrals" => read::<ReferralQuery>(uri)?,
         "/v1/analytics/rfm-layers" => read::<RfmLayersQuery>(uri)?,
-        "/v1/analytics/rfm"
-        | "/v1/analytics/roi"
-        | "/v1/analytics/repurchase"
-        | "/v1/analytics/ltv"
-        | "/v1/analytics/attribution" => String::new(),
+        "/v1/analytics/roi" | "/v1/analytics/ltv" | "/v1/analytics/attribution" => {
+            read::<RangeQuery>(uri)?
+        }
+        "/v1/analytics/rfm" | "/v1/analytics/repurchase" => String::new(),
         _ => return None,
     };
-    Some(format!("{} {params}", uri.path()))
+    Some(format!("{} {time_zone} {params}", uri.path()))
 }
 
-/// Parameters of `GET /v1/analytics/funnel` (days; defaults 7 and 30).
+/// Parameters of `GET /v1/analytics/funnel` (days; defaults 7 and 30;
+/// `from`/`to` as in [`RangeQuery`]).
 #[derive(Deserialize, Serialize)]
 pub struct FunnelQuery {
     pub friend_days: Option<i64>,
     pub convert_days: Option<i64>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// `from` and `to` of a ranged question (ROI, LTV, attribution): a local
+/// date `YYYY-MM-DD` (both days included) or an RFC 3339 instant, read by
+/// `crate::zone::DateRange::parse`. Kept as given in the key: with the
+/// zone, the text says which instants are meant.
+#[derive(Deserialize, Serialize)]
+pub struct RangeQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
 /// Parameters of `GET /v1/analytics/rfm-layers`: thresholds to try
@@ -167,7 +182,7 @@ fn referral_tiers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<u
 /// It runs inside `auth::enforce`: the request is already authorized.
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let key = if req.method() == Method::GET {
-        analytics_cache_key(req.uri())
+        analytics_cache_key(req.uri(), crate::zone::current(&state).name())
     } else {
         None
     };

@@ -46,6 +46,7 @@ pub mod rfm;
 pub mod routes;
 pub mod workspace;
 pub mod writer;
+pub mod zone;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -97,6 +98,9 @@ pub struct Inner {
     pub inbound_limit: ratelimit::RateLimiter,
     /// Inbound webhook signatures accepted within their window.
     pub inbound_replays: replay::ReplayGuard,
+    /// The workspace time zone (settings `workspace/time_zone`, `zone.rs`):
+    /// what dates in analytics ranges mean and what the console shows.
+    pub time_zone: RwLock<siyu_automation::schedule::Tz>,
 }
 
 #[derive(Clone)]
@@ -311,7 +315,7 @@ impl Application {
         }
         let snapshot_path = snapshot_path(&config);
         let store_config = config.clone();
-        let (store, reader, rebuilt, keys, privacy) = tokio::task::spawn_blocking({
+        let (store, reader, rebuilt, keys, privacy, time_zone) = tokio::task::spawn_blocking({
             let snapshot_path = snapshot_path.clone();
             move || -> anyhow::Result<_> {
                 // The data dir holds the SQLite files and the engine snapshot.
@@ -331,7 +335,8 @@ impl Application {
                     "engine rebuilt from the store"
                 );
                 let keys = auth::load_keys(reader.as_mut())?;
-                Ok((store, reader, rebuilt, keys, privacy))
+                let time_zone = zone::load_time_zone(reader.as_mut())?;
+                Ok((store, reader, rebuilt, keys, privacy, time_zone))
             }
         })
         .await??;
@@ -436,6 +441,7 @@ impl Application {
             public_limit: ratelimit::RateLimiter::public_links(),
             inbound_limit: ratelimit::RateLimiter::inbound(),
             inbound_replays: Default::default(),
+            time_zone: RwLock::new(time_zone),
         }));
         Ok(Application {
             listener,

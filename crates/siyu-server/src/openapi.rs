@@ -32,16 +32,45 @@ fn description(path: &str) -> Option<String> {
 }
 use serde_json::{json, Map, Value};
 
+/// The date range the ranged analytics take (`crate::zone::DateRange`).
+fn range_params() -> Vec<Value> {
+    let text = |bound: &str, rest: &str| {
+        format!(
+            "{bound} of the range: a date `YYYY-MM-DD` in the workspace time zone (GET /v1/workspace; default Asia/Shanghai), {rest}, or an RFC 3339 instant (`2026-10-01T00:00:00+08:00`). A bad value, or `from` after `to`, is a 400 naming the field."
+        )
+    };
+    vec![
+        json!({"name": "from", "in": "query", "required": false, "schema": {"type": "string", "example": "2026-10-01"},
+               "description": text("Start", "from its first instant")}),
+        json!({"name": "to", "in": "query", "required": false, "schema": {"type": "string", "example": "2026-10-31"},
+               "description": text("End (inclusive)", "through its last instant")}),
+    ]
+}
+
+/// Query parameters documented one by one (the others are in the summary).
+fn query_params(path: &str) -> Vec<Value> {
+    match path {
+        "/v1/analytics/roi"
+        | "/v1/analytics/funnel"
+        | "/v1/analytics/ltv"
+        | "/v1/analytics/attribution" => range_params(),
+        _ => Vec::new(),
+    }
+}
+
 pub fn document(routes: &[Route]) -> Value {
     let mut paths = Map::new();
     for r in routes {
         let path = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
-        let params: Vec<Value> = r
+        let mut params: Vec<Value> = r
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
             .collect();
+        if r.method == "get" {
+            params.extend(query_params(r.path));
+        }
         let mut op = json!({
             "summary": r.summary,
             "parameters": params,

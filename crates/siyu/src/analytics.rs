@@ -1,12 +1,19 @@
 //! `siyu analytics`: the operator's questions from the command line, over
 //! the brand's own store, through the same engine and analytics code as
-//! the server. Output is CSV (or JSON) on stdout.
+//! the server. Output is CSV (or JSON) on stdout. Dates are the
+//! workspace's (its stored time zone, `siyu_server::zone`): `--from`/`--to`
+//! on ROI, the funnel, attribution and LTV, Monday-to-Monday local cohort
+//! weeks; ranged answers name the zone and range on stderr (stdout stays
+//! CSV).
 
 use crate::data::{engine_from_store, StoreArgs};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use siyu_automation::schedule;
+use siyu_commerce::spend;
 use siyu_domain::{duration, EventType, DAY, WEEK};
 use siyu_engine::scan::{self, FunnelStep};
 use siyu_engine::{analytics, Engine, RawEvent};
+use siyu_server::zone::{self, DateRange, LocalWeeks};
 use std::fmt::Write as _;
 
 #[derive(clap::Args)]
@@ -18,6 +25,13 @@ pub struct AnalyticsArgs {
     /// The clock, epoch seconds (default: now).
     #[arg(long, global = true)]
     pub now: Option<i64>,
+    /// Start of the range (roi, funnel, attribution, ltv): YYYY-MM-DD in the
+    /// workspace time zone, or an RFC 3339 instant.
+    #[arg(long, global = true)]
+    pub from: Option<String>,
+    /// End of the range, inclusive (a date through its last instant).
+    #[arg(long, global = true)]
+    pub to: Option<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -43,9 +57,9 @@ pub enum Question {
         #[arg(long)]
         split_by_channel: bool,
     },
-    /// Weekly cohort retention by first add_friend.
+    /// Weekly cohort retention by first add_friend (weeks from Monday 00:00 local).
     Cohorts {
-        /// Cohort week 0 starts here (epoch seconds; default: now − 364 days).
+        /// Cohort week 0 is the local week holding this instant (epoch seconds; default: now − 364 days).
         #[arg(long)]
         t0: Option<i64>,
         #[arg(long, default_value_t = 13)]
@@ -123,6 +137,16 @@ pub fn run(args: AnalyticsArgs) -> Result<()> {
     let mut engine: Engine = engine_from_store(store.as_mut())?;
     let now = args.now.unwrap_or_else(siyu_server::writer::wall_clock);
     engine.start_live(now);
+    let tz = zone::load_time_zone(store.as_mut())?;
+    let range = DateRange::parse(args.from.as_deref(), args.to.as_deref(), &tz)
+        .map_err(|e| anyhow::anyhow!("--{e}"))?;
+    let ranged = matches!(
+        args.question,
+        Question::Roi | Question::Funnel { .. } | Question::Attribution | Question::Ltv
+    );
+    if !ranged && !range.is_all_time() {
+        bail!("--from/--to apply to roi, funnel, attribution and ltv only");
+    }
     let mut out = String::new();
     match args.question {
         Question::Rfm => {
@@ -140,7 +164,12 @@ pub fn run(args: AnalyticsArgs) -> Result<()> {
             convert_within,
         } => {
             out.push_str("channel,entered,friended,converted\n");
-            for r in analytics::first_touch_funnel(&engine, friend_within, convert_within) {
+            for r in analytics::first_touch_funnel_in(
+                &engine,
+                friend_within,
+                convert_within,
+                &range.instants(),
+            ) {
                 let _ = writeln!(
                     out,
                     "{},{},{},{}",
@@ -171,15 +200,19 @@ pub fn run(args: AnalyticsArgs) -> Result<()> {
             }
         }
         Question::Cohorts { t0, weeks } => {
-            out.push_str("cohort,size");
+            out.push_str("cohort,week_start,size");
             for k in 0..weeks {
                 let _ = write!(out, ",k{k}");
             }
             out.push('\n');
-            for r in
-                analytics::cohort_retention(&engine, t0.unwrap_or(now - 364 * DAY), WEEK, weeks)
-            {
-                let _ = write!(out, "{},{}", r.cohort, r.size);
+            let local = LocalWeeks::containing(t0.unwrap_or(now - 364 * DAY), &tz);
+            for r in analytics::cohort_retention_by(
+                &engine,
+                &|ts| local.week_of(ts),
+                &|c| local.start(c),
+                weeks,
+            ) {
+                let _ = write!(out, "{},{},{}", r.cohort, local.monday(r.cohort), r.size);
                 for k in r.active {
                     let _ = write!(out, ",{k}");
                 }
@@ -201,17 +234,35 @@ pub fn run(args: AnalyticsArgs) -> Result<()> {
             }
         }
         Question::Roi => {
-            let spend: Vec<(String, i64)> =
-                serde_json::from_value(store.get_setting("spend")?.unwrap_or_default())
-                    .unwrap_or_default();
+            let spend = spend::spend_in_days(
+                &spend::from_setting(store.get_setting(spend::SETTING)?),
+                range.days(&tz),
+            );
             out.push_str("channel,spend,revenue,persons\n");
-            for r in analytics::channel_roi(&engine, spend.iter().map(|(c, x)| (c.as_str(), *x))) {
+            for r in analytics::channel_roi_in(
+                &engine,
+                spend.per_channel.iter().map(|(c, x)| (c.as_str(), *x)),
+                &range.instants(),
+            ) {
                 let _ = writeln!(out, "{},{},{},{}", r.channel, r.spend, r.revenue, r.persons);
+            }
+            if spend.undated_cents > 0 {
+                eprintln!(
+                    "{} cents of spend without a day left out of the range",
+                    spend.undated_cents
+                );
             }
         }
         Question::Attribution => {
             let mut pass = scan::AttributionPass::new();
-            feed_log(store.as_mut(), &engine, &mut pass)?;
+            feed_log(
+                store.as_mut(),
+                &engine,
+                &mut scan::Only {
+                    pass: &mut pass,
+                    admits: |e: &RawEvent<'_>| range.admits_for_attribution(e),
+                },
+            )?;
             let rows = pass.finish();
             out.push_str("channel,first_touch,last_touch,linear\n");
             for r in rows {
@@ -237,7 +288,9 @@ pub fn run(args: AnalyticsArgs) -> Result<()> {
         }
         Question::Ltv => {
             out.push_str("cohort_month,channel,persons,revenue,ltv\n");
-            for r in analytics::ltv_by_cohort_and_channel(&engine) {
+            for r in analytics::ltv_by_cohort_and_channel_in(&engine, &range.instants(), &|ts| {
+                schedule::local_day(ts, &tz)
+            }) {
                 let _ = writeln!(
                     out,
                     "{},{},{},{},{:.2}",
@@ -245,6 +298,16 @@ pub fn run(args: AnalyticsArgs) -> Result<()> {
                 );
             }
         }
+    }
+    if ranged {
+        // On stderr, so stdout stays plain CSV.
+        let view = range.view(&tz);
+        eprintln!(
+            "time zone {}, from {} to {}",
+            view.time_zone,
+            view.from.as_deref().unwrap_or("the start"),
+            view.to.as_deref().unwrap_or("now")
+        );
     }
     print!("{out}");
     Ok(())

@@ -446,9 +446,14 @@ pub fn load_definitions(store: &mut dyn Store, engine: &Engine) -> anyhow::Resul
         },
         Err(broken) => defs.broken.push(broken),
     }
+    // A policy naming no default_timezone follows the workspace time zone.
+    let tz = crate::zone::load_time_zone(store)?;
+    if let Ok(p) = crate::zone::policy_in_zone(None, &tz) {
+        defs.policy = p;
+    }
     match readable_setting(store, POLICY_KEY)? {
         Ok(None) => {}
-        Ok(Some(v)) => match serde_json::from_value::<Policy>(v) {
+        Ok(Some(v)) => match crate::zone::policy_in_zone(Some(v), &tz) {
             Ok(p) => defs.policy = p,
             // As before: sends go on under the default policy.
             Err(e) => defs.broken.push(Broken::skipped(

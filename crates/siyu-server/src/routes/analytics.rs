@@ -2,26 +2,35 @@
 //! RFM value layers and the workspace's thresholds for them (`crate::rfm`),
 //! first-touch funnel, cohorts, referrals, ROI, repurchase, LTV; cached by
 //! `crate::cache`), full-log passes in event time (`crate::log_pass`:
-//! funnel steps, attribution) and the ad-spend table ROI reads (`PUT /v1/spend`, parsed
-//! by `siyu_commerce::spend`).
+//! funnel steps, attribution) and the ad-spend table ROI reads (`PUT
+//! /v1/spend`, parsed by `siyu_commerce::spend`, kept by day).
+//!
+//! Time is the workspace's (`crate::zone`): ROI, the funnel, attribution
+//! and LTV take `from`/`to` (local dates or instants) as a filter laid
+//! over the engine's folds and the log pass, cohort weeks start Monday
+//! 00:00 local time and LTV months are local months; ranged answers name
+//! their zone and range.
 
-use crate::cache::{CohortQuery, FunnelQuery, ReferralQuery, RfmLayersQuery};
+use crate::cache::{CohortQuery, FunnelQuery, RangeQuery, ReferralQuery, RfmLayersQuery};
 use crate::error::ApiError;
 use crate::log_pass::log_pass_in_event_time;
 use crate::request::{blocking, read_body, read_engine, require_json, route, JsonQuery, Route};
+use crate::zone::{self, DateRange, LocalWeeks, RangeView};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::State;
 use axum::routing::{delete, get, post, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use siyu_commerce::spend::{parse_spend_csv, SpendError};
+use siyu_automation::schedule::{self, Tz};
+use siyu_commerce::spend::{self, parse_spend_csv, SpendError, SpendRow};
 use siyu_domain::time::format_rfc3339;
 use siyu_engine::analytics::{
     self, CohortRow, FunnelRow, LtvRow, ReferralSummary, Repurchase, RoiRow,
 };
 use siyu_engine::rfm::{layer_report, median_thresholds, LayerRow, RfmSource, RfmThresholds};
-use siyu_engine::scan::{Attribution, FunnelResult, FunnelStep};
+use siyu_engine::scan::{Attribution, FunnelResult, FunnelStep, Only};
+use siyu_engine::RawEvent;
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -30,23 +39,49 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/settings/rfm", read, "The workspace's RFM thresholds: the setting (or null) and those in effect (the setting, else the medians among buyers).", get_rfm_settings),
         route!(put, "/v1/settings/rfm", write, "Set the RFM thresholds `{\"recency_days\": 30, \"frequency\": 1, \"monetary_cents\": 50000}`; segments reading rfm_layer follow at once.", put_rfm_settings),
         route!(delete, "/v1/settings/rfm", write, "Remove the RFM thresholds setting: the medians among buyers apply again.", delete_rfm_settings),
-        route!(get, "/v1/analytics/funnel", read, "First-touch funnel per channel: entered → friended (`friend_days`) → converted (`convert_days`).", analytics_funnel),
-        route!(get, "/v1/analytics/cohorts", read, "Weekly cohort retention by first add_friend (`t0`, `weeks`).", analytics_cohorts),
+        route!(get, "/v1/analytics/funnel", read, "First-touch funnel per channel: entered → friended (`friend_days`) → converted (`convert_days`), of the persons first seen in `from`..`to` (local dates, inclusive).", analytics_funnel),
+        route!(get, "/v1/analytics/cohorts", read, "Weekly cohort retention by first add_friend (`t0`: epoch seconds, its week's Monday 00:00 in the workspace time zone starts week 0; `weeks`).", analytics_cohorts),
         route!(get, "/v1/analytics/referrals", read, "Referral tiers and top inviters (`tiers`: ascending invite counts, default `10,20`; `convert_days`; `top`).", analytics_referrals),
-        route!(get, "/v1/analytics/roi", read, "Channel ROI: spend (from /v1/spend) against revenue of first-touch persons.", analytics_roi),
+        route!(get, "/v1/analytics/roi", read, "Channel ROI: spend (from /v1/spend) on the days `from`..`to` (local dates, inclusive) against the revenue of the persons first seen in that range, by first-touch channel.", analytics_roi),
         route!(get, "/v1/analytics/repurchase", read, "Repurchase rate and median interval.", analytics_repurchase),
-        route!(get, "/v1/analytics/ltv", read, "Historical LTV by first-seen month and channel.", analytics_ltv),
-        route!(post, "/v1/analytics/steps", read, "Funnel over any steps: `{\"steps\": [{\"event_type\": \"touch\"}, {\"event_type\": \"add_friend\", \"within\": \"7d\"}], \"split_by_channel\": true}` (`within`: a duration such as `\"7d\"` or `\"12h\"`, or seconds; in event time, one pass over the log, two when some person's events were stored out of time order).", analytics_steps),
-        route!(get, "/v1/analytics/attribution", read, "Revenue per channel under first-touch, last-touch and linear attribution, in event time (one pass over the log, two when some person's events were stored out of time order).", analytics_attribution),
-        route!(put, "/v1/spend", write, "Replace the spend table (CSV `day,channel,spend` in cents).", put_spend),
+        route!(get, "/v1/analytics/ltv", read, "Historical LTV by first-seen month (local) and channel, of the persons first seen in `from`..`to`.", analytics_ltv),
+        route!(post, "/v1/analytics/steps", read, "Funnel over any steps: `{\"steps\": [{\"event_type\": \"touch\"}, {\"event_type\": \"add_friend\", \"within\": \"7d\"}], \"split_by_channel\": true}` (`within`: a duration such as `\"7d\"` or `\"12h\"`, or seconds; in event time: one pass over the log, two when some person's events were stored out of time order).", analytics_steps),
+        route!(get, "/v1/analytics/attribution", read, "Revenue of the purchases in `from`..`to` per channel under first-touch, last-touch and linear attribution (in event time: one pass over the log, two when some person's events were stored out of time order).", analytics_attribution),
+        route!(put, "/v1/spend", write, "Replace the spend table: CSV `day,channel,spend` (cents per channel per day, days in the workspace time zone) or `channel,spend` (undated totals, counted only without a range).", put_spend),
     ]
 }
 
-/// An answer that is a list of the engine's rows (funnel, ROI, LTV,
-/// attribution): `{"rows": [...]}`.
+/// A ranged answer that is a list of the engine's rows (funnel,
+/// attribution, LTV): `{"rows": [...], "time_zone", "from", "to"}`, the
+/// range and zone the rows were computed for.
 #[derive(Serialize)]
-pub struct Rows<T> {
+pub struct RangedRows<T> {
+    #[serde(flatten)]
+    pub range: RangeView,
     pub rows: Vec<T>,
+}
+
+/// `GET /v1/analytics/roi`: ROI rows for a range.
+#[derive(Serialize)]
+pub struct Roi {
+    #[serde(flatten)]
+    pub range: RangeView,
+    pub rows: Vec<RoiRow>,
+    /// Cents of spend rows without a day (uploaded as `channel,spend`)
+    /// left out because a range was asked for.
+    pub undated_spend_excluded: i64,
+}
+
+/// The workspace zone and the range `from`/`to` ask for, or a 400 naming
+/// the bad field.
+fn range_of(
+    state: &AppState,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(Tz, DateRange), ApiError> {
+    let tz = zone::current(state);
+    let range = DateRange::parse(from, to, &tz).map_err(ApiError::BadRequest)?;
+    Ok((tz, range))
 }
 
 /// `GET /v1/analytics/rfm`: the 125 cells of the RFM grid.
@@ -283,39 +318,76 @@ async fn set_rfm(
 async fn analytics_funnel(
     State(state): State<AppState>,
     JsonQuery(q): JsonQuery<FunnelQuery>,
-) -> Result<Json<Rows<FunnelRow>>, ApiError> {
+) -> Result<Json<RangedRows<FunnelRow>>, ApiError> {
+    let (tz, range) = range_of(&state, q.from.as_deref(), q.to.as_deref())?;
     let s = state.clone();
     blocking(move || {
         let e = read_engine(&s);
-        let rows = analytics::first_touch_funnel(
+        let rows = analytics::first_touch_funnel_in(
             &e,
             q.friend_days.unwrap_or(7) * 86_400,
             q.convert_days.unwrap_or(30) * 86_400,
+            &range.instants(),
         );
-        Ok(Json(Rows { rows }))
+        Ok(Json(RangedRows {
+            range: range.view(&tz),
+            rows,
+        }))
     })
     .await
 }
 
-/// `GET /v1/analytics/cohorts`: weekly cohorts from `t0`.
+/// `GET /v1/analytics/cohorts`: weekly cohorts from `t0`, weeks starting
+/// Monday 00:00 in the workspace time zone.
 #[derive(Serialize)]
 pub struct Cohorts {
+    /// Week 0's first instant, local RFC 3339.
     pub t0: String,
-    pub rows: Vec<CohortRow>,
+    /// The zone the weeks are calendar weeks of.
+    pub time_zone: String,
+    pub rows: Vec<CohortWeek>,
+}
+
+/// One cohort: the persons whose first add_friend fell in week `cohort`.
+#[derive(Serialize)]
+pub struct CohortWeek {
+    /// Weeks after week 0.
+    pub cohort: i64,
+    /// The cohort's Monday (local date).
+    pub week_start: String,
+    pub size: u64,
+    /// Active persons per week offset 0..weeks.
+    pub active: Vec<u64>,
 }
 
 async fn analytics_cohorts(
     State(state): State<AppState>,
     JsonQuery(q): JsonQuery<CohortQuery>,
 ) -> Result<Json<Cohorts>, ApiError> {
+    let tz = zone::current(&state);
     let s = state.clone();
     blocking(move || {
         let e = read_engine(&s);
         let t0 = q.t0.unwrap_or(e.now() - 364 * 86_400);
-        let rows = analytics::cohort_retention(&e, t0, 7 * 86_400, q.weeks.unwrap_or(13).min(104));
+        let weeks = LocalWeeks::containing(t0, &tz);
+        let rows: Vec<CohortRow> = analytics::cohort_retention_by(
+            &e,
+            &|ts| weeks.week_of(ts),
+            &|c| weeks.start(c),
+            q.weeks.unwrap_or(13).min(104),
+        );
         Ok(Json(Cohorts {
-            t0: format_rfc3339(t0),
-            rows,
+            t0: schedule::format_local(weeks.start(0), &tz),
+            time_zone: tz.name().to_string(),
+            rows: rows
+                .into_iter()
+                .map(|r| CohortWeek {
+                    week_start: weeks.monday(r.cohort),
+                    cohort: r.cohort,
+                    size: r.size,
+                    active: r.active,
+                })
+                .collect(),
         }))
     })
     .await
@@ -339,21 +411,30 @@ async fn analytics_referrals(
     .await
 }
 
-fn load_spend(state: &AppState) -> Result<Vec<(String, i64)>, ApiError> {
+fn load_spend(state: &AppState) -> Result<Vec<SpendRow>, ApiError> {
     let mut store = state.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-    Ok(match store.get_setting("spend")? {
-        Some(v) => serde_json::from_value(v).unwrap_or_default(),
-        None => Vec::new(),
-    })
+    Ok(spend::from_setting(store.get_setting(spend::SETTING)?))
 }
 
-async fn analytics_roi(State(state): State<AppState>) -> Result<Json<Rows<RoiRow>>, ApiError> {
+async fn analytics_roi(
+    State(state): State<AppState>,
+    JsonQuery(q): JsonQuery<RangeQuery>,
+) -> Result<Json<Roi>, ApiError> {
+    let (tz, range) = range_of(&state, q.from.as_deref(), q.to.as_deref())?;
     let s = state.clone();
     blocking(move || {
-        let spend = load_spend(&s)?;
+        let spend = spend::spend_in_days(&load_spend(&s)?, range.days(&tz));
         let e = read_engine(&s);
-        let rows = analytics::channel_roi(&e, spend.iter().map(|(c, x)| (c.as_str(), *x)));
-        Ok(Json(Rows { rows }))
+        let rows = analytics::channel_roi_in(
+            &e,
+            spend.per_channel.iter().map(|(c, x)| (c.as_str(), *x)),
+            &range.instants(),
+        );
+        Ok(Json(Roi {
+            range: range.view(&tz),
+            rows,
+            undated_spend_excluded: spend.undated_cents,
+        }))
     })
     .await
 }
@@ -421,23 +502,41 @@ async fn analytics_steps(
 
 async fn analytics_attribution(
     State(state): State<AppState>,
-) -> Result<Json<Rows<Attribution>>, ApiError> {
+    JsonQuery(q): JsonQuery<RangeQuery>,
+) -> Result<Json<RangedRows<Attribution>>, ApiError> {
+    let (tz, range) = range_of(&state, q.from.as_deref(), q.to.as_deref())?;
     let s = state.clone();
     blocking(move || {
         let mut pass = siyu_engine::scan::AttributionPass::new();
-        log_pass_in_event_time(&s, &mut pass)?;
-        Ok(Json(Rows {
+        log_pass_in_event_time(
+            &s,
+            &mut Only {
+                pass: &mut pass,
+                admits: |e: &RawEvent<'_>| range.admits_for_attribution(e),
+            },
+        )?;
+        Ok(Json(RangedRows {
+            range: range.view(&tz),
             rows: pass.finish(),
         }))
     })
     .await
 }
 
-async fn analytics_ltv(State(state): State<AppState>) -> Result<Json<Rows<LtvRow>>, ApiError> {
+async fn analytics_ltv(
+    State(state): State<AppState>,
+    JsonQuery(q): JsonQuery<RangeQuery>,
+) -> Result<Json<RangedRows<LtvRow>>, ApiError> {
+    let (tz, range) = range_of(&state, q.from.as_deref(), q.to.as_deref())?;
     let s = state.clone();
     blocking(move || {
-        Ok(Json(Rows {
-            rows: analytics::ltv_by_cohort_and_channel(&read_engine(&s)),
+        let rows =
+            analytics::ltv_by_cohort_and_channel_in(&read_engine(&s), &range.instants(), &|ts| {
+                schedule::local_day(ts, &tz)
+            });
+        Ok(Json(RangedRows {
+            range: range.view(&tz),
+            rows,
         }))
     })
     .await
@@ -457,15 +556,11 @@ async fn put_spend(
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::BadRequest("spend CSV must be UTF-8".into()))?;
     let rows = parse_spend_csv(text)?;
-    let per_channel: Vec<(String, i64)> =
-        rows.iter().map(|r| (r.channel.clone(), r.cents)).collect();
     let n = rows.len();
     let s = state.clone();
     blocking(move || {
         let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-        let table = serde_json::to_value(&per_channel)
-            .map_err(|e| ApiError::Internal(format!("spend table: {e}")))?;
-        store.put_setting("spend", Some(&table))?;
+        store.put_setting(spend::SETTING, Some(&spend::to_setting(&rows)))?;
         Ok(())
     })
     .await?;

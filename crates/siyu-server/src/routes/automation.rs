@@ -16,6 +16,7 @@ use crate::request::{
     blocking, now, parse_json, read_engine, removal_audit, route, valid_id, with_store,
     ArchivedQuery, Removed, Route,
 };
+use crate::zone;
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -862,9 +863,23 @@ async fn get_rules(State(state): State<AppState>) -> Result<Json<Rules>, ApiErro
 
 async fn put_policy(State(state): State<AppState>, body: Bytes) -> Result<Json<Policy>, ApiError> {
     let p: Policy = parse_json(&body, "policy")?;
+    // Without its own default_timezone the policy follows the workspace
+    // time zone (`zone::policy_in_zone`), now and after it changes.
+    let names_zone = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .is_some_and(|v| v.get("default_timezone").is_some());
+    let mut v = serde_json::to_value(&p).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let p = if names_zone {
+        p
+    } else {
+        if let Some(fields) = v.as_object_mut() {
+            fields.remove("default_timezone");
+        }
+        zone::policy_in_zone(Some(v.clone()), &zone::current(&state))
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+    };
     p.validate()
         .map_err(|e| ApiError::InvalidDefinition(e.to_string()))?;
-    let v = serde_json::to_value(&p).map_err(|e| ApiError::Internal(e.to_string()))?;
     with_store(&state, move |store| {
         Ok(store.put_setting(POLICY_KEY, Some(&v))?)
     })
@@ -892,8 +907,9 @@ async fn get_policy(State(state): State<AppState>) -> Result<Json<PolicyView>, A
         Some(_) => None,
         None => with_store(&state, |store| Ok(store.get_setting(POLICY_KEY)?)).await?,
     };
-    let policy: Policy = v
-        .and_then(|v| serde_json::from_value(v).ok())
+    let tz = zone::current(&state);
+    let policy: Policy = zone::policy_in_zone(v, &tz)
+        .or_else(|_| zone::policy_in_zone(None, &tz))
         .unwrap_or_default();
     Ok(Json(PolicyView {
         policy,

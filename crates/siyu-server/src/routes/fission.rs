@@ -546,7 +546,9 @@ async fn landing(
         )[..16]
     );
     let at = now();
-    let day = at.div_euclid(86_400);
+    // Per day in the workspace time zone: the cap turns at local midnight.
+    let tz = crate::zone::current(&state);
+    let day = siyu_automation::schedule::local_day(at, &tz);
     let known = read_engine(&state).person_of(&visitor).is_some();
     let counted = known
         || !anonymous
@@ -558,7 +560,7 @@ async fn landing(
             .unwrap_or_else(|e| e.into_inner())
             .take(&campaign, day);
     if let Some(ev) = counted
-        .then(|| fission::click_event(&campaign, &code, &visitor, at))
+        .then(|| fission::click_event(&campaign, &code, &visitor, at, &tz))
         .flatten()
     {
         state

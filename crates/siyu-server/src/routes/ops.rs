@@ -1,15 +1,18 @@
-//! Operations routes: liveness, Prometheus metrics, the API document and
-//! the workspace a request reached. Nothing here touches the store.
+//! Operations routes: liveness, Prometheus metrics, the API document, the
+//! workspace a request reached and its settings (the time zone, `zone.rs`,
+//! the one setting stored here).
 
 use crate::error::ApiError;
-use crate::request::{read_engine, route, Route};
+use crate::request::{read_engine, route, with_store, Route};
+use crate::zone;
 use crate::AppState;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub fn routes() -> Vec<Route> {
@@ -39,8 +42,15 @@ pub fn routes() -> Vec<Route> {
             get,
             "/v1/workspace",
             any_key,
-            "The workspace (brand) this request reached.",
+            "The workspace (brand) this request reached, and its settings: `time_zone` (IANA name; dates in analytics ranges, cohort weeks, per-day caps and the console's times are in it).",
             workspace
+        ),
+        route!(
+            put,
+            "/v1/workspace",
+            admin,
+            "Change the workspace settings: `{\"time_zone\": \"Asia/Shanghai\"}` (an IANA name; default Asia/Shanghai).",
+            put_workspace
         ),
     ]
 }
@@ -85,14 +95,56 @@ async fn openapi(State(state): State<AppState>) -> Json<Value> {
     Json(Value::clone(&state.0.openapi))
 }
 
-/// `GET /v1/workspace`: the workspace (brand) a request reached.
+/// `GET /v1/workspace`: the workspace (brand) a request reached, with
+/// its settings.
 #[derive(Serialize)]
 pub struct WorkspaceAnswer {
     pub workspace: String,
+    /// The workspace time zone (IANA name).
+    pub time_zone: String,
 }
 
 async fn workspace(State(state): State<AppState>) -> Result<Json<WorkspaceAnswer>, ApiError> {
     Ok(Json(WorkspaceAnswer {
         workspace: state.0.config.workspace.clone(),
+        time_zone: zone::current(&state).name().to_string(),
     }))
+}
+
+/// `PUT /v1/workspace`: the settings to change (absent: unchanged).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkspaceSettings {
+    time_zone: Option<String>,
+}
+
+async fn put_workspace(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<WorkspaceAnswer>, ApiError> {
+    let settings: WorkspaceSettings = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "workspace settings: line {} column {}: {e}; e.g. {{\"time_zone\": \"Asia/Shanghai\"}}",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    if let Some(name) = settings.time_zone {
+        let tz = zone::parse_time_zone("time_zone", &name).map_err(ApiError::BadRequest)?;
+        let stored = serde_json::Value::String(tz.name().to_string());
+        with_store(&state, move |store| {
+            Ok(store.put_setting(zone::TIME_ZONE_KEY, Some(&stored))?)
+        })
+        .await?;
+        *state.0.time_zone.write().unwrap_or_else(|e| e.into_inner()) = tz;
+        // Cached answers were computed in the old zone; the guardrails'
+        // default zone follows the workspace's.
+        state
+            .0
+            .analytics_cache
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        state.0.automation.reload();
+    }
+    workspace(State(state)).await
 }

@@ -11,6 +11,7 @@ mod delete;
 mod event_time;
 mod fission;
 mod ingest;
+mod local_time;
 mod nesting;
 mod orders;
 mod parsers;

@@ -60,7 +60,7 @@ async fn ops_and_ingestion_answers_keep_their_fields() {
     assert_eq!(fields(&h), ["events", "identities", "persons", "status"]);
     assert_eq!(h["status"], "ok");
     let (_, w) = t.get("/v1/workspace").await;
-    assert_eq!(fields(&w), ["workspace"]);
+    assert_eq!(fields(&w), ["time_zone", "workspace"]);
 
     let (s, b) = t.post_events(EVENTS).await;
     assert_eq!(s, StatusCode::OK, "{b}");
@@ -304,16 +304,25 @@ async fn analytics_spend_and_key_answers_keep_their_fields() {
     assert_eq!(fields(&st), ["in_effect", "segment_changes", "setting"]);
     assert_eq!(st["setting"], serde_json::Value::Null);
     for (path, want) in [
-        ("/v1/analytics/funnel", vec!["rows"]),
-        ("/v1/analytics/cohorts", vec!["rows", "t0"]),
+        (
+            "/v1/analytics/funnel",
+            vec!["from", "rows", "time_zone", "to"],
+        ),
+        ("/v1/analytics/cohorts", vec!["rows", "t0", "time_zone"]),
         ("/v1/analytics/referrals", vec!["inviters", "tiers", "top"]),
-        ("/v1/analytics/roi", vec!["rows"]),
+        (
+            "/v1/analytics/roi",
+            vec!["from", "rows", "time_zone", "to", "undated_spend_excluded"],
+        ),
         (
             "/v1/analytics/repurchase",
             vec!["buyers", "median_interval_days", "rate", "repeat_buyers"],
         ),
-        ("/v1/analytics/ltv", vec!["rows"]),
-        ("/v1/analytics/attribution", vec!["rows"]),
+        ("/v1/analytics/ltv", vec!["from", "rows", "time_zone", "to"]),
+        (
+            "/v1/analytics/attribution",
+            vec!["from", "rows", "time_zone", "to"],
+        ),
     ] {
         let (s, a) = t.get(path).await;
         assert_eq!(s, StatusCode::OK, "{path}: {a}");
@@ -321,6 +330,25 @@ async fn analytics_spend_and_key_answers_keep_their_fields() {
     }
     let (_, roi) = t.get("/v1/analytics/roi").await;
     assert_eq!(roi["rows"][0]["channel"], "douyin");
+    // An open range is null on both sides; the zone is named.
+    assert_eq!(
+        (&roi["from"], &roi["to"], &roi["time_zone"]),
+        (
+            &Value::Null,
+            &Value::Null,
+            &serde_json::json!("Asia/Shanghai")
+        )
+    );
+    t.post_events(
+        r#"[{"id":"s5","ts":"2026-10-01T10:00:00Z","identity":"wecom:wm01","type":"add_friend"}]"#,
+    )
+    .await;
+    let (_, c) = t.get("/v1/analytics/cohorts?t0=1790000000&weeks=2").await;
+    assert_eq!(
+        fields(&c["rows"][0]),
+        ["active", "cohort", "size", "week_start"],
+        "{c}"
+    );
     let (_, st) = send(
         &t,
         "POST",

@@ -269,6 +269,34 @@ fn analytics_answer_from_the_store() {
         attribution,
         "channel,first_touch,last_touch,linear\ndouyin,12900,12900,12900\n"
     );
+    // Ranges are local days (Asia/Shanghai, the default workspace zone):
+    // the purchase at 2026-09-02T10:00Z is 18:00 on 09-02 there.
+    assert_eq!(
+        run(&["attribution", "--from", "2026-09-02", "--to", "2026-09-02"]),
+        attribution
+    );
+    assert_eq!(
+        run(&["attribution", "--from", "2026-09-03"]),
+        "channel,first_touch,last_touch,linear\n"
+    );
+    assert_eq!(
+        run(&["funnel", "--to", "2026-08-31"]),
+        "channel,entered,friended,converted\n"
+    );
+    let bad_range = siyu()
+        .arg("analytics")
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["roi", "--from", "2026-10-02", "--to", "2026-10-01"])
+        .output()
+        .unwrap();
+    assert!(!bad_range.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad_range.stderr)
+            .contains("--from: `2026-10-02` is after to: `2026-10-01`"),
+        "{}",
+        String::from_utf8_lossy(&bad_range.stderr)
+    );
     let bad = siyu()
         .arg("analytics")
         .arg("--data-dir")
