@@ -75,7 +75,8 @@ try {
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
   });
-  const context = await browser.newContext({ viewport: { width: 1360, height: 900 }, locale: 'zh-CN' });
+  // The browser runs in UTC: the console must show the workspace's zone (Asia/Shanghai), not the browser's.
+  const context = await browser.newContext({ viewport: { width: 1360, height: 900 }, locale: 'zh-CN', timezoneId: 'UTC' });
   const page = await context.newPage();
   page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of (40[0-4]|409|410|422)/.test(m.text())) pageErrors.push(`console: ${m.text()}`); });
@@ -203,6 +204,45 @@ try {
     await shot('rfm-layer-members.png');
   });
 
+  await step('local time: an order paid 2026-10-31T12:15Z shows 20:15 (Asia/Shanghai); the date range narrows funnel and ROI', async () => {
+    const ev = [
+      { id: 'e2e-tz-touch', ts: '2026-10-31T12:10:00Z', identity: 'douyin:e2etz01', type: 'touch' },
+      { id: 'e2e-tz-order', ts: '2026-10-31T12:15:00Z', identity: 'douyin:e2etz01', type: 'purchase', amount: 12900 },
+    ];
+    const r = await fetch(url + '/v1/events', { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(ev) });
+    assert.equal(r.status, 200);
+    assert.equal(await page.textContent('#tz-label'), '时区 Asia/Shanghai');
+    await page.goto(url + '/#/persons/douyin%3Ae2etz01');
+    const order = page.locator('#timeline-rows tr.ev-purchase time');
+    await order.waitFor();
+    assert.equal(await order.textContent(), '2026-10-31 20:15');
+    assert.equal(await order.getAttribute('title'), 'Asia/Shanghai · 2026-10-31T12:15:00Z');
+    await shot('person-local-time.png');
+
+    await page.click('#nav a[data-page=dashboard]');
+    await page.locator('#range-form').waitFor();
+    assert.equal(await page.textContent('#range-caption'), 'Asia/Shanghai · 全部时间');
+    await page.fill('#range-from', '2026-10-31');
+    await page.fill('#range-to', '2026-10-31');
+    await page.click('#range-apply');
+    await page.waitForFunction(() => (document.querySelector('#range-caption') || {}).textContent === 'Asia/Shanghai · 2026-10-31 至 2026-10-31（含两端）');
+    const funnel = await apiGet('/v1/analytics/funnel?from=2026-10-31&to=2026-10-31');
+    const douyinRow = funnel.rows.find((x) => x.channel === 'douyin');
+    assert.ok(douyinRow && douyinRow.entered >= 1, `douyin:e2etz01 entered on 10-31: ${JSON.stringify(funnel.rows)}`);
+    await page.locator('#funnel-chart svg').waitFor();
+    assert.equal(await page.locator('#funnel-chart svg rect[rx]').count(), funnel.rows.length * 3, 'the chart is the ranged funnel');
+    const all = await apiGet('/v1/analytics/funnel');
+    assert.ok(all.rows.reduce((n, x) => n + x.entered, 0) > funnel.rows.reduce((n, x) => n + x.entered, 0), 'the range narrows the funnel');
+    await shot('dashboard-range.png');
+    await page.fill('#range-from', '2026-11-02');
+    await page.fill('#range-to', '2026-11-01');
+    await page.click('#range-apply');
+    await page.locator('#range-error').waitFor();
+    assert.match(await page.textContent('#range-error'), /^from: `2026-11-02` is after to: `2026-11-01`/);
+    await page.click('#range-clear');
+    await page.waitForFunction(() => (document.querySelector('#range-caption') || {}).textContent === 'Asia/Shanghai · 全部时间');
+  });
+
   // A demo person who came from Douyin, was linked to WeCom and bought.
   const members = await apiGet('/v1/segments/douyin_repeat_buyers/members?limit=1');
   const target = await apiGet('/v1/persons/' + encodeURIComponent(members.members[0]));
@@ -313,6 +353,20 @@ try {
     assert.match(newKey, /^sk_[0-9a-f]{48}$/);
     const r = await fetch(url + '/v1/segments', { headers: { authorization: `Bearer ${newKey}` } });
     assert.equal(r.status, 200, 'the new key works');
+    // The workspace time zone: a bad name is the server's 400 naming the field; a good one changes the header.
+    assert.equal(await page.inputValue('#tz-input'), 'Asia/Shanghai');
+    await page.fill('#tz-input', 'Mars/Olympus');
+    await page.click('#tz-save');
+    await page.locator('#tz-result .error').waitFor();
+    assert.match(await page.textContent('#tz-result'), /^time_zone: `Mars\/Olympus` is not a time zone/);
+    await page.fill('#tz-input', 'America/New_York');
+    await page.click('#tz-save');
+    await page.locator('#tz-result .good').waitFor();
+    assert.equal(await page.textContent('#tz-label'), '时区 America/New_York');
+    assert.equal((await apiGet('/v1/workspace')).time_zone, 'America/New_York');
+    await page.fill('#tz-input', 'Asia/Shanghai');
+    await page.click('#tz-save');
+    await page.waitForFunction(() => document.querySelector('#tz-label').textContent === '时区 Asia/Shanghai');
     await page.fill('#spend-csv', 'day,channel,spend\n2025-01-01,douyin,18000000\n2025-01-01,kuaishou,4000000\n');
     await page.click('#spend-upload');
     await page.locator('#spend-result .good').waitFor();

@@ -5,7 +5,9 @@
 (function () {
   const { t } = window.I18N;
   const C = window.Charts;
-  const state = { me: null, route: '' };
+  // `tz`: the workspace time zone every time is shown in (GET /v1/workspace);
+  // `range`: the dates the analytics are asked for ('' = open).
+  const state = { me: null, route: '', tz: 'Asia/Shanghai', range: { from: '', to: '' } };
   const $ = (sel, root) => (root || document).querySelector(sel);
 
   // ---------- DOM helper ----------
@@ -67,7 +69,28 @@
 
   const enc = encodeURIComponent;
   const yuan = (cents) => (typeof cents === 'number' ? (cents / 100).toLocaleString(I18N.lang(), { minimumFractionDigits: 2, maximumFractionDigits: 2 }) : '—');
-  const date = (s) => (s ? s.replace('T', ' ').replace(/:\d\dZ$/, '').replace('Z', '') : t('persons.none_value'));
+  // ---------- local time ----------
+  // Times are shown in the workspace time zone (named in the header, and
+  // in each time's tooltip with the UTC instant), never the browser's own
+  // zone and never raw UTC: an order paid 12:15Z shows 20:15 in Shanghai.
+  const zoneFormat = {};
+  const localParts = (ms) => {
+    let f = zoneFormat[state.tz];
+    if (!f) {
+      const opts = { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' };
+      try { f = new Intl.DateTimeFormat('en-CA', Object.assign({ timeZone: state.tz }, opts)); } catch (e) { f = new Intl.DateTimeFormat('en-CA', Object.assign({ timeZone: 'UTC' }, opts)); }
+      zoneFormat[state.tz] = f;
+    }
+    const p = {};
+    f.formatToParts(new Date(ms)).forEach((x) => { p[x.type] = x.value; });
+    return p;
+  };
+  // Epoch milliseconds → "YYYY-MM-DD HH:MM" in the workspace zone.
+  const fmtLocal = (ms) => { const p = localParts(ms); return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}`; };
+  // A time cell: local time, the zone and UTC instant in its tooltip.
+  const timeCell = (ms) => h('time', { datetime: new Date(ms).toISOString(), title: `${state.tz} · ${new Date(ms).toISOString().replace('.000Z', 'Z')}` }, fmtLocal(ms));
+  // RFC 3339 text (the API's instants) → a local time cell.
+  const date = (s) => { if (!s) return t('persons.none_value'); const ms = Date.parse(s); return Number.isNaN(ms) ? s : timeCell(ms); };
 
   function canWrite() { return state.me && state.me.role !== 'analyst'; }
   function isAdmin() { return state.me && state.me.role === 'admin'; }
@@ -99,9 +122,18 @@
     $('#who-role').className = 'badge role-' + state.me.role;
     $('#readonly-banner').hidden = canWrite();
     document.body.dataset.role = state.me.role;
+    const ws = await api('GET', '/v1/workspace', undefined, { quiet: true });
+    if (ws.ok && ws.data && ws.data.time_zone) state.tz = ws.data.time_zone;
+    showZone();
     I18N.applyStatic();
     if (!location.hash || location.hash === '#/' || location.hash === '#') location.hash = '#/dashboard';
     else render();
+  }
+
+  // The header names the zone every time on the page is in.
+  function showZone() {
+    $('#tz-label').textContent = t('tz.label', { tz: state.tz });
+    $('#tz-label').dataset.tz = state.tz;
   }
 
   $('#login-form').addEventListener('submit', async (ev) => {
@@ -126,7 +158,7 @@
 
   document.querySelectorAll('[data-lang-toggle]').forEach((b) => b.addEventListener('click', () => {
     I18N.setLang(I18N.lang() === 'en' ? 'zh-CN' : 'en');
-    if (state.me) { $('#who-role').textContent = t('role.' + state.me.role); render(); }
+    if (state.me) { $('#who-role').textContent = t('role.' + state.me.role); showZone(); render(); }
   }));
 
   // ---------- routing ----------
@@ -169,10 +201,14 @@
 
   // ---------- dashboard ----------
   async function dashboard(main) {
+    const q = [];
+    if (state.range.from) q.push('from=' + enc(state.range.from));
+    if (state.range.to) q.push('to=' + enc(state.range.to));
+    const ranged = q.length ? '?' + q.join('&') : '';
     const [health, funnel, roi, cohorts, rfm, rep, layers] = await Promise.all([
       api('GET', '/healthz'),
-      api('GET', '/v1/analytics/funnel'),
-      api('GET', '/v1/analytics/roi'),
+      api('GET', '/v1/analytics/funnel' + ranged),
+      api('GET', '/v1/analytics/roi' + ranged),
       api('GET', '/v1/analytics/cohorts?weeks=12'),
       api('GET', '/v1/analytics/rfm'),
       api('GET', '/v1/analytics/repurchase'),
@@ -189,6 +225,27 @@
         rd.median_interval_days != null ? t('dash.median_interval', { d: rd.median_interval_days.toFixed(1) }) : null));
 
     const empty = () => h('p', { class: 'muted' }, t('dash.empty'));
+    // The date range of the funnel and ROI: local dates, both included.
+    const fromIn = h('input', { type: 'date', id: 'range-from', value: state.range.from, 'aria-label': t('dash.range_from') });
+    const toIn = h('input', { type: 'date', id: 'range-to', value: state.range.to, 'aria-label': t('dash.range_to') });
+    const rangeError = [funnel, roi].find((r) => r.status === 400);
+    const caption = (r) => {
+      const d = (r && r.data) || {};
+      const day = (x) => (x ? fmtLocal(Date.parse(x)).slice(0, 10) : null);
+      // `to` is exclusive: the last day shown is the day before it.
+      const last = d.to ? fmtLocal(Date.parse(d.to) - 1000).slice(0, 10) : null;
+      return !d.from && !d.to ? t('dash.range_all', { tz: d.time_zone || state.tz })
+        : t('dash.range_caption', { tz: d.time_zone || state.tz, from: day(d.from) || t('dash.range_start'), to: last || t('dash.range_now') });
+    };
+    const rangeForm = h('form', { class: 'search range', id: 'range-form', onsubmit: (e) => {
+      e.preventDefault();
+      state.range = { from: fromIn.value, to: toIn.value };
+      render();
+    } }, h('label', {}, t('dash.range_from'), ' ', fromIn), h('label', {}, t('dash.range_to'), ' ', toIn),
+      h('button', { type: 'submit', class: 'primary', id: 'range-apply' }, t('dash.range_apply')),
+      h('button', { type: 'button', class: 'link', id: 'range-clear', onclick: () => { state.range = { from: '', to: '' }; render(); } }, t('dash.range_clear')),
+      h('span', { class: 'muted small', id: 'range-caption' }, rangeError ? '' : caption(roi)),
+      rangeError ? h('p', { class: 'error', id: 'range-error', role: 'alert' }, (rangeError.data && rangeError.data.message) || '400') : null);
     const frows = (funnel.data && funnel.data.rows) || [];
     const funnelChart = frows.length ? C.groupedBars(
       frows.map((r) => ({ label: I18N.channel(r.channel), values: [r.entered, r.friended, r.converted], note: r.entered ? (100 * r.converted / r.entered).toFixed(1) + '%' : '' })),
@@ -203,9 +260,9 @@
     const crows = (cd.rows || []).filter((r) => r.size > 0);
     let cohortChart = empty();
     if (crows.length) {
-      const t0 = Date.parse(cd.t0);
       const weeks = Math.max(...crows.map((r) => r.active.length));
-      const labels = crows.map((r) => new Date(t0 + r.cohort * 7 * 86400e3).toISOString().slice(5, 10) + ' (' + r.size + ')');
+      // Each cohort's Monday, a local date (weeks start Monday 00:00 in the workspace zone).
+      const labels = crows.map((r) => String(r.week_start || '').slice(5) + ' (' + r.size + ')');
       const cells = crows.map((r) => r.active.map((a) => ({ frac: a / r.size, label: (100 * a / r.size).toFixed(0) + '%', title: `${a} / ${r.size}` })));
       cohortChart = C.heatmap(cells, labels, Array.from({ length: weeks }, (_, i) => t('dash.week', { n: i })), { left: 110, cellW: 44, title: t('dash.cohorts') });
     }
@@ -244,6 +301,7 @@
 
     main.replaceChildren(h('h1', {}, t('nav.dashboard')), kpis,
       card(t('dash.layers'), h('div', { id: 'rfm-layers-chart' }, layersChart)),
+      card(t('dash.range'), rangeForm),
       h('div', { class: 'grid2' },
         card(t('dash.funnel'), h('div', { id: 'funnel-chart' }, funnelChart)),
         card(t('dash.roi'), h('div', { id: 'roi-chart' }, roiChart)),
@@ -325,10 +383,10 @@
       else if (r.status !== 403) toast((r.data && r.data.message) || String(r.status), 'error');
     } }, t('persons.opt_out'));
 
-    const merges = ((mg.data && mg.data.merges) || []).map((m) => h('li', {}, `${date(m.at)} · ${m.identity} ↔ ${m.linked} → ${m.into}`));
+    const merges = ((mg.data && mg.data.merges) || []).map((m) => h('li', {}, date(m.at), ` · ${m.identity} ↔ ${m.linked} → ${m.into}`));
     const owner = p.traits && typeof p.traits.operator === 'string' ? p.traits.operator : null;
     const ledger = (cs.data && cs.data.ledger) || [];
-    const epoch = (s) => (typeof s === 'number' ? new Date(s * 1000).toISOString().slice(0, 16).replace('T', ' ') : '');
+    const epoch = (s) => (typeof s === 'number' ? timeCell(s * 1000) : '');
     const consentCard = card(t('persons.consent_ledger'), ledger.length ? h('table', { class: 'list', id: 'consent-ledger' },
       h('thead', {}, h('tr', {}, ['persons.time', 'persons.identity', 'persons.channel', 'persons.consent', 'persons.source'].map((k) => h('th', {}, t(k))))),
       h('tbody', {}, ledger.slice().reverse().map((c) => h('tr', { 'data-granted': String(c.granted) }, h('td', { class: 'nowrap' }, epoch(c.ts)), h('td', {}, c.identity),
@@ -468,7 +526,7 @@
   // ---------- settings ----------
   async function settings(main) {
     const [keys, ops, conn] = await Promise.all([api('GET', '/console/api/keys'), api('GET', '/console/api/operators'), api('GET', '/v1/connectors')]);
-    const when = (s) => (s ? new Date(s * 1000).toISOString().slice(0, 16).replace('T', ' ') : '');
+    const when = (s) => (s ? timeCell(s * 1000) : '');
 
     const keyOut = h('div', { id: 'key-created' });
     const keyName = h('input', { id: 'key-name', placeholder: t('set.key_name'), required: true, 'data-admin': true });
@@ -519,8 +577,21 @@
     } }, h('p', { class: 'muted small' }, t('set.spend_help')), file, csv, spendOut,
       h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'spend-upload', 'data-write': true }, t('set.spend_upload'))));
 
+    // The workspace time zone: an IANA name the server checks (a bad one is its 400).
+    const zones = ['Asia/Shanghai', 'Asia/Hong_Kong', 'Asia/Taipei', 'Asia/Singapore', 'Asia/Tokyo', 'Europe/London', 'America/New_York', 'America/Los_Angeles', 'UTC'];
+    const tzIn = h('input', { id: 'tz-input', value: state.tz, list: 'tz-zones', required: true, spellcheck: 'false', 'data-admin': true });
+    const tzOut = h('div', { id: 'tz-result' });
+    const tzForm = h('form', { class: 'search', id: 'tz-form', onsubmit: async (e) => {
+      e.preventDefault();
+      const r = await api('PUT', '/v1/workspace', { time_zone: tzIn.value.trim() });
+      if (r.ok) { state.tz = r.data.time_zone; showZone(); tzOut.replaceChildren(h('p', { class: 'good' }, t('set.tz_saved', { tz: state.tz }))); }
+      else if (r.status !== 403) tzOut.replaceChildren(h('p', { class: 'error' }, (r.data && r.data.message) || String(r.status)));
+    } }, tzIn, h('datalist', { id: 'tz-zones' }, zones.map((z) => h('option', { value: z }))),
+      h('button', { type: 'submit', class: 'primary', id: 'tz-save', 'data-admin': true }, t('set.tz_save')));
+
     main.replaceChildren(h('h1', {}, t('nav.settings')),
       h('div', { class: 'grid2' },
+        card(t('set.tz'), h('p', { class: 'muted small' }, t('set.tz_help')), tzForm, tzOut),
         card(t('set.keys'), h('table', { class: 'list', id: 'key-list' }, h('tbody', {}, keyRows)), keyForm, keyOut),
         card(t('set.operators'), h('table', { class: 'list', id: 'operator-list' }, h('tbody', {}, opRows)), opForm),
         connectors(conn),
@@ -552,13 +623,8 @@
   // ---------- automation (automation.js) and growth (growth.js) pages ----------
   // Helpers the page modules (automation.js, growth.js) share.
   const msgOf = (r) => (r.data && r.data.message) || String(r.status);
-  const pad = (n) => String(n).padStart(2, '0');
-  // Epoch seconds → local "YYYY-MM-DD HH:MM" ('—' when absent).
-  const localTime = (s) => {
-    if (typeof s !== 'number' || !s) return '—';
-    const d = new Date(s * 1000);
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  };
+  // Epoch seconds → "YYYY-MM-DD HH:MM" in the workspace zone ('—' when absent).
+  const localTime = (s) => (typeof s !== 'number' || !s ? '—' : fmtLocal(s * 1000));
   const empty = (id, text, hint) => h('div', { class: 'empty', id }, h('p', {}, text), hint ? h('p', { class: 'muted small' }, h('code', {}, hint)) : null);
   const person = (id) => h('a', { href: '#/persons/' + enc(id), class: 'person-link' }, id);
   const ui = { h, api, card, toast, enc, yuan, render, faults, canWrite, isAdmin, msgOf, when: localTime, empty, person, removeButton };
