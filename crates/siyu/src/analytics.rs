@@ -10,7 +10,7 @@ use crate::data::{engine_from_store, StoreArgs};
 use anyhow::{bail, Context, Result};
 use siyu_automation::schedule;
 use siyu_commerce::spend;
-use siyu_domain::{duration, EventType, DAY, WEEK};
+use siyu_domain::{duration, EventType, DAY};
 use siyu_engine::scan::{self, FunnelStep};
 use siyu_engine::{analytics, Engine, RawEvent};
 use siyu_server::zone::{self, DateRange, LocalWeeks};

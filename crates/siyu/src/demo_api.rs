@@ -269,11 +269,14 @@ async fn record_clicks(router: &axum::Router, token: &str, campaign: &str) -> Re
             codes.insert(inviter.to_string(), code);
         }
         let code = &codes[inviter];
+        // The demo workspace keeps the default zone.
+        let zone = siyu_automation::schedule::Tz::shanghai();
         for (visitor, at) in [
             (format!("visitor:demo{n:04}"), ts - 60),
             (format!("visitor:demo{n:04}b"), ts - 3 * 3600),
         ] {
-            if let Some(e) = siyu_growth::fission::click_event(campaign, code, &visitor, at) {
+            if let Some(e) = siyu_growth::fission::click_event(campaign, code, &visitor, at, &zone)
+            {
                 clicks.push(siyu_domain::wire::to_json(&e));
             }
         }
