@@ -389,12 +389,13 @@ async fn every_analysis_answers_in_event_time_whatever_the_import_order() {
         &json!({"channel": "taobao", "entered": 1, "friended": 1, "converted": 1})
     );
 
-    // Cohorts from T: P1 and P2 added in week 0, both active then; P2
+    // Cohorts from T (weeks start Monday 00:00 Asia/Shanghai, the
+    // default zone): P1 and P2 added in week 0, both active then; P2
     // buys again in week 1.
     let cohorts = answer(&a, &format!("/v1/analytics/cohorts?t0={T}&weeks=3"));
     assert_eq!(
         cohorts["rows"],
-        json!([{"cohort": 0, "size": 2, "active": [2, 1, 0]}])
+        json!([{"cohort": 0, "size": 2, "active": [2, 1, 0], "week_start": "2026-09-21"}])
     );
 
     // Message attribution: P1's purchase after reading promo (by key), P2's
