@@ -82,20 +82,24 @@ pub async fn seed(app: &Application, admin_token: &str, now: i64) -> Result<()> 
     for (name, source) in segments {
         put(format!("/v1/segments/{name}"), json!({ "segment": source })).await?;
     }
-    let today = siyu_domain::time::format_rfc3339(now);
-    let day = &today[..10];
-    let spend: String = [
-        ("douyin", 18_000_000),
+    // Each channel's budget spread over the last 180 days (to today), a
+    // row per day (the remainder on the first), so a date range on the
+    // dashboard finds the spend of its days.
+    const DAYS: i64 = 180;
+    let mut spend = "day,channel,spend\n".to_string();
+    for (channel, total_cents) in [
+        ("douyin", 18_000_000i64),
         ("kuaishou", 4_000_000),
         ("xiaohongshu", 5_500_000),
         ("taobao", 3_000_000),
         ("wechat", 1_200_000),
-    ]
-    .iter()
-    .fold(
-        "day,channel,spend\n".to_string(),
-        |csv, (channel, cents)| csv + &format!("{day},{channel},{cents}\n"),
-    );
+    ] {
+        for d in 0..DAYS {
+            let day = siyu_domain::time::format_rfc3339(now - (DAYS - 1 - d) * 86_400);
+            let cents = total_cents / DAYS + if d == 0 { total_cents % DAYS } else { 0 };
+            spend.push_str(&format!("{},{channel},{cents}\n", &day[..10]));
+        }
+    }
     call(&router, admin_token, "PUT", "/v1/spend", "text/csv", spend).await?;
 
     // Content first: a template may link it (`{{content.serum_review}}`).
