@@ -6,13 +6,15 @@
 //! property live in the engine's memory and are rebuilt from the log, so the
 //! store never has to agree with a second copy of the truth.
 //!
-//! May depend on: `siyu-domain`, `rusqlite` (bundled SQLite), `postgres`.
+//! May depend on: `siyu-domain`, `rusqlite` (bundled SQLite), `postgres`,
+//! `sha2` (the content ids of events stored without a client id).
 //! Never on the engine or the server: the store keeps rows, not rules.
 
 use siyu_domain::{Event, Identity};
 use std::path::Path;
 
 pub mod automation;
+pub mod dump;
 mod id_index;
 mod migrations;
 mod postgres;
@@ -25,7 +27,7 @@ pub use crate::automation::{
     OutboxStatus, OutboxUpdate, SendAttempt, TaskRow,
 };
 pub use crate::postgres::PostgresStore;
-pub use crate::row::{EventRow, EventRows};
+pub use crate::row::{content_id, EventRow, EventRows};
 pub use crate::sqlite::SqliteStore;
 
 /// Opens the store a command was pointed at: PostgreSQL when
@@ -381,4 +383,42 @@ pub trait Store: Send {
 
     /// Every attempt at an outbox item, oldest first.
     fn send_attempts(&mut self, key: &str) -> Result<Vec<SendAttempt>>;
+
+    // ---- export and restore (see `dump`) ----
+
+    /// Every row of a side table, ordered by its key, each as a JSON
+    /// object column → value (integers, strings, nulls).
+    fn side_table_rows(
+        &mut self,
+        table: &dump::Table,
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>>;
+
+    /// Inserts rows read by [`Store::side_table_rows`] (keys and ids
+    /// included) in one transaction, then moves the table's id generator
+    /// past the highest id. For restoring an export into an empty store: a
+    /// key that exists already fails the whole batch. A row that does not
+    /// fit the table is `StoreError::Invalid` naming the row and column.
+    fn restore_side_table(
+        &mut self,
+        table: &dump::Table,
+        rows: &[serde_json::Map<String, serde_json::Value>],
+    ) -> Result<()>;
+
+    /// Whether the store holds nothing a brand made: no event ever appended
+    /// and no row in settings or any side table. `siyu import DIR` restores
+    /// an export only into such a store.
+    fn is_empty_store(&mut self) -> Result<bool> {
+        if self.last_offset()? > 0 || !self.list_settings("")?.is_empty() {
+            return Ok(false);
+        }
+        for table in dump::SIDE_TABLES {
+            if self.side_table_has_rows(table)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether a side table holds any row.
+    fn side_table_has_rows(&mut self, table: &dump::Table) -> Result<bool>;
 }

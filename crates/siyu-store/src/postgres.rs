@@ -5,6 +5,7 @@
 //! ([`PostgresStore::connect_in_schema`]), which is how tests isolate.
 
 use crate::automation;
+use crate::dump;
 use crate::migrations::{self, Dialect};
 use crate::pseudonym::Pseudonymize;
 use crate::row::{self, to_sql_int, EventRows, StoredRow, EVENT_COLUMNS, EVENT_COLUMN_COUNT};
@@ -14,6 +15,7 @@ use crate::{
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Statement};
+use serde_json::{Map, Value};
 use siyu_domain::Identity;
 use std::collections::HashMap;
 
@@ -382,6 +384,9 @@ impl Store for PostgresStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        // Every event is stored under an id: its client's, else its content's.
+        let with_ids = row::with_content_ids(events)?;
+        let events: &dyn EventRows = &with_ids;
         let st = &self.statements;
         let mut tx = self.client.transaction().map_err(db("starting append"))?;
         let head: i64 = tx
@@ -906,6 +911,97 @@ impl Store for PostgresStore {
 
     fn send_attempts(&mut self, key: &str) -> Result<Vec<crate::SendAttempt>> {
         automation::pg::send_attempts(&mut self.client, key)
+    }
+
+    fn side_table_rows(&mut self, table: &dump::Table) -> Result<Vec<Map<String, Value>>> {
+        let step = "reading a table for export";
+        let rows = self
+            .client
+            .query(&dump::select_sql(table), &[])
+            .map_err(db(step))?;
+        rows.iter()
+            .map(|r| {
+                let mut m = Map::new();
+                for (i, c) in table.columns.iter().enumerate() {
+                    let v = match c.kind {
+                        dump::Kind::Int => {
+                            r.try_get::<_, Option<i64>>(i).map(|v| v.map(Value::from))
+                        }
+                        dump::Kind::Text => r
+                            .try_get::<_, Option<String>>(i)
+                            .map(|v| v.map(Value::from)),
+                    }
+                    .map_err(db(step))?;
+                    m.insert(c.name.to_string(), v.unwrap_or(Value::Null));
+                }
+                Ok(m)
+            })
+            .collect()
+    }
+
+    fn restore_side_table(
+        &mut self,
+        table: &dump::Table,
+        rows: &[Map<String, Value>],
+    ) -> Result<()> {
+        let step = "restoring a table";
+        let mut tx = self.client.transaction().map_err(db(step))?;
+        let insert = tx
+            .prepare(&dump::insert_sql(table, |i| format!("${i}")))
+            .map_err(db(step))?;
+        for (index, row) in rows.iter().enumerate() {
+            let cells = dump::cells(table, index, row)?;
+            let ints: Vec<Option<i64>> = cells
+                .iter()
+                .map(|c| match c {
+                    dump::Cell::Int(v) => Some(*v),
+                    _ => None,
+                })
+                .collect();
+            let texts: Vec<Option<&str>> = cells
+                .iter()
+                .map(|c| match c {
+                    dump::Cell::Text(s) => Some(*s),
+                    _ => None,
+                })
+                .collect();
+            let params: Vec<&(dyn ToSql + Sync)> = table
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| match c.kind {
+                    dump::Kind::Int => &ints[i] as &(dyn ToSql + Sync),
+                    dump::Kind::Text => &texts[i] as &(dyn ToSql + Sync),
+                })
+                .collect();
+            tx.execute(&insert, &params)
+                .map_err(|e| StoreError::Invalid(format!("{} row {index}: {e}", table.name)))?;
+        }
+        if table.auto_key {
+            // An identity column does not see explicit ids: start it after them.
+            tx.execute(
+                &format!(
+                    "SELECT setval(pg_get_serial_sequence('{t}', '{k}'), (SELECT max({k}) FROM {t}))
+                     WHERE EXISTS (SELECT 1 FROM {t})",
+                    t = table.name,
+                    k = table.key
+                ),
+                &[],
+            )
+            .map_err(db(step))?;
+        }
+        tx.commit().map_err(db(step))
+    }
+
+    fn side_table_has_rows(&mut self, table: &dump::Table) -> Result<bool> {
+        Ok(self
+            .client
+            .query_one(
+                &format!("SELECT EXISTS (SELECT 1 FROM {})", table.name),
+                &[],
+            )
+            .map_err(db("looking for rows"))?
+            .get(0))
     }
 }
 

@@ -131,6 +131,86 @@ impl EventRows for &[Event] {
     }
 }
 
+/// The id an event that came without one is stored under: derived from
+/// everything else the event says (seq, ts, identity, type, channel,
+/// amount, ref, group, text, name, properties, traits), so ingesting the
+/// same event twice — a re-import of one file, a client's retry without
+/// an id — stores it once. Two byte-identical events without ids are one
+/// event. `c:` and 32 hex digits (the first 128 bits of a SHA-256 over
+/// the columns, each length-prefixed so no two contents share an input).
+pub fn content_id(r: &EventRow<'_>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut field = |tag: u8, bytes: Option<&[u8]>| {
+        h.update([tag]);
+        match bytes {
+            None => h.update([0]),
+            Some(b) => {
+                h.update([1]);
+                h.update((b.len() as u64).to_le_bytes());
+                h.update(b);
+            }
+        }
+    };
+    field(b's', r.seq.map(i64::to_le_bytes).as_ref().map(|b| &b[..]));
+    field(b't', Some(&r.ts.to_le_bytes()));
+    field(b'i', Some(r.identity.as_bytes()));
+    field(b'y', Some(r.event_type.as_bytes()));
+    field(b'c', Some(r.channel.as_bytes()));
+    field(b'a', Some(&r.amount.to_le_bytes()));
+    field(b'r', r.reference.map(str::as_bytes));
+    field(b'g', r.group.map(str::as_bytes));
+    field(b'x', r.text.map(str::as_bytes));
+    field(b'n', r.name.map(str::as_bytes));
+    field(b'p', r.properties.as_deref().map(str::as_bytes));
+    field(b'T', r.traits.as_deref().map(str::as_bytes));
+    let digest = h.finalize();
+    let mut id = String::with_capacity(34);
+    id.push_str("c:");
+    for b in &digest[..16] {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id
+}
+
+/// A batch whose events without a client id carry their [`content_id`]:
+/// what both backends append, so every ingest path (HTTP, the
+/// Segment-compatible routes, `siyu import`, events the server makes)
+/// stores every event under an id and dedupes alike.
+pub(crate) struct WithContentIds<'r> {
+    rows: &'r dyn EventRows,
+    /// The content id of each event that has no client id.
+    derived: Vec<Option<String>>,
+}
+
+pub(crate) fn with_content_ids(rows: &dyn EventRows) -> Result<WithContentIds<'_>> {
+    let derived = (0..rows.len())
+        .map(|i| match rows.event_id(i) {
+            Some(_) => Ok(None),
+            None => rows.row(i).map(|r| Some(content_id(&r))),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(WithContentIds { rows, derived })
+}
+
+impl EventRows for WithContentIds<'_> {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn event_id(&self, i: usize) -> Option<&str> {
+        self.rows.event_id(i).or(self.derived[i].as_deref())
+    }
+
+    fn row(&self, i: usize) -> Result<EventRow<'_>> {
+        let mut r = self.rows.row(i)?;
+        if r.event_id.is_none() {
+            r.event_id = self.derived[i].as_deref();
+        }
+        Ok(r)
+    }
+}
+
 /// What an append will do, decided before it writes: per event, its new
 /// offset or the earlier one of its id; and which events to write.
 pub(crate) struct AppendPlan {

@@ -7,6 +7,7 @@
 //! `json_each`, so every statement has a fixed text and is prepared once.
 
 use crate::automation;
+use crate::dump;
 use crate::id_index::{Confirm, IdIndex};
 use crate::migrations::{self, Dialect};
 use crate::pseudonym::Pseudonymize;
@@ -15,6 +16,7 @@ use crate::{
     Appended, AuditRecord, MergeRecord, Result, SegmentChangeRecord, Store, StoreError, StoredEvent,
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use serde_json::{Map, Value};
 use siyu_domain::Identity;
 use std::collections::HashMap;
 use std::path::Path;
@@ -511,6 +513,9 @@ impl Store for SqliteStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        // Every event is stored under an id: its client's, else its content's.
+        let with_ids = row::with_content_ids(events)?;
+        let events: &dyn EventRows = &with_ids;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -1118,5 +1123,68 @@ impl Store for SqliteStore {
 
     fn send_attempts(&mut self, key: &str) -> Result<Vec<crate::SendAttempt>> {
         automation::sqlite::send_attempts(&self.conn, key)
+    }
+
+    fn side_table_rows(&mut self, table: &dump::Table) -> Result<Vec<Map<String, Value>>> {
+        let step = "reading a table for export";
+        let mut st = self
+            .conn
+            .prepare(&dump::select_sql(table))
+            .map_err(db(step))?;
+        let mut rows = st.query([]).map_err(db(step))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(db(step))? {
+            let mut m = Map::new();
+            for (i, c) in table.columns.iter().enumerate() {
+                let v = match c.kind {
+                    dump::Kind::Int => r.get::<_, Option<i64>>(i).map(|v| v.map(Value::from)),
+                    dump::Kind::Text => r.get::<_, Option<String>>(i).map(|v| v.map(Value::from)),
+                }
+                .map_err(db(step))?;
+                m.insert(c.name.to_string(), v.unwrap_or(Value::Null));
+            }
+            out.push(m);
+        }
+        Ok(out)
+    }
+
+    fn restore_side_table(
+        &mut self,
+        table: &dump::Table,
+        rows: &[Map<String, Value>],
+    ) -> Result<()> {
+        let step = "restoring a table";
+        let tx = self.conn.transaction().map_err(db(step))?;
+        {
+            let mut insert = tx
+                .prepare(&dump::insert_sql(table, |i| format!("?{i}")))
+                .map_err(db(step))?;
+            for (index, row) in rows.iter().enumerate() {
+                let cells = dump::cells(table, index, row)?;
+                let values: Vec<rusqlite::types::Value> = cells
+                    .into_iter()
+                    .map(|c| match c {
+                        dump::Cell::Null => rusqlite::types::Value::Null,
+                        dump::Cell::Int(v) => rusqlite::types::Value::Integer(v),
+                        dump::Cell::Text(s) => rusqlite::types::Value::Text(s.to_string()),
+                    })
+                    .collect();
+                insert
+                    .execute(rusqlite::params_from_iter(values))
+                    .map_err(|e| StoreError::Invalid(format!("{} row {index}: {e}", table.name)))?;
+            }
+        }
+        // An INTEGER PRIMARY KEY continues after the highest id by itself.
+        tx.commit().map_err(db(step))
+    }
+
+    fn side_table_has_rows(&mut self, table: &dump::Table) -> Result<bool> {
+        self.conn
+            .query_row(
+                &format!("SELECT EXISTS (SELECT 1 FROM {})", table.name),
+                [],
+                |r| r.get::<_, bool>(0),
+            )
+            .map_err(db("looking for rows"))
     }
 }

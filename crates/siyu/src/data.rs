@@ -1,16 +1,14 @@
-//! `siyu import` and `siyu export`: moving the brand's data in and out.
-//! Import goes through the same validation, store and engine as the server
-//! (merges are recorded); export writes everything re-importable.
+//! `siyu import`: moving events in. Import goes through the same
+//! validation, store and engine as the server (merges are recorded). The
+//! export directory and its restore are `archive.rs`; its events come back
+//! through [`load_events`] here.
 
 use crate::bulk;
 use anyhow::{bail, Context, Result};
-use siyu_domain::time::format_rfc3339;
-use siyu_domain::wire::to_json;
 use siyu_domain::Identity;
 use siyu_engine::Engine;
 use siyu_server::writer::merge_record;
 use siyu_store::{Appended, EventRows, MergeRecord, Store};
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,7 +49,9 @@ impl StoreArgs {
 
 #[derive(clap::Args)]
 pub struct ImportArgs {
-    /// Event files: .jsonl / .ndjson (wire format v1) or .csv (header with ts,identity,type,…).
+    /// Event files: .jsonl / .ndjson (wire format v1) or .csv (header with
+    /// ts,identity,type,…); or one directory written by `siyu export`,
+    /// restored with everything it holds into an empty store.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     #[command(flatten)]
@@ -68,15 +68,6 @@ pub struct ImportArgs {
     /// than the server's `trigger_max_age_secs` (default 1 h) trigger nothing.
     #[arg(long)]
     pub trigger: bool,
-}
-
-#[derive(clap::Args)]
-pub struct ExportArgs {
-    /// Output directory (created; existing files are replaced).
-    #[arg(long)]
-    pub out: PathBuf,
-    #[command(flatten)]
-    pub store: StoreArgs,
 }
 
 /// Rebuilds the engine from the store (definitions, then the log).
@@ -200,19 +191,44 @@ fn apply_appended(
 /// the store thread builds the indexes (see `Store::end_bulk_load`) while
 /// this thread writes the engine snapshot.
 pub fn import(args: ImportArgs) -> Result<()> {
+    if let [dir] = &args.files[..] {
+        if dir.is_dir() {
+            return crate::archive::restore(&args, dir);
+        }
+    }
+    load_events(&args, &args.files, Mode::Import)
+}
+
+/// Whether [`load_events`] adds to the brand's log or restores an export.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `siyu import FILE…`: merges are recorded as the engine finds them.
+    Import,
+    /// Part of `siyu import DIR` (an export into an empty store): the
+    /// export's own merge rows are restored afterwards, so none are
+    /// recorded here, and the events never trigger automation.
+    Restore,
+}
+
+/// Appends `files` to the store's log through the engine (see [`import`]).
+pub fn load_events(args: &ImportArgs, files: &[PathBuf], mode: Mode) -> Result<()> {
     let mut store = args.store.open()?;
     let started = Instant::now();
     // The head before the engine reads the log: anything appended later
     // shows as a gap in our offsets (see `Tally::interleaved`).
     let head = store.last_offset()?;
     // Before the first append: a server following the log sees whether
-    // these events may trigger (`siyu_server::backfill`).
-    let trigger_range = siyu_server::backfill::begin_import(
-        store.as_mut(),
-        args.trigger,
-        siyu_server::writer::wall_clock(),
-    )
-    .context("recording whether this import may trigger automation")?;
+    // these events may trigger (`siyu_server::backfill`). A restore is
+    // history and leaves the restored settings as they were.
+    let trigger_range = match mode {
+        Mode::Import => siyu_server::backfill::begin_import(
+            store.as_mut(),
+            args.trigger,
+            siyu_server::writer::wall_clock(),
+        )
+        .context("recording whether this import may trigger automation")?,
+        Mode::Restore => None,
+    };
     let mut engine = engine_from_store(store.as_mut())?;
     let persons_before = engine.person_count();
     let threads = args.threads.unwrap_or_else(|| {
@@ -227,8 +243,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
     let mut rejected = 0u64;
     // A large import into a small log may let the store drop its secondary
     // indexes and build them once at the end (see `Store::begin_bulk_load`).
-    let bytes: u64 = args
-        .files
+    let bytes: u64 = files
         .iter()
         .filter_map(|f| std::fs::metadata(f).ok())
         .map(|m| m.len())
@@ -255,9 +270,10 @@ pub fn import(args: ImportArgs) -> Result<()> {
                                 break;
                             }
                         }
-                        StoreJob::Merges(merges) => {
+                        StoreJob::Merges(merges) if mode == Mode::Import => {
                             store.record_merges(&merges).context("recording merges")?
                         }
+                        StoreJob::Merges(_) => {}
                     }
                 }
                 Ok(())
@@ -297,7 +313,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
             Ok(())
         };
         let mut result = Ok(());
-        for file in &args.files {
+        for file in files {
             result = import_file(file, threads, args.quiet, |chunk| {
                 job_tx
                     .send(StoreJob::Append(Arc::new(chunk)))
@@ -356,7 +372,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
         duplicates,
         ..
     } = tally;
-    if accepted > 0 {
+    if accepted > 0 && mode == Mode::Import {
         // An export of an earlier version may hold unkeyed phone hashes:
         // the next server start (or import-orders) looks for them again.
         args.store
@@ -366,7 +382,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
     }
     println!(
         "imported {} file(s): accepted {accepted}, duplicates {duplicates}, rejected {rejected}; persons {} (+{}); {:.2} s, {:.0} events/s (load {load_secs:.2} s, then indexes {index_secs:.2} s alongside the engine snapshot {snapshot_secs:.2} s)",
-        args.files.len(),
+        files.len(),
         engine.person_count(),
         engine.person_count() as i64 - persons_before as i64,
         secs,
@@ -445,7 +461,7 @@ fn import_file(
 /// Every recorded merge, oldest first: asked for by the identities of all
 /// persons, a few thousand at a time (a merge naming identities of two
 /// lookups is returned twice and kept once).
-fn all_merges(store: &mut dyn Store, engine: &Engine) -> Result<Vec<MergeRecord>> {
+pub fn all_merges(store: &mut dyn Store, engine: &Engine) -> Result<Vec<MergeRecord>> {
     let identities: Vec<Identity> = engine
         .persons()
         .filter(|(p, _)| engine.identities_of(*p).len() > 1)
@@ -468,82 +484,6 @@ fn all_merges(store: &mut dyn Store, engine: &Engine) -> Result<Vec<MergeRecord>
     }
     merges.sort_by_key(|m| m.event_offset);
     Ok(merges)
-}
-
-pub fn export(args: ExportArgs) -> Result<()> {
-    let mut store = args.store.open()?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let engine = engine_from_store(store.as_mut())?;
-    let path = args.out.join("events.jsonl");
-    let mut w = std::io::BufWriter::new(
-        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
-    );
-    let mut n = 0u64;
-    siyu_store::for_each_page(store.as_mut(), 0, |page| {
-        for e in &page {
-            serde_json::to_writer(&mut w, &to_json(&e.event))?;
-            w.write_all(b"\n")?;
-            n += 1;
-        }
-        Ok::<(), anyhow::Error>(())
-    })?;
-    w.flush()?;
-    let path = args.out.join("persons.csv");
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    writeln!(w, "canonical_id,identity")?;
-    let mut persons: Vec<(String, Vec<String>)> = engine
-        .persons()
-        .map(|(p, _)| (engine.canonical_id(p).to_string(), engine.identities_of(p)))
-        .collect();
-    persons.sort();
-    for (canonical, ids) in &persons {
-        for id in ids {
-            writeln!(w, "{canonical},{id}")?;
-        }
-    }
-    w.flush()?;
-    let path = args.out.join("merges.jsonl");
-    let merges = all_merges(store.as_mut(), &engine)?;
-    let mut w = std::io::BufWriter::new(
-        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
-    );
-    for m in &merges {
-        serde_json::to_writer(
-            &mut w,
-            &serde_json::json!({"event_offset": m.event_offset, "ts": format_rfc3339(m.ts),
-                "identity": m.identity.as_str(), "linked": m.linked.as_str(),
-                "from": [m.from_a, m.from_b], "into": m.into}),
-        )?;
-        w.write_all(b"\n")?;
-    }
-    w.flush()?;
-    let path = args.out.join("audit.jsonl");
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    for a in store.audit_log(usize::MAX >> 1)?.into_iter().rev() {
-        serde_json::to_writer(
-            &mut w,
-            &serde_json::json!({"id": a.id, "at": a.at, "action": a.action, "subject": a.subject, "detail": a.detail}),
-        )?;
-        w.write_all(b"\n")?;
-    }
-    w.flush()?;
-    let path = args.out.join("settings.jsonl");
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    for prefix in ["segment/", "property/", "spend"] {
-        for (k, v) in store.list_settings(prefix)? {
-            serde_json::to_writer(&mut w, &serde_json::json!({"key": k, "value": v}))?;
-            w.write_all(b"\n")?;
-        }
-    }
-    w.flush()?;
-    println!(
-        "exported {n} events, {} persons and {} merges to {} (events.jsonl re-imports with `siyu import`)",
-        persons.len(),
-        merges.len(),
-        args.out.display()
-    );
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! every siyu crate; nothing depends on it.
 
 mod analytics;
+mod archive;
 mod bench;
 mod bulk;
 mod data;
@@ -38,10 +39,10 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run the HTTP API on generated demo data (./siyu-demo-data), no configuration.
     Demo(serve::ServeArgs),
-    /// Import event files (JSONL or CSV) into the store.
+    /// Import event files (JSONL or CSV) into the store, or restore an export directory into an empty one.
     Import(data::ImportArgs),
     /// Export everything the brand owns (re-importable).
-    Export(data::ExportArgs),
+    Export(archive::ExportArgs),
     /// Import marketplace orders (CSV export + column mapping) as purchases and refunds.
     ImportOrders(orders::ImportOrdersArgs),
     /// Manage write keys.
@@ -62,7 +63,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::serve(args),
         Command::Demo(args) => serve::demo(args),
         Command::Import(args) => data::import(args),
-        Command::Export(args) => data::export(args),
+        Command::Export(args) => archive::export(args),
         Command::ImportOrders(args) => orders::run(args),
         Command::Keys(cmd) => serve::keys(cmd),
         Command::Logins(cmd) => logins::run(cmd),

@@ -35,6 +35,8 @@ conformance!(
     bulk_load_rebuilds_indexes_and_keeps_dedup,
     interrupted_bulk_load_is_repaired_on_open,
     small_bulk_load_keeps_indexes,
+    side_tables_restore_exactly_and_ids_continue_after_them,
+    events_without_ids_are_stored_once_under_their_content_id,
 );
 
 fn ev(v: serde_json::Value) -> Event {
@@ -77,10 +79,22 @@ fn sample() -> Vec<Event> {
     ]
 }
 
+/// `e` as the store keeps it: with its client id, else its content id.
+fn as_stored(e: &Event) -> Event {
+    let mut e = e.clone();
+    if e.id.is_none() {
+        e.id = Some(siyu_store::content_id(
+            &siyu_store::EventRow::new(&e).unwrap(),
+        ));
+    }
+    e
+}
+
 pub fn append_and_scan_round_trip_every_field(b: &dyn Backend) {
     let mut s = b.open();
     let events = sample();
     let n = events.len() as u64;
+    let events: Vec<Event> = events.iter().map(as_stored).collect();
     assert_eq!(s.append(&events).unwrap(), new_offsets(1..=n));
     let back = s.scan(0, 100).unwrap();
     assert_eq!(offsets(&back), (1..=n).collect::<Vec<_>>());
@@ -761,7 +775,7 @@ pub fn everything_survives_reopen(b: &dyn Backend) {
         .into_iter()
         .map(|e| e.event)
         .collect();
-    assert_eq!(stored, events);
+    assert_eq!(stored, events.iter().map(as_stored).collect::<Vec<_>>());
     assert_eq!(s.last_offset().unwrap(), events.len() as u64);
     assert_eq!(s.merges_of(&[id("douyin:x")]).unwrap(), merges);
     assert_eq!(s.audit_log(10).unwrap()[0].action, "erase_person");
@@ -1032,4 +1046,88 @@ pub fn group_events_are_read_by_group_and_time(b: &dyn Backend) {
     assert_eq!(got, vec![1790000100, 1790000200]);
     assert_eq!(s.group_events("g1", 0, i64::MAX).unwrap().len(), 3);
     assert!(s.group_events("g9", 0, i64::MAX).unwrap().is_empty());
+}
+
+/// A row for every column of `table`: distinct per `i`, nulls where
+/// allowed on odd rows.
+fn synthetic_row(
+    table: &siyu_store::dump::Table,
+    i: i64,
+) -> serde_json::Map<String, serde_json::Value> {
+    use siyu_store::dump::Kind;
+    table
+        .columns
+        .iter()
+        .map(|c| {
+            let v = match c.kind {
+                _ if c.nullable && i % 2 == 1 => serde_json::Value::Null,
+                Kind::Int if c.name == "id" => json!(100 + i),
+                Kind::Int => json!(1_780_000_000 + i),
+                Kind::Text if c.name == "detail" => json!(format!("{{\"n\":{i}}}")),
+                Kind::Text if c.name == "state" => json!("{}"),
+                Kind::Text => json!(format!("{}-{i}", c.name)),
+            };
+            (c.name.to_string(), v)
+        })
+        .collect()
+}
+
+pub fn side_tables_restore_exactly_and_ids_continue_after_them(b: &dyn Backend) {
+    use siyu_store::dump::SIDE_TABLES;
+    let mut s = b.open();
+    assert!(s.is_empty_store().unwrap());
+    for table in SIDE_TABLES {
+        // Every listed column exists: the empty table reads.
+        assert!(
+            s.side_table_rows(table).unwrap().is_empty(),
+            "{}",
+            table.name
+        );
+        let rows: Vec<_> = (0..3).map(|i| synthetic_row(table, i)).collect();
+        s.restore_side_table(table, &rows).unwrap();
+        assert_eq!(s.side_table_rows(table).unwrap(), rows, "{}", table.name);
+        assert!(!s.is_empty_store().unwrap());
+    }
+    // The store's id generators continue after the restored ids.
+    let id = s.audit(&erase_audit()).unwrap();
+    assert_eq!(id, 103);
+    // A row that does not fit is refused, naming the table, row and column.
+    let audit = siyu_store::dump::side_table("audit").unwrap();
+    let mut bad = synthetic_row(audit, 9);
+    bad.insert("at".into(), json!("yesterday"));
+    let err = s.restore_side_table(audit, &[bad]).unwrap_err().to_string();
+    assert!(
+        err.contains("audit row 0: `at` must be an integer"),
+        "{err}"
+    );
+    // A key that exists fails the whole batch.
+    let rows = vec![synthetic_row(audit, 50), synthetic_row(audit, 0)];
+    assert!(s.restore_side_table(audit, &rows).is_err());
+    assert_eq!(s.side_table_rows(audit).unwrap().len(), 4);
+}
+
+pub fn events_without_ids_are_stored_once_under_their_content_id(b: &dyn Backend) {
+    let mut s = b.open();
+    let mut plain = sample();
+    for e in &mut plain {
+        e.id = None;
+    }
+    let n = plain.len() as u64;
+    assert_eq!(s.append(&plain).unwrap(), new_offsets(1..=n));
+    // Again, and from another opener: every one is a duplicate.
+    let duplicates: Vec<Appended> = (1..=n).map(Appended::Duplicate).collect();
+    assert_eq!(s.append(&plain).unwrap(), duplicates);
+    assert_eq!(b.open().append(&plain).unwrap(), duplicates);
+    let stored = s.scan(0, 100).unwrap();
+    for (e, stored) in plain.iter().zip(&stored) {
+        let id = stored.event.id.clone().unwrap();
+        assert!(id.starts_with("c:") && id.len() == 34, "{id}");
+        let mut with_id = e.clone();
+        with_id.id = Some(id);
+        assert_eq!(stored.event, with_id);
+    }
+    // One field apart is another event.
+    let mut other = plain[0].clone();
+    other.ts += 1;
+    assert_eq!(s.append(&[other]).unwrap(), vec![Appended::New(n + 1)]);
 }

@@ -6,6 +6,7 @@ mod bulk_crash;
 mod cli;
 mod crash;
 mod demo;
+mod export;
 mod fd_limit;
 mod live_import;
 mod orders;
