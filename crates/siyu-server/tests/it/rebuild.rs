@@ -20,7 +20,9 @@ fn background(batch: usize, n: usize) -> String {
         .map(|i| {
             format!(
                 r#"{{"ts":{},"identity":"douyin:bg{}","type":"touch"}}"#,
-                1_790_000_000 + i,
+                // Each event its own second: events without an id are
+                // stored under their content id, so equal ones are one.
+                1_790_000_000 + batch * n + i,
                 (batch * n + i) % 5_000
             )
         })
