@@ -165,10 +165,12 @@ pub fn content_id(r: &EventRow<'_>) -> String {
     field(b'p', r.properties.as_deref().map(str::as_bytes));
     field(b'T', r.traits.as_deref().map(str::as_bytes));
     let digest = h.finalize();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = String::with_capacity(34);
     id.push_str("c:");
     for b in &digest[..16] {
-        id.push_str(&format!("{b:02x}"));
+        id.push(HEX[(b >> 4) as usize] as char);
+        id.push(HEX[(b & 15) as usize] as char);
     }
     id
 }

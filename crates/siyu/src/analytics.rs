@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use siyu_automation::schedule;
 use siyu_commerce::spend;
 use siyu_domain::{duration, EventType, DAY};
+use siyu_engine::rfm::{layer_report, RfmSource, RfmThresholds};
 use siyu_engine::scan::{self, FunnelStep};
 use siyu_engine::{analytics, Engine, RawEvent};
 use siyu_server::zone::{self, DateRange, LocalWeeks};
@@ -73,6 +74,19 @@ pub enum Question {
         convert_within: i64,
         #[arg(long, default_value_t = 10)]
         top: usize,
+    },
+    /// The eight RFM value layers (重要价值客户 … 一般挽留客户): persons,
+    /// revenue, their shares and revenue per person against the average
+    /// buyer, under the workspace's thresholds (PUT /v1/settings/rfm), else
+    /// the buyers' medians; each flag given replaces one threshold.
+    RfmLayers {
+        #[arg(long)]
+        recency_days: Option<u32>,
+        #[arg(long)]
+        frequency: Option<u32>,
+        /// Net spend in cents.
+        #[arg(long)]
+        monetary_cents: Option<i64>,
     },
     /// Channel ROI: spend (saved with PUT /v1/spend) against first-touch revenue.
     Roi,
@@ -157,6 +171,57 @@ pub fn run(args: AnalyticsArgs) -> Result<()> {
                         let _ = writeln!(out, "{},{},{},{n}", r + 1, f + 1, m + 1);
                     }
                 }
+            }
+        }
+        Question::RfmLayers {
+            recency_days,
+            frequency,
+            monetary_cents,
+        } => {
+            let setting = siyu_server::rfm::stored(store.as_mut())?;
+            let basis = siyu_server::rfm::basis(setting, &engine, now);
+            let from = match &basis {
+                None => "nobody has purchased",
+                Some(b) if matches!(b.source, RfmSource::Setting) => "the workspace setting",
+                Some(_) => "the buyers' medians",
+            };
+            let base = basis.map_or(
+                RfmThresholds {
+                    recency_days: 0,
+                    frequency: 0,
+                    monetary_cents: 0,
+                },
+                |b| b.thresholds,
+            );
+            let t = RfmThresholds {
+                recency_days: recency_days.unwrap_or(base.recency_days),
+                frequency: frequency.unwrap_or(base.frequency),
+                monetary_cents: monetary_cents.unwrap_or(base.monetary_cents),
+            };
+            t.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let tried = recency_days.is_some() || frequency.is_some() || monetary_cents.is_some();
+            eprintln!(
+                "thresholds: recent within {} days, frequent over {} purchases, high value over {} cents ({})",
+                t.recency_days,
+                t.frequency,
+                t.monetary_cents,
+                if tried { "given on the command line" } else { from }
+            );
+            let report = layer_report(&engine, now, &t);
+            out.push_str("layer,name,persons,share_of_persons,revenue_cents,share_of_revenue,revenue_per_person_cents,ratio_to_average\n");
+            for l in &report.layers {
+                let _ = writeln!(
+                    out,
+                    "{},{},{},{:.4},{},{:.4},{},{:.2}",
+                    l.layer.key(),
+                    l.name,
+                    l.persons,
+                    l.share_of_persons,
+                    l.revenue_cents,
+                    l.share_of_revenue,
+                    l.revenue_per_person_cents,
+                    l.ratio_to_average
+                );
             }
         }
         Question::Funnel {

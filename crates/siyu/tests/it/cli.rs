@@ -295,6 +295,43 @@ fn analytics_answer_from_the_store() {
         run(&["funnel", "--to", "2026-08-31"]),
         "channel,entered,friended,converted\n"
     );
+    // The one buyer (¥129, 18 days before --now, one purchase) under
+    // given thresholds is an important-value customer; the eight layers
+    // are listed, empty ones included.
+    let layers = run(&[
+        "rfm-layers",
+        "--recency-days",
+        "30",
+        "--frequency",
+        "0",
+        "--monetary-cents",
+        "10000",
+    ]);
+    let lines: Vec<&str> = layers.lines().collect();
+    assert_eq!(lines.len(), 9, "{layers}");
+    assert_eq!(
+        lines[1],
+        "important_value,重要价值客户,1,1.0000,12900,1.0000,12900,1.00"
+    );
+    assert!(
+        lines[8].starts_with("general_win_back,一般挽留客户,0,"),
+        "{layers}"
+    );
+    // Recency 10 days: the same buyer, frequent and high value but not
+    // recent, is one to keep (重要保持).
+    let layers = run(&[
+        "rfm-layers",
+        "--recency-days",
+        "10",
+        "--frequency",
+        "0",
+        "--monetary-cents",
+        "10000",
+    ]);
+    assert!(
+        layers.contains("\nimportant_keep,重要保持客户,1,1.0000,12900,"),
+        "{layers}"
+    );
     let bad_range = siyu()
         .arg("analytics")
         .arg("--data-dir")
