@@ -2,8 +2,7 @@
 //! password hash and a role. Hashing and verifying are CPU-heavy: callers
 //! on the async runtime run these functions in `spawn_blocking`.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use siyu_store::Store;
@@ -90,7 +89,7 @@ pub fn validate_password(password: &str) -> Result<(), AccountError> {
 /// `n` bytes from the OS generator (`getrandom`).
 pub fn random_bytes<const N: usize>() -> std::io::Result<[u8; N]> {
     let mut bytes = [0u8; N];
-    getrandom::getrandom(&mut bytes)
+    getrandom::fill(&mut bytes)
         .map_err(|e| std::io::Error::other(format!("the OS random generator failed: {e}")))?;
     Ok(bytes)
 }
@@ -101,23 +100,18 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// An argon2id PHC string for `password` (slow: call off the runtime).
 pub fn hash_password(password: &str) -> Result<String, AccountError> {
-    let salt = SaltString::encode_b64(&random_bytes::<16>()?)
-        .map_err(|e| AccountError::Hash(e.to_string()))?;
+    let salt = random_bytes::<16>()?;
     Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
+        .hash_password_with_salt(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| AccountError::Hash(e.to_string()))
 }
 
 /// Whether `password` matches the PHC string (slow: call off the runtime).
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    Argon2::default()
+        .verify_password(password.as_bytes(), phc)
+        .is_ok()
 }
 
 /// A fixed hash verified when a login does not exist, so an unknown login

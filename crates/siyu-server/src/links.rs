@@ -29,7 +29,7 @@
 //! made in that form. Legacy content links still redirect but record no
 //! view; legacy live-code `?identity=` links no longer reserve anything.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use siyu_console::accounts::hex;
 use siyu_store::Store;

@@ -17,7 +17,7 @@
 //!   the same name), not reversible, and someone holding the secret and a
 //!   candidate identity can still answer "was this person erased?".
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use siyu_console::accounts::{hex, random_bytes};
