@@ -156,7 +156,7 @@ async function rudderNode(url, key, P) {
   return errors;
 }
 
-async function analyticsNext(url, key, P, shop) {
+async function analyticsNext(url, key, P, shop, batching = false) {
   const { chromium } = require('playwright-core');
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox'] });
   const errors = [];
@@ -176,9 +176,11 @@ async function analyticsNext(url, key, P, shop) {
     }
     await page.goto(`${shop}/?utm_source=Xiaohongshu&utm_medium=social&utm_campaign=double11`);
     const host = new URL(url).host;
-    const result = await page.evaluate(async ({ key, host, P }) => {
+    const result = await page.evaluate(async ({ key, host, P, batching }) => {
       const { AnalyticsBrowser } = window.AnalyticsNext;
       const seg = { apiKey: key, apiHost: `${host}/v1`, protocol: 'http' };
+      // Batching: messages go together to /v1/b (`{batch, sentAt, writeKey}`).
+      if (batching) seg.deliveryStrategy = { strategy: 'batching', config: { size: 50, timeout: 200 } };
       const [analytics] = await AnalyticsBrowser.load(
         { writeKey: key, cdnSettings: { integrations: { 'Segment.io': seg } } },
         { integrations: { 'Segment.io': seg } },
@@ -197,7 +199,8 @@ async function analyticsNext(url, key, P, shop) {
       note('screen')(await analytics.screen('App', 'Cart', { items: 2 }));
       note('group')(await analytics.group(`${P}-g`, { name: 'Acme', plan: 'pro' }));
       return failed;
-    }, { key, host, P });
+    }, { key, host, P, batching });
+    if (batching) await page.waitForTimeout(600); // the batch's timeout, then its request
     errors.push(...result);
   } finally {
     await browser.close();
@@ -254,6 +257,7 @@ try {
     ['@segment/analytics-node (defaults)', (P) => segmentNode(url, ingest, P)],
     ['@rudderstack/rudder-sdk-node (defaults: gzip)', (P) => rudderNode(url, ingest, P)],
     ['@segment/analytics-next (Chromium, CORS)', (P) => analyticsNext(url, web, P, shop.origin)],
+    ['@segment/analytics-next (Chromium, batching)', (P) => analyticsNext(url, web, P, shop.origin, true)],
   ];
   const only = process.env.SDK_ONLY;
   for (const [i, [name, send]] of sdks.entries()) {

@@ -50,6 +50,11 @@ pub enum KeysCommand {
         /// key could do before scopes).
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
+        /// A web origin (`https://shop.example`, or `*`) whose pages may
+        /// send events with this key from the browser (repeat for several);
+        /// only for a key with exactly `--scope ingest`.
+        #[arg(long = "origin", value_name = "ORIGIN")]
+        origins: Vec<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -190,6 +195,7 @@ pub fn keys(cmd: KeysCommand) -> Result<()> {
         KeysCommand::Create {
             name,
             scopes,
+            origins,
             store,
         } => {
             use siyu_server::auth::Scopes;
@@ -200,10 +206,11 @@ pub fn keys(cmd: KeysCommand) -> Result<()> {
                     .map_err(|e| anyhow::anyhow!("--scope: {e}"))?
             };
             let mut s = store.open()?;
-            let key = siyu_server::auth::create_key(
+            let key = siyu_server::auth::create_key_for_origins(
                 s.as_mut(),
                 &name,
                 scopes,
+                &origins,
                 siyu_server::writer::wall_clock(),
             )
             .context("creating the key")?;
