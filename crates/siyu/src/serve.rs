@@ -215,8 +215,13 @@ pub fn keys(cmd: KeysCommand) -> Result<()> {
             )
             .context("creating the key")?;
             println!("{key}");
+            let from = if origins.is_empty() {
+                String::new()
+            } else {
+                format!(", usable from browsers on {}", origins.join(", "))
+            };
             eprintln!(
-                "key `{name}` created with scopes {}; it is shown only once",
+                "key `{name}` created with scopes {}{from}; it is shown only once",
                 scopes.names().join(", ")
             );
             Ok(())
