@@ -405,7 +405,8 @@ pub fn create_key(
 }
 
 /// Checks a key's browser origins: each `scheme://host[:port]` (no path)
-/// or `*`; only an ingest-only key may have any ([`browser_check`]).
+/// or `*`; only an ingest-only key may have any
+/// ([`crate::browser::browser_check`]).
 pub fn check_origins(scopes: Scopes, origins: &[String]) -> Result<(), String> {
     if origins.is_empty() {
         return Ok(());
