@@ -2,13 +2,21 @@
 //!
 //! Identities are the keys of the identity graph; a person is reachable by
 //! every one of them, so they are validated once, here, and never again.
+//!
+//! The id part is Unicode (`user:王@例子.cn`, `user:42`): a brand's user ids
+//! are whatever its systems use. Refused are only the characters that
+//! break the `channel:id` form where identities travel: whitespace and
+//! control characters (a token in logs, paths and CSV lines), `,` and `"`
+//! (CSV fields). The channel part stays lowercase ASCII: it is a name
+//! segments and reports compare.
 
 use std::fmt;
 
 /// Longest identity accepted, in bytes.
 pub const MAX_IDENTITY_LEN: usize = 256;
 
-/// A validated `channel:id` identity (ASCII, no whitespace or control bytes).
+/// A validated `channel:id` identity (channel: lowercase ASCII; id: Unicode
+/// without whitespace, control characters, `,` or `"`).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct Identity(String);
@@ -26,7 +34,7 @@ pub enum IdentityError {
     BadChannel(String),
     #[error("identity is longer than {MAX_IDENTITY_LEN} bytes")]
     TooLong,
-    #[error("identity `{0}` contains a space, comma, quote or control character")]
+    #[error("identity `{0}` contains whitespace, a comma, a double quote or a control character after the channel; those break the `channel:id` form (any other Unicode is accepted)")]
     BadByte(String),
 }
 
@@ -70,9 +78,9 @@ pub fn check(s: &str) -> Result<(), IdentityError> {
     if id.is_empty() {
         return Err(IdentityError::EmptyId(s.to_string()));
     }
-    if !id
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && b != b',' && b != b'"')
+    if id
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == '"')
     {
         return Err(IdentityError::BadByte(s.escape_debug().to_string()));
     }
@@ -103,6 +111,13 @@ mod tests {
     }
 
     #[test]
+    fn ids_are_unicode() {
+        for s in ["user:王@例子.cn", "user:42", "anon:ñandú-🙂", "user:a:b"] {
+            assert_eq!(Identity::parse(s).unwrap().as_str(), s);
+        }
+    }
+
+    #[test]
     fn rejects_what_is_not_an_identity() {
         assert_eq!(Identity::parse(""), Err(IdentityError::Empty));
         assert!(matches!(
@@ -127,6 +142,10 @@ mod tests {
         ));
         assert!(matches!(
             Identity::parse("wecom:a,b"),
+            Err(IdentityError::BadByte(_))
+        ));
+        assert!(matches!(
+            Identity::parse("user:a\u{3000}b"),
             Err(IdentityError::BadByte(_))
         ));
         assert_eq!(

@@ -292,7 +292,7 @@ pub fn caller(state: &AppState, headers: &HeaderMap) -> Caller {
     }
     let keys = state.0.keys.read().unwrap_or_else(|e| e.into_inner());
     match keys.get(&hash_key(&given)) {
-        Some(scopes) => Caller::Key(*scopes),
+        Some(grant) => Caller::Key(grant.scopes),
         None => Caller::Unknown,
     }
 }
@@ -350,7 +350,9 @@ pub fn authorize(state: &AppState, headers: &HeaderMap, access: Access) -> Resul
 }
 
 /// The one authorization layer: looks up the matched route's declared
-/// access and refuses the request unless the caller has it.
+/// access and refuses the request unless the caller has it. On ingest
+/// routes a key may come in the body (`writeKey`), and a browser's request
+/// obeys the key's origins (`crate::browser`).
 pub async fn enforce(
     State((state, table)): State<(AppState, Arc<AccessTable>)>,
     request: Request,
@@ -360,7 +362,23 @@ pub async fn enforce(
         Some(path) => table.get(request.method(), path.as_str()),
         None => Access::Undeclared,
     };
-    match authorize(&state, request.headers(), access) {
+    let request = if access == Access::Key(Scope::Ingest) {
+        // analytics.js may carry its key in the body only (`writeKey`).
+        match crate::browser::write_key_from_body(&state, request).await {
+            Ok(r) => r,
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        request
+    };
+    let checked = authorize(&state, request.headers(), access).and_then(|()| {
+        if access == Access::Key(Scope::Ingest) {
+            crate::browser::browser_check(&state, request.headers())
+        } else {
+            Ok(())
+        }
+    });
+    match checked {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
     }
@@ -383,37 +401,112 @@ pub fn create_key(
     scopes: Scopes,
     now: i64,
 ) -> anyhow::Result<String> {
+    create_key_for_origins(store, name, scopes, &[], now)
+}
+
+/// Checks a key's browser origins: each `scheme://host[:port]` (no path)
+/// or `*`; only an ingest-only key may have any
+/// ([`crate::browser::browser_check`]).
+pub fn check_origins(scopes: Scopes, origins: &[String]) -> Result<(), String> {
+    if origins.is_empty() {
+        return Ok(());
+    }
+    if scopes != Scopes::of(&[Scope::Ingest]) {
+        return Err(format!(
+            "origins: only a key with exactly the `ingest` scope may be used from browsers (its key is public in the page); this key has {}",
+            scopes.names().join(", ")
+        ));
+    }
+    if origins.len() > 64 {
+        return Err("origins: at most 64 per key".into());
+    }
+    for o in origins {
+        let ok = o == "*"
+            || ((o.starts_with("https://") || o.starts_with("http://"))
+                && o.len() <= 256
+                && !o.ends_with('/')
+                && o.split_once("://").is_some_and(|(_, rest)| {
+                    !rest.is_empty() && !rest.contains(['/', '?', '#', ' '])
+                }));
+        if !ok {
+            return Err(format!(
+                "origins: `{o}` is not an origin; write `https://shop.example` (scheme, host and port, no path) or `*`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Creates and saves a key with `scopes`, usable from browsers on
+/// `origins` (see [`check_origins`]); returns the key (shown once).
+pub fn create_key_for_origins(
+    store: &mut dyn Store,
+    name: &str,
+    scopes: Scopes,
+    origins: &[String],
+    now: i64,
+) -> anyhow::Result<String> {
     if name.is_empty() || name.len() > 64 {
         anyhow::bail!("key name must be 1..64 characters");
     }
     if scopes == Scopes::NONE {
         anyhow::bail!("a key needs at least one scope");
     }
+    check_origins(scopes, origins).map_err(anyhow::Error::msg)?;
     let key = new_key()?;
-    store.put_setting(
-        &format!("write_key/{}", hash_key(&key)),
-        Some(&serde_json::json!({"name": name, "created_at": now, "scopes": scopes.names()})),
-    )?;
+    let mut record = serde_json::json!({"name": name, "created_at": now, "scopes": scopes.names()});
+    if !origins.is_empty() {
+        record["origins"] = serde_json::json!(origins);
+    }
+    store.put_setting(&format!("write_key/{}", hash_key(&key)), Some(&record))?;
     store.audit(&siyu_store::AuditRecord {
         id: 0,
         at: now,
         action: "write_key_created".into(),
         subject: name.into(),
-        detail: serde_json::json!({"scopes": scopes.names()}),
+        detail: serde_json::json!({"scopes": scopes.names(), "origins": origins}),
     })?;
     Ok(key)
 }
 
-/// Every saved key: hash → scopes. A key whose row cannot be read is
+/// What one stored key grants: its scopes, and the web origins a browser
+/// may use it from (`origins`: `https://shop.example`, or `*`; only for
+/// ingest-only keys, see `crate::browser`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyGrant {
+    pub scopes: Scopes,
+    pub origins: Vec<String>,
+}
+
+impl KeyGrant {
+    /// The grant of a stored key record.
+    pub fn of_record(record: &Value) -> KeyGrant {
+        KeyGrant {
+            scopes: Scopes::of_record(record),
+            origins: record
+                .get("origins")
+                .and_then(Value::as_array)
+                .map(|list| {
+                    list.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Every saved key: hash → what it grants. A key whose row cannot be read is
 /// logged and left out (it stops working) instead of stopping the start-up.
-pub fn load_keys(store: &mut dyn Store) -> anyhow::Result<HashMap<String, Scopes>> {
+pub fn load_keys(store: &mut dyn Store) -> anyhow::Result<HashMap<String, KeyGrant>> {
     let (keys, _unreadable) = crate::quarantine::readable(store.list_settings_each("write_key/")?);
     Ok(keys
         .into_iter()
         .map(|(k, v)| {
             (
                 k.trim_start_matches("write_key/").to_string(),
-                Scopes::of_record(&v),
+                KeyGrant::of_record(&v),
             )
         })
         .collect())

@@ -146,18 +146,120 @@ fn str_field<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
     m.get(k).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
-/// The main identity of a Segment message.
-fn main_identity(m: &Map<String, Value>) -> Result<String, WireError> {
-    if let Some(u) = str_field(m, "userId") {
-        return Ok(format!("user:{u}"));
+/// An id field of a Segment message (`userId`, `anonymousId`,
+/// `previousId`, `groupId`): a non-empty string, or a number (`42`) as
+/// its decimal text. Absent, null or "" is `None`.
+fn id_field(m: &Map<String, Value>, field: &'static str) -> Result<Option<String>, WireError> {
+    match m.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(WireError {
+            field,
+            message: format!("`{field}` must be a string or a number"),
+        }),
     }
-    if let Some(a) = str_field(m, "anonymousId") {
-        return Ok(format!("anon:{a}"));
+}
+
+/// What the request around a Segment message tells its mapping.
+pub struct Received<'a> {
+    /// When the request arrived, epoch milliseconds (`receivedAt`).
+    pub at_ms: i64,
+    /// The batch's own `sentAt`, for messages without one.
+    pub batch_sent_at: Option<&'a Value>,
+    /// The batch's `context`, for messages without one.
+    pub batch_context: Option<&'a Value>,
+    /// The client's address, kept as `context.ip` when a message has none.
+    pub client_ip: Option<String>,
+    /// Whether an identity is already known (stored, or earlier in the
+    /// request): how `alias` tells a previous userId from an anonymousId.
+    pub known: &'a dyn Fn(&str) -> bool,
+}
+
+impl Received<'_> {
+    /// A request at `at_ms` knowing no identity (tests, one-off mapping).
+    pub fn at(at_ms: i64) -> Received<'static> {
+        Received {
+            at_ms,
+            batch_sent_at: None,
+            batch_context: None,
+            client_ip: None,
+            known: &|_| false,
+        }
     }
-    Err(WireError {
-        field: "userId",
-        message: "a Segment message needs userId or anonymousId".into(),
-    })
+}
+
+/// A Segment time: an ISO 8601 / RFC 3339 string (fractions kept to the
+/// millisecond), or a number: epoch milliseconds when at least 10^11
+/// (what JavaScript's `Date.now()` gives), else epoch seconds.
+fn time_ms(field: &'static str, v: &Value) -> Result<Option<i64>, WireError> {
+    let bad = || {
+        WireError {
+        field,
+        message: format!("`{field}` must be an ISO 8601 time like 2026-10-31T08:00:00.123Z, or epoch seconds or milliseconds"),
+    }
+    };
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) if s.is_empty() => Ok(None),
+        Value::String(s) => {
+            let secs = siyu_domain::time::parse_rfc3339(s).ok_or_else(bad)?;
+            // Milliseconds: the digits after the seconds' `.`, if any.
+            let frac = s
+                .get(19..)
+                .and_then(|t| t.strip_prefix('.'))
+                .map(|t| {
+                    let digits: String = t.chars().take_while(char::is_ascii_digit).collect();
+                    format!("{digits:0<3}")[..3].parse::<i64>().unwrap_or(0)
+                })
+                .unwrap_or(0);
+            Ok(Some(secs * 1000 + frac))
+        }
+        Value::Number(n) => {
+            let x = n.as_f64().ok_or_else(bad)?;
+            if !x.is_finite() {
+                return Err(bad());
+            }
+            Ok(Some(if x.abs() >= 1e11 {
+                x as i64
+            } else {
+                (x * 1000.0) as i64
+            }))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// The event time of a message, per the Segment spec: the client's time
+/// (`originalTimestamp`, else `timestamp`) corrected for the client's
+/// clock skew when it says when it sent the message (`sentAt`, its own or
+/// the batch's): `receivedAt - (sentAt - client time)`. Without a client
+/// time: `receivedAt`. Epoch seconds (floored).
+fn event_time(m: &Map<String, Value>, r: &Received) -> Result<i64, WireError> {
+    let original = match m.get("originalTimestamp") {
+        Some(v) => time_ms("originalTimestamp", v)?,
+        None => None,
+    };
+    let client = match original {
+        Some(t) => Some(t),
+        None => match m.get("timestamp") {
+            Some(v) => time_ms("timestamp", v)?,
+            None => None,
+        },
+    };
+    let Some(client) = client else {
+        return Ok(r.at_ms.div_euclid(1000));
+    };
+    let sent = match m.get("sentAt").or(r.batch_sent_at) {
+        Some(v) => time_ms("sentAt", v)?,
+        None => None,
+    };
+    let ms = match sent {
+        Some(sent) => client + (r.at_ms - sent),
+        None => client,
+    };
+    Ok(ms.div_euclid(1000))
 }
 
 fn siyu_type_of(event: &str) -> Option<&'static str> {
@@ -180,9 +282,66 @@ fn cents(props: &Map<String, Value>) -> Option<i64> {
     Some((yuan * 100.0).round() as i64)
 }
 
-/// Converts one Segment message (`type` track/identify/alias/page/screen)
-/// into siyu events, or the reason it cannot be.
-pub fn segment_message(v: &Value, kind: Option<&str>, now: i64) -> Result<Vec<Event>, WireError> {
+/// The parts of `context` kept on every event (under
+/// `properties.context`): where it came from (page, referrer, UTM
+/// `campaign`), who sent it (`ip`, `userAgent`: anti-fraud), `locale`,
+/// `timezone` and `library`. The rest (device details, screen …) is not
+/// kept: `properties` is bounded.
+const CONTEXT_KEPT: [&str; 9] = [
+    "ip",
+    "userAgent",
+    "page",
+    "campaign",
+    "referrer",
+    "locale",
+    "timezone",
+    "library",
+    "app",
+];
+
+fn kept_context(context: Option<&Value>, client_ip: Option<&str>) -> Map<String, Value> {
+    let mut kept = Map::new();
+    if let Some(Value::Object(c)) = context {
+        for k in CONTEXT_KEPT {
+            if let Some(v) = c.get(k).filter(|v| !v.is_null()) {
+                kept.insert(k.to_string(), v.clone());
+            }
+        }
+    }
+    if !kept.contains_key("ip") {
+        if let Some(ip) = client_ip {
+            kept.insert("ip".into(), Value::from(ip));
+        }
+    }
+    kept
+}
+
+/// The channel of a message: `properties.channel` if it is a channel
+/// name, else the UTM source (`context.campaign.source`, lowercased) if it
+/// is one, else none (the identity's channel).
+fn channel_of(props: &Map<String, Value>, context: &Map<String, Value>) -> Option<String> {
+    let named = props
+        .get("channel")
+        .and_then(Value::as_str)
+        .filter(|c| siyu_domain::Channel::is_valid(c))
+        .map(str::to_string);
+    named.or_else(|| {
+        context
+            .get("campaign")
+            .and_then(|c| c.get("source"))
+            .and_then(Value::as_str)
+            .map(|s| s.trim().to_lowercase())
+            .filter(|s| siyu_domain::Channel::is_valid(s))
+    })
+}
+
+/// Converts one Segment message (`type` track, identify, alias, page,
+/// screen or group) into siyu events, or the reason it cannot be.
+pub fn segment_message(
+    v: &Value,
+    kind: Option<&str>,
+    r: &Received,
+) -> Result<Vec<Event>, WireError> {
     let Value::Object(m) = v else {
         return Err(WireError {
             field: "event",
@@ -190,32 +349,46 @@ pub fn segment_message(v: &Value, kind: Option<&str>, now: i64) -> Result<Vec<Ev
         });
     };
     let kind = kind.or_else(|| str_field(m, "type")).unwrap_or("track");
-    let ts = match m.get("timestamp") {
-        Some(Value::String(s)) => Value::String(s.clone()),
-        _ => Value::from(now),
-    };
+    if !matches!(
+        kind,
+        "track" | "page" | "screen" | "identify" | "alias" | "group"
+    ) {
+        return Err(WireError {
+            field: "type",
+            message: format!("Segment message type `{kind}` is not supported; use track, identify, alias, page, screen or group"),
+        });
+    }
+    let ts = event_time(m, r)?;
     let id = str_field(m, "messageId");
-    let identity = main_identity(m).or_else(|e| {
-        if kind == "alias" {
-            str_field(m, "userId").map(|u| format!("user:{u}")).ok_or(e)
-        } else {
-            Err(e)
-        }
+    let user = id_field(m, "userId")?.map(|u| format!("user:{u}"));
+    let anon = id_field(m, "anonymousId")?.map(|a| format!("anon:{a}"));
+    let identity = user.clone().or_else(|| anon.clone()).ok_or(WireError {
+        field: "userId",
+        message: "a Segment message needs userId or anonymousId (a string or a number)".into(),
     })?;
-    let props = m
+    let mut props = m
         .get("properties")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let channel = props
-        .get("channel")
-        .and_then(Value::as_str)
-        .filter(|c| siyu_domain::Channel::parse(c).is_some())
-        .map(str::to_string);
+    let context = kept_context(m.get("context").or(r.batch_context), r.client_ip.as_deref());
+    let channel = channel_of(&props, &context);
+    if !props.contains_key("campaign") {
+        if let Some(name) = context.get("campaign").and_then(|c| c.get("name")) {
+            props.insert("campaign".into(), name.clone());
+        }
+    }
     let mut base = json!({"ts": ts, "identity": identity});
     if let Some(c) = &channel {
         base["channel"] = Value::from(c.as_str());
     }
+    // `context` rides on every event of the message, beside its properties.
+    let with_context = |mut p: Map<String, Value>| {
+        if !context.is_empty() {
+            p.insert("context".into(), Value::Object(context.clone()));
+        }
+        Value::Object(p)
+    };
     let mut raw: Vec<Value> = Vec::new();
     let with_id = |mut e: Value, suffix: &str| {
         if let Some(id) = id {
@@ -227,9 +400,20 @@ pub fn segment_message(v: &Value, kind: Option<&str>, now: i64) -> Result<Vec<Ev
         "track" | "page" | "screen" => {
             let name = match kind {
                 "track" => str_field(m, "event")
-                    .ok_or(WireError { field: "event", message: "track needs `event`, the event name".into() })?
+                    .ok_or(WireError {
+                        field: "event",
+                        message: "track needs `event`, the event name".into(),
+                    })?
                     .to_string(),
-                other => format!("{other}_viewed"),
+                other => {
+                    // A page's or screen's own name and category.
+                    for k in ["name", "category"] {
+                        if let Some(v) = m.get(k).filter(|v| !v.is_null()) {
+                            props.entry(k).or_insert_with(|| v.clone());
+                        }
+                    }
+                    format!("{other}_viewed")
+                }
             };
             let mut e = base.clone();
             match siyu_type_of(&name) {
@@ -257,34 +441,94 @@ pub fn segment_message(v: &Value, kind: Option<&str>, now: i64) -> Result<Vec<Ev
                 None => {
                     e["type"] = Value::from("custom");
                     e["name"] = Value::from(name);
-                    e["properties"] = Value::Object(props.clone());
                 }
             }
+            e["properties"] = with_context(props.clone());
             raw.push(with_id(e, ""));
         }
         "identify" => {
             let mut e = base.clone();
             e["type"] = Value::from("identify");
-            e["traits"] = m.get("traits").cloned().unwrap_or_else(|| json!({}));
-            if let (Some(_), Some(a)) = (str_field(m, "userId"), str_field(m, "anonymousId")) {
-                e["ref"] = Value::from(format!("anon:{a}"));
+            // `traits`, over `context.traits` (where RudderStack's SDKs
+            // put them).
+            let mut traits = m
+                .get("context")
+                .and_then(|c| c.get("traits"))
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            match m.get("traits") {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(t)) => traits.extend(t.clone()),
+                Some(_) => {
+                    return Err(WireError {
+                        field: "traits",
+                        message: "identify traits must be an object".into(),
+                    })
+                }
             }
+            e["traits"] = Value::Object(traits);
+            if let (Some(_), Some(a)) = (&user, &anon) {
+                e["ref"] = Value::from(a.as_str());
+            }
+            e["properties"] = with_context(props.clone());
             raw.push(with_id(e, ""));
         }
         "alias" => {
-            let prev = str_field(m, "previousId")
-                .ok_or(WireError { field: "previousId", message: "alias needs previousId".into() })?;
+            let prev = id_field(m, "previousId")?
+                .ok_or(WireError { field: "previousId", message: "alias needs previousId (the id the person had before: a userId or an anonymousId)".into() })?;
+            // previousId is either kind of id: the message's own
+            // anonymousId, else whichever is known, else a userId.
+            let as_user = format!("user:{prev}");
+            let as_anon = format!("anon:{prev}");
+            let previous = if anon.as_deref() == Some(as_anon.as_str()) {
+                as_anon
+            } else if (r.known)(&as_user) {
+                as_user
+            } else if (r.known)(&as_anon) {
+                as_anon
+            } else {
+                as_user
+            };
             let mut e = base.clone();
+            e["identity"] = Value::from(user.clone().unwrap_or(identity.clone()));
             e["type"] = Value::from("identify");
-            e["ref"] = Value::from(format!("anon:{prev}"));
+            e["ref"] = Value::from(previous);
+            e["properties"] = with_context(props.clone());
             raw.push(with_id(e, ""));
         }
-        other => {
-            return Err(WireError {
-                field: "type",
-                message: format!("Segment message type `{other}` is not supported; use track, identify, alias, page or screen"),
-            })
+        _ => {
+            // group: the group's id and traits become the person's traits
+            // `group_id` and `group` (the last group a person was put in).
+            let gid = id_field(m, "groupId")?.ok_or(WireError {
+                field: "groupId",
+                message: "group needs groupId".into(),
+            })?;
+            let mut group = match m.get("traits") {
+                None | Some(Value::Null) => Map::new(),
+                Some(Value::Object(t)) => t.clone(),
+                Some(_) => {
+                    return Err(WireError {
+                        field: "traits",
+                        message: "group traits must be an object".into(),
+                    })
+                }
+            };
+            group.insert("id".into(), Value::from(gid.as_str()));
+            let mut e = base.clone();
+            e["type"] = Value::from("identify");
+            e["traits"] = json!({"group_id": gid, "group": group});
+            e["properties"] = with_context(props.clone());
+            raw.push(with_id(e, ""));
         }
+    }
+    // Both ids on a message that is not identify or alias: they are one person.
+    if let (Some(u), Some(a), false) = (&user, &anon, matches!(kind, "identify" | "alias")) {
+        let mut e = base.clone();
+        e["identity"] = Value::from(u.as_str());
+        e["type"] = Value::from("identify");
+        e["ref"] = Value::from(a.as_str());
+        raw.push(with_id(e, ":anon"));
     }
     let externals = m
         .get("context")
@@ -319,7 +563,7 @@ mod tests {
         let v = json!({"type":"track","userId":"u1","event":"Order Completed","messageId":"m1",
             "timestamp":"2026-10-31T08:00:00Z","properties":{"revenue":129.5,"channel":"taobao"},
             "context":{"externalIds":[{"type":"wecom","id":"wm9"}]}});
-        let events = segment_message(&v, None, 0).unwrap();
+        let events = segment_message(&v, None, &Received::at(0)).unwrap();
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].event_type, siyu_domain::EventType::Purchase);
         assert_eq!(events[0].amount, 12950);
@@ -330,12 +574,17 @@ mod tests {
         let custom = segment_message(
             &json!({"anonymousId":"a","event":"Coupon Clicked","properties":{"c":1}}),
             Some("track"),
-            1_790_000_000,
+            &Received::at(1_790_000_000_000),
         )
         .unwrap();
         assert_eq!(custom[0].name.as_deref(), Some("Coupon Clicked"));
         assert_eq!(custom[0].identity.as_str(), "anon:a");
-        let err = segment_message(&json!({"event":"x"}), Some("track"), 1_790_000_000).unwrap_err();
+        let err = segment_message(
+            &json!({"event":"x"}),
+            Some("track"),
+            &Received::at(1_790_000_000_000),
+        )
+        .unwrap_err();
         assert_eq!(err.field, "userId");
     }
 }

@@ -26,6 +26,7 @@
 pub mod auth;
 pub mod automation;
 pub mod backfill;
+pub mod browser;
 pub mod cache;
 pub mod config;
 pub mod connections;
@@ -65,9 +66,9 @@ pub struct Inner {
     /// A second connection for reads and rare admin writes.
     pub reader: Mutex<OffRuntimeDrop<Box<dyn Store>>>,
     pub writer: WriterHandle,
-    /// Every API key: SHA-256 of the key → its scopes (reloaded from the
-    /// store every second: `auth::spawn_key_reloader`).
-    pub keys: RwLock<HashMap<String, auth::Scopes>>,
+    /// Every API key: SHA-256 of the key → its scopes and browser origins
+    /// (reloaded from the store every second: `auth::spawn_key_reloader`).
+    pub keys: RwLock<HashMap<String, auth::KeyGrant>>,
     pub metrics: Arc<Metrics>,
     pub changes: broadcast::Sender<PublishedChange>,
     pub config: Config,
@@ -156,6 +157,7 @@ pub fn app(state: AppState) -> Router {
         router = router.route(r.path, r.handler);
     }
     let access = Arc::new(auth::AccessTable::new(access));
+    let ingest_paths = Arc::new(browser::IngestPaths::from_routes(&routes::all()));
     router
         // Cached answers are served only to authorized requests: inside enforce.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -175,6 +177,11 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             siyu_console::guard::<AppState>,
+        ))
+        // Outermost: preflights never reach routing (whose OPTIONS is 405).
+        .layer(axum::middleware::from_fn_with_state(
+            ingest_paths,
+            browser::layer,
         ))
         .with_state(state)
 }

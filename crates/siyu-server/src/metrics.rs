@@ -63,6 +63,9 @@ pub struct Metrics {
     pub events_accepted: AtomicU64,
     pub events_duplicate: AtomicU64,
     pub events_rejected: AtomicU64,
+    /// Rejected events (and Segment messages) by the field that failed
+    /// (`userId`, `ts`, `type` …: a fixed vocabulary, the wire format's).
+    pub events_rejected_by_field: Mutex<std::collections::BTreeMap<String, u64>>,
     pub ingest_requests: AtomicU64,
     pub segment_changes: AtomicU64,
     /// Request receipt → durable and applied.
@@ -92,12 +95,29 @@ pub struct Metrics {
     pub automation_pass: Histogram,
 }
 
+impl Metrics {
+    /// Counts `n` events rejected for `field`.
+    pub fn reject(&self, field: &str, n: u64) {
+        let mut m = self
+            .events_rejected_by_field
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match m.get_mut(field) {
+            Some(c) => *c += n,
+            None => {
+                m.insert(field.to_string(), n);
+            }
+        }
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             events_accepted: AtomicU64::new(0),
             events_duplicate: AtomicU64::new(0),
             events_rejected: AtomicU64::new(0),
+            events_rejected_by_field: Mutex::default(),
             ingest_requests: AtomicU64::new(0),
             segment_changes: AtomicU64::new(0),
             ingest_latency: Histogram::new(SECONDS),
@@ -190,6 +210,22 @@ impl Metrics {
                 let _ = writeln!(
                     s,
                     "siyu_triggers_skipped_total{{trigger=\"{trigger}\",reason=\"{reason}\"}} {n}"
+                );
+            }
+        }
+        {
+            let m = self
+                .events_rejected_by_field
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(
+                s,
+                "# HELP siyu_events_rejected_by_field_total Events (and Segment messages) rejected, by the field that failed.\n# TYPE siyu_events_rejected_by_field_total counter"
+            );
+            for (field, n) in m.iter() {
+                let _ = writeln!(
+                    s,
+                    "siyu_events_rejected_by_field_total{{field=\"{field}\"}} {n}"
                 );
             }
         }

@@ -197,6 +197,58 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<axum::body::By
     })
 }
 
+/// Reads a body sent with `Content-Encoding: gzip` (or `x-gzip`),
+/// `deflate` (zlib, or raw deflate as some clients send it) or none, as
+/// analytics SDKs send it (RudderStack's by default). Both the body as
+/// sent and the body decompressed are held to `limit`: a small gzip bomb
+/// is a 413 once its output passes the limit, never more memory.
+pub(crate) async fn read_body_decoded(
+    headers: &axum::http::HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
+    let encoding = headers
+        .get(axum::http::header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let raw = read_body(body, limit).await?;
+    match encoding.as_str() {
+        "" | "identity" => Ok(raw),
+        "gzip" | "x-gzip" | "deflate" => blocking(move || decode(&encoding, &raw, limit)).await,
+        other => Err(ApiError::BadRequest(format!(
+            "Content-Encoding `{other}` is not supported; send the body as is, gzip or deflate"
+        ))),
+    }
+}
+
+/// Decompresses `raw` (see [`read_body_decoded`]), at most `limit` bytes.
+pub(crate) fn decode(
+    encoding: &str,
+    raw: &[u8],
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
+    use std::io::Read;
+    let read = |reader: &mut dyn Read| -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        reader.take(limit as u64 + 1).read_to_end(&mut out)?;
+        Ok(out)
+    };
+    let out = match encoding {
+        "deflate" => read(&mut flate2::read::ZlibDecoder::new(raw))
+            .or_else(|_| read(&mut flate2::read::DeflateDecoder::new(raw))),
+        _ => read(&mut flate2::read::MultiGzDecoder::new(raw)),
+    }
+    .map_err(|e| {
+        ApiError::BadRequest(format!(
+            "body is not valid {encoding} data ({e}); compress the whole body, or send it uncompressed without Content-Encoding"
+        ))
+    })?;
+    if out.len() > limit {
+        return Err(ApiError::TooLarge(limit));
+    }
+    Ok(out.into())
+}
+
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {

@@ -50,6 +50,11 @@ pub enum KeysCommand {
         /// key could do before scopes).
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
+        /// A web origin (`https://shop.example`, or `*`) whose pages may
+        /// send events with this key from the browser (repeat for several);
+        /// only for a key with exactly `--scope ingest`.
+        #[arg(long = "origin", value_name = "ORIGIN")]
+        origins: Vec<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -190,6 +195,7 @@ pub fn keys(cmd: KeysCommand) -> Result<()> {
         KeysCommand::Create {
             name,
             scopes,
+            origins,
             store,
         } => {
             use siyu_server::auth::Scopes;
@@ -200,16 +206,22 @@ pub fn keys(cmd: KeysCommand) -> Result<()> {
                     .map_err(|e| anyhow::anyhow!("--scope: {e}"))?
             };
             let mut s = store.open()?;
-            let key = siyu_server::auth::create_key(
+            let key = siyu_server::auth::create_key_for_origins(
                 s.as_mut(),
                 &name,
                 scopes,
+                &origins,
                 siyu_server::writer::wall_clock(),
             )
             .context("creating the key")?;
             println!("{key}");
+            let from = if origins.is_empty() {
+                String::new()
+            } else {
+                format!(", usable from browsers on {}", origins.join(", "))
+            };
             eprintln!(
-                "key `{name}` created with scopes {}; it is shown only once",
+                "key `{name}` created with scopes {}{from}; it is shown only once",
                 scopes.names().join(", ")
             );
             Ok(())

@@ -1,11 +1,15 @@
 //! Event ingestion over HTTP: the wire format (`POST /v1/events`, JSON
 //! array or NDJSON) and the Segment-compatible endpoints (track, identify,
-//! alias, page, batch). Bodies are parsed by `crate::ingest`; valid events
-//! go to the writer, each rejected one is listed with its index and field.
+//! alias, page, screen, group, batch, and analytics.js's short routes
+//! `/v1/t|p|i|a|g|s|b`). Bodies may be gzip or deflate compressed
+//! (`request::read_body_decoded`). Bodies are parsed by `crate::ingest`;
+//! valid events go to the writer, each rejected one is listed with its
+//! index and field, counted per field in `/metrics` and logged.
 
 use crate::error::ApiError;
 use crate::ingest::{self, Rejected};
-use crate::request::{now, read_body, route, Route};
+use crate::ratelimit::{self, Peer};
+use crate::request::{read_body_decoded, route, Route};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::State;
@@ -20,12 +24,21 @@ use std::time::Instant;
 
 pub fn routes() -> Vec<Route> {
     vec![
-        route!(post, "/v1/events", ingest, "Ingest events (JSON array or NDJSON, wire format v1). Valid events are stored; each rejected one is reported with its index, field and fix. Idempotent on `id`.", ingest_events),
-        route!(post, "/v1/track", ingest, "Segment-compatible track (basic auth with the write key).", segment_track),
+        route!(post, "/v1/events", ingest, "Ingest events (JSON array or NDJSON, wire format v1; gzip or deflate `Content-Encoding` accepted). Valid events are stored; each rejected one is reported with its index, field and fix. Idempotent on `id`.", ingest_events),
+        route!(post, "/v1/track", ingest, "Segment-compatible track (the write key as basic-auth user, as bearer, or `writeKey` in the body).", segment_track),
         route!(post, "/v1/identify", ingest, "Segment-compatible identify.", segment_identify),
         route!(post, "/v1/alias", ingest, "Segment-compatible alias.", segment_alias),
         route!(post, "/v1/page", ingest, "Segment-compatible page.", segment_page),
-        route!(post, "/v1/batch", ingest, "Segment-compatible batch of track/identify/alias/page messages.", segment_batch),
+        route!(post, "/v1/screen", ingest, "Segment-compatible screen.", segment_screen),
+        route!(post, "/v1/group", ingest, "Segment-compatible group: the group's id and traits become the person's traits `group_id` and `group`.", segment_group),
+        route!(post, "/v1/batch", ingest, "Segment-compatible batch of track/identify/alias/page/screen/group messages.", segment_batch),
+        route!(post, "/v1/t", ingest, "analytics.js short route: track.", segment_track),
+        route!(post, "/v1/p", ingest, "analytics.js short route: page.", segment_page),
+        route!(post, "/v1/i", ingest, "analytics.js short route: identify.", segment_identify),
+        route!(post, "/v1/a", ingest, "analytics.js short route: alias.", segment_alias),
+        route!(post, "/v1/g", ingest, "analytics.js short route: group.", segment_group),
+        route!(post, "/v1/s", ingest, "analytics.js short route: screen.", segment_screen),
+        route!(post, "/v1/b", ingest, "analytics.js short route: batch.", segment_batch),
     ]
 }
 
@@ -90,6 +103,24 @@ async fn store_events(
     m.ingest_requests.fetch_add(1, Ordering::Relaxed);
     m.events_rejected
         .fetch_add(parsed.rejected.len() as u64, Ordering::Relaxed);
+    if let Some(first) = parsed.rejected.first() {
+        let mut by_field = std::collections::BTreeMap::<&str, u64>::new();
+        for r in &parsed.rejected {
+            *by_field.entry(r.field.as_str()).or_default() += 1;
+        }
+        for (field, n) in &by_field {
+            m.reject(field, *n);
+        }
+        tracing::info!(
+            rejected = parsed.rejected.len(),
+            accepted = parsed.events.len(),
+            by_field = ?by_field,
+            first_index = first.index,
+            first_field = %first.field,
+            first_message = %first.message,
+            "ingest: events rejected"
+        );
+    }
     if parsed.events.is_empty() {
         let n = parsed.rejected.len();
         let first = parsed.rejected.first().map(|r| {
@@ -167,18 +198,21 @@ async fn ingest_events(
     if !ndjson && !ctype.contains("json") && !ctype.starts_with("text/plain") {
         return Err(ApiError::UnsupportedMediaType(ctype.to_string()));
     }
-    let bytes = read_body(body, state.0.config.max_body_bytes).await?;
+    let bytes = read_body_decoded(&headers, body, state.0.config.max_body_bytes).await?;
     let parsed = ingest::parse_events(&bytes, ndjson).map_err(|e| ApiError::BadRequest(e.0))?;
     store_events(&state, parsed, started).await
 }
 
 async fn segment_ingest(
     state: AppState,
+    peer: Peer,
+    headers: HeaderMap,
     body: Body,
     kind: Option<&'static str>,
 ) -> Result<Ingested, ApiError> {
     let started = Instant::now();
-    let bytes = read_body(body, state.0.config.max_body_bytes).await?;
+    let received_ms = now_ms();
+    let bytes = read_body_decoded(&headers, body, state.0.config.max_body_bytes).await?;
     // Segment messages are open JSON (the Segment spec, mapped field by
     // field in `ingest::segment_message`), so they are read as a Value.
     let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
@@ -205,33 +239,78 @@ async fn segment_ingest(
             ingest::MAX_EVENTS_PER_REQUEST
         )));
     }
+    let client_ip = ratelimit::client_addr(
+        ratelimit::peer_addr(&peer),
+        &headers,
+        &state.0.config.trusted_proxies,
+    )
+    .map(|ip| ip.to_string());
+    // Identities named earlier in this request count as known (alias).
+    let seen = std::cell::RefCell::new(std::collections::HashSet::<String>::new());
+    let engine = state.0.engine.clone();
     let mut parsed = ingest::Parsed::default();
-    let t = now();
-    for (i, (m, k)) in messages.iter().enumerate() {
-        match ingest::segment_message(m, *k, t) {
-            Ok(evs) => parsed.events.extend(evs.into_iter().map(|e| (i, e))),
-            Err(e) => parsed.rejected.push(Rejected {
-                index: i,
-                field: e.field.into(),
-                message: e.message,
-            }),
+    {
+        let known = |id: &str| {
+            seen.borrow().contains(id)
+                || engine
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .person_of(id)
+                    .is_some()
+        };
+        let received = ingest::Received {
+            at_ms: received_ms,
+            batch_sent_at: kind.is_none().then(|| v.get("sentAt")).flatten(),
+            batch_context: kind.is_none().then(|| v.get("context")).flatten(),
+            client_ip,
+            known: &known,
+        };
+        for (i, (m, k)) in messages.iter().enumerate() {
+            match ingest::segment_message(m, *k, &received) {
+                Ok(evs) => {
+                    let mut seen = seen.borrow_mut();
+                    for e in &evs {
+                        seen.insert(e.identity.as_str().to_string());
+                        if let Some(r) = &e.reference {
+                            seen.insert(r.as_str().to_string());
+                        }
+                    }
+                    parsed.events.extend(evs.into_iter().map(|e| (i, e)));
+                }
+                Err(e) => parsed.rejected.push(Rejected {
+                    index: i,
+                    field: e.field.into(),
+                    message: e.message,
+                }),
+            }
         }
     }
     store_events(&state, parsed, started).await
 }
 
-async fn segment_track(State(s): State<AppState>, b: Body) -> Result<Ingested, ApiError> {
-    segment_ingest(s, b, Some("track")).await
+/// The server clock in epoch milliseconds (a message's `receivedAt`).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
-async fn segment_identify(State(s): State<AppState>, b: Body) -> Result<Ingested, ApiError> {
-    segment_ingest(s, b, Some("identify")).await
+
+macro_rules! segment_route {
+    ($name:ident, $kind:expr) => {
+        async fn $name(
+            State(s): State<AppState>,
+            peer: Peer,
+            headers: HeaderMap,
+            b: Body,
+        ) -> Result<Ingested, ApiError> {
+            segment_ingest(s, peer, headers, b, $kind).await
+        }
+    };
 }
-async fn segment_alias(State(s): State<AppState>, b: Body) -> Result<Ingested, ApiError> {
-    segment_ingest(s, b, Some("alias")).await
-}
-async fn segment_page(State(s): State<AppState>, b: Body) -> Result<Ingested, ApiError> {
-    segment_ingest(s, b, Some("page")).await
-}
-async fn segment_batch(State(s): State<AppState>, b: Body) -> Result<Ingested, ApiError> {
-    segment_ingest(s, b, None).await
-}
+segment_route!(segment_track, Some("track"));
+segment_route!(segment_identify, Some("identify"));
+segment_route!(segment_alias, Some("alias"));
+segment_route!(segment_page, Some("page"));
+segment_route!(segment_screen, Some("screen"));
+segment_route!(segment_group, Some("group"));
+segment_route!(segment_batch, None);

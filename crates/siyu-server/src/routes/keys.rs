@@ -16,7 +16,7 @@ use siyu_store::AuditRecord;
 
 pub fn routes() -> Vec<Route> {
     vec![
-        route!(post, "/v1/admin/keys", admin, "Create a key: `{\"name\": \"shop-sdk\", \"scopes\": [\"ingest\"]}` (scopes: ingest, read, write, erase, admin; absent: ingest, read, write, erase, what every key could do before scopes); the key is shown once.", create_key),
+        route!(post, "/v1/admin/keys", admin, "Create a key: `{\"name\": \"shop-sdk\", \"scopes\": [\"ingest\"], \"origins\": [\"https://shop.example\"]}` (scopes: ingest, read, write, erase, admin; absent: ingest, read, write, erase, what every key could do before scopes; `origins`: the web pages that may send events with it from a browser, for ingest-only keys); the key is shown once.", create_key),
         route!(get, "/v1/admin/keys", admin, "Keys (id, name, created_at, scopes, legacy) — never the keys themselves.", list_keys),
         route!(delete, "/v1/admin/keys/{id}", admin, "Revoke a key by its id (the first 12 hex digits of its hash); effective at once, audited.", revoke_key),
     ]
@@ -29,6 +29,10 @@ struct KeyBody {
     /// Scope names; absent: [`Scopes::LEGACY`] (what every key could do
     /// before scopes existed).
     scopes: Option<Vec<String>>,
+    /// Web origins a browser may send events from with this key
+    /// (`https://shop.example` or `*`); ingest-only keys only.
+    #[serde(default)]
+    origins: Vec<String>,
 }
 
 /// `POST /v1/admin/keys` (201): the key itself, shown this once.
@@ -39,6 +43,7 @@ pub struct KeyCreated {
     pub id: String,
     pub name: String,
     pub scopes: Vec<&'static str>,
+    pub origins: Vec<String>,
     pub note: &'static str,
 }
 
@@ -56,11 +61,13 @@ async fn create_key(
         Some(names) => Scopes::parse(names.iter().map(String::as_str))
             .map_err(|e| ApiError::BadRequest(format!("scopes: {e}")))?,
     };
+    auth::check_origins(scopes, &body.origins).map_err(ApiError::BadRequest)?;
     let s = state.clone();
     let name = body.name.clone();
+    let origins = body.origins.clone();
     let key = blocking(move || {
         let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-        auth::create_key(store.as_mut(), &name, scopes, now())
+        auth::create_key_for_origins(store.as_mut(), &name, scopes, &origins, now())
             .map_err(|e| ApiError::BadRequest(e.to_string()))
     })
     .await?;
@@ -69,7 +76,13 @@ async fn create_key(
         .keys
         .write()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(auth::hash_key(&key), scopes);
+        .insert(
+            auth::hash_key(&key),
+            auth::KeyGrant {
+                scopes,
+                origins: body.origins.clone(),
+            },
+        );
     let id = auth::hash_key(&key)[..KEY_ID_LEN].to_string();
     Ok((
         StatusCode::CREATED,
@@ -78,6 +91,7 @@ async fn create_key(
             id,
             name: body.name,
             scopes: scopes.names(),
+            origins: body.origins,
             note: "shown once; store it now",
         }),
     ))
@@ -101,6 +115,8 @@ pub struct KeyInfo {
     /// As stored in the key's record (null if the record has none).
     pub created_at: Option<Value>,
     pub scopes: Vec<&'static str>,
+    /// Web origins a browser may use the key from.
+    pub origins: Vec<String>,
     /// Stored before scopes existed: has `Scopes::LEGACY`.
     pub legacy: bool,
 }
@@ -119,6 +135,7 @@ async fn list_keys(State(state): State<AppState>) -> Result<Json<KeyList>, ApiEr
                     name: v.get("name").cloned(),
                     created_at: v.get("created_at").cloned(),
                     scopes: Scopes::of_record(&v).names(),
+                    origins: auth::KeyGrant::of_record(&v).origins,
                     legacy: v.get("scopes").is_none(),
                 }
             })

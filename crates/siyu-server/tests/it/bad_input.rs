@@ -443,7 +443,7 @@ async fn bad_segment_messages_name_the_field() {
         ),
         (
             "/v1/batch",
-            json!({"batch": [{"type": "group", "userId": "u1"}]}),
+            json!({"batch": [{"type": "checkout", "userId": "u1"}]}),
             "type",
         ),
     ] {

@@ -18,6 +18,7 @@ mod parsers;
 mod privacy;
 mod rebuild;
 mod rfm_layers;
+mod segment_spec;
 mod shapes;
 mod workspaces;
 

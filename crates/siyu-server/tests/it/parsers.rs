@@ -65,7 +65,11 @@ fn event_bodies_thousands_deep_are_refused_cleanly() {
                     if let Ok(v) = serde_json::from_str::<Value>(&format!(
                         r#"{{"type":"track","event":"x","userId":"u1","properties":{deep}}}"#
                     )) {
-                        let _ = ingest::segment_message(&v, None, 1_790_000_000);
+                        let _ = ingest::segment_message(
+                            &v,
+                            None,
+                            &ingest::Received::at(1_790_000_000_000),
+                        );
                     }
                 }
             }

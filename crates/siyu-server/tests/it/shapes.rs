@@ -366,13 +366,16 @@ async fn analytics_spend_and_key_answers_keep_their_fields() {
     )
     .await;
     assert_eq!(s, StatusCode::CREATED);
-    assert_eq!(fields(&k), ["id", "key", "name", "note", "scopes"]);
+    assert_eq!(
+        fields(&k),
+        ["id", "key", "name", "note", "origins", "scopes"]
+    );
     assert_eq!(k["scopes"], serde_json::json!(["read"]));
     let (_, l) = admin(&t, "GET", "/v1/admin/keys", "").await;
     assert_eq!(fields(&l), ["keys"]);
     assert_eq!(
         fields(&l["keys"][0]),
-        ["created_at", "id", "legacy", "name", "scopes"]
+        ["created_at", "id", "legacy", "name", "origins", "scopes"]
     );
     let id = k["id"].as_str().unwrap();
     let (_, r) = admin(&t, "DELETE", &format!("/v1/admin/keys/{id}"), "").await;
