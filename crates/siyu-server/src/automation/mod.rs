@@ -1701,6 +1701,8 @@ impl Executor {
                     identity: item.identity.clone(),
                     subject: None,
                     body: String::new(),
+                    html: None,
+                    unsubscribe_url: None,
                     mass: false,
                     data: serde_json::json!({"journey": item.journey, "payload": payload}),
                 };
@@ -1795,6 +1797,7 @@ impl Executor {
                             .with_links(&self.public_url, &self.link_secret);
                         let rendered = compiled.render(&channel, &vars);
                         Ok((
+                            unsubscribe,
                             to,
                             snap.identities.clone(),
                             snap.canonical.clone(),
@@ -1806,7 +1809,7 @@ impl Executor {
                 },
             }
         };
-        let (to, ids, canonical, tz, opted_out, rendered) = match prepared {
+        let (unsubscribe, to, ids, canonical, tz, opted_out, rendered) = match prepared {
             Ok(p) => p,
             Err(reason) => {
                 self.suppress(item, reason, now);
@@ -1882,6 +1885,10 @@ impl Executor {
                     identity: item.identity.clone(),
                     subject: rendered.subject,
                     body: rendered.body,
+                    html: rendered.html,
+                    // Marketing carries its one-click unsubscribe (e-mail:
+                    // List-Unsubscribe, RFC 8058); transactional does not.
+                    unsubscribe_url: (class == MessageClass::Marketing).then_some(unsubscribe),
                     mass: kind == SendKind::Mass,
                     data: serde_json::json!({"journey": item.journey, "template": template, "class": class}),
                 };
@@ -1943,6 +1950,8 @@ impl Executor {
             identity: format!("group:{group}"),
             subject: rendered.subject,
             body: rendered.body,
+            html: rendered.html,
+            unsubscribe_url: None,
             mass: true,
             data: serde_json::json!({"group": group, "template": template, "data": data}),
         };
