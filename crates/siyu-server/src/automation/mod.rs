@@ -817,7 +817,9 @@ impl Executor {
                 error,
                 attempts,
             } => {
-                self.in_flight.remove(&key);
+                if let Some(item) = self.in_flight.remove(&key) {
+                    self.metrics.send(&item_channel(&item), "dead");
+                }
                 self.metrics.sends_dead.fetch_add(1, Ordering::Relaxed);
                 self.finish(&key, OutboxStatus::Dead, attempts, error, now);
             }
@@ -1856,6 +1858,7 @@ impl Executor {
             }
             Decision::Delay { until, reason } => {
                 self.metrics.sends_delayed.fetch_add(1, Ordering::Relaxed);
+                self.metrics.send(&item_channel(item), "delayed");
                 self.commit.updates.push(OutboxUpdate {
                     key: item.key.clone(),
                     status: OutboxStatus::Pending,
@@ -1966,6 +1969,7 @@ impl Executor {
         self.metrics
             .sends_suppressed
             .fetch_add(1, Ordering::Relaxed);
+        self.metrics.send(&item_channel(item), "suppressed");
         self.finish(
             &item.key,
             OutboxStatus::Suppressed,
@@ -2000,6 +2004,7 @@ impl Executor {
             Ok(()) => {
                 self.in_flight.insert(item.key.clone(), item.clone());
                 self.metrics.sends_submitted.fetch_add(1, Ordering::Relaxed);
+                self.metrics.send(&item_channel(item), "submitted");
                 self.attempt(&item.key, "sent", &channel, now);
                 true
             }
@@ -2024,6 +2029,7 @@ impl Executor {
     /// `message_sent` event (id = the key) for attribution.
     fn after_send(&mut self, item: &OutboxItem, now: i64) {
         self.metrics.sends_delivered.fetch_add(1, Ordering::Relaxed);
+        self.metrics.send(&item_channel(item), "delivered");
         let Ok(Action::Send {
             key,
             template,
@@ -2186,4 +2192,17 @@ fn row(e: &Enrollment, entry_key: String) -> EnrollmentRow {
 /// The timezone a person's local times are computed in.
 pub fn person_tz(tz: Option<&str>) -> Tz {
     Tz::parse_or(tz, schedule::DEFAULT_TZ)
+}
+
+/// The channel an outbox item is for, as `/metrics` labels its sends: the
+/// step's channel (`default`: the template's first variant), `webhook`, a
+/// group post's channel, `internal` for effects that send nothing.
+fn item_channel(item: &OutboxItem) -> String {
+    match serde_json::from_value::<Action>(item.action.clone()) {
+        Ok(Action::Send { channel, .. }) => channel.unwrap_or_else(|| "default".into()),
+        Ok(Action::GroupPost { channel, .. }) => channel,
+        Ok(Action::Webhook { .. }) => "webhook".into(),
+        Ok(_) => "internal".into(),
+        Err(_) => "unknown".into(),
+    }
 }

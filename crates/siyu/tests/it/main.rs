@@ -10,6 +10,7 @@ mod demo;
 mod export;
 mod fd_limit;
 mod live_import;
+mod observability;
 mod orders;
 mod parquet_export;
 mod readme;
