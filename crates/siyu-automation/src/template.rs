@@ -22,6 +22,13 @@
 //!
 //! A channel variant replaces the default body (and the subject, when the
 //! variant has one) for that channel.
+//!
+//! An e-mail may also have an HTML body (`html`, on the template or an
+//! `email` variant): the e-mail connector sends it beside the text body as
+//! `multipart/alternative`, so the text body stays what plain-text readers
+//! and every other channel see. In the HTML body every inserted value is
+//! HTML-escaped (a name like `<b>` stays text); the template's own markup
+//! and defaults are written as given.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -37,6 +44,9 @@ pub struct Template {
     pub body: String,
     #[serde(default)]
     pub subject: Option<String>,
+    /// The HTML body of an e-mail, sent beside `body` (multipart/alternative).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
     /// Per-channel replacements, keyed by channel name ("wecom", "sms").
     #[serde(default)]
     pub variants: BTreeMap<String, Variant>,
@@ -56,13 +66,17 @@ pub struct Variant {
     pub body: String,
     #[serde(default)]
     pub subject: Option<String>,
+    /// The variant's HTML body (e-mail); the template's when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
 }
 
 /// Why a template does not compile: where, and what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{part}:{line}:{column}: {message}")]
 pub struct TemplateError {
-    /// "body", "subject", "variants.wecom.body", "variants.wecom.subject", "name".
+    /// "body", "subject", "html", "variants.wecom.body", "variants.wecom.subject",
+    /// "variants.email.html", "name".
     pub part: String,
     /// 1-based.
     pub line: usize,
@@ -176,6 +190,31 @@ impl Text {
 struct Part {
     subject: Option<Text>,
     body: Text,
+    html: Option<Text>,
+}
+
+/// Values inserted into an HTML body, escaped.
+struct HtmlEscaped<'a>(&'a dyn Vars);
+
+impl Vars for HtmlEscaped<'_> {
+    fn get(&self, path: &str) -> Option<Cow<'_, str>> {
+        let v = self.0.get(path)?;
+        if !v.contains(['&', '<', '>', '"', '\'']) {
+            return Some(v);
+        }
+        let mut out = String::with_capacity(v.len() + 16);
+        for c in v.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '"' => out.push_str("&quot;"),
+                '\'' => out.push_str("&#39;"),
+                c => out.push(c),
+            }
+        }
+        Some(Cow::Owned(out))
+    }
 }
 
 /// A template checked and pre-parsed for fast rendering.
@@ -192,6 +231,8 @@ pub struct Compiled {
 pub struct Rendered {
     pub subject: Option<String>,
     pub body: String,
+    /// The HTML body (e-mail), its inserted values escaped.
+    pub html: Option<String>,
 }
 
 /// Checks and pre-parses `t`; the error says which part, where and what to fix.
@@ -210,6 +251,11 @@ pub fn compile(t: &Template) -> Result<Compiled, TemplateError> {
         .map(|s| parse_text(s, "subject"))
         .transpose()?;
     let body = parse_text(&t.body, "body")?;
+    let html = t
+        .html
+        .as_deref()
+        .map(|s| parse_text(s, "html"))
+        .transpose()?;
     let mut variants = BTreeMap::new();
     for (channel, variant) in &t.variants {
         let body = parse_text(&variant.body, &format!("variants.{channel}.body"))?;
@@ -217,12 +263,27 @@ pub fn compile(t: &Template) -> Result<Compiled, TemplateError> {
             Some(s) => Some(parse_text(s, &format!("variants.{channel}.subject"))?),
             None => subject.clone(),
         };
-        variants.insert(channel.clone(), Part { subject, body });
+        let html = match &variant.html {
+            Some(s) => Some(parse_text(s, &format!("variants.{channel}.html"))?),
+            None => html.clone(),
+        };
+        variants.insert(
+            channel.clone(),
+            Part {
+                subject,
+                body,
+                html,
+            },
+        );
     }
     Ok(Compiled {
         name: t.name.clone(),
         class: t.class,
-        default: Part { subject, body },
+        default: Part {
+            subject,
+            body,
+            html,
+        },
         variants,
     })
 }
@@ -239,6 +300,11 @@ impl Compiled {
                 .map(|s| s.render(vars, "subject"))
                 .transpose()?,
             body: part.body.render(vars, "body")?,
+            html: part
+                .html
+                .as_ref()
+                .map(|h| h.render(&HtmlEscaped(vars), "html"))
+                .transpose()?,
         })
     }
 
@@ -246,7 +312,12 @@ impl Compiled {
     pub fn variables(&self) -> Vec<String> {
         let parts = std::iter::once(&self.default).chain(self.variants.values());
         let mut paths: Vec<String> = parts
-            .flat_map(|p| p.subject.iter().chain(std::iter::once(&p.body)))
+            .flat_map(|p| {
+                p.subject
+                    .iter()
+                    .chain(std::iter::once(&p.body))
+                    .chain(p.html.iter())
+            })
             .flat_map(|t| &t.segments)
             .filter_map(|s| match s {
                 Segment::Var { path, .. } => Some(path.to_string()),
@@ -268,6 +339,7 @@ impl Compiled {
                 let variant = Variant {
                     body: part.body.print(),
                     subject: part.subject.as_ref().map(Text::print),
+                    html: part.html.as_ref().map(Text::print),
                 };
                 (channel.clone(), variant)
             })
@@ -276,6 +348,7 @@ impl Compiled {
             name: self.name.clone(),
             body: self.default.body.print(),
             subject: self.default.subject.as_ref().map(Text::print),
+            html: self.default.html.as_ref().map(Text::print),
             variants,
             class: self.class,
         }

@@ -76,6 +76,15 @@ pub struct OutboundMessage {
     pub identity: String,
     pub subject: Option<String>,
     pub body: String,
+    /// An HTML body beside `body` (e-mail: `multipart/alternative`); other
+    /// channels send `body` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    /// The recipient's one-click unsubscribe URL (`{public_url}/u/{token}`)
+    /// for a marketing message: the e-mail connector sends it as
+    /// `List-Unsubscribe` with `List-Unsubscribe-Post` (RFC 8058).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsubscribe_url: Option<String>,
     /// A mass/broadcast message (WeCom group-send) rather than a direct one.
     pub mass: bool,
     /// Extra JSON (journey, step, template, ...) passed through to webhook

@@ -1,7 +1,19 @@
-//! E-mail over SMTP (`lettre`): one plain-text UTF-8 message per send.
+//! E-mail over SMTP (`lettre`): one UTF-8 message per send.
 //!
 //! The message is `text/plain; charset=utf-8` with a base64 body (Chinese
-//! text survives any 7-bit relay) and an RFC 2047 encoded `Subject`. The
+//! text survives any 7-bit relay) and an RFC 2047 encoded `Subject`; with
+//! an HTML body (the template's `html`) it is `multipart/alternative`, the
+//! text part first and the HTML part (base64 too) last, as RFC 2046 orders
+//! them (the last part is the preferred one).
+//!
+//! A marketing message carries the recipient's unsubscribe link
+//! ([`OutboundMessage::unsubscribe_url`], the server's one-click endpoint
+//! `/u/{token}`) as `List-Unsubscribe: <mailto:…>, <https://…/u/{token}>`
+//! (RFC 2369) and `List-Unsubscribe-Post: List-Unsubscribe=One-Click`
+//! (RFC 8058): the mailbox provider POSTs `List-Unsubscribe=One-Click` to
+//! the https URL, which unsubscribes without a page. The mailto goes to
+//! `unsubscribe_mailto` (default: the `From` address) with the link's
+//! token in the subject, for clients that only mail. The
 //! `Message-ID` is derived from the idempotency key
 //! (`<sha256(key)[..32]@from-domain>`), so a retried step produces the same
 //! id and receivers that deduplicate on it see one message; the key itself
@@ -20,7 +32,7 @@ use std::time::Duration;
 use lettre::message::header::{
     ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue,
 };
-use lettre::message::{Body, Mailbox, SinglePart};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
@@ -59,6 +71,9 @@ pub struct SmtpConfig {
     pub tls: SmtpTls,
     /// Timeout of each SMTP command; default 5000.
     pub timeout_ms: u64,
+    /// The address of `List-Unsubscribe`'s mailto (a mailbox someone or
+    /// something reads); default: `from`'s address.
+    pub unsubscribe_mailto: Option<String>,
 }
 
 impl Default for SmtpConfig {
@@ -71,6 +86,7 @@ impl Default for SmtpConfig {
             password: None,
             tls: SmtpTls::default(),
             timeout_ms: http::DEFAULT_TIMEOUT_MS,
+            unsubscribe_mailto: None,
         }
     }
 }
@@ -80,6 +96,8 @@ pub struct SmtpConnector {
     from: Mailbox,
     /// The domain of `from`, used in `Message-ID`s.
     domain: String,
+    /// `List-Unsubscribe`'s mailto address.
+    unsubscribe_mailto: String,
 }
 
 impl SmtpConnector {
@@ -91,6 +109,16 @@ impl SmtpConnector {
             reason: format!("{e}"),
         })?;
         let domain = from.email.domain().to_string();
+        let unsubscribe_mailto = match &cfg.unsubscribe_mailto {
+            Some(a) => a
+                .parse::<lettre::Address>()
+                .map_err(|e| ConfigError::Invalid {
+                    field: "email.unsubscribe_mailto".into(),
+                    reason: format!("{e}: an address such as unsubscribe@example.com"),
+                })?
+                .to_string(),
+            None => from.email.to_string(),
+        };
         let tls_params = || {
             TlsParameters::new(cfg.host.clone()).map_err(|e| ConfigError::Invalid {
                 field: "email.tls".into(),
@@ -122,6 +150,7 @@ impl SmtpConnector {
             transport: builder.build(),
             from,
             domain,
+            unsubscribe_mailto,
         })
     }
 
@@ -131,20 +160,35 @@ impl SmtpConnector {
             .recipient
             .parse()
             .map_err(|e| SendError::Permanent(format!("email: bad recipient address: {e}")))?;
-        let body = Body::new_with_encoding(msg.body.clone(), ContentTransferEncoding::Base64)
-            .map_err(|_| SendError::Permanent("email: body cannot be encoded".into()))?;
-        Message::builder()
+        let part = |text: &str, content_type: ContentType| {
+            Body::new_with_encoding(text.to_string(), ContentTransferEncoding::Base64)
+                .map(|body| SinglePart::builder().header(content_type).body(body))
+                .map_err(|_| SendError::Permanent("email: body cannot be encoded".into()))
+        };
+        let text = part(&msg.body, ContentType::TEXT_PLAIN)?;
+        let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(msg.subject.clone().unwrap_or_default())
             .message_id(Some(message_id(&msg.idempotency_key, &self.domain)))
-            .header(IdempotencyKeyHeader(msg.idempotency_key.clone()))
-            .singlepart(
-                SinglePart::builder()
-                    .header(ContentType::TEXT_PLAIN)
-                    .body(body),
-            )
-            .map_err(|e| SendError::Permanent(format!("email: cannot build the message: {e}")))
+            .header(IdempotencyKeyHeader(msg.idempotency_key.clone()));
+        if let Some(url) = &msg.unsubscribe_url {
+            builder = builder
+                .header(ListUnsubscribe(list_unsubscribe(
+                    &self.unsubscribe_mailto,
+                    url,
+                )?))
+                .header(ListUnsubscribePost);
+        }
+        let built = match &msg.html {
+            Some(html) => builder.multipart(
+                MultiPart::alternative()
+                    .singlepart(text)
+                    .singlepart(part(html, ContentType::TEXT_HTML)?),
+            ),
+            None => builder.singlepart(text),
+        };
+        built.map_err(|e| SendError::Permanent(format!("email: cannot build the message: {e}")))
     }
 
     async fn deliver(&self, msg: &OutboundMessage) -> Result<Delivery, SendError> {
@@ -185,6 +229,65 @@ fn classify(e: lettre::transport::smtp::Error) -> SendError {
     } else {
         // 4xx replies, timeouts, connection and TLS failures.
         SendError::Retryable(detail)
+    }
+}
+
+/// `List-Unsubscribe`'s value: the mailto (the link's token as its
+/// subject) and the https one-click URL, each in `<>` (RFC 2369).
+pub fn list_unsubscribe(mailto: &str, url: &str) -> Result<String, SendError> {
+    let https = url.starts_with("https://") || url.starts_with("http://");
+    if !https || url.contains(|c: char| c.is_whitespace() || c == '<' || c == '>' || c == ',') {
+        return Err(SendError::Permanent(format!(
+            "email: the unsubscribe URL `{url}` is not an http(s) URL; set public_url"
+        )));
+    }
+    let token = url.rsplit('/').next().unwrap_or_default();
+    let subject: String = format!("unsubscribe {token}")
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    Ok(format!("<mailto:{mailto}?subject={subject}>, <{url}>"))
+}
+
+/// `List-Unsubscribe: <mailto:…>, <https://…>` (RFC 2369).
+#[derive(Clone)]
+struct ListUnsubscribe(String);
+
+impl Header for ListUnsubscribe {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self(s.to_string()))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058).
+#[derive(Clone)]
+struct ListUnsubscribePost;
+
+impl Header for ListUnsubscribePost {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe-Post")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "List-Unsubscribe=One-Click".into())
     }
 }
 
@@ -229,6 +332,8 @@ mod tests {
             identity: "email:alice@example.com".into(),
             subject: Some("hi\r\nBcc: evil@example.com".into()),
             body: "body".into(),
+            html: None,
+            unsubscribe_url: None,
             mass: false,
             data: serde_json::Value::Null,
         };

@@ -20,7 +20,8 @@ pub mod wire;
 pub use event::{Channel, Event, EventType, Traits};
 pub use identity::Identity;
 pub use line::{
-    parse_csv_borrowed, parse_csv_header, parse_csv_line, parse_jsonl_fast, CsvColumns, LineEvent,
+    csv_record_len, parse_csv_borrowed, parse_csv_header, parse_csv_line, parse_csv_quoted,
+    parse_jsonl_fast, CsvColumns, CsvRecordReader, LineEvent,
 };
 pub use wire::{parse_json_event, WireError};
 

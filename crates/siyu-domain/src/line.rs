@@ -1,6 +1,14 @@
 //! Line-oriented parsing for bulk files (JSONL and CSV) without allocation:
 //! a [`LineEvent`] borrows its strings from the line.
 //!
+//! CSV is RFC 4180 as the `csv` crate reads it (Excel's "CSV UTF-8" too:
+//! a BOM, quoted fields holding commas, `""` and line breaks). A record
+//! without a `"` has no quoted field, so it is split at its commas in place
+//! ([`parse_csv_borrowed`]: the bulk path); one with a `"` is read by
+//! `csv-core`, the `csv` crate's parser, into owned fields
+//! ([`parse_csv_quoted`], [`CsvRecordReader`]). [`csv_record_len`]
+//! finds where a record ends, so a bulk reader cuts files between records.
+//!
 //! The JSONL fast path only handles the flat shape bulk files use (string
 //! and integer values, no escapes, no nested objects) and returns `None`
 //! for anything else, so the caller falls back to the full parser
@@ -323,13 +331,15 @@ pub struct CsvColumns {
 /// Most columns an events CSV may have.
 pub const MAX_CSV_COLUMNS: usize = 32;
 
-/// Reads the header line of an events CSV.
+/// The UTF-8 byte order mark Excel writes at the start of a "CSV UTF-8" file.
+pub const UTF8_BOM: &str = "\u{feff}";
+
+/// Reads the header record of an events CSV (RFC 4180: names may be
+/// quoted; a leading UTF-8 BOM is skipped).
 pub fn parse_csv_header(line: &str) -> Result<CsvColumns, WireError> {
-    let names: Vec<&str> = line
-        .trim_end_matches('\r')
-        .split(',')
-        .map(str::trim)
-        .collect();
+    let line = line.strip_prefix(UTF8_BOM).unwrap_or(line);
+    let mut reader = CsvRecordReader::default();
+    let names: Vec<&str> = reader.fields(line)?.into_iter().map(str::trim).collect();
     if names.len() > MAX_CSV_COLUMNS {
         return Err(WireError::new(
             "header",
@@ -361,12 +371,123 @@ pub fn parse_csv_header(line: &str) -> Result<CsvColumns, WireError> {
     })
 }
 
-/// Parses one data line of an events CSV (no quoting: fields hold no `,`).
+/// The length in bytes of the CSV record at the start of `b`, its `\n`
+/// included (the whole of `b` if it has none): a line break inside a
+/// quoted field belongs to the record. `None` while a quoted field is
+/// still open at the end of `b`.
+///
+/// The rule is the `csv` crate's (RFC 4180): a `"` opens a quoted field
+/// only as a field's first byte; inside one, `""` is a quote and a single
+/// `"` closes it; elsewhere a `"` is a plain character.
+pub fn csv_record_len(b: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    let mut field_start = true;
+    let mut quoted = false;
+    while i < b.len() {
+        let c = b[i];
+        i += 1;
+        if quoted {
+            if c == b'"' {
+                if b.get(i) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    quoted = false;
+                }
+            }
+            continue;
+        }
+        match c {
+            b'"' if field_start => {
+                quoted = true;
+                field_start = false;
+            }
+            b',' => field_start = true,
+            b'\n' => return Some(i),
+            _ => field_start = false,
+        }
+    }
+    (!quoted).then_some(b.len())
+}
+
+/// Reads one CSV record at a time with `csv-core`, the `csv` crate's
+/// parser (same rules, same unescaping; a property test checks the two
+/// agree), reusing its state and buffers: the bulk path keeps one per
+/// parser thread.
+pub struct CsvRecordReader {
+    core: csv_core::Reader,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Default for CsvRecordReader {
+    fn default() -> Self {
+        CsvRecordReader {
+            core: csv_core::Reader::new(),
+            out: vec![0; 1024],
+            ends: vec![0; MAX_CSV_COLUMNS + 1],
+        }
+    }
+}
+
+impl CsvRecordReader {
+    /// The fields of the one record `record` holds (its line break
+    /// optional). More than one record (a bare `\r` outside quotes) is
+    /// refused.
+    pub fn fields<'s>(&'s mut self, record: &str) -> Result<Vec<&'s str>, WireError> {
+        use csv_core::ReadRecordResult::*;
+        self.core.reset();
+        let mut input = record.as_bytes();
+        let (mut nout, mut nends) = (0, 0);
+        let len = loop {
+            let (res, nin, o, e) =
+                self.core
+                    .read_record(input, &mut self.out[nout..], &mut self.ends[nends..]);
+            input = &input[nin..];
+            nout += o;
+            nends += e;
+            match res {
+                InputEmpty => continue,
+                OutputFull => self.out.resize(self.out.len() * 2, 0),
+                OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                Record => break nends,
+                End => break 0,
+            }
+        };
+        if input.iter().any(|&c| c != b'\n' && c != b'\r') {
+            return Err(WireError::new(
+                "event",
+                "holds a line break outside a quoted field; quote the field (\"…\") that holds it",
+            ));
+        }
+        if len == 0 {
+            return Ok(vec![""]);
+        }
+        let mut fields = Vec::with_capacity(len);
+        let mut start = 0;
+        for &end in &self.ends[..len] {
+            // Unquoting removes ASCII quotes only: the text stays UTF-8.
+            let f = std::str::from_utf8(&self.out[start..end]).map_err(|_| {
+                WireError::new("event", "is not valid UTF-8; save the file as UTF-8")
+            })?;
+            fields.push(f);
+            start = end;
+        }
+        Ok(fields)
+    }
+}
+
+/// Parses one data record of an events CSV that holds no `"` (so no
+/// quoted field: RFC 4180 splits it at every comma), borrowing from it.
+/// `None` if it holds a `"`: read it with [`parse_csv_quoted`].
 pub fn parse_csv_borrowed<'a>(
     cols: &CsvColumns,
     line: &'a str,
-) -> Result<LineEvent<'a>, WireError> {
+) -> Option<Result<LineEvent<'a>, WireError>> {
+    let line = line.strip_suffix('\n').unwrap_or(line);
     let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.as_bytes().contains(&b'"') {
+        return None;
+    }
     let mut fields = [""; MAX_CSV_COLUMNS];
     let mut n = 0;
     for part in line.split(',') {
@@ -378,15 +499,23 @@ pub fn parse_csv_borrowed<'a>(
         n += 1;
     }
     if n != cols.count {
-        return Err(WireError::new(
-            "event",
-            format!(
-                "has {} columns, the header has {}; fields must not contain commas",
-                line.split(',').count(),
-                cols.count
-            ),
-        ));
+        return Some(Err(column_count(line.split(',').count(), cols)));
     }
+    Some(fields_event(cols, &fields[..n]))
+}
+
+fn column_count(found: usize, cols: &CsvColumns) -> WireError {
+    WireError::new(
+        "event",
+        format!(
+            "has {found} columns, the header has {}; quote a field that holds a comma (\"a, b\")",
+            cols.count
+        ),
+    )
+}
+
+/// The event of a record's fields (the header's columns, in order).
+fn fields_event<'a>(cols: &CsvColumns, fields: &[&'a str]) -> Result<LineEvent<'a>, WireError> {
     let get = |i: Option<usize>| i.map(|i| fields[i]).filter(|s| !s.is_empty());
     let raw = RawFields {
         id: get(cols.id),
@@ -408,9 +537,27 @@ pub fn parse_csv_borrowed<'a>(
     raw.validate()
 }
 
-/// [`parse_csv_borrowed`], owned.
+/// Parses one data record of an events CSV with quoted fields (commas,
+/// `""` and line breaks inside quotes), read by `reader`.
+pub fn parse_csv_quoted(
+    reader: &mut CsvRecordReader,
+    cols: &CsvColumns,
+    record: &str,
+) -> Result<Event, WireError> {
+    let fields = reader.fields(record)?;
+    if fields.len() != cols.count {
+        return Err(column_count(fields.len(), cols));
+    }
+    fields_event(cols, &fields).map(|e| e.to_event())
+}
+
+/// One data record of an events CSV, owned: [`parse_csv_borrowed`], else
+/// [`parse_csv_quoted`].
 pub fn parse_csv_line(cols: &CsvColumns, line: &str) -> Result<Event, WireError> {
-    parse_csv_borrowed(cols, line).map(|e| e.to_event())
+    match parse_csv_borrowed(cols, line) {
+        Some(r) => r.map(|e| e.to_event()),
+        None => parse_csv_quoted(&mut CsvRecordReader::default(), cols, line),
+    }
 }
 
 #[cfg(test)]
@@ -430,6 +577,124 @@ mod tests {
         // Escapes and nested values go to the full parser.
         assert!(parse_jsonl_fast(r#"{"ts":1,"text":"a\"b"}"#).is_none());
         assert!(parse_jsonl_fast(r#"{"ts":1,"properties":{}}"#).is_none());
+    }
+
+    const COLS: &str = "seq,ts,identity,type,channel,amount,ref,group,text";
+
+    #[test]
+    fn quoted_fields_are_rfc_4180() {
+        let cols = parse_csv_header(&format!("{UTF8_BOM}{COLS}\r\n")).unwrap();
+        let e = parse_csv_line(
+            &cols,
+            "1,1761955255,douyin:x,comment,douyin,0,,,\"你好, 多少钱？\"\r\n",
+        )
+        .unwrap();
+        assert_eq!(e.text.as_deref(), Some("你好, 多少钱？"));
+        let e = parse_csv_line(
+            &cols,
+            "1,1761955255,douyin:x,comment,douyin,0,,,\"他说\"\"好\"\"\"",
+        )
+        .unwrap();
+        assert_eq!(e.text.as_deref(), Some("他说\"好\""));
+        let rec =
+            "1,1761955255,douyin:x,comment,douyin,0,,,\"两行\n第二行\"\n2,1761955255,douyin:y";
+        let len = csv_record_len(rec.as_bytes()).unwrap();
+        let e = parse_csv_line(&cols, &rec[..len]).unwrap();
+        assert_eq!(e.text.as_deref(), Some("两行\n第二行"));
+        assert_eq!(csv_record_len(b"1,\"open\n"), None);
+        // A quote inside an unquoted field is a character, as the csv crate reads it.
+        let e = parse_csv_line(&cols, "1,1761955255,douyin:x,comment,douyin,0,,,5\"屏").unwrap();
+        assert_eq!(e.text.as_deref(), Some("5\"屏"));
+        let err =
+            parse_csv_line(&cols, "1,1761955255,douyin:x,comment,douyin,0,,,a,b").unwrap_err();
+        assert!(err.message.contains("quote a field"), "{err}");
+        // A quoted header, and the fast path on a quote-free record.
+        let q = parse_csv_header("\"ts\",identity,\"type\"").unwrap();
+        assert!(parse_csv_borrowed(&q, "1761955255,douyin:x,touch")
+            .unwrap()
+            .is_ok());
+        assert!(parse_csv_borrowed(&q, "1761955255,\"douyin:x\",touch").is_none());
+    }
+
+    fn cell() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just("douyin:ab".to_string()),
+            Just("comment".to_string()),
+            Just("1761955255".to_string()),
+            Just("douyin".to_string()),
+            Just("你好, 多少钱？".to_string()),
+            Just("他说\"好\"".to_string()),
+            Just("两行\n第二行".to_string()),
+            Just("a\r\nb".to_string()),
+            Just("5\"屏".to_string()),
+            "[a-z,\" \n0-9]{0,6}",
+        ]
+    }
+
+    /// How a CSV writer (Excel, the csv crate) writes a cell.
+    fn write_cell(c: &str, force: bool) -> String {
+        if force || c.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", c.replace('"', "\"\""))
+        } else {
+            c.to_string()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5_000))]
+        /// Records cut by `csv_record_len` and read one by one are what the
+        /// csv crate reads from the whole text, and the in-place fast path
+        /// agrees with the csv crate on every record it takes.
+        #[test]
+        fn records_agree_with_the_csv_crate(
+            rows in proptest::collection::vec(proptest::collection::vec((cell(), any::<bool>()), 9), 1..5),
+            raw in any::<bool>(),
+        ) {
+            let cols = parse_csv_header(COLS).unwrap();
+            let text: String = rows
+                .iter()
+                .map(|r| {
+                    let cells: Vec<String> = r
+                        .iter()
+                        .map(|(c, q)| if raw && !c.contains(['\n', '\r', ',']) && !c.starts_with('"') { c.clone() } else { write_cell(c, *q) })
+                        .collect();
+                    format!("{}\n", cells.join(","))
+                })
+                .collect();
+            let whole: Vec<csv::StringRecord> = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(text.as_bytes())
+                .records()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let mut reader = CsvRecordReader::default();
+            let mut at = 0;
+            let mut mine = Vec::new();
+            while at < text.len() {
+                let len = csv_record_len(&text.as_bytes()[at..]).unwrap();
+                mine.push(&text[at..at + len]);
+                at += len;
+            }
+            // A bare `\r` ends a record for the csv crate; such records are refused here.
+            if whole.len() == mine.len() {
+                for (rec, w) in mine.iter().zip(&whole) {
+                    let fields: Vec<&str> = w.iter().collect();
+                    let expected = if fields.len() == cols.count {
+                        fields_event(&cols, &fields).map(|e| e.to_event())
+                    } else {
+                        Err(column_count(fields.len(), &cols))
+                    };
+                    prop_assert_eq!(parse_csv_quoted(&mut reader, &cols, rec), expected.clone());
+                    if let Some(fast) = parse_csv_borrowed(&cols, rec) {
+                        prop_assert_eq!(fast.map(|e| e.to_event()), expected);
+                    }
+                }
+            } else {
+                prop_assert!(text.contains('\r'));
+            }
+        }
     }
 
     fn field() -> impl Strategy<Value = (String, String)> {

@@ -1,6 +1,16 @@
 //! Server configuration: one struct, filled from a TOML file, then
 //! environment variables (`SIYU_*`), then command-line flags, each layer
 //! overriding the one before.
+//!
+//! Every secret has an environment variable, so none has to be written in
+//! the file (containers, secret stores): its TOML path in upper case, with
+//! `__` between levels and `SIYU_` in front — `admin_token` →
+//! `SIYU_ADMIN_TOKEN`, `[connectors.wecom] secret` →
+//! `SIYU_CONNECTORS__WECOM__SECRET`, `[inbound] douyin` →
+//! `SIYU_INBOUND__DOUYIN`, `[workspaces.brand_a] admin_token` →
+//! `SIYU_WORKSPACES__BRAND_A__ADMIN_TOKEN`. [`SECRET_ENV`] lists them. A
+//! connector's other fields stay in the file: a secret for a connector the
+//! file does not configure is an error naming the section to add.
 
 use anyhow::Context;
 use serde::Deserialize;
@@ -270,6 +280,114 @@ pub fn listen_address(given: &str) -> String {
     }
 }
 
+/// The environment variables of the config's secrets (beyond the
+/// top-level `SIYU_ADMIN_TOKEN`, `SIYU_METRICS_TOKEN`, `SIYU_DATABASE_URL`),
+/// with the TOML key each replaces. `SIYU_INBOUND__<CHANNEL>` and
+/// `SIYU_WORKSPACES__<NAME>__ADMIN_TOKEN` follow the same scheme per
+/// channel and workspace.
+pub const SECRET_ENV: &[(&str, &str)] = &[
+    (
+        "SIYU_CONNECTORS__WEBHOOK__SECRET",
+        "[connectors.webhook] secret",
+    ),
+    (
+        "SIYU_CONNECTORS__EMAIL__PASSWORD",
+        "[connectors.email] password",
+    ),
+    ("SIYU_CONNECTORS__SMS__API_KEY", "[connectors.sms] api_key"),
+    (
+        "SIYU_CONNECTORS__WECOM__SECRET",
+        "[connectors.wecom] secret",
+    ),
+    (
+        "SIYU_CONNECTORS__WECHAT__SECRET",
+        "[connectors.wechat] secret",
+    ),
+];
+
+/// Channels whose inbound secret is looked up in the environment even when
+/// the file's `[inbound]` does not name them.
+const INBOUND_CHANNELS: &[&str] = &[
+    "wecom",
+    "wechat",
+    "douyin",
+    "xiaohongshu",
+    "kuaishou",
+    "weibo",
+    "sms",
+    "email",
+    "webhook",
+];
+
+/// The environment variable of a name: upper case, `-` as `_`.
+fn env_part(name: &str) -> String {
+    name.to_ascii_uppercase().replace('-', "_")
+}
+
+/// Applies the secrets of [`SECRET_ENV`], `SIYU_INBOUND__*` and
+/// `SIYU_WORKSPACES__*__ADMIN_TOKEN` found in `env`.
+fn secrets_from_env(c: &mut Config, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    use siyu_connectors::Secret;
+    let missing = |var: &str, section: &str| {
+        anyhow::anyhow!(
+            "{var} is set but the configuration has no [connectors.{section}]: add that section (its other fields) to the config file"
+        )
+    };
+    let k = &mut c.connectors;
+    if let Some(v) = env("SIYU_CONNECTORS__WEBHOOK__SECRET") {
+        let w = k
+            .webhook
+            .as_mut()
+            .ok_or_else(|| missing("SIYU_CONNECTORS__WEBHOOK__SECRET", "webhook"))?;
+        w.secret = Secret::new(v);
+    }
+    if let Some(v) = env("SIYU_CONNECTORS__EMAIL__PASSWORD") {
+        let e = k
+            .email
+            .as_mut()
+            .ok_or_else(|| missing("SIYU_CONNECTORS__EMAIL__PASSWORD", "email"))?;
+        e.password = Some(Secret::new(v));
+    }
+    if let Some(v) = env("SIYU_CONNECTORS__SMS__API_KEY") {
+        let s = k
+            .sms
+            .as_mut()
+            .ok_or_else(|| missing("SIYU_CONNECTORS__SMS__API_KEY", "sms"))?;
+        s.api_key = Some(Secret::new(v));
+    }
+    if let Some(v) = env("SIYU_CONNECTORS__WECOM__SECRET") {
+        let w = k
+            .wecom
+            .as_mut()
+            .ok_or_else(|| missing("SIYU_CONNECTORS__WECOM__SECRET", "wecom"))?;
+        w.secret = Secret::new(v);
+    }
+    if let Some(v) = env("SIYU_CONNECTORS__WECHAT__SECRET") {
+        let w = k
+            .wechat
+            .as_mut()
+            .ok_or_else(|| missing("SIYU_CONNECTORS__WECHAT__SECRET", "wechat"))?;
+        w.secret = Secret::new(v);
+    }
+    let channels: std::collections::BTreeSet<String> = c
+        .inbound_secrets
+        .keys()
+        .cloned()
+        .chain(INBOUND_CHANNELS.iter().map(|s| s.to_string()))
+        .collect();
+    for channel in channels {
+        if let Some(v) = env(&format!("SIYU_INBOUND__{}", env_part(&channel))) {
+            c.inbound_secrets.insert(channel, v);
+        }
+    }
+    for (name, w) in c.workspaces.iter_mut() {
+        if let Some(v) = env(&format!("SIYU_WORKSPACES__{}__ADMIN_TOKEN", env_part(name))) {
+            w.admin_token = Some(v);
+        }
+    }
+    Ok(())
+}
+
 impl Config {
     /// TOML file (if any) < environment < flags.
     pub fn load(
@@ -354,6 +472,7 @@ impl Config {
             c.trusted_proxies = crate::ratelimit::TrustedProxies::parse(&list)
                 .map_err(|e| anyhow::anyhow!("SIYU_TRUSTED_PROXIES: {e}"))?;
         }
+        secrets_from_env(&mut c, env)?;
         c.listen = flags.listen.unwrap_or(c.listen);
         c.data_dir = flags.data_dir.unwrap_or(c.data_dir);
         c.database_url = flags.database_url.or(c.database_url);
@@ -413,6 +532,94 @@ pub fn open_store(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_secret_can_come_from_the_environment() {
+        let dir = std::env::temp_dir().join(format!("siyu-config-sec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("siyu.toml");
+        std::fs::write(
+            &file,
+            r#"
+            [connectors.webhook]
+            url = "https://hook.example"
+            secret = "from-file"
+            [connectors.email]
+            host = "smtp.example"
+            from = "a@example.com"
+            username = "a"
+            [connectors.sms]
+            base_url = "https://sms.example"
+            sdk_app_id = "1"
+            sign_name = "s"
+            [connectors.wecom]
+            corp_id = "c"
+            sender = "s"
+            [connectors.wechat]
+            app_id = "w"
+            [inbound]
+            my-bridge = "file"
+            [workspaces.brand_a]
+            host = "a.example"
+            "#,
+        )
+        .unwrap();
+        let vars: std::collections::BTreeMap<&str, &str> = [
+            ("SIYU_CONNECTORS__WEBHOOK__SECRET", "hook-env"),
+            ("SIYU_CONNECTORS__EMAIL__PASSWORD", "mail-env"),
+            ("SIYU_CONNECTORS__SMS__API_KEY", "sms-env"),
+            ("SIYU_CONNECTORS__WECOM__SECRET", "wecom-env"),
+            ("SIYU_CONNECTORS__WECHAT__SECRET", "wechat-env"),
+            ("SIYU_INBOUND__MY_BRIDGE", "bridge-env"),
+            ("SIYU_INBOUND__DOUYIN", "douyin-env"),
+            ("SIYU_WORKSPACES__BRAND_A__ADMIN_TOKEN", "brand-a-env"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            vars.len(),
+            SECRET_ENV.len() + 3,
+            "one per listed secret, and the patterns"
+        );
+        let env = |k: &str| vars.get(k).map(|v| v.to_string());
+        let c = Config::load(Some(&file), &env, Overrides::default()).unwrap();
+        let k = &c.connectors;
+        assert_eq!(k.webhook.as_ref().unwrap().secret.expose(), "hook-env");
+        assert_eq!(
+            k.email
+                .as_ref()
+                .unwrap()
+                .password
+                .as_ref()
+                .unwrap()
+                .expose(),
+            "mail-env"
+        );
+        assert_eq!(
+            k.sms.as_ref().unwrap().api_key.as_ref().unwrap().expose(),
+            "sms-env"
+        );
+        assert_eq!(k.wecom.as_ref().unwrap().secret.expose(), "wecom-env");
+        assert_eq!(k.wechat.as_ref().unwrap().secret.expose(), "wechat-env");
+        assert_eq!(c.inbound_secrets["my-bridge"], "bridge-env");
+        assert_eq!(c.inbound_secrets["douyin"], "douyin-env");
+        assert_eq!(
+            c.workspaces["brand_a"].admin_token.as_deref(),
+            Some("brand-a-env")
+        );
+        // The connectors build from it (the secrets reach them).
+        siyu_connectors::from_config(&c.connectors).unwrap();
+        // A secret for a connector the file does not configure names the section.
+        let only = |k: &str| (k == "SIYU_CONNECTORS__WECOM__SECRET").then(|| "x".to_string());
+        let e = Config::load(None, &only, Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("SIYU_CONNECTORS__WECOM__SECRET") && e.contains("[connectors.wecom]"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[test]
     fn flags_beat_env_beat_file() {

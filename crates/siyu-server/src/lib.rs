@@ -169,7 +169,10 @@ pub fn app(state: AppState) -> Router {
             auth::enforce,
         ))
         // Logged by route template: paths hold identities (personal data).
-        .route_layer(axum::middleware::from_fn(log_request))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            log_request,
+        ))
         .merge(siyu_console::router())
         .fallback(|| async {
             error::ApiError::NotFound("no such endpoint; GET /openapi.json lists them".into())
@@ -183,7 +186,54 @@ pub fn app(state: AppState) -> Router {
             ingest_paths,
             browser::layer,
         ))
+        // Outermost: every log line of a request carries its id.
+        .layer(axum::middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// The request id header, read and echoed.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// A request's id: the client's `x-request-id` when it is 1–128 visible
+/// ASCII characters (a proxy's or a caller's, so one id follows a request
+/// across systems), else a fresh one. Every log line written while the
+/// request is handled carries it (the `request` span's `request_id`, in
+/// the text and the JSON log format), and the answer echoes it.
+async fn request_id(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(new_request_id, str::to_string);
+    // At error level so the span exists whenever any line is logged.
+    let span = tracing::error_span!("request", request_id = %id);
+    let mut response = next.run(request).instrument(span).await;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
+    response
+}
+
+/// 16 hex digits, unique within the process and unlikely across processes.
+fn new_request_id() -> String {
+    use sha2::Digest;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    static SEED: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let seed = SEED.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        t ^ (u128::from(std::process::id()) << 64)
+    });
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let digest = sha2::Sha256::digest(format!("{seed}:{n}").as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl siyu_console::Host for AppState {
@@ -218,6 +268,7 @@ impl siyu_console::Host for AppState {
 /// the concrete path: it names a person), status and latency. Server
 /// errors at `error`, client errors at `info`, the rest at `debug`.
 async fn log_request(
+    axum::extract::State(state): axum::extract::State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -230,6 +281,7 @@ async fn log_request(
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
+    state.0.metrics.request(&route, method.as_str(), status);
     if status >= 500 {
         tracing::error!(%method, %route, status, ms, "request failed");
     } else if status >= 400 {

@@ -1,5 +1,16 @@
 //! Prometheus metrics, hand-written: a few counters and latency histograms
 //! are all the server needs, and the text format is simple.
+//!
+//! Labels: API requests per route template (never the concrete path: it
+//! names a person), method and status (`siyu_http_requests_total`); sends
+//! per channel and verdict (`siyu_sends_total`: submitted, delivered,
+//! suppressed, delayed, dead); these and `siyu_build_info{version}`
+//! (always 1) carry `workspace="NAME"`, the brand whose `/metrics` was
+//! scraped (`Host` or `X-Siyu-Workspace`), so several brands scraped from
+//! one process stay apart (the older unlabelled series are per workspace
+//! too, told apart by the scrape target). The
+//! label sets are bounded: route templates and methods come from the route
+//! table, channels from the configuration and definitions.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,6 +104,10 @@ pub struct Metrics {
     pub automation_lag_seconds: AtomicU64,
     /// One executor pass over queued inputs (commit + delivery).
     pub automation_pass: Histogram,
+    /// API requests by (route template, method, status).
+    pub http_requests: Mutex<std::collections::BTreeMap<(String, String, u16), u64>>,
+    /// Send verdicts by (channel, verdict).
+    pub sends: Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Metrics {
@@ -137,6 +152,8 @@ impl Default for Metrics {
             triggers_skipped: Mutex::new(SKIPPED.iter().map(|&(t, r, _)| ((t, r), 0)).collect()),
             automation_lag_seconds: AtomicU64::new(0),
             automation_pass: Histogram::new(SECONDS),
+            http_requests: Mutex::new(Default::default()),
+            sends: Mutex::new(Default::default()),
         }
     }
 }
@@ -195,8 +212,57 @@ impl Metrics {
         *m.entry((trigger, reason)).or_default() += n;
     }
 
-    pub fn render(&self, persons: usize, identities: usize) -> String {
+    /// Counts one API request (`route`: its template).
+    pub fn request(&self, route: &str, method: &str, status: u16) {
+        let mut m = self.http_requests.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((route.to_string(), method.to_string(), status))
+            .or_default() += 1;
+    }
+
+    /// Counts one send verdict on `channel`: `submitted`, `delivered`,
+    /// `suppressed`, `delayed` or `dead`.
+    pub fn send(&self, channel: &str, verdict: &'static str) {
+        let mut m = self.sends.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((channel.to_string(), verdict)).or_default() += 1;
+    }
+
+    /// The text format; the labelled families carry `workspace`.
+    pub fn render(&self, workspace: &str, persons: usize, identities: usize) -> String {
+        let workspace = escape_label(workspace);
         let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "# HELP siyu_build_info The running build (always 1).\n# TYPE siyu_build_info gauge\nsiyu_build_info{{workspace=\"{workspace}\",version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        {
+            let m = self.http_requests.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(
+                s,
+                "# HELP siyu_http_requests_total API requests by route template, method and status.\n# TYPE siyu_http_requests_total counter"
+            );
+            for ((route, method, status), n) in m.iter() {
+                let _ = writeln!(
+                    s,
+                    "siyu_http_requests_total{{workspace=\"{workspace}\",route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
+                    escape_label(route)
+                );
+            }
+        }
+        {
+            let m = self.sends.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(
+                s,
+                "# HELP siyu_sends_total Send verdicts by channel: submitted (to a connector), delivered, suppressed (a guardrail), delayed (quiet hours), dead.\n# TYPE siyu_sends_total counter"
+            );
+            for ((channel, verdict), n) in m.iter() {
+                let _ = writeln!(
+                    s,
+                    "siyu_sends_total{{workspace=\"{workspace}\",channel=\"{}\",verdict=\"{verdict}\"}} {n}",
+                    escape_label(channel)
+                );
+            }
+        }
         {
             let m = self
                 .triggers_skipped
@@ -359,5 +425,43 @@ impl Metrics {
             &mut s,
         );
         s
+    }
+}
+
+/// A label value as the text format wants it (`\\`, `\"`, `\n` escaped).
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labelled_families_carry_the_workspace_and_escape_labels() {
+        let m = Metrics::default();
+        m.request("/v1/persons/{id}", "GET", 200);
+        m.request("/v1/persons/{id}", "GET", 200);
+        m.request("/v1/events", "POST", 400);
+        m.send("email", "delivered");
+        m.send("we\"ird", "dead");
+        m.ingest_latency.observe(0.002);
+        let text = m.render("brand_a", 3, 4);
+        for want in [
+            "siyu_http_requests_total{workspace=\"brand_a\",route=\"/v1/persons/{id}\",method=\"GET\",status=\"200\"} 2",
+            "siyu_http_requests_total{workspace=\"brand_a\",route=\"/v1/events\",method=\"POST\",status=\"400\"} 1",
+            "siyu_sends_total{workspace=\"brand_a\",channel=\"email\",verdict=\"delivered\"} 1",
+            "siyu_sends_total{workspace=\"brand_a\",channel=\"we\\\"ird\",verdict=\"dead\"} 1",
+            "siyu_persons 3",
+            "siyu_ingest_latency_seconds_count 1",
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+        assert!(text.contains(&format!(
+            "siyu_build_info{{workspace=\"brand_a\",version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
     }
 }

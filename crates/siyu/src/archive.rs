@@ -26,6 +26,8 @@
 //!   (`siyu_store::dump::SIDE_TABLES`: merges, audit log, segment history,
 //!   enrollments, outbox history, consent ledger, tasks, send attempts),
 //!   with its ids and timestamps.
+//! - `events.parquet` (`--format parquet`): the same log as Parquet rows
+//!   for analytics tools (`parquet_log.rs`), not read by a restore.
 //! - `persons.csv` and `merges.jsonl`: readable views (canonical id →
 //!   identities; merges with RFC 3339 times), not read by a restore.
 //!
@@ -64,6 +66,19 @@ pub struct ExportArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// `parquet` also writes the log as `events.parquet` (a view for
+    /// analytics tools; a restore reads `events.jsonl`).
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    pub format: ExportFormat,
+}
+
+/// The formats of the log in an export.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// `events.jsonl` only.
+    Jsonl,
+    /// `events.jsonl` and `events.parquet`.
+    Parquet,
 }
 
 /// `manifest.json`'s `format`.
@@ -72,6 +87,8 @@ const FORMAT: &str = "siyu-export";
 const FORMAT_VERSION: u64 = 1;
 const MANIFEST: &str = "manifest.json";
 const EVENTS_FILE: &str = "events.jsonl";
+/// The log as Parquet (`--format parquet`), a view (`parquet_log.rs`).
+const PARQUET_FILE: &str = "events.parquet";
 /// Settings never exported, by key prefix, and why (the manifest says so).
 const NOT_EXPORTED_SETTINGS: &[(&str, &str)] = &[(
     "console_session/",
@@ -256,6 +273,14 @@ pub fn export(args: ExportArgs) -> Result<()> {
     let head = store.last_offset()?;
     let progress = bar(args.quiet, head, "events");
     let mut out = Out::create(&args.out, EVENTS_FILE, "events")?;
+    let mut parquet = match args.format {
+        ExportFormat::Parquet => Some(crate::parquet_log::ParquetLog::new(Out::create(
+            &args.out,
+            PARQUET_FILE,
+            "view",
+        )?)?),
+        ExportFormat::Jsonl => None,
+    };
     let mut holes: Vec<[u64; 2]> = Vec::new();
     let mut expected = 1u64;
     siyu_store::for_each_page(store.as_mut(), 0, |page| {
@@ -265,6 +290,9 @@ pub fn export(args: ExportArgs) -> Result<()> {
             }
             expected = e.offset + 1;
             out.json_line(&to_json(&e.event))?;
+            if let Some(p) = &mut parquet {
+                p.push(e.offset, &e.event)?;
+            }
         }
         progress.set_position(expected - 1);
         Ok::<(), anyhow::Error>(())
@@ -275,6 +303,12 @@ pub fn export(args: ExportArgs) -> Result<()> {
     progress.finish_and_clear();
     let events = out.lines;
     files.push(out.finish()?);
+    if let Some(p) = parquet {
+        let mut out = p.finish()?;
+        // A Parquet file has rows, not lines: one per event.
+        out.lines = events;
+        files.push(out.finish()?);
+    }
 
     // Settings, one file per kind.
     let mut by_file: BTreeMap<String, Out> = BTreeMap::new();

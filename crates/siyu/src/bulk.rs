@@ -1,5 +1,6 @@
 //! Bulk reading of event files (JSONL or CSV): a reader thread cuts the
-//! file into newline-aligned chunks, parser threads validate every line and
+//! file into newline-aligned chunks (a CSV file between records: a line
+//! break inside a quoted field stays in its record), parser threads validate every line and
 //! turn chunks into compact records (strings stay in the chunk, identities
 //! are pre-hashed), and the calling thread consumes chunks in file order —
 //! straight into the engine (`bench`) or into the store (`import`).
@@ -9,9 +10,10 @@
 //! dropped.
 
 use anyhow::{Context, Result};
+use siyu_domain::line::UTF8_BOM;
 use siyu_domain::{
-    parse_csv_borrowed, parse_csv_header, parse_json_event, parse_jsonl_fast, CsvColumns, Event,
-    EventType, LineEvent, WireError,
+    csv_record_len, parse_csv_borrowed, parse_csv_header, parse_csv_quoted, parse_json_event,
+    parse_jsonl_fast, CsvColumns, CsvRecordReader, Event, EventType, LineEvent, WireError,
 };
 use siyu_engine::identity::identity_hash;
 use siyu_engine::{Engine, RawEvent};
@@ -300,45 +302,9 @@ fn parse_chunk((bytes, mut recs): Buffers, format: Format, cols: &CsvColumns) ->
     let mut errors = Vec::new();
     let mut lines = 0u64;
     let text = chunk_text(bytes, &mut errors);
-    {
-        let b = text.as_bytes();
-        let mut line_start = 0usize;
-        let ends = memchr::memchr_iter(b'\n', b).chain(std::iter::once(b.len()));
-        for end in ends {
-            if line_start >= b.len() {
-                break;
-            }
-            // `\n` is ASCII, so line ends are char boundaries.
-            let line = &text[line_start..end];
-            line_start = end + 1;
-            let idx = lines;
-            lines += 1;
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            if line.trim().is_empty() {
-                continue;
-            }
-            let parsed = match format {
-                Format::Csv => Some(parse_csv_borrowed(cols, line)),
-                Format::Jsonl => parse_jsonl_fast(line),
-            };
-            match parsed {
-                Some(Ok(e)) => recs.push(to_rec(b, &e, idx)),
-                Some(Err(err)) => errors.push((idx, err)),
-                None => match serde_json::from_str::<serde_json::Value>(line) {
-                    Ok(v) => match parse_json_event(&v) {
-                        Ok(e) => recs.push(owned_rec(e, idx)),
-                        Err(err) => errors.push((idx, err)),
-                    },
-                    Err(err) => errors.push((
-                        idx,
-                        WireError {
-                            field: "event",
-                            message: format!("malformed JSON at column {}: {err}", err.column()),
-                        },
-                    )),
-                },
-            }
-        }
+    match format {
+        Format::Csv => parse_csv_chunk(&text, cols, &mut recs, &mut errors, &mut lines),
+        Format::Jsonl => parse_jsonl_chunk(&text, &mut recs, &mut errors, &mut lines),
     }
     errors.sort_by_key(|(idx, _)| *idx);
     Chunk {
@@ -353,17 +319,155 @@ fn parse_chunk((bytes, mut recs): Buffers, format: Format, cols: &CsvColumns) ->
     }
 }
 
-/// Reads `path` in newline-aligned chunks and sends them round-robin.
+/// The lines of a JSONL chunk: the fast path, else the full JSON parser.
+fn parse_jsonl_chunk(
+    text: &str,
+    recs: &mut Vec<Rec>,
+    errors: &mut Vec<(u64, WireError)>,
+    lines: &mut u64,
+) {
+    let b = text.as_bytes();
+    let mut line_start = 0usize;
+    let ends = memchr::memchr_iter(b'\n', b).chain(std::iter::once(b.len()));
+    for end in ends {
+        if line_start >= b.len() {
+            break;
+        }
+        // `\n` is ASCII, so line ends are char boundaries.
+        let line = &text[line_start..end];
+        line_start = end + 1;
+        let idx = *lines;
+        *lines += 1;
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_jsonl_fast(line) {
+            Some(Ok(e)) => recs.push(to_rec(b, &e, idx)),
+            Some(Err(err)) => errors.push((idx, err)),
+            None => match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(v) => match parse_json_event(&v) {
+                    Ok(e) => recs.push(owned_rec(e, idx)),
+                    Err(err) => errors.push((idx, err)),
+                },
+                Err(err) => errors.push((
+                    idx,
+                    WireError {
+                        field: "event",
+                        message: format!("malformed JSON at column {}: {err}", err.column()),
+                    },
+                )),
+            },
+        }
+    }
+}
+
+/// The records of a CSV chunk: a line without a `"` is a whole record,
+/// split in place; a record with one (it may span lines) is read by
+/// `csv-core` (the `csv` crate's parser), one reader per chunk. A record is numbered by the line it starts on.
+fn parse_csv_chunk(
+    text: &str,
+    cols: &CsvColumns,
+    recs: &mut Vec<Rec>,
+    errors: &mut Vec<(u64, WireError)>,
+    lines: &mut u64,
+) {
+    let b = text.as_bytes();
+    let mut reader: Option<CsvRecordReader> = None;
+    let mut at = 0usize;
+    while at < b.len() {
+        let idx = *lines;
+        let line_end = memchr::memchr(b'\n', &b[at..]).map_or(b.len(), |p| at + p + 1);
+        // `\n` is ASCII, so line ends are char boundaries.
+        let line = &text[at..line_end];
+        if line.trim().is_empty() {
+            *lines += 1;
+            at = line_end;
+            continue;
+        }
+        match parse_csv_borrowed(cols, line) {
+            Some(parsed) => {
+                *lines += 1;
+                at = line_end;
+                match parsed {
+                    Ok(e) => recs.push(to_rec(b, &e, idx)),
+                    Err(err) => errors.push((idx, err)),
+                }
+            }
+            None => {
+                let (end, parsed) = match csv_record_len(&b[at..]) {
+                    // `"` and `\n` are ASCII: a record ends at a char boundary.
+                    Some(len) => (
+                        at + len,
+                        parse_csv_quoted(
+                            reader.get_or_insert_with(CsvRecordReader::default),
+                            cols,
+                            &text[at..at + len],
+                        ),
+                    ),
+                    None => (
+                        b.len(),
+                        Err(WireError {
+                            field: "event",
+                            message: "a quoted field is never closed (a `\"` is missing); write a quote inside a quoted field as `\"\"`".into(),
+                        }),
+                    ),
+                };
+                let breaks = memchr::memchr_iter(b'\n', &b[at..end]).count();
+                *lines += (breaks + usize::from(b[end - 1] != b'\n')) as u64;
+                at = end;
+                match parsed {
+                    Ok(e) => recs.push(owned_rec(e, idx)),
+                    Err(err) => errors.push((idx, err)),
+                }
+            }
+        }
+    }
+}
+
+/// Where to cut a buffer that starts at a record boundary: after its last
+/// complete line, and in a CSV file with quotes after its last complete
+/// record (a giant or never-closed quoted field falls back to the last
+/// line; its record is then refused).
+fn cut_at(buf: &[u8], csv: bool) -> Option<usize> {
+    let last_line = memchr::memrchr(b'\n', buf).map(|p| p + 1);
+    if !csv || memchr::memchr(b'"', buf).is_none() {
+        return last_line;
+    }
+    let mut at = 0;
+    while at < buf.len() {
+        let nl = memchr::memchr(b'\n', &buf[at..]).map(|p| at + p + 1);
+        let end = match nl {
+            Some(nl) if memchr::memchr(b'"', &buf[at..nl]).is_none() => Some(nl),
+            _ => csv_record_len(&buf[at..]).map(|l| at + l),
+        };
+        match end {
+            Some(end) if buf[end - 1] == b'\n' => at = end,
+            _ => break,
+        }
+    }
+    if at > 0 {
+        Some(at)
+    } else {
+        last_line
+    }
+}
+
+/// Reads `path` in record-aligned chunks (after its first `skip` bytes:
+/// a BOM, a CSV header) and sends them round-robin.
 /// Buffers come back through `recycled` once consumed, so a read reuses a
 /// handful of buffers instead of faulting in (and zeroing) fresh pages for
 /// every chunk.
 fn read_chunks(
     path: &Path,
-    mut skip_header: bool,
+    csv: bool,
+    skip: u64,
     senders: Vec<SyncSender<Buffers>>,
     recycled: Receiver<Buffers>,
 ) -> Result<()> {
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    std::io::copy(&mut (&mut f).take(skip), &mut std::io::sink())
+        .with_context(|| format!("reading {}", path.display()))?;
     let mut carry: Vec<u8> = Vec::new();
     let mut n = 0usize;
     loop {
@@ -382,15 +486,10 @@ fn read_chunks(
             .with_context(|| format!("reading {}", path.display()))?;
         let eof = buf.len() == before;
         if !eof {
-            if let Some(p) = memchr::memrchr(b'\n', &buf) {
-                carry.extend_from_slice(&buf[p + 1..]);
-                buf.truncate(p + 1);
+            if let Some(p) = cut_at(&buf, csv) {
+                carry.extend_from_slice(&buf[p..]);
+                buf.truncate(p);
             }
-        }
-        if skip_header {
-            skip_header = false;
-            let p = memchr::memchr(b'\n', &buf).map_or(buf.len(), |p| p + 1);
-            buf.drain(..p);
         }
         if buf.is_empty() && eof {
             return Ok(());
@@ -405,6 +504,37 @@ fn read_chunks(
     }
 }
 
+/// What precedes the data of an events file: its byte length (a UTF-8
+/// BOM, a CSV's header record) and lines, and the CSV's columns.
+fn preamble(path: &Path, csv: bool) -> Result<(u64, u64, CsvColumns)> {
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .with_context(|| format!("opening {}", path.display()))?
+        .take(1 << 20)
+        .read_to_end(&mut head)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let bom = if head.starts_with(UTF8_BOM.as_bytes()) {
+        UTF8_BOM.len()
+    } else {
+        0
+    };
+    if !csv {
+        return Ok((bom as u64, 0, CsvColumns::default()));
+    }
+    let rest = &head[bom..];
+    let len = csv_record_len(rest).unwrap_or(rest.len());
+    let header = std::str::from_utf8(&rest[..len]).map_err(|_| {
+        anyhow::anyhow!(
+            "{}:1: the header is not UTF-8; save the file as UTF-8 (Excel: CSV UTF-8)",
+            path.display()
+        )
+    })?;
+    let cols = parse_csv_header(header.trim_end_matches(['\r', '\n']))
+        .map_err(|e| anyhow::anyhow!("{}:1: {e}", path.display()))?;
+    let lines = memchr::memchr_iter(b'\n', header.as_bytes()).count().max(1) as u64;
+    Ok(((bom + len) as u64, lines, cols))
+}
+
 /// Reads an events file (`.csv`, else JSONL) and hands each parsed chunk,
 /// in file order, to `consume`. `consume` may fail (e.g. the store); that
 /// stops the read and is returned.
@@ -417,20 +547,8 @@ pub fn for_each_chunk(
     let is_csv = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    let (format, cols) = if is_csv {
-        let mut header = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(
-                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
-            ),
-            &mut header,
-        )?;
-        let cols = parse_csv_header(header.trim_end())
-            .map_err(|e| anyhow::anyhow!("{}:1: {e}", path.display()))?;
-        (Format::Csv, cols)
-    } else {
-        (Format::Jsonl, CsvColumns::default())
-    };
+    let format = if is_csv { Format::Csv } else { Format::Jsonl };
+    let (skip, header_lines, cols) = preamble(path, is_csv)?;
     let threads = threads.max(1);
     let mut stats = LoadStats::default();
     std::thread::scope(|scope| -> Result<()> {
@@ -451,8 +569,7 @@ pub fn for_each_chunk(
             });
         }
         let (recycle_tx, recycle_rx) = sync_channel::<Buffers>(threads * 4 + 4);
-        let reader = scope.spawn(move || read_chunks(path, is_csv, to_parser, recycle_rx));
-        let header_lines = if is_csv { 1 } else { 0 };
+        let reader = scope.spawn(move || read_chunks(path, is_csv, skip, to_parser, recycle_rx));
         let mut data_lines = 0u64;
         let mut i = 0usize;
         let mut result = Ok(());

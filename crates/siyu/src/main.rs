@@ -14,6 +14,7 @@ mod demo;
 mod demo_api;
 mod logins;
 mod orders;
+mod parquet_log;
 mod serve;
 
 use clap::{Parser, Subcommand};

@@ -32,6 +32,11 @@ pub struct ServeArgs {
     /// Token /metrics requires (`Authorization: Bearer <token>`); unset: /metrics is open.
     #[arg(long)]
     pub metrics_token: Option<String>,
+    /// Log lines as `text` (default) or `json` (one object per line, with
+    /// the request's `request_id` in its `span`/`spans` on every line a
+    /// request writes).
+    #[arg(long, value_enum, env = "SIYU_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// A TOML file with any of: listen, data_dir, database_url, database_schema, admin_token, metrics_token, max_body_bytes, public_url, trusted_proxies, [connectors.*], [inbound], [workspaces.NAME] (each may have its own [workspaces.NAME.inbound]).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -60,16 +65,33 @@ pub enum KeysCommand {
     },
 }
 
-pub fn init_logging() {
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `span`, `spans`).
+    Json,
+}
+
+pub fn init_logging(format: LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         // Logs go to stderr; stdout carries what a command prints (URL, key, summary).
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+    };
 }
 
 fn config_from(args: ServeArgs, default_dir: Option<&str>) -> Result<Config> {
@@ -137,7 +159,7 @@ async fn run(
 }
 
 pub fn serve(args: ServeArgs) -> Result<()> {
-    init_logging();
+    init_logging(args.log_format);
     let config = config_from(args, None)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(run(
@@ -148,7 +170,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
 }
 
 pub fn demo(args: ServeArgs) -> Result<()> {
-    init_logging();
+    init_logging(args.log_format);
     let mut config = config_from(args, Some("./siyu-demo-data"))?;
     let crate::demo::DemoCredentials {
         keys,

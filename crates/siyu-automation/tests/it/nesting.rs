@@ -224,6 +224,7 @@ proptest! {
                 name: "t".into(),
                 body: body.clone(),
                 subject: Some(body),
+                html: None,
                 variants: BTreeMap::new(),
                 class: siyu_automation::guard::MessageClass::Marketing,
             };

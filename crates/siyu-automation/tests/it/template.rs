@@ -11,6 +11,7 @@ fn template(body: &str) -> Template {
         name: "t".into(),
         body: body.into(),
         subject: None,
+        html: None,
         variants: BTreeMap::new(),
         class: MessageClass::Marketing,
     }
@@ -132,6 +133,7 @@ fn errors_name_the_part() {
         Variant {
             body: "fine\n  {{ name".into(),
             subject: None,
+            html: None,
         },
     );
     let err = compile(&t).unwrap_err();
@@ -145,6 +147,7 @@ fn errors_name_the_part() {
         Variant {
             body: "ok".into(),
             subject: Some("{{}}".into()),
+            html: None,
         },
     );
     assert_eq!(compile(&t).unwrap_err().part, "variants.email.subject");
@@ -227,4 +230,55 @@ proptest! {
     fn compile_never_panics_on_any_text(body in "\\PC{0,60}") {
         let _ = compile(&template(&body));
     }
+}
+
+#[test]
+fn an_html_body_escapes_what_it_inserts_and_variants_may_replace_it() {
+    let t: Template = serde_json::from_str(
+        r#"{
+            "name": "news",
+            "subject": "{{ name }}，本周上新",
+            "body": "{{ name }}：本周上新。退订 {{ unsubscribe_link }}",
+            "html": "<p>{{ name | default: \"朋友\" }}：<b>本周上新</b></p><a href=\"{{ unsubscribe_link }}\">退订</a>",
+            "variants": {"wecom": {"body": "企微：{{ name }}"}, "sms": {"body": "短信", "html": "<i>{{ city }}</i>"}}
+        }"#,
+    )
+    .unwrap();
+    let c = compile(&t).unwrap();
+    let v = vars(&[
+        ("name", "<script>\"王\" & 'x'</script>"),
+        ("unsubscribe_link", "https://s.example/u/ab.cd?x=1&y=2"),
+        ("city", "上海"),
+    ]);
+    let r = c.render("email", &v).unwrap();
+    assert_eq!(
+        r.html.as_deref(),
+        Some("<p>&lt;script&gt;&quot;王&quot; &amp; &#39;x&#39;&lt;/script&gt;：<b>本周上新</b></p><a href=\"https://s.example/u/ab.cd?x=1&amp;y=2\">退订</a>")
+    );
+    // The text body is not escaped.
+    assert!(r.body.starts_with("<script>\"王\""), "{}", r.body);
+    // A variant without html keeps the template's; one with html replaces it.
+    assert!(c
+        .render("wecom", &v)
+        .unwrap()
+        .html
+        .unwrap()
+        .contains("本周上新"));
+    assert_eq!(
+        c.render("sms", &v).unwrap().html.as_deref(),
+        Some("<i>上海</i>")
+    );
+    assert!(c.variables().contains(&"city".to_string()));
+    // Errors name the html part; the printed template round-trips it.
+    let mut bad = t.clone();
+    bad.html = Some("<p>\n {{ nope }}".into());
+    let err = compile(&bad).unwrap_err();
+    assert_eq!((err.part.as_str(), err.line), ("html", 2));
+    assert_eq!(compile(&c.to_template()).unwrap(), c);
+    // Without html nothing changes: no html rendered, none serialized.
+    let plain = compile(&template("hi")).unwrap();
+    assert_eq!(plain.render("email", &v).unwrap().html, None);
+    assert!(!serde_json::to_string(&template("hi"))
+        .unwrap()
+        .contains("html"));
 }

@@ -1,73 +1,64 @@
-//! The records of a marketplace CSV export (RFC 4180: quoted fields with
-//! commas, doubled quotes and line breaks; a UTF-8 BOM; blank lines), each
-//! with the line it starts on so a rejected row is named by its line.
+//! The records of a marketplace CSV export (RFC 4180, read by the `csv`
+//! crate: quoted fields with commas, doubled quotes and line breaks; a
+//! UTF-8 BOM; blank lines), each with the line it starts on so a rejected
+//! row is named by its line.
 
 /// One CSV record: the line it starts on and its cells.
 pub type CsvRecord = (usize, Vec<String>);
 
 /// The records of a CSV text (RFC 4180: quoted fields may hold commas,
 /// quotes as `""` and line breaks; a leading UTF-8 BOM is skipped; blank
-/// lines are skipped), each with the 1-based line it starts on.
+/// lines are skipped), each with the 1-based line it starts on. A quoted
+/// field never closed is an error naming the line its record starts on.
 pub fn csv_records(text: &str) -> Result<Vec<CsvRecord>, (usize, String)> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = text
+        .strip_prefix(siyu_domain::line::UTF8_BOM)
+        .unwrap_or(text);
+    let mut reader = ::csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
     let mut records = Vec::new();
-    let mut record: Vec<String> = Vec::new();
-    let mut field = String::new();
-    let mut line = 1usize;
-    let mut start_line = 1usize;
-    let mut in_quotes = false;
-    let mut quoted_start = 0usize;
-    let mut chars = text.chars().peekable();
-    let end_record = |record: &mut Vec<String>,
-                      field: &mut String,
-                      records: &mut Vec<CsvRecord>,
-                      start: usize| {
-        record.push(std::mem::take(field));
-        let r = std::mem::take(record);
-        if !(r.len() == 1 && r[0].trim().is_empty()) {
-            records.push((start, r));
-        }
+    let mut record = ::csv::StringRecord::new();
+    let bytes = text.as_bytes();
+    // Lines counted up to `counted` (the csv crate's own line count lags
+    // by one after each CRLF).
+    let (mut counted, mut line) = (0usize, 1usize);
+    let mut line_at = |at: usize| {
+        line += bytes[counted..at].iter().filter(|&&b| b == b'\n').count();
+        counted = at;
+        line
     };
-    while let Some(c) = chars.next() {
-        if in_quotes {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => in_quotes = false,
-                '\n' => {
-                    line += 1;
-                    field.push('\n');
-                }
-                other => field.push(other),
+    loop {
+        let start = reader.position().byte() as usize;
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let at = e.position().map_or(start, |p| p.byte() as usize);
+                return Err((
+                    line_at(at.min(bytes.len())),
+                    format!("is not valid CSV: {e}"),
+                ));
             }
+        }
+        // Where the record's first field starts: past a CRLF's `\n`.
+        let mut at = record.position().map_or(start, |p| p.byte() as usize);
+        while at < bytes.len() && matches!(bytes[at], b'\r' | b'\n') {
+            at += 1;
+        }
+        let line = line_at(at);
+        // The csv crate reads a quote left open to the end of the text.
+        if siyu_domain::csv_record_len(&bytes[at..]).is_none() {
+            return Err((
+                line,
+                "a quoted field is never closed (a `\"` is missing)".into(),
+            ));
+        }
+        if record.len() == 1 && record[0].trim().is_empty() {
             continue;
         }
-        match c {
-            '"' if field.trim().is_empty() => {
-                field.clear();
-                in_quotes = true;
-                quoted_start = line;
-            }
-            ',' => record.push(std::mem::take(&mut field)),
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\n' | '\r' => {
-                end_record(&mut record, &mut field, &mut records, start_line);
-                line += 1;
-                start_line = line;
-            }
-            other => field.push(other),
-        }
-    }
-    if in_quotes {
-        return Err((
-            quoted_start,
-            "a quoted field is never closed (a `\"` is missing)".into(),
-        ));
-    }
-    if !field.is_empty() || !record.is_empty() {
-        end_record(&mut record, &mut field, &mut records, start_line);
+        records.push((line, record.iter().map(str::to_string).collect()));
     }
     Ok(records)
 }

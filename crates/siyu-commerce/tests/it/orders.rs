@@ -107,6 +107,11 @@ fn csv_with_bom_quotes_and_crlf() {
     assert_eq!(r[2], (4, vec!["multi\nline".to_string(), "2".into()]));
     assert_eq!(r[3], (6, vec!["3".to_string(), "4".into()]));
     assert_eq!(csv_records("a\n\"open").unwrap_err().0, 2);
+    let r = csv_records("\"你好, 多少钱？\",\"他说\"\"好\"\"\"\n").unwrap();
+    assert_eq!(
+        r[0].1,
+        vec!["你好, 多少钱？".to_string(), "他说\"好\"".into()]
+    );
     // A spreadsheet's `="…"` and tab around a long order id are dropped.
     assert_eq!(
         csv_order(

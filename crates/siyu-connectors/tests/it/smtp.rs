@@ -116,3 +116,112 @@ async fn bad_recipient_is_permanent_and_no_server_is_retryable() {
         .unwrap_err();
     assert!(matches!(err, SendError::Retryable(_)), "{err}");
 }
+
+/// The parts of a `multipart/*` message: each part's headers and its
+/// base64-decoded body.
+fn parts(raw: &str) -> Vec<(String, String)> {
+    use base64::Engine;
+    let content_type = header_value(raw, "Content-Type").unwrap();
+    let boundary = content_type
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+        .expect("a boundary")
+        .trim_matches('"')
+        .to_string();
+    let body = raw.split_once("\r\n\r\n").unwrap().1;
+    let sep = format!("--{boundary}");
+    body.split(&sep)
+        .skip(1)
+        .filter(|p| !p.starts_with("--"))
+        .map(|p| {
+            let (head, b) = p.trim_start_matches("\r\n").split_once("\r\n\r\n").unwrap();
+            let joined: String = b.split_whitespace().collect();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(joined)
+                .expect("base64 part");
+            (head.to_string(), String::from_utf8(bytes).unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn marketing_mail_has_one_click_unsubscribe_and_an_html_part() {
+    let server = SmtpServer::start("250 2.1.5 OK").await;
+    let mut m = msg("email", "alice@example.com", "journey-8/step-1/person-3");
+    m.subject = Some("本周上新".into());
+    m.body = "您好：本周上新。\n退订：https://siyu.example/u/0a1b.2c3d".into();
+    m.html = Some(
+        "<p>您好：<b>本周上新</b></p><a href=\"https://siyu.example/u/0a1b.2c3d\">退订</a>".into(),
+    );
+    m.unsubscribe_url = Some("https://siyu.example/u/0a1b.2c3d".into());
+    let c = SmtpConnector::new(&SmtpConfig {
+        host: "127.0.0.1".into(),
+        port: Some(server.port),
+        from: "思语 <noreply@siyu.test>".into(),
+        tls: SmtpTls::None,
+        timeout_ms: 2_000,
+        unsubscribe_mailto: Some("unsubscribe@siyu.test".into()),
+        ..SmtpConfig::default()
+    })
+    .unwrap();
+    c.send(&m).await.expect("delivered");
+    let raw = server.captured.lock().unwrap()[0].data.clone();
+    assert_eq!(
+        header_value(&raw, "List-Unsubscribe").as_deref(),
+        Some("<mailto:unsubscribe@siyu.test?subject=unsubscribe%200a1b.2c3d>, <https://siyu.example/u/0a1b.2c3d>"),
+        "{raw}"
+    );
+    assert_eq!(
+        header_value(&raw, "List-Unsubscribe-Post").as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
+    let content_type = header_value(&raw, "Content-Type").unwrap();
+    assert!(
+        content_type.starts_with("multipart/alternative"),
+        "{content_type}"
+    );
+    let p = parts(&raw);
+    assert_eq!(p.len(), 2, "{raw}");
+    // Text first, HTML last (the preferred one), both UTF-8 base64.
+    assert!(
+        p[0].0
+            .to_ascii_lowercase()
+            .contains("text/plain; charset=utf-8"),
+        "{}",
+        p[0].0
+    );
+    assert_eq!(p[0].1, m.body.replace('\n', "\r\n"));
+    assert!(
+        p[1].0
+            .to_ascii_lowercase()
+            .contains("text/html; charset=utf-8"),
+        "{}",
+        p[1].0
+    );
+    assert!(
+        p[1].0.contains("Content-Transfer-Encoding: base64"),
+        "{}",
+        p[1].0
+    );
+    assert_eq!(p[1].1, m.html.clone().unwrap());
+
+    // A transactional message (no unsubscribe URL) has neither header;
+    // the mailto defaults to the From address.
+    let mut t = msg("email", "bob@example.com", "k2");
+    connector(server.port).send(&t).await.unwrap();
+    let raw = server.captured.lock().unwrap()[1].data.clone();
+    assert_eq!(header_value(&raw, "List-Unsubscribe"), None);
+    assert_eq!(header_value(&raw, "List-Unsubscribe-Post"), None);
+    t.unsubscribe_url = Some("https://siyu.example/u/ff.ee".into());
+    connector(server.port).send(&t).await.unwrap();
+    let raw = server.captured.lock().unwrap()[2].data.clone();
+    assert_eq!(
+        header_value(&raw, "List-Unsubscribe").as_deref(),
+        Some("<mailto:noreply@siyu.test?subject=unsubscribe%20ff.ee>, <https://siyu.example/u/ff.ee>")
+    );
+    // A link that is not http(s) is refused rather than sent broken.
+    t.unsubscribe_url = Some("/u/ff.ee".into());
+    let err = connector(server.port).send(&t).await.unwrap_err();
+    assert!(matches!(err, SendError::Permanent(_)), "{err}");
+    assert!(err.detail().contains("public_url"), "{err}");
+}

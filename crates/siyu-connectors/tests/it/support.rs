@@ -26,6 +26,8 @@ pub fn msg(channel: &str, recipient: &str, key: &str) -> OutboundMessage {
         identity: format!("{channel}:{recipient}"),
         subject: Some("订单已发货".to_string()),
         body: "您好，您的订单已发货。".to_string(),
+        html: None,
+        unsubscribe_url: None,
         mass: false,
         data: serde_json::json!({"journey": "welcome", "step": 2}),
     }

@@ -817,7 +817,9 @@ impl Executor {
                 error,
                 attempts,
             } => {
-                self.in_flight.remove(&key);
+                if let Some(item) = self.in_flight.remove(&key) {
+                    self.metrics.send(&item_channel(&item), "dead");
+                }
                 self.metrics.sends_dead.fetch_add(1, Ordering::Relaxed);
                 self.finish(&key, OutboxStatus::Dead, attempts, error, now);
             }
@@ -1701,6 +1703,8 @@ impl Executor {
                     identity: item.identity.clone(),
                     subject: None,
                     body: String::new(),
+                    html: None,
+                    unsubscribe_url: None,
                     mass: false,
                     data: serde_json::json!({"journey": item.journey, "payload": payload}),
                 };
@@ -1795,6 +1799,7 @@ impl Executor {
                             .with_links(&self.public_url, &self.link_secret);
                         let rendered = compiled.render(&channel, &vars);
                         Ok((
+                            unsubscribe,
                             to,
                             snap.identities.clone(),
                             snap.canonical.clone(),
@@ -1806,7 +1811,7 @@ impl Executor {
                 },
             }
         };
-        let (to, ids, canonical, tz, opted_out, rendered) = match prepared {
+        let (unsubscribe, to, ids, canonical, tz, opted_out, rendered) = match prepared {
             Ok(p) => p,
             Err(reason) => {
                 self.suppress(item, reason, now);
@@ -1853,6 +1858,7 @@ impl Executor {
             }
             Decision::Delay { until, reason } => {
                 self.metrics.sends_delayed.fetch_add(1, Ordering::Relaxed);
+                self.metrics.send(&item_channel(item), "delayed");
                 self.commit.updates.push(OutboxUpdate {
                     key: item.key.clone(),
                     status: OutboxStatus::Pending,
@@ -1882,6 +1888,10 @@ impl Executor {
                     identity: item.identity.clone(),
                     subject: rendered.subject,
                     body: rendered.body,
+                    html: rendered.html,
+                    // Marketing carries its one-click unsubscribe (e-mail:
+                    // List-Unsubscribe, RFC 8058); transactional does not.
+                    unsubscribe_url: (class == MessageClass::Marketing).then_some(unsubscribe),
                     mass: kind == SendKind::Mass,
                     data: serde_json::json!({"journey": item.journey, "template": template, "class": class}),
                 };
@@ -1943,6 +1953,8 @@ impl Executor {
             identity: format!("group:{group}"),
             subject: rendered.subject,
             body: rendered.body,
+            html: rendered.html,
+            unsubscribe_url: None,
             mass: true,
             data: serde_json::json!({"group": group, "template": template, "data": data}),
         };
@@ -1957,6 +1969,7 @@ impl Executor {
         self.metrics
             .sends_suppressed
             .fetch_add(1, Ordering::Relaxed);
+        self.metrics.send(&item_channel(item), "suppressed");
         self.finish(
             &item.key,
             OutboxStatus::Suppressed,
@@ -1991,6 +2004,7 @@ impl Executor {
             Ok(()) => {
                 self.in_flight.insert(item.key.clone(), item.clone());
                 self.metrics.sends_submitted.fetch_add(1, Ordering::Relaxed);
+                self.metrics.send(&item_channel(item), "submitted");
                 self.attempt(&item.key, "sent", &channel, now);
                 true
             }
@@ -2015,6 +2029,7 @@ impl Executor {
     /// `message_sent` event (id = the key) for attribution.
     fn after_send(&mut self, item: &OutboxItem, now: i64) {
         self.metrics.sends_delivered.fetch_add(1, Ordering::Relaxed);
+        self.metrics.send(&item_channel(item), "delivered");
         let Ok(Action::Send {
             key,
             template,
@@ -2177,4 +2192,17 @@ fn row(e: &Enrollment, entry_key: String) -> EnrollmentRow {
 /// The timezone a person's local times are computed in.
 pub fn person_tz(tz: Option<&str>) -> Tz {
     Tz::parse_or(tz, schedule::DEFAULT_TZ)
+}
+
+/// The channel an outbox item is for, as `/metrics` labels its sends: the
+/// step's channel (`default`: the template's first variant), `webhook`, a
+/// group post's channel, `internal` for effects that send nothing.
+fn item_channel(item: &OutboxItem) -> String {
+    match serde_json::from_value::<Action>(item.action.clone()) {
+        Ok(Action::Send { channel, .. }) => channel.unwrap_or_else(|| "default".into()),
+        Ok(Action::GroupPost { channel, .. }) => channel,
+        Ok(Action::Webhook { .. }) => "webhook".into(),
+        Ok(_) => "internal".into(),
+        Err(_) => "unknown".into(),
+    }
 }

@@ -83,7 +83,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.0.metrics.render(p, i),
+        state.0.metrics.render(&state.0.config.workspace, p, i),
     )
         .into_response()
 }

@@ -8,6 +8,7 @@ mod bad_input;
 mod communities;
 mod connections;
 mod delete;
+mod email;
 mod event_time;
 mod fission;
 mod ingest;

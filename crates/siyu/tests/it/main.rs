@@ -5,11 +5,14 @@ mod automation_crash;
 mod bulk_crash;
 mod cli;
 mod crash;
+mod csv_import;
 mod demo;
 mod export;
 mod fd_limit;
 mod live_import;
+mod observability;
 mod orders;
+mod parquet_export;
 mod readme;
 
 use std::io::{Read, Write};
