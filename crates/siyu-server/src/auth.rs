@@ -246,6 +246,18 @@ impl AccessTable {
             .copied()
             .unwrap_or(Access::Undeclared)
     }
+
+    /// The methods declared on `path` (lowercase), for a 405's message.
+    pub fn methods_of(&self, path: &str) -> Vec<&'static str> {
+        let mut m: Vec<&'static str> = self
+            .0
+            .keys()
+            .filter(|(_, p)| *p == path)
+            .map(|(m, _)| *m)
+            .collect();
+        m.sort_unstable();
+        m
+    }
 }
 
 /// Who is calling, as far as authorization cares.
@@ -362,6 +374,26 @@ pub async fn enforce(
         Some(path) => table.get(request.method(), path.as_str()),
         None => Access::Undeclared,
     };
+    if access == Access::Undeclared {
+        // A known path asked with a method it does not take: say which it
+        // takes (nothing is run either way).
+        if let Some(path) = request.extensions().get::<MatchedPath>() {
+            let methods = table.methods_of(path.as_str());
+            if !methods.is_empty() {
+                return ApiError::MethodNotAllowed(format!(
+                    "method {} is not allowed on {}; it takes {}",
+                    request.method(),
+                    path.as_str(),
+                    methods
+                        .iter()
+                        .map(|m| m.to_ascii_uppercase())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .into_response();
+            }
+        }
+    }
     let request = if access == Access::Key(Scope::Ingest) {
         // analytics.js may carry its key in the body only (`writeKey`).
         match crate::browser::write_key_from_body(&state, request).await {

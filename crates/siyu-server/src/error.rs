@@ -48,6 +48,10 @@ pub enum ApiError {
     TooManyRequests,
     #[error("{0}")]
     Gone(String),
+    /// A known path asked with a method it does not take; the message
+    /// names the ones it takes.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     #[error("{0}")]
     RequestTimeout(String),
     #[error("internal error")]
@@ -77,6 +81,7 @@ impl ApiError {
             (ApiError::ClaimRequired(s()), "a public live code or signup named a person without a valid claim token; the channel bridge gets one with POST /v1/livecodes/{id}/claims or /v1/campaigns/{id}/claims"),
             (ApiError::TooManyRequests, "a public link (live code, invite, content, unsubscribe) or an inbound webhook was called too often from one address (`Retry-After` says when to retry)"),
             (ApiError::Gone(s()), "a campaign that ended (or has not started) was called"),
+            (ApiError::MethodNotAllowed(s()), "the path exists but does not take this method; the message names the methods it takes"),
             (ApiError::RequestTimeout(s()), "the request body did not arrive within `body_read_timeout` (default 30 s)"),
             (ApiError::Internal(s()), "a server fault; details are in the server log, never in the response"),
         ]
@@ -106,6 +111,7 @@ impl ApiError {
             ApiError::ClaimRequired(_) => (StatusCode::UNAUTHORIZED, "claim_required"),
             ApiError::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::Gone(_) => (StatusCode::GONE, "gone"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -135,4 +141,68 @@ impl From<siyu_store::StoreError> for ApiError {
             other => ApiError::Internal(other.to_string()),
         }
     }
+}
+
+/// The framework's own rejections in the API's shape: an error answer
+/// that is not JSON (axum's extractors answer text/plain: a query
+/// parameter of the wrong type, a body of the wrong shape, a method a
+/// path does not take) becomes `{"code", "message"}` with the same status,
+/// its text kept and the fix added. Answers that are JSON already, HTML
+/// pages and successes pass untouched.
+pub async fn json_rejections(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|t| t.starts_with("text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Framework rejections are a line of text; anything longer is not one.
+    let text = match axum::body::to_bytes(body, 16 * 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let (code, fix) = match status {
+        StatusCode::BAD_REQUEST => ("bad_request", "fix the parameter or body it names"),
+        StatusCode::NOT_FOUND => ("not_found", "GET /openapi.json lists the endpoints"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "GET /openapi.json lists the methods each path takes",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "split the body into smaller requests"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "send Content-Type: application/json",
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY => (
+            "unprocessable_entity",
+            "the JSON is well formed but a field is missing or of the wrong type; GET /openapi.json shows the body",
+        ),
+        s if s.is_server_error() => ("internal", ""),
+        _ => ("bad_request", ""),
+    };
+    let message = match (status, text.is_empty()) {
+        (StatusCode::METHOD_NOT_ALLOWED, _) => {
+            format!("method {method} is not allowed on this path; {fix}")
+        }
+        (s, _) if s.is_server_error() => "internal error".to_string(),
+        (_, true) => fix.to_string(),
+        (_, false) if fix.is_empty() => text,
+        (_, false) => format!("{text}; {fix}"),
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::json!({"code": code, "message": message}).to_string();
+    Response::from_parts(parts, axum::body::Body::from(body))
 }

@@ -186,6 +186,8 @@ pub fn app(state: AppState) -> Router {
             ingest_paths,
             browser::layer,
         ))
+        // The framework's text/plain rejections as the API's JSON errors.
+        .layer(axum::middleware::from_fn(error::json_rejections))
         // Outermost: every log line of a request carries its id.
         .layer(axum::middleware::from_fn(request_id))
         .with_state(state)

@@ -507,3 +507,58 @@ async fn bad_segment_messages_name_the_field() {
     assert!(b["message"].as_str().unwrap().contains("batch"), "{b}");
     assert_good_data_intact(&t).await;
 }
+
+/// axum's own rejections (a query parameter of the wrong type, a JSON body
+/// of the wrong shape, a method a path does not take) answer the API's
+/// JSON error like every other, with a code and a message saying what to
+/// fix: never text/plain.
+#[tokio::test]
+async fn framework_rejections_are_json_errors_with_a_code() {
+    let t = TestApp::spawn().await;
+    let cases: [(&str, &str, &str, u16, &str, &str); 4] = [
+        // A query parameter that is not a number.
+        (
+            "GET",
+            "/v1/persons/douyin:x/timeline?limit=lots",
+            "",
+            400,
+            "bad_request",
+            "limit",
+        ),
+        // A JSON body of the wrong shape (axum's Json extractor).
+        (
+            "PUT",
+            "/v1/segments/s1",
+            r#"{"segment": 5}"#,
+            422,
+            "unprocessable_entity",
+            "segment",
+        ),
+        // A method the path does not take.
+        (
+            "DELETE",
+            "/v1/events",
+            "",
+            405,
+            "method_not_allowed",
+            "DELETE",
+        ),
+        // A body that is not JSON at all.
+        ("PUT", "/v1/segments/s1", "{", 400, "bad_request", "JSON"),
+    ];
+    for (method, uri, body, status, code, mentions) in cases {
+        let (s, b) = t
+            .call(
+                method,
+                uri,
+                Some(&t.key),
+                "application/json",
+                body.to_string(),
+            )
+            .await;
+        assert_eq!(s.as_u16(), status, "{method} {uri}: {b}");
+        assert_eq!(b["code"], code, "{method} {uri}: {b}");
+        let message = b["message"].as_str().unwrap_or_default();
+        assert!(message.contains(mentions), "{method} {uri}: {b}");
+    }
+}
