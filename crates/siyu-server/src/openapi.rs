@@ -58,8 +58,32 @@ fn query_params(path: &str) -> Vec<Value> {
     }
 }
 
+/// The media types a write's body may have (the handler reads the body;
+/// these say what it accepts).
+fn request_body(path: &str) -> Value {
+    let any = json!({});
+    let content = match path {
+        "/v1/events" => json!({
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            "application/x-ndjson": {"schema": {"type": "string"}}
+        }),
+        "/v1/spend" => {
+            json!({"text/csv": {"schema": {"type": "string", "example": "day,channel,spend\n2026-10-01,douyin,120000\n"}}})
+        }
+        "/v1/campaigns/{id}/background" => {
+            json!({"image/png": {"schema": {"type": "string", "format": "binary"}}})
+        }
+        _ => json!({"application/json": {"schema": any}}),
+    };
+    json!({"required": false, "content": content})
+}
+
 pub fn document(routes: &[Route]) -> Value {
     let mut paths = Map::new();
+    let mut operations = std::collections::HashMap::<&str, usize>::new();
+    for r in routes {
+        *operations.entry(r.operation).or_default() += 1;
+    }
     for r in routes {
         let path = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         let mut params: Vec<Value> = r
@@ -76,10 +100,28 @@ pub fn document(routes: &[Route]) -> Value {
             "parameters": params,
             "responses": {
                 "200": {"description": "OK"},
-                "4XX": {"description": "Error: {\"code\": stable snake_case code, \"message\": what to fix}"}
+                "4XX": {"description": "Error: {\"code\": stable snake_case code, \"message\": what to fix}",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "5XX": {"description": "Server fault (details in the server log)",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
             },
             "security": security(r.access),
         });
+        // One handler serving several paths (Segment's short routes) gets
+        // its path in the id, so every operationId is unique.
+        op["operationId"] = Value::from(if operations[r.operation] > 1 {
+            let tail: String = r
+                .path
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            format!("{}_{}{}", r.operation, r.method, tail.trim_end_matches('_'))
+        } else {
+            r.operation.to_string()
+        });
+        if matches!(r.method, "post" | "put" | "patch") {
+            op["requestBody"] = request_body(r.path);
+        }
         let who = r.access.describe();
         op["description"] = Value::from(match description(r.path) {
             Some(d) => format!("{who}\n\n{d}"),
@@ -103,7 +145,11 @@ pub fn document(routes: &[Route]) -> Value {
                  "description": "Self-hosted customer operations: ingest, identity graph, live segments, analytics."},
         "paths": paths,
         "x-error-codes": errors,
-        "components": {"securitySchemes": {
+        "components": {
+          "schemas": {"Error": {"type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "string", "description": "stable snake_case code (x-error-codes lists them)"},
+            "message": {"type": "string", "description": "what went wrong and how to fix it"}}}},
+          "securitySchemes": {
             "bearerKey": {"type": "http", "scheme": "bearer",
                 "description": "An API key (`siyu keys create --scope …`, `POST /v1/admin/keys`) with the scope the operation names. Scopes: ingest (send events; publishable), read, write, erase, admin (keys and erasure)."},
             "basicKey": {"type": "http", "scheme": "basic",

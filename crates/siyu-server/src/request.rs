@@ -20,6 +20,9 @@ pub struct Route {
     /// Who may call it; enforced for every route by `auth::enforce`.
     pub access: Access,
     pub summary: &'static str,
+    /// The handler's name: the operation's `operationId` (made unique by
+    /// `openapi::document` where one handler serves several paths).
+    pub operation: &'static str,
     pub handler: MethodRouter<AppState>,
 }
 
@@ -70,6 +73,7 @@ macro_rules! route {
             path: $path,
             access: $crate::request::access!($access),
             summary: $summary,
+            operation: stringify!($h),
             handler: $m($h),
         }
     };
@@ -79,6 +83,7 @@ macro_rules! route {
             path: $path,
             access: $crate::auth::Access::Undeclared,
             summary: $summary,
+            operation: stringify!($h),
             handler: $m($h),
         }
     };

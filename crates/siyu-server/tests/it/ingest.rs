@@ -607,6 +607,40 @@ async fn openapi_lists_every_route_and_metrics_count_ingest() {
     ] {
         assert!(paths.contains_key(p), "{p} missing");
     }
+    // Every operation has its own operationId; every write names its
+    // body; errors have the one schema.
+    let mut ids = std::collections::HashSet::new();
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path}: no operationId"));
+            assert!(
+                ids.insert(id.to_string()),
+                "{method} {path}: operationId {id} repeated"
+            );
+            if matches!(method.as_str(), "post" | "put" | "patch") {
+                assert!(
+                    op["requestBody"]["content"].is_object(),
+                    "{method} {path}: no requestBody"
+                );
+            }
+            assert_eq!(
+                op["responses"]["4XX"]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/Error",
+                "{method} {path}"
+            );
+        }
+    }
+    assert_eq!(
+        doc["paths"]["/v1/events"]["post"]["operationId"],
+        "ingest_events"
+    );
+    assert!(doc["paths"]["/v1/spend"]["put"]["requestBody"]["content"]["text/csv"].is_object());
+    assert_eq!(
+        doc["components"]["schemas"]["Error"]["required"],
+        serde_json::json!(["code", "message"])
+    );
     let events_doc = doc["paths"]["/v1/events"]["post"]["description"]
         .as_str()
         .unwrap();
