@@ -88,6 +88,28 @@ pub struct ThresholdError {
 }
 
 impl RfmThresholds {
+    /// What applies while nobody has purchased (every layer is empty).
+    pub const ZERO: RfmThresholds = RfmThresholds {
+        recency_days: 0,
+        frequency: 0,
+        monetary_cents: 0,
+    };
+
+    /// These thresholds with each one given replaced (what an operator
+    /// tries against the workspace's, in the API and on the command line).
+    pub fn overridden(
+        self,
+        recency_days: Option<u32>,
+        frequency: Option<u32>,
+        monetary_cents: Option<i64>,
+    ) -> RfmThresholds {
+        RfmThresholds {
+            recency_days: recency_days.unwrap_or(self.recency_days),
+            frequency: frequency.unwrap_or(self.frequency),
+            monetary_cents: monetary_cents.unwrap_or(self.monetary_cents),
+        }
+    }
+
     /// Checks each field's range (a negative amount, a century of days).
     pub fn validate(&self) -> Result<(), ThresholdError> {
         if self.recency_days > MAX_RECENCY_DAYS {

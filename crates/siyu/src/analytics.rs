@@ -185,19 +185,9 @@ pub fn run(args: AnalyticsArgs) -> Result<()> {
                 Some(b) if matches!(b.source, RfmSource::Setting) => "the workspace setting",
                 Some(_) => "the buyers' medians",
             };
-            let base = basis.map_or(
-                RfmThresholds {
-                    recency_days: 0,
-                    frequency: 0,
-                    monetary_cents: 0,
-                },
-                |b| b.thresholds,
-            );
-            let t = RfmThresholds {
-                recency_days: recency_days.unwrap_or(base.recency_days),
-                frequency: frequency.unwrap_or(base.frequency),
-                monetary_cents: monetary_cents.unwrap_or(base.monetary_cents),
-            };
+            let t = basis
+                .map_or(RfmThresholds::ZERO, |b| b.thresholds)
+                .overridden(recency_days, frequency, monetary_cents);
             t.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
             let tried = recency_days.is_some() || frequency.is_some() || monetary_cents.is_some();
             eprintln!(

@@ -188,19 +188,8 @@ async fn analytics_rfm_layers(
         let mut used = thresholds_in_effect(&e);
         if q.recency_days.is_some() || q.frequency.is_some() || q.monetary_cents.is_some() {
             // What is not given is the workspace's (zero while nobody bought).
-            let base = used
-                .as_ref()
-                .map(|u| u.thresholds)
-                .unwrap_or(RfmThresholds {
-                    recency_days: 0,
-                    frequency: 0,
-                    monetary_cents: 0,
-                });
-            let tried = RfmThresholds {
-                recency_days: q.recency_days.unwrap_or(base.recency_days),
-                frequency: q.frequency.unwrap_or(base.frequency),
-                monetary_cents: q.monetary_cents.unwrap_or(base.monetary_cents),
-            };
+            let base = used.as_ref().map_or(RfmThresholds::ZERO, |u| u.thresholds);
+            let tried = base.overridden(q.recency_days, q.frequency, q.monetary_cents);
             tried.validate().map_err(threshold_error)?;
             used = Some(RfmThresholdsInEffect {
                 thresholds: tried,
@@ -208,19 +197,9 @@ async fn analytics_rfm_layers(
                 computed_at: None,
             });
         }
-        let report = match &used {
-            Some(u) => layer_report(&e, e.now(), &u.thresholds),
-            // Nobody has purchased: eight empty layers.
-            None => layer_report(
-                &e,
-                e.now(),
-                &RfmThresholds {
-                    recency_days: 0,
-                    frequency: 0,
-                    monetary_cents: 0,
-                },
-            ),
-        };
+        // Nobody has purchased: eight empty layers.
+        let thresholds = used.as_ref().map_or(RfmThresholds::ZERO, |u| u.thresholds);
+        let report = layer_report(&e, e.now(), &thresholds);
         Ok(Json(RfmLayers {
             at: format_rfc3339(e.now()),
             thresholds: used,
