@@ -171,7 +171,10 @@ pub async fn json_rejections(
         Err(_) => String::new(),
     };
     let (code, fix) = match status {
-        StatusCode::BAD_REQUEST => ("bad_request", "fix the parameter or body it names"),
+        StatusCode::BAD_REQUEST => (
+            "bad_request",
+            "see /openapi.json for this route's parameters and body",
+        ),
         StatusCode::NOT_FOUND => ("not_found", "GET /openapi.json lists the endpoints"),
         StatusCode::METHOD_NOT_ALLOWED => (
             "method_not_allowed",

@@ -90,31 +90,6 @@ macro_rules! route {
 }
 pub(crate) use route;
 
-/// Query parameters read like `axum::extract::Query`, but a bad one is the
-/// API's JSON 400 naming the parameter (axum's own rejection is
-/// text/plain).
-pub(crate) struct JsonQuery<T>(pub T);
-
-impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S>
-    for JsonQuery<T>
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _state: &S,
-    ) -> Result<Self, ApiError> {
-        axum::extract::Query::try_from_uri(&parts.uri)
-            .map(|axum::extract::Query(q)| JsonQuery(q))
-            .map_err(|e| {
-                ApiError::BadRequest(format!(
-                    "{}; see /openapi.json for this route's parameters",
-                    e.body_text()
-                ))
-            })
-    }
-}
-
 /// A definition body as JSON; a syntax error names `what`, line and column.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     body: &[u8],

@@ -14,11 +14,11 @@
 use crate::cache::{CohortQuery, FunnelQuery, RangeQuery, ReferralQuery, RfmLayersQuery};
 use crate::error::ApiError;
 use crate::log_pass::log_pass_in_event_time;
-use crate::request::{blocking, read_body, read_engine, require_json, route, JsonQuery, Route};
+use crate::request::{blocking, read_body, read_engine, require_json, route, Route};
 use crate::zone::{self, DateRange, LocalWeeks, RangeView};
 use crate::AppState;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::routing::{delete, get, post, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -180,7 +180,7 @@ fn thresholds_in_effect(e: &siyu_engine::Engine) -> Option<RfmThresholdsInEffect
 
 async fn analytics_rfm_layers(
     State(state): State<AppState>,
-    JsonQuery(q): JsonQuery<RfmLayersQuery>,
+    Query(q): Query<RfmLayersQuery>,
 ) -> Result<Json<RfmLayers>, ApiError> {
     let s = state.clone();
     blocking(move || {
@@ -296,7 +296,7 @@ async fn set_rfm(
 
 async fn analytics_funnel(
     State(state): State<AppState>,
-    JsonQuery(q): JsonQuery<FunnelQuery>,
+    Query(q): Query<FunnelQuery>,
 ) -> Result<Json<RangedRows<FunnelRow>>, ApiError> {
     let (tz, range) = range_of(&state, q.from.as_deref(), q.to.as_deref())?;
     let s = state.clone();
@@ -341,7 +341,7 @@ pub struct CohortWeek {
 
 async fn analytics_cohorts(
     State(state): State<AppState>,
-    JsonQuery(q): JsonQuery<CohortQuery>,
+    Query(q): Query<CohortQuery>,
 ) -> Result<Json<Cohorts>, ApiError> {
     let tz = zone::current(&state);
     let s = state.clone();
@@ -374,7 +374,7 @@ async fn analytics_cohorts(
 
 async fn analytics_referrals(
     State(state): State<AppState>,
-    JsonQuery(q): JsonQuery<ReferralQuery>,
+    Query(q): Query<ReferralQuery>,
 ) -> Result<Json<ReferralSummary>, ApiError> {
     let s = state.clone();
     blocking(move || {
@@ -397,7 +397,7 @@ fn load_spend(state: &AppState) -> Result<Vec<SpendRow>, ApiError> {
 
 async fn analytics_roi(
     State(state): State<AppState>,
-    JsonQuery(q): JsonQuery<RangeQuery>,
+    Query(q): Query<RangeQuery>,
 ) -> Result<Json<Roi>, ApiError> {
     let (tz, range) = range_of(&state, q.from.as_deref(), q.to.as_deref())?;
     let s = state.clone();
@@ -481,7 +481,7 @@ async fn analytics_steps(
 
 async fn analytics_attribution(
     State(state): State<AppState>,
-    JsonQuery(q): JsonQuery<RangeQuery>,
+    Query(q): Query<RangeQuery>,
 ) -> Result<Json<RangedRows<Attribution>>, ApiError> {
     let (tz, range) = range_of(&state, q.from.as_deref(), q.to.as_deref())?;
     let s = state.clone();
@@ -504,7 +504,7 @@ async fn analytics_attribution(
 
 async fn analytics_ltv(
     State(state): State<AppState>,
-    JsonQuery(q): JsonQuery<RangeQuery>,
+    Query(q): Query<RangeQuery>,
 ) -> Result<Json<RangedRows<LtvRow>>, ApiError> {
     let (tz, range) = range_of(&state, q.from.as_deref(), q.to.as_deref())?;
     let s = state.clone();
