@@ -240,13 +240,8 @@ impl PostgresStore {
         let mut client = connect_client(url)?;
         if let Some(s) = schema {
             check_schema_name(s)?;
-            client
-                .batch_execute(&format!(
-                    "CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s}"
-                ))
-                .map_err(db("selecting the schema"))?;
         }
-        migrate(&mut client)?;
+        migrate(&mut client, schema)?;
         repair_indexes(&mut client)?;
         let statements = Statements::prepare(&mut client)?;
         Ok(PostgresStore {
@@ -277,14 +272,28 @@ impl PostgresStore {
     }
 }
 
-fn migrate(client: &mut Client) -> Result<()> {
-    client
-        .batch_execute(migrations::CREATE_SCHEMA_MIGRATIONS)
-        .map_err(db("creating schema_migrations"))?;
+/// Creates the schema (if one is named), selects it for the session and
+/// applies the pending migrations, all in one transaction that first takes
+/// a transaction-scoped advisory lock keyed by the schema: any number of
+/// nodes may start at once on an empty or old database, and each finds
+/// the schema either untouched or wholly migrated (`CREATE ... IF NOT
+/// EXISTS` alone races in PostgreSQL's catalog: two creators of one table
+/// collide on a unique index of `pg_type`).
+fn migrate(client: &mut Client, schema: Option<&str>) -> Result<()> {
     let mut tx = client.transaction().map_err(db("starting migration"))?;
-    // Two processes opening a fresh database migrate one at a time.
-    tx.batch_execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
-        .map_err(db("locking schema_migrations"))?;
+    let lock_name = format!("siyu.migrate:{}", schema.unwrap_or(""));
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock_name])
+        .map_err(db("taking the migration lock"))?;
+    if let Some(s) = schema {
+        // `SET` (not `SET LOCAL`) outlives the transaction: the session
+        // keeps the schema once this commits.
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s}"
+        ))
+        .map_err(db("selecting the schema"))?;
+    }
+    tx.batch_execute(migrations::CREATE_SCHEMA_MIGRATIONS)
+        .map_err(db("creating schema_migrations"))?;
     let current: i64 = tx
         .query_one(
             "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",

@@ -255,3 +255,41 @@ fn sqlite_file_is_wal_with_small_pages() {
         .unwrap();
     assert_eq!((mode.as_str(), page_size), ("wal", 4 * 1024));
 }
+
+/// Cluster nodes start at once on one database: every one of them opens
+/// the same fresh schema, none fails, and each migration is recorded once.
+#[test]
+fn nodes_opening_one_fresh_postgres_schema_at_once_all_start() {
+    let schema = format!("siyu_test_{}", unique_suffix());
+    for round in 0..3 {
+        let schema = format!("{schema}_{round}");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let nodes: Vec<_> = (0..6)
+            .map(|_| {
+                let (schema, barrier) = (schema.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    PostgresStore::connect_in_schema(&pg_url(), Some(&schema)).map(|_| ())
+                })
+            })
+            .collect();
+        let results: Vec<_> = nodes.into_iter().map(|n| n.join().unwrap()).collect();
+        let mut store = PostgresStore::connect_in_schema(&pg_url(), Some(&schema)).unwrap();
+        let versions: Vec<i64> = store
+            .applied_migrations()
+            .unwrap()
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect();
+        PostgresStore::drop_schema(&pg_url(), &schema).unwrap();
+        for r in results {
+            r.unwrap_or_else(|e| panic!("a node failed to start in round {round}: {e}"));
+        }
+        let expected: Vec<i64> = SqliteBackend::new()
+            .migrations()
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect();
+        assert_eq!(versions, expected, "each migration recorded exactly once");
+    }
+}
