@@ -328,6 +328,26 @@ pub trait Store: Send {
         prefix: &str,
     ) -> Result<Vec<(String, Result<serde_json::Value>)>>;
 
+    /// The settings changes numbered after `after`, oldest first, at most
+    /// `limit`: (number, key). Every insert, update and delete of a
+    /// settings row is one, in commit order, by whichever process wrote it
+    /// (see `migrations::SETTING_CHANGES`): what several nodes on one
+    /// database follow. Old ones are pruned ([`Store::prune_setting_changes`]),
+    /// so a gap before the first number means some were missed.
+    fn setting_changes(&mut self, after: u64, limit: usize) -> Result<Vec<(u64, String)>>;
+
+    /// The newest settings change's number (0: none recorded).
+    fn setting_changes_head(&mut self) -> Result<u64>;
+
+    /// Forgets settings changes recorded before `before` (epoch seconds)
+    /// but never the newest one; returns how many went.
+    fn prune_setting_changes(&mut self, before: i64) -> Result<u64>;
+
+    /// Adds one to the integer setting `key` (absent: 0) in one atomic
+    /// statement and returns the new value: a number no other process on
+    /// the same store is given (segment versions across nodes).
+    fn increment_setting(&mut self, key: &str) -> Result<u64>;
+
     // ---- automation (see `automation`) ----
 
     /// Commits one executor step atomically: enrollments (insert or

@@ -17,6 +17,11 @@ pub struct Dialect {
     /// Migration 8: SQLite drops the unique index on client ids (its
     /// store dedupes in memory, `id_index.rs`); PostgreSQL keeps it.
     pub drop_id_index: &'static str,
+    /// Migration 9: the triggers that record every settings change in
+    /// `setting_changes`, in commit order (see [`SETTING_CHANGES`]).
+    pub setting_triggers: &'static str,
+    /// Migration 9: the feed's never-reused sequence column.
+    pub setting_seq_key: &'static str,
 }
 
 /// The bookkeeping table itself, portable as written.
@@ -28,8 +33,8 @@ pub const CREATE_SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_mi
 /// One numbered schema step.
 pub struct Migration {
     pub version: i64,
-    /// Portable SQL; `{offset_key}`, `{auto_key}` and `{drop_id_index}` are filled from the
-    /// backend's [`Dialect`].
+    /// Portable SQL; `{offset_key}`, `{auto_key}`, `{drop_id_index}` and
+    /// `{setting_triggers}` are filled from the backend's [`Dialect`].
     sql: &'static str,
 }
 
@@ -39,7 +44,9 @@ impl Migration {
         self.sql
             .replace("{offset_key}", dialect.offset_key)
             .replace("{auto_key}", dialect.auto_key)
+            .replace("{setting_seq_key}", dialect.setting_seq_key)
             .replace("{drop_id_index}", dialect.drop_id_index)
+            .replace("{setting_triggers}", dialect.setting_triggers)
     }
 }
 
@@ -223,7 +230,32 @@ pub const MIGRATIONS: &[Migration] = &[
     {drop_id_index}
     ",
     },
+    Migration {
+        version: 9,
+        sql: "
+    -- Every settings change (key only), numbered in commit order, so every
+    -- node on one database follows keys, sessions and definitions written
+    -- by the others (siyu-server's cluster.rs). Written by triggers, so no
+    -- path that touches settings (erasure's pseudonyms, a restore) can
+    -- skip it; old rows are pruned.
+    CREATE TABLE setting_changes (
+        seq {setting_seq_key},
+        key TEXT NOT NULL,
+        at BIGINT NOT NULL
+    );
+    CREATE INDEX setting_changes_at ON setting_changes (at);
+    {setting_triggers}
+    ",
+    },
 ];
+
+/// How the settings change feed works, for both backends: a row per
+/// inserted, updated or deleted settings row, `seq` increasing in commit
+/// order (PostgreSQL: the trigger takes a transaction-scoped advisory lock
+/// before it draws the number, so a later number is never visible before
+/// an earlier one; SQLite has one writer at a time). Numbers are never
+/// reused (an identity column; SQLite's AUTOINCREMENT).
+pub const SETTING_CHANGES: &str = "setting_changes";
 
 /// The secondary indexes of the tables a bulk load fills (the log and the
 /// merge audit) that it may drop and build again at its end (one sorted
@@ -287,6 +319,8 @@ mod tests {
             offset_key: "A",
             auto_key: "B",
             drop_id_index: "C",
+            setting_triggers: "D",
+            setting_seq_key: "E",
         };
         for m in MIGRATIONS {
             assert!(!m.sql(&d).contains('{'), "version {}", m.version);
@@ -299,6 +333,8 @@ mod tests {
             offset_key: "A",
             auto_key: "B",
             drop_id_index: "C",
+            setting_triggers: "D",
+            setting_seq_key: "E",
         };
         let all: String = MIGRATIONS.iter().map(|m| m.sql(&d)).collect();
         for (name, sql) in REBUILDABLE_INDEXES {

@@ -26,6 +26,17 @@ const DIALECT: Dialect = Dialect {
     offset_key: "INTEGER PRIMARY KEY",
     auto_key: "INTEGER PRIMARY KEY",
     drop_id_index: "DROP INDEX IF EXISTS events_event_id;",
+    setting_seq_key: "INTEGER PRIMARY KEY AUTOINCREMENT",
+    setting_triggers: "
+    CREATE TRIGGER settings_inserted AFTER INSERT ON settings BEGIN
+        INSERT INTO setting_changes (key, at) VALUES (NEW.key, CAST(strftime('%s', 'now') AS INTEGER));
+    END;
+    CREATE TRIGGER settings_updated AFTER UPDATE ON settings BEGIN
+        INSERT INTO setting_changes (key, at) VALUES (NEW.key, CAST(strftime('%s', 'now') AS INTEGER));
+    END;
+    CREATE TRIGGER settings_deleted AFTER DELETE ON settings BEGIN
+        INSERT INTO setting_changes (key, at) VALUES (OLD.key, CAST(strftime('%s', 'now') AS INTEGER));
+    END;",
 };
 
 /// How long a statement waits for another connection's lock.
@@ -1023,6 +1034,62 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().map_err(db("committing a settings batch"))
+    }
+
+    fn setting_changes(&mut self, after: u64, limit: usize) -> Result<Vec<(u64, String)>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, key FROM setting_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(db("reading settings changes"))?;
+        let rows = st
+            .query_map(params![after as i64, limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+            })
+            .map_err(db("reading settings changes"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db("reading settings changes"))
+    }
+
+    fn setting_changes_head(&mut self) -> Result<u64> {
+        // The AUTOINCREMENT counter: right even when every row was pruned.
+        let head: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'setting_changes'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db("reading the settings changes head"))?;
+        Ok(head.unwrap_or(0).max(0) as u64)
+    }
+
+    fn prune_setting_changes(&mut self, before: i64) -> Result<u64> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM setting_changes WHERE at < ?1
+                 AND seq < (SELECT MAX(seq) FROM setting_changes)",
+                [before],
+            )
+            .map_err(db("pruning settings changes"))?;
+        Ok(n as u64)
+    }
+
+    fn increment_setting(&mut self, key: &str) -> Result<u64> {
+        let v: i64 = self
+            .conn
+            .query_row(
+                "INSERT INTO settings (key, value) VALUES (?1, '1')
+                 ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(settings.value AS INTEGER) + 1 AS TEXT)
+                 RETURNING CAST(value AS INTEGER)",
+                [key],
+                |r| r.get(0),
+            )
+            .map_err(db("incrementing a setting"))?;
+        Ok(v.max(0) as u64)
     }
 
     fn list_settings_each(

@@ -26,6 +26,8 @@ conformance!(
     merges_round_trip_oldest_first,
     audit_log_is_newest_first,
     settings_crud_and_prefix,
+    every_settings_change_is_numbered_in_commit_order,
+    incremented_settings_give_every_caller_its_own_number,
     settings_batch_is_one_write,
     settings_refuse_what_would_not_read_back,
     group_events_are_read_by_group_and_time,
@@ -790,7 +792,7 @@ pub fn migrations_are_recorded_once(b: &dyn Backend) {
     let versions: Vec<i64> = first.iter().map(|m| m.0).collect();
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4, 5, 6, 7, 8],
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
         "every known version, once, in order"
     );
     assert!(first.iter().all(|m| m.1 > 1_700_000_000), "{first:?}");
@@ -1130,4 +1132,82 @@ pub fn events_without_ids_are_stored_once_under_their_content_id(b: &dyn Backend
     let mut other = plain[0].clone();
     other.ts += 1;
     assert_eq!(s.append(&[other]).unwrap(), vec![Appended::New(n + 1)]);
+}
+
+/// What nodes sharing a store follow: every insert, update and delete of
+/// a settings row, by any connection (batch, single, increment), numbered
+/// in order; pruning keeps the newest and the head.
+pub fn every_settings_change_is_numbered_in_commit_order(b: &dyn Backend) {
+    let mut s = b.open();
+    let mut other = b.open();
+    let start = s.setting_changes_head().unwrap();
+    s.put_setting("write_key/a", Some(&json!({"n": 1})))
+        .unwrap();
+    other
+        .put_setting("write_key/a", Some(&json!({"n": 2})))
+        .unwrap();
+    other
+        .put_settings(&[
+            ("segment/x".into(), Some(json!({"seq": 0}))),
+            ("write_key/a".into(), None),
+        ])
+        .unwrap();
+    s.increment_setting("segment_version/x").unwrap();
+    s.put_setting("never/written", None).unwrap();
+    let changes = s.setting_changes(start, 100).unwrap();
+    let keys: Vec<&str> = changes.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "write_key/a",
+            "write_key/a",
+            "segment/x",
+            "write_key/a",
+            "segment_version/x"
+        ]
+    );
+    assert!(changes.windows(2).all(|w| w[0].0 < w[1].0), "{changes:?}");
+    let head = s.setting_changes_head().unwrap();
+    assert_eq!(head, changes.last().unwrap().0);
+    assert_eq!(s.setting_changes(head, 100).unwrap(), vec![]);
+    assert_eq!(s.setting_changes(start, 2).unwrap(), changes[..2].to_vec());
+    // Pruning everything still keeps the newest, and the numbering goes on.
+    assert_eq!(
+        s.prune_setting_changes(i64::MAX).unwrap(),
+        changes.len() as u64 - 1
+    );
+    assert_eq!(s.setting_changes(0, 100).unwrap(), vec![changes[4].clone()]);
+    assert_eq!(s.setting_changes_head().unwrap(), head);
+    other.put_setting("write_key/b", Some(&json!(1))).unwrap();
+    let next = s.setting_changes(head, 10).unwrap();
+    assert_eq!(next.len(), 1);
+    assert!(next[0].0 > head);
+}
+
+/// Segment versions across nodes: concurrent increments never repeat a number.
+pub fn incremented_settings_give_every_caller_its_own_number(b: &dyn Backend) {
+    let mut s = b.open();
+    assert_eq!(s.increment_setting("segment_version/a").unwrap(), 1);
+    assert_eq!(s.increment_setting("segment_version/a").unwrap(), 2);
+    s.put_setting("segment_version/b", Some(&json!(41)))
+        .unwrap();
+    assert_eq!(s.increment_setting("segment_version/b").unwrap(), 42);
+    assert_eq!(s.get_setting("segment_version/b").unwrap(), Some(json!(42)));
+    let stores: Vec<_> = (0..4).map(|_| b.open()).collect();
+    let threads: Vec<_> = stores
+        .into_iter()
+        .map(|mut st| {
+            std::thread::spawn(move || {
+                (0..25)
+                    .map(|_| st.increment_setting("segment_version/c").unwrap())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (1..=100).collect::<Vec<u64>>());
 }
