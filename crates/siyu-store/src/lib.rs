@@ -140,6 +140,20 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The setting counting erasures: [`Store::erase`] adds one in its own
+/// transaction, so every node on the store (following the settings
+/// changes) learns that an erasure committed, and a snapshot taken by an
+/// engine that has not rebuilt since can be told apart.
+pub const ERASURES_KEY: &str = "cluster/erasures";
+
+/// The number of erasures ever committed to `store` ([`ERASURES_KEY`]).
+pub fn erasures(store: &mut dyn Store) -> Result<u64> {
+    Ok(store
+        .get_setting(ERASURES_KEY)?
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0))
+}
+
 /// The storage seam. Implementations: `SqliteStore`, `PostgresStore`.
 ///
 /// Invariants every implementation keeps (checked by the conformance suite):

@@ -596,6 +596,12 @@ impl Store for PostgresStore {
             &mut tx,
             &Pseudonymize::new(identities.iter().map(Identity::as_str), pseudonym),
         )?;
+        tx.execute(
+            "INSERT INTO settings (key, value) VALUES ($1, '1')
+             ON CONFLICT (key) DO UPDATE SET value = (settings.value::bigint + 1)::text",
+            &[&crate::ERASURES_KEY],
+        )
+        .map_err(db("counting the erasure"))?;
         insert_audit(&mut tx, audit)?;
         tx.commit().map_err(db("committing erase"))?;
         Ok(removed)

@@ -743,6 +743,12 @@ impl Store for SqliteStore {
             &tx,
             &Pseudonymize::new(identities.iter().map(Identity::as_str), pseudonym),
         )?;
+        tx.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, '1')
+             ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(settings.value AS INTEGER) + 1 AS TEXT)",
+            [crate::ERASURES_KEY],
+        )
+        .map_err(db("counting the erasure"))?;
         insert_audit(&tx, audit)?;
         tx.commit().map_err(db("committing erase"))?;
         // The WAL still holds the pages as they were before the erasure

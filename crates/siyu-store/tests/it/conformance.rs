@@ -504,9 +504,20 @@ pub fn erase_removes_identity_and_ref_events_with_audit(b: &dyn Backend) {
         },
         erase_audit()
     );
+    // Each erasure is counted in its own transaction (what other nodes follow).
+    assert_eq!(siyu_store::erasures(s.as_mut()).unwrap(), 1);
+    let head = s.setting_changes_head().unwrap();
     // Erasing again removes nothing but is still audited.
     assert_eq!(s.erase(&person, "erased:test", &erase_audit()).unwrap(), 0);
     assert_eq!(s.audit_log(10).unwrap().len(), 2);
+    assert_eq!(siyu_store::erasures(s.as_mut()).unwrap(), 2);
+    let changed: Vec<String> = s
+        .setting_changes(head, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(_, k)| k)
+        .collect();
+    assert_eq!(changed, [siyu_store::ERASURES_KEY]);
 }
 
 /// Whether any of `files` holds `needle` (a file that is not there holds nothing).
