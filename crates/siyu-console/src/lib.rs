@@ -190,6 +190,26 @@ impl Console {
             .remove(&sessions::token_hash(token));
     }
 
+    /// Forgets the session stored as `hash` in memory: another node
+    /// changed or deleted its record (logout, role change); the next
+    /// request reads the store again.
+    pub fn forget_cached(&self, hash: &str) {
+        self.sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(hash);
+    }
+
+    /// Forgets every session in memory (the periodic full check of what
+    /// other nodes changed): each is read from the store again on its next
+    /// request.
+    pub fn forget_all_cached(&self) {
+        self.sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// Ends every session of `login` in memory (after a role change or
     /// deletion; the store's: [`sessions::forget_login`]).
     pub fn close_sessions_of(&self, login: &str) {

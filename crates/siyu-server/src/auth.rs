@@ -544,40 +544,6 @@ pub fn load_keys(store: &mut dyn Store) -> anyhow::Result<HashMap<String, KeyGra
         .collect())
 }
 
-/// How often the server rereads the keys from the store.
-pub const KEY_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Rereads the keys every [`KEY_RELOAD_EVERY`] on the reader connection,
-/// so keys created or revoked by another process (`siyu keys create` on
-/// the same store) take effect without a restart.
-pub fn spawn_key_reloader(state: AppState) {
-    // Holds the state only while reloading, so shutdown is not delayed.
-    let app = std::sync::Arc::downgrade(&state.0);
-    drop(state);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(KEY_RELOAD_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let Some(inner) = app.upgrade() else { break };
-            let state = AppState(inner);
-            let s = state.clone();
-            let loaded = tokio::task::spawn_blocking(move || {
-                let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-                load_keys(store.as_mut())
-            })
-            .await;
-            match loaded {
-                Ok(Ok(keys)) => {
-                    *state.0.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
-                }
-                Ok(Err(e)) => tracing::warn!(error = %e, "reloading keys"),
-                Err(e) => tracing::warn!(error = %e, "reloading keys"),
-            }
-        }
-    });
-}
-
 /// The credential of a request: `Authorization: Bearer <key>`, or HTTP basic
 /// auth with the key as user name (what Segment's SDKs send).
 pub fn credential(headers: &HeaderMap) -> Option<String> {

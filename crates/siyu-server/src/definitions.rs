@@ -3,7 +3,10 @@
 //! into the engine in creation order (a segment may only read segments
 //! defined before it). A segment's last version number is kept apart
 //! (`segment_version/<name>`), so neither a restart nor a deletion and
-//! re-creation under the same name ever gives a number twice.
+//! re-creation under the same name ever gives a number twice; it is an
+//! atomic counter in the store, so two nodes never give the same one, and
+//! the row carries its version, so every node gives the segment the
+//! version of the row that won.
 
 use siyu_engine::property::PropertyDef;
 use siyu_engine::segment::Expr;
@@ -64,11 +67,13 @@ impl Definition {
         }
     }
 
-    pub fn to_setting(&self, seq: u64) -> (String, serde_json::Value) {
+    /// The stored row: the creation number, and for a segment its version
+    /// (what every node gives it: `sync_segments`).
+    pub fn to_setting(&self, seq: u64, version: u32) -> (String, serde_json::Value) {
         match self {
             Definition::Segment { name, expr, source } => (
                 format!("segment/{name}"),
-                serde_json::json!({"seq": seq, "source": source, "tree": expr}),
+                serde_json::json!({"seq": seq, "version": version, "source": source, "tree": expr}),
             ),
             Definition::Property(def) => (
                 format!("property/{}", def.name),
@@ -117,15 +122,21 @@ pub fn last_segment_version(store: &mut dyn Store, name: &str) -> siyu_store::Re
         .map_or(0, |v| v.min(u32::MAX as u64) as u32))
 }
 
-pub fn remember_segment_version(
+/// The next version number of segment `name`, from the store's atomic
+/// counter: no two saves give the same number, on any node, across
+/// deletions and restarts. At least `after` (the engine's own count).
+pub fn next_segment_version(
     store: &mut dyn Store,
     name: &str,
-    version: u32,
-) -> siyu_store::Result<()> {
-    store.put_setting(
-        &format!("{SEGMENT_VERSION_PREFIX}{name}"),
-        Some(&serde_json::Value::from(version)),
-    )
+    after: u32,
+) -> siyu_store::Result<u32> {
+    let key = format!("{SEGMENT_VERSION_PREFIX}{name}");
+    let next = store.increment_setting(&key)?.min(u32::MAX as u64) as u32;
+    if next > after {
+        return Ok(next);
+    }
+    store.put_setting(&key, Some(&serde_json::Value::from(after + 1)))?;
+    Ok(after + 1)
 }
 
 /// The creation number of a new definition: after every stored one.
@@ -169,11 +180,22 @@ pub fn load_into(store: &mut dyn Store, engine: &mut Engine) -> anyhow::Result<V
             }
         }
     }
-    let (mut segs, unreadable) = readable(store.list_settings_each("segment/")?);
-    broken.extend(unreadable);
+    broken.extend(sync_segments(store, engine)?.1);
+    Ok(broken)
+}
+
+/// Brings the engine's segments to what the store holds: each stored one
+/// defined (unless the engine has the same tree), each one the store no
+/// longer has removed (readers first), each given its stored version. At
+/// start (a snapshot may predate a deletion or redefinition) and whenever
+/// another node saved, redefined or deleted one (`crate::cluster`).
+/// Returns the membership changes and the rows that cannot be defined.
+pub fn sync_segments(
+    store: &mut dyn Store,
+    engine: &mut Engine,
+) -> anyhow::Result<(Vec<SegmentChange>, Vec<Broken>)> {
+    let (mut segs, mut broken) = readable(store.list_settings_each("segment/")?);
     segs.sort_by_key(|(_, v)| v["seq"].as_u64().unwrap_or(0));
-    // A snapshot taken before a segment was deleted still holds it: drop
-    // every segment with no stored row (readers first, newest first).
     let stored: std::collections::HashSet<String> = segs
         .iter()
         .map(|(k, _)| k.trim_start_matches("segment/").to_string())
@@ -196,19 +218,26 @@ pub fn load_into(store: &mut dyn Store, engine: &mut Engine) -> anyhow::Result<V
             tracing::warn!(segment = %name, ?readers, "deleted segment still read; kept");
         }
     }
-    let names: Vec<String> = segs
+    let versions: Vec<(String, Option<u32>)> = segs
         .iter()
-        .map(|(k, _)| k.trim_start_matches("segment/").to_string())
+        .map(|(k, v)| {
+            let version = v["version"].as_u64().map(|n| n.min(u32::MAX as u64) as u32);
+            (k.trim_start_matches("segment/").to_string(), version)
+        })
         .collect();
-    let (_, unloadable) = define_stored_segments(engine, segs);
+    let (changes, unloadable) = define_stored_segments(engine, segs);
     broken.extend(unloadable);
-    for name in names {
-        let last = last_segment_version(store, &name)?;
-        if last > 0 {
-            engine.set_segment_version(&name, last);
+    for (name, version) in versions {
+        // Rows saved before versions were kept in them: the counter's last.
+        let version = match version {
+            Some(v) => v,
+            None => last_segment_version(store, &name)?,
+        };
+        if version > 0 {
+            engine.set_segment_version(&name, version);
         }
     }
-    Ok(broken)
+    Ok((changes, broken))
 }
 
 /// Defines stored segment rows in the engine, in the given order, as far

@@ -28,6 +28,7 @@ pub mod automation;
 pub mod backfill;
 pub mod browser;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod definitions;
@@ -67,7 +68,7 @@ pub struct Inner {
     pub reader: Mutex<OffRuntimeDrop<Box<dyn Store>>>,
     pub writer: WriterHandle,
     /// Every API key: SHA-256 of the key → its scopes and browser origins
-    /// (reloaded from the store every second: `auth::spawn_key_reloader`).
+    /// (reloaded when another process changes one: `cluster`).
     pub keys: RwLock<HashMap<String, auth::KeyGrant>>,
     pub metrics: Arc<Metrics>,
     pub changes: broadcast::Sender<PublishedChange>,
@@ -318,6 +319,18 @@ pub fn write_snapshot(
     engine: &siyu_engine::Engine,
     log_offset: u64,
 ) -> std::io::Result<()> {
+    write_snapshot_if(path, engine, log_offset, || true).map(|_| ())
+}
+
+/// Like [`write_snapshot`], but the written file replaces the last one
+/// only if `still_valid()` says so once it is written (else it is
+/// removed); returns whether it was kept.
+pub fn write_snapshot_if(
+    path: &std::path::Path,
+    engine: &siyu_engine::Engine,
+    log_offset: u64,
+    still_valid: impl FnOnce() -> bool,
+) -> std::io::Result<bool> {
     use std::io::Write;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let written = (|| {
@@ -334,7 +347,11 @@ pub fn write_snapshot(
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    std::fs::rename(&tmp, path)
+    if !still_valid() {
+        let _ = std::fs::remove_file(&tmp);
+        return Ok(false);
+    }
+    std::fs::rename(&tmp, path).map(|()| true)
 }
 
 pub struct Application {
@@ -376,31 +393,41 @@ impl Application {
         }
         let snapshot_path = snapshot_path(&config);
         let store_config = config.clone();
-        let (store, reader, rebuilt, keys, privacy, time_zone) = tokio::task::spawn_blocking({
-            let snapshot_path = snapshot_path.clone();
-            move || -> anyhow::Result<_> {
-                // The data dir holds the SQLite files and the engine snapshot.
-                std::fs::create_dir_all(&store_config.data_dir)
-                    .with_context(|| format!("creating {}", store_config.data_dir.display()))?;
-                let mut store = store_config.open_store()?;
-                let mut reader = store_config.open_store()?;
-                let privacy = privacy::prepare(store.as_mut(), &snapshot_path)?;
-                let snapshot = std::fs::read(&snapshot_path).ok();
-                let started = std::time::Instant::now();
-                let rebuilt =
-                    writer::rebuild_to(store.as_mut(), snapshot.as_deref(), writer::wall_clock())?;
-                tracing::info!(
-                    persons = rebuilt.engine.person_count(),
-                    events = rebuilt.engine.events_applied(),
-                    seconds = started.elapsed().as_secs_f64(),
-                    "engine rebuilt from the store"
-                );
-                let keys = auth::load_keys(reader.as_mut())?;
-                let time_zone = zone::load_time_zone(reader.as_mut())?;
-                Ok((store, reader, rebuilt, keys, privacy, time_zone))
-            }
-        })
-        .await??;
+        let (store, reader, follower, rebuilt, keys, privacy, time_zone, erasures) =
+            tokio::task::spawn_blocking({
+                let snapshot_path = snapshot_path.clone();
+                move || -> anyhow::Result<_> {
+                    // The data dir holds the SQLite files and the engine snapshot.
+                    std::fs::create_dir_all(&store_config.data_dir)
+                        .with_context(|| format!("creating {}", store_config.data_dir.display()))?;
+                    let mut store = store_config.open_store()?;
+                    let mut reader = store_config.open_store()?;
+                    let privacy = privacy::prepare(store.as_mut(), &snapshot_path)?;
+                    // Before the engine is built: an erasure committed later
+                    // (by another node) is then seen as newer.
+                    let erasures = siyu_store::erasures(store.as_mut())?;
+                    let snapshot = std::fs::read(&snapshot_path).ok();
+                    let started = std::time::Instant::now();
+                    let rebuilt = writer::rebuild_to(
+                        store.as_mut(),
+                        snapshot.as_deref(),
+                        writer::wall_clock(),
+                    )?;
+                    tracing::info!(
+                        persons = rebuilt.engine.person_count(),
+                        events = rebuilt.engine.events_applied(),
+                        seconds = started.elapsed().as_secs_f64(),
+                        "engine rebuilt from the store"
+                    );
+                    let keys = auth::load_keys(reader.as_mut())?;
+                    let time_zone = zone::load_time_zone(reader.as_mut())?;
+                    let follower = store_config.open_store()?;
+                    Ok((
+                        store, reader, follower, rebuilt, keys, privacy, time_zone, erasures,
+                    ))
+                }
+            })
+            .await??;
         let writer::Rebuilt {
             engine,
             offset: applied_offset,
@@ -434,6 +461,7 @@ impl Application {
             automation_wants_all: wants_all.clone(),
             quarantine: quarantine.clone(),
             rfm_checked_at_events: 0,
+            erasures,
         };
         let writer_thread = std::thread::Builder::new()
             .name("siyu-writer".into())
@@ -504,6 +532,7 @@ impl Application {
             inbound_replays: Default::default(),
             time_zone: RwLock::new(time_zone),
         }));
+        cluster::spawn_follower(&state.0, follower)?;
         Ok(Application {
             listener,
             state,
@@ -567,7 +596,6 @@ impl Application {
             crate::routes::communities::spawn(s.clone());
             crate::routes::fission::spawn(s.clone());
             crate::cache::spawn_warmer(s.clone());
-            crate::auth::spawn_key_reloader(s.clone());
         }
         let limits = state.0.config.connections.clone();
         let router = workspace::Workspaces::new(state, routed).router();
@@ -593,7 +621,6 @@ impl Application {
         crate::routes::communities::spawn(state.clone());
         crate::routes::fission::spawn(state.clone());
         crate::cache::spawn_warmer(state.clone());
-        crate::auth::spawn_key_reloader(state.clone());
         let limits = state.0.config.connections.clone();
         connections::serve(listener, app(state.clone()), limits, shutdown).await;
         stop(state, executor_thread, writer_thread).await

@@ -83,6 +83,13 @@ pub enum Command {
         audit: AuditRecord,
         reply: Reply<Deleted>,
     },
+    /// Settings another process changed (`crate::cluster`: other nodes on
+    /// the same database): brings the engine to what the store holds —
+    /// segments redefined or removed, properties or an erasure rebuilt
+    /// from the log, the RFM thresholds pinned. Empty: check everything.
+    Follow {
+        keys: Vec<String>,
+    },
 }
 
 pub use crate::definitions::{Definition, Deleted, Deletion};
@@ -130,6 +137,11 @@ pub struct Writer {
     /// `events_applied` when the medians were last tried while nothing
     /// was pinned (nobody had purchased): tried again only after new events.
     pub rfm_checked_at_events: u64,
+    /// Erasures committed to the store (`siyu_store::erasures`) that this
+    /// engine reflects: read before the engine was built from the store.
+    /// A higher count in the store means an erasure by another node: the
+    /// engine is rebuilt and no snapshot of the old one is kept.
+    pub erasures: u64,
 }
 
 /// A rebuild of the engine from the store, running on its own thread.
@@ -147,6 +159,8 @@ enum Waiting {
     Erased(Reply<u64>, u64),
     Defined(Reply<Vec<SegmentChange>>),
     Deleted(Reply<Deleted>, Deleted),
+    /// Another node's change (an erasure, a property): nobody to answer.
+    Followed,
 }
 
 /// The audit row of an engine merge caused by the event at `offset`.
@@ -242,10 +256,21 @@ impl Writer {
         }
     }
 
+    /// Writes the engine snapshot, unless an erasure committed (by another
+    /// node) since this engine was built: checked after the file is written
+    /// and before it replaces the last one, so a snapshot that may hold an
+    /// erased person is never kept.
     fn write_snapshot(&mut self) -> Result<(), String> {
-        let engine = self.engine.read().map_err(|_| "engine lock poisoned")?;
-        crate::write_snapshot(&self.snapshot_path, &engine, self.applied_offset)
-            .map_err(|e| format!("writing {}: {e}", self.snapshot_path.display()))?;
+        let engine = self.engine.clone();
+        let engine = engine.read().map_err(|_| "engine lock poisoned")?;
+        let (store, known) = (&mut self.store, self.erasures);
+        let unchanged = || siyu_store::erasures(store.as_mut()).is_ok_and(|n| n <= known);
+        let kept =
+            crate::write_snapshot_if(&self.snapshot_path, &engine, self.applied_offset, unchanged)
+                .map_err(|e| format!("writing {}: {e}", self.snapshot_path.display()))?;
+        if !kept {
+            return Err("an erasure committed since the engine was built; snapshot dropped until the engine is rebuilt".into());
+        }
         self.snapshot_at = engine.events_applied();
         Ok(())
     }
@@ -642,6 +667,7 @@ impl Writer {
                 Waiting::Deleted(reply, deleted) => {
                     let _ = reply.send(outcome.clone().map(|()| deleted));
                 }
+                Waiting::Followed => {}
             }
         }
         for cmd in deferred {
@@ -692,27 +718,35 @@ impl Writer {
             // it goes before the definition is saved, so a restart replays.
             self.remove_snapshot()?;
         }
-        let (key, value) = definition.to_setting(seq);
+        // A segment's version is drawn before its row is written: the row
+        // carries it to every node.
+        let version = match &definition {
+            Definition::Segment { name, .. } => {
+                let current = {
+                    let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
+                    let live = engine.live_segments();
+                    live.index_of(name)
+                        .map_or(0, |i| live.segments()[i as usize].version)
+                };
+                crate::definitions::next_segment_version(self.store.as_mut(), name, current)
+                    .map_err(|e| e.to_string())?
+            }
+            Definition::Property(_) => 0,
+        };
+        let (key, value) = definition.to_setting(seq, version);
         self.store
             .put_setting(&key, Some(&value))
             .map_err(|e| e.to_string())?;
         self.quarantine.repaired(&key);
         match definition {
             Definition::Segment { name, expr, source } => {
-                // A number is never given twice, across deletions and restarts.
-                let last = crate::definitions::last_segment_version(self.store.as_mut(), &name)
-                    .map_err(|e| e.to_string())?;
                 let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
-                let (index, changes) = engine
+                let (_, changes) = engine
                     .define_segment(&name, expr, source)
                     .map_err(|e| e.to_string())?;
-                let version = engine.live_segments().segments()[index as usize].version;
-                let version = if version <= last { last + 1 } else { version };
                 engine.set_segment_version(&name, version);
                 let history = self.publish(&engine, &changes);
                 drop(engine);
-                crate::definitions::remember_segment_version(self.store.as_mut(), &name, version)
-                    .map_err(|e| e.to_string())?;
                 self.record_history(history);
                 self.retry_quarantined_segments();
                 Ok(Some(changes))
@@ -854,6 +888,13 @@ impl Writer {
                         .erase(&identities, &pseudonym, &audit)
                         .map_err(|e| e.to_string())
                 });
+                // The rebuild below reflects this erasure (and any before it).
+                if erased.is_ok() {
+                    match siyu_store::erasures(self.store.as_mut()) {
+                        Ok(n) => self.erasures = n,
+                        Err(e) => tracing::warn!(error = %e, "reading the erasure count"),
+                    }
+                }
                 match erased {
                     // Links may be gone: rebuild the graph from what remains.
                     Ok(n) => self.start_rebuild(Waiting::Erased(reply, n)),
@@ -874,7 +915,76 @@ impl Writer {
             Command::SetRfm { thresholds, reply } => {
                 let _ = reply.send(self.set_rfm(thresholds));
             }
+            Command::Follow { keys } => {
+                if let Err(e) = self.follow(&keys) {
+                    tracing::error!(error = %e, "following another node's settings failed");
+                }
+            }
         }
+    }
+
+    /// [`Command::Follow`]. The node's own changes come back here too and
+    /// change nothing: the engine already matches the store.
+    fn follow(&mut self, keys: &[String]) -> anyhow::Result<()> {
+        let touched = |prefix: &str| keys.is_empty() || keys.iter().any(|k| k.starts_with(prefix));
+        if touched(siyu_store::ERASURES_KEY) {
+            let erasures = siyu_store::erasures(self.store.as_mut())?;
+            if erasures > self.erasures {
+                tracing::info!(
+                    erasures,
+                    "another node erased a person: rebuilding the engine"
+                );
+                self.erasures = erasures;
+                self.remove_snapshot().map_err(anyhow::Error::msg)?;
+                self.start_rebuild(Waiting::Followed);
+                return Ok(());
+            }
+        }
+        if touched("property/") {
+            let (stored, _) =
+                crate::quarantine::readable(self.store.list_settings_each("property/")?);
+            let stored: Vec<siyu_engine::property::PropertyDef> = stored
+                .into_iter()
+                .filter_map(|(_, v)| serde_json::from_value(v["definition"].clone()).ok())
+                .collect();
+            let differs = {
+                let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
+                let current = engine.properties();
+                stored.len() != current.len() || stored.iter().any(|d| !current.contains(d))
+            };
+            if differs {
+                tracing::info!("another node changed a computed property: rebuilding the engine");
+                self.remove_snapshot().map_err(anyhow::Error::msg)?;
+                self.start_rebuild(Waiting::Followed);
+                return Ok(());
+            }
+        }
+        if touched("segment/") || touched(crate::definitions::SEGMENT_VERSION_PREFIX) {
+            let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
+            let (changes, broken) =
+                crate::definitions::sync_segments(self.store.as_mut(), &mut engine)?;
+            // Published to this node's subscribers; the history rows are
+            // the defining node's to write.
+            let _ = self.publish(&engine, &changes);
+            drop(engine);
+            self.quarantine.reload(&["segment/"], broken);
+            // Journeys are compiled against the segments: after them.
+            if let Some(tx) = &self.automation {
+                let _ = tx.send(crate::automation::AutoInput::Reload);
+            }
+        }
+        if touched(crate::rfm::SETTING) {
+            let setting = crate::rfm::stored(self.store.as_mut())?;
+            let now = (self.clock)();
+            let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
+            let basis = crate::rfm::basis(setting, &engine, now);
+            if engine.rfm_basis() != basis {
+                let mut changes = engine.advance_to(now);
+                changes.extend(engine.set_rfm_basis(basis));
+                let _ = self.publish(&engine, &changes);
+            }
+        }
+        Ok(())
     }
 
     /// Saves the thresholds setting, then pins the setting (or, removed,
@@ -1031,6 +1141,12 @@ impl WriterHandle {
             .send(Command::Snapshot { reply })
             .map_err(|_| "writer stopped".to_string())?;
         rx.await.map_err(|_| "writer stopped".to_string())?
+    }
+
+    /// Settings keys another process changed ([`Command::Follow`]);
+    /// answers nothing (the follower does not wait).
+    pub fn follow(&self, keys: Vec<String>) {
+        let _ = self.tx.send(Command::Follow { keys });
     }
 }
 

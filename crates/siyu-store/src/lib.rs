@@ -345,7 +345,7 @@ pub trait Store: Send {
     /// The settings changes numbered after `after`, oldest first, at most
     /// `limit`: (number, key). Every insert, update and delete of a
     /// settings row is one, in commit order, by whichever process wrote it
-    /// (see `migrations::SETTING_CHANGES`): what several nodes on one
+    /// (migration 9): what several nodes on one
     /// database follow. Old ones are pruned ([`Store::prune_setting_changes`]),
     /// so a gap before the first number means some were missed.
     fn setting_changes(&mut self, after: u64, limit: usize) -> Result<Vec<(u64, String)>>;

@@ -18,7 +18,12 @@ pub struct Dialect {
     /// store dedupes in memory, `id_index.rs`); PostgreSQL keeps it.
     pub drop_id_index: &'static str,
     /// Migration 9: the triggers that record every settings change in
-    /// `setting_changes`, in commit order (see [`SETTING_CHANGES`]).
+    /// `setting_changes`: a row per inserted, updated or deleted settings
+    /// row, `seq` increasing in commit order (PostgreSQL: the trigger takes
+    /// a transaction-scoped advisory lock before it draws the number, so a
+    /// later number is never visible before an earlier one; SQLite has one
+    /// writer at a time). Numbers are never reused (an identity column;
+    /// SQLite's AUTOINCREMENT).
     pub setting_triggers: &'static str,
     /// Migration 9: the feed's never-reused sequence column.
     pub setting_seq_key: &'static str,
@@ -248,14 +253,6 @@ pub const MIGRATIONS: &[Migration] = &[
     ",
     },
 ];
-
-/// How the settings change feed works, for both backends: a row per
-/// inserted, updated or deleted settings row, `seq` increasing in commit
-/// order (PostgreSQL: the trigger takes a transaction-scoped advisory lock
-/// before it draws the number, so a later number is never visible before
-/// an earlier one; SQLite has one writer at a time). Numbers are never
-/// reused (an identity column; SQLite's AUTOINCREMENT).
-pub const SETTING_CHANGES: &str = "setting_changes";
 
 /// The secondary indexes of the tables a bulk load fills (the log and the
 /// merge audit) that it may drop and build again at its end (one sorted

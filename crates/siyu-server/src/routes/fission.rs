@@ -72,6 +72,25 @@ pub struct FissionState {
     visitors: Mutex<VisitorCap>,
 }
 
+impl FissionState {
+    /// Drops what this node keeps of campaign `id` (another node saved,
+    /// archived it or uploaded its background); `None`: of every campaign.
+    pub fn forget(&self, id: Option<&str>) {
+        let mut campaigns = self.campaigns.lock().unwrap_or_else(|e| e.into_inner());
+        let mut renderers = self.renderers.lock().unwrap_or_else(|e| e.into_inner());
+        match id {
+            Some(id) => {
+                campaigns.remove(id);
+                renderers.remove(id);
+            }
+            None => {
+                campaigns.clear();
+                renderers.clear();
+            }
+        }
+    }
+}
+
 /// The one mapping of the growth core's fission errors to the API's.
 impl From<FissionError> for ApiError {
     fn from(e: FissionError) -> Self {

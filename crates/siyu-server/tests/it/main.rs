@@ -5,6 +5,7 @@
 mod authz;
 mod automation;
 mod bad_input;
+mod cluster;
 mod communities;
 mod connections;
 mod delete;
@@ -116,6 +117,29 @@ impl TestApp {
         t.key = body["key"].as_str().unwrap().to_string();
         // The application's listener is not used: requests go through `app` in process.
         t
+    }
+
+    /// Another node on this app's PostgreSQL schema (its own data dir,
+    /// engine, writer and executor), as a second `siyu serve` on the same
+    /// database; it uses this app's key. Only this app drops the schema.
+    pub async fn peer(&self) -> TestApp {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("siyu-server-it-peer-{}-{n}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        let config = Config {
+            data_dir: dir.clone(),
+            ..self.state.0.config.clone()
+        };
+        let application = Application::build(config).await.expect("build peer");
+        TestApp {
+            state: application.state(),
+            key: self.key.clone(),
+            dir,
+            schema: None,
+            _app: application,
+        }
     }
 
     /// A second connection to this app's store, as another process

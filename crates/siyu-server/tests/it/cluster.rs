@@ -1,0 +1,341 @@
+//! Several nodes on one PostgreSQL database behave as one system
+//! (issue 16): two applications in this process on one schema, each with
+//! its own engine, writer, executor, caches and data dir. A change made
+//! through one is in force on the other within a second; an erasure
+//! leaves the person in neither's memory, snapshot nor API.
+
+use crate::TestApp;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{json, Value};
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+/// What the issue asks: in force on every node within a second.
+const CONVERGE: Duration = Duration::from_secs(1);
+
+async fn two_nodes() -> Option<(TestApp, TestApp)> {
+    if crate::pg_url().is_none() {
+        eprintln!("skipped: SIYU_TEST_DATABASE_URL is not set (CI sets it)");
+        return None;
+    }
+    let a = TestApp::spawn_on(crate::Backend::Postgres, 1024 * 1024).await;
+    let b = a.peer().await;
+    Some((a, b))
+}
+
+/// Polls `check` until it holds; panics naming `what` after `within`.
+/// Returns how long it took.
+async fn until<F, Fut>(what: &str, within: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn status_with_key(t: &TestApp, key: &str, uri: &str) -> StatusCode {
+    t.call("GET", uri, Some(key), "application/json", Body::empty())
+        .await
+        .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_created_and_revoked_on_one_node_hold_on_the_other_within_a_second() {
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    let (s, made) = a
+        .call(
+            "POST",
+            "/v1/admin/keys",
+            Some("admin-secret"),
+            "application/json",
+            r#"{"name":"made-on-a","scopes":["read"]}"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{made}");
+    let key = made["key"].as_str().unwrap().to_string();
+    let took = until("a key made on A works on B", CONVERGE, || {
+        let (b, key) = (&b, key.clone());
+        async move { status_with_key(b, &key, "/v1/segments").await == StatusCode::OK }
+    })
+    .await;
+    eprintln!("key creation converged in {took:?}");
+    let id = made["id"].as_str().unwrap();
+    let (s, body) = b
+        .call(
+            "DELETE",
+            &format!("/v1/admin/keys/{id}"),
+            Some("admin-secret"),
+            "application/json",
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let took = until("a key revoked on B is refused on A", CONVERGE, || {
+        let (a, key) = (&a, key.clone());
+        async move { status_with_key(a, &key, "/v1/segments").await == StatusCode::UNAUTHORIZED }
+    })
+    .await;
+    eprintln!("key revocation converged in {took:?}");
+}
+
+async fn send(t: &TestApp, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
+    t.call(
+        method,
+        uri,
+        Some(&t.key),
+        "application/json",
+        body.to_string(),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_have_one_definition_and_one_version_on_every_node() {
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    a.post_events(
+        r#"[{"id":"c1","ts":1790000000,"identity":"wecom:big","type":"purchase","amount":90000},
+            {"id":"c2","ts":1790000000,"identity":"wecom:small","type":"purchase","amount":100}]"#,
+    )
+    .await;
+    let (s, saved) = send(
+        &a,
+        "PUT",
+        "/v1/segments/vip",
+        json!({"segment": "spend >= 500"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{saved}");
+    let version = saved["version"].clone();
+    until("a segment saved on A is served by B", CONVERGE, || async {
+        let (s, seg) = b.get("/v1/segments/vip").await;
+        s == StatusCode::OK && seg["version"] == version && seg["count"] == json!(1)
+    })
+    .await;
+
+    // Both nodes define one name at once, differently: one definition
+    // wins, every node serves it under one version, and no version
+    // number was given twice.
+    let (ra, rb) = tokio::join!(
+        send(
+            &a,
+            "PUT",
+            "/v1/segments/race",
+            json!({"segment": "spend >= 500"})
+        ),
+        send(
+            &b,
+            "PUT",
+            "/v1/segments/race",
+            json!({"segment": "purchases >= 1"})
+        ),
+    );
+    assert_eq!(ra.0, StatusCode::OK, "{}", ra.1);
+    assert_eq!(rb.0, StatusCode::OK, "{}", rb.1);
+    assert_ne!(ra.1["version"], rb.1["version"], "one number per save");
+    let took = until(
+        "both nodes agree on the segment defined on both",
+        CONVERGE,
+        || async {
+            let ((_, sa), (_, sb)) =
+                tokio::join!(a.get("/v1/segments/race"), b.get("/v1/segments/race"));
+            sa["segment"] == sb["segment"]
+                && sa["version"] == sb["version"]
+                && sa["count"] == sb["count"]
+        },
+    )
+    .await;
+    eprintln!("concurrent definitions converged in {took:?}");
+    let (_, sa) = a.get("/v1/segments/race").await;
+    assert!(
+        [&ra.1["version"], &rb.1["version"]].contains(&&sa["version"]),
+        "the winner is one of the two saves: {sa}"
+    );
+
+    // Deleted on B: gone on A.
+    let (s, body) = send(&b, "DELETE", "/v1/segments/vip", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    until("a segment deleted on B is gone on A", CONVERGE, || async {
+        a.get("/v1/segments/vip").await.0 == StatusCode::NOT_FOUND
+    })
+    .await;
+    // Saved again on A: the numbering goes on, on both.
+    let (_, again) = send(
+        &a,
+        "PUT",
+        "/v1/segments/vip",
+        json!({"segment": "spend >= 1"}),
+    )
+    .await;
+    assert!(again["version"].as_u64() > version.as_u64(), "{again}");
+    until("the new version is B's too", CONVERGE, || async {
+        b.get("/v1/segments/vip").await.1["version"] == again["version"]
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_logout_on_one_node_ends_the_session_on_the_other() {
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    let role = siyu_console::OperatorRole::Admin;
+    let (token, session) = a.state.0.console.open_session("ops_li", role).unwrap();
+    tokio::task::block_in_place(|| {
+        let mut store = a.other_store();
+        siyu_console::sessions::save(
+            store.as_mut(),
+            &siyu_console::sessions::token_hash(&token),
+            &session,
+        )
+        .unwrap();
+    });
+    let cookie = format!("siyu_session={token}; siyu_csrf={}", session.csrf);
+    let me = |t: &TestApp| {
+        let req = Request::get("/console/api/me")
+            .header("cookie", cookie.clone())
+            .body(Body::empty())
+            .unwrap();
+        let app = siyu_server::app(t.state.clone());
+        async move { app.oneshot(req).await.unwrap().status() }
+    };
+    assert_eq!(me(&b).await, StatusCode::OK, "B reads the session A stored");
+    let req = Request::post("/console/api/logout")
+        .header("cookie", cookie.clone())
+        .header(siyu_console::CSRF_HEADER, session.csrf.clone())
+        .body(Body::empty())
+        .unwrap();
+    let resp = siyu_server::app(a.state.clone())
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let took = until(
+        "a session logged out on A is refused on B",
+        CONVERGE,
+        || async { me(&b).await == StatusCode::UNAUTHORIZED },
+    )
+    .await;
+    eprintln!("logout converged in {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_on_one_node_leaves_the_person_in_no_nodes_memory_snapshot_or_api() {
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    let (s, body) = a
+        .post_events(
+            r#"[{"id":"x1","ts":1790000000,"identity":"wecom:erase_me_7","type":"identify","traits":{"name":"王小明"}},
+                {"id":"x2","ts":1790000100,"identity":"wecom:erase_me_7","type":"purchase","amount":4200},
+                {"id":"x3","ts":1790000100,"identity":"wecom:stays_8","type":"purchase","amount":100}]"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    until("B follows A's events", Duration::from_secs(5), || async {
+        b.get("/v1/persons/wecom:erase_me_7").await.0 == StatusCode::OK
+    })
+    .await;
+    // B holds the person in a snapshot written before the erasure.
+    b.state.0.writer.snapshot().await.unwrap();
+    let snapshot = siyu_server::snapshot_path(&b.state.0.config);
+    let holds = |needle: &str| {
+        std::fs::read(&snapshot)
+            .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+    };
+    assert!(
+        holds("erase_me_7"),
+        "the test's premise: B's snapshot holds the person"
+    );
+
+    let (s, body) = a
+        .call(
+            "DELETE",
+            "/v1/persons/wecom:erase_me_7",
+            Some("admin-secret"),
+            "application/json",
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let took = until(
+        "B forgets the person A erased",
+        Duration::from_secs(5),
+        || async {
+            let gone = b.get("/v1/persons/wecom:erase_me_7").await.0 == StatusCode::NOT_FOUND;
+            let engine = b.state.0.engine.read().unwrap();
+            gone && engine.person_of("wecom:erase_me_7").is_none()
+        },
+    )
+    .await;
+    eprintln!("erasure reached the other node in {took:?}");
+    assert!(!holds("erase_me_7"), "B's old snapshot is gone");
+    let (_, hits) = b.get("/v1/persons?q=wecom:erase").await;
+    assert!(!hits.to_string().contains("erase_me_7"), "{hits}");
+    // What B writes from now on holds nobody erased, and the rest is kept.
+    b.state.0.writer.snapshot().await.unwrap();
+    assert!(holds("stays_8") && !holds("erase_me_7"));
+    assert_eq!(b.get("/v1/persons/wecom:stays_8").await.0, StatusCode::OK);
+    for t in [&a, &b] {
+        let (s, _) = t.get("/v1/persons/wecom:erase_me_7/timeline").await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+    // A restart of B reads no erased data back.
+    drop(hits);
+    let b2 = a.peer().await;
+    assert_eq!(
+        b2.get("/v1/persons/wecom:erase_me_7").await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// A snapshot B was writing while A erased is not kept: checked against
+/// the store's erasure count before it replaces the last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_has_not_seen_an_erasure_keeps_no_snapshot() {
+    let Some((a, _b)) = two_nodes().await else {
+        return;
+    };
+    a.post_events(
+        r#"[{"id":"y1","ts":1790000000,"identity":"wecom:gone_9","type":"purchase","amount":1}]"#,
+    )
+    .await;
+    // Another process erases (as another node would) without telling A.
+    tokio::task::block_in_place(|| {
+        let mut store = a.other_store();
+        let person = [siyu_domain::Identity::parse("wecom:gone_9").unwrap()];
+        let audit = siyu_store::AuditRecord {
+            id: 0,
+            at: 1_790_000_000,
+            action: "erase".into(),
+            subject: "test".into(),
+            detail: json!({}),
+        };
+        store.erase(&person, "erased:test", &audit).unwrap();
+    });
+    let snapshot = siyu_server::snapshot_path(&a.state.0.config);
+    std::fs::remove_file(&snapshot).ok();
+    // Whatever the race with A's follower, no snapshot holding the person appears.
+    let _ = a.state.0.writer.snapshot().await;
+    let holds =
+        std::fs::read(&snapshot).is_ok_and(|bytes| bytes.windows(6).any(|w| w == b"gone_9"));
+    assert!(!holds, "a snapshot holding an erased person was kept");
+    until(
+        "A rebuilds without the person",
+        Duration::from_secs(5),
+        || async { a.get("/v1/persons/wecom:gone_9").await.0 == StatusCode::NOT_FOUND },
+    )
+    .await;
+}
