@@ -176,6 +176,18 @@ fn session(t: &TestApp, role: OperatorRole, csrf: bool, holds: &'static [&'stati
         .console
         .open_session(&format!("{}_login", role.as_str()), role)
         .unwrap();
+    // Stored, as a login stores it: nodes forget cached sessions (another
+    // node may have ended them) and read the store again.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let mut store = t.other_store();
+                let hash = siyu_console::sessions::token_hash(&token);
+                siyu_console::sessions::save(store.as_mut(), &hash, &s).unwrap();
+            })
+            .join()
+            .unwrap()
+    });
     Cred::Session {
         role,
         cookie: format!("siyu_session={token}; siyu_csrf={}", s.csrf),
