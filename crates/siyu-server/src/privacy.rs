@@ -84,7 +84,8 @@ impl PrivacyKeys {
         }
         let secret = random_bytes::<32>()
             .map_err(|e| anyhow::anyhow!("reading OS randomness for the privacy secret: {e}"))?;
-        store.put_setting(SECRET_KEY, Some(&Value::String(hex(&secret))))?;
+        // Nodes starting at once on an empty database: one secret wins.
+        store.put_setting_if_absent(SECRET_KEY, &Value::String(hex(&secret)))?;
         Self::load(store)?.ok_or_else(|| anyhow::anyhow!("the privacy secret was not saved"))
     }
 

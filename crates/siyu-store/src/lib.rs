@@ -320,6 +320,11 @@ pub trait Store: Send {
     /// Writes (or with `None` deletes) a settings value.
     fn put_setting(&mut self, key: &str, value: Option<&serde_json::Value>) -> Result<()>;
 
+    /// Writes `value` under `key` only if no row has that key; returns
+    /// whether it did. What nodes starting at once use to make a secret
+    /// once: each tries, one wins, all read back the winner's.
+    fn put_setting_if_absent(&mut self, key: &str, value: &serde_json::Value) -> Result<bool>;
+
     /// Writes (or deletes) several settings in one transaction.
     fn put_settings(&mut self, items: &[(String, Option<serde_json::Value>)]) -> Result<()>;
 

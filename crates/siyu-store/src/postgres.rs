@@ -814,6 +814,17 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn put_setting_if_absent(&mut self, key: &str, value: &serde_json::Value) -> Result<bool> {
+        let n = self
+            .client
+            .execute(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &row::setting_text(key, value)?],
+            )
+            .map_err(db("writing a setting"))?;
+        Ok(n == 1)
+    }
+
     fn put_settings(&mut self, items: &[(String, Option<serde_json::Value>)]) -> Result<()> {
         let texts = items
             .iter()

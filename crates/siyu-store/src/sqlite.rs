@@ -1007,6 +1007,18 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn put_setting_if_absent(&mut self, key: &str, value: &serde_json::Value) -> Result<bool> {
+        let text = row::setting_text(key, value)?;
+        let n = self
+            .conn
+            .execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                params![key, text],
+            )
+            .map_err(db("writing a setting"))?;
+        Ok(n == 1)
+    }
+
     fn put_settings(&mut self, items: &[(String, Option<serde_json::Value>)]) -> Result<()> {
         let tx = self
             .conn

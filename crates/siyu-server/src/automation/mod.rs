@@ -2126,11 +2126,13 @@ pub fn link_secret(config: &crate::config::Config) -> anyhow::Result<Vec<u8>> {
         return Ok(hex.into_bytes());
     }
     let hex = siyu_console::accounts::hex(&siyu_console::accounts::random_bytes::<32>()?);
-    store.put_setting(
-        LINK_SECRET_KEY,
-        Some(&serde_json::Value::String(hex.clone())),
-    )?;
-    Ok(hex.into_bytes())
+    // Nodes starting at once on an empty database: one secret wins, and
+    // every node reads back the winner's.
+    store.put_setting_if_absent(LINK_SECRET_KEY, &serde_json::Value::String(hex))?;
+    match store.get_setting(LINK_SECRET_KEY)? {
+        Some(serde_json::Value::String(hex)) => Ok(hex.into_bytes()),
+        _ => anyhow::bail!("setting `{LINK_SECRET_KEY}` is not a string; restore it from a backup"),
+    }
 }
 
 fn consent_is_default(c: &Consent) -> bool {

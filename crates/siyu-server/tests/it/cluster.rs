@@ -339,3 +339,52 @@ async fn a_node_that_has_not_seen_an_erasure_keeps_no_snapshot() {
     )
     .await;
 }
+
+/// Nodes starting at once on an empty database make one privacy secret
+/// and one link secret between them: the same phone hashes the same, and
+/// a link signed by one node opens on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_at_once_on_an_empty_database_share_their_secrets() {
+    let Some(url) = crate::pg_url() else {
+        eprintln!("skipped: SIYU_TEST_DATABASE_URL is not set (CI sets it)");
+        return;
+    };
+    let schema = format!("siyu_cluster_start_{}", std::process::id());
+    let config = |n: u32| siyu_server::config::Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: std::env::temp_dir().join(format!("{schema}_{n}")),
+        database_url: Some(url.clone()),
+        database_schema: Some(schema.clone()),
+        admin_token: Some("admin-secret".into()),
+        ..Default::default()
+    };
+    let (a, b, c) = tokio::join!(
+        siyu_server::Application::build(config(1)),
+        siyu_server::Application::build(config(2)),
+        siyu_server::Application::build(config(3)),
+    );
+    let nodes = [a.unwrap(), b.unwrap(), c.unwrap()];
+    let phone = |app: &siyu_server::Application| {
+        app.state()
+            .0
+            .privacy
+            .phone_identity("13800000000")
+            .as_str()
+            .to_string()
+    };
+    for n in &nodes[1..] {
+        assert_eq!(n.state().0.link_secret, nodes[0].state().0.link_secret);
+        assert_eq!(phone(n), phone(&nodes[0]));
+    }
+    for n in 1..=3 {
+        std::fs::remove_dir_all(config(n).data_dir).ok();
+    }
+    drop(nodes);
+    tokio::task::spawn_blocking(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls)?;
+        c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    })
+    .await
+    .unwrap()
+    .ok();
+}

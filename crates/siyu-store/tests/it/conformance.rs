@@ -1198,6 +1198,9 @@ pub fn every_settings_change_is_numbered_in_commit_order(b: &dyn Backend) {
 /// Segment versions across nodes: concurrent increments never repeat a number.
 pub fn incremented_settings_give_every_caller_its_own_number(b: &dyn Backend) {
     let mut s = b.open();
+    assert!(s.put_setting_if_absent("secret", &json!("first")).unwrap());
+    assert!(!s.put_setting_if_absent("secret", &json!("second")).unwrap());
+    assert_eq!(s.get_setting("secret").unwrap(), Some(json!("first")));
     assert_eq!(s.increment_setting("segment_version/a").unwrap(), 1);
     assert_eq!(s.increment_setting("segment_version/a").unwrap(), 2);
     s.put_setting("segment_version/b", Some(&json!(41)))
