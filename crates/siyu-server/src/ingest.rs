@@ -68,7 +68,8 @@ pub fn account(
             %route,
             index = r.index,
             reason = %r.field,
-            message = %r.message,
+            // Not `message`: that is the line's own text in the JSON format.
+            detail = %r.message,
             "ingest: message rejected"
         );
     }

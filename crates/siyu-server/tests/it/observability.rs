@@ -66,16 +66,12 @@ async fn line_of(id: &str, message: &str) -> Value {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let all = LOGS.lock().unwrap_or_else(|e| e.into_inner());
+    let mine = lines_of(id);
+    let all = String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let last: Vec<&str> = all.lines().rev().take(40).collect();
     panic!(
-        "no line {message:?} of request {id}; of it: {:?}; all:\n{}",
-        lines_of(id),
-        String::from_utf8_lossy(&all)
-            .lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .join("\n")
+        "no line {message:?} of request {id}; of it: {mine:?}; the last lines:\n{}",
+        last.join("\n")
     );
 }
 
@@ -127,6 +123,12 @@ async fn request_ids_reach_the_writer_and_the_executor_on(backend: Backend) {
     assert_eq!(warn["level"], "WARN", "{warn}");
     assert_eq!(warn["fields"]["reason"], "identity", "{warn}");
     assert_eq!(warn["fields"]["index"], 1, "{warn}");
+    assert!(
+        warn["fields"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("channel:id")),
+        "{warn}"
+    );
 
     // The writer commits an erasure and logs it: in the request's span.
     let erase = format!("erase-{tag}");
