@@ -78,7 +78,9 @@ impl Client {
         v
     }
 
-    async fn metric(&self, name: &str) -> f64 {
+    /// The sum of the series of `name` whose labels contain `having`
+    /// (`""`: every series), e.g. `metric("siyu_sends_total", "verdict=\"dead\"")`.
+    async fn metric(&self, name: &str, having: &str) -> f64 {
         let text = self
             .http
             .get(format!("{}/metrics", self.base))
@@ -89,8 +91,13 @@ impl Client {
             .await
             .unwrap();
         text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|r| r.trim().parse().ok()))
-            .unwrap_or(0.0)
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                let labels = series.strip_prefix(name)?;
+                (labels.starts_with('{') && labels.contains(having))
+                    .then(|| value.parse::<f64>().ok())?
+            })
+            .sum()
     }
 }
 
@@ -169,8 +176,8 @@ async fn main() {
     c.call("POST", "/v1/sends", json!({"id": "s1", "segment": "all", "template": "promo", "channel": "webhook", "kind": "direct"})).await;
     let queued = t.elapsed();
     while seen.lock().unwrap().0 < persons {
-        let done =
-            c.metric("siyu_sends_suppressed_total").await + c.metric("siyu_sends_dead_total").await;
+        let done = c.metric("siyu_sends_total", "verdict=\"suppressed\"").await
+            + c.metric("siyu_sends_total", "verdict=\"dead\"").await;
         assert!(
             done == 0.0,
             "a first send was suppressed or dead-lettered: see GET /v1/outbox"
@@ -188,10 +195,10 @@ async fn main() {
     while seen.lock().unwrap().0 < 2 * persons {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let before = c.metric("siyu_sends_suppressed_total").await;
+    let before = c.metric("siyu_sends_total", "verdict=\"suppressed\"").await;
     let t = Instant::now();
     c.call("POST", "/v1/sends", json!({"id": "s3", "segment": "all", "template": "promo", "channel": "webhook", "kind": "direct"})).await;
-    while c.metric("siyu_sends_suppressed_total").await < before + persons as f64 {
+    while c.metric("siyu_sends_total", "verdict=\"suppressed\"").await < before + persons as f64 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = t.elapsed().as_secs_f64();
@@ -213,13 +220,13 @@ async fn main() {
             .collect();
         c.call("POST", "/v1/events", Value::Array(events)).await;
     }
-    while c.metric("siyu_journey_entries_total").await < persons as f64 {
+    while c.metric("siyu_journey_entries_total", "").await < persons as f64 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let enrolled = t.elapsed().as_secs_f64();
     let mut first_wake = None;
     loop {
-        let w = c.metric("siyu_journey_wakeups_total").await;
+        let w = c.metric("siyu_journey_wakeups_total", "").await;
         if w > 0.0 && first_wake.is_none() {
             first_wake = Some(Instant::now());
         }

@@ -18,9 +18,9 @@
 //! and erase (erasure used to take any key). It never gains `admin` (keys
 //! were managed with the admin token only).
 //!
-//! The server reloads the keys from the store every second
-//! ([`spawn_key_reloader`]), so a key created or revoked by another process
-//! on the same store (`siyu keys create`) takes effect within that second.
+//! The server reloads the keys from the store when another process on the
+//! same store (another node, `siyu keys create`) changes one
+//! (`crate::cluster`), so it takes effect within a second.
 
 use crate::error::ApiError;
 use crate::AppState;

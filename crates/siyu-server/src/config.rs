@@ -8,9 +8,14 @@
 //! `SIYU_ADMIN_TOKEN`, `[connectors.wecom] secret` →
 //! `SIYU_CONNECTORS__WECOM__SECRET`, `[inbound] douyin` →
 //! `SIYU_INBOUND__DOUYIN`, `[workspaces.brand_a] admin_token` →
-//! `SIYU_WORKSPACES__BRAND_A__ADMIN_TOKEN`. [`SECRET_ENV`] lists them. A
-//! connector's other fields stay in the file: a secret for a connector the
-//! file does not configure is an error naming the section to add.
+//! `SIYU_WORKSPACES__BRAND_A__ADMIN_TOKEN`, `[workspaces.brand_a.inbound]
+//! douyin` → `SIYU_WORKSPACES__BRAND_A__INBOUND__DOUYIN`. [`SECRET_ENV`]
+//! lists them. A connector's other fields stay in the file: a secret for a
+//! connector the file does not configure is an error naming the section to
+//! add. Connectors are the process's, shared by every workspace: their
+//! secrets are set once, for all. A variable stands for its TOML key: a
+//! workspace's own inbound table (from the file or a variable) replaces
+//! the main `[inbound]` for that workspace, as it does in the file.
 
 use anyhow::Context;
 use serde::Deserialize;
@@ -282,9 +287,11 @@ pub fn listen_address(given: &str) -> String {
 
 /// The environment variables of the config's secrets (beyond the
 /// top-level `SIYU_ADMIN_TOKEN`, `SIYU_METRICS_TOKEN`, `SIYU_DATABASE_URL`),
-/// with the TOML key each replaces. `SIYU_INBOUND__<CHANNEL>` and
-/// `SIYU_WORKSPACES__<NAME>__ADMIN_TOKEN` follow the same scheme per
-/// channel and workspace.
+/// with the TOML key each replaces. `SIYU_INBOUND__<CHANNEL>`,
+/// `SIYU_WORKSPACES__<NAME>__ADMIN_TOKEN` and
+/// `SIYU_WORKSPACES__<NAME>__INBOUND__<CHANNEL>` follow the same scheme per
+/// channel and workspace (`[workspaces.NAME] admin_token`,
+/// `[workspaces.NAME.inbound] CHANNEL`).
 pub const SECRET_ENV: &[(&str, &str)] = &[
     (
         "SIYU_CONNECTORS__WEBHOOK__SECRET",
@@ -324,8 +331,9 @@ fn env_part(name: &str) -> String {
     name.to_ascii_uppercase().replace('-', "_")
 }
 
-/// Applies the secrets of [`SECRET_ENV`], `SIYU_INBOUND__*` and
-/// `SIYU_WORKSPACES__*__ADMIN_TOKEN` found in `env`.
+/// Applies the secrets of [`SECRET_ENV`], `SIYU_INBOUND__*`,
+/// `SIYU_WORKSPACES__*__ADMIN_TOKEN` and `SIYU_WORKSPACES__*__INBOUND__*`
+/// found in `env`.
 fn secrets_from_env(c: &mut Config, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
     use siyu_connectors::Secret;
     let missing = |var: &str, section: &str| {
@@ -369,20 +377,38 @@ fn secrets_from_env(c: &mut Config, env: &dyn Fn(&str) -> Option<String>) -> any
             .ok_or_else(|| missing("SIYU_CONNECTORS__WECHAT__SECRET", "wechat"))?;
         w.secret = Secret::new(v);
     }
+    // Every channel any inbound table names, and the known ones.
     let channels: std::collections::BTreeSet<String> = c
         .inbound_secrets
         .keys()
+        .chain(
+            c.workspaces
+                .values()
+                .flat_map(|w| w.inbound.iter().flatten().map(|(k, _)| k)),
+        )
         .cloned()
         .chain(INBOUND_CHANNELS.iter().map(|s| s.to_string()))
         .collect();
-    for channel in channels {
-        if let Some(v) = env(&format!("SIYU_INBOUND__{}", env_part(&channel))) {
-            c.inbound_secrets.insert(channel, v);
+    for channel in &channels {
+        if let Some(v) = env(&format!("SIYU_INBOUND__{}", env_part(channel))) {
+            c.inbound_secrets.insert(channel.clone(), v);
         }
     }
     for (name, w) in c.workspaces.iter_mut() {
         if let Some(v) = env(&format!("SIYU_WORKSPACES__{}__ADMIN_TOKEN", env_part(name))) {
             w.admin_token = Some(v);
+        }
+        for channel in &channels {
+            let var = format!(
+                "SIYU_WORKSPACES__{}__INBOUND__{}",
+                env_part(name),
+                env_part(channel)
+            );
+            if let Some(v) = env(&var) {
+                w.inbound
+                    .get_or_insert_with(Default::default)
+                    .insert(channel.clone(), v);
+            }
         }
     }
     Ok(())
@@ -618,6 +644,77 @@ mod tests {
             e.contains("SIYU_CONNECTORS__WECOM__SECRET") && e.contains("[connectors.wecom]"),
             "{e}"
         );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn every_workspace_secret_can_come_from_the_environment() {
+        let dir = std::env::temp_dir().join(format!("siyu-config-ws-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("siyu.toml");
+        std::fs::write(
+            &file,
+            r#"
+            [connectors.wecom]
+            corp_id = "c"
+            sender = "s"
+            secret = "from-file"
+            [inbound]
+            douyin = "main-file"
+            [workspaces.brand_a]
+            host = "a.example"
+            [workspaces.brand_a.inbound]
+            partner-x = "a-file"
+            [workspaces.brand_b]
+            host = "b.example"
+            [workspaces.brand_c]
+            host = "c.example"
+            "#,
+        )
+        .unwrap();
+        let vars: std::collections::BTreeMap<&str, &str> = [
+            ("SIYU_CONNECTORS__WECOM__SECRET", "wecom-env"),
+            ("SIYU_INBOUND__DOUYIN", "main-env"),
+            // A channel only brand_a's own table names.
+            ("SIYU_WORKSPACES__BRAND_A__INBOUND__PARTNER_X", "a-env"),
+            ("SIYU_WORKSPACES__BRAND_A__ADMIN_TOKEN", "a-admin"),
+            // A workspace without an inbound table in the file.
+            ("SIYU_WORKSPACES__BRAND_B__INBOUND__DOUYIN", "b-env"),
+            ("SIYU_WORKSPACES__BRAND_B__ADMIN_TOKEN", "b-admin"),
+        ]
+        .into_iter()
+        .collect();
+        let env = |k: &str| vars.get(k).map(|v| v.to_string());
+        let c = Config::load(Some(&file), &env, Overrides::default()).unwrap();
+        assert_eq!(c.inbound_secrets["douyin"], "main-env");
+        let of = |name: &str| c.for_workspace(name, &c.workspaces[name]);
+        let a = of("brand_a");
+        assert_eq!(a.admin_token.as_deref(), Some("a-admin"));
+        assert_eq!(
+            a.inbound_secrets,
+            [("partner-x".to_string(), "a-env".to_string())].into()
+        );
+        let b = of("brand_b");
+        assert_eq!(b.admin_token.as_deref(), Some("b-admin"));
+        // Its own table, as `[workspaces.brand_b.inbound]` in the file
+        // would be: it replaces the main one.
+        assert_eq!(
+            b.inbound_secrets,
+            [("douyin".to_string(), "b-env".to_string())].into()
+        );
+        // No variable of its own: the main table, env included.
+        let c_ws = of("brand_c");
+        assert_eq!(c_ws.inbound_secrets["douyin"], "main-env");
+        // The connectors are the process's: every workspace sends with
+        // the secret from the environment.
+        for w in [&c, &a, &b, &c_ws] {
+            assert_eq!(
+                w.connectors.wecom.as_ref().unwrap().secret.expose(),
+                "wecom-env",
+                "workspace {}",
+                w.workspace
+            );
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -19,6 +19,73 @@ pub struct Rejected {
     pub message: String,
 }
 
+/// How an ingest route answers a request none of whose messages was
+/// valid (a request that is not JSON at all is a 400 on every route).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answering {
+    /// siyu's own API (`/v1/events`): 400 `invalid_event` with the list.
+    Strict,
+    /// The Segment-compatible routes: 200 with the list, as Segment's
+    /// HTTP Tracking API answers every well-formed request (see
+    /// `segment_mapping.md`); what was rejected is in the body, in
+    /// `/metrics` and in the log.
+    Segment,
+}
+
+/// Most rejections of one request logged one line each; the rest are
+/// counted in the request's summary line (and in `/metrics` and the
+/// answer): a 10,000-message batch of garbage writes at most this many
+/// lines.
+pub const MAX_REJECTIONS_LOGGED: usize = 100;
+
+/// Rejected messages per reason (the field that failed).
+pub fn rejected_by_reason(rejected: &[Rejected]) -> std::collections::BTreeMap<String, usize> {
+    let mut by_reason = std::collections::BTreeMap::new();
+    for r in rejected {
+        *by_reason.entry(r.field.clone()).or_default() += 1;
+    }
+    by_reason
+}
+
+/// Counts one ingest request on `route` and its rejected messages per
+/// reason (`siyu_ingest_requests_total`, `siyu_ingest_rejected_total`)
+/// and logs each rejection at `warn` (at most [`MAX_REJECTIONS_LOGGED`]
+/// lines, then one summary line); the lines are written in the request's
+/// span, so they carry its request id. Answers the per-reason counts.
+pub fn account(
+    metrics: &crate::metrics::Metrics,
+    route: &str,
+    accepted: usize,
+    rejected: &[Rejected],
+) -> std::collections::BTreeMap<String, usize> {
+    metrics.ingest_request(route);
+    let by_reason = rejected_by_reason(rejected);
+    for (reason, n) in &by_reason {
+        metrics.ingest_rejected(route, reason, *n as u64);
+    }
+    for r in rejected.iter().take(MAX_REJECTIONS_LOGGED) {
+        tracing::warn!(
+            %route,
+            index = r.index,
+            reason = %r.field,
+            // Not `message`: that is the line's own text in the JSON format.
+            detail = %r.message,
+            "ingest: message rejected"
+        );
+    }
+    if rejected.len() > MAX_REJECTIONS_LOGGED {
+        tracing::warn!(
+            %route,
+            rejected = rejected.len(),
+            accepted,
+            by_reason = ?by_reason,
+            not_logged = rejected.len() - MAX_REJECTIONS_LOGGED,
+            "ingest: more messages rejected than logged one by one"
+        );
+    }
+    by_reason
+}
+
 /// The parsed body: the valid events (with their index) and the rejections.
 #[derive(Debug, Default)]
 pub struct Parsed {

@@ -46,6 +46,7 @@ pub mod replay;
 pub mod request;
 pub mod rfm;
 pub mod routes;
+pub mod trace;
 pub mod workspace;
 pub mod writer;
 pub mod zone;
@@ -201,21 +202,20 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// ASCII characters (a proxy's or a caller's, so one id follows a request
 /// across systems), else a fresh one. Every log line written while the
 /// request is handled carries it (the `request` span's `request_id`, in
-/// the text and the JSON log format), and the answer echoes it.
+/// the text and the JSON log format), on whichever thread the work runs
+/// (`trace`: blocking calls, the writer, the executor), and the answer
+/// echoes it.
 async fn request_id(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    use tracing::Instrument;
     let id = request
         .headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(new_request_id, str::to_string);
-    // At error level so the span exists whenever any line is logged.
-    let span = tracing::error_span!("request", request_id = %id);
-    let mut response = next.run(request).instrument(span).await;
+    let mut response = trace::scope(trace::RequestId::new(&id), next.run(request)).await;
     if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, v);
     }
@@ -437,7 +437,7 @@ impl Application {
         quarantine.reload(&definitions::PREFIXES, broken);
         let snapshot_at = engine.events_applied();
         let engine = Arc::new(RwLock::new(engine));
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(&config.workspace));
         let (changes, _) = broadcast::channel(4096);
         let (tx, rx) = std::sync::mpsc::channel();
         let (auto_tx, auto_rx) = std::sync::mpsc::channel();

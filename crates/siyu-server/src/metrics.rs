@@ -1,20 +1,33 @@
-//! Prometheus metrics, hand-written: a few counters and latency histograms
-//! are all the server needs, and the text format is simple.
+//! Prometheus metrics through `prometheus-client` (one registry per
+//! workspace, encoded in the Prometheus text format 0.0.4 on `/metrics`).
 //!
-//! Labels: API requests per route template (never the concrete path: it
-//! names a person), method and status (`siyu_http_requests_total`); sends
-//! per channel and verdict (`siyu_sends_total`: submitted, delivered,
-//! suppressed, delayed, dead); these and `siyu_build_info{version}`
-//! (always 1) carry `workspace="NAME"`, the brand whose `/metrics` was
-//! scraped (`Host` or `X-Siyu-Workspace`), so several brands scraped from
-//! one process stay apart (the older unlabelled series are per workspace
-//! too, told apart by the scrape target). The
-//! label sets are bounded: route templates and methods come from the route
-//! table, channels from the configuration and definitions.
+//! Why this crate: it keeps a registry per value (each workspace's
+//! `Application` owns one, so several brands in one process never share a
+//! series) and adds three small crates to the build; the `metrics` facade
+//! with its Prometheus exporter is process-global and, even without
+//! default features, brought 30 more crates into the lock file.
+//!
+//! Every series carries `workspace="NAME"` (the registry's constant
+//! label): the brand whose `/metrics` was scraped. Labels beyond it:
+//! requests per route template (never the concrete path: it names a
+//! person), method and status; sends per channel and verdict; ingest
+//! requests per route; rejected ingest messages per route and reason
+//! (the field that failed, a fixed vocabulary: the wire format's); skipped
+//! triggers per trigger and reason. Every label set is bounded: routes and
+//! methods come from the route table, channels from the configuration and
+//! definitions, reasons from the wire format's field names.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+use std::borrow::Cow;
+
+/// The `Content-Type` of what [`Metrics::render`] writes.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Latency buckets, seconds.
 pub const SECONDS: &[f64] = &[
@@ -26,59 +39,56 @@ pub const EVENTS: &[f64] = &[
     1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 20000.0,
 ];
 
-/// A Prometheus histogram with fixed upper bounds (cumulative buckets).
-pub struct Histogram {
-    bounds: &'static [f64],
-    /// (count per bucket, total count, sum of observed values)
-    inner: Mutex<(Vec<u64>, u64, f64)>,
+/// `siyu_http_requests_total`'s labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
 }
 
-impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Self {
-        Histogram {
-            bounds,
-            inner: Mutex::new((vec![0; bounds.len()], 0, 0.0)),
-        }
-    }
-
-    pub fn observe(&self, value: f64) {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        for (i, b) in self.bounds.iter().enumerate() {
-            if value <= *b {
-                g.0[i] += 1;
-            }
-        }
-        g.1 += 1;
-        g.2 += value;
-    }
-
-    fn render(&self, name: &str, help: &str, out: &mut String) {
-        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (i, b) in self.bounds.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{b}\"}} {}",
-                g.0.get(i).copied().unwrap_or(0)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}",
-            g.1, g.2, g.1
-        );
-    }
+/// `siyu_sends_total`'s labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SendLabels {
+    channel: String,
+    verdict: &'static str,
 }
 
+/// `siyu_ingest_requests_total`'s labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+/// `siyu_ingest_rejected_total`'s labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectedLabels {
+    route: String,
+    reason: String,
+}
+
+/// `siyu_triggers_skipped_total`'s labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SkippedLabels {
+    trigger: &'static str,
+    reason: &'static str,
+}
+
+fn histogram(bounds: &[f64]) -> Histogram {
+    Histogram::new(bounds.iter().copied())
+}
+
+/// One workspace's metrics. The handles are shared with its registry:
+/// counting on a field is what `/metrics` shows.
 pub struct Metrics {
-    pub events_accepted: AtomicU64,
-    pub events_duplicate: AtomicU64,
-    pub events_rejected: AtomicU64,
-    /// Rejected events (and Segment messages) by the field that failed
-    /// (`userId`, `ts`, `type` …: a fixed vocabulary, the wire format's).
-    pub events_rejected_by_field: Mutex<std::collections::BTreeMap<String, u64>>,
-    pub ingest_requests: AtomicU64,
-    pub segment_changes: AtomicU64,
+    registry: Registry,
+    /// Events durably appended.
+    pub events_accepted: Counter,
+    /// Events ignored as replays of an earlier id.
+    pub events_duplicate: Counter,
+    ingest_requests: Family<RouteLabels, Counter>,
+    ingest_rejected: Family<RejectedLabels, Counter>,
+    pub segment_changes: Counter,
     /// Request receipt → durable and applied.
     pub ingest_latency: Histogram,
     /// One group commit (store append + engine apply + merge records).
@@ -88,74 +98,20 @@ pub struct Metrics {
     /// Events per group commit (all requests drained into one transaction).
     pub commit_events: Histogram,
     /// Group commits; events_accepted / commits is the mean batch.
-    pub commits: AtomicU64,
-    pub journey_entries: AtomicU64,
-    pub journey_steps: AtomicU64,
-    pub journey_wakeups: AtomicU64,
-    pub sends_submitted: AtomicU64,
-    pub sends_delivered: AtomicU64,
-    pub sends_suppressed: AtomicU64,
-    pub sends_delayed: AtomicU64,
-    pub sends_dead: AtomicU64,
-    pub auto_replies: AtomicU64,
-    /// Triggers that did nothing, by (trigger, reason): see [`SKIPPED`].
-    pub triggers_skipped: Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
+    pub commits: Counter,
+    pub journey_entries: Counter,
+    pub journey_steps: Counter,
+    pub journey_wakeups: Counter,
+    pub auto_replies: Counter,
+    triggers_skipped: Family<SkippedLabels, Counter>,
     /// Seconds the oldest due journey timer is late (executor lag).
-    pub automation_lag_seconds: AtomicU64,
+    pub automation_lag_seconds: Gauge,
     /// One executor pass over queued inputs (commit + delivery).
     pub automation_pass: Histogram,
-    /// API requests by (route template, method, status).
-    pub http_requests: Mutex<std::collections::BTreeMap<(String, String, u16), u64>>,
-    /// Send verdicts by (channel, verdict).
-    pub sends: Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
-}
-
-impl Metrics {
-    /// Counts `n` events rejected for `field`.
-    pub fn reject(&self, field: &str, n: u64) {
-        let mut m = self
-            .events_rejected_by_field
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match m.get_mut(field) {
-            Some(c) => *c += n,
-            None => {
-                m.insert(field.to_string(), n);
-            }
-        }
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            events_accepted: AtomicU64::new(0),
-            events_duplicate: AtomicU64::new(0),
-            events_rejected: AtomicU64::new(0),
-            events_rejected_by_field: Mutex::default(),
-            ingest_requests: AtomicU64::new(0),
-            segment_changes: AtomicU64::new(0),
-            ingest_latency: Histogram::new(SECONDS),
-            commit_latency: Histogram::new(SECONDS),
-            append_latency: Histogram::new(SECONDS),
-            commit_events: Histogram::new(EVENTS),
-            commits: AtomicU64::new(0),
-            journey_entries: AtomicU64::new(0),
-            journey_steps: AtomicU64::new(0),
-            journey_wakeups: AtomicU64::new(0),
-            sends_submitted: AtomicU64::new(0),
-            sends_delivered: AtomicU64::new(0),
-            sends_suppressed: AtomicU64::new(0),
-            sends_delayed: AtomicU64::new(0),
-            sends_dead: AtomicU64::new(0),
-            auto_replies: AtomicU64::new(0),
-            triggers_skipped: Mutex::new(SKIPPED.iter().map(|&(t, r, _)| ((t, r), 0)).collect()),
-            automation_lag_seconds: AtomicU64::new(0),
-            automation_pass: Histogram::new(SECONDS),
-            http_requests: Mutex::new(Default::default()),
-            sends: Mutex::new(Default::default()),
-        }
-    }
+    http_requests: Family<RequestLabels, Counter>,
+    sends: Family<SendLabels, Counter>,
+    persons: Gauge,
+    identities: Gauge,
 }
 
 /// The skipped-trigger counters always shown (trigger, reason, meaning).
@@ -202,237 +158,228 @@ pub const SKIPPED: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The send verdicts `siyu_sends_total` counts.
+pub const SEND_VERDICTS: &[&str] = &["submitted", "delivered", "suppressed", "delayed", "dead"];
+
 impl Metrics {
+    /// The metrics of workspace `workspace` (its `workspace` label).
+    pub fn new(workspace: &str) -> Metrics {
+        let mut registry = Registry::with_prefix_and_labels(
+            "siyu",
+            std::iter::once((
+                Cow::Borrowed("workspace"),
+                Cow::Owned(workspace.to_string()),
+            )),
+        );
+        let m = Metrics {
+            registry: Registry::default(),
+            events_accepted: Counter::default(),
+            events_duplicate: Counter::default(),
+            ingest_requests: Family::default(),
+            ingest_rejected: Family::default(),
+            segment_changes: Counter::default(),
+            ingest_latency: histogram(SECONDS),
+            commit_latency: histogram(SECONDS),
+            append_latency: histogram(SECONDS),
+            commit_events: histogram(EVENTS),
+            commits: Counter::default(),
+            journey_entries: Counter::default(),
+            journey_steps: Counter::default(),
+            journey_wakeups: Counter::default(),
+            auto_replies: Counter::default(),
+            triggers_skipped: Family::default(),
+            automation_lag_seconds: Gauge::default(),
+            automation_pass: histogram(SECONDS),
+            http_requests: Family::default(),
+            sends: Family::default(),
+            persons: Gauge::default(),
+            identities: Gauge::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "build",
+            "The running build (always 1)",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        r.register(
+            "http_requests",
+            "API requests by route template, method and status",
+            m.http_requests.clone(),
+        );
+        r.register(
+            "sends",
+            "Send verdicts by channel: submitted (to a connector), delivered, suppressed (a guardrail; the outbox says why), delayed (quiet hours), dead (dead-lettered)",
+            m.sends.clone(),
+        );
+        r.register(
+            "ingest_requests",
+            "Ingestion requests by route template",
+            m.ingest_requests.clone(),
+        );
+        r.register(
+            "ingest_rejected",
+            "Events and Segment messages rejected inside an ingest request, by route template and reason (the field that failed)",
+            m.ingest_rejected.clone(),
+        );
+        r.register(
+            "triggers_skipped",
+            "Triggers that sent nothing: history (stale, backfill), auto-reply cooldowns, open leads",
+            m.triggers_skipped.clone(),
+        );
+        for (name, help, counter) in [
+            (
+                "events_accepted",
+                "Events durably appended",
+                &m.events_accepted,
+            ),
+            (
+                "events_duplicate",
+                "Events ignored as replays of an earlier id",
+                &m.events_duplicate,
+            ),
+            (
+                "segment_changes",
+                "Segment entries and exits emitted",
+                &m.segment_changes,
+            ),
+            (
+                "commits",
+                "Group commits (one store transaction each)",
+                &m.commits,
+            ),
+            (
+                "journey_entries",
+                "Persons enrolled into journeys",
+                &m.journey_entries,
+            ),
+            (
+                "journey_steps",
+                "Journey enrollment passes that changed state or produced effects",
+                &m.journey_steps,
+            ),
+            (
+                "journey_wakeups",
+                "Journey timers fired (waits, timeouts)",
+                &m.journey_wakeups,
+            ),
+            (
+                "auto_replies",
+                "Inbound texts that matched an auto-reply rule",
+                &m.auto_replies,
+            ),
+        ] {
+            r.register(name, help, counter.clone());
+        }
+        r.register(
+            "automation_lag_seconds",
+            "How late the oldest due journey timer is",
+            m.automation_lag_seconds.clone(),
+        );
+        r.register("persons", "Persons in the engine", m.persons.clone());
+        r.register(
+            "identities",
+            "Identities in the engine",
+            m.identities.clone(),
+        );
+        for (name, help, h) in [
+            (
+                "ingest_latency_seconds",
+                "Ingest request latency until acknowledged",
+                &m.ingest_latency,
+            ),
+            (
+                "commit_latency_seconds",
+                "Group commit latency (append + apply)",
+                &m.commit_latency,
+            ),
+            (
+                "append_latency_seconds",
+                "Store append latency: one durable transaction per group commit",
+                &m.append_latency,
+            ),
+            (
+                "commit_events",
+                "Events per group commit (every request queued meanwhile, one transaction)",
+                &m.commit_events,
+            ),
+            (
+                "automation_pass_seconds",
+                "One automation executor pass (commit and delivery of queued work)",
+                &m.automation_pass,
+            ),
+        ] {
+            r.register(name, help, h.clone());
+        }
+        // Shown at 0 before they first happen: an alert on a rate needs
+        // the series to exist.
+        for &(trigger, reason, _) in SKIPPED {
+            m.triggers_skipped
+                .get_or_create(&SkippedLabels { trigger, reason })
+                .inc_by(0);
+        }
+        Metrics { registry, ..m }
+    }
+
     /// Counts a trigger that did nothing (`trigger`, `reason` from [`SKIPPED`]).
     pub fn skipped(&self, trigger: &'static str, reason: &'static str, n: u64) {
-        let mut m = self
-            .triggers_skipped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        *m.entry((trigger, reason)).or_default() += n;
+        self.triggers_skipped
+            .get_or_create(&SkippedLabels { trigger, reason })
+            .inc_by(n);
     }
 
     /// Counts one API request (`route`: its template).
     pub fn request(&self, route: &str, method: &str, status: u16) {
-        let mut m = self.http_requests.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry((route.to_string(), method.to_string(), status))
-            .or_default() += 1;
+        self.http_requests
+            .get_or_create(&RequestLabels {
+                route: route.to_string(),
+                method: method.to_string(),
+                status,
+            })
+            .inc();
     }
 
-    /// Counts one send verdict on `channel`: `submitted`, `delivered`,
-    /// `suppressed`, `delayed` or `dead`.
+    /// Counts one send verdict on `channel`: one of [`SEND_VERDICTS`].
     pub fn send(&self, channel: &str, verdict: &'static str) {
-        let mut m = self.sends.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry((channel.to_string(), verdict)).or_default() += 1;
+        debug_assert!(SEND_VERDICTS.contains(&verdict), "{verdict}");
+        self.sends
+            .get_or_create(&SendLabels {
+                channel: channel.to_string(),
+                verdict,
+            })
+            .inc();
     }
 
-    /// The text format; the labelled families carry `workspace`.
-    pub fn render(&self, workspace: &str, persons: usize, identities: usize) -> String {
-        let workspace = escape_label(workspace);
+    /// Counts one ingest request on `route` (its template).
+    pub fn ingest_request(&self, route: &str) {
+        self.ingest_requests
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts `n` messages of an ingest request on `route` rejected for
+    /// `reason` (the field that failed).
+    pub fn ingest_rejected(&self, route: &str, reason: &str, n: u64) {
+        self.ingest_rejected
+            .get_or_create(&RejectedLabels {
+                route: route.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc_by(n);
+    }
+
+    /// The Prometheus text format ([`CONTENT_TYPE`]), with the engine's
+    /// current `persons` and `identities`.
+    pub fn render(&self, persons: usize, identities: usize) -> String {
+        self.persons.set(persons as i64);
+        self.identities.set(identities as i64);
         let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "# HELP siyu_build_info The running build (always 1).\n# TYPE siyu_build_info gauge\nsiyu_build_info{{workspace=\"{workspace}\",version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
-        {
-            let m = self.http_requests.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = writeln!(
-                s,
-                "# HELP siyu_http_requests_total API requests by route template, method and status.\n# TYPE siyu_http_requests_total counter"
-            );
-            for ((route, method, status), n) in m.iter() {
-                let _ = writeln!(
-                    s,
-                    "siyu_http_requests_total{{workspace=\"{workspace}\",route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
-                    escape_label(route)
-                );
-            }
-        }
-        {
-            let m = self.sends.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = writeln!(
-                s,
-                "# HELP siyu_sends_total Send verdicts by channel: submitted (to a connector), delivered, suppressed (a guardrail), delayed (quiet hours), dead.\n# TYPE siyu_sends_total counter"
-            );
-            for ((channel, verdict), n) in m.iter() {
-                let _ = writeln!(
-                    s,
-                    "siyu_sends_total{{workspace=\"{workspace}\",channel=\"{}\",verdict=\"{verdict}\"}} {n}",
-                    escape_label(channel)
-                );
-            }
-        }
-        {
-            let m = self
-                .triggers_skipped
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let _ = writeln!(
-                s,
-                "# HELP siyu_triggers_skipped_total Triggers that sent nothing: history (stale, backfill), auto-reply cooldowns, open leads.\n# TYPE siyu_triggers_skipped_total counter"
-            );
-            for ((trigger, reason), n) in m.iter() {
-                let _ = writeln!(
-                    s,
-                    "siyu_triggers_skipped_total{{trigger=\"{trigger}\",reason=\"{reason}\"}} {n}"
-                );
-            }
-        }
-        {
-            let m = self
-                .events_rejected_by_field
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let _ = writeln!(
-                s,
-                "# HELP siyu_events_rejected_by_field_total Events (and Segment messages) rejected, by the field that failed.\n# TYPE siyu_events_rejected_by_field_total counter"
-            );
-            for (field, n) in m.iter() {
-                let _ = writeln!(
-                    s,
-                    "siyu_events_rejected_by_field_total{{field=\"{field}\"}} {n}"
-                );
-            }
-        }
-        let c = |s: &mut String, name: &str, help: &str, v: &AtomicU64| {
-            let _ = writeln!(
-                s,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
-        };
-        c(
-            &mut s,
-            "siyu_events_accepted_total",
-            "Events durably appended.",
-            &self.events_accepted,
-        );
-        c(
-            &mut s,
-            "siyu_events_duplicate_total",
-            "Events ignored as replays of an earlier id.",
-            &self.events_duplicate,
-        );
-        c(
-            &mut s,
-            "siyu_events_rejected_total",
-            "Events rejected by validation.",
-            &self.events_rejected,
-        );
-        c(
-            &mut s,
-            "siyu_ingest_requests_total",
-            "Ingestion requests.",
-            &self.ingest_requests,
-        );
-        c(
-            &mut s,
-            "siyu_segment_changes_total",
-            "Segment entries and exits emitted.",
-            &self.segment_changes,
-        );
-        c(
-            &mut s,
-            "siyu_commits_total",
-            "Group commits (one store transaction each).",
-            &self.commits,
-        );
-        c(
-            &mut s,
-            "siyu_journey_entries_total",
-            "Persons enrolled into journeys.",
-            &self.journey_entries,
-        );
-        c(
-            &mut s,
-            "siyu_journey_steps_total",
-            "Journey enrollment passes that changed state or produced effects.",
-            &self.journey_steps,
-        );
-        c(
-            &mut s,
-            "siyu_journey_wakeups_total",
-            "Journey timers fired (waits, timeouts).",
-            &self.journey_wakeups,
-        );
-        c(
-            &mut s,
-            "siyu_sends_submitted_total",
-            "Messages that passed the guardrails and went to a connector.",
-            &self.sends_submitted,
-        );
-        c(
-            &mut s,
-            "siyu_sends_delivered_total",
-            "Messages a connector confirmed.",
-            &self.sends_delivered,
-        );
-        c(
-            &mut s,
-            "siyu_sends_suppressed_total",
-            "Send attempts stopped by a guardrail (see the outbox for why).",
-            &self.sends_suppressed,
-        );
-        c(
-            &mut s,
-            "siyu_sends_delayed_total",
-            "Send attempts delayed (quiet hours).",
-            &self.sends_delayed,
-        );
-        c(
-            &mut s,
-            "siyu_sends_dead_total",
-            "Outbox items dead-lettered.",
-            &self.sends_dead,
-        );
-        c(
-            &mut s,
-            "siyu_auto_replies_total",
-            "Inbound texts that matched an auto-reply rule.",
-            &self.auto_replies,
-        );
-        let _ = writeln!(
-            s,
-            "# HELP siyu_automation_lag_seconds How late the oldest due journey timer is.\n# TYPE siyu_automation_lag_seconds gauge\nsiyu_automation_lag_seconds {}",
-            self.automation_lag_seconds.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(s, "# HELP siyu_persons Persons in the engine.\n# TYPE siyu_persons gauge\nsiyu_persons {persons}");
-        let _ = writeln!(s, "# HELP siyu_identities Identities in the engine.\n# TYPE siyu_identities gauge\nsiyu_identities {identities}");
-        self.ingest_latency.render(
-            "siyu_ingest_latency_seconds",
-            "Ingest request latency until acknowledged.",
-            &mut s,
-        );
-        self.commit_latency.render(
-            "siyu_commit_latency_seconds",
-            "Group commit latency (append + apply).",
-            &mut s,
-        );
-        self.append_latency.render(
-            "siyu_append_latency_seconds",
-            "Store append latency: one durable transaction per group commit.",
-            &mut s,
-        );
-        self.commit_events.render(
-            "siyu_commit_events",
-            "Events per group commit (every request queued meanwhile, one transaction).",
-            &mut s,
-        );
-        self.automation_pass.render(
-            "siyu_automation_pass_seconds",
-            "One automation executor pass (commit and delivery of queued work).",
-            &mut s,
-        );
+        // Writing to a String cannot fail; the encoder only forwards
+        // the writer's errors.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut s, &self.registry);
         s
     }
-}
-
-/// A label value as the text format wants it (`\\`, `\"`, `\n` escaped).
-fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -440,22 +387,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn labelled_families_carry_the_workspace_and_escape_labels() {
-        let m = Metrics::default();
+    fn every_series_carries_the_workspace_and_labels_are_escaped() {
+        let m = Metrics::new("brand_a");
         m.request("/v1/persons/{id}", "GET", 200);
         m.request("/v1/persons/{id}", "GET", 200);
         m.request("/v1/events", "POST", 400);
         m.send("email", "delivered");
         m.send("we\"ird", "dead");
+        m.ingest_request("/v1/batch");
+        m.ingest_rejected("/v1/batch", "userId", 2);
+        m.skipped("journey", "stale", 1);
+        m.events_accepted.inc_by(3);
         m.ingest_latency.observe(0.002);
-        let text = m.render("brand_a", 3, 4);
+        let text = m.render(3, 4);
         for want in [
             "siyu_http_requests_total{workspace=\"brand_a\",route=\"/v1/persons/{id}\",method=\"GET\",status=\"200\"} 2",
             "siyu_http_requests_total{workspace=\"brand_a\",route=\"/v1/events\",method=\"POST\",status=\"400\"} 1",
             "siyu_sends_total{workspace=\"brand_a\",channel=\"email\",verdict=\"delivered\"} 1",
             "siyu_sends_total{workspace=\"brand_a\",channel=\"we\\\"ird\",verdict=\"dead\"} 1",
-            "siyu_persons 3",
-            "siyu_ingest_latency_seconds_count 1",
+            "siyu_ingest_requests_total{workspace=\"brand_a\",route=\"/v1/batch\"} 1",
+            "siyu_ingest_rejected_total{workspace=\"brand_a\",route=\"/v1/batch\",reason=\"userId\"} 2",
+            "siyu_triggers_skipped_total{workspace=\"brand_a\",trigger=\"journey\",reason=\"stale\"} 1",
+            "siyu_triggers_skipped_total{workspace=\"brand_a\",trigger=\"lead\",reason=\"open_lead\"} 0",
+            "siyu_events_accepted_total{workspace=\"brand_a\"} 3",
+            "siyu_persons{workspace=\"brand_a\"} 3",
+            "siyu_identities{workspace=\"brand_a\"} 4",
+            "siyu_ingest_latency_seconds_count{workspace=\"brand_a\"} 1",
+            "siyu_ingest_latency_seconds_bucket{workspace=\"brand_a\",le=\"0.0025\"} 1",
+            "siyu_ingest_latency_seconds_bucket{workspace=\"brand_a\",le=\"0.001\"} 0",
+            "siyu_automation_lag_seconds{workspace=\"brand_a\"} 0",
+            "# TYPE siyu_sends_total counter",
         ] {
             assert!(text.contains(want), "{want} missing from:\n{text}");
         }
@@ -463,5 +424,9 @@ mod tests {
             "siyu_build_info{{workspace=\"brand_a\",version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         )));
+        // No series without the workspace.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.contains("{workspace=\"brand_a\""), "{line}");
+        }
     }
 }

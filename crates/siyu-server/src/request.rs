@@ -232,7 +232,9 @@ pub(crate) fn decode(
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
+    // The request's id goes along: the thread's log lines carry it.
+    let request = crate::trace::current();
+    tokio::task::spawn_blocking(move || crate::trace::in_scope(request.as_ref(), f))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
 }

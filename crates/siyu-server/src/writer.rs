@@ -14,6 +14,7 @@
 
 use crate::metrics::Metrics;
 use crate::quarantine::{Broken, Quarantine};
+use crate::trace::{self, RequestId};
 use siyu_domain::{Event, Identity};
 use siyu_engine::rfm::RfmThresholds;
 use siyu_engine::{Engine, SegmentChange};
@@ -53,7 +54,13 @@ pub enum Command {
     Append {
         events: Vec<Event>,
         reply: Reply<Vec<Appended>>,
+        /// The request that sent them (`trace`): a group commit's log
+        /// lines name every request it serves.
+        request: Option<RequestId>,
     },
+    /// A command sent while handling a request: handled in that
+    /// request's span (`trace::in_scope`), so its log lines carry the id.
+    Traced(RequestId, Box<Command>),
     Erase {
         identities: Vec<Identity>,
         /// What settings and audit rows name instead (`Store::erase`).
@@ -93,6 +100,10 @@ pub enum Command {
 }
 
 pub use crate::definitions::{Definition, Deleted, Deletion};
+
+/// An append waiting for its group commit: the events, where the answer
+/// goes, and the request that sent them.
+type QueuedAppend = (Vec<Event>, Reply<Vec<Appended>>, Option<RequestId>);
 
 /// A segment change as published to subscribers.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -203,9 +214,7 @@ impl Writer {
         if changes.is_empty() {
             return Vec::new();
         }
-        self.metrics
-            .segment_changes
-            .fetch_add(changes.len() as u64, Ordering::Relaxed);
+        self.metrics.segment_changes.inc_by(changes.len() as u64);
         let segs = engine.live_segments().segments();
         for c in changes {
             let _ = self.changes.send(PublishedChange {
@@ -218,21 +227,23 @@ impl Writer {
             });
         }
         if let Some(tx) = &self.automation {
-            let _ = tx.send(crate::automation::AutoInput::Applied {
-                events: Vec::new(),
-                changes: changes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| crate::automation::AppliedChange {
-                        segment: segs
-                            .get(c.segment as usize)
-                            .map_or(String::new(), |s| s.name.clone()),
-                        canonical: c.canonical_id.clone(),
-                        entered: c.entered,
-                        cause: causes.get(i).copied().flatten(),
-                    })
-                    .collect(),
-            });
+            let _ = tx.send(crate::automation::AutoInput::traced(
+                crate::automation::AutoInput::Applied {
+                    events: Vec::new(),
+                    changes: changes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| crate::automation::AppliedChange {
+                            segment: segs
+                                .get(c.segment as usize)
+                                .map_or(String::new(), |s| s.name.clone()),
+                            canonical: c.canonical_id.clone(),
+                            entered: c.entered,
+                            cause: causes.get(i).copied().flatten(),
+                        })
+                        .collect(),
+                },
+            ));
         }
         changes
             .iter()
@@ -325,10 +336,12 @@ impl Writer {
                     })
                     .collect();
                 if !events.is_empty() {
-                    let _ = tx.send(crate::automation::AutoInput::Applied {
-                        events,
-                        changes: Vec::new(),
-                    });
+                    let _ = tx.send(crate::automation::AutoInput::traced(
+                        crate::automation::AutoInput::Applied {
+                            events,
+                            changes: Vec::new(),
+                        },
+                    ));
                 }
             }
             history.extend(self.publish_caused(&engine, &changes, &causes));
@@ -381,13 +394,20 @@ impl Writer {
         }
     }
 
-    fn group_commit(&mut self, batch: Vec<(Vec<Event>, Reply<Vec<Appended>>)>) {
+    /// One transaction for every queued request, written (and logged)
+    /// as the work of all of them (`trace::in_scope_of_all`).
+    fn group_commit(&mut self, batch: Vec<QueuedAppend>) {
+        let requests: Vec<RequestId> = batch.iter().filter_map(|q| q.2.clone()).collect();
+        trace::in_scope_of_all(&requests, || self.commit_group(batch));
+    }
+
+    fn commit_group(&mut self, batch: Vec<QueuedAppend>) {
         let started = Instant::now();
         // One transaction for every queued request: their events in queue order.
-        let total = batch.iter().map(|(e, _)| e.len()).sum();
+        let total = batch.iter().map(|(e, _, _)| e.len()).sum();
         let mut owned: Vec<Event> = Vec::with_capacity(total);
         let mut replies = Vec::with_capacity(batch.len());
-        for (events, reply) in batch {
+        for (events, reply, _) in batch {
             replies.push((events.len(), reply));
             owned.extend(events);
         }
@@ -447,13 +467,11 @@ impl Writer {
                 tracing::error!(error = %e, "recording merges failed");
             }
         }
-        self.metrics
-            .events_accepted
-            .fetch_add(new_events, Ordering::Relaxed);
+        self.metrics.events_accepted.inc_by(new_events);
         self.metrics
             .events_duplicate
-            .fetch_add(appended.len() as u64 - new_events, Ordering::Relaxed);
-        self.metrics.commits.fetch_add(1, Ordering::Relaxed);
+            .inc_by(appended.len() as u64 - new_events);
+        self.metrics.commits.inc();
         self.metrics
             .commit_latency
             .observe(started.elapsed().as_secs_f64());
@@ -528,13 +546,17 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let mut pending = Some(first);
-            let mut batch: Vec<(Vec<Event>, Reply<Vec<Appended>>)> = Vec::new();
+            let mut batch: Vec<QueuedAppend> = Vec::new();
             let mut events = 0usize;
             while let Some(cmd) = pending.take() {
                 match cmd {
-                    Command::Append { events: e, reply } => {
+                    Command::Append {
+                        events: e,
+                        reply,
+                        request,
+                    } => {
                         events += e.len();
-                        batch.push((e, reply));
+                        batch.push((e, reply, request));
                         if events < MAX_GROUP_EVENTS {
                             pending = rx.try_recv().ok();
                         }
@@ -571,9 +593,11 @@ impl Writer {
         debug_assert!(self.rebuilding.is_none(), "one rebuild at a time");
         let (tx, done) = std::sync::mpsc::sync_channel(1);
         let (open, clock) = (self.open_store.clone(), self.clock);
+        let request = trace::current();
         let spawned = std::thread::Builder::new()
             .name("siyu-rebuild".into())
             .spawn(move || {
+                let _request = request.as_ref().map(|r| r.span().entered());
                 let started = Instant::now();
                 let result = open().and_then(|mut store| rebuild_to(store.as_mut(), None, clock()));
                 if let Ok(Rebuilt { engine, offset, .. }) = &result {
@@ -864,9 +888,14 @@ impl Writer {
     }
 
     fn other(&mut self, cmd: Command) {
-        if let Command::Append { events, reply } = cmd {
+        if let Command::Append {
+            events,
+            reply,
+            request,
+        } = cmd
+        {
             // Appends never wait for a rebuild.
-            return self.group_commit(vec![(events, reply)]);
+            return self.group_commit(vec![(events, reply, request)]);
         }
         if let Some(r) = &mut self.rebuilding {
             // They must see (and a snapshot must hold) the rebuilt engine.
@@ -875,6 +904,7 @@ impl Writer {
         }
         match cmd {
             Command::Append { .. } => {}
+            Command::Traced(request, cmd) => trace::in_scope(Some(&request), || self.other(*cmd)),
             Command::Erase {
                 identities,
                 pseudonym,
@@ -897,7 +927,14 @@ impl Writer {
                 }
                 match erased {
                     // Links may be gone: rebuild the graph from what remains.
-                    Ok(n) => self.start_rebuild(Waiting::Erased(reply, n)),
+                    Ok(n) => {
+                        tracing::info!(
+                            identities = identities.len(),
+                            erased = n,
+                            "erasure committed; rebuilding the engine without it"
+                        );
+                        self.start_rebuild(Waiting::Erased(reply, n))
+                    }
                     Err(e) => {
                         let _ = reply.send(Err(e));
                     }
@@ -1078,10 +1115,23 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
+    /// Sends `cmd`, in the current request's span if there is one.
+    fn send(&self, cmd: Command) -> Result<(), String> {
+        let cmd = match trace::current() {
+            Some(request) => Command::Traced(request, Box::new(cmd)),
+            None => cmd,
+        };
+        self.tx.send(cmd).map_err(|_| "writer stopped".to_string())
+    }
+
     pub async fn append(&self, events: Vec<Event>) -> Result<Vec<Appended>, String> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Append { events, reply })
+            .send(Command::Append {
+                events,
+                reply,
+                request: trace::current(),
+            })
             .map_err(|_| "writer stopped".to_string())?;
         rx.await.map_err(|_| "writer stopped".to_string())?
     }
@@ -1093,22 +1143,18 @@ impl WriterHandle {
         audit: AuditRecord,
     ) -> Result<u64, String> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Erase {
-                identities,
-                pseudonym,
-                audit,
-                reply,
-            })
-            .map_err(|_| "writer stopped".to_string())?;
+        self.send(Command::Erase {
+            identities,
+            pseudonym,
+            audit,
+            reply,
+        })?;
         rx.await.map_err(|_| "writer stopped".to_string())?
     }
 
     pub async fn define(&self, definition: Definition) -> Result<Vec<SegmentChange>, String> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Define { definition, reply })
-            .map_err(|_| "writer stopped".to_string())?;
+        self.send(Command::Define { definition, reply })?;
         rx.await.map_err(|_| "writer stopped".to_string())?
     }
 
@@ -1117,29 +1163,23 @@ impl WriterHandle {
         thresholds: Option<RfmThresholds>,
     ) -> Result<Vec<SegmentChange>, String> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::SetRfm { thresholds, reply })
-            .map_err(|_| "writer stopped".to_string())?;
+        self.send(Command::SetRfm { thresholds, reply })?;
         rx.await.map_err(|_| "writer stopped".to_string())?
     }
 
     pub async fn delete(&self, target: Deletion, audit: AuditRecord) -> Result<Deleted, String> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Delete {
-                target,
-                audit,
-                reply,
-            })
-            .map_err(|_| "writer stopped".to_string())?;
+        self.send(Command::Delete {
+            target,
+            audit,
+            reply,
+        })?;
         rx.await.map_err(|_| "writer stopped".to_string())?
     }
 
     pub async fn snapshot(&self) -> Result<(), String> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Snapshot { reply })
-            .map_err(|_| "writer stopped".to_string())?;
+        self.send(Command::Snapshot { reply })?;
         rx.await.map_err(|_| "writer stopped".to_string())?
     }
 

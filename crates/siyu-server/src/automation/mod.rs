@@ -138,10 +138,25 @@ pub enum AutoInput {
         Vec<(String, Action, Option<String>)>,
         oneshot::Sender<Result<(), String>>,
     ),
+    /// An input sent while handling a request (or a writer commit for
+    /// one): handled in that request's span (`crate::trace`), so the
+    /// executor's log lines carry its id. Made by [`AutoInput::traced`].
+    Traced(crate::trace::RequestId, Box<AutoInput>),
     /// A journey was archived with `?enrollments=exit`: reload the
     /// definitions (it enrolls nobody), end its running enrollments now
     /// and cancel their pending outbox items; answers once committed.
     ExitJourney(String, oneshot::Sender<Result<Exited, String>>),
+}
+
+impl AutoInput {
+    /// `input` as the current request's work (`crate::trace::current`),
+    /// or as it is when no request is being handled.
+    pub fn traced(input: AutoInput) -> AutoInput {
+        match crate::trace::current() {
+            Some(request) => AutoInput::Traced(request, Box::new(input)),
+            None => input,
+        }
+    }
 }
 
 /// What [`AutoInput::ExitJourney`] did.
@@ -194,21 +209,21 @@ impl AutomationHandle {
     pub async fn mass_send(&self, m: MassSend) -> Result<u64, String> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(AutoInput::Mass(m, tx))
+            .send(AutoInput::traced(AutoInput::Mass(m, tx)))
             .map_err(|_| "automation stopped".to_string())?;
         rx.await.map_err(|_| "automation stopped".to_string())?
     }
     pub async fn consent(&self, row: ConsentRow) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(AutoInput::Consent(row, tx))
+            .send(AutoInput::traced(AutoInput::Consent(row, tx)))
             .map_err(|_| "automation stopped".to_string())?;
         rx.await.map_err(|_| "automation stopped".to_string())?
     }
     pub async fn retry(&self, key: String) -> Result<bool, String> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(AutoInput::Retry(key, tx))
+            .send(AutoInput::traced(AutoInput::Retry(key, tx)))
             .map_err(|_| "automation stopped".to_string())?;
         rx.await.map_err(|_| "automation stopped".to_string())?
     }
@@ -219,7 +234,7 @@ impl AutomationHandle {
     ) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(AutoInput::Enqueue(items, tx))
+            .send(AutoInput::traced(AutoInput::Enqueue(items, tx)))
             .map_err(|_| "automation stopped".to_string())?;
         rx.await.map_err(|_| "automation stopped".to_string())?
     }
@@ -253,7 +268,7 @@ impl AutomationHandle {
     pub async fn exit_journey(&self, journey: String) -> Result<Exited, String> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(AutoInput::ExitJourney(journey, tx))
+            .send(AutoInput::traced(AutoInput::ExitJourney(journey, tx)))
             .map_err(|_| "automation stopped".to_string())?;
         rx.await.map_err(|_| "automation stopped".to_string())?
     }
@@ -268,7 +283,7 @@ impl AutomationHandle {
         // Until the executor has looked, assume a journey needs every
         // event: none may slip past between the save and the reload.
         self.wants_all.store(true, Ordering::Relaxed);
-        let _ = self.tx.send(AutoInput::Reload);
+        let _ = self.tx.send(AutoInput::traced(AutoInput::Reload));
     }
 }
 
@@ -719,15 +734,26 @@ impl Executor {
                     }
                     let now = (self.clock)();
                     let stop = inputs.iter().any(|i| matches!(i, AutoInput::Shutdown));
+                    // The pass commits and delivers for every request
+                    // whose input it took: its lines name them all.
+                    let requests: Vec<crate::trace::RequestId> = inputs
+                        .iter()
+                        .filter_map(|i| match i {
+                            AutoInput::Traced(request, _) => Some(request.clone()),
+                            _ => None,
+                        })
+                        .collect();
                     for i in inputs {
                         self.input(i, now);
                     }
                     if stop {
                         break;
                     }
-                    if let Err(e) = self.flush() {
-                        tracing::error!(error = %e, "automation commit failed");
-                    }
+                    crate::trace::in_scope_of_all(&requests, || {
+                        if let Err(e) = self.flush() {
+                            tracing::error!(error = %e, "automation commit failed");
+                        }
+                    });
                     self.metrics
                         .automation_pass
                         .observe(started.elapsed().as_secs_f64());
@@ -766,15 +792,12 @@ impl Executor {
             woke += 1;
         }
         if woke > 0 {
-            self.metrics
-                .journey_wakeups
-                .fetch_add(woke, Ordering::Relaxed);
+            self.metrics.journey_wakeups.inc_by(woke);
         }
-        self.metrics.automation_lag_seconds.store(
+        self.metrics.automation_lag_seconds.set(
             self.timers
                 .peek()
-                .map_or(0, |Reverse((at, _))| (now - at).max(0)) as u64,
-            Ordering::Relaxed,
+                .map_or(0, |Reverse((at, _))| (now - at).max(0)),
         );
         if now >= self.last_sweep + SWEEP_EVERY {
             self.sweep(self.last_sweep, now);
@@ -795,6 +818,9 @@ impl Executor {
 
     fn input(&mut self, input: AutoInput, now: i64) {
         match input {
+            AutoInput::Traced(request, input) => {
+                crate::trace::in_scope(Some(&request), || self.input(*input, now))
+            }
             AutoInput::Applied { events, changes } => {
                 for e in &events {
                     self.on_event(&e.event, e.backfill, now);
@@ -817,10 +843,13 @@ impl Executor {
                 error,
                 attempts,
             } => {
-                if let Some(item) = self.in_flight.remove(&key) {
-                    self.metrics.send(&item_channel(&item), "dead");
-                }
-                self.metrics.sends_dead.fetch_add(1, Ordering::Relaxed);
+                // An item delivered before a restart is no longer in
+                // flight: its channel is not known here.
+                let channel = self
+                    .in_flight
+                    .remove(&key)
+                    .map_or_else(|| "unknown".to_string(), |item| item_channel(&item));
+                self.metrics.send(&channel, "dead");
                 self.finish(&key, OutboxStatus::Dead, attempts, error, now);
             }
             AutoInput::Shutdown => {}
@@ -848,7 +877,12 @@ impl Executor {
                 }
             }
             AutoInput::Mass(m, reply) => {
+                let id = m.id.clone();
                 let r = self.mass_send(m, now);
+                match &r {
+                    Ok(n) => tracing::info!(send = %id, queued = n, "mass send queued"),
+                    Err(e) => tracing::warn!(send = %id, error = %e, "mass send failed"),
+                }
                 let _ = reply.send(r);
             }
             AutoInput::Consent(mut row, reply) => {
@@ -1190,7 +1224,7 @@ impl Executor {
                 active: true,
             },
         );
-        self.metrics.journey_entries.fetch_add(1, Ordering::Relaxed);
+        self.metrics.journey_entries.inc();
         let entry_key = format!("{}/{}/{}", j.def.name, identity, occurrence);
         self.commit.enrollments.push(row(&e, entry_key));
         self.track(e);
@@ -1228,7 +1262,7 @@ impl Executor {
         if e == before && actions.is_empty() {
             return;
         }
-        self.metrics.journey_steps.fetch_add(1, Ordering::Relaxed);
+        self.metrics.journey_steps.inc();
         for a in actions {
             self.queue_action(a, &e.identity, Some(&e.journey), now);
         }
@@ -1404,7 +1438,7 @@ impl Executor {
                 self.enter(&j, identity, &ids, &base, now);
             }
         }
-        self.metrics.auto_replies.fetch_add(1, Ordering::Relaxed);
+        self.metrics.auto_replies.inc();
     }
 
     /// Whether the rule's last lead task for this person is still open
@@ -1857,7 +1891,6 @@ impl Executor {
                 true
             }
             Decision::Delay { until, reason } => {
-                self.metrics.sends_delayed.fetch_add(1, Ordering::Relaxed);
                 self.metrics.send(&item_channel(item), "delayed");
                 self.commit.updates.push(OutboxUpdate {
                     key: item.key.clone(),
@@ -1966,9 +1999,6 @@ impl Executor {
     }
 
     fn suppress(&mut self, item: &OutboxItem, reason: &str, now: i64) {
-        self.metrics
-            .sends_suppressed
-            .fetch_add(1, Ordering::Relaxed);
         self.metrics.send(&item_channel(item), "suppressed");
         self.finish(
             &item.key,
@@ -2003,7 +2033,6 @@ impl Executor {
         match d.submit(msg) {
             Ok(()) => {
                 self.in_flight.insert(item.key.clone(), item.clone());
-                self.metrics.sends_submitted.fetch_add(1, Ordering::Relaxed);
                 self.metrics.send(&item_channel(item), "submitted");
                 self.attempt(&item.key, "sent", &channel, now);
                 true
@@ -2028,7 +2057,6 @@ impl Executor {
     /// A message was delivered: count it for the caps and record a
     /// `message_sent` event (id = the key) for attribution.
     fn after_send(&mut self, item: &OutboxItem, now: i64) {
-        self.metrics.sends_delivered.fetch_add(1, Ordering::Relaxed);
         self.metrics.send(&item_channel(item), "delivered");
         let Ok(Action::Send {
             key,
@@ -2092,7 +2120,11 @@ impl Executor {
         let (tx, rx) = oneshot::channel();
         if self
             .writer
-            .send(Command::Append { events, reply: tx })
+            .send(Command::Append {
+                events,
+                reply: tx,
+                request: crate::trace::current(),
+            })
             .is_err()
         {
             return;
@@ -2115,7 +2147,11 @@ impl Executor {
     /// Appends without waiting (the writer may be waiting on us).
     fn append_async(&mut self, events: Vec<Event>) {
         let (tx, _rx) = oneshot::channel();
-        let _ = self.writer.send(Command::Append { events, reply: tx });
+        let _ = self.writer.send(Command::Append {
+            events,
+            reply: tx,
+            request: crate::trace::current(),
+        });
     }
 }
 

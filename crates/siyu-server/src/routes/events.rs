@@ -4,7 +4,9 @@
 //! `/v1/t|p|i|a|g|s|b`). Bodies may be gzip or deflate compressed
 //! (`request::read_body_decoded`). Bodies are parsed by `crate::ingest`;
 //! valid events go to the writer, each rejected one is listed with its
-//! index and field, counted per field in `/metrics` and logged.
+//! index and field, counted per route and reason in `/metrics` and logged
+//! (`ingest::account`). When no event is valid, `/v1/events` answers 400
+//! and the Segment routes 200, as Segment does (`ingest::Answering`).
 
 use crate::error::ApiError;
 use crate::ingest::{self, Rejected};
@@ -12,7 +14,7 @@ use crate::ratelimit::{self, Peer};
 use crate::request::{read_body_decoded, route, Route};
 use crate::AppState;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{MatchedPath, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -50,6 +52,8 @@ pub struct IngestAnswer {
     /// Events whose `id` was already stored (stored once).
     pub duplicates: usize,
     pub rejected: Vec<Rejected>,
+    /// Rejected events per reason (the field that failed).
+    pub rejected_by_reason: std::collections::BTreeMap<String, usize>,
     /// Where each valid event is in the log, by its index in the request.
     pub offsets: Vec<EventOffset>,
 }
@@ -75,10 +79,13 @@ pub struct AllRejected {
     /// Always 0.
     pub duplicates: usize,
     pub rejected: Vec<Rejected>,
+    /// Rejected events per reason (the field that failed).
+    pub rejected_by_reason: std::collections::BTreeMap<String, usize>,
 }
 
 /// What an ingestion endpoint answers: 200 with [`IngestAnswer`], or,
-/// when no event was valid, the `invalid_event` status with [`AllRejected`].
+/// when no event was valid on `/v1/events`, the `invalid_event` status
+/// with [`AllRejected`].
 pub enum Ingested {
     Stored(IngestAnswer),
     AllRejected(StatusCode, AllRejected),
@@ -97,31 +104,12 @@ async fn store_events(
     state: &AppState,
     parsed: ingest::Parsed,
     started: Instant,
+    route: &str,
+    answering: ingest::Answering,
 ) -> Result<Ingested, ApiError> {
-    use std::sync::atomic::Ordering;
     let m = &state.0.metrics;
-    m.ingest_requests.fetch_add(1, Ordering::Relaxed);
-    m.events_rejected
-        .fetch_add(parsed.rejected.len() as u64, Ordering::Relaxed);
-    if let Some(first) = parsed.rejected.first() {
-        let mut by_field = std::collections::BTreeMap::<&str, u64>::new();
-        for r in &parsed.rejected {
-            *by_field.entry(r.field.as_str()).or_default() += 1;
-        }
-        for (field, n) in &by_field {
-            m.reject(field, *n);
-        }
-        tracing::info!(
-            rejected = parsed.rejected.len(),
-            accepted = parsed.events.len(),
-            by_field = ?by_field,
-            first_index = first.index,
-            first_field = %first.field,
-            first_message = %first.message,
-            "ingest: events rejected"
-        );
-    }
-    if parsed.events.is_empty() {
+    let rejected_by_reason = ingest::account(m, route, parsed.events.len(), &parsed.rejected);
+    if parsed.events.is_empty() && answering == ingest::Answering::Strict {
         let n = parsed.rejected.len();
         let first = parsed.rejected.first().map(|r| {
             format!(
@@ -141,16 +129,21 @@ async fn store_events(
             accepted: 0,
             duplicates: 0,
             rejected: parsed.rejected,
+            rejected_by_reason,
         };
         return Ok(Ingested::AllRejected(status, body));
     }
     let (indices, events): (Vec<usize>, Vec<_>) = parsed.events.into_iter().unzip();
-    let results = state
-        .0
-        .writer
-        .append(events)
-        .await
-        .map_err(ApiError::Internal)?;
+    let results = if events.is_empty() {
+        Vec::new()
+    } else {
+        state
+            .0
+            .writer
+            .append(events)
+            .await
+            .map_err(ApiError::Internal)?
+    };
     let mut accepted = 0;
     let mut duplicates = 0;
     let offsets: Vec<EventOffset> = results
@@ -180,12 +173,14 @@ async fn store_events(
         accepted,
         duplicates,
         rejected: parsed.rejected,
+        rejected_by_reason,
         offsets,
     }))
 }
 
 async fn ingest_events(
     State(state): State<AppState>,
+    path: MatchedPath,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Ingested, ApiError> {
@@ -200,11 +195,19 @@ async fn ingest_events(
     }
     let bytes = read_body_decoded(&headers, body, state.0.config.max_body_bytes).await?;
     let parsed = ingest::parse_events(&bytes, ndjson).map_err(|e| ApiError::BadRequest(e.0))?;
-    store_events(&state, parsed, started).await
+    store_events(
+        &state,
+        parsed,
+        started,
+        path.as_str(),
+        ingest::Answering::Strict,
+    )
+    .await
 }
 
 async fn segment_ingest(
     state: AppState,
+    path: MatchedPath,
     peer: Peer,
     headers: HeaderMap,
     body: Body,
@@ -285,7 +288,14 @@ async fn segment_ingest(
             }
         }
     }
-    store_events(&state, parsed, started).await
+    store_events(
+        &state,
+        parsed,
+        started,
+        path.as_str(),
+        ingest::Answering::Segment,
+    )
+    .await
 }
 
 /// The server clock in epoch milliseconds (a message's `receivedAt`).
@@ -299,11 +309,12 @@ macro_rules! segment_route {
     ($name:ident, $kind:expr) => {
         async fn $name(
             State(s): State<AppState>,
+            path: MatchedPath,
             peer: Peer,
             headers: HeaderMap,
             b: Body,
         ) -> Result<Ingested, ApiError> {
-            segment_ingest(s, peer, headers, b, $kind).await
+            segment_ingest(s, path, peer, headers, b, $kind).await
         }
     };
 }

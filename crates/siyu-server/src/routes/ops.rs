@@ -82,8 +82,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
         (e.person_count(), e.identity_count())
     };
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.0.metrics.render(&state.0.config.workspace, p, i),
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.0.metrics.render(p, i),
     )
         .into_response()
 }

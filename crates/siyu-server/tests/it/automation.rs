@@ -1010,10 +1010,10 @@ async fn history_never_triggers(app: TestApp, hook: Receiver) {
     let (_, metrics) = app.call("GET", "/metrics", None, "text/plain", "").await;
     let metrics = metrics.as_str().unwrap_or_default().to_string();
     for line in [
-        r#"siyu_triggers_skipped_total{trigger="journey",reason="stale"} 1"#,
-        r#"siyu_triggers_skipped_total{trigger="journey",reason="backfill"} 1"#,
-        r#"siyu_triggers_skipped_total{trigger="auto_reply",reason="stale"} 1"#,
-        r#"siyu_triggers_skipped_total{trigger="auto_reply",reason="backfill"} 1"#,
+        r#"siyu_triggers_skipped_total{workspace="default",trigger="journey",reason="stale"} 1"#,
+        r#"siyu_triggers_skipped_total{workspace="default",trigger="journey",reason="backfill"} 1"#,
+        r#"siyu_triggers_skipped_total{workspace="default",trigger="auto_reply",reason="stale"} 1"#,
+        r#"siyu_triggers_skipped_total{workspace="default",trigger="auto_reply",reason="backfill"} 1"#,
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
@@ -1096,7 +1096,7 @@ async fn one_open_lead_per_person_and_rule_after_the_cooldown() {
         metrics
             .as_str()
             .unwrap_or_default()
-            .contains(r#"siyu_triggers_skipped_total{trigger="lead",reason="open_lead"} 1"#),
+            .contains(r#"siyu_triggers_skipped_total{workspace="default",trigger="lead",reason="open_lead"} 1"#),
         "{metrics}"
     );
 }

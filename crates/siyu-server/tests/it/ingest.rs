@@ -667,17 +667,23 @@ async fn openapi_lists_every_route_and_metrics_count_ingest() {
     }
     let (_, m) = t.get("/metrics").await;
     let text = m.as_str().unwrap().to_string();
-    assert!(text.contains("siyu_events_accepted_total 3"), "{text}");
-    assert!(text.contains("siyu_ingest_latency_seconds_count 1"));
     assert!(
-        text.contains("siyu_append_latency_seconds_count 1"),
+        text.contains("siyu_events_accepted_total{workspace=\"default\"} 3"),
+        "{text}"
+    );
+    assert!(text.contains("siyu_ingest_latency_seconds_count{workspace=\"default\"} 1"));
+    assert!(
+        text.contains("siyu_append_latency_seconds_count{workspace=\"default\"} 1"),
         "{text}"
     );
     assert!(
-        text.contains("siyu_commit_events_bucket{le=\"10\"} 1"),
+        text.contains("siyu_commit_events_bucket{workspace=\"default\",le=\"10\"} 1"),
         "{text}"
     );
-    assert!(text.contains("siyu_commit_events_sum 3"), "{text}");
+    assert!(
+        text.contains("siyu_commit_events_sum{workspace=\"default\"} 3.0"),
+        "{text}"
+    );
     let (s, v): (StatusCode, Value) = t.get("/v1/nope").await;
     assert_eq!(
         (s, v["code"].as_str()),

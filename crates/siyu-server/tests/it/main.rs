@@ -15,6 +15,7 @@ mod fission;
 mod ingest;
 mod local_time;
 mod nesting;
+mod observability;
 mod orders;
 mod parsers;
 mod privacy;

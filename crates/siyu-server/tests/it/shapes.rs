@@ -66,7 +66,13 @@ async fn ops_and_ingestion_answers_keep_their_fields() {
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(
         fields(&b),
-        ["accepted", "duplicates", "offsets", "rejected"]
+        [
+            "accepted",
+            "duplicates",
+            "offsets",
+            "rejected",
+            "rejected_by_reason"
+        ]
     );
     assert_eq!(fields(&b["offsets"][0]), ["index", "offset"]);
     let (_, b) = t
@@ -79,7 +85,14 @@ async fn ops_and_ingestion_answers_keep_their_fields() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(
         fields(&b),
-        ["accepted", "code", "duplicates", "message", "rejected"]
+        [
+            "accepted",
+            "code",
+            "duplicates",
+            "message",
+            "rejected",
+            "rejected_by_reason"
+        ]
     );
     assert_eq!(
         (b["accepted"].as_u64(), b["code"].as_str()),
