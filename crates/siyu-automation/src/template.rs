@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::guard::MessageClass;
 
 /// A message template as operators save it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Template {
     pub name: String,
     pub body: String,
@@ -61,7 +61,7 @@ fn marketing() -> MessageClass {
 }
 
 /// The text of a template for one channel.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Variant {
     pub body: String,
     #[serde(default)]

@@ -15,7 +15,7 @@ use std::fmt;
 /// A time window: events with `ts >= now - seconds` (inclusive). Written
 /// `{"seconds": n}`; read also from a duration string (`"7d"`) or a number
 /// of seconds (`siyu_domain::duration`, one syntax everywhere).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Window {
     pub seconds: i64,
 }
@@ -46,7 +46,7 @@ impl fmt::Display for Window {
 }
 
 /// A person property a comparison reads.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "prop", content = "window")]
 pub enum Prop {
     /// Number of purchases (in the window, if any).
@@ -125,7 +125,7 @@ impl fmt::Display for Prop {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum CmpOp {
     #[serde(rename = "=")]
     Eq,
@@ -166,7 +166,7 @@ impl CmpOp {
 }
 
 /// A comparison's right-hand side. Money is stored in cents.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Literal {
     Int(i64),
@@ -200,7 +200,7 @@ pub struct TooDeep {
 }
 
 /// A segment condition.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Expr {
     And {

@@ -222,7 +222,7 @@ pub fn next_change(
 }
 
 /// One clause of an explanation: the clause as written and whether it holds.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct Explanation {
     pub clause: String,
     pub holds: bool,
