@@ -40,6 +40,8 @@ use crate::guard::MessageClass;
 /// A message template as operators save it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Template {
+    /// Optional in `PUT /v1/templates/{name}` (the path names it).
+    #[schemars(default)]
     pub name: String,
     pub body: String,
     #[serde(default)]

@@ -100,6 +100,12 @@ pub fn deserialize_secs<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error
     }
 }
 
+/// The JSON Schema of what [`deserialize_secs`] reads (for a type that
+/// reads itself with it, such as the segment language's `Window`).
+pub fn secs_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<Given>()
+}
+
 /// [`deserialize_secs`] for an optional field (absent or null: `None`).
 pub fn deserialize_opt_secs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     #[derive(Deserialize, schemars::JsonSchema)]

@@ -97,11 +97,16 @@ pub fn analytics_cache_key(uri: &axum::http::Uri, time_zone: &str) -> Option<Str
     Some(format!("{} {time_zone} {params}", uri.path()))
 }
 
+/// The longest window in days an analytics question takes (100 years).
+pub const MAX_WINDOW_DAYS: i64 = 36_500;
+
 /// Parameters of `GET /v1/analytics/funnel` (days; defaults 7 and 30;
 /// `from`/`to` as in [`RangeQuery`]).
 #[derive(Deserialize, Serialize, schemars::JsonSchema)]
 pub struct FunnelQuery {
+    #[schemars(range(min = 0, max = MAX_WINDOW_DAYS))]
     pub friend_days: Option<i64>,
+    #[schemars(range(min = 0, max = MAX_WINDOW_DAYS))]
     pub convert_days: Option<i64>,
     /// Start of the range: a date `YYYY-MM-DD` in the workspace time zone
     /// (GET /v1/workspace; default Asia/Shanghai), from its first instant,
@@ -155,6 +160,7 @@ pub struct CohortQuery {
 /// bad list is a 400 before any work.
 #[derive(Deserialize, Serialize, schemars::JsonSchema)]
 pub struct ReferralQuery {
+    #[schemars(range(min = 0, max = MAX_WINDOW_DAYS))]
     pub convert_days: Option<i64>,
     pub top: Option<usize>,
     /// Ascending lower bounds of valid invitees (`tiers=10,20`, the default).

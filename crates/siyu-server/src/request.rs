@@ -135,10 +135,22 @@ pub(crate) use route;
 pub(crate) use route_doc;
 
 /// A definition body as JSON; a syntax error names `what`, line and column.
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+/// A body whose type is an object must be a JSON object: serde would also
+/// read a struct from an array of its fields in order (`[null, 7]`), which
+/// the API does not document and a typo should not save.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned + schemars::JsonSchema>(
     body: &[u8],
     what: &str,
 ) -> Result<T, ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        let schema = schemars::SchemaGenerator::default().root_schema_for::<T>();
+        if schema.get("type").and_then(|t| t.as_str()) == Some("object") {
+            return Err(ApiError::InvalidDefinition(format!(
+                "{what}: the body must be a JSON object `{{…}}`, not an array"
+            )));
+        }
+    }
     serde_json::from_slice(body).map_err(|e| {
         ApiError::InvalidDefinition(format!(
             "{what}: line {} column {}: {e}",

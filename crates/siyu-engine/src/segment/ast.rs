@@ -15,7 +15,7 @@ use std::fmt;
 /// A time window: events with `ts >= now - seconds` (inclusive). Written
 /// `{"seconds": n}`; read also from a duration string (`"7d"`) or a number
 /// of seconds (`siyu_domain::duration`, one syntax everywhere).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Window {
     pub seconds: i64,
 }
@@ -25,6 +25,16 @@ impl<'de> Deserialize<'de> for Window {
         Ok(Window {
             seconds: siyu_domain::duration::deserialize_secs(d)?,
         })
+    }
+}
+
+/// What `Window` reads (`deserialize_secs`), not the `{"seconds"}` it writes.
+impl schemars::JsonSchema for Window {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Window".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        siyu_domain::duration::secs_schema(generator)
     }
 }
 
@@ -45,9 +55,24 @@ impl fmt::Display for Window {
     }
 }
 
+/// `window` may be left out (serde reads a missing content as `None`), so
+/// the schema does not require it.
+fn window_optional(schema: &mut schemars::Schema) {
+    for key in ["oneOf", "anyOf"] {
+        if let Some(serde_json::Value::Array(variants)) = schema.get_mut(key) {
+            for v in variants {
+                if let Some(serde_json::Value::Array(required)) = v.get_mut("required") {
+                    required.retain(|r| r != "window");
+                }
+            }
+        }
+    }
+}
+
 /// A person property a comparison reads.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "prop", content = "window")]
+#[schemars(transform = window_optional)]
 pub enum Prop {
     /// Number of purchases (in the window, if any).
     Purchases(Option<Window>),

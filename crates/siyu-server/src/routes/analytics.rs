@@ -294,20 +294,31 @@ async fn set_rfm(
     blocking(move || Ok(Json(rfm_settings(&s, changes.len())?))).await
 }
 
+/// A window in days (`friend_days`, `convert_days`) as seconds: 0 to
+/// `cache::MAX_WINDOW_DAYS` (their schema's range), else a 400 naming the
+/// field (an unchecked `i64` overflowed into a 500).
+fn window_secs(days: Option<i64>, default: i64, field: &str) -> Result<i64, ApiError> {
+    match days.unwrap_or(default) {
+        d @ 0..=crate::cache::MAX_WINDOW_DAYS => Ok(d * 86_400),
+        d => Err(ApiError::BadRequest(format!(
+            "{field}: {d} is not a number of days from 0 to {}",
+            crate::cache::MAX_WINDOW_DAYS
+        ))),
+    }
+}
+
 async fn analytics_funnel(
     State(state): State<AppState>,
     Query(q): Query<FunnelQuery>,
 ) -> Result<Json<RangedRows<FunnelRow>>, ApiError> {
     let (tz, range) = range_of(&state, q.from.as_deref(), q.to.as_deref())?;
+    let friend_secs = window_secs(q.friend_days, 7, "friend_days")?;
+    let convert_secs = window_secs(q.convert_days, 30, "convert_days")?;
     let s = state.clone();
     blocking(move || {
         let e = read_engine(&s);
-        let rows = analytics::first_touch_funnel_in(
-            &e,
-            q.friend_days.unwrap_or(7) * 86_400,
-            q.convert_days.unwrap_or(30) * 86_400,
-            &range.instants(),
-        );
+        let rows =
+            analytics::first_touch_funnel_in(&e, friend_secs, convert_secs, &range.instants());
         Ok(Json(RangedRows {
             range: range.view(&tz),
             rows,
@@ -376,12 +387,13 @@ async fn analytics_referrals(
     State(state): State<AppState>,
     Query(q): Query<ReferralQuery>,
 ) -> Result<Json<ReferralSummary>, ApiError> {
+    let convert_secs = window_secs(q.convert_days, 14, "convert_days")?;
     let s = state.clone();
     blocking(move || {
         let e = read_engine(&s);
         let sum = analytics::referral_summary(
             &e,
-            q.convert_days.unwrap_or(14) * 86_400,
+            convert_secs,
             q.tiers.as_deref().unwrap_or(&[10, 20]),
             q.top.unwrap_or(10).min(100),
         );

@@ -46,7 +46,7 @@ pub const TICK_EVERY: Duration = Duration::from_secs(15);
 pub fn routes() -> Vec<Route> {
     vec![
         route!(get, "/v1/groups", read, "Community groups with live size, reserved seats, capacity, owner and the owner's load.", list_groups),
-        route!(put, "/v1/groups/{id}", write, "Save a group: `{channel, name, capacity (default 500), owner (operator login; absent: the least-loaded active operator under max_groups), tags, url, archived}`.", put_group, body = GroupInput),
+        route!(put, "/v1/groups/{id}", write, "Save a group: `{channel, name, capacity (default 500), owner (operator login; absent: the least-loaded active operator under max_groups), tags, url, archived}`.", put_group, body = GroupInput, statuses = [409]),
         route!(get, "/v1/groups/{id}", read, "A group with its live size and owner history.", get_group),
         route!(delete, "/v1/groups/{id}", write, "Archive a group: it posts no SOP entries, takes no live-code newcomers and counts in no operator's load; members, health and owner history stay readable; PUT with `archived: false` restores it.", delete_group),
         route!(get, "/v1/groups/{id}/health", read, "Size, joins and leaves in the window and per day, active rate, members who left within 3 days after a `reward_granted` (`days`, default 7; `timezone`). Indexed: no pass over the log.", group_health),
@@ -54,12 +54,12 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/groups/{id}/calendar", read, "The SOP calendar with each entry's outbox status (scheduled, pending, sent, suppressed and why, dead, missed).", get_calendar),
         route!(get, "/v1/operators", read, "Operators with their load: active groups owned and persons owned (trait `operator`).", list_operators),
         route!(put, "/v1/operators/{login}", write, "Save an operator: `{name, max_groups (default 7), status: active|left|banned, backup, url}`.", put_operator, body = OperatorInput),
-        route!(post, "/v1/operators/{login}/handover", write, "Hand over every person and group of an operator in one action: `{to: login | null (spread over the least-loaded), status: left|banned, reason, force}`; a named `to` that would own more groups than its max_groups is a 409 unless `force: true`; one audit record, history kept in the log.", handover, body = HandoverInput),
+        route!(post, "/v1/operators/{login}/handover", write, "Hand over every person and group of an operator in one action: `{to: login | null (spread over the least-loaded), status: left|banned, reason, force}`; a named `to` that would own more groups than its max_groups is a 409 unless `force: true`; one audit record, history kept in the log.", handover, body = HandoverInput, statuses = [409]),
         route!(get, "/v1/livecodes", read, "Live codes (活码).", list_livecodes),
         route!(put, "/v1/livecodes/{id}", write, "Save a live code: `{targets: [{group} | {operator}], daily_cap_per_operator, working_hours: {start, end, timezone}, backup_operator, auto_tags, welcome_template, source_channel}`.", put_livecode, body = LiveCode),
         route!(delete, "/v1/livecodes/{id}", write, "Archive a live code: its printed link answers 410 `gone` (\"this code is no longer active\") instead of routing, and it makes no claims; PUT restores it.", delete_livecode),
-        route!(post, "/v1/livecodes/{id}/claims", write, "A claim token for a newcomer the channel knows (`{\"identity\"}`): the live-code link with it (`/l/{id}?claim=…`, valid 30 min) reserves their seat, tags them and queues the welcome.", create_claim, body = (crate::links::ClaimBody)),
-        route!(get, "/l/{id}", public, "Public live-code link (rate limited per address): answers the first group or operator with room `{target, url}` (409 when all are full). Only with a `claim` token (from the channel, POST /v1/livecodes/{id}/claims) is a seat reserved and the person tagged and welcomed; without one nothing is recorded.", live_code),
+        route!(post, "/v1/livecodes/{id}/claims", write, "A claim token for a newcomer the channel knows (`{\"identity\"}`): the live-code link with it (`/l/{id}?claim=…`, valid 30 min) reserves their seat, tags them and queues the welcome.", create_claim, body = (crate::links::ClaimBody), statuses = [410]),
+        route!(get, "/l/{id}", public, "Public live-code link (rate limited per address): answers the first group or operator with room `{target, url}` (409 when all are full). Only with a `claim` token (from the channel, POST /v1/livecodes/{id}/claims) is a seat reserved and the person tagged and welcomed; without one nothing is recorded.", live_code, statuses = [401, 409, 410]),
     ]
 }
 

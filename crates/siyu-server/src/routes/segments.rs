@@ -28,7 +28,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/segments", read, "Saved segments with versions and live counts.", list_segments),
         route!(get, "/v1/segments/{name}", read, "One saved segment (`status` ok), or why a stored one could not be loaded (`status` broken, `error`).", get_segment),
         route!(put, "/v1/segments/{name}", write, "Save a segment (new or new version) from `{\"segment\": \"<language>\"}` or `{\"tree\": {...}}`.", put_segment),
-        route!(delete, "/v1/segments/{name}", write, "Delete a segment: out of the store, live membership and every profile (its entry/exit history stays). 409 `in_use` naming each journey or segment that reads it; saving the name again continues its version numbers.", delete_segment),
+        route!(delete, "/v1/segments/{name}", write, "Delete a segment: out of the store, live membership and every profile (its entry/exit history stays). 409 `in_use` naming each journey or segment that reads it; saving the name again continues its version numbers.", delete_segment, statuses = [409]),
         route!(post, "/v1/segments/preview", read, "Parse a segment and count its members now, without saving.", preview_segment),
         route!(get, "/v1/segments/{name}/members", read, "Members' canonical ids (`limit`, `after`).", segment_members),
         route!(get, "/v1/segments/{name}/explain", read, "Why a person (`person` = any identity) is in or out, clause by clause.", explain_segment),
@@ -36,7 +36,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/segments/{name}/changes", read, "Server-sent events: every entry and exit as it happens.", segment_changes, answer_media = "text/event-stream"),
         route!(get, "/v1/properties", read, "Computed property definitions (`status` ok), and stored ones that could not be loaded (`status` broken, `error`).", list_properties),
         route!(put, "/v1/properties/{name}", write, "Define a computed property (count/sum/min/max/first/last of an event type, filters, window).", put_property),
-        route!(delete, "/v1/properties/{name}", write, "Delete a computed property (the engine is rebuilt without it). 409 `in_use` naming each segment that reads it.", delete_property),
+        route!(delete, "/v1/properties/{name}", write, "Delete a computed property (the engine is rebuilt without it). 409 `in_use` naming each segment that reads it.", delete_property, statuses = [409]),
     ]
 }
 
