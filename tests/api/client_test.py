@@ -6,6 +6,8 @@ import sys
 
 from siyu_client import AuthenticatedClient
 from siyu_client.api.default import get_person, segment_identify_post_v1_identify, segment_track_post_v1_track
+from siyu_client.models.segment_identify_post_v1_identify_body import SegmentIdentifyPostV1IdentifyBody
+from siyu_client.models.segment_track_post_v1_track_body import SegmentTrackPostV1TrackBody
 from siyu_client.types import Unset
 
 url, token = sys.argv[1], sys.argv[2]
@@ -13,13 +15,17 @@ client = AuthenticatedClient(base_url=url, token=token, raise_on_unexpected_stat
 
 identify = segment_identify_post_v1_identify.sync_detailed(
     client=client,
-    body={"userId": "王@例子.cn", "traits": {"city": "上海", "name": "王小明"}, "messageId": "client-identify-1"},
+    body=SegmentIdentifyPostV1IdentifyBody.from_dict(
+        {"userId": "王@例子.cn", "traits": {"city": "上海", "name": "王小明"}, "messageId": "client-identify-1"}
+    ),
 )
 assert identify.status_code == 200, identify.content
 assert identify.parsed.accepted == 1, identify.parsed
 track = segment_track_post_v1_track.sync_detailed(
     client=client,
-    body={"userId": "王@例子.cn", "event": "Viewed Lipstick", "messageId": "client-track-1"},
+    body=SegmentTrackPostV1TrackBody.from_dict(
+        {"userId": "王@例子.cn", "event": "Viewed Lipstick", "messageId": "client-track-1"}
+    ),
 )
 assert track.status_code == 200 and track.parsed.accepted == 1, track.content
 

@@ -88,7 +88,7 @@ struct BrokenDefinition {
     name: String,
     /// Journeys only (absent for templates): the version, `null` when the
     /// key's is not a number.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     version: Option<Option<u32>>,
     status: Status,
     error: String,
@@ -839,9 +839,9 @@ struct Rules {
     /// The rule list exactly as it was saved (stored as sent, so fields the
     /// operator left to their defaults stay absent): not re-serialized.
     rules: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     status: Option<Status>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
@@ -894,9 +894,9 @@ async fn put_policy(State(state): State<AppState>, body: Bytes) -> Result<Json<P
 struct PolicyView {
     #[serde(flatten)]
     policy: Policy,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     status: Option<Status>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 

@@ -655,11 +655,11 @@ struct LiveAnswer {
     again: bool,
     /// Whether a seat (or the operator's count) was taken: a claimed visit.
     reserved: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     url: Option<String>,
     /// `queued`, or `not queued: <why>`; absent without a welcome template
     /// or for an anonymous visit.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     welcome: Option<String>,
 }
 

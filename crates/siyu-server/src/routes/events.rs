@@ -60,7 +60,7 @@ pub struct EventOffset {
     pub index: usize,
     pub offset: u64,
     /// Present (`true`) only for a replayed `id`.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
 }
 
