@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::schedule::{self, QuietHours, TimeOfDay, Tz};
 
 /// What a message is, which decides which rules apply to it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageClass {
     /// Something the person needs or asked for: never capped or delayed.
@@ -47,7 +47,7 @@ pub enum MessageClass {
 
 /// How a message goes out: to one person, or as part of a platform mass
 /// send (which platforms like WeCom ration per customer per day).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SendKind {
     Direct,
@@ -55,7 +55,7 @@ pub enum SendKind {
 }
 
 /// At most `max` sends within `window_secs`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Cap {
     pub max: u32,
     pub window_secs: i64,
@@ -66,7 +66,7 @@ pub struct Cap {
 /// message per customer per local day, quiet hours 21:00–09:00 in the
 /// person's timezone (Asia/Shanghai when unknown). `"quiet_hours": null`
 /// turns quiet hours off.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Policy {
     pub marketing_cap: u32,
@@ -151,7 +151,7 @@ impl SendRecord {
 }
 
 /// Where a consent change came from (kept for the audit trail).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConsentSource {
     /// An `opt_out` event from a channel connector.
@@ -168,7 +168,7 @@ pub enum ConsentSource {
 
 /// One change to a person's consent: for one channel, or for all channels
 /// when `channel` is `None`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConsentEntry {
     pub ts: i64,
     #[serde(default)]
@@ -178,7 +178,7 @@ pub struct ConsentEntry {
 }
 
 /// The latest consent mark for one scope.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConsentMark {
     pub ts: i64,
     pub granted: bool,
@@ -199,7 +199,7 @@ impl ConsentMark {
 /// whatever order entries are applied. For a channel, the later of its own
 /// mark and the global mark decides: a global revocation revokes every
 /// channel, and a later grant for one channel re-opens just that channel.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Consent {
     #[serde(default)]
     pub global: Option<ConsentMark>,

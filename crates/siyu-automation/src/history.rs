@@ -11,7 +11,7 @@
 use serde::Serialize;
 
 /// Why an event (or a segment change it caused) triggered nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HistorySkip {
     /// Older than the workspace's `trigger_max_age_secs` on the server clock.

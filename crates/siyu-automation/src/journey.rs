@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 /// A journey as saved: the wire and storage form (JSON).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Journey {
     /// Taken from the path when saved through the API.
@@ -56,7 +56,7 @@ fn yes() -> bool {
 }
 
 /// What enrolls a person.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Trigger {
     /// An event of this type (optionally: channel, custom-event name, text
@@ -108,7 +108,7 @@ fn nine() -> String {
 }
 
 /// Whether a person may enter again.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reentry {
     /// At most one enrollment per person, ever.
@@ -124,7 +124,7 @@ pub enum Reentry {
 pub type Next = Option<String>;
 
 /// One step.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Step {
     /// Wait a duration ("2h", "3d").
@@ -220,7 +220,7 @@ fn direct() -> SendKind {
     SendKind::Direct
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Arm {
     pub weight: u32,
@@ -266,7 +266,7 @@ impl Step {
 }
 
 /// A fault in a definition: where (a JSON-ish path) and what to fix.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct JourneyError {
     pub path: String,
     pub message: String,

@@ -24,7 +24,7 @@ pub const MAX_REGEX_LEN: usize = 512;
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// What text a rule reacts to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Matcher {
     /// The text contains this keyword.
@@ -36,7 +36,7 @@ pub enum Matcher {
 }
 
 /// One auto-reply rule as operators save it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub id: String,

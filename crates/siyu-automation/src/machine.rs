@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use siyu_engine::segment::Expr;
 
 /// One person's enrollment in one journey version.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Enrollment {
     /// Unique, assigned by the store.
     pub id: u64,
@@ -32,7 +32,7 @@ pub struct Enrollment {
     pub state: State,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum State {
     /// Run `step` now.
@@ -67,7 +67,7 @@ pub fn step_key(e: &Enrollment, step: &str) -> String {
 
 /// A side effect for the executor to perform (through the guardrails for
 /// sends). `key` is the step execution's idempotency key.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     Send {

@@ -22,7 +22,7 @@ pub struct EnrollmentFacts<'a> {
 }
 
 /// The report's counts (serialized as the API's report fields).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct JourneyReport {
     /// Enrollments ever (every version).
     pub enrolled: usize,
@@ -42,7 +42,7 @@ pub struct JourneyReport {
 }
 
 /// A journey's triggers skipped as history, by reason (see [`crate::history`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct SkippedHistory {
     /// Events older than the workspace's `trigger_max_age_secs`.
     pub stale: u64,

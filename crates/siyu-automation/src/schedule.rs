@@ -269,6 +269,20 @@ impl<'de> serde::Deserialize<'de> for TimeOfDay {
     }
 }
 
+/// "HH:MM" as the API documents it (the pattern [`TimeOfDay::parse`] takes).
+impl schemars::JsonSchema for TimeOfDay {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TimeOfDay".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^([01]?[0-9]|2[0-3]):[0-5][0-9]$",
+            "example": "09:30"
+        })
+    }
+}
+
 /// The first instant strictly after `now` whose local time in `tz` is `tod`
 /// (in a DST gap: shifted forward by the gap; in a fold: the first pass).
 pub fn next_time_of_day(now: i64, tod: TimeOfDay, tz: &Tz) -> i64 {
@@ -349,7 +363,9 @@ pub fn format_local(now: i64, tz: &Tz) -> String {
 /// A daily window of local time in which marketing must wait, e.g. 21:00–09:00.
 /// `start` is inside, `end` is outside; `start > end` wraps midnight and
 /// `start == end` is an empty window (never quiet).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct QuietHours {
     pub start: TimeOfDay,
     pub end: TimeOfDay,

@@ -38,8 +38,10 @@ use serde::{Deserialize, Serialize};
 use crate::guard::MessageClass;
 
 /// A message template as operators save it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Template {
+    /// Optional in `PUT /v1/templates/{name}` (the path names it).
+    #[schemars(default)]
     pub name: String,
     pub body: String,
     #[serde(default)]
@@ -61,7 +63,7 @@ fn marketing() -> MessageClass {
 }
 
 /// The text of a template for one channel.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Variant {
     pub body: String,
     #[serde(default)]

@@ -50,7 +50,7 @@ impl Persons for IdentityIndex {
     }
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TemplateConversions {
     pub sends: u64,
     pub reads: u64,
@@ -59,7 +59,7 @@ pub struct TemplateConversions {
     pub revenue: i64,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct JourneyConversions {
     pub sends: u64,
     pub reads: u64,

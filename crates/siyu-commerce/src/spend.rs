@@ -22,7 +22,7 @@ pub const HEADER: &str = "day,channel,spend";
 pub const HEADER_UNDATED: &str = "channel,spend";
 
 /// One line of the spend table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SpendRow {
     /// `YYYY-MM-DD`, a calendar day in the workspace time zone; `None`
     /// when the table has no day column.
@@ -129,7 +129,7 @@ pub fn to_setting(rows: &[SpendRow]) -> serde_json::Value {
 /// `[["douyin", 12000], …]` (channel totals): read as rows without a day.
 /// An unreadable table reads as empty, as it always did.
 pub fn from_setting(value: Option<serde_json::Value>) -> Vec<SpendRow> {
-    #[derive(Deserialize)]
+    #[derive(Deserialize, schemars::JsonSchema)]
     #[serde(untagged)]
     enum Stored {
         Row(SpendRow),

@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// `[connectors]`: each present section enables that channel.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConnectorsConfig {
     pub webhook: Option<WebhookConfig>,
@@ -64,7 +64,7 @@ pub fn from_config(
 
 /// A credential from the config. `Debug` prints `<redacted>` so a logged
 /// config never leaks it; [`Secret::expose`] is the one way to read it.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Secret(String);
 

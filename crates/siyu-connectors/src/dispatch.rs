@@ -136,7 +136,7 @@ pub enum SubmitError {
 
 /// A snapshot of the counters of one channel (served as is by
 /// `GET /v1/connectors`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct ChannelStats {
     /// Submitted, not yet started.
     pub queued: u64,
@@ -148,7 +148,7 @@ pub struct ChannelStats {
     pub dead: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct DispatcherStats {
     pub channels: BTreeMap<String, ChannelStats>,
     /// Messages dead-lettered because no connector serves their channel.

@@ -61,7 +61,7 @@ pub use wechat::{WeChatOfficialConfig, WeChatOfficialConnector};
 pub use wecom::{verify_wecom_callback, wecom_callback_signature, WeComConfig, WeComConnector};
 
 /// One message to one recipient on one channel, as the executor hands it over.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OutboundMessage {
     /// One per step execution. Sent to the remote as the `Idempotency-Key`
     /// header where the protocol allows (webhook, SMS), and used to derive

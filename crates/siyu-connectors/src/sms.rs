@@ -36,7 +36,7 @@ use crate::http;
 use crate::{Connector, Delivery, OutboundMessage, SendError, SendFuture};
 
 /// `[sms]` in the connectors config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmsConfig {
     pub base_url: String,

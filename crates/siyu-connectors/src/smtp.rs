@@ -45,7 +45,7 @@ use crate::http;
 use crate::{Connector, Delivery, OutboundMessage, SendError, SendFuture};
 
 /// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     /// Plaintext, then `STARTTLS` (required).
@@ -58,7 +58,7 @@ pub enum SmtpTls {
 }
 
 /// `[email]` in the connectors config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmtpConfig {
     pub host: String,

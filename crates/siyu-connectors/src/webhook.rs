@@ -28,7 +28,7 @@ use crate::{Connector, Delivery, OutboundMessage, SendError, SendFuture};
 type HmacSha256 = Hmac<Sha256>;
 
 /// `[webhook]` in the connectors config.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookConfig {
     /// The full URL to POST to (its base is configurable like every remote).
@@ -102,7 +102,7 @@ impl Connector for WebhookConnector {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Payload<'a> {
     idempotency_key: &'a str,
     channel: &'a str,

@@ -23,7 +23,7 @@ use crate::{Connector, Delivery, OutboundMessage, SendError, SendFuture};
 pub const DEFAULT_BASE_URL: &str = "https://api.weixin.qq.com";
 
 /// `[wechat]` in the connectors config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct WeChatOfficialConfig {
     pub base_url: String,

@@ -35,7 +35,7 @@ use crate::{Connector, Delivery, OutboundMessage, SendError, SendFuture};
 pub const DEFAULT_BASE_URL: &str = "https://qyapi.weixin.qq.com";
 
 /// `[wecom]` in the connectors config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct WeComConfig {
     pub base_url: String,

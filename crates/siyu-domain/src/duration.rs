@@ -79,7 +79,7 @@ pub fn parse(s: &str) -> Result<i64, DurationError> {
 }
 
 /// What a body may give for a duration.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum Given {
     Seconds(i64),
@@ -100,9 +100,15 @@ pub fn deserialize_secs<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error
     }
 }
 
+/// The JSON Schema of what [`deserialize_secs`] reads (for a type that
+/// reads itself with it, such as the segment language's `Window`).
+pub fn secs_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<Given>()
+}
+
 /// [`deserialize_secs`] for an optional field (absent or null: `None`).
 pub fn deserialize_opt_secs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    #[derive(Deserialize)]
+    #[derive(Deserialize, schemars::JsonSchema)]
     struct Wrap(#[serde(deserialize_with = "deserialize_secs")] i64);
     Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
 }
@@ -111,7 +117,7 @@ pub fn deserialize_opt_secs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i6
 mod tests {
     use super::*;
 
-    #[derive(Deserialize, Debug)]
+    #[derive(Deserialize, Debug, schemars::JsonSchema)]
     struct Body {
         #[serde(default, deserialize_with = "deserialize_opt_secs")]
         within: Option<i64>,

@@ -11,7 +11,17 @@ use std::fmt;
 /// The kind of an event. The discriminants are stable: the engine and the
 /// stores use them as compact codes.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 #[repr(u8)]
@@ -93,7 +103,7 @@ impl fmt::Display for EventType {
 /// A channel name: lowercase ASCII letters, digits and `_`, at most 32 bytes.
 /// The eight of [`Channel::KNOWN`] are the ones the console knows by name;
 /// others are accepted so a brand can add its own.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Channel(String);
 
@@ -133,7 +143,7 @@ impl fmt::Display for Channel {
 }
 
 /// Person traits a brand records: the well-known ones typed, the rest free-form.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Traits {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,

@@ -17,7 +17,7 @@ pub const MAX_IDENTITY_LEN: usize = 256;
 
 /// A validated `channel:id` identity (channel: lowercase ASCII; id: Unicode
 /// without whitespace, control characters, `,` or `"`).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Identity(String);
 

@@ -71,7 +71,7 @@ pub fn rfm_grid(engine: &Engine, now: i64) -> [[[u64; 5]; 5]; 5] {
 }
 
 /// One row of the first-touch funnel.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct FunnelRow {
     pub channel: String,
     pub entered: u64,
@@ -152,7 +152,7 @@ pub fn first_touch_funnel_in(
 }
 
 /// One cohort of the retention table.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct CohortRow {
     pub cohort: i64,
     pub size: u64,
@@ -247,7 +247,7 @@ pub fn cohort_retention_by(
 }
 
 /// The referral summary: who brought valid invitees, and the tiers.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct ReferralSummary {
     pub inviters: u64,
     /// Inviter counts per tier, tiers as given (lower bounds, ascending).
@@ -346,7 +346,7 @@ pub fn referral_summary(
 }
 
 /// One channel's spend against the revenue of the persons it brought.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct RoiRow {
     pub channel: String,
     pub spend: i64,
@@ -418,7 +418,7 @@ pub fn channel_roi_in<'a>(
 
 /// Repurchase: of persons with ≥1 purchase, how many bought again, and the
 /// median days between consecutive purchases.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct Repurchase {
     pub buyers: u64,
     pub repeat_buyers: u64,
@@ -454,7 +454,7 @@ pub fn repurchase(engine: &Engine) -> Repurchase {
 
 /// Historical LTV (mean net spend per person) by first-touch channel and
 /// first-seen month (`YYYY-MM`), sorted by month, then channel.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct LtvRow {
     pub cohort_month: String,
     pub channel: String,

@@ -119,7 +119,7 @@ pub fn fingerprint(s: Option<&str>) -> u32 {
 }
 
 /// Two persons found to be one.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Merge {
     /// The identities the linking event joined.
     pub identity: String,
@@ -1049,7 +1049,7 @@ impl Engine {
 }
 
 /// Heap bytes by component (see [`Engine::memory`]).
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, schemars::JsonSchema)]
 pub struct Memory {
     pub persons: usize,
     pub identities: usize,

@@ -27,7 +27,9 @@ use crate::person::{Exit, Person};
 use std::collections::HashMap;
 
 /// A campaign's validity rules, in seconds.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(default, deny_unknown_fields)]
 pub struct Rules {
     /// Only signups naming this campaign (engine code); None: every signup.
@@ -47,7 +49,9 @@ pub struct Rules {
     pub max_per_ip: Option<u32>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Burst {
     pub max: u32,
     pub window: i64,
@@ -64,7 +68,9 @@ impl Rules {
 }
 
 /// Why an invitee does not count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     NotNew,
@@ -82,7 +88,7 @@ pub enum Reason {
     Overridden,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Verdict {
     Valid,
@@ -96,7 +102,7 @@ pub enum Verdict {
 }
 
 /// One signup of the campaign and its verdict.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct Invitee {
     pub invitee: PersonId,
     pub inviter: PersonId,
@@ -294,7 +300,7 @@ pub fn leaderboard(engine: &Engine, invitees: &[Invitee], n: usize) -> Vec<(Stri
 }
 
 /// The campaign funnel and growth numbers.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct Funnel {
     pub clicks: u64,
     pub signups: u64,

@@ -11,7 +11,7 @@ use crate::segment::Window;
 use serde::{Deserialize, Serialize};
 use siyu_domain::{Event, EventType};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Aggregate {
     Count,
@@ -25,7 +25,7 @@ pub enum Aggregate {
 }
 
 /// Where an event's value comes from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ValueOf {
     /// The amount in cents (purchase, refund).
@@ -35,7 +35,7 @@ pub enum ValueOf {
 }
 
 /// A brand-defined computed property.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PropertyDef {
     pub name: String,
     pub aggregate: Aggregate,

@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use siyu_domain::DAY;
 
 /// What "high" means on each measure (see the module docs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RfmThresholds {
     /// R high: the last purchase at most this many whole days ago.
     pub recency_days: u32,
@@ -57,7 +57,7 @@ pub struct RfmThresholds {
 
 /// Where the thresholds the engine holds came from (it only stores this,
 /// for the answers that report them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RfmSource {
     /// The workspace's own setting.
@@ -67,7 +67,7 @@ pub enum RfmSource {
 }
 
 /// The thresholds the engine's segments use, and their origin.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RfmBasis {
     pub thresholds: RfmThresholds,
     pub source: RfmSource,
@@ -135,7 +135,19 @@ impl RfmThresholds {
 }
 
 /// One of the eight layers, in the table's order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RfmLayer {
     ImportantValue,
@@ -279,7 +291,7 @@ pub fn median_thresholds(engine: &Engine, now: i64) -> Option<RfmThresholds> {
 }
 
 /// One layer of [`layer_report`].
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LayerRow {
     pub layer: RfmLayer,
     /// The Chinese name (what `rfm_layer = "…"` takes).
@@ -299,7 +311,7 @@ pub struct LayerRow {
 }
 
 /// The eight layers at `now` under `t`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LayerReport {
     /// Persons with at least one purchase (the ones in some layer).
     pub buyers: u64,

@@ -139,7 +139,7 @@ pub fn in_event_time<P: EventTimePass, E>(
 
 /// One funnel step: an event type, optionally on one channel, within
 /// `within` seconds of the previous step (no limit if None).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FunnelStep {
     pub event_type: EventType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,7 +154,7 @@ pub struct FunnelStep {
 }
 
 /// How many persons reached each step, per split value.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct FunnelResult {
     /// Split value (the first step's channel when split by channel, else "all").
     pub split: String,
@@ -411,7 +411,7 @@ where
 }
 
 /// Revenue credited to one channel by each attribution model (cents).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Attribution {
     pub channel: String,
     pub first_touch: i64,

@@ -152,7 +152,7 @@ impl<'a> R<'a> {
     }
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 struct Definitions {
     segments: Vec<(String, String, Expr)>,
     properties: Vec<PropertyDef>,
@@ -163,7 +163,7 @@ struct Definitions {
     campaign_clicks: Vec<u64>,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 struct ExtraJson {
     groups: Vec<String>,
     tags: Vec<String>,

@@ -28,7 +28,7 @@ pub const VIEW_EVENT: &str = "content_view";
 
 /// One item of the library: what operators save and `GET /v1/content`
 /// lists (the stored form and the wire form are the same).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Content {
     /// Taken from the path when saved.
@@ -54,7 +54,7 @@ pub struct Content {
     pub archived: bool,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Article,

@@ -17,7 +17,7 @@ pub const MAX_CAPTION_CHARS: usize = 200;
 /// Where and how a poster is laid out. Coordinates are pixels from the top
 /// left of the canvas, which is the background's own size when the campaign
 /// has a background image, else `width` × `height`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PosterTemplate {
     /// Canvas width when there is no background image.
@@ -50,7 +50,7 @@ fn default_background_color() -> String {
 }
 
 /// A square at (`x`, `y`) with side `size`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rect {
     pub x: u32,
@@ -62,7 +62,7 @@ pub struct Rect {
 /// line of `size_px` high. Text wider than `max_width` is shrunk down to 60 %
 /// of `size_px`, then cut with "…"; nothing is ever drawn outside the box's
 /// columns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TextBox {
     pub x: u32,
@@ -76,7 +76,9 @@ pub struct TextBox {
 }
 
 /// Horizontal alignment of a line inside its box.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TextAlign {
     #[default]
@@ -88,7 +90,7 @@ pub enum TextAlign {
 /// A fixed line of text and its box. In JSON the [`TextBox`] fields sit
 /// beside `text` (`{"text": "…", "x": …, "y": …, "size_px": …, …}`), and
 /// unknown fields are refused as everywhere else in the template.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(from = "CaptionJson", into = "CaptionJson")]
 pub struct Caption {
     pub text: String,
@@ -97,7 +99,7 @@ pub struct Caption {
 
 /// The JSON shape of a [`Caption`]: flat, so that `deny_unknown_fields`
 /// works (serde's `flatten` would silently drop a misspelt field).
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CaptionJson {
     text: String,

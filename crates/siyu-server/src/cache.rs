@@ -97,13 +97,26 @@ pub fn analytics_cache_key(uri: &axum::http::Uri, time_zone: &str) -> Option<Str
     Some(format!("{} {time_zone} {params}", uri.path()))
 }
 
+/// The longest window in days an analytics question takes (100 years).
+pub const MAX_WINDOW_DAYS: i64 = 36_500;
+
 /// Parameters of `GET /v1/analytics/funnel` (days; defaults 7 and 30;
 /// `from`/`to` as in [`RangeQuery`]).
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
 pub struct FunnelQuery {
+    #[schemars(range(min = 0, max = MAX_WINDOW_DAYS))]
     pub friend_days: Option<i64>,
+    #[schemars(range(min = 0, max = MAX_WINDOW_DAYS))]
     pub convert_days: Option<i64>,
+    /// Start of the range: a date `YYYY-MM-DD` in the workspace time zone
+    /// (GET /v1/workspace; default Asia/Shanghai), from its first instant,
+    /// or an RFC 3339 instant (`2026-10-01T00:00:00+08:00`). A bad value,
+    /// or `from` after `to`, is a 400 naming the field.
+    #[schemars(example = "2026-10-01")]
     pub from: Option<String>,
+    /// End of the range (inclusive): a date `YYYY-MM-DD` in the workspace
+    /// time zone, through its last instant, or an RFC 3339 instant.
+    #[schemars(example = "2026-10-31")]
     pub to: Option<String>,
 }
 
@@ -111,16 +124,24 @@ pub struct FunnelQuery {
 /// date `YYYY-MM-DD` (both days included) or an RFC 3339 instant, read by
 /// `crate::zone::DateRange::parse`. Kept as given in the key: with the
 /// zone, the text says which instants are meant.
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
 pub struct RangeQuery {
+    /// Start of the range: a date `YYYY-MM-DD` in the workspace time zone
+    /// (GET /v1/workspace; default Asia/Shanghai), from its first instant,
+    /// or an RFC 3339 instant (`2026-10-01T00:00:00+08:00`). A bad value,
+    /// or `from` after `to`, is a 400 naming the field.
+    #[schemars(example = "2026-10-01")]
     pub from: Option<String>,
+    /// End of the range (inclusive): a date `YYYY-MM-DD` in the workspace
+    /// time zone, through its last instant, or an RFC 3339 instant.
+    #[schemars(example = "2026-10-31")]
     pub to: Option<String>,
 }
 
 /// Parameters of `GET /v1/analytics/rfm-layers`: thresholds to try
 /// instead of the workspace's (each optional; what is not given is the
 /// workspace's). Part of the cache key, like every parameter.
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
 pub struct RfmLayersQuery {
     pub recency_days: Option<u32>,
     pub frequency: Option<u32>,
@@ -128,7 +149,7 @@ pub struct RfmLayersQuery {
 }
 
 /// Parameters of `GET /v1/analytics/cohorts` (`t0` epoch seconds).
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
 pub struct CohortQuery {
     pub t0: Option<i64>,
     pub weeks: Option<usize>,
@@ -137,12 +158,14 @@ pub struct CohortQuery {
 /// Parameters of `GET /v1/analytics/referrals`. `tiers` is read into its
 /// list here, so `tiers=1,3` and `tiers=1, 3` are one cache entry and a
 /// bad list is a 400 before any work.
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
 pub struct ReferralQuery {
+    #[schemars(range(min = 0, max = MAX_WINDOW_DAYS))]
     pub convert_days: Option<i64>,
     pub top: Option<usize>,
     /// Ascending lower bounds of valid invitees (`tiers=10,20`, the default).
     #[serde(default, deserialize_with = "referral_tiers")]
+    #[schemars(with = "Option<String>", example = "10,20")]
     pub tiers: Option<Vec<u64>>,
 }
 

@@ -118,13 +118,26 @@ impl ApiError {
     }
 }
 
+/// Every error's body (`/openapi.json`'s `Error` schema).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Error")]
+pub struct ErrorBody {
+    /// The stable snake_case code (`x-error-codes` in /openapi.json lists them).
+    pub code: &'static str,
+    /// What went wrong and how to fix it.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error");
         }
-        let body = Json(serde_json::json!({"code": code, "message": self.to_string()}));
+        let body = Json(ErrorBody {
+            code,
+            message: self.to_string(),
+        });
         if let ApiError::TooManyRequests = self {
             return (status, [(axum::http::header::RETRY_AFTER, "1")], body).into_response();
         }
@@ -206,6 +219,6 @@ pub async fn json_rejections(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("application/json"),
     );
-    let body = serde_json::json!({"code": code, "message": message}).to_string();
+    let body = serde_json::to_string(&ErrorBody { code, message }).unwrap_or_default();
     Response::from_parts(parts, axum::body::Body::from(body))
 }

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use siyu_domain::{parse_json_event, Event, WireError};
 
 /// One rejected item of a batch.
-#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Rejected {
     pub index: usize,
     pub field: String,

@@ -459,9 +459,10 @@ mod tests {
 }
 
 /// The body of `POST …/claims`: the identity the channel vouches for.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ClaimBody {
+pub(crate) struct ClaimBody {
+    /// The newcomer's identity the channel knows (`wecom:…`).
     identity: String,
 }
 

@@ -1,4 +1,16 @@
-//! `/openapi.json`, generated from the route table (`routes::all()`).
+//! `/openapi.json`, generated from the route table (`routes::all()`) and
+//! from the types the handlers really read and answer: each handler's
+//! `Query<Q>`, `Json<B>` and `Json<R>` are found in its signature
+//! ([`Documented`], the way axum finds its extractors), and their JSON
+//! Schemas come from `#[derive(JsonSchema)]` on those same types
+//! (schemars, OpenAPI 3.0 settings). So the document cannot drift from
+//! the code: a handler whose extractor or answer has no schema does not
+//! compile. Why schemars and not utoipa or aide: it is one derive beside
+//! serde's, reading serde's attributes, and leaves the route table
+//! (`route!`, which also feeds the router and `auth::enforce`) as the one
+//! place routes are declared; utoipa would declare each path a second
+//! time in a `#[utoipa::path]` attribute, aide would replace that table
+//! with its own router.
 
 use crate::auth::Access;
 use crate::error::ApiError;
@@ -30,55 +42,272 @@ fn description(path: &str) -> Option<String> {
         _ => None,
     }
 }
+use schemars::generate::{SchemaGenerator, SchemaSettings};
+use schemars::{JsonSchema, Schema};
 use serde_json::{json, Map, Value};
 
-/// The date range the ranged analytics take (`crate::zone::DateRange`).
-fn range_params() -> Vec<Value> {
-    let text = |bound: &str, rest: &str| {
-        format!(
-            "{bound} of the range: a date `YYYY-MM-DD` in the workspace time zone (GET /v1/workspace; default Asia/Shanghai), {rest}, or an RFC 3339 instant (`2026-10-01T00:00:00+08:00`). A bad value, or `from` after `to`, is a 400 naming the field."
-        )
-    };
-    vec![
-        json!({"name": "from", "in": "query", "required": false, "schema": {"type": "string", "example": "2026-10-01"},
-               "description": text("Start", "from its first instant")}),
-        json!({"name": "to", "in": "query", "required": false, "schema": {"type": "string", "example": "2026-10-31"},
-               "description": text("End (inclusive)", "through its last instant")}),
-    ]
+/// A request body or an answer: a JSON type, or another media type.
+#[derive(Clone, Copy)]
+pub enum Part {
+    Json(fn(&mut SchemaGenerator) -> Schema),
+    Media(&'static str),
 }
 
-/// Query parameters documented one by one (the others are in the summary).
-fn query_params(path: &str) -> Vec<Value> {
-    match path {
-        "/v1/analytics/roi"
-        | "/v1/analytics/funnel"
-        | "/v1/analytics/ltv"
-        | "/v1/analytics/attribution" => range_params(),
-        _ => Vec::new(),
+impl Part {
+    pub fn json<T: JsonSchema>() -> Part {
+        Part::Json(|g| g.subschema_for::<T>())
+    }
+    pub const fn media(media: &'static str) -> Part {
+        Part::Media(media)
     }
 }
 
-/// The media types a write's body may have (the handler reads the body;
-/// these say what it accepts).
-fn request_body(path: &str) -> Value {
-    let any = json!({});
-    let content = match path {
-        "/v1/events" => json!({
-            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
-            "application/x-ndjson": {"schema": {"type": "string"}}
-        }),
-        "/v1/spend" => {
-            json!({"text/csv": {"schema": {"type": "string", "example": "day,channel,spend\n2026-10-01,douyin,120000\n"}}})
+/// What one route takes and answers besides its path.
+#[derive(Clone, Copy, Default)]
+pub struct RouteDoc {
+    /// The handler's `Query<Q>`: each field of Q is one query parameter.
+    pub query: Option<fn() -> Schema>,
+    pub body: Option<Part>,
+    /// The 2XX answer (`None`: no body, e.g. a redirect).
+    pub answer: Option<Part>,
+    /// Statuses the route may answer besides 200 and those every route
+    /// of its access and method may (see [`error_statuses`]).
+    pub statuses: &'static [u16],
+}
+
+impl RouteDoc {
+    /// The doc a handler's signature gives (see [`Documented`]).
+    pub fn of<Args, H: Documented<Args>>(_: &H) -> RouteDoc {
+        H::doc()
+    }
+}
+
+/// An extractor's part of the document (none for state, path, headers).
+pub trait Extracted {
+    fn add(_doc: &mut RouteDoc) {}
+}
+
+/// An answer type's part of the document.
+pub trait Answered {
+    fn add(_doc: &mut RouteDoc) {}
+}
+
+/// A handler whose arguments are all [`Extracted`] and whose output is
+/// [`Answered`]: its document part, found from its signature.
+pub trait Documented<Args> {
+    fn doc() -> RouteDoc;
+}
+
+macro_rules! documented {
+    ($($arg:ident),*) => {
+        impl<F, Fut, $($arg,)*> Documented<($($arg,)*)> for F
+        where
+            F: Fn($($arg),*) -> Fut,
+            Fut: std::future::Future,
+            Fut::Output: Answered,
+            $($arg: Extracted,)*
+        {
+            fn doc() -> RouteDoc {
+                #[allow(unused_mut)]
+                let mut doc = RouteDoc::default();
+                $($arg::add(&mut doc);)*
+                <Fut::Output as Answered>::add(&mut doc);
+                doc
+            }
         }
-        "/v1/campaigns/{id}/background" => {
-            json!({"image/png": {"schema": {"type": "string", "format": "binary"}}})
-        }
-        _ => json!({"application/json": {"schema": any}}),
     };
-    json!({"required": false, "content": content})
+}
+documented!();
+documented!(A1);
+documented!(A1, A2);
+documented!(A1, A2, A3);
+documented!(A1, A2, A3, A4);
+documented!(A1, A2, A3, A4, A5);
+documented!(A1, A2, A3, A4, A5, A6);
+
+impl<S> Extracted for axum::extract::State<S> {}
+impl<T> Extracted for axum::extract::Path<T> {}
+impl<T> Extracted for Option<axum::Extension<T>> {}
+impl Extracted for axum::http::HeaderMap {}
+impl Extracted for axum::extract::MatchedPath {}
+impl Extracted for axum::body::Body {}
+impl Extracted for axum::body::Bytes {}
+impl<T: JsonSchema> Extracted for axum::extract::Query<T> {
+    fn add(doc: &mut RouteDoc) {
+        doc.query = Some(|| {
+            SchemaSettings::openapi3()
+                .with(|s| s.inline_subschemas = true)
+                .into_generator()
+                .into_root_schema_for::<T>()
+        });
+    }
+}
+impl<T: JsonSchema> Extracted for axum::Json<T> {
+    fn add(doc: &mut RouteDoc) {
+        doc.body = Some(Part::json::<T>());
+    }
+}
+
+impl<T: JsonSchema> Answered for axum::Json<T> {
+    fn add(doc: &mut RouteDoc) {
+        doc.answer = Some(Part::json::<T>());
+    }
+}
+impl<T: Answered, E> Answered for Result<T, E> {
+    fn add(doc: &mut RouteDoc) {
+        T::add(doc)
+    }
+}
+impl<T: JsonSchema> Answered for (axum::http::StatusCode, axum::Json<T>) {
+    fn add(doc: &mut RouteDoc) {
+        doc.answer = Some(Part::json::<T>());
+    }
+}
+impl<T> Answered for axum::response::Html<T> {
+    fn add(doc: &mut RouteDoc) {
+        doc.answer = Some(Part::media("text/html"));
+    }
+}
+/// Built by hand: `route!` names its media type or JSON type.
+impl Answered for axum::response::Response {}
+
+/// The query parameters of a `Query<Q>`: one per field of Q's schema.
+fn query_params(query: fn() -> Schema) -> Vec<Value> {
+    let schema = query().to_value();
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let Some(props) = schema["properties"].as_object() else {
+        return Vec::new();
+    };
+    props
+        .iter()
+        .map(|(name, prop)| {
+            let mut prop = prop.clone();
+            let description = prop
+                .as_object_mut()
+                .and_then(|p| p.remove("description"))
+                .unwrap_or(Value::Null);
+            // An absent parameter is the Option's None; an empty one is
+            // not a null.
+            if let Some(p) = prop.as_object_mut() {
+                p.remove("nullable");
+                p.remove("default");
+            }
+            let mut param = json!({"name": name, "in": "query",
+                "required": required.contains(&name.as_str()), "schema": prop});
+            if !description.is_null() {
+                param["description"] = description;
+            }
+            param
+        })
+        .collect()
+}
+
+/// The OpenAPI `content` of a body or an answer.
+fn content(part: Part, generator: &mut SchemaGenerator) -> Value {
+    match part {
+        Part::Json(schema) => {
+            let mut schema = schema(generator);
+            for t in generator.transforms_mut() {
+                t.transform(&mut schema);
+            }
+            let mut schema = schema.to_value();
+            tuples_as_any_of(&mut schema);
+            json!({"application/json": {"schema": schema}})
+        }
+        Part::Media(media) => {
+            let schema = if media.starts_with("image/") {
+                json!({"type": "string", "format": "binary"})
+            } else {
+                json!({"type": "string"})
+            };
+            let mut content = Map::new();
+            for m in media.split(',') {
+                content.insert(m.trim().to_string(), json!({"schema": schema}));
+            }
+            Value::Object(content)
+        }
+    }
+}
+
+/// The error statuses a route can answer, from what it takes and who may
+/// call it (each is the Error body), with its own extra ones.
+fn error_statuses(r: &Route) -> Vec<u16> {
+    let has_path_params = r.path.contains('{');
+    let mut statuses = Vec::new();
+    if has_path_params || r.doc.query.is_some() || r.doc.body.is_some() {
+        statuses.push(400);
+    }
+    match r.access {
+        Access::Key(_) | Access::AnyKey => statuses.extend([401, 403]),
+        Access::Metrics => statuses.push(401),
+        Access::InboundSignature => statuses.extend([401, 403, 409, 429]),
+        Access::Undeclared => statuses.extend([401, 403]),
+        Access::Public => {
+            if ["/l/", "/i/", "/c/", "/u/"]
+                .iter()
+                .any(|p| r.path.starts_with(p))
+            {
+                statuses.push(429);
+            }
+        }
+    }
+    if has_path_params {
+        statuses.push(404);
+    }
+    if r.doc.body.is_some() {
+        statuses.extend([408, 413, 415]);
+        if matches!(r.doc.body, Some(Part::Json(_))) {
+            statuses.push(422);
+        }
+    }
+    statuses.extend(r.doc.statuses.iter().copied().filter(|s| *s >= 400));
+    statuses.sort_unstable();
+    statuses.dedup();
+    statuses
+}
+
+/// OpenAPI 3.0 has no tuple schema (`items` as a list, which schemars
+/// writes for Rust tuples such as `(String, u64)`): each becomes an array
+/// whose items are any of the tuple's types, its length kept.
+fn tuples_as_any_of(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(Value::Array(items)) = map.get("items") {
+                let mut any_of: Vec<Value> = Vec::new();
+                for item in items {
+                    if !any_of.contains(item) {
+                        any_of.push(item.clone());
+                    }
+                }
+                map.insert("items".into(), json!({ "anyOf": any_of }));
+            }
+            map.values_mut().for_each(tuples_as_any_of);
+        }
+        Value::Array(list) => list.iter_mut().for_each(tuples_as_any_of),
+        _ => {}
+    }
+}
+
+/// The meaning of an error status, from the error table.
+fn status_meaning(status: u16) -> String {
+    let codes: Vec<String> = ApiError::catalog()
+        .into_iter()
+        .filter(|(e, _)| e.status_and_code().0.as_u16() == status)
+        .map(|(e, _)| format!("`{}`", e.status_and_code().1))
+        .collect();
+    if codes.is_empty() {
+        "Error".to_string()
+    } else {
+        format!("Error: {}", codes.join(", "))
+    }
 }
 
 pub fn document(routes: &[Route]) -> Value {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let error_schema = generator.subschema_for::<crate::error::ErrorBody>();
     let mut paths = Map::new();
     let mut operations = std::collections::HashMap::<&str, usize>::new();
     for r in routes {
@@ -92,19 +321,38 @@ pub fn document(routes: &[Route]) -> Value {
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
             .collect();
-        if r.method == "get" {
-            params.extend(query_params(r.path));
+        if let Some(query) = r.doc.query {
+            params.extend(query_params(query));
         }
+        let mut responses = Map::new();
+        let mut ok = json!({"description": "OK"});
+        if let Some(answer) = r.doc.answer {
+            ok["content"] = content(answer, &mut generator);
+        }
+        let success = r
+            .doc
+            .statuses
+            .iter()
+            .copied()
+            .find(|s| *s < 400)
+            .unwrap_or(200);
+        responses.insert(success.to_string(), ok);
+        for status in error_statuses(r) {
+            responses.insert(
+                status.to_string(),
+                json!({"description": status_meaning(status),
+                       "content": {"application/json": {"schema": error_schema}}}),
+            );
+        }
+        responses.insert(
+            "5XX".into(),
+            json!({"description": "Server fault (details in the server log)",
+                   "content": {"application/json": {"schema": error_schema}}}),
+        );
         let mut op = json!({
             "summary": r.summary,
             "parameters": params,
-            "responses": {
-                "200": {"description": "OK"},
-                "4XX": {"description": "Error: {\"code\": stable snake_case code, \"message\": what to fix}",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                "5XX": {"description": "Server fault (details in the server log)",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            },
+            "responses": responses,
             "security": security(r.access),
         });
         // One handler serving several paths (Segment's short routes) gets
@@ -119,8 +367,8 @@ pub fn document(routes: &[Route]) -> Value {
         } else {
             r.operation.to_string()
         });
-        if matches!(r.method, "post" | "put" | "patch") {
-            op["requestBody"] = request_body(r.path);
+        if let Some(body) = r.doc.body {
+            op["requestBody"] = json!({"required": true, "content": content(body, &mut generator)});
         }
         let who = r.access.describe();
         op["description"] = Value::from(match description(r.path) {
@@ -132,6 +380,8 @@ pub fn document(routes: &[Route]) -> Value {
         }
         path[r.method] = op;
     }
+    let mut schemas = Value::Object(generator.take_definitions(true));
+    tuples_as_any_of(&mut schemas);
     let errors: Vec<Value> = ApiError::catalog()
         .into_iter()
         .map(|(e, meaning)| {
@@ -146,9 +396,7 @@ pub fn document(routes: &[Route]) -> Value {
         "paths": paths,
         "x-error-codes": errors,
         "components": {
-          "schemas": {"Error": {"type": "object", "required": ["code", "message"], "properties": {
-            "code": {"type": "string", "description": "stable snake_case code (x-error-codes lists them)"},
-            "message": {"type": "string", "description": "what went wrong and how to fix it"}}}},
+          "schemas": schemas,
           "securitySchemes": {
             "bearerKey": {"type": "http", "scheme": "bearer",
                 "description": "An API key (`siyu keys create --scope …`, `POST /v1/admin/keys`) with the scope the operation names. Scopes: ingest (send events; publishable), read, write, erase, admin (keys and erasure)."},

@@ -23,6 +23,10 @@ pub struct Route {
     /// The handler's name: the operation's `operationId` (made unique by
     /// `openapi::document` where one handler serves several paths).
     pub operation: &'static str,
+    /// What the handler's own extractors and answer type say (its
+    /// `Query<Q>`, `Json<B>`, `Json<R>`), plus what `route!` adds for
+    /// handlers that read their body or build their answer themselves.
+    pub doc: crate::openapi::RouteDoc,
     pub handler: MethodRouter<AppState>,
 }
 
@@ -62,18 +66,32 @@ pub(crate) use access;
 
 /// `route!(get, "/path", read, "summary", handler)`: one documented route
 /// and who may call it (see [`access!`]). Every route module uses this one
-/// macro (`use crate::request::route;`). The older 4-argument form
+/// macro (`use crate::request::route;`). The query, body and answer types
+/// in `/openapi.json` are read from the handler's signature
+/// (`openapi::Documented`); a handler that reads its body or builds its
+/// answer itself names them after the handler:
+/// `body = Type` (or `body = (Vec<Type>)`: one token; a JSON body it parses with `parse_json`),
+/// `body_media = "text/csv"` (a non-JSON body), `answer = Type` (the JSON it
+/// serializes into a `Response`), `answer_media = "image/png"` (a non-JSON
+/// answer), `statuses = [201, 409]` (statuses besides 200 and those every
+/// route of its access and method can answer). The older 4-argument form
 /// `route!(get, "/path", "summary", handler)` declares no access: the
 /// route is refused to everyone and the authorization matrix test fails
 /// until its access is declared.
 macro_rules! route {
-    ($m:ident, $path:expr, $access:ident, $summary:expr, $h:expr) => {
+    ($m:ident, $path:expr, $access:ident, $summary:expr, $h:expr $(, $key:ident = $val:tt)* $(,)?) => {
         $crate::request::Route {
             method: stringify!($m),
             path: $path,
             access: $crate::request::access!($access),
             summary: $summary,
             operation: stringify!($h),
+            doc: {
+                #[allow(unused_mut)]
+                let mut doc = $crate::openapi::RouteDoc::of(&$h);
+                $($crate::request::route_doc!(doc, $key = $val);)*
+                doc
+            },
             handler: $m($h),
         }
     };
@@ -84,17 +102,55 @@ macro_rules! route {
             access: $crate::auth::Access::Undeclared,
             summary: $summary,
             operation: stringify!($h),
+            doc: $crate::openapi::RouteDoc::of(&$h),
             handler: $m($h),
         }
     };
 }
+/// One `key = value` of `route!` (see there).
+macro_rules! route_doc {
+    ($doc:ident, body = ($t:ty)) => {
+        $doc.body = Some($crate::openapi::Part::json::<$t>())
+    };
+    ($doc:ident, answer = ($t:ty)) => {
+        $doc.answer = Some($crate::openapi::Part::json::<$t>())
+    };
+    ($doc:ident, body = $t:ty) => {
+        $doc.body = Some($crate::openapi::Part::json::<$t>())
+    };
+    ($doc:ident, body_media = $m:expr) => {
+        $doc.body = Some($crate::openapi::Part::media($m))
+    };
+    ($doc:ident, answer = $t:ty) => {
+        $doc.answer = Some($crate::openapi::Part::json::<$t>())
+    };
+    ($doc:ident, answer_media = $m:expr) => {
+        $doc.answer = Some($crate::openapi::Part::media($m))
+    };
+    ($doc:ident, statuses = [$($s:expr),*]) => {
+        $doc.statuses = &[$($s),*]
+    };
+}
 pub(crate) use route;
+pub(crate) use route_doc;
 
 /// A definition body as JSON; a syntax error names `what`, line and column.
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+/// A body whose type is an object must be a JSON object: serde would also
+/// read a struct from an array of its fields in order (`[null, 7]`), which
+/// the API does not document and a typo should not save.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned + schemars::JsonSchema>(
     body: &[u8],
     what: &str,
 ) -> Result<T, ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        let schema = schemars::SchemaGenerator::default().root_schema_for::<T>();
+        if schema.get("type").and_then(|t| t.as_str()) == Some("object") {
+            return Err(ApiError::InvalidDefinition(format!(
+                "{what}: the body must be a JSON object `{{…}}`, not an array"
+            )));
+        }
+    }
     serde_json::from_slice(body).map_err(|e| {
         ApiError::InvalidDefinition(format!(
             "{what}: line {} column {}: {e}",
@@ -245,7 +301,7 @@ pub(crate) fn now() -> i64 {
 
 /// `?archived=true` on a listing: archived definitions are listed too
 /// (they are hidden by default).
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, schemars::JsonSchema)]
 pub(crate) struct ArchivedQuery {
     #[serde(default)]
     pub archived: bool,
@@ -254,7 +310,7 @@ pub(crate) struct ArchivedQuery {
 /// The answer of every `DELETE /v1/<kind>/{name}`: what was removed
 /// (`deleted`) or archived (`archived`: history stays, saving it again
 /// restores it).
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, schemars::JsonSchema)]
 pub(crate) struct Removed {
     /// `segment`, `property`, `template`, `autoreply_rule`, `journey`,
     /// `campaign`, `group`, `livecode`, `content`.

@@ -213,7 +213,7 @@ impl DateRange {
 
 /// The range and zone an analytics answer was computed for (every
 /// ranged answer carries it, so a report names its zone).
-#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
 pub struct RangeView {
     /// The workspace time zone dates were read in (`Asia/Shanghai`).
     pub time_zone: String,

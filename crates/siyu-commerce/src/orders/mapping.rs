@@ -34,7 +34,7 @@ pub struct Mapping {
     pub channel: Option<Channel>,
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct MappingFile {
     channel: Option<String>,

@@ -118,7 +118,7 @@ impl Known {
 
 /// How accepted orders found their person (each order counts once, by
 /// the first rule that named its person).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Matched {
     /// An explicit `identity`.
     pub identity: u64,
@@ -359,7 +359,7 @@ pub fn tally(events: &[(usize, Event)], results: &[Appended]) -> Tally {
 
 /// A refund of an accepted order after which its person has more refunded
 /// than purchased (net spend below zero): listed in the import's answer.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct OverRefunded {
     /// The order's index in the request or file.
     pub index: usize,

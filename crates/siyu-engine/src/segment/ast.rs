@@ -28,6 +28,16 @@ impl<'de> Deserialize<'de> for Window {
     }
 }
 
+/// What `Window` reads (`deserialize_secs`), not the `{"seconds"}` it writes.
+impl schemars::JsonSchema for Window {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Window".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        siyu_domain::duration::secs_schema(generator)
+    }
+}
+
 impl fmt::Display for Window {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.seconds;
@@ -45,9 +55,24 @@ impl fmt::Display for Window {
     }
 }
 
+/// `window` may be left out (serde reads a missing content as `None`), so
+/// the schema does not require it.
+fn window_optional(schema: &mut schemars::Schema) {
+    for key in ["oneOf", "anyOf"] {
+        if let Some(serde_json::Value::Array(variants)) = schema.get_mut(key) {
+            for v in variants {
+                if let Some(serde_json::Value::Array(required)) = v.get_mut("required") {
+                    required.retain(|r| r != "window");
+                }
+            }
+        }
+    }
+}
+
 /// A person property a comparison reads.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "prop", content = "window")]
+#[schemars(transform = window_optional)]
 pub enum Prop {
     /// Number of purchases (in the window, if any).
     Purchases(Option<Window>),
@@ -125,7 +150,7 @@ impl fmt::Display for Prop {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum CmpOp {
     #[serde(rename = "=")]
     Eq,
@@ -166,7 +191,7 @@ impl CmpOp {
 }
 
 /// A comparison's right-hand side. Money is stored in cents.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Literal {
     Int(i64),
@@ -200,8 +225,13 @@ pub struct TooDeep {
 }
 
 /// A segment condition.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+///
+/// Read through [`Expr`]'s own `Deserialize` (below), which refuses a
+/// `kind` that is not a string before the derived reading (`remote =
+/// "Self"`) sees it: serde's internally tagged enums take an integer tag as
+/// the variant's index, so `{"kind": 0, "all": []}` was read as `and`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case", tag = "kind", remote = "Self")]
 pub enum Expr {
     And {
         all: Vec<Expr>,
@@ -230,6 +260,49 @@ pub enum Expr {
     InSegment {
         segment: String,
     },
+}
+
+/// The tag a buffered tree names its variant with must be a string: a
+/// number is read by serde as the variant's index (`0` = the first), which
+/// the schema (and the error a client needs) says nothing about.
+fn tag_must_be_string<E: serde::de::Error>(
+    tree: &serde_json::Value,
+    field: &str,
+    names: &[&str],
+) -> Result<(), E> {
+    match tree.get(field) {
+        Some(tag) if !tag.is_string() => Err(E::custom(format_args!(
+            "`{field}` must be a string, one of {}; found {tag}",
+            names.join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
+
+const EXPR_KINDS: &[&str] = &[
+    "and",
+    "or",
+    "not",
+    "cmp",
+    "opted_out",
+    "friended",
+    "has_tag",
+    "in_group",
+    "in_segment",
+];
+
+impl Serialize for Expr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Expr::serialize(self, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Expr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let tree = serde_json::Value::deserialize(d)?;
+        tag_must_be_string::<D::Error>(&tree, "kind", EXPR_KINDS)?;
+        Expr::deserialize(tree).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Expr {
@@ -377,5 +450,60 @@ impl fmt::Display for Expr {
             Expr::InGroup { group } => write!(f, "in_group({group:?})"),
             Expr::InSegment { segment } => write!(f, "in_segment({segment:?})"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(json: &str) -> Result<Expr, String> {
+        serde_json::from_str::<Expr>(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_number_as_kind_is_refused_naming_the_field() {
+        for json in [
+            r#"{"all":[],"kind":0}"#,
+            r#"{"kind":"not","expr":{"all":[],"kind":0}}"#,
+            r#"{"kind":"and","all":[{"kind":"or","any":[{"kind":8,"segment":"x"}]}]}"#,
+            r#"{"kind":true,"all":[]}"#,
+        ] {
+            let err = read(json).expect_err(json);
+            assert!(err.contains("`kind` must be a string"), "{json}: {err}");
+            assert!(err.contains("in_segment"), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_number_as_prop_is_refused() {
+        // `Prop` is adjacently tagged: serde reads its tag as a string, so a
+        // number is refused without a check of ours.
+        let json = r#"{"kind":"not","expr":{"kind":"cmp","prop":{"prop":0},"op":">=","value":1}}"#;
+        let err = read(json).expect_err(json);
+        assert!(err.contains("integer `0`"), "{err}");
+    }
+
+    #[test]
+    fn string_tags_still_read() {
+        let e = read(
+            r#"{"kind":"not","expr":{"kind":"cmp","prop":{"prop":"purchases","window":"7d"},"op":">=","value":2}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            e,
+            Expr::Not {
+                expr: Box::new(Expr::Cmp {
+                    prop: Prop::Purchases(Some(Window {
+                        seconds: 7 * 86_400
+                    })),
+                    op: CmpOp::Ge,
+                    value: Literal::Int(2),
+                })
+            }
+        );
+        assert_eq!(read(&serde_json::to_string(&e).unwrap()).unwrap(), e);
+        let err = read(r#"{"kind":"nand","all":[]}"#).unwrap_err();
+        assert!(err.contains("unknown variant `nand`"), "{err}");
     }
 }

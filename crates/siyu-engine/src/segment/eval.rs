@@ -222,14 +222,14 @@ pub fn next_change(
 }
 
 /// One clause of an explanation: the clause as written and whether it holds.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct Explanation {
     pub clause: String,
     pub holds: bool,
     /// The person's value for a comparison, as the language writes it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actual: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<Explanation>,
 }
 

@@ -25,7 +25,7 @@ use crate::rfm::RfmLayer;
 use std::fmt;
 
 /// A syntax error with its 1-based position.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct ParseError {
     pub line: usize,
     pub column: usize,

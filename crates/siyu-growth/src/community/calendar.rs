@@ -19,7 +19,7 @@ use std::collections::HashSet;
 const TIME_RANGE: std::ops::Range<i64> = 946_684_800..4_102_444_800;
 
 /// One calendar entry as stored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CalendarEntry {
     pub id: String,
     pub at: i64,
@@ -129,7 +129,7 @@ pub fn save_calendar(
 
 /// One entry with its outbox status, as `GET /v1/groups/{id}/calendar`
 /// lists them.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct EntryStatus {
     pub id: String,
     pub at: String,
@@ -193,7 +193,7 @@ pub fn calendar_status(store: &mut dyn Store, group: &str, at: i64) -> Result<Ve
 }
 
 /// One group post to enqueue now.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct DuePost {
     /// The outbox key `sop/<group>/<entry>`.
     pub key: String,

@@ -31,7 +31,7 @@ pub fn channel_capacity(channel: &str) -> u32 {
 }
 
 /// One change of a group's owner, kept in the group's history.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OwnerChange {
     pub from: String,
     pub to: String,
@@ -40,7 +40,7 @@ pub struct OwnerChange {
 }
 
 /// One group's stored definition; also the API's shape of a group.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GroupDef {
     pub id: String,
     pub channel: String,
@@ -60,7 +60,7 @@ pub struct GroupDef {
 }
 
 /// The body of `PUT /v1/groups/{id}`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupInput {
     pub channel: String,
@@ -79,7 +79,7 @@ pub struct GroupInput {
 }
 
 /// A group with its live numbers, as `GET /v1/groups` lists them.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct GroupView {
     #[serde(flatten)]
     pub def: GroupDef,

@@ -21,7 +21,7 @@ use siyu_store::{AuditRecord, Store};
 use std::collections::{BTreeMap, HashMap};
 
 /// The body of `POST /v1/operators/{login}/handover` (empty: all defaults).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HandoverInput {
     #[serde(default)]
@@ -62,7 +62,7 @@ pub struct HandoverPlan {
 }
 
 /// What a hand-over did: the answer and the audit record's detail.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct HandoverReport {
     pub to: Option<String>,
     pub status: OperatorStatus,

@@ -161,7 +161,7 @@ pub fn left_after_reward(
 }
 
 /// `GET /v1/groups/{id}/health`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct GroupHealth {
     pub group: String,
     pub size: u32,
@@ -179,7 +179,7 @@ pub struct GroupHealth {
     pub ms: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Window {
     pub days: usize,
     pub from: String,
@@ -187,14 +187,14 @@ pub struct Window {
     pub timezone: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct DayCount {
     pub date: String,
     pub joins: u64,
     pub leaves: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct LeftAfterReward {
     pub count: u64,
     pub within_days: i64,

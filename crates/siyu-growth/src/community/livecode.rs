@@ -19,7 +19,7 @@ use siyu_store::Store;
 use std::collections::{BTreeMap, HashMap};
 
 /// Where a live code sends a newcomer: `{"group": id}` or `{"operator": login}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Target {
     Group(String),
@@ -37,7 +37,7 @@ impl Target {
 }
 
 /// When operators are on duty (local times, `HH:MM`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkingHours {
     pub start: String,
@@ -48,7 +48,7 @@ pub struct WorkingHours {
 
 /// One live code's stored definition; also the body of
 /// `PUT /v1/livecodes/{id}`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LiveCode {
     #[serde(default)]
@@ -73,7 +73,7 @@ pub struct LiveCode {
 }
 
 /// A live code with its id, as the API answers it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct LiveCodeView {
     #[serde(flatten)]
     pub code: LiveCode,
@@ -221,7 +221,7 @@ pub fn save_livecode(
 }
 
 /// Today's operator counts of one live code (reset at local midnight).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DayState {
     pub date: String,
     pub counts: BTreeMap<String, u32>,

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 /// The most groups one operator may be allowed to own.
 pub const MAX_GROUPS_LIMIT: u32 = 10_000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OperatorStatus {
     Active,
@@ -32,7 +32,7 @@ impl OperatorStatus {
 }
 
 /// One operator's stored record; also the API's shape of an operator.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OperatorDef {
     pub login: String,
     pub name: String,
@@ -49,7 +49,7 @@ pub struct OperatorDef {
 }
 
 /// The body of `PUT /v1/operators/{login}`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorInput {
     #[serde(default)]
@@ -65,7 +65,7 @@ pub struct OperatorInput {
 }
 
 /// An operator with their load, as `GET /v1/operators` lists them.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct OperatorView {
     #[serde(flatten)]
     pub def: OperatorDef,

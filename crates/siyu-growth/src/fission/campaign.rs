@@ -14,7 +14,7 @@ use siyu_store::Store;
 use std::collections::BTreeMap;
 
 /// A campaign as saved (and as `GET /v1/campaigns/{id}` answers it).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Campaign {
     #[serde(default)]
@@ -47,14 +47,14 @@ pub struct Campaign {
     pub archived: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
     pub invites: u64,
     pub reward: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reward {
     pub stock: u64,
@@ -68,7 +68,7 @@ pub struct Reward {
     pub channel: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Grant {
     #[default]
@@ -77,7 +77,7 @@ pub enum Grant {
 }
 
 /// Validity rules with durations as text ("14d").
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuleText {
     pub convert_within: Option<String>,

@@ -33,7 +33,7 @@ use siyu_store::Store;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Where one ledger row stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LedgerStatus {
     Granted,
@@ -46,7 +46,7 @@ pub enum LedgerStatus {
 }
 
 /// One reward ledger row (stored, and listed by `GET …/rewards`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LedgerRow {
     pub inviter: String,
     pub tier: usize,
@@ -162,7 +162,7 @@ pub struct Plan {
 }
 
 /// What a reconcile pass did (the answer of `POST …/reconcile`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Reconciled {
     pub campaign: String,
     pub changes: usize,

@@ -9,7 +9,7 @@ use siyu_engine::fission::{self, Funnel, Invitee, Overrides, Reason, Rules, Verd
 use siyu_engine::Engine;
 
 /// The funnel of a campaign and what its rewards cost.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RewardStats {
     pub funnel: Funnel,
     pub rewards_granted: usize,
@@ -54,7 +54,7 @@ pub fn stats(
 }
 
 /// One inviter on the leaderboard.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct LeaderRow {
     pub inviter: String,
     pub valid: u64,
@@ -105,7 +105,7 @@ impl InviteeStatus {
 }
 
 /// One signup with its verdict, by canonical ids.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct InviteeRow {
     pub invitee: String,
     pub inviter: String,

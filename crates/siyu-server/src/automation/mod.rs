@@ -173,7 +173,7 @@ pub struct Exited {
 pub const EXITED_BY_ARCHIVE: &str = "journey archived: enrollments exited";
 
 /// A one-off send to a segment's members (or listed identities).
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MassSend {
     /// Unique per campaign send: re-posting the same id sends nothing new.

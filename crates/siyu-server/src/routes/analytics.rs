@@ -37,7 +37,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/analytics/rfm", read, "RFM grid (125 cells) at the engine clock.", analytics_rfm),
         route!(get, "/v1/analytics/rfm-layers", read, "The eight RFM value layers (重要价值客户 … 一般挽留客户) at the engine clock: persons, revenue, their shares and each layer's revenue per person against the average buyer, with the thresholds used (the workspace's; `recency_days`, `frequency`, `monetary_cents` try others).", analytics_rfm_layers),
         route!(get, "/v1/settings/rfm", read, "The workspace's RFM thresholds: the setting (or null) and those in effect (the setting, else the medians among buyers).", get_rfm_settings),
-        route!(put, "/v1/settings/rfm", write, "Set the RFM thresholds `{\"recency_days\": 30, \"frequency\": 1, \"monetary_cents\": 50000}`; segments reading rfm_layer follow at once.", put_rfm_settings),
+        route!(put, "/v1/settings/rfm", write, "Set the RFM thresholds `{\"recency_days\": 30, \"frequency\": 1, \"monetary_cents\": 50000}`; segments reading rfm_layer follow at once.", put_rfm_settings, body = RfmSettingsBody),
         route!(delete, "/v1/settings/rfm", write, "Remove the RFM thresholds setting: the medians among buyers apply again.", delete_rfm_settings),
         route!(get, "/v1/analytics/funnel", read, "First-touch funnel per channel: entered → friended (`friend_days`) → converted (`convert_days`), of the persons first seen in `from`..`to` (local dates, inclusive).", analytics_funnel),
         route!(get, "/v1/analytics/cohorts", read, "Weekly cohort retention by first add_friend (`t0`: epoch seconds, its week's Monday 00:00 in the workspace time zone starts week 0; `weeks`).", analytics_cohorts),
@@ -45,16 +45,16 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/analytics/roi", read, "Channel ROI: spend (from /v1/spend) on the days `from`..`to` (local dates, inclusive) against the revenue of the persons first seen in that range, by first-touch channel.", analytics_roi),
         route!(get, "/v1/analytics/repurchase", read, "Repurchase rate and median interval.", analytics_repurchase),
         route!(get, "/v1/analytics/ltv", read, "Historical LTV by first-seen month (local) and channel, of the persons first seen in `from`..`to`.", analytics_ltv),
-        route!(post, "/v1/analytics/steps", read, "Funnel over any steps: `{\"steps\": [{\"event_type\": \"touch\"}, {\"event_type\": \"add_friend\", \"within\": \"7d\"}], \"split_by_channel\": true}` (`within`: a duration such as `\"7d\"` or `\"12h\"`, or seconds; in event time: one pass over the log, two when some person's events were stored out of time order).", analytics_steps),
+        route!(post, "/v1/analytics/steps", read, "Funnel over any steps: `{\"steps\": [{\"event_type\": \"touch\"}, {\"event_type\": \"add_friend\", \"within\": \"7d\"}], \"split_by_channel\": true}` (`within`: a duration such as `\"7d\"` or `\"12h\"`, or seconds; in event time: one pass over the log, two when some person's events were stored out of time order).", analytics_steps, body = StepsBody),
         route!(get, "/v1/analytics/attribution", read, "Revenue of the purchases in `from`..`to` per channel under first-touch, last-touch and linear attribution (in event time: one pass over the log, two when some person's events were stored out of time order).", analytics_attribution),
-        route!(put, "/v1/spend", write, "Replace the spend table: CSV `day,channel,spend` (cents per channel per day, days in the workspace time zone) or `channel,spend` (undated totals, counted only without a range).", put_spend),
+        route!(put, "/v1/spend", write, "Replace the spend table: CSV `day,channel,spend` (cents per channel per day, days in the workspace time zone) or `channel,spend` (undated totals, counted only without a range).", put_spend, body_media = "text/csv"),
     ]
 }
 
 /// A ranged answer that is a list of the engine's rows (funnel,
 /// attribution, LTV): `{"rows": [...], "time_zone", "from", "to"}`, the
 /// range and zone the rows were computed for.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct RangedRows<T> {
     #[serde(flatten)]
     pub range: RangeView,
@@ -62,7 +62,7 @@ pub struct RangedRows<T> {
 }
 
 /// `GET /v1/analytics/roi`: ROI rows for a range.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Roi {
     #[serde(flatten)]
     pub range: RangeView,
@@ -85,7 +85,7 @@ fn range_of(
 }
 
 /// `GET /v1/analytics/rfm`: the 125 cells of the RFM grid.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct RfmGrid {
     /// The engine clock the scores are computed at.
     pub at: String,
@@ -93,7 +93,7 @@ pub struct RfmGrid {
 }
 
 /// Persons with these recency, frequency and monetary scores (1–5).
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct RfmCell {
     pub r: usize,
     pub f: usize,
@@ -128,7 +128,7 @@ async fn analytics_rfm(State(state): State<AppState>) -> Result<Json<RfmGrid>, A
 }
 
 /// Thresholds as the API shows them, with where they come from.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct RfmThresholdsInEffect {
     #[serde(flatten)]
     pub thresholds: RfmThresholds,
@@ -140,7 +140,7 @@ pub struct RfmThresholdsInEffect {
 }
 
 /// `GET /v1/analytics/rfm-layers`.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct RfmLayers {
     /// The engine clock recency is measured at.
     pub at: String,
@@ -219,7 +219,7 @@ fn threshold_error(e: siyu_engine::rfm::ThresholdError) -> ApiError {
 }
 
 /// `GET`, `PUT` and `DELETE /v1/settings/rfm`.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct RfmSettings {
     /// The workspace's own thresholds, or null (the medians apply).
     pub setting: Option<RfmThresholds>,
@@ -250,7 +250,7 @@ async fn get_rfm_settings(State(state): State<AppState>) -> Result<Json<RfmSetti
 
 /// The body of `PUT /v1/settings/rfm`: all three, nothing else (a typo
 /// such as `recency` is named, not ignored).
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RfmSettingsBody {
     recency_days: u32,
@@ -294,20 +294,31 @@ async fn set_rfm(
     blocking(move || Ok(Json(rfm_settings(&s, changes.len())?))).await
 }
 
+/// A window in days (`friend_days`, `convert_days`) as seconds: 0 to
+/// `cache::MAX_WINDOW_DAYS` (their schema's range), else a 400 naming the
+/// field (an unchecked `i64` overflowed into a 500).
+fn window_secs(days: Option<i64>, default: i64, field: &str) -> Result<i64, ApiError> {
+    match days.unwrap_or(default) {
+        d @ 0..=crate::cache::MAX_WINDOW_DAYS => Ok(d * 86_400),
+        d => Err(ApiError::BadRequest(format!(
+            "{field}: {d} is not a number of days from 0 to {}",
+            crate::cache::MAX_WINDOW_DAYS
+        ))),
+    }
+}
+
 async fn analytics_funnel(
     State(state): State<AppState>,
     Query(q): Query<FunnelQuery>,
 ) -> Result<Json<RangedRows<FunnelRow>>, ApiError> {
     let (tz, range) = range_of(&state, q.from.as_deref(), q.to.as_deref())?;
+    let friend_secs = window_secs(q.friend_days, 7, "friend_days")?;
+    let convert_secs = window_secs(q.convert_days, 30, "convert_days")?;
     let s = state.clone();
     blocking(move || {
         let e = read_engine(&s);
-        let rows = analytics::first_touch_funnel_in(
-            &e,
-            q.friend_days.unwrap_or(7) * 86_400,
-            q.convert_days.unwrap_or(30) * 86_400,
-            &range.instants(),
-        );
+        let rows =
+            analytics::first_touch_funnel_in(&e, friend_secs, convert_secs, &range.instants());
         Ok(Json(RangedRows {
             range: range.view(&tz),
             rows,
@@ -318,7 +329,7 @@ async fn analytics_funnel(
 
 /// `GET /v1/analytics/cohorts`: weekly cohorts from `t0`, weeks starting
 /// Monday 00:00 in the workspace time zone.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Cohorts {
     /// Week 0's first instant, local RFC 3339.
     pub t0: String,
@@ -328,7 +339,7 @@ pub struct Cohorts {
 }
 
 /// One cohort: the persons whose first add_friend fell in week `cohort`.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct CohortWeek {
     /// Weeks after week 0.
     pub cohort: i64,
@@ -376,12 +387,13 @@ async fn analytics_referrals(
     State(state): State<AppState>,
     Query(q): Query<ReferralQuery>,
 ) -> Result<Json<ReferralSummary>, ApiError> {
+    let convert_secs = window_secs(q.convert_days, 14, "convert_days")?;
     let s = state.clone();
     blocking(move || {
         let e = read_engine(&s);
         let sum = analytics::referral_summary(
             &e,
-            q.convert_days.unwrap_or(14) * 86_400,
+            convert_secs,
             q.tiers.as_deref().unwrap_or(&[10, 20]),
             q.top.unwrap_or(10).min(100),
         );
@@ -423,7 +435,7 @@ async fn analytics_repurchase(State(state): State<AppState>) -> Result<Json<Repu
     blocking(move || Ok(Json(analytics::repurchase(&read_engine(&s))))).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct StepsBody {
     steps: Vec<FunnelStep>,
     #[serde(default)]
@@ -431,7 +443,7 @@ struct StepsBody {
 }
 
 /// `POST /v1/analytics/steps`: the steps asked for and who reached each.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Steps {
     pub steps: Vec<FunnelStep>,
     pub rows: Vec<FunnelResult>,
@@ -522,7 +534,7 @@ async fn analytics_ltv(
 }
 
 /// `PUT /v1/spend`: how many rows the saved table holds.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct SpendSaved {
     pub rows: usize,
 }

@@ -21,7 +21,7 @@ use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::{Html, IntoResponse};
+use axum::response::Html;
 use axum::routing::{delete, get, post, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -40,30 +40,30 @@ use std::collections::{BTreeMap, HashSet};
 pub fn routes() -> Vec<Route> {
     vec![
         route!(get, "/v1/journeys", read, "Journeys with their current version and active enrollments.", list_journeys),
-        route!(put, "/v1/journeys/{name}", write, "Save a journey (new version); faults are rejected with their path (`steps.wait.timeout: …`). Persons already in it stay on their version.", put_journey),
+        route!(put, "/v1/journeys/{name}", write, "Save a journey (new version); faults are rejected with their path (`steps.wait.timeout: …`). Persons already in it stay on their version.", put_journey, body = Journey),
         route!(get, "/v1/journeys/{name}", read, "A journey's current definition and its versions.", get_journey),
-        route!(delete, "/v1/journeys/{name}", write, "Archive a journey (its versions, enrollments and report stay; saving it again restores it): it enrolls nobody from now on. `enrollments=finish`: running enrollments go on to their end; `enrollments=exit`: they end now and their pending messages are cancelled before this answers. Required while anyone is enrolled.", delete_journey),
+        route!(delete, "/v1/journeys/{name}", write, "Archive a journey (its versions, enrollments and report stay; saving it again restores it): it enrolls nobody from now on. `enrollments=finish`: running enrollments go on to their end; `enrollments=exit`: they end now and their pending messages are cancelled before this answers. Required while anyone is enrolled.", delete_journey, statuses = [409]),
         route!(get, "/v1/journeys/{name}/report", read, "Enrollments, sends, suppressions by reason, dead letters, reads, conversions and revenue (purchases within `days`, default 7, after a read), and `skipped_history: {stale, backfill}`: triggers that enrolled nobody because the event was history (older than `trigger_max_age_secs`, or a `siyu import` without `--trigger`).", journey_report),
         route!(get, "/v1/journeys/{name}/enrollments", read, "Enrollments, newest first (`person`, `limit`).", journey_enrollments),
         route!(get, "/v1/templates", read, "Message templates.", list_templates),
-        route!(put, "/v1/templates/{name}", write, "Save a template; syntax errors and unknown variables are rejected with part, line and column.", put_template),
+        route!(put, "/v1/templates/{name}", write, "Save a template; syntax errors and unknown variables are rejected with part, line and column.", put_template, body = Template),
         route!(post, "/v1/templates/{name}/preview", read, "Render a template for a real person (`person` = any identity, `channel`).", preview_template),
-        route!(delete, "/v1/templates/{name}", write, "Delete a template. 409 `in_use` naming every journey, auto-reply rule, campaign, live code and group calendar that sends it.", delete_template),
+        route!(delete, "/v1/templates/{name}", write, "Delete a template. 409 `in_use` naming every journey, auto-reply rule, campaign, live code and group calendar that sends it.", delete_template, statuses = [409]),
         route!(get, "/v1/autoreply", read, "Keyword auto-reply rules.", get_rules),
         route!(delete, "/v1/autoreply/{id}", write, "Delete one auto-reply rule (by its `id`) from the rule list.", delete_rule),
-        route!(put, "/v1/autoreply", write, "Replace the keyword auto-reply rules (contains / any_of / regex; reply template, tags, lead, operator, journey). `cooldown_secs` (default 600, at most 2592000; 0 answers every match): after a rule fires for a person, their further matches of it within that time do nothing; a lead task is made only when the rule has no open lead task for that person. Comments older than `trigger_max_age_secs` or imported without `--trigger` get no reply.", put_rules),
+        route!(put, "/v1/autoreply", write, "Replace the keyword auto-reply rules (contains / any_of / regex; reply template, tags, lead, operator, journey). `cooldown_secs` (default 600, at most 2592000; 0 answers every match): after a rule fires for a person, their further matches of it within that time do nothing; a lead task is made only when the rule has no open lead task for that person. Comments older than `trigger_max_age_secs` or imported without `--trigger` get no reply.", put_rules, body = (Vec<Rule>)),
         route!(get, "/v1/connectors", read, "Configured outbound channels (with their dispatch counters) and inbound webhook channels; never secrets.", list_connectors),
         route!(get, "/v1/guardrails", read, "The guardrail policy every send passes (caps, quotas, quiet hours).", get_policy),
-        route!(put, "/v1/guardrails", write, "Replace the guardrail policy.", put_policy),
-        route!(post, "/v1/sends", write, "Mass send a template to a segment or identities, through the guardrails (idempotent on `id`).", mass_send),
+        route!(put, "/v1/guardrails", write, "Replace the guardrail policy.", put_policy, body = Policy),
+        route!(post, "/v1/sends", write, "Mass send a template to a segment or identities, through the guardrails (idempotent on `id`).", mass_send, body = MassSend),
         route!(get, "/v1/outbox", read, "Every send attempt and side effect with its verdict (`status` = pending|done|suppressed|dead, `journey`, `person`, `limit`); `status=dead` is the dead-letter queue.", list_outbox),
-        route!(get, "/v1/outbox/attempts", read, "The send audit of one item (`key`): every attempt and its verdict (sent, delayed, retrying, done, suppressed, dead, requeued) with why.", outbox_attempts),
-        route!(post, "/v1/outbox/retry", write, "Re-queue a dead-lettered item: `{\"key\": \"…\"}`.", retry_outbox),
-        route!(post, "/v1/consent", write, "Record consent: `{\"identity\", \"channel\" (omit for all), \"granted\"}`.", post_consent),
+        route!(get, "/v1/outbox/attempts", read, "The send audit of one item (`key`): every attempt and its verdict (sent, delayed, retrying, done, suppressed, dead, requeued) with why.", outbox_attempts, statuses = [404]),
+        route!(post, "/v1/outbox/retry", write, "Re-queue a dead-lettered item: `{\"key\": \"…\"}`.", retry_outbox, body = KeyBody, statuses = [404]),
+        route!(post, "/v1/consent", write, "Record consent: `{\"identity\", \"channel\" (omit for all), \"granted\"}`.", post_consent, body = ConsentBody),
         route!(get, "/v1/persons/{id}/consent", read, "The consent ledger of a person (every identity).", person_consent),
         route!(get, "/v1/tasks", read, "Operators' follow-up tasks (`open`=true|false, `limit`).", list_tasks),
-        route!(post, "/v1/tasks/done", write, "Complete a task: `{\"key\": \"…\"}`.", complete_task),
-        route!(post, "/v1/inbound/{channel}", inbound, "Inbound channel webhook: events (JSON array or one object) signed with the channel's `[inbound]` secret over `<timestamp>.<workspace>.<body>` (`X-Siyu-Timestamp`, `X-Siyu-Signature: sha256=…`); each signature is accepted once (409 on a replay), a channel writes only its own identities (403), rate limited per address.", inbound),
+        route!(post, "/v1/tasks/done", write, "Complete a task: `{\"key\": \"…\"}`.", complete_task, body = KeyBody, statuses = [404]),
+        route!(post, "/v1/inbound/{channel}", inbound, "Inbound channel webhook: events (JSON array or one object) signed with the channel's `[inbound]` secret over `<timestamp>.<workspace>.<body>` (`X-Siyu-Timestamp`, `X-Siyu-Signature: sha256=…`); each signature is accepted once (409 on a replay), a channel writes only its own identities (403), rate limited per address.", inbound, body = (Vec<serde_json::Map<String, Value>>)),
         route!(get, "/u/{token}", public, "Public unsubscribe page (the link in messages; rate limited per address).", unsubscribe_page),
         route!(post, "/u/{token}", public, "Public unsubscribe (rate limited per address): revokes all marketing for the person, recorded in the consent ledger.", unsubscribe),
     ]
@@ -75,7 +75,7 @@ const STEP_STATS_LIMIT: usize = 200_000;
 // ---------- journeys ----------
 
 /// Whether a listed definition is in use or quarantined.
-#[derive(Clone, Copy, Serialize)]
+#[derive(Clone, Copy, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 enum Status {
     Ok,
@@ -83,12 +83,12 @@ enum Status {
 }
 
 /// A stored definition that could not be loaded (see `quarantine`).
-#[derive(Clone, Serialize)]
+#[derive(Clone, Serialize, schemars::JsonSchema)]
 struct BrokenDefinition {
     name: String,
     /// Journeys only (absent for templates): the version, `null` when the
     /// key's is not a number.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     version: Option<Option<u32>>,
     status: Status,
     error: String,
@@ -112,7 +112,7 @@ impl BrokenDefinition {
 }
 
 /// A listed definition: loaded, or quarantined with why.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum Listed<T> {
     Ok(T),
@@ -120,7 +120,7 @@ enum Listed<T> {
 }
 
 /// `PUT /v1/journeys/{name}`.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct JourneySaved {
     name: String,
     version: u32,
@@ -210,7 +210,7 @@ fn stored_journey(name: &str, version: u32, def: Value) -> Result<Journey, Broke
 }
 
 /// One journey in `GET /v1/journeys`.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct JourneySummary {
     name: String,
     version: u32,
@@ -224,7 +224,7 @@ struct JourneySummary {
     archived: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct JourneyList {
     journeys: Vec<Listed<JourneySummary>>,
 }
@@ -293,7 +293,7 @@ async fn list_journeys(
 }
 
 /// `GET /v1/journeys/{name}`: the current version.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct JourneyDetail {
     name: String,
     version: u32,
@@ -346,13 +346,13 @@ async fn get_journey(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct ArchiveJourneyQuery {
     enrollments: Option<String>,
 }
 
 /// `DELETE /v1/journeys/{name}`.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct JourneyArchived {
     #[serde(flatten)]
     removed: Removed,
@@ -510,7 +510,7 @@ async fn delete_rule(
     Ok(Json(Removed::deleted("autoreply_rule", id)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct ReportQuery {
     days: Option<u32>,
 }
@@ -518,7 +518,7 @@ struct ReportQuery {
 /// `GET /v1/journeys/{name}/report`: the counts of
 /// `siyu_automation::report` and the message attribution `A` (sends,
 /// reads, conversions, revenue, by template) side by side.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct JourneyReportBody<A> {
     journey: String,
     #[serde(flatten)]
@@ -532,7 +532,7 @@ async fn journey_report(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<ReportQuery>,
-) -> Result<Json<impl Serialize>, ApiError> {
+) -> Result<Json<JourneyReportBody<siyu_commerce::attribution::JourneyConversions>>, ApiError> {
     let days = q.days.unwrap_or(7).clamp(1, 365);
     let n2 = name.clone();
     let counts = with_store(&state, move |store| {
@@ -591,14 +591,14 @@ async fn journey_report(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct EnrollmentsQuery {
     person: Option<String>,
     limit: Option<usize>,
 }
 
 /// One enrollment in `GET /v1/journeys/{name}/enrollments`.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct EnrollmentView {
     id: u64,
     identity: String,
@@ -624,7 +624,7 @@ impl From<EnrollmentRow> for EnrollmentView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct EnrollmentList {
     enrollments: Vec<EnrollmentView>,
 }
@@ -647,7 +647,7 @@ async fn journey_enrollments(
 // ---------- templates ----------
 
 /// `PUT /v1/templates/{name}`: the variables the template reads.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct TemplateSaved {
     name: String,
     variables: Vec<String>,
@@ -684,7 +684,7 @@ async fn put_template(
     Ok(Json(TemplateSaved { name, variables }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct TemplateList {
     templates: Vec<Listed<Template>>,
 }
@@ -720,14 +720,14 @@ async fn list_templates(State(state): State<AppState>) -> Result<Json<TemplateLi
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct PreviewQuery {
     person: String,
     channel: Option<String>,
 }
 
 /// A template rendered for one person.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Preview {
     person: String,
     channel: String,
@@ -798,7 +798,7 @@ async fn preview_template(
 // ---------- rules and policy ----------
 
 /// `PUT /v1/autoreply`: how many rules were saved.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct RulesSaved {
     rules: usize,
 }
@@ -834,14 +834,14 @@ async fn put_rules(
 }
 
 /// `GET /v1/autoreply`.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Rules {
     /// The rule list exactly as it was saved (stored as sent, so fields the
     /// operator left to their defaults stay absent): not re-serialized.
     rules: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     status: Option<Status>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
@@ -890,13 +890,13 @@ async fn put_policy(State(state): State<AppState>, body: Bytes) -> Result<Json<P
 
 /// `GET /v1/guardrails`: the policy in force; when the stored one cannot
 /// be read, the default with `status` and `error` saying why.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct PolicyView {
     #[serde(flatten)]
     policy: Policy,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     status: Option<Status>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
@@ -921,7 +921,7 @@ async fn get_policy(State(state): State<AppState>) -> Result<Json<PolicyView>, A
 // ---------- sends, outbox, consent, tasks ----------
 
 /// `POST /v1/sends`: how many messages were queued (0 for a repeated id).
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Queued {
     id: String,
     queued: u64,
@@ -949,7 +949,7 @@ async fn mass_send(State(state): State<AppState>, body: Bytes) -> Result<Json<Qu
     Ok(Json(Queued { id, queued }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct OutboxParams {
     status: Option<String>,
     journey: Option<String>,
@@ -958,7 +958,7 @@ struct OutboxParams {
 }
 
 /// One outbox item (a side effect and its verdict).
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct OutboxView {
     key: String,
     status: OutboxStatus,
@@ -990,7 +990,7 @@ impl From<OutboxItem> for OutboxView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct OutboxList {
     items: Vec<OutboxView>,
 }
@@ -1025,14 +1025,14 @@ async fn list_outbox(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct KeyBody {
     key: String,
 }
 
 /// `POST /v1/outbox/retry`: the item is pending again.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Requeued {
     key: String,
     status: OutboxStatus,
@@ -1061,7 +1061,7 @@ async fn retry_outbox(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ConsentBody {
     identity: String,
@@ -1071,7 +1071,7 @@ struct ConsentBody {
 }
 
 /// `POST /v1/consent`: what was recorded.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct ConsentRecorded {
     identity: String,
     channel: Option<String>,
@@ -1116,7 +1116,7 @@ async fn post_consent(
 }
 
 /// `GET /v1/persons/{id}/consent`: every identity's entries, oldest first.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct ConsentLedger {
     ledger: Vec<ConsentRow>,
 }
@@ -1147,13 +1147,13 @@ async fn person_consent(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct TaskParams {
     open: Option<bool>,
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Tasks {
     tasks: Vec<TaskRow>,
 }
@@ -1172,7 +1172,7 @@ async fn list_tasks(
 }
 
 /// `POST /v1/tasks/done`.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct TaskDone {
     key: String,
     /// Always true: an unknown or finished task is a 404.
@@ -1209,7 +1209,7 @@ pub const INBOUND_TOLERANCE_SECS: i64 = 300;
 /// An inbound event that was not valid: its index in the request, the
 /// field and why. Fields in alphabetical order: the 400's message lists
 /// them as JSON in this order.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct RejectedEvent {
     field: &'static str,
     index: usize,
@@ -1217,7 +1217,7 @@ struct RejectedEvent {
 }
 
 /// `POST /v1/inbound/{channel}`.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct InboundAccepted {
     accepted: usize,
     rejected: Vec<RejectedEvent>,
@@ -1348,7 +1348,7 @@ async fn unsubscribe_page(
     peer: crate::ratelimit::Peer,
     headers: HeaderMap,
     Path(token): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Html<String>, ApiError> {
     crate::ratelimit::check(
         &state,
         crate::ratelimit::Limit::PublicLinks,
@@ -1368,7 +1368,7 @@ async fn unsubscribe(
     peer: crate::ratelimit::Peer,
     headers: HeaderMap,
     Path(token): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Html<String>, ApiError> {
     crate::ratelimit::check(
         &state,
         crate::ratelimit::Limit::PublicLinks,
@@ -1394,13 +1394,13 @@ async fn unsubscribe(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct AttemptsQuery {
     key: String,
 }
 
 /// `GET /v1/outbox/attempts`: one item's verdict and its send audit.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Attempts {
     key: String,
     status: OutboxStatus,
@@ -1432,14 +1432,14 @@ async fn outbox_attempts(
 }
 
 /// One outbound channel and whether it is configured.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Outbound {
     channel: &'static str,
     configured: bool,
 }
 
 /// `GET /v1/connectors`: never secrets.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Connectors {
     outbound: Vec<Outbound>,
     /// The dispatcher's counters per channel (`null` without a dispatcher).

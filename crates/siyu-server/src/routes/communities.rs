@@ -46,20 +46,20 @@ pub const TICK_EVERY: Duration = Duration::from_secs(15);
 pub fn routes() -> Vec<Route> {
     vec![
         route!(get, "/v1/groups", read, "Community groups with live size, reserved seats, capacity, owner and the owner's load.", list_groups),
-        route!(put, "/v1/groups/{id}", write, "Save a group: `{channel, name, capacity (default 500), owner (operator login; absent: the least-loaded active operator under max_groups), tags, url, archived}`.", put_group),
+        route!(put, "/v1/groups/{id}", write, "Save a group: `{channel, name, capacity (default 500), owner (operator login; absent: the least-loaded active operator under max_groups), tags, url, archived}`.", put_group, body = GroupInput, statuses = [409]),
         route!(get, "/v1/groups/{id}", read, "A group with its live size and owner history.", get_group),
         route!(delete, "/v1/groups/{id}", write, "Archive a group: it posts no SOP entries, takes no live-code newcomers and counts in no operator's load; members, health and owner history stay readable; PUT with `archived: false` restores it.", delete_group),
         route!(get, "/v1/groups/{id}/health", read, "Size, joins and leaves in the window and per day, active rate, members who left within 3 days after a `reward_granted` (`days`, default 7; `timezone`). Indexed: no pass over the log.", group_health),
-        route!(put, "/v1/groups/{id}/calendar", write, "Replace the group's SOP calendar: `[{id, at (RFC 3339 or epoch seconds), template, data}]`; due entries are posted through the guardrails.", put_calendar),
+        route!(put, "/v1/groups/{id}/calendar", write, "Replace the group's SOP calendar: `[{id, at (RFC 3339 or epoch seconds), template, data}]`; due entries are posted through the guardrails.", put_calendar, body = (Vec<siyu_growth::community::calendar::CalendarEntry>)),
         route!(get, "/v1/groups/{id}/calendar", read, "The SOP calendar with each entry's outbox status (scheduled, pending, sent, suppressed and why, dead, missed).", get_calendar),
         route!(get, "/v1/operators", read, "Operators with their load: active groups owned and persons owned (trait `operator`).", list_operators),
-        route!(put, "/v1/operators/{login}", write, "Save an operator: `{name, max_groups (default 7), status: active|left|banned, backup, url}`.", put_operator),
-        route!(post, "/v1/operators/{login}/handover", write, "Hand over every person and group of an operator in one action: `{to: login | null (spread over the least-loaded), status: left|banned, reason, force}`; a named `to` that would own more groups than its max_groups is a 409 unless `force: true`; one audit record, history kept in the log.", handover),
+        route!(put, "/v1/operators/{login}", write, "Save an operator: `{name, max_groups (default 7), status: active|left|banned, backup, url}`.", put_operator, body = OperatorInput),
+        route!(post, "/v1/operators/{login}/handover", write, "Hand over every person and group of an operator in one action: `{to: login | null (spread over the least-loaded), status: left|banned, reason, force}`; a named `to` that would own more groups than its max_groups is a 409 unless `force: true`; one audit record, history kept in the log.", handover, body = HandoverInput, statuses = [409]),
         route!(get, "/v1/livecodes", read, "Live codes (活码).", list_livecodes),
-        route!(put, "/v1/livecodes/{id}", write, "Save a live code: `{targets: [{group} | {operator}], daily_cap_per_operator, working_hours: {start, end, timezone}, backup_operator, auto_tags, welcome_template, source_channel}`.", put_livecode),
+        route!(put, "/v1/livecodes/{id}", write, "Save a live code: `{targets: [{group} | {operator}], daily_cap_per_operator, working_hours: {start, end, timezone}, backup_operator, auto_tags, welcome_template, source_channel}`.", put_livecode, body = LiveCode),
         route!(delete, "/v1/livecodes/{id}", write, "Archive a live code: its printed link answers 410 `gone` (\"this code is no longer active\") instead of routing, and it makes no claims; PUT restores it.", delete_livecode),
-        route!(post, "/v1/livecodes/{id}/claims", write, "A claim token for a newcomer the channel knows (`{\"identity\"}`): the live-code link with it (`/l/{id}?claim=…`, valid 30 min) reserves their seat, tags them and queues the welcome.", create_claim),
-        route!(get, "/l/{id}", public, "Public live-code link (rate limited per address): answers the first group or operator with room `{target, url}` (409 when all are full). Only with a `claim` token (from the channel, POST /v1/livecodes/{id}/claims) is a seat reserved and the person tagged and welcomed; without one nothing is recorded.", live_code),
+        route!(post, "/v1/livecodes/{id}/claims", write, "A claim token for a newcomer the channel knows (`{\"identity\"}`): the live-code link with it (`/l/{id}?claim=…`, valid 30 min) reserves their seat, tags them and queues the welcome.", create_claim, body = (crate::links::ClaimBody), statuses = [410]),
+        route!(get, "/l/{id}", public, "Public live-code link (rate limited per address): answers the first group or operator with room `{target, url}` (409 when all are full). Only with a `claim` token (from the channel, POST /v1/livecodes/{id}/claims) is a seat reserved and the person tagged and welcomed; without one nothing is recorded.", live_code, statuses = [401, 409, 410]),
     ]
 }
 
@@ -135,7 +135,7 @@ async fn put_operator(
     .await
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct OperatorList {
     operators: Vec<OperatorView>,
 }
@@ -152,7 +152,7 @@ async fn list_operators(State(state): State<AppState>) -> Result<Json<OperatorLi
     .await
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct HandoverAnswer {
     operator: String,
     handover: HandoverReport,
@@ -249,7 +249,7 @@ async fn put_group(
     .await
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct GroupList {
     groups: Vec<GroupView>,
     /// The most members a group may be given, so a form can refuse more
@@ -259,7 +259,7 @@ struct GroupList {
 
 /// A group's largest capacity: `channels[channel]` where the channel has a
 /// limit of its own, else `default`.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct CapacityLimits {
     default: u32,
     channels: std::collections::BTreeMap<&'static str, u32>,
@@ -335,7 +335,7 @@ async fn delete_group(
 
 // ---------- group health ----------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct HealthQuery {
     days: Option<u32>,
     timezone: Option<String>,
@@ -394,7 +394,7 @@ async fn group_health(
 
 // ---------- SOP calendar ----------
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct CalendarSaved {
     group: String,
     entries: usize,
@@ -416,7 +416,7 @@ async fn put_calendar(
     .await
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct CalendarAnswer {
     group: String,
     entries: Vec<EntryStatus>,
@@ -497,7 +497,7 @@ async fn put_livecode(
     .await
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct LiveCodeList {
     livecodes: Vec<LiveCodeView>,
 }
@@ -545,7 +545,7 @@ async fn delete_livecode(
     Ok(Json(Removed::archived("livecode", id)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct LiveQuery {
     /// Kept only to refuse it with a clear message: an identity without a
     /// claim proves nothing.
@@ -554,7 +554,7 @@ struct LiveQuery {
     claim: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct ClaimAnswer {
     code: String,
     claim: String,
@@ -647,7 +647,7 @@ async fn claimed_identity(
 }
 
 /// The answer of the public live-code link.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct LiveAnswer {
     code: String,
     target: Target,
@@ -655,11 +655,11 @@ struct LiveAnswer {
     again: bool,
     /// Whether a seat (or the operator's count) was taken: a claimed visit.
     reserved: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     url: Option<String>,
     /// `queued`, or `not queued: <why>`; absent without a welcome template
     /// or for an anonymous visit.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     welcome: Option<String>,
 }
 

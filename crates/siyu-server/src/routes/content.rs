@@ -20,9 +20,9 @@ use siyu_growth::content::{self, Content, ContentError};
 pub fn routes() -> Vec<Route> {
     vec![
         route!(get, "/v1/content", read, "The content library with view counts.", list_content),
-        route!(put, "/v1/content/{id}", write, "Save a content item: `{\"kind\": \"article\"|\"image\"|\"miniprogram\", \"title\", \"url\", \"appid\"?, \"path\"?}`; templates link it as `{{content.ID}}`.", put_content),
+        route!(put, "/v1/content/{id}", write, "Save a content item: `{\"kind\": \"article\"|\"image\"|\"miniprogram\", \"title\", \"url\", \"appid\"?, \"path\"?}`; templates link it as `{{content.ID}}`.", put_content, body = Content),
         route!(delete, "/v1/content/{id}", write, "Archive a content item: hidden from the library (`?archived=true` lists it); links already sent keep redirecting and counting; PUT restores it.", delete_content),
-        route!(get, "/c/{id}", public, "Public tracked link (rate limited per address): records a content_view on the person the signed `p` names, then redirects.", view),
+        route!(get, "/c/{id}", public, "Public tracked link (rate limited per address): records a content_view on the person the signed `p` names, then redirects.", view, statuses = [302]),
     ]
 }
 
@@ -42,7 +42,7 @@ impl From<ContentError> for ApiError {
 }
 
 /// `PUT /v1/content/{id}`: the item's id and how a template links it.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Saved {
     id: String,
     link: String,
@@ -66,7 +66,7 @@ async fn put_content(
 }
 
 /// `GET /v1/content`.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Library {
     content: Vec<Content>,
 }
@@ -102,7 +102,7 @@ async fn delete_content(
     Ok(Json(Removed::archived("content", id)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct ViewQuery {
     p: Option<String>,
 }

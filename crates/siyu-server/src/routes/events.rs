@@ -26,26 +26,26 @@ use std::time::Instant;
 
 pub fn routes() -> Vec<Route> {
     vec![
-        route!(post, "/v1/events", ingest, "Ingest events (JSON array or NDJSON, wire format v1; gzip or deflate `Content-Encoding` accepted). Valid events are stored; each rejected one is reported with its index, field and fix. Idempotent on `id`.", ingest_events),
-        route!(post, "/v1/track", ingest, "Segment-compatible track (the write key as basic-auth user, as bearer, or `writeKey` in the body).", segment_track),
-        route!(post, "/v1/identify", ingest, "Segment-compatible identify.", segment_identify),
-        route!(post, "/v1/alias", ingest, "Segment-compatible alias.", segment_alias),
-        route!(post, "/v1/page", ingest, "Segment-compatible page.", segment_page),
-        route!(post, "/v1/screen", ingest, "Segment-compatible screen.", segment_screen),
-        route!(post, "/v1/group", ingest, "Segment-compatible group: the group's id and traits become the person's traits `group_id` and `group`.", segment_group),
-        route!(post, "/v1/batch", ingest, "Segment-compatible batch of track/identify/alias/page/screen/group messages.", segment_batch),
-        route!(post, "/v1/t", ingest, "analytics.js short route: track.", segment_track),
-        route!(post, "/v1/p", ingest, "analytics.js short route: page.", segment_page),
-        route!(post, "/v1/i", ingest, "analytics.js short route: identify.", segment_identify),
-        route!(post, "/v1/a", ingest, "analytics.js short route: alias.", segment_alias),
-        route!(post, "/v1/g", ingest, "analytics.js short route: group.", segment_group),
-        route!(post, "/v1/s", ingest, "analytics.js short route: screen.", segment_screen),
-        route!(post, "/v1/b", ingest, "analytics.js short route: batch.", segment_batch),
+        route!(post, "/v1/events", ingest, "Ingest events (JSON array or NDJSON, wire format v1; gzip or deflate `Content-Encoding` accepted). Valid events are stored; each rejected one is reported with its index, field and fix. Idempotent on `id`.", ingest_events, body_media = "application/json, application/x-ndjson"),
+        route!(post, "/v1/track", ingest, "Segment-compatible track (the write key as basic-auth user, as bearer, or `writeKey` in the body).", segment_track, body = (serde_json::Map<String, serde_json::Value>)),
+        route!(post, "/v1/identify", ingest, "Segment-compatible identify.", segment_identify, body = (serde_json::Map<String, serde_json::Value>)),
+        route!(post, "/v1/alias", ingest, "Segment-compatible alias.", segment_alias, body = (serde_json::Map<String, serde_json::Value>)),
+        route!(post, "/v1/page", ingest, "Segment-compatible page.", segment_page, body = (serde_json::Map<String, serde_json::Value>)),
+        route!(post, "/v1/screen", ingest, "Segment-compatible screen.", segment_screen, body = (serde_json::Map<String, serde_json::Value>)),
+        route!(post, "/v1/group", ingest, "Segment-compatible group: the group's id and traits become the person's traits `group_id` and `group`.", segment_group, body = (serde_json::Map<String, serde_json::Value>)),
+        route!(post, "/v1/batch", ingest, "Segment-compatible batch of track/identify/alias/page/screen/group messages.", segment_batch, body = (serde_json::Map<String, serde_json::Value>)),
+        route!(post, "/v1/t", ingest, "analytics.js short route: track.", segment_track, body = (serde_json::Map<String, serde_json::Value>)),
+        route!(post, "/v1/p", ingest, "analytics.js short route: page.", segment_page, body = (serde_json::Map<String, serde_json::Value>)),
+        route!(post, "/v1/i", ingest, "analytics.js short route: identify.", segment_identify, body = (serde_json::Map<String, serde_json::Value>)),
+        route!(post, "/v1/a", ingest, "analytics.js short route: alias.", segment_alias, body = (serde_json::Map<String, serde_json::Value>)),
+        route!(post, "/v1/g", ingest, "analytics.js short route: group.", segment_group, body = (serde_json::Map<String, serde_json::Value>)),
+        route!(post, "/v1/s", ingest, "analytics.js short route: screen.", segment_screen, body = (serde_json::Map<String, serde_json::Value>)),
+        route!(post, "/v1/b", ingest, "analytics.js short route: batch.", segment_batch, body = (serde_json::Map<String, serde_json::Value>)),
     ]
 }
 
 /// What ingestion answers when at least one event was valid (200).
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct IngestAnswer {
     /// Events stored now.
     pub accepted: usize,
@@ -59,18 +59,18 @@ pub struct IngestAnswer {
 }
 
 /// The log offset of one valid event of the request.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct EventOffset {
     pub index: usize,
     pub offset: u64,
     /// Present (`true`) only for a replayed `id`.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
 }
 
 /// What ingestion answers when no event was valid: the error table's
 /// `invalid_event` body with the per-event list added.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct AllRejected {
     pub code: &'static str,
     pub message: String,
@@ -325,3 +325,9 @@ segment_route!(segment_page, Some("page"));
 segment_route!(segment_screen, Some("screen"));
 segment_route!(segment_group, Some("group"));
 segment_route!(segment_batch, None);
+
+impl crate::openapi::Answered for Ingested {
+    fn add(doc: &mut crate::openapi::RouteDoc) {
+        doc.answer = Some(crate::openapi::Part::json::<IngestAnswer>());
+    }
+}

@@ -41,21 +41,21 @@ use std::sync::{Arc, Mutex};
 pub fn routes() -> Vec<Route> {
     vec![
         route!(get, "/v1/campaigns", read, "Fission campaigns.", list_campaigns),
-        route!(put, "/v1/campaigns/{id}", write, "Save a fission campaign: tiers, rewards with stock, validity rules (convert_within, hold, group, anti-fraud), landing, poster.", put_campaign),
+        route!(put, "/v1/campaigns/{id}", write, "Save a fission campaign: tiers, rewards with stock, validity rules (convert_within, hold, group, anti-fraud), landing, poster.", put_campaign, body = Campaign),
         route!(get, "/v1/campaigns/{id}", read, "A campaign's definition.", get_campaign),
         route!(delete, "/v1/campaigns/{id}", write, "Archive a campaign: no new invites, claims, clicks, signups or rewards (410 `gone`); its ledger, stats, leaderboard and invitees stay readable; PUT restores it.", delete_campaign),
-        route!(put, "/v1/campaigns/{id}/background", write, "Upload the poster background (PNG body).", put_background),
-        route!(post, "/v1/campaigns/{id}/invites", write, "An inviter's code, link and poster URL: `{\"identity\": \"wecom:…\"}`.", create_invite),
-        route!(get, "/v1/campaigns/{id}/poster", read, "An inviter's QR poster as PNG (`identity`).", poster),
+        route!(put, "/v1/campaigns/{id}/background", write, "Upload the poster background (PNG body).", put_background, body_media = "image/png"),
+        route!(post, "/v1/campaigns/{id}/invites", write, "An inviter's code, link and poster URL: `{\"identity\": \"wecom:…\"}`.", create_invite, body = InviteBody, statuses = [410]),
+        route!(get, "/v1/campaigns/{id}/poster", read, "An inviter's QR poster as PNG (`identity`).", poster, answer_media = "image/png", statuses = [410]),
         route!(get, "/v1/campaigns/{id}/stats", read, "Clicks → signups → valid → converted, K-factor, cycle time, reward cost per valid invitee, referred revenue, invalid by reason.", campaign_stats),
         route!(get, "/v1/campaigns/{id}/leaderboard", read, "Top inviters by valid invitees (`limit`), with pending ones and the time the evaluation took.", leaderboard),
         route!(get, "/v1/campaigns/{id}/invitees", read, "Signups with verdict and fraud flag (`status` = valid|pending|invalid, `inviter`, `limit`).", invitees),
-        route!(post, "/v1/campaigns/{id}/overrides", write, "Operator decision on a flagged invitee: `{\"invitee\": \"<identity>\", \"valid\": true|false}` (null clears).", put_override),
-        route!(post, "/v1/campaigns/{id}/reconcile", write, "Grant reached tiers and claw back unsupported rewards now (also runs every 30 s).", reconcile_now),
+        route!(post, "/v1/campaigns/{id}/overrides", write, "Operator decision on a flagged invitee: `{\"invitee\": \"<identity>\", \"valid\": true|false}` (null clears).", put_override, body = OverrideBody, statuses = [410]),
+        route!(post, "/v1/campaigns/{id}/reconcile", write, "Grant reached tiers and claw back unsupported rewards now (also runs every 30 s).", reconcile_now, statuses = [410]),
         route!(get, "/v1/campaigns/{id}/rewards", read, "The reward ledger: grants, clawbacks, stock left.", rewards),
-        route!(post, "/v1/campaigns/{id}/claims", write, "A claim token for an invitee the channel knows (`{\"identity\"}`, valid 30 min): the proof a public signup needs.", create_claim),
-        route!(get, "/i/{campaign}/{code}", public, "Public invite landing (rate limited per address): records the click (once per visitor and day; the visitor is the `claim`ed person or the client address), names the inviter and the next step.", landing),
-        route!(post, "/i/{campaign}/{code}/signup", public, "Public signup through an invite: `{\"claim\", \"device\"?}` (the claim from POST /v1/campaigns/{id}/claims; 401 without) records a referral_signup and returns the next step (add the operator, or a live code with the invitee's claim).", signup),
+        route!(post, "/v1/campaigns/{id}/claims", write, "A claim token for an invitee the channel knows (`{\"identity\"}`, valid 30 min): the proof a public signup needs.", create_claim, body = (crate::links::ClaimBody), statuses = [410]),
+        route!(get, "/i/{campaign}/{code}", public, "Public invite landing (rate limited per address): records the click (once per visitor and day; the visitor is the `claim`ed person or the client address), names the inviter and the next step.", landing, statuses = [410]),
+        route!(post, "/i/{campaign}/{code}/signup", public, "Public signup through an invite: `{\"claim\", \"device\"?}` (the claim from POST /v1/campaigns/{id}/claims; 401 without) records a referral_signup and returns the next step (add the operator, or a live code with the invitee's claim).", signup, body = SignupBody, statuses = [401, 409, 410]),
     ]
 }
 
@@ -159,12 +159,12 @@ async fn ledger_rows(state: &AppState, id: &str) -> Result<Vec<LedgerRow>, ApiEr
 
 /// The stored definitions, as stored (each is a [`Campaign`]; listed
 /// without re-reading, so a definition saved by an older version shows).
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct CampaignList {
     campaigns: Vec<Value>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct CampaignSaved {
     id: String,
     tiers: usize,
@@ -252,7 +252,7 @@ async fn delete_campaign(
     Ok(Json(Removed::archived("campaign", id)))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct BackgroundSaved {
     width: u32,
     height: u32,
@@ -321,13 +321,13 @@ fn link(state: &AppState, campaign: &str, code: &str) -> String {
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct InviteBody {
     identity: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Invite {
     campaign: String,
     inviter: String,
@@ -369,7 +369,7 @@ fn refuse_archived(c: &Campaign) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Claim {
     campaign: String,
     claim: String,
@@ -394,7 +394,7 @@ async fn create_claim(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct PosterQuery {
     identity: String,
 }
@@ -518,14 +518,14 @@ async fn open_invite(
     Ok((ip, inviter, c))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct LandingQuery {
     /// A claim token (`POST /v1/campaigns/{id}/claims`): the click is
     /// counted on that person's visitor identity instead of the address's.
     claim: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Landing {
     campaign: String,
     name: String,
@@ -600,7 +600,7 @@ async fn landing(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SignupBody {
     /// The claim token proving who signs up (`POST /v1/campaigns/{id}/claims`).
@@ -613,7 +613,7 @@ struct SignupBody {
     device: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Signup {
     campaign: String,
     recorded: bool,
@@ -693,7 +693,7 @@ async fn signup(
 
 // ---------- evaluation, analytics, rewards ----------
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Stats {
     campaign: String,
     #[serde(flatten)]
@@ -723,14 +723,14 @@ async fn campaign_stats(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct LimitQuery {
     limit: Option<usize>,
     status: Option<String>,
     inviter: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Leaderboard {
     campaign: String,
     signups: usize,
@@ -763,7 +763,7 @@ async fn leaderboard(
     .await
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Invitees {
     invitees: Vec<InviteeRow>,
 }
@@ -786,14 +786,14 @@ async fn invitees(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct OverrideBody {
     invitee: String,
     valid: Option<bool>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct OverrideSaved {
     invitee: String,
     /// `null`: the decision was cleared.
@@ -819,7 +819,7 @@ async fn put_override(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Rewards {
     ledger: Vec<LedgerRow>,
     stock_left: BTreeMap<String, i64>,

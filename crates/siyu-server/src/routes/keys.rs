@@ -16,13 +16,13 @@ use siyu_store::AuditRecord;
 
 pub fn routes() -> Vec<Route> {
     vec![
-        route!(post, "/v1/admin/keys", admin, "Create a key: `{\"name\": \"shop-sdk\", \"scopes\": [\"ingest\"], \"origins\": [\"https://shop.example\"]}` (scopes: ingest, read, write, erase, admin; absent: ingest, read, write, erase, what every key could do before scopes; `origins`: the web pages that may send events with it from a browser, for ingest-only keys); the key is shown once.", create_key),
+        route!(post, "/v1/admin/keys", admin, "Create a key: `{\"name\": \"shop-sdk\", \"scopes\": [\"ingest\"], \"origins\": [\"https://shop.example\"]}` (scopes: ingest, read, write, erase, admin; absent: ingest, read, write, erase, what every key could do before scopes; `origins`: the web pages that may send events with it from a browser, for ingest-only keys); the key is shown once.", create_key, body = KeyBody, statuses = [201]),
         route!(get, "/v1/admin/keys", admin, "Keys (id, name, created_at, scopes, legacy) — never the keys themselves.", list_keys),
         route!(delete, "/v1/admin/keys/{id}", admin, "Revoke a key by its id (the first 12 hex digits of its hash); effective at once, audited.", revoke_key),
     ]
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct KeyBody {
     name: String,
@@ -36,7 +36,7 @@ struct KeyBody {
 }
 
 /// `POST /v1/admin/keys` (201): the key itself, shown this once.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct KeyCreated {
     pub key: String,
     /// What names the key in the API (the first 12 hex digits of its hash).
@@ -101,13 +101,13 @@ async fn create_key(
 const KEY_ID_LEN: usize = 12;
 
 /// `GET /v1/admin/keys`.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct KeyList {
     pub keys: Vec<KeyInfo>,
 }
 
 /// One key, never the key itself.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct KeyInfo {
     pub id: String,
     /// As stored in the key's record (null if the record has none).
@@ -146,7 +146,7 @@ async fn list_keys(State(state): State<AppState>) -> Result<Json<KeyList>, ApiEr
 }
 
 /// `DELETE /v1/admin/keys/{id}`.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct KeyRevoked {
     pub id: String,
     /// Always true.

@@ -29,7 +29,7 @@ pub fn routes() -> Vec<Route> {
             "/metrics",
             metrics,
             "Prometheus metrics (ingest counts, latencies, persons).",
-            metrics
+            metrics, answer_media = "text/plain"
         ),
         route!(
             get,
@@ -50,13 +50,13 @@ pub fn routes() -> Vec<Route> {
             "/v1/workspace",
             admin,
             "Change the workspace settings: `{\"time_zone\": \"Asia/Shanghai\"}` (an IANA name; default Asia/Shanghai).",
-            put_workspace
+            put_workspace, body = WorkspaceSettings
         ),
     ]
 }
 
 /// `GET /healthz`: the engine is loaded, and how much it holds.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Health {
     /// Always `ok`.
     pub status: &'static str,
@@ -97,7 +97,7 @@ async fn openapi(State(state): State<AppState>) -> Json<Value> {
 
 /// `GET /v1/workspace`: the workspace (brand) a request reached, with
 /// its settings.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct WorkspaceAnswer {
     pub workspace: String,
     /// The workspace time zone (IANA name).
@@ -112,7 +112,7 @@ async fn workspace(State(state): State<AppState>) -> Result<Json<WorkspaceAnswer
 }
 
 /// `PUT /v1/workspace`: the settings to change (absent: unchanged).
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct WorkspaceSettings {
     time_zone: Option<String>,

@@ -30,7 +30,7 @@ pub fn routes() -> Vec<Route> {
         "/v1/orders",
         write,
         "Import marketplace orders (`{\"orders\": [...]}` or an array): purchase/refund events matched to persons by identity, buyer id or hashed phone (linked to a known person's phone trait). Idempotent on order id; each bad order is reported with index, field and fix; a refund without buyer fields needs its purchase in the same request.",
-        post_orders
+        post_orders, body = (Vec<serde_json::Map<String, serde_json::Value>>), answer = OrdersResponse, statuses = [422]
     )]
 }
 
@@ -65,7 +65,7 @@ impl From<orders::Rejected> for Rejected {
 }
 
 /// Events of the accepted orders: new, or held by the log already.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct EventCounts {
     accepted: u64,
     duplicates: u64,
@@ -73,7 +73,7 @@ struct EventCounts {
 
 /// The answer to an import (fields in the order the API has always
 /// listed them: alphabetical).
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct OrdersResponse {
     /// Orders with at least one new event.
     accepted: u64,
@@ -91,7 +91,7 @@ struct OrdersResponse {
 
 /// The 422 answer when every order was rejected: the error (`code`,
 /// `message`) with the import's counts, so the client sees every rejection.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct OrdersRefused {
     accepted: u64,
     code: &'static str,

@@ -24,12 +24,12 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/persons/{id}", read, "A person by any identity: all identities and computed properties.", get_person),
         route!(delete, "/v1/persons/{id}", erase, "Erase a person (PIPL/GDPR): every event and identity, recorded in the audit log.", erase_person),
         route!(get, "/v1/persons/{id}/timeline", read, "Cross-channel timeline, newest first; page with `before` (the last offset seen) and `limit`.", timeline),
-        route!(get, "/v1/persons/{id}/export", read, "Everything the brand holds on a person, as wire-format JSONL (re-importable).", export_person),
+        route!(get, "/v1/persons/{id}/export", read, "Everything the brand holds on a person, as wire-format JSONL (re-importable).", export_person, answer_media = "application/x-ndjson"),
         route!(get, "/v1/persons/{id}/merges", read, "Audit of the identity merges that formed this person.", person_merges),
     ]
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct SearchQuery {
     /// Identity prefix, e.g. `douyin:9f`.
     q: Option<String>,
@@ -40,7 +40,7 @@ struct SearchQuery {
 }
 
 /// A person as the API shows them: identities and computed properties.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Profile {
     pub canonical_id: String,
     pub identities: Vec<String>,
@@ -70,7 +70,7 @@ pub struct Profile {
 }
 
 /// RFM scores, 1–5 each.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Rfm {
     pub r: u8,
     pub f: u8,
@@ -120,13 +120,13 @@ pub fn profile(engine: &Engine, slot: PersonId) -> Option<Profile> {
 }
 
 /// `GET /v1/persons`: the persons found.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct SearchAnswer {
     pub persons: Vec<PersonIds>,
 }
 
 /// A person's canonical id and all their identities.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct PersonIds {
     pub canonical_id: String,
     pub identities: Vec<String>,
@@ -208,14 +208,14 @@ pub(crate) fn event_offsets_of(state: &AppState, id: &str) -> Result<(String, Ve
     Ok((e.canonical_id(p).to_string(), offsets))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct PageQuery {
     before: Option<u64>,
     limit: Option<usize>,
 }
 
 /// `GET /v1/persons/{id}/timeline`: one page of events, newest first.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Timeline {
     pub canonical_id: String,
     pub events: Vec<TimelineItem>,
@@ -224,7 +224,7 @@ pub struct Timeline {
 }
 
 /// One event of a timeline and its log offset.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct TimelineItem {
     pub offset: u64,
     /// The event in wire format v1 (`siyu_domain::wire::to_json`).
@@ -301,7 +301,7 @@ async fn export_person(
 }
 
 /// `GET /v1/persons/{id}/merges`: the merges that formed this person.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Merges {
     pub canonical_id: String,
     pub merges: Vec<Merge>,
@@ -309,7 +309,7 @@ pub struct Merges {
 
 /// One identity merge: the event that linked two identities, and the
 /// canonical ids of the two persons before and of the one after.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Merge {
     pub event_offset: u64,
     pub at: String,
@@ -351,7 +351,7 @@ async fn person_merges(
 }
 
 /// `DELETE /v1/persons/{id}`: whom the erasure removed and how much.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Erased {
     /// The erased person's canonical id (the caller named them).
     pub erased: String,

@@ -28,21 +28,21 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/segments", read, "Saved segments with versions and live counts.", list_segments),
         route!(get, "/v1/segments/{name}", read, "One saved segment (`status` ok), or why a stored one could not be loaded (`status` broken, `error`).", get_segment),
         route!(put, "/v1/segments/{name}", write, "Save a segment (new or new version) from `{\"segment\": \"<language>\"}` or `{\"tree\": {...}}`.", put_segment),
-        route!(delete, "/v1/segments/{name}", write, "Delete a segment: out of the store, live membership and every profile (its entry/exit history stays). 409 `in_use` naming each journey or segment that reads it; saving the name again continues its version numbers.", delete_segment),
+        route!(delete, "/v1/segments/{name}", write, "Delete a segment: out of the store, live membership and every profile (its entry/exit history stays). 409 `in_use` naming each journey or segment that reads it; saving the name again continues its version numbers.", delete_segment, statuses = [409]),
         route!(post, "/v1/segments/preview", read, "Parse a segment and count its members now, without saving.", preview_segment),
         route!(get, "/v1/segments/{name}/members", read, "Members' canonical ids (`limit`, `after`).", segment_members),
         route!(get, "/v1/segments/{name}/explain", read, "Why a person (`person` = any identity) is in or out, clause by clause.", explain_segment),
         route!(get, "/v1/segments/{name}/history", read, "Membership history, newest first: every entry and exit with its time (`person` = any identity, `limit`).", segment_history),
-        route!(get, "/v1/segments/{name}/changes", read, "Server-sent events: every entry and exit as it happens.", segment_changes),
+        route!(get, "/v1/segments/{name}/changes", read, "Server-sent events: every entry and exit as it happens.", segment_changes, answer_media = "text/event-stream"),
         route!(get, "/v1/properties", read, "Computed property definitions (`status` ok), and stored ones that could not be loaded (`status` broken, `error`).", list_properties),
         route!(put, "/v1/properties/{name}", write, "Define a computed property (count/sum/min/max/first/last of an event type, filters, window).", put_property),
-        route!(delete, "/v1/properties/{name}", write, "Delete a computed property (the engine is rebuilt without it). 409 `in_use` naming each segment that reads it.", delete_property),
+        route!(delete, "/v1/properties/{name}", write, "Delete a computed property (the engine is rebuilt without it). 409 `in_use` naming each segment that reads it.", delete_property, statuses = [409]),
     ]
 }
 
 /// A saved segment (`status` ok) or a stored one that could not be
 /// loaded (`status` broken).
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum SegmentView {
     Ok(SavedSegment),
@@ -50,7 +50,7 @@ pub enum SegmentView {
 }
 
 /// A saved segment: its current version and live count.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct SavedSegment {
     pub name: String,
     /// Always `ok`.
@@ -77,7 +77,7 @@ impl SavedSegment {
 
 /// A stored definition (segment or property) that could not be loaded
 /// (see `quarantine`), and how to repair it.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Broken {
     pub name: String,
     /// Always `broken`.
@@ -100,7 +100,7 @@ impl Broken {
 }
 
 /// `GET /v1/segments`.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct SegmentList {
     pub segments: Vec<SegmentView>,
 }
@@ -148,7 +148,7 @@ async fn get_segment(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct SegmentBody {
     segment: Option<String>,
     tree: Option<Expr>,
@@ -181,7 +181,7 @@ fn parse_segment_body(b: SegmentBody) -> Result<(Expr, String), ApiError> {
 
 /// `PUT /v1/segments/{name}`: the saved version, its live count and how
 /// many persons entered or left.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct SegmentSaved {
     pub name: String,
     pub version: Option<u32>,
@@ -217,7 +217,7 @@ async fn put_segment(
 }
 
 /// `POST /v1/segments/preview`: members now, without saving.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Preview {
     pub count: usize,
     /// Up to 10 members' canonical ids.
@@ -248,7 +248,7 @@ async fn preview_segment(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct MembersQuery {
     limit: Option<usize>,
     after: Option<u32>,
@@ -266,7 +266,7 @@ fn segment_index(state: &AppState, e: &Engine, name: &str) -> Result<u32, ApiErr
 }
 
 /// `GET /v1/segments/{name}/members`: one page of members.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Members {
     pub segment: String,
     pub count: usize,
@@ -303,13 +303,13 @@ async fn segment_members(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct ExplainQuery {
     person: String,
 }
 
 /// `GET /v1/segments/{name}/explain`: why a person is in or out.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Explained {
     pub segment: String,
     pub canonical_id: String,
@@ -336,21 +336,21 @@ async fn explain_segment(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct HistoryQuery {
     person: Option<String>,
     limit: Option<usize>,
 }
 
 /// `GET /v1/segments/{name}/history`: entries and exits, newest first.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct History {
     pub segment: String,
     pub history: Vec<HistoryItem>,
 }
 
 /// One entry or exit.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct HistoryItem {
     pub canonical_id: String,
     /// `enter` or `exit`.
@@ -417,7 +417,7 @@ async fn segment_changes(
 
 /// A property definition (`status` ok: the stored definition itself, as
 /// defined) or a stored one that could not be loaded (`status` broken).
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum PropertyView {
     Ok {
@@ -430,7 +430,7 @@ pub enum PropertyView {
 }
 
 /// `GET /v1/properties`.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct PropertyList {
     pub properties: Vec<PropertyView>,
 }
@@ -456,7 +456,7 @@ async fn list_properties(State(state): State<AppState>) -> Result<Json<PropertyL
 }
 
 /// `PUT /v1/properties/{name}`.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct PropertyDefined {
     pub name: String,
     /// Always true.

@@ -32,7 +32,7 @@ pub struct EnrollmentRow {
 }
 
 /// Where an outbox item is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OutboxStatus {
     /// To deliver at or after `not_before` (new, retried, or delayed by
@@ -95,7 +95,7 @@ pub struct OutboxUpdate {
 
 /// One entry of the consent ledger: a grant or revocation for a channel
 /// (or all channels), with where it came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConsentRow {
     pub ts: i64,
     pub identity: String,
@@ -107,7 +107,7 @@ pub struct ConsentRow {
 }
 
 /// A follow-up task for an operator.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TaskRow {
     pub key: String,
     pub created_at: i64,
@@ -122,7 +122,7 @@ pub struct TaskRow {
 
 /// One attempt at an outbox item and its verdict: the send audit, append
 /// only (`sent`, `delivered`, `suppressed`, `delayed`, `retried`, `dead`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SendAttempt {
     pub key: String,
     pub at: i64,
