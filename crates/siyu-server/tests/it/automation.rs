@@ -119,25 +119,11 @@ async fn app_with_hook_on_fresh(backend: Backend) -> (TestApp, Receiver) {
 }
 
 async fn put(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
-    app.call(
-        "PUT",
-        path,
-        Some(&app.key),
-        "application/json",
-        body.to_string(),
-    )
-    .await
+    app.send("PUT", path, body).await
 }
 
 async fn post(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
-    app.call(
-        "POST",
-        path,
-        Some(&app.key),
-        "application/json",
-        body.to_string(),
-    )
-    .await
+    app.send("POST", path, body).await
 }
 
 async fn wait_until<F: Fn(&Value) -> bool>(app: &TestApp, path: &str, ok: F) -> Value {

@@ -7,7 +7,7 @@
 use crate::TestApp;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
@@ -89,17 +89,6 @@ async fn keys_created_and_revoked_on_one_node_hold_on_the_other_within_a_second(
     eprintln!("key revocation converged in {took:?}");
 }
 
-async fn send(t: &TestApp, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
-    t.call(
-        method,
-        uri,
-        Some(&t.key),
-        "application/json",
-        body.to_string(),
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segments_have_one_definition_and_one_version_on_every_node() {
     let Some((a, b)) = two_nodes().await else {
@@ -110,13 +99,13 @@ async fn segments_have_one_definition_and_one_version_on_every_node() {
             {"id":"c2","ts":1790000000,"identity":"wecom:small","type":"purchase","amount":100}]"#,
     )
     .await;
-    let (s, saved) = send(
-        &a,
-        "PUT",
-        "/v1/segments/vip",
-        json!({"segment": "spend >= 500"}),
-    )
-    .await;
+    let (s, saved) = a
+        .send(
+            "PUT",
+            "/v1/segments/vip",
+            json!({"segment": "spend >= 500"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{saved}");
     let version = saved["version"].clone();
     until("a segment saved on A is served by B", CONVERGE, || async {
@@ -129,14 +118,12 @@ async fn segments_have_one_definition_and_one_version_on_every_node() {
     // wins, every node serves it under one version, and no version
     // number was given twice.
     let (ra, rb) = tokio::join!(
-        send(
-            &a,
+        a.send(
             "PUT",
             "/v1/segments/race",
             json!({"segment": "spend >= 500"})
         ),
-        send(
-            &b,
+        b.send(
             "PUT",
             "/v1/segments/race",
             json!({"segment": "purchases >= 1"})
@@ -165,20 +152,16 @@ async fn segments_have_one_definition_and_one_version_on_every_node() {
     );
 
     // Deleted on B: gone on A.
-    let (s, body) = send(&b, "DELETE", "/v1/segments/vip", json!({})).await;
+    let (s, body) = b.send("DELETE", "/v1/segments/vip", json!({})).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     until("a segment deleted on B is gone on A", CONVERGE, || async {
         a.get("/v1/segments/vip").await.0 == StatusCode::NOT_FOUND
     })
     .await;
     // Saved again on A: the numbering goes on, on both.
-    let (_, again) = send(
-        &a,
-        "PUT",
-        "/v1/segments/vip",
-        json!({"segment": "spend >= 1"}),
-    )
-    .await;
+    let (_, again) = a
+        .send("PUT", "/v1/segments/vip", json!({"segment": "spend >= 1"}))
+        .await;
     assert!(again["version"].as_u64() > version.as_u64(), "{again}");
     until("the new version is B's too", CONVERGE, || async {
         b.get("/v1/segments/vip").await.1["version"] == again["version"]

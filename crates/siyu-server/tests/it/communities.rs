@@ -12,25 +12,11 @@ use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
 async fn put(t: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
-    t.call(
-        "PUT",
-        path,
-        Some(&t.key),
-        "application/json",
-        body.to_string(),
-    )
-    .await
+    t.send("PUT", path, body).await
 }
 
 async fn post(t: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
-    t.call(
-        "POST",
-        path,
-        Some(&t.key),
-        "application/json",
-        body.to_string(),
-    )
-    .await
+    t.send("POST", path, body).await
 }
 
 /// The claim token the channel gets (with a key) for a newcomer it knows.

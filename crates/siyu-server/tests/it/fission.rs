@@ -7,25 +7,11 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 async fn put(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
-    app.call(
-        "PUT",
-        path,
-        Some(&app.key),
-        "application/json",
-        body.to_string(),
-    )
-    .await
+    app.send("PUT", path, body).await
 }
 
 async fn post(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
-    app.call(
-        "POST",
-        path,
-        Some(&app.key),
-        "application/json",
-        body.to_string(),
-    )
-    .await
+    app.send("POST", path, body).await
 }
 
 async fn get(app: &TestApp, path: &str) -> (StatusCode, Value) {

@@ -180,6 +180,19 @@ impl TestApp {
         (status, v)
     }
 
+    /// A call with this app's key (ingest, read, write, erase) and a JSON
+    /// body: a `Value`, or JSON text as it is.
+    pub async fn send(&self, method: &str, uri: &str, body: impl ToString) -> (StatusCode, Value) {
+        self.call(
+            method,
+            uri,
+            Some(&self.key),
+            "application/json",
+            body.to_string(),
+        )
+        .await
+    }
+
     pub async fn post_events(&self, body: &str) -> (StatusCode, Value) {
         self.call(
             "POST",

@@ -42,17 +42,6 @@ fn events(now: i64) -> String {
     Value::Array(v).to_string()
 }
 
-async fn send(t: &TestApp, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
-    t.call(
-        method,
-        uri,
-        Some(&t.key),
-        "application/json",
-        body.to_string(),
-    )
-    .await
-}
-
 fn thresholds(v: &Value) -> (u64, u64, u64) {
     (
         v["recency_days"].as_u64().unwrap(),
@@ -141,7 +130,7 @@ async fn eight_layers_with_their_share_of_revenue_and_thresholds_that_segments_f
             "recency_days",
         ),
     ] {
-        let (s, e) = send(&t, "PUT", "/v1/settings/rfm", body.clone()).await;
+        let (s, e) = t.send("PUT", "/v1/settings/rfm", body.clone()).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {e}");
         assert!(
             e["message"].as_str().unwrap().contains(field),
@@ -160,34 +149,34 @@ async fn eight_layers_with_their_share_of_revenue_and_thresholds_that_segments_f
     assert_eq!(st["setting"], Value::Null, "{st}");
 
     // A segment on a layer, under a setting; a looser recency takes c in.
-    let (s, st) = send(
-        &t,
-        "PUT",
-        "/v1/settings/rfm",
-        json!({"recency_days": 30, "frequency": 1, "monetary_cents": 30_000}),
-    )
-    .await;
+    let (s, st) = t
+        .send(
+            "PUT",
+            "/v1/settings/rfm",
+            json!({"recency_days": 30, "frequency": 1, "monetary_cents": 30_000}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{st}");
     assert_eq!(st["in_effect"]["source"], "setting");
-    let (s, saved) = send(
-        &t,
-        "PUT",
-        "/v1/segments/champions",
-        json!({"segment": "rfm_layer = \"重要价值客户\""}),
-    )
-    .await;
+    let (s, saved) = t
+        .send(
+            "PUT",
+            "/v1/segments/champions",
+            json!({"segment": "rfm_layer = \"重要价值客户\""}),
+        )
+        .await;
     assert_eq!(
         (s, saved["count"].as_u64()),
         (StatusCode::OK, Some(1)),
         "{saved}"
     );
-    let (_, st) = send(
-        &t,
-        "PUT",
-        "/v1/settings/rfm",
-        json!({"recency_days": 60, "frequency": 1, "monetary_cents": 30_000}),
-    )
-    .await;
+    let (_, st) = t
+        .send(
+            "PUT",
+            "/v1/settings/rfm",
+            json!({"recency_days": 60, "frequency": 1, "monetary_cents": 30_000}),
+        )
+        .await;
     assert_eq!(st["segment_changes"], 1, "{st}");
     assert_eq!(thresholds(&st["setting"]), (60, 1, 30_000));
     let (_, m) = t.get("/v1/segments/champions/members").await;
@@ -204,7 +193,7 @@ async fn eight_layers_with_their_share_of_revenue_and_thresholds_that_segments_f
     assert_eq!(thresholds(&q["thresholds"]), (10, 1, 30_000));
     assert_eq!(q["layers"][0]["persons"], 1);
     // Removing the setting brings the medians back, and c leaves.
-    let (s, st) = send(&t, "DELETE", "/v1/settings/rfm", Value::Null).await;
+    let (s, st) = t.send("DELETE", "/v1/settings/rfm", Value::Null).await;
     assert_eq!(s, StatusCode::OK, "{st}");
     assert_eq!(st["setting"], Value::Null);
     assert_eq!(st["in_effect"]["source"], "median");
@@ -214,13 +203,13 @@ async fn eight_layers_with_their_share_of_revenue_and_thresholds_that_segments_f
     assert_eq!(m["members"], json!(["douyin:a"]), "{m}");
 
     // An unknown layer is refused, listing the eight.
-    let (s, e) = send(
-        &t,
-        "POST",
-        "/v1/segments/preview",
-        json!({"segment": "rfm_layer = \"vip\""}),
-    )
-    .await;
+    let (s, e) = t
+        .send(
+            "POST",
+            "/v1/segments/preview",
+            json!({"segment": "rfm_layer = \"vip\""}),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
     let msg = e["message"].as_str().unwrap();
     assert!(
@@ -228,7 +217,9 @@ async fn eight_layers_with_their_share_of_revenue_and_thresholds_that_segments_f
         "{msg}"
     );
     let tree = json!({"kind": "cmp", "prop": {"prop": "rfm_layer"}, "op": "=", "value": "vip"});
-    let (s, e) = send(&t, "PUT", "/v1/segments/bogus", json!({"tree": tree})).await;
+    let (s, e) = t
+        .send("PUT", "/v1/segments/bogus", json!({"tree": tree}))
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
     assert!(e["message"].as_str().unwrap().contains("\"vip\""), "{e}");
 }

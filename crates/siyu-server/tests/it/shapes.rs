@@ -29,18 +29,6 @@ const EVENTS: &str = r#"[
  {"id":"s4","ts":"2026-10-02T09:00:00Z","identity":"douyin:bb02","type":"comment","text":"yo"}
 ]"#;
 
-/// A call with the test's key (ingest, read, write, erase).
-async fn send(t: &TestApp, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
-    t.call(
-        method,
-        uri,
-        Some(&t.key),
-        "application/json",
-        body.to_string(),
-    )
-    .await
-}
-
 /// A call with the admin token (the key routes).
 async fn admin(t: &TestApp, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
     t.call(
@@ -104,13 +92,13 @@ async fn ops_and_ingestion_answers_keep_their_fields() {
 async fn person_answers_keep_their_fields_and_nulls() {
     let t = TestApp::spawn().await;
     t.post_events(EVENTS).await;
-    let (_, d) = send(
-        &t,
-        "PUT",
-        "/v1/properties/spent",
-        r#"{"aggregate":"sum","event_type":"purchase"}"#,
-    )
-    .await;
+    let (_, d) = t
+        .send(
+            "PUT",
+            "/v1/properties/spent",
+            r#"{"aggregate":"sum","event_type":"purchase"}"#,
+        )
+        .await;
     assert_eq!(fields(&d), ["defined", "name"]);
     let (_, p) = t.get("/v1/persons/wecom:wm01").await;
     assert_eq!(
@@ -183,13 +171,13 @@ async fn person_answers_keep_their_fields_and_nulls() {
 async fn segment_and_property_answers_keep_their_fields() {
     let t = TestApp::spawn().await;
     t.post_events(EVENTS).await;
-    let (_, b) = send(
-        &t,
-        "PUT",
-        "/v1/segments/buyers",
-        r#"{"segment":"purchases >= 1"}"#,
-    )
-    .await;
+    let (_, b) = t
+        .send(
+            "PUT",
+            "/v1/segments/buyers",
+            r#"{"segment":"purchases >= 1"}"#,
+        )
+        .await;
     assert_eq!(fields(&b), ["changes", "count", "name", "version"]);
     let (_, l) = t.get("/v1/segments").await;
     assert_eq!(
@@ -198,13 +186,13 @@ async fn segment_and_property_answers_keep_their_fields() {
     );
     let (_, g) = t.get("/v1/segments/buyers").await;
     assert_eq!(g["status"], "ok");
-    let (_, p) = send(
-        &t,
-        "POST",
-        "/v1/segments/preview",
-        r#"{"segment":"purchases >= 1"}"#,
-    )
-    .await;
+    let (_, p) = t
+        .send(
+            "POST",
+            "/v1/segments/preview",
+            r#"{"segment":"purchases >= 1"}"#,
+        )
+        .await;
     assert_eq!(fields(&p), ["count", "sample", "tree"]);
     let (_, m) = t.get("/v1/segments/buyers/members").await;
     assert_eq!(fields(&m), ["count", "members", "next_after", "segment"]);
@@ -219,8 +207,7 @@ async fn segment_and_property_answers_keep_their_fields() {
     assert_eq!(fields(&h["history"][0]), ["at", "canonical_id", "change"]);
     assert_eq!(h["history"][0]["change"], "enter");
 
-    send(
-        &t,
+    t.send(
         "PUT",
         "/v1/properties/spent",
         r#"{"aggregate":"sum","event_type":"purchase"}"#,
@@ -238,10 +225,10 @@ async fn segment_and_property_answers_keep_their_fields() {
         "{def}"
     );
     // Every DELETE answers the same four fields (journeys add their counts).
-    let (_, d) = send(&t, "DELETE", "/v1/segments/buyers", "").await;
+    let (_, d) = t.send("DELETE", "/v1/segments/buyers", "").await;
     assert_eq!(fields(&d), ["archived", "deleted", "kind", "name"]);
-    send(&t, "PUT", "/v1/journeys/j", r#"{"trigger":{"type":"event","event":"comment"},"start":"t","steps":{"t":{"type":"add_tag","tag":"x"}}}"#).await;
-    let (_, j) = send(&t, "DELETE", "/v1/journeys/j", "").await;
+    t.send("PUT", "/v1/journeys/j", r#"{"trigger":{"type":"event","event":"comment"},"start":"t","steps":{"t":{"type":"add_tag","tag":"x"}}}"#).await;
+    let (_, j) = t.send("DELETE", "/v1/journeys/j", "").await;
     assert_eq!(
         fields(&j),
         [
@@ -362,13 +349,13 @@ async fn analytics_spend_and_key_answers_keep_their_fields() {
         ["active", "cohort", "size", "week_start"],
         "{c}"
     );
-    let (_, st) = send(
-        &t,
-        "POST",
-        "/v1/analytics/steps",
-        r#"{"steps":[{"event_type":"comment"}]}"#,
-    )
-    .await;
+    let (_, st) = t
+        .send(
+            "POST",
+            "/v1/analytics/steps",
+            r#"{"steps":[{"event_type":"comment"}]}"#,
+        )
+        .await;
     assert_eq!(fields(&st), ["rows", "steps"]);
 
     let (s, k) = admin(
