@@ -45,7 +45,7 @@ type Stamp = (u64, i64, u64, Option<siyu_engine::rfm::RfmBasis>);
 pub struct AnalyticsCache {
     entries: Mutex<HashMap<String, (Stamp, StatusCode, Bytes)>>,
     /// Bumped when an input other than events changes (the spend table).
-    pub generation: AtomicU64,
+    generation: AtomicU64,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
 }
@@ -58,6 +58,13 @@ impl AnalyticsCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Every held answer stops counting: an input other than the events
+    /// changed (the spend table, the time zone, a definition, here or on
+    /// another node).
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -178,10 +178,7 @@ pub fn apply(inner: &Inner, store: &mut dyn Store, changed: &Changed) {
         }
     }
     if zone_changed || any(siyu_commerce::spend::SETTING) || any("segment/") || any("property/") {
-        inner
-            .analytics_cache
-            .generation
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        inner.analytics_cache.invalidate();
     }
     let automation = [
         crate::automation::TEMPLATE_PREFIX,

@@ -555,11 +555,7 @@ async fn put_spend(
         Ok(())
     })
     .await?;
-    state
-        .0
-        .analytics_cache
-        .generation
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    state.0.analytics_cache.invalidate();
     Ok(Json(SpendSaved { rows: n }))
 }
 

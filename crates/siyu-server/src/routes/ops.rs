@@ -139,11 +139,7 @@ async fn put_workspace(
         *state.0.time_zone.write().unwrap_or_else(|e| e.into_inner()) = tz;
         // Cached answers were computed in the old zone; the guardrails'
         // default zone follows the workspace's.
-        state
-            .0
-            .analytics_cache
-            .generation
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        state.0.analytics_cache.invalidate();
         state.0.automation.reload();
     }
     workspace(State(state)).await

@@ -551,11 +551,7 @@ fn removed(
 ) -> Result<Json<Removed>, ApiError> {
     match deleted {
         Deleted::Deleted { .. } => {
-            state
-                .0
-                .analytics_cache
-                .generation
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state.0.analytics_cache.invalidate();
             Ok(Json(Removed::deleted(kind, name)))
         }
         Deleted::NotFound => Err(ApiError::NotFound(format!(
