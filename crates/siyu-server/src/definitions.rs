@@ -162,18 +162,8 @@ pub const PREFIXES: [&str; 2] = ["property/", "segment/"];
 /// definition never stops a start-up (see `quarantine`). Only a failing
 /// store is an error.
 pub fn load_into(store: &mut dyn Store, engine: &mut Engine) -> anyhow::Result<Vec<Broken>> {
-    let mut broken = Vec::new();
-    let (mut props, unreadable) = readable(store.list_settings_each("property/")?);
-    broken.extend(unreadable);
-    props.sort_by_key(|(_, v)| v["seq"].as_u64().unwrap_or(0));
-    for (key, v) in props {
-        let def = match serde_json::from_value::<PropertyDef>(v["definition"].clone()) {
-            Ok(def) => def,
-            Err(e) => {
-                broken.push(Broken::skipped(&key, format!("unreadable: {e}")));
-                continue;
-            }
-        };
+    let StoredProperties { defs, mut broken } = stored_properties(store)?;
+    for (key, def) in defs {
         if !engine.properties().contains(&def) {
             if let Err(e) = engine.define_property(def) {
                 broken.push(Broken::skipped(&key, e));
@@ -182,6 +172,29 @@ pub fn load_into(store: &mut dyn Store, engine: &mut Engine) -> anyhow::Result<V
     }
     broken.extend(sync_segments(store, engine)?.1);
     Ok(broken)
+}
+
+/// The stored property definitions.
+pub struct StoredProperties {
+    /// (key, definition), in creation order.
+    pub defs: Vec<(String, PropertyDef)>,
+    /// The rows that cannot be read.
+    pub broken: Vec<Broken>,
+}
+
+/// Reads every stored property definition: at start and when another
+/// node changed one (the writer's `Follow`).
+pub fn stored_properties(store: &mut dyn Store) -> anyhow::Result<StoredProperties> {
+    let (mut rows, mut broken) = readable(store.list_settings_each("property/")?);
+    rows.sort_by_key(|(_, v)| v["seq"].as_u64().unwrap_or(0));
+    let mut defs = Vec::with_capacity(rows.len());
+    for (key, v) in rows {
+        match serde_json::from_value::<PropertyDef>(v["definition"].clone()) {
+            Ok(def) => defs.push((key, def)),
+            Err(e) => broken.push(Broken::skipped(&key, format!("unreadable: {e}"))),
+        }
+    }
+    Ok(StoredProperties { defs, broken })
 }
 
 /// Brings the engine's segments to what the store holds: each stored one

@@ -978,16 +978,11 @@ impl Writer {
             }
         }
         if touched("property/") {
-            let (stored, _) =
-                crate::quarantine::readable(self.store.list_settings_each("property/")?);
-            let stored: Vec<siyu_engine::property::PropertyDef> = stored
-                .into_iter()
-                .filter_map(|(_, v)| serde_json::from_value(v["definition"].clone()).ok())
-                .collect();
+            let stored = crate::definitions::stored_properties(self.store.as_mut())?.defs;
             let differs = {
                 let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
                 let current = engine.properties();
-                stored.len() != current.len() || stored.iter().any(|d| !current.contains(d))
+                stored.len() != current.len() || stored.iter().any(|(_, d)| !current.contains(d))
             };
             if differs {
                 tracing::info!("another node changed a computed property: rebuilding the engine");
