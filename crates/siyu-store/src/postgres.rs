@@ -40,6 +40,12 @@ const DIALECT: Dialect = Dialect {
         FOR EACH ROW EXECUTE FUNCTION siyu_setting_changed();",
 };
 
+/// Adds one to an integer setting (absent: 0) and answers the new value
+/// (`Store::increment_setting`, and the erasure count in `erase`).
+const INCREMENT_SETTING: &str = "INSERT INTO settings (key, value) VALUES ($1, '1')
+    ON CONFLICT (key) DO UPDATE SET value = (settings.value::bigint + 1)::text
+    RETURNING value::bigint";
+
 /// Column types of `EVENT_COLUMNS`, for binary COPY.
 /// Column types of the merges COPY (see `record_merges`).
 const MERGE_TYPES: [Type; 7] = [
@@ -596,12 +602,8 @@ impl Store for PostgresStore {
             &mut tx,
             &Pseudonymize::new(identities.iter().map(Identity::as_str), pseudonym),
         )?;
-        tx.execute(
-            "INSERT INTO settings (key, value) VALUES ($1, '1')
-             ON CONFLICT (key) DO UPDATE SET value = (settings.value::bigint + 1)::text",
-            &[&crate::ERASURES_KEY],
-        )
-        .map_err(db("counting the erasure"))?;
+        tx.query_one(INCREMENT_SETTING, &[&crate::ERASURES_KEY])
+            .map_err(db("counting the erasure"))?;
         insert_audit(&mut tx, audit)?;
         tx.commit().map_err(db("committing erase"))?;
         Ok(removed)
@@ -894,12 +896,7 @@ impl Store for PostgresStore {
     fn increment_setting(&mut self, key: &str) -> Result<u64> {
         let v: i64 = self
             .client
-            .query_one(
-                "INSERT INTO settings (key, value) VALUES ($1, '1')
-                 ON CONFLICT (key) DO UPDATE SET value = (settings.value::bigint + 1)::text
-                 RETURNING value::bigint",
-                &[&key],
-            )
+            .query_one(INCREMENT_SETTING, &[&key])
             .map_err(db("incrementing a setting"))?
             .get(0);
         Ok(v.max(0) as u64)

@@ -22,6 +22,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+/// Adds one to an integer setting (absent: 0) and answers the new value
+/// (`Store::increment_setting`, and the erasure count in `erase`).
+const INCREMENT_SETTING: &str = "INSERT INTO settings (key, value) VALUES (?1, '1')
+    ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(settings.value AS INTEGER) + 1 AS TEXT)
+    RETURNING CAST(value AS INTEGER)";
+
 const DIALECT: Dialect = Dialect {
     offset_key: "INTEGER PRIMARY KEY",
     auto_key: "INTEGER PRIMARY KEY",
@@ -743,11 +749,9 @@ impl Store for SqliteStore {
             &tx,
             &Pseudonymize::new(identities.iter().map(Identity::as_str), pseudonym),
         )?;
-        tx.execute(
-            "INSERT INTO settings (key, value) VALUES (?1, '1')
-             ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(settings.value AS INTEGER) + 1 AS TEXT)",
-            [crate::ERASURES_KEY],
-        )
+        tx.query_row(INCREMENT_SETTING, [crate::ERASURES_KEY], |r| {
+            r.get::<_, i64>(0)
+        })
         .map_err(db("counting the erasure"))?;
         insert_audit(&tx, audit)?;
         tx.commit().map_err(db("committing erase"))?;
@@ -1099,13 +1103,7 @@ impl Store for SqliteStore {
     fn increment_setting(&mut self, key: &str) -> Result<u64> {
         let v: i64 = self
             .conn
-            .query_row(
-                "INSERT INTO settings (key, value) VALUES (?1, '1')
-                 ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(settings.value AS INTEGER) + 1 AS TEXT)
-                 RETURNING CAST(value AS INTEGER)",
-                [key],
-                |r| r.get(0),
-            )
+            .query_row(INCREMENT_SETTING, [key], |r| r.get(0))
             .map_err(db("incrementing a setting"))?;
         Ok(v.max(0) as u64)
     }
