@@ -7,15 +7,7 @@
 # when they are missing or differ.
 set -euo pipefail
 cd "$(dirname "$0")"
-if [ -z "${SIYU_BIN:-}" ]; then
-  (cd ../.. && cargo build -p siyu --quiet)
-  SIYU_BIN="${CARGO_TARGET_DIR:-$(cd ../.. && pwd)/target}/debug/siyu"
-fi
-if [ ! -x .venv/bin/python ] || ! cmp -s requirements.txt .venv/requirements.txt; then
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
-  cp requirements.txt .venv/requirements.txt
-fi
+. ../lib/siyu_and_venv.sh
 if ! node -e '
   const p = require("./package.json");
   for (const [n, v] of Object.entries(p.dependencies))
