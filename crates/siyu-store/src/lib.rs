@@ -23,7 +23,7 @@ mod row;
 mod sqlite;
 
 pub use crate::automation::{
-    AutomationCommit, CommitOutcome, ConsentRow, EnrollmentRow, OutboxItem, OutboxQuery,
+    AutomationCommit, CommitOutcome, ConsentRow, EnrollmentRow, Fence, OutboxItem, OutboxQuery,
     OutboxStatus, OutboxUpdate, SendAttempt, TaskRow,
 };
 pub use crate::postgres::PostgresStore;
@@ -136,9 +136,22 @@ pub enum StoreError {
     Corrupt(String),
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// A commit carried a fencing token that is no longer the lease's:
+    /// another node took the lease; nothing was written.
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A lease as stored ([`Store::lease`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct LeaseRow {
+    pub holder: String,
+    pub token: u64,
+    /// Milliseconds left by the database's clock; ≤ 0 once expired.
+    pub remaining_ms: i64,
+}
 
 /// The setting counting erasures: [`Store::erase`] adds one in its own
 /// transaction, so every node on the store (following the settings
@@ -366,6 +379,23 @@ pub trait Store: Send {
     /// statement and returns the new value: a number no other process on
     /// the same store is given (segment versions across nodes).
     fn increment_setting(&mut self, key: &str) -> Result<u64>;
+
+    // ---- leases (migration 10) ----
+
+    /// Takes or renews the lease `name` for `holder` until `ttl_ms` from
+    /// now by the database's clock, if it is free, expired or already
+    /// `holder`'s; returns its fencing token, or `None` while another
+    /// holder's lease runs. The token stays the same while one holder
+    /// keeps renewing and grows whenever the holder changes.
+    fn acquire_lease(&mut self, name: &str, holder: &str, ttl_ms: u64) -> Result<Option<u64>>;
+
+    /// Ends `holder`'s lease `name` now (nothing if another holds it), so
+    /// another node need not wait for it to expire.
+    fn release_lease(&mut self, name: &str, holder: &str) -> Result<()>;
+
+    /// The lease `name` as stored: holder, token and how many
+    /// milliseconds it has left by the database's clock (≤ 0: expired).
+    fn lease(&mut self, name: &str) -> Result<Option<LeaseRow>>;
 
     // ---- automation (see `automation`) ----
 

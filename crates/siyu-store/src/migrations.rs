@@ -252,6 +252,23 @@ pub const MIGRATIONS: &[Migration] = &[
     {setting_triggers}
     ",
     },
+    Migration {
+        version: 10,
+        sql: "
+    -- Leases: what must run on one node at a time (the automation
+    -- executor's timers, sweeps and deliveries) is done by the node that
+    -- holds the lease. `token` grows each time another holder takes it:
+    -- the fencing token every outbox and enrollment commit of the holder
+    -- checks, so a node that lost the lease while paused cannot act.
+    -- `expires_at` is in milliseconds of the database's own clock.
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        token BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    ",
+    },
 ];
 
 /// The secondary indexes of the tables a bulk load fills (the log and the

@@ -46,6 +46,22 @@ const INCREMENT_SETTING: &str = "INSERT INTO settings (key, value) VALUES ($1, '
     ON CONFLICT (key) DO UPDATE SET value = (settings.value::bigint + 1)::text
     RETURNING value::bigint";
 
+/// The database's clock in epoch milliseconds: every node reads the same
+/// one, so lease expiry does not depend on the nodes' clocks agreeing.
+const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// Takes the lease if it is free, expired or the caller's; the token
+/// grows only when the holder changes (see [`Store::acquire_lease`]).
+const ACQUIRE_LEASE: &str = "INSERT INTO leases (name, holder, token, expires_at)
+    VALUES ($1, $2, 1, (extract(epoch from clock_timestamp()) * 1000)::bigint + $3)
+    ON CONFLICT (name) DO UPDATE SET
+        token = CASE WHEN leases.holder = excluded.holder THEN leases.token ELSE leases.token + 1 END,
+        holder = excluded.holder,
+        expires_at = excluded.expires_at
+    WHERE leases.holder = excluded.holder
+       OR leases.expires_at <= (extract(epoch from clock_timestamp()) * 1000)::bigint
+    RETURNING token";
+
 /// Column types of `EVENT_COLUMNS`, for binary COPY.
 /// Column types of the merges COPY (see `record_merges`).
 const MERGE_TYPES: [Type; 7] = [
@@ -924,6 +940,42 @@ impl Store for PostgresStore {
                 (key, value)
             })
             .collect())
+    }
+
+    fn acquire_lease(&mut self, name: &str, holder: &str, ttl_ms: u64) -> Result<Option<u64>> {
+        let ttl = to_sql_int(ttl_ms);
+        let row = self
+            .client
+            .query_opt(ACQUIRE_LEASE, &[&name, &holder, &ttl])
+            .map_err(db("taking a lease"))?;
+        Ok(row.map(|r| r.get::<_, i64>(0).max(0) as u64))
+    }
+
+    fn release_lease(&mut self, name: &str, holder: &str) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE leases SET expires_at = 0 WHERE name = $1 AND holder = $2",
+                &[&name, &holder],
+            )
+            .map_err(db("releasing a lease"))?;
+        Ok(())
+    }
+
+    fn lease(&mut self, name: &str) -> Result<Option<crate::LeaseRow>> {
+        let row = self
+            .client
+            .query_opt(
+                &format!(
+                    "SELECT holder, token, expires_at - {DB_NOW_MS} FROM leases WHERE name = $1"
+                ),
+                &[&name],
+            )
+            .map_err(db("reading a lease"))?;
+        Ok(row.map(|r| crate::LeaseRow {
+            holder: r.get(0),
+            token: r.get::<_, i64>(1).max(0) as u64,
+            remaining_ms: r.get(2),
+        }))
     }
 
     fn automation_commit(

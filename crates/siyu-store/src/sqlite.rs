@@ -28,6 +28,22 @@ const INCREMENT_SETTING: &str = "INSERT INTO settings (key, value) VALUES (?1, '
     ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(settings.value AS INTEGER) + 1 AS TEXT)
     RETURNING CAST(value AS INTEGER)";
 
+/// Epoch milliseconds now: the processes sharing one SQLite file share
+/// the machine's clock.
+const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+
+/// Takes the lease if it is free, expired or the caller's; the token
+/// grows only when the holder changes (see [`Store::acquire_lease`]).
+const ACQUIRE_LEASE: &str = "INSERT INTO leases (name, holder, token, expires_at)
+    VALUES (?1, ?2, 1, CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) + ?3)
+    ON CONFLICT (name) DO UPDATE SET
+        token = CASE WHEN leases.holder = excluded.holder THEN leases.token ELSE leases.token + 1 END,
+        holder = excluded.holder,
+        expires_at = excluded.expires_at
+    WHERE leases.holder = excluded.holder
+       OR leases.expires_at <= CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)
+    RETURNING token";
+
 const DIALECT: Dialect = Dialect {
     offset_key: "INTEGER PRIMARY KEY",
     auto_key: "INTEGER PRIMARY KEY",
@@ -1135,6 +1151,46 @@ impl Store for SqliteStore {
                 (k, value)
             })
             .collect())
+    }
+
+    fn acquire_lease(&mut self, name: &str, holder: &str, ttl_ms: u64) -> Result<Option<u64>> {
+        let token: Option<i64> = self
+            .conn
+            .query_row(
+                ACQUIRE_LEASE,
+                params![name, holder, to_sql_int(ttl_ms)],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db("taking a lease"))?;
+        Ok(token.map(|t| t.max(0) as u64))
+    }
+
+    fn release_lease(&mut self, name: &str, holder: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE leases SET expires_at = 0 WHERE name = ?1 AND holder = ?2",
+                [name, holder],
+            )
+            .map_err(db("releasing a lease"))?;
+        Ok(())
+    }
+
+    fn lease(&mut self, name: &str) -> Result<Option<crate::LeaseRow>> {
+        self.conn
+            .query_row(
+                &format!("SELECT holder, token, expires_at - {NOW_MS} FROM leases WHERE name = ?1"),
+                [name],
+                |r| {
+                    Ok(crate::LeaseRow {
+                        holder: r.get(0)?,
+                        token: r.get::<_, i64>(1)?.max(0) as u64,
+                        remaining_ms: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(db("reading a lease"))
     }
 
     fn automation_commit(

@@ -145,6 +145,30 @@ pub struct AutomationCommit {
     pub tasks: Vec<TaskRow>,
     /// Appended.
     pub attempts: Vec<SendAttempt>,
+    /// When set, the commit writes nothing (and fails with
+    /// [`crate::StoreError::Fenced`]) unless this is still the lease's
+    /// token: what keeps a node that lost the lease from acting on it.
+    pub fence: Option<Fence>,
+}
+
+/// A lease and the fencing token its holder was given
+/// ([`crate::Store::acquire_lease`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lease: String,
+    pub token: u64,
+}
+
+impl Fence {
+    pub(crate) fn refused(&self, current: Option<i64>) -> crate::StoreError {
+        crate::StoreError::Fenced(match current {
+            Some(t) => format!(
+                "lease {:?} is at token {t}, this commit holds {}",
+                self.lease, self.token
+            ),
+            None => format!("lease {:?} is not held", self.lease),
+        })
+    }
 }
 
 impl AutomationCommit {

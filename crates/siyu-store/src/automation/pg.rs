@@ -69,6 +69,20 @@ pub(crate) fn commit(client: &mut Client, c: &AutomationCommit) -> Result<Commit
     let mut tx = client
         .transaction()
         .map_err(db("starting an automation commit"))?;
+    if let Some(f) = &c.fence {
+        // FOR SHARE: a node taking the lease over waits for this commit,
+        // so the check holds until it lands.
+        let current: Option<i64> = tx
+            .query_opt(
+                "SELECT token FROM leases WHERE name = $1 FOR SHARE",
+                &[&f.lease],
+            )
+            .map_err(db("checking the fencing token"))?
+            .map(|r| r.get(0));
+        if current != Some(to_sql_int(f.token)) {
+            return Err(f.refused(current));
+        }
+    }
     if !c.enrollments.is_empty() {
         let upd = tx
             .prepare("UPDATE enrollments SET version = $2, wake_at = $3, done = $4, state = $5 WHERE id = $1")

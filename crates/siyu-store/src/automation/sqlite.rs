@@ -149,6 +149,21 @@ pub(crate) fn commit(conn: &mut Connection, c: &AutomationCommit) -> Result<Comm
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db("starting an automation commit"))?;
+    if let Some(f) = &c.fence {
+        // The transaction is IMMEDIATE: it holds the write lock, so no
+        // other process takes the lease before it lands.
+        let current: Option<i64> = tx
+            .query_row(
+                "SELECT token FROM leases WHERE name = ?1",
+                [&f.lease],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db("checking the fencing token"))?;
+        if current != Some(to_sql_int(f.token)) {
+            return Err(f.refused(current));
+        }
+    }
     {
         let mut upd = tx
             .prepare_cached(

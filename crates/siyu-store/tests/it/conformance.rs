@@ -28,6 +28,7 @@ conformance!(
     settings_crud_and_prefix,
     every_settings_change_is_numbered_in_commit_order,
     incremented_settings_give_every_caller_its_own_number,
+    a_lease_has_one_holder_and_its_token_fences_commits,
     settings_batch_is_one_write,
     settings_refuse_what_would_not_read_back,
     group_events_are_read_by_group_and_time,
@@ -1224,4 +1225,101 @@ pub fn incremented_settings_give_every_caller_its_own_number(b: &dyn Backend) {
         .collect();
     all.sort_unstable();
     assert_eq!(all, (1..=100).collect::<Vec<u64>>());
+}
+
+/// One holder at a time; renewing keeps the token, a new holder gets a
+/// larger one, and a commit fenced with an old token writes nothing.
+pub fn a_lease_has_one_holder_and_its_token_fences_commits(b: &dyn Backend) {
+    use siyu_store::{AutomationCommit, ConsentRow, Fence, StoreError};
+    let mut a = b.open();
+    let mut other = b.open();
+    assert_eq!(a.lease("automation").unwrap(), None);
+    let t1 = a
+        .acquire_lease("automation", "node-a", 60_000)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        other.acquire_lease("automation", "node-b", 60_000).unwrap(),
+        None
+    );
+    assert_eq!(
+        a.acquire_lease("automation", "node-a", 60_000).unwrap(),
+        Some(t1)
+    );
+    let held = other.lease("automation").unwrap().unwrap();
+    assert_eq!((held.holder.as_str(), held.token), ("node-a", t1));
+    assert!(
+        held.remaining_ms > 50_000 && held.remaining_ms <= 60_000,
+        "{held:?}"
+    );
+    // Another lease name is independent.
+    assert!(other
+        .acquire_lease("other", "node-b", 60_000)
+        .unwrap()
+        .is_some());
+
+    let consent = |identity: &str| ConsentRow {
+        ts: 1,
+        identity: identity.into(),
+        channel: None,
+        granted: false,
+        source: "api".into(),
+    };
+    let fenced = |token: u64, identity: &str| AutomationCommit {
+        consent: vec![consent(identity)],
+        fence: Some(Fence {
+            lease: "automation".into(),
+            token,
+        }),
+        ..Default::default()
+    };
+    a.automation_commit(&fenced(t1, "user:kept")).unwrap();
+
+    // A release lets the other node in at once, under a larger token.
+    other.release_lease("automation", "node-b").unwrap(); // not its lease: nothing
+    assert_eq!(
+        other.acquire_lease("automation", "node-b", 60_000).unwrap(),
+        None
+    );
+    a.release_lease("automation", "node-a").unwrap();
+    let t2 = other
+        .acquire_lease("automation", "node-b", 60_000)
+        .unwrap()
+        .unwrap();
+    assert!(t2 > t1, "{t2} > {t1}");
+    match a.automation_commit(&fenced(t1, "user:lost")) {
+        Err(StoreError::Fenced(m)) => assert!(m.contains(&t2.to_string()), "{m}"),
+        other => panic!("the old holder's commit was not fenced: {other:?}"),
+    }
+    let fresh = AutomationCommit {
+        fence: Some(Fence {
+            lease: "never-taken".into(),
+            token: 1,
+        }),
+        ..fenced(t1, "user:lost")
+    };
+    assert!(matches!(
+        a.automation_commit(&fresh),
+        Err(StoreError::Fenced(_))
+    ));
+    other.automation_commit(&fenced(t2, "user:new")).unwrap();
+    let ledger: Vec<String> = a
+        .consent_ledger(None)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.identity)
+        .collect();
+    assert_eq!(ledger, ["user:kept", "user:new"]);
+
+    // An expired lease is free; its old holder taking it back gets a new token.
+    assert_eq!(
+        other.acquire_lease("automation", "node-b", 0).unwrap(),
+        Some(t2)
+    );
+    let t3 = a
+        .acquire_lease("automation", "node-a", 60_000)
+        .unwrap()
+        .unwrap();
+    assert!(t3 > t2);
+    assert!(other.lease("automation").unwrap().unwrap().remaining_ms > 0);
 }
