@@ -4,22 +4,33 @@
 //! the log — events `siyu import` (or `siyu import-orders`) appended beside
 //! a running server are applied by it too — and such bulk loads are
 //! history by default: they trigger no journey, auto-reply or
-//! segment-entry journey (the executor counts them as `backfill`). Only an
-//! import run with `--trigger` records, in settings and BEFORE its first
-//! append, the offsets from which its events may trigger
-//! (`import/trigger/<from>`: `{from, to}`), and closes the range when it
-//! ends. The rule is "followed events are backfill unless a range says
-//! otherwise", not the reverse: a range written late, lost, or an import
-//! killed before it closed its range can only make the server too quiet,
-//! never message a past contact. The server's own appends (HTTP, inbound
-//! webhooks, the executor's events) are never backfill; every event is
-//! still subject to freshness (`trigger_max_age_secs`).
+//! segment-entry journey (the executor counts them as `backfill`). But
+//! the log is also followed from other `siyu serve` nodes on the same
+//! database, whose events are live, and only the leading node acts on
+//! triggers (`crate::leader`), wherever the event came in.
+//!
+//! So every import records, in settings and BEFORE its first append, the
+//! offsets it appends from: `import/backfill/<from>`, or with `--trigger`
+//! `import/trigger/<from>` (`{from, to}`), and closes the range when it
+//! ends; the next import closes a range left open (a killed import) at
+//! the head. A followed event is backfill when a backfill range covers
+//! it and no trigger range does. A range is written before the events it
+//! covers and read before them, so an import's events are never seen
+//! without it; an open range may cover other nodes' events appended
+//! meanwhile, which then trigger nothing: the quiet side. The server's
+//! own appends (HTTP, inbound webhooks, the executor's events) are never
+//! backfill; every event is still subject to freshness
+//! (`trigger_max_age_secs`), which also keeps an older `siyu import` that
+//! records no range from messaging anyone about old events.
 
 use serde::{Deserialize, Serialize};
 use siyu_store::Store;
 
 /// Settings prefix of triggering import ranges.
 pub const TRIGGER_PREFIX: &str = "import/trigger/";
+
+/// Settings prefix of the ranges of imports that must trigger nothing.
+pub const BACKFILL_PREFIX: &str = "import/backfill/";
 
 /// The log offsets a `siyu import --trigger` appended (or is appending).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,25 +50,52 @@ impl TriggeringImport {
     }
 }
 
-/// The triggering ranges in the store (an unreadable row is skipped and
-/// logged: it then triggers nothing, the safe side).
-pub fn triggering_ranges(store: &mut dyn Store) -> siyu_store::Result<Vec<TriggeringImport>> {
+/// Which followed events are backfill: the import ranges in the store.
+pub struct FollowedRanges {
+    triggering: Vec<TriggeringImport>,
+    backfill: Vec<TriggeringImport>,
+}
+
+impl FollowedRanges {
+    pub fn read(store: &mut dyn Store) -> siyu_store::Result<Self> {
+        Ok(FollowedRanges {
+            triggering: ranges(store, TRIGGER_PREFIX)?,
+            backfill: ranges(store, BACKFILL_PREFIX)?,
+        })
+    }
+
+    /// Whether the followed event at `offset` must trigger nothing.
+    pub fn is_backfill(&self, offset: u64) -> bool {
+        self.backfill.iter().any(|r| r.covers(offset))
+            && !self.triggering.iter().any(|r| r.covers(offset))
+    }
+}
+
+/// The ranges under `prefix`. An unreadable row is skipped and logged; a
+/// backfill row that cannot be read covers everything from offset 1 (the
+/// quiet side) until the next import rewrites it.
+fn ranges(store: &mut dyn Store, prefix: &str) -> siyu_store::Result<Vec<TriggeringImport>> {
+    let quiet = prefix == BACKFILL_PREFIX;
     Ok(store
-        .list_settings(TRIGGER_PREFIX)?
+        .list_settings(prefix)?
         .into_iter()
         .filter_map(|(key, v)| match serde_json::from_value(v) {
             Ok(r) => Some(r),
             Err(e) => {
-                tracing::warn!(%key, error = %e, "unreadable triggering import range; its events trigger nothing");
-                None
+                tracing::warn!(%key, error = %e, "unreadable import range; its events trigger nothing");
+                quiet.then_some(TriggeringImport {
+                    from: 1,
+                    to: None,
+                    started_at: 0,
+                })
             }
         })
         .collect())
 }
 
 /// Called by an import before its first append. Closes ranges left open
-/// by an import that did not finish (at the current head), then, when
-/// `trigger`, records a new open range and returns its key.
+/// by an import that did not finish (at the current head), then records
+/// its own open range — triggering when `trigger` — and returns its key.
 pub fn begin_import(
     store: &mut dyn Store,
     trigger: bool,
@@ -65,7 +103,9 @@ pub fn begin_import(
 ) -> siyu_store::Result<Option<String>> {
     let head = store.last_offset()?;
     let mut closes = Vec::new();
-    for (key, v) in store.list_settings(TRIGGER_PREFIX)? {
+    let mut open = store.list_settings(TRIGGER_PREFIX)?;
+    open.extend(store.list_settings(BACKFILL_PREFIX)?);
+    for (key, v) in open {
         if let Ok(mut r) = serde_json::from_value::<TriggeringImport>(v) {
             if r.to.is_none() {
                 r.to = Some(head);
@@ -76,15 +116,17 @@ pub fn begin_import(
     if !closes.is_empty() {
         store.put_settings(&closes)?;
     }
-    if !trigger {
-        return Ok(None);
-    }
     let r = TriggeringImport {
         from: head + 1,
         to: None,
         started_at: now,
     };
-    let key = format!("{TRIGGER_PREFIX}{}", r.from);
+    let prefix = if trigger {
+        TRIGGER_PREFIX
+    } else {
+        BACKFILL_PREFIX
+    };
+    let key = format!("{prefix}{}", r.from);
     store.put_setting(&key, serde_json::to_value(&r).ok().as_ref())?;
     Ok(Some(key))
 }

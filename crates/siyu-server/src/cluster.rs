@@ -191,6 +191,14 @@ pub fn apply(inner: &Inner, store: &mut dyn Store, changed: &Changed) {
     if automation.iter().any(|p| any(p)) {
         inner.automation.reload();
     }
+    // Work another node committed for the leader (a standing-by executor
+    // ignores it).
+    if any(crate::automation::INBOX_PREFIX) {
+        let _ = inner
+            .automation
+            .tx
+            .send(crate::automation::AutoInput::Inbox);
+    }
     match changed {
         Changed::Everything => inner.fission.forget(None),
         Changed::Keys(_) => {

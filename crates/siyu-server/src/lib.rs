@@ -34,6 +34,7 @@ pub mod connections;
 pub mod definitions;
 pub mod error;
 pub mod ingest;
+pub mod leader;
 pub mod links;
 pub mod log_pass;
 pub mod metrics;
@@ -104,6 +105,10 @@ pub struct Inner {
     /// The workspace time zone (settings `workspace/time_zone`, `zone.rs`):
     /// what dates in analytics ranges mean and what the console shows.
     pub time_zone: RwLock<siyu_automation::schedule::Tz>,
+    /// Whether this node holds the automation lease (`leader.rs`): what
+    /// must run once (timers, sweeps, deliveries, reconciles, SOP
+    /// calendars) runs where it is held.
+    pub leader: Arc<leader::Leadership>,
 }
 
 #[derive(Clone)]
@@ -373,6 +378,13 @@ async fn stop(
     tokio::task::spawn_blocking(move || executor_thread.join())
         .await?
         .map_err(|_| anyhow::anyhow!("automation thread panicked"))?;
+    // The executor has stopped: another node may lead from now on.
+    let s = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut reader = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+        s.0.leader.release(reader.as_mut());
+    })
+    .await?;
     drop(state);
     tokio::task::spawn_blocking(move || writer_thread.join())
         .await?
@@ -478,7 +490,20 @@ impl Application {
             let config = config.clone();
             tokio::task::spawn_blocking(move || automation::link_secret(&config)).await??
         };
+        // Before the executor: a node alone on its store leads from its
+        // first request; beside a leader it stands by.
+        let leadership = Arc::new(leader::Leadership::new()?);
+        let lease_store = {
+            let (config, leadership) = (config.clone(), leadership.clone());
+            tokio::task::spawn_blocking(move || -> anyhow::Result<Box<dyn Store>> {
+                let mut store = config.open_store()?;
+                leadership.try_lead(store.as_mut())?;
+                Ok(store)
+            })
+            .await??
+        };
         let executor = {
+            let leadership = leadership.clone();
             let config = config.clone();
             let quarantine = quarantine.clone();
             let engine = engine.clone();
@@ -499,6 +524,7 @@ impl Application {
                     wants_all,
                     quarantine,
                     trigger_max_age_secs: config.trigger_max_age_secs,
+                    leadership,
                 })
             })
             .await??
@@ -531,8 +557,15 @@ impl Application {
             inbound_limit: ratelimit::RateLimiter::inbound(),
             inbound_replays: Default::default(),
             time_zone: RwLock::new(time_zone),
+            leader: leadership.clone(),
         }));
         cluster::spawn_follower(&state.0, follower)?;
+        leader::spawn(
+            Arc::downgrade(&state.0),
+            leadership,
+            lease_store,
+            state.0.automation.tx.clone(),
+        )?;
         Ok(Application {
             listener,
             state,

@@ -311,6 +311,7 @@ impl Writer {
                     Some(crate::automation::Cause {
                         ts: e.ts,
                         backfill: backfill(offset),
+                        offset,
                     }),
                     applied.changes.len(),
                 ));
@@ -352,15 +353,15 @@ impl Writer {
     /// Applies the events other writers appended after `applied_offset`
     /// (below `before`, when given; at most `max` of them). Their merges
     /// were recorded by their writer; segment changes are this engine's.
-    /// They are backfill (trigger nothing) unless a `siyu import --trigger`
-    /// range covers them ([`crate::backfill`]).
+    /// They are backfill (trigger nothing) when an import's backfill
+    /// range covers them; other nodes' events are live ([`crate::backfill`]).
     /// Returns whether it stopped at `max` with more to read.
     fn catch_up(&mut self, before: Option<u64>, max: usize) -> siyu_store::Result<bool> {
         let mut done = 0usize;
         // Read before the events: a range is written before its import's
         // first append, so every followed event it covers is seen with it.
-        let triggering = crate::backfill::triggering_ranges(self.store.as_mut())?;
-        let backfill = |offset: u64| !triggering.iter().any(|r| r.covers(offset));
+        let ranges = crate::backfill::FollowedRanges::read(self.store.as_mut())?;
+        let backfill = |offset: u64| ranges.is_backfill(offset);
         loop {
             // Offsets up to the head are committed; read the head first, so
             // an empty scan below it means erased, not yet to come.

@@ -26,6 +26,8 @@ pub use crate::automation::{
     AutomationCommit, CommitOutcome, ConsentRow, EnrollmentRow, Fence, OutboxItem, OutboxQuery,
     OutboxStatus, OutboxUpdate, SendAttempt, TaskRow,
 };
+/// The newest schema version this build knows (its last migration).
+pub use crate::migrations::latest as latest_schema_version;
 pub use crate::postgres::PostgresStore;
 pub use crate::row::{content_id, EventRow, EventRows};
 pub use crate::sqlite::SqliteStore;

@@ -30,6 +30,7 @@
 //! counted in `/metrics` and, per journey, in its report. Consent is still
 //! read from history (an old opt-out still counts).
 
+mod lead;
 pub mod person;
 
 use crate::metrics::Metrics;
@@ -69,6 +70,8 @@ pub const POLICY_KEY: &str = "guardrails/policy";
 pub const LINK_SECRET_KEY: &str = "automation/link_secret";
 /// Per journey: its triggers skipped as history, by reason (`{"stale": n, "backfill": n}`).
 pub const SKIPPED_PREFIX: &str = "journey_skipped/";
+/// Settings other nodes write for the leading executor (`lead.rs`).
+pub const INBOX_PREFIX: &str = "cluster/automation/";
 
 /// Outbox items delivered per pass.
 const DELIVER_BATCH: usize = 2000;
@@ -91,6 +94,10 @@ pub struct AppliedEvent {
 pub struct Cause {
     pub ts: i64,
     pub backfill: bool,
+    /// The event's log offset: the same change on every node, so a
+    /// segment-entry journey it triggers is entered once, whichever node
+    /// leads when it is acted on.
+    pub offset: u64,
 }
 
 /// A segment entry or exit the writer applied.
@@ -146,6 +153,12 @@ pub enum AutoInput {
     /// definitions (it enrolls nobody), end its running enrollments now
     /// and cancel their pending outbox items; answers once committed.
     ExitJourney(String, oneshot::Sender<Result<Exited, String>>),
+    /// This node took the automation lease under this fencing token, or
+    /// (`None`) stopped holding it (`crate::leader`).
+    Lead(Option<u64>),
+    /// Another node committed work for the leader (outbox items, consent,
+    /// a journey to exit): the follower saw its signal (`lead::INBOX_PREFIX`).
+    Inbox,
 }
 
 impl AutoInput {
@@ -512,6 +525,10 @@ pub struct ExecutorParts {
     pub quarantine: Arc<Quarantine>,
     /// Oldest an event may be (seconds, server clock) and still trigger.
     pub trigger_max_age_secs: u64,
+    /// This node's view of the automation lease (`crate::leader`): if it
+    /// holds it at start, the executor leads from its first input, else
+    /// it stands by until told to lead; a fenced commit is reported to it.
+    pub leadership: Arc<crate::leader::Leadership>,
 }
 
 /// Events the executor reads even with no journey: opt-outs (the consent
@@ -568,7 +585,23 @@ pub struct Executor {
     /// id) → task key. Checked against the store before being trusted
     /// (an operator may have closed the task).
     open_leads: HashMap<(String, String), String>,
+    /// Set while this node leads (`crate::leader`): every commit carries
+    /// it. `None`: standing by — no timers, sweeps, triggers or
+    /// deliveries; requests' work is committed for the leader to pick up.
+    fence: Option<siyu_store::Fence>,
+    leadership: Arc<crate::leader::Leadership>,
+    /// The writer's applied inputs of the last `lead::RECENT_SECS` (server
+    /// time received), leading or not: replayed on taking over, so what
+    /// the old leader had not committed still triggers (`lead.rs`).
+    recent: std::collections::VecDeque<(i64, Arc<AppliedInputs>)>,
+    /// Set while `recent` is replayed: an enrollment whose entry key the
+    /// store holds already is not made again (its steps' keys would
+    /// differ: they carry the enrollment id).
+    replaying: bool,
 }
+
+/// One applied input's events and segment changes.
+type AppliedInputs = (Vec<AppliedEvent>, Vec<AppliedChange>);
 
 /// Converts the ledger's storage row to the guard's entry.
 fn consent_entry(r: &ConsentRow) -> ConsentEntry {
@@ -601,7 +634,9 @@ impl Executor {
             wants_all,
             quarantine,
             trigger_max_age_secs,
+            leadership,
         } = parts;
+        let lead = leadership.token();
         let mut defs = {
             let e = engine.read().unwrap_or_else(|e| e.into_inner());
             load_definitions(store.as_mut(), &e)?
@@ -638,7 +673,40 @@ impl Executor {
             skipped_history: BTreeMap::new(),
             replied: HashMap::new(),
             open_leads: HashMap::new(),
+            fence: None,
+            leadership,
+            recent: Default::default(),
+            replaying: false,
         };
+        match lead {
+            Some(token) => x.lead(token, now)?,
+            None => tracing::info!(
+                journeys = x.defs.journeys.len(),
+                "automation executor standing by (another node leads)"
+            ),
+        }
+        x.publish_interest();
+        Ok(x)
+    }
+
+    /// Loads the running state from the store (at start, and when this
+    /// node takes the lease over): enrollments and their timers, re-entry
+    /// index, pending and recent outbox items, open lead tasks, consent.
+    fn load_state(&mut self, now: i64) -> anyhow::Result<()> {
+        let x = self;
+        x.active.clear();
+        x.by_identity.clear();
+        x.timers.clear();
+        x.entries.clear();
+        x.ready.clear();
+        x.delayed.clear();
+        x.delayed_items.clear();
+        x.ledger = SendLedger::new();
+        x.consent.clear();
+        x.replied.clear();
+        x.open_leads.clear();
+        x.last_sweep = now;
+        x.next_id = x.store.max_enrollment_id()?;
         for (journey, identity, entered_at, done) in x.store.entry_index()? {
             x.entries.insert(
                 (journey, identity),
@@ -671,7 +739,9 @@ impl Executor {
         }
         for item in x.store.outbox_due(i64::MAX, usize::MAX >> 2)? {
             x.remember_reply(&item.key, &item.identity, item.created_at);
-            x.schedule(item, now);
+            if !x.in_flight.contains_key(&item.key) {
+                x.schedule(item, now);
+            }
         }
         for task in x.store.tasks(true, usize::MAX >> 2)? {
             if task.journey.is_none() {
@@ -692,8 +762,7 @@ impl Executor {
             journeys = x.defs.journeys.len(),
             "automation executor loaded"
         );
-        x.publish_interest();
-        Ok(x)
+        Ok(())
     }
 
     /// Every event is needed while a journey exists or someone is enrolled.
@@ -776,6 +845,10 @@ impl Executor {
 
     /// Time-driven work: due timers, sweeps, due outbox items.
     fn tick(&mut self, now: i64) -> anyhow::Result<()> {
+        if self.fence.is_none() {
+            self.forget_old_recent(now);
+            return self.flush();
+        }
         let mut woke = 0u64;
         while let Some(&Reverse((at, id))) = self.timers.peek() {
             if at > now {
@@ -822,16 +895,15 @@ impl Executor {
                 crate::trace::in_scope(Some(&request), || self.input(*input, now))
             }
             AutoInput::Applied { events, changes } => {
-                for e in &events {
-                    self.on_event(&e.event, e.backfill, now);
-                }
-                for c in changes {
-                    let skip = c
-                        .cause
-                        .and_then(|c| history_skip(c.backfill, c.ts, now, self.trigger_max_age));
-                    self.on_segment_change(&c.segment, &c.canonical, c.entered, skip, now);
+                let applied = Arc::new((events, changes));
+                self.recent.push_back((now, applied.clone()));
+                self.forget_old_recent(now);
+                if self.fence.is_some() {
+                    self.on_applied(&applied.0, &applied.1, now);
                 }
             }
+            AutoInput::Lead(token) => self.follow_lease(token, now),
+            AutoInput::Inbox => self.pick_up(now),
             AutoInput::Delivered { key, attempts } => {
                 self.finish(&key, OutboxStatus::Done, attempts, String::new(), now);
                 if let Some(item) = self.in_flight.remove(&key) {
@@ -854,6 +926,9 @@ impl Executor {
             }
             AutoInput::Shutdown => {}
             AutoInput::Retrying { key, detail } => self.attempt(&key, "retrying", &detail, now),
+            AutoInput::ExitJourney(journey, reply) if self.fence.is_none() => {
+                let _ = reply.send(self.ask_leader_to_exit(&journey, now));
+            }
             AutoInput::ExitJourney(journey, reply) => {
                 self.input(AutoInput::Reload, now);
                 let exited = self.exit_journey(&journey, now);
@@ -920,7 +995,9 @@ impl Executor {
                         );
                         item.status = OutboxStatus::Pending;
                         item.attempts = 0;
-                        self.ready.push_back(item);
+                        if self.fence.is_some() {
+                            self.ready.push_back(item);
+                        }
                         self.flush().map(|_| true).map_err(|e| e.to_string())
                     }
                     Ok(_) => Ok(false),
@@ -928,6 +1005,24 @@ impl Executor {
                 };
                 let _ = reply.send(r);
             }
+        }
+    }
+
+    /// What the writer applied: journeys and auto-replies the events
+    /// trigger, then segment-entry and exit journeys.
+    fn on_applied(&mut self, events: &[AppliedEvent], changes: &[AppliedChange], now: i64) {
+        for e in events {
+            self.on_event(&e.event, e.backfill, now);
+        }
+        for c in changes {
+            let skip = c
+                .cause
+                .and_then(|c| history_skip(c.backfill, c.ts, now, self.trigger_max_age));
+            // The event's offset: the same on every node (the clock is not).
+            let occurrence = c
+                .cause
+                .map_or_else(|| now.to_string(), |c| format!("@{}", c.offset));
+            self.on_segment_change(&c.segment, &c.canonical, c.entered, &occurrence, skip, now);
         }
     }
 
@@ -1113,6 +1208,7 @@ impl Executor {
         segment: &str,
         canonical: &str,
         entered: bool,
+        occurrence: &str,
         skip: Option<HistorySkip>,
         now: i64,
     ) {
@@ -1145,7 +1241,10 @@ impl Executor {
                 &j,
                 canonical,
                 &ids,
-                &format!("{segment}:{}:{now}", if entered { "in" } else { "out" }),
+                &format!(
+                    "{segment}:{}:{occurrence}",
+                    if entered { "in" } else { "out" }
+                ),
                 now,
             );
         }
@@ -1214,6 +1313,10 @@ impl Executor {
         if !machine::may_enter(j, last, now) {
             return;
         }
+        let entry_key = format!("{}/{}/{}", j.def.name, identity, occurrence);
+        if self.replaying && self.entered_already(&j.def.name, identity, &entry_key) {
+            return;
+        }
         self.next_id += 1;
         let id = self.next_id;
         let e = machine::enroll(j, id, identity, now);
@@ -1225,7 +1328,6 @@ impl Executor {
             },
         );
         self.metrics.journey_entries.inc();
-        let entry_key = format!("{}/{}/{}", j.def.name, identity, occurrence);
         self.commit.enrollments.push(row(&e, entry_key));
         self.track(e);
         self.step(id, Input::Tick, now);
@@ -1674,7 +1776,30 @@ impl Executor {
         }
         let mut c = std::mem::take(&mut self.commit);
         c.enrollments = merge_rows(c.enrollments);
-        let out = self.store.automation_commit(&c)?;
+        c.fence = self.fence.clone();
+        let out = match self.store.automation_commit(&c) {
+            Err(siyu_store::StoreError::Fenced(why)) => {
+                // Another node leads now: this one stands down. Journeys'
+                // enrollments and effects are the new leader's to redo from
+                // the events (keyed: once); the rest — a request's sends,
+                // consent, verdicts of sends made — is committed for the
+                // new leader to pick up.
+                tracing::warn!(%why, "fenced: another node took the automation lease");
+                if let Some(f) = &self.fence {
+                    self.leadership.fenced(f.token);
+                }
+                self.stand_down();
+                c.enrollments.clear();
+                c.outbox.retain(|i| i.journey.is_none());
+                c.tasks.retain(|t| t.journey.is_none());
+                c.fence = None;
+                self.store.automation_commit(&c)?
+            }
+            other => other?,
+        };
+        if self.fence.is_none() {
+            return self.signal_leader(&c);
+        }
         for id in out.skipped {
             // Already enrolled for this occurrence (a replay): forget it.
             if let Some(e) = self.active.remove(&id) {

@@ -468,6 +468,9 @@ pub fn spawn(state: AppState) {
         loop {
             every.tick().await;
             let Some(inner) = app.upgrade() else { break };
+            if !inner.leader.is_leader() {
+                continue; // the node holding the lease posts (`crate::leader`)
+            }
             let state = AppState(inner);
             match tick(&state, now()).await {
                 Ok(0) => {}

@@ -929,6 +929,9 @@ pub fn spawn(state: AppState) {
         loop {
             tick.tick().await;
             let Some(inner) = app.upgrade() else { break };
+            if !inner.leader.is_leader() {
+                continue; // the node holding the lease reconciles (`crate::leader`)
+            }
             let state = AppState(inner);
             let ids: Vec<String> = {
                 with_store(&state, |store| {

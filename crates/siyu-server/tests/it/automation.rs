@@ -13,10 +13,10 @@ const SECRET: &str = "hook-secret";
 
 /// A local webhook receiver: every request's headers and JSON body.
 #[derive(Clone, Default)]
-struct Receiver(Arc<Mutex<Vec<(HeaderMap, Value)>>>);
+pub(crate) struct Receiver(Arc<Mutex<Vec<(HeaderMap, Value)>>>);
 
 impl Receiver {
-    async fn start() -> (Receiver, String) {
+    pub(crate) async fn start() -> (Receiver, String) {
         let r = Receiver::default();
         let store = r.clone();
         let app = axum::Router::new().route(
@@ -47,7 +47,22 @@ impl Receiver {
         (r, url)
     }
 
-    fn bodies(&self) -> Vec<Value> {
+    /// The `Idempotency-Key` of every request received, in order.
+    pub(crate) fn idempotency_keys(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(h, _)| {
+                h.get("idempotency-key")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    pub(crate) fn bodies(&self) -> Vec<Value> {
         self.0
             .lock()
             .unwrap()
@@ -56,7 +71,7 @@ impl Receiver {
             .collect()
     }
 
-    async fn wait_for(&self, n: usize) -> Vec<Value> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<Value> {
         let started = Instant::now();
         while self.0.lock().unwrap().len() < n {
             assert!(
@@ -74,7 +89,7 @@ async fn app_with_hook() -> (TestApp, Receiver) {
     app_with_hook_on(Backend::Sqlite).await
 }
 
-async fn app_with_hook_on(backend: Backend) -> (TestApp, Receiver) {
+pub(crate) async fn app_with_hook_on(backend: Backend) -> (TestApp, Receiver) {
     let (rx, url) = Receiver::start().await;
     let app = TestApp::spawn_with(backend, 1 << 20, |c| {
         c.connectors.webhook = Some(WebhookConfig {
@@ -884,7 +899,7 @@ async fn automation_answers_keep_their_shapes() {
 
 /// A welcome journey on `add_friend` and a 求资料 auto-reply rule with a
 /// lead task, each sending through the test webhook.
-async fn welcome_and_autoreply(app: &TestApp) {
+pub(crate) async fn welcome_and_autoreply(app: &TestApp) {
     let (s, b) = put(
         app,
         "/v1/templates/welcome",
@@ -911,8 +926,8 @@ async fn welcome_and_autoreply(app: &TestApp) {
 }
 
 /// Issue 14.1: a brand migrating its history must not message every past
-/// contact. Old events posted to the API, and events another process
-/// appended to the store (as `siyu import` beside the server does), trigger
+/// contact. Old events posted to the API, and events an import appended
+/// to the store beside the server (its backfill range first), trigger
 /// no journey and no auto-reply; a fresh event still does. What was
 /// skipped is counted in /metrics and in the journey report.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -960,7 +975,12 @@ async fn history_never_triggers(app: TestApp, hook: Receiver) {
         );
         c.text = Some("求资料".into());
         c.id = Some("imp2".into());
+        // As `siyu import` does: its range first, then the events.
+        let range = siyu_server::backfill::begin_import(other.as_mut(), false, now)
+            .unwrap()
+            .unwrap();
         other.append(&[a, c]).unwrap();
+        siyu_server::backfill::end_import(other.as_mut(), &range).unwrap();
     });
     wait_until(&app, "/v1/persons/douyin:imported", |v| {
         v.to_string().contains("douyin:imported")

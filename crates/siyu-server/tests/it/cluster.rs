@@ -371,3 +371,160 @@ async fn nodes_starting_at_once_on_an_empty_database_share_their_secrets() {
     .unwrap()
     .ok();
 }
+
+/// A fresh event, as JSON, for `identity` (id `id`).
+fn fresh(kind: &str, identity: &str, id: &str) -> String {
+    let now = siyu_server::writer::wall_clock();
+    format!(r#"{{"ts": {now}, "identity": "{identity}", "type": "{kind}", "id": "{id}"}}"#)
+}
+
+/// Issue 16.5: one node leads (timers, triggers, deliveries); the other
+/// stands by yet accepts events and requests, which the leader acts on
+/// once: a friend added on either node is welcomed once, a send asked of
+/// the standing-by node is delivered by the leader, and consent recorded
+/// there holds on the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_leads_and_acts_once_for_every_nodes_events_and_requests() {
+    if crate::pg_url().is_none() {
+        return;
+    }
+    let (a, hook) = crate::automation::app_with_hook_on(crate::Backend::Postgres).await;
+    let b = a.peer().await;
+    assert!(a.state.0.leader.is_leader(), "the first node leads");
+    assert!(!b.state.0.leader.is_leader(), "the second stands by");
+    crate::automation::welcome_and_autoreply(&a).await;
+    let (s, body) = a
+        .send(
+            "PUT",
+            "/v1/templates/promo",
+            json!({"body": "上新啦", "class": "marketing"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+
+    for (node, who) in [(&b, "wecom:via-b"), (&a, "wecom:via-a")] {
+        let (s, body) = node.post_events(&fresh("add_friend", who, who)).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+    }
+    let got = hook.wait_for(2).await;
+    assert!(got.iter().all(|m| m["body"] == "欢迎！"), "{got:?}");
+    let mut welcomed: Vec<String> = got
+        .iter()
+        .map(|m| m["identity"].as_str().unwrap_or_default().to_string())
+        .collect();
+    welcomed.sort();
+    assert_eq!(welcomed, ["wecom:via-a", "wecom:via-b"]);
+
+    // B knows the template made on A within a second.
+    until("a send asked of B is queued", CONVERGE, || async {
+        let (s, body) = b
+            .send(
+                "POST",
+                "/v1/sends",
+                json!({"id": "asked-of-b", "identities": ["wecom:via-b"], "template": "docs", "channel": "webhook", "kind": "direct"}),
+            )
+            .await;
+        s == StatusCode::OK && body["queued"] == json!(1)
+    })
+    .await;
+    let took = {
+        let started = Instant::now();
+        let got = hook.wait_for(3).await;
+        assert_eq!(got[2]["body"], "资料已发您", "{got:?}");
+        started.elapsed()
+    };
+    eprintln!("a send asked of the standing-by node delivered by the leader in {took:?}");
+
+    let (s, body) = b
+        .send(
+            "POST",
+            "/v1/consent",
+            json!({"identity": "wecom:via-a", "granted": false}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // In force on the leader within a second (the settings poll).
+    tokio::time::sleep(CONVERGE).await;
+    let (s, body) = a
+        .send(
+            "POST",
+            "/v1/sends",
+            json!({"id": "promo-after-opt-out", "identities": ["wecom:via-a"], "template": "promo", "channel": "webhook"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    until(
+        "the promo is suppressed by the opt-out made on B",
+        Duration::from_secs(5),
+        || async {
+            let (_, v) = a
+                .send("GET", "/v1/outbox?status=suppressed&person=wecom:via-a", "")
+                .await;
+            v["items"].as_array().is_some_and(|i| !i.is_empty())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let keys = hook.idempotency_keys();
+    let distinct: std::collections::HashSet<&String> = keys.iter().collect();
+    assert_eq!((keys.len(), distinct.len()), (3, 3), "{keys:?}");
+}
+
+/// Issue 16.5: the leader dies without a word (its lease lapses); the
+/// standing-by node takes timers and triggers over within 10 s. The dead
+/// leader's executor goes on running, as a node paused past its lease
+/// would: it sees the next event too and tries to act on it, and the
+/// store refuses its commit (the fencing token), so the new friend is
+/// welcomed once, by the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standing_by_node_takes_over_and_a_paused_old_leader_is_fenced() {
+    if crate::pg_url().is_none() {
+        return;
+    }
+    let (mut a, hook) = crate::automation::app_with_hook_on(crate::Backend::Postgres).await;
+    let mut b = a.peer().await;
+    crate::automation::welcome_and_autoreply(&a).await;
+    assert!(a.state.0.leader.is_leader() && !b.state.0.leader.is_leader());
+    let (s, body) = b
+        .post_events(&fresh("add_friend", "wecom:before", "before"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    hook.wait_for(1).await;
+
+    // B keeps the schema; A's application is dropped without stopping:
+    // its lease thread ends and never releases, its writer and executor
+    // threads run on.
+    b.schema = a.schema.take();
+    let a_leader = a.state.0.leader.clone();
+    let died = Instant::now();
+    drop(a);
+    let took = until("B leads after A died", Duration::from_secs(10), || async {
+        b.state.0.leader.is_leader()
+    })
+    .await;
+    eprintln!("failover: B leads {took:?} after A died");
+    assert!(
+        a_leader.is_leader(),
+        "A still believes it leads (nobody told it): the fencing token must stop it"
+    );
+
+    let (s, body) = b
+        .post_events(&fresh("add_friend", "wecom:after", "after"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let got = hook.wait_for(2).await;
+    assert_eq!(got[1]["identity"], "wecom:after", "{got:?}");
+    eprintln!(
+        "a friend added after the failover welcomed {:?} after A died",
+        died.elapsed()
+    );
+    // A's executor saw the event too (its writer follows the log), acted
+    // on it and was fenced.
+    until("A's commit is fenced", Duration::from_secs(5), || async {
+        !a_leader.is_leader()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let keys = hook.idempotency_keys();
+    assert_eq!(keys.len(), 2, "welcomed once each: {:?}", hook.bodies());
+}
