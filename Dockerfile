@@ -30,7 +30,7 @@ RUN apt-get update \
 RUN useradd --uid 10001 --user-group --home-dir /data --no-create-home --shell /usr/sbin/nologin siyu \
  && mkdir /data && chown siyu:siyu /data
 COPY --from=build /usr/local/bin/siyu /usr/local/bin/siyu
-USER siyu
+USER 10001:10001
 # Listen on every interface of the container; the data dir holds the
 # embedded SQLite store, or with --database-url only the engine snapshot.
 ENV SIYU_LISTEN=0.0.0.0:8080 \
@@ -41,7 +41,7 @@ EXPOSE 8080
 # bash's /dev/tcp sends the request. A node on PostgreSQL replays the log at
 # start (about 22 s for 11.5M events), hence the long start period.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
-  CMD bash -c 'exec 3<>/dev/tcp/127.0.0.1/${SIYU_LISTEN##*:} && printf "GET /healthz HTTP/1.0\r\n\r\n" >&3 && read -r -t 4 _ status _ <&3 && [ "$status" = 200 ]'
+  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${SIYU_LISTEN##*:} && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && read -r -t 4 _ status _ <&3 && [ \"$status\" = 200 ]"]
 # `siyu serve` by default; `docker run IMAGE keys create …`, `export …`
 # and the other subcommands work too.
 ENTRYPOINT ["siyu"]
