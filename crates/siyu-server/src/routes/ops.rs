@@ -46,6 +46,13 @@ pub fn routes() -> Vec<Route> {
             workspace
         ),
         route!(
+            get,
+            "/v1/cluster",
+            read,
+            "This node and the automation lease: which node leads (runs timers, sweeps, triggers and deliveries), under which fencing token, for how long yet.",
+            cluster
+        ),
+        route!(
             put,
             "/v1/workspace",
             admin,
@@ -93,6 +100,26 @@ async fn metrics(State(state): State<AppState>) -> Response {
 /// JSON (paths keyed by route), not a fixed shape.
 async fn openapi(State(state): State<AppState>) -> Json<Value> {
     Json(Value::clone(&state.0.openapi))
+}
+
+/// `GET /v1/cluster`: this node and who leads (`crate::leader`).
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct ClusterAnswer {
+    /// This node's name (process id and a random part; new at each start).
+    pub node: String,
+    /// Whether this node leads.
+    pub leads: bool,
+    /// The automation lease as stored (`null`: never taken).
+    pub lease: Option<siyu_store::LeaseRow>,
+}
+
+async fn cluster(State(state): State<AppState>) -> Result<Json<ClusterAnswer>, ApiError> {
+    let lease = with_store(&state, |store| Ok(store.lease(crate::leader::LEASE)?)).await?;
+    Ok(Json(ClusterAnswer {
+        node: state.0.leader.node.clone(),
+        leads: state.0.leader.is_leader(),
+        lease,
+    }))
 }
 
 /// `GET /v1/workspace`: the workspace (brand) a request reached, with

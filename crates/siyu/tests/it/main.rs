@@ -4,6 +4,7 @@
 mod automation_crash;
 mod bulk_crash;
 mod cli;
+mod cluster;
 mod crash;
 mod csv_import;
 mod demo;
