@@ -455,8 +455,21 @@ impl Application {
         let (auto_tx, auto_rx) = std::sync::mpsc::channel();
         let wants_all = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let wants_all_handle = wants_all.clone();
+        // Before the writer and the executor: a node alone on its store leads from its
+        // first request; beside a leader it stands by.
+        let leadership = Arc::new(leader::Leadership::new()?);
+        let lease_store = {
+            let (config, leadership) = (config.clone(), leadership.clone());
+            tokio::task::spawn_blocking(move || -> anyhow::Result<Box<dyn Store>> {
+                let mut store = config.open_store()?;
+                leadership.try_lead(store.as_mut())?;
+                Ok(store)
+            })
+            .await??
+        };
         let w = Writer {
             store,
+            leadership: leadership.clone(),
             engine: engine.clone(),
             metrics: metrics.clone(),
             changes: changes.clone(),
@@ -489,18 +502,6 @@ impl Application {
         let link_secret = {
             let config = config.clone();
             tokio::task::spawn_blocking(move || automation::link_secret(&config)).await??
-        };
-        // Before the executor: a node alone on its store leads from its
-        // first request; beside a leader it stands by.
-        let leadership = Arc::new(leader::Leadership::new()?);
-        let lease_store = {
-            let (config, leadership) = (config.clone(), leadership.clone());
-            tokio::task::spawn_blocking(move || -> anyhow::Result<Box<dyn Store>> {
-                let mut store = config.open_store()?;
-                leadership.try_lead(store.as_mut())?;
-                Ok(store)
-            })
-            .await??
         };
         let executor = {
             let leadership = leadership.clone();

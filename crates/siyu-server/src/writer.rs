@@ -119,6 +119,9 @@ pub type OpenStore = Arc<dyn Fn() -> anyhow::Result<Box<dyn Store>> + Send + Syn
 
 pub struct Writer {
     pub store: Box<dyn Store>,
+    /// Whether this node leads (`crate::leader`): only the leader records
+    /// segment history.
+    pub leadership: Arc<crate::leader::Leadership>,
     pub engine: Arc<RwLock<Engine>>,
     pub metrics: Arc<Metrics>,
     pub changes: broadcast::Sender<PublishedChange>,
@@ -258,8 +261,14 @@ impl Writer {
             .collect()
     }
 
-    /// Keeps segment entries/exits in the membership history.
+    /// Keeps segment entries/exits in the membership history. Only the
+    /// leading node writes it (`crate::leader`): every node computes the
+    /// same changes from the shared log, and the leader applies every
+    /// node's events, so each change is recorded once.
     fn record_history(&mut self, history: Vec<SegmentChangeRecord>) {
+        if history.is_empty() || !self.leadership.is_leader() {
+            return;
+        }
         if let Err(e) = self.store.record_segment_changes(&history) {
             // Memberships themselves are derived from the log; only the
             // history rows of this instant are lost.

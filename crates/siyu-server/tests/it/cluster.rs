@@ -468,6 +468,39 @@ async fn one_node_leads_and_acts_once_for_every_nodes_events_and_requests() {
     let keys = hook.idempotency_keys();
     let distinct: std::collections::HashSet<&String> = keys.iter().collect();
     assert_eq!((keys.len(), distinct.len()), (3, 3), "{keys:?}");
+
+    // Both nodes see the segment entry a purchase on B causes; the history
+    // records it once (the leader writes it).
+    let (s, body) = a
+        .send(
+            "PUT",
+            "/v1/segments/buyers",
+            json!({"segment": "purchases >= 1"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    until("B has the segment", CONVERGE, || async {
+        b.send("GET", "/v1/segments/buyers", "").await.0 == StatusCode::OK
+    })
+    .await;
+    let now = siyu_server::writer::wall_clock();
+    let (s, body) = b
+        .post_events(&format!(
+            r#"{{"ts": {now}, "identity": "wecom:via-b", "type": "purchase", "amount": 990, "id": "buy-b"}}"#
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let history = "/v1/segments/buyers/history?person=wecom:via-b";
+    for node in [&a, &b] {
+        until("the entry is in the history", CONVERGE, || async {
+            let (_, v) = node.send("GET", history, "").await;
+            v["history"].as_array().is_some_and(|h| !h.is_empty())
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, v) = b.send("GET", history, "").await;
+    assert_eq!(v["history"].as_array().map(Vec::len), Some(1), "{v}");
 }
 
 /// Issue 16.5: the leader dies without a word (its lease lapses); the
