@@ -20,6 +20,7 @@ mod migrations;
 mod postgres;
 mod pseudonym;
 mod row;
+mod snapshots;
 mod sqlite;
 
 pub use crate::automation::{
@@ -30,6 +31,9 @@ pub use crate::automation::{
 pub use crate::migrations::latest as latest_schema_version;
 pub use crate::postgres::PostgresStore;
 pub use crate::row::{content_id, EventRow, EventRows};
+pub use crate::snapshots::{
+    LogAnchor, SnapshotInfo, StoredSnapshot, SNAPSHOTS_KEPT, SNAPSHOT_PART,
+};
 pub use crate::sqlite::SqliteStore;
 
 /// Opens the store a command was pointed at: PostgreSQL when
@@ -492,4 +496,40 @@ pub trait Store: Send {
 
     /// Whether a side table holds any row.
     fn side_table_has_rows(&mut self, table: &dump::Table) -> Result<bool>;
+
+    // ---- engine snapshots shared by every node (see `snapshots`) ----
+
+    /// Stores an engine snapshot, `bytes` read to their end, in parts of
+    /// [`SNAPSHOT_PART`] bytes, in one transaction, with their length and
+    /// SHA-256. It is kept only if, at commit, the store still counts
+    /// `info.erasures` erasures and holds no snapshot of that count at
+    /// `info.log_offset` or beyond (checked under a lock that
+    /// [`Store::erase`] takes too, so an erasure either deletes it or
+    /// refuses it); then every stored snapshot but the newest
+    /// [`SNAPSHOTS_KEPT`] of the current erasure count is deleted. Returns
+    /// the stored snapshot, or `None` when it was not kept.
+    fn put_snapshot(
+        &mut self,
+        info: &SnapshotInfo,
+        bytes: &mut dyn std::io::Read,
+    ) -> Result<Option<StoredSnapshot>>;
+
+    /// The stored snapshots, newest (highest log offset) first.
+    fn snapshots(&mut self) -> Result<Vec<StoredSnapshot>>;
+
+    /// The bytes of stored snapshot `id`, read in one consistent view and
+    /// checked against its length and SHA-256 (`Corrupt` when they
+    /// differ); `None` when it is no longer stored (a newer one pruned it,
+    /// or an erasure deleted it).
+    fn read_snapshot(&mut self, id: u64) -> Result<Option<Vec<u8>>>;
+
+    /// Deletes every stored snapshot; returns how many there were.
+    /// [`Store::erase`] and [`Store::rename_identities`] do it in their
+    /// own transaction.
+    fn delete_snapshots(&mut self) -> Result<u64>;
+
+    /// The newest stored event at or below `offset`: its offset and id
+    /// (`None`: no event is stored there). What ties a snapshot to the
+    /// log it was taken of ([`SnapshotInfo::anchor`]).
+    fn log_anchor(&mut self, offset: u64) -> Result<Option<LogAnchor>>;
 }

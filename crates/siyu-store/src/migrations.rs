@@ -27,6 +27,11 @@ pub struct Dialect {
     pub setting_triggers: &'static str,
     /// Migration 9: the feed's never-reused sequence column.
     pub setting_seq_key: &'static str,
+    /// Migration 11: a column of bytes (the parts of engine snapshots).
+    pub blob: &'static str,
+    /// Migration 11: how the parts are kept (PostgreSQL: out of line and
+    /// uncompressed, see `postgres.rs`).
+    pub snapshot_parts_storage: &'static str,
 }
 
 /// The bookkeeping table itself, portable as written.
@@ -38,8 +43,9 @@ pub const CREATE_SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_mi
 /// One numbered schema step.
 pub struct Migration {
     pub version: i64,
-    /// Portable SQL; `{offset_key}`, `{auto_key}`, `{drop_id_index}` and
-    /// `{setting_triggers}` are filled from the backend's [`Dialect`].
+    /// Portable SQL; `{offset_key}`, `{auto_key}`, `{drop_id_index}`,
+    /// `{setting_triggers}`, `{setting_seq_key}`, `{blob}` and
+    /// `{snapshot_parts_storage}` are filled from the backend's [`Dialect`].
     sql: &'static str,
 }
 
@@ -52,6 +58,8 @@ impl Migration {
             .replace("{setting_seq_key}", dialect.setting_seq_key)
             .replace("{drop_id_index}", dialect.drop_id_index)
             .replace("{setting_triggers}", dialect.setting_triggers)
+            .replace("{blob}", dialect.blob)
+            .replace("{snapshot_parts_storage}", dialect.snapshot_parts_storage)
     }
 }
 
@@ -269,6 +277,33 @@ pub const MIGRATIONS: &[Migration] = &[
     );
     ",
     },
+    Migration {
+        version: 11,
+        sql: "
+    -- Engine snapshots shared by every node on the database (siyu-store's
+    -- snapshots.rs): a node with no snapshot of its own starts from the
+    -- newest valid one and replays only the log after it. Each row says
+    -- what it reflects (checked against the log before it is loaded); its
+    -- bytes are in parts of a few MiB, with their length and SHA-256.
+    CREATE TABLE engine_snapshots (
+        id {auto_key},
+        log_offset BIGINT NOT NULL,
+        erasures BIGINT NOT NULL,
+        anchor_offset BIGINT NOT NULL,
+        anchor_id TEXT,
+        byte_len BIGINT NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE engine_snapshot_parts (
+        snapshot BIGINT NOT NULL,
+        part BIGINT NOT NULL,
+        data {blob} NOT NULL,
+        PRIMARY KEY (snapshot, part)
+    );
+    {snapshot_parts_storage}
+    ",
+    },
 ];
 
 /// The secondary indexes of the tables a bulk load fills (the log and the
@@ -335,6 +370,8 @@ mod tests {
             drop_id_index: "C",
             setting_triggers: "D",
             setting_seq_key: "E",
+            blob: "F",
+            snapshot_parts_storage: "G",
         };
         for m in MIGRATIONS {
             assert!(!m.sql(&d).contains('{'), "version {}", m.version);
@@ -349,6 +386,8 @@ mod tests {
             drop_id_index: "C",
             setting_triggers: "D",
             setting_seq_key: "E",
+            blob: "F",
+            snapshot_parts_storage: "G",
         };
         let all: String = MIGRATIONS.iter().map(|m| m.sql(&d)).collect();
         for (name, sql) in REBUILDABLE_INDEXES {

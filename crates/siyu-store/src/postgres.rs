@@ -38,7 +38,61 @@ const DIALECT: Dialect = Dialect {
     END $$;
     CREATE TRIGGER settings_changed AFTER INSERT OR UPDATE OR DELETE ON settings
         FOR EACH ROW EXECUTE FUNCTION siyu_setting_changed();",
+    blob: "BYTEA",
+    // Out of line and not compressed: the parts are written and read
+    // whole, and compressing hundreds of MiB costs the server more time
+    // than storing them (measured in `snapshots.rs`' notes).
+    snapshot_parts_storage:
+        "ALTER TABLE engine_snapshot_parts ALTER COLUMN data SET STORAGE EXTERNAL;",
 };
+
+/// The transaction-scoped lock under which a stored snapshot is checked
+/// against the erasure count and kept, and under which `erase` deletes
+/// the stored ones: one per schema.
+const SNAPSHOT_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtext('siyu.snapshots:' || current_schema()))";
+
+/// Deletes the stored snapshots (`erase`, `rename_identities`,
+/// `delete_snapshots`), under [`SNAPSHOT_LOCK`]; returns how many.
+fn delete_stored_snapshots(tx: &mut postgres::Transaction<'_>) -> Result<u64> {
+    tx.execute(SNAPSHOT_LOCK, &[])
+        .map_err(db("taking the snapshot lock"))?;
+    tx.execute("DELETE FROM engine_snapshot_parts", &[])
+        .map_err(db("deleting stored snapshots"))?;
+    tx.execute("DELETE FROM engine_snapshots", &[])
+        .map_err(db("deleting stored snapshots"))
+}
+
+/// The columns of a stored snapshot's row, as [`stored_snapshot`] reads them.
+const SNAPSHOT_COLUMNS: &str =
+    "id, log_offset, erasures, anchor_offset, anchor_id, byte_len, sha256, created_at";
+
+fn stored_snapshot(r: &postgres::Row) -> Result<crate::StoredSnapshot> {
+    let get = |e: postgres::Error| StoreError::Corrupt(format!("postgres snapshot row: {e}"));
+    let int = |i: usize| {
+        r.try_get::<_, i64>(i)
+            .map_err(get)
+            .and_then(row::offset_out)
+    };
+    let anchor_offset = int(3)?;
+    Ok(crate::StoredSnapshot {
+        id: int(0)?,
+        info: crate::SnapshotInfo {
+            log_offset: int(1)?,
+            erasures: int(2)?,
+            anchor: match anchor_offset {
+                0 => None,
+                offset => Some(crate::LogAnchor {
+                    offset,
+                    event_id: r.try_get(4).map_err(get)?,
+                }),
+            },
+            created_at: r.try_get(7).map_err(get)?,
+        },
+        len: int(5)?,
+        sha256: r.try_get(6).map_err(get)?,
+    })
+}
 
 /// Adds one to an integer setting (absent: 0) and answers the new value
 /// (`Store::increment_setting`, and the erasure count in `erase`).
@@ -620,6 +674,10 @@ impl Store for PostgresStore {
         )?;
         tx.query_one(INCREMENT_SETTING, &[&crate::ERASURES_KEY])
             .map_err(db("counting the erasure"))?;
+        // After the count: a snapshot being stored meanwhile is either
+        // committed before this takes the lock (and deleted here) or
+        // checked after this commits (and refused: the count moved).
+        delete_stored_snapshots(&mut tx)?;
         insert_audit(&mut tx, audit)?;
         tx.commit().map_err(db("committing erase"))?;
         Ok(removed)
@@ -680,6 +738,8 @@ impl Store for PostgresStore {
             &mut tx,
             &Pseudonymize::pairs(renames.iter().map(|(o, n)| (o.as_str(), n.as_str()))),
         )?;
+        // They name the old identities.
+        delete_stored_snapshots(&mut tx)?;
         tx.commit().map_err(db(step))?;
         Ok(events)
     }
@@ -1138,6 +1198,173 @@ impl Store for PostgresStore {
             )
             .map_err(db("looking for rows"))?
             .get(0))
+    }
+
+    fn put_snapshot(
+        &mut self,
+        info: &crate::SnapshotInfo,
+        bytes: &mut dyn std::io::Read,
+    ) -> Result<Option<crate::StoredSnapshot>> {
+        let step = "storing an engine snapshot";
+        let mut tx = self.client.transaction().map_err(db(step))?;
+        let (anchor_offset, anchor_id) = match &info.anchor {
+            Some(a) => (to_sql_int(a.offset), a.event_id.as_deref()),
+            None => (0, None),
+        };
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO engine_snapshots
+                     (log_offset, erasures, anchor_offset, anchor_id, byte_len, sha256, created_at)
+                 VALUES ($1, $2, $3, $4, 0, '', $5) RETURNING id",
+                &[
+                    &to_sql_int(info.log_offset),
+                    &to_sql_int(info.erasures),
+                    &anchor_offset,
+                    &anchor_id,
+                    &info.created_at,
+                ],
+            )
+            .map_err(db(step))?
+            .get(0);
+        let insert = tx
+            .prepare("INSERT INTO engine_snapshot_parts (snapshot, part, data) VALUES ($1, $2, $3)")
+            .map_err(db(step))?;
+        let mut parts = crate::snapshots::Parts::new(bytes);
+        let mut n: i64 = 0;
+        while let Some(part) = parts.next_part()? {
+            tx.execute(&insert, &[&id, &n, &part]).map_err(db(step))?;
+            n += 1;
+        }
+        let (len, sha256) = parts.finish();
+        tx.execute(
+            "UPDATE engine_snapshots SET byte_len = $2, sha256 = $3 WHERE id = $1",
+            &[&id, &to_sql_int(len), &sha256],
+        )
+        .map_err(db(step))?;
+        // Checked last, under the lock `erase` takes after counting itself.
+        tx.execute(SNAPSHOT_LOCK, &[])
+            .map_err(db("taking the snapshot lock"))?;
+        let erasures: i64 = tx
+            .query_one(
+                "SELECT COALESCE((SELECT value::bigint FROM settings WHERE key = $1), 0)",
+                &[&crate::ERASURES_KEY],
+            )
+            .map_err(db("reading the erasure count"))?
+            .get(0);
+        let newer: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM engine_snapshots
+                                WHERE id <> $1 AND erasures = $2 AND log_offset >= $3)",
+                &[&id, &erasures, &to_sql_int(info.log_offset)],
+            )
+            .map_err(db(step))?
+            .get(0);
+        if erasures != to_sql_int(info.erasures) || newer {
+            // Rolled back on drop.
+            return Ok(None);
+        }
+        let kept = "SELECT id FROM engine_snapshots WHERE erasures = $1
+                    ORDER BY log_offset DESC, id DESC LIMIT $2";
+        let keep = to_sql_int(crate::SNAPSHOTS_KEPT as u64);
+        tx.execute(
+            &format!("DELETE FROM engine_snapshot_parts WHERE snapshot NOT IN ({kept})"),
+            &[&erasures, &keep],
+        )
+        .map_err(db("pruning stored snapshots"))?;
+        tx.execute(
+            &format!("DELETE FROM engine_snapshots WHERE id NOT IN ({kept})"),
+            &[&erasures, &keep],
+        )
+        .map_err(db("pruning stored snapshots"))?;
+        tx.commit().map_err(db(step))?;
+        Ok(Some(crate::StoredSnapshot {
+            id: row::offset_out(id)?,
+            info: info.clone(),
+            len,
+            sha256,
+        }))
+    }
+
+    fn snapshots(&mut self) -> Result<Vec<crate::StoredSnapshot>> {
+        self.client
+            .query(
+                &format!(
+                    "SELECT {SNAPSHOT_COLUMNS} FROM engine_snapshots
+                     ORDER BY log_offset DESC, id DESC"
+                ),
+                &[],
+            )
+            .map_err(db("listing stored snapshots"))?
+            .iter()
+            .map(stored_snapshot)
+            .collect()
+    }
+
+    fn read_snapshot(&mut self, id: u64) -> Result<Option<Vec<u8>>> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let step = "reading a stored snapshot";
+        // One view of the row and its parts, whatever prunes meanwhile.
+        let mut tx = self
+            .client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(db(step))?;
+        let id = to_sql_int(id);
+        let Some(row) = tx
+            .query_opt(
+                "SELECT byte_len, sha256 FROM engine_snapshots WHERE id = $1",
+                &[&id],
+            )
+            .map_err(db(step))?
+        else {
+            return Ok(None);
+        };
+        let mut gather = crate::snapshots::Gather::new(row::offset_out(row.get(0))?, row.get(1));
+        // Streamed: one part in memory at a time besides the result.
+        let mut rows = tx
+            .query_raw(
+                "SELECT data FROM engine_snapshot_parts WHERE snapshot = $1 ORDER BY part",
+                [&id],
+            )
+            .map_err(db(step))?;
+        while let Some(r) = rows.next().map_err(db(step))? {
+            let part: &[u8] = r
+                .try_get(0)
+                .map_err(|e| StoreError::Corrupt(format!("postgres snapshot part: {e}")))?;
+            gather.part(part)?;
+        }
+        drop(rows);
+        tx.commit().map_err(db(step))?;
+        gather.finish().map(Some)
+    }
+
+    fn delete_snapshots(&mut self) -> Result<u64> {
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(db("deleting stored snapshots"))?;
+        let n = delete_stored_snapshots(&mut tx)?;
+        tx.commit().map_err(db("deleting stored snapshots"))?;
+        Ok(n)
+    }
+
+    fn log_anchor(&mut self, offset: u64) -> Result<Option<crate::LogAnchor>> {
+        self.client
+            .query_opt(
+                "SELECT log_offset, event_id FROM events WHERE log_offset <= $1
+                 ORDER BY log_offset DESC LIMIT 1",
+                &[&to_sql_int(offset)],
+            )
+            .map_err(db("reading the log at an offset"))?
+            .map(|r| {
+                Ok(crate::LogAnchor {
+                    offset: row::offset_out(r.get(0))?,
+                    event_id: r.get(1),
+                })
+            })
+            .transpose()
     }
 }
 

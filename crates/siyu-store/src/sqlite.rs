@@ -59,7 +59,47 @@ const DIALECT: Dialect = Dialect {
     CREATE TRIGGER settings_deleted AFTER DELETE ON settings BEGIN
         INSERT INTO setting_changes (key, at) VALUES (OLD.key, CAST(strftime('%s', 'now') AS INTEGER));
     END;",
+    blob: "BLOB",
+    snapshot_parts_storage: "",
 };
+
+/// Deletes the stored snapshots (`erase`, `rename_identities`,
+/// `delete_snapshots`); returns how many. One writer at a time: no lock
+/// beyond the transaction's is needed.
+fn delete_stored_snapshots(tx: &Connection) -> Result<u64> {
+    tx.execute("DELETE FROM engine_snapshot_parts", [])
+        .map_err(db("deleting stored snapshots"))?;
+    tx.execute("DELETE FROM engine_snapshots", [])
+        .map_err(db("deleting stored snapshots"))
+        .map(|n| n as u64)
+}
+
+/// The columns of a stored snapshot's row, as [`stored_snapshot`] reads them.
+const SNAPSHOT_COLUMNS: &str =
+    "id, log_offset, erasures, anchor_offset, anchor_id, byte_len, sha256, created_at";
+
+fn stored_snapshot(r: &rusqlite::Row<'_>) -> Result<crate::StoredSnapshot> {
+    let get = |e: rusqlite::Error| StoreError::Corrupt(format!("sqlite snapshot row: {e}"));
+    let int = |i: usize| r.get::<_, i64>(i).map_err(get).and_then(row::offset_out);
+    let anchor_offset = int(3)?;
+    Ok(crate::StoredSnapshot {
+        id: int(0)?,
+        info: crate::SnapshotInfo {
+            log_offset: int(1)?,
+            erasures: int(2)?,
+            anchor: match anchor_offset {
+                0 => None,
+                offset => Some(crate::LogAnchor {
+                    offset,
+                    event_id: r.get(4).map_err(get)?,
+                }),
+            },
+            created_at: r.get(7).map_err(get)?,
+        },
+        len: int(5)?,
+        sha256: r.get(6).map_err(get)?,
+    })
+}
 
 /// How long a statement waits for another connection's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -769,6 +809,7 @@ impl Store for SqliteStore {
             r.get::<_, i64>(0)
         })
         .map_err(db("counting the erasure"))?;
+        delete_stored_snapshots(&tx)?;
         insert_audit(&tx, audit)?;
         tx.commit().map_err(db("committing erase"))?;
         // The WAL still holds the pages as they were before the erasure
@@ -851,6 +892,8 @@ impl Store for SqliteStore {
         )?;
         tx.execute_batch("DROP TABLE temp.renames")
             .map_err(db(step))?;
+        // They name the old identities.
+        delete_stored_snapshots(&tx)?;
         tx.commit().map_err(db(step))?;
         Ok(events)
     }
@@ -1325,5 +1368,173 @@ impl Store for SqliteStore {
                 |r| r.get::<_, bool>(0),
             )
             .map_err(db("looking for rows"))
+    }
+
+    fn put_snapshot(
+        &mut self,
+        info: &crate::SnapshotInfo,
+        bytes: &mut dyn std::io::Read,
+    ) -> Result<Option<crate::StoredSnapshot>> {
+        let step = "storing an engine snapshot";
+        // The write lock from the start: nothing (an erasure) commits
+        // between the checks and the commit.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(step))?;
+        let erasures: i64 = tx
+            .query_row(
+                "SELECT COALESCE((SELECT CAST(value AS INTEGER) FROM settings WHERE key = ?1), 0)",
+                [crate::ERASURES_KEY],
+                |r| r.get(0),
+            )
+            .map_err(db("reading the erasure count"))?;
+        let newer: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM engine_snapshots
+                                WHERE erasures = ?1 AND log_offset >= ?2)",
+                params![erasures, to_sql_int(info.log_offset)],
+                |r| r.get(0),
+            )
+            .map_err(db(step))?;
+        if erasures != to_sql_int(info.erasures) || newer {
+            return Ok(None);
+        }
+        let (anchor_offset, anchor_id) = match &info.anchor {
+            Some(a) => (to_sql_int(a.offset), a.event_id.as_deref()),
+            None => (0, None),
+        };
+        tx.execute(
+            "INSERT INTO engine_snapshots
+                 (log_offset, erasures, anchor_offset, anchor_id, byte_len, sha256, created_at)
+             VALUES (?1, ?2, ?3, ?4, 0, '', ?5)",
+            params![
+                to_sql_int(info.log_offset),
+                erasures,
+                anchor_offset,
+                anchor_id,
+                info.created_at
+            ],
+        )
+        .map_err(db(step))?;
+        let id = tx.last_insert_rowid();
+        let mut parts = crate::snapshots::Parts::new(bytes);
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO engine_snapshot_parts (snapshot, part, data) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(db(step))?;
+            let mut n: i64 = 0;
+            while let Some(part) = parts.next_part()? {
+                insert.execute(params![id, n, part]).map_err(db(step))?;
+                n += 1;
+            }
+        }
+        let (len, sha256) = parts.finish();
+        tx.execute(
+            "UPDATE engine_snapshots SET byte_len = ?2, sha256 = ?3 WHERE id = ?1",
+            params![id, to_sql_int(len), sha256],
+        )
+        .map_err(db(step))?;
+        let kept = "SELECT id FROM engine_snapshots WHERE erasures = ?1
+                    ORDER BY log_offset DESC, id DESC LIMIT ?2";
+        let keep = to_sql_int(crate::SNAPSHOTS_KEPT as u64);
+        tx.execute(
+            &format!("DELETE FROM engine_snapshot_parts WHERE snapshot NOT IN ({kept})"),
+            params![erasures, keep],
+        )
+        .map_err(db("pruning stored snapshots"))?;
+        tx.execute(
+            &format!("DELETE FROM engine_snapshots WHERE id NOT IN ({kept})"),
+            params![erasures, keep],
+        )
+        .map_err(db("pruning stored snapshots"))?;
+        tx.commit().map_err(db(step))?;
+        Ok(Some(crate::StoredSnapshot {
+            id: row::offset_out(id)?,
+            info: info.clone(),
+            len,
+            sha256,
+        }))
+    }
+
+    fn snapshots(&mut self) -> Result<Vec<crate::StoredSnapshot>> {
+        let step = "listing stored snapshots";
+        let mut st = self
+            .conn
+            .prepare(&format!(
+                "SELECT {SNAPSHOT_COLUMNS} FROM engine_snapshots ORDER BY log_offset DESC, id DESC"
+            ))
+            .map_err(db(step))?;
+        let mut rows = st.query([]).map_err(db(step))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(db(step))? {
+            out.push(stored_snapshot(r)?);
+        }
+        Ok(out)
+    }
+
+    fn read_snapshot(&mut self, id: u64) -> Result<Option<Vec<u8>>> {
+        let step = "reading a stored snapshot";
+        // A read transaction: the row and its parts are one view.
+        let tx = self.conn.transaction().map_err(db(step))?;
+        let id = to_sql_int(id);
+        let Some((len, sha256)) = tx
+            .query_row(
+                "SELECT byte_len, sha256 FROM engine_snapshots WHERE id = ?1",
+                [id],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()
+            .map_err(db(step))?
+        else {
+            return Ok(None);
+        };
+        let mut gather = crate::snapshots::Gather::new(row::offset_out(len)?, sha256);
+        {
+            let mut st = tx
+                .prepare("SELECT data FROM engine_snapshot_parts WHERE snapshot = ?1 ORDER BY part")
+                .map_err(db(step))?;
+            let mut rows = st.query([id]).map_err(db(step))?;
+            while let Some(r) = rows.next().map_err(db(step))? {
+                let part = r
+                    .get_ref(0)
+                    .and_then(|v| Ok(v.as_blob()?))
+                    .map_err(|e| StoreError::Corrupt(format!("sqlite snapshot part: {e}")))?;
+                gather.part(part)?;
+            }
+        }
+        tx.commit().map_err(db(step))?;
+        gather.finish().map(Some)
+    }
+
+    fn delete_snapshots(&mut self) -> Result<u64> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("deleting stored snapshots"))?;
+        let n = delete_stored_snapshots(&tx)?;
+        tx.commit().map_err(db("deleting stored snapshots"))?;
+        Ok(n)
+    }
+
+    fn log_anchor(&mut self, offset: u64) -> Result<Option<crate::LogAnchor>> {
+        self.conn
+            .query_row(
+                "SELECT log_offset, event_id FROM events WHERE log_offset <= ?1
+                 ORDER BY log_offset DESC LIMIT 1",
+                [to_sql_int(offset)],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?)),
+            )
+            .optional()
+            .map_err(db("reading the log at an offset"))?
+            .map(|(offset, event_id)| {
+                Ok(crate::LogAnchor {
+                    offset: row::offset_out(offset)?,
+                    event_id,
+                })
+            })
+            .transpose()
     }
 }

@@ -40,6 +40,12 @@ conformance!(
     small_bulk_load_keeps_indexes,
     side_tables_restore_exactly_and_ids_continue_after_them,
     events_without_ids_are_stored_once_under_their_content_id,
+    log_anchor_is_the_newest_stored_event_at_or_below,
+    snapshots_round_trip_in_parts_and_only_the_newest_are_kept,
+    a_snapshot_is_kept_only_while_no_erasure_committed,
+    an_erasure_during_a_snapshot_store_leaves_no_snapshot,
+    a_damaged_stored_snapshot_is_refused_on_read,
+    renaming_deletes_stored_snapshots,
 );
 
 fn ev(v: serde_json::Value) -> Event {
@@ -557,6 +563,13 @@ pub fn erase_leaves_the_identity_nowhere(b: &dyn Backend) {
         detail: json!({"campaign": "c1", "invitee": "wecom:wm1"}),
     })
     .unwrap();
+    // An engine snapshot taken before the erasure holds the person too.
+    let mut held = format!("engine state naming douyin:x: {marker}").into_bytes();
+    let info = snapshot_info(s.as_mut(), 9);
+    s.put_snapshot(&info, &mut held.as_slice())
+        .unwrap()
+        .expect("stored");
+    held.clear();
     let files = b.local_files();
     if !files.is_empty() {
         assert!(
@@ -570,6 +583,7 @@ pub fn erase_leaves_the_identity_nowhere(b: &dyn Backend) {
         ..erase_audit()
     };
     s.erase(&person, "erased:ab12", &audit).unwrap();
+    assert!(s.snapshots().unwrap().is_empty(), "the erasure deleted it");
 
     let settings = s.list_settings("").unwrap();
     for (key, value) in &settings {
@@ -661,6 +675,19 @@ pub fn renamed_identities_are_renamed_everywhere(b: &dyn Backend) {
             json!({"inviter": "douyin:renamed"})
         )]
     );
+}
+
+/// A renamed identity is not kept under its old name in a stored snapshot.
+pub fn renaming_deletes_stored_snapshots(b: &dyn Backend) {
+    let mut s = b.open();
+    s.append(&sample()).unwrap();
+    let info = snapshot_info(s.as_mut(), 8);
+    s.put_snapshot(&info, &mut &b"douyin:x"[..])
+        .unwrap()
+        .expect("stored");
+    s.rename_identities(&[(id("douyin:x"), id("douyin:renamed"))])
+        .unwrap();
+    assert!(s.snapshots().unwrap().is_empty());
 }
 
 pub fn erase_never_reuses_offsets(b: &dyn Backend) {
@@ -1322,4 +1349,219 @@ pub fn a_lease_has_one_holder_and_its_token_fences_commits(b: &dyn Backend) {
         .unwrap();
     assert!(t3 > t2);
     assert!(other.lease("automation").unwrap().unwrap().remaining_ms > 0);
+}
+
+pub fn log_anchor_is_the_newest_stored_event_at_or_below(b: &dyn Backend) {
+    let mut s = b.open();
+    assert_eq!(s.log_anchor(5).unwrap(), None, "an empty log");
+    let events = with_ids(&sample(), "anchor");
+    s.append(&events).unwrap();
+    let anchor = |s: &mut Box<dyn Store>, offset| {
+        s.log_anchor(offset)
+            .unwrap()
+            .map(|a| (a.offset, a.event_id.unwrap_or_default()))
+    };
+    assert_eq!(anchor(&mut s, 0), None);
+    assert_eq!(anchor(&mut s, 3), Some((3, "anchor2".to_string())));
+    assert_eq!(anchor(&mut s, 100), Some((8, "anchor7".to_string())));
+    // The newest events erased: the one below them names the same point.
+    s.erase(
+        &[id("wecom:wm2"), id("offline:p1")],
+        "erased:t",
+        &erase_audit(),
+    )
+    .unwrap();
+    assert_eq!(anchor(&mut s, 8), Some((6, "anchor5".to_string())));
+    // Events stored without a client id are named by their content id.
+    let mut s = b.open();
+    let plain = ev(json!({"ts":1790000900,"identity":"douyin:plain","type":"touch"}));
+    s.append(std::slice::from_ref(&plain)).unwrap();
+    let stored = s.log_anchor(9).unwrap().unwrap();
+    assert_eq!(stored.offset, 9);
+    assert!(stored.event_id.unwrap().starts_with("c:"));
+}
+
+/// What a snapshot of the log up to `offset` says, as a node would write it.
+fn snapshot_info(s: &mut dyn Store, offset: u64) -> siyu_store::SnapshotInfo {
+    siyu_store::SnapshotInfo {
+        log_offset: offset,
+        erasures: siyu_store::erasures(s).unwrap(),
+        anchor: s.log_anchor(offset).unwrap(),
+        created_at: 1_790_000_000 + offset as i64,
+    }
+}
+
+/// `n` bytes that differ from part to part.
+fn snapshot_bytes(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u64).wrapping_mul(2_654_435_761) as u8 ^ seed)
+        .collect()
+}
+
+pub fn snapshots_round_trip_in_parts_and_only_the_newest_are_kept(b: &dyn Backend) {
+    let mut s = b.open();
+    assert!(s.snapshots().unwrap().is_empty());
+    s.append(&sample()).unwrap();
+    // Two whole parts and a piece of a third.
+    let bytes = snapshot_bytes(2 * siyu_store::SNAPSHOT_PART + 12_345, 1);
+    let info = snapshot_info(s.as_mut(), 4);
+    let stored = s
+        .put_snapshot(&info, &mut bytes.as_slice())
+        .unwrap()
+        .expect("the first snapshot is kept");
+    assert_eq!(
+        (stored.info.clone(), stored.len),
+        (info, bytes.len() as u64)
+    );
+    assert_eq!(stored.sha256.len(), 64);
+    // Another connection (another node) lists and reads it.
+    let mut other = b.open();
+    assert_eq!(other.snapshots().unwrap(), vec![stored.clone()]);
+    assert!(other.read_snapshot(stored.id).unwrap() == Some(bytes.clone()));
+    // Not newer than what is stored: not kept.
+    for offset in [4, 3] {
+        let older = snapshot_info(s.as_mut(), offset);
+        assert_eq!(s.put_snapshot(&older, &mut &b"older"[..]).unwrap(), None);
+    }
+    // Newer ones are; the newest SNAPSHOTS_KEPT stay, newest first.
+    let mut ids = vec![stored.id];
+    for offset in [6, 8] {
+        let newer = snapshot_bytes(1000 + offset as usize, offset as u8);
+        let info = snapshot_info(s.as_mut(), offset);
+        let kept = s
+            .put_snapshot(&info, &mut newer.as_slice())
+            .unwrap()
+            .unwrap();
+        assert!(kept.id > *ids.last().unwrap());
+        assert_eq!(s.read_snapshot(kept.id).unwrap(), Some(newer));
+        ids.push(kept.id);
+    }
+    let listed = other.snapshots().unwrap();
+    assert_eq!(siyu_store::SNAPSHOTS_KEPT, 2);
+    let offsets: Vec<u64> = listed.iter().map(|l| l.info.log_offset).collect();
+    assert_eq!(offsets, [8, 6]);
+    assert_eq!(other.read_snapshot(ids[0]).unwrap(), None, "pruned");
+    // An empty snapshot round-trips too, and everything survives reopening.
+    let mut s = b.open();
+    s.append(&[ev(
+        json!({"ts":1790000900,"identity":"douyin:z","type":"touch"}),
+    )])
+    .unwrap();
+    let info = snapshot_info(s.as_mut(), 9);
+    let empty = s.put_snapshot(&info, &mut &b""[..]).unwrap().unwrap();
+    assert_eq!(b.open().read_snapshot(empty.id).unwrap(), Some(Vec::new()));
+    assert_eq!(s.delete_snapshots().unwrap(), 2);
+    assert!(b.open().snapshots().unwrap().is_empty());
+}
+
+pub fn a_snapshot_is_kept_only_while_no_erasure_committed(b: &dyn Backend) {
+    let mut s = b.open();
+    s.append(&sample()).unwrap();
+    let before = snapshot_info(s.as_mut(), 8);
+    s.put_snapshot(&before, &mut &b"holds douyin:y"[..])
+        .unwrap()
+        .expect("stored");
+    // Another node erases: the stored one goes, and one of an engine built
+    // before the erasure is refused.
+    let mut other = b.open();
+    other
+        .erase(&[id("douyin:y")], "erased:t", &erase_audit())
+        .unwrap();
+    assert!(s.snapshots().unwrap().is_empty());
+    assert_eq!(
+        s.put_snapshot(&before, &mut &b"holds douyin:y"[..])
+            .unwrap(),
+        None
+    );
+    let after = snapshot_info(s.as_mut(), 8);
+    assert_eq!(after.erasures, before.erasures + 1);
+    let kept = s.put_snapshot(&after, &mut &b"rebuilt"[..]).unwrap();
+    assert_eq!(kept.map(|k| k.info), Some(after));
+}
+
+/// A reader that hands out `bytes` in `step`-byte reads and calls `pause`
+/// once, after the first.
+struct Pausing<'a, F: FnMut()> {
+    bytes: &'a [u8],
+    step: usize,
+    pause: Option<F>,
+}
+
+impl<F: FnMut()> std::io::Read for Pausing<'_, F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.step.min(buf.len()).min(self.bytes.len());
+        buf[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        if n > 0 {
+            if let Some(mut pause) = self.pause.take() {
+                pause();
+            }
+        }
+        Ok(n)
+    }
+}
+
+pub fn an_erasure_during_a_snapshot_store_leaves_no_snapshot(b: &dyn Backend) {
+    let mut s = b.open();
+    s.append(&sample()).unwrap();
+    let info = snapshot_info(s.as_mut(), 8);
+    let bytes = snapshot_bytes(3 * siyu_store::SNAPSHOT_PART, 7);
+    // Opened first: on SQLite opening waits for the store's write lock.
+    let mut other = Some(b.open());
+    std::thread::scope(|scope| {
+        let mut eraser = None;
+        let mut reader = Pausing {
+            bytes: &bytes,
+            step: siyu_store::SNAPSHOT_PART,
+            // Midway through the store, another node erases: on PostgreSQL
+            // it commits at once, on SQLite it waits for the store's commit.
+            pause: Some(|| {
+                let mut other = other.take().expect("paused once");
+                eraser = Some(scope.spawn(move || {
+                    other
+                        .erase(&[id("douyin:y")], "erased:t", &erase_audit())
+                        .unwrap()
+                }));
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }),
+        };
+        s.put_snapshot(&info, &mut reader).unwrap();
+        // The reader's last use ends its borrow of `eraser`.
+        eraser.expect("paused once").join().unwrap();
+    });
+    assert_eq!(siyu_store::erasures(s.as_mut()).unwrap(), info.erasures + 1);
+    assert!(
+        b.open().snapshots().unwrap().is_empty(),
+        "a snapshot of the engine before the erasure outlived it"
+    );
+}
+
+pub fn a_damaged_stored_snapshot_is_refused_on_read(b: &dyn Backend) {
+    let mut s = b.open();
+    s.append(&sample()).unwrap();
+    let bytes = snapshot_bytes(siyu_store::SNAPSHOT_PART + 10, 3);
+    let info = snapshot_info(s.as_mut(), 8);
+    let stored = s
+        .put_snapshot(&info, &mut bytes.as_slice())
+        .unwrap()
+        .unwrap();
+    b.execute("UPDATE engine_snapshot_parts SET data = data || data WHERE part = 1");
+    let err = b.open().read_snapshot(stored.id).unwrap_err();
+    assert!(matches!(err, siyu_store::StoreError::Corrupt(_)), "{err:?}");
+    // Same length, other bytes.
+    b.execute("DELETE FROM engine_snapshot_parts WHERE part = 1");
+    let mut other = b.open();
+    let same_len = snapshot_bytes(10, 4);
+    let sql_bytes: String = same_len.iter().map(|b| format!("{b:02x}")).collect();
+    let literal = if b.name() == "postgres" {
+        format!("'\\x{sql_bytes}'::bytea")
+    } else {
+        format!("X'{sql_bytes}'")
+    };
+    b.execute(&format!(
+        "INSERT INTO engine_snapshot_parts (snapshot, part, data) VALUES ({}, 1, {literal})",
+        stored.id
+    ));
+    let err = other.read_snapshot(stored.id).unwrap_err();
+    assert!(err.to_string().contains("SHA-256"), "{err}");
 }

@@ -24,6 +24,8 @@ pub trait Backend {
     /// The files the database lives in, when it is local (SQLite: the
     /// database, its WAL and shared-memory index; PostgreSQL: none).
     fn local_files(&self) -> Vec<PathBuf>;
+    /// Runs SQL on the database past the store (to damage what it wrote).
+    fn execute(&self, sql: &str);
 }
 
 /// Instantiates each conformance test for both backends.
@@ -109,6 +111,11 @@ impl Backend for SqliteBackend {
             .map(|f| self.dir.join(f))
             .collect()
     }
+
+    fn execute(&self, sql: &str) {
+        let conn = rusqlite::Connection::open(self.dir.join("siyu.db")).unwrap();
+        conn.execute_batch(sql).unwrap();
+    }
 }
 
 impl Drop for SqliteBackend {
@@ -178,6 +185,13 @@ impl Backend for PgBackend {
 
     fn local_files(&self) -> Vec<PathBuf> {
         Vec::new()
+    }
+
+    fn execute(&self, sql: &str) {
+        let mut client = postgres::Client::connect(&pg_url(), postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!("SET search_path TO {}; {sql}", self.schema))
+            .unwrap();
     }
 }
 
