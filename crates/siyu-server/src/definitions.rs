@@ -197,6 +197,12 @@ pub fn stored_properties(store: &mut dyn Store) -> anyhow::Result<StoredProperti
     Ok(StoredProperties { defs, broken })
 }
 
+/// Whether `engine` computes exactly the `stored` properties.
+pub fn same_properties(engine: &Engine, stored: &[(String, PropertyDef)]) -> bool {
+    let current = engine.properties();
+    stored.len() == current.len() && stored.iter().all(|(_, d)| current.contains(d))
+}
+
 /// Brings the engine's segments to what the store holds: each stored one
 /// defined (unless the engine has the same tree), each one the store no
 /// longer has removed (readers first), each given its stored version. At

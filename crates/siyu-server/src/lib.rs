@@ -47,6 +47,7 @@ pub mod replay;
 pub mod request;
 pub mod rfm;
 pub mod routes;
+pub mod snapshot;
 pub mod trace;
 pub mod workspace;
 pub mod writer;
@@ -300,64 +301,7 @@ async fn log_request(
     response
 }
 
-/// The engine snapshot is a cache of one store's log: with PostgreSQL its
-/// name carries a hash of the URL and schema, so pointing the same data dir
-/// at another database never loads a snapshot of a different log.
-/// `siyu import` writes one too, so the next start does not replay the log.
-pub fn snapshot_path(config: &Config) -> std::path::PathBuf {
-    let name = match &config.database_url {
-        None => "engine.snapshot".into(),
-        Some(url) => {
-            let id = format!("{url}\n{}", config.database_schema.as_deref().unwrap_or(""));
-            format!("engine-pg-{}.snapshot", &auth::hash_key(&id)[..16])
-        }
-    };
-    config.data_dir.join(name)
-}
-
-/// Writes an engine snapshot that reflects the log up to `log_offset`
-/// (temp file named by process, then an atomic rename: a server and an
-/// import may both write one). Streamed in parts: a 200 MB snapshot is
-/// never one buffer.
-pub fn write_snapshot(
-    path: &std::path::Path,
-    engine: &siyu_engine::Engine,
-    log_offset: u64,
-) -> std::io::Result<()> {
-    write_snapshot_if(path, engine, log_offset, || true).map(|_| ())
-}
-
-/// Like [`write_snapshot`], but the written file replaces the last one
-/// only if `still_valid()` says so once it is written (else it is
-/// removed); returns whether it was kept.
-pub fn write_snapshot_if(
-    path: &std::path::Path,
-    engine: &siyu_engine::Engine,
-    log_offset: u64,
-    still_valid: impl FnOnce() -> bool,
-) -> std::io::Result<bool> {
-    use std::io::Write;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let written = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        let mut result = Ok(());
-        engine.snapshot_parts(log_offset, |part| {
-            if result.is_ok() {
-                result = file.write_all(part);
-            }
-        });
-        result
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    if !still_valid() {
-        let _ = std::fs::remove_file(&tmp);
-        return Ok(false);
-    }
-    std::fs::rename(&tmp, path).map(|()| true)
-}
+pub use snapshot::{snapshot_path, write_snapshot, write_snapshot_if};
 
 pub struct Application {
     listener: tokio::net::TcpListener,
@@ -405,7 +349,7 @@ impl Application {
         }
         let snapshot_path = snapshot_path(&config);
         let store_config = config.clone();
-        let (store, reader, follower, rebuilt, keys, privacy, time_zone, erasures) =
+        let (store, reader, follower, rebuilt, keys, privacy, time_zone, erasures, start) =
             tokio::task::spawn_blocking({
                 let snapshot_path = snapshot_path.clone();
                 move || -> anyhow::Result<_> {
@@ -418,24 +362,42 @@ impl Application {
                     // Before the engine is built: an erasure committed later
                     // (by another node) is then seen as newer.
                     let erasures = siyu_store::erasures(store.as_mut())?;
-                    let snapshot = std::fs::read(&snapshot_path).ok();
                     let started = std::time::Instant::now();
+                    let chosen = snapshot::choose(
+                        store.as_mut(),
+                        &snapshot_path,
+                        snapshot::shared_through_store(&store_config),
+                        erasures,
+                    );
                     let rebuilt = writer::rebuild_to(
                         store.as_mut(),
-                        snapshot.as_deref(),
+                        chosen.as_ref().map(snapshot::Chosen::engine_bytes),
                         writer::wall_clock(),
                     )?;
+                    let source = rebuilt
+                        .snapshot_events
+                        .and(chosen.map(|c| c.source.name()))
+                        .unwrap_or("none");
+                    let seconds = started.elapsed().as_secs_f64();
                     tracing::info!(
                         persons = rebuilt.engine.person_count(),
                         events = rebuilt.engine.events_applied(),
-                        seconds = started.elapsed().as_secs_f64(),
+                        snapshot = source,
+                        replayed = rebuilt.replayed,
+                        seconds,
                         "engine rebuilt from the store"
                     );
+                    let start = metrics::EngineStart {
+                        snapshot: source,
+                        snapshot_events: rebuilt.snapshot_events.unwrap_or(0),
+                        replayed: rebuilt.replayed,
+                        seconds,
+                    };
                     let keys = auth::load_keys(reader.as_mut())?;
                     let time_zone = zone::load_time_zone(reader.as_mut())?;
                     let follower = store_config.open_store()?;
                     Ok((
-                        store, reader, follower, rebuilt, keys, privacy, time_zone, erasures,
+                        store, reader, follower, rebuilt, keys, privacy, time_zone, erasures, start,
                     ))
                 }
             })
@@ -444,12 +406,21 @@ impl Application {
             engine,
             offset: applied_offset,
             broken,
+            snapshot_events,
+            ..
         } = rebuilt;
         let quarantine = Arc::new(quarantine::Quarantine::default());
         quarantine.reload(&definitions::PREFIXES, broken);
-        let snapshot_at = engine.events_applied();
+        // The events the loaded snapshot held: a long replay after it
+        // makes the writer take a new one at once.
+        let snapshot_at = snapshot_events.unwrap_or(0);
         let engine = Arc::new(RwLock::new(engine));
         let metrics = Arc::new(Metrics::new(&config.workspace));
+        metrics.engine_started(&start);
+        let open_store: writer::OpenStore = {
+            let config = config.clone();
+            Arc::new(move || config.open_store())
+        };
         let (changes, _) = broadcast::channel(4096);
         let (tx, rx) = std::sync::mpsc::channel();
         let (auto_tx, auto_rx) = std::sync::mpsc::channel();
@@ -473,12 +444,11 @@ impl Application {
             engine: engine.clone(),
             metrics: metrics.clone(),
             changes: changes.clone(),
+            sharing: snapshot::shared_through_store(&config)
+                .then(|| snapshot::Sharing::new(open_store.clone(), snapshot_path.clone())),
             snapshot_path,
             clock: writer::wall_clock,
-            open_store: {
-                let config = config.clone();
-                Arc::new(move || config.open_store())
-            },
+            open_store,
             rebuilding: None,
             applied_offset,
             snapshot_at,

@@ -74,6 +74,26 @@ struct SkippedLabels {
     reason: &'static str,
 }
 
+/// `siyu_engine_start_events`' labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StartLabels {
+    from: &'static str,
+}
+
+/// How a workspace's engine was built at start.
+#[derive(Debug, Clone)]
+pub struct EngineStart {
+    /// Where its snapshot came from: `file`, `store` (another node's,
+    /// through the database) or `none`.
+    pub snapshot: &'static str,
+    /// Events the snapshot held.
+    pub snapshot_events: u64,
+    /// Events replayed from the log after it.
+    pub replayed: u64,
+    /// From opening the store to the engine in live mode.
+    pub seconds: f64,
+}
+
 fn histogram(bounds: &[f64]) -> Histogram {
     Histogram::new(bounds.iter().copied())
 }
@@ -112,6 +132,8 @@ pub struct Metrics {
     sends: Family<SendLabels, Counter>,
     persons: Gauge,
     identities: Gauge,
+    engine_start_events: Family<StartLabels, Gauge>,
+    engine_start_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 /// The skipped-trigger counters always shown (trigger, reason, meaning).
@@ -194,6 +216,8 @@ impl Metrics {
             sends: Family::default(),
             persons: Gauge::default(),
             identities: Gauge::default(),
+            engine_start_events: Family::default(),
+            engine_start_seconds: Gauge::default(),
         };
         let r = &mut registry;
         r.register(
@@ -277,6 +301,16 @@ impl Metrics {
         );
         r.register("persons", "Persons in the engine", m.persons.clone());
         r.register(
+            "engine_start_events",
+            "Events in the engine at start, by where they came from: the snapshot it started from (from=\"file\", the node's own; from=\"store\", stored in the database by a node) and the log replayed after it (from=\"log\")",
+            m.engine_start_events.clone(),
+        );
+        r.register(
+            "engine_start_seconds",
+            "Seconds the engine took to build at start (snapshot and replay)",
+            m.engine_start_seconds.clone(),
+        );
+        r.register(
             "identities",
             "Identities in the engine",
             m.identities.clone(),
@@ -325,6 +359,21 @@ impl Metrics {
         self.triggers_skipped
             .get_or_create(&SkippedLabels { trigger, reason })
             .inc_by(n);
+    }
+
+    /// Records how the engine was built at start.
+    pub fn engine_started(&self, start: &EngineStart) {
+        if start.snapshot != "none" {
+            self.engine_start_events
+                .get_or_create(&StartLabels {
+                    from: start.snapshot,
+                })
+                .set(start.snapshot_events as i64);
+        }
+        self.engine_start_events
+            .get_or_create(&StartLabels { from: "log" })
+            .set(start.replayed as i64);
+        self.engine_start_seconds.set(start.seconds);
     }
 
     /// Counts one API request (`route`: its template).

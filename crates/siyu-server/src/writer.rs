@@ -126,6 +126,9 @@ pub struct Writer {
     pub metrics: Arc<Metrics>,
     pub changes: broadcast::Sender<PublishedChange>,
     pub snapshot_path: PathBuf,
+    /// With PostgreSQL: copies each snapshot file the writer keeps into
+    /// the store for other nodes to start from, on its own thread.
+    pub sharing: Option<crate::snapshot::Sharing>,
     pub clock: fn() -> i64,
     pub open_store: OpenStore,
     /// The rebuild in progress, if any.
@@ -280,18 +283,33 @@ impl Writer {
     /// node) since this engine was built: checked after the file is written
     /// and before it replaces the last one, so a snapshot that may hold an
     /// erased person is never kept.
+    /// With PostgreSQL the kept file is then copied into the store
+    /// ([`crate::snapshot::Sharing`]) without holding the writer.
     fn write_snapshot(&mut self) -> Result<(), String> {
         let engine = self.engine.clone();
         let engine = engine.read().map_err(|_| "engine lock poisoned")?;
+        let started = Instant::now();
+        let position =
+            crate::snapshot::Position::of(self.store.as_mut(), self.applied_offset, self.erasures)
+                .map_err(|e| format!("reading the log at the snapshot's offset: {e}"))?;
         let (store, known) = (&mut self.store, self.erasures);
         let unchanged = || siyu_store::erasures(store.as_mut()).is_ok_and(|n| n <= known);
         let kept =
-            crate::write_snapshot_if(&self.snapshot_path, &engine, self.applied_offset, unchanged)
+            crate::snapshot::write_snapshot_if(&self.snapshot_path, &engine, &position, unchanged)
                 .map_err(|e| format!("writing {}: {e}", self.snapshot_path.display()))?;
         if !kept {
             return Err("an erasure committed since the engine was built; snapshot dropped until the engine is rebuilt".into());
         }
         self.snapshot_at = engine.events_applied();
+        tracing::info!(
+            offset = position.offset,
+            events = self.snapshot_at,
+            seconds = started.elapsed().as_secs_f64(),
+            "engine snapshot written"
+        );
+        if let Some(sharing) = &mut self.sharing {
+            sharing.share();
+        }
         Ok(())
     }
 
@@ -514,8 +532,19 @@ impl Writer {
             // The first append tries again and answers with the error.
             Err(e) => tracing::warn!(error = %e, "preparing the store for appends failed"),
         }
+        // Started from an old snapshot or none (a long replay): the next
+        // start, here or on another node, need not replay it again.
+        let applied = self.engine.read().map(|e| e.events_applied()).unwrap_or(0);
+        if snapshot_due(applied, self.snapshot_at) {
+            if let Err(e) = self.write_snapshot() {
+                tracing::warn!(error = %e, "snapshot after the start's replay failed");
+            }
+        }
         loop {
             self.poll_rebuild();
+            if let Some(sharing) = &mut self.sharing {
+                sharing.poll();
+            }
             // Wake often while a rebuild runs, to land it promptly.
             let wait = if self.rebuilding.is_some() {
                 Duration::from_millis(5)
@@ -595,6 +624,10 @@ impl Writer {
         if let Err(e) = self.write_snapshot() {
             tracing::warn!(error = %e, "final snapshot failed");
         }
+        // Other nodes start from it: stopped only once it is stored.
+        if let Some(sharing) = &mut self.sharing {
+            sharing.finish();
+        }
     }
 
     /// Starts rebuilding the engine from the store on another thread;
@@ -673,6 +706,7 @@ impl Writer {
                 engine,
                 offset,
                 broken,
+                ..
             }) => {
                 *self.engine.write().unwrap_or_else(|e| e.into_inner()) = engine;
                 self.quarantine
@@ -957,7 +991,12 @@ impl Writer {
                 reply,
             } => self.delete(target, audit, reply),
             Command::Snapshot { reply } => {
-                let _ = reply.send(self.write_snapshot());
+                let written = self.write_snapshot();
+                // Asked for: answered once other nodes can start from it.
+                if let Some(sharing) = &mut self.sharing {
+                    sharing.finish();
+                }
+                let _ = reply.send(written);
             }
             Command::SetRfm { thresholds, reply } => {
                 let _ = reply.send(self.set_rfm(thresholds));
@@ -991,8 +1030,7 @@ impl Writer {
             let stored = crate::definitions::stored_properties(self.store.as_mut())?.defs;
             let differs = {
                 let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
-                let current = engine.properties();
-                stored.len() != current.len() || stored.iter().any(|(_, d)| !current.contains(d))
+                !crate::definitions::same_properties(&engine, &stored)
             };
             if differs {
                 tracing::info!("another node changed a computed property: rebuilding the engine");
@@ -1065,6 +1103,11 @@ pub struct Rebuilt {
     /// The stored segment and property definitions it could not load
     /// (see `quarantine`); published when this engine is swapped in.
     pub broken: Vec<Broken>,
+    /// The events of the snapshot it started from (`None`: none was
+    /// given, or it was refused).
+    pub snapshot_events: Option<u64>,
+    /// The events replayed from the log after it.
+    pub replayed: u64,
 }
 
 /// [`rebuild`], also returning the last log offset applied and the
@@ -1074,18 +1117,25 @@ pub fn rebuild_to(
     snapshot: Option<&[u8]>,
     now: i64,
 ) -> anyhow::Result<Rebuilt> {
-    // Only an engine that keeps log offsets serves timelines (the store
-    // has no identity index), so a snapshot without them is replayed too.
-    let (mut engine, offset) = match snapshot.map(Engine::from_snapshot) {
-        Some(Ok((e, o))) if o <= store.last_offset()? && e.keeps_log_offsets() => (e, o),
+    let restored = match snapshot.map(Engine::from_snapshot) {
+        None => None,
         Some(Err(e)) => {
             tracing::warn!(error = %e, "ignoring engine snapshot; replaying the whole log");
-            (Engine::for_log(), 0)
+            None
         }
-        _ => (Engine::for_log(), 0),
+        Some(Ok((e, o))) => match snapshot_refusal(store, &e, o)? {
+            None => Some((e, o)),
+            Some(why) => {
+                tracing::warn!(why, "ignoring engine snapshot; replaying the whole log");
+                None
+            }
+        },
     };
+    let snapshot_events = restored.as_ref().map(|(e, _)| e.events_applied());
+    let (mut engine, offset) = restored.unwrap_or_else(|| (Engine::for_log(), 0));
     let broken = crate::definitions::load_into(store, &mut engine)?;
     let offset = replay_log(store, &mut engine, offset)?;
+    let replayed = engine.events_applied() - snapshot_events.unwrap_or(0);
     // Not in the snapshot: the setting (or the medians now) is pinned here.
     let setting = crate::rfm::stored(store)?;
     let basis = crate::rfm::basis(setting, &engine, now);
@@ -1095,7 +1145,33 @@ pub fn rebuild_to(
         engine,
         offset,
         broken,
+        snapshot_events,
+        replayed,
     })
+}
+
+/// Why an engine restored from a snapshot at log offset `offset` cannot
+/// be caught up from the log instead of rebuilt: `None` when it can.
+fn snapshot_refusal(
+    store: &mut dyn Store,
+    engine: &Engine,
+    offset: u64,
+) -> anyhow::Result<Option<&'static str>> {
+    if offset > store.last_offset()? {
+        return Ok(Some("it is beyond the log's head"));
+    }
+    // Only an engine that keeps log offsets serves timelines (the store
+    // has no identity index), so a snapshot without them is replayed too.
+    if !engine.keeps_log_offsets() {
+        return Ok(Some("it keeps no log offsets"));
+    }
+    // A computed property must see the whole log: a snapshot of other
+    // definitions (changed while this node was down) cannot be caught up.
+    let stored = crate::definitions::stored_properties(store)?.defs;
+    if !crate::definitions::same_properties(engine, &stored) {
+        return Ok(Some("its computed properties are not the stored ones"));
+    }
+    Ok(None)
 }
 
 /// Applies every stored event after offset `after` to `engine`, in log

@@ -229,6 +229,9 @@ pub fn load_events(args: &ImportArgs, files: &[PathBuf], mode: Mode) -> Result<(
         .context("recording whether this import may trigger automation")?,
         Mode::Restore => None,
     };
+    // What the engine (and so its snapshot) reflects: an erasure
+    // committed during the import must not be undone by the snapshot.
+    let erasures = siyu_store::erasures(store.as_mut())?;
     let mut engine = engine_from_store(store.as_mut())?;
     let persons_before = engine.person_count();
     let threads = args.threads.unwrap_or_else(|| {
@@ -349,7 +352,7 @@ pub fn load_events(args: &ImportArgs, files: &[PathBuf], mode: Mode) -> Result<(
         spinner.enable_steady_tick(std::time::Duration::from_millis(120));
         if result.is_ok() && tally.accepted > 0 && !tally.interleaved {
             let writing = Instant::now();
-            write_snapshot(&args.store, &engine, tally.next_offset - 1);
+            write_snapshot(&args.store, &engine, tally.next_offset - 1, erasures);
             snapshot_secs = writing.elapsed().as_secs_f64();
         }
         let stored = writer
@@ -395,17 +398,42 @@ pub fn load_events(args: &ImportArgs, files: &[PathBuf], mode: Mode) -> Result<(
 }
 
 /// Writes the engine snapshot the next `siyu serve` starts from instead of
-/// replaying the log; a failure only costs that replay, so it is a note.
-fn write_snapshot(store: &StoreArgs, engine: &Engine, last_offset: u64) {
-    let path = siyu_server::snapshot_path(&store.config());
-    // With PostgreSQL the data dir holds only the snapshot: skip it
-    // rather than create a directory nobody asked for.
-    if !path.parent().is_some_and(|d| d.is_dir()) {
-        return;
+/// replaying the log (with PostgreSQL also stored in the database, where
+/// every node finds it); a failure only costs that replay, so it is a note.
+fn write_snapshot(store: &StoreArgs, engine: &Engine, last_offset: u64, erasures: u64) {
+    let config = store.config();
+    let shared = siyu_server::snapshot::shared_through_store(&config);
+    let path = siyu_server::snapshot_path(&config);
+    // With PostgreSQL the data dir holds only the snapshot: without one,
+    // the file is a temporary one on its way into the database, rather
+    // than a directory nobody asked for.
+    let in_data_dir = path.parent().is_some_and(|d| d.is_dir());
+    let path = match (in_data_dir, shared) {
+        (true, _) => path,
+        (false, true) => {
+            std::env::temp_dir().join(format!("siyu-import-{}.snapshot", std::process::id()))
+        }
+        (false, false) => return,
+    };
+    let written = (|| -> Result<()> {
+        let mut s = store.open()?;
+        let position = siyu_server::snapshot::Position::of(s.as_mut(), last_offset, erasures)?;
+        let unchanged = || siyu_store::erasures(s.as_mut()).is_ok_and(|n| n == erasures);
+        if !siyu_server::write_snapshot_if(&path, engine, &position, unchanged)? {
+            bail!("a person was erased during the import");
+        }
+        if shared {
+            let now = siyu_server::writer::wall_clock();
+            siyu_server::snapshot::share_file(store.open()?.as_mut(), &path, now)?;
+        }
+        Ok(())
+    })();
+    if !in_data_dir {
+        let _ = std::fs::remove_file(&path);
     }
-    if let Err(e) = siyu_server::write_snapshot(&path, engine, last_offset) {
+    if let Err(e) = written {
         eprintln!(
-            "note: engine snapshot not written ({}: {e}); the server replays the log at start",
+            "note: engine snapshot not written ({}: {e:#}); the server replays the log at start",
             path.display()
         );
     }

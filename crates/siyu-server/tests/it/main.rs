@@ -11,6 +11,7 @@ mod connections;
 mod delete;
 mod email;
 mod event_time;
+mod fast_start;
 mod fission;
 mod ingest;
 mod local_time;
@@ -124,15 +125,23 @@ impl TestApp {
     /// engine, writer and executor), as a second `siyu serve` on the same
     /// database; it uses this app's key. Only this app drops the schema.
     pub async fn peer(&self) -> TestApp {
+        self.peer_with(|_| {}).await
+    }
+
+    /// [`Self::peer`], with `prepare` run on its config before it starts
+    /// (its data dir is empty then: to put a snapshot file in it).
+    pub async fn peer_with(&self, prepare: impl FnOnce(&Config)) -> TestApp {
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         let dir =
             std::env::temp_dir().join(format!("siyu-server-it-peer-{}-{n}", std::process::id()));
         std::fs::remove_dir_all(&dir).ok();
+        std::fs::create_dir_all(&dir).unwrap();
         let config = Config {
             data_dir: dir.clone(),
             ..self.state.0.config.clone()
         };
+        prepare(&config);
         let application = Application::build(config).await.expect("build peer");
         TestApp {
             state: application.state(),
