@@ -180,6 +180,42 @@ fn round_trip_through_postgres_and_across_backends() {
     std::fs::remove_dir_all(&cross).ok();
 }
 
+/// An import into PostgreSQL stores its engine snapshot in the database,
+/// where every node finds it (issue 16's fast start), also without a
+/// data dir, which it then does not create.
+#[test]
+fn an_import_into_postgres_stores_its_snapshot_in_the_database() {
+    let Ok(url) = std::env::var("SIYU_TEST_DATABASE_URL") else {
+        eprintln!("skipped: SIYU_TEST_DATABASE_URL is not set (CI sets it)");
+        return;
+    };
+    let base = tempdir("import-snapshot");
+    let file = base.join("events.jsonl");
+    std::fs::write(&file, EVENTS).unwrap();
+    let target = Target::postgres(&url, "snap", &base);
+    std::fs::remove_dir_all(target.dir()).unwrap();
+    target.run(&["import".as_ref(), "--quiet".as_ref(), file.as_os_str()]);
+    assert!(!target.dir().exists(), "no data dir was asked for");
+    let Target::Postgres { schema, .. } = &target else {
+        unreachable!()
+    };
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let stored: Vec<(i64, i64)> = c
+        .query(
+            &format!("SELECT log_offset, byte_len FROM {schema}.engine_snapshots"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].0, EVENTS.lines().count() as i64);
+    assert!(stored[0].1 > 0);
+    drop(target);
+    std::fs::remove_dir_all(&base).ok();
+}
+
 #[test]
 fn bad_lines_are_reported_with_file_and_line_and_the_rest_is_imported() {
     let base = tempdir("badlines");
