@@ -422,6 +422,20 @@ impl Writer {
         }
     }
 
+    /// A computed property was defined or deleted: no snapshot holds the
+    /// new set. The file goes, and with PostgreSQL the stored ones too: a
+    /// start refuses them anyway, but one at the log's head would keep the
+    /// rebuilt engine's snapshot (no newer) from being stored.
+    fn remove_snapshots_of_other_properties(&mut self) -> Result<(), String> {
+        self.remove_snapshot()?;
+        if self.sharing.is_some() {
+            self.store
+                .delete_snapshots()
+                .map_err(|e| format!("deleting the stored snapshots: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// One transaction for every queued request, written (and logged)
     /// as the work of all of them (`trace::in_scope_of_all`).
     fn group_commit(&mut self, batch: Vec<QueuedAppend>) {
@@ -784,7 +798,7 @@ impl Writer {
         if matches!(definition, Definition::Property(_)) {
             // A snapshot cannot hold a property defined after it was taken:
             // it goes before the definition is saved, so a restart replays.
-            self.remove_snapshot()?;
+            self.remove_snapshots_of_other_properties()?;
         }
         // A segment's version is drawn before its row is written: the row
         // carries it to every node.
@@ -880,7 +894,7 @@ impl Writer {
         if matches!(target, Deletion::Property(_)) {
             // As for a definition: a restart must not load a snapshot
             // holding the deleted property.
-            self.remove_snapshot()?;
+            self.remove_snapshots_of_other_properties()?;
         }
         self.store
             .put_setting(&key, None)
@@ -1034,7 +1048,8 @@ impl Writer {
             };
             if differs {
                 tracing::info!("another node changed a computed property: rebuilding the engine");
-                self.remove_snapshot().map_err(anyhow::Error::msg)?;
+                self.remove_snapshots_of_other_properties()
+                    .map_err(anyhow::Error::msg)?;
                 self.start_rebuild(Waiting::Followed);
                 return Ok(());
             }

@@ -225,3 +225,37 @@ async fn no_snapshot_loaded_after_an_erasure_holds_the_erased_person() {
     let (_, hits) = b.get("/v1/persons?q=wecom:erase").await;
     assert!(!hits.to_string().contains("erase_me_5"), "{hits}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_of_other_computed_properties_is_not_loaded() {
+    let Some(a) = pg_node().await else {
+        return;
+    };
+    post_purchases(&a, "q", 5).await;
+    a.state.0.writer.snapshot().await.unwrap();
+    let without = std::fs::read(siyu_server::snapshot_path(&a.state.0.config)).unwrap();
+    let (s, body) = a
+        .send(
+            "PUT",
+            "/v1/properties/orders",
+            json!({"aggregate": "count", "event_type": "purchase"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // The stored snapshots went with the definition: the rebuilt
+    // engine's, at the same offset, is stored in their place.
+    a.state.0.writer.snapshot().await.unwrap();
+    let orders = |person: serde_json::Value| person["properties"]["orders"].clone();
+
+    // A new node starts from the snapshot of the rebuilt engine.
+    let b = a.peer().await;
+    assert!(start_events(&b, "store").await.is_some());
+    assert_eq!(orders(b.get("/v1/persons/wecom:q1").await.1), json!(1));
+    // A node whose file predates the definition replays the log.
+    let c = a
+        .peer_with(|config| std::fs::write(siyu_server::snapshot_path(config), &without).unwrap())
+        .await;
+    assert_eq!(start_events(&c, "file").await, None);
+    assert_eq!(start_events(&c, "log").await, Some(engine_events(&a).await));
+    assert_eq!(orders(c.get("/v1/persons/wecom:q1").await.1), json!(1));
+}
