@@ -324,6 +324,10 @@ const NOT_COMPARED: &[(&str, &str)] = &[
     ("/healthz", "process state (uptime), not brand data"),
     ("/metrics", "process counters since start"),
     (
+        "/v1/cluster",
+        "this process's name and the lease's time left, not brand data",
+    ),
+    (
         "/v1/connectors",
         "the configuration's channels and this process's dispatch counters",
     ),
