@@ -93,13 +93,16 @@ impl CallbackXml {
             ));
         }
         // The tree is built without recursion and holds at most
-        // MAX_XML_NODES nodes; its depth is checked before it is read.
-        if doc
-            .descendants()
-            .filter(|n| n.is_element())
-            .any(|n| n.ancestors().filter(|a| a.is_element()).count() > MAX_XML_DEPTH)
-        {
-            return Err(CallbackError::TooDeep);
+        // MAX_XML_NODES nodes; its depth is checked before it is read, in
+        // one pass (document order: a parent comes before its children).
+        let mut depths = vec![0usize; doc.descendants().count() + 1];
+        for node in doc.descendants() {
+            let parent = node.parent().map_or(0, |p| depths[p.id().get_usize()]);
+            let depth = parent + usize::from(node.is_element());
+            if depth > MAX_XML_DEPTH {
+                return Err(CallbackError::TooDeep);
+            }
+            depths[node.id().get_usize()] = depth;
         }
         let mut xml = CallbackXml::default();
         for field in root.children().filter(|n| n.is_element()) {
