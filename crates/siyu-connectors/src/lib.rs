@@ -31,7 +31,9 @@
 //!
 //! Inbound helpers used by the server's `POST /v1/inbound/{channel}`:
 //! [`webhook::verify`] (HMAC-SHA256 with a timestamp window) and
-//! [`wecom::wecom_callback_signature`] (WeCom's SHA1 callback signature).
+//! [`wecom::wecom_callback_signature`] (WeCom's SHA1 callback signature);
+//! for WeCom's own callbacks (`/callbacks/wecom`), [`wecom::crypto`] and
+//! [`wecom::callback`].
 
 pub mod config;
 pub mod dispatch;
@@ -58,7 +60,9 @@ pub use webhook::{
     sign, sign_inbound, verify, verify_inbound, VerifyError, WebhookConfig, WebhookConnector,
 };
 pub use wechat::{WeChatOfficialConfig, WeChatOfficialConnector};
-pub use wecom::{verify_wecom_callback, wecom_callback_signature, WeComConfig, WeComConnector};
+pub use wecom::{
+    verify_wecom_callback, wecom_callback_signature, KfPage, WeComConfig, WeComConnector,
+};
 
 /// One message to one recipient on one channel, as the executor hands it over.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

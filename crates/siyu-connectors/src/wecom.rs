@@ -22,11 +22,20 @@
 //!
 //! errcode ≠ 0 is permanent except -1 (system busy) and 45009/45033 (rate
 //! limits), which are retryable. WeCom has no `Idempotency-Key` header.
+//!
+//! Receiving: [`crypto`] (the callbacks' signature and AES, checked against
+//! Tencent's published examples), [`callback`] (their XML and what each
+//! means as siyu events), and [`WeComConnector::kf_sync_msg`] (reading the
+//! customer-service messages a `kf_msg_or_event` callback announces).
+//! `token`, `encoding_aes_key` and `corp_id` are the app's 接收事件服务器
+//! settings ([`WeComConfig::callback`]).
+
+pub mod callback;
+pub mod crypto;
 
 use serde::Deserialize;
 use serde_json::json;
-use sha1::{Digest, Sha1};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use crate::config::{required, ConfigError, Secret};
 use crate::http::{self, TencentApi, TokenCache};
@@ -47,6 +56,12 @@ pub struct WeComConfig {
     /// The customer-service account for direct messages (`kf/send_msg`).
     pub open_kfid: Option<String>,
     pub timeout_ms: u64,
+    /// The callback Token (接收事件服务器 → Token): signs every callback.
+    /// With `encoding_aes_key`, enables `/callbacks/wecom`.
+    pub token: Secret,
+    /// The callback EncodingAESKey (43 characters): encrypts every
+    /// callback.
+    pub encoding_aes_key: Secret,
 }
 
 impl Default for WeComConfig {
@@ -58,6 +73,28 @@ impl Default for WeComConfig {
             sender: String::new(),
             open_kfid: None,
             timeout_ms: http::DEFAULT_TIMEOUT_MS,
+            token: Secret::default(),
+            encoding_aes_key: Secret::default(),
+        }
+    }
+}
+
+impl WeComConfig {
+    /// The callback crypto, when `token` and `encoding_aes_key` are set
+    /// (`Ok(None)` when neither is). One without the other, a malformed
+    /// key or a missing corp id is an error naming the field.
+    pub fn callback(&self) -> Result<Option<crypto::CallbackCrypto>, ConfigError> {
+        let token = self.token.expose().trim();
+        let key = self.encoding_aes_key.expose().trim();
+        match (token.is_empty(), key.is_empty()) {
+            (true, true) => Ok(None),
+            (false, true) => Err(ConfigError::Missing(
+                "wecom.encoding_aes_key (callbacks need it with wecom.token)".into(),
+            )),
+            (true, false) => Err(ConfigError::Missing(
+                "wecom.token (callbacks need it with wecom.encoding_aes_key)".into(),
+            )),
+            (false, false) => crypto::CallbackCrypto::new(token, key, &self.corp_id).map(Some),
         }
     }
 }
@@ -74,6 +111,7 @@ impl WeComConnector {
         required("wecom.corp_id", &cfg.corp_id)?;
         required("wecom.secret", cfg.secret.expose())?;
         required("wecom.sender", &cfg.sender)?;
+        cfg.callback()?;
         Ok(Self {
             api: TencentApi {
                 what: "wecom",
@@ -141,6 +179,50 @@ impl WeComConnector {
     }
 }
 
+/// One page of `kf/sync_msg`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KfPage {
+    pub messages: Vec<callback::KfMessage>,
+    /// Where the next read starts (store it: WeCom answers the last 3 days
+    /// from the start without it).
+    pub next_cursor: String,
+    pub has_more: bool,
+}
+
+impl WeComConnector {
+    /// Reads one page of customer-service messages:
+    /// `POST /cgi-bin/kf/sync_msg?access_token=..` with
+    /// `{"cursor", "token", "limit": 1000, "open_kfid"}` →
+    /// `{errcode, errmsg, next_cursor, has_more, msg_list}`. `token` is the
+    /// `kf_msg_or_event` callback's (valid 10 minutes).
+    pub async fn kf_sync_msg(
+        &self,
+        cursor: &str,
+        token: &str,
+        open_kfid: Option<&str>,
+    ) -> Result<KfPage, SendError> {
+        let mut body = json!({"token": token, "limit": 1000});
+        if !cursor.is_empty() {
+            body["cursor"] = json!(cursor);
+        }
+        if let Some(k) = open_kfid {
+            body["open_kfid"] = json!(k);
+        }
+        let (_, v) = self.api.post("/cgi-bin/kf/sync_msg", &body).await?;
+        let messages = match v.get("msg_list") {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(list) => serde_json::from_value(list.clone()).map_err(|e| {
+                SendError::Permanent(format!("wecom: kf/sync_msg msg_list is not readable: {e}"))
+            })?,
+        };
+        Ok(KfPage {
+            messages,
+            next_cursor: str_field(&v, "next_cursor").unwrap_or_default(),
+            has_more: v.get("has_more").and_then(|h| h.as_i64()).unwrap_or(0) == 1,
+        })
+    }
+}
+
 impl Connector for WeComConnector {
     fn name(&self) -> &str {
         "wecom"
@@ -173,24 +255,17 @@ pub fn kf_msgid(idempotency_key: &str) -> String {
     }
 }
 
-/// WeCom's callback `msg_signature`: the hex SHA1 of `token`, `timestamp`,
-/// `nonce` and the `Encrypt` text, sorted byte-wise and concatenated.
+/// WeCom's callback `msg_signature` (see [`crypto::signature`]).
 pub fn wecom_callback_signature(
     token: &str,
     timestamp: &str,
     nonce: &str,
     encrypted: &str,
 ) -> String {
-    let mut parts = [token, timestamp, nonce, encrypted];
-    parts.sort_unstable();
-    let mut sha = Sha1::new();
-    for p in parts {
-        sha.update(p.as_bytes());
-    }
-    http::hex(&sha.finalize())
+    crypto::signature(token, timestamp, nonce, encrypted)
 }
 
-/// Checks a callback's `msg_signature` (constant-time compare).
+/// Checks a callback's `msg_signature` (see [`crypto::signature_matches`]).
 pub fn verify_wecom_callback(
     token: &str,
     timestamp: &str,
@@ -198,30 +273,12 @@ pub fn verify_wecom_callback(
     encrypted: &str,
     msg_signature: &str,
 ) -> bool {
-    let expected = wecom_callback_signature(token, timestamp, nonce, encrypted);
-    let given = msg_signature.trim().to_ascii_lowercase();
-    use subtle::ConstantTimeEq;
-    bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
+    crypto::signature_matches(token, timestamp, nonce, encrypted, msg_signature)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn callback_signature_matches_an_independent_sha1() {
-        // hashlib.sha1("".join(sorted([...]))) in Python.
-        let sig = wecom_callback_signature("QDG6eK", "1409659813", "1372623149", "RypEvHKD8QQKFhvQ6QleEB4J58tiPdvo+rtK1I9qca6aM/wvqnLSV5zEPeusUiX5L5X/0lWfrf0QADHHhGd3QczcdCUpj911L3vg3W/sYYvuJTs3TUUkSUXxaccAS0qhxchrRYt66wiSpGLYL42aM6A8dTT+6k4aSknmPj48kzJs8qLjvd4Xgpue06DOdnLxAUHzM6+kDZ+HMZfJYuR+LtwGc2hgf5gsijff0ekUNXZiqATP7PF5mZxZ3Izoun1s4zG4LUMnvw2r+KqCKIw+3IQH03v+BCA9nMELNqbSf6tiWSrXJB3LAVGUcallcrw8V2t9EL4EhzJWrQUax5wLVMNS0+rUPA3k22Ncx4XXZS9o0MBH27Bo6BpNelZpS");
-        assert_eq!(sig, "2ecc5745cc405397f9c1ed24f09bdcc0a6c132ed");
-        assert!(verify_wecom_callback("QDG6eK", "1409659813", "1372623149", "RypEvHKD8QQKFhvQ6QleEB4J58tiPdvo+rtK1I9qca6aM/wvqnLSV5zEPeusUiX5L5X/0lWfrf0QADHHhGd3QczcdCUpj911L3vg3W/sYYvuJTs3TUUkSUXxaccAS0qhxchrRYt66wiSpGLYL42aM6A8dTT+6k4aSknmPj48kzJs8qLjvd4Xgpue06DOdnLxAUHzM6+kDZ+HMZfJYuR+LtwGc2hgf5gsijff0ekUNXZiqATP7PF5mZxZ3Izoun1s4zG4LUMnvw2r+KqCKIw+3IQH03v+BCA9nMELNqbSf6tiWSrXJB3LAVGUcallcrw8V2t9EL4EhzJWrQUax5wLVMNS0+rUPA3k22Ncx4XXZS9o0MBH27Bo6BpNelZpS", &sig.to_uppercase()));
-        assert!(!verify_wecom_callback(
-            "QDG6eK",
-            "1409659813",
-            "1372623149",
-            "x",
-            &sig
-        ));
-    }
 
     #[test]
     fn kf_msgid_is_the_key_when_it_fits() {

@@ -190,8 +190,9 @@ pub enum Access {
     /// Any known credential, whatever its scopes (`/v1/workspace`: which
     /// workspace a key belongs to).
     AnyKey,
-    /// An inbound channel webhook: the handler verifies the HMAC signature
-    /// over the body with the channel's `[inbound]` secret.
+    /// An inbound channel webhook or a channel's own callback: the handler
+    /// verifies its signature (the HMAC with the channel's `[inbound]`
+    /// secret; WeCom's `msg_signature`).
     InboundSignature,
     /// A route declared without an access (the 4-argument `route!`):
     /// refused to everyone until it is declared.
@@ -209,7 +210,7 @@ impl Access {
                 s.as_str(),
                 s.meaning()
             ),
-            Access::InboundSignature => "Signed with the channel's `[inbound]` secret (`X-Siyu-Timestamp`, `X-Siyu-Signature: sha256=…`); no key.".into(),
+            Access::InboundSignature => "Signed by the sending channel, no key: `/v1/inbound/{channel}` with the channel's `[inbound]` secret (`X-Siyu-Timestamp`, `X-Siyu-Signature: sha256=…`); `/callbacks/wecom` with WeCom's `msg_signature` (the `[connectors.wecom]` token).".into(),
             Access::AnyKey => "Any key (of any scope), console session or the admin token.".into(),
             Access::Undeclared => "Undeclared: refused.".into(),
         }

@@ -306,6 +306,11 @@ pub const SECRET_ENV: &[(&str, &str)] = &[
         "SIYU_CONNECTORS__WECOM__SECRET",
         "[connectors.wecom] secret",
     ),
+    ("SIYU_CONNECTORS__WECOM__TOKEN", "[connectors.wecom] token"),
+    (
+        "SIYU_CONNECTORS__WECOM__ENCODING_AES_KEY",
+        "[connectors.wecom] encoding_aes_key",
+    ),
     (
         "SIYU_CONNECTORS__WECHAT__SECRET",
         "[connectors.wechat] secret",
@@ -369,6 +374,20 @@ fn secrets_from_env(c: &mut Config, env: &dyn Fn(&str) -> Option<String>) -> any
             .as_mut()
             .ok_or_else(|| missing("SIYU_CONNECTORS__WECOM__SECRET", "wecom"))?;
         w.secret = Secret::new(v);
+    }
+    if let Some(v) = env("SIYU_CONNECTORS__WECOM__TOKEN") {
+        let w = k
+            .wecom
+            .as_mut()
+            .ok_or_else(|| missing("SIYU_CONNECTORS__WECOM__TOKEN", "wecom"))?;
+        w.token = Secret::new(v);
+    }
+    if let Some(v) = env("SIYU_CONNECTORS__WECOM__ENCODING_AES_KEY") {
+        let w = k
+            .wecom
+            .as_mut()
+            .ok_or_else(|| missing("SIYU_CONNECTORS__WECOM__ENCODING_AES_KEY", "wecom"))?;
+        w.encoding_aes_key = Secret::new(v);
     }
     if let Some(v) = env("SIYU_CONNECTORS__WECHAT__SECRET") {
         let w = k
@@ -499,6 +518,15 @@ impl Config {
                 .map_err(|e| anyhow::anyhow!("SIYU_TRUSTED_PROXIES: {e}"))?;
         }
         secrets_from_env(&mut c, env)?;
+        // The WeCom callback settings, checked here so a mistyped key is
+        // named at start, not at WeCom's first callback.
+        if let Some(w) = &c.connectors.wecom {
+            w.callback().map_err(|e| {
+                anyhow::anyhow!(
+                    "config [connectors.wecom]: {e} (the file's token / encoding_aes_key, or SIYU_CONNECTORS__WECOM__TOKEN / SIYU_CONNECTORS__WECOM__ENCODING_AES_KEY)"
+                )
+            })?;
+        }
         c.listen = flags.listen.unwrap_or(c.listen);
         c.data_dir = flags.data_dir.unwrap_or(c.data_dir);
         c.database_url = flags.database_url.or(c.database_url);
@@ -595,6 +623,11 @@ mod tests {
             ("SIYU_CONNECTORS__EMAIL__PASSWORD", "mail-env"),
             ("SIYU_CONNECTORS__SMS__API_KEY", "sms-env"),
             ("SIYU_CONNECTORS__WECOM__SECRET", "wecom-env"),
+            ("SIYU_CONNECTORS__WECOM__TOKEN", "wecom-token-env"),
+            (
+                "SIYU_CONNECTORS__WECOM__ENCODING_AES_KEY",
+                "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
+            ),
             ("SIYU_CONNECTORS__WECHAT__SECRET", "wechat-env"),
             ("SIYU_INBOUND__MY_BRIDGE", "bridge-env"),
             ("SIYU_INBOUND__DOUYIN", "douyin-env"),
@@ -626,6 +659,8 @@ mod tests {
             "sms-env"
         );
         assert_eq!(k.wecom.as_ref().unwrap().secret.expose(), "wecom-env");
+        assert_eq!(k.wecom.as_ref().unwrap().token.expose(), "wecom-token-env");
+        assert!(k.wecom.as_ref().unwrap().callback().unwrap().is_some());
         assert_eq!(k.wechat.as_ref().unwrap().secret.expose(), "wechat-env");
         assert_eq!(c.inbound_secrets["my-bridge"], "bridge-env");
         assert_eq!(c.inbound_secrets["douyin"], "douyin-env");
@@ -644,6 +679,55 @@ mod tests {
             e.contains("SIYU_CONNECTORS__WECOM__SECRET") && e.contains("[connectors.wecom]"),
             "{e}"
         );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A mistyped EncodingAESKey stops the start with the field, the
+    /// problem and where the value came from; a token without a key too.
+    #[test]
+    fn the_wecom_callback_settings_are_checked_at_load() {
+        let dir = std::env::temp_dir().join(format!("siyu-config-wecom-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("siyu.toml");
+        let load = |toml: &str, env: &dyn Fn(&str) -> Option<String>| {
+            std::fs::write(&file, toml).unwrap();
+            Config::load(Some(&file), env, Overrides::default())
+        };
+        let base = "[connectors.wecom]\ncorp_id = \"ww1\"\nsender = \"s\"\nsecret = \"x\"\n";
+        let none = |_: &str| None;
+        let e = load(
+            &format!("{base}token = \"t\"\nencoding_aes_key = \"tooShort\"\n"),
+            &none,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("[connectors.wecom]")
+                && e.contains("wecom.encoding_aes_key is invalid")
+                && e.contains("is 8 characters")
+                && e.contains("SIYU_CONNECTORS__WECOM__ENCODING_AES_KEY"),
+            "{e}"
+        );
+        let e = load(&format!("{base}token = \"t\"\n"), &none)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("wecom.encoding_aes_key"), "{e}");
+        let key = |k: &str| {
+            (k == "SIYU_CONNECTORS__WECOM__ENCODING_AES_KEY")
+                .then(|| "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C".to_string())
+        };
+        let c = load(&format!("{base}token = \"t\"\n"), &key).unwrap();
+        let crypto = c.connectors.wecom.unwrap().callback().unwrap().unwrap();
+        assert_eq!(crypto.corp_id(), "ww1");
+        // Without token and key: no callbacks, and no error.
+        assert!(load(base, &none)
+            .unwrap()
+            .connectors
+            .wecom
+            .unwrap()
+            .callback()
+            .unwrap()
+            .is_none());
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -28,9 +28,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     InvalidDefinition(String),
-    #[error(
-        "bad signature: {0}; sign `<timestamp>.<body>` with HMAC-SHA256 and the channel's secret"
-    )]
+    /// An inbound webhook or channel callback whose signature or
+    /// timestamp does not verify; the message says which and how to sign.
+    #[error("bad signature: {0}")]
     BadSignature(String),
     #[error("{0}")]
     Conflict(String),
@@ -73,7 +73,7 @@ impl ApiError {
             (ApiError::TooLarge(0), "the body is above the limit (default 8 MiB): split the batch"),
             (ApiError::UnsupportedMediaType(s()), "send application/json or application/x-ndjson"),
             (ApiError::InvalidDefinition(s()), "a journey, template, rule set, policy or send is invalid; the message names each fault's path and fix"),
-            (ApiError::BadSignature(s()), "an inbound webhook whose signature or timestamp does not verify"),
+            (ApiError::BadSignature(s()), "an inbound webhook or channel callback (WeCom) whose signature or timestamp does not verify, or that lacks one"),
             (ApiError::Conflict(s()), "the request is valid but the current state cannot take it (every group of a live code is full, no operator under the load limit)"),
             (ApiError::InUse(s()), "a DELETE refused because other definitions use what it would delete (a segment read by a journey or another segment, a property read by a segment, a template a journey, rule, campaign, live code or calendar sends); the message names every one and its fix, and nothing was deleted"),
             (ApiError::Replayed(s()), "a signed inbound webhook request that was already accepted (within the signature window); sign a new one to send again"),

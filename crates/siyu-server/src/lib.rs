@@ -103,6 +103,9 @@ pub struct Inner {
     pub inbound_limit: ratelimit::RateLimiter,
     /// Inbound webhook signatures accepted within their window.
     pub inbound_replays: replay::ReplayGuard,
+    /// WeCom's own callbacks (`/callbacks/wecom`), when `[connectors.wecom]`
+    /// has their token and key.
+    pub wecom_callbacks: Option<Arc<routes::callbacks::WeComCallbacks>>,
     /// The workspace time zone (settings `workspace/time_zone`, `zone.rs`):
     /// what dates in analytics ranges mean and what the console shows.
     pub time_zone: RwLock<siyu_automation::schedule::Tz>,
@@ -469,6 +472,8 @@ impl Application {
             automation::sink(auto_tx.clone()),
         ));
         let dispatcher_handle = dispatcher.clone();
+        let wecom_callbacks = routes::callbacks::WeComCallbacks::from_config(&config.connectors)
+            .map_err(|e| anyhow::anyhow!("config [connectors.wecom]: {e}"))?;
         let link_secret = {
             let config = config.clone();
             tokio::task::spawn_blocking(move || automation::link_secret(&config)).await??
@@ -527,6 +532,7 @@ impl Application {
             public_limit: ratelimit::RateLimiter::public_links(),
             inbound_limit: ratelimit::RateLimiter::inbound(),
             inbound_replays: Default::default(),
+            wecom_callbacks,
             time_zone: RwLock::new(time_zone),
             leader: leadership.clone(),
         }));

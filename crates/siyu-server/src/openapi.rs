@@ -353,7 +353,7 @@ pub fn document(routes: &[Route]) -> Value {
             "summary": r.summary,
             "parameters": params,
             "responses": responses,
-            "security": security(r.access),
+            "security": security(r.access, r.path),
         });
         // One handler serving several paths (Segment's short routes) gets
         // its path in the id, so every operationId is unique.
@@ -408,6 +408,8 @@ pub fn document(routes: &[Route]) -> Value {
                 "description": "A console session; unsafe methods also need the `x-csrf-token` header. Roles: analyst = read; operator = ingest, read, write; admin = every scope."},
             "inboundSignature": {"type": "apiKey", "in": "header", "name": "X-Siyu-Signature",
                 "description": "`sha256=<hex HMAC-SHA256 of \"<X-Siyu-Timestamp>.<workspace>.<body>\">` with the channel's `[inbound]` secret (the workspace's own, else the main one); each signature is accepted once."},
+            "wecomSignature": {"type": "apiKey", "in": "query", "name": "msg_signature",
+                "description": "WeCom's callback signature: the hex SHA-1 of the `[connectors.wecom]` token, `timestamp`, `nonce` and the encrypted message (`echostr`, or the body's `Encrypt`), sorted and concatenated; `timestamp` within 300 s of the server clock on POST."},
             "metricsToken": {"type": "http", "scheme": "bearer",
                 "description": "`metrics_token` from the configuration, when set (else `/metrics` is open)."}
         }}
@@ -416,13 +418,16 @@ pub fn document(routes: &[Route]) -> Value {
 
 /// The OpenAPI `security` of an operation: the alternatives that satisfy
 /// its access (`[]` = none needed; `[{}]` in the list = optional).
-fn security(access: Access) -> Value {
+fn security(access: Access, path: &str) -> Value {
     match access {
         Access::Public => json!([]),
         Access::Metrics => json!([{}, {"metricsToken": []}, {"adminToken": []}]),
         Access::Key(_) | Access::AnyKey => json!([
             {"bearerKey": []}, {"basicKey": []}, {"adminToken": []}, {"consoleSession": []}
         ]),
+        Access::InboundSignature if path.starts_with("/callbacks/wecom") => {
+            json!([{"wecomSignature": []}])
+        }
         Access::InboundSignature => json!([{"inboundSignature": []}]),
         // Refused to everyone: no credential satisfies it.
         Access::Undeclared => json!([{"undeclared": []}]),

@@ -2,7 +2,8 @@
 //! siyu (its own store, engine, writer, automation, keys and console
 //! accounts), so their data never meet. A request goes to the workspace
 //! its `X-Siyu-Workspace` header names, else the one whose configured
-//! host matches `Host`, else the default workspace.
+//! host matches `Host`, else the default workspace; a channel callback
+//! (`/callbacks/wecom/{name}`) to the one its path names.
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -39,6 +40,23 @@ impl Workspaces {
     }
 
     fn pick(&self, req: &Request) -> Result<&Router, ApiError> {
+        // A channel's callback names its workspace in the path (WeCom
+        // cannot send our headers): `/callbacks/wecom/{name}`.
+        if let Some(name) = req
+            .uri()
+            .path()
+            .strip_prefix("/callbacks/wecom/")
+            .map(|n| n.trim_end_matches('/'))
+        {
+            if name == "default" {
+                return Ok(&self.default);
+            }
+            return self.by_name.get(name).ok_or_else(|| {
+                ApiError::NotFound(
+                    "no such workspace; the callback URL is /callbacks/wecom/<workspace name> (your administrator knows the name)".into(),
+                )
+            });
+        }
         let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
         if let Some(name) = header("x-siyu-workspace") {
             if name == "default" {

@@ -7,3 +7,4 @@ mod smtp;
 mod support;
 mod tencent;
 mod webhook;
+mod wecom_callback;

@@ -27,6 +27,7 @@ fn wecom(server: &HttpServer, open_kfid: Option<&str>) -> WeComConnector {
         sender: "zhangsan".into(),
         open_kfid: open_kfid.map(str::to_string),
         timeout_ms: 2_000,
+        ..WeComConfig::default()
     })
     .expect("wecom config")
 }

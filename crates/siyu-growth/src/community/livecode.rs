@@ -483,18 +483,7 @@ pub fn newcomer_events(
     at: i64,
 ) -> Vec<Event> {
     let who = identity.as_str();
-    let mut touch = person_event(
-        identity,
-        EventType::Touch,
-        code.source_channel.as_deref(),
-        at,
-        format!("lc/{code_id}/{who}/touch"),
-    );
-    let mut props = serde_json::Map::new();
-    props.insert("livecode".into(), json!(code_id));
-    props.insert("target".into(), json!(routed.target.label()));
-    touch.properties = Some(props);
-    let mut events = vec![touch];
+    let mut events = vec![touch_event(code_id, code, &routed.target, identity, at)];
     let owner = match &routed.target {
         Target::Operator(o) => Some(o.clone()),
         Target::Group(_) => None,
@@ -518,6 +507,52 @@ pub fn newcomer_events(
         events.push(ev);
     }
     events
+}
+
+/// The touch of a newcomer this live code brought: on the code's
+/// `source_channel` (the first touch ROI and funnels count), naming the
+/// code and the target. One id per code and identity, so a revisit, or
+/// the same newcomer seen through the link and through the channel's own
+/// callback, is one touch.
+fn touch_event(
+    code_id: &str,
+    code: &LiveCode,
+    target: &Target,
+    identity: &Identity,
+    at: i64,
+) -> Event {
+    let mut touch = person_event(
+        identity,
+        EventType::Touch,
+        code.source_channel.as_deref(),
+        at,
+        format!("lc/{code_id}/{}/touch", identity.as_str()),
+    );
+    let mut props = serde_json::Map::new();
+    props.insert("livecode".into(), json!(code_id));
+    props.insert("target".into(), json!(target.label()));
+    touch.properties = Some(props);
+    touch
+}
+
+/// The touch of a newcomer who added `operator` through this live code on
+/// the channel itself (a WeCom 「联系我」 whose `state` is the code's id,
+/// reported by the add-contact callback), at `at`: the same touch
+/// [`newcomer_events`] records for a claimed visit of the link.
+pub fn channel_scan_touch(
+    code_id: &str,
+    code: &LiveCode,
+    operator: &str,
+    identity: &Identity,
+    at: i64,
+) -> Event {
+    touch_event(
+        code_id,
+        code,
+        &Target::Operator(operator.to_string()),
+        identity,
+        at,
+    )
 }
 
 /// The welcome send's id for a newcomer (one per code and identity: a

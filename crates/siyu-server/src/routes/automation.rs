@@ -1248,7 +1248,11 @@ async fn inbound(
         at,
         INBOUND_TOLERANCE_SECS,
     )
-    .map_err(|e| ApiError::BadSignature(e.to_string()))?;
+    .map_err(|e| {
+        ApiError::BadSignature(format!(
+            "{e}; sign `<timestamp>.<workspace>.<body>` with HMAC-SHA256 and the channel's secret"
+        ))
+    })?;
     let v: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
             "body: line {} column {}: {e}",

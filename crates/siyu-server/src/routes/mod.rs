@@ -7,6 +7,7 @@ use crate::request::Route;
 
 pub mod analytics;
 pub mod automation;
+pub mod callbacks;
 pub mod communities;
 pub mod content;
 pub mod events;
@@ -30,5 +31,6 @@ pub fn all() -> Vec<Route> {
     routes.extend(content::routes());
     routes.extend(communities::routes());
     routes.extend(orders::routes());
+    routes.extend(callbacks::routes());
     routes
 }

@@ -102,6 +102,7 @@ fn fill(path: &str) -> String {
             "{id}" if path.starts_with("/v1/persons") => "wecom:nobody".to_string(),
             "{id}" if path.starts_with("/v1/admin/keys") => "0123456789ab".to_string(),
             "{channel}" => "wecom".to_string(),
+            "{workspace}" => "default".to_string(),
             "{login}" => "op_nobody".to_string(),
             s if s.starts_with('{') => "nothing".to_string(),
             s => s.to_string(),
@@ -354,7 +355,13 @@ fn public_and_ingest_routes_are_exactly_these() {
     );
     assert_eq!(
         with(Access::InboundSignature),
-        ["post /v1/inbound/{channel}"]
+        [
+            "get /callbacks/wecom",
+            "get /callbacks/wecom/{workspace}",
+            "post /callbacks/wecom",
+            "post /callbacks/wecom/{workspace}",
+            "post /v1/inbound/{channel}",
+        ]
     );
     assert_eq!(with(Access::Metrics), ["get /metrics"]);
 }
@@ -516,6 +523,7 @@ async fn the_api_document_states_each_routes_security() {
         "adminToken",
         "consoleSession",
         "inboundSignature",
+        "wecomSignature",
         "metricsToken",
     ] {
         assert!(schemes.get(s).is_some(), "securityScheme {s}");
@@ -534,6 +542,14 @@ async fn the_api_document_states_each_routes_security() {
                     "{}: {description}",
                     r.path
                 );
+            }
+            Access::InboundSignature if r.path.starts_with("/callbacks/wecom") => {
+                assert_eq!(
+                    op["security"],
+                    json!([{"wecomSignature": []}]),
+                    "{}",
+                    r.path
+                )
             }
             Access::InboundSignature => {
                 assert_eq!(op["security"], json!([{"inboundSignature": []}]))

@@ -24,6 +24,7 @@ mod rebuild;
 mod rfm_layers;
 mod segment_spec;
 mod shapes;
+mod wecom;
 mod workspaces;
 
 use axum::body::Body;
