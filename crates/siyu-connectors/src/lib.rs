@@ -39,6 +39,7 @@ pub mod config;
 pub mod dispatch;
 mod http;
 pub mod sms;
+pub mod tc3;
 pub mod smtp;
 pub mod webhook;
 pub mod wechat;
@@ -94,6 +95,13 @@ pub struct OutboundMessage {
     /// Extra JSON (journey, step, template, ...) passed through to webhook
     /// payloads; the SMS connector reads `template_params` from it.
     pub data: serde_json::Value,
+    /// WeChat Official Account only: send this as a template message
+    /// (`message/template/send`, 模板消息) rather than a customer-service
+    /// text. For transactional notices (order shipped, appointment
+    /// reminders): a template message is not bound to the 48-hour window
+    /// after the follower's last message; `body` is then not sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wechat_template: Option<wechat::TemplateMessage>,
 }
 
 /// What the remote said when it accepted a message.

@@ -1,7 +1,17 @@
-//! SMS through a cloud SMS gateway speaking the shape of Tencent Cloud SMS
-//! `SendSms` (the de-facto shape of Chinese SMS APIs: signed, templated).
+//! SMS: Tencent Cloud SMS itself (`provider = "tencent"`), or a gateway
+//! speaking the shape of its `SendSms` (`provider = "gateway"`, the
+//! default; the de-facto shape of Chinese SMS APIs: signed, templated).
 //!
-//! Request: `POST {base_url}/sms/send` with headers
+//! **Tencent Cloud** (`provider = "tencent"`): `POST {base_url}/` (default
+//! `https://sms.tencentcloudapi.com`), the 2021-01-11 API, with headers
+//! `Content-Type: application/json; charset=utf-8`, `Host`,
+//! `X-TC-Action: SendSms`, `X-TC-Version: 2021-01-11`, `X-TC-Timestamp`,
+//! `X-TC-Region` (`region`, default `ap-guangzhou`) and the
+//! `TC3-HMAC-SHA256` `Authorization` of [`crate::tc3`] with `secret_id` and
+//! `secret_key`; the body below. The `SerialNo` it answers is the
+//! delivery's remote id, which Tencent's delivery receipts name as `sid`.
+//!
+//! **Gateway**: `POST {base_url}/sms/send` with headers
 //! `Content-Type: application/json`, `Idempotency-Key: <key>` and, when an
 //! `api_key` is configured, `Authorization: Bearer <api_key>`; body
 //! ```json
@@ -11,9 +21,7 @@
 //! ```
 //! `TemplateId` is `data.template_id` (string or number) or the configured
 //! default; `TemplateParamSet` is `data.template_params` (strings or
-//! numbers) or else `[body]`. Tencent's own TC3-HMAC-SHA256 request signing
-//! is not implemented: point `base_url` at a gateway (or relay) that
-//! authenticates with the bearer key.
+//! numbers) or else `[body]`. A gateway authenticates with the bearer key.
 //!
 //! Response (HTTP 200):
 //! ```json
@@ -35,34 +43,64 @@ use crate::config::{required, ConfigError, Secret};
 use crate::http;
 use crate::{Connector, Delivery, OutboundMessage, SendError, SendFuture};
 
+/// Tencent Cloud SMS's API host.
+pub const TENCENT_BASE_URL: &str = "https://sms.tencentcloudapi.com";
+/// The `SendSms` version siyu speaks.
+pub const TENCENT_VERSION: &str = "2021-01-11";
+
 /// `[sms]` in the connectors config.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmsConfig {
+    /// `"gateway"` (default: `base_url` + `/sms/send`, bearer `api_key`)
+    /// or `"tencent"` (Tencent Cloud SMS, TC3-signed with `secret_id` and
+    /// `secret_key`).
+    pub provider: String,
+    /// Gateway: required. Tencent: defaults to `https://sms.tencentcloudapi.com`.
     pub base_url: String,
     pub sdk_app_id: String,
     pub sign_name: String,
     /// Used when the message's `data.template_id` is absent.
     pub template_id: Option<String>,
     pub api_key: Option<Secret>,
+    /// Tencent: the API key's SecretId (访问管理 → API 密钥).
+    pub secret_id: String,
+    /// Tencent: the API key's SecretKey.
+    pub secret_key: Secret,
+    /// Tencent: `X-TC-Region` (default `ap-guangzhou`).
+    pub region: String,
     pub timeout_ms: u64,
 }
 
 impl Default for SmsConfig {
     fn default() -> Self {
         SmsConfig {
+            provider: "gateway".to_string(),
             base_url: String::new(),
             sdk_app_id: String::new(),
             sign_name: String::new(),
             template_id: None,
             api_key: None,
+            secret_id: String::new(),
+            secret_key: Secret::default(),
+            region: "ap-guangzhou".to_string(),
             timeout_ms: http::DEFAULT_TIMEOUT_MS,
         }
     }
 }
 
+/// Tencent Cloud's credentials and where they sign for.
+struct Tencent {
+    secret_id: String,
+    secret_key: Secret,
+    region: String,
+    /// The `Host` header (and signed host): the base URL's authority.
+    host: String,
+}
+
 pub struct SmsConnector {
     url: String,
+    tencent: Option<Tencent>,
     sdk_app_id: String,
     sign_name: String,
     template_id: Option<String>,
@@ -72,11 +110,56 @@ pub struct SmsConnector {
 
 impl SmsConnector {
     pub fn new(cfg: &SmsConfig) -> Result<Self, ConfigError> {
-        let base = http::base_url("sms.base_url", &cfg.base_url)?;
         required("sms.sdk_app_id", &cfg.sdk_app_id)?;
         required("sms.sign_name", &cfg.sign_name)?;
+        let (url, tencent) = match cfg.provider.trim() {
+            "" | "gateway" => {
+                let base = http::base_url("sms.base_url", &cfg.base_url)?;
+                (format!("{base}/sms/send"), None)
+            }
+            "tencent" => {
+                let given = cfg.base_url.trim();
+                let base = http::base_url(
+                    "sms.base_url",
+                    if given.is_empty() { TENCENT_BASE_URL } else { given },
+                )?;
+                required("sms.secret_id", &cfg.secret_id)?;
+                required("sms.secret_key", cfg.secret_key.expose())?;
+                required("sms.region", &cfg.region)?;
+                let parsed = reqwest::Url::parse(&base).map_err(|e| ConfigError::Invalid {
+                    field: "sms.base_url".into(),
+                    reason: e.to_string(),
+                })?;
+                let host = match (parsed.host_str(), parsed.port()) {
+                    (Some(h), Some(p)) => format!("{h}:{p}"),
+                    (Some(h), None) => h.to_string(),
+                    (None, _) => {
+                        return Err(ConfigError::Invalid {
+                            field: "sms.base_url".into(),
+                            reason: "has no host".into(),
+                        })
+                    }
+                };
+                (
+                    format!("{base}/"),
+                    Some(Tencent {
+                        secret_id: cfg.secret_id.trim().to_string(),
+                        secret_key: cfg.secret_key.clone(),
+                        region: cfg.region.trim().to_string(),
+                        host,
+                    }),
+                )
+            }
+            other => {
+                return Err(ConfigError::Invalid {
+                    field: "sms.provider".into(),
+                    reason: format!("{other:?} is not a provider; use \"tencent\" or \"gateway\""),
+                })
+            }
+        };
         Ok(Self {
-            url: format!("{base}/sms/send"),
+            url,
+            tencent,
             sdk_app_id: cfg.sdk_app_id.clone(),
             sign_name: cfg.sign_name.clone(),
             template_id: cfg.template_id.clone().filter(|t| !t.trim().is_empty()),
@@ -121,13 +204,37 @@ impl SmsConnector {
 
     async fn deliver(&self, msg: &OutboundMessage) -> Result<Delivery, SendError> {
         let body = self.request_body(msg)?;
-        let mut req = self
-            .client
-            .post(&self.url)
-            .header("Idempotency-Key", &msg.idempotency_key)
-            .json(&body);
-        if let Some(key) = &self.api_key {
-            req = req.bearer_auth(key.expose());
+        let mut req = self.client.post(&self.url);
+        if let Some(tc) = &self.tencent {
+            let payload = serde_json::to_vec(&body)
+                .map_err(|e| SendError::Permanent(format!("sms: {e}")))?;
+            let timestamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let authorization = crate::tc3::authorization(
+                &tc.secret_id,
+                tc.secret_key.expose(),
+                "sms",
+                &tc.host,
+                &payload,
+                timestamp,
+            );
+            req = req
+                .header("Content-Type", crate::tc3::CONTENT_TYPE)
+                .header("Host", &tc.host)
+                .header("X-TC-Action", "SendSms")
+                .header("X-TC-Version", TENCENT_VERSION)
+                .header("X-TC-Timestamp", timestamp.to_string())
+                .header("X-TC-Region", &tc.region)
+                .header("Authorization", authorization)
+                .body(payload);
+        } else {
+            req = req
+                .header("Idempotency-Key", &msg.idempotency_key)
+                .json(&body);
+            if let Some(key) = &self.api_key {
+                req = req.bearer_auth(key.expose());
+            }
         }
         let resp = req
             .send()

@@ -336,6 +336,7 @@ mod tests {
             unsubscribe_url: None,
             mass: false,
             data: serde_json::Value::Null,
+            wechat_template: None,
         };
         let raw = String::from_utf8(connector().build_message(&msg).unwrap().formatted()).unwrap();
         assert!(!raw.contains("\r\nBcc:"), "{raw}");

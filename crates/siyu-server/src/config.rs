@@ -718,7 +718,7 @@ mod tests {
         };
         let c = load(&format!("{base}token = \"t\"\n"), &key).unwrap();
         let crypto = c.connectors.wecom.unwrap().callback().unwrap().unwrap();
-        assert_eq!(crypto.corp_id(), "ww1");
+        assert_eq!(crypto.receiver_id(), "ww1");
         // Without token and key: no callbacks, and no error.
         assert!(load(base, &none)
             .unwrap()

@@ -1,6 +1,11 @@
-//! WeCom's callback crypto (the scheme of Tencent's `WXBizMsgCrypt`
-//! samples): how a callback is signed, decrypted and, for passive replies
-//! and tests, encrypted.
+//! The callback crypto of WeCom and of WeChat Official Accounts' safe
+//! mode (one scheme, that of Tencent's `WXBizMsgCrypt` samples): how a
+//! callback is signed, decrypted and, for passive replies and tests,
+//! encrypted. The two differ only in the receiver id every plaintext ends
+//! with (WeCom: the corp id; an Official Account: its appid), so
+//! [`CallbackCrypto`] takes the receiver id and the names of the settings
+//! it came from ([`CallbackCrypto::for_receiver`]); this is the one place
+//! the scheme is implemented.
 //!
 //! - signature: the hex SHA-1 of `token`, `timestamp`, `nonce` and the
 //!   base64 ciphertext, sorted byte-wise and concatenated (`msg_signature`);
@@ -10,7 +15,7 @@
 //!   16), so a pad byte may be anything from 1 to 32 — which is why the
 //!   padding is handled here and the cipher runs without one;
 //! - plaintext: 16 random bytes, the message length as 4 bytes big-endian,
-//!   the message, then the receiver id (the corp id), which is checked.
+//!   the message, then the receiver id (corp id or appid), which is checked.
 //!
 //! Checked against the vectors of Tencent's own samples (the tests below
 //! name them). The crypto is CBC without a MAC, as WeCom defines it: what
@@ -41,28 +46,47 @@ pub const MAX_ENCRYPTED_LEN: usize = 256 * 1024;
 /// does not decrypt, or is for another corp, is 400).
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
 pub enum CryptoError {
-    #[error("msg_signature does not match the SHA-1 of the sorted token, timestamp, nonce and message (check the Token configured in WeCom against [connectors.wecom] token)")]
+    #[error("msg_signature does not match the SHA-1 of the sorted token, timestamp, nonce and message (check the Token configured in WeCom or the Official Account against `token` in [connectors.wecom] or [connectors.wechat])")]
     BadSignature,
     #[error("the encrypted message is not base64")]
     NotBase64,
     #[error("the encrypted message is longer than {MAX_ENCRYPTED_LEN} bytes")]
     TooLong,
-    #[error("the encrypted message does not decrypt to WeCom's layout ({0}); check the EncodingAESKey configured in WeCom against [connectors.wecom] encoding_aes_key")]
+    #[error("the encrypted message does not decrypt to WXBizMsgCrypt's layout ({0}); check the EncodingAESKey configured in WeCom or the Official Account against `encoding_aes_key` in [connectors.wecom] or [connectors.wechat]")]
     Malformed(&'static str),
-    #[error("the message is for receiver `{got}`, not the configured corp_id `{expected}`")]
-    WrongReceiver { got: String, expected: String },
+    #[error("the message is for receiver `{got}`, not the configured {field} `{expected}`")]
+    WrongReceiver {
+        got: String,
+        expected: String,
+        /// The setting the receiver id comes from (`corp_id`, `app_id`).
+        field: &'static str,
+    },
 }
 
 /// The hex SHA-1 of the four values sorted byte-wise and concatenated:
 /// WeCom's `msg_signature`.
 pub fn signature(token: &str, timestamp: &str, nonce: &str, encrypted: &str) -> String {
-    let mut parts = [token, timestamp, nonce, encrypted];
+    sorted_sha1(&mut [token, timestamp, nonce, encrypted])
+}
+
+/// The hex SHA-1 of `parts` sorted byte-wise and concatenated: the one
+/// rule behind `msg_signature` (four parts) and an Official Account's
+/// plaintext-mode `signature` (token, timestamp, nonce).
+pub fn sorted_sha1(parts: &mut [&str]) -> String {
     parts.sort_unstable();
     let mut sha = Sha1::new();
-    for p in parts {
+    for p in parts.iter() {
         sha.update(p.as_bytes());
     }
     crate::http::hex(&sha.finalize())
+}
+
+/// Whether `given` (hex, any case, surrounding blanks ignored) is
+/// `expected`, in constant time.
+pub fn hex_matches(expected: &str, given: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let given = given.trim().to_ascii_lowercase();
+    bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
 }
 
 /// Whether `msg_signature` is the signature of the rest (constant-time
@@ -74,10 +98,7 @@ pub fn signature_matches(
     encrypted: &str,
     msg_signature: &str,
 ) -> bool {
-    use subtle::ConstantTimeEq;
-    let expected = signature(token, timestamp, nonce, encrypted);
-    let given = msg_signature.trim().to_ascii_lowercase();
-    bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
+    hex_matches(&signature(token, timestamp, nonce, encrypted), msg_signature)
 }
 
 /// An `EncodingAESKey` as the AES-256 key it stands for: 43 characters of
@@ -91,7 +112,7 @@ pub fn aes_key(field: &str, encoding_aes_key: &str) -> Result<[u8; 32], ConfigEr
     let k = encoding_aes_key.trim();
     if k.len() != ENCODING_AES_KEY_LEN {
         return Err(invalid(format!(
-            "is {} characters; WeCom's EncodingAESKey is exactly {ENCODING_AES_KEY_LEN} (copy it again from the admin console, 接收事件服务器 → EncodingAESKey, or let it generate one)",
+            "is {} characters; an EncodingAESKey is exactly {ENCODING_AES_KEY_LEN} (copy it again from the admin console — WeCom: 接收事件服务器 → EncodingAESKey; Official Account: 设置与开发 → 基本配置 → 服务器配置 — or let it generate one)",
             k.chars().count()
         )));
     }
@@ -118,19 +139,22 @@ pub fn aes_key(field: &str, encoding_aes_key: &str) -> Result<[u8; 32], ConfigEr
         .map_err(|_| invalid("does not decode to 32 bytes".to_string()))
 }
 
-/// One WeCom app's callback settings: the token that signs, the AES key
-/// that encrypts, and the corp id every plaintext must end with.
+/// One receiver's callback settings (a WeCom app, an Official Account):
+/// the token that signs, the AES key that encrypts, and the receiver id
+/// (corp id, appid) every plaintext must end with.
 #[derive(Clone)]
 pub struct CallbackCrypto {
     token: String,
     key: [u8; 32],
-    corp_id: String,
+    receiver_id: String,
+    /// The setting the receiver id came from, for error messages.
+    receiver_field: &'static str,
 }
 
 impl std::fmt::Debug for CallbackCrypto {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CallbackCrypto")
-            .field("corp_id", &self.corp_id)
+            .field(self.receiver_field, &self.receiver_id)
             .finish_non_exhaustive()
     }
 }
@@ -143,21 +167,41 @@ pub struct Sealed {
 }
 
 impl CallbackCrypto {
-    /// `encoding_aes_key` is checked here ([`aes_key`]); the fields are
-    /// named as in `[connectors.wecom]`.
+    /// A WeCom app's: `encoding_aes_key` is checked here ([`aes_key`]);
+    /// the fields are named as in `[connectors.wecom]`.
     pub fn new(token: &str, encoding_aes_key: &str, corp_id: &str) -> Result<Self, ConfigError> {
-        crate::config::required("wecom.token", token)?;
-        crate::config::required("wecom.encoding_aes_key", encoding_aes_key)?;
-        crate::config::required("wecom.corp_id", corp_id)?;
+        Self::for_receiver("wecom", "corp_id", token, encoding_aes_key, corp_id)
+    }
+
+    /// Any receiver's: `section` and `receiver_field` name the settings in
+    /// errors (`wechat`, `app_id` → `wechat.app_id`).
+    pub fn for_receiver(
+        section: &str,
+        receiver_field: &'static str,
+        token: &str,
+        encoding_aes_key: &str,
+        receiver_id: &str,
+    ) -> Result<Self, ConfigError> {
+        crate::config::required(&format!("{section}.token"), token)?;
+        crate::config::required(&format!("{section}.encoding_aes_key"), encoding_aes_key)?;
+        crate::config::required(&format!("{section}.{receiver_field}"), receiver_id)?;
         Ok(CallbackCrypto {
             token: token.trim().to_string(),
-            key: aes_key("wecom.encoding_aes_key", encoding_aes_key)?,
-            corp_id: corp_id.trim().to_string(),
+            key: aes_key(&format!("{section}.encoding_aes_key"), encoding_aes_key)?,
+            receiver_id: receiver_id.trim().to_string(),
+            receiver_field,
         })
     }
 
-    pub fn corp_id(&self) -> &str {
-        &self.corp_id
+    /// The receiver id every plaintext must end with.
+    pub fn receiver_id(&self) -> &str {
+        &self.receiver_id
+    }
+
+    /// The token that signs (an Official Account's plaintext mode signs
+    /// with it too).
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// Checks `msg_signature`, then decrypts: the callback's plaintext.
@@ -174,8 +218,8 @@ impl CallbackCrypto {
         self.decrypt(encrypted)
     }
 
-    /// Decrypts a base64 ciphertext and checks its receiver id is the corp
-    /// id. Does not check any signature (see [`Self::open`]).
+    /// Decrypts a base64 ciphertext and checks its receiver id. Does not
+    /// check any signature (see [`Self::open`]).
     pub fn decrypt(&self, encrypted: &str) -> Result<String, CryptoError> {
         if encrypted.len() > MAX_ENCRYPTED_LEN {
             return Err(CryptoError::TooLong);
@@ -210,23 +254,24 @@ impl CallbackCrypto {
             ));
         }
         let (message, receiver) = rest.split_at(len);
-        if receiver != self.corp_id.as_bytes() {
+        if receiver != self.receiver_id.as_bytes() {
             return Err(CryptoError::WrongReceiver {
                 got: String::from_utf8_lossy(receiver).into_owned(),
-                expected: self.corp_id.clone(),
+                expected: self.receiver_id.clone(),
+                field: self.receiver_field,
             });
         }
         String::from_utf8(message.to_vec()).map_err(|_| CryptoError::Malformed("not UTF-8"))
     }
 
-    /// Encrypts `message` for this corp with the given random prefix (the
+    /// Encrypts `message` for this receiver with the given random prefix (the
     /// base64 ciphertext). [`Self::encrypt`] draws the prefix itself.
     pub fn encrypt_with(&self, message: &str, random: [u8; 16]) -> String {
-        let mut buf = Vec::with_capacity(message.len() + self.corp_id.len() + 2 * PAD_TO);
+        let mut buf = Vec::with_capacity(message.len() + self.receiver_id.len() + 2 * PAD_TO);
         buf.extend_from_slice(&random);
         buf.extend_from_slice(&(message.len() as u32).to_be_bytes());
         buf.extend_from_slice(message.as_bytes());
-        buf.extend_from_slice(self.corp_id.as_bytes());
+        buf.extend_from_slice(self.receiver_id.as_bytes());
         let pad = PAD_TO - buf.len() % PAD_TO;
         buf.resize(buf.len() + pad, pad as u8);
         let n = buf.len();
@@ -409,7 +454,8 @@ mod tests {
             ),
             Err(CryptoError::WrongReceiver {
                 got: CORP.into(),
-                expected: "ww0000000000000000".into()
+                expected: "ww0000000000000000".into(),
+                field: "corp_id",
             })
         );
         // Another key: the padding or the layout does not survive.

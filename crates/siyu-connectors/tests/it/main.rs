@@ -7,4 +7,5 @@ mod smtp;
 mod support;
 mod tencent;
 mod webhook;
+mod wechat;
 mod wecom_callback;

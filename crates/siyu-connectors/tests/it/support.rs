@@ -30,6 +30,7 @@ pub fn msg(channel: &str, recipient: &str, key: &str) -> OutboundMessage {
         unsubscribe_url: None,
         mass: false,
         data: serde_json::json!({"journey": "welcome", "step": 2}),
+        wechat_template: None,
     }
 }
 

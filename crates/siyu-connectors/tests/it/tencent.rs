@@ -234,6 +234,7 @@ async fn wechat_official_sends_custom_text_messages() {
         app_id: "wx0001".into(),
         secret: "app-secret".into(),
         timeout_ms: 2_000,
+        ..WeChatOfficialConfig::default()
     })
     .unwrap();
     let m = msg("wechat", "oOPENID1", "k");
@@ -276,6 +277,7 @@ fn sms(server: &HttpServer) -> SmsConnector {
         template_id: Some("100".into()),
         api_key: Some("sms-key".into()),
         timeout_ms: 2_000,
+        ..SmsConfig::default()
     })
     .unwrap()
 }
