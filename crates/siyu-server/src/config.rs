@@ -315,6 +315,15 @@ pub const SECRET_ENV: &[(&str, &str)] = &[
         "SIYU_CONNECTORS__WECHAT__SECRET",
         "[connectors.wechat] secret",
     ),
+    ("SIYU_CONNECTORS__WECHAT__TOKEN", "[connectors.wechat] token"),
+    (
+        "SIYU_CONNECTORS__WECHAT__ENCODING_AES_KEY",
+        "[connectors.wechat] encoding_aes_key",
+    ),
+    (
+        "SIYU_CONNECTORS__SMS__SECRET_KEY",
+        "[connectors.sms] secret_key",
+    ),
 ];
 
 /// Channels whose inbound secret is looked up in the environment even when
@@ -395,6 +404,27 @@ fn secrets_from_env(c: &mut Config, env: &dyn Fn(&str) -> Option<String>) -> any
             .as_mut()
             .ok_or_else(|| missing("SIYU_CONNECTORS__WECHAT__SECRET", "wechat"))?;
         w.secret = Secret::new(v);
+    }
+    if let Some(v) = env("SIYU_CONNECTORS__WECHAT__TOKEN") {
+        let w = k
+            .wechat
+            .as_mut()
+            .ok_or_else(|| missing("SIYU_CONNECTORS__WECHAT__TOKEN", "wechat"))?;
+        w.token = Secret::new(v);
+    }
+    if let Some(v) = env("SIYU_CONNECTORS__WECHAT__ENCODING_AES_KEY") {
+        let w = k
+            .wechat
+            .as_mut()
+            .ok_or_else(|| missing("SIYU_CONNECTORS__WECHAT__ENCODING_AES_KEY", "wechat"))?;
+        w.encoding_aes_key = Secret::new(v);
+    }
+    if let Some(v) = env("SIYU_CONNECTORS__SMS__SECRET_KEY") {
+        let s = k
+            .sms
+            .as_mut()
+            .ok_or_else(|| missing("SIYU_CONNECTORS__SMS__SECRET_KEY", "sms"))?;
+        s.secret_key = Secret::new(v);
     }
     // Every channel any inbound table names, and the known ones.
     let channels: std::collections::BTreeSet<String> = c

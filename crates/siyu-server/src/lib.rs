@@ -33,6 +33,7 @@ pub mod config;
 pub mod connections;
 pub mod definitions;
 pub mod error;
+pub mod inbound;
 pub mod ingest;
 pub mod leader;
 pub mod links;
@@ -106,6 +107,9 @@ pub struct Inner {
     /// WeCom's own callbacks (`/callbacks/wecom`), when `[connectors.wecom]`
     /// has their token and key.
     pub wecom_callbacks: Option<Arc<routes::callbacks::WeComCallbacks>>,
+    /// The WeChat Official Account (`[connectors.wechat]`): QR codes and,
+    /// with its token, `/callbacks/wechat`.
+    pub wechat_oa: Option<Arc<routes::callbacks::WeChatOa>>,
     /// The workspace time zone (settings `workspace/time_zone`, `zone.rs`):
     /// what dates in analytics ranges mean and what the console shows.
     pub time_zone: RwLock<siyu_automation::schedule::Tz>,
@@ -474,6 +478,8 @@ impl Application {
         let dispatcher_handle = dispatcher.clone();
         let wecom_callbacks = routes::callbacks::WeComCallbacks::from_config(&config.connectors)
             .map_err(|e| anyhow::anyhow!("config [connectors.wecom]: {e}"))?;
+        let wechat_oa = routes::callbacks::WeChatOa::from_config(&config.connectors)
+            .map_err(|e| anyhow::anyhow!("config [connectors.wechat]: {e}"))?;
         let link_secret = {
             let config = config.clone();
             tokio::task::spawn_blocking(move || automation::link_secret(&config)).await??
@@ -533,6 +539,7 @@ impl Application {
             inbound_limit: ratelimit::RateLimiter::inbound(),
             inbound_replays: Default::default(),
             wecom_callbacks,
+            wechat_oa,
             time_zone: RwLock::new(time_zone),
             leader: leadership.clone(),
         }));

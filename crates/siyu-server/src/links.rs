@@ -106,6 +106,31 @@ pub fn sign(secret: &[u8], purpose: &str, identity: &str) -> String {
     format!("{id}.{mac}")
 }
 
+/// The callback-token purpose of Tencent Cloud SMS's receipts and replies.
+pub const SMS_TENCENT_CALLBACK: &str = "sms/tencent";
+
+/// The opaque token in a channel's callback URL for a workspace
+/// (`/callbacks/sms/tencent/{token}/…`): a remote that cannot sign its
+/// requests (Tencent Cloud SMS's receipts and replies) proves it was
+/// given the URL. The mac of `callback/<purpose>` ‖ 0 ‖ the workspace
+/// name, 128 bits in hex: stable for the workspace, revealing nothing,
+/// and changed by rotating the link secret.
+pub fn callback_token(secret: &[u8], purpose: &str, workspace: &str) -> String {
+    mac_hex(
+        secret,
+        &[format!("callback/{purpose}").as_bytes(), workspace.as_bytes()],
+    )
+}
+
+/// Whether `token` is [`callback_token`] (constant time).
+pub fn verify_callback_token(secret: &[u8], purpose: &str, workspace: &str, token: &str) -> bool {
+    mac_matches(
+        secret,
+        &[format!("callback/{purpose}").as_bytes(), workspace.as_bytes()],
+        token,
+    )
+}
+
 /// The link id a valid token of this purpose names.
 pub fn verify(secret: &[u8], purpose: &str, token: &str) -> Option<String> {
     let (id, mac) = token.split_once('.')?;

@@ -410,6 +410,8 @@ pub fn document(routes: &[Route]) -> Value {
                 "description": "`sha256=<hex HMAC-SHA256 of \"<X-Siyu-Timestamp>.<workspace>.<body>\">` with the channel's `[inbound]` secret (the workspace's own, else the main one); each signature is accepted once."},
             "wecomSignature": {"type": "apiKey", "in": "query", "name": "msg_signature",
                 "description": "WeCom's callback signature: the hex SHA-1 of the `[connectors.wecom]` token, `timestamp`, `nonce` and the encrypted message (`echostr`, or the body's `Encrypt`), sorted and concatenated; `timestamp` within 300 s of the server clock on POST."},
+            "wechatSignature": {"type": "apiKey", "in": "query", "name": "signature",
+                "description": "A WeChat Official Account's callback signature: the hex SHA-1 of the `[connectors.wechat]` token, `timestamp` and `nonce`, sorted and concatenated; in safe mode (`encrypt_type=aes`) also `msg_signature` over them and the body's `Encrypt`; `timestamp` within 300 s of the server clock on POST."},
             "metricsToken": {"type": "http", "scheme": "bearer",
                 "description": "`metrics_token` from the configuration, when set (else `/metrics` is open)."}
         }}
@@ -428,6 +430,13 @@ fn security(access: Access, path: &str) -> Value {
         Access::InboundSignature if path.starts_with("/callbacks/wecom") => {
             json!([{"wecomSignature": []}])
         }
+        Access::InboundSignature if path.starts_with("/callbacks/wechat") => {
+            json!([{"wechatSignature": []}])
+        }
+        // The credential is the opaque token in the path (OpenAPI has no
+        // security scheme in a path): `{token}`, refused with 401 unless
+        // it is the workspace's.
+        Access::InboundSignature if path.starts_with("/callbacks/sms/") => json!([]),
         Access::InboundSignature => json!([{"inboundSignature": []}]),
         // Refused to everyone: no credential satisfies it.
         Access::Undeclared => json!([{"undeclared": []}]),

@@ -121,6 +121,8 @@ pub enum AutoInput {
     Delivered {
         key: String,
         attempts: u32,
+        /// An SMS's `SerialNo`: what its delivery receipt will name.
+        sms_sid: Option<String>,
     },
     Dead {
         key: String,
@@ -304,10 +306,11 @@ impl AutomationHandle {
 struct Sink(Sender<AutoInput>);
 
 impl DeliverySink for Sink {
-    fn delivered(&self, msg: &OutboundMessage, _d: &Delivery, attempts: u32) {
+    fn delivered(&self, msg: &OutboundMessage, d: &Delivery, attempts: u32) {
         let _ = self.0.send(AutoInput::Delivered {
             key: msg.idempotency_key.clone(),
             attempts,
+            sms_sid: d.remote_id.clone().filter(|_| msg.channel == "sms"),
         });
     }
     fn dead_lettered(&self, msg: &OutboundMessage, error: &str, attempts: u32) {
@@ -327,6 +330,16 @@ impl DeliverySink for Sink {
         });
     }
 }
+
+/// The settings key of a sent SMS's `SerialNo` (`sid` in Tencent Cloud
+/// SMS's receipts) → its outbox key.
+pub fn sms_sid_key(sid: &str) -> String {
+    format!("sms/sid/{sid}")
+}
+
+/// How long after a follower's last message an Official Account may send
+/// it customer-service messages (WeChat's rule; errcode 45015 after).
+pub const WECHAT_WINDOW_SECS: i64 = 48 * 3600;
 
 /// A sink for [`Dispatcher::new`] that feeds verdicts to the executor.
 pub fn sink(tx: Sender<AutoInput>) -> Arc<dyn DeliverySink> {
@@ -904,8 +917,23 @@ impl Executor {
             }
             AutoInput::Lead(token) => self.follow_lease(token, now),
             AutoInput::Inbox => self.pick_up(now),
-            AutoInput::Delivered { key, attempts } => {
-                self.finish(&key, OutboxStatus::Done, attempts, String::new(), now);
+            AutoInput::Delivered {
+                key,
+                attempts,
+                sms_sid,
+            } => {
+                let detail = match sms_sid {
+                    Some(sid) => {
+                        // The receipt names the message by its SerialNo.
+                        let v = serde_json::Value::String(key.clone());
+                        if let Err(e) = self.store.put_setting(&sms_sid_key(&sid), Some(&v)) {
+                            tracing::warn!(error = %e, "sms sid not recorded: its receipt will not be matched");
+                        }
+                        format!("sid {sid}")
+                    }
+                    None => String::new(),
+                };
+                self.finish(&key, OutboxStatus::Done, attempts, detail, now);
                 if let Some(item) = self.in_flight.remove(&key) {
                     self.after_send(&item, now);
                 }
@@ -1866,6 +1894,7 @@ impl Executor {
                     unsubscribe_url: None,
                     mass: false,
                     data: serde_json::json!({"journey": item.journey, "payload": payload}),
+                    wechat_template: None,
                 };
                 self.dispatch(&item, msg, now)
             }
@@ -2039,6 +2068,12 @@ impl Executor {
                         return true;
                     }
                 };
+                if channel == "wechat" {
+                    if let Some(refusal) = self.outside_wechat_window(&item.identity, &to, now) {
+                        self.suppress(item, &refusal, now);
+                        return true;
+                    }
+                }
                 let msg = OutboundMessage {
                     idempotency_key: key,
                     channel: channel.clone(),
@@ -2052,6 +2087,7 @@ impl Executor {
                     unsubscribe_url: (class == MessageClass::Marketing).then_some(unsubscribe),
                     mass: kind == SendKind::Mass,
                     data: serde_json::json!({"journey": item.journey, "template": template, "class": class}),
+                    wechat_template: None,
                 };
                 let accepted = self.dispatch(item, msg, now);
                 if accepted {
@@ -2115,12 +2151,57 @@ impl Executor {
             unsubscribe_url: None,
             mass: true,
             data: serde_json::json!({"group": group, "template": template, "data": data}),
+            wechat_template: None,
         };
         let accepted = self.dispatch(item, msg, now);
         if accepted {
             self.ledger.record(&ledger_key, record);
         }
         accepted
+    }
+
+    /// Why a customer-service message to the Official Account follower
+    /// `openid` cannot go now (WeChat accepts one only within 48 hours of
+    /// the follower's last message, follow or scan), or `None` when it can.
+    /// Read from the person's newest events (their own timeline).
+    fn outside_wechat_window(&mut self, identity: &str, openid: &str, now: i64) -> Option<String> {
+        const LOOK_AT: usize = 200;
+        let wanted = format!("wechat:{openid}");
+        let offsets = {
+            let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
+            engine
+                .person_of(identity)
+                .and_then(|slot| engine.event_offsets(slot))
+        };
+        let last = offsets
+            .and_then(|o| match self.store.timeline(&o, None, LOOK_AT) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!(error = %e, "wechat window: timeline not read");
+                    None
+                }
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.event.identity.as_str() == wanted)
+            .filter(|e| {
+                matches!(
+                    e.event.event_type,
+                    EventType::Comment | EventType::Follow | EventType::Touch
+                )
+            })
+            .map(|e| e.event.ts)
+            .max();
+        match last {
+            Some(ts) if now - ts <= WECHAT_WINDOW_SECS => None,
+            Some(ts) => Some(format!(
+                "wechat_48h_window: the follower's last message, follow or scan was {} h ago; WeChat takes customer-service messages only within 48 h of it (send a template message for a transactional notice)",
+                (now - ts) / 3600
+            )),
+            None => Some(
+                "wechat_48h_window: this follower has not written to, followed or scanned the Official Account as far as siyu knows; WeChat takes customer-service messages only within 48 h of that".into(),
+            ),
+        }
     }
 
     fn suppress(&mut self, item: &OutboxItem, reason: &str, now: i64) {

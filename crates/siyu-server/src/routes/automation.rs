@@ -1274,17 +1274,7 @@ async fn inbound(
         }
         match parse_json_event(&item) {
             Ok(e) => {
-                for (field, id) in [
-                    ("identity", Some(&e.identity)),
-                    ("reference", e.reference.as_ref()),
-                ] {
-                    if let Some(id) = id.filter(|id| id.channel() != channel) {
-                        return Err(ApiError::WrongChannel(format!(
-                            "events[{i}].{field}: the `{channel}` webhook may only write `{channel}:` identities, not `{}:…`; send it through that channel's own webhook",
-                            id.channel()
-                        )));
-                    }
-                }
+                crate::inbound::own_identities(&channel, i, &e)?;
                 events.push(e)
             }
             Err(e) => rejected.push(RejectedEvent {
@@ -1318,12 +1308,14 @@ async fn inbound(
         }
         crate::replay::Seen::Full => return Err(ApiError::TooManyRequests),
     }
-    let n = events.len();
-    if let Err(e) = state.0.writer.append(events).await {
-        // Nothing was written: the sender may retry the same request.
-        state.0.inbound_replays.forget(&replay_key);
-        return Err(ApiError::Internal(e));
-    }
+    let n = match crate::inbound::append(&state, &channel, events).await {
+        Ok(n) => n,
+        Err(e) => {
+            // Nothing was written: the sender may retry the same request.
+            state.0.inbound_replays.forget(&replay_key);
+            return Err(e);
+        }
+    };
     Ok(Json(InboundAccepted {
         accepted: n,
         rejected,
@@ -1451,7 +1443,23 @@ struct Connectors {
     /// Channels with an inbound webhook.
     inbound: Vec<String>,
     public_url: String,
+    /// The URLs to enter in each channel's console, for this workspace
+    /// (`null` where the channel is not configured for callbacks).
+    callbacks: CallbackUrls,
     note: &'static str,
+}
+
+/// Where each channel posts its callbacks to this workspace.
+#[derive(Serialize, schemars::JsonSchema)]
+struct CallbackUrls {
+    /// WeCom 接收事件服务器 URL.
+    wecom: Option<String>,
+    /// Official Account 服务器配置 URL.
+    wechat: Option<String>,
+    /// Tencent Cloud SMS 状态回执 (delivery receipt) URL.
+    sms_status: Option<String>,
+    /// Tencent Cloud SMS 回复 (reply) URL.
+    sms_reply: Option<String>,
 }
 
 async fn list_connectors(State(state): State<AppState>) -> Result<Json<Connectors>, ApiError> {
@@ -1470,11 +1478,45 @@ async fn list_connectors(State(state): State<AppState>) -> Result<Json<Connector
         configured,
     })
     .collect();
+    let base = c.public_url.trim_end_matches('/');
+    let named = |channel: &str| {
+        if c.workspace == "default" {
+            format!("{base}/callbacks/{channel}")
+        } else {
+            format!("{base}/callbacks/{channel}/{}", c.workspace)
+        }
+    };
+    let sms_token = cfg
+        .sms
+        .as_ref()
+        .filter(|s| s.provider == "tencent")
+        .map(|_| {
+            crate::links::callback_token(
+                &state.0.link_secret,
+                crate::links::SMS_TENCENT_CALLBACK,
+                &c.workspace,
+            )
+        });
+    let callbacks = CallbackUrls {
+        wecom: state.0.wecom_callbacks.as_ref().map(|_| named("wecom")),
+        wechat: cfg
+            .wechat
+            .as_ref()
+            .filter(|w| !w.token.expose().trim().is_empty())
+            .map(|_| named("wechat")),
+        sms_status: sms_token
+            .as_ref()
+            .map(|t| format!("{base}/callbacks/sms/tencent/{t}/status")),
+        sms_reply: sms_token
+            .as_ref()
+            .map(|t| format!("{base}/callbacks/sms/tencent/{t}/reply")),
+    };
     Ok(Json(Connectors {
         outbound,
         stats: state.0.automation.dispatcher_stats(),
         inbound: c.inbound_secrets.keys().cloned().collect(),
         public_url: c.public_url.clone(),
+        callbacks,
         note: "configure in the TOML file: [connectors.webhook|email|sms|wecom|wechat], [inbound] CHANNEL = \"secret\"",
     }))
 }

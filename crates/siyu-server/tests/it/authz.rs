@@ -356,8 +356,14 @@ fn public_and_ingest_routes_are_exactly_these() {
     assert_eq!(
         with(Access::InboundSignature),
         [
+            "get /callbacks/wechat",
+            "get /callbacks/wechat/{workspace}",
             "get /callbacks/wecom",
             "get /callbacks/wecom/{workspace}",
+            "post /callbacks/sms/tencent/{token}/reply",
+            "post /callbacks/sms/tencent/{token}/status",
+            "post /callbacks/wechat",
+            "post /callbacks/wechat/{workspace}",
             "post /callbacks/wecom",
             "post /callbacks/wecom/{workspace}",
             "post /v1/inbound/{channel}",
@@ -524,6 +530,7 @@ async fn the_api_document_states_each_routes_security() {
         "consoleSession",
         "inboundSignature",
         "wecomSignature",
+        "wechatSignature",
         "metricsToken",
     ] {
         assert!(schemes.get(s).is_some(), "securityScheme {s}");
@@ -550,6 +557,18 @@ async fn the_api_document_states_each_routes_security() {
                     "{}",
                     r.path
                 )
+            }
+            Access::InboundSignature if r.path.starts_with("/callbacks/wechat") => {
+                assert_eq!(
+                    op["security"],
+                    json!([{"wechatSignature": []}]),
+                    "{}",
+                    r.path
+                )
+            }
+            // The opaque `{token}` in the path is the credential.
+            Access::InboundSignature if r.path.starts_with("/callbacks/sms/tencent/{token}") => {
+                assert_eq!(op["security"], json!([]), "{}", r.path)
             }
             Access::InboundSignature => {
                 assert_eq!(op["security"], json!([{"inboundSignature": []}]))

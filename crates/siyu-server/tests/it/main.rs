@@ -24,6 +24,7 @@ mod rebuild;
 mod rfm_layers;
 mod segment_spec;
 mod shapes;
+mod wechat;
 mod wecom;
 mod workspaces;
 
