@@ -121,7 +121,11 @@ impl SmsConnector {
                 let given = cfg.base_url.trim();
                 let base = http::base_url(
                     "sms.base_url",
-                    if given.is_empty() { TENCENT_BASE_URL } else { given },
+                    if given.is_empty() {
+                        TENCENT_BASE_URL
+                    } else {
+                        given
+                    },
                 )?;
                 required("sms.secret_id", &cfg.secret_id)?;
                 required("sms.secret_key", cfg.secret_key.expose())?;
@@ -206,8 +210,8 @@ impl SmsConnector {
         let body = self.request_body(msg)?;
         let mut req = self.client.post(&self.url);
         if let Some(tc) = &self.tencent {
-            let payload = serde_json::to_vec(&body)
-                .map_err(|e| SendError::Permanent(format!("sms: {e}")))?;
+            let payload =
+                serde_json::to_vec(&body).map_err(|e| SendError::Permanent(format!("sms: {e}")))?;
             let timestamp = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);

@@ -115,7 +115,8 @@ mod tests {
     const SECRET_ID: &str = "AKIDz8krbsJ5yKBZQpn74WFkmLPx3*******";
     const SECRET_KEY: &str = "Gu5t9xGARNpq86cd98joQYCN3*******";
     const TIMESTAMP: i64 = 1551113065;
-    const PAYLOAD: &str = r#"{"Limit": 1, "Filters": [{"Values": ["\u672a\u547d\u540d"], "Name": "instance-name"}]}"#;
+    const PAYLOAD: &str =
+        r#"{"Limit": 1, "Filters": [{"Values": ["\u672a\u547d\u540d"], "Name": "instance-name"}]}"#;
     const CANONICAL: &str = "POST
 /
 
@@ -153,7 +154,14 @@ content-type;host
     #[test]
     fn a_changed_byte_changes_the_signature() {
         let other = PAYLOAD.replace("1,", "2,");
-        let a = authorization(SECRET_ID, SECRET_KEY, "cvm", "cvm.tencentcloudapi.com", other.as_bytes(), TIMESTAMP);
+        let a = authorization(
+            SECRET_ID,
+            SECRET_KEY,
+            "cvm",
+            "cvm.tencentcloudapi.com",
+            other.as_bytes(),
+            TIMESTAMP,
+        );
         assert!(!a.ends_with(SIGNATURE));
     }
 

@@ -315,7 +315,10 @@ pub const SECRET_ENV: &[(&str, &str)] = &[
         "SIYU_CONNECTORS__WECHAT__SECRET",
         "[connectors.wechat] secret",
     ),
-    ("SIYU_CONNECTORS__WECHAT__TOKEN", "[connectors.wechat] token"),
+    (
+        "SIYU_CONNECTORS__WECHAT__TOKEN",
+        "[connectors.wechat] token",
+    ),
     (
         "SIYU_CONNECTORS__WECHAT__ENCODING_AES_KEY",
         "[connectors.wechat] encoding_aes_key",

@@ -30,13 +30,22 @@ pub fn own_identities(channel: &str, index: usize, e: &Event) -> Result<(), ApiE
 
 /// Checks every event with [`own_identities`], then appends them all
 /// (nothing when one is refused); answers how many were appended.
-pub async fn append(state: &AppState, channel: &str, events: Vec<Event>) -> Result<usize, ApiError> {
+pub async fn append(
+    state: &AppState,
+    channel: &str,
+    events: Vec<Event>,
+) -> Result<usize, ApiError> {
     for (i, e) in events.iter().enumerate() {
         own_identities(channel, i, e)?;
     }
     let n = events.len();
     if n > 0 {
-        state.0.writer.append(events).await.map_err(ApiError::Internal)?;
+        state
+            .0
+            .writer
+            .append(events)
+            .await
+            .map_err(ApiError::Internal)?;
     }
     Ok(n)
 }

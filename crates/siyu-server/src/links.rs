@@ -118,7 +118,10 @@ pub const SMS_TENCENT_CALLBACK: &str = "sms/tencent";
 pub fn callback_token(secret: &[u8], purpose: &str, workspace: &str) -> String {
     mac_hex(
         secret,
-        &[format!("callback/{purpose}").as_bytes(), workspace.as_bytes()],
+        &[
+            format!("callback/{purpose}").as_bytes(),
+            workspace.as_bytes(),
+        ],
     )
 }
 
@@ -126,7 +129,10 @@ pub fn callback_token(secret: &[u8], purpose: &str, workspace: &str) -> String {
 pub fn verify_callback_token(secret: &[u8], purpose: &str, workspace: &str, token: &str) -> bool {
     mac_matches(
         secret,
-        &[format!("callback/{purpose}").as_bytes(), workspace.as_bytes()],
+        &[
+            format!("callback/{purpose}").as_bytes(),
+            workspace.as_bytes(),
+        ],
         token,
     )
 }

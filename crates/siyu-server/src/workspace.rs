@@ -23,7 +23,10 @@ pub const NAMED_CALLBACKS: &[&str] = &["/callbacks/wecom/", "/callbacks/wechat/"
 
 /// Callback paths whose next segment is the workspace's opaque callback
 /// token for that purpose (`links::callback_token`), with the purpose.
-pub const TOKEN_CALLBACKS: &[(&str, &str)] = &[("/callbacks/sms/tencent/", crate::links::SMS_TENCENT_CALLBACK)];
+pub const TOKEN_CALLBACKS: &[(&str, &str)] = &[(
+    "/callbacks/sms/tencent/",
+    crate::links::SMS_TENCENT_CALLBACK,
+)];
 
 /// The workspaces of a process, with their routers.
 pub struct Workspaces {

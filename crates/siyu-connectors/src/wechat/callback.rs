@@ -97,9 +97,13 @@ pub fn map_callback(xml: &CallbackXml) -> Result<Mapped, CallbackError> {
     match msg_type {
         "event" => map_event(xml, &mut mapped)?,
         "text" => {
-            let from = xml.get("FromUserName").ok_or(CallbackError::Missing("FromUserName"))?;
+            let from = xml
+                .get("FromUserName")
+                .ok_or(CallbackError::Missing("FromUserName"))?;
             let ts = create_time(xml)?;
-            let text = xml.get("Content").ok_or(CallbackError::Missing("Content"))?;
+            let text = xml
+                .get("Content")
+                .ok_or(CallbackError::Missing("Content"))?;
             let msgid = xml.get("MsgId");
             let id = match msgid {
                 Some(m) => event_id(&["msg", m]),
@@ -109,9 +113,16 @@ pub fn map_callback(xml: &CallbackXml) -> Result<Mapped, CallbackError> {
             if let Some(m) = msgid {
                 props.insert("msgid".into(), json!(m));
             }
-            mapped
-                .events
-                .push(event(id, ts, from, "comment", None, CHANNEL, Some(text), props)?);
+            mapped.events.push(event(
+                id,
+                ts,
+                from,
+                "comment",
+                None,
+                CHANNEL,
+                Some(text),
+                props,
+            )?);
         }
         other => {
             mapped.note = Some(format!("a `{other}` message is not mapped to siyu events"));
@@ -122,7 +133,10 @@ pub fn map_callback(xml: &CallbackXml) -> Result<Mapped, CallbackError> {
 
 fn map_event(xml: &CallbackXml, mapped: &mut Mapped) -> Result<(), CallbackError> {
     let event_name = xml.get("Event").unwrap_or("");
-    let from = || xml.get("FromUserName").ok_or(CallbackError::Missing("FromUserName"));
+    let from = || {
+        xml.get("FromUserName")
+            .ok_or(CallbackError::Missing("FromUserName"))
+    };
     let key = xml.get("EventKey");
     let scene = match event_name {
         "subscribe" => key.and_then(|k| k.strip_prefix("qrscene_")),
@@ -200,7 +214,9 @@ fn event_id(parts: &[&str]) -> String {
 }
 
 fn create_time(xml: &CallbackXml) -> Result<i64, CallbackError> {
-    let v = xml.get("CreateTime").ok_or(CallbackError::Missing("CreateTime"))?;
+    let v = xml
+        .get("CreateTime")
+        .ok_or(CallbackError::Missing("CreateTime"))?;
     v.parse::<i64>().map_err(|_| CallbackError::Invalid {
         field: "CreateTime".into(),
         reason: format!("{v:?} is not epoch seconds"),

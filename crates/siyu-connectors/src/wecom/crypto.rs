@@ -98,7 +98,10 @@ pub fn signature_matches(
     encrypted: &str,
     msg_signature: &str,
 ) -> bool {
-    hex_matches(&signature(token, timestamp, nonce, encrypted), msg_signature)
+    hex_matches(
+        &signature(token, timestamp, nonce, encrypted),
+        msg_signature,
+    )
 }
 
 /// An `EncodingAESKey` as the AES-256 key it stands for: 43 characters of

@@ -37,7 +37,12 @@ fn the_plaintext_signature_is_the_sha1_of_the_sorted_three() {
     assert_eq!(parts, ["1409304348", "spamtest", "xxxxxx"]);
     use sha1_check::sha1_hex;
     assert_eq!(sig, sha1_hex("1409304348spamtestxxxxxx"));
-    assert!(signature_matches("spamtest", "1409304348", "xxxxxx", &sig.to_uppercase()));
+    assert!(signature_matches(
+        "spamtest",
+        "1409304348",
+        "xxxxxx",
+        &sig.to_uppercase()
+    ));
     assert!(!signature_matches("spamtest", "1409304349", "xxxxxx", &sig));
 }
 
@@ -80,7 +85,9 @@ fn safe_mode_is_wxbizmsgcrypt_with_the_appid_as_receiver() {
         .unwrap();
     assert_eq!(plain, "1616140317555161061");
     // Another account's message: named by the app_id setting.
-    let other = CallbackCrypto::for_receiver("wechat", "app_id", "QDG6eK", KEY, "wx0000000000000000").unwrap();
+    let other =
+        CallbackCrypto::for_receiver("wechat", "app_id", "QDG6eK", KEY, "wx0000000000000000")
+            .unwrap();
     let e = other
         .open(
             "5c45ff5e21c57e6ad56bac8758b79b1d9ac89fd3",
@@ -89,7 +96,13 @@ fn safe_mode_is_wxbizmsgcrypt_with_the_appid_as_receiver() {
             "P9nAzCzyDtyTWESHep1vC5X9xho/qYX3Zpb4yKa9SKld1DsH3Iyt3tP3zNdtp+4RPcs8TgAE7OaBO+FZXvnaqQ==",
         )
         .unwrap_err();
-    assert!(matches!(e, CryptoError::WrongReceiver { field: "app_id", .. }));
+    assert!(matches!(
+        e,
+        CryptoError::WrongReceiver {
+            field: "app_id",
+            ..
+        }
+    ));
     assert!(e.to_string().contains("not the configured app_id"), "{e}");
     // A key without a token, a bad key: named.
     let e = WeChatOfficialConfig {
@@ -107,7 +120,11 @@ fn safe_mode_is_wxbizmsgcrypt_with_the_appid_as_receiver() {
     }
     .callback()
     .unwrap_err();
-    assert!(e.to_string().starts_with("wechat.encoding_aes_key is invalid"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("wechat.encoding_aes_key is invalid"),
+        "{e}"
+    );
     // Plaintext mode: a token alone.
     let plain_mode = WeChatOfficialConfig {
         token: "t".into(),
@@ -200,7 +217,10 @@ fn unsubscribe_scan_and_text() {
 
 #[test]
 fn scenes_round_trip_and_foreign_ones_are_not_siyus() {
-    for s in [Scene::Campaign("spring".into()), Scene::Channel("douyin".into())] {
+    for s in [
+        Scene::Campaign("spring".into()),
+        Scene::Channel("douyin".into()),
+    ] {
         assert_eq!(Scene::decode(&s.encode()), Some(s));
     }
     assert_eq!(Scene::decode("123"), None);
@@ -222,16 +242,29 @@ fn oa(server: &HttpServer) -> WeChatOfficialConnector {
 async fn template_messages_and_qr_codes_use_the_documented_shapes() {
     let server = HttpServer::start().await;
     server
-        .then("/cgi-bin/token", 200, r#"{"access_token":"T1","expires_in":7200}"#)
-        .then("/cgi-bin/token", 200, r#"{"access_token":"T2","expires_in":7200}"#);
+        .then(
+            "/cgi-bin/token",
+            200,
+            r#"{"access_token":"T1","expires_in":7200}"#,
+        )
+        .then(
+            "/cgi-bin/token",
+            200,
+            r#"{"access_token":"T2","expires_in":7200}"#,
+        );
     const TPL: &str = "/cgi-bin/message/template/send";
-    server.then(TPL, 200, r#"{"errcode":42001,"errmsg":"access_token expired"}"#);
+    server.then(
+        TPL,
+        200,
+        r#"{"errcode":42001,"errmsg":"access_token expired"}"#,
+    );
     server.then(TPL, 200, r#"{"errcode":0,"errmsg":"ok","msgid":200228332}"#);
     let wechat = oa(&server);
     let mut m = msg("wechat", "oFOLLOWER1", "k-tpl");
     m.wechat_template = Some(TemplateMessage {
         template_id: "ngqIpbwh8bUfcSsECmogfXcV14J0tQlEpBO27izEYtY".into(),
-        data: serde_json::from_value(json!({"first": "您的订单已发货", "keyword1": "SY2026"})).unwrap(),
+        data: serde_json::from_value(json!({"first": "您的订单已发货", "keyword1": "SY2026"}))
+            .unwrap(),
         url: Some("https://shop.example.com/o/1".into()),
     });
     let d = wechat.send(&m).await.expect("sent after the refresh");
@@ -253,12 +286,21 @@ async fn template_messages_and_qr_codes_use_the_documented_shapes() {
 
     const QR: &str = "/cgi-bin/qrcode/create";
     server.then(QR, 200, r#"{"ticket":"gQH47joAAAAAAAAAASxodHRwOi8vd2VpeGluLnFxLmNvbS9xL2taZ2Z3TVRtNzJXV1Brb3ZhYmJJAAIEZ23sUwMEmm3sUw==","expire_seconds":604800,"url":"http://weixin.qq.com/q/kZgfwMTm72WWPkovabbI"}"#);
-    server.then(QR, 200, r#"{"ticket":"PERM","url":"http://weixin.qq.com/q/perm"}"#);
+    server.then(
+        QR,
+        200,
+        r#"{"ticket":"PERM","url":"http://weixin.qq.com/q/perm"}"#,
+    );
     server.then(QR, 200, r#"{"errcode":40013,"errmsg":"invalid appid"}"#);
-    let temp = wechat.create_qrcode("campaign:spring", Some(604_800)).await.unwrap();
+    let temp = wechat
+        .create_qrcode("campaign:spring", Some(604_800))
+        .await
+        .unwrap();
     assert_eq!(temp.expire_seconds, Some(604_800));
     assert_eq!(temp.url, "http://weixin.qq.com/q/kZgfwMTm72WWPkovabbI");
-    assert!(temp.image_url.starts_with("https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=gQH47jo"));
+    assert!(temp
+        .image_url
+        .starts_with("https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=gQH47jo"));
     assert!(temp.image_url.ends_with("%3D%3D"));
     let perm = wechat.create_qrcode("channel:douyin", None).await.unwrap();
     assert_eq!((perm.ticket.as_str(), perm.expire_seconds), ("PERM", None));
@@ -271,8 +313,14 @@ async fn template_messages_and_qr_codes_use_the_documented_shapes() {
         reqs[1].json(),
         json!({"action_name": "QR_LIMIT_STR_SCENE", "action_info": {"scene": {"scene_str": "channel:douyin"}}})
     );
-    let e = wechat.create_qrcode("channel:douyin", None).await.unwrap_err();
-    assert!(matches!(e, SendError::Permanent(ref m) if m.contains("40013")), "{e}");
+    let e = wechat
+        .create_qrcode("channel:douyin", None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, SendError::Permanent(ref m) if m.contains("40013")),
+        "{e}"
+    );
     assert!(wechat.create_qrcode(&"x".repeat(65), None).await.is_err());
 }
 
@@ -300,7 +348,10 @@ async fn tencent_cloud_sms_is_tc3_signed_send_sms() {
         .unwrap()
         .as_secs() as i64;
     let d = sms.send(&m).await.expect("sent");
-    assert_eq!(d.remote_id.as_deref(), Some("5000:1045710669157053657849499619"));
+    assert_eq!(
+        d.remote_id.as_deref(),
+        Some("5000:1045710669157053657849499619")
+    );
     let r = &server.requests("/")[0];
     assert_eq!(r.method, "POST");
     assert_eq!(r.header("content-type"), "application/json; charset=utf-8");
@@ -320,7 +371,8 @@ async fn tencent_cloud_sms_is_tc3_signed_send_sms() {
         })
     );
     // The server side of TC3: the signature over what arrived.
-    let expected = siyu_connectors::tc3::authorization("AKIDtest", "tc-secret", "sms", &host, &r.body, ts);
+    let expected =
+        siyu_connectors::tc3::authorization("AKIDtest", "tc-secret", "sms", &host, &r.body, ts);
     assert_eq!(r.header("authorization"), expected);
     assert!(expected.starts_with(&format!(
         "TC3-HMAC-SHA256 Credential=AKIDtest/{}/sms/tc3_request, SignedHeaders=content-type;host, Signature=",
@@ -330,12 +382,30 @@ async fn tencent_cloud_sms_is_tc3_signed_send_sms() {
 
     // Tencent's errors keep their classes.
     server.then("/", 200, r#"{"Response":{"Error":{"Code":"AuthFailure.SignatureFailure","Message":"The provided credentials could not be validated."},"RequestId":"r"}}"#);
-    assert!(matches!(sms.send(&m).await, Err(SendError::Permanent(ref e)) if e.contains("AuthFailure")));
+    assert!(
+        matches!(sms.send(&m).await, Err(SendError::Permanent(ref e)) if e.contains("AuthFailure"))
+    );
 
     // Missing credentials and unknown providers are named.
     for (cfg, says) in [
-        (SmsConfig { provider: "tencent".into(), sdk_app_id: "1".into(), sign_name: "s".into(), ..SmsConfig::default() }, "sms.secret_id"),
-        (SmsConfig { provider: "aliyun".into(), sdk_app_id: "1".into(), sign_name: "s".into(), ..SmsConfig::default() }, "sms.provider"),
+        (
+            SmsConfig {
+                provider: "tencent".into(),
+                sdk_app_id: "1".into(),
+                sign_name: "s".into(),
+                ..SmsConfig::default()
+            },
+            "sms.secret_id",
+        ),
+        (
+            SmsConfig {
+                provider: "aliyun".into(),
+                sdk_app_id: "1".into(),
+                sign_name: "s".into(),
+                ..SmsConfig::default()
+            },
+            "sms.provider",
+        ),
     ] {
         let e = SmsConnector::new(&cfg).err().expect("refused").to_string();
         assert!(e.contains(says), "{e}");

@@ -54,10 +54,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use siyu_connectors::wecom::callback::{self, CallbackXml, KfPull, Mapped};
-use siyu_connectors::wecom::crypto::{CallbackCrypto, CryptoError};
 use siyu_connectors::wechat::callback as oa;
 use siyu_connectors::wechat::{CallbackSettings, QrCode, WeChatOfficialConnector};
+use siyu_connectors::wecom::callback::{self, CallbackXml, KfPull, Mapped};
+use siyu_connectors::wecom::crypto::{CallbackCrypto, CryptoError};
 use siyu_connectors::WeComConnector;
 use siyu_domain::{Event, EventType};
 use std::sync::Arc;
@@ -860,7 +860,8 @@ fn sms_token(state: &AppState, token: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::NotFound(
-            "Tencent Cloud SMS is not configured: set provider = \"tencent\" in [connectors.sms]".into(),
+            "Tencent Cloud SMS is not configured: set provider = \"tencent\" in [connectors.sms]"
+                .into(),
         ))
     }
 }
@@ -869,7 +870,11 @@ fn sms_token(state: &AppState, token: &str) -> Result<(), ApiError> {
 /// [`MAX_SMS_ITEMS`].
 fn sms_items<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, ApiError> {
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::BadRequest(format!("body: line {} column {}: {e}", e.line(), e.column()))
+        ApiError::BadRequest(format!(
+            "body: line {} column {}: {e}",
+            e.line(),
+            e.column()
+        ))
     })?;
     let items = match v {
         serde_json::Value::Array(a) => a,
@@ -891,7 +896,6 @@ fn sms_items<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, ApiE
         .collect()
 }
 
-
 async fn sms_status(
     State(state): State<AppState>,
     peer: Peer,
@@ -904,7 +908,9 @@ async fn sms_status(
     let receipts: Vec<SmsReceipt> = sms_items(&body)?;
     for (i, r) in receipts.iter().enumerate() {
         if r.sid.is_empty() || r.sid.len() > 128 {
-            return Err(ApiError::BadRequest(format!("body[{i}].sid: 1 to 128 characters")));
+            return Err(ApiError::BadRequest(format!(
+                "body[{i}].sid: 1 to 128 characters"
+            )));
         }
         if !matches!(r.report_status.as_str(), "SUCCESS" | "FAIL") {
             return Err(ApiError::BadRequest(format!(
@@ -928,7 +934,11 @@ async fn sms_status(
             let delivered = r.report_status == "SUCCESS";
             let detail = format!(
                 "{}: sid {}, {} {}, received {} (+{} {})",
-                if delivered { "delivered" } else { "undelivered" },
+                if delivered {
+                    "delivered"
+                } else {
+                    "undelivered"
+                },
                 r.sid,
                 r.errmsg,
                 r.description,
@@ -939,7 +949,12 @@ async fn sms_status(
             commit.attempts.push(siyu_store::SendAttempt {
                 key: item.key.clone(),
                 at,
-                verdict: if delivered { "delivered" } else { "undelivered" }.into(),
+                verdict: if delivered {
+                    "delivered"
+                } else {
+                    "undelivered"
+                }
+                .into(),
                 detail: detail.clone(),
             });
             commit.updates.push(siyu_store::OutboxUpdate {
@@ -1036,7 +1051,11 @@ async fn sms_reply(
             v["properties"] = serde_json::Value::Object(props);
         }
         let e = siyu_domain::parse_json_event(&v).map_err(|e| {
-            ApiError::BadRequest(format!("body[{i}].{}: {}", if e.field == "text" { "text" } else { e.field }, e.message))
+            ApiError::BadRequest(format!(
+                "body[{i}].{}: {}",
+                if e.field == "text" { "text" } else { e.field },
+                e.message
+            ))
         })?;
         events.push(e);
     }

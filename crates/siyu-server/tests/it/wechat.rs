@@ -202,9 +202,18 @@ async fn verification_and_refused_callbacks_store_nothing() {
     let (app, _fake) = oa_app(false).await;
     let now = siyu_server::writer::wall_clock();
     for path in ["/callbacks/wechat", "/callbacks/wechat/default"] {
-        let uri = format!("{}&echostr=5830928837219842910", plain_request(path, 1409304348));
-        let (s, b) = app.call("GET", &uri, None, "text/plain", Body::empty()).await;
-        assert_eq!((s, b), (StatusCode::OK, json!(5830928837219842910u64)), "{path}");
+        let uri = format!(
+            "{}&echostr=5830928837219842910",
+            plain_request(path, 1409304348)
+        );
+        let (s, b) = app
+            .call("GET", &uri, None, "text/plain", Body::empty())
+            .await;
+        assert_eq!(
+            (s, b),
+            (StatusCode::OK, json!(5830928837219842910u64)),
+            "{path}"
+        );
     }
     let (s, b) = app
         .call(
@@ -215,7 +224,11 @@ async fn verification_and_refused_callbacks_store_nothing() {
             Body::empty(),
         )
         .await;
-    assert_eq!((s, b["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("bad_signature")), "{b}");
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("bad_signature")),
+        "{b}"
+    );
 
     let plain = event_xml("oREFUSED", now, "subscribe", "");
     let before = log_len(&app);
@@ -228,15 +241,26 @@ async fn verification_and_refused_callbacks_store_nothing() {
         "msg_signature does not match",
     ));
     cases.push((
-        uri.replacen("&signature=", "&signature=0", 1).replacen("?signature=", "?signature=0", 1),
+        uri.replacen("&signature=", "&signature=0", 1)
+            .replacen("?signature=", "?signature=0", 1),
         body.clone(),
         StatusCode::UNAUTHORIZED,
         "signature does not match",
     ));
     let (uri, body) = safe_request("/callbacks/wechat", &plain, "wx0000000000000000", now);
-    cases.push((uri, body, StatusCode::BAD_REQUEST, "not the configured app_id"));
+    cases.push((
+        uri,
+        body,
+        StatusCode::BAD_REQUEST,
+        "not the configured app_id",
+    ));
     let (uri, body) = safe_request("/callbacks/wechat", &plain, APPID, now - 301);
-    cases.push((uri, body, StatusCode::UNAUTHORIZED, "older than the server clock"));
+    cases.push((
+        uri,
+        body,
+        StatusCode::UNAUTHORIZED,
+        "older than the server clock",
+    ));
     cases.push((
         plain_request("/callbacks/wechat", now),
         plain.clone(),
@@ -267,13 +291,23 @@ async fn verification_and_refused_callbacks_store_nothing() {
 async fn a_follow_through_a_qr_records_its_source_once() {
     let (app, fake) = oa_app(false).await;
     let (s, qr) = app
-        .send("POST", "/v1/wechat/qrcodes", json!({"channel": "xiaohongshu", "expire_seconds": 604800}))
+        .send(
+            "POST",
+            "/v1/wechat/qrcodes",
+            json!({"channel": "xiaohongshu", "expire_seconds": 604800}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{qr}");
     assert_eq!(qr["scene"], "channel:xiaohongshu");
     assert_eq!(qr["permanent"], false);
     assert_eq!(qr["url"], "http://weixin.qq.com/q/kZgfwMTm72WWPkovabbI");
-    assert!(qr["image_url"].as_str().unwrap().starts_with("https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=gQH47jo"), "{qr}");
+    assert!(
+        qr["image_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=gQH47jo"),
+        "{qr}"
+    );
     assert_eq!(
         fake.bodies("/cgi-bin/qrcode/create")[0],
         json!({"expire_seconds": 604800, "action_name": "QR_STR_SCENE", "action_info": {"scene": {"scene_str": "channel:xiaohongshu"}}})
@@ -282,7 +316,10 @@ async fn a_follow_through_a_qr_records_its_source_once() {
         (json!({"campaign": "no_such_campaign"}), "campaign"),
         (json!({"channel": "Not A Channel"}), "channel"),
         (json!({}), "exactly one"),
-        (json!({"channel": "douyin", "expire_seconds": 10}), "expire_seconds"),
+        (
+            json!({"channel": "douyin", "expire_seconds": 10}),
+            "expire_seconds",
+        ),
     ] {
         let (s, b) = app.send("POST", "/v1/wechat/qrcodes", body).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
@@ -295,7 +332,11 @@ async fn a_follow_through_a_qr_records_its_source_once() {
     let before = log_len(&app);
     let (s, b) = post_xml(&app, &uri, &body).await;
     assert_eq!((s, b), (StatusCode::OK, json!("success")));
-    assert_eq!(log_len(&app), before + 2, "the source's touch and the follow");
+    assert_eq!(
+        log_len(&app),
+        before + 2,
+        "the source's touch and the follow"
+    );
     let (s, person) = app.get("/v1/persons/wechat:oQRFAN").await;
     assert_eq!(s, StatusCode::OK, "{person}");
     assert_eq!(person["first_channel"], "xiaohongshu", "{person}");
@@ -320,14 +361,39 @@ async fn a_follow_through_a_qr_records_its_source_once() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(log_len(&app), before + 2, "retries add nothing");
 
-    let (uri, body) = safe_request("/callbacks/wechat", &event_xml("oQRFAN", now + 5, "SCAN", "channel:douyin"), APPID, now);
+    let (uri, body) = safe_request(
+        "/callbacks/wechat",
+        &event_xml("oQRFAN", now + 5, "SCAN", "channel:douyin"),
+        APPID,
+        now,
+    );
     assert_eq!(post_xml(&app, &uri, &body).await.0, StatusCode::OK);
-    let (uri, body) = safe_request("/callbacks/wechat", &event_xml("oQRFAN", now + 9, "unsubscribe", ""), APPID, now);
+    let (uri, body) = safe_request(
+        "/callbacks/wechat",
+        &event_xml("oQRFAN", now + 9, "unsubscribe", ""),
+        APPID,
+        now,
+    );
     assert_eq!(post_xml(&app, &uri, &body).await.0, StatusCode::OK);
     let (_, timeline) = app.get("/v1/persons/wechat:oQRFAN/timeline").await;
-    let events: Vec<&Value> = timeline["events"].as_array().unwrap().iter().map(|e| &e["event"]).collect();
-    assert!(events.iter().any(|e| e["type"] == "touch" && e["channel"] == "wechat" && e["properties"]["source"] == "douyin"), "{timeline}");
-    assert!(events.iter().any(|e| e["type"] == "custom" && e["name"] == "unfollow"), "{timeline}");
+    let events: Vec<&Value> = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["event"])
+        .collect();
+    assert!(
+        events.iter().any(|e| e["type"] == "touch"
+            && e["channel"] == "wechat"
+            && e["properties"]["source"] == "douyin"),
+        "{timeline}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "custom" && e["name"] == "unfollow"),
+        "{timeline}"
+    );
 }
 
 /// A follower's text (plaintext mode) is an inbound message: the keyword
@@ -338,7 +404,11 @@ async fn a_follow_through_a_qr_records_its_source_once() {
 async fn a_text_gets_the_keyword_auto_reply_within_48_hours_only() {
     let (app, fake) = oa_app(true).await;
     let (s, b) = app
-        .send("PUT", "/v1/templates/price", json!({"body": "您好，价格是 199 元", "class": "transactional"}))
+        .send(
+            "PUT",
+            "/v1/templates/price",
+            json!({"body": "您好，价格是 199 元", "class": "transactional"}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let (s, b) = app
@@ -351,21 +421,39 @@ async fn a_text_gets_the_keyword_auto_reply_within_48_hours_only() {
     assert_eq!(s, StatusCode::OK, "{b}");
     let now = siyu_server::writer::wall_clock();
     let uri = plain_request("/callbacks/wechat", now);
-    let (s, b) = post_xml(&app, &uri, &text_xml("oBUYER", now, "请问多少钱？", "6054768590064713728")).await;
+    let (s, b) = post_xml(
+        &app,
+        &uri,
+        &text_xml("oBUYER", now, "请问多少钱？", "6054768590064713728"),
+    )
+    .await;
     assert_eq!((s, b), (StatusCode::OK, json!("success")));
     let sent = fake.wait_for("/cgi-bin/message/custom/send", 2).await;
     assert_eq!(
         sent[1],
         json!({"touser": "oBUYER", "msgtype": "text", "text": {"content": "您好，价格是 199 元"}})
     );
-    assert_eq!(fake.bodies("/cgi-bin/token").len(), 2, "refreshed once after 42001");
+    assert_eq!(
+        fake.bodies("/cgi-bin/token").len(),
+        2,
+        "refreshed once after 42001"
+    );
     let (_, timeline) = app.get("/v1/persons/wechat:oBUYER/timeline").await;
     assert!(
-        timeline["events"].as_array().unwrap().iter().any(|e| e["event"]["type"] == "comment" && e["event"]["text"] == "请问多少钱？"),
+        timeline["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"]["type"] == "comment" && e["event"]["text"] == "请问多少钱？"),
         "{timeline}"
     );
     // The same message again (a retry): stored once, answered once.
-    let (s, _) = post_xml(&app, &uri, &text_xml("oBUYER", now, "请问多少钱？", "6054768590064713728")).await;
+    let (s, _) = post_xml(
+        &app,
+        &uri,
+        &text_xml("oBUYER", now, "请问多少钱？", "6054768590064713728"),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
 
     // Three days ago: outside WeChat's window.
@@ -377,15 +465,27 @@ async fn a_text_gets_the_keyword_auto_reply_within_48_hours_only() {
     let started = Instant::now();
     let item = loop {
         let (_, list) = app.get("/v1/outbox?status=suppressed").await;
-        if let Some(i) = list["items"].as_array().unwrap().iter().find(|i| i["detail"].as_str().unwrap_or("").contains("wechat_48h_window")) {
+        if let Some(i) = list["items"].as_array().unwrap().iter().find(|i| {
+            i["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("wechat_48h_window")
+        }) {
             break i.clone();
         }
         assert!(started.elapsed() < Duration::from_secs(15), "{list}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(item["detail"].as_str().unwrap().contains("72 h ago"), "{item}");
+    assert!(
+        item["detail"].as_str().unwrap().contains("72 h ago"),
+        "{item}"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(fake.bodies("/cgi-bin/message/custom/send").len(), 2, "nothing sent to oOLD, no second reply to oBUYER");
+    assert_eq!(
+        fake.bodies("/cgi-bin/message/custom/send").len(),
+        2,
+        "nothing sent to oOLD, no second reply to oBUYER"
+    );
 }
 
 /// An SMS sent through Tencent Cloud (TC3-signed `SendSms`) keeps its
@@ -395,7 +495,13 @@ async fn a_text_gets_the_keyword_auto_reply_within_48_hours_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sms_receipt_marks_its_row_delivered_and_td_opts_out() {
     let (app, fake) = oa_app(false).await;
-    let (s, b) = app.send("PUT", "/v1/templates/ship", json!({"body": "您的订单已发货", "class": "transactional"})).await;
+    let (s, b) = app
+        .send(
+            "PUT",
+            "/v1/templates/ship",
+            json!({"body": "您的订单已发货", "class": "transactional"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let now = siyu_server::writer::wall_clock();
     let (s, b) = app
@@ -411,7 +517,10 @@ async fn an_sms_receipt_marks_its_row_delivered_and_td_opts_out() {
     assert_eq!(sent[0]["SmsSdkAppId"], "1400006666");
     let h = &fake.headers("/")[0];
     assert_eq!(h["x-tc-action"], "SendSms");
-    assert!(h["authorization"].to_str().unwrap().starts_with("TC3-HMAC-SHA256 Credential=AKIDtest/"));
+    assert!(h["authorization"]
+        .to_str()
+        .unwrap()
+        .starts_with("TC3-HMAC-SHA256 Credential=AKIDtest/"));
 
     let started = Instant::now();
     let key = loop {
@@ -423,8 +532,14 @@ async fn an_sms_receipt_marks_its_row_delivered_and_td_opts_out() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let (_, connectors) = app.get("/v1/connectors").await;
-    let status_url = connectors["callbacks"]["sms_status"].as_str().expect("listed").to_string();
-    let reply_url = connectors["callbacks"]["sms_reply"].as_str().expect("listed").to_string();
+    let status_url = connectors["callbacks"]["sms_status"]
+        .as_str()
+        .expect("listed")
+        .to_string();
+    let reply_url = connectors["callbacks"]["sms_reply"]
+        .as_str()
+        .expect("listed")
+        .to_string();
     let path = |url: &str| format!("/callbacks/{}", url.split_once("/callbacks/").unwrap().1);
     // Tencent's receipt for the message, and one naming nothing siyu sent.
     let receipts = json!([
@@ -433,18 +548,56 @@ async fn an_sms_receipt_marks_its_row_delivered_and_td_opts_out() {
         {"user_receive_time": "2026-12-04 12:00:03", "nationcode": "86", "mobile": "13900000000",
          "report_status": "FAIL", "errmsg": "MK:0001", "description": "", "sid": "0:unknown"}
     ]);
-    let (s, b) = app.call("POST", &path(&status_url), None, "application/json", receipts.to_string()).await;
+    let (s, b) = app
+        .call(
+            "POST",
+            &path(&status_url),
+            None,
+            "application/json",
+            receipts.to_string(),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!((b["result"].clone(), b["accepted"].clone(), b["unknown"].clone()), (json!(0), json!(1), json!(1)));
-    let (_, attempts) = app.get(&format!("/v1/outbox/attempts?key={}", urlencode(&key))).await;
+    assert_eq!(
+        (
+            b["result"].clone(),
+            b["accepted"].clone(),
+            b["unknown"].clone()
+        ),
+        (json!(0), json!(1), json!(1))
+    );
+    let (_, attempts) = app
+        .get(&format!("/v1/outbox/attempts?key={}", urlencode(&key)))
+        .await;
     assert_eq!(attempts["status"], "done", "{attempts}");
-    let delivered = attempts["attempts"].as_array().unwrap().iter().find(|a| a["verdict"] == "delivered").cloned().expect("a delivered verdict");
-    assert!(delivered["detail"].as_str().unwrap().contains("DELIVRD"), "{delivered}");
-    assert!(!delivered["detail"].as_str().unwrap().contains("13800000000"), "the number is masked");
+    let delivered = attempts["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["verdict"] == "delivered")
+        .cloned()
+        .expect("a delivered verdict");
+    assert!(
+        delivered["detail"].as_str().unwrap().contains("DELIVRD"),
+        "{delivered}"
+    );
+    assert!(
+        !delivered["detail"]
+            .as_str()
+            .unwrap()
+            .contains("13800000000"),
+        "the number is masked"
+    );
 
     let bad = path(&status_url).replace("/callbacks/sms/tencent/", "/callbacks/sms/tencent/0");
-    let (s, b) = app.call("POST", &bad, None, "application/json", receipts.to_string()).await;
-    assert_eq!((s, b["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("bad_signature")), "{b}");
+    let (s, b) = app
+        .call("POST", &bad, None, "application/json", receipts.to_string())
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("bad_signature")),
+        "{b}"
+    );
 
     // Replies: TD revokes SMS consent for the number; a question is an inbound message.
     let phone = app.state.0.privacy.phone_identity("13800000000");
@@ -453,16 +606,35 @@ async fn an_sms_receipt_marks_its_row_delivered_and_td_opts_out() {
         {"extend": "", "mobile": "13900000000", "nationcode": "86", "sign": "思语", "text": "什么时候到？", "time": now}
     ]);
     let before = log_len(&app);
-    let (s, b) = app.call("POST", &path(&reply_url), None, "application/json", replies.to_string()).await;
-    assert_eq!((s, b["accepted"].clone()), (StatusCode::OK, json!(2)), "{b}");
+    let (s, b) = app
+        .call(
+            "POST",
+            &path(&reply_url),
+            None,
+            "application/json",
+            replies.to_string(),
+        )
+        .await;
+    assert_eq!(
+        (s, b["accepted"].clone()),
+        (StatusCode::OK, json!(2)),
+        "{b}"
+    );
     assert_eq!(log_len(&app), before + 1, "the question only");
-    let ledger = app.other_store().consent_ledger(Some(phone.as_str())).unwrap();
+    let ledger = app
+        .other_store()
+        .consent_ledger(Some(phone.as_str()))
+        .unwrap();
     assert!(
-        ledger.iter().any(|r| r.channel.as_deref() == Some("sms") && !r.granted && r.source == "sms_reply"),
+        ledger
+            .iter()
+            .any(|r| r.channel.as_deref() == Some("sms") && !r.granted && r.source == "sms_reply"),
         "{ledger:?}"
     );
     let asker = app.state.0.privacy.phone_identity("13900000000");
-    let (s, timeline) = app.get(&format!("/v1/persons/{}/timeline", asker.as_str())).await;
+    let (s, timeline) = app
+        .get(&format!("/v1/persons/{}/timeline", asker.as_str()))
+        .await;
     assert_eq!(s, StatusCode::OK, "{timeline}");
     assert_eq!(timeline["events"][0]["event"]["text"], "什么时候到？");
     assert_eq!(timeline["events"][0]["event"]["channel"], "sms");
@@ -471,8 +643,100 @@ async fn an_sms_receipt_marks_its_row_delivered_and_td_opts_out() {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// Behind the one router, `/callbacks/wechat/{workspace}` reaches that
+/// workspace, and an SMS callback URL the workspace whose token it
+/// carries (Tencent sends no header naming it); an unknown token is 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_reach_the_workspace_their_path_names() {
+    let (a, _fake_a) = oa_app(true).await;
+    let (_fake_b, url) = Fake::start().await;
+    let b = TestApp::spawn_with(crate::Backend::Sqlite, 1 << 20, |c| {
+        c.workspace = "brand_b".into();
+        c.connectors.wechat = Some(WeChatOfficialConfig {
+            base_url: url.clone(),
+            app_id: APPID.into(),
+            secret: Secret::new("app-secret"),
+            token: Secret::new(TOKEN),
+            ..WeChatOfficialConfig::default()
+        });
+        c.connectors.sms = Some(SmsConfig {
+            provider: "tencent".into(),
+            base_url: url,
+            sdk_app_id: "1400006666".into(),
+            sign_name: "思语".into(),
+            secret_id: "AKIDtest".into(),
+            secret_key: Secret::new("tc-secret"),
+            ..SmsConfig::default()
+        });
+    })
+    .await;
+    let router = siyu_server::workspace::Workspaces::new(
+        a.state.clone(),
+        vec![("brand_b".into(), None, b.state.clone())],
+    )
+    .router();
+    let now = siyu_server::writer::wall_clock();
+    let post = |uri: String, ctype: &'static str, body: String| {
+        siyu_server::workspace::dispatch(
+            &router,
+            axum::http::Request::post(uri)
+                .header("content-type", ctype)
+                .body(Body::from(body))
+                .unwrap(),
+        )
+    };
+    let resp = post(
+        plain_request("/callbacks/wechat/brand_b", now),
+        "text/xml",
+        event_xml("oONLYB", now, "subscribe", ""),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(b.get("/v1/persons/wechat:oONLYB").await.0, StatusCode::OK);
+    assert_eq!(
+        a.get("/v1/persons/wechat:oONLYB").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let (_, connectors) = b.get("/v1/connectors").await;
+    assert_eq!(
+        connectors["callbacks"]["wechat"],
+        format!(
+            "{}/callbacks/wechat/brand_b",
+            b.state.0.config.public_url.trim_end_matches('/')
+        )
+    );
+    let reply_url = connectors["callbacks"]["sms_reply"].as_str().unwrap();
+    let reply_path = format!(
+        "/callbacks/{}",
+        reply_url.split_once("/callbacks/").unwrap().1
+    );
+    let (_, a_connectors) = a.get("/v1/connectors").await;
+    assert_ne!(
+        a_connectors["callbacks"]["sms_reply"],
+        connectors["callbacks"]["sms_reply"]
+    );
+    let replies = json!([{"extend": "", "mobile": "13700000000", "nationcode": "86", "sign": "思语", "text": "你好", "time": now}]);
+    let resp = post(reply_path, "application/json", replies.to_string()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let who = b.state.0.privacy.phone_identity("13700000000");
+    assert_eq!(
+        b.get(&format!("/v1/persons/{}", who.as_str())).await.0,
+        StatusCode::OK
+    );
+    let resp = post(
+        format!("/callbacks/sms/tencent/{}/reply", "0".repeat(32)),
+        "application/json",
+        replies.to_string(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
