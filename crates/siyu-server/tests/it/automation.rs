@@ -774,7 +774,12 @@ async fn automation_answers_keep_their_shapes() {
     let (_, v) = app.get("/v1/connectors").await;
     assert_eq!(
         keys(&v),
-        ["inbound", "note", "outbound", "public_url", "stats"]
+        ["callbacks", "inbound", "note", "outbound", "public_url", "stats"]
+    );
+    // Nothing configured for callbacks: every URL null.
+    assert_eq!(
+        v["callbacks"],
+        serde_json::json!({"wecom": null, "wechat": null, "sms_status": null, "sms_reply": null})
     );
     assert_eq!(
         v["stats"],
