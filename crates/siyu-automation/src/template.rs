@@ -23,6 +23,13 @@
 //! A channel variant replaces the default body (and the subject, when the
 //! variant has one) for that channel.
 //!
+//! A WeChat Official Account template message (模板消息, `wechat_template`:
+//! the account's `template_id`, its fields in `data`, each a text with
+//! variables, and an optional `url`) is what a `wechat` send of the
+//! template goes out as instead of a customer-service text: for
+//! transactional notices, which WeChat lets reach a follower outside the
+//! 48 hours after their last message.
+//!
 //! An e-mail may also have an HTML body (`html`, on the template or an
 //! `email` variant): the e-mail connector sends it beside the text body as
 //! `multipart/alternative`, so the text body stays what plain-text readers
@@ -56,6 +63,40 @@ pub struct Template {
     /// declared transactional.
     #[serde(default = "marketing")]
     pub class: MessageClass,
+    /// A WeChat Official Account template message for `wechat` sends (see
+    /// the module doc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wechat_template: Option<WeChatTemplate>,
+}
+
+/// A template message of the Official Account (模板消息 → 我的模板).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WeChatTemplate {
+    /// The template's id in the account.
+    pub template_id: String,
+    /// Its fields (`first`, `keyword1`, `remark` …), each a text with
+    /// variables like `body`.
+    #[serde(default)]
+    pub data: BTreeMap<String, String>,
+    /// Where tapping the message leads (variables allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// A template message rendered for one person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenderedWeChatTemplate {
+    pub template_id: String,
+    pub data: BTreeMap<String, String>,
+    pub url: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct CompiledWeChatTemplate {
+    template_id: String,
+    data: BTreeMap<String, Text>,
+    url: Option<Text>,
 }
 
 fn marketing() -> MessageClass {
@@ -226,6 +267,7 @@ pub struct Compiled {
     pub class: MessageClass,
     default: Part,
     variants: BTreeMap<String, Part>,
+    wechat_template: Option<CompiledWeChatTemplate>,
 }
 
 /// A template rendered for one person on one channel.
@@ -278,6 +320,36 @@ pub fn compile(t: &Template) -> Result<Compiled, TemplateError> {
             },
         );
     }
+    let wechat_template = match &t.wechat_template {
+        None => None,
+        Some(w) => {
+            let id = w.template_id.trim();
+            if id.is_empty() || id.len() > 128 {
+                return Err(TemplateError {
+                    part: "wechat_template.template_id".into(),
+                    line: 1,
+                    column: 1,
+                    message: "the Official Account's template id (模板消息 → 我的模板), 1 to 128 characters".into(),
+                });
+            }
+            let mut data = BTreeMap::new();
+            for (key, value) in &w.data {
+                data.insert(
+                    key.clone(),
+                    parse_text(value, &format!("wechat_template.data.{key}"))?,
+                );
+            }
+            Some(CompiledWeChatTemplate {
+                template_id: id.to_string(),
+                data,
+                url: w
+                    .url
+                    .as_deref()
+                    .map(|u| parse_text(u, "wechat_template.url"))
+                    .transpose()?,
+            })
+        }
+    };
     Ok(Compiled {
         name: t.name.clone(),
         class: t.class,
@@ -287,6 +359,7 @@ pub fn compile(t: &Template) -> Result<Compiled, TemplateError> {
             html,
         },
         variants,
+        wechat_template,
     })
 }
 
@@ -310,9 +383,38 @@ impl Compiled {
         })
     }
 
+    /// The template message for `wechat` sends, rendered, when the
+    /// template has one.
+    pub fn render_wechat_template(
+        &self,
+        vars: &dyn Vars,
+    ) -> Option<Result<RenderedWeChatTemplate, RenderError>> {
+        let w = self.wechat_template.as_ref()?;
+        let rendered = (|| {
+            let mut data = BTreeMap::new();
+            for (key, text) in &w.data {
+                data.insert(key.clone(), text.render(vars, "wechat_template.data")?);
+            }
+            Ok(RenderedWeChatTemplate {
+                template_id: w.template_id.clone(),
+                data,
+                url: w
+                    .url
+                    .as_ref()
+                    .map(|u| u.render(vars, "wechat_template.url"))
+                    .transpose()?,
+            })
+        })();
+        Some(rendered)
+    }
+
     /// Every variable path the template uses, sorted, without duplicates.
     pub fn variables(&self) -> Vec<String> {
         let parts = std::iter::once(&self.default).chain(self.variants.values());
+        let wechat = self
+            .wechat_template
+            .iter()
+            .flat_map(|w| w.data.values().chain(w.url.iter()));
         let mut paths: Vec<String> = parts
             .flat_map(|p| {
                 p.subject
@@ -320,6 +422,7 @@ impl Compiled {
                     .chain(std::iter::once(&p.body))
                     .chain(p.html.iter())
             })
+            .chain(wechat)
             .flat_map(|t| &t.segments)
             .filter_map(|s| match s {
                 Segment::Var { path, .. } => Some(path.to_string()),
@@ -353,6 +456,11 @@ impl Compiled {
             html: self.default.html.as_ref().map(Text::print),
             variants,
             class: self.class,
+            wechat_template: self.wechat_template.as_ref().map(|w| WeChatTemplate {
+                template_id: w.template_id.clone(),
+                data: w.data.iter().map(|(k, t)| (k.clone(), t.print())).collect(),
+                url: w.url.as_ref().map(Text::print),
+            }),
         }
     }
 }

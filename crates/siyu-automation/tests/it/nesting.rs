@@ -227,6 +227,7 @@ proptest! {
                 html: None,
                 variants: BTreeMap::new(),
                 class: siyu_automation::guard::MessageClass::Marketing,
+                wechat_template: None,
             };
             if let Ok(c) = template::compile(&t) {
                 let again = template::compile(&c.to_template()).expect("a printed template compiles");

@@ -14,6 +14,7 @@ fn template(body: &str) -> Template {
         html: None,
         variants: BTreeMap::new(),
         class: MessageClass::Marketing,
+        wechat_template: None,
     }
 }
 
@@ -281,4 +282,53 @@ fn an_html_body_escapes_what_it_inserts_and_variants_may_replace_it() {
     assert!(!serde_json::to_string(&template("hi"))
         .unwrap()
         .contains("html"));
+}
+
+/// A WeChat template message: its fields render like the body, a missing
+/// variable is the same error, and it survives printing back.
+#[test]
+fn a_wechat_template_message_renders_and_round_trips() {
+    let t: Template = serde_json::from_value(serde_json::json!({
+        "name": "shipped",
+        "body": "{{ name }}，您的订单已发货",
+        "class": "transactional",
+        "wechat_template": {
+            "template_id": "ngqIpbwh8bUfcSsECmogfXcV14J0tQlEpBO27izEYtY",
+            "data": {"first": "{{ name | default: \"您好\" }}，订单已发货", "keyword1": "{{ trait.order }}"},
+            "url": "https://shop.example.com/o/{{ trait.order }}"
+        }
+    }))
+    .unwrap();
+    let c = compile(&t).unwrap();
+    let mut vars = BTreeMap::new();
+    vars.insert("trait.order".to_string(), "SY2026".to_string());
+    let r = c.render_wechat_template(&vars).unwrap().unwrap();
+    assert_eq!(r.template_id, "ngqIpbwh8bUfcSsECmogfXcV14J0tQlEpBO27izEYtY");
+    assert_eq!(r.data["first"], "您好，订单已发货");
+    assert_eq!(r.data["keyword1"], "SY2026");
+    assert_eq!(r.url.as_deref(), Some("https://shop.example.com/o/SY2026"));
+    assert!(c.variables().contains(&"trait.order".to_string()));
+    assert!(c.render_wechat_template(&BTreeMap::new()).unwrap().is_err());
+    assert_eq!(compile(&c.to_template()).unwrap(), c);
+    assert!(compile(&template("x"))
+        .unwrap()
+        .render_wechat_template(&vars)
+        .is_none());
+
+    let mut bad = t.clone();
+    bad.wechat_template.as_mut().unwrap().template_id = " ".into();
+    assert_eq!(
+        compile(&bad).unwrap_err().part,
+        "wechat_template.template_id"
+    );
+    let mut bad = t;
+    bad.wechat_template
+        .as_mut()
+        .unwrap()
+        .data
+        .insert("remark".into(), "{{ nope".into());
+    assert_eq!(
+        compile(&bad).unwrap_err().part,
+        "wechat_template.data.remark"
+    );
 }

@@ -1986,6 +1986,11 @@ impl Executor {
                             .vars(&unsubscribe, &item.action)
                             .with_links(&self.public_url, &self.link_secret);
                         let rendered = compiled.render(&channel, &vars);
+                        // An Official Account send of a template with a
+                        // template message goes out as that message.
+                        let wechat_template = (channel == "wechat")
+                            .then(|| compiled.render_wechat_template(&vars))
+                            .flatten();
                         Ok((
                             unsubscribe,
                             to,
@@ -1993,19 +1998,20 @@ impl Executor {
                             snap.canonical.clone(),
                             snap.timezone(),
                             snap.opted_out,
-                            rendered,
+                            (rendered, wechat_template),
                         ))
                     }
                 },
             }
         };
-        let (unsubscribe, to, ids, canonical, tz, opted_out, rendered) = match prepared {
-            Ok(p) => p,
-            Err(reason) => {
-                self.suppress(item, reason, now);
-                return true;
-            }
-        };
+        let (unsubscribe, to, ids, canonical, tz, opted_out, (rendered, wechat_template)) =
+            match prepared {
+                Ok(p) => p,
+                Err(reason) => {
+                    self.suppress(item, reason, now);
+                    return true;
+                }
+            };
         // The message's unsubscribe and content links name the person by
         // an opaque link id, resolved through this record.
         if let Err(e) = crate::links::remember(self.store.as_mut(), &self.link_secret, &canonical) {
@@ -2068,7 +2074,24 @@ impl Executor {
                         return true;
                     }
                 };
-                if channel == "wechat" {
+                let wechat_template = match wechat_template.transpose() {
+                    Ok(t) => t.map(|t| siyu_connectors::wechat::TemplateMessage {
+                        template_id: t.template_id,
+                        data: t
+                            .data
+                            .into_iter()
+                            .map(|(k, v)| (k, serde_json::Value::String(v)))
+                            .collect(),
+                        url: t.url,
+                    }),
+                    Err(e) => {
+                        self.suppress(item, &format!("template_error: {e}"), now);
+                        return true;
+                    }
+                };
+                // A customer-service message only within WeChat's window;
+                // a template message is not bound to it.
+                if channel == "wechat" && wechat_template.is_none() {
                     if let Some(refusal) = self.outside_wechat_window(&item.identity, &to, now) {
                         self.suppress(item, &refusal, now);
                         return true;
@@ -2087,7 +2110,7 @@ impl Executor {
                     unsubscribe_url: (class == MessageClass::Marketing).then_some(unsubscribe),
                     mass: kind == SendKind::Mass,
                     data: serde_json::json!({"journey": item.journey, "template": template, "class": class}),
-                    wechat_template: None,
+                    wechat_template,
                 };
                 let accepted = self.dispatch(item, msg, now);
                 if accepted {

@@ -774,7 +774,14 @@ async fn automation_answers_keep_their_shapes() {
     let (_, v) = app.get("/v1/connectors").await;
     assert_eq!(
         keys(&v),
-        ["callbacks", "inbound", "note", "outbound", "public_url", "stats"]
+        [
+            "callbacks",
+            "inbound",
+            "note",
+            "outbound",
+            "public_url",
+            "stats"
+        ]
     );
     // Nothing configured for callbacks: every URL null.
     assert_eq!(

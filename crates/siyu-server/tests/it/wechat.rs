@@ -55,6 +55,9 @@ impl Fake {
                                 json!({"errcode": 0, "errmsg": "ok"})
                             }
                         }
+                        "/cgi-bin/message/template/send" => {
+                            json!({"errcode": 0, "errmsg": "ok", "msgid": 200228332})
+                        }
                         "/cgi-bin/qrcode/create" => json!({
                             "ticket": "gQH47joAAAAAAAAAASxodHRwOi8vd2VpeGluLnFxLmNvbS9xL2taZ2Z3TVRtNzJXV1Brb3ZhYmJJAAIEZ23sUwMEmm3sUw==",
                             "expire_seconds": 604800,
@@ -485,6 +488,40 @@ async fn a_text_gets_the_keyword_auto_reply_within_48_hours_only() {
         fake.bodies("/cgi-bin/message/custom/send").len(),
         2,
         "nothing sent to oOLD, no second reply to oBUYER"
+    );
+
+    // A transactional template with a template message reaches oOLD
+    // anyway: as 模板消息, its fields rendered for the person.
+    let (s, b) = app
+        .send(
+            "PUT",
+            "/v1/templates/shipped",
+            json!({"body": "您的订单已发货", "class": "transactional", "wechat_template": {
+                "template_id": "ngqIpbwh8bUfcSsECmogfXcV14J0tQlEpBO27izEYtY",
+                "data": {"first": "{{ name | default: \"您好\" }}，您的订单已发货", "remark": "感谢惠顾"},
+                "url": "https://shop.example.com/orders"
+            }}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .send("POST", "/v1/sends", json!({"id": "ship-old", "identities": ["wechat:oOLD"], "template": "shipped", "channel": "wechat", "kind": "direct"}))
+        .await;
+    assert_eq!((s, b["queued"].clone()), (StatusCode::OK, json!(1)), "{b}");
+    let sent = fake.wait_for("/cgi-bin/message/template/send", 1).await;
+    assert_eq!(
+        sent[0],
+        json!({
+            "touser": "oOLD",
+            "template_id": "ngqIpbwh8bUfcSsECmogfXcV14J0tQlEpBO27izEYtY",
+            "url": "https://shop.example.com/orders",
+            "data": {"first": {"value": "您好，您的订单已发货"}, "remark": {"value": "感谢惠顾"}}
+        })
+    );
+    assert_eq!(
+        fake.bodies("/cgi-bin/message/custom/send").len(),
+        2,
+        "not as a customer-service text"
     );
 }
 
