@@ -662,6 +662,12 @@ mod tests {
                 "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
             ),
             ("SIYU_CONNECTORS__WECHAT__SECRET", "wechat-env"),
+            ("SIYU_CONNECTORS__WECHAT__TOKEN", "wechat-token-env"),
+            (
+                "SIYU_CONNECTORS__WECHAT__ENCODING_AES_KEY",
+                "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
+            ),
+            ("SIYU_CONNECTORS__SMS__SECRET_KEY", "sms-secret-key-env"),
             ("SIYU_INBOUND__MY_BRIDGE", "bridge-env"),
             ("SIYU_INBOUND__DOUYIN", "douyin-env"),
             ("SIYU_WORKSPACES__BRAND_A__ADMIN_TOKEN", "brand-a-env"),
@@ -695,6 +701,16 @@ mod tests {
         assert_eq!(k.wecom.as_ref().unwrap().token.expose(), "wecom-token-env");
         assert!(k.wecom.as_ref().unwrap().callback().unwrap().is_some());
         assert_eq!(k.wechat.as_ref().unwrap().secret.expose(), "wechat-env");
+        assert_eq!(
+            k.wechat.as_ref().unwrap().token.expose(),
+            "wechat-token-env"
+        );
+        let oa = k.wechat.as_ref().unwrap().callback().unwrap().unwrap();
+        assert_eq!(oa.crypto.unwrap().receiver_id(), "w");
+        assert_eq!(
+            k.sms.as_ref().unwrap().secret_key.expose(),
+            "sms-secret-key-env"
+        );
         assert_eq!(c.inbound_secrets["my-bridge"], "bridge-env");
         assert_eq!(c.inbound_secrets["douyin"], "douyin-env");
         assert_eq!(
