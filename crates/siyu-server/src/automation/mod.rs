@@ -337,6 +337,24 @@ pub fn sms_sid_key(sid: &str) -> String {
     format!("sms/sid/{sid}")
 }
 
+/// The value of an [`sms_sid_key`] row: the outbox key's `/`-separated
+/// segments, so an erasure, which replaces every JSON string equal to one
+/// of the person's identities (`siyu_store::pseudonym`), leaves no
+/// identity in it (keys like `m/<send>/<identity>` name one).
+pub fn sms_sid_value(key: &str) -> serde_json::Value {
+    serde_json::Value::Array(
+        key.split('/')
+            .map(|s| serde_json::Value::String(s.to_string()))
+            .collect(),
+    )
+}
+
+/// The outbox key an [`sms_sid_value`] holds.
+pub fn sms_sid_outbox_key(v: &serde_json::Value) -> Option<String> {
+    let parts: Option<Vec<&str>> = v.as_array()?.iter().map(|p| p.as_str()).collect();
+    Some(parts?.join("/"))
+}
+
 /// How long after a follower's last message an Official Account may send
 /// it customer-service messages (WeChat's rule; errcode 45015 after).
 pub const WECHAT_WINDOW_SECS: i64 = 48 * 3600;
@@ -925,7 +943,7 @@ impl Executor {
                 let detail = match sms_sid {
                     Some(sid) => {
                         // The receipt names the message by its SerialNo.
-                        let v = serde_json::Value::String(key.clone());
+                        let v = sms_sid_value(&key);
                         if let Err(e) = self.store.put_setting(&sms_sid_key(&sid), Some(&v)) {
                             tracing::warn!(error = %e, "sms sid not recorded: its receipt will not be matched");
                         }

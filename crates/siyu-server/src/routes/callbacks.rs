@@ -72,8 +72,8 @@ pub fn routes() -> Vec<Route> {
         route!(post, "/callbacks/wechat", inbound, "WeChat Official Account callback (XML; safe mode: `encrypt_type=aes`, `msg_signature`, `<Encrypt>`): signature, timestamp (within 300 s) and appid checked, then subscribe/unsubscribe/SCAN become follow/unfollow/touch (a siyu QR's scene as `source` or `campaign`) and texts inbound messages, once however often WeChat retries. Answers `success`.", wechat_receive, body_media = "text/xml, application/xml", answer_media = "text/plain", statuses = [404]),
         route!(get, "/callbacks/wechat/{workspace}", inbound, "WeChat Official Account verification for a workspace (`/callbacks/wechat/{workspace}`).", wechat_verify_in, answer_media = "text/plain"),
         route!(post, "/callbacks/wechat/{workspace}", inbound, "WeChat Official Account callback for a workspace.", wechat_receive_in, body_media = "text/xml, application/xml", answer_media = "text/plain"),
-        route!(post, "/callbacks/sms/tencent/{token}/status", inbound, "Tencent Cloud SMS delivery receipts (JSON array of `{user_receive_time, nationcode, mobile, report_status, errmsg, description, sid}`); `{token}` is the workspace's opaque callback token (GET /v1/connectors). Each `sid` names the message it reports on; its outbox row is marked delivered or undelivered.", sms_status, body = (Vec<SmsReceipt>)),
-        route!(post, "/callbacks/sms/tencent/{token}/reply", inbound, "Tencent Cloud SMS replies (JSON array of `{extend, mobile, nationcode, sign, text, time}`): `TD`, `T`, `退订` or `N` revokes the number's SMS consent; other texts are inbound messages (auto-replies, journeys).", sms_reply, body = (Vec<SmsReply>)),
+        route!(post, "/callbacks/sms/tencent/{token}/status", inbound, "Tencent Cloud SMS delivery receipts (JSON array of `{user_receive_time, nationcode, mobile, report_status, errmsg, description, sid}`); `{token}` is the workspace's opaque callback token (GET /v1/connectors). Each `sid` names the message it reports on; its outbox row is marked delivered or undelivered.", sms_status, body = (Vec<SmsReceipt>), statuses = [404]),
+        route!(post, "/callbacks/sms/tencent/{token}/reply", inbound, "Tencent Cloud SMS replies (JSON array of `{extend, mobile, nationcode, sign, text, time}`): `TD`, `T`, `退订` or `N` revokes the number's SMS consent; other texts are inbound messages (auto-replies, journeys).", sms_reply, body = (Vec<SmsReply>), statuses = [404]),
         route!(post, "/v1/wechat/qrcodes", write, "Create a WeChat Official Account parametric QR code (`cgi-bin/qrcode/create`) whose scene is a campaign (`{\"campaign\": id}`) or a source channel (`{\"channel\": name}`); temporary with `expire_seconds` (≤ 2592000), else permanent. Answers the ticket, its URL and the image URL (`showqrcode?ticket=`). A follow through it records the source.", create_qrcode, body = QrBody, statuses = [404]),
     ]
 }
@@ -926,7 +926,7 @@ async fn sms_status(
         for r in &receipts {
             let key = store
                 .get_setting(&crate::automation::sms_sid_key(&r.sid))?
-                .and_then(|v| v.as_str().map(str::to_string));
+                .and_then(|v| crate::automation::sms_sid_outbox_key(&v));
             let Some(item) = key.map(|k| store.outbox_get(&k)).transpose()?.flatten() else {
                 unknown += 1;
                 continue;

@@ -626,6 +626,18 @@ async fn an_sms_receipt_marks_its_row_delivered_and_td_opts_out() {
         "the number is masked"
     );
 
+    // Erasing the person leaves no phone number in the sid record.
+    let (s, b) = app
+        .send("DELETE", "/v1/persons/sms:+8613800000000", "")
+        .await;
+    assert!(s.is_success(), "{b}");
+    let kept = app
+        .other_store()
+        .get_setting(&format!("sms/sid/{SERIAL}"))
+        .unwrap()
+        .expect("the sid record stays");
+    assert!(!kept.to_string().contains("13800000000"), "{kept}");
+
     let bad = path(&status_url).replace("/callbacks/sms/tencent/", "/callbacks/sms/tencent/0");
     let (s, b) = app
         .call("POST", &bad, None, "application/json", receipts.to_string())
