@@ -49,6 +49,9 @@ pub mod rfm;
 pub mod routes;
 pub mod snapshot;
 pub mod trace;
+pub mod wecom_sync;
+pub mod wecom_tags;
+pub mod wecom_welcome;
 pub mod workspace;
 pub mod writer;
 pub mod zone;
@@ -106,6 +109,9 @@ pub struct Inner {
     /// WeCom's own callbacks (`/callbacks/wecom`), when `[connectors.wecom]`
     /// has their token and key.
     pub wecom_callbacks: Option<Arc<routes::callbacks::WeComCallbacks>>,
+    /// The WeCom sync's client and whether this process runs it
+    /// (`wecom_sync.rs`).
+    pub wecom_sync: wecom_sync::SyncRunner,
     /// The workspace time zone (settings `workspace/time_zone`, `zone.rs`):
     /// what dates in analytics ranges mean and what the console shows.
     pub time_zone: RwLock<siyu_automation::schedule::Tz>,
@@ -474,6 +480,8 @@ impl Application {
         let dispatcher_handle = dispatcher.clone();
         let wecom_callbacks = routes::callbacks::WeComCallbacks::from_config(&config.connectors)
             .map_err(|e| anyhow::anyhow!("config [connectors.wecom]: {e}"))?;
+        let wecom_sync = wecom_sync::SyncRunner::new(&config.connectors)
+            .map_err(|e| anyhow::anyhow!("config [connectors.wecom]: {e}"))?;
         let link_secret = {
             let config = config.clone();
             tokio::task::spawn_blocking(move || automation::link_secret(&config)).await??
@@ -533,6 +541,7 @@ impl Application {
             inbound_limit: ratelimit::RateLimiter::inbound(),
             inbound_replays: Default::default(),
             wecom_callbacks,
+            wecom_sync,
             time_zone: RwLock::new(time_zone),
             leader: leadership.clone(),
         }));
@@ -606,6 +615,7 @@ impl Application {
             crate::routes::communities::spawn(s.clone());
             crate::routes::fission::spawn(s.clone());
             crate::cache::spawn_warmer(s.clone());
+            crate::wecom_sync::spawn(s.clone());
         }
         let limits = state.0.config.connections.clone();
         let router = workspace::Workspaces::new(state, routed).router();

@@ -44,7 +44,11 @@ impl super::WeComConnector {
         });
         let (_, v) = self
             .api
-            .call("/cgi-bin/externalcontact/send_welcome_msg", &[], Some(&body))
+            .call(
+                "/cgi-bin/externalcontact/send_welcome_msg",
+                &[],
+                Some(&body),
+            )
             .await?;
         match errcode_of(&v) {
             0 => Ok(()),

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use serde_json::json;
-use siyu_connectors::wecom::calls::{WeComCalls, CALLS_CHANNEL};
 use siyu_connectors::wecom::callback::{map_callback, CallbackXml};
-use siyu_connectors::wecom::sync::{contact_events, group_events, Contact, GroupChat};
+use siyu_connectors::wecom::calls::{WeComCalls, CALLS_CHANNEL};
+use siyu_connectors::wecom::sync::{contact_events, group_events, Contact};
 use siyu_connectors::wecom::tags::CorpTags;
 use siyu_connectors::wecom::welcome::MISSED;
 use siyu_connectors::{Connector, OutboundMessage, SendError, WeComConfig, WeComConnector};
@@ -282,13 +282,17 @@ async fn a_welcome_is_sent_once_and_an_expired_code_is_missed() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let fresh = json!({"call": "send_welcome_msg", "welcome_code": "CODE1", "expires_at": now + 20});
+    let fresh =
+        json!({"call": "send_welcome_msg", "welcome_code": "CODE1", "expires_at": now + 20});
     calls.send(&call(fresh.clone(), "欢迎！")).await.unwrap();
     assert_eq!(
         server.requests(WELCOME)[0].json(),
         json!({"welcome_code": "CODE1", "text": {"content": "欢迎！"}, "attachments": []})
     );
-    let used = calls.send(&call(fresh.clone(), "欢迎！")).await.unwrap_err();
+    let used = calls
+        .send(&call(fresh.clone(), "欢迎！"))
+        .await
+        .unwrap_err();
     assert!(
         matches!(&used, SendError::Permanent(d) if d.starts_with(MISSED) && d.contains("41051")),
         "{used}"

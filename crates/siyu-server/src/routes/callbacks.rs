@@ -19,7 +19,8 @@
 //! token: its messages are read with `kf/sync_msg` (the cursor kept in
 //! the setting `wecom/kf_cursor/<open_kfid>`) and the customers' texts
 //! appended as `comment` events, which keyword auto-replies and journeys
-//! see as they see `/v1/inbound/{channel}`'s.
+//! see as they see `/v1/inbound/{channel}`'s. An add with a `WelcomeCode`
+//! queues the configured welcome (`crate::wecom_welcome`).
 
 use crate::error::ApiError;
 use crate::ratelimit::{self, Peer};
@@ -270,10 +271,45 @@ async fn accept(
             .await
             .map_err(ApiError::Internal)?;
     }
+    welcome(state, &mapped.events, at).await;
     if let Some(pull) = &mapped.kf_pull {
         pull_kf(state, wecom, pull).await?;
     }
     Ok(StatusCode::OK.into_response())
+}
+
+/// An add carrying a `WelcomeCode`: the configured welcome is queued at
+/// once (`crate::wecom_welcome`; its 20 s start now). A failure to queue
+/// it is logged, not answered: the add is stored, and a retried callback
+/// would come too late for the code anyway.
+async fn welcome(state: &AppState, events: &[Event], now: i64) {
+    if !events.iter().any(|e| {
+        e.event_type == EventType::AddFriend
+            && e.properties
+                .as_ref()
+                .is_some_and(|p| p.contains_key("welcome_code"))
+    }) {
+        return;
+    }
+    let events = events.to_vec();
+    let calls = with_store(state, move |store| {
+        Ok(crate::wecom_welcome::welcome_calls(store, &events, now)?)
+    })
+    .await;
+    let calls = match calls {
+        Ok(c) if c.is_empty() => return,
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "wecom welcome not queued");
+            return;
+        }
+    };
+    let n = calls.len();
+    let items = calls.into_iter().map(|(i, a)| (i, a, None)).collect();
+    match state.0.automation.enqueue(items).await {
+        Ok(()) => tracing::info!(welcomes = n, "wecom welcome queued"),
+        Err(e) => tracing::warn!(error = %e, "wecom welcome not queued"),
+    }
 }
 
 /// A friend added through a 「联系我」 whose `state` is a siyu live code's
