@@ -181,8 +181,12 @@ impl FakeWeCom {
 }
 
 async fn app_with(callbacks: bool) -> (TestApp, FakeWeCom) {
+    app_on(crate::Backend::Sqlite, callbacks).await
+}
+
+async fn app_on(backend: crate::Backend, callbacks: bool) -> (TestApp, FakeWeCom) {
     let (fake, url) = FakeWeCom::start().await;
-    let app = TestApp::spawn_with(crate::Backend::Sqlite, 1 << 20, |c| {
+    let app = TestApp::spawn_with(backend, 1 << 20, |c| {
         c.connectors.wecom = Some(WeComConfig {
             base_url: url,
             corp_id: CORP.into(),
@@ -233,6 +237,19 @@ async fn person(app: &TestApp, identity: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_imports_contacts_tags_and_groups_once() {
     let (app, fake) = app_with(false).await;
+    sync_imports_once(app, fake).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_imports_contacts_tags_and_groups_once_on_postgres_too() {
+    if crate::pg_url().is_none() {
+        return;
+    }
+    let (app, fake) = app_on(crate::Backend::Postgres, false).await;
+    sync_imports_once(app, fake).await;
+}
+
+async fn sync_imports_once(app: TestApp, fake: FakeWeCom) {
     let (s, b) = app.get("/v1/wecom/sync").await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
     // A journey greeting every new friend on WeCom: the imported friends
@@ -451,8 +468,12 @@ fn callback_request(plain: &str, ts: i64) -> (String, String) {
 }
 
 fn add_contact_xml(customer: &str, code: &str, ts: i64) -> String {
+    add_contact_xml_with_state(customer, code, ts, "")
+}
+
+fn add_contact_xml_with_state(customer: &str, code: &str, ts: i64, state: &str) -> String {
     format!(
-        "<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>{ts}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_contact]]></Event><ChangeType><![CDATA[add_external_contact]]></ChangeType><UserID><![CDATA[zhangsan]]></UserID><ExternalUserID><![CDATA[{customer}]]></ExternalUserID><WelcomeCode><![CDATA[{code}]]></WelcomeCode></xml>"
+        "<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>{ts}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_contact]]></Event><ChangeType><![CDATA[add_external_contact]]></ChangeType><UserID><![CDATA[zhangsan]]></UserID><ExternalUserID><![CDATA[{customer}]]></ExternalUserID><State><![CDATA[{state}]]></State><WelcomeCode><![CDATA[{code}]]></WelcomeCode></xml>"
     )
 }
 
@@ -527,4 +548,70 @@ async fn a_welcome_code_gets_the_configured_welcome_once_or_is_missed() {
         1,
         "the expired code was not sent"
     );
+
+    // A live code's welcome template wins over the default for the
+    // friends its 「联系我」 (State) brings.
+    let (s, b) = app
+        .send("PUT", "/v1/operators/zhangsan", json!({"name": "张三"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .send(
+            "PUT",
+            "/v1/templates/spring_hi",
+            json!({"body": "春季活动欢迎您，领券请回复 1", "class": "transactional"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .send(
+            "PUT",
+            "/v1/livecodes/spring",
+            json!({"targets": [{"operator": "zhangsan"}], "welcome_template": "spring_hi"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (uri, body) = callback_request(
+        &add_contact_xml_with_state("wmW3", "CODE-3", now, "spring"),
+        now,
+    );
+    let (s, b) = app.call("POST", &uri, None, "text/xml", body).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let sent = fake.wait_for(WELCOME, 2).await;
+    assert_eq!(
+        sent[1],
+        json!({"welcome_code": "CODE-3", "text": {"content": "春季活动欢迎您，领券请回复 1"}, "attachments": []})
+    );
+}
+
+/// Only the node holding the automation lease runs the sync: one asked
+/// on a standing-by node records the request, and the leader's loop
+/// (`wecom_sync::spawn`) picks it up and runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_asked_on_a_standing_by_node_runs_on_the_leader() {
+    if crate::pg_url().is_none() {
+        return;
+    }
+    let (app, fake) = app_on(crate::Backend::Postgres, false).await;
+    let peer = app.peer().await;
+    assert!(app.state.0.leader.is_leader());
+    assert!(!peer.state.0.leader.is_leader());
+    let (s, b) = peer.send("POST", "/v1/wecom/sync", "").await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["status"], "requested");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, b) = peer.get("/v1/wecom/sync").await;
+    assert_eq!(b["status"], "requested", "the standing-by node ran it: {b}");
+    assert!(fake.bodies(BATCH).is_empty());
+    siyu_server::wecom_sync::spawn(app.state.clone());
+    let done = finished(&peer).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["contacts"], 7);
+    let _ = person(&app, "wecom:wmE").await;
+    // The standing-by node follows the log to the same persons.
+    let started = Instant::now();
+    while peer.get("/v1/persons/wecom:wmE").await.0 != StatusCode::OK {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
