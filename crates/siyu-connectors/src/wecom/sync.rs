@@ -14,6 +14,10 @@
 //!   `{group_chat_list: [{chat_id, status}], next_cursor}`.
 //! - `POST /cgi-bin/externalcontact/groupchat/get` `{chat_id, need_name: 1}` →
 //!   `{group_chat: {chat_id, name, owner, member_list: [{userid, type, join_time, join_scene, unionid}]}}`.
+//! - `GET /cgi-bin/externalcontact/get?external_userid=` →
+//!   `{external_contact, follow_user: [{userid, tags: [{tag_name, type}]}]}`:
+//!   one customer's tags now, read when an `edit_external_contact`
+//!   callback says a member changed them ([`tags_event`]).
 //!
 //! What the answers become ([`contact_events`], [`group_events`]): the
 //! same events the callbacks make, with the same ids, so a contact the
@@ -362,4 +366,107 @@ pub fn group_events(chat: &GroupChat) -> (Vec<Event>, Vec<MapError>) {
         }
     }
     (events, errors)
+}
+
+/// A corp member's tag on a customer, as `externalcontact/get` lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct FollowTag {
+    pub group_name: String,
+    pub tag_name: String,
+    pub tag_id: String,
+    /// 1: a corp tag; 2: the member's own tag; 3: a rule tag.
+    #[serde(rename = "type")]
+    pub kind: i64,
+}
+
+/// One member following the customer (`follow_user[]` of `externalcontact/get`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct FollowUser {
+    pub userid: String,
+    pub remark: String,
+    pub createtime: i64,
+    pub tags: Vec<FollowTag>,
+    pub state: String,
+}
+
+/// `externalcontact/get`: the customer and every member following them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct ContactDetail {
+    pub external_contact: ExternalContact,
+    pub follow_user: Vec<FollowUser>,
+}
+
+impl super::WeComConnector {
+    /// One customer with the members following them and their tags
+    /// (`GET /cgi-bin/externalcontact/get?external_userid=`).
+    pub async fn contact(&self, external_userid: &str) -> Result<ContactDetail, SendError> {
+        let (_, v) = self
+            .api
+            .get(
+                "/cgi-bin/externalcontact/get",
+                &[("external_userid", external_userid)],
+            )
+            .await?;
+        serde_json::from_value(v).map_err(|e| unreadable("externalcontact/get", e))
+    }
+}
+
+/// The corp tags a customer carries in WeCom (every member's, by name),
+/// as an `identify` on `wecom:{external_userid}` at `ts` that adds those
+/// `person_tags` lacks and removes the corp tags (`is_corp_tag`) the
+/// person has and WeCom no longer shows; `None` when they agree. Its id
+/// is a digest of the customer, `ts` and the tags, starting `wecom/` like
+/// every event from WeCom (so it is never sent back with `mark_tag`).
+pub fn tags_event(
+    detail: &ContactDetail,
+    ts: i64,
+    person_tags: &[String],
+    is_corp_tag: impl Fn(&str) -> bool,
+) -> Result<Option<Event>, MapError> {
+    let ext = &detail.external_contact.external_userid;
+    let mut wecom: Vec<&str> = detail
+        .follow_user
+        .iter()
+        .flat_map(|f| &f.tags)
+        .filter(|t| t.kind == 1 && !t.tag_name.is_empty())
+        .map(|t| t.tag_name.as_str())
+        .collect();
+    wecom.sort_unstable();
+    wecom.dedup();
+    let add: Vec<&str> = wecom
+        .iter()
+        .copied()
+        .filter(|t| !person_tags.iter().any(|p| p == t))
+        .collect();
+    let remove: Vec<&str> = person_tags
+        .iter()
+        .map(String::as_str)
+        .filter(|p| is_corp_tag(p) && !wecom.contains(p))
+        .collect();
+    if add.is_empty() && remove.is_empty() {
+        return Ok(None);
+    }
+    let mut traits = Map::new();
+    if !add.is_empty() {
+        traits.insert("tags".into(), json!(add));
+    }
+    if !remove.is_empty() {
+        traits.insert("remove_tags".into(), json!(remove));
+    }
+    let mut parts = vec!["edit_external_contact", "tags", ext.as_str()];
+    let ts_text = ts.to_string();
+    parts.push(&ts_text);
+    parts.extend(wecom.iter().copied());
+    let v = json!({
+        "id": event_id(&parts),
+        "ts": ts,
+        "identity": format!("{CHANNEL}:{ext}"),
+        "channel": CHANNEL,
+        "type": "identify",
+        "traits": traits,
+    });
+    built(v, &format!("tags of {ext}")).map(Some)
 }

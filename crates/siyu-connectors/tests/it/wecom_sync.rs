@@ -316,3 +316,47 @@ async fn a_welcome_is_sent_once_and_an_expired_code_is_missed() {
         "an expired code is not sent"
     );
 }
+
+#[tokio::test]
+async fn an_edited_contact_is_read_and_its_corp_tags_become_siyu_tags() {
+    let server = HttpServer::start().await;
+    server.always(GETTOKEN, 200, Duration::ZERO, &token("tok"));
+    server.then(
+        "/cgi-bin/externalcontact/get",
+        200,
+        r#"{"errcode":0,"errmsg":"ok","external_contact":{"external_userid":"wmT","name":"李四","type":1,"avatar":"","gender":1,"unionid":"u1"},"follow_user":[{"userid":"zhangsan","remark":"","description":"","createtime":1525779812,"tags":[{"group_name":"客户等级","tag_name":"复购","tag_id":"et2","type":1},{"group_name":"","tag_name":"个人","type":2}],"state":""},{"userid":"lisi","createtime":1525779813,"tags":[{"group_name":"客户等级","tag_name":"VIP","tag_id":"et1","type":1}]}]}"#,
+    );
+    let w = wecom(&server);
+    let detail = w.contact("wmT").await.unwrap();
+    let r = &server.requests("/cgi-bin/externalcontact/get")[0];
+    assert_eq!(
+        (r.method.as_str(), r.query["external_userid"].as_str()),
+        ("GET", "wmT")
+    );
+    let corp = |t: &str| ["VIP", "复购", "旧标签"].contains(&t);
+    let person = vec![
+        "旧标签".to_string(),
+        "VIP".to_string(),
+        "siyu-only".to_string(),
+    ];
+    let e = siyu_connectors::wecom::sync::tags_event(&detail, 1_800_000_000, &person, corp)
+        .unwrap()
+        .expect("a change");
+    let t = e.traits.as_ref().unwrap();
+    assert_eq!(
+        t.tags,
+        ["复购"],
+        "every member's corp tags, not a member's own"
+    );
+    assert_eq!(
+        t.remove_tags,
+        ["旧标签"],
+        "a corp tag WeCom no longer shows"
+    );
+    assert!(e.id.as_deref().unwrap().starts_with("wecom/"));
+    let same = vec!["VIP".to_string(), "复购".to_string()];
+    assert_eq!(
+        siyu_connectors::wecom::sync::tags_event(&detail, 1_800_000_000, &same, corp).unwrap(),
+        None
+    );
+}

@@ -142,6 +142,11 @@ impl FakeWeCom {
                         "/cgi-bin/externalcontact/groupchat/get" => {
                             Self::group(v["chat_id"].as_str().unwrap_or(""))
                         }
+                        "/cgi-bin/externalcontact/get" => json!({"errcode": 0, "errmsg": "ok",
+                            "external_contact": {"external_userid": "wmT", "name": "客户T", "type": 1},
+                            "follow_user": [{"userid": "zhangsan", "remark": "", "createtime": 1_700_000_000, "state": "",
+                                "tags": [{"group_name": "客户等级", "tag_name": "复购", "tag_id": "et2", "type": 1},
+                                         {"group_name": "", "tag_name": "个人标签", "type": 2}]}]}),
                         ADD_TAG => json!({"errcode": 0, "errmsg": "ok", "tag_group": {"group_id": "g9", "group_name": "siyu",
                             "tag": [{"id": "etNEW", "name": v["tag"][0]["name"]}]}}),
                         _ => ok,
@@ -614,4 +619,59 @@ async fn a_sync_asked_on_a_standing_by_node_runs_on_the_leader() {
         assert!(started.elapsed() < Duration::from_secs(10));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A member changes a customer's tags in WeCom: the edit callback reads
+/// the customer's corp tags and the person's siyu tags follow (a corp tag
+/// WeCom no longer shows goes, a siyu-only tag stays), without sending
+/// anything back; a siyu tag change goes to WeCom once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_go_both_ways_without_an_echo() {
+    let (app, fake) = app_with(true).await;
+    let now = siyu_server::writer::wall_clock();
+    let (uri, body) = callback_request(&add_contact_xml("wmT", "CODE-T", now - 60), now);
+    let (s, b) = app.call("POST", &uri, None, "text/xml", body).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let t = person(&app, "wecom:wmT").await;
+    assert_eq!(
+        t["traits"]["operator"], "zhangsan",
+        "the add's operator: {t}"
+    );
+    let (s, b) = app
+        .post_events(
+            &json!([{"id": "tt1", "ts": now, "identity": "wecom:wmT", "type": "identify",
+                "traits": {"tags": ["VIP", "老客"]}}])
+            .to_string(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let marks = fake.wait_for(MARK, 1).await;
+    assert_eq!(
+        marks[0],
+        json!({"userid": "zhangsan", "external_userid": "wmT", "add_tag": ["et1", "etNEW"]})
+    );
+
+    let edit = format!(
+        "<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>{now}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_contact]]></Event><ChangeType><![CDATA[edit_external_contact]]></ChangeType><UserID><![CDATA[zhangsan]]></UserID><ExternalUserID><![CDATA[wmT]]></ExternalUserID></xml>"
+    );
+    let (uri, body) = callback_request(&edit, now);
+    let (s, b) = app.call("POST", &uri, None, "text/xml", body.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let t = person(&app, "wecom:wmT").await;
+    assert_eq!(
+        t["tags"],
+        json!(["复购", "老客"]),
+        "WeCom's corp tags, the siyu-only tag kept: {t}"
+    );
+    let before = log_len(&app);
+    let (s, _) = app.call("POST", &uri, None, "text/xml", body).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(log_len(&app), before, "a retried edit stores nothing");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fake.bodies(MARK).len(), 1, "WeCom's tags are not sent back");
+    assert_eq!(
+        fake.bodies("/cgi-bin/externalcontact/get").len(),
+        2,
+        "read at each edit"
+    );
 }
