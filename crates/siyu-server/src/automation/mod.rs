@@ -934,11 +934,15 @@ impl Executor {
                     .remove(&key)
                     .map_or_else(|| "unknown".to_string(), |item| item_channel(&item));
                 // A call that can no longer be made (a welcome whose
-                // code expired) is missed, not dead: nothing to retry.
-                match error.find(siyu_connectors::wecom::welcome::MISSED) {
-                    Some(at) => {
+                // code expired: a permanent error `missed: …`) is missed,
+                // not dead: there is nothing to retry.
+                let missed = error
+                    .strip_prefix("permanent: ")
+                    .filter(|d| d.starts_with(siyu_connectors::wecom::welcome::MISSED));
+                match missed {
+                    Some(detail) => {
                         self.metrics.send(&channel, "suppressed");
-                        let detail = error[at..].to_string();
+                        let detail = detail.to_string();
                         self.finish(&key, OutboxStatus::Suppressed, attempts, detail, now);
                     }
                     None => {

@@ -23,6 +23,10 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
+/// The most operators a sync may be limited to (`groupchat/list`'s
+/// `owner_filter.userid_list` takes 100).
+const MAX_OPERATORS: usize = 100;
+
 async fn start_sync(
     State(state): State<AppState>,
     body: Bytes,
@@ -30,8 +34,43 @@ async fn start_sync(
     let req: SyncRequest = if body.iter().all(|b| b.is_ascii_whitespace()) {
         SyncRequest::default()
     } else {
-        parse_json(&body, "sync")?
+        let v: serde_json::Value = parse_json(&body, "sync")?;
+        let Some(fields) = v.as_object() else {
+            return Err(ApiError::BadRequest(
+                "sync: the body is a JSON object `{\"restart\"?, \"operators\"?}`".into(),
+            ));
+        };
+        for (k, f) in fields {
+            let fits = match k.as_str() {
+                "restart" => f.is_boolean(),
+                "operators" => f
+                    .as_array()
+                    .is_some_and(|a| a.iter().all(serde_json::Value::is_string)),
+                _ => {
+                    return Err(ApiError::BadRequest(format!(
+                        "{k}: unknown field; a sync takes `restart` and `operators`"
+                    )))
+                }
+            };
+            if !fits {
+                return Err(ApiError::BadRequest(format!(
+                    "{k}: must be {}",
+                    if k == "restart" {
+                        "true or false"
+                    } else {
+                        "a list of WeCom userids"
+                    }
+                )));
+            }
+        }
+        serde_json::from_value(v).map_err(|e| ApiError::BadRequest(format!("sync: {e}")))?
     };
+    if req.operators.len() > MAX_OPERATORS {
+        return Err(ApiError::BadRequest(format!(
+            "operators: {} given; at most {MAX_OPERATORS} (WeCom's owner filter), or none for every member",
+            req.operators.len()
+        )));
+    }
     for (i, o) in req.operators.iter().enumerate() {
         if o.trim().is_empty() || o.len() > 64 {
             return Err(ApiError::BadRequest(format!(

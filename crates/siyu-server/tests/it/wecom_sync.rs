@@ -412,6 +412,39 @@ async fn sync_imports_once(app: TestApp, fake: FakeWeCom) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_interrupted_by_a_5xx_resumes_from_its_checkpoint() {
     let (app, fake) = app_with(false).await;
+    // Bad input first: 4xx naming the field, nothing started.
+    let many: Vec<String> = (0..101).map(|i| format!("u{i}")).collect();
+    let (s, b) = app
+        .send("POST", "/v1/wecom/sync", json!({"operators": many}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(
+        b["message"].as_str().unwrap().starts_with("operators"),
+        "{b}"
+    );
+    let (s, b) = app
+        .send("POST", "/v1/wecom/sync", json!({"operators": [""]}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(
+        b["message"].as_str().unwrap().starts_with("operators[0]"),
+        "{b}"
+    );
+    let (s, b) = app
+        .send("POST", "/v1/wecom/sync", json!({"restart": "yes"}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b["message"].as_str().unwrap().starts_with("restart"), "{b}");
+    let (s, b) = app
+        .send("POST", "/v1/wecom/sync", json!({"operator": ["zhangsan"]}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(
+        b["message"].as_str().unwrap().starts_with("operator:"),
+        "{b}"
+    );
+    let (s, _) = app.get("/v1/wecom/sync").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     fake.fail_once
         .lock()
         .unwrap()
@@ -674,4 +707,41 @@ async fn tags_go_both_ways_without_an_echo() {
         2,
         "read at each edit"
     );
+}
+
+/// A job left `running` at a checkpoint (the node stopped mid-sync) is
+/// resumed by the leading node's loop from that operator and cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_left_running_resumes_from_its_checkpoint_on_the_leader() {
+    let (app, fake) = app_with(false).await;
+    let left = json!({
+        "status": "running", "phase": "contacts",
+        "operators": ["zhangsan", "lisi"], "operators_done": 0, "operators_total": 2,
+        "only_operators": [], "cursor": "Z2", "groups_in_page_done": 0,
+        "contacts": 4, "groups": 0, "events_stored": 8, "pages": 2,
+        "error_count": 0, "errors": [], "started_at": 1_800_000_000,
+        "finished_at": null, "updated_at": 1_800_000_100
+    });
+    tokio::task::block_in_place(|| {
+        app.other_store()
+            .put_setting("wecom/sync", Some(&left))
+            .unwrap()
+    });
+    siyu_server::wecom_sync::spawn(app.state.clone());
+    let done = finished(&app).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["contacts"], 4 + 3, "Z2's one, lisi's two");
+    let pages: Vec<String> = fake
+        .bodies(BATCH)
+        .iter()
+        .map(|b| {
+            format!(
+                "{}@{}",
+                b["userid_list"][0].as_str().unwrap(),
+                b["cursor"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(pages, ["zhangsan@Z2", "lisi@", "lisi@L1"]);
+    let _ = person(&app, "wecom:wmE").await;
 }
