@@ -72,6 +72,7 @@ pub enum SyncPhase {
 
 /// `GET /v1/wecom/sync`: what the job did and where it is.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default)]
 pub struct SyncState {
     pub status: SyncStatus,
     pub phase: SyncPhase,
