@@ -15,6 +15,7 @@
 use crate::metrics::Metrics;
 use crate::quarantine::{Broken, Quarantine};
 use crate::trace::{self, RequestId};
+use siyu_connectors::wecom::sync::is_sync_event;
 use siyu_domain::{Event, Identity};
 use siyu_engine::rfm::RfmThresholds;
 use siyu_engine::{Engine, SegmentChange};
@@ -327,6 +328,8 @@ impl Writer {
     /// after a prefix of the log). Publishes segment changes; returns the
     /// merges and history rows to record. `backfill(offset)` says whether
     /// an event is a bulk load that must trigger nothing ([`crate::backfill`]);
+    /// an event the WeCom sync made is history too, by its own marker
+    /// (`siyu_connectors::wecom::sync::is_sync_event`), on every node;
     /// the executor is told, with each event and each change it caused.
     fn apply_logged(
         &self,
@@ -345,7 +348,7 @@ impl Writer {
                 causes.extend(std::iter::repeat_n(
                     Some(crate::automation::Cause {
                         ts: e.ts,
-                        backfill: backfill(offset),
+                        backfill: backfill(offset) || is_sync_event(e),
                         offset,
                     }),
                     applied.changes.len(),
@@ -368,7 +371,7 @@ impl Writer {
                     .map(|&(offset, e)| crate::automation::AppliedEvent {
                         offset,
                         event: e.clone(),
-                        backfill: backfill(offset),
+                        backfill: backfill(offset) || is_sync_event(e),
                     })
                     .collect();
                 if !events.is_empty() {

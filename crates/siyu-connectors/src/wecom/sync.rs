@@ -32,8 +32,9 @@
 //! - a customer in a group: `join_group` at its `join_time`, the id of the
 //!   `add_member` callback.
 //!
-//! The events are history: the server appends them so that they trigger
-//! no journey, auto-reply or welcome.
+//! The events are history: each carries `properties.source = "sync"`
+//! ([`is_sync_event`]), which the server reads as backfill wherever the
+//! event is applied, so it triggers no journey, auto-reply or welcome.
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -42,6 +43,24 @@ use std::collections::HashMap;
 
 use super::callback::{event_id, is_external_userid, CHANNEL};
 use crate::SendError;
+
+/// `properties.source` of every event the sync makes: with an id from
+/// WeCom (`wecom/…`), what marks it as history wherever it is applied
+/// ([`is_sync_event`]).
+pub const SYNC_SOURCE: &str = "sync";
+
+/// Whether `e` was made by the sync (an id starting `wecom/` and
+/// `properties.source` = [`SYNC_SOURCE`]): history, on every node that
+/// applies it, at any time (a replay after a takeover included), so it
+/// triggers nothing.
+pub fn is_sync_event(e: &Event) -> bool {
+    e.id.as_deref().is_some_and(|id| id.starts_with("wecom/"))
+        && e.properties
+            .as_ref()
+            .and_then(|p| p.get("source"))
+            .and_then(Value::as_str)
+            == Some(SYNC_SOURCE)
+}
 
 /// `batch/get_by_user` answers at most this many contacts a page.
 pub const CONTACTS_PAGE_LIMIT: u32 = 100;
@@ -258,7 +277,7 @@ pub fn contact_events(
     if !f.state.is_empty() {
         props.insert("state".into(), json!(f.state));
     }
-    props.insert("source".into(), json!("sync"));
+    props.insert("source".into(), json!(SYNC_SOURCE));
     let add = json!({
         // The `add_external_contact` callback's id for this add.
         "id": event_id(&[
@@ -312,6 +331,7 @@ pub fn contact_events(
         "channel": CHANNEL,
         "type": "identify",
         "traits": traits,
+        "properties": {"source": SYNC_SOURCE},
     });
     if !c.unionid.is_empty() {
         identify["ref"] = json!(format!("{UNIONID_CHANNEL}:{}", c.unionid));
@@ -344,7 +364,7 @@ pub fn group_events(chat: &GroupChat) -> (Vec<Event>, Vec<MapError>) {
         if let Some(s) = join_scene(m.join_scene) {
             props.insert("scene".into(), json!(s));
         }
-        props.insert("source".into(), json!("sync"));
+        props.insert("source".into(), json!(SYNC_SOURCE));
         let v = json!({
             "id": event_id(&[
                 "change_external_chat",

@@ -154,6 +154,7 @@ async fn groups_and_their_members_are_read() {
     let xml = "<xml><ToUserName><![CDATA[ww1234]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>1572505491</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_chat]]></Event><ChatId><![CDATA[wrOgQhDgAAMYQiS5ol9G7gK9JVAAAA]]></ChatId><ChangeType><![CDATA[update]]></ChangeType><UpdateDetail><![CDATA[add_member]]></UpdateDetail><JoinScene>0</JoinScene><MemChangeCnt>1</MemChangeCnt><MemChangeList><Item>wmOgQhDgAAuXFJGwbve4g4iXknfOAAAA</Item></MemChangeList></xml>";
     let mapped = map_callback(&CallbackXml::parse(xml).unwrap()).unwrap();
     assert_eq!(mapped.events[0].id, events[0].id);
+    assert!(siyu_connectors::wecom::sync::is_sync_event(&events[0]));
 }
 
 #[test]
@@ -178,6 +179,13 @@ fn a_contact_is_the_callbacks_add_friend_and_an_identify() {
     let mapped = map_callback(&CallbackXml::parse(xml).unwrap()).unwrap();
     assert_eq!(mapped.events[0].id, add.id, "the callback's id");
     assert_eq!(identify.event_type.as_str(), "identify");
+    // Both are history wherever they are applied; the callback's add is not.
+    assert!(events
+        .iter()
+        .all(siyu_connectors::wecom::sync::is_sync_event));
+    assert!(!siyu_connectors::wecom::sync::is_sync_event(
+        &mapped.events[0]
+    ));
     assert_eq!(
         identify.reference.as_ref().map(|r| r.as_str()),
         Some("wechat_unionid:u-wmA")

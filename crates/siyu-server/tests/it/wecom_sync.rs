@@ -370,6 +370,31 @@ async fn sync_imports_once(app: TestApp, fake: FakeWeCom) {
     let (s, report) = app.get("/v1/journeys/greet/report").await;
     assert_eq!(s, StatusCode::OK, "{report}");
     assert_eq!(report["skipped_history"]["backfill"], 7, "{report}");
+    // The mark is the event's own (`source: sync` on a WeCom id), read
+    // wherever it is applied — a node following the log, a replay after
+    // a takeover — not only by this node's history appends: the same
+    // event through the plain API is history too.
+    let (s, b) = app
+        .post_events(
+            &json!([{"id": "wecom/0123456789abcdef0123456789abcdef", "ts": 1_700_000_500,
+                "identity": "wecom:wmZ", "type": "add_friend", "channel": "wecom",
+                "properties": {"operator": "zhangsan", "source": "sync"}}])
+            .to_string(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let started = Instant::now();
+    loop {
+        let (_, report) = app.get("/v1/journeys/greet/report").await;
+        if report["skipped_history"]["backfill"] == 8 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{report}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(fake
+        .bodies("/cgi-bin/externalcontact/add_msg_template")
+        .is_empty());
 
     // A tag added in siyu reaches mark_tag once, for the operator, with a
     // corp tag created for it.
