@@ -109,6 +109,25 @@ pub enum Action {
         template: String,
         data: serde_json::Value,
     },
+    /// A call to a channel's own API for a person that is not a template
+    /// message (WeCom `mark_tag`, `send_welcome_msg`): handed to the
+    /// connector of `channel` with `call` as its data and the text (the
+    /// `template` rendered for the person, else `text`) as its body. With
+    /// a `class` it is a message to the person and passes the guardrails;
+    /// at or after `expires_at` it is missed, never made late.
+    ApiCall {
+        key: String,
+        channel: String,
+        call: serde_json::Value,
+        #[serde(default)]
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        class: Option<MessageClass>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<i64>,
+    },
 }
 
 impl Action {
@@ -120,7 +139,8 @@ impl Action {
             | Action::SetTrait { key, .. }
             | Action::Task { key, .. }
             | Action::Webhook { key, .. }
-            | Action::GroupPost { key, .. } => key,
+            | Action::GroupPost { key, .. }
+            | Action::ApiCall { key, .. } => key,
         }
     }
 }

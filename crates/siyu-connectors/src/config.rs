@@ -39,7 +39,8 @@ pub enum ConfigError {
 }
 
 /// Builds one connector per configured section, keyed by channel name
-/// (`webhook`, `email`, `sms`, `wecom`, `wechat`).
+/// (`webhook`, `email`, `sms`, `wecom`, `wechat`; with `wecom`, also
+/// `wecom_api`: [`crate::wecom::calls`]).
 pub fn from_config(
     cfg: &ConnectorsConfig,
 ) -> Result<HashMap<String, Arc<dyn Connector>>, ConfigError> {
@@ -54,7 +55,12 @@ pub fn from_config(
         map.insert("sms".into(), Arc::new(SmsConnector::new(c)?));
     }
     if let Some(c) = &cfg.wecom {
-        map.insert("wecom".into(), Arc::new(WeComConnector::new(c)?));
+        let wecom = Arc::new(WeComConnector::new(c)?);
+        map.insert(
+            crate::wecom::calls::CALLS_CHANNEL.into(),
+            Arc::new(crate::wecom::calls::WeComCalls::new(wecom.clone())),
+        );
+        map.insert("wecom".into(), wecom);
     }
     if let Some(c) = &cfg.wechat {
         map.insert("wechat".into(), Arc::new(WeChatOfficialConnector::new(c)?));

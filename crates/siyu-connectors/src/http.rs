@@ -229,30 +229,69 @@ impl TencentApi {
         path: &str,
         body: &serde_json::Value,
     ) -> Result<(u16, serde_json::Value), SendError> {
+        checked(self.what, self.call(path, &[], Some(body)).await?)
+    }
+
+    /// GETs `path?access_token=..&query..`; `Ok` only for `errcode` 0.
+    pub(crate) async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<(u16, serde_json::Value), SendError> {
+        checked(self.what, self.call(path, query, None).await?)
+    }
+
+    /// One call (a POST of `body`, else a GET), the token refreshed once
+    /// if the answer says it is stale; the answer is returned whatever
+    /// its `errcode` (for callers that give some errcodes a meaning).
+    pub(crate) async fn call(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<(u16, serde_json::Value), SendError> {
         let what = self.what;
         let mut refreshed = false;
         loop {
             let token = self.tokens.get(|| self.fetch_token()).await?;
-            let resp = self
-                .client
-                .post(format!("{}{path}", self.base))
+            let url = format!("{}{path}", self.base);
+            let request = match body {
+                Some(b) => self.client.post(url).json(b),
+                None => self.client.get(url),
+            };
+            let resp = request
                 .query(&[("access_token", token.as_str())])
-                .json(body)
+                .query(query)
                 .send()
                 .await
                 .map_err(|e| transport_error(what, e))?;
             let (status, v) = json_response(what, resp).await?;
-            let errcode = v.get("errcode").and_then(|c| c.as_i64()).unwrap_or(0);
-            if errcode == 0 {
-                return Ok((status, v));
-            }
+            let errcode = errcode_of(&v);
             if is_stale_token(errcode) && !refreshed {
                 refreshed = true;
                 self.tokens.invalidate(&token).await;
                 continue;
             }
+            return Ok((status, v));
+        }
+    }
+}
+
+/// An answer's `errcode` (0 when absent).
+pub(crate) fn errcode_of(v: &serde_json::Value) -> i64 {
+    v.get("errcode").and_then(|c| c.as_i64()).unwrap_or(0)
+}
+
+/// `Ok` for `errcode` 0, else its [`errcode_error`].
+fn checked(
+    what: &str,
+    (status, v): (u16, serde_json::Value),
+) -> Result<(u16, serde_json::Value), SendError> {
+    match errcode_of(&v) {
+        0 => Ok((status, v)),
+        errcode => {
             let errmsg = v.get("errmsg").and_then(|m| m.as_str()).unwrap_or("");
-            return Err(errcode_error(what, errcode, errmsg));
+            Err(errcode_error(what, errcode, errmsg))
         }
     }
 }

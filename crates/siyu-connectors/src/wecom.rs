@@ -29,9 +29,18 @@
 //! customer-service messages a `kf_msg_or_event` callback announces).
 //! `token`, `encoding_aes_key` and `corp_id` are the app's 接收事件服务器
 //! settings ([`WeComConfig::callback`]).
+//!
+//! Customer contact beyond messages: [`sync`] (reading the existing
+//! customers and groups), [`tags`] (corp tags, `mark_tag`), [`welcome`]
+//! (`send_welcome_msg`) and [`calls`] (those calls as a connector on the
+//! channel `wecom_api`, for the outbox).
 
 pub mod callback;
+pub mod calls;
 pub mod crypto;
+pub mod sync;
+pub mod tags;
+pub mod welcome;
 
 use serde::Deserialize;
 use serde_json::json;

@@ -50,6 +50,9 @@ pub mod rfm;
 pub mod routes;
 pub mod snapshot;
 pub mod trace;
+pub mod wecom_sync;
+pub mod wecom_tags;
+pub mod wecom_welcome;
 pub mod workspace;
 pub mod writer;
 pub mod zone;
@@ -110,6 +113,9 @@ pub struct Inner {
     /// The WeChat Official Account (`[connectors.wechat]`): QR codes and,
     /// with its token, `/callbacks/wechat`.
     pub wechat_oa: Option<Arc<routes::callbacks::WeChatOa>>,
+    /// The WeCom sync's client and whether this process runs it
+    /// (`wecom_sync.rs`).
+    pub wecom_sync: wecom_sync::SyncRunner,
     /// The workspace time zone (settings `workspace/time_zone`, `zone.rs`):
     /// what dates in analytics ranges mean and what the console shows.
     pub time_zone: RwLock<siyu_automation::schedule::Tz>,
@@ -480,6 +486,8 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("config [connectors.wecom]: {e}"))?;
         let wechat_oa = routes::callbacks::WeChatOa::from_config(&config.connectors)
             .map_err(|e| anyhow::anyhow!("config [connectors.wechat]: {e}"))?;
+        let wecom_sync = wecom_sync::SyncRunner::new(&config.connectors)
+            .map_err(|e| anyhow::anyhow!("config [connectors.wecom]: {e}"))?;
         let link_secret = {
             let config = config.clone();
             tokio::task::spawn_blocking(move || automation::link_secret(&config)).await??
@@ -540,6 +548,7 @@ impl Application {
             inbound_replays: Default::default(),
             wecom_callbacks,
             wechat_oa,
+            wecom_sync,
             time_zone: RwLock::new(time_zone),
             leader: leadership.clone(),
         }));
@@ -613,6 +622,7 @@ impl Application {
             crate::routes::communities::spawn(s.clone());
             crate::routes::fission::spawn(s.clone());
             crate::cache::spawn_warmer(s.clone());
+            crate::wecom_sync::spawn(s.clone());
         }
         let limits = state.0.config.connections.clone();
         let router = workspace::Workspaces::new(state, routed).router();

@@ -15,6 +15,7 @@
 use crate::metrics::Metrics;
 use crate::quarantine::{Broken, Quarantine};
 use crate::trace::{self, RequestId};
+use siyu_connectors::wecom::sync::is_sync_event;
 use siyu_domain::{Event, Identity};
 use siyu_engine::rfm::RfmThresholds;
 use siyu_engine::{Engine, SegmentChange};
@@ -57,6 +58,14 @@ pub enum Command {
         /// The request that sent them (`trace`): a group commit's log
         /// lines name every request it serves.
         request: Option<RequestId>,
+    },
+    /// Events that are history (a WeCom sync's import of what happened
+    /// before): appended and applied like [`Command::Append`]'s, but the
+    /// executor is told they are backfill, so they trigger nothing
+    /// ([`crate::backfill`]). Committed in a group of their own.
+    AppendHistory {
+        events: Vec<Event>,
+        reply: Reply<Vec<Appended>>,
     },
     /// A command sent while handling a request: handled in that
     /// request's span (`trace::in_scope`), so its log lines carry the id.
@@ -319,6 +328,8 @@ impl Writer {
     /// after a prefix of the log). Publishes segment changes; returns the
     /// merges and history rows to record. `backfill(offset)` says whether
     /// an event is a bulk load that must trigger nothing ([`crate::backfill`]);
+    /// an event the WeCom sync made is history too, by its own marker
+    /// (`siyu_connectors::wecom::sync::is_sync_event`), on every node;
     /// the executor is told, with each event and each change it caused.
     fn apply_logged(
         &self,
@@ -337,7 +348,7 @@ impl Writer {
                 causes.extend(std::iter::repeat_n(
                     Some(crate::automation::Cause {
                         ts: e.ts,
-                        backfill: backfill(offset),
+                        backfill: backfill(offset) || is_sync_event(e),
                         offset,
                     }),
                     applied.changes.len(),
@@ -360,7 +371,7 @@ impl Writer {
                     .map(|&(offset, e)| crate::automation::AppliedEvent {
                         offset,
                         event: e.clone(),
-                        backfill: backfill(offset),
+                        backfill: backfill(offset) || is_sync_event(e),
                     })
                     .collect();
                 if !events.is_empty() {
@@ -440,10 +451,11 @@ impl Writer {
     /// as the work of all of them (`trace::in_scope_of_all`).
     fn group_commit(&mut self, batch: Vec<QueuedAppend>) {
         let requests: Vec<RequestId> = batch.iter().filter_map(|q| q.2.clone()).collect();
-        trace::in_scope_of_all(&requests, || self.commit_group(batch));
+        trace::in_scope_of_all(&requests, || self.commit_group(batch, false));
     }
 
-    fn commit_group(&mut self, batch: Vec<QueuedAppend>) {
+    /// `as_history`: the events trigger nothing (`Command::AppendHistory`).
+    fn commit_group(&mut self, batch: Vec<QueuedAppend>, as_history: bool) {
         let started = Instant::now();
         // One transaction for every queued request: their events in queue order.
         let total = batch.iter().map(|(e, _, _)| e.len()).sum();
@@ -498,7 +510,7 @@ impl Writer {
                 }
             }
         }
-        let (merges, history) = self.apply_logged(&new, &|_| false);
+        let (merges, history) = self.apply_logged(&new, &|_| as_history);
         if let Some(&(last, _)) = new.last() {
             self.applied_offset = self.applied_offset.max(last);
         }
@@ -955,13 +967,16 @@ impl Writer {
             // Appends never wait for a rebuild.
             return self.group_commit(vec![(events, reply, request)]);
         }
+        if let Command::AppendHistory { events, reply } = cmd {
+            return self.commit_group(vec![(events, reply, None)], true);
+        }
         if let Some(r) = &mut self.rebuilding {
             // They must see (and a snapshot must hold) the rebuilt engine.
             r.deferred.push_back(cmd);
             return;
         }
         match cmd {
-            Command::Append { .. } => {}
+            Command::Append { .. } | Command::AppendHistory { .. } => {}
             Command::Traced(request, cmd) => trace::in_scope(Some(&request), || self.other(*cmd)),
             Command::Erase {
                 identities,
@@ -1229,6 +1244,14 @@ impl WriterHandle {
                 request: trace::current(),
             })
             .map_err(|_| "writer stopped".to_string())?;
+        rx.await.map_err(|_| "writer stopped".to_string())?
+    }
+
+    /// Appends events that are history: they trigger nothing
+    /// ([`Command::AppendHistory`]).
+    pub async fn append_history(&self, events: Vec<Event>) -> Result<Vec<Appended>, String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::AppendHistory { events, reply })?;
         rx.await.map_err(|_| "writer stopped".to_string())?
     }
 

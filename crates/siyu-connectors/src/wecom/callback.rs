@@ -9,7 +9,7 @@
 //!
 //! | callback | siyu events |
 //! | --- | --- |
-//! | `change_external_contact` `add_external_contact`, `add_half_external_contact` | `add_friend` on `wecom:{ExternalUserID}`, properties `operator` (`UserID`), `state`, `welcome_code`, `change_type` |
+//! | `change_external_contact` `add_external_contact`, `add_half_external_contact` | `add_friend` on `wecom:{ExternalUserID}`, properties `operator` (`UserID`), `state`, `welcome_code`, `change_type`; trait `operator` (who owns the person) |
 //! | `edit_external_contact` | custom `wecom_contact_edited` (`operator`) |
 //! | `del_external_contact` (the operator deleted the customer) | custom `friend_removed` (`operator`, `by: "operator"`, `source`) |
 //! | `del_follow_user` (the customer deleted the operator) | custom `unfriend` (`operator`, `by: "customer"`): the engine's own "left the brand" exit, which fission hold periods check |
@@ -230,8 +230,12 @@ fn contact_change(
     if let Some(o) = operator {
         props.insert("operator".into(), json!(o));
     }
+    let mut traits = None;
     let (event_type, name) = match change {
         "add_external_contact" | "add_half_external_contact" => {
+            // The operator the customer added owns the person (trait
+            // `operator`, as live codes and hand-overs set it).
+            traits = operator.map(|o| json!({"operator": o}));
             props.insert("change_type".into(), json!(change));
             if let Some(s) = xml.get("State") {
                 props.insert("state".into(), json!(s));
@@ -282,6 +286,7 @@ fn contact_change(
         group: None,
         text: None,
         properties: props,
+        traits,
     })?);
     Ok(())
 }
@@ -362,6 +367,7 @@ fn chat_change(xml: &CallbackXml, change: &str, mapped: &mut Mapped) -> Result<(
                     group: Some(chat),
                     text: None,
                     properties: props.clone(),
+                    traits: None,
                 })?);
             }
             mapped.note = match (members.is_empty(), staff.len()) {
@@ -413,6 +419,7 @@ pub fn leave_events(
                 group: Some(chat),
                 text: None,
                 properties: props.clone(),
+                traits: None,
             })
         })
         .collect()
@@ -473,6 +480,7 @@ pub fn kf_events(messages: &[KfMessage]) -> (Vec<Event>, usize) {
             group: None,
             text: Some(text),
             properties: props,
+            traits: None,
         });
         match made {
             Ok(e) => events.push(e),
@@ -484,7 +492,7 @@ pub fn kf_events(messages: &[KfMessage]) -> (Vec<Event>, usize) {
 
 /// `wecom/` and 32 hex digits of SHA-256 over the parts: the same callback
 /// (a retry) gives the same id, two parts never run together.
-fn event_id(parts: &[&str]) -> String {
+pub(crate) fn event_id(parts: &[&str]) -> String {
     let mut sha = Sha256::new();
     for p in parts {
         sha.update((p.len() as u64).to_be_bytes());
@@ -511,6 +519,8 @@ struct EventParts<'a> {
     group: Option<&'a str>,
     text: Option<&'a str>,
     properties: Map<String, Value>,
+    /// Traits the event sets (an add's `operator`: who owns the person).
+    traits: Option<Value>,
 }
 
 /// Built through the wire format's own parser, so a callback's event
@@ -535,6 +545,9 @@ fn event(p: EventParts<'_>) -> Result<Event, CallbackError> {
     }
     if !p.properties.is_empty() {
         v["properties"] = Value::Object(p.properties);
+    }
+    if let Some(t) = p.traits {
+        v["traits"] = t;
     }
     parse_json_event(&v).map_err(|e| CallbackError::Invalid {
         field: match e.field {

@@ -28,7 +28,10 @@ async fn builds_one_connector_per_section() {
     let map = from_config(&cfg).expect("valid");
     let mut names: Vec<&str> = map.keys().map(String::as_str).collect();
     names.sort_unstable();
-    assert_eq!(names, ["email", "sms", "webhook", "wechat", "wecom"]);
+    assert_eq!(
+        names,
+        ["email", "sms", "webhook", "wechat", "wecom", "wecom_api"]
+    );
     for (name, c) in &map {
         assert_eq!(c.name(), name);
     }

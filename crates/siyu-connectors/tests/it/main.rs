@@ -9,3 +9,4 @@ mod tencent;
 mod webhook;
 mod wechat;
 mod wecom_callback;
+mod wecom_sync;

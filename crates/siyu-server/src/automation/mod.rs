@@ -567,6 +567,7 @@ pub struct ExecutorParts {
 pub fn always_wanted(e: &Event) -> bool {
     matches!(e.event_type, EventType::OptOut | EventType::Comment)
         || (e.event_type == EventType::Custom && e.name.as_deref() == Some("message"))
+        || crate::wecom_tags::tags_changed_in_siyu(e)
 }
 
 pub struct Executor {
@@ -633,6 +634,17 @@ pub struct Executor {
 
 /// One applied input's events and segment changes.
 type AppliedInputs = (Vec<AppliedEvent>, Vec<AppliedChange>);
+
+/// The fields of an [`Action::ApiCall`] (`Executor::api_call`).
+struct ApiCallParts {
+    key: String,
+    channel: String,
+    call: serde_json::Value,
+    text: String,
+    template: Option<String>,
+    class: Option<MessageClass>,
+    expires_at: Option<i64>,
+}
 
 /// Converts the ledger's storage row to the guard's entry.
 fn consent_entry(r: &ConsentRow) -> ConsentEntry {
@@ -967,8 +979,23 @@ impl Executor {
                     .in_flight
                     .remove(&key)
                     .map_or_else(|| "unknown".to_string(), |item| item_channel(&item));
-                self.metrics.send(&channel, "dead");
-                self.finish(&key, OutboxStatus::Dead, attempts, error, now);
+                // A call that can no longer be made (a welcome whose
+                // code expired: a permanent error `missed: …`) is missed,
+                // not dead: there is nothing to retry.
+                let missed = error
+                    .strip_prefix("permanent: ")
+                    .filter(|d| d.starts_with(siyu_connectors::wecom::welcome::MISSED));
+                match missed {
+                    Some(detail) => {
+                        self.metrics.send(&channel, "suppressed");
+                        let detail = detail.to_string();
+                        self.finish(&key, OutboxStatus::Suppressed, attempts, detail, now);
+                    }
+                    None => {
+                        self.metrics.send(&channel, "dead");
+                        self.finish(&key, OutboxStatus::Dead, attempts, error, now);
+                    }
+                }
             }
             AutoInput::Shutdown => {}
             AutoInput::Retrying { key, detail } => self.attempt(&key, "retrying", &detail, now),
@@ -1059,6 +1086,9 @@ impl Executor {
     fn on_applied(&mut self, events: &[AppliedEvent], changes: &[AppliedChange], now: i64) {
         for e in events {
             self.on_event(&e.event, e.backfill, now);
+            if !e.backfill {
+                self.push_wecom_tags(&e.event, e.offset, now);
+            }
         }
         for c in changes {
             let skip = c
@@ -1930,7 +1960,197 @@ impl Executor {
                 template,
                 data,
             } => self.group_post(&item, key, group, channel, &template, data, now),
+            Action::ApiCall {
+                key,
+                channel,
+                call,
+                text,
+                template,
+                class,
+                expires_at,
+            } => self.api_call(
+                &item,
+                ApiCallParts {
+                    key,
+                    channel,
+                    call,
+                    text,
+                    template,
+                    class,
+                    expires_at,
+                },
+                now,
+            ),
         }
+    }
+
+    /// A tag added or removed in siyu on a person with a `wecom:`
+    /// identity goes to WeCom (`mark_tag`, through the outbox: durable
+    /// and retried), once per event (the key names its log offset, the
+    /// same on every node). Tags that came from WeCom are not sent back.
+    fn push_wecom_tags(&mut self, ev: &Event, offset: u64, now: i64) {
+        let Some(d) = &self.dispatcher else {
+            return;
+        };
+        if !d.has_channel(siyu_connectors::wecom::calls::CALLS_CHANNEL) {
+            return;
+        }
+        let calls = {
+            let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
+            crate::wecom_tags::mark_tag_calls(&engine, ev, offset)
+        };
+        for (identity, action) in calls {
+            self.queue_action(action, &identity, None, now);
+        }
+    }
+
+    /// A channel API call ([`Action::ApiCall`]): missed at or after its
+    /// expiry; a message (`class`) rendered and passed through the
+    /// guardrails like a send (a delay is a miss when the call expires:
+    /// it would be made too late); then handed to the channel's connector.
+    fn api_call(&mut self, item: &OutboxItem, p: ApiCallParts, now: i64) -> bool {
+        if let Some(at) = p.expires_at.filter(|at| now >= *at) {
+            self.suppress(
+                item,
+                &format!(
+                    "missed: expired at {at}, {} s before it could be made",
+                    now - at
+                ),
+                now,
+            );
+            return true;
+        }
+        let mut text = p.text;
+        if let Some(class) = p.class {
+            // A message to the person on the channel of their identity.
+            let message_channel = item
+                .identity
+                .split_once(':')
+                .map_or("", |(c, _)| c)
+                .to_string();
+            let prepared = {
+                let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
+                match PersonSnapshot::of(&engine, &item.identity) {
+                    None => Err("person_erased".to_string()),
+                    Some(snap) => {
+                        let rendered = match &p.template {
+                            None => Ok(None),
+                            Some(t) => match self.defs.templates.get(t) {
+                                None => Err("unknown_template".to_string()),
+                                Some((_, compiled)) => {
+                                    let vars = snap
+                                        .vars("", &item.action)
+                                        .with_links(&self.public_url, &self.link_secret);
+                                    compiled
+                                        .render(&message_channel, &vars)
+                                        .map(|r| Some(r.body))
+                                        .map_err(|e| format!("template_error: {e}"))
+                                }
+                            },
+                        };
+                        rendered.map(|r| {
+                            (
+                                r,
+                                snap.identities.clone(),
+                                snap.canonical.clone(),
+                                snap.timezone(),
+                                snap.opted_out,
+                            )
+                        })
+                    }
+                }
+            };
+            let (rendered, ids, canonical, tz, opted_out) = match prepared {
+                Ok(p) => p,
+                Err(reason) => {
+                    self.suppress(item, &reason, now);
+                    return true;
+                }
+            };
+            if let Some(body) = rendered {
+                text = body;
+            }
+            let mut entries: Vec<&ConsentEntry> = ids
+                .iter()
+                .filter_map(|i| self.consent.get(i))
+                .flatten()
+                .collect();
+            entries.sort_by_key(|e| e.ts);
+            let consent = Consent::from_entries(entries.iter().copied());
+            let ledger_has_global = !consent_is_default(&consent);
+            let revoked_globally =
+                consent.state(&message_channel) == guard::ConsentState::RevokedGlobal;
+            let contact = guard::Contact {
+                opted_out: (opted_out && !ledger_has_global) || revoked_globally,
+                consent: &consent,
+                timezone: tz.as_deref(),
+                history: self.ledger.history(&canonical),
+            };
+            let decision = guard::decide(
+                &self.defs.policy,
+                &contact,
+                &guard::SendRequest {
+                    channel: &message_channel,
+                    class,
+                    kind: SendKind::Direct,
+                },
+                now,
+            );
+            match decision {
+                Decision::Send => {
+                    self.ledger.record(
+                        &canonical,
+                        SendRecord::new(now, &message_channel, class, SendKind::Direct),
+                    );
+                }
+                Decision::Suppress { reason } => {
+                    self.suppress(item, reason.code(), now);
+                    return true;
+                }
+                Decision::Delay { reason, .. } if p.expires_at.is_some() => {
+                    self.suppress(
+                        item,
+                        &format!("missed: {} would delay it past its expiry", reason.code()),
+                        now,
+                    );
+                    return true;
+                }
+                Decision::Delay { until, reason } => {
+                    self.metrics.send(&item_channel(item), "delayed");
+                    self.commit.updates.push(OutboxUpdate {
+                        key: item.key.clone(),
+                        status: OutboxStatus::Pending,
+                        attempts: item.attempts,
+                        detail: format!("delayed: {}", reason.code()),
+                        not_before: until,
+                        updated_at: now,
+                    });
+                    self.attempt(&item.key, "delayed", reason.code(), now);
+                    let mut later = item.clone();
+                    later.not_before = until;
+                    self.schedule(later, now);
+                    return true;
+                }
+            }
+        }
+        let recipient = item
+            .identity
+            .split_once(':')
+            .map_or(item.identity.as_str(), |(_, id)| id)
+            .to_string();
+        let msg = OutboundMessage {
+            idempotency_key: p.key,
+            channel: p.channel,
+            recipient,
+            identity: item.identity.clone(),
+            subject: None,
+            body: text,
+            html: None,
+            unsubscribe_url: None,
+            mass: false,
+            data: p.call,
+        };
+        self.dispatch(item, msg, now)
     }
 
     fn trait_event(
@@ -2487,6 +2707,7 @@ fn item_channel(item: &OutboxItem) -> String {
         Ok(Action::Send { channel, .. }) => channel.unwrap_or_else(|| "default".into()),
         Ok(Action::GroupPost { channel, .. }) => channel,
         Ok(Action::Webhook { .. }) => "webhook".into(),
+        Ok(Action::ApiCall { channel, .. }) => channel,
         Ok(_) => "internal".into(),
         Err(_) => "unknown".into(),
     }

@@ -19,7 +19,10 @@
 //! token: its messages are read with `kf/sync_msg` (the cursor kept in
 //! the setting `wecom/kf_cursor/<open_kfid>`) and the customers' texts
 //! appended as `comment` events, which keyword auto-replies and journeys
-//! see as they see `/v1/inbound/{channel}`'s.
+//! see as they see `/v1/inbound/{channel}`'s. An add with a `WelcomeCode`
+//! queues the configured welcome (`crate::wecom_welcome`); an
+//! `edit_external_contact` (a member changed the customer's remark or
+//! tags) reads the customer's corp tags and brings them into siyu.
 //!
 //! A WeChat Official Account (公众号) posts to `/callbacks/wechat` or
 //! `/callbacks/wechat/{workspace}`: `GET` answers `echostr` when
@@ -329,10 +332,99 @@ async fn accept(
             .await
             .map_err(ApiError::Internal)?;
     }
+    welcome(state, &mapped.events, at).await;
+    if mapped.kind == "change_external_contact/edit_external_contact" {
+        if let (Some(customer), Some(ts)) = (
+            message.get("ExternalUserID"),
+            message
+                .get("CreateTime")
+                .and_then(|t| t.parse::<i64>().ok()),
+        ) {
+            edited_tags(state, wecom, customer, ts).await;
+        }
+    }
     if let Some(pull) = &mapped.kf_pull {
         pull_kf(state, wecom, pull).await?;
     }
     Ok(StatusCode::OK.into_response())
+}
+
+/// A member edited a customer (remark, tags …): the customer's corp tags
+/// are read (`externalcontact/get`) and the person's siyu tags made to
+/// match them (`siyu_connectors::wecom::sync::tags_event`: an `identify`
+/// whose id starts `wecom/`, so it is never sent back). A failed read is
+/// logged: the edit itself is stored, and the next sync brings the tags.
+async fn edited_tags(state: &AppState, wecom: &WeComCallbacks, customer: &str, ts: i64) {
+    let detail = match wecom.client.contact(customer).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(%customer, error = %e, "wecom externalcontact/get for an edit");
+            return;
+        }
+    };
+    let corp = match wecom.client.corp_tags().await {
+        Ok(g) => siyu_connectors::wecom::tags::CorpTags::from_groups(&g),
+        Err(e) => {
+            tracing::warn!(error = %e, "wecom get_corp_tag_list for an edit");
+            return;
+        }
+    };
+    let identity = format!("wecom:{customer}");
+    let person_tags: Vec<String> = {
+        let engine = read_engine(state);
+        engine
+            .person_of(&identity)
+            .and_then(|slot| engine.person(slot))
+            .and_then(|p| p.extra.as_ref())
+            .map(|x| x.tags.clone())
+            .unwrap_or_default()
+    };
+    let event = siyu_connectors::wecom::sync::tags_event(&detail, ts, &person_tags, |t| {
+        corp.ids.contains_key(t)
+    });
+    match event {
+        Ok(Some(e)) => {
+            if let Err(err) = state.0.writer.append(vec![e]).await {
+                tracing::warn!(%customer, error = %err, "wecom tags of an edit not stored");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(%customer, error = %e, "wecom tags of an edit"),
+    }
+}
+
+/// An add carrying a `WelcomeCode`: the configured welcome is queued at
+/// once (`crate::wecom_welcome`; its 20 s start now). A failure to queue
+/// it is logged, not answered: the add is stored, and a retried callback
+/// would come too late for the code anyway.
+async fn welcome(state: &AppState, events: &[Event], now: i64) {
+    if !events.iter().any(|e| {
+        e.event_type == EventType::AddFriend
+            && e.properties
+                .as_ref()
+                .is_some_and(|p| p.contains_key("welcome_code"))
+    }) {
+        return;
+    }
+    let events = events.to_vec();
+    let calls = with_store(state, move |store| {
+        Ok(crate::wecom_welcome::welcome_calls(store, &events, now)?)
+    })
+    .await;
+    let calls = match calls {
+        Ok(c) if c.is_empty() => return,
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "wecom welcome not queued");
+            return;
+        }
+    };
+    let n = calls.len();
+    let items = calls.into_iter().map(|(i, a)| (i, a, None)).collect();
+    match state.0.automation.enqueue(items).await {
+        Ok(()) => tracing::info!(welcomes = n, "wecom welcome queued"),
+        Err(e) => tracing::warn!(error = %e, "wecom welcome not queued"),
+    }
 }
 
 /// A friend added through a 「联系我」 whose `state` is a siyu live code's

@@ -17,6 +17,7 @@ pub mod ops;
 pub mod orders;
 pub mod persons;
 pub mod segments;
+pub mod wecom_sync;
 
 /// Every route of the API, in the order `/openapi.json` lists them.
 pub fn all() -> Vec<Route> {
@@ -32,5 +33,6 @@ pub fn all() -> Vec<Route> {
     routes.extend(communities::routes());
     routes.extend(orders::routes());
     routes.extend(callbacks::routes());
+    routes.extend(wecom_sync::routes());
     routes
 }

@@ -372,6 +372,35 @@ fn public_and_ingest_routes_are_exactly_these() {
     assert_eq!(with(Access::Metrics), ["get /metrics"]);
 }
 
+/// The WeCom sync and welcome routes: reading them takes `read`, starting
+/// a sync or setting the welcome `write` (the matrix above calls each
+/// with every credential).
+#[test]
+fn wecom_sync_and_welcome_routes_declare_their_access() {
+    use siyu_server::auth::Scope;
+    let mut v: Vec<(String, Access)> = siyu_server::routes::all()
+        .iter()
+        .filter(|r| r.path == "/v1/wecom/sync" || r.path == "/v1/wecom/welcome")
+        .map(|r| (format!("{} {}", r.method, r.path), r.access))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        v,
+        [
+            ("get /v1/wecom/sync".to_string(), Access::Key(Scope::Read)),
+            (
+                "get /v1/wecom/welcome".to_string(),
+                Access::Key(Scope::Read)
+            ),
+            ("post /v1/wecom/sync".to_string(), Access::Key(Scope::Write)),
+            (
+                "put /v1/wecom/welcome".to_string(),
+                Access::Key(Scope::Write)
+            ),
+        ]
+    );
+}
+
 /// The publishable key: it sends events (the Segment endpoints too) and
 /// reads nothing; the refusal names the scope to ask for.
 #[tokio::test]

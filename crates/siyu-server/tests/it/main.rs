@@ -26,6 +26,7 @@ mod segment_spec;
 mod shapes;
 mod wechat;
 mod wecom;
+mod wecom_sync;
 mod workspaces;
 
 use axum::body::Body;

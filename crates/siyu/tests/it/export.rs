@@ -349,6 +349,10 @@ const NOT_COMPARED: &[(&str, &str)] = &[
         "public: a visit records a content view (a write)",
     ),
     ("/u/{token}", "public: an unsubscribe page for a link token"),
+    (
+        "/callbacks/wecom/{workspace}",
+        "WeCom's URL verification: answers a signed echostr, not brand data",
+    ),
 ];
 
 /// The concrete paths of every GET route of `/openapi.json`: routes
