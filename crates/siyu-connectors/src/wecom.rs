@@ -13,6 +13,10 @@
 //!   → `{errcode, errmsg, fail_list, msgid}`. WeCom turns this into a task the
 //!   `sender` employee confirms; a recipient in `fail_list` (not the
 //!   employee's customer) is a permanent failure. The remote id is `msgid`.
+//! - posts to a customer group (`identity` `group:<chat id>`: SOP
+//!   calendars, announcements): the same call with
+//!   `{"chat_type":"group","sender":owner,"chat_id_list":[chat id],"text":..}`,
+//!   the group owner from `data.sender` (else `sender`); see [`send_result`].
 //! - direct messages when `open_kfid` is configured (WeChat Customer
 //!   Service, 微信客服, which may message a customer within its session
 //!   window): `POST /cgi-bin/kf/send_msg?access_token=..` with
@@ -29,9 +33,18 @@
 //! customer-service messages a `kf_msg_or_event` callback announces).
 //! `token`, `encoding_aes_key` and `corp_id` are the app's 接收事件服务器
 //! settings ([`WeComConfig::callback`]).
+//!
+//! Customer contact administration, each in its own module over the same
+//! token cache ([`WeComConnector::call`]): [`contact_way`] (「联系我」 and
+//! 「加入群聊」 QR codes behind live codes), [`transfer`] (customer and group
+//! inheritance behind an operator hand-over), [`send_result`] (what became
+//! of a group-send task, per recipient).
 
 pub mod callback;
+pub mod contact_way;
 pub mod crypto;
+pub mod send_result;
+pub mod transfer;
 
 use serde::Deserialize;
 use serde_json::json;
@@ -136,7 +149,34 @@ impl WeComConnector {
         }
     }
 
+    /// The corp member (`userid`) group-send tasks are created for.
+    pub fn sender(&self) -> &str {
+        &self.sender
+    }
+
+    /// POSTs `body` to `path` with the cached access token (refreshed
+    /// once on 40001/40014/42001); the answer when its `errcode` is 0.
+    /// What the external-contact modules ([`contact_way`], [`transfer`],
+    /// [`send_result`]) call.
+    pub(crate) async fn call(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, SendError> {
+        self.api.post(path, body).await.map(|(_, v)| v)
+    }
+
     async fn msg_template(&self, msg: &OutboundMessage) -> Result<Delivery, SendError> {
+        if let Some(body) = send_result::group_template(msg, &self.sender) {
+            let (status, v) = self
+                .api
+                .post("/cgi-bin/externalcontact/add_msg_template", &body)
+                .await?;
+            return Ok(Delivery {
+                remote_id: str_field(&v, "msgid"),
+                status,
+            });
+        }
         let body = json!({
             "chat_type": "single",
             "external_userid": [msg.recipient],
@@ -233,7 +273,7 @@ impl Connector for WeComConnector {
     }
 }
 
-fn str_field(v: &serde_json::Value, name: &str) -> Option<String> {
+pub(crate) fn str_field(v: &serde_json::Value, name: &str) -> Option<String> {
     v.get(name)
         .and_then(|m| m.as_str())
         .filter(|m| !m.is_empty())

@@ -8,3 +8,4 @@ mod support;
 mod tencent;
 mod webhook;
 mod wecom_callback;
+mod wecom_ops;
