@@ -49,6 +49,7 @@ pub mod rfm;
 pub mod routes;
 pub mod snapshot;
 pub mod trace;
+pub mod wecom_ops;
 pub mod workspace;
 pub mod writer;
 pub mod zone;
@@ -106,6 +107,9 @@ pub struct Inner {
     /// WeCom's own callbacks (`/callbacks/wecom`), when `[connectors.wecom]`
     /// has their token and key.
     pub wecom_callbacks: Option<Arc<routes::callbacks::WeComCallbacks>>,
+    /// WeCom's customer-contact API (`[connectors.wecom]`): live codes'
+    /// QR codes, hand-over transfers, group-send results (`wecom_ops.rs`).
+    pub wecom: Option<Arc<siyu_connectors::WeComConnector>>,
     /// The workspace time zone (settings `workspace/time_zone`, `zone.rs`):
     /// what dates in analytics ranges mean and what the console shows.
     pub time_zone: RwLock<siyu_automation::schedule::Tz>,
@@ -474,6 +478,13 @@ impl Application {
         let dispatcher_handle = dispatcher.clone();
         let wecom_callbacks = routes::callbacks::WeComCallbacks::from_config(&config.connectors)
             .map_err(|e| anyhow::anyhow!("config [connectors.wecom]: {e}"))?;
+        let wecom = match &config.connectors.wecom {
+            Some(w) => Some(Arc::new(
+                siyu_connectors::WeComConnector::new(w)
+                    .map_err(|e| anyhow::anyhow!("config [connectors.wecom]: {e}"))?,
+            )),
+            None => None,
+        };
         let link_secret = {
             let config = config.clone();
             tokio::task::spawn_blocking(move || automation::link_secret(&config)).await??
@@ -533,6 +544,7 @@ impl Application {
             inbound_limit: ratelimit::RateLimiter::inbound(),
             inbound_replays: Default::default(),
             wecom_callbacks,
+            wecom,
             time_zone: RwLock::new(time_zone),
             leader: leadership.clone(),
         }));
@@ -603,6 +615,7 @@ impl Application {
             routed.push((name, host, s));
         }
         for s in &states {
+            crate::wecom_ops::spawn(s.clone());
             crate::routes::communities::spawn(s.clone());
             crate::routes::fission::spawn(s.clone());
             crate::cache::spawn_warmer(s.clone());
@@ -628,6 +641,7 @@ impl Application {
             writer_thread,
             executor_thread,
         } = self;
+        crate::wecom_ops::spawn(state.clone());
         crate::routes::communities::spawn(state.clone());
         crate::routes::fission::spawn(state.clone());
         crate::cache::spawn_warmer(state.clone());

@@ -117,11 +117,18 @@ pub enum AutoInput {
         events: Vec<AppliedEvent>,
         changes: Vec<AppliedChange>,
     },
-    /// A connector's verdict on an outbox item.
+    /// A connector's verdict on an outbox item; `detail` is what the
+    /// done item says (a WeCom group-send task still to be confirmed:
+    /// `siyu_connectors::wecom::send_result::awaiting`).
     Delivered {
         key: String,
         attempts: u32,
+        detail: String,
     },
+    /// What a channel later said became of delivered items (WeCom
+    /// group-send results, `crate::wecom_ops`): each becomes done with
+    /// its detail or dead with its reason; answers once committed.
+    Reported(Vec<SendReport>, oneshot::Sender<Result<(), String>>),
     Dead {
         key: String,
         error: String,
@@ -179,6 +186,16 @@ pub struct Exited {
     pub enrollments: usize,
     /// Pending outbox items (waiting sends and side effects) cancelled.
     pub cancelled: usize,
+}
+
+/// A channel's later word on a delivered outbox item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendReport {
+    pub key: String,
+    /// The item's attempts (kept).
+    pub attempts: u32,
+    /// `Ok(detail)`: delivered; `Err(reason)`: failed.
+    pub outcome: Result<String, String>,
 }
 
 /// Why an enrollment ended or an outbox item was cancelled by
@@ -240,6 +257,15 @@ impl AutomationHandle {
             .map_err(|_| "automation stopped".to_string())?;
         rx.await.map_err(|_| "automation stopped".to_string())?
     }
+    /// Records what a channel later said about delivered items.
+    pub async fn report(&self, reports: Vec<SendReport>) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(AutoInput::traced(AutoInput::Reported(reports, tx)))
+            .map_err(|_| "automation stopped".to_string())?;
+        rx.await.map_err(|_| "automation stopped".to_string())?
+    }
+
     /// Queues effects through the outbox (idempotent on each action's key).
     pub async fn enqueue(
         &self,
@@ -304,10 +330,11 @@ impl AutomationHandle {
 struct Sink(Sender<AutoInput>);
 
 impl DeliverySink for Sink {
-    fn delivered(&self, msg: &OutboundMessage, _d: &Delivery, attempts: u32) {
+    fn delivered(&self, msg: &OutboundMessage, d: &Delivery, attempts: u32) {
         let _ = self.0.send(AutoInput::Delivered {
             key: msg.idempotency_key.clone(),
             attempts,
+            detail: siyu_connectors::wecom::send_result::awaiting(msg, d).unwrap_or_default(),
         });
     }
     fn dead_lettered(&self, msg: &OutboundMessage, error: &str, attempts: u32) {
@@ -904,8 +931,12 @@ impl Executor {
             }
             AutoInput::Lead(token) => self.follow_lease(token, now),
             AutoInput::Inbox => self.pick_up(now),
-            AutoInput::Delivered { key, attempts } => {
-                self.finish(&key, OutboxStatus::Done, attempts, String::new(), now);
+            AutoInput::Delivered {
+                key,
+                attempts,
+                detail,
+            } => {
+                self.finish(&key, OutboxStatus::Done, attempts, detail, now);
                 if let Some(item) = self.in_flight.remove(&key) {
                     self.after_send(&item, now);
                 }
@@ -975,6 +1006,24 @@ impl Executor {
                     .or_default()
                     .push(consent_entry(&row));
                 self.commit.consent.push(row);
+                let _ = reply.send(self.flush().map_err(|e| e.to_string()));
+            }
+            AutoInput::Reported(reports, reply) => {
+                for r in reports {
+                    let (status, verdict, detail) = match r.outcome {
+                        Ok(detail) => (OutboxStatus::Done, "delivered", detail),
+                        Err(reason) => (OutboxStatus::Dead, "failed", reason),
+                    };
+                    self.attempt(&r.key, verdict, &detail, now);
+                    self.commit.updates.push(OutboxUpdate {
+                        key: r.key,
+                        status,
+                        attempts: r.attempts,
+                        detail,
+                        not_before: now,
+                        updated_at: now,
+                    });
+                }
                 let _ = reply.send(self.flush().map_err(|e| e.to_string()));
             }
             AutoInput::Enqueue(items, reply) => {
@@ -2104,6 +2153,23 @@ impl Executor {
             return true;
         }
         let record = SendRecord::new(now, &channel, MessageClass::Marketing, SendKind::Mass);
+        // The group's owner sends it (WeCom: the operator whose customer
+        // group it is confirms the group-send task).
+        let owner = match self
+            .store
+            .get_setting(&siyu_growth::community::groups::group_key(&group))
+        {
+            Ok(Some(def)) => def.get("owner").cloned(),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(%group, error = %e, "group owner not read; the default sender posts");
+                None
+            }
+        };
+        let mut data = serde_json::json!({"group": group, "template": template, "data": data});
+        if let Some(owner) = owner {
+            data["sender"] = owner;
+        }
         let msg = OutboundMessage {
             idempotency_key: key,
             channel,
@@ -2114,7 +2180,7 @@ impl Executor {
             html: rendered.html,
             unsubscribe_url: None,
             mass: true,
-            data: serde_json::json!({"group": group, "template": template, "data": data}),
+            data,
         };
         let accepted = self.dispatch(item, msg, now);
         if accepted {

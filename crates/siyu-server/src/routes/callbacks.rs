@@ -19,7 +19,11 @@
 //! token: its messages are read with `kf/sync_msg` (the cursor kept in
 //! the setting `wecom/kf_cursor/<open_kfid>`) and the customers' texts
 //! appended as `comment` events, which keyword auto-replies and journeys
-//! see as they see `/v1/inbound/{channel}`'s.
+//! see as they see `/v1/inbound/{channel}`'s. A friend added through a
+//! live code's WeCom QR code (`State` = the code's id) gets the code's
+//! touch, and, for a WeCom-backed code, its tags and the operator as
+//! owner; a `transfer_fail` updates the hand-over transfers waiting on
+//! that customer (`crate::wecom_ops`).
 
 use crate::error::ApiError;
 use crate::ratelimit::{self, Peer};
@@ -273,6 +277,17 @@ async fn accept(
     if let Some(pull) = &mapped.kf_pull {
         pull_kf(state, wecom, pull).await?;
     }
+    if mapped.kind == "change_external_contact/transfer_fail" {
+        // A hand-over's customer the takeover member did not get.
+        if let (Some(takeover), Some(customer)) =
+            (message.get("UserID"), message.get("ExternalUserID"))
+        {
+            let reason = message.get("FailReason").unwrap_or("");
+            let jobs =
+                crate::wecom_ops::transfer_failed(state, takeover, customer, reason, at).await?;
+            tracing::info!(%takeover, %customer, %reason, jobs, "wecom transfer_fail");
+        }
+    }
     Ok(StatusCode::OK.into_response())
 }
 
@@ -310,7 +325,14 @@ async fn live_code_touches(state: &AppState, mapped: &Mapped) -> Vec<Event> {
                         &operator,
                         &identity,
                         ts - 1,
-                    ))
+                    ));
+                    // The code's own WeCom QR code: no link visit tags the
+                    // newcomer or names their owner, the callback does.
+                    if code.backing.is_some() {
+                        touches.push(siyu_growth::community::livecode::channel_scan_identify(
+                            &code_id, &code, &operator, &identity, ts,
+                        ));
+                    }
                 }
                 Ok(None) => {}
                 // An unreadable definition does not lose the friend add.

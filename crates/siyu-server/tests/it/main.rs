@@ -25,6 +25,7 @@ mod rfm_layers;
 mod segment_spec;
 mod shapes;
 mod wecom;
+mod wecom_ops;
 mod workspaces;
 
 use axum::body::Body;
