@@ -512,6 +512,9 @@ impl Application {
                     quarantine,
                     trigger_max_age_secs: config.trigger_max_age_secs,
                     leadership,
+                    wecom_sends_are_mass: config.connectors.wecom.as_ref().is_some_and(|w| {
+                        w.open_kfid.as_deref().is_none_or(|k| k.trim().is_empty())
+                    }),
                 })
             })
             .await??

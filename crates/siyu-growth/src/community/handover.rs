@@ -345,7 +345,7 @@ pub fn wecom_moves(
     engine: &Engine,
     groups: &BTreeMap<String, GroupDef>,
     plan: &HandoverPlan,
-) -> (Vec<(String, String)>, Vec<(String, String)>) {
+) -> WeComMoves {
     let mut customers = Vec::new();
     for (canonical, new) in &plan.person_moves {
         let Some(slot) = engine.person_of(canonical) else {
@@ -363,5 +363,14 @@ pub fn wecom_moves(
         .filter(|(g, _)| groups.get(g).is_some_and(|d| d.channel == "wecom"))
         .cloned()
         .collect();
-    (customers, chats)
+    WeComMoves { customers, chats }
+}
+
+/// What a hand-over moves in WeCom ([`wecom_moves`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WeComMoves {
+    /// (external_userid, new owner).
+    pub customers: Vec<(String, String)>,
+    /// (chat id, new owner).
+    pub chats: Vec<(String, String)>,
 }

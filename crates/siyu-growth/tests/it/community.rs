@@ -690,7 +690,7 @@ fn a_handover_s_wecom_moves_are_the_persons_wecom_ids_and_the_wecom_groups() {
         T0 + 1,
     )
     .unwrap();
-    let (customers, chats) = handover::wecom_moves(&e, &defs, &plan);
-    assert_eq!(customers, [("wmA".to_string(), "bob".to_string())]);
-    assert_eq!(chats, [("wrG1".to_string(), "bob".to_string())]);
+    let moves = handover::wecom_moves(&e, &defs, &plan);
+    assert_eq!(moves.customers, [("wmA".to_string(), "bob".to_string())]);
+    assert_eq!(moves.chats, [("wrG1".to_string(), "bob".to_string())]);
 }

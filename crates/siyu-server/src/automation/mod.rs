@@ -556,6 +556,11 @@ pub struct ExecutorParts {
     /// holds it at start, the executor leads from its first input, else
     /// it stands by until told to lead; a fenced commit is reported to it.
     pub leadership: Arc<crate::leader::Leadership>,
+    /// Every `wecom` send is a WeCom group-send (`add_msg_template`: no
+    /// `open_kfid` is configured for direct messages), so every one counts
+    /// against WeCom's one group message per customer per day
+    /// (`mass_per_local_day`), whatever kind the step asked for.
+    pub wecom_sends_are_mass: bool,
 }
 
 /// Events the executor reads even with no journey: opt-outs (the consent
@@ -617,6 +622,8 @@ pub struct Executor {
     /// deliveries; requests' work is committed for the leader to pick up.
     fence: Option<siyu_store::Fence>,
     leadership: Arc<crate::leader::Leadership>,
+    /// See [`ExecutorParts::wecom_sends_are_mass`].
+    wecom_sends_are_mass: bool,
     /// The writer's applied inputs of the last `lead::RECENT_SECS` (server
     /// time received), leading or not: replayed on taking over, so what
     /// the old leader had not committed still triggers (`lead.rs`).
@@ -662,6 +669,7 @@ impl Executor {
             quarantine,
             trigger_max_age_secs,
             leadership,
+            wecom_sends_are_mass,
         } = parts;
         let lead = leadership.token();
         let mut defs = {
@@ -702,6 +710,7 @@ impl Executor {
             open_leads: HashMap::new(),
             fence: None,
             leadership,
+            wecom_sends_are_mass,
             recent: Default::default(),
             replaying: false,
         };
@@ -1987,6 +1996,13 @@ impl Executor {
                 .cloned()
                 .unwrap_or_else(|| "wecom".into())
         });
+        // WeCom without customer service sends every message as a
+        // group-send task: WeCom's daily quota applies to all of them.
+        let kind = if self.wecom_sends_are_mass && channel == "wecom" {
+            SendKind::Mass
+        } else {
+            kind
+        };
         let unsubscribe_for = |canonical: &str| {
             format!(
                 "{}/u/{}",
@@ -2291,6 +2307,11 @@ impl Executor {
                 .or_else(|| self.defs.templates.get(&template).map(|t| t.0.class))
                 .unwrap_or(MessageClass::Marketing);
             let channel = channel.unwrap_or_else(|| "wecom".into());
+            let kind = if self.wecom_sends_are_mass && channel == "wecom" {
+                SendKind::Mass
+            } else {
+                kind
+            };
             let canonical = {
                 let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
                 engine.person_of(&item.identity).map_or_else(

@@ -265,14 +265,14 @@ async fn handover(
     } else {
         siyu_connectors::wecom::transfer::Mode::Resigned
     };
-    let job = wecom_moves.and_then(|(customers, chats)| {
+    let job = wecom_moves.and_then(|moves| {
         crate::wecom_ops::TransferJob::new(
             &login,
             at,
             mode,
             input.transfer_success_msg.clone(),
-            customers,
-            chats,
+            moves.customers,
+            moves.chats,
         )
     });
     let wecom = match job {

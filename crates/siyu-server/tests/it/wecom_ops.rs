@@ -610,7 +610,8 @@ async fn outbox_item(app: &TestApp, key: &str, until: impl Fn(&Value) -> bool) -
 /// `get_groupmsg_send_result` and each recipient's status reaches the
 /// outbox (delivered, or dead with WeCom's reason). A second mass message
 /// the same day to the same customer is held by the guardrails with the
-/// quota reason, and WeCom is not asked.
+/// quota reason, and WeCom is not asked; so is a direct send (no 微信客服
+/// account: it would be a group-send task too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_send_results_reach_the_outbox_and_a_second_mass_message_is_held() {
     let (app, fake) = wecom_app().await;
@@ -736,6 +737,25 @@ async fn group_send_results_reach_the_outbox_and_a_second_mass_message_is_held()
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let held = outbox_item(&app, "m/spring_again/wecom:wmA", |i| {
+        i["status"] != "pending"
+    })
+    .await;
+    assert_eq!(
+        (held["status"].as_str(), held["detail"].as_str()),
+        (Some("suppressed"), Some("platform_quota")),
+        "{held}"
+    );
+    // Without a customer-service account every WeCom message is a
+    // group-send task: a direct send to wmA is held the same way.
+    let (s, b) = app
+        .send(
+            "POST",
+            "/v1/sends",
+            json!({"id": "direct_again", "identities": ["wecom:wmA"], "template": "promo", "channel": "wecom", "kind": "direct"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let held = outbox_item(&app, "m/direct_again/wecom:wmA", |i| {
         i["status"] != "pending"
     })
     .await;
