@@ -23,6 +23,11 @@
 //!   `update_join_way` (the add body with `config_id`), `del_join_way`
 //!   `{config_id}`.
 //!
+//! - `POST /cgi-bin/externalcontact/groupchat/get` `{chat_id, need_name: 0}`
+//!   → `{group_chat: {member_list: [{userid, type, join_scene, state, …}]}}`:
+//!   the `state` of the join way each member came through (the
+//!   member-change callback does not carry it), [`WeComConnector::join_states`].
+//!
 //! A `state` is at most [`MAX_STATE_CHARS`] characters; a join way takes at
 //! most [`MAX_JOIN_CHATS`] groups. Both are checked here before any call.
 
@@ -229,5 +234,29 @@ impl WeComConnector {
         )
         .await
         .map(|_| ())
+    }
+}
+
+impl WeComConnector {
+    /// `groupchat/get`: each member of the customer group who joined
+    /// through a join way, with that way's `state` (members without one
+    /// are left out).
+    pub async fn join_states(&self, chat_id: &str) -> Result<Vec<(String, String)>, SendError> {
+        let v = self
+            .call(
+                "/cgi-bin/externalcontact/groupchat/get",
+                &json!({"chat_id": chat_id, "need_name": 0}),
+            )
+            .await?;
+        let members = v
+            .get("group_chat")
+            .and_then(|g| g.get("member_list"))
+            .and_then(|m| m.as_array())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        Ok(members
+            .iter()
+            .filter_map(|m| Some((str_field(m, "userid")?, str_field(m, "state")?)))
+            .collect())
     }
 }

@@ -718,6 +718,41 @@ pub fn channel_scan_identify(
     ev
 }
 
+/// The events of a newcomer who joined customer group `chat` through a
+/// WeCom-backed live code's join way (their `state` read from WeCom):
+/// the code's touch one second before `at` and, when the code tags, an
+/// `identify` with its tags; the same ids as a claimed visit's.
+pub fn channel_join_events(
+    code_id: &str,
+    code: &LiveCode,
+    chat: &str,
+    identity: &Identity,
+    at: i64,
+) -> Vec<Event> {
+    let mut events = vec![touch_event(
+        code_id,
+        code,
+        &Target::Group(chat.to_string()),
+        identity,
+        at - 1,
+    )];
+    if !code.auto_tags.is_empty() {
+        let mut ev = person_event(
+            identity,
+            EventType::Identify,
+            None,
+            at,
+            format!("lc/{code_id}/{}/traits", identity.as_str()),
+        );
+        ev.traits = Some(Traits {
+            tags: code.auto_tags.clone(),
+            ..Traits::default()
+        });
+        events.push(ev);
+    }
+    events
+}
+
 /// The welcome send's id for a newcomer (one per code and identity: a
 /// revisit queues nothing new).
 pub fn welcome_id(code_id: &str, identity: &str) -> String {

@@ -335,6 +335,115 @@ async fn a_wecom_backed_live_code_is_a_contact_way_and_its_scans_are_attributed(
     assert_eq!(list["livecodes"].as_array().unwrap().len(), 1, "{list}");
 }
 
+/// A WeCom-backed live code for groups: `groupchat/add_join_way`, then
+/// `groupchat/get_join_way` for its QR code; more groups: the same way
+/// updated. A customer who joins by scanning it (JoinScene 3) is
+/// attributed to it: the member-change callback names no way, so the
+/// group's members are read (`groupchat/get`) for their `state`. A
+/// customer who joined otherwise gets no touch. Archived: `del_join_way`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_live_code_is_a_join_way_and_its_joins_are_attributed() {
+    let (app, fake) = wecom_app().await;
+    const QRJ: &str = "http://p.qpic.cn/wwhead/join/0";
+    for g in ["wrG1", "wrG2"] {
+        let (s, b) = app
+            .send(
+                "PUT",
+                &format!("/v1/groups/{g}"),
+                json!({"channel": "wecom", "owner": "zhangsan"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    fake.then(
+        &ec("/groupchat/add_join_way"),
+        json!({"errcode": 0, "errmsg": "ok", "config_id": "9ad7fa5cdaa6511298498f979c472aaa"}),
+    );
+    fake.always(
+        &ec("/groupchat/get_join_way"),
+        json!({"errcode": 0, "errmsg": "ok", "join_way": {"config_id": "9ad7fa5cdaa6511298498f979c472aaa", "scene": 2, "qr_code": QRJ, "state": "grp"}}),
+    );
+    let (s, b) = app
+        .send(
+            "PUT",
+            "/v1/livecodes/grp",
+            json!({"targets": [{"group": "wrG1"}], "backing": "wecom", "auto_tags": ["社群"], "source_channel": "xiaohongshu"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["wecom"]["kind"], "join_way", "{b}");
+    assert_eq!(b["wecom"]["qr_code"], QRJ, "{b}");
+    assert_eq!(
+        fake.bodies(&ec("/groupchat/add_join_way")),
+        [
+            json!({"scene": 2, "remark": "grp", "auto_create_room": 0, "chat_id_list": ["wrG1"], "state": "grp"})
+        ]
+    );
+    assert_eq!(
+        fake.bodies(&ec("/groupchat/get_join_way")),
+        [json!({"config_id": "9ad7fa5cdaa6511298498f979c472aaa"})]
+    );
+    let (s, b) = app
+        .send(
+            "PUT",
+            "/v1/livecodes/grp",
+            json!({"targets": [{"group": "wrG1"}, {"group": "wrG2"}], "backing": "wecom", "auto_tags": ["社群"], "source_channel": "xiaohongshu"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        fake.bodies(&ec("/groupchat/update_join_way")),
+        [
+            json!({"config_id": "9ad7fa5cdaa6511298498f979c472aaa", "scene": 2, "remark": "grp", "auto_create_room": 0, "chat_id_list": ["wrG1", "wrG2"], "state": "grp"})
+        ]
+    );
+
+    fake.always(
+        &ec("/groupchat/get"),
+        json!({"errcode": 0, "errmsg": "ok", "group_chat": {"chat_id": "wrG1", "owner": "zhangsan", "member_list": [
+            {"userid": "zhangsan", "type": 1, "join_time": 1700000000, "join_scene": 1},
+            {"userid": "wmJ", "type": 2, "join_time": 1700000100, "join_scene": 3, "state": "grp"},
+            {"userid": "wmK", "type": 2, "join_time": 1700000100, "join_scene": 3}]}}),
+    );
+    let now = siyu_server::writer::wall_clock();
+    let plain = format!(
+        "<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>{now}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_chat]]></Event><ChatId><![CDATA[wrG1]]></ChatId><ChangeType><![CDATA[update]]></ChangeType><UpdateDetail><![CDATA[add_member]]></UpdateDetail><JoinScene>3</JoinScene><MemChangeCnt>2</MemChangeCnt><MemChangeList><Item>wmJ</Item><Item>wmK</Item></MemChangeList></xml>"
+    );
+    let (s, b) = callback(&app, &plain, now).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        fake.bodies(&ec("/groupchat/get")),
+        [json!({"chat_id": "wrG1", "need_name": 0})]
+    );
+    let (_, j) = app.get("/v1/persons/wecom:wmJ").await;
+    assert_eq!(j["first_channel"], "xiaohongshu", "{j}");
+    assert_eq!(j["tags"], json!(["社群"]), "{j}");
+    let (_, tl) = app.get("/v1/persons/wecom:wmJ/timeline").await;
+    let touch = tl["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["event"])
+        .find(|e| e["type"] == "touch")
+        .cloned()
+        .expect("the live code's touch");
+    assert_eq!(touch["properties"]["livecode"], "grp", "{touch}");
+    assert_eq!(touch["properties"]["target"], "group:wrG1", "{touch}");
+    let (s, k) = app.get("/v1/persons/wecom:wmK/timeline").await;
+    assert_eq!(s, StatusCode::OK, "{k}");
+    assert!(
+        !k.to_string().contains("\"touch\""),
+        "joined another way: {k}"
+    );
+
+    let (s, b) = app.send("DELETE", "/v1/livecodes/grp", "").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        fake.bodies(&ec("/groupchat/del_join_way")),
+        [json!({"config_id": "9ad7fa5cdaa6511298498f979c472aaa"})]
+    );
+}
+
 async fn owned_customers(app: &TestApp, owner: &str, customers: &[&str]) {
     let events: Vec<Value> = customers
         .iter()
