@@ -18,7 +18,10 @@
 //! lease, resumes from the stored job. A crash between a WeCom call and
 //! the job's save repeats that call once; WeCom then refuses the
 //! customers it is already moving, which the job records as refused now
-//! with WeCom's errcode (the later `transfer_result` corrects it).
+//! with WeCom's errcode. A `transfer_fail` callback updates the stored
+//! job from whichever node received it; should the leader's tick save
+//! the same job at that moment, the callback's word is lost, and the
+//! next `transfer_result` (status 3 or 4) says the same.
 //!
 //! Why group-send results are polled: `add_msg_template` only makes a
 //! task the operator confirms in WeCom; the outbox item it answered is

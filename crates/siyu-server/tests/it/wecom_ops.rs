@@ -506,6 +506,32 @@ async fn an_in_service_handover_reports_exactly_the_customer_who_refused() {
             {"external_userid": "wmB", "status": 3, "takeover_time": 0},
             {"external_userid": "wmC", "status": 1, "takeover_time": 1700000100}]}),
     );
+    // WeCom's limits on the message are checked before anything moves.
+    for (body, says) in [
+        (
+            json!({"to": "lisi", "in_service": true, "transfer_success_msg": "好".repeat(201)}),
+            "transfer_success_msg: at most 200",
+        ),
+        (
+            json!({"to": "lisi", "transfer_success_msg": "hi"}),
+            "transfer_success_msg: WeCom sends it only",
+        ),
+    ] {
+        let (s, b) = app
+            .send("POST", "/v1/operators/zhangsan/handover", body)
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert!(b["message"].as_str().unwrap().starts_with(says), "{b}");
+    }
+    let (_, ops) = app.get("/v1/operators").await;
+    let zhangsan = ops["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["login"] == "zhangsan")
+        .cloned()
+        .unwrap();
+    assert_eq!(zhangsan["status"], "active", "nothing moved: {zhangsan}");
     let (s, b) = app
         .send(
             "POST",
