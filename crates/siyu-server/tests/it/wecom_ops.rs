@@ -718,6 +718,53 @@ async fn a_resigned_handover_uses_the_resigned_endpoints_and_transfer_fail_settl
     assert!(tl.to_string().contains("wecom_transfer_failed"), "{tl}");
 }
 
+/// A transfer job is state in the store, not in a process: one a
+/// previous process (or leader) left waiting is taken up by this node's
+/// tick from where it stood — no transfer asked again, the result read,
+/// the job finished with its audit record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_transfer_job_is_resumed_where_it_stood() {
+    let (app, fake) = wecom_app().await;
+    let left = json!({
+        "login": "zhangsan", "at": 1_790_000_000, "mode": "resigned",
+        "customers": [
+            {"external_userid": "wmA", "takeover": "lisi", "state": "waiting"},
+            {"external_userid": "wmB", "takeover": "lisi", "state": "done"}],
+        "groups": []
+    });
+    let mut other = app.other_store();
+    other
+        .put_setting("wecom/handover/zhangsan/1790000000", Some(&left))
+        .unwrap();
+    drop(other);
+    fake.then(
+        &ec("/resigned/transfer_result"),
+        json!({"errcode": 0, "errmsg": "ok", "next_cursor": "", "customer": [{"external_userid": "wmA", "status": 4, "takeover_time": 0}]}),
+    );
+    let now = siyu_server::writer::wall_clock();
+    assert_eq!(
+        siyu_server::wecom_ops::tick_transfers(&app.state, now)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        fake.bodies(&ec("/resigned/transfer_customer")).is_empty(),
+        "not asked again"
+    );
+    let (_, st) = app.get("/v1/operators/zhangsan/handover").await;
+    let job = &st["wecom"][0];
+    assert_eq!(job["finished"], true, "{st}");
+    assert_eq!(job["customers"], json!({"done": 1, "limit": 1}), "{st}");
+    assert_eq!(job["refused"][0]["external_userid"], "wmA", "{st}");
+    assert!(app
+        .other_store()
+        .audit_log(5)
+        .unwrap()
+        .iter()
+        .any(|a| a.action == "operator_handover_wecom" && a.subject == "zhangsan"));
+}
+
 async fn outbox_item(app: &TestApp, key: &str, until: impl Fn(&Value) -> bool) -> Value {
     let started = Instant::now();
     loop {
