@@ -627,6 +627,13 @@ async fn an_in_service_handover_reports_exactly_the_customer_who_refused() {
     // An unknown operator's status: 404.
     let (s, _) = app.get("/v1/operators/nobody/handover").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    // The API document has the status route and its answer's shape.
+    let (_, doc) = app.get("/openapi.json").await;
+    let op = &doc["paths"]["/v1/operators/{login}/handover"]["get"];
+    assert!(op["responses"]["200"].is_object(), "{op}");
+    assert!(op["responses"]["404"].is_object(), "{op}");
+    let live = &doc["paths"]["/v1/livecodes/{id}"]["put"];
+    assert!(live["responses"]["502"].is_object(), "{live}");
 }
 
 /// A resigned operator (the default): the resigned endpoints; a customer
