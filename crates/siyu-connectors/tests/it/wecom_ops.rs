@@ -190,7 +190,15 @@ async fn a_join_way_is_made_then_read_for_its_qr_code() {
 #[tokio::test]
 async fn transfers_use_the_mode_s_endpoints_and_report_each_customer() {
     let server = HttpServer::start().await;
-    server.always(GETTOKEN, 200, Duration::ZERO, &token("tok-1"));
+    server
+        .then(GETTOKEN, 200, &token("tok-1"))
+        .then(GETTOKEN, 200, &token("tok-2"));
+    // An invalid token (40014) on the first call: refreshed, repeated once.
+    server.then(
+        &path("/transfer_customer"),
+        200,
+        r#"{"errcode":40014,"errmsg":"invalid access_token"}"#,
+    );
     server.then(
         &path("/transfer_customer"),
         200,
@@ -240,8 +248,18 @@ async fn transfers_use_the_mode_s_endpoints_and_report_each_customer() {
             .collect::<Vec<_>>(),
         [("wmA", 0), ("wmB", 40096)]
     );
+    let asked = server.requests(&path("/transfer_customer"));
+    assert_eq!(asked.len(), 2);
     assert_eq!(
-        server.requests(&path("/transfer_customer"))[0].json(),
+        (
+            asked[0].query["access_token"].as_str(),
+            asked[1].query["access_token"].as_str()
+        ),
+        ("tok-1", "tok-2")
+    );
+    assert_eq!(server.requests(GETTOKEN).len(), 2);
+    assert_eq!(
+        asked[1].json(),
         json!({"handover_userid": "zhangsan", "takeover_userid": "lisi", "external_userid": ["wmA", "wmB"], "transfer_success_msg": "您好，我来接替张三"})
     );
     // Resigned: its own endpoint, and no message (WeCom takes none there).
