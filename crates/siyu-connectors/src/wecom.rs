@@ -249,12 +249,7 @@ impl WeComConnector {
             body["open_kfid"] = json!(k);
         }
         let (_, v) = self.api.post("/cgi-bin/kf/sync_msg", &body).await?;
-        let messages = match v.get("msg_list") {
-            None | Some(serde_json::Value::Null) => Vec::new(),
-            Some(list) => serde_json::from_value(list.clone()).map_err(|e| {
-                SendError::Permanent(format!("wecom: kf/sync_msg msg_list is not readable: {e}"))
-            })?,
-        };
+        let messages = list_field(&v, "msg_list", "kf/sync_msg")?;
         Ok(KfPage {
             messages,
             next_cursor: str_field(&v, "next_cursor").unwrap_or_default(),
@@ -270,6 +265,21 @@ impl Connector for WeComConnector {
 
     fn send<'a>(&'a self, msg: &'a OutboundMessage) -> SendFuture<'a> {
         Box::pin(self.deliver(msg))
+    }
+}
+
+/// The list `field` of `call`'s answer as `T`s (absent or null: none);
+/// an unreadable one is a permanent error naming the call and the field.
+pub(crate) fn list_field<T: serde::de::DeserializeOwned>(
+    v: &serde_json::Value,
+    field: &str,
+    call: &str,
+) -> Result<Vec<T>, SendError> {
+    match v.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(list) => serde_json::from_value(list.clone()).map_err(|e| {
+            SendError::Permanent(format!("wecom: {call} {field} is not readable: {e}"))
+        }),
     }
 }
 

@@ -23,7 +23,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{kf_msgid, str_field, WeComConnector};
+use super::{kf_msgid, list_field, str_field, WeComConnector};
 use crate::{Delivery, OutboundMessage, SendError};
 
 /// Rows asked per page (WeCom's maximum is 1000).
@@ -120,38 +120,39 @@ pub fn verdict(status: i64) -> Option<Result<(), String>> {
     }
 }
 
-fn page<T: serde::de::DeserializeOwned>(
-    v: &serde_json::Value,
+/// Every row of a paged call: `body` with `limit` and each page's
+/// `cursor` until WeCom answers no (or the same) `next_cursor`.
+async fn all_pages<T: serde::de::DeserializeOwned>(
+    wecom: &WeComConnector,
+    path: &str,
+    mut body: serde_json::Value,
     field: &str,
-) -> Result<(Vec<T>, String), SendError> {
-    let rows = match v.get(field) {
-        None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(l) => serde_json::from_value(l.clone())
-            .map_err(|e| SendError::Permanent(format!("wecom: {field} is not readable: {e}")))?,
-    };
-    Ok((rows, str_field(v, "next_cursor").unwrap_or_default()))
+) -> Result<Vec<T>, SendError> {
+    body["limit"] = json!(PAGE);
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let v = wecom.call(path, &body).await?;
+        out.extend(list_field::<T>(&v, field, path)?);
+        let next = str_field(&v, "next_cursor").unwrap_or_default();
+        if next.is_empty() || next == cursor {
+            return Ok(out);
+        }
+        body["cursor"] = json!(next);
+        cursor = next;
+    }
 }
 
 impl WeComConnector {
     /// Every member's part of the task `msgid` (all pages).
     pub async fn groupmsg_task(&self, msgid: &str) -> Result<Vec<MemberTask>, SendError> {
-        let mut out = Vec::new();
-        let mut cursor = String::new();
-        loop {
-            let mut body = json!({"msgid": msgid, "limit": PAGE});
-            if !cursor.is_empty() {
-                body["cursor"] = json!(cursor);
-            }
-            let v = self
-                .call("/cgi-bin/externalcontact/get_groupmsg_task", &body)
-                .await?;
-            let (rows, next): (Vec<MemberTask>, String) = page(&v, "task_list")?;
-            out.extend(rows);
-            if next.is_empty() || next == cursor {
-                return Ok(out);
-            }
-            cursor = next;
-        }
+        all_pages(
+            self,
+            "/cgi-bin/externalcontact/get_groupmsg_task",
+            json!({"msgid": msgid}),
+            "task_list",
+        )
+        .await
     }
 
     /// Every recipient of `userid`'s part of the task `msgid` (all pages).
@@ -160,26 +161,15 @@ impl WeComConnector {
         msgid: &str,
         userid: &str,
     ) -> Result<Vec<Recipient>, SendError> {
-        let mut out = Vec::new();
-        let mut cursor = String::new();
-        loop {
-            let mut body = json!({"msgid": msgid, "userid": userid, "limit": PAGE});
-            if !cursor.is_empty() {
-                body["cursor"] = json!(cursor);
-            }
-            let v = self
-                .call("/cgi-bin/externalcontact/get_groupmsg_send_result", &body)
-                .await?;
-            let (rows, next): (Vec<Recipient>, String) = page(&v, "send_list")?;
-            out.extend(rows);
-            if next.is_empty() || next == cursor {
-                return Ok(out);
-            }
-            cursor = next;
-        }
+        all_pages(
+            self,
+            "/cgi-bin/externalcontact/get_groupmsg_send_result",
+            json!({"msgid": msgid, "userid": userid}),
+            "send_list",
+        )
+        .await
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

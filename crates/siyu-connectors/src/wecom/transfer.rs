@@ -25,7 +25,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{str_field, WeComConnector};
+use super::{list_field, str_field, WeComConnector};
 use crate::SendError;
 
 /// The most customers (or groups) one transfer call takes.
@@ -130,19 +130,6 @@ pub struct FailedChat {
     pub errmsg: String,
 }
 
-fn list<T: serde::de::DeserializeOwned>(
-    v: &serde_json::Value,
-    field: &str,
-    call: &str,
-) -> Result<Vec<T>, SendError> {
-    match v.get(field) {
-        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
-        Some(l) => serde_json::from_value(l.clone()).map_err(|e| {
-            SendError::Permanent(format!("wecom: {call} {field} is not readable: {e}"))
-        }),
-    }
-}
-
 impl WeComConnector {
     /// Asks WeCom to move `customers` (at most [`MAX_PER_CALL`]) from
     /// `handover` to `takeover`; each customer's immediate answer.
@@ -170,7 +157,7 @@ impl WeComConnector {
             body["transfer_success_msg"] = json!(m);
         }
         let v = self.call(mode.customer_path(), &body).await?;
-        list(&v, "customer", "transfer_customer")
+        list_field(&v, "customer", "transfer_customer")
     }
 
     /// One page of the results of `handover` → `takeover` transfers.
@@ -194,7 +181,7 @@ impl WeComConnector {
             #[serde(default)]
             takeover_time: i64,
         }
-        let rows: Vec<Row> = list(&v, "customer", "transfer_result")?;
+        let rows: Vec<Row> = list_field(&v, "customer", "transfer_result")?;
         Ok(ResultPage {
             customers: rows
                 .into_iter()
@@ -228,6 +215,6 @@ impl WeComConnector {
                 &json!({"chat_id_list": chat_ids, "new_owner": new_owner}),
             )
             .await?;
-        list(&v, "failed_chat_list", "groupchat transfer")
+        list_field(&v, "failed_chat_list", "groupchat transfer")
     }
 }

@@ -618,31 +618,44 @@ pub fn newcomer_events(
     identity: &Identity,
     at: i64,
 ) -> Vec<Event> {
-    let who = identity.as_str();
     let mut events = vec![touch_event(code_id, code, &routed.target, identity, at)];
-    let owner = match &routed.target {
-        Target::Operator(o) => Some(o.clone()),
+    events.extend(traits_event(code_id, code, &routed.target, identity, at));
+    events
+}
+
+/// The `identify` a newcomer gets: the code's tags and, for an operator
+/// target, the operator as owner (trait `operator`); none when there is
+/// neither. One id per code and identity.
+fn traits_event(
+    code_id: &str,
+    code: &LiveCode,
+    target: &Target,
+    identity: &Identity,
+    at: i64,
+) -> Option<Event> {
+    let owner = match target {
+        Target::Operator(o) => Some(o),
         Target::Group(_) => None,
     };
-    if !code.auto_tags.is_empty() || owner.is_some() {
-        let mut ev = person_event(
-            identity,
-            EventType::Identify,
-            None,
-            at,
-            format!("lc/{code_id}/{who}/traits"),
-        );
-        let mut t = Traits {
-            tags: code.auto_tags.clone(),
-            ..Traits::default()
-        };
-        if let Some(o) = owner {
-            t.extra.insert("operator".into(), json!(o));
-        }
-        ev.traits = Some(t);
-        events.push(ev);
+    if code.auto_tags.is_empty() && owner.is_none() {
+        return None;
     }
-    events
+    let mut ev = person_event(
+        identity,
+        EventType::Identify,
+        None,
+        at,
+        format!("lc/{code_id}/{}/traits", identity.as_str()),
+    );
+    let mut t = Traits {
+        tags: code.auto_tags.clone(),
+        ..Traits::default()
+    };
+    if let Some(o) = owner {
+        t.extra.insert("operator".into(), json!(o));
+    }
+    ev.traits = Some(t);
+    Some(ev)
 }
 
 /// The touch of a newcomer this live code brought: on the code's
@@ -691,65 +704,21 @@ pub fn channel_scan_touch(
     )
 }
 
-/// The owner (the operator added) and the code's tags of a newcomer who
-/// added `operator` through a WeCom-backed live code's own QR code: the
-/// `identify` a claimed visit of the link records ([`newcomer_events`]),
-/// with the same id, so the two paths record one.
-pub fn channel_scan_identify(
+/// The events of a newcomer who came through a WeCom-backed live code's
+/// own QR code, reported by WeCom's callback at `at`: added `target`'s
+/// operator (「联系我」) or joined `target`'s group (join way). The code's
+/// touch one second before, and its tags and owner: what a claimed visit
+/// of the link records ([`newcomer_events`]), with the same ids, so the
+/// two paths record one.
+pub fn wecom_scan_events(
     code_id: &str,
     code: &LiveCode,
-    operator: &str,
-    identity: &Identity,
-    at: i64,
-) -> Event {
-    let mut ev = person_event(
-        identity,
-        EventType::Identify,
-        None,
-        at,
-        format!("lc/{code_id}/{}/traits", identity.as_str()),
-    );
-    let mut t = Traits {
-        tags: code.auto_tags.clone(),
-        ..Traits::default()
-    };
-    t.extra.insert("operator".into(), json!(operator));
-    ev.traits = Some(t);
-    ev
-}
-
-/// The events of a newcomer who joined customer group `chat` through a
-/// WeCom-backed live code's join way (their `state` read from WeCom):
-/// the code's touch one second before `at` and, when the code tags, an
-/// `identify` with its tags; the same ids as a claimed visit's.
-pub fn channel_join_events(
-    code_id: &str,
-    code: &LiveCode,
-    chat: &str,
+    target: &Target,
     identity: &Identity,
     at: i64,
 ) -> Vec<Event> {
-    let mut events = vec![touch_event(
-        code_id,
-        code,
-        &Target::Group(chat.to_string()),
-        identity,
-        at - 1,
-    )];
-    if !code.auto_tags.is_empty() {
-        let mut ev = person_event(
-            identity,
-            EventType::Identify,
-            None,
-            at,
-            format!("lc/{code_id}/{}/traits", identity.as_str()),
-        );
-        ev.traits = Some(Traits {
-            tags: code.auto_tags.clone(),
-            ..Traits::default()
-        });
-        events.push(ev);
-    }
+    let mut events = vec![touch_event(code_id, code, target, identity, at - 1)];
+    events.extend(traits_event(code_id, code, target, identity, at));
     events
 }
 

@@ -321,6 +321,17 @@ async fn live_code_touches(state: &AppState, mapped: &Mapped) -> Vec<Event> {
                 continue;
             }
             match siyu_growth::community::livecode::load_livecode(store, &code_id) {
+                // The code's own WeCom QR code: no link visit tags the
+                // newcomer or names their owner, the callback does.
+                Ok(Some(code)) if code.backing.is_some() => {
+                    touches.extend(siyu_growth::community::livecode::wecom_scan_events(
+                        &code_id,
+                        &code,
+                        &siyu_growth::community::Target::Operator(operator),
+                        &identity,
+                        ts,
+                    ));
+                }
                 Ok(Some(code)) => {
                     touches.push(siyu_growth::community::livecode::channel_scan_touch(
                         &code_id,
@@ -328,14 +339,7 @@ async fn live_code_touches(state: &AppState, mapped: &Mapped) -> Vec<Event> {
                         &operator,
                         &identity,
                         ts - 1,
-                    ));
-                    // The code's own WeCom QR code: no link visit tags the
-                    // newcomer or names their owner, the callback does.
-                    if code.backing.is_some() {
-                        touches.push(siyu_growth::community::livecode::channel_scan_identify(
-                            &code_id, &code, &operator, &identity, ts,
-                        ));
-                    }
+                    ))
                 }
                 Ok(None) => {}
                 // An unreadable definition does not lose the friend add.
@@ -421,8 +425,12 @@ async fn join_way_touches(state: &AppState, mapped: &Mapped) -> Vec<Event> {
                 continue;
             };
             if let Some(code) = held.iter().find(|c| &c.id == code_state) {
-                events.extend(livecode::channel_join_events(
-                    &code.id, &code.code, &chat, identity, *ts,
+                events.extend(livecode::wecom_scan_events(
+                    &code.id,
+                    &code.code,
+                    &siyu_growth::community::Target::Group(chat.clone()),
+                    identity,
+                    *ts,
                 ));
             }
         }
