@@ -149,11 +149,6 @@ impl WeComConnector {
         }
     }
 
-    /// The corp member (`userid`) group-send tasks are created for.
-    pub fn sender(&self) -> &str {
-        &self.sender
-    }
-
     /// POSTs `body` to `path` with the cached access token (refreshed
     /// once on 40001/40014/42001); the answer when its `errcode` is 0.
     /// What the external-contact modules ([`contact_way`], [`transfer`],
