@@ -13,6 +13,10 @@
 //!   → `{errcode, errmsg, fail_list, msgid}`. WeCom turns this into a task the
 //!   `sender` employee confirms; a recipient in `fail_list` (not the
 //!   employee's customer) is a permanent failure. The remote id is `msgid`.
+//! - posts to a customer group (`identity` `group:<chat id>`: SOP
+//!   calendars, announcements): the same call with
+//!   `{"chat_type":"group","sender":owner,"chat_id_list":[chat id],"text":..}`,
+//!   the group owner from `data.sender` (else `sender`); see [`send_result`].
 //! - direct messages when `open_kfid` is configured (WeChat Customer
 //!   Service, 微信客服, which may message a customer within its session
 //!   window): `POST /cgi-bin/kf/send_msg?access_token=..` with
@@ -33,13 +37,21 @@
 //! Customer contact beyond messages: [`sync`] (reading the existing
 //! customers and groups), [`tags`] (corp tags, `mark_tag`), [`welcome`]
 //! (`send_welcome_msg`) and [`calls`] (those calls as a connector on the
-//! channel `wecom_api`, for the outbox).
+//! channel `wecom_api`, for the outbox). Customer contact administration,
+//! each in its own module over the same token cache
+//! ([`WeComConnector::call`]): [`contact_way`] (「联系我」 and 「加入群聊」 QR
+//! codes behind live codes), [`transfer`] (customer and group inheritance
+//! behind an operator hand-over), [`send_result`] (what became of a
+//! group-send task, per recipient).
 
 pub mod callback;
 pub mod calls;
+pub mod contact_way;
 pub mod crypto;
+pub mod send_result;
 pub mod sync;
 pub mod tags;
+pub mod transfer;
 pub mod welcome;
 
 use serde::Deserialize;
@@ -145,7 +157,29 @@ impl WeComConnector {
         }
     }
 
+    /// POSTs `body` to `path` with the cached access token (refreshed
+    /// once on 40001/40014/42001); the answer when its `errcode` is 0.
+    /// What the external-contact modules ([`contact_way`], [`transfer`],
+    /// [`send_result`]) call.
+    pub(crate) async fn call(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, SendError> {
+        self.api.post(path, body).await.map(|(_, v)| v)
+    }
+
     async fn msg_template(&self, msg: &OutboundMessage) -> Result<Delivery, SendError> {
+        if let Some(body) = send_result::group_template(msg, &self.sender) {
+            let (status, v) = self
+                .api
+                .post("/cgi-bin/externalcontact/add_msg_template", &body)
+                .await?;
+            return Ok(Delivery {
+                remote_id: str_field(&v, "msgid"),
+                status,
+            });
+        }
         let body = json!({
             "chat_type": "single",
             "external_userid": [msg.recipient],
@@ -218,12 +252,7 @@ impl WeComConnector {
             body["open_kfid"] = json!(k);
         }
         let (_, v) = self.api.post("/cgi-bin/kf/sync_msg", &body).await?;
-        let messages = match v.get("msg_list") {
-            None | Some(serde_json::Value::Null) => Vec::new(),
-            Some(list) => serde_json::from_value(list.clone()).map_err(|e| {
-                SendError::Permanent(format!("wecom: kf/sync_msg msg_list is not readable: {e}"))
-            })?,
-        };
+        let messages = list_field(&v, "msg_list", "kf/sync_msg")?;
         Ok(KfPage {
             messages,
             next_cursor: str_field(&v, "next_cursor").unwrap_or_default(),
@@ -242,7 +271,22 @@ impl Connector for WeComConnector {
     }
 }
 
-fn str_field(v: &serde_json::Value, name: &str) -> Option<String> {
+/// The list `field` of `call`'s answer as `T`s (absent or null: none);
+/// an unreadable one is a permanent error naming the call and the field.
+pub(crate) fn list_field<T: serde::de::DeserializeOwned>(
+    v: &serde_json::Value,
+    field: &str,
+    call: &str,
+) -> Result<Vec<T>, SendError> {
+    match v.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(list) => serde_json::from_value(list.clone()).map_err(|e| {
+            SendError::Permanent(format!("wecom: {call} {field} is not readable: {e}"))
+        }),
+    }
+}
+
+pub(crate) fn str_field(v: &serde_json::Value, name: &str) -> Option<String> {
     v.get(name)
         .and_then(|m| m.as_str())
         .filter(|m| !m.is_empty())

@@ -54,6 +54,10 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     RequestTimeout(String),
+    /// A channel's own API (WeCom) refused a call or did not answer; the
+    /// message names the call and WeCom's errcode (never a token).
+    #[error("{0}")]
+    Upstream(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -83,6 +87,7 @@ impl ApiError {
             (ApiError::Gone(s()), "a campaign that ended (or has not started) was called"),
             (ApiError::MethodNotAllowed(s()), "the path exists but does not take this method; the message names the methods it takes"),
             (ApiError::RequestTimeout(s()), "the request body did not arrive within `body_read_timeout` (default 30 s)"),
+            (ApiError::Upstream(s()), "a channel's own API (WeCom) refused the call siyu made for this request or did not answer; the message names the call and its errcode, and nothing was saved"),
             (ApiError::Internal(s()), "a server fault; details are in the server log, never in the response"),
         ]
     }
@@ -113,6 +118,7 @@ impl ApiError {
             ApiError::Gone(_) => (StatusCode::GONE, "gone"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

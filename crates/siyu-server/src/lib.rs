@@ -53,6 +53,7 @@ pub mod trace;
 pub mod wecom_sync;
 pub mod wecom_tags;
 pub mod wecom_welcome;
+pub mod wecom_ops;
 pub mod workspace;
 pub mod writer;
 pub mod zone;
@@ -116,6 +117,9 @@ pub struct Inner {
     /// The WeCom sync's client and whether this process runs it
     /// (`wecom_sync.rs`).
     pub wecom_sync: wecom_sync::SyncRunner,
+    /// WeCom's customer-contact API (`[connectors.wecom]`): live codes'
+    /// QR codes, hand-over transfers, group-send results (`wecom_ops.rs`).
+    pub wecom: Option<Arc<siyu_connectors::WeComConnector>>,
     /// The workspace time zone (settings `workspace/time_zone`, `zone.rs`):
     /// what dates in analytics ranges mean and what the console shows.
     pub time_zone: RwLock<siyu_automation::schedule::Tz>,
@@ -488,6 +492,13 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("config [connectors.wechat]: {e}"))?;
         let wecom_sync = wecom_sync::SyncRunner::new(&config.connectors)
             .map_err(|e| anyhow::anyhow!("config [connectors.wecom]: {e}"))?;
+        let wecom = match &config.connectors.wecom {
+            Some(w) => Some(Arc::new(
+                siyu_connectors::WeComConnector::new(w)
+                    .map_err(|e| anyhow::anyhow!("config [connectors.wecom]: {e}"))?,
+            )),
+            None => None,
+        };
         let link_secret = {
             let config = config.clone();
             tokio::task::spawn_blocking(move || automation::link_secret(&config)).await??
@@ -515,6 +526,9 @@ impl Application {
                     quarantine,
                     trigger_max_age_secs: config.trigger_max_age_secs,
                     leadership,
+                    wecom_sends_are_mass: config.connectors.wecom.as_ref().is_some_and(|w| {
+                        w.open_kfid.as_deref().is_none_or(|k| k.trim().is_empty())
+                    }),
                 })
             })
             .await??
@@ -549,6 +563,7 @@ impl Application {
             wecom_callbacks,
             wechat_oa,
             wecom_sync,
+            wecom,
             time_zone: RwLock::new(time_zone),
             leader: leadership.clone(),
         }));
@@ -619,6 +634,7 @@ impl Application {
             routed.push((name, host, s));
         }
         for s in &states {
+            crate::wecom_ops::spawn(s.clone());
             crate::routes::communities::spawn(s.clone());
             crate::routes::fission::spawn(s.clone());
             crate::cache::spawn_warmer(s.clone());
@@ -645,6 +661,7 @@ impl Application {
             writer_thread,
             executor_thread,
         } = self;
+        crate::wecom_ops::spawn(state.clone());
         crate::routes::communities::spawn(state.clone());
         crate::routes::fission::spawn(state.clone());
         crate::cache::spawn_warmer(state.clone());

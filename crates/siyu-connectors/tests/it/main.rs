@@ -10,3 +10,4 @@ mod webhook;
 mod wechat;
 mod wecom_callback;
 mod wecom_sync;
+mod wecom_ops;

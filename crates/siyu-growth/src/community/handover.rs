@@ -33,6 +33,17 @@ pub struct HandoverInput {
     /// Hand the groups to `to` even beyond its `max_groups`.
     #[serde(default)]
     pub force: bool,
+    /// WeCom: the operator still works at the corp (在职继承:
+    /// `transfer_customer`, `groupchat/onjob_transfer`; customers may
+    /// refuse within 24 hours). Default false: they left or were banned
+    /// (离职继承: `resigned/transfer_customer`, `groupchat/transfer`).
+    #[serde(default)]
+    pub in_service: bool,
+    /// WeCom, in service only: the message customers get when the
+    /// transfer succeeds (at most 200 characters; WeCom's default text
+    /// when absent).
+    #[serde(default)]
+    pub transfer_success_msg: Option<String>,
 }
 
 impl HandoverInput {
@@ -45,6 +56,24 @@ impl HandoverInput {
             ));
         }
         Ok(status)
+    }
+
+    /// The checks on the WeCom fields.
+    pub fn check_wecom(&self) -> Result<()> {
+        if let Some(m) = &self.transfer_success_msg {
+            if m.chars().count() > 200 {
+                return Err(CommunityError::Invalid(format!(
+                    "transfer_success_msg: at most 200 characters (WeCom's limit), got {}",
+                    m.chars().count()
+                )));
+            }
+            if !self.in_service {
+                return Err(CommunityError::Invalid(
+                    "transfer_success_msg: WeCom sends it only for an operator in service (`in_service: true`)".into(),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -305,4 +334,43 @@ pub fn finish(store: &mut dyn Store, plan: &HandoverPlan, report: &HandoverRepor
         detail,
     })?;
     Ok(())
+}
+
+/// The WeCom side of a hand-over: each moving person's WeCom customer ids
+/// (their `wecom:` identities' external_userids) with the new owner, and
+/// each moving WeCom group (channel `wecom`: its id is the chat id) with
+/// its new owner. What WeCom's customer and group inheritance is asked to
+/// move (operator logins are the members' WeCom `userid`s).
+pub fn wecom_moves(
+    engine: &Engine,
+    groups: &BTreeMap<String, GroupDef>,
+    plan: &HandoverPlan,
+) -> WeComMoves {
+    let mut customers = Vec::new();
+    for (canonical, new) in &plan.person_moves {
+        let Some(slot) = engine.person_of(canonical) else {
+            continue;
+        };
+        for id in engine.identities_of(slot) {
+            if let Some(external) = id.strip_prefix("wecom:") {
+                customers.push((external.to_string(), new.clone()));
+            }
+        }
+    }
+    let chats = plan
+        .group_moves
+        .iter()
+        .filter(|(g, _)| groups.get(g).is_some_and(|d| d.channel == "wecom"))
+        .cloned()
+        .collect();
+    WeComMoves { customers, chats }
+}
+
+/// What a hand-over moves in WeCom ([`wecom_moves`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WeComMoves {
+    /// (external_userid, new owner).
+    pub customers: Vec<(String, String)>,
+    /// (chat id, new owner).
+    pub chats: Vec<(String, String)>,
 }

@@ -65,6 +65,12 @@ pub struct LiveCode {
     pub welcome_template: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_channel: Option<String>,
+    /// `"wecom"`: the code is also a WeCom QR code of its own (「联系我」
+    /// for operator targets, 「加入群聊」 for group targets, made with
+    /// `state` = the code's id), answered as `wecom` beside the code.
+    /// Absent: the siyu link only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backing: Option<Backing>,
     /// Archived (`DELETE /v1/livecodes/{id}`): its printed link answers
     /// that the code is no longer active instead of routing; saving it
     /// again restores it.
@@ -72,12 +78,94 @@ pub struct LiveCode {
     pub archived: bool,
 }
 
+/// What backs a live code beside its siyu link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Backing {
+    /// A WeCom QR code made through WeCom's API.
+    Wecom,
+}
+
+/// Which WeCom QR code backs a live code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WeComWayKind {
+    /// 「联系我」 (`add_contact_way`): adds one of the operators as a friend.
+    ContactWay,
+    /// 「加入群聊」 (`groupchat/add_join_way`): joins one of the groups.
+    JoinWay,
+}
+
+/// The WeCom QR code behind a live code, as WeCom made it (setting
+/// `livecode/<id>/wecom`): its id for updates and deletion, the image
+/// URL, and the members or groups it was made for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct WeComWay {
+    pub kind: WeComWayKind,
+    pub config_id: String,
+    /// The QR code's image URL (WeCom's).
+    pub qr_code: String,
+    /// The operators' WeCom `userid`s (contact way) or the groups' chat
+    /// ids (join way) it was made or last updated for.
+    pub members: Vec<String>,
+    /// The `state` WeCom reports in its add-contact callbacks: the code's id.
+    pub state: String,
+    pub updated_at: i64,
+}
+
+/// WeCom's limit on a way's `state`: a WeCom-backed code's id fits in it.
+pub const WECOM_STATE_MAX: usize = 30;
+/// WeCom's limit on the groups of one join way.
+pub const WECOM_JOIN_MAX: usize = 5;
+
 /// A live code with its id, as the API answers it.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct LiveCodeView {
     #[serde(flatten)]
     pub code: LiveCode,
     pub id: String,
+    /// The WeCom QR code behind it (`backing: "wecom"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wecom: Option<WeComWay>,
+}
+
+impl LiveCode {
+    /// The WeCom QR code this code needs (`backing: "wecom"`): which kind
+    /// and for whom, in target order, or `None` without the backing. A
+    /// 「联系我」 takes operators only, a join way groups only (at most
+    /// [`WECOM_JOIN_MAX`]), and `id` must fit WeCom's `state`.
+    pub fn wecom_members(&self, id: &str) -> Result<Option<(WeComWayKind, Vec<String>)>> {
+        if self.backing != Some(Backing::Wecom) {
+            return Ok(None);
+        }
+        if id.chars().count() > WECOM_STATE_MAX {
+            return Err(CommunityError::Invalid(format!(
+                "id: a WeCom-backed live code's id is WeCom's `state`, at most {WECOM_STATE_MAX} characters; {id:?} has {}",
+                id.chars().count()
+            )));
+        }
+        let mut operators = Vec::new();
+        let mut groups = Vec::new();
+        for t in &self.targets {
+            match t {
+                Target::Operator(o) => operators.push(o.clone()),
+                Target::Group(g) => groups.push(g.clone()),
+            }
+        }
+        match (operators.is_empty(), groups.is_empty()) {
+            (false, true) => Ok(Some((WeComWayKind::ContactWay, operators))),
+            (true, false) if groups.len() <= WECOM_JOIN_MAX => {
+                Ok(Some((WeComWayKind::JoinWay, groups)))
+            }
+            (true, false) => Err(CommunityError::Invalid(format!(
+                "targets: a WeCom join way takes at most {WECOM_JOIN_MAX} groups, this code has {}",
+                groups.len()
+            ))),
+            _ => Err(CommunityError::Invalid(
+                "targets: a WeCom-backed live code targets operators only (「联系我」) or groups only (「加入群聊」), not both".into(),
+            )),
+        }
+    }
 }
 
 impl LiveCode {
@@ -149,6 +237,15 @@ pub fn livecode_key(id: &str) -> String {
 pub fn day_key(id: &str) -> String {
     format!("{LIVECODE_PREFIX}{id}/day")
 }
+/// The WeCom QR code behind a live code ([`WeComWay`]).
+pub fn wecom_key(id: &str) -> String {
+    format!("{LIVECODE_PREFIX}{id}/wecom")
+}
+
+/// The WeCom QR code behind live code `id`, if any.
+pub fn load_wecom_way(store: &mut dyn Store, id: &str) -> Result<Option<WeComWay>> {
+    read(store, &wecom_key(id))
+}
 
 /// One live code, or None.
 pub fn load_livecode(store: &mut dyn Store, id: &str) -> Result<Option<LiveCode>> {
@@ -160,10 +257,25 @@ pub fn list_livecodes(
     store: &mut dyn Store,
     skipped: &mut Vec<Skipped>,
 ) -> Result<Vec<LiveCodeView>> {
-    Ok(list_defs::<LiveCode>(store, LIVECODE_PREFIX, skipped)?
-        .into_iter()
-        .map(|(id, code)| LiveCodeView { code, id })
-        .collect())
+    let mut out = Vec::new();
+    for (id, code) in list_defs::<LiveCode>(store, LIVECODE_PREFIX, skipped)? {
+        let wecom = if code.backing.is_some() {
+            match load_wecom_way(store, &id) {
+                Ok(w) => w,
+                Err(e) => {
+                    skipped.push(Skipped {
+                        key: wecom_key(&id),
+                        error: e.to_string(),
+                    });
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        out.push(LiveCodeView { code, id, wecom });
+    }
+    Ok(out)
 }
 
 /// Validates a live code (its own fields, then that its groups, operators
@@ -176,17 +288,45 @@ pub fn save_livecode(
     template_prefix: &str,
     skipped: &mut Vec<Skipped>,
 ) -> Result<LiveCodeView> {
+    check_references(store, id, &code, template_prefix, skipped)?;
+    write(store, &livecode_key(id), &code)?;
+    let wecom = load_wecom_way(store, id)?;
+    Ok(LiveCodeView {
+        code,
+        id: id.to_string(),
+        wecom,
+    })
+}
+
+/// Everything [`save_livecode`] checks before it writes: the code's own
+/// fields, its WeCom backing, and that its groups (WeCom groups, for a
+/// join way), operators and welcome template exist.
+pub fn check_references(
+    store: &mut dyn Store,
+    id: &str,
+    code: &LiveCode,
+    template_prefix: &str,
+    skipped: &mut Vec<Skipped>,
+) -> Result<()> {
     code.check()?;
+    let wecom = code.wecom_members(id)?;
     let ops = load_operators(store, skipped)?;
     for (i, t) in code.targets.iter().enumerate() {
         match t {
-            Target::Group(g) => {
-                if read::<GroupDef>(store, &group_key(g))?.is_none() {
+            Target::Group(g) => match read::<GroupDef>(store, &group_key(g))? {
+                None => {
                     return Err(CommunityError::Invalid(format!(
                         "targets[{i}].group: no group `{g}`; PUT /v1/groups/{g} first"
                     )));
                 }
-            }
+                Some(def) if wecom.is_some() && def.channel != "wecom" => {
+                    return Err(CommunityError::Invalid(format!(
+                        "targets[{i}].group: group `{g}` is on channel `{}`; a WeCom join way takes WeCom customer groups (their id is the chat id)",
+                        def.channel
+                    )));
+                }
+                Some(_) => {}
+            },
             Target::Operator(o) => {
                 if !ops.contains_key(o) {
                     return Err(CommunityError::Invalid(format!(
@@ -213,11 +353,7 @@ pub fn save_livecode(
             )));
         }
     }
-    write(store, &livecode_key(id), &code)?;
-    Ok(LiveCodeView {
-        code,
-        id: id.to_string(),
-    })
+    Ok(())
 }
 
 /// Today's operator counts of one live code (reset at local midnight).
@@ -482,31 +618,44 @@ pub fn newcomer_events(
     identity: &Identity,
     at: i64,
 ) -> Vec<Event> {
-    let who = identity.as_str();
     let mut events = vec![touch_event(code_id, code, &routed.target, identity, at)];
-    let owner = match &routed.target {
-        Target::Operator(o) => Some(o.clone()),
+    events.extend(traits_event(code_id, code, &routed.target, identity, at));
+    events
+}
+
+/// The `identify` a newcomer gets: the code's tags and, for an operator
+/// target, the operator as owner (trait `operator`); none when there is
+/// neither. One id per code and identity.
+fn traits_event(
+    code_id: &str,
+    code: &LiveCode,
+    target: &Target,
+    identity: &Identity,
+    at: i64,
+) -> Option<Event> {
+    let owner = match target {
+        Target::Operator(o) => Some(o),
         Target::Group(_) => None,
     };
-    if !code.auto_tags.is_empty() || owner.is_some() {
-        let mut ev = person_event(
-            identity,
-            EventType::Identify,
-            None,
-            at,
-            format!("lc/{code_id}/{who}/traits"),
-        );
-        let mut t = Traits {
-            tags: code.auto_tags.clone(),
-            ..Traits::default()
-        };
-        if let Some(o) = owner {
-            t.extra.insert("operator".into(), json!(o));
-        }
-        ev.traits = Some(t);
-        events.push(ev);
+    if code.auto_tags.is_empty() && owner.is_none() {
+        return None;
     }
-    events
+    let mut ev = person_event(
+        identity,
+        EventType::Identify,
+        None,
+        at,
+        format!("lc/{code_id}/{}/traits", identity.as_str()),
+    );
+    let mut t = Traits {
+        tags: code.auto_tags.clone(),
+        ..Traits::default()
+    };
+    if let Some(o) = owner {
+        t.extra.insert("operator".into(), json!(o));
+    }
+    ev.traits = Some(t);
+    Some(ev)
 }
 
 /// The touch of a newcomer this live code brought: on the code's
@@ -553,6 +702,24 @@ pub fn channel_scan_touch(
         identity,
         at,
     )
+}
+
+/// The events of a newcomer who came through a WeCom-backed live code's
+/// own QR code, reported by WeCom's callback at `at`: added `target`'s
+/// operator (「联系我」) or joined `target`'s group (join way). The code's
+/// touch one second before, and its tags and owner: what a claimed visit
+/// of the link records ([`newcomer_events`]), with the same ids, so the
+/// two paths record one.
+pub fn wecom_scan_events(
+    code_id: &str,
+    code: &LiveCode,
+    target: &Target,
+    identity: &Identity,
+    at: i64,
+) -> Vec<Event> {
+    let mut events = vec![touch_event(code_id, code, target, identity, at - 1)];
+    events.extend(traits_event(code_id, code, target, identity, at));
+    events
 }
 
 /// The welcome send's id for a newcomer (one per code and identity: a

@@ -593,3 +593,104 @@ fn a_groups_capacity_is_bounded_by_its_channels_limit() {
     let e = check("telegram", groups::MAX_CAPACITY + 1).unwrap_err();
     assert!(e.contains("capacity") && e.contains("telegram"), "{e}");
 }
+
+/// A WeCom-backed live code: a 「联系我」 for operators, a join way for at
+/// most five WeCom groups; its id must fit WeCom's 30-character `state`;
+/// mixing, six groups, or a group of another channel are refused naming
+/// the field. Without the backing, nothing is asked of WeCom.
+#[test]
+fn a_wecom_backing_is_a_contact_way_or_a_join_way_and_fits_wecom_s_limits() {
+    let mut s = store();
+    let s = s.as_mut();
+    operator(s, "amy", 7);
+    operator(s, "bob", 7);
+    for g in ["w1", "w2", "w3", "w4", "w5", "w6"] {
+        group(s, g, 10, Some("amy"));
+    }
+    let input: GroupInput =
+        serde_json::from_value(json!({"channel": "douyin", "owner": "amy"})).unwrap();
+    groups::save_group(s, "dy", input, T0, &mut Vec::new()).unwrap();
+    let body = |v: Value| -> LiveCode { serde_json::from_value(v).expect("a live code body") };
+    let ops =
+        body(json!({"targets": [{"operator": "amy"}, {"operator": "bob"}], "backing": "wecom"}));
+    assert_eq!(
+        ops.wecom_members("spring").unwrap(),
+        Some((
+            livecode::WeComWayKind::ContactWay,
+            vec!["amy".to_string(), "bob".to_string()]
+        ))
+    );
+    let five = body(
+        json!({"targets": [{"group": "w1"}, {"group": "w2"}, {"group": "w3"}, {"group": "w4"}, {"group": "w5"}], "backing": "wecom"}),
+    );
+    assert_eq!(
+        five.wecom_members("g").unwrap().map(|(k, m)| (k, m.len())),
+        Some((livecode::WeComWayKind::JoinWay, 5))
+    );
+    livecode::check_references(s, "g", &five, "template/", &mut Vec::new()).unwrap();
+    let plain = body(json!({"targets": [{"operator": "amy"}]}));
+    assert_eq!(plain.wecom_members(&"x".repeat(64)).unwrap(), None);
+
+    let refused = |id: &str, code: &LiveCode| -> String {
+        match code.wecom_members(id) {
+            Err(CommunityError::Invalid(m)) => m,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(refused(&"x".repeat(31), &ops).starts_with("id:"));
+    let six = body(
+        json!({"targets": [{"group": "w1"}, {"group": "w2"}, {"group": "w3"}, {"group": "w4"}, {"group": "w5"}, {"group": "w6"}], "backing": "wecom"}),
+    );
+    assert!(refused("g", &six).contains("at most 5 groups"));
+    let mixed =
+        body(json!({"targets": [{"operator": "amy"}, {"group": "w1"}], "backing": "wecom"}));
+    assert!(refused("m", &mixed).starts_with("targets:"));
+    let douyin = body(json!({"targets": [{"group": "dy"}], "backing": "wecom"}));
+    match livecode::check_references(s, "d", &douyin, "template/", &mut Vec::new()) {
+        Err(CommunityError::Invalid(m)) => {
+            assert!(
+                m.starts_with("targets[0].group") && m.contains("douyin"),
+                "{m}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The WeCom side of a hand-over: every `wecom:` identity of each moving
+/// person (not only the canonical one) with its new owner, and the WeCom
+/// groups only.
+#[test]
+fn a_handover_s_wecom_moves_are_the_persons_wecom_ids_and_the_wecom_groups() {
+    let mut s = store();
+    let s = s.as_mut();
+    operator(s, "amy", 7);
+    operator(s, "bob", 7);
+    group(s, "wrG1", 10, Some("amy"));
+    let input: GroupInput =
+        serde_json::from_value(json!({"channel": "douyin", "owner": "amy"})).unwrap();
+    groups::save_group(s, "dy", input, T0, &mut Vec::new()).unwrap();
+    let e = engine(&[
+        json!({"ts": T0, "identity": "phone_hmac:aa", "type": "identify", "traits": {"operator": "amy"}}),
+        json!({"ts": T0, "identity": "wecom:wmA", "type": "identify", "ref": "phone_hmac:aa"}),
+        json!({"ts": T0, "identity": "douyin:d1", "type": "identify", "traits": {"operator": "amy"}}),
+    ]);
+    let (owned, loads) = handover::owned_persons(&e, "amy");
+    let ops = operators::load_operators(s, &mut Vec::new()).unwrap();
+    let defs = groups::load_groups(s, &mut Vec::new()).unwrap();
+    let plan = handover::plan(
+        &ops,
+        &defs,
+        "amy",
+        Some("bob"),
+        true,
+        OperatorStatus::Left,
+        owned,
+        loads,
+        T0 + 1,
+    )
+    .unwrap();
+    let moves = handover::wecom_moves(&e, &defs, &plan);
+    assert_eq!(moves.customers, [("wmA".to_string(), "bob".to_string())]);
+    assert_eq!(moves.chats, [("wrG1".to_string(), "bob".to_string())]);
+}

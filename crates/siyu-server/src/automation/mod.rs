@@ -117,13 +117,20 @@ pub enum AutoInput {
         events: Vec<AppliedEvent>,
         changes: Vec<AppliedChange>,
     },
-    /// A connector's verdict on an outbox item.
+    /// A connector's verdict on an outbox item; `detail` is what the
+    /// done item says (a WeCom group-send task still to be confirmed:
+    /// `siyu_connectors::wecom::send_result::awaiting`).
     Delivered {
         key: String,
         attempts: u32,
         /// An SMS's `SerialNo`: what its delivery receipt will name.
         sms_sid: Option<String>,
+        detail: String,
     },
+    /// What a channel later said became of delivered items (WeCom
+    /// group-send results, `crate::wecom_ops`): each becomes done with
+    /// its detail or dead with its reason; answers once committed.
+    Reported(Vec<SendReport>, oneshot::Sender<Result<(), String>>),
     Dead {
         key: String,
         error: String,
@@ -181,6 +188,16 @@ pub struct Exited {
     pub enrollments: usize,
     /// Pending outbox items (waiting sends and side effects) cancelled.
     pub cancelled: usize,
+}
+
+/// A channel's later word on a delivered outbox item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendReport {
+    pub key: String,
+    /// The item's attempts (kept).
+    pub attempts: u32,
+    /// `Ok(detail)`: delivered; `Err(reason)`: failed.
+    pub outcome: Result<String, String>,
 }
 
 /// Why an enrollment ended or an outbox item was cancelled by
@@ -242,6 +259,15 @@ impl AutomationHandle {
             .map_err(|_| "automation stopped".to_string())?;
         rx.await.map_err(|_| "automation stopped".to_string())?
     }
+    /// Records what a channel later said about delivered items.
+    pub async fn report(&self, reports: Vec<SendReport>) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(AutoInput::traced(AutoInput::Reported(reports, tx)))
+            .map_err(|_| "automation stopped".to_string())?;
+        rx.await.map_err(|_| "automation stopped".to_string())?
+    }
+
     /// Queues effects through the outbox (idempotent on each action's key).
     pub async fn enqueue(
         &self,
@@ -311,6 +337,7 @@ impl DeliverySink for Sink {
             key: msg.idempotency_key.clone(),
             attempts,
             sms_sid: d.remote_id.clone().filter(|_| msg.channel == "sms"),
+            detail: siyu_connectors::wecom::send_result::awaiting(msg, d).unwrap_or_default(),
         });
     }
     fn dead_lettered(&self, msg: &OutboundMessage, error: &str, attempts: u32) {
@@ -560,6 +587,11 @@ pub struct ExecutorParts {
     /// holds it at start, the executor leads from its first input, else
     /// it stands by until told to lead; a fenced commit is reported to it.
     pub leadership: Arc<crate::leader::Leadership>,
+    /// Every `wecom` send is a WeCom group-send (`add_msg_template`: no
+    /// `open_kfid` is configured for direct messages), so every one counts
+    /// against WeCom's one group message per customer per day
+    /// (`mass_per_local_day`), whatever kind the step asked for.
+    pub wecom_sends_are_mass: bool,
 }
 
 /// Events the executor reads even with no journey: opt-outs (the consent
@@ -622,6 +654,8 @@ pub struct Executor {
     /// deliveries; requests' work is committed for the leader to pick up.
     fence: Option<siyu_store::Fence>,
     leadership: Arc<crate::leader::Leadership>,
+    /// See [`ExecutorParts::wecom_sends_are_mass`].
+    wecom_sends_are_mass: bool,
     /// The writer's applied inputs of the last `lead::RECENT_SECS` (server
     /// time received), leading or not: replayed on taking over, so what
     /// the old leader had not committed still triggers (`lead.rs`).
@@ -678,6 +712,7 @@ impl Executor {
             quarantine,
             trigger_max_age_secs,
             leadership,
+            wecom_sends_are_mass,
         } = parts;
         let lead = leadership.token();
         let mut defs = {
@@ -718,6 +753,7 @@ impl Executor {
             open_leads: HashMap::new(),
             fence: None,
             leadership,
+            wecom_sends_are_mass,
             recent: Default::default(),
             replaying: false,
         };
@@ -951,6 +987,7 @@ impl Executor {
                 key,
                 attempts,
                 sms_sid,
+                detail,
             } => {
                 let detail = match sms_sid {
                     Some(sid) => {
@@ -961,7 +998,7 @@ impl Executor {
                         }
                         format!("sid {sid}")
                     }
-                    None => String::new(),
+                    None => detail,
                 };
                 self.finish(&key, OutboxStatus::Done, attempts, detail, now);
                 if let Some(item) = self.in_flight.remove(&key) {
@@ -1048,6 +1085,24 @@ impl Executor {
                     .or_default()
                     .push(consent_entry(&row));
                 self.commit.consent.push(row);
+                let _ = reply.send(self.flush().map_err(|e| e.to_string()));
+            }
+            AutoInput::Reported(reports, reply) => {
+                for r in reports {
+                    let (status, verdict, detail) = match r.outcome {
+                        Ok(detail) => (OutboxStatus::Done, "delivered", detail),
+                        Err(reason) => (OutboxStatus::Dead, "failed", reason),
+                    };
+                    self.attempt(&r.key, verdict, &detail, now);
+                    self.commit.updates.push(OutboxUpdate {
+                        key: r.key,
+                        status,
+                        attempts: r.attempts,
+                        detail,
+                        not_before: now,
+                        updated_at: now,
+                    });
+                }
                 let _ = reply.send(self.flush().map_err(|e| e.to_string()));
             }
             AutoInput::Enqueue(items, reply) => {
@@ -2205,6 +2260,13 @@ impl Executor {
                 .cloned()
                 .unwrap_or_else(|| "wecom".into())
         });
+        // WeCom without customer service sends every message as a
+        // group-send task: WeCom's daily quota applies to all of them.
+        let kind = if self.wecom_sends_are_mass && channel == "wecom" {
+            SendKind::Mass
+        } else {
+            kind
+        };
         let unsubscribe_for = |canonical: &str| {
             format!(
                 "{}/u/{}",
@@ -2401,6 +2463,23 @@ impl Executor {
             return true;
         }
         let record = SendRecord::new(now, &channel, MessageClass::Marketing, SendKind::Mass);
+        // The group's owner sends it (WeCom: the operator whose customer
+        // group it is confirms the group-send task).
+        let owner = match self
+            .store
+            .get_setting(&siyu_growth::community::groups::group_key(&group))
+        {
+            Ok(Some(def)) => def.get("owner").cloned(),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(%group, error = %e, "group owner not read; the default sender posts");
+                None
+            }
+        };
+        let mut data = serde_json::json!({"group": group, "template": template, "data": data});
+        if let Some(owner) = owner {
+            data["sender"] = owner;
+        }
         let msg = OutboundMessage {
             idempotency_key: key,
             channel,
@@ -2411,7 +2490,7 @@ impl Executor {
             html: rendered.html,
             unsubscribe_url: None,
             mass: true,
-            data: serde_json::json!({"group": group, "template": template, "data": data}),
+            data,
             wechat_template: None,
         };
         let accepted = self.dispatch(item, msg, now);
@@ -2567,6 +2646,11 @@ impl Executor {
                 .or_else(|| self.defs.templates.get(&template).map(|t| t.0.class))
                 .unwrap_or(MessageClass::Marketing);
             let channel = channel.unwrap_or_else(|| "wecom".into());
+            let kind = if self.wecom_sends_are_mass && channel == "wecom" {
+                SendKind::Mass
+            } else {
+                kind
+            };
             let canonical = {
                 let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
                 engine.person_of(&item.identity).map_or_else(

@@ -19,7 +19,13 @@
 //! token: its messages are read with `kf/sync_msg` (the cursor kept in
 //! the setting `wecom/kf_cursor/<open_kfid>`) and the customers' texts
 //! appended as `comment` events, which keyword auto-replies and journeys
-//! see as they see `/v1/inbound/{channel}`'s. An add with a `WelcomeCode`
+//! see as they see `/v1/inbound/{channel}`'s. A friend added through a
+//! live code's WeCom QR code (`State` = the code's id) gets the code's
+//! touch, and, for a WeCom-backed code, its tags and the operator as
+//! owner; a customer joining a group through a WeCom-backed code's join
+//! way (JoinScene 3) gets its touch and tags, the `state` read with
+//! `groupchat/get`; a `transfer_fail` updates the hand-over transfers waiting on
+//! that customer (`crate::wecom_ops`). An add with a `WelcomeCode`
 //! queues the configured welcome (`crate::wecom_welcome`); an
 //! `edit_external_contact` (a member changed the customer's remark or
 //! tags) reads the customer's corp tags and brings them into siyu.
@@ -315,6 +321,7 @@ async fn accept(
         .map_err(|e| ApiError::BadRequest(format!("WeCom callback message: {e}")))?;
     let mut events = mapped.events.clone();
     events.splice(0..0, live_code_touches(state, &mapped).await);
+    events.splice(0..0, join_way_touches(state, &mapped).await);
     if let Some(chat) = &mapped.dismissed_group {
         events.extend(dismissal(state, chat, &message).await?);
     }
@@ -345,6 +352,17 @@ async fn accept(
     }
     if let Some(pull) = &mapped.kf_pull {
         pull_kf(state, wecom, pull).await?;
+    }
+    if mapped.kind == "change_external_contact/transfer_fail" {
+        // A hand-over's customer the takeover member did not get.
+        if let (Some(takeover), Some(customer)) =
+            (message.get("UserID"), message.get("ExternalUserID"))
+        {
+            let reason = message.get("FailReason").unwrap_or("");
+            let jobs =
+                crate::wecom_ops::transfer_failed(state, takeover, customer, reason, at).await?;
+            tracing::info!(%takeover, %customer, %reason, jobs, "wecom transfer_fail");
+        }
     }
     Ok(StatusCode::OK.into_response())
 }
@@ -454,6 +472,17 @@ async fn live_code_touches(state: &AppState, mapped: &Mapped) -> Vec<Event> {
                 continue;
             }
             match siyu_growth::community::livecode::load_livecode(store, &code_id) {
+                // The code's own WeCom QR code: no link visit tags the
+                // newcomer or names their owner, the callback does.
+                Ok(Some(code)) if code.backing.is_some() => {
+                    touches.extend(siyu_growth::community::livecode::wecom_scan_events(
+                        &code_id,
+                        &code,
+                        &siyu_growth::community::Target::Operator(operator),
+                        &identity,
+                        ts,
+                    ));
+                }
                 Ok(Some(code)) => {
                     touches.push(siyu_growth::community::livecode::channel_scan_touch(
                         &code_id,
@@ -475,6 +504,89 @@ async fn live_code_touches(state: &AppState, mapped: &Mapped) -> Vec<Event> {
         tracing::warn!(error = %e, "live codes of wecom states");
         Vec::new()
     })
+}
+
+/// Customers who joined a group by scanning a QR code (`JoinScene` 3)
+/// that is a WeCom-backed live code's join way: the member-change
+/// callback does not say which way, so the group's members are read
+/// (`groupchat/get`, only for groups some join way holds) and each
+/// joining customer whose `state` is such a code gets its touch and tags.
+/// A failed read loses the attribution, never the join.
+async fn join_way_touches(state: &AppState, mapped: &Mapped) -> Vec<Event> {
+    use siyu_growth::community::livecode::{self, WeComWayKind};
+    let joins: Vec<(String, siyu_domain::Identity, i64)> = mapped
+        .events
+        .iter()
+        .filter(|e| e.event_type == EventType::JoinGroup)
+        .filter(|e| {
+            e.properties
+                .as_ref()
+                .and_then(|p| p.get("scene"))
+                .and_then(|s| s.as_str())
+                == Some("qr_code")
+        })
+        .filter_map(|e| Some((e.group.clone()?, e.identity.clone(), e.ts)))
+        .collect();
+    let Some(wecom) = state.0.wecom.clone() else {
+        return Vec::new();
+    };
+    if joins.is_empty() {
+        return Vec::new();
+    }
+    let chats: std::collections::BTreeSet<String> = joins.iter().map(|j| j.0.clone()).collect();
+    let wanted = chats.clone();
+    let codes = with_store(state, move |store| {
+        let mut skipped = Vec::new();
+        let codes = livecode::list_livecodes(store, &mut skipped)?;
+        Ok(codes
+            .into_iter()
+            .filter(|c| {
+                c.wecom.as_ref().is_some_and(|w| {
+                    w.kind == WeComWayKind::JoinWay && w.members.iter().any(|m| wanted.contains(m))
+                })
+            })
+            .collect::<Vec<_>>())
+    })
+    .await
+    .unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "live codes of wecom join ways");
+        Vec::new()
+    });
+    let mut events = Vec::new();
+    for chat in chats {
+        let held: Vec<_> = codes
+            .iter()
+            .filter(|c| c.wecom.as_ref().is_some_and(|w| w.members.contains(&chat)))
+            .collect();
+        if held.is_empty() {
+            continue;
+        }
+        let states = match wecom.join_states(&chat).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%chat, error = %e, "wecom groupchat/get: joins not attributed");
+                continue;
+            }
+        };
+        for (_, identity, ts) in joins.iter().filter(|j| j.0 == chat) {
+            let Some(external) = identity.as_str().strip_prefix("wecom:") else {
+                continue;
+            };
+            let Some((_, code_state)) = states.iter().find(|(u, _)| u == external) else {
+                continue;
+            };
+            if let Some(code) = held.iter().find(|c| &c.id == code_state) {
+                events.extend(livecode::wecom_scan_events(
+                    &code.id,
+                    &code.code,
+                    &siyu_growth::community::Target::Group(chat.clone()),
+                    identity,
+                    *ts,
+                ));
+            }
+        }
+    }
+    events
 }
 
 /// A dismissed customer group: every member the engine has in it leaves.

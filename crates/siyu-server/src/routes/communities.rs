@@ -54,10 +54,11 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/groups/{id}/calendar", read, "The SOP calendar with each entry's outbox status (scheduled, pending, sent, suppressed and why, dead, missed).", get_calendar),
         route!(get, "/v1/operators", read, "Operators with their load: active groups owned and persons owned (trait `operator`).", list_operators),
         route!(put, "/v1/operators/{login}", write, "Save an operator: `{name, max_groups (default 7), status: active|left|banned, backup, url}`.", put_operator, body = OperatorInput),
-        route!(post, "/v1/operators/{login}/handover", write, "Hand over every person and group of an operator in one action: `{to: login | null (spread over the least-loaded), status: left|banned, reason, force}`; a named `to` that would own more groups than its max_groups is a 409 unless `force: true`; one audit record, history kept in the log.", handover, body = HandoverInput, statuses = [409]),
+        route!(post, "/v1/operators/{login}/handover", write, "Hand over every person and group of an operator in one action: `{to: login | null (spread over the least-loaded), status: left|banned, reason, force, in_service, transfer_success_msg}`; a named `to` that would own more groups than its max_groups is a 409 unless `force: true`; one audit record, history kept in the log. With WeCom configured, the operator's WeCom customers and groups are transferred too (in_service: 在职继承, else 离职继承), tracked until final (GET /v1/operators/{login}/handover).", handover, body = HandoverInput, statuses = [409]),
+        route!(get, "/v1/operators/{login}/handover", read, "The WeCom side of the operator's hand-overs, oldest first: per hand-over, customers and groups per state (queued, waiting, done, refused, limit, no_relationship, failed) and each customer or group WeCom did not move with its errcode or reason. The leader advances them every 30 s.", handover_status),
         route!(get, "/v1/livecodes", read, "Live codes (活码).", list_livecodes),
-        route!(put, "/v1/livecodes/{id}", write, "Save a live code: `{targets: [{group} | {operator}], daily_cap_per_operator, working_hours: {start, end, timezone}, backup_operator, auto_tags, welcome_template, source_channel}`.", put_livecode, body = LiveCode),
-        route!(delete, "/v1/livecodes/{id}", write, "Archive a live code: its printed link answers 410 `gone` (\"this code is no longer active\") instead of routing, and it makes no claims; PUT restores it.", delete_livecode),
+        route!(put, "/v1/livecodes/{id}", write, "Save a live code: `{targets: [{group} | {operator}], daily_cap_per_operator, working_hours: {start, end, timezone}, backup_operator, auto_tags, welcome_template, source_channel, backing}`. `backing: \"wecom\"` also makes a WeCom QR code (「联系我」 for operator targets, 「加入群聊」 for up to 5 WeCom groups) with state = the id (≤ 30 characters), updated when the targets change; answered as `wecom.qr_code`.", put_livecode, body = LiveCode, statuses = [502]),
+        route!(delete, "/v1/livecodes/{id}", write, "Archive a live code: its printed link answers 410 `gone` (\"this code is no longer active\") instead of routing, and it makes no claims; PUT restores it. A WeCom-backed code's QR code is deleted in WeCom first (502 if WeCom refuses: nothing archived).", delete_livecode, statuses = [502]),
         route!(post, "/v1/livecodes/{id}/claims", write, "A claim token for a newcomer the channel knows (`{\"identity\"}`): the live-code link with it (`/l/{id}?claim=…`, valid 30 min) reserves their seat, tags them and queues the welcome.", create_claim, body = (crate::links::ClaimBody), statuses = [410]),
         route!(get, "/l/{id}", public, "Public live-code link (rate limited per address): answers the first group or operator with room `{target, url}` (409 when all are full). Only with a `claim` token (from the channel, POST /v1/livecodes/{id}/claims) is a seat reserved and the person tagged and welcomed; without one nothing is recorded.", live_code, statuses = [401, 409, 410]),
     ]
@@ -156,6 +157,40 @@ async fn list_operators(State(state): State<AppState>) -> Result<Json<OperatorLi
 struct HandoverAnswer {
     operator: String,
     handover: HandoverReport,
+    /// The WeCom transfer this hand-over started (WeCom configured and
+    /// WeCom customers or groups moving); its progress:
+    /// GET /v1/operators/{login}/handover.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wecom: Option<crate::wecom_ops::TransferStatus>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct HandoverStatusAnswer {
+    operator: String,
+    /// One per hand-over that moved WeCom customers or groups, oldest first.
+    wecom: Vec<crate::wecom_ops::TransferStatus>,
+}
+
+/// `GET /v1/operators/{login}/handover`.
+async fn handover_status(
+    State(state): State<AppState>,
+    Path(login): Path<String>,
+) -> Result<Json<HandoverStatusAnswer>, ApiError> {
+    let l = login.clone();
+    with_store(&state, move |store| {
+        match siyu_growth::community::read::<OperatorDef>(store, &operators::operator_key(&l))? {
+            Some(_) => Ok(()),
+            None => Err(ApiError::NotFound(format!(
+                "no operator `{l}`; GET /v1/operators lists them"
+            ))),
+        }
+    })
+    .await?;
+    let jobs = crate::wecom_ops::load_jobs(&state, Some(&login)).await?;
+    Ok(Json(HandoverStatusAnswer {
+        operator: login,
+        wecom: jobs.iter().map(|j| j.status()).collect(),
+    }))
 }
 
 /// Every person and group of an operator to another (or spread over the
@@ -175,9 +210,11 @@ async fn handover(
         parse_json(&body, "handover")?
     };
     let status = input.status()?;
+    input.check_wecom()?;
     let at = now();
+    let wecom = state.0.wecom.is_some();
     // 1. Check, plan the groups and the persons, mark the operator.
-    let plan = {
+    let (plan, wecom_moves) = {
         let login = login.clone();
         let to = input.to.clone();
         let force = input.force;
@@ -200,7 +237,8 @@ async fn handover(
                 at,
             )?;
             handover::mark_operator(store, &ops, &plan)?;
-            Ok(plan)
+            let moves = wecom.then(|| handover::wecom_moves(&read_engine(&s), &groups, &plan));
+            Ok((plan, moves))
         })
         .await?
     };
@@ -221,10 +259,31 @@ async fn handover(
         })
         .await?
     };
+    // 4. WeCom: the transfers the leader makes and follows.
+    let mode = if input.in_service {
+        siyu_connectors::wecom::transfer::Mode::InService
+    } else {
+        siyu_connectors::wecom::transfer::Mode::Resigned
+    };
+    let job = wecom_moves.and_then(|moves| {
+        crate::wecom_ops::TransferJob::new(
+            &login,
+            at,
+            mode,
+            input.transfer_success_msg.clone(),
+            moves.customers,
+            moves.chats,
+        )
+    });
+    let wecom = match job {
+        Some(job) => Some(crate::wecom_ops::start_transfer(&state, job).await?),
+        None => None,
+    };
     tracing::info!(operator = %login, persons = moved, "operator handed over");
     Ok(Json(HandoverAnswer {
         operator: login,
         handover,
+        wecom,
     }))
 }
 
@@ -492,7 +551,25 @@ async fn put_livecode(
     let code: LiveCode = parse_json(&body, "live code")?;
     // As for groups: the stateless checks before the store lock.
     code.check()?;
+    code.wecom_members(&id)?;
+    let at = now();
+    // Everything siyu checks, before WeCom is asked for anything.
+    let previous = {
+        let (id, code) = (id.clone(), code.clone());
+        with_store(&state, move |store| {
+            let mut skipped = SkippedLog::default();
+            livecode::check_references(store, &id, &code, TEMPLATE_PREFIX, &mut skipped)?;
+            Ok(livecode::load_wecom_way(store, &id)?)
+        })
+        .await?
+    };
+    let way = crate::wecom_ops::sync_way(&state, &id, &code, previous, at).await?;
     with_store(&state, move |store| {
+        let key = livecode::wecom_key(&id);
+        match &way {
+            Some(w) => siyu_growth::community::write(store, &key, w)?,
+            None => store.put_setting(&key, None)?,
+        }
         let mut skipped = SkippedLog::default();
         let saved = livecode::save_livecode(store, &id, code, TEMPLATE_PREFIX, &mut skipped);
         Ok(Json(saved?))
@@ -527,7 +604,22 @@ async fn delete_livecode(
     Path(id): Path<String>,
 ) -> Result<Json<Removed>, ApiError> {
     let i = id.clone();
+    let way = with_store(&state, move |store| {
+        if livecode::load_livecode(store, &i)?.is_none() {
+            return Err(ApiError::NotFound(format!(
+                "no live code `{i}`; GET /v1/livecodes?archived=true lists them"
+            )));
+        }
+        Ok(livecode::load_wecom_way(store, &i)?)
+    })
+    .await?;
+    // Its WeCom QR code stops adding anyone first.
+    if let Some(way) = &way {
+        crate::wecom_ops::remove_way(&state, way).await?;
+    }
+    let i = id.clone();
     with_store(&state, move |store| {
+        store.put_setting(&livecode::wecom_key(&i), None)?;
         let Some(mut code) = livecode::load_livecode(store, &i)? else {
             return Err(ApiError::NotFound(format!(
                 "no live code `{i}`; GET /v1/livecodes?archived=true lists them"

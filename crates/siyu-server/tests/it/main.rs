@@ -27,6 +27,7 @@ mod shapes;
 mod wechat;
 mod wecom;
 mod wecom_sync;
+mod wecom_ops;
 mod workspaces;
 
 use axum::body::Body;
