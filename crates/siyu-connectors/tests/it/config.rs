@@ -12,7 +12,8 @@ async fn builds_one_connector_per_section() {
         "email": {"host": "smtp.example.com", "from": "noreply@example.com", "username": "u", "password": "p"},
         "sms": {"base_url": "https://sms.example.com", "sdk_app_id": "1400", "sign_name": "思语"},
         "wecom": {"corp_id": "ww1", "secret": "s", "sender": "zhangsan"},
-        "wechat": {"app_id": "wx1", "secret": "s", "timeout_ms": 3000}
+        "wechat": {"app_id": "wx1", "secret": "s", "timeout_ms": 3000},
+        "bridges": {"douyin": {"url": "https://bridge.example.com/douyin", "secret": "s"}}
     }"#,
     );
     assert_eq!(cfg.email.as_ref().unwrap().tls, SmtpTls::Starttls);
@@ -28,7 +29,7 @@ async fn builds_one_connector_per_section() {
     let map = from_config(&cfg).expect("valid");
     let mut names: Vec<&str> = map.keys().map(String::as_str).collect();
     names.sort_unstable();
-    assert_eq!(names, ["email", "sms", "webhook", "wechat", "wecom"]);
+    assert_eq!(names, ["douyin", "email", "sms", "webhook", "wechat", "wecom"]);
     for (name, c) in &map {
         assert_eq!(c.name(), name);
     }
@@ -49,6 +50,14 @@ async fn errors_name_the_field() {
         (
             r#"{"wecom": {"secret": "s", "sender": "x"}}"#,
             ConfigError::Missing("wecom.corp_id".into()),
+        ),
+        (
+            r#"{"bridges": {"douyin": {"url": "https://b.example.com"}}}"#,
+            ConfigError::Missing("bridges.douyin.secret".into()),
+        ),
+        (
+            r#"{"bridges": {"kuaishou": {"secret": "s"}}}"#,
+            ConfigError::Missing("bridges.kuaishou.url".into()),
         ),
         (
             r#"{"wecom": {"corp_id": "c", "sender": "x"}}"#,
@@ -101,6 +110,15 @@ async fn errors_name_the_field() {
         matches!(&err, ConfigError::Invalid { field, .. } if field == "email.from"),
         "{err}"
     );
+    // A bridge serves a channel of its own, named like one.
+    for (name, says) in [("wecom", "built-in"), ("Dou Yin", "lowercase")] {
+        let json = format!(r#"{{"bridges": {{"{name}": {{"url": "https://b.example.com", "secret": "s"}}}}}}"#);
+        let err = from_config(&parse(&json)).err().expect(&json);
+        assert!(
+            matches!(&err, ConfigError::Invalid { field, reason } if *field == format!("bridges.{name}") && reason.contains(says)),
+            "{err}"
+        );
+    }
     // A typo is an error, not a silently ignored field.
     let typo =
         serde_json::from_str::<ConnectorsConfig>(r#"{"wecom": {"corpid": "c"}}"#).unwrap_err();
