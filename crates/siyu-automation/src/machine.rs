@@ -76,6 +76,10 @@ pub enum Action {
         channel: Option<String>,
         class: Option<MessageClass>,
         kind: SendKind,
+        /// The inbound message this send answers (an auto-reply): passed
+        /// to the connector so a channel's bridge can answer in place.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<ReplyTo>,
     },
     AddTag {
         key: String,
@@ -128,6 +132,67 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expires_at: Option<i64>,
     },
+}
+
+/// The inbound comment or message a reply answers. A platform without a
+/// built-in connector (Douyin, Xiaohongshu, Kuaishou) is answered by the
+/// brand's bridge, which can only reply *in place* (under the comment, in
+/// the DM conversation, under the video or note) if it is told where the
+/// customer wrote: the ids its own webhook gave siyu, read back from the
+/// inbound event's `properties`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ReplyTo {
+    /// The inbound event's id (the platform's message or comment id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The channel the customer wrote on.
+    pub channel: String,
+    /// `comment` or `message`, from the inbound event's `properties.kind`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The comment to answer under (`properties.comment_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment_id: Option<String>,
+    /// The DM conversation to answer in (`properties.conversation_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    /// The video, note, post or live room written under
+    /// (`properties.item_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_id: Option<String>,
+}
+
+impl ReplyTo {
+    /// Longest id copied from an inbound event's properties, in bytes:
+    /// longer values are not ids, and are left out.
+    pub const MAX_ID_LEN: usize = 256;
+
+    /// What a reply to an inbound event needs: its id, channel and the
+    /// string (or integer) `kind`, `comment_id`, `conversation_id` and
+    /// `item_id` properties.
+    pub fn of(
+        event_id: Option<&str>,
+        channel: &str,
+        properties: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> ReplyTo {
+        let prop = |name: &str| {
+            let v = properties?.get(name)?;
+            let s = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => return None,
+            };
+            (!s.is_empty() && s.len() <= Self::MAX_ID_LEN).then_some(s)
+        };
+        ReplyTo {
+            event_id: event_id.map(str::to_string),
+            channel: channel.to_string(),
+            kind: prop("kind"),
+            comment_id: prop("comment_id"),
+            conversation_id: prop("conversation_id"),
+            item_id: prop("item_id"),
+        }
+    }
 }
 
 impl Action {
@@ -287,6 +352,7 @@ pub fn run(
                     channel: channel.clone(),
                     class: *class,
                     kind: *kind,
+                    reply_to: None,
                 });
                 next.clone()
             }

@@ -7,7 +7,7 @@
 //! (`wecom.corp_id`); unknown fields are rejected so a typo is not silently
 //! ignored.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
@@ -27,7 +27,15 @@ pub struct ConnectorsConfig {
     pub sms: Option<SmsConfig>,
     pub wecom: Option<WeComConfig>,
     pub wechat: Option<WeChatOfficialConfig>,
+    /// `[connectors.bridges.<channel>]`: a channel siyu has no client for
+    /// (`douyin`, `xiaohongshu`, `kuaishou`, ...) is sent to the brand's
+    /// bridge with the webhook protocol; its replies carry `reply_to`.
+    pub bridges: BTreeMap<String, WebhookConfig>,
 }
+
+/// The built-in channels, which a bridge may not take over.
+pub const BUILT_IN_CHANNELS: [&str; 6] = ["webhook", "email", "sms", "wecom", "wechat", "wecom_api"];
+
 
 /// A configuration problem, naming the field (`section.field`).
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
@@ -65,7 +73,31 @@ pub fn from_config(
     if let Some(c) = &cfg.wechat {
         map.insert("wechat".into(), Arc::new(WeChatOfficialConnector::new(c)?));
     }
+    for (channel, c) in &cfg.bridges {
+        check_bridge_channel(channel)?;
+        map.insert(channel.clone(), Arc::new(WebhookConnector::bridge(channel, c)?));
+    }
     Ok(map)
+}
+
+/// A bridge's channel is a channel name (what identities start with, see
+/// [`siyu_domain::Channel`]) and not a built-in one.
+fn check_bridge_channel(channel: &str) -> Result<(), ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid {
+        field: format!("bridges.{channel}"),
+        reason: reason.to_string(),
+    };
+    if BUILT_IN_CHANNELS.contains(&channel) {
+        return Err(invalid(
+            "a built-in channel has its own section ([connectors.<channel>]); a bridge serves another channel",
+        ));
+    }
+    if !siyu_domain::Channel::is_valid(channel) {
+        return Err(invalid(
+            "a channel name is 1-32 lowercase ASCII letters, digits or `_` (e.g. douyin)",
+        ));
+    }
+    Ok(())
 }
 
 /// A credential from the config. `Debug` prints `<redacted>` so a logged

@@ -14,6 +14,13 @@
 //!
 //! [`verify`] is the receiving side of the same scheme; the server also uses
 //! it for inbound channel webhooks.
+//!
+//! Bridges (`[connectors.bridges.<channel>]`, e.g. `douyin`) are this same
+//! connector serving another channel: platforms siyu has no client for
+//! (Douyin, Xiaohongshu, Kuaishou) are answered by the brand's bridge, which
+//! receives the message here. An auto-reply's `data.reply_to` names the
+//! comment, conversation and item the customer wrote in, so the bridge can
+//! answer in place.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -41,6 +48,8 @@ pub struct WebhookConfig {
 }
 
 pub struct WebhookConnector {
+    /// The channel served: `webhook`, or a bridge's channel.
+    channel: String,
     url: String,
     secret: Secret,
     client: reqwest::Client,
@@ -48,14 +57,25 @@ pub struct WebhookConnector {
 
 impl WebhookConnector {
     pub fn new(cfg: &WebhookConfig) -> Result<Self, ConfigError> {
-        let url = http::url("webhook.url", &cfg.url)?;
+        Self::serving("webhook", "webhook", cfg)
+    }
+
+    /// The bridge of `channel` (`[connectors.bridges.<channel>]`): the
+    /// webhook protocol, serving that channel.
+    pub fn bridge(channel: &str, cfg: &WebhookConfig) -> Result<Self, ConfigError> {
+        Self::serving(channel, &format!("bridges.{channel}"), cfg)
+    }
+
+    fn serving(channel: &str, section: &str, cfg: &WebhookConfig) -> Result<Self, ConfigError> {
+        let url = http::url(&format!("{section}.url"), &cfg.url)?;
         if cfg.secret.expose().is_empty() {
-            return Err(ConfigError::Missing("webhook.secret".into()));
+            return Err(ConfigError::Missing(format!("{section}.secret")));
         }
         Ok(Self {
+            channel: channel.to_string(),
             url,
             secret: cfg.secret.clone(),
-            client: http::client("webhook", cfg.timeout_ms)?,
+            client: http::client(section, cfg.timeout_ms)?,
         })
     }
 
@@ -73,14 +93,14 @@ impl WebhookConnector {
             .body(body)
             .send()
             .await
-            .map_err(|e| http::transport_error("webhook", e))?;
+            .map_err(|e| http::transport_error(&self.channel, e))?;
         let status = resp.status();
         let text = resp
             .text()
             .await
-            .map_err(|e| http::transport_error("webhook", e))?;
+            .map_err(|e| http::transport_error(&self.channel, e))?;
         if !status.is_success() {
-            return Err(http::status_error("webhook", status, &text));
+            return Err(http::status_error(&self.channel, status, &text));
         }
         let remote_id = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
@@ -94,7 +114,7 @@ impl WebhookConnector {
 
 impl Connector for WebhookConnector {
     fn name(&self) -> &str {
-        "webhook"
+        &self.channel
     }
 
     fn send<'a>(&'a self, msg: &'a OutboundMessage) -> SendFuture<'a> {

@@ -287,7 +287,8 @@ pub fn listen_address(given: &str) -> String {
 
 /// The environment variables of the config's secrets (beyond the
 /// top-level `SIYU_ADMIN_TOKEN`, `SIYU_METRICS_TOKEN`, `SIYU_DATABASE_URL`),
-/// with the TOML key each replaces. `SIYU_INBOUND__<CHANNEL>`,
+/// with the TOML key each replaces. `SIYU_CONNECTORS__BRIDGES__<CHANNEL>__SECRET`
+/// (`[connectors.bridges.CHANNEL] secret`), `SIYU_INBOUND__<CHANNEL>`,
 /// `SIYU_WORKSPACES__<NAME>__ADMIN_TOKEN` and
 /// `SIYU_WORKSPACES__<NAME>__INBOUND__<CHANNEL>` follow the same scheme per
 /// channel and workspace (`[workspaces.NAME] admin_token`,
@@ -428,6 +429,14 @@ fn secrets_from_env(c: &mut Config, env: &dyn Fn(&str) -> Option<String>) -> any
             .as_mut()
             .ok_or_else(|| missing("SIYU_CONNECTORS__SMS__SECRET_KEY", "sms"))?;
         s.secret_key = Secret::new(v);
+    }
+    for (channel, b) in k.bridges.iter_mut() {
+        if let Some(v) = env(&format!(
+            "SIYU_CONNECTORS__BRIDGES__{}__SECRET",
+            env_part(channel)
+        )) {
+            b.secret = Secret::new(v);
+        }
     }
     // Every channel any inbound table names, and the known ones.
     let channels: std::collections::BTreeSet<String> = c

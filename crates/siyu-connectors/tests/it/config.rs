@@ -12,7 +12,8 @@ async fn builds_one_connector_per_section() {
         "email": {"host": "smtp.example.com", "from": "noreply@example.com", "username": "u", "password": "p"},
         "sms": {"base_url": "https://sms.example.com", "sdk_app_id": "1400", "sign_name": "思语"},
         "wecom": {"corp_id": "ww1", "secret": "s", "sender": "zhangsan"},
-        "wechat": {"app_id": "wx1", "secret": "s", "timeout_ms": 3000}
+        "wechat": {"app_id": "wx1", "secret": "s", "timeout_ms": 3000},
+        "bridges": {"douyin": {"url": "https://bridge.example.com/douyin", "secret": "s"}}
     }"#,
     );
     assert_eq!(cfg.email.as_ref().unwrap().tls, SmtpTls::Starttls);
@@ -30,7 +31,7 @@ async fn builds_one_connector_per_section() {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["email", "sms", "webhook", "wechat", "wecom", "wecom_api"]
+        ["douyin", "email", "sms", "webhook", "wechat", "wecom", "wecom_api"]
     );
     for (name, c) in &map {
         assert_eq!(c.name(), name);
@@ -52,6 +53,14 @@ async fn errors_name_the_field() {
         (
             r#"{"wecom": {"secret": "s", "sender": "x"}}"#,
             ConfigError::Missing("wecom.corp_id".into()),
+        ),
+        (
+            r#"{"bridges": {"douyin": {"url": "https://b.example.com"}}}"#,
+            ConfigError::Missing("bridges.douyin.secret".into()),
+        ),
+        (
+            r#"{"bridges": {"kuaishou": {"secret": "s"}}}"#,
+            ConfigError::Missing("bridges.kuaishou.url".into()),
         ),
         (
             r#"{"wecom": {"corp_id": "c", "sender": "x"}}"#,
@@ -104,6 +113,15 @@ async fn errors_name_the_field() {
         matches!(&err, ConfigError::Invalid { field, .. } if field == "email.from"),
         "{err}"
     );
+    // A bridge serves a channel of its own, named like one.
+    for (name, says) in [("wecom", "built-in"), ("Dou Yin", "lowercase")] {
+        let json = format!(r#"{{"bridges": {{"{name}": {{"url": "https://b.example.com", "secret": "s"}}}}}}"#);
+        let err = from_config(&parse(&json)).err().expect(&json);
+        assert!(
+            matches!(&err, ConfigError::Invalid { field, reason } if *field == format!("bridges.{name}") && reason.contains(says)),
+            "{err}"
+        );
+    }
     // A typo is an error, not a silently ignored field.
     let typo =
         serde_json::from_str::<ConnectorsConfig>(r#"{"wecom": {"corpid": "c"}}"#).unwrap_err();

@@ -44,7 +44,9 @@ use siyu_automation::guard::{
 use siyu_automation::history::{history_skip, HistorySkip};
 use siyu_automation::journey::{Catalog, Compiled, CompiledTrigger, Journey};
 use siyu_automation::keyword::{self, RuleSet};
-use siyu_automation::machine::{self, Action, Enrollment, EventView, Input, LastEntry, PersonView};
+use siyu_automation::machine::{
+    self, Action, Enrollment, EventView, Input, LastEntry, PersonView, ReplyTo,
+};
 use siyu_automation::schedule::{self, Tz};
 use siyu_automation::template::{self, Template};
 use siyu_connectors::{Delivery, DeliverySink, Dispatcher, OutboundMessage};
@@ -1633,6 +1635,11 @@ impl Executor {
                     channel: Some(ev.channel.as_str().to_string()),
                     class: Some(MessageClass::Transactional),
                     kind: SendKind::Direct,
+                    reply_to: Some(ReplyTo::of(
+                        ev.id.as_deref(),
+                        ev.channel.as_str(),
+                        ev.properties.as_ref(),
+                    )),
                 },
                 identity,
                 None,
@@ -1800,6 +1807,7 @@ impl Executor {
                         channel: m.channel.clone(),
                         class: m.class,
                         kind: m.kind,
+                        reply_to: None,
                     },
                     identity,
                     None,
@@ -2007,7 +2015,17 @@ impl Executor {
                 channel,
                 class,
                 kind,
-            } => self.send(&item, key, &template, channel, class, kind, now),
+                reply_to,
+            } => self.send(
+                &item,
+                key,
+                &template,
+                channel,
+                class,
+                kind,
+                reply_to.as_ref(),
+                now,
+            ),
             Action::GroupPost {
                 key,
                 group,
@@ -2246,6 +2264,7 @@ impl Executor {
         channel: Option<String>,
         class: Option<MessageClass>,
         kind: SendKind,
+        reply_to: Option<&ReplyTo>,
         now: i64,
     ) -> bool {
         let Some((tpl, compiled)) = self.defs.templates.get(template) else {
@@ -2409,7 +2428,13 @@ impl Executor {
                     // List-Unsubscribe, RFC 8058); transactional does not.
                     unsubscribe_url: (class == MessageClass::Marketing).then_some(unsubscribe),
                     mass: kind == SendKind::Mass,
-                    data: serde_json::json!({"journey": item.journey, "template": template, "class": class}),
+                    data: {
+                        let mut data = serde_json::json!({"journey": item.journey, "template": template, "class": class});
+                        if let Some(r) = reply_to {
+                            data["reply_to"] = serde_json::to_value(r).unwrap_or_default();
+                        }
+                        data
+                    },
                     wechat_template,
                 };
                 let accepted = self.dispatch(item, msg, now);

@@ -437,6 +437,81 @@ async fn a_signed_inbound_comment_gets_a_keyword_auto_reply() {
     wait_until(&app, "/v1/tasks", |v| v.to_string().contains("请问多少钱")).await;
 }
 
+/// Platforms without a built-in client are answered by the brand's
+/// bridges: each channel's own (`[connectors.bridges.<channel>]`) when
+/// configured, the generic webhook otherwise; the auto-reply names the
+/// comment, conversation and item the customer wrote in, so the bridge can
+/// answer in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_gets_the_reply_with_where_to_answer_it() {
+    let (generic, generic_url) = Receiver::start().await;
+    let (xhs, xhs_url) = Receiver::start().await;
+    let app = TestApp::spawn_with(Backend::Sqlite, 1 << 20, |c| {
+        c.connectors.webhook = Some(WebhookConfig {
+            url: generic_url,
+            secret: Secret::new(SECRET),
+            timeout_ms: 2000,
+        });
+        c.connectors.bridges.insert(
+            "xiaohongshu".into(),
+            WebhookConfig {
+                url: xhs_url,
+                secret: Secret::new(SECRET),
+                timeout_ms: 2000,
+            },
+        );
+        for ch in ["douyin", "xiaohongshu"] {
+            c.inbound_secrets.insert(ch.into(), "inbound-secret".into());
+        }
+    })
+    .await;
+    put(&app, "/v1/guardrails", json!({"quiet_hours": null})).await;
+    put(
+        &app,
+        "/v1/templates/price",
+        json!({"body": "价格 199 元", "class": "transactional"}),
+    )
+    .await;
+    let (s, b) = put(&app, "/v1/autoreply", json!([{"id": "price", "matcher": {"contains": "多少钱"}, "reply_template": "price"}])).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let ts = siyu_server::writer::wall_clock();
+
+    // A Xiaohongshu DM: its own bridge, told the conversation.
+    let dm = json!({"id": "xhs-dm-77", "identity": "xiaohongshu:5f0e", "type": "comment", "text": "这个多少钱",
+        "properties": {"kind": "message", "conversation_id": "conv-9", "item_id": "note-64a1"}})
+    .to_string();
+    let (s, b) = inbound(&app, "xiaohongshu", ts, &dm, "default").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let got = xhs.wait_for(1).await;
+    assert_eq!(got[0]["channel"], "xiaohongshu", "{}", got[0]);
+    assert_eq!(got[0]["recipient"], "5f0e");
+    assert_eq!(got[0]["body"], "价格 199 元");
+    assert_eq!(
+        got[0]["data"]["reply_to"],
+        json!({"event_id": "xhs-dm-77", "channel": "xiaohongshu", "kind": "message",
+               "conversation_id": "conv-9", "item_id": "note-64a1"})
+    );
+
+    // A Douyin comment (numeric ids as Douyin sends them; a value that is
+    // not an id is left out): no douyin bridge, so the generic webhook,
+    // with the channel named.
+    let comment = json!({"id": "dy-c-1", "identity": "douyin:u9", "type": "comment", "text": "多少钱呀",
+        "properties": {"kind": "comment", "comment_id": 7301234567890123456_u64, "item_id": "v-88",
+                       "conversation_id": {"not": "an id"}}})
+    .to_string();
+    let (s, b) = inbound(&app, "douyin", ts, &comment, "default").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let got = generic.wait_for(1).await;
+    assert_eq!(got[0]["channel"], "webhook");
+    assert_eq!(got[0]["data"]["channel"], "douyin");
+    assert_eq!(
+        got[0]["data"]["reply_to"],
+        json!({"event_id": "dy-c-1", "channel": "douyin", "kind": "comment",
+               "comment_id": "7301234567890123456", "item_id": "v-88"})
+    );
+    assert_eq!(xhs.bodies().len(), 1, "each channel to its own bridge");
+}
+
 /// A request to `/v1/inbound/{channel}` signed with the test secret for
 /// `workspace`.
 async fn inbound(
