@@ -34,8 +34,8 @@ pub struct ConnectorsConfig {
 }
 
 /// The built-in channels, which a bridge may not take over.
-pub const BUILT_IN_CHANNELS: [&str; 6] = ["webhook", "email", "sms", "wecom", "wechat", "wecom_api"];
-
+pub const BUILT_IN_CHANNELS: [&str; 6] =
+    ["webhook", "email", "sms", "wecom", "wechat", "wecom_api"];
 
 /// A configuration problem, naming the field (`section.field`).
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
@@ -75,7 +75,10 @@ pub fn from_config(
     }
     for (channel, c) in &cfg.bridges {
         check_bridge_channel(channel)?;
-        map.insert(channel.clone(), Arc::new(WebhookConnector::bridge(channel, c)?));
+        map.insert(
+            channel.clone(),
+            Arc::new(WebhookConnector::bridge(channel, c)?),
+        );
     }
     Ok(map)
 }

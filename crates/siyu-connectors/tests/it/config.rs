@@ -31,7 +31,15 @@ async fn builds_one_connector_per_section() {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["douyin", "email", "sms", "webhook", "wechat", "wecom", "wecom_api"]
+        [
+            "douyin",
+            "email",
+            "sms",
+            "webhook",
+            "wechat",
+            "wecom",
+            "wecom_api"
+        ]
     );
     for (name, c) in &map {
         assert_eq!(c.name(), name);
@@ -115,7 +123,9 @@ async fn errors_name_the_field() {
     );
     // A bridge serves a channel of its own, named like one.
     for (name, says) in [("wecom", "built-in"), ("Dou Yin", "lowercase")] {
-        let json = format!(r#"{{"bridges": {{"{name}": {{"url": "https://b.example.com", "secret": "s"}}}}}}"#);
+        let json = format!(
+            r#"{{"bridges": {{"{name}": {{"url": "https://b.example.com", "secret": "s"}}}}}}"#
+        );
         let err = from_config(&parse(&json)).err().expect(&json);
         assert!(
             matches!(&err, ConfigError::Invalid { field, reason } if *field == format!("bridges.{name}") && reason.contains(says)),

@@ -9,5 +9,5 @@ mod tencent;
 mod webhook;
 mod wechat;
 mod wecom_callback;
-mod wecom_sync;
 mod wecom_ops;
+mod wecom_sync;

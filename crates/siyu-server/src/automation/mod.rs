@@ -2222,6 +2222,7 @@ impl Executor {
             unsubscribe_url: None,
             mass: false,
             data: p.call,
+            wechat_template: None,
         };
         self.dispatch(item, msg, now)
     }

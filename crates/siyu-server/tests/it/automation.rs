@@ -472,7 +472,12 @@ async fn a_bridge_gets_the_reply_with_where_to_answer_it() {
         json!({"body": "价格 199 元", "class": "transactional"}),
     )
     .await;
-    let (s, b) = put(&app, "/v1/autoreply", json!([{"id": "price", "matcher": {"contains": "多少钱"}, "reply_template": "price"}])).await;
+    let (s, b) = put(
+        &app,
+        "/v1/autoreply",
+        json!([{"id": "price", "matcher": {"contains": "多少钱"}, "reply_template": "price"}]),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let ts = siyu_server::writer::wall_clock();
 
@@ -495,10 +500,11 @@ async fn a_bridge_gets_the_reply_with_where_to_answer_it() {
     // A Douyin comment (numeric ids as Douyin sends them; a value that is
     // not an id is left out): no douyin bridge, so the generic webhook,
     // with the channel named.
-    let comment = json!({"id": "dy-c-1", "identity": "douyin:u9", "type": "comment", "text": "多少钱呀",
+    let comment =
+        json!({"id": "dy-c-1", "identity": "douyin:u9", "type": "comment", "text": "多少钱呀",
         "properties": {"kind": "comment", "comment_id": 7301234567890123456_u64, "item_id": "v-88",
                        "conversation_id": {"not": "an id"}}})
-    .to_string();
+        .to_string();
     let (s, b) = inbound(&app, "douyin", ts, &comment, "default").await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let got = generic.wait_for(1).await;

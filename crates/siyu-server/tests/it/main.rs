@@ -26,8 +26,8 @@ mod segment_spec;
 mod shapes;
 mod wechat;
 mod wecom;
-mod wecom_sync;
 mod wecom_ops;
+mod wecom_sync;
 mod workspaces;
 
 use axum::body::Body;
