@@ -187,6 +187,7 @@ mod tests {
             unsubscribe_url: None,
             mass: true,
             data: json!({}),
+            wechat_template: None,
         };
         let d = Delivery {
             remote_id: Some("msgGCAAA".into()),

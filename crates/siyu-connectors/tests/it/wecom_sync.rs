@@ -220,6 +220,7 @@ fn call(data: serde_json::Value, body: &str) -> OutboundMessage {
         unsubscribe_url: None,
         mass: false,
         data,
+        wechat_template: None,
     }
 }
 
