@@ -2189,19 +2189,7 @@ impl Executor {
                     return true;
                 }
                 Decision::Delay { until, reason } => {
-                    self.metrics.send(&item_channel(item), "delayed");
-                    self.commit.updates.push(OutboxUpdate {
-                        key: item.key.clone(),
-                        status: OutboxStatus::Pending,
-                        attempts: item.attempts,
-                        detail: format!("delayed: {}", reason.code()),
-                        not_before: until,
-                        updated_at: now,
-                    });
-                    self.attempt(&item.key, "delayed", reason.code(), now);
-                    let mut later = item.clone();
-                    later.not_before = until;
-                    self.schedule(later, now);
+                    self.delay(item, until, reason.code(), now);
                     return true;
                 }
             }
@@ -2371,19 +2359,7 @@ impl Executor {
                 true
             }
             Decision::Delay { until, reason } => {
-                self.metrics.send(&item_channel(item), "delayed");
-                self.commit.updates.push(OutboxUpdate {
-                    key: item.key.clone(),
-                    status: OutboxStatus::Pending,
-                    attempts: item.attempts,
-                    detail: format!("delayed: {}", reason.code()),
-                    not_before: until,
-                    updated_at: now,
-                });
-                self.attempt(&item.key, "delayed", reason.code(), now);
-                let mut later = item.clone();
-                later.not_before = until;
-                self.schedule(later, now);
+                self.delay(item, until, reason.code(), now);
                 true
             }
             Decision::Send => {
@@ -2568,6 +2544,24 @@ impl Executor {
                 "wechat_48h_window: this follower has not written to, followed or scanned the Official Account as far as siyu knows; WeChat takes customer-service messages only within 48 h of that".into(),
             ),
         }
+    }
+
+    /// The guardrails held a send until `until`: the item waits, pending,
+    /// with the reason in its detail and its attempt log.
+    fn delay(&mut self, item: &OutboxItem, until: i64, code: &str, now: i64) {
+        self.metrics.send(&item_channel(item), "delayed");
+        self.commit.updates.push(OutboxUpdate {
+            key: item.key.clone(),
+            status: OutboxStatus::Pending,
+            attempts: item.attempts,
+            detail: format!("delayed: {code}"),
+            not_before: until,
+            updated_at: now,
+        });
+        self.attempt(&item.key, "delayed", code, now);
+        let mut later = item.clone();
+        later.not_before = until;
+        self.schedule(later, now);
     }
 
     fn suppress(&mut self, item: &OutboxItem, reason: &str, now: i64) {
