@@ -1,8 +1,19 @@
 //! What the HTTP connectors share: building a client with a timeout, turning
 //! transport errors and statuses into [`SendError`]s, the access-token cache
-//! of the Tencent APIs (WeCom, WeChat), and small encoders.
+//! of the Tencent APIs (WeCom, WeChat) with its health, and small encoders.
+//!
+//! One token cache per account and process: the dispatcher's connector, the
+//! WeCom sync's and the callbacks' each build a connector from the same
+//! `[connectors.wecom]`, and each asking Tencent for its own token would
+//! triple the `gettoken` calls (an Official Account's fetch even invalidates
+//! the token before it). [`TokenCache::shared`] hands them one cache, and
+//! its [`TokenHealth`] is what the console's channel page shows.
 
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
 
 use crate::config::ConfigError;
 use crate::SendError;
@@ -152,9 +163,69 @@ pub(crate) fn errcode_error(what: &str, errcode: i64, errmsg: &str) -> SendError
 #[derive(Default)]
 pub(crate) struct TokenCache {
     slot: tokio::sync::Mutex<Option<(String, Instant)>>,
+    health: Mutex<TokenHealth>,
+}
+
+/// What an account's access token has been doing in this process: the
+/// console's "token health". Times are epoch seconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct TokenHealth {
+    /// `valid` (a token is cached and not expired), `failing` (the last
+    /// fetch failed: see `last_error`), `expired` (the cached one ran out
+    /// and none was needed since) or `not_fetched` (no call yet).
+    pub state: TokenState,
+    /// When the cached token was fetched.
+    pub fetched_at: Option<i64>,
+    /// When siyu stops using it (Tencent's `expires_in`, less a margin).
+    pub expires_at: Option<i64>,
+    /// Tokens fetched since the process started.
+    pub fetches: u64,
+    /// Answers saying the token was invalid or expired (errcode
+    /// 40001/40014/42001), each followed by a refresh.
+    pub stale_answers: u64,
+    /// The last failed fetch (Tencent's errcode and errmsg, or the
+    /// transport error; never the secret).
+    pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenState {
+    #[default]
+    NotFetched,
+    Valid,
+    Expired,
+    Failing,
+}
+
+fn epoch_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl TokenCache {
+    /// The process's one cache for the account `key` names (the API, its
+    /// base URL and credentials): every connector built from the same
+    /// configuration shares its token and its health.
+    pub(crate) fn shared(key: &str) -> Arc<TokenCache> {
+        static CACHES: OnceLock<Mutex<HashMap<String, Weak<TokenCache>>>> = OnceLock::new();
+        // The key holds a secret: only its digest is kept as the map key.
+        let digest = crate::http::hex(&<sha2::Sha256 as sha2::Digest>::digest(key.as_bytes()));
+        let mut caches = CACHES
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        caches.retain(|_, c| c.strong_count() > 0);
+        if let Some(cache) = caches.get(&digest).and_then(Weak::upgrade) {
+            return cache;
+        }
+        let cache = Arc::new(TokenCache::default());
+        caches.insert(digest, Arc::downgrade(&cache));
+        cache
+    }
+
     /// The cached token, or the one `fetch` returns (with its lifetime).
     pub(crate) async fn get<F, Fut>(&self, fetch: F) -> Result<String, SendError>
     where
@@ -167,12 +238,25 @@ impl TokenCache {
                 return Ok(token.clone());
             }
         }
-        let (token, lifetime) = fetch().await?;
+        let (token, lifetime) = match fetch().await {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                let mut health = self.health();
+                health.last_error = Some(e.to_string());
+                health.last_error_at = Some(epoch_now());
+                return Err(e);
+            }
+        };
         // `expires_in` is remote input: bound it so the Instant cannot overflow.
         let lifetime = lifetime.min(Duration::from_secs(86_400));
         // Refresh a little early: a token that expires in flight costs a retry.
         let margin = (lifetime / 10).min(Duration::from_secs(300));
         *slot = Some((token.clone(), Instant::now() + lifetime - margin));
+        let now = epoch_now();
+        let mut health = self.health();
+        health.fetched_at = Some(now);
+        health.expires_at = Some(now + (lifetime - margin).as_secs() as i64);
+        health.fetches += 1;
         Ok(token)
     }
 
@@ -180,9 +264,28 @@ impl TokenCache {
     /// already have replaced it).
     pub(crate) async fn invalidate(&self, stale: &str) {
         let mut slot = self.slot.lock().await;
+        self.health().stale_answers += 1;
         if slot.as_ref().is_some_and(|(t, _)| t == stale) {
             *slot = None;
+            let mut health = self.health();
+            health.expires_at = Some(epoch_now());
         }
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, TokenHealth> {
+        self.health.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The health as of `now` (epoch seconds), its `state` derived.
+    pub(crate) fn health_at(&self, now: i64) -> TokenHealth {
+        let mut h = self.health().clone();
+        h.state = match (h.fetched_at, h.last_error_at) {
+            (_, Some(failed)) if h.fetched_at.is_none_or(|f| failed >= f) => TokenState::Failing,
+            (None, _) => TokenState::NotFetched,
+            (Some(_), _) if h.expires_at.is_some_and(|e| now >= e) => TokenState::Expired,
+            _ => TokenState::Valid,
+        };
+        h
     }
 }
 
@@ -195,10 +298,43 @@ pub(crate) struct TencentApi {
     pub(crate) base: String,
     pub(crate) token_path: &'static str,
     pub(crate) token_query: Vec<(&'static str, String)>,
-    pub(crate) tokens: TokenCache,
+    pub(crate) tokens: Arc<TokenCache>,
 }
 
 impl TencentApi {
+    /// An API whose token cache is the process's one for this account.
+    pub(crate) fn new(
+        what: &'static str,
+        client: reqwest::Client,
+        base: String,
+        token_path: &'static str,
+        token_query: Vec<(&'static str, String)>,
+    ) -> TencentApi {
+        let mut key = format!("{what}\n{base}{token_path}");
+        for (k, v) in &token_query {
+            key.push_str(&format!("\n{k}={v}"));
+        }
+        TencentApi {
+            what,
+            client,
+            base,
+            token_path,
+            token_query,
+            tokens: TokenCache::shared(&key),
+        }
+    }
+
+    /// The token's health (see [`TokenHealth`]).
+    pub(crate) fn token_health(&self) -> TokenHealth {
+        self.tokens.health_at(epoch_now())
+    }
+
+    /// Fetches a token now unless one is cached: the console's "check".
+    pub(crate) async fn check_token(&self) -> Result<TokenHealth, SendError> {
+        self.tokens.get(|| self.fetch_token()).await?;
+        Ok(self.token_health())
+    }
+
     async fn fetch_token(&self) -> Result<(String, Duration), SendError> {
         let what = self.what;
         let resp = self

@@ -55,6 +55,7 @@ pub use dispatch::{
     ChannelLimits, ChannelStats, DeliverySink, Dispatcher, DispatcherStats, RetryPolicy,
     SubmitError,
 };
+pub use http::{TokenHealth, TokenState};
 pub use sms::{SmsConfig, SmsConnector};
 pub use smtp::{SmtpConfig, SmtpConnector, SmtpTls};
 pub use webhook::{

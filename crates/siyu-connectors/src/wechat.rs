@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::config::{required, ConfigError, Secret};
-use crate::http::{self, TencentApi, TokenCache};
+use crate::http::{self, TencentApi, TokenHealth};
 use crate::wecom::crypto::CallbackCrypto;
 use crate::{Connector, Delivery, OutboundMessage, SendError, SendFuture};
 
@@ -185,19 +185,29 @@ impl WeChatOfficialConnector {
         required("wechat.secret", cfg.secret.expose())?;
         cfg.callback()?;
         Ok(Self {
-            api: TencentApi {
-                what: "wechat",
-                client: http::client("wechat", cfg.timeout_ms)?,
+            api: TencentApi::new(
+                "wechat",
+                http::client("wechat", cfg.timeout_ms)?,
                 base,
-                token_path: "/cgi-bin/token",
-                token_query: vec![
+                "/cgi-bin/token",
+                vec![
                     ("grant_type", "client_credential".to_string()),
                     ("appid", cfg.app_id.clone()),
                     ("secret", cfg.secret.expose().to_string()),
                 ],
-                tokens: TokenCache::default(),
-            },
+            ),
         })
+    }
+
+    /// The access token's health (shared by every connector of this account).
+    pub fn token_health(&self) -> TokenHealth {
+        self.api.token_health()
+    }
+
+    /// Fetches an access token unless one is cached: whether `app_id` and
+    /// `secret` work (and the server's IP is whitelisted), before any send.
+    pub async fn check_token(&self) -> Result<TokenHealth, SendError> {
+        self.api.check_token().await
     }
 
     async fn deliver(&self, msg: &OutboundMessage) -> Result<Delivery, SendError> {

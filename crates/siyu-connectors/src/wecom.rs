@@ -59,7 +59,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::config::{required, ConfigError, Secret};
-use crate::http::{self, TencentApi, TokenCache};
+use crate::http::{self, TencentApi, TokenHealth};
 use crate::{Connector, Delivery, OutboundMessage, SendError, SendFuture};
 
 pub const DEFAULT_BASE_URL: &str = "https://qyapi.weixin.qq.com";
@@ -134,20 +134,30 @@ impl WeComConnector {
         required("wecom.sender", &cfg.sender)?;
         cfg.callback()?;
         Ok(Self {
-            api: TencentApi {
-                what: "wecom",
-                client: http::client("wecom", cfg.timeout_ms)?,
+            api: TencentApi::new(
+                "wecom",
+                http::client("wecom", cfg.timeout_ms)?,
                 base,
-                token_path: "/cgi-bin/gettoken",
-                token_query: vec![
+                "/cgi-bin/gettoken",
+                vec![
                     ("corpid", cfg.corp_id.clone()),
                     ("corpsecret", cfg.secret.expose().to_string()),
                 ],
-                tokens: TokenCache::default(),
-            },
+            ),
             sender: cfg.sender.clone(),
             open_kfid: cfg.open_kfid.clone().filter(|k| !k.trim().is_empty()),
         })
+    }
+
+    /// The access token's health (shared by every connector of this corp).
+    pub fn token_health(&self) -> TokenHealth {
+        self.api.token_health()
+    }
+
+    /// Fetches an access token unless one is cached: whether `corp_id`
+    /// and `secret` work, before any send needs them.
+    pub async fn check_token(&self) -> Result<TokenHealth, SendError> {
+        self.api.check_token().await
     }
 
     async fn deliver(&self, msg: &OutboundMessage) -> Result<Delivery, SendError> {

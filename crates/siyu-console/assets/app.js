@@ -170,10 +170,12 @@
     // `#/segments?q=…` carries a query for the page (read from location.hash).
     const [page, ...rest] = hash.split('?')[0].split('/');
     const arg = rest.length ? decodeURIComponent(rest.join('/')) : null;
-    document.querySelectorAll('#nav a').forEach((a) => a.classList.toggle('active', a.dataset.page === page));
+    // The channel pages belong to the settings.
+    const navPage = page === 'channels' ? 'settings' : page;
+    document.querySelectorAll('#nav a').forEach((a) => a.classList.toggle('active', a.dataset.page === navPage));
     const main = $('#page');
     main.replaceChildren(h('p', { class: 'muted' }, t('common.loading')));
-    const pages = Object.assign({ dashboard, persons, segments, settings }, automation, growth);
+    const pages = Object.assign({ dashboard, persons, segments, settings }, automation, growth, channelPages);
     (pages[page] || dashboard)(main, arg).then(() => { applyRole(main); I18N.applyStatic(main); });
   }
 
@@ -606,11 +608,12 @@
     const counters = (d.stats && d.stats.channels) || {};
     const n = (ch, k) => C.fmt((counters[ch] && counters[ch][k]) || 0);
     const rows = (d.outbound || []).map((o) => h('tr', { 'data-channel': o.channel },
-      h('td', { title: o.channel }, I18N.channel(o.channel)),
+      h('td', { title: o.channel }, h('a', { href: '#/channels/' + enc(o.channel) }, I18N.channel(o.channel))),
       h('td', {}, h('span', { class: 'badge ' + (o.configured ? 'status-done' : '') }, t(o.configured ? 'set.configured' : 'set.not_configured'))),
       ['queued', 'in_flight', 'delivered', 'retried', 'dead'].map((k) => h('td', { class: 'num' }, n(o.channel, k)))));
     const inbound = (d.inbound || []).length ? d.inbound.map((c) => h('span', { class: 'chip', title: c }, I18N.channel(c))) : h('span', { class: 'muted' }, t('set.no_inbound'));
     return card(t('set.connectors'),
+      h('p', {}, h('a', { href: '#/channels', id: 'channels-link', class: 'button' }, t('ch.title') + ' →')),
       h('table', { class: 'list', id: 'connector-list' },
         h('thead', {}, h('tr', {}, ['set.channel', 'set.state', 'set.queued', 'set.in_flight', 'set.delivered', 'set.retried', 'set.dead'].map((k) => h('th', {}, t(k))))),
         h('tbody', {}, rows)),
@@ -630,6 +633,7 @@
   const ui = { h, api, card, toast, enc, yuan, render, faults, canWrite, isAdmin, msgOf, when: localTime, empty, person, removeButton };
   const automation = window.AutomationPages(ui);
   const growth = window.GrowthPages(ui);
+  const channelPages = window.ChannelPages(ui);
 
   // ---------- start ----------
   async function start() {

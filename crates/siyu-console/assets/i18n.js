@@ -971,6 +971,7 @@
     weibo: ['微博', 'Weibo'],
     bilibili: ['哔哩哔哩', 'Bilibili'],
     wecom: ['企业微信', 'WeCom'],
+    wecom_api: ['企业微信接口', 'WeCom API'],
     wechat: ['微信', 'WeChat'],
     miniprogram: ['小程序', 'Mini-program'],
     offline: ['线下门店', 'Offline store'],
@@ -1011,7 +1012,13 @@
     applyStatic();
   }
 
-  window.I18N = { t, applyStatic, setLang, lang: () => lang };
+  // A page module's own strings ({'zh-CN': {...}, en: {...}}), kept
+  // beside the page that uses them.
+  function add(more) {
+    for (const l of Object.keys(STRINGS)) Object.assign(STRINGS[l], more[l] || {});
+  }
+
+  window.I18N = { t, applyStatic, setLang, add, lang: () => lang };
   // The display name of channel id `c` in the current language.
   window.I18N.channel = (c) => (CHANNELS[c] ? CHANNELS[c][lang === 'en' ? 1 : 0] : c);
 })();

@@ -28,6 +28,7 @@ pub mod automation;
 pub mod backfill;
 pub mod browser;
 pub mod cache;
+pub mod channels;
 pub mod cluster;
 pub mod config;
 pub mod connections;
@@ -127,6 +128,9 @@ pub struct Inner {
     /// must run once (timers, sweeps, deliveries, reconciles, SOP
     /// calendars) runs where it is held.
     pub leader: Arc<leader::Leadership>,
+    /// What each channel's platform sent this node (`channels.rs`): the
+    /// console's "last callback".
+    pub channel_activity: channels::Activity,
 }
 
 #[derive(Clone)]
@@ -335,6 +339,7 @@ async fn stop(
     executor_thread: std::thread::JoinHandle<()>,
     writer_thread: std::thread::JoinHandle<()>,
 ) -> anyhow::Result<()> {
+    channels::flush(&state).await;
     let _ = state.0.automation.tx.send(automation::AutoInput::Shutdown);
     tokio::task::spawn_blocking(move || executor_thread.join())
         .await?
@@ -566,6 +571,7 @@ impl Application {
             wecom,
             time_zone: RwLock::new(time_zone),
             leader: leadership.clone(),
+            channel_activity: Default::default(),
         }));
         cluster::spawn_follower(&state.0, follower)?;
         leader::spawn(
@@ -639,6 +645,7 @@ impl Application {
             crate::routes::fission::spawn(s.clone());
             crate::cache::spawn_warmer(s.clone());
             crate::wecom_sync::spawn(s.clone());
+            crate::channels::spawn_flush(s.clone());
         }
         let limits = state.0.config.connections.clone();
         let router = workspace::Workspaces::new(state, routed).router();
@@ -665,6 +672,7 @@ impl Application {
         crate::routes::communities::spawn(state.clone());
         crate::routes::fission::spawn(state.clone());
         crate::cache::spawn_warmer(state.clone());
+        crate::channels::spawn_flush(state.clone());
         let limits = state.0.config.connections.clone();
         connections::serve(listener, app(state.clone()), limits, shutdown).await;
         stop(state, executor_thread, writer_thread).await

@@ -1230,8 +1230,27 @@ async fn inbound(
     Path(channel): Path<String>,
     body: Bytes,
 ) -> Result<Json<InboundAccepted>, ApiError> {
-    crate::ratelimit::check(&state, crate::ratelimit::Limit::Inbound, &peer, &headers)?;
-    let Some(secret) = state.0.config.inbound_secrets.get(&channel) else {
+    let answer = take_inbound(&state, peer, headers, &channel, body).await;
+    let activity = &state.0.channel_activity;
+    // Only configured channels are counted: any path would make a row.
+    if !state.0.config.inbound_secrets.contains_key(&channel) {
+        return answer;
+    }
+    if answer.is_ok() {
+        activity.accepted(&channel, "events", now());
+    }
+    activity.observe(&channel, answer)
+}
+
+async fn take_inbound(
+    state: &AppState,
+    peer: crate::ratelimit::Peer,
+    headers: HeaderMap,
+    channel: &str,
+    body: Bytes,
+) -> Result<Json<InboundAccepted>, ApiError> {
+    crate::ratelimit::check(state, crate::ratelimit::Limit::Inbound, &peer, &headers)?;
+    let Some(secret) = state.0.config.inbound_secrets.get(channel) else {
         return Err(ApiError::NotFound(format!(
             "no inbound webhook for channel `{channel}`; add `[inbound] {channel} = \"<secret>\"` to the config"
         )));
@@ -1269,12 +1288,12 @@ async fn inbound(
     for (i, mut item) in items.into_iter().enumerate() {
         if let Some(o) = item.as_object_mut() {
             o.entry("channel")
-                .or_insert_with(|| Value::String(channel.clone()));
+                .or_insert_with(|| Value::String(channel.to_string()));
             o.entry("ts").or_insert_with(|| Value::from(at));
         }
         match parse_json_event(&item) {
             Ok(e) => {
-                crate::inbound::own_identities(&channel, i, &e)?;
+                crate::inbound::own_identities(channel, i, &e)?;
                 events.push(e)
             }
             Err(e) => rejected.push(RejectedEvent {
@@ -1308,7 +1327,7 @@ async fn inbound(
         }
         crate::replay::Seen::Full => return Err(ApiError::TooManyRequests),
     }
-    let n = match crate::inbound::append(&state, &channel, events).await {
+    let n = match crate::inbound::append(state, channel, events).await {
         Ok(n) => n,
         Err(e) => {
             // Nothing was written: the sender may retry the same request.
@@ -1445,21 +1464,8 @@ struct Connectors {
     public_url: String,
     /// The URLs to enter in each channel's console, for this workspace
     /// (`null` where the channel is not configured for callbacks).
-    callbacks: CallbackUrls,
+    callbacks: crate::channels::CallbackUrls,
     note: &'static str,
-}
-
-/// Where each channel posts its callbacks to this workspace.
-#[derive(Serialize, schemars::JsonSchema)]
-struct CallbackUrls {
-    /// WeCom 接收事件服务器 URL.
-    wecom: Option<String>,
-    /// Official Account 服务器配置 URL.
-    wechat: Option<String>,
-    /// Tencent Cloud SMS 状态回执 (delivery receipt) URL.
-    sms_status: Option<String>,
-    /// Tencent Cloud SMS 回复 (reply) URL.
-    sms_reply: Option<String>,
 }
 
 async fn list_connectors(State(state): State<AppState>) -> Result<Json<Connectors>, ApiError> {
@@ -1478,39 +1484,7 @@ async fn list_connectors(State(state): State<AppState>) -> Result<Json<Connector
         configured,
     })
     .collect();
-    let base = c.public_url.trim_end_matches('/');
-    let named = |channel: &str| {
-        if c.workspace == "default" {
-            format!("{base}/callbacks/{channel}")
-        } else {
-            format!("{base}/callbacks/{channel}/{}", c.workspace)
-        }
-    };
-    let sms_token = cfg
-        .sms
-        .as_ref()
-        .filter(|s| s.provider == "tencent")
-        .map(|_| {
-            crate::links::callback_token(
-                &state.0.link_secret,
-                crate::links::SMS_TENCENT_CALLBACK,
-                &c.workspace,
-            )
-        });
-    let callbacks = CallbackUrls {
-        wecom: state.0.wecom_callbacks.as_ref().map(|_| named("wecom")),
-        wechat: cfg
-            .wechat
-            .as_ref()
-            .filter(|w| !w.token.expose().trim().is_empty())
-            .map(|_| named("wechat")),
-        sms_status: sms_token
-            .as_ref()
-            .map(|t| format!("{base}/callbacks/sms/tencent/{t}/status")),
-        sms_reply: sms_token
-            .as_ref()
-            .map(|t| format!("{base}/callbacks/sms/tencent/{t}/reply")),
-    };
+    let callbacks = crate::channels::callback_urls(&state);
     Ok(Json(Connectors {
         outbound,
         stats: state.0.automation.dispatcher_stats(),

@@ -130,6 +130,11 @@ pub struct WeChatOa {
 }
 
 impl WeChatOa {
+    /// The account's API client (its token health is the channel page's).
+    pub fn client(&self) -> &WeChatOfficialConnector {
+        &self.client
+    }
+
     /// `None` without `[connectors.wechat]`.
     pub fn from_config(
         cfg: &siyu_connectors::ConnectorsConfig,
@@ -164,7 +169,8 @@ async fn verify_url(
     headers: HeaderMap,
     Query(q): Query<Signed>,
 ) -> Result<Response, ApiError> {
-    verify(&state, &peer, &headers, q).await
+    let activity = &state.0.channel_activity;
+    activity.observe("wecom", verify(&state, &peer, &headers, q).await)
 }
 
 async fn verify_url_in(
@@ -174,8 +180,14 @@ async fn verify_url_in(
     Path(workspace): Path<String>,
     Query(q): Query<Signed>,
 ) -> Result<Response, ApiError> {
-    this_workspace(&state, &workspace)?;
-    verify(&state, &peer, &headers, q).await
+    let activity = &state.0.channel_activity;
+    activity.observe(
+        "wecom",
+        match this_workspace(&state, &workspace) {
+            Ok(()) => verify(&state, &peer, &headers, q).await,
+            Err(e) => Err(e),
+        },
+    )
 }
 
 async fn receive(
@@ -185,7 +197,8 @@ async fn receive(
     Query(q): Query<Signed>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    accept(&state, &peer, &headers, q, body).await
+    let activity = &state.0.channel_activity;
+    activity.observe("wecom", accept(&state, &peer, &headers, q, body).await)
 }
 
 async fn receive_in(
@@ -196,8 +209,14 @@ async fn receive_in(
     Query(q): Query<Signed>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    this_workspace(&state, &workspace)?;
-    accept(&state, &peer, &headers, q, body).await
+    let activity = &state.0.channel_activity;
+    activity.observe(
+        "wecom",
+        match this_workspace(&state, &workspace) {
+            Ok(()) => accept(&state, &peer, &headers, q, body).await,
+            Err(e) => Err(e),
+        },
+    )
 }
 
 /// The path's workspace must be the one serving the request (the front
@@ -261,6 +280,8 @@ async fn verify(
         .crypto
         .open(signature, timestamp, nonce, echostr)
         .map_err(crypto_error)?;
+    let activity = &state.0.channel_activity;
+    activity.accepted("wecom", "url verification", now());
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -364,6 +385,7 @@ async fn accept(
             tracing::info!(%takeover, %customer, %reason, jobs, "wecom transfer_fail");
         }
     }
+    state.0.channel_activity.accepted("wecom", &mapped.kind, at);
     Ok(StatusCode::OK.into_response())
 }
 
@@ -765,7 +787,8 @@ async fn wechat_verify(
     headers: HeaderMap,
     Query(q): Query<OaSigned>,
 ) -> Result<Response, ApiError> {
-    oa_verify(&state, &peer, &headers, q).await
+    let activity = &state.0.channel_activity;
+    activity.observe("wechat", oa_verify(&state, &peer, &headers, q).await)
 }
 
 async fn wechat_verify_in(
@@ -775,8 +798,14 @@ async fn wechat_verify_in(
     Path(workspace): Path<String>,
     Query(q): Query<OaSigned>,
 ) -> Result<Response, ApiError> {
-    this_workspace_of(&state, &workspace, "wechat")?;
-    oa_verify(&state, &peer, &headers, q).await
+    let activity = &state.0.channel_activity;
+    activity.observe(
+        "wechat",
+        match this_workspace_of(&state, &workspace, "wechat") {
+            Ok(()) => oa_verify(&state, &peer, &headers, q).await,
+            Err(e) => Err(e),
+        },
+    )
 }
 
 async fn wechat_receive(
@@ -786,7 +815,8 @@ async fn wechat_receive(
     Query(q): Query<OaSigned>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    oa_accept(&state, &peer, &headers, q, body).await
+    let activity = &state.0.channel_activity;
+    activity.observe("wechat", oa_accept(&state, &peer, &headers, q, body).await)
 }
 
 async fn wechat_receive_in(
@@ -797,8 +827,14 @@ async fn wechat_receive_in(
     Query(q): Query<OaSigned>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    this_workspace_of(&state, &workspace, "wechat")?;
-    oa_accept(&state, &peer, &headers, q, body).await
+    let activity = &state.0.channel_activity;
+    activity.observe(
+        "wechat",
+        match this_workspace_of(&state, &workspace, "wechat") {
+            Ok(()) => oa_accept(&state, &peer, &headers, q, body).await,
+            Err(e) => Err(e),
+        },
+    )
 }
 
 fn text_answer(text: String) -> Response {
@@ -1104,6 +1140,21 @@ async fn sms_status(
     State(state): State<AppState>,
     peer: Peer,
     headers: HeaderMap,
+    path: Path<String>,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<SmsAnswer>, ApiError> {
+    let answer = take_sms_status(State(state.clone()), peer, headers, path, body).await;
+    let activity = &state.0.channel_activity;
+    if answer.is_ok() {
+        activity.accepted("sms/status", "status", now());
+    }
+    activity.observe("sms/status", answer)
+}
+
+async fn take_sms_status(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
     Path(token): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<axum::Json<SmsAnswer>, ApiError> {
@@ -1206,6 +1257,21 @@ pub fn is_sms_opt_out(text: &str) -> bool {
 }
 
 async fn sms_reply(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    path: Path<String>,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<SmsAnswer>, ApiError> {
+    let answer = take_sms_reply(State(state.clone()), peer, headers, path, body).await;
+    let activity = &state.0.channel_activity;
+    if answer.is_ok() {
+        activity.accepted("sms/reply", "reply", now());
+    }
+    activity.observe("sms/reply", answer)
+}
+
+async fn take_sms_reply(
     State(state): State<AppState>,
     peer: Peer,
     headers: HeaderMap,

@@ -8,6 +8,7 @@ use crate::request::Route;
 pub mod analytics;
 pub mod automation;
 pub mod callbacks;
+pub mod channels;
 pub mod communities;
 pub mod content;
 pub mod events;
@@ -34,5 +35,6 @@ pub fn all() -> Vec<Route> {
     routes.extend(orders::routes());
     routes.extend(callbacks::routes());
     routes.extend(wecom_sync::routes());
+    routes.extend(channels::routes());
     routes
 }

@@ -401,6 +401,33 @@ fn wecom_sync_and_welcome_routes_declare_their_access() {
     );
 }
 
+/// The channel pages: reading a channel's status takes `read`, checking
+/// its token (a call to the platform) `write`.
+#[test]
+fn channel_routes_declare_their_access() {
+    use siyu_server::auth::Scope;
+    let mut v: Vec<(String, Access)> = siyu_server::routes::all()
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/channels"))
+        .map(|r| (format!("{} {}", r.method, r.path), r.access))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        v,
+        [
+            ("get /v1/channels".to_string(), Access::Key(Scope::Read)),
+            (
+                "get /v1/channels/{channel}".to_string(),
+                Access::Key(Scope::Read)
+            ),
+            (
+                "post /v1/channels/{channel}/check".to_string(),
+                Access::Key(Scope::Write)
+            ),
+        ]
+    );
+}
+
 /// The publishable key: it sends events (the Segment endpoints too) and
 /// reads nothing; the refusal names the scope to ask for.
 #[tokio::test]

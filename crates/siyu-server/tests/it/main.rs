@@ -5,6 +5,7 @@
 mod authz;
 mod automation;
 mod bad_input;
+mod channels;
 mod cluster;
 mod communities;
 mod connections;

@@ -20,19 +20,19 @@ use std::time::{Duration, Instant};
 // workweixin/weworkapi_cplusplus Sample.cpp).
 const TOKEN: &str = "QDG6eK";
 const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
-const CORP: &str = "wx5823bf96d3bd56c7";
+pub(crate) const CORP: &str = "wx5823bf96d3bd56c7";
 
 /// WeCom's API as far as the callbacks use it: every request's path and
 /// JSON body; `kf/sync_msg` answers the messages queued with
 /// [`FakeWeCom::queue_kf`] once, then none.
 #[derive(Clone, Default)]
-struct FakeWeCom {
+pub(crate) struct FakeWeCom {
     requests: Arc<Mutex<Vec<(String, Value)>>>,
     kf_queue: Arc<Mutex<Vec<Value>>>,
 }
 
 impl FakeWeCom {
-    async fn start() -> (FakeWeCom, String) {
+    pub(crate) async fn start() -> (FakeWeCom, String) {
         let fake = FakeWeCom::default();
         let f = fake.clone();
         let app = axum::Router::new().fallback(
@@ -90,7 +90,7 @@ impl FakeWeCom {
     }
 }
 
-fn wecom_config(base_url: String) -> WeComConfig {
+pub(crate) fn wecom_config(base_url: String) -> WeComConfig {
     WeComConfig {
         base_url,
         corp_id: CORP.into(),
@@ -103,7 +103,7 @@ fn wecom_config(base_url: String) -> WeComConfig {
     }
 }
 
-async fn wecom_app() -> (TestApp, FakeWeCom) {
+pub(crate) async fn wecom_app() -> (TestApp, FakeWeCom) {
     let (fake, url) = FakeWeCom::start().await;
     let app = TestApp::spawn_with(crate::Backend::Sqlite, 1 << 20, |c| {
         c.connectors.wecom = Some(wecom_config(url));
@@ -129,7 +129,7 @@ fn query_escape(s: &str) -> String {
 
 /// A callback as WeCom posts it: `plain` encrypted for `corp`, the
 /// envelope XML, the signed query.
-fn callback_request(path: &str, plain: &str, corp: &str, ts: i64) -> (String, String) {
+pub(crate) fn callback_request(path: &str, plain: &str, corp: &str, ts: i64) -> (String, String) {
     let nonce = "1372623149";
     let sealed = crypto(corp).seal(plain, &ts.to_string(), nonce).unwrap();
     let body = format!(
@@ -143,7 +143,7 @@ fn callback_request(path: &str, plain: &str, corp: &str, ts: i64) -> (String, St
     (uri, body)
 }
 
-async fn post(app: &TestApp, uri: &str, body: &str) -> (StatusCode, Value) {
+pub(crate) async fn post(app: &TestApp, uri: &str, body: &str) -> (StatusCode, Value) {
     app.call("POST", uri, None, "text/xml", body.to_string())
         .await
 }
@@ -152,7 +152,7 @@ fn log_len(app: &TestApp) -> u64 {
     app.state.0.engine.read().unwrap().events_applied()
 }
 
-fn add_contact_xml(customer: &str, state: &str, ts: i64) -> String {
+pub(crate) fn add_contact_xml(customer: &str, state: &str, ts: i64) -> String {
     format!(
         "<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>{ts}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_contact]]></Event><ChangeType><![CDATA[add_external_contact]]></ChangeType><UserID><![CDATA[zhangsan]]></UserID><ExternalUserID><![CDATA[{customer}]]></ExternalUserID><State><![CDATA[{state}]]></State><WelcomeCode><![CDATA[WELCOMECODE]]></WelcomeCode></xml>"
     )
