@@ -15,3 +15,4 @@ if [ "$want" != "$have" ]; then
 fi
 SIYU_BIN="$SIYU_BIN" node console.test.mjs
 SIYU_BIN="$SIYU_BIN" node channels.test.mjs
+SIYU_BIN="$SIYU_BIN" node workbench.test.mjs

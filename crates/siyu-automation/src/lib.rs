@@ -16,6 +16,7 @@ pub mod history;
 pub mod journey;
 pub mod keyword;
 pub mod machine;
+pub mod quick_reply;
 pub mod report;
 pub mod schedule;
 pub mod template;

@@ -173,9 +173,12 @@
     // The channel pages belong to the settings.
     const navPage = page === 'channels' ? 'settings' : page;
     document.querySelectorAll('#nav a').forEach((a) => a.classList.toggle('active', a.dataset.page === navPage));
-    const main = $('#page');
-    main.replaceChildren(h('p', { class: 'muted' }, t('common.loading')));
-    const pages = Object.assign({ dashboard, persons, segments, settings }, automation, growth, channelPages);
+    // Each render draws into its own view: a slower earlier page (the
+    // dashboard still loading when the user moved on) finishes into a
+    // view no longer shown instead of over the page asked for last.
+    const main = h('div', { class: 'view' }, h('p', { class: 'muted' }, t('common.loading')));
+    $('#page').replaceChildren(main);
+    const pages = Object.assign({ dashboard, persons, segments, settings }, automation, growth, channelPages, quickReplyPages);
     (pages[page] || dashboard)(main, arg).then(() => { applyRole(main); I18N.applyStatic(main); });
   }
 
@@ -630,10 +633,11 @@
   const localTime = (s) => (typeof s !== 'number' || !s ? '—' : fmtLocal(s * 1000));
   const empty = (id, text, hint) => h('div', { class: 'empty', id }, h('p', {}, text), hint ? h('p', { class: 'muted small' }, h('code', {}, hint)) : null);
   const person = (id) => h('a', { href: '#/persons/' + enc(id), class: 'person-link' }, id);
-  const ui = { h, api, card, toast, enc, yuan, render, faults, canWrite, isAdmin, msgOf, when: localTime, empty, person, removeButton };
+  const ui = { h, api, card, toast, enc, yuan, render, faults, canWrite, isAdmin, msgOf, when: localTime, empty, person, removeButton, applyRole, me: () => state.me };
   const automation = window.AutomationPages(ui);
   const growth = window.GrowthPages(ui);
   const channelPages = window.ChannelPages(ui);
+  const quickReplyPages = window.QuickReplyPages(ui);
 
   // ---------- start ----------
   async function start() {

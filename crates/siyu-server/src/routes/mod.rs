@@ -17,6 +17,7 @@ pub mod keys;
 pub mod ops;
 pub mod orders;
 pub mod persons;
+pub mod quick_replies;
 pub mod segments;
 pub mod wecom_sync;
 
@@ -36,5 +37,6 @@ pub fn all() -> Vec<Route> {
     routes.extend(callbacks::routes());
     routes.extend(wecom_sync::routes());
     routes.extend(channels::routes());
+    routes.extend(quick_replies::routes());
     routes
 }

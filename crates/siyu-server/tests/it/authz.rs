@@ -401,6 +401,30 @@ fn wecom_sync_and_welcome_routes_declare_their_access() {
     );
 }
 
+/// Quick replies: listing takes `read`; saving, deleting and using one
+/// (which counts the use) `write`.
+#[test]
+fn quick_reply_routes_declare_their_access() {
+    use siyu_server::auth::Scope;
+    let mut v: Vec<(String, Access)> = siyu_server::routes::all()
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/quick-replies"))
+        .map(|r| (format!("{} {}", r.method, r.path), r.access))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    let read = Access::Key(Scope::Read);
+    let write = Access::Key(Scope::Write);
+    assert_eq!(
+        v,
+        [
+            ("delete /v1/quick-replies/{id}".to_string(), write),
+            ("get /v1/quick-replies".to_string(), read),
+            ("post /v1/quick-replies/{id}/use".to_string(), write),
+            ("put /v1/quick-replies/{id}".to_string(), write),
+        ]
+    );
+}
+
 /// The channel pages: reading a channel's status takes `read`, checking
 /// its token (a call to the platform) `write`.
 #[test]

@@ -21,6 +21,7 @@ mod observability;
 mod orders;
 mod parsers;
 mod privacy;
+mod quick_replies;
 mod rebuild;
 mod rfm_layers;
 mod segment_spec;
