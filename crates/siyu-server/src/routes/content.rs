@@ -107,12 +107,27 @@ struct ViewQuery {
     p: Option<String>,
 }
 
+/// Redirects to the content; a bad or unknown link is a page for a
+/// browser (`h5`), the API's error otherwise.
 async fn view(
     State(state): State<AppState>,
     peer: crate::ratelimit::Peer,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<ViewQuery>,
+) -> Result<Response, Response> {
+    let html = crate::h5::wants_html(&headers);
+    view_inner(state, peer, headers, id, q)
+        .await
+        .map_err(|e| crate::h5::error(html, e, crate::h5::Link::Content))
+}
+
+async fn view_inner(
+    state: AppState,
+    peer: crate::ratelimit::Peer,
+    headers: HeaderMap,
+    id: String,
+    q: ViewQuery,
 ) -> Result<Response, ApiError> {
     crate::ratelimit::check(
         &state,
