@@ -165,8 +165,7 @@ pub enum Link {
 }
 
 /// The page a browser gets instead of an error's JSON: what happened and
-/// what to do, in both languages; the API's message (English, naming the
-/// cause) underneath in small print. 5xx messages are generic already.
+/// what to do, in both languages, and the error's stable code.
 pub fn error_page(e: ApiError, link: Link) -> Response {
     let (status, code) = e.status_and_code();
     let (zh, en, hint_zh, hint_en) = match (status.as_u16(), link) {
@@ -213,14 +212,14 @@ pub fn error_page(e: ApiError, link: Link) -> Response {
             "Please try again later.",
         ),
     };
-    let detail = e.to_string();
+    // The API's message speaks to the operator (routes, fixes): the page
+    // names only the stable code, for the shop's support.
     let body = format!(
         "<div class=\"card bad center\"><div class=icon aria-hidden=true>!</div><h1>{}</h1><p>{}</p>\
-         <p class=muted>{} · {}</p></div>",
+         <p class=muted>错误代码 Error code: {}</p></div>",
         both(zh, en),
         both(hint_zh, hint_en),
         escape(code),
-        escape(&detail),
     );
     let retry = matches!(e, ApiError::TooManyRequests);
     if let ApiError::Internal(detail) = &e {

@@ -718,8 +718,8 @@ async fn live_code(
 }
 
 /// The live-code page's body: where the newcomer goes and the QR code to
-/// press (the target's own `url`, else the code's link for another
-/// device); every inserted value escaped.
+/// press (the target's own `url`; without one, the code's own link, for
+/// a page opened on a computer); every inserted value escaped.
 fn live_code_page(a: &LiveAnswer) -> String {
     use crate::h5::{both, escape, path_segment};
     let code = path_segment(&a.code);
@@ -763,8 +763,8 @@ fn live_code_page(a: &LiveAnswer) -> String {
             "<img class=qr src=\"/l/{code}/qr.png\" width=220 height=220 alt=\"QR\">\
              <p>{}</p>",
             both(
-                "请用微信扫描此二维码，或长按识别。",
-                "Scan this code with WeChat, or press and hold it."
+                "在电脑上打开？请用手机微信扫描此二维码。",
+                "Opened on a computer? Scan this code with WeChat on your phone."
             ),
         ));
     }

@@ -185,6 +185,11 @@ async fn an_invite_is_a_page_for_a_browser_escaped_and_json_for_api_clients() {
     let (s, html) = page(&t, &uri).await;
     assert_eq!(s, StatusCode::GONE);
     assert!(html.contains("活动已结束") && html.contains("This campaign is not open"));
+    // The API message speaks to operators: not on the customer page.
+    assert!(
+        html.contains("Error code: gone") && !html.contains("/v1/"),
+        "{html}"
+    );
     assert!(!html.contains("<script>"), "{html}");
     let (s, h, body) = get(&t, &uri, Some("application/json")).await;
     assert_eq!(s, StatusCode::GONE);
