@@ -27,7 +27,7 @@ pub mod text;
 
 pub use background::{validate_background, MAX_BACKGROUND_BYTES, MAX_BACKGROUND_SIDE};
 pub use font::{system_cjk_font, SYSTEM_CJK_FONT_PATHS};
-pub use render::{NameLayout, Renderer};
+pub use render::{qr_png, NameLayout, Renderer};
 pub use template::{validate_template, Caption, PosterTemplate, Rect, TextAlign, TextBox};
 
 /// Everything that can go wrong building a renderer or rendering a poster.

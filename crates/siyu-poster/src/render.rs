@@ -221,6 +221,17 @@ fn draw_qr(canvas: &mut Canvas, qr: crate::Rect, link: &str) -> Result<(), Poste
     Ok(())
 }
 
+/// A QR code of `link` alone, as a `size` × `size` 8-bit RGB PNG: black
+/// modules on white with the standard quiet zone, drawn exactly as on a
+/// poster (level M, whole pixels per module). For pages and prints that
+/// show the code without a poster; the same errors as [`Renderer::render`]
+/// for a link that is empty or does not fit at ≥ 2 px per module.
+pub fn qr_png(link: &str, size: u32) -> Result<Vec<u8>, PosterError> {
+    let mut canvas = Canvas::filled(size, size, [255, 255, 255]);
+    draw_qr(&mut canvas, crate::Rect { x: 0, y: 0, size }, link)?;
+    encode_png(&canvas)
+}
+
 fn encode_png(canvas: &Canvas) -> Result<Vec<u8>, PosterError> {
     let mut out = Vec::with_capacity(canvas.pixels.len() / 4);
     let mut encoder = png::Encoder::new(&mut out, canvas.width, canvas.height);

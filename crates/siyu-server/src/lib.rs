@@ -34,6 +34,7 @@ pub mod config;
 pub mod connections;
 pub mod definitions;
 pub mod error;
+pub mod h5;
 pub mod inbound;
 pub mod ingest;
 pub mod leader;

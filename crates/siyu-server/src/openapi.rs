@@ -51,11 +51,17 @@ use serde_json::{json, Map, Value};
 pub enum Part {
     Json(fn(&mut SchemaGenerator) -> Schema),
     Media(&'static str),
+    /// A public link's answer: the JSON type, or a page for a browser
+    /// (`text/html` preferred in `Accept`; `h5::Answer`).
+    Page(fn(&mut SchemaGenerator) -> Schema),
 }
 
 impl Part {
     pub fn json<T: JsonSchema>() -> Part {
         Part::Json(|g| g.subschema_for::<T>())
+    }
+    pub fn page<T: JsonSchema>() -> Part {
+        Part::Page(|g| g.subschema_for::<T>())
     }
     pub const fn media(media: &'static str) -> Part {
         Part::Media(media)
@@ -208,14 +214,18 @@ fn query_params(query: fn() -> Schema) -> Vec<Value> {
 /// The OpenAPI `content` of a body or an answer.
 fn content(part: Part, generator: &mut SchemaGenerator) -> Value {
     match part {
-        Part::Json(schema) => {
+        Part::Json(schema) | Part::Page(schema) => {
             let mut schema = schema(generator);
             for t in generator.transforms_mut() {
                 t.transform(&mut schema);
             }
             let mut schema = schema.to_value();
             tuples_as_any_of(&mut schema);
-            json!({"application/json": {"schema": schema}})
+            let mut content = json!({"application/json": {"schema": schema}});
+            if matches!(part, Part::Page(_)) {
+                content["text/html"] = json!({"schema": {"type": "string"}});
+            }
+            content
         }
         Part::Media(media) => {
             let schema = if media.starts_with("image/") {
@@ -337,11 +347,15 @@ pub fn document(routes: &[Route]) -> Value {
             .find(|s| *s < 400)
             .unwrap_or(200);
         responses.insert(success.to_string(), ok);
+        // A page's errors are pages too, for a browser.
+        let mut error_content = json!({"application/json": {"schema": error_schema}});
+        if matches!(r.doc.answer, Some(Part::Page(_))) {
+            error_content["text/html"] = json!({"schema": {"type": "string"}});
+        }
         for status in error_statuses(r) {
             responses.insert(
                 status.to_string(),
-                json!({"description": status_meaning(status),
-                       "content": {"application/json": {"schema": error_schema}}}),
+                json!({"description": status_meaning(status), "content": error_content}),
             );
         }
         responses.insert(

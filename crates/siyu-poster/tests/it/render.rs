@@ -1,7 +1,7 @@
 //! Rendering: real PNGs, QR codes that scan back to the link (rqrr), names
 //! drawn in CJK and kept within their box.
 
-use siyu_poster::{PosterError, PosterTemplate, Rect, Renderer};
+use siyu_poster::{qr_png, PosterError, PosterTemplate, Rect, Renderer};
 
 use crate::support::{cjk_font, decode, encode, gradient_png, template, BACKGROUND};
 
@@ -18,6 +18,24 @@ fn a_poster_is_a_png_of_the_template_size() {
     assert_eq!((poster.width, poster.height), (750, 1334));
     // Away from every box, the poster is the background colour.
     assert_eq!(poster.count_not((0, 0, 750, 650), BACKGROUND), 0);
+}
+
+#[test]
+fn a_qr_png_alone_is_the_link_on_white_of_the_size_asked() {
+    for (link, size) in [(LINK, 400), ("https://s.example.cn/l/vip", 220)] {
+        let png = decode(&qr_png(link, size).unwrap());
+        assert_eq!((png.width, png.height), (size, size));
+        let square = Rect { x: 0, y: 0, size };
+        assert_eq!(png.qr(square), (0, link.to_owned()));
+        // The quiet zone: the border rows are white.
+        assert_eq!(png.count_not((0, 0, size, 4), [255, 255, 255]), 0);
+    }
+    assert!(matches!(qr_png("", 400), Err(PosterError::InvalidLink(_))));
+    // Too long for the size at 2 px per module: refused, not blurred.
+    assert!(matches!(
+        qr_png(&"x".repeat(1000), 100),
+        Err(PosterError::InvalidLink(_))
+    ));
 }
 
 #[test]

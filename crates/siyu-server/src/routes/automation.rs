@@ -20,8 +20,8 @@ use crate::zone;
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
-use axum::response::Html;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -64,8 +64,8 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/tasks", read, "Operators' follow-up tasks (`open`=true|false, `limit`).", list_tasks),
         route!(post, "/v1/tasks/done", write, "Complete a task: `{\"key\": \"…\"}`.", complete_task, body = KeyBody, statuses = [404]),
         route!(post, "/v1/inbound/{channel}", inbound, "Inbound channel webhook: events (JSON array or one object) signed with the channel's `[inbound]` secret over `<timestamp>.<workspace>.<body>` (`X-Siyu-Timestamp`, `X-Siyu-Signature: sha256=…`); each signature is accepted once (409 on a replay), a channel writes only its own identities (403), rate limited per address.", inbound, body = (Vec<serde_json::Map<String, Value>>)),
-        route!(get, "/u/{token}", public, "Public unsubscribe page (the link in messages; rate limited per address).", unsubscribe_page),
-        route!(post, "/u/{token}", public, "Public unsubscribe (rate limited per address): revokes all marketing for the person, recorded in the consent ledger.", unsubscribe),
+        route!(get, "/u/{token}", public, "Public unsubscribe page (the link in messages; rate limited per address): a mobile page whose button posts to itself. Errors are pages for a browser, JSON otherwise.", unsubscribe_page, answer_media = "text/html"),
+        route!(post, "/u/{token}", public, "Public unsubscribe (rate limited per address): revokes all marketing for the person, recorded in the consent ledger; answers the confirmation page.", unsubscribe, answer_media = "text/html"),
     ]
 }
 
@@ -1358,39 +1358,56 @@ async fn unsubscribe_target(state: &AppState, token: &str) -> Result<String, Api
     .ok_or_else(|| ApiError::NotFound("this unsubscribe link is not valid".into()))
 }
 
+/// The unsubscribe page (`h5`): one button, posting to itself.
 async fn unsubscribe_page(
     State(state): State<AppState>,
     peer: crate::ratelimit::Peer,
     headers: HeaderMap,
     Path(token): Path<String>,
-) -> Result<Html<String>, ApiError> {
+) -> Result<Response, Response> {
+    let html = crate::h5::wants_html(&headers);
+    let fail = |e| crate::h5::error(html, e, crate::h5::Link::Unsubscribe);
     crate::ratelimit::check(
         &state,
         crate::ratelimit::Limit::PublicLinks,
         &peer,
         &headers,
-    )?;
-    unsubscribe_target(&state, &token).await?;
-    Ok(Html(format!(
-        "<!doctype html><meta charset=utf-8><title>退订 Unsubscribe</title>\
-         <form method=post action=\"/u/{token}\"><p>不再接收营销消息？ Stop marketing messages?</p>\
-         <button type=submit>退订 Unsubscribe</button></form>"
-    )))
+    )
+    .map_err(fail)?;
+    unsubscribe_target(&state, &token).await.map_err(fail)?;
+    use crate::h5::{both, path_segment};
+    let body = format!(
+        "<section class=\"card center\"><h1>{}</h1><p>{}</p>\
+         <form method=post action=\"/u/{}\"><button class=btn type=submit>{}</button></form></section>",
+        both("退订营销消息", "Unsubscribe"),
+        both(
+            "退订后，你将不再收到我们的营销消息；订单和服务通知不受影响。",
+            "You will get no more marketing messages from us; order and service notices still arrive."
+        ),
+        path_segment(&token),
+        both("确认退订", "Unsubscribe"),
+    );
+    Ok(crate::h5::page(StatusCode::OK, "退订 Unsubscribe", &body))
 }
 
+/// Unsubscribes (the page's button, or a mail client's RFC 8058 one-click
+/// POST) and answers the confirmation page.
 async fn unsubscribe(
     State(state): State<AppState>,
     peer: crate::ratelimit::Peer,
     headers: HeaderMap,
     Path(token): Path<String>,
-) -> Result<Html<String>, ApiError> {
+) -> Result<Response, Response> {
+    let html = crate::h5::wants_html(&headers);
+    let fail = |e| crate::h5::error(html, e, crate::h5::Link::Unsubscribe);
     crate::ratelimit::check(
         &state,
         crate::ratelimit::Limit::PublicLinks,
         &peer,
         &headers,
-    )?;
-    let canonical = unsubscribe_target(&state, &token).await?;
+    )
+    .map_err(fail)?;
+    let canonical = unsubscribe_target(&state, &token).await.map_err(fail)?;
     let row = ConsentRow {
         ts: now(),
         identity: canonical,
@@ -1403,9 +1420,19 @@ async fn unsubscribe(
         .automation
         .consent(row)
         .await
-        .map_err(ApiError::Internal)?;
-    Ok(Html(
-        "<!doctype html><meta charset=utf-8><p>已退订。You are unsubscribed.</p>".to_string(),
+        .map_err(|e| fail(ApiError::Internal(e)))?;
+    let body = format!(
+        "<section class=\"card center\"><div class=icon aria-hidden=true>✓</div><h1>{}</h1><p>{}</p></section>",
+        crate::h5::both("已退订", "You are unsubscribed"),
+        crate::h5::both(
+            "你将不再收到我们的营销消息。",
+            "You will get no more marketing messages from us."
+        ),
+    );
+    Ok(crate::h5::page(
+        StatusCode::OK,
+        "已退订 Unsubscribed",
+        &body,
     ))
 }
 

@@ -60,7 +60,8 @@ pub fn routes() -> Vec<Route> {
         route!(put, "/v1/livecodes/{id}", write, "Save a live code: `{targets: [{group} | {operator}], daily_cap_per_operator, working_hours: {start, end, timezone}, backup_operator, auto_tags, welcome_template, source_channel, backing}`. `backing: \"wecom\"` also makes a WeCom QR code (「联系我」 for operator targets, 「加入群聊」 for up to 5 WeCom groups) with state = the id (≤ 30 characters), updated when the targets change; answered as `wecom.qr_code`.", put_livecode, body = LiveCode, statuses = [502]),
         route!(delete, "/v1/livecodes/{id}", write, "Archive a live code: its printed link answers 410 `gone` (\"this code is no longer active\") instead of routing, and it makes no claims; PUT restores it. A WeCom-backed code's QR code is deleted in WeCom first (502 if WeCom refuses: nothing archived).", delete_livecode, statuses = [502]),
         route!(post, "/v1/livecodes/{id}/claims", write, "A claim token for a newcomer the channel knows (`{\"identity\"}`): the live-code link with it (`/l/{id}?claim=…`, valid 30 min) reserves their seat, tags them and queues the welcome.", create_claim, body = (crate::links::ClaimBody), statuses = [410]),
-        route!(get, "/l/{id}", public, "Public live-code link (rate limited per address): answers the first group or operator with room `{target, url}` (409 when all are full). Only with a `claim` token (from the channel, POST /v1/livecodes/{id}/claims) is a seat reserved and the person tagged and welcomed; without one nothing is recorded.", live_code, statuses = [401, 409, 410]),
+        route!(get, "/l/{id}", public, "Public live-code link (rate limited per address): answers the first group or operator with room `{target, url}` (409 when all are full). Only with a `claim` token (from the channel, POST /v1/livecodes/{id}/claims) is a seat reserved and the person tagged and welcomed; without one nothing is recorded. A browser (`Accept` preferring text/html) gets a mobile page with the target's QR code, its errors too.", live_code, statuses = [401, 409, 410]),
+        route!(get, "/l/{id}/qr.png", public, "The live code as a QR code (PNG, 400 px, rate limited per address): its public link, the code to print; with `target` (`group:<id>` or `operator:<login>`, one of the code's targets or its backup operator) the QR of that target's own `url` instead, as the live-code page shows it.", live_code_qr, answer_media = "image/png", statuses = [410]),
     ]
 }
 
@@ -691,20 +692,154 @@ async fn create_claim(
 }
 
 /// `GET /l/{id}`: the public live-code link.
+/// The live code's answer as JSON, or as a page for a browser (`h5`).
 async fn live_code(
     State(state): State<AppState>,
     peer: crate::ratelimit::Peer,
     headers: HeaderMap,
     Path(code_id): Path<String>,
     Query(q): Query<LiveQuery>,
-) -> Result<Json<LiveAnswer>, ApiError> {
+) -> crate::h5::Answer<LiveAnswer> {
+    let html = crate::h5::wants_html(&headers);
+    let checked = crate::ratelimit::check(
+        &state,
+        crate::ratelimit::Limit::PublicLinks,
+        &peer,
+        &headers,
+    );
+    let result = match checked {
+        Ok(()) => live_code_inner(state, code_id, q).await,
+        Err(e) => Err(e),
+    };
+    crate::h5::Answer::negotiate(html, crate::h5::Link::LiveCode, result, |a| {
+        let title = a.name.clone().unwrap_or_else(|| "扫码加入 Join".into());
+        crate::h5::page(axum::http::StatusCode::OK, &title, &live_code_page(&a))
+    })
+}
+
+/// The live-code page's body: where the newcomer goes and the QR code to
+/// press (the target's own `url`; without one, the code's own link, for
+/// a page opened on a computer); every inserted value escaped.
+fn live_code_page(a: &LiveAnswer) -> String {
+    use crate::h5::{both, escape, path_segment};
+    let code = path_segment(&a.code);
+    let name = a.name.as_deref().unwrap_or(match &a.target {
+        Target::Group(g) => g,
+        Target::Operator(o) => o,
+    });
+    let (zh, en) = match &a.target {
+        Target::Group(_) => ("加入群聊", "Join the group chat"),
+        Target::Operator(_) => ("添加客服为好友", "Add our service account"),
+    };
+    let mut body = format!(
+        "<section class=\"card center\"><p class=kicker>{}</p><h1>{}</h1>",
+        both(zh, en),
+        escape(name)
+    );
+    if a.backup {
+        body.push_str(&format!(
+            "<p class=muted>{}</p>",
+            both(
+                "群已满或不在服务时间，已为你安排值班客服。",
+                "The groups are full or closed now: our on-duty operator will add you."
+            )
+        ));
+    }
+    if let Some(url) = a
+        .url
+        .as_deref()
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+    {
+        let target = path_segment(&a.target.label());
+        body.push_str(&format!(
+            "<img class=qr src=\"/l/{code}/qr.png?target={target}\" width=220 height=220 alt=\"QR\">\
+             <p>{}</p><a class=btn href=\"{}\">{}</a>",
+            both("长按识别二维码", "Press and hold the QR code to scan it"),
+            escape(url),
+            both("打开", "Open"),
+        ));
+    } else {
+        body.push_str(&format!(
+            "<img class=qr src=\"/l/{code}/qr.png\" width=220 height=220 alt=\"QR\">\
+             <p>{}</p>",
+            both(
+                "在电脑上打开？请用手机微信扫描此二维码。",
+                "Opened on a computer? Scan this code with WeChat on your phone."
+            ),
+        ));
+    }
+    body.push_str("</section>");
+    body
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct LiveQrQuery {
+    /// `group:<id>` or `operator:<login>`: one of the code's targets (or
+    /// its backup operator); the QR code of that target's `url`.
+    target: Option<String>,
+}
+
+/// The live code's QR PNG: its public link (`public_url`, the one rule
+/// for links), or a target's stored `url` — only URLs the operator saved,
+/// so the endpoint draws nothing a caller makes up.
+async fn live_code_qr(
+    State(state): State<AppState>,
+    peer: crate::ratelimit::Peer,
+    headers: HeaderMap,
+    Path(code_id): Path<String>,
+    Query(q): Query<LiveQrQuery>,
+) -> Result<axum::response::Response, ApiError> {
     crate::ratelimit::check(
         &state,
         crate::ratelimit::Limit::PublicLinks,
         &peer,
         &headers,
     )?;
-    live_code_inner(state, code_id, q).await
+    let public = format!(
+        "{}/l/{}",
+        state.0.config.public_url.trim_end_matches('/'),
+        crate::h5::path_segment(&code_id)
+    );
+    let target = q.target.filter(|t| !t.is_empty());
+    let link = with_store(&state, move |store| {
+        let mut skipped = SkippedLog::default();
+        let inputs = RoutingInputs::load(store, &code_id, now(), &mut skipped)?;
+        if inputs.code.archived {
+            return Err(ApiError::Gone(format!(
+                "this code is no longer active: live code `{code_id}` was archived"
+            )));
+        }
+        let Some(label) = target else {
+            return Ok(public);
+        };
+        let backup = inputs
+            .code
+            .backup_operator
+            .clone()
+            .map(Target::Operator);
+        let Some(t) = inputs
+            .code
+            .targets
+            .iter()
+            .chain(backup.iter())
+            .find(|t| t.label() == label)
+        else {
+            return Err(ApiError::NotFound(format!(
+                "target: `{label}` is not a target of live code `{code_id}`; use `group:<id>` or `operator:<login>` of one of its targets"
+            )));
+        };
+        let url = match t {
+            Target::Group(g) => inputs.groups.get(g).and_then(|d| d.url.clone()),
+            Target::Operator(o) => inputs.operators.get(o).and_then(|d| d.url.clone()),
+        };
+        url.filter(|u| !u.is_empty()).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "target: `{label}` has no `url` to draw; save one on the group or operator"
+            ))
+        })
+    })
+    .await?;
+    crate::h5::qr(link).await
 }
 
 /// The identity a live-code request proves with its claim token; an
@@ -756,18 +891,21 @@ struct LiveAnswer {
     /// or for an anonymous visit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     welcome: Option<String>,
+    /// The target group's or operator's name, for the page.
+    #[serde(skip)]
+    name: Option<String>,
 }
 
 async fn live_code_inner(
     state: AppState,
     code_id: String,
     q: LiveQuery,
-) -> Result<Json<LiveAnswer>, ApiError> {
+) -> Result<LiveAnswer, ApiError> {
     let identity = claimed_identity(&state, &code_id, &q).await?;
     let at = now();
     // Routing and reserving run under the store lock, so two newcomers
     // never take the same last seat.
-    let (code, routed) = {
+    let (code, routed, name) = {
         let code_id = code_id.clone();
         let who = identity.as_ref().map(|i| i.as_str().to_string());
         let s = state.clone();
@@ -779,7 +917,11 @@ async fn live_code_inner(
             inputs.observe(store, &read_engine(&s), who, at)?;
             let routed = livecode::route_newcomer(&inputs, who, at)?;
             livecode::reserve(store, &mut inputs, &routed, who, at)?;
-            Ok((inputs.code, routed))
+            let name = match &routed.target {
+                Target::Group(g) => inputs.groups.get(g).map(|d| d.name.clone()),
+                Target::Operator(o) => inputs.operators.get(o).map(|d| d.name.clone()),
+            };
+            Ok((inputs.code, routed, name))
         })
         .await?
     };
@@ -810,7 +952,7 @@ async fn live_code_inner(
             });
         }
     }
-    Ok(Json(LiveAnswer {
+    Ok(LiveAnswer {
         code: code_id,
         target: routed.target,
         backup: routed.backup,
@@ -818,5 +960,6 @@ async fn live_code_inner(
         reserved: identity.is_some(),
         url: routed.url,
         welcome,
-    }))
+        name,
+    })
 }

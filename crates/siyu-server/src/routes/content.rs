@@ -22,7 +22,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/content", read, "The content library with view counts.", list_content),
         route!(put, "/v1/content/{id}", write, "Save a content item: `{\"kind\": \"article\"|\"image\"|\"miniprogram\", \"title\", \"url\", \"appid\"?, \"path\"?}`; templates link it as `{{content.ID}}`.", put_content, body = Content),
         route!(delete, "/v1/content/{id}", write, "Archive a content item: hidden from the library (`?archived=true` lists it); links already sent keep redirecting and counting; PUT restores it.", delete_content),
-        route!(get, "/c/{id}", public, "Public tracked link (rate limited per address): records a content_view on the person the signed `p` names, then redirects.", view, statuses = [302]),
+        route!(get, "/c/{id}", public, "Public tracked link (rate limited per address): records a content_view on the person the signed `p` names, then redirects. A bad link is a page for a browser (`Accept` preferring text/html), JSON otherwise.", view, statuses = [302]),
     ]
 }
 
@@ -107,12 +107,27 @@ struct ViewQuery {
     p: Option<String>,
 }
 
+/// Redirects to the content; a bad or unknown link is a page for a
+/// browser (`h5`), the API's error otherwise.
 async fn view(
     State(state): State<AppState>,
     peer: crate::ratelimit::Peer,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<ViewQuery>,
+) -> Result<Response, Response> {
+    let html = crate::h5::wants_html(&headers);
+    view_inner(state, peer, headers, id, q)
+        .await
+        .map_err(|e| crate::h5::error(html, e, crate::h5::Link::Content))
+}
+
+async fn view_inner(
+    state: AppState,
+    peer: crate::ratelimit::Peer,
+    headers: HeaderMap,
+    id: String,
+    q: ViewQuery,
 ) -> Result<Response, ApiError> {
     crate::ratelimit::check(
         &state,

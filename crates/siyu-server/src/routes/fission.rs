@@ -22,7 +22,7 @@ use crate::request::{
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Json;
@@ -54,7 +54,8 @@ pub fn routes() -> Vec<Route> {
         route!(post, "/v1/campaigns/{id}/reconcile", write, "Grant reached tiers and claw back unsupported rewards now (also runs every 30 s).", reconcile_now, statuses = [410]),
         route!(get, "/v1/campaigns/{id}/rewards", read, "The reward ledger: grants, clawbacks, stock left.", rewards),
         route!(post, "/v1/campaigns/{id}/claims", write, "A claim token for an invitee the channel knows (`{\"identity\"}`, valid 30 min): the proof a public signup needs.", create_claim, body = (crate::links::ClaimBody), statuses = [410]),
-        route!(get, "/i/{campaign}/{code}", public, "Public invite landing (rate limited per address): records the click (once per visitor and day; the visitor is the `claim`ed person or the client address), names the inviter and the next step.", landing, statuses = [410]),
+        route!(get, "/i/{campaign}/{code}", public, "Public invite landing (rate limited per address): records the click (once per visitor and day; the visitor is the `claim`ed person or the client address), names the inviter, the reward tiers and the next step. A browser (`Accept` preferring text/html) gets it as a mobile page, its errors too.", landing, statuses = [410]),
+        route!(get, "/i/{campaign}/{code}/qr.png", public, "The invite link as a QR code (PNG, 400 px, rate limited per address): what an inviter shares without the poster.", invite_qr, answer_media = "image/png", statuses = [410]),
         route!(post, "/i/{campaign}/{code}/signup", public, "Public signup through an invite: `{\"claim\", \"device\"?}` (the claim from POST /v1/campaigns/{id}/claims; 401 without) records a referral_signup and returns the next step (add the operator, or a live code with the invitee's claim).", signup, body = SignupBody, statuses = [401, 409, 410]),
     ]
 }
@@ -531,18 +532,41 @@ struct Landing {
     name: String,
     inviter_name: Option<String>,
     signup: String,
-    /// The campaign's landing as defined (open: see [`Campaign::landing`]).
+    /// The campaign's landing as defined (open: see [`Campaign::landing`];
+    /// its page shows `title` and `text`, then the next step: the
+    /// `live_code`'s QR, else a button to `url`).
     next: Value,
+    /// The reward tiers: invites needed → reward.
+    tiers: Vec<fission::Tier>,
     counted: bool,
+    /// This invite's QR code (PNG) to share.
+    qr: String,
 }
 
+/// The landing as JSON, or as a page for a browser (`h5`): what the
+/// campaign is, who invited, the reward tiers and the next step.
 async fn landing(
     State(state): State<AppState>,
     peer: Peer,
     headers: HeaderMap,
     Path((campaign, code)): Path<(String, String)>,
     Query(q): Query<LandingQuery>,
-) -> Result<Json<Landing>, ApiError> {
+) -> crate::h5::Answer<Landing> {
+    let html = crate::h5::wants_html(&headers);
+    let result = landing_answer(state, peer, headers, campaign, code, q).await;
+    crate::h5::Answer::negotiate(html, crate::h5::Link::Invite, result, |l| {
+        crate::h5::page(StatusCode::OK, &l.name, &landing_page(&l))
+    })
+}
+
+async fn landing_answer(
+    state: AppState,
+    peer: Peer,
+    headers: HeaderMap,
+    campaign: String,
+    code: String,
+    q: LandingQuery,
+) -> Result<Landing, ApiError> {
     let (ip, inviter, opened) = open_invite(&state, peer, &headers, &campaign, &code).await?;
     let c = &opened.0;
     // The click is recorded on a pseudonymous visitor identity: the
@@ -590,14 +614,108 @@ async fn landing(
             .map_err(ApiError::Internal)?;
     }
     let inviter_name = fission::display_name(&read_engine(&state), &inviter);
-    Ok(Json(Landing {
+    Ok(Landing {
         campaign: c.id.clone(),
         name: c.name.clone(),
         inviter_name,
         signup: format!("/i/{campaign}/{code}/signup"),
         next: c.landing.clone(),
+        tiers: c.tiers.clone(),
         counted,
-    }))
+        qr: format!("/i/{campaign}/{code}/qr.png"),
+    })
+}
+
+/// The landing page's body: every inserted value escaped (names and the
+/// landing text are the operator's or the inviter's input).
+fn landing_page(l: &Landing) -> String {
+    use crate::h5::{both, escape, path_segment};
+    let invited = match &l.inviter_name {
+        Some(n) => both(&format!("{n} 邀请你参加"), &format!("{n} invited you")),
+        None => both("好友邀请你参加", "A friend invited you"),
+    };
+    let mut body = format!(
+        "<section class=card><p class=kicker>{invited}</p><h1>{}</h1>",
+        escape(&l.name)
+    );
+    for key in ["title", "text"] {
+        if let Some(t) = l.next.get(key).and_then(Value::as_str) {
+            body.push_str(&format!("<p>{}</p>", escape(t)));
+        }
+    }
+    body.push_str("</section>");
+    if !l.tiers.is_empty() {
+        body.push_str(&format!(
+            "<section class=card><h2>{}</h2><ul>",
+            both("邀请好友，领取奖励", "Invite friends, earn rewards")
+        ));
+        for t in &l.tiers {
+            body.push_str(&format!(
+                "<li><span>{}</span><b>{}</b></li>",
+                both(
+                    &format!("邀请 {} 位好友", t.invites),
+                    &format!(
+                        "Invite {} friend{}",
+                        t.invites,
+                        if t.invites == 1 { "" } else { "s" }
+                    )
+                ),
+                escape(&t.reward)
+            ));
+        }
+        body.push_str("</ul></section>");
+    }
+    body.push_str(&format!(
+        "<section class=\"card center\"><h2>{}</h2>",
+        both("下一步", "Next step")
+    ));
+    let url = l
+        .next
+        .get("url")
+        .and_then(Value::as_str)
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"));
+    if let Some(live) = l.next.get("live_code").and_then(Value::as_str) {
+        let live = path_segment(live);
+        body.push_str(&format!(
+            "<p>{}</p><img class=qr src=\"/l/{live}/qr.png\" width=220 height=220 alt=\"QR\">\
+             <a class=btn href=\"/l/{live}\">{}</a>",
+            both(
+                "长按识别二维码，加入会员群",
+                "Press and hold the QR code to join the members' group"
+            ),
+            both("加入会员群", "Join the group"),
+        ));
+    } else if let Some(url) = url {
+        body.push_str(&format!(
+            "<p>{}</p><a class=btn href=\"{}\">{}</a>",
+            both("点击下方按钮继续", "Tap below to continue"),
+            escape(url),
+            both("继续", "Continue"),
+        ));
+    } else {
+        body.push_str(&format!(
+            "<p>{}</p>",
+            both(
+                "添加邀请你的好友或商家客服，告诉对方你来自这个邀请。",
+                "Add your friend or the shop's service account and say this invite sent you."
+            )
+        ));
+    }
+    body.push_str("</section>");
+    body
+}
+
+/// The invite link (`link`, the one public-URL rule) as a QR PNG; the
+/// same checks as the landing (rate, signature, campaign open), nothing
+/// recorded.
+async fn invite_qr(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path((campaign, code)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    open_invite(&state, peer, &headers, &campaign, &code).await?;
+    crate::h5::qr(link(&state, &campaign, &code)).await
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

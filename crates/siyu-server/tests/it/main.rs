@@ -14,6 +14,7 @@ mod email;
 mod event_time;
 mod fast_start;
 mod fission;
+mod h5;
 mod ingest;
 mod local_time;
 mod nesting;
