@@ -35,6 +35,12 @@ try {
   const fullShot = watch(page, errors);
   // From the top, so the sticky header is where it belongs in the picture.
   const shot = async (name) => { await page.evaluate(() => window.scrollTo(0, 0)); await fullShot(name); };
+  // Just one editor (its card), for a closer look.
+  const cardShot = async (sel, name) => {
+    await page.evaluate(() => { document.querySelector('header.top').style.position = 'static'; });
+    await page.locator(sel).locator('xpath=ancestor::section[contains(@class, "card")][1]').screenshot({ path: new URL('./screenshots/' + name, import.meta.url).pathname });
+    await page.evaluate(() => { document.querySelector('header.top').style.position = ''; });
+  };
   page.on('dialog', (d) => d.accept());
   await login(page, url, 'admin');
 
@@ -155,7 +161,7 @@ try {
     await page.locator('#campaign-error').waitFor();
     assert.equal(await page.getAttribute('#cf-tier-1-invites', 'class'), 'invalid');
     assert.match(await page.locator('#campaign-form-pane .field-error').first().textContent(), /tiers overlap/);
-    await shot('editors-campaign-zh.png');
+    await cardShot('#campaign-form', 'editors-campaign-zh.png');
     await page.fill('#cf-tier-1-invites', '12');
     await page.fill('#cf-tier-0-invites', '4');
     await page.fill('#cf-rule-hold', '10d');
@@ -179,7 +185,7 @@ try {
     await page.fill('#lf-cap', '150');
     await page.fill('#lf-tags', 'livecode, 直播');
     await page.selectOption('#lf-target-1', 'g03');
-    await shot('editors-livecode-zh.png');
+    await cardShot('#livecode-form', 'editors-livecode-zh.png');
     await page.click('#livecode-save');
     await page.waitForFunction(() => fetch('/v1/livecodes').then((r) => r.json()).then((x) => x.livecodes.find((c) => c.id === 'vip').daily_cap_per_operator === 150));
     const code = (await apiGet('/v1/livecodes')).livecodes.find((c) => c.id === 'vip');
@@ -200,7 +206,7 @@ try {
     await page.locator('#autoreply-error').waitFor();
     assert.equal(await page.getAttribute('#af-1-words', 'class'), 'invalid');
     assert.match(await page.textContent('#autoreply-form-pane .field-error'), /empty list/);
-    await shot('editors-autoreply-zh.png');
+    await cardShot('#autoreply-form', 'editors-autoreply-zh.png');
     await page.fill('#af-1-words', '发货, 快递');
     await page.fill('#af-1-id', 'shipping');
     await page.click('#autoreply-save');
@@ -228,7 +234,9 @@ try {
     const links = [...document.querySelectorAll('#nav a')].map((a) => a.getBoundingClientRect());
     const nav = document.querySelector('#nav').getBoundingClientRect();
     const top = document.querySelector('header.top').getBoundingClientRect();
-    return { tops: [...new Set(links.map((r) => Math.round(r.top)))], navH: nav.height, headerH: top.height, right: Math.max(...links.map((r) => r.right)), width: window.innerWidth, scroll: document.documentElement.scrollWidth };
+    const who = document.querySelector('header .who').getBoundingClientRect();
+    const el = document.querySelector('#nav');
+    return { tops: [...new Set(links.map((r) => Math.round(r.top)))], navH: nav.height, headerH: top.height, right: Math.max(...links.map((r) => r.right)), whoLeft: who.left, navClipped: el.scrollWidth > el.clientWidth, width: window.innerWidth, scroll: document.documentElement.scrollWidth };
   });
 
   await step('zh-CN at 1280×800: the nav is one line', async () => {
@@ -238,6 +246,7 @@ try {
     const n = await navOneLine();
     assert.equal(n.tops.length, 1, JSON.stringify(n));
     assert.ok(n.navH < 40 && n.headerH < 60, JSON.stringify(n));
+    assert.ok(n.right <= n.whoLeft && !n.navClipped, `nav runs under the account area: ${JSON.stringify(n)}`);
   });
 
   await step('English at 1280×800: the nav is one line, nothing overflows the header', async () => {
@@ -247,6 +256,7 @@ try {
     assert.equal(n.tops.length, 1, `nav links on ${n.tops.length} lines: ${JSON.stringify(n)}`);
     assert.ok(n.navH < 40 && n.headerH < 60, JSON.stringify(n));
     assert.ok(n.scroll <= n.width, `page wider than the window: ${JSON.stringify(n)}`);
+    assert.ok(n.right <= n.whoLeft && !n.navClipped, `nav runs under the account area: ${JSON.stringify(n)}`);
     await page.screenshot({ path: new URL('./screenshots/editors-nav-en.png', import.meta.url).pathname, clip: { x: 0, y: 0, width: 1280, height: 120 } });
   });
 
@@ -288,7 +298,7 @@ try {
     await shot('editors-journey-en.png');
     await page.goto(url + '/#/fission/double11');
     await page.locator('#cf-name').waitFor();
-    await shot('editors-campaign-en.png');
+    await cardShot('#campaign-form', 'editors-campaign-en.png');
     await page.click('#lang-toggle');
   });
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Browser tests of the console: builds `siyu` (unless SIYU_BIN is given),
 # installs playwright-core (npm ci, pinned by package-lock.json) and runs
-# console.test.mjs against Debian's Chromium (/usr/bin/chromium or $CHROMIUM).
+# console.test.mjs, channels.test.mjs and editors.test.mjs against Debian's Chromium (/usr/bin/chromium or $CHROMIUM).
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ -z "${SIYU_BIN:-}" ]; then
@@ -15,3 +15,4 @@ if [ "$want" != "$have" ]; then
 fi
 SIYU_BIN="$SIYU_BIN" node console.test.mjs
 SIYU_BIN="$SIYU_BIN" node channels.test.mjs
+SIYU_BIN="$SIYU_BIN" node editors.test.mjs

@@ -283,7 +283,7 @@ window.Editors = function (ui) {
         const g = s('g', { class: cls, 'data-node': id, tabindex: 0, role: 'button', 'aria-label': `${kindText} ${id}`, onclick: () => select(id), onkeydown: (e) => { if (e.key === 'Enter') select(id); } },
           s('title', {}, [kindText, line, sub].filter(Boolean).join('\n') + (fs.length ? '\n' + fs.map((f) => f.message).join('\n') : '')),
           s('rect', { x: p.x, y: p.y, width: NODE_W, height: NODE_H, rx: 8 }),
-          s('text', { x: p.x + 10, y: p.y + 18, class: 'node-kind' }, clip(kindText, 16), sub ? s('tspan', { class: 'node-name', dx: 6 }, clip(sub, 28 - Math.min(16, kindText.length * 2))) : null),
+          s('text', { x: p.x + 10, y: p.y + 18, class: 'node-kind' }, clip(kindText, sub ? 16 : 28), sub ? s('tspan', { class: 'node-name', dx: 6 }, clip(sub, 28 - Math.min(16, kindText.length * 2))) : null),
           s('text', { x: p.x + 10, y: p.y + 36, class: 'node-line' }, clip(line, 28)));
         if (fs.length) g.appendChild(s('text', { x: p.x + 10, y: p.y + NODE_H - 8, class: 'fault-msg' }, clip(fs[0].message, 30)));
         nodes.appendChild(g);
