@@ -713,7 +713,7 @@ window.Editors = function (ui) {
             listEditor(state, ['tiers'], rebuild, { id: 'cf-tiers', addLabel: t('ed.c.add_tier'), make: () => ({ invites: ((v.tiers || []).slice(-1)[0] || { invites: 0 }).invites + 5, reward: rewardNames()[0] || '' }),
               row: (i) => [lbl(t('ed.c.invites'), bind(['tiers', i, 'invites'], 'int', { required: true, id: `cf-tier-${i}-invites` })),
                 lbl(t('gr.f.reward'), bind(['tiers', i, 'reward'], 'select', { required: true, id: `cf-tier-${i}-reward`, options: rewardNames().map((x) => [x, x]) }))] })),
-          h('fieldset', {}, h('legend', {}, t('gr.f.rewards')),
+          h('fieldset', {}, h('legend', {}, t('ed.c.rewards')),
             h('div', { class: 'list-editor', id: 'cf-rewards' }, rewardNames().map(rewardRow),
               h('button', { type: 'button', class: 'add-row', id: 'cf-rewards-add', onclick: () => { let i = rewardNames().length + 1; while (v.rewards && v.rewards['reward' + i]) i++; v.rewards = Object.assign(v.rewards || {}, { ['reward' + i]: { stock: 100, cost: 0 } }); rebuild(); } }, '+ ' + t('ed.c.add_reward')))),
           h('fieldset', {}, h('legend', {}, t('ed.c.rules')), h('p', { class: 'muted small' }, t('ed.c.rules_help')),
