@@ -247,6 +247,13 @@ try {
     assert.equal(n.tops.length, 1, JSON.stringify(n));
     assert.ok(n.navH < 40 && n.headerH < 60, JSON.stringify(n));
     assert.ok(n.right <= n.whoLeft && !n.navClipped, `nav runs under the account area: ${JSON.stringify(n)}`);
+    await page.screenshot({ path: new URL('./screenshots/editors-nav-zh.png', import.meta.url).pathname, clip: { x: 0, y: 0, width: 1280, height: 120 } });
+    await page.goto(url + '/#/persons/' + encodeURIComponent(BUYER));
+    await page.locator('#timeline-rows tr').first().waitFor();
+    assert.equal(await page.textContent('#profile-id'), BUYER_SHOWN);
+    await shot('editors-person-zh.png');
+    await page.goto(url + '/#/dashboard');
+    await page.locator('#kpis').waitFor();
   });
 
   await step('English at 1280×800: the nav is one line, nothing overflows the header', async () => {
