@@ -309,6 +309,23 @@ try {
     await page.click('#lang-toggle');
   });
 
+  await step('an analyst sees the diagram and forms, but adding, removing and saving are disabled', async () => {
+    await page.click('#logout');
+    await page.locator('#login-form').waitFor();
+    await login(page, url, 'analyst');
+    await page.goto(url + '/#/journeys/welcome');
+    await node('wait').click();
+    await page.locator('#jf-timeout').waitFor();
+    assert.equal(await page.isDisabled('#journey-save'), true);
+    assert.equal(await page.isDisabled('#journey-delete-step'), true);
+    await page.click('#journey-flow g.flow-slot[data-from="thanks"]');
+    assert.equal(await page.isDisabled('#journey-add-step'), true);
+    await page.goto(url + '/#/templates');
+    await page.locator('#af-0-words').waitFor();
+    assert.equal(await page.isDisabled('#autoreply-add'), true);
+    assert.equal(await page.isDisabled('#autoreply-save'), true);
+  });
+
   await step('no page errors or CSP violations', async () => {
     assert.deepEqual(errors, []);
   });

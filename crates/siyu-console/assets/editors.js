@@ -46,6 +46,10 @@ window.Editors = function (ui) {
     return out;
   }
   const clone = (v) => JSON.parse(JSON.stringify(v));
+  // A read-only role may look at every form but not change the definition:
+  // the buttons that add or remove parts are disabled like Save (the
+  // server refuses the save anyway).
+  const lock = (root) => { if (!ui.canWrite()) root.querySelectorAll('[data-write]').forEach((b) => { b.disabled = true; b.title = t('role.readonly'); }); };
   const isObj = (v) => v && typeof v === 'object' && !Array.isArray(v);
 
   // ---------- faults ----------
@@ -385,6 +389,7 @@ window.Editors = function (ui) {
       else if (selected === 'trigger' || !def.steps[selected]) { selected = selected === 'trigger' || !def.steps[selected] ? 'trigger' : selected; body = triggerForm(); }
       else body = stepForm(selected);
       panel.replaceChildren(...body.flat(Infinity).filter(Boolean));
+      lock(panel);
       // Each fault beside its field; the rest at the top of the form.
       const loose = [];
       for (const f of fs) {
@@ -457,9 +462,9 @@ window.Editors = function (ui) {
             return h('div', { class: 'arm-row' }, h('label', {}, t('ed.f.weight'), w), nextSelect(step, `arms[${i}].next`, id, t('ed.f.next')),
               h('button', { type: 'button', class: 'link danger', onclick: () => { step.arms.splice(i, 1); changed(true); } }, t('ed.remove')));
           }),
-          h('button', { type: 'button', id: 'jf-add-arm', onclick: () => { step.arms.push({ weight: 0 }); changed(true); } }, '+ ' + t('ed.j.add_arm'))));
+          h('button', { type: 'button', id: 'jf-add-arm', 'data-write': true, onclick: () => { step.arms.push({ weight: 0 }); changed(true); } }, '+ ' + t('ed.j.add_arm'))));
       }
-      parts.push(h('div', { class: 'actions' }, h('button', { type: 'button', class: 'danger', id: 'journey-delete-step', onclick: () => removeStep(id) }, t('ed.j.delete_step'))));
+      parts.push(h('div', { class: 'actions' }, h('button', { type: 'button', class: 'danger', id: 'journey-delete-step', 'data-write': true, onclick: () => removeStep(id) }, t('ed.j.delete_step'))));
       return parts;
     }
 
@@ -481,7 +486,7 @@ window.Editors = function (ui) {
       const where = from === 'trigger' ? t('ed.j.as_first') : t('ed.j.after', { step: from, field: f });
       return [h('h3', {}, t('ed.j.new_step')), h('p', { class: 'muted small' }, where),
         h('div', { class: 'row2' }, field(t('ed.f.type'), kind, 'type'), field(t('ed.f.step_name'), nm, 'name')), out,
-        h('div', { class: 'actions' }, h('button', { type: 'button', class: 'primary', id: 'journey-add-step', onclick: add }, t('ed.j.add_step')),
+        h('div', { class: 'actions' }, h('button', { type: 'button', class: 'primary', id: 'journey-add-step', 'data-write': true, onclick: add }, t('ed.j.add_step')),
           h('button', { type: 'button', onclick: () => select(from) }, t('ed.cancel')))];
     }
 
@@ -633,7 +638,7 @@ window.Editors = function (ui) {
     const status = h('div', { id: prefix + '-status', 'aria-live': 'polite' });
     const formPane = h('div', { class: 'form-pane', id: prefix + '-form-pane' });
     const jsonPane = h('div', {}, src);
-    const rebuild = () => { fields = []; formPane.replaceChildren(...[].concat(build(binder(() => state.v, fields), rebuild, state)).flat(Infinity).filter(Boolean)); };
+    const rebuild = () => { fields = []; formPane.replaceChildren(...[].concat(build(binder(() => state.v, fields), rebuild, state)).flat(Infinity).filter(Boolean)); lock(formPane); };
     const tab = tabs(prefix, { form: formPane, json: jsonPane }, {
       status,
       toJson: () => { src.value = JSON.stringify(state.v, null, 2); },
@@ -670,7 +675,7 @@ window.Editors = function (ui) {
     return h('div', { class: 'list-editor', id },
       items.map((item, i) => h('div', { class: 'list-row', 'data-index': i }, row(i, item),
         h('button', { type: 'button', class: 'link danger', onclick: () => { items.splice(i, 1); setIn(state.v, path, items); rebuild(); } }, t('ed.remove')))),
-      h('button', { type: 'button', class: 'add-row', id: id + '-add', onclick: () => { items.push(make()); setIn(state.v, path, items); rebuild(); } }, '+ ' + addLabel));
+      h('button', { type: 'button', class: 'add-row', id: id + '-add', 'data-write': true, onclick: () => { items.push(make()); setIn(state.v, path, items); rebuild(); } }, '+ ' + addLabel));
   }
 
   // ---------- fission campaign ----------
@@ -715,7 +720,7 @@ window.Editors = function (ui) {
                 lbl(t('gr.f.reward'), bind(['tiers', i, 'reward'], 'select', { required: true, id: `cf-tier-${i}-reward`, options: rewardNames().map((x) => [x, x]) }))] })),
           h('fieldset', {}, h('legend', {}, t('ed.c.rewards')),
             h('div', { class: 'list-editor', id: 'cf-rewards' }, rewardNames().map(rewardRow),
-              h('button', { type: 'button', class: 'add-row', id: 'cf-rewards-add', onclick: () => { let i = rewardNames().length + 1; while (v.rewards && v.rewards['reward' + i]) i++; v.rewards = Object.assign(v.rewards || {}, { ['reward' + i]: { stock: 100, cost: 0 } }); rebuild(); } }, '+ ' + t('ed.c.add_reward')))),
+              h('button', { type: 'button', class: 'add-row', id: 'cf-rewards-add', 'data-write': true, onclick: () => { let i = rewardNames().length + 1; while (v.rewards && v.rewards['reward' + i]) i++; v.rewards = Object.assign(v.rewards || {}, { ['reward' + i]: { stock: 100, cost: 0 } }); rebuild(); } }, '+ ' + t('ed.c.add_reward')))),
           h('fieldset', {}, h('legend', {}, t('ed.c.rules')), h('p', { class: 'muted small' }, t('ed.c.rules_help')),
             h('div', { class: 'grid-fields' }, RULES.map(([f, kind, ph]) => lbl(t('ed.c.rule.' + f), bind(['rules', f], kind, { placeholder: ph, id: 'cf-rule-' + f }))))),
           h('fieldset', {}, h('legend', {}, t('ed.c.landing')),
@@ -803,7 +808,7 @@ window.Editors = function (ui) {
                   h('label', { class: 'inline' }, bind([i, 'enabled'], 'check', { id: `af-${i}-enabled`, default: true }), ' ', t('ed.a.enabled')))),
               h('div', { class: 'actions' }, h('button', { type: 'button', class: 'link danger', onclick: () => { list.splice(i, 1); rebuild(); } }, t('ed.a.remove'))));
           }),
-          h('button', { type: 'button', class: 'add-row', id: 'autoreply-add', onclick: () => { let n = list.length + 1; while (list.some((r) => r && r.id === 'rule' + n)) n++; list.push({ id: 'rule' + n, matcher: { any_of: [] }, reply_template: templates[0] }); rebuild(); } }, '+ ' + t('ed.a.add')),
+          h('button', { type: 'button', class: 'add-row', id: 'autoreply-add', 'data-write': true, onclick: () => { let n = list.length + 1; while (list.some((r) => r && r.id === 'rule' + n)) n++; list.push({ id: 'rule' + n, matcher: { any_of: [] }, reply_template: templates[0] }); rebuild(); } }, '+ ' + t('ed.a.add')),
         ];
       },
     });
