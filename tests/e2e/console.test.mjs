@@ -393,7 +393,7 @@ try {
   await step('automation pages show their empty states (journeys, templates, messages, tasks)', async () => {
     const [journeys, templates, outbox, tasks] = await Promise.all([apiGet('/v1/journeys'), apiGet('/v1/templates'), apiGet('/v1/outbox'), apiGet('/v1/tasks?open=true')]);
     await page.click('#nav a[data-page=journeys]');
-    await page.locator('#journey-definition').waitFor();
+    await page.locator('#journey-form').waitFor();
     if (journeys.journeys.length === 0) {
       assert.match(await page.textContent('#journeys-empty'), /还没有旅程.*PUT \/v1\/journeys\/\{name\}/s);
     } else {
@@ -445,7 +445,8 @@ try {
 
   await step('journeys: every fault is shown with its path; a valid definition saves and is listed with trigger, version and active count', async () => {
     await page.click('#nav a[data-page=journeys]');
-    await page.locator('#journey-definition').waitFor();
+    await page.locator('#journey-form').waitFor();
+    await page.click('#journey-tab-json'); // the definition as JSON (editors.test.mjs drives the diagram)
     await page.fill('#journey-name', JOURNEY);
     const bad = { trigger: { type: 'schedule', cron: 'every day' }, start: 'hello', steps: { hello: { type: 'send', template: 'no_such_template' } } };
     await page.fill('#journey-definition', JSON.stringify(bad, null, 2));
@@ -582,7 +583,8 @@ try {
 
   await step('fission: overlapping tiers are refused at tiers[1].invites; a valid campaign saves and shows its funnel', async () => {
     await page.click('#nav a[data-page=fission]');
-    await page.locator('#campaign-definition').waitFor();
+    await page.locator('#campaign-form').waitFor();
+    await page.click('#campaign-tab-json');
     assert.ok((await page.textContent('#campaign-list')).includes('double11'), 'the demo campaign is listed');
     await page.fill('#campaign-id', CAMPAIGN);
     const bad = { ...campaign, tiers: [{ invites: 5, reward: 'coupon' }, { invites: 3, reward: 'coupon' }] };
@@ -690,6 +692,7 @@ try {
     assert.equal(await op.locator('td.persons').textContent(), '1');
     // A live code: an unknown group is refused with its path, then saved.
     await page.fill('#livecode-id', 'e2e_qr');
+    await page.click('#livecode-tab-json');
     await page.fill('#livecode-definition', JSON.stringify({ targets: [{ group: 'no_such_group' }] }));
     await page.click('#livecode-save');
     await page.locator('#livecode-error').waitFor();

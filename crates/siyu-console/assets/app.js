@@ -89,8 +89,27 @@
   const fmtLocal = (ms) => { const p = localParts(ms); return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}`; };
   // A time cell: local time, the zone and UTC instant in its tooltip.
   const timeCell = (ms) => h('time', { datetime: new Date(ms).toISOString(), title: `${state.tz} · ${new Date(ms).toISOString().replace('.000Z', 'Z')}` }, fmtLocal(ms));
+  // A local "YYYY-MM-DDTHH:MM" (a datetime-local input) in the workspace
+  // zone → epoch milliseconds (null when not a date): the zone's offset
+  // at that moment, found from the formatter, applied twice so a DST
+  // change in between still lands on the wall time typed.
+  const zoneOffset = (ms) => { const p = localParts(ms); return Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute) - Math.floor(ms / 60000) * 60000; };
+  const fromLocal = (text) => {
+    const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(text || '');
+    if (!m) return null;
+    const wall = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]);
+    return wall - zoneOffset(wall - zoneOffset(wall));
+  };
   // RFC 3339 text (the API's instants) → a local time cell.
   const date = (s) => { if (!s) return t('persons.none_value'); const ms = Date.parse(s); return Number.isNaN(ms) ? s : timeCell(ms); };
+
+  // An identity for display: buyer ids arrive percent-encoded
+  // (`taobao:%E5%B0%8F…`) and are shown decoded; links and API calls keep
+  // the encoded form. A malformed escape is shown as it is.
+  function showId(id) {
+    if (typeof id !== 'string' || !id.includes('%')) return id;
+    try { return decodeURIComponent(id); } catch (e) { return id; }
+  }
 
   function canWrite() { return state.me && state.me.role !== 'analyst'; }
   function isAdmin() { return state.me && state.me.role === 'admin'; }
@@ -333,8 +352,8 @@
       const r = await api('GET', '/v1/persons?limit=50&q=' + enc(v));
       const list = (r.data && r.data.persons) || [];
       results.replaceChildren(list.length ? h('ul', { class: 'results' }, list.map((p) =>
-        h('li', {}, h('a', { href: '#/persons/' + enc(p.canonical_id), class: 'person-link' }, p.canonical_id), ' ',
-          p.identities.filter((x) => x !== p.canonical_id).map((x) => h('span', { class: 'chip' }, x))))) : h('p', { class: 'muted' }, t('persons.none')));
+        h('li', {}, h('a', { href: '#/persons/' + enc(p.canonical_id), class: 'person-link', title: p.canonical_id }, showId(p.canonical_id)), ' ',
+          p.identities.filter((x) => x !== p.canonical_id).map((x) => h('span', { class: 'chip', title: x }, showId(x)))))) : h('p', { class: 'muted' }, t('persons.none')));
     };
     const form = h('form', { class: 'search', onsubmit: (e) => { e.preventDefault(); search(); } }, input, h('button', { type: 'submit', class: 'primary' }, t('persons.search_button')));
     main.replaceChildren(h('h1', {}, t('nav.persons')), form, results);
@@ -353,7 +372,8 @@
     const p = pr.data;
     const none = t('persons.none_value');
     const row = (k, v) => h('tr', {}, h('th', {}, k), h('td', {}, v));
-    const chips = (xs, cls) => (xs && xs.length ? xs.map((x) => h('span', { class: 'chip ' + (cls || '') }, x)) : none);
+    // Identity chips show the decoded id, the stored one in the tooltip.
+    const chips = (xs, cls) => (xs && xs.length ? xs.map((x) => h('span', { class: 'chip ' + (cls || ''), title: x }, cls === 'id' ? showId(x) : x)) : none);
     const traits = Object.entries(p.traits || {}).map(([k, v]) => h('span', { class: 'chip' }, `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`));
     const consent = p.opted_out ? h('span', { class: 'badge bad', id: 'consent' }, t('persons.opted_out')) : h('span', { class: 'badge good', id: 'consent' }, t('persons.reachable'));
 
@@ -365,7 +385,7 @@
         const extra = Object.entries(e).filter(([k]) => !['ts', 'identity', 'type', 'channel', 'amount', 'id'].includes(k))
           .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
         tbody.appendChild(h('tr', { class: 'ev ev-' + e.type }, h('td', { class: 'nowrap' }, date(e.ts)), h('td', {}, h('span', { class: 'chip type-' + e.type }, typeLabel(e.type))),
-          h('td', {}, e.identity), h('td', { title: e.channel || '' }, e.channel ? I18N.channel(e.channel) : ''), h('td', { class: 'num' }, e.amount != null ? yuan(e.amount) : ''), h('td', { class: 'muted small' }, extra)));
+          h('td', { class: 'ident', title: e.identity }, showId(e.identity)), h('td', { title: e.channel || '' }, e.channel ? I18N.channel(e.channel) : ''), h('td', { class: 'num' }, e.amount != null ? yuan(e.amount) : ''), h('td', { class: 'muted small extra', title: extra }, extra)));
       }
       next = data && data.next_before;
       more.hidden = !next;
@@ -388,7 +408,7 @@
       else if (r.status !== 403) toast((r.data && r.data.message) || String(r.status), 'error');
     } }, t('persons.opt_out'));
 
-    const merges = ((mg.data && mg.data.merges) || []).map((m) => h('li', {}, date(m.at), ` · ${m.identity} ↔ ${m.linked} → ${m.into}`));
+    const merges = ((mg.data && mg.data.merges) || []).map((m) => h('li', {}, date(m.at), ` · ${showId(m.identity)} ↔ ${showId(m.linked)} → ${showId(m.into)}`));
     const owner = p.traits && typeof p.traits.operator === 'string' ? p.traits.operator : null;
     const ledger = (cs.data && cs.data.ledger) || [];
     const epoch = (s) => (typeof s === 'number' ? timeCell(s * 1000) : '');
@@ -402,7 +422,7 @@
     const rfm = p.rfm ? `R${p.rfm.r} F${p.rfm.f} M${p.rfm.m}` : none;
 
     return h('div', { class: 'profile', id: 'profile' },
-      h('h2', { id: 'profile-id' }, p.canonical_id),
+      h('h2', { id: 'profile-id', title: p.canonical_id }, showId(p.canonical_id)),
       h('div', { class: 'grid2' },
         card(t('persons.identities'), h('div', { id: 'identities' }, chips(p.identities, 'id'))),
         card(t('persons.profile'), h('table', { class: 'kv' }, h('tbody', {},
@@ -421,7 +441,8 @@
           row(t('persons.segments'), h('span', { id: 'person-segments' }, (p.segments || []).length ? p.segments.map((s) => h('a', { class: 'chip seg', href: '#/segments/' + enc(s) }, s)) : none)))),
           h('div', { class: 'actions' },
             h('a', { href: '/v1/persons/' + enc(p.canonical_id) + '/export', class: 'button', id: 'export', download: '' }, t('persons.export')), eraseBtn))),
-      card(t('persons.timeline'), h('table', { class: 'timeline' }, tbody), more),
+      card(t('persons.timeline'), h('div', { class: 'timeline-box' }, h('table', { class: 'timeline', id: 'timeline' },
+        h('colgroup', {}, h('col', { class: 'c-time' }), h('col', { class: 'c-type' }), h('col', { class: 'c-ident' }), h('col', { class: 'c-channel' }), h('col', { class: 'c-amount' }), h('col', { class: 'c-extra' })), tbody)), more),
       consentCard,
       merges.length ? card(t('persons.merges'), h('ul', { class: 'merges' }, merges)) : null);
   }
@@ -472,7 +493,7 @@
       if (r.ok) {
         src.classList.remove('invalid');
         status.replaceChildren(h('span', { class: 'count-big', id: 'segment-count' }, t('seg.count', { n: r.data.count.toLocaleString() })));
-        sample.replaceChildren(...r.data.sample.map((id) => h('a', { class: 'chip', href: '#/persons/' + enc(id) }, id)));
+        sample.replaceChildren(...r.data.sample.map((id) => h('a', { class: 'chip', href: '#/persons/' + enc(id), title: id }, showId(id))));
       } else {
         src.classList.add('invalid');
         const msg = (r.data && r.data.message) || String(r.status);
@@ -510,7 +531,7 @@
     if (current && !broken) {
       const [mem] = await Promise.all([api('GET', '/v1/segments/' + enc(current.name) + '/members?limit=100')]);
       const members = (mem.data && mem.data.members) || [];
-      right.push(card(t('seg.members') + ` (${C.fmt(current.count)})`, h('div', { id: 'segment-members' }, members.map((m) => h('a', { class: 'chip', href: '#/persons/' + enc(m) }, m)))));
+      right.push(card(t('seg.members') + ` (${C.fmt(current.count)})`, h('div', { id: 'segment-members' }, members.map((m) => h('a', { class: 'chip', href: '#/persons/' + enc(m), title: m }, showId(m))))));
       const who = h('input', { id: 'explain-person', placeholder: t('seg.why_placeholder'), value: members[0] || '' });
       const out = h('div', { id: 'explain-result' });
       const renderExp = (x) => h('li', { class: x.holds ? 'holds' : 'fails' }, h('span', { class: 'mark' }, x.holds ? '✓' : '✗'), ' ', h('code', {}, x.clause),
@@ -632,8 +653,10 @@
   // Epoch seconds → "YYYY-MM-DD HH:MM" in the workspace zone ('—' when absent).
   const localTime = (s) => (typeof s !== 'number' || !s ? '—' : fmtLocal(s * 1000));
   const empty = (id, text, hint) => h('div', { class: 'empty', id }, h('p', {}, text), hint ? h('p', { class: 'muted small' }, h('code', {}, hint)) : null);
-  const person = (id) => h('a', { href: '#/persons/' + enc(id), class: 'person-link' }, id);
-  const ui = { h, api, card, toast, enc, yuan, render, faults, canWrite, isAdmin, msgOf, when: localTime, empty, person, removeButton, applyRole, me: () => state.me };
+  const person = (id) => h('a', { href: '#/persons/' + enc(id), class: 'person-link', title: id }, showId(id));
+  const zone = { tz: () => state.tz, fmtLocal, fromLocal };
+  const ui = { h, api, card, toast, enc, yuan, render, faults, canWrite, isAdmin, msgOf, when: localTime, empty, person, removeButton, showId, zone, applyRole, me: () => state.me };
+  ui.editors = window.Editors(ui);
   const automation = window.AutomationPages(ui);
   const growth = window.GrowthPages(ui);
   const channelPages = window.ChannelPages(ui);

@@ -39,9 +39,10 @@ window.AutomationPages = function (ui) {
   }
 
   async function journeys(main, name) {
-    const [list, tpls] = await Promise.all([api('GET', '/v1/journeys'), api('GET', '/v1/templates')]);
+    const [list, tpls, segs] = await Promise.all([api('GET', '/v1/journeys'), api('GET', '/v1/templates'), api('GET', '/v1/segments')]);
     const js = (list.data && list.data.journeys) || [];
     const templateNames = ((tpls.data && tpls.data.templates) || []).map((x) => x.name);
+    const segmentNames = ((segs.data && segs.data.segments) || []).map((x) => x.name);
     const rows = js.map((j) => h('tr', { class: j.name === name ? 'active' : '', 'data-journey': j.name },
       h('td', {}, h('a', { href: '#/journeys/' + enc(j.name) }, j.name)),
       h('td', {}, triggerText(j.trigger)),
@@ -59,44 +60,24 @@ window.AutomationPages = function (ui) {
       const r = await api('GET', '/v1/journeys/' + enc(name));
       if (r.ok) current = r.data;
     }
-    const nameIn = h('input', { id: 'journey-name', value: current ? current.name : (name || ''), placeholder: 'welcome_series', required: true, readonly: current ? true : null });
-    const def = current ? Object.assign({}, current.definition) : journeyExample(templateNames[0]);
-    delete def.name;
-    const src = h('textarea', { id: 'journey-definition', rows: 22, spellcheck: 'false' }, JSON.stringify(def, null, 2));
-    const status = h('div', { id: 'journey-status', 'aria-live': 'polite' });
-    const form = h('form', { class: 'editor', onsubmit: async (e) => {
-      e.preventDefault();
-      const n = nameIn.value.trim();
-      status.replaceChildren();
-      src.classList.remove('invalid');
-      const r = await api('PUT', '/v1/journeys/' + enc(n), src.value, { type: 'application/json' });
-      if (r.ok) {
-        toast(t('auto.j.saved', { name: n, v: r.data.version }), 'good');
-        if (name === n) ui.render(); else location.hash = '#/journeys/' + enc(n);
-      } else if (r.status !== 403) {
-        src.classList.add('invalid');
-        status.replaceChildren(faults('journey-error', msgOf(r), src.value));
-      }
-    } },
-      h('label', {}, t('auto.j.name'), nameIn),
-      h('label', {}, t('auto.j.definition'), src),
-      h('p', { class: 'muted small' }, t('auto.j.help')),
-      status,
-      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'journey-save', 'data-write': true }, t('auto.save')),
-        // Archive: running enrollments finish, or exit now (their pending messages cancelled).
-        current && !current.definition.archived ? ['finish', 'exit'].map((mode) => removeButton({ id: 'journey-archive-' + mode, path: `/v1/journeys/${enc(current.name)}?enrollments=${mode}`, name: current.name,
-          label: 'del.journey_' + mode, confirm: 'del.journey_' + mode + '_confirm', status, done: () => { location.hash = '#/journeys'; } })) : null,
-        current && current.definition.archived ? h('span', { class: 'badge', id: 'journey-archived' }, t('del.archived_badge')) : null));
+    // Archive: running enrollments finish, or exit now (their pending messages cancelled).
+    const archiveStatus = h('div', { id: 'journey-archive-status' });
+    const extra = current && current.definition && !current.definition.archived ? ['finish', 'exit'].map((mode) => removeButton({ id: 'journey-archive-' + mode, path: `/v1/journeys/${enc(current.name)}?enrollments=${mode}`, name: current.name,
+      label: 'del.journey_' + mode, confirm: 'del.journey_' + mode + '_confirm', status: archiveStatus, done: () => { location.hash = '#/journeys'; } }))
+      : current && current.definition && current.definition.archived ? h('span', { class: 'badge', id: 'journey-archived' }, t('del.archived_badge')) : null;
+    // The flow diagram and its node forms, with the JSON as an "advanced" tab (editors.js).
+    const form = ui.editors.journey({
+      name, current, example: journeyExample(templateNames[0]), templates: templateNames, segments: segmentNames, extraActions: [extra, archiveStatus],
+      onSaved: (n, saved) => { toast(t('auto.j.saved', { name: n, v: saved.version }), 'good'); if (name === n) ui.render(); else location.hash = '#/journeys/' + enc(n); },
+    });
     const title = current ? `${current.name} · v${current.version}` + (current.versions.length > 1 ? ` (${t('auto.j.versions')} ${current.versions.map((v) => 'v' + v).join(', ')})` : '') : t('auto.j.new');
-    const parts = [h('h1', {}, t('nav.journeys')), listCard];
+    const parts = [h('h1', {}, t('nav.journeys')), listCard, card(title, form)];
     if (current) {
       const [rep, enr] = await Promise.all([
         api('GET', '/v1/journeys/' + enc(current.name) + '/report'),
         api('GET', '/v1/journeys/' + enc(current.name) + '/enrollments?limit=20'),
       ]);
-      parts.push(h('div', { class: 'grid2' }, card(title, form), h('div', {}, report(rep), enrollments(enr))));
-    } else {
-      parts.push(card(title, form));
+      parts.push(h('div', { class: 'grid2' }, report(rep), enrollments(enr)));
     }
     main.replaceChildren(...parts);
   }
@@ -131,7 +112,7 @@ window.AutomationPages = function (ui) {
 
   // ---------- templates ----------
   async function templates(main, name) {
-    const [list, rules] = await Promise.all([api('GET', '/v1/templates'), api('GET', '/v1/autoreply')]);
+    const [list, rules, jl] = await Promise.all([api('GET', '/v1/templates'), api('GET', '/v1/autoreply'), api('GET', '/v1/journeys')]);
     const tpls = (list.data && list.data.templates) || [];
     const current = tpls.find((x) => x.name === name) || null;
     const nav = h('ul', { class: 'seglist', id: 'template-list' },
@@ -204,27 +185,26 @@ window.AutomationPages = function (ui) {
       right.push(card(t('auto.t.preview'), h('p', { class: 'muted small' }, t('auto.t.preview_help')),
         h('form', { class: 'search', onsubmit: preview }, who, channel, h('button', { type: 'submit', id: 'preview-run' }, t('auto.t.preview_button'))), out));
     }
-    right.push(autoreply(rules));
+    right.push(autoreply(rules, tpls.map((x) => x.name), ((jl.data && jl.data.journeys) || []).map((x) => x.name)));
     main.replaceChildren(h('h1', {}, t('nav.templates')), h('div', { class: 'split' }, listCard, h('div', {}, right)));
   }
 
-  // The keyword auto-reply rules (they name a reply template): a JSON editor.
-  function autoreply(rules) {
-    const src = h('textarea', { id: 'autoreply-rules', rows: 8, spellcheck: 'false' }, JSON.stringify((rules.data && rules.data.rules) || [], null, 2));
-    const status = h('div', { id: 'autoreply-status' });
-    const form = h('form', { class: 'editor', onsubmit: async (e) => {
-      e.preventDefault();
-      src.classList.remove('invalid');
-      status.replaceChildren();
-      const r = await api('PUT', '/v1/autoreply', src.value, { type: 'application/json' });
-      if (r.ok) toast(t('auto.a.saved', { n: r.data.rules }), 'good');
-      else if (r.status !== 403) { src.classList.add('invalid'); status.replaceChildren(faults('autoreply-error', msgOf(r), src.value)); }
-    } }, h('p', { class: 'muted small' }, t('auto.a.help')), src, status,
-      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'autoreply-save', 'data-write': true }, t('auto.save'))));
+  // The keyword auto-reply rules (they name a reply template): one form
+  // per rule, the list as JSON in the "advanced" tab (editors.js).
+  function autoreply(rules, templateNames, journeyNames) {
+    const status = h('div', { id: 'autoreply-status-list' });
+    const form = ui.editors.autoreply({
+      rules: (rules.data && Array.isArray(rules.data.rules) ? rules.data.rules : []), templates: templateNames, journeys: journeyNames,
+      save: async (body) => {
+        const r = await api('PUT', '/v1/autoreply', body, { type: 'application/json' });
+        if (r.ok) { toast(t('auto.a.saved', { n: r.data.rules }), 'good'); ui.render(); }
+        return r;
+      },
+    });
     const list = (rules.data && Array.isArray(rules.data.rules) ? rules.data.rules : []).filter((x) => x && x.id);
     const rows = list.length ? h('ul', { class: 'plain', id: 'autoreply-list' }, list.map((x) => h('li', { 'data-rule': x.id }, h('code', {}, x.id), ' ',
       removeButton({ id: 'autoreply-delete-' + x.id, path: '/v1/autoreply/' + enc(x.id), name: x.id, label: 'del.delete', confirm: 'del.rule_confirm', status, done: () => ui.render() })))) : null;
-    return card(t('auto.a.title'), rows, form);
+    return card(t('auto.a.title'), h('p', { class: 'muted small' }, t('auto.a.help')), rows, status, form);
   }
 
   // ---------- messages (the outbox) ----------

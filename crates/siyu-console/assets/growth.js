@@ -33,8 +33,9 @@ window.GrowthPages = function (ui) {
 
   async function fission(main, arg) {
     const id = (arg || '').split('?')[0] || null;
-    const list = await api('GET', '/v1/campaigns');
+    const [list, tpls, codes] = await Promise.all([api('GET', '/v1/campaigns'), api('GET', '/v1/templates'), api('GET', '/v1/livecodes')]);
     const cs = (list.data && list.data.campaigns) || [];
+    const names = { templates: ((tpls.data && tpls.data.templates) || []).map((x) => x.name), livecodes: ((codes.data && codes.data.livecodes) || []).map((x) => x.id) };
     const rows = cs.map((c) => h('tr', { class: c.id === id ? 'active' : '', 'data-campaign': c.id },
       h('td', {}, h('a', { href: '#/fission/' + enc(c.id) }, c.id)),
       h('td', {}, c.name),
@@ -47,7 +48,7 @@ window.GrowthPages = function (ui) {
       card(t('gr.f.list'), table, h('div', { class: 'actions' }, h('a', { class: 'button', href: '#/fission', id: 'campaign-new' }, '+ ' + t('gr.f.new'))))];
     const current = cs.find((c) => c.id === id) || null;
     if (!current) {
-      parts.push(card(t('gr.f.new'), campaignEditor(null, id)));
+      parts.push(card(t('gr.f.new'), campaignEditor(null, id, names)));
       main.replaceChildren(...parts);
       return;
     }
@@ -62,7 +63,7 @@ window.GrowthPages = function (ui) {
     parts.push(statsView(stats));
     parts.push(h('div', { class: 'grid2' },
       h('div', {}, leaderboard(board), posterCard(current, board)),
-      h('div', {}, rewardsCard(current, rewards), card(t('gr.f.definition'), campaignEditor(current, current.id)))));
+      h('div', {}, rewardsCard(current, rewards), card(t('gr.f.definition'), campaignEditor(current, current.id, names)))));
     parts.push(invitees(current, inv));
     main.replaceChildren(...parts);
   }
@@ -204,40 +205,31 @@ window.GrowthPages = function (ui) {
     return card(t('gr.f.invitees'), tabs, h('p', { class: 'muted small' }, t('gr.f.invitees_help')), table);
   }
 
-  function campaignEditor(current, id) {
-    const idIn = h('input', { id: 'campaign-id', value: current ? current.id : (id || ''), placeholder: 'spring_invite', required: true, readonly: current ? true : null });
+  // The campaign as a form (tiers, rewards, rules, landing), its JSON in
+  // the "advanced" tab (editors.js); fields a form lacks (the poster) ride along.
+  function campaignEditor(current, id, names) {
     // The saved form spells out every unset rule as null: leave those out.
     const compact = (v) => (Array.isArray(v) ? v.map(compact) : v && typeof v === 'object'
       ? Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null).map(([k, x]) => [k, compact(x)])) : v);
     const def = current ? compact(current) : campaignExample();
     delete def.id;
-    const src = h('textarea', { id: 'campaign-definition', rows: current ? 18 : 22, spellcheck: 'false' }, JSON.stringify(def, null, 2));
-    const status = h('div', { id: 'campaign-status', 'aria-live': 'polite' });
-    return h('form', { class: 'editor', onsubmit: async (e) => {
-      e.preventDefault();
-      const n = idIn.value.trim();
-      status.replaceChildren();
-      src.classList.remove('invalid');
-      const r = await api('PUT', '/v1/campaigns/' + enc(n), src.value, { type: 'application/json' });
-      if (r.ok) {
-        toast(t('gr.f.saved', { id: n }), 'good');
-        if (current && current.id === n) ui.render(); else location.hash = '#/fission/' + enc(n);
-      } else if (r.status !== 403) {
-        src.classList.add('invalid');
-        status.replaceChildren(faults('campaign-error', msgOf(r), src.value));
-      }
-    } },
-      h('label', {}, t('gr.f.id'), idIn),
-      h('label', {}, t('gr.f.definition'), src),
-      h('p', { class: 'muted small' }, t('gr.f.help')),
-      status,
-      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'campaign-save', 'data-write': true }, t('auto.save')),
-        current ? removeButton({ id: 'campaign-archive', path: '/v1/campaigns/' + enc(current.id), name: current.id, label: 'del.archive', confirm: 'del.campaign_confirm', status, done: () => { location.hash = '#/fission'; } }) : null));
+    return ui.editors.campaign({
+      value: def, id: current ? current.id : (id || ''), readonly: !!current, templates: names.templates, livecodes: names.livecodes,
+      extraActions: current ? removeButton({ id: 'campaign-archive', path: '/v1/campaigns/' + enc(current.id), name: current.id, label: 'del.archive', confirm: 'del.campaign_confirm', done: () => { location.hash = '#/fission'; } }) : null,
+      save: async (n, body) => {
+        const r = await api('PUT', '/v1/campaigns/' + enc(n), body, { type: 'application/json' });
+        if (r.ok) {
+          toast(t('gr.f.saved', { id: n }), 'good');
+          if (current && current.id === n) ui.render(); else location.hash = '#/fission/' + enc(n);
+        }
+        return r;
+      },
+    });
   }
 
   // ---------- communities ----------
   async function communities(main, arg) {
-    const [groups, ops, codes] = await Promise.all([api('GET', '/v1/groups'), api('GET', '/v1/operators'), api('GET', '/v1/livecodes')]);
+    const [groups, ops, codes, tpls] = await Promise.all([api('GET', '/v1/groups'), api('GET', '/v1/operators'), api('GET', '/v1/livecodes'), api('GET', '/v1/templates')]);
     const gs = (groups.data && groups.data.groups) || [];
     const os = (ops.data && ops.data.operators) || [];
     const selected = gs.find((g) => g.id === arg) || null;
@@ -252,7 +244,8 @@ window.GrowthPages = function (ui) {
     }
     parts.push(h('div', { class: 'grid2' },
       h('div', {}, healthSlot, groupEditor(selected, os, groups.data && groups.data.capacity_limits)),
-      h('div', {}, handoverCard(os), operatorEditor(), liveCodesCard((codes.data && codes.data.livecodes) || [], codes))));
+      h('div', {}, handoverCard(os), operatorEditor(), liveCodesCard((codes.data && codes.data.livecodes) || [], codes,
+        { groups: gs.map((g) => g.id), operators: os.filter((o) => o.status === 'active').map((o) => o.login), templates: ((tpls.data && tpls.data.templates) || []).map((x) => x.name) }))));
     main.replaceChildren(...parts);
   }
 
@@ -389,29 +382,27 @@ window.GrowthPages = function (ui) {
     return card(t('gr.c.handover'), form);
   }
 
-  function liveCodesCard(codes, r) {
+  function liveCodesCard(codes, r, names) {
     const targetText = (x) => (x.group ? t('gr.c.group') + ' ' + x.group : t('gr.c.operator') + ' ' + x.operator);
+    // The form edits a live code; a row's name loads it there.
+    const example = { targets: [{ group: names.groups[0] || 'vip_group_1' }], daily_cap_per_operator: 200, working_hours: { start: '09:00', end: '21:00', timezone: 'Asia/Shanghai' }, auto_tags: ['livecode'] };
+    const form = ui.editors.livecode({
+      value: example, id: '', groups: names.groups, operators: names.operators, templates: names.templates,
+      save: async (id, body) => {
+        const r2 = await api('PUT', '/v1/livecodes/' + enc(id), body, { type: 'application/json' });
+        if (r2.ok) { toast(t('gr.c.livecode_saved', { id: r2.data.id }), 'good'); ui.render(); }
+        return r2;
+      },
+    });
     const rows = codes.map((c) => h('tr', { 'data-livecode': c.id },
-      h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => { idIn.value = c.id; const v = Object.assign({}, c); delete v.id; src.value = JSON.stringify(v, null, 2); } }, c.id)),
+      h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => { const v = Object.assign({}, c); delete v.id; delete v.wecom; form.setId(c.id); form.load(v); } }, c.id)),
       h('td', { class: 'small' }, (c.targets || []).map(targetText).join(' · ')),
       h('td', { class: 'num' }, c.daily_cap_per_operator != null ? String(c.daily_cap_per_operator) : '—'),
-      h('td', { class: 'small' }, c.working_hours ? `${c.working_hours.start}–${c.working_hours.end}` : '—'),
+      h('td', { class: 'small nowrap' }, c.working_hours ? `${c.working_hours.start}–${c.working_hours.end}` : '—'),
       h('td', {}, h('code', {}, '/l/' + c.id)),
       h('td', {}, removeButton({ id: 'livecode-archive-' + c.id, path: '/v1/livecodes/' + enc(c.id), name: c.id, label: 'del.archive', confirm: 'del.livecode_confirm', done: () => ui.render() }))));
     const table = codes.length ? h('table', { class: 'list', id: 'livecode-list' }, head(['gr.c.code', 'gr.c.targets', 'gr.c.daily_cap', 'gr.c.hours', 'gr.c.public_link', '']), h('tbody', {}, rows))
       : r.ok ? empty('livecodes-empty', t('gr.c.no_livecodes'), 'PUT /v1/livecodes/{id}') : h('p', { class: 'error' }, msgOf(r));
-    const idIn = h('input', { id: 'livecode-id', placeholder: 'spring_qr', required: true });
-    const src = h('textarea', { id: 'livecode-definition', rows: 8, spellcheck: 'false' }, JSON.stringify({ targets: [{ group: 'vip_group_1' }], daily_cap_per_operator: 200, working_hours: { start: '09:00', end: '21:00', timezone: 'Asia/Shanghai' }, auto_tags: ['livecode'] }, null, 2));
-    const status = h('div', { id: 'livecode-status' });
-    const form = h('form', { class: 'editor', onsubmit: async (e) => {
-      e.preventDefault();
-      status.replaceChildren();
-      src.classList.remove('invalid');
-      const r2 = await api('PUT', '/v1/livecodes/' + enc(idIn.value.trim()), src.value, { type: 'application/json' });
-      if (r2.ok) { toast(t('gr.c.livecode_saved', { id: r2.data.id }), 'good'); ui.render(); }
-      else if (r2.status !== 403) { src.classList.add('invalid'); status.replaceChildren(faults('livecode-error', msgOf(r2), src.value)); }
-    } }, h('label', {}, t('gr.c.code'), idIn), h('label', {}, t('gr.c.livecode_def'), src), status,
-      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'livecode-save', 'data-write': true }, t('auto.save'))));
     return card(t('gr.c.livecodes'), table, h('p', { class: 'muted small' }, t('gr.c.livecode_help')), form);
   }
 
