@@ -29,7 +29,8 @@ try {
 
   await step('an empty library says what to do; a bad template is refused on the form', async () => {
     await login(page, url, 'operator');
-    await page.click('#nav a[data-page=quick-replies]');
+    await page.click('#nav a[data-page=templates]');
+    await page.click('#quick-replies-link');
     await page.locator('#qr-empty').waitFor();
     await fill({ '#qr-f-id': 'price', '#qr-f-title': '价格表', '#qr-f-group': '售前', '#qr-f-text': '{{ name 您好' });
     await page.click('#qr-save');

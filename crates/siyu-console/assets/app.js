@@ -189,8 +189,8 @@
     // `#/segments?q=…` carries a query for the page (read from location.hash).
     const [page, ...rest] = hash.split('?')[0].split('/');
     const arg = rest.length ? decodeURIComponent(rest.join('/')) : null;
-    // The channel pages belong to the settings.
-    const navPage = page === 'channels' ? 'settings' : page;
+    // The channel pages belong to the settings, quick replies to the templates.
+    const navPage = { channels: 'settings', 'quick-replies': 'templates' }[page] || page;
     document.querySelectorAll('#nav a').forEach((a) => a.classList.toggle('active', a.dataset.page === navPage));
     // Each render draws into its own view: a slower earlier page (the
     // dashboard still loading when the user moved on) finishes into a

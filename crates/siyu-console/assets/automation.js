@@ -186,7 +186,8 @@ window.AutomationPages = function (ui) {
         h('form', { class: 'search', onsubmit: preview }, who, channel, h('button', { type: 'submit', id: 'preview-run' }, t('auto.t.preview_button'))), out));
     }
     right.push(autoreply(rules, tpls.map((x) => x.name), ((jl.data && jl.data.journeys) || []).map((x) => x.name)));
-    main.replaceChildren(h('h1', {}, t('nav.templates')), h('div', { class: 'split' }, listCard, h('div', {}, right)));
+    main.replaceChildren(h('div', { class: 'page-head' }, h('h1', {}, t('nav.templates')), h('a', { href: '#/quick-replies', id: 'quick-replies-link' }, t('nav.quick_replies') + ' →')),
+      h('div', { class: 'split' }, listCard, h('div', {}, right)));
   }
 
   // The keyword auto-reply rules (they name a reply template): one form

@@ -34,7 +34,7 @@ window.I18N.add({
     'qr.no_match': '没有匹配的话术，换个关键词试试。',
   },
   en: {
-    'nav.quick_replies': 'Replies',
+    'nav.quick_replies': 'Quick replies',
     'qr.title': 'Quick replies',
     'qr.search': 'Search titles, text, groups or keywords',
     'qr.all_groups': 'All groups',
