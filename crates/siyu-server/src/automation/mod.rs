@@ -81,6 +81,10 @@ const DELIVER_BATCH: usize = 2000;
 const SWEEP_EVERY: i64 = 60;
 /// Mass-send members enrolled into the outbox per commit.
 const MASS_CHUNK: usize = 5000;
+/// The most of a sent message's text its `message_sent` event keeps:
+/// well inside the wire format's 16 KiB of properties, a re-import or an
+/// export of it reads back.
+const SENT_TEXT_BYTES: usize = 4096;
 
 /// An event the writer applied.
 pub struct AppliedEvent {
@@ -629,6 +633,9 @@ pub struct Executor {
     consent: HashMap<String, Vec<ConsentEntry>>,
     /// Outbox keys handed to a connector and not yet answered.
     in_flight: HashMap<String, OutboxItem>,
+    /// The text of each message in flight: what its `message_sent` event
+    /// records once delivered (the person's timeline shows what was sent).
+    in_flight_text: HashMap<String, String>,
     /// Pending items to deliver now, in order (the store has them too:
     /// after a restart they are loaded from it).
     ready: std::collections::VecDeque<OutboxItem>,
@@ -741,6 +748,7 @@ impl Executor {
             ledger: SendLedger::new(),
             consent: HashMap::new(),
             in_flight: HashMap::new(),
+            in_flight_text: HashMap::new(),
             ready: Default::default(),
             delayed: BinaryHeap::new(),
             delayed_items: HashMap::new(),
@@ -1003,8 +1011,9 @@ impl Executor {
                     None => detail,
                 };
                 self.finish(&key, OutboxStatus::Done, attempts, detail, now);
+                let text = self.in_flight_text.remove(&key);
                 if let Some(item) = self.in_flight.remove(&key) {
-                    self.after_send(&item, now);
+                    self.after_send(&item, text, now);
                 }
             }
             AutoInput::Dead {
@@ -1014,6 +1023,7 @@ impl Executor {
             } => {
                 // An item delivered before a restart is no longer in
                 // flight: its channel is not known here.
+                self.in_flight_text.remove(&key);
                 let channel = self
                     .in_flight
                     .remove(&key)
@@ -2414,8 +2424,10 @@ impl Executor {
                     },
                     wechat_template,
                 };
+                let text = msg.body.clone();
                 let accepted = self.dispatch(item, msg, now);
                 if accepted {
+                    self.in_flight_text.insert(item.key.clone(), text);
                     self.ledger
                         .record(&canonical, SendRecord::new(now, &channel, class, kind));
                 }
@@ -2621,8 +2633,9 @@ impl Executor {
     }
 
     /// A message was delivered: count it for the caps and record a
-    /// `message_sent` event (id = the key) for attribution.
-    fn after_send(&mut self, item: &OutboxItem, now: i64) {
+    /// `message_sent` event (id = the key) for attribution, with the text
+    /// sent when this process rendered it (at most [`SENT_TEXT_BYTES`]).
+    fn after_send(&mut self, item: &OutboxItem, text: Option<String>, now: i64) {
         self.metrics.send(&item_channel(item), "delivered");
         let Ok(Action::Send {
             key,
@@ -2648,6 +2661,16 @@ impl Executor {
         props.insert("template".into(), template.into());
         if let Some(j) = &item.journey {
             props.insert("journey".into(), j.clone().into());
+        }
+        if let Some(mut text) = text.filter(|t| !t.is_empty()) {
+            if text.len() > SENT_TEXT_BYTES {
+                let mut cut = SENT_TEXT_BYTES;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text.truncate(cut);
+            }
+            props.insert("text".into(), text.into());
         }
         ev.properties = Some(props);
         self.sent_events.push(ev);

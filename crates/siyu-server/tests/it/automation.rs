@@ -221,6 +221,16 @@ async fn journey_sends_and_tags(backend: Backend) {
     );
     assert_eq!(report["steps"]["hello"]["done"], 1, "{report}");
     assert_eq!(report["steps"]["tag"]["done"], 1, "{report}");
+    // The person's timeline shows what was sent, as the connector got it.
+    let (_, timeline) = app.get("/v1/persons/wecom:wm_a/timeline").await;
+    let sent = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["event"])
+        .find(|e| e["type"] == "message_sent")
+        .expect("a message_sent event");
+    assert_eq!(sent["properties"]["text"], got[0]["body"], "{sent}");
     // Once: a second add_friend does not enroll again.
     app.post_events(
         r#"{"ts": 1790000100, "identity": "wecom:wm_a", "type": "add_friend", "channel": "wecom"}"#,

@@ -55,7 +55,7 @@ fn events(addr: &str, events: Value) {
 /// erasure, segments (two versions), a property, templates, a journey with
 /// two versions and its enrollments and outbox, auto-reply rules (fired:
 /// a reply and a lead task), guardrails, a mass send, consent, a completed
-/// task, content, operators, a group with its calendar, a live code with a
+/// task, content, quick replies, operators, a group with its calendar, a live code with a
 /// seat, a fission campaign with signups, an override and its reward
 /// ledger, spend, an API key and a console account.
 fn build_brand(addr: &str) {
@@ -90,6 +90,18 @@ fn build_brand(addr: &str) {
         "PUT",
         "/v1/templates/morning",
         json!({"body": "早安"}),
+    );
+    call(
+        addr,
+        "PUT",
+        "/v1/quick-replies/ship",
+        json!({"title": "发货时间", "text": "{{name | default: \"亲\"}}，48 小时内发货", "group": "售前", "keywords": ["快递"]}),
+    );
+    call(
+        addr,
+        "PUT",
+        "/v1/quick-replies/mine",
+        json!({"title": "开场白", "text": "我是小王", "owner": "wang"}),
     );
     call(
         addr,
@@ -330,6 +342,22 @@ const NOT_COMPARED: &[(&str, &str)] = &[
     (
         "/v1/connectors",
         "the configuration's channels and this process's dispatch counters",
+    ),
+    (
+        "/v1/channels",
+        "the configuration's channels, this process's token health and dispatch counters",
+    ),
+    (
+        "/v1/channels/{channel}",
+        "the configuration's channel, this process's token health and dispatch counters",
+    ),
+    (
+        "/i/{campaign}/{code}/qr.png",
+        "a PNG of the invite link, whose address is this process's listener",
+    ),
+    (
+        "/l/{id}/qr.png",
+        "a PNG of the live-code link, whose address is this process's listener",
     ),
     (
         "/v1/segments/{name}/changes",
