@@ -138,6 +138,20 @@ impl Activity {
         result
     }
 
+    /// Records `result` of a callback of `channel` whose kind is known
+    /// before it is handled: accepted as `kind`, or refused.
+    pub fn record<T>(
+        &self,
+        channel: &str,
+        kind: &str,
+        result: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        if result.is_ok() {
+            self.accepted(channel, kind, now());
+        }
+        self.observe(channel, result)
+    }
+
     fn snapshot(&self) -> BTreeMap<String, CallbackActivity> {
         self.inner
             .lock()

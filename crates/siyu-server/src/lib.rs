@@ -42,6 +42,7 @@ pub mod links;
 pub mod log_pass;
 pub mod metrics;
 pub mod openapi;
+pub mod preview;
 pub mod privacy;
 pub mod quarantine;
 pub mod ratelimit;

@@ -750,49 +750,14 @@ async fn preview_template(
     let t: Template = serde_json::from_value(v).map_err(|e| ApiError::Internal(e.to_string()))?;
     let compiled = template::compile(&t).map_err(|e| ApiError::Internal(e.to_string()))?;
     let channel = q.channel.unwrap_or_else(|| "wecom".into());
-    let canonical = {
-        let engine = read_engine(&state);
-        automation::person::PersonSnapshot::of(&engine, &q.person).map(|s| s.canonical.clone())
-    };
-    let Some(canonical) = canonical else {
-        return Err(ApiError::NotFound(format!(
-            "no person with identity `{}`",
-            q.person
-        )));
-    };
-    // The preview's links resolve like a sent message's.
-    let secret = state.0.link_secret.clone();
-    with_store(&state, move |store| {
-        Ok(crate::links::remember(store, &secret, &canonical)?)
-    })
-    .await?;
-    let engine = read_engine(&state);
-    let Some(snap) = automation::person::PersonSnapshot::of(&engine, &q.person) else {
-        return Err(ApiError::NotFound(format!(
-            "no person with identity `{}`",
-            q.person
-        )));
-    };
-    let link = format!(
-        "{}/u/{}",
-        state.0.config.public_url.trim_end_matches('/'),
-        crate::links::sign(&state.0.link_secret, "unsubscribe", &snap.canonical)
-    );
-    let vars = snap
-        .vars(&link, &Value::Null)
-        .with_links(&state.0.config.public_url, &state.0.link_secret);
-    match compiled.render(&channel, &vars) {
-        Ok(r) => Ok(Json(Preview {
-            person: snap.canonical.clone(),
-            channel,
-            subject: r.subject,
-            body: r.body,
-        })),
-        Err(e) => Err(ApiError::InvalidDefinition(format!(
-            "for {}: {e}",
-            snap.canonical
-        ))),
-    }
+    let (person, r) =
+        crate::preview::render_for_person(&state, &compiled, &q.person, &channel).await?;
+    Ok(Json(Preview {
+        person,
+        channel,
+        subject: r.subject,
+        body: r.body,
+    }))
 }
 
 // ---------- rules and policy ----------
@@ -1236,10 +1201,7 @@ async fn inbound(
     if !state.0.config.inbound_secrets.contains_key(&channel) {
         return answer;
     }
-    if answer.is_ok() {
-        activity.accepted(&channel, "events", now());
-    }
-    activity.observe(&channel, answer)
+    activity.record(&channel, "events", answer)
 }
 
 async fn take_inbound(

@@ -1144,11 +1144,10 @@ async fn sms_status(
     body: axum::body::Bytes,
 ) -> Result<axum::Json<SmsAnswer>, ApiError> {
     let answer = take_sms_status(State(state.clone()), peer, headers, path, body).await;
-    let activity = &state.0.channel_activity;
-    if answer.is_ok() {
-        activity.accepted("sms/status", "status", now());
-    }
-    activity.observe("sms/status", answer)
+    state
+        .0
+        .channel_activity
+        .record("sms/status", "status", answer)
 }
 
 async fn take_sms_status(
@@ -1264,11 +1263,10 @@ async fn sms_reply(
     body: axum::body::Bytes,
 ) -> Result<axum::Json<SmsAnswer>, ApiError> {
     let answer = take_sms_reply(State(state.clone()), peer, headers, path, body).await;
-    let activity = &state.0.channel_activity;
-    if answer.is_ok() {
-        activity.accepted("sms/reply", "reply", now());
-    }
-    activity.observe("sms/reply", answer)
+    state
+        .0
+        .channel_activity
+        .record("sms/reply", "reply", answer)
 }
 
 async fn take_sms_reply(

@@ -208,41 +208,9 @@ async fn use_quick_reply(
         .check()
         .map_err(|e| ApiError::Internal(format!("stored quick reply {id}: {e}")))?;
     let channel = body.channel.unwrap_or_else(|| "wecom".into());
-    // Links in the text resolve like a sent message's.
-    let canonical = {
-        let engine = crate::request::read_engine(&state);
-        crate::automation::person::PersonSnapshot::of(&engine, &body.person)
-            .map(|s| s.canonical.clone())
-    };
-    if let Some(canonical) = canonical {
-        let secret = state.0.link_secret.clone();
-        with_store(&state, move |store| {
-            Ok(crate::links::remember(store, &secret, &canonical)?)
-        })
-        .await?;
-    }
-    let (canonical, text) = {
-        let engine = crate::request::read_engine(&state);
-        let Some(snap) = crate::automation::person::PersonSnapshot::of(&engine, &body.person)
-        else {
-            return Err(ApiError::NotFound(format!(
-                "no person has identity `{}`; use a full identity such as `wecom:wmA1`",
-                body.person
-            )));
-        };
-        let link = format!(
-            "{}/u/{}",
-            state.0.config.public_url.trim_end_matches('/'),
-            crate::links::sign(&state.0.link_secret, "unsubscribe", &snap.canonical)
-        );
-        let vars = snap
-            .vars(&link, &Value::Null)
-            .with_links(&state.0.config.public_url, &state.0.link_secret);
-        let rendered = compiled
-            .render(&channel, &vars)
-            .map_err(|e| ApiError::InvalidDefinition(format!("for {}: {e}", snap.canonical)))?;
-        (snap.canonical.clone(), rendered.body)
-    };
+    let (canonical, rendered) =
+        crate::preview::render_for_person(&state, &compiled, &body.person, &channel).await?;
+    let text = rendered.body;
     let counter = format!("{USES_PREFIX}{id}");
     let uses = with_store(&state, move |store| Ok(store.increment_setting(&counter)?)).await?;
     Ok(Json(Used {
