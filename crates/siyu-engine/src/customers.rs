@@ -43,12 +43,13 @@ pub struct Filter {
 
 /// The search box: a person matches when their name or nickname (traits)
 /// contains `text`, one of their identities starts with it, or they are
-/// `person` (the one a phone number's keyed hash names: the caller
-/// hashes, the engine holds no secret).
+/// one of `persons` (sorted: those a phone number names, by its keyed
+/// hash or their `phone` trait — the caller normalizes and hashes, the
+/// engine holds no secret and no phone rules).
 #[derive(Clone, Debug, Default)]
 pub struct Search {
     pub text: String,
-    pub person: Option<PersonId>,
+    pub persons: Vec<PersonId>,
 }
 
 /// The sortable columns.
@@ -168,7 +169,7 @@ impl Filter {
             }
         }
         if let Some(s) = &self.search {
-            let hit = s.person == Some(slot)
+            let hit = s.persons.binary_search(&slot).is_ok()
                 || trait_contains(p, "name", &s.text)
                 || trait_contains(p, "nickname", &s.text)
                 || ring(engine, p.anchor).any(|id| id.starts_with(s.text.as_str()));
@@ -392,7 +393,7 @@ mod tests {
             let f = Filter {
                 search: Some(Search {
                     text: text.into(),
-                    person: None,
+                    persons: Vec::new(),
                 }),
                 ..Default::default()
             };

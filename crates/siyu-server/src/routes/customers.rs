@@ -70,8 +70,12 @@ pub struct CustomerQuery {
     /// RFM layer: 重要价值客户 … 一般挽留客户 (or 重要价值, or `important_value` …).
     pub rfm: Option<String>,
     /// Net spend at least this many fen.
+    #[serde(default, deserialize_with = "text_or_number")]
+    #[schemars(with = "Option<String>")]
     pub spend_min: Option<String>,
     /// Net spend at most this many fen.
+    #[serde(default, deserialize_with = "text_or_number")]
+    #[schemars(with = "Option<String>")]
     pub spend_max: Option<String>,
     /// Last seen on or after: YYYY-MM-DD (workspace time zone) or RFC 3339.
     pub last_seen_from: Option<String>,
@@ -84,9 +88,31 @@ pub struct CustomerQuery {
     /// asc or desc (default desc; name: asc).
     pub order: Option<String>,
     /// Rows to skip (default 0).
+    #[serde(default, deserialize_with = "text_or_number")]
+    #[schemars(with = "Option<String>")]
     pub offset: Option<String>,
     /// Rows to answer, 1–200 (default 50).
+    #[serde(default, deserialize_with = "text_or_number")]
+    #[schemars(with = "Option<String>")]
     pub limit: Option<String>,
+}
+
+/// A number parameter as text: the query string gives text, a bulk
+/// action's JSON `filter` may give a number; either is read as text and
+/// checked (and refused by name) like the rest.
+fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum TextOrNumber {
+        Text(String),
+        Int(i64),
+        Uint(u64),
+    }
+    Ok(Option::<TextOrNumber>::deserialize(d)?.map(|v| match v {
+        TextOrNumber::Text(s) => s,
+        TextOrNumber::Int(n) => n.to_string(),
+        TextOrNumber::Uint(n) => n.to_string(),
+    }))
 }
 
 fn bad(m: String) -> ApiError {
@@ -139,8 +165,8 @@ struct Parsed {
     filter: Filter,
     segment: Option<String>,
     rfm: Option<RfmLayer>,
-    /// The person a phone number in `q` names, by its keyed hash.
-    phone: Option<Identity>,
+    /// A phone number in `q`: normalized, and its keyed identity.
+    phone: Option<(String, Identity)>,
     sort: SortKey,
     desc: bool,
     offset: usize,
@@ -194,12 +220,13 @@ impl CustomerQuery {
             // one keyed hash; a name or identity fragment is not a number.
             if q.chars().filter(char::is_ascii_digit).count() >= 5 {
                 if let Ok(n) = siyu_commerce::orders::normalize_phone(q) {
-                    phone = Some(state.0.privacy.phone_identity(&n));
+                    let id = state.0.privacy.phone_identity(&n);
+                    phone = Some((n, id));
                 }
             }
             filter.search = Some(Search {
                 text: q.to_string(),
-                person: None,
+                persons: Vec::new(),
             });
         }
         let sort = match text(&self.sort, "sort", 32)? {
@@ -265,11 +292,34 @@ impl Parsed {
                 None => self.filter.only = Some(Vec::new()),
             }
         }
-        if let (Some(s), Some(phone)) = (&mut self.filter.search, &self.phone) {
-            s.person = e.person_of(phone.as_str());
+        if let (Some(s), Some((number, id))) = (&mut self.filter.search, &self.phone) {
+            s.persons = phone_persons(e, number, id);
         }
         Ok(())
     }
+}
+
+/// The persons a normalized phone number names: by its keyed hash (an
+/// order or SMS linked it), or by their `phone` trait written any way
+/// (as order matching reads it).
+fn phone_persons(e: &Engine, number: &str, id: &Identity) -> Vec<PersonId> {
+    let mut out: Vec<PersonId> = e.person_of(id.as_str()).into_iter().collect();
+    for (slot, p) in e.persons() {
+        let Some(raw) = p
+            .extra
+            .as_deref()
+            .and_then(|x| x.traits.get("phone"))
+            .and_then(|v| v.as_str())
+        else {
+            continue;
+        };
+        if siyu_commerce::orders::normalize_phone(raw).is_ok_and(|n| n == number) {
+            out.push(slot);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// One identity of a row, split for display.
@@ -325,10 +375,18 @@ fn row(
         display_name: list::name_of(p)
             .map(str::to_string)
             .unwrap_or_else(|| canonical.clone()),
-        identities: list::main_identities(e, slot, ROW_IDENTITIES)
-            .iter()
-            .map(|s| identity_view(s))
-            .collect(),
+        identities: {
+            // Readable identities first: a keyed phone hash (often the
+            // canonical id, being the smallest string) tells an operator
+            // nothing.
+            let mut v: Vec<IdentityView> = list::main_identities(e, slot, usize::MAX)
+                .iter()
+                .map(|s| identity_view(s))
+                .collect();
+            v.sort_by_key(|i| i.hashed);
+            v.truncate(ROW_IDENTITIES);
+            v
+        },
         identity_count: p.identities,
         id: canonical,
         tags: p
@@ -564,7 +622,11 @@ fn bulk_id(id: &Option<String>) -> Result<String, ApiError> {
             }
             Ok(id.clone())
         }
-        None => Ok(format!("t{}", now())),
+        // Each action its own: two actions in one second (tag, then
+        // untag) must not share event ids, or the log would drop one.
+        None => siyu_console::accounts::random_bytes::<8>()
+            .map(|b| format!("r{}", siyu_console::accounts::hex(&b)))
+            .map_err(|e| ApiError::Internal(e.to_string())),
     }
 }
 

@@ -8,6 +8,7 @@ mod bad_input;
 mod cluster;
 mod communities;
 mod connections;
+mod customers;
 mod delete;
 mod email;
 mod event_time;
