@@ -404,4 +404,121 @@ mod tests {
     fn all_of(e: &Engine, f: &Filter) -> Vec<PersonId> {
         all(e, f, SortKey::Name, false)
     }
+
+    /// The time of one list request on a million persons (not a timed
+    /// assertion: run it to measure, in release:
+    /// `cargo test --release -p siyu-engine --lib customers::tests::one_million -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn one_million_persons() {
+        use siyu_domain::{Channel, EventType, Identity, Traits};
+        let names = [
+            "王芳", "李娜", "张伟", "刘洋", "陈静", "杨敏", "赵磊", "黄婷", "周杰", "吴霞",
+        ];
+        let wecom = Channel::parse("wecom").unwrap();
+        let built = std::time::Instant::now();
+        let mut e = Engine::new();
+        let mut seq = 0u64;
+        let base = 1_780_000_000i64;
+        for i in 0..1_000_000u64 {
+            let id = Identity::parse(&format!("wecom:c{i:07}")).unwrap();
+            let ts = base + (i as i64 * 7919) % 15_000_000;
+            let mut ev = Event::new(ts, id.clone(), EventType::Identify, wecom.clone());
+            let mut t = Traits::default();
+            t.name = Some(format!("{}{}", names[(i % 10) as usize], i % 1000));
+            if i % 10 == 0 {
+                t.tags.push("vip".into());
+            }
+            t.extra
+                .insert("operator".into(), format!("op{}", i % 20).into());
+            ev.traits = Some(t);
+            e.apply(seq, &ev);
+            seq += 1;
+            if i % 5 < 2 {
+                let mut p = Event::new(ts + 3600, id, EventType::Purchase, wecom.clone());
+                p.amount = 1000 + (i as i64 * 31) % 90_000;
+                e.apply(seq, &p);
+                seq += 1;
+            }
+        }
+        e.advance_to(base + 15_000_000);
+        eprintln!(
+            "built {} persons in {:?}",
+            e.person_count(),
+            built.elapsed()
+        );
+        let t = rfm_thresholds(&e).unwrap();
+        // A layer some buyers are in: the first buyer's.
+        let buyer = e.person(e.person_of("wecom:c0000001").unwrap()).unwrap();
+        let layer = layer_of(buyer, e.now(), &t).unwrap();
+        let cases: Vec<(&str, Filter, SortKey)> = vec![
+            (
+                "everyone, last_seen desc",
+                Filter::default(),
+                SortKey::LastSeen,
+            ),
+            ("everyone, name asc", Filter::default(), SortKey::Name),
+            (
+                "tag=vip, spend desc",
+                Filter {
+                    tag: Some("vip".into()),
+                    ..Default::default()
+                },
+                SortKey::Spend,
+            ),
+            (
+                "owner=op1 + spend 10000..50000",
+                Filter {
+                    owner: Some("op1".into()),
+                    spend_min: Some(10_000),
+                    spend_max: Some(50_000),
+                    ..Default::default()
+                },
+                SortKey::LastSeen,
+            ),
+            (
+                "rfm=<a buyer's layer>",
+                Filter {
+                    rfm: Some((layer, t)),
+                    ..Default::default()
+                },
+                SortKey::LastSeen,
+            ),
+            (
+                "channel=wecom",
+                Filter {
+                    channel: Some("wecom".into()),
+                    ..Default::default()
+                },
+                SortKey::LastSeen,
+            ),
+            (
+                "q=张伟42",
+                Filter {
+                    search: Some(Search {
+                        text: "张伟42".into(),
+                        persons: Vec::new(),
+                    }),
+                    ..Default::default()
+                },
+                SortKey::LastSeen,
+            ),
+        ];
+        for threads in [1, 2] {
+            e.set_parallelism(threads);
+            for (label, f, sort) in &cases {
+                let mut best = std::time::Duration::MAX;
+                let mut total = 0;
+                for _ in 0..3 {
+                    let at = std::time::Instant::now();
+                    let p = page(&e, f, *sort, *sort != SortKey::Name, 100, 50);
+                    best = best.min(at.elapsed());
+                    total = p.total;
+                }
+                eprintln!(
+                    "{threads} thread(s) | {label:<34} | total {total:>7} | best of 3: {best:?}"
+                );
+            }
+        }
+    }
 }
