@@ -357,6 +357,8 @@ pub struct CustomerRow {
     pub owner: Option<String>,
     /// The RFM layer's name (重要价值客户 …); null for a non-buyer.
     pub rfm_layer: Option<String>,
+    /// The same layer's stable key (`important_value` …).
+    pub rfm_layer_key: Option<String>,
     /// Net spend in fen.
     pub spend: i64,
     pub orders: u32,
@@ -371,6 +373,7 @@ fn row(
 ) -> Option<CustomerRow> {
     let p = e.person(slot)?;
     let canonical = e.canonical_id(slot).to_string();
+    let layer = t.and_then(|t| layer_of(p, e.now(), t));
     Some(CustomerRow {
         display_name: list::name_of(p)
             .map(str::to_string)
@@ -395,9 +398,8 @@ fn row(
             .map(|x| x.tags.clone())
             .unwrap_or_default(),
         owner: list::owner_of(p).map(str::to_string),
-        rfm_layer: t
-            .and_then(|t| layer_of(p, e.now(), t))
-            .map(|l| l.name().to_string()),
+        rfm_layer: layer.map(|l| l.name().to_string()),
+        rfm_layer_key: layer.map(|l| l.key().to_string()),
         spend: p.net_spend(),
         orders: p.purchase_count,
         last_seen: list::last_seen(p).map(format_rfc3339),
