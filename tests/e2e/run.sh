@@ -14,3 +14,4 @@ if [ "$want" != "$have" ]; then
   npm ci --silent --no-audit --no-fund
 fi
 SIYU_BIN="$SIYU_BIN" node console.test.mjs
+SIYU_BIN="$SIYU_BIN" node customers.test.mjs
