@@ -424,8 +424,10 @@ mod tests {
             let id = Identity::parse(&format!("wecom:c{i:07}")).unwrap();
             let ts = base + (i as i64 * 7919) % 15_000_000;
             let mut ev = Event::new(ts, id.clone(), EventType::Identify, wecom.clone());
-            let mut t = Traits::default();
-            t.name = Some(format!("{}{}", names[(i % 10) as usize], i % 1000));
+            let mut t = Traits {
+                name: Some(format!("{}{}", names[(i % 10) as usize], i % 1000)),
+                ..Traits::default()
+            };
             if i % 10 == 0 {
                 t.tags.push("vip".into());
             }

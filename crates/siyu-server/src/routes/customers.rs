@@ -176,9 +176,11 @@ struct Parsed {
 impl CustomerQuery {
     fn parse(&self, state: &AppState) -> Result<Parsed, ApiError> {
         let tz = zone::current(state);
-        let mut filter = Filter::default();
-        filter.tag = text(&self.tag, "tag", 256)?.map(str::to_string);
-        filter.owner = text(&self.owner, "owner", 128)?.map(str::to_string);
+        let mut filter = Filter {
+            tag: text(&self.tag, "tag", 256)?.map(str::to_string),
+            owner: text(&self.owner, "owner", 128)?.map(str::to_string),
+            ..Filter::default()
+        };
         if let Some(c) = text(&self.channel, "channel", 64)? {
             if Channel::parse(c).is_none() {
                 return Err(bad(format!(
