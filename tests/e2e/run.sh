@@ -18,3 +18,4 @@ SIYU_BIN="$SIYU_BIN" node channels.test.mjs
 SIYU_BIN="$SIYU_BIN" node workbench.test.mjs
 SIYU_BIN="$SIYU_BIN" node h5.test.mjs
 SIYU_BIN="$SIYU_BIN" node editors.test.mjs
+SIYU_BIN="$SIYU_BIN" node customers.test.mjs

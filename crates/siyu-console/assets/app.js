@@ -342,23 +342,172 @@
   };
   const typeLabel = (ty) => (EVENT_TYPES[ty] ? EVENT_TYPES[ty][I18N.lang() === 'en' ? 1 : 0] : ty);
 
+  // The customer list (GET /v1/customers): a filter bar, sortable
+  // columns, paging, row selection and bulk actions. Its state lives in
+  // the hash (`#/persons?q=…&tag=…&sort=…`), so a reload or a shared link
+  // shows the same list; every change sets the hash and the page renders
+  // again from it.
+  const FILTERS = ['q', 'segment', 'tag', 'channel', 'owner', 'rfm', 'spend_min', 'spend_max', 'last_seen_from', 'last_seen_to'];
+  const LIST_CHANNELS = ['wecom', 'wechat', 'douyin', 'kuaishou', 'xiaohongshu', 'taobao', 'tmall', 'jd', 'pinduoduo', 'miniprogram', 'offline', 'sms', 'email', 'web'];
+  const LAYERS = ['important_value', 'important_develop', 'important_keep', 'important_win_back', 'general_value', 'general_develop', 'general_keep', 'general_win_back'];
+  const listParams = () => new URLSearchParams(location.hash.split('?')[1] || '');
+  // The API's parameters from the hash: spend is typed in yuan, asked in fen.
+  function apiParams(p) {
+    const out = new URLSearchParams();
+    for (const k of FILTERS) {
+      const v = (p.get(k) || '').trim();
+      if (!v) continue;
+      out.set(k, k.startsWith('spend_') && /^-?\d+(\.\d{1,2})?$/.test(v) ? String(Math.round(Number(v) * 100)) : v);
+    }
+    for (const k of ['sort', 'order', 'offset', 'limit']) if (p.get(k)) out.set(k, p.get(k));
+    return out;
+  }
+  const goList = (p) => { location.hash = '#/persons' + (p.toString() ? '?' + p.toString() : ''); };
+
   async function persons(main, id) {
-    const q = new URLSearchParams(location.hash.split('?')[1] || '').get('q') || '';
-    const input = h('input', { id: 'person-q', type: 'search', value: id ? '' : q, placeholder: t('persons.search'), autocomplete: 'off' });
-    const results = h('div', { id: 'person-results' });
-    const search = async () => {
-      const v = input.value.trim();
-      if (v.length < 2) { results.replaceChildren(h('p', { class: 'muted' }, t('persons.need2'))); return; }
-      const r = await api('GET', '/v1/persons?limit=50&q=' + enc(v));
-      const list = (r.data && r.data.persons) || [];
-      results.replaceChildren(list.length ? h('ul', { class: 'results' }, list.map((p) =>
-        h('li', {}, h('a', { href: '#/persons/' + enc(p.canonical_id), class: 'person-link', title: p.canonical_id }, showId(p.canonical_id)), ' ',
-          p.identities.filter((x) => x !== p.canonical_id).map((x) => h('span', { class: 'chip', title: x }, showId(x)))))) : h('p', { class: 'muted' }, t('persons.none')));
+    if (id) {
+      // A profile, with the search box that leads back to the list.
+      const input = h('input', { id: 'person-q', type: 'search', placeholder: t('cust.search'), autocomplete: 'off' });
+      const form = h('form', { class: 'search', onsubmit: (e) => { e.preventDefault(); goList(new URLSearchParams({ q: input.value.trim() })); } },
+        input, h('button', { type: 'submit', class: 'primary' }, t('persons.search_button')));
+      main.replaceChildren(h('h1', {}, t('nav.persons')), form, h('div', { id: 'person-results' }));
+      main.appendChild(await profile(id));
+      return;
+    }
+    const p = listParams();
+    const [res, segs, ops, journeys] = await Promise.all([
+      api('GET', '/v1/customers?' + apiParams(p).toString()),
+      api('GET', '/v1/segments'), api('GET', '/v1/operators'), api('GET', '/v1/journeys'),
+    ]);
+    const opt = (value, label, cur) => h('option', { value, selected: value === cur }, label);
+    const select = (name, label, options) => h('label', { class: 'field' }, h('span', {}, label),
+      h('select', { id: 'cf-' + name, name }, opt('', t('cust.any'), p.get(name) || ''), options.map(([v, l]) => opt(v, l, p.get(name) || ''))));
+    const input = (name, label, attrs) => h('label', { class: 'field' }, h('span', {}, label),
+      h('input', Object.assign({ id: 'cf-' + name, name, value: p.get(name) || '' }, attrs)));
+    const segNames = ((segs.data && segs.data.segments) || []).map((s) => s.name);
+    const logins = ((ops.data && ops.data.operators) || []).map((o) => [o.login, o.name ? `${o.name} (${o.login})` : o.login]);
+    const journeyNames = ((journeys.data && journeys.data.journeys) || []).filter((j) => !j.archived).map((j) => j.name);
+    const search = h('input', { id: 'person-q', name: 'q', type: 'search', value: p.get('q') || '', placeholder: t('cust.search'), autocomplete: 'off' });
+    const filters = h('form', { class: 'filters', id: 'customer-filters', onsubmit: (e) => {
+      e.preventDefault();
+      const next = new URLSearchParams();
+      new FormData(e.target).forEach((v, k) => { if (String(v).trim()) next.set(k, String(v).trim()); });
+      for (const k of ['sort', 'order']) if (p.get(k)) next.set(k, p.get(k));
+      goList(next);
+    } },
+      h('div', { class: 'search' }, search, h('button', { type: 'submit', class: 'primary', id: 'cf-apply' }, t('persons.search_button')),
+        h('button', { type: 'button', id: 'cf-reset', onclick: () => goList(new URLSearchParams()) }, t('cust.reset'))),
+      h('div', { class: 'filter-row' },
+        select('segment', t('cust.segment'), segNames.map((n) => [n, n])),
+        input('tag', t('persons.tags'), { placeholder: 'vip', size: 10 }),
+        select('channel', t('persons.channel'), LIST_CHANNELS.map((c) => [c, I18N.channel(c)])),
+        select('owner', t('persons.owner'), logins),
+        select('rfm', t('cust.rfm'), LAYERS.map((l) => [l, t('layer.' + l)])),
+        input('spend_min', t('cust.spend_min'), { type: 'number', step: '0.01', size: 8 }),
+        input('spend_max', t('cust.spend_max'), { type: 'number', step: '0.01', size: 8 }),
+        input('last_seen_from', t('cust.seen_from'), { type: 'date' }),
+        input('last_seen_to', t('cust.seen_to'), { type: 'date' })));
+    if (!res.ok) {
+      main.replaceChildren(h('h1', {}, t('nav.persons')), filters,
+        h('div', { class: 'error', id: 'customer-error', role: 'alert' }, (res.data && res.data.message) || String(res.status)));
+      return;
+    }
+    const d = res.data;
+    const rows = d.customers;
+    // Selection: canonical ids of the rows ticked on this page.
+    const selected = new Set();
+    const count = h('span', { id: 'bulk-count' }, t('cust.selected', { n: 0 }));
+    const allMatching = h('input', { type: 'checkbox', id: 'bulk-all' });
+    const action = h('select', { id: 'bulk-action' },
+      [['tag', t('cust.act.tag')], ['untag', t('cust.act.untag')], ['assign_owner', t('cust.act.owner')], ['enroll', t('cust.act.enroll')]].map(([v, l]) => h('option', { value: v }, l)));
+    const value = h('span', { id: 'bulk-value-slot' });
+    const showValue = () => {
+      const a = action.value;
+      value.replaceChildren(a === 'assign_owner' ? h('select', { id: 'bulk-value' }, logins.map(([v, l]) => h('option', { value: v }, l)))
+        : a === 'enroll' ? h('select', { id: 'bulk-value' }, journeyNames.map((n) => h('option', { value: n }, n)))
+          : h('input', { id: 'bulk-value', placeholder: t('cust.tag_placeholder'), size: 12 }));
     };
-    const form = h('form', { class: 'search', onsubmit: (e) => { e.preventDefault(); search(); } }, input, h('button', { type: 'submit', class: 'primary' }, t('persons.search_button')));
-    main.replaceChildren(h('h1', {}, t('nav.persons')), form, results);
-    if (id) main.appendChild(await profile(id));
-    else if (q) await search();
+    action.addEventListener('change', showValue);
+    showValue();
+    const apply = h('button', { type: 'button', class: 'primary', id: 'bulk-apply', 'data-write': true, onclick: async () => {
+      const v = ($('#bulk-value') || {}).value || '';
+      if (!v.trim()) { toast(t('cust.need_value'), 'error'); return; }
+      const body = { action: action.value };
+      if (allMatching.checked) {
+        const f = {};
+        apiParams(p).forEach((val, k) => { if (FILTERS.includes(k)) f[k] = val; });
+        body.filter = f;
+      } else if (selected.size) body.ids = [...selected];
+      else { toast(t('cust.need_rows'), 'error'); return; }
+      if (action.value === 'tag' || action.value === 'untag') body.tag = v.trim();
+      if (action.value === 'assign_owner') body.owner = v;
+      if (action.value === 'enroll') body.journey = v;
+      const n = body.ids ? body.ids.length : d.total;
+      if (!window.confirm(t('cust.confirm', { action: action.selectedOptions[0].textContent, n }))) return;
+      const r = await api('POST', '/v1/customers/bulk', body);
+      if (r.ok) { toast(t('cust.done', { n: r.data.applied, persons: r.data.persons }), 'good'); render(); }
+      else toast((r.data && r.data.message) || String(r.status), 'error');
+    } }, t('cust.apply'));
+    const csv = h('a', { id: 'customers-csv', class: 'button', href: '/v1/customers.csv?' + apiParams(p).toString(), download: 'customers.csv' }, t('cust.csv', { n: C.fmt(d.total) }));
+    const bulkBar = h('div', { class: 'bulk-bar', id: 'bulk-bar' }, count, h('label', { class: 'inline' }, allMatching, ' ', t('cust.all_matching', { n: C.fmt(d.total) })),
+      action, value, apply, csv);
+    const updateCount = () => { count.textContent = allMatching.checked ? t('cust.selected', { n: C.fmt(d.total) }) : t('cust.selected', { n: selected.size }); };
+    allMatching.addEventListener('change', updateCount);
+    const boxes = [];
+    const tick = (cid) => h('input', { type: 'checkbox', class: 'row-select', 'data-id': cid, 'aria-label': cid, onchange: (e) => {
+      if (e.target.checked) selected.add(cid); else selected.delete(cid);
+      updateCount();
+    } });
+    const selectAll = h('input', { type: 'checkbox', id: 'select-all', 'aria-label': t('cust.select_page'), onchange: (e) => {
+      boxes.forEach((b) => { b.checked = e.target.checked; if (b.checked) selected.add(b.dataset.id); else selected.delete(b.dataset.id); });
+      updateCount();
+    } });
+    // Sortable headers: a click sorts by the column, a second click turns it around.
+    const sortBy = d.sort;
+    const th = (key, label, col) => {
+      if (!col) return h('th', {}, label);
+      const active = sortBy === col;
+      const arrow = active ? (d.order === 'desc' ? ' ↓' : ' ↑') : '';
+      return h('th', { class: 'sortable' + (active ? ' sorted' : ''), 'data-sort': col, 'aria-sort': active ? (d.order === 'desc' ? 'descending' : 'ascending') : 'none' },
+        h('a', { href: '#', onclick: (e) => {
+          e.preventDefault();
+          const next = new URLSearchParams(p);
+          next.delete('offset');
+          next.set('sort', col);
+          next.set('order', active ? (d.order === 'desc' ? 'asc' : 'desc') : (col === 'name' ? 'asc' : 'desc'));
+          goList(next);
+        } }, label + arrow));
+    };
+    const idChip = (i) => h('span', { class: 'chip id' + (i.hashed ? ' hashed' : ''), title: `${i.channel}:${i.id}` },
+      I18N.channel(i.channel) + ' ' + (i.hashed ? t('cust.hashed') : showId(i.id)));
+    const table = h('table', { class: 'list customers', id: 'customer-table' },
+      h('thead', {}, h('tr', {}, h('th', {}, selectAll), th('name', t('cust.name'), 'name'), th('ids', t('persons.identities')),
+        th('tags', t('persons.tags')), th('owner', t('persons.owner')), th('rfm', t('cust.rfm')),
+        th('spend', t('persons.net_spend'), 'spend'), th('orders', t('persons.purchases'), 'orders'),
+        th('last', t('cust.last_seen'), 'last_seen'), th('first', t('persons.first_seen'), 'first_seen'))),
+      h('tbody', { id: 'customer-rows' }, rows.map((c) => {
+        const b = tick(c.id);
+        boxes.push(b);
+        return h('tr', { 'data-id': c.id },
+          h('td', {}, b),
+          h('td', { class: 'name' }, h('a', { href: '#/persons/' + enc(c.id), class: 'person-link' }, h('strong', {}, c.display_name),
+            c.display_name !== c.id ? h('span', { class: 'muted small canonical', title: c.id }, ' ' + showId(c.id)) : null)),
+          h('td', { class: 'ids' }, c.identities.slice(0, 3).map(idChip), c.identity_count > 3 ? h('span', { class: 'muted small' }, '+' + (c.identity_count - 3)) : null),
+          h('td', { class: 'tags' }, c.tags.map((x) => h('span', { class: 'chip' }, x))),
+          h('td', { class: 'owner' }, c.owner || t('persons.none_value')),
+          h('td', { class: 'rfm' }, c.rfm_layer_key ? t('layer.' + c.rfm_layer_key) : t('persons.none_value')),
+          h('td', { class: 'num spend' }, t('common.yuan', { v: yuan(c.spend) })),
+          h('td', { class: 'num orders' }, String(c.orders)),
+          h('td', { class: 'last' }, date(c.last_seen)),
+          h('td', { class: 'first' }, date(c.first_seen)));
+      })));
+    const page = (offset) => { const next = new URLSearchParams(p); if (offset) next.set('offset', String(offset)); else next.delete('offset'); goList(next); };
+    const pager = h('div', { class: 'pager', id: 'pager' },
+      h('button', { type: 'button', id: 'page-prev', disabled: d.offset === 0, onclick: () => page(Math.max(0, d.offset - d.limit)) }, t('cust.prev')),
+      h('span', { id: 'page-info' }, d.total ? t('cust.range', { from: C.fmt(d.offset + 1), to: C.fmt(d.offset + rows.length), total: C.fmt(d.total) }) : t('persons.none')),
+      h('button', { type: 'button', id: 'page-next', disabled: d.next_offset === null, onclick: () => page(d.next_offset) }, t('cust.next')));
+    main.replaceChildren(h('h1', {}, t('nav.persons')), filters, bulkBar,
+      h('div', { id: 'person-results' }, rows.length ? table : h('p', { class: 'muted', id: 'customers-empty' }, t('persons.none'))), pager);
   }
 
   async function profile(id) {

@@ -172,6 +172,12 @@ impl IdentityGraph {
         out
     }
 
+    /// The identity after `member` in its person's ring (`member` itself
+    /// when it is alone): walking the ring without allocating.
+    pub fn next_in_ring(&self, member: IdentityId) -> IdentityId {
+        self.next[member as usize]
+    }
+
     /// Identities starting with `prefix`, in id order (a scan of the arena).
     pub fn with_prefix(&self, prefix: &str, limit: usize) -> Vec<IdentityId> {
         (0..self.len() as IdentityId)

@@ -142,6 +142,16 @@ pub enum AutoInput {
         error: String,
         attempts: u32,
     },
+    /// Enroll these persons (identities) into a journey now, as an
+    /// auto-reply rule's `enroll_journey` does: its re-entry rule
+    /// decides, `occurrence` keys the entries. Answers how many entered
+    /// once committed.
+    Enroll {
+        journey: String,
+        identities: Vec<String>,
+        occurrence: String,
+        reply: oneshot::Sender<Result<u64, String>>,
+    },
     /// Stop: commit what is queued and return (server shutdown).
     Shutdown,
     /// A connector attempt failed and will be retried.
@@ -309,6 +319,25 @@ impl AutomationHandle {
             None,
         )])
         .await
+    }
+
+    /// Enrolls persons into a journey (see [`AutoInput::Enroll`]).
+    pub async fn enroll(
+        &self,
+        journey: String,
+        identities: Vec<String>,
+        occurrence: String,
+    ) -> Result<u64, String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(AutoInput::traced(AutoInput::Enroll {
+                journey,
+                identities,
+                occurrence,
+                reply: tx,
+            }))
+            .map_err(|_| "automation stopped".to_string())?;
+        rx.await.map_err(|_| "automation stopped".to_string())?
     }
 
     /// Archives-with-exit a journey (see [`AutoInput::ExitJourney`]).
@@ -1116,6 +1145,29 @@ impl Executor {
                     });
                 }
                 let _ = reply.send(self.flush().map_err(|e| e.to_string()));
+            }
+            AutoInput::Enroll {
+                journey,
+                identities,
+                occurrence,
+                reply,
+            } => {
+                let current = self.defs.current(&journey).filter(|j| !j.def.archived);
+                let r = match current.cloned() {
+                    None => Err(format!(
+                        "journey: no journey `{journey}` (or it is archived); GET /v1/journeys lists them"
+                    )),
+                    Some(j) => {
+                        let before = self.next_id;
+                        for identity in &identities {
+                            let ids = self.identities_of(identity);
+                            self.enter(&j, identity, &ids, &occurrence, now);
+                        }
+                        let entered = self.next_id - before;
+                        self.flush().map(|()| entered).map_err(|e| e.to_string())
+                    }
+                };
+                let _ = reply.send(r);
             }
             AutoInput::Enqueue(items, reply) => {
                 for (identity, action, label) in items {

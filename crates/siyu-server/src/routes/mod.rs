@@ -11,6 +11,7 @@ pub mod callbacks;
 pub mod channels;
 pub mod communities;
 pub mod content;
+pub mod customers;
 pub mod events;
 pub mod fission;
 pub mod keys;
@@ -26,6 +27,7 @@ pub fn all() -> Vec<Route> {
     let mut routes = ops::routes();
     routes.extend(events::routes());
     routes.extend(persons::routes());
+    routes.extend(customers::routes());
     routes.extend(segments::routes());
     routes.extend(analytics::routes());
     routes.extend(keys::routes());
