@@ -6,58 +6,9 @@
 //
 // Every step prints its name and time; the first failure stops the run
 // with exit code 1 (and a screenshot of the page at that moment).
-import { chromium } from 'playwright-core';
-import { spawn } from 'node:child_process';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const BIN = process.env.SIYU_BIN || path.join(here, '../../target/debug/siyu');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const SHOTS = path.join(here, 'screenshots');
-const PASSWORD = 'siyu-demo';
-fs.mkdirSync(SHOTS, { recursive: true });
-
-// ---------- the server ----------
-function startDemo() {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'siyu-e2e-'));
-  const child = spawn(BIN, ['demo', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
-  });
-  let out = '';
-  let err = '';
-  child.stderr.on('data', (d) => { err += d; });
-  const ready = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`siyu demo did not start in 120 s\nstdout:\n${out}\nstderr:\n${err}`)), 120_000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      const url = /siyu demo on (http:\/\/\S+)/.exec(out);
-      const key = /write key:\s+(\S+)/.exec(out);
-      const logins = out.includes('login analyst');
-      if (url && key && logins) { clearTimeout(timer); resolve({ url: url[1], key: key[1] }); }
-    });
-    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`siyu demo exited with ${code}\nstdout:\n${out}\nstderr:\n${err}`)); });
-  });
-  return { child, dataDir, ready, output: () => out };
-}
-
-// ---------- steps ----------
-let failures = 0;
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failures++;
-    console.log(`FAIL ${name} (${Date.now() - t0} ms)\n${e.stack || e}`);
-    throw e;
-  }
-}
+import { startDemo, step, launch, finish, failSetup, SHOTS, PASSWORD } from './harness.mjs';
 
 const demo = startDemo();
 let browser;
@@ -71,10 +22,7 @@ try {
     return r.json();
   };
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launch();
   // The browser runs in UTC: the console must show the workspace's zone (Asia/Shanghai), not the browser's.
   const context = await browser.newContext({ viewport: { width: 1360, height: 900 }, locale: 'zh-CN', timezoneId: 'UTC' });
   const page = await context.newPage();
@@ -920,22 +868,7 @@ try {
     assert.deepEqual(pageErrors, []);
   });
 } catch (e) {
-  if (!failures) console.log(`FAIL setup\n${e.stack || e}`);
-  failures = failures || 1;
+  failSetup(e);
 } finally {
-  if (browser) await browser.close().catch(() => {});
-  // A clean shutdown is expected; one that hangs must not hang the run.
-  demo.child.kill('SIGTERM');
-  const exited = await new Promise((r) => {
-    if (demo.child.exitCode !== null || demo.child.signalCode !== null) return r(true);
-    const timer = setTimeout(() => r(false), 15_000);
-    demo.child.on('exit', () => { clearTimeout(timer); r(true); });
-  });
-  if (!exited) {
-    console.log('WARN siyu demo did not exit within 15 s of SIGTERM; killed it (SIGKILL)');
-    demo.child.kill('SIGKILL');
-  }
-  fs.rmSync(demo.dataDir, { recursive: true, force: true });
+  await finish(demo, browser, 'e2e');
 }
-console.log(failures ? `e2e: FAILED (screenshots in ${SHOTS})` : `e2e: all passed (screenshots in ${SHOTS})`);
-process.exit(failures ? 1 : 0);

@@ -5,55 +5,9 @@
 // Screenshots: screenshots/customers-*.png.
 //
 //   SIYU_BIN=../../target/debug/siyu node customers.test.mjs
-import { chromium } from 'playwright-core';
-import { spawn } from 'node:child_process';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const BIN = process.env.SIYU_BIN || path.join(here, '../../target/debug/siyu');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const SHOTS = path.join(here, 'screenshots');
-const PASSWORD = 'siyu-demo';
-fs.mkdirSync(SHOTS, { recursive: true });
-
-function startDemo() {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'siyu-e2e-customers-'));
-  const child = spawn(BIN, ['demo', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
-  });
-  let out = '';
-  let err = '';
-  child.stderr.on('data', (d) => { err += d; });
-  const ready = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`siyu demo did not start in 120 s\nstdout:\n${out}\nstderr:\n${err}`)), 120_000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      const url = /siyu demo on (http:\/\/\S+)/.exec(out);
-      const key = /write key:\s+(\S+)/.exec(out);
-      if (url && key && out.includes('login analyst')) { clearTimeout(timer); resolve({ url: url[1], key: key[1] }); }
-    });
-    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`siyu demo exited with ${code}\nstdout:\n${out}\nstderr:\n${err}`)); });
-  });
-  return { child, dataDir, ready };
-}
-
-let failures = 0;
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failures++;
-    console.log(`FAIL ${name} (${Date.now() - t0} ms)\n${e.stack || e}`);
-    throw e;
-  }
-}
+import { startDemo, step, launch, finish, failSetup, SHOTS, PASSWORD } from './harness.mjs';
 
 const demo = startDemo();
 let browser;
@@ -66,10 +20,7 @@ try {
     assert.equal(r.status, 200, `${p}: ${r.status}`);
     return r.json();
   };
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launch();
   const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, locale: 'zh-CN', timezoneId: 'UTC' });
   const page = await context.newPage();
   page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
@@ -205,21 +156,7 @@ try {
     assert.deepEqual(pageErrors, []);
   });
 } catch (e) {
-  if (!failures) console.log(`FAIL setup\n${e.stack || e}`);
-  failures = failures || 1;
+  failSetup(e);
 } finally {
-  if (browser) await browser.close().catch(() => {});
-  demo.child.kill('SIGTERM');
-  const exited = await new Promise((r) => {
-    if (demo.child.exitCode !== null || demo.child.signalCode !== null) return r(true);
-    const timer = setTimeout(() => r(false), 15_000);
-    demo.child.on('exit', () => { clearTimeout(timer); r(true); });
-  });
-  if (!exited) {
-    console.log('WARN siyu demo did not exit within 15 s of SIGTERM; killed it (SIGKILL)');
-    demo.child.kill('SIGKILL');
-  }
-  fs.rmSync(demo.dataDir, { recursive: true, force: true });
+  await finish(demo, browser, 'e2e customers');
 }
-console.log(failures ? `customers e2e: FAILED (screenshots in ${SHOTS})` : `customers e2e: all passed (screenshots in ${SHOTS})`);
-process.exit(failures ? 1 : 0);
