@@ -62,7 +62,8 @@ async fn list_quick_replies(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<QuickReplies>, ApiError> {
     if let Some(owner) = &q.owner {
-        valid_id(owner, "owner")?;
+        // A query parameter: 400 (a body's fault is 422).
+        valid_id(owner, "owner").map_err(|e| ApiError::BadRequest(e.to_string()))?;
     }
     if q.q.as_ref().is_some_and(|s| s.chars().count() > 200) {
         return Err(ApiError::BadRequest(

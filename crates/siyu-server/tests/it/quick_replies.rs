@@ -177,6 +177,9 @@ async fn bad_quick_replies_are_refused_naming_the_field() {
         .get(&format!("/v1/quick-replies?q={}", urlencode(&long)))
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, b) = app.get("/v1/quick-replies?owner=").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b["message"].as_str().unwrap().starts_with("owner:"), "{b}");
     let (_, list) = app.get("/v1/quick-replies").await;
     assert_eq!(list["quick_replies"], json!([]), "nothing was saved");
 }
