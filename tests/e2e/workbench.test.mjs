@@ -53,6 +53,23 @@ try {
     assert.deepEqual(shared.quick_replies.map((q) => q.id), ['price'], 'the personal one is the operator\'s only');
   });
 
+  await step('a reply that hits a sensitive-word rule is saved with a warning', async () => {
+    const r = await fetch(url + '/v1/sensitive-words', {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ rules: [{ id: 'wechat', matcher: { regex: '加(我|个)?(个人)?(微信|vx|wx)' }, applies_to: 'operator', category: '私下交易' }] }),
+    });
+    assert.equal(r.status, 200);
+    await fill({ '#qr-f-id': 'offline', '#qr-f-title': '加微信', '#qr-f-group': '', '#qr-f-text': '加我个人微信聊' });
+    await page.click('#qr-save');
+    await page.locator('#qr-sensitive').waitFor();
+    assert.match(await page.textContent('#qr-sensitive'), /私下交易/);
+    await page.locator('[data-reply=offline]').waitFor();
+    page.once('dialog', (d) => d.accept());
+    await page.click('[data-reply=offline] .qr-delete');
+    await page.waitForFunction(() => !document.querySelector('[data-reply=offline]'));
+  });
+
   await step('typing finds replies by keyword', async () => {
     await page.fill('#qr-search', '多少钱');
     await page.waitForFunction(() => document.querySelectorAll('[data-reply]').length === 1);

@@ -19,4 +19,5 @@ pub mod machine;
 pub mod quick_reply;
 pub mod report;
 pub mod schedule;
+pub mod sensitive;
 pub mod template;

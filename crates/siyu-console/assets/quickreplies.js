@@ -32,6 +32,7 @@ window.I18N.add({
     'qr.used': '已复制（第 {n} 次使用）',
     'qr.empty': '还没有话术。新建一条常用回复（价格、发货、售后流程），团队都能用。',
     'qr.no_match': '没有匹配的话术，换个关键词试试。',
+    'qr.sensitive': '已保存，但内容触发了敏感词规则：{ids}',
   },
   en: {
     'nav.quick_replies': 'Quick replies',
@@ -60,6 +61,7 @@ window.I18N.add({
     'qr.used': 'Copied (use #{n})',
     'qr.empty': 'No quick replies yet. Add the answers you type every day (prices, shipping, returns) and the whole team can use them.',
     'qr.no_match': 'No reply matches; try another word.',
+    'qr.sensitive': 'Saved, but the text hits sensitive-word rules: {ids}',
   },
 });
 
@@ -166,6 +168,10 @@ window.QuickReplyPages = function (ui) {
       if (r.ok) {
         toast(t('qr.saved', { title: r.data.title }), 'good');
         out.replaceChildren();
+        // Saved all the same: the operator sees which rules it hits.
+        if ((r.data.sensitive || []).length) {
+          out.replaceChildren(h('p', { class: 'bad', id: 'qr-sensitive' }, t('qr.sensitive', { ids: r.data.sensitive.map((x) => x.category || x.id).join('、') })));
+        }
         if (!id) { f.id.value = ''; f.title.value = ''; f.text.value = ''; f.keywords.value = ''; f.personal.checked = false; }
         reload();
       } else if (r.status !== 403) out.replaceChildren(faults('qr-fault', msgOf(r)));

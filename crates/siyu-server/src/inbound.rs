@@ -28,16 +28,18 @@ pub fn own_identities(channel: &str, index: usize, e: &Event) -> Result<(), ApiE
     Ok(())
 }
 
-/// Checks every event with [`own_identities`], then appends them all
-/// (nothing when one is refused); answers how many were appended.
+/// Checks every event with [`own_identities`], flags comments that hit
+/// a sensitive-word rule (`crate::sensitive_words::flag`), then appends
+/// them all (nothing when one is refused); answers how many were appended.
 pub async fn append(
     state: &AppState,
     channel: &str,
-    events: Vec<Event>,
+    mut events: Vec<Event>,
 ) -> Result<usize, ApiError> {
     for (i, e) in events.iter().enumerate() {
         own_identities(channel, i, e)?;
     }
+    crate::sensitive_words::flag(state, &mut events).await?;
     let n = events.len();
     if n > 0 {
         state

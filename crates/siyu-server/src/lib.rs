@@ -51,6 +51,7 @@ pub mod replay;
 pub mod request;
 pub mod rfm;
 pub mod routes;
+pub mod sensitive_words;
 pub mod snapshot;
 pub mod trace;
 pub mod wecom_ops;
@@ -133,6 +134,8 @@ pub struct Inner {
     /// What each channel's platform sent this node (`channels.rs`): the
     /// console's "last callback".
     pub channel_activity: channels::Activity,
+    /// The sensitive-word rules last compiled (`sensitive_words.rs`).
+    pub sensitive_words: sensitive_words::Cache,
 }
 
 #[derive(Clone)]
@@ -574,6 +577,7 @@ impl Application {
             time_zone: RwLock::new(time_zone),
             leader: leadership.clone(),
             channel_activity: Default::default(),
+            sensitive_words: Default::default(),
         }));
         cluster::spawn_follower(&state.0, follower)?;
         leader::spawn(

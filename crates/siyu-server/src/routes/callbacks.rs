@@ -668,7 +668,8 @@ async fn pull_kf(state: &AppState, wecom: &WeComCallbacks, pull: &KfPull) -> Res
             .kf_sync_msg(&cursor, &pull.token, pull.open_kfid.as_deref())
             .await
             .map_err(|e| ApiError::Internal(format!("wecom kf/sync_msg: {e}")))?;
-        let (events, skipped) = callback::kf_events(&page.messages);
+        let (mut events, skipped) = callback::kf_events(&page.messages);
+        crate::sensitive_words::flag(state, &mut events).await?;
         tracing::info!(
             messages = page.messages.len(),
             stored = events.len(),

@@ -20,6 +20,7 @@ pub mod orders;
 pub mod persons;
 pub mod quick_replies;
 pub mod segments;
+pub mod sensitive;
 pub mod wecom_sync;
 
 /// Every route of the API, in the order `/openapi.json` lists them.
@@ -40,5 +41,6 @@ pub fn all() -> Vec<Route> {
     routes.extend(wecom_sync::routes());
     routes.extend(channels::routes());
     routes.extend(quick_replies::routes());
+    routes.extend(sensitive::routes());
     routes
 }

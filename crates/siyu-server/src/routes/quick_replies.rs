@@ -13,6 +13,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use siyu_automation::quick_reply::QuickReply;
+use siyu_automation::sensitive::Speaker;
 
 pub const PREFIX: &str = "quick_reply/";
 pub const USES_PREFIX: &str = "quick_reply_uses/";
@@ -20,7 +21,7 @@ pub const USES_PREFIX: &str = "quick_reply_uses/";
 pub fn routes() -> Vec<Route> {
     vec![
         route!(get, "/v1/quick-replies", read, "Quick replies (话术库), shared and personal: `q` (every word in the title, text, group or keywords; case and full-width folded), `group`, `owner` (a console login: the team's shared replies and that login's own; without it only shared ones, or with `all=true` every one). Each with its use count; sorted by group, most used first.", list_quick_replies),
-        route!(put, "/v1/quick-replies/{id}", write, "Save a quick reply: `{\"title\", \"text\", \"group\"?, \"owner\"?, \"keywords\"?}`. The text is a template (`{{name}}`, `{{trait.city | default: \"…\"}}`); every fault names its field.", put_quick_reply, body = QuickReply),
+        route!(put, "/v1/quick-replies/{id}", write, "Save a quick reply: `{\"title\", \"text\", \"group\"?, \"owner\"?, \"keywords\"?}`. The text is a template (`{{name}}`, `{{trait.city | default: \"…\"}}`); every fault names its field. The answer lists the operator sensitive-word rules its text hits (`sensitive`).", put_quick_reply, body = QuickReply),
         route!(delete, "/v1/quick-replies/{id}", write, "Delete a quick reply (its use count goes with it).", delete_quick_reply, statuses = [404]),
         route!(post, "/v1/quick-replies/{id}/use", write, "Fill a quick reply in for a person (`{\"person\": identity, \"channel\"?}`) and count the use: answers the text to send (the operator still sends it: nothing is sent here).", use_quick_reply, body = UseBody, statuses = [404]),
     ]
@@ -112,11 +113,20 @@ async fn list_quick_replies(
     }))
 }
 
+/// A saved quick reply, with the operator rules its text hits (saved
+/// all the same: the operator sees the warning and decides).
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Saved {
+    #[serde(flatten)]
+    reply: QuickReply,
+    sensitive: Vec<crate::sensitive_words::Hit>,
+}
+
 async fn put_quick_reply(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<QuickReply>, ApiError> {
+) -> Result<Json<Saved>, ApiError> {
     valid_id(&id, "id")?;
     let mut reply: QuickReply = parse_json(&body, "quick reply")?;
     if !reply.id.is_empty() && reply.id != id {
@@ -138,7 +148,9 @@ async fn put_quick_reply(
         Ok(store.put_setting(&format!("{PREFIX}{id}"), Some(&stored))?)
     })
     .await?;
-    Ok(Json(reply))
+    let rules = crate::sensitive_words::current(&state).await?;
+    let sensitive = crate::sensitive_words::hits(&rules, Speaker::Operator, &reply.text);
+    Ok(Json(Saved { reply, sensitive }))
 }
 
 async fn delete_quick_reply(

@@ -427,6 +427,31 @@ fn quick_reply_routes_declare_their_access() {
     );
 }
 
+/// Sensitive-word rules: reading and checking a text take `read`,
+/// replacing the rules `write`.
+#[test]
+fn sensitive_word_routes_declare_their_access() {
+    use siyu_server::auth::Scope;
+    let mut v: Vec<(String, Access)> = siyu_server::routes::all()
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/sensitive-words"))
+        .map(|r| (format!("{} {}", r.method, r.path), r.access))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    let read = Access::Key(Scope::Read);
+    assert_eq!(
+        v,
+        [
+            ("get /v1/sensitive-words".to_string(), read),
+            ("post /v1/sensitive-words/check".to_string(), read),
+            (
+                "put /v1/sensitive-words".to_string(),
+                Access::Key(Scope::Write)
+            ),
+        ]
+    );
+}
+
 /// The channel pages: reading a channel's status takes `read`, checking
 /// its token (a call to the platform) `write`.
 #[test]

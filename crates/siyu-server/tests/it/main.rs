@@ -27,6 +27,7 @@ mod quick_replies;
 mod rebuild;
 mod rfm_layers;
 mod segment_spec;
+mod sensitive;
 mod shapes;
 mod wechat;
 mod wecom;

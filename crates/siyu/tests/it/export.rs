@@ -55,7 +55,7 @@ fn events(addr: &str, events: Value) {
 /// erasure, segments (two versions), a property, templates, a journey with
 /// two versions and its enrollments and outbox, auto-reply rules (fired:
 /// a reply and a lead task), guardrails, a mass send, consent, a completed
-/// task, content, quick replies, operators, a group with its calendar, a live code with a
+/// task, content, quick replies, sensitive-word rules, operators, a group with its calendar, a live code with a
 /// seat, a fission campaign with signups, an override and its reward
 /// ledger, spend, an API key and a console account.
 fn build_brand(addr: &str) {
@@ -96,6 +96,12 @@ fn build_brand(addr: &str) {
         "PUT",
         "/v1/quick-replies/ship",
         json!({"title": "发货时间", "text": "{{name | default: \"亲\"}}，48 小时内发货", "group": "售前", "keywords": ["快递"]}),
+    );
+    call(
+        addr,
+        "PUT",
+        "/v1/sensitive-words",
+        json!({"rules": [{"id": "transfer", "matcher": {"contains": "私下转账"}, "applies_to": "operator", "category": "私下交易"}]}),
     );
     call(
         addr,
