@@ -374,109 +374,63 @@ fn public_and_ingest_routes_are_exactly_these() {
     assert_eq!(with(Access::Metrics), ["get /metrics"]);
 }
 
-/// The WeCom sync and welcome routes: reading them takes `read`, starting
-/// a sync or setting the welcome `write` (the matrix above calls each
-/// with every credential).
+/// The WeCom, workbench and channel routes (the matrix above calls each
+/// with every credential): reading takes `read`; starting a sync, setting
+/// the welcome, saving, deleting, using a quick reply (it counts the use)
+/// and checking a channel's token (a call to the platform) take `write`.
 #[test]
-fn wecom_sync_and_welcome_routes_declare_their_access() {
+fn workbench_and_channel_routes_declare_their_access() {
     use siyu_server::auth::Scope;
-    let mut v: Vec<(String, Access)> = siyu_server::routes::all()
-        .iter()
-        .filter(|r| r.path == "/v1/wecom/sync" || r.path == "/v1/wecom/welcome")
-        .map(|r| (format!("{} {}", r.method, r.path), r.access))
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(
-        v,
-        [
-            ("get /v1/wecom/sync".to_string(), Access::Key(Scope::Read)),
-            (
-                "get /v1/wecom/welcome".to_string(),
-                Access::Key(Scope::Read)
-            ),
-            ("post /v1/wecom/sync".to_string(), Access::Key(Scope::Write)),
-            (
-                "put /v1/wecom/welcome".to_string(),
-                Access::Key(Scope::Write)
-            ),
-        ]
-    );
-}
-
-/// Quick replies: listing takes `read`; saving, deleting and using one
-/// (which counts the use) `write`.
-#[test]
-fn quick_reply_routes_declare_their_access() {
-    use siyu_server::auth::Scope;
-    let mut v: Vec<(String, Access)> = siyu_server::routes::all()
-        .iter()
-        .filter(|r| r.path.starts_with("/v1/quick-replies"))
-        .map(|r| (format!("{} {}", r.method, r.path), r.access))
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
     let read = Access::Key(Scope::Read);
     let write = Access::Key(Scope::Write);
-    assert_eq!(
-        v,
-        [
-            ("delete /v1/quick-replies/{id}".to_string(), write),
-            ("get /v1/quick-replies".to_string(), read),
-            ("post /v1/quick-replies/{id}/use".to_string(), write),
-            ("put /v1/quick-replies/{id}".to_string(), write),
-        ]
-    );
-}
-
-/// Sensitive-word rules: reading and checking a text take `read`,
-/// replacing the rules `write`.
-#[test]
-fn sensitive_word_routes_declare_their_access() {
-    use siyu_server::auth::Scope;
-    let mut v: Vec<(String, Access)> = siyu_server::routes::all()
-        .iter()
-        .filter(|r| r.path.starts_with("/v1/sensitive-words"))
-        .map(|r| (format!("{} {}", r.method, r.path), r.access))
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    let read = Access::Key(Scope::Read);
-    assert_eq!(
-        v,
-        [
-            ("get /v1/sensitive-words".to_string(), read),
-            ("post /v1/sensitive-words/check".to_string(), read),
-            (
-                "put /v1/sensitive-words".to_string(),
-                Access::Key(Scope::Write)
-            ),
-        ]
-    );
-}
-
-/// The channel pages: reading a channel's status takes `read`, checking
-/// its token (a call to the platform) `write`.
-#[test]
-fn channel_routes_declare_their_access() {
-    use siyu_server::auth::Scope;
-    let mut v: Vec<(String, Access)> = siyu_server::routes::all()
-        .iter()
-        .filter(|r| r.path.starts_with("/v1/channels"))
-        .map(|r| (format!("{} {}", r.method, r.path), r.access))
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(
-        v,
-        [
-            ("get /v1/channels".to_string(), Access::Key(Scope::Read)),
-            (
-                "get /v1/channels/{channel}".to_string(),
-                Access::Key(Scope::Read)
-            ),
-            (
-                "post /v1/channels/{channel}/check".to_string(),
-                Access::Key(Scope::Write)
-            ),
-        ]
-    );
+    for (prefix, expected) in [
+        (
+            "/v1/wecom/",
+            vec![
+                ("get /v1/wecom/sync", read),
+                ("get /v1/wecom/welcome", read),
+                ("post /v1/wecom/sync", write),
+                ("put /v1/wecom/welcome", write),
+            ],
+        ),
+        (
+            "/v1/channels",
+            vec![
+                ("get /v1/channels", read),
+                ("get /v1/channels/{channel}", read),
+                ("post /v1/channels/{channel}/check", write),
+            ],
+        ),
+        (
+            "/v1/quick-replies",
+            vec![
+                ("delete /v1/quick-replies/{id}", write),
+                ("get /v1/quick-replies", read),
+                ("post /v1/quick-replies/{id}/use", write),
+                ("put /v1/quick-replies/{id}", write),
+            ],
+        ),
+        (
+            "/v1/sensitive-words",
+            vec![
+                ("get /v1/sensitive-words", read),
+                ("post /v1/sensitive-words/check", read),
+                ("put /v1/sensitive-words", write),
+            ],
+        ),
+    ] {
+        let mut v: Vec<(String, Access)> = siyu_server::routes::all()
+            .iter()
+            .filter(|r| r.path.starts_with(prefix))
+            .map(|r| (format!("{} {}", r.method, r.path), r.access))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        let expected: Vec<(String, Access)> = expected
+            .into_iter()
+            .map(|(r, a)| (r.to_string(), a))
+            .collect();
+        assert_eq!(v, expected, "{prefix}");
+    }
 }
 
 /// The publishable key: it sends events (the Segment endpoints too) and
