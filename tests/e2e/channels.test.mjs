@@ -143,7 +143,7 @@ try {
   await step('"check now" fetches the access token from WeCom', async () => {
     const before = calls.filter((c) => c === '/cgi-bin/gettoken').length;
     await page.click('#token-check');
-    await page.waitForFunction(() => /已检查/.test(document.querySelector('#toast').textContent));
+    await page.waitForFunction(() => /已检查/.test(document.querySelector('#toast')?.textContent));
     await page.waitForSelector('#token-state[data-state=valid]');
     assert.ok(calls.filter((c) => c === '/cgi-bin/gettoken').length <= before + 1, 'one fetch at most');
   });
@@ -160,7 +160,7 @@ try {
 
   await step('in English; the Douyin webhook page gives its URL', async () => {
     await page.click('#lang-toggle');
-    await page.waitForFunction(() => document.querySelector('.channel-title h1').textContent === 'WeCom');
+    await page.waitForFunction(() => document.querySelector('.channel-title h1')?.textContent === 'WeCom');
     assert.match(await page.textContent('#channel-detail'), /Access token/);
     await shot('channel-wecom-en.png');
     await page.goto(url + '/#/channels/douyin');

@@ -47,7 +47,7 @@ try {
     await page.fill('#login-name', 'admin');
     await page.fill('#login-password', 'wrong-password');
     await page.click('#login-submit');
-    await page.waitForFunction(() => document.querySelector('#login-error').textContent.length > 0);
+    await page.waitForFunction(() => document.querySelector('#login-error')?.textContent.length > 0);
     assert.equal(await page.textContent('#login-error'), '账号或密码错误');
     await shot('login.png');
   });
@@ -314,7 +314,7 @@ try {
     assert.equal((await apiGet('/v1/workspace')).time_zone, 'America/New_York');
     await page.fill('#tz-input', 'Asia/Shanghai');
     await page.click('#tz-save');
-    await page.waitForFunction(() => document.querySelector('#tz-label').textContent === '时区 Asia/Shanghai');
+    await page.waitForFunction(() => document.querySelector('#tz-label')?.textContent === '时区 Asia/Shanghai');
     await page.fill('#spend-csv', 'day,channel,spend\n2025-01-01,douyin,18000000\n2025-01-01,kuaishou,4000000\n');
     await page.click('#spend-upload');
     await page.locator('#spend-result .good').waitFor();
@@ -469,7 +469,7 @@ try {
     assert.ok(text.includes('死信') && text.includes(item.detail) && text.includes(item.identity) && text.includes(TEMPLATE), `row: ${text}`);
     await shot('messages-dead.png');
     await row.locator('button.retry').click();
-    await page.waitForFunction(() => document.querySelector('#toast').textContent === '已重新排队');
+    await page.waitForFunction(() => document.querySelector('#toast')?.textContent === '已重新排队');
     // Re-dispatched: it fails again the same way (no connector), a later attempt.
     await eventually('the retried item is dead again', () => apiGet(`/v1/outbox?journey=${JOURNEY}`), (o) => o.items.length === 1 && o.items[0].status === 'dead' && o.items[0].updated_at >= item.updated_at);
     await page.click('#outbox-tabs a[data-tab=suppressed]');
@@ -508,7 +508,7 @@ try {
     await page.fill('#g-marketing-cap', '3');
     await page.fill('#g-quiet-start', '22:30');
     await page.click('#guardrails-save');
-    await page.waitForFunction(() => document.querySelector('#guardrails-summary').textContent.includes('22:30'));
+    await page.waitForFunction(() => document.querySelector('#guardrails-summary')?.textContent.includes('22:30'));
     const saved = await apiGet('/v1/guardrails');
     assert.equal(saved.marketing_cap, 3);
     assert.deepEqual(saved.quiet_hours, { start: '22:30', end: '09:00' });
@@ -595,7 +595,7 @@ try {
     assert.equal(await page.textContent('#cost-per-valid'), stats.reward_cost_per_valid == null ? '—' : '¥' + (Math.round(stats.reward_cost_per_valid) / 100).toFixed(2));
     await shot('fission.png');
     await page.locator('#invitee-list tr[data-invitee="wecom:e2e_invitee_1"] button.override-invalid').click();
-    await page.waitForFunction(() => document.querySelector('#toast').textContent === '已记录人工判定');
+    await page.waitForFunction(() => document.querySelector('#toast')?.textContent === '已记录人工判定');
     const rejected = (await apiGet(`/v1/campaigns/${CAMPAIGN}/invitees`)).invitees.find((x) => x.invitee === 'wecom:e2e_invitee_1');
     assert.equal(rejected.overridden, false);
     assert.deepEqual(rejected.verdict, { status: 'invalid', reason: 'overridden' });
@@ -659,7 +659,7 @@ try {
     assert.equal((await apiGet('/v1/groups')).groups.find((x) => x.id === 'g01').owner, 'e2e_op', 'a dismissed confirmation hands over nothing');
     page.once('dialog', (d) => d.accept());
     await page.click('#handover-run');
-    await page.waitForFunction(() => /e2e_op 已交接：1 位客户，1 个群/.test(document.querySelector('#toast').textContent));
+    await page.waitForFunction(() => /e2e_op 已交接：1 位客户，1 个群/.test(document.querySelector('#toast')?.textContent));
     await page.locator('#operator-load tr[data-operator=e2e_op] .status-dead').waitFor();
     assert.equal((await apiGet('/v1/groups')).groups.find((x) => x.id === 'g01').owner, 'e2e_op2');
     const ops = (await apiGet('/v1/operators')).operators;
@@ -736,7 +736,7 @@ try {
     await page.goto(url + '/#/fission/' + CAMPAIGN);
     await page.locator('#campaign-funnel svg').waitFor();
     await page.click('#lang-toggle');
-    await page.waitForFunction(() => document.querySelector('#nav a[data-page=fission]').textContent === 'Referrals');
+    await page.waitForFunction(() => document.querySelector('#nav a[data-page=fission]')?.textContent === 'Referrals');
     await page.locator('#campaign-funnel svg').waitFor();
     assert.equal(await page.textContent('main h1'), 'Referrals');
     assert.ok((await page.textContent('#leaderboard')).includes('Inviter'));
@@ -746,21 +746,21 @@ try {
     await page.locator('#operator-load').waitFor();
     assert.ok((await page.textContent('#operator-load')).includes('Groups / max'));
     await page.click('#lang-toggle');
-    await page.waitForFunction(() => document.querySelector('#nav a[data-page=fission]').textContent === '裂变');
+    await page.waitForFunction(() => document.querySelector('#nav a[data-page=fission]')?.textContent === '裂变');
   });
 
   await step('language switch to English persists across a reload', async () => {
     await page.click('#nav a[data-page=dashboard]');
     await page.locator('#funnel-chart svg').waitFor();
     await page.click('#lang-toggle');
-    await page.waitForFunction(() => document.querySelector('#nav a[data-page=persons]').textContent === 'Persons');
+    await page.waitForFunction(() => document.querySelector('#nav a[data-page=persons]')?.textContent === 'Persons');
     await page.reload();
     await page.locator('#funnel-chart svg').waitFor();
     assert.equal(await page.textContent('#nav a[data-page=dashboard]'), 'Dashboard');
     assert.equal(await page.evaluate(() => document.documentElement.lang), 'en');
     await shot('dashboard-en.png');
     await page.click('#lang-toggle');
-    await page.waitForFunction(() => document.querySelector('#nav a[data-page=dashboard]').textContent === '概览');
+    await page.waitForFunction(() => document.querySelector('#nav a[data-page=dashboard]')?.textContent === '概览');
   });
 
   await step('an analyst sees read-only controls and every write is 403 forbidden', async () => {

@@ -139,7 +139,7 @@ try {
     await page.goto(url + '/#/persons?tag=vip');
     await page.locator('#customer-table').waitFor();
     await page.locator('[data-lang-toggle]:visible').click();
-    await page.waitForFunction(() => document.querySelector('#cf-apply') && document.querySelector('#cf-apply').textContent === 'Search');
+    await page.waitForFunction(() => document.querySelector('#cf-apply') && document.querySelector('#cf-apply')?.textContent === 'Search');
     assert.equal(await page.textContent('#customer-table th[data-sort=last_seen] a'), 'Last seen ↓');
     assert.ok((await page.textContent('#page-info')).includes(' of '));
     await shot('customers-en.png');

@@ -72,7 +72,7 @@ try {
     assert.equal(await page.inputValue('#jf-timeout'), '3d');
     await page.fill('#jf-timeout', '5d');
     // The diagram follows the form as it is typed.
-    await page.waitForFunction(() => document.querySelector('#journey-flow g.node[data-node="wait"]').textContent.includes('5d'));
+    await page.waitForFunction(() => document.querySelector('#journey-flow g.node[data-node="wait"]')?.textContent.includes('5d'));
     // "+" under the tag step (it ends the journey today) → a new wait step.
     await page.click('#journey-flow g.flow-slot[data-from="thanks"][data-field="next"]');
     await page.selectOption('#jf-new-type', 'wait');
@@ -83,7 +83,7 @@ try {
     await page.fill('#jf-duration', '2h');
     await shot('editors-journey-zh.png');
     await page.click('#journey-save');
-    await page.waitForFunction(() => /welcome/.test(document.querySelector('#toast').textContent) && !document.querySelector('#toast').hidden);
+    await page.waitForFunction(() => /welcome/.test(document.querySelector('#toast')?.textContent) && !document.querySelector('#toast').hidden);
     // Reload the page: the saved version comes back from the server.
     await page.reload();
     await node('pause').waitFor();
@@ -258,7 +258,7 @@ try {
 
   await step('English at 1280×800: the nav is one line, nothing overflows the header', async () => {
     await page.click('#lang-toggle');
-    await page.waitForFunction(() => document.querySelector('#nav a[data-page=dashboard]').textContent === 'Dashboard');
+    await page.waitForFunction(() => document.querySelector('#nav a[data-page=dashboard]')?.textContent === 'Dashboard');
     const n = await navOneLine();
     assert.equal(n.tops.length, 1, `nav links on ${n.tops.length} lines: ${JSON.stringify(n)}`);
     assert.ok(n.navH < 40 && n.headerH < 60, JSON.stringify(n));

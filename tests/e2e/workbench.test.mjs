@@ -85,13 +85,13 @@ try {
     await page.click('[data-reply=price] .qr-use');
     await page.locator('#qr-filled').waitFor();
     assert.equal(await page.textContent('#qr-filled'), '李雷您好，正价 199 元，会员 159 元');
-    await page.waitForFunction(() => /使用 1 次/.test(document.querySelector('[data-reply=price] .qr-uses').textContent));
+    await page.waitForFunction(() => /使用 1 次/.test(document.querySelector('[data-reply=price] .qr-uses')?.textContent));
     await shot('quick-replies.png');
   });
 
   await step('in English', async () => {
     await page.click('#lang-toggle');
-    await page.waitForFunction(() => document.querySelector('#page h1').textContent === 'Quick replies');
+    await page.waitForFunction(() => document.querySelector('#page h1')?.textContent === 'Quick replies');
     await page.locator('[data-reply=price]').waitFor();
     assert.match(await page.textContent('[data-reply=price] .qr-uses'), /used 1×/);
     await shot('quick-replies-en.png');
