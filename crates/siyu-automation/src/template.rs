@@ -245,19 +245,25 @@ impl Vars for HtmlEscaped<'_> {
         if !v.contains(['&', '<', '>', '"', '\'']) {
             return Some(v);
         }
-        let mut out = String::with_capacity(v.len() + 16);
-        for c in v.chars() {
-            match c {
-                '&' => out.push_str("&amp;"),
-                '<' => out.push_str("&lt;"),
-                '>' => out.push_str("&gt;"),
-                '"' => out.push_str("&quot;"),
-                '\'' => out.push_str("&#39;"),
-                c => out.push(c),
-            }
-        }
-        Some(Cow::Owned(out))
+        Some(Cow::Owned(escape_html(&v)))
     }
+}
+
+/// `s` safe as HTML text and as a quoted attribute value: the one escape
+/// of e-mail bodies and of the pages a customer sees.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A template checked and pre-parsed for fast rendering.

@@ -59,18 +59,7 @@ fn csp() -> &'static str {
 
 /// `s` safe as HTML text and as a quoted attribute value.
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    siyu_automation::template::escape_html(s)
 }
 
 /// `s` as one URL path segment or query value: everything but RFC 3986's
