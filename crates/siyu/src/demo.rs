@@ -36,6 +36,7 @@ impl Rng {
 /// Demo events ending at `now`, oldest first.
 pub fn events(now: i64) -> Vec<Event> {
     let mut rng = Rng(0x005E_ED0F_5170);
+    let mut talk = Rng(0x7A1C_0C0F_FEE5);
     let channels = [
         "douyin",
         "douyin",
@@ -93,8 +94,45 @@ pub fn events(now: i64) -> Vec<Event> {
                 json!(OPERATORS[rng.below(OPERATORS.len() as u64) as usize].0);
         }
         friends.push((wecom.clone(), t));
+        let owner = link["traits"]["operator"].as_str().map(str::to_string);
         raw.push(link);
         raw.push(ev(t + 1, &wecom, "add_friend"));
+        // A conversation in WeCom over the last two weeks: the customer
+        // asks, the owner (else the console's `operator`) answers most,
+        // some are resolved; the newest wait in the inbox. Its own random
+        // stream, so the rest of the history stays as it was.
+        if talk.chance(30) {
+            let mut at = now - 1 - talk.below(14 * DAY as u64) as i64;
+            let by = owner.clone().unwrap_or_else(|| "operator".into());
+            for turn in 0..1 + talk.below(3) {
+                let mut c = ev(at, &wecom, "comment");
+                c["id"] = json!(format!("demo-chat-{p}-{turn}"));
+                c["text"] = json!(ASKS[talk.below(ASKS.len() as u64) as usize]);
+                raw.push(c);
+                at += 60 + talk.below(3600) as i64;
+                if at >= now || !talk.chance(75) {
+                    break;
+                }
+                let mut r = ev(at, &wecom, "message_sent");
+                r["id"] = json!(format!("demo-reply-{p}-{turn}"));
+                r["properties"] = json!({
+                    "reply": true,
+                    "operator": by,
+                    "text": ANSWERS[talk.below(ANSWERS.len() as u64) as usize],
+                });
+                raw.push(r);
+                at += 600 + talk.below(2 * DAY as u64) as i64;
+                if at >= now {
+                    break;
+                }
+            }
+            if at < now && talk.chance(30) {
+                let mut r = ev(at, &wecom, "custom");
+                r["name"] = json!("conversation_resolved");
+                r["id"] = json!(format!("demo-resolved-{p}"));
+                raw.push(r);
+            }
+        }
         if rng.chance(30) {
             let mut j = ev(t + 3600, &wecom, "join_group");
             j["group"] = json!(format!("g{:02}", rng.below(GROUPS as u64)));
@@ -215,6 +253,23 @@ fn campaign_signups(rng: &mut Rng, friends: &[(String, i64)], now: i64) -> Vec<E
 }
 
 /// The demo's community operators: (login, name).
+/// What demo customers ask in WeCom, and what operators answer.
+const ASKS: [&str; 6] = [
+    "在吗",
+    "什么时候发货",
+    "能开发票吗",
+    "尺码偏大吗",
+    "优惠券怎么用",
+    "退货地址是哪里",
+];
+const ANSWERS: [&str; 5] = [
+    "在的，您请说",
+    "今天下单明天发货",
+    "可以开，下单时备注抬头即可",
+    "偏大半码，建议选小一码",
+    "已为您登记，稍后回复您",
+];
+
 pub const OPERATORS: [(&str, &str); 3] =
     [("op_wang", "小王"), ("op_li", "小李"), ("op_chen", "小陈")];
 

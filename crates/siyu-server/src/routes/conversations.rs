@@ -49,6 +49,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/conversations/{person}", read, "One person's conversation across channels (any identity): the messages in and out, oldest first (the last `limit`, 1–500, default 100; `before` = the first offset shown pages older), with the person's profile, service windows and the channels a reply can use.", thread, statuses = [404]),
         route!(post, "/v1/conversations/{person}/messages", write, "Reply: `{\"text\", \"channel\"?, \"quick_reply\"?}` on the channel the customer last wrote on (or `channel`), as a transactional message through the guardrails and the channel's connector, archived with its sensitive-word hits. 409 `outside_service_window` outside the platform's window; 422 when the person has no address on the channel. Answers the outbox key and its status after up to 3 s.", reply, body = ReplyBody, statuses = [404, 409, 422]),
         route!(post, "/v1/conversations/{person}/assign", write, "Assign the conversation (the person) to an operator: `{\"operator\": login | null}`; written as the person's `operator` trait.", assign, body = AssignBody, statuses = [404, 422]),
+        route!(post, "/v1/conversations/{person}/tasks", write, "A follow-up task on the person, from the conversation: `{\"title\", \"note\"?, \"due\"? (epoch seconds), \"operator\"? (default: whoever asks, else the owner)}`; listed in the thread and `GET /v1/tasks`, completed with `POST /v1/tasks/done`.", add_task, body = TaskBody, statuses = [404, 422]),
         route!(post, "/v1/conversations/{person}/resolve", write, "Mark the conversation resolved (until the customer writes again); answers how long it was open.", resolve_conversation, statuses = [404]),
     ]
 }
@@ -63,6 +64,8 @@ const PREVIEW_LOOKBACK: usize = 40;
 const PREVIEW_CHARS: usize = 80;
 /// Longest reply, in characters.
 const MAX_REPLY_CHARS: usize = 4_000;
+/// Open tasks read to find a person's (the task list has no person index).
+const MAX_OPEN_TASKS_READ: usize = 10_000;
 /// How long a reply waits for its outbox verdict before answering `pending`.
 const VERDICT_WAIT: Duration = Duration::from_secs(3);
 
@@ -414,6 +417,8 @@ pub struct Thread {
     /// Channels a reply can go out on (the person has an address there
     /// and a connector sends on it), the default first.
     pub reply_channels: Vec<String>,
+    /// The person's open tasks (leads, follow-ups), newest first.
+    pub tasks: Vec<siyu_store::TaskRow>,
     /// Oldest first.
     pub messages: Vec<Message>,
     /// Older messages exist: ask with `before` = the first message's offset.
@@ -569,7 +574,8 @@ async fn thread(
     let offsets = base.offsets.clone();
     let identities = base.identities.clone();
     let canonical = base.row.person.clone();
-    let (events, more, archived, statuses, journeys) = with_store(&state, move |store| {
+    let task_ids = identities.clone();
+    let (events, more, archived, statuses, journeys, tasks) = with_store(&state, move |store| {
         // Newest first, until `limit` thread lines or the person's start.
         let mut lines = Vec::new();
         let mut cursor = before;
@@ -624,7 +630,12 @@ async fn thread(
                 }
             }
         }
-        Ok((lines, more, archived, statuses, journeys))
+        let tasks: Vec<siyu_store::TaskRow> = store
+            .tasks(true, MAX_OPEN_TASKS_READ)?
+            .into_iter()
+            .filter(|t| task_ids.contains(&t.identity))
+            .collect();
+        Ok((lines, more, archived, statuses, journeys, tasks))
     })
     .await?;
     let hits = |ids: &[String]| -> Vec<Hit> {
@@ -740,6 +751,7 @@ async fn thread(
         profile: base.profile,
         rfm_layer: base.rfm_layer,
         journeys,
+        tasks,
         fission: base.fission,
         service_windows: base.windows,
         messages,
@@ -1088,6 +1100,83 @@ async fn assign(
         operator: body.operator,
         previous_operator: previous,
     }))
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskBody {
+    /// What to do (1–200 characters).
+    pub title: String,
+    #[serde(default)]
+    pub note: Option<String>,
+    /// When it is due (epoch seconds).
+    #[serde(default)]
+    pub due: Option<i64>,
+    /// Whose task (a login); default: whoever asks, else the person's owner.
+    #[serde(default)]
+    pub operator: Option<String>,
+}
+
+async fn add_task(
+    State(state): State<AppState>,
+    Path(person): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(axum::http::StatusCode, Json<siyu_store::TaskRow>), ApiError> {
+    let body: TaskBody = parse_json(&body, "task")?;
+    let title = body.title.trim();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(ApiError::InvalidDefinition(
+            "title: 1 to 200 characters".into(),
+        ));
+    }
+    let note = body.note.unwrap_or_default();
+    if note.chars().count() > 2_000 {
+        return Err(ApiError::InvalidDefinition(
+            "note: at most 2000 characters".into(),
+        ));
+    }
+    if let Some(op) = &body.operator {
+        crate::request::valid_id(op, "operator")?;
+    }
+    let (canonical, owner) = {
+        let e = read_engine(&state);
+        let slot = resolve(&e, &person)?;
+        (
+            e.canonical_id(slot).to_string(),
+            e.person(slot).and_then(list::owner_of).map(str::to_string),
+        )
+    };
+    let at = now();
+    let nonce = siyu_console::accounts::random_bytes::<6>()
+        .map_err(|e| ApiError::Internal(format!("random key: {e}")))?;
+    let task = siyu_store::TaskRow {
+        key: format!(
+            "conversation/{canonical}/{}",
+            siyu_console::accounts::hex(&nonce)
+        ),
+        created_at: at,
+        identity: canonical,
+        journey: None,
+        operator: body
+            .operator
+            .or_else(|| session_login(&state, &headers))
+            .or(owner),
+        title: title.to_string(),
+        note,
+        due: body.due,
+        done_at: None,
+    };
+    let row = task.clone();
+    with_store(&state, move |store| {
+        store.automation_commit(&siyu_store::AutomationCommit {
+            tasks: vec![row],
+            ..Default::default()
+        })?;
+        Ok(())
+    })
+    .await?;
+    Ok((axum::http::StatusCode::CREATED, Json(task)))
 }
 
 #[derive(Serialize, schemars::JsonSchema)]

@@ -438,6 +438,7 @@ fn workbench_and_channel_routes_declare_their_access() {
                 ("post /v1/conversations/{person}/assign", write),
                 ("post /v1/conversations/{person}/messages", write),
                 ("post /v1/conversations/{person}/resolve", write),
+                ("post /v1/conversations/{person}/tasks", write),
                 ("put /v1/conversations/settings", write),
             ],
         ),

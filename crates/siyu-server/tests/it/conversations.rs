@@ -222,6 +222,28 @@ async fn a_conversation_is_listed_answered_archived_assigned_and_resolved() {
     let (_, free) = app.get("/v1/conversations?operator=none").await;
     assert_eq!(people(&free), ["douyin:c2"]);
 
+    // A follow-up task in place, listed in the thread.
+    let (s, t) = app
+        .send(
+            "POST",
+            "/v1/conversations/douyin:c1/tasks",
+            json!({"title": "明天回电确认尺码", "operator": "li"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let (_, thread) = app.get("/v1/conversations/douyin:c1").await;
+    assert_eq!(thread["tasks"][0]["title"], "明天回电确认尺码", "{thread}");
+    assert_eq!(thread["tasks"][0]["operator"], "li");
+    let (s, b) = app
+        .send(
+            "POST",
+            "/v1/conversations/douyin:c1/tasks",
+            json!({"title": ""}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b["message"].as_str().unwrap().starts_with("title:"), "{b}");
+
     // Resolved until the customer writes again.
     let (s, r) = app
         .send("POST", "/v1/conversations/douyin:c1/resolve", json!({}))

@@ -224,8 +224,24 @@ fn three_nodes_survive_sigkill_of_a_follower_and_of_the_leader() {
     );
 
     // Every s1 sent; then the leader dies while everyone waits for s3.
+    // The friends are the add_friend events stored: the acknowledged ones
+    // and any a node stored before it was killed under the request (one
+    // request's events commit together). The leader follows them within
+    // a second.
+    let acked_friends = acked.iter().filter(|id| id.starts_with('f')).count();
+    std::thread::sleep(Duration::from_millis(1500));
+    let friends = get(
+        nodes[leader].addr(),
+        &key,
+        "/v1/persons?q=wecom:p&limit=200",
+    )["persons"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!(
+        friends >= acked_friends,
+        "{friends} stored, {acked_friends} acknowledged"
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
-    let friends = acked.iter().filter(|id| id.starts_with('f')).count();
     while got.lock().unwrap().len() < friends {
         assert!(
             Instant::now() < deadline,
