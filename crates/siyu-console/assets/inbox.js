@@ -86,6 +86,7 @@ window.I18N.add({
     'ib.day': '{n} 天',
     'ib.live': '实时',
     'ib.offline': '实时连接断开，重连中…',
+    'ib.colon': '：',
   },
   en: {
     'nav.inbox': 'Inbox',
@@ -163,6 +164,7 @@ window.I18N.add({
     'ib.day': '{n} d',
     'ib.live': 'Live',
     'ib.offline': 'Live connection lost; reconnecting…',
+    'ib.colon': ': ',
   },
 });
 
@@ -370,7 +372,8 @@ window.InboxPages = function (ui) {
       }
       const out = m.direction === 'out';
       const status = out && m.status && m.status !== 'done'
-        ? h('span', { class: 'badge status-' + m.status, title: m.detail || '', 'data-status': m.status }, t('ib.st.' + m.status) + (m.detail ? '：' + m.detail : ''))
+        ? [h('span', { class: 'badge status-' + m.status, title: m.detail || '', 'data-status': m.status }, t('ib.st.' + m.status)),
+          m.detail ? h('span', { class: 'ib-detail small' }, m.detail) : null]
         : null;
       return h('div', { class: 'ib-msg ' + (out ? 'out' : 'in') + (flags.length ? ' flagged' : ''), 'data-offset': m.offset, 'data-direction': m.direction, 'data-kind': m.kind },
         h('div', { class: 'ib-bubble' }, h('div', { class: 'ib-text' }, m.text || ''), flags.length ? h('div', { class: 'ib-flags' }, flags) : null),
@@ -387,7 +390,14 @@ window.InboxPages = function (ui) {
       let quick = null; // the quick reply filled in (sent as `quick_reply`)
       const text = h('textarea', { id: 'inbox-text', rows: 3, placeholder: t('ib.reply_ph'), 'data-write': true, 'aria-label': t('ib.reply') });
       const channel = h('select', { id: 'inbox-reply-channel', 'aria-label': t('ib.channel'), 'data-write': true });
-      const out = h('div', { class: 'ib-result', id: 'inbox-result', role: 'alert' });
+      const result = h('div', { class: 'ib-result', id: 'inbox-result', role: 'alert' });
+      // What is shown under the box; the messages stay scrolled to their end.
+      const out = { replaceChildren: (...xs) => {
+        const log = threadBox.querySelector('.ib-messages');
+        const atEnd = log && log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+        result.replaceChildren(...xs);
+        if (atEnd) log.scrollTop = log.scrollHeight;
+      } };
       const send = h('button', { type: 'button', class: 'primary', id: 'inbox-send', 'data-write': true, onclick: () => submit() }, t('ib.send'));
       text.addEventListener('input', () => { if (!text.value) quick = null; });
       text.addEventListener('keydown', (e) => { if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); submit(); } });
@@ -447,7 +457,7 @@ window.InboxPages = function (ui) {
           const flags = (d.sensitive || []).map((s) => s.category || s.rule);
           out.replaceChildren(st === 'done' || st === 'pending'
             ? h('p', { class: 'good small', id: 'inbox-sent', 'data-status': st }, t('ib.sent_status', { s: t('ib.st.' + st) }))
-            : h('p', { class: 'bad small', id: 'inbox-sent', 'data-status': st }, t('ib.sent_status', { s: t('ib.st.' + st) }) + (d.detail ? '：' + d.detail : '')),
+            : h('p', { class: 'bad small', id: 'inbox-sent', 'data-status': st }, t('ib.sent_status', { s: t('ib.st.' + st) }) + (d.detail ? t('ib.colon') + d.detail : '')),
           flags.length ? h('p', { class: 'bad small' }, t('ib.sensitive', { c: flags.join('、') })) : null);
           scheduleThread();
           scheduleList();
@@ -491,13 +501,14 @@ window.InboxPages = function (ui) {
       } }, tagIn2, h('button', { type: 'submit', id: 'inbox-tag-add', 'data-write': true }, t('ib.add_tag')));
 
       const el = h('div', { class: 'ib-reply', id: 'inbox-reply' }, text,
-        h('div', { class: 'ib-reply-bar' }, channel, qrWrap, h('span', { class: 'ib-grow' }), send), out);
+        h('div', { class: 'ib-reply-bar' }, channel, qrWrap, h('span', { class: 'ib-grow' }), send), result);
       return {
         el,
         assign: h('span', { class: 'ib-assign' }, assignBtn, assignSel),
         resolveBtn,
         tagForm,
-        setPerson(p) { if (p !== current) { current = p; out.replaceChildren(); if (text.value && !quick) { /* keep a draft */ } } },
+        // Another person: a draft written for the last one is not theirs.
+        setPerson(p) { if (p !== current) { if (current) { text.value = ''; quick = null; } current = p; out.replaceChildren(); } },
         setChannels(cs) {
           const keep = channel.value;
           channel.replaceChildren(...cs.map((c) => h('option', { value: c }, I18N.channel(c))));
@@ -527,7 +538,7 @@ window.InboxPages = function (ui) {
             row(t('ib.tags'), h('div', { id: 'inbox-tags' }, chips(p.tags)), null),
             row(t('ib.groups'), chips(p.groups)),
             row(t('ib.journeys'), journeys.length ? journeys : none, 'inbox-journeys'),
-            row(t('ib.fission'), f ? [t('ib.fission_v', { n: f.invited || 0 }), ' ', (f.campaigns || []).map((c) => h('span', { class: 'chip' }, c))] : none),
+            row(t('ib.fission'), f ? [t('ib.fission_v', { n: f.invited || 0 }), ' ', ...(f.campaigns || []).map((c) => h('span', { class: 'chip' }, c))] : none),
             row(t('ib.owner'), p.owner || none, 'inbox-owner')),
           p.opted_out ? h('p', { class: 'badge bad', id: 'inbox-opted-out' }, t('ib.opted_out')) : null,
           box.tagForm,
