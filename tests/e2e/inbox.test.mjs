@@ -157,7 +157,8 @@ try {
     await comment('这个多少钱？');
     await page.waitForFunction((n) => document.querySelectorAll('#inbox-messages .ib-msg.in').length > n, before, { timeout: 10_000 });
     assert.match(await page.locator('#inbox-messages .ib-msg.in').last().textContent(), /这个多少钱/);
-    await page.waitForFunction(() => /这个多少钱/.test(document.querySelector('#inbox-list a.ib-row.active .ib-preview')?.textContent || '') || document.querySelector('#inbox-list a.ib-row.active'));
+    // The list row follows too (its preview is the last message, in or out).
+    await page.waitForFunction((p) => { const e = document.querySelector(`#inbox-list a.ib-row[data-person="${p}"] .ib-preview`); return e && !/我想了解/.test(e.textContent); }, FAN, { timeout: 10_000 });
     assert.equal(await page.evaluate(() => window.__noReload), true, 'the page was not reloaded');
     // The demo's `price` auto-reply answers it (to the bridge, like ours).
     const auto = await delivery('"identity":"douyin:e2e_fan1"', 15_000).catch(() => null);
@@ -182,6 +183,15 @@ try {
     await page.waitForFunction((s) => [...document.querySelectorAll('#inbox-messages .ib-msg.out .ib-text')].some((e) => e.textContent === s), text, { timeout: 10_000 });
     assert.match(await page.locator('#inbox-messages .ib-msg.out').last().textContent(), /operator/);
     await shot('inbox-thread.png');
+  });
+
+  await step('assign it to me: it is listed under 我的', async () => {
+    await page.click('#inbox-assign');
+    await page.selectOption('#inbox-assign-select', 'operator');
+    await page.waitForFunction(() => /已分配给 operator/.test(document.querySelector('#toast')?.textContent || ''), null, { timeout: 10_000 });
+    await page.click('#inbox-filters [data-view=mine]');
+    await page.locator(rowOf(FAN)).waitFor({ timeout: 10_000 });
+    assert.match(await page.locator(rowOf(FAN) + ' .ib-op').textContent(), /operator/);
   });
 
   await step(`${REPLIES} replies: click → received by the bridge`, async () => {
