@@ -284,6 +284,7 @@ window.InboxPages = function (ui) {
         const hash = '#/inbox/' + enc(p);
         if (location.hash !== hash) history.pushState(null, '', hash);
       }
+      if (p !== person) threadBox.replaceChildren(h('p', { class: 'muted ib-loading' }, t('common.loading')));
       person = p;
       thread = null;
       listBox.querySelectorAll('.ib-row').forEach((a) => a.classList.toggle('active', a.dataset.person === p));
