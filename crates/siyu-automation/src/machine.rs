@@ -132,6 +132,18 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expires_at: Option<i64>,
     },
+    /// An operator's own message in a conversation (the inbox): the text
+    /// as written, no template, transactional, on `channel`, through the
+    /// guardrails like every send. Its `message_sent` carries `reply:
+    /// true` and the operator: it answers the customer.
+    Reply {
+        key: String,
+        channel: String,
+        text: String,
+        operator: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<ReplyTo>,
+    },
 }
 
 /// The inbound comment or message a reply answers. A platform without a
@@ -205,7 +217,8 @@ impl Action {
             | Action::Task { key, .. }
             | Action::Webhook { key, .. }
             | Action::GroupPost { key, .. }
-            | Action::ApiCall { key, .. } => key,
+            | Action::ApiCall { key, .. }
+            | Action::Reply { key, .. } => key,
         }
     }
 }

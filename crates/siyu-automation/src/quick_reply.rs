@@ -9,6 +9,12 @@
 //! search match. Storage, use counts and rendering for a person are the
 //! server's.
 
+/// The settings a quick reply is saved under: `quick_reply/<id>`.
+pub const SETTINGS_PREFIX: &str = "quick_reply/";
+/// The store's atomic counter of a reply's uses: `quick_reply_uses/<id>`
+/// (the inbox's sends and `/use` count into it).
+pub const USES_PREFIX: &str = "quick_reply_uses/";
+
 use serde::{Deserialize, Serialize};
 
 use crate::template::{self, Compiled, Template};

@@ -107,6 +107,19 @@ pub fn tie_break(id: Option<&str>, seq: u64) -> u64 {
     }
 }
 
+/// A `message_sent` an operator wrote in answer (`properties.reply` is
+/// true: the conversations API's sends), which answers the customer's
+/// waiting messages (`crate::conversation`). Only [`Engine::apply`] sees
+/// properties: a bulk line with properties is applied through it.
+pub fn is_operator_reply(e: &Event) -> bool {
+    e.event_type == EventType::MessageSent
+        && e.properties
+            .as_ref()
+            .and_then(|p| p.get("reply"))
+            .and_then(|v| v.as_bool())
+            == Some(true)
+}
+
 /// A 32-bit fingerprint of a device or IP string (0 = none).
 pub fn fingerprint(s: Option<&str>) -> u32 {
     let Some(s) = s else { return 0 };
@@ -339,6 +352,14 @@ impl Engine {
         }
     }
 
+    /// The code of a channel name, if any event carried it.
+    pub fn channel_of(&self, name: &str) -> Option<u16> {
+        self.channels
+            .iter()
+            .position(|c| c == name)
+            .map(|i| i as u16)
+    }
+
     /// Number of distinct channels seen.
     pub fn channel_count(&self) -> usize {
         self.channels.len()
@@ -414,6 +435,11 @@ impl Engine {
     pub fn apply(&mut self, seq: u64, event: &Event) -> Applied {
         let mut applied = self.apply_raw(RawEvent::from_event(seq, event));
         let ts = event.ts.clamp(0, u32::MAX as i64 - 1) as Ts;
+        if is_operator_reply(event) {
+            self.persons[applied.person as usize]
+                .conversation_mut()
+                .replied(ts);
+        }
         let mut matched = false;
         for (i, def) in self.properties.iter().enumerate() {
             if let Some(v) = def.matches(event) {
@@ -596,6 +622,13 @@ impl Engine {
             }
             EventType::Refund => person.add_exit(ts, Exit::Refund),
             EventType::Custom if ev.name == Some("unfriend") => person.add_exit(ts, Exit::Unfriend),
+            EventType::Custom if ev.name == Some(crate::conversation::RESOLVED_EVENT) => {
+                person.conversation_mut().resolve(ts)
+            }
+            EventType::Comment => person
+                .conversation_mut()
+                .inbound(ts, ev.tie_break(), channel),
+            EventType::MessageSent => person.conversation_mut().outbound(ts),
             EventType::Touch => {
                 if let Some(c) = ev.campaign {
                     let code = self.campaign_code(c) as usize;

@@ -5,6 +5,7 @@
 //! the state of a merged person equals the state recomputed from the union
 //! of both event sets, which the oracle test checks.
 
+use crate::conversation::Conversation;
 use crate::identity::IdentityId;
 use siyu_domain::EventType;
 
@@ -39,6 +40,9 @@ pub struct PersonExtra {
     /// what a fission campaign's hold period checks ("take the gift and
     /// leave").
     pub exits: Vec<(Ts, Exit)>,
+    /// Messages to and from the person (`crate::conversation`); none for
+    /// a person who never wrote or was written to.
+    pub conversation: Option<Box<Conversation>>,
 }
 
 /// A departure a hold period looks for.
@@ -169,6 +173,18 @@ impl Person {
         exits.insert(i, x);
     }
 
+    /// The person's conversation state, made on first use.
+    pub fn conversation_mut(&mut self) -> &mut Conversation {
+        self.extra_mut()
+            .conversation
+            .get_or_insert_with(Default::default)
+    }
+
+    /// The person's conversation state, if they ever wrote or were written to.
+    pub fn conversation(&self) -> Option<&Conversation> {
+        self.extra.as_ref()?.conversation.as_deref()
+    }
+
     pub fn extra_mut(&mut self) -> &mut PersonExtra {
         self.extra.get_or_insert_with(Default::default)
     }
@@ -251,6 +267,12 @@ impl Person {
             for x in o.exits {
                 let i = e.exits.partition_point(|y| *y <= x);
                 e.exits.insert(i, x);
+            }
+            if let Some(theirs) = o.conversation {
+                match &mut e.conversation {
+                    Some(mine) => mine.absorb(*theirs),
+                    None => e.conversation = Some(theirs),
+                }
             }
         }
     }

@@ -17,7 +17,7 @@ const MAGIC: &[u8; 8] = b"SIYUSNAP";
 /// Bump on any change to the layout below, or to what a field means
 /// (v4: a person's `first_seq` and a referral's `seq` are tie-breaks in
 /// event time, `RawEvent::tie_break`, no longer log offsets).
-pub const SNAPSHOT_VERSION: u32 = 4;
+pub const SNAPSHOT_VERSION: u32 = 5;
 
 /// Why a snapshot could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -171,6 +171,8 @@ struct ExtraJson {
     properties: Vec<Vec<(u32, i64)>>,
     #[serde(default)]
     exits: Vec<(u32, crate::person::Exit)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    conversation: Option<crate::conversation::Conversation>,
 }
 
 impl Engine {
@@ -241,6 +243,7 @@ impl Engine {
                         traits: e.traits.clone(),
                         properties: e.properties.clone(),
                         exits: e.exits.clone(),
+                        conversation: e.conversation.as_deref().cloned(),
                     };
                     w.bytes(&serde_json::to_vec(&j).unwrap_or_default());
                 }
@@ -337,6 +340,7 @@ impl Engine {
                     traits: j.traits,
                     properties: j.properties,
                     exits: j.exits,
+                    conversation: j.conversation.map(Box::new),
                 }));
             }
             let valid = (p.canonical as usize) < ids.len() && (p.anchor as usize) < ids.len();

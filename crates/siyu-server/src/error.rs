@@ -34,6 +34,11 @@ pub enum ApiError {
     BadSignature(String),
     #[error("{0}")]
     Conflict(String),
+    /// A reply on a channel whose platform takes replies only within a
+    /// window after the customer's last message, outside it; the message
+    /// names the window, when the customer last wrote and what to do.
+    #[error("{0}")]
+    OutsideServiceWindow(String),
     /// A deletion refused because other definitions use what it deletes;
     /// the message names each and how to free it.
     #[error("{0}")]
@@ -79,6 +84,7 @@ impl ApiError {
             (ApiError::InvalidDefinition(s()), "a journey, template, rule set, policy or send is invalid; the message names each fault's path and fix"),
             (ApiError::BadSignature(s()), "an inbound webhook or channel callback (WeCom) whose signature or timestamp does not verify, or that lacks one"),
             (ApiError::Conflict(s()), "the request is valid but the current state cannot take it (every group of a live code is full, no operator under the load limit)"),
+            (ApiError::OutsideServiceWindow(s()), "a conversation reply on a channel whose platform takes replies only within a window after the customer's last message there (WeChat Official Accounts, WeCom 微信客服: 48 h), outside it; the message says when the customer last wrote; reply on another channel of the person or send a template message"),
             (ApiError::InUse(s()), "a DELETE refused because other definitions use what it would delete (a segment read by a journey or another segment, a property read by a segment, a template a journey, rule, campaign, live code or calendar sends); the message names every one and its fix, and nothing was deleted"),
             (ApiError::Replayed(s()), "a signed inbound webhook request that was already accepted (within the signature window); sign a new one to send again"),
             (ApiError::WrongChannel(s()), "an inbound webhook wrote an identity of another channel; each channel's secret writes only its own identities"),
@@ -110,6 +116,7 @@ impl ApiError {
             }
             ApiError::BadSignature(_) => (StatusCode::UNAUTHORIZED, "bad_signature"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::OutsideServiceWindow(_) => (StatusCode::CONFLICT, "outside_service_window"),
             ApiError::InUse(_) => (StatusCode::CONFLICT, "in_use"),
             ApiError::Replayed(_) => (StatusCode::CONFLICT, "replayed"),
             ApiError::WrongChannel(_) => (StatusCode::FORBIDDEN, "wrong_channel"),

@@ -32,6 +32,7 @@ pub mod channels;
 pub mod cluster;
 pub mod config;
 pub mod connections;
+pub mod conversations;
 pub mod definitions;
 pub mod error;
 pub mod h5;
@@ -44,6 +45,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod preview;
 pub mod privacy;
+pub mod profile;
 pub mod quarantine;
 pub mod ratelimit;
 pub mod references;
@@ -84,6 +86,8 @@ pub struct Inner {
     pub keys: RwLock<HashMap<String, auth::KeyGrant>>,
     pub metrics: Arc<Metrics>,
     pub changes: broadcast::Sender<PublishedChange>,
+    /// Conversation changes, for `GET /v1/conversations/stream`.
+    pub conversations: broadcast::Sender<conversations::ConversationChange>,
     pub config: Config,
     /// Operator console sessions (siyu-console).
     pub console: siyu_console::Console,
@@ -449,6 +453,7 @@ impl Application {
             Arc::new(move || config.open_store())
         };
         let (changes, _) = broadcast::channel(4096);
+        let (conversation_changes, _) = broadcast::channel(4096);
         let (tx, rx) = std::sync::mpsc::channel();
         let (auto_tx, auto_rx) = std::sync::mpsc::channel();
         let wants_all = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -471,6 +476,7 @@ impl Application {
             engine: engine.clone(),
             metrics: metrics.clone(),
             changes: changes.clone(),
+            conversations: conversation_changes.clone(),
             sharing: snapshot::shared_through_store(&config)
                 .then(|| snapshot::Sharing::new(open_store.clone(), snapshot_path.clone())),
             snapshot_path,
@@ -553,6 +559,7 @@ impl Application {
             keys: RwLock::new(keys),
             metrics,
             changes,
+            conversations: conversation_changes,
             config,
             console: Default::default(),
             automation: automation::AutomationHandle {

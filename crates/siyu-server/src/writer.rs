@@ -134,6 +134,9 @@ pub struct Writer {
     pub engine: Arc<RwLock<Engine>>,
     pub metrics: Arc<Metrics>,
     pub changes: broadcast::Sender<PublishedChange>,
+    /// Conversation changes (a message in or out, a resolve, an
+    /// assignment) for the inbox's stream; sent only while someone listens.
+    pub conversations: broadcast::Sender<crate::conversations::ConversationChange>,
     pub snapshot_path: PathBuf,
     /// With PostgreSQL: copies each snapshot file the writer keeps into
     /// the store for other nodes to start from, on its own thread.
@@ -343,8 +346,20 @@ impl Writer {
             let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
             let mut changes = engine.advance_to(now);
             let mut causes: Vec<Option<crate::automation::Cause>> = vec![None; changes.len()];
+            let listening = self.conversations.receiver_count() > 0;
             for &(offset, e) in slice {
                 let applied = engine.apply(offset, e);
+                if listening {
+                    if let Some(kind) = crate::conversations::change_kind(e) {
+                        let _ = self
+                            .conversations
+                            .send(crate::conversations::ConversationChange {
+                                person: engine.canonical_id(applied.person).to_string(),
+                                kind,
+                                at: e.ts,
+                            });
+                    }
+                }
                 causes.extend(std::iter::repeat_n(
                     Some(crate::automation::Cause {
                         ts: e.ts,

@@ -176,6 +176,22 @@ pub const SIDE_TABLES: &[Table] = &[
         ],
     },
     Table {
+        name: "conversation_archive",
+        key: "key",
+        auto_key: false,
+        columns: &[
+            text("key"),
+            int("ts"),
+            text("kind"),
+            text("identity"),
+            text("operator"),
+            text("channel"),
+            text("text"),
+            int_or_null("response_secs"),
+            text("flags"),
+        ],
+    },
+    Table {
         name: "send_attempts",
         key: "id",
         auto_key: true,

@@ -24,8 +24,8 @@ mod snapshots;
 mod sqlite;
 
 pub use crate::automation::{
-    AutomationCommit, CommitOutcome, ConsentRow, EnrollmentRow, Fence, OutboxItem, OutboxQuery,
-    OutboxStatus, OutboxUpdate, SendAttempt, TaskRow,
+    ArchiveQuery, ArchivedMessage, AutomationCommit, CommitOutcome, ConsentRow, EnrollmentRow,
+    Fence, OutboxItem, OutboxQuery, OutboxStatus, OutboxUpdate, SendAttempt, TaskRow,
 };
 /// The newest schema version this build knows (its last migration).
 pub use crate::migrations::latest as latest_schema_version;
@@ -458,6 +458,15 @@ pub trait Store: Send {
 
     /// Every attempt at an outbox item, oldest first.
     fn send_attempts(&mut self, key: &str) -> Result<Vec<SendAttempt>>;
+
+    /// Adds to the conversation archive (nothing when the key exists).
+    fn archive_message(&mut self, m: &ArchivedMessage) -> Result<()>;
+
+    /// Archived messages the query keeps, newest first.
+    fn archived_messages(&mut self, q: &ArchiveQuery) -> Result<Vec<ArchivedMessage>>;
+
+    /// Deletes archived messages older than `before` (retention); how many.
+    fn prune_archive(&mut self, before: i64) -> Result<u64>;
 
     // ---- export and restore (see `dump`) ----
 

@@ -304,6 +304,30 @@ pub const MIGRATIONS: &[Migration] = &[
     {snapshot_parts_storage}
     ",
     },
+    Migration {
+        version: 12,
+        sql: "
+    -- The conversation archive (会话存档): every message an operator sent
+    -- through the conversations API and every resolution, with the
+    -- sensitive-word rules it hit and its response time. Searchable by
+    -- operator, person, time and text; pruned by the workspace's
+    -- retention; erased with the person.
+    CREATE TABLE conversation_archive (
+        key TEXT PRIMARY KEY,
+        ts BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        identity TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        text TEXT NOT NULL,
+        response_secs BIGINT,
+        flags TEXT NOT NULL
+    );
+    CREATE INDEX conversation_archive_ts ON conversation_archive (ts);
+    CREATE INDEX conversation_archive_identity ON conversation_archive (identity);
+    CREATE INDEX conversation_archive_operator ON conversation_archive (operator, ts);
+    ",
+    },
 ];
 
 /// The secondary indexes of the tables a bulk load fills (the log and the

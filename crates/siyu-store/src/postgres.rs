@@ -1105,6 +1105,21 @@ impl Store for PostgresStore {
         automation::pg::complete_task(&mut self.client, key, at)
     }
 
+    fn archive_message(&mut self, m: &crate::ArchivedMessage) -> Result<()> {
+        automation::pg::archive_message(&mut self.client, m)
+    }
+
+    fn archived_messages(
+        &mut self,
+        q: &crate::ArchiveQuery,
+    ) -> Result<Vec<crate::ArchivedMessage>> {
+        automation::pg::archived_messages(&mut self.client, q)
+    }
+
+    fn prune_archive(&mut self, before: i64) -> Result<u64> {
+        automation::pg::prune_archive(&mut self.client, before)
+    }
+
     fn send_attempts(&mut self, key: &str) -> Result<Vec<crate::SendAttempt>> {
         automation::pg::send_attempts(&mut self.client, key)
     }

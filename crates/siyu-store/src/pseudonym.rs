@@ -26,6 +26,7 @@ pub(crate) const IDENTITY_COLUMNS: &[(&str, &str)] = &[
     ("outbox", "identity"),
     ("consent", "identity"),
     ("tasks", "identity"),
+    ("conversation_archive", "identity"),
 ];
 
 /// Above this many names, every row is parsed rather than pre-filtered

@@ -1303,6 +1303,21 @@ impl Store for SqliteStore {
         automation::sqlite::complete_task(&self.conn, key, at)
     }
 
+    fn archive_message(&mut self, m: &crate::ArchivedMessage) -> Result<()> {
+        automation::sqlite::archive_message(&self.conn, m)
+    }
+
+    fn archived_messages(
+        &mut self,
+        q: &crate::ArchiveQuery,
+    ) -> Result<Vec<crate::ArchivedMessage>> {
+        automation::sqlite::archived_messages(&self.conn, q)
+    }
+
+    fn prune_archive(&mut self, before: i64) -> Result<u64> {
+        automation::sqlite::prune_archive(&self.conn, before)
+    }
+
     fn send_attempts(&mut self, key: &str) -> Result<Vec<crate::SendAttempt>> {
         automation::sqlite::send_attempts(&self.conn, key)
     }

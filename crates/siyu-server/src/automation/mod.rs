@@ -355,6 +355,15 @@ impl AutomationHandle {
         self.dispatcher.as_ref().map(|d| d.stats())
     }
 
+    /// Whether a message on `channel` has a connector to go out through:
+    /// its own, or the generic webhook that bridges every other channel
+    /// (the executor's `dispatch` makes that same choice).
+    pub fn can_send_on(&self, channel: &str) -> bool {
+        self.dispatcher
+            .as_ref()
+            .is_some_and(|d| d.has_channel(channel) || d.has_channel("webhook"))
+    }
+
     pub fn reload(&self) {
         // Until the executor has looked, assume a journey needs every
         // event: none may slip past between the save and the reload.
@@ -1448,7 +1457,40 @@ impl Executor {
     /// Schedules, birthdays, days after first purchase, silence: each
     /// person whose trigger instant fell in (from, to] is enrolled, keyed
     /// by that instant (a replayed sweep enrolls nobody twice).
+    /// The conversations' alerts (tasks for customers waiting too long
+    /// and for flagged operator messages) and the archive's retention,
+    /// on the leading node once a sweep (`crate::conversations`).
+    fn conversation_sweep(&mut self, from: i64, to: i64) {
+        let settings = match crate::conversations::Settings::load(self.store.as_mut()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "conversation settings not read; no alerts this sweep");
+                return;
+            }
+        };
+        let waiting = {
+            let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
+            crate::conversations::unanswered_alerts(&engine, &settings, to)
+        };
+        self.commit.tasks.extend(waiting);
+        // From the previous sweep, with a minute's overlap: the task keys
+        // make a repeat add nothing.
+        match crate::conversations::sensitive_alerts(self.store.as_mut(), from - SWEEP_EVERY, to) {
+            Ok(tasks) => self.commit.tasks.extend(tasks),
+            Err(e) => tracing::warn!(error = %e, "flagged operator messages not read"),
+        }
+        if settings.archive_retention_days > 0 && to / 3600 != from / 3600 {
+            let before = to - settings.archive_retention_days as i64 * 86_400;
+            match self.store.prune_archive(before) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "conversation archive pruned (retention)"),
+                Err(e) => tracing::warn!(error = %e, "conversation archive not pruned"),
+            }
+        }
+    }
+
     fn sweep(&mut self, from: i64, to: i64) {
+        self.conversation_sweep(from, to);
         let journeys: Vec<Arc<Compiled>> = self
             .defs
             .journeys
@@ -2081,10 +2123,29 @@ impl Executor {
             } => self.send(
                 &item,
                 key,
-                &template,
+                Content::Template(&template),
                 channel,
                 class,
                 kind,
+                reply_to.as_ref(),
+                now,
+            ),
+            Action::Reply {
+                key,
+                channel,
+                text,
+                operator,
+                reply_to,
+            } => self.send(
+                &item,
+                key,
+                Content::Text {
+                    text: &text,
+                    operator: &operator,
+                },
+                Some(channel),
+                Some(MessageClass::Transactional),
+                SendKind::Direct,
                 reply_to.as_ref(),
                 now,
             ),
@@ -2311,23 +2372,29 @@ impl Executor {
         &mut self,
         item: &OutboxItem,
         key: String,
-        template: &str,
+        content: Content<'_>,
         channel: Option<String>,
         class: Option<MessageClass>,
         kind: SendKind,
         reply_to: Option<&ReplyTo>,
         now: i64,
     ) -> bool {
-        let Some((tpl, compiled)) = self.defs.templates.get(template) else {
-            self.suppress(item, "unknown_template", now);
-            return true;
+        let template = match content {
+            Content::Template(name) => {
+                let Some(t) = self.defs.templates.get(name) else {
+                    self.suppress(item, "unknown_template", now);
+                    return true;
+                };
+                Some(t)
+            }
+            Content::Text { .. } => None,
         };
-        let class = class.unwrap_or(tpl.class);
+        let class = class
+            .or(template.map(|(t, _)| t.class))
+            .unwrap_or(MessageClass::Transactional);
         let channel = channel.unwrap_or_else(|| {
-            tpl.variants
-                .keys()
-                .next()
-                .cloned()
+            template
+                .and_then(|(t, _)| t.variants.keys().next().cloned())
                 .unwrap_or_else(|| "wecom".into())
         });
         // WeCom without customer service sends every message as a
@@ -2355,12 +2422,25 @@ impl Executor {
                         let vars = snap
                             .vars(&unsubscribe, &item.action)
                             .with_links(&self.public_url, &self.link_secret);
-                        let rendered = compiled.render(&channel, &vars);
-                        // An Official Account send of a template with a
-                        // template message goes out as that message.
-                        let wechat_template = (channel == "wechat")
-                            .then(|| compiled.render_wechat_template(&vars))
-                            .flatten();
+                        let (rendered, wechat_template) = match template {
+                            Some((_, compiled)) => (
+                                compiled.render(&channel, &vars),
+                                // An Official Account send of a template with a
+                                // template message goes out as that message.
+                                (channel == "wechat")
+                                    .then(|| compiled.render_wechat_template(&vars))
+                                    .flatten(),
+                            ),
+                            // An operator's text goes out as written.
+                            None => (
+                                Ok(siyu_automation::template::Rendered {
+                                    subject: None,
+                                    body: content.text().to_string(),
+                                    html: None,
+                                }),
+                                None,
+                            ),
+                        };
                         Ok((
                             unsubscribe,
                             to,
@@ -2468,7 +2548,14 @@ impl Executor {
                     unsubscribe_url: (class == MessageClass::Marketing).then_some(unsubscribe),
                     mass: kind == SendKind::Mass,
                     data: {
-                        let mut data = serde_json::json!({"journey": item.journey, "template": template, "class": class});
+                        let mut data = match content {
+                            Content::Template(template) => {
+                                serde_json::json!({"journey": item.journey, "template": template, "class": class})
+                            }
+                            Content::Text { operator, .. } => {
+                                serde_json::json!({"operator": operator, "class": class})
+                            }
+                        };
                         if let Some(r) = reply_to {
                             data["reply_to"] = serde_json::to_value(r).unwrap_or_default();
                         }
@@ -2689,15 +2776,22 @@ impl Executor {
     /// sent when this process rendered it (at most [`SENT_TEXT_BYTES`]).
     fn after_send(&mut self, item: &OutboxItem, text: Option<String>, now: i64) {
         self.metrics.send(&item_channel(item), "delivered");
-        let Ok(Action::Send {
-            key,
-            template,
-            channel,
-            ..
-        }) = serde_json::from_value::<Action>(item.action.clone())
-        else {
-            return;
-        };
+        let (key, template, channel, operator) =
+            match serde_json::from_value::<Action>(item.action.clone()) {
+                Ok(Action::Send {
+                    key,
+                    template,
+                    channel,
+                    ..
+                }) => (key, Some(template), channel, None),
+                Ok(Action::Reply {
+                    key,
+                    channel,
+                    operator,
+                    ..
+                }) => (key, None, Some(channel), Some(operator)),
+                _ => return,
+            };
         let Ok(identity) = Identity::parse(&item.identity) else {
             return;
         };
@@ -2710,7 +2804,15 @@ impl Executor {
         ev.id = Some(format!("sent/{key}"));
         let mut props = serde_json::Map::new();
         props.insert("key".into(), key.into());
-        props.insert("template".into(), template.into());
+        if let Some(template) = template {
+            props.insert("template".into(), template.into());
+        }
+        if let Some(operator) = operator {
+            // An operator's answer: it answers the customer's waiting
+            // messages (`siyu_engine::conversation`).
+            props.insert("operator".into(), operator.into());
+            props.insert("reply".into(), true.into());
+        }
         if let Some(j) = &item.journey {
             props.insert("journey".into(), j.clone().into());
         }
@@ -2729,17 +2831,26 @@ impl Executor {
     }
 
     fn record_sent(&mut self, item: &OutboxItem) {
-        if let Ok(Action::Send {
-            channel,
-            class,
-            kind,
-            template,
-            ..
-        }) = serde_json::from_value::<Action>(item.action.clone())
-        {
-            let class = class
-                .or_else(|| self.defs.templates.get(&template).map(|t| t.0.class))
-                .unwrap_or(MessageClass::Marketing);
+        let sent = match serde_json::from_value::<Action>(item.action.clone()) {
+            Ok(Action::Send {
+                channel,
+                class,
+                kind,
+                template,
+                ..
+            }) => Some((
+                channel,
+                class
+                    .or_else(|| self.defs.templates.get(&template).map(|t| t.0.class))
+                    .unwrap_or(MessageClass::Marketing),
+                kind,
+            )),
+            Ok(Action::Reply { channel, .. }) => {
+                Some((Some(channel), MessageClass::Transactional, SendKind::Direct))
+            }
+            _ => None,
+        };
+        if let Some((channel, class, kind)) = sent {
             let channel = channel.unwrap_or_else(|| "wecom".into());
             let kind = if self.wecom_sends_are_mass && channel == "wecom" {
                 SendKind::Mass
@@ -2878,6 +2989,24 @@ pub fn person_tz(tz: Option<&str>) -> Tz {
     Tz::parse_or(tz, schedule::DEFAULT_TZ)
 }
 
+/// What a send says: a template rendered for the person (journeys, mass
+/// sends, auto-replies) or an operator's own text (the inbox).
+#[derive(Clone, Copy)]
+enum Content<'a> {
+    Template(&'a str),
+    Text { text: &'a str, operator: &'a str },
+}
+
+impl Content<'_> {
+    /// An operator's text (empty for a template).
+    fn text(&self) -> &str {
+        match self {
+            Content::Text { text, .. } => text,
+            Content::Template(_) => "",
+        }
+    }
+}
+
 /// The channel an outbox item is for, as `/metrics` labels its sends: the
 /// step's channel (`default`: the template's first variant), `webhook`, a
 /// group post's channel, `internal` for effects that send nothing.
@@ -2887,6 +3016,7 @@ fn item_channel(item: &OutboxItem) -> String {
         Ok(Action::GroupPost { channel, .. }) => channel,
         Ok(Action::Webhook { .. }) => "webhook".into(),
         Ok(Action::ApiCall { channel, .. }) => channel,
+        Ok(Action::Reply { channel, .. }) => channel,
         Ok(_) => "internal".into(),
         Err(_) => "unknown".into(),
     }

@@ -11,6 +11,7 @@ pub mod callbacks;
 pub mod channels;
 pub mod communities;
 pub mod content;
+pub mod conversations;
 pub mod customers;
 pub mod events;
 pub mod fission;
@@ -42,5 +43,6 @@ pub fn all() -> Vec<Route> {
     routes.extend(channels::routes());
     routes.extend(quick_replies::routes());
     routes.extend(sensitive::routes());
+    routes.extend(conversations::routes());
     routes
 }

@@ -15,8 +15,7 @@ use serde_json::Value;
 use siyu_automation::quick_reply::QuickReply;
 use siyu_automation::sensitive::Speaker;
 
-pub const PREFIX: &str = "quick_reply/";
-pub const USES_PREFIX: &str = "quick_reply_uses/";
+use siyu_automation::quick_reply::{SETTINGS_PREFIX as PREFIX, USES_PREFIX};
 
 pub fn routes() -> Vec<Route> {
     vec![

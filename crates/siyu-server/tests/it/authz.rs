@@ -132,6 +132,14 @@ async fn send(t: &TestApp, method: &str, uri: &str, cred: &Cred) -> (StatusCode,
         .await
         .unwrap();
     let status = resp.status();
+    // A server-sent event stream never ends: its status is the answer.
+    if resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+    {
+        return (status, Value::Null);
+    }
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     (
         status,
@@ -416,6 +424,21 @@ fn workbench_and_channel_routes_declare_their_access() {
                 ("get /v1/sensitive-words", read),
                 ("post /v1/sensitive-words/check", read),
                 ("put /v1/sensitive-words", write),
+            ],
+        ),
+        (
+            "/v1/conversations",
+            vec![
+                ("get /v1/conversations", read),
+                ("get /v1/conversations/archive", read),
+                ("get /v1/conversations/report", read),
+                ("get /v1/conversations/settings", read),
+                ("get /v1/conversations/stream", read),
+                ("get /v1/conversations/{person}", read),
+                ("post /v1/conversations/{person}/assign", write),
+                ("post /v1/conversations/{person}/messages", write),
+                ("post /v1/conversations/{person}/resolve", write),
+                ("put /v1/conversations/settings", write),
             ],
         ),
     ] {

@@ -9,7 +9,7 @@ use siyu_connectors::{Secret, WebhookConfig};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "hook-secret";
+pub(crate) const SECRET: &str = "hook-secret";
 
 /// A local webhook receiver: every request's headers and JSON body.
 #[derive(Clone, Default)]
@@ -532,7 +532,7 @@ async fn a_bridge_gets_the_reply_with_where_to_answer_it() {
 
 /// A request to `/v1/inbound/{channel}` signed with the test secret for
 /// `workspace`.
-async fn inbound(
+pub(crate) async fn inbound(
     app: &TestApp,
     channel: &str,
     ts: i64,

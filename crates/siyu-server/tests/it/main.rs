@@ -9,6 +9,7 @@ mod channels;
 mod cluster;
 mod communities;
 mod connections;
+mod conversations;
 mod customers;
 mod delete;
 mod email;

@@ -120,6 +120,48 @@ pub struct TaskRow {
     pub done_at: Option<i64>,
 }
 
+/// One entry of the conversation archive (会话存档): an operator's
+/// message to a person, or the resolution of a conversation, as the
+/// conversations API made it. Kept for the workspace's retention, erased
+/// with the person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ArchivedMessage {
+    /// The outbox key of the send (`c/…`), or the resolve event's id.
+    pub key: String,
+    pub ts: i64,
+    /// `message` (an operator's reply) or `resolution`.
+    pub kind: String,
+    /// The person's canonical identity when it was written.
+    pub identity: String,
+    pub operator: String,
+    pub channel: String,
+    pub text: String,
+    /// A reply: seconds since the oldest message it answered (None: none
+    /// was waiting). A resolution: seconds since the conversation opened.
+    pub response_secs: Option<i64>,
+    /// Sensitive-word rules the text hit (their ids).
+    pub flags: Vec<String>,
+}
+
+/// Which archived messages to read (newest first).
+#[derive(Debug, Clone, Default)]
+pub struct ArchiveQuery {
+    pub kind: Option<String>,
+    pub operator: Option<String>,
+    /// Any of these identities (a person's).
+    pub identities: Option<Vec<String>>,
+    /// The text contains this.
+    pub text: Option<String>,
+    /// Only messages that hit a sensitive-word rule.
+    pub flagged: bool,
+    /// From this instant (inclusive) to that one (exclusive).
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    /// Older than this (ts, key): the next page.
+    pub before: Option<(i64, String)>,
+    pub limit: usize,
+}
+
 /// One attempt at an outbox item and its verdict: the send audit, append
 /// only (`sent`, `delivered`, `suppressed`, `delayed`, `retried`, `dead`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -209,6 +251,8 @@ pub(crate) const OUTBOX_COLUMNS: &str =
 /// Columns of enrollments, in the order every SELECT lists them.
 pub(crate) const ENROLLMENT_COLUMNS: &str =
     "id, journey, version, identity, entry_key, entered_at, wake_at, done, state";
+pub(crate) const ARCHIVE_COLUMNS: &str =
+    "key, ts, kind, identity, operator, channel, text, response_secs, flags";
 pub(crate) const TASK_COLUMNS: &str =
     "key, created_at, identity, journey, operator, title, note, due, done_at";
 

@@ -2,9 +2,9 @@
 //! typed parameters where PostgreSQL cannot infer them).
 
 use super::{
-    parse_json, parse_status, AutomationCommit, CommitOutcome, ConsentRow, EnrollmentRow,
-    OutboxItem, OutboxQuery, OutboxStatus, SendAttempt, TaskRow, ENROLLMENT_COLUMNS,
-    OUTBOX_COLUMNS, TASK_COLUMNS,
+    parse_json, parse_status, ArchiveQuery, ArchivedMessage, AutomationCommit, CommitOutcome,
+    ConsentRow, EnrollmentRow, OutboxItem, OutboxQuery, OutboxStatus, SendAttempt, TaskRow,
+    ARCHIVE_COLUMNS, ENROLLMENT_COLUMNS, OUTBOX_COLUMNS, TASK_COLUMNS,
 };
 use crate::row::to_sql_int;
 use crate::{Result, StoreError};
@@ -440,6 +440,7 @@ pub(crate) fn erase(tx: &mut postgres::Transaction<'_>, ids: &[&str]) -> Result<
         ("outbox", "erasing outbox items"),
         ("consent", "erasing consent entries"),
         ("tasks", "erasing tasks"),
+        ("conversation_archive", "erasing archived messages"),
     ] {
         tx.execute(
             &format!("DELETE FROM {table} WHERE identity = ANY($1)"),
@@ -448,4 +449,89 @@ pub(crate) fn erase(tx: &mut postgres::Transaction<'_>, ids: &[&str]) -> Result<
         .map_err(db(step))?;
     }
     Ok(())
+}
+
+pub(crate) fn archive_message(client: &mut Client, m: &ArchivedMessage) -> Result<()> {
+    let flags = serde_json::to_string(&m.flags).unwrap_or_else(|_| "[]".into());
+    client
+        .execute(
+            &format!(
+                "INSERT INTO conversation_archive ({ARCHIVE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (key) DO NOTHING"
+            ),
+            &[
+                &m.key,
+                &m.ts,
+                &m.kind,
+                &m.identity,
+                &m.operator,
+                &m.channel,
+                &m.text,
+                &m.response_secs,
+                &flags,
+            ],
+        )
+        .map_err(db("archiving a message"))?;
+    Ok(())
+}
+
+pub(crate) fn archived_messages(
+    client: &mut Client,
+    q: &ArchiveQuery,
+) -> Result<Vec<ArchivedMessage>> {
+    let (before_ts, before_key) = match &q.before {
+        Some((t, k)) => (Some(*t), Some(k.clone())),
+        None => (None, None),
+    };
+    let limit = to_sql_int(q.limit as u64);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {ARCHIVE_COLUMNS} FROM conversation_archive
+                 WHERE ($1::TEXT IS NULL OR kind = $1) AND ($2::TEXT IS NULL OR operator = $2)
+                   AND ($3::TEXT[] IS NULL OR identity = ANY($3))
+                   AND ($4::TEXT IS NULL OR strpos(text, $4) > 0) AND (NOT $5 OR flags <> '[]')
+                   AND ($6::BIGINT IS NULL OR ts >= $6) AND ($7::BIGINT IS NULL OR ts < $7)
+                   AND ($8::BIGINT IS NULL OR ts < $8 OR (ts = $8 AND key < $9))
+                 ORDER BY ts DESC, key DESC LIMIT $10"
+            ),
+            &[
+                &q.kind,
+                &q.operator,
+                &q.identities,
+                &q.text,
+                &q.flagged,
+                &q.from,
+                &q.to,
+                &before_ts,
+                &before_key,
+                &limit,
+            ],
+        )
+        .map_err(db("reading the conversation archive"))?;
+    rows.iter()
+        .map(|r| {
+            let key: String = r.get(0);
+            let flags: String = r.get(8);
+            let flags = serde_json::from_str(&flags)
+                .map_err(|e| StoreError::Corrupt(format!("archived message {key}: flags: {e}")))?;
+            Ok(ArchivedMessage {
+                key,
+                ts: r.get(1),
+                kind: r.get(2),
+                identity: r.get(3),
+                operator: r.get(4),
+                channel: r.get(5),
+                text: r.get(6),
+                response_secs: r.get(7),
+                flags,
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn prune_archive(client: &mut Client, before: i64) -> Result<u64> {
+    client
+        .execute("DELETE FROM conversation_archive WHERE ts < $1", &[&before])
+        .map_err(db("pruning the conversation archive"))
 }

@@ -1,9 +1,9 @@
 //! The automation tables on SQLite.
 
 use super::{
-    parse_json, parse_status, AutomationCommit, CommitOutcome, ConsentRow, EnrollmentRow,
-    OutboxItem, OutboxQuery, OutboxStatus, SendAttempt, TaskRow, ENROLLMENT_COLUMNS,
-    OUTBOX_COLUMNS, TASK_COLUMNS,
+    parse_json, parse_status, ArchiveQuery, ArchivedMessage, AutomationCommit, CommitOutcome,
+    ConsentRow, EnrollmentRow, OutboxItem, OutboxQuery, OutboxStatus, SendAttempt, TaskRow,
+    ARCHIVE_COLUMNS, ENROLLMENT_COLUMNS, OUTBOX_COLUMNS, TASK_COLUMNS,
 };
 use crate::row::to_sql_int;
 use crate::{Result, StoreError};
@@ -545,6 +545,7 @@ pub(crate) fn erase(tx: &rusqlite::Transaction<'_>, ids: &str) -> Result<()> {
         ("outbox", "erasing outbox items"),
         ("consent", "erasing consent entries"),
         ("tasks", "erasing tasks"),
+        ("conversation_archive", "erasing archived messages"),
     ] {
         tx.execute(
             &format!("DELETE FROM {table} WHERE identity IN (SELECT value FROM json_each(?1))"),
@@ -553,4 +554,105 @@ pub(crate) fn erase(tx: &rusqlite::Transaction<'_>, ids: &str) -> Result<()> {
         .map_err(db(step))?;
     }
     Ok(())
+}
+
+fn archive_flags(flags: &[String]) -> String {
+    serde_json::to_string(flags).unwrap_or_else(|_| "[]".into())
+}
+
+pub(crate) fn archive_message(conn: &Connection, m: &ArchivedMessage) -> Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO conversation_archive ({ARCHIVE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (key) DO NOTHING"
+    ))
+    .and_then(|mut st| {
+        st.execute(params![
+            m.key,
+            m.ts,
+            m.kind,
+            m.identity,
+            m.operator,
+            m.channel,
+            m.text,
+            m.response_secs,
+            archive_flags(&m.flags)
+        ])
+    })
+    .map_err(db("archiving a message"))?;
+    Ok(())
+}
+
+pub(crate) fn archived_messages(
+    conn: &Connection,
+    q: &ArchiveQuery,
+) -> Result<Vec<ArchivedMessage>> {
+    let step = "reading the conversation archive";
+    let ids = q
+        .identities
+        .as_ref()
+        .map(|ids| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()));
+    let (before_ts, before_key) = match &q.before {
+        Some((t, k)) => (Some(*t), Some(k.as_str())),
+        None => (None, None),
+    };
+    let mut st = conn
+        .prepare_cached(&format!(
+            "SELECT {ARCHIVE_COLUMNS} FROM conversation_archive
+             WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR operator = ?2)
+               AND (?3 IS NULL OR identity IN (SELECT value FROM json_each(?3)))
+               AND (?4 IS NULL OR instr(text, ?4) > 0) AND (NOT ?5 OR flags <> '[]')
+               AND (?6 IS NULL OR ts >= ?6) AND (?7 IS NULL OR ts < ?7)
+               AND (?8 IS NULL OR ts < ?8 OR (ts = ?8 AND key < ?9))
+             ORDER BY ts DESC, key DESC LIMIT ?10"
+        ))
+        .map_err(db(step))?;
+    let rows = st
+        .query_map(
+            params![
+                q.kind,
+                q.operator,
+                ids,
+                q.text,
+                q.flagged,
+                q.from,
+                q.to,
+                before_ts,
+                before_key,
+                to_sql_int(q.limit as u64)
+            ],
+            |r| {
+                Ok((
+                    ArchivedMessage {
+                        key: r.get(0)?,
+                        ts: r.get(1)?,
+                        kind: r.get(2)?,
+                        identity: r.get(3)?,
+                        operator: r.get(4)?,
+                        channel: r.get(5)?,
+                        text: r.get(6)?,
+                        response_secs: r.get(7)?,
+                        flags: Vec::new(),
+                    },
+                    r.get::<_, String>(8)?,
+                ))
+            },
+        )
+        .map_err(db(step))?
+        .collect::<Raw<Vec<_>>>()
+        .map_err(db(step))?;
+    rows.into_iter()
+        .map(|(mut m, flags)| {
+            m.flags = serde_json::from_str(&flags).map_err(|e| {
+                StoreError::Corrupt(format!("archived message {}: flags: {e}", m.key))
+            })?;
+            Ok(m)
+        })
+        .collect()
+}
+
+pub(crate) fn prune_archive(conn: &Connection, before: i64) -> Result<u64> {
+    let n = conn
+        .execute("DELETE FROM conversation_archive WHERE ts < ?1", [before])
+        .map_err(db("pruning the conversation archive"))?;
+    Ok(n as u64)
 }

@@ -6,7 +6,9 @@ use crate::Backend;
 use serde_json::json;
 use siyu_domain::wire::to_json;
 use siyu_domain::{parse_json_event, Event, Identity};
-use siyu_store::{Appended, AuditRecord, MergeRecord, Store, StoredEvent};
+use siyu_store::{
+    Appended, ArchiveQuery, ArchivedMessage, AuditRecord, MergeRecord, Store, StoredEvent,
+};
 
 conformance!(
     append_and_scan_round_trip_every_field,
@@ -46,7 +48,171 @@ conformance!(
     an_erasure_during_a_snapshot_store_leaves_no_snapshot,
     a_damaged_stored_snapshot_is_refused_on_read,
     renaming_deletes_stored_snapshots,
+    the_conversation_archive_is_searched_newest_first_and_pruned,
 );
+
+fn archived(
+    key: &str,
+    ts: i64,
+    identity: &str,
+    operator: &str,
+    text: &str,
+    flags: &[&str],
+) -> ArchivedMessage {
+    ArchivedMessage {
+        key: key.into(),
+        ts,
+        kind: "message".into(),
+        identity: identity.into(),
+        operator: operator.into(),
+        channel: "douyin".into(),
+        text: text.into(),
+        response_secs: Some(ts - 1_790_000_000),
+        flags: flags.iter().map(|f| f.to_string()).collect(),
+    }
+}
+
+pub fn the_conversation_archive_is_searched_newest_first_and_pruned(b: &dyn Backend) {
+    let mut s = b.open();
+    let rows = [
+        archived(
+            "c/a/1",
+            1_790_000_010,
+            "douyin:a",
+            "li",
+            "您好，价格 199 元",
+            &[],
+        ),
+        archived(
+            "c/a/2",
+            1_790_000_020,
+            "douyin:a",
+            "li",
+            "加我微信详聊",
+            &["wechat"],
+        ),
+        archived("c/b/1", 1_790_000_020, "wecom:b", "wang", "已为您登记", &[]),
+        archived(
+            "c/b/2",
+            1_790_000_030,
+            "wecom:b",
+            "wang",
+            "价格表见附件",
+            &[],
+        ),
+    ];
+    for r in &rows {
+        s.archive_message(r).unwrap();
+    }
+    // Archiving the same key again changes nothing.
+    s.archive_message(&archived(
+        "c/a/1",
+        1_790_000_099,
+        "douyin:a",
+        "x",
+        "other",
+        &[],
+    ))
+    .unwrap();
+    let keys = |q: ArchiveQuery, s: &mut Box<dyn Store>| -> Vec<String> {
+        s.archived_messages(&ArchiveQuery {
+            limit: q.limit.max(1),
+            ..q
+        })
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect()
+    };
+    let all = ArchiveQuery {
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        keys(all.clone(), &mut s),
+        ["c/b/2", "c/b/1", "c/a/2", "c/a/1"]
+    );
+    let got = s.archived_messages(&all).unwrap();
+    assert_eq!(got[3], rows[0], "every field round-trips");
+    assert_eq!(got[1].flags, Vec::<String>::new());
+    assert_eq!(got[2].flags, vec!["wechat".to_string()]);
+    assert_eq!(
+        keys(
+            ArchiveQuery {
+                text: Some("价格".into()),
+                ..all.clone()
+            },
+            &mut s
+        ),
+        ["c/b/2", "c/a/1"]
+    );
+    assert_eq!(
+        keys(
+            ArchiveQuery {
+                flagged: true,
+                ..all.clone()
+            },
+            &mut s
+        ),
+        ["c/a/2"]
+    );
+    assert_eq!(
+        keys(
+            ArchiveQuery {
+                operator: Some("li".into()),
+                ..all.clone()
+            },
+            &mut s
+        ),
+        ["c/a/2", "c/a/1"]
+    );
+    assert_eq!(
+        keys(
+            ArchiveQuery {
+                identities: Some(vec!["wecom:b".into(), "x:y".into()]),
+                ..all.clone()
+            },
+            &mut s
+        ),
+        ["c/b/2", "c/b/1"]
+    );
+    // `to` is exclusive, `from` inclusive.
+    assert_eq!(
+        keys(
+            ArchiveQuery {
+                from: Some(1_790_000_020),
+                to: Some(1_790_000_030),
+                ..all.clone()
+            },
+            &mut s
+        ),
+        ["c/b/1", "c/a/2"]
+    );
+    // Pages continue after (ts, key), also between rows of one second.
+    assert_eq!(
+        keys(
+            ArchiveQuery {
+                before: Some((1_790_000_020, "c/b/1".into())),
+                ..all.clone()
+            },
+            &mut s
+        ),
+        ["c/a/2", "c/a/1"]
+    );
+    assert_eq!(
+        keys(
+            ArchiveQuery {
+                limit: 1,
+                ..all.clone()
+            },
+            &mut s
+        ),
+        ["c/b/2"]
+    );
+    // Retention: older than the cut goes.
+    assert_eq!(s.prune_archive(1_790_000_020).unwrap(), 1);
+    assert_eq!(keys(all, &mut s), ["c/b/2", "c/b/1", "c/a/2"]);
+}
 
 fn ev(v: serde_json::Value) -> Event {
     parse_json_event(&v).unwrap_or_else(|e| panic!("test event {v}: {e}"))
@@ -563,6 +729,16 @@ pub fn erase_leaves_the_identity_nowhere(b: &dyn Backend) {
         detail: json!({"campaign": "c1", "invitee": "wecom:wm1"}),
     })
     .unwrap();
+    // An operator's message to them in the conversation archive.
+    s.archive_message(&archived(
+        "c/douyin:x/1",
+        1_790_000_200,
+        "douyin:x",
+        "li",
+        marker,
+        &[],
+    ))
+    .unwrap();
     // An engine snapshot taken before the erasure holds the person too.
     let mut held = format!("engine state naming douyin:x: {marker}").into_bytes();
     let info = snapshot_info(s.as_mut(), 9);
@@ -611,6 +787,15 @@ pub fn erase_leaves_the_identity_nowhere(b: &dyn Backend) {
         Some(json!({"erased:ab12": 1790000000, "wecom:other": 1790000001}))
     );
     assert_eq!(get("unrelated/douyin:xy"), Some(json!("douyin:xy")));
+    assert!(
+        s.archived_messages(&ArchiveQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap()
+        .is_empty(),
+        "the archive keeps nothing of the person"
+    );
     for row in s.audit_log(10).unwrap() {
         let detail = row.detail.to_string();
         for who in ["wecom:wm1", "douyin:x"] {

@@ -209,6 +209,17 @@ fn build_brand(addr: &str) {
         "/v1/sends",
         json!({"id": "promo-1", "identities": ["wecom:b1", "wecom:b2"], "template": "promo", "channel": "webhook"}),
     );
+    // An operator resolves the comment's conversation: the archive holds
+    // the resolution (this server has no connector to reply through).
+    call(
+        addr,
+        "POST",
+        "/v1/conversations/douyin:c1/resolve",
+        json!({}),
+    );
+    wait_for(addr, "/v1/conversations/douyin:c1", |v| {
+        v["person"]["status"] == "resolved"
+    });
     let tasks = wait_for(addr, "/v1/tasks", |v| {
         v["tasks"].as_array().is_some_and(|t| t.len() >= 3)
     });
@@ -370,6 +381,10 @@ const NOT_COMPARED: &[(&str, &str)] = &[
         "a server-sent event stream of changes from now on",
     ),
     (
+        "/v1/conversations/stream",
+        "a server-sent event stream of conversation changes from now on",
+    ),
+    (
         "/v1/campaigns/{id}/poster",
         "a PNG rendered on request (its inputs are compared)",
     ),
@@ -495,6 +510,24 @@ fn listing_paths(addr: &str) -> Vec<String> {
         ),
     ]
     .into_iter()
+    .chain([
+        (
+            "/v1/conversations/{person}",
+            vec!["/v1/conversations/douyin:c1", "/v1/conversations/wecom:a1"],
+        ),
+        // A fixed range: the default (the last 30 days) moves with the clock.
+        (
+            "/v1/conversations/report",
+            vec!["/v1/conversations/report?from=2020-01-01&to=2099-12-31"],
+        ),
+        (
+            "/v1/conversations/archive",
+            vec![
+                "/v1/conversations/archive",
+                "/v1/conversations/archive?kind=resolution",
+            ],
+        ),
+    ])
     .collect();
     let mut paths = Vec::new();
     for (path, ops) in api["paths"].as_object().unwrap() {
