@@ -70,6 +70,8 @@ window.I18N.add({
     'ib.journeys': '进行中的旅程',
     'ib.fission': '裂变',
     'ib.fission_v': '邀请 {n} 人',
+    'ib.invited_by': '由 {who} 邀请',
+    'ib.win_hours': '（{n} 小时）',
     'ib.owner': '负责人',
     'ib.opted_out': '已退订',
     'ib.windows': '服务窗口',
@@ -148,6 +150,8 @@ window.I18N.add({
     'ib.journeys': 'Journeys in progress',
     'ib.fission': 'Referrals',
     'ib.fission_v': '{n} invited',
+    'ib.invited_by': 'invited by {who}',
+    'ib.win_hours': '({n} h)',
     'ib.owner': 'Owner',
     'ib.opted_out': 'Opted out',
     'ib.windows': 'Service windows',
@@ -173,12 +177,18 @@ window.InboxPages = function (ui) {
   const { t } = window.I18N;
   const CHANNELS = ['douyin', 'wecom', 'wechat', 'xiaohongshu', 'kuaishou', 'miniprogram', 'sms', 'taobao', 'tmall', 'jd', 'pinduoduo', 'web'];
   const PAGE = 50;
+  // The RFM layer's name as the API gives it → its key (its label in either language).
+  const LAYER_KEYS = { 重要价值客户: 'important_value', 重要发展客户: 'important_develop', 重要保持客户: 'important_keep', 重要挽留客户: 'important_win_back',
+    一般价值客户: 'general_value', 一般发展客户: 'general_develop', 一般保持客户: 'general_keep', 一般挽留客户: 'general_win_back' };
   // The list's filters outlive a render (a language switch, a back to the list).
   const filters = { view: 'all', channel: '', tag: '', sort: 'recent' };
-  // The one stream: closed when the page is left or drawn again.
+  // The one stream: closed when the page is left or drawn again. The
+  // router may draw the next page before this listener runs: a stream
+  // whose view is still shown (the inbox drawn again) stays open.
   let stream = null;
-  const closeStream = () => { if (stream) { stream.close(); stream = null; } };
-  window.addEventListener('hashchange', closeStream);
+  let streamView = null;
+  const closeStream = () => { if (stream) { stream.close(); stream = null; streamView = null; } };
+  window.addEventListener('hashchange', () => { if (streamView && !streamView.isConnected) closeStream(); });
 
   const nowS = () => Date.now() / 1000;
   const ago = (s) => {
@@ -252,23 +262,38 @@ window.InboxPages = function (ui) {
       drawList();
     }
 
+    // Rows are updated in place: a row whose text is unchanged keeps its
+    // element, so a live refresh never swallows a click on it.
     function drawList() {
       totalEl.textContent = t('ib.total', { n: total });
       moreBtn.hidden = rows.length >= total || shown >= 200;
       if (!rows.length) { listBox.replaceChildren(h('p', { class: 'empty', id: 'inbox-empty' }, t('ib.empty'))); performance.mark('inbox:list'); return; }
       const open = openCanonical();
-      listBox.replaceChildren(...rows.map((c) => {
-        const waiting = c.unanswered && c.unanswered_since ? t('ib.waiting', { n: c.unanswered, m: span(nowS() - c.unanswered_since) }) : null;
-        return h('a', { class: 'ib-row' + (c.person === open ? ' active' : '') + (c.unanswered ? ' unanswered' : '') + (c.status === 'resolved' ? ' resolved' : ''),
-          href: '#/inbox/' + enc(c.person), 'data-person': c.person, onclick: (e) => { e.preventDefault(); openThread(c.person, true); } },
-          h('div', { class: 'ib-row-top' }, h('strong', { class: 'ib-name', title: c.person }, c.display_name || showId(c.person)), chBadge(c.channel),
-            c.last_message_at ? timeEl(c.last_message_at, ago(c.last_message_at)) : null),
-          h('div', { class: 'ib-preview' }, c.preview || ''),
+      const old = new Map();
+      listBox.querySelectorAll('a.ib-row').forEach((a) => old.set(a.dataset.person, a));
+      const want = rows.map((c) => {
+        const v = {
+          name: c.display_name || showId(c.person), channel: c.channel, ago: c.last_message_at ? ago(c.last_message_at) : '', preview: c.preview || '',
+          waiting: c.unanswered && c.unanswered_since ? t('ib.waiting', { n: c.unanswered, m: span(nowS() - c.unanswered_since) }) : null,
+          unanswered: c.unanswered, status: c.status, operator: c.operator || t('ib.unassigned'), lang: I18N.lang(),
+        };
+        const sig = JSON.stringify(v);
+        const kept = old.get(c.person);
+        const a = kept && kept.dataset.sig === sig ? kept : h('a', { class: 'ib-row' + (c.unanswered ? ' unanswered' : '') + (c.status === 'resolved' ? ' resolved' : ''),
+          href: '#/inbox/' + enc(c.person), 'data-person': c.person, 'data-sig': sig, onclick: (e) => { e.preventDefault(); openThread(c.person, true); } },
+          h('div', { class: 'ib-row-top' }, h('strong', { class: 'ib-name', title: c.person }, v.name), chBadge(c.channel),
+            c.last_message_at ? timeEl(c.last_message_at, v.ago) : null),
+          h('div', { class: 'ib-preview' }, v.preview),
           h('div', { class: 'ib-row-meta' },
-            waiting ? h('span', { class: 'badge ib-waiting', 'data-unanswered': String(c.unanswered) }, waiting) : null,
+            v.waiting ? h('span', { class: 'badge ib-waiting', 'data-unanswered': String(c.unanswered) }, v.waiting) : null,
             c.status === 'resolved' ? h('span', { class: 'badge status-done' }, t('ib.resolved')) : null,
-            h('span', { class: 'ib-op muted small' }, c.operator || t('ib.unassigned'))));
-      }));
+            h('span', { class: 'ib-op muted small' }, v.operator)));
+        a.classList.toggle('active', c.person === open);
+        return a;
+      });
+      // Move or insert only what differs, then drop what is left.
+      want.forEach((a, i) => { const at = listBox.children[i]; if (at !== a) listBox.insertBefore(a, at || null); });
+      while (listBox.children.length > want.length) listBox.lastChild.remove();
       performance.mark('inbox:list');
     }
 
@@ -315,46 +340,54 @@ window.InboxPages = function (ui) {
     // The reply box survives a redraw of the thread (a live refresh must
     // not lose what is being typed).
     const box = replyBox();
+    const headName = h('div', { class: 'ib-head-name' });
+    const head = h('div', { class: 'ib-head' }, headName, h('div', { class: 'ib-actions' }, box.assign, box.resolveBtn));
+    const log = h('div', { class: 'ib-messages', id: 'inbox-messages' });
 
     function drawThread(d) {
       const samePerson = thread && thread.person && d.person && thread.person.person === d.person.person;
       // A refresh keeps older pages already loaded.
-      if (samePerson && messages.length && d.messages.length) {
-        const first = d.messages[0].offset;
-        const older = messages.filter((m) => m.offset < first);
+      const first = firstOffset(d.messages || []);
+      if (samePerson && messages.length && first !== null) {
+        const older = messages.filter((m) => m.offset !== null && m.offset !== undefined && m.offset < first);
         messages = older.concat(d.messages);
         more = older.length ? more : d.more;
       } else { messages = d.messages || []; more = !!d.more; }
       thread = d;
       const c = d.person || {};
-      const log = h('div', { class: 'ib-messages', id: 'inbox-messages' },
+      const atBottom = !log.isConnected || log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+      log.replaceChildren(
         more ? h('button', { type: 'button', class: 'link ib-older', id: 'inbox-older', onclick: loadOlder }, t('ib.older')) : null,
-        messages.length ? messages.map(bubble) : h('p', { class: 'muted', id: 'inbox-no-messages' }, t('ib.no_messages')));
-      const head = h('div', { class: 'ib-head' },
-        h('div', { class: 'ib-head-name' }, h('strong', { id: 'inbox-thread-name', title: c.person }, c.display_name || showId(c.person)), ' ', chBadge(c.channel),
-          c.status === 'resolved' ? h('span', { class: 'badge status-done', id: 'inbox-thread-status' }, t('ib.resolved')) : null),
-        h('div', { class: 'ib-actions' }, box.assign, box.resolveBtn));
+        ...(messages.length ? messages.map(bubble) : [h('p', { class: 'muted', id: 'inbox-no-messages' }, t('ib.no_messages'))]));
+      headName.replaceChildren(h('strong', { id: 'inbox-thread-name', title: c.person }, c.display_name || showId(c.person)), ' ', chBadge(c.channel),
+        c.status === 'resolved' ? h('span', { class: 'badge status-done', id: 'inbox-thread-status' }, t('ib.resolved')) : null);
       box.setChannels(d.reply_channels || []);
       box.setPerson(c.person || person);
-      const atBottom = !threadBox.firstChild || (() => { const m = threadBox.querySelector('.ib-messages'); return !m || m.scrollHeight - m.scrollTop - m.clientHeight < 40; })();
-      threadBox.replaceChildren(head, log, box.el);
+      // The reply box (and what is typed in it, and its focus) stays put.
+      if (threadBox.firstChild !== head || !box.el.isConnected) threadBox.replaceChildren(head, log, box.el);
       if (atBottom) log.scrollTop = log.scrollHeight;
       drawProfile(d);
       ui.applyRole(threadBox);
       performance.mark('inbox:thread');
     }
 
+    // The offset of the oldest line that has one (an operator message not
+    // delivered yet has none: it is shown from the archive).
+    function firstOffset(ms) {
+      const m = ms.find((x) => typeof x.offset === 'number');
+      return m ? m.offset : null;
+    }
+
     async function loadOlder() {
-      if (!messages.length || !person) return;
-      const r = await api('GET', '/v1/conversations/' + enc(person) + '?limit=100&before=' + enc(String(messages[0].offset)));
+      const first = firstOffset(messages);
+      if (first === null || !person) return;
+      const r = await api('GET', '/v1/conversations/' + enc(person) + '?limit=100&before=' + enc(String(first)));
       if (!r.ok || !main.isConnected) return;
-      messages = (r.data.messages || []).filter((m) => m.offset < messages[0].offset).concat(messages);
+      messages = (r.data.messages || []).filter((m) => typeof m.offset === 'number' && m.offset < first).concat(messages);
       more = !!r.data.more;
-      const log = threadBox.querySelector('.ib-messages');
-      const keep = log ? log.scrollHeight - log.scrollTop : 0;
+      const keep = log.scrollHeight - log.scrollTop;
       drawThread(Object.assign({}, thread, { messages: messages.slice(), more }));
-      const log2 = threadBox.querySelector('.ib-messages');
-      if (log2) log2.scrollTop = log2.scrollHeight - keep;
+      log.scrollTop = log.scrollHeight - keep;
     }
 
     function who(m) {
@@ -363,12 +396,12 @@ window.InboxPages = function (ui) {
     }
 
     function bubble(m) {
-      const flags = (m.sensitive || []).map((s) => h('span', { class: 'ib-flag', title: s.rule, 'data-rule': s.rule }, '⚑ ' + t('ib.sensitive', { c: s.category || s.rule })));
+      const flags = (m.sensitive || []).map((s) => h('span', { class: 'ib-flag', title: s.id || s.rule, 'data-rule': s.id || s.rule }, '⚑ ' + t('ib.sensitive', { c: s.category || s.id || s.rule })));
       if (m.direction === 'event') {
-        const actor = m.operator || (m.text || '');
+        // `operator`: who resolved it; for an assignment, the new owner.
         const text = m.kind === 'resolved' ? t('ib.ev.resolved', { who: m.operator || t('ib.automation') })
-          : m.kind === 'assigned' ? t('ib.ev.assigned', { who: m.text || m.operator || t('ib.unassigned') })
-            : t('ib.ev.other', { kind: m.kind + (actor ? ' · ' + actor : '') });
+          : m.kind === 'assigned' ? t('ib.ev.assigned', { who: m.operator || t('ib.unassigned') })
+            : t('ib.ev.other', { kind: m.kind + (m.operator ? ' · ' + m.operator : '') });
         return h('div', { class: 'ib-event', 'data-kind': m.kind, 'data-offset': m.offset }, text, ' · ', timeEl(m.at, zone.fmtLocal(m.at * 1000).slice(5)));
       }
       const out = m.direction === 'out';
@@ -376,7 +409,7 @@ window.InboxPages = function (ui) {
         ? [h('span', { class: 'badge status-' + m.status, title: m.detail || '', 'data-status': m.status }, t('ib.st.' + m.status)),
           m.detail ? h('span', { class: 'ib-detail small' }, m.detail) : null]
         : null;
-      return h('div', { class: 'ib-msg ' + (out ? 'out' : 'in') + (flags.length ? ' flagged' : ''), 'data-offset': m.offset, 'data-direction': m.direction, 'data-kind': m.kind },
+      return h('div', { class: 'ib-msg ' + (out ? 'out' : 'in') + (flags.length ? ' flagged' : ''), 'data-offset': m.offset, 'data-key': m.key, 'data-direction': m.direction, 'data-kind': m.kind },
         h('div', { class: 'ib-bubble' }, h('div', { class: 'ib-text' }, m.text || ''), flags.length ? h('div', { class: 'ib-flags' }, flags) : null),
         h('div', { class: 'ib-msg-meta muted small' },
           out ? h('span', { class: 'ib-who' + (m.operator ? '' : ' auto') }, who(m)) : null,
@@ -396,7 +429,7 @@ window.InboxPages = function (ui) {
       const out = { replaceChildren: (...xs) => {
         const log = threadBox.querySelector('.ib-messages');
         const atEnd = log && log.scrollHeight - log.scrollTop - log.clientHeight < 40;
-        result.replaceChildren(...xs);
+        result.replaceChildren(...xs.filter((x) => x !== null && x !== undefined));
         if (atEnd) log.scrollTop = log.scrollHeight;
       } };
       const send = h('button', { type: 'button', class: 'primary', id: 'inbox-send', 'data-write': true, onclick: () => submit() }, t('ib.send'));
@@ -451,11 +484,11 @@ window.InboxPages = function (ui) {
         const r = await api('POST', '/v1/conversations/' + enc(current) + '/messages', body);
         send.disabled = false;
         if (r.ok) {
-          text.value = '';
-          quick = null;
+          // Cleared unless something new was typed while it was sent.
+          if (text.value === body.text) { text.value = ''; quick = null; }
           const d = r.data || {};
           const st = d.status || 'done';
-          const flags = (d.sensitive || []).map((s) => s.category || s.rule);
+          const flags = (d.sensitive || []).map((s) => s.category || s.id || s.rule);
           out.replaceChildren(st === 'done' || st === 'pending'
             ? h('p', { class: 'good small', id: 'inbox-sent', 'data-status': st }, t('ib.sent_status', { s: t('ib.st.' + st) }))
             : h('p', { class: 'bad small', id: 'inbox-sent', 'data-status': st }, t('ib.sent_status', { s: t('ib.st.' + st) }) + (d.detail ? t('ib.colon') + d.detail : '')),
@@ -523,31 +556,37 @@ window.InboxPages = function (ui) {
     function drawProfile(d) {
       const p = d.profile || {};
       const none = t('persons.none_value');
+      const layer = d.rfm_layer || p.rfm_layer || null;
+      const layerKey = LAYER_KEYS[layer];
+      const orders = typeof p.purchases === 'number' ? p.purchases : p.orders;
+      const owner = (d.person && d.person.operator) || p.owner || (p.traits && typeof p.traits.operator === 'string' ? p.traits.operator : null);
       const chips = (xs, cls) => (xs && xs.length ? xs.map((x) => h('span', { class: 'chip ' + (cls || ''), title: x }, cls === 'id' ? showId(x) : x)) : none);
       const row = (k, v, id) => [h('dt', {}, k), h('dd', id ? { id } : {}, v)];
-      const journeys = (p.journeys || []).map((j) => h('span', { class: 'chip', title: j.entered_at ? zone.fmtLocal(j.entered_at * 1000) : '' }, j.journey));
-      const f = p.fission;
+      const journeys = (d.journeys || p.journeys || []).map((j) => h('span', { class: 'chip', title: j.entered_at ? zone.fmtLocal(j.entered_at * 1000) : '' }, j.journey));
+      const f = d.fission || p.fission;
       const windows = d.service_windows || [];
       const canonical = d.person ? d.person.person : person;
       profileBox.replaceChildren(
         h('section', { class: 'card' }, h('h2', {}, t('ib.profile')),
           h('dl', { class: 'facts ib-facts' },
             row(t('ib.identities'), h('div', { id: 'inbox-identities' }, chips(p.identities, 'id'))),
-            row(t('ib.rfm'), p.rfm_layer || none, 'inbox-rfm'),
+            row(t('ib.rfm'), layer ? (layerKey ? t('layer.' + layerKey) : layer) : none, 'inbox-rfm'),
             row(t('ib.spend'), typeof p.net_spend === 'number' ? '¥' + yuan(p.net_spend) : none, 'inbox-spend'),
-            row(t('ib.orders'), typeof p.orders === 'number' ? String(p.orders) : none, 'inbox-orders'),
+            row(t('ib.orders'), typeof orders === 'number' ? String(orders) : none, 'inbox-orders'),
             row(t('ib.tags'), h('div', { id: 'inbox-tags' }, chips(p.tags)), null),
             row(t('ib.groups'), chips(p.groups)),
             row(t('ib.journeys'), journeys.length ? journeys : none, 'inbox-journeys'),
-            row(t('ib.fission'), f ? [t('ib.fission_v', { n: f.invited || 0 }), ' ', ...(f.campaigns || []).map((c) => h('span', { class: 'chip' }, c))] : none),
-            row(t('ib.owner'), p.owner || none, 'inbox-owner')),
+            row(t('ib.fission'), f && (f.invited || f.invited_by) ? [t('ib.fission_v', { n: f.invited || 0 }),
+              f.invited_by ? h('div', { class: 'small muted', title: f.invited_by }, t('ib.invited_by', { who: showId(f.invited_by) })) : null] : none),
+            row(t('ib.owner'), owner || none, 'inbox-owner')),
           p.opted_out ? h('p', { class: 'badge bad', id: 'inbox-opted-out' }, t('ib.opted_out')) : null,
           box.tagForm,
           h('p', { class: 'small' }, h('a', { href: '#/persons/' + enc(canonical), id: 'inbox-profile-link' }, t('ib.open_profile')))),
         h('section', { class: 'card' }, h('h2', {}, t('ib.windows')),
           windows.length ? h('ul', { class: 'ib-windows', id: 'inbox-windows' }, windows.map((w) => h('li', { 'data-channel': w.channel, 'data-open': String(!!w.open) },
             I18N.channel(w.channel), ' ', h('span', { class: 'badge ' + (w.open ? 'status-done' : 'status-dead') },
-              w.open ? t('ib.win_open', { t: w.closes_at ? zone.fmtLocal(w.closes_at * 1000).slice(5) : '—' }) : t('ib.win_closed')))))
+              w.open ? t('ib.win_open', { t: w.closes_at ? zone.fmtLocal(w.closes_at * 1000).slice(5) : '—' }) : t('ib.win_closed')),
+            w.hours ? h('span', { class: 'muted small' }, ' ' + t('ib.win_hours', { n: w.hours })) : null)))
             : h('p', { class: 'muted small', id: 'inbox-windows' }, t('ib.no_windows'))));
       ui.applyRole(profileBox);
     }
@@ -555,6 +594,8 @@ window.InboxPages = function (ui) {
     // ---------- live ----------
     let listTimer = null;
     let threadTimer = null;
+    // Logged out (the app hidden) or another page: the stream is not wanted.
+    const gone = () => !main.isConnected || document.querySelector('#app-view').hidden;
     function scheduleList() { clearTimeout(listTimer); listTimer = setTimeout(() => { if (main.isConnected) loadList(); }, 200); }
     function scheduleThread() { clearTimeout(threadTimer); threadTimer = setTimeout(() => { if (main.isConnected && person) loadThread(); }, 200); }
     const liveEl = h('span', { class: 'badge ib-live', id: 'inbox-live', 'data-state': 'connecting' }, t('ib.live'));
@@ -562,15 +603,18 @@ window.InboxPages = function (ui) {
       if (typeof EventSource === 'undefined') return;
       const es = new EventSource('/v1/conversations/stream');
       stream = es;
+      streamView = main;
       es.addEventListener('open', () => { liveEl.dataset.state = 'open'; liveEl.title = ''; liveEl.classList.remove('off'); });
       es.addEventListener('error', () => {
-        if (!main.isConnected || stream !== es) { es.close(); return; }
+        if (gone() || stream !== es) { es.close(); if (stream === es) closeStream(); return; }
         liveEl.dataset.state = 'error';
         liveEl.title = t('ib.offline');
         liveEl.classList.add('off');
       });
+      // A slow listener missed changes: everything shown is asked again.
+      es.addEventListener('lagged', () => { if (main.isConnected && stream === es) { scheduleList(); scheduleThread(); } });
       es.addEventListener('conversation', (e) => {
-        if (!main.isConnected || stream !== es) { es.close(); return; }
+        if (gone() || stream !== es) { es.close(); if (stream === es) closeStream(); return; }
         let d = {};
         try { d = JSON.parse(e.data); } catch (err) { /* a refresh all the same */ }
         scheduleList();
