@@ -71,7 +71,7 @@ window.I18N.add({
     'ib.fission': '裂变',
     'ib.fission_v': '邀请 {n} 人',
     'ib.invited_by': '由 {who} 邀请',
-    'ib.win_hours': '（{n} 小时）',
+    'ib.win_hours': '{n} 小时窗口',
     'ib.owner': '负责人',
     'ib.opted_out': '已退订',
     'ib.windows': '服务窗口',
@@ -84,6 +84,8 @@ window.I18N.add({
     'ib.ago_h': '{n} 小时前',
     'ib.ago_d': '{n} 天前',
     'ib.min': '{n} 分钟',
+    'ib.lt_min': '不到 1 分钟',
+    'ib.no_text': '（无文字）',
     'ib.hour': '{n} 小时',
     'ib.day': '{n} 天',
     'ib.live': '实时',
@@ -151,7 +153,7 @@ window.I18N.add({
     'ib.fission': 'Referrals',
     'ib.fission_v': '{n} invited',
     'ib.invited_by': 'invited by {who}',
-    'ib.win_hours': '({n} h)',
+    'ib.win_hours': '{n} h window',
     'ib.owner': 'Owner',
     'ib.opted_out': 'Opted out',
     'ib.windows': 'Service windows',
@@ -164,6 +166,8 @@ window.I18N.add({
     'ib.ago_h': '{n} h ago',
     'ib.ago_d': '{n} d ago',
     'ib.min': '{n} min',
+    'ib.lt_min': '<1 min',
+    'ib.no_text': '(no text)',
     'ib.hour': '{n} h',
     'ib.day': '{n} d',
     'ib.live': 'Live',
@@ -190,6 +194,8 @@ window.InboxPages = function (ui) {
   const closeStream = () => { if (stream) { stream.close(); stream = null; streamView = null; } };
   window.addEventListener('hashchange', () => { if (streamView && !streamView.isConnected) closeStream(); });
 
+  // replaceChildren without the nulls of optional parts (the DOM would show "null").
+  const put = (el, ...xs) => el.replaceChildren(...xs.flat().filter((x) => x !== null && x !== undefined && x !== false));
   const nowS = () => Date.now() / 1000;
   const ago = (s) => {
     if (typeof s !== 'number' || !s) return '';
@@ -202,6 +208,7 @@ window.InboxPages = function (ui) {
   };
   const span = (secs) => {
     const m = Math.max(0, Math.floor(secs / 60));
+    if (m < 1) return t('ib.lt_min');
     if (m < 60) return t('ib.min', { n: m });
     if (m < 1440) return t('ib.hour', { n: Math.floor(m / 60) });
     return t('ib.day', { n: Math.floor(m / 1440) });
@@ -283,7 +290,7 @@ window.InboxPages = function (ui) {
           href: '#/inbox/' + enc(c.person), 'data-person': c.person, 'data-sig': sig, onclick: (e) => { e.preventDefault(); openThread(c.person, true); } },
           h('div', { class: 'ib-row-top' }, h('strong', { class: 'ib-name', title: c.person }, v.name), chBadge(c.channel),
             c.last_message_at ? timeEl(c.last_message_at, v.ago) : null),
-          h('div', { class: 'ib-preview' }, v.preview),
+          h('div', { class: 'ib-preview' + (v.preview ? '' : ' none') }, v.preview || t('ib.no_text')),
           h('div', { class: 'ib-row-meta' },
             v.waiting ? h('span', { class: 'badge ib-waiting', 'data-unanswered': String(c.unanswered) }, v.waiting) : null,
             c.status === 'resolved' ? h('span', { class: 'badge status-done' }, t('ib.resolved')) : null,
@@ -300,6 +307,14 @@ window.InboxPages = function (ui) {
     // ---------- the thread ----------
     const threadBox = h('div', { class: 'ib-thread', id: 'inbox-thread' });
     const profileBox = h('div', { class: 'ib-profile', id: 'inbox-profile' });
+    const grid = h('div', { class: 'inbox' + (person ? '' : ' no-thread'), id: 'inbox' },
+      h('section', { class: 'card ib-list' },
+        tabs,
+        h('div', { class: 'ib-filter-row' }, chSel, sortSel, tagIn),
+        h('div', { class: 'ib-list-head' }, totalEl),
+        listBox, moreBtn),
+      h('section', { class: 'card ib-main' }, threadBox),
+      profileBox);
     const openCanonical = () => (thread && thread.person ? thread.person.person : person);
     // Does a stream event's person name the open thread?
     const concernsThread = (p) => !!person && (p === person || (thread && ((thread.person && thread.person.person === p) || ((thread.profile && thread.profile.identities) || []).includes(p))));
@@ -320,6 +335,7 @@ window.InboxPages = function (ui) {
       if (!person) {
         threadBox.replaceChildren(h('div', { class: 'empty', id: 'inbox-pick' }, h('p', {}, t('ib.pick'))));
         profileBox.replaceChildren();
+        grid.classList.add('no-thread');
         return;
       }
       const mine = ++threadSeq;
@@ -356,10 +372,10 @@ window.InboxPages = function (ui) {
       thread = d;
       const c = d.person || {};
       const atBottom = !log.isConnected || log.scrollHeight - log.scrollTop - log.clientHeight < 40;
-      log.replaceChildren(
+      put(log,
         more ? h('button', { type: 'button', class: 'link ib-older', id: 'inbox-older', onclick: loadOlder }, t('ib.older')) : null,
         ...(messages.length ? messages.map(bubble) : [h('p', { class: 'muted', id: 'inbox-no-messages' }, t('ib.no_messages'))]));
-      headName.replaceChildren(h('strong', { id: 'inbox-thread-name', title: c.person }, c.display_name || showId(c.person)), ' ', chBadge(c.channel),
+      put(headName, h('strong', { id: 'inbox-thread-name', title: c.person }, c.display_name || showId(c.person)), ' ', chBadge(c.channel),
         c.status === 'resolved' ? h('span', { class: 'badge status-done', id: 'inbox-thread-status' }, t('ib.resolved')) : null);
       box.setChannels(d.reply_channels || []);
       box.setPerson(c.person || person);
@@ -429,7 +445,7 @@ window.InboxPages = function (ui) {
       const out = { replaceChildren: (...xs) => {
         const log = threadBox.querySelector('.ib-messages');
         const atEnd = log && log.scrollHeight - log.scrollTop - log.clientHeight < 40;
-        result.replaceChildren(...xs.filter((x) => x !== null && x !== undefined));
+        put(result, ...xs);
         if (atEnd) log.scrollTop = log.scrollHeight;
       } };
       const send = h('button', { type: 'button', class: 'primary', id: 'inbox-send', 'data-write': true, onclick: () => submit() }, t('ib.send'));
@@ -464,6 +480,9 @@ window.InboxPages = function (ui) {
       };
       document.addEventListener('click', onDoc);
       async function fill(q) {
+        clearTimeout(qrTimer);
+        qrSeq++;
+        qrIn.value = '';
         qrList.hidden = true;
         const body = { person: current };
         if (channel.value) body.channel = channel.value;
@@ -566,6 +585,7 @@ window.InboxPages = function (ui) {
       const f = d.fission || p.fission;
       const windows = d.service_windows || [];
       const canonical = d.person ? d.person.person : person;
+      grid.classList.remove('no-thread');
       profileBox.replaceChildren(
         h('section', { class: 'card' }, h('h2', {}, t('ib.profile')),
           h('dl', { class: 'facts ib-facts' },
@@ -586,7 +606,7 @@ window.InboxPages = function (ui) {
           windows.length ? h('ul', { class: 'ib-windows', id: 'inbox-windows' }, windows.map((w) => h('li', { 'data-channel': w.channel, 'data-open': String(!!w.open) },
             I18N.channel(w.channel), ' ', h('span', { class: 'badge ' + (w.open ? 'status-done' : 'status-dead') },
               w.open ? t('ib.win_open', { t: w.closes_at ? zone.fmtLocal(w.closes_at * 1000).slice(5) : '—' }) : t('ib.win_closed')),
-            w.hours ? h('span', { class: 'muted small' }, ' ' + t('ib.win_hours', { n: w.hours })) : null)))
+            w.hours ? h('span', { class: 'muted small' }, ' · ' + t('ib.win_hours', { n: w.hours })) : null)))
             : h('p', { class: 'muted small', id: 'inbox-windows' }, t('ib.no_windows'))));
       ui.applyRole(profileBox);
     }
@@ -626,14 +646,7 @@ window.InboxPages = function (ui) {
 
     main.replaceChildren(
       h('div', { class: 'ib-title' }, h('h1', {}, t('ib.title')), liveEl),
-      h('div', { class: 'inbox', id: 'inbox' },
-        h('section', { class: 'card ib-list' },
-          tabs,
-          h('div', { class: 'ib-filter-row' }, chSel, sortSel, tagIn),
-          h('div', { class: 'ib-list-head' }, totalEl),
-          listBox, moreBtn),
-        h('section', { class: 'card ib-main' }, threadBox),
-        profileBox));
+      grid);
     listen();
     await Promise.all([loadList(), loadThread()]);
   }
