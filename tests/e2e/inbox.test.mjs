@@ -119,6 +119,7 @@ try {
   });
   const page = await context.newPage();
   const shot = watch(page, errors);
+  if (process.env.INBOX_DEBUG) page.on('request', (r) => { if (/conversations/.test(r.url())) console.log('     REQ', performance.now().toFixed(0), r.method(), r.url().replace(/^.*\/v1/, '')); });
   if (process.env.INBOX_DEBUG) page.on('response', async (r) => { if (/\/messages$/.test(r.url())) console.log('     POST', r.status(), performance.now().toFixed(0), await r.text().catch(() => '')); });
   const rowOf = (p) => `#inbox-list a.ib-row[data-person="${p}"]`;
 
@@ -235,6 +236,8 @@ try {
   });
 
   await step('a refusal from the server is shown under the reply box, the text kept', async () => {
+    // The thread follows the replies live.
+    await page.waitForFunction((n) => [...document.querySelectorAll('#inbox-messages .ib-msg.out .ib-text')].some((e) => e.textContent.includes(`E2E-R${n}-`)), REPLIES - 1, { timeout: 10_000 });
     // WeChat takes replies only within 48 h of the customer's last message
     // there, and this fan has never written on WeChat: 409.
     const channels = await page.$$eval('#inbox-reply-channel option', (os) => os.map((o) => o.value));

@@ -616,8 +616,10 @@ window.InboxPages = function (ui) {
     let threadTimer = null;
     // Logged out (the app hidden) or another page: the stream is not wanted.
     const gone = () => !main.isConnected || document.querySelector('#app-view').hidden;
-    function scheduleList() { clearTimeout(listTimer); listTimer = setTimeout(() => { if (main.isConnected) loadList(); }, 200); }
-    function scheduleThread() { clearTimeout(threadTimer); threadTimer = setTimeout(() => { if (main.isConnected && person) loadThread(); }, 200); }
+    // At most 200 ms after the first change: changes meanwhile ride along
+    // (a timer reset on every change would starve while the stream is busy).
+    function scheduleList() { if (!listTimer) listTimer = setTimeout(() => { listTimer = null; if (main.isConnected) loadList(); }, 200); }
+    function scheduleThread() { if (!threadTimer) threadTimer = setTimeout(() => { threadTimer = null; if (main.isConnected && person) loadThread(); }, 200); }
     const liveEl = h('span', { class: 'badge ib-live', id: 'inbox-live', 'data-state': 'connecting' }, t('ib.live'));
     function listen() {
       if (typeof EventSource === 'undefined') return;
