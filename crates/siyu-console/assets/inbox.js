@@ -28,6 +28,9 @@ window.I18N.add({
     'ib.resolved': '已解决',
     'ib.unassigned': '未分配',
     'ib.pick': '从左侧选择一个会话。',
+    'ib.pick_stats': '列表中 {n} 个会话，{u} 个在等回复。',
+    'ib.pick_longest': '等得最久：',
+    'ib.pick_hint': '回复框里按 Ctrl+Enter 发送；新消息会实时出现，无需刷新。',
     'ib.older': '加载更早的消息',
     'ib.no_messages': '还没有消息。',
     'ib.auto': '自动回复',
@@ -84,7 +87,7 @@ window.I18N.add({
     'ib.ago_h': '{n} 小时前',
     'ib.ago_d': '{n} 天前',
     'ib.min': '{n} 分钟',
-    'ib.lt_min': '不到 1 分钟',
+    'ib.lt_min': '<1 分钟',
     'ib.no_text': '（无文字）',
     'ib.hour': '{n} 小时',
     'ib.day': '{n} 天',
@@ -110,6 +113,9 @@ window.I18N.add({
     'ib.resolved': 'Resolved',
     'ib.unassigned': 'Unassigned',
     'ib.pick': 'Pick a conversation on the left.',
+    'ib.pick_stats': '{n} conversations listed, {u} waiting for a reply.',
+    'ib.pick_longest': 'Waiting longest:',
+    'ib.pick_hint': 'Ctrl+Enter in the reply box sends; new messages appear live, no reload needed.',
     'ib.older': 'Load older messages',
     'ib.no_messages': 'No messages yet.',
     'ib.auto': 'Auto-reply',
@@ -301,6 +307,7 @@ window.InboxPages = function (ui) {
       // Move or insert only what differs, then drop what is left.
       want.forEach((a, i) => { const at = listBox.children[i]; if (at !== a) listBox.insertBefore(a, at || null); });
       while (listBox.children.length > want.length) listBox.lastChild.remove();
+      if (!person) drawPick();
       performance.mark('inbox:list');
     }
 
@@ -333,7 +340,7 @@ window.InboxPages = function (ui) {
 
     async function loadThread() {
       if (!person) {
-        threadBox.replaceChildren(h('div', { class: 'empty', id: 'inbox-pick' }, h('p', {}, t('ib.pick'))));
+        drawPick();
         profileBox.replaceChildren();
         grid.classList.add('no-thread');
         return;
@@ -348,6 +355,19 @@ window.InboxPages = function (ui) {
         return;
       }
       drawThread(r.data);
+    }
+
+    // No thread open: what the list shown holds, and the one waiting longest.
+    function drawPick() {
+      const waiting = rows.filter((c) => c.unanswered && c.unanswered_since);
+      const longest = waiting.reduce((a, c) => (!a || c.unanswered_since < a.unanswered_since ? c : a), null);
+      threadBox.replaceChildren(h('div', { class: 'ib-pick', id: 'inbox-pick' },
+        h('p', { class: 'ib-pick-title' }, t('ib.pick')),
+        rows.length ? h('p', { class: 'muted' }, t('ib.pick_stats', { n: rows.length, u: waiting.length })) : null,
+        longest ? h('p', {}, t('ib.pick_longest'), ' ',
+          h('a', { href: '#/inbox/' + enc(longest.person), id: 'inbox-pick-longest', onclick: (e) => { e.preventDefault(); openThread(longest.person, true); } },
+            (longest.display_name || showId(longest.person)) + ' · ' + span(nowS() - longest.unanswered_since))) : null,
+        h('p', { class: 'muted small' }, t('ib.pick_hint'))));
     }
 
     // The messages of a thread answer (and older pages prepended).
