@@ -128,6 +128,8 @@ try {
       { id: 'e2e-inbox-follow', ts: new Date().toISOString(), identity: FAN, type: 'identify', ref: 'wechat:oE2Einbox' },
       { id: 'e2e-inbox-buy', ts: new Date(Date.now() - 86_400_000).toISOString(), identity: FAN, type: 'purchase', amount: 12900 }]);
     assert.equal(ev.status, 200, ev.text);
+    const rules = await call('PUT', '/v1/sensitive-words', { rules: [{ id: 'private_deal', matcher: { any_of: ['加微信', '私下转账'] }, applies_to: 'both', category: '私下交易' }] });
+    assert.equal(rules.status, 200, rules.text);
     const qr = await call('PUT', '/v1/quick-replies/e2e_hello', { title: 'E2E 问候', group: '售前', text: '{{name}} 您好，感谢关注！这是快捷回复。', keywords: ['问候'] });
     assert.equal(qr.status, 200, qr.text);
     await comment('你好，我想了解一下这款产品');
@@ -171,9 +173,13 @@ try {
   await step('a comment posted while the thread is open appears live, without a reload', async () => {
     await page.evaluate(() => { window.__noReload = true; });
     const before = await page.locator('#inbox-messages .ib-msg.in').count();
-    await comment('这个多少钱？');
+    await comment('这个多少钱？可以私下转账吗');
     await page.waitForFunction((n) => document.querySelectorAll('#inbox-messages .ib-msg.in').length > n, before, { timeout: 10_000 });
-    assert.match(await page.locator('#inbox-messages .ib-msg.in').last().textContent(), /这个多少钱/);
+    const last = page.locator('#inbox-messages .ib-msg.in').last();
+    assert.match(await last.textContent(), /这个多少钱/);
+    // Flagged by the sensitive-word rule: a red mark with its category.
+    assert.equal(await last.locator('.ib-flag').getAttribute('data-rule'), 'private_deal');
+    assert.match(await last.locator('.ib-flag').textContent(), /敏感词：私下交易/);
     // The list row follows too (its preview is the last message, in or out).
     await page.waitForFunction((p) => { const e = document.querySelector(`#inbox-list a.ib-row[data-person="${p}"] .ib-preview`); return e && !/我想了解/.test(e.textContent); }, FAN, { timeout: 10_000 });
     assert.equal(await page.evaluate(() => window.__noReload), true, 'the page was not reloaded');
@@ -200,6 +206,14 @@ try {
     await page.waitForFunction((s) => [...document.querySelectorAll('#inbox-messages .ib-msg.out .ib-text')].some((e) => e.textContent === s), text, { timeout: 10_000 });
     assert.match(await page.locator('#inbox-messages .ib-msg.out').last().textContent(), /operator/);
     await shot('inbox-thread.png');
+  });
+
+  await step('an operator reply that hits a rule is sent, flagged under the box and in the thread', async () => {
+    await page.fill('#inbox-text', '方便的话可以加微信详聊');
+    await page.click('#inbox-send');
+    await page.waitForFunction(() => /私下交易/.test(document.querySelector('#inbox-result')?.textContent || ''), null, { timeout: 10_000 });
+    await delivery('可以加微信详聊', 10_000);
+    await page.waitForFunction(() => [...document.querySelectorAll('#inbox-messages .ib-msg.out.flagged .ib-text')].some((e) => e.textContent.includes('可以加微信详聊')), null, { timeout: 10_000 });
   });
 
   await step('assign it to me: it is listed under 我的', async () => {
