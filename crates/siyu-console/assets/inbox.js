@@ -399,6 +399,8 @@ window.InboxPages = function (ui) {
         c.status === 'resolved' ? h('span', { class: 'badge status-done', id: 'inbox-thread-status' }, t('ib.resolved')) : null);
       box.setChannels(d.reply_channels || []);
       box.setPerson(c.person || person);
+      // Already resolved: nothing to resolve until the customer writes again.
+      box.resolveBtn.disabled = c.status === 'resolved' || !ui.canWrite();
       // The reply box (and what is typed in it, and its focus) stays put.
       if (threadBox.firstChild !== head || !box.el.isConnected) threadBox.replaceChildren(head, log, box.el);
       if (atBottom) log.scrollTop = log.scrollHeight;
