@@ -42,8 +42,11 @@ const enc = encodeURIComponent;
 const campaign = (JSON.parse(await call('GET', '/v1/campaigns')).campaigns[0] || {}).id;
 const group = (JSON.parse(await call('GET', '/v1/groups')).groups[0] || {}).id;
 const segSource = 'purchases(last 90d) >= 2 and net_spend >= 500.00 and not opted_out';
+// The most recent conversation (the inbox opens one thread beside its list).
+const conv = await call('GET', '/v1/conversations?limit=1').then((x) => (JSON.parse(x).conversations[0] || {}).person).catch(() => null);
 
 const pages = {
+  inbox: [['GET', '/v1/conversations?sort=recent&limit=50']].concat(conv ? [['GET', `/v1/conversations/${enc(conv)}?limit=100`]] : []),
   dashboard: [['GET', '/healthz'], ['GET', '/v1/analytics/funnel'], ['GET', '/v1/analytics/roi'], ['GET', '/v1/analytics/cohorts?weeks=12'], ['GET', '/v1/analytics/rfm'], ['GET', '/v1/analytics/repurchase']],
   'persons search': [['GET', `/v1/persons?limit=50&q=${enc(prefix)}`]],
   'person profile': someone ? [['GET', `/v1/persons/${enc(someone)}`], ['GET', `/v1/persons/${enc(someone)}/timeline?limit=50`], ['GET', `/v1/persons/${enc(someone)}/merges`], ['GET', `/v1/persons/${enc(someone)}/consent`]] : [],
@@ -60,7 +63,7 @@ const pages = {
   settings: [['GET', '/console/api/keys'], ['GET', '/console/api/operators'], ['GET', '/v1/connectors']],
 };
 
-console.log(`${url}: ${RUNS} runs each; person ${someone}; segment ${seg && seg.name}; campaign ${campaign}; group ${group}`);
+console.log(`${url}: ${RUNS} runs each; person ${someone}; segment ${seg && seg.name}; campaign ${campaign}; group ${group}; conversation ${conv}`);
 console.log('\n-- API calls (sequential) --');
 for (const [page, calls] of Object.entries(pages)) {
   for (const [m, p, b] of calls) {
@@ -85,7 +88,9 @@ const browser = await chromium.launch({
 const ctx = await browser.newContext({ viewport: { width: 1360, height: 900 } });
 await ctx.addCookies(cookie.split('; ').map((kv) => { const [name, value] = kv.split('='); return { name, value, url }; }));
 const page = await ctx.newPage();
+// A view: [hash, selector drawn, extra wait, performance mark the page sets when drawn].
 const views = {
+  inbox: [conv ? `#/inbox/${enc(conv)}` : '#/inbox', conv ? '#inbox-messages' : '#inbox-list .ib-row, #inbox-empty', null, conv ? 'inbox:thread' : 'inbox:list'],
   dashboard: ['#/dashboard', '#rfm-chart svg, #funnel-chart svg', async () => { for (const s of ['#funnel-chart svg', '#roi-chart svg', '#cohort-chart svg', '#rfm-chart svg']) await page.locator(s).waitFor(); }],
   'person profile': someone ? [`#/persons/${enc(someone)}`, '#profile'] : null,
   'segments editor': seg ? [`#/segments/${enc(seg.name)}`, '#segment-count'] : null,
@@ -102,8 +107,9 @@ const views = {
 };
 for (const [name, v] of Object.entries(views)) {
   if (!v) continue;
-  const [hash, sel, extra] = v;
+  const [hash, sel, extra, mark] = v;
   const xs = [];
+  const marks = [];
   for (let i = 0; i < Math.min(runsOf(name), 10) + 1; i++) {
     await page.goto('about:blank');
     const t = performance.now();
@@ -111,7 +117,8 @@ for (const [name, v] of Object.entries(views)) {
     await page.locator(sel).first().waitFor({ timeout: 60_000 });
     if (extra) await extra();
     if (i > 0) xs.push(performance.now() - t); // first load warms the cache
+    if (i > 0 && mark) marks.push(await page.evaluate((m) => { const e = performance.getEntriesByName(m)[0]; return e ? e.startTime : NaN; }, mark));
   }
-  console.log(`${name.padEnd(16)} p50 ${fmt(q(xs, 0.5))}  p90 ${fmt(q(xs, 0.9))}`);
+  console.log(`${name.padEnd(16)} p50 ${fmt(q(xs, 0.5))}  p90 ${fmt(q(xs, 0.9))}` + (marks.length ? `   (${mark} mark since navigation: p50 ${fmt(q(marks, 0.5))}  p90 ${fmt(q(marks, 0.9))})` : ''));
 }
 await browser.close();

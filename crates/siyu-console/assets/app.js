@@ -197,7 +197,7 @@
     // view no longer shown instead of over the page asked for last.
     const main = h('div', { class: 'view' }, h('p', { class: 'muted' }, t('common.loading')));
     $('#page').replaceChildren(main);
-    const pages = Object.assign({ dashboard, persons, segments, settings }, automation, growth, channelPages, quickReplyPages);
+    const pages = Object.assign({ dashboard, persons, segments, settings }, automation, growth, channelPages, quickReplyPages, inboxPages);
     (pages[page] || dashboard)(main, arg).then(() => { applyRole(main); I18N.applyStatic(main); });
   }
 
@@ -810,6 +810,7 @@
   const growth = window.GrowthPages(ui);
   const channelPages = window.ChannelPages(ui);
   const quickReplyPages = window.QuickReplyPages(ui);
+  const inboxPages = window.InboxPages(ui);
 
   // ---------- start ----------
   async function start() {

@@ -1030,6 +1030,7 @@
     bilibili: ['哔哩哔哩', 'Bilibili'],
     wecom: ['企业微信', 'WeCom'],
     wecom_api: ['企业微信接口', 'WeCom API'],
+    wecom_kf: ['微信客服', 'WeChat Kefu'],
     wechat: ['微信', 'WeChat'],
     miniprogram: ['小程序', 'Mini-program'],
     offline: ['线下门店', 'Offline store'],
