@@ -270,6 +270,17 @@ try {
     await page.fill('#inbox-text', '');
   });
 
+  await step('a follow-up task is added and done beside the thread', async () => {
+    await page.fill('#inbox-task-title', '明天回电确认尺码');
+    await page.click('#inbox-task-add');
+    const task = page.locator('#inbox-tasks li[data-task]', { hasText: '明天回电确认尺码' });
+    await task.waitFor({ timeout: 10_000 });
+    const open = await (await fetch(url + '/v1/tasks?open=true', { headers: { authorization: `Bearer ${key}` } })).json();
+    assert.ok(open.tasks.some((x) => x.title === '明天回电确认尺码' && x.operator === 'operator'), JSON.stringify(open.tasks));
+    await task.locator('button').click();
+    await task.waitFor({ state: 'detached', timeout: 10_000 });
+  });
+
   await step('resolve: the thread says so and the list moves it to 已解决', async () => {
     await page.click('#inbox-resolve');
     await page.locator('#inbox-thread-status').waitFor({ timeout: 10_000 });

@@ -94,6 +94,13 @@ window.I18N.add({
     'ib.live': '实时',
     'ib.offline': '实时连接断开，重连中…',
     'ib.colon': '：',
+    'ib.tasks': '待办',
+    'ib.no_tasks': '没有未完成的待办',
+    'ib.task_ph': '新待办，如「明天回电确认尺码」',
+    'ib.task_add': '添加待办',
+    'ib.task_done': '完成',
+    'ib.task_added': '已添加待办',
+    'ib.task_closed': '待办已完成',
   },
   en: {
     'nav.inbox': 'Inbox',
@@ -179,6 +186,13 @@ window.I18N.add({
     'ib.live': 'Live',
     'ib.offline': 'Live connection lost; reconnecting…',
     'ib.colon': ': ',
+    'ib.tasks': 'Tasks',
+    'ib.no_tasks': 'No open tasks',
+    'ib.task_ph': 'New task, e.g. "call back about the size"',
+    'ib.task_add': 'Add task',
+    'ib.task_done': 'Done',
+    'ib.task_added': 'Task added',
+    'ib.task_closed': 'Task done',
   },
 });
 
@@ -593,6 +607,31 @@ window.InboxPages = function (ui) {
       };
     }
 
+    // ---------- the person's open tasks, done and added in place ----------
+    function tasksCard(d, canonical) {
+      const tasks = d.tasks || [];
+      const title = h('input', { id: 'inbox-task-title', placeholder: t('ib.task_ph'), 'data-write': true, 'aria-label': t('ib.task_add'), maxlength: 200 });
+      const form = h('form', { class: 'ib-tag-form', onsubmit: async (e) => {
+        e.preventDefault();
+        const v = title.value.trim();
+        if (!v) return;
+        const r = await api('POST', '/v1/conversations/' + enc(canonical) + '/tasks', { title: v });
+        if (r.ok) { title.value = ''; toast(t('ib.task_added'), 'good'); scheduleThread(); } else if (r.status !== 403) toast(msgOf(r), 'error');
+      } }, title, h('button', { type: 'submit', id: 'inbox-task-add', 'data-write': true }, t('ib.task_add')));
+      const item = (task) => h('li', { 'data-task': task.key },
+        h('span', {}, task.title),
+        task.operator ? h('span', { class: 'muted small' }, ' · ' + task.operator) : null,
+        task.due ? h('span', { class: 'muted small' }, ' · ' + zone.fmtLocal(task.due * 1000).slice(5, 16)) : null,
+        ' ',
+        h('button', { type: 'button', class: 'small', 'data-write': true, onclick: async () => {
+          const r = await api('POST', '/v1/tasks/done', { key: task.key });
+          if (r.ok) { toast(t('ib.task_closed'), 'good'); scheduleThread(); } else if (r.status !== 403) toast(msgOf(r), 'error');
+        } }, t('ib.task_done')));
+      return h('section', { class: 'card', id: 'inbox-tasks' }, h('h2', {}, t('ib.tasks')),
+        tasks.length ? h('ul', { class: 'ib-tasks' }, tasks.map(item)) : h('p', { class: 'muted small' }, t('ib.no_tasks')),
+        form);
+    }
+
     // ---------- the profile ----------
     function drawProfile(d) {
       const p = d.profile || {};
@@ -624,6 +663,7 @@ window.InboxPages = function (ui) {
           p.opted_out ? h('p', { class: 'badge bad', id: 'inbox-opted-out' }, t('ib.opted_out')) : null,
           box.tagForm,
           h('p', { class: 'small' }, h('a', { href: '#/persons/' + enc(canonical), id: 'inbox-profile-link' }, t('ib.open_profile')))),
+        tasksCard(d, canonical),
         h('section', { class: 'card' }, h('h2', {}, t('ib.windows')),
           windows.length ? h('ul', { class: 'ib-windows', id: 'inbox-windows' }, windows.map((w) => h('li', { 'data-channel': w.channel, 'data-open': String(!!w.open) },
             I18N.channel(w.channel), ' ', h('span', { class: 'badge ' + (w.open ? 'status-done' : 'status-dead') },

@@ -268,10 +268,12 @@ async fn list_conversations(
         for o in &offsets {
             let events = store.timeline(o, None, PREVIEW_LOOKBACK)?;
             out.push(
+                // The newest message with a text (a message sent before
+                // siyu kept texts has none).
                 events
                     .iter()
-                    .find(|s| is_message(&s.event))
-                    .and_then(|s| s.event.text.clone().or_else(|| sent_text(&s.event)))
+                    .filter(|s| is_message(&s.event))
+                    .find_map(|s| s.event.text.clone().or_else(|| sent_text(&s.event)))
                     .map(|t| t.chars().take(PREVIEW_CHARS).collect::<String>()),
             );
         }
