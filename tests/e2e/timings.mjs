@@ -1,6 +1,7 @@
 // Timings of the console against a running siyu (not part of the test run):
 //
 //   node timings.mjs http://127.0.0.1:8080 admin PASSWORD [runs=15]
+//   ONLY=inbox node timings.mjs …   (only these pages)
 //
 // Prints p50/p90 per API call the console makes (session cookie auth, as
 // the browser sends it), per page's API batch (the calls a page makes in
@@ -63,6 +64,9 @@ const pages = {
   settings: [['GET', '/console/api/keys'], ['GET', '/console/api/operators'], ['GET', '/v1/connectors']],
 };
 
+// ONLY=inbox,dashboard limits the run to those pages.
+const only = process.env.ONLY ? new Set(process.env.ONLY.split(',')) : null;
+for (const name of Object.keys(pages)) if (only && !only.has(name)) delete pages[name];
 console.log(`${url}: ${RUNS} runs each; person ${someone}; segment ${seg && seg.name}; campaign ${campaign}; group ${group}; conversation ${conv}`);
 console.log('\n-- API calls (sequential) --');
 for (const [page, calls] of Object.entries(pages)) {
@@ -106,7 +110,7 @@ const views = {
   settings: ['#/settings', '#connector-list'],
 };
 for (const [name, v] of Object.entries(views)) {
-  if (!v) continue;
+  if (!v || (only && !only.has(name))) continue;
   const [hash, sel, extra, mark] = v;
   const xs = [];
   const marks = [];

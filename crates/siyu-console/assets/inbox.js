@@ -94,6 +94,7 @@ window.I18N.add({
     'ib.live': '实时',
     'ib.offline': '实时连接断开，重连中…',
     'ib.colon': '：',
+    'ib.no_channel': '没有可回复的渠道：此客户所在的渠道都没有配置连接器（设置 → 渠道状态）',
     'ib.tasks': '待办',
     'ib.no_tasks': '没有未完成的待办',
     'ib.task_ph': '新待办，如「明天回电确认尺码」',
@@ -186,6 +187,7 @@ window.I18N.add({
     'ib.live': 'Live',
     'ib.offline': 'Live connection lost; reconnecting…',
     'ib.colon': ': ',
+    'ib.no_channel': 'No channel to reply on: none of this customer\'s channels has a connector (Settings → Channels)',
     'ib.tasks': 'Tasks',
     'ib.no_tasks': 'No open tasks',
     'ib.task_ph': 'New task, e.g. "call back about the size"',
@@ -473,7 +475,7 @@ window.InboxPages = function (ui) {
     // ---------- the reply box ----------
     function replyBox() {
       let current = null; // canonical person
-      let quick = null; // the quick reply filled in (sent as `quick_reply`)
+      let quick = null; // the quick reply filled in (`/use` counted it)
       const text = h('textarea', { id: 'inbox-text', rows: 3, placeholder: t('ib.reply_ph'), 'data-write': true, 'aria-label': t('ib.reply') });
       const channel = h('select', { id: 'inbox-reply-channel', 'aria-label': t('ib.channel'), 'data-write': true });
       const result = h('div', { class: 'ib-result', id: 'inbox-result', role: 'alert' });
@@ -530,11 +532,12 @@ window.InboxPages = function (ui) {
         text.focus();
       }
 
+      const noChannel = () => h('p', { class: 'muted small', id: 'inbox-no-channel' }, t('ib.no_channel'));
       async function submit() {
         if (!current || !text.value.trim() || send.disabled) return;
+        if (!channel.value) { out.replaceChildren(noChannel()); return; }
         const body = { text: text.value };
         if (channel.value) body.channel = channel.value;
-        if (quick) body.quick_reply = quick;
         send.disabled = true;
         const r = await api('POST', '/v1/conversations/' + enc(current) + '/messages', body);
         send.disabled = false;
@@ -603,6 +606,7 @@ window.InboxPages = function (ui) {
           channel.replaceChildren(...cs.map((c) => h('option', { value: c }, I18N.channel(c))));
           if (cs.includes(keep)) channel.value = keep;
           channel.disabled = !cs.length || !ui.canWrite();
+          if (!cs.length) out.replaceChildren(noChannel());
         },
       };
     }
