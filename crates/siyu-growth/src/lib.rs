@@ -19,3 +19,4 @@
 pub mod community;
 pub mod content;
 pub mod fission;
+pub mod live;

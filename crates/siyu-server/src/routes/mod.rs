@@ -16,6 +16,7 @@ pub mod customers;
 pub mod events;
 pub mod fission;
 pub mod keys;
+pub mod live;
 pub mod ops;
 pub mod orders;
 pub mod persons;
@@ -44,5 +45,6 @@ pub fn all() -> Vec<Route> {
     routes.extend(quick_replies::routes());
     routes.extend(sensitive::routes());
     routes.extend(conversations::routes());
+    routes.extend(live::routes());
     routes
 }

@@ -427,6 +427,16 @@ fn workbench_and_channel_routes_declare_their_access() {
             ],
         ),
         (
+            "/v1/live-sessions",
+            vec![
+                ("delete /v1/live-sessions/{id}", write),
+                ("get /v1/live-sessions", read),
+                ("get /v1/live-sessions/{id}", read),
+                ("get /v1/live-sessions/{id}/report", read),
+                ("put /v1/live-sessions/{id}", write),
+            ],
+        ),
+        (
             "/v1/conversations",
             vec![
                 ("get /v1/conversations", read),

@@ -18,6 +18,7 @@ mod fast_start;
 mod fission;
 mod h5;
 mod ingest;
+mod live;
 mod local_time;
 mod nesting;
 mod observability;

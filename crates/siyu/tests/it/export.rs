@@ -209,6 +209,13 @@ fn build_brand(addr: &str) {
         "/v1/sends",
         json!({"id": "promo-1", "identities": ["wecom:b1", "wecom:b2"], "template": "promo", "channel": "webhook"}),
     );
+    // A live session on Douyin around the comment.
+    call(
+        addr,
+        "PUT",
+        "/v1/live-sessions/launch",
+        json!({"title": "新品首发", "channel": "douyin", "host": "小美", "starts_at": t - 3600, "ends_at": t + 3600}),
+    );
     // An operator resolves the comment's conversation: the archive holds
     // the resolution (this server has no connector to reply through).
     call(
@@ -514,6 +521,11 @@ fn listing_paths(addr: &str) -> Vec<String> {
         (
             "/v1/conversations/{person}",
             vec!["/v1/conversations/douyin:c1", "/v1/conversations/wecom:a1"],
+        ),
+        ("/v1/live-sessions/{id}", vec!["/v1/live-sessions/launch"]),
+        (
+            "/v1/live-sessions/{id}/report",
+            vec!["/v1/live-sessions/launch/report"],
         ),
         // A fixed range: the default (the last 30 days) moves with the clock.
         (
