@@ -38,8 +38,9 @@ pub struct Settings {
     pub archive_retention_days: u32,
     /// Hours after the customer's last message on a channel during which
     /// the platform takes a reply (WeChat Official Accounts' customer
-    /// service messages and WeCom 微信客服: 48). A channel not listed has
-    /// no window.
+    /// service messages: 48, the default). A channel not listed has no
+    /// window; a bridge whose platform has one (a DM channel that answers
+    /// only within N hours) is listed here by its channel name.
     #[serde(default = "default_windows")]
     pub service_windows: BTreeMap<String, u32>,
 }
@@ -51,7 +52,7 @@ fn default_retention_days() -> u32 {
     180
 }
 fn default_windows() -> BTreeMap<String, u32> {
-    BTreeMap::from([("wechat".to_string(), 48), ("wecom_kf".to_string(), 48)])
+    BTreeMap::from([("wechat".to_string(), 48)])
 }
 
 impl Default for Settings {
