@@ -32,7 +32,7 @@ use siyu_automation::sensitive::Speaker;
 use siyu_domain::{Channel, Event, EventType, Identity, Traits};
 use siyu_engine::conversation::{self, Conversation, InboxFilter, InboxSort, RESOLVED_EVENT};
 use siyu_engine::customers as list;
-use siyu_engine::{Engine, PersonId};
+use siyu_engine::{Engine, Person, PersonId};
 use siyu_store::{ArchiveQuery, ArchivedMessage, OutboxStatus};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -461,20 +461,22 @@ struct ThreadBase {
     identities: Vec<String>,
 }
 
-fn thread_base(e: &Engine, id: &str, settings: &Settings, at: i64) -> Result<ThreadBase, ApiError> {
+/// The person holding identity `id`: their slot and state (404 naming it).
+fn person_of<'e>(e: &'e Engine, id: &str) -> Result<(PersonId, &'e Person), ApiError> {
     let slot = resolve(e, id)?;
-    let empty = Conversation::default();
-    let c = e
-        .person(slot)
-        .and_then(|p| p.conversation())
-        .unwrap_or(&empty);
-    let row = row_of(e, slot, c)
-        .ok_or_else(|| ApiError::NotFound(format!("no person has identity `{id}`")))?;
-    let profile = crate::profile::profile(e, slot)
-        .ok_or_else(|| ApiError::NotFound(format!("no person has identity `{id}`")))?;
     let p = e
         .person(slot)
-        .ok_or_else(|| ApiError::NotFound(format!("no person has identity `{id}`")))?;
+        .ok_or_else(|| ApiError::NotFound(format!("no person has identity `{id}` (erased)")))?;
+    Ok((slot, p))
+}
+
+fn thread_base(e: &Engine, id: &str, settings: &Settings, at: i64) -> Result<ThreadBase, ApiError> {
+    let (slot, p) = person_of(e, id)?;
+    let empty = Conversation::default();
+    let c = p.conversation().unwrap_or(&empty);
+    let row = row_of(e, slot, c).ok_or_else(|| ApiError::Internal(format!("{id}: no row")))?;
+    let profile = crate::profile::profile(e, slot)
+        .ok_or_else(|| ApiError::Internal(format!("{id}: no profile")))?;
     let rfm_layer = list::rfm_thresholds(e)
         .and_then(|t| siyu_engine::rfm::layer_of(p, e.now(), &t))
         .map(|l| l.name().to_string());
@@ -810,10 +812,10 @@ fn reply_target(
     settings: &Settings,
     at: i64,
 ) -> Result<Target, ApiError> {
-    let slot = resolve(e, person)?;
+    let (_, p) = person_of(e, person)?;
     let snap = crate::automation::person::PersonSnapshot::of(e, person)
-        .ok_or_else(|| ApiError::NotFound(format!("no person has identity `{person}`")))?;
-    let c = e.person(slot).and_then(|p| p.conversation());
+        .ok_or_else(|| ApiError::Internal(format!("{person}: no snapshot")))?;
+    let c = p.conversation();
     let last = c
         .and_then(|c| c.last_channel())
         .and_then(|ch| e.channel_name(ch))
@@ -1068,10 +1070,7 @@ async fn assign(
     }
     let (canonical, previous) = {
         let e = read_engine(&state);
-        let slot = resolve(&e, &person)?;
-        let p = e
-            .person(slot)
-            .ok_or_else(|| ApiError::NotFound(format!("no person has identity `{person}`")))?;
+        let (slot, p) = person_of(&e, &person)?;
         (
             e.canonical_id(slot).to_string(),
             list::owner_of(p).map(str::to_string),
