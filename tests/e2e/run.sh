@@ -20,3 +20,4 @@ SIYU_BIN="$SIYU_BIN" node h5.test.mjs
 SIYU_BIN="$SIYU_BIN" node editors.test.mjs
 SIYU_BIN="$SIYU_BIN" node customers.test.mjs
 SIYU_BIN="$SIYU_BIN" node inbox.test.mjs
+SIYU_BIN="$SIYU_BIN" node live.test.mjs
