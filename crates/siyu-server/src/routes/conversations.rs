@@ -44,7 +44,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/conversations/stream", read, "Server-sent events: every conversation change (`comment`, `message_sent`, `resolved`, `assigned`) with the person's canonical identity, on any node.", stream, answer_media = "text/event-stream"),
         route!(get, "/v1/conversations/settings", read, "The conversation settings: `unanswered_alert_minutes`, `archive_retention_days`, `service_windows` (hours per channel).", get_settings),
         route!(put, "/v1/conversations/settings", write, "Save the conversation settings (every field optional: defaults 30 min, 180 days, wechat 48 h); every fault names its field.", put_settings, body = Settings),
-        route!(get, "/v1/conversations/archive", read, "The archive of operators' messages (会话存档), newest first: `operator`, `person` (any identity), `q` (the text contains), `flagged` (hit a sensitive-word rule), `from`/`to` (dates in the workspace time zone or RFC 3339), `kind` (message | resolution), `limit` (1–500), `before` (the `cursor` of the last page).", archive),
+        route!(get, "/v1/conversations/archive", read, "The archive of operators' messages (会话存档), newest first: `operator`, `person` (any identity), `q` (the text contains), `flagged` (hit a sensitive-word rule), `from`/`to` (dates in the workspace time zone or RFC 3339), `kind` (message | resolution), `limit` (1–500), `before` (the `cursor` of the last page). 404 for a `person` siyu does not know.", archive, statuses = [404]),
         route!(get, "/v1/conversations/report", read, "Per operator over `from`/`to` (default the last 30 days): messages, persons answered, first-response times (median, p90), resolutions and their median time, sensitive-word hits, and conversations unanswered now among the persons they own.", report),
         route!(get, "/v1/conversations/{person}", read, "One person's conversation across channels (any identity): the messages in and out, oldest first (the last `limit`, 1–500, default 100; `before` = the first offset shown pages older), with the person's profile, service windows and the channels a reply can use.", thread, statuses = [404]),
         route!(post, "/v1/conversations/{person}/messages", write, "Reply: `{\"text\", \"channel\"?, \"quick_reply\"?}` on the channel the customer last wrote on (or `channel`), as a transactional message through the guardrails and the channel's connector, archived with its sensitive-word hits. 409 `outside_service_window` outside the platform's window; 422 when the person has no address on the channel. Answers the outbox key and its status after up to 3 s.", reply, body = ReplyBody, statuses = [404, 409, 422]),
@@ -1313,6 +1313,9 @@ async fn archive(
     };
     let identities = match &p.person {
         None => None,
+        Some(id) if id.is_empty() || id.len() > 512 => {
+            return Err(bad("person: a full identity such as `wecom:wm0001`"))
+        }
         Some(id) => {
             let e = read_engine(&state);
             let slot = resolve(&e, id)?;
