@@ -422,3 +422,77 @@ async fn a_reply_outside_the_service_window_is_refused_with_the_reason() {
     }
     assert_eq!(bridge.wait_for(1).await[0]["body"], "在的");
 }
+
+/// Two nodes on one PostgreSQL database: a customer's message taken by
+/// one node reaches the other node's inbox and change stream; a reply
+/// made on the node that does not lead is delivered (by the leader) and
+/// answers the customer on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_work_across_nodes_on_postgres() {
+    let Some(_) = crate::pg_url() else {
+        eprintln!("SKIPPED: SIYU_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let (bridge, url) = Receiver::start().await;
+    let a = TestApp::spawn_with(Backend::Postgres, 1 << 20, |c| {
+        c.connectors.bridges.insert(
+            "douyin".into(),
+            WebhookConfig {
+                url,
+                secret: Secret::new(SECRET),
+                timeout_ms: 2000,
+            },
+        );
+        c.inbound_secrets
+            .insert("douyin".into(), "inbound-secret".into());
+    })
+    .await;
+    let (s, b) = a
+        .send("PUT", "/v1/guardrails", json!({"quiet_hours": null}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let b = a.peer().await;
+    assert!(a.state.0.leader.is_leader() && !b.state.0.leader.is_leader());
+    let mut heard_on_b = b.state.0.conversations.subscribe();
+    comment(
+        &a,
+        "x1",
+        "douyin:n1",
+        siyu_server::writer::wall_clock(),
+        "两个节点都看得到吗",
+    )
+    .await;
+    let change = tokio::time::timeout(Duration::from_secs(15), heard_on_b.recv())
+        .await
+        .expect("the other node hears it within 15 s")
+        .expect("open feed");
+    assert_eq!(
+        (change.person.as_str(), change.kind),
+        ("douyin:n1", "comment")
+    );
+    let listed = wait_until(&b, "/v1/conversations?unanswered=true", |v| v["total"] == 1).await;
+    assert_eq!(people(&listed), ["douyin:n1"]);
+
+    // The reply is made on B; A leads, so A's executor delivers it.
+    let (s, sent) = b
+        .send(
+            "POST",
+            "/v1/conversations/douyin:n1/messages",
+            json!({"text": "看得到", "operator": "li"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{sent}");
+    assert_eq!(bridge.wait_for(1).await[0]["body"], "看得到");
+    for node in [&a, &b] {
+        wait_until(node, "/v1/conversations?unanswered=true", |v| {
+            v["total"] == 0
+        })
+        .await;
+        let (_, archive) = node.get("/v1/conversations/archive?operator=li").await;
+        assert_eq!(
+            archive["messages"].as_array().unwrap().len(),
+            1,
+            "{archive}"
+        );
+    }
+}
