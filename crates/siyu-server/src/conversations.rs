@@ -38,7 +38,8 @@ pub struct Settings {
     pub archive_retention_days: u32,
     /// Hours after the customer's last message on a channel during which
     /// the platform takes a reply (WeChat Official Accounts' customer
-    /// service messages: 48, the default). A channel not listed has no
+    /// service messages: 48, the default; WeCom through 微信客服 gets 48
+    /// too, see [`Settings::effective`]). A channel not listed has no
     /// window; a bridge whose platform has one (a DM channel that answers
     /// only within N hours) is listed here by its channel name.
     #[serde(default = "default_windows")]
@@ -95,6 +96,17 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// These settings as replies follow them: WeCom with `open_kfid`
+    /// configured sends direct messages through 微信客服 (`kf/send_msg`),
+    /// which takes them only within 48 h of the customer's last message,
+    /// so `wecom` gets that window unless the settings name one.
+    pub fn effective(mut self, wecom_through_kf: bool) -> Settings {
+        if wecom_through_kf {
+            self.service_windows.entry("wecom".into()).or_insert(48);
+        }
+        self
     }
 
     /// The window of `channel`, in seconds, if it has one.
@@ -218,4 +230,23 @@ pub fn sensitive_alerts(
             done_at: None,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wecom_through_kf_gets_the_48_hour_window_unless_the_settings_name_one() {
+        let plain = Settings::default();
+        assert_eq!(plain.clone().effective(false).window_secs("wecom"), None);
+        assert_eq!(
+            plain.clone().effective(true).window_secs("wecom"),
+            Some(48 * 3600)
+        );
+        assert_eq!(plain.effective(true).window_secs("wechat"), Some(48 * 3600));
+        let mut own = Settings::default();
+        own.service_windows.insert("wecom".into(), 24);
+        assert_eq!(own.effective(true).window_secs("wecom"), Some(24 * 3600));
+    }
 }

@@ -73,6 +73,20 @@ fn bad(message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(message.into())
 }
 
+/// The conversation settings replies follow (`Settings::effective`).
+async fn reply_settings(state: &AppState) -> Result<Settings, ApiError> {
+    let kf = state
+        .0
+        .config
+        .connectors
+        .wecom
+        .as_ref()
+        .is_some_and(|w| w.open_kfid.as_deref().is_some_and(|k| !k.trim().is_empty()));
+    Ok(with_store(state, |store| Ok(Settings::load(store)?))
+        .await?
+        .effective(kf))
+}
+
 /// The login of the console session making the request, if any.
 fn session_login(state: &AppState, headers: &HeaderMap) -> Option<String> {
     siyu_console::session_of(&state.0.console, headers).map(|s| s.login)
@@ -563,7 +577,7 @@ async fn thread(
 ) -> Result<Json<Thread>, ApiError> {
     let limit = parse_num(&q.limit, "limit", 1, MAX_THREAD as u64)?.unwrap_or(100) as usize;
     let before = parse_num(&q.before, "before", 0, u64::MAX)?;
-    let settings = with_store(&state, |store| Ok(Settings::load(store)?)).await?;
+    let settings = reply_settings(&state).await?;
     let at = now();
     let base = {
         let e = read_engine(&state);
@@ -937,7 +951,7 @@ async fn reply(
             )));
         }
     }
-    let settings = with_store(&state, |store| Ok(Settings::load(store)?)).await?;
+    let settings = reply_settings(&state).await?;
     let at = now();
     let (target, offsets) = {
         let e = read_engine(&state);
