@@ -48,6 +48,7 @@ pub mod callback;
 pub mod calls;
 pub mod contact_way;
 pub mod crypto;
+pub mod moments;
 pub mod send_result;
 pub mod sync;
 pub mod tags;

@@ -1,0 +1,369 @@
+//! WeCom's customer Moments (客户朋友圈): publishing a post that chosen
+//! customers see from chosen corp members, and reading back who liked and
+//! commented on it.
+//!
+//! Why here: a Moments SOP plans posts in siyu (text, a link from the
+//! content library, images already uploaded as WeCom media), publishes
+//! them through WeCom and puts the engagement on each customer's
+//! timeline. This module is the request and answer shapes and the pure
+//! mapping of engagement to events; the planning and the guardrails are
+//! the server's and siyu-growth's.
+//!
+//! Shapes (客户联系 → 客户朋友圈):
+//! - `POST /cgi-bin/externalcontact/add_moment_task` with `{"text":
+//!   {"content"}, "attachments": [{"msgtype": "image", "image":
+//!   {"media_id"}} | {"msgtype": "link", "link": {"title", "url",
+//!   "media_id"?}}], "visible_range": {"sender_list": {"user_list":
+//!   [userid]}, "external_contact_list": {"tag_list": [tag id]}}}` →
+//!   `{errcode, errmsg, jobid}`: publishing is asynchronous;
+//! - `GET /cgi-bin/externalcontact/get_moment_task_result?jobid=` →
+//!   `{status: 1 (running) | 2 (started) | 3 (done), type:
+//!   "add_moment_task", result: {errcode, errmsg, moment_id,
+//!   invalid_sender_list: {user_list}, invalid_external_contact_list:
+//!   {tag_list}}}`;
+//! - `POST /cgi-bin/externalcontact/get_moment_comments` `{moment_id,
+//!   userid}` → `{comment_list: [{external_userid | userid, create_time}],
+//!   like_list: [{external_userid | userid, create_time}]}` (the comments'
+//!   text is not given).
+//!
+//! At most [`MAX_ATTACHMENTS`] attachments (WeCom: 9 images, or one link
+//! or video), text of at most [`MAX_TEXT_CHARS`] characters; both are
+//! checked here before any call.
+
+use serde_json::{json, Value};
+
+use super::{str_field, WeComConnector};
+use crate::SendError;
+
+/// WeCom's limits on one post.
+pub const MAX_TEXT_CHARS: usize = 2000;
+pub const MAX_ATTACHMENTS: usize = 9;
+
+/// What a post carries besides its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attachment {
+    /// An image uploaded to WeCom (`media/upload_attachment`).
+    Image { media_id: String },
+    /// A link card: a content-library item's title and tracked URL.
+    Link {
+        title: String,
+        url: String,
+        media_id: Option<String>,
+    },
+}
+
+/// One post to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moment {
+    pub text: String,
+    pub attachments: Vec<Attachment>,
+    /// The corp members whose customers see it (empty: every member).
+    pub senders: Vec<String>,
+    /// WeCom corp tag ids of the customers who see it (empty: all).
+    pub tag_ids: Vec<String>,
+}
+
+impl Moment {
+    /// The `add_moment_task` body; a fault names what to fix.
+    pub fn body(&self) -> Result<Value, SendError> {
+        let chars = self.text.chars().count();
+        if chars > MAX_TEXT_CHARS {
+            return Err(SendError::Permanent(format!(
+                "wecom moment: text is {chars} characters, WeCom takes {MAX_TEXT_CHARS}"
+            )));
+        }
+        if self.text.trim().is_empty() && self.attachments.is_empty() {
+            return Err(SendError::Permanent(
+                "wecom moment: give a text or an attachment".into(),
+            ));
+        }
+        let links = self
+            .attachments
+            .iter()
+            .filter(|a| matches!(a, Attachment::Link { .. }))
+            .count();
+        if self.attachments.len() > MAX_ATTACHMENTS || (links > 0 && self.attachments.len() > 1) {
+            return Err(SendError::Permanent(format!(
+                "wecom moment: at most {MAX_ATTACHMENTS} images, or one link alone"
+            )));
+        }
+        let attachments: Vec<Value> = self
+            .attachments
+            .iter()
+            .map(|a| match a {
+                Attachment::Image { media_id } => {
+                    json!({"msgtype": "image", "image": {"media_id": media_id}})
+                }
+                Attachment::Link {
+                    title,
+                    url,
+                    media_id,
+                } => {
+                    let mut link = json!({"title": title, "url": url});
+                    if let Some(m) = media_id {
+                        link["media_id"] = json!(m);
+                    }
+                    json!({"msgtype": "link", "link": link})
+                }
+            })
+            .collect();
+        let mut body = json!({"text": {"content": self.text}});
+        if !attachments.is_empty() {
+            body["attachments"] = json!(attachments);
+        }
+        let mut range = json!({});
+        if !self.senders.is_empty() {
+            range["sender_list"] = json!({"user_list": self.senders});
+        }
+        if !self.tag_ids.is_empty() {
+            range["external_contact_list"] = json!({"tag_list": self.tag_ids});
+        }
+        if range.as_object().is_some_and(|o| !o.is_empty()) {
+            body["visible_range"] = range;
+        }
+        Ok(body)
+    }
+}
+
+/// Where a publishing job is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskResult {
+    /// Still running (status 1 or 2).
+    Running,
+    /// Done: the moment's id, and the senders and tags WeCom refused.
+    Published {
+        moment_id: String,
+        invalid_senders: Vec<String>,
+        invalid_tags: Vec<String>,
+    },
+    /// Done with an error (errcode and message).
+    Failed(String),
+}
+
+fn strings(v: &Value, outer: &str, inner: &str) -> Vec<String> {
+    v.get(outer)
+        .and_then(|o| o.get(inner))
+        .and_then(|l| l.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Reads a `get_moment_task_result` answer.
+pub fn task_result(v: &Value) -> Result<TaskResult, SendError> {
+    match v.get("status").and_then(Value::as_i64) {
+        Some(1) | Some(2) => Ok(TaskResult::Running),
+        Some(3) => {
+            let r = v.get("result").cloned().unwrap_or(Value::Null);
+            let code = r.get("errcode").and_then(Value::as_i64).unwrap_or(0);
+            if code != 0 {
+                return Ok(TaskResult::Failed(format!(
+                    "errcode {code}: {}",
+                    r.get("errmsg").and_then(Value::as_str).unwrap_or("")
+                )));
+            }
+            let moment_id = str_field(&r, "moment_id").ok_or_else(|| {
+                SendError::Permanent("wecom: get_moment_task_result answered no moment_id".into())
+            })?;
+            Ok(TaskResult::Published {
+                moment_id,
+                invalid_senders: strings(&r, "invalid_sender_list", "user_list"),
+                invalid_tags: strings(&r, "invalid_external_contact_list", "tag_list"),
+            })
+        }
+        other => Err(SendError::Permanent(format!(
+            "wecom: get_moment_task_result answered status {other:?}"
+        ))),
+    }
+}
+
+/// One reaction of a customer to a moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaction {
+    pub external_userid: String,
+    /// `like` or `comment`.
+    pub kind: &'static str,
+    pub at: i64,
+}
+
+/// The customers' likes and comments in a `get_moment_comments` answer
+/// (reactions of corp members, which carry `userid`, are left out).
+pub fn reactions(v: &Value) -> Vec<Reaction> {
+    let mut out = Vec::new();
+    for (list, kind) in [("like_list", "like"), ("comment_list", "comment")] {
+        for r in v.get(list).and_then(Value::as_array).into_iter().flatten() {
+            let (Some(who), Some(at)) = (
+                r.get("external_userid")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty()),
+                r.get("create_time").and_then(Value::as_i64),
+            ) else {
+                continue;
+            };
+            out.push(Reaction {
+                external_userid: who.to_string(),
+                kind,
+                at,
+            });
+        }
+    }
+    out.sort_by(|a, b| (a.at, &a.external_userid, a.kind).cmp(&(b.at, &b.external_userid, b.kind)));
+    out
+}
+
+/// The event a reaction becomes on the customer's timeline: a custom
+/// `moment_like` or `moment_comment` on their `wecom:` identity, with the
+/// moment's id; its id is the reaction's own, so reading the comments
+/// again adds nothing.
+pub fn reaction_event(moment_id: &str, r: &Reaction) -> Value {
+    json!({
+        "id": super::callback::event_id(&["moment", moment_id, r.kind, &r.external_userid, &r.at.to_string()]),
+        "ts": r.at,
+        "identity": format!("wecom:{}", r.external_userid),
+        "channel": "wecom",
+        "type": "custom",
+        "name": format!("moment_{}", r.kind),
+        "properties": {"moment_id": moment_id},
+    })
+}
+
+impl WeComConnector {
+    /// `add_moment_task`: starts publishing; answers the job's id.
+    pub async fn add_moment_task(&self, moment: &Moment) -> Result<String, SendError> {
+        let v = self
+            .call("/cgi-bin/externalcontact/add_moment_task", &moment.body()?)
+            .await?;
+        str_field(&v, "jobid")
+            .ok_or_else(|| SendError::Permanent("wecom: add_moment_task answered no jobid".into()))
+    }
+
+    /// `get_moment_task_result`: where the publishing job is.
+    pub async fn moment_task_result(&self, jobid: &str) -> Result<TaskResult, SendError> {
+        let (_, v) = self
+            .api
+            .get(
+                "/cgi-bin/externalcontact/get_moment_task_result",
+                &[("jobid", jobid)],
+            )
+            .await?;
+        task_result(&v)
+    }
+
+    /// `get_moment_comments`: the customers' likes and comments on a
+    /// moment that `userid` published.
+    pub async fn moment_reactions(
+        &self,
+        moment_id: &str,
+        userid: &str,
+    ) -> Result<Vec<Reaction>, SendError> {
+        let v = self
+            .call(
+                "/cgi-bin/externalcontact/get_moment_comments",
+                &json!({"moment_id": moment_id, "userid": userid}),
+            )
+            .await?;
+        Ok(reactions(&v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_post_is_the_body_wecom_documents() {
+        let m = Moment {
+            text: "双11 新品上架".into(),
+            attachments: vec![Attachment::Link {
+                title: "新品指南".into(),
+                url: "https://shop.example/c/abc".into(),
+                media_id: None,
+            }],
+            senders: vec!["zhangsan".into()],
+            tag_ids: vec!["etXXXX".into()],
+        };
+        assert_eq!(
+            m.body().unwrap(),
+            json!({"text": {"content": "双11 新品上架"},
+                   "attachments": [{"msgtype": "link", "link": {"title": "新品指南", "url": "https://shop.example/c/abc"}}],
+                   "visible_range": {"sender_list": {"user_list": ["zhangsan"]},
+                                     "external_contact_list": {"tag_list": ["etXXXX"]}}})
+        );
+        let images = Moment {
+            text: String::new(),
+            attachments: vec![
+                Attachment::Image {
+                    media_id: "m1".into()
+                };
+                10
+            ],
+            senders: vec![],
+            tag_ids: vec![],
+        };
+        assert!(images.body().unwrap_err().to_string().contains("at most 9"));
+        let empty = Moment {
+            text: " ".into(),
+            attachments: vec![],
+            senders: vec![],
+            tag_ids: vec![],
+        };
+        assert!(empty.body().is_err());
+    }
+
+    #[test]
+    fn a_jobs_result_and_the_reactions_are_read() {
+        assert_eq!(
+            task_result(&json!({"errcode": 0, "status": 1})).unwrap(),
+            TaskResult::Running
+        );
+        assert_eq!(
+            task_result(
+                &json!({"errcode": 0, "status": 3, "type": "add_moment_task",
+                "result": {"errcode": 0, "errmsg": "ok", "moment_id": "momxxx",
+                    "invalid_sender_list": {"user_list": ["lisi"]},
+                    "invalid_external_contact_list": {"tag_list": ["etBAD"]}}})
+            )
+            .unwrap(),
+            TaskResult::Published {
+                moment_id: "momxxx".into(),
+                invalid_senders: vec!["lisi".into()],
+                invalid_tags: vec!["etBAD".into()],
+            }
+        );
+        assert!(matches!(
+            task_result(&json!({"status": 3, "result": {"errcode": 41003, "errmsg": "bad"}})).unwrap(),
+            TaskResult::Failed(m) if m.contains("41003")
+        ));
+        let got = reactions(&json!({"errcode": 0,
+            "comment_list": [{"external_userid": "wmC", "create_time": 1790000200}, {"userid": "zhangsan", "create_time": 1790000300}],
+            "like_list": [{"external_userid": "wmA", "create_time": 1790000100}]}));
+        assert_eq!(
+            got,
+            vec![
+                Reaction {
+                    external_userid: "wmA".into(),
+                    kind: "like",
+                    at: 1_790_000_100
+                },
+                Reaction {
+                    external_userid: "wmC".into(),
+                    kind: "comment",
+                    at: 1_790_000_200
+                },
+            ]
+        );
+        let e = reaction_event("momxxx", &got[0]);
+        assert_eq!(e["identity"], "wecom:wmA");
+        assert_eq!(e["name"], "moment_like");
+        assert_eq!(
+            reaction_event("momxxx", &got[0])["id"],
+            e["id"],
+            "the same reaction, the same id"
+        );
+        let parsed = siyu_domain::wire::parse_json_event(&e).expect("a valid event");
+        assert_eq!(parsed.ts, 1_790_000_100);
+    }
+}
