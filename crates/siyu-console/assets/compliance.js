@@ -251,6 +251,15 @@ window.CompliancePages = function (ui) {
   // The filters outlive a render (a language switch); the address may set them.
   const af = { q: '', operator: '', person: '', flagged: false, from: '', to: '', kind: 'message' };
 
+  // The filters as a query (the address and the API share it).
+  function filterParams(x) {
+    const p = new URLSearchParams();
+    for (const k of ['q', 'operator', 'person', 'from', 'to']) if (x[k]) p.set(k, x[k]);
+    if (x.flagged) p.set('flagged', 'true');
+    if (x.kind && x.kind !== 'message') p.set('kind', x.kind);
+    return p;
+  }
+
   async function archive(main) {
     const hp = hashParams();
     if ([...hp.keys()].length) {
@@ -281,16 +290,10 @@ window.CompliancePages = function (ui) {
     let shown = 0;
     let seq = 0;
     let asked = Object.assign({}, af);
+    const box = h('section', { class: 'card', id: 'archive' });
 
     function query(older) {
-      const q = new URLSearchParams();
-      if (asked.q) q.set('q', asked.q);
-      if (asked.operator) q.set('operator', asked.operator);
-      if (asked.person) q.set('person', asked.person);
-      if (asked.flagged) q.set('flagged', 'true');
-      if (asked.from) q.set('from', asked.from);
-      if (asked.to) q.set('to', asked.to);
-      if (asked.kind !== 'message') q.set('kind', asked.kind);
+      const q = filterParams(asked);
       q.set('limit', String(PAGE));
       if (older && cursor) q.set('before', cursor);
       return q;
@@ -315,6 +318,8 @@ window.CompliancePages = function (ui) {
       more.disabled = true;
       const r = await api('GET', '/v1/conversations/archive?' + query(older));
       if (mine !== seq || !main.isConnected) return;
+      // What is shown answers this search (a test waits for it).
+      box.dataset.asked = filterParams(asked).toString();
       more.disabled = false;
       respHead.textContent = t(asked.kind === 'resolution' ? 'cp.col.open_for' : 'cp.col.response');
       if (!r.ok) {
@@ -339,10 +344,7 @@ window.CompliancePages = function (ui) {
       Object.assign(af, { q: qIn.value.trim(), operator: opSel.value, person: personIn.value.trim(), flagged: flagIn.checked, from: fromIn.value, to: toIn.value, kind: kindSel.value });
       asked = Object.assign({}, af);
       // The address names the search (a reload or a link shows the same).
-      const p = new URLSearchParams();
-      for (const k of ['q', 'operator', 'person', 'from', 'to']) if (af[k]) p.set(k, af[k]);
-      if (af.flagged) p.set('flagged', 'true');
-      if (af.kind !== 'message') p.set('kind', af.kind);
+      const p = filterParams(af);
       const hash = '#/inbox-archive' + (p.toString() ? '?' + p : '');
       if (location.hash !== hash) history.replaceState(null, '', hash);
       load(false);
@@ -361,14 +363,14 @@ window.CompliancePages = function (ui) {
 
     const sd = settings.ok ? settings.data : null;
     const keep = sd ? (sd.archive_retention_days ? t('cp.retention', { n: sd.archive_retention_days }) : t('cp.retention_forever')) : '';
-    main.replaceChildren(head('archive'),
-      h('section', { class: 'card' },
-        h('p', { class: 'muted small' }, t('cp.archive_help', { tz: zone.tz() }), keep ? ' · ' : '', keep ? h('a', { href: '#/inbox-settings', id: 'archive-retention' }, keep) : null),
-        form,
-        h('div', { class: 'ib-list-head' }, countEl),
-        status,
-        h('div', { class: 'scroll' }, table),
-        h('div', { class: 'actions' }, more)));
+    main.replaceChildren(head('archive'), box);
+    box.append(
+      h('p', { class: 'muted small' }, t('cp.archive_help', { tz: zone.tz() }), keep ? ' · ' : null, keep ? h('a', { href: '#/inbox-settings', id: 'archive-retention' }, keep) : null),
+      form,
+      h('div', { class: 'ib-list-head' }, countEl),
+      status,
+      h('div', { class: 'scroll' }, table),
+      h('div', { class: 'actions' }, more));
     await load(false);
   }
 
