@@ -385,7 +385,7 @@ window.CompliancePages = function (ui) {
     if (!rf.from && !rf.to) { rf.to = localDay(Date.now()); rf.from = localDay(Date.now() - 29 * 86400_000); }
     const fromIn = h('input', { type: 'date', id: 'report-from', value: rf.from, 'aria-label': t('cp.from') });
     const toIn = h('input', { type: 'date', id: 'report-to', value: rf.to, 'aria-label': t('cp.to') });
-    const form = h('form', { class: 'search range', id: 'report-form', onsubmit: (e) => {
+    const form = h('form', { class: 'search range report-range', id: 'report-form', onsubmit: (e) => {
       e.preventDefault();
       rf.from = fromIn.value;
       rf.to = toIn.value;
