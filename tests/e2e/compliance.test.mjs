@@ -196,6 +196,17 @@ try {
     await page.waitForFunction(() => document.querySelectorAll('#archive-rows tr').length >= 2);
     const flagged = await rows().evaluateAll((trs) => trs.map((tr) => tr.querySelectorAll('.badge.flag').length));
     assert.ok(flagged.every((n) => n > 0), `every row flagged: ${flagged}`);
+    // By customer (any identity of theirs): fan B's two replies.
+    await search(page, async () => { await page.uncheck('#archive-flagged'); await page.fill('#archive-q', 'E2E-CMP'); await page.fill('#archive-person', FAN_B); });
+    await archiveShows(page, 2);
+    assert.deepEqual((await rows().locator('td.cust a').allTextContents()), [FAN_B_SHOWN, FAN_B_SHOWN]);
+    // Nobody by that identity: the server's answer, no rows.
+    await search(page, () => page.fill('#archive-person', 'douyin:e2e_nobody'));
+    await page.locator('#archive-error').waitFor({ timeout: 10_000 });
+    console.log(`     unknown customer: ${await page.textContent('#archive-error')}`);
+    assert.equal(await rows().count(), 0);
+    await page.fill('#archive-person', '');
+    await page.check('#archive-flagged');
     // Fan B's row: the identity decoded, the link encoded.
     await search(page, () => page.fill('#archive-q', 'E2E-CMP-3'));
     await archiveShows(page, 1);
@@ -327,6 +338,12 @@ try {
     assert.deepEqual(saved.service_windows, { wechat: 48, wecom_kf: 48, xiaohongshu: 24 });
     // The sensitive-word rules beside it.
     assert.deepEqual(await page.$$eval('#words-table tr[data-rule]', (trs) => trs.map((tr) => tr.dataset.rule)), ['private_deal', 'competitor']);
+    // A rule that does not compile: the fault names it, nothing saved.
+    await page.fill('#words-json', JSON.stringify({ rules: [{ id: 'bad', matcher: { regex: '(' }, category: '坏' }] }));
+    await page.click('#words-save');
+    await page.locator('#words-fault').waitFor({ timeout: 10_000 });
+    assert.match(await page.textContent('#words-fault'), /rules\[0\]\./);
+    assert.equal((await call('GET', '/v1/sensitive-words')).json.rules.length, 2);
     // The archive names the retention, linking here.
     await page.click('#inbox-pages a[data-tab=archive]');
     assert.match(await page.textContent('#archive-retention'), /180 天/);
