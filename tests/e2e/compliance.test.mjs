@@ -308,7 +308,7 @@ try {
     assert.equal(await page.inputValue('#cs-alert'), '30');
     assert.equal(await page.inputValue('#cs-retention'), '180');
     const channels = await page.$$eval('#cs-windows input.cs-channel', (xs) => xs.map((x) => x.value));
-    assert.deepEqual(channels.sort(), ['wechat', 'wecom_kf']);
+    assert.deepEqual(channels.sort(), ['wechat']);
     // Too many minutes: the server's 422 under the alert field.
     await page.fill('#cs-alert', '20000');
     await page.click('#cs-save');
@@ -335,7 +335,7 @@ try {
     const saved = (await call('GET', '/v1/conversations/settings')).json;
     assert.equal(saved.unanswered_alert_minutes, 45);
     assert.equal(saved.archive_retention_days, 180);
-    assert.deepEqual(saved.service_windows, { wechat: 48, wecom_kf: 48, xiaohongshu: 24 });
+    assert.deepEqual(saved.service_windows, { wechat: 48, xiaohongshu: 24 });
     // The sensitive-word rules beside it.
     assert.deepEqual(await page.$$eval('#words-table tr[data-rule]', (trs) => trs.map((tr) => tr.dataset.rule)), ['private_deal', 'competitor']);
     // A rule that does not compile: the fault names it, nothing saved.
