@@ -190,14 +190,15 @@
     const [page, ...rest] = hash.split('?')[0].split('/');
     const arg = rest.length ? decodeURIComponent(rest.join('/')) : null;
     // The channel pages belong to the settings, quick replies to the templates.
-    const navPage = { channels: 'settings', 'quick-replies': 'templates', live: 'fission' }[page] || page;
+    // The archive, report and conversation settings are tabs of the inbox.
+    const navPage = { channels: 'settings', 'quick-replies': 'templates', 'inbox-archive': 'inbox', 'inbox-report': 'inbox', 'inbox-settings': 'inbox', live: 'fission' }[page] || page;
     document.querySelectorAll('#nav a').forEach((a) => a.classList.toggle('active', a.dataset.page === navPage));
     // Each render draws into its own view: a slower earlier page (the
     // dashboard still loading when the user moved on) finishes into a
     // view no longer shown instead of over the page asked for last.
     const main = h('div', { class: 'view' }, h('p', { class: 'muted' }, t('common.loading')));
     $('#page').replaceChildren(main);
-    const pages = Object.assign({ dashboard, persons, segments, settings }, automation, growth, channelPages, quickReplyPages, inboxPages, livePages);
+    const pages = Object.assign({ dashboard, persons, segments, settings }, automation, growth, channelPages, quickReplyPages, inboxPages, livePages, compliancePages.pages);
     (pages[page] || dashboard)(main, arg).then(() => { applyRole(main); I18N.applyStatic(main); });
   }
 
@@ -810,6 +811,9 @@
   const growth = window.GrowthPages(ui);
   const channelPages = window.ChannelPages(ui);
   const quickReplyPages = window.QuickReplyPages(ui);
+  // The inbox's tabs (会话 / 存档 / 报表 / 设置) are drawn by compliance.js.
+  const compliancePages = window.CompliancePages(ui);
+  ui.inboxTabs = compliancePages.tabs;
   const inboxPages = window.InboxPages(ui);
   const livePages = window.LivePages(ui);
 

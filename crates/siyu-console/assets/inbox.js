@@ -713,7 +713,7 @@ window.InboxPages = function (ui) {
     const tick = setInterval(() => { if (!main.isConnected) { clearInterval(tick); return; } if (rows.length) drawList(); }, 60_000);
 
     main.replaceChildren(
-      h('div', { class: 'ib-title' }, h('h1', {}, t('ib.title')), liveEl),
+      h('div', { class: 'ib-title' }, h('h1', {}, t('ib.title')), ui.inboxTabs ? ui.inboxTabs('inbox') : null, liveEl),
       grid);
     listen();
     await Promise.all([loadList(), loadThread()]);

@@ -13,6 +13,7 @@ const CHANNELS_JS: &str = include_str!("../assets/channels.js");
 const QUICK_REPLIES_JS: &str = include_str!("../assets/quickreplies.js");
 const INBOX_JS: &str = include_str!("../assets/inbox.js");
 const LIVE_JS: &str = include_str!("../assets/live.js");
+const COMPLIANCE_JS: &str = include_str!("../assets/compliance.js");
 const EDITORS_JS: &str = include_str!("../assets/editors.js");
 const I18N_JS: &str = include_str!("../assets/i18n.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
@@ -47,6 +48,7 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         "quickreplies.js" => ("text/javascript; charset=utf-8", QUICK_REPLIES_JS),
         "inbox.js" => ("text/javascript; charset=utf-8", INBOX_JS),
         "live.js" => ("text/javascript; charset=utf-8", LIVE_JS),
+        "compliance.js" => ("text/javascript; charset=utf-8", COMPLIANCE_JS),
         "editors.js" => ("text/javascript; charset=utf-8", EDITORS_JS),
         "i18n.js" => ("text/javascript; charset=utf-8", I18N_JS),
         "app.css" => ("text/css; charset=utf-8", APP_CSS),
