@@ -50,7 +50,7 @@ pub fn routes() -> Vec<Route> {
         route!(post, "/v1/conversations/{person}/messages", write, "Reply: `{\"text\", \"channel\"?, \"quick_reply\"?}` on the channel the customer last wrote on (or `channel`), as a transactional message through the guardrails and the channel's connector, archived with its sensitive-word hits. 409 `outside_service_window` outside the platform's window; 422 when the person has no address on the channel. Answers the outbox key and its status after up to 3 s.", reply, body = ReplyBody, statuses = [404, 409, 422]),
         route!(post, "/v1/conversations/{person}/assign", write, "Assign the conversation (the person) to an operator: `{\"operator\": login | null}`; written as the person's `operator` trait.", assign, body = AssignBody, statuses = [404, 422]),
         route!(post, "/v1/conversations/{person}/tasks", write, "A follow-up task on the person, from the conversation: `{\"title\", \"note\"?, \"due\"? (epoch seconds), \"operator\"? (default: whoever asks, else the owner)}`; listed in the thread and `GET /v1/tasks`, completed with `POST /v1/tasks/done`.", add_task, body = TaskBody, statuses = [404, 422]),
-        route!(post, "/v1/conversations/{person}/resolve", write, "Mark the conversation resolved (until the customer writes again); answers how long it was open.", resolve_conversation, statuses = [404]),
+        route!(post, "/v1/conversations/{person}/resolve", write, "Mark the conversation resolved (until the customer writes again): an empty body, or `{\"operator\"}` naming who resolved it when the caller is an API key; answers how long it was open.", resolve_conversation, body = ResolveBody, statuses = [404, 422]),
     ]
 }
 
@@ -1203,11 +1203,34 @@ pub struct Resolved {
     pub resolution_secs: Option<i64>,
 }
 
+/// The optional body of a resolve.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveBody {
+    /// Who resolved it, when the caller is an API key (a console
+    /// session's login otherwise).
+    #[serde(default)]
+    pub operator: Option<String>,
+}
+
 async fn resolve_conversation(
     State(state): State<AppState>,
     Path(person): Path<String>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Json<Resolved>, ApiError> {
+    let body: ResolveBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ResolveBody { operator: None }
+    } else {
+        parse_json(&body, "resolve")?
+    };
+    if let Some(op) = &body.operator {
+        if op.is_empty() || op.chars().count() > 128 {
+            return Err(ApiError::InvalidDefinition(
+                "operator: 1 to 128 characters (the login of who resolved it)".into(),
+            ));
+        }
+    }
     let (canonical, open_since) = {
         let e = read_engine(&state);
         let slot = resolve(&e, &person)?;
@@ -1218,7 +1241,9 @@ async fn resolve_conversation(
         )
     };
     let at = now();
-    let operator = session_login(&state, &headers).unwrap_or_else(|| "api".into());
+    let operator = session_login(&state, &headers)
+        .or(body.operator)
+        .unwrap_or_else(|| "api".into());
     let resolution_secs = open_since.map(|s| (at - s).max(0));
     let id = format!("resolved/{canonical}/{at}");
     let mut ev = event_for(&canonical, at, EventType::Custom)?;
