@@ -25,7 +25,12 @@ pub struct ClassifyBody {
 }
 
 async fn classify(body: Bytes) -> Result<Json<Classification>, ApiError> {
-    let body: ClassifyBody = parse_json(&body, "classify")?;
+    let body: ClassifyBody = parse_json(&body, "classify").map_err(|e| match e {
+        ApiError::InvalidDefinition(m) => ApiError::InvalidDefinition(format!(
+            "{m}; the body is {{\"text\": a string of 1 to {MAX_CLASSIFY_BYTES} bytes}}"
+        )),
+        e => e,
+    })?;
     let len = body.text.len();
     if len == 0 || len > MAX_CLASSIFY_BYTES {
         return Err(ApiError::InvalidDefinition(format!(
