@@ -13,6 +13,7 @@
 
 pub mod guard;
 pub mod history;
+pub mod intent;
 pub mod journey;
 pub mod keyword;
 pub mod machine;

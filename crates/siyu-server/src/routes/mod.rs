@@ -5,6 +5,7 @@
 
 use crate::request::Route;
 
+pub mod ai;
 pub mod analytics;
 pub mod automation;
 pub mod callbacks;
@@ -46,5 +47,6 @@ pub fn all() -> Vec<Route> {
     routes.extend(sensitive::routes());
     routes.extend(conversations::routes());
     routes.extend(live::routes());
+    routes.extend(ai::routes());
     routes
 }

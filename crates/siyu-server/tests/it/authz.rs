@@ -418,6 +418,7 @@ fn workbench_and_channel_routes_declare_their_access() {
                 ("put /v1/quick-replies/{id}", write),
             ],
         ),
+        ("/v1/ai/", vec![("post /v1/ai/classify", read)]),
         (
             "/v1/sensitive-words",
             vec![

@@ -2,6 +2,7 @@
 //! when SIYU_TEST_DATABASE_URL is set) store in a fresh directory, driven
 //! with `oneshot` requests.
 
+mod ai;
 mod authz;
 mod automation;
 mod bad_input;
