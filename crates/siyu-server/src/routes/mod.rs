@@ -18,6 +18,7 @@ pub mod fission;
 pub mod keys;
 pub mod ops;
 pub mod orders;
+pub mod partners;
 pub mod persons;
 pub mod quick_replies;
 pub mod segments;
@@ -44,5 +45,6 @@ pub fn all() -> Vec<Route> {
     routes.extend(quick_replies::routes());
     routes.extend(sensitive::routes());
     routes.extend(conversations::routes());
+    routes.extend(partners::routes());
     routes
 }
