@@ -173,7 +173,7 @@ impl<'a> Attribution<'a> {
         });
         match self.model {
             Model::FirstTouch => live.next(),
-            Model::LastTouch => live.last(),
+            Model::LastTouch => live.next_back(),
         }
     }
 
