@@ -197,7 +197,7 @@
     // view no longer shown instead of over the page asked for last.
     const main = h('div', { class: 'view' }, h('p', { class: 'muted' }, t('common.loading')));
     $('#page').replaceChildren(main);
-    const pages = Object.assign({ dashboard, persons, segments, settings }, automation, growth, channelPages, quickReplyPages, inboxPages);
+    const pages = Object.assign({ dashboard, persons, segments, settings }, automation, growth, channelPages, quickReplyPages, inboxPages, partnerPages);
     (pages[page] || dashboard)(main, arg).then(() => { applyRole(main); I18N.applyStatic(main); });
   }
 
@@ -811,6 +811,7 @@
   const channelPages = window.ChannelPages(ui);
   const quickReplyPages = window.QuickReplyPages(ui);
   const inboxPages = window.InboxPages(ui);
+  const partnerPages = window.PartnerPages(ui);
 
   // ---------- start ----------
   async function start() {

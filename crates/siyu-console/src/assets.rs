@@ -12,6 +12,7 @@ const GROWTH_JS: &str = include_str!("../assets/growth.js");
 const CHANNELS_JS: &str = include_str!("../assets/channels.js");
 const QUICK_REPLIES_JS: &str = include_str!("../assets/quickreplies.js");
 const INBOX_JS: &str = include_str!("../assets/inbox.js");
+const PARTNERS_JS: &str = include_str!("../assets/partners.js");
 const EDITORS_JS: &str = include_str!("../assets/editors.js");
 const I18N_JS: &str = include_str!("../assets/i18n.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
@@ -45,6 +46,7 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         "channels.js" => ("text/javascript; charset=utf-8", CHANNELS_JS),
         "quickreplies.js" => ("text/javascript; charset=utf-8", QUICK_REPLIES_JS),
         "inbox.js" => ("text/javascript; charset=utf-8", INBOX_JS),
+        "partners.js" => ("text/javascript; charset=utf-8", PARTNERS_JS),
         "editors.js" => ("text/javascript; charset=utf-8", EDITORS_JS),
         "i18n.js" => ("text/javascript; charset=utf-8", I18N_JS),
         "app.css" => ("text/css; charset=utf-8", APP_CSS),
