@@ -112,19 +112,6 @@ fn build_brand(addr: &str) {
     call(
         addr,
         "PUT",
-        "/v1/partners/koc",
-        json!({"name": "小红", "identity": "wecom:koc", "commission": {"rate_bp": 1000, "tiers": [{"from": 100000, "rate_bp": 1200}]}}),
-    );
-    let code = call(addr, "GET", "/v1/partners/koc/link", Value::Null)["code"].clone();
-    call(
-        addr,
-        "POST",
-        "/v1/partners/koc/arrivals",
-        json!({"identity": "douyin:n1", "code": code, "device": "phone-9"}),
-    );
-    call(
-        addr,
-        "PUT",
         "/v1/content/guide",
         json!({"kind": "article", "title": "指南", "url": "https://example.com/guide"}),
     );
@@ -343,6 +330,20 @@ fn build_brand(addr: &str) {
         "PUT",
         "/console/api/operators/carol",
         json!({"role": "operator", "password": "carol-password-1"}),
+    );
+    // A partner and an arrival through its signed code.
+    call(
+        addr,
+        "PUT",
+        "/v1/partners/koc",
+        json!({"name": "小红", "identity": "wecom:koc", "commission": {"rate_bp": 1000, "tiers": [{"from": 100000, "rate_bp": 1200}]}}),
+    );
+    let code = call(addr, "GET", "/v1/partners/koc/link", Value::Null)["code"].clone();
+    call(
+        addr,
+        "POST",
+        "/v1/partners/koc/arrivals",
+        json!({"identity": "douyin:n1", "code": code, "device": "phone-9"}),
     );
     // The erasure leaves a hole in the log and pseudonyms behind.
     call(addr, "DELETE", "/v1/persons/douyin:gone", Value::Null);
