@@ -125,7 +125,7 @@ window.PartnerPages = function (ui) {
         h('tbody', {}, rows))
       : empty('partner-empty', t('pt.empty'));
     main.replaceChildren(h('h1', {}, t('pt.title')),
-      h('div', { class: 'split' }, card(t('pt.title'), table), h('div', {}, editor(), fromPerson())));
+      card(t('pt.title'), table), h('div', { class: 'split' }, editor(), fromPerson()));
   }
 
   function editor() {
