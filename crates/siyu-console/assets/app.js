@@ -198,7 +198,7 @@
     // view no longer shown instead of over the page asked for last.
     const main = h('div', { class: 'view' }, h('p', { class: 'muted' }, t('common.loading')));
     $('#page').replaceChildren(main);
-    const pages = Object.assign({ dashboard, persons, segments, settings }, automation, growth, channelPages, quickReplyPages, inboxPages, livePages, compliancePages.pages);
+    const pages = Object.assign({ dashboard, persons, segments, settings }, automation, growth, channelPages, quickReplyPages, inboxPages, livePages, compliancePages.pages, partnerPages);
     (pages[page] || dashboard)(main, arg).then(() => { applyRole(main); I18N.applyStatic(main); });
   }
 
@@ -816,6 +816,7 @@
   ui.inboxTabs = compliancePages.tabs;
   const inboxPages = window.InboxPages(ui);
   const livePages = window.LivePages(ui);
+  const partnerPages = window.PartnerPages(ui);
 
   // ---------- start ----------
   async function start() {

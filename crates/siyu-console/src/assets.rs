@@ -14,6 +14,7 @@ const QUICK_REPLIES_JS: &str = include_str!("../assets/quickreplies.js");
 const INBOX_JS: &str = include_str!("../assets/inbox.js");
 const LIVE_JS: &str = include_str!("../assets/live.js");
 const COMPLIANCE_JS: &str = include_str!("../assets/compliance.js");
+const PARTNERS_JS: &str = include_str!("../assets/partners.js");
 const EDITORS_JS: &str = include_str!("../assets/editors.js");
 const I18N_JS: &str = include_str!("../assets/i18n.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
@@ -49,6 +50,7 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         "inbox.js" => ("text/javascript; charset=utf-8", INBOX_JS),
         "live.js" => ("text/javascript; charset=utf-8", LIVE_JS),
         "compliance.js" => ("text/javascript; charset=utf-8", COMPLIANCE_JS),
+        "partners.js" => ("text/javascript; charset=utf-8", PARTNERS_JS),
         "editors.js" => ("text/javascript; charset=utf-8", EDITORS_JS),
         "i18n.js" => ("text/javascript; charset=utf-8", I18N_JS),
         "app.css" => ("text/css; charset=utf-8", APP_CSS),

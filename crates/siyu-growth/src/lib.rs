@@ -1,8 +1,9 @@
 //! siyu's growth core: what turns customers into more customers and keeps
 //! them together — fission campaigns and their reward ledger
 //! (`fission`), communities (`community`: operators, customer groups,
-//! live codes and how a newcomer is routed, hand-over, the SOP calendar)
-//! and the content library (`content`).
+//! live codes and how a newcomer is routed, hand-over, the SOP calendar),
+//! the content library (`content`) and the partner program (`partners`:
+//! attribution, commission rules and the commission ledger).
 //!
 //! Invariant: like `siyu-engine` and `siyu-automation`, this crate does no
 //! I/O of its own and never reads the clock. Time is passed in; state is
@@ -20,3 +21,4 @@ pub mod community;
 pub mod content;
 pub mod fission;
 pub mod live;
+pub mod partners;

@@ -313,7 +313,7 @@ pub(crate) struct ArchivedQuery {
 #[derive(serde::Serialize, schemars::JsonSchema)]
 pub(crate) struct Removed {
     /// `segment`, `property`, `template`, `autoreply_rule`, `journey`,
-    /// `campaign`, `group`, `livecode`, `content`.
+    /// `campaign`, `group`, `livecode`, `content`, `partner`.
     pub kind: &'static str,
     pub name: String,
     pub deleted: bool,

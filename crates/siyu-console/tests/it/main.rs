@@ -189,6 +189,7 @@ async fn serves_the_page_and_assets_with_a_strict_csp() {
         "automation.js",
         "growth.js",
         "i18n.js",
+        "partners.js",
         "app.css",
         "favicon.svg",
     ] {

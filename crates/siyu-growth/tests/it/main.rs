@@ -3,3 +3,4 @@
 mod community;
 mod content;
 mod fission;
+mod partners;

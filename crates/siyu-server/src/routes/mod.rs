@@ -20,6 +20,7 @@ pub mod keys;
 pub mod live;
 pub mod ops;
 pub mod orders;
+pub mod partners;
 pub mod persons;
 pub mod quick_replies;
 pub mod segments;
@@ -48,5 +49,6 @@ pub fn all() -> Vec<Route> {
     routes.extend(conversations::routes());
     routes.extend(live::routes());
     routes.extend(ai::routes());
+    routes.extend(partners::routes());
     routes
 }

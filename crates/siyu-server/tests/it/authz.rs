@@ -453,6 +453,21 @@ fn workbench_and_channel_routes_declare_their_access() {
                 ("put /v1/conversations/settings", write),
             ],
         ),
+        (
+            "/v1/partners",
+            vec![
+                ("delete /v1/partners/{id}", write),
+                ("get /v1/partners", read),
+                ("get /v1/partners/{id}", read),
+                ("get /v1/partners/{id}/ledger", read),
+                ("get /v1/partners/{id}/ledger.csv", read),
+                ("get /v1/partners/{id}/link", read),
+                ("post /v1/partners/from-person", write),
+                ("post /v1/partners/{id}/arrivals", write),
+                ("post /v1/partners/{id}/payouts", write),
+                ("put /v1/partners/{id}", write),
+            ],
+        ),
     ] {
         let mut v: Vec<(String, Access)> = siyu_server::routes::all()
             .iter()

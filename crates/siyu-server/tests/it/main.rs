@@ -25,6 +25,7 @@ mod nesting;
 mod observability;
 mod orders;
 mod parsers;
+mod partners;
 mod privacy;
 mod quick_replies;
 mod rebuild;

@@ -55,7 +55,7 @@ fn events(addr: &str, events: Value) {
 /// erasure, segments (two versions), a property, templates, a journey with
 /// two versions and its enrollments and outbox, auto-reply rules (fired:
 /// a reply and a lead task), guardrails, a mass send, consent, a completed
-/// task, content, quick replies, sensitive-word rules, operators, a group with its calendar, a live code with a
+/// task, content, a partner with an arrival, quick replies, sensitive-word rules, operators, a group with its calendar, a live code with a
 /// seat, a fission campaign with signups, an override and its reward
 /// ledger, spend, an API key and a console account.
 fn build_brand(addr: &str) {
@@ -338,6 +338,20 @@ fn build_brand(addr: &str) {
         "/console/api/operators/carol",
         json!({"role": "operator", "password": "carol-password-1"}),
     );
+    // A partner and an arrival through its signed code.
+    call(
+        addr,
+        "PUT",
+        "/v1/partners/koc",
+        json!({"name": "小红", "identity": "wecom:koc", "commission": {"rate_bp": 1000, "tiers": [{"from": 100000, "rate_bp": 1200}]}}),
+    );
+    let code = call(addr, "GET", "/v1/partners/koc/link", Value::Null)["code"].clone();
+    call(
+        addr,
+        "POST",
+        "/v1/partners/koc/arrivals",
+        json!({"identity": "douyin:n1", "code": code, "device": "phone-9"}),
+    );
     // The erasure leaves a hole in the log and pseudonyms behind.
     call(addr, "DELETE", "/v1/persons/douyin:gone", Value::Null);
 }
@@ -514,6 +528,17 @@ fn listing_paths(addr: &str) -> Vec<String> {
         (
             "/v1/campaigns/{id}/rewards",
             vec!["/v1/campaigns/c1/rewards"],
+        ),
+        ("/v1/partners/{id}", vec!["/v1/partners/koc"]),
+        ("/v1/partners/{id}/link", vec!["/v1/partners/koc/link"]),
+        // A fixed instant: the default (now) is in the answer.
+        (
+            "/v1/partners/{id}/ledger",
+            vec!["/v1/partners/koc/ledger?at=1800000000"],
+        ),
+        (
+            "/v1/partners/{id}/ledger.csv",
+            vec!["/v1/partners/koc/ledger.csv?at=1800000000"],
         ),
     ]
     .into_iter()
