@@ -13,8 +13,14 @@ use siyu_connectors::{Secret, WebhookConfig};
 use std::time::{Duration, Instant};
 
 async fn app_with_bridge() -> (TestApp, Receiver) {
+    app_with_bridge_on(Backend::Sqlite).await
+}
+
+/// A node whose Douyin replies go to a local bridge (the returned
+/// receiver), with an inbound secret for Douyin and no quiet hours.
+async fn app_with_bridge_on(backend: Backend) -> (TestApp, Receiver) {
     let (bridge, url) = Receiver::start().await;
-    let app = TestApp::spawn_with(Backend::Sqlite, 1 << 20, |c| {
+    let app = TestApp::spawn_with(backend, 1 << 20, |c| {
         c.connectors.bridges.insert(
             "douyin".into(),
             WebhookConfig {
@@ -431,24 +437,7 @@ async fn conversations_work_across_nodes_on_postgres() {
         eprintln!("SKIPPED: SIYU_TEST_DATABASE_URL is not set");
         return;
     };
-    let (bridge, url) = Receiver::start().await;
-    let a = TestApp::spawn_with(Backend::Postgres, 1 << 20, |c| {
-        c.connectors.bridges.insert(
-            "douyin".into(),
-            WebhookConfig {
-                url,
-                secret: Secret::new(SECRET),
-                timeout_ms: 2000,
-            },
-        );
-        c.inbound_secrets
-            .insert("douyin".into(), "inbound-secret".into());
-    })
-    .await;
-    let (s, b) = a
-        .send("PUT", "/v1/guardrails", json!({"quiet_hours": null}))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{b}");
+    let (a, bridge) = app_with_bridge_on(Backend::Postgres).await;
     let b = a.peer().await;
     assert!(a.state.0.leader.is_leader() && !b.state.0.leader.is_leader());
     let mut heard_on_b = b.state.0.conversations.subscribe();
