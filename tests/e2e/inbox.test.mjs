@@ -249,6 +249,20 @@ try {
     assert.equal(ours, REPLIES, 'each reply delivered once');
   });
 
+  await step('a template sent to this customer from the reply bar reaches the bridge', async () => {
+    const before = received.length;
+    await page.focus('#inbox-template');
+    await page.locator('#inbox-template option[value=price]').waitFor({ state: 'attached' });
+    await page.selectOption('#inbox-template', 'price');
+    await page.click('#inbox-template-send');
+    await page.locator('#inbox-template-sent').waitFor();
+    const started = Date.now();
+    while (!received.slice(before).some((r) => r.json && r.json.data && r.json.data.template === 'price')) {
+      assert.ok(Date.now() - started < 10_000, `no template delivery; got ${received.slice(before).map((r) => r.body.slice(0, 120)).join(' | ')}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+
   await step('a refusal from the server is shown under the reply box, the text kept', async () => {
     // The thread follows the replies live.
     await page.waitForFunction((n) => [...document.querySelectorAll('#inbox-messages .ib-msg.out .ib-text')].some((e) => e.textContent.includes(`E2E-R${n}-`)), REPLIES - 1, { timeout: 10_000 });

@@ -46,7 +46,8 @@ try {
 
   await step('admin opens 达人分销: the partner with its payable commission and ROI', async () => {
     await login(page, url, 'admin');
-    await page.click('#nav a[data-page=partners]');
+    await page.click('#nav a[data-page=fission]');
+    await page.click('#partners-link');
     await page.locator('#partner-list').waitFor();
     const row = page.locator('#partner-list tr[data-partner="e2e-koc"]');
     await row.waitFor();
@@ -74,7 +75,8 @@ try {
   });
 
   await step('a customer becomes a distributor from the partners page', async () => {
-    await page.click('#nav a[data-page=partners]');
+    await page.click('#nav a[data-page=fission]');
+    await page.click('#partners-link');
     await page.locator('#pt-person-form').waitFor();
     await page.fill('#pt-person', 'douyin:e2e-fan3');
     await page.click('#pt-make');

@@ -191,7 +191,7 @@
     const arg = rest.length ? decodeURIComponent(rest.join('/')) : null;
     // The channel pages belong to the settings, quick replies to the templates.
     // The archive, report and conversation settings are tabs of the inbox.
-    const navPage = { channels: 'settings', 'quick-replies': 'templates', 'inbox-archive': 'inbox', 'inbox-report': 'inbox', 'inbox-settings': 'inbox', live: 'fission' }[page] || page;
+    const navPage = { channels: 'settings', 'quick-replies': 'templates', 'inbox-archive': 'inbox', 'inbox-report': 'inbox', 'inbox-settings': 'inbox', live: 'fission', partners: 'fission' }[page] || page;
     document.querySelectorAll('#nav a').forEach((a) => a.classList.toggle('active', a.dataset.page === navPage));
     // Each render draws into its own view: a slower earlier page (the
     // dashboard still loading when the user moved on) finishes into a

@@ -44,7 +44,7 @@ window.GrowthPages = function (ui) {
       h('td', { class: 'small' }, Object.entries(c.rewards || {}).map(([k, r]) => `${k}: ${C.fmt(r.stock)}`).join(' · '))));
     const table = cs.length ? h('table', { class: 'list', id: 'campaign-list' }, head(['gr.f.id', 'gr.f.name', 'gr.f.tiers', 'gr.f.grant', 'gr.f.stock']), h('tbody', {}, rows))
       : list.ok ? empty('campaigns-empty', t('gr.f.empty'), 'PUT /v1/campaigns/{id}') : h('p', { class: 'error' }, msgOf(list));
-    const parts = [h('div', { class: 'page-head' }, h('h1', {}, t('nav.fission')), h('a', { href: '#/live', id: 'live-link' }, t('live.link'))),
+    const parts = [h('div', { class: 'page-head' }, h('h1', {}, t('nav.fission')), h('span', { class: 'page-links' }, h('a', { href: '#/partners', id: 'partners-link' }, t('nav.partners') + ' →'), ' ', h('a', { href: '#/live', id: 'live-link' }, t('live.link')))),
       card(t('gr.f.list'), table, h('div', { class: 'actions' }, h('a', { class: 'button', href: '#/fission', id: 'campaign-new' }, '+ ' + t('gr.f.new'))))];
     const current = cs.find((c) => c.id === id) || null;
     if (!current) {

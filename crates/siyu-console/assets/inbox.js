@@ -52,6 +52,9 @@ window.I18N.add({
     'ib.sent_status': '已提交，状态：{s}',
     'ib.channel': '发送渠道',
     'ib.qr': '话术',
+    'ib.tpl': '模板…',
+    'ib.tpl_send': '发模板',
+    'ib.tpl_sent': '已排队发送模板「{n}」',
     'ib.qr_ph': '搜索话术',
     'ib.qr_none': '没有匹配的话术',
     'ib.assign': '分配给…',
@@ -145,6 +148,9 @@ window.I18N.add({
     'ib.sent_status': 'Accepted, status: {s}',
     'ib.channel': 'Channel',
     'ib.qr': 'Quick reply',
+    'ib.tpl': 'Template…',
+    'ib.tpl_send': 'Send template',
+    'ib.tpl_sent': 'Template "{n}" queued',
     'ib.qr_ph': 'Search quick replies',
     'ib.qr_none': 'No quick reply matches',
     'ib.assign': 'Assign…',
@@ -532,6 +538,26 @@ window.InboxPages = function (ui) {
         text.focus();
       }
 
+      // A template to this one customer (a notice outside a platform's
+      // reply window: an Official Account template message, say): one
+      // direct send through the guardrails, like a journey's.
+      const tplSel = h('select', { id: 'inbox-template', 'aria-label': t('ib.tpl'), 'data-write': true }, h('option', { value: '' }, t('ib.tpl')));
+      let tplLoaded = false;
+      tplSel.addEventListener('focus', async () => {
+        if (tplLoaded) return;
+        tplLoaded = true;
+        const r = await api('GET', '/v1/templates');
+        if (r.ok) tplSel.append(...(r.data.templates || []).map((x) => h('option', { value: x.name }, x.name)));
+      });
+      const tplSend = h('button', { type: 'button', id: 'inbox-template-send', 'data-write': true, onclick: async () => {
+        if (!current || !tplSel.value) return;
+        const body = { id: 'inbox-' + Date.now().toString(36), identities: [current], template: tplSel.value, kind: 'direct' };
+        if (channel.value) body.channel = channel.value;
+        const r = await api('POST', '/v1/sends', body);
+        if (r.ok) { out.replaceChildren(h('p', { class: 'good small', id: 'inbox-template-sent' }, t('ib.tpl_sent', { n: tplSel.value }))); scheduleThread(); scheduleList(); }
+        else if (r.status !== 403) out.replaceChildren(h('p', { class: 'error', id: 'inbox-refusal', 'data-code': (r.data && r.data.code) || String(r.status) }, msgOf(r)));
+      } }, t('ib.tpl_send'));
+      const tplWrap = h('span', { class: 'ib-tpl' }, tplSel, tplSend);
       const noChannel = () => h('p', { class: 'muted small', id: 'inbox-no-channel' }, t('ib.no_channel'));
       async function submit() {
         if (!current || !text.value.trim() || send.disabled) return;
@@ -593,7 +619,7 @@ window.InboxPages = function (ui) {
       } }, tagIn2, h('button', { type: 'submit', id: 'inbox-tag-add', 'data-write': true }, t('ib.add_tag')));
 
       const el = h('div', { class: 'ib-reply', id: 'inbox-reply' }, text,
-        h('div', { class: 'ib-reply-bar' }, channel, qrWrap, h('span', { class: 'ib-grow' }), send), result);
+        h('div', { class: 'ib-reply-bar' }, channel, qrWrap, tplWrap, h('span', { class: 'ib-grow' }), send), result);
       return {
         el,
         assign: h('span', { class: 'ib-assign' }, assignBtn, assignSel),
