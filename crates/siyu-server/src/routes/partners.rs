@@ -28,7 +28,7 @@ use siyu_growth::partners::{self, LedgerLine, LedgerTotals, Model, Partner, Part
 pub fn routes() -> Vec<Route> {
     vec![
         route!(get, "/v1/partners", read, "Partners (达人 / KOC / MCN / distributors); archived ones with `?archived=true`.", list_partners),
-        route!(post, "/v1/partners/from-person", write, "Turn a customer into a distributor (分销): `{\"identity\", \"id\"?, \"name\"?, \"rate_bp\"?}`; 404 for an unknown person, 409 if the id is taken.", partner_from_person, body = FromPerson),
+        route!(post, "/v1/partners/from-person", write, "Turn a customer into a distributor (分销): `{\"identity\", \"id\"?, \"name\"?, \"rate_bp\"?}`; 404 for an unknown person, 409 if the id is taken.", partner_from_person, body = FromPerson, statuses = [404, 409]),
         route!(get, "/v1/partners/{id}", read, "One partner's definition.", get_partner),
         route!(put, "/v1/partners/{id}", write, "Save a partner: `{\"name\", \"kind\"?: \"koc\"|\"mcn\"|\"distributor\", \"identity\", \"attribution\"?: {\"window\": \"30d\"}, \"commission\": {\"rate_bp\", \"tiers\"?: [{\"from\", \"rate_bp\"}], \"products\"?: {sku: rate_bp}}, \"hold\"?: \"7d\", \"fees\"?: fen, \"devices\"?: […]}`.", put_partner, body = Partner),
         route!(delete, "/v1/partners/{id}", write, "Archive a partner: no new links or arrivals (410); the ledger stays readable and payable; PUT restores it.", delete_partner),
@@ -438,6 +438,11 @@ async fn partner_from_person(
     body: Bytes,
 ) -> Result<Json<Distributor>, ApiError> {
     let b: FromPerson = parse_json(&body, "from-person")?;
+    if b.identity.is_empty() {
+        return Err(ApiError::InvalidDefinition(
+            "identity: the customer's identity, such as `wecom:wm0001`".into(),
+        ));
+    }
     let (canonical, name, purchases, net_spend) = {
         let e = read_engine(&state);
         let slot = crate::request::resolve(&e, &b.identity)?;
