@@ -95,6 +95,23 @@ pub struct Hit {
     pub category: String,
 }
 
+/// Rule ids recorded on a message (an archived operator message's
+/// flags, a comment's `properties.sensitive`) as the API lists them, each
+/// with its category in the current rules (empty for a rule since removed).
+pub fn hits_of(rules: &SensitiveRules, ids: &[String]) -> Vec<Hit> {
+    ids.iter()
+        .map(|id| Hit {
+            id: id.clone(),
+            category: rules
+                .rules()
+                .iter()
+                .find(|r| &r.id == id)
+                .map(|r| r.category.clone())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
 /// The rules `text` hits for `speaker`, as the API lists them.
 pub fn hits(rules: &SensitiveRules, speaker: Speaker, text: &str) -> Vec<Hit> {
     rules

@@ -584,11 +584,6 @@ async fn thread(
         thread_base(&e, &person, &settings, at)?
     };
     let rules = crate::sensitive_words::current(&state).await?;
-    let categories: HashMap<String, String> = rules
-        .rules()
-        .iter()
-        .map(|r| (r.id.clone(), r.category.clone()))
-        .collect();
     let offsets = base.offsets.clone();
     let identities = base.identities.clone();
     let canonical = base.row.person.clone();
@@ -656,14 +651,7 @@ async fn thread(
         Ok((lines, more, archived, statuses, journeys, tasks))
     })
     .await?;
-    let hits = |ids: &[String]| -> Vec<Hit> {
-        ids.iter()
-            .map(|id| Hit {
-                id: id.clone(),
-                category: categories.get(id).cloned().unwrap_or_default(),
-            })
-            .collect()
-    };
+    let hits = |ids: &[String]| crate::sensitive_words::hits_of(&rules, ids);
     let by_key: HashMap<&str, &ArchivedMessage> =
         archived.iter().map(|m| (m.key.as_str(), m)).collect();
     let mut delivered = HashSet::new();
@@ -1380,11 +1368,6 @@ async fn archive(
     };
     let rows = with_store(&state, move |store| Ok(store.archived_messages(&query)?)).await?;
     let rules = crate::sensitive_words::current(&state).await?;
-    let categories: HashMap<String, String> = rules
-        .rules()
-        .iter()
-        .map(|r| (r.id.clone(), r.category.clone()))
-        .collect();
     let cursor = (rows.len() == limit)
         .then(|| rows.last().map(|m| format!("{}|{}", m.ts, m.key)))
         .flatten();
@@ -1392,14 +1375,7 @@ async fn archive(
         messages: rows
             .into_iter()
             .map(|m| ArchiveEntry {
-                sensitive: m
-                    .flags
-                    .iter()
-                    .map(|id| Hit {
-                        id: id.clone(),
-                        category: categories.get(id).cloned().unwrap_or_default(),
-                    })
-                    .collect(),
+                sensitive: crate::sensitive_words::hits_of(&rules, &m.flags),
                 message: m,
             })
             .collect(),
