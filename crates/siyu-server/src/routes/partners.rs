@@ -110,6 +110,13 @@ async fn put_partner(
     valid_id(&id, "id")?;
     let p: Partner = parse_json(&body, "partner")?;
     with_store(&state, move |store| {
+        if let Some(code) = &p.live_code {
+            if siyu_growth::community::livecode::load_livecode(store, code)?.is_none() {
+                return Err(ApiError::InvalidDefinition(format!(
+                    "live_code: no live code `{code}`; create it with PUT /v1/livecodes/{code}, or leave live_code out"
+                )));
+            }
+        }
         Ok(Json(partners::save(store, &id, p)?))
     })
     .await

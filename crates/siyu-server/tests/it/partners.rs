@@ -512,6 +512,34 @@ async fn public(
 #[tokio::test]
 async fn a_public_link_brings_a_person_and_the_attribution_model_recredits_the_order() {
     let t = TestApp::spawn().await;
+    // A live code that does not exist is refused, naming the field.
+    let (s, b) = t
+        .send(
+            "PUT",
+            "/v1/partners/pa",
+            json!({"name": "x", "identity": "wecom:pa", "live_code": "lc1", "commission": {"rate_bp": 1}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("live_code: no live code `lc1`"),
+        "{b}"
+    );
+    let (s, b) = t
+        .send("PUT", "/v1/operators/alice", json!({"name": "Alice"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = t
+        .send(
+            "PUT",
+            "/v1/livecodes/lc1",
+            json!({"targets": [{"operator": "alice"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
     for (id, name) in [("pa", "达人甲"), ("pb", "达人乙")] {
         let (s, b) = t
             .send(
