@@ -409,6 +409,18 @@ const NOT_COMPARED: &[(&str, &str)] = &[
         "/v1/campaigns/{id}/poster",
         "a PNG rendered on request (its inputs are compared)",
     ),
+    (
+        "/p/{partner}/{code}/qr.png",
+        "a PNG of the partner's link, whose address is this process's listener",
+    ),
+    (
+        "/v1/partners/{id}/poster",
+        "a PNG rendered on request (its inputs, the partner and its link, are compared)",
+    ),
+    (
+        "/p/{partner}/{code}",
+        "public: a visit records a click (a write)",
+    ),
     ("/l/{id}", "public: a visit reserves a seat (a write)"),
     (
         "/i/{campaign}/{code}",
@@ -643,6 +655,14 @@ fn without_the_asking(body: String) -> String {
                 o.values_mut().for_each(strip);
             }
             Value::Array(a) => a.iter_mut().for_each(strip),
+            // A public link names the listener's address, which is the
+            // process's, not the brand's (`public_url` is not configured).
+            Value::String(s) if s.starts_with("http://127.0.0.1:") => {
+                let path = s["http://127.0.0.1:".len()..]
+                    .find('/')
+                    .map_or("", |i| &s["http://127.0.0.1:".len() + i..]);
+                *s = format!("<public_url>{path}");
+            }
             _ => {}
         }
     }
