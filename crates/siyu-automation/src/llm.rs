@@ -77,7 +77,17 @@ pub enum LlmError {
 
 /// A kind of personal data the redactor replaces.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum RedactKind {
@@ -309,7 +319,11 @@ impl<'p> Redactor<'p> {
         let mut spans: Vec<(usize, usize, &'static str)> = Vec::new();
         let p = patterns();
         if self.policy.has(RedactKind::Email) {
-            spans.extend(p.email.find_iter(text).map(|m| (m.start(), m.end(), "EMAIL")));
+            spans.extend(
+                p.email
+                    .find_iter(text)
+                    .map(|m| (m.start(), m.end(), "EMAIL")),
+            );
         }
         if self.policy.has(RedactKind::IdNumber) {
             spans.extend(
@@ -331,8 +345,16 @@ impl<'p> Redactor<'p> {
             }
         }
         if self.policy.has(RedactKind::Address) {
-            spans.extend(p.address_zh.find_iter(text).map(|m| (m.start(), m.end(), "ADDRESS")));
-            spans.extend(p.address_en.find_iter(text).map(|m| (m.start(), m.end(), "ADDRESS")));
+            spans.extend(
+                p.address_zh
+                    .find_iter(text)
+                    .map(|m| (m.start(), m.end(), "ADDRESS")),
+            );
+            spans.extend(
+                p.address_en
+                    .find_iter(text)
+                    .map(|m| (m.start(), m.end(), "ADDRESS")),
+            );
         }
         if let Some(names) = &self.names {
             spans.extend(names.find_iter(text).map(|m| (m.start(), m.end(), "NAME")));
@@ -600,7 +622,9 @@ pub fn pick_quick_replies(candidates: &[QuickAnswer], recent: &str, k: usize) ->
 // ---------- answers ----------
 
 /// Tokens as the server counted them (`usage`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -849,7 +873,9 @@ pub fn parse_suggestions(content: &str, n: usize) -> Result<Vec<String>, LlmErro
         .take(n.clamp(1, MAX_SUGGESTIONS))
         .collect();
     if out.is_empty() {
-        return Err(LlmError::BadAnswer("no suggestion is a non-empty string".into()));
+        return Err(LlmError::BadAnswer(
+            "no suggestion is a non-empty string".into(),
+        ));
     }
     Ok(out)
 }
@@ -894,7 +920,9 @@ pub struct Budget {
 }
 
 /// What was spent on one day.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct DayUsage {
     pub requests: u64,
     pub tokens: u64,
@@ -941,8 +969,7 @@ pub fn tokens_spent(usage: Option<&Usage>, prompt: &[ChatMessage], answer: &str)
     match usage {
         Some(u) if u.total_tokens > 0 => u.total_tokens,
         _ => {
-            let bytes: usize =
-                prompt.iter().map(|m| m.content.len()).sum::<usize>() + answer.len();
+            let bytes: usize = prompt.iter().map(|m| m.content.len()).sum::<usize>() + answer.len();
             bytes.div_ceil(3) as u64
         }
     }
@@ -971,7 +998,10 @@ mod tests {
             let mut r = Redactor::new(&p, &[]);
             let out = r.redact(&format!("我的电话{text}谢谢 call {text} now"));
             assert_eq!(out, "我的电话[PHONE_1]谢谢 call [PHONE_1] now", "{text}");
-            assert_eq!(r.restore(&out), format!("我的电话{text}谢谢 call {text} now"));
+            assert_eq!(
+                r.restore(&out),
+                format!("我的电话{text}谢谢 call {text} now")
+            );
         }
         let mut r = Redactor::new(&p, &[]);
         for keep in [
@@ -995,13 +1025,17 @@ mod tests {
     fn emails_ids_addresses_and_extra_patterns() {
         let p = RedactionPolicy::new(&RedactKind::ALL, &[r"ORD-[0-9]+".into()]).unwrap();
         let mut r = Redactor::new(&p, &[]);
-        let out = r.redact("邮箱 Li.Na+shop@example.com.cn，身份证11010519491231002X，订单ORD-7788");
+        let out =
+            r.redact("邮箱 Li.Na+shop@example.com.cn，身份证11010519491231002X，订单ORD-7788");
         assert_eq!(out, "邮箱 [EMAIL_1]，身份证[ID_1]，订单[REDACTED_1]");
         let out = r.redact("寄到浙江省杭州市西湖区文三路90号5栋302室吧");
         assert!(out.contains("[ADDRESS_1]"), "{out}");
         assert!(!out.contains("文三路") && !out.contains("302"), "{out}");
         let out = r.redact("ship to 221B Baker Street, apt 4 please");
-        assert!(out.contains("[ADDRESS_2]") && !out.contains("Baker"), "{out}");
+        assert!(
+            out.contains("[ADDRESS_2]") && !out.contains("Baker"),
+            "{out}"
+        );
         assert_eq!(
             r.counts().into_iter().collect::<Vec<_>>(),
             vec![
@@ -1022,7 +1056,10 @@ mod tests {
         let names = vec!["王小芳".to_string(), "Jane Doe".into(), "x".into()];
         let mut r = Redactor::new(&p, &names);
         let out = r.redact("王女士您好，王小芳的订单已发。jane doe / Jane 收到");
-        assert!(!out.contains('王') && !out.to_lowercase().contains("jane"), "{out}");
+        assert!(
+            !out.contains('王') && !out.to_lowercase().contains("jane"),
+            "{out}"
+        );
         assert!(out.contains("[NAME_1]"), "{out}");
         // A one-character name is not redacted (it would eat every x).
         assert_eq!(r.redact("xx"), "xx");
@@ -1045,9 +1082,18 @@ mod tests {
             (&b"<html>bad gateway</html>"[..], "not JSON"),
             (b"{}", "no choices[0]"),
             (br#"{"choices":[]}"#, "no choices[0]"),
-            (br#"{"choices":[{"message":{"content":7}}]}"#, "not a string"),
-            (br#"{"choices":[{"message":{"content":"  "}}]}"#, "answered nothing"),
-            (br#"{"error":{"message":"model not found"}}"#, "model not found"),
+            (
+                br#"{"choices":[{"message":{"content":7}}]}"#,
+                "not a string",
+            ),
+            (
+                br#"{"choices":[{"message":{"content":"  "}}]}"#,
+                "answered nothing",
+            ),
+            (
+                br#"{"error":{"message":"model not found"}}"#,
+                "model not found",
+            ),
             (b"", "not JSON"),
         ] {
             let e = parse_completion(body).unwrap_err().to_string();
@@ -1116,7 +1162,10 @@ mod tests {
         assert_eq!(d.finish().unwrap().content, "ok");
         // Garbage and endless lines.
         let mut d = SseDecoder::new();
-        assert!(matches!(d.push(b"data: not json\n"), Err(LlmError::NotJson(_))));
+        assert!(matches!(
+            d.push(b"data: not json\n"),
+            Err(LlmError::NotJson(_))
+        ));
         let mut d = SseDecoder::new();
         assert_eq!(
             d.push(&vec![b'a'; MAX_SSE_LINE_BYTES + 1]),
@@ -1136,12 +1185,24 @@ mod tests {
     #[test]
     fn suggestions_summaries_and_classifications_are_checked() {
         assert_eq!(
-            parse_suggestions("```json\n{\"suggestions\": [\"a\", \" \", \"b\", \"c\", \"d\"]}\n```", 3).unwrap(),
+            parse_suggestions(
+                "```json\n{\"suggestions\": [\"a\", \" \", \"b\", \"c\", \"d\"]}\n```",
+                3
+            )
+            .unwrap(),
             vec!["a", "b", "c"]
         );
         assert_eq!(parse_suggestions("Sure! [\"x\"]", 2).unwrap(), vec!["x"]);
-        for bad in ["hello there", "{\"suggestions\": []}", "{\"suggestions\": [1, 2]}", "{\"s\": 1}"] {
-            assert!(matches!(parse_suggestions(bad, 3), Err(LlmError::BadAnswer(_))), "{bad}");
+        for bad in [
+            "hello there",
+            "{\"suggestions\": []}",
+            "{\"suggestions\": [1, 2]}",
+            "{\"s\": 1}",
+        ] {
+            assert!(
+                matches!(parse_suggestions(bad, 3), Err(LlmError::BadAnswer(_))),
+                "{bad}"
+            );
         }
         let long = format!("[\"{}\"]", "长".repeat(MAX_SUGGESTION_CHARS + 50));
         assert_eq!(
@@ -1167,18 +1228,40 @@ mod tests {
             requests_per_day: Some(2),
             tokens_per_day: Some(100),
         };
-        assert!(b.admit(DayUsage { requests: 1, tokens: 99 }).is_ok());
-        let e = b.admit(DayUsage { requests: 2, tokens: 0 }).unwrap_err();
+        assert!(b
+            .admit(DayUsage {
+                requests: 1,
+                tokens: 99
+            })
+            .is_ok());
+        let e = b
+            .admit(DayUsage {
+                requests: 2,
+                tokens: 0,
+            })
+            .unwrap_err();
         assert_eq!(e.unit, "requests");
         assert!(e.to_string().contains("daily_budget_requests"), "{e}");
-        let e = b.admit(DayUsage { requests: 0, tokens: 100 }).unwrap_err();
+        let e = b
+            .admit(DayUsage {
+                requests: 0,
+                tokens: 100,
+            })
+            .unwrap_err();
         assert!(e.to_string().contains("100 tokens"), "{e}");
         assert!(Budget::default()
-            .admit(DayUsage { requests: u64::MAX, tokens: u64::MAX })
+            .admit(DayUsage {
+                requests: u64::MAX,
+                tokens: u64::MAX
+            })
             .is_ok());
         let prompt = vec![ChatMessage::user("abcdef")];
         assert_eq!(tokens_spent(None, &prompt, "abc"), 3);
-        let u = Usage { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 };
+        let u = Usage {
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            total_tokens: 2,
+        };
         assert_eq!(tokens_spent(Some(&u), &prompt, "abc"), 2);
     }
 
@@ -1202,14 +1285,23 @@ mod tests {
         let g = Grounding {
             profile: vec![("tags".into(), "vip".into())],
             turns: vec![
-                Turn { speaker: Speaker::Customer, text: "我是李雷，电话13812345678，什么时候发货".into() },
-                Turn { speaker: Speaker::Operator, text: "李先生您好".into() },
+                Turn {
+                    speaker: Speaker::Customer,
+                    text: "我是李雷，电话13812345678，什么时候发货".into(),
+                },
+                Turn {
+                    speaker: Speaker::Operator,
+                    text: "李先生您好".into(),
+                },
             ],
             quick_replies: picked,
         };
         let msgs = suggest_prompt(&g, &mut r, 2);
         let all_text: String = msgs.iter().map(|m| m.content.as_str()).collect();
-        assert!(!all_text.contains("李") && !all_text.contains("13812345678"), "{all_text}");
+        assert!(
+            !all_text.contains("李") && !all_text.contains("13812345678"),
+            "{all_text}"
+        );
         assert!(all_text.contains("下单后48小时内发货") && all_text.contains("vip"));
         assert!(all_text.contains("Write 2 different"));
         assert_eq!(r.restore("[NAME_1]，[PHONE_1]"), "李雷，13812345678");

@@ -102,7 +102,9 @@ impl AiFile {
         }
         let model = self.model.unwrap_or_default().trim().to_string();
         if model.is_empty() || model.len() > 200 {
-            anyhow::bail!("[ai] model: give the model name the endpoint serves, e.g. model = \"qwen2.5:7b\"");
+            anyhow::bail!(
+                "[ai] model: give the model name the endpoint serves, e.g. model = \"qwen2.5:7b\""
+            );
         }
         let ms = |name: &str, v: Option<u64>, default: u64| -> anyhow::Result<Duration> {
             let v = v.unwrap_or(default);
@@ -122,7 +124,9 @@ impl AiFile {
             ("daily_budget_requests", self.daily_budget_requests),
         ] {
             if v == Some(0) {
-                anyhow::bail!("[ai] {name} = 0: give a positive number, or leave it out for no limit");
+                anyhow::bail!(
+                    "[ai] {name} = 0: give a positive number, or leave it out for no limit"
+                );
             }
         }
         let kinds = match &self.redact {
@@ -231,13 +235,18 @@ impl Llm {
     }
 
     async fn complete_inner(&self, messages: &[ChatMessage]) -> Result<Completion, CallError> {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "model": self.config.model,
             "messages": messages,
             "stream": self.config.stream,
             "temperature": 0.3,
             "max_tokens": self.config.max_tokens,
         });
+        if self.config.stream {
+            // The tokens of a streamed answer, in its last chunk (servers
+            // that do not know it ignore it; the tokens are then estimated).
+            body["stream_options"] = serde_json::json!({"include_usage": true});
+        }
         let mut req = self
             .client
             .post(format!("{}/chat/completions", self.config.base_url))
@@ -412,11 +421,26 @@ mod tests {
             ("model = \"m\"", "base_url"),
             ("base_url = \"ftp://x\"\nmodel = \"m\"", "base_url"),
             ("base_url = \"http://x\"", "model"),
-            ("base_url = \"http://x\"\nmodel = \"m\"\ntimeout_ms = 0", "timeout_ms"),
-            ("base_url = \"http://x\"\nmodel = \"m\"\nredact = [\"phones\"]", "redact"),
-            ("base_url = \"http://x\"\nmodel = \"m\"\nredact_patterns = [\"(\"]", "redact_patterns[0]"),
-            ("base_url = \"http://x\"\nmodel = \"m\"\nmin_confidence = 2.0", "min_confidence"),
-            ("base_url = \"http://x\"\nmodel = \"m\"\ndaily_budget_tokens = 0", "daily_budget_tokens"),
+            (
+                "base_url = \"http://x\"\nmodel = \"m\"\ntimeout_ms = 0",
+                "timeout_ms",
+            ),
+            (
+                "base_url = \"http://x\"\nmodel = \"m\"\nredact = [\"phones\"]",
+                "redact",
+            ),
+            (
+                "base_url = \"http://x\"\nmodel = \"m\"\nredact_patterns = [\"(\"]",
+                "redact_patterns[0]",
+            ),
+            (
+                "base_url = \"http://x\"\nmodel = \"m\"\nmin_confidence = 2.0",
+                "min_confidence",
+            ),
+            (
+                "base_url = \"http://x\"\nmodel = \"m\"\ndaily_budget_tokens = 0",
+                "daily_budget_tokens",
+            ),
         ] {
             let e = file(text).unwrap_err().to_string();
             assert!(e.contains(names), "{text}: {e}");

@@ -40,7 +40,8 @@ const PAGE: usize = 200;
 const MAX_SCANNED: usize = 5000;
 
 /// What an operator is told with every AI answer.
-const NOTICE: &str = "AI-generated (AI 生成): check it before use; nothing was sent to the customer";
+const NOTICE: &str =
+    "AI-generated (AI 生成): check it before use; nothing was sent to the customer";
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -53,7 +54,9 @@ pub fn routes() -> Vec<Route> {
 
 fn body_fault(e: ApiError, shape: &str) -> ApiError {
     match e {
-        ApiError::InvalidDefinition(m) => ApiError::InvalidDefinition(format!("{m}; the body is {shape}")),
+        ApiError::InvalidDefinition(m) => {
+            ApiError::InvalidDefinition(format!("{m}; the body is {shape}"))
+        }
         e => e,
     }
 }
@@ -85,9 +88,15 @@ pub struct Classified {
     pub llm_error: Option<String>,
 }
 
-async fn classify(State(state): State<AppState>, body: Bytes) -> Result<Json<Classified>, ApiError> {
+async fn classify(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<Classified>, ApiError> {
     let body: ClassifyBody = parse_json(&body, "classify").map_err(|e| {
-        body_fault(e, &format!("{{\"text\": a string of 1 to {MAX_CLASSIFY_BYTES} bytes}}"))
+        body_fault(
+            e,
+            &format!("{{\"text\": a string of 1 to {MAX_CLASSIFY_BYTES} bytes}}"),
+        )
     })?;
     let len = body.text.len();
     if len == 0 || len > MAX_CLASSIFY_BYTES {
@@ -164,7 +173,9 @@ pub struct GroundingInfo {
 /// as profile lines).
 fn is_name_key(k: &str) -> bool {
     let k = k.to_ascii_lowercase();
-    k.contains("name") || k.contains("nick") || ["姓名", "昵称", "名字", "称呼"].contains(&k.as_str())
+    k.contains("name")
+        || k.contains("nick")
+        || ["姓名", "昵称", "名字", "称呼"].contains(&k.as_str())
 }
 
 /// Trait keys never sent as profile lines (contact data, documents,
@@ -172,9 +183,28 @@ fn is_name_key(k: &str) -> bool {
 fn is_private_key(k: &str) -> bool {
     let k = k.to_ascii_lowercase();
     is_name_key(&k)
-        || ["phone", "mobile", "tel", "mail", "addr", "birth", "id_card", "idcard", "wechat", "qq", "avatar", "电话", "手机", "地址", "邮箱", "身份证", "生日", "微信"]
-            .iter()
-            .any(|w| k.contains(w))
+        || [
+            "phone",
+            "mobile",
+            "tel",
+            "mail",
+            "addr",
+            "birth",
+            "id_card",
+            "idcard",
+            "wechat",
+            "qq",
+            "avatar",
+            "电话",
+            "手机",
+            "地址",
+            "邮箱",
+            "身份证",
+            "生日",
+            "微信",
+        ]
+        .iter()
+        .any(|w| k.contains(w))
 }
 
 struct PersonContext {
@@ -202,7 +232,15 @@ fn person_context(state: &AppState, id: &str) -> Result<PersonContext, ApiError>
         }
     };
     push("first channel", p.first_channel.clone().unwrap_or_default());
-    push("first seen", p.first_seen.clone().unwrap_or_default().chars().take(10).collect());
+    push(
+        "first seen",
+        p.first_seen
+            .clone()
+            .unwrap_or_default()
+            .chars()
+            .take(10)
+            .collect(),
+    );
     push("tags", p.tags.join(", "));
     push("segments", p.segments.join(", "));
     push("purchases", p.purchases.to_string());
@@ -210,10 +248,19 @@ fn person_context(state: &AppState, id: &str) -> Result<PersonContext, ApiError>
         "net spend (CNY)",
         format!("{}.{:02}", p.net_spend / 100, (p.net_spend % 100).abs()),
     );
-    push("last purchase", p.last_purchase_at.clone().unwrap_or_default().chars().take(10).collect());
-    if let Some(layer) = siyu_engine::customers::rfm_thresholds(&e)
-        .and_then(|t| e.person(slot).and_then(|person| siyu_engine::rfm::layer_of(person, e.now(), &t)))
-    {
+    push(
+        "last purchase",
+        p.last_purchase_at
+            .clone()
+            .unwrap_or_default()
+            .chars()
+            .take(10)
+            .collect(),
+    );
+    if let Some(layer) = siyu_engine::customers::rfm_thresholds(&e).and_then(|t| {
+        e.person(slot)
+            .and_then(|person| siyu_engine::rfm::layer_of(person, e.now(), &t))
+    }) {
         push("RFM layer", layer.name().to_string());
     }
     if p.opted_out {
@@ -291,7 +338,10 @@ async fn conversation_of(
                 let r: QuickReply = serde_json::from_value(v).ok()?;
                 // The team's replies; personal ones are their owner's.
                 r.owner.is_none().then(|| QuickAnswer {
-                    id: key.strip_prefix(QUICK_REPLY_PREFIX).unwrap_or(&key).to_string(),
+                    id: key
+                        .strip_prefix(QUICK_REPLY_PREFIX)
+                        .unwrap_or(&key)
+                        .to_string(),
                     title: r.title,
                     text: r.text,
                 })
@@ -335,8 +385,12 @@ async fn ground(
 }
 
 fn parse_person(body: &Bytes) -> Result<PersonBody, ApiError> {
-    let b: PersonBody = parse_json(body, "ai")
-        .map_err(|e| body_fault(e, "{\"person\": an identity such as \"wechat:o123\", \"n\"?: 1 to 3}"))?;
+    let b: PersonBody = parse_json(body, "ai").map_err(|e| {
+        body_fault(
+            e,
+            "{\"person\": an identity such as \"wechat:o123\", \"n\"?: 1 to 3}",
+        )
+    })?;
     if b.person.trim().is_empty() {
         return Err(ApiError::InvalidDefinition(
             "person: give an identity of the person, such as \"wechat:o123\"".into(),
@@ -371,7 +425,10 @@ pub struct Suggestions {
     pub notice: &'static str,
 }
 
-async fn suggest(State(state): State<AppState>, body: Bytes) -> Result<Json<Suggestions>, ApiError> {
+async fn suggest(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<Suggestions>, ApiError> {
     let b = parse_person(&body)?;
     let n = match b.n {
         None => MAX_SUGGESTIONS,
@@ -485,6 +542,8 @@ async fn usage(State(state): State<AppState>) -> Result<Json<AiUsage>, ApiError>
         tokens: used.tokens,
         budget: cfg.map(|c| c.budget).unwrap_or_default(),
         min_confidence: cfg.map(|c| c.min_confidence),
-        redact: cfg.map(|c| c.redaction.kinds().to_vec()).unwrap_or_default(),
+        redact: cfg
+            .map(|c| c.redaction.kinds().to_vec())
+            .unwrap_or_default(),
     }))
 }

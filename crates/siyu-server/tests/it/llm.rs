@@ -191,7 +191,9 @@ async fn seed(app: &TestApp) {
 /// A suggestion that uses the first name placeholder of the prompt, so
 /// restoring it shows.
 fn suggest_with_name(prompt: &str) -> String {
-    let at = prompt.find("[NAME_").expect("the prompt names the customer by placeholder");
+    let at = prompt
+        .find("[NAME_")
+        .expect("the prompt names the customer by placeholder");
     let end = at + prompt[at..].find(']').unwrap() + 1;
     let name = &prompt[at..end];
     json!({"suggestions": [format!("{name}您好，下单后 48 小时内发货"), "稍等，我帮您催一下仓库"]})
@@ -201,7 +203,16 @@ fn suggest_with_name(prompt: &str) -> String {
 fn assert_nothing_personal_left(fake: &Fake) {
     for (body, _) in fake.requests() {
         let text = body.to_string();
-        for secret in [PHONE, EMAIL, NAME, NICK, STREET, "王女士", "fang.wang", "wm_fang"] {
+        for secret in [
+            PHONE,
+            EMAIL,
+            NAME,
+            NICK,
+            STREET,
+            "王女士",
+            "fang.wang",
+            "wm_fang",
+        ] {
             assert!(!text.contains(secret), "{secret} left the machine: {text}");
         }
     }
@@ -227,7 +238,11 @@ async fn suggestions_are_grounded_redacted_restored_marked_and_never_sent() {
     fake.set(Mode::Answer(suggest_with_name));
 
     let (s, b) = app
-        .send("POST", "/v1/ai/suggest", json!({"person": "wecom:wm_fang", "n": 2}))
+        .send(
+            "POST",
+            "/v1/ai/suggest",
+            json!({"person": "wecom:wm_fang", "n": 2}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["ai"], true);
@@ -245,7 +260,10 @@ async fn suggestions_are_grounded_redacted_restored_marked_and_never_sent() {
     assert_eq!(b["grounding"]["messages"], 3, "{b}");
     assert_eq!(b["grounding"]["quick_replies"], json!(["ship"]), "{b}");
     for kind in ["phone", "email", "name", "address"] {
-        assert!(b["redacted"][kind].as_u64().unwrap_or(0) >= 1, "{kind}: {b}");
+        assert!(
+            b["redacted"][kind].as_u64().unwrap_or(0) >= 1,
+            "{kind}: {b}"
+        );
     }
     assert_eq!(b["tokens"], 42);
     assert!(b["notice"].as_str().unwrap().contains("AI"));
@@ -259,10 +277,22 @@ async fn suggestions_are_grounded_redacted_restored_marked_and_never_sent() {
     assert_eq!(body["model"], "qwen2.5:7b");
     assert_eq!(body["stream"], false);
     let prompt = body.to_string();
-    assert!(prompt.contains("下单后 48 小时内发货"), "quick reply offered: {prompt}");
-    assert!(!prompt.contains("申请退款"), "only the closest quick replies: {prompt}");
-    assert!(prompt.contains("vip") && prompt.contains("杭州"), "profile: {prompt}");
-    assert!(prompt.contains("[PHONE_1]") && prompt.contains("[EMAIL_1]"), "{prompt}");
+    assert!(
+        prompt.contains("下单后 48 小时内发货"),
+        "quick reply offered: {prompt}"
+    );
+    assert!(
+        !prompt.contains("申请退款"),
+        "only the closest quick replies: {prompt}"
+    );
+    assert!(
+        prompt.contains("vip") && prompt.contains("杭州"),
+        "profile: {prompt}"
+    );
+    assert!(
+        prompt.contains("[PHONE_1]") && prompt.contains("[EMAIL_1]"),
+        "{prompt}"
+    );
     assert_nothing_personal_left(&fake);
 
     // Nothing went to the customer.
@@ -272,7 +302,11 @@ async fn suggestions_are_grounded_redacted_restored_marked_and_never_sent() {
     assert_eq!(s, StatusCode::OK, "{u}");
     assert_eq!(u["configured"], true);
     assert_eq!(u["model"], "qwen2.5:7b");
-    assert_eq!((u["requests"].as_u64(), u["tokens"].as_u64()), (Some(1), Some(42)), "{u}");
+    assert_eq!(
+        (u["requests"].as_u64(), u["tokens"].as_u64()),
+        (Some(1), Some(42)),
+        "{u}"
+    );
 
     // Bad bodies and unknown persons.
     for (body, field) in [
@@ -292,11 +326,19 @@ async fn suggestions_are_grounded_redacted_restored_marked_and_never_sent() {
 
     // The metrics count the call and its tokens.
     let (_, m) = app
-        .call("GET", "/metrics", None, "text/plain", axum::body::Body::empty())
+        .call(
+            "GET",
+            "/metrics",
+            None,
+            "text/plain",
+            axum::body::Body::empty(),
+        )
         .await;
     let m = m.as_str().unwrap_or_default().to_string();
     assert!(
-        m.contains("siyu_ai_calls_total{") && m.contains("kind=\"suggest\"") && m.contains("siyu_ai_tokens_total"),
+        m.contains("siyu_ai_calls_total{")
+            && m.contains("kind=\"suggest\"")
+            && m.contains("siyu_ai_tokens_total"),
         "{m}"
     );
 }
@@ -304,7 +346,10 @@ async fn suggestions_are_grounded_redacted_restored_marked_and_never_sent() {
 fn summary_text(prompt: &str) -> String {
     let at = prompt.find("[NAME_").unwrap();
     let end = at + prompt[at..].find(']').unwrap() + 1;
-    format!("{}催发货，已答复正在查询；待确认发货时间。", &prompt[at..end])
+    format!(
+        "{}催发货，已答复正在查询；待确认发货时间。",
+        &prompt[at..end]
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,15 +359,25 @@ async fn streamed_summaries_are_read_and_a_truncated_stream_is_a_clear_502() {
     seed(&app).await;
     fake.set(Mode::Stream(summary_text));
     let (s, b) = app
-        .send("POST", "/v1/ai/summarize", json!({"person": "wecom:wm_fang"}))
+        .send(
+            "POST",
+            "/v1/ai/summarize",
+            json!({"person": "wecom:wm_fang"}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["ai"], true);
     assert_eq!(b["model"], "fake-qwen");
     let summary = b["summary"].as_str().unwrap();
-    assert!(summary.ends_with("催发货，已答复正在查询；待确认发货时间。"), "{summary}");
+    assert!(
+        summary.ends_with("催发货，已答复正在查询；待确认发货时间。"),
+        "{summary}"
+    );
     assert!(!summary.contains("[NAME_"), "{summary}");
-    assert!(summary.starts_with(NAME) || summary.starts_with(NICK) || summary.starts_with("王女士"), "{summary}");
+    assert!(
+        summary.starts_with(NAME) || summary.starts_with(NICK) || summary.starts_with("王女士"),
+        "{summary}"
+    );
     assert_eq!(b["messages"], 3);
     let got = fake.requests();
     assert_eq!(got[0].0["stream"], true);
@@ -332,11 +387,18 @@ async fn streamed_summaries_are_read_and_a_truncated_stream_is_a_clear_502() {
 
     fake.set(Mode::Truncated);
     let (s, b) = app
-        .send("POST", "/v1/ai/summarize", json!({"person": "wecom:wm_fang"}))
+        .send(
+            "POST",
+            "/v1/ai/summarize",
+            json!({"person": "wecom:wm_fang"}),
+        )
         .await;
     assert_eq!(s, StatusCode::BAD_GATEWAY, "{b}");
     assert_eq!(b["code"], "upstream");
-    assert!(b["message"].as_str().unwrap().contains("stream ended"), "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("stream ended"),
+        "{b}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,9 +436,16 @@ async fn slow_failing_and_garbage_answers_are_clear_errors_without_hanging() {
     let app2 = app_with_ai("http://127.0.0.1:9/v1", "timeout_ms = 2000").await;
     seed(&app2).await;
     let (s, b) = app2
-        .send("POST", "/v1/ai/summarize", json!({"person": "wecom:wm_fang"}))
+        .send(
+            "POST",
+            "/v1/ai/summarize",
+            json!({"person": "wecom:wm_fang"}),
+        )
         .await;
-    assert!(s == StatusCode::BAD_GATEWAY || s == StatusCode::GATEWAY_TIMEOUT, "{s} {b}");
+    assert!(
+        s == StatusCode::BAD_GATEWAY || s == StatusCode::GATEWAY_TIMEOUT,
+        "{s} {b}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,11 +461,21 @@ async fn the_daily_budget_refuses_once_spent_naming_it() {
         assert_eq!(s, StatusCode::OK, "{b}");
     }
     let (s, b) = app
-        .send("POST", "/v1/ai/summarize", json!({"person": "wecom:wm_fang"}))
+        .send(
+            "POST",
+            "/v1/ai/summarize",
+            json!({"person": "wecom:wm_fang"}),
+        )
         .await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{b}");
     assert_eq!(b["code"], "ai_budget_exhausted");
-    assert!(b["message"].as_str().unwrap().contains("daily_budget_requests"), "{b}");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("daily_budget_requests"),
+        "{b}"
+    );
     assert_eq!(fake.requests().len(), 2, "the refused call never left");
     let (_, u) = app.get("/v1/ai/usage").await;
     assert_eq!(u["requests"], 2);
@@ -423,7 +502,9 @@ async fn without_ai_the_routes_say_how_to_configure_and_classify_stays_offline()
     let app = TestApp::spawn().await;
     seed(&app).await;
     for path in ["/v1/ai/suggest", "/v1/ai/summarize"] {
-        let (s, b) = app.send("POST", path, json!({"person": "wecom:wm_fang"})).await;
+        let (s, b) = app
+            .send("POST", path, json!({"person": "wecom:wm_fang"}))
+            .await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{path}: {b}");
         assert_eq!(b["code"], "ai_not_configured");
         let m = b["message"].as_str().unwrap();
@@ -453,15 +534,24 @@ async fn classify_asks_the_model_only_below_min_confidence() {
     let threshold = (c_sure + c_unsure) / 2.0;
     let (fake, url) = Fake::start().await;
     let app = app_with_ai(&url, &format!("min_confidence = {threshold}")).await;
-    fake.set(Mode::Answer(|_| "{\"intent\": \"complaint\", \"confidence\": 0.8}".into()));
+    fake.set(Mode::Answer(|_| {
+        "{\"intent\": \"complaint\", \"confidence\": 0.8}".into()
+    }));
 
-    let (s, b) = app.send("POST", "/v1/ai/classify", json!({"text": sure})).await;
+    let (s, b) = app
+        .send("POST", "/v1/ai/classify", json!({"text": sure}))
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["source"], "offline");
     assert_eq!(b["intent"], "price");
-    assert!(fake.requests().is_empty(), "a confident answer asks no model");
+    assert!(
+        fake.requests().is_empty(),
+        "a confident answer asks no model"
+    );
 
-    let (s, b) = app.send("POST", "/v1/ai/classify", json!({"text": unsure})).await;
+    let (s, b) = app
+        .send("POST", "/v1/ai/classify", json!({"text": unsure}))
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["source"], "llm");
     assert_eq!(b["ai"], true);
@@ -474,7 +564,9 @@ async fn classify_asks_the_model_only_below_min_confidence() {
 
     // The model failing leaves the offline answer, saying why.
     fake.set(Mode::Raw("garbage"));
-    let (s, b) = app.send("POST", "/v1/ai/classify", json!({"text": unsure})).await;
+    let (s, b) = app
+        .send("POST", "/v1/ai/classify", json!({"text": unsure}))
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["source"], "offline");
     assert!(b["llm_error"].as_str().unwrap().contains("not JSON"), "{b}");
