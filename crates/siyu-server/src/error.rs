@@ -140,7 +140,7 @@ impl ApiError {
             ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream"),
             ApiError::UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
-            ApiError::AiNotConfigured(_) => (StatusCode::SERVICE_UNAVAILABLE, "ai_not_configured"),
+            ApiError::AiNotConfigured(_) => (StatusCode::CONFLICT, "ai_not_configured"),
             ApiError::BudgetExhausted(_) => (StatusCode::TOO_MANY_REQUESTS, "ai_budget_exhausted"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

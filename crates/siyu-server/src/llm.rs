@@ -19,7 +19,7 @@
 //!   the operator, who sends through the conversation reply (outbox,
 //!   guardrails) with a click.
 //!
-//! `[ai]` absent: `state.0.ai` is None, the AI routes answer 503
+//! `[ai]` absent: `state.0.ai` is None, the AI routes answer 409
 //! `ai_not_configured` saying how to configure, and `/v1/ai/classify`
 //! stays offline.
 
@@ -306,7 +306,7 @@ impl Llm {
     }
 }
 
-/// The configured model, or 503 saying how to configure one.
+/// The configured model, or 409 saying how to configure one.
 pub fn configured(state: &AppState) -> Result<&Llm, ApiError> {
     state.0.ai.as_deref().ok_or_else(|| {
         ApiError::AiNotConfigured(

@@ -29,11 +29,14 @@ enum Mode {
     Status(u16),
 }
 
+/// A request the fake got: its JSON body and its Authorization header.
+type Received = (Value, Option<String>);
+
 #[derive(Clone)]
 struct Fake {
     mode: Arc<Mutex<Mode>>,
     /// Each request's body and Authorization header.
-    got: Arc<Mutex<Vec<(Value, Option<String>)>>>,
+    got: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Fake {
@@ -62,7 +65,7 @@ impl Fake {
         *self.mode.lock().unwrap() = m;
     }
 
-    fn requests(&self) -> Vec<(Value, Option<String>)> {
+    fn requests(&self) -> Vec<Received> {
         self.got.lock().unwrap().clone()
     }
 
@@ -505,7 +508,7 @@ async fn without_ai_the_routes_say_how_to_configure_and_classify_stays_offline()
         let (s, b) = app
             .send("POST", path, json!({"person": "wecom:wm_fang"}))
             .await;
-        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{path}: {b}");
+        assert_eq!(s, StatusCode::CONFLICT, "{path}: {b}");
         assert_eq!(b["code"], "ai_not_configured");
         let m = b["message"].as_str().unwrap();
         assert!(m.contains("[ai]") && m.contains("base_url"), "{m}");
