@@ -450,4 +450,47 @@ mod tests {
             .to_string()
             .contains("unknown field"));
     }
+
+    #[test]
+    fn the_config_file_and_env_give_the_ai_section() {
+        use crate::config::{Config, Overrides};
+        let dir = std::env::temp_dir().join(format!("siyu-config-ai-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("siyu.toml");
+        std::fs::write(
+            &file,
+            "[ai]\nbase_url = \"https://api.deepseek.com/v1\"\nmodel = \"deepseek-chat\"\nredact = [\"phone\", \"name\"]\ndaily_budget_requests = 10\n",
+        )
+        .unwrap();
+        let env = |k: &str| (k == "SIYU_AI__API_KEY").then(|| "sk-env".to_string());
+        let c = Config::load(Some(&file), &env, Overrides::default()).unwrap();
+        let ai = c.ai.expect("[ai] read");
+        assert_eq!(ai.api_key.as_ref().map(|k| k.expose()), Some("sk-env"));
+        assert_eq!(ai.redaction.kinds(), &[RedactKind::Phone, RedactKind::Name]);
+        assert_eq!(ai.budget.requests_per_day, Some(10));
+        assert!(
+            !format!("{ai:?}").contains("sk-env"),
+            "the key is not in Debug output"
+        );
+        // No [ai]: none, and a key for it is an error naming the section.
+        assert!(Config::load(None, &|_| None, Overrides::default())
+            .unwrap()
+            .ai
+            .is_none());
+        let e = Config::load(None, &env, Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SIYU_AI__API_KEY") && e.contains("[ai]"), "{e}");
+        std::fs::write(
+            &file,
+            "[ai]\nbase_url = \"http://x/v1\"\nmodel = \"m\"\nhistory = 0\n",
+        )
+        .unwrap();
+        let e = format!(
+            "{:#}",
+            Config::load(Some(&file), &|_| None, Overrides::default()).unwrap_err()
+        );
+        assert!(e.contains("history") && e.contains("siyu.toml"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
