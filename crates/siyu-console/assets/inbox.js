@@ -415,8 +415,6 @@ window.InboxPages = function (ui) {
     // The messages of a thread answer (and older pages prepended).
     let messages = [];
     let more = false;
-    // The reply box survives a redraw of the thread (a live refresh must
-    // not lose what is being typed).
     // Whether [ai] configures a language model: the Suggest button and the
     // summary card are shown only then (GET /v1/ai/usage, once per page).
     const ai = { configured: false, summaries: {} };
@@ -425,6 +423,8 @@ window.InboxPages = function (ui) {
       box.suggestBtn.hidden = !ai.configured;
       if (ai.configured && thread) drawProfile(thread);
     });
+    // The reply box survives a redraw of the thread (a live refresh must
+    // not lose what is being typed).
     const box = replyBox();
     const headName = h('div', { class: 'ib-head-name' });
     const head = h('div', { class: 'ib-head' }, headName, h('div', { class: 'ib-actions' }, box.assign, box.resolveBtn));
