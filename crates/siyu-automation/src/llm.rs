@@ -433,12 +433,14 @@ impl<'p> Redactor<'p> {
     }
 }
 
-/// Whether `text[start..end]` is not part of a longer run of digits or
-/// letters (a 16-digit number is not two phone numbers).
+/// Whether `text[start..end]` is not part of a longer run of digits (a
+/// 20-digit number is not a phone number and two more digits). Letters
+/// may touch it: `tel13812345678` is still a phone number, and an order
+/// code redacted by mistake costs less than a phone number kept.
 fn alone(text: &str, start: usize, end: usize) -> bool {
     let before = text[..start].chars().next_back();
     let after = text[end..].chars().next();
-    let joins = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let joins = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit());
     !joins(before) && !joins(after)
 }
 
