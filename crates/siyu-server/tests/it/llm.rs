@@ -574,3 +574,30 @@ async fn classify_asks_the_model_only_below_min_confidence() {
     assert_eq!(b["source"], "offline");
     assert!(b["llm_error"].as_str().unwrap().contains("not JSON"), "{b}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_redacted_is_configured() {
+    let (fake, url) = Fake::start().await;
+    let app = app_with_ai(
+        &url,
+        "redact = [\"phone\"]\nredact_patterns = [\"fang\\\\.wang@[a-z.]+\"]",
+    )
+    .await;
+    seed(&app).await;
+    fake.set(Mode::Answer(|_| "{\"suggestions\": [\"好的\"]}".into()));
+    let (s, b) = app
+        .send("POST", "/v1/ai/suggest", json!({"person": "wecom:wm_fang"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["redacted"], json!({"phone": 1, "pattern": 1}), "{b}");
+    let prompt = fake.requests()[0].0.to_string();
+    assert!(
+        !prompt.contains(PHONE) && !prompt.contains(EMAIL),
+        "{prompt}"
+    );
+    assert!(prompt.contains("[REDACTED_1]"), "{prompt}");
+    // Names and addresses are not in this list: they leave as written.
+    assert!(prompt.contains(NAME) && prompt.contains(STREET), "{prompt}");
+    let (_, u) = app.get("/v1/ai/usage").await;
+    assert_eq!(u["redact"], json!(["phone"]));
+}
