@@ -675,6 +675,9 @@ mod tests {
             my-bridge = "file"
             [workspaces.brand_a]
             host = "a.example"
+            [ai]
+            base_url = "http://127.0.0.1:11434/v1"
+            model = "qwen2.5:7b"
             "#,
         )
         .unwrap();
@@ -695,6 +698,7 @@ mod tests {
                 "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
             ),
             ("SIYU_CONNECTORS__SMS__SECRET_KEY", "sms-secret-key-env"),
+            ("SIYU_AI__API_KEY", "ai-env"),
             ("SIYU_INBOUND__MY_BRIDGE", "bridge-env"),
             ("SIYU_INBOUND__DOUYIN", "douyin-env"),
             ("SIYU_WORKSPACES__BRAND_A__ADMIN_TOKEN", "brand-a-env"),
@@ -737,6 +741,10 @@ mod tests {
         assert_eq!(
             k.sms.as_ref().unwrap().secret_key.expose(),
             "sms-secret-key-env"
+        );
+        assert_eq!(
+            c.ai.as_ref().unwrap().api_key.as_ref().unwrap().expose(),
+            "ai-env"
         );
         assert_eq!(c.inbound_secrets["my-bridge"], "bridge-env");
         assert_eq!(c.inbound_secrets["douyin"], "douyin-env");
