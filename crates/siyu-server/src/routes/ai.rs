@@ -46,7 +46,7 @@ const NOTICE: &str =
 pub fn routes() -> Vec<Route> {
     vec![
         route!(post, "/v1/ai/classify", read, "The intent of a customer's message: `{\"text\"}` (1–4096 bytes) → `{\"intent\", \"confidence\", \"alternatives\": [{\"intent\", \"p\"}], \"source\"}`. Intents: `ask_material` 求资料, `price` 询价, `buy` 购买意向, `after_sales` 售后, `complaint` 投诉, `opt_out` 退订, `other` 闲聊/其他. Chinese (full-width forms, emoji, pinyin abbreviations such as dd, zl, jg) and English. Offline (`source: \"offline\"`); when `[ai]` is configured and the offline confidence is below `[ai] min_confidence`, the language model is asked (`source: \"llm\"`, `ai: true`, `model`), and if it fails the offline answer stands with `llm_error` saying why.", classify, body = ClassifyBody),
-        route!(post, "/v1/ai/suggest", write, "Reply suggestions for a conversation, by the language model of `[ai]`: `{\"person\": identity, \"n\"?: 1–3}` → `{\"ai\": true, \"model\", \"suggestions\": [{\"text\", \"ai\": true}], \"grounding\", \"redacted\", \"tokens\"}`, grounded in the person's profile, their last messages and the closest quick replies, redacted before leaving (phones, e-mails, ID numbers, addresses, names; `[ai] redact`) and restored in the answer. Nothing is sent: the operator sends with the reply. 409 `ai_not_configured` without `[ai]`; 429 `ai_budget_exhausted` over the daily budget; 502 when the model's answer is unusable; 504 when it does not answer within `[ai] timeout_ms`.", suggest, body = PersonBody, statuses = [404, 409, 429, 502, 504]),
+        route!(post, "/v1/ai/suggest", write, "Reply suggestions for a conversation, by the language model of `[ai]`: `{\"person\": identity, \"n\"?: 1–3}` → `{\"ai\": true, \"model\", \"suggestions\": [{\"text\", \"ai\": true}], \"grounding\", \"redacted\", \"tokens\"}`, grounded in the person's profile, their last messages and the closest quick replies, redacted before leaving (phones, e-mails, ID numbers, addresses, names; `[ai] redact`) and restored in the answer. Nothing is sent: the operator sends with the reply. 409 `ai_not_configured` without `[ai]`, 409 `conflict` for a person without messages; 429 `ai_budget_exhausted` over the daily budget; 502 when the model's answer is unusable; 504 when it does not answer within `[ai] timeout_ms`.", suggest, body = PersonBody, statuses = [404, 409, 429, 502, 504]),
         route!(post, "/v1/ai/summarize", write, "A summary of a person's conversation for an operator taking it over, by the language model of `[ai]`: `{\"person\": identity}` → `{\"ai\": true, \"model\", \"summary\", \"messages\", \"redacted\", \"tokens\"}`; redacted and restored like suggestions; not stored. Same errors as `/v1/ai/suggest`.", summarize, body = PersonBody, statuses = [404, 409, 429, 502, 504]),
         route!(get, "/v1/ai/usage", read, "The language model's use today (the workspace's day): `{\"configured\", \"model\", \"day\", \"requests\", \"tokens\", \"budget\": {\"requests_per_day\", \"tokens_per_day\"}, \"min_confidence\", \"redact\"}`; `configured: false` without `[ai]`.", usage),
     ]
@@ -371,6 +371,11 @@ async fn ground(
         .map(|t| t.text.as_str())
         .collect::<Vec<_>>()
         .join(" ");
+    if turns.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "{person} has no messages yet: there is nothing to ground an AI answer in (nothing was sent to the model)"
+        )));
+    }
     let quick_replies = if with_quick_replies {
         siyu_automation::llm::pick_quick_replies(&quick, &recent, QUICK_REPLIES_IN_PROMPT)
     } else {

@@ -325,6 +325,22 @@ async fn suggestions_are_grounded_redacted_restored_marked_and_never_sent() {
         .send("POST", "/v1/ai/suggest", json!({"person": "wecom:nobody"}))
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    let (s, b) = app
+        .post_events(r#"[{"ts": 1790000000, "identity": "wecom:silent", "type": "identify", "traits": {"name": "赵六"}}]"#)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .send(
+            "POST",
+            "/v1/ai/summarize",
+            json!({"person": "wecom:silent"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("no messages"),
+        "{b}"
+    );
     assert_eq!(fake.requests().len(), 1, "no call for refused requests");
 
     // The metrics count the call and its tokens.
