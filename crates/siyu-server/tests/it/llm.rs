@@ -146,8 +146,12 @@ fn ai_section(base_url: &str, extra: &str) -> AiFile {
 }
 
 async fn app_with_ai(base_url: &str, extra: &str) -> TestApp {
+    app_with_ai_on(Backend::Sqlite, base_url, extra).await
+}
+
+async fn app_with_ai_on(backend: Backend, base_url: &str, extra: &str) -> TestApp {
     let ai = ai_section(base_url, extra).check().unwrap();
-    TestApp::spawn_with(Backend::Sqlite, 1024 * 1024, move |c| c.ai = Some(ai)).await
+    TestApp::spawn_with(backend, 1024 * 1024, move |c| c.ai = Some(ai)).await
 }
 
 /// The person's personal data, as the profile and the conversation carry it.
@@ -469,8 +473,19 @@ async fn slow_failing_and_garbage_answers_are_clear_errors_without_hanging() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daily_budget_refuses_once_spent_naming_it() {
+    the_daily_budget_refuses_once_spent_naming_it_on(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_budget_refuses_once_spent_naming_it_on_postgres() {
+    if crate::pg_url().is_some() {
+        the_daily_budget_refuses_once_spent_naming_it_on(Backend::Postgres).await;
+    }
+}
+
+async fn the_daily_budget_refuses_once_spent_naming_it_on(backend: Backend) {
     let (fake, url) = Fake::start().await;
-    let app = app_with_ai(&url, "daily_budget_requests = 2").await;
+    let app = app_with_ai_on(backend, &url, "daily_budget_requests = 2").await;
     seed(&app).await;
     fake.set(Mode::Answer(|_| "{\"suggestions\": [\"好的\"]}".into()));
     for _ in 0..2 {
@@ -502,7 +517,7 @@ async fn the_daily_budget_refuses_once_spent_naming_it() {
 
     // Tokens: one call of 42 spends a budget of 40.
     let (fake, url) = Fake::start().await;
-    let app = app_with_ai(&url, "daily_budget_tokens = 40").await;
+    let app = app_with_ai_on(backend, &url, "daily_budget_tokens = 40").await;
     seed(&app).await;
     fake.set(Mode::Answer(|_| "{\"suggestions\": [\"好的\"]}".into()));
     let (s, _) = app
