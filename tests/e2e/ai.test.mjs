@@ -158,9 +158,19 @@ try {
     assert.equal((await page.textContent('#inbox-suggest')).trim(), 'AI Suggest');
     await page.locator('#inbox-ai-card').waitFor();
     assert.match(await page.textContent('#inbox-ai-card h2'), /AI\s*AI summary/);
+    await page.setViewportSize({ width: 1280, height: 800 });
     await page.click('#inbox-suggest');
     await page.waitForFunction(() => /AI-generated \(e2e-fake-qwen\)/.test(document.querySelector('#inbox-ai-suggestions')?.textContent || ''));
+    // At 1280 px the reply bar may wrap, but whole controls: each button
+    // on one line, Send inside the reply box.
+    const heights = await page.$$eval('#inbox-suggest, #inbox-template-send, #inbox-send', (bs) => bs.map((b) => b.getBoundingClientRect().height));
+    assert.ok(heights.every((h) => h < 45), `buttons on one line: ${heights}`);
+    const inside = await page.evaluate(() => document.querySelector('#inbox-send').getBoundingClientRect().right <= document.querySelector('#inbox-reply').getBoundingClientRect().right + 1);
+    assert.ok(inside, 'Send is inside the reply box');
+    const fit = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, width: window.innerWidth }));
+    assert.ok(fit.scroll <= fit.width, `horizontal overflow ${JSON.stringify(fit)}`);
     await shot('ai-suggest-en.png');
+    await page.setViewportSize({ width: 1360, height: 900 });
     await page.click('#lang-toggle');
   });
 
