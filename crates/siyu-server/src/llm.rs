@@ -224,8 +224,10 @@ impl Llm {
         Ok(Llm { config, client })
     }
 
-    /// One chat completion of `messages` (already redacted), streamed or
-    /// not as configured, within the timeouts and size limits.
+    /// One chat completion of `messages` (already redacted), asked for
+    /// streamed or not as configured and read as the server answers (an
+    /// event stream by its content type), within the timeouts and size
+    /// limits.
     pub async fn complete(&self, messages: &[ChatMessage]) -> Result<Completion, CallError> {
         let limit = self.config.timeout;
         match tokio::time::timeout(limit, self.complete_inner(messages)).await {
@@ -284,7 +286,15 @@ impl Llm {
                 hint,
             });
         }
-        if self.config.stream {
+        // Read as the server answered, whatever was asked: a server that
+        // ignores `stream` answers one JSON body, and an event stream is
+        // read as one even when it was not asked for.
+        let sse = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.trim_start().starts_with("text/event-stream"));
+        if sse {
             let mut d = SseDecoder::new();
             while let Some(c) = resp.chunk().await.map_err(transport)? {
                 d.push(&c)?;

@@ -408,6 +408,18 @@ async fn streamed_summaries_are_read_and_a_truncated_stream_is_a_clear_502() {
     // No usage in the stream: the tokens are estimated, not zero.
     assert!(b["tokens"].as_u64().unwrap() > 0, "{b}");
 
+    // A server that ignores `stream: true` and answers one JSON body is read too.
+    fake.set(Mode::Answer(summary_text));
+    let (s, b) = app
+        .send(
+            "POST",
+            "/v1/ai/summarize",
+            json!({"person": "wecom:wm_fang"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["tokens"], 42, "{b}");
+
     fake.set(Mode::Truncated);
     let (s, b) = app
         .send(
@@ -454,6 +466,12 @@ async fn slow_failing_and_garbage_answers_are_clear_errors_without_hanging() {
         assert_eq!(b["code"], "upstream");
         assert!(b["message"].as_str().unwrap().contains(want), "{want}: {b}");
     }
+
+    // An event stream nobody asked for (stream = false) is read as one.
+    fake.set(Mode::Stream(|_| "{\"suggestions\": [\"好的\"]}".into()));
+    let (s, b) = suggest().await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["suggestions"][0]["text"], "好的");
 
     // Nothing listening: a connect error, quickly.
     let app2 = app_with_ai("http://127.0.0.1:9/v1", "timeout_ms = 2000").await;
