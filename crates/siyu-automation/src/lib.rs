@@ -16,6 +16,7 @@ pub mod history;
 pub mod intent;
 pub mod journey;
 pub mod keyword;
+pub mod llm;
 pub mod machine;
 pub mod quick_reply;
 pub mod report;

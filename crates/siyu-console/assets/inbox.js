@@ -104,6 +104,16 @@ window.I18N.add({
     'ib.task_add': '添加待办',
     'ib.task_done': '完成',
     'ib.task_added': '已添加待办',
+    'ib.ai': 'AI',
+    'ib.ai_suggest': '建议回复',
+    'ib.ai_suggest_title': '让 AI 根据客户资料、最近消息和话术库写回复建议（发送前需人工点击发送）',
+    'ib.ai_thinking': 'AI 正在生成…',
+    'ib.ai_note': 'AI 生成（{m}）：已填入回复框，请核对修改后再点「发送」；不会自动发送。',
+    'ib.ai_other': '其他建议：',
+    'ib.ai_summary': 'AI 会话摘要',
+    'ib.ai_summarize': '生成摘要',
+    'ib.ai_summary_of': 'AI 生成 · {m} · {t} · 基于 {n} 条消息',
+    'ib.ai_summary_none': '尚未生成。摘要由 AI 根据最近消息生成，不保存。',
     'ib.task_closed': '待办已完成',
   },
   en: {
@@ -200,6 +210,16 @@ window.I18N.add({
     'ib.task_add': 'Add task',
     'ib.task_done': 'Done',
     'ib.task_added': 'Task added',
+    'ib.ai': 'AI',
+    'ib.ai_suggest': 'Suggest',
+    'ib.ai_suggest_title': 'AI drafts replies from the profile, recent messages and quick replies (you still click Send)',
+    'ib.ai_thinking': 'AI is writing…',
+    'ib.ai_note': 'AI-generated ({m}): put in the reply box; check and edit it, then click Send. Nothing is sent automatically.',
+    'ib.ai_other': 'Other suggestions:',
+    'ib.ai_summary': 'AI summary',
+    'ib.ai_summarize': 'Summarize',
+    'ib.ai_summary_of': 'AI-generated · {m} · {t} · from {n} messages',
+    'ib.ai_summary_none': 'Not written yet. The AI summarizes the recent messages; nothing is stored.',
     'ib.task_closed': 'Task done',
   },
 });
@@ -395,6 +415,14 @@ window.InboxPages = function (ui) {
     // The messages of a thread answer (and older pages prepended).
     let messages = [];
     let more = false;
+    // Whether [ai] configures a language model: the Suggest button and the
+    // summary card are shown only then (GET /v1/ai/usage, once per page).
+    const ai = { configured: false, summaries: {} };
+    api('GET', '/v1/ai/usage').then((r) => {
+      ai.configured = !!(r.ok && r.data.configured);
+      box.suggestBtn.hidden = !ai.configured;
+      if (ai.configured && thread) drawProfile(thread);
+    });
     // The reply box survives a redraw of the thread (a live refresh must
     // not lose what is being typed).
     const box = replyBox();
@@ -558,6 +586,25 @@ window.InboxPages = function (ui) {
         else if (r.status !== 403) out.replaceChildren(h('p', { class: 'error', id: 'inbox-refusal', 'data-code': (r.data && r.data.code) || String(r.status) }, msgOf(r)));
       } }, t('ib.tpl_send'));
       const tplWrap = h('span', { class: 'ib-tpl' }, tplSel, tplSend);
+      // AI suggestions (POST /v1/ai/suggest): the first fills the box, the
+      // others are offered; the operator still clicks Send (the reply path:
+      // outbox and guardrails).
+      const suggestBtn = h('button', { type: 'button', id: 'inbox-suggest', hidden: true, 'data-write': true, title: t('ib.ai_suggest_title'), onclick: async () => {
+        if (!current || suggestBtn.disabled) return;
+        suggestBtn.disabled = true;
+        out.replaceChildren(h('p', { class: 'muted small', id: 'inbox-ai-wait' }, t('ib.ai_thinking')));
+        const r = await api('POST', '/v1/ai/suggest', { person: current });
+        suggestBtn.disabled = false;
+        if (!r.ok) { if (r.status !== 403) out.replaceChildren(h('p', { class: 'error', id: 'inbox-refusal', 'data-code': (r.data && r.data.code) || String(r.status) }, msgOf(r))); return; }
+        const list = (r.data.suggestions || []).map((x) => x.text);
+        if (!list.length) return;
+        text.value = list[0];
+        quick = null;
+        text.focus();
+        out.replaceChildren(h('div', { class: 'ib-ai', id: 'inbox-ai-suggestions', 'data-ai': 'true' },
+          h('p', { class: 'small' }, h('span', { class: 'badge ai' }, t('ib.ai')), ' ', t('ib.ai_note', { m: r.data.model || '' })),
+          list.length > 1 ? h('p', { class: 'small' }, t('ib.ai_other'), ...list.slice(1).map((x, i) => h('button', { type: 'button', class: 'small ib-ai-alt', 'data-suggestion': String(i + 1), onclick: () => { text.value = x; text.focus(); } }, x))) : null));
+      } }, h('span', { class: 'badge ai' }, t('ib.ai')), ' ', t('ib.ai_suggest'));
       const noChannel = () => h('p', { class: 'muted small', id: 'inbox-no-channel' }, t('ib.no_channel'));
       async function submit() {
         if (!current || !text.value.trim() || send.disabled) return;
@@ -619,12 +666,13 @@ window.InboxPages = function (ui) {
       } }, tagIn2, h('button', { type: 'submit', id: 'inbox-tag-add', 'data-write': true }, t('ib.add_tag')));
 
       const el = h('div', { class: 'ib-reply', id: 'inbox-reply' }, text,
-        h('div', { class: 'ib-reply-bar' }, channel, qrWrap, tplWrap, h('span', { class: 'ib-grow' }), send), result);
+        h('div', { class: 'ib-reply-bar' }, channel, qrWrap, suggestBtn, tplWrap, h('span', { class: 'ib-grow' }), send), result);
       return {
         el,
         assign: h('span', { class: 'ib-assign' }, assignBtn, assignSel),
         resolveBtn,
         tagForm,
+        suggestBtn,
         // Another person: a draft written for the last one is not theirs.
         setPerson(p) { if (p !== current) { if (current) { text.value = ''; quick = null; } current = p; out.replaceChildren(); } },
         setChannels(cs) {
@@ -662,6 +710,28 @@ window.InboxPages = function (ui) {
         form);
     }
 
+    // ---------- the AI summary (POST /v1/ai/summarize; not stored) ----------
+    function aiCard(canonical) {
+      if (!ai.configured) return null;
+      const body = h('div', { id: 'inbox-ai-summary' });
+      const show = () => {
+        const s = ai.summaries[canonical];
+        put(body, s
+          ? [h('p', { id: 'inbox-ai-summary-text', 'data-ai': 'true' }, s.summary),
+            h('p', { class: 'muted small' }, t('ib.ai_summary_of', { m: s.model, t: zone.fmtLocal(s.at * 1000).slice(5, 16), n: s.messages }))]
+          : h('p', { class: 'muted small' }, t('ib.ai_summary_none')));
+      };
+      show();
+      const btn = h('button', { type: 'button', class: 'small', id: 'inbox-summarize', 'data-write': true, onclick: async () => {
+        btn.disabled = true;
+        put(body, h('p', { class: 'muted small' }, t('ib.ai_thinking')));
+        const r = await api('POST', '/v1/ai/summarize', { person: canonical });
+        btn.disabled = false;
+        if (r.ok) { ai.summaries[canonical] = r.data; if (body.isConnected) show(); else if (thread) drawProfile(thread); } else { show(); if (r.status !== 403) body.append(h('p', { class: 'error small', 'data-code': (r.data && r.data.code) || String(r.status) }, msgOf(r))); }
+      } }, t('ib.ai_summarize'));
+      return h('section', { class: 'card', id: 'inbox-ai-card' }, h('h2', {}, h('span', { class: 'badge ai' }, t('ib.ai')), ' ', t('ib.ai_summary')), body, btn);
+    }
+
     // ---------- the profile ----------
     function drawProfile(d) {
       const p = d.profile || {};
@@ -693,6 +763,7 @@ window.InboxPages = function (ui) {
           p.opted_out ? h('p', { class: 'badge bad', id: 'inbox-opted-out' }, t('ib.opted_out')) : null,
           box.tagForm,
           h('p', { class: 'small' }, h('a', { href: '#/persons/' + enc(canonical), id: 'inbox-profile-link' }, t('ib.open_profile')))),
+        ...(ai.configured ? [aiCard(canonical)] : []),
         tasksCard(d, canonical),
         h('section', { class: 'card' }, h('h2', {}, t('ib.windows')),
           windows.length ? h('ul', { class: 'ib-windows', id: 'inbox-windows' }, windows.map((w) => h('li', { 'data-channel': w.channel, 'data-open': String(!!w.open) },

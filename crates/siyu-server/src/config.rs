@@ -72,6 +72,9 @@ pub struct Config {
     /// trigger_max_age_secs`, env `SIYU_TRIGGER_MAX_AGE_SECS`; default
     /// [`DEFAULT_TRIGGER_MAX_AGE_SECS`]): history never triggers a message.
     pub trigger_max_age_secs: u64,
+    /// The language model (`[ai]`, see `crate::llm`); None: the AI routes
+    /// answer 503 and intents are classified offline only.
+    pub ai: Option<crate::llm::AiConfig>,
 }
 
 /// One hour: an event older than that is history, not a trigger.
@@ -219,6 +222,7 @@ impl Default for Config {
             connections: Default::default(),
             trusted_proxies: Default::default(),
             trigger_max_age_secs: DEFAULT_TRIGGER_MAX_AGE_SECS,
+            ai: None,
         }
     }
 }
@@ -244,6 +248,7 @@ struct FileConfig {
     connections: Option<ConnectionsFile>,
     trusted_proxies: Option<Vec<String>>,
     trigger_max_age_secs: Option<u64>,
+    ai: Option<crate::llm::AiFile>,
 }
 
 /// Values given on the command line (None = not given).
@@ -328,6 +333,7 @@ pub const SECRET_ENV: &[(&str, &str)] = &[
         "SIYU_CONNECTORS__SMS__SECRET_KEY",
         "[connectors.sms] secret_key",
     ),
+    ("SIYU_AI__API_KEY", "[ai] api_key"),
 ];
 
 /// Channels whose inbound secret is looked up in the environment even when
@@ -430,6 +436,12 @@ fn secrets_from_env(c: &mut Config, env: &dyn Fn(&str) -> Option<String>) -> any
             .ok_or_else(|| missing("SIYU_CONNECTORS__SMS__SECRET_KEY", "sms"))?;
         s.secret_key = Secret::new(v);
     }
+    if let Some(v) = env("SIYU_AI__API_KEY") {
+        let ai = c.ai.as_mut().ok_or_else(|| {
+            anyhow::anyhow!("SIYU_AI__API_KEY is set but the configuration has no [ai]: add that section (base_url, model) to the config file")
+        })?;
+        ai.api_key = Some(Secret::new(v));
+    }
     for (channel, b) in k.bridges.iter_mut() {
         if let Some(v) = env(&format!(
             "SIYU_CONNECTORS__BRIDGES__{}__SECRET",
@@ -513,6 +525,12 @@ impl Config {
             if let Some(v) = f.trigger_max_age_secs {
                 c.trigger_max_age_secs = check_trigger_max_age("trigger_max_age_secs", v)
                     .with_context(|| format!("config file {}", path.display()))?;
+            }
+            if let Some(ai) = f.ai {
+                c.ai = Some(
+                    ai.check()
+                        .with_context(|| format!("config file {}", path.display()))?,
+                );
             }
             for (name, w) in &c.workspaces {
                 if name == "default" || !siyu_domain::Channel::is_valid(name) {
@@ -657,6 +675,9 @@ mod tests {
             my-bridge = "file"
             [workspaces.brand_a]
             host = "a.example"
+            [ai]
+            base_url = "http://127.0.0.1:11434/v1"
+            model = "qwen2.5:7b"
             "#,
         )
         .unwrap();
@@ -677,6 +698,7 @@ mod tests {
                 "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
             ),
             ("SIYU_CONNECTORS__SMS__SECRET_KEY", "sms-secret-key-env"),
+            ("SIYU_AI__API_KEY", "ai-env"),
             ("SIYU_INBOUND__MY_BRIDGE", "bridge-env"),
             ("SIYU_INBOUND__DOUYIN", "douyin-env"),
             ("SIYU_WORKSPACES__BRAND_A__ADMIN_TOKEN", "brand-a-env"),
@@ -719,6 +741,10 @@ mod tests {
         assert_eq!(
             k.sms.as_ref().unwrap().secret_key.expose(),
             "sms-secret-key-env"
+        );
+        assert_eq!(
+            c.ai.as_ref().unwrap().api_key.as_ref().unwrap().expose(),
+            "ai-env"
         );
         assert_eq!(c.inbound_secrets["my-bridge"], "bridge-env");
         assert_eq!(c.inbound_secrets["douyin"], "douyin-env");

@@ -63,6 +63,16 @@ pub enum ApiError {
     /// message names the call and WeCom's errcode (never a token).
     #[error("{0}")]
     Upstream(String),
+    /// The language model (`[ai]`) did not answer within its timeout.
+    #[error("{0}")]
+    UpstreamTimeout(String),
+    /// An AI route while no `[ai]` is configured; the message says how.
+    #[error("{0}")]
+    AiNotConfigured(String),
+    /// The daily AI budget (`[ai] daily_budget_*`) is spent; the message
+    /// names the budget and when it resets.
+    #[error("{0}")]
+    BudgetExhausted(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -94,6 +104,9 @@ impl ApiError {
             (ApiError::MethodNotAllowed(s()), "the path exists but does not take this method; the message names the methods it takes"),
             (ApiError::RequestTimeout(s()), "the request body did not arrive within `body_read_timeout` (default 30 s)"),
             (ApiError::Upstream(s()), "a channel's own API (WeCom) refused the call siyu made for this request or did not answer; the message names the call and its errcode, and nothing was saved"),
+            (ApiError::UpstreamTimeout(s()), "the language model ([ai] base_url) did not answer within [ai] timeout_ms; nothing was saved or sent"),
+            (ApiError::AiNotConfigured(s()), "an AI route (suggestions, summaries) while the server has no [ai] section; the message says how to configure an OpenAI-compatible endpoint"),
+            (ApiError::BudgetExhausted(s()), "the daily AI budget ([ai] daily_budget_requests or daily_budget_tokens) is spent; the message names it; it resets at midnight in the workspace time zone"),
             (ApiError::Internal(s()), "a server fault; details are in the server log, never in the response"),
         ]
     }
@@ -126,6 +139,9 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream"),
+            ApiError::UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            ApiError::AiNotConfigured(_) => (StatusCode::CONFLICT, "ai_not_configured"),
+            ApiError::BudgetExhausted(_) => (StatusCode::TOO_MANY_REQUESTS, "ai_budget_exhausted"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

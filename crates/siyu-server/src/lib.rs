@@ -40,6 +40,7 @@ pub mod inbound;
 pub mod ingest;
 pub mod leader;
 pub mod links;
+pub mod llm;
 pub mod log_pass;
 pub mod metrics;
 pub mod openapi;
@@ -140,6 +141,8 @@ pub struct Inner {
     pub channel_activity: channels::Activity,
     /// The sensitive-word rules last compiled (`sensitive_words.rs`).
     pub sensitive_words: sensitive_words::Cache,
+    /// The language model of `[ai]` (`llm.rs`), if configured.
+    pub ai: Option<Arc<llm::Llm>>,
 }
 
 #[derive(Clone)]
@@ -552,6 +555,10 @@ impl Application {
         let executor_thread = std::thread::Builder::new()
             .name("siyu-automation".into())
             .spawn(move || executor.run(auto_rx))?;
+        let ai = match &config.ai {
+            Some(c) => Some(Arc::new(llm::Llm::new(c.clone())?)),
+            None => None,
+        };
         let state = AppState(Arc::new(Inner {
             engine,
             reader: Mutex::new(OffRuntimeDrop::new(reader)),
@@ -585,6 +592,7 @@ impl Application {
             leader: leadership.clone(),
             channel_activity: Default::default(),
             sensitive_words: Default::default(),
+            ai,
         }));
         cluster::spawn_follower(&state.0, follower)?;
         leader::spawn(

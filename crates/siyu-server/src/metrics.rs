@@ -54,6 +54,13 @@ struct SendLabels {
     verdict: &'static str,
 }
 
+/// `siyu_ai_calls_total`'s labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AiLabels {
+    kind: &'static str,
+    outcome: &'static str,
+}
+
 /// `siyu_ingest_requests_total`'s labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
@@ -130,6 +137,8 @@ pub struct Metrics {
     pub automation_pass: Histogram,
     http_requests: Family<RequestLabels, Counter>,
     sends: Family<SendLabels, Counter>,
+    ai_calls: Family<AiLabels, Counter>,
+    ai_tokens: Counter,
     persons: Gauge,
     identities: Gauge,
     engine_start_events: Family<StartLabels, Gauge>,
@@ -214,6 +223,8 @@ impl Metrics {
             automation_pass: histogram(SECONDS),
             http_requests: Family::default(),
             sends: Family::default(),
+            ai_calls: Family::default(),
+            ai_tokens: Counter::default(),
             persons: Gauge::default(),
             identities: Gauge::default(),
             engine_start_events: Family::default(),
@@ -234,6 +245,16 @@ impl Metrics {
             "sends",
             "Send verdicts by channel: submitted (to a connector), delivered, suppressed (a guardrail; the outbox says why), delayed (quiet hours), dead (dead-lettered)",
             m.sends.clone(),
+        );
+        r.register(
+            "ai_calls",
+            "Calls of the language model ([ai]) by kind (suggest, summarize, classify) and outcome (ok, timeout, error, bad_answer, budget)",
+            m.ai_calls.clone(),
+        );
+        r.register(
+            "ai_tokens",
+            "Tokens the language model's answered calls cost (its usage, else an estimate)",
+            m.ai_tokens.clone(),
         );
         r.register(
             "ingest_requests",
@@ -396,6 +417,16 @@ impl Metrics {
                 verdict,
             })
             .inc();
+    }
+
+    /// Counts one call of the language model: `kind` (suggest, summarize,
+    /// classify), `outcome` (ok, timeout, error, bad_answer, budget) and
+    /// the tokens it cost.
+    pub fn ai_call(&self, kind: &'static str, outcome: &'static str, tokens: u64) {
+        self.ai_calls
+            .get_or_create(&AiLabels { kind, outcome })
+            .inc();
+        self.ai_tokens.inc_by(tokens);
     }
 
     /// Counts one ingest request on `route` (its template).

@@ -1,6 +1,7 @@
 mod guard;
 mod journey;
 mod keyword;
+mod llm;
 mod nesting;
 mod report;
 mod schedule;

@@ -421,7 +421,15 @@ fn workbench_and_channel_routes_declare_their_access() {
                 ("put /v1/quick-replies/{id}", write),
             ],
         ),
-        ("/v1/ai/", vec![("post /v1/ai/classify", read)]),
+        (
+            "/v1/ai/",
+            vec![
+                ("get /v1/ai/usage", read),
+                ("post /v1/ai/classify", read),
+                ("post /v1/ai/suggest", write),
+                ("post /v1/ai/summarize", write),
+            ],
+        ),
         (
             "/v1/sensitive-words",
             vec![

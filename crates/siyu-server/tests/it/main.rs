@@ -20,6 +20,7 @@ mod fission;
 mod h5;
 mod ingest;
 mod live;
+mod llm;
 mod local_time;
 mod nesting;
 mod observability;
