@@ -21,4 +21,5 @@ pub mod community;
 pub mod content;
 pub mod fission;
 pub mod live;
+pub mod moments;
 pub mod partners;
