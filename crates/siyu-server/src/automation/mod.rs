@@ -728,7 +728,7 @@ struct ApiCallParts {
 }
 
 /// Converts the ledger's storage row to the guard's entry.
-fn consent_entry(r: &ConsentRow) -> ConsentEntry {
+pub(crate) fn consent_entry(r: &ConsentRow) -> ConsentEntry {
     let source = match r.source.as_str() {
         "opt_out_event" => ConsentSource::OptOutEvent,
         "unsubscribe_link" => ConsentSource::UnsubscribeLink,

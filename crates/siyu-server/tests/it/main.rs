@@ -21,6 +21,7 @@ mod h5;
 mod ingest;
 mod live;
 mod local_time;
+mod moments;
 mod nesting;
 mod observability;
 mod orders;
