@@ -10,7 +10,7 @@ use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use siyu_growth::moments::{self as gm, Known, MomentInput, MomentPlan, Status};

@@ -334,3 +334,30 @@ async fn bad_moment_plans_are_refused_naming_the_field_and_only_planned_posts_ch
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert!(b["message"].as_str().unwrap().starts_with("kind:"), "{b}");
 }
+
+/// The Moments routes in the API document: the body's schema, the
+/// statuses each answers.
+#[tokio::test]
+async fn the_moments_routes_are_documented() {
+    let t = TestApp::spawn().await;
+    let (_, doc) = t.get("/openapi.json").await;
+    let post = &doc["paths"]["/v1/moments"]["post"];
+    assert_eq!(
+        post["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/MomentInput"
+    );
+    for s in ["201", "401", "403", "422"] {
+        assert!(post["responses"][s].is_object(), "POST /v1/moments {s}");
+    }
+    let one = &doc["paths"]["/v1/moments/{id}"];
+    assert!(one["put"]["responses"]["409"].is_object());
+    assert!(one["delete"]["responses"]["409"].is_object());
+    assert!(one["get"]["responses"]["404"].is_object());
+    assert!(doc["paths"]["/v1/moments/sync"]["post"].is_object());
+    let view = doc["components"]["schemas"]["MomentView"].to_string();
+    assert!(view.contains("\"report\"") && view.contains("\"status\""), "{view}");
+    // Without WeCom, reading engagement says what to configure.
+    let (s, b) = t.send("POST", "/v1/moments/sync", "").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("connectors.wecom"), "{b}");
+}
