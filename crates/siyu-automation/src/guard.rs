@@ -332,10 +332,16 @@ impl DelayReason {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum SuppressReason {
     OptedOut,
-    NoConsent { channel: String },
+    NoConsent {
+        channel: String,
+    },
     MarketingCap,
-    ChannelCap { channel: String },
-    PlatformQuota { channel: String },
+    ChannelCap {
+        channel: String,
+    },
+    PlatformQuota {
+        channel: String,
+    },
     /// `moments_per_local_day` posts already reached the person today.
     MomentCap,
 }

@@ -425,10 +425,7 @@ pub fn save(store: &mut dyn Store, plan: &MomentPlan) -> Result<()> {
 
 /// Every readable plan by time; unreadable ones are named in `skipped`
 /// (key, error) and left out.
-pub fn list(
-    store: &mut dyn Store,
-    skipped: &mut Vec<(String, String)>,
-) -> Result<Vec<MomentPlan>> {
+pub fn list(store: &mut dyn Store, skipped: &mut Vec<(String, String)>) -> Result<Vec<MomentPlan>> {
     let mut out = Vec::new();
     for (k, v) in store.list_settings_each(MOMENT_PREFIX)? {
         match v
@@ -624,12 +621,15 @@ pub fn plan_audience(
         );
         match decision {
             Decision::Send => {
-                history.entry(c.person.clone()).or_default().push(SendRecord::new(
-                    now,
-                    CHANNEL,
-                    MessageClass::Marketing,
-                    SendKind::Moment,
-                ));
+                history
+                    .entry(c.person.clone())
+                    .or_default()
+                    .push(SendRecord::new(
+                        now,
+                        CHANNEL,
+                        MessageClass::Marketing,
+                        SendKind::Moment,
+                    ));
                 reached.push(Reached {
                     identity: wecom.clone(),
                     operator: operator.clone(),
@@ -752,7 +752,10 @@ mod tests {
         );
         assert_eq!(got.size, 8);
         assert_eq!(
-            got.reached.iter().map(|r| r.identity.as_str()).collect::<Vec<_>>(),
+            got.reached
+                .iter()
+                .map(|r| r.identity.as_str())
+                .collect::<Vec<_>>(),
             vec!["wecom:b", "wecom:c"]
         );
         assert_eq!(

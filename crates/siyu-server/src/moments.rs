@@ -164,11 +164,9 @@ async fn decide_audience(
         let mut skipped = Vec::new();
         let all = gm::list(store, &mut skipped)?;
         let tz = crate::zone::load_time_zone(store)?;
-        let policy = crate::zone::policy_in_zone(
-            store.get_setting(crate::automation::POLICY_KEY)?,
-            &tz,
-        )
-        .unwrap_or_default();
+        let policy =
+            crate::zone::policy_in_zone(store.get_setting(crate::automation::POLICY_KEY)?, &tz)
+                .unwrap_or_default();
         let people = match candidates(&s, store, &plan.audience) {
             Ok(c) => c,
             Err(e) => {
@@ -210,7 +208,12 @@ fn fail(plan: &mut MomentPlan, at: i64, why: String) {
 /// The post WeCom is asked to publish: the text, the content item as a
 /// link card with its tracked URL (`/c/<id>`, which counts the view), the
 /// images, the senders and the per-post tag.
-fn moment_of(plan: &MomentPlan, items: &HashMap<String, Content>, public_url: &str, tag: &str) -> Moment {
+fn moment_of(
+    plan: &MomentPlan,
+    items: &HashMap<String, Content>,
+    public_url: &str,
+    tag: &str,
+) -> Moment {
     let attachments = plan
         .attachments
         .iter()
@@ -294,7 +297,11 @@ async fn publish(
     }
     plan.reached = tagged;
     if plan.reached.is_empty() {
-        fail(&mut plan, at, "wecom mark_tag failed for every customer".into());
+        fail(
+            &mut plan,
+            at,
+            "wecom mark_tag failed for every customer".into(),
+        );
         return save(state, plan).await;
     }
     save(state, plan.clone()).await?;
@@ -304,7 +311,11 @@ async fn publish(
             plan.jobid = Some(jobid);
             plan.updated_at = at;
         }
-        Err(e) => fail(&mut plan, at, format!("wecom add_moment_task: {}", e.detail())),
+        Err(e) => fail(
+            &mut plan,
+            at,
+            format!("wecom add_moment_task: {}", e.detail()),
+        ),
     }
     save(state, plan).await
 }
@@ -329,7 +340,8 @@ pub async fn tick(state: &AppState, at: i64) -> Result<TickReport, ApiError> {
     let (due, missed) = gm::due(&all, at);
     for mut plan in all.iter().filter(|p| missed.contains(&p.id)).cloned() {
         plan.status = Status::Missed;
-        plan.error = Some("it fell due while no node was leading; a late post is not published".into());
+        plan.error =
+            Some("it fell due while no node was leading; a late post is not published".into());
         plan.updated_at = at;
         save(state, plan).await?;
         report.missed += 1;
@@ -338,7 +350,11 @@ pub async fn tick(state: &AppState, at: i64) -> Result<TickReport, ApiError> {
         publish(state, &wecom, id, at).await?;
         report.published += 1;
     }
-    for mut plan in plans(state).await?.into_iter().filter(|p| p.status == Status::Publishing) {
+    for mut plan in plans(state)
+        .await?
+        .into_iter()
+        .filter(|p| p.status == Status::Publishing)
+    {
         let Some(jobid) = plan.jobid.clone() else {
             if at - plan.updated_at > INTERRUPTED_AFTER {
                 fail(&mut plan, at, "interrupted before WeCom answered add_moment_task; check 客户朋友圈 in WeCom before planning it again".into());
@@ -350,7 +366,11 @@ pub async fn tick(state: &AppState, at: i64) -> Result<TickReport, ApiError> {
         match wecom.moment_task_result(&jobid).await {
             Ok(TaskResult::Running) => {
                 if at - plan.updated_at > JOB_EXPIRY {
-                    fail(&mut plan, at, format!("wecom job {jobid} still running after a day"));
+                    fail(
+                        &mut plan,
+                        at,
+                        format!("wecom job {jobid} still running after a day"),
+                    );
                     save(state, plan).await?;
                     report.failed += 1;
                 }
@@ -376,7 +396,11 @@ pub async fn tick(state: &AppState, at: i64) -> Result<TickReport, ApiError> {
                 tracing::warn!(moment = %plan.id, error = %e, "wecom get_moment_task_result");
             }
             Err(e) => {
-                fail(&mut plan, at, format!("wecom get_moment_task_result: {}", e.detail()));
+                fail(
+                    &mut plan,
+                    at,
+                    format!("wecom get_moment_task_result: {}", e.detail()),
+                );
                 save(state, plan).await?;
                 report.failed += 1;
             }
@@ -417,7 +441,11 @@ pub async fn sync(state: &AppState, at: i64) -> Result<SyncReport, ApiError> {
         let (mut likes, mut comments) = (0, 0);
         let mut persons = BTreeSet::new();
         let mut complete = true;
-        for sender in plan.senders.iter().filter(|s| !plan.invalid_senders.contains(s)) {
+        for sender in plan
+            .senders
+            .iter()
+            .filter(|s| !plan.invalid_senders.contains(s))
+        {
             let reactions = match wecom.moment_reactions(&moment_id, sender).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -437,7 +465,9 @@ pub async fn sync(state: &AppState, at: i64) -> Result<SyncReport, ApiError> {
                 v["properties"]["plan"] = serde_json::json!(plan.id);
                 match siyu_domain::wire::parse_json_event(&v) {
                     Ok(e) => events.push(e),
-                    Err(e) => tracing::warn!(moment = %plan.id, error = %e, "a reaction's event was refused"),
+                    Err(e) => {
+                        tracing::warn!(moment = %plan.id, error = %e, "a reaction's event was refused")
+                    }
                 }
             }
         }

@@ -593,7 +593,10 @@ fn a_moment_has_its_own_daily_cap_and_leaves_the_message_caps_alone() {
         rec(NOON_SH - DAY, "wecom", Marketing, Direct),
         rec(NOON_SH - 2 * DAY, "wecom", Marketing, Mass),
     ];
-    assert_eq!(decide_with(&messages, &none, false, NOON_SH), Decision::Send);
+    assert_eq!(
+        decide_with(&messages, &none, false, NOON_SH),
+        Decision::Send
+    );
     // 23:00 in Shanghai: quiet hours, yet a post is not delayed.
     assert_eq!(
         decide_with(&[], &none, false, NOON_SH + 11 * 3600),
@@ -614,9 +617,17 @@ fn a_moment_has_its_own_daily_cap_and_leaves_the_message_caps_alone() {
     // One of them was yesterday (local): room for one more.
     let one_today = vec![
         rec(NOON_SH - 3600, "wecom", Marketing, SendKind::Moment),
-        rec(NOON_SH - 12 * 3600 - 1, "wecom", Marketing, SendKind::Moment),
+        rec(
+            NOON_SH - 12 * 3600 - 1,
+            "wecom",
+            Marketing,
+            SendKind::Moment,
+        ),
     ];
-    assert_eq!(decide_with(&one_today, &none, false, NOON_SH), Decision::Send);
+    assert_eq!(
+        decide_with(&one_today, &none, false, NOON_SH),
+        Decision::Send
+    );
     // Opted out, or WeCom revoked: left out before any cap.
     assert_eq!(
         decide_with(&[], &none, true, NOON_SH),
@@ -625,7 +636,10 @@ fn a_moment_has_its_own_daily_cap_and_leaves_the_message_caps_alone() {
         }
     );
     let revoked = Consent::from_entries(&[entry(NOON_SH - DAY, Some("wecom"), false)]);
-    assert_eq!(decide_with(&[], &revoked, false, NOON_SH).code(), "no_consent");
+    assert_eq!(
+        decide_with(&[], &revoked, false, NOON_SH).code(),
+        "no_consent"
+    );
     // Posts never fill the message caps: a direct message after three posts goes.
     let posts = vec![rec(NOON_SH - 60, "wecom", Marketing, SendKind::Moment); 3];
     let direct = decide(

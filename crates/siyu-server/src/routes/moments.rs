@@ -133,7 +133,13 @@ async fn put_moment(
     let at = now();
     let plan = with_store(&state, move |store| {
         let segment = |s: &str| names.contains(s);
-        Ok(gm::edit(store, &Known { segment: &segment }, &id, input, at)?)
+        Ok(gm::edit(
+            store,
+            &Known { segment: &segment },
+            &id,
+            input,
+            at,
+        )?)
     })
     .await?;
     Ok(Json(view(&state, plan)))

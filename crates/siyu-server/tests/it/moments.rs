@@ -35,11 +35,7 @@ async fn timeline_names(app: &TestApp, identity: &str) -> Vec<Value> {
         .unwrap()
         .iter()
         .map(|e| e["event"].clone())
-        .filter(|e| {
-            e["name"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("moment_"))
-        })
+        .filter(|e| e["name"].as_str().is_some_and(|n| n.starts_with("moment_")))
         .collect()
 }
 
@@ -70,7 +66,9 @@ async fn a_moment_is_published_when_due_to_the_guarded_audience_and_its_engageme
         events.push(json!({"id": format!("wecom/test-{c}"), "ts": now - 3600, "identity": c, "channel": "wecom",
             "type": "identify", "traits": {"operator": owner, "tags": tags}}));
     }
-    events.push(json!({"ts": now - 1800, "identity": "wecom:wmC", "channel": "wecom", "type": "opt_out"}));
+    events.push(
+        json!({"ts": now - 1800, "identity": "wecom:wmC", "channel": "wecom", "type": "opt_out"}),
+    );
     let (s, b) = app.post_events(&Value::Array(events).to_string()).await;
     assert_eq!(s, StatusCode::OK, "{b}");
 
@@ -175,9 +173,15 @@ async fn a_moment_is_published_when_due_to_the_guarded_audience_and_its_engageme
     );
     let (s, first) = app.send("POST", "/v1/moments/sync", "").await;
     assert_eq!(s, StatusCode::OK, "{first}");
-    assert_eq!(first, json!({"moments": 1, "reactions": 2, "new_events": 2, "errors": 0}));
+    assert_eq!(
+        first,
+        json!({"moments": 1, "reactions": 2, "new_events": 2, "errors": 0})
+    );
     let (_, second) = app.send("POST", "/v1/moments/sync", "").await;
-    assert_eq!(second, json!({"moments": 1, "reactions": 2, "new_events": 0, "errors": 0}));
+    assert_eq!(
+        second,
+        json!({"moments": 1, "reactions": 2, "new_events": 0, "errors": 0})
+    );
     assert_eq!(
         fake.bodies(&ec("/get_moment_comments"))[0],
         json!({"moment_id": "momA", "userid": "zhangsan"})
@@ -192,7 +196,11 @@ async fn a_moment_is_published_when_due_to_the_guarded_audience_and_its_engageme
     assert_eq!(b_events[0]["name"], "moment_comment");
     let (_, p) = app.get(&format!("/v1/moments/{id}")).await;
     assert_eq!(
-        (&p["report"]["likes"], &p["report"]["comments"], &p["report"]["engaged"]),
+        (
+            &p["report"]["likes"],
+            &p["report"]["comments"],
+            &p["report"]["engaged"]
+        ),
         (&json!(1), &json!(1), &json!(2)),
         "{p}"
     );
@@ -213,12 +221,22 @@ async fn a_moment_is_published_when_due_to_the_guarded_audience_and_its_engageme
         &ec("/add_corp_tag"),
         json!({"errcode": 0, "tag_group": {"group_id": "etG", "tag": [{"id": "etM2", "name": "siyu-moment-second"}]}}),
     );
-    fake.then(&ec("/add_moment_task"), json!({"errcode": 0, "jobid": "job2"}));
-    fake.then(&ec("/get_moment_task_result"), json!({"errcode": 0, "status": 2}));
+    fake.then(
+        &ec("/add_moment_task"),
+        json!({"errcode": 0, "jobid": "job2"}),
+    );
+    fake.then(
+        &ec("/get_moment_task_result"),
+        json!({"errcode": 0, "status": 2}),
+    );
     assert_eq!(tick(&app, now + 200).await.published, 1);
     let (_, p) = app.get("/v1/moments/second").await;
     assert_eq!(p["status"], "publishing", "{p}");
-    assert_eq!(p["reached"], json!([{"identity": "wecom:wmD", "operator": "lisi"}]), "{p}");
+    assert_eq!(
+        p["reached"],
+        json!([{"identity": "wecom:wmD", "operator": "lisi"}]),
+        "{p}"
+    );
     assert_eq!(p["excluded"]["moment_cap"], 2, "{p}");
     assert_eq!(p["excluded"]["opted_out"], 1, "{p}");
     let tasks = fake.bodies(&ec("/add_moment_task"));
@@ -276,37 +294,69 @@ async fn bad_moment_plans_are_refused_naming_the_field_and_only_planned_posts_ch
         (with("at", json!("tomorrow")), "at"),
         (with("senders", json!([])), "senders"),
         (with("senders", json!(["nobody"])), "senders[0]"),
-        (with("attachments", json!(vec![json!({"image": "M"}); 10])), "attachments"),
-        (with("attachments", json!([{"content": "missing"}])), "attachments[0].content"),
-        (with("attachments", json!([{"content": "guide"}, {"image": "M"}])), "attachments[0].content"),
+        (
+            with("attachments", json!(vec![json!({"image": "M"}); 10])),
+            "attachments",
+        ),
+        (
+            with("attachments", json!([{"content": "missing"}])),
+            "attachments[0].content",
+        ),
+        (
+            with("attachments", json!([{"content": "guide"}, {"image": "M"}])),
+            "attachments[0].content",
+        ),
         (with("attachments", json!([{}])), "attachments[0]"),
-        (with("audience", json!({"segment": "nope"})), "audience.segment"),
+        (
+            with("audience", json!({"segment": "nope"})),
+            "audience.segment",
+        ),
         (with("audience", json!({})), "audience"),
-        (with("audience", json!({"tags": ["a"], "segment": "s"})), "audience"),
+        (
+            with("audience", json!({"tags": ["a"], "segment": "s"})),
+            "audience",
+        ),
     ];
     for (body, field) in cases {
         let (s, b) = app.send("POST", "/v1/moments", body.clone()).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {b}");
         assert!(
-            b["message"].as_str().unwrap().starts_with(&format!("{field}:")),
+            b["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{field}:")),
             "{field}: {b}"
         );
     }
     // An unknown field is a client error too.
-    let (s, b) = app.send("POST", "/v1/moments", with("colour", json!("red"))).await;
+    let (s, b) = app
+        .send("POST", "/v1/moments", with("colour", json!("red")))
+        .await;
     assert!(s.is_client_error(), "{b}");
     // A segment audience; edit, then cancel; a cancelled post stays cancelled.
     let (s, b) = app
-        .send("PUT", "/v1/segments/buyers", json!({"segment": "purchases >= 1"}))
+        .send(
+            "PUT",
+            "/v1/segments/buyers",
+            json!({"segment": "purchases >= 1"}),
+        )
         .await;
     assert!(s.is_success(), "{b}");
     let (s, p) = app
-        .send("POST", "/v1/moments", with("audience", json!({"segment": "buyers"})))
+        .send(
+            "POST",
+            "/v1/moments",
+            with("audience", json!({"segment": "buyers"})),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
     let id = p["id"].as_str().unwrap();
     let (s, p) = app
-        .send("PUT", &format!("/v1/moments/{id}"), with("text", json!("edited")))
+        .send(
+            "PUT",
+            &format!("/v1/moments/{id}"),
+            with("text", json!("edited")),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{p}");
     assert_eq!(p["text"], "edited");
@@ -355,9 +405,15 @@ async fn the_moments_routes_are_documented() {
     assert!(one["get"]["responses"]["404"].is_object());
     assert!(doc["paths"]["/v1/moments/sync"]["post"].is_object());
     let view = doc["components"]["schemas"]["MomentView"].to_string();
-    assert!(view.contains("\"report\"") && view.contains("\"status\""), "{view}");
+    assert!(
+        view.contains("\"report\"") && view.contains("\"status\""),
+        "{view}"
+    );
     // Without WeCom, reading engagement says what to configure.
     let (s, b) = t.send("POST", "/v1/moments/sync", "").await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    assert!(b["message"].as_str().unwrap().contains("connectors.wecom"), "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("connectors.wecom"),
+        "{b}"
+    );
 }
