@@ -81,7 +81,11 @@ try {
     await page.locator(`#mo-week [data-moment="${three.body.id}"] .status-cancelled`).waitFor();
     await page.goto(url + '/#/moments/' + id);
     await page.locator('#mo-week [data-sender=lisi] [data-moment]').first().waitFor();
-    await page.locator('#mo-report').waitFor();
+    await page.locator('#mo-status').waitFor();
+    assert.equal(await page.isVisible('#mo-f-segment'), false);
+    await page.selectOption('#mo-f-kind', 'segment');
+    assert.equal(await page.isVisible('#mo-f-segment'), true);
+    await page.selectOption('#mo-f-kind', 'tags');
     await shot('moments.png');
   });
 

@@ -189,7 +189,14 @@ window.MomentPages = function (ui) {
         segNames.map((n) => h('option', { value: n, selected: n === p.audience.segment }, n))),
     };
     const fault = h('div', { id: 'mo-fault' });
-    const label = (k, el) => h('label', {}, t('mo.f.' + k), el);
+    const label = (k, el) => h('label', { id: 'mo-l-' + k }, t('mo.f.' + k), el);
+    // Only the audience kind chosen is shown.
+    const showAudience = () => {
+      const seg = f.kind.value === 'segment';
+      form.querySelector('#mo-l-tags').hidden = seg;
+      form.querySelector('#mo-l-segment').hidden = !seg;
+    };
+    f.kind.addEventListener('change', showAudience);
     const form = h('form', { class: 'form', id: 'mo-form', onsubmit: async (e) => {
       e.preventDefault();
       const attachments = f.content.value ? [{ content: f.content.value }] : [];
@@ -213,6 +220,7 @@ window.MomentPages = function (ui) {
       toast(t('mo.cancelled', { id: current.id }), 'good');
       ui.render();
     } }, t('mo.cancel')) : null);
+    showAudience();
 
     const parts = [h('div', { class: 'page-head' }, h('h1', {}, t('mo.title'))),
       card(t('mo.week'), nav, calendar),
@@ -228,7 +236,7 @@ window.MomentPages = function (ui) {
     return card(t('mo.report'),
       h('p', { id: 'mo-status' }, t('mo.status') + ': ', badge(p.status), p.error ? h('span', { class: 'error' }, ' ' + p.error) : null,
         p.moment_id ? h('code', { class: 'muted' }, ' ' + p.moment_id) : null),
-      h('div', { class: 'kpis', id: 'mo-report' },
+      p.status === 'planned' || p.status === 'cancelled' ? null : h('div', { class: 'kpis', id: 'mo-report' },
         fig('mo.audience', r.audience || 0, 'mo-audience'), fig('mo.reached', r.reached || 0, 'mo-reached'),
         fig('mo.excluded', r.excluded || 0, 'mo-excluded'), fig('mo.likes', r.likes || 0, 'mo-likes'),
         fig('mo.comments', r.comments || 0, 'mo-comments'), fig('mo.engaged', r.engaged || 0, 'mo-engaged'),

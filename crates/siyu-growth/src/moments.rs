@@ -448,19 +448,20 @@ pub fn create(
     input: MomentInput,
     now: i64,
 ) -> Result<MomentPlan> {
-    let id = match &input.id {
-        Some(id) => {
-            valid_id(id, "id")?;
-            if store.get_setting(&key(id))?.is_some() {
-                return Err(invalid(format!(
-                    "id: `{id}` is taken; PUT /v1/moments/{id} edits it"
-                )));
-            }
-            id.clone()
+    let given = input.id.clone();
+    if let Some(id) = &given {
+        valid_id(id, "id")?;
+        if store.get_setting(&key(id))?.is_some() {
+            return Err(invalid(format!(
+                "id: `{id}` is taken; PUT /v1/moments/{id} edits it"
+            )));
         }
-        None => format!("m{}", store.increment_setting(ID_COUNTER)?),
-    };
-    let plan = check(store, known, &id, input, now)?;
+    }
+    // Checked before an id is drawn: a refused plan uses up no number.
+    let mut plan = check(store, known, given.as_deref().unwrap_or("new"), input, now)?;
+    if given.is_none() {
+        plan.id = format!("m{}", store.increment_setting(ID_COUNTER)?);
+    }
     save(store, &plan)?;
     Ok(plan)
 }

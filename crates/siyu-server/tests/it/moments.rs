@@ -171,6 +171,20 @@ async fn a_moment_is_published_when_due_to_the_guarded_audience_and_its_engageme
                "comment_list": [{"external_userid": "wmB", "create_time": now + 300},
                                 {"userid": "zhangsan", "create_time": now + 310}]}),
     );
+    // A segment of the customers who liked a post (a property counting
+    // `moment_like` events), defined before the sync.
+    let (s, b) = app
+        .send(
+            "PUT",
+            "/v1/properties/moment_likes",
+            json!({"aggregate": "count", "event_type": "custom", "event_name": "moment_like"}),
+        )
+        .await;
+    assert!(s.is_success(), "{b}");
+    let (s, b) = app
+        .send("PUT", "/v1/segments/likers", json!({"segment": "prop.moment_likes >= 1"}))
+        .await;
+    assert!(s.is_success(), "{b}");
     let (s, first) = app.send("POST", "/v1/moments/sync", "").await;
     assert_eq!(s, StatusCode::OK, "{first}");
     assert_eq!(
@@ -191,6 +205,16 @@ async fn a_moment_is_published_when_due_to_the_guarded_audience_and_its_engageme
     assert_eq!(a[0]["name"], "moment_like");
     assert_eq!(a[0]["properties"]["moment_id"], "momA");
     assert_eq!(a[0]["properties"]["plan"], id.as_str());
+    let mut likers = Value::Null;
+    for _ in 0..50 {
+        likers = app.get("/v1/segments/likers/members?limit=10").await.1;
+        if likers.to_string().contains("wecom:wmA") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(likers.to_string().contains("wecom:wmA"), "{likers}");
+    assert!(!likers.to_string().contains("wecom:wmB"), "{likers}");
     let b_events = timeline_names(&app, "wecom:wmB").await;
     assert_eq!(b_events.len(), 1, "{b_events:?}");
     assert_eq!(b_events[0]["name"], "moment_comment");
