@@ -650,11 +650,6 @@ pub fn has_any_tag(person_tags: &[String], tags: &[String]) -> bool {
     tags.iter().any(|t| person_tags.binary_search(t).is_ok())
 }
 
-/// The name of the per-post WeCom corp tag its audience is marked with.
-pub fn wecom_tag_name(id: &str) -> String {
-    format!("siyu-moment-{id}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

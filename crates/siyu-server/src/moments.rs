@@ -273,7 +273,7 @@ async fn publish(
         Ok(out)
     })
     .await?;
-    let tag = match wecom.add_corp_tag(&gm::wecom_tag_name(&plan.id)).await {
+    let tag = match wecom.add_corp_tag(&wm::moment_tag_name(&plan.id)).await {
         Ok(t) => t,
         Err(e) => {
             fail(&mut plan, at, format!("wecom add_corp_tag: {}", e.detail()));
@@ -304,6 +304,9 @@ async fn publish(
         );
         return save(state, plan).await;
     }
+    // Tagging many customers takes a while: what `INTERRUPTED_AFTER`
+    // measures starts again here, right before the call.
+    plan.updated_at = plan.updated_at.max(crate::request::now());
     save(state, plan.clone()).await?;
     let moment = moment_of(&plan, &items, &state.0.config.public_url, &tag);
     match wecom.add_moment_task(&moment).await {

@@ -182,7 +182,11 @@ async fn a_moment_is_published_when_due_to_the_guarded_audience_and_its_engageme
         .await;
     assert!(s.is_success(), "{b}");
     let (s, b) = app
-        .send("PUT", "/v1/segments/likers", json!({"segment": "prop.moment_likes >= 1"}))
+        .send(
+            "PUT",
+            "/v1/segments/likers",
+            json!({"segment": "prop.moment_likes >= 1"}),
+        )
         .await;
     assert!(s.is_success(), "{b}");
     let (s, first) = app.send("POST", "/v1/moments/sync", "").await;
@@ -228,6 +232,17 @@ async fn a_moment_is_published_when_due_to_the_guarded_audience_and_its_engageme
         (&json!(1), &json!(1), &json!(2)),
         "{p}"
     );
+
+    // A bought after seeing it: the report counts one customer who ordered.
+    let (s, b) = app
+        .post_events(
+            &json!([{"ts": now + 400, "identity": "wecom:wmA", "channel": "wecom", "type": "purchase", "amount": 19900}])
+                .to_string(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, p) = app.get(&format!("/v1/moments/{id}")).await;
+    assert_eq!(p["report"]["ordered"], 1, "{p}");
 
     // A second post today: A and B already got one (the default cap is
     // one a day), so only D (lisi's) is shown it.
