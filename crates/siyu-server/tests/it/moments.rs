@@ -7,8 +7,8 @@
 //! second post the same day leaves out the customers who already got
 //! one; bad plans are 4xx naming the field.
 
-use crate::wecom_ops::{ec, wecom_app};
-use crate::TestApp;
+use crate::wecom_ops::{ec, wecom_app, wecom_app_on};
+use crate::{Backend, TestApp};
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
@@ -41,7 +41,20 @@ async fn timeline_names(app: &TestApp, identity: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moment_is_published_when_due_to_the_guarded_audience_and_its_engagement_lands_once() {
-    let (app, fake) = wecom_app().await;
+    moment_lifecycle(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moment_is_published_and_its_engagement_lands_once_on_postgres() {
+    let Some(_) = crate::pg_url() else {
+        eprintln!("SKIPPED: SIYU_TEST_DATABASE_URL is not set");
+        return;
+    };
+    moment_lifecycle(Backend::Postgres).await;
+}
+
+async fn moment_lifecycle(backend: Backend) {
+    let (app, fake) = wecom_app_on(backend).await;
     let now = now();
     let (s, b) = app
         .send(

@@ -118,8 +118,13 @@ pub(crate) fn ec(p: &str) -> String {
 }
 
 pub(crate) async fn wecom_app() -> (TestApp, FakeWeCom) {
+    wecom_app_on(crate::Backend::Sqlite).await
+}
+
+/// [`wecom_app`] on either store.
+pub(crate) async fn wecom_app_on(backend: crate::Backend) -> (TestApp, FakeWeCom) {
     let (fake, url) = FakeWeCom::start().await;
-    let app = TestApp::spawn_with(crate::Backend::Sqlite, 1 << 20, |c| {
+    let app = TestApp::spawn_with(backend, 1 << 20, |c| {
         c.connectors.wecom = Some(WeComConfig {
             base_url: url,
             corp_id: CORP.into(),
