@@ -403,6 +403,16 @@ async fn bad_moment_plans_are_refused_naming_the_field_and_only_planned_posts_ch
         .await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
     let id = p["id"].as_str().unwrap();
+    // Its segment cannot be deleted while it is planned.
+    let (s, b) = app.send("DELETE", "/v1/segments/buyers", "").await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("moment `{id}`")),
+        "{b}"
+    );
     let (s, p) = app
         .send(
             "PUT",
@@ -421,6 +431,9 @@ async fn bad_moment_plans_are_refused_naming_the_field_and_only_planned_posts_ch
         .send("PUT", &format!("/v1/moments/{id}"), good.clone())
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
+    // Edited to a tag audience and cancelled, it holds the segment no more.
+    let (s, b) = app.send("DELETE", "/v1/segments/buyers", "").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
     let (s, _) = app.get("/v1/moments/none").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     // A cancelled post is never published.
