@@ -96,6 +96,23 @@ try {
     await shot('moments-en.png');
   });
 
+  await step('the daily Moments cap is set on the guardrails page, the rest of the policy kept', async () => {
+    const before = await call('GET', '/v1/guardrails');
+    assert.equal(before.body.moments_per_local_day, 1);
+    await page.goto(url + '/#/guardrails');
+    await page.locator('#g-moments').waitFor();
+    await page.fill('#g-moments', '2');
+    await page.click('#guardrails-save');
+    let after;
+    for (let i = 0; i < 50; i++) {
+      after = await call('GET', '/v1/guardrails');
+      if (after.body.moments_per_local_day === 2) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(after.body.moments_per_local_day, 2);
+    assert.equal(after.body.group_posts_per_day, before.body.group_posts_per_day);
+  });
+
   await step('an analyst reads the calendar but cannot save', async () => {
     const analyst = await browser.newContext({ viewport: { width: 1360, height: 900 }, locale: 'zh-CN' });
     const p = await analyst.newPage();
