@@ -238,15 +238,17 @@ fn moment_of(
 }
 
 /// Publishes plan `id`: its audience, the per-post tag on each reached
-/// customer, then `add_moment_task`; every step's outcome is saved.
+/// customer, then `add_moment_task`; every step's outcome is saved. Answers
+/// the plan's status after (`Cancelled`: nothing was done).
 async fn publish(
     state: &AppState,
     wecom: &WeComConnector,
     id: String,
     at: i64,
-) -> Result<(), ApiError> {
+) -> Result<Status, ApiError> {
     let Some(mut plan) = decide_audience(state, id, at).await? else {
-        return Ok(());
+        // No longer planned (cancelled meanwhile), or refused before WeCom.
+        return Ok(Status::Cancelled);
     };
     if plan.reached.is_empty() {
         let why = format!(
@@ -254,7 +256,8 @@ async fn publish(
             plan.audience_size, plan.excluded
         );
         fail(&mut plan, at, why);
-        return save(state, plan).await;
+        save(state, plan).await?;
+        return Ok(Status::Failed);
     }
     let ids: Vec<String> = plan
         .attachments
@@ -277,7 +280,8 @@ async fn publish(
         Ok(t) => t,
         Err(e) => {
             fail(&mut plan, at, format!("wecom add_corp_tag: {}", e.detail()));
-            return save(state, plan).await;
+            save(state, plan).await?;
+            return Ok(Status::Failed);
         }
     };
     plan.wecom_tag = Some(tag.clone());
@@ -302,7 +306,8 @@ async fn publish(
             at,
             "wecom mark_tag failed for every customer".into(),
         );
-        return save(state, plan).await;
+        save(state, plan).await?;
+        return Ok(Status::Failed);
     }
     // Tagging many customers takes a while: what `INTERRUPTED_AFTER`
     // measures starts again here, right before the call.
@@ -320,14 +325,19 @@ async fn publish(
             format!("wecom add_moment_task: {}", e.detail()),
         ),
     }
-    save(state, plan).await
+    let status = plan.status;
+    save(state, plan).await?;
+    Ok(status)
 }
 
 /// What one [`tick`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TickReport {
+    /// Due plans handed to WeCom (`add_moment_task` answered a job).
     pub published: u64,
+    /// Jobs WeCom finished publishing.
     pub confirmed: u64,
+    /// Plans that failed (nobody left to show it to, a WeCom refusal …).
     pub failed: u64,
     pub missed: u64,
 }
@@ -350,8 +360,11 @@ pub async fn tick(state: &AppState, at: i64) -> Result<TickReport, ApiError> {
         report.missed += 1;
     }
     for id in due {
-        publish(state, &wecom, id, at).await?;
-        report.published += 1;
+        match publish(state, &wecom, id, at).await? {
+            Status::Failed => report.failed += 1,
+            Status::Publishing => report.published += 1,
+            _ => {}
+        }
     }
     for mut plan in plans(state)
         .await?

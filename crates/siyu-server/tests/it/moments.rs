@@ -323,7 +323,7 @@ async fn moment_lifecycle(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_moment_plans_are_refused_naming_the_field_and_only_planned_posts_change() {
-    let (app, _fake) = wecom_app().await;
+    let (app, fake) = wecom_app().await;
     let now = now();
     let (s, b) = app
         .send(
@@ -438,6 +438,59 @@ async fn bad_moment_plans_are_refused_naming_the_field_and_only_planned_posts_ch
     assert_eq!(s, StatusCode::NOT_FOUND);
     // A cancelled post is never published.
     assert_eq!(tick(&app, now + 7200).await.published, 0);
+
+    // Due with nobody left to show it to: failed, WeCom never asked (an
+    // empty visible range would show it to every customer).
+    let (s, p) = app
+        .send(
+            "POST",
+            "/v1/moments",
+            with("audience", json!({"tags": ["ghost"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let empty = p["id"].as_str().unwrap().to_string();
+    // And one WeCom refuses.
+    let (s, b) = app
+        .post_events(
+            &json!([{"id": "wecom/test-z", "ts": now - 60, "identity": "wecom:wmZ", "channel": "wecom",
+                     "type": "identify", "traits": {"operator": "zhangsan", "tags": ["z"]}}])
+            .to_string(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, p) = app
+        .send(
+            "POST",
+            "/v1/moments",
+            with("audience", json!({"tags": ["z"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let refused = p["id"].as_str().unwrap().to_string();
+    fake.then(
+        &ec("/add_corp_tag"),
+        json!({"errcode": 0, "tag_group": {"group_id": "etG", "tag": [{"id": "etZ", "name": format!("siyu-moment-{refused}")}]}}),
+    );
+    fake.then(
+        &ec("/add_moment_task"),
+        json!({"errcode": 41003, "errmsg": "invalid text"}),
+    );
+    let r = tick(&app, now + 3700).await;
+    assert_eq!((r.published, r.failed), (0, 2), "{r:?}");
+    let (_, p) = app.get(&format!("/v1/moments/{empty}")).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert!(
+        p["error"].as_str().unwrap().contains("no customer left"),
+        "{p}"
+    );
+    let (_, p) = app.get(&format!("/v1/moments/{refused}")).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert!(
+        p["error"].as_str().unwrap().contains("add_moment_task"),
+        "{p}"
+    );
+    assert_eq!(fake.bodies(&ec("/add_moment_task")).len(), 1);
     // Moments are not a kind of send.
     let (s, b) = app
         .send(
