@@ -131,12 +131,13 @@ fn candidates(
             .flatten()
             .collect();
         entries.sort_by_key(|e| e.ts);
+        let consent = siyu_automation::guard::Consent::from_entries(entries);
         out.push(Candidate {
             person: engine.canonical_id(slot).to_string(),
             wecom: identities.iter().find(|i| i.starts_with("wecom:")).cloned(),
             operator: owner_of(p).map(str::to_string),
-            opted_out: p.opted_out,
-            consent: siyu_automation::guard::Consent::from_entries(entries),
+            opted_out: crate::automation::effective_opt_out(p.opted_out, &consent, gm::CHANNEL),
+            consent,
             timezone: p
                 .extra
                 .as_ref()
