@@ -305,6 +305,13 @@ async fn moment_lifecycle(backend: Backend) {
         .bodies(&ec("/mark_tag"))
         .contains(&json!({"userid": "lisi", "external_userid": "wmD", "add_tag": ["etM2"]})));
 
+    // Erasing a customer takes them out of the plans that reached them.
+    let (s, b) = app.send("DELETE", "/v1/persons/wecom:wmD", "").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, p) = app.get("/v1/moments/second").await;
+    assert!(!p.to_string().contains("wmD"), "{p}");
+    assert_eq!(p["reached"].as_array().unwrap().len(), 1, "{p}");
+
     // The calendar lists both, by time; a range narrows it.
     let (s, list) = app.get("/v1/moments").await;
     assert_eq!(s, StatusCode::OK, "{list}");
