@@ -64,6 +64,16 @@ try {
     assert.equal(await page.locator('#partner-ledger tr[data-status=refused]').count(), 1);
     assert.equal(await page.locator('#partner-ledger tr[data-status=payable]').count(), 4);
     assert.ok((await page.textContent('#pt-code')).includes('.'));
+    // Kinds and statuses read in the console's language.
+    assert.ok((await page.textContent('#partner-ledger')).includes('可结算'));
+    assert.ok((await page.textContent('#partner-ledger')).includes('自购自推'));
+    // The share card: the public landing, its QR and the poster.
+    assert.ok((await page.getAttribute('#pt-link', 'href')).includes('/p/e2e-koc/'));
+    await page.waitForFunction(() => document.querySelector('#pt-qr').naturalWidth > 0);
+    await page.waitForFunction(() => { const i = document.querySelector('#pt-poster'); return i && !i.hidden && i.naturalWidth === 750; });
+    await page.locator('#pt-poster').scrollIntoViewIfNeeded();
+    await shot('partners-share.png');
+    await page.evaluate(() => window.scrollTo(0, 0));
     await shot('partners-ledger.png');
     await page.click('#pt-payout');
     await page.locator('#partner-ledger tr[data-status=paid]').first().waitFor();
@@ -74,13 +84,52 @@ try {
     await shot('partners-paid.png');
   });
 
+  await step('the public landing names the partner, in a phone-sized browser', async () => {
+    const link = (await call('GET', '/v1/partners/e2e-koc/link')).link;
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, locale: 'zh-CN' });
+    const p = await phone.newPage();
+    const resp = await p.goto(link);
+    assert.equal(resp.status(), 200);
+    assert.ok((await p.textContent('h1')).includes('小红书达人'));
+    await p.screenshot({ path: 'screenshots/partner-landing.png' });
+    await phone.close();
+  });
+
+  await step('the dashboard shows partner ROI beside channel ROI', async () => {
+    await page.click('#nav a[data-page=dashboard]');
+    await page.locator('#partner-roi-chart').waitFor();
+    assert.ok((await page.textContent('#partner-roi-chart')).includes('小红书达人'));
+    await page.locator('#partner-roi-chart').scrollIntoViewIfNeeded();
+    await shot('partners-roi.png');
+  });
+
+  await step('the attribution model is set on the partners page', async () => {
+    await page.goto(url + '/#/partners');
+    await page.locator('#pt-model').waitFor();
+    assert.equal(await page.inputValue('#pt-model'), 'first_touch');
+    await page.selectOption('#pt-model', 'last_touch');
+    await page.waitForFunction(() => /归因规则已保存/.test(document.querySelector('#toast')?.textContent));
+    assert.equal((await call('GET', '/v1/partners/settings')).model, 'last_touch');
+    await call('PUT', '/v1/partners/settings', { model: 'first_touch' });
+  });
+
+  await step('a buyer becomes a distributor from their profile', async () => {
+    await page.goto(url + '/#/persons/' + encodeURIComponent('douyin:e2e-fan4'));
+    await page.locator('#make-partner').waitFor();
+    await page.click('#make-partner');
+    await page.waitForFunction(() => location.hash.startsWith('#/partners/d-'));
+    await page.locator('#partner-totals').waitFor();
+    const list = await call('GET', '/v1/partners');
+    assert.ok(list.partners.some((p) => p.kind === 'distributor' && p.identity === 'douyin:e2e-fan4'), JSON.stringify(list));
+  });
+
   await step('a customer becomes a distributor from the partners page', async () => {
     await page.click('#nav a[data-page=fission]');
     await page.click('#partners-link');
     await page.locator('#pt-person-form').waitFor();
     await page.fill('#pt-person', 'douyin:e2e-fan3');
     await page.click('#pt-make');
-    await page.locator('#partner-list tr[data-partner^="d-"]').waitFor();
+    await page.waitForFunction(() => document.querySelectorAll('#partner-list tr[data-partner^="d-"]').length === 2);
     const list = await call('GET', '/v1/partners');
     assert.ok(list.partners.some((p) => p.kind === 'distributor' && p.identity === 'douyin:e2e-fan3'), JSON.stringify(list));
     await shot('partners-distributor.png');

@@ -280,6 +280,13 @@
     const roiChart = rrows.length ? C.groupedBars(
       rrows.map((r) => ({ label: I18N.channel(r.channel), values: [r.spend / 100, r.revenue / 100], note: r.spend ? 'ROI ' + (r.revenue / r.spend).toFixed(2) : '' })),
       [t('dash.spend'), t('dash.revenue')], { title: t('dash.roi') }) : empty();
+    // The partner program beside the channels: commission and fees against
+    // the revenue of the customers each partner brought in the range.
+    const prows = (roi.data && roi.data.partners) || [];
+    const partnerChart = prows.length ? h('div', { id: 'partner-roi-chart' }, C.groupedBars(
+      prows.map((r) => ({ label: r.name, values: [(r.commission + r.fees) / 100, r.revenue / 100], note: typeof r.roi === 'number' ? 'ROI ' + r.roi.toFixed(2) : '' })),
+      [t('dash.partner_cost'), t('dash.revenue')], { title: t('dash.partner_roi') }),
+      h('p', { class: 'muted small' }, h('a', { href: '#/partners' }, t('dash.partner_link')))) : null;
 
     const cd = cohorts.data || {};
     const crows = (cd.rows || []).filter((r) => r.size > 0);
@@ -329,7 +336,7 @@
       card(t('dash.range'), rangeForm),
       h('div', { class: 'grid2' },
         card(t('dash.funnel'), h('div', { id: 'funnel-chart' }, funnelChart)),
-        card(t('dash.roi'), h('div', { id: 'roi-chart' }, roiChart)),
+        card(t('dash.roi'), h('div', { id: 'roi-chart' }, roiChart), partnerChart),
         card(t('dash.cohorts'), h('div', { id: 'cohort-chart', class: 'scroll' }, cohortChart)),
         card(t('dash.rfm'), mSelect, rfmBox)));
   }
@@ -558,6 +565,14 @@
       else if (r.status !== 403) toast((r.data && r.data.message) || String(r.status), 'error');
     } }, t('persons.opt_out'));
 
+    // A loyal customer becomes a distributor (分销): their own partner
+    // link and commission, opened on the partner page.
+    const partnerBtn = p.purchases > 0 ? h('button', { type: 'button', id: 'make-partner', 'data-write': true, onclick: async () => {
+      const r = await api('POST', '/v1/partners/from-person', { identity: p.canonical_id });
+      if (r.ok) { toast(t('persons.made_partner', { id: r.data.partner.id }), 'good'); location.hash = '#/partners/' + enc(r.data.partner.id); }
+      else if (r.status !== 403) toast((r.data && r.data.message) || String(r.status), 'error');
+    } }, t('persons.make_partner')) : null;
+
     const merges = ((mg.data && mg.data.merges) || []).map((m) => h('li', {}, date(m.at), ` · ${showId(m.identity)} ↔ ${showId(m.linked)} → ${showId(m.into)}`));
     const owner = p.traits && typeof p.traits.operator === 'string' ? p.traits.operator : null;
     const ledger = (cs.data && cs.data.ledger) || [];
@@ -590,7 +605,7 @@
           row(t('persons.traits'), traits.length ? traits : none),
           row(t('persons.segments'), h('span', { id: 'person-segments' }, (p.segments || []).length ? p.segments.map((s) => h('a', { class: 'chip seg', href: '#/segments/' + enc(s) }, s)) : none)))),
           h('div', { class: 'actions' },
-            h('a', { href: '/v1/persons/' + enc(p.canonical_id) + '/export', class: 'button', id: 'export', download: '' }, t('persons.export')), eraseBtn))),
+            h('a', { href: '/v1/persons/' + enc(p.canonical_id) + '/export', class: 'button', id: 'export', download: '' }, t('persons.export')), partnerBtn, eraseBtn))),
       card(t('persons.timeline'), h('div', { class: 'timeline-box' }, h('table', { class: 'timeline', id: 'timeline' },
         h('colgroup', {}, h('col', { class: 'c-time' }), h('col', { class: 'c-type' }), h('col', { class: 'c-ident' }), h('col', { class: 'c-channel' }), h('col', { class: 'c-amount' }), h('col', { class: 'c-extra' })), tbody)), more),
       consentCard,

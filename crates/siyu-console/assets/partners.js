@@ -48,6 +48,26 @@ window.I18N.add({
     'pt.l.amount': '佣金',
     'pt.l.flag': '风控',
     'pt.no_lines': '还没有归因到该达人的订单。',
+    'pt.lk.accrual': '计提',
+    'pt.lk.adjustment': '调整',
+    'pt.lk.clawback': '追回',
+    'pt.lk.refused': '拒绝',
+    'pt.ls.held': '退款期内',
+    'pt.ls.payable': '可结算',
+    'pt.ls.paid': '已结算',
+    'pt.ls.refused': '已拒绝',
+    'pt.flag.self_referral': '自购自推',
+    'pt.flag.shared_device': '共用设备',
+    'pt.share': '推广链接与海报',
+    'pt.link': '落地页',
+    'pt.qr': '二维码',
+    'pt.poster': '海报',
+    'pt.program': '归因规则',
+    'pt.model': '多个达人都带来同一位客户时，订单归于',
+    'pt.m.first_touch': '首次触达的达人（默认）',
+    'pt.m.last_touch': '最近一次触达的达人',
+    'pt.program_saved': '归因规则已保存，佣金明细将按新规则重新归因',
+    'pt.persons': '带来客户',
   },
   en: {
     'nav.partners': 'Partners',
@@ -91,6 +111,26 @@ window.I18N.add({
     'pt.l.amount': 'Commission',
     'pt.l.flag': 'Anti-fraud',
     'pt.no_lines': 'No orders are credited to this partner yet.',
+    'pt.lk.accrual': 'Accrual',
+    'pt.lk.adjustment': 'Adjustment',
+    'pt.lk.clawback': 'Clawback',
+    'pt.lk.refused': 'Refused',
+    'pt.ls.held': 'Held',
+    'pt.ls.payable': 'Payable',
+    'pt.ls.paid': 'Paid',
+    'pt.ls.refused': 'Refused',
+    'pt.flag.self_referral': 'Self-referral',
+    'pt.flag.shared_device': 'Shared device',
+    'pt.share': 'Link and poster',
+    'pt.link': 'Landing page',
+    'pt.qr': 'QR code',
+    'pt.poster': 'Poster',
+    'pt.program': 'Attribution',
+    'pt.model': 'When several partners brought the same customer, credit the order to',
+    'pt.m.first_touch': 'the first partner (default)',
+    'pt.m.last_touch': 'the latest partner',
+    'pt.program_saved': 'Attribution saved: ledgers are re-credited under it',
+    'pt.persons': 'Customers brought',
   },
 });
 
@@ -115,17 +155,18 @@ window.PartnerPages = function (ui) {
         h('td', {}, t('pt.k.' + p.kind)),
         h('td', { class: 'num' }, yuan(tt.held)), h('td', { class: 'num' }, yuan(tt.payable)),
         h('td', { class: 'num' }, yuan(tt.paid)), h('td', { class: 'num' }, yuan(tt.clawed_back)),
+        h('td', { class: 'num' }, l ? String(l.roi.persons) : '—'),
         h('td', { class: 'num' }, l ? yuan(l.roi.revenue) : '—'),
         h('td', { class: 'num roi' }, l ? ratio(l.roi.roi) : '—'),
         h('td', { class: 'num' }, l ? pct(l.roi.repeat_rate) : '—'));
     });
     const table = rows.length
       ? h('table', { class: 'list', id: 'partner-list' },
-        head(['pt.f.name', 'pt.f.kind', 'pt.held', 'pt.payable', 'pt.paid', 'pt.clawed_back', 'pt.revenue', 'pt.roi', 'pt.repeat']),
+        head(['pt.f.name', 'pt.f.kind', 'pt.held', 'pt.payable', 'pt.paid', 'pt.clawed_back', 'pt.persons', 'pt.revenue', 'pt.roi', 'pt.repeat']),
         h('tbody', {}, rows))
       : empty('partner-empty', t('pt.empty'));
     main.replaceChildren(h('h1', {}, t('pt.title')),
-      card(t('pt.title'), table), h('div', { class: 'split' }, editor(), fromPerson()));
+      card(t('pt.title'), table), h('div', { class: 'split' }, editor(), fromPerson()), ...[await program()].filter(Boolean));
   }
 
   function editor() {
@@ -181,9 +222,9 @@ window.PartnerPages = function (ui) {
         head(['pt.l.order', 'pt.l.person', 'pt.l.kind', 'pt.l.status', 'pt.l.base', 'pt.l.amount', 'pt.l.flag']),
         h('tbody', {}, lines.map((x) => h('tr', { 'data-status': x.status, 'data-kind': x.kind },
           h('td', {}, x.order_id + (x.n ? ' #' + x.n : '')), h('td', {}, person(x.person)),
-          h('td', {}, x.kind), h('td', {}, x.status), h('td', { class: 'num' }, yuan(x.base)),
+          h('td', {}, t('pt.lk.' + x.kind)), h('td', {}, t('pt.ls.' + x.status)), h('td', { class: 'num' }, yuan(x.base)),
           h('td', { class: 'num' + (x.amount < 0 ? ' bad' : '') }, yuan(x.amount)),
-          h('td', {}, x.flag || '')))))
+          h('td', {}, x.flag ? t('pt.flag.' + x.flag) : '')))))
       : empty('partner-ledger-empty', t('pt.no_lines'));
     const pay = h('button', { type: 'button', class: 'primary', id: 'pt-payout', 'data-write': true, disabled: tt.payable <= 0, onclick: async () => {
       const r = await api('POST', '/v1/partners/' + enc(id) + '/payouts', {});
@@ -198,7 +239,40 @@ window.PartnerPages = function (ui) {
         h('div', { class: 'actions' }, pay, ' ',
           h('a', { href: '/v1/partners/' + enc(id) + '/ledger.csv', id: 'pt-csv', download: 'partner-' + id + '-ledger.csv' }, t('pt.csv')),
           link.ok ? h('span', { class: 'muted small' }, ' ' + t('pt.code') + ': ', h('code', { id: 'pt-code' }, link.data.code)) : null),
-        table));
+        table),
+      ...(link.ok ? [share(link.data)] : []));
+  }
+
+  // The partner's public landing, its QR (public) and its poster (fetched
+  // with the session cookie and shown through a blob: URL, as the fission
+  // page does, so an error stays visible).
+  function share(l) {
+    const poster = h('img', { id: 'pt-poster', class: 'poster', alt: t('pt.poster'), hidden: true });
+    const out = h('div', { id: 'pt-poster-result' });
+    fetch(l.poster, { credentials: 'same-origin' }).then(async (resp) => {
+      if (!resp.ok) { const b = await resp.json().catch(() => ({})); out.replaceChildren(h('p', { class: 'error' }, b.message || String(resp.status))); return; }
+      poster.src = URL.createObjectURL(await resp.blob());
+      poster.hidden = false;
+    });
+    return card(t('pt.share'),
+      h('table', { class: 'kv' }, h('tbody', {},
+        h('tr', {}, h('th', {}, t('pt.link')), h('td', {}, h('a', { id: 'pt-link', class: 'key', href: l.link, target: '_blank', rel: 'noopener' }, l.link))))),
+      h('div', { class: 'split' },
+        h('figure', {}, h('img', { id: 'pt-qr', src: l.qr, width: 200, height: 200, alt: t('pt.qr') }), h('figcaption', { class: 'muted small' }, t('pt.qr'))),
+        h('figure', {}, poster, out)));
+  }
+
+  // The program's attribution model (first or last touch).
+  async function program() {
+    const r = await api('GET', '/v1/partners/settings', undefined, { quiet: true });
+    if (!r.ok) return null;
+    const sel = h('select', { id: 'pt-model', 'data-write': true }, ['first_touch', 'last_touch'].map((m) =>
+      h('option', { value: m, selected: r.data.model === m }, t('pt.m.' + m))));
+    sel.onchange = async () => {
+      const w = await api('PUT', '/v1/partners/settings', { model: sel.value });
+      if (w.ok) toast(t('pt.program_saved'), 'good'); else if (w.status !== 403) toast(msgOf(w), 'error');
+    };
+    return card(t('pt.program'), h('label', {}, t('pt.model') + ' ', sel));
   }
 
   return { partners };

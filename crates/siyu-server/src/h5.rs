@@ -151,6 +151,7 @@ pub enum Link {
     LiveCode,
     Unsubscribe,
     Content,
+    Partner,
 }
 
 /// The page a browser gets instead of an error's JSON: what happened and

@@ -256,7 +256,7 @@ fn error_statuses(r: &Route) -> Vec<u16> {
         Access::InboundSignature => statuses.extend([401, 403, 409, 429]),
         Access::Undeclared => statuses.extend([401, 403]),
         Access::Public => {
-            if ["/l/", "/i/", "/c/", "/u/"]
+            if ["/l/", "/i/", "/c/", "/u/", "/p/"]
                 .iter()
                 .any(|p| r.path.starts_with(p))
             {

@@ -151,13 +151,23 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned + schemars::JsonSchema>(
             )));
         }
     }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::InvalidDefinition(format!(
-            "{what}: line {} column {}: {e}",
-            e.line(),
-            e.column()
-        ))
-    })
+    // Through serde_path_to_error: a value of the wrong type or an unknown
+    // field is named by its path (`service_windows.wechat`), not only by
+    // where it sits in the text.
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let named = |e: serde_json::Error, path: String| {
+        ApiError::InvalidDefinition(if path.is_empty() || path == "." {
+            format!("{what}: line {} column {}: {e}", e.line(), e.column())
+        } else {
+            format!("{what}: `{path}`: {e}")
+        })
+    };
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        named(e.into_inner(), path)
+    })?;
+    de.end().map_err(|e| named(e, String::new()))?;
+    Ok(value)
 }
 
 /// A name from the path (journey, template, campaign, group …): 1–64

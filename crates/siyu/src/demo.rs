@@ -185,6 +185,7 @@ pub fn events(now: i64) -> Vec<Event> {
         .filter_map(|v| parse_json_event(v).ok())
         .collect();
     events.extend(campaign_signups(&mut rng, &friends, now));
+    events.extend(partner_arrivals(now));
     events.retain(|e| e.ts < now);
     events.sort_by_key(|e| e.ts);
     for (i, e) in events.iter_mut().enumerate() {
@@ -246,6 +247,77 @@ fn campaign_signups(rng: &mut Rng, friends: &[(String, i64)], now: i64) -> Vec<E
                     "amount": 9_900 + rng.below(20_000) as i64,
                 });
                 out.extend(parse_json_event(&bought).ok());
+            }
+        }
+    }
+    out
+}
+
+/// The demo's partners (saved by [`crate::demo_api`]): (id, definition).
+pub fn partners() -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        (
+            "koc_amay",
+            json!({"name": "小红书达人 · 阿May", "kind": "koc", "identity": "xiaohongshu:koc_amay",
+                   "commission": {"rate_bp": 1000, "tiers": [{"from": 300_000, "rate_bp": 1200}]},
+                   "attribution": {"window": "30d"}, "hold": "7d", "fees": 200_000, "live_code": "vip"}),
+        ),
+        (
+            "mcn_star",
+            json!({"name": "星火 MCN", "kind": "mcn", "identity": "douyin:mcn_star",
+                   "commission": {"rate_bp": 800}, "attribution": {"window": "30d"}, "hold": "7d", "fees": 500_000}),
+        ),
+    ]
+}
+
+/// Arrivals through the demo partners' links over the last 40 days, made
+/// by the same core function the arrival routes use
+/// (`siyu_growth::partners::arrival_event`); most arrivals buy within
+/// five days, some again, a few refund. Its own generator: the rest of
+/// the demo stays as it was.
+fn partner_arrivals(now: i64) -> Vec<Event> {
+    let mut rng = Rng(0x9A27_4E55_0001);
+    let mut out = Vec::new();
+    for (id, definition) in partners() {
+        let mut definition = definition;
+        definition["id"] = id.into();
+        let Ok(partner) = serde_json::from_value::<siyu_growth::partners::Partner>(definition)
+        else {
+            continue;
+        };
+        let (channel, fans) = if id == "koc_amay" {
+            ("xiaohongshu", 36)
+        } else {
+            ("douyin", 20)
+        };
+        for n in 0..fans {
+            let Ok(who) = siyu_domain::Identity::parse(&format!("{channel}:{id}_fan{n:02}")) else {
+                continue;
+            };
+            let at = now - DAY - rng.below(40 * DAY as u64) as i64;
+            let device = format!("dev-{:08x}", rng.next() & 0xFFFF_FFFF);
+            let Ok(arrival) =
+                siyu_growth::partners::arrival_event(&partner, &who, Some(&device), at)
+            else {
+                continue;
+            };
+            out.push(arrival);
+            let mut bought = at + 3600 + rng.below(5 * DAY as u64) as i64;
+            for order in 0..2 {
+                if (order == 0 && !rng.chance(75)) || (order == 1 && !rng.chance(25)) {
+                    break;
+                }
+                let amount = 9_900 + rng.below(30_000) as i64;
+                let order_id = format!("P-{id}-{n:02}-{order}");
+                let purchase = json!({"ts": format_rfc3339(bought), "identity": who.as_str(), "type": "purchase",
+                    "channel": channel, "amount": amount, "properties": {"order_id": order_id}});
+                out.extend(parse_json_event(&purchase).ok());
+                if rng.chance(10) {
+                    let refund = json!({"ts": format_rfc3339(bought + 2 * DAY), "identity": who.as_str(), "type": "refund",
+                        "channel": channel, "amount": amount, "properties": {"order_id": order_id}});
+                    out.extend(parse_json_event(&refund).ok());
+                }
+                bought += 3 * DAY + rng.below(10 * DAY as u64) as i64;
             }
         }
     }

@@ -215,6 +215,14 @@ pub async fn seed(app: &Application, admin_token: &str, now: i64) -> Result<()> 
     record_clicks(&router, admin_token, campaign).await?;
     post(format!("/v1/campaigns/{campaign}/reconcile"), json!({})).await?;
 
+    // The partner program: a Xiaohongshu KOC and an MCN whose arrivals
+    // and orders are in the demo's history; the KOC was paid once, so its
+    // ledger shows paid lines beside held and payable ones.
+    for (id, definition) in crate::demo::partners() {
+        put(format!("/v1/partners/{id}"), definition).await?;
+    }
+    post("/v1/partners/koc_amay/payouts".into(), json!({})).await?;
+
     // Newcomers arriving now: found on Douyin, asking the price, added in
     // WeCom. These fresh events run the welcome journey and the price
     // auto-reply (their messages wait in the outbox: the demo has no

@@ -41,6 +41,10 @@ pub const PARTNER_PREFIX: &str = "partner/";
 /// Settings prefix of the commission ledger (`partner_ledger/<partner>/<order>`:
 /// the order's lines).
 pub const LEDGER_PREFIX: &str = "partner_ledger/";
+/// Ids a partner cannot have: fixed paths beside `/v1/partners/{id}`.
+pub const RESERVED_IDS: [&str; 2] = ["settings", "from-person"];
+/// Settings key of the program-wide rules ([`Program`]).
+pub const PROGRAM_KEY: &str = "partner_program";
 /// Basis points in one whole (a `rate_bp` of 1000 is 10 %).
 pub const BP: i64 = 10_000;
 /// Longest refund window or attribution window accepted (two years).
@@ -111,6 +115,10 @@ pub struct Partner {
     /// with commission as the partner's cost in its ROI.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub fees: i64,
+    /// A live code (communities) the partner's landing hands arrivals on
+    /// to: its QR on the page, and a seat for whoever signs up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_code: Option<String>,
     /// Archived (`DELETE`): no new links or arrivals; the ledger stays
     /// readable and payable. Saving the definition again restores it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -198,6 +206,13 @@ impl Partner {
         if self.name.trim().is_empty() {
             f.push("name: give the partner a name".to_string());
         }
+        if let Some(code) = &self.live_code {
+            if code.is_empty() || code.len() > 64 || code.contains(['/', ':']) {
+                f.push(format!(
+                    "live_code: {code:?} is not a live code id (1–64 characters without '/' or ':')"
+                ));
+            }
+        }
         if let Err(e) = siyu_domain::Identity::parse(&self.identity) {
             f.push(format!(
                 "identity: {e}; use the partner's own identity such as `wecom:koc01`"
@@ -264,7 +279,12 @@ impl Partner {
 /// Saves partner `id` (the path's id wins over the body's).
 pub fn save(store: &mut dyn Store, id: &str, mut p: Partner) -> Result<Partner, PartnerError> {
     p.id = id.to_string();
-    let faults = p.faults();
+    let mut faults = p.faults();
+    if RESERVED_IDS.contains(&id) {
+        faults.push(format!(
+            "id: `{id}` names a route under /v1/partners/; choose another id"
+        ));
+    }
     if !faults.is_empty() {
         return Err(PartnerError::Invalid { faults });
     }
@@ -285,6 +305,39 @@ pub fn load(store: &mut dyn Store, id: &str) -> Result<Partner, PartnerError> {
         key: key(id),
         error: e.to_string(),
     })
+}
+
+/// Rules of the whole program, one per workspace: which partner an order
+/// is credited to when its buyer arrived through several within their
+/// windows. Changing the model re-credits every order on the next
+/// reconcile: a partner that loses an order loses its unpaid commission,
+/// and what was already paid for it comes back as a clawback line.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Program {
+    /// `first_touch` (default) or `last_touch`.
+    #[serde(default)]
+    pub model: Model,
+}
+
+/// The program's rules (the defaults when never saved).
+pub fn program(store: &mut dyn Store) -> Result<Program, PartnerError> {
+    match store.get_setting(PROGRAM_KEY)? {
+        None => Ok(Program::default()),
+        Some(v) => serde_json::from_value(v).map_err(|e| PartnerError::Unreadable {
+            key: PROGRAM_KEY.into(),
+            error: e.to_string(),
+        }),
+    }
+}
+
+/// Saves the program's rules.
+pub fn save_program(store: &mut dyn Store, p: &Program) -> Result<(), PartnerError> {
+    let v = serde_json::to_value(p).map_err(|e| PartnerError::Unreadable {
+        key: PROGRAM_KEY.into(),
+        error: e.to_string(),
+    })?;
+    Ok(store.put_setting(PROGRAM_KEY, Some(&v))?)
 }
 
 /// Every partner (a row that does not read is left out), by id.
@@ -357,19 +410,20 @@ pub fn store_lines(
     Ok(store.put_settings(&rows)?)
 }
 
-/// Partner `id`'s ledger at `now` under attribution `model`: the stored
-/// lines brought to what the log supports ([`plan`]); nothing is written.
-/// Reads the attributed persons' events through the engine's log offsets
-/// (an engine without them, a snapshot being replayed, sees no orders).
+/// Partner `id`'s ledger at `now` under the program's attribution model
+/// ([`Program`]): the stored lines brought to what the log supports
+/// ([`plan`]); nothing is written. Reads the attributed persons' events
+/// through the engine's log offsets (an engine without them, a snapshot
+/// being replayed, sees no orders).
 pub fn reconcile(
     engine: &siyu_engine::Engine,
     store: &mut dyn Store,
     id: &str,
-    model: Model,
     now: i64,
 ) -> Result<Reconciled, PartnerError> {
     let p = load(store, id)?;
     let partners = list(store)?;
+    let model = program(store)?.model;
     let all = arrivals(engine);
     let credit = Attribution::new(&all, &partners, model);
     let own = engine
@@ -392,6 +446,10 @@ pub fn reconcile(
                 .filter(|o| credit.credit(person, o.ts).is_some_and(|a| a.partner == id)),
         );
     }
+    let mut arrived = BTreeMap::new();
+    for a in credit.arrivals_of(id) {
+        arrived.entry(a.person.clone()).or_insert(a.ts);
+    }
     let stored = stored_lines(store, id)?;
     let due = dues(&p, &orders, &flagged, now);
     let lines = plan(&p, &due, &stored, now);
@@ -399,6 +457,7 @@ pub fn reconcile(
         partner: p,
         lines,
         dues: due,
+        arrived,
     })
 }
 
@@ -407,11 +466,15 @@ pub struct Reconciled {
     pub partner: Partner,
     pub lines: Vec<LedgerLine>,
     pub dues: Vec<Due>,
+    /// Each person who arrived through the partner's link, and when first.
+    pub arrived: BTreeMap<String, i64>,
 }
 
 /// What a partner brings against what it costs (fen), beside channel ROI.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PartnerRoi {
+    /// Persons who arrived through the partner's link (in the range asked).
+    pub persons: u64,
     /// Net revenue (purchases minus refunds) of the orders credited to
     /// the partner, flagged ones left out.
     pub revenue: i64,
@@ -427,10 +490,33 @@ pub struct PartnerRoi {
     pub repeat_rate: Option<f64>,
 }
 
-/// The partner's ROI from a reconcile.
+/// The partner's ROI from a reconcile, to date.
 pub fn roi(r: &Reconciled) -> PartnerRoi {
-    let t = totals(&r.lines);
-    let clean = r.dues.iter().filter(|d| d.flag.is_none());
+    roi_of(r, None)
+}
+
+/// [`roi`] of the persons who first arrived within `arrived` (epoch
+/// seconds), as channel ROI counts the persons first seen in a range:
+/// their revenue and commission to date. The fixed fees are undated and
+/// counted only for the whole program's life (`arrived` none), as undated
+/// spend is in channel ROI.
+pub fn roi_of(r: &Reconciled, arrived: Option<&std::ops::Range<i64>>) -> PartnerRoi {
+    let within = |person: &str| {
+        arrived.is_none_or(|range| r.arrived.get(person).is_some_and(|ts| range.contains(ts)))
+    };
+    let lines: Vec<LedgerLine> = r
+        .lines
+        .iter()
+        .filter(|l| within(&l.person))
+        .cloned()
+        .collect();
+    let t = totals(&lines);
+    let persons = r.arrived.keys().filter(|p| within(p)).count() as u64;
+    let fees = if arrived.is_none() { r.partner.fees } else { 0 };
+    let clean = r
+        .dues
+        .iter()
+        .filter(|d| d.flag.is_none() && within(&d.person));
     let revenue: i64 = clean.clone().map(|d| d.net).sum();
     let mut per_person: BTreeMap<&str, u64> = BTreeMap::new();
     for d in clean {
@@ -439,11 +525,12 @@ pub fn roi(r: &Reconciled) -> PartnerRoi {
     let customers = per_person.len() as u64;
     let repeat_customers = per_person.values().filter(|n| **n >= 2).count() as u64;
     let commission = t.held + t.payable + t.paid;
-    let cost = commission + r.partner.fees;
+    let cost = commission + fees;
     PartnerRoi {
+        persons,
         revenue,
         commission,
-        fees: r.partner.fees,
+        fees,
         roi: (cost > 0).then(|| revenue as f64 / cost as f64),
         customers,
         repeat_customers,

@@ -42,7 +42,7 @@ pub fn routes() -> Vec<Route> {
         route!(get, "/v1/analytics/funnel", read, "First-touch funnel per channel: entered → friended (`friend_days`) → converted (`convert_days`), of the persons first seen in `from`..`to` (local dates, inclusive).", analytics_funnel),
         route!(get, "/v1/analytics/cohorts", read, "Weekly cohort retention by first add_friend (`t0`: epoch seconds, its week's Monday 00:00 in the workspace time zone starts week 0; `weeks`).", analytics_cohorts),
         route!(get, "/v1/analytics/referrals", read, "Referral tiers and top inviters (`tiers`: ascending invite counts, default `10,20`; `convert_days`; `top`).", analytics_referrals),
-        route!(get, "/v1/analytics/roi", read, "Channel ROI: spend (from /v1/spend) on the days `from`..`to` (local dates, inclusive) against the revenue of the persons first seen in that range, by first-touch channel.", analytics_roi),
+        route!(get, "/v1/analytics/roi", read, "Channel ROI: spend (from /v1/spend) on the days `from`..`to` (local dates, inclusive) against the revenue of the persons first seen in that range, by first-touch channel; beside it `partners`: each partner's revenue against commission and fees, of the persons who arrived through it in the range.", analytics_roi),
         route!(get, "/v1/analytics/repurchase", read, "Repurchase rate and median interval.", analytics_repurchase),
         route!(get, "/v1/analytics/ltv", read, "Historical LTV by first-seen month (local) and channel, of the persons first seen in `from`..`to`.", analytics_ltv),
         route!(post, "/v1/analytics/steps", read, "Funnel over any steps: `{\"steps\": [{\"event_type\": \"touch\"}, {\"event_type\": \"add_friend\", \"within\": \"7d\"}], \"split_by_channel\": true}` (`within`: a duration such as `\"7d\"` or `\"12h\"`, or seconds; in event time: one pass over the log, two when some person's events were stored out of time order).", analytics_steps, body = StepsBody),
@@ -70,6 +70,10 @@ pub struct Roi {
     /// Cents of spend rows without a day (uploaded as `channel,spend`)
     /// left out because a range was asked for.
     pub undated_spend_excluded: i64,
+    /// The partner program beside the channels: each partner's revenue
+    /// against its commission and fees, of the persons who arrived through
+    /// it in the range (fees, undated, only without a range).
+    pub partners: Vec<crate::routes::partners::PartnerRoiRow>,
 }
 
 /// The workspace zone and the range `from`/`to` ask for, or a 400 naming
@@ -416,15 +420,25 @@ async fn analytics_roi(
     blocking(move || {
         let spend = spend::spend_in_days(&load_spend(&s)?, range.days(&tz));
         let e = read_engine(&s);
+        let instants = range.instants();
         let rows = analytics::channel_roi_in(
             &e,
             spend.per_channel.iter().map(|(c, x)| (c.as_str(), *x)),
-            &range.instants(),
+            &instants,
         );
+        let partners = {
+            let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
+            crate::routes::partners::roi_rows(
+                &e,
+                store.as_mut(),
+                (!range.is_all_time()).then_some(&instants),
+            )?
+        };
         Ok(Json(Roi {
             range: range.view(&tz),
             rows,
             undated_spend_excluded: spend.undated_cents,
+            partners,
         }))
     })
     .await

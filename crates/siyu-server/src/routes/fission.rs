@@ -431,17 +431,7 @@ async fn poster(
         let renderer = match cached {
             Some(r) => r,
             None => {
-                let font =
-                    s.0.fission
-                        .font
-                        .get_or_init(siyu_poster::system_cjk_font)
-                        .clone()
-                        .ok_or_else(|| {
-                            ApiError::Internal(
-                                "no CJK font on this machine: apt-get install fonts-wqy-microhei"
-                                    .into(),
-                            )
-                        })?;
+                let font = poster_font(&s)?;
                 let background = {
                     let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
                     fission::background(store.as_mut(), &id)?
@@ -569,14 +559,37 @@ async fn landing_answer(
 ) -> Result<Landing, ApiError> {
     let (ip, inviter, opened) = open_invite(&state, peer, &headers, &campaign, &code).await?;
     let c = &opened.0;
-    // The click is recorded on a pseudonymous visitor identity: the
-    // claimed person, else the client address (one per address and
-    // campaign, never one the caller makes up), once per visitor and day;
-    // new anonymous visitors are capped per campaign and day.
     let claimed = match q.claim.filter(|c| !c.is_empty()) {
         Some(token) => Some(claimed_identity(&state, &campaign, &token).await?),
         None => None,
     };
+    let counted = record_click(&state, &campaign, &code, claimed, ip).await?;
+    let inviter_name = fission::display_name(&read_engine(&state), &inviter);
+    Ok(Landing {
+        campaign: c.id.clone(),
+        name: c.name.clone(),
+        inviter_name,
+        signup: format!("/i/{campaign}/{code}/signup"),
+        next: c.landing.clone(),
+        tiers: c.tiers.clone(),
+        counted,
+        qr: format!("/i/{campaign}/{code}/qr.png"),
+    })
+}
+
+/// Records a click on a public link of `campaign` (a fission campaign, or
+/// a partner's `partner/<id>`) as a `touch` on a pseudonymous visitor
+/// identity: the `claimed` person, else the client address `ip` (one per
+/// address and campaign, never one the caller makes up), once per visitor
+/// and day; new anonymous visitors are capped per campaign and day.
+/// Whether the click was counted.
+pub(crate) async fn record_click(
+    state: &AppState,
+    campaign: &str,
+    code: &str,
+    claimed: Option<String>,
+    ip: String,
+) -> Result<bool, ApiError> {
     let anonymous = claimed.is_none();
     let seed = claimed.unwrap_or(ip);
     // Keyed (the link secret): the visitor id of a phone number or an
@@ -590,9 +603,9 @@ async fn landing_answer(
     );
     let at = now();
     // Per day in the workspace time zone: the cap turns at local midnight.
-    let tz = crate::zone::current(&state);
+    let tz = crate::zone::current(state);
     let day = siyu_automation::schedule::local_day(at, &tz);
-    let known = read_engine(&state).person_of(&visitor).is_some();
+    let known = read_engine(state).person_of(&visitor).is_some();
     let counted = known
         || !anonymous
         || state
@@ -601,9 +614,9 @@ async fn landing_answer(
             .visitors
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .take(&campaign, day);
+            .take(campaign, day);
     if let Some(ev) = counted
-        .then(|| fission::click_event(&campaign, &code, &visitor, at, &tz))
+        .then(|| fission::click_event(campaign, code, &visitor, at, &tz))
         .flatten()
     {
         state
@@ -613,17 +626,22 @@ async fn landing_answer(
             .await
             .map_err(ApiError::Internal)?;
     }
-    let inviter_name = fission::display_name(&read_engine(&state), &inviter);
-    Ok(Landing {
-        campaign: c.id.clone(),
-        name: c.name.clone(),
-        inviter_name,
-        signup: format!("/i/{campaign}/{code}/signup"),
-        next: c.landing.clone(),
-        tiers: c.tiers.clone(),
-        counted,
-        qr: format!("/i/{campaign}/{code}/qr.png"),
-    })
+    Ok(counted)
+}
+
+/// The CJK font posters are drawn with (found once per process).
+pub(crate) fn poster_font(state: &AppState) -> Result<Vec<u8>, ApiError> {
+    state
+        .0
+        .fission
+        .font
+        .get_or_init(siyu_poster::system_cjk_font)
+        .clone()
+        .ok_or_else(|| {
+            ApiError::Internal(
+                "no CJK font on this machine: apt-get install fonts-wqy-microhei".into(),
+            )
+        })
 }
 
 /// The landing page's body: every inserted value escaped (names and the

@@ -7,7 +7,8 @@
 //! supports at `now` (or `?at=`) without writing; `POST …/payouts`
 //! reconciles at `now`, marks the payable lines paid and stores the
 //! ledger, so what was paid is remembered and a later refund becomes a
-//! negative line. Attribution is first touch.
+//! negative line. Attribution is the program's model (`/v1/partners/settings`:
+//! first touch by default, or last touch) within each partner's window.
 
 use crate::error::ApiError;
 use crate::request::{
@@ -23,12 +24,14 @@ use axum::routing::{delete, get, post, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use siyu_domain::Identity;
-use siyu_growth::partners::{self, LedgerLine, LedgerTotals, Model, Partner, PartnerError};
+use siyu_growth::partners::{self, LedgerLine, LedgerTotals, Partner, PartnerError, Program};
 
 pub fn routes() -> Vec<Route> {
     vec![
         route!(get, "/v1/partners", read, "Partners (达人 / KOC / MCN / distributors); archived ones with `?archived=true`.", list_partners),
         route!(post, "/v1/partners/from-person", write, "Turn a customer into a distributor (分销): `{\"identity\", \"id\"?, \"name\"?, \"rate_bp\"?}`; 404 for an unknown person, 409 if the id is taken.", partner_from_person, body = FromPerson, statuses = [404, 409]),
+        route!(get, "/v1/partners/settings", read, "The program's rules: `{\"model\": \"first_touch\"|\"last_touch\"}`, which partner an order is credited to when its buyer arrived through several within their windows.", get_program),
+        route!(put, "/v1/partners/settings", write, "Save the program's rules `{\"model\"}`; every ledger is re-credited on its next reconcile (paid commission on an order another partner now gets is clawed back).", put_program, body = Program),
         route!(get, "/v1/partners/{id}", read, "One partner's definition.", get_partner),
         route!(put, "/v1/partners/{id}", write, "Save a partner: `{\"name\", \"kind\"?: \"koc\"|\"mcn\"|\"distributor\", \"identity\", \"attribution\"?: {\"window\": \"30d\"}, \"commission\": {\"rate_bp\", \"tiers\"?: [{\"from\", \"rate_bp\"}], \"products\"?: {sku: rate_bp}}, \"hold\"?: \"7d\", \"fees\"?: fen, \"devices\"?: […]}`.", put_partner, body = Partner),
         route!(delete, "/v1/partners/{id}", write, "Archive a partner: no new links or arrivals (410); the ledger stays readable and payable; PUT restores it.", delete_partner),
@@ -36,6 +39,11 @@ pub fn routes() -> Vec<Route> {
         route!(post, "/v1/partners/{id}/arrivals", write, "Record an arrival through the partner's link: `{\"identity\", \"code\", \"device\"?}` (a referral_signup with the partner as `ref`, once per identity and day).", partner_arrival, body = ArrivalBody, statuses = [410]),
         route!(get, "/v1/partners/{id}/ledger", read, "The commission ledger at `now` (or `?at=` epoch seconds): lines per order (held, payable, paid, refused, clawback), totals in fen, and the partner's ROI (revenue against commission and fees, repeat rate).", partner_ledger),
         route!(get, "/v1/partners/{id}/ledger.csv", read, "The ledger as CSV (UTF-8 with BOM; `?at=`): the payout export, one row per line with its payout id.", partner_ledger_csv, answer_media = "text/csv"),
+        route!(post, "/v1/partners/{id}/claims", write, "A claim token for a person the channel knows (`{\"identity\"}`, valid 30 min): the proof a public signup through the partner's link needs.", create_claim, body = (crate::links::ClaimBody), statuses = [410]),
+        route!(get, "/v1/partners/{id}/poster", read, "The partner's QR poster (PNG, 750 × 1334): its name and its link as a QR code, to share.", partner_poster, answer_media = "image/png", statuses = [410]),
+        route!(get, "/p/{partner}/{code}", public, "Public partner landing (rate limited per address): records the visit as a click (a `touch` with `campaign` `partner/<id>`, once per visitor and day; the visitor is the `claim`ed person or the client address), names the partner and the next step. A browser (`Accept` preferring text/html) gets a mobile page.", landing, statuses = [410]),
+        route!(get, "/p/{partner}/{code}/qr.png", public, "The partner's link as a QR code (PNG, 400 px, rate limited per address).", landing_qr, answer_media = "image/png", statuses = [410]),
+        route!(post, "/p/{partner}/{code}/signup", public, "Public arrival through a partner's link: `{\"claim\", \"device\"?}` (the claim from POST /v1/partners/{id}/claims; 401 without) records the arrival (a referral_signup crediting the partner) and returns the next step (the partner's live code with the person's claim).", public_signup, body = PublicSignup, statuses = [401, 410]),
         route!(post, "/v1/partners/{id}/payouts", write, "Pay what is payable now: marks the payable lines paid under a payout id (clawbacks counted negative); 409 when nothing positive is payable.", partner_payout, statuses = [409]),
     ]
 }
@@ -71,6 +79,22 @@ async fn list_partners(
     .await
 }
 
+async fn get_program(State(state): State<AppState>) -> Result<Json<Program>, ApiError> {
+    with_store(&state, |store| Ok(Json(partners::program(store)?))).await
+}
+
+async fn put_program(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<Program>, ApiError> {
+    let p: Program = parse_json(&body, "partner program")?;
+    with_store(&state, move |store| {
+        partners::save_program(store, &p)?;
+        Ok(Json(p))
+    })
+    .await
+}
+
 async fn get_partner(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -86,6 +110,13 @@ async fn put_partner(
     valid_id(&id, "id")?;
     let p: Partner = parse_json(&body, "partner")?;
     with_store(&state, move |store| {
+        if let Some(code) = &p.live_code {
+            if siyu_growth::community::livecode::load_livecode(store, code)?.is_none() {
+                return Err(ApiError::InvalidDefinition(format!(
+                    "live_code: no live code `{code}`; create it with PUT /v1/livecodes/{code}, or leave live_code out"
+                )));
+            }
+        }
         Ok(Json(partners::save(store, &id, p)?))
     })
     .await
@@ -125,6 +156,12 @@ struct PartnerLink {
     code: String,
     /// What an arrival's `referral_signup` carries as `properties.campaign`.
     campaign: String,
+    /// The public landing (`/p/{id}/{code}`).
+    link: String,
+    /// The landing as a QR code (PNG).
+    qr: String,
+    /// The partner's poster (PNG, needs a key that reads).
+    poster: String,
 }
 
 fn code_of(state: &AppState, p: &Partner) -> String {
@@ -135,14 +172,35 @@ fn code_of(state: &AppState, p: &Partner) -> String {
     )
 }
 
+/// Whether `code` is partner `p`'s link code.
+fn is_code_of(state: &AppState, p: &Partner, code: &str) -> bool {
+    let secret = &state.0.link_secret;
+    crate::links::verify(secret, &partners::link_purpose(&p.id), code)
+        == Some(crate::links::link_id(secret, &p.identity))
+}
+
+/// The partner's public link (the landing; what its QR and poster carry).
+fn public_link(state: &AppState, id: &str, code: &str) -> String {
+    format!(
+        "{}/p/{}/{code}",
+        state.0.config.public_url.trim_end_matches('/'),
+        crate::h5::path_segment(id)
+    )
+}
+
 async fn partner_link(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<PartnerLink>, ApiError> {
     let p = with_store(&state, move |store| Ok(partners::load(store, &id)?)).await?;
     refuse_archived(&p)?;
+    let code = code_of(&state, &p);
+    let link = public_link(&state, &p.id, &code);
     Ok(Json(PartnerLink {
-        code: code_of(&state, &p),
+        qr: format!("{link}/qr.png"),
+        poster: format!("/v1/partners/{}/poster", crate::h5::path_segment(&p.id)),
+        link,
+        code,
         campaign: partners::arrival_campaign(&p.id),
         partner: p.id,
     }))
@@ -177,9 +235,7 @@ async fn partner_arrival(
         .map_err(|e| ApiError::InvalidDefinition(format!("identity: {e}")))?;
     let p = with_store(&state, move |store| Ok(partners::load(store, &id)?)).await?;
     refuse_archived(&p)?;
-    let secret = &state.0.link_secret;
-    let expected = crate::links::link_id(secret, &p.identity);
-    if crate::links::verify(secret, &partners::link_purpose(&p.id), &b.code) != Some(expected) {
+    if !is_code_of(&state, &p, &b.code) {
         return Err(ApiError::InvalidDefinition(format!(
             "code: not partner `{}`'s code; GET /v1/partners/{}/link gives it",
             p.id, p.id
@@ -219,7 +275,7 @@ struct PartnerLedger {
     lines: Vec<LedgerLine>,
 }
 
-/// Partner `id`'s ledger at `at` (first touch), not written.
+/// Partner `id`'s ledger at `at` (the program's attribution model), not written.
 async fn reconciled(
     state: &AppState,
     id: String,
@@ -229,15 +285,43 @@ async fn reconciled(
     blocking(move || {
         let engine = read_engine(&s);
         let mut store = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(partners::reconcile(
-            &engine,
-            store.as_mut(),
-            &id,
-            Model::FirstTouch,
-            at,
-        )?)
+        Ok(partners::reconcile(&engine, store.as_mut(), &id, at)?)
     })
     .await
+}
+
+/// One partner's row beside channel ROI (`GET /v1/analytics/roi`).
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct PartnerRoiRow {
+    pub partner: String,
+    pub name: String,
+    pub kind: partners::PartnerKind,
+    pub archived: bool,
+    #[serde(flatten)]
+    pub roi: partners::PartnerRoi,
+}
+
+/// Every partner's ROI now, of the persons who arrived within `arrived`
+/// (all time: none, fees included), by id. The engine is read before the
+/// store, as everywhere.
+pub(crate) fn roi_rows(
+    engine: &siyu_engine::Engine,
+    store: &mut dyn siyu_store::Store,
+    arrived: Option<&std::ops::Range<i64>>,
+) -> Result<Vec<PartnerRoiRow>, ApiError> {
+    let at = now();
+    let mut rows = Vec::new();
+    for p in partners::list(store)? {
+        let r = partners::reconcile(engine, store, &p.id, at)?;
+        rows.push(PartnerRoiRow {
+            roi: partners::roi_of(&r, arrived),
+            partner: p.id,
+            name: p.name,
+            kind: p.kind,
+            archived: p.archived,
+        });
+    }
+    Ok(rows)
 }
 
 fn instant(q: &LedgerQuery) -> Result<i64, ApiError> {
@@ -359,52 +443,81 @@ struct PartnerPayout {
     totals: LedgerTotals,
 }
 
-/// Reconciles, pays and stores under one hold of the reader connection,
-/// so two payouts in this process never pay one line twice.
+/// How long a payout may hold its partner's payout lease: far longer than
+/// a reconcile takes; a node that dies mid-payout frees it after this.
+const PAYOUT_LEASE_MS: u64 = 30_000;
+
+/// Reconciles, pays and stores under one hold of the reader connection
+/// (two payouts in this process never pay one line twice) and under the
+/// partner's payout lease in the store (`partner_payout/<id>`), so two
+/// nodes on one database cannot both pay the same lines: the second
+/// answers 409 while the first runs, and nothing payable after it.
 async fn partner_payout(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<PartnerPayout>, ApiError> {
     let s = state.clone();
     blocking(move || {
-        let at = now();
+        // The engine before the reader connection, as everywhere.
         let engine = read_engine(&s);
         let mut guard = s.0.reader.lock().unwrap_or_else(|e| e.into_inner());
         let store = guard.as_mut();
-        let partners::Reconciled {
-            partner: p,
-            mut lines,
-            ..
-        } = partners::reconcile(&engine, store, &id, Model::FirstTouch, at)?;
-        drop(engine);
-        let payable = partners::totals(&lines).payable;
-        if payable <= 0 {
+        let lease = format!("partner_payout/{id}");
+        let holder = format!("{}/payout", s.0.leader.node);
+        if store
+            .acquire_lease(&lease, &holder, PAYOUT_LEASE_MS)?
+            .is_none()
+        {
             return Err(ApiError::Conflict(format!(
+                "a payout of partner `{id}` is running on another node; retry when it ends (its ledger then shows what it paid)"
+            )));
+        }
+        let paid = pay_now(&engine, store, &id);
+        // Released whatever the outcome; if this fails the lease expires.
+        let _ = store.release_lease(&lease, &holder);
+        paid
+    })
+    .await
+}
+
+/// The payout itself, under the partner's payout lease.
+fn pay_now(
+    engine: &siyu_engine::Engine,
+    store: &mut dyn siyu_store::Store,
+    id: &str,
+) -> Result<Json<PartnerPayout>, ApiError> {
+    let at = now();
+    let partners::Reconciled {
+        partner: p,
+        mut lines,
+        ..
+    } = partners::reconcile(engine, store, id, at)?;
+    let payable = partners::totals(&lines).payable;
+    if payable <= 0 {
+        return Err(ApiError::Conflict(format!(
                 "partner `{}` has {payable} fen payable: nothing to pay (held lines become payable when their refund window ends; clawbacks are deducted from the next payout)",
                 p.id
             )));
-        }
-        let payout = format!("{}-{at}", p.id);
-        let count = lines
-            .iter()
-            .filter(|l| l.status == partners::LineStatus::Payable)
-            .count();
-        let paid = partners::pay(&mut lines, &payout, at);
-        partners::store_lines(store, &p.id, &lines)?;
-        store.audit(&removal_audit(
-            "partner_payout",
-            &p.id,
-            serde_json::json!({"payout": payout, "paid_fen": paid, "lines": count}),
-        ))?;
-        Ok(Json(PartnerPayout {
-            partner: p.id,
-            payout,
-            paid,
-            lines: count,
-            totals: partners::totals(&lines),
-        }))
-    })
-    .await
+    }
+    let payout = format!("{}-{at}", p.id);
+    let count = lines
+        .iter()
+        .filter(|l| l.status == partners::LineStatus::Payable)
+        .count();
+    let paid = partners::pay(&mut lines, &payout, at);
+    partners::store_lines(store, &p.id, &lines)?;
+    store.audit(&removal_audit(
+        "partner_payout",
+        &p.id,
+        serde_json::json!({"payout": payout, "paid_fen": paid, "lines": count}),
+    ))?;
+    Ok(Json(PartnerPayout {
+        partner: p.id,
+        payout,
+        paid,
+        lines: count,
+        totals: partners::totals(&lines),
+    }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -476,6 +589,7 @@ async fn partner_from_person(
         hold: 7 * 86_400,
         fees: 0,
         devices: Vec::new(),
+        live_code: None,
         archived: false,
     };
     let saved = with_store(&state, move |store| {
@@ -492,5 +606,289 @@ async fn partner_from_person(
         partner: saved,
         purchases,
         net_spend,
+    }))
+}
+
+// ---------- claims, poster and the public landing ----------
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct Claim {
+    partner: String,
+    claim: String,
+    expires_at: i64,
+}
+
+/// The claim scope of partner `id`'s public signup.
+fn claim_scope(id: &str) -> String {
+    format!("partner-claim/{id}")
+}
+
+/// `POST /v1/partners/{id}/claims`: the channel (or its bridge), which
+/// knows who opened the partner's link, gets a short-lived token proving it.
+async fn create_claim(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Claim>, ApiError> {
+    let i = id.clone();
+    let p = with_store(&state, move |store| Ok(partners::load(store, &i)?)).await?;
+    refuse_archived(&p)?;
+    let (claim, expires_at) =
+        crate::links::claim_from_body(&state, claim_scope(&id), &body).await?;
+    Ok(Json(Claim {
+        partner: id,
+        claim,
+        expires_at,
+    }))
+}
+
+/// The poster of a partner: the fission default with the partner's name
+/// over the QR of its landing.
+fn poster_template() -> siyu_poster::PosterTemplate {
+    let mut t = siyu_growth::fission::default_poster();
+    if let Some(c) = t.caption.as_mut() {
+        c.text = "扫码了解 · 专属福利".into();
+    }
+    t
+}
+
+async fn partner_poster(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let p = with_store(&state, move |store| Ok(partners::load(store, &id)?)).await?;
+    refuse_archived(&p)?;
+    let url = public_link(&state, &p.id, &code_of(&state, &p));
+    let s = state.clone();
+    let png = blocking(move || {
+        let font = crate::routes::fission::poster_font(&s)?;
+        siyu_poster::Renderer::new(poster_template(), None, &font)
+            .and_then(|r| r.render(&p.name, &url))
+            .map_err(|e| ApiError::Internal(format!("partner poster: {e}")))
+    })
+    .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, "private, max-age=300"),
+        ],
+        png,
+    )
+        .into_response())
+}
+
+type Peer = crate::ratelimit::Peer;
+
+/// What every public partner endpoint checks first: the caller's rate,
+/// the partner (404 unknown, 410 archived) and its code's signature.
+/// Returns (client address, partner).
+async fn open_link(
+    state: &AppState,
+    peer: Peer,
+    headers: &axum::http::HeaderMap,
+    id: &str,
+    code: &str,
+) -> Result<(String, Partner), ApiError> {
+    let trusted = &state.0.config.trusted_proxies;
+    crate::ratelimit::check(state, crate::ratelimit::Limit::PublicLinks, &peer, headers)?;
+    let ip = crate::ratelimit::client_key(crate::ratelimit::peer_addr(&peer), headers, trusted);
+    let i = id.to_string();
+    let p = with_store(state, move |store| match partners::load(store, &i) {
+        Err(PartnerError::NoPartner { .. }) => Ok(None),
+        r => Ok(Some(r?)),
+    })
+    .await?
+    .filter(|p| is_code_of(state, p, code))
+    .ok_or_else(|| ApiError::NotFound("this partner link is not valid".into()))?;
+    refuse_archived(&p)?;
+    Ok((ip, p))
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct LandingQuery {
+    /// A claim token (`POST /v1/partners/{id}/claims`): the visit is
+    /// counted on that person's visitor identity instead of the address's.
+    claim: Option<String>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct Landing {
+    partner: String,
+    name: String,
+    kind: partners::PartnerKind,
+    /// Where a signup with the person's claim goes.
+    signup: String,
+    /// The partner's live code, if arrivals are handed on to one.
+    live_code: Option<String>,
+    counted: bool,
+    /// This link's QR code (PNG) to share.
+    qr: String,
+}
+
+/// The identity a partner claim token proves (401 otherwise).
+async fn claimed_identity(state: &AppState, id: &str, token: &str) -> Result<String, ApiError> {
+    let secret = state.0.link_secret.clone();
+    let scope = claim_scope(id);
+    let token = token.to_string();
+    with_store(state, move |store| {
+        crate::links::verify_claim(store, &secret, &scope, &token, now()).map_err(ApiError::from)
+    })
+    .await
+}
+
+/// The landing as JSON, or as a mobile page for a browser (`h5`).
+async fn landing(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: axum::http::HeaderMap,
+    Path((id, code)): Path<(String, String)>,
+    Query(q): Query<LandingQuery>,
+) -> crate::h5::Answer<Landing> {
+    let html = crate::h5::wants_html(&headers);
+    let result = async {
+        let (ip, p) = open_link(&state, peer, &headers, &id, &code).await?;
+        let claimed = match q.claim.filter(|c| !c.is_empty()) {
+            Some(token) => Some(claimed_identity(&state, &p.id, &token).await?),
+            None => None,
+        };
+        let campaign = partners::arrival_campaign(&p.id);
+        let counted =
+            crate::routes::fission::record_click(&state, &campaign, &code, claimed, ip).await?;
+        let seg = crate::h5::path_segment(&p.id);
+        Ok(Landing {
+            signup: format!("/p/{seg}/{code}/signup"),
+            qr: format!("/p/{seg}/{code}/qr.png"),
+            partner: p.id,
+            name: p.name,
+            kind: p.kind,
+            live_code: p.live_code,
+            counted,
+        })
+    }
+    .await;
+    crate::h5::Answer::negotiate(html, crate::h5::Link::Partner, result, |l| {
+        crate::h5::page(axum::http::StatusCode::OK, &l.name, &landing_page(&l))
+    })
+}
+
+/// The landing page's body: every inserted value escaped (the name is
+/// the operator's input).
+fn landing_page(l: &Landing) -> String {
+    use crate::h5::{both, escape, path_segment};
+    let kicker = match l.kind {
+        partners::PartnerKind::Distributor => both("好友推荐", "Recommended by a friend"),
+        _ => both("达人推荐", "Recommended by"),
+    };
+    let mut body = format!(
+        "<section class=card><p class=kicker>{kicker}</p><h1>{}</h1><p>{}</p></section>",
+        escape(&l.name),
+        both(
+            "通过 TA 的专属链接加入，享受专属福利与服务。",
+            "Join through this personal link for members' offers and service."
+        )
+    );
+    body.push_str(&format!(
+        "<section class=\"card center\"><h2>{}</h2>",
+        both("下一步", "Next step")
+    ));
+    match &l.live_code {
+        Some(live) => {
+            let live = path_segment(live);
+            body.push_str(&format!(
+                "<p>{}</p><img class=qr src=\"/l/{live}/qr.png\" width=220 height=220 alt=\"QR\">\
+                 <a class=btn href=\"/l/{live}\">{}</a>",
+                both(
+                    "长按识别二维码，添加专属顾问",
+                    "Press and hold the QR code to add your adviser"
+                ),
+                both("添加顾问", "Add the adviser"),
+            ));
+        }
+        None => body.push_str(&format!(
+            "<p>{}</p>",
+            both(
+                "添加商家客服，告诉对方你来自这位推荐人。",
+                "Add the shop's service account and say who recommended you."
+            )
+        )),
+    }
+    body.push_str("</section>");
+    body
+}
+
+/// The landing link as a QR PNG; the same checks, nothing recorded.
+async fn landing_qr(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: axum::http::HeaderMap,
+    Path((id, code)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (_, p) = open_link(&state, peer, &headers, &id, &code).await?;
+    crate::h5::qr(public_link(&state, &p.id, &code)).await
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct PublicSignup {
+    /// The claim token proving who arrives (`POST /v1/partners/{id}/claims`).
+    #[serde(default)]
+    claim: Option<String>,
+    /// The device fingerprint the page saw (anti-fraud: shared devices).
+    #[serde(default)]
+    device: Option<String>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct Signed {
+    partner: String,
+    /// Whether this request recorded the arrival (false: already recorded today).
+    recorded: bool,
+    /// The partner's live code with the person's claim: it may seat them.
+    live_code_url: Option<String>,
+}
+
+async fn public_signup(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: axum::http::HeaderMap,
+    Path((id, code)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Signed>, ApiError> {
+    let (_, p) = open_link(&state, peer, &headers, &id, &code).await?;
+    let b: PublicSignup = parse_json(&body, "signup")?;
+    // An arrival creates a person: only one the channel vouched for.
+    let Some(token) = b.claim.as_deref().filter(|t| !t.is_empty()) else {
+        return Err(ApiError::ClaimRequired(format!(
+            "claim: an arrival needs the claim token the channel gets for the person from POST /v1/partners/{}/claims; nothing was recorded",
+            p.id
+        )));
+    };
+    let who = claimed_identity(&state, &p.id, token).await?;
+    let who = Identity::parse(&who).map_err(|e| ApiError::Internal(format!("claim: {e}")))?;
+    let ev = partners::arrival_event(&p, &who, b.device.as_deref(), now())?;
+    let appended = state
+        .0
+        .writer
+        .append(vec![ev])
+        .await
+        .map_err(ApiError::Internal)?;
+    let recorded = matches!(appended.first(), Some(siyu_store::Appended::New(_)));
+    let live_code_url = p.live_code.as_deref().map(|live| {
+        let claim = crate::links::claim(
+            &state.0.link_secret,
+            &format!("livecode/{live}"),
+            who.as_str(),
+            now() + crate::links::CLAIM_TTL,
+        );
+        format!(
+            "{}/l/{}?claim={claim}",
+            state.0.config.public_url.trim_end_matches('/'),
+            crate::h5::path_segment(live)
+        )
+    });
+    Ok(Json(Signed {
+        partner: p.id,
+        recorded,
+        live_code_url,
     }))
 }

@@ -564,3 +564,35 @@ async fn framework_rejections_are_json_errors_with_a_code() {
         assert!(message.contains(mentions), "{method} {uri}: {b}");
     }
 }
+
+/// A definition body with a value of the wrong type or an unknown field
+/// names it by its path, whatever the route (`request::parse_json`).
+#[tokio::test]
+async fn a_definition_field_of_the_wrong_type_is_named_by_its_path() {
+    let t = TestApp::spawn().await;
+    for (path, body, says) in [
+        (
+            "/v1/partners/p1",
+            json!({"name": "p", "identity": "wecom:p", "commission": {"rate_bp": "ten"}}),
+            "`commission.rate_bp`",
+        ),
+        (
+            "/v1/conversations/settings",
+            json!({"unanswered_alert_minutes": 30, "service_windows": {"wechat": [48]}}),
+            "`service_windows.wechat`",
+        ),
+        (
+            "/v1/partners/settings",
+            json!({"model": "first_touch", "modle": "x"}),
+            "modle",
+        ),
+    ] {
+        let (s, b) = t.send("PUT", path, body).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {b}");
+        let message = b["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(says),
+            "{path}: `{message}` should name {says}"
+        );
+    }
+}

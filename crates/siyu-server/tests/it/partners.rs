@@ -277,6 +277,49 @@ async fn a_partners_twenty_referred_persons_through_the_refund_window_and_a_payo
         "{roi}"
     );
 
+    // Beside channel ROI in analytics: the same numbers to date, and for
+    // the persons who arrived in a range (the fees, undated, left out).
+    let (s, a) = t.get("/v1/analytics/roi").await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    let row = &a["partners"][0];
+    assert_eq!(
+        (
+            &row["partner"],
+            &row["name"],
+            &row["revenue"],
+            &row["commission"],
+            &row["fees"],
+            &row["persons"]
+        ),
+        (
+            &json!("koc"),
+            &json!("小红"),
+            &json!(295_000),
+            &json!(35_300),
+            &json!(10_000),
+            &json!(20)
+        ),
+        "{a}"
+    );
+    assert_eq!(row["roi"], roi["roi"]);
+    let day = |ts: i64| siyu_domain::time::format_rfc3339(ts)[..10].to_string();
+    // fan17 arrived 38 days ago, the rest 20 days ago: a range of the
+    // latter days leaves fan17 (its one credited order, ¥200) out.
+    let (s, ranged) = t
+        .get(&format!(
+            "/v1/analytics/roi?from={}&to={}",
+            day(arrived - DAY),
+            day(arrived + DAY)
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{ranged}");
+    let r = &ranged["partners"][0];
+    assert_eq!(
+        (&r["persons"], &r["revenue"], &r["fees"]),
+        (&json!(19), &json!(275_000), &json!(0)),
+        "{ranged}"
+    );
+
     // The payout export.
     let (s, csv) = t.get("/v1/partners/koc/ledger.csv").await;
     assert_eq!(s, StatusCode::OK);
@@ -423,4 +466,331 @@ async fn links_arrivals_distributors_and_errors() {
         (s, l["totals"]["held"].as_i64()),
         (StatusCode::OK, Some(987))
     );
+}
+
+/// A partner's credited revenue and ledger lines now.
+async fn credited(t: &TestApp, id: &str) -> (i64, usize) {
+    let (_, l) = t.get(&format!("/v1/partners/{id}/ledger")).await;
+    (
+        l["roi"]["revenue"].as_i64().unwrap(),
+        l["lines"].as_array().unwrap().len(),
+    )
+}
+
+/// A public call (no key), with an `Accept` header.
+async fn public(
+    t: &TestApp,
+    method: &str,
+    uri: &str,
+    accept: &str,
+    body: &str,
+) -> (StatusCode, String, String) {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let req = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("accept", accept)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = siyu_server::app(t.state.clone())
+        .oneshot(req)
+        .await
+        .unwrap();
+    let status = resp.status();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, ctype, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn a_public_link_brings_a_person_and_the_attribution_model_recredits_the_order() {
+    let t = TestApp::spawn().await;
+    // A live code that does not exist is refused, naming the field.
+    let (s, b) = t
+        .send(
+            "PUT",
+            "/v1/partners/pa",
+            json!({"name": "x", "identity": "wecom:pa", "live_code": "lc1", "commission": {"rate_bp": 1}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("live_code: no live code `lc1`"),
+        "{b}"
+    );
+    let (s, b) = t
+        .send("PUT", "/v1/operators/alice", json!({"name": "Alice"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = t
+        .send(
+            "PUT",
+            "/v1/livecodes/lc1",
+            json!({"targets": [{"operator": "alice"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    for (id, name) in [("pa", "达人甲"), ("pb", "达人乙")] {
+        let (s, b) = t
+            .send(
+                "PUT",
+                &format!("/v1/partners/{id}"),
+                json!({"name": name, "identity": format!("wecom:{id}"), "live_code": "lc1",
+                       "commission": {"rate_bp": 1000}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    // An unknown attribution model is refused.
+    let (s, b) = t
+        .send("PUT", "/v1/partners/settings", json!({"model": "nearest"}))
+        .await;
+    assert!(s.is_client_error(), "{b}");
+    let (s, link) = t.get("/v1/partners/pa/link").await;
+    assert_eq!(s, StatusCode::OK, "{link}");
+    let code = link["code"].as_str().unwrap().to_string();
+    let path = format!("/p/pa/{code}");
+    assert!(link["link"].as_str().unwrap().ends_with(&path), "{link}");
+    assert_eq!(
+        link["qr"],
+        format!("{}/qr.png", link["link"].as_str().unwrap())
+    );
+
+    // The landing, with no key: JSON for a client, a page for a browser.
+    let (s, _, body) = public(&t, "GET", &path, "application/json", "").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let l: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&l["name"], &l["counted"], &l["live_code"]),
+        (&json!("达人甲"), &json!(true), &json!("lc1"))
+    );
+    let (s, ctype, page) = public(&t, "GET", &path, "text/html", "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(ctype.starts_with("text/html"), "{ctype}");
+    assert!(
+        page.contains("达人甲") && page.contains("/l/lc1/qr.png"),
+        "{page}"
+    );
+    // The visit is a touch on a visitor identity under the partner's campaign.
+    let (_, visits) = t.get("/v1/persons?q=visitor:").await;
+    assert!(visits.to_string().contains("visitor:"), "{visits}");
+    let (s, ctype, png) = public(&t, "GET", &format!("{path}/qr.png"), "*/*", "").await;
+    assert_eq!((s, ctype.as_str()), (StatusCode::OK, "image/png"));
+    assert!(png.starts_with("\u{FFFD}PNG"), "a PNG signature");
+    // Another partner's code, an unknown partner, a made-up code: 404.
+    let (_, lb) = t.get("/v1/partners/pb/link").await;
+    let code_b = lb["code"].as_str().unwrap().to_string();
+    for bad in [
+        format!("/p/pa/{code_b}"),
+        format!("/p/nobody/{code}"),
+        "/p/pa/deadbeef".to_string(),
+    ] {
+        let (s, _, body) = public(&t, "GET", &bad, "application/json", "").await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{bad}: {body}");
+    }
+    // The poster: a PNG with the partner's name over the link's QR.
+    let (s, poster) = t.get("/v1/partners/pa/poster").await;
+    assert_eq!(s, StatusCode::OK, "{poster}");
+    assert!(
+        poster.as_str().unwrap().starts_with("\u{FFFD}PNG"),
+        "a PNG signature"
+    );
+
+    // A signup needs the channel's claim; with it the arrival is recorded once.
+    let signup = format!("{path}/signup");
+    let (s, _, body) = public(&t, "POST", &signup, "application/json", "{}").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body.contains("claim"), "{body}");
+    let (s, c) = t
+        .send(
+            "POST",
+            "/v1/partners/pa/claims",
+            json!({"identity": "douyin:buyer"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    let claim = c["claim"].as_str().unwrap();
+    // A claim for partner pa does not open partner pb's signup.
+    let (s, _, body) = public(
+        &t,
+        "POST",
+        &format!("/p/pb/{code_b}/signup"),
+        "application/json",
+        &json!({"claim": claim}).to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
+    let body = json!({"claim": claim, "device": "phone-1"}).to_string();
+    let (s, _, first) = public(&t, "POST", &signup, "application/json", &body).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let first: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(first["recorded"], true, "{first}");
+    assert!(
+        first["live_code_url"]
+            .as_str()
+            .unwrap()
+            .contains("/l/lc1?claim="),
+        "{first}"
+    );
+    let (_, _, again) = public(&t, "POST", &signup, "application/json", &body).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&again).unwrap()["recorded"],
+        false,
+        "{again}"
+    );
+
+    // Then through pb's link (the API a bridge calls), then an order.
+    let (s, b) = t
+        .send(
+            "POST",
+            "/v1/partners/pb/arrivals",
+            json!({"identity": "douyin:buyer", "code": code_b}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    events(
+        &t,
+        vec![purchase("douyin:buyer", "ob1", wall() + 1, 30_000, None)],
+    )
+    .await;
+    // The ledger counts orders up to now: let the order's second pass.
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    // A partner id that is a route name is refused, naming the field.
+    let (s, b) = t
+        .send(
+            "POST",
+            "/v1/partners/from-person",
+            json!({"identity": "douyin:buyer", "id": "settings"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("id: `settings`"),
+        "{b}"
+    );
+    // First touch (the default): pa.
+    let (_, program) = t.get("/v1/partners/settings").await;
+    assert_eq!(program, json!({"model": "first_touch"}));
+    assert_eq!(credited(&t, "pa").await, (30_000, 1));
+    assert_eq!(credited(&t, "pb").await, (0, 0));
+    // Last touch: pb; the ROI beside channel ROI follows.
+    let (s, b) = t
+        .send(
+            "PUT",
+            "/v1/partners/settings",
+            json!({"model": "last_touch"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(credited(&t, "pa").await, (0, 0));
+    assert_eq!(credited(&t, "pb").await, (30_000, 1));
+    let (_, a) = t.get("/v1/analytics/roi").await;
+    let revenue: Vec<(&str, i64)> = a["partners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["partner"].as_str().unwrap(),
+                r["revenue"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(revenue, [("pa", 0), ("pb", 30_000)], "{a}");
+
+    // Archived: the landing, QR, poster and signup are gone (410).
+    let (s, _) = t.send("DELETE", "/v1/partners/pa", "").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, body) = public(&t, "GET", &path, "application/json", "").await;
+    assert_eq!(s, StatusCode::GONE, "{body}");
+    let (s, _, page) = public(&t, "GET", &path, "text/html", "").await;
+    assert_eq!(s, StatusCode::GONE);
+    assert!(page.contains("二维码已失效"), "{page}");
+    let (s, _) = t.get("/v1/partners/pa/poster").await;
+    assert_eq!(s, StatusCode::GONE);
+}
+
+#[tokio::test]
+async fn payouts_on_two_nodes_pay_each_line_once() {
+    let Some(_) = crate::pg_url() else {
+        eprintln!("SKIPPED: SIYU_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let a = TestApp::spawn_on(crate::Backend::Postgres, 1 << 20).await;
+    let b = a.peer().await;
+    let (s, body) = a
+        .send(
+            "PUT",
+            "/v1/partners/k",
+            json!({"name": "k", "identity": "wecom:k", "commission": {"rate_bp": 1000}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let now = wall();
+    let mut evs = Vec::new();
+    for i in 0..30 {
+        evs.push(
+            json!({"id": format!("arr-{i}"), "ts": now - 20 * DAY, "identity": fan(i),
+            "type": "referral_signup", "channel": "douyin", "ref": "wecom:k",
+            "properties": {"campaign": "partner/k"}}),
+        );
+        evs.push(purchase(
+            &fan(i),
+            &format!("p{i}"),
+            now - 19 * DAY,
+            10_000,
+            None,
+        ));
+    }
+    events(&a, evs).await;
+    // Both nodes see every order as payable: ¥10 × 30.
+    for node in [&a, &b] {
+        let mut seen = Value::Null;
+        for _ in 0..100 {
+            seen = node.get("/v1/partners/k/ledger").await.1;
+            if seen["totals"]["payable"] == 30_000 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(seen["totals"]["payable"], 30_000, "{seen}");
+    }
+    // Both pay at once: each line is paid once, by one of them.
+    let (ra, rb) = tokio::join!(
+        a.send("POST", "/v1/partners/k/payouts", json!({})),
+        b.send("POST", "/v1/partners/k/payouts", json!({}))
+    );
+    let answers = [ra, rb];
+    let paid: i64 = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .map(|(_, v)| v["paid"].as_i64().unwrap())
+        .sum();
+    assert_eq!(paid, 30_000, "{answers:?}");
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|(s, _)| *s == StatusCode::CONFLICT)
+            .count(),
+        1,
+        "{answers:?}"
+    );
+    for node in [&a, &b] {
+        let (_, l) = node.get("/v1/partners/k/ledger").await;
+        assert_eq!(
+            (&l["totals"]["paid"], &l["totals"]["payable"]),
+            (&json!(30_000), &json!(0)),
+            "{l}"
+        );
+    }
 }

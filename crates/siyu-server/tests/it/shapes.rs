@@ -312,7 +312,14 @@ async fn analytics_spend_and_key_answers_keep_their_fields() {
         ("/v1/analytics/referrals", vec!["inviters", "tiers", "top"]),
         (
             "/v1/analytics/roi",
-            vec!["from", "rows", "time_zone", "to", "undated_spend_excluded"],
+            vec![
+                "from",
+                "partners",
+                "rows",
+                "time_zone",
+                "to",
+                "undated_spend_excluded",
+            ],
         ),
         (
             "/v1/analytics/repurchase",
