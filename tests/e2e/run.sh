@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Browser tests of the console: builds `siyu` (unless SIYU_BIN is given),
 # installs playwright-core (npm ci, pinned by package-lock.json) and runs
-# console.test.mjs, channels.test.mjs, workbench.test.mjs, editors.test.mjs, h5.test.mjs (the customer pages), customers.test.mjs, inbox.test.mjs (the operator inbox), live.test.mjs (live sessions), compliance.test.mjs (the inbox's archive, report and settings), partners.test.mjs (达人分销) and ai.test.mjs (the inbox's AI suggestions and summary, against a fake OpenAI-compatible server) against Debian's Chromium (/usr/bin/chromium or $CHROMIUM).
+# console.test.mjs, channels.test.mjs, workbench.test.mjs, editors.test.mjs, h5.test.mjs (the customer pages), customers.test.mjs, inbox.test.mjs (the operator inbox), live.test.mjs (live sessions), compliance.test.mjs (the inbox's archive, report and settings), partners.test.mjs (达人分销), ai.test.mjs (the inbox's AI suggestions and summary, against a fake OpenAI-compatible server) and moments.test.mjs (朋友圈 SOP) against Debian's Chromium (/usr/bin/chromium or $CHROMIUM).
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ -z "${SIYU_BIN:-}" ]; then
@@ -24,3 +24,4 @@ SIYU_BIN="$SIYU_BIN" node live.test.mjs
 SIYU_BIN="$SIYU_BIN" node compliance.test.mjs
 SIYU_BIN="$SIYU_BIN" node partners.test.mjs
 SIYU_BIN="$SIYU_BIN" node ai.test.mjs
+SIYU_BIN="$SIYU_BIN" node moments.test.mjs

@@ -20,6 +20,14 @@
 //! | 6 | per-channel cap | marketing | `Suppress(channel_cap)` |
 //! | 7 | quiet hours in the person's timezone | marketing | `Delay(quiet_hours)` until they end |
 //!
+//! A customer-Moments post (`SendKind::Moment`, 客户朋友圈) is not a
+//! message in the person's chat: it shows in their Moments feed, with no
+//! notification. It passes checks 1–3 like any marketing message, then
+//! only its own cap, `moments_per_local_day` (`Suppress(moment_cap)`:
+//! posts that reached the person this local day); the message caps (5, 6)
+//! neither limit it nor count it, and quiet hours do not delay it (one
+//! post is published for everyone at once, at the operator's time).
+//!
 //! Transactional messages (receipts, verification codes, replies the person
 //! asked for) ignore the marketing opt-out, the caps and quiet hours, but
 //! not an explicit revocation for that very channel, and not the platform's
@@ -52,6 +60,8 @@ pub enum MessageClass {
 pub enum SendKind {
     Direct,
     Mass,
+    /// A post in the customer's Moments feed (WeCom 客户朋友圈).
+    Moment,
 }
 
 /// At most `max` sends within `window_secs`.
@@ -81,6 +91,10 @@ pub struct Policy {
     /// Posts to one community group per local day (SOP calendars,
     /// campaign announcements); a group is spammed as easily as a person.
     pub group_posts_per_day: u32,
+    /// Customer-Moments posts that may reach one person per local day
+    /// (`SendKind::Moment`): a person over it is left out of the next
+    /// post's audience.
+    pub moments_per_local_day: u32,
 }
 
 impl Default for Policy {
@@ -96,6 +110,7 @@ impl Default for Policy {
             default_timezone: schedule::DEFAULT_TZ.to_string(),
             require_opt_in: false,
             group_posts_per_day: 3,
+            moments_per_local_day: 1,
         }
     }
 }
@@ -317,10 +332,18 @@ impl DelayReason {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum SuppressReason {
     OptedOut,
-    NoConsent { channel: String },
+    NoConsent {
+        channel: String,
+    },
     MarketingCap,
-    ChannelCap { channel: String },
-    PlatformQuota { channel: String },
+    ChannelCap {
+        channel: String,
+    },
+    PlatformQuota {
+        channel: String,
+    },
+    /// `moments_per_local_day` posts already reached the person today.
+    MomentCap,
 }
 
 impl SuppressReason {
@@ -332,6 +355,7 @@ impl SuppressReason {
             SuppressReason::MarketingCap => "marketing_cap",
             SuppressReason::ChannelCap { .. } => "channel_cap",
             SuppressReason::PlatformQuota { .. } => "platform_quota",
+            SuppressReason::MomentCap => "moment_cap",
         }
     }
 }
@@ -391,6 +415,21 @@ pub fn decide(policy: &Policy, contact: &Contact, req: &SendRequest, now: i64) -
             .clone()
     };
 
+    if req.kind == SendKind::Moment {
+        let tz = person_tz();
+        let start = schedule::day_start(now, &tz);
+        let end = schedule::next_time_of_day(now, TimeOfDay::MIDNIGHT, &tz);
+        let today = contact
+            .history
+            .iter()
+            .filter(|r| r.kind == SendKind::Moment && start <= r.ts && r.ts < end)
+            .count();
+        if today >= policy.moments_per_local_day as usize {
+            return suppress(SuppressReason::MomentCap);
+        }
+        return Decision::Send;
+    }
+
     if req.kind == SendKind::Mass {
         if let Some(&quota) = policy.mass_per_local_day.get(channel) {
             let tz = person_tz();
@@ -419,7 +458,9 @@ pub fn decide(policy: &Policy, contact: &Contact, req: &SendRequest, now: i64) -
         .history
         .iter()
         .filter(|r| {
-            r.class == MessageClass::Marketing && in_window(r, policy.marketing_window_secs)
+            r.class == MessageClass::Marketing
+                && r.kind != SendKind::Moment
+                && in_window(r, policy.marketing_window_secs)
         })
         .count();
     if marketing_sent >= policy.marketing_cap as usize {
@@ -429,7 +470,11 @@ pub fn decide(policy: &Policy, contact: &Contact, req: &SendRequest, now: i64) -
         let channel_sent = contact
             .history
             .iter()
-            .filter(|r| r.class == MessageClass::Marketing && &*r.channel == channel)
+            .filter(|r| {
+                r.class == MessageClass::Marketing
+                    && r.kind != SendKind::Moment
+                    && &*r.channel == channel
+            })
             .filter(|r| in_window(r, cap.window_secs))
             .count();
         if channel_sent >= cap.max as usize {

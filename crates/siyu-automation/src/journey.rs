@@ -459,8 +459,14 @@ impl Journey {
                     }
                 }
                 Step::Send {
-                    template, channel, ..
+                    template,
+                    channel,
+                    kind,
+                    ..
                 } => {
+                    if *kind == SendKind::Moment {
+                        err(&at("kind"), "a journey sends `direct` or `mass`; Moments posts are planned under /v1/moments".into());
+                    }
                     if !catalog.template_exists(template) {
                         err(&at("template"), format!("unknown template {template:?}; save it first (PUT /v1/templates/{template})"));
                     }

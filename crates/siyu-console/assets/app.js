@@ -191,14 +191,14 @@
     const arg = rest.length ? decodeURIComponent(rest.join('/')) : null;
     // The channel pages belong to the settings, quick replies to the templates.
     // The archive, report and conversation settings are tabs of the inbox.
-    const navPage = { channels: 'settings', 'quick-replies': 'templates', 'inbox-archive': 'inbox', 'inbox-report': 'inbox', 'inbox-settings': 'inbox', live: 'fission', partners: 'fission' }[page] || page;
+    const navPage = { channels: 'settings', 'quick-replies': 'templates', 'inbox-archive': 'inbox', 'inbox-report': 'inbox', 'inbox-settings': 'inbox', live: 'fission', partners: 'fission', moments: 'communities' }[page] || page;
     document.querySelectorAll('#nav a').forEach((a) => a.classList.toggle('active', a.dataset.page === navPage));
     // Each render draws into its own view: a slower earlier page (the
     // dashboard still loading when the user moved on) finishes into a
     // view no longer shown instead of over the page asked for last.
     const main = h('div', { class: 'view' }, h('p', { class: 'muted' }, t('common.loading')));
     $('#page').replaceChildren(main);
-    const pages = Object.assign({ dashboard, persons, segments, settings }, automation, growth, channelPages, quickReplyPages, inboxPages, livePages, compliancePages.pages, partnerPages);
+    const pages = Object.assign({ dashboard, persons, segments, settings }, automation, growth, channelPages, quickReplyPages, inboxPages, livePages, compliancePages.pages, partnerPages, momentPages);
     (pages[page] || dashboard)(main, arg).then(() => { applyRole(main); I18N.applyStatic(main); });
   }
 
@@ -832,6 +832,7 @@
   const inboxPages = window.InboxPages(ui);
   const livePages = window.LivePages(ui);
   const partnerPages = window.PartnerPages(ui);
+  const momentPages = window.MomentPages(ui);
 
   // ---------- start ----------
   async function start() {

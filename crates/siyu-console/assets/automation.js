@@ -295,6 +295,7 @@ window.AutomationPages = function (ui) {
     const optIn = h('input', { type: 'checkbox', id: 'g-opt-in', checked: p.require_opt_in ? true : null });
     const caps = h('textarea', { id: 'g-channel-caps', rows: 3, spellcheck: 'false', placeholder: '{"sms": {"max": 1, "window_secs": 86400}}' }, JSON.stringify(p.channel_caps || {}, null, 2));
     const mass = h('textarea', { id: 'g-mass', rows: 3, spellcheck: 'false' }, JSON.stringify(p.mass_per_local_day || {}, null, 2));
+    const moments = num('g-moments', p.moments_per_local_day);
     const status = h('div', { id: 'guardrails-status', 'aria-live': 'polite' });
     const summary = h('p', { id: 'guardrails-summary', class: 'summary' }, summaryText(p));
     const form = h('form', { class: 'editor', id: 'guardrails-form', onsubmit: async (e) => {
@@ -306,6 +307,9 @@ window.AutomationPages = function (ui) {
         quiet_hours: quietOn.checked ? { start: qStart.value, end: qEnd.value } : null,
         default_timezone: tz.value.trim(),
         require_opt_in: optIn.checked,
+        // Kept as stored: PUT replaces the whole policy.
+        group_posts_per_day: p.group_posts_per_day,
+        moments_per_local_day: Number(moments.value),
       };
       for (const [key, el] of [['channel_caps', caps], ['mass_per_local_day', mass]]) {
         el.classList.remove('invalid');
@@ -322,6 +326,7 @@ window.AutomationPages = function (ui) {
       h('label', { class: 'inline' }, optIn, ' ', t('auto.g.opt_in')),
       h('label', {}, t('auto.g.channel_caps'), caps),
       h('label', {}, t('auto.g.mass'), mass),
+      h('label', {}, t('auto.g.moments'), moments),
       status,
       h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'guardrails-save', 'data-write': true }, t('auto.save'))));
     main.replaceChildren(h('h1', {}, t('nav.guardrails')), h('div', { class: 'grid2' }, card(t('auto.g.title'), summary, form), card(t('auto.g.how'), h('ol', { class: 'small' }, [1, 2, 3, 4, 5].map((i) => h('li', {}, t('auto.g.rule' + i)))))));

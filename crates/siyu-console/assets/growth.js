@@ -233,7 +233,7 @@ window.GrowthPages = function (ui) {
     const gs = (groups.data && groups.data.groups) || [];
     const os = (ops.data && ops.data.operators) || [];
     const selected = gs.find((g) => g.id === arg) || null;
-    const parts = [h('h1', {}, t('nav.communities'))];
+    const parts = [h('div', { class: 'page-head' }, h('h1', {}, t('nav.communities')), h('span', { class: 'page-links' }, h('a', { href: '#/moments', id: 'moments-link' }, t('mo.link'))))];
     parts.push(h('div', { class: 'grid2' }, groupsCard(gs, groups, selected), operatorsCard(os, ops)));
     // Group health is one pass over the log (seconds at millions of
     // events): the page renders first and the card fills in when it comes.

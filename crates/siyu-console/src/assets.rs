@@ -15,6 +15,7 @@ const INBOX_JS: &str = include_str!("../assets/inbox.js");
 const LIVE_JS: &str = include_str!("../assets/live.js");
 const COMPLIANCE_JS: &str = include_str!("../assets/compliance.js");
 const PARTNERS_JS: &str = include_str!("../assets/partners.js");
+const MOMENTS_JS: &str = include_str!("../assets/moments.js");
 const EDITORS_JS: &str = include_str!("../assets/editors.js");
 const I18N_JS: &str = include_str!("../assets/i18n.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
@@ -51,6 +52,7 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         "live.js" => ("text/javascript; charset=utf-8", LIVE_JS),
         "compliance.js" => ("text/javascript; charset=utf-8", COMPLIANCE_JS),
         "partners.js" => ("text/javascript; charset=utf-8", PARTNERS_JS),
+        "moments.js" => ("text/javascript; charset=utf-8", MOMENTS_JS),
         "editors.js" => ("text/javascript; charset=utf-8", EDITORS_JS),
         "i18n.js" => ("text/javascript; charset=utf-8", I18N_JS),
         "app.css" => ("text/css; charset=utf-8", APP_CSS),

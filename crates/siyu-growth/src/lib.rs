@@ -2,8 +2,9 @@
 //! them together — fission campaigns and their reward ledger
 //! (`fission`), communities (`community`: operators, customer groups,
 //! live codes and how a newcomer is routed, hand-over, the SOP calendar),
-//! the content library (`content`) and the partner program (`partners`:
-//! attribution, commission rules and the commission ledger).
+//! the content library (`content`), Moments SOPs (`moments`: planned
+//! customer-Moments posts and who each may reach) and the partner program
+//! (`partners`: attribution, commission rules and the commission ledger).
 //!
 //! Invariant: like `siyu-engine` and `siyu-automation`, this crate does no
 //! I/O of its own and never reads the clock. Time is passed in; state is
@@ -21,4 +22,5 @@ pub mod community;
 pub mod content;
 pub mod fission;
 pub mod live;
+pub mod moments;
 pub mod partners;

@@ -43,6 +43,7 @@ pub mod links;
 pub mod llm;
 pub mod log_pass;
 pub mod metrics;
+pub mod moments;
 pub mod openapi;
 pub mod preview;
 pub mod privacy;
@@ -662,6 +663,7 @@ impl Application {
         }
         for s in &states {
             crate::wecom_ops::spawn(s.clone());
+            crate::moments::spawn(s.clone());
             crate::routes::communities::spawn(s.clone());
             crate::routes::fission::spawn(s.clone());
             crate::cache::spawn_warmer(s.clone());
@@ -690,6 +692,7 @@ impl Application {
             executor_thread,
         } = self;
         crate::wecom_ops::spawn(state.clone());
+        crate::moments::spawn(state.clone());
         crate::routes::communities::spawn(state.clone());
         crate::routes::fission::spawn(state.clone());
         crate::cache::spawn_warmer(state.clone());

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 /// One definition that refers to the one being deleted.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Referrer {
-    /// `journey`, `segment`, `autoreply rule`, `campaign`, `live code`, `group calendar`.
+    /// `journey`, `segment`, `autoreply rule`, `campaign`, `live code`, `group calendar`, `moment`.
     pub kind: &'static str,
     pub name: String,
     /// How to free the definition from this referrer.
@@ -125,15 +125,30 @@ fn journey(name: String, what: &str) -> Referrer {
     }
 }
 
-/// Journeys reading segment `name` (triggers, branch conditions).
-/// Segments reading it are the engine's to name (`Deleted::InUse`).
+/// Journeys reading segment `name` (triggers, branch conditions) and
+/// planned Moments posts showing to it. Segments reading it are the
+/// engine's to name (`Deleted::InUse`).
 pub fn of_segment(store: &mut dyn Store, name: &str) -> Result<Vec<Referrer>, ApiError> {
-    Ok(
-        journeys_reading(store, |r| r.segments.borrow().contains(name))?
-            .into_iter()
-            .map(|j| journey(j, &format!("segment `{name}`")))
-            .collect(),
-    )
+    let mut out: Vec<Referrer> = journeys_reading(store, |r| r.segments.borrow().contains(name))?
+        .into_iter()
+        .map(|j| journey(j, &format!("segment `{name}`")))
+        .collect();
+    let mut skipped = Vec::new();
+    for p in siyu_growth::moments::list(store, &mut skipped)? {
+        if p.status == siyu_growth::moments::Status::Planned
+            && p.audience.segment.as_deref() == Some(name)
+        {
+            out.push(Referrer {
+                kind: "moment",
+                fix: format!(
+                    "PUT /v1/moments/{} with another audience, or DELETE /v1/moments/{} to cancel it",
+                    p.id, p.id
+                ),
+                name: p.id,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Everything that sends template `name`: running journeys, auto-reply

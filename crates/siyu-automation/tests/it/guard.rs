@@ -563,3 +563,97 @@ proptest! {
         }
     }
 }
+
+/// A Moments post: consent and the opt-out apply, then only its own cap
+/// per local day; it neither counts against nor is held by the message
+/// caps, and quiet hours do not delay it.
+#[test]
+fn a_moment_has_its_own_daily_cap_and_leaves_the_message_caps_alone() {
+    let policy = Policy {
+        moments_per_local_day: 2,
+        ..Policy::default()
+    };
+    let moment = req("wecom", Marketing, SendKind::Moment);
+    let none = Consent::default();
+    let decide_with = |history: &[SendRecord], consent: &Consent, opted_out: bool, now: i64| {
+        decide(
+            &policy,
+            &Contact {
+                opted_out,
+                consent,
+                timezone: None,
+                history,
+            },
+            &moment,
+            now,
+        )
+    };
+    // Two marketing messages this week (the message cap is full): a post still goes.
+    let messages = vec![
+        rec(NOON_SH - DAY, "wecom", Marketing, Direct),
+        rec(NOON_SH - 2 * DAY, "wecom", Marketing, Mass),
+    ];
+    assert_eq!(
+        decide_with(&messages, &none, false, NOON_SH),
+        Decision::Send
+    );
+    // 23:00 in Shanghai: quiet hours, yet a post is not delayed.
+    assert_eq!(
+        decide_with(&[], &none, false, NOON_SH + 11 * 3600),
+        Decision::Send
+    );
+    // Two posts reached the person today (Shanghai day): the third is capped.
+    let two = vec![
+        rec(NOON_SH - 3600, "wecom", Marketing, SendKind::Moment),
+        rec(NOON_SH - 11 * 3600, "wecom", Marketing, SendKind::Moment),
+    ];
+    assert_eq!(
+        decide_with(&two, &none, false, NOON_SH),
+        Decision::Suppress {
+            reason: SuppressReason::MomentCap
+        }
+    );
+    assert_eq!(SuppressReason::MomentCap.code(), "moment_cap");
+    // One of them was yesterday (local): room for one more.
+    let one_today = vec![
+        rec(NOON_SH - 3600, "wecom", Marketing, SendKind::Moment),
+        rec(
+            NOON_SH - 12 * 3600 - 1,
+            "wecom",
+            Marketing,
+            SendKind::Moment,
+        ),
+    ];
+    assert_eq!(
+        decide_with(&one_today, &none, false, NOON_SH),
+        Decision::Send
+    );
+    // Opted out, or WeCom revoked: left out before any cap.
+    assert_eq!(
+        decide_with(&[], &none, true, NOON_SH),
+        Decision::Suppress {
+            reason: SuppressReason::OptedOut
+        }
+    );
+    let revoked = Consent::from_entries(&[entry(NOON_SH - DAY, Some("wecom"), false)]);
+    assert_eq!(
+        decide_with(&[], &revoked, false, NOON_SH).code(),
+        "no_consent"
+    );
+    // Posts never fill the message caps: a direct message after three posts goes.
+    let posts = vec![rec(NOON_SH - 60, "wecom", Marketing, SendKind::Moment); 3];
+    let direct = decide(
+        &policy,
+        &Contact {
+            opted_out: false,
+            consent: &none,
+            timezone: None,
+            history: &posts,
+        },
+        &req("wecom", Marketing, Direct),
+        NOON_SH,
+    );
+    assert_eq!(direct, Decision::Send);
+    // The default: one post a customer a day.
+    assert_eq!(Policy::default().moments_per_local_day, 1);
+}

@@ -60,8 +60,10 @@ fn faults_are_reported_with_their_paths() {
     v["steps"]["vip?"]["condition"] = json!("in_segment(\"gold\") and purchases >=");
     v["steps"]["pause"]["duration"] = json!("soon");
     v["trigger"] = json!({"type": "schedule", "cron": "61 * * * *"});
+    v["steps"]["hello"]["kind"] = json!("moment");
     let errs = compile(v).unwrap_err();
     let has = |p: &str| errs.iter().any(|e| e.starts_with(p));
+    assert!(has("steps.hello.kind: a journey sends"), "{errs:#?}");
     assert!(has("steps.hello.next: names no step"), "{errs:#?}");
     assert!(
         has("steps.coupon.template: unknown template \"missing\""),

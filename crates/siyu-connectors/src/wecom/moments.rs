@@ -35,6 +35,16 @@ use serde_json::{json, Value};
 use super::{str_field, WeComConnector};
 use crate::SendError;
 
+/// The prefix of the corp tag siyu gives each post's audience
+/// (`siyu-moment-<plan>`): a tag of siyu's own making, never mirrored back
+/// into siyu's tags by the customer-edit callback (`sync::tags_event`).
+pub const MOMENT_TAG_PREFIX: &str = "siyu-moment-";
+
+/// The corp tag of plan `id`'s audience.
+pub fn moment_tag_name(id: &str) -> String {
+    format!("{MOMENT_TAG_PREFIX}{id}")
+}
+
 /// WeCom's limits on one post.
 pub const MAX_TEXT_CHARS: usize = 2000;
 pub const MAX_ATTACHMENTS: usize = 9;

@@ -452,6 +452,7 @@ pub fn tags_event(
         .iter()
         .flat_map(|f| &f.tags)
         .filter(|t| t.kind == 1 && !t.tag_name.is_empty())
+        .filter(|t| !t.tag_name.starts_with(super::moments::MOMENT_TAG_PREFIX))
         .map(|t| t.tag_name.as_str())
         .collect();
     wecom.sort_unstable();

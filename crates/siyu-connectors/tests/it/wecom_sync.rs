@@ -333,7 +333,7 @@ async fn an_edited_contact_is_read_and_its_corp_tags_become_siyu_tags() {
     server.then(
         "/cgi-bin/externalcontact/get",
         200,
-        r#"{"errcode":0,"errmsg":"ok","external_contact":{"external_userid":"wmT","name":"李四","type":1,"avatar":"","gender":1,"unionid":"u1"},"follow_user":[{"userid":"zhangsan","remark":"","description":"","createtime":1525779812,"tags":[{"group_name":"客户等级","tag_name":"复购","tag_id":"et2","type":1},{"group_name":"","tag_name":"个人","type":2}],"state":""},{"userid":"lisi","createtime":1525779813,"tags":[{"group_name":"客户等级","tag_name":"VIP","tag_id":"et1","type":1}]}]}"#,
+        r#"{"errcode":0,"errmsg":"ok","external_contact":{"external_userid":"wmT","name":"李四","type":1,"avatar":"","gender":1,"unionid":"u1"},"follow_user":[{"userid":"zhangsan","remark":"","description":"","createtime":1525779812,"tags":[{"group_name":"客户等级","tag_name":"复购","tag_id":"et2","type":1},{"group_name":"","tag_name":"个人","type":2}],"state":""},{"userid":"lisi","createtime":1525779813,"tags":[{"group_name":"客户等级","tag_name":"VIP","tag_id":"et1","type":1},{"group_name":"siyu","tag_name":"siyu-moment-m1","tag_id":"etM1","type":1}]}]}"#,
     );
     let w = wecom(&server);
     let detail = w.contact("wmT").await.unwrap();
@@ -355,7 +355,7 @@ async fn an_edited_contact_is_read_and_its_corp_tags_become_siyu_tags() {
     assert_eq!(
         t.tags,
         ["复购"],
-        "every member's corp tags, not a member's own"
+        "every member's corp tags, not a member's own, nor a Moments post's audience tag"
     );
     assert_eq!(
         t.remove_tags,

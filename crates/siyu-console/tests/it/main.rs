@@ -190,6 +190,7 @@ async fn serves_the_page_and_assets_with_a_strict_csp() {
         "growth.js",
         "i18n.js",
         "partners.js",
+        "moments.js",
         "app.css",
         "favicon.svg",
     ] {

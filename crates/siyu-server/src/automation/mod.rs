@@ -728,7 +728,7 @@ struct ApiCallParts {
 }
 
 /// Converts the ledger's storage row to the guard's entry.
-fn consent_entry(r: &ConsentRow) -> ConsentEntry {
+pub(crate) fn consent_entry(r: &ConsentRow) -> ConsentEntry {
     let source = match r.source.as_str() {
         "opt_out_event" => ConsentSource::OptOutEvent,
         "unsubscribe_link" => ConsentSource::UnsubscribeLink,
@@ -2273,11 +2273,8 @@ impl Executor {
                 .collect();
             entries.sort_by_key(|e| e.ts);
             let consent = Consent::from_entries(entries.iter().copied());
-            let ledger_has_global = !consent_is_default(&consent);
-            let revoked_globally =
-                consent.state(&message_channel) == guard::ConsentState::RevokedGlobal;
             let contact = guard::Contact {
-                opted_out: (opted_out && !ledger_has_global) || revoked_globally,
+                opted_out: effective_opt_out(opted_out, &consent, &message_channel),
                 consent: &consent,
                 timezone: tz.as_deref(),
                 history: self.ledger.history(&canonical),
@@ -2477,10 +2474,8 @@ impl Executor {
         let consent = Consent::from_entries(entries.iter().copied());
         // An opt_out event is in the ledger; one from before the ledger
         // existed (imported history) still counts unless granted since.
-        let ledger_has_global = !consent_is_default(&consent);
-        let revoked_globally = consent.state(&channel) == guard::ConsentState::RevokedGlobal;
         let contact = guard::Contact {
-            opted_out: (opted_out && !ledger_has_global) || revoked_globally,
+            opted_out: effective_opt_out(opted_out, &consent, &channel),
             consent: &consent,
             timezone: tz.as_deref(),
             history: self.ledger.history(&canonical),
@@ -2930,6 +2925,16 @@ pub fn link_secret(config: &crate::config::Config) -> anyhow::Result<Vec<u8>> {
 
 fn consent_is_default(c: &Consent) -> bool {
     *c == Consent::default()
+}
+
+/// The opt-out `guard::decide` is given for a send on `channel`: the
+/// engine's (an `opt_out` event, imported history too) unless the ledger
+/// has a word since, or a global revocation in the ledger. The executor's
+/// sends and the Moments audience (`crate::moments`) read it here.
+pub(crate) fn effective_opt_out(engine_opted_out: bool, consent: &Consent, channel: &str) -> bool {
+    let ledger_has_global = !consent_is_default(consent);
+    let revoked_globally = consent.state(channel) == guard::ConsentState::RevokedGlobal;
+    (engine_opted_out && !ledger_has_global) || revoked_globally
 }
 
 fn event_kind(ev: &Event) -> &str {

@@ -904,6 +904,11 @@ async fn mass_send(State(state): State<AppState>, body: Bytes) -> Result<Json<Qu
             "segment or identities: name who to send to".into(),
         ));
     }
+    if m.kind == siyu_automation::guard::SendKind::Moment {
+        return Err(ApiError::InvalidDefinition(
+            "kind: a send is `direct` or `mass`; plan Moments posts under /v1/moments".into(),
+        ));
+    }
     let id = m.id.clone();
     let queued = state
         .0

@@ -18,6 +18,7 @@ pub mod events;
 pub mod fission;
 pub mod keys;
 pub mod live;
+pub mod moments;
 pub mod ops;
 pub mod orders;
 pub mod partners;
@@ -39,6 +40,7 @@ pub fn all() -> Vec<Route> {
     routes.extend(automation::routes());
     routes.extend(fission::routes());
     routes.extend(content::routes());
+    routes.extend(moments::routes());
     routes.extend(communities::routes());
     routes.extend(orders::routes());
     routes.extend(callbacks::routes());

@@ -22,6 +22,7 @@ mod ingest;
 mod live;
 mod llm;
 mod local_time;
+mod moments;
 mod nesting;
 mod observability;
 mod orders;

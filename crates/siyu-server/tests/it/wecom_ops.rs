@@ -28,7 +28,7 @@ const EC: &str = "/cgi-bin/externalcontact";
 /// `{"errcode":0}`. The first call of the test's first path after the
 /// token meets `42001` when `expire_once` is set.
 #[derive(Clone, Default)]
-struct FakeWeCom {
+pub(crate) struct FakeWeCom {
     requests: Arc<Mutex<Vec<(String, Value)>>>,
     scripts: Arc<Mutex<HashMap<String, VecDeque<Value>>>>,
     defaults: Arc<Mutex<HashMap<String, Value>>>,
@@ -36,7 +36,7 @@ struct FakeWeCom {
 }
 
 impl FakeWeCom {
-    async fn start() -> (FakeWeCom, String) {
+    pub(crate) async fn start() -> (FakeWeCom, String) {
         let fake = FakeWeCom::default();
         let f = fake.clone();
         let app = axum::Router::new().fallback(
@@ -82,7 +82,7 @@ impl FakeWeCom {
         (fake, url)
     }
 
-    fn then(&self, key: &str, answer: Value) {
+    pub(crate) fn then(&self, key: &str, answer: Value) {
         self.scripts
             .lock()
             .unwrap()
@@ -91,14 +91,14 @@ impl FakeWeCom {
             .push_back(answer);
     }
 
-    fn always(&self, key: &str, answer: Value) {
+    pub(crate) fn always(&self, key: &str, answer: Value) {
         self.defaults
             .lock()
             .unwrap()
             .insert(key.to_string(), answer);
     }
 
-    fn bodies(&self, path: &str) -> Vec<Value> {
+    pub(crate) fn bodies(&self, path: &str) -> Vec<Value> {
         self.requests
             .lock()
             .unwrap()
@@ -113,13 +113,18 @@ impl FakeWeCom {
     }
 }
 
-fn ec(p: &str) -> String {
+pub(crate) fn ec(p: &str) -> String {
     format!("{EC}{p}")
 }
 
-async fn wecom_app() -> (TestApp, FakeWeCom) {
+pub(crate) async fn wecom_app() -> (TestApp, FakeWeCom) {
+    wecom_app_on(crate::Backend::Sqlite).await
+}
+
+/// [`wecom_app`] on either store.
+pub(crate) async fn wecom_app_on(backend: crate::Backend) -> (TestApp, FakeWeCom) {
     let (fake, url) = FakeWeCom::start().await;
-    let app = TestApp::spawn_with(crate::Backend::Sqlite, 1 << 20, |c| {
+    let app = TestApp::spawn_with(backend, 1 << 20, |c| {
         c.connectors.wecom = Some(WeComConfig {
             base_url: url,
             corp_id: CORP.into(),
