@@ -352,6 +352,14 @@ fn build_brand(addr: &str) {
         "/v1/partners/koc/arrivals",
         json!({"identity": "douyin:n1", "code": code, "device": "phone-9"}),
     );
+    // A Moments post planned for 2030: it stays planned.
+    call(
+        addr,
+        "POST",
+        "/v1/moments",
+        json!({"id": "m2030", "senders": ["alice"], "at": 1_893_456_000, "text": "新品上架",
+               "audience": {"tags": ["vip"]}}),
+    );
     // The erasure leaves a hole in the log and pseudonyms behind.
     call(addr, "DELETE", "/v1/persons/douyin:gone", Value::Null);
 }
@@ -542,6 +550,7 @@ fn listing_paths(addr: &str) -> Vec<String> {
             vec!["/v1/campaigns/c1/rewards"],
         ),
         ("/v1/partners/{id}", vec!["/v1/partners/koc"]),
+        ("/v1/moments/{id}", vec!["/v1/moments/m2030"]),
         ("/v1/partners/{id}/link", vec!["/v1/partners/koc/link"]),
         // A fixed instant: the default (now) is in the answer.
         (
