@@ -25,9 +25,12 @@ curl -sf "$url/openapi.json" >"$work/openapi.json"
 status=0
 # Every check is on by default; no `--checks all`, which would override
 # the per-route settings in schemathesis.toml.
+# One worker: with two, hypothesis parses lambda sources on two threads at
+# once, which CPython 3.11's parser can fail at ("AST constructor recursion
+# depth mismatch", cpython#106905): a tool error, not an API fault.
 .venv/bin/schemathesis --config-file schemathesis.toml run "$url/openapi.json" \
   -H "Authorization: Bearer $TOKEN" --max-examples "$EXAMPLES" \
-  --seed 1 --workers 2 --no-color || status=$?
+  --seed 1 --workers 1 --no-color || status=$?
 if grep -q panicked "$work/serve.log"; then
   echo "siyu panicked during the schemathesis run:"; grep -A3 panicked "$work/serve.log"; status=1
 fi
