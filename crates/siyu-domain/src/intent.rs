@@ -165,6 +165,15 @@ pub fn deserialize_lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Int
     })
 }
 
+/// [`deserialize_lenient`] for a list (`["price", "购买意向"]`).
+pub fn deserialize_lenient_vec<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<Intent>, D::Error> {
+    #[derive(Deserialize)]
+    struct One(#[serde(deserialize_with = "deserialize_lenient")] Intent);
+    Ok(Vec::<One>::deserialize(d)?.into_iter().map(|o| o.0).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

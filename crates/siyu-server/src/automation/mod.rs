@@ -44,6 +44,7 @@ use siyu_automation::guard::{
 use siyu_automation::history::{history_skip, HistorySkip};
 use siyu_automation::journey::{Catalog, Compiled, CompiledTrigger, Journey};
 use siyu_automation::keyword::{self, RuleSet};
+use siyu_domain::intent::Intent;
 use siyu_automation::machine::{
     self, Action, Enrollment, EventView, Input, LastEntry, PersonView, ReplyTo,
 };
@@ -1334,6 +1335,7 @@ impl Executor {
             channel: ev.channel.as_str(),
             name: ev.name.as_deref(),
             text: ev.text.as_deref(),
+            intent: Intent::of_event(ev),
         };
         // Consent: an opt_out event, or a reply that says unsubscribe.
         if ev.event_type == EventType::OptOut {
@@ -1709,7 +1711,9 @@ impl Executor {
         let Some(rules) = &self.defs.rules else {
             return;
         };
-        let Some(rule) = rules.first(ev.channel.as_str(), event_kind(ev), text) else {
+        let Some(rule) =
+            rules.first_with_intent(ev.channel.as_str(), event_kind(ev), text, Intent::of_event(ev))
+        else {
             return;
         };
         let rule = rule.clone();
