@@ -38,6 +38,7 @@ pub mod error;
 pub mod h5;
 pub mod inbound;
 pub mod ingest;
+pub mod intents;
 pub mod leader;
 pub mod links;
 pub mod log_pass;

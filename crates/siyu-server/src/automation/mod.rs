@@ -444,13 +444,21 @@ pub struct Definitions {
     pub templates: HashMap<String, (Template, template::Compiled)>,
     pub rules: Option<RuleSet>,
     pub policy: Policy,
+    /// What a live message's intent does by itself (`crate::intents`).
+    pub intents: crate::intents::IntentSettings,
     /// Stored definitions that were skipped (see `quarantine`).
     pub broken: Vec<Broken>,
 }
 
 /// The settings keys and prefixes [`load_definitions`] loads (and
 /// quarantines under).
-pub const DEFINITION_KEYS: [&str; 4] = [TEMPLATE_PREFIX, JOURNEY_PREFIX, RULES_KEY, POLICY_KEY];
+pub const DEFINITION_KEYS: [&str; 5] = [
+    TEMPLATE_PREFIX,
+    JOURNEY_PREFIX,
+    RULES_KEY,
+    POLICY_KEY,
+    crate::intents::KEY,
+];
 
 impl Definitions {
     pub fn current(&self, journey: &str) -> Option<&Arc<Compiled>> {
@@ -577,6 +585,10 @@ pub fn load_definitions(store: &mut dyn Store, engine: &Engine) -> anyhow::Resul
         },
         Err(broken) => defs.broken.push(broken),
     }
+    match readable_setting(store, crate::intents::KEY)? {
+        Ok(v) => defs.intents = crate::intents::IntentSettings::from_setting(v),
+        Err(broken) => defs.broken.push(broken),
+    }
     // A policy naming no default_timezone follows the workspace time zone.
     let tz = crate::zone::load_time_zone(store)?;
     if let Ok(p) = crate::zone::policy_in_zone(None, &tz) {
@@ -697,6 +709,10 @@ pub struct Executor {
     /// id) → task key. Checked against the store before being trusted
     /// (an operator may have closed the task).
     open_leads: HashMap<(String, String), String>,
+    /// When a hot intent last made a lead task, per (intent, person):
+    /// with the tasks' keys (one per window-long period), at most one
+    /// task per person and intent within `lead_window_secs`.
+    intent_leads: HashMap<(Intent, String), i64>,
     /// Set while this node leads (`crate::leader`): every commit carries
     /// it. `None`: standing by — no timers, sweeps, triggers or
     /// deliveries; requests' work is committed for the leader to pick up.
@@ -800,6 +816,7 @@ impl Executor {
             skipped_history: BTreeMap::new(),
             replied: HashMap::new(),
             open_leads: HashMap::new(),
+            intent_leads: HashMap::new(),
             fence: None,
             leadership,
             wecom_sends_are_mass,
@@ -1352,6 +1369,7 @@ impl Executor {
                     self.auto_reply(&identity, ev, text, skip, now);
                 }
             }
+            self.intent_effects(&identity, ev, skip, now);
         }
         // Journeys this event triggers: the person is read once, under one
         // engine lock, and only when some journey has an event trigger.
@@ -1787,6 +1805,92 @@ impl Executor {
             }
         }
         self.metrics.auto_replies.inc();
+    }
+
+    /// What a live inbound message's intent does by itself
+    /// (`crate::intents::IntentSettings`): the intent's tags the person
+    /// does not have yet (one outbox key per person and tag, so never
+    /// twice), and for a hot intent a lead task for the person's owner
+    /// (the `operator` trait; without one the unassigned pool), keyed by
+    /// intent, person and window-long period, and skipped while this
+    /// executor made one for them within the window. Never for history.
+    fn intent_effects(
+        &mut self,
+        identity: &str,
+        ev: &Event,
+        skip: Option<HistorySkip>,
+        now: i64,
+    ) {
+        let Some(intent) = Intent::of_event(ev) else {
+            return;
+        };
+        let settings = &self.defs.intents;
+        let tags = settings.auto_tags.get(&intent).cloned().unwrap_or_default();
+        let hot = settings.hot.contains(&intent);
+        if tags.is_empty() && !hot {
+            return;
+        }
+        if crate::intents::confidence_of(ev) < settings.min_confidence {
+            self.metrics.skipped("intent", "low_confidence", 1);
+            return;
+        }
+        if let Some(why) = skip {
+            self.metrics.skipped("intent", why.as_str(), 1);
+            return;
+        }
+        let window = settings.lead_window_secs.max(1) as i64;
+        let (canonical, held, owner) = {
+            let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
+            let Some(slot) = engine.person_of(identity) else {
+                return;
+            };
+            let extra = engine.person(slot).and_then(|p| p.extra.as_deref());
+            (
+                engine.canonical_id(slot).to_string(),
+                extra.map(|x| x.tags.clone()).unwrap_or_default(),
+                extra
+                    .and_then(|x| x.traits.get("operator"))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
+            )
+        };
+        for tag in tags.into_iter().filter(|t| !held.contains(t)) {
+            self.queue_action(
+                Action::AddTag {
+                    key: format!("i/tag/{canonical}/{tag}"),
+                    tag,
+                },
+                identity,
+                None,
+                now,
+            );
+        }
+        if !hot {
+            return;
+        }
+        let fired = (intent, canonical.clone());
+        if let Some(&at) = self.intent_leads.get(&fired) {
+            if (ev.ts - at).abs() < window {
+                self.metrics.skipped("lead", "intent_window", 1);
+                return;
+            }
+        }
+        self.intent_leads.insert(fired, ev.ts);
+        self.commit.tasks.push(TaskRow {
+            key: format!(
+                "i/{}/{canonical}/{}",
+                intent.id(),
+                ev.ts.div_euclid(window)
+            ),
+            created_at: now,
+            identity: identity.to_string(),
+            journey: None,
+            operator: owner,
+            title: format!("lead: {} ({})", intent.name_zh(), intent.id()),
+            note: ev.text.as_deref().unwrap_or("").chars().take(200).collect(),
+            due: None,
+            done_at: None,
+        });
     }
 
     /// Whether the rule's last lead task for this person is still open
