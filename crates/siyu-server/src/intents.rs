@@ -239,13 +239,19 @@ mod tests {
         let c = p[CONFIDENCE_PROPERTY].as_f64().unwrap();
         assert!(c > 0.0 && c <= 1.0, "{c}");
         assert_eq!(Intent::of_event(&events[1]), Some(Intent::Complaint));
-        assert!(!events[1].properties.as_ref().unwrap().contains_key(CONFIDENCE_PROPERTY));
+        assert!(!events[1]
+            .properties
+            .as_ref()
+            .unwrap()
+            .contains_key(CONFIDENCE_PROPERTY));
         assert!(events[2].properties.is_none(), "no text, no intent");
     }
 
     #[test]
     fn settings_default_and_name_the_faulty_field() {
-        let s: IntentSettings = serde_json::from_str(r#"{"auto_tags": {"price": ["询价客户"]}, "hot": ["购买意向"]}"#).unwrap();
+        let s: IntentSettings =
+            serde_json::from_str(r#"{"auto_tags": {"price": ["询价客户"]}, "hot": ["购买意向"]}"#)
+                .unwrap();
         assert_eq!(s.hot, [Intent::Buy]);
         assert_eq!(s.lead_window_secs, 86_400);
         s.check().unwrap();
@@ -257,6 +263,10 @@ mod tests {
             lead_window_secs: 1,
             ..s
         };
-        assert!(bad.check().unwrap_err().to_string().contains("lead_window_secs"));
+        assert!(bad
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("lead_window_secs"));
     }
 }

@@ -44,13 +44,13 @@ use siyu_automation::guard::{
 use siyu_automation::history::{history_skip, HistorySkip};
 use siyu_automation::journey::{Catalog, Compiled, CompiledTrigger, Journey};
 use siyu_automation::keyword::{self, RuleSet};
-use siyu_domain::intent::Intent;
 use siyu_automation::machine::{
     self, Action, Enrollment, EventView, Input, LastEntry, PersonView, ReplyTo,
 };
 use siyu_automation::schedule::{self, Tz};
 use siyu_automation::template::{self, Template};
 use siyu_connectors::{Delivery, DeliverySink, Dispatcher, OutboundMessage};
+use siyu_domain::intent::Intent;
 use siyu_domain::{Channel, Event, EventType, Identity, Traits};
 use siyu_engine::Engine;
 use siyu_store::{
@@ -1729,9 +1729,12 @@ impl Executor {
         let Some(rules) = &self.defs.rules else {
             return;
         };
-        let Some(rule) =
-            rules.first_with_intent(ev.channel.as_str(), event_kind(ev), text, Intent::of_event(ev))
-        else {
+        let Some(rule) = rules.first_with_intent(
+            ev.channel.as_str(),
+            event_kind(ev),
+            text,
+            Intent::of_event(ev),
+        ) else {
             return;
         };
         let rule = rule.clone();
@@ -1814,13 +1817,7 @@ impl Executor {
     /// (the `operator` trait; without one the unassigned pool), keyed by
     /// intent, person and window-long period, and skipped while this
     /// executor made one for them within the window. Never for history.
-    fn intent_effects(
-        &mut self,
-        identity: &str,
-        ev: &Event,
-        skip: Option<HistorySkip>,
-        now: i64,
-    ) {
+    fn intent_effects(&mut self, identity: &str, ev: &Event, skip: Option<HistorySkip>, now: i64) {
         let Some(intent) = Intent::of_event(ev) else {
             return;
         };
@@ -1877,11 +1874,7 @@ impl Executor {
         }
         self.intent_leads.insert(fired, ev.ts);
         self.commit.tasks.push(TaskRow {
-            key: format!(
-                "i/{}/{canonical}/{}",
-                intent.id(),
-                ev.ts.div_euclid(window)
-            ),
+            key: format!("i/{}/{canonical}/{}", intent.id(), ev.ts.div_euclid(window)),
             created_at: now,
             identity: identity.to_string(),
             journey: None,

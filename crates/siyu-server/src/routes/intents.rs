@@ -52,7 +52,10 @@ async fn put_settings(
     let body: IntentSettings = parse_json(&body, "intent settings")?;
     body.check()?;
     let value = serde_json::to_value(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
-    with_store(&state, move |store| Ok(store.put_setting(KEY, Some(&value))?)).await?;
+    with_store(&state, move |store| {
+        Ok(store.put_setting(KEY, Some(&value))?)
+    })
+    .await?;
     state.0.automation.reload();
     Ok(Json(body))
 }

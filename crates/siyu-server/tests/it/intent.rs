@@ -1,0 +1,248 @@
+//! Issue 19.2, a message's intent used everywhere, over real HTTP: every
+//! inbound comment is stored with `properties.intent` (a caller's own
+//! kept, an unknown one a 400 naming the field); the segment condition
+//! `intent(last 7d) = "询价"` holds inside its window and not outside;
+//! an auto-reply rule matching by intent alone answers a live message
+//! and not imported history; the intent's auto-tag is added once; a hot
+//! intent makes one lead task, for the person's owner, listed in the
+//! inbox thread; bad settings are 422s naming the field.
+
+use crate::automation::{app_with_hook_on_fresh, wait_until};
+use crate::{Backend, TestApp};
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn timeline_comments(app: &TestApp, person: &str) -> Vec<Value> {
+    let (s, t) = app.get(&format!("/v1/persons/{person}/timeline")).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let events = t["events"].as_array().cloned().unwrap_or_default();
+    events
+        .into_iter()
+        .map(|item| item["event"].clone())
+        .filter(|e| e["type"] == "comment")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intent_annotates_segments_replies_tags_and_leads_the_owner() {
+    let (app, hook) = app_with_hook_on_fresh(Backend::Sqlite).await;
+    let (s, b) = app
+        .send(
+            "PUT",
+            "/v1/templates/price",
+            json!({"body": "您好，价格表已发您", "class": "transactional"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // A rule with no keywords at all: the intent alone (by its Chinese name).
+    let (s, b) = app
+        .send(
+            "PUT",
+            "/v1/autoreply",
+            json!([{"id": "by_intent", "intents": ["询价"], "reply_template": "price"}]),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app.get("/v1/intents/settings").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["hot"], json!(["buy", "price"]), "the defaults: {b}");
+    let (s, b) = app
+        .send(
+            "PUT",
+            "/v1/intents/settings",
+            json!({"auto_tags": {"price": ["询价客户"]}, "hot": ["询价"], "lead_window_secs": 3600}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["hot"], json!(["price"]), "stored as ids: {b}");
+
+    let now = siyu_server::writer::wall_clock();
+    let year_ago = now - 365 * 86_400;
+    // The owner, then two live price questions (neither says a keyword a
+    // rule lists), a stated intent, and a year-old question (history).
+    let events = json!([
+        {"ts": now - 5, "identity": "douyin:p1", "type": "identify", "traits": {"operator": "li"}, "id": "own"},
+        {"ts": now, "identity": "douyin:p1", "type": "comment", "text": "这个怎么卖？多少钱", "id": "m1"},
+        {"ts": now, "identity": "douyin:p1", "type": "comment", "text": "价格多少呀", "id": "m2"},
+        {"ts": now, "identity": "douyin:p2", "type": "comment", "text": "多少钱", "properties": {"intent": "complaint"}, "id": "s1"},
+        {"ts": year_ago, "identity": "douyin:old", "type": "comment", "text": "这个多少钱？", "id": "h1"}
+    ]);
+    let (s, b) = app.post_events(&events.to_string()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    // Annotated in the log, history included; a stated intent kept.
+    let p1 = timeline_comments(&app, "douyin:p1").await;
+    assert_eq!(p1.len(), 2, "{p1:?}");
+    for c in &p1 {
+        assert_eq!(c["properties"]["intent"], "price", "{c}");
+        let conf = c["properties"]["intent_confidence"].as_f64().unwrap();
+        assert!(conf > 0.0 && conf <= 1.0, "{c}");
+    }
+    let old = timeline_comments(&app, "douyin:old").await;
+    assert_eq!(old[0]["properties"]["intent"], "price", "{old:?}");
+    let stated = timeline_comments(&app, "douyin:p2").await;
+    assert_eq!(stated[0]["properties"]["intent"], "complaint", "{stated:?}");
+    assert!(stated[0]["properties"].get("intent_confidence").is_none());
+
+    // The live question gets the intent rule's reply, once (cooldown);
+    // the year-old one none.
+    let got = hook.wait_for(1).await;
+    assert_eq!(got[0]["body"], "您好，价格表已发您", "{got:?}");
+    assert_eq!(got[0]["recipient"], "p1", "{got:?}");
+
+    // The auto-tag, once; one lead task for the owner, in the thread.
+    let person = wait_until(&app, "/v1/persons/douyin:p1", |v| {
+        v.to_string().contains("询价客户")
+    })
+    .await;
+    wait_until(&app, "/v1/tasks?open=true", |v| {
+        v["tasks"].as_array().is_some_and(|t| !t.is_empty())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(hook.bodies().len(), 1, "one reply: {:?}", hook.bodies());
+    let (_, tasks) = app.get("/v1/tasks?open=true").await;
+    let tasks = tasks["tasks"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        tasks.len(),
+        1,
+        "one lead, none from history or complaints: {tasks:?}"
+    );
+    assert_eq!(tasks[0]["operator"], "li", "{tasks:?}");
+    assert_eq!(tasks[0]["identity"], "douyin:p1", "{tasks:?}");
+    assert!(
+        tasks[0]["key"].as_str().unwrap().starts_with("i/price/"),
+        "{tasks:?}"
+    );
+    let (_, thread) = app.get("/v1/conversations/douyin:p1").await;
+    assert_eq!(thread["tasks"][0]["key"], tasks[0]["key"], "{thread}");
+    let inbound: Vec<&Value> = thread["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["direction"] == "in")
+        .collect();
+    assert!(
+        inbound.iter().all(|m| m["intent"] == "price"),
+        "{inbound:?}"
+    );
+    let tag_adds = app.get("/v1/persons/douyin:p1/timeline").await.1["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|item| item["event"].to_string().contains("询价客户"))
+        .count();
+    assert_eq!(tag_adds, 1, "the tag added once: {person}");
+    let (_, old_person) = app.get("/v1/persons/douyin:old").await;
+    assert!(!old_person.to_string().contains("询价客户"), "{old_person}");
+
+    // Segments: inside the window and not outside; without one, ever.
+    let preview = |segment: &'static str| {
+        let app = &app;
+        async move {
+            let (s, b) = app
+                .send(
+                    "POST",
+                    "/v1/segments/preview",
+                    json!({ "segment": segment }),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{segment}: {b}");
+            let mut sample: Vec<String> = b["sample"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect();
+            sample.sort();
+            sample
+        }
+    };
+    assert_eq!(preview(r#"intent(last 7d) = "询价""#).await, ["douyin:p1"]);
+    assert_eq!(
+        preview(r#"intent = "price""#).await,
+        ["douyin:old", "douyin:p1"]
+    );
+    assert_eq!(
+        preview(r#"intent(last 7d) = "complaint""#).await,
+        ["douyin:p2"]
+    );
+    let (s, b) = app
+        .send(
+            "PUT",
+            "/v1/segments/askers",
+            json!({"tree": {"kind": "intent", "intent": "price", "within": "7d"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["count"], 1, "{b}");
+    let (_, m) = app.get("/v1/segments/askers/members").await;
+    assert_eq!(m["members"], json!(["douyin:p1"]), "{m}");
+    let (_, seg) = app.get("/v1/segments/askers").await;
+    assert!(
+        seg.to_string().contains(r#"intent(last 1w) = \"price\""#),
+        "{seg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_intents_are_refused_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let (s, b) = app
+        .post_events(
+            r#"[{"ts": 1790000000, "identity": "douyin:x", "type": "comment", "text": "hi", "properties": {"intent": "pricey"}}]"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b.to_string().contains("properties.intent"), "{b}");
+    assert!(b.to_string().contains("ask_material"), "{b}");
+    for (body, field) in [
+        (json!({"auto_tags": {"price": [""]}}), "auto_tags.price[0]"),
+        (json!({"lead_window_secs": 5}), "lead_window_secs"),
+        (json!({"min_confidence": 2}), "min_confidence"),
+        (json!({"hot": ["pricey"]}), "unknown intent"),
+        (json!({"auto_tags": {"pricey": ["x"]}}), "pricey"),
+        (json!({"hots": []}), "hots"),
+    ] {
+        let (s, b) = app.send("PUT", "/v1/intents/settings", &body).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {b}");
+        assert!(
+            b["message"].as_str().unwrap().contains(field),
+            "{body}: {b}"
+        );
+    }
+    let (s, b) = app
+        .send(
+            "POST",
+            "/v1/segments/preview",
+            json!({"segment": "intent(last 7d) = \"pricey\""}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("after_sales"),
+        "{b}"
+    );
+    let (s, b) = app
+        .send(
+            "PUT",
+            "/v1/autoreply",
+            json!([{"id": "x", "intents": ["nope"]}]),
+        )
+        .await;
+    assert!(s.is_client_error(), "{s} {b}");
+    assert!(b.to_string().contains("unknown intent"), "{b}");
+    let (s, b) = app
+        .send(
+            "PUT",
+            "/v1/autoreply",
+            json!([{"id": "x", "reply_template": null}]),
+        )
+        .await;
+    assert!(s.is_client_error(), "{s} {b}");
+    assert!(b.to_string().contains("matcher"), "{b}");
+    let (s, b) = app.get("/v1/intents").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b[1], json!({"id": "price", "name_zh": "询价"}), "{b}");
+}
