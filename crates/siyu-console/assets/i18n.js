@@ -1392,3 +1392,44 @@ window.I18N.add({
     'ed.a.add': 'Add a rule',
   },
 });
+
+// A customer message's intent (/v1/intents): the inbox's badges and the
+// intent settings card (automation.js).
+window.I18N.add({
+  'zh-CN': {
+    'intent.ask_material': '求资料',
+    'intent.price': '询价',
+    'intent.buy': '购买意向',
+    'intent.after_sales': '售后',
+    'intent.complaint': '投诉',
+    'intent.opt_out': '退订',
+    'intent.other': '闲聊/其他',
+    'intent.confidence': '意图：{i}（置信度 {c}%）',
+    'intent.s.title': '意图自动打标签与热意向线索',
+    'intent.s.help': '每条客户消息入库时自动识别意图（properties.intent）。实时消息（非历史导入）按下表为客户打标签（每位客户每个标签一次）；“热意向”为客户的负责运营（operator）创建跟进任务，无负责人则进入待分配，同一客户同一意图在时间窗内只建一个。分群可写 intent(last 7d) = "询价"，自动回复规则和旅程触发可写 intents。',
+    'intent.s.intent': '意图',
+    'intent.s.tags': '自动标签（逗号分隔）',
+    'intent.s.hot': '热意向（建线索）',
+    'intent.s.window': '线索时间窗（小时）',
+    'intent.s.min_confidence': '最低置信度（0–1）',
+    'intent.s.saved': '意图设置已保存',
+  },
+  en: {
+    'intent.ask_material': 'Material',
+    'intent.price': 'Price',
+    'intent.buy': 'Buying',
+    'intent.after_sales': 'After-sales',
+    'intent.complaint': 'Complaint',
+    'intent.opt_out': 'Opt-out',
+    'intent.other': 'Other',
+    'intent.confidence': 'Intent: {i} (confidence {c}%)',
+    'intent.s.title': 'Intent auto-tags and hot-intent leads',
+    'intent.s.help': 'Every customer message is classified as it arrives (properties.intent). A live message (not imported history) tags its customer as below (once per customer and tag); a hot intent opens a follow-up task for the customer\'s owner (operator), else the unassigned pool, one per customer and intent within the window. Segments read intent(last 7d) = "price"; auto-reply rules and journey triggers take intents.',
+    'intent.s.intent': 'Intent',
+    'intent.s.tags': 'Auto-tags (comma-separated)',
+    'intent.s.hot': 'Hot (lead task)',
+    'intent.s.window': 'Lead window (hours)',
+    'intent.s.min_confidence': 'Minimum confidence (0–1)',
+    'intent.s.saved': 'Intent settings saved',
+  },
+});

@@ -455,6 +455,14 @@ window.InboxPages = function (ui) {
       return t({ auto_reply: 'ib.auto', journey: 'ib.journey', mass: 'ib.mass' }[m.source] || 'ib.automation');
     }
 
+    // An inbound message's intent (properties.intent, set at ingest).
+    function intentBadge(m) {
+      if (m.direction !== 'in' || !m.intent) return null;
+      const name = t('intent.' + m.intent);
+      const title = m.intent_confidence != null ? t('intent.confidence', { i: name, c: Math.round(m.intent_confidence * 100) }) : name;
+      return h('span', { class: 'badge ib-intent intent-' + m.intent, 'data-intent': m.intent, title }, name);
+    }
+
     function bubble(m) {
       const flags = (m.sensitive || []).map((s) => h('span', { class: 'ib-flag', title: s.id || s.rule, 'data-rule': s.id || s.rule }, '⚑ ' + t('ib.sensitive', { c: s.category || s.id || s.rule })));
       if (m.direction === 'event') {
@@ -473,6 +481,7 @@ window.InboxPages = function (ui) {
         h('div', { class: 'ib-bubble' }, h('div', { class: 'ib-text' }, m.text || ''), flags.length ? h('div', { class: 'ib-flags' }, flags) : null),
         h('div', { class: 'ib-msg-meta muted small' },
           out ? h('span', { class: 'ib-who' + (m.operator ? '' : ' auto') }, who(m)) : null,
+          intentBadge(m),
           m.channel ? I18N.channel(m.channel) : null,
           timeEl(m.at, zone.fmtLocal(m.at * 1000).slice(5)),
           status));
