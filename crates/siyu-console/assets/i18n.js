@@ -1413,6 +1413,9 @@ window.I18N.add({
     'intent.s.window': '线索时间窗（小时）',
     'intent.s.min_confidence': '最低置信度（0–1）',
     'intent.s.saved': '意图设置已保存',
+    'ed.a.m.none': '（仅按意图）',
+    'ed.a.m.none_help': '不看关键词：消息意图属于下方“意图”之一即命中。',
+    'ed.a.intents': '意图（如 price, buy 或 询价；命中关键词或意图之一即可）',
   },
   en: {
     'intent.ask_material': 'Material',
@@ -1431,5 +1434,8 @@ window.I18N.add({
     'intent.s.window': 'Lead window (hours)',
     'intent.s.min_confidence': 'Minimum confidence (0–1)',
     'intent.s.saved': 'Intent settings saved',
+    'ed.a.m.none': '(intent only)',
+    'ed.a.m.none_help': 'No keywords: a message whose intent is one of the intents below matches.',
+    'ed.a.intents': 'Intents (e.g. price, buy; a keyword or an intent match is enough)',
   },
 });

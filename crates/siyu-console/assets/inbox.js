@@ -310,7 +310,7 @@ window.InboxPages = function (ui) {
         const v = {
           name: c.display_name || showId(c.person), channel: c.channel, ago: c.last_message_at ? ago(c.last_message_at) : '', preview: c.preview || '',
           waiting: c.unanswered && c.unanswered_since ? t('ib.waiting', { n: c.unanswered, m: span(nowS() - c.unanswered_since) }) : null,
-          unanswered: c.unanswered, status: c.status, operator: c.operator || t('ib.unassigned'), lang: I18N.lang(),
+          unanswered: c.unanswered, status: c.status, operator: c.operator || t('ib.unassigned'), lang: I18N.lang(), intent: c.last_intent || null,
         };
         const sig = JSON.stringify(v);
         const kept = old.get(c.person);
@@ -322,6 +322,7 @@ window.InboxPages = function (ui) {
           h('div', { class: 'ib-row-meta' },
             v.waiting ? h('span', { class: 'badge ib-waiting', 'data-unanswered': String(c.unanswered) }, v.waiting) : null,
             c.status === 'resolved' ? h('span', { class: 'badge status-done' }, t('ib.resolved')) : null,
+            intentBadge({ direction: 'in', intent: v.intent }),
             h('span', { class: 'ib-op muted small' }, v.operator)));
         a.classList.toggle('active', c.person === open);
         return a;

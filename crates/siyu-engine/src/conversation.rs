@@ -112,6 +112,17 @@ impl Conversation {
             .map(|i| self.intents[i].1)
     }
 
+    /// The intent of the customer's newest message, if it carried one
+    /// (an intent whose newest message is at the newest inbound time).
+    pub fn last_in_intent(&self) -> Option<Intent> {
+        let (at, _, _) = self.last_in?;
+        self.intents
+            .iter()
+            .rev()
+            .find(|(_, t)| *t == at)
+            .map(|(i, _)| *i)
+    }
+
     /// A message to the customer (any source).
     pub fn outbound(&mut self, ts: Ts) {
         self.outbound += 1;

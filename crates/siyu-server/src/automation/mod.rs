@@ -709,9 +709,10 @@ pub struct Executor {
     /// id) → task key. Checked against the store before being trusted
     /// (an operator may have closed the task).
     open_leads: HashMap<(String, String), String>,
-    /// When a hot intent last made a lead task, per (intent, person):
-    /// with the tasks' keys (one per window-long period), at most one
-    /// task per person and intent within `lead_window_secs`.
+    /// When a hot intent last made a lead task, per (intent, person)
+    /// (the message's time; at start, the open ones' creation): with the
+    /// tasks' keys (one per window-long period), at most one task per
+    /// person and intent within `lead_window_secs`.
     intent_leads: HashMap<(Intent, String), i64>,
     /// Set while this node leads (`crate::leader`): every commit carries
     /// it. `None`: standing by — no timers, sweeps, triggers or
@@ -850,6 +851,7 @@ impl Executor {
         x.consent.clear();
         x.replied.clear();
         x.open_leads.clear();
+        x.intent_leads.clear();
         x.last_sweep = now;
         x.next_id = x.store.max_enrollment_id()?;
         for (journey, identity, entered_at, done) in x.store.entry_index()? {
@@ -889,6 +891,17 @@ impl Executor {
             }
         }
         for task in x.store.tasks(true, usize::MAX >> 2)? {
+            // An open hot-intent lead (`i/<intent>/<person>/<period>`):
+            // no second one within the window after a restart either.
+            let intent = task.key.strip_prefix("i/").and_then(|rest| {
+                rest.split_once('/')
+                    .and_then(|(id, _)| Intent::from_id(id))
+            });
+            if let Some(intent) = intent {
+                let person = x.canonical(&task.identity);
+                let at = x.intent_leads.entry((intent, person)).or_insert(task.created_at);
+                *at = (*at).max(task.created_at);
+            }
             if task.journey.is_none() {
                 if let Some(rule) = x.reply_rule_of(&task.key, "/lead") {
                     let person = x.canonical(&task.identity);

@@ -172,6 +172,8 @@ pub struct ConversationRow {
     pub tags: Vec<String>,
     /// The newest message's text (at most 80 characters).
     pub preview: Option<String>,
+    /// The intent of the customer's newest message (`properties.intent`).
+    pub last_intent: Option<siyu_domain::intent::Intent>,
 }
 
 fn row_of(e: &Engine, slot: PersonId, c: &Conversation) -> Option<ConversationRow> {
@@ -202,6 +204,7 @@ fn row_of(e: &Engine, slot: PersonId, c: &Conversation) -> Option<ConversationRo
             .map(|x| x.tags.clone())
             .unwrap_or_default(),
         preview: None,
+        last_intent: c.last_in_intent(),
     })
 }
 
