@@ -221,7 +221,7 @@ window.AutomationPages = function (ui) {
       tags: h('input', { id: 'intent-tags-' + i.id, value: ((s.auto_tags || {})[i.id] || []).join(', '), placeholder: i.id === 'price' ? '询价客户' : '', 'aria-label': t('intent.s.tags') + ' · ' + t('intent.' + i.id) }),
       hot: h('input', { type: 'checkbox', id: 'intent-hot-' + i.id, checked: (s.hot || []).includes(i.id) ? true : null, 'aria-label': t('intent.s.hot') + ' · ' + t('intent.' + i.id) }),
     }));
-    const windowIn = h('input', { id: 'intent-window', type: 'number', min: 1, max: 720, step: 'any', value: String((s.lead_window_secs || 86400) / 3600) });
+    const windowIn = h('input', { id: 'intent-window', type: 'number', min: 0, step: 'any', value: String((s.lead_window_secs || 86400) / 3600) });
     const confIn = h('input', { id: 'intent-min-confidence', type: 'number', min: 0, max: 1, step: 0.05, value: String(s.min_confidence != null ? s.min_confidence : 0.5) });
     const status = h('div', { id: 'intent-settings-status', 'aria-live': 'polite' });
     const form = h('form', { class: 'editor', id: 'intent-settings', onsubmit: async (e) => {

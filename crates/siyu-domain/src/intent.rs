@@ -171,7 +171,10 @@ pub fn deserialize_lenient_vec<'de, D: serde::Deserializer<'de>>(
 ) -> Result<Vec<Intent>, D::Error> {
     #[derive(Deserialize)]
     struct One(#[serde(deserialize_with = "deserialize_lenient")] Intent);
-    Ok(Vec::<One>::deserialize(d)?.into_iter().map(|o| o.0).collect())
+    Ok(Vec::<One>::deserialize(d)?
+        .into_iter()
+        .map(|o| o.0)
+        .collect())
 }
 
 #[cfg(test)]

@@ -246,7 +246,10 @@ mod tests {
             .contains_key(CONFIDENCE_PROPERTY));
         assert!(events[2].properties.is_none(), "no text, no intent");
         // The inbox browser test's comment.
-        assert_eq!(intent::classify("这个多少钱？可以私下转账吗").intent, Intent::Price);
+        assert_eq!(
+            intent::classify("这个多少钱？可以私下转账吗").intent,
+            Intent::Price
+        );
     }
 
     #[test]

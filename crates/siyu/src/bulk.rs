@@ -595,7 +595,10 @@ pub fn for_each_chunk(
             let cols = cols.clone();
             scope.spawn(move || {
                 for chunk in rx {
-                    if ptx.send(parse_chunk(chunk, format, &cols, intents)).is_err() {
+                    if ptx
+                        .send(parse_chunk(chunk, format, &cols, intents))
+                        .is_err()
+                    {
                         break;
                     }
                 }

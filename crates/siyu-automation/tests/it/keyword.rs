@@ -273,7 +273,10 @@ fn intents_match_by_the_message_s_intent_alone_or_beside_keywords() {
     assert_eq!(first("发一下", Some(Intent::AskMaterial)), Some("words"));
     assert_eq!(first("你好", Some(Intent::Other)), None);
     // Keywords alone still match without an intent.
-    assert_eq!(s.first("wecom", "comment", "资料").map(|r| r.id.as_str()), Some("words"));
+    assert_eq!(
+        s.first("wecom", "comment", "资料").map(|r| r.id.as_str()),
+        Some("words")
+    );
     let err = RuleSet::compile(vec![Rule {
         matcher: None,
         intents: vec![],
@@ -284,5 +287,8 @@ fn intents_match_by_the_message_s_intent_alone_or_beside_keywords() {
     let err = serde_json::from_str::<Vec<Rule>>(r#"[{"id": "x", "intents": ["pricey"]}]"#)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("unknown intent") && err.contains("after_sales"), "{err}");
+    assert!(
+        err.contains("unknown intent") && err.contains("after_sales"),
+        "{err}"
+    );
 }

@@ -893,13 +893,16 @@ impl Executor {
         for task in x.store.tasks(true, usize::MAX >> 2)? {
             // An open hot-intent lead (`i/<intent>/<person>/<period>`):
             // no second one within the window after a restart either.
-            let intent = task.key.strip_prefix("i/").and_then(|rest| {
-                rest.split_once('/')
-                    .and_then(|(id, _)| Intent::from_id(id))
-            });
+            let intent = task
+                .key
+                .strip_prefix("i/")
+                .and_then(|rest| rest.split_once('/').and_then(|(id, _)| Intent::from_id(id)));
             if let Some(intent) = intent {
                 let person = x.canonical(&task.identity);
-                let at = x.intent_leads.entry((intent, person)).or_insert(task.created_at);
+                let at = x
+                    .intent_leads
+                    .entry((intent, person))
+                    .or_insert(task.created_at);
                 *at = (*at).max(task.created_at);
             }
             if task.journey.is_none() {
@@ -1374,15 +1377,16 @@ impl Executor {
         let is_inbound_text = matches!(ev.event_type, EventType::Comment)
             || (ev.event_type == EventType::Custom && ev.name.as_deref() == Some("message"));
         if is_inbound_text {
+            let mut rule_lead = false;
             if let Some(text) = ev.text.as_deref() {
                 if guard::is_unsubscribe_reply(text) {
                     self.revoke(&identity, "reply_keyword", now);
                     self.opt_out_event(&identity, ev, now);
                 } else {
-                    self.auto_reply(&identity, ev, text, skip, now);
+                    rule_lead = self.auto_reply(&identity, ev, text, skip, now);
                 }
             }
-            self.intent_effects(&identity, ev, skip, now);
+            self.intent_effects(&identity, ev, skip, rule_lead, now);
         }
         // Journeys this event triggers: the person is read once, under one
         // engine lock, and only when some journey has an event trigger.
@@ -1731,6 +1735,8 @@ impl Executor {
     /// Answers an inbound text with the first matching rule, at most once
     /// per person and rule within the rule's `cooldown_secs`, with at most
     /// one open lead task per person and rule; never for history (`skip`).
+    /// Whether the rule that matched makes leads (then the message's hot
+    /// intent makes none of its own: one lead per message).
     fn auto_reply(
         &mut self,
         identity: &str,
@@ -1738,9 +1744,9 @@ impl Executor {
         text: &str,
         skip: Option<HistorySkip>,
         now: i64,
-    ) {
+    ) -> bool {
         let Some(rules) = &self.defs.rules else {
-            return;
+            return false;
         };
         let Some(rule) = rules.first_with_intent(
             ev.channel.as_str(),
@@ -1748,18 +1754,19 @@ impl Executor {
             text,
             Intent::of_event(ev),
         ) else {
-            return;
+            return false;
         };
         let rule = rule.clone();
         if let Some(why) = skip {
             self.metrics.skipped("auto_reply", why.as_str(), 1);
-            return;
+            return false;
         }
+        let leads = rule.create_lead || rule.assign_operator.is_some();
         let person = self.canonical(identity);
         let fired = (rule.id.clone(), person);
         if !keyword::cooled_down(&rule, self.replied.get(&fired).copied(), now) {
             self.metrics.skipped("auto_reply", "cooldown", 1);
-            return;
+            return leads;
         }
         self.replied.insert(fired.clone(), now);
         let base = format!(
@@ -1821,6 +1828,7 @@ impl Executor {
             }
         }
         self.metrics.auto_replies.inc();
+        leads
     }
 
     /// What a live inbound message's intent does by itself
@@ -1829,8 +1837,17 @@ impl Executor {
     /// twice), and for a hot intent a lead task for the person's owner
     /// (the `operator` trait; without one the unassigned pool), keyed by
     /// intent, person and window-long period, and skipped while this
-    /// executor made one for them within the window. Never for history.
-    fn intent_effects(&mut self, identity: &str, ev: &Event, skip: Option<HistorySkip>, now: i64) {
+    /// executor made one for them within the window, or when the
+    /// auto-reply rule that matched the message makes leads (`rule_lead`).
+    /// Never for history.
+    fn intent_effects(
+        &mut self,
+        identity: &str,
+        ev: &Event,
+        skip: Option<HistorySkip>,
+        rule_lead: bool,
+        now: i64,
+    ) {
         let Some(intent) = Intent::of_event(ev) else {
             return;
         };
@@ -1865,17 +1882,20 @@ impl Executor {
             )
         };
         for tag in tags.into_iter().filter(|t| !held.contains(t)) {
-            self.queue_action(
-                Action::AddTag {
-                    key: format!("i/tag/{canonical}/{tag}"),
-                    tag,
-                },
-                identity,
-                None,
-                now,
-            );
+            let key = format!("i/tag/{canonical}/{tag}");
+            // Two messages in one commit: one item (the store skips a key
+            // it holds, and the commit then schedules no item of that key).
+            if self.commit.outbox.iter().any(|o| o.key == key) {
+                continue;
+            }
+            self.queue_action(Action::AddTag { key, tag }, identity, None, now);
         }
         if !hot {
+            return;
+        }
+        if rule_lead {
+            // The auto-reply rule that answered it makes the lead.
+            self.metrics.skipped("lead", "rule_lead", 1);
             return;
         }
         let fired = (intent, canonical.clone());

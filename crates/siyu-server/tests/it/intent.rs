@@ -40,7 +40,10 @@ async fn an_intent_annotates_segments_replies_tags_and_leads_the_owner() {
         .send(
             "PUT",
             "/v1/autoreply",
-            json!([{"id": "by_intent", "intents": ["询价"], "reply_template": "price"}]),
+            json!([
+                {"id": "by_intent", "intents": ["询价"], "reply_template": "price"},
+                {"id": "quote", "matcher": {"contains": "报价单"}, "create_lead": true, "priority": 9}
+            ]),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
@@ -66,7 +69,8 @@ async fn an_intent_annotates_segments_replies_tags_and_leads_the_owner() {
         {"ts": now, "identity": "douyin:p1", "type": "comment", "text": "这个怎么卖？多少钱", "id": "m1"},
         {"ts": now, "identity": "douyin:p1", "type": "comment", "text": "价格多少呀", "id": "m2"},
         {"ts": now, "identity": "douyin:p2", "type": "comment", "text": "多少钱", "properties": {"intent": "complaint"}, "id": "s1"},
-        {"ts": year_ago, "identity": "douyin:old", "type": "comment", "text": "这个多少钱？", "id": "h1"}
+        {"ts": year_ago, "identity": "douyin:old", "type": "comment", "text": "这个多少钱？", "id": "h1"},
+        {"ts": now, "identity": "douyin:p3", "type": "comment", "text": "发个报价单", "properties": {"intent": "price"}, "id": "q1"}
     ]);
     let (s, b) = app.post_events(&events.to_string()).await;
     assert_eq!(s, StatusCode::OK, "{b}");
@@ -97,13 +101,27 @@ async fn an_intent_annotates_segments_replies_tags_and_leads_the_owner() {
     })
     .await;
     wait_until(&app, "/v1/tasks?open=true", |v| {
-        v["tasks"].as_array().is_some_and(|t| !t.is_empty())
+        v["tasks"].as_array().is_some_and(|t| t.len() >= 2)
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(hook.bodies().len(), 1, "one reply: {:?}", hook.bodies());
-    let (_, tasks) = app.get("/v1/tasks?open=true").await;
-    let tasks = tasks["tasks"].as_array().cloned().unwrap_or_default();
+    let (_, all) = app.get("/v1/tasks?open=true").await;
+    let all = all["tasks"].as_array().cloned().unwrap_or_default();
+    // p3's price question matched a rule that makes leads: that one only.
+    let p3: Vec<&Value> = all
+        .iter()
+        .filter(|t| t["identity"] == "douyin:p3")
+        .collect();
+    assert_eq!(p3.len(), 1, "{all:?}");
+    assert!(
+        p3[0]["key"].as_str().unwrap().starts_with("r/quote/"),
+        "{all:?}"
+    );
+    let tasks: Vec<Value> = all
+        .into_iter()
+        .filter(|t| t["identity"] != "douyin:p3")
+        .collect();
     assert_eq!(
         tasks.len(),
         1,
@@ -159,10 +177,17 @@ async fn an_intent_annotates_segments_replies_tags_and_leads_the_owner() {
             sample
         }
     };
-    assert_eq!(preview(r#"intent(last 7d) = "询价""#).await, ["douyin:p1"]);
+    assert_eq!(
+        preview(r#"intent(last 7d) = "询价""#).await,
+        ["douyin:p1", "douyin:p3"]
+    );
     assert_eq!(
         preview(r#"intent = "price""#).await,
-        ["douyin:old", "douyin:p1"]
+        ["douyin:old", "douyin:p1", "douyin:p3"]
+    );
+    assert_eq!(
+        preview(r#"intent = "price" and not intent(last 7d) = "price""#).await,
+        ["douyin:old"]
     );
     assert_eq!(
         preview(r#"intent(last 7d) = "complaint""#).await,
@@ -176,9 +201,11 @@ async fn an_intent_annotates_segments_replies_tags_and_leads_the_owner() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!(b["count"], 1, "{b}");
+    assert_eq!(b["count"], 2, "{b}");
     let (_, m) = app.get("/v1/segments/askers/members").await;
-    assert_eq!(m["members"], json!(["douyin:p1"]), "{m}");
+    let mut members: Vec<String> = serde_json::from_value(m["members"].clone()).unwrap();
+    members.sort();
+    assert_eq!(members, ["douyin:p1", "douyin:p3"], "{m}");
     let (_, seg) = app.get("/v1/segments/askers").await;
     assert!(
         seg.to_string().contains(r#"intent(last 1w) = \"price\""#),

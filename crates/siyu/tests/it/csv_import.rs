@@ -147,7 +147,11 @@ fn imported_comments_carry_their_intent() {
     .unwrap();
     let dir = base.join("d");
     let out = import(&dir, &csv);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = import(&dir, &jsonl);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(err.contains("properties.intent"), "{err}");
@@ -166,10 +170,31 @@ fn imported_comments_carry_their_intent() {
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
             .filter_map(|v| Some((v["id"].as_str()?.to_string(), v)))
             .collect();
-    assert_eq!(events["c1"]["properties"]["intent"], "price", "{:?}", events["c1"]);
-    assert!(events["c1"]["properties"]["intent_confidence"].as_f64().unwrap() > 0.0);
-    assert!(events["c2"].get("properties").is_none(), "{:?}", events["c2"]);
-    assert_eq!(events["j1"]["properties"]["intent"], "after_sales", "{:?}", events["j1"]);
-    assert_eq!(events["j2"]["properties"]["intent"], "complaint", "{:?}", events["j2"]);
+    assert_eq!(
+        events["c1"]["properties"]["intent"], "price",
+        "{:?}",
+        events["c1"]
+    );
+    assert!(
+        events["c1"]["properties"]["intent_confidence"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(
+        events["c2"].get("properties").is_none(),
+        "{:?}",
+        events["c2"]
+    );
+    assert_eq!(
+        events["j1"]["properties"]["intent"], "after_sales",
+        "{:?}",
+        events["j1"]
+    );
+    assert_eq!(
+        events["j2"]["properties"]["intent"], "complaint",
+        "{:?}",
+        events["j2"]
+    );
     assert!(!events.contains_key("j3"));
 }
