@@ -26,7 +26,19 @@ async fn timeline_comments(app: &TestApp, person: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_intent_annotates_segments_replies_tags_and_leads_the_owner() {
-    let (app, hook) = app_with_hook_on_fresh(Backend::Sqlite).await;
+    intent_used_everywhere(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intent_annotates_segments_replies_tags_and_leads_the_owner_on_postgres_too() {
+    if crate::pg_url().is_none() {
+        return;
+    }
+    intent_used_everywhere(Backend::Postgres).await;
+}
+
+async fn intent_used_everywhere(backend: Backend) {
+    let (app, hook) = app_with_hook_on_fresh(backend).await;
     let (s, b) = app
         .send(
             "PUT",
