@@ -263,7 +263,7 @@ pub fn explain(e: &Expr, p: &Person, ctx: &Ctx<'_>) -> Explanation {
         }),
         Expr::Intent { intent, .. } => Some(
             match p.conversation().and_then(|c| c.last_intent(*intent)) {
-                Some(t) => format!("newest at {t}"),
+                Some(t) => format!("newest at {}", siyu_domain::time::format_rfc3339(t as i64)),
                 None => "none".to_string(),
             },
         ),

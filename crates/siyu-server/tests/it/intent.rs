@@ -285,3 +285,50 @@ async fn wrong_intents_are_refused_naming_the_field() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b[1], json!({"id": "price", "name_zh": "询价"}), "{b}");
 }
+
+/// A journey's event trigger with `intents`: only inbound messages of
+/// those intents enroll (a stated one and a classified one), others not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journey_triggers_on_a_message_s_intent() {
+    let (app, hook) = app_with_hook_on_fresh(Backend::Sqlite).await;
+    let (s, b) = app
+        .send(
+            "PUT",
+            "/v1/templates/thanks",
+            json!({"body": "已为您下单预留", "class": "transactional"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let journey = json!({
+        "trigger": {"type": "event", "event": "comment", "intents": ["购买意向"]},
+        "start": "hi",
+        "steps": {"hi": {"type": "send", "template": "thanks", "channel": "webhook"}}
+    });
+    let (s, b) = app.send("PUT", "/v1/journeys/buyers", journey).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, j) = app.get("/v1/journeys/buyers").await;
+    assert!(j.to_string().contains(r#""intents":["buy"]"#), "{j}");
+    let now = siyu_server::writer::wall_clock();
+    let events = json!([
+        {"ts": now, "identity": "douyin:b1", "type": "comment", "text": "好的", "properties": {"intent": "buy"}, "id": "b1"},
+        {"ts": now, "identity": "douyin:b2", "type": "comment", "text": "你好呀", "properties": {"intent": "other"}, "id": "b2"},
+        {"ts": now, "identity": "douyin:b3", "type": "comment", "text": "质量太差了，我要投诉", "id": "b3"}
+    ]);
+    let (s, b) = app.post_events(&events.to_string()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let got = hook.wait_for(1).await;
+    assert_eq!(got[0]["body"], "已为您下单预留", "{got:?}");
+    assert!(got[0].to_string().contains("douyin:b1"), "{got:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        hook.bodies().len(),
+        1,
+        "only the buyer: {:?}",
+        hook.bodies()
+    );
+    let report = wait_until(&app, "/v1/journeys/buyers/report", |v| {
+        v["enrolled"] == json!(1)
+    })
+    .await;
+    assert_eq!(report["enrolled"], 1, "{report}");
+}
