@@ -52,9 +52,18 @@ fn wants_intent(e: &Event) -> bool {
 }
 
 /// Sets `properties.intent` and `properties.intent_confidence` on every
-/// comment with text and no intent.
+/// comment with text and no intent. A comment without a client id first
+/// gets the id the store would give it without the annotation
+/// (`siyu_store::content_id`), so a retry or a re-import still stores
+/// it once, whatever the model says this time and whether it was first
+/// stored before messages were annotated.
 pub fn annotate(events: &mut [Event]) {
     for e in events.iter_mut().filter(|e| wants_intent(e)) {
+        if e.id.is_none() {
+            e.id = siyu_store::EventRow::new(e)
+                .ok()
+                .map(|r| siyu_store::content_id(&r));
+        }
         let Some(text) = e.text.as_deref() else {
             continue;
         };
@@ -245,6 +254,12 @@ mod tests {
             .unwrap()
             .contains_key(CONFIDENCE_PROPERTY));
         assert!(events[2].properties.is_none(), "no text, no intent");
+        // Stored under the id its content had before the annotation.
+        let plain = comment("这个多少钱？");
+        let id = siyu_store::content_id(&siyu_store::EventRow::new(&plain).unwrap());
+        assert!(id.starts_with("c:"), "{id}");
+        assert_eq!(events[0].id.as_deref(), Some(id.as_str()));
+        assert_eq!(events[1].id, None, "a stated intent changes nothing");
         // The inbox browser test's comment.
         assert_eq!(
             intent::classify("这个多少钱？可以私下转账吗").intent,

@@ -286,6 +286,38 @@ async fn wrong_intents_are_refused_naming_the_field() {
     assert_eq!(b[1], json!({"id": "price", "name_zh": "询价"}), "{b}");
 }
 
+/// A comment without an id is stored once however often it is sent: it
+/// keeps the id its content had before the annotation, so a retry, and
+/// one stored before messages were annotated, are the same event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_less_comment_is_stored_once_across_the_annotation() {
+    let app = TestApp::spawn().await;
+    // Stored as before this feature: no intent.
+    tokio::task::block_in_place(|| {
+        let mut other = app.other_store();
+        let mut c = siyu_domain::Event::new(
+            1_790_000_000,
+            siyu_domain::Identity::parse("douyin:r1").unwrap(),
+            siyu_domain::EventType::Comment,
+            siyu_domain::Channel::parse("douyin").unwrap(),
+        );
+        c.text = Some("这个多少钱？".into());
+        other.append(&[c]).unwrap();
+    });
+    let body = r#"[{"ts": 1790000000, "identity": "douyin:r1", "type": "comment", "text": "这个多少钱？"},
+                   {"ts": 1790000001, "identity": "douyin:r1", "type": "comment", "text": "发货了吗"}]"#;
+    let (s, b) = app.post_events(body).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (b["accepted"].as_u64(), b["duplicates"].as_u64()),
+        (Some(1), Some(1)),
+        "{b}"
+    );
+    let (s, b) = app.post_events(body).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["duplicates"], 2, "a retry: {b}");
+}
+
 /// A journey's event trigger with `intents`: only inbound messages of
 /// those intents enroll (a stated one and a classified one), others not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
