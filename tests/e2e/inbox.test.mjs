@@ -180,6 +180,9 @@ try {
     // Flagged by the sensitive-word rule: a red mark with its category.
     assert.equal(await last.locator('.ib-flag').getAttribute('data-rule'), 'private_deal');
     assert.match(await last.locator('.ib-flag').textContent(), /敏感词：私下交易/);
+    // Its intent, read at ingest (properties.intent): a badge on the message.
+    assert.equal(await last.locator('.ib-intent').getAttribute('data-intent'), 'price');
+    assert.match(await last.locator('.ib-intent').textContent(), /询价/);
     // The list row follows too (its preview is the last message, in or out).
     await page.waitForFunction((p) => { const e = document.querySelector(`#inbox-list a.ib-row[data-person="${p}"] .ib-preview`); return e && !/我想了解/.test(e.textContent); }, FAN, { timeout: 10_000 });
     assert.equal(await page.evaluate(() => window.__noReload), true, 'the page was not reloaded');
@@ -324,6 +327,29 @@ try {
     await page.click('#nav a[data-page=dashboard]');
     await page.locator('#kpis').waitFor();
     assert.equal(await page.evaluate(() => window.__streams.filter((s) => s.readyState !== 2).length), 0);
+  });
+
+  await step('intent settings on the templates page: auto-tags and hot intents saved; a bad window is refused naming it', async () => {
+    await page.goto(url + '/#/templates');
+    await page.locator('#intent-settings').waitFor();
+    assert.equal(await page.isChecked('#intent-hot-price'), true, 'price is hot by default');
+    await page.fill('#intent-tags-price', '询价客户, 高意向');
+    await page.check('#intent-hot-ask_material');
+    await page.click('#intent-settings-save');
+    const api = async () => (await fetch(url + '/v1/intents/settings', { headers: { authorization: `Bearer ${key}` } })).json();
+    const deadline = Date.now() + 10_000;
+    let s = await api();
+    while (!(s.auto_tags && s.auto_tags.price) && Date.now() < deadline) { await new Promise((r) => setTimeout(r, 100)); s = await api(); }
+    assert.deepEqual(s.auto_tags, { price: ['询价客户', '高意向'] });
+    assert.deepEqual([...s.hot].sort(), ['ask_material', 'buy', 'price']);
+    await page.locator('#intent-tags-price').waitFor();
+    assert.equal(await page.inputValue('#intent-tags-price'), '询价客户, 高意向');
+    await page.fill('#intent-window', '0.001');
+    await page.click('#intent-settings-save');
+    await page.locator('#intent-settings-error').waitFor({ timeout: 10_000 });
+    assert.match(await page.textContent('#intent-settings-error'), /lead_window_secs/);
+    await page.locator('#intent-settings').scrollIntoViewIfNeeded();
+    await shot('intent-settings.png');
   });
 
   await step('an analyst sees the thread but cannot reply, assign or resolve', async () => {

@@ -32,14 +32,15 @@ fn main() {
     let rules: Vec<Rule> = (0..50)
         .map(|i| Rule {
             id: format!("r{i}"),
-            matcher: match i % 5 {
+            intents: vec![],
+            matcher: Some(match i % 5 {
                 0 => Matcher::Regex(format!("{}|{}", words[i % 20], words[(i + 7) % 20])),
                 1 => Matcher::AnyOf(vec![
                     format!("{}{i}", words[i % 20]),
                     words[(i + 3) % 20].to_string(),
                 ]),
                 _ => Matcher::Contains(format!("{}{}", words[i % 20], i)),
-            },
+            }),
             channels: if i % 3 == 0 {
                 vec!["douyin".into()]
             } else {

@@ -26,80 +26,14 @@
 //! counted once per message (binarized). `confidence` is the model's
 //! posterior, which naive Bayes tends to overstate.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// The training corpus (`label<TAB>text` lines).
 pub const TRAIN_TSV: &str = include_str!("../data/intents/train.tsv");
 
-/// What a customer's message asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Intent {
-    /// 求资料: material, a link, details, pictures.
-    AskMaterial,
-    /// 询价: the price.
-    Price,
-    /// 购买意向: ready to buy.
-    Buy,
-    /// 售后: returns, exchanges, broken goods, delivery.
-    AfterSales,
-    /// 投诉: a complaint.
-    Complaint,
-    /// 退订: no more messages.
-    OptOut,
-    /// 闲聊/其他: anything else.
-    Other,
-}
-
-impl Intent {
-    /// Every intent, in a fixed order.
-    pub const ALL: [Intent; 7] = [
-        Intent::AskMaterial,
-        Intent::Price,
-        Intent::Buy,
-        Intent::AfterSales,
-        Intent::Complaint,
-        Intent::OptOut,
-        Intent::Other,
-    ];
-
-    /// The id used in the corpus and on the wire.
-    pub fn id(self) -> &'static str {
-        match self {
-            Intent::AskMaterial => "ask_material",
-            Intent::Price => "price",
-            Intent::Buy => "buy",
-            Intent::AfterSales => "after_sales",
-            Intent::Complaint => "complaint",
-            Intent::OptOut => "opt_out",
-            Intent::Other => "other",
-        }
-    }
-
-    /// Its Chinese name.
-    pub fn name_zh(self) -> &'static str {
-        match self {
-            Intent::AskMaterial => "求资料",
-            Intent::Price => "询价",
-            Intent::Buy => "购买意向",
-            Intent::AfterSales => "售后",
-            Intent::Complaint => "投诉",
-            Intent::OptOut => "退订",
-            Intent::Other => "闲聊/其他",
-        }
-    }
-
-    /// The intent with this id.
-    pub fn from_id(id: &str) -> Option<Intent> {
-        Intent::ALL.into_iter().find(|i| i.id() == id)
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+pub use siyu_domain::intent::Intent;
 
 /// One other intent and its probability.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
@@ -163,7 +97,7 @@ impl Model {
         let mut totals = [0f64; N];
         let mut feats = Vec::new();
         for (intent, text) in rows {
-            let c = intent.index();
+            let c = intent as usize;
             docs[c] += 1.0;
             features(text, &mut feats);
             for &f in &feats {
@@ -223,7 +157,7 @@ impl Model {
             .into_iter()
             .map(|intent| Alternative {
                 intent,
-                p: p[intent.index()],
+                p: p[intent as usize],
             })
             .collect();
         ranked.sort_by(|a, b| b.p.total_cmp(&a.p));
@@ -346,10 +280,10 @@ pub fn evaluate<'a>(model: &Model, rows: impl IntoIterator<Item = (Intent, &'a s
     let mut errors = Vec::new();
     for (intent, text) in rows {
         let got = model.classify(text).intent;
-        actual[intent.index()] += 1;
-        predicted[got.index()] += 1;
+        actual[intent as usize] += 1;
+        predicted[got as usize] += 1;
         if got == intent {
-            tp[intent.index()] += 1;
+            tp[intent as usize] += 1;
         } else {
             errors.push((intent, got, text.to_string()));
         }
@@ -357,7 +291,7 @@ pub fn evaluate<'a>(model: &Model, rows: impl IntoIterator<Item = (Intent, &'a s
     let per_intent = Intent::ALL
         .into_iter()
         .map(|i| {
-            let c = i.index();
+            let c = i as usize;
             let precision = ratio(tp[c], predicted[c]);
             let recall = ratio(tp[c], actual[c]);
             let f1 = if precision + recall > 0.0 {

@@ -70,6 +70,14 @@ pub enum Trigger {
         name: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         text_contains: Option<String>,
+        /// Only inbound messages whose intent (`properties.intent`) is one
+        /// of these (ids or Chinese names, kept as ids).
+        #[serde(
+            default,
+            skip_serializing_if = "Vec::is_empty",
+            deserialize_with = "siyu_domain::intent::deserialize_lenient_vec"
+        )]
+        intents: Vec<siyu_domain::intent::Intent>,
         #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
         condition: Option<String>,
     },
@@ -305,6 +313,7 @@ pub enum CompiledTrigger {
         channel: Option<String>,
         name: Option<String>,
         text_contains: Option<String>,
+        intents: Vec<siyu_domain::intent::Intent>,
         condition: Option<Expr>,
     },
     SegmentEntry(String),
@@ -575,6 +584,7 @@ fn compile_trigger(
             channel,
             name,
             text_contains,
+            intents,
             condition,
         } => {
             let mut ok = true;
@@ -605,6 +615,7 @@ fn compile_trigger(
                 channel: channel.clone(),
                 name: name.clone(),
                 text_contains: text_contains.clone(),
+                intents: intents.clone(),
                 condition,
             })
         }

@@ -1,5 +1,8 @@
 //! Keyword auto-reply rules: "a comment that says 多少钱 gets the price
-//! reply, a tag and a lead".
+//! reply, a tag and a lead". A rule may also (or only) name `intents`:
+//! it then matches a message whose intent (`properties.intent`, set on
+//! every inbound message at ingest: `siyu_domain::intent`) is one of them,
+//! whatever its words — keywords OR intent, either is enough.
 //!
 //! Why it exists: every inbound comment and message on every channel is
 //! checked against the operators' rules, so matching must be both forgiving
@@ -17,6 +20,7 @@ use regex::{RegexSet, RegexSetBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::guard::half_width;
+use siyu_domain::intent::Intent;
 
 /// Longest regex pattern accepted, in bytes.
 pub const MAX_REGEX_LEN: usize = 512;
@@ -40,7 +44,18 @@ pub enum Matcher {
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub id: String,
-    pub matcher: Matcher,
+    /// The words or pattern; may be left out when `intents` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matcher: Option<Matcher>,
+    /// The message's intent is one of these (ids or Chinese names,
+    /// stored as ids): matches whatever the words. With a `matcher`,
+    /// either one matching is enough.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "siyu_domain::intent::deserialize_lenient_vec"
+    )]
+    pub intents: Vec<Intent>,
     /// Channels the rule listens on; empty = all.
     #[serde(default)]
     pub channels: Vec<String>,
@@ -167,19 +182,26 @@ impl RuleSet {
                 ));
             }
             match &rule.matcher {
-                Matcher::Contains(k) if normalize(k).is_empty() => {
+                None if rule.intents.is_empty() => {
+                    return Err(err(
+                        "matcher",
+                        "the rule matches nothing: give a `matcher` (contains, any_of or regex), `intents` (e.g. [\"price\"]), or both".into(),
+                    ));
+                }
+                None => {}
+                Some(Matcher::Contains(k)) if normalize(k).is_empty() => {
                     return Err(err(
                         "matcher.contains",
                         "empty keyword: write the word to look for".into(),
                     ));
                 }
-                Matcher::AnyOf(list) if list.is_empty() => {
+                Some(Matcher::AnyOf(list)) if list.is_empty() => {
                     return Err(err(
                         "matcher.any_of",
                         "empty list: give at least one keyword".into(),
                     ));
                 }
-                Matcher::AnyOf(list) => {
+                Some(Matcher::AnyOf(list)) => {
                     if let Some(i) = list.iter().position(|k| normalize(k).is_empty()) {
                         return Err(err(
                             &format!("matcher.any_of[{i}]"),
@@ -187,11 +209,11 @@ impl RuleSet {
                         ));
                     }
                 }
-                Matcher::Regex(pattern) => {
+                Some(Matcher::Regex(pattern)) => {
                     build_regexes(std::slice::from_ref(pattern))
                         .map_err(|message| err("matcher.regex", message))?;
                 }
-                Matcher::Contains(_) => {}
+                Some(Matcher::Contains(_)) => {}
             }
             checked.push((index, rule));
         }
@@ -209,9 +231,10 @@ impl RuleSet {
         let mut regex_rules = Vec::new();
         for (at, rule) in rules.iter().enumerate() {
             let keywords: &[String] = match &rule.matcher {
-                Matcher::Contains(k) => std::slice::from_ref(k),
-                Matcher::AnyOf(list) => list,
-                Matcher::Regex(p) => {
+                None => continue,
+                Some(Matcher::Contains(k)) => std::slice::from_ref(k),
+                Some(Matcher::AnyOf(list)) => list,
+                Some(Matcher::Regex(p)) => {
                     regex_patterns.push(p.clone());
                     regex_rules.push(at);
                     continue;
@@ -265,7 +288,7 @@ impl RuleSet {
     /// The enabled rules listening on `channel`/`event_type` whose matcher
     /// matches `text`, highest priority first.
     pub fn matches<'a>(&'a self, channel: &str, event_type: &str, text: &str) -> Vec<&'a Rule> {
-        let hits = self.hits(text);
+        let hits = self.hits(text, None);
         hits.iter()
             .enumerate()
             .filter(|&(at, &hit)| hit && self.listens(at, channel, event_type))
@@ -275,7 +298,19 @@ impl RuleSet {
 
     /// The highest-priority matching rule.
     pub fn first<'a>(&'a self, channel: &str, event_type: &str, text: &str) -> Option<&'a Rule> {
-        let hits = self.hits(text);
+        self.first_with_intent(channel, event_type, text, None)
+    }
+
+    /// The highest-priority rule whose matcher matches `text` or whose
+    /// `intents` hold the message's `intent`.
+    pub fn first_with_intent<'a>(
+        &'a self,
+        channel: &str,
+        event_type: &str,
+        text: &str,
+        intent: Option<Intent>,
+    ) -> Option<&'a Rule> {
+        let hits = self.hits(text, intent);
         hits.iter()
             .enumerate()
             .find(|&(at, &hit)| hit && self.listens(at, channel, event_type))
@@ -293,11 +328,17 @@ impl RuleSet {
             && (rule.event_types.is_empty() || rule.event_types.iter().any(|e| e == event_type))
     }
 
-    /// Per rule (in `rules` order): whether its matcher matches `text`.
-    fn hits(&self, text: &str) -> Vec<bool> {
+    /// Per rule (in `rules` order): whether its matcher matches `text`
+    /// or its `intents` hold `intent`.
+    fn hits(&self, text: &str, intent: Option<Intent>) -> Vec<bool> {
         let mut hits = vec![false; self.rules.len()];
         if self.rules.is_empty() {
             return hits;
+        }
+        if let Some(i) = intent {
+            for (at, rule) in self.rules.iter().enumerate() {
+                hits[at] = rule.intents.contains(&i);
+            }
         }
         let text = normalize(text);
         if let Some(ac) = &self.literals {

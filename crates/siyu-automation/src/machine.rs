@@ -238,6 +238,8 @@ pub struct EventView<'a> {
     pub channel: &'a str,
     pub name: Option<&'a str>,
     pub text: Option<&'a str>,
+    /// An inbound message's intent (`properties.intent`), if it has one.
+    pub intent: Option<siyu_domain::intent::Intent>,
 }
 
 /// What woke the enrollment.
@@ -492,6 +494,7 @@ pub fn event_fires(j: &Compiled, ev: &EventView<'_>, view: &dyn PersonView) -> b
         channel,
         name,
         text_contains,
+        intents,
         condition,
     } = &j.trigger
     else {
@@ -503,6 +506,7 @@ pub fn event_fires(j: &Compiled, ev: &EventView<'_>, view: &dyn PersonView) -> b
         && text_contains
             .as_deref()
             .is_none_or(|t| ev.text.is_some_and(|x| x.contains(t)))
+        && (intents.is_empty() || ev.intent.is_some_and(|i| intents.contains(&i)))
         && condition.as_ref().is_none_or(|c| view.holds(c))
 }
 

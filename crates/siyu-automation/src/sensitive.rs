@@ -85,7 +85,8 @@ impl SensitiveRules {
             .iter()
             .map(|r| Rule {
                 id: r.id.clone(),
-                matcher: r.matcher.clone(),
+                matcher: Some(r.matcher.clone()),
+                intents: Vec::new(),
                 channels: Vec::new(),
                 event_types: Vec::new(),
                 priority: 0,

@@ -186,6 +186,7 @@ window.AutomationPages = function (ui) {
         h('form', { class: 'search', onsubmit: preview }, who, channel, h('button', { type: 'submit', id: 'preview-run' }, t('auto.t.preview_button'))), out));
     }
     right.push(autoreply(rules, tpls.map((x) => x.name), ((jl.data && jl.data.journeys) || []).map((x) => x.name)));
+    right.push(await intentSettings());
     main.replaceChildren(h('div', { class: 'page-head' }, h('h1', {}, t('nav.templates')), h('a', { href: '#/quick-replies', id: 'quick-replies-link' }, t('nav.quick_replies') + ' →')),
       h('div', { class: 'split' }, listCard, h('div', {}, right)));
   }
@@ -206,6 +207,42 @@ window.AutomationPages = function (ui) {
     const rows = list.length ? h('ul', { class: 'plain', id: 'autoreply-list' }, list.map((x) => h('li', { 'data-rule': x.id }, h('code', {}, x.id), ' ',
       removeButton({ id: 'autoreply-delete-' + x.id, path: '/v1/autoreply/' + enc(x.id), name: x.id, label: 'del.delete', confirm: 'del.rule_confirm', status, done: () => ui.render() })))) : null;
     return card(t('auto.a.title'), h('p', { class: 'muted small' }, t('auto.a.help')), rows, status, form);
+  }
+
+  // What a live message's intent does by itself (/v1/intents/settings):
+  // per intent its auto-tags and whether it is hot (a lead task for the
+  // owner), the lead window and the minimum confidence.
+  async function intentSettings() {
+    const [ids, got] = await Promise.all([api('GET', '/v1/intents'), api('GET', '/v1/intents/settings')]);
+    const s = got.data || {};
+    const intents = Array.isArray(ids.data) ? ids.data : [];
+    const rows = intents.map((i) => ({
+      id: i.id,
+      tags: h('input', { id: 'intent-tags-' + i.id, value: ((s.auto_tags || {})[i.id] || []).join(', '), placeholder: i.id === 'price' ? '询价客户' : '', 'aria-label': t('intent.s.tags') + ' · ' + t('intent.' + i.id) }),
+      hot: h('input', { type: 'checkbox', id: 'intent-hot-' + i.id, checked: (s.hot || []).includes(i.id) ? true : null, 'aria-label': t('intent.s.hot') + ' · ' + t('intent.' + i.id) }),
+    }));
+    const windowIn = h('input', { id: 'intent-window', type: 'number', min: 0, step: 'any', value: String((s.lead_window_secs || 86400) / 3600) });
+    const confIn = h('input', { id: 'intent-min-confidence', type: 'number', min: 0, max: 1, step: 0.05, value: String(s.min_confidence != null ? s.min_confidence : 0.5) });
+    const status = h('div', { id: 'intent-settings-status', 'aria-live': 'polite' });
+    const form = h('form', { class: 'editor', id: 'intent-settings', onsubmit: async (e) => {
+      e.preventDefault();
+      status.replaceChildren();
+      const auto_tags = {};
+      for (const r of rows) {
+        const tags = r.tags.value.split(/[,，]/).map((x) => x.trim()).filter(Boolean);
+        if (tags.length) auto_tags[r.id] = tags;
+      }
+      const body = { auto_tags, hot: rows.filter((r) => r.hot.checked).map((r) => r.id), lead_window_secs: Math.round(Number(windowIn.value) * 3600), min_confidence: Number(confIn.value) };
+      const r = await api('PUT', '/v1/intents/settings', body, { type: 'application/json' });
+      if (r.ok) { toast(t('intent.s.saved'), 'good'); ui.render(); } else if (r.status !== 403) status.replaceChildren(h('div', { class: 'error', id: 'intent-settings-error', role: 'alert' }, msgOf(r)));
+    } },
+      h('table', { class: 'list', id: 'intent-settings-table' },
+        h('thead', {}, h('tr', {}, h('th', {}, t('intent.s.intent')), h('th', {}, t('intent.s.tags')), h('th', {}, t('intent.s.hot')))),
+        h('tbody', {}, rows.map((r) => h('tr', { 'data-intent': r.id }, h('td', {}, t('intent.' + r.id), ' ', h('code', { class: 'muted small' }, r.id)), h('td', {}, r.tags), h('td', {}, r.hot))))),
+      h('div', { class: 'row2' }, h('label', {}, t('intent.s.window'), windowIn), h('label', {}, t('intent.s.min_confidence'), confIn)),
+      status,
+      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'intent-settings-save', 'data-write': true }, t('auto.save'))));
+    return card(t('intent.s.title'), h('p', { class: 'muted small' }, t('intent.s.help')), form);
   }
 
   // ---------- messages (the outbox) ----------

@@ -773,7 +773,8 @@ window.Editors = function (ui) {
   function autoreply({ rules, templates, journeys, save }) {
     // "rule 0 ("price"), matcher.contains: …" and "rules[0].reply_template: …" → "[0]…".
     const normalize = (msg) => msg.replace(/rule (\d+) \("(?:[^"\\]|\\.)*"\), ([\w.\[\]]+):/g, '[$1].$2:').replace(/rules\[(\d+)\]\./g, '[$1].');
-    const MATCHERS = ['contains', 'any_of', 'regex'];
+    // `none`: the rule matches by the message's intents alone.
+    const MATCHERS = ['contains', 'any_of', 'regex', 'none'];
     return formWithJson({
       prefix: 'autoreply', value: rules, rows: 10, normalize,
       save: (body) => save(body),
@@ -784,19 +785,24 @@ window.Editors = function (ui) {
           list.length ? null : h('div', { class: 'empty', id: 'autoreply-empty' }, h('p', {}, t('ed.a.empty'))),
           list.map((rule, i) => {
             if (!isObj(rule)) return null;
-            const m = isObj(rule.matcher) ? rule.matcher : (rule.matcher = { contains: '' });
-            const mk = MATCHERS.find((k) => k in m) || 'contains';
+            const byIntent = Array.isArray(rule.intents) && rule.intents.length > 0;
+            if (!isObj(rule.matcher) && !byIntent) rule.matcher = { contains: '' };
+            const m = isObj(rule.matcher) ? rule.matcher : null;
+            const mk = m ? (MATCHERS.find((k) => k in m) || 'contains') : 'none';
             const kind = h('select', { id: `af-${i}-matcher`, 'aria-label': t('ed.a.matcher') }, MATCHERS.map((k) => h('option', { value: k, selected: k === mk ? true : null }, t('ed.a.m.' + k))));
             kind.addEventListener('change', () => {
-              const old = m[mk];
+              const old = m ? m[mk] : '';
               const words = Array.isArray(old) ? old : old ? [old] : [];
-              rule.matcher = { [kind.value]: kind.value === 'any_of' ? words : words.join(' ') };
+              if (kind.value === 'none') delete rule.matcher;
+              else rule.matcher = { [kind.value]: kind.value === 'any_of' ? words : words.join(' ') };
               rebuild();
             });
             return h('fieldset', { class: 'rule', 'data-rule-index': i }, h('legend', {}, t('ed.a.rule', { n: i + 1 }), ' ', h('code', {}, rule.id || '')),
               h('div', { class: 'row2' }, lbl(t('ed.a.id'), bind([i, 'id'], 'text', { required: true, id: `af-${i}-id` })), lbl(t('ed.a.priority'), bind([i, 'priority'], 'int', { id: `af-${i}-priority`, min: '-1000', placeholder: '0' }))),
               h('div', { class: 'row2' }, lbl(t('ed.a.matcher'), kind),
-                lbl(t('ed.a.words'), bind([i, 'matcher', mk], mk === 'any_of' ? 'list' : 'text', { required: true, id: `af-${i}-words` }))),
+                mk === 'none' ? h('p', { class: 'muted small' }, t('ed.a.m.none_help'))
+                  : lbl(t('ed.a.words'), bind([i, 'matcher', mk], mk === 'any_of' ? 'list' : 'text', { required: true, id: `af-${i}-words` }))),
+              lbl(t('ed.a.intents'), bind([i, 'intents'], 'list', { id: `af-${i}-intents`, placeholder: 'price, buy', required: mk === 'none' ? true : null })),
               h('div', { class: 'row2' }, lbl(t('ed.a.reply'), bind([i, 'reply_template'], 'select', { id: `af-${i}-reply`, empty: t('ed.none'), options: templates.map((x) => [x, x]) })),
                 lbl(t('ed.a.tags'), bind([i, 'tags'], 'list', { id: `af-${i}-tags` }))),
               h('div', { class: 'row2' }, lbl(t('ed.a.channels'), bind([i, 'channels'], 'list', { id: `af-${i}-channels`, placeholder: t('ed.a.all_channels') })),

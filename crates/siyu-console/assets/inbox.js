@@ -330,7 +330,7 @@ window.InboxPages = function (ui) {
         const v = {
           name: c.display_name || showId(c.person), channel: c.channel, ago: c.last_message_at ? ago(c.last_message_at) : '', preview: c.preview || '',
           waiting: c.unanswered && c.unanswered_since ? t('ib.waiting', { n: c.unanswered, m: span(nowS() - c.unanswered_since) }) : null,
-          unanswered: c.unanswered, status: c.status, operator: c.operator || t('ib.unassigned'), lang: I18N.lang(),
+          unanswered: c.unanswered, status: c.status, operator: c.operator || t('ib.unassigned'), lang: I18N.lang(), intent: c.last_intent || null,
         };
         const sig = JSON.stringify(v);
         const kept = old.get(c.person);
@@ -342,6 +342,7 @@ window.InboxPages = function (ui) {
           h('div', { class: 'ib-row-meta' },
             v.waiting ? h('span', { class: 'badge ib-waiting', 'data-unanswered': String(c.unanswered) }, v.waiting) : null,
             c.status === 'resolved' ? h('span', { class: 'badge status-done' }, t('ib.resolved')) : null,
+            intentBadge({ direction: 'in', intent: v.intent }),
             h('span', { class: 'ib-op muted small' }, v.operator)));
         a.classList.toggle('active', c.person === open);
         return a;
@@ -483,6 +484,14 @@ window.InboxPages = function (ui) {
       return t({ auto_reply: 'ib.auto', journey: 'ib.journey', mass: 'ib.mass' }[m.source] || 'ib.automation');
     }
 
+    // An inbound message's intent (properties.intent, set at ingest).
+    function intentBadge(m) {
+      if (m.direction !== 'in' || !m.intent) return null;
+      const name = t('intent.' + m.intent);
+      const title = m.intent_confidence != null ? t('intent.confidence', { i: name, c: Math.round(m.intent_confidence * 100) }) : name;
+      return h('span', { class: 'badge ib-intent intent-' + m.intent, 'data-intent': m.intent, title }, name);
+    }
+
     function bubble(m) {
       const flags = (m.sensitive || []).map((s) => h('span', { class: 'ib-flag', title: s.id || s.rule, 'data-rule': s.id || s.rule }, '⚑ ' + t('ib.sensitive', { c: s.category || s.id || s.rule })));
       if (m.direction === 'event') {
@@ -501,6 +510,7 @@ window.InboxPages = function (ui) {
         h('div', { class: 'ib-bubble' }, h('div', { class: 'ib-text' }, m.text || ''), flags.length ? h('div', { class: 'ib-flags' }, flags) : null),
         h('div', { class: 'ib-msg-meta muted small' },
           out ? h('span', { class: 'ib-who' + (m.operator ? '' : ' auto') }, who(m)) : null,
+          intentBadge(m),
           m.channel ? I18N.channel(m.channel) : null,
           timeEl(m.at, zone.fmtLocal(m.at * 1000).slice(5)),
           status));

@@ -12,6 +12,7 @@
 pub mod duration;
 pub mod event;
 pub mod identity;
+pub mod intent;
 pub mod line;
 pub mod time;
 pub mod toml_nesting;

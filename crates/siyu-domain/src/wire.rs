@@ -546,7 +546,10 @@ pub(crate) fn check_type_rules(
 }
 
 impl Fields {
-    fn validate(self) -> Result<Event, WireError> {
+    fn validate(mut self) -> Result<Event, WireError> {
+        if let Some(p) = &mut self.properties {
+            crate::intent::check_properties(self.event_type, p)?;
+        }
         let amount = check_type_rules(
             self.event_type,
             self.amount,

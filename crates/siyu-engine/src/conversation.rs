@@ -21,6 +21,7 @@
 use crate::customers::{Filter, Page};
 use crate::engine::{Engine, PersonId};
 use crate::person::{Person, Ts, NO_CHANNEL};
+use siyu_domain::intent::Intent;
 
 /// The custom event that marks a conversation resolved.
 pub const RESOLVED_EVENT: &str = "conversation_resolved";
@@ -50,6 +51,12 @@ pub struct Conversation {
     pub last_in_by_channel: Vec<(u16, Ts)>,
     /// Inbound times after `threshold()` (sorted): the waiting ones.
     pub pending: Vec<Ts>,
+    /// The newest inbound message of each intent its messages carried
+    /// (`properties.intent`, `siyu_domain::intent`), sorted by intent:
+    /// what the segment condition `intent(last 7d) = "price"` reads. A
+    /// maximum per intent, so it merges like the rest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub intents: Vec<(Intent, Ts)>,
 }
 
 impl Conversation {
@@ -87,6 +94,33 @@ impl Conversation {
                 self.pending.remove(1);
             }
         }
+    }
+
+    /// An inbound message at `ts` carried `intent`.
+    pub fn note_intent(&mut self, intent: Intent, ts: Ts) {
+        match self.intents.binary_search_by_key(&intent, |x| x.0) {
+            Ok(i) => self.intents[i].1 = self.intents[i].1.max(ts),
+            Err(i) => self.intents.insert(i, (intent, ts)),
+        }
+    }
+
+    /// The newest inbound message with `intent`, if any.
+    pub fn last_intent(&self, intent: Intent) -> Option<Ts> {
+        self.intents
+            .binary_search_by_key(&intent, |x| x.0)
+            .ok()
+            .map(|i| self.intents[i].1)
+    }
+
+    /// The intent of the customer's newest message, if it carried one
+    /// (an intent whose newest message is at the newest inbound time).
+    pub fn last_in_intent(&self) -> Option<Intent> {
+        let (at, _, _) = self.last_in?;
+        self.intents
+            .iter()
+            .rev()
+            .find(|(_, t)| *t == at)
+            .map(|(i, _)| *i)
     }
 
     /// A message to the customer (any source).
@@ -128,6 +162,9 @@ impl Conversation {
                 Ok(i) => self.last_in_by_channel[i].1 = self.last_in_by_channel[i].1.max(ts),
                 Err(i) => self.last_in_by_channel.insert(i, (ch, ts)),
             }
+        }
+        for (intent, ts) in other.intents {
+            self.note_intent(intent, ts);
         }
         let mut both = std::mem::take(&mut self.pending);
         both.extend(other.pending);

@@ -441,6 +441,10 @@ impl Engine {
                 .replied(ts);
         }
         let mut matched = false;
+        if let Some(intent) = siyu_domain::intent::Intent::of_event(event) {
+            self.note_intent(applied.person, intent, ts);
+            matched = true;
+        }
         for (i, def) in self.properties.iter().enumerate() {
             if let Some(v) = def.matches(event) {
                 let e = self.persons[applied.person as usize].extra_mut();
@@ -545,6 +549,16 @@ impl Engine {
     /// defined, and they read the whole event.
     pub fn has_computed_properties(&self) -> bool {
         !self.properties.is_empty()
+    }
+
+    /// Records that an inbound message of person `slot` at `ts` carried
+    /// `intent` (what [`Engine::apply`] does for a comment with
+    /// `properties.intent`; `apply_raw` does not read properties).
+    /// Segments are not re-evaluated here: the caller does.
+    pub fn note_intent(&mut self, slot: PersonId, intent: siyu_domain::intent::Intent, ts: Ts) {
+        self.persons[slot as usize]
+            .conversation_mut()
+            .note_intent(intent, ts);
     }
 
     /// [`Engine::apply`] without allocation for the built-in fields.

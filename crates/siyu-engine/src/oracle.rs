@@ -65,7 +65,13 @@ pub fn members(
         }));
         for (seq, e) in events {
             if ids.contains(e.identity.as_str()) {
-                one.apply_raw(RawEvent::from_event(*seq, e));
+                let applied = one.apply_raw(RawEvent::from_event(*seq, e));
+                // An inbound message's intent, read from its properties
+                // here as `Engine::apply` does (`apply_raw` reads none).
+                if let Some(intent) = siyu_domain::intent::Intent::of_event(e) {
+                    let ts = e.ts.clamp(0, u32::MAX as i64 - 1) as u32;
+                    one.note_intent(applied.person, intent, ts);
+                }
             }
         }
         // The person's identities that only appear as refs must still be

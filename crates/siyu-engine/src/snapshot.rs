@@ -17,7 +17,8 @@ const MAGIC: &[u8; 8] = b"SIYUSNAP";
 /// Bump on any change to the layout below, or to what a field means
 /// (v4: a person's `first_seq` and a referral's `seq` are tie-breaks in
 /// event time, `RawEvent::tie_break`, no longer log offsets).
-pub const SNAPSHOT_VERSION: u32 = 5;
+/// 6: a conversation keeps the newest message of each intent.
+pub const SNAPSHOT_VERSION: u32 = 6;
 
 /// Why a snapshot could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

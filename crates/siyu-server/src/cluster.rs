@@ -185,6 +185,7 @@ pub fn apply(inner: &Inner, store: &mut dyn Store, changed: &Changed) {
         crate::automation::JOURNEY_PREFIX,
         crate::automation::RULES_KEY,
         crate::automation::POLICY_KEY,
+        crate::intents::KEY,
         crate::zone::TIME_ZONE_KEY,
     ];
     // Segments: the writer reloads the executor once it has them.

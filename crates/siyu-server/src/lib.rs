@@ -38,6 +38,7 @@ pub mod error;
 pub mod h5;
 pub mod inbound;
 pub mod ingest;
+pub mod intents;
 pub mod leader;
 pub mod links;
 pub mod llm;
@@ -498,6 +499,14 @@ impl Application {
         let writer_thread = std::thread::Builder::new()
             .name("siyu-writer".into())
             .spawn(move || w.run(rx))?;
+        // The intent model trains at first use (`siyu_automation::intent`):
+        // here, off the runtime, rather than in the first request that
+        // carries a comment (`intents::annotated`).
+        std::thread::Builder::new()
+            .name("siyu-intent-model".into())
+            .spawn(|| {
+                siyu_automation::intent::model();
+            })?;
         let connectors = siyu_connectors::from_config(&config.connectors)
             .map_err(|e| anyhow::anyhow!("config [connectors]: {e}"))?;
         let dispatcher = Arc::new(siyu_connectors::Dispatcher::new(

@@ -1250,7 +1250,10 @@ impl WriterHandle {
         self.tx.send(cmd).map_err(|_| "writer stopped".to_string())
     }
 
+    /// Appends `events`; inbound messages are first annotated with their
+    /// intent (`crate::intents::annotated`), so the log holds it.
     pub async fn append(&self, events: Vec<Event>) -> Result<Vec<Appended>, String> {
+        let events = crate::intents::annotated(events).await;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Append {
@@ -1265,6 +1268,7 @@ impl WriterHandle {
     /// Appends events that are history: they trigger nothing
     /// ([`Command::AppendHistory`]).
     pub async fn append_history(&self, events: Vec<Event>) -> Result<Vec<Appended>, String> {
+        let events = crate::intents::annotated(events).await;
         let (reply, rx) = oneshot::channel();
         self.send(Command::AppendHistory { events, reply })?;
         rx.await.map_err(|_| "writer stopped".to_string())?

@@ -180,6 +180,25 @@ impl Chunk {
         }
     }
 
+    /// Gives every comment its intent as the server's writer does
+    /// (`siyu_server::intents::annotate`): a comment read in place becomes
+    /// an owned event, since it now has properties.
+    fn annotate_intents(&mut self) {
+        for i in 0..self.recs.len() {
+            if self.recs[i].event_type != EventType::Comment {
+                continue;
+            }
+            let mut e = self.event(i);
+            let before = e.properties.as_ref().map_or(0, |p| p.len());
+            siyu_server::intents::annotate(std::slice::from_mut(&mut e));
+            if e.properties.as_ref().map_or(0, |p| p.len()) != before {
+                let line = self.recs[i].line as u64;
+                self.recs[i] = owned_rec(e, line);
+            }
+        }
+        self.owned = self.recs.iter().filter(|r| r.owned.is_some()).count();
+    }
+
     /// Bytes of the file this chunk covers (progress).
     pub fn byte_len(&self) -> usize {
         self.text.len()
@@ -296,7 +315,13 @@ fn chunk_text(bytes: Vec<u8>, errors: &mut Vec<(u64, WireError)>) -> String {
 
 /// Parses one chunk; every line is validated, rejected lines are kept with
 /// their index.
-fn parse_chunk((bytes, mut recs): Buffers, format: Format, cols: &CsvColumns) -> Chunk {
+/// `intents`: comments get their intent (`Chunk::annotate_intents`).
+fn parse_chunk(
+    (bytes, mut recs): Buffers,
+    format: Format,
+    cols: &CsvColumns,
+    intents: bool,
+) -> Chunk {
     let started = Instant::now();
     recs.clear();
     let mut errors = Vec::new();
@@ -307,7 +332,7 @@ fn parse_chunk((bytes, mut recs): Buffers, format: Format, cols: &CsvColumns) ->
         Format::Jsonl => parse_jsonl_chunk(&text, &mut recs, &mut errors, &mut lines),
     }
     errors.sort_by_key(|(idx, _)| *idx);
-    Chunk {
+    let mut chunk = Chunk {
         owned: recs.iter().filter(|r| r.owned.is_some()).count(),
         text,
         recs,
@@ -316,7 +341,12 @@ fn parse_chunk((bytes, mut recs): Buffers, format: Format, cols: &CsvColumns) ->
         busy: started.elapsed(),
         first_data_line: 0,
         recycle: None,
+    };
+    if intents {
+        chunk.annotate_intents();
+        chunk.busy = started.elapsed();
     }
+    chunk
 }
 
 /// The lines of a JSONL chunk: the fast path, else the full JSON parser.
@@ -537,10 +567,13 @@ fn preamble(path: &Path, csv: bool) -> Result<(u64, u64, CsvColumns)> {
 
 /// Reads an events file (`.csv`, else JSONL) and hands each parsed chunk,
 /// in file order, to `consume`. `consume` may fail (e.g. the store); that
-/// stops the read and is returned.
+/// stops the read and is returned. `intents`: each comment is annotated
+/// with its intent on the parser threads, as the server annotates what it
+/// appends (`siyu import`; the bench reads files as they are).
 pub fn for_each_chunk(
     path: &Path,
     threads: usize,
+    intents: bool,
     mut consume: impl FnMut(Chunk) -> Result<()>,
 ) -> Result<LoadStats> {
     let started = Instant::now();
@@ -562,7 +595,10 @@ pub fn for_each_chunk(
             let cols = cols.clone();
             scope.spawn(move || {
                 for chunk in rx {
-                    if ptx.send(parse_chunk(chunk, format, &cols)).is_err() {
+                    if ptx
+                        .send(parse_chunk(chunk, format, &cols, intents))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -609,7 +645,7 @@ pub fn for_each_chunk(
 
 /// Loads an events file straight into the engine (bulk mode).
 pub fn load_file(engine: &mut Engine, path: &Path, threads: usize) -> Result<LoadStats> {
-    for_each_chunk(path, threads, |chunk| {
+    for_each_chunk(path, threads, false, |chunk| {
         engine.apply_batch_by(chunk.len(), |i| chunk.raw_event(i));
         Ok(())
     })

@@ -465,7 +465,7 @@ fn import_file(
     );
     bar.set_message(file.display().to_string());
     let mut bytes_done = 0u64;
-    let stats = bulk::for_each_chunk(file, threads, |chunk| {
+    let stats = bulk::for_each_chunk(file, threads, true, |chunk| {
         bytes_done += chunk.byte_len() as u64;
         consume(chunk)?;
         bar.set_position(bytes_done.min(size));
@@ -642,7 +642,7 @@ mod tests {
         )
         .unwrap();
         let mut chunks = Vec::new();
-        bulk::for_each_chunk(&file, 1, |c| {
+        bulk::for_each_chunk(&file, 1, false, |c| {
             chunks.push(c);
             Ok(())
         })

@@ -507,7 +507,9 @@ pub fn prepare(config: &mut Config) -> Result<DemoCredentials> {
         }
     }
     let now = siyu_server::writer::wall_clock();
-    let events = events(now);
+    let mut events = events(now);
+    // As the server and `siyu import` store them: comments with their intent.
+    siyu_server::intents::annotate(&mut events);
     for chunk in events.chunks(5_000) {
         store.append(chunk)?;
     }

@@ -129,6 +129,7 @@ const T0: i64 = 1_790_000_000;
 
 fn purchase() -> Input<'static> {
     Input::Event(EventView {
+        intent: None,
         event_type: "purchase",
         channel: "taobao",
         name: None,
@@ -165,6 +166,7 @@ fn the_machine_runs_until_it_waits_and_takes_the_right_branches() {
     // Another event type changes nothing.
     let mut other = e.clone();
     let comment = Input::Event(EventView {
+        intent: None,
         event_type: "comment",
         channel: "douyin",
         name: None,
@@ -243,6 +245,7 @@ fn event_triggers_filter_on_type_channel_and_text() {
     v["trigger"] = json!({"type": "event", "event": "comment", "text_contains": "多少钱"});
     let j = compile(v).unwrap();
     let ev = |channel, text| EventView {
+        intent: None,
         event_type: "comment",
         channel,
         name: None,
@@ -260,6 +263,7 @@ fn event_triggers_filter_on_type_channel_and_text() {
     ));
     let j = compile(welcome()).unwrap();
     let add = |channel| EventView {
+        intent: None,
         event_type: "add_friend",
         channel,
         name: None,
@@ -275,6 +279,30 @@ fn event_triggers_filter_on_type_channel_and_text() {
         &add("wechat"),
         &View { vip: false }
     ));
+}
+
+/// `intents` on an event trigger: only messages of those intents fire it
+/// (by id or Chinese name); a message without an intent never does.
+#[test]
+fn event_triggers_filter_on_the_message_s_intent() {
+    use siyu_domain::intent::Intent;
+    let mut v = welcome();
+    v["trigger"] = json!({"type": "event", "event": "comment", "intents": ["购买意向", "price"]});
+    let j = compile(v.clone()).unwrap();
+    let ev = |intent| EventView {
+        intent,
+        event_type: "comment",
+        channel: "wecom",
+        name: None,
+        text: Some("拍了"),
+    };
+    let vip = View { vip: false };
+    assert!(machine::event_fires(&j, &ev(Some(Intent::Buy)), &vip));
+    assert!(machine::event_fires(&j, &ev(Some(Intent::Price)), &vip));
+    assert!(!machine::event_fires(&j, &ev(Some(Intent::Other)), &vip));
+    assert!(!machine::event_fires(&j, &ev(None), &vip));
+    v["trigger"]["intents"] = json!(["nope"]);
+    assert!(serde_json::from_value::<siyu_automation::journey::Journey>(v).is_err());
 }
 
 #[test]

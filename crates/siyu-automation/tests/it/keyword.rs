@@ -6,7 +6,8 @@ use siyu_automation::keyword::{normalize, Matcher, Rule, RuleSet};
 fn rule(id: &str, matcher: Matcher, priority: i32) -> Rule {
     Rule {
         id: id.into(),
-        matcher,
+        matcher: Some(matcher),
+        intents: vec![],
         channels: vec![],
         event_types: vec!["comment".into(), "message".into()],
         priority,
@@ -113,7 +114,7 @@ fn rules_from_json() {
     assert!(rules[0].enabled);
     assert_eq!(
         rules[1].matcher,
-        Matcher::AnyOf(vec!["求资料".into(), "资料".into()])
+        Some(Matcher::AnyOf(vec!["求资料".into(), "资料".into()]))
     );
     let s = RuleSet::compile(rules).unwrap();
     assert_eq!(
@@ -244,4 +245,50 @@ fn the_cooldown_defaults_to_ten_minutes() {
         serde_json::from_value(serde_json::json!({"id": "a", "matcher": {"contains": "x"}}))
             .unwrap();
     assert_eq!(r.cooldown_secs, 600);
+}
+
+/// A rule naming `intents` matches a message of that intent whatever its
+/// words; with a matcher too, either is enough; with neither it is refused.
+#[test]
+fn intents_match_by_the_message_s_intent_alone_or_beside_keywords() {
+    use siyu_domain::intent::Intent;
+    let rules: Vec<Rule> = serde_json::from_str(
+        r#"[
+          {"id": "price", "intents": ["询价", "buy"], "priority": 5},
+          {"id": "words", "matcher": {"contains": "资料"}, "intents": ["ask_material"]}
+        ]"#,
+    )
+    .unwrap();
+    assert_eq!(rules[0].intents, [Intent::Price, Intent::Buy]);
+    assert_eq!(rules[0].matcher, None);
+    let s = RuleSet::compile(rules.clone()).unwrap();
+    let first = |text, intent| {
+        s.first_with_intent("wecom", "comment", text, intent)
+            .map(|r| r.id.as_str())
+    };
+    assert_eq!(first("怎么卖", Some(Intent::Price)), Some("price"));
+    assert_eq!(first("拍了", Some(Intent::Buy)), Some("price"));
+    assert_eq!(first("怎么卖", None), None);
+    assert_eq!(first("有资料吗", Some(Intent::Other)), Some("words"));
+    assert_eq!(first("发一下", Some(Intent::AskMaterial)), Some("words"));
+    assert_eq!(first("你好", Some(Intent::Other)), None);
+    // Keywords alone still match without an intent.
+    assert_eq!(
+        s.first("wecom", "comment", "资料").map(|r| r.id.as_str()),
+        Some("words")
+    );
+    let err = RuleSet::compile(vec![Rule {
+        matcher: None,
+        intents: vec![],
+        ..rules[0].clone()
+    }])
+    .unwrap_err();
+    assert_eq!(err.field, "matcher");
+    let err = serde_json::from_str::<Vec<Rule>>(r#"[{"id": "x", "intents": ["pricey"]}]"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unknown intent") && err.contains("after_sales"),
+        "{err}"
+    );
 }

@@ -260,6 +260,18 @@ pub enum Expr {
     InSegment {
         segment: String,
     },
+    /// The person's inbound messages (in the window, if any) include one
+    /// of this intent (`properties.intent`, which siyu sets on every
+    /// inbound message: `siyu_domain::intent`). JSON
+    /// `{"kind": "intent", "intent": "price", "window": "7d"}` (`within`
+    /// is read as `window`; the intent by id or Chinese name, 询价);
+    /// the language `intent(last 7d) = "price"`.
+    Intent {
+        #[serde(deserialize_with = "siyu_domain::intent::deserialize_lenient")]
+        intent: siyu_domain::intent::Intent,
+        #[serde(default, alias = "within", skip_serializing_if = "Option::is_none")]
+        window: Option<Window>,
+    },
 }
 
 /// The tag a buffered tree names its variant with must be a string: a
@@ -289,6 +301,7 @@ const EXPR_KINDS: &[&str] = &[
     "has_tag",
     "in_group",
     "in_segment",
+    "intent",
 ];
 
 impl Serialize for Expr {
@@ -400,6 +413,7 @@ impl Expr {
                     )
             }
             Expr::InSegment { .. } => true,
+            Expr::Intent { window, .. } => window.is_some(),
             _ => false,
         }
     }
@@ -449,6 +463,10 @@ impl fmt::Display for Expr {
             Expr::HasTag { tag } => write!(f, "tag({tag:?})"),
             Expr::InGroup { group } => write!(f, "in_group({group:?})"),
             Expr::InSegment { segment } => write!(f, "in_segment({segment:?})"),
+            Expr::Intent { intent, window } => match window {
+                Some(w) => write!(f, "intent({w}) = {:?}", intent.id()),
+                None => write!(f, "intent = {:?}", intent.id()),
+            },
         }
     }
 }

@@ -134,6 +134,10 @@ pub fn eval(e: &Expr, p: &Person, ctx: &Ctx<'_>) -> bool {
             .as_ref()
             .is_some_and(|x| x.groups.binary_search(group).is_ok()),
         Expr::InSegment { segment } => (ctx.in_segment)(segment),
+        Expr::Intent { intent, window } => p
+            .conversation()
+            .and_then(|c| c.last_intent(*intent))
+            .is_some_and(|t| t as i64 >= window_start(ctx.now, *window)),
     }
 }
 
@@ -216,6 +220,14 @@ pub fn next_change(
             }
             _ => None,
         },
+        // Holds while now <= ts + w for the newest such message.
+        Expr::Intent {
+            intent,
+            window: Some(w),
+        } => p
+            .conversation()
+            .and_then(|c| c.last_intent(*intent))
+            .map(|t| t as i64 + w.seconds + 1),
         _ => None,
     }
     .filter(|&t| t > now)
@@ -249,6 +261,12 @@ pub fn explain(e: &Expr, p: &Person, ctx: &Ctx<'_>) -> Explanation {
             Val::Str(s) => format!("{s:?}"),
             Val::Missing => "missing".to_string(),
         }),
+        Expr::Intent { intent, .. } => Some(
+            match p.conversation().and_then(|c| c.last_intent(*intent)) {
+                Some(t) => format!("newest at {}", siyu_domain::time::format_rfc3339(t as i64)),
+                None => "none".to_string(),
+            },
+        ),
         _ => None,
     };
     Explanation {

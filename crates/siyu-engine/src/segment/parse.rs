@@ -8,6 +8,7 @@
 //! atom    := "opted_out" | "friended"
 //!          | ("tag" | "in_group" | "in_segment") "(" STRING ")"
 //!          | prop ["(" "last" DURATION ")"] OP literal
+//!          | "intent" ["(" "last" DURATION ")"] "=" STRING   (an intent id or 中文名)
 //! literal := NUMBER | STRING          (money props take yuan: 500.00)
 //! DURATION:= INT ("s" | "m" | "h" | "d" | "w")
 //! ```
@@ -275,7 +276,7 @@ fn too_deep_message() -> String {
     )
 }
 
-const PROPS: &str = "a property (purchases, spend, reads, net_spend, refunds, first_channel, days_since_first_seen, days_since_last_purchase, rfm_r, rfm_f, rfm_m, rfm_layer, identities, trait.NAME, prop.NAME), opted_out, friended, tag(..), in_group(..), in_segment(..), `not` or `(`";
+const PROPS: &str = "a property (purchases, spend, reads, net_spend, refunds, first_channel, days_since_first_seen, days_since_last_purchase, rfm_r, rfm_f, rfm_m, rfm_layer, identities, trait.NAME, prop.NAME), intent(last 7d) = \"price\", opted_out, friended, tag(..), in_group(..), in_segment(..), `not` or `(`";
 
 impl Parser<'_> {
     fn peek(&self) -> &Tok {
@@ -417,6 +418,31 @@ impl Parser<'_> {
         Ok(Some(Window { seconds }))
     }
 
+    /// `intent(last 7d) = "price"` after the word `intent`: only `=`
+    /// (its negation is `not intent(…) = "…"`), the intent by id or
+    /// Chinese name, kept as the intent.
+    fn intent(&mut self) -> Result<Expr, ParseError> {
+        use siyu_domain::intent::Intent;
+        let window = self.window()?;
+        if *self.peek() != Tok::Op(CmpOp::Eq) {
+            return self
+                .fail("`=` after `intent` (write `not intent(last 7d) = \"price\"` for none)");
+        }
+        self.next();
+        let intent = match self.peek() {
+            Tok::Str(s) => Intent::parse(s),
+            _ => None,
+        };
+        let Some(intent) = intent else {
+            return self.fail(format!(
+                "an intent after `intent =`: one of {} (or its Chinese name, e.g. \"询价\")",
+                Intent::ids()
+            ));
+        };
+        self.next();
+        Ok(Expr::Intent { intent, window })
+    }
+
     fn atom(&mut self) -> Result<Expr, ParseError> {
         let name = match self.peek() {
             Tok::Ident(s) if !matches!(s.as_str(), "and" | "or") => s.clone(),
@@ -442,6 +468,7 @@ impl Parser<'_> {
                     segment: self.string_arg()?,
                 })
             }
+            "intent" => return self.intent(),
             "purchases" => Prop::Purchases(self.window()?),
             "spend" => Prop::Spend(self.window()?),
             "reads" => Prop::Reads(self.window()?),

@@ -8,7 +8,7 @@ use siyu_engine::rfm::{RfmBasis, RfmSource, RfmThresholds};
 use siyu_engine::{oracle, segment, Engine};
 use std::collections::BTreeSet;
 
-const SEGMENTS: [(&str, &str); 6] = [
+const SEGMENTS: [(&str, &str); 8] = [
     (
         "q1",
         r#"purchases(last 3d) >= 2 and net_spend >= 5.00 and first_channel = "douyin" and not opted_out"#,
@@ -23,6 +23,12 @@ const SEGMENTS: [(&str, &str); 6] = [
     (
         "slipping",
         r#"rfm_layer = "重要保持客户" or rfm_layer = "重要挽留客户" or (rfm_layer != "一般发展客户" and reads >= 1)"#,
+    ),
+    // Inbound messages' intents (`properties.intent`), in a window and not.
+    ("asked_price", r#"intent(last 1d) = "price""#),
+    (
+        "buyers_or_recent_askers",
+        r#"intent = "buy" or (intent(last 2d) = "询价" and not intent(last 12h) = "complaint")"#,
     ),
 ];
 
@@ -72,7 +78,7 @@ fn basis(thresholds: RfmThresholds) -> Option<RfmBasis> {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        4 => (0..IDENTITIES.len(), 0u8..8, 0..IDENTITIES.len(), 100i64..600, 0i64..DAY / 2)
+        4 => (0..IDENTITIES.len(), 0u8..11, 0..IDENTITIES.len(), 100i64..600, 0i64..DAY / 2)
             .prop_map(|(who, kind, other, amount, dt)| Step::Event { who, kind, other, amount, dt }),
         1 => (0i64..3 * DAY).prop_map(Step::Advance),
         1 => thresholds().prop_map(Step::Thresholds),
@@ -89,9 +95,19 @@ fn make_event(who: usize, kind: u8, other: usize, amount: i64, ts: i64) -> Event
         4 => EventType::Identify,
         5 => EventType::AddFriend,
         6 => EventType::MessageRead,
-        _ => EventType::OptOut,
+        7 => EventType::OptOut,
+        _ => EventType::Comment,
     };
     let mut e = Event::new(ts, identity, ty, channel);
+    if ty == EventType::Comment {
+        // An inbound message with one of three intents (by `other`).
+        e.text = Some("?".into());
+        let intent = ["price", "buy", "complaint"][other % 3];
+        e.properties = Some(serde_json::Map::from_iter([(
+            siyu_domain::intent::PROPERTY.to_string(),
+            serde_json::Value::String(intent.into()),
+        )]));
+    }
     if ty.has_amount() {
         e.amount = if ty == EventType::Refund {
             amount / 3
@@ -214,6 +230,16 @@ proptest! {
         steps in proptest::collection::vec(step(), 1..60),
         first_thresholds in thresholds(),
     ) {
-        check(&SEGMENTS[4..], steps, first_thresholds)?;
+        check(&SEGMENTS[4..6], steps, first_thresholds)?;
+    }
+
+    /// The intent segments alone: their window timers must fire by
+    /// themselves.
+    #[test]
+    fn intent_segments_alone_equal_a_full_recompute(
+        steps in proptest::collection::vec(step(), 1..60),
+        first_thresholds in thresholds(),
+    ) {
+        check(&SEGMENTS[6..], steps, first_thresholds)?;
     }
 }

@@ -220,3 +220,78 @@ fn windows_use_the_one_duration_syntax_and_round_trip_in_seconds() {
     let err = serde_json::from_str::<segment::Expr>(&bad).unwrap_err();
     assert!(err.to_string().contains("use s, m, h, d or w"), "{err}");
 }
+
+fn said(ts: i64, who: &str, intent: &str) -> Event {
+    let mut e = ev(ts, who, EventType::Comment);
+    e.text = Some("多少钱".into());
+    e.properties = Some(serde_json::Map::from_iter([(
+        siyu_domain::intent::PROPERTY.to_string(),
+        serde_json::Value::String(intent.into()),
+    )]));
+    e
+}
+
+/// `intent(last 7d) = "询价"`: in while the person's newest price
+/// question is at most 7 days old, out at the exact second after, and
+/// written by id or Chinese name alike (JSON too, `within` for `window`).
+#[test]
+fn an_intent_in_the_window_holds_until_the_newest_such_message_lapses() {
+    let t0 = 1_790_000_000;
+    let src = r#"intent(last 7d) = "询价""#;
+    let tree = segment::parse(src).unwrap();
+    assert_eq!(tree.to_string(), r#"intent(last 1w) = "price""#);
+    let json: segment::Expr =
+        serde_json::from_str(r#"{"kind":"intent","intent":"询价","within":"7d"}"#).unwrap();
+    assert_eq!(json, tree);
+    assert_eq!(
+        serde_json::to_value(&tree).unwrap(),
+        serde_json::json!({"kind": "intent", "intent": "price", "window": {"seconds": 604800}})
+    );
+    let mut e = Engine::new();
+    e.define_segment("askers", tree, src.into()).unwrap();
+    e.start_live(t0);
+    // Another intent, and a price question older than the window: out.
+    assert!(e.apply(1, &said(t0, "wecom:a", "buy")).changes.is_empty());
+    assert!(e
+        .apply(2, &said(t0 - 8 * DAY, "wecom:a", "price"))
+        .changes
+        .is_empty());
+    // A message without an intent property is no price question.
+    assert!(e
+        .apply(3, &ev(t0, "wecom:a", EventType::Comment))
+        .changes
+        .is_empty());
+    let c = e.apply(4, &said(t0 - DAY, "wecom:a", "price")).changes;
+    assert_eq!(summary(&c), vec![format!("enter wecom:a @{t0}")]);
+    // Newest at t0 - 1d: in through t0 + 6d, out at the second after.
+    assert!(e.advance_to(t0 + 6 * DAY).is_empty());
+    let c = e.advance_to(t0 + 30 * DAY);
+    assert_eq!(
+        summary(&c),
+        vec![format!("exit wecom:a @{}", t0 + 6 * DAY + 1)]
+    );
+    // Without a window: any time.
+    let ever = segment::parse(r#"intent = "price""#).unwrap();
+    let p = e.person_of("wecom:a").unwrap();
+    assert!(e.matching(&ever).contains(&p));
+}
+
+#[test]
+fn an_intent_condition_names_the_intents_when_it_is_wrong() {
+    for (src, says) in [
+        (r#"intent = "pricey""#, "ask_material"),
+        (r#"intent != "price""#, "not intent"),
+        (r#"intent(last 7d) > "price""#, "`=` after `intent`"),
+        (r#"intent = 3"#, "询价"),
+    ] {
+        let err = segment::parse(src).unwrap_err().to_string();
+        assert!(err.contains(says), "{src}: {err}");
+    }
+    let err = serde_json::from_str::<segment::Expr>(r#"{"kind":"intent","intent":"nope"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unknown intent") && err.contains("after_sales"),
+        "{err}"
+    );
+}

@@ -50,6 +50,7 @@ use siyu_automation::machine::{
 use siyu_automation::schedule::{self, Tz};
 use siyu_automation::template::{self, Template};
 use siyu_connectors::{Delivery, DeliverySink, Dispatcher, OutboundMessage};
+use siyu_domain::intent::Intent;
 use siyu_domain::{Channel, Event, EventType, Identity, Traits};
 use siyu_engine::Engine;
 use siyu_store::{
@@ -443,13 +444,21 @@ pub struct Definitions {
     pub templates: HashMap<String, (Template, template::Compiled)>,
     pub rules: Option<RuleSet>,
     pub policy: Policy,
+    /// What a live message's intent does by itself (`crate::intents`).
+    pub intents: crate::intents::IntentSettings,
     /// Stored definitions that were skipped (see `quarantine`).
     pub broken: Vec<Broken>,
 }
 
 /// The settings keys and prefixes [`load_definitions`] loads (and
 /// quarantines under).
-pub const DEFINITION_KEYS: [&str; 4] = [TEMPLATE_PREFIX, JOURNEY_PREFIX, RULES_KEY, POLICY_KEY];
+pub const DEFINITION_KEYS: [&str; 5] = [
+    TEMPLATE_PREFIX,
+    JOURNEY_PREFIX,
+    RULES_KEY,
+    POLICY_KEY,
+    crate::intents::KEY,
+];
 
 impl Definitions {
     pub fn current(&self, journey: &str) -> Option<&Arc<Compiled>> {
@@ -576,6 +585,10 @@ pub fn load_definitions(store: &mut dyn Store, engine: &Engine) -> anyhow::Resul
         },
         Err(broken) => defs.broken.push(broken),
     }
+    match readable_setting(store, crate::intents::KEY)? {
+        Ok(v) => defs.intents = crate::intents::IntentSettings::from_setting(v),
+        Err(broken) => defs.broken.push(broken),
+    }
     // A policy naming no default_timezone follows the workspace time zone.
     let tz = crate::zone::load_time_zone(store)?;
     if let Ok(p) = crate::zone::policy_in_zone(None, &tz) {
@@ -696,6 +709,11 @@ pub struct Executor {
     /// id) → task key. Checked against the store before being trusted
     /// (an operator may have closed the task).
     open_leads: HashMap<(String, String), String>,
+    /// When a hot intent last made a lead task, per (intent, person)
+    /// (the message's time; at start, the open ones' creation): with the
+    /// tasks' keys (one per window-long period), at most one task per
+    /// person and intent within `lead_window_secs`.
+    intent_leads: HashMap<(Intent, String), i64>,
     /// Set while this node leads (`crate::leader`): every commit carries
     /// it. `None`: standing by — no timers, sweeps, triggers or
     /// deliveries; requests' work is committed for the leader to pick up.
@@ -799,6 +817,7 @@ impl Executor {
             skipped_history: BTreeMap::new(),
             replied: HashMap::new(),
             open_leads: HashMap::new(),
+            intent_leads: HashMap::new(),
             fence: None,
             leadership,
             wecom_sends_are_mass,
@@ -832,6 +851,7 @@ impl Executor {
         x.consent.clear();
         x.replied.clear();
         x.open_leads.clear();
+        x.intent_leads.clear();
         x.last_sweep = now;
         x.next_id = x.store.max_enrollment_id()?;
         for (journey, identity, entered_at, done) in x.store.entry_index()? {
@@ -871,6 +891,20 @@ impl Executor {
             }
         }
         for task in x.store.tasks(true, usize::MAX >> 2)? {
+            // An open hot-intent lead (`i/<intent>/<person>/<period>`):
+            // no second one within the window after a restart either.
+            let intent = task
+                .key
+                .strip_prefix("i/")
+                .and_then(|rest| rest.split_once('/').and_then(|(id, _)| Intent::from_id(id)));
+            if let Some(intent) = intent {
+                let person = x.canonical(&task.identity);
+                let at = x
+                    .intent_leads
+                    .entry((intent, person))
+                    .or_insert(task.created_at);
+                *at = (*at).max(task.created_at);
+            }
             if task.journey.is_none() {
                 if let Some(rule) = x.reply_rule_of(&task.key, "/lead") {
                     let person = x.canonical(&task.identity);
@@ -1334,6 +1368,7 @@ impl Executor {
             channel: ev.channel.as_str(),
             name: ev.name.as_deref(),
             text: ev.text.as_deref(),
+            intent: Intent::of_event(ev),
         };
         // Consent: an opt_out event, or a reply that says unsubscribe.
         if ev.event_type == EventType::OptOut {
@@ -1342,14 +1377,16 @@ impl Executor {
         let is_inbound_text = matches!(ev.event_type, EventType::Comment)
             || (ev.event_type == EventType::Custom && ev.name.as_deref() == Some("message"));
         if is_inbound_text {
+            let mut rule_lead = false;
             if let Some(text) = ev.text.as_deref() {
                 if guard::is_unsubscribe_reply(text) {
                     self.revoke(&identity, "reply_keyword", now);
                     self.opt_out_event(&identity, ev, now);
                 } else {
-                    self.auto_reply(&identity, ev, text, skip, now);
+                    rule_lead = self.auto_reply(&identity, ev, text, skip, now);
                 }
             }
+            self.intent_effects(&identity, ev, skip, rule_lead, now);
         }
         // Journeys this event triggers: the person is read once, under one
         // engine lock, and only when some journey has an event trigger.
@@ -1698,6 +1735,8 @@ impl Executor {
     /// Answers an inbound text with the first matching rule, at most once
     /// per person and rule within the rule's `cooldown_secs`, with at most
     /// one open lead task per person and rule; never for history (`skip`).
+    /// Whether the rule that matched makes leads (then the message's hot
+    /// intent makes none of its own: one lead per message).
     fn auto_reply(
         &mut self,
         identity: &str,
@@ -1705,23 +1744,29 @@ impl Executor {
         text: &str,
         skip: Option<HistorySkip>,
         now: i64,
-    ) {
+    ) -> bool {
         let Some(rules) = &self.defs.rules else {
-            return;
+            return false;
         };
-        let Some(rule) = rules.first(ev.channel.as_str(), event_kind(ev), text) else {
-            return;
+        let Some(rule) = rules.first_with_intent(
+            ev.channel.as_str(),
+            event_kind(ev),
+            text,
+            Intent::of_event(ev),
+        ) else {
+            return false;
         };
         let rule = rule.clone();
         if let Some(why) = skip {
             self.metrics.skipped("auto_reply", why.as_str(), 1);
-            return;
+            return false;
         }
+        let leads = rule.create_lead || rule.assign_operator.is_some();
         let person = self.canonical(identity);
         let fired = (rule.id.clone(), person);
         if !keyword::cooled_down(&rule, self.replied.get(&fired).copied(), now) {
             self.metrics.skipped("auto_reply", "cooldown", 1);
-            return;
+            return leads;
         }
         self.replied.insert(fired.clone(), now);
         let base = format!(
@@ -1783,6 +1828,95 @@ impl Executor {
             }
         }
         self.metrics.auto_replies.inc();
+        leads
+    }
+
+    /// What a live inbound message's intent does by itself
+    /// (`crate::intents::IntentSettings`): the intent's tags the person
+    /// does not have yet (one outbox key per person and tag, so never
+    /// twice), and for a hot intent a lead task for the person's owner
+    /// (the `operator` trait; without one the unassigned pool), keyed by
+    /// intent, person and window-long period, and skipped while this
+    /// executor made one for them within the window, or when the
+    /// auto-reply rule that matched the message makes leads (`rule_lead`).
+    /// Never for history.
+    fn intent_effects(
+        &mut self,
+        identity: &str,
+        ev: &Event,
+        skip: Option<HistorySkip>,
+        rule_lead: bool,
+        now: i64,
+    ) {
+        let Some(intent) = Intent::of_event(ev) else {
+            return;
+        };
+        let settings = &self.defs.intents;
+        let tags = settings.auto_tags.get(&intent).cloned().unwrap_or_default();
+        let hot = settings.hot.contains(&intent);
+        if tags.is_empty() && !hot {
+            return;
+        }
+        if crate::intents::confidence_of(ev) < settings.min_confidence {
+            self.metrics.skipped("intent", "low_confidence", 1);
+            return;
+        }
+        if let Some(why) = skip {
+            self.metrics.skipped("intent", why.as_str(), 1);
+            return;
+        }
+        let window = settings.lead_window_secs.max(1) as i64;
+        let (canonical, held, owner) = {
+            let engine = self.engine.read().unwrap_or_else(|e| e.into_inner());
+            let Some(slot) = engine.person_of(identity) else {
+                return;
+            };
+            let extra = engine.person(slot).and_then(|p| p.extra.as_deref());
+            (
+                engine.canonical_id(slot).to_string(),
+                extra.map(|x| x.tags.clone()).unwrap_or_default(),
+                extra
+                    .and_then(|x| x.traits.get("operator"))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
+            )
+        };
+        for tag in tags.into_iter().filter(|t| !held.contains(t)) {
+            let key = format!("i/tag/{canonical}/{tag}");
+            // Two messages in one commit: one item (the store skips a key
+            // it holds, and the commit then schedules no item of that key).
+            if self.commit.outbox.iter().any(|o| o.key == key) {
+                continue;
+            }
+            self.queue_action(Action::AddTag { key, tag }, identity, None, now);
+        }
+        if !hot {
+            return;
+        }
+        if rule_lead {
+            // The auto-reply rule that answered it makes the lead.
+            self.metrics.skipped("lead", "rule_lead", 1);
+            return;
+        }
+        let fired = (intent, canonical.clone());
+        if let Some(&at) = self.intent_leads.get(&fired) {
+            if (ev.ts - at).abs() < window {
+                self.metrics.skipped("lead", "intent_window", 1);
+                return;
+            }
+        }
+        self.intent_leads.insert(fired, ev.ts);
+        self.commit.tasks.push(TaskRow {
+            key: format!("i/{}/{canonical}/{}", intent.id(), ev.ts.div_euclid(window)),
+            created_at: now,
+            identity: identity.to_string(),
+            journey: None,
+            operator: owner,
+            title: format!("lead: {} ({})", intent.name_zh(), intent.id()),
+            note: ev.text.as_deref().unwrap_or("").chars().take(200).collect(),
+            due: None,
+            done_at: None,
+        });
     }
 
     /// Whether the rule's last lead task for this person is still open

@@ -172,6 +172,8 @@ pub struct ConversationRow {
     pub tags: Vec<String>,
     /// The newest message's text (at most 80 characters).
     pub preview: Option<String>,
+    /// The intent of the customer's newest message (`properties.intent`).
+    pub last_intent: Option<siyu_domain::intent::Intent>,
 }
 
 fn row_of(e: &Engine, slot: PersonId, c: &Conversation) -> Option<ConversationRow> {
@@ -202,6 +204,7 @@ fn row_of(e: &Engine, slot: PersonId, c: &Conversation) -> Option<ConversationRo
             .map(|x| x.tags.clone())
             .unwrap_or_default(),
         preview: None,
+        last_intent: c.last_in_intent(),
     })
 }
 
@@ -397,6 +400,12 @@ pub struct Message {
     pub sensitive: Vec<Hit>,
     /// The outbox key of a message sent.
     pub key: Option<String>,
+    /// in: the message's intent (`properties.intent`, set at ingest) and
+    /// the classifier's confidence in it, if siyu classified it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intent: Option<siyu_domain::intent::Intent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intent_confidence: Option<f64>,
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
@@ -721,6 +730,9 @@ async fn thread(
                 detail: None,
                 sensitive,
                 key: if direction == "out" { key } else { None },
+                intent: siyu_domain::intent::Intent::of_event(e),
+                intent_confidence: siyu_domain::intent::Intent::of_event(e)
+                    .and_then(|_| e.properties.as_ref()?.get("intent_confidence")?.as_f64()),
             }
         })
         .collect();
@@ -745,6 +757,8 @@ async fn thread(
             status: Some(status),
             detail: (!detail.is_empty()).then_some(detail),
             sensitive: hits(&m.flags),
+            intent: None,
+            intent_confidence: None,
             key: Some(m.key.clone()),
         });
     }

@@ -16,6 +16,7 @@ pub mod conversations;
 pub mod customers;
 pub mod events;
 pub mod fission;
+pub mod intents;
 pub mod keys;
 pub mod live;
 pub mod moments;
@@ -51,6 +52,7 @@ pub fn all() -> Vec<Route> {
     routes.extend(conversations::routes());
     routes.extend(live::routes());
     routes.extend(ai::routes());
+    routes.extend(intents::routes());
     routes.extend(partners::routes());
     routes
 }

@@ -27,7 +27,7 @@ pub fn routes() -> Vec<Route> {
     vec![
         route!(get, "/v1/segments", read, "Saved segments with versions and live counts.", list_segments),
         route!(get, "/v1/segments/{name}", read, "One saved segment (`status` ok), or why a stored one could not be loaded (`status` broken, `error`).", get_segment),
-        route!(put, "/v1/segments/{name}", write, "Save a segment (new or new version) from `{\"segment\": \"<language>\"}` or `{\"tree\": {...}}`.", put_segment),
+        route!(put, "/v1/segments/{name}", write, "Save a segment (new or new version) from `{\"segment\": \"<language>\"}` or `{\"tree\": {...}}`. Inbound messages' intents: `intent(last 7d) = \"price\"` (or 询价; tree `{\"kind\": \"intent\", \"intent\": \"price\", \"window\": \"7d\"}`).", put_segment),
         route!(delete, "/v1/segments/{name}", write, "Delete a segment: out of the store, live membership and every profile (its entry/exit history stays). 409 `in_use` naming each journey or segment that reads it; saving the name again continues its version numbers.", delete_segment, statuses = [409]),
         route!(post, "/v1/segments/preview", read, "Parse a segment and count its members now, without saving.", preview_segment),
         route!(get, "/v1/segments/{name}/members", read, "Members' canonical ids (`limit`, `after`).", segment_members),

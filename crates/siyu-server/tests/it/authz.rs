@@ -431,6 +431,14 @@ fn workbench_and_channel_routes_declare_their_access() {
             ],
         ),
         (
+            "/v1/intents",
+            vec![
+                ("get /v1/intents", read),
+                ("get /v1/intents/settings", read),
+                ("put /v1/intents/settings", write),
+            ],
+        ),
+        (
             "/v1/sensitive-words",
             vec![
                 ("get /v1/sensitive-words", read),

@@ -119,7 +119,7 @@ pub(crate) async fn app_with_hook_on(backend: Backend) -> (TestApp, Receiver) {
 
 /// Like `app_with_hook_on`, with the default freshness for triggers
 /// (the other tests' fixtures carry fixed 2026 timestamps).
-async fn app_with_hook_on_fresh(backend: Backend) -> (TestApp, Receiver) {
+pub(crate) async fn app_with_hook_on_fresh(backend: Backend) -> (TestApp, Receiver) {
     let (rx, url) = Receiver::start().await;
     let app = TestApp::spawn_with(backend, 1 << 20, |c| {
         c.connectors.webhook = Some(WebhookConfig {
@@ -143,7 +143,7 @@ async fn post(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
     app.send("POST", path, body).await
 }
 
-async fn wait_until<F: Fn(&Value) -> bool>(app: &TestApp, path: &str, ok: F) -> Value {
+pub(crate) async fn wait_until<F: Fn(&Value) -> bool>(app: &TestApp, path: &str, ok: F) -> Value {
     let started = Instant::now();
     loop {
         let (_, v) = app

@@ -19,6 +19,7 @@ mod fast_start;
 mod fission;
 mod h5;
 mod ingest;
+mod intent;
 mod live;
 mod llm;
 mod local_time;

@@ -119,3 +119,82 @@ fn quoted_line_breaks_across_chunk_boundaries() {
     }
     std::fs::remove_dir_all(&base).ok();
 }
+
+/// Issue 19.2: `siyu import` stores each comment with its intent, as the
+/// server does for what it appends (`properties.intent` and
+/// `intent_confidence`), in CSV and JSONL alike; a stated intent is kept
+/// and an unknown one rejected naming the field.
+#[test]
+fn imported_comments_carry_their_intent() {
+    let base = tempdir("import-intents");
+    let csv = base.join("c.csv");
+    std::fs::write(
+        &csv,
+        "id,ts,identity,type,channel,text\n\
+         c1,1790000000,douyin:a,comment,douyin,\"你好, 多少钱？\"\n\
+         c2,1790000001,douyin:a,add_friend,douyin,\n",
+    )
+    .unwrap();
+    let jsonl = base.join("j.jsonl");
+    std::fs::write(
+        &jsonl,
+        concat!(
+            r#"{"id":"j1","ts":1790000002,"identity":"douyin:b","type":"comment","text":"快递到哪了"}"#, "\n",
+            r#"{"id":"j2","ts":1790000003,"identity":"douyin:b","type":"comment","text":"多少钱","properties":{"intent":"投诉"}}"#, "\n",
+            r#"{"id":"j3","ts":1790000004,"identity":"douyin:b","type":"comment","text":"x","properties":{"intent":"pricey"}}"#, "\n",
+        ),
+    )
+    .unwrap();
+    let dir = base.join("d");
+    let out = import(&dir, &csv);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = import(&dir, &jsonl);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("properties.intent"), "{err}");
+    let o = siyu()
+        .args(["export", "--data-dir"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(base.join("out"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let events: std::collections::BTreeMap<String, serde_json::Value> =
+        std::fs::read_to_string(base.join("out").join("events.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter_map(|v| Some((v["id"].as_str()?.to_string(), v)))
+            .collect();
+    assert_eq!(
+        events["c1"]["properties"]["intent"], "price",
+        "{:?}",
+        events["c1"]
+    );
+    assert!(
+        events["c1"]["properties"]["intent_confidence"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(
+        events["c2"].get("properties").is_none(),
+        "{:?}",
+        events["c2"]
+    );
+    assert_eq!(
+        events["j1"]["properties"]["intent"], "after_sales",
+        "{:?}",
+        events["j1"]
+    );
+    assert_eq!(
+        events["j2"]["properties"]["intent"], "complaint",
+        "{:?}",
+        events["j2"]
+    );
+    assert!(!events.contains_key("j3"));
+}
