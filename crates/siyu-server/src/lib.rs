@@ -488,6 +488,7 @@ impl Application {
             clock: writer::wall_clock,
             open_store,
             rebuilding: None,
+            snapshotting: None,
             applied_offset,
             snapshot_at,
             automation: Some(auto_tx.clone()),

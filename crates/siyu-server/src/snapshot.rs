@@ -202,6 +202,15 @@ pub fn write_snapshot_if(
     position: &Position,
     still_valid: impl FnOnce() -> bool,
 ) -> std::io::Result<bool> {
+    let tmp = write_temp(path, engine, position)?;
+    keep_if(&tmp, path, still_valid)
+}
+
+/// The slow half of a snapshot, which only reads the engine (the writer
+/// runs it on a thread of its own, `crate::writer`): `engine` taken at
+/// `position`, written to a temporary file beside `path` (named by
+/// process), returned for [`keep_if`].
+pub fn write_temp(path: &Path, engine: &Engine, position: &Position) -> std::io::Result<PathBuf> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let written = (|| {
         let mut file = std::fs::File::create(&tmp)?;
@@ -214,15 +223,27 @@ pub fn write_snapshot_if(
         });
         result
     })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
+    match written {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
+}
+
+/// Replaces `path` with the written `tmp` (an atomic rename) if
+/// `still_valid()`, else removes `tmp`; whether it was kept.
+pub fn keep_if(
+    tmp: &Path,
+    path: &Path,
+    still_valid: impl FnOnce() -> bool,
+) -> std::io::Result<bool> {
     if !still_valid() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp);
         return Ok(false);
     }
-    std::fs::rename(&tmp, path).map(|()| true)
+    std::fs::rename(tmp, path).map(|()| true)
 }
 
 /// Where the snapshot a node started from came from.

@@ -145,6 +145,9 @@ pub struct Writer {
     pub open_store: OpenStore,
     /// The rebuild in progress, if any.
     pub rebuilding: Option<Rebuilding>,
+    /// The snapshot being written on its own thread, if any: meanwhile
+    /// appends are committed and acknowledged, and applied when it ends.
+    pub snapshotting: Option<SnapshotJob>,
     /// The highest log offset the engine has applied. Events above it that
     /// this writer did not append (`siyu import` into the same store) are
     /// read back and applied before anything newer, so the engine always
@@ -171,6 +174,36 @@ pub struct Writer {
     /// A higher count in the store means an erasure by another node: the
     /// engine is rebuilt and no snapshot of the old one is kept.
     pub erasures: u64,
+}
+
+/// A snapshot written on its own thread under a read of the engine
+/// ([`Writer::start_snapshot`]). The engine must not change meanwhile: the
+/// events committed in the meantime wait in `deferred` (their requests are
+/// answered: they are durable) and are applied, in log order, when it
+/// ends. Every other command first waits for it ([`Writer::finish_snapshot`]).
+pub struct SnapshotJob {
+    /// The temporary file and the engine's `events_applied` it holds.
+    done: Receiver<std::io::Result<(PathBuf, u64)>>,
+    /// The log offset the snapshot reflects.
+    offset: u64,
+    started: Instant,
+    /// Committed groups not applied yet: (offset, event) and whether they
+    /// are history.
+    deferred: Vec<(Vec<(u64, Event)>, bool)>,
+    /// Who asked for it (`Command::Snapshot`): answered once it is kept
+    /// and, with PostgreSQL, stored for other nodes.
+    waiting: Vec<Reply<()>>,
+}
+
+impl SnapshotJob {
+    /// The last offset committed: applied, or waiting in `deferred`.
+    fn last_committed(&self) -> u64 {
+        self.deferred
+            .iter()
+            .rev()
+            .find_map(|(g, _)| g.last().map(|(o, _)| *o))
+            .unwrap_or(self.offset)
+    }
 }
 
 /// A rebuild of the engine from the store, running on its own thread.
@@ -298,6 +331,7 @@ impl Writer {
     /// With PostgreSQL the kept file is then copied into the store
     /// ([`crate::snapshot::Sharing`]) without holding the writer.
     fn write_snapshot(&mut self) -> Result<(), String> {
+        self.finish_snapshot();
         let engine = self.engine.clone();
         let engine = engine.read().map_err(|_| "engine lock poisoned")?;
         let started = Instant::now();
@@ -323,6 +357,136 @@ impl Writer {
             sharing.share();
         }
         Ok(())
+    }
+
+    /// Starts writing a snapshot on its own thread (none while a rebuild
+    /// runs or another snapshot is being written): the writer thread does
+    /// not stop for it; see [`SnapshotJob`].
+    fn start_snapshot(&mut self) {
+        if self.snapshotting.is_some() || self.rebuilding.is_some() {
+            return;
+        }
+        let position = match crate::snapshot::Position::of(
+            self.store.as_mut(),
+            self.applied_offset,
+            self.erasures,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the log at the snapshot's offset");
+                return;
+            }
+        };
+        let (tx, done) = std::sync::mpsc::sync_channel(1);
+        let (engine, path) = (self.engine.clone(), self.snapshot_path.clone());
+        let spawned = std::thread::Builder::new()
+            .name("siyu-snapshot".into())
+            .spawn(move || {
+                let engine = engine.read().unwrap_or_else(|e| e.into_inner());
+                let written = crate::snapshot::write_temp(&path, &engine, &position)
+                    .map(|tmp| (tmp, engine.events_applied()));
+                let _ = tx.send(written);
+            });
+        match spawned {
+            Ok(_) => {
+                self.snapshotting = Some(SnapshotJob {
+                    done,
+                    offset: self.applied_offset,
+                    started: Instant::now(),
+                    deferred: Vec::new(),
+                    waiting: Vec::new(),
+                })
+            }
+            Err(e) => tracing::warn!(error = %e, "starting the snapshot thread"),
+        }
+    }
+
+    /// Lands the snapshot being written if it is done (or, with `wait`,
+    /// once it is): keeps the file unless an erasure committed meanwhile
+    /// (as [`Writer::write_snapshot`]), then applies the events committed
+    /// while it was written.
+    fn poll_snapshot(&mut self, wait: bool) {
+        let Some(job) = &self.snapshotting else {
+            return;
+        };
+        let written = if wait {
+            job.done
+                .recv()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the snapshot thread stopped")))
+        } else {
+            match job.done.try_recv() {
+                Ok(w) => w,
+                Err(std::sync::mpsc::TryRecvError::Empty) => return,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    Err(std::io::Error::other("the snapshot thread stopped"))
+                }
+            }
+        };
+        let job = self.snapshotting.take().expect("checked above");
+        let mut outcome = Ok(());
+        match written {
+            Ok((tmp, events)) => {
+                let (store, known) = (&mut self.store, self.erasures);
+                let unchanged = || siyu_store::erasures(store.as_mut()).is_ok_and(|n| n <= known);
+                match crate::snapshot::keep_if(&tmp, &self.snapshot_path, unchanged) {
+                    Ok(true) => {
+                        self.snapshot_at = events;
+                        tracing::info!(
+                            offset = job.offset,
+                            events,
+                            seconds = job.started.elapsed().as_secs_f64(),
+                            deferred = job.deferred.iter().map(|(g, _)| g.len()).sum::<usize>(),
+                            "engine snapshot written beside the writer"
+                        );
+                        if let Some(sharing) = &mut self.sharing {
+                            sharing.share();
+                        }
+                    }
+                    Ok(false) => {
+                        outcome = Err("an erasure committed since the engine was built; snapshot dropped until the engine is rebuilt".to_string());
+                    }
+                    Err(e) => outcome = Err(format!("keeping the snapshot: {e}")),
+                }
+            }
+            Err(e) => outcome = Err(format!("writing the snapshot: {e}")),
+        }
+        if let Err(e) = &outcome {
+            tracing::warn!(error = %e, "snapshot failed");
+        }
+        if !job.waiting.is_empty() {
+            // Asked for: answered once other nodes can start from it.
+            if let Some(sharing) = &mut self.sharing {
+                sharing.finish();
+            }
+            for reply in job.waiting {
+                let _ = reply.send(outcome.clone());
+            }
+        }
+        for (group, as_history) in job.deferred {
+            let refs: Vec<(u64, &Event)> = group.iter().map(|(o, e)| (*o, e)).collect();
+            self.apply_committed(&refs, as_history);
+        }
+    }
+
+    /// Waits for the snapshot being written, if any, and lands it.
+    fn finish_snapshot(&mut self) {
+        self.poll_snapshot(true);
+    }
+
+    /// Applies a committed group's new events (offset order) and records
+    /// what they caused: segment history, merges.
+    fn apply_committed(&mut self, new: &[(u64, &Event)], as_history: bool) {
+        let (merges, history) = self.apply_logged(new, &|_| as_history);
+        if let Some(&(last, _)) = new.last() {
+            self.applied_offset = self.applied_offset.max(last);
+        }
+        self.record_history(history);
+        if !merges.is_empty() {
+            if let Err(e) = self.store.record_merges(&merges) {
+                // The events are durable; only these audit rows are lost.
+                tracing::error!(error = %e, "recording merges failed");
+            }
+        }
     }
 
     /// Applies events that are in the log, in offset order, in slices (the
@@ -508,33 +672,52 @@ impl Writer {
             }
             return;
         }
-        let new: Vec<(u64, &Event)> = owned
-            .iter()
-            .zip(&appended)
-            .filter_map(|(e, a)| match a {
-                Appended::New(offset) => Some((*offset, e)),
-                Appended::Duplicate(_) => None,
-            })
-            .collect();
-        let new_events = new.len() as u64;
-        if let Some(&(first, _)) = new.first() {
-            if first > self.applied_offset + 1 {
-                // Another writer appended in between: the engine follows the log.
-                if let Err(e) = self.catch_up(Some(first), usize::MAX) {
-                    tracing::error!(error = %e, "reading back other writers' events failed");
+        let first_new = appended.iter().find_map(|a| match a {
+            Appended::New(offset) => Some(*offset),
+            Appended::Duplicate(_) => None,
+        });
+        if let (Some(first), Some(job)) = (first_new, &self.snapshotting) {
+            if first > job.last_committed() + 1 {
+                // Another writer appended in between: it is read back in
+                // order, after the snapshot (rare: several writers).
+                self.finish_snapshot();
+            }
+        }
+        let new_events;
+        if let Some(job) = &mut self.snapshotting {
+            // The snapshot thread reads the engine: these wait, durable
+            // and acknowledged, and are applied when it ends.
+            let group: Vec<(u64, Event)> = owned
+                .into_iter()
+                .zip(&appended)
+                .filter_map(|(e, a)| match a {
+                    Appended::New(offset) => Some((*offset, e)),
+                    Appended::Duplicate(_) => None,
+                })
+                .collect();
+            new_events = group.len() as u64;
+            if !group.is_empty() {
+                job.deferred.push((group, as_history));
+            }
+        } else {
+            let new: Vec<(u64, &Event)> = owned
+                .iter()
+                .zip(&appended)
+                .filter_map(|(e, a)| match a {
+                    Appended::New(offset) => Some((*offset, e)),
+                    Appended::Duplicate(_) => None,
+                })
+                .collect();
+            new_events = new.len() as u64;
+            if let Some(&(first, _)) = new.first() {
+                if first > self.applied_offset + 1 {
+                    // Another writer appended in between: the engine follows the log.
+                    if let Err(e) = self.catch_up(Some(first), usize::MAX) {
+                        tracing::error!(error = %e, "reading back other writers' events failed");
+                    }
                 }
             }
-        }
-        let (merges, history) = self.apply_logged(&new, &|_| as_history);
-        if let Some(&(last, _)) = new.last() {
-            self.applied_offset = self.applied_offset.max(last);
-        }
-        self.record_history(history);
-        if !merges.is_empty() {
-            if let Err(e) = self.store.record_merges(&merges) {
-                // The events are durable; only these audit rows are lost.
-                tracing::error!(error = %e, "recording merges failed");
-            }
+            self.apply_committed(&new, as_history);
         }
         self.metrics.events_accepted.inc_by(new_events);
         self.metrics
@@ -550,13 +733,14 @@ impl Writer {
             rest = tail;
             let _ = reply.send(Ok(mine.to_vec()));
         }
+        if self.snapshotting.is_some() {
+            return;
+        }
         let applied = self.engine.read().map(|e| e.events_applied()).unwrap_or(0);
         // During a rebuild the current engine may still hold erased data:
         // it is never written to a snapshot.
         if new_events > 0 && self.rebuilding.is_none() && snapshot_due(applied, self.snapshot_at) {
-            if let Err(e) = self.write_snapshot() {
-                tracing::warn!(error = %e, "snapshot failed");
-            }
+            self.start_snapshot();
         }
     }
 
@@ -583,18 +767,23 @@ impl Writer {
         }
         loop {
             self.poll_rebuild();
+            self.poll_snapshot(false);
             if let Some(sharing) = &mut self.sharing {
                 sharing.poll();
             }
-            // Wake often while a rebuild runs, to land it promptly.
-            let wait = if self.rebuilding.is_some() {
+            // Wake often while a rebuild or a snapshot runs, to land it promptly.
+            let wait = if self.rebuilding.is_some() || self.snapshotting.is_some() {
                 Duration::from_millis(5)
             } else {
                 Duration::from_millis(500)
             };
             let first = match rx.recv_timeout(wait) {
                 Ok(c) => c,
-                Err(RecvTimeoutError::Timeout) if self.rebuilding.is_some() => continue,
+                Err(RecvTimeoutError::Timeout)
+                    if self.rebuilding.is_some() || self.snapshotting.is_some() =>
+                {
+                    continue
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     // Events another process (an import) appended become
                     // visible without waiting for this server's next write.
@@ -654,6 +843,7 @@ impl Writer {
             }
         }
         // Every sender is gone; finish what was asked before stopping.
+        self.finish_snapshot();
         while let Some(r) = self.rebuilding.take() {
             let result = r
                 .done
@@ -985,6 +1175,8 @@ impl Writer {
         if let Command::AppendHistory { events, reply } = cmd {
             return self.commit_group(vec![(events, reply, None)], true);
         }
+        // Everything else reads or changes the engine as the log has it.
+        self.finish_snapshot();
         if let Some(r) = &mut self.rebuilding {
             // They must see (and a snapshot must hold) the rebuilt engine.
             r.deferred.push_back(cmd);
@@ -1035,6 +1227,13 @@ impl Writer {
                 reply,
             } => self.delete(target, audit, reply),
             Command::Snapshot { reply } => {
+                // On its own thread like the periodic one: appends go on
+                // meanwhile; answered when it lands (`poll_snapshot`).
+                self.start_snapshot();
+                if let Some(job) = &mut self.snapshotting {
+                    job.waiting.push(reply);
+                    return;
+                }
                 let written = self.write_snapshot();
                 // Asked for: answered once other nodes can start from it.
                 if let Some(sharing) = &mut self.sharing {

@@ -36,6 +36,7 @@ mod rfm_layers;
 mod segment_spec;
 mod sensitive;
 mod shapes;
+mod snapshots;
 mod wechat;
 mod wecom;
 mod wecom_ops;
