@@ -158,7 +158,9 @@ async fn post_orders(State(state): State<AppState>, body: Body) -> Result<Respon
             .map_err(ApiError::Internal)?
     };
     let t = orders::tally(&events, &results);
-    // Acknowledged means applied: the engine holds the batch's refunds.
+    // Read only once the engine holds the batch's refunds (an append is
+    // answered before it is applied while a snapshot is being written).
+    state.0.writer.visible().await.map_err(ApiError::Internal)?;
     let s = state.clone();
     let over_refunded =
         blocking(move || Ok(orders::over_refunded(&read_engine(&s), &events))).await?;

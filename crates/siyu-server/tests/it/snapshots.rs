@@ -2,7 +2,8 @@
 //! appends go on meanwhile — committed and acknowledged without touching
 //! the engine — and are applied, in log order, when it lands. The test
 //! makes the snapshot wait by holding the engine's write lock itself,
-//! then appends through the writer while the snapshot cannot proceed.
+//! then appends through the writer while the snapshot cannot proceed;
+//! `WriterHandle::visible` waits until they are applied.
 
 use crate::TestApp;
 use siyu_domain::{parse_json_event, Event};
@@ -29,6 +30,10 @@ async fn appends_are_acknowledged_while_a_snapshot_is_written_and_applied_after_
         let writer = writer.clone();
         async move { writer.snapshot().await }
     });
+    // Its command is queued before the appends (the task sends it at
+    // once), and long before the writer's idle tick (500 ms without a
+    // command), which would wait for the lock held here.
+    tokio::time::sleep(Duration::from_millis(20)).await;
     // Appends go through meanwhile, each acknowledged (durable) at once.
     for i in 1..=50 {
         let appended =
@@ -41,29 +46,39 @@ async fn appends_are_acknowledged_while_a_snapshot_is_written_and_applied_after_
             "{appended:?}"
         );
     }
+    // A caller that reads what it appended waits for them to be visible.
+    let visible = tokio::spawn({
+        let writer = writer.clone();
+        async move { writer.visible().await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         held.events_applied(),
         before,
         "nothing applied while the snapshot reads"
     );
     assert!(!snapshot.is_finished(), "the snapshot waits for its read");
+    assert!(
+        !visible.is_finished(),
+        "not visible before the snapshot lands"
+    );
     drop(held);
 
-    tokio::time::timeout(Duration::from_secs(10), snapshot)
+    tokio::time::timeout(Duration::from_secs(10), visible)
         .await
-        .expect("the snapshot lands once it can read")
+        .expect("visible once the snapshot lands")
         .unwrap()
         .unwrap();
-    // The deferred appends are applied, in order, once it lands.
-    let mut applied = 0;
-    for _ in 0..100 {
-        applied = t.state.0.engine.read().unwrap().events_applied();
-        if applied == before + 50 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(applied, before + 50);
+    // The deferred appends were applied, in order, when it landed.
+    assert_eq!(
+        t.state.0.engine.read().unwrap().events_applied(),
+        before + 50
+    );
+    tokio::time::timeout(Duration::from_secs(10), snapshot)
+        .await
+        .expect("the snapshot is answered once it lands")
+        .unwrap()
+        .unwrap();
     let (_, p) = t.get("/v1/persons/douyin:snap50").await;
     assert_eq!(p["canonical_id"], "douyin:snap50", "{p}");
 
