@@ -186,10 +186,11 @@ fn main() {
         latencies.len() as f64 / secs
     );
     println!(
-        "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.90),
         percentile(&latencies, 0.99),
+        percentile(&latencies, 0.999),
         percentile(&latencies, 1.0)
     );
 }
