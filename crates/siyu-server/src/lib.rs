@@ -489,6 +489,7 @@ impl Application {
             open_store,
             rebuilding: None,
             snapshotting: None,
+            backlog: Default::default(),
             applied_offset,
             snapshot_at,
             automation: Some(auto_tx.clone()),

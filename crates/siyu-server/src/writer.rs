@@ -39,6 +39,9 @@ use tokio::sync::{broadcast, oneshot};
 const MAX_GROUP_EVENTS: usize = 20_000;
 /// Events applied under one hold of the engine's write lock.
 const APPLY_SLICE: usize = 1024;
+/// Backlog events applied per turn of the writer's loop (milliseconds of
+/// work), between group commits ([`Writer::backlog`]).
+const BACKLOG_SLICE: usize = 8192;
 /// Events read back per step when catching up with another writer.
 const CATCH_UP_PAGE: usize = siyu_store::SCAN_PAGE;
 /// Write a fresh engine snapshot after at least this many new events...
@@ -160,6 +163,11 @@ pub struct Writer {
     /// The snapshot being written on its own thread, if any: meanwhile
     /// appends are committed and acknowledged, and applied when it ends.
     pub snapshotting: Option<SnapshotJob>,
+    /// Groups committed and acknowledged while a snapshot was written, not
+    /// applied yet: applied [`BACKLOG_SLICE`] events per turn of the loop,
+    /// so catching up stops the writer no more than the snapshot did.
+    /// Appends committed while it is not empty join it, in log order.
+    pub backlog: VecDeque<(Vec<(u64, Event)>, bool)>,
     /// The highest log offset the engine has applied. Events above it that
     /// this writer did not append (`siyu import` into the same store) are
     /// read back and applied before anything newer, so the engine always
@@ -191,8 +199,9 @@ pub struct Writer {
 /// A snapshot written on its own thread under a read of the engine
 /// ([`Writer::start_snapshot`]). The engine must not change meanwhile: the
 /// events committed in the meantime wait in `deferred` (their requests are
-/// answered: they are durable) and are applied, in log order, when it
-/// ends. Every other command first waits for it ([`Writer::finish_snapshot`]).
+/// answered: they are durable) and join [`Writer::backlog`] when it ends.
+/// Every other command first waits for it and the backlog
+/// ([`Writer::finish_snapshot`]).
 pub struct SnapshotJob {
     /// The temporary file and the engine's `events_applied` it holds.
     done: Receiver<std::io::Result<(PathBuf, u64)>>,
@@ -207,15 +216,11 @@ pub struct SnapshotJob {
     waiting: Vec<Reply<()>>,
 }
 
-impl SnapshotJob {
-    /// The last offset committed: applied, or waiting in `deferred`.
-    fn last_committed(&self) -> u64 {
-        self.deferred
-            .iter()
-            .rev()
-            .find_map(|(g, _)| g.last().map(|(o, _)| *o))
-            .unwrap_or(self.offset)
-    }
+/// The last offset of the last non-empty group.
+fn last_offset_of<'a>(
+    groups: impl DoubleEndedIterator<Item = &'a (Vec<(u64, Event)>, bool)>,
+) -> Option<u64> {
+    groups.rev().find_map(|(g, _)| g.last().map(|(o, _)| *o))
 }
 
 /// A rebuild of the engine from the store, running on its own thread.
@@ -474,15 +479,40 @@ impl Writer {
                 let _ = reply.send(outcome.clone());
             }
         }
-        for (group, as_history) in job.deferred {
-            let refs: Vec<(u64, &Event)> = group.iter().map(|(o, e)| (*o, e)).collect();
-            self.apply_committed(&refs, as_history);
+        self.backlog.extend(job.deferred);
+    }
+
+    /// Waits for the snapshot being written, if any, lands it, and applies
+    /// the whole backlog: the engine then reflects every committed event.
+    fn finish_snapshot(&mut self) {
+        self.poll_snapshot(true);
+        while !self.backlog.is_empty() {
+            self.apply_backlog(usize::MAX);
         }
     }
 
-    /// Waits for the snapshot being written, if any, and lands it.
-    fn finish_snapshot(&mut self) {
-        self.poll_snapshot(true);
+    /// Applies backlog groups, oldest first, until about `max` events (at
+    /// least one group).
+    fn apply_backlog(&mut self, max: usize) {
+        let mut done = 0;
+        while let Some((group, as_history)) = self.backlog.pop_front() {
+            let refs: Vec<(u64, &Event)> = group.iter().map(|(o, e)| (*o, e)).collect();
+            self.apply_committed(&refs, as_history);
+            done += group.len();
+            if done >= max {
+                break;
+            }
+        }
+    }
+
+    /// The last offset committed: applied, in the backlog, or deferred by
+    /// the snapshot being written.
+    fn last_committed(&self) -> u64 {
+        self.snapshotting
+            .as_ref()
+            .and_then(|job| last_offset_of(job.deferred.iter()))
+            .or_else(|| last_offset_of(self.backlog.iter()))
+            .unwrap_or(self.applied_offset)
     }
 
     /// Applies a committed group's new events (offset order) and records
@@ -688,17 +718,20 @@ impl Writer {
             Appended::New(offset) => Some(*offset),
             Appended::Duplicate(_) => None,
         });
-        if let (Some(first), Some(job)) = (first_new, &self.snapshotting) {
-            if first > job.last_committed() + 1 {
+        let waiting = self.snapshotting.is_some() || !self.backlog.is_empty();
+        if let (Some(first), true) = (first_new, waiting) {
+            if first > self.last_committed() + 1 {
                 // Another writer appended in between: it is read back in
-                // order, after the snapshot (rare: several writers).
+                // order, after the snapshot and the backlog (rare: several
+                // writers).
                 self.finish_snapshot();
             }
         }
         let new_events;
-        if let Some(job) = &mut self.snapshotting {
-            // The snapshot thread reads the engine: these wait, durable
-            // and acknowledged, and are applied when it ends.
+        if self.snapshotting.is_some() || !self.backlog.is_empty() {
+            // The snapshot thread reads the engine, or the events it held
+            // back are still being applied: these wait, durable and
+            // acknowledged, and are applied in log order after them.
             let group: Vec<(u64, Event)> = owned
                 .into_iter()
                 .zip(&appended)
@@ -709,7 +742,10 @@ impl Writer {
                 .collect();
             new_events = group.len() as u64;
             if !group.is_empty() {
-                job.deferred.push((group, as_history));
+                match &mut self.snapshotting {
+                    Some(job) => job.deferred.push((group, as_history)),
+                    None => self.backlog.push_back((group, as_history)),
+                }
             }
         } else {
             let new: Vec<(u64, &Event)> = owned
@@ -745,7 +781,7 @@ impl Writer {
             rest = tail;
             let _ = reply.send(Ok(mine.to_vec()));
         }
-        if self.snapshotting.is_some() {
+        if self.snapshotting.is_some() || !self.backlog.is_empty() {
             return;
         }
         let applied = self.engine.read().map(|e| e.events_applied()).unwrap_or(0);
@@ -780,22 +816,24 @@ impl Writer {
         loop {
             self.poll_rebuild();
             self.poll_snapshot(false);
+            if self.snapshotting.is_none() && !self.backlog.is_empty() {
+                self.apply_backlog(BACKLOG_SLICE);
+            }
             if let Some(sharing) = &mut self.sharing {
                 sharing.poll();
             }
-            // Wake often while a rebuild or a snapshot runs, to land it promptly.
-            let wait = if self.rebuilding.is_some() || self.snapshotting.is_some() {
-                Duration::from_millis(5)
+            // Wake often while a rebuild, a snapshot or a backlog runs.
+            let busy = self.rebuilding.is_some()
+                || self.snapshotting.is_some()
+                || !self.backlog.is_empty();
+            let wait = if busy {
+                Duration::from_millis(if self.backlog.is_empty() { 5 } else { 0 })
             } else {
                 Duration::from_millis(500)
             };
             let first = match rx.recv_timeout(wait) {
                 Ok(c) => c,
-                Err(RecvTimeoutError::Timeout)
-                    if self.rebuilding.is_some() || self.snapshotting.is_some() =>
-                {
-                    continue
-                }
+                Err(RecvTimeoutError::Timeout) if busy => continue,
                 Err(RecvTimeoutError::Timeout) => {
                     // Events another process (an import) appended become
                     // visible without waiting for this server's next write.
