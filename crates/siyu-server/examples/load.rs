@@ -138,29 +138,31 @@ fn main() {
     let workers: Vec<_> = (0..connections)
         .map(|c| {
             let (addr, key) = (addr.clone(), key.clone());
-            std::thread::spawn(move || -> std::io::Result<(Vec<Duration>, u64)> {
-                // Bodies are built before the clock starts for each request.
-                let bodies: Vec<String> = (0..per_conn)
-                    .map(|r| body(run, c, r, batch, now, uuid))
-                    .collect();
-                let mut stream = TcpStream::connect(&addr)?;
-                stream.set_nodelay(true)?;
-                let mut reader = BufReader::new(stream.try_clone()?);
-                let mut latencies = Vec::with_capacity(per_conn);
-                let mut accepted = 0u64;
-                for b in &bodies {
-                    let t = Instant::now();
-                    let (status, resp) = post(&mut stream, &mut reader, &addr, &key, b)?;
-                    latencies.push(t.elapsed());
-                    if status != 200 {
-                        return Err(std::io::Error::other(format!("HTTP {status}: {resp}")));
+            std::thread::spawn(
+                move || -> std::io::Result<(Vec<(Duration, Duration)>, u64)> {
+                    // Bodies are built before the clock starts for each request.
+                    let bodies: Vec<String> = (0..per_conn)
+                        .map(|r| body(run, c, r, batch, now, uuid))
+                        .collect();
+                    let mut stream = TcpStream::connect(&addr)?;
+                    stream.set_nodelay(true)?;
+                    let mut reader = BufReader::new(stream.try_clone()?);
+                    let mut latencies = Vec::with_capacity(per_conn);
+                    let mut accepted = 0u64;
+                    for b in &bodies {
+                        let t = Instant::now();
+                        let (status, resp) = post(&mut stream, &mut reader, &addr, &key, b)?;
+                        latencies.push((t - started, t.elapsed()));
+                        if status != 200 {
+                            return Err(std::io::Error::other(format!("HTTP {status}: {resp}")));
+                        }
+                        let v: serde_json::Value = serde_json::from_str(&resp)
+                            .map_err(|e| std::io::Error::other(format!("response: {e}")))?;
+                        accepted += v["accepted"].as_u64().unwrap_or(0);
                     }
-                    let v: serde_json::Value = serde_json::from_str(&resp)
-                        .map_err(|e| std::io::Error::other(format!("response: {e}")))?;
-                    accepted += v["accepted"].as_u64().unwrap_or(0);
-                }
-                Ok((latencies, accepted))
-            })
+                    Ok((latencies, accepted))
+                },
+            )
         })
         .collect();
     let mut latencies = Vec::new();
@@ -178,6 +180,15 @@ fn main() {
         }
     }
     let secs = started.elapsed().as_secs_f64();
+    // The stalls: every request slower than 100 ms, by when it was sent
+    // (a server pause shows as one such request per connection).
+    let mut slow: Vec<(Duration, Duration)> = latencies
+        .iter()
+        .copied()
+        .filter(|(_, l)| *l > Duration::from_millis(100))
+        .collect();
+    slow.sort();
+    let mut latencies: Vec<Duration> = latencies.into_iter().map(|(_, l)| l).collect();
     latencies.sort();
     println!(
         "{} requests x {batch} events over {connections} connections: accepted {accepted} in {secs:.2} s = {:.0} events/s, {:.0} requests/s",
@@ -193,4 +204,12 @@ fn main() {
         percentile(&latencies, 0.999),
         percentile(&latencies, 1.0)
     );
+    println!("requests over 100 ms: {}", slow.len());
+    for (at, l) in slow {
+        println!(
+            "  sent at {:.2} s: {:.0} ms",
+            at.as_secs_f64(),
+            l.as_secs_f64() * 1000.0
+        );
+    }
 }
