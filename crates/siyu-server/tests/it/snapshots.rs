@@ -18,6 +18,9 @@ fn comment(i: usize) -> Event {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Holding the engine's write lock across the awaits is the point: it is
+// what keeps the snapshot thread from reading while the appends go on.
+#[allow(clippy::await_holding_lock)]
 async fn appends_are_acknowledged_while_a_snapshot_is_written_and_applied_after_it() {
     let t = TestApp::spawn().await;
     let writer = t.state.0.writer.clone();
