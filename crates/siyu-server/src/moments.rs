@@ -429,7 +429,7 @@ pub async fn tick(state: &AppState, at: i64) -> Result<TickReport, ApiError> {
 /// What one engagement [`sync`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct SyncReport {
-    /// Published posts read.
+    /// Published posts read: siyu's, and those made in WeCom itself.
     pub moments: u64,
     /// Likes and comments WeCom listed.
     pub reactions: u64,
@@ -440,13 +440,16 @@ pub struct SyncReport {
 }
 
 /// Reads the likes and comments of every post published within
-/// `ENGAGEMENT_SECS` before `at` onto the customers' timelines.
+/// `ENGAGEMENT_SECS` before `at` onto the customers' timelines: siyu's
+/// plans, then the posts made in WeCom itself ([`sync_unplanned`]).
 pub async fn sync(state: &AppState, at: i64) -> Result<SyncReport, ApiError> {
     let mut report = SyncReport::default();
     let Some(wecom) = state.0.wecom.clone() else {
         return Ok(report);
     };
-    for mut plan in plans(state).await? {
+    let plans = plans(state).await?;
+    let planned: BTreeSet<String> = plans.iter().filter_map(|p| p.moment_id.clone()).collect();
+    for mut plan in plans {
         let (Status::Published, Some(moment_id)) = (plan.status, plan.moment_id.clone()) else {
             continue;
         };
@@ -511,7 +514,92 @@ pub async fn sync(state: &AppState, at: i64) -> Result<SyncReport, ApiError> {
             save(state, plan).await?;
         }
     }
+    sync_unplanned(state, &wecom, at, &planned, &mut report).await?;
     Ok(report)
+}
+
+/// Most `get_moment_list` pages read per sync (20 posts each).
+const MAX_LIST_PAGES: usize = 25;
+
+/// The posts made in WeCom itself (`get_moment_list`; a member's own, or
+/// the corp's from its admin console) within `ENGAGEMENT_SECS`: their
+/// likes and comments onto the timelines like a plan's, with `moment_id`
+/// and no `plan`. A personal post's comments are read with its creator, a
+/// corp post's with each member who published it (`get_moment_task`).
+async fn sync_unplanned(
+    state: &AppState,
+    wecom: &siyu_connectors::wecom::WeComConnector,
+    at: i64,
+    planned: &BTreeSet<String>,
+    report: &mut SyncReport,
+) -> Result<(), ApiError> {
+    let mut events = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_LIST_PAGES {
+        let (list, next) = match wecom
+            .moment_list(at - ENGAGEMENT_SECS, at, cursor.as_deref())
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, "wecom get_moment_list");
+                report.errors += 1;
+                break;
+            }
+        };
+        for m in list.into_iter().filter(|m| !planned.contains(&m.moment_id)) {
+            let senders = if m.personal {
+                vec![m.creator.clone()]
+            } else {
+                match wecom.moment_members(&m.moment_id).await {
+                    Ok(members) => members,
+                    Err(e) => {
+                        tracing::warn!(moment = %m.moment_id, error = %e, "wecom get_moment_task");
+                        report.errors += 1;
+                        continue;
+                    }
+                }
+            };
+            report.moments += 1;
+            for sender in senders.iter().filter(|s| !s.is_empty()) {
+                match wecom.moment_reactions(&m.moment_id, sender).await {
+                    Ok(reactions) => {
+                        for r in reactions {
+                            let v = wm::reaction_event(&m.moment_id, &r);
+                            match siyu_domain::wire::parse_json_event(&v) {
+                                Ok(e) => events.push(e),
+                                Err(e) => {
+                                    tracing::warn!(moment = %m.moment_id, error = %e, "a reaction's event was refused")
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(moment = %m.moment_id, %sender, error = %e, "wecom get_moment_comments");
+                        report.errors += 1;
+                    }
+                }
+            }
+        }
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    report.reactions += events.len() as u64;
+    if !events.is_empty() {
+        let appended = state
+            .0
+            .writer
+            .append(events)
+            .await
+            .map_err(ApiError::Internal)?;
+        report.new_events += appended
+            .iter()
+            .filter(|a| matches!(a, siyu_store::Appended::New(_)))
+            .count() as u64;
+    }
+    Ok(())
 }
 
 /// A plan's outcome: who it reached, who engaged, who ordered after.

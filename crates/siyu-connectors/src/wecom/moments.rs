@@ -21,6 +21,12 @@
 //!   "add_moment_task", result: {errcode, errmsg, moment_id,
 //!   invalid_sender_list: {user_list}, invalid_external_contact_list:
 //!   {tag_list}}}`;
+//! - `POST /cgi-bin/externalcontact/get_moment_list` `{start_time,
+//!   end_time, filter_type, cursor, limit}` → `{moment_list: [{moment_id,
+//!   creator, create_time, create_type: 0 (corp) | 1 (a member's own)}],
+//!   next_cursor}`; `POST /cgi-bin/externalcontact/get_moment_task
+//!   {moment_id}` → `{task_list: [{userid, publish_status}]}`: the posts
+//!   made in WeCom itself, and who published a corp one;
 //! - `POST /cgi-bin/externalcontact/get_moment_comments` `{moment_id,
 //!   userid}` → `{comment_list: [{external_userid | userid, create_time}],
 //!   like_list: [{external_userid | userid, create_time}]}` (the comments'
@@ -240,7 +246,93 @@ pub fn reaction_event(moment_id: &str, r: &Reaction) -> Value {
     })
 }
 
+/// A post `get_moment_list` lists: one siyu published, or one an operator
+/// (`personal`) or the corp's admin made in WeCom itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedMoment {
+    pub moment_id: String,
+    /// Who made it: the member for a personal post, the admin for a corp one.
+    pub creator: String,
+    pub created: i64,
+    /// `create_type` 1: a member's own post; else the corp's (published by
+    /// the members `get_moment_task` names).
+    pub personal: bool,
+}
+
+/// Longest page `get_moment_list` gives.
+pub const MOMENT_LIST_PAGE: u32 = 20;
+
+/// The posts of a `get_moment_list` answer and the cursor of the next
+/// page (none when this was the last). `create_time` comes as a number or
+/// as a string of one.
+pub fn moment_list(v: &Value) -> (Vec<ListedMoment>, Option<String>) {
+    let number = |x: Option<&Value>| {
+        x.and_then(|x| {
+            x.as_i64()
+                .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+        })
+    };
+    let list = v
+        .get("moment_list")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            Some(ListedMoment {
+                moment_id: str_field(m, "moment_id").filter(|s| !s.is_empty())?,
+                creator: str_field(m, "creator").unwrap_or_default(),
+                created: number(m.get("create_time")).unwrap_or(0),
+                personal: number(m.get("create_type")) == Some(1),
+            })
+        })
+        .collect();
+    let next = str_field(v, "next_cursor").filter(|c| !c.is_empty());
+    (list, next)
+}
+
+/// The members who published a corp post, from a `get_moment_task`
+/// answer (`publish_status` 1).
+pub fn published_members(v: &Value) -> Vec<String> {
+    v.get("task_list")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|t| t.get("publish_status").and_then(Value::as_i64) == Some(1))
+        .filter_map(|t| str_field(t, "userid").filter(|u| !u.is_empty()))
+        .collect()
+}
+
 impl WeComConnector {
+    /// `get_moment_list`: one page of the posts made from `start` to `end`
+    /// (at most 30 days apart), every kind (`filter_type` 2).
+    pub async fn moment_list(
+        &self,
+        start: i64,
+        end: i64,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<ListedMoment>, Option<String>), SendError> {
+        let v = self
+            .call(
+                "/cgi-bin/externalcontact/get_moment_list",
+                &json!({"start_time": start, "end_time": end, "filter_type": 2,
+                        "cursor": cursor.unwrap_or(""), "limit": MOMENT_LIST_PAGE}),
+            )
+            .await?;
+        Ok(moment_list(&v))
+    }
+
+    /// `get_moment_task`: the members who published a corp post (its
+    /// comments are read per member).
+    pub async fn moment_members(&self, moment_id: &str) -> Result<Vec<String>, SendError> {
+        let v = self
+            .call(
+                "/cgi-bin/externalcontact/get_moment_task",
+                &json!({"moment_id": moment_id, "limit": 1000}),
+            )
+            .await?;
+        Ok(published_members(&v))
+    }
+
     /// `add_moment_task`: starts publishing; answers the job's id.
     pub async fn add_moment_task(&self, moment: &Moment) -> Result<String, SendError> {
         let v = self
@@ -321,6 +413,41 @@ mod tests {
             tag_ids: vec![],
         };
         assert!(empty.body().is_err());
+    }
+
+    #[test]
+    fn a_moment_list_and_a_corp_posts_members_are_read() {
+        let (list, next) = moment_list(&json!({"errcode": 0, "next_cursor": "C2", "moment_list": [
+            {"moment_id": "momP", "creator": "lisi", "create_time": "1605000000", "create_type": 1, "visible_type": 1},
+            {"moment_id": "momC", "creator": "admin", "create_time": 1605000100, "create_type": 0},
+            {"creator": "nobody"}
+        ]}));
+        assert_eq!(next.as_deref(), Some("C2"));
+        assert_eq!(
+            list,
+            [
+                ListedMoment {
+                    moment_id: "momP".into(),
+                    creator: "lisi".into(),
+                    created: 1_605_000_000,
+                    personal: true
+                },
+                ListedMoment {
+                    moment_id: "momC".into(),
+                    creator: "admin".into(),
+                    created: 1_605_000_100,
+                    personal: false
+                },
+            ]
+        );
+        assert_eq!(moment_list(&json!({"next_cursor": ""})), (vec![], None));
+        assert_eq!(
+            published_members(&json!({"task_list": [
+                {"userid": "zhangsan", "publish_status": 1},
+                {"userid": "lisi", "publish_status": 0}
+            ]})),
+            ["zhangsan"]
+        );
     }
 
     #[test]

@@ -246,6 +246,71 @@ async fn moment_lifecycle(backend: Backend) {
         "{p}"
     );
 
+    // Posts made in WeCom itself: lisi's own (read with lisi) and one the
+    // corp made in its admin console (read with the members who published
+    // it); siyu's own momA, listed too, is not read twice.
+    fake.always(
+        &ec("/get_moment_list"),
+        json!({"errcode": 0, "errmsg": "ok", "next_cursor": "", "moment_list": [
+            {"moment_id": "momA", "creator": "admin", "create_time": now, "create_type": 0},
+            {"moment_id": "momP", "creator": "lisi", "create_time": now + 50, "create_type": 1},
+            {"moment_id": "momC", "creator": "admin", "create_time": now + 60, "create_type": 0}]}),
+    );
+    fake.always(
+        &ec("/get_moment_task"),
+        json!({"errcode": 0, "errmsg": "ok", "task_list": [
+            {"userid": "zhangsan", "publish_status": 1}, {"userid": "wangwu", "publish_status": 0}]}),
+    );
+    let (s, third) = app.send("POST", "/v1/moments/sync", "").await;
+    assert_eq!(s, StatusCode::OK, "{third}");
+    assert_eq!(
+        third,
+        json!({"moments": 3, "reactions": 6, "new_events": 4, "errors": 0})
+    );
+    let listed = fake.bodies(&ec("/get_moment_list"));
+    assert_eq!(
+        (
+            &listed[0]["filter_type"],
+            &listed[0]["end_time"]
+                .as_i64()
+                .map(|e| e - listed[0]["start_time"].as_i64().unwrap())
+        ),
+        (&json!(2), &Some(7 * 86_400)),
+        "{listed:?}"
+    );
+    let read: Vec<Value> = fake
+        .bodies(&ec("/get_moment_comments"))
+        .into_iter()
+        .skip(2)
+        .collect();
+    assert_eq!(
+        read,
+        [
+            json!({"moment_id": "momA", "userid": "zhangsan"}),
+            json!({"moment_id": "momP", "userid": "lisi"}),
+            json!({"moment_id": "momC", "userid": "zhangsan"}),
+        ]
+    );
+    assert_eq!(
+        fake.bodies(&ec("/get_moment_task")),
+        [json!({"moment_id": "momC", "limit": 1000})]
+    );
+    let a = timeline_names(&app, "wecom:wmA").await;
+    let mut posts: Vec<&str> = a
+        .iter()
+        .map(|e| e["properties"]["moment_id"].as_str().unwrap())
+        .collect();
+    posts.sort_unstable();
+    assert_eq!(posts, ["momA", "momC", "momP"], "{a:?}");
+    assert!(
+        a.iter()
+            .filter(|e| e["properties"]["moment_id"] != "momA")
+            .all(|e| e["properties"].get("plan").is_none()),
+        "{a:?}"
+    );
+    let (_, again) = app.send("POST", "/v1/moments/sync", "").await;
+    assert_eq!(again["new_events"], 0, "{again}");
+
     // A bought after seeing it: the report counts one customer who ordered.
     let (s, b) = app
         .post_events(
