@@ -246,6 +246,23 @@ async fn moment_lifecycle(backend: Backend) {
         "{p}"
     );
 
+    // An automatic answer to a Moments comment: a journey on the
+    // `moment_comment` event (WeCom gives no comment text, so keyword
+    // rules have nothing to match).
+    for (path, body) in [
+        (
+            "/v1/templates/moment_thanks",
+            json!({"body": "谢谢你的评论，送你一张券", "class": "transactional"}),
+        ),
+        (
+            "/v1/journeys/moment_thanks",
+            json!({"trigger": {"type": "event", "event": "custom", "name": "moment_comment"},
+            "start": "thanks", "steps": {"thanks": {"type": "send", "template": "moment_thanks"}}}),
+        ),
+    ] {
+        let (s, b) = app.send("PUT", path, body).await;
+        assert!(s.is_success(), "{path}: {b}");
+    }
     // Posts made in WeCom itself: lisi's own (read with lisi) and one the
     // corp made in its admin console (read with the members who published
     // it); siyu's own momA, listed too, is not read twice.
@@ -310,6 +327,21 @@ async fn moment_lifecycle(backend: Backend) {
     );
     let (_, again) = app.send("POST", "/v1/moments/sync", "").await;
     assert_eq!(again["new_events"], 0, "{again}");
+    // B commented on the new posts: the journey answered B, through the guardrails.
+    let mut sent = Vec::new();
+    for _ in 0..100 {
+        sent = fake.bodies(&ec("/add_msg_template"));
+        if sent.iter().any(|b| b.to_string().contains("谢谢你的评论")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let thanks: Vec<&Value> = sent
+        .iter()
+        .filter(|b| b.to_string().contains("谢谢你的评论"))
+        .collect();
+    assert_eq!(thanks.len(), 1, "{sent:?}");
+    assert_eq!(thanks[0]["external_userid"], json!(["wmB"]), "{thanks:?}");
 
     // A bought after seeing it: the report counts one customer who ordered.
     let (s, b) = app
