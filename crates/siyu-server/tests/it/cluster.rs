@@ -530,6 +530,7 @@ async fn the_standing_by_node_takes_over_and_a_paused_old_leader_is_fenced() {
     b.schema = a.schema.take();
     let a_leader = a.state.0.leader.clone();
     let died = Instant::now();
+    a.abandon = true;
     drop(a);
     let took = until("B leads after A died", Duration::from_secs(10), || async {
         b.state.0.leader.is_leader()

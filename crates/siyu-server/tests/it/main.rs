@@ -70,6 +70,9 @@ pub struct TestApp {
     pub key: String,
     pub dir: std::path::PathBuf,
     schema: Option<String>,
+    /// Dropped as if the process died: its executor and writer run on
+    /// (the failover tests); else they are told to stop.
+    abandon: bool,
     _app: Application,
 }
 
@@ -121,6 +124,7 @@ impl TestApp {
             key: String::new(),
             dir,
             schema,
+            abandon: false,
             _app: application,
         };
         let (status, body) = t
@@ -165,6 +169,7 @@ impl TestApp {
             key: self.key.clone(),
             dir,
             schema: None,
+            abandon: false,
             _app: application,
         }
     }
@@ -244,6 +249,17 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        // The executor thread lives until it is told to stop, and with it
+        // the state and the writer: each app's store connections would
+        // stay open until the test process ends (PostgreSQL has 100).
+        if !self.abandon {
+            let _ = self
+                .state
+                .0
+                .automation
+                .tx
+                .send(siyu_server::automation::AutoInput::Shutdown);
+        }
         std::fs::remove_dir_all(&self.dir).ok();
         if let (Some(schema), Some(url)) = (self.schema.take(), pg_url()) {
             // Best effort: a leftover schema only costs space in a test database.
