@@ -281,11 +281,16 @@ impl<T: schemars::JsonSchema> crate::openapi::Answered for Answer<T> {
 
 /// A PNG answer (the QR codes), cacheable for `max_age` seconds.
 pub fn png(bytes: Vec<u8>, max_age: u32) -> Response {
-    let cache = format!("public, max-age={max_age}");
+    png_cached(bytes, &format!("public, max-age={max_age}"))
+}
+
+/// A PNG answer with its `Cache-Control` (a poster drawn for one key:
+/// `private, max-age=300`).
+pub fn png_cached(bytes: Vec<u8>, cache: &str) -> Response {
     let mut response = bytes.into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
-    if let Ok(v) = HeaderValue::from_str(&cache) {
+    if let Ok(v) = HeaderValue::from_str(cache) {
         h.insert(header::CACHE_CONTROL, v);
     }
     h.insert(

@@ -288,6 +288,28 @@ pub fn issue_claim(
     Ok((claim(secret, scope, identity, expires_at), expires_at))
 }
 
+/// The public link of live code `code` carrying `claim` (`/l/{code}?claim=`).
+pub(crate) fn live_code_url(state: &crate::AppState, code: &str, claim: &str) -> String {
+    format!(
+        "{}/l/{}?claim={claim}",
+        state.0.config.public_url.trim_end_matches('/'),
+        crate::h5::path_segment(code)
+    )
+}
+
+/// Where a signup hands `identity` on: live code `code`'s link with a seat
+/// claim for them, valid [`CLAIM_TTL`] from `now` (they proved who they are,
+/// so the live code may seat them).
+pub(crate) fn seat_link(state: &crate::AppState, code: &str, identity: &str, now: i64) -> String {
+    let claim = claim(
+        &state.0.link_secret,
+        &format!("livecode/{code}"),
+        identity,
+        now + CLAIM_TTL,
+    );
+    live_code_url(state, code, &claim)
+}
+
 /// A claim token: `identity` may claim a seat or a signup under `scope`
 /// (`livecode/<id>`, `campaign/<id>`) until `expires_at`.
 pub fn claim(secret: &[u8], scope: &str, identity: &str, expires_at: i64) -> String {

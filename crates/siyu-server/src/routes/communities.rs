@@ -681,10 +681,7 @@ async fn create_claim(
     let (claim, expires_at) =
         crate::links::claim_from_body(&state, format!("livecode/{code_id}"), &body).await?;
     Ok(Json(ClaimAnswer {
-        url: format!(
-            "{}/l/{code_id}?claim={claim}",
-            state.0.config.public_url.trim_end_matches('/')
-        ),
+        url: crate::links::live_code_url(&state, &code_id, &claim),
         code: code_id,
         claim,
         expires_at,

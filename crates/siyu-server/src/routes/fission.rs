@@ -22,8 +22,8 @@ use crate::request::{
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -453,14 +453,7 @@ async fn poster(
             .map_err(|e| ApiError::InvalidDefinition(format!("poster: {e}")))
     })
     .await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "image/png"),
-            (header::CACHE_CONTROL, "private, max-age=300"),
-        ],
-        png,
-    )
-        .into_response())
+    Ok(crate::h5::png_cached(png, "private, max-age=300"))
 }
 
 // ---------- public landing ----------
@@ -806,19 +799,9 @@ async fn signup(
     let recorded = matches!(appended.first(), Some(siyu_store::Appended::New(_)));
     // Hand the invitee on: a live code routes them to a group or an
     // operator with room (communities), else the landing as defined.
-    let live_code_url = c.live_code().map(|code| {
-        // The invitee proved who they are: the live code may seat them.
-        let claim = crate::links::claim(
-            &state.0.link_secret,
-            &format!("livecode/{code}"),
-            &who,
-            now() + crate::links::CLAIM_TTL,
-        );
-        format!(
-            "{}/l/{code}?claim={claim}",
-            state.0.config.public_url.trim_end_matches('/'),
-        )
-    });
+    let live_code_url = c
+        .live_code()
+        .map(|code| crate::links::seat_link(&state, code, &who, now()));
     Ok(Json(Signup {
         campaign,
         recorded,

@@ -667,14 +667,7 @@ async fn partner_poster(
             .map_err(|e| ApiError::Internal(format!("partner poster: {e}")))
     })
     .await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "image/png"),
-            (header::CACHE_CONTROL, "private, max-age=300"),
-        ],
-        png,
-    )
-        .into_response())
+    Ok(crate::h5::png_cached(png, "private, max-age=300"))
 }
 
 type Peer = crate::ratelimit::Peer;
@@ -873,19 +866,10 @@ async fn public_signup(
         .await
         .map_err(ApiError::Internal)?;
     let recorded = matches!(appended.first(), Some(siyu_store::Appended::New(_)));
-    let live_code_url = p.live_code.as_deref().map(|live| {
-        let claim = crate::links::claim(
-            &state.0.link_secret,
-            &format!("livecode/{live}"),
-            who.as_str(),
-            now() + crate::links::CLAIM_TTL,
-        );
-        format!(
-            "{}/l/{}?claim={claim}",
-            state.0.config.public_url.trim_end_matches('/'),
-            crate::h5::path_segment(live)
-        )
-    });
+    let live_code_url = p
+        .live_code
+        .as_deref()
+        .map(|live| crate::links::seat_link(&state, live, who.as_str(), now()));
     Ok(Json(Signed {
         partner: p.id,
         recorded,
