@@ -457,58 +457,33 @@ pub async fn sync(state: &AppState, at: i64) -> Result<SyncReport, ApiError> {
             continue;
         }
         report.moments += 1;
-        let mut events = Vec::new();
-        let (mut likes, mut comments) = (0, 0);
-        let mut persons = BTreeSet::new();
-        let mut complete = true;
-        for sender in plan
+        let senders: Vec<&str> = plan
             .senders
             .iter()
             .filter(|s| !plan.invalid_senders.contains(s))
-        {
-            let reactions = match wecom.moment_reactions(&moment_id, sender).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(moment = %plan.id, %sender, error = %e, "wecom get_moment_comments");
-                    report.errors += 1;
-                    complete = false;
-                    continue;
-                }
-            };
-            for r in reactions {
-                match r.kind {
-                    "like" => likes += 1,
-                    _ => comments += 1,
-                }
-                persons.insert(r.external_userid.clone());
-                let mut v = wm::reaction_event(&moment_id, &r);
-                v["properties"]["plan"] = serde_json::json!(plan.id);
-                match siyu_domain::wire::parse_json_event(&v) {
-                    Ok(e) => events.push(e),
-                    Err(e) => {
-                        tracing::warn!(moment = %plan.id, error = %e, "a reaction's event was refused")
-                    }
-                }
-            }
-        }
-        report.reactions += events.len() as u64;
-        if !events.is_empty() {
-            let appended = state
-                .0
-                .writer
-                .append(events)
-                .await
-                .map_err(ApiError::Internal)?;
-            report.new_events += appended
-                .iter()
-                .filter(|a| matches!(a, siyu_store::Appended::New(_)))
-                .count() as u64;
-        }
+            .map(String::as_str)
+            .collect();
+        let read = read_reactions(&wecom, &moment_id, &senders, Some(&plan.id), &mut report).await;
+        let (likes, comments) = read
+            .reactions
+            .iter()
+            .fold((0, 0), |(l, c), r| match r.kind {
+                "like" => (l + 1, c),
+                _ => (l, c + 1),
+            });
+        let persons: BTreeSet<&str> = read
+            .reactions
+            .iter()
+            .map(|r| r.external_userid.as_str())
+            .collect();
+        let persons = persons.len() as u64;
+        let complete = read.complete;
+        append_reactions(state, read.events, &mut report).await?;
         if complete {
             plan.engagement = gm::Engagement {
                 likes,
                 comments,
-                persons: persons.len() as u64,
+                persons,
                 synced_at: Some(at),
             };
             save(state, plan).await?;
@@ -516,6 +491,81 @@ pub async fn sync(state: &AppState, at: i64) -> Result<SyncReport, ApiError> {
     }
     sync_unplanned(state, &wecom, at, &planned, &mut report).await?;
     Ok(report)
+}
+
+/// A moment's likes and comments as read from WeCom.
+struct ReadReactions {
+    reactions: Vec<wm::Reaction>,
+    /// Their timeline events (`moment_id`, and `plan` for siyu's posts).
+    events: Vec<siyu_domain::Event>,
+    /// Whether every sender's list was read.
+    complete: bool,
+}
+
+/// Reads `moment_id`'s likes and comments as each of `senders` published
+/// it (`get_moment_comments`); a failed read is logged and counted in
+/// `report.errors`.
+async fn read_reactions(
+    wecom: &siyu_connectors::wecom::WeComConnector,
+    moment_id: &str,
+    senders: &[&str],
+    plan: Option<&str>,
+    report: &mut SyncReport,
+) -> ReadReactions {
+    let mut read = ReadReactions {
+        reactions: Vec::new(),
+        events: Vec::new(),
+        complete: true,
+    };
+    for sender in senders {
+        let reactions = match wecom.moment_reactions(moment_id, sender).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(moment = %moment_id, %sender, error = %e, "wecom get_moment_comments");
+                report.errors += 1;
+                read.complete = false;
+                continue;
+            }
+        };
+        for r in reactions {
+            let mut v = wm::reaction_event(moment_id, &r);
+            if let Some(plan) = plan {
+                v["properties"]["plan"] = serde_json::json!(plan);
+            }
+            match siyu_domain::wire::parse_json_event(&v) {
+                Ok(e) => read.events.push(e),
+                Err(e) => {
+                    tracing::warn!(moment = %moment_id, error = %e, "a reaction's event was refused")
+                }
+            }
+            read.reactions.push(r);
+        }
+    }
+    read
+}
+
+/// Appends reaction events and counts them: all read, and the new ones
+/// (the rest were stored by an earlier sync).
+async fn append_reactions(
+    state: &AppState,
+    events: Vec<siyu_domain::Event>,
+    report: &mut SyncReport,
+) -> Result<(), ApiError> {
+    report.reactions += events.len() as u64;
+    if events.is_empty() {
+        return Ok(());
+    }
+    let appended = state
+        .0
+        .writer
+        .append(events)
+        .await
+        .map_err(ApiError::Internal)?;
+    report.new_events += appended
+        .iter()
+        .filter(|a| matches!(a, siyu_store::Appended::New(_)))
+        .count() as u64;
+    Ok(())
 }
 
 /// Most `get_moment_list` pages read per sync (20 posts each).
@@ -561,44 +611,20 @@ async fn sync_unplanned(
                 }
             };
             report.moments += 1;
-            for sender in senders.iter().filter(|s| !s.is_empty()) {
-                match wecom.moment_reactions(&m.moment_id, sender).await {
-                    Ok(reactions) => {
-                        for r in reactions {
-                            let v = wm::reaction_event(&m.moment_id, &r);
-                            match siyu_domain::wire::parse_json_event(&v) {
-                                Ok(e) => events.push(e),
-                                Err(e) => {
-                                    tracing::warn!(moment = %m.moment_id, error = %e, "a reaction's event was refused")
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(moment = %m.moment_id, %sender, error = %e, "wecom get_moment_comments");
-                        report.errors += 1;
-                    }
-                }
-            }
+            let senders: Vec<&str> = senders
+                .iter()
+                .map(String::as_str)
+                .filter(|s| !s.is_empty())
+                .collect();
+            let read = read_reactions(wecom, &m.moment_id, &senders, None, report).await;
+            events.extend(read.events);
         }
         match next {
             Some(c) => cursor = Some(c),
             None => break,
         }
     }
-    report.reactions += events.len() as u64;
-    if !events.is_empty() {
-        let appended = state
-            .0
-            .writer
-            .append(events)
-            .await
-            .map_err(ApiError::Internal)?;
-        report.new_events += appended
-            .iter()
-            .filter(|a| matches!(a, siyu_store::Appended::New(_)))
-            .count() as u64;
-    }
+    append_reactions(state, events, report).await?;
     Ok(())
 }
 
