@@ -26,6 +26,10 @@ async fn appends_are_acknowledged_while_a_snapshot_is_written_and_applied_after_
     let writer = t.state.0.writer.clone();
     writer.append(vec![comment(0)]).await.unwrap();
     let before = t.state.0.engine.read().unwrap().events_applied();
+    // Let the start's own settings changes come back (the follower polls
+    // every 250 ms): a followed change is a command that waits for the
+    // snapshot, and the appends behind it would wait with it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // The snapshot thread cannot read the engine while this is held.
     let held = t.state.0.engine.write().unwrap();
