@@ -427,6 +427,7 @@ window.InboxPages = function (ui) {
     // The reply box survives a redraw of the thread (a live refresh must
     // not lose what is being typed).
     const box = replyBox();
+    const taskBox = taskForm();
     const headName = h('div', { class: 'ib-head-name' });
     const head = h('div', { class: 'ib-head' }, headName, h('div', { class: 'ib-actions' }, box.assign, box.resolveBtn));
     const log = h('div', { class: 'ib-messages', id: 'inbox-messages' });
@@ -696,16 +697,28 @@ window.InboxPages = function (ui) {
     }
 
     // ---------- the person's open tasks, done and added in place ----------
-    function tasksCard(d, canonical) {
-      const tasks = d.tasks || [];
+    // The add form survives a redraw of the thread like the reply box: a
+    // live refresh (a reply, a status) must not wipe a title being typed.
+    function taskForm() {
+      let canonical = null;
       const title = h('input', { id: 'inbox-task-title', placeholder: t('ib.task_ph'), 'data-write': true, 'aria-label': t('ib.task_add'), maxlength: 200 });
       const form = h('form', { class: 'ib-tag-form', onsubmit: async (e) => {
         e.preventDefault();
         const v = title.value.trim();
-        if (!v) return;
-        const r = await api('POST', '/v1/conversations/' + enc(canonical) + '/tasks', { title: v });
-        if (r.ok) { title.value = ''; toast(t('ib.task_added'), 'good'); scheduleThread(); } else if (r.status !== 403) toast(msgOf(r), 'error');
+        const asked = canonical;
+        if (!v || !asked) return;
+        const r = await api('POST', '/v1/conversations/' + enc(asked) + '/tasks', { title: v });
+        if (r.ok) { if (canonical === asked && title.value.trim() === v) title.value = ''; toast(t('ib.task_added'), 'good'); scheduleThread(); } else if (r.status !== 403) toast(msgOf(r), 'error');
       } }, title, h('button', { type: 'submit', id: 'inbox-task-add', 'data-write': true }, t('ib.task_add')));
+      return {
+        form,
+        // Another person: a title typed for the last one is not theirs.
+        setPerson(c) { if (c !== canonical) { if (canonical) title.value = ''; canonical = c; } },
+      };
+    }
+    function tasksCard(d, canonical) {
+      const tasks = d.tasks || [];
+      taskBox.setPerson(canonical);
       const item = (task) => h('li', { 'data-task': task.key },
         h('span', {}, task.title),
         task.operator ? h('span', { class: 'muted small' }, ' · ' + task.operator) : null,
@@ -717,7 +730,7 @@ window.InboxPages = function (ui) {
         } }, t('ib.task_done')));
       return h('section', { class: 'card', id: 'inbox-tasks' }, h('h2', {}, t('ib.tasks')),
         tasks.length ? h('ul', { class: 'ib-tasks' }, tasks.map(item)) : h('p', { class: 'muted small' }, t('ib.no_tasks')),
-        form);
+        taskBox.form);
     }
 
     // ---------- the AI summary (POST /v1/ai/summarize; not stored) ----------
@@ -757,6 +770,8 @@ window.InboxPages = function (ui) {
       const windows = d.service_windows || [];
       const canonical = d.person ? d.person.person : person;
       grid.classList.remove('no-thread');
+      // The forms kept across redraws keep their focus too.
+      const focused = profileBox.contains(document.activeElement) ? document.activeElement : null;
       profileBox.replaceChildren(
         h('section', { class: 'card' }, h('h2', {}, t('ib.profile')),
           h('dl', { class: 'facts ib-facts' },
@@ -782,6 +797,7 @@ window.InboxPages = function (ui) {
             w.hours ? h('span', { class: 'muted small' }, ' · ' + t('ib.win_hours', { n: w.hours })) : null)))
             : h('p', { class: 'muted small', id: 'inbox-windows' }, t('ib.no_windows'))));
       ui.applyRole(profileBox);
+      if (focused && focused.isConnected) focused.focus();
     }
 
     // ---------- live ----------
