@@ -16,10 +16,10 @@ use std::ops::Range;
 /// F by purchase count (1, 2, 3–4, 5–7, ≥8), M by net spend in cents
 /// (<10000, <30000, <80000, <200000, else).
 pub fn rfm_scores(p: &Person, now: i64) -> Option<(u8, u8, u8)> {
-    if p.purchase_count == 0 || p.last_purchase_ts == NO_TS {
+    if p.purchase_count() == 0 || p.last_purchase_ts() == NO_TS {
         return None;
     }
-    let days = (now - p.last_purchase_ts as i64).div_euclid(DAY);
+    let days = (now - p.last_purchase_ts() as i64).div_euclid(DAY);
     let r = match days {
         d if d <= 30 => 5,
         d if d <= 60 => 4,
@@ -27,7 +27,7 @@ pub fn rfm_scores(p: &Person, now: i64) -> Option<(u8, u8, u8)> {
         d if d <= 240 => 2,
         _ => 1,
     };
-    let f = match p.purchase_count {
+    let f = match p.purchase_count() {
         1 => 1,
         2 => 2,
         3..=4 => 3,

@@ -78,12 +78,12 @@ impl SortKey {
 
 /// A person's owner: their trait `operator`.
 pub fn owner_of(p: &Person) -> Option<&str> {
-    p.extra.as_deref()?.traits.get("operator")?.as_str()
+    p.extra.as_deref()?.traits().get("operator")?.as_str()
 }
 
 /// The name a list shows: trait `name`, else `nickname` (None: neither).
 pub fn name_of(p: &Person) -> Option<&str> {
-    let t = &p.extra.as_deref()?.traits;
+    let t = p.extra.as_deref()?.traits();
     t.get("name")
         .and_then(|v| v.as_str())
         .or_else(|| t.get("nickname").and_then(|v| v.as_str()))
@@ -92,7 +92,7 @@ pub fn name_of(p: &Person) -> Option<&str> {
 fn trait_contains(p: &Person, key: &str, text: &str) -> bool {
     p.extra
         .as_deref()
-        .and_then(|e| e.traits.get(key))
+        .and_then(|e| e.traits().get(key))
         .and_then(|v| v.as_str())
         .is_some_and(|v| v.contains(text) || (text.is_ascii() && contains_ascii_ci(v, text)))
 }
@@ -144,7 +144,7 @@ impl Filter {
             let has = p
                 .extra
                 .as_deref()
-                .is_some_and(|e| e.tags.binary_search(tag).is_ok());
+                .is_some_and(|e| e.tags().binary_search(tag).is_ok());
             if !has {
                 return false;
             }
@@ -197,7 +197,7 @@ fn key_of<'a>(engine: &'a Engine, p: &'a Person, sort: SortKey) -> Option<Key<'a
     match sort {
         SortKey::LastSeen => last_seen(p).map(Key::Num),
         SortKey::Spend => Some(Key::Num(p.net_spend())),
-        SortKey::Orders => Some(Key::Num(p.purchase_count as i64)),
+        SortKey::Orders => Some(Key::Num(p.purchase_count() as i64)),
         SortKey::FirstSeen => (p.first_ts != NO_TS).then_some(Key::Num(p.first_ts as i64)),
         SortKey::Name => Some(Key::Text(
             name_of(p).unwrap_or_else(|| engine.ids.get(p.canonical)),

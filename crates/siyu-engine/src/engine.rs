@@ -18,8 +18,14 @@ use siyu_domain::{Event, EventType};
 /// Below this many persons per thread, a pass stays on one thread.
 pub const MIN_PERSONS_PER_THREAD: usize = 1024;
 
+/// Events per person (and per identity) [`Engine::reserve_for_events`]
+/// plans for: the bench set has 8 events per identity and 11.5 per
+/// person; a guess on the low side wastes only untouched address space.
+const EVENTS_PER_PERSON_GUESS: usize = 7;
+
 /// Index of a person slot. A slot dies when its person is merged into
-/// another; resolve identities again after a merge.
+/// another; resolve identities again after a merge. Dead slots are dropped
+/// (and the others renumbered, in order) by [`Engine::compact_slots`].
 pub type PersonId = u32;
 
 /// One event as the engine needs it, borrowed (the bulk loader builds these
@@ -48,6 +54,9 @@ pub struct RawEvent<'a> {
     pub ip: Option<&'a str>,
     /// Custom events: the name (`unfriend` is recorded as an exit).
     pub name: Option<&'a str>,
+    /// The tie-break computed when the event was first read, if it was
+    /// (a column file keeps it instead of the id): overrides `id`/`seq`.
+    pub tie: Option<u64>,
 }
 
 impl<'a> RawEvent<'a> {
@@ -67,14 +76,44 @@ impl<'a> RawEvent<'a> {
             device: None,
             ip: None,
             name: e.name.as_deref(),
+            tie: None,
         }
         .with_referral_properties(e)
+    }
+
+    /// An event with only these fields (no id, reference, group, referral
+    /// properties or name): what passes over a few columns build.
+    pub fn bare(
+        seq: u64,
+        ts: i64,
+        identity: &'a str,
+        event_type: EventType,
+        channel: &'a str,
+        amount: i64,
+    ) -> Self {
+        RawEvent {
+            seq,
+            id: None,
+            ts,
+            identity,
+            identity_hash: None,
+            event_type,
+            channel,
+            amount,
+            reference: None,
+            group: None,
+            campaign: None,
+            device: None,
+            ip: None,
+            name: None,
+            tie: None,
+        }
     }
 
     /// Orders this event among events at the same second, the same way
     /// whatever order they were stored in ([`tie_break`]).
     pub fn tie_break(&self) -> u64 {
-        tie_break(self.id, self.seq)
+        self.tie.unwrap_or_else(|| tie_break(self.id, self.seq))
     }
 
     fn with_referral_properties(mut self, e: &'a Event) -> Self {
@@ -429,6 +468,30 @@ impl Engine {
         keep
     }
 
+    /// Drops the slots of merged-away persons (a quarter of the slots
+    /// after loading the bench set), in bulk mode only: before
+    /// [`Engine::start_live`] no segment member or timer names a slot.
+    /// Live persons keep their relative order, so every pass in slot
+    /// order (and every answer) is unchanged, but their [`PersonId`]s
+    /// change: ids handed out before are stale. Returns the slots dropped
+    /// (0 when live).
+    pub fn compact_slots(&mut self) -> usize {
+        let dead = self.persons.len() - self.live_persons;
+        if self.segments.is_live() || dead == 0 {
+            return 0;
+        }
+        let mut remap = Vec::with_capacity(self.persons.len());
+        let mut next = 0u32;
+        for p in &self.persons {
+            remap.push(next);
+            next += p.alive as u32;
+        }
+        self.persons.retain(|p| p.alive);
+        self.ids.remap_slots(&remap);
+        self.segments.truncate_slots(self.persons.len());
+        dead
+    }
+
     /// Applies one event. In bulk mode (before [`Engine::start_live`]) no
     /// segment is evaluated; afterwards every affected membership is
     /// updated before this returns.
@@ -447,7 +510,7 @@ impl Engine {
         }
         for (i, def) in self.properties.iter().enumerate() {
             if let Some(v) = def.matches(event) {
-                let e = self.persons[applied.person as usize].extra_mut();
+                let e = self.persons[applied.person as usize].extra_mut().more_mut();
                 if e.properties.len() <= i {
                     e.properties.resize(i + 1, Vec::new());
                 }
@@ -462,9 +525,10 @@ impl Engine {
         }
         if let Some(t) = &event.traits {
             let slot = applied.person;
-            let e = self.persons[slot as usize].extra_mut();
+            let e = self.persons[slot as usize].extra_mut().more_mut();
             for tag in &t.tags {
                 if let Err(i) = e.tags.binary_search(tag) {
+                    e.tags.reserve_exact(1);
                     e.tags.insert(i, tag.clone());
                 }
             }
@@ -500,9 +564,10 @@ impl Engine {
 
     /// Applies many events in order (bulk loading). Equivalent to calling
     /// [`Engine::apply_raw`] on each, but first reads, for a block of
-    /// events, each identity's table entry and person: those loads are
-    /// independent, so the CPU overlaps their cache misses instead of
-    /// waiting for them one event at a time.
+    /// events, each identity's bucket, then its key, slot and log-index
+    /// entry, then its person: the reads of one stage are independent
+    /// across the block, so the CPU has many cache misses in flight
+    /// instead of waiting for each event's chain of them in turn.
     pub fn apply_batch(&mut self, events: &[RawEvent<'_>]) {
         self.apply_batch_by(events.len(), |i| events[i]);
     }
@@ -521,23 +586,49 @@ impl Engine {
         get: impl Fn(usize) -> RawEvent<'a>,
         mut each: impl FnMut(usize, Applied),
     ) {
-        const BLOCK: usize = 16;
+        const BLOCK: usize = 32;
         let mut start = 0;
         while start < len {
             let end = (start + BLOCK).min(len);
-            let mut touched = 0u32;
-            for i in start..end {
+            let mut hashes = [0u64; BLOCK];
+            let mut types = [EventType::Custom; BLOCK];
+            let mut likely = [None; BLOCK];
+            let mut sink = 0u64;
+            for (k, i) in (start..end).enumerate() {
                 let ev = get(i);
-                let hash = ev
+                hashes[k] = ev
                     .identity_hash
                     .unwrap_or_else(|| identity_hash(ev.identity));
-                if let Some((_, slot)) = self.ids.lookup_hashed(ev.identity, hash) {
-                    touched ^= self.persons[slot as usize].events;
+                types[k] = ev.event_type;
+                sink ^= self.ids.warm_bucket(hashes[k]);
+            }
+            for k in 0..end - start {
+                likely[k] = self.ids.likely_id(hashes[k]);
+                if let Some(id) = likely[k] {
+                    sink ^= self.ids.slot_of(id) as u64;
+                    if let Some(index) = &self.log_index {
+                        sink ^= index.newest(id);
+                    }
                 }
             }
-            std::hint::black_box(touched);
+            for id in likely.iter().take(end - start).flatten() {
+                sink ^= self.ids.warm_key(*id) as u64;
+                // A person spans two cache lines: a field from the front
+                // and one from the back of its layout.
+                let p = &self.persons[self.ids.slot_of(*id) as usize];
+                sink ^= p.events as u64 ^ p.identities as u64;
+            }
+            // The list or box the event will change, behind the person's pointer.
+            for (k, id) in likely.iter().take(end - start).enumerate() {
+                if let Some(id) = id {
+                    sink ^= self.persons[self.ids.slot_of(*id) as usize].warm(types[k]);
+                }
+            }
+            std::hint::black_box(sink);
             for i in start..end {
-                let applied = self.apply_raw(get(i));
+                let mut ev = get(i);
+                ev.identity_hash = Some(hashes[i - start]);
+                let applied = self.apply_raw(ev);
                 each(i, applied);
             }
             start = end;
@@ -623,7 +714,10 @@ impl Engine {
                     let groups = &mut person.extra_mut().groups;
                     let pos = groups.binary_search_by(|x| x.as_str().cmp(g));
                     match (ev.event_type, pos) {
-                        (EventType::JoinGroup, Err(i)) => groups.insert(i, g.to_string()),
+                        (EventType::JoinGroup, Err(i)) => {
+                            groups.reserve_exact(1);
+                            groups.insert(i, g.to_string())
+                        }
                         (EventType::LeaveGroup, Ok(i)) => {
                             groups.remove(i);
                         }
@@ -642,7 +736,7 @@ impl Engine {
             EventType::Comment => person
                 .conversation_mut()
                 .inbound(ts, ev.tie_break(), channel),
-            EventType::MessageSent => person.conversation_mut().outbound(ts),
+            EventType::MessageSent => person.note_outbound(ts),
             EventType::Touch => {
                 if let Some(c) = ev.campaign {
                     let code = self.campaign_code(c) as usize;
@@ -760,7 +854,7 @@ impl Engine {
         let values = p
             .extra
             .as_ref()
-            .and_then(|e| e.properties.get(i))
+            .and_then(|e| e.properties().get(i))
             .map_or(&[][..], |v| v.as_slice());
         self.properties[i].evaluate(values, self.now)
     }
@@ -841,41 +935,51 @@ impl Engine {
     /// clause by clause ("why is she in or out").
     pub fn explain(&self, expr: &Expr, slot: PersonId) -> Option<Explanation> {
         let p = self.person(slot)?;
-        let lookup = |name: &str| {
-            self.segments
-                .index_of(name)
-                .is_some_and(|i| self.segments.is_member(i, slot))
-        };
-        let ctx = crate::segment::eval::Ctx {
+        let in_segment = |name: &str| self.in_segment(name, slot);
+        Some(explain(expr, p, &self.eval_ctx(&in_segment)))
+    }
+
+    /// Whether person `slot` is a member of the segment `name` now.
+    fn in_segment(&self, name: &str, slot: PersonId) -> bool {
+        self.segments
+            .index_of(name)
+            .is_some_and(|i| self.segments.is_member(i, slot))
+    }
+
+    /// What an ad-hoc condition is evaluated against, with `in_segment`
+    /// answering for the person being evaluated.
+    fn eval_ctx<'a>(
+        &'a self,
+        in_segment: &'a dyn Fn(&str) -> bool,
+    ) -> crate::segment::eval::Ctx<'a> {
+        crate::segment::eval::Ctx {
             channels: &self.channels,
             properties: &self.properties,
             now: self.now,
             rfm: self.rfm.map(|b| b.thresholds),
-            in_segment: &lookup,
-        };
-        Some(explain(expr, p, &ctx))
+            in_segment,
+        }
     }
 
     /// Persons matching an ad-hoc condition at the engine clock (a full scan).
     pub fn matching(&self, expr: &Expr) -> Vec<PersonId> {
-        self.persons()
-            .filter(|(slot, p)| {
-                let lookup = |name: &str| {
-                    self.segments
-                        .index_of(name)
-                        .is_some_and(|i| self.segments.is_member(i, *slot))
-                };
-                let ctx = crate::segment::eval::Ctx {
-                    channels: &self.channels,
-                    properties: &self.properties,
-                    now: self.now,
-                    rfm: self.rfm.map(|b| b.thresholds),
-                    in_segment: &lookup,
-                };
-                crate::segment::eval::eval(expr, p, &ctx)
-            })
-            .map(|(slot, _)| slot)
-            .collect()
+        // Over the engine's threads, like the analytics: a preview of ten
+        // million persons is a pass over gigabytes of person slots.
+        self.fold_persons(
+            |persons| {
+                persons
+                    .filter(|(slot, p)| {
+                        let in_segment = |name: &str| self.in_segment(name, *slot);
+                        crate::segment::eval::eval(expr, p, &self.eval_ctx(&in_segment))
+                    })
+                    .map(|(slot, _)| slot)
+                    .collect::<Vec<_>>()
+            },
+            |mut a, b| {
+                a.extend(b);
+                a
+            },
+        )
     }
 
     // ---- reads ----
@@ -891,6 +995,26 @@ impl Engine {
     pub fn person_of(&self, identity: &str) -> Option<PersonId> {
         let (_, slot) = self.ids.lookup(identity)?;
         Some(slot)
+    }
+
+    /// The interned id of an identity. Ids are dense, in order of first
+    /// appearance, and stay the same until the engine is rebuilt.
+    pub fn identity_id(&self, identity: &str) -> Option<IdentityId> {
+        self.ids.id_of(identity)
+    }
+
+    /// The person of every identity, by identity id: a copy a long pass
+    /// resolves ids with, without the engine's lock (4 bytes per identity).
+    pub fn person_of_each_identity(&self) -> Vec<PersonId> {
+        (0..self.ids.len() as IdentityId)
+            .map(|id| self.ids.slot_of(id))
+            .collect()
+    }
+
+    /// The newest log offset applied ([`Engine::for_log`] engines; None
+    /// before the first event or for other engines).
+    pub fn last_log_offset(&self) -> Option<u64> {
+        self.log_index.as_ref().and_then(LogIndex::last_offset)
     }
 
     /// The person a canonical id or any identity names.
@@ -941,7 +1065,7 @@ impl Engine {
             .filter(|(_, p)| {
                 p.extra
                     .as_ref()
-                    .and_then(|e| e.traits.get(key))
+                    .and_then(|e| e.traits().get(key))
                     .and_then(|v| v.as_str())
                     .is_some_and(|v| v.starts_with(value))
             })
@@ -1040,35 +1164,32 @@ impl Engine {
         &self.referrals
     }
 
-    /// Heap bytes of the engine state, by component.
+    /// Heap bytes of the engine state, by component: everything the
+    /// engine holds that grows with persons, identities or events (the
+    /// definitions and names are left out).
     pub fn memory(&self) -> Memory {
         let mut lists = 0;
         let mut extra = 0;
+        let mut conversations = 0;
         for p in &self.persons {
-            lists += p.purchases.capacity() * std::mem::size_of::<crate::person::Purchase>()
-                + p.reads.capacity() * 4;
-            if let Some(e) = &p.extra {
-                extra += std::mem::size_of::<crate::person::PersonExtra>()
-                    + e.groups
-                        .iter()
-                        .chain(&e.tags)
-                        .map(|g| g.capacity() + 24)
-                        .sum::<usize>()
-                    + e.properties
-                        .iter()
-                        .map(|v| v.capacity() * 16 + 24)
-                        .sum::<usize>()
-                    + e.traits.len() * 64;
-            }
+            lists += std::mem::size_of_val::<[crate::person::Purchase]>(&p.purchases)
+                + std::mem::size_of_val::<[Ts]>(&p.reads);
+            extra += p.extra.as_ref().map_or(0, |e| e.heap_bytes());
+            conversations += p.conversation_heap_bytes();
         }
+        let (log_events, log_identities) =
+            self.log_index.as_ref().map_or((0, 0), LogIndex::heap_bytes);
         Memory {
             persons: self.persons.capacity() * std::mem::size_of::<Person>(),
+            slots: self.persons.len(),
             identities: self.ids.heap_bytes(),
             event_lists: lists,
             extra,
+            conversations,
             referrals: self.referrals.capacity() * std::mem::size_of::<Referral>(),
             segments: self.segments.heap_bytes(),
-            log_index: self.log_index.as_ref().map_or(0, LogIndex::heap_bytes),
+            log_index_events: log_events,
+            log_index_identities: log_identities,
         }
     }
 
@@ -1077,16 +1198,28 @@ impl Engine {
         self.memory().total()
     }
 
+    /// Bulk loading: room for about `events` more events up front, so
+    /// the big arrays (person slots, identity arena, log index) are
+    /// allocated once instead of doubling, where each doubling copies the
+    /// array into fresh pages. Persons and identities are guessed at one
+    /// per [`EVENTS_PER_PERSON_GUESS`] events: capacity never filled is
+    /// address space the process never touches, and
+    /// [`Engine::shrink_to_fit`] returns it.
+    pub fn reserve_for_events(&mut self, events: usize) {
+        let persons = events / EVENTS_PER_PERSON_GUESS;
+        self.persons.reserve(persons);
+        self.ids.reserve(persons, 24);
+        if let Some(index) = &mut self.log_index {
+            index.reserve(events, persons);
+        }
+    }
+
     /// Returns spare capacity after a bulk load (vectors grow by doubling),
-    /// keeping 1/16 headroom in the big arrays so the first live events do
-    /// not each pay for copying a whole array.
+    /// keeping 1/16 headroom in the big arrays so the next new persons and
+    /// events do not double them at once (a copy of every person slot).
     pub fn shrink_to_fit(&mut self) {
         self.persons.shrink_to_fit();
         self.persons.reserve_exact(self.persons.len() / 16);
-        for p in &mut self.persons {
-            p.purchases.shrink_to_fit();
-            p.reads.shrink_to_fit();
-        }
         self.referrals.shrink_to_fit();
         self.ids.shrink_to_fit();
         if let Some(index) = &mut self.log_index {
@@ -1098,14 +1231,23 @@ impl Engine {
 /// Heap bytes by component (see [`Engine::memory`]).
 #[derive(Clone, Copy, Debug, Default, serde::Serialize, schemars::JsonSchema)]
 pub struct Memory {
+    /// The person slots (live and merged-away ones).
     pub persons: usize,
+    /// Person slots in use (live and merged-away), not bytes.
+    pub slots: usize,
     pub identities: usize,
+    /// Purchase and read lists.
     pub event_lists: usize,
+    /// `PersonExtra` boxes: groups, tags, traits, properties, exits.
     pub extra: usize,
+    /// Conversation boxes (`Person::conversation`).
+    pub conversations: usize,
     pub referrals: usize,
     pub segments: usize,
-    /// [`Engine::for_log`]'s offsets per identity.
-    pub log_index: usize,
+    /// [`Engine::for_log`]'s offsets: the per-event distances and the
+    /// newest offset per identity.
+    pub log_index_events: usize,
+    pub log_index_identities: usize,
 }
 
 impl Memory {
@@ -1114,8 +1256,25 @@ impl Memory {
             + self.identities
             + self.event_lists
             + self.extra
+            + self.conversations
             + self.referrals
             + self.segments
-            + self.log_index
+            + self.log_index_events
+            + self.log_index_identities
+    }
+
+    /// Bytes that grow with persons and identities.
+    pub fn per_person_part(&self) -> usize {
+        self.persons
+            + self.identities
+            + self.extra
+            + self.conversations
+            + self.segments
+            + self.log_index_identities
+    }
+
+    /// Bytes that grow with events.
+    pub fn per_event_part(&self) -> usize {
+        self.event_lists + self.referrals + self.log_index_events
     }
 }

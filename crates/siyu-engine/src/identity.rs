@@ -5,11 +5,23 @@
 //! Links only ever join persons (identify/alias). A join relabels the
 //! identities of the person with fewer of them (union by size), so every
 //! identity's slot is exact at all times and resolving an identity is one
-//! hash probe: the table entry holds the key inline and the slot. This is
-//! the hot path of every event; see ARCHITECTURE.md for the numbers.
+//! hash probe and one read of the key in the arena: an 8-byte bucket
+//! holds a 32-bit tag of the hash and the identity id, and the key's
+//! place and the slot are read by id. (hashbrown entries of 16 bytes that
+//! held the slot and the key's place took one cache miss less when probed
+//! alone, but their chain of dependent reads could not be started ahead
+//! of time; buckets that are plain words can: `Engine::apply_batch_with`
+//! reads a block's buckets, then keys and persons, before applying it.)
+//! This is the hot path of every event; see ARCHITECTURE.md for the
+//! numbers.
+//!
+//! The table is [`SHARDS`] tables, picked by hash bits the tables do not
+//! use themselves, so growing never rehashes more than 1/256 of the
+//! identities at once: a whole-table doubling stops the writer for time
+//! in proportion to the identities (as the store's client-id index did:
+//! 1.0 s at 14.7M ids, `siyu_store::id_index`).
 
 use foldhash::fast::FixedState;
-use hashbrown::HashTable;
 use std::hash::BuildHasher;
 
 /// Dense index of an interned identity.
@@ -21,16 +33,127 @@ pub fn identity_hash(s: &str) -> u64 {
     FixedState::default().hash_one(s.as_bytes())
 }
 
-const INLINE: usize = 23;
+/// Tables the identity table is split into (see the module docs).
+const SHARDS: usize = 256;
 
-/// A table entry: the key inline when it fits (most identities do), the
-/// identity id, and the person slot.
-#[derive(Clone, Copy)]
-struct Entry {
-    slot: u32,
-    id: IdentityId,
-    len: u8,
-    key: [u8; INLINE],
+/// The shard of a hash: bits 48..56, which the shards use for neither the
+/// bucket nor the tag (the low 32 bits).
+fn shard(hash: u64) -> usize {
+    (hash >> 48) as usize % SHARDS
+}
+
+/// `a == b`, inline: identities are 10 to 40
+/// bytes, where a call to `memcmp` costs more than the compare. Compares
+/// eight bytes at a time, the last word overlapping the one before.
+#[inline]
+fn same_len_and_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a == b;
+    }
+    let word = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
+    let mut at = 0;
+    while at + 8 < n {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
+}
+
+/// An empty bucket (no identity has id `u32::MAX`: ids are below the
+/// arena's `u32` offsets).
+const EMPTY: u64 = u64::MAX;
+
+/// One shard of the table: open addressing with linear probing over
+/// 8-byte buckets, `tag << 32 | id`, where the tag is the hash's low 32
+/// bits and also picks the home bucket. The key and the person slot are
+/// read by id (`starts`, `slot`), so a bucket is all the table holds, a
+/// merge changes no bucket, and growing re-places buckets by their tags
+/// without hashing a key again. Identities are never removed.
+#[derive(Clone, Default)]
+struct Shard {
+    /// A power of two long (or empty); at most 7/8 full.
+    buckets: Vec<u64>,
+    len: usize,
+}
+
+impl Shard {
+    fn with_capacity(n: usize) -> Shard {
+        let mut s = Shard::default();
+        if n > 0 {
+            s.buckets = vec![EMPTY; (n * 8 / 7 + 1).next_power_of_two()];
+        }
+        s
+    }
+
+    fn mask(&self) -> usize {
+        self.buckets.len().wrapping_sub(1)
+    }
+
+    /// The ids whose tag is `tag`, in probe order, until an empty bucket.
+    fn candidates(&self, tag: u32) -> impl Iterator<Item = IdentityId> + '_ {
+        let mask = self.mask();
+        let mut i = tag as usize & mask;
+        let mut done = self.buckets.is_empty();
+        std::iter::from_fn(move || {
+            while !done {
+                let b = self.buckets[i];
+                if b == EMPTY {
+                    done = true;
+                    break;
+                }
+                i = (i + 1) & mask;
+                if (b >> 32) as u32 == tag {
+                    return Some(b as IdentityId);
+                }
+            }
+            None
+        })
+    }
+
+    /// The home bucket of `tag` (a read that brings its cache line in).
+    fn home(&self, tag: u32) -> u64 {
+        self.buckets
+            .get(tag as usize & self.mask())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn insert(&mut self, tag: u32, id: IdentityId) {
+        if (self.len + 1) * 8 > self.buckets.len() * 7 {
+            self.grow();
+        }
+        Self::place(&mut self.buckets, tag, id);
+        self.len += 1;
+    }
+
+    fn place(buckets: &mut [u64], tag: u32, id: IdentityId) {
+        let mask = buckets.len() - 1;
+        let mut i = tag as usize & mask;
+        while buckets[i] != EMPTY {
+            i = (i + 1) & mask;
+        }
+        buckets[i] = (tag as u64) << 32 | id as u64;
+    }
+
+    fn grow(&mut self) {
+        let mut bigger = vec![EMPTY; (self.buckets.len() * 2).max(16)];
+        for &b in self.buckets.iter().filter(|&&b| b != EMPTY) {
+            Self::place(&mut bigger, (b >> 32) as u32, b as IdentityId);
+        }
+        self.buckets = bigger;
+    }
+}
+
+fn empty_tables(capacity: usize) -> Vec<Shard> {
+    (0..SHARDS)
+        .map(|_| Shard::with_capacity(capacity / SHARDS))
+        .collect()
 }
 
 /// Interned identities with their person slots.
@@ -39,8 +162,9 @@ pub struct IdentityGraph {
     bytes: Vec<u8>,
     /// Start of identity `i` in `bytes`; `starts[i + 1]` is its end.
     starts: Vec<u32>,
-    table: HashTable<Entry>,
-    /// Person slot of each identity (mirrors the table entries).
+    /// [`SHARDS`] tables ([`shard`]).
+    table: Vec<Shard>,
+    /// Person slot of each identity.
     slot: Vec<u32>,
     /// Ring of each person's identities.
     next: Vec<IdentityId>,
@@ -51,7 +175,7 @@ impl Default for IdentityGraph {
         IdentityGraph {
             bytes: Vec::new(),
             starts: vec![0],
-            table: HashTable::new(),
+            table: empty_tables(0),
             slot: Vec::new(),
             next: Vec::new(),
         }
@@ -83,24 +207,44 @@ impl IdentityGraph {
         &self.bytes[a as usize..b as usize]
     }
 
-    fn matches(bytes: &[u8], starts: &[u32], e: &Entry, s: &[u8]) -> bool {
-        if e.len as usize <= INLINE {
-            e.len as usize == s.len() && &e.key[..s.len()] == s
-        } else {
-            let (a, b) = (
-                starts[e.id as usize] as usize,
-                starts[e.id as usize + 1] as usize,
-            );
-            &bytes[a..b] == s
-        }
-    }
-
     /// The id and person slot of `s`, if interned; `hash` is `identity_hash(s)`.
     pub fn lookup_hashed(&self, s: &str, hash: u64) -> Option<(IdentityId, u32)> {
-        let (bytes, starts) = (&self.bytes, &self.starts);
-        self.table
-            .find(hash, |e| Self::matches(bytes, starts, e, s.as_bytes()))
-            .map(|e| (e.id, e.slot))
+        self.id_hashed(s, hash)
+            .map(|id| (id, self.slot[id as usize]))
+    }
+
+    /// The id of `s`, if interned (no read of its slot).
+    pub fn id_of(&self, s: &str) -> Option<IdentityId> {
+        self.id_hashed(s, identity_hash(s))
+    }
+
+    fn id_hashed(&self, s: &str, hash: u64) -> Option<IdentityId> {
+        self.table[shard(hash)]
+            .candidates(hash as u32)
+            .find(|&id| same_len_and_bytes(self.get_bytes(id), s.as_bytes()))
+    }
+
+    /// Reads the bucket where [`Self::lookup_hashed`] starts for `hash`.
+    /// With [`Self::likely_id`] and [`Self::warm_key`], this lets a bulk
+    /// loader bring a block of events' table lines, keys and persons into
+    /// the cache with independent reads, many misses in flight at once,
+    /// before applying the events one by one (where each miss would be
+    /// waited for in turn). The value returned is only for
+    /// `std::hint::black_box`.
+    pub fn warm_bucket(&self, hash: u64) -> u64 {
+        self.table[shard(hash)].home(hash as u32)
+    }
+
+    /// The first identity whose tag matches `hash` (likely, not surely,
+    /// the one with that key), for warming its key, slot and person.
+    pub fn likely_id(&self, hash: u64) -> Option<IdentityId> {
+        self.table[shard(hash)].candidates(hash as u32).next()
+    }
+
+    /// Reads the first byte of `id`'s key (see [`Self::warm_bucket`]).
+    pub fn warm_key(&self, id: IdentityId) -> u8 {
+        let start = self.starts.get(id as usize).copied().unwrap_or(0);
+        self.bytes.get(start as usize).copied().unwrap_or(0)
     }
 
     pub fn lookup(&self, s: &str) -> Option<(IdentityId, u32)> {
@@ -115,34 +259,26 @@ impl IdentityGraph {
         self.starts.push(self.bytes.len() as u32);
         self.slot.push(slot);
         self.next.push(id);
-        self.insert_entry(id, hash, slot);
+        self.insert_entry(id, hash);
         id
     }
 
     /// Adds the table entry of an identity already in the arena.
-    fn insert_entry(&mut self, id: IdentityId, hash: u64, slot: u32) {
-        let s = self.get_bytes(id);
-        let mut key = [0u8; INLINE];
-        let len = if s.len() <= INLINE {
-            key[..s.len()].copy_from_slice(s);
-            s.len() as u8
-        } else {
-            u8::MAX
-        };
-        let (bytes, starts) = (&self.bytes, &self.starts);
-        self.table
-            .insert_unique(hash, Entry { slot, id, len, key }, |e| {
-                let (a, b) = (
-                    starts[e.id as usize] as usize,
-                    starts[e.id as usize + 1] as usize,
-                );
-                FixedState::default().hash_one(&bytes[a..b])
-            });
+    fn insert_entry(&mut self, id: IdentityId, hash: u64) {
+        self.table[shard(hash)].insert(hash as u32, id);
     }
 
     /// Person slot of an identity.
     pub fn slot_of(&self, id: IdentityId) -> u32 {
         self.slot[id as usize]
+    }
+
+    /// Renumbers every identity's person slot: `remap[old] = new`
+    /// (the engine dropping merged-away slots).
+    pub(crate) fn remap_slots(&mut self, remap: &[u32]) {
+        for s in &mut self.slot {
+            *s = remap[*s as usize];
+        }
     }
 
     /// Joins the rings of `a` and `b` (members of different persons).
@@ -152,11 +288,12 @@ impl IdentityGraph {
 
     /// Moves every identity in the ring of `member` to `slot`.
     pub fn relabel(&mut self, member: IdentityId, slot: u32) {
-        for id in self.members(member) {
+        let mut id = member;
+        loop {
             self.slot[id as usize] = slot;
-            let hash = identity_hash(self.get(id));
-            if let Some(e) = self.table.find_mut(hash, |e| e.id == id) {
-                e.slot = slot;
+            id = self.next[id as usize];
+            if id == member {
+                break;
             }
         }
     }
@@ -213,18 +350,30 @@ impl IdentityGraph {
         let mut g = IdentityGraph {
             bytes,
             starts,
-            table: HashTable::with_capacity(n),
+            table: empty_tables(n),
             slot,
             next,
         };
         for id in 0..n as IdentityId {
             let hash = identity_hash(g.get(id));
-            g.insert_entry(id, hash, g.slot[id as usize]);
+            g.insert_entry(id, hash);
         }
         Some(g)
     }
 
-    /// Returns spare capacity (the hash table keeps its own sizing).
+    /// Room for `identities` more identities of about `bytes_each` bytes
+    /// in the arena and per-identity arrays (bulk loading: they grow once
+    /// instead of doubling). The tables are left to grow: reserving them
+    /// would write their control bytes now.
+    pub fn reserve(&mut self, identities: usize, bytes_each: usize) {
+        self.bytes.reserve(identities * bytes_each);
+        for v in [&mut self.starts, &mut self.slot, &mut self.next] {
+            v.reserve(identities);
+        }
+    }
+
+    /// Returns spare capacity (the tables keep their own sizing), keeping
+    /// 1/16 headroom.
     pub fn shrink_to_fit(&mut self) {
         let headroom = self.len() / 16;
         self.bytes.shrink_to_fit();
@@ -235,11 +384,17 @@ impl IdentityGraph {
         }
     }
 
-    /// Heap bytes held.
+    /// Heap bytes held: the arena, the per-identity arrays and the
+    /// tables' allocations (buckets, control bytes, empty buckets too).
     pub fn heap_bytes(&self) -> usize {
         self.bytes.capacity()
             + (self.starts.capacity() + self.slot.capacity() + self.next.capacity()) * 4
-            + self.table.capacity() * (std::mem::size_of::<Entry>() + 1)
+            + self.table.capacity() * std::mem::size_of::<Shard>()
+            + self
+                .table
+                .iter()
+                .map(|t| t.buckets.capacity() * 8)
+                .sum::<usize>()
     }
 }
 
@@ -264,5 +419,52 @@ mod tests {
         m.sort();
         assert_eq!(m, vec![a, b]);
         assert_eq!(g.with_prefix("wecom", 10), vec![a]);
+    }
+
+    /// Buckets with equal tags (a 32-bit tag collides once in about four
+    /// billion pairs) are told apart by their keys, across growth.
+    #[test]
+    fn equal_tags_are_told_apart_by_the_key() {
+        let mut g = IdentityGraph::new();
+        let hash = identity_hash("wecom:x");
+        // Every key filed under one hash: one shard, one tag, one chain.
+        let keys: Vec<String> = (0..100).map(|i| format!("wecom:{i}")).collect();
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(g.lookup_hashed(k, hash), None);
+            assert_eq!(g.insert_hashed(k, hash, i as u32), i as IdentityId);
+        }
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(g.lookup_hashed(k, hash), Some((i as IdentityId, i as u32)));
+        }
+        // Some identity of the chain (growth may re-place it in another order).
+        assert!(g.likely_id(hash).is_some_and(|id| id < 100));
+        assert_eq!(g.lookup_hashed("wecom:none", hash), None);
+    }
+
+    #[test]
+    fn a_table_grown_from_empty_finds_every_key_and_no_other() {
+        let mut g = IdentityGraph::new();
+        assert_eq!(g.lookup("douyin:0"), None);
+        assert_eq!(g.likely_id(identity_hash("douyin:0")), None);
+        let n = 50_000u32;
+        for i in 0..n {
+            let k = format!("douyin:{i}");
+            g.insert_hashed(&k, identity_hash(&k), i * 2);
+        }
+        for i in 0..n {
+            assert_eq!(g.lookup(&format!("douyin:{i}")), Some((i, i * 2)));
+            assert_eq!(g.lookup(&format!("kuaishou:{i}")), None);
+        }
+        // Rebuilt from its parts, the table answers the same.
+        let (bytes, starts, slot, next) = g.parts();
+        let again = IdentityGraph::from_parts(
+            bytes.to_vec(),
+            starts.to_vec(),
+            slot.to_vec(),
+            next.to_vec(),
+        )
+        .expect("consistent parts");
+        assert_eq!(again.lookup("douyin:49999"), Some((49_999, 99_998)));
+        assert_eq!(again.lookup("douyin:50000"), None);
     }
 }

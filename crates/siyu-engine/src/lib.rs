@@ -6,7 +6,7 @@
 //! live engine can be checked against a brute-force recompute
 //! ([`oracle`]) and every answer is reproducible.
 //!
-//! May depend on: `siyu-domain`, `hashbrown`, `foldhash`. Never on the store,
+//! May depend on: `siyu-domain`, `foldhash`. Never on the store,
 //! the server or anything that does I/O or reads the clock.
 
 pub mod analytics;

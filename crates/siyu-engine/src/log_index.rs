@@ -10,7 +10,9 @@
 //!
 //! Layout: for the event at offset `o`, `back[o - base]` is how far back
 //! the previous event of the same identity is (0: none); `newest[id]` is
-//! the offset of an identity's newest event (0: none). Following the chain
+//! where an identity's newest event is: its offset − base + 1 (0: none;
+//! 4 bytes, not a u64 offset, per identity; beyond four billion events
+//! from the base, [`FAR`] and the offset in a side map). Following the chain
 //! from `newest` visits an identity's events newest first, one array read
 //! per event. Distances that do not fit in 32 bits (logs beyond four
 //! billion events) go to a side map.
@@ -29,7 +31,7 @@ pub struct Parts<'a> {
     /// (offset, previous offset) of the far distances, by offset.
     pub far: Vec<(u64, u64)>,
     /// Newest offset per identity.
-    pub newest: &'a [u64],
+    pub newest: Vec<u64>,
 }
 
 /// The per-identity chains of log offsets (see the module docs).
@@ -40,7 +42,10 @@ pub struct LogIndex {
     back: Vec<u32>,
     /// Offset → previous offset, for distances of [`FAR`] or more.
     far: HashMap<u64, u64>,
-    newest: Vec<u64>,
+    /// Per identity: newest offset − base + 1, 0 for none, [`FAR`] for
+    /// one in `far_newest`.
+    newest: Vec<u32>,
+    far_newest: HashMap<IdentityId, u64>,
 }
 
 impl LogIndex {
@@ -60,11 +65,18 @@ impl LogIndex {
         }
         // Offsets skipped (erased, or appended by nobody) keep distance 0.
         self.back.resize((offset - self.base) as usize + 1, 0);
-        let id = id as usize;
-        if self.newest.len() <= id {
-            self.newest.resize(id + 1, 0);
+        let i = id as usize;
+        if self.newest.len() <= i {
+            self.newest.resize(i + 1, 0);
         }
-        let previous = std::mem::replace(&mut self.newest[id], offset);
+        let previous = self.newest(id);
+        match offset - self.base + 1 {
+            p if p < FAR as u64 => self.newest[i] = p as u32,
+            _ => {
+                self.newest[i] = FAR;
+                self.far_newest.insert(id, offset);
+            }
+        }
         if previous != 0 {
             let distance = offset - previous;
             let slot = &mut self.back[(offset - self.base) as usize];
@@ -77,9 +89,18 @@ impl LogIndex {
         }
     }
 
+    /// The offset of identity `id`'s newest event (0: none).
+    pub fn newest(&self, id: IdentityId) -> u64 {
+        match self.newest.get(id as usize).copied().unwrap_or(0) {
+            0 => 0,
+            FAR => self.far_newest.get(&id).copied().unwrap_or(0),
+            p => self.base + p as u64 - 1,
+        }
+    }
+
     /// The offsets of identity `id`'s events, newest first.
     pub fn offsets(&self, id: IdentityId) -> impl Iterator<Item = u64> + '_ {
-        let mut at = self.newest.get(id as usize).copied().unwrap_or(0);
+        let mut at = self.newest(id);
         std::iter::from_fn(move || {
             if at == 0 {
                 return None;
@@ -94,9 +115,25 @@ impl LogIndex {
         })
     }
 
-    /// Heap bytes held.
-    pub fn heap_bytes(&self) -> usize {
-        self.back.capacity() * 4 + self.newest.capacity() * 8 + self.far.capacity() * 24
+    /// The newest offset recorded (None before the first).
+    pub fn last_offset(&self) -> Option<u64> {
+        (!self.back.is_empty()).then(|| self.base + self.back.len() as u64 - 1)
+    }
+
+    /// Heap bytes held: (per event, per identity). The far map is
+    /// counted per event (what it holds is per event).
+    pub fn heap_bytes(&self) -> (usize, usize) {
+        (
+            self.back.capacity() * 4 + self.far.capacity() * 24,
+            self.newest.capacity() * 4 + self.far_newest.capacity() * 16,
+        )
+    }
+
+    /// Room for `events` more events and `identities` more identities
+    /// (bulk loading: the arrays grow once instead of doubling).
+    pub fn reserve(&mut self, events: usize, identities: usize) {
+        self.back.reserve(events);
+        self.newest.reserve(identities);
     }
 
     /// Returns spare capacity after a bulk load, keeping 1/16 headroom.
@@ -115,7 +152,9 @@ impl LogIndex {
             base: self.base,
             back: &self.back,
             far,
-            newest: &self.newest,
+            newest: (0..self.newest.len() as IdentityId)
+                .map(|id| self.newest(id))
+                .collect(),
         }
     }
 
@@ -139,11 +178,28 @@ impl LogIndex {
             && far.iter().all(|(&o, &p)| {
                 inside(o) && p < o && inside(p) && back[(o - base) as usize] == FAR
             });
-        consistent.then_some(LogIndex {
+        if !consistent {
+            return None;
+        }
+        let mut far_newest = HashMap::new();
+        let newest = newest
+            .iter()
+            .enumerate()
+            .map(|(id, &o)| match o {
+                0 => 0,
+                o if o - base + 1 < FAR as u64 => (o - base + 1) as u32,
+                o => {
+                    far_newest.insert(id as IdentityId, o);
+                    FAR
+                }
+            })
+            .collect();
+        Some(LogIndex {
             base,
             back,
             far,
             newest,
+            far_newest,
         })
     }
 }
@@ -182,10 +238,10 @@ mod tests {
         ix.back.resize(10, 0);
         ix.back[2] = FAR;
         ix.far.insert(1_002, 1_000);
-        ix.newest[0] = 1_002;
+        ix.newest[0] = 3;
         assert_eq!(chain(&ix, 0), [1_002, 1_000]);
         let p = ix.parts();
-        let back_again = LogIndex::from_parts(p.base, p.back.to_vec(), p.far, p.newest.to_vec());
+        let back_again = LogIndex::from_parts(p.base, p.back.to_vec(), p.far, p.newest);
         assert_eq!(back_again, Some(ix.clone()));
     }
 
@@ -198,9 +254,9 @@ mod tests {
         let rebuild = |back: &[u32], newest: &[u64]| {
             LogIndex::from_parts(p.base, back.to_vec(), p.far.clone(), newest.to_vec())
         };
-        assert!(rebuild(p.back, p.newest).is_some());
+        assert!(rebuild(p.back, &p.newest).is_some());
         // A distance reaching before the base.
-        assert!(rebuild(&[0, 2], p.newest).is_none());
+        assert!(rebuild(&[0, 2], &p.newest).is_none());
         // A newest offset outside the span.
         assert!(rebuild(p.back, &[99]).is_none());
     }

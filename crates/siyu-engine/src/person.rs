@@ -8,6 +8,7 @@
 use crate::conversation::Conversation;
 use crate::identity::IdentityId;
 use siyu_domain::EventType;
+use std::borrow::Cow;
 
 /// Timestamps inside the engine: epoch seconds as u32 (the domain only
 /// accepts 2000..2100, which fits).
@@ -25,24 +26,127 @@ pub struct Purchase {
 }
 
 /// Less-used per-person state, boxed so the common case stays small.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct PersonExtra {
     /// Groups the person is currently in (sorted).
     pub groups: Vec<String>,
+    /// When the person left which group, and when they refunded or
+    /// deleted the brand as a friend (custom event `unfriend`), sorted:
+    /// what a fission campaign's hold period checks ("take the gift and
+    /// leave").
+    pub exits: Vec<(Ts, Exit)>,
+    /// The sum of the person's refunds (here, not in [`Person`]: one
+    /// person in thirty refunds, and a refund records an exit here too).
+    pub refunded: i64,
+    /// Tags, traits and computed-property values, boxed apart: most
+    /// persons with an extra only joined or left a group or refunded.
+    more: Option<Box<MoreExtra>>,
+}
+
+/// The part of [`PersonExtra`] that traits and computed properties fill.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MoreExtra {
     /// Tags (sorted, from traits).
     pub tags: Vec<String>,
     /// Other traits, last write wins.
     pub traits: serde_json::Map<String, serde_json::Value>,
     /// Matching (ts, value) pairs per user-defined property, sorted by ts.
     pub properties: Vec<Vec<(Ts, i64)>>,
-    /// When the person left which group, and when they refunded or
-    /// deleted the brand as a friend (custom event `unfriend`), sorted:
-    /// what a fission campaign's hold period checks ("take the gift and
-    /// leave").
-    pub exits: Vec<(Ts, Exit)>,
-    /// Messages to and from the person (`crate::conversation`); none for
-    /// a person who never wrote or was written to.
-    pub conversation: Option<Box<Conversation>>,
+}
+
+/// An empty map for persons without traits.
+static NO_TRAITS: std::sync::LazyLock<serde_json::Map<String, serde_json::Value>> =
+    std::sync::LazyLock::new(serde_json::Map::new);
+
+/// Equal when every field reads the same: an empty [`MoreExtra`] box and
+/// none are the same state.
+impl PartialEq for PersonExtra {
+    fn eq(&self, other: &Self) -> bool {
+        self.groups == other.groups
+            && self.exits == other.exits
+            && self.refunded == other.refunded
+            && self.tags() == other.tags()
+            && self.traits() == other.traits()
+            && self.properties() == other.properties()
+    }
+}
+
+impl PersonExtra {
+    /// An extra from its fields (snapshot loading); the [`MoreExtra`] box
+    /// only if tags, traits or properties are not empty.
+    pub fn from_fields(
+        groups: Vec<String>,
+        exits: Vec<(Ts, Exit)>,
+        refunded: i64,
+        more: MoreExtra,
+    ) -> Self {
+        let empty = more.tags.is_empty() && more.traits.is_empty() && more.properties.is_empty();
+        PersonExtra {
+            groups,
+            exits,
+            refunded,
+            more: (!empty).then(|| Box::new(more)),
+        }
+    }
+
+    /// Tags (sorted, from traits).
+    pub fn tags(&self) -> &[String] {
+        self.more.as_ref().map_or(&[], |m| &m.tags)
+    }
+
+    /// Other traits, last write wins.
+    pub fn traits(&self) -> &serde_json::Map<String, serde_json::Value> {
+        self.more.as_ref().map_or(&NO_TRAITS, |m| &m.traits)
+    }
+
+    /// Matching (ts, value) pairs per user-defined property, sorted by ts.
+    pub fn properties(&self) -> &[Vec<(Ts, i64)>] {
+        self.more.as_ref().map_or(&[], |m| &m.properties)
+    }
+
+    /// Tags, traits and properties to change, boxed on first use.
+    pub fn more_mut(&mut self) -> &mut MoreExtra {
+        self.more.get_or_insert_with(Default::default)
+    }
+
+    /// Heap bytes this extra holds, its own box included. Traits are an
+    /// estimate: a B-tree entry's key and value plus the strings they
+    /// own (the node overhead is not counted).
+    pub fn heap_bytes(&self) -> usize {
+        let strings = |v: &Vec<String>| {
+            v.capacity() * std::mem::size_of::<String>()
+                + v.iter().map(String::capacity).sum::<usize>()
+        };
+        let exits: usize = self.exits.capacity() * std::mem::size_of::<(Ts, Exit)>()
+            + self
+                .exits
+                .iter()
+                .map(|(_, e)| match e {
+                    Exit::LeftGroup(g) => g.capacity(),
+                    _ => 0,
+                })
+                .sum::<usize>();
+        let more = self.more.as_ref().map_or(0, |m| {
+            let traits: usize = m
+                .traits
+                .iter()
+                .map(|(k, v)| {
+                    std::mem::size_of::<(String, serde_json::Value)>()
+                        + k.capacity()
+                        + v.as_str().map_or(0, str::len)
+                })
+                .sum();
+            std::mem::size_of::<MoreExtra>()
+                + strings(&m.tags)
+                + traits
+                + m.properties.capacity() * std::mem::size_of::<Vec<(Ts, i64)>>()
+                + m.properties
+                    .iter()
+                    .map(|v| v.capacity() * std::mem::size_of::<(Ts, i64)>())
+                    .sum::<usize>()
+        });
+        std::mem::size_of::<Self>() + strings(&self.groups) + exits + more
+    }
 }
 
 /// A departure a hold period looks for.
@@ -81,19 +185,30 @@ pub struct Person {
     pub first_channel: u16,
     pub opted_out: bool,
     pub alive: bool,
-    /// message_read timestamps, sorted (retention analytics).
-    pub reads: Vec<Ts>,
+    /// message_read timestamps, sorted (retention analytics). A boxed
+    /// slice, not a `Vec`: 16 bytes, not 24, in every slot, at the price
+    /// of a reallocation per insert ([`insert_sorted_boxed`]).
+    pub reads: Box<[Ts]>,
     pub first_friend_ts: Ts,
-    pub purchase_count: u32,
-    pub last_purchase_ts: Ts,
+    /// Outbound messages and the newest one (NO_TS: none) of a person
+    /// whose conversation is only that: nine persons in ten have one
+    /// (every `message_sent` counts), far fewer ever wrote, were replied
+    /// to or resolved. Once the person has a [`Conversation`] box these
+    /// move into it (and are 0 / NO_TS here): see [`Person::conversation`].
+    outbound: u32,
+    last_outbound: Ts,
     /// The byte-wise smallest identity: the canonical id.
     pub canonical: IdentityId,
     // Second line: purchases, merges, rarely used state.
-    pub gross_spend: i64,
-    pub refunded: i64,
-    /// Purchases sorted by ts.
-    pub purchases: Vec<Purchase>,
+    /// Purchases sorted by ts (a boxed slice, as `reads`): also the
+    /// purchase count, the newest purchase and the gross spend.
+    pub purchases: Box<[Purchase]>,
     pub extra: Option<Box<PersonExtra>>,
+    /// Messages to and from the person (`crate::conversation`) once they
+    /// wrote, were replied to, resolved or carried an intent; a person
+    /// who was only written to keeps `outbound`/`last_outbound` inline
+    /// instead (read both through [`Person::conversation`]).
+    conversation: Option<Box<Conversation>>,
     /// One of the person's identities: the entry into their identity ring.
     pub anchor: IdentityId,
     /// How many identities are stitched into the person.
@@ -107,6 +222,24 @@ pub(crate) fn insert_sorted<T: Ord + Copy>(v: &mut Vec<T>, x: T) {
         let i = v.partition_point(|&y| y <= x);
         v.insert(i, x);
     }
+}
+
+/// [`insert_sorted`] into a boxed slice: grows it by exactly one (one
+/// reallocation, often in place), so it never holds spare capacity.
+pub(crate) fn insert_sorted_boxed<T: Ord + Copy>(b: &mut Box<[T]>, x: T) {
+    let mut v = std::mem::take(b).into_vec();
+    v.reserve_exact(1);
+    insert_sorted(&mut v, x);
+    *b = v.into_boxed_slice();
+}
+
+fn merge_sorted_boxed<T: Ord + Copy>(a: &mut Box<[T]>, b: Box<[T]>) {
+    if b.is_empty() {
+        return;
+    }
+    let mut v = std::mem::take(a).into_vec();
+    merge_sorted(&mut v, b.into_vec());
+    *a = v.into_boxed_slice();
 }
 
 fn merge_sorted<T: Ord + Copy>(a: &mut Vec<T>, b: Vec<T>) {
@@ -145,20 +278,29 @@ impl Person {
             first_friend_ts: NO_TS,
             last_event_ts: 0,
             events: 0,
-            purchase_count: 0,
-            last_purchase_ts: NO_TS,
-            gross_spend: 0,
-            refunded: 0,
+            outbound: 0,
+            last_outbound: NO_TS,
             opted_out: false,
             alive: true,
-            purchases: Vec::new(),
-            reads: Vec::new(),
+            purchases: Box::default(),
+            reads: Box::default(),
             extra: None,
+            conversation: None,
         }
     }
 
     pub fn net_spend(&self) -> i64 {
-        self.gross_spend - self.refunded
+        self.gross_spend() - self.refunded()
+    }
+
+    /// The sum of the purchases' amounts.
+    pub fn gross_spend(&self) -> i64 {
+        self.purchases.iter().map(|p| p.amount).sum()
+    }
+
+    /// The sum of the refunds' amounts.
+    pub fn refunded(&self) -> i64 {
+        self.extra.as_ref().map_or(0, |e| e.refunded)
     }
 
     pub fn has_first_event(&self) -> bool {
@@ -169,20 +311,105 @@ impl Person {
     pub fn add_exit(&mut self, ts: Ts, exit: Exit) {
         let exits = &mut self.extra_mut().exits;
         let x = (ts, exit);
+        // Exact growth: most persons leave once or twice (a `Vec` would
+        // make room for four).
+        exits.reserve_exact(1);
         let i = exits.partition_point(|y| *y <= x);
         exits.insert(i, x);
     }
 
-    /// The person's conversation state, made on first use.
-    pub fn conversation_mut(&mut self) -> &mut Conversation {
-        self.extra_mut()
-            .conversation
-            .get_or_insert_with(Default::default)
+    /// Purchases made (the length of [`Person::purchases`]).
+    pub fn purchase_count(&self) -> u32 {
+        self.purchases.len() as u32
     }
 
-    /// The person's conversation state, if they ever wrote or were written to.
-    pub fn conversation(&self) -> Option<&Conversation> {
-        self.extra.as_ref()?.conversation.as_deref()
+    /// The newest purchase's time, NO_TS if none (purchases are sorted).
+    pub fn last_purchase_ts(&self) -> Ts {
+        self.purchases.last().map_or(NO_TS, |p| p.ts)
+    }
+
+    /// The person's conversation state, boxed on first use (carrying the
+    /// outbound messages counted inline so far).
+    /// Reads what applying an event of type `t` reads first behind the
+    /// person's pointers (the conversation, the purchase or read list), so
+    /// a bulk load can bring it into the cache ahead of time
+    /// (`Engine::apply_batch_with`). The value is only for `black_box`.
+    pub(crate) fn warm(&self, t: EventType) -> u64 {
+        match t {
+            EventType::Comment => self.conversation.as_ref().map_or(0, |c| c.inbound as u64),
+            EventType::Purchase => self.purchases.last().map_or(0, |p| p.ts as u64),
+            EventType::MessageRead => self.reads.last().map_or(0, |&t| t as u64),
+            _ => 0,
+        }
+    }
+
+    pub fn conversation_mut(&mut self) -> &mut Conversation {
+        let (outbound, last_out) = (self.outbound, self.last_outbound);
+        let c = self.conversation.get_or_insert_with(|| {
+            Box::new(Conversation::outbound_only(
+                outbound,
+                (last_out != NO_TS).then_some(last_out),
+            ))
+        });
+        self.outbound = 0;
+        self.last_outbound = NO_TS;
+        c
+    }
+
+    /// A message sent to the person at `ts`.
+    pub fn note_outbound(&mut self, ts: Ts) {
+        match &mut self.conversation {
+            Some(c) => c.outbound(ts),
+            None => {
+                self.outbound += 1;
+                self.last_outbound = if self.last_outbound == NO_TS {
+                    ts
+                } else {
+                    self.last_outbound.max(ts)
+                };
+            }
+        }
+    }
+
+    /// The person's conversation state, if they ever wrote or were
+    /// written to: borrowed from its box, or (a person only written to)
+    /// made from the inline counts, without allocating.
+    pub fn conversation(&self) -> Option<Cow<'_, Conversation>> {
+        match &self.conversation {
+            Some(c) => Some(Cow::Borrowed(c)),
+            None if self.outbound > 0 => Some(Cow::Owned(Conversation::outbound_only(
+                self.outbound,
+                (self.last_outbound != NO_TS).then_some(self.last_outbound),
+            ))),
+            None => None,
+        }
+    }
+
+    /// Whether [`Person::conversation`] is Some.
+    pub fn has_conversation(&self) -> bool {
+        self.conversation.is_some() || self.outbound > 0
+    }
+
+    /// Sets the conversation state (snapshot loading): a conversation of
+    /// outbound messages only is kept inline, as [`Person::note_outbound`]
+    /// keeps it, so the state is the one the events built.
+    pub fn set_conversation(&mut self, c: Option<Conversation>) {
+        self.conversation = None;
+        self.outbound = 0;
+        self.last_outbound = NO_TS;
+        let Some(c) = c else { return };
+        match (c.is_outbound_only(), c.last_out()) {
+            (true, Some(t)) if c.outbound > 0 => {
+                self.outbound = c.outbound;
+                self.last_outbound = t;
+            }
+            _ => self.conversation = Some(Box::new(c)),
+        }
+    }
+
+    /// Heap bytes of the conversation box, if any (its own size included).
+    pub fn conversation_heap_bytes(&self) -> usize {
+        self.conversation.as_ref().map_or(0, |c| c.heap_bytes())
     }
 
     pub fn extra_mut(&mut self) -> &mut PersonExtra {
@@ -205,17 +432,10 @@ impl Person {
         match ty {
             EventType::AddFriend => self.first_friend_ts = self.first_friend_ts.min(ts),
             EventType::Purchase => {
-                self.purchase_count += 1;
-                self.gross_spend += amount;
-                self.last_purchase_ts = if self.last_purchase_ts == NO_TS {
-                    ts
-                } else {
-                    self.last_purchase_ts.max(ts)
-                };
-                insert_sorted(&mut self.purchases, Purchase { ts, amount });
+                insert_sorted_boxed(&mut self.purchases, Purchase { ts, amount });
             }
-            EventType::Refund => self.refunded += amount,
-            EventType::MessageRead => insert_sorted(&mut self.reads, ts),
+            EventType::Refund => self.extra_mut().refunded += amount,
+            EventType::MessageRead => insert_sorted_boxed(&mut self.reads, ts),
             EventType::OptOut => self.opted_out = true,
             _ => {}
         }
@@ -232,46 +452,70 @@ impl Person {
         self.last_event_ts = self.last_event_ts.max(other.last_event_ts);
         self.events += other.events;
         self.identities += other.identities;
-        self.purchase_count += other.purchase_count;
-        self.last_purchase_ts = match (self.last_purchase_ts, other.last_purchase_ts) {
-            (NO_TS, b) => b,
-            (a, NO_TS) => a,
-            (a, b) => a.max(b),
-        };
-        self.gross_spend += other.gross_spend;
-        self.refunded += other.refunded;
         self.opted_out |= other.opted_out;
-        merge_sorted(&mut self.purchases, other.purchases);
-        merge_sorted(&mut self.reads, other.reads);
+        merge_sorted_boxed(&mut self.purchases, other.purchases);
+        merge_sorted_boxed(&mut self.reads, other.reads);
+        match (other.conversation, &mut self.conversation) {
+            (Some(theirs), Some(mine)) => mine.absorb(*theirs),
+            (Some(mut theirs), None) => {
+                if self.outbound > 0 {
+                    theirs.add_outbound(self.outbound, Some(self.last_outbound));
+                }
+                self.outbound = 0;
+                self.last_outbound = NO_TS;
+                self.conversation = Some(theirs);
+            }
+            (None, Some(mine)) => {
+                if other.outbound > 0 {
+                    mine.add_outbound(other.outbound, Some(other.last_outbound));
+                }
+            }
+            (None, None) => {
+                if other.outbound > 0 {
+                    self.outbound += other.outbound;
+                    self.last_outbound = if self.last_outbound == NO_TS {
+                        other.last_outbound
+                    } else {
+                        self.last_outbound.max(other.last_outbound)
+                    };
+                }
+            }
+        }
         if let Some(o) = other.extra {
             let e = self.extra_mut();
+            e.refunded += o.refunded;
             for g in o.groups {
                 if let Err(i) = e.groups.binary_search(&g) {
+                    e.groups.reserve_exact(1);
                     e.groups.insert(i, g);
                 }
             }
-            for t in o.tags {
-                if let Err(i) = e.tags.binary_search(&t) {
-                    e.tags.insert(i, t);
-                }
-            }
-            for (k, v) in o.traits {
-                e.traits.entry(k).or_insert(v);
-            }
-            if e.properties.len() < o.properties.len() {
-                e.properties.resize(o.properties.len(), Vec::new());
-            }
-            for (mine, theirs) in e.properties.iter_mut().zip(o.properties) {
-                merge_sorted(mine, theirs);
-            }
+            e.exits.reserve_exact(o.exits.len());
             for x in o.exits {
                 let i = e.exits.partition_point(|y| *y <= x);
                 e.exits.insert(i, x);
             }
-            if let Some(theirs) = o.conversation {
-                match &mut e.conversation {
-                    Some(mine) => mine.absorb(*theirs),
-                    None => e.conversation = Some(theirs),
+            if let Some(o) = o.more {
+                let MoreExtra {
+                    tags,
+                    traits,
+                    properties,
+                } = *o;
+                let e = e.more_mut();
+                for t in tags {
+                    if let Err(i) = e.tags.binary_search(&t) {
+                        e.tags.reserve_exact(1);
+                        e.tags.insert(i, t);
+                    }
+                }
+                for (k, v) in traits {
+                    e.traits.entry(k).or_insert(v);
+                }
+                if e.properties.len() < properties.len() {
+                    e.properties.resize(properties.len(), Vec::new());
+                }
+                for (mine, theirs) in e.properties.iter_mut().zip(properties) {
+                    merge_sorted(mine, theirs);
                 }
             }
         }
@@ -291,6 +535,8 @@ mod tests {
 
     #[test]
     fn person_fits_two_cache_lines() {
-        assert_eq!(std::mem::size_of::<Person>(), 120);
+        assert_eq!(std::mem::size_of::<Person>(), 96);
+        assert_eq!(std::mem::size_of::<PersonExtra>(), 64);
+        assert_eq!(std::mem::size_of::<crate::conversation::Conversation>(), 56);
     }
 }

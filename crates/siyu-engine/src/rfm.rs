@@ -235,8 +235,8 @@ impl RfmLayer {
 
 /// Whole days since the person's last purchase at `now`, if any.
 fn days_since_last_purchase(p: &Person, now: i64) -> Option<i64> {
-    (p.purchase_count > 0 && p.last_purchase_ts != NO_TS)
-        .then(|| (now - p.last_purchase_ts as i64).div_euclid(DAY))
+    (p.purchase_count() > 0 && p.last_purchase_ts() != NO_TS)
+        .then(|| (now - p.last_purchase_ts() as i64).div_euclid(DAY))
 }
 
 /// The buyer's layer at `now`; None for a person who never purchased.
@@ -244,7 +244,7 @@ pub fn layer_of(p: &Person, now: i64, t: &RfmThresholds) -> Option<RfmLayer> {
     let days = days_since_last_purchase(p, now)?;
     Some(RfmLayer::of(
         days <= t.recency_days as i64,
-        p.purchase_count > t.frequency,
+        p.purchase_count() > t.frequency,
         p.net_spend() > t.monetary_cents,
     ))
 }
@@ -254,7 +254,7 @@ pub fn layer_of(p: &Person, now: i64, t: &RfmThresholds) -> Option<RfmLayer> {
 pub fn r_turns_low_at(p: &Person, now: i64, t: &RfmThresholds) -> Option<i64> {
     days_since_last_purchase(p, now)?;
     // days <= recency_days  ⇔  now < last + (recency_days + 1) days.
-    let at = p.last_purchase_ts as i64 + (t.recency_days as i64 + 1) * DAY;
+    let at = p.last_purchase_ts() as i64 + (t.recency_days as i64 + 1) * DAY;
     (at > now).then_some(at)
 }
 
@@ -279,7 +279,7 @@ pub fn median_thresholds(engine: &Engine, now: i64) -> Option<RfmThresholds> {
     for (_, p) in engine.persons() {
         if let Some(d) = days_since_last_purchase(p, now) {
             days.push(d.clamp(0, MAX_RECENCY_DAYS as i64) as u32);
-            counts.push(p.purchase_count.min(MAX_FREQUENCY));
+            counts.push(p.purchase_count().min(MAX_FREQUENCY));
             spend.push(p.net_spend().clamp(0, MAX_MONETARY_CENTS));
         }
     }

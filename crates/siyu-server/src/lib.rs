@@ -30,6 +30,7 @@ pub mod browser;
 pub mod cache;
 pub mod channels;
 pub mod cluster;
+pub mod columns;
 pub mod config;
 pub mod connections;
 pub mod conversations;
@@ -145,6 +146,8 @@ pub struct Inner {
     pub sensitive_words: sensitive_words::Cache,
     /// The language model of `[ai]` (`llm.rs`), if configured.
     pub ai: Option<Arc<llm::Llm>>,
+    /// The event columns full-log passes read (`columns.rs`).
+    pub columns: Arc<columns::Columns>,
 }
 
 #[derive(Clone)]
@@ -405,15 +408,13 @@ impl Application {
                         snapshot::shared_through_store(&store_config),
                         erasures,
                     );
+                    let chosen_source = chosen.as_ref().map(|c| c.source.name());
                     let rebuilt = writer::rebuild_to(
                         store.as_mut(),
-                        chosen.as_ref().map(snapshot::Chosen::engine_bytes),
+                        chosen.map(snapshot::Chosen::engine),
                         writer::wall_clock(),
                     )?;
-                    let source = rebuilt
-                        .snapshot_events
-                        .and(chosen.map(|c| c.source.name()))
-                        .unwrap_or("none");
+                    let source = rebuilt.snapshot_events.and(chosen_source).unwrap_or("none");
                     let seconds = started.elapsed().as_secs_f64();
                     tracing::info!(
                         persons = rebuilt.engine.person_count(),
@@ -475,6 +476,7 @@ impl Application {
             })
             .await??
         };
+        let columns = columns::Columns::new(&config.data_dir);
         let w = Writer {
             store,
             leadership: leadership.clone(),
@@ -490,6 +492,10 @@ impl Application {
             rebuilding: None,
             snapshotting: None,
             backlog: Default::default(),
+            pending_follow: None,
+            backlog_answered: false,
+            held: Default::default(),
+            columns: columns.clone(),
             applied_offset,
             snapshot_at,
             automation: Some(auto_tx.clone()),
@@ -605,6 +611,7 @@ impl Application {
             channel_activity: Default::default(),
             sensitive_words: Default::default(),
             ai,
+            columns,
         }));
         cluster::spawn_follower(&state.0, follower)?;
         leader::spawn(
@@ -678,6 +685,7 @@ impl Application {
             crate::routes::communities::spawn(s.clone());
             crate::routes::fission::spawn(s.clone());
             crate::cache::spawn_warmer(s.clone());
+            crate::columns::Columns::spawn_fill(s);
             crate::wecom_sync::spawn(s.clone());
             crate::channels::spawn_flush(s.clone());
         }
@@ -707,6 +715,7 @@ impl Application {
         crate::routes::communities::spawn(state.clone());
         crate::routes::fission::spawn(state.clone());
         crate::cache::spawn_warmer(state.clone());
+        crate::columns::Columns::spawn_fill(&state);
         crate::channels::spawn_flush(state.clone());
         let limits = state.0.config.connections.clone();
         connections::serve(listener, app(state.clone()), limits, shutdown).await;

@@ -1,12 +1,14 @@
-//! Full-log passes for the analytics that need event sequences (funnel
-//! steps, attribution): every stored event fed in log order, with its
-//! person, over a copy of the engine's identity table. Engine and store
+//! Full-log passes: every stored event fed in log order, with its person,
+//! over a copy of the engine's identity table (what a pass that reads
+//! the payload needs: live-session tallies). Funnel steps and attribution
+//! read five fields only and go through the event columns instead
+//! ([`columns_pass_in_event_time`], `crate::columns`). Engine and store
 //! access plumbing, like `request.rs`; it imports no route module.
 
 use crate::error::ApiError;
 use crate::request::read_engine;
 use crate::AppState;
-use siyu_engine::scan::{in_event_time, EventTimePass, IdentityIndex};
+use siyu_engine::scan::{EventTimePass, IdentityIndex};
 use siyu_engine::PersonId;
 
 /// Events read per page by [`log_pass`]: small, because other readers
@@ -31,16 +33,14 @@ pub fn log_pass(
     read_log(state, head, &persons, &mut feed)
 }
 
-/// [`log_pass`] for a pass that answers in event time
-/// (`siyu_engine::scan::EventTimePass`): the log is read a second time,
-/// up to the same head and with the same copy of the identity table, only
-/// when some person's events were not stored in time order.
-pub fn log_pass_in_event_time(
+/// A pass in event time over the event columns (`crate::columns`): the
+/// events the engine has applied, five fields each, read from a file at
+/// memory speed instead of the log. What funnel steps and attribution use.
+pub fn columns_pass_in_event_time(
     state: &AppState,
     pass: &mut impl EventTimePass,
 ) -> Result<(), ApiError> {
-    let (head, persons) = start(state)?;
-    in_event_time(pass, |feed| read_log(state, head, &persons, feed))
+    state.0.columns.pass_in_event_time(state, pass)
 }
 
 /// The log's head and the copy of the identity table a pass reads with.

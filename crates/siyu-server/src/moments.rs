@@ -114,7 +114,7 @@ fn candidates(
             .filter(|(_, p)| {
                 p.extra
                     .as_ref()
-                    .is_some_and(|x| gm::has_any_tag(&x.tags, &audience.tags))
+                    .is_some_and(|x| gm::has_any_tag(x.tags(), &audience.tags))
             })
             .map(|(slot, _)| slot)
             .collect(),
@@ -141,7 +141,7 @@ fn candidates(
             timezone: p
                 .extra
                 .as_ref()
-                .and_then(|x| x.traits.get("timezone"))
+                .and_then(|x| x.traits().get("timezone"))
                 .and_then(|v| v.as_str())
                 .map(str::to_string),
         });

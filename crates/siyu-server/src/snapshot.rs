@@ -23,9 +23,10 @@
 
 use crate::config::Config;
 use crate::writer::OpenStore;
+use siyu_engine::snapshot::SnapshotError;
 use siyu_engine::Engine;
 use siyu_store::{LogAnchor, SnapshotInfo, Store};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -221,7 +222,11 @@ pub fn write_temp(path: &Path, engine: &Engine, position: &Position) -> std::io:
                 result = file.write_all(part);
             }
         });
-        result
+        // On the writing thread: renaming an unflushed file over the old
+        // one makes the file system flush it inside the rename (ext4's
+        // replace-by-rename rule), on the writer's thread (~100 ms for the
+        // 1M bench store); and a kept snapshot is then whole after a crash.
+        result.and_then(|()| file.sync_data())
     })();
     match written {
         Ok(()) => Ok(tmp),
@@ -243,7 +248,18 @@ pub fn keep_if(
         let _ = std::fs::remove_file(tmp);
         return Ok(false);
     }
-    std::fs::rename(tmp, path).map(|()| true)
+    // Renaming over the old file frees its blocks when its last handle
+    // closes: that handle is held here and closed on its own thread, so the
+    // writer does not wait while a large file is freed (~190 ms for the
+    // 500 MB snapshot of the 1M bench store).
+    let old = std::fs::File::open(path).ok();
+    std::fs::rename(tmp, path)?;
+    if let Some(old) = old {
+        let _ = std::thread::Builder::new()
+            .name("siyu-free-snapshot".into())
+            .spawn(move || drop(old));
+    }
+    Ok(true)
 }
 
 /// Where the snapshot a node started from came from.
@@ -266,17 +282,31 @@ impl Source {
 
 /// The snapshot a node starts from.
 pub struct Chosen {
-    /// Header and engine bytes; the engine's start at `engine_at`.
-    pub bytes: Vec<u8>,
-    pub engine_at: usize,
+    body: Body,
     pub position: Position,
     pub source: Source,
 }
 
+/// Where a chosen snapshot's engine is read from.
+enum Body {
+    /// A copy read from the store: header and engine bytes, the engine's
+    /// from the offset.
+    Bytes(Vec<u8>, usize),
+    /// The node's file, open and positioned at the engine's bytes, with
+    /// their length: decoded as it is read, so the start never holds the
+    /// file beside the engine it builds.
+    File(std::fs::File, u64),
+}
+
 impl Chosen {
-    /// The engine's bytes (`Engine::from_snapshot`).
-    pub fn engine_bytes(&self) -> &[u8] {
-        &self.bytes[self.engine_at..]
+    /// The engine it holds and the log offset it reflects.
+    pub fn engine(self) -> Result<(Engine, u64), SnapshotError> {
+        match self.body {
+            Body::Bytes(bytes, at) => Engine::from_snapshot(&bytes[at..]),
+            Body::File(file, len) => {
+                Engine::read_snapshot(std::io::BufReader::with_capacity(1 << 20, file), len)
+            }
+        }
     }
 }
 
@@ -319,21 +349,37 @@ pub fn choose(store: &mut dyn Store, path: &Path, shared: bool, erasures: u64) -
         }
     }
     let position = file?;
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
+    let opened = (|| {
+        let mut file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        let mut head = Vec::with_capacity(MAX_HEADER);
+        Read::by_ref(&mut file)
+            .take(MAX_HEADER as u64)
+            .read_to_end(&mut head)?;
+        std::io::Result::Ok((file, len, head))
+    })();
+    let (mut file, len, head) = match opened {
+        Ok(opened) => opened,
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "reading the engine snapshot file");
             return None;
         }
     };
-    // Read twice: the same file only if the header is the one checked.
-    match Position::read(&bytes) {
-        Some((p, engine_at)) if p == position => Some(Chosen {
-            bytes,
-            engine_at,
-            position,
-            source: Source::File,
-        }),
+    // Read twice: the same file only if the header is the one checked
+    // (the open file stays this snapshot even if a newer one replaces it).
+    match Position::read(&head) {
+        Some((p, engine_at)) if p == position => {
+            let at = engine_at as u64;
+            if let Err(e) = file.seek(std::io::SeekFrom::Start(at)) {
+                tracing::warn!(path = %path.display(), error = %e, "reading the engine snapshot file");
+                return None;
+            }
+            Some(Chosen {
+                body: Body::File(file, len.saturating_sub(at)),
+                position,
+                source: Source::File,
+            })
+        }
         _ => {
             tracing::warn!(path = %path.display(), "engine snapshot file changed while it was read");
             None
@@ -388,8 +434,7 @@ fn choose_stored(store: &mut dyn Store, file_offset: Option<u64>, erasures: u64)
                     "read the engine snapshot stored in the database"
                 );
                 return Some(Chosen {
-                    bytes,
-                    engine_at,
+                    body: Body::Bytes(bytes, engine_at),
                     position: stored_at,
                     source: Source::Store,
                 });

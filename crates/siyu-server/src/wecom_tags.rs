@@ -46,7 +46,7 @@ pub fn mark_tag_calls(engine: &Engine, e: &Event, offset: u64) -> Vec<(String, A
     let operator = engine
         .person(slot)
         .and_then(|p| p.extra.as_ref())
-        .and_then(|x| x.traits.get("operator"))
+        .and_then(|x| x.traits().get("operator"))
         .and_then(|o| o.as_str())
         .map(str::to_string);
     let wecom: Vec<String> = engine

@@ -25,6 +25,7 @@ use crate::trace::{self, RequestId};
 use siyu_connectors::wecom::sync::is_sync_event;
 use siyu_domain::{Event, Identity};
 use siyu_engine::rfm::RfmThresholds;
+use siyu_engine::snapshot::SnapshotError;
 use siyu_engine::{Engine, SegmentChange};
 use siyu_store::{Appended, AuditRecord, MergeRecord, SegmentChangeRecord, Store};
 use std::collections::VecDeque;
@@ -41,7 +42,30 @@ const MAX_GROUP_EVENTS: usize = 20_000;
 const APPLY_SLICE: usize = 1024;
 /// Backlog events applied per turn of the writer's loop (milliseconds of
 /// work), between group commits ([`Writer::backlog`]).
-const BACKLOG_SLICE: usize = 8192;
+const BACKLOG_SLICE: usize = 4096;
+/// How long a commit waits for readers to release the engine before its
+/// events join [`Writer::backlog`] instead (committed and acknowledged,
+/// applied once the engine is free): a dashboard pass over a million
+/// persons holds the read lock ~120 ms, and the writer must not stand
+/// behind it.
+const ENGINE_GRACE: Duration = Duration::from_millis(5);
+/// A writer step that takes longer than this is logged ([`slow_step`]):
+/// appends queue behind it.
+const SLOW_STEP: Duration = Duration::from_millis(50);
+
+/// Logs a writer step that held the writer longer than [`SLOW_STEP`]
+/// (how pauses under load are found; `RUST_LOG=siyu_server=info`).
+fn slow_step(what: &str, started: Instant) {
+    let took = started.elapsed();
+    if took > SLOW_STEP {
+        tracing::info!(
+            step = what,
+            ms = took.as_millis() as u64,
+            "writer step over 50 ms"
+        );
+    }
+}
+
 /// Events read back per step when catching up with another writer.
 const CATCH_UP_PAGE: usize = siyu_store::SCAN_PAGE;
 /// Write a fresh engine snapshot after at least this many new events...
@@ -163,11 +187,25 @@ pub struct Writer {
     /// The snapshot being written on its own thread, if any: meanwhile
     /// appends are committed and acknowledged, and applied when it ends.
     pub snapshotting: Option<SnapshotJob>,
-    /// Groups committed and acknowledged while a snapshot was written, not
-    /// applied yet: applied [`BACKLOG_SLICE`] events per turn of the loop,
-    /// so catching up stops the writer no more than the snapshot did.
-    /// Appends committed while it is not empty join it, in log order.
+    /// Groups committed and acknowledged while a snapshot was written or
+    /// readers held the engine longer than [`ENGINE_GRACE`], not applied
+    /// yet: applied [`BACKLOG_SLICE`] events per turn of the loop once the
+    /// engine is free, so catching up stops the writer no more than the
+    /// snapshot did. Appends committed while it is not empty join it, in
+    /// log order.
     pub backlog: VecDeque<(Vec<(u64, Event)>, bool)>,
+    /// Settings keys followed ([`Command::Follow`]) while a snapshot or
+    /// the backlog was pending: applied after them, so appends never
+    /// wait behind a followed change (empty: everything).
+    pub pending_follow: Option<Vec<String>>,
+    /// Whether the backlog holds groups a snapshot held back (already
+    /// answered): appends that join it are answered at once too.
+    pub backlog_answered: bool,
+    /// Answers of appends waiting in the backlog, with the offset the
+    /// engine must have applied first (readers held the engine).
+    pub held: VecDeque<(u64, Reply<Vec<Appended>>, Vec<Appended>)>,
+    /// Emptied whenever the engine is replaced ([`Columns::engine_replaced`]).
+    pub columns: std::sync::Arc<crate::columns::Columns>,
     /// The highest log offset the engine has applied. Events above it that
     /// this writer did not append (`siyu import` into the same store) are
     /// read back and applied before anything newer, so the engine always
@@ -479,7 +517,10 @@ impl Writer {
                 let _ = reply.send(outcome.clone());
             }
         }
-        self.backlog.extend(job.deferred);
+        if !job.deferred.is_empty() {
+            self.backlog_answered = true;
+            self.backlog.extend(job.deferred);
+        }
     }
 
     /// Waits for the snapshot being written, if any, lands it, and applies
@@ -491,17 +532,53 @@ impl Writer {
         }
     }
 
-    /// Applies backlog groups, oldest first, until about `max` events (at
-    /// least one group).
+    /// Applies backlog events, oldest first, up to `max` of them (a group
+    /// larger than what is left is split: a 20 000-event group would hold
+    /// the writer ~100 ms on a million persons).
     fn apply_backlog(&mut self, max: usize) {
-        let mut done = 0;
-        while let Some((group, as_history)) = self.backlog.pop_front() {
+        let mut left = max;
+        while left > 0 {
+            let Some((mut group, as_history)) = self.backlog.pop_front() else {
+                break;
+            };
+            if group.len() > left {
+                let rest = group.split_off(left);
+                self.backlog.push_front((rest, as_history));
+            }
             let refs: Vec<(u64, &Event)> = group.iter().map(|(o, e)| (*o, e)).collect();
             self.apply_committed(&refs, as_history);
-            done += group.len();
-            if done >= max {
+            left -= group.len();
+        }
+        if self.backlog.is_empty() {
+            self.backlog_answered = false;
+        }
+    }
+
+    /// Answers the held appends the engine has now applied.
+    fn answer_applied(&mut self) {
+        while let Some((offset, _, _)) = self.held.front() {
+            if *offset > self.applied_offset {
                 break;
             }
+            let (_, reply, appended) = self.held.pop_front().expect("looked at above");
+            let _ = reply.send(Ok(appended));
+        }
+    }
+
+    /// Whether the engine's write lock can be taken within `grace` (readers
+    /// hold it now and then: a dashboard pass, a person list). Polls, so
+    /// meanwhile new readers are not held up either.
+    fn engine_free(&self, grace: Duration) -> bool {
+        let started = Instant::now();
+        loop {
+            match self.engine.try_write() {
+                Ok(_) | Err(std::sync::TryLockError::Poisoned(_)) => return true,
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+            if started.elapsed() >= grace {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(200));
         }
     }
 
@@ -522,6 +599,7 @@ impl Writer {
         if let Some(&(last, _)) = new.last() {
             self.applied_offset = self.applied_offset.max(last);
         }
+        self.answer_applied();
         self.record_history(history);
         if !merges.is_empty() {
             if let Err(e) = self.store.record_merges(&merges) {
@@ -688,6 +766,7 @@ impl Writer {
         }
         let appending = Instant::now();
         let result = self.store.append(&owned);
+        slow_step("a store append", appending);
         self.metrics
             .append_latency
             .observe(appending.elapsed().as_secs_f64());
@@ -727,11 +806,33 @@ impl Writer {
                 self.finish_snapshot();
             }
         }
+        let readers_hold_engine = || {
+            // Only when these events follow the engine's own (no other
+            // writer's events to read back first).
+            first_new.is_some_and(|f| f == self.applied_offset + 1)
+                && !self.engine_free(ENGINE_GRACE)
+        };
         let new_events;
-        if self.snapshotting.is_some() || !self.backlog.is_empty() {
-            // The snapshot thread reads the engine, or the events it held
-            // back are still being applied: these wait, durable and
-            // acknowledged, and are applied in log order after them.
+        // The offset these answers wait for, when they wait.
+        let mut hold_until = None;
+        if self.snapshotting.is_some() || !self.backlog.is_empty() || readers_hold_engine() {
+            // The snapshot thread reads the engine, the events it held
+            // back are still being applied, or readers hold the engine:
+            // these wait, durable, and are applied in log order after
+            // them. While a snapshot is written (and until what it held
+            // back is applied) they are answered now; otherwise the
+            // answers wait until they are applied, so what a client was
+            // told is stored is also what it reads next.
+            if self.snapshotting.is_none() && !self.backlog_answered {
+                hold_until = appended
+                    .iter()
+                    .filter_map(|a| match a {
+                        Appended::New(offset) => Some(*offset),
+                        Appended::Duplicate(_) => None,
+                    })
+                    .max()
+                    .or_else(|| last_offset_of(self.backlog.iter()));
+            }
             let group: Vec<(u64, Event)> = owned
                 .into_iter()
                 .zip(&appended)
@@ -779,7 +880,12 @@ impl Writer {
         for (n, reply) in replies {
             let (mine, tail) = rest.split_at(n);
             rest = tail;
-            let _ = reply.send(Ok(mine.to_vec()));
+            match hold_until {
+                Some(offset) => self.held.push_back((offset, reply, mine.to_vec())),
+                None => {
+                    let _ = reply.send(Ok(mine.to_vec()));
+                }
+            }
         }
         if self.snapshotting.is_some() || !self.backlog.is_empty() {
             return;
@@ -814,10 +920,28 @@ impl Writer {
             }
         }
         loop {
+            let step = Instant::now();
             self.poll_rebuild();
+            slow_step("landing a rebuild", step);
+            let step = Instant::now();
             self.poll_snapshot(false);
+            slow_step("landing a snapshot", step);
+            let mut engine_busy = false;
             if self.snapshotting.is_none() && !self.backlog.is_empty() {
-                self.apply_backlog(BACKLOG_SLICE);
+                if self.engine_free(Duration::ZERO) {
+                    let step = Instant::now();
+                    self.apply_backlog(BACKLOG_SLICE);
+                    slow_step("applying the backlog", step);
+                } else {
+                    engine_busy = true;
+                }
+            }
+            if self.snapshotting.is_none() && self.backlog.is_empty() {
+                if let Some(keys) = self.pending_follow.take() {
+                    if let Err(e) = self.follow(&keys) {
+                        tracing::error!(error = %e, "following another node's settings failed");
+                    }
+                }
             }
             if let Some(sharing) = &mut self.sharing {
                 sharing.poll();
@@ -826,11 +950,15 @@ impl Writer {
             let busy = self.rebuilding.is_some()
                 || self.snapshotting.is_some()
                 || !self.backlog.is_empty();
-            let wait = if busy {
-                Duration::from_millis(if self.backlog.is_empty() { 5 } else { 0 })
+            let wait = Duration::from_millis(if engine_busy {
+                1
+            } else if !self.backlog.is_empty() {
+                0
+            } else if busy {
+                5
             } else {
-                Duration::from_millis(500)
-            };
+                500
+            });
             let first = match rx.recv_timeout(wait) {
                 Ok(c) => c,
                 Err(RecvTimeoutError::Timeout) if busy => continue,
@@ -882,14 +1010,20 @@ impl Writer {
                     }
                     other => {
                         if !batch.is_empty() {
+                            let step = Instant::now();
                             self.group_commit(std::mem::take(&mut batch));
+                            slow_step("a group commit", step);
                         }
+                        let step = Instant::now();
                         self.other(other);
+                        slow_step("a command", step);
                     }
                 }
             }
             if !batch.is_empty() {
+                let step = Instant::now();
                 self.group_commit(batch);
+                slow_step("a group commit", step);
             }
         }
         // Every sender is gone; finish what was asked before stopping.
@@ -914,6 +1048,8 @@ impl Writer {
     /// Starts rebuilding the engine from the store on another thread;
     /// `waiting` is answered when it lands.
     fn start_rebuild(&mut self, waiting: Waiting) {
+        // The event columns may hold what an erasure removes.
+        self.columns.engine_replaced();
         debug_assert!(self.rebuilding.is_none(), "one rebuild at a time");
         let (tx, done) = std::sync::mpsc::sync_channel(1);
         let (open, clock) = (self.open_store.clone(), self.clock);
@@ -990,9 +1126,11 @@ impl Writer {
                 ..
             }) => {
                 *self.engine.write().unwrap_or_else(|e| e.into_inner()) = engine;
+                self.columns.engine_replaced();
                 self.quarantine
                     .reload(&crate::definitions::PREFIXES, broken);
                 self.applied_offset = offset;
+                self.answer_applied();
                 if let Err(e) = self.write_snapshot() {
                     tracing::warn!(error = %e, "snapshot after rebuild failed");
                 }
@@ -1225,6 +1363,22 @@ impl Writer {
         if let Command::AppendHistory { events, reply } = cmd {
             return self.commit_group(vec![(events, reply, None)], true);
         }
+        if let Command::Follow { keys } = &cmd {
+            if self.snapshotting.is_some() || !self.backlog.is_empty() {
+                let keys = keys.clone();
+                // Applied after them by the loop: appends queued behind
+                // this command must not wait for the snapshot.
+                self.pending_follow = Some(match self.pending_follow.take() {
+                    Some(mut pending) if !pending.is_empty() && !keys.is_empty() => {
+                        pending.extend(keys);
+                        pending
+                    }
+                    Some(_) => Vec::new(),
+                    None => keys,
+                });
+                return;
+            }
+        }
         // Everything else reads or changes the engine as the log has it.
         self.finish_snapshot();
         let cmd = match cmd {
@@ -1399,7 +1553,7 @@ impl Writer {
 /// Builds the engine from the store: saved definitions first, then the
 /// snapshot (if given and valid) and the log after it, then live mode at `now`.
 pub fn rebuild(store: &mut dyn Store, snapshot: Option<&[u8]>, now: i64) -> anyhow::Result<Engine> {
-    rebuild_to(store, snapshot, now).map(|rebuilt| rebuilt.engine)
+    rebuild_to(store, snapshot.map(Engine::from_snapshot), now).map(|rebuilt| rebuilt.engine)
 }
 
 /// What [`rebuild_to`] built.
@@ -1421,10 +1575,37 @@ pub struct Rebuilt {
 /// definitions it quarantined.
 pub fn rebuild_to(
     store: &mut dyn Store,
-    snapshot: Option<&[u8]>,
+    snapshot: Option<Result<(Engine, u64), SnapshotError>>,
     now: i64,
 ) -> anyhow::Result<Rebuilt> {
-    let restored = match snapshot.map(Engine::from_snapshot) {
+    let mut rebuilt = restore_to_head(store, snapshot)?;
+    let engine = &mut rebuilt.engine;
+    // Not in the snapshot: the setting (or the medians now) is pinned here.
+    let setting = crate::rfm::stored(store)?;
+    let basis = crate::rfm::basis(setting, engine, now);
+    engine.set_rfm_basis(basis);
+    // Nothing holds a person id yet: drop the merged-away persons' slots.
+    engine.compact_slots();
+    // A snapshot decodes into arrays of exactly their length: without
+    // headroom the first new person or event after a start doubles them
+    // (copying the person slots: 216 ms at 1M persons, in the first
+    // commit). Here, before the server answers, the copy costs nobody.
+    engine.shrink_to_fit();
+    engine.start_live(now);
+    Ok(rebuilt)
+}
+
+/// The engine at the log's head, in bulk mode (not live): the snapshot
+/// if given and the store agrees with it, then the saved definitions and
+/// the log after it. What [`rebuild_to`] makes live, and what the CLI's
+/// bulk commands (`siyu import`, `export`, `analytics`, `import-orders`)
+/// start from, so adding a file to a large store replays only what the
+/// snapshot does not hold.
+pub fn restore_to_head(
+    store: &mut dyn Store,
+    snapshot: Option<Result<(Engine, u64), SnapshotError>>,
+) -> anyhow::Result<Rebuilt> {
+    let restored = match snapshot {
         None => None,
         Some(Err(e)) => {
             tracing::warn!(error = %e, "ignoring engine snapshot; replaying the whole log");
@@ -1440,14 +1621,12 @@ pub fn rebuild_to(
     };
     let snapshot_events = restored.as_ref().map(|(e, _)| e.events_applied());
     let (mut engine, offset) = restored.unwrap_or_else(|| (Engine::for_log(), 0));
+    // Whole-population passes (going live, previews, analytics) split the
+    // persons over the machine's cores.
+    engine.set_parallelism(std::thread::available_parallelism().map_or(1, |n| n.get()));
     let broken = crate::definitions::load_into(store, &mut engine)?;
     let offset = replay_log(store, &mut engine, offset)?;
     let replayed = engine.events_applied() - snapshot_events.unwrap_or(0);
-    // Not in the snapshot: the setting (or the medians now) is pinned here.
-    let setting = crate::rfm::stored(store)?;
-    let basis = crate::rfm::basis(setting, &engine, now);
-    engine.set_rfm_basis(basis);
-    engine.start_live(now);
     Ok(Rebuilt {
         engine,
         offset,

@@ -72,6 +72,20 @@ pub fn open_store(data_dir: &Path, database_url: Option<&str>) -> Result<Box<dyn
     }
 }
 
+/// The columns of a stored event a full-log analysis reads
+/// ([`Store::scan_narrow`]), borrowed from the row.
+#[derive(Debug, Clone, Copy)]
+pub struct NarrowEvent<'a> {
+    pub offset: u64,
+    pub id: Option<&'a str>,
+    pub ts: i64,
+    pub identity: &'a str,
+    /// As stored (`EventType::as_str`).
+    pub event_type: &'a str,
+    pub channel: &'a str,
+    pub amount: i64,
+}
+
 /// An event as stored: its position in the log (1-based, dense per store,
 /// assigned at append) and the event itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -206,7 +220,9 @@ pub trait Store: Send {
 
     /// Loads ahead of time what the first append would otherwise load
     /// (the embedded store's in-memory id index: one scan of the log), so
-    /// a server pays it at start, not in its first request. The default
+    /// a server pays it at start, not in its first request; the embedded
+    /// store also moves its WAL checkpoints to their own thread from here
+    /// on (the appending connection then never checkpoints). The default
     /// does nothing.
     fn prepare_appends(&mut self) -> Result<()> {
         Ok(())
@@ -226,6 +242,36 @@ pub trait Store: Send {
 
     /// Up to `limit` events with offset > `after`, in offset order.
     fn scan(&mut self, after: u64, limit: usize) -> Result<Vec<StoredEvent>>;
+
+    /// Feeds `f` up to `limit` events with `after < offset <= upto`, in
+    /// offset order, as the few columns a full-log analysis reads
+    /// ([`NarrowEvent`]); returns the last offset fed (None: no more).
+    /// The default reads whole events ([`Store::scan`]); the embedded
+    /// store reads only those columns (no payload parsed, no allocation).
+    fn scan_narrow(
+        &mut self,
+        after: u64,
+        upto: u64,
+        limit: usize,
+        f: &mut dyn FnMut(&NarrowEvent<'_>),
+    ) -> Result<Option<u64>> {
+        let page = self.scan(after, limit)?;
+        let mut last = None;
+        for stored in page.iter().take_while(|e| e.offset <= upto) {
+            let e = &stored.event;
+            f(&NarrowEvent {
+                offset: stored.offset,
+                id: e.id.as_deref(),
+                ts: e.ts,
+                identity: e.identity.as_str(),
+                event_type: e.event_type.as_str(),
+                channel: e.channel.as_str(),
+                amount: e.amount,
+            });
+            last = Some(stored.offset);
+        }
+        Ok(last)
+    }
 
     /// The events stored at `offsets` (any order; offsets with no stored
     /// event, erased say, are skipped), in offset order. Primary-key

@@ -148,7 +148,7 @@ fn parse_step(s: &str) -> Result<FunnelStep> {
 
 pub fn run(args: AnalyticsArgs) -> Result<()> {
     let mut store = args.store.open()?;
-    let mut engine: Engine = engine_from_store(store.as_mut())?;
+    let mut engine: Engine = engine_from_store(store.as_mut(), &args.store)?;
     let now = args.now.unwrap_or_else(siyu_server::writer::wall_clock);
     engine.start_live(now);
     let tz = zone::load_time_zone(store.as_mut())?;

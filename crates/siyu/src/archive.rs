@@ -348,9 +348,13 @@ pub fn export(args: ExportArgs) -> Result<()> {
     }
 
     // Readable views: persons and merges.
-    let spinner = bar(args.quiet, 0, "persons (replaying the log)");
+    let spinner = bar(
+        args.quiet,
+        0,
+        "persons (the engine: its snapshot and the log after it)",
+    );
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-    let engine = data::engine_from_store(store.as_mut())?;
+    let engine = data::engine_from_store(store.as_mut(), &args.store)?;
     let mut persons: Vec<(String, Vec<String>)> = engine
         .persons()
         .map(|(p, _)| (engine.canonical_id(p).to_string(), engine.identities_of(p)))

@@ -238,7 +238,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
             .max(1)
     });
 
-    let mut engine = Engine::new();
+    // A log's engine, as `siyu serve` and `siyu import` make it: it also
+    // keeps each identity's offsets (here the file's `seq`; seq 0 is not
+    // recorded, as no log has an offset 0), so the memory printed below
+    // is what a server holds for the same events.
+    let mut engine = Engine::for_log();
     // Whole-population passes (the questions, start_live) use every core.
     engine.set_parallelism(std::thread::available_parallelism().map_or(1, |n| n.get()));
     let q1 = segment::parse(Q1_SEGMENT).map_err(|e| anyhow::anyhow!("Q1 segment: {e}"))?;
@@ -255,6 +259,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             stats.rejected
         );
     }
+    // As `siyu serve` does after replaying the log: drop the slots of
+    // merged-away persons before going live.
+    engine.compact_slots();
     let mut t = Timings(Vec::new());
     let answers = answer_all(&mut engine, &spend, args.now, &mut t)?;
     write_answers(&args.out, &answers)?;
@@ -290,20 +297,25 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mem = engine.memory();
     let mib = |b: usize| b as f64 / 1048576.0;
     let persons = engine.person_count().max(1) as f64;
-    let per_person = (mem.persons + mem.identities + mem.extra + mem.segments) as f64 / persons;
-    let per_event = (mem.event_lists + mem.referrals) as f64 / stats.accepted.max(1) as f64;
+    let per_person = mem.per_person_part() as f64 / persons;
+    let per_event = mem.per_event_part() as f64 / stats.accepted.max(1) as f64;
     println!(
-        "engine heap: {:.1} MiB = persons {:.1} + identities {:.1} + purchase/read lists {:.1} + extra {:.1} + referrals {:.1} + segments {:.1}",
+        "engine heap: {:.1} MiB = persons {:.1} ({} slots, {} merged away) + identities {:.1} + extra {:.1} + conversations {:.1} + segments {:.1} + log index/identity {:.1} | purchase/read lists {:.1} + referrals {:.1} + log index/event {:.1}",
         mib(mem.total()),
         mib(mem.persons),
+        mem.slots,
+        mem.slots - engine.person_count(),
         mib(mem.identities),
-        mib(mem.event_lists),
         mib(mem.extra),
+        mib(mem.conversations),
+        mib(mem.segments),
+        mib(mem.log_index_identities),
+        mib(mem.event_lists),
         mib(mem.referrals),
-        mib(mem.segments)
+        mib(mem.log_index_events),
     );
     println!(
-        "  = {per_person:.0} B/person + {per_event:.1} B/event; peak RSS {:.1} MiB",
+        "  = {per_person:.0} B/person (left of |, over live persons) + {per_event:.1} B/event (right of |); peak RSS {:.1} MiB",
         peak_rss_bytes().unwrap_or(0) as f64 / 1048576.0
     );
 
@@ -368,6 +380,7 @@ fn stream(engine: &mut Engine, args: &BenchArgs, spend: &[(String, i64)]) -> Res
                 device: None,
                 ip: None,
                 name: None,
+                tie: None,
             },
             Some(Err(err)) => bail!("{}:{}: {err}", path.display(), i + 1),
             None => {

@@ -135,7 +135,7 @@ pub fn run(args: ImportOrdersArgs) -> Result<()> {
         store.as_mut(),
         &siyu_server::snapshot_path(&args.store.config()),
     )?;
-    let mut engine = engine_from_store(store.as_mut())?;
+    let mut engine = engine_from_store(store.as_mut(), &args.store)?;
     let persons_before = engine.person_count();
     let known = Known::from_engine(&engine, &parsed, &keys);
     let Planned {

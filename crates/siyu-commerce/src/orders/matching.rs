@@ -95,7 +95,7 @@ impl Known {
             let Some(raw) = person
                 .extra
                 .as_ref()
-                .and_then(|e| e.traits.get("phone"))
+                .and_then(|e| e.traits().get("phone"))
                 .and_then(Value::as_str)
             else {
                 continue;
@@ -387,7 +387,7 @@ pub fn over_refunded(engine: &Engine, events: &[(usize, Event)]) -> Vec<OverRefu
         let Some(p) = engine.person(slot) else {
             continue;
         };
-        if p.refunded > p.gross_spend {
+        if p.refunded() > p.gross_spend() {
             let order_id = e
                 .properties
                 .as_ref()
@@ -399,8 +399,8 @@ pub fn over_refunded(engine: &Engine, events: &[(usize, Event)]) -> Vec<OverRefu
                 index: *index,
                 order_id,
                 person: engine.canonical_id(slot).to_string(),
-                purchased_cents: p.gross_spend,
-                refunded_cents: p.refunded,
+                purchased_cents: p.gross_spend(),
+                refunded_cents: p.refunded(),
             });
         }
     }

@@ -50,7 +50,7 @@ fn value<'a>(p: &'a Person, prop: &'a Prop, ctx: &Ctx<'a>) -> Val<'a> {
             Val::Int((p.reads.len() - p.reads.partition_point(|&t| (t as i64) < from)) as i64)
         }
         Prop::NetSpend => Val::Int(p.net_spend()),
-        Prop::Refunds => Val::Int(p.refunded),
+        Prop::Refunds => Val::Int(p.refunded()),
         Prop::FirstChannel => match ctx.channels.get(p.first_channel as usize) {
             Some(c) => Val::Str(c),
             None => Val::Missing,
@@ -58,8 +58,8 @@ fn value<'a>(p: &'a Person, prop: &'a Prop, ctx: &Ctx<'a>) -> Val<'a> {
         Prop::DaysSinceFirstSeen if p.first_ts != NO_TS => {
             Val::Int((now - p.first_ts as i64).div_euclid(DAY))
         }
-        Prop::DaysSinceLastPurchase if p.last_purchase_ts != NO_TS => {
-            Val::Int((now - p.last_purchase_ts as i64).div_euclid(DAY))
+        Prop::DaysSinceLastPurchase if p.last_purchase_ts() != NO_TS => {
+            Val::Int((now - p.last_purchase_ts() as i64).div_euclid(DAY))
         }
         Prop::RfmR | Prop::RfmF | Prop::RfmM => match rfm_scores(p, now) {
             Some((r, f, m)) => Val::Int(match prop {
@@ -74,7 +74,7 @@ fn value<'a>(p: &'a Person, prop: &'a Prop, ctx: &Ctx<'a>) -> Val<'a> {
             None => Val::Missing,
         },
         Prop::Identities => Val::Int(p.identities as i64),
-        Prop::Trait(name) => match p.extra.as_ref().and_then(|e| e.traits.get(name)) {
+        Prop::Trait(name) => match p.extra.as_ref().and_then(|e| e.traits().get(name)) {
             Some(serde_json::Value::String(s)) => Val::Str(s),
             _ => Val::Missing,
         },
@@ -85,7 +85,7 @@ fn value<'a>(p: &'a Person, prop: &'a Prop, ctx: &Ctx<'a>) -> Val<'a> {
             let values = p
                 .extra
                 .as_ref()
-                .and_then(|e| e.properties.get(i))
+                .and_then(|e| e.properties().get(i))
                 .map_or(&[][..], |v| v.as_slice());
             match ctx.properties[i].evaluate(values, now) {
                 Some(v) => Val::Int(v),
@@ -128,7 +128,7 @@ pub fn eval(e: &Expr, p: &Person, ctx: &Ctx<'_>) -> bool {
         Expr::HasTag { tag } => p
             .extra
             .as_ref()
-            .is_some_and(|x| x.tags.binary_search(tag).is_ok()),
+            .is_some_and(|x| x.tags().binary_search(tag).is_ok()),
         Expr::InGroup { group } => p
             .extra
             .as_ref()
@@ -147,11 +147,10 @@ fn is_cheap(e: &Expr) -> bool {
         Expr::Not { expr } => is_cheap(expr),
         Expr::Cmp { prop, .. } => matches!(
             prop,
-            Prop::NetSpend
-                | Prop::Refunds
-                | Prop::FirstChannel
+            // Not net_spend, refunds or days_since_last_purchase: they read
+            // the purchases (and `extra`) behind a pointer.
+            Prop::FirstChannel
                 | Prop::DaysSinceFirstSeen
-                | Prop::DaysSinceLastPurchase
                 | Prop::Identities
                 | Prop::Purchases(None)
         ),
@@ -210,12 +209,12 @@ pub fn next_change(
                 p.reads.get(i).map(|&t| t as i64 + w.seconds + 1)
             }
             Prop::DaysSinceFirstSeen => day_boundary(p.first_ts),
-            Prop::DaysSinceLastPurchase | Prop::RfmR => day_boundary(p.last_purchase_ts),
+            Prop::DaysSinceLastPurchase | Prop::RfmR => day_boundary(p.last_purchase_ts()),
             // Only R moves with the clock, and only from high to low.
             Prop::RfmLayer => rfm.and_then(|t| r_turns_low_at(p, now, t)),
             Prop::Custom(name) => {
                 let i = properties.iter().position(|d| &d.name == name)?;
-                let values = p.extra.as_ref().and_then(|e| e.properties.get(i))?;
+                let values = p.extra.as_ref().and_then(|e| e.properties().get(i))?;
                 properties[i].next_change(values, now)
             }
             _ => None,

@@ -155,6 +155,14 @@ impl LiveSegments {
         }
     }
 
+    /// Drops per-slot state beyond `slots` persons (the engine compacted
+    /// its slots in bulk mode, when no slot is a member or has a timer).
+    pub(crate) fn truncate_slots(&mut self, slots: usize) {
+        debug_assert!(!self.live && self.timers.is_empty());
+        self.timer_at.truncate(slots);
+        self.timer_at.shrink_to_fit();
+    }
+
     pub fn heap_bytes(&self) -> usize {
         self.segments
             .iter()

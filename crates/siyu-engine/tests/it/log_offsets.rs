@@ -79,3 +79,47 @@ fn engines_over_a_file_keep_no_offsets() {
     let (restored, _) = Engine::from_snapshot(&engine.to_snapshot(50)).unwrap();
     assert!(!restored.keeps_log_offsets());
 }
+
+#[test]
+fn compacting_slots_keeps_every_person_in_order_and_every_answer() {
+    let mut engine = Engine::for_log();
+    let mut log = Vec::new();
+    for (i, ev) in events(4000).into_iter().enumerate() {
+        engine.apply(i as u64 + 1, &ev);
+        log.push((i as u64 + 1, ev));
+    }
+    // Each person by canonical id, with their identities and state.
+    let persons = |engine: &Engine| -> Vec<(String, Vec<String>, siyu_engine::Person)> {
+        engine
+            .persons()
+            .map(|(slot, p)| {
+                (
+                    engine.canonical_id(slot).to_string(),
+                    engine.identities_of(slot),
+                    p.clone(),
+                )
+            })
+            .collect()
+    };
+    let before = persons(&engine);
+    let dropped = engine.compact_slots();
+    assert!(dropped > 10, "merges must leave dead slots ({dropped})");
+    let after = persons(&engine);
+    assert_eq!(before, after);
+    // Every identity resolves to its own person's new slot.
+    for (slot, _) in engine.persons() {
+        for id in engine.identities_of(slot) {
+            assert_eq!(engine.person_of(&id), Some(slot));
+        }
+    }
+    check_all(&engine, &log);
+    assert_eq!(engine.compact_slots(), 0);
+    // Applying more events after a compaction still works (new slots
+    // append after the compacted ones).
+    for (i, ev) in events(200).into_iter().enumerate() {
+        let offset = 4001 + i as u64;
+        engine.apply(offset, &ev);
+        log.push((offset, ev));
+    }
+    check_all(&engine, &log);
+}

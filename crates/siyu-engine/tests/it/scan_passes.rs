@@ -41,20 +41,16 @@ fn raw(e: &Ev, seq: u64) -> RawEvent<'static> {
 
 fn with_id<'a>(e: &Ev, id: Option<&'a str>, seq: u64) -> RawEvent<'a> {
     RawEvent {
-        seq,
         id,
-        ts: e.ts,
-        identity: IDS[e.who],
-        identity_hash: None,
-        event_type: TYPES[e.kind],
-        channel: CHANNELS[e.channel],
-        amount: e.amount,
         reference: e.link.map(|l| IDS[l]),
-        group: None,
-        campaign: None,
-        device: None,
-        ip: None,
-        name: None,
+        ..RawEvent::bare(
+            seq,
+            e.ts,
+            IDS[e.who],
+            TYPES[e.kind],
+            CHANNELS[e.channel],
+            e.amount,
+        )
     }
 }
 

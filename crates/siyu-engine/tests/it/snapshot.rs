@@ -79,13 +79,19 @@ fn fingerprint(e: &Engine) -> String {
     )
 }
 
+/// An engine with the segment `buyers` that [`fingerprint`] lists.
+fn with_buyers() -> Engine {
+    let src = "purchases(last 30d) >= 1 and net_spend >= 100.00";
+    let mut e = Engine::new();
+    e.define_segment("buyers", segment::parse(src).unwrap(), src.into())
+        .unwrap();
+    e
+}
+
 #[test]
 fn snapshot_round_trip_and_continue() {
     let all = events(3000);
-    let src = "purchases(last 30d) >= 1 and net_spend >= 100.00";
-    let mut a = Engine::new();
-    a.define_segment("buyers", segment::parse(src).unwrap(), src.into())
-        .unwrap();
+    let mut a = with_buyers();
     for (i, e) in all[..2000].iter().enumerate() {
         a.apply(i as u64, e);
     }
@@ -127,6 +133,59 @@ fn corrupt_snapshots_are_rejected_not_trusted() {
         Engine::from_snapshot(&wrong).err(),
         Some(SnapshotError::Version(99))
     );
+}
+
+/// A source that hands out at most 7 bytes a read and then, if told,
+/// fails: what a slow or failing disk looks like to the decoder.
+struct Trickle<'a> {
+    left: &'a [u8],
+    fail_at_end: bool,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.left.is_empty() && self.fail_at_end {
+            return Err(std::io::Error::other("disk gone"));
+        }
+        let n = out.len().min(7).min(self.left.len());
+        out[..n].copy_from_slice(&self.left[..n]);
+        self.left = &self.left[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_snapshot_read_as_a_stream_is_the_one_read_from_bytes() {
+    let all = events(3000);
+    let mut a = with_buyers();
+    for (i, e) in all.iter().enumerate() {
+        a.apply(i as u64, e);
+    }
+    let bytes = a.to_snapshot(3000);
+    let trickle = |left, fail_at_end| Trickle { left, fail_at_end };
+    let (mut b, offset) =
+        Engine::read_snapshot(trickle(&bytes, false), bytes.len() as u64).unwrap();
+    assert_eq!(offset, 3000);
+    let now = 1_780_000_000 + 3000 * 3600;
+    a.start_live(now);
+    b.start_live(now);
+    assert_eq!(fingerprint(&a), fingerprint(&b));
+    // Cut short with the whole length claimed: truncated, not trusted.
+    let cut = &bytes[..bytes.len() / 2];
+    assert!(matches!(
+        Engine::read_snapshot(trickle(cut, false), bytes.len() as u64).err(),
+        Some(SnapshotError::Corrupt(_))
+    ));
+    // A length claimed shorter than the data: a field does not fit in it.
+    assert!(matches!(
+        Engine::read_snapshot(trickle(&bytes, false), bytes.len() as u64 / 2).err(),
+        Some(SnapshotError::Corrupt(_))
+    ));
+    // A read that fails says so, with the field it was reading.
+    match Engine::read_snapshot(trickle(cut, true), bytes.len() as u64).err() {
+        Some(SnapshotError::Read { error, .. }) => assert!(error.contains("disk gone"), "{error}"),
+        other => panic!("expected a read error, got {other:?}"),
+    }
 }
 
 #[test]

@@ -186,7 +186,7 @@ pub fn persons_by_owner(engine: &Engine) -> HashMap<String, u64> {
 pub fn owner_of(p: &siyu_engine::person::Person) -> Option<&str> {
     p.extra
         .as_deref()?
-        .traits
+        .traits()
         .get("operator")
         .and_then(serde_json::Value::as_str)
 }

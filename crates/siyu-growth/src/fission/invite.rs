@@ -56,7 +56,7 @@ pub fn display_name(engine: &Engine, identity: &str) -> Option<String> {
         .person_of(identity)
         .and_then(|s| engine.person(s))
         .and_then(|p| p.extra.as_ref())
-        .and_then(|x| x.traits.get("name"))
+        .and_then(|x| x.traits().get("name"))
         .and_then(|v| v.as_str())
         .map(str::to_string)
 }

@@ -1874,9 +1874,9 @@ impl Executor {
             let extra = engine.person(slot).and_then(|p| p.extra.as_deref());
             (
                 engine.canonical_id(slot).to_string(),
-                extra.map(|x| x.tags.clone()).unwrap_or_default(),
+                extra.map(|x| x.tags().to_vec()).unwrap_or_default(),
                 extra
-                    .and_then(|x| x.traits.get("operator"))
+                    .and_then(|x| x.traits().get("operator"))
                     .and_then(|v| v.as_str())
                     .map(str::to_string),
             )

@@ -34,7 +34,7 @@ impl<'a> PersonSnapshot<'a> {
 
     fn trait_str(&self, name: &str) -> Option<String> {
         let p = self.engine.person(self.slot)?;
-        let v = p.extra.as_ref()?.traits.get(name)?;
+        let v = p.extra.as_ref()?.traits().get(name)?;
         Some(match v {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
@@ -205,14 +205,14 @@ pub fn sweep_due(
                 let Some(extra) = p.extra.as_ref() else {
                     continue;
                 };
-                let Some(b) = extra.traits.get("birthday").and_then(|v| v.as_str()) else {
+                let Some(b) = extra.traits().get("birthday").and_then(|v| v.as_str()) else {
                     continue;
                 };
                 let Some((m, d)) = schedule::parse_birthday(b) else {
                     continue;
                 };
                 let tz = extra
-                    .traits
+                    .traits()
                     .get("timezone")
                     .and_then(|v| v.as_str())
                     .and_then(|t| Tz::parse(t).ok())

@@ -13,7 +13,7 @@
 
 use crate::cache::{CohortQuery, FunnelQuery, RangeQuery, ReferralQuery, RfmLayersQuery};
 use crate::error::ApiError;
-use crate::log_pass::log_pass_in_event_time;
+use crate::log_pass::columns_pass_in_event_time;
 use crate::request::{blocking, read_body, read_engine, require_json, route, Route};
 use crate::zone::{self, DateRange, LocalWeeks, RangeView};
 use crate::AppState;
@@ -495,7 +495,7 @@ async fn analytics_steps(
     let s = state.clone();
     blocking(move || {
         let mut pass = siyu_engine::scan::FunnelPass::new(&body.steps, body.split_by_channel);
-        log_pass_in_event_time(&s, &mut pass)?;
+        columns_pass_in_event_time(&s, &mut pass)?;
         let rows = pass.finish();
         Ok(Json(Steps {
             steps: body.steps,
@@ -513,7 +513,7 @@ async fn analytics_attribution(
     let s = state.clone();
     blocking(move || {
         let mut pass = siyu_engine::scan::AttributionPass::new();
-        log_pass_in_event_time(
+        columns_pass_in_event_time(
             &s,
             &mut Only {
                 pass: &mut pass,

@@ -416,7 +416,7 @@ async fn edited_tags(state: &AppState, wecom: &WeComCallbacks, customer: &str, t
             .person_of(&identity)
             .and_then(|slot| engine.person(slot))
             .and_then(|p| p.extra.as_ref())
-            .map(|x| x.tags.clone())
+            .map(|x| x.tags().to_vec())
             .unwrap_or_default()
     };
     let event = siyu_connectors::wecom::sync::tags_event(&detail, ts, &person_tags, |t| {

@@ -189,19 +189,19 @@ fn row_of(e: &Engine, slot: PersonId, c: &Conversation) -> Option<ConversationRo
             .and_then(|ch| e.channel_name(ch))
             .map(str::to_string),
         last_message_at: c.last_message().map(i64::from),
-        last_inbound_at: c.last_in.map(|x| x.0 as i64),
-        last_reply_at: c.last_reply.map(i64::from),
+        last_inbound_at: c.last_in().map(|x| x.0 as i64),
+        last_reply_at: c.last_reply().map(i64::from),
         unanswered_since: c.unanswered_since().map(i64::from),
         unanswered: c.unanswered(),
         inbound: c.inbound,
         outbound: c.outbound,
         operator: list::owner_of(p).map(str::to_string),
         status: if c.is_open() { "open" } else { "resolved" },
-        resolved_at: c.resolved.map(i64::from),
+        resolved_at: c.resolved().map(i64::from),
         tags: p
             .extra
             .as_deref()
-            .map(|x| x.tags.clone())
+            .map(|x| x.tags().to_vec())
             .unwrap_or_default(),
         preview: None,
         last_intent: c.last_in_intent(),
@@ -273,7 +273,7 @@ async fn list_conversations(
             let Some(c) = e.person(slot).and_then(|p| p.conversation()) else {
                 continue;
             };
-            if let Some(r) = row_of(&e, slot, c) {
+            if let Some(r) = row_of(&e, slot, &c) {
                 rows.push(r);
                 offsets.push(e.event_offsets(slot).unwrap_or_default());
             }
@@ -495,9 +495,8 @@ fn person_of<'e>(e: &'e Engine, id: &str) -> Result<(PersonId, &'e Person), ApiE
 
 fn thread_base(e: &Engine, id: &str, settings: &Settings, at: i64) -> Result<ThreadBase, ApiError> {
     let (slot, p) = person_of(e, id)?;
-    let empty = Conversation::default();
-    let c = p.conversation().unwrap_or(&empty);
-    let row = row_of(e, slot, c).ok_or_else(|| ApiError::Internal(format!("{id}: no row")))?;
+    let c = p.conversation().unwrap_or_default();
+    let row = row_of(e, slot, &c).ok_or_else(|| ApiError::Internal(format!("{id}: no row")))?;
     let profile = crate::profile::profile(e, slot)
         .ok_or_else(|| ApiError::Internal(format!("{id}: no profile")))?;
     let rfm_layer = list::rfm_thresholds(e)
@@ -832,6 +831,7 @@ fn reply_target(
     let snap = crate::automation::person::PersonSnapshot::of(e, person)
         .ok_or_else(|| ApiError::Internal(format!("{person}: no snapshot")))?;
     let c = p.conversation();
+    let c = c.as_deref();
     let last = c
         .and_then(|c| c.last_channel())
         .and_then(|ch| e.channel_name(ch))

@@ -310,7 +310,7 @@ fn phone_persons(e: &Engine, number: &str, id: &Identity) -> Vec<PersonId> {
         let Some(raw) = p
             .extra
             .as_deref()
-            .and_then(|x| x.traits.get("phone"))
+            .and_then(|x| x.traits().get("phone"))
             .and_then(|v| v.as_str())
         else {
             continue;
@@ -397,13 +397,13 @@ fn row(
         tags: p
             .extra
             .as_deref()
-            .map(|x| x.tags.clone())
+            .map(|x| x.tags().to_vec())
             .unwrap_or_default(),
         owner: list::owner_of(p).map(str::to_string),
         rfm_layer: layer.map(|l| l.name().to_string()),
         rfm_layer_key: layer.map(|l| l.key().to_string()),
         spend: p.net_spend(),
-        orders: p.purchase_count,
+        orders: p.purchase_count(),
         last_seen: list::last_seen(p).map(format_rfc3339),
         first_seen: (p.first_ts != siyu_engine::person::NO_TS)
             .then(|| format_rfc3339(p.first_ts as i64)),

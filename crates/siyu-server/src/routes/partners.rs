@@ -563,7 +563,7 @@ async fn partner_from_person(
         (
             e.canonical_id(slot).to_string(),
             siyu_growth::fission::display_name(&e, &b.identity),
-            person.map_or(0, |x| x.purchase_count),
+            person.map_or(0, |x| x.purchase_count()),
             person.map_or(0, |x| x.net_spend()),
         )
     };

@@ -434,3 +434,92 @@ async fn every_analysis_answers_in_event_time_whatever_the_import_order() {
         "{month}"
     );
 }
+
+/// Steps and attribution read the event columns (`columns.rs`): a merge
+/// made after the columns were filled counts at the next pass, an erasure
+/// empties them (the erased person's orders leave the answer, and the
+/// file holds exactly the remaining events), and events appended since
+/// the last pass are read.
+#[tokio::test]
+async fn the_event_columns_follow_merges_erasures_and_new_events() {
+    let t = TestApp::spawn().await;
+    let post = |events: Vec<Value>| {
+        let t = &t;
+        async move {
+            let (s, b) = t.post_events(&Value::Array(events).to_string()).await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+        }
+    };
+    post(vec![
+        ev("t/a", T, "douyin:a", "touch", "douyin"),
+        order("o/a", T + H, "taobao:a", "purchase", "taobao", 10_000),
+        ev("t/b", T, "xhs:b", "touch", "xiaohongshu"),
+        order("o/b", T + H, "xhs:b", "purchase", "xiaohongshu", 5_000),
+    ])
+    .await;
+    let first_touch = |body: &Value| -> Vec<(String, i64)> {
+        body["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["channel"].as_str().unwrap().to_string(),
+                    r["first_touch"].as_i64().unwrap(),
+                )
+            })
+            .filter(|(_, v)| *v != 0)
+            .collect()
+    };
+    let attribution = || {
+        let t = &t;
+        async move {
+            let (s, b) = t.get("/v1/analytics/attribution?to=2026-12-31").await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            b
+        }
+    };
+    // First-touch credit per channel, and the events the file holds.
+    let expect = |credited: &'static [(&'static str, i64)], events: u64| {
+        let t = &t;
+        async move {
+            let b = attribution().await;
+            let want: Vec<(String, i64)> =
+                credited.iter().map(|&(c, v)| (c.to_string(), v)).collect();
+            assert_eq!(first_touch(&b), want, "{b}");
+            assert_eq!(t.state.0.columns.bytes(), events * 28);
+        }
+    };
+    // douyin:a and taobao:a are two persons yet: the order is Taobao's.
+    expect(&[("taobao", 10_000), ("xiaohongshu", 5_000)], 4).await;
+    // Linked afterwards: the same events now credit the Douyin touch.
+    post(vec![link("link/a", T + 2 * H, "douyin:a", "taobao:a")]).await;
+    expect(&[("douyin", 10_000), ("xiaohongshu", 5_000)], 5).await;
+    // Erased: its order leaves the answer, its events the file.
+    let (s, b) = t.send("DELETE", "/v1/persons/xhs:b", "").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    expect(&[("douyin", 10_000)], 3).await;
+    // Steps read the same columns, with the event appended since.
+    post(vec![ev(
+        "add/a",
+        T + 3 * H,
+        "douyin:a",
+        "add_friend",
+        "wecom",
+    )])
+    .await;
+    let (s, b) = t
+        .send(
+            "POST",
+            "/v1/analytics/steps",
+            json!({"steps": [{"event_type": "touch"}, {"event_type": "purchase"}, {"event_type": "add_friend"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        b["rows"],
+        json!([{"split": "all", "reached": [1, 1, 1]}]),
+        "{b}"
+    );
+    assert_eq!(t.state.0.columns.bytes(), 4 * 28);
+}

@@ -235,6 +235,39 @@ impl TestApp {
         .await
     }
 
+    /// Waits until only a new event can change the analytics cache's
+    /// stamp for the next ten seconds, so hit and miss counts are exact:
+    /// the writer has pinned the RFM medians (its idle tick does so once
+    /// buyers exist; the pin is part of the stamp), and the engine's
+    /// minute (also part of it) is not about to turn.
+    pub async fn settle_analytics_stamp(&self) {
+        use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+        let started = Instant::now();
+        while self
+            .state
+            .0
+            .engine
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .rfm_basis()
+            .is_none()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the writer did not pin the RFM medians"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let second = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_secs()
+            % 60;
+        if !(2..50).contains(&second) {
+            tokio::time::sleep(Duration::from_secs((62 - second) % 60)).await;
+        }
+    }
+
     pub async fn get(&self, uri: &str) -> (StatusCode, Value) {
         self.call(
             "GET",

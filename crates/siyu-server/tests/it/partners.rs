@@ -649,6 +649,14 @@ async fn a_public_link_brings_a_person_and_the_attribution_model_recredits_the_o
         "{again}"
     );
 
+    // Arrivals are timed to the second: pb's comes a second after pa's,
+    // else first and last touch were decided by the tie-break of two
+    // arrivals in one second (their ids' hash, which names the day: this
+    // test failed on some days).
+    let signed_up = wall();
+    while wall() <= signed_up {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     // Then through pb's link (the API a bridge calls), then an order.
     let (s, b) = t
         .send(

@@ -307,3 +307,27 @@ fn nodes_opening_one_fresh_postgres_schema_at_once_all_start() {
         assert_eq!(versions, expected, "each migration recorded exactly once");
     }
 }
+
+/// `siyu import` builds its indexes on one connection, holding SQLite's
+/// write lock for seconds to a minute, and writes the engine snapshot
+/// meanwhile through another it opens then: opening a store whose schema
+/// is current must not wait for that lock (it waited out the busy timeout
+/// and failed, and the import kept no snapshot).
+#[test]
+fn a_current_sqlite_store_opens_while_another_connection_holds_the_write_lock() {
+    let backend = SqliteBackend::new();
+    let mut first = backend.open();
+    first
+        .put_setting("held/by", Some(&serde_json::json!("the first connection")))
+        .unwrap();
+    drop(first);
+    let writer = rusqlite::Connection::open(backend.dir.join("siyu.db")).unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Before the fix this waited out the busy timeout and failed.
+    let mut second = backend.open();
+    assert_eq!(
+        second.get_setting("held/by").unwrap(),
+        Some(serde_json::json!("the first connection"))
+    );
+    writer.execute_batch("COMMIT").unwrap();
+}

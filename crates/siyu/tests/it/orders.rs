@@ -188,6 +188,31 @@ fn an_old_export_with_unkeyed_phone_hashes_is_keyed_at_the_next_start() {
     assert!(import(&dir, &first).status.success());
     let key = create_key(&dir);
     drop(Server::start(&dir));
+    let migrated = || {
+        siyu_server::config::open_store(&dir, None, None)
+            .expect("opening the store")
+            .get_setting(siyu_server::privacy::PHONE_MIGRATION_KEY)
+            .expect("reading the setting")
+            .is_some()
+    };
+    assert!(migrated());
+    // A file without phone hashes leaves the migration done: the next
+    // start does not scan the log for them again.
+    let plain = base.join("plain.jsonl");
+    std::fs::write(
+        &plain,
+        r#"{"ts":"2026-10-02T08:00:00Z","identity":"wecom:y","type":"add_friend"}"#,
+    )
+    .unwrap();
+    let out = import(&dir, &plain);
+    assert!(out.status.success());
+    assert!(migrated());
+    // The server's snapshot is where this import's engine started.
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("the engine started from the engine snapshot and 0 events after it"),
+        "{said}"
+    );
     // The old export: a purchase by a phone hash linked to a buyer account.
     let legacy = "phone_sha256:76b3bc961ab030f63500d07b0904b200b28c01e47bc8e59e979885634dfa0a4c";
     let old = base.join("old.jsonl");
@@ -204,6 +229,10 @@ fn an_old_export_with_unkeyed_phone_hashes_is_keyed_at_the_next_start() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !migrated(),
+        "an import with a phone_sha256 identity asks again"
     );
     let server = Server::start(&dir);
     let zhou = person(&server.addr, &key, "taobao:tb_zhou");
