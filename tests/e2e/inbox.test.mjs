@@ -289,6 +289,12 @@ try {
 
   await step('a follow-up task is added and done beside the thread', async () => {
     await page.fill('#inbox-task-title', '明天回电确认尺码');
+    // A live redraw between typing and clicking (here a new comment) keeps
+    // the title: the form is not rebuilt with the thread.
+    const before = await page.locator('#inbox-messages .ib-msg.in').count();
+    await comment('尺码偏大还是偏小？');
+    await page.waitForFunction((n) => document.querySelectorAll('#inbox-messages .ib-msg.in').length > n, before, { timeout: 10_000 });
+    assert.equal(await page.inputValue('#inbox-task-title'), '明天回电确认尺码');
     await page.click('#inbox-task-add');
     const task = page.locator('#inbox-tasks li[data-task]', { hasText: '明天回电确认尺码' });
     await task.waitFor({ timeout: 10_000 });
