@@ -160,7 +160,7 @@ impl Filter {
             }
         }
         if let Some(ch) = &self.channel {
-            let on = ring(engine, p.anchor).any(|id| {
+            let on = ring(engine, p.canonical).any(|id| {
                 id.strip_prefix(ch.as_str())
                     .is_some_and(|rest| rest.starts_with(':'))
             });
@@ -172,7 +172,7 @@ impl Filter {
             let hit = s.persons.binary_search(&slot).is_ok()
                 || trait_contains(p, "name", &s.text)
                 || trait_contains(p, "nickname", &s.text)
-                || ring(engine, p.anchor).any(|id| id.starts_with(s.text.as_str()));
+                || ring(engine, p.canonical).any(|id| id.starts_with(s.text.as_str()));
             if !hit {
                 return false;
             }
@@ -312,7 +312,9 @@ pub fn main_identities(engine: &Engine, slot: PersonId, max: usize) -> Vec<Strin
         return Vec::new();
     };
     let canonical = engine.ids.get(p.canonical);
-    let mut rest: Vec<&str> = ring(engine, p.anchor).filter(|i| *i != canonical).collect();
+    let mut rest: Vec<&str> = ring(engine, p.canonical)
+        .filter(|i| *i != canonical)
+        .collect();
     rest.sort_unstable();
     std::iter::once(canonical)
         .chain(rest)

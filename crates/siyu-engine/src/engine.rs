@@ -8,7 +8,7 @@
 use crate::identity::{identity_hash, IdentityGraph, IdentityId};
 use crate::log_index::LogIndex;
 use crate::person::insert_sorted;
-use crate::person::{Exit, Person, Ts, NO_CHANNEL};
+use crate::person::{Exit, GroupNames, Person, Ts, NO_CHANNEL};
 use crate::property::{PropertyDef, PropertyError};
 use crate::rfm::RfmBasis;
 use crate::segment::live::{LiveSegments, SegmentChange, SegmentError, World};
@@ -213,6 +213,7 @@ pub(crate) struct Parts {
     pub ids: IdentityGraph,
     pub persons: Vec<Person>,
     pub channels: Vec<String>,
+    pub groups: GroupNames,
     pub referrals: Vec<Referral>,
     pub campaigns: Vec<String>,
     pub campaign_clicks: Vec<u64>,
@@ -231,6 +232,7 @@ macro_rules! world {
             persons: &$engine.persons,
             ids: &$engine.ids,
             channels: &$engine.channels,
+            groups: &$engine.groups,
             properties: &$engine.properties,
             rfm: $engine.rfm.map(|b| b.thresholds),
         }
@@ -243,6 +245,8 @@ pub struct Engine {
     pub(crate) persons: Vec<Person>,
     live_persons: usize,
     pub(crate) channels: Vec<String>,
+    /// The names of the groups persons are in or left.
+    pub(crate) groups: GroupNames,
     pub(crate) referrals: Vec<Referral>,
     /// Campaign names referral signups named (interned; code = index + 1).
     pub(crate) campaigns: Vec<String>,
@@ -277,6 +281,7 @@ impl Engine {
             persons: Vec::new(),
             live_persons: 0,
             channels: Vec::new(),
+            groups: GroupNames::default(),
             referrals: Vec::new(),
             campaigns: Vec::new(),
             campaign_clicks: Vec::new(),
@@ -318,6 +323,7 @@ impl Engine {
             persons: parts.persons,
             live_persons,
             channels: parts.channels,
+            groups: parts.groups,
             referrals: parts.referrals,
             campaigns: parts.campaigns,
             campaign_clicks: parts.campaign_clicks,
@@ -399,6 +405,25 @@ impl Engine {
             .map(|i| i as u16)
     }
 
+    /// The groups persons are in or left, by code.
+    pub fn group_names(&self) -> &GroupNames {
+        &self.groups
+    }
+
+    /// Whether `p` is in the group `name` now.
+    pub fn in_group(&self, p: &Person, name: &str) -> bool {
+        self.groups
+            .code(name)
+            .is_some_and(|c| p.extra.as_ref().is_some_and(|e| e.in_group(c)))
+    }
+
+    /// The groups `p` is in now, sorted by name.
+    pub fn groups_of(&self, p: &Person) -> Vec<&str> {
+        p.extra
+            .as_ref()
+            .map_or_else(Vec::new, |e| self.groups.names_of(&e.groups))
+    }
+
     /// Number of distinct channels seen.
     pub fn channel_count(&self) -> usize {
         self.channels.len()
@@ -426,8 +451,7 @@ impl Engine {
             Some(slot) => {
                 let id = self.ids.insert_hashed(s, hash, slot);
                 let p = &mut self.persons[slot as usize];
-                self.ids.splice(p.anchor, id);
-                p.identities += 1;
+                self.ids.splice(p.canonical, id);
                 if s < self.ids.get(p.canonical) {
                     p.canonical = id;
                 }
@@ -445,20 +469,24 @@ impl Engine {
     }
 
     /// Joins persons `a` and `b`; returns the surviving slot. The person
-    /// with fewer identities is relabelled (union by size).
+    /// with fewer identities is relabelled (union by size; the rings are
+    /// compared in O(the smaller one)).
     fn union(&mut self, a: u32, b: u32) -> u32 {
-        let (keep, gone) =
-            if self.persons[a as usize].identities >= self.persons[b as usize].identities {
-                (a, b)
-            } else {
-                (b, a)
-            };
+        let (ra, rb) = (
+            self.persons[a as usize].canonical,
+            self.persons[b as usize].canonical,
+        );
+        let (keep, gone) = if self.ids.ring_at_least_as_long(ra, rb) {
+            (a, b)
+        } else {
+            (b, a)
+        };
         let mut dead = Person::new(0);
         dead.alive = false;
         let other = std::mem::replace(&mut self.persons[gone as usize], dead);
-        self.ids.relabel(other.anchor, keep);
-        let anchor = self.persons[keep as usize].anchor;
-        self.ids.splice(anchor, other.anchor);
+        self.ids.relabel(other.canonical, keep);
+        let ring = self.persons[keep as usize].canonical;
+        self.ids.splice(ring, other.canonical);
         let p = &mut self.persons[keep as usize];
         if self.ids.get(other.canonical) < self.ids.get(p.canonical) {
             p.canonical = other.canonical;
@@ -616,7 +644,7 @@ impl Engine {
                 // A person spans two cache lines: a field from the front
                 // and one from the back of its layout.
                 let p = &self.persons[self.ids.slot_of(*id) as usize];
-                sink ^= p.events as u64 ^ p.identities as u64;
+                sink ^= p.events as u64 ^ p.purchases.len() as u64;
             }
             // The list or box the event will change, behind the person's pointer.
             for (k, id) in likely.iter().take(end - start).enumerate() {
@@ -706,25 +734,33 @@ impl Engine {
         } else {
             self.channel_code(ev.channel)
         };
+        let group = match ev.event_type {
+            EventType::JoinGroup | EventType::LeaveGroup => ev.group.map(|g| self.groups.intern(g)),
+            _ => None,
+        };
         let person = &mut self.persons[slot as usize];
         person.apply(ts, ev.tie_break(), ev.event_type, channel, ev.amount);
         match ev.event_type {
             EventType::JoinGroup | EventType::LeaveGroup => {
-                if let Some(g) = ev.group {
+                if let Some(g) = group {
                     let groups = &mut person.extra_mut().groups;
-                    let pos = groups.binary_search_by(|x| x.as_str().cmp(g));
+                    let pos = groups.binary_search(&g);
                     match (ev.event_type, pos) {
                         (EventType::JoinGroup, Err(i)) => {
-                            groups.reserve_exact(1);
-                            groups.insert(i, g.to_string())
+                            let mut v = std::mem::take(groups).into_vec();
+                            v.reserve_exact(1);
+                            v.insert(i, g);
+                            *groups = v.into_boxed_slice();
                         }
                         (EventType::LeaveGroup, Ok(i)) => {
-                            groups.remove(i);
+                            let mut v = std::mem::take(groups).into_vec();
+                            v.remove(i);
+                            *groups = v.into_boxed_slice();
                         }
                         _ => {}
                     }
                     if ev.event_type == EventType::LeaveGroup {
-                        person.add_exit(ts, Exit::LeftGroup(g.to_string()));
+                        person.add_exit(ts, Exit::LeftGroup(g));
                     }
                 }
             }
@@ -749,13 +785,12 @@ impl Engine {
             EventType::ReferralSignup => {
                 if let Some(r) = ev.reference {
                     // The inviter may not have been seen yet; intern it as its own person.
-                    let invitee = self.persons[slot as usize].anchor;
+                    // Any identity of the person stands for it (read back
+                    // with `person_of_id`).
+                    let invitee = self.persons[slot as usize].canonical;
                     let inviter = match self.ids.lookup(r) {
                         Some((id, _)) => id,
-                        None => {
-                            let (slot, _, _) = self.resolve(r, None, None);
-                            self.persons[slot as usize].anchor
-                        }
+                        None => self.resolve(r, None, None).2,
                     };
                     let campaign = ev.campaign.map_or(0, |c| self.campaign_code(c));
                     self.referrals.push(Referral {
@@ -954,6 +989,8 @@ impl Engine {
     ) -> crate::segment::eval::Ctx<'a> {
         crate::segment::eval::Ctx {
             channels: &self.channels,
+            ids: &self.ids,
+            groups: &self.groups,
             properties: &self.properties,
             now: self.now,
             rfm: self.rfm.map(|b| b.thresholds),
@@ -1026,6 +1063,13 @@ impl Engine {
         self.ids.get(self.persons[slot as usize].canonical)
     }
 
+    /// How many identities are stitched into the person (a walk of their
+    /// ring; 0 for an unknown slot).
+    pub fn identity_count_of(&self, slot: PersonId) -> u32 {
+        self.person(slot)
+            .map_or(0, |p| self.ids.ring_len(p.canonical) as u32)
+    }
+
     /// Every identity of a person, sorted.
     pub fn identities_of(&self, slot: PersonId) -> Vec<String> {
         let Some(p) = self.person(slot) else {
@@ -1033,7 +1077,7 @@ impl Engine {
         };
         let mut v: Vec<String> = self
             .ids
-            .members(p.anchor)
+            .members(p.canonical)
             .into_iter()
             .map(|i| self.ids.get(i).to_string())
             .collect();
@@ -1050,7 +1094,7 @@ impl Engine {
         let p = self.person(slot)?;
         let mut offsets: Vec<u64> = self
             .ids
-            .members(p.anchor)
+            .members(p.canonical)
             .into_iter()
             .flat_map(|id| index.offsets(id))
             .collect();
@@ -1177,6 +1221,8 @@ impl Engine {
             extra += p.extra.as_ref().map_or(0, |e| e.heap_bytes());
             conversations += p.conversation_heap_bytes();
         }
+        // The group names the extras' codes stand for.
+        extra += self.groups.heap_bytes();
         let (log_events, log_identities) =
             self.log_index.as_ref().map_or((0, 0), LogIndex::heap_bytes);
         Memory {

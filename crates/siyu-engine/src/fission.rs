@@ -23,7 +23,7 @@
 //! An invitee person counts once, for its first signup in the campaign.
 
 use crate::engine::{Engine, PersonId, Referral};
-use crate::person::{Exit, Person};
+use crate::person::{Exit, GroupCode, Person};
 use std::collections::HashMap;
 
 /// A campaign's validity rules, in seconds.
@@ -120,6 +120,11 @@ pub type Overrides = HashMap<PersonId, bool>;
 /// signup order.
 pub fn evaluate(engine: &Engine, rules: &Rules, overrides: &Overrides) -> Vec<Invitee> {
     let now = engine.now();
+    // The hold's group by code: a group no one was ever in, no one left.
+    let hold_group = rules
+        .group
+        .as_deref()
+        .and_then(|g| engine.group_names().code(g));
     let in_campaign = |r: &&Referral| {
         rules.campaign.is_none_or(|c| r.campaign == c)
             && rules.starts.is_none_or(|s| r.ts as i64 >= s)
@@ -177,7 +182,7 @@ pub fn evaluate(engine: &Engine, rules: &Rules, overrides: &Overrides) -> Vec<In
             }
         }
         let verdict = verdict(
-            p, r, invitee, inviter, flag, converted, rules, overrides, &counted, now,
+            p, r, invitee, inviter, flag, converted, rules, hold_group, overrides, &counted, now,
         );
         if verdict == Verdict::Valid || matches!(verdict, Verdict::Pending { .. }) {
             counted.insert(invitee);
@@ -203,6 +208,7 @@ fn verdict(
     flag: Option<Reason>,
     converted: bool,
     rules: &Rules,
+    hold_group: Option<GroupCode>,
     overrides: &Overrides,
     counted: &std::collections::HashSet<PersonId>,
     now: i64,
@@ -239,7 +245,7 @@ fn verdict(
                 match x {
                     Exit::Refund => return invalid(Reason::Refunded),
                     Exit::Unfriend => return invalid(Reason::Unfriended),
-                    Exit::LeftGroup(g) if rules.group.as_deref() == Some(g.as_str()) => {
+                    Exit::LeftGroup(g) if hold_group == Some(*g) => {
                         return invalid(Reason::LeftGroup)
                     }
                     Exit::LeftGroup(_) => {}

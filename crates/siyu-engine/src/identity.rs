@@ -150,6 +150,16 @@ impl Shard {
     }
 }
 
+/// Whether `next` maps `0..n` onto itself one to one: then it is made of
+/// rings only, and every walk around one returns to where it started.
+fn is_permutation(next: &[IdentityId]) -> bool {
+    let mut seen = vec![false; next.len()];
+    next.iter().all(|&x| {
+        seen.get_mut(x as usize)
+            .is_some_and(|s| !std::mem::replace(s, true))
+    })
+}
+
 fn empty_tables(capacity: usize) -> Vec<Shard> {
     (0..SHARDS)
         .map(|_| Shard::with_capacity(capacity / SHARDS))
@@ -309,6 +319,35 @@ impl IdentityGraph {
         out
     }
 
+    /// How many identities the ring of `member` holds (the person's
+    /// identity count: a walk, as persons keep no count).
+    pub fn ring_len(&self, member: IdentityId) -> usize {
+        let mut n = 1;
+        let mut y = self.next[member as usize];
+        while y != member {
+            n += 1;
+            y = self.next[y as usize];
+        }
+        n
+    }
+
+    /// Whether the ring of `a` holds at least as many identities as the
+    /// ring of `b` (two different rings): both are walked in step, so the
+    /// cost is the smaller ring's length, as with a stored count.
+    pub fn ring_at_least_as_long(&self, a: IdentityId, b: IdentityId) -> bool {
+        let (mut x, mut y) = (self.next[a as usize], self.next[b as usize]);
+        loop {
+            if y == b {
+                return true;
+            }
+            if x == a {
+                return false;
+            }
+            x = self.next[x as usize];
+            y = self.next[y as usize];
+        }
+    }
+
     /// The identity after `member` in its person's ring (`member` itself
     /// when it is alone): walking the ring without allocating.
     pub fn next_in_ring(&self, member: IdentityId) -> IdentityId {
@@ -342,7 +381,7 @@ impl IdentityGraph {
             && starts.first() == Some(&0)
             && starts.last().map(|&l| l as usize) == Some(bytes.len())
             && starts.windows(2).all(|w| w[0] <= w[1])
-            && next.iter().all(|&x| (x as usize) < n)
+            && is_permutation(&next)
             && std::str::from_utf8(&bytes).is_ok();
         if !consistent {
             return None;
@@ -401,6 +440,51 @@ impl IdentityGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rings_are_counted_and_compared_by_walking_them() {
+        let mut g = IdentityGraph::new();
+        let ids: Vec<IdentityId> = (0..6)
+            .map(|i| {
+                let s = format!("wecom:r{i}");
+                g.insert_hashed(&s, identity_hash(&s), 0)
+            })
+            .collect();
+        // Rings {0, 1, 2}, {3, 4} and {5}.
+        g.splice(ids[0], ids[1]);
+        g.splice(ids[0], ids[2]);
+        g.splice(ids[3], ids[4]);
+        for (id, len) in [(0, 3), (1, 3), (2, 3), (3, 2), (4, 2), (5, 1)] {
+            assert_eq!(g.ring_len(ids[id]), len, "ring of {id}");
+        }
+        assert!(g.ring_at_least_as_long(ids[1], ids[4]));
+        assert!(!g.ring_at_least_as_long(ids[4], ids[2]));
+        assert!(g.ring_at_least_as_long(ids[3], ids[5]));
+        assert!(!g.ring_at_least_as_long(ids[5], ids[3]));
+        // Equal lengths: the first one is kept (union by size keeps `a`).
+        let mut h = IdentityGraph::new();
+        let a = h.insert_hashed("x:a", identity_hash("x:a"), 0);
+        let b = h.insert_hashed("x:b", identity_hash("x:b"), 1);
+        assert!(h.ring_at_least_as_long(a, b) && h.ring_at_least_as_long(b, a));
+    }
+
+    #[test]
+    fn parts_whose_rings_do_not_close_are_refused() {
+        let bytes = b"x:ax:bx:c".to_vec();
+        let starts = vec![0, 3, 6, 9];
+        let slot = vec![0, 0, 1];
+        // 0 -> 1 -> 0 and 2 -> 2: rings.
+        assert!(IdentityGraph::from_parts(
+            bytes.clone(),
+            starts.clone(),
+            slot.clone(),
+            vec![1, 0, 2]
+        )
+        .is_some());
+        // 2 -> 0 as well: 0 has two predecessors, and a walk from 2 would
+        // never come back to 2.
+        assert!(IdentityGraph::from_parts(bytes, starts, slot, vec![1, 0, 0]).is_none());
+    }
 
     #[test]
     fn interning_maps_identities_to_slots() {

@@ -28,13 +28,14 @@ pub struct Purchase {
 /// Less-used per-person state, boxed so the common case stays small.
 #[derive(Clone, Debug, Default)]
 pub struct PersonExtra {
-    /// Groups the person is currently in (sorted).
-    pub groups: Vec<String>,
+    /// Groups the person is currently in, as [`GroupNames`] codes (sorted
+    /// by code): 4 bytes a membership, not a string.
+    pub groups: Box<[GroupCode]>,
     /// When the person left which group, and when they refunded or
     /// deleted the brand as a friend (custom event `unfriend`), sorted:
     /// what a fission campaign's hold period checks ("take the gift and
     /// leave").
-    pub exits: Vec<(Ts, Exit)>,
+    pub exits: Box<[(Ts, Exit)]>,
     /// The sum of the person's refunds (here, not in [`Person`]: one
     /// person in thirty refunds, and a refund records an exit here too).
     pub refunded: i64,
@@ -75,8 +76,8 @@ impl PersonExtra {
     /// An extra from its fields (snapshot loading); the [`MoreExtra`] box
     /// only if tags, traits or properties are not empty.
     pub fn from_fields(
-        groups: Vec<String>,
-        exits: Vec<(Ts, Exit)>,
+        groups: Box<[GroupCode]>,
+        exits: Box<[(Ts, Exit)]>,
         refunded: i64,
         more: MoreExtra,
     ) -> Self {
@@ -87,6 +88,11 @@ impl PersonExtra {
             refunded,
             more: (!empty).then(|| Box::new(more)),
         }
+    }
+
+    /// Whether the person is in the group with this code.
+    pub fn in_group(&self, code: GroupCode) -> bool {
+        self.groups.binary_search(&code).is_ok()
     }
 
     /// Tags (sorted, from traits).
@@ -117,15 +123,7 @@ impl PersonExtra {
             v.capacity() * std::mem::size_of::<String>()
                 + v.iter().map(String::capacity).sum::<usize>()
         };
-        let exits: usize = self.exits.capacity() * std::mem::size_of::<(Ts, Exit)>()
-            + self
-                .exits
-                .iter()
-                .map(|(_, e)| match e {
-                    Exit::LeftGroup(g) => g.capacity(),
-                    _ => 0,
-                })
-                .sum::<usize>();
+        let exits = std::mem::size_of_val::<[(Ts, Exit)]>(&self.exits);
         let more = self.more.as_ref().map_or(0, |m| {
             let traits: usize = m
                 .traits
@@ -145,25 +143,66 @@ impl PersonExtra {
                     .map(|v| v.capacity() * std::mem::size_of::<(Ts, i64)>())
                     .sum::<usize>()
         });
-        std::mem::size_of::<Self>() + strings(&self.groups) + exits + more
+        std::mem::size_of::<Self>()
+            + std::mem::size_of_val::<[GroupCode]>(&self.groups)
+            + exits
+            + more
+    }
+}
+
+/// A group name's code in [`GroupNames`].
+pub type GroupCode = u32;
+
+/// The group names persons are in or left, interned engine-wide: a
+/// person's groups and exits hold 4-byte codes (a few thousand groups,
+/// hundreds of thousands of memberships). Codes are given in first-seen
+/// order and are not stable across engines: snapshots store the names.
+#[derive(Clone, Debug, Default)]
+pub struct GroupNames {
+    names: Vec<String>,
+    codes: std::collections::HashMap<String, GroupCode>,
+}
+
+impl GroupNames {
+    /// The code of `name`, interning it if new.
+    pub fn intern(&mut self, name: &str) -> GroupCode {
+        if let Some(&c) = self.codes.get(name) {
+            return c;
+        }
+        let c = self.names.len() as GroupCode;
+        self.names.push(name.to_string());
+        self.codes.insert(name.to_string(), c);
+        c
+    }
+
+    /// The code of `name`, if a person was ever in that group.
+    pub fn code(&self, name: &str) -> Option<GroupCode> {
+        self.codes.get(name).copied()
+    }
+
+    /// The name of a code given by [`GroupNames::intern`].
+    pub fn name(&self, code: GroupCode) -> &str {
+        self.names.get(code as usize).map_or("", String::as_str)
+    }
+
+    /// The names of `codes`, sorted by name.
+    pub fn names_of(&self, codes: &[GroupCode]) -> Vec<&str> {
+        let mut v: Vec<&str> = codes.iter().map(|&c| self.name(c)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Heap bytes (the names twice: list and map keys).
+    pub fn heap_bytes(&self) -> usize {
+        self.names.iter().map(|n| 2 * n.len() + 56).sum()
     }
 }
 
 /// A departure a hold period looks for.
-#[derive(
-    Clone,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-    schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Exit {
-    LeftGroup(String),
+    /// Left the group with this [`GroupNames`] code.
+    LeftGroup(GroupCode),
     Refund,
     Unfriend,
 }
@@ -197,7 +236,9 @@ pub struct Person {
     /// move into it (and are 0 / NO_TS here): see [`Person::conversation`].
     outbound: u32,
     last_outbound: Ts,
-    /// The byte-wise smallest identity: the canonical id.
+    /// The byte-wise smallest identity: the canonical id, also the entry
+    /// into the person's identity ring (the ring's length is the identity
+    /// count: [`crate::identity::IdentityGraph::ring_len`]).
     pub canonical: IdentityId,
     // Second line: purchases, merges, rarely used state.
     /// Purchases sorted by ts (a boxed slice, as `reads`): also the
@@ -209,10 +250,6 @@ pub struct Person {
     /// who was only written to keeps `outbound`/`last_outbound` inline
     /// instead (read both through [`Person::conversation`]).
     conversation: Option<Box<Conversation>>,
-    /// One of the person's identities: the entry into their identity ring.
-    pub anchor: IdentityId,
-    /// How many identities are stitched into the person.
-    pub identities: u32,
 }
 
 pub(crate) fn insert_sorted<T: Ord + Copy>(v: &mut Vec<T>, x: T) {
@@ -269,8 +306,6 @@ fn merge_sorted<T: Ord + Copy>(a: &mut Vec<T>, b: Vec<T>) {
 impl Person {
     pub fn new(identity: IdentityId) -> Self {
         Person {
-            anchor: identity,
-            identities: 1,
             canonical: identity,
             first_ts: NO_TS,
             first_seq: u64::MAX,
@@ -311,11 +346,12 @@ impl Person {
     pub fn add_exit(&mut self, ts: Ts, exit: Exit) {
         let exits = &mut self.extra_mut().exits;
         let x = (ts, exit);
-        // Exact growth: most persons leave once or twice (a `Vec` would
-        // make room for four).
-        exits.reserve_exact(1);
-        let i = exits.partition_point(|y| *y <= x);
-        exits.insert(i, x);
+        // Exact growth: most persons leave once or twice.
+        let mut v = std::mem::take(exits).into_vec();
+        v.reserve_exact(1);
+        let i = v.partition_point(|y| *y <= x);
+        v.insert(i, x);
+        *exits = v.into_boxed_slice();
     }
 
     /// Purchases made (the length of [`Person::purchases`]).
@@ -451,7 +487,6 @@ impl Person {
         self.first_friend_ts = self.first_friend_ts.min(other.first_friend_ts);
         self.last_event_ts = self.last_event_ts.max(other.last_event_ts);
         self.events += other.events;
-        self.identities += other.identities;
         self.opted_out |= other.opted_out;
         merge_sorted_boxed(&mut self.purchases, other.purchases);
         merge_sorted_boxed(&mut self.reads, other.reads);
@@ -484,17 +519,15 @@ impl Person {
         if let Some(o) = other.extra {
             let e = self.extra_mut();
             e.refunded += o.refunded;
-            for g in o.groups {
-                if let Err(i) = e.groups.binary_search(&g) {
-                    e.groups.reserve_exact(1);
-                    e.groups.insert(i, g);
-                }
-            }
-            e.exits.reserve_exact(o.exits.len());
-            for x in o.exits {
-                let i = e.exits.partition_point(|y| *y <= x);
-                e.exits.insert(i, x);
-            }
+            let mut groups = std::mem::take(&mut e.groups).into_vec();
+            groups.extend_from_slice(&o.groups);
+            groups.sort_unstable();
+            groups.dedup();
+            e.groups = groups.into_boxed_slice();
+            let mut exits = std::mem::take(&mut e.exits).into_vec();
+            exits.extend_from_slice(&o.exits);
+            exits.sort();
+            e.exits = exits.into_boxed_slice();
             if let Some(o) = o.more {
                 let MoreExtra {
                     tags,
@@ -535,8 +568,8 @@ mod tests {
 
     #[test]
     fn person_fits_two_cache_lines() {
-        assert_eq!(std::mem::size_of::<Person>(), 96);
-        assert_eq!(std::mem::size_of::<PersonExtra>(), 64);
+        assert_eq!(std::mem::size_of::<Person>(), 88);
+        assert_eq!(std::mem::size_of::<PersonExtra>(), 48);
         assert_eq!(std::mem::size_of::<crate::conversation::Conversation>(), 56);
     }
 }

@@ -9,7 +9,7 @@
 use crate::engine::{Engine, Referral};
 use crate::identity::IdentityGraph;
 use crate::log_index::LogIndex;
-use crate::person::{MoreExtra, Person, PersonExtra, Purchase};
+use crate::person::{Exit, GroupCode, GroupNames, MoreExtra, Person, PersonExtra, Purchase};
 use crate::property::PropertyDef;
 use crate::segment::Expr;
 
@@ -205,6 +205,43 @@ struct Definitions {
     campaign_clicks: Vec<u64>,
 }
 
+/// [`Exit`] as snapshots store it: the group by name (engines code
+/// group names in first-seen order, which a restore does not repeat).
+#[derive(
+    Clone,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+enum ExitJson {
+    LeftGroup(String),
+    Refund,
+    Unfriend,
+}
+
+impl ExitJson {
+    fn of(x: Exit, groups: &GroupNames) -> Self {
+        match x {
+            Exit::LeftGroup(g) => ExitJson::LeftGroup(groups.name(g).to_string()),
+            Exit::Refund => ExitJson::Refund,
+            Exit::Unfriend => ExitJson::Unfriend,
+        }
+    }
+
+    fn into_exit(self, groups: &mut GroupNames) -> Exit {
+        match self {
+            ExitJson::LeftGroup(g) => Exit::LeftGroup(groups.intern(&g)),
+            ExitJson::Refund => Exit::Refund,
+            ExitJson::Unfriend => Exit::Unfriend,
+        }
+    }
+}
+
 #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 struct ExtraJson {
     groups: Vec<String>,
@@ -212,7 +249,7 @@ struct ExtraJson {
     traits: serde_json::Map<String, serde_json::Value>,
     properties: Vec<Vec<(u32, i64)>>,
     #[serde(default)]
-    exits: Vec<(u32, crate::person::Exit)>,
+    exits: Vec<(u32, ExitJson)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     conversation: Option<crate::conversation::ConversationJson>,
     /// The person has a conversation but no `extra` (the other fields
@@ -272,8 +309,10 @@ impl Engine {
             w.u32(p.canonical);
             w.i64(p.gross_spend());
             w.i64(p.refunded());
-            w.u32(p.anchor);
-            w.u32(p.identities);
+            // Format 7 kept a ring entry and an identity count per person;
+            // both are derived now (the canonical id is in the ring).
+            w.u32(p.canonical);
+            w.u32(self.ids.ring_len(p.canonical) as u32);
             w.u32s(&p.reads);
             w.u64(p.purchases.len() as u64);
             for x in &p.purchases {
@@ -285,12 +324,25 @@ impl Engine {
             } else {
                 let empty = PersonExtra::default();
                 let e = p.extra.as_deref().unwrap_or(&empty);
+                // Names, in name order: the same bytes whatever codes
+                // this engine gave the groups.
+                let mut exits: Vec<(u32, ExitJson)> = e
+                    .exits
+                    .iter()
+                    .map(|&(t, x)| (t, ExitJson::of(x, &self.groups)))
+                    .collect();
+                exits.sort();
                 let j = ExtraJson {
-                    groups: e.groups.clone(),
+                    groups: self
+                        .groups
+                        .names_of(&e.groups)
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect(),
                     tags: e.tags().to_vec(),
                     traits: e.traits().clone(),
                     properties: e.properties().to_vec(),
-                    exits: e.exits.clone(),
+                    exits,
                     conversation: p.conversation().map(|c| (&*c).into()),
                     no_extra: p.extra.is_none(),
                 };
@@ -364,6 +416,7 @@ impl Engine {
             .ok_or(SnapshotError::Corrupt("identity graph"))?;
         let n = r.len("persons", 60)?;
         let mut persons = Vec::with_capacity(n);
+        let mut groups = GroupNames::default();
         for _ in 0..n {
             let mut p = Person::new(0);
             p.first_ts = r.u32("person")?;
@@ -382,8 +435,8 @@ impl Engine {
             // Derived from the purchases and kept in `extra` (checked below).
             let gross_spend = r.i64("person")?;
             let refunded = r.i64("person")?;
-            p.anchor = r.u32("person")?;
-            p.identities = r.u32("person")?;
+            let ring_entry = r.u32("person")?;
+            let _identity_count = r.u32("person")?;
             p.reads = r.u32s("reads")?.into_boxed_slice();
             let k = r.len("purchases", 12)?;
             p.purchases = (0..k)
@@ -400,9 +453,19 @@ impl Engine {
                     serde_json::from_slice(extra).map_err(|_| SnapshotError::Corrupt("extra"))?;
                 p.set_conversation(j.conversation.map(Into::into));
                 if !j.no_extra {
+                    let mut codes: Vec<GroupCode> =
+                        j.groups.iter().map(|g| groups.intern(g)).collect();
+                    codes.sort_unstable();
+                    codes.dedup();
+                    let mut exits: Vec<(u32, Exit)> = j
+                        .exits
+                        .into_iter()
+                        .map(|(t, x)| (t, x.into_exit(&mut groups)))
+                        .collect();
+                    exits.sort();
                     p.extra = Some(Box::new(PersonExtra::from_fields(
-                        j.groups,
-                        j.exits,
+                        codes.into_boxed_slice(),
+                        exits.into_boxed_slice(),
                         refunded,
                         MoreExtra {
                             tags: j.tags,
@@ -413,7 +476,8 @@ impl Engine {
                 }
             }
             let valid = (p.canonical as usize) < ids.len()
-                && (p.anchor as usize) < ids.len()
+                && (ring_entry as usize) < ids.len()
+                && (!p.alive || ids.slot_of(p.canonical) as usize == persons.len())
                 && purchase_count == p.purchase_count()
                 && last_purchase_ts == p.last_purchase_ts()
                 && gross_spend == p.gross_spend()
@@ -456,6 +520,7 @@ impl Engine {
             ids,
             persons,
             channels: defs.channels,
+            groups,
             referrals,
             campaigns: defs.campaigns,
             campaign_clicks: defs.campaign_clicks,

@@ -80,7 +80,11 @@ pub fn profile(engine: &Engine, slot: PersonId) -> Option<Profile> {
         last_purchase_at: ts(p.last_purchase_ts()),
         opted_out: p.opted_out,
         rfm: analytics::rfm_scores(p, engine.now()).map(|(r, f, m)| Rfm { r, f, m }),
-        groups: extra.map(|e| e.groups.clone()).unwrap_or_default(),
+        groups: engine
+            .groups_of(p)
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
         tags: extra.map(|e| e.tags().to_vec()).unwrap_or_default(),
         traits: extra.map(|e| e.traits().clone()).unwrap_or_default(),
         segments,

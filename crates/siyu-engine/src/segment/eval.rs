@@ -15,6 +15,10 @@ use siyu_domain::DAY;
 /// What an evaluation may read besides the person.
 pub struct Ctx<'a> {
     pub channels: &'a [String],
+    /// The identity rings (`identities` counts the person's).
+    pub ids: &'a crate::identity::IdentityGraph,
+    /// Group names by code (`in_group`).
+    pub groups: &'a crate::person::GroupNames,
     pub properties: &'a [PropertyDef],
     pub now: i64,
     /// The thresholds `rfm_layer` is read against (none: no layer).
@@ -73,7 +77,7 @@ fn value<'a>(p: &'a Person, prop: &'a Prop, ctx: &Ctx<'a>) -> Val<'a> {
             Some(layer) => Val::Str(layer.name()),
             None => Val::Missing,
         },
-        Prop::Identities => Val::Int(p.identities as i64),
+        Prop::Identities => Val::Int(ctx.ids.ring_len(p.canonical) as i64),
         Prop::Trait(name) => match p.extra.as_ref().and_then(|e| e.traits().get(name)) {
             Some(serde_json::Value::String(s)) => Val::Str(s),
             _ => Val::Missing,
@@ -129,10 +133,10 @@ pub fn eval(e: &Expr, p: &Person, ctx: &Ctx<'_>) -> bool {
             .extra
             .as_ref()
             .is_some_and(|x| x.tags().binary_search(tag).is_ok()),
-        Expr::InGroup { group } => p
-            .extra
-            .as_ref()
-            .is_some_and(|x| x.groups.binary_search(group).is_ok()),
+        Expr::InGroup { group } => ctx
+            .groups
+            .code(group)
+            .is_some_and(|c| p.extra.as_ref().is_some_and(|x| x.in_group(c))),
         Expr::InSegment { segment } => (ctx.in_segment)(segment),
         Expr::Intent { intent, window } => p
             .conversation()

@@ -91,6 +91,7 @@ pub struct World<'a> {
     pub persons: &'a [Person],
     pub ids: &'a IdentityGraph,
     pub channels: &'a [String],
+    pub groups: &'a crate::person::GroupNames,
     pub properties: &'a [crate::property::PropertyDef],
     /// The thresholds `rfm_layer` is read against.
     pub rfm: Option<crate::rfm::RfmThresholds>,
@@ -129,8 +130,19 @@ pub struct LiveSegments {
     segments: Vec<Segment>,
     live: bool,
     timers: BinaryHeap<Reverse<(i64, u32)>>,
-    /// Per slot: the earliest pending timer (i64::MAX if none).
-    timer_at: Vec<i64>,
+    /// Per slot: the earliest pending timer ([`NO_TIMER`] if none), in
+    /// [`timer_key`]'s 4 bytes (the heap holds the exact instants).
+    timer_at: Vec<u32>,
+}
+
+/// No pending timer for the slot.
+const NO_TIMER: u32 = u32::MAX;
+
+/// A timer's instant as kept per slot: epoch seconds, as event times are.
+/// Instants outside `0..u32::MAX` are clamped; two of them then share a
+/// key, and a stale heap entry may fire: a harmless re-evaluation.
+fn timer_key(t: i64) -> u32 {
+    t.clamp(0, i64::from(NO_TIMER) - 1) as u32
 }
 
 impl LiveSegments {
@@ -151,7 +163,7 @@ impl LiveSegments {
 
     pub fn grow(&mut self, slots: usize) {
         if self.timer_at.len() < slots {
-            self.timer_at.resize(slots, i64::MAX);
+            self.timer_at.resize(slots, NO_TIMER);
         }
     }
 
@@ -169,7 +181,7 @@ impl LiveSegments {
             .map(|s| s.members.capacity() * 8)
             .sum::<usize>()
             + self.timers.capacity() * 16
-            + self.timer_at.capacity() * 8
+            + self.timer_at.capacity() * 4
     }
 
     /// Saves a segment (a new name, or a new version of an existing one).
@@ -289,6 +301,8 @@ impl LiveSegments {
                 };
                 let ctx = Ctx {
                     channels: w.channels,
+                    ids: w.ids,
+                    groups: w.groups,
                     properties: w.properties,
                     now,
                     rfm: w.rfm,
@@ -306,6 +320,8 @@ impl LiveSegments {
         let lookup = |name: &str| self.index_of(name).is_some_and(|j| self.is_member(j, slot));
         let ctx = Ctx {
             channels: w.channels,
+            ids: w.ids,
+            groups: w.groups,
             properties: w.properties,
             now,
             rfm: w.rfm,
@@ -323,8 +339,8 @@ impl LiveSegments {
         self.grow(slot as usize + 1);
         if let Some(t) = next {
             let cur = self.timer_at[slot as usize];
-            if t < cur || cur <= now {
-                self.timer_at[slot as usize] = t;
+            if timer_key(t) < cur || (cur != NO_TIMER && i64::from(cur) <= now) {
+                self.timer_at[slot as usize] = timer_key(t);
                 self.timers.push(Reverse((t, slot)));
             }
         }
@@ -410,7 +426,7 @@ impl LiveSegments {
             });
             let mut heap = Vec::with_capacity(timers.len());
             for (slot, t) in timers {
-                self.timer_at[slot as usize] = t as i64;
+                self.timer_at[slot as usize] = timer_key(t as i64);
                 heap.push(Reverse((t as i64, slot)));
             }
             // One O(n) heapify instead of n pushes.
@@ -486,10 +502,12 @@ impl LiveSegments {
                 break;
             }
             self.timers.pop();
-            if self.timer_at.get(slot as usize) != Some(&t) || !w.persons[slot as usize].alive {
+            if self.timer_at.get(slot as usize) != Some(&timer_key(t))
+                || !w.persons[slot as usize].alive
+            {
                 continue;
             }
-            self.timer_at[slot as usize] = i64::MAX;
+            self.timer_at[slot as usize] = NO_TIMER;
             changes.extend(self.reevaluate(w, slot, t));
         }
         changes

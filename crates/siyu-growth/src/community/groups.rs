@@ -273,8 +273,8 @@ pub fn group_sizes(engine: &Engine, ids: &[&str]) -> Vec<u64> {
         let Some(extra) = p.extra.as_deref() else {
             continue;
         };
-        for g in &extra.groups {
-            if let Some(&i) = index.get(g.as_str()) {
+        for &g in &extra.groups {
+            if let Some(&i) = index.get(engine.group_names().name(g)) {
                 sizes[i] += 1;
             }
         }
@@ -287,8 +287,7 @@ pub fn is_member(engine: &Engine, identity: &str, group: &str) -> bool {
     engine
         .person_of(identity)
         .and_then(|slot| engine.person(slot))
-        .and_then(|p| p.extra.as_deref())
-        .is_some_and(|e| e.groups.binary_search_by(|g| g.as_str().cmp(group)).is_ok())
+        .is_some_and(|p| engine.in_group(p, group))
 }
 
 /// The groups `identity`'s person is in now (none for an unknown one).
@@ -296,8 +295,13 @@ pub fn groups_of(engine: &Engine, identity: &str) -> Vec<String> {
     engine
         .person_of(identity)
         .and_then(|slot| engine.person(slot))
-        .and_then(|p| p.extra.as_deref())
-        .map(|e| e.groups.clone())
+        .map(|p| {
+            engine
+                .groups_of(p)
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 

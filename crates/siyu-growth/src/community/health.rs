@@ -52,11 +52,11 @@ pub fn day_starts(at: i64, days: usize, tz: &Tz) -> Vec<i64> {
 pub fn members_and_active(engine: &Engine, group: &str, from: i64) -> (u32, usize) {
     let mut size = 0u32;
     let mut active = 0usize;
+    let Some(code) = engine.group_names().code(group) else {
+        return (0, 0);
+    };
     for (_, p) in engine.persons() {
-        let inside = p
-            .extra
-            .as_deref()
-            .is_some_and(|e| e.groups.binary_search_by(|g| g.as_str().cmp(group)).is_ok());
+        let inside = p.extra.as_deref().is_some_and(|e| e.in_group(code));
         if inside {
             size += 1;
             if p.events > 0 && p.last_event_ts as i64 >= from {

@@ -622,12 +622,9 @@ async fn dismissal(
     let members = blocking(move || {
         let engine = read_engine(&s);
         let mut members = Vec::new();
+        let code = engine.group_names().code(&group);
         for (slot, p) in engine.persons() {
-            // A person's groups are kept sorted (`PersonExtra::groups`).
-            let in_group = p
-                .extra
-                .as_deref()
-                .is_some_and(|e| e.groups.binary_search(&group).is_ok());
+            let in_group = code.is_some_and(|c| p.extra.as_deref().is_some_and(|e| e.in_group(c)));
             if in_group {
                 if let Some(id) = engine
                     .identities_of(slot)

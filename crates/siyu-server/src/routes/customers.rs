@@ -392,7 +392,7 @@ fn row(
             v.truncate(ROW_IDENTITIES);
             v
         },
-        identity_count: p.identities,
+        identity_count: e.identity_count_of(slot),
         id: canonical,
         tags: p
             .extra
