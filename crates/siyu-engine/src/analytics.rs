@@ -211,8 +211,8 @@ pub fn cohort_retention_by(
                 };
                 // Activity before the cohort's start cannot count; skip it cheaply.
                 let from = period_start(c);
-                let start = p.reads.partition_point(|&t| (t as i64) < from);
-                p.reads[start..].iter().for_each(|&t| mark(t));
+                let start = p.reads().partition_point(|&t| (t as i64) < from);
+                p.reads()[start..].iter().for_each(|&t| mark(t));
                 p.purchases_between(from, i64::MAX)
                     .iter()
                     .for_each(|x| mark(x.ts));
@@ -430,14 +430,15 @@ pub fn repurchase(engine: &Engine) -> Repurchase {
     let mut out = Repurchase::default();
     let mut gaps: Vec<u32> = Vec::new();
     for (_, p) in engine.persons() {
-        if p.purchases.is_empty() {
+        if p.purchases().is_empty() {
             continue;
         }
         out.buyers += 1;
-        if p.purchases.len() > 1 {
+        if p.purchases().len() > 1 {
             out.repeat_buyers += 1;
         }
-        gaps.extend(p.purchases.windows(2).map(|w| w[1].ts - w[0].ts));
+        let ps = p.purchases();
+        gaps.extend(ps.iter().zip(ps.iter().skip(1)).map(|(a, b)| b.ts - a.ts));
     }
     out.rate = if out.buyers > 0 {
         out.repeat_buyers as f64 / out.buyers as f64

@@ -644,7 +644,7 @@ impl Engine {
                 // A person spans two cache lines: a field from the front
                 // and one from the back of its layout.
                 let p = &self.persons[self.ids.slot_of(*id) as usize];
-                sink ^= p.events as u64 ^ p.purchases.len() as u64;
+                sink ^= p.events as u64 ^ p.has_conversation() as u64;
             }
             // The list or box the event will change, behind the person's pointer.
             for (k, id) in likely.iter().take(end - start).enumerate() {
@@ -1216,8 +1216,7 @@ impl Engine {
         let mut extra = 0;
         let mut conversations = 0;
         for p in &self.persons {
-            lists += std::mem::size_of_val::<[crate::person::Purchase]>(&p.purchases)
-                + std::mem::size_of_val::<[Ts]>(&p.reads);
+            lists += p.lists_heap_bytes();
             extra += p.extra.as_ref().map_or(0, |e| e.heap_bytes());
             conversations += p.conversation_heap_bytes();
         }

@@ -15,6 +15,7 @@ pub mod customers;
 pub mod engine;
 pub mod fission;
 pub mod identity;
+pub mod lists;
 pub mod log_index;
 pub mod oracle;
 pub mod person;

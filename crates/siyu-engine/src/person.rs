@@ -7,6 +7,7 @@
 
 use crate::conversation::Conversation;
 use crate::identity::IdentityId;
+pub use crate::lists::{Lists, Purchases};
 use siyu_domain::EventType;
 use std::borrow::Cow;
 
@@ -224,10 +225,10 @@ pub struct Person {
     pub first_channel: u16,
     pub opted_out: bool,
     pub alive: bool,
-    /// message_read timestamps, sorted (retention analytics). A boxed
-    /// slice, not a `Vec`: 16 bytes, not 24, in every slot, at the price
-    /// of a reallocation per insert ([`insert_sorted_boxed`]).
-    pub reads: Box<[Ts]>,
+    /// Purchases sorted by ts (also the purchase count, the newest
+    /// purchase and the gross spend) and message_read times (retention),
+    /// in one slice: [`Lists`].
+    lists: Lists,
     pub first_friend_ts: Ts,
     /// Outbound messages and the newest one (NO_TS: none) of a person
     /// whose conversation is only that: nine persons in ten have one
@@ -240,10 +241,7 @@ pub struct Person {
     /// into the person's identity ring (the ring's length is the identity
     /// count: [`crate::identity::IdentityGraph::ring_len`]).
     pub canonical: IdentityId,
-    // Second line: purchases, merges, rarely used state.
-    /// Purchases sorted by ts (a boxed slice, as `reads`): also the
-    /// purchase count, the newest purchase and the gross spend.
-    pub purchases: Box<[Purchase]>,
+    // Second line: rarely used state.
     pub extra: Option<Box<PersonExtra>>,
     /// Messages to and from the person (`crate::conversation`) once they
     /// wrote, were replied to, resolved or carried an intent; a person
@@ -259,24 +257,6 @@ pub(crate) fn insert_sorted<T: Ord + Copy>(v: &mut Vec<T>, x: T) {
         let i = v.partition_point(|&y| y <= x);
         v.insert(i, x);
     }
-}
-
-/// [`insert_sorted`] into a boxed slice: grows it by exactly one (one
-/// reallocation, often in place), so it never holds spare capacity.
-pub(crate) fn insert_sorted_boxed<T: Ord + Copy>(b: &mut Box<[T]>, x: T) {
-    let mut v = std::mem::take(b).into_vec();
-    v.reserve_exact(1);
-    insert_sorted(&mut v, x);
-    *b = v.into_boxed_slice();
-}
-
-fn merge_sorted_boxed<T: Ord + Copy>(a: &mut Box<[T]>, b: Box<[T]>) {
-    if b.is_empty() {
-        return;
-    }
-    let mut v = std::mem::take(a).into_vec();
-    merge_sorted(&mut v, b.into_vec());
-    *a = v.into_boxed_slice();
 }
 
 fn merge_sorted<T: Ord + Copy>(a: &mut Vec<T>, b: Vec<T>) {
@@ -317,8 +297,7 @@ impl Person {
             last_outbound: NO_TS,
             opted_out: false,
             alive: true,
-            purchases: Box::default(),
-            reads: Box::default(),
+            lists: Lists::default(),
             extra: None,
             conversation: None,
         }
@@ -330,7 +309,27 @@ impl Person {
 
     /// The sum of the purchases' amounts.
     pub fn gross_spend(&self) -> i64 {
-        self.purchases.iter().map(|p| p.amount).sum()
+        self.purchases().iter().map(|p| p.amount).sum()
+    }
+
+    /// Purchases, sorted by time then amount.
+    pub fn purchases(&self) -> Purchases<'_> {
+        self.lists.purchases()
+    }
+
+    /// Message-read times, sorted.
+    pub fn reads(&self) -> &[Ts] {
+        self.lists.reads()
+    }
+
+    /// Heap bytes of the purchase and read lists.
+    pub fn lists_heap_bytes(&self) -> usize {
+        self.lists.heap_bytes()
+    }
+
+    /// Sets both lists (snapshot loading; each sorted).
+    pub(crate) fn set_lists(&mut self, purchases: &[Purchase], reads: &[Ts]) {
+        self.lists = Lists::from_parts(purchases.iter().copied(), reads);
     }
 
     /// The sum of the refunds' amounts.
@@ -356,12 +355,12 @@ impl Person {
 
     /// Purchases made (the length of [`Person::purchases`]).
     pub fn purchase_count(&self) -> u32 {
-        self.purchases.len() as u32
+        self.purchases().len() as u32
     }
 
     /// The newest purchase's time, NO_TS if none (purchases are sorted).
     pub fn last_purchase_ts(&self) -> Ts {
-        self.purchases.last().map_or(NO_TS, |p| p.ts)
+        self.purchases().last().map_or(NO_TS, |p| p.ts)
     }
 
     /// The person's conversation state, boxed on first use (carrying the
@@ -373,8 +372,7 @@ impl Person {
     pub(crate) fn warm(&self, t: EventType) -> u64 {
         match t {
             EventType::Comment => self.conversation.as_ref().map_or(0, |c| c.inbound as u64),
-            EventType::Purchase => self.purchases.last().map_or(0, |p| p.ts as u64),
-            EventType::MessageRead => self.reads.last().map_or(0, |&t| t as u64),
+            EventType::Purchase | EventType::MessageRead => self.lists.warm(),
             _ => 0,
         }
     }
@@ -467,11 +465,9 @@ impl Person {
         }
         match ty {
             EventType::AddFriend => self.first_friend_ts = self.first_friend_ts.min(ts),
-            EventType::Purchase => {
-                insert_sorted_boxed(&mut self.purchases, Purchase { ts, amount });
-            }
+            EventType::Purchase => self.lists.insert_purchase(Purchase { ts, amount }),
             EventType::Refund => self.extra_mut().refunded += amount,
-            EventType::MessageRead => insert_sorted_boxed(&mut self.reads, ts),
+            EventType::MessageRead => self.lists.insert_read(ts),
             EventType::OptOut => self.opted_out = true,
             _ => {}
         }
@@ -488,8 +484,7 @@ impl Person {
         self.last_event_ts = self.last_event_ts.max(other.last_event_ts);
         self.events += other.events;
         self.opted_out |= other.opted_out;
-        merge_sorted_boxed(&mut self.purchases, other.purchases);
-        merge_sorted_boxed(&mut self.reads, other.reads);
+        self.lists.merge(other.lists);
         match (other.conversation, &mut self.conversation) {
             (Some(theirs), Some(mine)) => mine.absorb(*theirs),
             (Some(mut theirs), None) => {
@@ -555,10 +550,11 @@ impl Person {
     }
 
     /// Purchases with ts in `[from, to]`.
-    pub fn purchases_between(&self, from: i64, to: i64) -> &[Purchase] {
-        let lo = self.purchases.partition_point(|p| (p.ts as i64) < from);
-        let hi = self.purchases.partition_point(|p| (p.ts as i64) <= to);
-        &self.purchases[lo..hi.max(lo)]
+    pub fn purchases_between(&self, from: i64, to: i64) -> Purchases<'_> {
+        let ps = self.purchases();
+        let lo = ps.partition_point(|p| (p.ts as i64) < from);
+        let hi = ps.partition_point(|p| (p.ts as i64) <= to);
+        ps.range(lo, hi.max(lo))
     }
 }
 
@@ -568,7 +564,7 @@ mod tests {
 
     #[test]
     fn person_fits_two_cache_lines() {
-        assert_eq!(std::mem::size_of::<Person>(), 88);
+        assert_eq!(std::mem::size_of::<Person>(), 72);
         assert_eq!(std::mem::size_of::<PersonExtra>(), 48);
         assert_eq!(std::mem::size_of::<crate::conversation::Conversation>(), 56);
     }

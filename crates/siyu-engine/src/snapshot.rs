@@ -313,9 +313,9 @@ impl Engine {
             // both are derived now (the canonical id is in the ring).
             w.u32(p.canonical);
             w.u32(self.ids.ring_len(p.canonical) as u32);
-            w.u32s(&p.reads);
-            w.u64(p.purchases.len() as u64);
-            for x in &p.purchases {
+            w.u32s(p.reads());
+            w.u64(p.purchases().len() as u64);
+            for x in p.purchases().iter() {
                 w.u32(x.ts);
                 w.i64(x.amount);
             }
@@ -437,16 +437,21 @@ impl Engine {
             let refunded = r.i64("person")?;
             let ring_entry = r.u32("person")?;
             let _identity_count = r.u32("person")?;
-            p.reads = r.u32s("reads")?.into_boxed_slice();
+            let mut reads = r.u32s("reads")?;
             let k = r.len("purchases", 12)?;
-            p.purchases = (0..k)
+            let mut purchases = (0..k)
                 .map(|_| {
                     Ok(Purchase {
                         ts: r.u32("purchase")?,
                         amount: r.i64("purchase")?,
                     })
                 })
-                .collect::<Result<_, SnapshotError>>()?;
+                .collect::<Result<Vec<_>, SnapshotError>>()?;
+            // Written sorted; sorting again (linear when they are) keeps
+            // the binary searches over them right whatever the file says.
+            reads.sort_unstable();
+            purchases.sort_unstable();
+            p.set_lists(&purchases, &reads);
             let extra = r.bytes("extra")?;
             if !extra.is_empty() {
                 let j: ExtraJson =

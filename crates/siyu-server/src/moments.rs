@@ -667,7 +667,7 @@ pub fn report(state: &AppState, plan: &MomentPlan) -> Report {
                 continue;
             };
             let bought = p
-                .purchases
+                .purchases()
                 .iter()
                 .any(|b| (from..from + ENGAGEMENT_SECS).contains(&i64::from(b.ts)));
             if bought && seen.insert(slot) {

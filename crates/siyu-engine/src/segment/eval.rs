@@ -51,7 +51,7 @@ fn value<'a>(p: &'a Person, prop: &'a Prop, ctx: &Ctx<'a>) -> Val<'a> {
         ),
         Prop::Reads(w) => {
             let from = window_start(now, *w);
-            Val::Int((p.reads.len() - p.reads.partition_point(|&t| (t as i64) < from)) as i64)
+            Val::Int((p.reads().len() - p.reads().partition_point(|&t| (t as i64) < from)) as i64)
         }
         Prop::NetSpend => Val::Int(p.net_spend()),
         Prop::Refunds => Val::Int(p.refunded()),
@@ -209,8 +209,8 @@ pub fn next_change(
                 .map(|x| x.ts as i64 + w.seconds + 1),
             Prop::Reads(Some(w)) => {
                 let from = now - w.seconds;
-                let i = p.reads.partition_point(|&t| (t as i64) < from);
-                p.reads.get(i).map(|&t| t as i64 + w.seconds + 1)
+                let i = p.reads().partition_point(|&t| (t as i64) < from);
+                p.reads().get(i).map(|&t| t as i64 + w.seconds + 1)
             }
             Prop::DaysSinceFirstSeen => day_boundary(p.first_ts),
             Prop::DaysSinceLastPurchase | Prop::RfmR => day_boundary(p.last_purchase_ts()),

@@ -192,7 +192,7 @@ pub fn sweep_due(
         }
         CompiledTrigger::AfterFirstPurchase(days) => {
             for (slot, p) in engine.persons() {
-                if let Some(first) = p.purchases.first() {
+                if let Some(first) = p.purchases().first() {
                     let t = first.ts as i64 + *days as i64 * DAY;
                     if inside(t) {
                         out.push((engine.canonical_id(slot).to_string(), t));
