@@ -1244,9 +1244,10 @@ impl Engine {
     }
 
     /// Bulk loading: room for about `events` more events up front, so
-    /// the big arrays (person slots, identity arena, log index) are
-    /// allocated once instead of doubling, where each doubling copies the
-    /// array into fresh pages. Persons and identities are guessed at one
+    /// the big arrays (person slots, identity arena) are allocated once
+    /// instead of doubling, where each doubling copies the array into
+    /// fresh pages (the log index grows in chunks and never copies).
+    /// Persons and identities are guessed at one
     /// per [`EVENTS_PER_PERSON_GUESS`] events: capacity never filled is
     /// address space the process never touches, and
     /// [`Engine::shrink_to_fit`] returns it.
@@ -1254,9 +1255,6 @@ impl Engine {
         let persons = events / EVENTS_PER_PERSON_GUESS;
         self.persons.reserve(persons);
         self.ids.reserve(persons, 24);
-        if let Some(index) = &mut self.log_index {
-            index.reserve(events, persons);
-        }
     }
 
     /// Returns spare capacity after a bulk load (vectors grow by doubling),
@@ -1267,9 +1265,6 @@ impl Engine {
         self.persons.reserve_exact(self.persons.len() / 16);
         self.referrals.shrink_to_fit();
         self.ids.shrink_to_fit();
-        if let Some(index) = &mut self.log_index {
-            index.shrink_to_fit();
-        }
     }
 }
 

@@ -81,6 +81,11 @@ impl<F: FnMut(&[u8])> W<F> {
     /// `put` per 16 KiB, not per value.
     fn array<T: Copy, const N: usize>(&mut self, v: &[T], le: impl Fn(T) -> [u8; N]) {
         self.u64(v.len() as u64);
+        self.values(v, le);
+    }
+    /// Each value's `N` little-endian bytes, no length: an array written
+    /// in pieces after its total length.
+    fn values<T: Copy, const N: usize>(&mut self, v: &[T], le: impl Fn(T) -> [u8; N]) {
         let mut block = Vec::with_capacity(BLOCK);
         for part in v.chunks(BLOCK / N) {
             block.clear();
@@ -91,6 +96,7 @@ impl<F: FnMut(&[u8])> W<F> {
     fn u32s(&mut self, v: &[u32]) {
         self.array(v, u32::to_le_bytes);
     }
+
     fn u64s(&mut self, v: &[u64]) {
         self.array(v, u64::to_le_bytes);
     }
@@ -365,7 +371,10 @@ impl Engine {
                 w.u32(1);
                 let parts = index.parts();
                 w.u64(parts.base);
-                w.u32s(parts.back);
+                w.u64(parts.back_len as u64);
+                for chunk in &parts.back {
+                    w.values(chunk, u32::to_le_bytes);
+                }
                 w.u64(parts.far.len() as u64);
                 for (offset, previous) in parts.far {
                     w.u64(offset);
