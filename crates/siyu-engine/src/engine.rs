@@ -7,7 +7,7 @@
 
 use crate::identity::{identity_hash, IdentityGraph, IdentityId};
 use crate::log_index::LogIndex;
-use crate::person::insert_sorted;
+use crate::person::{edit_boxed, insert_sorted};
 use crate::person::{Exit, GroupNames, Person, Ts, NO_CHANNEL};
 use crate::property::{PropertyDef, PropertyError};
 use crate::rfm::RfmBasis;
@@ -746,17 +746,13 @@ impl Engine {
                     let groups = &mut person.extra_mut().groups;
                     let pos = groups.binary_search(&g);
                     match (ev.event_type, pos) {
-                        (EventType::JoinGroup, Err(i)) => {
-                            let mut v = std::mem::take(groups).into_vec();
+                        (EventType::JoinGroup, Err(i)) => edit_boxed(groups, |v| {
                             v.reserve_exact(1);
                             v.insert(i, g);
-                            *groups = v.into_boxed_slice();
-                        }
-                        (EventType::LeaveGroup, Ok(i)) => {
-                            let mut v = std::mem::take(groups).into_vec();
+                        }),
+                        (EventType::LeaveGroup, Ok(i)) => edit_boxed(groups, |v| {
                             v.remove(i);
-                            *groups = v.into_boxed_slice();
-                        }
+                        }),
                         _ => {}
                     }
                     if ev.event_type == EventType::LeaveGroup {

@@ -250,6 +250,14 @@ pub struct Person {
     conversation: Option<Box<Conversation>>,
 }
 
+/// Edits a boxed slice as a `Vec` and boxes it again: the slice keeps no
+/// spare capacity, so an edit that grows it reserves exactly what it adds.
+pub(crate) fn edit_boxed<T>(b: &mut Box<[T]>, edit: impl FnOnce(&mut Vec<T>)) {
+    let mut v = std::mem::take(b).into_vec();
+    edit(&mut v);
+    *b = v.into_boxed_slice();
+}
+
 pub(crate) fn insert_sorted<T: Ord + Copy>(v: &mut Vec<T>, x: T) {
     if v.last().is_none_or(|&l| l <= x) {
         v.push(x);
@@ -344,13 +352,11 @@ impl Person {
     /// Records a departure (kept sorted).
     pub fn add_exit(&mut self, ts: Ts, exit: Exit) {
         let exits = &mut self.extra_mut().exits;
-        let x = (ts, exit);
         // Exact growth: most persons leave once or twice.
-        let mut v = std::mem::take(exits).into_vec();
-        v.reserve_exact(1);
-        let i = v.partition_point(|y| *y <= x);
-        v.insert(i, x);
-        *exits = v.into_boxed_slice();
+        edit_boxed(exits, |v| {
+            v.reserve_exact(1);
+            insert_sorted(v, (ts, exit));
+        });
     }
 
     /// Purchases made (the length of [`Person::purchases`]).
@@ -514,15 +520,15 @@ impl Person {
         if let Some(o) = other.extra {
             let e = self.extra_mut();
             e.refunded += o.refunded;
-            let mut groups = std::mem::take(&mut e.groups).into_vec();
-            groups.extend_from_slice(&o.groups);
-            groups.sort_unstable();
-            groups.dedup();
-            e.groups = groups.into_boxed_slice();
-            let mut exits = std::mem::take(&mut e.exits).into_vec();
-            exits.extend_from_slice(&o.exits);
-            exits.sort();
-            e.exits = exits.into_boxed_slice();
+            edit_boxed(&mut e.groups, |g| {
+                g.extend_from_slice(&o.groups);
+                g.sort_unstable();
+                g.dedup();
+            });
+            edit_boxed(&mut e.exits, |x| {
+                x.extend_from_slice(&o.exits);
+                x.sort();
+            });
             if let Some(o) = o.more {
                 let MoreExtra {
                     tags,
