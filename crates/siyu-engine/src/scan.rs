@@ -472,27 +472,45 @@ struct Touch {
 /// Marks a purchase or refund in [`Touch::channel`].
 const COMMERCE: u32 = 1 << 31;
 
-/// One person's touches so far (channel numbers), as their events are
-/// walked in event time.
-struct Touches {
+/// The channels one person touched so far, as their events are walked in
+/// event time (16 bytes, no allocation): the first and the last, and the
+/// set of all of them as bits. Channel numbers from [`WIDE`] up are rare
+/// (a workspace with more channels than that) and kept in a [`Wide`] list
+/// of the person's; the [`WIDE`] bit says they have one.
+#[derive(Clone, Copy)]
+struct Touched {
+    /// [`NO_CHANNEL`] until the first touch, purchase or refund.
     first: u32,
     last: u32,
-    seen: Vec<u32>,
+    bits: u64,
 }
 
-/// One person in the attribution, as round one walks their events.
-enum AttributionWalk {
-    /// Their events so far arrived in event time: their touches, the
-    /// latest event walked, and how many were walked.
-    InOrder {
-        touches: Option<Touches>,
-        latest: EventTime,
-        walked: u32,
-    },
-    /// An event arrived older than one walked, after `walked` events: the
-    /// credit of those is taken back, and all their events walked again in
-    /// event time, from round two.
-    SetAside { walked: u32 },
+/// The first channel number [`Touched::bits`] has no bit for; that bit
+/// marks a person with a [`Wide`] list.
+const WIDE: u32 = 63;
+const NO_CHANNEL: u32 = u32::MAX;
+
+/// The touched channels numbered [`WIDE`] and up, per person.
+type Wide = HashMap<PersonId, Vec<u32>, foldhash::fast::FixedState>;
+
+impl Touched {
+    const NONE: Touched = Touched {
+        first: NO_CHANNEL,
+        last: NO_CHANNEL,
+        bits: 0,
+    };
+
+    fn see(&mut self, channel: u32, wide: &mut Wide, person: PersonId) {
+        if channel < WIDE {
+            self.bits |= 1 << channel;
+            return;
+        }
+        self.bits |= 1 << WIDE;
+        let list = wide.entry(person).or_default();
+        if !list.contains(&channel) {
+            list.push(channel);
+        }
+    }
 }
 
 /// One channel's credit, summed exactly.
@@ -504,8 +522,9 @@ struct Credit {
     first_touch: i64,
     last_touch: i64,
     /// Linear credit as sums of whole amounts per number of channels they
-    /// are shared by: `linear = Σ amount / n`, divided once at the end.
-    linear: BTreeMap<u32, i64>,
+    /// are shared by (`linear[n]`): `linear = Σ amount / n`, divided once
+    /// at the end.
+    linear: Vec<i64>,
 }
 
 /// Credit per channel number.
@@ -521,27 +540,35 @@ impl Ledger {
         &mut self.0[i]
     }
 
-    /// One step of a person's walk: `e` is their next event in event time;
+    fn share(&mut self, channel: u32, n: usize, amount: i64, sign: i64) {
+        let shared = self.at(channel);
+        if shared.linear.len() <= n {
+            shared.linear.resize(n + 1, 0);
+        }
+        shared.linear[n] += amount;
+        shared.credits += sign;
+    }
+
+    /// One step of `person`'s walk: `e` is their next event in event time;
     /// `sign` is -1 to take back what the same step credited.
-    fn walk(&mut self, touches: &mut Option<Touches>, e: &Touch, sign: i64) {
+    fn walk(&mut self, t: &mut Touched, wide: &mut Wide, person: PersonId, e: &Touch, sign: i64) {
         let channel = e.channel & !COMMERCE;
         if e.channel & COMMERCE == 0 {
-            let t = touches.get_or_insert_with(|| Touches {
-                first: channel,
-                last: channel,
-                seen: Vec::new(),
-            });
-            t.last = channel;
-            if !t.seen.contains(&channel) {
-                t.seen.push(channel);
+            if t.first == NO_CHANNEL {
+                t.first = channel;
             }
+            t.last = channel;
+            t.see(channel, wide, person);
             return;
         }
-        let t = touches.get_or_insert_with(|| Touches {
-            first: channel,
-            last: channel,
-            seen: vec![channel],
-        });
+        if t.first == NO_CHANNEL {
+            *t = Touched {
+                first: channel,
+                last: channel,
+                bits: 0,
+            };
+            t.see(channel, wide, person);
+        }
         let amount = sign * e.amount;
         let first = self.at(t.first);
         first.first_touch += amount;
@@ -549,13 +576,49 @@ impl Ledger {
         let last = self.at(t.last);
         last.last_touch += amount;
         last.credits += sign;
-        let n = t.seen.len() as u32;
-        for &c in &t.seen {
-            let shared = self.at(c);
-            *shared.linear.entry(n).or_default() += amount;
-            shared.credits += sign;
+        let narrow = t.bits & !(1 << WIDE);
+        let wide = match t.bits & (1 << WIDE) {
+            0 => &[][..],
+            _ => wide.get(&person).map_or(&[][..], Vec::as_slice),
+        };
+        let n = narrow.count_ones() as usize + wide.len();
+        let mut bits = narrow;
+        while bits != 0 {
+            self.share(bits.trailing_zeros(), n, amount, sign);
+            bits &= bits - 1;
+        }
+        for &c in wide {
+            self.share(c, n, amount, sign);
         }
     }
+}
+
+/// One person in the attribution, as round one walks their events (32
+/// bytes, in a vector by person slot: a pass touches it once per event,
+/// so its size is what the pass's cache misses cost).
+#[derive(Clone, Copy)]
+struct AttributionWalk {
+    /// The latest event walked, in event time (`ts`, `tie`).
+    tie: u64,
+    touched: Touched,
+    ts: Ts,
+    /// How many events were walked, with [`SET_ASIDE`] set once an event
+    /// arrived older than one walked: the credit of those is taken back,
+    /// and all their events walked again in event time, from round two.
+    walked: u32,
+}
+
+const SET_ASIDE: u32 = 1 << 31;
+
+impl AttributionWalk {
+    /// A person before their first event: every event time is at or
+    /// after (0, 0).
+    const NEW: AttributionWalk = AttributionWalk {
+        tie: 0,
+        touched: Touched::NONE,
+        ts: 0,
+        walked: 0,
+    };
 }
 
 /// Credits every purchase (minus refunds) to channels, in event time: the
@@ -564,8 +627,13 @@ impl Ledger {
 #[derive(Default)]
 pub struct AttributionPass {
     channels: Channels,
-    persons: PerPerson<AttributionWalk>,
-    set_aside: usize,
+    persons: Vec<AttributionWalk>,
+    /// One bit per person slot: set aside (what round two looks at, so it
+    /// reads 1 bit per person instead of their walk).
+    set_aside: Vec<u64>,
+    any_set_aside: bool,
+    /// Round one's [`Wide`] channel lists.
+    wide: Wide,
     ledger: Ledger,
     /// Round two: the set-aside persons' events other than identify.
     kept: Kept<Touch>,
@@ -594,50 +662,51 @@ impl AttributionPass {
         })
     }
 
+    fn is_set_aside(&self, person: PersonId) -> bool {
+        let i = person as usize;
+        self.set_aside
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
     /// Round one: the next event of the log, of `person`.
     pub fn feed(&mut self, person: PersonId, e: &RawEvent<'_>) {
         let Some(touch) = self.touch(e) else {
             return;
         };
-        let at = (touch.ts, touch.tie);
-        let walk = self
-            .persons
-            .slot(person)
-            .get_or_insert(AttributionWalk::InOrder {
-                touches: None,
-                latest: at,
-                walked: 0,
-            });
-        match walk {
-            AttributionWalk::InOrder { latest, walked, .. } if at < *latest => {
-                *walk = AttributionWalk::SetAside { walked: *walked };
-                self.set_aside += 1;
-            }
-            AttributionWalk::InOrder {
-                touches,
-                latest,
-                walked,
-            } => {
-                self.ledger.walk(touches, &touch, 1);
-                *latest = at;
-                *walked += 1;
-            }
-            AttributionWalk::SetAside { .. } => {}
+        let i = person as usize;
+        if i >= self.persons.len() {
+            self.persons.resize(i + 1, AttributionWalk::NEW);
         }
+        let walk = &mut self.persons[i];
+        if walk.walked & SET_ASIDE != 0 {
+            return;
+        }
+        if (touch.ts, touch.tie) < (walk.ts, walk.tie) {
+            walk.walked |= SET_ASIDE;
+            if self.set_aside.len() <= i / 64 {
+                self.set_aside.resize(i / 64 + 1, 0);
+            }
+            self.set_aside[i / 64] |= 1 << (i % 64);
+            self.any_set_aside = true;
+            return;
+        }
+        self.ledger
+            .walk(&mut walk.touched, &mut self.wide, person, &touch, 1);
+        walk.ts = touch.ts;
+        walk.tie = touch.tie;
+        walk.walked += 1;
     }
 
     /// Whether round two is needed: some person's events were stored out
     /// of time order.
     pub fn replay_needed(&self) -> bool {
-        self.set_aside > 0
+        self.any_set_aside
     }
 
     /// Round two: the next event of the same log again, of `person`.
     pub fn replay(&mut self, person: PersonId, e: &RawEvent<'_>) {
-        if !matches!(
-            self.persons.get(person),
-            Some(AttributionWalk::SetAside { .. })
-        ) {
+        if !self.is_set_aside(person) {
             return;
         }
         if let Some(touch) = self.touch(e) {
@@ -648,19 +717,17 @@ impl AttributionPass {
     /// Per credited channel, by channel name.
     pub fn finish(mut self) -> Vec<Attribution> {
         for (person, mut events) in std::mem::take(&mut self.kept) {
-            let Some(&AttributionWalk::SetAside { walked }) = self.persons.get(person) else {
-                continue;
-            };
+            let walked = self.persons[person as usize].walked & !SET_ASIDE;
             // Take back what round one credited: the same steps over the
             // same first events, in log order.
-            let mut touches = None;
+            let (mut touched, mut wide) = (Touched::NONE, Wide::default());
             for e in &events[..(walked as usize).min(events.len())] {
-                self.ledger.walk(&mut touches, e, -1);
+                self.ledger.walk(&mut touched, &mut wide, person, e, -1);
             }
             into_event_time(&mut events, |e| (e.ts, e.tie));
-            let mut touches = None;
+            let (mut touched, mut wide) = (Touched::NONE, Wide::default());
             for e in &events {
-                self.ledger.walk(&mut touches, e, 1);
+                self.ledger.walk(&mut touched, &mut wide, person, e, 1);
             }
         }
         let mut out: Vec<Attribution> = self
@@ -676,7 +743,9 @@ impl AttributionPass {
                 linear: c
                     .linear
                     .iter()
-                    .map(|(&n, &sum)| sum as f64 / n as f64)
+                    .enumerate()
+                    .skip(1)
+                    .map(|(n, &sum)| sum as f64 / n as f64)
                     .sum(),
             })
             .collect();
@@ -778,5 +847,97 @@ mod tests {
             (wecom.first_touch, wecom.last_touch, wecom.linear),
             (0, 1000, 500.0)
         );
+    }
+}
+
+#[cfg(test)]
+mod wide_tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// More channels than [`Touched::bits`] holds (80 > 63), persons who
+    /// touch dozens of them, and a log stored partly out of time order:
+    /// attribution agrees with a per-person walk over sorted events.
+    #[test]
+    fn channels_beyond_the_bits_are_credited_like_the_rest() {
+        let channels: Vec<String> = (0..80).map(|i| format!("ch{i}")).collect();
+        let persons: Vec<String> = (0..12).map(|i| format!("p:{i}")).collect();
+        // A fixed pseudo-random sequence (xorshift), no dependency.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut log = Vec::new();
+        for seq in 0..3000u64 {
+            let who = next(persons.len() as u64) as usize;
+            let channel = next(channels.len() as u64) as usize;
+            let (t, amount) = match next(10) {
+                0 | 1 => (EventType::Purchase, 1 + next(5000) as i64),
+                2 => (EventType::Refund, 1 + next(500) as i64),
+                _ => (EventType::Touch, 0),
+            };
+            // Every seventh event is stored an hour before its neighbours.
+            let ts = 1_790_000_000 + seq as i64 * 10 - if seq % 7 == 0 { 3600 } else { 0 };
+            log.push((seq, ts, who, t, channel, amount));
+        }
+        let raws: Vec<RawEvent<'_>> = log
+            .iter()
+            .map(|&(seq, ts, who, t, c, amount)| {
+                RawEvent::bare(seq, ts, &persons[who], t, &channels[c], amount)
+            })
+            .collect();
+        let mut engine = Engine::new();
+        for e in &raws {
+            engine.apply_raw(*e);
+        }
+        let got = attribution(&engine, raws.iter().copied());
+
+        let mut by_person: BTreeMap<&str, Vec<RawEvent<'_>>> = BTreeMap::new();
+        for e in &raws {
+            by_person.entry(e.identity).or_default().push(*e);
+        }
+        let mut credit: BTreeMap<&str, (i64, i64, f64)> = BTreeMap::new();
+        for evs in by_person.values_mut() {
+            evs.sort_by_key(|e| (e.ts, e.tie_break()));
+            let (mut first, mut last, mut touched) = (None, None, Vec::<&str>::new());
+            for e in evs.iter() {
+                let amount = match e.event_type {
+                    EventType::Purchase => e.amount,
+                    EventType::Refund => -e.amount,
+                    _ => {
+                        first.get_or_insert(e.channel);
+                        last = Some(e.channel);
+                        if !touched.contains(&e.channel) {
+                            touched.push(e.channel);
+                        }
+                        continue;
+                    }
+                };
+                if first.is_none() {
+                    (first, last) = (Some(e.channel), Some(e.channel));
+                    touched.push(e.channel);
+                }
+                credit.entry(first.unwrap()).or_default().0 += amount;
+                credit.entry(last.unwrap()).or_default().1 += amount;
+                for c in &touched {
+                    credit.entry(c).or_default().2 += amount as f64 / touched.len() as f64;
+                }
+            }
+        }
+        assert!(credit.len() > 63, "the log reaches the wide channels");
+        assert_eq!(got.len(), credit.len());
+        for a in got {
+            let (f, l, lin) = credit[a.channel.as_str()];
+            assert_eq!((a.first_touch, a.last_touch), (f, l), "{}", a.channel);
+            assert!(
+                (a.linear - lin).abs() < 1e-6,
+                "{}: {} vs {lin}",
+                a.channel,
+                a.linear
+            );
+        }
     }
 }
