@@ -5,6 +5,7 @@
 //! Pure by construction: no I/O, no clock. Callers pass events in and move
 //! time forward with [`Engine::advance_to`].
 
+use crate::chunked::Chunked;
 use crate::identity::{identity_hash, IdentityGraph, IdentityId};
 use crate::log_index::LogIndex;
 use crate::person::{edit_boxed, insert_sorted};
@@ -17,11 +18,6 @@ use siyu_domain::{Event, EventType};
 
 /// Below this many persons per thread, a pass stays on one thread.
 pub const MIN_PERSONS_PER_THREAD: usize = 1024;
-
-/// Events per person (and per identity) [`Engine::reserve_for_events`]
-/// plans for: the bench set has 8 events per identity and 11.5 per
-/// person; a guess on the low side wastes only untouched address space.
-const EVENTS_PER_PERSON_GUESS: usize = 7;
 
 /// Index of a person slot. A slot dies when its person is merged into
 /// another; resolve identities again after a merge. Dead slots are dropped
@@ -211,7 +207,7 @@ pub struct Referral {
 /// What a snapshot restores an engine from.
 pub(crate) struct Parts {
     pub ids: IdentityGraph,
-    pub persons: Vec<Person>,
+    pub persons: Chunked<Person>,
     pub channels: Vec<String>,
     pub groups: GroupNames,
     pub referrals: Vec<Referral>,
@@ -242,7 +238,8 @@ macro_rules! world {
 /// The engine state. See the module docs.
 pub struct Engine {
     pub(crate) ids: IdentityGraph,
-    pub(crate) persons: Vec<Person>,
+    /// Person slots, in chunks: growing never copies them ([`Chunked`]).
+    pub(crate) persons: Chunked<Person>,
     live_persons: usize,
     pub(crate) channels: Vec<String>,
     /// The names of the groups persons are in or left.
@@ -278,7 +275,7 @@ impl Engine {
     pub fn new() -> Self {
         Engine {
             ids: IdentityGraph::new(),
-            persons: Vec::new(),
+            persons: Chunked::new(),
             live_persons: 0,
             channels: Vec::new(),
             groups: GroupNames::default(),
@@ -1146,8 +1143,9 @@ impl Engine {
         let n = self.persons.len();
         let parts = self.parallelism.min(n / MIN_PERSONS_PER_THREAD + 1).max(1);
         let run = |lo: usize, hi: usize| {
-            let mut it = self.persons[lo..hi]
-                .iter()
+            let mut it = self
+                .persons
+                .range(lo, hi)
                 .enumerate()
                 .filter(|(_, p)| p.alive)
                 .map(move |(i, p)| ((lo + i) as PersonId, p));
@@ -1221,7 +1219,7 @@ impl Engine {
         let (log_events, log_identities) =
             self.log_index.as_ref().map_or((0, 0), LogIndex::heap_bytes);
         Memory {
-            persons: self.persons.capacity() * std::mem::size_of::<Person>(),
+            persons: self.persons.heap_bytes(),
             slots: self.persons.len(),
             identities: self.ids.heap_bytes(),
             event_lists: lists,
@@ -1239,28 +1237,10 @@ impl Engine {
         self.memory().total()
     }
 
-    /// Bulk loading: room for about `events` more events up front, so
-    /// the big arrays (person slots, identity arena) are allocated once
-    /// instead of doubling, where each doubling copies the array into
-    /// fresh pages (the log index grows in chunks and never copies).
-    /// Persons and identities are guessed at one
-    /// per [`EVENTS_PER_PERSON_GUESS`] events: capacity never filled is
-    /// address space the process never touches, and
-    /// [`Engine::shrink_to_fit`] returns it.
-    pub fn reserve_for_events(&mut self, events: usize) {
-        let persons = events / EVENTS_PER_PERSON_GUESS;
-        self.persons.reserve(persons);
-        self.ids.reserve(persons, 24);
-    }
-
-    /// Returns spare capacity after a bulk load (vectors grow by doubling),
-    /// keeping 1/16 headroom in the big arrays so the next new persons and
-    /// events do not double them at once (a copy of every person slot).
+    /// Returns spare capacity after a bulk load (the big arrays grow in
+    /// chunks and hold none to speak of; the referrals still double).
     pub fn shrink_to_fit(&mut self) {
-        self.persons.shrink_to_fit();
-        self.persons.reserve_exact(self.persons.len() / 16);
         self.referrals.shrink_to_fit();
-        self.ids.shrink_to_fit();
     }
 }
 

@@ -21,6 +21,7 @@
 //! in proportion to the identities (as the store's client-id index did:
 //! 1.0 s at 14.7M ids, `siyu_store::id_index`).
 
+use crate::chunked::Chunked;
 use foldhash::fast::FixedState;
 use std::hash::BuildHasher;
 
@@ -30,7 +31,11 @@ pub type IdentityId = u32;
 /// The hash the identity table uses; bulk loaders compute it on parser
 /// threads and pass it in.
 pub fn identity_hash(s: &str) -> u64 {
-    FixedState::default().hash_one(s.as_bytes())
+    identity_hash_bytes(s.as_bytes())
+}
+
+fn identity_hash_bytes(s: &[u8]) -> u64 {
+    FixedState::default().hash_one(s)
 }
 
 /// Tables the identity table is split into (see the module docs).
@@ -166,30 +171,52 @@ fn empty_tables(capacity: usize) -> Vec<Shard> {
         .collect()
 }
 
-/// Interned identities with their person slots.
+/// Bytes per arena chunk (a key longer than this gets a chunk of its own).
+const ARENA_CHUNK: usize = 1 << 20;
+/// The offset bits of an arena position; the bits above are the chunk.
+const ARENA_SHIFT: u32 = ARENA_CHUNK.trailing_zeros();
+
+/// Interned identities with their person slots. Every array grows in
+/// chunks and never copies itself (`crate::chunked` says why): the keys'
+/// bytes in chunks of [`ARENA_CHUNK`] that no key crosses, the
+/// per-identity arrays in [`Chunked`].
 #[derive(Clone)]
 pub struct IdentityGraph {
-    bytes: Vec<u8>,
-    /// Start of identity `i` in `bytes`; `starts[i + 1]` is its end.
-    starts: Vec<u32>,
+    /// The keys, end to end within a chunk; a key that does not fit in
+    /// the rest of a chunk starts the next one.
+    arena: Vec<Vec<u8>>,
+    /// Where identity `i` starts, as `chunk << ARENA_SHIFT | offset`;
+    /// `starts[i + 1]` is where it ends if that is in the same chunk,
+    /// else it is the last key of its chunk and ends with the chunk.
+    /// One more entry than identities: where the next key goes.
+    starts: Chunked<u32>,
     /// [`SHARDS`] tables ([`shard`]).
     table: Vec<Shard>,
     /// Person slot of each identity.
-    slot: Vec<u32>,
+    slot: Chunked<u32>,
     /// Ring of each person's identities.
-    next: Vec<IdentityId>,
+    next: Chunked<IdentityId>,
 }
 
 impl Default for IdentityGraph {
     fn default() -> Self {
         IdentityGraph {
-            bytes: Vec::new(),
-            starts: vec![0],
+            arena: Vec::new(),
+            starts: std::iter::once(0).collect(),
             table: empty_tables(0),
-            slot: Vec::new(),
-            next: Vec::new(),
+            slot: Chunked::new(),
+            next: Chunked::new(),
         }
     }
+}
+
+/// An identity graph as plain pieces, for snapshots: the keys' bytes end
+/// to end (in pieces), each identity's slot and ring successor. The
+/// keys' starts in those bytes are [`IdentityGraph::key_starts`].
+pub struct GraphParts<'a> {
+    pub bytes: Vec<&'a [u8]>,
+    pub slot: &'a Chunked<u32>,
+    pub next: &'a Chunked<IdentityId>,
 }
 
 impl IdentityGraph {
@@ -212,9 +239,16 @@ impl IdentityGraph {
         std::str::from_utf8(self.get_bytes(id)).unwrap_or("")
     }
 
+    #[inline]
     fn get_bytes(&self, id: IdentityId) -> &[u8] {
         let (a, b) = (self.starts[id as usize], self.starts[id as usize + 1]);
-        &self.bytes[a as usize..b as usize]
+        let chunk = &self.arena[(a >> ARENA_SHIFT) as usize];
+        let from = (a as usize) & (ARENA_CHUNK - 1);
+        if b >> ARENA_SHIFT == a >> ARENA_SHIFT {
+            &chunk[from..(b as usize) & (ARENA_CHUNK - 1)]
+        } else {
+            &chunk[from..]
+        }
     }
 
     /// The id and person slot of `s`, if interned; `hash` is `identity_hash(s)`.
@@ -254,7 +288,11 @@ impl IdentityGraph {
     /// Reads the first byte of `id`'s key (see [`Self::warm_bucket`]).
     pub fn warm_key(&self, id: IdentityId) -> u8 {
         let start = self.starts.get(id as usize).copied().unwrap_or(0);
-        self.bytes.get(start as usize).copied().unwrap_or(0)
+        self.arena
+            .get((start >> ARENA_SHIFT) as usize)
+            .and_then(|c| c.get(start as usize & (ARENA_CHUNK - 1)))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn lookup(&self, s: &str) -> Option<(IdentityId, u32)> {
@@ -265,12 +303,38 @@ impl IdentityGraph {
     /// as a ring of one.
     pub fn insert_hashed(&mut self, s: &str, hash: u64, slot: u32) -> IdentityId {
         let id = self.len() as IdentityId;
-        self.bytes.extend_from_slice(s.as_bytes());
-        self.starts.push(self.bytes.len() as u32);
+        self.put_key(s.as_bytes());
         self.slot.push(slot);
         self.next.push(id);
         self.insert_entry(id, hash);
         id
+    }
+
+    /// Appends a key to the arena and its end to `starts`.
+    fn put_key(&mut self, key: &[u8]) {
+        let at = self.len();
+        let fill = self.starts[at];
+        let (chunk, used) = (
+            (fill >> ARENA_SHIFT) as usize,
+            fill as usize & (ARENA_CHUNK - 1),
+        );
+        if chunk == self.arena.len() || used + key.len() > ARENA_CHUNK {
+            // A new chunk (the rest of the last one stays unused): the
+            // previous key now ends with its chunk.
+            let chunk = self.arena.len();
+            self.arena
+                .push(Vec::with_capacity(ARENA_CHUNK.max(key.len())));
+            self.starts[at] = (chunk as u32) << ARENA_SHIFT;
+        }
+        let chunk = self.arena.len() - 1;
+        let last = &mut self.arena[chunk];
+        last.extend_from_slice(key);
+        let end = if last.len() >= ARENA_CHUNK {
+            (chunk as u32 + 1) << ARENA_SHIFT
+        } else {
+            (chunk as u32) << ARENA_SHIFT | last.len() as u32
+        };
+        self.starts.push(end);
     }
 
     /// Adds the table entry of an identity already in the arena.
@@ -286,7 +350,7 @@ impl IdentityGraph {
     /// Renumbers every identity's person slot: `remap[old] = new`
     /// (the engine dropping merged-away slots).
     pub(crate) fn remap_slots(&mut self, remap: &[u32]) {
-        for s in &mut self.slot {
+        for s in self.slot.iter_mut() {
             *s = remap[*s as usize];
         }
     }
@@ -362,10 +426,22 @@ impl IdentityGraph {
             .collect()
     }
 
-    /// The graph as plain arrays (for snapshots): identity bytes, their
-    /// starts, each identity's slot and ring successor.
-    pub fn parts(&self) -> (&[u8], &[u32], &[u32], &[IdentityId]) {
-        (&self.bytes, &self.starts, &self.slot, &self.next)
+    /// The graph as plain pieces (for snapshots).
+    pub fn parts(&self) -> GraphParts<'_> {
+        GraphParts {
+            bytes: self.arena.iter().map(Vec::as_slice).collect(),
+            slot: &self.slot,
+            next: &self.next,
+        }
+    }
+
+    /// Where each key starts in [`GraphParts::bytes`] end to end, and
+    /// where the last one ends (one more than identities).
+    pub fn key_starts(&self) -> impl Iterator<Item = u32> + '_ {
+        std::iter::once(0).chain((0..self.len() as IdentityId).scan(0u32, |at, id| {
+            *at += self.get_bytes(id).len() as u32;
+            Some(*at)
+        }))
     }
 
     /// Rebuilds a graph from [`Self::parts`]; None if they are inconsistent.
@@ -387,47 +463,28 @@ impl IdentityGraph {
             return None;
         }
         let mut g = IdentityGraph {
-            bytes,
-            starts,
             table: empty_tables(n),
-            slot,
-            next,
+            slot: slot.into(),
+            next: next.into(),
+            ..IdentityGraph::default()
         };
-        for id in 0..n as IdentityId {
-            let hash = identity_hash(g.get(id));
-            g.insert_entry(id, hash);
+        for w in starts.windows(2) {
+            let key = &bytes[w[0] as usize..w[1] as usize];
+            g.put_key(key);
+            let id = g.len() as IdentityId - 1;
+            g.insert_entry(id, identity_hash_bytes(key));
         }
         Some(g)
-    }
-
-    /// Room for `identities` more identities of about `bytes_each` bytes
-    /// in the arena and per-identity arrays (bulk loading: they grow once
-    /// instead of doubling). The tables are left to grow: reserving them
-    /// would write their control bytes now.
-    pub fn reserve(&mut self, identities: usize, bytes_each: usize) {
-        self.bytes.reserve(identities * bytes_each);
-        for v in [&mut self.starts, &mut self.slot, &mut self.next] {
-            v.reserve(identities);
-        }
-    }
-
-    /// Returns spare capacity (the tables keep their own sizing), keeping
-    /// 1/16 headroom.
-    pub fn shrink_to_fit(&mut self) {
-        let headroom = self.len() / 16;
-        self.bytes.shrink_to_fit();
-        self.bytes.reserve_exact(self.bytes.len() / 16);
-        for v in [&mut self.starts, &mut self.slot, &mut self.next] {
-            v.shrink_to_fit();
-            v.reserve_exact(headroom);
-        }
     }
 
     /// Heap bytes held: the arena, the per-identity arrays and the
     /// tables' allocations (buckets, control bytes, empty buckets too).
     pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity()
-            + (self.starts.capacity() + self.slot.capacity() + self.next.capacity()) * 4
+        self.arena.iter().map(Vec::capacity).sum::<usize>()
+            + self.arena.capacity() * std::mem::size_of::<Vec<u8>>()
+            + self.starts.heap_bytes()
+            + self.slot.heap_bytes()
+            + self.next.heap_bytes()
             + self.table.capacity() * std::mem::size_of::<Shard>()
             + self
                 .table
@@ -440,6 +497,51 @@ impl IdentityGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keys of every length, some that do not fit in the rest of their
+    /// chunk, one longer than a chunk and an empty one: each reads back
+    /// whole, and the parts (keys end to end) rebuild the same graph.
+    #[test]
+    fn keys_never_cross_a_chunk_and_read_back_whole() {
+        let mut g = IdentityGraph::new();
+        let mut keys: Vec<String> = Vec::new();
+        for i in 0..40_000usize {
+            let key = match i {
+                7 => String::new(),
+                20_000 => "x".repeat(ARENA_CHUNK + ARENA_CHUNK / 2),
+                _ => format!("wecom:{i}:{}", "ab".repeat(i % 97)),
+            };
+            g.insert_hashed(&key, identity_hash(&key), i as u32);
+            keys.push(key);
+        }
+        assert!(g.arena.len() > 3, "{} chunks", g.arena.len());
+        assert!(g
+            .arena
+            .iter()
+            .all(|c| c.len() <= ARENA_CHUNK || c.len() == keys[20_000].len()));
+        for (id, key) in keys.iter().enumerate() {
+            assert_eq!(g.get(id as IdentityId), key, "key {id}");
+            assert_eq!(g.lookup(key), Some((id as IdentityId, id as u32)));
+            if let Some(first) = key.bytes().next() {
+                assert_eq!(g.warm_key(id as IdentityId), first);
+            }
+        }
+        let parts = g.parts();
+        let bytes = parts.bytes.concat();
+        assert_eq!(bytes, keys.concat().into_bytes());
+        let starts: Vec<u32> = g.key_starts().collect();
+        let again = IdentityGraph::from_parts(
+            bytes,
+            starts,
+            parts.slot.iter().copied().collect(),
+            parts.next.iter().copied().collect(),
+        )
+        .expect("consistent parts");
+        for (id, key) in keys.iter().enumerate() {
+            assert_eq!(again.get(id as IdentityId), key);
+            assert_eq!(again.lookup(key), Some((id as IdentityId, id as u32)));
+        }
+    }
 
     #[test]
     fn rings_are_counted_and_compared_by_walking_them() {
@@ -540,12 +642,12 @@ mod tests {
             assert_eq!(g.lookup(&format!("kuaishou:{i}")), None);
         }
         // Rebuilt from its parts, the table answers the same.
-        let (bytes, starts, slot, next) = g.parts();
+        let parts = g.parts();
         let again = IdentityGraph::from_parts(
-            bytes.to_vec(),
-            starts.to_vec(),
-            slot.to_vec(),
-            next.to_vec(),
+            parts.bytes.concat(),
+            g.key_starts().collect(),
+            parts.slot.iter().copied().collect(),
+            parts.next.iter().copied().collect(),
         )
         .expect("consistent parts");
         assert_eq!(again.lookup("douyin:49999"), Some((49_999, 99_998)));

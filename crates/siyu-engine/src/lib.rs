@@ -10,6 +10,7 @@
 //! the server or anything that does I/O or reads the clock.
 
 pub mod analytics;
+pub mod chunked;
 pub mod conversation;
 pub mod customers;
 pub mod engine;

@@ -17,103 +17,12 @@
 //! per event. Distances that do not fit in 32 bits (logs beyond four
 //! billion events) go to a side map.
 
+use crate::chunked::Chunked;
 use crate::identity::IdentityId;
 use std::collections::HashMap;
 
 /// Marks a distance stored in [`LogIndex::far`].
 const FAR: u32 = u32::MAX;
-
-/// Entries per [`Chunked`] chunk (1 MiB: at most that much is allocated
-/// ahead of use per array).
-const CHUNK: usize = 1 << 18;
-
-/// A growable array of `u32` in fixed chunks: growing adds a chunk and
-/// never copies what is there. Why: the per-event array grows with every
-/// append, and a `Vec` doubling under the writer copied the whole array
-/// into fresh pages (~100 ms at 16M events, ten times that at 160M).
-#[derive(Default, Clone, Debug, PartialEq, Eq)]
-struct Chunked {
-    chunks: Vec<Box<[u32]>>,
-    len: usize,
-}
-
-impl Chunked {
-    /// Every chunk is whole (the last one padded with zeros), as
-    /// [`Chunked::grow_to`] makes them.
-    fn from_vec(v: Vec<u32>) -> Self {
-        let chunks = v
-            .chunks(CHUNK)
-            .map(|part| {
-                let mut c = vec![0u32; CHUNK];
-                c[..part.len()].copy_from_slice(part);
-                c.into_boxed_slice()
-            })
-            .collect();
-        Chunked {
-            chunks,
-            len: v.len(),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn get(&self, i: usize) -> Option<u32> {
-        if i >= self.len {
-            return None;
-        }
-        self.chunks
-            .get(i / CHUNK)
-            .and_then(|c| c.get(i % CHUNK))
-            .copied()
-    }
-
-    fn set(&mut self, i: usize, v: u32) {
-        if i < self.len {
-            if let Some(x) = self
-                .chunks
-                .get_mut(i / CHUNK)
-                .and_then(|c| c.get_mut(i % CHUNK))
-            {
-                *x = v;
-            }
-        }
-    }
-
-    /// Grows to `len` (never shrinks); new entries are 0. The last chunk
-    /// is allocated whole: zeroed pages the system maps as they are used.
-    fn grow_to(&mut self, len: usize) {
-        if len <= self.len {
-            return;
-        }
-        // Entries beyond `len` in the last chunk are zero (never set, or
-        // never grown over), so only new chunks need adding.
-        while self.chunks.len() * CHUNK < len {
-            self.chunks.push(vec![0u32; CHUNK].into_boxed_slice());
-        }
-        self.len = len;
-    }
-
-    /// The entries in order, a chunk at a time.
-    fn slices(&self) -> impl Iterator<Item = &[u32]> + '_ {
-        let mut left = self.len;
-        self.chunks.iter().map(move |c| {
-            let n = left.min(c.len());
-            left -= n;
-            &c[..n]
-        })
-    }
-
-    fn heap_bytes(&self) -> usize {
-        self.chunks.iter().map(|c| c.len() * 4).sum::<usize>()
-            + self.chunks.capacity() * std::mem::size_of::<Box<[u32]>>()
-    }
-}
 
 /// A [`LogIndex`] as plain arrays, for snapshots.
 pub struct Parts<'a> {
@@ -132,12 +41,12 @@ pub struct Parts<'a> {
 pub struct LogIndex {
     /// Offset of `back[0]` (0 until the first event is recorded).
     base: u64,
-    back: Chunked,
+    back: Chunked<u32>,
     /// Offset → previous offset, for distances of [`FAR`] or more.
     far: HashMap<u64, u64>,
     /// Per identity: newest offset − base + 1, 0 for none, [`FAR`] for
     /// one in `far_newest`.
-    newest: Chunked,
+    newest: Chunked<u32>,
     far_newest: HashMap<IdentityId, u64>,
 }
 
@@ -158,23 +67,23 @@ impl LogIndex {
         }
         // Offsets skipped (erased, or appended by nobody) keep distance 0.
         let at = (offset - self.base) as usize;
-        self.back.grow_to(at + 1);
+        self.back.grow_to(at + 1, 0);
         let i = id as usize;
-        self.newest.grow_to(i + 1);
+        self.newest.grow_to(i + 1, 0);
         let previous = self.newest(id);
         match offset - self.base + 1 {
-            p if p < FAR as u64 => self.newest.set(i, p as u32),
+            p if p < FAR as u64 => self.newest[i] = p as u32,
             _ => {
-                self.newest.set(i, FAR);
+                self.newest[i] = FAR;
                 self.far_newest.insert(id, offset);
             }
         }
         if previous != 0 {
             let distance = offset - previous;
             if distance < FAR as u64 {
-                self.back.set(at, distance as u32);
+                self.back[at] = distance as u32;
             } else {
-                self.back.set(at, FAR);
+                self.back[at] = FAR;
                 self.far.insert(offset, previous);
             }
         }
@@ -182,7 +91,7 @@ impl LogIndex {
 
     /// The offset of identity `id`'s newest event (0: none).
     pub fn newest(&self, id: IdentityId) -> u64 {
-        match self.newest.get(id as usize).unwrap_or(0) {
+        match self.newest.get(id as usize).copied().unwrap_or(0) {
             0 => 0,
             FAR => self.far_newest.get(&id).copied().unwrap_or(0),
             p => self.base + p as u64 - 1,
@@ -197,7 +106,12 @@ impl LogIndex {
                 return None;
             }
             let here = at;
-            at = match self.back.get((here - self.base) as usize).unwrap_or(0) {
+            at = match self
+                .back
+                .get((here - self.base) as usize)
+                .copied()
+                .unwrap_or(0)
+            {
                 0 => 0,
                 FAR => self.far.get(&here).copied().unwrap_or(0),
                 d => here - d as u64,
@@ -273,9 +187,9 @@ impl LogIndex {
             .collect();
         Some(LogIndex {
             base,
-            back: Chunked::from_vec(back),
+            back: Chunked::from(back),
             far,
-            newest: Chunked::from_vec(newest),
+            newest: Chunked::from(newest),
             far_newest,
         })
     }
@@ -312,10 +226,10 @@ mod tests {
         ix.record(0, 1_000);
         ix.record(0, 1_005);
         // Exercise the side map without allocating 4 GiB of distances.
-        ix.back.grow_to(10);
-        ix.back.set(2, FAR);
+        ix.back.grow_to(10, 0);
+        ix.back[2] = FAR;
         ix.far.insert(1_002, 1_000);
-        ix.newest.set(0, 3);
+        ix.newest[0] = 3;
         assert_eq!(chain(&ix, 0), [1_002, 1_000]);
         let p = ix.parts();
         let back_again = LogIndex::from_parts(p.base, p.back.concat(), p.far, p.newest);
@@ -341,13 +255,13 @@ mod tests {
     #[test]
     fn the_arrays_grow_across_chunks_and_survive_parts() {
         let mut ix = LogIndex::default();
-        // Identity i's events at offsets 1 + i and 1 + i + 3 * CHUNK / 2:
+        // Identity i's events at offsets 1 + i and 1 + i + 3 * Chunked::<u32>::PER / 2:
         // both arrays cross chunk boundaries, and so do the chains.
-        let n = CHUNK + 10;
+        let n = Chunked::<u32>::PER + 10;
         for i in 0..n as u64 {
             ix.record(i as IdentityId, 1 + i);
         }
-        let late = 1 + 3 * CHUNK as u64 / 2;
+        let late = 1 + 3 * Chunked::<u32>::PER as u64 / 2;
         for i in (0..n as u64).step_by(99_991) {
             ix.record(i as IdentityId, late + i);
         }

@@ -6,6 +6,7 @@
 //! and property definitions are stored as JSON; memberships are not stored
 //! (they are recomputed by `start_live`, which is exact by construction).
 
+use crate::chunked::Chunked;
 use crate::engine::{Engine, Referral};
 use crate::identity::IdentityGraph;
 use crate::log_index::LogIndex;
@@ -297,11 +298,27 @@ impl Engine {
             campaign_clicks: self.campaign_clicks.clone(),
         };
         w.bytes(&serde_json::to_vec(&defs).unwrap_or_default());
-        let (bytes, starts, slot, next) = self.ids.parts();
-        w.bytes(bytes);
-        w.u32s(starts);
-        w.u32s(slot);
-        w.u32s(next);
+        let ids = self.ids.parts();
+        w.u64(ids.bytes.iter().map(|b| b.len() as u64).sum());
+        for piece in &ids.bytes {
+            w.put(piece);
+        }
+        w.u64(self.ids.len() as u64 + 1);
+        let mut block = Vec::with_capacity(BLOCK / 4);
+        for start in self.ids.key_starts() {
+            block.push(start);
+            if block.len() == BLOCK / 4 {
+                w.values(&block, u32::to_le_bytes);
+                block.clear();
+            }
+        }
+        w.values(&block, u32::to_le_bytes);
+        for array in [ids.slot, ids.next] {
+            w.u64(array.len() as u64);
+            for piece in array.slices() {
+                w.values(piece, u32::to_le_bytes);
+            }
+        }
         w.u64(self.persons.len() as u64);
         for p in &self.persons {
             w.u32(p.first_ts);
@@ -424,7 +441,7 @@ impl Engine {
         let ids = IdentityGraph::from_parts(bytes, starts, slot, next)
             .ok_or(SnapshotError::Corrupt("identity graph"))?;
         let n = r.len("persons", 60)?;
-        let mut persons = Vec::with_capacity(n);
+        let mut persons = Chunked::new();
         let mut groups = GroupNames::default();
         for _ in 0..n {
             let mut p = Person::new(0);

@@ -644,22 +644,8 @@ pub fn for_each_chunk(
     Ok(stats)
 }
 
-/// About how many records `path` holds: its length over the mean line
-/// length of its first MiB (None if it cannot be read or is empty).
-pub fn estimate_records(path: &Path) -> Option<usize> {
-    let mut f = std::fs::File::open(path).ok()?;
-    let len = f.metadata().ok()?.len() as usize;
-    let mut head = Vec::new();
-    (&mut f).take(1 << 20).read_to_end(&mut head).ok()?;
-    let lines = memchr::memchr_iter(b'\n', &head).count().max(1);
-    Some(len / (head.len() / lines).max(1))
-}
-
 /// Loads an events file straight into the engine (bulk mode).
 pub fn load_file(engine: &mut Engine, path: &Path, threads: usize) -> Result<LoadStats> {
-    if let Some(records) = estimate_records(path) {
-        engine.reserve_for_events(records);
-    }
     for_each_chunk(path, threads, false, |chunk| {
         engine.apply_batch_by(chunk.len(), |i| chunk.raw_event(i));
         Ok(())

@@ -8,6 +8,7 @@
 
 use super::ast::Expr;
 use super::eval::{decided_without_clock, eval, next_change, Ctx};
+use crate::chunked::Chunked;
 use crate::engine::MIN_PERSONS_PER_THREAD;
 use crate::identity::{IdentityGraph, IdentityId};
 use crate::person::Person;
@@ -88,7 +89,7 @@ impl Segment {
 
 /// What segment evaluation reads from the engine.
 pub struct World<'a> {
-    pub persons: &'a [Person],
+    pub persons: &'a Chunked<Person>,
     pub ids: &'a IdentityGraph,
     pub channels: &'a [String],
     pub groups: &'a crate::person::GroupNames,
