@@ -147,6 +147,24 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// What the command is, for the slow-step log ([`slow_step`]).
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Append { .. } => "an append",
+            Command::AppendHistory { .. } => "a history append",
+            Command::Traced(_, inner) => inner.name(),
+            Command::Erase { .. } => "an erasure",
+            Command::Define { .. } => "a definition",
+            Command::Snapshot { .. } => "a snapshot",
+            Command::Visible { .. } => "a visibility wait",
+            Command::SetRfm { .. } => "RFM thresholds",
+            Command::Delete { .. } => "a deletion",
+            Command::Follow { .. } => "following the settings",
+        }
+    }
+}
+
 pub use crate::definitions::{Definition, Deleted, Deletion};
 
 /// An append waiting for its group commit: the events, where the answer
@@ -1014,9 +1032,9 @@ impl Writer {
                             self.group_commit(std::mem::take(&mut batch));
                             slow_step("a group commit", step);
                         }
-                        let step = Instant::now();
+                        let (step, what) = (Instant::now(), other.name());
                         self.other(other);
-                        slow_step("a command", step);
+                        slow_step(what, step);
                     }
                 }
             }
