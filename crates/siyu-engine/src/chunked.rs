@@ -79,17 +79,6 @@ impl<T> Chunked<T> {
         self.chunks.get(i >> Self::SHIFT)?.get(i & Self::MASK)
     }
 
-    #[inline]
-    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
-        self.chunks
-            .get_mut(i >> Self::SHIFT)?
-            .get_mut(i & Self::MASK)
-    }
-
-    pub fn last(&self) -> Option<&T> {
-        self.chunks.last()?.last()
-    }
-
     /// The elements in order, one chunk's slice at a time.
     pub fn slices(&self) -> impl Iterator<Item = &[T]> + Clone + '_ {
         self.chunks.iter().map(Vec::as_slice)
@@ -278,7 +267,7 @@ mod tests {
         assert_eq!(c[v.len() - 1], v[v.len() - 1]);
         c.truncate(1 << 18);
         assert_eq!(
-            (c.len(), c.capacity(), c.last()),
+            (c.len(), c.capacity(), c.get((1 << 18) - 1)),
             (1 << 18, 1 << 18, v.get((1 << 18) - 1))
         );
         c.grow_to((1 << 18) + 2, 9);

@@ -176,6 +176,15 @@ const ARENA_CHUNK: usize = 1 << 20;
 /// The offset bits of an arena position; the bits above are the chunk.
 const ARENA_SHIFT: u32 = ARENA_CHUNK.trailing_zeros();
 
+/// An arena position (`starts`) as (chunk, offset in it).
+#[inline]
+fn arena_place(position: u32) -> (usize, usize) {
+    (
+        (position >> ARENA_SHIFT) as usize,
+        position as usize & (ARENA_CHUNK - 1),
+    )
+}
+
 /// Interned identities with their person slots. Every array grows in
 /// chunks and never copies itself (`crate::chunked` says why): the keys'
 /// bytes in chunks of [`ARENA_CHUNK`] that no key crosses, the
@@ -241,13 +250,11 @@ impl IdentityGraph {
 
     #[inline]
     fn get_bytes(&self, id: IdentityId) -> &[u8] {
-        let (a, b) = (self.starts[id as usize], self.starts[id as usize + 1]);
-        let chunk = &self.arena[(a >> ARENA_SHIFT) as usize];
-        let from = (a as usize) & (ARENA_CHUNK - 1);
-        if b >> ARENA_SHIFT == a >> ARENA_SHIFT {
-            &chunk[from..(b as usize) & (ARENA_CHUNK - 1)]
-        } else {
-            &chunk[from..]
+        let (chunk, from) = arena_place(self.starts[id as usize]);
+        let bytes = &self.arena[chunk];
+        match arena_place(self.starts[id as usize + 1]) {
+            (same, to) if same == chunk => &bytes[from..to],
+            _ => &bytes[from..],
         }
     }
 
@@ -287,10 +294,10 @@ impl IdentityGraph {
 
     /// Reads the first byte of `id`'s key (see [`Self::warm_bucket`]).
     pub fn warm_key(&self, id: IdentityId) -> u8 {
-        let start = self.starts.get(id as usize).copied().unwrap_or(0);
+        let (chunk, at) = arena_place(self.starts.get(id as usize).copied().unwrap_or(0));
         self.arena
-            .get((start >> ARENA_SHIFT) as usize)
-            .and_then(|c| c.get(start as usize & (ARENA_CHUNK - 1)))
+            .get(chunk)
+            .and_then(|c| c.get(at))
             .copied()
             .unwrap_or(0)
     }
@@ -313,11 +320,7 @@ impl IdentityGraph {
     /// Appends a key to the arena and its end to `starts`.
     fn put_key(&mut self, key: &[u8]) {
         let at = self.len();
-        let fill = self.starts[at];
-        let (chunk, used) = (
-            (fill >> ARENA_SHIFT) as usize,
-            fill as usize & (ARENA_CHUNK - 1),
-        );
+        let (chunk, used) = arena_place(self.starts[at]);
         if chunk == self.arena.len() || used + key.len() > ARENA_CHUNK {
             // A new chunk (the rest of the last one stays unused): the
             // previous key now ends with its chunk.

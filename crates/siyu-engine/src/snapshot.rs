@@ -82,16 +82,27 @@ impl<F: FnMut(&[u8])> W<F> {
     /// `put` per 16 KiB, not per value.
     fn array<T: Copy, const N: usize>(&mut self, v: &[T], le: impl Fn(T) -> [u8; N]) {
         self.u64(v.len() as u64);
-        self.values(v, le);
+        self.values(v.iter().copied(), le);
     }
     /// Each value's `N` little-endian bytes, no length: an array written
-    /// in pieces after its total length.
-    fn values<T: Copy, const N: usize>(&mut self, v: &[T], le: impl Fn(T) -> [u8; N]) {
+    /// after its total length (from pieces, or computed as it goes).
+    fn values<T, const N: usize>(
+        &mut self,
+        v: impl IntoIterator<Item = T>,
+        le: impl Fn(T) -> [u8; N],
+    ) {
+        let mut v = v.into_iter();
         let mut block = Vec::with_capacity(BLOCK);
-        for part in v.chunks(BLOCK / N) {
+        loop {
             block.clear();
-            block.extend(part.iter().flat_map(|&x| le(x)));
-            self.put(&block);
+            block.extend(v.by_ref().take(BLOCK / N).flat_map(&le));
+            if !block.is_empty() {
+                self.put(&block);
+            }
+            // A short block was the last one (most arrays are short).
+            if block.len() < BLOCK / N * N {
+                return;
+            }
         }
     }
     fn u32s(&mut self, v: &[u32]) {
@@ -304,20 +315,10 @@ impl Engine {
             w.put(piece);
         }
         w.u64(self.ids.len() as u64 + 1);
-        let mut block = Vec::with_capacity(BLOCK / 4);
-        for start in self.ids.key_starts() {
-            block.push(start);
-            if block.len() == BLOCK / 4 {
-                w.values(&block, u32::to_le_bytes);
-                block.clear();
-            }
-        }
-        w.values(&block, u32::to_le_bytes);
+        w.values(self.ids.key_starts(), u32::to_le_bytes);
         for array in [ids.slot, ids.next] {
             w.u64(array.len() as u64);
-            for piece in array.slices() {
-                w.values(piece, u32::to_le_bytes);
-            }
+            w.values(array.iter().copied(), u32::to_le_bytes);
         }
         w.u64(self.persons.len() as u64);
         for p in &self.persons {
@@ -389,9 +390,10 @@ impl Engine {
                 let parts = index.parts();
                 w.u64(parts.base);
                 w.u64(parts.back_len as u64);
-                for chunk in &parts.back {
-                    w.values(chunk, u32::to_le_bytes);
-                }
+                w.values(
+                    parts.back.iter().flat_map(|c| c.iter().copied()),
+                    u32::to_le_bytes,
+                );
                 w.u64(parts.far.len() as u64);
                 for (offset, previous) in parts.far {
                     w.u64(offset);

@@ -101,6 +101,114 @@ fn person_funnel(events: &[RawEvent<'_>], steps: &[FunnelStep]) -> Option<(usize
     Some((reached, events[start].channel.to_string()))
 }
 
+/// Attribution from each person's own events in event time (each list
+/// sorted), summed per channel: (first touch, last touch, linear).
+fn person_attribution<'a>(
+    persons: impl IntoIterator<Item = &'a Vec<RawEvent<'a>>>,
+) -> BTreeMap<String, (i64, i64, f64)> {
+    let mut credit: BTreeMap<String, (i64, i64, f64)> = BTreeMap::new();
+    for evs in persons {
+        // Touches before each purchase or refund, from this person alone.
+        let mut touched: Vec<&str> = Vec::new();
+        let mut first: Option<&str> = None;
+        let mut last: Option<&str> = None;
+        for e in evs {
+            match e.event_type {
+                EventType::Identify => {}
+                EventType::Purchase | EventType::Refund => {
+                    let amount = if e.event_type == EventType::Refund {
+                        -e.amount
+                    } else {
+                        e.amount
+                    };
+                    if first.is_none() {
+                        first = Some(e.channel);
+                        last = Some(e.channel);
+                        touched.push(e.channel);
+                    }
+                    credit.entry(first.unwrap().into()).or_default().0 += amount;
+                    credit.entry(last.unwrap().into()).or_default().1 += amount;
+                    for c in &touched {
+                        credit.entry(c.to_string()).or_default().2 +=
+                            amount as f64 / touched.len() as f64;
+                    }
+                }
+                _ => {
+                    first.get_or_insert(e.channel);
+                    last = Some(e.channel);
+                    if !touched.contains(&e.channel) {
+                        touched.push(e.channel);
+                    }
+                }
+            }
+        }
+    }
+    credit
+}
+
+/// More channels than the pass keeps as bits (80 > 63), persons who touch
+/// dozens of them, and a log stored partly out of time order: attribution
+/// agrees with the per-person walk over sorted events.
+#[test]
+fn channels_beyond_the_bits_are_credited_like_the_rest() {
+    let channels: Vec<String> = (0..80).map(|i| format!("ch{i}")).collect();
+    let persons: Vec<String> = (0..12).map(|i| format!("p:{i}")).collect();
+    // A fixed pseudo-random sequence (xorshift), no dependency.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let mut raws = Vec::new();
+    for seq in 0..3000u64 {
+        let who = next(persons.len() as u64) as usize;
+        let channel = next(channels.len() as u64) as usize;
+        let (t, amount) = match next(10) {
+            0 | 1 => (EventType::Purchase, 1 + next(5000) as i64),
+            2 => (EventType::Refund, 1 + next(500) as i64),
+            _ => (EventType::Touch, 0),
+        };
+        // Every seventh event is stored an hour before its neighbours.
+        let ts = 1_790_000_000 + seq as i64 * 10 - if seq % 7 == 0 { 3600 } else { 0 };
+        raws.push(RawEvent::bare(
+            seq,
+            ts,
+            &persons[who],
+            t,
+            &channels[channel],
+            amount,
+        ));
+    }
+    let mut engine = Engine::new();
+    for e in &raws {
+        engine.apply_raw(*e);
+    }
+    let got = siyu_engine::scan::attribution(&engine, raws.iter().copied());
+
+    let mut by_person: BTreeMap<&str, Vec<RawEvent<'_>>> = BTreeMap::new();
+    for e in &raws {
+        by_person.entry(e.identity).or_default().push(*e);
+    }
+    for evs in by_person.values_mut() {
+        evs.sort_by_key(|e| (e.ts, e.tie_break()));
+    }
+    let credit = person_attribution(by_person.values());
+    assert!(credit.len() > 63, "the log reaches the wide channels");
+    assert_eq!(got.len(), credit.len());
+    for a in got {
+        let (f, l, lin) = credit[&a.channel];
+        assert_eq!((a.first_touch, a.last_touch), (f, l), "{}", a.channel);
+        assert!(
+            (a.linear - lin).abs() < 1e-6,
+            "{}: {} vs {lin}",
+            a.channel,
+            a.linear
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(500))]
     #[test]
@@ -142,7 +250,6 @@ proptest! {
             evs.sort_by_key(|e| (e.ts, e.tie_break()));
         }
         let mut expected_funnel: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-        let mut credit: BTreeMap<String, (i64, i64, f64)> = BTreeMap::new();
         for evs in by_person.values() {
             if let Some((reached, channel)) = person_funnel(evs, &steps) {
                 let key = if split { channel } else { "all".to_string() };
@@ -151,36 +258,8 @@ proptest! {
                     *r += 1;
                 }
             }
-            // Touches before each purchase or refund, from this person alone.
-            let mut touched: Vec<&str> = Vec::new();
-            let mut first: Option<&str> = None;
-            let mut last: Option<&str> = None;
-            for e in evs {
-                match e.event_type {
-                    EventType::Identify => {}
-                    EventType::Purchase | EventType::Refund => {
-                        let amount = if e.event_type == EventType::Refund { -e.amount } else { e.amount };
-                        if first.is_none() {
-                            first = Some(e.channel);
-                            last = Some(e.channel);
-                            touched.push(e.channel);
-                        }
-                        credit.entry(first.unwrap().into()).or_default().0 += amount;
-                        credit.entry(last.unwrap().into()).or_default().1 += amount;
-                        for c in &touched {
-                            credit.entry(c.to_string()).or_default().2 += amount as f64 / touched.len() as f64;
-                        }
-                    }
-                    _ => {
-                        first.get_or_insert(e.channel);
-                        last = Some(e.channel);
-                        if !touched.contains(&e.channel) {
-                            touched.push(e.channel);
-                        }
-                    }
-                }
-            }
         }
+        let credit = person_attribution(by_person.values());
         let got: BTreeMap<String, Vec<u64>> =
             funnel.finish().into_iter().map(|r| (r.split, r.reached)).collect();
         prop_assert_eq!(got, expected_funnel);
