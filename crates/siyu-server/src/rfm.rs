@@ -58,6 +58,22 @@ pub fn basis(setting: Option<RfmThresholds>, engine: &Engine, now: i64) -> Optio
     }
 }
 
+/// Whether the engine's pinned basis already follows the stored setting
+/// (`None`: no setting), so following the settings changes nothing: the
+/// setting itself is pinned, or the medians are (their hourly refresh is
+/// [`medians_due`]'s, not a settings check's: re-pinning them on every
+/// periodic full check cost a pass over every person, ~60 ms at 1M, and
+/// published threshold changes nobody made).
+pub fn follows(setting: Option<&RfmThresholds>, pinned: Option<&RfmBasis>) -> bool {
+    match (setting, pinned) {
+        (Some(t), Some(b)) => b.source == RfmSource::Setting && b.thresholds == *t,
+        (Some(_), None) => false,
+        // Not pinned yet: nobody has purchased; the idle tick pins them.
+        (None, None) => true,
+        (None, Some(b)) => matches!(b.source, RfmSource::Median { .. }),
+    }
+}
+
 /// Whether the writer should compute the medians again at `now`: there is
 /// no setting and either nothing is pinned (and events arrived since the
 /// last try, `checked_at_events`) or the pinned medians are an hour old.

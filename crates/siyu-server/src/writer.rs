@@ -1536,8 +1536,8 @@ impl Writer {
             let setting = crate::rfm::stored(self.store.as_mut())?;
             let now = (self.clock)();
             let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
-            let basis = crate::rfm::basis(setting, &engine, now);
-            if engine.rfm_basis() != basis {
+            if !crate::rfm::follows(setting.as_ref(), engine.rfm_basis().as_ref()) {
+                let basis = crate::rfm::basis(setting, &engine, now);
                 let mut changes = engine.advance_to(now);
                 changes.extend(engine.set_rfm_basis(basis));
                 let _ = self.publish(&engine, &changes);

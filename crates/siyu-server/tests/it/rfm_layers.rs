@@ -7,6 +7,7 @@ use crate::TestApp;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 use siyu_domain::time::format_rfc3339;
+use siyu_engine::rfm::RfmSource;
 
 const DAY: i64 = 86_400;
 
@@ -68,6 +69,30 @@ async fn eight_layers_with_their_share_of_revenue_and_thresholds_that_segments_f
     assert_eq!(r["buyers"], 8);
     assert_eq!(r["revenue_cents"], 835_000);
     assert_eq!(r["revenue_per_buyer_cents"], 104_375);
+
+    // The periodic full settings check (every 30 s on every node) finds the
+    // medians already pinned and leaves them: no pass over every person,
+    // no threshold change published. Only their hourly refresh re-pins.
+    // The writer pins them on its idle tick, once there are buyers.
+    let mut pinned = None;
+    for _ in 0..100 {
+        pinned = t.state.0.engine.read().unwrap().rfm_basis();
+        if pinned.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let pinned = pinned.expect("the medians pinned within 5 s");
+    assert!(
+        matches!(pinned.source, RfmSource::Median { .. }),
+        "{pinned:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    t.state.0.writer.follow(Vec::new());
+    // Commands are taken in order: once the snapshot is written, the
+    // writer has followed.
+    t.state.0.writer.snapshot().await.unwrap();
+    assert_eq!(t.state.0.engine.read().unwrap().rfm_basis(), Some(pinned));
     let layers = r["layers"].as_array().unwrap();
     let names: Vec<&str> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
     assert_eq!(
