@@ -130,7 +130,7 @@ impl PrivacyKeys {
 /// Returns the identities renamed; when any were, an engine snapshot
 /// written before is stale and must not be loaded.
 pub fn migrate_phone_hashes(store: &mut dyn Store, keys: &PrivacyKeys) -> anyhow::Result<usize> {
-    if store.get_setting(PHONE_MIGRATION_KEY)?.is_some() {
+    if phone_hashes_marked_keyed(store)? {
         return Ok(0);
     }
     let prefix = format!("{LEGACY_PHONE_CHANNEL}:");
@@ -145,8 +145,20 @@ pub fn migrate_phone_hashes(store: &mut dyn Store, keys: &PrivacyKeys) -> anyhow
         })
         .collect();
     store.rename_identities(&renames)?;
-    store.put_setting(PHONE_MIGRATION_KEY, Some(&Value::Bool(true)))?;
+    mark_phone_hashes_keyed(store)?;
     Ok(renames.len())
+}
+
+/// Whether the store is marked as holding no unkeyed phone hash (the
+/// migration's scan is then skipped).
+pub fn phone_hashes_marked_keyed(store: &mut dyn Store) -> siyu_store::Result<bool> {
+    Ok(store.get_setting(PHONE_MIGRATION_KEY)?.is_some())
+}
+
+/// Marks the store as holding no unkeyed phone hash: after the migration,
+/// or by an import whose engine (every identity of the log) has none.
+pub fn mark_phone_hashes_keyed(store: &mut dyn Store) -> siyu_store::Result<()> {
+    store.put_setting(PHONE_MIGRATION_KEY, Some(&Value::Bool(true)))
 }
 
 /// What every process opening a workspace's store for phones does first

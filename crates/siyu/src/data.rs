@@ -421,18 +421,17 @@ pub fn load_events(args: &ImportArgs, files: &[PathBuf], mode: Mode) -> Result<(
     // without one is marked as migrated, also when this import made the
     // store (its first start would otherwise scan it for nothing).
     if mode == Mode::Import {
-        let legacy = format!("{}:", siyu_server::privacy::LEGACY_PHONE_CHANNEL);
-        let key = siyu_server::privacy::PHONE_MIGRATION_KEY;
+        use siyu_server::privacy;
+        let legacy = format!("{}:", privacy::LEGACY_PHONE_CHANNEL);
         let mut store = args.store.open()?;
         if !engine.search_identity_prefix(&legacy, 1).is_empty() {
             if accepted > 0 {
                 store
-                    .put_setting(key, None)
+                    .put_setting(privacy::PHONE_MIGRATION_KEY, None)
                     .context("asking for the phone hash migration")?;
             }
-        } else if store.get_setting(key)?.is_none() {
-            store
-                .put_setting(key, Some(&serde_json::Value::Bool(true)))
+        } else if !privacy::phone_hashes_marked_keyed(store.as_mut())? {
+            privacy::mark_phone_hashes_keyed(store.as_mut())
                 .context("marking the phone hash migration done")?;
         }
     }
